@@ -1,0 +1,1 @@
+//! Task and container cgroups (v1 and v2).

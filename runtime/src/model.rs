@@ -1,0 +1,83 @@
+//! The runtime's public input types: what a caller asks for, independent of containerd and proto.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Smallest hard memory limit a container or task may have, as Docker and ECS enforce.
+pub const MIN_MEMORY_MIB: u64 = 6;
+
+/// Task-level resource budget, applied to the task's parent cgroup `/berth/<task-id>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// ECS CPU units (1024 = one vCPU); becomes a CFS quota over a 100 ms period (a hard cap).
+    pub cpu_units: Option<u32>,
+    /// Hard memory limit of the whole task, in MiB.
+    pub memory_mib: Option<u64>,
+}
+
+/// Container-level limits, applied through the OCI spec to `/berth/<task-id>/<container-name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// ECS CPU units; becomes cpu.shares (v1) or cpu.weight (v2). 0 means "no reservation".
+    pub cpu_units: u32,
+    /// Hard memory limit in MiB (ECS `memory`).
+    pub memory_mib: Option<u64>,
+    /// Soft memory limit in MiB (ECS `memoryReservation`).
+    pub memory_reservation_mib: Option<u64>,
+}
+
+/// One resource limit (ECS `ulimits`), for example `nofile` 1024/4096.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    /// Docker/ECS name without the `RLIMIT_` prefix: `nofile`, `nproc`, `core`, ...
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Which network namespace a container runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NetworkNamespace {
+    /// A new, empty namespace (loopback only).
+    #[default]
+    New,
+    /// Join an existing namespace by path (the task's namespace, made by the networking layer).
+    Join(PathBuf),
+    /// The host's namespace.
+    Host,
+}
+
+/// Everything needed to create one container of a task: the ECS container-definition fields
+/// that concern a single container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The scheduler's task ID; names the task cgroup and labels the container.
+    pub task_id: String,
+    /// Container name, unique within the task.
+    pub name: String,
+    /// Image reference, already pulled.
+    pub image: String,
+    /// ECS `entryPoint`: replaces the image's Entrypoint and drops its Cmd unless `command` is set.
+    pub entry_point: Option<Vec<String>>,
+    /// ECS `command`: replaces the image's Cmd.
+    pub command: Option<Vec<String>>,
+    /// ECS `environment`: added to the image's Env, overriding equal names.
+    pub environment: BTreeMap<String, String>,
+    /// ECS `workingDirectory`.
+    pub working_directory: Option<String>,
+    /// ECS `user`: a name, a uid, `uid:gid`, `name:group`.
+    pub user: Option<String>,
+    pub limits: ContainerLimits,
+    /// ECS `stopTimeout`: time between SIGTERM and SIGKILL.
+    pub stop_timeout: Option<Duration>,
+    /// ECS `readonlyRootFilesystem`.
+    pub readonly_root_filesystem: bool,
+    /// ECS `ulimits`.
+    pub ulimits: Vec<Ulimit>,
+    /// ECS `hostname`.
+    pub hostname: Option<String>,
+    pub network: NetworkNamespace,
+    /// Extra labels for the containerd container record (ECS `dockerLabels`).
+    pub labels: BTreeMap<String, String>,
+}
