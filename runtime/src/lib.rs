@@ -6,9 +6,26 @@
 //! and Tasks services. No containerd-client type crosses this crate's public API.
 
 mod cgroup;
+mod container;
+mod containerd;
+mod error;
+mod image;
 mod model;
+mod runtime;
 mod spec;
+mod time;
 
+pub use cgroup::{CgroupError, LimitsError};
+pub use container::{
+    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID,
+    LogRotation,
+};
+pub use containerd::{ConnectError, ContainerdError};
+pub use error::Error;
+pub use image::LocalImageError;
+pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
     ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, NetworkNamespace, TaskLimits, Ulimit,
 };
+pub use runtime::{Runtime, RuntimeConfig};
+pub use spec::SpecError;

@@ -1,1 +1,26 @@
 //! Task and container cgroups (v1 and v2).
+//!
+//! Each task gets a parent cgroup `/<parent>/<task-id>` (normally `/berth/<task-id>`), created
+//! with cgroups-rs in every hierarchy that matters and carrying the task-level limits; runc
+//! creates each container's cgroup under it from the OCI spec's `cgroupsPath`
+//! (`Cgroups::container_path`). Hierarchy roots are parameters (`CgroupLayout`), so everything
+//! here is tested on tempdir trees.
+
+mod error;
+mod hierarchy;
+mod ids;
+mod layout;
+mod limits;
+mod manager;
+mod oom;
+mod remove;
+
+pub use error::{CgroupError, LimitsError};
+pub(crate) use ids::validate_id;
+pub(crate) use layout::CgroupLayout;
+#[allow(unused_imports)] // used by the container lifecycle
+pub(crate) use layout::CgroupVersion;
+pub(crate) use limits::validate_limits;
+#[allow(unused_imports)] // used by the container lifecycle
+pub(crate) use limits::{cpu_units_to_shares, shares_to_weight};
+pub(crate) use manager::Cgroups;

@@ -1,1 +1,539 @@
-//! OCI runtime spec building.
+//! OCI runtime spec building: turns a [`ContainerSpec`] and its image's configuration into
+//! the `config.json` containerd hands to runc, with Docker's merge rules and defaults.
+//!
+//! Pure: no file is read here. The caller reads the image's `/etc/passwd` and `/etc/group`
+//! when [`needs_user_database`] says so and passes their text in [`SpecContext`].
+
+mod defaults;
+mod error;
+mod linux;
+mod process;
+mod rlimits;
+mod user;
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{Linux, Process, Root, Spec, User, VERSION};
+
+use crate::model::ContainerSpec;
+
+pub use error::SpecError;
+#[allow(unused_imports)] // used by the container lifecycle
+pub(crate) use user::needs_user_database;
+
+/// What [`build`] needs besides the container definition and the image configuration.
+#[allow(dead_code)] // used by the container lifecycle
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SpecContext<'a> {
+    /// The container's cgroup, `/berth/<task-id>/<container>`; becomes `linux.cgroupsPath`.
+    pub(crate) cgroups_path: String,
+    /// The image's `/etc/passwd`, if the caller read it (`None`: resolves like an empty file).
+    pub(crate) passwd: Option<&'a str>,
+    /// The image's `/etc/group`, if the caller read it.
+    pub(crate) group: Option<&'a str>,
+}
+
+/// The user the container runs as before resolution: the definition's `user`, else the
+/// image's `User`; `None` means root. An empty string counts as unset, as in Docker. Pass it
+/// to [`needs_user_database`] to learn whether to read the image's passwd and group files.
+#[allow(dead_code)] // used by the container lifecycle
+pub(crate) fn effective_user<'a>(
+    container: &'a ContainerSpec,
+    image: &'a ImageConfiguration,
+) -> Option<&'a str> {
+    container
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            image
+                .config()
+                .as_ref()
+                .and_then(|c| c.user().as_deref())
+                .filter(|u| !u.is_empty())
+        })
+}
+
+/// Builds the OCI runtime spec for one container.
+///
+/// Every field is set here explicitly (oci-spec's `Default` impls carry youki's sample values,
+/// which must not leak in): process (args, env, cwd, user, capabilities, rlimits,
+/// noNewPrivileges), root (`rootfs`, read-only on request), hostname, the default mounts, and
+/// the Linux section (namespaces, resources, cgroupsPath, masked and read-only paths).
+#[allow(dead_code)] // used by the container lifecycle
+pub(crate) fn build(
+    container: &ContainerSpec,
+    image: &ImageConfiguration,
+    ctx: &SpecContext<'_>,
+) -> Result<Spec, SpecError> {
+    let name = container.name.as_str();
+    let config = image.config().as_ref();
+
+    let args = process::args(container, config)?;
+    let env = process::env(container, config)?;
+    let cwd = process::cwd(container, config)?;
+    let resolved = user::resolve(
+        effective_user(container, image).unwrap_or_default(),
+        ctx.passwd,
+        ctx.group,
+        name,
+    )?;
+    let rlimits = rlimits::rlimits(&container.ulimits, name)?;
+    if let Some(hostname) = &container.hostname {
+        linux::validate_hostname(hostname, name)?;
+    }
+    let resources = linux::resources(&container.limits, name)?;
+
+    let mut user = User::default();
+    user.set_uid(resolved.uid);
+    user.set_gid(resolved.gid);
+    user.set_additional_gids(Some(resolved.additional_gids));
+    user.set_umask(None);
+    user.set_username(None);
+
+    let mut process = Process::default();
+    process.set_terminal(Some(false));
+    process.set_console_size(None);
+    process.set_user(user);
+    process.set_args(Some(args));
+    process.set_command_line(None);
+    process.set_env(Some(env));
+    process.set_cwd(cwd);
+    process.set_capabilities(Some(defaults::capabilities()));
+    process.set_rlimits(Some(rlimits));
+    process.set_no_new_privileges(Some(true));
+    process.set_apparmor_profile(None);
+    process.set_oom_score_adj(None);
+    process.set_selinux_label(None);
+    process.set_io_priority(None);
+    process.set_scheduler(None);
+    process.set_exec_cpu_affinity(None);
+
+    let mut root = Root::default();
+    root.set_path("rootfs".into());
+    root.set_readonly(Some(container.readonly_root_filesystem));
+
+    let mut linux = Linux::default();
+    linux.set_net_devices(None);
+    linux.set_uid_mappings(None);
+    linux.set_gid_mappings(None);
+    linux.set_sysctl(None);
+    linux.set_resources(Some(resources));
+    linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
+    linux.set_namespaces(Some(linux::namespaces(&container.network)));
+    linux.set_devices(None);
+    linux.set_seccomp(None);
+    linux.set_rootfs_propagation(None);
+    linux.set_masked_paths(Some(defaults::strings(&defaults::MASKED_PATHS)));
+    linux.set_readonly_paths(Some(defaults::strings(&defaults::READONLY_PATHS)));
+    linux.set_mount_label(None);
+    linux.set_intel_rdt(None);
+    linux.set_memory_policy(None);
+    linux.set_personality(None);
+    linux.set_time_offsets(None);
+
+    let mut spec = Spec::default();
+    spec.set_version(VERSION.to_owned());
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(defaults::mounts()));
+    spec.set_process(Some(process));
+    spec.set_hostname(container.hostname.clone());
+    spec.set_domainname(None);
+    spec.set_hooks(None);
+    spec.set_annotations(None);
+    spec.set_linux(Some(linux));
+    spec.set_solaris(None);
+    spec.set_windows(None);
+    spec.set_vm(None);
+    spec.set_zos(None);
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerLimits, NetworkNamespace, Ulimit};
+    use oci_spec::image::{Config, ImageConfiguration};
+    use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:root\napp:x:1000:\nstaff:x:50:app\n";
+
+    fn image(user: Option<&str>) -> ImageConfiguration {
+        let mut config = Config::default();
+        config.set_entrypoint(Some(vec!["/entry".into()]));
+        config.set_cmd(Some(vec!["serve".into()]));
+        config.set_env(Some(vec!["PATH=/app/bin:/bin".into(), "MODE=image".into()]));
+        config.set_working_dir(Some("/app".into()));
+        config.set_user(user.map(str::to_owned));
+        let mut image = ImageConfiguration::default();
+        image.set_config(Some(config));
+        image
+    }
+
+    fn container() -> ContainerSpec {
+        ContainerSpec {
+            task_id: "task-1".into(),
+            name: "web".into(),
+            image: "example.com/app:1".into(),
+            ..ContainerSpec::default()
+        }
+    }
+
+    fn ctx() -> SpecContext<'static> {
+        SpecContext {
+            cgroups_path: "/berth/task-1/web".into(),
+            passwd: Some(PASSWD),
+            group: Some(GROUP),
+        }
+    }
+
+    fn build_ok(container: &ContainerSpec, image: &ImageConfiguration) -> Spec {
+        build(container, image, &ctx()).expect("build")
+    }
+
+    fn process(spec: &Spec) -> &Process {
+        spec.process().as_ref().expect("process")
+    }
+
+    fn linux(spec: &Spec) -> &Linux {
+        spec.linux().as_ref().expect("linux")
+    }
+
+    #[test]
+    fn full_spec_from_image_defaults() {
+        let spec = build_ok(&container(), &image(None));
+        assert_eq!(spec.version(), "1.1.0");
+        let p = process(&spec);
+        assert_eq!(
+            p.args().as_deref(),
+            Some(&["/entry".to_owned(), "serve".to_owned()][..])
+        );
+        assert_eq!(
+            p.env().as_deref(),
+            Some(&["PATH=/app/bin:/bin".to_owned(), "MODE=image".to_owned()][..])
+        );
+        assert_eq!(p.cwd(), &PathBuf::from("/app"));
+        assert_eq!(p.terminal(), Some(false));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(p.capabilities(), &Some(defaults::capabilities()));
+        assert_eq!(p.oom_score_adj(), None);
+        assert_eq!(p.user().uid(), 0);
+        assert_eq!(p.user().gid(), 0);
+        assert_eq!(p.user().additional_gids(), &Some(vec![0]));
+        let rlimits = p.rlimits().as_ref().expect("rlimits");
+        assert_eq!(rlimits.len(), 1);
+        assert_eq!(rlimits[0].typ(), PosixRlimitType::RlimitNofile);
+
+        let root = spec.root().as_ref().expect("root");
+        assert_eq!(root.path(), &PathBuf::from("rootfs"));
+        assert_eq!(root.readonly(), Some(false));
+        assert_eq!(spec.hostname(), &None);
+        assert_eq!(spec.annotations(), &None);
+        assert_eq!(spec.mounts(), &Some(defaults::mounts()));
+
+        let l = linux(&spec);
+        assert_eq!(l.cgroups_path(), &Some(PathBuf::from("/berth/task-1/web")));
+        assert_eq!(
+            l.masked_paths(),
+            &Some(defaults::strings(&defaults::MASKED_PATHS))
+        );
+        assert_eq!(
+            l.readonly_paths(),
+            &Some(defaults::strings(&defaults::READONLY_PATHS))
+        );
+        assert_eq!(l.devices(), &None);
+        assert_eq!(l.seccomp(), &None);
+        let resources = l.resources().as_ref().expect("resources");
+        assert_eq!(resources.devices(), &Some(defaults::device_rules()));
+        assert_eq!(resources.cpu(), &None);
+        assert_eq!(resources.memory(), &None);
+        let ns: Vec<_> = l
+            .namespaces()
+            .as_ref()
+            .expect("namespaces")
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        assert_eq!(
+            ns,
+            [
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Ipc,
+                LinuxNamespaceType::Uts,
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Network
+            ]
+        );
+    }
+
+    #[test]
+    fn definition_overrides_everything() {
+        let mut c = container();
+        c.entry_point = Some(vec!["/bin/sh".into(), "-c".into()]);
+        c.command = Some(vec!["echo hi".into()]);
+        c.environment = BTreeMap::from([("MODE".to_owned(), "task".to_owned())]);
+        c.working_directory = Some("/work".into());
+        c.user = Some("app".into());
+        c.readonly_root_filesystem = true;
+        c.hostname = Some("web-1".into());
+        c.network = NetworkNamespace::Join("/run/netns/task-1".into());
+        c.ulimits = vec![Ulimit {
+            name: "nofile".into(),
+            soft: 4096,
+            hard: 8192,
+        }];
+        c.limits = ContainerLimits {
+            cpu_units: 512,
+            memory_mib: Some(256),
+            memory_reservation_mib: Some(128),
+        };
+        let spec = build_ok(&c, &image(Some("root")));
+
+        let p = process(&spec);
+        assert_eq!(
+            p.args().as_deref(),
+            Some(&["/bin/sh".to_owned(), "-c".to_owned(), "echo hi".to_owned()][..])
+        );
+        assert_eq!(
+            p.env().as_deref(),
+            Some(
+                &[
+                    "PATH=/app/bin:/bin".to_owned(),
+                    "HOSTNAME=web-1".to_owned(),
+                    "MODE=task".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(p.cwd(), &PathBuf::from("/work"));
+        assert_eq!(
+            (p.user().uid(), p.user().gid()),
+            (1000, 1000),
+            "the definition's user beats the image's"
+        );
+        assert_eq!(p.user().additional_gids(), &Some(vec![1000, 50]));
+        let rlimits = p.rlimits().as_ref().expect("rlimits");
+        assert_eq!(
+            (rlimits[0].typ(), rlimits[0].soft(), rlimits[0].hard()),
+            (PosixRlimitType::RlimitNofile, 4096, 8192)
+        );
+
+        assert_eq!(spec.hostname().as_deref(), Some("web-1"));
+        assert_eq!(spec.root().as_ref().and_then(|r| r.readonly()), Some(true));
+        let l = linux(&spec);
+        let net = l
+            .namespaces()
+            .as_ref()
+            .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
+            .expect("network namespace");
+        assert_eq!(net.path(), &Some(PathBuf::from("/run/netns/task-1")));
+        let resources = l.resources().as_ref().expect("resources");
+        assert_eq!(resources.cpu().as_ref().and_then(|c| c.shares()), Some(512));
+        let memory = resources.memory().as_ref().expect("memory");
+        assert_eq!(memory.limit(), Some(256 << 20));
+        assert_eq!(memory.reservation(), Some(128 << 20));
+    }
+
+    #[test]
+    fn image_user_is_resolved_and_empty_user_falls_back() {
+        let mut c = container();
+        let img = image(Some("app:staff"));
+        let spec = build_ok(&c, &img);
+        let u = process(&spec).user();
+        assert_eq!((u.uid(), u.gid()), (1000, 50));
+        assert_eq!(u.additional_gids(), &Some(vec![50]));
+
+        c.user = Some(String::new());
+        assert_eq!(effective_user(&c, &img), Some("app:staff"));
+        c.user = Some("1000:1000".into());
+        assert_eq!(effective_user(&c, &img), Some("1000:1000"));
+        assert_eq!(effective_user(&container(), &image(Some(""))), None);
+        assert_eq!(
+            effective_user(&container(), &ImageConfiguration::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn build_reports_user_errors() {
+        let mut c = container();
+        c.user = Some("ghost".into());
+        let err = build(&c, &image(None), &ctx()).expect_err("unknown user");
+        assert_eq!(
+            err,
+            SpecError::UnknownUser {
+                container: "web".into(),
+                user: "ghost".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "container web: unable to find user ghost: the image has no such user in /etc/passwd"
+        );
+        let err = build(&container(), &image(Some("app:nogroup")), &ctx()).expect_err("group");
+        assert!(matches!(err, SpecError::UnknownGroup { .. }));
+    }
+
+    #[test]
+    fn build_reports_every_other_error() {
+        let no_cmd = ImageConfiguration::default();
+        assert!(matches!(
+            build(&container(), &no_cmd, &ctx()),
+            Err(SpecError::NoCommand { .. })
+        ));
+
+        let mut c = container();
+        c.hostname = Some("bad_host".into());
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::InvalidHostname { .. })
+        ));
+
+        let mut c = container();
+        c.working_directory = Some("relative".into());
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::RelativeWorkingDirectory { .. })
+        ));
+
+        let mut c = container();
+        c.ulimits = vec![Ulimit {
+            name: "bogus".into(),
+            soft: 1,
+            hard: 1,
+        }];
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::UnknownUlimit { .. })
+        ));
+
+        let mut c = container();
+        c.limits.memory_mib = Some(1);
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::MemoryBelowMinimum { .. })
+        ));
+    }
+
+    #[test]
+    fn host_network_has_no_network_namespace() {
+        let mut c = container();
+        c.network = NetworkNamespace::Host;
+        let spec = build_ok(&c, &image(None));
+        let has_net = linux(&spec)
+            .namespaces()
+            .as_ref()
+            .expect("namespaces")
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Network);
+        assert!(!has_net);
+    }
+
+    #[test]
+    fn errors_are_lowercase_without_trailing_period() {
+        let errors = [
+            build(&container(), &ImageConfiguration::default(), &ctx()),
+            build(
+                &ContainerSpec {
+                    user: Some("a:b:c".into()),
+                    ..container()
+                },
+                &image(None),
+                &ctx(),
+            ),
+            build(
+                &ContainerSpec {
+                    user: Some("9999999999".into()),
+                    ..container()
+                },
+                &image(None),
+                &ctx(),
+            ),
+        ];
+        for err in errors {
+            let msg = err.expect_err("error").to_string();
+            assert!(msg.starts_with("container web: "), "{msg}");
+            assert!(!msg.ends_with('.'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn json_has_exactly_the_expected_fields_and_round_trips() {
+        let mut c = container();
+        c.hostname = Some("web-1".into());
+        c.limits.cpu_units = 256;
+        c.limits.memory_mib = Some(64);
+        let spec = build_ok(&c, &image(None));
+        let json = serde_json::to_string(&spec).expect("serialize");
+        assert!(json.contains("\"ociVersion\":\"1.1.0\""), "{json}");
+        assert!(!json.contains("youki"), "{json}");
+
+        let value: serde_json::Value = serde_json::from_str(&json).expect("value");
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            keys(&value),
+            [
+                "hostname",
+                "linux",
+                "mounts",
+                "ociVersion",
+                "process",
+                "root"
+            ]
+        );
+        assert_eq!(
+            keys(&value["process"]),
+            [
+                "args",
+                "capabilities",
+                "cwd",
+                "env",
+                "noNewPrivileges",
+                "rlimits",
+                "terminal",
+                "user"
+            ]
+        );
+        assert_eq!(
+            keys(&value["linux"]),
+            [
+                "cgroupsPath",
+                "maskedPaths",
+                "namespaces",
+                "readonlyPaths",
+                "resources"
+            ]
+        );
+        assert_eq!(
+            keys(&value["process"]["capabilities"]),
+            ["bounding", "effective", "permitted"]
+        );
+        assert_eq!(
+            value["process"]["user"],
+            serde_json::json!({"uid": 0, "gid": 0, "additionalGids": [0]})
+        );
+        assert_eq!(
+            value["linux"]["resources"],
+            serde_json::json!({
+                "devices": [{"allow": false, "access": "rwm"}],
+                "cpu": {"shares": 256},
+                "memory": {"limit": 64 << 20}
+            })
+        );
+        assert_eq!(
+            value["process"]["rlimits"],
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}])
+        );
+
+        let back: Spec = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, spec);
+    }
+}

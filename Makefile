@@ -1,0 +1,50 @@
+# Berth's entry points. `make test` is what CI runs (through .ci/run); it installs what it needs
+# on a fresh Debian 12 machine (as root), then runs every gate: fmt, clippy, unit and
+# end-to-end tests. The end-to-end suites start their own containerd and registry in private
+# temp directories and never touch services the machine already runs.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := containerd runc docker-registry protobuf-compiler busybox-static
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps test fmt-check lint unit-and-e2e bench doc clean
+
+all: test
+
+## deps: install the system packages the build and the tests need (idempotent)
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run as root or install them)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# containerd's package enables its own service; Berth's tests never use it, so leave it be.
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+## test: every gate, as CI runs it
+test: deps fmt-check lint unit-and-e2e
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# One build serves both: the unit tests and the end-to-end suites run in one cargo invocation.
+unit-and-e2e:
+	$(CARGO) test --workspace
+
+## bench: benchmarks that print figures (release build)
+bench: deps
+	$(CARGO) bench -p berth-tests --bench runtime
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+clean:
+	$(CARGO) clean

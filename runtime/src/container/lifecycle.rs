@@ -1,0 +1,597 @@
+//! The container lifecycle over containerd's Containers, Snapshots and Tasks services.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use containerd_client::services::v1::container::Runtime as CdRuntime;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+};
+use containerd_client::types::v1::Status as TaskStatus;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::log::{LogPipes, LogRotation};
+use super::rootfs::read_user_database;
+use super::{
+    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID,
+};
+use crate::cgroup::Cgroups;
+use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
+use crate::error::Error;
+use crate::image::{self, LocalImage};
+use crate::model::{ContainerSpec, NetworkNamespace};
+use crate::spec::{self, SpecContext};
+
+const RUNC_V2: &str = "io.containerd.runc.v2";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// How long to wait for the last log bytes after the process exited.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// After SIGKILL, how long the kernel and shim get to report the exit.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+const SIGTERM: u32 = 15;
+const SIGKILL: u32 = 9;
+
+/// Creates, runs and removes containers. One per runtime; shared by all tasks.
+#[derive(Debug)]
+pub(crate) struct Containers {
+    client: Containerd,
+    cgroups: Arc<Cgroups>,
+    io_dir: PathBuf,
+    log_dir: PathBuf,
+    rotation: LogRotation,
+    pipes: Mutex<HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>>,
+    images: Mutex<HashMap<String, LocalImage>>,
+}
+
+impl Containers {
+    pub(crate) fn new(
+        client: Containerd,
+        cgroups: Arc<Cgroups>,
+        state_dir: PathBuf,
+        log_dir: PathBuf,
+        rotation: LogRotation,
+    ) -> Self {
+        Self {
+            client,
+            cgroups,
+            io_dir: state_dir.join("io"),
+            log_dir,
+            rotation,
+            pipes: Mutex::new(HashMap::new()),
+            images: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The log file of a task's container.
+    pub(crate) fn log_path(&self, task_id: &str, name: &str) -> PathBuf {
+        self.log_dir.join(task_id).join(format!("{name}.log"))
+    }
+
+    async fn local_image(&self, reference: &str) -> Result<LocalImage, Error> {
+        if let Some(img) = self.images_lock().get(reference) {
+            return Ok(img.clone());
+        }
+        let img = image::load_local(&self.client, reference).await?;
+        self.images_lock().insert(reference.to_owned(), img.clone());
+        Ok(img)
+    }
+
+    /// Forgets what is cached about an image (after it was pulled again).
+    pub(crate) fn invalidate_image(&self, reference: &str) {
+        self.images_lock().remove(reference);
+    }
+
+    fn images_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalImage>> {
+        self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pipes_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>> {
+        self.pipes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the container and its (not yet started) task. Everything created is removed
+    /// again when a later step fails.
+    #[tracing::instrument(skip_all, fields(task.id = %spec.task_id, container.name = %spec.name))]
+    pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
+        crate::cgroup::validate_id("task id", &spec.task_id)?;
+        crate::cgroup::validate_id("container name", &spec.name)?;
+        let image = self.local_image(&spec.image).await?;
+        let id = ContainerId::for_container(&spec.task_id, &spec.name);
+        // Like Docker, a container without a hostname gets 12 hex digits of its ID instead of
+        // the host's name (except in the host's network, where it keeps the host's name).
+        let defaulted;
+        let spec = if spec.hostname.is_none() && spec.network != NetworkNamespace::Host {
+            let mut s = spec.clone();
+            s.hostname = Some(default_hostname(&id));
+            defaulted = s;
+            &defaulted
+        } else {
+            spec
+        };
+
+        // Refuse specs that cannot be built before anything exists in containerd. The user
+        // database needs the snapshot, so the probe runs as 0:0 and the user is checked later.
+        let cgroups_path = self.cgroups.container_path(&spec.task_id, &spec.name)?;
+        let user = spec::effective_user(spec, &image.config);
+        let needs_users = spec::needs_user_database(user);
+        let mut probe = spec.clone();
+        probe.user = Some("0:0".to_owned());
+        spec::build(
+            &probe,
+            &image.config,
+            &SpecContext {
+                cgroups_path: cgroups_path.clone(),
+                passwd: None,
+                group: None,
+            },
+        )?;
+
+        let mounts = self.prepare_snapshot(spec, &id, &image.chain_id).await?;
+        let result = self
+            .create_after_snapshot(spec, &id, &image, mounts, cgroups_path, needs_users)
+            .await;
+        if result.is_err() {
+            self.remove_snapshot(&id).await;
+        }
+        result.map(|()| id)
+    }
+
+    async fn create_after_snapshot(
+        &self,
+        spec: &ContainerSpec,
+        id: &ContainerId,
+        image: &LocalImage,
+        mounts: Vec<containerd_client::types::Mount>,
+        cgroups_path: String,
+        needs_users: bool,
+    ) -> Result<(), Error> {
+        let users = if needs_users {
+            let scratch = self.io_dir.join(format!("{id}.users"));
+            let mounts_for_read = mounts.clone();
+            tokio::task::spawn_blocking(move || read_user_database(&mounts_for_read, &scratch))
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "read the image's user database",
+                        self.io_dir.clone(),
+                        std::io::Error::other(e),
+                    )
+                })?
+                .map_err(|e| Error::io("read the image's user database", self.io_dir.clone(), e))?
+        } else {
+            Default::default()
+        };
+        let oci = spec::build(
+            spec,
+            &image.config,
+            &SpecContext {
+                cgroups_path,
+                passwd: users.passwd.as_deref(),
+                group: users.group.as_deref(),
+            },
+        )?;
+        let spec_json = serde_json::to_vec(&oci).map_err(|e| {
+            Error::io(
+                "encode OCI spec",
+                PathBuf::from(id.as_str()),
+                std::io::Error::other(e),
+            )
+        })?;
+
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(LABEL_TASK_ID.to_owned(), spec.task_id.clone());
+        labels.insert(LABEL_CONTAINER_NAME.to_owned(), spec.name.clone());
+        let container = Container {
+            id: id.to_string(),
+            labels,
+            image: spec.image.clone(),
+            runtime: Some(CdRuntime {
+                name: RUNC_V2.to_owned(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_owned(),
+                value: spec_json,
+            }),
+            snapshotter: SNAPSHOTTER.to_owned(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .containers()
+            .create(self.client.request(CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .map_err(|s| ContainerdError::new("container create", id.as_str(), &s))?;
+
+        let result = self.create_task(spec, id, mounts).await;
+        if result.is_err() {
+            self.delete_record(id).await;
+        }
+        result
+    }
+
+    async fn create_task(
+        &self,
+        spec: &ContainerSpec,
+        id: &ContainerId,
+        mounts: Vec<containerd_client::types::Mount>,
+    ) -> Result<(), Error> {
+        let io_dir = self.io_dir.join(id.as_str());
+        let log_path = self.log_path(&spec.task_id, &spec.name);
+        let pipes = LogPipes::open(&io_dir, log_path, self.rotation)
+            .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
+        let request = CreateTaskRequest {
+            container_id: id.to_string(),
+            rootfs: mounts,
+            stdout: pipes.stdout.to_string_lossy().into_owned(),
+            stderr: pipes.stderr.to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        match self
+            .client
+            .tasks()
+            .create(self.client.request(request))
+            .await
+        {
+            Ok(_) => {
+                self.pipes_lock()
+                    .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
+                Ok(())
+            }
+            Err(s) => {
+                drop(pipes);
+                let _ = std::fs::remove_dir_all(&io_dir);
+                Err(ContainerdError::new("task create", id.as_str(), &s).into())
+            }
+        }
+    }
+
+    /// Prepares the container's writable snapshot. It is a collector root (nothing else
+    /// references it until the container record exists) and carries the task's labels, so a
+    /// leftover is found and removed by the agent's reconciliation.
+    async fn prepare_snapshot(
+        &self,
+        spec: &ContainerSpec,
+        id: &ContainerId,
+        chain_id: &str,
+    ) -> Result<Vec<containerd_client::types::Mount>, Error> {
+        let response = self
+            .client
+            .snapshots()
+            .prepare(self.client.request(PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_owned(),
+                key: id.to_string(),
+                parent: chain_id.to_owned(),
+                labels: HashMap::from([
+                    (
+                        "containerd.io/gc.root".to_owned(),
+                        crate::time::rfc3339(SystemTime::now()),
+                    ),
+                    (LABEL_TASK_ID.to_owned(), spec.task_id.clone()),
+                    (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
+                ]),
+            }))
+            .await
+            .map_err(|s| ContainerdError::new("snapshot prepare", id.as_str(), &s))?;
+        Ok(response.into_inner().mounts)
+    }
+
+    /// Starts the created task; returns the container's init PID.
+    pub(crate) async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
+        let r = self
+            .client
+            .tasks()
+            .start(self.client.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(|s| {
+                not_found_or(
+                    id,
+                    &self.client,
+                    ContainerdError::new("task start", id.as_str(), &s),
+                )
+            })?;
+        Ok(r.into_inner().pid)
+    }
+
+    /// Waits until the container's process exits; returns its status once its output is in
+    /// the log file. Cancel-safe: dropping the future stops waiting, not the container.
+    pub(crate) async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        let response = self
+            .client
+            .tasks()
+            .wait(self.client.request_with(
+                WaitRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                },
+                None,
+                None,
+            ))
+            .await
+            .map_err(|s| {
+                not_found_or(
+                    id,
+                    &self.client,
+                    ContainerdError::new("task wait", id.as_str(), &s),
+                )
+            })?
+            .into_inner();
+        let exited_at = response
+            .exited_at
+            .map(|t| UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
+            .unwrap_or_else(SystemTime::now);
+        let oom_killed = self.oom_killed(id, response.exit_status).await;
+        let pipes = self.pipes_lock().get(id).cloned();
+        if let Some(pipes) = pipes
+            && !pipes.lock().await.finish(LOG_DRAIN_TIMEOUT).await
+        {
+            tracing::warn!(container.id = %id, "container output still open {}s after exit; a child process may hold it", LOG_DRAIN_TIMEOUT.as_secs());
+        }
+        Ok(ExitStatus {
+            code: response.exit_status,
+            exited_at,
+            oom_killed,
+        })
+    }
+
+    /// Whether the kernel OOM-killed the container: its own memory cgroup counted a kill, or
+    /// it died of SIGKILL and its task's cgroup counted one.
+    async fn oom_killed(&self, id: &ContainerId, exit_code: u32) -> bool {
+        let Some((task_id, name)) = self.labels_of(id).await else {
+            return false;
+        };
+        let (Ok(container_path), Ok(task_path)) = (
+            self.cgroups.container_path(&task_id, &name),
+            self.cgroups.task_path(&task_id),
+        ) else {
+            return false;
+        };
+        let own = self.cgroups.oom_kills(&container_path).unwrap_or(0);
+        if own > 0 {
+            return true;
+        }
+        exit_code == 128 + SIGKILL && self.cgroups.oom_kills(&task_path).unwrap_or(0) > 0
+    }
+
+    async fn labels_of(&self, id: &ContainerId) -> Option<(String, String)> {
+        let c = self
+            .client
+            .containers()
+            .get(
+                self.client
+                    .request(containerd_client::services::v1::GetContainerRequest {
+                        id: id.to_string(),
+                    }),
+            )
+            .await
+            .ok()?
+            .into_inner()
+            .container?;
+        Some((
+            c.labels.get(LABEL_TASK_ID)?.clone(),
+            c.labels.get(LABEL_CONTAINER_NAME)?.clone(),
+        ))
+    }
+
+    /// Sends a signal to every process of the container. A container already stopped is fine.
+    pub(crate) async fn kill(&self, id: &ContainerId, signal: u32) -> Result<(), Error> {
+        match self
+            .client
+            .tasks()
+            .kill(self.client.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+                signal,
+                all: true,
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+            // containerd 1.6 answers FailedPrecondition for a process that already finished.
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    && s.message().contains("finished") =>
+            {
+                Ok(())
+            }
+            Err(s) => Err(ContainerdError::new("task kill", id.as_str(), &s).into()),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL once `timeout` has passed; returns how the process ended.
+    pub(crate) async fn stop(
+        &self,
+        id: &ContainerId,
+        timeout: Duration,
+    ) -> Result<ExitStatus, Error> {
+        if let Some(status) = self.stopped_status(id).await? {
+            return Ok(status);
+        }
+        let wait = self.wait(id);
+        tokio::pin!(wait);
+        self.kill(id, SIGTERM).await?;
+        if let Ok(result) = tokio::time::timeout(timeout, &mut wait).await {
+            return result;
+        }
+        tracing::info!(container.id = %id, timeout_s = timeout.as_secs_f64(), "container ignored SIGTERM; sending SIGKILL");
+        self.kill(id, SIGKILL).await?;
+        tokio::time::timeout(KILL_GRACE, wait)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "exit after SIGKILL",
+                id: id.to_string(),
+                seconds: KILL_GRACE.as_secs(),
+            })?
+    }
+
+    /// The exit status if the process has already exited (or never started).
+    async fn stopped_status(&self, id: &ContainerId) -> Result<Option<ExitStatus>, Error> {
+        match self
+            .client
+            .tasks()
+            .get(self.client.request(GetRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+        {
+            Ok(r) => {
+                let Some(p) = r.into_inner().process else {
+                    return Ok(None);
+                };
+                if p.status == TaskStatus::Stopped as i32 {
+                    return self.wait(id).await.map(Some);
+                }
+                Ok(None)
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(Some(ExitStatus {
+                code: 0,
+                exited_at: SystemTime::now(),
+                oom_killed: false,
+            })),
+            Err(s) => Err(ContainerdError::new("task get", id.as_str(), &s).into()),
+        }
+    }
+
+    /// Removes the task, the container record, its snapshot and its FIFOs. The log file stays
+    /// (the agent removes it with the task). Idempotent. A running container is refused.
+    pub(crate) async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
+        match self
+            .client
+            .tasks()
+            .delete(self.client.request(DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(ContainerdError::new("task delete", id.as_str(), &s).into()),
+        }
+        let pipes = self.pipes_lock().remove(id);
+        if let Some(pipes) = pipes {
+            pipes.lock().await.finish(Duration::ZERO).await;
+        }
+        let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
+        self.delete_record(id).await;
+        self.remove_snapshot(id).await;
+        Ok(())
+    }
+
+    async fn delete_record(&self, id: &ContainerId) {
+        if let Err(s) = self
+            .client
+            .containers()
+            .delete(
+                self.client
+                    .request(DeleteContainerRequest { id: id.to_string() }),
+            )
+            .await
+            && s.code() != tonic::Code::NotFound
+        {
+            tracing::warn!(container.id = %id, error = %s.message(), "could not delete container record");
+        }
+    }
+
+    async fn remove_snapshot(&self, id: &ContainerId) {
+        if let Err(s) = self
+            .client
+            .snapshots()
+            .remove(self.client.request(RemoveSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_owned(),
+                key: id.to_string(),
+            }))
+            .await
+            && s.code() != tonic::Code::NotFound
+        {
+            tracing::warn!(container.id = %id, error = %s.message(), "could not remove container snapshot");
+        }
+    }
+
+    /// Every container in the namespace that carries Berth's task label, with its task state.
+    pub(crate) async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        let containers = self
+            .client
+            .containers()
+            .list(self.client.request(ListContainersRequest {
+                filters: vec![format!("labels.\"{LABEL_TASK_ID}\"")],
+            }))
+            .await
+            .map_err(|s| ContainerdError::new("container list", "", &s))?
+            .into_inner()
+            .containers;
+        let mut out = Vec::with_capacity(containers.len());
+        for c in containers {
+            let (Some(task_id), Some(name)) = (
+                c.labels.get(LABEL_TASK_ID),
+                c.labels.get(LABEL_CONTAINER_NAME),
+            ) else {
+                continue;
+            };
+            let process = match self
+                .client
+                .tasks()
+                .get(self.client.request(GetRequest {
+                    container_id: c.id.clone(),
+                    exec_id: String::new(),
+                }))
+                .await
+            {
+                Ok(r) => r.into_inner().process,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => return Err(ContainerdError::new("task get", &c.id, &s).into()),
+            };
+            let status = match process.as_ref().map(|p| TaskStatus::try_from(p.status)) {
+                None => ContainerStatus::NoTask,
+                Some(Ok(TaskStatus::Created)) => ContainerStatus::Created,
+                Some(Ok(TaskStatus::Running)) => ContainerStatus::Running,
+                Some(Ok(TaskStatus::Stopped)) => ContainerStatus::Stopped,
+                Some(Ok(TaskStatus::Paused | TaskStatus::Pausing)) => ContainerStatus::Paused,
+                Some(_) => ContainerStatus::Unknown,
+            };
+            out.push(ContainerInfo {
+                id: ContainerId::from_containerd(c.id.clone()),
+                task_id: task_id.clone(),
+                name: name.clone(),
+                image: c.image.clone(),
+                status,
+                pid: process.as_ref().map(|p| p.pid).filter(|p| *p != 0),
+                exit_code: process
+                    .filter(|_| status == ContainerStatus::Stopped)
+                    .map(|p| p.exit_status),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+/// Docker's default hostname: the first 12 hex digits of an ID.
+fn default_hostname(id: &ContainerId) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(id.as_str().as_bytes()))[..12].to_owned()
+}
+
+/// NotFound from the Tasks service means the container has no task (or does not exist).
+fn not_found_or(id: &ContainerId, client: &Containerd, e: ContainerdError) -> Error {
+    if e.is_not_found() {
+        Error::NotFound {
+            id: id.to_string(),
+            namespace: client.namespace().to_owned(),
+        }
+    } else {
+        e.into()
+    }
+}

@@ -1,0 +1,413 @@
+//! Container output: stdout and stderr FIFOs that containerd's shim writes, drained into one
+//! json-file style log per container (`{"log":"hello\n","stream":"stdout","time":"…"}` a
+//! line), rotated by size. Lines longer than [`MAX_LINE`] are split into several entries, so a
+//! container printing without newlines never grows the agent's memory.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+
+/// Longest log entry; longer lines are split, as Docker's json-file driver does at 16 KiB.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Rotation settings for container log files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// Size at which the file is rotated.
+    pub max_size: u64,
+    /// How many files are kept, the current one included.
+    pub max_files: u32,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        Self {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+/// The FIFOs of one container and the task draining them.
+#[derive(Debug)]
+pub(crate) struct LogPipes {
+    pub(crate) stdout: PathBuf,
+    pub(crate) stderr: PathBuf,
+    /// Our own write ends: they keep the readers from seeing end-of-file before the shim has
+    /// opened its ends. Dropped once the container has exited.
+    keepalive: Option<(pipe::Sender, pipe::Sender)>,
+    done: watch::Receiver<bool>,
+}
+
+impl LogPipes {
+    /// Makes the FIFOs in `dir` and starts draining them into `log_file`.
+    pub(crate) fn open(
+        dir: &Path,
+        log_file: PathBuf,
+        rotation: LogRotation,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = log_file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // The log exists from the start, also for a container that never prints.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_file)?;
+        let stdout = dir.join("stdout");
+        let stderr = dir.join("stderr");
+        for p in [&stdout, &stderr] {
+            match nix::unistd::mkfifo(p.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(std::io::Error::from(e)),
+            }
+        }
+        let out_rx = pipe::OpenOptions::new().open_receiver(&stdout)?;
+        let err_rx = pipe::OpenOptions::new().open_receiver(&stderr)?;
+        let keepalive = (
+            pipe::OpenOptions::new().open_sender(&stdout)?,
+            pipe::OpenOptions::new().open_sender(&stderr)?,
+        );
+        let (done_tx, done) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut writer = LogWriter::new(log_file, rotation);
+            if let Err(error) = drain(out_rx, err_rx, &mut writer).await {
+                tracing::warn!(log.file = %writer.path.display(), %error, "container log drain failed");
+            }
+            let _ = writer.flush().await;
+            let _ = done_tx.send(true);
+        });
+        Ok(Self {
+            stdout,
+            stderr,
+            keepalive: Some(keepalive),
+            done,
+        })
+    }
+
+    /// Called once the container's process has exited: drops our write ends so the drain
+    /// ends when the shim closes its own, then waits (bounded) for the last bytes to land.
+    pub(crate) async fn finish(&mut self, within: std::time::Duration) -> bool {
+        self.keepalive = None;
+        let mut done = self.done.clone();
+        tokio::time::timeout(within, done.wait_for(|d| *d))
+            .await
+            .is_ok()
+    }
+}
+
+async fn drain(
+    mut out: pipe::Receiver,
+    mut err: pipe::Receiver,
+    writer: &mut LogWriter,
+) -> std::io::Result<()> {
+    let mut out_buf = LineBuffer::new("stdout");
+    let mut err_buf = LineBuffer::new("stderr");
+    let (mut out_open, mut err_open) = (true, true);
+    let mut chunk_out = vec![0u8; 32 * 1024];
+    let mut chunk_err = vec![0u8; 32 * 1024];
+    while out_open || err_open {
+        tokio::select! {
+            r = out.read(&mut chunk_out), if out_open => match r {
+                Ok(0) => { out_open = false; out_buf.flush_partial(writer).await?; }
+                Ok(n) => out_buf.push(&chunk_out[..n], writer).await?,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            },
+            r = err.read(&mut chunk_err), if err_open => match r {
+                Ok(0) => { err_open = false; err_buf.flush_partial(writer).await?; }
+                Ok(n) => err_buf.push(&chunk_err[..n], writer).await?,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Accumulates one stream's bytes until a newline or [`MAX_LINE`].
+struct LineBuffer {
+    stream: &'static str,
+    pending: Vec<u8>,
+}
+
+impl LineBuffer {
+    fn new(stream: &'static str) -> Self {
+        Self {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, mut bytes: &[u8], writer: &mut LogWriter) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) if self.pending.len() + i < MAX_LINE => {
+                    self.pending.extend_from_slice(&bytes[..=i]);
+                    bytes = &bytes[i + 1..];
+                    writer.entry(self.stream, &self.pending).await?;
+                    self.pending.clear();
+                }
+                _ => {
+                    let room = MAX_LINE - self.pending.len();
+                    let take = room.min(bytes.len());
+                    self.pending.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.pending.len() >= MAX_LINE {
+                        writer.entry(self.stream, &self.pending).await?;
+                        self.pending.clear();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_partial(&mut self, writer: &mut LogWriter) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            writer.entry(self.stream, &self.pending).await?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Appends entries to the log file, rotating `file` → `file.1` → … by size.
+struct LogWriter {
+    path: PathBuf,
+    rotation: LogRotation,
+    file: Option<tokio::fs::File>,
+    size: u64,
+}
+
+impl LogWriter {
+    fn new(path: PathBuf, rotation: LogRotation) -> Self {
+        Self {
+            path,
+            rotation,
+            file: None,
+            size: 0,
+        }
+    }
+
+    async fn entry(&mut self, stream: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let line = format_entry(stream, bytes, SystemTime::now());
+        if self.file.is_none() {
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await?;
+            self.size = file.metadata().await?.len();
+            self.file = Some(file);
+        }
+        if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_size {
+            self.rotate().await?;
+            return Box::pin(self.entry_line(line)).await;
+        }
+        self.entry_line(line).await
+    }
+
+    async fn entry_line(&mut self, line: String) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await?;
+            self.size = file.metadata().await?.len();
+            self.file = Some(file);
+        }
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(line.as_bytes()).await?;
+            self.size += line.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn rotate(&mut self) -> std::io::Result<()> {
+        if let Some(mut f) = self.file.take() {
+            f.flush().await?;
+        }
+        let keep = self.rotation.max_files.max(1);
+        let name = |i: u32| -> PathBuf {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            PathBuf::from(p)
+        };
+        if keep == 1 {
+            tokio::fs::remove_file(&self.path)
+                .await
+                .or_else(ignore_missing)?;
+        } else {
+            tokio::fs::remove_file(name(keep - 1))
+                .await
+                .or_else(ignore_missing)?;
+            for i in (1..keep - 1).rev() {
+                tokio::fs::rename(name(i), name(i + 1))
+                    .await
+                    .or_else(ignore_missing)?;
+            }
+            tokio::fs::rename(&self.path, name(1))
+                .await
+                .or_else(ignore_missing)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// One json-file entry, newline-terminated. Invalid UTF-8 is replaced, as Docker does.
+fn format_entry(stream: &str, bytes: &[u8], at: SystemTime) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let entry = serde_json::json!({
+        "log": text,
+        "stream": stream,
+        "time": crate::time::rfc3339_nanos(at),
+    });
+    let mut line = entry.to_string();
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn read_entries(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn entries_are_json_file_lines() {
+        let line = format_entry("stdout", b"hi \"there\"\n", SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            line,
+            "{\"log\":\"hi \\\"there\\\"\\n\",\"stream\":\"stdout\",\"time\":\"1970-01-01T00:00:00.000000000Z\"}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_at_newlines_and_at_the_size_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::new(path.clone(), LogRotation::default());
+        let mut b = LineBuffer::new("stdout");
+        b.push(b"one\ntw", &mut w).await.unwrap();
+        b.push(b"o\n", &mut w).await.unwrap();
+        let long = vec![b'x'; MAX_LINE * 2 + 10];
+        b.push(&long, &mut w).await.unwrap();
+        b.flush_partial(&mut w).await.unwrap();
+        w.flush().await.unwrap();
+        let logs: Vec<String> = read_entries(&path)
+            .iter()
+            .map(|e| e["log"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(logs[0], "one\n");
+        assert_eq!(logs[1], "two\n");
+        assert_eq!(logs[2].len(), MAX_LINE);
+        assert_eq!(logs[3].len(), MAX_LINE);
+        assert_eq!(logs[4].len(), 10);
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_the_configured_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let rotation = LogRotation {
+            max_size: 1000,
+            max_files: 3,
+        };
+        let mut w = LogWriter::new(path.clone(), rotation);
+        let mut b = LineBuffer::new("stderr");
+        for i in 0..100 {
+            b.push(format!("line {i:04}\n").as_bytes(), &mut w)
+                .await
+                .unwrap();
+        }
+        w.flush().await.unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["c.log", "c.log.1", "c.log.2"]);
+        for f in &files {
+            assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() <= 1000);
+        }
+        // The newest entries are in the current file, in order, and the last one is line 99.
+        let current = read_entries(&path);
+        assert_eq!(current.last().unwrap()["log"], "line 0099\n");
+        let older = read_entries(&dir.path().join("c.log.1"));
+        let first_current: String = current[0]["log"].as_str().unwrap().into();
+        let last_older: String = older.last().unwrap()["log"].as_str().unwrap().into();
+        let n = |s: &str| s[5..9].parse::<u32>().unwrap();
+        assert_eq!(
+            n(&last_older) + 1,
+            n(&first_current),
+            "no entry lost between files"
+        );
+    }
+
+    #[tokio::test]
+    async fn fifo_output_is_drained_until_the_writers_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/c.log");
+        let mut pipes =
+            LogPipes::open(&dir.path().join("io"), log.clone(), LogRotation::default()).unwrap();
+        // Play the shim: open the write ends, write, close.
+        let mut out = pipe::OpenOptions::new().open_sender(&pipes.stdout).unwrap();
+        let mut err = pipe::OpenOptions::new().open_sender(&pipes.stderr).unwrap();
+        out.write_all(b"hello\npartial").await.unwrap();
+        err.write_all(b"oops\n").await.unwrap();
+        drop(out);
+        drop(err);
+        assert!(pipes.finish(Duration::from_secs(5)).await);
+        let entries = read_entries(&log);
+        let mut got: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e["stream"].as_str().unwrap().into(),
+                    e["log"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("stderr".to_owned(), "oops\n".to_owned()),
+                ("stdout".to_owned(), "hello\n".to_owned()),
+                ("stdout".to_owned(), "partial".to_owned()),
+            ]
+        );
+    }
+}

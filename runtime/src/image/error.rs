@@ -1,0 +1,59 @@
+//! Pull errors: each says what failed and on what (registry, repository, tag, digest).
+
+use crate::containerd::ContainerdError;
+
+/// Why a pull failed. Cloneable, because concurrent pulls of one reference share one outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("manifest unknown: registry {registry} has no tag {tag} for {repository}")]
+    ManifestUnknown {
+        registry: String,
+        repository: String,
+        tag: String,
+    },
+    #[error("repository unknown: registry {registry} has no repository {repository}")]
+    RepositoryUnknown {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "registry {registry} refused access to {repository}: {reason}; check the registry credentials"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        reason: String,
+    },
+    #[error("registry {registry} is unreachable: {reason}")]
+    RegistryUnreachable { registry: String, reason: String },
+    #[error("registry {registry} failed on {what}: {reason}")]
+    Registry {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+    #[error("bad manifest for {what}: {reason}")]
+    BadManifest { what: String, reason: String },
+    #[error("no {wanted} entry in index {index}; available: {}", available.join(", "))]
+    NoMatchingPlatform {
+        wanted: String,
+        index: String,
+        available: Vec<String>,
+    },
+    #[error("digest mismatch for {kind} {digest}: {reason}")]
+    DigestMismatch {
+        kind: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error("{what} timed out after {seconds}s")]
+    Timeout { what: String, seconds: u64 },
+    #[error("unpacking layer {layer} failed: {reason}")]
+    Unpack { layer: String, reason: String },
+    #[error(transparent)]
+    Containerd(#[from] ContainerdError),
+    #[error("pull of {reference} was cancelled")]
+    Cancelled { reference: String },
+}

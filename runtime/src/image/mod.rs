@@ -1,0 +1,78 @@
+//! Image pull: resolve a reference against its registry, write every blob into containerd's
+//! content store (containerd verifies each digest), unpack the layers into snapshots named by
+//! chain ID with the Diff service, and record the image, all under one lease. The labels are
+//! the ones containerd's own client sets, so `ctr` and containerd's collector treat Berth's
+//! images like their own.
+
+mod content;
+mod error;
+mod local;
+mod manifest;
+mod pull;
+mod registry;
+mod single_flight;
+mod unpack;
+
+pub use error::PullError;
+pub use local::LocalImageError;
+pub(crate) use local::{LocalImage, load as load_local};
+pub(crate) use pull::Puller;
+
+/// Credentials for a registry.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum RegistryAuth {
+    /// No credentials; bearer tokens the registry offers anonymously are still fetched.
+    #[default]
+    Anonymous,
+    /// HTTP basic authentication (also used to obtain bearer tokens from the registry's realm).
+    Basic { username: String, password: String },
+    /// A ready bearer token.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Self::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+/// One progress report of a pull: bytes of one blob written to containerd so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    /// The reference being pulled, as the caller gave it.
+    pub reference: String,
+    /// Digest of the blob (a layer or the config).
+    pub digest: String,
+    /// Bytes written so far.
+    pub done: u64,
+    /// The blob's size from its manifest.
+    pub total: u64,
+    /// True when the blob was already in the content store and nothing was downloaded.
+    pub cached: bool,
+}
+
+/// Where progress reports go. Reports are never allowed to slow a pull down.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<PullProgress>;
+
+/// What a successful pull left in containerd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The image record's name: the reference as the caller gave it.
+    pub name: String,
+    /// Digest of what the reference resolved to (an index or a manifest).
+    pub target_digest: String,
+    /// Digest of the platform's manifest.
+    pub manifest_digest: String,
+    /// Digest of the image config.
+    pub config_digest: String,
+    /// Chain ID of the top layer: the snapshot containers are prepared from.
+    pub chain_id: String,
+    /// Compressed size of all layers.
+    pub size: u64,
+    /// Bytes downloaded by this pull (0 when everything was cached).
+    pub downloaded: u64,
+}

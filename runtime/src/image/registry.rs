@@ -1,0 +1,275 @@
+//! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
+//! streams, with registry answers turned into [`PullError`]s that name registry and repository.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::{Client, Reference, client::ClientConfig, client::ClientProtocol};
+
+use super::manifest::ACCEPTED_MANIFEST_TYPES;
+use super::{PullError, RegistryAuth};
+
+/// How long to wait for a TCP connection to a registry.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a registry may stay silent while sending a response.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A parsed image reference.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageRef {
+    inner: Reference,
+    given: String,
+}
+
+impl ImageRef {
+    pub(crate) fn parse(reference: &str) -> Result<Self, PullError> {
+        let inner: Reference =
+            reference
+                .parse()
+                .map_err(|e: oci_client::ParseError| PullError::InvalidReference {
+                    reference: reference.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        Ok(Self {
+            inner,
+            given: reference.to_owned(),
+        })
+    }
+
+    /// The reference as the caller wrote it (the image record's name).
+    pub(crate) fn given(&self) -> &str {
+        &self.given
+    }
+    /// The registry host as written in the reference (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) fn registry(&self) -> &str {
+        self.inner.registry()
+    }
+    pub(crate) fn repository(&self) -> &str {
+        self.inner.repository()
+    }
+    /// The tag, or the digest when the reference pins one.
+    pub(crate) fn tag_or_digest(&self) -> String {
+        self.inner
+            .digest()
+            .or(self.inner.tag())
+            .unwrap_or("latest")
+            .to_owned()
+    }
+    /// The same repository at another digest (to fetch a manifest named by an index).
+    pub(crate) fn with_digest(&self, digest: &str) -> Self {
+        Self {
+            inner: self.inner.clone_with_digest(digest.to_owned()),
+            given: self.given.clone(),
+        }
+    }
+}
+
+/// A registry client shared by all pulls of one runtime.
+#[derive(Clone)]
+pub(crate) struct Registry {
+    client: Client,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// HTTPS everywhere except the registries listed as insecure (host or host:port).
+    pub(crate) fn new(insecure_registries: &[String]) -> Self {
+        // reqwest is built without a default crypto provider; install ring once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let protocol = if insecure_registries.is_empty() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(insecure_registries.to_vec())
+        };
+        let config = ClientConfig {
+            protocol,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        Self {
+            client: Client::new(config),
+        }
+    }
+
+    /// Fetches the manifest or index the reference names; returns its bytes and digest.
+    pub(crate) async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        auth: &RegistryAuth,
+    ) -> Result<(Bytes, String), PullError> {
+        let auth = to_oci_auth(auth);
+        self.client
+            .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
+            .await
+            .map_err(|e| classify(e, image, "manifest"))
+    }
+
+    /// Streams a blob. oci-client verifies the digest at the end of the stream.
+    pub(crate) async fn blob_stream(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        size: i64,
+        media_type: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, PullError> {
+        let desc = oci_client::manifest::OciDescriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.to_owned(),
+            size,
+            ..Default::default()
+        };
+        let sized = self
+            .client
+            .pull_blob_stream(&image.inner, &desc)
+            .await
+            .map_err(|e| classify(e, image, &format!("blob {digest}")))?;
+        Ok(sized.stream)
+    }
+}
+
+fn to_oci_auth(auth: &RegistryAuth) -> oci_client::secrets::RegistryAuth {
+    match auth {
+        RegistryAuth::Anonymous => oci_client::secrets::RegistryAuth::Anonymous,
+        RegistryAuth::Basic { username, password } => {
+            oci_client::secrets::RegistryAuth::Basic(username.clone(), password.clone())
+        }
+        RegistryAuth::Bearer(token) => oci_client::secrets::RegistryAuth::Bearer(token.clone()),
+    }
+}
+
+/// Turns an oci-client error into the error a person can act on.
+pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str) -> PullError {
+    let registry = image.registry().to_owned();
+    let repository = image.repository().to_owned();
+    match error {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let code = envelope.errors.first().map(|e| &e.code);
+            match code {
+                Some(OciErrorCode::ManifestUnknown) | Some(OciErrorCode::NotFound)
+                    if what == "manifest" =>
+                {
+                    PullError::ManifestUnknown {
+                        registry,
+                        repository,
+                        tag: image.tag_or_digest(),
+                    }
+                }
+                Some(OciErrorCode::NameUnknown) => PullError::RepositoryUnknown {
+                    registry,
+                    repository,
+                },
+                Some(OciErrorCode::Unauthorized) | Some(OciErrorCode::Denied) => {
+                    PullError::Unauthorized {
+                        registry,
+                        repository,
+                        reason: envelope.to_string(),
+                    }
+                }
+                _ => PullError::Registry {
+                    registry,
+                    what: what.to_owned(),
+                    reason: envelope.to_string(),
+                },
+            }
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => PullError::ManifestUnknown {
+            registry,
+            repository,
+            tag: image.tag_or_digest(),
+        },
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => PullError::Unauthorized {
+            registry,
+            repository,
+            reason: error.to_string(),
+        },
+        OciDistributionError::ServerError { code: 404, .. } if what == "manifest" => {
+            PullError::ManifestUnknown {
+                registry,
+                repository,
+                tag: image.tag_or_digest(),
+            }
+        }
+        OciDistributionError::ServerError { code, message, .. } => PullError::Registry {
+            registry,
+            what: what.to_owned(),
+            reason: format!("HTTP {code}: {message}"),
+        },
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            PullError::RegistryUnreachable {
+                registry,
+                reason: error_chain(&e),
+            }
+        }
+        OciDistributionError::DigestError(e) => PullError::DigestMismatch {
+            kind: "manifest",
+            digest: image.tag_or_digest(),
+            reason: e.to_string(),
+        },
+        other => PullError::Registry {
+            registry,
+            what: what.to_owned(),
+            reason: error_chain(&other),
+        },
+    }
+}
+
+/// An error and its sources on one line ("a: b: c"), for errors from foreign crates whose
+/// top-level message alone is too vague ("error sending request").
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_keep_the_given_name() {
+        let r = ImageRef::parse("127.0.0.1:5000/app:1.3").unwrap();
+        assert_eq!(r.given(), "127.0.0.1:5000/app:1.3");
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.repository(), "app");
+        assert_eq!(r.tag_or_digest(), "1.3");
+        let r = ImageRef::parse("busybox").unwrap();
+        assert_eq!(r.registry(), "docker.io");
+        assert_eq!(r.repository(), "library/busybox");
+        assert_eq!(r.tag_or_digest(), "latest");
+        assert!(ImageRef::parse("registry.local/App:x").is_err());
+        assert!(ImageRef::parse("app:bad tag").is_err());
+        assert!(ImageRef::parse("").is_err());
+    }
+
+    #[test]
+    fn manifest_unknown_names_registry_tag_and_repository() {
+        let r = ImageRef::parse("127.0.0.1:5000/app:1.3").unwrap();
+        let err = classify(
+            OciDistributionError::ImageManifestNotFoundError("x".into()),
+            &r,
+            "manifest",
+        );
+        assert_eq!(
+            err.to_string(),
+            "manifest unknown: registry 127.0.0.1:5000 has no tag 1.3 for app"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! [`Runtime`]: the crate's entry point. Connects to containerd, detects the cgroup layout,
+//! and offers image pulls, task cgroups and the container lifecycle.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cgroup::{CgroupLayout, Cgroups};
+use crate::container::{ContainerId, ContainerInfo, Containers, ExitStatus, LogRotation};
+use crate::containerd::Containerd;
+use crate::error::Error;
+use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
+use crate::model::{ContainerSpec, TaskLimits};
+
+/// Where and how the runtime works.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// containerd's gRPC socket.
+    pub containerd_socket: PathBuf,
+    /// containerd namespace holding everything Berth creates.
+    pub namespace: String,
+    /// Directory for runtime state (container FIFOs).
+    pub state_dir: PathBuf,
+    /// Directory for container log files (`<task-id>/<container>.log`).
+    pub log_dir: PathBuf,
+    /// Registries reached over plain HTTP (host or host:port). All others use HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// Layer downloads running at once, across all pulls.
+    pub max_concurrent_downloads: usize,
+    /// Name of the cgroup under which every task's cgroup is created.
+    pub cgroup_parent: String,
+    pub log_rotation: LogRotation,
+}
+
+impl RuntimeConfig {
+    /// Production defaults under the given data directory.
+    pub fn new(containerd_socket: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            containerd_socket: containerd_socket.into(),
+            namespace: "berth".to_owned(),
+            state_dir: data_dir.join("runtime"),
+            log_dir: data_dir.join("logs"),
+            insecure_registries: Vec::new(),
+            max_concurrent_downloads: 3,
+            cgroup_parent: "berth".to_owned(),
+            log_rotation: LogRotation::default(),
+        }
+    }
+}
+
+/// The host runtime: images, task cgroups and containers over one containerd connection.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    client: Containerd,
+    puller: Puller,
+    cgroups: Arc<Cgroups>,
+    containers: Arc<Containers>,
+}
+
+impl Runtime {
+    /// Connects to containerd (a clear error naming the socket when it is not there) and
+    /// detects the host's cgroup layout.
+    pub async fn connect(config: RuntimeConfig) -> Result<Self, Error> {
+        let layout = CgroupLayout::detect()?;
+        Self::connect_with_cgroups(config, layout).await
+    }
+
+    pub(crate) async fn connect_with_cgroups(
+        config: RuntimeConfig,
+        layout: CgroupLayout,
+    ) -> Result<Self, Error> {
+        let client = Containerd::connect(&config.containerd_socket, &config.namespace).await?;
+        for dir in [&config.state_dir, &config.log_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create directory", dir.clone(), e))?;
+        }
+        let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
+        let puller = Puller::new(
+            client.clone(),
+            &config.insecure_registries,
+            config.max_concurrent_downloads,
+        );
+        let containers = Arc::new(Containers::new(
+            client.clone(),
+            Arc::clone(&cgroups),
+            config.state_dir.clone(),
+            config.log_dir.clone(),
+            config.log_rotation,
+        ));
+        Ok(Self {
+            client,
+            puller,
+            cgroups,
+            containers,
+        })
+    }
+
+    /// containerd's version, e.g. "1.6.20".
+    pub async fn containerd_version(&self) -> Result<String, Error> {
+        Ok(self.client.version().await?)
+    }
+
+    /// "v1" or "v2".
+    pub fn cgroup_version(&self) -> String {
+        self.cgroups.version().to_string()
+    }
+
+    /// The containerd namespace in use.
+    pub fn namespace(&self) -> &str {
+        self.client.namespace()
+    }
+
+    /// Pulls an image into containerd and unpacks it. Concurrent pulls of one reference share
+    /// one download; blobs and snapshots already present are reused.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        auth: &RegistryAuth,
+        progress: Option<ProgressSender>,
+    ) -> Result<PulledImage, PullError> {
+        let pulled = self.puller.pull(reference, auth, progress).await?;
+        self.containers.invalidate_image(reference);
+        Ok(pulled)
+    }
+
+    /// Checks a task's limits against its containers' before anything is created: every
+    /// problem is reported at once.
+    pub fn validate_limits(task: &TaskLimits, containers: &[ContainerSpec]) -> Result<(), Error> {
+        let named: Vec<(&str, &crate::model::ContainerLimits)> = containers
+            .iter()
+            .map(|c| (c.name.as_str(), &c.limits))
+            .collect();
+        crate::cgroup::validate_limits(task, &named)?;
+        Ok(())
+    }
+
+    /// Creates the task's parent cgroup with its limits.
+    pub async fn create_task_cgroup(
+        &self,
+        task_id: &str,
+        limits: &TaskLimits,
+    ) -> Result<(), Error> {
+        let (cgroups, task_id, limits) = (
+            Arc::clone(&self.cgroups),
+            task_id.to_owned(),
+            limits.clone(),
+        );
+        blocking(move || cgroups.create_task(&task_id, &limits)).await
+    }
+
+    /// Removes the task's cgroup (after its containers are deleted). Idempotent. A cgroup
+    /// that still holds processes is retried briefly, then reported.
+    pub async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
+        let (cgroups, task_id) = (Arc::clone(&self.cgroups), task_id.to_owned());
+        blocking(move || cgroups.remove_task(&task_id)).await
+    }
+
+    /// The cgroup path of a task (`/berth/<task-id>`).
+    pub fn task_cgroup_path(&self, task_id: &str) -> Result<String, Error> {
+        Ok(self.cgroups.task_path(task_id)?)
+    }
+
+    /// Creates a container and its task, ready to start.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
+        self.containers.create(spec).await
+    }
+
+    /// Starts a created container; returns its init process's PID.
+    pub async fn start_container(&self, id: &ContainerId) -> Result<u32, Error> {
+        self.containers.start(id).await
+    }
+
+    /// Waits for the container's process to exit.
+    pub async fn wait_container(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        self.containers.wait(id).await
+    }
+
+    /// Sends a signal to every process of the container.
+    pub async fn kill_container(&self, id: &ContainerId, signal: u32) -> Result<(), Error> {
+        self.containers.kill(id, signal).await
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`.
+    pub async fn stop_container(
+        &self,
+        id: &ContainerId,
+        timeout: Duration,
+    ) -> Result<ExitStatus, Error> {
+        self.containers.stop(id, timeout).await
+    }
+
+    /// Removes the container's task, record, snapshot and FIFOs.
+    pub async fn delete_container(&self, id: &ContainerId) -> Result<(), Error> {
+        self.containers.delete(id).await
+    }
+
+    /// Every container Berth owns in this namespace.
+    pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>, Error> {
+        self.containers.list().await
+    }
+
+    /// The log file of a task's container.
+    pub fn log_path(&self, task_id: &str, container: &str) -> PathBuf {
+        self.containers.log_path(task_id, container)
+    }
+}
+
+/// Runs cgroup filesystem work off the async threads.
+async fn blocking<F>(f: F) -> Result<(), Error>
+where
+    F: FnOnce() -> Result<(), crate::cgroup::CgroupError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            Error::io(
+                "run cgroup operation",
+                PathBuf::from("/sys/fs/cgroup"),
+                std::io::Error::other(e),
+            )
+        })?
+        .map_err(Error::from)
+}

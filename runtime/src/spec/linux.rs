@@ -1,0 +1,304 @@
+//! The Linux-specific parts that vary per container: namespaces, hostname validation and the
+//! cgroup resources (cpu shares, memory limit and reservation).
+
+use oci_spec::runtime::{
+    LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxResources,
+};
+
+use super::{SpecError, defaults};
+use crate::model::{ContainerLimits, MIN_MEMORY_MIB, NetworkNamespace};
+
+/// Bounds of cgroup v1 `cpu.shares` (the kernel's), which Docker clamps to.
+pub(super) const MIN_CPU_SHARES: u64 = 2;
+pub(super) const MAX_CPU_SHARES: u64 = 262_144;
+
+const MIB: u64 = 1024 * 1024;
+
+fn namespace(typ: LinuxNamespaceType, path: Option<std::path::PathBuf>) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns.set_path(path);
+    ns
+}
+
+/// New pid, ipc, uts and mount namespaces, always; the network namespace as asked: a new
+/// one, the one at a path (the task's), or none (the host's). No cgroup namespace, as Docker
+/// on cgroup v1.
+pub(super) fn namespaces(network: &NetworkNamespace) -> Vec<LinuxNamespace> {
+    let mut namespaces = vec![
+        namespace(LinuxNamespaceType::Pid, None),
+        namespace(LinuxNamespaceType::Ipc, None),
+        namespace(LinuxNamespaceType::Uts, None),
+        namespace(LinuxNamespaceType::Mount, None),
+    ];
+    match network {
+        NetworkNamespace::New => namespaces.push(namespace(LinuxNamespaceType::Network, None)),
+        NetworkNamespace::Join(path) => {
+            namespaces.push(namespace(LinuxNamespaceType::Network, Some(path.clone())));
+        }
+        NetworkNamespace::Host => {}
+    }
+    namespaces
+}
+
+/// Checks `hostname` is an RFC 1123 host name: at most 253 characters, dot-separated labels
+/// of 1 to 63 ASCII letters, digits and hyphens that neither start nor end with a hyphen.
+pub(super) fn validate_hostname(hostname: &str, container: &str) -> Result<(), SpecError> {
+    let reason = if hostname.is_empty() {
+        Some("it is empty")
+    } else if hostname.len() > 253 {
+        Some("it is longer than 253 characters")
+    } else {
+        hostname.split('.').find_map(|label| {
+            if label.is_empty() {
+                Some("it has an empty label")
+            } else if label.len() > 63 {
+                Some("a label is longer than 63 characters")
+            } else if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                Some("only ASCII letters, digits, '-' and '.' are allowed")
+            } else if label.starts_with('-') || label.ends_with('-') {
+                Some("a label starts or ends with '-'")
+            } else {
+                None
+            }
+        })
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(SpecError::InvalidHostname {
+            container: container.to_owned(),
+            hostname: hostname.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// ECS cpu units as cgroup `cpu.shares` (runc converts shares to `cpu.weight` on cgroup v2):
+/// 0 means no reservation and leaves the kernel default; anything else is clamped to 2..=262144.
+pub(super) fn cpu_shares(cpu_units: u32) -> Option<u64> {
+    (cpu_units != 0).then(|| u64::from(cpu_units).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES))
+}
+
+fn mib_to_bytes(mib: u64, field: &'static str, container: &str) -> Result<i64, SpecError> {
+    if mib < MIN_MEMORY_MIB {
+        return Err(SpecError::MemoryBelowMinimum {
+            container: container.to_owned(),
+            field,
+            mib,
+        });
+    }
+    mib.checked_mul(MIB)
+        .and_then(|bytes| i64::try_from(bytes).ok())
+        .ok_or_else(|| SpecError::MemoryTooLarge {
+            container: container.to_owned(),
+            field,
+            mib,
+        })
+}
+
+/// `linux.resources`: the deny-all device rule, cpu shares, and memory. The hard limit becomes
+/// `memory.limit`; the soft limit (`memoryReservation`) becomes `memory.reservation`, which
+/// runc writes to `memory.soft_limit_in_bytes` on cgroup v1 and `memory.low` on v2. As Docker
+/// does, each must be at least 6 MiB, and the reservation may not exceed the limit; a
+/// reservation of 0 means none. Swap is left to the runtime's default.
+pub(super) fn resources(
+    limits: &ContainerLimits,
+    container: &str,
+) -> Result<LinuxResources, SpecError> {
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(defaults::device_rules()));
+
+    if let Some(shares) = cpu_shares(limits.cpu_units) {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_shares(Some(shares));
+        resources.set_cpu(Some(cpu));
+    }
+
+    let limit = limits
+        .memory_mib
+        .map(|mib| mib_to_bytes(mib, "memory limit", container))
+        .transpose()?;
+    let reservation = limits
+        .memory_reservation_mib
+        .filter(|mib| *mib != 0)
+        .map(|mib| mib_to_bytes(mib, "memory reservation", container))
+        .transpose()?;
+    if let Some((limit_mib, reservation_mib)) = limits
+        .memory_mib
+        .zip(limits.memory_reservation_mib)
+        .filter(|(limit, reservation)| reservation > limit)
+    {
+        return Err(SpecError::ReservationAboveLimit {
+            container: container.to_owned(),
+            reservation_mib,
+            limit_mib,
+        });
+    }
+    if limit.is_some() || reservation.is_some() {
+        let mut memory = LinuxMemory::default();
+        memory.set_limit(limit);
+        memory.set_reservation(reservation);
+        resources.set_memory(Some(memory));
+    }
+    Ok(resources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn types(namespaces: &[LinuxNamespace]) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+        namespaces
+            .iter()
+            .map(|ns| (ns.typ(), ns.path().clone()))
+            .collect()
+    }
+
+    #[test]
+    fn namespaces_new_join_host() {
+        use LinuxNamespaceType::*;
+        let base = vec![(Pid, None), (Ipc, None), (Uts, None), (Mount, None)];
+
+        let mut want = base.clone();
+        want.push((Network, None));
+        assert_eq!(types(&namespaces(&NetworkNamespace::New)), want);
+
+        let path = PathBuf::from("/run/netns/task-1");
+        let mut want = base.clone();
+        want.push((Network, Some(path.clone())));
+        assert_eq!(types(&namespaces(&NetworkNamespace::Join(path))), want);
+
+        assert_eq!(types(&namespaces(&NetworkNamespace::Host)), base);
+    }
+
+    #[test]
+    fn namespaces_serialize_with_oci_names() {
+        let json =
+            serde_json::to_value(namespaces(&NetworkNamespace::Join("/n".into()))).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                {"type": "network", "path": "/n"}
+            ])
+        );
+    }
+
+    #[test]
+    fn hostnames() {
+        let label63 = "a".repeat(63);
+        let long = [label63.as_str(); 4].join("."); // 255 characters
+        for good in [
+            "web",
+            "web-1",
+            "1web",
+            "a.b.c",
+            "Task-ABC.example.com",
+            label63.as_str(),
+        ] {
+            assert_eq!(validate_hostname(good, "c"), Ok(()), "{good}");
+        }
+        let label64 = "a".repeat(64);
+        for bad in [
+            "",
+            "-web",
+            "web-",
+            "a..b",
+            "web.",
+            "we_b",
+            "wéb",
+            "a b",
+            label64.as_str(),
+            long.as_str(),
+        ] {
+            let err = validate_hostname(bad, "c").expect_err(bad);
+            assert!(
+                matches!(&err, SpecError::InvalidHostname { hostname, .. } if hostname == bad),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_shares_clamp() {
+        assert_eq!(cpu_shares(0), None);
+        assert_eq!(cpu_shares(1), Some(2));
+        assert_eq!(cpu_shares(2), Some(2));
+        assert_eq!(cpu_shares(512), Some(512));
+        assert_eq!(cpu_shares(262_144), Some(262_144));
+        assert_eq!(cpu_shares(u32::MAX), Some(262_144));
+    }
+
+    fn limits(cpu: u32, memory: Option<u64>, reservation: Option<u64>) -> ContainerLimits {
+        ContainerLimits {
+            cpu_units: cpu,
+            memory_mib: memory,
+            memory_reservation_mib: reservation,
+        }
+    }
+
+    #[test]
+    fn resources_cpu_and_memory() {
+        let r = resources(&limits(0, None, None), "c").expect("resources");
+        assert_eq!(r.cpu(), &None);
+        assert_eq!(r.memory(), &None);
+        assert_eq!(r.devices(), &Some(defaults::device_rules()));
+
+        let r = resources(&limits(256, Some(512), Some(128)), "c").expect("resources");
+        assert_eq!(r.cpu().as_ref().and_then(|c| c.shares()), Some(256));
+        let memory = r.memory().as_ref().expect("memory");
+        assert_eq!(memory.limit(), Some(512 * 1024 * 1024));
+        assert_eq!(memory.reservation(), Some(128 * 1024 * 1024));
+        assert_eq!(memory.swap(), None);
+
+        let r = resources(&limits(1, None, Some(64)), "c").expect("resources");
+        assert_eq!(r.cpu().as_ref().and_then(|c| c.shares()), Some(2));
+        let memory = r.memory().as_ref().expect("memory");
+        assert_eq!(memory.limit(), None);
+        assert_eq!(memory.reservation(), Some(64 * 1024 * 1024));
+
+        let r = resources(&limits(0, Some(6), Some(0)), "c").expect("resources");
+        let memory = r.memory().as_ref().expect("memory");
+        assert_eq!(memory.limit(), Some(6 * 1024 * 1024));
+        assert_eq!(memory.reservation(), None);
+    }
+
+    #[test]
+    fn resources_memory_errors() {
+        assert_eq!(
+            resources(&limits(0, Some(5), None), "c"),
+            Err(SpecError::MemoryBelowMinimum {
+                container: "c".into(),
+                field: "memory limit",
+                mib: 5
+            })
+        );
+        assert!(matches!(
+            resources(&limits(0, None, Some(1)), "c"),
+            Err(SpecError::MemoryBelowMinimum {
+                field: "memory reservation",
+                ..
+            })
+        ));
+        assert!(matches!(
+            resources(&limits(0, Some(u64::MAX), None), "c"),
+            Err(SpecError::MemoryTooLarge { .. })
+        ));
+        assert!(matches!(
+            resources(&limits(0, Some(1 << 43), None), "c"),
+            Err(SpecError::MemoryTooLarge { .. })
+        ));
+        assert_eq!(
+            resources(&limits(0, Some(100), Some(200)), "c"),
+            Err(SpecError::ReservationAboveLimit {
+                container: "c".into(),
+                reservation_mib: 200,
+                limit_mib: 100
+            })
+        );
+    }
+}

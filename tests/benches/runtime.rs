@@ -1,0 +1,209 @@
+//! `make bench`: berth-runtime against containerd's own client on the same containerd, in the
+//! same run. Prints figures; asserts nothing.
+//!
+//! 1. start-to-exit of `sh -c true` (image cached): berth-runtime's create, start, wait and
+//!    delete, beside `ctr run --rm`.
+//! 2. pull of a three-layer image of about 30 MiB from a local registry into an emptied content
+//!    store: berth-runtime beside `ctr images pull`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use berth_runtime::{ContainerSpec, RegistryAuth, Runtime, RuntimeConfig};
+use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures};
+
+const RUNS: usize = 30;
+const PULL_RUNS: usize = 7;
+
+fn main() -> ExitCode {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
+    if let Err(why) = Prereq::check() {
+        eprintln!("bench SKIPPED: {why}");
+        return if std::env::var("CI").as_deref() == Ok("true") {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("berth-bench-").tempdir()?;
+    let containerd = PrivateContainerd::start(&dir.path().join("containerd"))?;
+    let registry = PrivateRegistry::start(&dir.path().join("registry"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(benches(&containerd, &registry, dir.path()));
+    drop(rt);
+    containerd.shutdown();
+    registry.shutdown();
+    result
+}
+
+async fn benches(
+    containerd: &PrivateContainerd,
+    registry: &PrivateRegistry,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let host = registry.host();
+    let hello = fixtures::hello(&host, "bench-hello", "v1").await?;
+    let big = fixtures::big(&host, "bench-big", "v1").await?;
+    let ns = "bench";
+    let mut config = RuntimeConfig::new(containerd.socket(), dir.join("data"));
+    config.namespace = ns.to_owned();
+    config.insecure_registries = vec![host.clone()];
+    let runtime = Runtime::connect(config).await?;
+    println!(
+        "berth-runtime benchmarks (containerd {}, cgroup {})",
+        runtime.containerd_version().await?,
+        runtime.cgroup_version()
+    );
+
+    // 1. start-to-exit, image cached.
+    runtime
+        .pull_image(&hello.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let ctr = |args: &[&str]| -> Result<()> {
+        let mut full = vec!["-n", ns];
+        full.extend_from_slice(args);
+        containerd.ctr(&full).map(|_| ())
+    };
+    ctr(&["images", "pull", "--plain-http", &hello.reference])?;
+    // Warm both paths once (shim binary and runc in the page cache).
+    one_berth_run(&runtime, &hello.reference, "warm").await?;
+    ctr(&[
+        "run",
+        "--rm",
+        &hello.reference,
+        "warm-ctr",
+        "sh",
+        "-c",
+        "true",
+    ])?;
+    let mut berth = Vec::with_capacity(RUNS);
+    let mut ctr_runs = Vec::with_capacity(RUNS);
+    for i in 0..RUNS {
+        berth.push(one_berth_run(&runtime, &hello.reference, &format!("run{i}")).await?);
+        let id = format!("ctr-run-{i}");
+        let start = Instant::now();
+        ctr(&["run", "--rm", &hello.reference, &id, "sh", "-c", "true"])?;
+        ctr_runs.push(start.elapsed());
+    }
+    report(
+        "start-to-exit of sh -c true",
+        "berth-runtime",
+        &mut berth,
+        "ctr run --rm",
+        &mut ctr_runs,
+    );
+
+    // 2. pull of ~30 MiB into an emptied content store, alternating the two clients.
+    let size_mib = big.image.layers.iter().map(|l| l.size()).sum::<u64>() as f64 / (1 << 20) as f64;
+    let mut berth_pulls = Vec::new();
+    let mut ctr_pulls = Vec::new();
+    for _ in 0..PULL_RUNS {
+        empty_store(containerd, ns, &big)?;
+        let start = Instant::now();
+        runtime
+            .pull_image(&big.reference, &RegistryAuth::Anonymous, None)
+            .await?;
+        berth_pulls.push(start.elapsed());
+        empty_store(containerd, ns, &big)?;
+        let start = Instant::now();
+        ctr(&["images", "pull", "--plain-http", &big.reference])?;
+        ctr_pulls.push(start.elapsed());
+    }
+    empty_store(containerd, ns, &big)?;
+    report(
+        &format!("pull of a 3-layer {size_mib:.1} MiB image (gzip) into an empty store"),
+        "berth-runtime",
+        &mut berth_pulls,
+        "ctr images pull",
+        &mut ctr_pulls,
+    );
+    Ok(())
+}
+
+async fn one_berth_run(runtime: &Runtime, image: &str, task: &str) -> Result<Duration> {
+    let spec = ContainerSpec {
+        task_id: format!("bench-{task}"),
+        name: "c".into(),
+        image: image.into(),
+        command: Some(vec!["sh".into(), "-c".into(), "true".into()]),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let id = runtime.create_container(&spec).await?;
+    runtime.start_container(&id).await?;
+    let status = runtime.wait_container(&id).await?;
+    runtime.delete_container(&id).await?;
+    let took = start.elapsed();
+    if status.code != 0 {
+        bail!("sh -c true exited {}", status.code);
+    }
+    Ok(took)
+}
+
+/// Removes the image and collects synchronously, so its blobs and snapshots are gone.
+fn empty_store(
+    containerd: &PrivateContainerd,
+    ns: &str,
+    image: &fixtures::ImageFixture,
+) -> Result<()> {
+    let _ = containerd.ctr(&["-n", ns, "images", "rm", "--sync", &image.reference]);
+    let left = containerd.ctr(&["-n", ns, "content", "ls", "-q"])?;
+    // Anything of the image left behind would flatter the next pull.
+    if let Some(d) = image
+        .layer_digests
+        .iter()
+        .find(|d| left.contains(d.as_str()))
+    {
+        bail!(
+            "layer {d} still in the content store after removing {}",
+            image.reference
+        );
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn report(what: &str, a_name: &str, a: &mut [Duration], b_name: &str, b: &mut [Duration]) {
+    a.sort();
+    b.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (a50, a95, b50, b95) = (
+        percentile(a, 0.5),
+        percentile(a, 0.95),
+        percentile(b, 0.5),
+        percentile(b, 0.95),
+    );
+    println!("\n{what} ({} runs each)", a.len());
+    println!(
+        "  {a_name:<16} p50 {:>8.1} ms   p95 {:>8.1} ms",
+        ms(a50),
+        ms(a95)
+    );
+    println!(
+        "  {b_name:<16} p50 {:>8.1} ms   p95 {:>8.1} ms",
+        ms(b50),
+        ms(b95)
+    );
+    println!(
+        "  ratio {a_name}/{b_name}: p50 {:.2}   p95 {:.2}",
+        ms(a50) / ms(b50),
+        ms(a95) / ms(b95)
+    );
+}

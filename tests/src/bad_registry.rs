@@ -1,0 +1,342 @@
+//! A misbehaving registry: serves one image whose layer bytes do not match their digest, or
+//! whose layer downloads stall after the headers.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use rand::RngCore;
+
+use crate::image::{BuiltImage, Compression, ImageConfig, Layer, ManifestFormat};
+
+/// Longest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the registry misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadMode {
+    /// Manifest and config are correct; the layer blob has the right length but different
+    /// bytes, so its digest does not match.
+    CorruptBlob,
+    /// Everything is correct, but a layer blob `GET` sends the headers and then never the body
+    /// (the connection stays open until the client closes it or the registry stops). The
+    /// config blob is served normally, so clients reach the layer download.
+    Stall,
+}
+
+/// The served image, shared with connection tasks.
+#[derive(Debug)]
+struct Served {
+    mode: BadMode,
+    image: BuiltImage,
+    layer_body: Bytes,
+    requests: Mutex<Vec<String>>,
+}
+
+/// A misbehaving registry on 127.0.0.1 serving one image under any repository and any tag.
+/// The image is unique to each instance (one gzip layer of random bytes at `/bad/nonce.bin`,
+/// OCI manifest), so no content store already holds its layer. Stops on drop.
+pub struct BadRegistry {
+    addr: SocketAddr,
+    served: Arc<Served>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for BadRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BadRegistry")
+            .field("addr", &self.addr)
+            .field("mode", &self.served.mode)
+            .finish()
+    }
+}
+
+impl BadRegistry {
+    /// Binds 127.0.0.1:0 and serves from a thread with its own tokio runtime.
+    pub fn start(mode: BadMode) -> Result<BadRegistry> {
+        let image = unique_image()?;
+        let layer = image.layers.first().context("bad image has no layer")?;
+        let layer_body = match mode {
+            BadMode::Stall => layer.blob.clone(),
+            BadMode::CorruptBlob => {
+                let mut v = layer.blob.to_vec();
+                // Same length, different bytes (past the gzip header, so the digest check or
+                // the inflater notices, never the length).
+                let mid = v.len() / 2;
+                for b in v.iter_mut().skip(mid).take(16) {
+                    *b ^= 0xA5;
+                }
+                Bytes::from(v)
+            }
+        };
+        let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("bind bad registry on 127.0.0.1:0")?;
+        std_listener
+            .set_nonblocking(true)
+            .context("set_nonblocking")?;
+        let addr = std_listener.local_addr().context("local_addr")?;
+        let served = Arc::new(Served {
+            mode,
+            image,
+            layer_body,
+            requests: Mutex::new(Vec::new()),
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("bad registry runtime")?;
+        let (stop, stopped) = oneshot::channel();
+        let task_served = served.clone();
+        let thread = thread::Builder::new()
+            .name("bad-registry".into())
+            .spawn(move || {
+                let result: Result<()> = rt.block_on(async move {
+                    let listener = TcpListener::from_std(std_listener).context("tokio listener")?;
+                    tokio::select! {
+                        _ = stopped => Ok(()),
+                        r = accept_loop(listener, task_served) => r,
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %format!("{e:#}"), "bad registry stopped");
+                }
+                // Stalled connections are parked forever: drop them.
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .context("spawn bad registry thread")?;
+        Ok(BadRegistry {
+            addr,
+            served,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `127.0.0.1:PORT/<repo>:latest`.
+    pub fn reference(&self, repo: &str) -> String {
+        format!("{}/{repo}:latest", self.host())
+    }
+
+    /// The image served (with its correct digests).
+    pub fn image(&self) -> &BuiltImage {
+        &self.served.image
+    }
+
+    /// Digest of the manifest served.
+    pub fn manifest_digest(&self) -> &str {
+        &self.served.image.manifest.digest
+    }
+
+    /// Digest the manifest claims for the layer.
+    pub fn layer_digest(&self) -> String {
+        self.served
+            .image
+            .layers
+            .first()
+            .map(|l| l.digest.clone())
+            .unwrap_or_default()
+    }
+
+    /// `METHOD /path` of every request received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.served
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for BadRegistry {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn unique_image() -> Result<BuiltImage> {
+    let mut nonce = vec![0u8; 4096];
+    rand::rng().fill_bytes(&mut nonce);
+    let layer = Layer::new(Compression::Gzip)
+        .file("/bad/nonce.bin", nonce, 0o644)
+        .build()?;
+    let config = ImageConfig {
+        cmd: Some(vec!["sh".into()]),
+        ..ImageConfig::default()
+    };
+    BuiltImage::from_layers(vec![layer], &config, ManifestFormat::Oci)
+}
+
+async fn accept_loop(listener: TcpListener, served: Arc<Served>) -> Result<()> {
+    loop {
+        let (conn, _) = listener.accept().await.context("accept")?;
+        let served = served.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(conn, &served).await {
+                tracing::debug!(error = %format!("{e:#}"), "bad registry connection");
+            }
+        });
+    }
+}
+
+struct Response {
+    status: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+    stall: bool,
+}
+
+impl Response {
+    fn ok(content_type: &str, digest: &str, body: Bytes) -> Response {
+        let mut headers = vec![("Content-Type", content_type.to_owned())];
+        if !digest.is_empty() {
+            headers.push(("Docker-Content-Digest", digest.to_owned()));
+        }
+        Response {
+            status: "200 OK",
+            headers,
+            body,
+            stall: false,
+        }
+    }
+
+    fn not_found(code: &str, message: &str) -> Response {
+        let body =
+            serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] });
+        Response {
+            status: "404 Not Found",
+            headers: vec![("Content-Type", "application/json; charset=utf-8".to_owned())],
+            body: Bytes::from(body.to_string()),
+            stall: false,
+        }
+    }
+}
+
+async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn))
+        .await
+        .context("request head timed out")??;
+    let line = head.lines().next().unwrap_or_default().to_owned();
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    served
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!("{method} {target}"));
+    let path = target.split('?').next().unwrap_or_default();
+    let resp = if method != "GET" && method != "HEAD" {
+        Response::not_found("UNSUPPORTED", "this registry only serves GET and HEAD")
+    } else {
+        route(path, served)
+    };
+    let mut out = format!(
+        "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        resp.status,
+        resp.body.len()
+    );
+    out.push_str("Docker-Distribution-Api-Version: registry/2.0\r\n");
+    for (k, v) in &resp.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    conn.write_all(out.as_bytes()).await.context("write head")?;
+    conn.flush().await.context("flush head")?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    if resp.stall {
+        // Never send the body; hold the connection until the client gives up.
+        let mut sink = [0u8; 1024];
+        while conn.read(&mut sink).await.context("read while stalled")? != 0 {}
+        return Ok(());
+    }
+    conn.write_all(&resp.body).await.context("write body")?;
+    conn.shutdown().await.context("shutdown")?;
+    Ok(())
+}
+
+async fn read_head(conn: &mut TcpStream) -> Result<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = conn.read(&mut chunk).await.context("read request")?;
+        if n == 0 {
+            bail!("client closed before sending a request");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+        if buf.len() > MAX_HEAD {
+            bail!("request head longer than {MAX_HEAD} bytes");
+        }
+    }
+}
+
+fn route(path: &str, served: &Served) -> Response {
+    let image = &served.image;
+    if path == "/v2/" || path == "/v2" {
+        return Response::ok(
+            "application/json; charset=utf-8",
+            "",
+            Bytes::from_static(b"{}"),
+        );
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Response::not_found("NOT_FOUND", "not found");
+    };
+    if let Some((_, reference)) = rest.rsplit_once("/manifests/") {
+        if reference.starts_with("sha256:") && reference != image.manifest.digest {
+            return Response::not_found("MANIFEST_UNKNOWN", "manifest unknown");
+        }
+        return Response::ok(
+            &image.manifest.media_type,
+            &image.manifest.digest,
+            image.manifest.bytes.clone(),
+        );
+    }
+    if let Some((_, digest)) = rest.rsplit_once("/blobs/") {
+        if digest == image.config.digest {
+            return Response::ok(
+                "application/octet-stream",
+                digest,
+                image.config.bytes.clone(),
+            );
+        }
+        if image.layers.first().is_some_and(|l| l.digest == digest) {
+            let mut r = Response::ok(
+                "application/octet-stream",
+                digest,
+                served.layer_body.clone(),
+            );
+            r.stall = served.mode == BadMode::Stall;
+            return r;
+        }
+        return Response::not_found("BLOB_UNKNOWN", "blob unknown to registry");
+    }
+    Response::not_found("NOT_FOUND", "not found")
+}

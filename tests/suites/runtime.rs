@@ -1,0 +1,761 @@
+//! berth-runtime end to end: real pulls from a real registry into a private containerd, real
+//! containers through runc with real cgroup limits, and every bad input's clear error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use berth_runtime::{
+    ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, PullError, RegistryAuth,
+    Runtime, RuntimeConfig, TaskLimits,
+};
+use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
+
+fn main() -> ExitCode {
+    run_suite("runtime", |w| {
+        vec![
+            w.async_trial("pull_then_run_echo_exit_3", pull_then_run_echo_exit_3),
+            w.async_trial(
+                "pull_leaves_what_ctr_pull_leaves",
+                pull_leaves_what_ctr_pull_leaves,
+            ),
+            w.async_trial(
+                "whiteouts_delete_and_overwrite",
+                whiteouts_delete_and_overwrite,
+            ),
+            w.async_trial(
+                "parallel_pulls_download_each_blob_once",
+                parallel_pulls_download_each_blob_once,
+            ),
+            w.async_trial(
+                "second_pull_downloads_nothing",
+                second_pull_downloads_nothing,
+            ),
+            w.async_trial("index_picks_host_platform", index_picks_host_platform),
+            w.async_trial(
+                "cpu_and_memory_limits_in_cgroup_files",
+                cpu_and_memory_limits_in_cgroup_files,
+            ),
+            w.async_trial(
+                "sigterm_ignored_killed_after_stop_timeout",
+                sigterm_ignored_killed_after_stop_timeout,
+            ),
+            w.async_trial(
+                "memory_hog_reported_oom_killed",
+                memory_hog_reported_oom_killed,
+            ),
+            w.async_trial(
+                "delete_leaves_nothing_but_the_image",
+                delete_leaves_nothing_but_the_image,
+            ),
+            w.async_trial(
+                "user_name_resolves_through_image_passwd",
+                user_name_resolves_through_image_passwd,
+            ),
+            w.async_trial("list_finds_owned_containers", list_finds_owned_containers),
+            w.async_trial("bad_unknown_repository", bad_unknown_repository),
+            w.async_trial("bad_unknown_tag", bad_unknown_tag),
+            w.async_trial("bad_registry_down", bad_registry_down),
+            w.async_trial("bad_digest_mismatch", bad_digest_mismatch),
+            w.async_trial("bad_no_matching_platform", bad_no_matching_platform),
+            w.async_trial("bad_limits", bad_limits),
+            w.async_trial("bad_image_not_pulled", bad_image_not_pulled),
+            w.async_trial("bad_containerd_socket", bad_containerd_socket),
+        ]
+    })
+}
+
+/// A runtime in its own containerd namespace, with its own state and log dirs.
+async fn runtime(w: &World) -> Result<(Runtime, String)> {
+    let ns = w.unique("rt");
+    let dir = w.scratch_dir(&ns)?;
+    let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
+    config.namespace = ns.clone();
+    config.insecure_registries = vec![w.registry().host()];
+    let rt = Runtime::connect(config).await.context("connect runtime")?;
+    Ok((rt, ns))
+}
+
+fn container(task: &str, name: &str, image: &str, cmd: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        task_id: task.to_owned(),
+        name: name.to_owned(),
+        image: image.to_owned(),
+        command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+/// Create, start, wait; returns the exit status and the container's log entries.
+async fn run_to_exit(
+    rt: &Runtime,
+    spec: &ContainerSpec,
+) -> Result<(berth_runtime::ExitStatus, Vec<String>)> {
+    let id = rt.create_container(spec).await?;
+    rt.start_container(&id).await?;
+    let status = tokio::time::timeout(Duration::from_secs(60), rt.wait_container(&id))
+        .await
+        .context("container did not exit within 60s")??;
+    let logs = log_lines(&rt.log_path(&spec.task_id, &spec.name))?;
+    rt.delete_container(&id).await?;
+    Ok((status, logs))
+}
+
+fn log_lines(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).with_context(|| format!("log line {l:?}"))?;
+            Ok(v["log"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_end_matches('\n')
+                .to_owned())
+        })
+        .collect()
+}
+
+async fn pull_then_run_echo_exit_3(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "hello-exit", "1.0").await?;
+    let (rt, _) = runtime(&w).await?;
+    let pulled = rt
+        .pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    ensure!(
+        pulled.chain_id == img.chain_id,
+        "chain id {} != {}",
+        pulled.chain_id,
+        img.chain_id
+    );
+    let task = w.unique("task");
+    let spec = container(
+        &task,
+        "app",
+        &img.reference,
+        &["sh", "-c", "echo hello; exit 3"],
+    );
+    let (status, logs) = run_to_exit(&rt, &spec).await?;
+    ensure!(status.code == 3, "exit code {}", status.code);
+    ensure!(!status.oom_killed);
+    ensure!(logs == ["hello"], "logs {logs:?}");
+    Ok(())
+}
+
+fn labels_of(w: &World, ns: &str, digest: &str) -> Result<String> {
+    let out = w.ctr(&["-n", ns, "content", "ls"])?;
+    out.lines()
+        .find(|l| l.starts_with(digest))
+        .map(str::to_owned)
+        .with_context(|| format!("{digest} not in content store:\n{out}"))
+}
+
+async fn pull_leaves_what_ctr_pull_leaves(w: Arc<World>) -> Result<()> {
+    let img = fixtures::layered(&w.registry().host(), "labels", "v1").await?;
+    let (rt, ns) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let images = w.ctr(&["-n", &ns, "images", "ls"])?;
+    ensure!(
+        images.contains(&img.reference) && images.contains(&img.digest),
+        "images:\n{images}"
+    );
+    let manifest = labels_of(&w, &ns, &img.digest)?;
+    ensure!(
+        manifest.contains(&format!(
+            "containerd.io/gc.ref.content.config={}",
+            img.config_digest
+        )),
+        "{manifest}"
+    );
+    for (i, l) in img.layer_digests.iter().enumerate() {
+        ensure!(
+            manifest.contains(&format!("containerd.io/gc.ref.content.l.{i}={l}")),
+            "{manifest}"
+        );
+    }
+    let source = format!("containerd.io/distribution.source.{}=labels", img.host);
+    ensure!(manifest.contains(&source), "{manifest}");
+    let config = labels_of(&w, &ns, &img.config_digest)?;
+    ensure!(
+        config.contains(&format!(
+            "containerd.io/gc.ref.snapshot.overlayfs={}",
+            img.chain_id
+        )),
+        "{config}"
+    );
+    for (layer, diff) in img.layer_digests.iter().zip(&img.diff_ids) {
+        let l = labels_of(&w, &ns, layer)?;
+        ensure!(
+            l.contains(&format!("containerd.io/uncompressed={diff}")) && l.contains(&source),
+            "{l}"
+        );
+    }
+    let snaps = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
+    let chains = berth_tests::chain_ids(&img.diff_ids);
+    for (i, c) in chains.iter().enumerate() {
+        let parent = if i == 0 { "" } else { chains[i - 1].as_str() };
+        ensure!(
+            snaps
+                .lines()
+                .any(|l| l.starts_with(c) && l.contains("Committed") && l.contains(parent)),
+            "snapshot {c} (parent {parent:?}) missing:\n{snaps}"
+        );
+    }
+    let leases = w.ctr(&["-n", &ns, "leases", "ls"])?;
+    ensure!(leases.lines().count() <= 1, "lease left behind:\n{leases}");
+    // containerd's collector must keep all of it: run a synchronous collection (deleting a
+    // lease with --sync does) and check again.
+    w.ctr(&["-n", &ns, "leases", "create", "--id", "gc-trigger"])?;
+    w.ctr(&["-n", &ns, "leases", "delete", "--sync", "gc-trigger"])?;
+    for d in img
+        .layer_digests
+        .iter()
+        .chain([&img.config_digest, &img.digest])
+    {
+        labels_of(&w, &ns, d).with_context(|| format!("{d} collected by containerd's gc"))?;
+    }
+    let after = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
+    ensure!(
+        chains.iter().all(|c| after.contains(c.as_str())),
+        "snapshots collected:\n{after}"
+    );
+    Ok(())
+}
+
+async fn whiteouts_delete_and_overwrite(w: Arc<World>) -> Result<()> {
+    let img = fixtures::layered(&w.registry().host(), "whiteouts", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let script = "test ! -e /data/deleted.txt && echo deleted-absent; echo \"$(cat /data/overwritten.txt)\"; \
+                  echo \"$(cat /data/l2.txt)\"; ls /data/dir";
+    let spec = container(&task, "check", &img.reference, &["sh", "-c", script]);
+    let (status, logs) = run_to_exit(&rt, &spec).await?;
+    ensure!(status.code == 0, "exit {} logs {logs:?}", status.code);
+    ensure!(logs.contains(&"deleted-absent".to_owned()), "{logs:?}");
+    ensure!(
+        logs.contains(&"new".to_owned()) && !logs.contains(&"old".to_owned()),
+        "{logs:?}"
+    );
+    ensure!(
+        logs.contains(&"fresh.txt".to_owned()) && !logs.iter().any(|l| l.contains("keep.txt")),
+        "opaque dir: {logs:?}"
+    );
+    Ok(())
+}
+
+async fn parallel_pulls_download_each_blob_once(w: Arc<World>) -> Result<()> {
+    let img = fixtures::layered(&w.registry().host(), "parallel", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    let (a, b) = tokio::join!(
+        rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None),
+        rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+    );
+    ensure!(a? == b?, "both pulls report the same image");
+    for d in img.layer_digests.iter().chain([&img.config_digest]) {
+        let n = w.registry().blob_get_count("parallel", d)?;
+        ensure!(n == 1, "blob {d} downloaded {n} times");
+    }
+    Ok(())
+}
+
+async fn second_pull_downloads_nothing(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "again", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let first = rt
+        .pull_image(&img.reference, &RegistryAuth::Anonymous, Some(tx))
+        .await?;
+    ensure!(first.downloaded > 0);
+    let mut last = BTreeMap::new();
+    while let Ok(p) = rx.try_recv() {
+        last.insert(p.digest.clone(), (p.done, p.total));
+    }
+    for d in &img.layer_digests {
+        let (done, total) = last
+            .get(d)
+            .with_context(|| format!("no progress for {d}"))?;
+        ensure!(done == total, "progress for {d} ended at {done}/{total}");
+    }
+    let second = rt
+        .pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    ensure!(
+        second.downloaded == 0,
+        "second pull downloaded {} bytes",
+        second.downloaded
+    );
+    for d in &img.layer_digests {
+        ensure!(w.registry().blob_get_count("again", d)? == 1);
+    }
+    Ok(())
+}
+
+async fn index_picks_host_platform(w: Arc<World>) -> Result<()> {
+    let idx = fixtures::multiarch(&w.registry().host(), "multi", "v1").await?;
+    let (rt, ns) = runtime(&w).await?;
+    let pulled = rt
+        .pull_image(&idx.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let amd64 = idx.platform("linux/amd64").context("fixture has amd64")?;
+    ensure!(
+        pulled.target_digest == idx.digest && pulled.manifest_digest == amd64.digest,
+        "{pulled:?}"
+    );
+    let index = labels_of(&w, &ns, &idx.digest)?;
+    for (i, m) in idx.manifests.iter().enumerate() {
+        ensure!(
+            index.contains(&format!("containerd.io/gc.ref.content.m.{i}={}", m.digest)),
+            "{index}"
+        );
+    }
+    let task = w.unique("task");
+    let (status, logs) = run_to_exit(
+        &rt,
+        &container(&task, "c", &idx.reference, &["echo", "multi"]),
+    )
+    .await?;
+    ensure!(status.code == 0 && logs == ["multi"], "{status:?} {logs:?}");
+    Ok(())
+}
+
+fn read_cgroup(controller: &str, path: &str, file: &str) -> Result<String> {
+    let p = PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join(path.trim_start_matches('/'))
+        .join(file);
+    Ok(std::fs::read_to_string(&p)
+        .with_context(|| format!("read {}", p.display()))?
+        .trim()
+        .to_owned())
+}
+
+async fn cpu_and_memory_limits_in_cgroup_files(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "limits", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let limits = TaskLimits {
+        cpu_units: Some(512),
+        memory_mib: Some(256),
+    };
+    let mut spec = container(&task, "app", &img.reference, &["sleep", "30"]);
+    spec.limits = ContainerLimits {
+        cpu_units: 256,
+        memory_mib: Some(128),
+        memory_reservation_mib: Some(64),
+    };
+    Runtime::validate_limits(&limits, std::slice::from_ref(&spec))?;
+    rt.create_task_cgroup(&task, &limits).await?;
+    let id = rt.create_container(&spec).await?;
+    rt.start_container(&id).await?;
+    let check = (|| -> Result<()> {
+        let t = format!("/berth/{task}");
+        let c = format!("/berth/{task}/app");
+        ensure!(read_cgroup("cpu", &t, "cpu.cfs_period_us")? == "100000");
+        ensure!(read_cgroup("cpu", &t, "cpu.cfs_quota_us")? == "50000");
+        ensure!(read_cgroup("memory", &t, "memory.limit_in_bytes")? == (256u64 << 20).to_string());
+        ensure!(read_cgroup("cpu", &c, "cpu.shares")? == "256");
+        ensure!(read_cgroup("memory", &c, "memory.limit_in_bytes")? == (128u64 << 20).to_string());
+        ensure!(
+            read_cgroup("memory", &c, "memory.soft_limit_in_bytes")? == (64u64 << 20).to_string()
+        );
+        Ok(())
+    })();
+    rt.stop_container(&id, Duration::from_secs(1)).await?;
+    rt.delete_container(&id).await?;
+    rt.remove_task_cgroup(&task).await?;
+    check
+}
+
+async fn sigterm_ignored_killed_after_stop_timeout(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "stubborn", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let spec = container(
+        &task,
+        "stubborn",
+        &img.reference,
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while true; do sleep 1; done",
+        ],
+    );
+    let id = rt.create_container(&spec).await?;
+    rt.start_container(&id).await?;
+    wait_for_log(&rt.log_path(&task, "stubborn"), "ready").await?;
+    let start = Instant::now();
+    let status = rt.stop_container(&id, Duration::from_secs(2)).await?;
+    let took = start.elapsed();
+    rt.delete_container(&id).await?;
+    ensure!(
+        status.code == 137,
+        "exit code {} (expected SIGKILL's 137)",
+        status.code
+    );
+    ensure!(
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(3),
+        "stop took {took:?}"
+    );
+    Ok(())
+}
+
+async fn wait_for_log(path: &Path, needle: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{needle:?} never appeared in {}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn memory_hog_reported_oom_killed(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "hog", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    // tail buffers its input until a newline that /dev/zero never sends.
+    let mut spec = container(&task, "hog", &img.reference, &["tail", "/dev/zero"]);
+    spec.limits.memory_mib = Some(16);
+    let (status, _) = run_to_exit(&rt, &spec).await?;
+    ensure!(status.oom_killed, "not reported OOM-killed: {status:?}");
+    ensure!(status.code == 137, "exit code {}", status.code);
+    Ok(())
+}
+
+async fn delete_leaves_nothing_but_the_image(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "cleanup", "v1").await?;
+    let (rt, ns) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    rt.create_task_cgroup(
+        &task,
+        &TaskLimits {
+            cpu_units: Some(256),
+            memory_mib: Some(64),
+        },
+    )
+    .await?;
+    let spec = container(&task, "app", &img.reference, &["sleep", "60"]);
+    let id = rt.create_container(&spec).await?;
+    rt.start_container(&id).await?;
+    rt.stop_container(&id, Duration::from_secs(1)).await?;
+    rt.delete_container(&id).await?;
+    rt.remove_task_cgroup(&task).await?;
+    rt.delete_container(&id)
+        .await
+        .context("delete is idempotent")?;
+    let containers = w.ctr(&["-n", &ns, "containers", "ls", "-q"])?;
+    ensure!(
+        containers.trim().is_empty(),
+        "containers left: {containers}"
+    );
+    let tasks = w.ctr(&["-n", &ns, "tasks", "ls"])?;
+    ensure!(tasks.lines().count() <= 1, "tasks left: {tasks}");
+    let snaps = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
+    ensure!(
+        !snaps.contains(id.as_str()),
+        "container snapshot left: {snaps}"
+    );
+    ensure!(
+        snaps.contains(&img.chain_id),
+        "image snapshot gone: {snaps}"
+    );
+    let leases = w.ctr(&["-n", &ns, "leases", "ls"])?;
+    ensure!(leases.lines().count() <= 1, "leases left: {leases}");
+    for controller in ["cpu", "memory", "pids", "cpuset", "cpuacct"] {
+        let p = PathBuf::from("/sys/fs/cgroup")
+            .join(controller)
+            .join("berth")
+            .join(&task);
+        ensure!(!p.exists(), "cgroup left: {}", p.display());
+    }
+    let images = w.ctr(&["-n", &ns, "images", "ls", "-q"])?;
+    ensure!(
+        images.contains(&img.reference),
+        "image not cached: {images}"
+    );
+    Ok(())
+}
+
+async fn user_name_resolves_through_image_passwd(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "users", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let mut spec = container(
+        &task,
+        "app",
+        &img.reference,
+        &["sh", "-c", "id -u; id -g; id -G; hostname"],
+    );
+    spec.user = Some("app".into());
+    let (status, logs) = run_to_exit(&rt, &spec).await?;
+    ensure!(status.code == 0, "{status:?} {logs:?}");
+    ensure!(logs[0] == "1000" && logs[1] == "1000", "{logs:?}");
+    ensure!(
+        logs[3].len() == 12 && logs[3].chars().all(|c| c.is_ascii_hexdigit()),
+        "default hostname is not 12 hex digits: {logs:?}"
+    );
+    ensure!(
+        logs[2].split(' ').any(|g| g == "1500"),
+        "supplementary group missing: {logs:?}"
+    );
+    let mut spec = container(&task, "nobody", &img.reference, &["id", "-u"]);
+    spec.user = Some("nosuchuser".into());
+    let err = rt
+        .create_container(&spec)
+        .await
+        .err()
+        .context("unknown user accepted")?;
+    ensure!(err.to_string().contains("nosuchuser"), "{err}");
+    Ok(())
+}
+
+async fn list_finds_owned_containers(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "listing", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let a = rt
+        .create_container(&container(&task, "a", &img.reference, &["sleep", "30"]))
+        .await?;
+    let b = rt
+        .create_container(&container(&task, "b", &img.reference, &["true"]))
+        .await?;
+    rt.start_container(&a).await?;
+    let list = rt.list_containers().await?;
+    let find = |id: &ContainerId| list.iter().find(|c| &c.id == id).cloned();
+    let ia = find(&a).context("a listed")?;
+    let ib = find(&b).context("b listed")?;
+    ensure!(
+        ia.task_id == task
+            && ia.name == "a"
+            && ia.status == ContainerStatus::Running
+            && ia.pid.is_some(),
+        "{ia:?}"
+    );
+    ensure!(ib.status == ContainerStatus::Created, "{ib:?}");
+    for id in [a, b] {
+        rt.stop_container(&id, Duration::from_secs(1)).await?;
+        rt.delete_container(&id).await?;
+    }
+    ensure!(rt.list_containers().await?.is_empty());
+    Ok(())
+}
+
+/// What a failed pull must not leave: an image record, a lease, an active ingest.
+fn assert_nothing_left(w: &World, ns: &str) -> Result<()> {
+    let images = w.ctr(&["-n", ns, "images", "ls", "-q"])?;
+    ensure!(images.trim().is_empty(), "image left: {images}");
+    let leases = w.ctr(&["-n", ns, "leases", "ls"])?;
+    ensure!(leases.lines().count() <= 1, "lease left: {leases}");
+    let active = w.ctr(&["-n", ns, "content", "active"])?;
+    ensure!(active.lines().count() <= 1, "ingest left: {active}");
+    let snaps = w.ctr(&["-n", ns, "snapshots", "ls"])?;
+    ensure!(snaps.lines().count() <= 1, "snapshot left: {snaps}");
+    Ok(())
+}
+
+async fn expect_pull_error(w: &World, reference: &str) -> Result<(PullError, String)> {
+    let (rt, ns) = runtime(w).await?;
+    let err = rt
+        .pull_image(reference, &RegistryAuth::Anonymous, None)
+        .await
+        .err()
+        .with_context(|| format!("pull of {reference} succeeded"))?;
+    assert_nothing_left(w, &ns)?;
+    Ok((err, ns))
+}
+
+async fn bad_unknown_repository(w: Arc<World>) -> Result<()> {
+    let host = w.registry().host();
+    let (err, _) = expect_pull_error(&w, &format!("{host}/nosuchrepo:1.0")).await?;
+    let msg = err.to_string();
+    ensure!(
+        msg == format!("repository unknown: registry {host} has no repository nosuchrepo")
+            || msg == format!("manifest unknown: registry {host} has no tag 1.0 for nosuchrepo"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+async fn bad_unknown_tag(w: Arc<World>) -> Result<()> {
+    let host = w.registry().host();
+    fixtures::hello(&host, "app", "1.0").await?;
+    let (err, _) = expect_pull_error(&w, &format!("{host}/app:1.3")).await?;
+    ensure!(
+        err.to_string() == format!("manifest unknown: registry {host} has no tag 1.3 for app"),
+        "{err}"
+    );
+    Ok(())
+}
+
+async fn bad_registry_down(w: Arc<World>) -> Result<()> {
+    let port = berth_tests::free_port()?;
+    let host = format!("127.0.0.1:{port}");
+    let ns = w.unique("down");
+    let dir = w.scratch_dir(&ns)?;
+    let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
+    config.namespace = ns.clone();
+    config.insecure_registries = vec![host.clone()];
+    let rt = Runtime::connect(config).await?;
+    let err = rt
+        .pull_image(&format!("{host}/app:1"), &RegistryAuth::Anonymous, None)
+        .await
+        .err()
+        .context("pull succeeded")?;
+    ensure!(
+        matches!(err, PullError::RegistryUnreachable { .. }),
+        "{err:?}"
+    );
+    ensure!(
+        err.to_string()
+            .starts_with(&format!("registry {host} is unreachable: ")),
+        "{err}"
+    );
+    assert_nothing_left(&w, &ns)
+}
+
+async fn bad_digest_mismatch(w: Arc<World>) -> Result<()> {
+    let bad = BadRegistry::start(BadMode::CorruptBlob)?;
+    let ns = w.unique("corrupt");
+    let dir = w.scratch_dir(&ns)?;
+    let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
+    config.namespace = ns.clone();
+    config.insecure_registries = vec![bad.host()];
+    let rt = Runtime::connect(config).await?;
+    let err = rt
+        .pull_image(&bad.reference("corrupt"), &RegistryAuth::Anonymous, None)
+        .await
+        .err()
+        .context("pull succeeded")?;
+    let layer = bad.layer_digest();
+    ensure!(
+        err.to_string()
+            .starts_with(&format!("digest mismatch for layer {layer}")),
+        "{err}"
+    );
+    assert_nothing_left(&w, &ns)?;
+    let blobs = w.ctr(&["-n", &ns, "content", "ls", "-q"])?;
+    ensure!(!blobs.contains(&layer), "corrupt layer committed: {blobs}");
+    Ok(())
+}
+
+async fn bad_no_matching_platform(w: Arc<World>) -> Result<()> {
+    let idx = fixtures::arm_only(&w.registry().host(), "armonly", "v1").await?;
+    let (err, _) = expect_pull_error(&w, &idx.reference).await?;
+    ensure!(
+        err.to_string()
+            == format!(
+                "no linux/amd64 entry in index {}; available: linux/arm64/v8, linux/s390x",
+                idx.reference
+            ),
+        "{err}"
+    );
+    Ok(())
+}
+
+async fn bad_limits(w: Arc<World>) -> Result<()> {
+    let task = TaskLimits {
+        cpu_units: Some(256),
+        memory_mib: Some(64),
+    };
+    let mut a = container("t", "a", "x", &["true"]);
+    a.limits = ContainerLimits {
+        cpu_units: 512,
+        memory_mib: Some(4),
+        memory_reservation_mib: Some(8),
+    };
+    let mut b = container("t", "b", "x", &["true"]);
+    b.limits = ContainerLimits {
+        cpu_units: 0,
+        memory_mib: Some(100),
+        memory_reservation_mib: None,
+    };
+    let err = Runtime::validate_limits(&task, &[a, b])
+        .err()
+        .context("bad limits accepted")?;
+    let msg = err.to_string();
+    for part in [
+        "4 MiB",
+        "below the minimum of 6 MiB",
+        "memoryReservation",
+        "64 MiB",
+        "cpu",
+    ] {
+        ensure!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    // A container's own bad limits are refused at create, before anything exists.
+    let img = fixtures::hello(&w.registry().host(), "badlimits", "v1").await?;
+    let (rt, ns) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let mut c = container(&w.unique("task"), "tiny", &img.reference, &["true"]);
+    c.limits.memory_mib = Some(2);
+    let err = rt
+        .create_container(&c)
+        .await
+        .err()
+        .context("2 MiB accepted")?;
+    ensure!(
+        err.to_string().contains("below the minimum of 6 MiB"),
+        "{err}"
+    );
+    let containers = w.ctr(&["-n", &ns, "containers", "ls", "-q"])?;
+    ensure!(containers.trim().is_empty(), "container left: {containers}");
+    Ok(())
+}
+
+async fn bad_image_not_pulled(w: Arc<World>) -> Result<()> {
+    let (rt, ns) = runtime(&w).await?;
+    let err = rt
+        .create_container(&container("t1", "c", "127.0.0.1:1/never:pulled", &["true"]))
+        .await
+        .err()
+        .context("accepted")?;
+    ensure!(matches!(err, Error::Image(_)), "{err:?}");
+    ensure!(
+        err.to_string()
+            == format!(
+                "image 127.0.0.1:1/never:pulled is not in containerd namespace {ns}; pull it first"
+            ),
+        "{err}"
+    );
+    Ok(())
+}
+
+async fn bad_containerd_socket(w: Arc<World>) -> Result<()> {
+    let dir = w.scratch_dir("nosock")?;
+    let sock = dir.join("nothing.sock");
+    let err = Runtime::connect(RuntimeConfig::new(&sock, &dir))
+        .await
+        .err()
+        .context("connected to nothing")?;
+    let msg = err.to_string();
+    ensure!(
+        msg.contains(&sock.display().to_string()) && msg.contains("does not exist"),
+        "{msg}"
+    );
+    Ok(())
+}
