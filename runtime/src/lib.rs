@@ -17,8 +17,8 @@ mod time;
 
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
-    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID,
-    LogRotation,
+    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
+    LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogRotation,
 };
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;

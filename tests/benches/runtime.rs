@@ -106,7 +106,9 @@ async fn benches(
         &mut ctr_runs,
     );
 
-    // 2. pull of ~30 MiB into an emptied content store, alternating the two clients.
+    // 2. pull of ~30 MiB into an emptied content store, alternating the two clients. The
+    //    hello image shares the base layer: remove it too, so the store really is empty.
+    empty_store(containerd, ns, &hello)?;
     let size_mib = big.image.layers.iter().map(|l| l.size()).sum::<u64>() as f64 / (1 << 20) as f64;
     let mut berth_pulls = Vec::new();
     let mut ctr_pulls = Vec::new();

@@ -1,5 +1,6 @@
-//! A misbehaving registry: serves one image whose layer bytes do not match their digest, or
-//! whose layer downloads stall after the headers.
+//! A small hand-written registry for what docker-registry cannot be made to do: serve one image
+//! whose layer bytes do not match their digest, stall layer downloads after the headers, or
+//! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,7 +33,21 @@ pub enum BadMode {
     /// (the connection stays open until the client closes it or the registry stops). The
     /// config blob is served normally, so clients reach the layer download.
     Stall,
+    /// Everything is correct, but every `/v2/` request needs HTTP basic credentials
+    /// ([`AUTH_USER`], [`AUTH_PASSWORD`]).
+    BasicAuth,
+    /// Everything is correct, but every `/v2/` request needs a bearer token, which the token
+    /// realm at `/token` hands out for basic credentials ([`AUTH_USER`], [`AUTH_PASSWORD`]), as
+    /// Docker Hub and most registries do.
+    TokenAuth,
 }
+
+/// The user the authenticating modes accept.
+pub const AUTH_USER: &str = "berth";
+/// The password the authenticating modes accept.
+pub const AUTH_PASSWORD: &str = "s3cret-pass";
+/// The token the token realm issues.
+const TOKEN: &str = "berth-test-token-0123456789";
 
 /// The served image, shared with connection tasks.
 #[derive(Debug)]
@@ -41,6 +56,8 @@ struct Served {
     image: BuiltImage,
     layer_body: Bytes,
     requests: Mutex<Vec<String>>,
+    /// Token endpoint URL announced in bearer challenges.
+    realm: String,
 }
 
 /// A misbehaving registry on 127.0.0.1 serving one image under any repository and any tag.
@@ -68,7 +85,7 @@ impl BadRegistry {
         let image = unique_image()?;
         let layer = image.layers.first().context("bad image has no layer")?;
         let layer_body = match mode {
-            BadMode::Stall => layer.blob.clone(),
+            BadMode::Stall | BadMode::BasicAuth | BadMode::TokenAuth => layer.blob.clone(),
             BadMode::CorruptBlob => {
                 let mut v = layer.blob.to_vec();
                 // Same length, different bytes (past the gzip header, so the digest check or
@@ -91,6 +108,7 @@ impl BadRegistry {
             image,
             layer_body,
             requests: Mutex::new(Vec::new()),
+            realm: format!("http://{addr}/token"),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -220,6 +238,19 @@ impl Response {
         }
     }
 
+    fn unauthorized(challenge: String) -> Response {
+        let body = serde_json::json!({ "errors": [{ "code": "UNAUTHORIZED", "message": "authentication required", "detail": null }] });
+        Response {
+            status: "401 Unauthorized",
+            headers: vec![
+                ("Content-Type", "application/json; charset=utf-8".to_owned()),
+                ("WWW-Authenticate", challenge),
+            ],
+            body: Bytes::from(body.to_string()),
+            stall: false,
+        }
+    }
+
     fn not_found(code: &str, message: &str) -> Response {
         let body =
             serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] });
@@ -248,8 +279,11 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
         .unwrap_or_else(|p| p.into_inner())
         .push(format!("{method} {target}"));
     let path = target.split('?').next().unwrap_or_default();
+    let authorization = header(&head, "authorization");
     let resp = if method != "GET" && method != "HEAD" {
         Response::not_found("UNSUPPORTED", "this registry only serves GET and HEAD")
+    } else if let Some(denied) = authenticate(path, authorization.as_deref(), served) {
+        denied
     } else {
         route(path, served)
     };
@@ -277,6 +311,54 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
     conn.write_all(&resp.body).await.context("write body")?;
     conn.shutdown().await.context("shutdown")?;
     Ok(())
+}
+
+/// A request header's value, by case-insensitive name.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn basic_credentials() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{AUTH_PASSWORD}"))
+}
+
+/// `None` when the request may proceed; else the answer that refuses it (or, for the token
+/// realm, the token itself).
+fn authenticate(path: &str, authorization: Option<&str>, served: &Served) -> Option<Response> {
+    let basic_ok = authorization == Some(format!("Basic {}", basic_credentials()).as_str());
+    match served.mode {
+        BadMode::BasicAuth if !basic_ok => Some(Response::unauthorized(
+            "Basic realm=\"berth-test\"".to_owned(),
+        )),
+        BadMode::TokenAuth if path == "/token" => Some(if basic_ok {
+            let body =
+                serde_json::json!({ "token": TOKEN, "access_token": TOKEN, "expires_in": 300 });
+            Response::ok("application/json", "", Bytes::from(body.to_string()))
+        } else {
+            Response::unauthorized("Basic realm=\"berth-test-token\"".to_owned())
+        }),
+        BadMode::TokenAuth if authorization != Some(format!("Bearer {TOKEN}").as_str()) => {
+            let scope = path
+                .strip_prefix("/v2/")
+                .and_then(|rest| {
+                    rest.split_once("/manifests/")
+                        .or_else(|| rest.split_once("/blobs/"))
+                })
+                .map(|(repo, _)| format!(",scope=\"repository:{repo}:pull\""))
+                .unwrap_or_default();
+            Some(Response::unauthorized(format!(
+                "Bearer realm=\"{}\",service=\"berth-test\"{scope}",
+                served.realm
+            )))
+        }
+        _ => None,
+    }
 }
 
 async fn read_head(conn: &mut TcpStream) -> Result<String> {

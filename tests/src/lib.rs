@@ -35,7 +35,7 @@ mod registry;
 mod trace;
 mod world;
 
-pub use bad_registry::{BadMode, BadRegistry};
+pub use bad_registry::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry};
 pub use containerd::PrivateContainerd;
 pub use digest::{chain_id, chain_ids, sha256_digest};
 pub use prereq::{Policy, Prereq, bins, which};

@@ -12,7 +12,7 @@ use berth_runtime::{
     ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, PullError, RegistryAuth,
     Runtime, RuntimeConfig, TaskLimits,
 };
-use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
+use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 
 fn main() -> ExitCode {
     run_suite("runtime", |w| {
@@ -64,17 +64,26 @@ fn main() -> ExitCode {
             w.async_trial("bad_limits", bad_limits),
             w.async_trial("bad_image_not_pulled", bad_image_not_pulled),
             w.async_trial("bad_containerd_socket", bad_containerd_socket),
+            w.async_trial("auth_basic", auth_basic),
+            w.async_trial("auth_bearer_token_from_realm", auth_bearer_token_from_realm),
+            w.async_trial("https_unless_listed_insecure", https_unless_listed_insecure),
         ]
     })
 }
 
-/// A runtime in its own containerd namespace, with its own state and log dirs.
+/// A runtime in its own containerd namespace, with its own state and log dirs, reaching the
+/// private registry over plain HTTP.
 async fn runtime(w: &World) -> Result<(Runtime, String)> {
-    let ns = w.unique("rt");
+    runtime_with(w, "rt", &[w.registry().host()]).await
+}
+
+/// A runtime in its own namespace (`prefix-…`) that reaches only `insecure` over plain HTTP.
+async fn runtime_with(w: &World, prefix: &str, insecure: &[String]) -> Result<(Runtime, String)> {
+    let ns = w.unique(prefix);
     let dir = w.scratch_dir(&ns)?;
     let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
     config.namespace = ns.clone();
-    config.insecure_registries = vec![w.registry().host()];
+    config.insecure_registries = insecure.to_vec();
     let rt = Runtime::connect(config).await.context("connect runtime")?;
     Ok((rt, ns))
 }
@@ -537,9 +546,9 @@ async fn list_finds_owned_containers(w: Arc<World>) -> Result<()> {
     rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
         .await?;
     let task = w.unique("task");
-    let a = rt
-        .create_container(&container(&task, "a", &img.reference, &["sleep", "30"]))
-        .await?;
+    let mut spec_a = container(&task, "a", &img.reference, &["sleep", "30"]);
+    spec_a.stop_timeout = Some(Duration::from_millis(1500));
+    let a = rt.create_container(&spec_a).await?;
     let b = rt
         .create_container(&container(&task, "b", &img.reference, &["true"]))
         .await?;
@@ -552,7 +561,8 @@ async fn list_finds_owned_containers(w: Arc<World>) -> Result<()> {
         ia.task_id == task
             && ia.name == "a"
             && ia.status == ContainerStatus::Running
-            && ia.pid.is_some(),
+            && ia.pid.is_some()
+            && ia.stop_timeout == Some(Duration::from_millis(1500)),
         "{ia:?}"
     );
     ensure!(ib.status == ContainerStatus::Created, "{ib:?}");
@@ -614,12 +624,7 @@ async fn bad_unknown_tag(w: Arc<World>) -> Result<()> {
 async fn bad_registry_down(w: Arc<World>) -> Result<()> {
     let port = berth_tests::free_port()?;
     let host = format!("127.0.0.1:{port}");
-    let ns = w.unique("down");
-    let dir = w.scratch_dir(&ns)?;
-    let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
-    config.namespace = ns.clone();
-    config.insecure_registries = vec![host.clone()];
-    let rt = Runtime::connect(config).await?;
+    let (rt, ns) = runtime_with(&w, "down", std::slice::from_ref(&host)).await?;
     let err = rt
         .pull_image(&format!("{host}/app:1"), &RegistryAuth::Anonymous, None)
         .await
@@ -639,12 +644,7 @@ async fn bad_registry_down(w: Arc<World>) -> Result<()> {
 
 async fn bad_digest_mismatch(w: Arc<World>) -> Result<()> {
     let bad = BadRegistry::start(BadMode::CorruptBlob)?;
-    let ns = w.unique("corrupt");
-    let dir = w.scratch_dir(&ns)?;
-    let mut config = RuntimeConfig::new(w.containerd().socket(), &dir);
-    config.namespace = ns.clone();
-    config.insecure_registries = vec![bad.host()];
-    let rt = Runtime::connect(config).await?;
+    let (rt, ns) = runtime_with(&w, "corrupt", &[bad.host()]).await?;
     let err = rt
         .pull_image(&bad.reference("corrupt"), &RegistryAuth::Anonymous, None)
         .await
@@ -758,4 +758,87 @@ async fn bad_containerd_socket(w: Arc<World>) -> Result<()> {
         "{msg}"
     );
     Ok(())
+}
+
+/// A runtime in its own namespace that reaches `host` over plain HTTP.
+async fn runtime_for(w: &World, host: &str) -> Result<(Runtime, String)> {
+    runtime_with(w, "auth", &[host.to_owned()]).await
+}
+
+fn basic(password: &str) -> RegistryAuth {
+    RegistryAuth::Basic {
+        username: AUTH_USER.to_owned(),
+        password: password.to_owned(),
+    }
+}
+
+async fn auth_basic(w: Arc<World>) -> Result<()> {
+    let reg = BadRegistry::start(BadMode::BasicAuth)?;
+    let reference = reg.reference("private/app");
+    for auth in [RegistryAuth::Anonymous, basic("wrong")] {
+        let (rt, ns) = runtime_for(&w, &reg.host()).await?;
+        let err = rt
+            .pull_image(&reference, &auth, None)
+            .await
+            .err()
+            .context("pull without valid credentials succeeded")?;
+        ensure!(matches!(err, PullError::Unauthorized { .. }), "{err:?}");
+        ensure!(
+            err.to_string().starts_with(&format!(
+                "registry {} refused access to private/app",
+                reg.host()
+            )),
+            "{err}"
+        );
+        assert_nothing_left(&w, &ns)?;
+    }
+    let (rt, _) = runtime_for(&w, &reg.host()).await?;
+    let pulled = rt
+        .pull_image(&reference, &basic(AUTH_PASSWORD), None)
+        .await?;
+    ensure!(pulled.manifest_digest == reg.manifest_digest());
+    Ok(())
+}
+
+async fn auth_bearer_token_from_realm(w: Arc<World>) -> Result<()> {
+    let reg = BadRegistry::start(BadMode::TokenAuth)?;
+    let reference = reg.reference("private/app");
+    let (rt, ns) = runtime_for(&w, &reg.host()).await?;
+    let err = rt
+        .pull_image(&reference, &RegistryAuth::Anonymous, None)
+        .await
+        .err()
+        .context("anonymous pull from a token registry succeeded")?;
+    ensure!(matches!(err, PullError::Unauthorized { .. }), "{err:?}");
+    assert_nothing_left(&w, &ns)?;
+    let (rt, _) = runtime_for(&w, &reg.host()).await?;
+    let pulled = rt
+        .pull_image(&reference, &basic(AUTH_PASSWORD), None)
+        .await?;
+    ensure!(pulled.manifest_digest == reg.manifest_digest());
+    let requests = reg.requests();
+    ensure!(
+        requests.iter().any(|r| r.starts_with("GET /token")),
+        "token realm never asked: {requests:?}"
+    );
+    Ok(())
+}
+
+async fn https_unless_listed_insecure(w: Arc<World>) -> Result<()> {
+    // The private registry speaks plain HTTP; a runtime that does not list it as insecure
+    // must insist on TLS and fail, never fall back to HTTP.
+    fixtures::hello(&w.registry().host(), "tls", "v1").await?;
+    let (rt, ns) = runtime_with(&w, "tls", &[]).await?;
+    let reference = format!("{}/tls:v1", w.registry().host());
+    let err = rt
+        .pull_image(&reference, &RegistryAuth::Anonymous, None)
+        .await
+        .err()
+        .context("pull over plain HTTP succeeded")?;
+    ensure!(err.to_string().contains(&w.registry().host()), "{err}");
+    ensure!(
+        w.registry().manifest_get_count("tls")? == 0,
+        "manifest fetched over plain HTTP"
+    );
+    assert_nothing_left(&w, &ns)
 }

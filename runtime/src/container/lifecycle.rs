@@ -17,7 +17,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::log::{LogPipes, LogRotation};
 use super::rootfs::read_user_database;
 use super::{
-    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID,
+    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
+    LABEL_STOP_TIMEOUT, LABEL_TASK_ID,
 };
 use crate::cgroup::Cgroups;
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
@@ -187,6 +188,9 @@ impl Containers {
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(LABEL_TASK_ID.to_owned(), spec.task_id.clone());
         labels.insert(LABEL_CONTAINER_NAME.to_owned(), spec.name.clone());
+        if let Some(t) = spec.stop_timeout {
+            labels.insert(LABEL_STOP_TIMEOUT.to_owned(), t.as_millis().to_string());
+        }
         let container = Container {
             id: id.to_string(),
             labels,
@@ -571,6 +575,11 @@ impl Containers {
                 exit_code: process
                     .filter(|_| status == ContainerStatus::Stopped)
                     .map(|p| p.exit_status),
+                stop_timeout: c
+                    .labels
+                    .get(LABEL_STOP_TIMEOUT)
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .map(Duration::from_millis),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

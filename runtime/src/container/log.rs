@@ -199,35 +199,28 @@ impl LogWriter {
 
     async fn entry(&mut self, stream: &str, bytes: &[u8]) -> std::io::Result<()> {
         let line = format_entry(stream, bytes, SystemTime::now());
-        if self.file.is_none() {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            self.size = file.metadata().await?.len();
-            self.file = Some(file);
-        }
+        self.ensure_open().await?;
         if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_size {
             self.rotate().await?;
-            return Box::pin(self.entry_line(line)).await;
-        }
-        self.entry_line(line).await
-    }
-
-    async fn entry_line(&mut self, line: String) -> std::io::Result<()> {
-        if self.file.is_none() {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            self.size = file.metadata().await?.len();
-            self.file = Some(file);
+            self.ensure_open().await?;
         }
         if let Some(file) = self.file.as_mut() {
             file.write_all(line.as_bytes()).await?;
             self.size += line.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Opens (or creates) the current file after start or a rotation.
+    async fn ensure_open(&mut self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await?;
+            self.size = file.metadata().await?.len();
+            self.file = Some(file);
         }
         Ok(())
     }

@@ -17,6 +17,10 @@ pub const LABEL_TASK_ID: &str = "berth.task-id";
 /// Label naming the container (its name within the task).
 pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
 
+/// Label recording the container's stop timeout in milliseconds, so the agent still honours
+/// it after a restart.
+pub const LABEL_STOP_TIMEOUT: &str = "berth.stop-timeout-ms";
+
 /// containerd's ID of a container Berth created.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContainerId(String);
@@ -105,6 +109,8 @@ pub struct ContainerInfo {
     pub pid: Option<u32>,
     /// Exit code, when the status is Stopped.
     pub exit_code: Option<u32>,
+    /// The stop timeout the container was created with, if it had one.
+    pub stop_timeout: Option<std::time::Duration>,
 }
 
 #[cfg(test)]
