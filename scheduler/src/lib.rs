@@ -1,3 +1,12 @@
 //! berth-scheduler and berthctl: the reference control plane and its CLI.
 //!
-//! Arrives with the end-to-end issue. Until then the crate is empty on purpose.
+//! - `taskdef`: ECS task-definition JSON: parsing with precise errors, validation, conversion
+//!   to the proto model. Shared by the scheduler (which validates) and berthctl.
+//! - `store`: the scheduler's embedded database (redb) under its data dir.
+//! - `server`: the ControlService and AgentService implementations, placement and sessions.
+//! - `cli`: berthctl.
+
+pub mod cli;
+pub mod server;
+pub mod store;
+pub mod taskdef;

@@ -1,0 +1,3 @@
+//! berth-agent: the host daemon.
+
+fn main() {}

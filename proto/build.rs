@@ -1,0 +1,18 @@
+//! Generates the berth.v1 messages and services from `berth/v1/*.proto` with the system's
+//! `protoc` (Debian's protobuf-compiler), or the one `PROTOC` names.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "berth/v1/types.proto",
+        "berth/v1/agent.proto",
+        "berth/v1/control.proto",
+    ];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! berth-scheduler: the reference control plane.
+
+fn main() {}

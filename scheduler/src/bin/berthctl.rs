@@ -1,0 +1,3 @@
+//! berthctl: the command-line client of the control plane.
+
+fn main() {}

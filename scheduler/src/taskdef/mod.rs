@@ -1,0 +1,1 @@
+//! taskdef (being written).
