@@ -8,7 +8,7 @@ CARGO ?= cargo
 APT_PACKAGES := containerd runc docker-registry protobuf-compiler busybox-static
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps test fmt-check lint unit-and-e2e bench doc clean
+.PHONY: all deps test fmt-check lint unit-and-e2e demo bench doc clean
 
 all: test
 
@@ -35,9 +35,16 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# One build serves both: the unit tests and the end-to-end suites run in one cargo invocation.
+# The end-to-end suites run the real binaries, so build them first; the test build reuses the
+# same compiled dependencies, and unit tests and suites run in one cargo invocation.
 unit-and-e2e:
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+## demo: Berth end to end on this machine (root): scheduler, agent, berthctl run-task
+demo: deps
+	$(CARGO) build --release --workspace --bins
+	./target/release/berth-demo
 
 ## bench: benchmarks that print figures (release build)
 bench: deps

@@ -166,6 +166,16 @@ impl Runtime {
         self.containers.create(spec).await
     }
 
+    /// Takes back a container created before the agent restarted (its log drain resumes).
+    pub fn reattach_container(
+        &self,
+        id: &ContainerId,
+        task_id: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        self.containers.reattach(id, task_id, name)
+    }
+
     /// Starts a created container; returns its init process's PID.
     pub async fn start_container(&self, id: &ContainerId) -> Result<u32, Error> {
         self.containers.start(id).await

@@ -1,1 +1,439 @@
-//! Agent configuration (being written).
+//! The agent's configuration: a typed [`AgentConfig`] loaded from, later winning, the defaults,
+//! a TOML file, `BERTH_*` environment variables and command-line flags, with the source of every
+//! value and every problem reported at once.
+//!
+//! [`load`] is pure: the caller reads the file and the environment. [`load_from_system`] does
+//! that, checks that the TLS files exist, and calls it. Each value is parsed in its own layer,
+//! so a bad value is reported even when a later layer overrides it; lists and tables are
+//! replaced whole by a later layer, never merged.
+
+mod error;
+mod flags;
+mod keys;
+mod layer;
+mod parse;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use flags::Overrides;
+pub use keys::{KeyDoc, reference_table};
+
+use keys::Key;
+use layer::{Input, Partial};
+
+/// Where the agent looks for its file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
+
+/// The effective configuration. `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Cluster to join.
+    pub cluster: String,
+    /// Scheduler URL, `http://` or `https://`, without a trailing `/`.
+    pub scheduler_endpoint: String,
+    /// mTLS files; `Some` only when all three are set (and, from [`load_from_system`], exist).
+    pub tls: Option<TlsFiles>,
+    /// Plain http to a non-loopback scheduler is allowed.
+    pub allow_plaintext: bool,
+    /// State: instance identity, database, logs. Absolute.
+    pub data_dir: PathBuf,
+    /// containerd's socket. Absolute.
+    pub containerd_address: PathBuf,
+    /// containerd namespace of Berth's containers and images.
+    pub containerd_namespace: String,
+    /// CPU units (1024 = one core) kept back from tasks.
+    pub reserved_cpu: u64,
+    /// MiB of memory kept back from tasks (key `reserved_memory`).
+    pub reserved_memory_mib: u64,
+    /// Host ports never given to tasks: sorted, without duplicates, each 1 to 65535.
+    pub reserved_ports: Vec<u16>,
+    /// Instance attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Session heartbeat interval, above zero.
+    pub heartbeat_interval: Duration,
+    /// Time after a task stops before its containers are removed; may be zero.
+    pub task_cleanup_wait: Duration,
+    /// Default wait between SIGTERM and SIGKILL, above zero.
+    pub stop_timeout: Duration,
+    /// Deadline of one image pull, above zero.
+    pub image_pull_timeout: Duration,
+    /// Registries (`host[:port]`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Layers downloaded in parallel, at least 1.
+    pub max_concurrent_downloads: usize,
+    /// A tracing filter directive (checked to parse).
+    pub log_level: String,
+    /// Plain or JSON log lines.
+    pub log_format: LogFormat,
+    /// Local address of the metrics and health endpoint.
+    pub metrics_listen: SocketAddr,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            cluster: "default".to_owned(),
+            scheduler_endpoint: "http://127.0.0.1:7700".to_owned(),
+            tls: None,
+            allow_plaintext: false,
+            data_dir: PathBuf::from("/var/lib/berth"),
+            containerd_address: PathBuf::from("/run/containerd/containerd.sock"),
+            containerd_namespace: "berth".to_owned(),
+            reserved_cpu: 0,
+            reserved_memory_mib: 0,
+            reserved_ports: vec![22, 2375, 2376, 51678, 51679],
+            attributes: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(10),
+            task_cleanup_wait: Duration::from_secs(3 * 60 * 60),
+            stop_timeout: Duration::from_secs(30),
+            image_pull_timeout: Duration::from_secs(10 * 60),
+            insecure_registries: Vec::new(),
+            max_concurrent_downloads: 3,
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Plain,
+            metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
+        }
+    }
+}
+
+/// The agent's mTLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA bundle that signs the scheduler's certificate.
+    pub ca_file: PathBuf,
+    /// The agent's client certificate.
+    pub cert_file: PathBuf,
+    /// The agent's client private key.
+    pub key_file: PathBuf,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object a line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Nothing set it.
+    Default,
+    /// The TOML file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(String),
+    /// Its command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag => f.write_str("command line"),
+        }
+    }
+}
+
+/// The configuration and, for every key (by its TOML name), where its value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedConfig {
+    pub config: AgentConfig,
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+impl LoadedConfig {
+    /// Every key with its effective value (TOML syntax) and source, one a line, aligned, in the
+    /// order of [`reference_table`]: what `berth-agent check-config` prints.
+    pub fn render(&self) -> String {
+        let rows: Vec<(&str, String, String)> = Key::ALL
+            .into_iter()
+            .map(|key| {
+                let source = match self.sources.get(key.name()) {
+                    Some(Source::Flag) => format!("flag {}", key.flag()),
+                    Some(source) => source.to_string(),
+                    None => Source::Default.to_string(),
+                };
+                (key.name(), value_text(&self.config, key), source)
+            })
+            .collect();
+        let key_width = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+        let value_width = rows
+            .iter()
+            .map(|(_, v, _)| v.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (key, value, source) in rows {
+            out.push_str(&format!(
+                "{key:key_width$} = {value:value_width$}  # {source}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// A key's effective value in TOML syntax; `(none)` for an unset TLS file.
+fn value_text(config: &AgentConfig, key: Key) -> String {
+    let string = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let path = |p: &Path| string(&p.to_string_lossy());
+    let tls_path = |pick: fn(&TlsFiles) -> &PathBuf| {
+        config
+            .tls
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |t| path(pick(t)))
+    };
+    let duration = |d: Duration| string(&parse::format_duration(d));
+    match key {
+        Key::Cluster => string(&config.cluster),
+        Key::SchedulerEndpoint => string(&config.scheduler_endpoint),
+        Key::TlsCaFile => tls_path(|t| &t.ca_file),
+        Key::TlsCertFile => tls_path(|t| &t.cert_file),
+        Key::TlsKeyFile => tls_path(|t| &t.key_file),
+        Key::AllowPlaintext => config.allow_plaintext.to_string(),
+        Key::DataDir => path(&config.data_dir),
+        Key::ContainerdAddress => path(&config.containerd_address),
+        Key::ContainerdNamespace => string(&config.containerd_namespace),
+        Key::ReservedCpu => config.reserved_cpu.to_string(),
+        Key::ReservedMemory => config.reserved_memory_mib.to_string(),
+        Key::ReservedPorts => {
+            let ports: Vec<String> = config.reserved_ports.iter().map(u16::to_string).collect();
+            format!("[{}]", ports.join(", "))
+        }
+        Key::Attributes => {
+            let pairs: Vec<String> = config
+                .attributes
+                .iter()
+                .map(|(name, value)| format!("{} = {}", toml_key(name), string(value)))
+                .collect();
+            if pairs.is_empty() {
+                "{}".to_owned()
+            } else {
+                format!("{{ {} }}", pairs.join(", "))
+            }
+        }
+        Key::HeartbeatInterval => duration(config.heartbeat_interval),
+        Key::TaskCleanupWait => duration(config.task_cleanup_wait),
+        Key::StopTimeout => duration(config.stop_timeout),
+        Key::ImagePullTimeout => duration(config.image_pull_timeout),
+        Key::InsecureRegistries => {
+            let hosts: Vec<String> = config
+                .insecure_registries
+                .iter()
+                .map(|h| string(h))
+                .collect();
+            format!("[{}]", hosts.join(", "))
+        }
+        Key::MaxConcurrentDownloads => config.max_concurrent_downloads.to_string(),
+        Key::LogLevel => string(&config.log_level),
+        Key::LogFormat => string(&config.log_format.to_string()),
+        Key::MetricsListen => string(&config.metrics_listen.to_string()),
+    }
+}
+
+/// A bare TOML key when it can be one, a quoted one otherwise.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        name.to_owned()
+    } else {
+        toml::Value::String(name.to_owned()).to_string()
+    }
+}
+
+/// Loads the configuration from what the caller read: `file` names the TOML file (the default
+/// path when `None`), `file_text` is its content or `None` when it does not exist (an error only
+/// when `explicit_file`), `env` is the process environment and `flags` the parsed command line.
+///
+/// Pure: it does not look at the filesystem, so it does not check that the TLS files exist
+/// ([`load_from_system`] does).
+pub fn load(
+    file: Option<&Path>,
+    explicit_file: bool,
+    file_text: Option<&str>,
+    env: &[(String, String)],
+    flags: &Overrides,
+) -> Result<LoadedConfig, ConfigErrors> {
+    load_with(file, explicit_file, file_text, env, flags, &|_| true)
+}
+
+/// Reads the file (`config_path`, or [`DEFAULT_CONFIG_PATH`] which may be absent) and the process
+/// environment, then [`load`]s, also checking that the TLS files exist.
+pub fn load_from_system(
+    config_path: Option<&Path>,
+    flags: &Overrides,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let (path, explicit) = match config_path {
+        Some(path) => (path, true),
+        None => (Path::new(DEFAULT_CONFIG_PATH), false),
+    };
+    let mut errors = Vec::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            errors.push(ConfigError::ReadFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+            None
+        }
+    };
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.to_str(), value.to_str()) {
+            (Some(name), Some(value)) => env.push((name.to_owned(), value.to_owned())),
+            _ => {
+                let name = name.to_string_lossy();
+                if name.starts_with(keys::ENV_PREFIX) {
+                    errors.push(ConfigError::NotUnicode {
+                        name: name.into_owned(),
+                    });
+                }
+            }
+        }
+    }
+    let explicit = explicit
+        && errors
+            .iter()
+            .all(|e| !matches!(e, ConfigError::ReadFile { .. }));
+    let loaded = load_with(Some(path), explicit, text.as_deref(), &env, flags, &|p| {
+        p.is_file()
+    });
+    match loaded {
+        Ok(loaded) if errors.is_empty() => Ok(loaded),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn load_with(
+    file: Option<&Path>,
+    explicit_file: bool,
+    file_text: Option<&str>,
+    env: &[(String, String)],
+    flags: &Overrides,
+    file_exists: &dyn Fn(&Path) -> bool,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let path = file.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    let mut partial = Partial::default();
+    let mut errors = Vec::new();
+
+    match file_text {
+        Some(text) => apply_file(&mut partial, path, text, &mut errors),
+        None if explicit_file => errors.push(ConfigError::MissingFile {
+            path: path.to_path_buf(),
+        }),
+        None => {}
+    }
+    apply_env(&mut partial, env, &mut errors);
+    for (key, value) in flags.entries() {
+        if let Err(e) = partial.apply(key, Input::Flag(value), &Source::Flag) {
+            errors.push(e);
+        }
+    }
+
+    match partial.resolve(file_exists) {
+        Ok(loaded) if errors.is_empty() => Ok(loaded),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn apply_file(partial: &mut Partial, path: &Path, text: &str, errors: &mut Vec<ConfigError>) {
+    let table = match text.parse::<toml::Table>() {
+        Ok(table) => table,
+        Err(e) => {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            errors.push(ConfigError::Toml {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().replace('\n', "; "),
+            });
+            return;
+        }
+    };
+    let origin = Source::File(path.to_path_buf());
+    for (name, value) in &table {
+        match Key::from_name(name) {
+            Some(key) => {
+                if let Err(e) = partial.apply(key, Input::Toml(value), &origin) {
+                    errors.push(e);
+                }
+            }
+            None => errors.push(ConfigError::UnknownKey {
+                key: name.clone(),
+                path: path.to_path_buf(),
+                suggestion: Key::nearest(name).map(Key::name),
+            }),
+        }
+    }
+}
+
+/// Applies every `BERTH_*` variable, sorted by name so that errors come in a stable order.
+fn apply_env(partial: &mut Partial, env: &[(String, String)], errors: &mut Vec<ConfigError>) {
+    let vars: BTreeMap<&str, &str> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with(keys::ENV_PREFIX) && !keys::is_ignored_env(name))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    for (name, value) in vars {
+        match Key::from_env(name) {
+            Some(key) => {
+                if let Err(e) = partial.apply(key, Input::Env(value), &Source::Env(name.to_owned()))
+                {
+                    errors.push(e);
+                }
+            }
+            None => errors.push(ConfigError::UnknownEnv {
+                name: name.to_owned(),
+                suggestion: name
+                    .strip_prefix(keys::ENV_PREFIX)
+                    .and_then(Key::nearest)
+                    .map(Key::env),
+            }),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -288,6 +288,28 @@ impl Containers {
         Ok(response.into_inner().mounts)
     }
 
+    /// Takes a container created by an earlier run of the agent back: reopens its output FIFOs
+    /// (the shim keeps writing to them) so its log keeps growing and its exit is complete.
+    pub(crate) fn reattach(
+        &self,
+        id: &ContainerId,
+        task_id: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        if self.pipes_lock().contains_key(id) {
+            return Ok(());
+        }
+        let io_dir = self.io_dir.join(id.as_str());
+        if !io_dir.join("stdout").exists() {
+            return Ok(());
+        }
+        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), self.rotation)
+            .map_err(|e| Error::io("reopen log FIFOs", io_dir.clone(), e))?;
+        self.pipes_lock()
+            .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
+        Ok(())
+    }
+
     /// Starts the created task; returns the container's init PID.
     pub(crate) async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         let r = self

@@ -1,3 +1,160 @@
-//! berth-scheduler: the reference control plane.
+//! berth-scheduler: the reference control plane. Parses flags, starts tracing, opens the
+//! store, binds the listener and runs the server until SIGTERM or SIGINT.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use berth_scheduler::server::{self, ServerConfig};
+use berth_scheduler::store::Store;
+use clap::{Parser, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for bad flags and an unusable data directory (EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+/// The Berth reference scheduler: serves the control API and the agents on one port.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to serve gRPC on (plaintext).
+    #[arg(long, env = "BERTH_SCHEDULER_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Directory for the scheduler's database (created if missing).
+    #[arg(long, env = "BERTH_SCHEDULER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// How often agents send heartbeats, in whole seconds: "10s", "1m" or "10".
+    #[arg(long, env = "BERTH_SCHEDULER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_interval)]
+    heartbeat_interval: Duration,
+    /// Log format on stderr.
+    #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let (digits, unit) = match s.strip_suffix('s') {
+        Some(d) => (d, 1),
+        None => match s.strip_suffix('m') {
+            Some(d) => (d, 60),
+            None => (s, 1),
+        },
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number of seconds or minutes, e.g. \"10s\""))?;
+    let secs = n.saturating_mul(unit);
+    if !(1..=u64::from(u32::MAX)).contains(&secs) {
+        return Err(format!("{s:?} is out of range: use at least 1s"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn wait_for_signal(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        r = tokio::signal::ctrl_c() => {
+            r.context("cannot listen for SIGINT")?;
+            tracing::info!(signal = "SIGINT", "shutting down");
+        }
+    }
+    token.cancel();
+    Ok(())
+}
+
+async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let config = ServerConfig {
+        heartbeat_interval: cli.heartbeat_interval,
+        ..ServerConfig::default()
+    };
+    let result = server::run(store, listener, config, shutdown).await;
+    signals.abort();
+    result.context("scheduler failed")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_tracing(cli.log_format);
+
+    let store = match std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cli.data_dir.display()))
+        .and_then(|()| {
+            Store::open(&cli.data_dir)
+                .with_context(|| format!("data dir {} is not usable", cli.data_dir.display()))
+        }) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("berth-scheduler: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-scheduler: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli, store)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            eprintln!("berth-scheduler: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_interval("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("1.5s").is_err());
+        assert!(parse_interval("ten").is_err());
+    }
+}

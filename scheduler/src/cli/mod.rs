@@ -1,1 +1,30 @@
-//! cli (being written).
+//! berthctl, the command-line client of the control plane: argument parsing, the
+//! ControlService calls, and table or ECS-style JSON output.
+//!
+//! The binary (`src/bin/berthctl.rs`) parses [`Args`], calls [`run`] and turns a [`CliError`]
+//! into "berthctl: <message>" on stderr and [`CliError::exit_code`].
+
+mod args;
+mod commands;
+mod error;
+mod json;
+mod table;
+mod time;
+
+pub use args::Args;
+pub use error::CliError;
+
+/// Runs one berthctl command to completion, writing its output to stdout.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match runtime.block_on(commands::execute(args, &mut out)) {
+        // A reader that went away (`berthctl tasks | head -1`) is not an error.
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
+}

@@ -1,1 +1,138 @@
-//! server (being written).
+//! The scheduler's gRPC server: `ControlService` (berthctl's API) and `AgentService` (the
+//! agents' Register, Session and StreamMetrics) on one listener, the session registry and
+//! the heartbeat monitor.
+//!
+//! [`run`] takes the store, a bound listener and a shutdown token, so tests bind
+//! `127.0.0.1:0` and stop the server on demand. Every long-lived task (sessions, the monitor)
+//! is spawned on one `TaskTracker` and stopped through a child of the shutdown token.
+
+mod agent;
+mod control;
+mod error;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::agent_service_server::AgentServiceServer;
+use berth_proto::v1::control_service_server::ControlServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use error::ServerError;
+
+use crate::store::{Store, StoreError};
+use session::SessionRegistry;
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How often agents and the scheduler send heartbeats; an agent silent for three intervals
+    /// is marked disconnected. Whole seconds, at least one (the wire carries seconds).
+    pub heartbeat_interval: Duration,
+    /// How long shutdown waits for sessions and in-flight calls before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State shared by both services and the background tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) sessions: SessionRegistry,
+    pub(crate) config: ServerConfig,
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled on shutdown; sessions and the monitor run under children of it.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Runs a store call on the blocking pool (redb commits fsync).
+    pub(crate) async fn db<T, F>(&self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(ServerError::Blocking)?
+            .map_err(ServerError::from)
+    }
+}
+
+/// Serves both services on `listener` until `shutdown` is cancelled, then stops accepting,
+/// closes the sessions and waits up to `config.shutdown_grace` for everything to finish.
+/// Every store write is committed when it happens, so there is nothing left to flush.
+pub async fn run(
+    store: Store,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let grace = config.shutdown_grace;
+    let shared = Arc::new(Shared {
+        store,
+        sessions: SessionRegistry::default(),
+        config,
+        tracker: TaskTracker::new(),
+        cancel: shutdown.child_token(),
+    });
+    let addr = listener.local_addr().ok();
+    tracing::info!(
+        addr = ?addr,
+        heartbeat_interval_s = shared.config.heartbeat_interval.as_secs(),
+        "scheduler listening"
+    );
+
+    shared.tracker.spawn(
+        session::monitor(shared.clone(), shared.cancel.child_token())
+            .instrument(tracing::info_span!("heartbeat_monitor")),
+    );
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let serve = tonic::transport::Server::builder()
+        .add_service(ControlServiceServer::new(control::Control::new(
+            shared.clone(),
+        )))
+        .add_service(AgentServiceServer::new(agent::Agent::new(shared.clone())))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(serve);
+
+    let result = tokio::select! {
+        r = &mut serve => r.map_err(ServerError::Transport),
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs(), "in-flight calls outlived the shutdown grace period; dropping them");
+            Ok(())
+        }
+    };
+    // Sessions and the monitor stop on the token (cancelled here too if serving failed).
+    shared.cancel.cancel();
+    shared.tracker.close();
+    if tokio::time::timeout(grace, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = shared.tracker.len(),
+            "background tasks outlived the shutdown grace period"
+        );
+    }
+    tracing::info!("scheduler stopped");
+    result
+}

@@ -1,1 +1,439 @@
-//! taskdef (being written).
+//! ECS task-definition JSON: parsing with precise errors, validation, and conversion to the
+//! proto model (`berth_proto::v1::TaskDefinition`).
+//!
+//! [`parse`] runs in three steps, each reporting every problem it finds with its JSON path:
+//! 1. JSON syntax (serde_json; line and column);
+//! 2. structure (`walk.rs` against the tables of `fields.rs`): unknown fields with the nearest
+//!    known one suggested, fields Berth does not support yet, missing required fields, wrong
+//!    types;
+//! 3. semantics (here): names, memory and CPU budgets, limits.
+//!
+//! Which ECS fields are supported, ignored or refused is decided in `fields.rs` alone.
+
+mod ecs;
+mod error;
+mod fields;
+mod suggest;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use berth_proto::v1 as proto;
+use serde_json::Value;
+
+pub use error::{Problem, TaskDefError};
+use fields::{
+    MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, TASK_DEFINITION,
+    ULIMIT_NAMES,
+};
+
+/// The network mode of a definition that does not name one, as on ECS for Linux.
+const DEFAULT_NETWORK_MODE: &str = "bridge";
+
+/// Parses and validates ECS RegisterTaskDefinition JSON.
+///
+/// The result has revision 0 and no `registered_at` (the scheduler assigns both) and keeps
+/// `json` as `source_json`. An absent `networkMode` becomes "bridge"; an absent task-level `cpu`
+/// or `memory` stays 0 ("the sum of the containers'", see [`budget`]).
+pub fn parse(json: &str) -> Result<proto::TaskDefinition, TaskDefError> {
+    let value: Value = serde_json::from_str(json).map_err(syntax_error)?;
+    let Some(map) = value.as_object() else {
+        return Err(TaskDefError::NotAnObject {
+            found: json_type(&value),
+        });
+    };
+    let mut problems = Vec::new();
+    walk::check_object(map, TASK_DEFINITION, "", &mut problems);
+    if !problems.is_empty() {
+        return Err(TaskDefError::Invalid { problems });
+    }
+    let task_memory_given = map.get("memory").is_some_and(|m| !m.is_null());
+    let mut value = value;
+    remove_nulls(&mut value);
+    let ecs: ecs::TaskDefinition =
+        serde_json::from_value(value).map_err(|error| TaskDefError::Invalid {
+            problems: vec![Problem::with_message("", error.to_string())],
+        })?;
+    let definition = convert(ecs, json, &mut problems);
+    validate(&definition, task_memory_given, &mut problems);
+    if problems.is_empty() {
+        Ok(definition)
+    } else {
+        Err(TaskDefError::Invalid { problems })
+    }
+}
+
+/// What a task of this definition reserves on an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// CPU units (1024 = one vCPU).
+    pub cpu: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+}
+
+/// The task's budget: its task-level `cpu` and `memory` where set, otherwise the sum of its
+/// containers' (`cpu`; `memoryReservation` where set, else `memory`), as ECS reserves them.
+pub fn budget(definition: &proto::TaskDefinition) -> Budget {
+    let (cpu, memory_mib) = container_sums(definition);
+    Budget {
+        cpu: if definition.cpu > 0 {
+            definition.cpu
+        } else {
+            u32::try_from(cpu).unwrap_or(u32::MAX)
+        },
+        memory_mib: if definition.memory_mib > 0 {
+            definition.memory_mib
+        } else {
+            memory_mib
+        },
+    }
+}
+
+/// The containers' CPU units and reserved memory (reservation, else hard limit), summed.
+fn container_sums(definition: &proto::TaskDefinition) -> (u64, u64) {
+    definition
+        .containers
+        .iter()
+        .fold((0u64, 0u64), |(cpu, memory), c| {
+            let reserved = if c.memory_reservation_mib > 0 {
+                c.memory_reservation_mib
+            } else {
+                c.memory_mib
+            };
+            (
+                cpu.saturating_add(u64::from(c.cpu)),
+                memory.saturating_add(reserved),
+            )
+        })
+}
+
+/// Removes every object member that is `null`: absent and `null` mean the same everywhere.
+fn remove_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(remove_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(remove_nulls),
+        _ => {}
+    }
+}
+
+fn syntax_error(error: serde_json::Error) -> TaskDefError {
+    let (line, column) = (error.line(), error.column());
+    let full = error.to_string();
+    let reason = full
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&full)
+        .to_owned();
+    TaskDefError::Syntax {
+        reason,
+        line,
+        column,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The proto model of a structurally valid definition. Task sizes were checked by the walk;
+/// should they fail here anyway, that is reported rather than trusted.
+fn convert(
+    ecs: ecs::TaskDefinition,
+    json: &str,
+    problems: &mut Vec<Problem>,
+) -> proto::TaskDefinition {
+    let cpu = match ecs.cpu.as_ref().map(walk::task_cpu).transpose() {
+        Ok(cpu) => cpu.unwrap_or(0),
+        Err(message) => {
+            problems.push(Problem::at("cpu", message));
+            0
+        }
+    };
+    let memory_mib = match ecs.memory.as_ref().map(walk::task_memory).transpose() {
+        Ok(Some(0)) => {
+            problems.push(Problem::at("memory", below_minimum(0)));
+            0
+        }
+        Ok(memory) => memory.unwrap_or(0),
+        Err(message) => {
+            problems.push(Problem::at("memory", message));
+            0
+        }
+    };
+    proto::TaskDefinition {
+        family: ecs.family,
+        revision: 0,
+        cpu,
+        memory_mib,
+        network_mode: ecs
+            .network_mode
+            .unwrap_or_else(|| DEFAULT_NETWORK_MODE.to_owned()),
+        containers: ecs
+            .container_definitions
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| container(c, i, problems))
+            .collect(),
+        registered_at: None,
+        source_json: json.to_owned(),
+    }
+}
+
+fn container(
+    c: ecs::ContainerDefinition,
+    i: usize,
+    problems: &mut Vec<Problem>,
+) -> proto::ContainerDefinition {
+    let path = walk::index("containerDefinitions", i);
+    let mut environment = HashMap::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    for (j, pair) in c.environment.unwrap_or_default().into_iter().enumerate() {
+        let pair_path = walk::child(&walk::index(&walk::child(&path, "environment"), j), "name");
+        if pair.name.is_empty() {
+            problems.push(Problem::at(&pair_path, "must not be empty"));
+        } else if pair.name.contains('=') {
+            problems.push(Problem::at(
+                &pair_path,
+                format!("`{}` must not contain `=`", pair.name),
+            ));
+        } else if let Some(first) = first_seen.get(&pair.name) {
+            problems.push(Problem::at(
+                &pair_path,
+                format!("`{}` is already set by environment[{first}]", pair.name),
+            ));
+        }
+        first_seen.entry(pair.name.clone()).or_insert(j);
+        environment.insert(pair.name, pair.value.unwrap_or_default());
+    }
+    // Zero means "not given" in the proto model, so a given zero is refused here.
+    for (name, value) in [
+        ("memory", c.memory),
+        ("memoryReservation", c.memory_reservation),
+    ] {
+        if value == Some(0) {
+            problems.push(Problem::at(&walk::child(&path, name), below_minimum(0)));
+        }
+    }
+    let entry_point_set = c.entry_point.is_some();
+    let command_set = c.command.is_some();
+    proto::ContainerDefinition {
+        name: c.name,
+        image: c.image,
+        cpu: c.cpu.unwrap_or(0),
+        memory_mib: c.memory.unwrap_or(0),
+        memory_reservation_mib: c.memory_reservation.unwrap_or(0),
+        essential: c.essential.unwrap_or(true),
+        entry_point: c.entry_point.unwrap_or_default(),
+        command: c.command.unwrap_or_default(),
+        environment,
+        working_directory: c.working_directory.unwrap_or_default(),
+        user: c.user.unwrap_or_default(),
+        stop_timeout_seconds: c.stop_timeout.unwrap_or(0),
+        readonly_root_filesystem: c.readonly_root_filesystem.unwrap_or(false),
+        ulimits: c
+            .ulimits
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| proto::Ulimit {
+                name: u.name,
+                soft_limit: u.soft_limit,
+                hard_limit: u.hard_limit,
+            })
+            .collect(),
+        hostname: c.hostname.unwrap_or_default(),
+        docker_labels: c.docker_labels.unwrap_or_default().into_iter().collect(),
+        entry_point_set,
+        command_set,
+    }
+}
+
+/// The semantic checks, each problem with its path. Zero container values mean "not given"
+/// here, as in the proto model; a given zero `memory` is below the minimum anyway.
+fn validate(def: &proto::TaskDefinition, task_memory_given: bool, problems: &mut Vec<Problem>) {
+    if let Some(message) = name_problem(&def.family) {
+        problems.push(Problem::at("family", message));
+    }
+    if !NETWORK_MODES.contains(&def.network_mode.as_str()) {
+        problems.push(Problem::at(
+            "networkMode",
+            format!(
+                "`{}` is not a network mode: use awsvpc, bridge, host or none",
+                def.network_mode
+            ),
+        ));
+    }
+    if def.memory_mib > 0 && def.memory_mib < MIN_MEMORY_MIB {
+        problems.push(Problem::at("memory", below_minimum(def.memory_mib)));
+    }
+    if def.containers.is_empty() {
+        problems.push(Problem::at(
+            "containerDefinitions",
+            "at least one container is required",
+        ));
+        return;
+    }
+    if !def.containers.iter().any(|c| c.essential) {
+        problems.push(Problem::at(
+            "containerDefinitions",
+            "at least one container must be essential",
+        ));
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in def.containers.iter().enumerate() {
+        let path = walk::index("containerDefinitions", i);
+        validate_container(def, task_memory_given, c, &path, problems);
+        if let Some(first) = names.get(c.name.as_str()) {
+            problems.push(Problem::at(
+                &walk::child(&path, "name"),
+                format!(
+                    "`{}` is already the name of containerDefinitions[{first}]",
+                    c.name
+                ),
+            ));
+        } else {
+            names.insert(&c.name, i);
+        }
+    }
+    let (cpu, memory) = container_sums(def);
+    if def.cpu > 0 && cpu > u64::from(def.cpu) {
+        problems.push(Problem::at(
+            "cpu",
+            format!(
+                "the containers reserve {cpu} CPU units in total, more than the task's {}",
+                def.cpu
+            ),
+        ));
+    }
+    if def.memory_mib > 0 && memory > def.memory_mib {
+        problems.push(Problem::at(
+            "memory",
+            format!(
+                "the containers reserve {memory} MiB in total, more than the task's {} MiB",
+                def.memory_mib
+            ),
+        ));
+    }
+}
+
+fn validate_container(
+    def: &proto::TaskDefinition,
+    task_memory_given: bool,
+    c: &proto::ContainerDefinition,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let field = |name: &str| walk::child(path, name);
+    if let Some(message) = name_problem(&c.name) {
+        problems.push(Problem::at(&field("name"), message));
+    }
+    if c.image.trim().is_empty() {
+        problems.push(Problem::at(&field("image"), "must not be empty"));
+    }
+    let memory = c.memory_mib;
+    let reservation = c.memory_reservation_mib;
+    if memory > 0 && memory < MIN_MEMORY_MIB {
+        problems.push(Problem::at(&field("memory"), below_minimum(memory)));
+    }
+    if reservation > 0 && reservation < MIN_MEMORY_MIB {
+        problems.push(Problem::at(
+            &field("memoryReservation"),
+            below_minimum(reservation),
+        ));
+    }
+    if memory > 0 && reservation > memory {
+        problems.push(Problem::at(
+            &field("memoryReservation"),
+            format!("{reservation} MiB is more than the container's memory of {memory} MiB"),
+        ));
+    }
+    if def.memory_mib > 0 && memory > def.memory_mib {
+        problems.push(Problem::at(
+            &field("memory"),
+            format!(
+                "{memory} MiB is more than the task's memory of {} MiB",
+                def.memory_mib
+            ),
+        ));
+    }
+    if !task_memory_given && memory == 0 && reservation == 0 {
+        problems.push(Problem::at(
+            path,
+            "set `memory` or `memoryReservation`, or the task-level `memory`",
+        ));
+    }
+    if c.stop_timeout_seconds > MAX_STOP_TIMEOUT_SECONDS {
+        problems.push(Problem::at(
+            &field("stopTimeout"),
+            format!(
+                "{} seconds is more than the maximum of {MAX_STOP_TIMEOUT_SECONDS}",
+                c.stop_timeout_seconds
+            ),
+        ));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, u) in c.ulimits.iter().enumerate() {
+        let ulimit_path = walk::index(&field("ulimits"), j);
+        if !ULIMIT_NAMES.contains(&u.name.as_str()) {
+            let hint = match suggest::nearest(&u.name, ULIMIT_NAMES.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("use one of {}", ULIMIT_NAMES.join(", ")),
+            };
+            problems.push(Problem::at(
+                &walk::child(&ulimit_path, "name"),
+                format!("`{}` is not a ulimit: {hint}", u.name),
+            ));
+        } else if let Some(first) = seen.get(u.name.as_str()) {
+            problems.push(Problem::at(
+                &walk::child(&ulimit_path, "name"),
+                format!("`{}` is already set by ulimits[{first}]", u.name),
+            ));
+        } else {
+            seen.insert(&u.name, j);
+        }
+        if u.soft_limit > u.hard_limit {
+            problems.push(Problem::at(
+                &ulimit_path,
+                format!(
+                    "softLimit {} is more than hardLimit {}",
+                    u.soft_limit, u.hard_limit
+                ),
+            ));
+        }
+    }
+}
+
+fn below_minimum(mib: u64) -> String {
+    format!("{mib} MiB is less than the minimum of {MIN_MEMORY_MIB} MiB")
+}
+
+/// Why `name` is not a valid family or container name, if it is not.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME_LEN {
+        return Some(format!(
+            "is {length} characters long; the maximum is {MAX_NAME_LEN}"
+        ));
+    }
+    let bad = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))?;
+    Some(format!(
+        "`{name}` contains `{bad}`: use only letters, digits, hyphens and underscores"
+    ))
+}

@@ -1,0 +1,143 @@
+//! Wiring: connects the runtime (checking containerd and the cgroup layout), opens the state
+//! store, and runs the task engine and the scheduler session until the shutdown future
+//! resolves. Stopping the agent stops no container.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_proto::v1::VersionInfo;
+use berth_runtime::{Runtime, RuntimeConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+use crate::engine::{Engine, EngineConfig};
+use crate::host;
+use crate::session::{self, SessionConfig, TlsMaterial};
+use crate::store::Store;
+
+/// How long the engine and session get to stop after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
+    runtime_config.namespace = config.containerd_namespace.clone();
+    runtime_config.insecure_registries = config.insecure_registries.clone();
+    runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
+    let runtime = Runtime::connect(runtime_config)
+        .await
+        .context("cannot start the container runtime")?;
+    let containerd_version = runtime
+        .containerd_version()
+        .await
+        .context("cannot ask containerd its version")?;
+    tracing::info!(containerd.version = %containerd_version, cgroup.version = %runtime.cgroup_version(), "runtime ready");
+
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let identity = host::identity(&config.data_dir).with_context(|| {
+        format!(
+            "cannot keep the instance identity in {}",
+            config.data_dir.display()
+        )
+    })?;
+    let resources = host::resources(
+        config.reserved_cpu,
+        config.reserved_memory_mib,
+        &config.reserved_ports,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let attributes = host::attributes(
+        &runtime.cgroup_version(),
+        &containerd_version,
+        &config.attributes,
+    );
+    let tls = match &config.tls {
+        Some(files) => Some(TlsMaterial {
+            ca: std::fs::read(&files.ca_file)
+                .with_context(|| format!("read {}", files.ca_file.display()))?,
+            cert: std::fs::read(&files.cert_file)
+                .with_context(|| format!("read {}", files.cert_file.display()))?,
+            key: std::fs::read(&files.key_file)
+                .with_context(|| format!("read {}", files.key_file.display()))?,
+        }),
+        None => None,
+    };
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let outbox = Arc::new(Notify::new());
+    let (engine, handle) = Engine::new(
+        Arc::new(runtime),
+        Arc::clone(&store),
+        EngineConfig {
+            stop_timeout: config.stop_timeout,
+            cleanup_wait: config.task_cleanup_wait,
+            pull_timeout: config.image_pull_timeout,
+        },
+        Arc::clone(&outbox),
+        cancel.child_token(),
+    );
+    tracker.spawn(async move {
+        if let Err(error) = engine.run().await {
+            tracing::error!(%error, "task engine stopped on a state store error");
+        }
+    });
+    let session_config = SessionConfig {
+        endpoint: config.scheduler_endpoint.clone(),
+        cluster: config.cluster.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        instance_identity: identity,
+        version_info: VersionInfo {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            containerd_version,
+        },
+        resources,
+        attributes,
+        tls,
+    };
+    tracker.spawn(session::run(
+        session_config,
+        store,
+        handle,
+        outbox,
+        cancel.child_token(),
+    ));
+    tracker.close();
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down; containers keep running"),
+        _ = tracker.wait() => tracing::warn!("agent tasks ended on their own"),
+    }
+    cancel.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "agent tasks did not stop in time"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the agent can only be killed; wait forever.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

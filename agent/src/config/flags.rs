@@ -1,0 +1,114 @@
+//! Command-line overrides: one optional flag a key, taken as text so that a bad flag is reported
+//! with every other bad key, in the same words, instead of by clap one at a time.
+
+use clap::Args;
+
+use super::keys::Key;
+
+/// The configuration flags; `main` flattens them into its command (`#[command(flatten)]`).
+/// Each flag overrides the file and the environment. No flag reads the environment itself:
+/// [`super::load`] does, to record where every value came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(about = None, long_about = None)]
+#[command(next_help_heading = "Configuration (overrides BERTH_* variables and the config file)")]
+pub struct Overrides {
+    /// Cluster to join [env: BERTH_CLUSTER]
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Scheduler URL, http:// or https:// [env: BERTH_SCHEDULER_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub scheduler_endpoint: Option<String>,
+    /// CA bundle that signs the scheduler's certificate [env: BERTH_TLS_CA_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<String>,
+    /// The agent's client certificate [env: BERTH_TLS_CERT_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert_file: Option<String>,
+    /// The agent's client private key [env: BERTH_TLS_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub tls_key_file: Option<String>,
+    /// Permit http:// to a non-loopback scheduler [env: BERTH_ALLOW_PLAINTEXT]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_plaintext: Option<String>,
+    /// Directory for the agent's state [env: BERTH_DATA_DIR]
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<String>,
+    /// containerd's socket [env: BERTH_CONTAINERD_ADDRESS]
+    #[arg(long, value_name = "PATH")]
+    pub containerd_address: Option<String>,
+    /// containerd namespace of Berth's containers and images [env: BERTH_CONTAINERD_NAMESPACE]
+    #[arg(long, value_name = "NAME")]
+    pub containerd_namespace: Option<String>,
+    /// CPU units (1024 = one core) kept back from tasks [env: BERTH_RESERVED_CPU]
+    #[arg(long, value_name = "UNITS")]
+    pub reserved_cpu: Option<String>,
+    /// MiB of memory kept back from tasks [env: BERTH_RESERVED_MEMORY]
+    #[arg(long, value_name = "MIB")]
+    pub reserved_memory: Option<String>,
+    /// Host ports never given to tasks, comma-separated [env: BERTH_RESERVED_PORTS]
+    #[arg(long, value_name = "PORTS")]
+    pub reserved_ports: Option<String>,
+    /// Instance attributes, comma-separated name=value pairs [env: BERTH_ATTRIBUTES]
+    #[arg(long, value_name = "NAME=VALUE,...")]
+    pub attributes: Option<String>,
+    /// Session heartbeat interval, like 10s [env: BERTH_HEARTBEAT_INTERVAL]
+    #[arg(long, value_name = "DURATION")]
+    pub heartbeat_interval: Option<String>,
+    /// Time after a task stops before its containers are removed, like 3h [env: BERTH_TASK_CLEANUP_WAIT]
+    #[arg(long, value_name = "DURATION")]
+    pub task_cleanup_wait: Option<String>,
+    /// Default wait between SIGTERM and SIGKILL, like 30s [env: BERTH_STOP_TIMEOUT]
+    #[arg(long, value_name = "DURATION")]
+    pub stop_timeout: Option<String>,
+    /// Deadline of one image pull, like 10m [env: BERTH_IMAGE_PULL_TIMEOUT]
+    #[arg(long, value_name = "DURATION")]
+    pub image_pull_timeout: Option<String>,
+    /// Registries, as host or host:port, reached over plain HTTP, comma-separated [env: BERTH_INSECURE_REGISTRIES]
+    #[arg(long, value_name = "HOSTS")]
+    pub insecure_registries: Option<String>,
+    /// Layers downloaded in parallel [env: BERTH_MAX_CONCURRENT_DOWNLOADS]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<String>,
+    /// Tracing filter: error, warn, info, debug, trace or a directive [env: BERTH_LOG_LEVEL]
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format: plain or json [env: BERTH_LOG_FORMAT]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Local address of the metrics and health endpoint [env: BERTH_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+}
+
+impl Overrides {
+    /// The flags given, in key order.
+    pub(crate) fn entries(&self) -> Vec<(Key, &str)> {
+        let all = [
+            (Key::Cluster, &self.cluster),
+            (Key::SchedulerEndpoint, &self.scheduler_endpoint),
+            (Key::TlsCaFile, &self.tls_ca_file),
+            (Key::TlsCertFile, &self.tls_cert_file),
+            (Key::TlsKeyFile, &self.tls_key_file),
+            (Key::AllowPlaintext, &self.allow_plaintext),
+            (Key::DataDir, &self.data_dir),
+            (Key::ContainerdAddress, &self.containerd_address),
+            (Key::ContainerdNamespace, &self.containerd_namespace),
+            (Key::ReservedCpu, &self.reserved_cpu),
+            (Key::ReservedMemory, &self.reserved_memory),
+            (Key::ReservedPorts, &self.reserved_ports),
+            (Key::Attributes, &self.attributes),
+            (Key::HeartbeatInterval, &self.heartbeat_interval),
+            (Key::TaskCleanupWait, &self.task_cleanup_wait),
+            (Key::StopTimeout, &self.stop_timeout),
+            (Key::ImagePullTimeout, &self.image_pull_timeout),
+            (Key::InsecureRegistries, &self.insecure_registries),
+            (Key::MaxConcurrentDownloads, &self.max_concurrent_downloads),
+            (Key::LogLevel, &self.log_level),
+            (Key::LogFormat, &self.log_format),
+            (Key::MetricsListen, &self.metrics_listen),
+        ];
+        all.into_iter()
+            .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))
+            .collect()
+    }
+}

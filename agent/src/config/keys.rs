@@ -1,0 +1,370 @@
+//! The closed list of configuration keys: names in TOML, the environment and on the command line,
+//! defaults and meanings, in one table that the README's reference is generated from.
+
+/// One row of the configuration reference: how a key is spelled everywhere and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDoc {
+    /// The TOML key, e.g. `task_cleanup_wait`.
+    pub key: &'static str,
+    /// The environment variable, `BERTH_` and the key upper-cased.
+    pub env: &'static str,
+    /// The command-line flag, `--` and the key with dashes.
+    pub flag: &'static str,
+    /// The default, written as a TOML value (`(none)` when unset).
+    pub default: &'static str,
+    /// What the key does, one sentence.
+    pub meaning: &'static str,
+}
+
+/// Every key, in the order of [`KEYS`] and of `check-config`'s output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Key {
+    Cluster,
+    SchedulerEndpoint,
+    TlsCaFile,
+    TlsCertFile,
+    TlsKeyFile,
+    AllowPlaintext,
+    DataDir,
+    ContainerdAddress,
+    ContainerdNamespace,
+    ReservedCpu,
+    ReservedMemory,
+    ReservedPorts,
+    Attributes,
+    HeartbeatInterval,
+    TaskCleanupWait,
+    StopTimeout,
+    ImagePullTimeout,
+    InsecureRegistries,
+    MaxConcurrentDownloads,
+    LogLevel,
+    LogFormat,
+    MetricsListen,
+}
+
+impl Key {
+    pub(crate) const ALL: [Key; 22] = [
+        Key::Cluster,
+        Key::SchedulerEndpoint,
+        Key::TlsCaFile,
+        Key::TlsCertFile,
+        Key::TlsKeyFile,
+        Key::AllowPlaintext,
+        Key::DataDir,
+        Key::ContainerdAddress,
+        Key::ContainerdNamespace,
+        Key::ReservedCpu,
+        Key::ReservedMemory,
+        Key::ReservedPorts,
+        Key::Attributes,
+        Key::HeartbeatInterval,
+        Key::TaskCleanupWait,
+        Key::StopTimeout,
+        Key::ImagePullTimeout,
+        Key::InsecureRegistries,
+        Key::MaxConcurrentDownloads,
+        Key::LogLevel,
+        Key::LogFormat,
+        Key::MetricsListen,
+    ];
+
+    pub(crate) fn doc(self) -> &'static KeyDoc {
+        &KEYS[self as usize]
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        self.doc().key
+    }
+
+    pub(crate) fn env(self) -> &'static str {
+        self.doc().env
+    }
+
+    pub(crate) fn flag(self) -> &'static str {
+        self.doc().flag
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub(crate) fn from_env(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.env() == name)
+    }
+
+    /// The known key closest to a misspelled one, if it is close enough to be a likely typo.
+    pub(crate) fn nearest(unknown: &str) -> Option<Key> {
+        let unknown = unknown.to_ascii_lowercase().replace('-', "_");
+        let threshold = (unknown.chars().count() / 3).max(2);
+        Key::ALL
+            .into_iter()
+            .map(|k| (edit_distance(&unknown, k.name()), k))
+            .filter(|(d, _)| *d <= threshold)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k)
+    }
+}
+
+/// The prefix of every agent environment variable.
+pub(crate) const ENV_PREFIX: &str = "BERTH_";
+
+/// `BERTH_*` variables that belong to other Berth tools and are not agent keys.
+pub(crate) const IGNORED_ENV: &[&str] = &[
+    // The CLI's scheduler address.
+    "BERTH_ENDPOINT",
+];
+
+/// Prefixes of `BERTH_*` variables that belong to other tools (the end-to-end suites).
+pub(crate) const IGNORED_ENV_PREFIXES: &[&str] = &["BERTH_E2E_"];
+
+pub(crate) fn is_ignored_env(name: &str) -> bool {
+    IGNORED_ENV.contains(&name) || IGNORED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The configuration reference, one row a key (see [`KeyDoc`]).
+pub fn reference_table() -> Vec<KeyDoc> {
+    KEYS.to_vec()
+}
+
+const fn doc(
+    key: &'static str,
+    env: &'static str,
+    flag: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+) -> KeyDoc {
+    KeyDoc {
+        key,
+        env,
+        flag,
+        default,
+        meaning,
+    }
+}
+
+/// Public interface: these spellings are what operators write. Indexed by [`Key`].
+const KEYS: [KeyDoc; 22] = [
+    doc(
+        "cluster",
+        "BERTH_CLUSTER",
+        "--cluster",
+        r#""default""#,
+        "cluster to join: 1 to 255 letters, digits, '-' or '_'",
+    ),
+    doc(
+        "scheduler_endpoint",
+        "BERTH_SCHEDULER_ENDPOINT",
+        "--scheduler-endpoint",
+        r#""http://127.0.0.1:7700""#,
+        "scheduler URL, http:// or https://; plain http only to a loopback host unless allow_plaintext",
+    ),
+    doc(
+        "tls_ca_file",
+        "BERTH_TLS_CA_FILE",
+        "--tls-ca-file",
+        "(none)",
+        "CA bundle that signs the scheduler's certificate (mTLS: all three tls files or none)",
+    ),
+    doc(
+        "tls_cert_file",
+        "BERTH_TLS_CERT_FILE",
+        "--tls-cert-file",
+        "(none)",
+        "the agent's client certificate (mTLS: all three tls files or none)",
+    ),
+    doc(
+        "tls_key_file",
+        "BERTH_TLS_KEY_FILE",
+        "--tls-key-file",
+        "(none)",
+        "the agent's client private key (mTLS: all three tls files or none)",
+    ),
+    doc(
+        "allow_plaintext",
+        "BERTH_ALLOW_PLAINTEXT",
+        "--allow-plaintext",
+        "false",
+        "permit http:// to a non-loopback scheduler",
+    ),
+    doc(
+        "data_dir",
+        "BERTH_DATA_DIR",
+        "--data-dir",
+        r#""/var/lib/berth""#,
+        "absolute directory for state: instance identity, database, logs",
+    ),
+    doc(
+        "containerd_address",
+        "BERTH_CONTAINERD_ADDRESS",
+        "--containerd-address",
+        r#""/run/containerd/containerd.sock""#,
+        "absolute path of containerd's socket",
+    ),
+    doc(
+        "containerd_namespace",
+        "BERTH_CONTAINERD_NAMESPACE",
+        "--containerd-namespace",
+        r#""berth""#,
+        "containerd namespace of Berth's containers and images",
+    ),
+    doc(
+        "reserved_cpu",
+        "BERTH_RESERVED_CPU",
+        "--reserved-cpu",
+        "0",
+        "CPU units (1024 = one core) kept back from tasks",
+    ),
+    doc(
+        "reserved_memory",
+        "BERTH_RESERVED_MEMORY",
+        "--reserved-memory",
+        "0",
+        "MiB of memory kept back from tasks",
+    ),
+    doc(
+        "reserved_ports",
+        "BERTH_RESERVED_PORTS",
+        "--reserved-ports",
+        "[22, 2375, 2376, 51678, 51679]",
+        "host ports never given to tasks (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "attributes",
+        "BERTH_ATTRIBUTES",
+        "--attributes",
+        "{}",
+        "instance attributes: a TOML table; `name=value,name2=value2` in the environment and flag",
+    ),
+    doc(
+        "heartbeat_interval",
+        "BERTH_HEARTBEAT_INTERVAL",
+        "--heartbeat-interval",
+        r#""10s""#,
+        "interval of the session heartbeat to the scheduler",
+    ),
+    doc(
+        "task_cleanup_wait",
+        "BERTH_TASK_CLEANUP_WAIT",
+        "--task-cleanup-wait",
+        r#""3h""#,
+        "time after a task stops before its containers are removed (the environment variable is in seconds)",
+    ),
+    doc(
+        "stop_timeout",
+        "BERTH_STOP_TIMEOUT",
+        "--stop-timeout",
+        r#""30s""#,
+        "default wait between SIGTERM and SIGKILL when stopping a container",
+    ),
+    doc(
+        "image_pull_timeout",
+        "BERTH_IMAGE_PULL_TIMEOUT",
+        "--image-pull-timeout",
+        r#""10m""#,
+        "deadline of one image pull",
+    ),
+    doc(
+        "insecure_registries",
+        "BERTH_INSECURE_REGISTRIES",
+        "--insecure-registries",
+        "[]",
+        "registries (host[:port]) reached over plain HTTP (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "max_concurrent_downloads",
+        "BERTH_MAX_CONCURRENT_DOWNLOADS",
+        "--max-concurrent-downloads",
+        "3",
+        "layers downloaded in parallel",
+    ),
+    doc(
+        "log_level",
+        "BERTH_LOG_LEVEL",
+        "--log-level",
+        r#""info""#,
+        "tracing filter: error, warn, info, debug, trace, or a full filter directive",
+    ),
+    doc(
+        "log_format",
+        "BERTH_LOG_FORMAT",
+        "--log-format",
+        r#""plain""#,
+        "log output format: plain or json",
+    ),
+    doc(
+        "metrics_listen",
+        "BERTH_METRICS_LISTEN",
+        "--metrics-listen",
+        r#""127.0.0.1:51678""#,
+        "local address of the HTTP endpoint for metrics and health",
+    ),
+];
+
+/// Levenshtein distance, on characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            let deletion = previous[j + 1] + 1;
+            let insertion = current[j] + 1;
+            current.push(substitution.min(deletion).min(insertion));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_indexed_by_key_and_spelled_by_the_rules() {
+        for (i, key) in Key::ALL.into_iter().enumerate() {
+            assert_eq!(key as usize, i);
+            let doc = key.doc();
+            assert_eq!(doc.env, format!("BERTH_{}", doc.key.to_ascii_uppercase()));
+            assert_eq!(doc.flag, format!("--{}", doc.key.replace('_', "-")));
+            assert_eq!(Key::from_name(doc.key), Some(key));
+            assert_eq!(Key::from_env(doc.env), Some(key));
+            assert!(!is_ignored_env(doc.env));
+        }
+        assert_eq!(reference_table().len(), Key::ALL.len());
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("clustr", "cluster"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn nearest_suggests_only_likely_typos() {
+        assert_eq!(Key::nearest("clustr"), Some(Key::Cluster));
+        assert_eq!(
+            Key::nearest("scheduler-endpoint"),
+            Some(Key::SchedulerEndpoint)
+        );
+        assert_eq!(Key::nearest("CLUSTER"), Some(Key::Cluster));
+        assert_eq!(
+            Key::nearest("reserved_memory_mib"),
+            Some(Key::ReservedMemory)
+        );
+        assert_eq!(Key::nearest("xyz"), None);
+        assert_eq!(Key::nearest("completely_unrelated"), None);
+    }
+
+    #[test]
+    fn other_tools_variables_are_ignored() {
+        assert!(is_ignored_env("BERTH_ENDPOINT"));
+        assert!(is_ignored_env("BERTH_E2E_KEEP"));
+        assert!(!is_ignored_env("BERTH_CLUSTR"));
+    }
+}

@@ -1,0 +1,906 @@
+//! Tests of loading the configuration: defaults, layering and sources, every key from every
+//! layer, and the exact words of every error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use super::*;
+
+const FILE: &str = "/etc/berth/agent.toml";
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+fn flags(args: &[&str]) -> Overrides {
+    let argv = std::iter::once("berth-agent").chain(args.iter().copied());
+    Cli::try_parse_from(argv).expect("flags parse").overrides
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load_ok(file: Option<&str>, vars: &[(&str, &str)], args: &[&str]) -> LoadedConfig {
+    match load(Some(Path::new(FILE)), false, file, &env(vars), &flags(args)) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+fn load_err(file: Option<&str>, vars: &[(&str, &str)], args: &[&str]) -> Vec<String> {
+    match load(Some(Path::new(FILE)), false, file, &env(vars), &flags(args)) {
+        Ok(loaded) => panic!("expected errors, got {loaded:?}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn file_source() -> Source {
+    Source::File(PathBuf::from(FILE))
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
+    assert_eq!(loaded.config, AgentConfig::default());
+    assert_eq!(loaded.sources.len(), 22);
+    assert!(loaded.sources.values().all(|s| *s == Source::Default));
+
+    let c = &loaded.config;
+    assert_eq!(c.cluster, "default");
+    assert_eq!(c.scheduler_endpoint, "http://127.0.0.1:7700");
+    assert_eq!(c.tls, None);
+    assert!(!c.allow_plaintext);
+    assert_eq!(c.data_dir, Path::new("/var/lib/berth"));
+    assert_eq!(
+        c.containerd_address,
+        Path::new("/run/containerd/containerd.sock")
+    );
+    assert_eq!(c.containerd_namespace, "berth");
+    assert_eq!((c.reserved_cpu, c.reserved_memory_mib), (0, 0));
+    assert_eq!(c.reserved_ports, [22, 2375, 2376, 51678, 51679]);
+    assert!(c.attributes.is_empty());
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+    assert_eq!(c.task_cleanup_wait, Duration::from_secs(3 * 3600));
+    assert_eq!(c.stop_timeout, Duration::from_secs(30));
+    assert_eq!(c.image_pull_timeout, Duration::from_secs(600));
+    assert!(c.insecure_registries.is_empty());
+    assert_eq!(c.max_concurrent_downloads, 3);
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.log_format, LogFormat::Plain);
+    assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:51678");
+}
+
+#[test]
+fn reference_table_defaults_are_the_real_defaults() {
+    for doc in reference_table() {
+        if doc.default == "(none)" {
+            continue;
+        }
+        let text = format!("{} = {}", doc.key, doc.default);
+        let loaded = load_ok(Some(&text), &[], &[]);
+        assert_eq!(loaded.config, AgentConfig::default(), "{}", doc.key);
+        assert_eq!(loaded.sources[doc.key], file_source());
+    }
+}
+
+#[test]
+fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
+    let none = Overrides::default();
+    assert!(load(None, false, None, &[], &none).is_ok());
+    let err =
+        load(Some(Path::new("/etc/other.toml")), true, None, &[], &none).expect_err("missing");
+    assert_eq!(
+        err.to_string(),
+        "config file /etc/other.toml does not exist"
+    );
+}
+
+#[test]
+fn later_layers_win_and_sources_are_recorded() {
+    let file = "cluster = \"from-file\"\nstop_timeout = \"1m\"\nlog_level = \"warn\"\n";
+    let vars = [
+        ("BERTH_STOP_TIMEOUT", "2m"),
+        ("BERTH_LOG_LEVEL", "debug"),
+        ("BERTH_RESERVED_CPU", "256"),
+    ];
+    let loaded = load_ok(
+        Some(file),
+        &vars,
+        &["--log-level", "trace", "--reserved-memory=512"],
+    );
+    let c = &loaded.config;
+    assert_eq!(c.cluster, "from-file");
+    assert_eq!(c.stop_timeout, Duration::from_secs(120));
+    assert_eq!(c.log_level, "trace");
+    assert_eq!(c.reserved_cpu, 256);
+    assert_eq!(c.reserved_memory_mib, 512);
+    assert_eq!(c.data_dir, Path::new("/var/lib/berth"));
+
+    let s = &loaded.sources;
+    assert_eq!(s["cluster"], file_source());
+    assert_eq!(s["stop_timeout"], Source::Env("BERTH_STOP_TIMEOUT".into()));
+    assert_eq!(s["log_level"], Source::Flag);
+    assert_eq!(s["reserved_cpu"], Source::Env("BERTH_RESERVED_CPU".into()));
+    assert_eq!(s["reserved_memory"], Source::Flag);
+    assert_eq!(s["data_dir"], Source::Default);
+}
+
+#[test]
+fn lists_and_tables_are_replaced_whole() {
+    let file = "reserved_ports = [22, 80]\nattributes = { zone = \"a\", rack = \"1\" }\n";
+    let loaded = load_ok(
+        Some(file),
+        &[
+            ("BERTH_RESERVED_PORTS", "443"),
+            ("BERTH_ATTRIBUTES", "zone=b"),
+        ],
+        &[],
+    );
+    assert_eq!(loaded.config.reserved_ports, [443]);
+    assert_eq!(
+        loaded.config.attributes,
+        BTreeMap::from([("zone".to_owned(), "b".to_owned())])
+    );
+    let loaded = load_ok(Some(file), &[("BERTH_RESERVED_PORTS", "")], &[]);
+    assert!(loaded.config.reserved_ports.is_empty());
+}
+
+/// One way to set a group of keys: (key, TOML value, environment and flag text).
+struct Sample {
+    entries: &'static [(&'static str, &'static str, &'static str)],
+    /// The environment text when it differs from the flag's (task_cleanup_wait).
+    env_override: Option<&'static str>,
+}
+
+const fn sample(entries: &'static [(&'static str, &'static str, &'static str)]) -> Sample {
+    Sample {
+        entries,
+        env_override: None,
+    }
+}
+
+const TLS: &[(&str, &str, &str)] = &[
+    ("tls_ca_file", r#""/etc/berth/ca.pem""#, "/etc/berth/ca.pem"),
+    (
+        "tls_cert_file",
+        r#""/etc/berth/agent.pem""#,
+        "/etc/berth/agent.pem",
+    ),
+    (
+        "tls_key_file",
+        r#""/etc/berth/agent-key.pem""#,
+        "/etc/berth/agent-key.pem",
+    ),
+    (
+        "scheduler_endpoint",
+        r#""https://scheduler.example:7700""#,
+        "https://scheduler.example:7700",
+    ),
+];
+
+fn samples() -> Vec<Sample> {
+    vec![
+        sample(&[("cluster", r#""prod-eu_1""#, "prod-eu_1")]),
+        sample(&[(
+            "scheduler_endpoint",
+            r#""https://scheduler.example/""#,
+            "https://scheduler.example/",
+        )]),
+        sample(TLS),
+        sample(&[
+            ("allow_plaintext", "true", "true"),
+            (
+                "scheduler_endpoint",
+                r#""http://10.0.0.5:7700""#,
+                "http://10.0.0.5:7700",
+            ),
+        ]),
+        sample(&[("data_dir", r#""/srv/berth""#, "/srv/berth")]),
+        sample(&[(
+            "containerd_address",
+            r#""/run/k3s/containerd.sock""#,
+            "/run/k3s/containerd.sock",
+        )]),
+        sample(&[("containerd_namespace", r#""k8s.io""#, "k8s.io")]),
+        sample(&[("reserved_cpu", "512", "512")]),
+        sample(&[("reserved_memory", "1024", "1024")]),
+        sample(&[("reserved_ports", "[8080, 22, 8080]", "8080, 22,8080")]),
+        sample(&[(
+            "attributes",
+            r#"{ zone = "eu-1a", "ecs.os-type" = "linux" }"#,
+            "zone=eu-1a,ecs.os-type=linux",
+        )]),
+        sample(&[("heartbeat_interval", r#""5s""#, "5s")]),
+        Sample {
+            entries: &[("task_cleanup_wait", r#""1h30m""#, "1h30m")],
+            env_override: Some("5400"),
+        },
+        sample(&[("stop_timeout", "90", "90")]),
+        sample(&[("image_pull_timeout", r#""1m30s""#, "90s")]),
+        sample(&[(
+            "insecure_registries",
+            r#"["127.0.0.1:5000", "registry.local"]"#,
+            "127.0.0.1:5000,registry.local",
+        )]),
+        sample(&[("max_concurrent_downloads", "8", "8")]),
+        sample(&[(
+            "log_level",
+            r#""info,berth_agent=debug""#,
+            "info,berth_agent=debug",
+        )]),
+        sample(&[("log_format", r#""json""#, "json")]),
+        sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
+    ]
+}
+
+#[test]
+fn every_key_is_read_from_the_file_the_environment_and_flags() {
+    let defaults = load_ok(None, &[], &[]).render();
+    let mut covered = std::collections::BTreeSet::new();
+    for sample in samples() {
+        let file: String = sample
+            .entries
+            .iter()
+            .map(|(k, v, _)| format!("{k} = {v}\n"))
+            .collect();
+        let vars: Vec<(String, String)> = sample
+            .entries
+            .iter()
+            .map(|(k, _, text)| {
+                let text = match (sample.env_override, *k) {
+                    (Some(env), "task_cleanup_wait") => env,
+                    _ => text,
+                };
+                (format!("BERTH_{}", k.to_ascii_uppercase()), text.to_owned())
+            })
+            .collect();
+        let args: Vec<String> = sample
+            .entries
+            .iter()
+            .map(|(k, _, text)| format!("--{}={text}", k.replace('_', "-")))
+            .collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+        let from_file = load_ok(Some(&file), &[], &[]);
+        let from_env = load_ok(None, &vars, &[]);
+        let from_flags = load_ok(None, &[], &args);
+        assert_eq!(from_file.config, from_env.config, "{file}");
+        assert_eq!(from_file.config, from_flags.config, "{file}");
+        assert_ne!(from_file.config, AgentConfig::default(), "{file}");
+        for (key, _, _) in sample.entries {
+            covered.insert(*key);
+            assert_eq!(from_file.sources[key], file_source());
+            assert_eq!(
+                from_env.sources[key],
+                Source::Env(format!("BERTH_{}", key.to_ascii_uppercase()))
+            );
+            assert_eq!(from_flags.sources[key], Source::Flag);
+            let line = |r: &str| {
+                r.lines()
+                    .find(|l| l.starts_with(&format!("{key} ")))
+                    .map(str::to_owned)
+            };
+            assert_ne!(
+                line(&from_file.render()),
+                line(&defaults),
+                "{key} should differ from its default"
+            );
+        }
+    }
+    let all: std::collections::BTreeSet<&str> = reference_table().iter().map(|d| d.key).collect();
+    assert_eq!(covered, all);
+}
+
+#[test]
+fn sample_values_are_parsed_as_meant() {
+    let loaded = load_ok(
+        None,
+        &[
+            ("BERTH_RESERVED_PORTS", "8080, 22,8080"),
+            ("BERTH_ATTRIBUTES", "zone=eu-1a,ecs.os-type=linux"),
+            ("BERTH_TASK_CLEANUP_WAIT", "30"),
+            ("BERTH_SCHEDULER_ENDPOINT", "https://scheduler.example/"),
+        ],
+        &["--allow-plaintext", "--heartbeat-interval=1h30m"],
+    );
+    let c = &loaded.config;
+    assert_eq!(c.reserved_ports, [22, 8080]);
+    assert_eq!(c.attributes["zone"], "eu-1a");
+    assert_eq!(c.attributes["ecs.os-type"], "linux");
+    assert_eq!(c.task_cleanup_wait, Duration::from_secs(30));
+    assert_eq!(c.scheduler_endpoint, "https://scheduler.example");
+    assert!(c.allow_plaintext);
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(5400));
+
+    let tls = load_ok(
+        Some(
+            &TLS.iter()
+                .map(|(k, v, _)| format!("{k} = {v}\n"))
+                .collect::<String>(),
+        ),
+        &[],
+        &[],
+    );
+    assert_eq!(
+        tls.config.tls,
+        Some(TlsFiles {
+            ca_file: "/etc/berth/ca.pem".into(),
+            cert_file: "/etc/berth/agent.pem".into(),
+            key_file: "/etc/berth/agent-key.pem".into(),
+        })
+    );
+    let off = load_ok(
+        Some("allow_plaintext = true"),
+        &[],
+        &["--allow-plaintext=false"],
+    );
+    assert!(!off.config.allow_plaintext);
+}
+
+#[test]
+fn durations_in_every_form() {
+    let d = |file: &str| load_ok(Some(file), &[], &[]).config;
+    assert_eq!(
+        d(r#"stop_timeout = "30s""#).stop_timeout,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        d(r#"stop_timeout = "5m""#).stop_timeout,
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        d(r#"stop_timeout = "1h30m""#).stop_timeout,
+        Duration::from_secs(5400)
+    );
+    assert_eq!(
+        d(r#"stop_timeout = "90""#).stop_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(d("stop_timeout = 90").stop_timeout, Duration::from_secs(90));
+    assert_eq!(
+        d(r#"stop_timeout = "250ms""#).stop_timeout,
+        Duration::from_millis(250)
+    );
+    // Zero is a valid cleanup wait (remove at once), nowhere else.
+    assert_eq!(
+        d(r#"task_cleanup_wait = "0s""#).task_cleanup_wait,
+        Duration::ZERO
+    );
+    let c = load_ok(None, &[("BERTH_TASK_CLEANUP_WAIT", "0")], &[]).config;
+    assert_eq!(c.task_cleanup_wait, Duration::ZERO);
+
+    let positive = r#"expected a duration greater than zero like "30s", "5m" or "1h30m""#;
+    for key in ["heartbeat_interval", "stop_timeout", "image_pull_timeout"] {
+        assert_eq!(
+            load_err(Some(&format!(r#"{key} = "0s""#)), &[], &[]),
+            [format!(r#"{key} = "0s" ({FILE}): {positive}"#)]
+        );
+        assert_eq!(
+            load_err(Some(&format!("{key} = 0")), &[], &[]),
+            [format!("{key} = 0 ({FILE}): {positive}")]
+        );
+    }
+    assert_eq!(
+        load_err(None, &[("BERTH_HEARTBEAT_INTERVAL", "0")], &[]),
+        [format!(
+            "BERTH_HEARTBEAT_INTERVAL=0 (environment): {positive}"
+        )]
+    );
+    assert_eq!(
+        load_err(Some("task_cleanup_wait = -5"), &[], &[]),
+        [format!(
+            r#"task_cleanup_wait = -5 ({FILE}): expected a duration like "30s", "5m" or "1h30m""#
+        )]
+    );
+}
+
+#[test]
+fn task_cleanup_wait_in_the_environment_is_seconds() {
+    let c = load_ok(None, &[("BERTH_TASK_CLEANUP_WAIT", "30")], &[]).config;
+    assert_eq!(c.task_cleanup_wait, Duration::from_secs(30));
+    for bad in ["abc", "30s", "-1", "1.5", ""] {
+        assert_eq!(
+            load_err(None, &[("BERTH_TASK_CLEANUP_WAIT", bad)], &[]),
+            [format!(
+                "BERTH_TASK_CLEANUP_WAIT={bad} (environment): expected a number of seconds"
+            )]
+        );
+    }
+    // The flag takes durations.
+    let c = load_ok(None, &[], &["--task-cleanup-wait", "30s"]).config;
+    assert_eq!(c.task_cleanup_wait, Duration::from_secs(30));
+}
+
+#[test]
+fn every_bad_value_names_key_origin_and_expectation() {
+    let duration = r#"a duration like "30s", "5m" or "1h30m""#;
+    let positive = r#"a duration greater than zero like "30s", "5m" or "1h30m""#;
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "cluster",
+            "bad name",
+            "a cluster name of 1 to 255 letters, digits, '-' or '_'",
+        ),
+        (
+            "scheduler_endpoint",
+            "scheduler:7700",
+            "an http:// or https:// URL with a host and an optional port, like https://scheduler.example:7700",
+        ),
+        ("tls_ca_file", "ca.pem", "an absolute file path"),
+        ("tls_cert_file", "cert.pem", "an absolute file path"),
+        ("tls_key_file", "key.pem", "an absolute file path"),
+        ("allow_plaintext", "yes", "true or false"),
+        ("data_dir", "var/lib/berth", "an absolute path"),
+        (
+            "containerd_address",
+            "containerd.sock",
+            "an absolute path to containerd's socket",
+        ),
+        (
+            "containerd_namespace",
+            "-berth",
+            "a containerd namespace: letters and digits separated by single '.', '_' or '-', at most 76 characters",
+        ),
+        (
+            "reserved_cpu",
+            "-1",
+            "a whole number of CPU units (1024 = one core)",
+        ),
+        ("reserved_memory", "1GiB", "a whole number of MiB"),
+        (
+            "reserved_ports",
+            "22,70000",
+            "comma-separated port numbers from 1 to 65535",
+        ),
+        (
+            "attributes",
+            "zone",
+            "comma-separated name=value pairs, but `zone` has no `=`",
+        ),
+        ("heartbeat_interval", "10 s", positive),
+        ("task_cleanup_wait", "3 hours", duration),
+        ("stop_timeout", "0s", positive),
+        ("image_pull_timeout", "forever", positive),
+        (
+            "insecure_registries",
+            "http://registry.local",
+            "comma-separated registry hosts like 127.0.0.1:5000 (host[:port], no scheme)",
+        ),
+        (
+            "max_concurrent_downloads",
+            "0",
+            "a whole number of at least 1",
+        ),
+        (
+            "log_level",
+            "berth=loud",
+            r#"error, warn, info, debug, trace or a tracing filter like "info,berth_agent=debug""#,
+        ),
+        ("log_format", "xml", "plain or json"),
+        (
+            "metrics_listen",
+            "localhost",
+            "an address and port like 127.0.0.1:51678",
+        ),
+    ];
+    assert_eq!(cases.len(), 22);
+    for (key, value, expected) in cases {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let flag_arg = format!("{flag}={value}");
+        assert_eq!(
+            load_err(None, &[], &[&flag_arg]),
+            [format!(
+                "{flag}={value} (command line): expected {expected}"
+            )],
+            "{key}"
+        );
+        if *key == "task_cleanup_wait" {
+            continue;
+        }
+        let env_name = format!("BERTH_{}", key.to_ascii_uppercase());
+        assert_eq!(
+            load_err(None, &[(&env_name, value)], &[]),
+            [format!(
+                "{env_name}={value} (environment): expected {expected}"
+            )],
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_in_the_file_are_shown_as_toml() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "cluster = 5",
+            "cluster = 5 (F): expected a cluster name of 1 to 255 letters, digits, '-' or '_'",
+        ),
+        (
+            "containerd_namespace = \"a..b\"",
+            "containerd_namespace = \"a..b\" (F): expected a containerd namespace: letters and digits separated by single '.', '_' or '-', at most 76 characters",
+        ),
+        (
+            "allow_plaintext = \"true\"",
+            "allow_plaintext = \"true\" (F): expected true or false",
+        ),
+        (
+            "reserved_cpu = 1.5",
+            "reserved_cpu = 1.5 (F): expected a whole number of CPU units (1024 = one core)",
+        ),
+        (
+            "reserved_ports = \"22\"",
+            "reserved_ports = \"22\" (F): expected an array of port numbers from 1 to 65535",
+        ),
+        (
+            "reserved_ports = [0]",
+            "reserved_ports = [0] (F): expected an array of port numbers from 1 to 65535",
+        ),
+        (
+            "insecure_registries = \"a:5000\"",
+            "insecure_registries = \"a:5000\" (F): expected an array of registry hosts like \"127.0.0.1:5000\" (host[:port], no scheme)",
+        ),
+        (
+            "attributes = { zone = 1 }",
+            "attributes = { zone = 1 } (F): expected a table of attribute names to strings, but `zone` is 1",
+        ),
+        (
+            "attributes = \"zone=a\"",
+            "attributes = \"zone=a\" (F): expected a table of attribute names to strings",
+        ),
+        (
+            "attributes = { \"a b\" = \"x\" }",
+            "attributes = { \"a b\" = \"x\" } (F): expected attribute names of 1 to 128 letters, digits, '_', '-', '.', '/' or '\\', not `a b`",
+        ),
+        (
+            "attributes = { zone = \" a\" }",
+            "attributes = { zone = \" a\" } (F): expected attribute values of 1 to 128 letters, digits, spaces, '_', '-', '.', '@', '/', '\\' or ':' without leading or trailing spaces, not ` a`",
+        ),
+        (
+            "max_concurrent_downloads = -3",
+            "max_concurrent_downloads = -3 (F): expected a whole number of at least 1",
+        ),
+        (
+            "log_format = \"JSON\"",
+            "log_format = \"JSON\" (F): expected plain or json",
+        ),
+        (
+            "log_level = \"\"",
+            "log_level = \"\" (F): expected error, warn, info, debug, trace or a tracing filter like \"info,berth_agent=debug\"",
+        ),
+    ];
+    for (file, expected) in cases {
+        assert_eq!(
+            load_err(Some(file), &[], &[]),
+            [expected.replace("(F)", &format!("({FILE})"))]
+        );
+    }
+}
+
+#[test]
+fn attributes_from_the_environment() {
+    assert_eq!(
+        load_err(None, &[("BERTH_ATTRIBUTES", "zone=a,zone=b")], &[]),
+        [
+            "BERTH_ATTRIBUTES=zone=a,zone=b (environment): expected each attribute name once, but `zone` is repeated"
+        ]
+    );
+    assert_eq!(
+        load_err(None, &[("BERTH_ATTRIBUTES", "zone=")], &[]),
+        [
+            "BERTH_ATTRIBUTES=zone= (environment): expected attribute values of 1 to 128 letters, digits, spaces, '_', '-', '.', '@', '/', '\\' or ':' without leading or trailing spaces, not ``"
+        ]
+    );
+    let c = load_ok(None, &[("BERTH_ATTRIBUTES", "")], &[]).config;
+    assert!(c.attributes.is_empty());
+    let c = load_ok(None, &[("BERTH_ATTRIBUTES", " a = x/y:z , b=c@d ")], &[]).config;
+    assert_eq!(c.attributes["a"], "x/y:z");
+    assert_eq!(c.attributes["b"], "c@d");
+}
+
+#[test]
+fn unknown_file_keys_are_refused_with_a_suggestion() {
+    assert_eq!(
+        load_err(Some("clustr = \"prod\""), &[], &[]),
+        ["unknown key `clustr` in /etc/berth/agent.toml: did you mean `cluster`?"]
+    );
+    assert_eq!(
+        load_err(Some("scheduler-endpoint = \"https://s\""), &[], &[]),
+        [
+            "unknown key `scheduler-endpoint` in /etc/berth/agent.toml: did you mean `scheduler_endpoint`?"
+        ]
+    );
+    assert_eq!(
+        load_err(Some("[agent]\ncluster = \"x\""), &[], &[]),
+        ["unknown key `agent` in /etc/berth/agent.toml"]
+    );
+}
+
+#[test]
+fn unknown_berth_variables_are_refused_but_other_tools_are_ignored() {
+    assert_eq!(
+        load_err(None, &[("BERTH_CLUSTR", "prod")], &[]),
+        ["unknown environment variable `BERTH_CLUSTR`: did you mean `BERTH_CLUSTER`?"]
+    );
+    assert_eq!(
+        load_err(None, &[("BERTH_WHATEVER", "1")], &[]),
+        ["unknown environment variable `BERTH_WHATEVER`"]
+    );
+    let loaded = load_ok(
+        None,
+        &[
+            ("BERTH_ENDPOINT", "http://somewhere:1"),
+            ("BERTH_E2E_KEEP", "1"),
+            ("BERTH_E2E_TMPDIR", "/tmp/x"),
+            ("PATH", "/usr/bin"),
+            ("berth_cluster", "lowercase-is-not-ours"),
+        ],
+        &[],
+    );
+    assert_eq!(loaded.config, AgentConfig::default());
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let file =
+        "clustr = \"x\"\nstop_timeout = \"soon\"\nscheduler_endpoint = \"http://10.1.2.3:7700\"\n";
+    let vars = [
+        ("BERTH_TASK_CLEANUP_WAIT", "abc"),
+        ("BERTH_RESERVED_PORTS", "22,0"),
+        ("BERTH_NAMESPACE", "berth"),
+    ];
+    let errors = load_err(
+        Some(file),
+        &vars,
+        &["--log-format=xml", "--tls-ca-file=/ca.pem"],
+    );
+    assert_eq!(
+        errors,
+        [
+            // The file, in key order.
+            "unknown key `clustr` in /etc/berth/agent.toml: did you mean `cluster`?",
+            r#"stop_timeout = "soon" (/etc/berth/agent.toml): expected a duration greater than zero like "30s", "5m" or "1h30m""#,
+            // The environment, by name.
+            "unknown environment variable `BERTH_NAMESPACE`",
+            "BERTH_RESERVED_PORTS=22,0 (environment): expected comma-separated port numbers from 1 to 65535",
+            "BERTH_TASK_CLEANUP_WAIT=abc (environment): expected a number of seconds",
+            // The flags.
+            "--log-format=xml (command line): expected plain or json",
+            // Checks across keys.
+            "tls_ca_file (command line) is set but tls_cert_file and tls_key_file are not: expected all three tls files or none",
+            r#"scheduler_endpoint = "http://10.1.2.3:7700" (/etc/berth/agent.toml): expected an https:// endpoint or a loopback host (plain http to another host needs allow_plaintext = true)"#,
+        ]
+    );
+    let err = load(
+        Some(Path::new(FILE)),
+        false,
+        Some(file),
+        &env(&vars),
+        &Overrides::default(),
+    )
+    .expect_err("bad");
+    assert_eq!(err.to_string().lines().count(), err.0.len());
+}
+
+#[test]
+fn plaintext_to_a_remote_scheduler_needs_allow_plaintext() {
+    let remote = [("BERTH_SCHEDULER_ENDPOINT", "http://10.0.0.5:7700")];
+    assert_eq!(
+        load_err(None, &remote, &[]),
+        [
+            "BERTH_SCHEDULER_ENDPOINT=http://10.0.0.5:7700 (environment): expected an https:// endpoint or a loopback host (plain http to another host needs allow_plaintext = true)"
+        ]
+    );
+    let loaded = load_ok(Some("allow_plaintext = true"), &remote, &[]);
+    assert!(loaded.config.allow_plaintext);
+    assert_eq!(loaded.config.scheduler_endpoint, "http://10.0.0.5:7700");
+    load_ok(
+        None,
+        &[("BERTH_SCHEDULER_ENDPOINT", "http://10.0.0.5:7700")],
+        &["--allow-plaintext"],
+    );
+    for fine in [
+        "https://10.0.0.5:7700",
+        "http://localhost:7700",
+        "http://[::1]:7700",
+        "http://127.0.0.2",
+    ] {
+        load_ok(None, &[("BERTH_SCHEDULER_ENDPOINT", fine)], &[]);
+    }
+}
+
+#[test]
+fn tls_files_all_or_none_must_exist_and_need_https() {
+    assert_eq!(
+        load_err(
+            Some("tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\""),
+            &[],
+            &[]
+        ),
+        [
+            "tls_cert_file (file /etc/berth/agent.toml) and tls_key_file (file /etc/berth/agent.toml) are set but tls_ca_file is not: expected all three tls files or none"
+        ]
+    );
+    let trio = "tls_ca_file = \"/ca.pem\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
+    assert_eq!(
+        load_err(Some(trio), &[], &[]),
+        [
+            r#"scheduler_endpoint = "http://127.0.0.1:7700" (default): expected an https:// endpoint when the tls files are set"#
+        ]
+    );
+    let with_https = format!("{trio}scheduler_endpoint = \"https://s.example\"\n");
+    let none = Overrides::default();
+    let only_ca = |p: &Path| p == Path::new("/ca.pem");
+    let err = load_with(
+        Some(Path::new(FILE)),
+        false,
+        Some(&with_https),
+        &[],
+        &none,
+        &only_ca,
+    )
+    .expect_err("missing");
+    assert_eq!(
+        err.to_string(),
+        "tls_cert_file = \"/c.pem\" (/etc/berth/agent.toml): expected an existing file\n\
+         tls_key_file = \"/k.pem\" (/etc/berth/agent.toml): expected an existing file"
+    );
+    let loaded = load_with(
+        Some(Path::new(FILE)),
+        false,
+        Some(&with_https),
+        &[],
+        &none,
+        &|_| true,
+    )
+    .expect("ok");
+    assert_eq!(
+        loaded.config.tls.map(|t| t.key_file),
+        Some(PathBuf::from("/k.pem"))
+    );
+}
+
+#[test]
+fn toml_syntax_errors_point_at_the_line() {
+    let errors = load_err(Some("cluster = \"a\"\nstop_timeout = \n"), &[], &[]);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("invalid TOML in /etc/berth/agent.toml at line 2, column "),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors[0].contains('\n'));
+}
+
+#[test]
+fn render_lists_every_key_with_value_and_source() {
+    let loaded = load_ok(
+        Some("cluster = \"prod\"\nattributes = { zone = \"eu-1a\", rack = \"x\" }\n"),
+        &[("BERTH_TASK_CLEANUP_WAIT", "5400")],
+        &["--log-format", "json"],
+    );
+    let expected = r#"cluster                  = "prod"                             # file /etc/berth/agent.toml
+scheduler_endpoint       = "http://127.0.0.1:7700"            # default
+tls_ca_file              = (none)                             # default
+tls_cert_file            = (none)                             # default
+tls_key_file             = (none)                             # default
+allow_plaintext          = false                              # default
+data_dir                 = "/var/lib/berth"                   # default
+containerd_address       = "/run/containerd/containerd.sock"  # default
+containerd_namespace     = "berth"                            # default
+reserved_cpu             = 0                                  # default
+reserved_memory          = 0                                  # default
+reserved_ports           = [22, 2375, 2376, 51678, 51679]     # default
+attributes               = { rack = "x", zone = "eu-1a" }     # file /etc/berth/agent.toml
+heartbeat_interval       = "10s"                              # default
+task_cleanup_wait        = "1h30m"                            # env BERTH_TASK_CLEANUP_WAIT
+stop_timeout             = "30s"                              # default
+image_pull_timeout       = "10m"                              # default
+insecure_registries      = []                                 # default
+max_concurrent_downloads = 3                                  # default
+log_level                = "info"                             # default
+log_format               = "json"                             # flag --log-format
+metrics_listen           = "127.0.0.1:51678"                  # default
+"#;
+    assert_eq!(loaded.render(), expected);
+}
+
+#[test]
+fn rendered_values_read_back_as_the_same_config() {
+    let loaded = load_ok(
+        None,
+        &[
+            ("BERTH_ATTRIBUTES", "ecs.os-type=linux,zone=a"),
+            ("BERTH_INSECURE_REGISTRIES", "127.0.0.1:5000"),
+            ("BERTH_IMAGE_PULL_TIMEOUT", "1500ms"),
+        ],
+        &[],
+    );
+    let toml: String = loaded
+        .render()
+        .lines()
+        .filter(|l| !l.contains("(none)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(load_ok(Some(&toml), &[], &[]).config, loaded.config);
+}
+
+#[test]
+fn flags_cover_exactly_the_keys() {
+    let command = Overrides::augment_args(clap::Command::new("berth-agent"));
+    let mut longs: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|l| format!("--{l}"))
+        .collect();
+    longs.sort();
+    let mut expected: Vec<String> = reference_table()
+        .iter()
+        .map(|d| d.flag.to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(longs, expected);
+    // No flag reads the environment behind our back (that would mislabel its source).
+    assert!(command.get_arguments().all(|a| a.get_env().is_none()));
+}
+
+#[test]
+fn load_from_system_reads_the_file_and_checks_tls_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "ca").expect("write");
+    let config = dir.path().join("agent.toml");
+    let text = format!(
+        "cluster = \"from-tempfile\"\nscheduler_endpoint = \"https://s.example\"\ntls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        ca,
+        ca,
+        dir.path().join("missing-key.pem")
+    );
+    std::fs::write(&config, text).expect("write");
+    let err = load_from_system(Some(&config), &Overrides::default()).expect_err("key missing");
+    let missing = format!(
+        "tls_key_file = {:?} ({}): expected an existing file",
+        dir.path().join("missing-key.pem"),
+        config.display()
+    );
+    assert!(err.0.iter().any(|e| e.to_string() == missing), "{err}");
+
+    std::fs::write(&config, "cluster = \"from-tempfile\"\n").expect("write");
+    match load_from_system(Some(&config), &Overrides::default()) {
+        Ok(loaded) => {
+            assert_eq!(loaded.config.cluster, "from-tempfile");
+            assert_eq!(loaded.sources["cluster"], Source::File(config.clone()));
+        }
+        // The test process's own environment may carry stray BERTH_* variables.
+        Err(e) => assert!(
+            e.0.iter()
+                .all(|e| matches!(e, ConfigError::UnknownEnv { .. })),
+            "{e}"
+        ),
+    }
+
+    let absent = dir.path().join("absent.toml");
+    let err = load_from_system(Some(&absent), &Overrides::default()).expect_err("absent");
+    assert!(
+        err.0.contains(&ConfigError::MissingFile {
+            path: absent.clone()
+        }),
+        "{err}"
+    );
+    let err = load_from_system(Some(dir.path()), &Overrides::default()).expect_err("a directory");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot read config file {}: ",
+            dir.path().display()
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,416 @@
+//! A task driver: runs one task's lifecycle on its own tokio task (pull, create, start, watch,
+//! stop, clean up), reporting each step to the engine as a [`TaskEvent`]. It owns nothing the
+//! engine owns; it only acts on the host and reports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_proto::v1::{TaskAssignment, TaskDefinition, TaskState, TaskStatus};
+use berth_runtime::{ContainerId, ContainerInfo, ContainerStatus as RtStatus, ExitStatus};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Command, EngineConfig, TaskEvent};
+use crate::convert;
+use crate::runtime::ContainerRuntime;
+
+/// What the engine tells a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop every container (SIGTERM, then SIGKILL after its stop timeout).
+    Stop,
+}
+
+/// What a driver resuming after an agent restart knows.
+#[derive(Debug, Clone)]
+pub(super) struct Resume {
+    pub(super) state: TaskState,
+    pub(super) containers: Vec<ContainerInfo>,
+}
+
+pub(super) struct Driver<R: ContainerRuntime> {
+    pub(super) runtime: Arc<R>,
+    pub(super) config: EngineConfig,
+    pub(super) events: mpsc::Sender<Command>,
+    pub(super) control: mpsc::UnboundedReceiver<Control>,
+    pub(super) cancel: CancellationToken,
+    pub(super) assignment: TaskAssignment,
+}
+
+/// A container the driver created: its name, containerd ID and stop timeout.
+#[derive(Debug, Clone)]
+struct Created {
+    name: String,
+    id: ContainerId,
+    stop_timeout: Duration,
+}
+
+type Exit = (String, Result<ExitStatus, berth_runtime::Error>);
+
+/// A start sequence that ended early: what it had created and started by then, and why.
+struct Stalled {
+    created: Vec<Created>,
+    /// How many of `created` (from the first) were started.
+    started: usize,
+    interrupted: Interrupted,
+}
+
+impl Stalled {
+    fn before_create(interrupted: Interrupted) -> Self {
+        Self {
+            created: Vec::new(),
+            started: 0,
+            interrupted,
+        }
+    }
+}
+
+/// Why the start sequence ended early.
+enum Interrupted {
+    /// The engine asked to stop.
+    Stop,
+    /// The agent is shutting down: leave everything as it is.
+    Shutdown,
+    /// A step failed; the reason is for people.
+    Failed(String),
+}
+
+impl<R: ContainerRuntime> Driver<R> {
+    fn task_id(&self) -> &str {
+        &self.assignment.task_id
+    }
+
+    async fn report(&self, event: TaskEvent) {
+        let _ = self
+            .events
+            .send(Command::Event {
+                task_id: self.assignment.task_id.clone(),
+                event,
+            })
+            .await;
+    }
+
+    pub(super) async fn run(mut self, resume: Option<Resume>) {
+        let definition = self.assignment.definition.clone().unwrap_or_default();
+        let (created, running) = match resume {
+            Some(r) => match self.resume(&definition, r).await {
+                Some(both) => both,
+                None => return,
+            },
+            None => match self.start(&definition).await {
+                Ok(created) => (created.clone(), created),
+                Err(Stalled {
+                    interrupted: Interrupted::Shutdown,
+                    ..
+                }) => return,
+                Err(Stalled {
+                    created,
+                    started,
+                    interrupted: Interrupted::Stop,
+                }) => {
+                    self.stop_and_clean(created, started).await;
+                    return;
+                }
+                Err(Stalled {
+                    created,
+                    started,
+                    interrupted: Interrupted::Failed(reason),
+                }) => {
+                    tracing::warn!(%reason, "task failed to start");
+                    self.report(TaskEvent::Failed { reason }).await;
+                    self.stop_and_clean(created, started).await;
+                    return;
+                }
+            },
+        };
+        self.watch(created, running).await;
+    }
+
+    /// Pulls, creates and starts. On failure returns what was created so far.
+    async fn start(&mut self, def: &TaskDefinition) -> Result<Vec<Created>, Stalled> {
+        let task_id = self.task_id().to_owned();
+        let network = convert::network_for(&def.network_mode)
+            .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        let specs: Vec<_> = def
+            .containers
+            .iter()
+            .map(|c| convert::container_spec(&task_id, c, &network))
+            .collect();
+        let limits = convert::task_limits(def);
+        self.runtime.validate_limits(&limits, &specs).map_err(|e| {
+            Stalled::before_create(Interrupted::Failed(format!("invalid resource limits: {e}")))
+        })?;
+
+        self.report(TaskEvent::PullStarted).await;
+        let mut digests = HashMap::new();
+        let mut pulled: HashMap<String, String> = HashMap::new();
+        for spec in &specs {
+            if let Some(d) = pulled.get(&spec.image) {
+                digests.insert(spec.name.clone(), d.clone());
+                continue;
+            }
+            let auth = convert::auth_for(&spec.image, &self.assignment.registry_credentials);
+            let runtime = Arc::clone(&self.runtime);
+            let image_ref = spec.image.clone();
+            let pull = tokio::time::timeout(self.config.pull_timeout, async move {
+                runtime.pull(&image_ref, &auth).await
+            });
+            let outcome = self
+                .interruptible(pull)
+                .await
+                .map_err(Stalled::before_create)?;
+            let image = match outcome {
+                Ok(Ok(image)) => image,
+                Ok(Err(e)) => {
+                    return Err(Stalled::before_create(Interrupted::Failed(format!(
+                        "CannotPullContainerError: {e}"
+                    ))));
+                }
+                Err(_) => {
+                    return Err(Stalled::before_create(Interrupted::Failed(format!(
+                        "CannotPullContainerError: pull of {} did not finish within {}s",
+                        spec.image,
+                        self.config.pull_timeout.as_secs()
+                    ))));
+                }
+            };
+            pulled.insert(spec.image.clone(), image.manifest_digest.clone());
+            digests.insert(spec.name.clone(), image.manifest_digest);
+        }
+        self.report(TaskEvent::Pulled { digests }).await;
+
+        if let Err(e) = self.runtime.create_task_cgroup(&task_id, &limits).await {
+            return Err(Stalled::before_create(Interrupted::Failed(format!(
+                "cannot create the task's cgroup: {e}"
+            ))));
+        }
+        let mut created = Vec::new();
+        for (spec, def) in specs.iter().zip(&def.containers) {
+            match self.runtime.create(spec).await {
+                Ok(id) => created.push(Created {
+                    name: spec.name.clone(),
+                    id,
+                    stop_timeout: stop_timeout(def.stop_timeout_seconds, self.config.stop_timeout),
+                }),
+                Err(e) => {
+                    return Err(Stalled {
+                        created,
+                        started: 0,
+                        interrupted: Interrupted::Failed(format!(
+                            "CannotCreateContainerError: container {}: {e}",
+                            spec.name
+                        )),
+                    });
+                }
+            }
+        }
+        let runtime_ids = created
+            .iter()
+            .map(|c| (c.name.clone(), c.id.to_string()))
+            .collect();
+        self.report(TaskEvent::Created { runtime_ids }).await;
+        if let Ok(Control::Stop) = self.control.try_recv() {
+            return Err(Stalled {
+                created,
+                started: 0,
+                interrupted: Interrupted::Stop,
+            });
+        }
+        for (i, c) in created.iter().enumerate() {
+            if let Err(e) = self.runtime.start(&c.id).await {
+                let interrupted = Interrupted::Failed(format!(
+                    "CannotStartContainerError: container {}: {e}",
+                    c.name
+                ));
+                return Err(Stalled {
+                    created: created.clone(),
+                    started: i,
+                    interrupted,
+                });
+            }
+        }
+        self.report(TaskEvent::Started).await;
+        Ok(created)
+    }
+
+    /// Runs `fut` unless a stop order or shutdown comes first.
+    async fn interruptible<F: std::future::Future>(
+        &mut self,
+        fut: F,
+    ) -> Result<F::Output, Interrupted> {
+        tokio::select! {
+            out = fut => Ok(out),
+            Some(Control::Stop) = self.control.recv() => Err(Interrupted::Stop),
+            _ = self.cancel.cancelled() => Err(Interrupted::Shutdown),
+        }
+    }
+
+    /// Watches running containers until all have exited, stopping them when told to; then
+    /// reports STOPPED and cleans up.
+    async fn watch(&mut self, created: Vec<Created>, running: Vec<Created>) {
+        let mut waits: FuturesUnordered<BoxFuture<'static, Exit>> = FuturesUnordered::new();
+        for c in &running {
+            let rt = Arc::clone(&self.runtime);
+            let (name, id) = (c.name.clone(), c.id.clone());
+            waits.push(Box::pin(async move { (name, rt.wait(&id).await) }));
+        }
+        let mut left: HashSet<String> = running.iter().map(|c| c.name.clone()).collect();
+        let mut stops: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+        let mut stopping = false;
+        while !left.is_empty() {
+            tokio::select! {
+                Some((name, result)) = waits.next() => {
+                    left.remove(&name);
+                    let exit = match result {
+                        Ok(exit) => exit,
+                        Err(error) => {
+                            tracing::warn!(container.name = %name, %error, "lost track of the container");
+                            ExitStatus { code: 255, exited_at: SystemTime::now(), oom_killed: false }
+                        }
+                    };
+                    tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, "container exited");
+                    self.report(TaskEvent::ContainerExited { name, exit }).await;
+                }
+                Some(Control::Stop) = self.control.recv(), if !stopping => {
+                    stopping = true;
+                    for c in running.iter().filter(|c| left.contains(&c.name)) {
+                        let rt = Arc::clone(&self.runtime);
+                        let c = c.clone();
+                        stops.push(Box::pin(async move {
+                            if let Err(error) = rt.stop(&c.id, c.stop_timeout).await {
+                                tracing::warn!(container.name = %c.name, %error, "stop failed");
+                            }
+                        }));
+                    }
+                }
+                Some(()) = stops.next() => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
+        self.finish(created).await;
+    }
+
+    /// After an interrupted start: stops the containers that were started (reporting their
+    /// exits), then finishes. Created-but-never-started containers need no stop.
+    async fn stop_and_clean(&mut self, created: Vec<Created>, started: usize) {
+        for c in created.iter().take(started) {
+            match self.runtime.stop(&c.id, c.stop_timeout).await {
+                Ok(exit) => {
+                    self.report(TaskEvent::ContainerExited {
+                        name: c.name.clone(),
+                        exit,
+                    })
+                    .await
+                }
+                Err(error) => {
+                    tracing::warn!(container.name = %c.name, %error, "stop after failed start")
+                }
+            }
+        }
+        self.finish(created).await;
+    }
+
+    /// Reports STOPPED, waits the cleanup wait, removes everything, reports DEPROVISIONED.
+    async fn finish(&mut self, created: Vec<Created>) {
+        self.report(TaskEvent::Stopped).await;
+        self.cleanup_after(self.config.cleanup_wait, created).await;
+    }
+
+    async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.cancel.cancelled() => return,
+        }
+        for c in &created {
+            if let Err(error) = self.runtime.delete(&c.id).await {
+                tracing::warn!(container.name = %c.name, %error, "cannot delete container; will retry at next start");
+                return;
+            }
+        }
+        if let Err(error) = self.runtime.remove_task_cgroup(self.task_id()).await {
+            tracing::warn!(%error, "cannot remove the task's cgroup");
+            return;
+        }
+        tracing::info!("task deprovisioned");
+        self.report(TaskEvent::Deprovisioned).await;
+    }
+
+    /// Picks a task up after an agent restart. Returns the containers to watch, or None when
+    /// the driver already finished the task here.
+    async fn resume(
+        &mut self,
+        def: &TaskDefinition,
+        resume: Resume,
+    ) -> Option<(Vec<Created>, Vec<Created>)> {
+        let task_id = self.task_id().to_owned();
+        let created: Vec<Created> = def
+            .containers
+            .iter()
+            .map(|c| Created {
+                name: c.name.clone(),
+                id: ContainerId::for_container(&task_id, &c.name),
+                stop_timeout: stop_timeout(c.stop_timeout_seconds, self.config.stop_timeout),
+            })
+            .collect();
+        let status = resume.state.status;
+        if status >= TaskStatus::Stopped as i32 {
+            // Stopped before the restart: only the cleanup is left.
+            let elapsed = resume
+                .state
+                .stopped_at
+                .and_then(|t| {
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(t.seconds.max(0) as u64, 0))
+                })
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            let wait = self.config.cleanup_wait.saturating_sub(elapsed);
+            self.cleanup_after(wait, created).await;
+            return None;
+        }
+        let mut running = Vec::new();
+        for c in &created {
+            match resume.containers.iter().find(|i| i.id == c.id) {
+                Some(info) if matches!(info.status, RtStatus::Running | RtStatus::Stopped) => {
+                    if let Err(error) = self.runtime.reattach(&c.id, &task_id, &c.name) {
+                        tracing::warn!(container.name = %c.name, %error, "cannot reattach container output");
+                    }
+                    running.push(c.clone());
+                }
+                _ => {}
+            }
+        }
+        if status < TaskStatus::Running as i32 || running.is_empty() {
+            // The agent died while starting the task (or its containers are gone): finish it
+            // cleanly rather than guess.
+            let reason = if status < TaskStatus::Running as i32 {
+                "the agent restarted while the task was starting"
+            } else {
+                "the task's containers were gone when the agent restarted"
+            };
+            self.report(TaskEvent::Failed {
+                reason: reason.to_owned(),
+            })
+            .await;
+            let started = running.len();
+            // Stop what still runs: the running ones first, then the rest (only deleted).
+            let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();
+            let mut ordered = running;
+            ordered.extend(created.into_iter().filter(|c| !names.contains(&c.name)));
+            self.stop_and_clean(ordered, started).await;
+            return None;
+        }
+        Some((created, running))
+    }
+}
+
+fn stop_timeout(seconds: u32, default: Duration) -> Duration {
+    if seconds > 0 {
+        Duration::from_secs(u64::from(seconds))
+    } else {
+        default
+    }
+}

@@ -1,0 +1,303 @@
+//! Pure task-state transitions: how each driver event changes a task's reported state.
+//! Statuses only move forward; a stop's first reason wins.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use berth_proto::v1::{
+    ContainerState, ContainerStatus, DesiredStatus, StopCode, TaskAssignment, TaskState, TaskStatus,
+};
+use berth_runtime::ExitStatus;
+
+use crate::convert::timestamp;
+
+/// What a task driver reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    PullStarted,
+    /// Every image is pulled; digests by container name.
+    Pulled {
+        digests: HashMap<String, String>,
+    },
+    /// Every container is created; containerd IDs by container name.
+    Created {
+        runtime_ids: HashMap<String, String>,
+    },
+    /// Every container is started.
+    Started,
+    ContainerExited {
+        name: String,
+        exit: ExitStatus,
+    },
+    /// The task cannot start; the reason is for people.
+    Failed {
+        reason: String,
+    },
+    /// Every container has exited (or never started).
+    Stopped,
+    /// Every resource of the task is removed.
+    Deprovisioned,
+}
+
+/// The state of a task the agent has just accepted.
+pub(super) fn initial(a: &TaskAssignment) -> TaskState {
+    let containers = a
+        .definition
+        .as_ref()
+        .map(|d| {
+            d.containers
+                .iter()
+                .map(|c| ContainerState {
+                    name: c.name.clone(),
+                    status: ContainerStatus::Pending as i32,
+                    image: c.image.clone(),
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TaskState {
+        task_id: a.task_id.clone(),
+        status: TaskStatus::Pending as i32,
+        desired_status: if a.desired_status == DesiredStatus::Stopped as i32 {
+            DesiredStatus::Stopped as i32
+        } else {
+            DesiredStatus::Running as i32
+        },
+        containers,
+        ..Default::default()
+    }
+}
+
+/// Moves the task's status forward to `to`; false when it is already there or beyond.
+fn advance(state: &mut TaskState, to: TaskStatus) -> bool {
+    if state.status < to as i32 {
+        state.status = to as i32;
+        true
+    } else {
+        false
+    }
+}
+
+fn advance_containers(state: &mut TaskState, to: ContainerStatus) {
+    for c in &mut state.containers {
+        if c.status < to as i32 {
+            c.status = to as i32;
+        }
+    }
+}
+
+/// Records a request to stop. False when the task was already stopping.
+pub(super) fn mark_stopping(
+    state: &mut TaskState,
+    code: StopCode,
+    reason: &str,
+    now: SystemTime,
+) -> bool {
+    if state.desired_status == DesiredStatus::Stopped as i32
+        && state.stop_code != StopCode::Unspecified as i32
+    {
+        return false;
+    }
+    state.desired_status = DesiredStatus::Stopped as i32;
+    state.stop_code = code as i32;
+    state.stopped_reason = reason.to_owned();
+    if state.stopping_at.is_none() {
+        state.stopping_at = Some(timestamp(now));
+    }
+    true
+}
+
+/// Applies an event. Returns whether anything changed (and so must be reported).
+pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) -> bool {
+    if state.status >= TaskStatus::Deprovisioned as i32 {
+        return false;
+    }
+    match event {
+        TaskEvent::PullStarted => {
+            if state.pull_started_at.is_some() {
+                return false;
+            }
+            state.pull_started_at = Some(timestamp(now));
+            true
+        }
+        TaskEvent::Pulled { digests } => {
+            state.pull_stopped_at.get_or_insert(timestamp(now));
+            for c in &mut state.containers {
+                if let Some(d) = digests.get(&c.name) {
+                    c.image_digest = d.clone();
+                }
+            }
+            advance_containers(state, ContainerStatus::Pulled);
+            advance(state, TaskStatus::Pulled)
+        }
+        TaskEvent::Created { runtime_ids } => {
+            for c in &mut state.containers {
+                if let Some(id) = runtime_ids.get(&c.name) {
+                    c.runtime_id = id.clone();
+                }
+            }
+            advance_containers(state, ContainerStatus::Created);
+            advance(state, TaskStatus::Created)
+        }
+        TaskEvent::Started => {
+            if state.status >= TaskStatus::Running as i32 {
+                return false;
+            }
+            state.started_at = Some(timestamp(now));
+            for c in &mut state.containers {
+                if c.status < ContainerStatus::Running as i32 && c.exit_code.is_none() {
+                    c.status = ContainerStatus::Running as i32;
+                }
+            }
+            advance(state, TaskStatus::Running)
+        }
+        TaskEvent::ContainerExited { name, exit } => {
+            let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+                return false;
+            };
+            if c.exit_code.is_some() {
+                return false;
+            }
+            c.status = ContainerStatus::Stopped as i32;
+            c.exit_code = Some(i32::try_from(exit.code).unwrap_or(i32::MAX));
+            c.oom_killed = exit.oom_killed;
+            if exit.oom_killed {
+                c.reason = "OutOfMemoryError: container killed due to memory usage".to_owned();
+            }
+            true
+        }
+        TaskEvent::Failed { reason } => {
+            for c in &mut state.containers {
+                if c.exit_code.is_none() && c.reason.is_empty() {
+                    c.reason = reason.clone();
+                }
+            }
+            true
+        }
+        TaskEvent::Stopped => {
+            if state.status >= TaskStatus::Stopped as i32 {
+                return false;
+            }
+            state.stopped_at = Some(timestamp(now));
+            advance_containers(state, ContainerStatus::Stopped);
+            if state.desired_status != DesiredStatus::Stopped as i32 {
+                state.desired_status = DesiredStatus::Stopped as i32;
+            }
+            advance(state, TaskStatus::Stopped)
+        }
+        TaskEvent::Deprovisioned => advance(state, TaskStatus::Deprovisioned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{ContainerDefinition, TaskDefinition};
+    use std::time::UNIX_EPOCH;
+
+    fn assignment() -> TaskAssignment {
+        TaskAssignment {
+            seq: 1,
+            task_id: "t".into(),
+            desired_status: DesiredStatus::Running as i32,
+            definition: Some(TaskDefinition {
+                containers: vec![
+                    ContainerDefinition {
+                        name: "a".into(),
+                        image: "img".into(),
+                        essential: true,
+                        ..Default::default()
+                    },
+                    ContainerDefinition {
+                        name: "b".into(),
+                        image: "img".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statuses_only_move_forward() {
+        let mut s = initial(&assignment());
+        let now = UNIX_EPOCH;
+        assert!(apply(&mut s, TaskEvent::Started, now));
+        assert_eq!(s.status, TaskStatus::Running as i32);
+        assert!(!apply(
+            &mut s,
+            TaskEvent::Created {
+                runtime_ids: HashMap::new()
+            },
+            now
+        ));
+        assert_eq!(s.status, TaskStatus::Running as i32);
+        assert!(apply(&mut s, TaskEvent::Stopped, now));
+        assert!(!apply(&mut s, TaskEvent::Started, now));
+        assert!(apply(&mut s, TaskEvent::Deprovisioned, now));
+        assert!(!apply(&mut s, TaskEvent::Stopped, now));
+    }
+
+    #[test]
+    fn exits_are_recorded_once_with_oom() {
+        let mut s = initial(&assignment());
+        let exit = ExitStatus {
+            code: 137,
+            exited_at: UNIX_EPOCH,
+            oom_killed: true,
+        };
+        assert!(apply(
+            &mut s,
+            TaskEvent::ContainerExited {
+                name: "a".into(),
+                exit: exit.clone()
+            },
+            UNIX_EPOCH
+        ));
+        assert!(!apply(
+            &mut s,
+            TaskEvent::ContainerExited {
+                name: "a".into(),
+                exit
+            },
+            UNIX_EPOCH
+        ));
+        assert_eq!(s.containers[0].exit_code, Some(137));
+        assert!(s.containers[0].oom_killed);
+        assert!(s.containers[0].reason.starts_with("OutOfMemoryError"));
+    }
+
+    #[test]
+    fn first_stop_reason_wins() {
+        let mut s = initial(&assignment());
+        assert!(mark_stopping(
+            &mut s,
+            StopCode::EssentialContainerExited,
+            "Essential container in task exited",
+            UNIX_EPOCH
+        ));
+        assert!(!mark_stopping(
+            &mut s,
+            StopCode::UserInitiated,
+            "later",
+            UNIX_EPOCH
+        ));
+        assert_eq!(s.stop_code, StopCode::EssentialContainerExited as i32);
+        assert_eq!(s.desired_status, DesiredStatus::Stopped as i32);
+        assert!(s.stopping_at.is_some());
+    }
+
+    #[test]
+    fn pulled_records_digests_and_times() {
+        let mut s = initial(&assignment());
+        apply(&mut s, TaskEvent::PullStarted, UNIX_EPOCH);
+        let digests = HashMap::from([("a".to_owned(), "sha256:x".to_owned())]);
+        assert!(apply(&mut s, TaskEvent::Pulled { digests }, UNIX_EPOCH));
+        assert_eq!(s.containers[0].image_digest, "sha256:x");
+        assert!(s.pull_started_at.is_some() && s.pull_stopped_at.is_some());
+        assert_eq!(s.containers[1].status, ContainerStatus::Pulled as i32);
+    }
+}

@@ -1,0 +1,411 @@
+//! Engine tests with a fake runtime that records calls and whose containers exit on demand.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use berth_proto::v1::{
+    ContainerDefinition, StopCode, StopTaskOrder, TaskAssignment, TaskDefinition, TaskState,
+    TaskStatus,
+};
+use berth_runtime::{
+    ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
+    RegistryAuth, TaskLimits,
+};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Command, Engine, EngineConfig, EngineHandle};
+use crate::runtime::ContainerRuntime;
+use crate::store::Store;
+
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<String>>,
+    fail_pull: Mutex<HashSet<String>>,
+    exits: Mutex<HashMap<ContainerId, watch::Sender<Option<ExitStatus>>>>,
+}
+
+impl Fake {
+    fn log(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn exit(&self, id: &ContainerId, code: u32) {
+        if let Some(tx) = self.exits.lock().unwrap().get(id) {
+            let _ = tx.send(Some(ExitStatus {
+                code,
+                exited_at: SystemTime::now(),
+                oom_killed: false,
+            }));
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for Fake {
+    async fn pull(&self, image: &str, _auth: &RegistryAuth) -> Result<PulledImage, PullError> {
+        self.log(format!("pull {image}"));
+        if self.fail_pull.lock().unwrap().contains(image) {
+            return Err(PullError::ManifestUnknown {
+                registry: "127.0.0.1:5000".into(),
+                repository: "missing".into(),
+                tag: "1".into(),
+            });
+        }
+        Ok(PulledImage {
+            name: image.into(),
+            target_digest: "sha256:t".into(),
+            manifest_digest: "sha256:m".into(),
+            config_digest: "sha256:c".into(),
+            chain_id: "sha256:x".into(),
+            size: 1,
+            downloaded: 1,
+        })
+    }
+    fn validate_limits(
+        &self,
+        _task: &TaskLimits,
+        _containers: &[ContainerSpec],
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn create_task_cgroup(&self, task_id: &str, _limits: &TaskLimits) -> Result<(), Error> {
+        self.log(format!("cgroup {task_id}"));
+        Ok(())
+    }
+    async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
+        self.log(format!("rmcgroup {task_id}"));
+        Ok(())
+    }
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
+        let id = ContainerId::for_container(&spec.task_id, &spec.name);
+        self.log(format!("create {id}"));
+        self.exits
+            .lock()
+            .unwrap()
+            .insert(id.clone(), watch::channel(None).0);
+        Ok(id)
+    }
+    async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
+        self.log(format!("start {id}"));
+        Ok(42)
+    }
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        let mut rx = match self.exits.lock().unwrap().get(id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                return Err(Error::NotFound {
+                    id: id.to_string(),
+                    namespace: "test".into(),
+                });
+            }
+        };
+        loop {
+            if let Some(exit) = rx.borrow().clone() {
+                return Ok(exit);
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::NotFound {
+                    id: id.to_string(),
+                    namespace: "test".into(),
+                });
+            }
+        }
+    }
+    async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error> {
+        self.log(format!("stop {id} {}s", timeout.as_secs()));
+        self.exit(id, 143);
+        self.wait(id).await
+    }
+    async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
+        self.log(format!("delete {id}"));
+        Ok(())
+    }
+    async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        Ok(Vec::new())
+    }
+    fn reattach(&self, _id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+struct Harness {
+    fake: Arc<Fake>,
+    store: Arc<Store>,
+    handle: EngineHandle,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let fake = Arc::new(Fake::default());
+    let cancel = CancellationToken::new();
+    let config = EngineConfig {
+        stop_timeout: Duration::from_secs(30),
+        cleanup_wait: Duration::ZERO,
+        pull_timeout: Duration::from_secs(5),
+    };
+    let (engine, handle) = Engine::new(
+        Arc::clone(&fake),
+        Arc::clone(&store),
+        config,
+        Arc::new(Notify::new()),
+        cancel.clone(),
+    );
+    tokio::spawn(engine.run());
+    Harness {
+        fake,
+        store,
+        handle,
+        cancel,
+        _dir: dir,
+    }
+}
+
+fn assignment(task: &str, containers: &[(&str, bool, &str)]) -> TaskAssignment {
+    TaskAssignment {
+        seq: 1,
+        task_id: task.into(),
+        desired_status: berth_proto::v1::DesiredStatus::Running as i32,
+        definition: Some(TaskDefinition {
+            family: "f".into(),
+            revision: 1,
+            network_mode: "none".into(),
+            containers: containers
+                .iter()
+                .map(|(name, essential, image)| ContainerDefinition {
+                    name: (*name).into(),
+                    image: (*image).into(),
+                    essential: *essential,
+                    memory_mib: 64,
+                    stop_timeout_seconds: 2,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The reported states of a task, in order.
+fn reports(store: &Store, task: &str) -> Vec<TaskState> {
+    store
+        .outbox_after(0)
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.task_id == task)
+        .collect()
+}
+
+async fn until(store: &Store, task: &str, status: TaskStatus) -> TaskState {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = reports(store, task)
+            .into_iter()
+            .find(|s| s.status == status as i32)
+        {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} never reached {status:?}: {:?}",
+            reports(store, task)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_task_runs_and_reports_every_step_in_order() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(assignment("t1", &[("app", true, "img:1")])))
+        .await;
+    until(&h.store, "t1", TaskStatus::Running).await;
+    let statuses: Vec<i32> = reports(&h.store, "t1").iter().map(|s| s.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            TaskStatus::Pending,
+            TaskStatus::Pending,
+            TaskStatus::Pulled,
+            TaskStatus::Created,
+            TaskStatus::Running
+        ]
+        .map(|s| s as i32),
+        "PENDING (assigned), PENDING (pull started), PULLED, CREATED, RUNNING"
+    );
+    let running = until(&h.store, "t1", TaskStatus::Running).await;
+    assert!(
+        running.pull_started_at.is_some()
+            && running.pull_stopped_at.is_some()
+            && running.started_at.is_some()
+    );
+    assert_eq!(running.containers[0].runtime_id, "t1.app");
+    assert_eq!(running.containers[0].image_digest, "sha256:m");
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_essential_exit_stops_the_task_and_cleans_up() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(assignment(
+            "t2",
+            &[("main", true, "img:1"), ("side", false, "img:1")],
+        )))
+        .await;
+    until(&h.store, "t2", TaskStatus::Running).await;
+    h.fake.exit(&ContainerId::for_container("t2", "main"), 3);
+    let stopped = until(&h.store, "t2", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::EssentialContainerExited as i32);
+    assert_eq!(stopped.stopped_reason, "Essential container in task exited");
+    let main = stopped
+        .containers
+        .iter()
+        .find(|c| c.name == "main")
+        .unwrap();
+    assert_eq!(main.exit_code, Some(3));
+    let side = stopped
+        .containers
+        .iter()
+        .find(|c| c.name == "side")
+        .unwrap();
+    assert_eq!(
+        side.exit_code,
+        Some(143),
+        "the other container was stopped with SIGTERM"
+    );
+    until(&h.store, "t2", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    assert!(calls.contains(&"stop t2.side 2s".to_owned()), "{calls:?}");
+    assert!(
+        calls.contains(&"delete t2.main".to_owned()) && calls.contains(&"rmcgroup t2".to_owned()),
+        "{calls:?}"
+    );
+    assert!(
+        h.store.tasks().unwrap().is_empty(),
+        "a deprovisioned task is forgotten"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_non_essential_exit_keeps_the_task_running() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(assignment(
+            "t3",
+            &[("main", true, "img:1"), ("init", false, "img:1")],
+        )))
+        .await;
+    until(&h.store, "t3", TaskStatus::Running).await;
+    h.fake.exit(&ContainerId::for_container("t3", "init"), 0);
+    // Wait until the exit is reported, then check the task still runs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let last = reports(&h.store, "t3").pop().unwrap();
+        if last
+            .containers
+            .iter()
+            .any(|c| c.name == "init" && c.exit_code == Some(0))
+        {
+            assert_eq!(last.status, TaskStatus::Running as i32);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_pull_failure_stops_the_task_with_the_registrys_reason() {
+    let h = start();
+    h.fake
+        .fail_pull
+        .lock()
+        .unwrap()
+        .insert("127.0.0.1:5000/missing:1".into());
+    h.handle
+        .send(Command::Assign(assignment(
+            "t4",
+            &[("app", true, "127.0.0.1:5000/missing:1")],
+        )))
+        .await;
+    let stopped = until(&h.store, "t4", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "CannotPullContainerError: manifest unknown: registry 127.0.0.1:5000 has no tag 1 for missing"
+    );
+    assert!(!h.fake.calls().iter().any(|c| c.starts_with("create")));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_stop_order_stops_with_the_users_reason() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(assignment("t5", &[("app", true, "img:1")])))
+        .await;
+    until(&h.store, "t5", TaskStatus::Running).await;
+    h.handle
+        .send(Command::Stop(StopTaskOrder {
+            seq: 2,
+            task_id: "t5".into(),
+            stop_code: StopCode::UserInitiated as i32,
+            reason: "maintenance".into(),
+        }))
+        .await;
+    let stopped = until(&h.store, "t5", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::UserInitiated as i32);
+    assert_eq!(stopped.stopped_reason, "maintenance");
+    assert!(stopped.stopping_at.is_some() && stopped.stopped_at.is_some());
+    assert_eq!(h.store.last_applied_seq().unwrap(), 2);
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_resent_assignment_is_not_run_twice() {
+    let h = start();
+    let a = assignment("t6", &[("app", true, "img:1")]);
+    h.handle.send(Command::Assign(a.clone())).await;
+    h.handle.send(Command::Assign(a)).await;
+    assert!(h.handle.barrier().await);
+    until(&h.store, "t6", TaskStatus::Running).await;
+    let creates = h
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1);
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_unsupported_network_mode_fails_the_task_by_name() {
+    let h = start();
+    let mut a = assignment("t7", &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.network_mode = "awsvpc".into();
+    }
+    h.handle.send(Command::Assign(a)).await;
+    let stopped = until(&h.store, "t7", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.contains("awsvpc"),
+        "{}",
+        stopped.stopped_reason
+    );
+    h.cancel.cancel();
+}

@@ -1,0 +1,69 @@
+//! The seam between the task engine and the host: what the engine needs from a container
+//! runtime, implemented for `berth_runtime::Runtime` here and by a recording fake in the
+//! engine's tests.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_runtime::{
+    ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
+    RegistryAuth, Runtime, TaskLimits,
+};
+
+/// What the task engine asks of the host.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError>;
+    fn validate_limits(&self, task: &TaskLimits, containers: &[ContainerSpec])
+    -> Result<(), Error>;
+    async fn create_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> Result<(), Error>;
+    async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error>;
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
+    async fn start(&self, id: &ContainerId) -> Result<u32, Error>;
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error>;
+    async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error>;
+    async fn delete(&self, id: &ContainerId) -> Result<(), Error>;
+    async fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
+    fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error>;
+}
+
+#[async_trait]
+impl ContainerRuntime for Runtime {
+    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError> {
+        self.pull_image(image, auth, None).await
+    }
+    fn validate_limits(
+        &self,
+        task: &TaskLimits,
+        containers: &[ContainerSpec],
+    ) -> Result<(), Error> {
+        Runtime::validate_limits(task, containers)
+    }
+    async fn create_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> Result<(), Error> {
+        Runtime::create_task_cgroup(self, task_id, limits).await
+    }
+    async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
+        Runtime::remove_task_cgroup(self, task_id).await
+    }
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
+        self.create_container(spec).await
+    }
+    async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
+        self.start_container(id).await
+    }
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        self.wait_container(id).await
+    }
+    async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error> {
+        self.stop_container(id, timeout).await
+    }
+    async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
+        self.delete_container(id).await
+    }
+    async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        self.list_containers().await
+    }
+    fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error> {
+        self.reattach_container(id, task_id, name)
+    }
+}

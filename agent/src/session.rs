@@ -1,0 +1,363 @@
+//! The scheduler session: registers the host (retrying with capped, jittered exponential
+//! backoff), keeps one bidirectional stream, sends heartbeats and the outbox of state changes,
+//! hands assignments and stop orders to the engine and acknowledges them once applied.
+//! When the stream breaks it reconnects and re-registers; tasks keep running meanwhile and
+//! their state changes wait in the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::agent_message::Message as Out;
+use berth_proto::v1::agent_service_client::AgentServiceClient;
+use berth_proto::v1::scheduler_message::Message as In;
+use berth_proto::v1::{
+    Ack, AgentMessage, FullState, Heartbeat, RegisterRequest, Resources, SessionHello, StateChange,
+    VersionInfo,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert::timestamp;
+use crate::engine::{Command, EngineHandle};
+use crate::store::{Store, StoreError};
+
+/// Who this agent is and what it offers, for registration.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub endpoint: String,
+    pub cluster: String,
+    pub heartbeat_interval: Duration,
+    pub instance_identity: String,
+    pub version_info: VersionInfo,
+    pub resources: Resources,
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// mTLS material, for an https:// endpoint.
+    pub tls: Option<TlsMaterial>,
+}
+
+/// PEM contents of the agent's mTLS files, read once at start.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsMaterial(***)")
+    }
+}
+
+/// Why one session attempt ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot reach the scheduler at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("the scheduler refused the registration: {0}")]
+    Register(String),
+    #[error("the session broke: {0}")]
+    Stream(String),
+    #[error("the scheduler sent no message for {0:?}")]
+    Silent(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the task engine has stopped")]
+    EngineGone,
+}
+
+/// Capped exponential backoff with ±20 % jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
+        self.attempt = self.attempt.saturating_add(1);
+        let capped = exp.min(self.max);
+        let jitter: f64 = rand::random::<f64>() * 0.4 + 0.8;
+        capped.mul_f64(jitter).min(self.max)
+    }
+}
+
+/// Runs sessions until cancelled.
+pub async fn run(
+    config: SessionConfig,
+    store: Arc<Store>,
+    engine: EngineHandle,
+    outbox: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = once(&config, &store, &engine, &outbox, &cancel, &mut backoff) => r,
+        };
+        match result {
+            Ok(()) => return,
+            Err(SessionError::EngineGone) => return,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "scheduler session down; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, SessionError> {
+    let err = |reason: String| SessionError::Connect {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let mut ep = Endpoint::from_shared(endpoint.to_owned()).map_err(|e| err(e.to_string()))?;
+    if let Some(tls) = tls {
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca))
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        ep = ep.tls_config(config).map_err(|e| err(error_chain(&e)))?;
+    }
+    ep.connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| err(error_chain(&e)))
+}
+
+/// Registers, opens a session and serves it until it breaks (Err) or the agent stops (Ok).
+async fn once(
+    config: &SessionConfig,
+    store: &Store,
+    engine: &EngineHandle,
+    outbox: &Notify,
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let channel = connect(&config.endpoint, config.tls.as_ref()).await?;
+    let mut client = AgentServiceClient::new(channel);
+    let known = store
+        .registration()?
+        .filter(|(cluster, _)| cluster == &config.cluster)
+        .map(|(_, id)| id);
+    let registered = client
+        .register(RegisterRequest {
+            cluster: config.cluster.clone(),
+            container_instance_id: known.clone().unwrap_or_default(),
+            instance_identity: config.instance_identity.clone(),
+            version_info: Some(config.version_info.clone()),
+            capabilities: vec!["berth.network.none".into(), "berth.network.host".into()],
+            resources: Some(config.resources.clone()),
+            attributes: config.attributes.clone().into_iter().collect(),
+        })
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Connect {
+                endpoint: config.endpoint.clone(),
+                reason: s.message().to_owned(),
+            },
+            _ => SessionError::Register(s.message().to_owned()),
+        })?
+        .into_inner();
+    let instance_id = registered.container_instance_id;
+    if known.as_deref() != Some(instance_id.as_str()) {
+        store.set_registration(&config.cluster, &instance_id)?;
+    }
+    tracing::info!(instance.id = %instance_id, cluster = %config.cluster, "registered");
+    let heartbeat = if registered.heartbeat_interval_seconds > 0 {
+        Duration::from_secs(u64::from(registered.heartbeat_interval_seconds))
+            .min(config.heartbeat_interval)
+    } else {
+        config.heartbeat_interval
+    };
+
+    let (tx, rx) = mpsc::channel::<AgentMessage>(64);
+    let hello = AgentMessage {
+        message: Some(Out::Hello(SessionHello {
+            cluster: config.cluster.clone(),
+            container_instance_id: instance_id.clone(),
+            last_applied_seq: store.last_applied_seq()?,
+        })),
+    };
+    send(&tx, hello).await?;
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| SessionError::Stream(s.message().to_owned()))?
+        .into_inner();
+    let first = inbound
+        .message()
+        .await
+        .map_err(|s| SessionError::Stream(s.message().to_owned()))?;
+    let Some(In::Accepted(accepted)) = first.and_then(|m| m.message) else {
+        return Err(SessionError::Stream(
+            "the scheduler did not accept the session".into(),
+        ));
+    };
+    store.ack(accepted.last_received_seq)?;
+    let mut sent = accepted.last_received_seq;
+    backoff.reset();
+    tracing::info!(instance.id = %instance_id, resend_after = sent, "session established");
+    send_outbox(&tx, store, &mut sent).await?;
+
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let silence = heartbeat * 3;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                tracing::info!("closing the scheduler session");
+                return Ok(());
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(SessionError::Silent(silence));
+                }
+                send(&tx, AgentMessage { message: Some(Out::Heartbeat(Heartbeat { sent_at: Some(timestamp(std::time::SystemTime::now())) })) }).await?;
+            }
+            _ = outbox.notified() => send_outbox(&tx, store, &mut sent).await?,
+            message = inbound.message() => {
+                let message = message.map_err(|s| SessionError::Stream(s.message().to_owned()))?;
+                let Some(message) = message else {
+                    return Err(SessionError::Stream("the scheduler closed the session".into()));
+                };
+                last_heard = Instant::now();
+                handle(message.message, &tx, store, engine).await?;
+            }
+        }
+    }
+}
+
+async fn handle(
+    message: Option<In>,
+    tx: &mpsc::Sender<AgentMessage>,
+    store: &Store,
+    engine: &EngineHandle,
+) -> Result<(), SessionError> {
+    let ack = |seq| AgentMessage {
+        message: Some(Out::Ack(Ack { seq })),
+    };
+    match message {
+        Some(In::Assignment(a)) => {
+            let seq = a.seq;
+            tracing::debug!(task.id = %a.task_id, seq, "assignment received");
+            if !(engine.send(Command::Assign(a)).await && engine.barrier().await) {
+                return Err(SessionError::EngineGone);
+            }
+            send(tx, ack(seq)).await
+        }
+        Some(In::Stop(order)) => {
+            let seq = order.seq;
+            if !(engine.send(Command::Stop(order)).await && engine.barrier().await) {
+                return Err(SessionError::EngineGone);
+            }
+            send(tx, ack(seq)).await
+        }
+        Some(In::Drain(d)) => {
+            tracing::info!("the scheduler is draining this instance");
+            store.mark_applied(d.seq)?;
+            send(tx, ack(d.seq)).await
+        }
+        Some(In::Ack(a)) => Ok(store.ack(a.seq)?),
+        Some(In::StateRequest(_)) => {
+            let tasks = engine.full_state().await;
+            send(
+                tx,
+                AgentMessage {
+                    message: Some(Out::FullState(FullState { tasks })),
+                },
+            )
+            .await
+        }
+        Some(In::Heartbeat(_)) | Some(In::Accepted(_)) | None => Ok(()),
+    }
+}
+
+/// Sends every queued state change after `sent`.
+async fn send_outbox(
+    tx: &mpsc::Sender<AgentMessage>,
+    store: &Store,
+    sent: &mut u64,
+) -> Result<(), SessionError> {
+    for (seq, task) in store.outbox_after(*sent)? {
+        send(
+            tx,
+            AgentMessage {
+                message: Some(Out::StateChange(StateChange {
+                    seq,
+                    task: Some(task),
+                })),
+            },
+        )
+        .await?;
+        *sent = seq;
+    }
+    Ok(())
+}
+
+async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<(), SessionError> {
+    tx.send(message)
+        .await
+        .map_err(|_| SessionError::Stream("the outgoing stream closed".into()))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let first = b.next_delay();
+        assert!(
+            first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert!(b.next_delay() <= Duration::from_secs(2));
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(120));
+    }
+}

@@ -1,0 +1,340 @@
+//! The agent's durable state (redb under the data dir): the instance's registration, the tasks
+//! it was assigned with their last known state, the outbox of state changes not yet
+//! acknowledged by the scheduler, and the sequence numbers on both sides of the session.
+//! Every write is one transaction committed before the caller goes on.
+
+use std::path::{Path, PathBuf};
+
+use berth_proto::v1::{TaskAssignment, TaskState};
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// task id → TaskAssignment (prost bytes).
+const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignments");
+/// task id → TaskState (prost bytes), the last state reported.
+const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
+/// agent seq → TaskState (prost bytes), not yet acknowledged.
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+const KEY_INSTANCE_ID: &str = "container_instance_id";
+const KEY_CLUSTER: &str = "cluster";
+const KEY_NEXT_SEQ: &str = "next_seq";
+const KEY_LAST_APPLIED: &str = "last_applied_scheduler_seq";
+
+/// Why the agent's state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the agent database {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error("agent database {op} failed: {reason}")]
+    Db { op: &'static str, reason: String },
+    #[error("agent database holds an undecodable {what} for {key}: {reason}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+fn db_err(op: &'static str) -> impl Fn(redb::Error) -> StoreError {
+    move |e| StoreError::Db {
+        op,
+        reason: e.to_string(),
+    }
+}
+
+/// Converts any of redb's specific error types into the umbrella `redb::Error` first.
+fn wrap<T, E: Into<redb::Error>>(op: &'static str, r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| db_err(op)(e.into()))
+}
+
+/// The agent's database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+/// A task as persisted: what it was assigned and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTask {
+    pub assignment: TaskAssignment,
+    pub state: TaskState,
+}
+
+impl Store {
+    /// Opens (or creates) `<data_dir>/agent.redb`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("agent.redb");
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let db = Database::create(&path).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = Self { db };
+        // Create every table so reads never meet a missing one.
+        let tx = wrap("begin", store.db.begin_write())?;
+        {
+            wrap("open meta", tx.open_table(META))?;
+            wrap("open counters", tx.open_table(COUNTERS))?;
+            wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
+            wrap("open states", tx.open_table(STATES))?;
+            wrap("open outbox", tx.open_table(OUTBOX))?;
+        }
+        wrap("commit", tx.commit())?;
+        Ok(store)
+    }
+
+    /// The registration kept from a previous run: (cluster, instance id).
+    pub fn registration(&self) -> Result<Option<(String, String)>, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open meta", tx.open_table(META))?;
+        let cluster = wrap("get", t.get(KEY_CLUSTER))?.map(|v| v.value().to_owned());
+        let id = wrap("get", t.get(KEY_INSTANCE_ID))?.map(|v| v.value().to_owned());
+        Ok(cluster.zip(id))
+    }
+
+    pub fn set_registration(&self, cluster: &str, instance_id: &str) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut t = wrap("open meta", tx.open_table(META))?;
+            wrap("insert", t.insert(KEY_CLUSTER, cluster))?;
+            wrap("insert", t.insert(KEY_INSTANCE_ID, instance_id))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// The highest scheduler sequence number applied.
+    pub fn last_applied_seq(&self) -> Result<u64, StoreError> {
+        self.counter(KEY_LAST_APPLIED)
+    }
+
+    fn counter(&self, key: &str) -> Result<u64, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open counters", tx.open_table(COUNTERS))?;
+        Ok(wrap("get", t.get(key))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Records a new assignment and the scheduler sequence number it came with, atomically.
+    /// Returns false (and changes nothing) when the task is already known.
+    pub fn accept_assignment(
+        &self,
+        assignment: &TaskAssignment,
+        initial: &TaskState,
+    ) -> Result<bool, StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        let fresh;
+        {
+            let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
+            fresh = wrap("get", a.get(assignment.task_id.as_str()))?.is_none();
+            if fresh {
+                wrap(
+                    "insert",
+                    a.insert(
+                        assignment.task_id.as_str(),
+                        assignment.encode_to_vec().as_slice(),
+                    ),
+                )?;
+                let mut s = wrap("open states", tx.open_table(STATES))?;
+                wrap(
+                    "insert",
+                    s.insert(
+                        assignment.task_id.as_str(),
+                        initial.encode_to_vec().as_slice(),
+                    ),
+                )?;
+            }
+            bump_applied(&tx, assignment.seq)?;
+        }
+        wrap("commit", tx.commit())?;
+        Ok(fresh)
+    }
+
+    /// Records that a scheduler message was applied (a stop order, a duplicate assignment).
+    pub fn mark_applied(&self, seq: u64) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        bump_applied(&tx, seq)?;
+        wrap("commit", tx.commit())
+    }
+
+    /// Stores a task's new state and queues it for the scheduler under the next sequence
+    /// number, atomically. Returns that sequence number.
+    pub fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        let seq;
+        {
+            let bytes = state.encode_to_vec();
+            let mut s = wrap("open states", tx.open_table(STATES))?;
+            wrap("insert", s.insert(state.task_id.as_str(), bytes.as_slice()))?;
+            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+            seq = wrap("get", c.get(KEY_NEXT_SEQ))?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
+            wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
+            let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            wrap("insert", o.insert(seq, bytes.as_slice()))?;
+        }
+        wrap("commit", tx.commit())?;
+        Ok(seq)
+    }
+
+    /// State changes not yet acknowledged, in order, after `after`.
+    pub fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open outbox", tx.open_table(OUTBOX))?;
+        let mut out = Vec::new();
+        for entry in wrap("range", t.range((after + 1)..))? {
+            let (k, v) = wrap("read", entry)?;
+            out.push((
+                k.value(),
+                decode::<TaskState>("state change", &k.value().to_string(), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Drops acknowledged state changes (everything up to and including `seq`).
+    pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut t = wrap("open outbox", tx.open_table(OUTBOX))?;
+            wrap("retain", t.retain(|k, _| k > seq))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// Every task known, with its assignment and last state.
+    pub fn tasks(&self) -> Result<Vec<StoredTask>, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
+        let s = wrap("open states", tx.open_table(STATES))?;
+        let mut out = Vec::new();
+        for entry in wrap("iter", a.iter())? {
+            let (k, v) = wrap("read", entry)?;
+            let id = k.value().to_owned();
+            let assignment = decode::<TaskAssignment>("assignment", &id, v.value())?;
+            let state = match wrap("get", s.get(id.as_str()))? {
+                Some(v) => decode::<TaskState>("task state", &id, v.value())?,
+                None => TaskState {
+                    task_id: id.clone(),
+                    ..Default::default()
+                },
+            };
+            out.push(StoredTask { assignment, state });
+        }
+        Ok(out)
+    }
+
+    /// Forgets a task entirely (after it was deprovisioned and reported).
+    pub fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
+            wrap("remove", a.remove(task_id))?;
+            let mut s = wrap("open states", tx.open_table(STATES))?;
+            wrap("remove", s.remove(task_id))?;
+        }
+        wrap("commit", tx.commit())
+    }
+}
+
+fn bump_applied(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
+    let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+    let current = wrap("get", c.get(KEY_LAST_APPLIED))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    if seq > current {
+        wrap("insert", c.insert(KEY_LAST_APPLIED, seq))?;
+    }
+    Ok(())
+}
+
+fn decode<M: Message + Default>(
+    what: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::TaskStatus;
+
+    fn state(id: &str, status: TaskStatus) -> TaskState {
+        TaskState {
+            task_id: id.into(),
+            status: status as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outbox_survives_reopen_and_acks_drop_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
+            assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 2);
+            assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 3);
+            s.ack(1).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
+        assert_eq!(pending, [2, 3]);
+        assert_eq!(s.outbox_after(2).unwrap().len(), 1);
+        // Sequence numbers keep growing across restarts.
+        assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
+    }
+
+    #[test]
+    fn assignments_are_recorded_once_with_their_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = TaskAssignment {
+            seq: 7,
+            task_id: "t1".into(),
+            ..Default::default()
+        };
+        assert!(
+            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+                .unwrap()
+        );
+        assert!(
+            !s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+                .unwrap()
+        );
+        assert_eq!(s.last_applied_seq().unwrap(), 7);
+        s.mark_applied(5).unwrap();
+        assert_eq!(s.last_applied_seq().unwrap(), 7, "never goes backwards");
+        let tasks = s.tasks().unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].assignment.seq, 7);
+        s.forget_task("t1").unwrap();
+        assert!(s.tasks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn registration_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.registration().unwrap(), None);
+        s.set_registration("default", "i-1").unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.registration().unwrap(),
+            Some(("default".into(), "i-1".into()))
+        );
+    }
+}

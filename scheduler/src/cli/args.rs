@@ -1,0 +1,424 @@
+//! berthctl's command line: global options and one subcommand per ControlService call.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+
+/// berthctl: the command-line client of the Berth control plane.
+#[derive(Debug, Parser)]
+#[command(name = "berthctl", version, about, propagate_version = true)]
+pub struct Args {
+    /// The scheduler's ControlService URL.
+    #[arg(
+        long,
+        env = "BERTH_ENDPOINT",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    pub(crate) endpoint: String,
+    /// The cluster the command applies to.
+    #[arg(long, env = "BERTH_CLUSTER", default_value = "default", global = true)]
+    pub(crate) cluster: String,
+    /// Output format: a table for people, or ECS-style JSON.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub(crate) output: OutputFormat,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum Command {
+    /// Create a cluster.
+    CreateCluster { name: String },
+    /// List the clusters' names.
+    ListClusters,
+    /// Describe clusters.
+    DescribeClusters {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete a cluster that has no instances and no tasks left.
+    DeleteCluster { name: String },
+    /// Register a task definition (ECS JSON) as its family's next revision.
+    RegisterTaskDefinition {
+        /// The ECS RegisterTaskDefinition JSON file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List task definitions as family:revision, oldest first.
+    ListTaskDefinitions {
+        /// Only this family.
+        #[arg(long)]
+        family: Option<String>,
+    },
+    /// Describe a task definition: FAMILY (latest revision) or FAMILY:REV.
+    DescribeTaskDefinition { task_definition: String },
+    /// Run tasks of a registered definition, or of a definition file (registered first).
+    RunTask(RunTask),
+    /// List the cluster's tasks.
+    #[command(visible_alias = "tasks")]
+    ListTasks {
+        /// Only tasks on this container instance.
+        #[arg(long)]
+        container_instance: Option<String>,
+        /// Only tasks whose desired status is this.
+        #[arg(long, value_enum)]
+        desired_status: Option<DesiredStatusArg>,
+    },
+    /// Describe tasks.
+    DescribeTasks {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop a task.
+    StopTask {
+        id: String,
+        /// Why, for people (shown as the task's stoppedReason).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List the cluster's container instances.
+    #[command(visible_alias = "instances")]
+    ListContainerInstances,
+    /// Describe container instances.
+    DescribeContainerInstances {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Wait until every task reaches a state; exit status 1 on timeout or failure.
+    Wait {
+        condition: WaitCondition,
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// How long to wait: seconds, or a number with ms, s or m.
+        #[arg(long, default_value = "60", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, clap::Args)]
+#[command(group(ArgGroup::new("definition").required(true).args(["task_definition", "file"])))]
+pub(crate) struct RunTask {
+    /// A registered definition: FAMILY (latest revision) or FAMILY:REV.
+    #[arg(long)]
+    pub(crate) task_definition: Option<String>,
+    /// An ECS task-definition JSON file, registered as its family's next revision, then run.
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// How many tasks to run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) count: u32,
+    /// Who started the tasks.
+    #[arg(long, default_value = "berthctl")]
+    pub(crate) started_by: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WaitCondition {
+    /// Every task is RUNNING (a task that stops first fails the wait).
+    TasksRunning,
+    /// Every task is STOPPED or DEPROVISIONED.
+    TasksStopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub(crate) enum DesiredStatusArg {
+    Running,
+    Stopped,
+}
+
+/// A duration: "60" or "60s" (seconds, fractions allowed), "500ms", "2m".
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration: use seconds like 60, or 500ms, 30s, 2m")
+        })?;
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("`{text}`: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied()))
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+    }
+
+    fn command(args: &[&str]) -> Command {
+        parse(args).command
+    }
+
+    fn usage_error(args: &[&str]) -> clap::error::ErrorKind {
+        match Args::try_parse_from(std::iter::once("berthctl").chain(args.iter().copied())) {
+            Ok(parsed) => panic!("{args:?} parsed: {parsed:?}"),
+            Err(error) => error.kind(),
+        }
+    }
+
+    #[test]
+    fn global_options() {
+        let args = parse(&[
+            "--endpoint",
+            "http://sched:1",
+            "--cluster",
+            "prod",
+            "-o",
+            "json",
+            "list-clusters",
+        ]);
+        assert_eq!(
+            (args.endpoint.as_str(), args.cluster.as_str()),
+            ("http://sched:1", "prod")
+        );
+        assert_eq!(args.output, OutputFormat::Json);
+        // Global options also go after the command.
+        let args = parse(&["tasks", "--cluster", "c2", "--output", "table"]);
+        assert_eq!(args.cluster, "c2");
+        assert_eq!(args.output, OutputFormat::Table);
+        if std::env::var_os("BERTH_ENDPOINT").is_none()
+            && std::env::var_os("BERTH_CLUSTER").is_none()
+        {
+            let args = parse(&["list-clusters"]);
+            assert_eq!(
+                (args.endpoint.as_str(), args.cluster.as_str()),
+                ("http://127.0.0.1:7700", "default")
+            );
+            assert_eq!(args.output, OutputFormat::Table);
+        }
+        assert_eq!(
+            usage_error(&["-o", "yaml", "list-clusters"]),
+            clap::error::ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            usage_error(&[]),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+    }
+
+    #[test]
+    fn cluster_commands() {
+        assert_eq!(
+            command(&["create-cluster", "c"]),
+            Command::CreateCluster { name: "c".into() }
+        );
+        assert_eq!(command(&["list-clusters"]), Command::ListClusters);
+        assert_eq!(
+            command(&["describe-clusters", "a", "b"]),
+            Command::DescribeClusters {
+                names: vec!["a".into(), "b".into()]
+            }
+        );
+        assert_eq!(
+            command(&["delete-cluster", "c"]),
+            Command::DeleteCluster { name: "c".into() }
+        );
+        assert_eq!(
+            usage_error(&["describe-clusters"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            usage_error(&["create-cluster"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn task_definition_commands() {
+        assert_eq!(
+            command(&["register-task-definition", "--file", "td.json"]),
+            Command::RegisterTaskDefinition {
+                file: "td.json".into()
+            }
+        );
+        assert_eq!(
+            command(&["list-task-definitions"]),
+            Command::ListTaskDefinitions { family: None }
+        );
+        assert_eq!(
+            command(&["list-task-definitions", "--family", "web"]),
+            Command::ListTaskDefinitions {
+                family: Some("web".into())
+            }
+        );
+        assert_eq!(
+            command(&["describe-task-definition", "web:3"]),
+            Command::DescribeTaskDefinition {
+                task_definition: "web:3".into()
+            }
+        );
+        assert_eq!(
+            usage_error(&["register-task-definition"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn run_task() {
+        assert_eq!(
+            command(&["run-task", "--task-definition", "web:2"]),
+            Command::RunTask(RunTask {
+                task_definition: Some("web:2".into()),
+                file: None,
+                count: 1,
+                started_by: "berthctl".into()
+            })
+        );
+        assert_eq!(
+            command(&[
+                "run-task",
+                "--file",
+                "td.json",
+                "--count",
+                "3",
+                "--started-by",
+                "ci"
+            ]),
+            Command::RunTask(RunTask {
+                task_definition: None,
+                file: Some("td.json".into()),
+                count: 3,
+                started_by: "ci".into()
+            })
+        );
+        assert_eq!(
+            usage_error(&["run-task"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            usage_error(&["run-task", "--task-definition", "a", "--file", "f"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            usage_error(&["run-task", "--task-definition", "a", "--count", "0"]),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn task_commands_and_aliases() {
+        let all = Command::ListTasks {
+            container_instance: None,
+            desired_status: None,
+        };
+        assert_eq!(command(&["list-tasks"]), all);
+        assert_eq!(command(&["tasks"]), all);
+        assert_eq!(
+            command(&[
+                "tasks",
+                "--container-instance",
+                "i-1",
+                "--desired-status",
+                "STOPPED"
+            ]),
+            Command::ListTasks {
+                container_instance: Some("i-1".into()),
+                desired_status: Some(DesiredStatusArg::Stopped)
+            }
+        );
+        assert_eq!(
+            command(&["describe-tasks", "t1", "t2"]),
+            Command::DescribeTasks {
+                ids: vec!["t1".into(), "t2".into()]
+            }
+        );
+        assert_eq!(
+            command(&["stop-task", "t1"]),
+            Command::StopTask {
+                id: "t1".into(),
+                reason: None
+            }
+        );
+        assert_eq!(
+            command(&["stop-task", "t1", "--reason", "done"]),
+            Command::StopTask {
+                id: "t1".into(),
+                reason: Some("done".into())
+            }
+        );
+        assert_eq!(
+            usage_error(&["describe-tasks"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn instance_commands_and_aliases() {
+        assert_eq!(
+            command(&["list-container-instances"]),
+            Command::ListContainerInstances
+        );
+        assert_eq!(command(&["instances"]), Command::ListContainerInstances);
+        assert_eq!(
+            command(&["describe-container-instances", "i-1"]),
+            Command::DescribeContainerInstances {
+                ids: vec!["i-1".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn wait() {
+        assert_eq!(
+            command(&["wait", "tasks-running", "t1", "t2"]),
+            Command::Wait {
+                condition: WaitCondition::TasksRunning,
+                ids: vec!["t1".into(), "t2".into()],
+                timeout: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            command(&["wait", "tasks-stopped", "t1", "--timeout", "5"]),
+            Command::Wait {
+                condition: WaitCondition::TasksStopped,
+                ids: vec!["t1".into()],
+                timeout: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            usage_error(&["wait", "tasks-gone", "t1"]),
+            clap::error::ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            usage_error(&["wait", "tasks-running"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            usage_error(&["wait", "tasks-running", "t", "--timeout", "soon"]),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,746 @@
+//! ECS-style JSON views of the proto model: ECS's camelCase field names, RFC 3339 UTC times,
+//! statuses without their enum prefix, and no nulls (absent values are left out).
+
+use std::collections::BTreeMap;
+
+use berth_proto::v1 as proto;
+use serde::Serialize;
+
+use super::time::rfc3339_millis;
+
+/// A task status without its prefix: "RUNNING"; "UNKNOWN(n)" for a value this build does not know.
+pub(super) fn task_status_name(value: i32) -> String {
+    proto::TaskStatus::try_from(value)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("TASK_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| format!("UNKNOWN({value})"))
+}
+
+/// A desired status without its prefix: "RUNNING" or "STOPPED".
+pub(super) fn desired_status_name(value: i32) -> String {
+    proto::DesiredStatus::try_from(value)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("DESIRED_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| format!("UNKNOWN({value})"))
+}
+
+/// A container status without its prefix.
+pub(super) fn container_status_name(value: i32) -> String {
+    proto::ContainerStatus::try_from(value)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("CONTAINER_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| format!("UNKNOWN({value})"))
+}
+
+/// ECS's name of a stop code ("EssentialContainerExited"); `None` when unspecified.
+pub(super) fn stop_code_name(value: i32) -> Option<String> {
+    let name = match proto::StopCode::try_from(value) {
+        Ok(proto::StopCode::Unspecified) => return None,
+        Ok(proto::StopCode::TaskFailedToStart) => "TaskFailedToStart",
+        Ok(proto::StopCode::EssentialContainerExited) => "EssentialContainerExited",
+        Ok(proto::StopCode::UserInitiated) => "UserInitiated",
+        Ok(proto::StopCode::ServiceSchedulerInitiated) => "ServiceSchedulerInitiated",
+        Err(_) => return Some(format!("Unknown({value})")),
+    };
+    Some(name.to_owned())
+}
+
+fn time(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    ts.map(rfc3339_millis)
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn non_zero<T: Copy + Default + PartialEq>(value: T) -> Option<T> {
+    (value != T::default()).then_some(value)
+}
+
+/// `{"tasks": [...], "failures": [...]}`; `failures` only when the call has them.
+#[derive(Debug, Serialize)]
+pub(super) struct Tasks {
+    pub(super) tasks: Vec<Task>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) failures: Option<Vec<Failure>>,
+}
+
+/// `{"task": {...}}`
+#[derive(Debug, Serialize)]
+pub(super) struct OneTask {
+    pub(super) task: Task,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Task {
+    task_id: String,
+    task_definition: String,
+    last_status: String,
+    desired_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_instance_id: Option<String>,
+    /// A string, as ECS has it ("256").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<String>,
+    /// MiB as a string, as ECS has it ("512").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_stopped_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopping_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_reason: Option<String>,
+    containers: Vec<Container>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Container {
+    name: String,
+    last_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_digest: Option<String>,
+}
+
+impl From<&proto::Task> for Task {
+    fn from(t: &proto::Task) -> Self {
+        Self {
+            task_id: t.task_id.clone(),
+            task_definition: t.task_definition.clone(),
+            last_status: task_status_name(t.last_status),
+            desired_status: desired_status_name(t.desired_status),
+            container_instance_id: non_empty(&t.container_instance_id),
+            cpu: non_zero(t.cpu).map(|c| c.to_string()),
+            memory: non_zero(t.memory_mib).map(|m| m.to_string()),
+            started_by: non_empty(&t.started_by),
+            created_at: time(t.created_at.as_ref()),
+            pull_started_at: time(t.pull_started_at.as_ref()),
+            pull_stopped_at: time(t.pull_stopped_at.as_ref()),
+            started_at: time(t.started_at.as_ref()),
+            stopping_at: time(t.stopping_at.as_ref()),
+            stopped_at: time(t.stopped_at.as_ref()),
+            stop_code: stop_code_name(t.stop_code),
+            stopped_reason: non_empty(&t.stopped_reason),
+            containers: t.containers.iter().map(Container::from).collect(),
+        }
+    }
+}
+
+impl From<&proto::ContainerState> for Container {
+    fn from(c: &proto::ContainerState) -> Self {
+        Self {
+            name: c.name.clone(),
+            last_status: container_status_name(c.status),
+            exit_code: c.exit_code,
+            reason: non_empty(&c.reason),
+            runtime_id: non_empty(&c.runtime_id),
+            image: non_empty(&c.image),
+            image_digest: non_empty(&c.image_digest),
+        }
+    }
+}
+
+/// `{"arn": ..., "reason": ...}`
+#[derive(Debug, Serialize)]
+pub(super) struct Failure {
+    arn: String,
+    reason: String,
+}
+
+impl From<&proto::Failure> for Failure {
+    fn from(f: &proto::Failure) -> Self {
+        Self {
+            arn: f.arn.clone(),
+            reason: f.reason.clone(),
+        }
+    }
+}
+
+pub(super) fn failures(failures: &[proto::Failure]) -> Option<Vec<Failure>> {
+    Some(failures.iter().map(Failure::from).collect())
+}
+
+/// `{"containerInstances": [...], "failures": [...]}`; `failures` only when the call has them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ContainerInstances {
+    pub(super) container_instances: Vec<ContainerInstance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) failures: Option<Vec<Failure>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ContainerInstance {
+    container_instance_id: String,
+    status: String,
+    agent_connected: bool,
+    registered_resources: Vec<Resource>,
+    remaining_resources: Vec<Resource>,
+    attributes: Vec<Attribute>,
+    running_tasks_count: u32,
+    pending_tasks_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_info: Option<VersionInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_at: Option<String>,
+}
+
+/// ECS's resource entry: INTEGER with `integerValue` or STRINGSET with `stringSetValue`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Resource {
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    integer_value: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    string_set_value: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Attribute {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct VersionInfo {
+    agent_version: String,
+    containerd_version: String,
+}
+
+/// CPU, MEMORY and PORTS, as ECS lists an instance's resources; none when absent.
+fn resources(r: Option<&proto::Resources>) -> Vec<Resource> {
+    let Some(r) = r else { return Vec::new() };
+    let integer = |name, value| Resource {
+        name,
+        kind: "INTEGER",
+        integer_value: Some(value),
+        string_set_value: None,
+    };
+    vec![
+        integer("CPU", r.cpu),
+        integer("MEMORY", r.memory_mib),
+        Resource {
+            name: "PORTS",
+            kind: "STRINGSET",
+            integer_value: None,
+            string_set_value: Some(r.ports.iter().map(u32::to_string).collect()),
+        },
+    ]
+}
+
+impl From<&proto::ContainerInstance> for ContainerInstance {
+    fn from(i: &proto::ContainerInstance) -> Self {
+        let attributes: BTreeMap<&String, &String> = i.attributes.iter().collect();
+        Self {
+            container_instance_id: i.container_instance_id.clone(),
+            status: i.status.clone(),
+            agent_connected: i.agent_connected,
+            registered_resources: resources(i.registered_resources.as_ref()),
+            remaining_resources: resources(i.remaining_resources.as_ref()),
+            attributes: attributes
+                .into_iter()
+                .map(|(name, value)| Attribute {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            running_tasks_count: i.running_tasks_count,
+            pending_tasks_count: i.pending_tasks_count,
+            version_info: i.version_info.as_ref().map(|v| VersionInfo {
+                agent_version: v.agent_version.clone(),
+                containerd_version: v.containerd_version.clone(),
+            }),
+            registered_at: time(i.registered_at.as_ref()),
+        }
+    }
+}
+
+/// `{"clusters": [...], "failures": [...]}`; `failures` only when the call has them.
+#[derive(Debug, Serialize)]
+pub(super) struct Clusters {
+    pub(super) clusters: Vec<Cluster>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) failures: Option<Vec<Failure>>,
+}
+
+/// `{"cluster": {...}}`
+#[derive(Debug, Serialize)]
+pub(super) struct OneCluster {
+    pub(super) cluster: Cluster,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Cluster {
+    cluster_name: String,
+    status: String,
+    registered_container_instances_count: u32,
+    running_tasks_count: u32,
+    pending_tasks_count: u32,
+}
+
+impl From<&proto::Cluster> for Cluster {
+    fn from(c: &proto::Cluster) -> Self {
+        Self {
+            cluster_name: c.name.clone(),
+            status: c.status.clone(),
+            registered_container_instances_count: c.registered_container_instances_count,
+            running_tasks_count: c.running_tasks_count,
+            pending_tasks_count: c.pending_tasks_count,
+        }
+    }
+}
+
+/// `{"clusterNames": [...]}`
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ClusterNames {
+    pub(super) cluster_names: Vec<String>,
+}
+
+/// `{"taskDefinitions": ["family:revision", ...]}`
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TaskDefinitionNames {
+    pub(super) task_definitions: Vec<String>,
+}
+
+/// `{"taskDefinition": {...}}`
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct OneTaskDefinition {
+    pub(super) task_definition: TaskDefinition,
+}
+
+/// A registered task definition in ECS's shape (cpu and memory as strings, as ECS has them).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TaskDefinition {
+    family: String,
+    revision: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_at: Option<String>,
+    container_definitions: Vec<ContainerDefinition>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ContainerDefinition {
+    name: String,
+    image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_reservation: Option<u64>,
+    essential: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry_point: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    environment: Vec<Attribute>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_directory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    readonly_root_filesystem: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ulimits: Vec<Ulimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    docker_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Ulimit {
+    name: String,
+    soft_limit: u64,
+    hard_limit: u64,
+}
+
+impl From<&proto::TaskDefinition> for TaskDefinition {
+    fn from(d: &proto::TaskDefinition) -> Self {
+        Self {
+            family: d.family.clone(),
+            revision: d.revision,
+            cpu: non_zero(d.cpu).map(|c| c.to_string()),
+            memory: non_zero(d.memory_mib).map(|m| m.to_string()),
+            network_mode: non_empty(&d.network_mode),
+            registered_at: time(d.registered_at.as_ref()),
+            container_definitions: d.containers.iter().map(ContainerDefinition::from).collect(),
+        }
+    }
+}
+
+impl From<&proto::ContainerDefinition> for ContainerDefinition {
+    fn from(c: &proto::ContainerDefinition) -> Self {
+        let environment: BTreeMap<&String, &String> = c.environment.iter().collect();
+        Self {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            cpu: non_zero(c.cpu),
+            memory: non_zero(c.memory_mib),
+            memory_reservation: non_zero(c.memory_reservation_mib),
+            essential: c.essential,
+            entry_point: (c.entry_point_set || !c.entry_point.is_empty())
+                .then(|| c.entry_point.clone()),
+            command: (c.command_set || !c.command.is_empty()).then(|| c.command.clone()),
+            environment: environment
+                .into_iter()
+                .map(|(name, value)| Attribute {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            working_directory: non_empty(&c.working_directory),
+            user: non_empty(&c.user),
+            stop_timeout: non_zero(c.stop_timeout_seconds),
+            readonly_root_filesystem: c.readonly_root_filesystem,
+            ulimits: c
+                .ulimits
+                .iter()
+                .map(|u| Ulimit {
+                    name: u.name.clone(),
+                    soft_limit: u.soft_limit,
+                    hard_limit: u.hard_limit,
+                })
+                .collect(),
+            hostname: non_empty(&c.hostname),
+            docker_labels: c
+                .docker_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::Timestamp;
+    use serde_json::json;
+
+    fn at(seconds: i64, millis: i32) -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds,
+            nanos: millis * 1_000_000,
+        })
+    }
+
+    #[test]
+    fn status_and_stop_code_names() {
+        assert_eq!(
+            task_status_name(proto::TaskStatus::Running as i32),
+            "RUNNING"
+        );
+        assert_eq!(
+            task_status_name(proto::TaskStatus::Deprovisioned as i32),
+            "DEPROVISIONED"
+        );
+        assert_eq!(
+            task_status_name(proto::TaskStatus::Provisioning as i32),
+            "PROVISIONING"
+        );
+        assert_eq!(task_status_name(42), "UNKNOWN(42)");
+        assert_eq!(
+            desired_status_name(proto::DesiredStatus::Stopped as i32),
+            "STOPPED"
+        );
+        assert_eq!(
+            container_status_name(proto::ContainerStatus::Pulled as i32),
+            "PULLED"
+        );
+        assert_eq!(stop_code_name(proto::StopCode::Unspecified as i32), None);
+        assert_eq!(
+            stop_code_name(proto::StopCode::EssentialContainerExited as i32).as_deref(),
+            Some("EssentialContainerExited")
+        );
+        assert_eq!(
+            stop_code_name(proto::StopCode::UserInitiated as i32).as_deref(),
+            Some("UserInitiated")
+        );
+        assert_eq!(
+            stop_code_name(proto::StopCode::TaskFailedToStart as i32).as_deref(),
+            Some("TaskFailedToStart")
+        );
+        assert_eq!(
+            stop_code_name(proto::StopCode::ServiceSchedulerInitiated as i32).as_deref(),
+            Some("ServiceSchedulerInitiated")
+        );
+        assert_eq!(stop_code_name(9).as_deref(), Some("Unknown(9)"));
+    }
+
+    #[test]
+    fn task_json() {
+        let task = proto::Task {
+            task_id: "t-1".into(),
+            cluster: "default".into(),
+            task_definition: "web:3".into(),
+            container_instance_id: "i-1".into(),
+            last_status: proto::TaskStatus::Stopped as i32,
+            desired_status: proto::DesiredStatus::Stopped as i32,
+            cpu: 256,
+            memory_mib: 512,
+            created_at: at(1_795_778_400, 123),
+            pull_started_at: at(1_795_778_401, 0),
+            pull_stopped_at: at(1_795_778_402, 0),
+            started_at: at(1_795_778_403, 0),
+            stopping_at: at(1_795_778_404, 0),
+            stopped_at: at(1_795_778_405, 500),
+            stop_code: proto::StopCode::EssentialContainerExited as i32,
+            stopped_reason: "Essential container in task exited".into(),
+            containers: vec![
+                proto::ContainerState {
+                    name: "app".into(),
+                    status: proto::ContainerStatus::Stopped as i32,
+                    exit_code: Some(137),
+                    reason: "OOMKilled".into(),
+                    runtime_id: "t-1.app".into(),
+                    image: "nginx:1".into(),
+                    image_digest: "sha256:abc".into(),
+                    oom_killed: true,
+                },
+                proto::ContainerState {
+                    name: "side".into(),
+                    status: proto::ContainerStatus::Pending as i32,
+                    ..Default::default()
+                },
+            ],
+            started_by: "berthctl".into(),
+        };
+        let json = serde_json::to_value(Tasks {
+            tasks: vec![Task::from(&task)],
+            failures: failures(&[proto::Failure {
+                arn: "t-2".into(),
+                reason: "MISSING".into(),
+            }]),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "tasks": [{
+                    "taskId": "t-1",
+                    "taskDefinition": "web:3",
+                    "lastStatus": "STOPPED",
+                    "desiredStatus": "STOPPED",
+                    "containerInstanceId": "i-1",
+                    "cpu": "256",
+                    "memory": "512",
+                    "startedBy": "berthctl",
+                    "createdAt": "2026-11-27T11:20:00.123Z",
+                    "pullStartedAt": "2026-11-27T11:20:01.000Z",
+                    "pullStoppedAt": "2026-11-27T11:20:02.000Z",
+                    "startedAt": "2026-11-27T11:20:03.000Z",
+                    "stoppingAt": "2026-11-27T11:20:04.000Z",
+                    "stoppedAt": "2026-11-27T11:20:05.500Z",
+                    "stopCode": "EssentialContainerExited",
+                    "stoppedReason": "Essential container in task exited",
+                    "containers": [
+                        {
+                            "name": "app",
+                            "lastStatus": "STOPPED",
+                            "exitCode": 137,
+                            "reason": "OOMKilled",
+                            "runtimeId": "t-1.app",
+                            "image": "nginx:1",
+                            "imageDigest": "sha256:abc"
+                        },
+                        {"name": "side", "lastStatus": "PENDING"}
+                    ]
+                }],
+                "failures": [{"arn": "t-2", "reason": "MISSING"}]
+            })
+        );
+        // A fresh task: no nulls, absent times left out; no failures key for list calls.
+        let fresh = proto::Task {
+            task_id: "t-3".into(),
+            task_definition: "web:3".into(),
+            last_status: proto::TaskStatus::Provisioning as i32,
+            desired_status: proto::DesiredStatus::Running as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&Tasks {
+                tasks: vec![Task::from(&fresh)],
+                failures: None
+            })
+            .unwrap(),
+            r#"{"tasks":[{"taskId":"t-3","taskDefinition":"web:3","lastStatus":"PROVISIONING","desiredStatus":"RUNNING","containers":[]}]}"#
+        );
+    }
+
+    #[test]
+    fn container_instance_json() {
+        let instance = proto::ContainerInstance {
+            container_instance_id: "i-1".into(),
+            cluster: "default".into(),
+            status: "ACTIVE".into(),
+            agent_connected: true,
+            registered_resources: Some(proto::Resources {
+                cpu: 2048,
+                memory_mib: 3768,
+                cpu_millicores: 2000,
+                cores: 2,
+                ports: vec![22],
+            }),
+            remaining_resources: Some(proto::Resources {
+                cpu: 1024,
+                memory_mib: 3256,
+                ports: vec![22, 80],
+                ..Default::default()
+            }),
+            attributes: [("ecs.os-type", "linux"), ("ecs.cpu-architecture", "x86_64")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            running_tasks_count: 1,
+            pending_tasks_count: 2,
+            version_info: Some(proto::VersionInfo {
+                agent_version: "0.1.0".into(),
+                containerd_version: "2.1.4".into(),
+            }),
+            registered_at: at(1_795_778_400, 0),
+            last_heartbeat_at: at(1_795_778_460, 0),
+            instance_identity: "machine-1".into(),
+        };
+        let json = serde_json::to_value(ContainerInstances {
+            container_instances: vec![ContainerInstance::from(&instance)],
+            failures: None,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({"containerInstances": [{
+                "containerInstanceId": "i-1",
+                "status": "ACTIVE",
+                "agentConnected": true,
+                "registeredResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 3768},
+                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}
+                ],
+                "remainingResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 3256},
+                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22", "80"]}
+                ],
+                "attributes": [
+                    {"name": "ecs.cpu-architecture", "value": "x86_64"},
+                    {"name": "ecs.os-type", "value": "linux"}
+                ],
+                "runningTasksCount": 1,
+                "pendingTasksCount": 2,
+                "versionInfo": {"agentVersion": "0.1.0", "containerdVersion": "2.1.4"},
+                "registeredAt": "2026-11-27T11:20:00.000Z"
+            }]})
+        );
+    }
+
+    #[test]
+    fn cluster_json() {
+        let cluster = proto::Cluster {
+            name: "default".into(),
+            status: "ACTIVE".into(),
+            registered_container_instances_count: 2,
+            running_tasks_count: 3,
+            pending_tasks_count: 1,
+            created_at: at(1_795_778_400, 0),
+        };
+        assert_eq!(
+            serde_json::to_string(&Clusters {
+                clusters: vec![Cluster::from(&cluster)],
+                failures: failures(&[])
+            })
+            .unwrap(),
+            r#"{"clusters":[{"clusterName":"default","status":"ACTIVE","registeredContainerInstancesCount":2,"runningTasksCount":3,"pendingTasksCount":1}],"failures":[]}"#
+        );
+    }
+
+    #[test]
+    fn task_definition_json() {
+        let def = crate::taskdef::parse(
+            r#"{"family":"web","cpu":"256","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
+                "entryPoint":[],"environment":[{"name":"B","value":"2"},{"name":"A","value":"1"}],
+                "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}]}]}"#,
+        )
+        .unwrap();
+        let def = proto::TaskDefinition {
+            revision: 4,
+            registered_at: at(1_795_778_400, 0),
+            ..def
+        };
+        assert_eq!(
+            serde_json::to_value(OneTaskDefinition {
+                task_definition: TaskDefinition::from(&def)
+            })
+            .unwrap(),
+            json!({"taskDefinition": {
+                "family": "web",
+                "revision": 4,
+                "cpu": "256",
+                "networkMode": "bridge",
+                "registeredAt": "2026-11-27T11:20:00.000Z",
+                "containerDefinitions": [{
+                    "name": "app",
+                    "image": "nginx",
+                    "memory": 64,
+                    "essential": true,
+                    "entryPoint": [],
+                    "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                    "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
+                }]
+            }})
+        );
+    }
+}

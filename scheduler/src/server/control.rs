@@ -1,0 +1,266 @@
+//! `ControlService`: clusters, task definitions, tasks and container instances for berthctl.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use berth_proto::v1::control_service_server::ControlService;
+use berth_proto::v1::{self as pb, run_task_request};
+use tonic::{Request, Response, Status};
+
+use super::{ServerError, Shared};
+use crate::store::{DEFAULT_CLUSTER, RunTasks};
+use crate::taskdef;
+
+/// The control plane's service.
+#[derive(Debug)]
+pub(crate) struct Control {
+    shared: Arc<Shared>,
+}
+
+impl Control {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn mark_connected(&self, instances: &mut [pb::ContainerInstance]) {
+        for i in instances {
+            i.agent_connected = self.shared.sessions.is_connected(&i.container_instance_id);
+        }
+    }
+
+    /// Parses and registers an ECS JSON definition.
+    async fn register_json(&self, json: &str) -> Result<pb::TaskDefinition, ServerError> {
+        let def = taskdef::parse(json)?;
+        self.shared
+            .db(move |s| s.register_task_definition(def))
+            .await
+    }
+}
+
+fn cluster_or_default(name: String) -> String {
+    if name.is_empty() {
+        DEFAULT_CLUSTER.to_owned()
+    } else {
+        name
+    }
+}
+
+fn failures(missing: Vec<String>) -> Vec<pb::Failure> {
+    missing
+        .into_iter()
+        .map(|arn| pb::Failure {
+            arn,
+            reason: "MISSING".to_owned(),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl ControlService for Control {
+    async fn create_cluster(
+        &self,
+        request: Request<pb::CreateClusterRequest>,
+    ) -> Result<Response<pb::CreateClusterResponse>, Status> {
+        let name = cluster_or_default(request.into_inner().name);
+        let cluster = self.shared.db(move |s| s.create_cluster(&name)).await?;
+        Ok(Response::new(pb::CreateClusterResponse {
+            cluster: Some(cluster),
+        }))
+    }
+
+    async fn describe_clusters(
+        &self,
+        request: Request<pb::DescribeClustersRequest>,
+    ) -> Result<Response<pb::DescribeClustersResponse>, Status> {
+        let names = request.into_inner().names;
+        let (clusters, missing) = self.shared.db(move |s| s.describe_clusters(&names)).await?;
+        Ok(Response::new(pb::DescribeClustersResponse {
+            clusters,
+            failures: failures(missing),
+        }))
+    }
+
+    async fn list_clusters(
+        &self,
+        _request: Request<pb::ListClustersRequest>,
+    ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        let names = self.shared.db(|s| s.list_clusters()).await?;
+        Ok(Response::new(pb::ListClustersResponse { names }))
+    }
+
+    async fn delete_cluster(
+        &self,
+        request: Request<pb::DeleteClusterRequest>,
+    ) -> Result<Response<pb::DeleteClusterResponse>, Status> {
+        let name = cluster_or_default(request.into_inner().name);
+        let cluster = self.shared.db(move |s| s.delete_cluster(&name)).await?;
+        Ok(Response::new(pb::DeleteClusterResponse {
+            cluster: Some(cluster),
+        }))
+    }
+
+    async fn register_task_definition(
+        &self,
+        request: Request<pb::RegisterTaskDefinitionRequest>,
+    ) -> Result<Response<pb::RegisterTaskDefinitionResponse>, Status> {
+        let json = request.into_inner().task_definition_json;
+        let def = self.register_json(&json).await?;
+        Ok(Response::new(pb::RegisterTaskDefinitionResponse {
+            task_definition: Some(def),
+        }))
+    }
+
+    async fn describe_task_definition(
+        &self,
+        request: Request<pb::DescribeTaskDefinitionRequest>,
+    ) -> Result<Response<pb::DescribeTaskDefinitionResponse>, Status> {
+        let reference = request.into_inner().task_definition;
+        let def = self
+            .shared
+            .db(move |s| s.task_definition(&reference))
+            .await?;
+        Ok(Response::new(pb::DescribeTaskDefinitionResponse {
+            task_definition: Some(def),
+        }))
+    }
+
+    async fn list_task_definitions(
+        &self,
+        request: Request<pb::ListTaskDefinitionsRequest>,
+    ) -> Result<Response<pb::ListTaskDefinitionsResponse>, Status> {
+        let family = request.into_inner().family;
+        let task_definitions = self
+            .shared
+            .db(move |s| s.list_task_definitions((!family.is_empty()).then_some(family.as_str())))
+            .await?;
+        Ok(Response::new(pb::ListTaskDefinitionsResponse {
+            task_definitions,
+        }))
+    }
+
+    async fn run_task(
+        &self,
+        request: Request<pb::RunTaskRequest>,
+    ) -> Result<Response<pb::RunTaskResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        {
+            let cluster = cluster.clone();
+            self.shared.db(move |s| s.ensure_cluster(&cluster)).await?;
+        }
+        let reference = match req.definition {
+            Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => r,
+            Some(run_task_request::Definition::TaskDefinitionJson(json)) => {
+                let def = self.register_json(&json).await?;
+                format!("{}:{}", def.family, def.revision)
+            }
+            _ => return Err(ServerError::MissingDefinition.into()),
+        };
+        let connected = self.shared.sessions.connected();
+        let (count, started_by) = (req.count, req.started_by);
+        let tasks = self
+            .shared
+            .db(move |s| {
+                s.run_tasks(
+                    RunTasks {
+                        cluster: &cluster,
+                        task_definition: &reference,
+                        count,
+                        started_by: &started_by,
+                    },
+                    &connected,
+                )
+            })
+            .await?;
+        let instances: BTreeSet<&str> = tasks
+            .iter()
+            .map(|t| t.container_instance_id.as_str())
+            .collect();
+        for id in instances {
+            self.shared.sessions.notify(id);
+        }
+        Ok(Response::new(pb::RunTaskResponse { tasks }))
+    }
+
+    async fn stop_task(
+        &self,
+        request: Request<pb::StopTaskRequest>,
+    ) -> Result<Response<pb::StopTaskResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        let (task, enqueued) = self
+            .shared
+            .db(move |s| s.stop_task(&cluster, &req.task_id, &req.reason))
+            .await?;
+        if enqueued {
+            self.shared.sessions.notify(&task.container_instance_id);
+        }
+        Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
+    }
+
+    async fn describe_tasks(
+        &self,
+        request: Request<pb::DescribeTasksRequest>,
+    ) -> Result<Response<pb::DescribeTasksResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        let (tasks, missing) = self
+            .shared
+            .db(move |s| s.describe_tasks(&cluster, &req.task_ids))
+            .await?;
+        Ok(Response::new(pb::DescribeTasksResponse {
+            tasks,
+            failures: failures(missing),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        let instance = req.container_instance_id;
+        let desired = req.desired_status;
+        let tasks = self
+            .shared
+            .db(move |s| {
+                s.list_tasks(
+                    &cluster,
+                    (!instance.is_empty()).then_some(instance.as_str()),
+                    (desired != 0).then_some(desired),
+                )
+            })
+            .await?;
+        Ok(Response::new(pb::ListTasksResponse { tasks }))
+    }
+
+    async fn list_container_instances(
+        &self,
+        request: Request<pb::ListContainerInstancesRequest>,
+    ) -> Result<Response<pb::ListContainerInstancesResponse>, Status> {
+        let cluster = cluster_or_default(request.into_inner().cluster);
+        let mut container_instances = self.shared.db(move |s| s.list_instances(&cluster)).await?;
+        self.mark_connected(&mut container_instances);
+        Ok(Response::new(pb::ListContainerInstancesResponse {
+            container_instances,
+        }))
+    }
+
+    async fn describe_container_instances(
+        &self,
+        request: Request<pb::DescribeContainerInstancesRequest>,
+    ) -> Result<Response<pb::DescribeContainerInstancesResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        let (mut container_instances, missing) = self
+            .shared
+            .db(move |s| s.describe_instances(&cluster, &req.container_instance_ids))
+            .await?;
+        self.mark_connected(&mut container_instances);
+        Ok(Response::new(pb::DescribeContainerInstancesResponse {
+            container_instances,
+            failures: failures(missing),
+        }))
+    }
+}

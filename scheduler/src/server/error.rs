@@ -1,0 +1,116 @@
+//! The server's error enum and its one mapping to `tonic::Status`.
+
+use tonic::Status;
+
+use crate::store::StoreError;
+use crate::taskdef::TaskDefError;
+
+/// What went wrong serving a request or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A task definition did not parse; the message is the parser's, for the user.
+    #[error(transparent)]
+    TaskDefinition(#[from] TaskDefError),
+    /// RunTask named no definition.
+    #[error("task_definition or task_definition_json is required")]
+    MissingDefinition,
+    /// The agent's first session message was not a SessionHello.
+    #[error("the first session message must be a SessionHello")]
+    ExpectedHello,
+    /// The agent sent nothing (or closed the stream) before its SessionHello.
+    #[error("no SessionHello within {seconds} seconds")]
+    NoHello { seconds: u64 },
+    /// A blocking database call panicked or was cancelled.
+    #[error("a database call did not complete")]
+    Blocking(#[source] tokio::task::JoinError),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed")]
+    Transport(#[source] tonic::transport::Error),
+}
+
+/// The error and its sources, for internal errors whose cause the user cannot guess.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Self {
+        let msg = e.to_string();
+        match &e {
+            ServerError::Store(s) => match s {
+                StoreError::InvalidClusterName { .. }
+                | StoreError::InvalidTaskDefinitionRef { .. }
+                | StoreError::EmptyFamily
+                | StoreError::InvalidCount { .. } => Status::invalid_argument(msg),
+                StoreError::ClusterNotFound { .. }
+                | StoreError::TaskDefinitionNotFound { .. }
+                | StoreError::TaskNotFound { .. }
+                | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
+                StoreError::ClusterInUse { .. } => Status::failed_precondition(msg),
+                StoreError::NoConnectedInstance { .. } | StoreError::NoCapacity { .. } => {
+                    Status::resource_exhausted(msg)
+                }
+                StoreError::Open { .. }
+                | StoreError::Db(_)
+                | StoreError::Encode { .. }
+                | StoreError::Corrupt { .. } => Status::internal(with_sources(s)),
+            },
+            ServerError::TaskDefinition(_) | ServerError::MissingDefinition => {
+                Status::invalid_argument(msg)
+            }
+            ServerError::ExpectedHello => Status::invalid_argument(msg),
+            ServerError::NoHello { .. } => Status::deadline_exceeded(msg),
+            ServerError::Blocking(_) | ServerError::Transport(_) => {
+                Status::internal(with_sources(&e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn store_errors_map_to_their_codes() {
+        let cases = [
+            (
+                StoreError::ClusterNotFound { name: "x".into() },
+                Code::NotFound,
+            ),
+            (
+                StoreError::ClusterInUse {
+                    name: "x".into(),
+                    instances: 1,
+                    active_tasks: 0,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                StoreError::NoConnectedInstance {
+                    cluster: "x".into(),
+                },
+                Code::ResourceExhausted,
+            ),
+            (StoreError::EmptyFamily, Code::InvalidArgument),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(ServerError::from(e)).code(), code);
+        }
+        assert_eq!(
+            Status::from(ServerError::MissingDefinition).code(),
+            Code::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! Agent sessions: the registry of live sessions, the per-session loop (outbox delivery,
+//! acks, state changes, heartbeats, resends) and the heartbeat monitor.
+//!
+//! The outbox in the store is the only source of what to send. A live session holds a
+//! `Notify`; whoever enqueues for its instance pokes it, and the session sends every outbox
+//! entry above the highest sequence number it has sent. So nothing enqueued between "read the
+//! outbox" and "register the session" can be missed or sent twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use berth_proto::v1::{
+    self as pb, AgentMessage, SchedulerMessage, agent_message, scheduler_message,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+use super::{ServerError, Shared};
+use crate::store::Applied;
+
+/// Why the scheduler closed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseReason {
+    /// A newer session of the same instance took over.
+    Replaced,
+    /// No message for three heartbeat intervals.
+    Silent,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    notify: Arc<Notify>,
+    cancel: CancellationToken,
+    closed: Arc<OnceLock<CloseReason>>,
+    last_seen: Instant,
+}
+
+/// The live sessions, one per instance.
+#[derive(Debug, Default)]
+pub(crate) struct SessionRegistry {
+    entries: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+}
+
+/// What a session gets when it registers.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) id: u64,
+    notify: Arc<Notify>,
+    closed: Arc<OnceLock<CloseReason>>,
+}
+
+impl SessionRegistry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a session for the instance, closing the one it replaces.
+    pub(crate) fn register(&self, instance_id: &str, cancel: CancellationToken) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        let closed = Arc::new(OnceLock::new());
+        let entry = Entry {
+            id,
+            notify: notify.clone(),
+            cancel,
+            closed: closed.clone(),
+            last_seen: Instant::now(),
+        };
+        if let Some(old) = self.lock().insert(instance_id.to_owned(), entry) {
+            let _ = old.closed.set(CloseReason::Replaced);
+            old.cancel.cancel();
+            tracing::info!(
+                instance.id = instance_id,
+                "a newer session replaces the open one"
+            );
+        }
+        Registration { id, notify, closed }
+    }
+
+    /// Removes the session if it is still the instance's current one.
+    pub(crate) fn unregister(&self, instance_id: &str, id: u64) {
+        let mut entries = self.lock();
+        if entries.get(instance_id).is_some_and(|e| e.id == id) {
+            entries.remove(instance_id);
+        }
+    }
+
+    /// Wakes the instance's session, if any, to send what was enqueued.
+    pub(crate) fn notify(&self, instance_id: &str) {
+        if let Some(e) = self.lock().get(instance_id) {
+            e.notify.notify_one();
+        }
+    }
+
+    fn touch(&self, instance_id: &str, id: u64) {
+        if let Some(e) = self.lock().get_mut(instance_id)
+            && e.id == id
+        {
+            e.last_seen = Instant::now();
+        }
+    }
+
+    /// Whether the instance has a live session.
+    pub(crate) fn is_connected(&self, instance_id: &str) -> bool {
+        self.lock().contains_key(instance_id)
+    }
+
+    /// The instances with a live session.
+    pub(crate) fn connected(&self) -> HashSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Closes the sessions silent for `max_silence` or more; returns their instance IDs.
+    pub(crate) fn expire(&self, now: Instant, max_silence: Duration) -> Vec<String> {
+        let mut entries = self.lock();
+        let stale: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_seen) >= max_silence)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in &stale {
+            if let Some(e) = entries.remove(id) {
+                let _ = e.closed.set(CloseReason::Silent);
+                e.cancel.cancel();
+            }
+        }
+        stale
+    }
+}
+
+/// Marks instances disconnected when they have been silent for three heartbeat intervals.
+/// Runs until `cancel`.
+pub(crate) async fn monitor(shared: Arc<Shared>, cancel: CancellationToken) {
+    let every = shared.config.heartbeat_interval;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                for id in shared.sessions.expire(Instant::now(), every * 3) {
+                    tracing::warn!(
+                        instance.id = %id,
+                        "agent missed three heartbeats; marking it disconnected"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One open session, from the SessionHello on.
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) instance_id: String,
+    pub(crate) registration: Registration,
+    pub(crate) inbound: Streaming<AgentMessage>,
+    pub(crate) tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
+    pub(crate) cancel: CancellationToken,
+    /// The highest sequence number the agent has (applied, or sent on this session).
+    pub(crate) last_sent: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("instance_id", &self.instance_id)
+            .field("id", &self.registration.id)
+            .field("last_sent", &self.last_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+fn message(m: scheduler_message::Message) -> SchedulerMessage {
+    SchedulerMessage { message: Some(m) }
+}
+
+fn heartbeat() -> SchedulerMessage {
+    message(scheduler_message::Message::Heartbeat(pb::Heartbeat {
+        sent_at: Some(SystemTime::now().into()),
+    }))
+}
+
+impl Session {
+    /// Runs the session until the agent leaves, the session is replaced or silent, or the
+    /// scheduler shuts down.
+    pub(crate) async fn run(mut self) {
+        let every = self.shared.config.heartbeat_interval;
+        // When each unacknowledged message was first sent on this session.
+        let mut first_sent: BTreeMap<u64, Instant> = BTreeMap::new();
+        let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let end: Result<(), Status> = 'session: {
+            if let Err(e) = self.send_new(&mut first_sent).await {
+                break 'session Err(e);
+            }
+            loop {
+                let step = tokio::select! {
+                    _ = self.cancel.cancelled() => break 'session Err(self.closed_status()),
+                    msg = self.inbound.message() => match msg {
+                        Ok(Some(msg)) => {
+                            self.shared.sessions.touch(&self.instance_id, self.registration.id);
+                            self.handle(msg, &mut first_sent).await
+                        }
+                        Ok(None) => {
+                            tracing::info!("agent closed the session");
+                            break 'session Ok(());
+                        }
+                        Err(status) => {
+                            tracing::info!(%status, "session stream failed");
+                            break 'session Ok(());
+                        }
+                    },
+                    _ = self.registration.notify.notified() => self.send_new(&mut first_sent).await,
+                    _ = ticker.tick() => self.on_tick(&mut first_sent).await,
+                };
+                if let Err(status) = step {
+                    break 'session Err(status);
+                }
+            }
+        };
+        self.shared
+            .sessions
+            .unregister(&self.instance_id, self.registration.id);
+        if let Err(status) = end {
+            // Best effort: the agent may be gone already.
+            let _ = self.tx.try_send(Err(status));
+        }
+        tracing::info!("session closed");
+    }
+
+    fn closed_status(&self) -> Status {
+        match self.registration.closed.get() {
+            Some(CloseReason::Replaced) => {
+                Status::aborted("a newer session of this container instance replaced this one")
+            }
+            Some(CloseReason::Silent) => Status::unavailable(
+                "no message from the agent for three heartbeat intervals; reconnect",
+            ),
+            None => Status::unavailable("the scheduler is shutting down"),
+        }
+    }
+
+    /// Sends one message; fails when the agent is gone or the session is closing.
+    async fn send(&self, msg: SchedulerMessage) -> Result<(), Status> {
+        tokio::select! {
+            r = self.tx.send(Ok(msg)) => r.map_err(|_| Status::cancelled("the agent went away")),
+            _ = self.cancel.cancelled() => Err(self.closed_status()),
+        }
+    }
+
+    /// Sends every outbox entry above the last one sent.
+    async fn send_new(&mut self, first_sent: &mut BTreeMap<u64, Instant>) -> Result<(), Status> {
+        let instance_id = self.instance_id.clone();
+        let after = self.last_sent;
+        let pending = self
+            .shared
+            .db(move |s| s.outbox_after(&instance_id, after))
+            .await
+            .map_err(Status::from)?;
+        for (seq, msg) in pending {
+            self.send(msg).await?;
+            tracing::debug!(seq, "sent");
+            first_sent.insert(seq, Instant::now());
+            self.last_sent = self.last_sent.max(seq);
+        }
+        Ok(())
+    }
+
+    /// Every interval: a heartbeat, and a resend of what stays unacknowledged three intervals
+    /// after it was first sent on this session.
+    async fn on_tick(&mut self, first_sent: &mut BTreeMap<u64, Instant>) -> Result<(), Status> {
+        self.send(heartbeat()).await?;
+        let instance_id = self.instance_id.clone();
+        let unacked = self
+            .shared
+            .db(move |s| s.outbox_after(&instance_id, 0))
+            .await
+            .map_err(Status::from)?;
+        let still: HashSet<u64> = unacked.iter().map(|(seq, _)| *seq).collect();
+        first_sent.retain(|seq, _| still.contains(seq));
+        let overdue = self.shared.config.heartbeat_interval * 3;
+        let now = Instant::now();
+        for (seq, msg) in unacked {
+            if seq > self.last_sent {
+                continue; // not sent yet: send_new's job
+            }
+            let since = first_sent.entry(seq).or_insert(now);
+            if now.saturating_duration_since(*since) >= overdue {
+                tracing::info!(seq, "resending an unacknowledged message");
+                self.send(msg).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AgentMessage,
+        first_sent: &mut BTreeMap<u64, Instant>,
+    ) -> Result<(), Status> {
+        let Some(msg) = msg.message else {
+            tracing::debug!("empty agent message ignored");
+            return Ok(());
+        };
+        match msg {
+            agent_message::Message::Hello(_) => {
+                tracing::warn!("SessionHello in an open session ignored");
+            }
+            agent_message::Message::Heartbeat(_) => {
+                let id = self.instance_id.clone();
+                self.shared
+                    .db(move |s| s.record_heartbeat(&id))
+                    .await
+                    .map_err(Status::from)?;
+            }
+            agent_message::Message::Ack(ack) => {
+                let id = self.instance_id.clone();
+                let removed = self
+                    .shared
+                    .db(move |s| s.ack(&id, ack.seq))
+                    .await
+                    .map_err(Status::from)?;
+                first_sent.retain(|seq, _| *seq > ack.seq);
+                tracing::debug!(seq = ack.seq, removed, "agent acknowledged");
+            }
+            agent_message::Message::StateChange(change) => {
+                let seq = change.seq;
+                let state = change.task.unwrap_or_default();
+                self.apply(Some(seq), state).await?;
+                self.send(message(scheduler_message::Message::Ack(pb::Ack { seq })))
+                    .await?;
+            }
+            agent_message::Message::FullState(full) => {
+                tracing::info!(tasks = full.tasks.len(), "agent sent its full state");
+                for state in full.tasks {
+                    self.apply(None, state).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, seq: Option<u64>, state: pb::TaskState) -> Result<(), Status> {
+        let id = self.instance_id.clone();
+        let task_id = state.task_id.clone();
+        let status = state.status;
+        let applied = self
+            .shared
+            .db(move |s| s.apply_task_state(&id, seq, &state))
+            .await
+            .map_err(Status::from)?;
+        match applied {
+            Applied::Duplicate => {
+                tracing::debug!(task.id = %task_id, seq, "duplicate state change ignored");
+            }
+            Applied::Updated(task) => {
+                tracing::info!(
+                    task.id = %task_id,
+                    seq,
+                    last_status = task.last_status,
+                    "task state updated"
+                );
+            }
+            Applied::Unchanged => {
+                tracing::debug!(task.id = %task_id, seq, status, "state change changed nothing");
+            }
+            Applied::UnknownTask => {
+                tracing::warn!(
+                    task.id = %task_id,
+                    seq,
+                    "state change for a task this instance does not run ignored"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the SessionHello, which must come first.
+pub(crate) async fn read_hello(
+    inbound: &mut Streaming<AgentMessage>,
+    wait: Duration,
+) -> Result<pb::SessionHello, ServerError> {
+    let no_hello = || ServerError::NoHello {
+        seconds: wait.as_secs(),
+    };
+    let first = tokio::time::timeout(wait, inbound.message())
+        .await
+        .map_err(|_| no_hello())?;
+    match first {
+        Ok(Some(AgentMessage {
+            message: Some(agent_message::Message::Hello(hello)),
+        })) => Ok(hello),
+        Ok(Some(_)) => Err(ServerError::ExpectedHello),
+        Ok(None) | Err(_) => Err(no_hello()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expire_closes_silent_sessions_only() {
+        let reg = SessionRegistry::default();
+        let a = CancellationToken::new();
+        let b = CancellationToken::new();
+        reg.register("a", a.clone());
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let rb = reg.register("b", b.clone());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            reg.expire(Instant::now(), Duration::from_secs(30)),
+            vec!["a"]
+        );
+        assert!(a.is_cancelled());
+        assert!(!b.is_cancelled());
+        assert!(!reg.is_connected("a"));
+        assert!(reg.is_connected("b"));
+        reg.touch("b", rb.id);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(
+            reg.expire(Instant::now(), Duration::from_secs(30))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_newer_session_replaces_the_older() {
+        let reg = SessionRegistry::default();
+        let old = CancellationToken::new();
+        let r1 = reg.register("i", old.clone());
+        let r2 = reg.register("i", CancellationToken::new());
+        assert!(old.is_cancelled());
+        assert_eq!(r1.closed.get(), Some(&CloseReason::Replaced));
+        // The old session's cleanup must not remove the new one.
+        reg.unregister("i", r1.id);
+        assert!(reg.is_connected("i"));
+        reg.unregister("i", r2.id);
+        assert!(!reg.is_connected("i"));
+    }
+}

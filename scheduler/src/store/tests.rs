@@ -1,0 +1,223 @@
+//! Unit tests of the store on a tempdir database.
+
+use std::collections::HashSet;
+
+use berth_proto::v1::{self as pb, TaskStatus, scheduler_message};
+
+use super::*;
+
+fn def(family: &str, cpu: u32, memory_mib: u64) -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        family: family.into(),
+        containers: vec![pb::ContainerDefinition {
+            name: "app".into(),
+            image: "nginx".into(),
+            cpu,
+            memory_mib,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn register(store: &Store, identity: &str, cpu: u64, memory_mib: u64) -> String {
+    store
+        .register_instance(&pb::RegisterRequest {
+            cluster: DEFAULT_CLUSTER.into(),
+            instance_identity: identity.into(),
+            resources: Some(pb::Resources {
+                cpu,
+                memory_mib,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>, StoreError> {
+    let connected: HashSet<String> = connected.iter().map(|s| s.to_string()).collect();
+    store.run_tasks(
+        RunTasks {
+            cluster: DEFAULT_CLUSTER,
+            task_definition: family,
+            count: 1,
+            started_by: "",
+        },
+        &connected,
+    )
+}
+
+fn state(task_id: &str, status: TaskStatus) -> pb::TaskState {
+    pb::TaskState {
+        task_id: task_id.into(),
+        status: status as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn uuids_are_version_4() {
+    let id = new_uuid();
+    assert_eq!(id.len(), 36);
+    assert_eq!(id.matches('-').count(), 4);
+    assert_eq!(&id[14..15], "4");
+    assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    assert_ne!(id, new_uuid());
+}
+
+#[test]
+fn references_parse() {
+    assert_eq!(parse_reference("web").unwrap(), ("web", None));
+    assert_eq!(parse_reference("web:3").unwrap(), ("web", Some(3)));
+    assert!(parse_reference("web:0").is_err());
+    assert!(parse_reference("web:x").is_err());
+    assert!(parse_reference(":1").is_err());
+    assert!(parse_reference("").is_err());
+}
+
+#[test]
+fn task_size_falls_back_to_the_containers() {
+    let mut d = def("f", 100, 0);
+    d.containers.push(pb::ContainerDefinition {
+        cpu: 28,
+        memory_reservation_mib: 64,
+        ..Default::default()
+    });
+    d.containers[0].memory_mib = 128;
+    assert_eq!(task_size(&d), (128, 192));
+    d.cpu = 1024;
+    d.memory_mib = 2048;
+    assert_eq!(task_size(&d), (1024, 2048));
+}
+
+#[test]
+fn cluster_messages_read_well() {
+    let e = StoreError::ClusterInUse {
+        name: "prod".into(),
+        instances: 2,
+        active_tasks: 1,
+    };
+    assert_eq!(
+        e.to_string(),
+        "cluster prod has 2 container instances and 1 running task; stop the tasks and deregister the instances first"
+    );
+    let e = StoreError::ClusterInUse {
+        name: "prod".into(),
+        instances: 0,
+        active_tasks: 3,
+    };
+    assert_eq!(
+        e.to_string(),
+        "cluster prod has 3 running tasks; stop the tasks first"
+    );
+}
+
+#[test]
+fn outbox_sequence_ack_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(def("web", 256, 512))
+        .unwrap();
+    let id = register(&store, "h", 1024, 2048);
+    assert_eq!(
+        store
+            .open_session(DEFAULT_CLUSTER, &id, 0)
+            .unwrap()
+            .last_received_seq,
+        0
+    );
+    let t1 = run(&store, "web", &[&id]).unwrap().remove(0);
+    let t2 = run(&store, "web:1", &[&id]).unwrap().remove(0);
+    let out = store.outbox_after(&id, 0).unwrap();
+    assert_eq!(out.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(matches!(
+        &out[0].1.message,
+        Some(scheduler_message::Message::Assignment(a)) if a.task_id == t1.task_id
+    ));
+    assert_eq!(store.ack(&id, 1).unwrap(), 1);
+    assert_eq!(store.outbox_after(&id, 0).unwrap().len(), 1);
+
+    // A hello past what was issued moves numbering on.
+    store.open_session(DEFAULT_CLUSTER, &id, 10).unwrap();
+    assert!(store.outbox_after(&id, 0).unwrap().is_empty());
+    let (_, queued) = store.stop_task(DEFAULT_CLUSTER, &t2.task_id, "").unwrap();
+    assert!(queued);
+    assert_eq!(store.outbox_after(&id, 0).unwrap()[0].0, 11);
+
+    let s = state(&t1.task_id, TaskStatus::Running);
+    assert!(matches!(
+        store.apply_task_state(&id, Some(1), &s).unwrap(),
+        Applied::Updated(_)
+    ));
+    assert_eq!(
+        store.apply_task_state(&id, Some(1), &s).unwrap(),
+        Applied::Duplicate
+    );
+    let back = state(&t1.task_id, TaskStatus::Pending);
+    assert_eq!(
+        store.apply_task_state(&id, Some(2), &back).unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(
+        store
+            .apply_task_state(&id, Some(3), &state("nope", TaskStatus::Running))
+            .unwrap(),
+        Applied::UnknownTask
+    );
+    assert_eq!(
+        store
+            .open_session(DEFAULT_CLUSTER, &id, 0)
+            .unwrap()
+            .last_received_seq,
+        3
+    );
+    let err = store.open_session(DEFAULT_CLUSTER, "ghost", 0).unwrap_err();
+    assert!(matches!(err, StoreError::InstanceNotFound { .. }));
+}
+
+#[test]
+fn stopped_tasks_release_resources_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    let task_id;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .register_task_definition(def("web", 512, 2048))
+            .unwrap();
+        id = register(&store, "h", 1024, 2048);
+        let t = run(&store, "web", &[&id]).unwrap().remove(0);
+        task_id = t.task_id;
+        let err = run(&store, "web", &[&id]).unwrap_err();
+        assert!(matches!(err, StoreError::NoCapacity { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no container instance in cluster default has room for 512 CPU units and 2048 MiB: \
+                 the largest free capacity is 512 CPU units and 0 MiB on {id}"
+            )
+        );
+        let mut s = state(&task_id, TaskStatus::Stopped);
+        s.stopped_reason = "Essential container exited".into();
+        store.apply_task_state(&id, Some(1), &s).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let (tasks, missing) = store
+        .describe_tasks(DEFAULT_CLUSTER, &[task_id.clone(), "x".into()])
+        .unwrap();
+    assert_eq!(missing, vec!["x"]);
+    assert_eq!(tasks[0].last_status, TaskStatus::Stopped as i32);
+    assert_eq!(tasks[0].desired_status, pb::DesiredStatus::Stopped as i32);
+    assert_eq!(tasks[0].stopped_reason, "Essential container exited");
+    let inst = store.list_instances(DEFAULT_CLUSTER).unwrap().remove(0);
+    assert_eq!(inst.remaining_resources.unwrap().memory_mib, 2048);
+    // Room again.
+    run(&store, "web", &[&id]).unwrap();
+    // Not connected: no placement.
+    assert!(matches!(
+        run(&store, "web", &[]).unwrap_err(),
+        StoreError::NoConnectedInstance { .. }
+    ));
+}

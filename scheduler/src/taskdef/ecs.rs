@@ -1,0 +1,86 @@
+//! Serde structs of the supported subset of ECS RegisterTaskDefinition JSON.
+//!
+//! They mirror the supported and ignored entries of `fields.rs` (a unit test keeps the two in
+//! step); the structural check in `walk.rs` has already run when they are deserialized, so
+//! their own errors are a last line of defence.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct TaskDefinition {
+    pub(super) family: String,
+    pub(super) container_definitions: Vec<ContainerDefinition>,
+    /// An integer or a string ("256", "1 vCPU"); read by `walk::task_cpu`.
+    #[serde(default)]
+    pub(super) cpu: Option<Value>,
+    /// An integer or a string ("512", "1 GB"); read by `walk::task_memory`.
+    #[serde(default)]
+    pub(super) memory: Option<Value>,
+    #[serde(default)]
+    pub(super) network_mode: Option<String>,
+    // Accepted and ignored: see `fields::TASK_DEFINITION`.
+    #[serde(default, rename = "executionRoleArn")]
+    _execution_role_arn: Option<IgnoredAny>,
+    #[serde(default, rename = "taskRoleArn")]
+    _task_role_arn: Option<IgnoredAny>,
+    #[serde(default, rename = "requiresCompatibilities")]
+    _requires_compatibilities: Option<IgnoredAny>,
+    #[serde(default, rename = "tags")]
+    _tags: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ContainerDefinition {
+    pub(super) name: String,
+    pub(super) image: String,
+    #[serde(default)]
+    pub(super) cpu: Option<u32>,
+    #[serde(default)]
+    pub(super) memory: Option<u64>,
+    #[serde(default)]
+    pub(super) memory_reservation: Option<u64>,
+    #[serde(default)]
+    pub(super) essential: Option<bool>,
+    #[serde(default)]
+    pub(super) entry_point: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) command: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) environment: Option<Vec<KeyValuePair>>,
+    #[serde(default)]
+    pub(super) working_directory: Option<String>,
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) stop_timeout: Option<u32>,
+    #[serde(default)]
+    pub(super) readonly_root_filesystem: Option<bool>,
+    #[serde(default)]
+    pub(super) ulimits: Option<Vec<Ulimit>>,
+    #[serde(default)]
+    pub(super) hostname: Option<String>,
+    #[serde(default)]
+    pub(super) docker_labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyValuePair {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Ulimit {
+    pub(super) name: String,
+    pub(super) soft_limit: u64,
+    pub(super) hard_limit: u64,
+}

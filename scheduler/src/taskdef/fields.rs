@@ -1,0 +1,208 @@
+//! The one table of the ECS task-definition fields Berth knows, and what it does with each.
+//!
+//! Every field of ECS's RegisterTaskDefinition input is listed here exactly once, as one of:
+//! - **supported**: checked against its JSON shape and carried into the proto model;
+//! - **ignored**: accepted and dropped because it has no effect on a Berth host (IAM roles,
+//!   launch-type compatibilities, tags);
+//! - **unsupported**: refused by name while present ("is not supported by Berth yet"), so that
+//!   nothing a user asked for is dropped silently.
+//!
+//! Supporting a field later means moving its entry from `unsupported` to `supported` here, adding
+//! it to the serde structs in `ecs.rs` and converting it in `mod.rs`.
+
+/// What Berth does with a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Support {
+    Supported,
+    /// Accepted and dropped: it has no effect on a Berth host.
+    Ignored,
+    /// Refused while present: Berth cannot honour it yet.
+    Unsupported,
+}
+
+/// The JSON shape a supported field must have.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Shape {
+    String,
+    Bool,
+    /// A non-negative integer that fits in a `u32`.
+    U32,
+    /// A non-negative integer that fits in a `u64`.
+    U64,
+    /// Task-level CPU: an integer, or a string like "256" or "1 vCPU".
+    TaskCpu,
+    /// Task-level memory in MiB: an integer, or a string like "512" or "1 GB".
+    TaskMemory,
+    /// An array of strings.
+    StringList,
+    /// An object whose values are strings.
+    StringMap,
+    /// An array of objects with the given fields.
+    ObjectList(&'static [Field]),
+    /// Anything (ignored and unsupported fields are not looked into).
+    Any,
+}
+
+/// One field of an ECS object.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Field {
+    pub(super) name: &'static str,
+    pub(super) support: Support,
+    pub(super) required: bool,
+    pub(super) shape: Shape,
+}
+
+const fn required(name: &'static str, shape: Shape) -> Field {
+    Field {
+        name,
+        support: Support::Supported,
+        required: true,
+        shape,
+    }
+}
+
+const fn optional(name: &'static str, shape: Shape) -> Field {
+    Field {
+        name,
+        support: Support::Supported,
+        required: false,
+        shape,
+    }
+}
+
+const fn ignored(name: &'static str) -> Field {
+    Field {
+        name,
+        support: Support::Ignored,
+        required: false,
+        shape: Shape::Any,
+    }
+}
+
+const fn unsupported(name: &'static str) -> Field {
+    Field {
+        name,
+        support: Support::Unsupported,
+        required: false,
+        shape: Shape::Any,
+    }
+}
+
+/// The top level of a task definition (ECS RegisterTaskDefinition).
+pub(super) const TASK_DEFINITION: &[Field] = &[
+    required("family", Shape::String),
+    required(
+        "containerDefinitions",
+        Shape::ObjectList(CONTAINER_DEFINITION),
+    ),
+    optional("cpu", Shape::TaskCpu),
+    optional("memory", Shape::TaskMemory),
+    optional("networkMode", Shape::String),
+    // IAM roles: Berth hosts have no AWS credentials to hand out; images come from registries
+    // configured on the agent.
+    ignored("executionRoleArn"),
+    ignored("taskRoleArn"),
+    // EC2 / FARGATE / EXTERNAL: a Berth host runs every task the same way.
+    ignored("requiresCompatibilities"),
+    // Resource tags are an AWS billing/IAM concept with no meaning on a Berth host.
+    ignored("tags"),
+    unsupported("volumes"),
+    unsupported("placementConstraints"),
+    unsupported("proxyConfiguration"),
+    unsupported("inferenceAccelerators"),
+    unsupported("ephemeralStorage"),
+    unsupported("runtimePlatform"),
+    unsupported("pidMode"),
+    unsupported("ipcMode"),
+    unsupported("enableFaultInjection"),
+];
+
+/// One element of `containerDefinitions`.
+pub(super) const CONTAINER_DEFINITION: &[Field] = &[
+    required("name", Shape::String),
+    required("image", Shape::String),
+    optional("cpu", Shape::U32),
+    optional("memory", Shape::U64),
+    optional("memoryReservation", Shape::U64),
+    optional("essential", Shape::Bool),
+    optional("entryPoint", Shape::StringList),
+    optional("command", Shape::StringList),
+    optional("environment", Shape::ObjectList(KEY_VALUE_PAIR)),
+    optional("workingDirectory", Shape::String),
+    optional("user", Shape::String),
+    optional("stopTimeout", Shape::U32),
+    optional("readonlyRootFilesystem", Shape::Bool),
+    optional("ulimits", Shape::ObjectList(ULIMIT)),
+    optional("hostname", Shape::String),
+    optional("dockerLabels", Shape::StringMap),
+    unsupported("repositoryCredentials"),
+    unsupported("links"),
+    unsupported("portMappings"),
+    unsupported("restartPolicy"),
+    unsupported("environmentFiles"),
+    unsupported("mountPoints"),
+    unsupported("volumesFrom"),
+    unsupported("linuxParameters"),
+    unsupported("secrets"),
+    unsupported("dependsOn"),
+    unsupported("startTimeout"),
+    unsupported("versionConsistency"),
+    unsupported("disableNetworking"),
+    unsupported("privileged"),
+    unsupported("dnsServers"),
+    unsupported("dnsSearchDomains"),
+    unsupported("extraHosts"),
+    unsupported("dockerSecurityOptions"),
+    unsupported("interactive"),
+    unsupported("pseudoTerminal"),
+    unsupported("logConfiguration"),
+    unsupported("healthCheck"),
+    unsupported("systemControls"),
+    unsupported("resourceRequirements"),
+    unsupported("firelensConfiguration"),
+    unsupported("credentialSpecs"),
+];
+
+/// One element of a container's `environment`.
+pub(super) const KEY_VALUE_PAIR: &[Field] = &[
+    required("name", Shape::String),
+    optional("value", Shape::String),
+];
+
+/// One element of a container's `ulimits`.
+pub(super) const ULIMIT: &[Field] = &[
+    required("name", Shape::String),
+    required("softLimit", Shape::U64),
+    required("hardLimit", Shape::U64),
+];
+
+/// The ulimit names ECS accepts.
+pub(super) const ULIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// The network modes of ECS on Linux; absent means bridge.
+pub(super) const NETWORK_MODES: &[&str] = &["awsvpc", "bridge", "host", "none"];
+
+/// ECS's largest `stopTimeout`, in seconds.
+pub(super) const MAX_STOP_TIMEOUT_SECONDS: u32 = 120;
+
+/// The smallest memory limit Docker (and so ECS) accepts, in MiB.
+pub(super) const MIN_MEMORY_MIB: u64 = 6;
+
+/// The longest family or container name.
+pub(super) const MAX_NAME_LEN: usize = 255;

@@ -1,0 +1,428 @@
+//! Unit tests of task-definition parsing: the exact messages of every kind of problem.
+
+use super::*;
+
+/// The message of a definition that must be refused.
+fn refused(json: &str) -> String {
+    match parse(json) {
+        Ok(def) => panic!("accepted: {def:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The problems' messages of a definition that must be refused as invalid.
+fn problems(json: &str) -> Vec<String> {
+    match parse(json) {
+        Err(TaskDefError::Invalid { problems }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+const MINIMAL: &str = r#"{"family": "web", "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 128}]}"#;
+
+#[test]
+fn minimal_definition() {
+    let def = parse(MINIMAL).unwrap();
+    assert_eq!(def.family, "web");
+    assert_eq!(def.revision, 0);
+    assert_eq!(def.registered_at, None);
+    assert_eq!(def.source_json, MINIMAL);
+    assert_eq!(def.network_mode, "bridge");
+    assert_eq!((def.cpu, def.memory_mib), (0, 0));
+    let c = &def.containers[0];
+    assert_eq!(
+        (c.name.as_str(), c.image.as_str(), c.memory_mib),
+        ("app", "nginx", 128)
+    );
+    assert!(c.essential, "essential defaults to true");
+    assert!(!c.entry_point_set && !c.command_set);
+    assert_eq!(
+        budget(&def),
+        Budget {
+            cpu: 0,
+            memory_mib: 128
+        }
+    );
+}
+
+#[test]
+fn every_supported_and_ignored_field() {
+    let json = r#"{
+        "family": "full_family-1",
+        "cpu": "1 vCPU",
+        "memory": "1 GB",
+        "networkMode": "host",
+        "executionRoleArn": "arn:aws:iam::1:role/x",
+        "taskRoleArn": "arn:aws:iam::1:role/y",
+        "requiresCompatibilities": ["EC2"],
+        "tags": [{"key": "k", "value": "v"}],
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": "registry.example.com/app:1.2",
+                "cpu": 512,
+                "memory": 512,
+                "memoryReservation": 256,
+                "essential": true,
+                "entryPoint": [],
+                "command": ["serve", "--port", "80"],
+                "environment": [{"name": "A", "value": "1"}, {"name": "B"}],
+                "workingDirectory": "/srv",
+                "user": "1000:1000",
+                "stopTimeout": 120,
+                "readonlyRootFilesystem": true,
+                "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+                "hostname": "app-host",
+                "dockerLabels": {"com.example.team": "web"}
+            },
+            {"name": "sidecar", "image": "busybox", "essential": false, "memoryReservation": 64,
+             "cpu": null, "command": null}
+        ]
+    }"#;
+    let def = parse(json).unwrap();
+    assert_eq!(
+        (def.cpu, def.memory_mib, def.network_mode.as_str()),
+        (1024, 1024, "host")
+    );
+    let app = &def.containers[0];
+    assert_eq!(
+        (app.cpu, app.memory_mib, app.memory_reservation_mib),
+        (512, 512, 256)
+    );
+    assert!(app.essential && app.entry_point_set && app.entry_point.is_empty());
+    assert!(app.command_set);
+    assert_eq!(app.command, ["serve", "--port", "80"]);
+    assert_eq!(app.environment.get("A").map(String::as_str), Some("1"));
+    assert_eq!(app.environment.get("B").map(String::as_str), Some(""));
+    assert_eq!(
+        (app.working_directory.as_str(), app.user.as_str()),
+        ("/srv", "1000:1000")
+    );
+    assert_eq!(app.stop_timeout_seconds, 120);
+    assert!(app.readonly_root_filesystem);
+    assert_eq!(
+        app.ulimits,
+        [proto::Ulimit {
+            name: "nofile".into(),
+            soft_limit: 1024,
+            hard_limit: 4096
+        }]
+    );
+    assert_eq!(app.hostname, "app-host");
+    assert_eq!(
+        app.docker_labels
+            .get("com.example.team")
+            .map(String::as_str),
+        Some("web")
+    );
+    let sidecar = &def.containers[1];
+    assert!(!sidecar.essential && !sidecar.command_set);
+    assert_eq!(
+        budget(&def),
+        Budget {
+            cpu: 1024,
+            memory_mib: 1024
+        }
+    );
+}
+
+#[test]
+fn task_sizes() {
+    let sized = |cpu: &str, memory: &str| {
+        let json = format!(
+            r#"{{"family":"f","cpu":{cpu},"memory":{memory},"containerDefinitions":[{{"name":"a","image":"i"}}]}}"#
+        );
+        parse(&json)
+            .map(|d| (d.cpu, d.memory_mib))
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(sized("256", "512"), Ok((256, 512)));
+    assert_eq!(sized("\"256\"", "\"512\""), Ok((256, 512)));
+    assert_eq!(sized("\"0.25 vCPU\"", "\"0.5GB\""), Ok((256, 512)));
+    assert_eq!(sized("\"2vcpu\"", "\"2 gb\""), Ok((2048, 2048)));
+    assert_eq!(
+        sized("\"lots\"", "512"),
+        Err(r#"cpu: expected CPU units as an integer or a string like "256" or "1 vCPU", found the string "lots""#
+            .into())
+    );
+    assert_eq!(
+        sized("256", "1.5"),
+        Err(r#"memory: expected MiB as an integer or a string like "512" or "1 GB", found the number 1.5"#.into())
+    );
+    assert_eq!(
+        sized("256", "\"0\""),
+        Err("memory: 0 MiB is less than the minimum of 6 MiB".into())
+    );
+}
+
+#[test]
+fn budget_sums_containers_without_task_sizes() {
+    let def = parse(
+        r#"{"family":"f","containerDefinitions":[
+            {"name":"a","image":"i","cpu":100,"memory":256,"memoryReservation":128},
+            {"name":"b","image":"i","cpu":50,"memory":64}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        budget(&def),
+        Budget {
+            cpu: 150,
+            memory_mib: 192
+        }
+    );
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let json = "{\n  \"family\": \"web\",\n  \"containerDefinitions\": [\n    {\"name\": \"a\" \"image\": \"b\"}\n  ]\n}";
+    assert_eq!(
+        refused(json),
+        "task definition is not valid JSON: expected `,` or `}` at line 4 column 18"
+    );
+    assert_eq!(
+        refused(""),
+        "task definition is not valid JSON: EOF while parsing a value at line 1 column 0"
+    );
+    assert_eq!(
+        parse("{\"family\": 1,"),
+        Err(TaskDefError::Syntax {
+            reason: "EOF while parsing a value".into(),
+            line: 1,
+            column: 13
+        })
+    );
+}
+
+#[test]
+fn top_level_must_be_an_object() {
+    assert_eq!(
+        refused("[]"),
+        "task definition must be a JSON object, found an array"
+    );
+    assert_eq!(
+        refused("null"),
+        "task definition must be a JSON object, found null"
+    );
+}
+
+#[test]
+fn unknown_fields_are_refused_with_a_suggestion() {
+    let json = r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memroy":128}]}"#;
+    assert_eq!(
+        problems(json),
+        ["unknown field `memroy` at containerDefinitions[0]: did you mean `memory`?"]
+    );
+    assert_eq!(
+        refused(r#"{"famly":"f","containerDefinitions":[]}"#),
+        "task definition has 2 problems:\n  unknown field `famly`: did you mean `family`?\n  missing field `family`"
+    );
+    assert_eq!(
+        refused(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6,"zzz":1}]}"#
+        ),
+        "unknown field `zzz` at containerDefinitions[0]"
+    );
+    assert_eq!(
+        refused(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6,
+                "ulimits":[{"name":"nofile","soft":1,"hardLimit":2}]}]}"#
+        ),
+        "task definition has 2 problems:\n  \
+         unknown field `soft` at containerDefinitions[0].ulimits[0]: did you mean `softLimit`?\n  \
+         missing field `softLimit` at containerDefinitions[0].ulimits[0]"
+    );
+    assert_eq!(
+        refused(r#"{"family":"f","container_definitions":[]}"#),
+        "task definition has 2 problems:\n  \
+         unknown field `container_definitions`: did you mean `containerDefinitions`?\n  \
+         missing field `containerDefinitions`"
+    );
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name_and_path() {
+    let json = r#"{"family":"f","volumes":[],"containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"logConfiguration":{"logDriver":"awslogs"},"portMappings":[]},
+        {"name":"b","image":"i","memory":64,"healthCheck":{},"secrets":[],"dependsOn":[],"links":[]}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "field `logConfiguration` at containerDefinitions[0] is not supported by Berth yet",
+            "field `portMappings` at containerDefinitions[0] is not supported by Berth yet",
+            "field `dependsOn` at containerDefinitions[1] is not supported by Berth yet",
+            "field `healthCheck` at containerDefinitions[1] is not supported by Berth yet",
+            "field `links` at containerDefinitions[1] is not supported by Berth yet",
+            "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
+            "field `volumes` is not supported by Berth yet",
+        ]
+    );
+    match parse(json) {
+        Err(TaskDefError::Invalid { problems }) => {
+            assert_eq!(
+                problems[0].path(),
+                "containerDefinitions[0].logConfiguration"
+            );
+            assert_eq!(problems[6].path(), "volumes");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Absent (null) is not present.
+    assert!(parse(r#"{"family":"f","volumes":null,"containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#).is_ok());
+}
+
+#[test]
+fn missing_required_fields_are_named_with_their_path() {
+    assert_eq!(
+        problems(
+            r#"{"containerDefinitions":[{"memory":64}, {"name":"b","image":null,"memory":64}]}"#
+        ),
+        [
+            "missing field `name` at containerDefinitions[0]",
+            "missing field `image` at containerDefinitions[0]",
+            "missing field `image` at containerDefinitions[1]",
+            "missing field `family`",
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    let json = r#"{"family":7,"networkMode":["host"],"containerDefinitions":[{"name":"a","image":"i",
+        "cpu":-1,"memory":"128","essential":"yes","command":"serve","entryPoint":["sh",1],
+        "environment":{"A":"1"},"stopTimeout":4294967296,"dockerLabels":{"a.b":1,"ok":true},
+        "ulimits":["nofile"]}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "containerDefinitions[0].command: expected an array of strings, found the string \"serve\"",
+            "containerDefinitions[0].cpu: expected an integer from 0 to 4294967295, found the number -1",
+            "containerDefinitions[0].dockerLabels[\"a.b\"]: expected a string, found the number 1",
+            "containerDefinitions[0].dockerLabels.ok: expected a string, found the boolean true",
+            "containerDefinitions[0].entryPoint[1]: expected a string, found the number 1",
+            "containerDefinitions[0].environment: expected an array of objects, found an object",
+            "containerDefinitions[0].essential: expected true or false, found the string \"yes\"",
+            "containerDefinitions[0].memory: expected a non-negative integer, found the string \"128\"",
+            "containerDefinitions[0].stopTimeout: expected an integer from 0 to 4294967295, found the number 4294967296",
+            "containerDefinitions[0].ulimits[0]: expected an object, found the string \"nofile\"",
+            "family: expected a string, found the number 7",
+            "networkMode: expected a string, found an array",
+        ]
+    );
+    assert_eq!(
+        refused(r#"{"family":"f","containerDefinitions":{}}"#),
+        "containerDefinitions: expected an array of objects, found an object"
+    );
+}
+
+#[test]
+fn semantic_problems_are_all_reported_with_paths() {
+    let json = r#"{"family":"my family","cpu":"256","memory":"512","networkMode":"nat","containerDefinitions":[
+        {"name":"app","image":"","cpu":200,"memory":1024,"essential":false,"stopTimeout":121,
+         "environment":[{"name":"A","value":"1"},{"name":"A","value":"2"},{"name":""}],
+         "ulimits":[{"name":"nofile","softLimit":10,"hardLimit":5},{"name":"nofiles","softLimit":1,"hardLimit":1},
+                    {"name":"nofile","softLimit":1,"hardLimit":1}]},
+        {"name":"app","image":"i","cpu":100,"memory":4,"memoryReservation":5,"essential":false},
+        {"name":"bad.name","image":"i","memory":64,"memoryReservation":128,"essential":false}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "containerDefinitions[0].environment[1].name: `A` is already set by environment[0]",
+            "containerDefinitions[0].environment[2].name: must not be empty",
+            "family: `my family` contains ` `: use only letters, digits, hyphens and underscores",
+            "networkMode: `nat` is not a network mode: use awsvpc, bridge, host or none",
+            "containerDefinitions: at least one container must be essential",
+            "containerDefinitions[0].image: must not be empty",
+            "containerDefinitions[0].memory: 1024 MiB is more than the task's memory of 512 MiB",
+            "containerDefinitions[0].stopTimeout: 121 seconds is more than the maximum of 120",
+            "containerDefinitions[0].ulimits[0]: softLimit 10 is more than hardLimit 5",
+            "containerDefinitions[0].ulimits[1].name: `nofiles` is not a ulimit: did you mean `nofile`?",
+            "containerDefinitions[0].ulimits[2].name: `nofile` is already set by ulimits[0]",
+            "containerDefinitions[1].memory: 4 MiB is less than the minimum of 6 MiB",
+            "containerDefinitions[1].memoryReservation: 5 MiB is less than the minimum of 6 MiB",
+            "containerDefinitions[1].memoryReservation: 5 MiB is more than the container's memory of 4 MiB",
+            "containerDefinitions[1].name: `app` is already the name of containerDefinitions[0]",
+            "containerDefinitions[2].name: `bad.name` contains `.`: use only letters, digits, hyphens and underscores",
+            "containerDefinitions[2].memoryReservation: 128 MiB is more than the container's memory of 64 MiB",
+            "cpu: the containers reserve 300 CPU units in total, more than the task's 256",
+            "memory: the containers reserve 1157 MiB in total, more than the task's 512 MiB",
+        ]
+    );
+}
+
+#[test]
+fn names_and_containers() {
+    let long = "x".repeat(256);
+    assert_eq!(
+        refused(&format!(
+            r#"{{"family":"{long}","containerDefinitions":[{{"name":"a","image":"i","memory":6}}]}}"#
+        )),
+        "family: is 256 characters long; the maximum is 255"
+    );
+    assert!(
+        parse(&format!(
+            r#"{{"family":"{}","containerDefinitions":[{{"name":"a","image":"i","memory":6}}]}}"#,
+            "x".repeat(255)
+        ))
+        .is_ok()
+    );
+    assert_eq!(
+        refused(r#"{"family":"","containerDefinitions":[]}"#),
+        "task definition has 2 problems:\n  family: must not be empty\n  \
+         containerDefinitions: at least one container is required"
+    );
+    assert_eq!(
+        refused(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":0}]}"#),
+        "task definition has 2 problems:\n  containerDefinitions[0].memory: 0 MiB is less than the minimum of 6 MiB\n  \
+         containerDefinitions[0]: set `memory` or `memoryReservation`, or the task-level `memory`"
+    );
+    // With task memory, containers need none of their own.
+    assert!(
+        parse(r#"{"family":"f","memory":"128","containerDefinitions":[{"name":"a","image":"i"}]}"#)
+            .is_ok()
+    );
+    assert_eq!(
+        refused(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6,
+                "ulimits":[{"name":"stacks","softLimit":1,"hardLimit":1}]}]}"#
+        ),
+        "containerDefinitions[0].ulimits[0].name: `stacks` is not a ulimit: did you mean `stack`?"
+    );
+    assert_eq!(
+        refused(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6,
+                "ulimits":[{"name":"bogusness","softLimit":1,"hardLimit":1}]}]}"#
+        ),
+        "containerDefinitions[0].ulimits[0].name: `bogusness` is not a ulimit: use one of core, cpu, data, fsize, \
+         locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"
+    );
+}
+
+#[test]
+fn tables_and_serde_structs_agree() {
+    // Every supported and ignored field in the tables deserializes into the serde structs
+    // (covered field by field in `every_supported_and_ignored_field`), and no name is listed
+    // twice.
+    for table in [
+        fields::TASK_DEFINITION,
+        fields::CONTAINER_DEFINITION,
+        fields::KEY_VALUE_PAIR,
+        fields::ULIMIT,
+    ] {
+        let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a field is listed twice");
+    }
+    let supported = |table: &[fields::Field]| {
+        table
+            .iter()
+            .filter(|f| f.support != fields::Support::Unsupported)
+            .count()
+    };
+    // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
+    assert_eq!(supported(fields::TASK_DEFINITION), 9);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 16);
+}

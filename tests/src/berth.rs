@@ -1,0 +1,262 @@
+//! Berth's own binaries under test: a `berth-scheduler` and `berth-agent` started as real
+//! processes (killed on drop), and `berthctl` run as a command with its output parsed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::log_tail;
+
+/// Where cargo put the workspace's binaries (`target/<profile>/`), found from this test's own
+/// executable (`target/<profile>/deps/<suite>-<hash>`).
+pub fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate the test executable")?;
+    let deps = exe.parent().context("test executable has no parent")?;
+    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().context("deps has no parent")?.to_path_buf()
+    } else {
+        deps.to_path_buf()
+    };
+    Ok(dir)
+}
+
+/// The path of one of Berth's binaries; an error says how to build it when it is missing.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let path = bin_dir()?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build the binaries first: cargo build --workspace --bins",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A child process whose output goes to a log file, killed (SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    name: String,
+    child: Mutex<Option<Child>>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Daemon> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let err = out.try_clone().context("clone log handle")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("start {name}"))?;
+        Ok(Daemon {
+            name: name.to_owned(),
+            child: Mutex::new(Some(child)),
+            log,
+        })
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Child::id)
+    }
+
+    /// Sends a signal and waits (up to `within`) for the process to exit.
+    pub fn signal_and_wait(
+        &self,
+        signal: nix::sys::signal::Signal,
+        within: Duration,
+    ) -> Result<()> {
+        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(child) = guard.as_mut() else {
+            return Ok(());
+        };
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).context("pid")?);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + within;
+        loop {
+            if child.try_wait().context("wait")?.is_some() {
+                *guard = None;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not exit within {within:?} after {signal}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the log contains `needle`, or fails with the log's tail.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{} never logged {needle:?}; log tail:\n{}",
+            self.name,
+            log_tail(&self.log, 30)
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    }
+}
+
+/// A running berth-scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    pub daemon: Daemon,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    port: u16,
+}
+
+impl Scheduler {
+    /// Starts one on a free port with its data under `dir`, waiting until it accepts
+    /// connections. `port` reuses a previous instance's port (for restarts).
+    pub fn start(dir: &Path, port: Option<u16>) -> Result<Scheduler> {
+        let port = match port {
+            Some(p) => p,
+            None => crate::free_port()?,
+        };
+        let data_dir = dir.join("scheduler-data");
+        std::fs::create_dir_all(&data_dir)?;
+        let mut cmd = Command::new(bin("berth-scheduler")?);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data_dir)
+            .args(["--heartbeat-interval", "1s"])
+            .env("RUST_LOG", "info");
+        let daemon = Daemon::spawn("berth-scheduler", cmd, dir.join("scheduler.log"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "berth-scheduler did not listen on {port}; log:\n{}",
+                    log_tail(daemon.log_path(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Scheduler {
+            daemon,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// How to start an agent.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub cluster: String,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    pub containerd_socket: PathBuf,
+    pub namespace: String,
+    pub insecure_registries: Vec<String>,
+    /// Seconds, as BERTH_TASK_CLEANUP_WAIT takes it.
+    pub cleanup_wait: String,
+    pub extra_args: Vec<String>,
+}
+
+/// A running berth-agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub daemon: Daemon,
+}
+
+impl Agent {
+    pub fn start(opts: &AgentOptions, log: PathBuf) -> Result<Agent> {
+        let mut cmd = Command::new(bin("berth-agent")?);
+        // An empty file of its own, so a /etc/berth/agent.toml on the machine never leaks in.
+        std::fs::create_dir_all(&opts.data_dir)
+            .with_context(|| format!("create {}", opts.data_dir.display()))?;
+        let config = opts.data_dir.join("agent.toml");
+        std::fs::write(&config, "# all settings come from the environment\n")
+            .context("write agent.toml")?;
+        cmd.arg("--config").arg(&config);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,berth_agent=debug")
+            .env("BERTH_CLUSTER", &opts.cluster)
+            .env("BERTH_SCHEDULER_ENDPOINT", &opts.endpoint)
+            .env("BERTH_DATA_DIR", &opts.data_dir)
+            .env("BERTH_CONTAINERD_ADDRESS", &opts.containerd_socket)
+            .env("BERTH_CONTAINERD_NAMESPACE", &opts.namespace)
+            .env(
+                "BERTH_INSECURE_REGISTRIES",
+                opts.insecure_registries.join(","),
+            )
+            .env("BERTH_HEARTBEAT_INTERVAL", "1s")
+            .env("BERTH_TASK_CLEANUP_WAIT", &opts.cleanup_wait);
+        cmd.args(&opts.extra_args);
+        let daemon = Daemon::spawn("berth-agent", cmd, log)?;
+        Ok(Agent { daemon })
+    }
+}
+
+/// The output of one berthctl run.
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.stdout)
+            .with_context(|| format!("berthctl printed no JSON: {self:?}"))
+    }
+}
+
+/// Runs berthctl against `endpoint` (and `cluster`), never failing on a non-zero exit: the
+/// caller checks `status`.
+pub fn berthctl(endpoint: &str, cluster: &str, args: &[&str]) -> Result<CtlOutput> {
+    let out = Command::new(bin("berthctl")?)
+        .env_remove("BERTH_ENDPOINT")
+        .env_remove("BERTH_CLUSTER")
+        .args(["--endpoint", endpoint, "--cluster", cluster])
+        .args(args)
+        .output()
+        .context("run berthctl")?;
+    Ok(CtlOutput {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

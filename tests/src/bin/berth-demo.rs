@@ -1,0 +1,194 @@
+//! `make demo`: Berth end to end on this machine, narrated. Starts a private containerd and a
+//! registry holding a demo image built from busybox, the scheduler and one agent (all under a
+//! temp dir), runs a two-container task through berthctl, shows its state and cgroup limits,
+//! stops it, and removes everything it made.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
+use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures};
+
+fn main() -> ExitCode {
+    if let Err(why) = Prereq::check() {
+        eprintln!("berth-demo: {why}");
+        return ExitCode::FAILURE;
+    }
+    match demo() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth-demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn step(text: &str) {
+    println!("\n\x1b[1m==> {text}\x1b[0m");
+}
+
+/// Runs berthctl, echoing the command and its output.
+fn ctl(endpoint: &str, args: &[&str]) -> Result<String> {
+    println!("$ berthctl {}", args.join(" "));
+    let out = Command::new(bin("berthctl")?)
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .output()
+        .context("run berthctl")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    if !out.status.success() {
+        bail!(
+            "berthctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+fn show_cgroup(path: &str) {
+    for (controller, file) in [
+        ("cpu", "cpu.cfs_quota_us"),
+        ("cpu", "cpu.shares"),
+        ("memory", "memory.limit_in_bytes"),
+        ("memory", "memory.soft_limit_in_bytes"),
+    ] {
+        let full = format!("/sys/fs/cgroup/{controller}{path}/{file}");
+        if let Ok(v) = std::fs::read_to_string(&full) {
+            println!("  {full} = {}", v.trim());
+        }
+    }
+}
+
+fn demo() -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("berth-demo-").tempdir()?;
+    let root = dir.path();
+    step("starting a private containerd and a local registry");
+    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
+    let registry = PrivateRegistry::start(&root.join("registry"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let image = rt.block_on(fixtures::hello(&registry.host(), "demo/busybox", "1.0"))?;
+    println!(
+        "  containerd on {}, registry on {}, image {}",
+        containerd.socket().display(),
+        registry.host(),
+        image.reference
+    );
+
+    step("starting berth-scheduler and one berth-agent");
+    let scheduler = Scheduler::start(root, None)?;
+    let endpoint = scheduler.endpoint.clone();
+    let opts = AgentOptions {
+        cluster: "default".into(),
+        endpoint: endpoint.clone(),
+        data_dir: root.join("agent"),
+        containerd_socket: containerd.socket().to_path_buf(),
+        namespace: "berth-demo".into(),
+        insecure_registries: vec![registry.host()],
+        cleanup_wait: "3".into(),
+        extra_args: Vec::new(),
+    };
+    ctl(&endpoint, &["create-cluster", "default"])?;
+    let agent = Agent::start(&opts, root.join("agent.log"))?;
+    agent
+        .daemon
+        .wait_for_log("session established", Duration::from_secs(30))?;
+    ctl(&endpoint, &["instances"])?;
+
+    step("registering a two-container task definition");
+    let def = serde_json::json!({
+        "family": "demo",
+        "networkMode": "none",
+        "cpu": "512",
+        "memory": "256",
+        "containerDefinitions": [
+            {"name": "web", "image": image.reference, "essential": true, "cpu": 256, "memory": 128,
+             "memoryReservation": 64, "stopTimeout": 2,
+             "command": ["sh", "-c", "echo serving; while true; do sleep 1; done"]},
+            {"name": "init", "image": image.reference, "essential": false, "memory": 32,
+             "command": ["sh", "-c", "echo hello from the init container; exit 0"]}
+        ]
+    });
+    let file = root.join("demo-task.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&def)?)?;
+    println!("{}", serde_json::to_string_pretty(&def)?);
+    ctl(
+        &endpoint,
+        &[
+            "register-task-definition",
+            "--file",
+            &file.to_string_lossy(),
+        ],
+    )?;
+
+    step("running it");
+    let ids = ctl(&endpoint, &["run-task", "--task-definition", "demo"])?;
+    let id = ids
+        .lines()
+        .next()
+        .context("run-task printed no task id")?
+        .trim()
+        .to_owned();
+    ctl(
+        &endpoint,
+        &["wait", "tasks-running", &id, "--timeout", "60"],
+    )?;
+    ctl(&endpoint, &["tasks"])?;
+    ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
+
+    step("cgroup limits containerd and runc applied");
+    show_cgroup(&format!("/berth/{id}"));
+    show_cgroup(&format!("/berth/{id}/web"));
+
+    step("stopping the task");
+    ctl(&endpoint, &["stop-task", &id, "--reason", "demo finished"])?;
+    ctl(
+        &endpoint,
+        &["wait", "tasks-stopped", &id, "--timeout", "30"],
+    )?;
+    ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
+    ctl(&endpoint, &["tasks"])?;
+
+    step("after the cleanup wait (3 s here) the agent removes the task's containers and cgroups");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(bin("berthctl")?)
+            .args(["--endpoint", &endpoint, "-o", "json", "describe-tasks", &id])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["tasks"][0]["lastStatus"] == "DEPROVISIONED" {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the task was not deprovisioned within 30s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ctl(&endpoint, &["tasks"])?;
+    let left = containerd.ctr(&["-n", "berth-demo", "containers", "ls", "-q"])?;
+    println!(
+        "  containers left in containerd: {}",
+        if left.trim().is_empty() {
+            "none"
+        } else {
+            left.trim()
+        }
+    );
+    println!(
+        "  task cgroup /berth/{id} exists: {}",
+        Path::new("/sys/fs/cgroup/memory/berth").join(&id).exists()
+    );
+
+    step("stopping everything and removing what the demo made");
+    drop(agent);
+    drop(scheduler);
+    drop(containerd);
+    drop(registry);
+    println!("  done: {}", root.display());
+    Ok(())
+}
