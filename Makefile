@@ -48,7 +48,8 @@ demo: deps
 
 ## bench: benchmarks that print figures (release build)
 bench: deps
-	$(CARGO) bench -p berth-tests --bench runtime
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p berth-tests --bench runtime --bench e2e
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

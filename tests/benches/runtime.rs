@@ -11,28 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use berth_runtime::{ContainerSpec, RegistryAuth, Runtime, RuntimeConfig};
-use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures};
+use berth_tests::bench::report;
+use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
 const PULL_RUNS: usize = 7;
 
 fn main() -> ExitCode {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
-    if let Err(why) = Prereq::check() {
-        eprintln!("bench SKIPPED: {why}");
-        return if std::env::var("CI").as_deref() == Ok("true") {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    berth_tests::bench::main(run)
 }
 
 fn run() -> Result<()> {
@@ -175,37 +161,4 @@ fn empty_store(
         );
     }
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn report(what: &str, a_name: &str, a: &mut [Duration], b_name: &str, b: &mut [Duration]) {
-    a.sort();
-    b.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (a50, a95, b50, b95) = (
-        percentile(a, 0.5),
-        percentile(a, 0.95),
-        percentile(b, 0.5),
-        percentile(b, 0.95),
-    );
-    println!("\n{what} ({} runs each)", a.len());
-    println!(
-        "  {a_name:<16} p50 {:>8.1} ms   p95 {:>8.1} ms",
-        ms(a50),
-        ms(a95)
-    );
-    println!(
-        "  {b_name:<16} p50 {:>8.1} ms   p95 {:>8.1} ms",
-        ms(b50),
-        ms(b95)
-    );
-    println!(
-        "  ratio {a_name}/{b_name}: p50 {:.2}   p95 {:.2}",
-        ms(a50) / ms(b50),
-        ms(a95) / ms(b95)
-    );
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod bad_registry;
+pub mod bench;
 pub mod berth;
 mod containerd;
 mod digest;

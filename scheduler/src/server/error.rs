@@ -60,10 +60,9 @@ impl From<ServerError> for Status {
                 StoreError::NoConnectedInstance { .. } | StoreError::NoCapacity { .. } => {
                     Status::resource_exhausted(msg)
                 }
-                StoreError::Open { .. }
-                | StoreError::Db(_)
-                | StoreError::Encode { .. }
-                | StoreError::Corrupt { .. } => Status::internal(with_sources(s)),
+                StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
+                    Status::internal(with_sources(s))
+                }
             },
             ServerError::TaskDefinition(_) | ServerError::MissingDefinition => {
                 Status::invalid_argument(msg)

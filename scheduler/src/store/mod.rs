@@ -4,7 +4,10 @@
 //!
 //! Every mutation is one write transaction committed with immediate durability before the
 //! method returns, so whatever a caller acknowledges afterwards survives `kill -9`. The API
-//! speaks the proto types; the records on disk are the mirrors in `records`. Derived values
+//! speaks the proto types, and the records on disk are those same messages encoded with
+//! `prost::Message` (plus the two small records in `records` that no proto message covers).
+//! An outbox entry is the `SchedulerMessage` as it will be sent, except that an assignment is
+//! stored with only its task ID and materialised when sent. Derived values
 //! (remaining resources, task counts) are computed from the tasks when read, never stored, so
 //! they cannot drift. Whether an agent is connected is not stored either: callers pass the set
 //! of live sessions where it matters (placement).
@@ -20,13 +23,12 @@ use std::time::SystemTime;
 use berth_proto::v1::{
     self as pb, DesiredStatus, SchedulerMessage, StopCode, TaskStatus, scheduler_message,
 };
+use prost::Message as _;
 use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use placement::Capacity;
-use records::{ClusterRec, InstanceRec, OutboxRec, SessionRec, TaskDefinitionRec, TaskRec};
+use records::{InstanceRecord, SessionRecord};
 
 /// The cluster created on first use.
 pub const DEFAULT_CLUSTER: &str = "default";
@@ -61,20 +63,13 @@ pub enum StoreError {
     /// The database failed underneath a transaction.
     #[error("scheduler database error")]
     Db(#[from] redb::Error),
-    /// A record could not be encoded.
-    #[error("cannot encode a {what} record")]
-    Encode {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
     /// A stored record could not be decoded.
     #[error("corrupt {table} record {key}")]
     Corrupt {
         table: &'static str,
         key: String,
         #[source]
-        source: serde_json::Error,
+        source: RecordError,
     },
     #[error("invalid cluster name {name:?}: use 1 to 255 letters, digits, hyphens and underscores")]
     InvalidClusterName { name: String },
@@ -116,6 +111,17 @@ pub enum StoreError {
         placed: u32,
         requested: u32,
     },
+}
+
+/// Why a stored record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not a valid encoding of the record's message.
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    /// The record decoded but lacks a part it must have.
+    #[error("it has no {0}")]
+    Missing(&'static str),
 }
 
 macro_rules! from_redb {
@@ -272,37 +278,33 @@ fn validate_cluster_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|source| StoreError::Encode { what, source })
-}
-
-fn decode<T: DeserializeOwned>(
+fn decode<M: prost::Message + Default>(
     table: &'static str,
     key: &str,
     bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
         table,
         key: key.to_owned(),
-        source,
+        source: e.into(),
     })
 }
 
-fn get_rec<T: DeserializeOwned>(
+fn get_rec<M: prost::Message + Default>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &'static str,
     key: &str,
-) -> Result<Option<T>, StoreError> {
+) -> Result<Option<M>, StoreError> {
     match table.get(key)? {
         Some(v) => decode(name, key, v.value()).map(Some),
         None => Ok(None),
     }
 }
 
-fn all_recs<T: DeserializeOwned>(
+fn all_recs<M: prost::Message + Default>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &'static str,
-) -> Result<Vec<T>, StoreError> {
+) -> Result<Vec<M>, StoreError> {
     let mut out = Vec::new();
     for item in table.iter()? {
         let (k, v) = item?;
@@ -311,14 +313,12 @@ fn all_recs<T: DeserializeOwned>(
     Ok(out)
 }
 
-fn put_rec<T: Serialize>(
+fn put_rec(
     table: &mut redb::Table<'_, &'static str, &'static [u8]>,
-    what: &'static str,
     key: &str,
-    v: &T,
+    v: &impl prost::Message,
 ) -> Result<(), StoreError> {
-    let bytes = encode(what, v)?;
-    table.insert(key, bytes.as_slice())?;
+    table.insert(key, v.encode_to_vec().as_slice())?;
     Ok(())
 }
 
@@ -326,23 +326,20 @@ fn load_task(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<pb::Task>, StoreError> {
-    Ok(get_rec::<TaskRec>(table, "tasks", id)?.map(pb::Task::from))
+    get_rec(table, "tasks", id)
 }
 
 fn load_tasks(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Vec<pb::Task>, StoreError> {
-    Ok(all_recs::<TaskRec>(table, "tasks")?
-        .into_iter()
-        .map(pb::Task::from)
-        .collect())
+    all_recs(table, "tasks")
 }
 
 fn put_task(
     table: &mut redb::Table<'_, &'static str, &'static [u8]>,
     task: &pb::Task,
 ) -> Result<(), StoreError> {
-    put_rec(table, "task", &task.task_id, &TaskRec::from(task))
+    put_rec(table, &task.task_id, task)
 }
 
 /// Not yet STOPPED or DEPROVISIONED: holds its resources.
@@ -363,12 +360,12 @@ fn count(n: usize) -> u32 {
 }
 
 /// An instance with its derived fields, from all tasks.
-fn instance_view(rec: &InstanceRec, tasks: &[pb::Task]) -> pb::ContainerInstance {
-    let mut view = rec.to_proto();
+fn instance_view(rec: &InstanceRecord, tasks: &[pb::Task]) -> pb::ContainerInstance {
+    let mut view = rec.instance.clone();
     let mine = || {
         tasks
             .iter()
-            .filter(|t| t.container_instance_id == rec.container_instance_id)
+            .filter(|t| t.container_instance_id == rec.instance.container_instance_id)
     };
     let (used_cpu, used_mem) = mine()
         .filter(|t| is_active(t))
@@ -393,8 +390,8 @@ fn instance_view(rec: &InstanceRec, tasks: &[pb::Task]) -> pb::ContainerInstance
 }
 
 fn cluster_view(
-    rec: &ClusterRec,
-    instances: &[InstanceRec],
+    rec: &pb::Cluster,
+    instances: &[InstanceRecord],
     tasks: &[pb::Task],
     status: &str,
 ) -> pb::Cluster {
@@ -403,11 +400,14 @@ fn cluster_view(
         name: rec.name.clone(),
         status: status.to_owned(),
         registered_container_instances_count: count(
-            instances.iter().filter(|i| i.cluster == rec.name).count(),
+            instances
+                .iter()
+                .filter(|i| i.instance.cluster == rec.name)
+                .count(),
         ),
         running_tasks_count: count(in_cluster().filter(|t| is_running(t)).count()),
         pending_tasks_count: count(in_cluster().filter(|t| is_pending(t)).count()),
-        created_at: rec.created_at(),
+        created_at: rec.created_at,
     }
 }
 
@@ -487,7 +487,7 @@ fn load_definition(
     };
     let key = format!("{family}:{rev}");
     match table.get((family, rev))? {
-        Some(v) => Ok(decode::<TaskDefinitionRec>("task_definitions", &key, v.value())?.into()),
+        Some(v) => decode("task_definitions", &key, v.value()),
         None => Err(not_found()),
     }
 }
@@ -582,11 +582,15 @@ impl Store {
         validate_cluster_name(name)?;
         let rec = self.write(|txn| {
             let mut clusters = txn.open_table(CLUSTERS)?;
-            if let Some(rec) = get_rec::<ClusterRec>(&clusters, "clusters", name)? {
+            if let Some(rec) = get_rec(&clusters, "clusters", name)? {
                 return Ok(rec);
             }
-            let rec = ClusterRec::new(name, &Some(now()));
-            put_rec(&mut clusters, "cluster", name, &rec)?;
+            let rec = pb::Cluster {
+                name: name.to_owned(),
+                created_at: Some(now()),
+                ..Default::default()
+            };
+            put_rec(&mut clusters, name, &rec)?;
             tracing::info!(cluster = name, "cluster created");
             Ok(rec)
         })?;
@@ -619,9 +623,10 @@ impl Store {
     ) -> Result<(Vec<pb::Cluster>, Vec<String>), StoreError> {
         self.read(|txn| {
             let clusters = txn.open_table(CLUSTERS)?;
-            let instances: Vec<InstanceRec> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
+            let instances: Vec<InstanceRecord> =
+                all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             let tasks = load_tasks(&txn.open_table(TASKS)?)?;
-            let recs: Vec<Option<ClusterRec>> = if names.is_empty() {
+            let recs: Vec<Option<pb::Cluster>> = if names.is_empty() {
                 all_recs(&clusters, "clusters")?
                     .into_iter()
                     .map(Some)
@@ -647,7 +652,7 @@ impl Store {
     /// Every cluster name, sorted.
     pub fn list_clusters(&self) -> Result<Vec<String>, StoreError> {
         self.read(|txn| {
-            let recs: Vec<ClusterRec> = all_recs(&txn.open_table(CLUSTERS)?, "clusters")?;
+            let recs: Vec<pb::Cluster> = all_recs(&txn.open_table(CLUSTERS)?, "clusters")?;
             Ok(recs.into_iter().map(|c| c.name).collect())
         })
     }
@@ -659,14 +664,18 @@ impl Store {
         self.write(|txn| {
             let mut clusters = txn.open_table(CLUSTERS)?;
             let mut tasks_t = txn.open_table(TASKS)?;
-            let Some(rec) = get_rec::<ClusterRec>(&clusters, "clusters", name)? else {
+            let Some(rec) = get_rec::<pb::Cluster>(&clusters, "clusters", name)? else {
                 return Err(StoreError::ClusterNotFound {
                     name: name.to_owned(),
                 });
             };
-            let instances: Vec<InstanceRec> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
+            let instances: Vec<InstanceRecord> =
+                all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             let tasks = load_tasks(&tasks_t)?;
-            let n_instances = instances.iter().filter(|i| i.cluster == name).count();
+            let n_instances = instances
+                .iter()
+                .filter(|i| i.instance.cluster == name)
+                .count();
             let n_active = tasks
                 .iter()
                 .filter(|t| t.cluster == name && is_active(t))
@@ -705,8 +714,7 @@ impl Store {
                 .saturating_add(1);
             def.revision = rev;
             def.registered_at = Some(now());
-            let bytes = encode("task definition", &TaskDefinitionRec::from(&def))?;
-            defs.insert((def.family.as_str(), rev), bytes.as_slice())?;
+            defs.insert((def.family.as_str(), rev), def.encode_to_vec().as_slice())?;
             tracing::info!(family = %def.family, revision = rev, "task definition registered");
             Ok(def)
         })
@@ -730,8 +738,7 @@ impl Store {
                 let (k, v) = item?;
                 let (fam, rev) = k.value();
                 let key = format!("{fam}:{rev}");
-                let def: pb::TaskDefinition =
-                    decode::<TaskDefinitionRec>("task_definitions", &key, v.value())?.into();
+                let def: pb::TaskDefinition = decode("task_definitions", &key, v.value())?;
                 let at = def.registered_at.map(|t| (t.seconds, t.nanos));
                 out.push((at, key));
             }
@@ -767,19 +774,20 @@ impl Store {
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let tasks = load_tasks(&tasks_t)?;
-            let instances: Vec<InstanceRec> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
+            let instances: Vec<InstanceRecord> =
+                all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             let mut candidates: Vec<Capacity> = instances
                 .iter()
                 .filter(|i| {
-                    i.cluster == cluster
-                        && i.status == "ACTIVE"
-                        && connected.contains(&i.container_instance_id)
+                    i.instance.cluster == cluster
+                        && i.instance.status == "ACTIVE"
+                        && connected.contains(&i.instance.container_instance_id)
                 })
                 .map(|i| {
                     let v = instance_view(i, &tasks);
                     let rem = v.remaining_resources.unwrap_or_default();
                     Capacity {
-                        instance_id: i.container_instance_id.clone(),
+                        instance_id: v.container_instance_id,
                         cpu: rem.cpu,
                         memory_mib: rem.memory_mib,
                     }
@@ -824,14 +832,13 @@ impl Store {
                     ..Default::default()
                 };
                 put_task(&mut tasks_t, &task)?;
-                let seq = enqueue(
-                    &mut sessions,
-                    &mut outbox,
-                    &instance_id,
-                    &OutboxRec::Assignment {
+                let seq = enqueue(&mut sessions, &mut outbox, &instance_id, |seq| {
+                    scheduler_message::Message::Assignment(pb::TaskAssignment {
+                        seq,
                         task_id: task.task_id.clone(),
-                    },
-                )?;
+                        ..Default::default()
+                    })
+                })?;
                 tracing::info!(
                     task.id = %task.task_id,
                     instance.id = %instance_id,
@@ -883,10 +890,13 @@ impl Store {
                 &mut sessions,
                 &mut outbox,
                 &task.container_instance_id,
-                &OutboxRec::Stop {
-                    task_id: task.task_id.clone(),
-                    stop_code: StopCode::UserInitiated as i32,
-                    reason: reason.to_owned(),
+                |seq| {
+                    scheduler_message::Message::Stop(pb::StopTaskOrder {
+                        seq,
+                        task_id: task.task_id.clone(),
+                        stop_code: StopCode::UserInitiated as i32,
+                        reason: reason.to_owned(),
+                    })
                 },
             )?;
             tracing::info!(
@@ -962,56 +972,49 @@ impl Store {
                 });
             }
             let mut instances_t = txn.open_table(INSTANCES)?;
-            let all: Vec<InstanceRec> = all_recs(&instances_t, "instances")?;
+            let all: Vec<InstanceRecord> = all_recs(&instances_t, "instances")?;
             let known = all
                 .iter()
                 .find(|i| {
                     !req.container_instance_id.is_empty()
-                        && i.container_instance_id == req.container_instance_id
-                        && i.cluster == cluster
+                        && i.instance.container_instance_id == req.container_instance_id
+                        && i.instance.cluster == cluster
                 })
                 .or_else(|| {
                     all.iter().find(|i| {
                         !req.instance_identity.is_empty()
-                            && i.instance_identity == req.instance_identity
-                            && i.cluster == cluster
+                            && i.instance.instance_identity == req.instance_identity
+                            && i.instance.cluster == cluster
                     })
                 });
-            let mut rec = match known {
-                Some(rec) => rec.clone(),
-                None => {
-                    let mut rec = InstanceRec {
-                        container_instance_id: new_uuid(),
-                        cluster: cluster.to_owned(),
-                        status: "ACTIVE".to_owned(),
-                        ..Default::default()
-                    };
-                    rec.set_registered_at(&Some(now()));
-                    rec
-                }
-            };
             let fresh = known.is_none();
-            rec.registered_resources = req
-                .resources
-                .as_ref()
-                .map(records::ResourcesRec::from)
-                .unwrap_or_default();
-            rec.attributes.clone_from(&req.attributes);
-            let versions = req.version_info.clone().unwrap_or_default();
-            rec.agent_version = versions.agent_version;
-            rec.containerd_version = versions.containerd_version;
-            rec.capabilities.clone_from(&req.capabilities);
+            let mut rec = known.cloned().unwrap_or_else(|| InstanceRecord {
+                instance: pb::ContainerInstance {
+                    container_instance_id: new_uuid(),
+                    cluster: cluster.to_owned(),
+                    status: "ACTIVE".to_owned(),
+                    registered_at: Some(now()),
+                    ..Default::default()
+                },
+                capabilities: Vec::new(),
+            });
+            let inst = &mut rec.instance;
+            inst.registered_resources = Some(req.resources.clone().unwrap_or_default());
+            inst.attributes.clone_from(&req.attributes);
+            inst.version_info = Some(req.version_info.clone().unwrap_or_default());
             if !req.instance_identity.is_empty() {
-                rec.instance_identity.clone_from(&req.instance_identity);
+                inst.instance_identity.clone_from(&req.instance_identity);
             }
-            let id = rec.container_instance_id.clone();
-            put_rec(&mut instances_t, "instance", &id, &rec)?;
+            rec.capabilities.clone_from(&req.capabilities);
+            let id = rec.instance.container_instance_id.clone();
+            put_rec(&mut instances_t, &id, &rec)?;
+            let resources = rec.instance.registered_resources.unwrap_or_default();
             tracing::info!(
                 instance.id = %id,
                 cluster,
-                identity = %rec.instance_identity,
-                cpu = rec.registered_cpu(),
-                memory_mib = rec.registered_memory_mib(),
+                identity = %rec.instance.instance_identity,
+                cpu = resources.cpu,
+                memory_mib = resources.memory_mib,
                 new = fresh,
                 "container instance registered"
             );
@@ -1025,10 +1028,10 @@ impl Store {
         self.ensure_cluster(cluster)?;
         self.read(|txn| {
             let tasks = load_tasks(&txn.open_table(TASKS)?)?;
-            let recs: Vec<InstanceRec> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
+            let recs: Vec<InstanceRecord> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             Ok(recs
                 .iter()
-                .filter(|i| i.cluster == cluster)
+                .filter(|i| i.instance.cluster == cluster)
                 .map(|i| instance_view(i, &tasks))
                 .collect())
         })
@@ -1047,8 +1050,10 @@ impl Store {
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for id in ids {
-                match get_rec::<InstanceRec>(&instances_t, "instances", id)? {
-                    Some(rec) if rec.cluster == cluster => found.push(instance_view(&rec, &tasks)),
+                match get_rec::<InstanceRecord>(&instances_t, "instances", id)? {
+                    Some(rec) if rec.instance.cluster == cluster => {
+                        found.push(instance_view(&rec, &tasks));
+                    }
                     _ => missing.push(id.clone()),
                 }
             }
@@ -1060,9 +1065,9 @@ impl Store {
     pub fn record_heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
         self.write(|txn| {
             let mut t = txn.open_table(INSTANCES)?;
-            if let Some(mut rec) = get_rec::<InstanceRec>(&t, "instances", instance_id)? {
-                rec.set_last_heartbeat_at(&Some(now()));
-                put_rec(&mut t, "instance", instance_id, &rec)?;
+            if let Some(mut rec) = get_rec::<InstanceRecord>(&t, "instances", instance_id)? {
+                rec.instance.last_heartbeat_at = Some(now());
+                put_rec(&mut t, instance_id, &rec)?;
             }
             Ok(())
         })
@@ -1080,8 +1085,9 @@ impl Store {
         last_applied_seq: u64,
     ) -> Result<SessionStart, StoreError> {
         self.write(|txn| {
-            let known = get_rec::<InstanceRec>(&txn.open_table(INSTANCES)?, "instances", instance_id)?
-                .is_some_and(|i| i.cluster == cluster);
+            let known =
+                get_rec::<InstanceRecord>(&txn.open_table(INSTANCES)?, "instances", instance_id)?
+                    .is_some_and(|i| i.instance.cluster == cluster);
             if !known {
                 return Err(StoreError::InstanceNotFound {
                     cluster: cluster.to_owned(),
@@ -1089,7 +1095,7 @@ impl Store {
                 });
             }
             let mut sessions = txn.open_table(SESSIONS)?;
-            let mut session = get_rec::<SessionRec>(&sessions, "sessions", instance_id)?
+            let mut session = get_rec::<SessionRecord>(&sessions, "sessions", instance_id)?
                 .unwrap_or_default();
             session.next_seq = session.next_seq.max(1);
             if session.next_seq <= last_applied_seq {
@@ -1101,7 +1107,7 @@ impl Store {
                 );
                 session.next_seq = last_applied_seq.saturating_add(1);
             }
-            put_rec(&mut sessions, "session", instance_id, &session)?;
+            put_rec(&mut sessions, instance_id, &session)?;
             drop_acked(&mut txn.open_table(OUTBOX)?, instance_id, last_applied_seq)?;
             Ok(SessionStart {
                 last_received_seq: session.last_received_seq,
@@ -1130,32 +1136,27 @@ impl Store {
             for item in outbox.range((instance_id, start)..=(instance_id, u64::MAX))? {
                 let (k, v) = item?;
                 let seq = k.value().1;
-                let rec: OutboxRec = decode("outbox", &format!("{instance_id}/{seq}"), v.value())?;
-                let msg = match rec {
-                    OutboxRec::Assignment { task_id } => {
-                        let Some(task) = load_task(&tasks_t, &task_id)? else {
-                            tracing::warn!(task.id = %task_id, instance.id = instance_id, seq, "assignment for a task that no longer exists");
+                let key = format!("{instance_id}/{seq}");
+                let stored: SchedulerMessage = decode("outbox", &key, v.value())?;
+                let msg = match stored.message {
+                    Some(scheduler_message::Message::Assignment(mut assignment)) => {
+                        let Some(task) = load_task(&tasks_t, &assignment.task_id)? else {
+                            tracing::warn!(task.id = %assignment.task_id, instance.id = instance_id, seq, "assignment for a task that no longer exists");
                             continue;
                         };
                         let definition = load_definition(&defs, &task.task_definition)?;
-                        scheduler_message::Message::Assignment(pb::TaskAssignment {
-                            seq,
-                            task_id,
-                            definition: Some(definition),
-                            desired_status: task.desired_status,
-                            registry_credentials: Default::default(),
-                        })
+                        assignment.definition = Some(definition);
+                        assignment.desired_status = task.desired_status;
+                        scheduler_message::Message::Assignment(assignment)
                     }
-                    OutboxRec::Stop {
-                        task_id,
-                        stop_code,
-                        reason,
-                    } => scheduler_message::Message::Stop(pb::StopTaskOrder {
-                        seq,
-                        task_id,
-                        stop_code,
-                        reason,
-                    }),
+                    Some(msg) => msg,
+                    None => {
+                        return Err(StoreError::Corrupt {
+                            table: "outbox",
+                            key,
+                            source: RecordError::Missing("message"),
+                        });
+                    }
                 };
                 out.push((
                     seq,
@@ -1180,13 +1181,13 @@ impl Store {
         self.write(|txn| {
             if let Some(seq) = seq {
                 let mut sessions = txn.open_table(SESSIONS)?;
-                let mut session =
-                    get_rec::<SessionRec>(&sessions, "sessions", instance_id)?.unwrap_or_default();
+                let mut session = get_rec::<SessionRecord>(&sessions, "sessions", instance_id)?
+                    .unwrap_or_default();
                 if seq <= session.last_received_seq {
                     return Ok(Applied::Duplicate);
                 }
                 session.last_received_seq = seq;
-                put_rec(&mut sessions, "session", instance_id, &session)?;
+                put_rec(&mut sessions, instance_id, &session)?;
             }
             let mut tasks_t = txn.open_table(TASKS)?;
             let Some(mut task) = load_task(&tasks_t, &state.task_id)? else {
@@ -1204,19 +1205,22 @@ impl Store {
     }
 }
 
-/// Appends a message to the instance's outbox with its next sequence number.
+/// Appends the message `msg` makes with the instance's next sequence number to its outbox.
 fn enqueue(
     sessions: &mut redb::Table<'_, &'static str, &'static [u8]>,
     outbox: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
     instance_id: &str,
-    msg: &OutboxRec,
+    msg: impl FnOnce(u64) -> scheduler_message::Message,
 ) -> Result<u64, StoreError> {
-    let mut session = get_rec::<SessionRec>(sessions, "sessions", instance_id)?.unwrap_or_default();
+    let mut session =
+        get_rec::<SessionRecord>(sessions, "sessions", instance_id)?.unwrap_or_default();
     let seq = session.next_seq.max(1);
     session.next_seq = seq.saturating_add(1);
-    put_rec(sessions, "session", instance_id, &session)?;
-    let bytes = encode("outbox", msg)?;
-    outbox.insert((instance_id, seq), bytes.as_slice())?;
+    put_rec(sessions, instance_id, &session)?;
+    let msg = SchedulerMessage {
+        message: Some(msg(seq)),
+    };
+    outbox.insert((instance_id, seq), msg.encode_to_vec().as_slice())?;
     Ok(seq)
 }
 

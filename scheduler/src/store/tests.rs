@@ -221,3 +221,92 @@ fn stopped_tasks_release_resources_and_survive_reopen() {
         StoreError::NoConnectedInstance { .. }
     ));
 }
+
+#[test]
+fn corrupt_records_are_errors_that_name_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = register(&store, "h", 1024, 2048);
+    store
+        .write(|txn| {
+            // A length-delimited field (tag 1) that claims more bytes than follow.
+            txn.open_table(TASKS)?
+                .insert("t-1", [0x0a, 0x05, b'x'].as_slice())?;
+            // Valid protobuf, but a SchedulerMessage with no message.
+            txn.open_table(OUTBOX)?
+                .insert((id.as_str(), 1), [].as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+
+    let err = store
+        .describe_tasks(DEFAULT_CLUSTER, &["t-1".into()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { table: "tasks", key, source: RecordError::Decode(_) } if key == "t-1"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "corrupt tasks record t-1");
+
+    let err = store.outbox_after(&id, 0).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { table: "outbox", key, source: RecordError::Missing("message") } if *key == format!("{id}/1")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn records_round_trip_through_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let registered;
+    let id;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut d = def("web", 256, 512);
+        d.containers[0].environment = [("A".to_owned(), "1".to_owned())].into();
+        d.containers[0].ulimits = vec![pb::Ulimit {
+            name: "nofile".into(),
+            soft_limit: 1,
+            hard_limit: 2,
+        }];
+        d.containers[0].entry_point_set = true;
+        d.source_json = "{}".into();
+        registered = store.register_task_definition(d).unwrap();
+        id = store
+            .register_instance(&pb::RegisterRequest {
+                cluster: DEFAULT_CLUSTER.into(),
+                instance_identity: "h".into(),
+                resources: Some(pb::Resources {
+                    cpu: 1024,
+                    memory_mib: 2048,
+                    ports: vec![22],
+                    ..Default::default()
+                }),
+                attributes: [("zone".to_owned(), "a".to_owned())].into(),
+                version_info: Some(pb::VersionInfo {
+                    agent_version: "1.0".into(),
+                    containerd_version: "2.0".into(),
+                }),
+                capabilities: vec!["awsvpc".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        store.record_heartbeat(&id).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.task_definition("web:1").unwrap(), registered);
+    let inst = store.list_instances(DEFAULT_CLUSTER).unwrap().remove(0);
+    assert_eq!(inst.container_instance_id, id);
+    assert_eq!(inst.status, "ACTIVE");
+    assert_eq!(inst.instance_identity, "h");
+    assert_eq!(inst.attributes["zone"], "a");
+    assert_eq!(inst.version_info.unwrap().containerd_version, "2.0");
+    assert_eq!(inst.registered_resources.unwrap().ports, vec![22]);
+    assert!(inst.registered_at.is_some() && inst.last_heartbeat_at.is_some());
+    let rec: InstanceRecord = store
+        .read(|txn| get_rec(&txn.open_table(INSTANCES)?, "instances", &id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.capabilities, vec!["awsvpc"]);
+    assert_eq!(store.list_clusters().unwrap(), vec![DEFAULT_CLUSTER]);
+}

@@ -1,0 +1,214 @@
+//! `make bench`, end to end: `berthctl run-task` → RUNNING as the scheduler sees it (cached
+//! image, network mode none, one `sleep` container) and run-task → STOPPED for `sh -c true`,
+//! beside `ctr run --rm` of the same image on the same containerd; and the agent's resident
+//! memory idle and with 20 running tasks. Prints figures; asserts nothing. Needs the release
+//! binaries (`cargo build --release --workspace --bins`, which `make bench` runs first).
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_proto::v1::control_service_client::ControlServiceClient;
+use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
+use berth_tests::bench::report;
+use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
+use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
+
+const RUNS: usize = 30;
+
+fn main() -> ExitCode {
+    berth_tests::bench::main(run)
+}
+
+fn run() -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-bench-e2e-")
+        .tempdir()?;
+    let root = dir.path();
+    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
+    let registry = PrivateRegistry::start(&root.join("registry"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let image = rt
+        .block_on(fixtures::hello(&registry.host(), "bench/e2e", "v1"))?
+        .reference;
+    let scheduler = Scheduler::start(root, None)?;
+    let endpoint = scheduler.endpoint.clone();
+    let opts = AgentOptions {
+        cluster: "bench".into(),
+        endpoint: endpoint.clone(),
+        data_dir: root.join("agent"),
+        containerd_socket: containerd.socket().to_path_buf(),
+        namespace: "bench-e2e".into(),
+        insecure_registries: vec![registry.host()],
+        cleanup_wait: "0".into(),
+        extra_args: Vec::new(),
+    };
+    ctl(&endpoint, &["create-cluster", "bench"])?;
+    let agent = Agent::start(&opts, root.join("agent.log"))?;
+    agent
+        .daemon
+        .wait_for_log("session established", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = agent.daemon.pid().context("agent pid")?;
+    let idle_rss = rss_kib(pid)?;
+
+    let defs = root.join("defs");
+    std::fs::create_dir_all(&defs)?;
+    for (family, cmd) in [
+        ("sleeper", vec!["sleep", "3600"]),
+        ("oneshot", vec!["sh", "-c", "true"]),
+    ] {
+        let def = serde_json::json!({"family": family, "networkMode": "none", "containerDefinitions": [
+            {"name": "c", "image": image, "memory": 16, "stopTimeout": 1, "command": cmd}]});
+        let path = defs.join(format!("{family}.json"));
+        std::fs::write(&path, serde_json::to_vec(&def)?)?;
+        ctl(
+            &endpoint,
+            &[
+                "register-task-definition",
+                "--file",
+                &path.to_string_lossy(),
+            ],
+        )?;
+    }
+    let mut client = rt.block_on(ControlServiceClient::connect(endpoint.clone()))?;
+    // Warm: pull the image once through a task.
+    let warm = run_task(&endpoint, "oneshot")?;
+    rt.block_on(wait_status(&mut client, &warm, TaskStatus::Stopped))?;
+
+    let mut to_running = Vec::new();
+    let mut to_stopped = Vec::new();
+    let mut ctr_runs = Vec::new();
+    for i in 0..RUNS {
+        let start = Instant::now();
+        let id = run_task(&endpoint, "sleeper")?;
+        rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
+        to_running.push(start.elapsed());
+        ctl(&endpoint, &["stop-task", &id])?;
+
+        let start = Instant::now();
+        let id = run_task(&endpoint, "oneshot")?;
+        rt.block_on(wait_status(&mut client, &id, TaskStatus::Stopped))?;
+        to_stopped.push(start.elapsed());
+
+        if i == 0 {
+            containerd.ctr(&["-n", "bench-e2e", "images", "ls", "-q"])?;
+        }
+        let start = Instant::now();
+        containerd.ctr(&[
+            "-n",
+            "bench-e2e",
+            "run",
+            "--rm",
+            &image,
+            &format!("ctr-{i}"),
+            "sh",
+            "-c",
+            "true",
+        ])?;
+        ctr_runs.push(start.elapsed());
+    }
+    report(
+        "berthctl run-task -> RUNNING (sleep)",
+        "berth",
+        &mut to_running,
+        "ctr run --rm",
+        &mut ctr_runs.clone(),
+    );
+    report(
+        "berthctl run-task -> STOPPED (sh -c true)",
+        "berth",
+        &mut to_stopped,
+        "ctr run --rm",
+        &mut ctr_runs,
+    );
+
+    // Memory with 20 running tasks.
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(run_task(&endpoint, "sleeper")?);
+    }
+    for id in &ids {
+        rt.block_on(wait_status(&mut client, id, TaskStatus::Running))?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let busy_rss = rss_kib(pid)?;
+    println!("\nberth-agent resident memory");
+    println!(
+        "  idle (registered, no task)   {:>8.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  with 20 running tasks        {:>8.1} MiB",
+        busy_rss as f64 / 1024.0
+    );
+    for id in &ids {
+        ctl(&endpoint, &["stop-task", id])?;
+    }
+    for id in &ids {
+        rt.block_on(wait_status(&mut client, id, TaskStatus::Stopped))?;
+    }
+    drop(agent);
+    drop(scheduler);
+    Ok(())
+}
+
+fn ctl(endpoint: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin("berthctl")?)
+        .args(["--endpoint", endpoint, "--cluster", "bench"])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "berthctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run_task(endpoint: &str, family: &str) -> Result<String> {
+    let out = ctl(endpoint, &["run-task", "--task-definition", family])?;
+    out.lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .context("no task id")
+}
+
+async fn wait_status(
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    id: &str,
+    status: TaskStatus,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .describe_tasks(DescribeTasksRequest {
+                cluster: "bench".into(),
+                task_ids: vec![id.to_owned()],
+            })
+            .await?
+            .into_inner();
+        if r.tasks
+            .first()
+            .is_some_and(|t| t.last_status >= status as i32)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("task {id} never reached {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
