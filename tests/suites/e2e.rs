@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             ),
             w.trial("scheduler_sigkill_restart_loses_nothing", scheduler_restart),
             w.trial("cleanup_wait_zero_leaves_nothing", cleanup),
+            w.trial("agent_restart_keeps_containers_running", agent_restart),
         ]
     })
 }
@@ -526,5 +527,50 @@ fn cleanup(w: &World) -> Result<()> {
     .with_context(|| format!("task {id} left containers or cgroups behind{}", env.logs()))?;
     let snaps = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
     ensure!(!snaps.contains(&id), "snapshot left: {snaps}");
+    Ok(())
+}
+
+fn agent_restart(w: &World) -> Result<()> {
+    let mut env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-agent-restart")?;
+    env.register(&taskdef(
+        "survivor",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]}
+        ]),
+    ))?;
+    let id = env.run_task("survivor")?;
+    env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
+    let ns = env.opts.namespace.clone();
+    let pid_before = w.ctr(&["-n", &ns, "tasks", "ls"])?;
+    // Stop the agent; the container must keep running and keep its process.
+    env.agent()?
+        .daemon
+        .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let during = w.ctr(&["-n", &ns, "tasks", "ls"])?;
+    ensure!(
+        during.contains("RUNNING") && during == pid_before,
+        "container changed while the agent was down:\n{pid_before}\n{during}"
+    );
+    env.start_agent()?;
+    env.wait_instance_connected()?;
+    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(10))?;
+    ensure!(t["containers"][0]["lastStatus"] == "RUNNING", "{t}");
+    ensure!(
+        w.ctr(&["-n", &ns, "tasks", "ls"])? == pid_before,
+        "the container was restarted"
+    );
+    // The output keeps flowing into the log after the restart, and the task still stops.
+    let log = env.opts.data_dir.join("logs").join(&id).join("app.log");
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    poll(Duration::from_secs(5), || {
+        Ok((std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) > size).then_some(()))
+    })
+    .context("the log stopped growing after the agent restarted")?;
+    env.ok(&["stop-task", &id])?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(15))?;
+    ensure!(t["stopCode"] == "UserInitiated", "{t}");
     Ok(())
 }
