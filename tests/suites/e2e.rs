@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_tests::berth::{Agent, AgentOptions, CtlOutput, Scheduler, berthctl};
-use berth_tests::{World, fixtures, run_suite};
+use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             w.trial("scheduler_sigkill_restart_loses_nothing", scheduler_restart),
             w.trial("cleanup_wait_zero_leaves_nothing", cleanup),
             w.trial("agent_restart_keeps_containers_running", agent_restart),
+            w.trial("slow_tasks_never_delay_another_task", isolation),
         ]
     })
 }
@@ -572,5 +573,65 @@ fn agent_restart(w: &World) -> Result<()> {
     env.ok(&["stop-task", &id])?;
     let t = env.wait_status(&id, "STOPPED", Duration::from_secs(15))?;
     ensure!(t["stopCode"] == "UserInitiated", "{t}");
+    Ok(())
+}
+
+/// One task's container ignores SIGTERM for a long stop timeout and another's image pull is
+/// held by a stalled registry; a third task still starts and stops at once.
+fn isolation(w: &World) -> Result<()> {
+    let stall = BadRegistry::start(BadMode::Stall)?;
+    let mut env = Env::new(w, "10800")?;
+    env.opts.insecure_registries.push(stall.host());
+    let c = env.cluster.clone();
+    env.ok(&["create-cluster", &c])?;
+    env.start_agent()?;
+    env.wait_instance_connected()?;
+    let image = hello(w, "e2e-isolation")?;
+    env.register(&taskdef(
+        "stubborn",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 32, "stopTimeout": 100,
+             "command": ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]}
+        ]),
+    ))?;
+    env.register(&taskdef(
+        "stalled",
+        serde_json::json!([{"name": "app", "image": stall.reference("held/app"), "memory": 32}]),
+    ))?;
+    env.register(&taskdef("quick", serde_json::json!([
+        {"name": "app", "image": image, "memory": 32, "stopTimeout": 1, "command": ["sleep", "300"]}
+    ])))?;
+    let stubborn = env.run_task("stubborn")?;
+    env.wait_status(&stubborn, "RUNNING", Duration::from_secs(60))?;
+    env.ok(&["stop-task", &stubborn])?; // will take 100 s to die
+    let stalled = env.run_task("stalled")?;
+    poll(Duration::from_secs(20), || {
+        Ok(stall
+            .requests()
+            .iter()
+            .any(|r| r.contains("/blobs/") && !r.contains(&stall.image().config.digest))
+            .then_some(()))
+    })
+    .context("the stalled registry never saw the layer request")?;
+
+    let start = Instant::now();
+    let quick = env.run_task("quick")?;
+    env.wait_status(&quick, "RUNNING", Duration::from_secs(10))?;
+    env.ok(&["stop-task", &quick])?;
+    env.wait_status(&quick, "STOPPED", Duration::from_secs(10))?;
+    let took = start.elapsed();
+    ensure!(
+        took < Duration::from_secs(5),
+        "the quick task took {took:?} beside the slow ones"
+    );
+    ensure!(
+        env.task(&stubborn)?["lastStatus"] == "RUNNING",
+        "the stubborn task should still be stopping"
+    );
+    ensure!(
+        env.task(&stalled)?["lastStatus"] == "PENDING",
+        "the stalled pull should still be pending: {}",
+        env.task(&stalled)?
+    );
     Ok(())
 }
