@@ -81,9 +81,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         Arc::clone(&outbox),
         cancel.child_token(),
     );
+    let engine_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (failed, stop_all) = (Arc::clone(&engine_failed), cancel.clone());
     tracker.spawn(async move {
         if let Err(error) = engine.run().await {
-            tracing::error!(%error, "task engine stopped on a state store error");
+            tracing::error!(%error, "task engine stopped on a state store error; stopping the agent");
+            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Without its engine the agent must not look healthy to the scheduler.
+            stop_all.cancel();
         }
     });
     let session_config = SessionConfig {
@@ -108,10 +113,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     ));
     tracker.close();
 
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down; containers keep running"),
-        _ = tracker.wait() => tracing::warn!("agent tasks ended on their own"),
-    }
+    let ended_on_its_own = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutting down; containers keep running");
+            false
+        }
+        _ = cancel.cancelled() => true,
+        _ = tracker.wait() => true,
+    };
     cancel.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
@@ -121,6 +130,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             grace_s = SHUTDOWN_GRACE.as_secs(),
             "agent tasks did not stop in time"
         );
+    }
+    if engine_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!(
+            "the task engine stopped on a state store error (see the log); containers keep running"
+        );
+    }
+    if ended_on_its_own {
+        anyhow::bail!("the agent's tasks ended without a shutdown signal");
     }
     Ok(())
 }

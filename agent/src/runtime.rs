@@ -18,6 +18,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     -> Result<(), Error>;
     async fn create_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> Result<(), Error>;
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error>;
+    /// Removes the task's container log files.
+    async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error>;
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
     async fn start(&self, id: &ContainerId) -> Result<u32, Error>;
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error>;
@@ -44,6 +46,9 @@ impl ContainerRuntime for Runtime {
     }
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_cgroup(self, task_id).await
+    }
+    async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
+        Runtime::remove_task_logs(self, task_id).await
     }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         self.create_container(spec).await

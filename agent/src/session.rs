@@ -220,6 +220,18 @@ async fn once(
             "the scheduler did not accept the session".into(),
         ));
     };
+    let own_last = store.last_recorded_seq()?;
+    if accepted.last_received_seq > own_last {
+        // The scheduler holds state changes this agent never recorded: another host shares
+        // this agent's identity (a data dir copied into a machine image?). Do not trim the
+        // outbox on its word; say what to do.
+        return Err(SessionError::Register(format!(
+            "the scheduler has state changes up to {} from instance {instance_id} but this agent recorded only {own_last}: \
+             another host uses this agent's identity; give each host its own data dir \
+             (remove instance-identity and agent.redb from a copied one)",
+            accepted.last_received_seq
+        )));
+    }
     store.ack(accepted.last_received_seq)?;
     let mut sent = accepted.last_received_seq;
     backoff.reset();
@@ -229,7 +241,9 @@ async fn once(
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
-    let silence = heartbeat * 3;
+    let scheduler_interval = Duration::from_secs(u64::from(registered.heartbeat_interval_seconds));
+    // The scheduler sends its heartbeat at its own interval; three of those missed is silence.
+    let silence = heartbeat.max(scheduler_interval) * 3;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {

@@ -183,6 +183,11 @@ impl Store {
         Ok(seq)
     }
 
+    /// The sequence number of the last state change recorded (0 when none).
+    pub fn last_recorded_seq(&self) -> Result<u64, StoreError> {
+        self.counter(KEY_NEXT_SEQ)
+    }
+
     /// State changes not yet acknowledged, in order, after `after`.
     pub fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;

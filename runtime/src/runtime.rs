@@ -210,6 +210,17 @@ impl Runtime {
         self.containers.list().await
     }
 
+    /// Removes the log files of a task's containers (after the task is cleaned up). Idempotent.
+    pub async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
+        crate::cgroup::validate_id("task id", task_id)?;
+        let dir = self.containers.log_dir().join(task_id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove the task's logs", dir, e)),
+        }
+    }
+
     /// The log file of a task's container.
     pub fn log_path(&self, task_id: &str, container: &str) -> PathBuf {
         self.containers.log_path(task_id, container)

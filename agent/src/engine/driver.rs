@@ -259,19 +259,38 @@ impl<R: ContainerRuntime> Driver<R> {
             waits.push(Box::pin(async move { (name, rt.wait(&id).await) }));
         }
         let mut left: HashSet<String> = running.iter().map(|c| c.name.clone()).collect();
+        let mut retries: HashMap<String, u32> = HashMap::new();
         let mut stops: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
         let mut stopping = false;
         while !left.is_empty() {
             tokio::select! {
                 Some((name, result)) = waits.next() => {
-                    left.remove(&name);
                     let exit = match result {
                         Ok(exit) => exit,
-                        Err(error) => {
-                            tracing::warn!(container.name = %name, %error, "lost track of the container");
+                        // The container is gone from containerd: nothing runs any more.
+                        Err(error @ berth_runtime::Error::NotFound { .. }) => {
+                            tracing::warn!(container.name = %name, %error, "container vanished");
                             ExitStatus { code: 255, exited_at: SystemTime::now(), oom_killed: false }
                         }
+                        // Anything else (containerd restarting, a broken connection) says
+                        // nothing about the container, which the shim keeps running: wait again.
+                        Err(error) => {
+                            let attempt = retries.entry(name.clone()).or_insert(0u32);
+                            *attempt += 1;
+                            let delay = retry_delay(*attempt);
+                            tracing::warn!(container.name = %name, %error, retry_in_ms = delay.as_millis() as u64, "waiting for the container failed; retrying");
+                            if let Some(c) = running.iter().find(|c| c.name == name) {
+                                let rt = Arc::clone(&self.runtime);
+                                let id = c.id.clone();
+                                waits.push(Box::pin(async move {
+                                    tokio::time::sleep(delay).await;
+                                    (name, rt.wait(&id).await)
+                                }));
+                            }
+                            continue;
+                        }
                     };
+                    left.remove(&name);
                     tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, "container exited");
                     self.report(TaskEvent::ContainerExited { name, exit }).await;
                 }
@@ -298,16 +317,28 @@ impl<R: ContainerRuntime> Driver<R> {
     /// exits), then finishes. Created-but-never-started containers need no stop.
     async fn stop_and_clean(&mut self, created: Vec<Created>, started: usize) {
         for c in created.iter().take(started) {
-            match self.runtime.stop(&c.id, c.stop_timeout).await {
-                Ok(exit) => {
-                    self.report(TaskEvent::ContainerExited {
-                        name: c.name.clone(),
-                        exit,
-                    })
-                    .await
-                }
-                Err(error) => {
-                    tracing::warn!(container.name = %c.name, %error, "stop after failed start")
+            // STOPPED is only reported once every started container's exit is confirmed.
+            let mut attempt = 0u32;
+            loop {
+                match self.runtime.stop(&c.id, c.stop_timeout).await {
+                    Ok(exit) => {
+                        self.report(TaskEvent::ContainerExited {
+                            name: c.name.clone(),
+                            exit,
+                        })
+                        .await;
+                        break;
+                    }
+                    Err(berth_runtime::Error::NotFound { .. }) => break,
+                    Err(error) => {
+                        attempt += 1;
+                        let delay = retry_delay(attempt);
+                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.cancel.cancelled() => return,
+                        }
+                    }
                 }
             }
         }
@@ -325,18 +356,33 @@ impl<R: ContainerRuntime> Driver<R> {
             _ = tokio::time::sleep(wait) => {}
             _ = self.cancel.cancelled() => return,
         }
-        for c in &created {
-            if let Err(error) = self.runtime.delete(&c.id).await {
-                tracing::warn!(container.name = %c.name, %error, "cannot delete container; will retry at next start");
-                return;
+        // Each step is idempotent; a failed one is retried with backoff until it succeeds or
+        // the agent stops (then the next start resumes the cleanup).
+        let mut attempt = 0u32;
+        loop {
+            match self.cleanup_once(&created).await {
+                Ok(()) => break,
+                Err(error) => {
+                    attempt += 1;
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return,
+                    }
+                }
             }
-        }
-        if let Err(error) = self.runtime.remove_task_cgroup(self.task_id()).await {
-            tracing::warn!(%error, "cannot remove the task's cgroup");
-            return;
         }
         tracing::info!("task deprovisioned");
         self.report(TaskEvent::Deprovisioned).await;
+    }
+
+    async fn cleanup_once(&self, created: &[Created]) -> Result<(), berth_runtime::Error> {
+        for c in created {
+            self.runtime.delete(&c.id).await?;
+        }
+        self.runtime.remove_task_cgroup(self.task_id()).await?;
+        self.runtime.remove_task_logs(self.task_id()).await
     }
 
     /// Picks a task up after an agent restart. Returns the containers to watch, or None when
@@ -405,6 +451,13 @@ impl<R: ContainerRuntime> Driver<R> {
         }
         Some((created, running))
     }
+}
+
+/// Capped exponential retry delay: 250 ms, 500 ms, 1 s, ... up to 30 s.
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(250)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(7))
+        .min(Duration::from_secs(30))
 }
 
 fn stop_timeout(seconds: u32, default: Duration) -> Duration {

@@ -160,11 +160,23 @@ impl<R: ContainerRuntime> Engine<R> {
         if stored.is_empty() {
             return Ok(());
         }
-        let containers = match self.runtime.list().await {
-            Ok(list) => list,
-            Err(error) => {
-                tracing::error!(%error, "cannot list containers to resume tasks; treating them as gone");
-                Vec::new()
+        let mut attempt = 0u32;
+        // Never guess: a task whose containers cannot be listed is not "gone". Retry until
+        // containerd answers (it may still be starting) or the agent stops.
+        let containers = loop {
+            match self.runtime.list().await {
+                Ok(list) => break list,
+                Err(error) => {
+                    attempt += 1;
+                    let delay = Duration::from_millis(250)
+                        .saturating_mul(1u32 << attempt.min(7))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return Ok(()),
+                    }
+                }
             }
         };
         for task in stored {
@@ -257,14 +269,16 @@ impl<R: ContainerRuntime> Engine<R> {
     }
 
     fn stop(&mut self, order: StopTaskOrder) -> Result<(), StoreError> {
-        self.store.mark_applied(order.seq)?;
         let code = StopCode::try_from(order.stop_code).unwrap_or(StopCode::UserInitiated);
         let reason = if order.reason.is_empty() {
             "Task stopped by user".to_owned()
         } else {
             order.reason
         };
-        self.request_stop(&order.task_id, code, &reason)
+        // Record the stop before marking the order applied: a crash in between then means the
+        // scheduler resends the order (harmless, the first reason wins), never that it is lost.
+        self.request_stop(&order.task_id, code, &reason)?;
+        self.store.mark_applied(order.seq)
     }
 
     /// Marks a task to stop (first reason wins) and tells its driver.

@@ -168,12 +168,14 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             true
         }
         TaskEvent::Failed { reason } => {
+            let mut changed = false;
             for c in &mut state.containers {
                 if c.exit_code.is_none() && c.reason.is_empty() {
                     c.reason = reason.clone();
+                    changed = true;
                 }
             }
-            true
+            changed
         }
         TaskEvent::Stopped => {
             if state.status >= TaskStatus::Stopped as i32 {

@@ -25,6 +25,8 @@ struct Fake {
     calls: Mutex<Vec<String>>,
     fail_pull: Mutex<HashSet<String>>,
     exits: Mutex<HashMap<ContainerId, watch::Sender<Option<ExitStatus>>>>,
+    /// How many wait calls fail as if containerd's connection broke.
+    failing_waits: Mutex<u32>,
 }
 
 impl Fake {
@@ -81,6 +83,10 @@ impl ContainerRuntime for Fake {
         self.log(format!("rmcgroup {task_id}"));
         Ok(())
     }
+    async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
+        self.log(format!("rmlogs {task_id}"));
+        Ok(())
+    }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         let id = ContainerId::for_container(&spec.task_id, &spec.name);
         self.log(format!("create {id}"));
@@ -95,6 +101,17 @@ impl ContainerRuntime for Fake {
         Ok(42)
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        {
+            let mut failing = self.failing_waits.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(Error::Timeout {
+                    what: "wait",
+                    id: id.to_string(),
+                    seconds: 0,
+                });
+            }
+        }
         let mut rx = match self.exits.lock().unwrap().get(id) {
             Some(tx) => tx.subscribe(),
             None => {
@@ -407,5 +424,28 @@ async fn an_unsupported_network_mode_fails_the_task_by_name() {
         "{}",
         stopped.stopped_reason
     );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_broken_wait_is_retried_not_taken_for_an_exit() {
+    let h = start();
+    *h.fake.failing_waits.lock().unwrap() = 2;
+    h.handle
+        .send(Command::Assign(assignment("t8", &[("app", true, "img:1")])))
+        .await;
+    until(&h.store, "t8", TaskStatus::Running).await;
+    // Both failed waits are retried (250 ms, 500 ms); the task must still be running after.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let last = reports(&h.store, "t8").pop().unwrap();
+    assert_eq!(
+        last.status,
+        TaskStatus::Running as i32,
+        "a failed wait was taken for an exit: {last:?}"
+    );
+    assert_eq!(*h.fake.failing_waits.lock().unwrap(), 0);
+    h.fake.exit(&ContainerId::for_container("t8", "app"), 0);
+    let stopped = until(&h.store, "t8", TaskStatus::Stopped).await;
+    assert_eq!(stopped.containers[0].exit_code, Some(0));
     h.cancel.cancel();
 }

@@ -67,6 +67,11 @@ impl Containers {
         }
     }
 
+    /// Where container logs live (`<task-id>/<container>.log` below).
+    pub(crate) fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     /// The log file of a task's container.
     pub(crate) fn log_path(&self, task_id: &str, name: &str) -> PathBuf {
         self.log_dir.join(task_id).join(format!("{name}.log"))
