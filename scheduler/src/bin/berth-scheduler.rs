@@ -28,6 +28,9 @@ struct Cli {
     /// How often agents send heartbeats, in whole seconds: "10s", "1m" or "10".
     #[arg(long, env = "BERTH_SCHEDULER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     heartbeat_interval: Duration,
+    /// How long a stopped task stays visible before it is forgotten: "1h", "30m" or seconds.
+    #[arg(long, env = "BERTH_SCHEDULER_TASK_RETENTION", default_value = "1h", value_parser = parse_retention)]
+    task_retention: Duration,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -55,6 +58,18 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is out of range: use at least 1s"));
     }
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    match s.strip_suffix('h') {
+        Some(hours) => hours
+            .parse::<u64>()
+            .map(|h| Duration::from_secs(h.saturating_mul(3600)))
+            .map_err(|_| {
+                format!("{s:?} is not a whole number of hours, minutes or seconds, e.g. \"1h\"")
+            }),
+        None => parse_interval(s),
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -92,6 +107,7 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
     let config = ServerConfig {
         heartbeat_interval: cli.heartbeat_interval,
+        task_retention: cli.task_retention,
         ..ServerConfig::default()
     };
     let result = server::run(store, listener, config, shutdown).await;

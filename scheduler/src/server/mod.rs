@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// How long shutdown waits for sessions and in-flight calls before giving up on them.
     pub shutdown_grace: Duration,
+    /// How long a stopped task stays visible before it is forgotten.
+    pub task_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
         Self {
             heartbeat_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            task_retention: Duration::from_secs(3600),
         }
     }
 }

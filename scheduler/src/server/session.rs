@@ -136,8 +136,12 @@ impl SessionRegistry {
 
 /// Marks instances disconnected when they have been silent for three heartbeat intervals.
 /// Runs until `cancel`.
+/// How often stopped tasks past their retention are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 pub(crate) async fn monitor(shared: Arc<Shared>, cancel: CancellationToken) {
     let every = shared.config.heartbeat_interval;
+    let mut last_prune = Instant::now();
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -149,6 +153,19 @@ pub(crate) async fn monitor(shared: Arc<Shared>, cancel: CancellationToken) {
                         instance.id = %id,
                         "agent missed three heartbeats; marking it disconnected"
                     );
+                }
+                if last_prune.elapsed() >= PRUNE_EVERY {
+                    last_prune = Instant::now();
+                    let cutoff = std::time::SystemTime::now()
+                        .checked_sub(shared.config.task_retention)
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    let store = shared.store.clone();
+                    match tokio::task::spawn_blocking(move || store.prune_stopped_tasks(cutoff)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(tasks = n, "forgot tasks stopped longer than the retention"),
+                        Ok(Err(error)) => tracing::warn!(%error, "pruning stopped tasks failed"),
+                        Err(error) => tracing::warn!(%error, "pruning stopped tasks panicked"),
+                    }
                 }
             }
         }

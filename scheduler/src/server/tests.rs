@@ -42,6 +42,7 @@ impl Server {
         let config = ServerConfig {
             heartbeat_interval,
             shutdown_grace: Duration::from_secs(2),
+            ..ServerConfig::default()
         };
         let handle = tokio::spawn(run(store, listener, config, shutdown.clone()));
         Self {

@@ -659,6 +659,29 @@ impl Store {
         })
     }
 
+    /// Forgets tasks that stopped before `cutoff` (ECS keeps stopped tasks visible for about an
+    /// hour). A stopped task holds no resources, so nothing else changes. Returns how many went.
+    pub fn prune_stopped_tasks(&self, cutoff: std::time::SystemTime) -> Result<usize, StoreError> {
+        let cutoff = cutoff
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.write(|txn| {
+            let mut tasks_t = txn.open_table(TASKS)?;
+            let old: Vec<String> = load_tasks(&tasks_t)?
+                .into_iter()
+                .filter(|t| {
+                    !is_active(t) && t.stopped_at.as_ref().is_some_and(|s| s.seconds < cutoff)
+                })
+                .map(|t| t.task_id)
+                .collect();
+            for id in &old {
+                tasks_t.remove(id.as_str())?;
+            }
+            Ok(old.len())
+        })
+    }
+
     /// Deletes a cluster with no instances and no task still holding resources; its stopped
     /// tasks go with it. Returns the cluster as it was, INACTIVE.
     pub fn delete_cluster(&self, name: &str) -> Result<pb::Cluster, StoreError> {

@@ -310,3 +310,35 @@ fn records_round_trip_through_the_database() {
     assert_eq!(rec.capabilities, vec!["awsvpc"]);
     assert_eq!(store.list_clusters().unwrap(), vec![DEFAULT_CLUSTER]);
 }
+
+#[test]
+fn stopped_tasks_are_forgotten_after_the_retention_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(def("web", 256, 256))
+        .unwrap();
+    let id = register(&store, "h", 2048, 4096);
+    let old = run(&store, "web", &[&id]).unwrap().remove(0).task_id;
+    let running = run(&store, "web", &[&id]).unwrap().remove(0).task_id;
+    let mut s = state(&old, TaskStatus::Stopped);
+    s.stopped_at = Some(prost_types::Timestamp {
+        seconds: 1_000,
+        nanos: 0,
+    });
+    store.apply_task_state(&id, Some(1), &s).unwrap();
+    // A cutoff before the stop keeps it; one after forgets it; running tasks always stay.
+    let before = std::time::UNIX_EPOCH + std::time::Duration::from_secs(500);
+    assert_eq!(store.prune_stopped_tasks(before).unwrap(), 0);
+    assert_eq!(
+        store
+            .prune_stopped_tasks(std::time::SystemTime::now())
+            .unwrap(),
+        1
+    );
+    let (found, missing) = store
+        .describe_tasks(DEFAULT_CLUSTER, &[old.clone(), running.clone()])
+        .unwrap();
+    assert_eq!(missing, vec![old]);
+    assert_eq!(found[0].task_id, running);
+}
