@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             w.trial("cleanup_wait_zero_leaves_nothing", cleanup),
             w.trial("agent_restart_keeps_containers_running", agent_restart),
             w.trial("slow_tasks_never_delay_another_task", isolation),
+            w.trial(
+                "depends_on_success_orders_start_and_failure_names_both",
+                depends_on,
+            ),
         ]
     })
 }
@@ -632,6 +636,92 @@ fn isolation(w: &World) -> Result<()> {
         env.task(&stalled)?["lastStatus"] == "PENDING",
         "the stalled pull should still be pending: {}",
         env.task(&stalled)?
+    );
+    Ok(())
+}
+
+/// The first line of a container's json-file log and its time, once it is there.
+fn first_log_line(env: &Env, task: &str, container: &str) -> Result<(String, String)> {
+    let path = env
+        .opts
+        .data_dir
+        .join("logs")
+        .join(task)
+        .join(format!("{container}.log"));
+    poll(Duration::from_secs(30), || {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let Some(line) = text.lines().next() else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_str(line)?;
+        Ok(Some((
+            v["log"].as_str().unwrap_or_default().to_owned(),
+            v["time"].as_str().unwrap_or_default().to_owned(),
+        )))
+    })
+    .with_context(|| format!("no log line in {}", path.display()))
+}
+
+fn depends_on(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-deps")?;
+    env.register(&taskdef(
+        "deps",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sh", "-c", "echo app started; exec sleep 300"],
+             "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+            {"name": "init", "image": image, "memory": 64, "essential": false,
+             "command": ["sh", "-c", "sleep 1; echo init done; exit 0"]}
+        ]),
+    ))?;
+    let described = env.json(&["describe-task-definition", "deps"])?;
+    ensure!(
+        described
+            .to_string()
+            .contains(r#""dependsOn":[{"condition":"SUCCESS","containerName":"init"}]"#)
+            || described
+                .to_string()
+                .contains(r#""dependsOn":[{"containerName":"init","condition":"SUCCESS"}]"#),
+        "{described}"
+    );
+    let id = env.run_task("deps")?;
+    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
+    let init = t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "init"))
+        .context("init")?;
+    ensure!(
+        init["exitCode"] == 0,
+        "init exited before the task ran: {t}"
+    );
+    let (init_log, init_time) = first_log_line(&env, &id, "init")?;
+    let (app_log, app_time) = first_log_line(&env, &id, "app")?;
+    ensure!(init_log == "init done\n" && app_log == "app started\n");
+    // Same fixed-width RFC 3339 format: the strings order as the times do.
+    ensure!(
+        app_time > init_time,
+        "app started at {app_time}, before init finished at {init_time}"
+    );
+    env.ok(&["stop-task", &id])?;
+
+    env.register(&taskdef(
+        "deps-fail",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64, "command": ["sleep", "300"],
+             "dependsOn": [{"containerName": "db", "condition": "SUCCESS"}]},
+            {"name": "db", "image": image, "memory": 64, "essential": false,
+             "command": ["sh", "-c", "exit 3"]}
+        ]),
+    ))?;
+    let id = env.run_task("deps-fail")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    ensure!(
+        t["stoppedReason"] == "dependency db of container app exited with 3; condition SUCCESS",
+        "{t}"
     );
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! stop, clean up), reporting each step to the engine as a [`TaskEvent`]. It owns nothing the
 //! engine owns; it only acts on the host and reports.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use berth_proto::v1::{TaskAssignment, TaskDefinition, TaskState, TaskStatus};
 use berth_runtime::{ContainerId, ContainerInfo, ContainerStatus as RtStatus, ExitStatus};
@@ -14,6 +14,7 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::deps::{Plan, Progress, Step};
 use super::{Command, EngineConfig, TaskEvent};
 use crate::convert;
 use crate::runtime::ContainerRuntime;
@@ -49,7 +50,8 @@ struct Created {
     stop_timeout: Duration,
 }
 
-type Exit = (String, Result<ExitStatus, berth_runtime::Error>);
+/// A container's wait ended: its index in the task and the outcome.
+type Exit = (usize, Result<ExitStatus, berth_runtime::Error>);
 
 /// A start sequence that ended early: what it had created and started by then, and why.
 struct Stalled {
@@ -96,24 +98,52 @@ impl<R: ContainerRuntime> Driver<R> {
 
     pub(super) async fn run(mut self, resume: Option<Resume>) {
         let definition = self.assignment.definition.clone().unwrap_or_default();
-        let (created, running) = match resume {
-            Some(r) => match self.resume(&definition, r).await {
-                Some(both) => both,
-                None => return,
-            },
+        match resume {
+            Some(r) => {
+                if let Some((created, running)) = self.resume(&definition, r).await {
+                    // Every container was started before the restart: only watching is left.
+                    let plan =
+                        Plan::new(&definition).unwrap_or_else(|_| Plan::independent(&definition));
+                    let alive: Vec<bool> = created
+                        .iter()
+                        .map(|c| running.iter().any(|r| r.name == c.name))
+                        .collect();
+                    let now = Instant::now();
+                    let progress = alive
+                        .iter()
+                        .map(|&a| {
+                            if a {
+                                Progress::Started(now)
+                            } else {
+                                Progress::Exited(255)
+                            }
+                        })
+                        .collect();
+                    self.supervise(plan, created, progress, alive, false).await;
+                }
+            }
             None => match self.start(&definition).await {
-                Ok(created) => (created.clone(), created),
+                Ok((plan, created)) => {
+                    let n = created.len();
+                    self.supervise(
+                        plan,
+                        created,
+                        vec![Progress::Waiting; n],
+                        vec![false; n],
+                        true,
+                    )
+                    .await;
+                }
                 Err(Stalled {
                     interrupted: Interrupted::Shutdown,
                     ..
-                }) => return,
+                }) => {}
                 Err(Stalled {
                     created,
                     started,
                     interrupted: Interrupted::Stop,
                 }) => {
                     self.stop_and_clean(created, started).await;
-                    return;
                 }
                 Err(Stalled {
                     created,
@@ -123,16 +153,15 @@ impl<R: ContainerRuntime> Driver<R> {
                     tracing::warn!(%reason, "task failed to start");
                     self.report(TaskEvent::Failed { reason }).await;
                     self.stop_and_clean(created, started).await;
-                    return;
                 }
             },
-        };
-        self.watch(created, running).await;
+        }
     }
 
-    /// Pulls, creates and starts. On failure returns what was created so far.
-    async fn start(&mut self, def: &TaskDefinition) -> Result<Vec<Created>, Stalled> {
+    /// Pulls and creates; [`Self::supervise`] starts. On failure returns what was created so far.
+    async fn start(&mut self, def: &TaskDefinition) -> Result<(Plan, Vec<Created>), Stalled> {
         let task_id = self.task_id().to_owned();
+        let plan = Plan::new(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         let network = convert::network_for(&def.network_mode)
             .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         let specs: Vec<_> = def
@@ -220,21 +249,7 @@ impl<R: ContainerRuntime> Driver<R> {
                 interrupted: Interrupted::Stop,
             });
         }
-        for (i, c) in created.iter().enumerate() {
-            if let Err(e) = self.runtime.start(&c.id).await {
-                let interrupted = Interrupted::Failed(format!(
-                    "CannotStartContainerError: container {}: {e}",
-                    c.name
-                ));
-                return Err(Stalled {
-                    created: created.clone(),
-                    started: i,
-                    interrupted,
-                });
-            }
-        }
-        self.report(TaskEvent::Started).await;
-        Ok(created)
+        Ok((plan, created))
     }
 
     /// Runs `fut` unless a stop order or shutdown comes first.
@@ -249,22 +264,83 @@ impl<R: ContainerRuntime> Driver<R> {
         }
     }
 
-    /// Watches running containers until all have exited, stopping them when told to; then
-    /// reports STOPPED and cleans up.
-    async fn watch(&mut self, created: Vec<Created>, running: Vec<Created>) {
+    /// Starts the containers in dependency order (when `starting`) and watches every started
+    /// one from its start, until all have exited; when told to stop, or when the start fails,
+    /// stops the running containers in the reverse order of their dependencies. Then reports
+    /// STOPPED and cleans up. `progress` and `alive` are by index into `created`.
+    async fn supervise(
+        &mut self,
+        plan: Plan,
+        created: Vec<Created>,
+        mut progress: Vec<Progress>,
+        mut alive: Vec<bool>,
+        mut starting: bool,
+    ) {
         let mut waits: FuturesUnordered<BoxFuture<'static, Exit>> = FuturesUnordered::new();
-        for c in &running {
-            let rt = Arc::clone(&self.runtime);
-            let (name, id) = (c.name.clone(), c.id.clone());
-            waits.push(Box::pin(async move { (name, rt.wait(&id).await) }));
+        for (i, c) in created.iter().enumerate().filter(|(i, _)| alive[*i]) {
+            waits.push(self.wait_for(i, c, Duration::ZERO));
         }
-        let mut left: HashSet<String> = running.iter().map(|c| c.name.clone()).collect();
-        let mut retries: HashMap<String, u32> = HashMap::new();
+        let mut retries: HashMap<usize, u32> = HashMap::new();
         let mut stops: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+        let mut stop_issued = vec![false; created.len()];
         let mut stopping = false;
-        while !left.is_empty() {
+        loop {
+            let mut deadline = None;
+            while starting && !stopping {
+                match plan.step(&progress, Instant::now()) {
+                    Step::Done => {
+                        starting = false;
+                        self.report(TaskEvent::Started).await;
+                    }
+                    Step::Fail(reason) => {
+                        tracing::warn!(%reason, "task failed to start");
+                        self.report(TaskEvent::Failed { reason }).await;
+                        stopping = true;
+                    }
+                    Step::Start { ready, deadline: d } if ready.is_empty() => {
+                        if !alive.iter().any(|a| *a) {
+                            // Nothing runs that could still meet a condition.
+                            let reason = "the containers' dependencies cannot be met".to_owned();
+                            self.report(TaskEvent::Failed { reason }).await;
+                            stopping = true;
+                        }
+                        deadline = d;
+                        break;
+                    }
+                    Step::Start { ready, .. } => {
+                        for i in ready {
+                            let c = &created[i];
+                            tracing::info!(container.name = %c.name, "starting container");
+                            if let Err(e) = self.runtime.start(&c.id).await {
+                                let reason =
+                                    format!("CannotStartContainerError: container {}: {e}", c.name);
+                                tracing::warn!(%reason, "task failed to start");
+                                self.report(TaskEvent::Failed { reason }).await;
+                                stopping = true;
+                                break;
+                            }
+                            progress[i] = Progress::Started(Instant::now());
+                            alive[i] = true;
+                            waits.push(self.wait_for(i, c, Duration::ZERO));
+                        }
+                    }
+                }
+            }
+            if stopping {
+                for i in plan.stoppable(&alive) {
+                    if !std::mem::replace(&mut stop_issued[i], true) {
+                        stops.push(self.stop_container(&created[i]));
+                    }
+                }
+            }
+            if !starting_or_alive(starting && !stopping, &alive) {
+                break;
+            }
+            let timer =
+                deadline.map(|d| tokio::time::sleep_until(tokio::time::Instant::from_std(d)));
             tokio::select! {
-                Some((name, result)) = waits.next() => {
+                Some((i, result)) = waits.next() => {
+                    let name = created[i].name.clone();
                     let exit = match result {
                         Ok(exit) => exit,
                         // The container is gone from containerd: nothing runs any more.
@@ -275,42 +351,61 @@ impl<R: ContainerRuntime> Driver<R> {
                         // Anything else (containerd restarting, a broken connection) says
                         // nothing about the container, which the shim keeps running: wait again.
                         Err(error) => {
-                            let attempt = retries.entry(name.clone()).or_insert(0u32);
+                            let attempt = retries.entry(i).or_insert(0u32);
                             *attempt += 1;
                             let delay = retry_delay(*attempt);
                             tracing::warn!(container.name = %name, %error, retry_in_ms = delay.as_millis() as u64, "waiting for the container failed; retrying");
-                            if let Some(c) = running.iter().find(|c| c.name == name) {
-                                let rt = Arc::clone(&self.runtime);
-                                let id = c.id.clone();
-                                waits.push(Box::pin(async move {
-                                    tokio::time::sleep(delay).await;
-                                    (name, rt.wait(&id).await)
-                                }));
-                            }
+                            waits.push(self.wait_for(i, &created[i], delay));
                             continue;
                         }
                     };
-                    left.remove(&name);
+                    alive[i] = false;
+                    progress[i] = Progress::Exited(exit.code);
                     tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, "container exited");
                     self.report(TaskEvent::ContainerExited { name, exit }).await;
                 }
                 Some(Control::Stop) = self.control.recv(), if !stopping => {
                     stopping = true;
-                    for c in running.iter().filter(|c| left.contains(&c.name)) {
-                        let rt = Arc::clone(&self.runtime);
-                        let c = c.clone();
-                        stops.push(Box::pin(async move {
-                            if let Err(error) = rt.stop(&c.id, c.stop_timeout).await {
-                                tracing::warn!(container.name = %c.name, %error, "stop failed");
-                            }
-                        }));
-                    }
                 }
                 Some(()) = stops.next() => {}
+                () = async { if let Some(t) = timer { t.await } }, if deadline.is_some() => {}
                 _ = self.cancel.cancelled() => return,
             }
         }
         self.finish(created).await;
+    }
+
+    /// Waits for container `i` to exit, after `delay`.
+    fn wait_for(&self, i: usize, c: &Created, delay: Duration) -> BoxFuture<'static, Exit> {
+        let rt = Arc::clone(&self.runtime);
+        let id = c.id.clone();
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            (i, rt.wait(&id).await)
+        })
+    }
+
+    /// Stops a container (SIGTERM, SIGKILL after its stop timeout), retrying failed attempts;
+    /// its exit is reported by its wait.
+    fn stop_container(&self, c: &Created) -> BoxFuture<'static, ()> {
+        let rt = Arc::clone(&self.runtime);
+        let c = c.clone();
+        Box::pin(async move {
+            let mut attempt = 0u32;
+            loop {
+                match rt.stop(&c.id, c.stop_timeout).await {
+                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => return,
+                    Err(error) => {
+                        attempt += 1;
+                        let delay = retry_delay(attempt);
+                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        })
     }
 
     /// After an interrupted start: stops the containers that were started (reporting their
@@ -451,6 +546,11 @@ impl<R: ContainerRuntime> Driver<R> {
         }
         Some((created, running))
     }
+}
+
+/// Whether the supervision goes on: containers are still to start, or some still run.
+fn starting_or_alive(starting: bool, alive: &[bool]) -> bool {
+    starting || alive.iter().any(|a| *a)
 }
 
 /// Capped exponential retry delay: 250 ms, 500 ms, 1 s, ... up to 30 s.

@@ -4,6 +4,7 @@
 //! queues it for the scheduler. Each task is driven by its own driver task, so a slow pull or a
 //! container that takes minutes to stop never holds up another task.
 
+mod deps;
 mod driver;
 mod state;
 

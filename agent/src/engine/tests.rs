@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_proto::v1::{
-    ContainerDefinition, StopCode, StopTaskOrder, TaskAssignment, TaskDefinition, TaskState,
-    TaskStatus,
+    ContainerDefinition, ContainerDependency, DependencyCondition, StopCode, StopTaskOrder,
+    TaskAssignment, TaskDefinition, TaskState, TaskStatus,
 };
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
@@ -447,5 +447,183 @@ async fn a_broken_wait_is_retried_not_taken_for_an_exit() {
     h.fake.exit(&ContainerId::for_container("t8", "app"), 0);
     let stopped = until(&h.store, "t8", TaskStatus::Stopped).await;
     assert_eq!(stopped.containers[0].exit_code, Some(0));
+    h.cancel.cancel();
+}
+
+/// A container: name, essential, dependsOn (name, condition), startTimeout.
+type DepSpec<'a> = (&'a str, bool, &'a [(&'a str, DependencyCondition)], u32);
+
+/// An assignment whose containers depend on others.
+fn with_deps(task: &str, containers: &[DepSpec<'_>]) -> TaskAssignment {
+    let names: Vec<(&str, bool, &str)> = containers
+        .iter()
+        .map(|(n, e, _, _)| (*n, *e, "img:1"))
+        .collect();
+    let mut a = assignment(task, &names);
+    if let Some(d) = a.definition.as_mut() {
+        for (c, (_, _, deps, timeout)) in d.containers.iter_mut().zip(containers) {
+            c.start_timeout_seconds = *timeout;
+            c.depends_on = deps
+                .iter()
+                .map(|(name, condition)| ContainerDependency {
+                    container_name: (*name).into(),
+                    condition: *condition as i32,
+                })
+                .collect();
+        }
+    }
+    a
+}
+
+/// The containers started so far, in order.
+fn started(fake: &Fake) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter_map(|c| c.strip_prefix("start ").map(str::to_owned))
+        .collect()
+}
+
+async fn until_started(fake: &Fake, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while started(fake) != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "started {:?}, expected {expected:?}",
+            started(fake)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn containers_start_after_their_dependencies_meet_their_conditions() {
+    use DependencyCondition::{Complete, Start, Success};
+    let h = start();
+    h.handle
+        .send(Command::Assign(with_deps(
+            "d1",
+            &[
+                ("web", true, &[("app", Start)], 0),
+                ("app", true, &[("migrate", Complete)], 0),
+                ("migrate", false, &[("init", Success)], 0),
+                ("init", false, &[], 0),
+            ],
+        )))
+        .await;
+    until_started(&h.fake, &["d1.init"]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        started(&h.fake),
+        ["d1.init"],
+        "nothing else starts before init exits"
+    );
+    h.fake.exit(&ContainerId::for_container("d1", "init"), 0);
+    until_started(&h.fake, &["d1.init", "d1.migrate"]).await;
+    h.fake.exit(&ContainerId::for_container("d1", "migrate"), 5);
+    until_started(&h.fake, &["d1.init", "d1.migrate", "d1.app", "d1.web"]).await;
+    let running = until(&h.store, "d1", TaskStatus::Running).await;
+    let exit = |name: &str| {
+        running
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.exit_code)
+    };
+    assert_eq!(
+        (exit("init"), exit("migrate"), exit("app")),
+        (Some(0), Some(5), None),
+        "init containers that exited count as started"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_failed_success_dependency_stops_the_task_naming_both_containers() {
+    use DependencyCondition::Success;
+    let h = start();
+    h.handle
+        .send(Command::Assign(with_deps(
+            "d2",
+            &[
+                ("side", true, &[], 0),
+                ("db", false, &[], 0),
+                ("app", true, &[("db", Success)], 0),
+            ],
+        )))
+        .await;
+    until_started(&h.fake, &["d2.side", "d2.db"]).await;
+    h.fake.exit(&ContainerId::for_container("d2", "db"), 3);
+    let stopped = until(&h.store, "d2", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "dependency db of container app exited with 3; condition SUCCESS"
+    );
+    assert_eq!(started(&h.fake), ["d2.side", "d2.db"], "app never started");
+    assert!(h.fake.calls().contains(&"stop d2.side 2s".to_owned()));
+    assert!(
+        !reports(&h.store, "d2")
+            .iter()
+            .any(|s| s.status == TaskStatus::Running as i32)
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_dependency_that_outlives_its_start_timeout_fails_the_task() {
+    use DependencyCondition::Complete;
+    let h = start();
+    h.handle
+        .send(Command::Assign(with_deps(
+            "d3",
+            &[
+                ("init", false, &[], 1),
+                ("app", true, &[("init", Complete)], 0),
+            ],
+        )))
+        .await;
+    let stopped = until(&h.store, "d3", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app gave up waiting for dependency init: it did not reach condition COMPLETE within its startTimeout of 1s"
+    );
+    assert_eq!(started(&h.fake), ["d3.init"]);
+    assert!(h.fake.calls().contains(&"stop d3.init 2s".to_owned()));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn containers_stop_in_the_reverse_order_of_their_dependencies() {
+    use DependencyCondition::Start;
+    let h = start();
+    h.handle
+        .send(Command::Assign(with_deps(
+            "d4",
+            &[
+                ("db", true, &[], 0),
+                ("web", true, &[("app", Start)], 0),
+                ("app", true, &[("db", Start)], 0),
+            ],
+        )))
+        .await;
+    until(&h.store, "d4", TaskStatus::Running).await;
+    assert_eq!(started(&h.fake), ["d4.db", "d4.app", "d4.web"]);
+    h.handle
+        .send(Command::Stop(StopTaskOrder {
+            seq: 2,
+            task_id: "d4".into(),
+            stop_code: StopCode::UserInitiated as i32,
+            reason: "bye".into(),
+        }))
+        .await;
+    until(&h.store, "d4", TaskStatus::Stopped).await;
+    let stops: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("stop "))
+        .collect();
+    assert_eq!(stops, ["stop d4.web 2s", "stop d4.app 2s", "stop d4.db 2s"]);
     h.cancel.cancel();
 }

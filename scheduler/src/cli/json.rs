@@ -397,6 +397,18 @@ pub(super) struct ContainerDefinition {
     hostname: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     docker_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<ContainerDependency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_timeout: Option<u32>,
+}
+
+/// ECS ContainerDependency.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ContainerDependency {
+    container_name: String,
+    condition: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -460,6 +472,21 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            depends_on: c
+                .depends_on
+                .iter()
+                .map(|d| ContainerDependency {
+                    container_name: d.container_name.clone(),
+                    condition: match proto::DependencyCondition::try_from(d.condition) {
+                        Ok(proto::DependencyCondition::Start) => "START",
+                        Ok(proto::DependencyCondition::Complete) => "COMPLETE",
+                        Ok(proto::DependencyCondition::Success) => "SUCCESS",
+                        Ok(proto::DependencyCondition::Healthy) => "HEALTHY",
+                        _ => "UNSPECIFIED",
+                    },
+                })
+                .collect(),
+            start_timeout: non_zero(c.start_timeout_seconds),
         }
     }
 }

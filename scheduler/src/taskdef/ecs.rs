@@ -67,6 +67,18 @@ pub(super) struct ContainerDefinition {
     pub(super) hostname: Option<String>,
     #[serde(default)]
     pub(super) docker_labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub(super) depends_on: Option<Vec<ContainerDependency>>,
+    #[serde(default)]
+    pub(super) start_timeout: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ContainerDependency {
+    pub(super) container_name: String,
+    /// START, COMPLETE, SUCCESS or HEALTHY; checked in `mod.rs` so that every bad one is listed.
+    pub(super) condition: String,
 }
 
 #[derive(Debug, Deserialize)]

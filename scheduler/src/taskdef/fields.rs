@@ -135,6 +135,8 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("ulimits", Shape::ObjectList(ULIMIT)),
     optional("hostname", Shape::String),
     optional("dockerLabels", Shape::StringMap),
+    optional("dependsOn", Shape::ObjectList(CONTAINER_DEPENDENCY)),
+    optional("startTimeout", Shape::U32),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
@@ -144,8 +146,6 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     unsupported("volumesFrom"),
     unsupported("linuxParameters"),
     unsupported("secrets"),
-    unsupported("dependsOn"),
-    unsupported("startTimeout"),
     unsupported("versionConsistency"),
     unsupported("disableNetworking"),
     unsupported("privileged"),
@@ -175,6 +175,19 @@ pub(super) const ULIMIT: &[Field] = &[
     required("softLimit", Shape::U64),
     required("hardLimit", Shape::U64),
 ];
+
+/// One element of a container's `dependsOn` (ECS ContainerDependency: both members required).
+pub(super) const CONTAINER_DEPENDENCY: &[Field] = &[
+    required("containerName", Shape::String),
+    required("condition", Shape::String),
+];
+
+/// The dependency conditions of ECS, in its order.
+pub(super) const DEPENDENCY_CONDITIONS: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
+
+/// ECS's bounds of `startTimeout`, in seconds. ECS documents 2..=120 for Fargate and no other
+/// bound; Berth applies the Fargate bounds everywhere, as it does for `stopTimeout`.
+pub(super) const START_TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 2..=120;
 
 /// The ulimit names ECS accepts.
 pub(super) const ULIMIT_NAMES: &[&str] = &[

@@ -26,8 +26,8 @@ use serde_json::Value;
 
 pub use error::{Problem, TaskDefError};
 use fields::{
-    MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, TASK_DEFINITION,
-    ULIMIT_NAMES,
+    DEPENDENCY_CONDITIONS, MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES,
+    START_TIMEOUT_SECONDS, TASK_DEFINITION, ULIMIT_NAMES,
 };
 
 /// The network mode of a definition that does not name one, as on ECS for Linux.
@@ -227,6 +227,45 @@ fn container(
             problems.push(Problem::at(&walk::child(&path, name), below_minimum(0)));
         }
     }
+    let depends_on = c
+        .depends_on
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(j, d)| {
+            let condition = match d.condition.as_str() {
+                "START" => proto::DependencyCondition::Start,
+                "COMPLETE" => proto::DependencyCondition::Complete,
+                "SUCCESS" => proto::DependencyCondition::Success,
+                "HEALTHY" => proto::DependencyCondition::Healthy,
+                other => {
+                    let condition_path = walk::child(
+                        &walk::index(&walk::child(&path, "dependsOn"), j),
+                        "condition",
+                    );
+                    problems.push(Problem::at(
+                        &condition_path,
+                        format!(
+                            "`{other}` is not a dependency condition: use one of {}",
+                            DEPENDENCY_CONDITIONS.join(", ")
+                        ),
+                    ));
+                    proto::DependencyCondition::Unspecified
+                }
+            };
+            proto::ContainerDependency {
+                container_name: d.container_name,
+                condition: condition as i32,
+            }
+        })
+        .collect();
+    if c.start_timeout == Some(0) {
+        // Zero means "not given" in the proto model; checked here since it is lost after.
+        problems.push(Problem::at(
+            &walk::child(&path, "startTimeout"),
+            start_timeout_out_of_range(0),
+        ));
+    }
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -257,7 +296,17 @@ fn container(
         docker_labels: c.docker_labels.unwrap_or_default().into_iter().collect(),
         entry_point_set,
         command_set,
+        depends_on,
+        start_timeout_seconds: c.start_timeout.unwrap_or(0),
     }
+}
+
+fn start_timeout_out_of_range(seconds: u32) -> String {
+    format!(
+        "{seconds} seconds is outside ECS's range of {} to {} seconds",
+        START_TIMEOUT_SECONDS.start(),
+        START_TIMEOUT_SECONDS.end()
+    )
 }
 
 /// The semantic checks, each problem with its path. Zero container values mean "not given"
@@ -307,6 +356,7 @@ fn validate(def: &proto::TaskDefinition, task_memory_given: bool, problems: &mut
             names.insert(&c.name, i);
         }
     }
+    validate_dependencies(def, problems);
     let (cpu, memory) = container_sums(def);
     if def.cpu > 0 && cpu > u64::from(def.cpu) {
         problems.push(Problem::at(
@@ -383,6 +433,12 @@ fn validate_container(
             ),
         ));
     }
+    if c.start_timeout_seconds > 0 && !START_TIMEOUT_SECONDS.contains(&c.start_timeout_seconds) {
+        problems.push(Problem::at(
+            &field("startTimeout"),
+            start_timeout_out_of_range(c.start_timeout_seconds),
+        ));
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (j, u) in c.ulimits.iter().enumerate() {
         let ulimit_path = walk::index(&field("ulimits"), j);
@@ -412,6 +468,147 @@ fn validate_container(
                 ),
             ));
         }
+    }
+}
+
+/// ECS's rules for `dependsOn`: every dependency names another container of the task, a
+/// container depended on with COMPLETE or SUCCESS is not essential (ECS: "This condition can't be
+/// set on an essential container"), HEALTHY needs a health check (not supported by Berth yet),
+/// and the dependencies form no cycle (each cycle is reported once, at the dependency that
+/// closes it).
+fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem>) {
+    let index: HashMap<&str, usize> = def
+        .containers
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    // The graph's edges, dependent → dependency, with the path of the dependency's name.
+    let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); def.containers.len()];
+    for (i, c) in def.containers.iter().enumerate() {
+        for (j, d) in c.depends_on.iter().enumerate() {
+            let dep_path = walk::index(
+                &walk::child(&walk::index("containerDefinitions", i), "dependsOn"),
+                j,
+            );
+            let name_path = walk::child(&dep_path, "containerName");
+            let Some(&target) = index.get(d.container_name.as_str()) else {
+                problems.push(Problem::at(
+                    &name_path,
+                    format!(
+                        "no container named {:?} in this task definition",
+                        d.container_name
+                    ),
+                ));
+                continue;
+            };
+            if target == i {
+                problems.push(Problem::at(
+                    &name_path,
+                    format!("container {:?} cannot depend on itself", c.name),
+                ));
+                continue;
+            }
+            let condition = proto::DependencyCondition::try_from(d.condition)
+                .unwrap_or(proto::DependencyCondition::Unspecified);
+            let condition_path = walk::child(&dep_path, "condition");
+            let dependency = &def.containers[target];
+            match condition {
+                proto::DependencyCondition::Complete | proto::DependencyCondition::Success
+                    if dependency.essential =>
+                {
+                    problems.push(Problem::at(
+                        &condition_path,
+                        format!(
+                            "condition {} needs container {} to be non-essential (\"essential\": false), as on ECS",
+                            condition_name(condition),
+                            dependency.name
+                        ),
+                    ));
+                }
+                proto::DependencyCondition::Healthy => {
+                    problems.push(Problem::at(
+                        &condition_path,
+                        format!(
+                            "condition HEALTHY needs a healthCheck on container {}; healthCheck is not supported by Berth yet",
+                            dependency.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            edges[i].push((target, name_path));
+        }
+    }
+    if let Some(cycle) = find_cycle(def, &edges) {
+        problems.push(cycle);
+    }
+}
+
+/// The first cycle of the dependency graph, found by depth-first search from each container in
+/// definition order, reported at the dependency that closes it ("a → b → a").
+fn find_cycle(def: &proto::TaskDefinition, edges: &[Vec<(usize, String)>]) -> Option<Problem> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        node: usize,
+        edges: &[Vec<(usize, String)>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<(Vec<usize>, String)> {
+        marks[node] = Mark::OnPath;
+        path.push(node);
+        for (next, json_path) in &edges[node] {
+            match marks[*next] {
+                Mark::OnPath => {
+                    let start = path.iter().position(|n| n == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(*next);
+                    return Some((cycle, json_path.clone()));
+                }
+                Mark::New => {
+                    if let Some(found) = visit(*next, edges, marks, path) {
+                        return Some(found);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if marks[start] == Mark::New {
+            let mut path = Vec::new();
+            if let Some((cycle, json_path)) = visit(start, edges, &mut marks, &mut path) {
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&n| def.containers[n].name.as_str())
+                    .collect();
+                return Some(Problem::at(
+                    &json_path,
+                    format!("dependsOn forms a cycle: {}", names.join(" → ")),
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn condition_name(condition: proto::DependencyCondition) -> &'static str {
+    match condition {
+        proto::DependencyCondition::Start => "START",
+        proto::DependencyCondition::Complete => "COMPLETE",
+        proto::DependencyCondition::Success => "SUCCESS",
+        proto::DependencyCondition::Healthy => "HEALTHY",
+        proto::DependencyCondition::Unspecified => "UNSPECIFIED",
     }
 }
 

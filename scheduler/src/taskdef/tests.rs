@@ -245,13 +245,12 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 fn unsupported_fields_are_refused_by_name_and_path() {
     let json = r#"{"family":"f","volumes":[],"containerDefinitions":[
         {"name":"a","image":"i","memory":64,"logConfiguration":{"logDriver":"awslogs"},"portMappings":[]},
-        {"name":"b","image":"i","memory":64,"healthCheck":{},"secrets":[],"dependsOn":[],"links":[]}]}"#;
+        {"name":"b","image":"i","memory":64,"healthCheck":{},"secrets":[],"links":[]}]}"#;
     assert_eq!(
         problems(json),
         [
             "field `logConfiguration` at containerDefinitions[0] is not supported by Berth yet",
             "field `portMappings` at containerDefinitions[0] is not supported by Berth yet",
-            "field `dependsOn` at containerDefinitions[1] is not supported by Berth yet",
             "field `healthCheck` at containerDefinitions[1] is not supported by Berth yet",
             "field `links` at containerDefinitions[1] is not supported by Berth yet",
             "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
@@ -264,7 +263,7 @@ fn unsupported_fields_are_refused_by_name_and_path() {
                 problems[0].path(),
                 "containerDefinitions[0].logConfiguration"
             );
-            assert_eq!(problems[6].path(), "volumes");
+            assert_eq!(problems[5].path(), "volumes");
         }
         other => panic!("{other:?}"),
     }
@@ -409,6 +408,7 @@ fn tables_and_serde_structs_agree() {
         fields::CONTAINER_DEFINITION,
         fields::KEY_VALUE_PAIR,
         fields::ULIMIT,
+        fields::CONTAINER_DEPENDENCY,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -424,5 +424,109 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 16);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 18);
+}
+
+/// A definition of containers given as (name, essential, dependsOn JSON).
+fn with_deps(containers: &[(&str, bool, &str)]) -> String {
+    let list: Vec<String> = containers
+        .iter()
+        .map(|(name, essential, deps)| {
+            format!(
+                r#"{{"name":"{name}","image":"busybox","memory":64,"essential":{essential},"dependsOn":{deps}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"family":"f","containerDefinitions":[{}]}}"#,
+        list.join(",")
+    )
+}
+
+#[test]
+fn depends_on_and_start_timeout_are_carried() {
+    let json = r#"{"family":"f","containerDefinitions":[
+        {"name":"init","image":"busybox","memory":64,"essential":false,"startTimeout":30},
+        {"name":"app","image":"busybox","memory":64,
+         "dependsOn":[{"containerName":"init","condition":"SUCCESS"}]}]}"#;
+    let def = parse(json).unwrap();
+    assert_eq!(def.containers[0].start_timeout_seconds, 30);
+    assert_eq!(
+        def.containers[1].depends_on,
+        [proto::ContainerDependency {
+            container_name: "init".into(),
+            condition: proto::DependencyCondition::Success as i32,
+        }]
+    );
+}
+
+#[test]
+fn dependency_problems_are_reported_with_their_paths() {
+    let json = with_deps(&[
+        ("db", false, "[]"),
+        (
+            "app",
+            true,
+            r#"[{"containerName":"dbb","condition":"START"},{"containerName":"app","condition":"START"},
+               {"containerName":"db","condition":"READY"},{"containerName":"web","condition":"SUCCESS"},
+               {"containerName":"db","condition":"HEALTHY"}]"#,
+        ),
+        (
+            "web",
+            true,
+            r#"[{"containerName":"db","condition":"COMPLETE"}]"#,
+        ),
+    ]);
+    assert_eq!(
+        problems(&json),
+        [
+            "containerDefinitions[1].dependsOn[2].condition: `READY` is not a dependency condition: use one of START, COMPLETE, SUCCESS, HEALTHY",
+            "containerDefinitions[1].dependsOn[0].containerName: no container named \"dbb\" in this task definition",
+            "containerDefinitions[1].dependsOn[1].containerName: container \"app\" cannot depend on itself",
+            "containerDefinitions[1].dependsOn[3].condition: condition SUCCESS needs container web to be non-essential (\"essential\": false), as on ECS",
+            "containerDefinitions[1].dependsOn[4].condition: condition HEALTHY needs a healthCheck on container db; healthCheck is not supported by Berth yet",
+        ]
+    );
+}
+
+#[test]
+fn a_dependency_cycle_is_named() {
+    let json = with_deps(&[
+        ("solo", true, "[]"),
+        ("a", true, r#"[{"containerName":"b","condition":"START"}]"#),
+        ("b", true, r#"[{"containerName":"c","condition":"START"}]"#),
+        ("c", true, r#"[{"containerName":"a","condition":"START"}]"#),
+    ]);
+    assert_eq!(
+        problems(&json),
+        [
+            "containerDefinitions[3].dependsOn[0].containerName: dependsOn forms a cycle: a → b → c → a"
+        ]
+    );
+}
+
+#[test]
+fn start_timeout_is_within_ecs_bounds() {
+    for (value, ok) in [(1, false), (2, true), (120, true), (121, false), (0, false)] {
+        let json = format!(
+            r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"i","memory":64,"startTimeout":{value}}}]}}"#
+        );
+        match parse(&json) {
+            Ok(_) => assert!(ok, "{value} accepted"),
+            Err(e) => {
+                assert!(!ok, "{value} refused: {e}");
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "containerDefinitions[0].startTimeout: {value} seconds is outside ECS's range of 2 to 120 seconds"
+                    )
+                );
+            }
+        }
+    }
+    assert_eq!(
+        problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"dependsOn":[{"containerName":"b"}]}]}"#).len(),
+        1,
+        "condition is required"
+    );
 }
