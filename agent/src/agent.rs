@@ -77,6 +77,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             stop_timeout: config.stop_timeout,
             cleanup_wait: config.task_cleanup_wait,
             pull_timeout: config.image_pull_timeout,
+            restart_backoff: crate::engine::RESTART_BACKOFF,
+            restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

@@ -23,6 +23,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
     async fn start(&self, id: &ContainerId) -> Result<u32, Error>;
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error>;
+    /// Makes an exited container startable again in place (same snapshot, cgroup, log file).
+    async fn restart(&self, id: &ContainerId) -> Result<(), Error>;
     async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error>;
     async fn delete(&self, id: &ContainerId) -> Result<(), Error>;
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
@@ -58,6 +60,9 @@ impl ContainerRuntime for Runtime {
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
         self.wait_container(id).await
+    }
+    async fn restart(&self, id: &ContainerId) -> Result<(), Error> {
+        self.restart_container(id).await
     }
     async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error> {
         self.stop_container(id, timeout).await

@@ -181,6 +181,13 @@ impl Runtime {
         self.containers.start(id).await
     }
 
+    /// Makes an exited container startable again, in place (same record, snapshot, spec,
+    /// cgroup and log file): its exited task is replaced by a new, not yet started one. Start
+    /// it with [`Self::start_container`].
+    pub async fn restart_container(&self, id: &ContainerId) -> Result<(), Error> {
+        self.containers.restart(id).await
+    }
+
     /// Waits for the container's process to exit.
     pub async fn wait_container(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
         self.containers.wait(id).await

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
                 "depends_on_success_orders_start_and_failure_names_both",
                 depends_on,
             ),
+            w.trial(
+                "restart_policy_restarts_in_place_until_an_ignored_exit",
+                restart_policy,
+            ),
         ]
     })
 }
@@ -723,5 +727,51 @@ fn depends_on(w: &World) -> Result<()> {
         t["stoppedReason"] == "dependency db of container app exited with 3; condition SUCCESS",
         "{t}"
     );
+    Ok(())
+}
+
+/// ECS's rules leave no shortcut: a container is restarted only after a run of at least
+/// restartAttemptPeriod (60 s at the least), then after the first backoff (10 s). The container
+/// runs 61 s and exits 1 (restarted, in place: the file its first run wrote is still there),
+/// then exits 3 at once, which is ignored: the essential container ends and stops the task.
+fn restart_policy(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-restart")?;
+    env.register(&taskdef(
+        "restarts",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64,
+             "command": ["sh", "-c",
+                 "echo run; if [ -f /ran ]; then exit 3; fi; touch /ran; sleep 61; exit 1"],
+             "restartPolicy": {"enabled": true, "ignoredExitCodes": [3],
+                               "restartAttemptPeriod": 60}}
+        ]),
+    ))?;
+    let described = env
+        .json(&["describe-task-definition", "restarts"])?
+        .to_string();
+    ensure!(
+        described.contains(
+            r#""restartPolicy":{"enabled":true,"ignoredExitCodes":[3],"restartAttemptPeriod":60}"#
+        ),
+        "{described}"
+    );
+    let id = env.run_task("restarts")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(180))?;
+    ensure!(t["stopCode"] == "EssentialContainerExited", "{t}");
+    let app = t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "app"))
+        .context("app")?;
+    ensure!(app["exitCode"] == 3 && app["restartCount"] == 1, "{t}");
+    let path = env.opts.data_dir.join("logs").join(&id).join("app.log");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let runs = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["log"] == "run\n")
+        .count();
+    ensure!(runs == 2, "two runs in one log file: {text}");
     Ok(())
 }

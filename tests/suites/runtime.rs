@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         vec![
             w.async_trial("pull_then_run_echo_exit_3", pull_then_run_echo_exit_3),
             w.async_trial(
+                "restart_in_place_keeps_rootfs_and_log",
+                restart_in_place_keeps_rootfs_and_log,
+            ),
+            w.async_trial(
                 "pull_leaves_what_ctr_pull_leaves",
                 pull_leaves_what_ctr_pull_leaves,
             ),
@@ -151,6 +155,41 @@ async fn pull_then_run_echo_exit_3(w: Arc<World>) -> Result<()> {
     ensure!(status.code == 3, "exit code {}", status.code);
     ensure!(!status.oom_killed);
     ensure!(logs == ["hello"], "logs {logs:?}");
+    Ok(())
+}
+
+/// An exited container restarted in place runs again on the same writable layer (a file the
+/// first run wrote is there) and its output is appended to the same log file.
+async fn restart_in_place_keeps_rootfs_and_log(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "hello-restart", "1.0").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let spec = container(
+        &task,
+        "app",
+        &img.reference,
+        &[
+            "sh",
+            "-c",
+            "echo run; test -f /marker && echo again; touch /marker; exit 4",
+        ],
+    );
+    let id = rt.create_container(&spec).await?;
+    for run in 1..=2 {
+        if run > 1 {
+            rt.restart_container(&id).await?;
+        }
+        rt.start_container(&id).await?;
+        let status = tokio::time::timeout(Duration::from_secs(60), rt.wait_container(&id))
+            .await
+            .context("container did not exit within 60s")??;
+        ensure!(status.code == 4, "run {run}: exit code {}", status.code);
+    }
+    let logs = log_lines(&rt.log_path(&spec.task_id, &spec.name))?;
+    ensure!(logs == ["run", "run", "again"], "logs {logs:?}");
+    rt.delete_container(&id).await?;
     Ok(())
 }
 

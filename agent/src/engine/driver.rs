@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::deps::{Plan, Progress, Step};
+use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
 use crate::convert;
 use crate::runtime::ContainerRuntime;
@@ -40,6 +41,8 @@ pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) control: mpsc::UnboundedReceiver<Control>,
     pub(super) cancel: CancellationToken,
     pub(super) assignment: TaskAssignment,
+    /// Restart counts already reported, by container name (after an agent restart).
+    pub(super) restart_counts: HashMap<String, u32>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.
@@ -52,6 +55,24 @@ struct Created {
 
 /// A container's wait ended: its index in the task and the outcome.
 type Exit = (usize, Result<ExitStatus, berth_runtime::Error>);
+
+/// A restart ended: the container's index, the exit that caused it, and the outcome (None when
+/// a stop order or the agent's shutdown came during the backoff and nothing was restarted).
+type Restarted = (usize, ExitStatus, Option<Result<(), berth_runtime::Error>>);
+
+/// What the driver tracks of each container's restarts (by index into the created ones).
+struct Restarts {
+    policies: Vec<Option<Policy>>,
+    backoff: Backoff,
+    /// When each container's current run started (tokio's clock, so tests can pause it).
+    started: Vec<Option<tokio::time::Instant>>,
+    /// Restarts so far, reported as the container's restartCount.
+    counts: Vec<u32>,
+    /// Consecutive restarts, for the backoff.
+    streaks: Vec<u32>,
+    /// Cancelled when the task stops: restarts waiting out their backoff give up.
+    stop: CancellationToken,
+}
 
 /// A start sequence that ended early: what it had created and started by then, and why.
 struct Stalled {
@@ -268,6 +289,11 @@ impl<R: ContainerRuntime> Driver<R> {
     /// one from its start, until all have exited; when told to stop, or when the start fails,
     /// stops the running containers in the reverse order of their dependencies. Then reports
     /// STOPPED and cleans up. `progress` and `alive` are by index into `created`.
+    ///
+    /// A container with a restart policy that exits while the task is not stopping may be
+    /// restarted in place (see `restart.rs`): it then stays alive through its backoff, counts
+    /// as still started for its dependents, and is reported as restarted rather than exited,
+    /// so the essential-container rule only sees exits that end a container for good.
     async fn supervise(
         &mut self,
         plan: Plan,
@@ -280,6 +306,9 @@ impl<R: ContainerRuntime> Driver<R> {
         for (i, c) in created.iter().enumerate().filter(|(i, _)| alive[*i]) {
             waits.push(self.wait_for(i, c, Duration::ZERO));
         }
+        let mut restarts = self.restarts(&created, &alive);
+        let mut restarting: FuturesUnordered<BoxFuture<'static, Restarted>> =
+            FuturesUnordered::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
         let mut stops: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
         let mut stop_issued = vec![false; created.len()];
@@ -320,6 +349,7 @@ impl<R: ContainerRuntime> Driver<R> {
                                 break;
                             }
                             progress[i] = Progress::Started(Instant::now());
+                            restarts.started[i] = Some(tokio::time::Instant::now());
                             alive[i] = true;
                             waits.push(self.wait_for(i, c, Duration::ZERO));
                         }
@@ -327,6 +357,7 @@ impl<R: ContainerRuntime> Driver<R> {
                 }
             }
             if stopping {
+                restarts.stop.cancel();
                 for i in plan.stoppable(&alive) {
                     if !std::mem::replace(&mut stop_issued[i], true) {
                         stops.push(self.stop_container(&created[i]));
@@ -359,10 +390,38 @@ impl<R: ContainerRuntime> Driver<R> {
                             continue;
                         }
                     };
+                    if !stopping && let Some(delay) = restarts.decide(i, &exit, &name) {
+                        tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, restart_in_ms = delay.as_millis() as u64, "container exited; restarting it");
+                        restarting.push(self.restart_after(i, &created[i], exit, delay, restarts.stop.clone()));
+                        continue;
+                    }
                     alive[i] = false;
                     progress[i] = Progress::Exited(exit.code);
                     tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, "container exited");
                     self.report(TaskEvent::ContainerExited { name, exit }).await;
+                }
+                Some((i, exit, outcome)) = restarting.next() => {
+                    let name = created[i].name.clone();
+                    match outcome {
+                        Some(Ok(())) => {
+                            restarts.counts[i] += 1;
+                            restarts.started[i] = Some(tokio::time::Instant::now());
+                            waits.push(self.wait_for(i, &created[i], Duration::ZERO));
+                            // A stop order that came while it was being restarted stops it too.
+                            stop_issued[i] = false;
+                            let restart_count = restarts.counts[i];
+                            tracing::info!(container.name = %name, restart_count, "container restarted");
+                            self.report(TaskEvent::ContainerRestarted { name, restart_count }).await;
+                        }
+                        outcome => {
+                            if let Some(Err(error)) = outcome {
+                                tracing::warn!(container.name = %name, %error, "cannot restart the container; it stays exited");
+                            }
+                            alive[i] = false;
+                            progress[i] = Progress::Exited(exit.code);
+                            self.report(TaskEvent::ContainerExited { name, exit }).await;
+                        }
+                    }
                 }
                 Some(Control::Stop) = self.control.recv(), if !stopping => {
                     stopping = true;
@@ -373,6 +432,63 @@ impl<R: ContainerRuntime> Driver<R> {
             }
         }
         self.finish(created).await;
+    }
+
+    /// The restart bookkeeping of a supervision: policies from the definition, counts from the
+    /// last reported state (so they survive an agent restart), runs of alive containers
+    /// counted from now.
+    fn restarts(&self, created: &[Created], alive: &[bool]) -> Restarts {
+        let def = self.assignment.definition.as_ref();
+        let policies = created
+            .iter()
+            .map(|c| {
+                def.and_then(|d| d.containers.iter().find(|x| x.name == c.name))
+                    .and_then(Policy::of)
+            })
+            .collect();
+        let now = tokio::time::Instant::now();
+        Restarts {
+            policies,
+            backoff: Backoff {
+                base: self.config.restart_backoff,
+                max: self.config.restart_backoff_max,
+            },
+            started: alive.iter().map(|&a| a.then_some(now)).collect(),
+            counts: created
+                .iter()
+                .map(|c| self.restart_counts.get(&c.name).copied().unwrap_or(0))
+                .collect(),
+            streaks: vec![0; created.len()],
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// After `delay` (unless the task stops or the agent shuts down first), makes container `i`
+    /// startable again in place and starts it.
+    fn restart_after(
+        &self,
+        i: usize,
+        c: &Created,
+        exit: ExitStatus,
+        delay: Duration,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, Restarted> {
+        let rt = Arc::clone(&self.runtime);
+        let id = c.id.clone();
+        let cancel = self.cancel.clone();
+        Box::pin(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => return (i, exit, None),
+                _ = cancel.cancelled() => return (i, exit, None),
+            }
+            let outcome = async {
+                rt.restart(&id).await?;
+                rt.start(&id).await.map(|_| ())
+            }
+            .await;
+            (i, exit, Some(outcome))
+        })
     }
 
     /// Waits for container `i` to exit, after `delay`.
@@ -545,6 +661,27 @@ impl<R: ContainerRuntime> Driver<R> {
             return None;
         }
         Some((created, running))
+    }
+}
+
+impl Restarts {
+    /// Whether container `i`, whose run just ended with `exit`, is restarted, and after what
+    /// delay. Records the new streak when it is.
+    fn decide(&mut self, i: usize, exit: &ExitStatus, name: &str) -> Option<Duration> {
+        let policy = self.policies[i].as_ref()?;
+        let ran_for = self.started[i]
+            .map(|s| s.elapsed())
+            .unwrap_or(Duration::ZERO);
+        match restart::decide(policy, self.backoff, exit.code, ran_for, self.streaks[i]) {
+            Decision::Restart { delay, streak } => {
+                self.streaks[i] = streak;
+                Some(delay)
+            }
+            Decision::Exit(why) => {
+                tracing::info!(container.name = %name, exit.code = exit.code, ran_for_s = ran_for.as_secs(), ?why, "container not restarted");
+                None
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod deps;
 mod driver;
+mod restart;
 mod state;
 
 use std::collections::HashMap;
@@ -35,7 +36,18 @@ pub struct EngineConfig {
     pub cleanup_wait: Duration,
     /// Deadline of one image pull.
     pub pull_timeout: Duration,
+    /// Delay before the first restart of a container that keeps crashing (ECS restartPolicy);
+    /// it doubles with each consecutive restart up to `restart_backoff_max`. Not an operator
+    /// setting: [`RESTART_BACKOFF`] and [`RESTART_BACKOFF_MAX`] in production, short in tests.
+    pub restart_backoff: Duration,
+    /// The longest delay between two restarts of a container.
+    pub restart_backoff_max: Duration,
 }
+
+/// The first restart delay of a crashing container, as the kubelet's.
+pub const RESTART_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest restart delay of a crashing container, as the kubelet's.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// What the engine acts on.
 #[derive(Debug)]
@@ -246,6 +258,11 @@ impl<R: ContainerRuntime> Engine<R> {
             })
             .unwrap_or_default();
         let wants_stop = state.desired_status == DesiredStatus::Stopped as i32;
+        let restart_counts = state
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.restart_count))
+            .collect();
         self.tasks.insert(
             a.task_id.clone(),
             Entry {
@@ -262,6 +279,7 @@ impl<R: ContainerRuntime> Engine<R> {
             control: control_rx,
             cancel: self.cancel.child_token(),
             assignment: a,
+            restart_counts,
         };
         self.drivers.spawn(driver.run(resume).instrument(span));
         if wants_stop {

@@ -29,6 +29,13 @@ pub enum TaskEvent {
         name: String,
         exit: ExitStatus,
     },
+    /// A container exited and was restarted in place under its restart policy; this is its
+    /// restart count since the task started. Its status stays RUNNING and it keeps no exit
+    /// code (as on ECS, which reports only restartCount): `exit_code` is for its final exit.
+    ContainerRestarted {
+        name: String,
+        restart_count: u32,
+    },
     /// The task cannot start; the reason is for people.
     Failed {
         reason: String,
@@ -167,6 +174,21 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             }
             true
         }
+        TaskEvent::ContainerRestarted {
+            name,
+            restart_count,
+        } => {
+            let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+                return false;
+            };
+            // A late report for a container that has since ended for good changes nothing.
+            if c.exit_code.is_some() || c.restart_count >= restart_count {
+                return false;
+            }
+            c.restart_count = restart_count;
+            c.status = ContainerStatus::Running as i32;
+            true
+        }
         TaskEvent::Failed { reason } => {
             let mut changed = false;
             for c in &mut state.containers {
@@ -270,6 +292,39 @@ mod tests {
         assert_eq!(s.containers[0].exit_code, Some(137));
         assert!(s.containers[0].oom_killed);
         assert!(s.containers[0].reason.starts_with("OutOfMemoryError"));
+    }
+
+    #[test]
+    fn restarts_keep_the_container_running_and_count_once() {
+        let mut s = initial(&assignment());
+        let restarted = |n| TaskEvent::ContainerRestarted {
+            name: "a".into(),
+            restart_count: n,
+        };
+        assert!(apply(&mut s, restarted(1), UNIX_EPOCH));
+        assert!(!apply(&mut s, restarted(1), UNIX_EPOCH), "a duplicate");
+        assert_eq!(s.containers[0].restart_count, 1);
+        assert_eq!(s.containers[0].status, ContainerStatus::Running as i32);
+        assert_eq!(s.containers[0].exit_code, None);
+        let exit = ExitStatus {
+            code: 3,
+            exited_at: UNIX_EPOCH,
+            oom_killed: false,
+        };
+        assert!(apply(
+            &mut s,
+            TaskEvent::ContainerExited {
+                name: "a".into(),
+                exit
+            },
+            UNIX_EPOCH
+        ));
+        assert!(
+            !apply(&mut s, restarted(2), UNIX_EPOCH),
+            "after its final exit"
+        );
+        assert_eq!(s.containers[0].exit_code, Some(3));
+        assert_eq!(s.containers[0].restart_count, 1);
     }
 
     #[test]

@@ -133,6 +133,13 @@ impl ContainerRuntime for Fake {
             }
         }
     }
+    async fn restart(&self, id: &ContainerId) -> Result<(), Error> {
+        self.log(format!("restart {id}"));
+        if let Some(tx) = self.exits.lock().unwrap().get(id) {
+            tx.send_replace(None);
+        }
+        Ok(())
+    }
     async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error> {
         self.log(format!("stop {id} {}s", timeout.as_secs()));
         self.exit(id, 143);
@@ -167,6 +174,8 @@ fn start() -> Harness {
         stop_timeout: Duration::from_secs(30),
         cleanup_wait: Duration::ZERO,
         pull_timeout: Duration::from_secs(5),
+        restart_backoff: Duration::from_secs(10),
+        restart_backoff_max: Duration::from_secs(300),
     };
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
@@ -625,5 +634,139 @@ async fn containers_stop_in_the_reverse_order_of_their_dependencies() {
         .filter(|c| c.starts_with("stop "))
         .collect();
     assert_eq!(stops, ["stop d4.web 2s", "stop d4.app 2s", "stop d4.db 2s"]);
+    h.cancel.cancel();
+}
+
+/// A task whose containers (name, essential) restart on any exit but those ignored, after a
+/// run of at least 60 s.
+fn restarting(task: &str, containers: &[(&str, bool)], ignored: &[u32]) -> TaskAssignment {
+    let mut a = assignment(
+        task,
+        &containers
+            .iter()
+            .map(|(n, e)| (*n, *e, "img:1"))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(def) = a.definition.as_mut() {
+        for c in &mut def.containers {
+            c.restart_policy = Some(berth_proto::v1::RestartPolicy {
+                enabled: true,
+                ignored_exit_codes: ignored.to_vec(),
+                restart_attempt_period_seconds: 60,
+            });
+        }
+    }
+    a
+}
+
+/// The last reported state of a task.
+fn last(store: &Store, task: &str) -> TaskState {
+    reports(store, task).pop().expect("a report")
+}
+
+fn restart_count(store: &Store, task: &str, name: &str) -> u32 {
+    last(store, task)
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.restart_count)
+        .unwrap_or_default()
+}
+
+fn count_calls(fake: &Fake, call: &str) -> usize {
+    fake.calls().iter().filter(|c| *c == call).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarting_essential_container_is_restarted_with_a_doubling_backoff() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(restarting("r1", &[("app", true)], &[0])))
+        .await;
+    until(&h.store, "r1", TaskStatus::Running).await;
+    let id = ContainerId::for_container("r1", "app");
+    for (n, delay) in [(1u32, 10u64), (2, 20), (3, 40)] {
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        h.fake.exit(&id, 1);
+        tokio::time::sleep(Duration::from_secs(delay - 1)).await;
+        assert_eq!(
+            restart_count(&h.store, "r1", "app"),
+            n - 1,
+            "not before {delay}s"
+        );
+        assert_eq!(count_calls(&h.fake, "restart r1.app"), (n - 1) as usize);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            restart_count(&h.store, "r1", "app"),
+            n,
+            "restarted after {delay}s"
+        );
+        let state = last(&h.store, "r1");
+        assert_eq!(state.status, TaskStatus::Running as i32, "the task runs on");
+        assert_eq!(
+            state.containers[0].status,
+            berth_proto::v1::ContainerStatus::Running as i32
+        );
+        assert_eq!(state.containers[0].exit_code, None);
+    }
+    assert_eq!(count_calls(&h.fake, "start r1.app"), 4);
+    // An ignored exit code ends it for good: the essential rule applies.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.fake.exit(&id, 0);
+    let stopped = until(&h.store, "r1", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::EssentialContainerExited as i32);
+    assert_eq!(stopped.containers[0].exit_code, Some(0));
+    assert_eq!(stopped.containers[0].restart_count, 3);
+    assert_eq!(count_calls(&h.fake, "restart r1.app"), 3);
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_exits_before_the_attempt_period_is_not_restarted() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(restarting(
+            "r2",
+            &[("app", true), ("side", false)],
+            &[],
+        )))
+        .await;
+    until(&h.store, "r2", TaskStatus::Running).await;
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    h.fake.exit(&ContainerId::for_container("r2", "app"), 1);
+    let stopped = until(&h.store, "r2", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::EssentialContainerExited as i32);
+    assert_eq!(stopped.containers[0].exit_code, Some(1));
+    assert_eq!(stopped.containers[1].exit_code, Some(143));
+    let calls = h.fake.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("restart")), "{calls:?}");
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_order_during_the_backoff_stops_without_restarting() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(restarting("r3", &[("app", true)], &[])))
+        .await;
+    until(&h.store, "r3", TaskStatus::Running).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.fake.exit(&ContainerId::for_container("r3", "app"), 2);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    h.handle
+        .send(Command::Stop(StopTaskOrder {
+            seq: 1,
+            task_id: "r3".into(),
+            stop_code: StopCode::UserInitiated as i32,
+            reason: "bye".into(),
+        }))
+        .await;
+    let stopped = until(&h.store, "r3", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::UserInitiated as i32);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let calls = h.fake.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("restart")), "{calls:?}");
+    assert_eq!(count_calls(&h.fake, "start r3.app"), 1);
+    assert_eq!(last(&h.store, "r3").containers[0].restart_count, 0);
     h.cancel.cancel();
 }

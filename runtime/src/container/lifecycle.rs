@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_client::services::v1::container::Runtime as CdRuntime;
-use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
     DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
@@ -220,7 +222,9 @@ impl Containers {
             .await
             .map_err(|s| ContainerdError::new("container create", id.as_str(), &s))?;
 
-        let result = self.create_task(spec, id, mounts).await;
+        let result = self
+            .create_task(&spec.task_id, &spec.name, id, mounts)
+            .await;
         if result.is_err() {
             self.delete_record(id).await;
         }
@@ -229,12 +233,13 @@ impl Containers {
 
     async fn create_task(
         &self,
-        spec: &ContainerSpec,
+        task_id: &str,
+        name: &str,
         id: &ContainerId,
         mounts: Vec<containerd_client::types::Mount>,
     ) -> Result<(), Error> {
         let io_dir = self.io_dir.join(id.as_str());
-        let log_path = self.log_path(&spec.task_id, &spec.name);
+        let log_path = self.log_path(task_id, name);
         let pipes = LogPipes::open(&io_dir, log_path, self.rotation)
             .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
         let request = CreateTaskRequest {
@@ -261,6 +266,49 @@ impl Containers {
                 Err(ContainerdError::new("task create", id.as_str(), &s).into())
             }
         }
+    }
+
+    /// Re-creates the containerd task of a container whose process has exited, in place: the
+    /// container record, its snapshot (so its writable layer), its OCI spec and its cgroup stay;
+    /// the exited task is deleted and a new one is created on the same rootfs mounts, with fresh
+    /// FIFO drains appending to the same log file. The caller starts it. A container that still
+    /// runs is refused by containerd's task delete.
+    #[tracing::instrument(skip_all, fields(container.id = %id))]
+    pub(crate) async fn restart(&self, id: &ContainerId) -> Result<(), Error> {
+        let not_found = || Error::NotFound {
+            id: id.to_string(),
+            namespace: self.client.namespace().to_owned(),
+        };
+        let (task_id, name) = self.labels_of(id).await.ok_or_else(not_found)?;
+        match self
+            .client
+            .tasks()
+            .delete(self.client.request(DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(ContainerdError::new("task delete", id.as_str(), &s).into()),
+        }
+        // The old drains have ended with the old process (its wait finished them); make sure.
+        let pipes = self.pipes_lock().remove(id);
+        if let Some(pipes) = pipes {
+            pipes.lock().await.finish(Duration::ZERO).await;
+        }
+        let mounts = self
+            .client
+            .snapshots()
+            .mounts(self.client.request(MountsRequest {
+                snapshotter: SNAPSHOTTER.to_owned(),
+                key: id.to_string(),
+            }))
+            .await
+            .map_err(|s| ContainerdError::new("snapshot mounts", id.as_str(), &s))?
+            .into_inner()
+            .mounts;
+        self.create_task(&task_id, &name, id, mounts).await
     }
 
     /// Prepares the container's writable snapshot. It is a collector root (nothing else

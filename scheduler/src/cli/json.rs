@@ -131,6 +131,10 @@ pub(super) struct Container {
     image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_digest: Option<String>,
+    /// Restarts under the container's restartPolicy; shown once there was one (the task's
+    /// state does not say whether the container has a policy, so 0 is left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_count: Option<u32>,
 }
 
 impl From<&proto::Task> for Task {
@@ -167,6 +171,7 @@ impl From<&proto::ContainerState> for Container {
             runtime_id: non_empty(&c.runtime_id),
             image: non_empty(&c.image),
             image_digest: non_empty(&c.image_digest),
+            restart_count: non_zero(c.restart_count),
         }
     }
 }
@@ -401,6 +406,17 @@ pub(super) struct ContainerDefinition {
     depends_on: Vec<ContainerDependency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_policy: Option<RestartPolicy>,
+}
+
+/// ECS ContainerRestartPolicy.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RestartPolicy {
+    enabled: bool,
+    ignored_exit_codes: Vec<u32>,
+    restart_attempt_period: u32,
 }
 
 /// ECS ContainerDependency.
@@ -487,6 +503,11 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 })
                 .collect(),
             start_timeout: non_zero(c.start_timeout_seconds),
+            restart_policy: c.restart_policy.as_ref().map(|p| RestartPolicy {
+                enabled: p.enabled,
+                ignored_exit_codes: p.ignored_exit_codes.clone(),
+                restart_attempt_period: p.restart_attempt_period_seconds,
+            }),
         }
     }
 }
@@ -576,6 +597,7 @@ mod tests {
                     image: "nginx:1".into(),
                     image_digest: "sha256:abc".into(),
                     oom_killed: true,
+                    restart_count: 2,
                 },
                 proto::ContainerState {
                     name: "side".into(),
@@ -621,7 +643,8 @@ mod tests {
                             "reason": "OOMKilled",
                             "runtimeId": "t-1.app",
                             "image": "nginx:1",
-                            "imageDigest": "sha256:abc"
+                            "imageDigest": "sha256:abc",
+                            "restartCount": 2
                         },
                         {"name": "side", "lastStatus": "PENDING"}
                     ]

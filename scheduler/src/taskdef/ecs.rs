@@ -71,6 +71,18 @@ pub(super) struct ContainerDefinition {
     pub(super) depends_on: Option<Vec<ContainerDependency>>,
     #[serde(default)]
     pub(super) start_timeout: Option<u32>,
+    #[serde(default)]
+    pub(super) restart_policy: Option<RestartPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RestartPolicy {
+    pub(super) enabled: bool,
+    #[serde(default)]
+    pub(super) ignored_exit_codes: Option<Vec<u32>>,
+    #[serde(default)]
+    pub(super) restart_attempt_period: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

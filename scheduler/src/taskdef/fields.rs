@@ -37,6 +37,10 @@ pub(super) enum Shape {
     StringList,
     /// An object whose values are strings.
     StringMap,
+    /// An array of non-negative integers that fit in a `u32`.
+    U32List,
+    /// An object with the given fields.
+    Object(&'static [Field]),
     /// An array of objects with the given fields.
     ObjectList(&'static [Field]),
     /// Anything (ignored and unsupported fields are not looked into).
@@ -137,10 +141,10 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dockerLabels", Shape::StringMap),
     optional("dependsOn", Shape::ObjectList(CONTAINER_DEPENDENCY)),
     optional("startTimeout", Shape::U32),
+    optional("restartPolicy", Shape::Object(RESTART_POLICY)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
-    unsupported("restartPolicy"),
     unsupported("environmentFiles"),
     unsupported("mountPoints"),
     unsupported("volumesFrom"),
@@ -181,6 +185,19 @@ pub(super) const CONTAINER_DEPENDENCY: &[Field] = &[
     required("containerName", Shape::String),
     required("condition", Shape::String),
 ];
+
+/// A container's `restartPolicy` (ECS ContainerRestartPolicy: only `enabled` is required).
+pub(super) const RESTART_POLICY: &[Field] = &[
+    required("enabled", Shape::Bool),
+    optional("ignoredExitCodes", Shape::U32List),
+    optional("restartAttemptPeriod", Shape::U32),
+];
+
+/// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
+pub(super) const RESTART_ATTEMPT_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 60..=1800;
+pub(super) const DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS: u32 = 300;
+/// ECS allows at most this many `ignoredExitCodes`.
+pub(super) const MAX_IGNORED_EXIT_CODES: usize = 50;
 
 /// The dependency conditions of ECS, in its order.
 pub(super) const DEPENDENCY_CONDITIONS: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];

@@ -26,8 +26,9 @@ use serde_json::Value;
 
 pub use error::{Problem, TaskDefError};
 use fields::{
-    DEPENDENCY_CONDITIONS, MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES,
-    START_TIMEOUT_SECONDS, TASK_DEFINITION, ULIMIT_NAMES,
+    DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS, DEPENDENCY_CONDITIONS, MAX_IGNORED_EXIT_CODES,
+    MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES,
+    RESTART_ATTEMPT_PERIOD_SECONDS, START_TIMEOUT_SECONDS, TASK_DEFINITION, ULIMIT_NAMES,
 };
 
 /// The network mode of a definition that does not name one, as on ECS for Linux.
@@ -266,6 +267,9 @@ fn container(
             start_timeout_out_of_range(0),
         ));
     }
+    let restart_policy = c
+        .restart_policy
+        .map(|p| restart_policy(p, &walk::child(&path, "restartPolicy"), problems));
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -298,6 +302,54 @@ fn container(
         command_set,
         depends_on,
         start_timeout_seconds: c.start_timeout.unwrap_or(0),
+        restart_policy,
+    }
+}
+
+/// ECS's rules for a `restartPolicy` (checked whether or not it is enabled): at most 50
+/// ignored exit codes, each an exit code (0 to 255), and a restartAttemptPeriod of 60 to 1800
+/// seconds, 300 when absent.
+fn restart_policy(
+    p: ecs::RestartPolicy,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> proto::RestartPolicy {
+    let codes = p.ignored_exit_codes.unwrap_or_default();
+    let codes_path = walk::child(path, "ignoredExitCodes");
+    if codes.len() > MAX_IGNORED_EXIT_CODES {
+        problems.push(Problem::at(
+            &codes_path,
+            format!(
+                "{} exit codes are more than ECS's maximum of {MAX_IGNORED_EXIT_CODES}",
+                codes.len()
+            ),
+        ));
+    }
+    for (j, code) in codes.iter().enumerate() {
+        if *code > 255 {
+            problems.push(Problem::at(
+                &walk::index(&codes_path, j),
+                format!("{code} is not an exit code: use 0 to 255"),
+            ));
+        }
+    }
+    let period = p
+        .restart_attempt_period
+        .unwrap_or(DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS);
+    if !RESTART_ATTEMPT_PERIOD_SECONDS.contains(&period) {
+        problems.push(Problem::at(
+            &walk::child(path, "restartAttemptPeriod"),
+            format!(
+                "{period} seconds is outside ECS's range of {} to {} seconds",
+                RESTART_ATTEMPT_PERIOD_SECONDS.start(),
+                RESTART_ATTEMPT_PERIOD_SECONDS.end()
+            ),
+        ));
+    }
+    proto::RestartPolicy {
+        enabled: p.enabled,
+        ignored_exit_codes: codes,
+        restart_attempt_period_seconds: period,
     }
 }
 

@@ -409,6 +409,7 @@ fn tables_and_serde_structs_agree() {
         fields::KEY_VALUE_PAIR,
         fields::ULIMIT,
         fields::CONTAINER_DEPENDENCY,
+        fields::RESTART_POLICY,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -424,7 +425,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 18);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 19);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -528,5 +529,95 @@ fn start_timeout_is_within_ecs_bounds() {
         problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"dependsOn":[{"containerName":"b"}]}]}"#).len(),
         1,
         "condition is required"
+    );
+}
+
+/// A one-container definition with this restartPolicy JSON.
+fn with_restart_policy(policy: &str) -> String {
+    format!(
+        r#"{{"family":"f","containerDefinitions":[{{"name":"app","image":"busybox","memory":64,"restartPolicy":{policy}}}]}}"#
+    )
+}
+
+#[test]
+fn restart_policy_is_carried_with_ecs_default_period() {
+    let def = parse(&with_restart_policy(
+        r#"{"enabled":true,"ignoredExitCodes":[0,3],"restartAttemptPeriod":60}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].restart_policy,
+        Some(proto::RestartPolicy {
+            enabled: true,
+            ignored_exit_codes: vec![0, 3],
+            restart_attempt_period_seconds: 60,
+        })
+    );
+    let def = parse(&with_restart_policy(r#"{"enabled":false}"#)).unwrap();
+    assert_eq!(
+        def.containers[0].restart_policy,
+        Some(proto::RestartPolicy {
+            enabled: false,
+            ignored_exit_codes: vec![],
+            restart_attempt_period_seconds: 300,
+        })
+    );
+    assert_eq!(parse(MINIMAL).unwrap().containers[0].restart_policy, None);
+}
+
+#[test]
+fn restart_policy_problems_are_reported_with_their_paths() {
+    let codes: Vec<String> = (0..51).map(|c| c.to_string()).collect();
+    let json = with_restart_policy(&format!(
+        r#"{{"enabled":true,"ignoredExitCodes":[{},256],"restartAttemptPeriod":59}}"#,
+        codes.join(",")
+    ));
+    assert_eq!(
+        problems(&json),
+        [
+            "containerDefinitions[0].restartPolicy.ignoredExitCodes: 52 exit codes are more than ECS's maximum of 50",
+            "containerDefinitions[0].restartPolicy.ignoredExitCodes[51]: 256 is not an exit code: use 0 to 255",
+            "containerDefinitions[0].restartPolicy.restartAttemptPeriod: 59 seconds is outside ECS's range of 60 to 1800 seconds",
+        ]
+    );
+    assert_eq!(
+        problems(&with_restart_policy(
+            r#"{"enabled":true,"restartAttemptPeriod":1801}"#
+        )),
+        [
+            "containerDefinitions[0].restartPolicy.restartAttemptPeriod: 1801 seconds is outside ECS's range of 60 to 1800 seconds"
+        ]
+    );
+    assert!(
+        parse(&with_restart_policy(
+            r#"{"enabled":true,"restartAttemptPeriod":1800}"#
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn restart_policy_shape_is_checked() {
+    let p = problems(&with_restart_policy(
+        r#"{"ignoredExitCodes":[-1],"restartAttemptPeriods":60}"#,
+    ));
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("restartPolicy.ignoredExitCodes[0]")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains("restartAttemptPeriods")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains("missing field `enabled`")),
+        "{p:?}"
+    );
+    let p = problems(&with_restart_policy("true"));
+    assert_eq!(
+        p,
+        ["containerDefinitions[0].restartPolicy: expected an object, found the boolean true"]
     );
 }

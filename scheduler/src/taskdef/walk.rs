@@ -88,6 +88,18 @@ fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Probl
                 }
             }
         },
+        Shape::U32List => match value.as_array() {
+            None => expected("an array of integers"),
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check_value(item, Shape::U32, &index(path, i), problems);
+                }
+            }
+        },
+        Shape::Object(fields) => match value.as_object() {
+            Some(map) => check_object(map, fields, path, problems),
+            None => expected("an object"),
+        },
         Shape::ObjectList(fields) => match value.as_array() {
             None => expected("an array of objects"),
             Some(items) => {
