@@ -211,19 +211,13 @@ impl Context<'_> {
                     started_by: run.started_by,
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
-                self.emit(
-                    &json::Tasks {
-                        tasks: response.tasks.iter().map(json::Task::from).collect(),
-                        failures: None,
-                    },
-                    || {
-                        response
-                            .tasks
-                            .iter()
-                            .map(|t| format!("{}\n", t.task_id))
-                            .collect()
-                    },
-                )
+                self.emit(&json::Tasks::of(&response.tasks, None), || {
+                    response
+                        .tasks
+                        .iter()
+                        .map(|t| format!("{}\n", t.task_id))
+                        .collect()
+                })
             }
             Command::ListTasks {
                 container_instance,
@@ -240,13 +234,9 @@ impl Context<'_> {
                     desired_status: desired_status as i32,
                 };
                 let response = self.call(self.client.clone().list_tasks(request)).await?;
-                self.emit(
-                    &json::Tasks {
-                        tasks: response.tasks.iter().map(json::Task::from).collect(),
-                        failures: None,
-                    },
-                    || tasks_table(&response.tasks),
-                )
+                self.emit(&json::Tasks::of(&response.tasks, None), || {
+                    tasks_table(&response.tasks)
+                })
             }
             Command::DescribeTasks { ids } => {
                 let request = proto::DescribeTasksRequest {
@@ -257,10 +247,7 @@ impl Context<'_> {
                     .call(self.client.clone().describe_tasks(request))
                     .await?;
                 self.emit(
-                    &json::Tasks {
-                        tasks: response.tasks.iter().map(json::Task::from).collect(),
-                        failures: json::failures(&response.failures),
-                    },
+                    &json::Tasks::of(&response.tasks, Some(&response.failures)),
                     || tasks_table(&response.tasks),
                 )?;
                 check_failures(&response.failures)
@@ -286,14 +273,7 @@ impl Context<'_> {
                     .call(self.client.clone().list_container_instances(request))
                     .await?;
                 self.emit(
-                    &json::ContainerInstances {
-                        container_instances: response
-                            .container_instances
-                            .iter()
-                            .map(json::ContainerInstance::from)
-                            .collect(),
-                        failures: None,
-                    },
+                    &json::ContainerInstances::of(&response.container_instances, None),
                     || instances_table(&response.container_instances),
                 )
             }
@@ -306,14 +286,10 @@ impl Context<'_> {
                     .call(self.client.clone().describe_container_instances(request))
                     .await?;
                 self.emit(
-                    &json::ContainerInstances {
-                        container_instances: response
-                            .container_instances
-                            .iter()
-                            .map(json::ContainerInstance::from)
-                            .collect(),
-                        failures: json::failures(&response.failures),
-                    },
+                    &json::ContainerInstances::of(
+                        &response.container_instances,
+                        Some(&response.failures),
+                    ),
                     || instances_table(&response.container_instances),
                 )?;
                 check_failures(&response.failures)

@@ -74,6 +74,16 @@ pub(super) struct Tasks {
     pub(super) failures: Option<Vec<Failure>>,
 }
 
+impl Tasks {
+    /// The JSON of some tasks, with the failures of a describe call (none for a list).
+    pub(super) fn of(tasks: &[proto::Task], failures: Option<&[proto::Failure]>) -> Self {
+        Self {
+            tasks: tasks.iter().map(Task::from).collect(),
+            failures: failures.and_then(self::failures),
+        }
+    }
+}
+
 /// `{"task": {...}}`
 #[derive(Debug, Serialize)]
 pub(super) struct OneTask {
@@ -203,6 +213,19 @@ pub(super) struct ContainerInstances {
     pub(super) container_instances: Vec<ContainerInstance>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) failures: Option<Vec<Failure>>,
+}
+
+impl ContainerInstances {
+    /// The JSON of some instances, with the failures of a describe call (none for a list).
+    pub(super) fn of(
+        instances: &[proto::ContainerInstance],
+        failures: Option<&[proto::Failure]>,
+    ) -> Self {
+        Self {
+            container_instances: instances.iter().map(ContainerInstance::from).collect(),
+            failures: failures.and_then(self::failures),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
