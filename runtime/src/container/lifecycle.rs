@@ -17,7 +17,7 @@ use containerd_client::types::v1::Status as TaskStatus;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::log::{LogPipes, LogRotation};
-use super::rootfs::read_user_database;
+use super::rootfs::{UserDatabase, read_user_database};
 use super::{
     ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
     LABEL_STOP_TIMEOUT, LABEL_TASK_ID,
@@ -48,6 +48,8 @@ pub(crate) struct Containers {
     rotation: LogRotation,
     pipes: Mutex<HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>>,
     images: Mutex<HashMap<String, LocalImage>>,
+    /// Each image's /etc/passwd and /etc/group, by top chain ID.
+    user_dbs: Mutex<HashMap<String, Arc<UserDatabase>>>,
 }
 
 impl Containers {
@@ -66,6 +68,7 @@ impl Containers {
             rotation,
             pipes: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
+            user_dbs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,6 +94,10 @@ impl Containers {
     /// Forgets what is cached about an image (after it was pulled again).
     pub(crate) fn invalidate_image(&self, reference: &str) {
         self.images_lock().remove(reference);
+    }
+
+    fn user_dbs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UserDatabase>>> {
+        self.user_dbs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn images_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalImage>> {
@@ -159,21 +166,31 @@ impl Containers {
         cgroups_path: String,
         needs_users: bool,
     ) -> Result<(), Error> {
-        let users = if needs_users {
+        let users: Arc<UserDatabase> = if !needs_users {
+            Arc::default()
+        } else if let Some(cached) = self.user_dbs_lock().get(&image.chain_id).cloned() {
+            // The files come from the image's layers, which a chain ID pins: read them once.
+            cached
+        } else {
             let scratch = self.io_dir.join(format!("{id}.users"));
             let mounts_for_read = mounts.clone();
-            tokio::task::spawn_blocking(move || read_user_database(&mounts_for_read, &scratch))
-                .await
-                .map_err(|e| {
-                    Error::io(
-                        "read the image's user database",
-                        self.io_dir.clone(),
-                        std::io::Error::other(e),
-                    )
-                })?
-                .map_err(|e| Error::io("read the image's user database", self.io_dir.clone(), e))?
-        } else {
-            Default::default()
+            let read =
+                tokio::task::spawn_blocking(move || read_user_database(&mounts_for_read, &scratch))
+                    .await
+                    .map_err(|e| {
+                        Error::io(
+                            "read the image's user database",
+                            self.io_dir.clone(),
+                            std::io::Error::other(e),
+                        )
+                    })?
+                    .map_err(|e| {
+                        Error::io("read the image's user database", self.io_dir.clone(), e)
+                    })?;
+            let read = Arc::new(read);
+            self.user_dbs_lock()
+                .insert(image.chain_id.clone(), Arc::clone(&read));
+            read
         };
         let oci = spec::build(
             spec,
