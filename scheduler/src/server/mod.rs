@@ -105,7 +105,9 @@ pub async fn run(
             .instrument(tracing::info_span!("heartbeat_monitor")),
     );
 
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an assignment) wait
+    // for the peer's delayed ACK, up to 40 ms on Linux.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = tonic::transport::Server::builder()
         .add_service(ControlServiceServer::new(control::Control::new(
             shared.clone(),
