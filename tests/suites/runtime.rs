@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_runtime::{
-    ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, PullError, RegistryAuth,
-    Runtime, RuntimeConfig, TaskLimits,
+    ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, PullError, PulledImage,
+    RegistryAuth, Runtime, RuntimeConfig, TaskLimits,
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 
@@ -314,7 +314,7 @@ async fn parallel_pulls_download_each_blob_once(w: Arc<World>) -> Result<()> {
 
 async fn second_pull_downloads_nothing(w: Arc<World>) -> Result<()> {
     let img = fixtures::hello(&w.registry().host(), "again", "v1").await?;
-    let (rt, _) = runtime(&w).await?;
+    let (rt, ns) = runtime(&w).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let first = rt
         .pull_image(&img.reference, &RegistryAuth::Anonymous, Some(tx))
@@ -338,9 +338,28 @@ async fn second_pull_downloads_nothing(w: Arc<World>) -> Result<()> {
         "second pull downloaded {} bytes",
         second.downloaded
     );
+    ensure!(
+        second
+            == PulledImage {
+                downloaded: 0,
+                ..first.clone()
+            },
+        "a re-pull of the same digest answered {second:?} after {first:?}"
+    );
     for d in &img.layer_digests {
         ensure!(w.registry().blob_get_count("again", d)? == 1);
     }
+    // The image record removed behind the runtime's back: the next pull writes it again.
+    w.ctr(&["-n", &ns, "images", "rm", &img.reference])?;
+    let third = rt
+        .pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    ensure!(third.downloaded == 0 && third.chain_id == first.chain_id);
+    let images = w.ctr(&["-n", &ns, "images", "ls", "-q"])?;
+    ensure!(
+        images.lines().any(|l| l.trim() == img.reference),
+        "the re-pull did not record the image again: {images}"
+    );
     Ok(())
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use containerd_client::services::v1::{CreateImageRequest, Image, UpdateImageRequest};
+use containerd_client::services::v1::{
+    CreateImageRequest, GetImageRequest, Image, UpdateImageRequest,
+};
 use containerd_client::types::Descriptor as CdDescriptor;
 use futures::TryStreamExt;
 use tokio::sync::Semaphore;
@@ -43,6 +45,9 @@ struct Inner {
     blobs: SingleFlight<String, Result<BlobOutcome, PullError>>,
     progress: Mutex<HashMap<String, Vec<ProgressSender>>>,
     platform: Platform,
+    /// The last complete pull of each reference in this process, so a re-pull that resolves to
+    /// the same digest skips the content walk (see [`Puller::already_pulled`]).
+    pulled: Mutex<HashMap<String, PulledImage>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +70,7 @@ impl Puller {
                 blobs: SingleFlight::default(),
                 progress: Mutex::new(HashMap::new()),
                 platform: Platform::host(),
+                pulled: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -137,6 +143,9 @@ impl Puller {
     async fn pull_once(&self, image: ImageRef, auth: RegistryAuth) -> PullOutcome {
         let client = &self.inner.client;
         let (top_bytes, top_digest) = self.fetch_manifest(&image, &auth).await?;
+        if let Some(done) = self.already_pulled(&image, &top_digest).await {
+            return Ok(done);
+        }
         let (index, manifest_bytes, manifest_digest, manifest) =
             match manifest::parse(&top_bytes, "", image.given())? {
                 Fetched::Manifest(m) => (None, top_bytes.clone(), top_digest.clone(), m),
@@ -192,7 +201,51 @@ impl Puller {
         let release = lease.release(result.is_err()).await;
         let pulled = result?;
         release?;
+        self.pulled_lock()
+            .insert(image.given().to_owned(), pulled.clone());
         Ok(pulled)
+    }
+
+    /// The image as this process last pulled it, when the reference still resolves to the same
+    /// digest, containerd's record still points there and the unpacked snapshot is still
+    /// present with the config it was made from: then nothing needs writing (the record's labels keep the content from the
+    /// garbage collector). Anything else, including an error asking, means a full pull.
+    async fn already_pulled(&self, image: &ImageRef, top_digest: &str) -> Option<PulledImage> {
+        let known = self.pulled_lock().get(image.given()).cloned()?;
+        if known.target_digest != top_digest {
+            return None;
+        }
+        let client = &self.inner.client;
+        let record = client
+            .images()
+            .get(client.request(GetImageRequest {
+                name: image.given().to_owned(),
+            }))
+            .await
+            .ok()?
+            .into_inner()
+            .image?;
+        if record.target?.digest != top_digest {
+            return None;
+        }
+        if !unpack::snapshot_exists(client, &known.chain_id)
+            .await
+            .ok()?
+            || content::info(client, &known.config_digest)
+                .await
+                .ok()?
+                .is_none()
+        {
+            return None;
+        }
+        Some(PulledImage {
+            downloaded: 0,
+            ..known
+        })
+    }
+
+    fn pulled_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PulledImage>> {
+        self.inner.pulled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn fetch_manifest(
