@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    ContainerLimits, ContainerSpec, NetworkNamespace, RegistryAuth, TaskLimits, Ulimit,
+    ContainerLimits, ContainerSpec, LogRotation, NetworkNamespace, RegistryAuth, TaskLimits, Ulimit,
 };
 
 /// The runtime spec of one container of a task.
@@ -54,6 +54,37 @@ pub fn container_spec(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        log_rotation: def.log_configuration.as_ref().map(log_rotation),
+    }
+}
+
+/// The json-file rotation of a container's `logConfiguration`; zero values are the defaults.
+fn log_rotation(config: &berth_proto::v1::LogConfiguration) -> LogRotation {
+    let default = LogRotation::default();
+    LogRotation {
+        max_size: if config.max_size_bytes > 0 {
+            config.max_size_bytes
+        } else {
+            default.max_size
+        },
+        max_files: if config.max_files > 0 {
+            config.max_files
+        } else {
+            default.max_files
+        },
+    }
+}
+
+/// A runtime log entry as a proto log line.
+pub fn log_line(entry: berth_runtime::LogEntry) -> berth_proto::v1::LogLine {
+    let output = match entry.stream {
+        berth_runtime::LogStream::Stdout => berth_proto::v1::LogOutput::Stdout,
+        berth_runtime::LogStream::Stderr => berth_proto::v1::LogOutput::Stderr,
+    };
+    berth_proto::v1::LogLine {
+        output: output as i32,
+        time: Some(timestamp(entry.time)),
+        text: entry.text,
     }
 }
 
@@ -177,6 +208,20 @@ mod tests {
         assert_eq!(s.stop_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.limits.memory_reservation_mib, Some(32));
         assert_eq!(s.environment.get("A").map(String::as_str), Some("1"));
+        assert_eq!(s.log_rotation, None);
+        d.log_configuration = Some(berth_proto::v1::LogConfiguration {
+            log_driver: "json-file".into(),
+            max_size_bytes: 4096,
+            max_files: 0,
+        });
+        let s = container_spec("t", &d, &NetworkNamespace::New);
+        assert_eq!(
+            s.log_rotation,
+            Some(LogRotation {
+                max_size: 4096,
+                max_files: LogRotation::default().max_files
+            })
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod host;
+pub mod logs;
 pub mod runtime;
 pub mod session;
 pub mod store;

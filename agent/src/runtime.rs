@@ -29,6 +29,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn delete(&self, id: &ContainerId) -> Result<(), Error>;
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
     fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error>;
+    /// The current json-file log of a task's container (rotated ones are beside it).
+    fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf;
 }
 
 #[async_trait]
@@ -75,5 +77,8 @@ impl ContainerRuntime for Runtime {
     }
     fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error> {
         self.reattach_container(id, task_id, name)
+    }
+    fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf {
+        Runtime::log_path(self, task_id, name)
     }
 }

@@ -2,7 +2,8 @@
 //! backoff), keeps one bidirectional stream, sends heartbeats and the outbox of state changes,
 //! hands assignments and stop orders to the engine and acknowledges them once applied.
 //! When the stream breaks it reconnects and re-registers; tasks keep running meanwhile and
-//! their state changes wait in the outbox.
+//! their state changes wait in the outbox. Log requests are served beside it (`logs.rs`) and
+//! end with the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::convert::timestamp;
 use crate::engine::{Command, EngineHandle};
+use crate::logs::LogRequests;
 use crate::store::{Store, StoreError};
 
 /// Who this agent is and what it offers, for registration.
@@ -237,6 +239,8 @@ async fn once(
     backoff.reset();
     tracing::info!(instance.id = %instance_id, resend_after = sent, "session established");
     send_outbox(&tx, store, &mut sent).await?;
+    // Log requests live as long as this session: dropping them at its end cancels them.
+    let logs = LogRequests::new(Arc::new(engine.clone()), tx.clone());
 
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -263,7 +267,7 @@ async fn once(
                     return Err(SessionError::Stream("the scheduler closed the session".into()));
                 };
                 last_heard = Instant::now();
-                handle(message.message, &tx, store, engine).await?;
+                handle(message.message, &tx, store, engine, &logs).await?;
             }
         }
     }
@@ -274,6 +278,7 @@ async fn handle(
     tx: &mpsc::Sender<AgentMessage>,
     store: &Store,
     engine: &EngineHandle,
+    logs: &LogRequests<EngineHandle>,
 ) -> Result<(), SessionError> {
     let ack = |seq| AgentMessage {
         message: Some(Out::Ack(Ack { seq })),
@@ -309,6 +314,18 @@ async fn handle(
                 },
             )
             .await
+        }
+        Some(In::LogRequest(request)) => {
+            logs.start(request);
+            Ok(())
+        }
+        Some(In::LogCredit(credit)) => {
+            logs.credit(credit.request_id, credit.chunks);
+            Ok(())
+        }
+        Some(In::LogCancel(cancel)) => {
+            logs.cancel(cancel.request_id);
+            Ok(())
         }
         Some(In::Heartbeat(_)) | Some(In::Accepted(_)) | None => Ok(()),
     }

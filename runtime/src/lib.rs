@@ -18,7 +18,8 @@ mod time;
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
     ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
-    LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogRotation,
+    LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogEntry, LogQuery, LogReadError, LogReader, LogRotation,
+    LogStream, MAX_FILE_LINE,
 };
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;

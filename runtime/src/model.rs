@@ -80,4 +80,7 @@ pub struct ContainerSpec {
     pub network: NetworkNamespace,
     /// Extra labels for the containerd container record (ECS `dockerLabels`).
     pub labels: BTreeMap<String, String>,
+    /// Rotation of the container's json-file log (ECS `logConfiguration` options `max-size`
+    /// and `max-file`); the runtime's default when absent.
+    pub log_rotation: Option<crate::LogRotation>,
 }

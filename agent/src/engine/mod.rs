@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
-    DesiredStatus, StopCode, StopTaskOrder, TaskAssignment, TaskState, TaskStatus,
+    ContainerStatus, DesiredStatus, StopCode, StopTaskOrder, TaskAssignment, TaskState, TaskStatus,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,22 @@ pub enum Command {
     },
     /// Answered once every command sent before it has been applied (and persisted).
     Barrier(oneshot::Sender<()>),
+    /// Where a container's log is and whether the container has stopped; None when the task
+    /// or container is unknown.
+    LogTarget {
+        task_id: String,
+        container: String,
+        reply: oneshot::Sender<Option<LogTarget>>,
+    },
+}
+
+/// A container's log file, for reading it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The current file; rotated ones are beside it.
+    pub path: std::path::PathBuf,
+    /// The container (or its whole task) has stopped, and its output is all in the log.
+    pub finished: bool,
 }
 
 /// A cloneable handle to send commands to the engine.
@@ -91,6 +107,21 @@ impl EngineHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Where a task's container logs and whether it has stopped; None when the engine does
+    /// not know the task or container (or has shut down).
+    pub async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::LogTarget {
+            task_id: task_id.to_owned(),
+            container: container.to_owned(),
+            reply,
+        };
+        if !self.send(command).await {
+            return None;
+        }
+        rx.await.ok().flatten()
     }
 }
 
@@ -225,7 +256,32 @@ impl<R: ContainerRuntime> Engine<R> {
                 let _ = reply.send(());
                 Ok(())
             }
+            Command::LogTarget {
+                task_id,
+                container,
+                reply,
+            } => {
+                let _ = reply.send(self.log_target(&task_id, &container));
+                Ok(())
+            }
         }
+    }
+
+    fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
+        let entry = self.tasks.get(task_id)?;
+        let state = entry
+            .state
+            .containers
+            .iter()
+            .find(|c| c.name == container)?;
+        // A container's STOPPED is reported once its wait returned, which is after its output
+        // was drained into the log.
+        let finished = state.status >= ContainerStatus::Stopped as i32
+            || entry.state.status >= TaskStatus::Stopped as i32;
+        Some(LogTarget {
+            path: self.runtime.log_path(task_id, container),
+            finished,
+        })
     }
 
     fn assign(&mut self, a: TaskAssignment) -> Result<(), StoreError> {

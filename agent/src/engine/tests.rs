@@ -155,6 +155,9 @@ impl ContainerRuntime for Fake {
     fn reattach(&self, _id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
         Ok(())
     }
+    fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/logs/{task_id}/{name}.log"))
+    }
 }
 
 struct Harness {
@@ -768,5 +771,37 @@ async fn a_stop_order_during_the_backoff_stops_without_restarting() {
     assert!(!calls.iter().any(|c| c.starts_with("restart")), "{calls:?}");
     assert_eq!(count_calls(&h.fake, "start r3.app"), 1);
     assert_eq!(last(&h.store, "r3").containers[0].restart_count, 0);
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn log_targets_name_the_file_and_say_when_the_container_stopped() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(assignment(
+            "t9",
+            &[("main", true, "img:1"), ("side", false, "img:1")],
+        )))
+        .await;
+    until(&h.store, "t9", TaskStatus::Running).await;
+    let main = h.handle.log_target("t9", "main").await.unwrap();
+    assert_eq!(main.path, std::path::PathBuf::from("/logs/t9/main.log"));
+    assert!(!main.finished);
+    assert_eq!(h.handle.log_target("t9", "nope").await, None);
+    assert_eq!(h.handle.log_target("t0", "main").await, None);
+    h.fake.exit(&ContainerId::for_container("t9", "side"), 0);
+    let mut side_finished = false;
+    for _ in 0..500 {
+        side_finished = h.handle.log_target("t9", "side").await.unwrap().finished;
+        if side_finished {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(side_finished, "an exited container's log is finished");
+    assert!(
+        !h.handle.log_target("t9", "main").await.unwrap().finished,
+        "the other container still runs"
+    );
     h.cancel.cancel();
 }

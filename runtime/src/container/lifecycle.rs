@@ -239,8 +239,9 @@ impl Containers {
             .await
             .map_err(|s| ContainerdError::new("container create", id.as_str(), &s))?;
 
+        let rotation = spec.log_rotation.unwrap_or(self.rotation);
         let result = self
-            .create_task(&spec.task_id, &spec.name, id, mounts)
+            .create_task(&spec.task_id, &spec.name, id, mounts, rotation)
             .await;
         if result.is_err() {
             self.delete_record(id).await;
@@ -254,10 +255,11 @@ impl Containers {
         name: &str,
         id: &ContainerId,
         mounts: Vec<containerd_client::types::Mount>,
+        rotation: LogRotation,
     ) -> Result<(), Error> {
         let io_dir = self.io_dir.join(id.as_str());
         let log_path = self.log_path(task_id, name);
-        let pipes = LogPipes::open(&io_dir, log_path, self.rotation)
+        let pipes = LogPipes::open(&io_dir, log_path, rotation)
             .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
         let request = CreateTaskRequest {
             container_id: id.to_string(),
@@ -325,7 +327,9 @@ impl Containers {
             .map_err(|s| ContainerdError::new("snapshot mounts", id.as_str(), &s))?
             .into_inner()
             .mounts;
-        self.create_task(&task_id, &name, id, mounts).await
+        let rotation = LogRotation::load(&self.io_dir.join(id.as_str())).unwrap_or(self.rotation);
+        self.create_task(&task_id, &name, id, mounts, rotation)
+            .await
     }
 
     /// Prepares the container's writable snapshot. It is a collector root (nothing else
@@ -373,7 +377,8 @@ impl Containers {
         if !io_dir.join("stdout").exists() {
             return Ok(());
         }
-        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), self.rotation)
+        let rotation = LogRotation::load(&io_dir).unwrap_or(self.rotation);
+        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), rotation)
             .map_err(|e| Error::io("reopen log FIFOs", io_dir.clone(), e))?;
         self.pipes_lock()
             .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));

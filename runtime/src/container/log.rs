@@ -23,6 +23,29 @@ pub struct LogRotation {
     pub max_files: u32,
 }
 
+/// The file in a container's FIFO directory that records its rotation, so that the drains
+/// reopened after an agent restart or an in-place restart rotate as the first ones did.
+const ROTATION_FILE: &str = "log-rotation";
+
+impl LogRotation {
+    /// The rotation recorded in a container's FIFO directory, if any and readable.
+    pub(crate) fn load(dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join(ROTATION_FILE)).ok()?;
+        let (size, files) = text.trim().split_once(' ')?;
+        Some(Self {
+            max_size: size.parse().ok()?,
+            max_files: files.parse().ok()?,
+        })
+    }
+
+    fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(
+            dir.join(ROTATION_FILE),
+            format!("{} {}\n", self.max_size, self.max_files),
+        )
+    }
+}
+
 impl Default for LogRotation {
     fn default() -> Self {
         Self {
@@ -51,6 +74,7 @@ impl LogPipes {
         rotation: LogRotation,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        rotation.save(dir)?;
         if let Some(parent) = log_file.parent() {
             std::fs::create_dir_all(parent)?;
         }

@@ -5,12 +5,14 @@
 
 mod lifecycle;
 mod log;
+mod logread;
 mod rootfs;
 
 use std::time::SystemTime;
 
 pub(crate) use lifecycle::Containers;
 pub use log::LogRotation;
+pub use logread::{LogEntry, LogQuery, LogReadError, LogReader, LogStream, MAX_FILE_LINE};
 
 /// Label naming the scheduler's task ID on every containerd object Berth creates.
 pub const LABEL_TASK_ID: &str = "berth.task-id";

@@ -1,7 +1,7 @@
 //! berthctl's command line: global options and one subcommand per ControlService call.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
@@ -92,6 +92,8 @@ pub(crate) enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Print a container's log: its stdout lines to stdout, its stderr lines to stderr.
+    Logs(Logs),
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,
@@ -120,6 +122,27 @@ pub(crate) struct RunTask {
     pub(crate) started_by: String,
 }
 
+#[derive(Debug, PartialEq, Eq, clap::Args)]
+pub(crate) struct Logs {
+    /// The task's ID.
+    pub(crate) task: String,
+    /// The container, by its name in the task (needed when the task has several).
+    #[arg(long)]
+    pub(crate) container: Option<String>,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<u64>,
+    /// Keep printing new lines until the container stops.
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+    /// Only lines since TIME: RFC 3339 (2026-11-27T10:00:00Z) or a duration ago (10m, 1h, 30s).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub(crate) since: Option<SystemTime>,
+    /// Prefix each line with the time it was logged (RFC 3339, UTC).
+    #[arg(short = 't', long)]
+    pub(crate) timestamps: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum WaitCondition {
     /// Every task is RUNNING (a task that stops first fails the wait).
@@ -133,6 +156,23 @@ pub(crate) enum WaitCondition {
 pub(crate) enum DesiredStatusArg {
     Running,
     Stopped,
+}
+
+/// `--since`: RFC 3339, or a duration ago ("10m", "1h", "30s", "500ms").
+fn parse_since(text: &str) -> Result<SystemTime, String> {
+    if let Some(t) = super::time::parse_rfc3339(text) {
+        return Ok(t);
+    }
+    let trimmed = text.trim();
+    let ago = match trimmed.strip_suffix('h') {
+        Some(hours) => parse_duration(&format!("{}m", hours.trim()))
+            .map(|d| d * 60)
+            .ok(),
+        None => parse_duration(trimmed).ok(),
+    };
+    ago.and_then(|d| SystemTime::now().checked_sub(d)).ok_or_else(|| {
+        format!("`{text}` is not a time: use RFC 3339 (2026-11-27T10:00:00Z) or a duration ago (10m, 1h, 30s)")
+    })
 }
 
 /// A duration: "60" or "60s" (seconds, fractions allowed), "500ms", "2m".
@@ -177,6 +217,52 @@ mod tests {
             Ok(parsed) => panic!("{args:?} parsed: {parsed:?}"),
             Err(error) => error.kind(),
         }
+    }
+
+    #[test]
+    fn logs() {
+        let Command::Logs(l) = command(&[
+            "logs",
+            "t1",
+            "--container",
+            "app",
+            "--tail",
+            "5",
+            "-f",
+            "--since",
+            "2026-11-18T11:06:40Z",
+            "-t",
+        ]) else {
+            panic!("not logs")
+        };
+        assert_eq!(
+            (l.task.as_str(), l.container.as_deref(), l.tail),
+            ("t1", Some("app"), Some(5))
+        );
+        assert!(l.follow && l.timestamps);
+        assert_eq!(
+            l.since,
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000))
+        );
+        let Command::Logs(l) = command(&["logs", "t1", "--since", "1h"]) else {
+            panic!("not logs")
+        };
+        let ago = SystemTime::now().duration_since(l.since.unwrap()).unwrap();
+        assert!(
+            ago >= Duration::from_secs(3600) && ago < Duration::from_secs(3700),
+            "{ago:?}"
+        );
+        let Command::Logs(l) = command(&["logs", "t1"]) else {
+            panic!("not logs")
+        };
+        assert_eq!(
+            (l.container, l.tail, l.since, l.follow),
+            (None, None, None, false)
+        );
+        assert_eq!(
+            usage_error(&["logs", "t1", "--since", "yesterday"]),
+            clap::error::ErrorKind::ValueValidation
+        );
     }
 
     #[test]

@@ -12,11 +12,11 @@ use berth_proto::v1::control_service_client::ControlServiceClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use super::args::{Args, Command, DesiredStatusArg, OutputFormat, RunTask, WaitCondition};
+use super::args::{Args, Command, DesiredStatusArg, Logs, OutputFormat, RunTask, WaitCondition};
 use super::error::{CliError, from_status, root_cause};
 use super::json;
 use super::table::{Table, terminal_width};
-use super::time::rfc3339_seconds;
+use super::time::{rfc3339_nanos, rfc3339_seconds};
 
 /// How long connecting to the scheduler may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -294,6 +294,7 @@ impl Context<'_> {
                 )?;
                 check_failures(&response.failures)
             }
+            Command::Logs(logs) => self.logs(cluster, logs).await,
             Command::Wait {
                 condition,
                 ids,
@@ -319,6 +320,45 @@ impl Context<'_> {
                 .await
             }
         }
+    }
+
+    /// Streams a container's log: stdout lines to `out`, stderr lines to standard error.
+    async fn logs(&mut self, cluster: String, logs: Logs) -> Result<(), CliError> {
+        let request = proto::GetTaskLogsRequest {
+            cluster,
+            task_id: logs.task,
+            container_name: logs.container.unwrap_or_default(),
+            tail: logs.tail,
+            since: logs.since.map(prost_types::Timestamp::from),
+            follow: logs.follow,
+        };
+        let mut stream = self
+            .call(self.client.clone().get_task_logs(request))
+            .await?;
+        let endpoint = self.endpoint.clone();
+        let mut stderr = std::io::stderr();
+        while let Some(response) = stream
+            .message()
+            .await
+            .map_err(|status| from_status(&endpoint, &status))?
+        {
+            for line in response.lines {
+                let to: &mut dyn Write = if line.output == proto::LogOutput::Stderr as i32 {
+                    &mut stderr
+                } else {
+                    &mut *self.out
+                };
+                if logs.timestamps {
+                    let time = line.time.as_ref().map(rfc3339_nanos).unwrap_or_default();
+                    write!(to, "{time} ").map_err(CliError::Output)?;
+                }
+                to.write_all(line.text.as_bytes())
+                    .map_err(CliError::Output)?;
+            }
+            self.out.flush().map_err(CliError::Output)?;
+            stderr.flush().map_err(CliError::Output)?;
+        }
+        Ok(())
     }
 
     /// Awaits one call, turning its status into a [`CliError`].

@@ -108,6 +108,7 @@ impl AgentService for Agent {
             tx,
             cancel,
             last_sent: last_applied,
+            log_routes: Default::default(),
         };
         self.shared.tracker.spawn(session.run().instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -7,8 +7,9 @@ use berth_proto::v1::control_service_server::ControlService;
 use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
+use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
-use crate::store::{DEFAULT_CLUSTER, RunTasks};
+use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 
 /// The control plane's service.
@@ -196,6 +197,83 @@ impl ControlService for Control {
             self.shared.sessions.notify(&task.container_instance_id);
         }
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
+    }
+
+    type GetTaskLogsStream = LogStream;
+
+    async fn get_task_logs(
+        &self,
+        request: Request<pb::GetTaskLogsRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        let req = request.into_inner();
+        let cluster = cluster_or_default(req.cluster);
+        let task_id = req.task_id.clone();
+        let (task, definition) = self
+            .shared
+            .db(move |s| {
+                let (tasks, _) = s.describe_tasks(&cluster, std::slice::from_ref(&task_id))?;
+                let task = tasks
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::TaskNotFound {
+                        cluster: cluster.clone(),
+                        task_id: task_id.clone(),
+                    })?;
+                let definition = s.task_definition(&task.task_definition)?;
+                Ok((task, definition))
+            })
+            .await?;
+        let containers: Vec<String> = definition
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let container_name = match (req.container_name.as_str(), containers.as_slice()) {
+            ("", [only]) => only.clone(),
+            ("", _) => {
+                return Err(ServerError::ContainerRequired {
+                    task_id: task.task_id,
+                    containers,
+                }
+                .into());
+            }
+            (name, _) if containers.iter().any(|c| c == name) => name.to_owned(),
+            (name, _) => {
+                return Err(ServerError::UnknownContainer {
+                    task_id: task.task_id,
+                    name: name.to_owned(),
+                    containers,
+                }
+                .into());
+            }
+        };
+        let instance_id = task.container_instance_id.clone();
+        let Some((session, request_id)) = self.shared.sessions.log_session(&instance_id) else {
+            return Err(ServerError::InstanceDisconnected {
+                task_id: task.task_id,
+                instance_id,
+            }
+            .into());
+        };
+        let (to_caller, from_agent) = logs::caller_queue();
+        let open = LogCommand::Open {
+            request: pb::LogRequest {
+                request_id,
+                task_id: task.task_id,
+                container_name,
+                tail: req.tail,
+                since: req.since,
+                follow: req.follow,
+                window: logs::WINDOW,
+            },
+            to_caller,
+        };
+        if session.send(open).is_err() {
+            return Err(ServerError::SessionClosed { instance_id }.into());
+        }
+        Ok(Response::new(LogStream::new(
+            request_id, from_agent, session,
+        )))
     }
 
     async fn describe_tasks(

@@ -26,6 +26,30 @@ pub enum ServerError {
     /// A blocking database call panicked or was cancelled.
     #[error("a database call did not complete")]
     Blocking(#[source] tokio::task::JoinError),
+    /// GetTaskLogs named a container the task does not have.
+    #[error("task {task_id} has no container {name}; its containers: {}", containers.join(", "))]
+    UnknownContainer {
+        task_id: String,
+        name: String,
+        containers: Vec<String>,
+    },
+    /// GetTaskLogs named no container, and the task has several.
+    #[error("task {task_id} has several containers ({}): name one", containers.join(", "))]
+    ContainerRequired {
+        task_id: String,
+        containers: Vec<String>,
+    },
+    /// GetTaskLogs for a task whose instance has no live session: its logs are out of reach.
+    #[error(
+        "task {task_id} runs on container instance {instance_id}, which is not connected; its logs are on that host until its agent reconnects"
+    )]
+    InstanceDisconnected {
+        task_id: String,
+        instance_id: String,
+    },
+    /// The task's session ended before the log request reached it.
+    #[error("the session of container instance {instance_id} closed; try again")]
+    SessionClosed { instance_id: String },
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
@@ -68,6 +92,11 @@ impl From<ServerError> for Status {
                 Status::invalid_argument(msg)
             }
             ServerError::ExpectedHello => Status::invalid_argument(msg),
+            ServerError::UnknownContainer { .. } => Status::not_found(msg),
+            ServerError::ContainerRequired { .. } => Status::invalid_argument(msg),
+            ServerError::InstanceDisconnected { .. } | ServerError::SessionClosed { .. } => {
+                Status::unavailable(msg)
+            }
             ServerError::NoHello { .. } => Status::deadline_exceeded(msg),
             ServerError::Blocking(_) | ServerError::Transport(_) => {
                 Status::internal(with_sources(&e))

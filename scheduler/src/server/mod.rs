@@ -9,6 +9,7 @@
 mod agent;
 mod control;
 mod error;
+mod logs;
 mod session;
 #[cfg(test)]
 mod tests;

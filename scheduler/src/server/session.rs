@@ -1,5 +1,6 @@
 //! Agent sessions: the registry of live sessions, the per-session loop (outbox delivery,
-//! acks, state changes, heartbeats, resends) and the heartbeat monitor.
+//! acks, state changes, heartbeats, resends, log requests relayed for `GetTaskLogs`) and the
+//! heartbeat monitor.
 //!
 //! The outbox in the store is the only source of what to send. A live session holds a
 //! `Notify`; whoever enqueues for its instance pokes it, and the session sends every outbox
@@ -19,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
+use super::logs::{self, LogCommand};
 use super::{ServerError, Shared};
 use crate::store::Applied;
 
@@ -34,6 +36,8 @@ enum CloseReason {
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    /// Log requests for the session (`logs.rs`).
+    logs: mpsc::UnboundedSender<LogCommand>,
     notify: Arc<Notify>,
     cancel: CancellationToken,
     closed: Arc<OnceLock<CloseReason>>,
@@ -45,12 +49,14 @@ struct Entry {
 pub(crate) struct SessionRegistry {
     entries: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    next_log_request: AtomicU64,
 }
 
 /// What a session gets when it registers.
 #[derive(Debug)]
 pub(crate) struct Registration {
     pub(crate) id: u64,
+    logs: mpsc::UnboundedReceiver<LogCommand>,
     notify: Arc<Notify>,
     closed: Arc<OnceLock<CloseReason>>,
 }
@@ -65,8 +71,10 @@ impl SessionRegistry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let closed = Arc::new(OnceLock::new());
+        let (logs_tx, logs) = mpsc::unbounded_channel();
         let entry = Entry {
             id,
+            logs: logs_tx,
             notify: notify.clone(),
             cancel,
             closed: closed.clone(),
@@ -80,7 +88,12 @@ impl SessionRegistry {
                 "a newer session replaces the open one"
             );
         }
-        Registration { id, notify, closed }
+        Registration {
+            id,
+            logs,
+            notify,
+            closed,
+        }
     }
 
     /// Removes the session if it is still the instance's current one.
@@ -104,6 +117,16 @@ impl SessionRegistry {
         {
             e.last_seen = Instant::now();
         }
+    }
+
+    /// The log-request queue of the instance's live session, if it has one, and a request ID
+    /// unique within the scheduler's run.
+    pub(crate) fn log_session(
+        &self,
+        instance_id: &str,
+    ) -> Option<(mpsc::UnboundedSender<LogCommand>, u64)> {
+        let logs = self.lock().get(instance_id)?.logs.clone();
+        Some((logs, self.next_log_request.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// Whether the instance has a live session.
@@ -182,6 +205,8 @@ pub(crate) struct Session {
     pub(crate) cancel: CancellationToken,
     /// The highest sequence number the agent has (applied, or sent on this session).
     pub(crate) last_sent: u64,
+    /// The open log requests: their callers' queues, by request ID.
+    pub(crate) log_routes: HashMap<u64, logs::ToCaller>,
 }
 
 impl std::fmt::Debug for Session {
@@ -235,6 +260,7 @@ impl Session {
                         }
                     },
                     _ = self.registration.notify.notified() => self.send_new(&mut first_sent).await,
+                    Some(command) = self.registration.logs.recv() => self.on_log_command(command).await,
                     _ = ticker.tick() => self.on_tick(&mut first_sent).await,
                 };
                 if let Err(status) = step {
@@ -245,6 +271,12 @@ impl Session {
         self.shared
             .sessions
             .unregister(&self.instance_id, self.registration.id);
+        for (_, caller) in self.log_routes.drain() {
+            // The queue keeps a slot for this: the agent never fills more than the window.
+            let _ = caller.try_send(Err(Status::unavailable(
+                "the agent's session closed while its log was being read; try again once it reconnects",
+            )));
+        }
         if let Err(status) = end {
             // Best effort: the agent may be gone already.
             let _ = self.tx.try_send(Err(status));
@@ -354,12 +386,78 @@ impl Session {
                 self.send(message(scheduler_message::Message::Ack(pb::Ack { seq })))
                     .await?;
             }
+            agent_message::Message::LogChunk(chunk) => self.route_log_chunk(chunk).await?,
+            agent_message::Message::LogEnd(end) => {
+                if let Some(caller) = self.log_routes.remove(&end.request_id)
+                    && let Some(status) = logs::end_status(&end)
+                {
+                    let _ = caller.try_send(Err(status));
+                }
+            }
             agent_message::Message::FullState(full) => {
                 tracing::info!(tasks = full.tasks.len(), "agent sent its full state");
                 for state in full.tasks {
                     self.apply(None, state).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Starts, credits or cancels a log request of a `GetTaskLogs` caller.
+    async fn on_log_command(&mut self, command: LogCommand) -> Result<(), Status> {
+        match command {
+            LogCommand::Open { request, to_caller } => {
+                tracing::debug!(request = request.request_id, task.id = %request.task_id, "log request");
+                self.log_routes.insert(request.request_id, to_caller);
+                self.send(message(scheduler_message::Message::LogRequest(request)))
+                    .await
+            }
+            LogCommand::Credit { request_id, chunks } => {
+                if !self.log_routes.contains_key(&request_id) {
+                    return Ok(());
+                }
+                self.send(message(scheduler_message::Message::LogCredit(
+                    pb::LogCredit { request_id, chunks },
+                )))
+                .await
+            }
+            LogCommand::Cancel { request_id } => self.cancel_log(request_id).await,
+        }
+    }
+
+    async fn cancel_log(&mut self, request_id: u64) -> Result<(), Status> {
+        if self.log_routes.remove(&request_id).is_none() {
+            return Ok(());
+        }
+        tracing::debug!(request = request_id, "log request cancelled");
+        self.send(message(scheduler_message::Message::LogCancel(
+            pb::LogCancel { request_id },
+        )))
+        .await
+    }
+
+    /// Hands a chunk to its caller without waiting: the agent keeps within the window, so the
+    /// queue has room (one slot stays free for the end).
+    async fn route_log_chunk(&mut self, chunk: pb::LogChunk) -> Result<(), Status> {
+        let id = chunk.request_id;
+        let Some(caller) = self.log_routes.get(&id) else {
+            return Ok(()); // cancelled meanwhile
+        };
+        if caller.capacity() <= 1 {
+            tracing::warn!(
+                request = id,
+                "the agent overran its log window; cancelling the request"
+            );
+            let _ = caller.try_send(Err(Status::internal(
+                "the agent sent more log data than the flow control allows",
+            )));
+            return self.cancel_log(id).await;
+        }
+        let response = pb::GetTaskLogsResponse { lines: chunk.lines };
+        if caller.try_send(Ok(response)).is_err() {
+            // The caller went away.
+            return self.cancel_log(id).await;
         }
         Ok(())
     }

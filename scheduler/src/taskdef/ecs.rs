@@ -73,6 +73,17 @@ pub(super) struct ContainerDefinition {
     pub(super) start_timeout: Option<u32>,
     #[serde(default)]
     pub(super) restart_policy: Option<RestartPolicy>,
+    #[serde(default)]
+    pub(super) log_configuration: Option<LogConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct LogConfiguration {
+    /// Checked in `mod.rs`, so that an unsupported driver is refused by name.
+    pub(super) log_driver: String,
+    #[serde(default)]
+    pub(super) options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

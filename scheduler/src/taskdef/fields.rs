@@ -142,6 +142,7 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dependsOn", Shape::ObjectList(CONTAINER_DEPENDENCY)),
     optional("startTimeout", Shape::U32),
     optional("restartPolicy", Shape::Object(RESTART_POLICY)),
+    optional("logConfiguration", Shape::Object(LOG_CONFIGURATION)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
@@ -159,7 +160,6 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     unsupported("dockerSecurityOptions"),
     unsupported("interactive"),
     unsupported("pseudoTerminal"),
-    unsupported("logConfiguration"),
     unsupported("healthCheck"),
     unsupported("systemControls"),
     unsupported("resourceRequirements"),
@@ -192,6 +192,24 @@ pub(super) const RESTART_POLICY: &[Field] = &[
     optional("ignoredExitCodes", Shape::U32List),
     optional("restartAttemptPeriod", Shape::U32),
 ];
+
+/// A container's `logConfiguration` (ECS LogConfiguration). The driver and its options are
+/// checked in `mod.rs`: only json-file exists on a Berth host.
+pub(super) const LOG_CONFIGURATION: &[Field] = &[
+    required("logDriver", Shape::String),
+    optional("options", Shape::StringMap),
+    // Secrets come from AWS Secrets Manager or SSM, which a Berth host cannot reach.
+    unsupported("secretOptions"),
+];
+
+/// The log drivers a Berth host has.
+pub(super) const LOG_DRIVERS: &[&str] = &["json-file"];
+
+/// The json-file options Berth honours (Docker's names); others are refused by name.
+pub(super) const LOG_OPTIONS: &[&str] = &["max-size", "max-file"];
+
+/// The most files `max-file` may keep (each rotation renames every kept file).
+pub(super) const MAX_LOG_FILES: u32 = 100;
 
 /// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
 pub(super) const RESTART_ATTEMPT_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 60..=1800;

@@ -26,9 +26,10 @@ use serde_json::Value;
 
 pub use error::{Problem, TaskDefError};
 use fields::{
-    DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS, DEPENDENCY_CONDITIONS, MAX_IGNORED_EXIT_CODES,
-    MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES,
-    RESTART_ATTEMPT_PERIOD_SECONDS, START_TIMEOUT_SECONDS, TASK_DEFINITION, ULIMIT_NAMES,
+    DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS, DEPENDENCY_CONDITIONS, LOG_DRIVERS, LOG_OPTIONS,
+    MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB,
+    NETWORK_MODES, RESTART_ATTEMPT_PERIOD_SECONDS, START_TIMEOUT_SECONDS, TASK_DEFINITION,
+    ULIMIT_NAMES,
 };
 
 /// The network mode of a definition that does not name one, as on ECS for Linux.
@@ -270,6 +271,9 @@ fn container(
     let restart_policy = c
         .restart_policy
         .map(|p| restart_policy(p, &walk::child(&path, "restartPolicy"), problems));
+    let log_configuration = c
+        .log_configuration
+        .map(|l| log_configuration(l, &walk::child(&path, "logConfiguration"), problems));
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -303,7 +307,93 @@ fn container(
         depends_on,
         start_timeout_seconds: c.start_timeout.unwrap_or(0),
         restart_policy,
+        log_configuration,
     }
+}
+
+/// A `logConfiguration`: the json-file driver, with Docker's `max-size` (bytes, or a number
+/// with a k, m or g suffix, binary multiples as Docker's) and `max-file` (a count of at least
+/// one) options; other drivers and options are refused by name.
+fn log_configuration(
+    l: ecs::LogConfiguration,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> proto::LogConfiguration {
+    if !LOG_DRIVERS.contains(&l.log_driver.as_str()) {
+        let driver_path = walk::child(path, "logDriver");
+        problems.push(Problem::with_message(
+            &driver_path,
+            format!(
+                "{driver_path} {} is not supported by Berth; supported: {}",
+                l.log_driver,
+                LOG_DRIVERS.join(", ")
+            ),
+        ));
+    }
+    let options_path = walk::child(path, "options");
+    let (mut max_size_bytes, mut max_files) = (0, 0);
+    for (name, value) in l.options.unwrap_or_default() {
+        let option_path = walk::key_path(&options_path, &name);
+        match name.as_str() {
+            "max-size" => match parse_size(&value) {
+                Some(bytes) if bytes > 0 => max_size_bytes = bytes,
+                _ => problems.push(Problem::at(
+                    &option_path,
+                    format!("`{value}` is not a size: use a positive number of bytes with an optional k, m or g suffix, e.g. 10m"),
+                )),
+            },
+            "max-file" => match value.trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_LOG_FILES).contains(&n) => max_files = n,
+                _ => problems.push(Problem::at(
+                    &option_path,
+                    format!("`{value}` is not a file count: use 1 to {MAX_LOG_FILES}"),
+                )),
+            },
+            other => problems.push(Problem::with_message(
+                &option_path,
+                format!(
+                    "{option_path}: option {other} is not supported by Berth; supported: {}",
+                    LOG_OPTIONS.join(", ")
+                ),
+            )),
+        }
+    }
+    proto::LogConfiguration {
+        log_driver: l.log_driver,
+        max_size_bytes,
+        max_files,
+    }
+}
+
+/// Docker's size syntax (go-units RAMInBytes): a number, optionally with a fraction, then an
+/// optional unit k, m, g, t or p (any case, optionally followed by `b` or `ib`), in multiples
+/// of 1024. None when it is not a size or does not fit in 64 bits.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return None,
+    };
+    let bytes = number * 2f64.powi(shift);
+    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// ECS's rules for a `restartPolicy` (checked whether or not it is enabled): at most 50

@@ -75,7 +75,8 @@ fn every_supported_and_ignored_field() {
                 "readonlyRootFilesystem": true,
                 "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
                 "hostname": "app-host",
-                "dockerLabels": {"com.example.team": "web"}
+                "dockerLabels": {"com.example.team": "web"},
+                "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "1m"}}
             },
             {"name": "sidecar", "image": "busybox", "essential": false, "memoryReservation": 64,
              "cpu": null, "command": null}
@@ -111,6 +112,10 @@ fn every_supported_and_ignored_field() {
         }]
     );
     assert_eq!(app.hostname, "app-host");
+    assert_eq!(
+        app.log_configuration.as_ref().map(|l| l.max_size_bytes),
+        Some(1 << 20)
+    );
     assert_eq!(
         app.docker_labels
             .get("com.example.team")
@@ -244,12 +249,12 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 #[test]
 fn unsupported_fields_are_refused_by_name_and_path() {
     let json = r#"{"family":"f","volumes":[],"containerDefinitions":[
-        {"name":"a","image":"i","memory":64,"logConfiguration":{"logDriver":"awslogs"},"portMappings":[]},
+        {"name":"a","image":"i","memory":64,"mountPoints":[],"portMappings":[]},
         {"name":"b","image":"i","memory":64,"healthCheck":{},"secrets":[],"links":[]}]}"#;
     assert_eq!(
         problems(json),
         [
-            "field `logConfiguration` at containerDefinitions[0] is not supported by Berth yet",
+            "field `mountPoints` at containerDefinitions[0] is not supported by Berth yet",
             "field `portMappings` at containerDefinitions[0] is not supported by Berth yet",
             "field `healthCheck` at containerDefinitions[1] is not supported by Berth yet",
             "field `links` at containerDefinitions[1] is not supported by Berth yet",
@@ -259,10 +264,7 @@ fn unsupported_fields_are_refused_by_name_and_path() {
     );
     match parse(json) {
         Err(TaskDefError::Invalid { problems }) => {
-            assert_eq!(
-                problems[0].path(),
-                "containerDefinitions[0].logConfiguration"
-            );
+            assert_eq!(problems[0].path(), "containerDefinitions[0].mountPoints");
             assert_eq!(problems[5].path(), "volumes");
         }
         other => panic!("{other:?}"),
@@ -410,6 +412,7 @@ fn tables_and_serde_structs_agree() {
         fields::ULIMIT,
         fields::CONTAINER_DEPENDENCY,
         fields::RESTART_POLICY,
+        fields::LOG_CONFIGURATION,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -425,7 +428,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 19);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 20);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -620,4 +623,85 @@ fn restart_policy_shape_is_checked() {
         p,
         ["containerDefinitions[0].restartPolicy: expected an object, found the boolean true"]
     );
+}
+
+/// A one-container definition with this logConfiguration JSON.
+fn with_log_configuration(config: &str) -> String {
+    format!(
+        r#"{{"family":"f","containerDefinitions":[{{"name":"app","image":"busybox","memory":64,"logConfiguration":{config}}}]}}"#
+    )
+}
+
+#[test]
+fn json_file_log_configuration_is_carried() {
+    let def = parse(&with_log_configuration(
+        r#"{"logDriver":"json-file","options":{"max-size":"512k","max-file":"3"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].log_configuration,
+        Some(proto::LogConfiguration {
+            log_driver: "json-file".into(),
+            max_size_bytes: 512 * 1024,
+            max_files: 3,
+        })
+    );
+    let def = parse(&with_log_configuration(r#"{"logDriver":"json-file"}"#)).unwrap();
+    let l = def.containers[0].log_configuration.clone().unwrap();
+    assert_eq!(
+        (l.max_size_bytes, l.max_files),
+        (0, 0),
+        "defaults are the agent's"
+    );
+}
+
+#[test]
+fn docker_sizes_parse() {
+    for (text, bytes) in [
+        ("10m", 10 << 20),
+        ("512k", 512 << 10),
+        ("1g", 1 << 30),
+        ("2048", 2048),
+        ("1.5k", 1536),
+        ("10MB", 10 << 20),
+        ("10 MiB", 10 << 20),
+        ("3Kb", 3 << 10),
+    ] {
+        assert_eq!(parse_size(text), Some(bytes), "{text}");
+    }
+    for bad in ["", "m", "-1", "10x", "1..5k", ".5k", "1e3", "10mm"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn other_log_drivers_options_and_secrets_are_refused_by_name() {
+    assert_eq!(
+        refused(&with_log_configuration(
+            r#"{"logDriver":"awslogs","options":{"awslogs-group":"g"}}"#
+        )),
+        "task definition has 2 problems:\n  \
+         containerDefinitions[0].logConfiguration.logDriver awslogs is not supported by Berth; supported: json-file\n  \
+         containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: option awslogs-group is not supported by Berth; supported: max-size, max-file"
+    );
+    assert_eq!(
+        problems(&with_log_configuration(
+            r#"{"logDriver":"json-file","options":{"max-size":"0","max-file":"0","compress":"true"}}"#
+        )),
+        [
+            "containerDefinitions[0].logConfiguration.options.compress: option compress is not supported by Berth; supported: max-size, max-file",
+            "containerDefinitions[0].logConfiguration.options[\"max-file\"]: `0` is not a file count: use 1 to 100",
+            "containerDefinitions[0].logConfiguration.options[\"max-size\"]: `0` is not a size: use a positive number of bytes with an optional k, m or g suffix, e.g. 10m",
+        ]
+    );
+    let secret = problems(&with_log_configuration(
+        r#"{"logDriver":"json-file","secretOptions":[{"name":"a","valueFrom":"b"}]}"#,
+    ));
+    assert_eq!(secret.len(), 1);
+    assert!(
+        secret[0].contains("secretOptions") && secret[0].contains("not supported by Berth"),
+        "{secret:?}"
+    );
+    let missing = problems(&with_log_configuration(r#"{"options":{}}"#));
+    assert!(missing[0].contains("logDriver"), "{missing:?}");
 }

@@ -217,7 +217,7 @@ pub(super) fn index(path: &str, i: usize) -> String {
 
 /// The path of map entry `key` (of dockerLabels, say): `.key` when it is an identifier,
 /// `["key"]` otherwise.
-fn key_path(path: &str, key: &str) -> String {
+pub(super) fn key_path(path: &str, key: &str) -> String {
     let identifier = key
         .chars()
         .next()
