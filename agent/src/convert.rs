@@ -2,11 +2,13 @@
 //! become `berth_runtime::ContainerSpec`s, and runtime outcomes become proto states.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    ContainerLimits, ContainerSpec, LogRotation, NetworkNamespace, RegistryAuth, TaskLimits, Ulimit,
+    ContainerLimits, ContainerSpec, LogRotation, Mount, NetworkNamespace, RegistryAuth, TaskLimits,
+    TaskVolume, TaskVolumeKind, Ulimit,
 };
 
 /// The runtime spec of one container of a task.
@@ -54,6 +56,7 @@ pub fn container_spec(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        mounts: Vec::new(),
         log_rotation: def.log_configuration.as_ref().map(log_rotation),
     }
 }
@@ -86,6 +89,111 @@ pub fn log_line(entry: berth_runtime::LogEntry) -> berth_proto::v1::LogLine {
         time: Some(timestamp(entry.time)),
         text: entry.text,
     }
+}
+
+/// A task's volumes by what backs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskVolumes {
+    /// Made by the runtime under the agent's data dir: a directory, or a tmpfs.
+    pub task: Vec<TaskVolume>,
+    /// Host paths to bind, as the definition gives them: (volume name, `host.sourcePath`).
+    pub host: Vec<(String, String)>,
+}
+
+/// Splits a definition's volumes: a non-empty `host.sourcePath` is a host path; anything else
+/// is a per-task directory, a tmpfs when the local driver's `type` is `tmpfs`.
+pub fn task_volumes(def: &TaskDefinition) -> TaskVolumes {
+    let mut volumes = TaskVolumes::default();
+    for v in &def.volumes {
+        if let Some(host) = v.host.as_ref().filter(|h| !h.source_path.is_empty()) {
+            volumes
+                .host
+                .push((v.name.clone(), host.source_path.clone()));
+            continue;
+        }
+        let opts = v
+            .docker_volume_configuration
+            .as_ref()
+            .map(|d| &d.driver_opts);
+        let kind = match opts {
+            Some(opts) if opts.get("type").map(String::as_str) == Some("tmpfs") => {
+                TaskVolumeKind::Tmpfs {
+                    device: opts.get("device").cloned().unwrap_or_default(),
+                    options: opts
+                        .get("o")
+                        .map(|o| {
+                            o.split(',')
+                                .filter(|o| !o.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            }
+            _ => TaskVolumeKind::Directory,
+        };
+        volumes.task.push(TaskVolume {
+            name: v.name.clone(),
+            kind,
+        });
+    }
+    volumes
+}
+
+/// The binds of one container: its own `mountPoints`, then those of the containers it takes
+/// volumes from (and theirs, transitively; read-only when the `volumesFrom` entry says so,
+/// else as the source mounts them). A destination already mounted keeps its first mount.
+/// `paths` are the volumes' host paths by name.
+pub fn container_mounts(
+    def: &TaskDefinition,
+    container: &ContainerDefinition,
+    paths: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Mount>, String> {
+    let mut mounts: Vec<Mount> = Vec::new();
+    let mut visited = vec![container.name.as_str()];
+    // (container, forced read-only) still to copy mount points from.
+    let mut pending = vec![(container, false)];
+    while let Some((c, forced_ro)) = pending.pop() {
+        for m in &c.mount_points {
+            let source = paths.get(&m.source_volume).ok_or_else(|| {
+                format!(
+                    "container {}: volume {} is not a volume of the task",
+                    c.name, m.source_volume
+                )
+            })?;
+            let destination = m.container_path.trim_end_matches('/');
+            if mounts
+                .iter()
+                .any(|x| x.destination.trim_end_matches('/') == destination)
+            {
+                continue;
+            }
+            mounts.push(Mount {
+                source: source.clone(),
+                destination: m.container_path.clone(),
+                read_only: forced_ro || m.read_only,
+            });
+        }
+        // Reversed, so that the first entry is taken first.
+        for from in c.volumes_from.iter().rev() {
+            if visited.contains(&from.source_container.as_str()) {
+                continue;
+            }
+            let source = def
+                .containers
+                .iter()
+                .find(|x| x.name == from.source_container)
+                .ok_or_else(|| {
+                    format!(
+                        "container {}: volumesFrom names {}, which is not a container of the task",
+                        c.name, from.source_container
+                    )
+                })?;
+            visited.push(&source.name);
+            pending.push((source, forced_ro || from.read_only));
+        }
+    }
+    Ok(mounts)
 }
 
 /// The task-level budget: the definition's, else the sum of its containers' (memory: hard
@@ -159,6 +267,161 @@ fn non_empty(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_proto::v1::{DockerVolumeConfiguration, HostVolume, MountPoint, Volume, VolumeFrom};
+
+    fn mount_point(volume: &str, path: &str, read_only: bool) -> MountPoint {
+        MountPoint {
+            source_volume: volume.into(),
+            container_path: path.into(),
+            read_only,
+        }
+    }
+
+    fn volume_from(container: &str, read_only: bool) -> VolumeFrom {
+        VolumeFrom {
+            source_container: container.into(),
+            read_only,
+        }
+    }
+
+    #[test]
+    fn volumes_split_into_host_paths_directories_and_tmpfs() {
+        let docker = |opts: &[(&str, &str)]| {
+            Some(DockerVolumeConfiguration {
+                scope: "task".into(),
+                driver: "local".into(),
+                driver_opts: opts
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                labels: Default::default(),
+            })
+        };
+        let td = TaskDefinition {
+            volumes: vec![
+                Volume {
+                    name: "data".into(),
+                    host: Some(HostVolume {
+                        source_path: "/srv/data".into(),
+                    }),
+                    docker_volume_configuration: None,
+                },
+                Volume {
+                    name: "empty-host".into(),
+                    host: Some(HostVolume::default()),
+                    docker_volume_configuration: None,
+                },
+                Volume {
+                    name: "plain".into(),
+                    host: None,
+                    docker_volume_configuration: docker(&[]),
+                },
+                Volume {
+                    name: "fast".into(),
+                    host: None,
+                    docker_volume_configuration: docker(&[
+                        ("type", "tmpfs"),
+                        ("device", "tmpfs"),
+                        ("o", "size=8m,noexec"),
+                    ]),
+                },
+            ],
+            ..Default::default()
+        };
+        let v = task_volumes(&td);
+        assert_eq!(v.host, [("data".to_owned(), "/srv/data".to_owned())]);
+        assert_eq!(
+            v.task,
+            [
+                TaskVolume {
+                    name: "empty-host".into(),
+                    kind: TaskVolumeKind::Directory
+                },
+                TaskVolume {
+                    name: "plain".into(),
+                    kind: TaskVolumeKind::Directory
+                },
+                TaskVolume {
+                    name: "fast".into(),
+                    kind: TaskVolumeKind::Tmpfs {
+                        device: "tmpfs".into(),
+                        options: vec!["size=8m".into(), "noexec".into()]
+                    }
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn mounts_follow_volumes_from_transitively_with_read_only_forced() {
+        let mut app = def("app", 0, 64, 0);
+        app.mount_points = vec![
+            mount_point("data", "/data", false),
+            mount_point("conf", "/conf", true),
+        ];
+        let mut mid = def("mid", 0, 64, 0);
+        mid.mount_points = vec![mount_point("cache", "/cache", false)];
+        mid.volumes_from = vec![volume_from("app", false)];
+        let mut last = def("last", 0, 64, 0);
+        last.mount_points = vec![mount_point("cache", "/data/", false)];
+        last.volumes_from = vec![volume_from("mid", true), volume_from("app", false)];
+        let td = TaskDefinition {
+            containers: vec![app, mid, last],
+            ..Default::default()
+        };
+        let paths: BTreeMap<String, PathBuf> = ["data", "conf", "cache"]
+            .iter()
+            .map(|n| ((*n).to_owned(), PathBuf::from(format!("/v/{n}"))))
+            .collect();
+        let got = container_mounts(&td, &td.containers[2], &paths).unwrap();
+        let summary: Vec<(&str, &str, bool)> = got
+            .iter()
+            .map(|m| {
+                (
+                    m.destination.as_str(),
+                    m.source.to_str().unwrap(),
+                    m.read_only,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                // Its own mount point wins over /data from app.
+                ("/data/", "/v/cache", false),
+                // From mid, read-only as volumesFrom says.
+                ("/cache", "/v/cache", true),
+                // app reached through mid first: read-only too.
+                ("/conf", "/v/conf", true),
+            ]
+        );
+        let mid_mounts = container_mounts(&td, &td.containers[1], &paths).unwrap();
+        assert_eq!(mid_mounts.len(), 3);
+        assert!(
+            mid_mounts
+                .iter()
+                .any(|m| m.destination == "/data" && !m.read_only)
+        );
+        assert!(
+            mid_mounts
+                .iter()
+                .any(|m| m.destination == "/conf" && m.read_only)
+        );
+    }
+
+    #[test]
+    fn a_mount_of_an_unknown_volume_is_an_error() {
+        let mut app = def("app", 0, 64, 0);
+        app.mount_points = vec![mount_point("gone", "/data", false)];
+        let td = TaskDefinition {
+            containers: vec![app],
+            ..Default::default()
+        };
+        assert_eq!(
+            container_mounts(&td, &td.containers[0], &BTreeMap::new()).unwrap_err(),
+            "container app: volume gone is not a volume of the task"
+        );
+    }
 
     fn def(name: &str, cpu: u32, mem: u64, res: u64) -> ContainerDefinition {
         ContainerDefinition {

@@ -10,6 +10,7 @@
 //! - `store`: the agent's durable state.
 //! - `convert`: proto ↔ runtime types, in one place.
 //! - `host`: identity, resources, attributes.
+//! - `volumes`: which host paths a task may bind-mount.
 
 mod agent;
 pub mod config;
@@ -21,5 +22,6 @@ pub mod runtime;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod volumes;
 
 pub use agent::{run, shutdown_signal};

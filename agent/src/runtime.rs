@@ -2,12 +2,14 @@
 //! runtime, implemented for `berth_runtime::Runtime` here and by a recording fake in the
 //! engine's tests.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
-    RegistryAuth, Runtime, TaskLimits,
+    RegistryAuth, Runtime, TaskLimits, TaskVolume,
 };
 
 /// What the task engine asks of the host.
@@ -20,6 +22,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error>;
     /// Removes the task's container log files.
     async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error>;
+    /// Makes the task's own volumes on the host (directories, tmpfs mounts); returns each
+    /// one's host path by name.
+    async fn create_task_volumes(
+        &self,
+        task_id: &str,
+        volumes: &[TaskVolume],
+    ) -> Result<BTreeMap<String, PathBuf>, Error>;
+    /// Unmounts and removes the task's own volumes. Idempotent.
+    async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error>;
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
     async fn start(&self, id: &ContainerId) -> Result<u32, Error>;
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error>;
@@ -53,6 +64,16 @@ impl ContainerRuntime for Runtime {
     }
     async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_logs(self, task_id).await
+    }
+    async fn create_task_volumes(
+        &self,
+        task_id: &str,
+        volumes: &[TaskVolume],
+    ) -> Result<BTreeMap<String, PathBuf>, Error> {
+        Runtime::create_task_volumes(self, task_id, volumes).await
+    }
+    async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error> {
+        Runtime::remove_task_volumes(self, task_id).await
     }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         self.create_container(spec).await

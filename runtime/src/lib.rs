@@ -14,6 +14,7 @@ mod model;
 mod runtime;
 mod spec;
 mod time;
+mod volume;
 
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
@@ -26,7 +27,8 @@ pub use error::Error;
 pub use image::LocalImageError;
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
-    ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, NetworkNamespace, TaskLimits, Ulimit,
+    ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, Mount, NetworkNamespace, TaskLimits,
+    TaskVolume, TaskVolumeKind, Ulimit,
 };
 pub use runtime::{Runtime, RuntimeConfig};
 pub use spec::SpecError;

@@ -83,4 +83,41 @@ pub struct ContainerSpec {
     /// Rotation of the container's json-file log (ECS `logConfiguration` options `max-size`
     /// and `max-file`); the runtime's default when absent.
     pub log_rotation: Option<crate::LogRotation>,
+    /// Host directories bound into the container (ECS `mountPoints` and `volumesFrom`).
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory bound into a container (recursively, with private propagation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Absolute path on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A per-task volume the runtime makes on the host (under `<data dir>/volumes/<task-id>/`),
+/// shared by the task's containers and removed with the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskVolume {
+    /// The volume's name: one path component (letters, digits, `_`, `.`, `-`).
+    pub name: String,
+    pub kind: TaskVolumeKind,
+}
+
+/// What backs a [`TaskVolume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskVolumeKind {
+    /// A plain directory on the host's filesystem.
+    Directory,
+    /// A tmpfs mounted on the host at the volume's directory, so that every container of the
+    /// task sees the same one.
+    Tmpfs {
+        /// The mount's source name (`tmpfs` when empty).
+        device: String,
+        /// tmpfs mount options such as `size=64m`, `mode=1777`, `noexec`.
+        options: Vec<String>,
+    },
 }

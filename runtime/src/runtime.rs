@@ -1,6 +1,7 @@
 //! [`Runtime`]: the crate's entry point. Connects to containerd, detects the cgroup layout,
 //! and offers image pulls, task cgroups and the container lifecycle.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use crate::container::{ContainerId, ContainerInfo, Containers, ExitStatus, LogRo
 use crate::containerd::Containerd;
 use crate::error::Error;
 use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
-use crate::model::{ContainerSpec, TaskLimits};
+use crate::model::{ContainerSpec, TaskLimits, TaskVolume};
 
 /// Where and how the runtime works.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct RuntimeConfig {
     pub state_dir: PathBuf,
     /// Directory for container log files (`<task-id>/<container>.log`).
     pub log_dir: PathBuf,
+    /// Directory of per-task volumes (`<task-id>/<volume-name>`).
+    pub volume_dir: PathBuf,
     /// Registries reached over plain HTTP (host or host:port). All others use HTTPS.
     pub insecure_registries: Vec<String>,
     /// Layer downloads running at once, across all pulls.
@@ -41,6 +44,7 @@ impl RuntimeConfig {
             namespace: "berth".to_owned(),
             state_dir: data_dir.join("runtime"),
             log_dir: data_dir.join("logs"),
+            volume_dir: data_dir.join("volumes"),
             insecure_registries: Vec::new(),
             max_concurrent_downloads: 3,
             cgroup_parent: "berth".to_owned(),
@@ -56,6 +60,7 @@ pub struct Runtime {
     puller: Puller,
     cgroups: Arc<Cgroups>,
     containers: Arc<Containers>,
+    volume_dir: PathBuf,
 }
 
 impl Runtime {
@@ -71,7 +76,7 @@ impl Runtime {
         layout: CgroupLayout,
     ) -> Result<Self, Error> {
         let client = Containerd::connect(&config.containerd_socket, &config.namespace).await?;
-        for dir in [&config.state_dir, &config.log_dir] {
+        for dir in [&config.state_dir, &config.log_dir, &config.volume_dir] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("create directory", dir.clone(), e))?;
         }
@@ -93,6 +98,7 @@ impl Runtime {
             puller,
             cgroups,
             containers,
+            volume_dir: config.volume_dir,
         })
     }
 
@@ -226,6 +232,35 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove the task's logs", dir, e)),
         }
+    }
+
+    /// Creates a task's volumes under the volume directory (`<task-id>/<name>`: a directory,
+    /// or a tmpfs mounted there) and returns each one's host path by name, to bind into the
+    /// task's containers. Idempotent.
+    pub async fn create_task_volumes(
+        &self,
+        task_id: &str,
+        volumes: &[TaskVolume],
+    ) -> Result<BTreeMap<String, PathBuf>, Error> {
+        let (root, task_id, volumes) = (
+            self.volume_dir.clone(),
+            task_id.to_owned(),
+            volumes.to_vec(),
+        );
+        let dir = self.volume_dir.clone();
+        tokio::task::spawn_blocking(move || crate::volume::create(&root, &task_id, &volumes))
+            .await
+            .map_err(|e| Error::io("create task volumes", dir, std::io::Error::other(e)))?
+    }
+
+    /// Unmounts a task's tmpfs volumes and removes its volume directory (after its containers
+    /// are deleted). Idempotent.
+    pub async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error> {
+        let (root, task_id) = (self.volume_dir.clone(), task_id.to_owned());
+        let dir = self.volume_dir.clone();
+        tokio::task::spawn_blocking(move || crate::volume::remove(&root, &task_id))
+            .await
+            .map_err(|e| Error::io("remove task volumes", dir, std::io::Error::other(e)))?
     }
 
     /// The log file of a task's container.

@@ -78,6 +78,9 @@ pub struct Overrides {
     /// Local address of the metrics and health endpoint [env: BERTH_METRICS_LISTEN]
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Absolute host directories tasks may bind-mount, comma-separated [env: BERTH_VOLUME_HOST_PATHS]
+    #[arg(long, value_name = "DIRS")]
+    pub volume_host_paths: Option<String>,
 }
 
 impl Overrides {
@@ -106,6 +109,7 @@ impl Overrides {
             (Key::LogLevel, &self.log_level),
             (Key::LogFormat, &self.log_format),
             (Key::MetricsListen, &self.metrics_listen),
+            (Key::VolumeHostPaths, &self.volume_host_paths),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -41,10 +41,11 @@ pub(crate) enum Key {
     LogLevel,
     LogFormat,
     MetricsListen,
+    VolumeHostPaths,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 22] = [
+    pub(crate) const ALL: [Key; 23] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -67,6 +68,7 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::MetricsListen,
+        Key::VolumeHostPaths,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -144,7 +146,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 22] = [
+const KEYS: [KeyDoc; 23] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -298,6 +300,13 @@ const KEYS: [KeyDoc; 22] = [
         "--metrics-listen",
         r#""127.0.0.1:51678""#,
         "local address of the HTTP endpoint for metrics and health",
+    ),
+    doc(
+        "volume_host_paths",
+        "BERTH_VOLUME_HOST_PATHS",
+        "--volume-host-paths",
+        "[]",
+        "absolute host directories whose contents tasks may bind-mount (ECS host.sourcePath); none by default (comma-separated in the environment and flag)",
     ),
 ];
 

@@ -76,6 +76,7 @@ pub(crate) struct Partial {
     log_level: Option<Given<String>>,
     log_format: Option<Given<LogFormat>>,
     metrics_listen: Option<Given<SocketAddr>>,
+    volume_host_paths: Option<Given<Vec<PathBuf>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -189,6 +190,7 @@ impl Partial {
                     .and_then(|t| t.parse().ok())
                     .ok_or_else(|| "an address and port like 127.0.0.1:51678".to_owned()),
             ),
+            Key::VolumeHostPaths => s.store(&mut self.volume_host_paths, absolute_paths(input)),
         }
     }
 
@@ -352,6 +354,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            volume_host_paths: pick(
+                self.volume_host_paths,
+                Key::VolumeHostPaths,
+                defaults.volume_host_paths,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {
@@ -457,6 +466,39 @@ fn absolute_path(input: Input<'_>, expected: &str) -> Result<PathBuf, String> {
         .filter(|p| p.is_absolute())
         .map(Path::to_path_buf)
         .ok_or_else(|| expected.to_owned())
+}
+
+/// Absolute paths without `..`, in the order given, without duplicates.
+fn absolute_paths(input: Input<'_>) -> Result<Vec<PathBuf>, String> {
+    let items: Option<Vec<&str>> = match input {
+        Input::Toml(toml::Value::Array(items)) => items.iter().map(toml::Value::as_str).collect(),
+        Input::Toml(_) => None,
+        Input::Env(text) | Input::Flag(text) => Some(parse::comma_list(text)),
+    };
+    let expected = if input.is_toml() {
+        r#"an array of absolute directories like "/srv/data" (without "..")"#
+    } else {
+        "comma-separated absolute directories like /srv/data (without ..)"
+    };
+    let items = items
+        .filter(|items| {
+            items.iter().all(|i| {
+                let path = Path::new(i);
+                path.is_absolute()
+                    && !path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+            })
+        })
+        .ok_or_else(|| expected.to_owned())?;
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for item in items {
+        let path = PathBuf::from(item);
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    Ok(paths)
 }
 
 fn boolean(input: Input<'_>) -> Result<bool, String> {

@@ -75,6 +75,9 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Local address of the metrics and health endpoint.
     pub metrics_listen: SocketAddr,
+    /// Host directories whose contents tasks may bind-mount (ECS `host.sourcePath`); empty
+    /// allows none. Absolute, without `..`.
+    pub volume_host_paths: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -100,6 +103,7 @@ impl Default for AgentConfig {
             log_level: "info".to_owned(),
             log_format: LogFormat::Plain,
             metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
+            volume_host_paths: Vec::new(),
         }
     }
 }
@@ -250,6 +254,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::LogLevel => string(&config.log_level),
         Key::LogFormat => string(&config.log_format.to_string()),
         Key::MetricsListen => string(&config.metrics_listen.to_string()),
+        Key::VolumeHostPaths => {
+            let paths: Vec<String> = config.volume_host_paths.iter().map(|p| path(p)).collect();
+            format!("[{}]", paths.join(", "))
+        }
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 22);
+    assert_eq!(loaded.sources.len(), 23);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -76,6 +76,7 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.log_level, "info");
     assert_eq!(c.log_format, LogFormat::Plain);
     assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:51678");
+    assert!(c.volume_host_paths.is_empty());
 }
 
 #[test]
@@ -238,6 +239,11 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("log_format", r#""json""#, "json")]),
         sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
+        sample(&[(
+            "volume_host_paths",
+            r#"["/srv/data", "/mnt/shared"]"#,
+            "/srv/data,/mnt/shared",
+        )]),
     ]
 }
 
@@ -491,8 +497,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "localhost",
             "an address and port like 127.0.0.1:51678",
         ),
+        (
+            "volume_host_paths",
+            "/srv/data,/srv/../etc",
+            "comma-separated absolute directories like /srv/data (without ..)",
+        ),
     ];
-    assert_eq!(cases.len(), 22);
+    assert_eq!(cases.len(), 23);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -809,6 +820,7 @@ max_concurrent_downloads = 3                                  # default
 log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
+volume_host_paths        = []                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -2,7 +2,7 @@
 //! stop, clean up), reporting each step to the engine as a [`TaskEvent`]. It owns nothing the
 //! engine owns; it only acts on the host and reports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +19,7 @@ use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
 use crate::convert;
 use crate::runtime::ContainerRuntime;
+use crate::volumes;
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +186,7 @@ impl<R: ContainerRuntime> Driver<R> {
         let plan = Plan::new(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         let network = convert::network_for(&def.network_mode)
             .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
-        let specs: Vec<_> = def
+        let mut specs: Vec<_> = def
             .containers
             .iter()
             .map(|c| convert::container_spec(&task_id, c, &network))
@@ -194,6 +195,14 @@ impl<R: ContainerRuntime> Driver<R> {
         self.runtime.validate_limits(&limits, &specs).map_err(|e| {
             Stalled::before_create(Interrupted::Failed(format!("invalid resource limits: {e}")))
         })?;
+        // Host paths are checked against the agent's allow-list before anything is pulled.
+        let task_volumes = convert::task_volumes(def);
+        let mut volume_paths = BTreeMap::new();
+        for (name, source) in &task_volumes.host {
+            let path = volumes::allowed_host_path(name, source, &self.config.volume_host_paths)
+                .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+            volume_paths.insert(name.clone(), path);
+        }
 
         self.report(TaskEvent::PullStarted).await;
         let mut digests = HashMap::new();
@@ -232,6 +241,24 @@ impl<R: ContainerRuntime> Driver<R> {
             digests.insert(spec.name.clone(), image.manifest_digest);
         }
         self.report(TaskEvent::Pulled { digests }).await;
+
+        // The task's own volumes, removed with the task by the cleanup on every path.
+        match self
+            .runtime
+            .create_task_volumes(&task_id, &task_volumes.task)
+            .await
+        {
+            Ok(made) => volume_paths.extend(made),
+            Err(e) => {
+                return Err(Stalled::before_create(Interrupted::Failed(format!(
+                    "cannot create the task's volumes: {e}"
+                ))));
+            }
+        }
+        for (spec, c) in specs.iter_mut().zip(&def.containers) {
+            spec.mounts = convert::container_mounts(def, c, &volume_paths)
+                .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        }
 
         if let Err(e) = self.runtime.create_task_cgroup(&task_id, &limits).await {
             return Err(Stalled::before_create(Interrupted::Failed(format!(
@@ -592,6 +619,7 @@ impl<R: ContainerRuntime> Driver<R> {
         for c in created {
             self.runtime.delete(&c.id).await?;
         }
+        self.runtime.remove_task_volumes(self.task_id()).await?;
         self.runtime.remove_task_cgroup(self.task_id()).await?;
         self.runtime.remove_task_logs(self.task_id()).await
     }

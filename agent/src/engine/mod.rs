@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub restart_backoff: Duration,
     /// The longest delay between two restarts of a container.
     pub restart_backoff_max: Duration,
+    /// Host directories whose contents tasks may bind-mount (ECS `host.sourcePath`).
+    pub volume_host_paths: Vec<std::path::PathBuf>,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

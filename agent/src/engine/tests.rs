@@ -1,6 +1,7 @@
 //! Engine tests with a fake runtime that records calls and whose containers exit on demand.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -10,8 +11,8 @@ use berth_proto::v1::{
     TaskAssignment, TaskDefinition, TaskState, TaskStatus,
 };
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
-    RegistryAuth, TaskLimits,
+    ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, Mount, PullError, PulledImage,
+    RegistryAuth, TaskLimits, TaskVolume,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,8 @@ struct Fake {
     exits: Mutex<HashMap<ContainerId, watch::Sender<Option<ExitStatus>>>>,
     /// How many wait calls fail as if containerd's connection broke.
     failing_waits: Mutex<u32>,
+    /// Every spec created, in order.
+    specs: Mutex<Vec<ContainerSpec>>,
 }
 
 impl Fake {
@@ -87,9 +90,31 @@ impl ContainerRuntime for Fake {
         self.log(format!("rmlogs {task_id}"));
         Ok(())
     }
+    async fn create_task_volumes(
+        &self,
+        task_id: &str,
+        volumes: &[TaskVolume],
+    ) -> Result<BTreeMap<String, PathBuf>, Error> {
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        self.log(format!("volumes {task_id} {}", names.join(",")));
+        Ok(volumes
+            .iter()
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    PathBuf::from(format!("/fake/volumes/{task_id}/{}", v.name)),
+                )
+            })
+            .collect())
+    }
+    async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error> {
+        self.log(format!("rmvolumes {task_id}"));
+        Ok(())
+    }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         let id = ContainerId::for_container(&spec.task_id, &spec.name);
         self.log(format!("create {id}"));
+        self.specs.lock().unwrap().push(spec.clone());
         self.exits
             .lock()
             .unwrap()
@@ -169,6 +194,11 @@ struct Harness {
 }
 
 fn start() -> Harness {
+    start_allowing(Vec::new())
+}
+
+/// An engine whose configuration allows tasks to mount these host paths.
+fn start_allowing(volume_host_paths: Vec<PathBuf>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fake = Arc::new(Fake::default());
@@ -179,6 +209,7 @@ fn start() -> Harness {
         pull_timeout: Duration::from_secs(5),
         restart_backoff: Duration::from_secs(10),
         restart_backoff_max: Duration::from_secs(300),
+        volume_host_paths,
     };
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
@@ -802,6 +833,158 @@ async fn log_targets_name_the_file_and_say_when_the_container_stopped() {
     assert!(
         !h.handle.log_target("t9", "main").await.unwrap().finished,
         "the other container still runs"
+    );
+    h.cancel.cancel();
+}
+
+/// A task of two containers: `writer` mounts every given volume at `/<name>`, `reader` takes
+/// volumes from `writer`, read-only.
+fn with_volumes(task: &str, volumes: Vec<berth_proto::v1::Volume>) -> TaskAssignment {
+    let mut a = assignment(
+        task,
+        &[("writer", false, "img:1"), ("reader", true, "img:1")],
+    );
+    if let Some(def) = a.definition.as_mut() {
+        def.containers[0].mount_points = volumes
+            .iter()
+            .map(|v| berth_proto::v1::MountPoint {
+                source_volume: v.name.clone(),
+                container_path: format!("/{}", v.name),
+                read_only: false,
+            })
+            .collect();
+        def.containers[1].volumes_from = vec![berth_proto::v1::VolumeFrom {
+            source_container: "writer".into(),
+            read_only: true,
+        }];
+        def.volumes = volumes;
+    }
+    a
+}
+
+fn volume(name: &str, source_path: Option<&str>) -> berth_proto::v1::Volume {
+    berth_proto::v1::Volume {
+        name: name.into(),
+        host: source_path.map(|p| berth_proto::v1::HostVolume {
+            source_path: p.into(),
+        }),
+        docker_volume_configuration: None,
+    }
+}
+
+fn mounts_of(fake: &Fake, name: &str) -> Vec<Mount> {
+    fake.specs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.mounts.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn task_volumes_are_made_bound_into_containers_and_removed_with_the_task() {
+    let h = start();
+    h.handle
+        .send(Command::Assign(with_volumes(
+            "tv",
+            vec![volume("shared", None)],
+        )))
+        .await;
+    until(&h.store, "tv", TaskStatus::Running).await;
+    let calls = h.fake.calls();
+    let made = calls.iter().position(|c| c == "volumes tv shared");
+    let created = calls.iter().position(|c| c.starts_with("create"));
+    assert!(made.is_some() && made < created, "{calls:?}");
+    let host = PathBuf::from("/fake/volumes/tv/shared");
+    assert_eq!(
+        mounts_of(&h.fake, "writer"),
+        [Mount {
+            source: host.clone(),
+            destination: "/shared".into(),
+            read_only: false
+        }]
+    );
+    assert_eq!(
+        mounts_of(&h.fake, "reader"),
+        [Mount {
+            source: host,
+            destination: "/shared".into(),
+            read_only: true
+        }],
+        "volumesFrom with readOnly binds the same directory read-only"
+    );
+    h.fake.exit(&ContainerId::for_container("tv", "reader"), 0);
+    until(&h.store, "tv", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    let deleted = calls.iter().rposition(|c| c.starts_with("delete"));
+    let removed = calls.iter().position(|c| c == "rmvolumes tv");
+    assert!(
+        removed.is_some() && removed > deleted,
+        "volumes are removed after the containers: {calls:?}"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_host_path_outside_the_allowed_directories_fails_the_task_before_pulling() {
+    let allowed = tempfile::tempdir().unwrap();
+    let h = start_allowing(vec![allowed.path().to_path_buf()]);
+    h.handle
+        .send(Command::Assign(with_volumes(
+            "th",
+            vec![volume("scratch", None), volume("root", Some("/"))],
+        )))
+        .await;
+    let stopped = until(&h.store, "th", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        format!(
+            "volume root: host path / is outside the directories this agent allows; volume_host_paths: {}",
+            allowed.path().display()
+        )
+    );
+    until(&h.store, "th", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("pull") || c.starts_with("volumes")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"rmvolumes th".to_owned()),
+        "the cleanup runs on the failure path too: {calls:?}"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_allowed_host_path_is_bound_as_resolved() {
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::create_dir(allowed.path().join("data")).unwrap();
+    let h = start_allowing(vec![allowed.path().to_path_buf()]);
+    let source = format!("{}/data/../data", allowed.path().display());
+    h.handle
+        .send(Command::Assign(with_volumes(
+            "ta",
+            vec![volume("data", Some(&source))],
+        )))
+        .await;
+    until(&h.store, "ta", TaskStatus::Running).await;
+    let resolved = std::fs::canonicalize(allowed.path().join("data")).unwrap();
+    assert_eq!(
+        mounts_of(&h.fake, "writer"),
+        [Mount {
+            source: resolved,
+            destination: "/data".into(),
+            read_only: false
+        }]
+    );
+    assert!(
+        h.fake.calls().contains(&"volumes ta ".to_owned()),
+        "a host path is not the runtime's to make"
     );
     h.cancel.cancel();
 }

@@ -31,6 +31,24 @@ pub enum SpecError {
         entry: String,
     },
 
+    #[error(
+        "container {container}: mount point {destination:?} is not an absolute path below `/` \
+         without `..`"
+    )]
+    InvalidMount {
+        container: String,
+        destination: String,
+    },
+
+    #[error("container {container}: volume source {path} is not an absolute host path")]
+    RelativeMountSource { container: String, path: String },
+
+    #[error("container {container}: two volumes are mounted at {destination}")]
+    DuplicateMount {
+        container: String,
+        destination: String,
+    },
+
     #[error("container {container}: working directory {dir:?} is not an absolute path")]
     RelativeWorkingDirectory { container: String, dir: String },
 

@@ -7,6 +7,7 @@
 mod defaults;
 mod error;
 mod linux;
+mod mounts;
 mod process;
 mod rlimits;
 mod user;
@@ -82,6 +83,7 @@ pub(crate) fn build(
         linux::validate_hostname(hostname, name)?;
     }
     let resources = linux::resources(&container.limits, name)?;
+    let mounts = mounts::mounts(&container.mounts, name)?;
 
     let mut user = User::default();
     user.set_uid(resolved.uid);
@@ -134,7 +136,7 @@ pub(crate) fn build(
     let mut spec = Spec::default();
     spec.set_version(VERSION.to_owned());
     spec.set_root(Some(root));
-    spec.set_mounts(Some(defaults::mounts()));
+    spec.set_mounts(Some(mounts));
     spec.set_process(Some(process));
     spec.set_hostname(container.hostname.clone());
     spec.set_domainname(None);

@@ -391,6 +391,56 @@ pub(super) struct TaskDefinition {
     #[serde(skip_serializing_if = "Option::is_none")]
     registered_at: Option<String>,
     container_definitions: Vec<ContainerDefinition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<Volume>,
+}
+
+/// ECS Volume.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Volume {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<HostVolume>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    docker_volume_configuration: Option<DockerVolumeConfiguration>,
+}
+
+/// ECS HostVolumeProperties.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HostVolume {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_path: Option<String>,
+}
+
+/// ECS DockerVolumeConfiguration.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DockerVolumeConfiguration {
+    scope: String,
+    driver: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+}
+
+/// ECS MountPoint.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct MountPoint {
+    source_volume: String,
+    container_path: String,
+    read_only: bool,
+}
+
+/// ECS VolumeFrom.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct VolumeFrom {
+    source_container: String,
+    read_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -431,6 +481,10 @@ pub(super) struct ContainerDefinition {
     start_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_policy: Option<RestartPolicy>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mount_points: Vec<MountPoint>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes_from: Vec<VolumeFrom>,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -468,6 +522,32 @@ impl From<&proto::TaskDefinition> for TaskDefinition {
             network_mode: non_empty(&d.network_mode),
             registered_at: time(d.registered_at.as_ref()),
             container_definitions: d.containers.iter().map(ContainerDefinition::from).collect(),
+            volumes: d
+                .volumes
+                .iter()
+                .map(|v| Volume {
+                    name: v.name.clone(),
+                    host: v.host.as_ref().map(|h| HostVolume {
+                        source_path: non_empty(&h.source_path),
+                    }),
+                    docker_volume_configuration: v.docker_volume_configuration.as_ref().map(|c| {
+                        DockerVolumeConfiguration {
+                            scope: c.scope.clone(),
+                            driver: c.driver.clone(),
+                            driver_opts: c
+                                .driver_opts
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                            labels: c
+                                .labels
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        }
+                    }),
+                })
+                .collect(),
         }
     }
 }
@@ -531,6 +611,23 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 ignored_exit_codes: p.ignored_exit_codes.clone(),
                 restart_attempt_period: p.restart_attempt_period_seconds,
             }),
+            mount_points: c
+                .mount_points
+                .iter()
+                .map(|m| MountPoint {
+                    source_volume: m.source_volume.clone(),
+                    container_path: m.container_path.clone(),
+                    read_only: m.read_only,
+                })
+                .collect(),
+            volumes_from: c
+                .volumes_from
+                .iter()
+                .map(|v| VolumeFrom {
+                    source_container: v.source_container.clone(),
+                    read_only: v.read_only,
+                })
+                .collect(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct TaskDefinition {
     pub(super) memory: Option<Value>,
     #[serde(default)]
     pub(super) network_mode: Option<String>,
+    #[serde(default)]
+    pub(super) volumes: Option<Vec<Volume>>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -75,6 +77,9 @@ pub(super) struct ContainerDefinition {
     pub(super) restart_policy: Option<RestartPolicy>,
     #[serde(default)]
     pub(super) log_configuration: Option<LogConfiguration>,
+    pub(super) mount_points: Option<Vec<MountPoint>>,
+    #[serde(default)]
+    pub(super) volumes_from: Option<Vec<VolumeFrom>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +89,56 @@ pub(super) struct LogConfiguration {
     pub(super) log_driver: String,
     #[serde(default)]
     pub(super) options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Volume {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) host: Option<HostVolume>,
+    #[serde(default)]
+    pub(super) docker_volume_configuration: Option<DockerVolumeConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct HostVolume {
+    #[serde(default)]
+    pub(super) source_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DockerVolumeConfiguration {
+    /// "task" or "shared"; checked in `mod.rs` so that every bad one is listed.
+    #[serde(default)]
+    pub(super) scope: Option<String>,
+    #[serde(default)]
+    pub(super) autoprovision: Option<bool>,
+    #[serde(default)]
+    pub(super) driver: Option<String>,
+    #[serde(default)]
+    pub(super) driver_opts: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub(super) labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct MountPoint {
+    pub(super) source_volume: String,
+    pub(super) container_path: String,
+    #[serde(default)]
+    pub(super) read_only: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct VolumeFrom {
+    pub(super) source_container: String,
+    #[serde(default)]
+    pub(super) read_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,7 +110,7 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
     ignored("requiresCompatibilities"),
     // Resource tags are an AWS billing/IAM concept with no meaning on a Berth host.
     ignored("tags"),
-    unsupported("volumes"),
+    optional("volumes", Shape::ObjectList(VOLUME)),
     unsupported("placementConstraints"),
     unsupported("proxyConfiguration"),
     unsupported("inferenceAccelerators"),
@@ -143,12 +143,12 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("startTimeout", Shape::U32),
     optional("restartPolicy", Shape::Object(RESTART_POLICY)),
     optional("logConfiguration", Shape::Object(LOG_CONFIGURATION)),
+    optional("mountPoints", Shape::ObjectList(MOUNT_POINT)),
+    optional("volumesFrom", Shape::ObjectList(VOLUME_FROM)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
     unsupported("environmentFiles"),
-    unsupported("mountPoints"),
-    unsupported("volumesFrom"),
     unsupported("linuxParameters"),
     unsupported("secrets"),
     unsupported("versionConsistency"),
@@ -165,6 +165,83 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     unsupported("resourceRequirements"),
     unsupported("firelensConfiguration"),
     unsupported("credentialSpecs"),
+];
+
+/// One element of `volumes` (ECS Volume). ECS documents `name` as optional, but a volume
+/// without a name cannot be mounted, so Berth requires it.
+pub(super) const VOLUME: &[Field] = &[
+    required("name", Shape::String),
+    optional("host", Shape::Object(HOST_VOLUME)),
+    optional(
+        "dockerVolumeConfiguration",
+        Shape::Object(DOCKER_VOLUME_CONFIGURATION),
+    ),
+    unsupported("efsVolumeConfiguration"),
+    unsupported("fsxWindowsFileServerVolumeConfiguration"),
+    unsupported("configuredAtLaunch"),
+];
+
+/// A volume's `host` (ECS HostVolumeProperties).
+pub(super) const HOST_VOLUME: &[Field] = &[optional("sourcePath", Shape::String)];
+
+/// A volume's `dockerVolumeConfiguration`.
+pub(super) const DOCKER_VOLUME_CONFIGURATION: &[Field] = &[
+    optional("scope", Shape::String),
+    optional("autoprovision", Shape::Bool),
+    optional("driver", Shape::String),
+    optional("driverOpts", Shape::StringMap),
+    optional("labels", Shape::StringMap),
+];
+
+/// One element of a container's `mountPoints` (ECS MountPoint). ECS lets both paths be
+/// omitted, but a mount needs both, so Berth requires them.
+pub(super) const MOUNT_POINT: &[Field] = &[
+    required("sourceVolume", Shape::String),
+    required("containerPath", Shape::String),
+    optional("readOnly", Shape::Bool),
+];
+
+/// One element of a container's `volumesFrom` (ECS VolumeFrom).
+pub(super) const VOLUME_FROM: &[Field] = &[
+    required("sourceContainer", Shape::String),
+    optional("readOnly", Shape::Bool),
+];
+
+/// The `dockerVolumeConfiguration.scope` values of ECS, and the one Berth supports.
+pub(super) const VOLUME_SCOPES: &[&str] = &["task", "shared"];
+pub(super) const SUPPORTED_VOLUME_SCOPE: &str = "task";
+/// The one volume driver Berth supports (Docker's default).
+pub(super) const SUPPORTED_VOLUME_DRIVER: &str = "local";
+/// The `driverOpts` keys of the local driver, and the one `type` Berth supports.
+pub(super) const LOCAL_DRIVER_OPTS: &[&str] = &["type", "device", "o"];
+pub(super) const SUPPORTED_LOCAL_TYPE: &str = "tmpfs";
+/// tmpfs mount options a volume may give in `driverOpts.o`: flags, and `name=value` options.
+pub(super) const TMPFS_FLAGS: &[&str] = &[
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+];
+pub(super) const TMPFS_VALUE_OPTIONS: &[&str] = &[
+    "size",
+    "nr_blocks",
+    "nr_inodes",
+    "mode",
+    "uid",
+    "gid",
+    "huge",
+    "mpol",
 ];
 
 /// One element of a container's `environment`.

@@ -14,6 +14,7 @@ mod ecs;
 mod error;
 mod fields;
 mod suggest;
+mod volumes;
 mod walk;
 
 #[cfg(test)]
@@ -175,6 +176,8 @@ fn convert(
             0
         }
     };
+    let volumes = ecs.volumes.unwrap_or_default();
+    volumes::autoprovision_problems(&volumes, problems);
     proto::TaskDefinition {
         family: ecs.family,
         revision: 0,
@@ -191,6 +194,7 @@ fn convert(
             .collect(),
         registered_at: None,
         source_json: json.to_owned(),
+        volumes: volumes::convert(volumes),
     }
 }
 
@@ -308,6 +312,25 @@ fn container(
         start_timeout_seconds: c.start_timeout.unwrap_or(0),
         restart_policy,
         log_configuration,
+        mount_points: c
+            .mount_points
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| proto::MountPoint {
+                source_volume: m.source_volume,
+                container_path: m.container_path,
+                read_only: m.read_only.unwrap_or(false),
+            })
+            .collect(),
+        volumes_from: c
+            .volumes_from
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| proto::VolumeFrom {
+                source_container: v.source_container,
+                read_only: v.read_only.unwrap_or(false),
+            })
+            .collect(),
     }
 }
 
@@ -499,6 +522,7 @@ fn validate(def: &proto::TaskDefinition, task_memory_given: bool, problems: &mut
         }
     }
     validate_dependencies(def, problems);
+    volumes::validate(def, problems);
     let (cpu, memory) = container_sums(def);
     if def.cpu > 0 && cpu > u64::from(def.cpu) {
         problems.push(Problem::at(
@@ -683,14 +707,19 @@ fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem
             edges[i].push((target, name_path));
         }
     }
-    if let Some(cycle) = find_cycle(def, &edges) {
+    if let Some(cycle) = find_cycle(def, &edges, "dependsOn") {
         problems.push(cycle);
     }
 }
 
-/// The first cycle of the dependency graph, found by depth-first search from each container in
-/// definition order, reported at the dependency that closes it ("a → b → a").
-fn find_cycle(def: &proto::TaskDefinition, edges: &[Vec<(usize, String)>]) -> Option<Problem> {
+/// The first cycle of a graph between containers (`what`: dependsOn, volumesFrom), found by
+/// depth-first search from each container in definition order, reported at the edge that
+/// closes it ("a → b → a").
+fn find_cycle(
+    def: &proto::TaskDefinition,
+    edges: &[Vec<(usize, String)>],
+    what: &str,
+) -> Option<Problem> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -736,7 +765,7 @@ fn find_cycle(def: &proto::TaskDefinition, edges: &[Vec<(usize, String)>]) -> Op
                     .collect();
                 return Some(Problem::at(
                     &json_path,
-                    format!("dependsOn forms a cycle: {}", names.join(" → ")),
+                    format!("{what} forms a cycle: {}", names.join(" → ")),
                 ));
             }
         }

@@ -248,29 +248,28 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 
 #[test]
 fn unsupported_fields_are_refused_by_name_and_path() {
-    let json = r#"{"family":"f","volumes":[],"containerDefinitions":[
-        {"name":"a","image":"i","memory":64,"mountPoints":[],"portMappings":[]},
-        {"name":"b","image":"i","memory":64,"healthCheck":{},"secrets":[],"links":[]}]}"#;
+    let json = r#"{"family":"f","pidMode":"host","containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"portMappings":[]},
+        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"links":[]}]}"#;
     assert_eq!(
         problems(json),
         [
-            "field `mountPoints` at containerDefinitions[0] is not supported by Berth yet",
             "field `portMappings` at containerDefinitions[0] is not supported by Berth yet",
-            "field `healthCheck` at containerDefinitions[1] is not supported by Berth yet",
+            "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth yet",
             "field `links` at containerDefinitions[1] is not supported by Berth yet",
             "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
-            "field `volumes` is not supported by Berth yet",
+            "field `pidMode` is not supported by Berth yet",
         ]
     );
     match parse(json) {
         Err(TaskDefError::Invalid { problems }) => {
-            assert_eq!(problems[0].path(), "containerDefinitions[0].mountPoints");
-            assert_eq!(problems[5].path(), "volumes");
+            assert_eq!(problems[0].path(), "containerDefinitions[0].portMappings");
+            assert_eq!(problems[4].path(), "pidMode");
         }
         other => panic!("{other:?}"),
     }
     // Absent (null) is not present.
-    assert!(parse(r#"{"family":"f","volumes":null,"containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#).is_ok());
+    assert!(parse(r#"{"family":"f","pidMode":null,"containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#).is_ok());
 }
 
 #[test]
@@ -413,6 +412,11 @@ fn tables_and_serde_structs_agree() {
         fields::CONTAINER_DEPENDENCY,
         fields::RESTART_POLICY,
         fields::LOG_CONFIGURATION,
+        fields::VOLUME,
+        fields::HOST_VOLUME,
+        fields::DOCKER_VOLUME_CONFIGURATION,
+        fields::MOUNT_POINT,
+        fields::VOLUME_FROM,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -427,8 +431,8 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 20);
+    assert_eq!(supported(fields::TASK_DEFINITION), 10);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 22);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -632,6 +636,25 @@ fn with_log_configuration(config: &str) -> String {
     )
 }
 
+/// A definition with the given `volumes` JSON and containers given as (name, extra JSON members).
+fn with_volumes(volumes: &str, containers: &[(&str, &str)]) -> String {
+    let containers: Vec<String> = containers
+        .iter()
+        .map(|(name, extra)| {
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(", {extra}")
+            };
+            format!(r#"{{"name": "{name}", "image": "busybox", "memory": 64{extra}}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"family": "f", "volumes": {volumes}, "containerDefinitions": [{}]}}"#,
+        containers.join(", ")
+    )
+}
+
 #[test]
 fn json_file_log_configuration_is_carried() {
     let def = parse(&with_log_configuration(
@@ -704,4 +727,187 @@ fn other_log_drivers_options_and_secrets_are_refused_by_name() {
     );
     let missing = problems(&with_log_configuration(r#"{"options":{}}"#));
     assert!(missing[0].contains("logDriver"), "{missing:?}");
+}
+
+#[test]
+fn volumes_mount_points_and_volumes_from_are_carried() {
+    let def = parse(&with_volumes(
+        r#"[{"name": "data", "host": {"sourcePath": "/srv/data"}},
+            {"name": "scratch"},
+            {"name": "cache", "host": {}},
+            {"name": "fast", "dockerVolumeConfiguration": {"scope": "task", "driver": "local",
+             "autoprovision": false, "labels": {"team": "web"},
+             "driverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=64m,mode=1777,noexec"}}},
+            {"name": "plain", "dockerVolumeConfiguration": {}}]"#,
+        &[
+            (
+                "app",
+                r#""mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": true},
+                                   {"sourceVolume": "fast", "containerPath": "/fast"}]"#,
+            ),
+            (
+                "side",
+                r#""volumesFrom": [{"sourceContainer": "app", "readOnly": true}, {"sourceContainer": "other"}]"#,
+            ),
+            ("other", ""),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(def.volumes.len(), 5);
+    assert_eq!(
+        def.volumes[0].host.as_ref().map(|h| h.source_path.as_str()),
+        Some("/srv/data")
+    );
+    assert!(def.volumes[1].host.is_none() && def.volumes[1].docker_volume_configuration.is_none());
+    assert_eq!(
+        def.volumes[2].host.as_ref().map(|h| h.source_path.as_str()),
+        Some("")
+    );
+    let fast = def.volumes[3].docker_volume_configuration.as_ref().unwrap();
+    assert_eq!(
+        (fast.scope.as_str(), fast.driver.as_str()),
+        ("task", "local")
+    );
+    assert_eq!(
+        fast.driver_opts.get("o").map(String::as_str),
+        Some("size=64m,mode=1777,noexec")
+    );
+    assert_eq!(fast.labels.get("team").map(String::as_str), Some("web"));
+    let plain = def.volumes[4].docker_volume_configuration.as_ref().unwrap();
+    assert_eq!(
+        (plain.scope.as_str(), plain.driver.as_str()),
+        ("task", "local"),
+        "ECS's defaults"
+    );
+    assert_eq!(
+        def.containers[0].mount_points,
+        [
+            proto::MountPoint {
+                source_volume: "data".into(),
+                container_path: "/data".into(),
+                read_only: true
+            },
+            proto::MountPoint {
+                source_volume: "fast".into(),
+                container_path: "/fast".into(),
+                read_only: false
+            }
+        ]
+    );
+    assert_eq!(
+        def.containers[1].volumes_from,
+        [
+            proto::VolumeFrom {
+                source_container: "app".into(),
+                read_only: true
+            },
+            proto::VolumeFrom {
+                source_container: "other".into(),
+                read_only: false
+            }
+        ]
+    );
+}
+
+#[test]
+fn volume_problems_are_all_reported_with_their_paths() {
+    let json = with_volumes(
+        r#"[{"name": "data"}, {"name": "data"}, {"name": "bad name"},
+            {"name": "rel", "host": {"sourcePath": "srv/data"}},
+            {"name": "both", "host": {}, "dockerVolumeConfiguration": {}},
+            {"name": "shared", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true}},
+            {"name": "odd", "dockerVolumeConfiguration": {"scope": "global", "driver": "rexray"}},
+            {"name": "nfs", "dockerVolumeConfiguration": {"driverOpts": {"type": "nfs", "flavour": "x"}}},
+            {"name": "half", "dockerVolumeConfiguration": {"driverOpts": {"o": "size=1m"}}},
+            {"name": "tmp", "dockerVolumeConfiguration": {"driverOpts": {"type": "tmpfs", "o": "size=big,exec,bogus"}}}]"#,
+        &[(
+            "app",
+            r#""mountPoints": [{"sourceVolume": "nope", "containerPath": "/a"},
+                               {"sourceVolume": "data", "containerPath": "relative"},
+                               {"sourceVolume": "data", "containerPath": "/a/../etc"},
+                               {"sourceVolume": "data", "containerPath": "/"},
+                               {"sourceVolume": "data", "containerPath": "/a/"}]"#,
+        )],
+    );
+    assert_eq!(
+        problems(&json),
+        [
+            "volumes[5].dockerVolumeConfiguration.autoprovision: autoprovision is only for scope `shared`, which Berth does not support: remove it or set it to false",
+            "volumes[1].name: `data` is already the name of volumes[0]",
+            "volumes[2].name: `bad name` contains ` `: use only letters, digits, hyphens and underscores",
+            "volumes[3].host.sourcePath: `srv/data` must be an absolute path",
+            "volumes[4]: set `host` or `dockerVolumeConfiguration`, not both",
+            "volumes[5].dockerVolumeConfiguration.scope: scope `shared` is not supported by Berth yet: use `task`",
+            "volumes[6].dockerVolumeConfiguration.scope: `global` is not a volume scope: use `task` (ECS also has `shared`, which Berth does not support yet)",
+            "volumes[6].dockerVolumeConfiguration.driver: driver `rexray` is not supported by Berth: use `local`",
+            "volumes[7].dockerVolumeConfiguration.driverOpts: `flavour` is not an option of the local driver: use type, device, o",
+            "volumes[7].dockerVolumeConfiguration.driverOpts.type: type `nfs` is not supported by Berth: use `tmpfs`, or no driverOpts for a plain directory",
+            "volumes[8].dockerVolumeConfiguration.driverOpts: `device` and `o` need `type`: set `type` to `tmpfs`, or remove them for a plain directory",
+            "volumes[9].dockerVolumeConfiguration.driverOpts.o: `size=big` is not a tmpfs option: use ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime, nodiratime, diratime, relatime, norelatime, strictatime, or name=value with size, nr_blocks, nr_inodes, mode, uid, gid, huge, mpol (e.g. size=64m)",
+            "volumes[9].dockerVolumeConfiguration.driverOpts.o: `bogus` is not a tmpfs option: use ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime, nodiratime, diratime, relatime, norelatime, strictatime, or name=value with size, nr_blocks, nr_inodes, mode, uid, gid, huge, mpol (e.g. size=64m)",
+            "containerDefinitions[0].mountPoints[0].sourceVolume: no volume named \"nope\" in this task definition's volumes",
+            "containerDefinitions[0].mountPoints[1].containerPath: `relative` must be an absolute path",
+            "containerDefinitions[0].mountPoints[2].containerPath: `/a/../etc` must not contain `..`",
+            "containerDefinitions[0].mountPoints[3].containerPath: cannot mount over the container's root `/`",
+            "containerDefinitions[0].mountPoints[4].containerPath: `/a/` is already the containerPath of mountPoints[0]",
+        ]
+    );
+    match parse(&json) {
+        Err(TaskDefError::Invalid { problems }) => {
+            assert_eq!(problems[1].path(), "volumes[1].name");
+            assert_eq!(
+                problems[13].path(),
+                "containerDefinitions[0].mountPoints[0].sourceVolume"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn volume_shapes_are_checked_and_unsupported_kinds_refused_by_name() {
+    let json = with_volumes(
+        r#"[{"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}},
+            {"name": "x", "host": {"sourcePath": 3}, "dockerVolumeConfiguration": {"driverOpts": {"o": 1}}},
+            {"host": {}}]"#,
+        &[(
+            "app",
+            r#""mountPoints": [{"sourceVolume": "x"}], "volumesFrom": [{"readOnly": "yes"}]"#,
+        )],
+    );
+    assert_eq!(
+        problems(&json),
+        [
+            "missing field `containerPath` at containerDefinitions[0].mountPoints[0]",
+            "containerDefinitions[0].volumesFrom[0].readOnly: expected true or false, found the string \"yes\"",
+            "missing field `sourceContainer` at containerDefinitions[0].volumesFrom[0]",
+            "field `efsVolumeConfiguration` at volumes[0] is not supported by Berth yet",
+            "volumes[1].dockerVolumeConfiguration.driverOpts.o: expected a string, found the number 1",
+            "volumes[1].host.sourcePath: expected a string, found the number 3",
+            "missing field `name` at volumes[2]",
+        ]
+    );
+}
+
+#[test]
+fn volumes_from_must_name_another_container_without_cycles() {
+    let json = with_volumes(
+        "[]",
+        &[
+            ("a", r#""volumesFrom": [{"sourceContainer": "b"}]"#),
+            ("b", r#""volumesFrom": [{"sourceContainer": "c"}]"#),
+            (
+                "c",
+                r#""volumesFrom": [{"sourceContainer": "a"}, {"sourceContainer": "c"}, {"sourceContainer": "zz"}]"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        problems(&json),
+        [
+            "containerDefinitions[2].volumesFrom[1].sourceContainer: container \"c\" cannot take volumes from itself",
+            "containerDefinitions[2].volumesFrom[2].sourceContainer: no container named \"zz\" in this task definition",
+            "containerDefinitions[2].volumesFrom[0].sourceContainer: volumesFrom forms a cycle: a → b → c → a",
+        ]
+    );
 }
