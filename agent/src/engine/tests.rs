@@ -199,7 +199,11 @@ fn start() -> Harness {
 
 /// An engine whose configuration allows tasks to mount these host paths.
 fn start_allowing(volume_host_paths: Vec<PathBuf>) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    start_on(tempfile::tempdir().unwrap(), volume_host_paths)
+}
+
+/// An engine over the store in `dir` (which may hold tasks of an earlier run).
+fn start_on(dir: tempfile::TempDir, volume_host_paths: Vec<PathBuf>) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fake = Arc::new(Fake::default());
     let cancel = CancellationToken::new();
@@ -986,5 +990,31 @@ async fn an_allowed_host_path_is_bound_as_resolved() {
         h.fake.calls().contains(&"volumes ta ".to_owned()),
         "a host path is not the runtime's to make"
     );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_task_stopped_before_an_agent_restart_has_its_volumes_removed_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let stopped = TaskState {
+            task_id: "tr".into(),
+            status: TaskStatus::Stopped as i32,
+            ..Default::default()
+        };
+        let fresh = store
+            .accept_assignment(&with_volumes("tr", vec![volume("shared", None)]), &stopped)
+            .unwrap();
+        assert!(fresh);
+    }
+    let h = start_on(dir, Vec::new());
+    until(&h.store, "tr", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    assert!(
+        calls.contains(&"rmvolumes tr".to_owned()),
+        "the cleanup after a restart removes the task's volumes: {calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("volumes")), "{calls:?}");
     h.cancel.cancel();
 }
