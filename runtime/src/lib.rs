@@ -17,7 +17,7 @@ mod time;
 
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
-    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
+    ContainerId, ContainerInfo, ContainerStatus, ExecOutcome, ExitStatus, LABEL_CONTAINER_NAME,
     LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogRotation,
 };
 pub use containerd::{ConnectError, ContainerdError};
