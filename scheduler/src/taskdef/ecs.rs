@@ -73,6 +73,23 @@ pub(super) struct ContainerDefinition {
     pub(super) start_timeout: Option<u32>,
     #[serde(default)]
     pub(super) restart_policy: Option<RestartPolicy>,
+    #[serde(default)]
+    pub(super) health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct HealthCheck {
+    /// ["CMD", ...] or ["CMD-SHELL", "..."]; checked in `mod.rs`.
+    pub(super) command: Vec<String>,
+    #[serde(default)]
+    pub(super) interval: Option<u32>,
+    #[serde(default)]
+    pub(super) timeout: Option<u32>,
+    #[serde(default)]
+    pub(super) retries: Option<u32>,
+    #[serde(default)]
+    pub(super) start_period: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
