@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerSpec, Error, ExitStatus, PullError, PulledImage,
-    RegistryAuth, Runtime, TaskLimits, TaskVolume,
+    ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, PullError,
+    PulledImage, RegistryAuth, Runtime, TaskLimits, TaskVolume,
 };
 
 /// What the task engine asks of the host.
@@ -38,6 +38,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn restart(&self, id: &ContainerId) -> Result<(), Error>;
     async fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<ExitStatus, Error>;
     async fn delete(&self, id: &ContainerId) -> Result<(), Error>;
+    /// Runs `args` inside the running container (health checks), killing it after `timeout`.
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Error>;
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
     fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error>;
     /// The current json-file log of a task's container (rotated ones are beside it).
@@ -92,6 +99,14 @@ impl ContainerRuntime for Runtime {
     }
     async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
         self.delete_container(id).await
+    }
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Error> {
+        self.exec_in_container(id, args, timeout).await
     }
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
         self.list_containers().await

@@ -18,7 +18,7 @@ mod volume;
 
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
-    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
+    ContainerId, ContainerInfo, ContainerStatus, ExecOutcome, ExitStatus, LABEL_CONTAINER_NAME,
     LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogEntry, LogQuery, LogReadError, LogReader, LogRotation,
     LogStream, MAX_FILE_LINE,
 };

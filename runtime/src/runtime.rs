@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgroup::{CgroupLayout, Cgroups};
-use crate::container::{ContainerId, ContainerInfo, Containers, ExitStatus, LogRotation};
+use crate::container::{
+    ContainerId, ContainerInfo, Containers, ExecOutcome, ExitStatus, LogRotation,
+};
 use crate::containerd::Containerd;
 use crate::error::Error;
 use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
@@ -197,6 +199,18 @@ impl Runtime {
     /// Waits for the container's process to exit.
     pub async fn wait_container(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
         self.containers.wait(id).await
+    }
+
+    /// Runs `args` inside the running container with the container's environment, user and
+    /// working directory (no terminal, output discarded); the process is killed once it has
+    /// run for `timeout`. Health checks use it.
+    pub async fn exec_in_container(
+        &self,
+        id: &ContainerId,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Error> {
+        self.containers.exec(id, args, timeout).await
     }
 
     /// Sends a signal to every process of the container.

@@ -60,6 +60,14 @@ fn main() -> ExitCode {
                 volume_cleanup,
             ),
             w.trial("volumes_a_tmpfs_docker_volume_is_shared", volume_tmpfs),
+            w.trial(
+                "health_check_gates_a_healthy_dependency_and_shows_in_describe",
+                health_gating,
+            ),
+            w.trial(
+                "unhealthy_essential_container_stops_its_task_with_a_reason",
+                health_unhealthy,
+            ),
         ]
     })
 }
@@ -1036,5 +1044,110 @@ fn volume_tmpfs(w: &World) -> Result<()> {
             env.logs()
         )
     })?;
+    Ok(())
+}
+
+/// The health of a described task's container.
+fn container_health(t: &Value, name: &str) -> Result<String> {
+    t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["healthStatus"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no healthStatus for container {name}: {t}"))
+}
+
+/// db becomes ready only after 7 s, so its first check (at 5 s) fails and the second (at 10 s)
+/// passes; app depends on db being HEALTHY and must start after db's ready line was written.
+/// describe-tasks shows both healths (app has no check: UNKNOWN) and the task's, in JSON and in
+/// the table.
+fn health_gating(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-health")?;
+    env.register(&taskdef(
+        "healthy",
+        serde_json::json!([
+            {"name": "db", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sh", "-c", "sleep 7; touch /ready; echo db ready; exec sleep 300"],
+             "healthCheck": {"command": ["CMD-SHELL", "test -f /ready"],
+                             "interval": 5, "timeout": 2, "retries": 3}},
+            {"name": "app", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sh", "-c", "echo app started; exec sleep 300"],
+             "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}
+        ]),
+    ))?;
+    let described = env
+        .json(&["describe-task-definition", "healthy"])?
+        .to_string();
+    ensure!(
+        described.contains(
+            r#""healthCheck":{"command":["CMD-SHELL","test -f /ready"],"interval":5,"retries":3,"startPeriod":0,"timeout":2}"#
+        ) || described.contains(
+            r#""healthCheck":{"command":["CMD-SHELL","test -f /ready"],"interval":5,"timeout":2,"retries":3,"startPeriod":0}"#
+        ),
+        "{described}"
+    );
+    let id = env.run_task("healthy")?;
+    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(120))?;
+    ensure!(container_health(&t, "db")? == "HEALTHY", "{t}");
+    ensure!(container_health(&t, "app")? == "UNKNOWN", "{t}");
+    ensure!(t["healthStatus"] == "HEALTHY", "{t}");
+    let (db_log, db_time) = first_log_line(&env, &id, "db")?;
+    let (app_log, app_time) = first_log_line(&env, &id, "app")?;
+    ensure!(db_log == "db ready\n" && app_log == "app started\n");
+    // Same fixed-width RFC 3339 format: the strings order as the times do.
+    ensure!(
+        app_time > db_time,
+        "app started at {app_time}, before db was ready at {db_time}"
+    );
+    let table = env.ok(&["describe-tasks", &id])?.stdout;
+    ensure!(
+        table.lines().next().is_some_and(|h| h.contains("HEALTH"))
+            && table.lines().nth(1).is_some_and(|r| r.contains("HEALTHY")),
+        "{table}"
+    );
+    env.ok(&["stop-task", &id])?;
+    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// An essential container whose check always fails (retries 1) turns UNHEALTHY at its first
+/// check and stops its task, with a reason naming it; a HEALTHY dependency on it that never
+/// became healthy leaves its dependent unstarted.
+fn health_unhealthy(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-unhealthy")?;
+    env.register(&taskdef(
+        "unhealthy",
+        serde_json::json!([
+            {"name": "web", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sleep", "300"],
+             "healthCheck": {"command": ["CMD", "sh", "-c", "exit 1"],
+                             "interval": 5, "timeout": 2, "retries": 1}},
+            {"name": "late", "image": image, "memory": 64, "stopTimeout": 1,
+             "command": ["sleep", "300"],
+             "dependsOn": [{"containerName": "web", "condition": "HEALTHY"}]}
+        ]),
+    ))?;
+    let id = env.run_task("unhealthy")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(120))?;
+    ensure!(t["stopCode"] == "EssentialContainerExited", "{t}");
+    let reason = t["stoppedReason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.starts_with(
+            "Task failed container health checks: essential container web is unhealthy after 1 consecutive failed checks"
+        ) && reason.contains("exited with 1"),
+        "{t}"
+    );
+    ensure!(t["healthStatus"] == "UNHEALTHY", "{t}");
+    ensure!(container_health(&t, "web")? == "UNHEALTHY", "{t}");
+    let late = t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "late"))
+        .context("late")?;
+    ensure!(
+        late.get("exitCode").is_none(),
+        "late never ran, so it has no exit code: {t}"
+    );
     Ok(())
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_runtime::{
-    ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, PullError, PulledImage,
+    ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, ExecOutcome, PullError,
+    PulledImage,
     RegistryAuth, Runtime, RuntimeConfig, TaskLimits,
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
@@ -71,6 +72,10 @@ fn main() -> ExitCode {
             w.async_trial("auth_basic", auth_basic),
             w.async_trial("auth_bearer_token_from_realm", auth_bearer_token_from_realm),
             w.async_trial("https_unless_listed_insecure", https_unless_listed_insecure),
+            w.async_trial(
+                "exec_runs_in_the_container_and_a_timeout_kills_it",
+                exec_runs_in_the_container_and_a_timeout_kills_it,
+            ),
         ]
     })
 }
@@ -899,4 +904,69 @@ async fn https_unless_listed_insecure(w: Arc<World>) -> Result<()> {
         "manifest fetched over plain HTTP"
     );
     assert_nothing_left(&w, &ns)
+}
+
+/// Health checks' exec: the process runs inside the running container with the container's
+/// environment and working directory, its exit code comes back, a process that overruns its
+/// timeout is killed (reported as timed out well before it would have finished), and a
+/// container that no longer runs is an error rather than an exit code.
+async fn exec_runs_in_the_container_and_a_timeout_kills_it(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "hello-exec", "1.0").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let mut spec = container(&task, "app", &img.reference, &["sleep", "300"]);
+    spec.environment
+        .insert("GREETING".to_owned(), "hello".to_owned());
+    spec.working_directory = Some("/bin".to_owned());
+    let id = rt.create_container(&spec).await?;
+    rt.start_container(&id).await?;
+    let args = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+    let timeout = Duration::from_secs(5);
+
+    let outcome = rt
+        .exec_in_container(&id, &args("exit 0"), timeout)
+        .await
+        .context("exec exit 0")?;
+    ensure!(outcome == ExecOutcome::Exited(0), "exit 0: {outcome:?}");
+    let outcome = rt
+        .exec_in_container(
+            &id,
+            &args(r#"test "$GREETING" = hello && test "$(pwd)" = /bin && exit 7"#),
+            timeout,
+        )
+        .await
+        .context("exec with the container's env and cwd")?;
+    ensure!(
+        outcome == ExecOutcome::Exited(7),
+        "the exec did not see the container's environment and working directory: {outcome:?}"
+    );
+
+    let started = Instant::now();
+    let outcome = rt
+        .exec_in_container(&id, &args("sleep 120"), Duration::from_secs(2))
+        .await
+        .context("exec that overruns its timeout")?;
+    let took = started.elapsed();
+    ensure!(outcome == ExecOutcome::TimedOut, "sleep 120: {outcome:?}");
+    ensure!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(60),
+        "the overrunning exec was not killed: it took {took:?}"
+    );
+    // The container itself is untouched and still answers.
+    let outcome = rt
+        .exec_in_container(&id, &args("exit 3"), timeout)
+        .await
+        .context("exec after a timeout")?;
+    ensure!(outcome == ExecOutcome::Exited(3), "exit 3: {outcome:?}");
+
+    rt.stop_container(&id, Duration::from_secs(1)).await?;
+    let after = rt.exec_in_container(&id, &args("exit 0"), timeout).await;
+    ensure!(
+        after.is_err(),
+        "an exec in a stopped container must fail, got {after:?}"
+    );
+    rt.delete_container(&id).await?;
+    Ok(())
 }

@@ -3,9 +3,10 @@
 //! driver feeds it what happened; nothing here touches a runtime or a clock.
 //!
 //! ECS semantics: START is met once the dependency was started, COMPLETE once it exited,
-//! SUCCESS once it exited with 0 (a non-zero exit fails the task's start). A dependency's own
+//! SUCCESS once it exited with 0 (a non-zero exit fails the task's start), HEALTHY once its
+//! health check passed (an exit before that fails the task's start). A dependency's own
 //! `startTimeout`, counted from its start, bounds how long its dependents wait for it to reach
-//! COMPLETE or SUCCESS (ECS: "If a startTimeout value is specified for containerB and it doesn't
+//! COMPLETE, SUCCESS or HEALTHY (ECS: "If a startTimeout value is specified for containerB and it doesn't
 //! reach the desired status within that time then containerA gives up and not start").
 //! Stopping goes the other way: a container is stopped only once every container that depends
 //! on it has exited.
@@ -20,6 +21,7 @@ pub(super) enum Condition {
     Start,
     Complete,
     Success,
+    Healthy,
 }
 
 impl Condition {
@@ -28,6 +30,7 @@ impl Condition {
             Self::Start => "START",
             Self::Complete => "COMPLETE",
             Self::Success => "SUCCESS",
+            Self::Healthy => "HEALTHY",
         }
     }
 }
@@ -39,6 +42,8 @@ pub(super) enum Progress {
     Waiting,
     /// Started at this instant and not exited (as far as is known).
     Started(Instant),
+    /// Started at this instant, not exited, and its health check says HEALTHY.
+    Healthy(Instant),
     /// Started and exited with this code.
     Exited(u32),
 }
@@ -87,6 +92,7 @@ impl Plan {
                     Ok(DependencyCondition::Start) => Condition::Start,
                     Ok(DependencyCondition::Complete) => Condition::Complete,
                     Ok(DependencyCondition::Success) => Condition::Success,
+                    Ok(DependencyCondition::Healthy) => Condition::Healthy,
                     _ => {
                         return Err(format!(
                             "container {} depends on {} with an unsupported condition",
@@ -162,7 +168,14 @@ impl Plan {
                             self.names[d], self.names[i]
                         ));
                     }
-                    (_, Progress::Started(at)) => {
+                    (Condition::Healthy, Progress::Healthy(_)) => true,
+                    (Condition::Healthy, Progress::Exited(code)) => {
+                        return Step::Fail(format!(
+                            "dependency {} of container {} exited with {code} before it was healthy; condition HEALTHY",
+                            self.names[d], self.names[i]
+                        ));
+                    }
+                    (_, Progress::Started(at) | Progress::Healthy(at)) => {
                         if let Some(timeout) = self.start_timeouts[d] {
                             let expiry = at + timeout;
                             if now >= expiry {
@@ -238,7 +251,7 @@ mod tests {
     }
 
     use DependencyCondition as C;
-    use Progress::{Exited, Started, Waiting};
+    use Progress::{Exited, Healthy, Started, Waiting};
 
     fn ready(ready: &[usize]) -> Step {
         Step::Start {
@@ -337,6 +350,50 @@ mod tests {
             ]))
             .is_err()
         );
-        assert!(Plan::new(&def(&[("a", &[], 0), ("b", &[("a", C::Healthy)], 0)])).is_err());
+        assert!(Plan::new(&def(&[("a", &[], 0), ("b", &[("a", C::Unspecified)], 0)])).is_err());
+    }
+
+    #[test]
+    fn healthy_waits_for_the_health_check_within_the_start_timeout() {
+        let plan = Plan::new(&def(&[
+            ("db", &[], 10),
+            ("app", &[("db", C::Healthy)], 0),
+            ("side", &[("db", C::Start)], 0),
+        ]))
+        .unwrap();
+        let t0 = Instant::now();
+        assert_eq!(plan.step(&[Waiting; 3], t0), ready(&[0]));
+        assert_eq!(
+            plan.step(&[Started(t0), Waiting, Waiting], t0),
+            Step::Start {
+                ready: vec![2],
+                deadline: Some(t0 + Duration::from_secs(10))
+            },
+            "started is not healthy"
+        );
+        assert_eq!(
+            plan.step(&[Healthy(t0), Waiting, Started(t0)], t0),
+            ready(&[1])
+        );
+        assert_eq!(
+            plan.step(&[Healthy(t0), Started(t0), Started(t0)], t0),
+            Step::Done
+        );
+        assert_eq!(
+            plan.step(
+                &[Started(t0), Waiting, Started(t0)],
+                t0 + Duration::from_secs(10)
+            ),
+            Step::Fail(
+                "container app gave up waiting for dependency db: it did not reach condition HEALTHY within its startTimeout of 10s".into()
+            )
+        );
+        assert_eq!(
+            plan.step(&[Exited(1), Waiting, Started(t0)], t0),
+            Step::Fail(
+                "dependency db of container app exited with 1 before it was healthy; condition HEALTHY"
+                    .into()
+            )
+        );
     }
 }

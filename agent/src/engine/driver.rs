@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_proto::v1::{TaskAssignment, TaskDefinition, TaskState, TaskStatus};
-use berth_runtime::{ContainerId, ContainerInfo, ContainerStatus as RtStatus, ExitStatus};
+use berth_proto::v1::{HealthStatus, TaskAssignment, TaskDefinition, TaskState, TaskStatus};
+use berth_runtime::{
+    ContainerId, ContainerInfo, ContainerStatus as RtStatus, ExecOutcome, ExitStatus,
+};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -15,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::deps::{Plan, Progress, Step};
+use super::health::{Check, Probe};
 use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
 use crate::convert;
@@ -22,10 +25,12 @@ use crate::runtime::ContainerRuntime;
 use crate::volumes;
 
 /// What the engine tells a driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Stop every container (SIGTERM, then SIGKILL after its stop timeout).
     Stop,
+    /// A container's health changed (containers waiting for it to be HEALTHY may start).
+    Health { name: String, status: HealthStatus },
 }
 
 /// What a driver resuming after an agent restart knows.
@@ -334,6 +339,15 @@ impl<R: ContainerRuntime> Driver<R> {
             waits.push(self.wait_for(i, c, Duration::ZERO));
         }
         let mut restarts = self.restarts(&created, &alive);
+        let checks = self.checks(&created);
+        // Each running container's health checks, until it exits or the task stops.
+        let mut probing: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+        let mut probe_stops: Vec<Option<CancellationToken>> = vec![None; created.len()];
+        for i in (0..created.len()).filter(|i| alive[*i]) {
+            if let Some(check) = &checks[i] {
+                probing.push(self.probe(&created[i], check.clone(), &mut probe_stops[i]));
+            }
+        }
         let mut restarting: FuturesUnordered<BoxFuture<'static, Restarted>> =
             FuturesUnordered::new();
         let mut retries: HashMap<usize, u32> = HashMap::new();
@@ -379,12 +393,18 @@ impl<R: ContainerRuntime> Driver<R> {
                             restarts.started[i] = Some(tokio::time::Instant::now());
                             alive[i] = true;
                             waits.push(self.wait_for(i, c, Duration::ZERO));
+                            if let Some(check) = &checks[i] {
+                                probing.push(self.probe(c, check.clone(), &mut probe_stops[i]));
+                            }
                         }
                     }
                 }
             }
             if stopping {
                 restarts.stop.cancel();
+                for token in probe_stops.iter_mut().filter_map(Option::take) {
+                    token.cancel();
+                }
                 for i in plan.stoppable(&alive) {
                     if !std::mem::replace(&mut stop_issued[i], true) {
                         stops.push(self.stop_container(&created[i]));
@@ -417,6 +437,10 @@ impl<R: ContainerRuntime> Driver<R> {
                             continue;
                         }
                     };
+                    // This run is over: so are its health checks (a restart starts new ones).
+                    if let Some(token) = probe_stops[i].take() {
+                        token.cancel();
+                    }
                     if !stopping && let Some(delay) = restarts.decide(i, &exit, &name) {
                         tracing::info!(container.name = %name, exit.code = exit.code, oom = exit.oom_killed, restart_in_ms = delay.as_millis() as u64, "container exited; restarting it");
                         restarting.push(self.restart_after(i, &created[i], exit, delay, restarts.stop.clone()));
@@ -434,6 +458,9 @@ impl<R: ContainerRuntime> Driver<R> {
                             restarts.counts[i] += 1;
                             restarts.started[i] = Some(tokio::time::Instant::now());
                             waits.push(self.wait_for(i, &created[i], Duration::ZERO));
+                            if let Some(check) = &checks[i] {
+                                probing.push(self.probe(&created[i], check.clone(), &mut probe_stops[i]));
+                            }
                             // A stop order that came while it was being restarted stops it too.
                             stop_issued[i] = false;
                             let restart_count = restarts.counts[i];
@@ -450,10 +477,20 @@ impl<R: ContainerRuntime> Driver<R> {
                         }
                     }
                 }
-                Some(Control::Stop) = self.control.recv(), if !stopping => {
-                    stopping = true;
-                }
+                Some(control) = self.control.recv() => match control {
+                    Control::Stop => stopping = true,
+                    Control::Health { name, status } => {
+                        if let Some(i) = created.iter().position(|c| c.name == name) {
+                            progress[i] = match (progress[i], status) {
+                                (Progress::Started(at), HealthStatus::Healthy) => Progress::Healthy(at),
+                                (Progress::Healthy(at), HealthStatus::Unhealthy | HealthStatus::Unknown) => Progress::Started(at),
+                                (p, _) => p,
+                            };
+                        }
+                    }
+                },
                 Some(()) = stops.next() => {}
+                Some(()) = probing.next() => {}
                 () = async { if let Some(t) = timer { t.await } }, if deadline.is_some() => {}
                 _ = self.cancel.cancelled() => return,
             }
@@ -488,6 +525,90 @@ impl<R: ContainerRuntime> Driver<R> {
             streaks: vec![0; created.len()],
             stop: CancellationToken::new(),
         }
+    }
+
+    /// The health check of each created container, if it has one.
+    fn checks(&self, created: &[Created]) -> Vec<Option<Check>> {
+        let def = self.assignment.definition.as_ref();
+        created
+            .iter()
+            .map(|c| {
+                def.and_then(|d| d.containers.iter().find(|x| x.name == c.name))
+                    .and_then(convert::health_check)
+            })
+            .collect()
+    }
+
+    /// Runs a container's health check every interval from now (its start) and reports each
+    /// result to the engine, until the token it leaves in `stop` is cancelled (the container
+    /// exited, or the task stops) or the agent shuts down.
+    fn probe(
+        &self,
+        c: &Created,
+        check: Check,
+        stop: &mut Option<CancellationToken>,
+    ) -> BoxFuture<'static, ()> {
+        let token = self.cancel.child_token();
+        if let Some(previous) = stop.replace(token.clone()) {
+            previous.cancel();
+        }
+        let rt = Arc::clone(&self.runtime);
+        let events = self.events.clone();
+        let task_id = self.assignment.task_id.clone();
+        let (name, id) = (c.name.clone(), c.id.clone());
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(check.interval) => {}
+                    _ = token.cancelled() => return,
+                }
+                let in_start_period = started.elapsed() < check.start_period;
+                let outcome = tokio::select! {
+                    outcome = rt.exec(&id, &check.args, check.timeout) => outcome,
+                    _ = token.cancelled() => return,
+                };
+                let probe = match outcome {
+                    Ok(ExecOutcome::Exited(0)) => Probe {
+                        passed: true,
+                        in_start_period,
+                        detail: "exited with 0".to_owned(),
+                    },
+                    Ok(ExecOutcome::Exited(code)) => Probe {
+                        passed: false,
+                        in_start_period,
+                        detail: format!("exited with {code}"),
+                    },
+                    Ok(ExecOutcome::TimedOut) => Probe {
+                        passed: false,
+                        in_start_period,
+                        detail: format!("timed out after {}s", check.timeout.as_secs()),
+                    },
+                    Err(error) => Probe {
+                        passed: false,
+                        in_start_period,
+                        detail: format!("could not run: {error}"),
+                    },
+                };
+                if token.is_cancelled() {
+                    return;
+                }
+                let event = TaskEvent::Health {
+                    name: name.clone(),
+                    probe,
+                };
+                if events
+                    .send(Command::Event {
+                        task_id: task_id.clone(),
+                        event,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
     }
 
     /// After `delay` (unless the task stops or the agent shuts down first), makes container `i`

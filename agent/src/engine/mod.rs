@@ -6,6 +6,7 @@
 
 mod deps;
 mod driver;
+mod health;
 mod restart;
 mod state;
 
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
-    ContainerStatus, DesiredStatus, StopCode, StopTaskOrder, TaskAssignment, TaskState, TaskStatus,
+    ContainerStatus, DesiredStatus, HealthStatus, StopCode, StopTaskOrder, TaskAssignment, TaskState,
+    TaskStatus,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,7 @@ use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub use driver::Control;
 use driver::{Driver, Resume};
+pub use health::{Check, Probe};
 pub use state::TaskEvent;
 
 /// How tasks are run.
@@ -131,6 +134,10 @@ struct Entry {
     state: TaskState,
     control: mpsc::UnboundedSender<Control>,
     essential: Vec<String>,
+    /// The health of each container with a health check, by name.
+    health: HashMap<String, health::Tracker>,
+    /// The essential containers with a health check: the task's health is theirs.
+    checked_essential: Vec<String>,
 }
 
 /// The engine. Build it with [`Engine::new`], then `run` it on its own task.
@@ -315,6 +322,37 @@ impl<R: ContainerRuntime> Engine<R> {
                     .collect()
             })
             .unwrap_or_default();
+        let checked: Vec<(String, bool, u32)> = a
+            .definition
+            .as_ref()
+            .map(|d| {
+                d.containers
+                    .iter()
+                    .filter_map(|c| {
+                        crate::convert::health_check(c)
+                            .map(|check| (c.name.clone(), c.essential, check.retries))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let health = checked
+            .iter()
+            .map(|(name, _, retries)| {
+                // After an agent restart, the last reported health stands until a result moves it.
+                let last = state
+                    .containers
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .and_then(|c| HealthStatus::try_from(c.health_status).ok())
+                    .unwrap_or(HealthStatus::Unknown);
+                (name.clone(), health::Tracker::new(*retries, last))
+            })
+            .collect();
+        let checked_essential = checked
+            .into_iter()
+            .filter(|(_, essential, _)| *essential)
+            .map(|(name, _, _)| name)
+            .collect();
         let wants_stop = state.desired_status == DesiredStatus::Stopped as i32;
         let restart_counts = state
             .containers
@@ -327,6 +365,8 @@ impl<R: ContainerRuntime> Engine<R> {
                 state,
                 control: control_tx.clone(),
                 essential,
+                health,
+                checked_essential,
             },
         );
         let span = tracing::info_span!("task", task.id = %a.task_id);
@@ -379,9 +419,28 @@ impl<R: ContainerRuntime> Engine<R> {
     }
 
     fn apply(&mut self, task_id: &str, event: TaskEvent) -> Result<(), StoreError> {
+        if let TaskEvent::Health { name, probe } = &event {
+            return self.health_result(task_id, name, probe);
+        }
         let Some(entry) = self.tasks.get_mut(task_id) else {
             return Ok(());
         };
+        if let TaskEvent::ContainerRestarted { name, .. } = &event
+            && let Some(tracker) = entry.health.get_mut(name)
+        {
+            // A new process: its health starts over, with a new start period.
+            tracker.restarted();
+            state::set_health(
+                &mut entry.state,
+                name,
+                HealthStatus::Unknown,
+                &entry.checked_essential,
+            );
+            let _ = entry.control.send(Control::Health {
+                name: name.clone(),
+                status: HealthStatus::Unknown,
+            });
+        }
         let essential_exit = match &event {
             TaskEvent::ContainerExited { name, .. } => entry.essential.contains(name),
             _ => false,
@@ -408,6 +467,54 @@ impl<R: ContainerRuntime> Engine<R> {
         if deprovisioned {
             self.tasks.remove(task_id);
             self.store.forget_task(task_id)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one health check result of a container: its tracker decides its health; a change
+    /// is reported (and told to the driver, for HEALTHY dependencies), and an essential container
+    /// that turns UNHEALTHY stops the task, as on ECS. Results for a task that is stopping no
+    /// longer count (its containers are being stopped, their checks fail for that reason).
+    fn health_result(
+        &mut self,
+        task_id: &str,
+        name: &str,
+        probe: &Probe,
+    ) -> Result<(), StoreError> {
+        let Some(entry) = self.tasks.get_mut(task_id) else {
+            return Ok(());
+        };
+        if entry.state.desired_status == DesiredStatus::Stopped as i32 {
+            return Ok(());
+        }
+        let Some(tracker) = entry.health.get_mut(name) else {
+            return Ok(());
+        };
+        if !probe.passed {
+            tracing::debug!(task.id = %task_id, container.name = %name, detail = %probe.detail, in_start_period = probe.in_start_period, "health check failed");
+        }
+        let previous = tracker.status();
+        let Some(status) = tracker.record(probe) else {
+            return Ok(());
+        };
+        let failures = tracker.failures();
+        tracing::info!(task.id = %task_id, container.name = %name, from = ?previous, health = ?status, detail = %probe.detail, "container health changed");
+        let _ = entry.control.send(Control::Health {
+            name: name.to_owned(),
+            status,
+        });
+        let essential = entry.essential.iter().any(|e| e == name);
+        let changed = state::set_health(&mut entry.state, name, status, &entry.checked_essential);
+        let snapshot = entry.state.clone();
+        if changed {
+            self.record(&snapshot)?;
+        }
+        if status == HealthStatus::Unhealthy && essential {
+            let reason = format!(
+                "Task failed container health checks: essential container {name} is unhealthy after {failures} consecutive failed checks (last: {})",
+                probe.detail
+            );
+            self.request_stop(task_id, StopCode::EssentialContainerExited, &reason)?;
         }
         Ok(())
     }

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use berth_proto::v1::{
-    ContainerState, ContainerStatus, DesiredStatus, StopCode, TaskAssignment, TaskState, TaskStatus,
+    ContainerState, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment,
+    TaskState, TaskStatus,
 };
 use berth_runtime::ExitStatus;
 
+use super::health::{self, Probe};
 use crate::convert::timestamp;
 
 /// What a task driver reports.
@@ -35,6 +37,12 @@ pub enum TaskEvent {
     ContainerRestarted {
         name: String,
         restart_count: u32,
+    },
+    /// One health check of a running container ended (the engine's trackers turn results into
+    /// health, see `health.rs`).
+    Health {
+        name: String,
+        probe: Probe,
     },
     /// The task cannot start; the reason is for people.
     Failed {
@@ -115,6 +123,25 @@ pub(super) fn mark_stopping(
     true
 }
 
+/// Sets a container's health and derives the task's from its essential containers with a
+/// health check (`checked_essential`). Returns whether anything changed.
+pub(super) fn set_health(
+    state: &mut TaskState,
+    name: &str,
+    status: HealthStatus,
+    checked_essential: &[String],
+) -> bool {
+    let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+        return false;
+    };
+    let container_changed = c.health_status != status as i32;
+    c.health_status = status as i32;
+    let task = health::task_health(&state.containers, checked_essential) as i32;
+    let task_changed = state.health_status != task;
+    state.health_status = task;
+    container_changed || task_changed
+}
+
 /// Applies an event. Returns whether anything changed (and so must be reported).
 pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) -> bool {
     if state.status >= TaskStatus::Deprovisioned as i32 {
@@ -189,6 +216,8 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             c.status = ContainerStatus::Running as i32;
             true
         }
+        // A result alone changes nothing reported: the engine's tracker decides (set_health).
+        TaskEvent::Health { .. } => false,
         TaskEvent::Failed { reason } => {
             let mut changed = false;
             for c in &mut state.containers {
@@ -345,6 +374,28 @@ mod tests {
         assert_eq!(s.stop_code, StopCode::EssentialContainerExited as i32);
         assert_eq!(s.desired_status, DesiredStatus::Stopped as i32);
         assert!(s.stopping_at.is_some());
+    }
+
+    #[test]
+    fn health_is_set_per_container_and_derived_for_the_task() {
+        let mut s = initial(&assignment());
+        let checked = vec!["a".to_owned()];
+        assert!(set_health(&mut s, "b", HealthStatus::Healthy, &checked));
+        assert_eq!(
+            s.health_status,
+            HealthStatus::Unknown as i32,
+            "b is not essential"
+        );
+        assert!(set_health(&mut s, "a", HealthStatus::Healthy, &checked));
+        assert_eq!(s.health_status, HealthStatus::Healthy as i32);
+        assert!(!set_health(&mut s, "a", HealthStatus::Healthy, &checked));
+        assert!(set_health(&mut s, "a", HealthStatus::Unhealthy, &checked));
+        assert_eq!(
+            s.containers[0].health_status,
+            HealthStatus::Unhealthy as i32
+        );
+        assert_eq!(s.health_status, HealthStatus::Unhealthy as i32);
+        assert!(!set_health(&mut s, "zz", HealthStatus::Healthy, &checked));
     }
 
     #[test]

@@ -485,6 +485,16 @@ impl Containers {
         ))
     }
 
+    /// Runs `args` inside the running container, killing it after `timeout`.
+    pub(crate) async fn exec(
+        &self,
+        id: &ContainerId,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutcome, Error> {
+        super::exec::exec(&self.client, id, args, timeout).await
+    }
+
     /// Sends a signal to every process of the container. A container already stopped is fine.
     pub(crate) async fn kill(&self, id: &ContainerId, signal: u32) -> Result<(), Error> {
         match self

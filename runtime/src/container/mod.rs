@@ -1,8 +1,10 @@
 //! Containers: create one from a [`ContainerSpec`] (image config merged into an OCI spec, a
 //! snapshot prepared from the image's top chain ID, a containerd container and task with
 //! stdout/stderr FIFOs), start it, wait for its exit (exit code, time, OOM kill), stop it
-//! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had.
+//! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had; run an extra
+//! process inside a running container (`exec.rs`, for health checks).
 
+mod exec;
 mod lifecycle;
 mod log;
 mod logread;
@@ -10,6 +12,7 @@ mod rootfs;
 
 use std::time::SystemTime;
 
+pub use exec::ExecOutcome;
 pub(crate) use lifecycle::Containers;
 pub use log::LogRotation;
 pub use logread::{LogEntry, LogQuery, LogReadError, LogReader, LogStream, MAX_FILE_LINE};

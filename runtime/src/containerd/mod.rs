@@ -44,6 +44,16 @@ impl ContainerdError {
         }
     }
 
+    /// A call refused before it reached containerd, with an InvalidArgument code.
+    pub(crate) fn invalid(op: &'static str, object: impl Into<String>, message: &str) -> Self {
+        Self {
+            op,
+            object: object.into(),
+            code: tonic::Code::InvalidArgument,
+            message: message.to_owned(),
+        }
+    }
+
     /// The object does not exist (containerd's NotFound).
     pub fn is_not_found(&self) -> bool {
         self.code == tonic::Code::NotFound

@@ -554,6 +554,7 @@ fn tasks_table(tasks: &[proto::Task]) -> String {
         "DEFINITION",
         "LAST",
         "DESIRED",
+        "HEALTH",
         "INSTANCE",
         "STARTED",
         "STOP CODE/REASON",
@@ -568,6 +569,7 @@ fn tasks_table(tasks: &[proto::Task]) -> String {
             t.task_definition.clone(),
             json::task_status_name(t.last_status),
             json::desired_status_name(t.desired_status),
+            json::health_status_name(t.health_status),
             t.container_instance_id.clone(),
             t.started_at
                 .as_ref()
@@ -943,11 +945,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "TASK ID  DEFINITION  LAST     DESIRED  INSTANCE  STARTED               STOP CODE/REASON"
+            "TASK ID  DEFINITION  LAST     DESIRED  HEALTH   INSTANCE  STARTED               STOP CODE/REASON"
         );
         assert_eq!(
             lines[1],
-            "t-1      web:3       STOPPED  STOPPED  i-1       2026-11-27T11:20:00Z  UserInitiated: done"
+            "t-1      web:3       STOPPED  STOPPED  UNKNOWN  i-1       2026-11-27T11:20:00Z  UserInitiated: done"
         );
     }
 }

@@ -41,6 +41,17 @@ pub(super) fn container_status_name(value: i32) -> String {
         .unwrap_or_else(|_| format!("UNKNOWN({value})"))
 }
 
+/// ECS's name of a health status: "HEALTHY", "UNHEALTHY" or "UNKNOWN".
+pub(super) fn health_status_name(value: i32) -> String {
+    proto::HealthStatus::try_from(value)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("HEALTH_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| format!("UNKNOWN({value})"))
+}
+
 /// ECS's name of a stop code ("EssentialContainerExited"); `None` when unspecified.
 pub(super) fn stop_code_name(value: i32) -> Option<String> {
     let name = match proto::StopCode::try_from(value) {
@@ -123,6 +134,8 @@ pub(super) struct Task {
     stop_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stopped_reason: Option<String>,
+    /// From the essential containers' health checks; UNKNOWN without any, as on ECS.
+    health_status: String,
     containers: Vec<Container>,
 }
 
@@ -145,6 +158,8 @@ pub(super) struct Container {
     /// state does not say whether the container has a policy, so 0 is left out).
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_count: Option<u32>,
+    /// UNKNOWN without a health check, as on ECS.
+    health_status: String,
 }
 
 impl From<&proto::Task> for Task {
@@ -166,6 +181,7 @@ impl From<&proto::Task> for Task {
             stopped_at: time(t.stopped_at.as_ref()),
             stop_code: stop_code_name(t.stop_code),
             stopped_reason: non_empty(&t.stopped_reason),
+            health_status: health_status_name(t.health_status),
             containers: t.containers.iter().map(Container::from).collect(),
         }
     }
@@ -182,6 +198,7 @@ impl From<&proto::ContainerState> for Container {
             image: non_empty(&c.image),
             image_digest: non_empty(&c.image_digest),
             restart_count: non_zero(c.restart_count),
+            health_status: health_status_name(c.health_status),
         }
     }
 }
@@ -485,6 +502,19 @@ pub(super) struct ContainerDefinition {
     mount_points: Vec<MountPoint>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes_from: Vec<VolumeFrom>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<HealthCheck>,
+}
+
+/// ECS HealthCheck, with the defaults the registration filled in.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HealthCheck {
+    command: Vec<String>,
+    interval: u32,
+    timeout: u32,
+    retries: u32,
+    start_period: u32,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -628,6 +658,13 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     read_only: v.read_only,
                 })
                 .collect(),
+            health_check: c.health_check.as_ref().map(|h| HealthCheck {
+                command: h.command.clone(),
+                interval: h.interval_seconds,
+                timeout: h.timeout_seconds,
+                retries: h.retries,
+                start_period: h.start_period_seconds,
+            }),
         }
     }
 }
@@ -686,6 +723,14 @@ mod tests {
             Some("ServiceSchedulerInitiated")
         );
         assert_eq!(stop_code_name(9).as_deref(), Some("Unknown(9)"));
+        assert_eq!(
+            health_status_name(proto::HealthStatus::Unknown as i32),
+            "UNKNOWN"
+        );
+        assert_eq!(
+            health_status_name(proto::HealthStatus::Healthy as i32),
+            "HEALTHY"
+        );
     }
 
     #[test]
@@ -718,6 +763,7 @@ mod tests {
                     image_digest: "sha256:abc".into(),
                     oom_killed: true,
                     restart_count: 2,
+                    health_status: proto::HealthStatus::Unhealthy as i32,
                 },
                 proto::ContainerState {
                     name: "side".into(),
@@ -726,6 +772,7 @@ mod tests {
                 },
             ],
             started_by: "berthctl".into(),
+            health_status: proto::HealthStatus::Unhealthy as i32,
         };
         let json = serde_json::to_value(Tasks {
             tasks: vec![Task::from(&task)],
@@ -755,6 +802,7 @@ mod tests {
                     "stoppedAt": "2026-11-27T11:20:05.500Z",
                     "stopCode": "EssentialContainerExited",
                     "stoppedReason": "Essential container in task exited",
+                    "healthStatus": "UNHEALTHY",
                     "containers": [
                         {
                             "name": "app",
@@ -764,9 +812,10 @@ mod tests {
                             "runtimeId": "t-1.app",
                             "image": "nginx:1",
                             "imageDigest": "sha256:abc",
-                            "restartCount": 2
+                            "restartCount": 2,
+                            "healthStatus": "UNHEALTHY"
                         },
-                        {"name": "side", "lastStatus": "PENDING"}
+                        {"name": "side", "lastStatus": "PENDING", "healthStatus": "UNKNOWN"}
                     ]
                 }],
                 "failures": [{"arn": "t-2", "reason": "MISSING"}]
@@ -786,7 +835,7 @@ mod tests {
                 failures: None
             })
             .unwrap(),
-            r#"{"tasks":[{"taskId":"t-3","taskDefinition":"web:3","lastStatus":"PROVISIONING","desiredStatus":"RUNNING","containers":[]}]}"#
+            r#"{"tasks":[{"taskId":"t-3","taskDefinition":"web:3","lastStatus":"PROVISIONING","desiredStatus":"RUNNING","healthStatus":"UNKNOWN","containers":[]}]}"#
         );
     }
 

@@ -521,6 +521,8 @@ fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
     if !state.stopped_reason.is_empty() {
         task.stopped_reason.clone_from(&state.stopped_reason);
     }
+    // Health is not a forward-only status: every report carries the current one.
+    task.health_status = state.health_status;
     if !is_active(task) || state.desired_status == DesiredStatus::Stopped as i32 {
         // The agent decided to stop it (an essential container exited, it failed to start):
         // the desired status follows, so describe-tasks tells the truth while it stops.

@@ -77,9 +77,12 @@ pub(super) struct ContainerDefinition {
     pub(super) restart_policy: Option<RestartPolicy>,
     #[serde(default)]
     pub(super) log_configuration: Option<LogConfiguration>,
+    #[serde(default)]
     pub(super) mount_points: Option<Vec<MountPoint>>,
     #[serde(default)]
     pub(super) volumes_from: Option<Vec<VolumeFrom>>,
+    #[serde(default)]
+    pub(super) health_check: Option<HealthCheck>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +142,21 @@ pub(super) struct VolumeFrom {
     pub(super) source_container: String,
     #[serde(default)]
     pub(super) read_only: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct HealthCheck {
+    /// ["CMD", ...] or ["CMD-SHELL", "..."]; checked in `mod.rs`.
+    pub(super) command: Vec<String>,
+    #[serde(default)]
+    pub(super) interval: Option<u32>,
+    #[serde(default)]
+    pub(super) timeout: Option<u32>,
+    #[serde(default)]
+    pub(super) retries: Option<u32>,
+    #[serde(default)]
+    pub(super) start_period: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

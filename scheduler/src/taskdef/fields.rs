@@ -145,6 +145,7 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("logConfiguration", Shape::Object(LOG_CONFIGURATION)),
     optional("mountPoints", Shape::ObjectList(MOUNT_POINT)),
     optional("volumesFrom", Shape::ObjectList(VOLUME_FROM)),
+    optional("healthCheck", Shape::Object(HEALTH_CHECK)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
@@ -160,7 +161,6 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     unsupported("dockerSecurityOptions"),
     unsupported("interactive"),
     unsupported("pseudoTerminal"),
-    unsupported("healthCheck"),
     unsupported("systemControls"),
     unsupported("resourceRequirements"),
     unsupported("firelensConfiguration"),
@@ -287,6 +287,25 @@ pub(super) const LOG_OPTIONS: &[&str] = &["max-size", "max-file"];
 
 /// The most files `max-file` may keep (each rotation renames every kept file).
 pub(super) const MAX_LOG_FILES: u32 = 100;
+
+/// A container's `healthCheck` (ECS HealthCheck: only `command` is required).
+pub(super) const HEALTH_CHECK: &[Field] = &[
+    required("command", Shape::StringList),
+    optional("interval", Shape::U32),
+    optional("timeout", Shape::U32),
+    optional("retries", Shape::U32),
+    optional("startPeriod", Shape::U32),
+];
+
+/// ECS's bounds and defaults of a `healthCheck`: interval and timeout in seconds, retries, and
+/// startPeriod in seconds (0, the default, turns it off).
+pub(super) const HEALTH_CHECK_INTERVAL_SECONDS: std::ops::RangeInclusive<u32> = 5..=300;
+pub(super) const DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS: u32 = 30;
+pub(super) const HEALTH_CHECK_TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 2..=60;
+pub(super) const DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS: u32 = 5;
+pub(super) const HEALTH_CHECK_RETRIES: std::ops::RangeInclusive<u32> = 1..=10;
+pub(super) const DEFAULT_HEALTH_CHECK_RETRIES: u32 = 3;
+pub(super) const HEALTH_CHECK_START_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 0..=300;
 
 /// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
 pub(super) const RESTART_ATTEMPT_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 60..=1800;

@@ -27,10 +27,7 @@ use serde_json::Value;
 
 pub use error::{Problem, TaskDefError};
 use fields::{
-    DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS, DEPENDENCY_CONDITIONS, LOG_DRIVERS, LOG_OPTIONS,
-    MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB,
-    NETWORK_MODES, RESTART_ATTEMPT_PERIOD_SECONDS, START_TIMEOUT_SECONDS, TASK_DEFINITION,
-    ULIMIT_NAMES,
+    DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS, DEFAULT_HEALTH_CHECK_RETRIES, DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS, DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS, DEPENDENCY_CONDITIONS, HEALTH_CHECK_INTERVAL_SECONDS, HEALTH_CHECK_RETRIES, HEALTH_CHECK_START_PERIOD_SECONDS, HEALTH_CHECK_TIMEOUT_SECONDS, LOG_DRIVERS, LOG_OPTIONS, MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, RESTART_ATTEMPT_PERIOD_SECONDS, START_TIMEOUT_SECONDS, TASK_DEFINITION, ULIMIT_NAMES,
 };
 
 /// The network mode of a definition that does not name one, as on ECS for Linux.
@@ -278,6 +275,9 @@ fn container(
     let log_configuration = c
         .log_configuration
         .map(|l| log_configuration(l, &walk::child(&path, "logConfiguration"), problems));
+    let health_check = c
+        .health_check
+        .map(|h| health_check(h, &walk::child(&path, "healthCheck"), problems));
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -331,6 +331,91 @@ fn container(
                 read_only: v.read_only.unwrap_or(false),
             })
             .collect(),
+        health_check,
+    }
+}
+
+/// ECS's rules for a `healthCheck`: a command of `["CMD", program, args...]` or
+/// `["CMD-SHELL", command]` (several strings after CMD-SHELL are joined with spaces, as Docker
+/// does), interval 5 to 300 seconds (default 30), timeout 2 to 60 (default 5), retries 1 to 10
+/// (default 3) and startPeriod 0 to 300 (default 0, off). The defaults are filled in.
+fn health_check(
+    h: ecs::HealthCheck,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> proto::HealthCheck {
+    let command_path = walk::child(path, "command");
+    match h.command.first().map(String::as_str) {
+        None => problems.push(Problem::at(
+            &command_path,
+            "must not be empty: use [\"CMD\", program, args...] or [\"CMD-SHELL\", command]",
+        )),
+        Some("CMD" | "CMD-SHELL") if h.command[1..].iter().all(|a| a.trim().is_empty()) => {
+            problems.push(Problem::at(
+                &command_path,
+                format!("`{}` needs a command to run after it", h.command[0]),
+            ));
+        }
+        Some("CMD" | "CMD-SHELL") => {}
+        Some(other) => problems.push(Problem::at(
+            &walk::index(&command_path, 0),
+            format!(
+                "`{other}` is not how a health check command starts: use [\"CMD\", program, args...] or [\"CMD-SHELL\", command]"
+            ),
+        )),
+    }
+    let mut bounded = |name: &str,
+                       value: Option<u32>,
+                       default: u32,
+                       range: std::ops::RangeInclusive<u32>,
+                       unit: &str| {
+        let value = value.unwrap_or(default);
+        if !range.contains(&value) {
+            problems.push(Problem::at(
+                &walk::child(path, name),
+                format!(
+                    "{value}{unit} is outside ECS's range of {} to {}{unit}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        value
+    };
+    let interval = bounded(
+        "interval",
+        h.interval,
+        DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
+        HEALTH_CHECK_INTERVAL_SECONDS,
+        " seconds",
+    );
+    let timeout = bounded(
+        "timeout",
+        h.timeout,
+        DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS,
+        HEALTH_CHECK_TIMEOUT_SECONDS,
+        " seconds",
+    );
+    let retries = bounded(
+        "retries",
+        h.retries,
+        DEFAULT_HEALTH_CHECK_RETRIES,
+        HEALTH_CHECK_RETRIES,
+        "",
+    );
+    let start_period = bounded(
+        "startPeriod",
+        h.start_period,
+        0,
+        HEALTH_CHECK_START_PERIOD_SECONDS,
+        " seconds",
+    );
+    proto::HealthCheck {
+        command: h.command,
+        interval_seconds: interval,
+        timeout_seconds: timeout,
+        retries,
+        start_period_seconds: start_period,
     }
 }
 
@@ -639,7 +724,7 @@ fn validate_container(
 
 /// ECS's rules for `dependsOn`: every dependency names another container of the task, a
 /// container depended on with COMPLETE or SUCCESS is not essential (ECS: "This condition can't be
-/// set on an essential container"), HEALTHY needs a health check (not supported by Berth yet),
+/// set on an essential container"), HEALTHY needs a health check on the container depended on,
 /// and the dependencies form no cycle (each cycle is reported once, at the dependency that
 /// closes it).
 fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem>) {
@@ -693,11 +778,11 @@ fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem
                         ),
                     ));
                 }
-                proto::DependencyCondition::Healthy => {
+                proto::DependencyCondition::Healthy if dependency.health_check.is_none() => {
                     problems.push(Problem::at(
                         &condition_path,
                         format!(
-                            "condition HEALTHY needs a healthCheck on container {}; healthCheck is not supported by Berth yet",
+                            "condition HEALTHY needs a healthCheck on container {}: add one or use START",
                             dependency.name
                         ),
                     ));

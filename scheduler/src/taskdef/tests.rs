@@ -417,6 +417,7 @@ fn tables_and_serde_structs_agree() {
         fields::DOCKER_VOLUME_CONFIGURATION,
         fields::MOUNT_POINT,
         fields::VOLUME_FROM,
+        fields::HEALTH_CHECK,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -432,7 +433,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 10);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 22);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 23);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -492,7 +493,7 @@ fn dependency_problems_are_reported_with_their_paths() {
             "containerDefinitions[1].dependsOn[0].containerName: no container named \"dbb\" in this task definition",
             "containerDefinitions[1].dependsOn[1].containerName: container \"app\" cannot depend on itself",
             "containerDefinitions[1].dependsOn[3].condition: condition SUCCESS needs container web to be non-essential (\"essential\": false), as on ECS",
-            "containerDefinitions[1].dependsOn[4].condition: condition HEALTHY needs a healthCheck on container db; healthCheck is not supported by Berth yet",
+            "containerDefinitions[1].dependsOn[4].condition: condition HEALTHY needs a healthCheck on container db: add one or use START",
         ]
     );
 }
@@ -655,6 +656,12 @@ fn with_volumes(volumes: &str, containers: &[(&str, &str)]) -> String {
     )
 }
 
+fn with_health_check(check: &str) -> String {
+    format!(
+        r#"{{"family":"f","containerDefinitions":[{{"name":"app","image":"busybox","memory":64,"healthCheck":{check}}}]}}"#
+    )
+}
+
 #[test]
 fn json_file_log_configuration_is_carried() {
     let def = parse(&with_log_configuration(
@@ -810,6 +817,88 @@ fn volumes_mount_points_and_volumes_from_are_carried() {
 }
 
 #[test]
+fn health_check_is_carried_with_ecs_defaults() {
+    let def = parse(&with_health_check(
+        r#"{"command":["CMD-SHELL","test -f /ready"]}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].health_check,
+        Some(proto::HealthCheck {
+            command: vec!["CMD-SHELL".into(), "test -f /ready".into()],
+            interval_seconds: 30,
+            timeout_seconds: 5,
+            retries: 3,
+            start_period_seconds: 0,
+        })
+    );
+    let def = parse(&with_health_check(
+        r#"{"command":["CMD","/bin/true"],"interval":5,"timeout":2,"retries":1,"startPeriod":300}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].health_check,
+        Some(proto::HealthCheck {
+            command: vec!["CMD".into(), "/bin/true".into()],
+            interval_seconds: 5,
+            timeout_seconds: 2,
+            retries: 1,
+            start_period_seconds: 300,
+        })
+    );
+    let upper = parse(&with_health_check(
+        r#"{"command":["CMD","true"],"interval":300,"timeout":60,"retries":10,"startPeriod":0}"#,
+    ));
+    assert!(upper.is_ok(), "{upper:?}");
+    assert_eq!(parse(MINIMAL).unwrap().containers[0].health_check, None);
+}
+
+#[test]
+fn health_check_problems_are_reported_with_their_paths() {
+    assert_eq!(
+        problems(&with_health_check(
+            r#"{"command":["curl","-f","http://localhost"],"interval":4,"timeout":61,"retries":0,"startPeriod":301}"#
+        )),
+        [
+            "containerDefinitions[0].healthCheck.command[0]: `curl` is not how a health check command starts: use [\"CMD\", program, args...] or [\"CMD-SHELL\", command]",
+            "containerDefinitions[0].healthCheck.interval: 4 seconds is outside ECS's range of 5 to 300 seconds",
+            "containerDefinitions[0].healthCheck.timeout: 61 seconds is outside ECS's range of 2 to 60 seconds",
+            "containerDefinitions[0].healthCheck.retries: 0 is outside ECS's range of 1 to 10",
+            "containerDefinitions[0].healthCheck.startPeriod: 301 seconds is outside ECS's range of 0 to 300 seconds",
+        ]
+    );
+    assert_eq!(
+        problems(&with_health_check(
+            r#"{"command":[],"interval":301,"timeout":1,"retries":11}"#
+        )),
+        [
+            "containerDefinitions[0].healthCheck.command: must not be empty: use [\"CMD\", program, args...] or [\"CMD-SHELL\", command]",
+            "containerDefinitions[0].healthCheck.interval: 301 seconds is outside ECS's range of 5 to 300 seconds",
+            "containerDefinitions[0].healthCheck.timeout: 1 seconds is outside ECS's range of 2 to 60 seconds",
+            "containerDefinitions[0].healthCheck.retries: 11 is outside ECS's range of 1 to 10",
+        ]
+    );
+    assert_eq!(
+        problems(&with_health_check(r#"{"command":["CMD-SHELL"," "]}"#)),
+        [
+            "containerDefinitions[0].healthCheck.command: `CMD-SHELL` needs a command to run after it"
+        ]
+    );
+    let shape = problems(&with_health_check(r#"{"interval":"5s"}"#));
+    assert!(
+        shape.iter().any(
+            |p| p.contains("containerDefinitions[0].healthCheck.interval")
+                && p.contains("expected")
+        ),
+        "{shape:?}"
+    );
+    assert!(
+        shape.iter().any(|p| p.contains("missing field `command`")),
+        "{shape:?}"
+    );
+}
+
+#[test]
 fn volume_problems_are_all_reported_with_their_paths() {
     let json = with_volumes(
         r#"[{"name": "data"}, {"name": "data"}, {"name": "bad name"},
@@ -909,5 +998,30 @@ fn volumes_from_must_name_another_container_without_cycles() {
             "containerDefinitions[2].volumesFrom[2].sourceContainer: no container named \"zz\" in this task definition",
             "containerDefinitions[2].volumesFrom[0].sourceContainer: volumesFrom forms a cycle: a → b → c → a",
         ]
+    );
+}
+
+#[test]
+fn a_healthy_dependency_needs_a_health_check() {
+    let json = r#"{"family":"f","containerDefinitions":[
+        {"name":"db","image":"busybox","memory":64,"healthCheck":{"command":["CMD","true"]}},
+        {"name":"cache","image":"busybox","memory":64},
+        {"name":"app","image":"busybox","memory":64,"dependsOn":[
+            {"containerName":"db","condition":"HEALTHY"},
+            {"containerName":"cache","condition":"HEALTHY"}]}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "containerDefinitions[2].dependsOn[1].condition: condition HEALTHY needs a healthCheck on container cache: add one or use START"
+        ]
+    );
+    let ok = json.replace(
+        r#"{"name":"cache","image":"busybox","memory":64}"#,
+        r#"{"name":"cache","image":"busybox","memory":64,"healthCheck":{"command":["CMD-SHELL","true"]}}"#,
+    );
+    let def = parse(&ok).unwrap();
+    assert_eq!(
+        def.containers[2].depends_on[0].condition,
+        proto::DependencyCondition::Healthy as i32
     );
 }
