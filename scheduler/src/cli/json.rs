@@ -431,6 +431,17 @@ pub(super) struct ContainerDefinition {
     start_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_policy: Option<RestartPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_configuration: Option<LogConfiguration>,
+}
+
+/// ECS LogConfiguration; `max-size` is shown in bytes, as the registration resolved it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LogConfiguration {
+    log_driver: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    options: BTreeMap<&'static str, String>,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -530,6 +541,19 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 enabled: p.enabled,
                 ignored_exit_codes: p.ignored_exit_codes.clone(),
                 restart_attempt_period: p.restart_attempt_period_seconds,
+            }),
+            log_configuration: c.log_configuration.as_ref().map(|l| {
+                let mut options = BTreeMap::new();
+                if l.max_size_bytes > 0 {
+                    options.insert("max-size", l.max_size_bytes.to_string());
+                }
+                if l.max_files > 0 {
+                    options.insert("max-file", l.max_files.to_string());
+                }
+                LogConfiguration {
+                    log_driver: l.log_driver.clone(),
+                    options,
+                }
             }),
         }
     }
