@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use berth_runtime::{
     ContainerId, ContainerLimits, ContainerSpec, ContainerStatus, Error, ExecOutcome, PullError,
-    PulledImage,
-    RegistryAuth, Runtime, RuntimeConfig, TaskLimits,
+    PulledImage, RegistryAuth, Runtime, RuntimeConfig, TaskLimits,
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
-    ContainerStatus, DesiredStatus, HealthStatus, StopCode, StopTaskOrder, TaskAssignment, TaskState,
-    TaskStatus,
+    ContainerStatus, DesiredStatus, HealthStatus, StopCode, StopTaskOrder, TaskAssignment,
+    TaskState, TaskStatus,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;

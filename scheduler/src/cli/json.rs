@@ -504,6 +504,8 @@ pub(super) struct ContainerDefinition {
     volumes_from: Vec<VolumeFrom>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health_check: Option<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_configuration: Option<LogConfiguration>,
 }
 
 /// ECS HealthCheck, with the defaults the registration filled in.
@@ -515,6 +517,15 @@ pub(super) struct HealthCheck {
     timeout: u32,
     retries: u32,
     start_period: u32,
+}
+
+/// ECS LogConfiguration; `max-size` is shown in bytes, as the registration resolved it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LogConfiguration {
+    log_driver: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    options: BTreeMap<&'static str, String>,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -664,6 +675,19 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 timeout: h.timeout_seconds,
                 retries: h.retries,
                 start_period: h.start_period_seconds,
+            }),
+            log_configuration: c.log_configuration.as_ref().map(|l| {
+                let mut options = BTreeMap::new();
+                if l.max_size_bytes > 0 {
+                    options.insert("max-size", l.max_size_bytes.to_string());
+                }
+                if l.max_files > 0 {
+                    options.insert("max-file", l.max_files.to_string());
+                }
+                LogConfiguration {
+                    log_driver: l.log_driver.clone(),
+                    options,
+                }
             }),
         }
     }
