@@ -90,7 +90,7 @@ pub(crate) fn render_hosts(dns: &DnsConfig, address: Ipv4Addr) -> String {
     s
 }
 
-/// Writes the three files into `dir` (created), each atomically.
+/// Writes the three files into `dir` (created), each atomically (renamed into place).
 pub(crate) fn write(
     dir: &Path,
     dns: &DnsConfig,
@@ -113,8 +113,8 @@ pub(crate) fn write(
     ] {
         let tmp = path.with_extension("tmp");
         let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        // No fsync: the files are rewritten by every setup, so a crash loses nothing.
         f.write_all(content.as_bytes()).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
         fs::rename(&tmp, path).map_err(io("rename into", path))?;
     }
     Ok(files)

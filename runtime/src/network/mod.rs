@@ -189,11 +189,10 @@ fn check_task_name(task: &str) -> Result<(), NetworkError> {
     }
 }
 
-/// The host-side names of a task's veth pair: short, stable, and unique per task name.
-fn veth_names(task: &str) -> (String, String) {
+/// The host-side name of a task's veth: short (IFNAMSIZ), stable, unique per task name.
+fn veth_name(task: &str) -> String {
     let digest = hex::encode(Sha256::digest(task.as_bytes()));
-    let id = &digest[..11];
-    (format!("bv{id}"), format!("bp{id}"))
+    format!("bv{}", &digest[..11])
 }
 
 fn port(what: &'static str, value: u32, zero_ok: bool) -> Result<u16, NetworkError> {
@@ -336,8 +335,9 @@ impl Network {
         let task = spec.task.as_str();
         let cidr = self.config.cidr;
         // Allocate first and persist, so a crash after this point is repaired from the state.
-        let (plan, ports, eni_host_name) = {
+        let (plan, ports, eni_host_name, existed) = {
             let mut state = self.state.lock().await;
+            let existed = state.tasks.contains_key(task);
             let mut next = state.clone();
             let result = match &spec.interface {
                 TaskInterface::Veth => {
@@ -388,16 +388,15 @@ impl Network {
                 ipam::save(&self.state_path, &next)?;
                 *state = next;
             }
-            result
+            (result.0, result.1, result.2, existed)
         };
         let ns = self.ops.create_netns(task).await?;
         match &eni_host_name {
             None => {
-                let (host_if, peer) = veth_names(task);
                 let veth = VethPlan {
                     task: task.to_owned(),
-                    host_if,
-                    peer,
+                    host_if: veth_name(task),
+                    peer: TASK_IF.to_owned(),
                     bridge: self.config.bridge.clone(),
                     interface: plan.clone(),
                 };
@@ -410,7 +409,12 @@ impl Network {
                 }
             }
         }
-        let stale = self.task_rule_handles(task).await?;
+        // Rules are only ever added under a persisted allocation: a task that had none has none.
+        let stale = if existed {
+            self.task_rule_handles(task).await?
+        } else {
+            Vec::new()
+        };
         self.ops
             .nft_apply(nft::task_rules(task, plan.address, &ports, &stale))
             .await?;
@@ -450,10 +454,13 @@ impl Network {
             }
         };
         let record = self.state.lock().await.tasks.get(task).cloned();
-        note(match self.task_rule_handles(task).await {
-            Ok(handles) => self.ops.nft_apply(nft::delete_rules(&handles)).await,
-            Err(e) => Err(e),
-        });
+        // A task allocated without ports never had rules; anything else is looked up.
+        if record.as_ref().is_none_or(|r| !r.ports.is_empty()) {
+            note(match self.task_rule_handles(task).await {
+                Ok(handles) => self.ops.nft_apply(nft::delete_rules(&handles)).await,
+                Err(e) => Err(e),
+            });
+        }
         if let Some(eni) = record.as_ref().and_then(|r| r.eni.as_ref()) {
             let ns = NetNs::open(self.netns_path(task));
             note(match eni.mac.parse::<MacAddr>() {
@@ -461,7 +468,7 @@ impl Network {
                 Err(e) => Err(e),
             });
         }
-        note(self.ops.delete_link(&veth_names(task).0).await);
+        note(self.ops.delete_link(&veth_name(task)).await);
         note(self.ops.delete_netns(task).await);
         let dir = self.config.files_dir.join(task);
         note(match std::fs::remove_dir_all(&dir) {

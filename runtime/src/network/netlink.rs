@@ -6,7 +6,9 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::NetworkError;
@@ -198,8 +200,9 @@ impl Netlink {
             .map_err(|e| self.err("bring up", name, e))
     }
 
-    /// Creates the veth pair `host_if`/`peer`, attaches `host_if` to the bridge (hairpin on,
-    /// up, alias naming its task) and moves `peer` into `task_ns`.
+    /// Creates the veth pair `host_if`/`peer` with `peer` made directly inside `task_ns` (no
+    /// move, no rename), and attaches `host_if` to the bridge (hairpin on, up, alias naming its
+    /// task).
     pub(crate) async fn add_veth(
         &self,
         host_if: &str,
@@ -210,7 +213,21 @@ impl Netlink {
         task_ns: &NetNs,
     ) -> Result<(), NetworkError> {
         let bridge_index = self.index(bridge).await?;
-        let msg = LinkVeth::new(host_if, peer).mtu(mtu).alias(alias).build();
+        let ns_file =
+            std::fs::File::open(task_ns.path()).map_err(|source| NetworkError::Namespace {
+                what: "open",
+                path: task_ns.path().to_owned(),
+                source,
+            })?;
+        let peer_msg = LinkUnspec::new_with_name(peer)
+            .setns_by_fd(ns_file.as_raw_fd())
+            .mtu(mtu)
+            .build();
+        let msg = LinkVeth::new(host_if, peer)
+            .mtu(mtu)
+            .alias(alias)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
         self.handle
             .link()
             .add(msg)
@@ -218,23 +235,6 @@ impl Netlink {
             .await
             .map_err(|e| self.err("create veth pair", host_if, e))?;
         let host_index = self.index(host_if).await?;
-        let peer_index = self.index(peer).await?;
-        let ns_file =
-            std::fs::File::open(task_ns.path()).map_err(|source| NetworkError::Namespace {
-                what: "open",
-                path: task_ns.path().to_owned(),
-                source,
-            })?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(peer_index)
-                    .setns_by_fd(ns_file.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| self.err("move into the task namespace", peer, e))?;
         self.handle
             .link()
             .set(
