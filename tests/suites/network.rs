@@ -52,6 +52,10 @@ fn main() -> ExitCode {
             bad_inputs_clear_errors_nothing_left,
         ),
         (
+            "parallel_setups_get_distinct_addresses_and_ports",
+            parallel_setups_get_distinct_addresses_and_ports,
+        ),
+        (
             "existing_bridge_reused_or_refused",
             existing_bridge_reused_or_refused,
         ),
@@ -488,5 +492,43 @@ fn existing_bridge_reused_or_refused() -> Result<()> {
             .block_on(Network::open(other.config("10.213.9.0/24")?)),
         "bridge berth0 exists with address 10.213.8.9/24, not 10.213.9.1/24",
     )?;
+    Ok(())
+}
+
+fn parallel_setups_get_distinct_addresses_and_ports() -> Result<()> {
+    let lab = NetLab::new()?;
+    let network = std::sync::Arc::new(lab.open("10.213.10.0/24")?);
+    let before = lab.counts()?;
+    let tasks: Vec<String> = (0..12).map(|i| format!("par-{i}")).collect();
+    let nets = lab.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for task in &tasks {
+            let (network, spec) = (network.clone(), veth(task, vec![tcp(0, 80)]));
+            set.spawn(async move { network.setup(&spec).await });
+        }
+        let mut nets = Vec::new();
+        while let Some(r) = set.join_next().await {
+            nets.push(r??);
+        }
+        anyhow::Ok(nets)
+    })?;
+    let addresses: BTreeSet<_> = nets.iter().map(|n| n.address).collect();
+    let ports: BTreeSet<_> = nets.iter().map(|n| n.ports[0].host_port).collect();
+    ensure!(addresses.len() == 12, "{addresses:?}");
+    ensure!(ports.len() == 12, "{ports:?}");
+    let rules = lab.sh("nft list chain ip berth ports")?;
+    ensure!(rules.matches("dnat to").count() == 12, "{rules}");
+    lab.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for task in tasks {
+            let network = network.clone();
+            set.spawn(async move { network.teardown(&task).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        anyhow::Ok(())
+    })?;
+    ensure!(lab.counts()? == before, "{:?} != {before:?}", lab.counts()?);
     Ok(())
 }
