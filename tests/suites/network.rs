@@ -259,10 +259,13 @@ fn eni_moves_into_the_task_and_back() -> Result<()> {
 fn dnat_reaches_the_task_tcp_udp_and_hairpin() -> Result<()> {
     let lab = NetLab::new()?;
     // The host's "public" address, on a stand-in uplink inside the lab.
-    lab.sh(
-        "ip link add uplink type veth peer name uplinkpeer && ip addr add 172.31.3.5/24 dev uplink \
-         && ip link set uplink up && ip link set uplinkpeer up",
-    )?;
+    // IPv4 only, so no IPv6 link-local address appears later (the kernel adds those
+    // asynchronously once the link has carrier) and skews the before/after counts.
+    lab.sh("ip link add uplink type veth peer name uplinkpeer \
+         && echo 1 > /proc/sys/net/ipv6/conf/uplink/disable_ipv6 \
+         && echo 1 > /proc/sys/net/ipv6/conf/uplinkpeer/disable_ipv6 \
+         && ip addr add 172.31.3.5/24 dev uplink && ip link set uplink up \
+         && ip link set uplinkpeer up")?;
     let network = lab.open("10.213.3.0/24")?;
     let before = lab.counts()?;
     let web = lab.rt.block_on(network.setup(&veth(
