@@ -5,7 +5,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := containerd runc docker-registry protobuf-compiler busybox-static
+APT_PACKAGES := containerd runc docker-registry protobuf-compiler busybox-static nftables iproute2
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps test fmt-check lint unit-and-e2e demo bench doc clean
@@ -49,7 +49,7 @@ demo: deps
 ## bench: benchmarks that print figures (release build)
 bench: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) bench -p berth-tests --bench runtime --bench e2e
+	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench network
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

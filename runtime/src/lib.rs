@@ -1,9 +1,10 @@
-//! berth-runtime: Berth's runtime layer over containerd, cgroups and (later) netlink.
+//! berth-runtime: Berth's runtime layer over containerd, cgroups and netlink.
 //!
 //! It pulls OCI images into containerd by itself (resolve, write blobs through the Content
 //! service, unpack with the Diff service under a lease), builds OCI runtime specs from ECS-style
 //! container specs, creates per-task cgroups, and runs containers through containerd's Containers
-//! and Tasks services. No containerd-client type crosses this crate's public API.
+//! and Tasks services, and sets up task networks (namespaces, bridge, veths or ENIs, IPAM,
+//! nftables port mappings). No containerd-client or rtnetlink type crosses this crate's public API.
 
 mod cgroup;
 mod container;
@@ -11,6 +12,7 @@ mod containerd;
 mod error;
 mod image;
 mod model;
+mod network;
 mod runtime;
 mod spec;
 mod time;
@@ -29,6 +31,11 @@ pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAu
 pub use model::{
     ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, Mount, NetworkNamespace, TaskLimits,
     TaskVolume, TaskVolumeKind, Ulimit,
+};
+pub use network::{
+    DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig, Ipv4Cidr,
+    MacAddr, NetNs, Network, NetworkConfig, NetworkError, PortBinding, PortRequest, Protocol,
+    TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
 };
 pub use runtime::{Runtime, RuntimeConfig};
 pub use spec::SpecError;

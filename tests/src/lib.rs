@@ -30,6 +30,7 @@ mod containerd;
 mod digest;
 pub mod fixtures;
 pub mod image;
+pub mod netlab;
 mod prereq;
 mod process;
 mod push;

@@ -1,0 +1,544 @@
+//! Task networking on the host: each task's network namespace, its interface (a veth pair on
+//! the agent's bridge, or an ENI found by MAC), its address from the agent's IPAM, its DNAT
+//! port mappings and outbound masquerade in Berth's own nftables table, and its resolv.conf,
+//! hosts and hostname files. Teardown removes all of it; `repair` removes what a crash left.
+//!
+//! `Network` is the one entry point; everything that touches the host goes through the
+//! `HostOps` seam (`host.rs`), so the orchestration here is unit-tested with a fake.
+
+mod error;
+mod files;
+mod host;
+mod ipam;
+mod netlink;
+mod netns;
+mod nft;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+pub use error::NetworkError;
+pub use files::{DnsConfig, TaskFiles};
+pub use ipam::{Ipv4Cidr, PortBinding, PortRequest, Protocol};
+pub use netns::{DEFAULT_NETNS_DIR, NetNs};
+
+use host::{HostOps, IfPlan, LinuxHost, TASK_IF, VethPlan};
+use ipam::{Allocations, EniRecord, STATE_FILE};
+
+/// The default bridge's name.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+/// The default MTU of bridge and task interfaces.
+pub const DEFAULT_MTU: u32 = 1500;
+/// ECS's ephemeral host-port range for `hostPort` 0.
+pub const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 49153..=65535;
+
+/// How the host's task networking is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// The bridge task veths attach to; it gets the CIDR's first address.
+    pub bridge: String,
+    /// Where task addresses come from.
+    pub cidr: Ipv4Cidr,
+    pub mtu: u32,
+    /// Masquerade traffic from the CIDR that leaves it (outbound NAT).
+    pub masquerade: bool,
+    /// Where task namespaces are bind-mounted (`<netns_dir>/<task>`).
+    pub netns_dir: PathBuf,
+    /// Where the allocation state file is kept.
+    pub state_dir: PathBuf,
+    /// Where each task's resolv.conf, hosts and hostname go (`<files_dir>/<task>/`).
+    pub files_dir: PathBuf,
+    /// The namespace that plays the host (tests); `None` is the agent's own.
+    pub host_netns: Option<PathBuf>,
+    /// Where `hostPort` 0 takes a port from.
+    pub ephemeral_ports: RangeInclusive<u16>,
+}
+
+impl NetworkConfig {
+    /// The defaults for `cidr`, with state and files under `state_dir`.
+    pub fn new(cidr: Ipv4Cidr, state_dir: &Path) -> Self {
+        Self {
+            bridge: DEFAULT_BRIDGE.to_owned(),
+            cidr,
+            mtu: DEFAULT_MTU,
+            masquerade: true,
+            netns_dir: PathBuf::from(DEFAULT_NETNS_DIR),
+            state_dir: state_dir.to_owned(),
+            files_dir: state_dir.join("task-files"),
+            host_netns: None,
+            ephemeral_ports: DEFAULT_EPHEMERAL_PORTS,
+        }
+    }
+}
+
+/// A MAC address, written `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl FromStr for MacAddr {
+    type Err = NetworkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || NetworkError::InvalidInput {
+            what: "mac address",
+            value: s.to_owned(),
+            reason: "expected six hexadecimal bytes separated by ':', e.g. 0a:1b:2c:3d:4e:5f"
+                .to_owned(),
+        };
+        let mut mac = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut mac {
+            let p = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddr(mac))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// Which interface a task gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskInterface {
+    /// A veth pair on the bridge, with an address from the IPAM.
+    Veth,
+    /// An ENI already attached to the host, found by its MAC, with its attachment's address.
+    Eni {
+        mac: MacAddr,
+        address: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Ipv4Addr,
+    },
+}
+
+/// What a task's network needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskNetworkSpec {
+    /// The task's name (its ID): letters, digits, `-`, `_`, `.`, at most 200 characters.
+    pub task: String,
+    pub interface: TaskInterface,
+    /// DNAT port mappings (veth tasks only).
+    pub ports: Vec<PortRequest>,
+    pub dns: DnsConfig,
+}
+
+/// A task's network as set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskNetwork {
+    pub task: String,
+    /// The namespace every container of the task joins.
+    pub netns: PathBuf,
+    /// The interface's name inside the namespace (`eth0`).
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    /// The host ports bound, with the ephemeral ones chosen.
+    pub ports: Vec<PortBinding>,
+    pub files: TaskFiles,
+}
+
+/// The host's task networking: bridge, IPAM, namespaces, nftables, per-task files.
+#[derive(Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    ops: Arc<dyn HostOps>,
+    state: Mutex<Allocations>,
+    state_path: PathBuf,
+}
+
+const MAX_TASK_NAME: usize = 200;
+
+fn check_task_name(task: &str) -> Result<(), NetworkError> {
+    let ok = !task.is_empty()
+        && task.len() <= MAX_TASK_NAME
+        && task != "."
+        && task != ".."
+        && task
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidTaskName {
+            task: task.to_owned(),
+        })
+    }
+}
+
+/// The host-side name of a task's veth: short (IFNAMSIZ), stable, unique per task name.
+fn veth_name(task: &str) -> String {
+    let digest = hex::encode(Sha256::digest(task.as_bytes()));
+    format!("bv{}", &digest[..11])
+}
+
+fn port(what: &'static str, value: u32, zero_ok: bool) -> Result<u16, NetworkError> {
+    match u16::try_from(value) {
+        Ok(p) if p != 0 || zero_ok => Ok(p),
+        _ => Err(NetworkError::InvalidInput {
+            what,
+            value: value.to_string(),
+            reason: if zero_ok {
+                "use a port between 0 (any free ephemeral port) and 65535".to_owned()
+            } else {
+                "use a port between 1 and 65535".to_owned()
+            },
+        }),
+    }
+}
+
+impl Network {
+    /// Checks the CIDR against the host's addresses, creates or checks the bridge, installs
+    /// Berth's nftables table and loads the persisted allocations.
+    pub async fn open(config: NetworkConfig) -> Result<Network, NetworkError> {
+        let ops = Arc::new(LinuxHost {
+            host: config.host_netns.clone().map(NetNs::open),
+            netns_dir: config.netns_dir.clone(),
+        });
+        Self::with_ops(config, ops).await
+    }
+
+    async fn with_ops(
+        config: NetworkConfig,
+        ops: Arc<dyn HostOps>,
+    ) -> Result<Network, NetworkError> {
+        let cidr = config.cidr;
+        if cidr.prefix_len() > 30 {
+            return Err(NetworkError::CidrTooSmall {
+                cidr: cidr.to_string(),
+            });
+        }
+        if config.ephemeral_ports.is_empty() || *config.ephemeral_ports.start() == 0 {
+            return Err(NetworkError::InvalidInput {
+                what: "ephemeral port range",
+                value: format!(
+                    "{}-{}",
+                    config.ephemeral_ports.start(),
+                    config.ephemeral_ports.end()
+                ),
+                reason: "use a non-empty range of ports between 1 and 65535".to_owned(),
+            });
+        }
+        for a in ops.host_addresses().await? {
+            if a.interface == config.bridge {
+                continue;
+            }
+            let theirs = Ipv4Cidr::containing(a.address, a.prefix_len)?;
+            if cidr.overlaps(&theirs) {
+                return Err(NetworkError::CidrOverlaps {
+                    cidr: cidr.to_string(),
+                    interface: a.interface,
+                    address: a.address,
+                    prefix_len: a.prefix_len,
+                });
+            }
+        }
+        ops.ensure_bridge(&config.bridge, &cidr, config.mtu).await?;
+        ops.nft_apply(nft::base_ruleset(&cidr, config.masquerade))
+            .await?;
+        let state_path = config.state_dir.join(STATE_FILE);
+        let state = ipam::load(&state_path)?;
+        Ok(Network {
+            config,
+            ops,
+            state: Mutex::new(state),
+            state_path,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// The namespace path of `task`.
+    pub fn netns_path(&self, task: &str) -> PathBuf {
+        self.config.netns_dir.join(task)
+    }
+
+    /// Sets up `spec.task`'s network (idempotent: a task already set up gets the same address
+    /// and ports). On any failure everything of the task is removed again before the error is
+    /// returned.
+    pub async fn setup(&self, spec: &TaskNetworkSpec) -> Result<TaskNetwork, NetworkError> {
+        check_task_name(&spec.task)?;
+        files::validate(&spec.dns)?;
+        let mut requests = Vec::with_capacity(spec.ports.len());
+        for p in &spec.ports {
+            requests.push(PortBinding {
+                protocol: p.protocol,
+                host_port: port("host port", p.host_port, true)?,
+                container_port: port("container port", p.container_port, false)?,
+            });
+        }
+        if let TaskInterface::Eni {
+            address,
+            prefix_len,
+            gateway,
+            ..
+        } = &spec.interface
+        {
+            let c = Ipv4Cidr::containing(*address, *prefix_len)?;
+            if !c.contains(*gateway) || *gateway == *address {
+                return Err(NetworkError::InvalidInput {
+                    what: "eni gateway",
+                    value: gateway.to_string(),
+                    reason: format!("the gateway must be another address of {c}"),
+                });
+            }
+            if !requests.is_empty() {
+                return Err(NetworkError::InvalidInput {
+                    what: "port mappings",
+                    value: format!("{} mapping(s)", requests.len()),
+                    reason: "an eni task is reached at its own address; port mappings need a veth on the bridge".to_owned(),
+                });
+            }
+        }
+        match self.try_setup(spec, &requests).await {
+            Ok(net) => Ok(net),
+            Err(e) => {
+                if let Err(cleanup) = self.teardown(&spec.task).await {
+                    tracing::warn!(task.id = %spec.task, error = %cleanup, "cleaning up a failed network setup failed; repair will retry");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_setup(
+        &self,
+        spec: &TaskNetworkSpec,
+        requests: &[PortBinding],
+    ) -> Result<TaskNetwork, NetworkError> {
+        let task = spec.task.as_str();
+        let cidr = self.config.cidr;
+        // Allocate first and persist, so a crash after this point is repaired from the state.
+        let (plan, ports, eni_host_name, existed) = {
+            let mut state = self.state.lock().await;
+            let existed = state.tasks.contains_key(task);
+            let mut next = state.clone();
+            let result = match &spec.interface {
+                TaskInterface::Veth => {
+                    let address = next.allocate_address(&cidr, task)?;
+                    let ports = next.allocate_ports(
+                        task,
+                        requests,
+                        &self.config.ephemeral_ports,
+                        |proto, p| self.ops.port_free(proto, p),
+                    )?;
+                    let plan = IfPlan {
+                        address,
+                        prefix_len: cidr.prefix_len(),
+                        gateway: cidr.gateway(),
+                        mtu: self.config.mtu,
+                    };
+                    (plan, ports, None)
+                }
+                TaskInterface::Eni {
+                    mac,
+                    address,
+                    prefix_len,
+                    gateway,
+                } => {
+                    let known = next.tasks.get(task).and_then(|r| r.eni.clone());
+                    let host_name = match known {
+                        Some(r) => r.host_name,
+                        None => self.ops.find_mac(&mac.0).await?.ok_or_else(|| {
+                            NetworkError::UnknownMac {
+                                mac: mac.to_string(),
+                            }
+                        })?,
+                    };
+                    next.tasks.entry(task.to_owned()).or_default().eni = Some(EniRecord {
+                        mac: mac.to_string(),
+                        host_name: host_name.clone(),
+                    });
+                    let plan = IfPlan {
+                        address: *address,
+                        prefix_len: *prefix_len,
+                        gateway: *gateway,
+                        mtu: self.config.mtu,
+                    };
+                    (plan, Vec::new(), Some((mac.0, host_name)))
+                }
+            };
+            if next != *state {
+                ipam::save(&self.state_path, &next)?;
+                *state = next;
+            }
+            (result.0, result.1, result.2, existed)
+        };
+        let ns = self.ops.create_netns(task).await?;
+        match &eni_host_name {
+            None => {
+                let veth = VethPlan {
+                    task: task.to_owned(),
+                    host_if: veth_name(task),
+                    peer: TASK_IF.to_owned(),
+                    bridge: self.config.bridge.clone(),
+                    interface: plan.clone(),
+                };
+                self.ops.add_veth(&veth, &ns).await?;
+            }
+            Some((mac, host_name)) => {
+                // Still on the host: move it in; already gone from the host: a repeated setup.
+                if self.ops.find_mac(mac).await?.is_some() {
+                    self.ops.eni_in(host_name, &plan, &ns).await?;
+                }
+            }
+        }
+        // Rules are only ever added under a persisted allocation: a task that had none has none.
+        let stale = if existed {
+            self.task_rule_handles(task).await?
+        } else {
+            Vec::new()
+        };
+        self.ops
+            .nft_apply(nft::task_rules(task, plan.address, &ports, &stale))
+            .await?;
+        let files = files::write(&self.config.files_dir.join(task), &spec.dns, plan.address)?;
+        Ok(TaskNetwork {
+            task: task.to_owned(),
+            netns: ns.path().to_owned(),
+            interface: TASK_IF.to_owned(),
+            address: plan.address,
+            prefix_len: plan.prefix_len,
+            gateway: plan.gateway,
+            ports,
+            files,
+        })
+    }
+
+    async fn task_rule_handles(&self, task: &str) -> Result<Vec<u64>, NetworkError> {
+        Ok(self
+            .ops
+            .nft_rules()
+            .await?
+            .into_iter()
+            .filter(|r| r.comment.as_deref() == Some(task))
+            .map(|r| r.handle)
+            .collect())
+    }
+
+    /// Removes everything of `task`: rules, interface (an ENI goes back to the host), namespace,
+    /// files, allocations. Idempotent; every step is tried, the first failure is returned and
+    /// the allocation is kept so a later teardown or repair finishes the job.
+    pub async fn teardown(&self, task: &str) -> Result<(), NetworkError> {
+        check_task_name(task)?;
+        let mut first: Option<NetworkError> = None;
+        let mut note = |r: Result<(), NetworkError>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
+        let record = self.state.lock().await.tasks.get(task).cloned();
+        // A task allocated without ports never had rules; anything else is looked up.
+        if record.as_ref().is_none_or(|r| !r.ports.is_empty()) {
+            note(match self.task_rule_handles(task).await {
+                Ok(handles) => self.ops.nft_apply(nft::delete_rules(&handles)).await,
+                Err(e) => Err(e),
+            });
+        }
+        if let Some(eni) = record.as_ref().and_then(|r| r.eni.as_ref()) {
+            let ns = NetNs::open(self.netns_path(task));
+            note(match eni.mac.parse::<MacAddr>() {
+                Ok(mac) => self.ops.eni_out(&mac.0, &eni.host_name, &ns).await,
+                Err(e) => Err(e),
+            });
+        }
+        note(self.ops.delete_link(&veth_name(task)).await);
+        note(self.ops.delete_netns(task).await);
+        let dir = self.config.files_dir.join(task);
+        note(match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(NetworkError::Io {
+                what: "remove the task's network files",
+                path: dir,
+                source,
+            }),
+        });
+        if let Some(e) = first {
+            return Err(e);
+        }
+        let mut state = self.state.lock().await;
+        let mut next = state.clone();
+        if next.release(task) {
+            ipam::save(&self.state_path, &next)?;
+            *state = next;
+        }
+        Ok(())
+    }
+
+    /// Tears down every task that is not in `live` but left something behind (an allocation,
+    /// a namespace, a veth, a rule, a files dir), e.g. after a crash mid-setup. Returns the
+    /// tasks repaired; the first failure is returned after trying them all.
+    pub async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
+        let mut leftovers: BTreeSet<String> =
+            self.state.lock().await.tasks.keys().cloned().collect();
+        leftovers.extend(self.ops.list_netns().await?);
+        let veths = self.ops.task_veths().await?;
+        leftovers.extend(veths.iter().map(|(_, t)| t.clone()));
+        leftovers.extend(
+            self.ops
+                .nft_rules()
+                .await?
+                .into_iter()
+                .filter_map(|r| r.comment),
+        );
+        if let Ok(entries) = std::fs::read_dir(&self.config.files_dir) {
+            leftovers.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok()),
+            );
+        }
+        let mut first = None;
+        let mut repaired = Vec::new();
+        for task in leftovers.difference(live) {
+            if check_task_name(task).is_err() {
+                continue;
+            }
+            let mut result = self.teardown(task).await;
+            // A veth named otherwise (by an older naming scheme) is found by its alias.
+            for (name, _) in veths.iter().filter(|(_, t)| t == task) {
+                if let Err(e) = self.ops.delete_link(name).await {
+                    result = result.and(Err(e));
+                }
+            }
+            match result {
+                Ok(()) => repaired.push(task.clone()),
+                Err(e) => {
+                    tracing::warn!(task.id = %task, error = %e, "repairing a task's network failed");
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(repaired),
+        }
+    }
+}

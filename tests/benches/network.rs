@@ -1,0 +1,83 @@
+//! `make bench`: the cost of one awsvpc-style task network (namespace, veth on the bridge,
+//! address, route, a DNAT mapping, resolv.conf/hosts/hostname; then its teardown) beside a
+//! bare namespace made and removed (what network mode none costs). Prints figures; asserts
+//! nothing. Runs inside a private "host" namespace, like the network suite.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use berth_runtime::{DnsConfig, NetNs, PortRequest, Protocol, TaskInterface, TaskNetworkSpec};
+use berth_tests::Policy;
+use berth_tests::bench::{percentile, report};
+use berth_tests::netlab::{NetLab, prerequisites};
+
+const RUNS: usize = 30;
+
+fn main() -> ExitCode {
+    if let Some(why) = prerequisites() {
+        eprintln!("bench SKIPPED: {why}");
+        return if Policy::from_env() == Policy::Fail {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let lab = NetLab::new()?;
+    let network = lab.open("10.213.200.0/24")?;
+    let mut awsvpc = Vec::with_capacity(RUNS);
+    let mut setups = Vec::with_capacity(RUNS);
+    let mut none = Vec::with_capacity(RUNS);
+    for i in 0..RUNS {
+        let spec = TaskNetworkSpec {
+            task: format!("bench-{i}"),
+            interface: TaskInterface::Veth,
+            ports: vec![PortRequest {
+                protocol: Protocol::Tcp,
+                host_port: 0,
+                container_port: 80,
+            }],
+            dns: DnsConfig {
+                servers: vec!["10.213.200.53".parse()?],
+                hostname: format!("bench-{i}"),
+                ..DnsConfig::default()
+            },
+        };
+        let start = Instant::now();
+        lab.rt.block_on(network.setup(&spec))?;
+        setups.push(start.elapsed());
+        lab.rt.block_on(network.teardown(&spec.task))?;
+        awsvpc.push(start.elapsed());
+
+        let start = Instant::now();
+        let ns = NetNs::create(&lab.netns_dir(), &format!("none-{i}"))?;
+        ns.delete()?;
+        none.push(start.elapsed());
+    }
+    setups.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("task network benchmarks (debug or release as built; a shared, loaded machine)");
+    println!(
+        "  awsvpc setup alone    p50 {:>8.1} ms   p95 {:>8.1} ms",
+        ms(percentile(&setups, 0.5)),
+        ms(percentile(&setups, 0.95))
+    );
+    report(
+        "awsvpc task network setup + teardown, beside a bare namespace (mode none)",
+        "awsvpc",
+        &mut awsvpc,
+        "none",
+        &mut none,
+    );
+    Ok(())
+}
