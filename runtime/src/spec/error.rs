@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// Every way [`super::build`] can refuse a container definition. Each variant names the
+/// Every way the spec builder can refuse a container definition. Each variant names the
 /// container and the offending value, so the message alone tells an operator what to fix.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {

@@ -2,7 +2,7 @@
 //! ControlService calls, and table or ECS-style JSON output.
 //!
 //! The binary (`src/bin/berthctl.rs`) parses [`Args`], calls [`run`] and turns a [`CliError`]
-//! into "berthctl: <message>" on stderr and [`CliError::exit_code`].
+//! into `berthctl: <message>` on stderr and [`CliError::exit_code`].
 
 mod args;
 mod commands;
