@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    ContainerLimits, ContainerSpec, NetworkNamespace, RegistryAuth, TaskLimits, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, NetworkNamespace, RegistryAuth,
+    TaskLimits, TmpfsMount, Ulimit,
 };
 
 /// The runtime spec of one container of a task.
@@ -15,6 +16,7 @@ pub fn container_spec(
     def: &ContainerDefinition,
     network: &NetworkNamespace,
 ) -> ContainerSpec {
+    let linux = def.linux_parameters.as_ref();
     ContainerSpec {
         task_id: task_id.to_owned(),
         name: def.name.clone(),
@@ -54,6 +56,43 @@ pub fn container_spec(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        sysctls: def
+            .system_controls
+            .iter()
+            .map(|s| (s.namespace.clone(), s.value.clone()))
+            .collect(),
+        extra_hosts: def
+            .extra_hosts
+            .iter()
+            .map(|h| HostEntry {
+                hostname: h.hostname.clone(),
+                ip_address: h.ip_address.clone(),
+            })
+            .collect(),
+        dns_servers: def.dns_servers.clone(),
+        dns_search_domains: def.dns_search_domains.clone(),
+        capabilities: linux
+            .and_then(|l| l.capabilities.as_ref())
+            .map(|c| CapabilityChanges {
+                add: c.add.clone(),
+                drop: c.drop.clone(),
+            })
+            .unwrap_or_default(),
+        shm_size_mib: linux
+            .map(|l| u64::from(l.shared_memory_size_mib))
+            .filter(|mib| *mib > 0),
+        tmpfs: linux
+            .map(|l| {
+                l.tmpfs
+                    .iter()
+                    .map(|t| TmpfsMount {
+                        container_path: t.container_path.clone(),
+                        size_mib: u64::from(t.size_mib),
+                        mount_options: t.mount_options.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -25,7 +25,8 @@ pub use error::Error;
 pub use image::LocalImageError;
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
-    ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, NetworkNamespace, TaskLimits, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, MIN_MEMORY_MIB, NetworkNamespace,
+    TaskLimits, TmpfsMount, Ulimit,
 };
 pub use runtime::{Runtime, RuntimeConfig};
 pub use spec::SpecError;

@@ -43,6 +43,14 @@ fn main() -> ExitCode {
                 "restart_policy_restarts_in_place_until_an_ignored_exit",
                 restart_policy,
             ),
+            w.trial(
+                "container_fields_take_effect_inside_the_container",
+                container_fields,
+            ),
+            w.trial(
+                "unsupported_container_fields_are_refused_by_name",
+                unsupported_fields,
+            ),
         ]
     })
 }
@@ -773,5 +781,153 @@ fn restart_policy(w: &World) -> Result<()> {
         .filter(|v| v["log"] == "run\n")
         .count();
     ensure!(runs == 2, "two runs in one log file: {text}");
+    Ok(())
+}
+
+/// Every supported container-level field, checked from inside its container: each check is a
+/// shell test, so the container's exit code proves it. `probe` (root, no capabilities but
+/// NET_ADMIN and SYS_TIME) starts only once `nobody` has passed its own checks.
+fn container_fields(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-fields")?;
+    let nobody_checks = [
+        r#"test "$(id -u)" = 65534"#,
+        r#"test "$(ulimit -n)" = 1000"#,
+        r#"test "$(ulimit -Hn)" = 2000"#,
+    ];
+    let probe_checks = [
+        r#"test "$(hostname)" = probe-host"#,
+        r#"test "$(cat /proc/sys/kernel/shmmax)" = 1234"#,
+        r#"grep -q '^CapEff:[[:space:]]*0000000002001000$' /proc/self/status"#,
+        r#"grep ' /dev/shm ' /proc/mounts | grep -q size=102400k"#,
+        r#"grep ' /scratch tmpfs ' /proc/mounts | grep -q size=8192k"#,
+        r#"echo ok > /scratch/file"#,
+        r#"! touch /probe 2>/dev/null"#,
+        r#"grep -q '^10.1.2.3[[:space:]]db.internal$' /etc/hosts"#,
+        r#"grep -q '^nameserver 10.0.0.53$' /etc/resolv.conf"#,
+        r#"grep -q '^search corp.example$' /etc/resolv.conf"#,
+    ];
+    // Each failed check names itself on stdout before the container exits with its number.
+    let script = |checks: &[&str]| {
+        checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} || {{ echo 'failed: {i}'; exit {}; }}", i + 10))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    env.register(&taskdef(
+        "fields",
+        serde_json::json!([
+            {"name": "nobody", "image": image, "memory": 64, "essential": false,
+             "user": "nobody",
+             "ulimits": [{"name": "nofile", "softLimit": 1000, "hardLimit": 2000}],
+             "command": ["sh", "-c", script(&nobody_checks)]},
+            {"name": "probe", "image": image, "memory": 64,
+             "hostname": "probe-host",
+             "readonlyRootFilesystem": true,
+             "systemControls": [{"namespace": "kernel.shmmax", "value": "1234"}],
+             "extraHosts": [{"hostname": "db.internal", "ipAddress": "10.1.2.3"}],
+             "dnsServers": ["10.0.0.53"],
+             "dnsSearchDomains": ["corp.example"],
+             "linuxParameters": {
+                 "capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["ALL"]},
+                 "sharedMemorySize": 100,
+                 "tmpfs": [{"containerPath": "/scratch", "size": 8, "mountOptions": ["noexec"]}]
+             },
+             "dependsOn": [{"containerName": "nobody", "condition": "SUCCESS"}],
+             "command": ["sh", "-c", script(&probe_checks)]}
+        ]),
+    ))?;
+    let id = env.run_task("fields")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(90))?;
+    let exit_of = |name: &str| {
+        t["containers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["exitCode"].clone())
+    };
+    let logs = |name: &str| {
+        std::fs::read_to_string(
+            env.opts
+                .data_dir
+                .join("logs")
+                .join(&id)
+                .join(format!("{name}.log")),
+        )
+        .unwrap_or_default()
+    };
+    ensure!(
+        exit_of("nobody") == Some(Value::from(0)),
+        "nobody's checks: {t}\n{}",
+        logs("nobody")
+    );
+    ensure!(
+        exit_of("probe") == Some(Value::from(0)),
+        "probe's checks: {t}\n{}",
+        logs("probe")
+    );
+    ensure!(t["stopCode"] == "EssentialContainerExited", "{t}");
+    Ok(())
+}
+
+/// Every container field Berth does not support is refused at registration by name, with its
+/// JSON path, all at once.
+fn unsupported_fields(w: &World) -> Result<()> {
+    let env = Env::new(w, "10800")?;
+    env.ok(&["create-cluster", &env.cluster.clone()])?;
+    let unsupported = [
+        "repositoryCredentials",
+        "links",
+        "portMappings",
+        "environmentFiles",
+        "mountPoints",
+        "volumesFrom",
+        "secrets",
+        "versionConsistency",
+        "disableNetworking",
+        "privileged",
+        "dockerSecurityOptions",
+        "interactive",
+        "pseudoTerminal",
+        "logConfiguration",
+        "healthCheck",
+        "resourceRequirements",
+        "firelensConfiguration",
+        "credentialSpecs",
+    ];
+    let mut container = serde_json::json!({"name": "app", "image": "busybox", "memory": 64});
+    for field in unsupported {
+        container[field] = serde_json::json!(true);
+    }
+    container["linuxParameters"] = serde_json::json!({"devices": [], "initProcessEnabled": true, "maxSwap": 0, "swappiness": 1});
+    let def = taskdef("refused", serde_json::json!([container]));
+    let path = env.dir.join("refused.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&def)?)?;
+    let out = env.ctl(&[
+        "register-task-definition",
+        "--file",
+        &path.to_string_lossy(),
+    ])?;
+    ensure!(out.status != 0, "registered: {}", out.stdout);
+    for field in unsupported {
+        let want =
+            format!("field `{field}` at containerDefinitions[0] is not supported by Berth yet");
+        ensure!(
+            out.stderr.contains(&want),
+            "{want:?} missing from: {}",
+            out.stderr
+        );
+    }
+    for field in ["devices", "initProcessEnabled", "maxSwap", "swappiness"] {
+        let want = format!(
+            "field `{field}` at containerDefinitions[0].linuxParameters is not supported by Berth yet"
+        );
+        ensure!(
+            out.stderr.contains(&want),
+            "{want:?} missing from: {}",
+            out.stderr
+        );
+    }
     Ok(())
 }

@@ -6,7 +6,9 @@
 
 mod defaults;
 mod error;
+pub(crate) mod etc;
 mod linux;
+mod params;
 mod process;
 mod rlimits;
 mod user;
@@ -30,6 +32,9 @@ pub(crate) struct SpecContext<'a> {
     pub(crate) passwd: Option<&'a str>,
     /// The image's `/etc/group`, if the caller read it.
     pub(crate) group: Option<&'a str>,
+    /// Bind mounts of the container's own files (`/etc/hosts`, `/etc/resolv.conf`, see
+    /// [`etc`]), added after every other mount.
+    pub(crate) file_mounts: Vec<oci_spec::runtime::Mount>,
 }
 
 /// The user the container runs as before resolution: the definition's `user`, else the
@@ -82,6 +87,10 @@ pub(crate) fn build(
         linux::validate_hostname(hostname, name)?;
     }
     let resources = linux::resources(&container.limits, name)?;
+    let capabilities = params::capabilities(&container.capabilities, name)?;
+    let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
+    let mut mounts = params::mounts(container.shm_size_mib, &container.tmpfs, name)?;
+    mounts.extend(ctx.file_mounts.iter().cloned());
 
     let mut user = User::default();
     user.set_uid(resolved.uid);
@@ -98,7 +107,7 @@ pub(crate) fn build(
     process.set_command_line(None);
     process.set_env(Some(env));
     process.set_cwd(cwd);
-    process.set_capabilities(Some(defaults::capabilities()));
+    process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
     process.set_no_new_privileges(Some(true));
     process.set_apparmor_profile(None);
@@ -116,7 +125,7 @@ pub(crate) fn build(
     linux.set_net_devices(None);
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
-    linux.set_sysctl(None);
+    linux.set_sysctl(sysctls);
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
     linux.set_namespaces(Some(linux::namespaces(&container.network)));
@@ -134,7 +143,7 @@ pub(crate) fn build(
     let mut spec = Spec::default();
     spec.set_version(VERSION.to_owned());
     spec.set_root(Some(root));
-    spec.set_mounts(Some(defaults::mounts()));
+    spec.set_mounts(Some(mounts));
     spec.set_process(Some(process));
     spec.set_hostname(container.hostname.clone());
     spec.set_domainname(None);
@@ -186,6 +195,7 @@ mod tests {
             cgroups_path: "/berth/task-1/web".into(),
             passwd: Some(PASSWD),
             group: Some(GROUP),
+            file_mounts: Vec::new(),
         }
     }
 
@@ -535,5 +545,66 @@ mod tests {
 
         let back: Spec = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn linux_parameters_reach_the_spec() {
+        let mut c = container();
+        c.sysctls = BTreeMap::from([("kernel.shmmax".to_owned(), "1234".to_owned())]);
+        c.capabilities = crate::model::CapabilityChanges {
+            add: vec!["SYS_TIME".into()],
+            drop: vec!["ALL".into()],
+        };
+        c.shm_size_mib = Some(100);
+        c.tmpfs = vec![crate::model::TmpfsMount {
+            container_path: "/scratch".into(),
+            size_mib: 8,
+            mount_options: vec!["mode=1777".into()],
+        }];
+        let value = serde_json::to_value(build_ok(&c, &image(None))).expect("json");
+        assert_eq!(
+            value["linux"]["sysctl"],
+            serde_json::json!({"kernel.shmmax": "1234"})
+        );
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(
+                value["process"]["capabilities"][set],
+                serde_json::json!(["CAP_SYS_TIME"])
+            );
+        }
+        let mounts = value["mounts"].as_array().expect("mounts");
+        let shm = mounts
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .expect("shm");
+        assert_eq!(
+            shm["options"],
+            serde_json::json!(["nosuid", "noexec", "nodev", "mode=1777", "size=102400k"])
+        );
+        assert_eq!(
+            mounts.last(),
+            Some(&serde_json::json!({
+                "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", "mode=1777", "size=8192k"]
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_linux_parameters_are_refused_by_name() {
+        let mut c = container();
+        c.sysctls = BTreeMap::from([("kernel.panic".to_owned(), "1".to_owned())]);
+        let err = build(&c, &image(None), &ctx()).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "container web: kernel parameter kernel.panic cannot be set: it is not a namespaced \
+             kernel parameter"
+        );
+        let mut c = container();
+        c.capabilities.add = vec!["NOPE".into()];
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::UnknownCapability { .. })
+        ));
     }
 }

@@ -431,6 +431,60 @@ pub(super) struct ContainerDefinition {
     start_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_policy: Option<RestartPolicy>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system_controls: Vec<SystemControl>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<HostEntry>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_servers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_search_domains: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linux_parameters: Option<LinuxParameters>,
+}
+
+/// ECS SystemControl.
+#[derive(Debug, Serialize)]
+pub(super) struct SystemControl {
+    namespace: String,
+    value: String,
+}
+
+/// ECS HostEntry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HostEntry {
+    hostname: String,
+    ip_address: String,
+}
+
+/// ECS LinuxParameters (the members Berth supports).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LinuxParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<KernelCapabilities>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_memory_size: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tmpfs: Vec<Tmpfs>,
+}
+
+/// ECS KernelCapabilities.
+#[derive(Debug, Serialize)]
+pub(super) struct KernelCapabilities {
+    add: Vec<String>,
+    drop: Vec<String>,
+}
+
+/// ECS Tmpfs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Tmpfs {
+    container_path: String,
+    size: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mount_options: Vec<String>,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -530,6 +584,40 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 enabled: p.enabled,
                 ignored_exit_codes: p.ignored_exit_codes.clone(),
                 restart_attempt_period: p.restart_attempt_period_seconds,
+            }),
+            system_controls: c
+                .system_controls
+                .iter()
+                .map(|s| SystemControl {
+                    namespace: s.namespace.clone(),
+                    value: s.value.clone(),
+                })
+                .collect(),
+            extra_hosts: c
+                .extra_hosts
+                .iter()
+                .map(|h| HostEntry {
+                    hostname: h.hostname.clone(),
+                    ip_address: h.ip_address.clone(),
+                })
+                .collect(),
+            dns_servers: c.dns_servers.clone(),
+            dns_search_domains: c.dns_search_domains.clone(),
+            linux_parameters: c.linux_parameters.as_ref().map(|p| LinuxParameters {
+                capabilities: p.capabilities.as_ref().map(|k| KernelCapabilities {
+                    add: k.add.clone(),
+                    drop: k.drop.clone(),
+                }),
+                shared_memory_size: non_zero(p.shared_memory_size_mib),
+                tmpfs: p
+                    .tmpfs
+                    .iter()
+                    .map(|t| Tmpfs {
+                        container_path: t.container_path.clone(),
+                        size: t.size_mib,
+                        mount_options: t.mount_options.clone(),
+                    })
+                    .collect(),
             }),
         }
     }

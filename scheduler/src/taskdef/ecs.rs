@@ -73,6 +73,59 @@ pub(super) struct ContainerDefinition {
     pub(super) start_timeout: Option<u32>,
     #[serde(default)]
     pub(super) restart_policy: Option<RestartPolicy>,
+    #[serde(default)]
+    pub(super) system_controls: Option<Vec<SystemControl>>,
+    #[serde(default)]
+    pub(super) extra_hosts: Option<Vec<HostEntry>>,
+    #[serde(default)]
+    pub(super) dns_servers: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) dns_search_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) linux_parameters: Option<LinuxParameters>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemControl {
+    pub(super) namespace: String,
+    pub(super) value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct HostEntry {
+    pub(super) hostname: String,
+    pub(super) ip_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct LinuxParameters {
+    #[serde(default)]
+    pub(super) capabilities: Option<KernelCapabilities>,
+    #[serde(default)]
+    pub(super) shared_memory_size: Option<u32>,
+    #[serde(default)]
+    pub(super) tmpfs: Option<Vec<Tmpfs>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KernelCapabilities {
+    #[serde(default)]
+    pub(super) add: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) drop: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Tmpfs {
+    pub(super) container_path: String,
+    pub(super) size: u32,
+    #[serde(default)]
+    pub(super) mount_options: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -142,26 +142,26 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dependsOn", Shape::ObjectList(CONTAINER_DEPENDENCY)),
     optional("startTimeout", Shape::U32),
     optional("restartPolicy", Shape::Object(RESTART_POLICY)),
+    optional("systemControls", Shape::ObjectList(SYSTEM_CONTROL)),
+    optional("extraHosts", Shape::ObjectList(HOST_ENTRY)),
+    optional("dnsServers", Shape::StringList),
+    optional("dnsSearchDomains", Shape::StringList),
+    optional("linuxParameters", Shape::Object(LINUX_PARAMETERS)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
     unsupported("environmentFiles"),
     unsupported("mountPoints"),
     unsupported("volumesFrom"),
-    unsupported("linuxParameters"),
     unsupported("secrets"),
     unsupported("versionConsistency"),
     unsupported("disableNetworking"),
     unsupported("privileged"),
-    unsupported("dnsServers"),
-    unsupported("dnsSearchDomains"),
-    unsupported("extraHosts"),
     unsupported("dockerSecurityOptions"),
     unsupported("interactive"),
     unsupported("pseudoTerminal"),
     unsupported("logConfiguration"),
     unsupported("healthCheck"),
-    unsupported("systemControls"),
     unsupported("resourceRequirements"),
     unsupported("firelensConfiguration"),
     unsupported("credentialSpecs"),
@@ -191,6 +191,141 @@ pub(super) const RESTART_POLICY: &[Field] = &[
     required("enabled", Shape::Bool),
     optional("ignoredExitCodes", Shape::U32List),
     optional("restartAttemptPeriod", Shape::U32),
+];
+
+/// One element of a container's `systemControls` (ECS SystemControl).
+pub(super) const SYSTEM_CONTROL: &[Field] = &[
+    required("namespace", Shape::String),
+    required("value", Shape::String),
+];
+
+/// One element of a container's `extraHosts` (ECS HostEntry).
+pub(super) const HOST_ENTRY: &[Field] = &[
+    required("hostname", Shape::String),
+    required("ipAddress", Shape::String),
+];
+
+/// A container's `linuxParameters` (ECS LinuxParameters).
+pub(super) const LINUX_PARAMETERS: &[Field] = &[
+    optional("capabilities", Shape::Object(KERNEL_CAPABILITIES)),
+    optional("sharedMemorySize", Shape::U32),
+    optional("tmpfs", Shape::ObjectList(TMPFS)),
+    unsupported("devices"),
+    unsupported("initProcessEnabled"),
+    unsupported("maxSwap"),
+    unsupported("swappiness"),
+];
+
+/// `linuxParameters.capabilities` (ECS KernelCapabilities).
+pub(super) const KERNEL_CAPABILITIES: &[Field] = &[
+    optional("add", Shape::StringList),
+    optional("drop", Shape::StringList),
+];
+
+/// One element of `linuxParameters.tmpfs` (ECS Tmpfs).
+pub(super) const TMPFS: &[Field] = &[
+    required("containerPath", Shape::String),
+    required("size", Shape::U32),
+    optional("mountOptions", Shape::StringList),
+];
+
+/// The Linux capabilities (kernel 5.9's set), without the `CAP_` prefix; `ALL` names them all.
+pub(super) const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+
+/// The tmpfs mount options ECS accepts (Docker's list); the last six take `=value`.
+pub(super) const TMPFS_MOUNT_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "bind",
+    "rbind",
+    "unbindable",
+    "runbindable",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+];
+
+/// The tmpfs mount options that take a value (`mode=1777`).
+pub(super) const TMPFS_VALUE_OPTIONS: &[&str] =
+    &["mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
+
+/// The kernel parameters a container may set (Docker's namespaced sysctls): exact names, and
+/// prefixes ending in `.` or a name stem.
+pub(super) const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
 ];
 
 /// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
