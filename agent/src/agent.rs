@@ -79,6 +79,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             pull_timeout: config.image_pull_timeout,
             restart_backoff: crate::engine::RESTART_BACKOFF,
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
+            allow_privileged: config.allow_privileged,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

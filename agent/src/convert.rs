@@ -93,6 +93,7 @@ pub fn container_spec(
                     .collect()
             })
             .unwrap_or_default(),
+        privileged: def.privileged,
     }
 }
 

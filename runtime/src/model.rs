@@ -94,6 +94,10 @@ pub struct ContainerSpec {
     pub shm_size_mib: Option<u64>,
     /// ECS `linuxParameters.tmpfs`.
     pub tmpfs: Vec<TmpfsMount>,
+    /// ECS `privileged`, as Docker's `--privileged`: every capability (`capabilities` is then
+    /// ignored), every host device, no masked or read-only paths, `/sys` and the cgroup tree
+    /// writable. Whether a host allows it is the caller's decision.
+    pub privileged: bool,
 }
 
 /// One `/etc/hosts` entry (ECS `extraHosts[]`).

@@ -51,6 +51,10 @@ fn main() -> ExitCode {
                 "unsupported_container_fields_are_refused_by_name",
                 unsupported_fields,
             ),
+            w.trial(
+                "privileged_is_refused_by_default_and_runs_when_allowed",
+                privileged,
+            ),
         ]
     })
 }
@@ -886,7 +890,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
         "secrets",
         "versionConsistency",
         "disableNetworking",
-        "privileged",
         "dockerSecurityOptions",
         "interactive",
         "pseudoTerminal",
@@ -929,5 +932,76 @@ fn unsupported_fields(w: &World) -> Result<()> {
             out.stderr
         );
     }
+    Ok(())
+}
+
+/// ECS `privileged`: an agent refuses it by default (the task stops with a reason that names
+/// the setting); an agent started with --allow-privileged runs it with every capability, the
+/// host's devices, and /sys writable, as Docker's --privileged.
+fn privileged(w: &World) -> Result<()> {
+    let image = hello(w, "e2e-privileged")?;
+    // Every capability the agent may hand on: its bounding set, which is this process's.
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(str::trim)
+        .context("no CapBnd in /proc/self/status")?
+        .to_owned();
+    let checks = [
+        format!("grep -q '^CapEff:[[:space:]]*{bounding}$' /proc/self/status"),
+        "test -c /dev/loop-control".to_owned(),
+        "grep -q ' /sys sysfs rw' /proc/mounts".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, c)| format!("{c} || {{ echo 'failed: {i}'; exit {}; }}", i + 10))
+    .collect::<Vec<_>>()
+    .join("; ");
+    let def = taskdef(
+        "privileged",
+        serde_json::json!([
+            {"name": "root", "image": image, "memory": 64, "privileged": true,
+             "command": ["sh", "-c", checks]}
+        ]),
+    );
+
+    let env = Env::with_agent(w, "10800")?;
+    env.register(&def)?;
+    let id = env.run_task("privileged")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let reason = t["stoppedReason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("container root asks to run privileged")
+            && reason.contains("allow_privileged = true (BERTH_ALLOW_PRIVILEGED)"),
+        "{t}"
+    );
+
+    let mut allowed = Env::new(w, "10800")?;
+    allowed
+        .opts
+        .extra_args
+        .push("--allow-privileged".to_owned());
+    allowed.ok(&["create-cluster", &allowed.cluster.clone()])?;
+    allowed.start_agent()?;
+    allowed.wait_instance_connected()?;
+    allowed.register(&def)?;
+    let id = allowed.run_task("privileged")?;
+    let t = allowed.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    let root = t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "root"))
+        .context("root")?;
+    let log = std::fs::read_to_string(
+        allowed
+            .opts
+            .data_dir
+            .join("logs")
+            .join(&id)
+            .join("root.log"),
+    )
+    .unwrap_or_default();
+    ensure!(root["exitCode"] == 0, "privileged checks: {t}\n{log}");
     Ok(())
 }

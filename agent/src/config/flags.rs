@@ -78,6 +78,9 @@ pub struct Overrides {
     /// Local address of the metrics and health endpoint [env: BERTH_METRICS_LISTEN]
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Run containers that ask for ECS privileged [env: BERTH_ALLOW_PRIVILEGED]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_privileged: Option<String>,
 }
 
 impl Overrides {
@@ -106,6 +109,7 @@ impl Overrides {
             (Key::LogLevel, &self.log_level),
             (Key::LogFormat, &self.log_format),
             (Key::MetricsListen, &self.metrics_listen),
+            (Key::AllowPrivileged, &self.allow_privileged),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

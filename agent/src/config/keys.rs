@@ -41,10 +41,11 @@ pub(crate) enum Key {
     LogLevel,
     LogFormat,
     MetricsListen,
+    AllowPrivileged,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 22] = [
+    pub(crate) const ALL: [Key; 23] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -67,6 +68,7 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::MetricsListen,
+        Key::AllowPrivileged,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -144,7 +146,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 22] = [
+const KEYS: [KeyDoc; 23] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -298,6 +300,13 @@ const KEYS: [KeyDoc; 22] = [
         "--metrics-listen",
         r#""127.0.0.1:51678""#,
         "local address of the HTTP endpoint for metrics and health",
+    ),
+    doc(
+        "allow_privileged",
+        "BERTH_ALLOW_PRIVILEGED",
+        "--allow-privileged",
+        "false",
+        "run containers that ask for ECS privileged; when false such a task stops with a reason",
     ),
 ];
 

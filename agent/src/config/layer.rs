@@ -76,6 +76,7 @@ pub(crate) struct Partial {
     log_level: Option<Given<String>>,
     log_format: Option<Given<LogFormat>>,
     metrics_listen: Option<Given<SocketAddr>>,
+    allow_privileged: Option<Given<bool>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -189,6 +190,7 @@ impl Partial {
                     .and_then(|t| t.parse().ok())
                     .ok_or_else(|| "an address and port like 127.0.0.1:51678".to_owned()),
             ),
+            Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
         }
     }
 
@@ -349,6 +351,13 @@ impl Partial {
                 self.metrics_listen,
                 Key::MetricsListen,
                 defaults.metrics_listen,
+                &mut sources,
+            )
+            .value,
+            allow_privileged: pick(
+                self.allow_privileged,
+                Key::AllowPrivileged,
+                defaults.allow_privileged,
                 &mut sources,
             )
             .value,

@@ -75,6 +75,8 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Local address of the metrics and health endpoint.
     pub metrics_listen: SocketAddr,
+    /// Whether containers may run privileged (ECS `privileged`).
+    pub allow_privileged: bool,
 }
 
 impl Default for AgentConfig {
@@ -100,6 +102,7 @@ impl Default for AgentConfig {
             log_level: "info".to_owned(),
             log_format: LogFormat::Plain,
             metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
+            allow_privileged: false,
         }
     }
 }
@@ -250,6 +253,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::LogLevel => string(&config.log_level),
         Key::LogFormat => string(&config.log_format.to_string()),
         Key::MetricsListen => string(&config.metrics_listen.to_string()),
+        Key::AllowPrivileged => config.allow_privileged.to_string(),
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 22);
+    assert_eq!(loaded.sources.len(), 23);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -58,6 +58,10 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.scheduler_endpoint, "http://127.0.0.1:7700");
     assert_eq!(c.tls, None);
     assert!(!c.allow_plaintext);
+    assert!(
+        !c.allow_privileged,
+        "privileged containers are refused by default"
+    );
     assert_eq!(c.data_dir, Path::new("/var/lib/berth"));
     assert_eq!(
         c.containerd_address,
@@ -238,6 +242,7 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("log_format", r#""json""#, "json")]),
         sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
+        sample(&[("allow_privileged", "true", "true")]),
     ]
 }
 
@@ -491,8 +496,9 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "localhost",
             "an address and port like 127.0.0.1:51678",
         ),
+        ("allow_privileged", "maybe", "true or false"),
     ];
-    assert_eq!(cases.len(), 22);
+    assert_eq!(cases.len(), 23);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -809,6 +815,7 @@ max_concurrent_downloads = 3                                  # default
 log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
+allow_privileged         = false                              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

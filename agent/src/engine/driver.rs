@@ -185,6 +185,16 @@ impl<R: ContainerRuntime> Driver<R> {
         let plan = Plan::new(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         let network = convert::network_for(&def.network_mode)
             .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        if !self.config.allow_privileged
+            && let Some(c) = def.containers.iter().find(|c| c.privileged)
+        {
+            return Err(Stalled::before_create(Interrupted::Failed(format!(
+                "container {} asks to run privileged, which this agent does not allow: set \
+                 allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration \
+                 to permit it",
+                c.name
+            ))));
+        }
         let specs: Vec<_> = def
             .containers
             .iter()

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub restart_backoff: Duration,
     /// The longest delay between two restarts of a container.
     pub restart_backoff_max: Duration,
+    /// Whether containers may run privileged (ECS `privileged`); a task that asks for it on an
+    /// agent that does not allow it stops before anything is pulled.
+    pub allow_privileged: bool,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

@@ -166,6 +166,10 @@ struct Harness {
 }
 
 fn start() -> Harness {
+    start_with(false)
+}
+
+fn start_with(allow_privileged: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fake = Arc::new(Fake::default());
@@ -176,6 +180,7 @@ fn start() -> Harness {
         pull_timeout: Duration::from_secs(5),
         restart_backoff: Duration::from_secs(10),
         restart_backoff_max: Duration::from_secs(300),
+        allow_privileged,
     };
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
@@ -769,4 +774,42 @@ async fn a_stop_order_during_the_backoff_stops_without_restarting() {
     assert_eq!(count_calls(&h.fake, "start r3.app"), 1);
     assert_eq!(last(&h.store, "r3").containers[0].restart_count, 0);
     h.cancel.cancel();
+}
+
+fn privileged(task: &str) -> TaskAssignment {
+    let mut a = assignment(task, &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].privileged = true;
+    }
+    a
+}
+
+#[tokio::test]
+async fn privileged_is_refused_unless_the_agent_allows_it() {
+    let h = start();
+    h.handle.send(Command::Assign(privileged("t-priv"))).await;
+    let stopped = until(&h.store, "t-priv", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app asks to run privileged, which this agent does not allow: set \
+         allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration to permit it"
+    );
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("pull") && !c.starts_with("create")),
+        "nothing is pulled or created: {:?}",
+        h.fake.calls()
+    );
+    h.cancel.cancel();
+
+    let allowed = start_with(true);
+    allowed
+        .handle
+        .send(Command::Assign(privileged("t-priv-ok")))
+        .await;
+    until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
+    allowed.cancel.cancel();
 }

@@ -147,6 +147,8 @@ impl Containers {
                 cgroups_path: cgroups_path.clone(),
                 passwd: None,
                 group: None,
+                bounding_capabilities: None,
+                host_devices: Vec::new(),
                 file_mounts: Vec::new(),
             },
         )?;
@@ -196,6 +198,44 @@ impl Containers {
                 .insert(image.chain_id.clone(), Arc::clone(&read));
             read
         };
+        let host_devices = if spec.privileged {
+            tokio::task::spawn_blocking(|| {
+                super::devices::host_devices(std::path::Path::new("/dev"))
+            })
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "list the host's devices",
+                    PathBuf::from("/dev"),
+                    std::io::Error::other(e),
+                )
+            })?
+            .map_err(|e| Error::io("list the host's devices", PathBuf::from("/dev"), e))?
+        } else {
+            Vec::new()
+        };
+        // `ALL` and privileged mean every capability this process may hand on, as containerd's
+        // WithAllCurrentCapabilities: runc cannot give a container more than its own bounding set.
+        let bounding_capabilities = if spec.privileged
+            || spec
+                .capabilities
+                .add
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("ALL"))
+        {
+            let status = tokio::fs::read_to_string("/proc/self/status")
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "read the agent's capabilities",
+                        PathBuf::from("/proc/self/status"),
+                        e,
+                    )
+                })?;
+            spec::params::parse_bounding_set(&status)
+        } else {
+            None
+        };
         let file_mounts = self.write_etc_files(spec, id).await?;
         let oci = spec::build(
             spec,
@@ -204,6 +244,8 @@ impl Containers {
                 cgroups_path,
                 passwd: users.passwd.as_deref(),
                 group: users.group.as_deref(),
+                bounding_capabilities,
+                host_devices,
                 file_mounts,
             },
         );

@@ -3,6 +3,7 @@
 //! stdout/stderr FIFOs), start it, wait for its exit (exit code, time, OOM kill), stop it
 //! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had.
 
+mod devices;
 mod lifecycle;
 mod log;
 mod rootfs;

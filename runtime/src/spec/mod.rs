@@ -8,7 +8,7 @@ mod defaults;
 mod error;
 pub(crate) mod etc;
 mod linux;
-mod params;
+pub(crate) mod params;
 mod process;
 mod rlimits;
 mod user;
@@ -32,6 +32,11 @@ pub(crate) struct SpecContext<'a> {
     pub(crate) passwd: Option<&'a str>,
     /// The image's `/etc/group`, if the caller read it.
     pub(crate) group: Option<&'a str>,
+    /// The agent's own capability bounding set (`CapBnd`), which bounds what `ALL` and
+    /// privileged give; `None` means every capability the kernel knows.
+    pub(crate) bounding_capabilities: Option<u64>,
+    /// The host's device nodes, given to a privileged container (ignored otherwise).
+    pub(crate) host_devices: Vec<oci_spec::runtime::LinuxDevice>,
     /// Bind mounts of the container's own files (`/etc/hosts`, `/etc/resolv.conf`, see
     /// [`etc`]), added after every other mount.
     pub(crate) file_mounts: Vec<oci_spec::runtime::Mount>,
@@ -86,11 +91,28 @@ pub(crate) fn build(
     if let Some(hostname) = &container.hostname {
         linux::validate_hostname(hostname, name)?;
     }
-    let resources = linux::resources(&container.limits, name)?;
-    let capabilities = params::capabilities(&container.capabilities, name)?;
+    let mut resources = linux::resources(&container.limits, name)?;
+    let capabilities = if container.privileged {
+        params::all_capabilities(ctx.bounding_capabilities, name)?
+    } else {
+        params::capabilities(&container.capabilities, ctx.bounding_capabilities, name)?
+    };
     let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
     let mut mounts = params::mounts(container.shm_size_mib, &container.tmpfs, name)?;
     mounts.extend(ctx.file_mounts.iter().cloned());
+    // Docker's --privileged: every device (nodes and cgroup access), nothing masked or
+    // read-only, /sys and the cgroup tree writable.
+    let (devices, masked_paths, readonly_paths) = if container.privileged {
+        params::make_writable(&mut mounts);
+        resources.set_devices(Some(defaults::allow_all_devices()));
+        (Some(ctx.host_devices.clone()), None, None)
+    } else {
+        (
+            None,
+            Some(defaults::strings(&defaults::MASKED_PATHS)),
+            Some(defaults::strings(&defaults::READONLY_PATHS)),
+        )
+    };
 
     let mut user = User::default();
     user.set_uid(resolved.uid);
@@ -129,11 +151,11 @@ pub(crate) fn build(
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
     linux.set_namespaces(Some(linux::namespaces(&container.network)));
-    linux.set_devices(None);
+    linux.set_devices(devices);
     linux.set_seccomp(None);
     linux.set_rootfs_propagation(None);
-    linux.set_masked_paths(Some(defaults::strings(&defaults::MASKED_PATHS)));
-    linux.set_readonly_paths(Some(defaults::strings(&defaults::READONLY_PATHS)));
+    linux.set_masked_paths(masked_paths);
+    linux.set_readonly_paths(readonly_paths);
     linux.set_mount_label(None);
     linux.set_intel_rdt(None);
     linux.set_memory_policy(None);
@@ -195,6 +217,8 @@ mod tests {
             cgroups_path: "/berth/task-1/web".into(),
             passwd: Some(PASSWD),
             group: Some(GROUP),
+            bounding_capabilities: None,
+            host_devices: Vec::new(),
             file_mounts: Vec::new(),
         }
     }
@@ -606,5 +630,48 @@ mod tests {
             build(&c, &image(None), &ctx()),
             Err(SpecError::UnknownCapability { .. })
         ));
+    }
+
+    #[test]
+    fn privileged_is_dockers_privileged() {
+        let mut c = container();
+        c.privileged = true;
+        c.capabilities.drop = vec!["ALL".into()];
+        let mut null = oci_spec::runtime::LinuxDevice::default();
+        null.set_path("/dev/null".into());
+        null.set_typ(oci_spec::runtime::LinuxDeviceType::C);
+        null.set_major(1);
+        null.set_minor(3);
+        let mut context = ctx();
+        context.host_devices = vec![null.clone()];
+        let spec = build(&c, &image(None), &context).expect("build");
+        let p = process(&spec);
+        let caps = p.capabilities().as_ref().expect("caps");
+        assert_eq!(
+            caps.effective().as_ref().map(|s| s.len()),
+            Some(params::ALL_CAPABILITIES.len()),
+            "privileged ignores capability changes"
+        );
+        let l = linux(&spec);
+        assert_eq!(l.devices(), &Some(vec![null]));
+        assert_eq!(l.masked_paths(), &None);
+        assert_eq!(l.readonly_paths(), &None);
+        let rules = serde_json::to_value(l.resources().as_ref().and_then(|r| r.devices().clone()))
+            .expect("json");
+        assert_eq!(rules, serde_json::json!([{"allow": true, "access": "rwm"}]));
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .and_then(|m| m.iter().find(|m| m.destination().as_os_str() == "/sys"))
+            .and_then(|m| m.options().clone())
+            .expect("sys");
+        assert!(!sys.contains(&"ro".to_owned()), "{sys:?}");
+
+        let unprivileged = build(&container(), &image(None), &context).expect("build");
+        assert_eq!(
+            linux(&unprivileged).devices(),
+            &None,
+            "devices only when privileged"
+        );
     }
 }

@@ -9,49 +9,50 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Mount};
 use super::{SpecError, defaults};
 use crate::model::{CapabilityChanges, NetworkNamespace, TmpfsMount};
 
-/// Every capability the kernel knows (5.9 and later), without `CAP_`: what `ALL` means.
-pub(super) const ALL_CAPABILITIES: [&str; 41] = [
-    "AUDIT_CONTROL",
-    "AUDIT_READ",
-    "AUDIT_WRITE",
-    "BLOCK_SUSPEND",
-    "BPF",
-    "CHECKPOINT_RESTORE",
+/// Every capability the kernel knows (5.9 and later), without `CAP_`, in the kernel's numbering
+/// (the index is the capability's bit): what `ALL` means, within the agent's own bounding set.
+pub(crate) const ALL_CAPABILITIES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",
     "FOWNER",
     "FSETID",
-    "IPC_LOCK",
-    "IPC_OWNER",
     "KILL",
-    "LEASE",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
     "LINUX_IMMUTABLE",
-    "MAC_ADMIN",
-    "MAC_OVERRIDE",
-    "MKNOD",
-    "NET_ADMIN",
     "NET_BIND_SERVICE",
     "NET_BROADCAST",
+    "NET_ADMIN",
     "NET_RAW",
-    "PERFMON",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
     "SYS_ADMIN",
     "SYS_BOOT",
-    "SYS_CHROOT",
-    "SYS_MODULE",
     "SYS_NICE",
-    "SYS_PACCT",
-    "SYS_PTRACE",
-    "SYS_RAWIO",
     "SYS_RESOURCE",
     "SYS_TIME",
     "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
     "SYSLOG",
     "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 /// The IPC kernel parameters a container may set in its own IPC namespace (Docker's list);
@@ -87,12 +88,33 @@ fn is_all(name: &str) -> bool {
     name.eq_ignore_ascii_case("ALL")
 }
 
+/// The capabilities `ALL` stands for: the known ones whose bit is set in `bounding` (the agent's
+/// own bounding set, as containerd's `WithAllCurrentCapabilities`; a container cannot get more),
+/// or every known one when `bounding` is `None`.
+fn all_of(bounding: Option<u64>, container: &str) -> Result<Capabilities, SpecError> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|mask| mask & (1u64 << bit) != 0))
+        .map(|(_, n)| capability(n, container))
+        .collect()
+}
+
+/// The `CapBnd` mask of a `/proc/<pid>/status` text.
+pub(crate) fn parse_bounding_set(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+}
+
 /// The capability set after Docker's `--cap-add`/`--cap-drop` rules: start from every
-/// capability when `add` holds ALL, from none when `drop` holds ALL, else from the defaults;
+/// capability (see [`all_of`]) when `add` holds ALL, from none when `drop` holds ALL, else from the defaults;
 /// then drop the named ones (unless `drop` is ALL) and add the named ones (unless `add` is
 /// ALL). The set goes to the bounding, effective and permitted sets alike.
 pub(super) fn capabilities(
     changes: &CapabilityChanges,
+    bounding: Option<u64>,
     container: &str,
 ) -> Result<LinuxCapabilities, SpecError> {
     if changes.add.is_empty() && changes.drop.is_empty() {
@@ -101,10 +123,7 @@ pub(super) fn capabilities(
     let add_all = changes.add.iter().any(|n| is_all(n));
     let drop_all = changes.drop.iter().any(|n| is_all(n));
     let mut set: Capabilities = if add_all {
-        ALL_CAPABILITIES
-            .iter()
-            .map(|n| capability(n, container))
-            .collect::<Result<_, _>>()?
+        all_of(bounding, container)?
     } else if drop_all {
         Capabilities::new()
     } else {
@@ -127,6 +146,38 @@ pub(super) fn capabilities(
     caps.set_inheritable(None);
     caps.set_ambient(None);
     Ok(caps)
+}
+
+/// Every capability in every set, for a privileged container.
+pub(super) fn all_capabilities(
+    bounding: Option<u64>,
+    container: &str,
+) -> Result<LinuxCapabilities, SpecError> {
+    capabilities(
+        &CapabilityChanges {
+            add: vec!["ALL".to_owned()],
+            drop: Vec::new(),
+        },
+        bounding,
+        container,
+    )
+}
+
+/// A privileged container's mounts: `/sys` and `/sys/fs/cgroup` lose their `ro`, as Docker's.
+pub(super) fn make_writable(mounts: &mut [Mount]) {
+    for m in mounts.iter_mut().filter(|m| {
+        let d = m.destination().as_os_str();
+        d == "/sys" || d == "/sys/fs/cgroup"
+    }) {
+        let options = m
+            .options()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o != "ro")
+            .collect();
+        m.set_options(Some(options));
+    }
 }
 
 /// `linux.sysctl`: only parameters the kernel scopes to the container's own IPC or network
@@ -272,7 +323,7 @@ mod tests {
 
     #[test]
     fn no_changes_are_the_defaults() {
-        let caps = capabilities(&CapabilityChanges::default(), "c").expect("caps");
+        let caps = capabilities(&CapabilityChanges::default(), None, "c").expect("caps");
         assert_eq!(caps, defaults::capabilities());
     }
 
@@ -280,6 +331,7 @@ mod tests {
     fn add_and_drop_with_or_without_prefix() {
         let caps = capabilities(
             &changes(&["NET_ADMIN", "cap_sys_time"], &["CAP_CHOWN", "mknod"]),
+            None,
             "c",
         )
         .expect("caps");
@@ -295,14 +347,45 @@ mod tests {
     }
 
     #[test]
+    fn privileged_has_every_capability_and_writable_sys() {
+        let caps = all_capabilities(None, "c").expect("caps");
+        assert_eq!(names(caps.bounding()).len(), ALL_CAPABILITIES.len());
+        // Within the agent's own bounding set: here without CAP_SYS_RESOURCE (bit 24).
+        let caps = all_capabilities(Some(0x1ff_feff_ffff), "c").expect("caps");
+        let got = names(caps.bounding());
+        assert_eq!(got.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!got.contains(&"CAP_SYS_RESOURCE".to_owned()));
+        assert_eq!(ALL_CAPABILITIES[24], "SYS_RESOURCE");
+        assert_eq!(ALL_CAPABILITIES[40], "CHECKPOINT_RESTORE");
+        assert_eq!(
+            parse_bounding_set("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n"),
+            Some(0x1ff_feff_ffff)
+        );
+        assert_eq!(parse_bounding_set("Name:\tx\n"), None);
+        let mut mounts = defaults::mounts();
+        make_writable(&mut mounts);
+        assert_eq!(options_of(&mounts, "/sys").join(","), "nosuid,noexec,nodev");
+        assert_eq!(
+            options_of(&mounts, "/sys/fs/cgroup").join(","),
+            "nosuid,noexec,nodev,relatime"
+        );
+        assert_eq!(
+            options_of(&mounts, "/proc").join(","),
+            "nosuid,noexec,nodev",
+            "other mounts are untouched"
+        );
+    }
+
+    #[test]
     fn drop_all_then_add() {
-        let caps = capabilities(&changes(&["NET_BIND_SERVICE"], &["ALL"]), "c").expect("caps");
+        let caps =
+            capabilities(&changes(&["NET_BIND_SERVICE"], &["ALL"]), None, "c").expect("caps");
         assert_eq!(names(caps.effective()), ["CAP_NET_BIND_SERVICE"]);
     }
 
     #[test]
     fn add_all_then_drop() {
-        let caps = capabilities(&changes(&["ALL"], &["SYS_ADMIN"]), "c").expect("caps");
+        let caps = capabilities(&changes(&["ALL"], &["SYS_ADMIN"]), None, "c").expect("caps");
         let got = names(caps.effective());
         assert_eq!(got.len(), ALL_CAPABILITIES.len() - 1);
         assert!(!got.contains(&"CAP_SYS_ADMIN".to_owned()));
@@ -311,7 +394,7 @@ mod tests {
     #[test]
     fn unknown_capability_is_named() {
         assert_eq!(
-            capabilities(&changes(&["NET_ADMN"], &[]), "web"),
+            capabilities(&changes(&["NET_ADMN"], &[]), None, "web"),
             Err(SpecError::UnknownCapability {
                 container: "web".into(),
                 name: "NET_ADMN".into()

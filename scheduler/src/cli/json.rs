@@ -441,6 +441,8 @@ pub(super) struct ContainerDefinition {
     dns_search_domains: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     linux_parameters: Option<LinuxParameters>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    privileged: bool,
 }
 
 /// ECS SystemControl.
@@ -619,6 +621,7 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     })
                     .collect(),
             }),
+            privileged: c.privileged,
         }
     }
 }

@@ -83,6 +83,8 @@ pub(super) struct ContainerDefinition {
     pub(super) dns_search_domains: Option<Vec<String>>,
     #[serde(default)]
     pub(super) linux_parameters: Option<LinuxParameters>,
+    #[serde(default)]
+    pub(super) privileged: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

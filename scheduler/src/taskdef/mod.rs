@@ -319,6 +319,7 @@ fn container(
         dns_servers,
         dns_search_domains,
         linux_parameters,
+        privileged: c.privileged.unwrap_or(false),
     }
 }
 

@@ -430,7 +430,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 24);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 25);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 3);
 }
 
@@ -683,6 +683,9 @@ fn linux_fields_are_carried() {
         })
     );
     assert_eq!(linux.shared_memory_size_mib, 128);
+    assert!(!c.privileged, "privileged defaults to false");
+    let privileged = parse(&with_container("none", r#""privileged":true"#)).unwrap();
+    assert!(privileged.containers[0].privileged);
     assert_eq!(
         linux.tmpfs,
         [proto::TmpfsMount {
