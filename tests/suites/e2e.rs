@@ -810,7 +810,17 @@ fn container_fields(w: &World) -> Result<()> {
         r#"grep -q '^10.1.2.3[[:space:]]db.internal$' /etc/hosts"#,
         r#"grep -q '^nameserver 10.0.0.53$' /etc/resolv.conf"#,
         r#"grep -q '^search corp.example$' /etc/resolv.conf"#,
+        r#"test "$FROM_FILE" = 'from a file'"#,
+        r#"test "$BOTH" = explicit"#,
+        r#"test "$LATER" = second"#,
     ];
+    let first = env.dir.join("first.env");
+    let second = env.dir.join("second.env");
+    std::fs::write(
+        &first,
+        "# read by the agent\nFROM_FILE=from a file\nBOTH=from the file\nLATER=first\n",
+    )?;
+    std::fs::write(&second, "\nLATER=second\n")?;
     // Each failed check names itself on stdout before the container exits with its number.
     let script = |checks: &[&str]| {
         checks
@@ -834,6 +844,9 @@ fn container_fields(w: &World) -> Result<()> {
              "extraHosts": [{"hostname": "db.internal", "ipAddress": "10.1.2.3"}],
              "dnsServers": ["10.0.0.53"],
              "dnsSearchDomains": ["corp.example"],
+             "environment": [{"name": "BOTH", "value": "explicit"}],
+             "environmentFiles": [{"value": first, "type": "file"},
+                                  {"value": second, "type": "file"}],
              "linuxParameters": {
                  "capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["ALL"]},
                  "sharedMemorySize": 100,
@@ -884,7 +897,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
         "repositoryCredentials",
         "links",
         "portMappings",
-        "environmentFiles",
         "mountPoints",
         "volumesFrom",
         "secrets",

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::deps::{Plan, Progress, Step};
 use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
-use crate::convert;
 use crate::runtime::ContainerRuntime;
+use crate::{convert, envfile};
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +195,17 @@ impl<R: ContainerRuntime> Driver<R> {
                 c.name
             ))));
         }
-        let specs: Vec<_> = def
+        let mut specs: Vec<_> = def
             .containers
             .iter()
             .map(|c| convert::container_spec(&task_id, c, &network))
             .collect();
+        for (spec, c) in specs.iter_mut().zip(&def.containers) {
+            let from_files = envfile::load(&c.environment_files).await.map_err(|e| {
+                Stalled::before_create(Interrupted::Failed(format!("container {}: {e}", c.name)))
+            })?;
+            envfile::apply(&mut spec.environment, from_files);
+        }
         let limits = convert::task_limits(def);
         self.runtime.validate_limits(&limits, &specs).map_err(|e| {
             Stalled::before_create(Interrupted::Failed(format!("invalid resource limits: {e}")))

@@ -813,3 +813,24 @@ async fn privileged_is_refused_unless_the_agent_allows_it() {
     until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
     allowed.cancel.cancel();
 }
+
+#[tokio::test]
+async fn a_missing_environment_file_stops_the_task_by_name() {
+    let h = start();
+    let mut a = assignment("t-envfile", &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].environment_files = vec!["/nonexistent/berth-test.env".into()];
+    }
+    h.handle.send(Command::Assign(a)).await;
+    let stopped = until(&h.store, "t-envfile", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.starts_with(
+            "container app: cannot read environment file /nonexistent/berth-test.env on the host: "
+        ),
+        "{}",
+        stopped.stopped_reason
+    );
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("create")));
+    h.cancel.cancel();
+}

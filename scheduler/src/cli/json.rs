@@ -443,6 +443,16 @@ pub(super) struct ContainerDefinition {
     linux_parameters: Option<LinuxParameters>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    environment_files: Vec<EnvironmentFile>,
+}
+
+/// ECS EnvironmentFile (always type `file` on Berth).
+#[derive(Debug, Serialize)]
+pub(super) struct EnvironmentFile {
+    value: String,
+    #[serde(rename = "type")]
+    typ: &'static str,
 }
 
 /// ECS SystemControl.
@@ -622,6 +632,14 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     .collect(),
             }),
             privileged: c.privileged,
+            environment_files: c
+                .environment_files
+                .iter()
+                .map(|path| EnvironmentFile {
+                    value: path.clone(),
+                    typ: "file",
+                })
+                .collect(),
         }
     }
 }

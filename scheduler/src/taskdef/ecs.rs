@@ -85,6 +85,16 @@ pub(super) struct ContainerDefinition {
     pub(super) linux_parameters: Option<LinuxParameters>,
     #[serde(default)]
     pub(super) privileged: Option<bool>,
+    #[serde(default)]
+    pub(super) environment_files: Option<Vec<EnvironmentFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnvironmentFile {
+    pub(super) value: String,
+    #[serde(rename = "type")]
+    pub(super) typ: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -148,10 +148,10 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dnsSearchDomains", Shape::StringList),
     optional("linuxParameters", Shape::Object(LINUX_PARAMETERS)),
     optional("privileged", Shape::Bool),
+    optional("environmentFiles", Shape::ObjectList(ENVIRONMENT_FILE)),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
-    unsupported("environmentFiles"),
     unsupported("mountPoints"),
     unsupported("volumesFrom"),
     unsupported("secrets"),
@@ -191,6 +191,14 @@ pub(super) const RESTART_POLICY: &[Field] = &[
     required("enabled", Shape::Bool),
     optional("ignoredExitCodes", Shape::U32List),
     optional("restartAttemptPeriod", Shape::U32),
+];
+
+/// One element of a container's `environmentFiles` (ECS EnvironmentFile). ECS only knows type
+/// `s3`; Berth reads a file on the host instead (type `file`) and refuses `s3`, which needs AWS
+/// credentials.
+pub(super) const ENVIRONMENT_FILE: &[Field] = &[
+    required("value", Shape::String),
+    required("type", Shape::String),
 ];
 
 /// One element of a container's `systemControls` (ECS SystemControl).

@@ -70,6 +70,41 @@ fn sysctl_problem(name: &str) -> Option<String> {
     ))
 }
 
+/// `environmentFiles`: type `file` with an absolute path on the host; `s3` is refused by name.
+pub(super) fn environment_files(
+    files: Vec<ecs::EnvironmentFile>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let list = walk::child(path, "environmentFiles");
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(j, f)| {
+            let entry = walk::index(&list, j);
+            match f.typ.as_str() {
+                "file" => {}
+                "s3" => problems.push(Problem::at(
+                    &walk::child(&entry, "type"),
+                    "type `s3` needs AWS credentials, which a Berth host does not have: copy the \
+                     file to the host and use type `file` with its path",
+                )),
+                other => problems.push(Problem::at(
+                    &walk::child(&entry, "type"),
+                    format!("`{other}` is not an environment file type: use `file`"),
+                )),
+            }
+            if !f.value.starts_with('/') || f.value.contains('\0') {
+                problems.push(Problem::at(
+                    &walk::child(&entry, "value"),
+                    format!("{:?} is not an absolute path on the host", f.value),
+                ));
+            }
+            f.value
+        })
+        .collect()
+}
+
 /// `extraHosts`: a host name without whitespace and an IP address each.
 pub(super) fn extra_hosts(
     hosts: Vec<ecs::HostEntry>,

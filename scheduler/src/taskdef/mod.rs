@@ -273,6 +273,8 @@ fn container(
         .map(|p| restart_policy(p, &walk::child(&path, "restartPolicy"), problems));
     let system_controls =
         linux::system_controls(c.system_controls.unwrap_or_default(), &path, problems);
+    let environment_files =
+        linux::environment_files(c.environment_files.unwrap_or_default(), &path, problems);
     let extra_hosts = linux::extra_hosts(c.extra_hosts.unwrap_or_default(), &path, problems);
     let dns_servers = c.dns_servers.unwrap_or_default();
     linux::dns_servers(&dns_servers, &path, problems);
@@ -320,6 +322,7 @@ fn container(
         dns_search_domains,
         linux_parameters,
         privileged: c.privileged.unwrap_or(false),
+        environment_files,
     }
 }
 

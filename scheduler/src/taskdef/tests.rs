@@ -415,6 +415,7 @@ fn tables_and_serde_structs_agree() {
         fields::LINUX_PARAMETERS,
         fields::KERNEL_CAPABILITIES,
         fields::TMPFS,
+        fields::ENVIRONMENT_FILE,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -430,7 +431,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 25);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 26);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 3);
 }
 
@@ -772,6 +773,32 @@ fn unsupported_linux_parameters_are_refused_by_name() {
             "field `initProcessEnabled` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
             "field `maxSwap` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
             "field `swappiness` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
+        ]
+    );
+}
+
+#[test]
+fn environment_files_are_host_paths_and_s3_is_refused() {
+    let def = parse(&with_container(
+        "none",
+        r#""environmentFiles":[{"value":"/etc/app/a.env","type":"file"},{"value":"/b.env","type":"file"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].environment_files,
+        ["/etc/app/a.env", "/b.env"]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""environmentFiles":[{"value":"arn:aws:s3:::bucket/a.env","type":"s3"},
+                                   {"value":"rel.env","type":"local"}]"#,
+        )),
+        [
+            "containerDefinitions[0].environmentFiles[0].type: type `s3` needs AWS credentials, which a Berth host does not have: copy the file to the host and use type `file` with its path",
+            "containerDefinitions[0].environmentFiles[0].value: \"arn:aws:s3:::bucket/a.env\" is not an absolute path on the host",
+            "containerDefinitions[0].environmentFiles[1].type: `local` is not an environment file type: use `file`",
+            "containerDefinitions[0].environmentFiles[1].value: \"rel.env\" is not an absolute path on the host",
         ]
     );
 }
