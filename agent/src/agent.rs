@@ -28,6 +28,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();
     runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
+    runtime_config.init_path = config.init_path.clone();
     let runtime = Runtime::connect(runtime_config)
         .await
         .context("cannot start the container runtime")?;

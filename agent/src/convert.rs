@@ -94,6 +94,7 @@ pub fn container_spec(
             })
             .unwrap_or_default(),
         privileged: def.privileged,
+        init_process: linux.is_some_and(|l| l.init_process_enabled),
     }
 }
 

@@ -28,5 +28,5 @@ pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, MIN_MEMORY_MIB, NetworkNamespace,
     TaskLimits, TmpfsMount, Ulimit,
 };
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
 pub use spec::SpecError;

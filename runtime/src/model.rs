@@ -98,6 +98,9 @@ pub struct ContainerSpec {
     /// ignored), every host device, no masked or read-only paths, `/sys` and the cgroup tree
     /// writable. Whether a host allows it is the caller's decision.
     pub privileged: bool,
+    /// ECS `linuxParameters.initProcessEnabled`: the runtime's init (tini) runs as PID 1 and
+    /// starts the container's command, as `docker run --init`.
+    pub init_process: bool,
 }
 
 /// One `/etc/hosts` entry (ECS `extraHosts[]`).

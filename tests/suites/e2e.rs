@@ -813,6 +813,7 @@ fn container_fields(w: &World) -> Result<()> {
         r#"test "$FROM_FILE" = 'from a file'"#,
         r#"test "$BOTH" = explicit"#,
         r#"test "$LATER" = second"#,
+        r#"test "$(cat /proc/1/comm)" = docker-init"#,
     ];
     let first = env.dir.join("first.env");
     let second = env.dir.join("second.env");
@@ -850,6 +851,7 @@ fn container_fields(w: &World) -> Result<()> {
              "linuxParameters": {
                  "capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["ALL"]},
                  "sharedMemorySize": 100,
+                 "initProcessEnabled": true,
                  "tmpfs": [{"containerPath": "/scratch", "size": 8, "mountOptions": ["noexec"]}]
              },
              "dependsOn": [{"containerName": "nobody", "condition": "SUCCESS"}],
@@ -915,7 +917,8 @@ fn unsupported_fields(w: &World) -> Result<()> {
     for field in unsupported {
         container[field] = serde_json::json!(true);
     }
-    container["linuxParameters"] = serde_json::json!({"devices": [], "initProcessEnabled": true, "maxSwap": 0, "swappiness": 1});
+    container["linuxParameters"] =
+        serde_json::json!({"devices": [], "maxSwap": 0, "swappiness": 1});
     let def = taskdef("refused", serde_json::json!([container]));
     let path = env.dir.join("refused.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&def)?)?;
@@ -934,7 +937,7 @@ fn unsupported_fields(w: &World) -> Result<()> {
             out.stderr
         );
     }
-    for field in ["devices", "initProcessEnabled", "maxSwap", "swappiness"] {
+    for field in ["devices", "maxSwap", "swappiness"] {
         let want = format!(
             "field `{field}` at containerDefinitions[0].linuxParameters is not supported by Berth yet"
         );

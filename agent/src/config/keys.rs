@@ -42,10 +42,11 @@ pub(crate) enum Key {
     LogFormat,
     MetricsListen,
     AllowPrivileged,
+    InitPath,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 23] = [
+    pub(crate) const ALL: [Key; 24] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -69,6 +70,7 @@ impl Key {
         Key::LogFormat,
         Key::MetricsListen,
         Key::AllowPrivileged,
+        Key::InitPath,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -146,7 +148,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 23] = [
+const KEYS: [KeyDoc; 24] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -307,6 +309,13 @@ const KEYS: [KeyDoc; 23] = [
         "--allow-privileged",
         "false",
         "run containers that ask for ECS privileged; when false such a task stops with a reason",
+    ),
+    doc(
+        "init_path",
+        "BERTH_INIT_PATH",
+        "--init-path",
+        r#""/usr/bin/tini-static""#,
+        "absolute path of the static init (Debian's tini) run as PID 1 for initProcessEnabled",
     ),
 ];
 

@@ -77,6 +77,8 @@ pub struct AgentConfig {
     pub metrics_listen: SocketAddr,
     /// Whether containers may run privileged (ECS `privileged`).
     pub allow_privileged: bool,
+    /// The static init run as PID 1 for initProcessEnabled.
+    pub init_path: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -103,6 +105,7 @@ impl Default for AgentConfig {
             log_format: LogFormat::Plain,
             metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
             allow_privileged: false,
+            init_path: PathBuf::from(berth_runtime::DEFAULT_INIT_PATH),
         }
     }
 }
@@ -254,6 +257,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::LogFormat => string(&config.log_format.to_string()),
         Key::MetricsListen => string(&config.metrics_listen.to_string()),
         Key::AllowPrivileged => config.allow_privileged.to_string(),
+        Key::InitPath => path(&config.init_path),
     }
 }
 

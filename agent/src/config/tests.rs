@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 23);
+    assert_eq!(loaded.sources.len(), 24);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -243,6 +243,7 @@ fn samples() -> Vec<Sample> {
         sample(&[("log_format", r#""json""#, "json")]),
         sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
         sample(&[("allow_privileged", "true", "true")]),
+        sample(&[("init_path", r#""/opt/bin/tini""#, "/opt/bin/tini")]),
     ]
 }
 
@@ -497,8 +498,9 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "an address and port like 127.0.0.1:51678",
         ),
         ("allow_privileged", "maybe", "true or false"),
+        ("init_path", "tini", "an absolute file path"),
     ];
-    assert_eq!(cases.len(), 23);
+    assert_eq!(cases.len(), 24);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -816,6 +818,7 @@ log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
 allow_privileged         = false                              # default
+init_path                = "/usr/bin/tini-static"             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -49,6 +49,8 @@ pub(crate) struct Containers {
     io_dir: PathBuf,
     log_dir: PathBuf,
     rotation: LogRotation,
+    /// The init of containers with `initProcessEnabled`.
+    init_path: PathBuf,
     pipes: Mutex<HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>>,
     images: Mutex<HashMap<String, LocalImage>>,
     /// Each image's /etc/passwd and /etc/group, by top chain ID.
@@ -62,6 +64,7 @@ impl Containers {
         state_dir: PathBuf,
         log_dir: PathBuf,
         rotation: LogRotation,
+        init_path: PathBuf,
     ) -> Self {
         Self {
             client,
@@ -69,6 +72,7 @@ impl Containers {
             io_dir: state_dir.join("io"),
             log_dir,
             rotation,
+            init_path,
             pipes: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             user_dbs: Mutex::new(HashMap::new()),
@@ -147,12 +151,20 @@ impl Containers {
                 cgroups_path: cgroups_path.clone(),
                 passwd: None,
                 group: None,
+                init_path: Some(self.init_path.clone()),
                 bounding_capabilities: None,
                 host_devices: Vec::new(),
                 file_mounts: Vec::new(),
             },
         )?;
 
+        if spec.init_process && !self.init_path.is_file() {
+            return Err(Error::io(
+                "find the init of initProcessEnabled (install Debian's tini or set the agent's init_path)",
+                self.init_path.clone(),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
         let mounts = self.prepare_snapshot(spec, &id, &image.chain_id).await?;
         let result = self
             .create_after_snapshot(spec, &id, &image, mounts, cgroups_path, needs_users)
@@ -244,6 +256,7 @@ impl Containers {
                 cgroups_path,
                 passwd: users.passwd.as_deref(),
                 group: users.group.as_deref(),
+                init_path: Some(self.init_path.clone()),
                 bounding_capabilities,
                 host_devices,
                 file_mounts,

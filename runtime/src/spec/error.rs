@@ -126,6 +126,12 @@ pub enum SpecError {
         reason: String,
     },
 
+    #[error(
+        "container {container}: initProcessEnabled needs an init binary, and the runtime has none \
+         configured"
+    )]
+    NoInit { container: String },
+
     /// An oci-spec builder refused its input (kept as text so the enum stays comparable).
     #[error("container {container}: cannot build the oci runtime spec: {reason}")]
     Oci { container: String, reason: String },

@@ -22,6 +22,9 @@ pub use error::SpecError;
 #[allow(unused_imports)] // used by the container lifecycle
 pub(crate) use user::needs_user_database;
 
+/// Where the init of `initProcessEnabled` appears in the container (Docker's path).
+const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
+
 /// What [`build`] needs besides the container definition and the image configuration.
 #[allow(dead_code)] // used by the container lifecycle
 #[derive(Debug, Clone, Default)]
@@ -32,6 +35,8 @@ pub(crate) struct SpecContext<'a> {
     pub(crate) passwd: Option<&'a str>,
     /// The image's `/etc/group`, if the caller read it.
     pub(crate) group: Option<&'a str>,
+    /// The init binary on the host for `initProcessEnabled`.
+    pub(crate) init_path: Option<std::path::PathBuf>,
     /// The agent's own capability bounding set (`CapBnd`), which bounds what `ALL` and
     /// privileged give; `None` means every capability the kernel knows.
     pub(crate) bounding_capabilities: Option<u64>,
@@ -78,7 +83,10 @@ pub(crate) fn build(
     let name = container.name.as_str();
     let config = image.config().as_ref();
 
-    let args = process::args(container, config)?;
+    let mut args = process::args(container, config)?;
+    if container.init_process {
+        args.splice(0..0, [INIT_IN_CONTAINER.to_owned(), "--".to_owned()]);
+    }
     let env = process::env(container, config)?;
     let cwd = process::cwd(container, config)?;
     let resolved = user::resolve(
@@ -100,6 +108,17 @@ pub(crate) fn build(
     let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
     let mut mounts = params::mounts(container.shm_size_mib, &container.tmpfs, name)?;
     mounts.extend(ctx.file_mounts.iter().cloned());
+    if container.init_process {
+        let source = ctx.init_path.clone().ok_or_else(|| SpecError::NoInit {
+            container: name.to_owned(),
+        })?;
+        let mut init = oci_spec::runtime::Mount::default();
+        init.set_destination(INIT_IN_CONTAINER.into());
+        init.set_typ(Some("bind".to_owned()));
+        init.set_source(Some(source));
+        init.set_options(Some(vec!["rbind".to_owned(), "ro".to_owned()]));
+        mounts.push(init);
+    }
     // Docker's --privileged: every device (nodes and cgroup access), nothing masked or
     // read-only, /sys and the cgroup tree writable.
     let (devices, masked_paths, readonly_paths) = if container.privileged {
@@ -217,6 +236,7 @@ mod tests {
             cgroups_path: "/berth/task-1/web".into(),
             passwd: Some(PASSWD),
             group: Some(GROUP),
+            init_path: None,
             bounding_capabilities: None,
             host_devices: Vec::new(),
             file_mounts: Vec::new(),
@@ -672,6 +692,34 @@ mod tests {
             linux(&unprivileged).devices(),
             &None,
             "devices only when privileged"
+        );
+    }
+
+    #[test]
+    fn init_runs_first_from_a_read_only_bind_mount() {
+        let mut c = container();
+        c.init_process = true;
+        c.command = Some(vec!["serve".into()]);
+        let mut context = ctx();
+        assert_eq!(
+            build(&c, &image(None), &context),
+            Err(SpecError::NoInit {
+                container: "web".into()
+            })
+        );
+        context.init_path = Some("/usr/bin/tini-static".into());
+        let value =
+            serde_json::to_value(build(&c, &image(None), &context).expect("build")).expect("json");
+        assert_eq!(
+            value["process"]["args"],
+            serde_json::json!(["/sbin/docker-init", "--", "/entry", "serve"])
+        );
+        assert_eq!(
+            value["mounts"].as_array().and_then(|m| m.last()),
+            Some(
+                &serde_json::json!({"destination": "/sbin/docker-init", "type": "bind",
+                "source": "/usr/bin/tini-static", "options": ["rbind", "ro"]})
+            )
         );
     }
 }

@@ -480,6 +480,8 @@ pub(super) struct LinuxParameters {
     shared_memory_size: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tmpfs: Vec<Tmpfs>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    init_process_enabled: bool,
 }
 
 /// ECS KernelCapabilities.
@@ -630,6 +632,7 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                         mount_options: t.mount_options.clone(),
                     })
                     .collect(),
+                init_process_enabled: p.init_process_enabled,
             }),
             privileged: c.privileged,
             environment_files: c

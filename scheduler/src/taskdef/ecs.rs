@@ -120,6 +120,8 @@ pub(super) struct LinuxParameters {
     pub(super) shared_memory_size: Option<u32>,
     #[serde(default)]
     pub(super) tmpfs: Option<Vec<Tmpfs>>,
+    #[serde(default)]
+    pub(super) init_process_enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -218,8 +218,8 @@ pub(super) const LINUX_PARAMETERS: &[Field] = &[
     optional("capabilities", Shape::Object(KERNEL_CAPABILITIES)),
     optional("sharedMemorySize", Shape::U32),
     optional("tmpfs", Shape::ObjectList(TMPFS)),
+    optional("initProcessEnabled", Shape::Bool),
     unsupported("devices"),
-    unsupported("initProcessEnabled"),
     unsupported("maxSwap"),
     unsupported("swappiness"),
 ];

@@ -300,6 +300,7 @@ pub(super) fn linux_parameters(
         capabilities,
         shared_memory_size_mib: p.shared_memory_size.unwrap_or(0),
         tmpfs,
+        init_process_enabled: p.init_process_enabled.unwrap_or(false),
     }
 }
 

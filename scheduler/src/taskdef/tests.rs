@@ -432,7 +432,7 @@ fn tables_and_serde_structs_agree() {
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 26);
-    assert_eq!(supported(fields::LINUX_PARAMETERS), 3);
+    assert_eq!(supported(fields::LINUX_PARAMETERS), 4);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -647,7 +647,7 @@ fn linux_fields_are_carried() {
            "dnsServers":["10.0.0.2","fd00::2"],
            "dnsSearchDomains":["example.com"],
            "linuxParameters":{"capabilities":{"add":["cap_net_admin","ALL"],"drop":["MKNOD"]},
-                              "sharedMemorySize":128,
+                              "sharedMemorySize":128,"initProcessEnabled":true,
                               "tmpfs":[{"containerPath":"/scratch","size":16,
                                         "mountOptions":["noexec","mode=1777"]}]}"#,
     ))
@@ -684,6 +684,7 @@ fn linux_fields_are_carried() {
         })
     );
     assert_eq!(linux.shared_memory_size_mib, 128);
+    assert!(linux.init_process_enabled);
     assert!(!c.privileged, "privileged defaults to false");
     let privileged = parse(&with_container("none", r#""privileged":true"#)).unwrap();
     assert!(privileged.containers[0].privileged);
@@ -766,11 +767,10 @@ fn unsupported_linux_parameters_are_refused_by_name() {
     assert_eq!(
         problems(&with_container(
             "none",
-            r#""linuxParameters":{"devices":[],"initProcessEnabled":true,"maxSwap":0,"swappiness":1}"#
+            r#""linuxParameters":{"devices":[],"maxSwap":0,"swappiness":1}"#
         )),
         [
             "field `devices` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
-            "field `initProcessEnabled` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
             "field `maxSwap` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
             "field `swappiness` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
         ]
