@@ -50,7 +50,12 @@ pub fn container_spec(
             })
             .collect(),
         hostname: non_empty(&def.hostname),
-        network: network.clone(),
+        // ECS disableNetworking: a namespace of its own with only loopback.
+        network: if def.disable_networking {
+            NetworkNamespace::New
+        } else {
+            network.clone()
+        },
         labels: def
             .docker_labels
             .iter()
@@ -244,6 +249,18 @@ mod tests {
         assert_eq!(
             network_for("").unwrap_err(),
             "network mode \"bridge\" is not supported by this agent yet; supported: none, host"
+        );
+    }
+
+    #[test]
+    fn disable_networking_gives_a_loopback_only_namespace() {
+        let task_net = NetworkNamespace::Join("/run/netns/task".into());
+        let mut d = def("app", 0, 64, 0);
+        assert_eq!(container_spec("t", &d, &task_net).network, task_net);
+        d.disable_networking = true;
+        assert_eq!(
+            container_spec("t", &d, &task_net).network,
+            NetworkNamespace::New
         );
     }
 }

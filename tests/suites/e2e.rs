@@ -814,6 +814,7 @@ fn container_fields(w: &World) -> Result<()> {
         r#"test "$BOTH" = explicit"#,
         r#"test "$LATER" = second"#,
         r#"test "$(cat /proc/1/comm)" = docker-init"#,
+        r#"test "$(ls /sys/class/net)" = lo"#,
     ];
     let first = env.dir.join("first.env");
     let second = env.dir.join("second.env");
@@ -841,6 +842,7 @@ fn container_fields(w: &World) -> Result<()> {
             {"name": "probe", "image": image, "memory": 64,
              "hostname": "probe-host",
              "readonlyRootFilesystem": true,
+             "disableNetworking": true,
              "systemControls": [{"namespace": "kernel.shmmax", "value": "1234"}],
              "extraHosts": [{"hostname": "db.internal", "ipAddress": "10.1.2.3"}],
              "dnsServers": ["10.0.0.53"],
@@ -903,7 +905,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
         "volumesFrom",
         "secrets",
         "versionConsistency",
-        "disableNetworking",
         "dockerSecurityOptions",
         "interactive",
         "pseudoTerminal",

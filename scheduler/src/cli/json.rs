@@ -445,6 +445,8 @@ pub(super) struct ContainerDefinition {
     privileged: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     environment_files: Vec<EnvironmentFile>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_networking: bool,
 }
 
 /// ECS EnvironmentFile (always type `file` on Berth).
@@ -643,6 +645,7 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     typ: "file",
                 })
                 .collect(),
+            disable_networking: c.disable_networking,
         }
     }
 }

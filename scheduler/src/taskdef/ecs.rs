@@ -87,6 +87,8 @@ pub(super) struct ContainerDefinition {
     pub(super) privileged: Option<bool>,
     #[serde(default)]
     pub(super) environment_files: Option<Vec<EnvironmentFile>>,
+    #[serde(default)]
+    pub(super) disable_networking: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

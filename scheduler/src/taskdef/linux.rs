@@ -204,6 +204,9 @@ pub(super) fn validate_network(
     if !c.extra_hosts.is_empty() {
         refuse("extraHosts", &["awsvpc"], problems);
     }
+    if c.disable_networking {
+        refuse("disableNetworking", &["awsvpc", "host"], problems);
+    }
     if network_mode == "host" {
         for (j, s) in c.system_controls.iter().enumerate() {
             if s.namespace.starts_with("net.") {

@@ -323,6 +323,7 @@ fn container(
         linux_parameters,
         privileged: c.privileged.unwrap_or(false),
         environment_files,
+        disable_networking: c.disable_networking.unwrap_or(false),
     }
 }
 

@@ -431,7 +431,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 9);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 26);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 27);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 4);
 }
 
@@ -741,14 +741,17 @@ fn linux_field_problems_are_reported_with_their_paths() {
 fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
     let fields = r#""systemControls":[{"namespace":"net.core.somaxconn","value":"1024"}],
                     "extraHosts":[{"hostname":"db","ipAddress":"10.0.0.5"}],
-                    "dnsServers":["10.0.0.2"],"dnsSearchDomains":["example.com"]"#;
+                    "dnsServers":["10.0.0.2"],"dnsSearchDomains":["example.com"],
+                    "disableNetworking":true"#;
     assert!(parse(&with_container("bridge", fields)).is_ok());
-    assert!(parse(&with_container("none", fields)).is_ok());
+    let none = parse(&with_container("none", fields)).unwrap();
+    assert!(none.containers[0].disable_networking);
     assert_eq!(
         problems(&with_container("host", fields)),
         [
             "containerDefinitions[0].dnsServers: is not valid with networkMode host, as on ECS",
             "containerDefinitions[0].dnsSearchDomains: is not valid with networkMode host, as on ECS",
+            "containerDefinitions[0].disableNetworking: is not valid with networkMode host, as on ECS",
             "containerDefinitions[0].systemControls[0].namespace: `net.core.somaxconn` would change the host's network stack: net.* parameters need the task's own network namespace (not networkMode host)",
         ]
     );
@@ -758,6 +761,7 @@ fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
             "containerDefinitions[0].dnsServers: is not valid with networkMode awsvpc, as on ECS",
             "containerDefinitions[0].dnsSearchDomains: is not valid with networkMode awsvpc, as on ECS",
             "containerDefinitions[0].extraHosts: is not valid with networkMode awsvpc, as on ECS",
+            "containerDefinitions[0].disableNetworking: is not valid with networkMode awsvpc, as on ECS",
         ]
     );
 }
