@@ -28,6 +28,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();
     runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
+    runtime_config.init_path = config.init_path.clone();
     let runtime = Runtime::connect(runtime_config)
         .await
         .context("cannot start the container runtime")?;
@@ -80,6 +81,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             restart_backoff: crate::engine::RESTART_BACKOFF,
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
             volume_host_paths: config.volume_host_paths.clone(),
+            allow_privileged: config.allow_privileged,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

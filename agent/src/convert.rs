@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    ContainerLimits, ContainerSpec, LogRotation, Mount, NetworkNamespace, RegistryAuth, TaskLimits,
-    TaskVolume, TaskVolumeKind, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, LogRotation, Mount,
+    NetworkNamespace, RegistryAuth, TaskLimits, TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
 };
 
 use crate::engine::Check;
@@ -19,6 +19,7 @@ pub fn container_spec(
     def: &ContainerDefinition,
     network: &NetworkNamespace,
 ) -> ContainerSpec {
+    let linux = def.linux_parameters.as_ref();
     ContainerSpec {
         task_id: task_id.to_owned(),
         name: def.name.clone(),
@@ -52,7 +53,12 @@ pub fn container_spec(
             })
             .collect(),
         hostname: non_empty(&def.hostname),
-        network: network.clone(),
+        // ECS disableNetworking: a namespace of its own with only loopback.
+        network: if def.disable_networking {
+            NetworkNamespace::New
+        } else {
+            network.clone()
+        },
         labels: def
             .docker_labels
             .iter()
@@ -60,6 +66,45 @@ pub fn container_spec(
             .collect(),
         mounts: Vec::new(),
         log_rotation: def.log_configuration.as_ref().map(log_rotation),
+        sysctls: def
+            .system_controls
+            .iter()
+            .map(|s| (s.namespace.clone(), s.value.clone()))
+            .collect(),
+        extra_hosts: def
+            .extra_hosts
+            .iter()
+            .map(|h| HostEntry {
+                hostname: h.hostname.clone(),
+                ip_address: h.ip_address.clone(),
+            })
+            .collect(),
+        dns_servers: def.dns_servers.clone(),
+        dns_search_domains: def.dns_search_domains.clone(),
+        capabilities: linux
+            .and_then(|l| l.capabilities.as_ref())
+            .map(|c| CapabilityChanges {
+                add: c.add.clone(),
+                drop: c.drop.clone(),
+            })
+            .unwrap_or_default(),
+        shm_size_mib: linux
+            .map(|l| u64::from(l.shared_memory_size_mib))
+            .filter(|mib| *mib > 0),
+        tmpfs: linux
+            .map(|l| {
+                l.tmpfs
+                    .iter()
+                    .map(|t| TmpfsMount {
+                        container_path: t.container_path.clone(),
+                        size_mib: u64::from(t.size_mib),
+                        mount_options: t.mount_options.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        privileged: def.privileged,
+        init_process: linux.is_some_and(|l| l.init_process_enabled),
     }
 }
 
@@ -567,6 +612,18 @@ mod tests {
         assert_eq!(
             network_for("").unwrap_err(),
             "network mode \"bridge\" is not supported by this agent yet; supported: none, host"
+        );
+    }
+
+    #[test]
+    fn disable_networking_gives_a_loopback_only_namespace() {
+        let task_net = NetworkNamespace::Join("/run/netns/task".into());
+        let mut d = def("app", 0, 64, 0);
+        assert_eq!(container_spec("t", &d, &task_net).network, task_net);
+        d.disable_networking = true;
+        assert_eq!(
+            container_spec("t", &d, &task_net).network,
+            NetworkNamespace::New
         );
     }
 }

@@ -16,6 +16,7 @@ mod agent;
 pub mod config;
 pub mod convert;
 pub mod engine;
+pub mod envfile;
 pub mod host;
 pub mod logs;
 pub mod runtime;

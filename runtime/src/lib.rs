@@ -29,13 +29,13 @@ pub use error::Error;
 pub use image::LocalImageError;
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
-    ContainerLimits, ContainerSpec, MIN_MEMORY_MIB, Mount, NetworkNamespace, TaskLimits,
-    TaskVolume, TaskVolumeKind, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, MIN_MEMORY_MIB, Mount,
+    NetworkNamespace, TaskLimits, TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
 };
 pub use network::{
     DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig, Ipv4Cidr,
     MacAddr, NetNs, Network, NetworkConfig, NetworkError, PortBinding, PortRequest, Protocol,
     TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
 };
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
 pub use spec::SpecError;

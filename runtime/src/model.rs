@@ -85,6 +85,27 @@ pub struct ContainerSpec {
     pub log_rotation: Option<crate::LogRotation>,
     /// Host directories bound into the container (ECS `mountPoints` and `volumesFrom`).
     pub mounts: Vec<Mount>,
+    /// ECS `systemControls`: namespaced kernel parameters, by dotted name.
+    pub sysctls: BTreeMap<String, String>,
+    /// ECS `extraHosts`: entries appended to the container's `/etc/hosts`.
+    pub extra_hosts: Vec<HostEntry>,
+    /// ECS `dnsServers`: the container's own resolv.conf name servers (empty: the host's).
+    pub dns_servers: Vec<String>,
+    /// ECS `dnsSearchDomains`: the container's own resolv.conf search list (empty: the host's).
+    pub dns_search_domains: Vec<String>,
+    /// ECS `linuxParameters.capabilities`.
+    pub capabilities: CapabilityChanges,
+    /// ECS `linuxParameters.sharedMemorySize`: size of `/dev/shm` in MiB (None: 64 MiB).
+    pub shm_size_mib: Option<u64>,
+    /// ECS `linuxParameters.tmpfs`.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// ECS `privileged`, as Docker's `--privileged`: every capability (`capabilities` is then
+    /// ignored), every host device, no masked or read-only paths, `/sys` and the cgroup tree
+    /// writable. Whether a host allows it is the caller's decision.
+    pub privileged: bool,
+    /// ECS `linuxParameters.initProcessEnabled`: the runtime's init (tini) runs as PID 1 and
+    /// starts the container's command, as `docker run --init`.
+    pub init_process: bool,
 }
 
 /// A host directory bound into a container (recursively, with private propagation).
@@ -120,4 +141,29 @@ pub enum TaskVolumeKind {
         /// tmpfs mount options such as `size=64m`, `mode=1777`, `noexec`.
         options: Vec<String>,
     },
+}
+
+/// One `/etc/hosts` entry (ECS `extraHosts[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub hostname: String,
+    pub ip_address: String,
+}
+
+/// Capabilities added to and dropped from Docker's default set, as Docker applies them: names
+/// with or without `CAP_`, in any case, or `ALL`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapabilityChanges {
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+}
+
+/// One tmpfs mount (ECS `linuxParameters.tmpfs[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    /// Absolute path in the container.
+    pub container_path: String,
+    pub size_mib: u64,
+    /// Docker's tmpfs options (`noexec`, `mode=1777`, ...).
+    pub mount_options: Vec<String>,
 }

@@ -15,6 +15,9 @@ use crate::error::Error;
 use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
 use crate::model::{ContainerSpec, TaskLimits, TaskVolume};
 
+/// Debian's static tini (package `tini`), the default init of `initProcessEnabled`.
+pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
+
 /// Where and how the runtime works.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -35,6 +38,9 @@ pub struct RuntimeConfig {
     /// Name of the cgroup under which every task's cgroup is created.
     pub cgroup_parent: String,
     pub log_rotation: LogRotation,
+    /// The init binary for containers with `initProcessEnabled` (a static tini), bind-mounted
+    /// read-only at `/sbin/docker-init`.
+    pub init_path: PathBuf,
 }
 
 impl RuntimeConfig {
@@ -51,6 +57,7 @@ impl RuntimeConfig {
             max_concurrent_downloads: 3,
             cgroup_parent: "berth".to_owned(),
             log_rotation: LogRotation::default(),
+            init_path: PathBuf::from(DEFAULT_INIT_PATH),
         }
     }
 }
@@ -94,6 +101,7 @@ impl Runtime {
             config.state_dir.clone(),
             config.log_dir.clone(),
             config.log_rotation,
+            config.init_path.clone(),
         ));
         Ok(Self {
             client,

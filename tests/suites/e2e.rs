@@ -76,6 +76,18 @@ fn main() -> ExitCode {
                 "logs_unsupported_log_driver_is_refused_by_name",
                 logs_unsupported_driver,
             ),
+            w.trial(
+                "container_fields_take_effect_inside_the_container",
+                container_fields,
+            ),
+            w.trial(
+                "unsupported_container_fields_are_refused_by_name",
+                unsupported_fields,
+            ),
+            w.trial(
+                "privileged_is_refused_by_default_and_runs_when_allowed",
+                privileged,
+            ),
         ]
     })
 }
@@ -1370,5 +1382,239 @@ fn logs_unsupported_driver(w: &World) -> Result<()> {
         "{:?}",
         out.stderr
     );
+    Ok(())
+}
+
+/// Every supported container-level field, checked from inside its container: each check is a
+/// shell test, so the container's exit code proves it. `probe` (root, no capabilities but
+/// NET_ADMIN and SYS_TIME) starts only once `nobody` has passed its own checks.
+fn container_fields(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-fields")?;
+    let nobody_checks = [
+        r#"test "$(id -u)" = 65534"#,
+        r#"test "$(ulimit -n)" = 1000"#,
+        r#"test "$(ulimit -Hn)" = 2000"#,
+    ];
+    let probe_checks = [
+        r#"test "$(hostname)" = probe-host"#,
+        r#"test "$(cat /proc/sys/kernel/shmmax)" = 1234"#,
+        r#"grep -q '^CapEff:[[:space:]]*0000000002001000$' /proc/self/status"#,
+        r#"grep ' /dev/shm ' /proc/mounts | grep -q size=102400k"#,
+        r#"grep ' /scratch tmpfs ' /proc/mounts | grep -q size=8192k"#,
+        r#"echo ok > /scratch/file"#,
+        r#"! touch /probe 2>/dev/null"#,
+        r#"grep -q '^10.1.2.3[[:space:]]db.internal$' /etc/hosts"#,
+        r#"grep -q '^nameserver 10.0.0.53$' /etc/resolv.conf"#,
+        r#"grep -q '^search corp.example$' /etc/resolv.conf"#,
+        r#"test "$FROM_FILE" = 'from a file'"#,
+        r#"test "$BOTH" = explicit"#,
+        r#"test "$LATER" = second"#,
+        r#"test "$(cat /proc/1/comm)" = docker-init"#,
+        r#"test "$(ls /sys/class/net)" = lo"#,
+    ];
+    let first = env.dir.join("first.env");
+    let second = env.dir.join("second.env");
+    std::fs::write(
+        &first,
+        "# read by the agent\nFROM_FILE=from a file\nBOTH=from the file\nLATER=first\n",
+    )?;
+    std::fs::write(&second, "\nLATER=second\n")?;
+    // Each failed check names itself on stdout before the container exits with its number.
+    let script = |checks: &[&str]| {
+        checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} || {{ echo 'failed: {i}'; exit {}; }}", i + 10))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    env.register(&taskdef(
+        "fields",
+        serde_json::json!([
+            {"name": "nobody", "image": image, "memory": 64, "essential": false,
+             "user": "nobody",
+             "ulimits": [{"name": "nofile", "softLimit": 1000, "hardLimit": 2000}],
+             "command": ["sh", "-c", script(&nobody_checks)]},
+            {"name": "probe", "image": image, "memory": 64,
+             "hostname": "probe-host",
+             "readonlyRootFilesystem": true,
+             "disableNetworking": true,
+             "systemControls": [{"namespace": "kernel.shmmax", "value": "1234"}],
+             "extraHosts": [{"hostname": "db.internal", "ipAddress": "10.1.2.3"}],
+             "dnsServers": ["10.0.0.53"],
+             "dnsSearchDomains": ["corp.example"],
+             "environment": [{"name": "BOTH", "value": "explicit"}],
+             "environmentFiles": [{"value": first, "type": "file"},
+                                  {"value": second, "type": "file"}],
+             "linuxParameters": {
+                 "capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["ALL"]},
+                 "sharedMemorySize": 100,
+                 "initProcessEnabled": true,
+                 "tmpfs": [{"containerPath": "/scratch", "size": 8, "mountOptions": ["noexec"]}]
+             },
+             "dependsOn": [{"containerName": "nobody", "condition": "SUCCESS"}],
+             "command": ["sh", "-c", script(&probe_checks)]}
+        ]),
+    ))?;
+    let id = env.run_task("fields")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(90))?;
+    let exit_of = |name: &str| {
+        t["containers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["exitCode"].clone())
+    };
+    let logs = |name: &str| {
+        std::fs::read_to_string(
+            env.opts
+                .data_dir
+                .join("logs")
+                .join(&id)
+                .join(format!("{name}.log")),
+        )
+        .unwrap_or_default()
+    };
+    ensure!(
+        exit_of("nobody") == Some(Value::from(0)),
+        "nobody's checks: {t}\n{}",
+        logs("nobody")
+    );
+    ensure!(
+        exit_of("probe") == Some(Value::from(0)),
+        "probe's checks: {t}\n{}",
+        logs("probe")
+    );
+    ensure!(t["stopCode"] == "EssentialContainerExited", "{t}");
+    Ok(())
+}
+
+/// Every container field Berth does not support is refused at registration by name, with its
+/// JSON path, all at once.
+fn unsupported_fields(w: &World) -> Result<()> {
+    let env = Env::new(w, "10800")?;
+    env.ok(&["create-cluster", &env.cluster.clone()])?;
+    let unsupported = [
+        "repositoryCredentials",
+        "links",
+        "portMappings",
+        "mountPoints",
+        "volumesFrom",
+        "secrets",
+        "versionConsistency",
+        "dockerSecurityOptions",
+        "interactive",
+        "pseudoTerminal",
+        "logConfiguration",
+        "healthCheck",
+        "resourceRequirements",
+        "firelensConfiguration",
+        "credentialSpecs",
+    ];
+    let mut container = serde_json::json!({"name": "app", "image": "busybox", "memory": 64});
+    for field in unsupported {
+        container[field] = serde_json::json!(true);
+    }
+    container["linuxParameters"] =
+        serde_json::json!({"devices": [], "maxSwap": 0, "swappiness": 1});
+    let def = taskdef("refused", serde_json::json!([container]));
+    let path = env.dir.join("refused.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&def)?)?;
+    let out = env.ctl(&[
+        "register-task-definition",
+        "--file",
+        &path.to_string_lossy(),
+    ])?;
+    ensure!(out.status != 0, "registered: {}", out.stdout);
+    for field in unsupported {
+        let want =
+            format!("field `{field}` at containerDefinitions[0] is not supported by Berth yet");
+        ensure!(
+            out.stderr.contains(&want),
+            "{want:?} missing from: {}",
+            out.stderr
+        );
+    }
+    for field in ["devices", "maxSwap", "swappiness"] {
+        let want = format!(
+            "field `{field}` at containerDefinitions[0].linuxParameters is not supported by Berth yet"
+        );
+        ensure!(
+            out.stderr.contains(&want),
+            "{want:?} missing from: {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+/// ECS `privileged`: an agent refuses it by default (the task stops with a reason that names
+/// the setting); an agent started with --allow-privileged runs it with every capability, the
+/// host's devices, and /sys writable, as Docker's --privileged.
+fn privileged(w: &World) -> Result<()> {
+    let image = hello(w, "e2e-privileged")?;
+    // Every capability the agent may hand on: its bounding set, which is this process's.
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(str::trim)
+        .context("no CapBnd in /proc/self/status")?
+        .to_owned();
+    let checks = [
+        format!("grep -q '^CapEff:[[:space:]]*{bounding}$' /proc/self/status"),
+        "test -c /dev/loop-control".to_owned(),
+        "grep -q ' /sys sysfs rw' /proc/mounts".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, c)| format!("{c} || {{ echo 'failed: {i}'; exit {}; }}", i + 10))
+    .collect::<Vec<_>>()
+    .join("; ");
+    let def = taskdef(
+        "privileged",
+        serde_json::json!([
+            {"name": "root", "image": image, "memory": 64, "privileged": true,
+             "command": ["sh", "-c", checks]}
+        ]),
+    );
+
+    let env = Env::with_agent(w, "10800")?;
+    env.register(&def)?;
+    let id = env.run_task("privileged")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let reason = t["stoppedReason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("container root asks to run privileged")
+            && reason.contains("allow_privileged = true (BERTH_ALLOW_PRIVILEGED)"),
+        "{t}"
+    );
+
+    let mut allowed = Env::new(w, "10800")?;
+    allowed
+        .opts
+        .extra_args
+        .push("--allow-privileged".to_owned());
+    allowed.ok(&["create-cluster", &allowed.cluster.clone()])?;
+    allowed.start_agent()?;
+    allowed.wait_instance_connected()?;
+    allowed.register(&def)?;
+    let id = allowed.run_task("privileged")?;
+    let t = allowed.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    let root = t["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "root"))
+        .context("root")?;
+    let log = std::fs::read_to_string(
+        allowed
+            .opts
+            .data_dir
+            .join("logs")
+            .join(&id)
+            .join("root.log"),
+    )
+    .unwrap_or_default();
+    ensure!(root["exitCode"] == 0, "privileged checks: {t}\n{log}");
     Ok(())
 }

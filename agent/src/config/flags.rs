@@ -81,6 +81,12 @@ pub struct Overrides {
     /// Absolute host directories tasks may bind-mount, comma-separated [env: BERTH_VOLUME_HOST_PATHS]
     #[arg(long, value_name = "DIRS")]
     pub volume_host_paths: Option<String>,
+    /// Run containers that ask for ECS privileged [env: BERTH_ALLOW_PRIVILEGED]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_privileged: Option<String>,
+    /// Static init run as PID 1 for initProcessEnabled [env: BERTH_INIT_PATH]
+    #[arg(long, value_name = "PATH")]
+    pub init_path: Option<String>,
 }
 
 impl Overrides {
@@ -110,6 +116,8 @@ impl Overrides {
             (Key::LogFormat, &self.log_format),
             (Key::MetricsListen, &self.metrics_listen),
             (Key::VolumeHostPaths, &self.volume_host_paths),
+            (Key::AllowPrivileged, &self.allow_privileged),
+            (Key::InitPath, &self.init_path),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -42,10 +42,12 @@ pub(crate) enum Key {
     LogFormat,
     MetricsListen,
     VolumeHostPaths,
+    AllowPrivileged,
+    InitPath,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 23] = [
+    pub(crate) const ALL: [Key; 25] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -69,6 +71,8 @@ impl Key {
         Key::LogFormat,
         Key::MetricsListen,
         Key::VolumeHostPaths,
+        Key::AllowPrivileged,
+        Key::InitPath,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -146,7 +150,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 23] = [
+const KEYS: [KeyDoc; 25] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -307,6 +311,20 @@ const KEYS: [KeyDoc; 23] = [
         "--volume-host-paths",
         "[]",
         "absolute host directories whose contents tasks may bind-mount (ECS host.sourcePath); none by default (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "allow_privileged",
+        "BERTH_ALLOW_PRIVILEGED",
+        "--allow-privileged",
+        "false",
+        "run containers that ask for ECS privileged; when false such a task stops with a reason",
+    ),
+    doc(
+        "init_path",
+        "BERTH_INIT_PATH",
+        "--init-path",
+        r#""/usr/bin/tini-static""#,
+        "absolute path of the static init (Debian's tini) run as PID 1 for initProcessEnabled",
     ),
 ];
 

@@ -77,6 +77,8 @@ pub(crate) struct Partial {
     log_format: Option<Given<LogFormat>>,
     metrics_listen: Option<Given<SocketAddr>>,
     volume_host_paths: Option<Given<Vec<PathBuf>>>,
+    allow_privileged: Option<Given<bool>>,
+    init_path: Option<Given<PathBuf>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -191,6 +193,8 @@ impl Partial {
                     .ok_or_else(|| "an address and port like 127.0.0.1:51678".to_owned()),
             ),
             Key::VolumeHostPaths => s.store(&mut self.volume_host_paths, absolute_paths(input)),
+            Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
+            Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
         }
     }
 
@@ -358,6 +362,20 @@ impl Partial {
                 self.volume_host_paths,
                 Key::VolumeHostPaths,
                 defaults.volume_host_paths,
+                &mut sources,
+            )
+            .value,
+            allow_privileged: pick(
+                self.allow_privileged,
+                Key::AllowPrivileged,
+                defaults.allow_privileged,
+                &mut sources,
+            )
+            .value,
+            init_path: pick(
+                self.init_path,
+                Key::InitPath,
+                defaults.init_path,
                 &mut sources,
             )
             .value,

@@ -78,6 +78,10 @@ pub struct AgentConfig {
     /// Host directories whose contents tasks may bind-mount (ECS `host.sourcePath`); empty
     /// allows none. Absolute, without `..`.
     pub volume_host_paths: Vec<PathBuf>,
+    /// Whether containers may run privileged (ECS `privileged`).
+    pub allow_privileged: bool,
+    /// The static init run as PID 1 for initProcessEnabled.
+    pub init_path: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -104,6 +108,8 @@ impl Default for AgentConfig {
             log_format: LogFormat::Plain,
             metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
             volume_host_paths: Vec::new(),
+            allow_privileged: false,
+            init_path: PathBuf::from(berth_runtime::DEFAULT_INIT_PATH),
         }
     }
 }
@@ -258,6 +264,8 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             let paths: Vec<String> = config.volume_host_paths.iter().map(|p| path(p)).collect();
             format!("[{}]", paths.join(", "))
         }
+        Key::AllowPrivileged => config.allow_privileged.to_string(),
+        Key::InitPath => path(&config.init_path),
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 23);
+    assert_eq!(loaded.sources.len(), 25);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -58,6 +58,10 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.scheduler_endpoint, "http://127.0.0.1:7700");
     assert_eq!(c.tls, None);
     assert!(!c.allow_plaintext);
+    assert!(
+        !c.allow_privileged,
+        "privileged containers are refused by default"
+    );
     assert_eq!(c.data_dir, Path::new("/var/lib/berth"));
     assert_eq!(
         c.containerd_address,
@@ -244,6 +248,8 @@ fn samples() -> Vec<Sample> {
             r#"["/srv/data", "/mnt/shared"]"#,
             "/srv/data,/mnt/shared",
         )]),
+        sample(&[("allow_privileged", "true", "true")]),
+        sample(&[("init_path", r#""/opt/bin/tini""#, "/opt/bin/tini")]),
     ]
 }
 
@@ -502,8 +508,10 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "/srv/data,/srv/../etc",
             "comma-separated absolute directories like /srv/data (without ..)",
         ),
+        ("allow_privileged", "maybe", "true or false"),
+        ("init_path", "tini", "an absolute file path"),
     ];
-    assert_eq!(cases.len(), 23);
+    assert_eq!(cases.len(), 25);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -821,6 +829,8 @@ log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
 volume_host_paths        = []                                 # default
+allow_privileged         = false                              # default
+init_path                = "/usr/bin/tini-static"             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

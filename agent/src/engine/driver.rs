@@ -20,9 +20,9 @@ use super::deps::{Plan, Progress, Step};
 use super::health::{Check, Probe};
 use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
-use crate::convert;
 use crate::runtime::ContainerRuntime;
 use crate::volumes;
+use crate::{convert, envfile};
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,11 +191,27 @@ impl<R: ContainerRuntime> Driver<R> {
         let plan = Plan::new(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         let network = convert::network_for(&def.network_mode)
             .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        if !self.config.allow_privileged
+            && let Some(c) = def.containers.iter().find(|c| c.privileged)
+        {
+            return Err(Stalled::before_create(Interrupted::Failed(format!(
+                "container {} asks to run privileged, which this agent does not allow: set \
+                 allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration \
+                 to permit it",
+                c.name
+            ))));
+        }
         let mut specs: Vec<_> = def
             .containers
             .iter()
             .map(|c| convert::container_spec(&task_id, c, &network))
             .collect();
+        for (spec, c) in specs.iter_mut().zip(&def.containers) {
+            let from_files = envfile::load(&c.environment_files).await.map_err(|e| {
+                Stalled::before_create(Interrupted::Failed(format!("container {}: {e}", c.name)))
+            })?;
+            envfile::apply(&mut spec.environment, from_files);
+        }
         let limits = convert::task_limits(def);
         self.runtime.validate_limits(&limits, &specs).map_err(|e| {
             Stalled::before_create(Interrupted::Failed(format!("invalid resource limits: {e}")))

@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub restart_backoff_max: Duration,
     /// Host directories whose contents tasks may bind-mount (ECS `host.sourcePath`).
     pub volume_host_paths: Vec<std::path::PathBuf>,
+    /// Whether containers may run privileged (ECS `privileged`); a task that asks for it on an
+    /// agent that does not allow it stops before anything is pulled.
+    pub allow_privileged: bool,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

@@ -222,16 +222,25 @@ struct Harness {
 }
 
 fn start() -> Harness {
-    start_allowing(Vec::new())
+    start_on(tempfile::tempdir().unwrap(), Vec::new(), false)
 }
 
 /// An engine whose configuration allows tasks to mount these host paths.
 fn start_allowing(volume_host_paths: Vec<PathBuf>) -> Harness {
-    start_on(tempfile::tempdir().unwrap(), volume_host_paths)
+    start_on(tempfile::tempdir().unwrap(), volume_host_paths, false)
+}
+
+/// An engine whose configuration allows (or not) privileged containers.
+fn start_with(allow_privileged: bool) -> Harness {
+    start_on(tempfile::tempdir().unwrap(), Vec::new(), allow_privileged)
 }
 
 /// An engine over the store in `dir` (which may hold tasks of an earlier run).
-fn start_on(dir: tempfile::TempDir, volume_host_paths: Vec<PathBuf>) -> Harness {
+fn start_on(
+    dir: tempfile::TempDir,
+    volume_host_paths: Vec<PathBuf>,
+    allow_privileged: bool,
+) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fake = Arc::new(Fake::default());
     let cancel = CancellationToken::new();
@@ -242,6 +251,7 @@ fn start_on(dir: tempfile::TempDir, volume_host_paths: Vec<PathBuf>) -> Harness 
         restart_backoff: Duration::from_secs(10),
         restart_backoff_max: Duration::from_secs(300),
         volume_host_paths,
+        allow_privileged,
     };
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
@@ -1036,7 +1046,7 @@ async fn a_task_stopped_before_an_agent_restart_has_its_volumes_removed_on_resum
             .unwrap();
         assert!(fresh);
     }
-    let h = start_on(dir, Vec::new());
+    let h = start_on(dir, Vec::new(), false);
     until(&h.store, "tr", TaskStatus::Deprovisioned).await;
     let calls = h.fake.calls();
     assert!(
@@ -1222,5 +1232,64 @@ async fn an_unhealthy_non_essential_container_keeps_the_task_running() {
         health_of(&last(&h.store, "h3"), "side"),
         HealthStatus::Healthy
     );
+    h.cancel.cancel();
+}
+
+fn privileged(task: &str) -> TaskAssignment {
+    let mut a = assignment(task, &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].privileged = true;
+    }
+    a
+}
+
+#[tokio::test]
+async fn privileged_is_refused_unless_the_agent_allows_it() {
+    let h = start();
+    h.handle.send(Command::Assign(privileged("t-priv"))).await;
+    let stopped = until(&h.store, "t-priv", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app asks to run privileged, which this agent does not allow: set \
+         allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration to permit it"
+    );
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("pull") && !c.starts_with("create")),
+        "nothing is pulled or created: {:?}",
+        h.fake.calls()
+    );
+    h.cancel.cancel();
+
+    let allowed = start_with(true);
+    allowed
+        .handle
+        .send(Command::Assign(privileged("t-priv-ok")))
+        .await;
+    until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
+    allowed.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_missing_environment_file_stops_the_task_by_name() {
+    let h = start();
+    let mut a = assignment("t-envfile", &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].environment_files = vec!["/nonexistent/berth-test.env".into()];
+    }
+    h.handle.send(Command::Assign(a)).await;
+    let stopped = until(&h.store, "t-envfile", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.starts_with(
+            "container app: cannot read environment file /nonexistent/berth-test.env on the host: "
+        ),
+        "{}",
+        stopped.stopped_reason
+    );
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("create")));
     h.cancel.cancel();
 }

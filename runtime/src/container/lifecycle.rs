@@ -38,6 +38,9 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 const SIGTERM: u32 = 15;
 const SIGKILL: u32 = 9;
 
+/// The host's resolver configuration, the base of a container's own resolv.conf.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Creates, runs and removes containers. One per runtime; shared by all tasks.
 #[derive(Debug)]
 pub(crate) struct Containers {
@@ -46,6 +49,8 @@ pub(crate) struct Containers {
     io_dir: PathBuf,
     log_dir: PathBuf,
     rotation: LogRotation,
+    /// The init of containers with `initProcessEnabled`.
+    init_path: PathBuf,
     pipes: Mutex<HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>>,
     images: Mutex<HashMap<String, LocalImage>>,
     /// Each image's /etc/passwd and /etc/group, by top chain ID.
@@ -59,6 +64,7 @@ impl Containers {
         state_dir: PathBuf,
         log_dir: PathBuf,
         rotation: LogRotation,
+        init_path: PathBuf,
     ) -> Self {
         Self {
             client,
@@ -66,6 +72,7 @@ impl Containers {
             io_dir: state_dir.join("io"),
             log_dir,
             rotation,
+            init_path,
             pipes: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             user_dbs: Mutex::new(HashMap::new()),
@@ -144,9 +151,20 @@ impl Containers {
                 cgroups_path: cgroups_path.clone(),
                 passwd: None,
                 group: None,
+                init_path: Some(self.init_path.clone()),
+                bounding_capabilities: None,
+                host_devices: Vec::new(),
+                file_mounts: Vec::new(),
             },
         )?;
 
+        if spec.init_process && !self.init_path.is_file() {
+            return Err(Error::io(
+                "find the init of initProcessEnabled (install Debian's tini or set the agent's init_path)",
+                self.init_path.clone(),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
         let mounts = self.prepare_snapshot(spec, &id, &image.chain_id).await?;
         let result = self
             .create_after_snapshot(spec, &id, &image, mounts, cgroups_path, needs_users)
@@ -192,6 +210,45 @@ impl Containers {
                 .insert(image.chain_id.clone(), Arc::clone(&read));
             read
         };
+        let host_devices = if spec.privileged {
+            tokio::task::spawn_blocking(|| {
+                super::devices::host_devices(std::path::Path::new("/dev"))
+            })
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "list the host's devices",
+                    PathBuf::from("/dev"),
+                    std::io::Error::other(e),
+                )
+            })?
+            .map_err(|e| Error::io("list the host's devices", PathBuf::from("/dev"), e))?
+        } else {
+            Vec::new()
+        };
+        // `ALL` and privileged mean every capability this process may hand on, as containerd's
+        // WithAllCurrentCapabilities: runc cannot give a container more than its own bounding set.
+        let bounding_capabilities = if spec.privileged
+            || spec
+                .capabilities
+                .add
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("ALL"))
+        {
+            let status = tokio::fs::read_to_string("/proc/self/status")
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "read the agent's capabilities",
+                        PathBuf::from("/proc/self/status"),
+                        e,
+                    )
+                })?;
+            spec::params::parse_bounding_set(&status)
+        } else {
+            None
+        };
+        let file_mounts = self.write_etc_files(spec, id).await?;
         let oci = spec::build(
             spec,
             &image.config,
@@ -199,8 +256,19 @@ impl Containers {
                 cgroups_path,
                 passwd: users.passwd.as_deref(),
                 group: users.group.as_deref(),
+                init_path: Some(self.init_path.clone()),
+                bounding_capabilities,
+                host_devices,
+                file_mounts,
             },
-        )?;
+        );
+        let oci = match oci {
+            Ok(oci) => oci,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.etc_dir(id));
+                return Err(e.into());
+            }
+        };
         let spec_json = serde_json::to_vec(&oci).map_err(|e| {
             Error::io(
                 "encode OCI spec",
@@ -245,8 +313,66 @@ impl Containers {
             .await;
         if result.is_err() {
             self.delete_record(id).await;
+            let _ = std::fs::remove_dir_all(self.etc_dir(id));
         }
         result
+    }
+
+    /// Where a container's own `/etc/hosts` and `/etc/resolv.conf` live on the host.
+    fn etc_dir(&self, id: &ContainerId) -> PathBuf {
+        self.io_dir.join(format!("{id}.etc"))
+    }
+
+    /// Writes the container's own `/etc/hosts` (extra hosts) and `/etc/resolv.conf` (DNS
+    /// servers, search domains) when it asks for them, and returns their bind mounts.
+    async fn write_etc_files(
+        &self,
+        spec: &ContainerSpec,
+        id: &ContainerId,
+    ) -> Result<Vec<oci_spec::runtime::Mount>, Error> {
+        let wants_hosts = spec::etc::wants_hosts(spec);
+        let wants_resolv = spec::etc::wants_resolv_conf(spec);
+        if !wants_hosts && !wants_resolv {
+            return Ok(Vec::new());
+        }
+        let dir = self.etc_dir(id);
+        let hosts = wants_hosts.then(|| spec::etc::hosts(spec));
+        let resolv = if wants_resolv {
+            // The host's options and comments are kept; a host without the file has none.
+            let host = match tokio::fs::read_to_string(HOST_RESOLV_CONF).await {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    return Err(Error::io(
+                        "read the host's resolv.conf",
+                        PathBuf::from(HOST_RESOLV_CONF),
+                        e,
+                    ));
+                }
+            };
+            Some(spec::etc::resolv_conf(&host, spec))
+        } else {
+            None
+        };
+        let write = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            let mut mounts = Vec::new();
+            for (name, text) in [("hosts", hosts), ("resolv.conf", resolv)] {
+                if let Some(text) = text {
+                    let path = dir.join(name);
+                    tokio::fs::write(&path, text).await?;
+                    mounts.push(spec::etc::bind_file(&path, &format!("/etc/{name}")));
+                }
+            }
+            Ok::<_, std::io::Error>(mounts)
+        };
+        match write.await {
+            Ok(mounts) => Ok(mounts),
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                Err(Error::io("write the container's /etc files", dir, e))
+            }
+        }
     }
 
     async fn create_task(
@@ -596,6 +722,7 @@ impl Containers {
             pipes.lock().await.finish(Duration::ZERO).await;
         }
         let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
+        let _ = std::fs::remove_dir_all(self.etc_dir(id));
         self.delete_record(id).await;
         self.remove_snapshot(id).await;
         Ok(())

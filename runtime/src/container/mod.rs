@@ -4,6 +4,7 @@
 //! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had; run an extra
 //! process inside a running container (`exec.rs`, for health checks).
 
+mod devices;
 mod exec;
 mod lifecycle;
 mod log;

@@ -132,6 +132,14 @@ pub(super) fn device_rules() -> Vec<LinuxDeviceCgroup> {
     vec![deny_all]
 }
 
+/// A privileged container's device rule: every device, read, write and mknod.
+pub(super) fn allow_all_devices() -> Vec<LinuxDeviceCgroup> {
+    let mut allow_all = LinuxDeviceCgroup::default();
+    allow_all.set_allow(true);
+    allow_all.set_access(Some("rwm".to_owned()));
+    vec![allow_all]
+}
+
 pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }

@@ -124,6 +124,32 @@ pub enum SpecError {
         limit_mib: u64,
     },
 
+    #[error(
+        "container {container}: {name:?} is not a linux capability: use a name such as NET_ADMIN \
+         (with or without CAP_), or ALL"
+    )]
+    UnknownCapability { container: String, name: String },
+
+    #[error("container {container}: kernel parameter {name} cannot be set: {reason}")]
+    InvalidSysctl {
+        container: String,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error("container {container}: tmpfs at {path:?} is invalid: {reason}")]
+    InvalidTmpfs {
+        container: String,
+        path: String,
+        reason: String,
+    },
+
+    #[error(
+        "container {container}: initProcessEnabled needs an init binary, and the runtime has none \
+         configured"
+    )]
+    NoInit { container: String },
+
     /// An oci-spec builder refused its input (kept as text so the enum stays comparable).
     #[error("container {container}: cannot build the oci runtime spec: {reason}")]
     Oci { container: String, reason: String },

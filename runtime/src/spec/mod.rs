@@ -6,8 +6,10 @@
 
 mod defaults;
 mod error;
+pub(crate) mod etc;
 mod linux;
 mod mounts;
+pub(crate) mod params;
 mod process;
 mod rlimits;
 mod user;
@@ -21,6 +23,9 @@ pub use error::SpecError;
 #[allow(unused_imports)] // used by the container lifecycle
 pub(crate) use user::needs_user_database;
 
+/// Where the init of `initProcessEnabled` appears in the container (Docker's path).
+const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
+
 /// What [`build`] needs besides the container definition and the image configuration.
 #[allow(dead_code)] // used by the container lifecycle
 #[derive(Debug, Clone, Default)]
@@ -31,6 +36,16 @@ pub(crate) struct SpecContext<'a> {
     pub(crate) passwd: Option<&'a str>,
     /// The image's `/etc/group`, if the caller read it.
     pub(crate) group: Option<&'a str>,
+    /// The init binary on the host for `initProcessEnabled`.
+    pub(crate) init_path: Option<std::path::PathBuf>,
+    /// The agent's own capability bounding set (`CapBnd`), which bounds what `ALL` and
+    /// privileged give; `None` means every capability the kernel knows.
+    pub(crate) bounding_capabilities: Option<u64>,
+    /// The host's device nodes, given to a privileged container (ignored otherwise).
+    pub(crate) host_devices: Vec<oci_spec::runtime::LinuxDevice>,
+    /// Bind mounts of the container's own files (`/etc/hosts`, `/etc/resolv.conf`, see
+    /// [`etc`]), added after every other mount.
+    pub(crate) file_mounts: Vec<oci_spec::runtime::Mount>,
 }
 
 /// The user the container runs as before resolution: the definition's `user`, else the
@@ -69,7 +84,10 @@ pub(crate) fn build(
     let name = container.name.as_str();
     let config = image.config().as_ref();
 
-    let args = process::args(container, config)?;
+    let mut args = process::args(container, config)?;
+    if container.init_process {
+        args.splice(0..0, [INIT_IN_CONTAINER.to_owned(), "--".to_owned()]);
+    }
     let env = process::env(container, config)?;
     let cwd = process::cwd(container, config)?;
     let resolved = user::resolve(
@@ -82,8 +100,40 @@ pub(crate) fn build(
     if let Some(hostname) = &container.hostname {
         linux::validate_hostname(hostname, name)?;
     }
-    let resources = linux::resources(&container.limits, name)?;
-    let mounts = mounts::mounts(&container.mounts, name)?;
+    let mut resources = linux::resources(&container.limits, name)?;
+    let capabilities = if container.privileged {
+        params::all_capabilities(ctx.bounding_capabilities, name)?
+    } else {
+        params::capabilities(&container.capabilities, ctx.bounding_capabilities, name)?
+    };
+    let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
+    let base = params::mounts(container.shm_size_mib, &container.tmpfs, name)?;
+    let mut mounts = mounts::mounts(base, &container.mounts, name)?;
+    mounts.extend(ctx.file_mounts.iter().cloned());
+    if container.init_process {
+        let source = ctx.init_path.clone().ok_or_else(|| SpecError::NoInit {
+            container: name.to_owned(),
+        })?;
+        let mut init = oci_spec::runtime::Mount::default();
+        init.set_destination(INIT_IN_CONTAINER.into());
+        init.set_typ(Some("bind".to_owned()));
+        init.set_source(Some(source));
+        init.set_options(Some(vec!["rbind".to_owned(), "ro".to_owned()]));
+        mounts.push(init);
+    }
+    // Docker's --privileged: every device (nodes and cgroup access), nothing masked or
+    // read-only, /sys and the cgroup tree writable.
+    let (devices, masked_paths, readonly_paths) = if container.privileged {
+        params::make_writable(&mut mounts);
+        resources.set_devices(Some(defaults::allow_all_devices()));
+        (Some(ctx.host_devices.clone()), None, None)
+    } else {
+        (
+            None,
+            Some(defaults::strings(&defaults::MASKED_PATHS)),
+            Some(defaults::strings(&defaults::READONLY_PATHS)),
+        )
+    };
 
     let mut user = User::default();
     user.set_uid(resolved.uid);
@@ -100,7 +150,7 @@ pub(crate) fn build(
     process.set_command_line(None);
     process.set_env(Some(env));
     process.set_cwd(cwd);
-    process.set_capabilities(Some(defaults::capabilities()));
+    process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
     process.set_no_new_privileges(Some(true));
     process.set_apparmor_profile(None);
@@ -118,15 +168,15 @@ pub(crate) fn build(
     linux.set_net_devices(None);
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
-    linux.set_sysctl(None);
+    linux.set_sysctl(sysctls);
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
     linux.set_namespaces(Some(linux::namespaces(&container.network)));
-    linux.set_devices(None);
+    linux.set_devices(devices);
     linux.set_seccomp(None);
     linux.set_rootfs_propagation(None);
-    linux.set_masked_paths(Some(defaults::strings(&defaults::MASKED_PATHS)));
-    linux.set_readonly_paths(Some(defaults::strings(&defaults::READONLY_PATHS)));
+    linux.set_masked_paths(masked_paths);
+    linux.set_readonly_paths(readonly_paths);
     linux.set_mount_label(None);
     linux.set_intel_rdt(None);
     linux.set_memory_policy(None);
@@ -188,6 +238,10 @@ mod tests {
             cgroups_path: "/berth/task-1/web".into(),
             passwd: Some(PASSWD),
             group: Some(GROUP),
+            init_path: None,
+            bounding_capabilities: None,
+            host_devices: Vec::new(),
+            file_mounts: Vec::new(),
         }
     }
 
@@ -537,5 +591,137 @@ mod tests {
 
         let back: Spec = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn linux_parameters_reach_the_spec() {
+        let mut c = container();
+        c.sysctls = BTreeMap::from([("kernel.shmmax".to_owned(), "1234".to_owned())]);
+        c.capabilities = crate::model::CapabilityChanges {
+            add: vec!["SYS_TIME".into()],
+            drop: vec!["ALL".into()],
+        };
+        c.shm_size_mib = Some(100);
+        c.tmpfs = vec![crate::model::TmpfsMount {
+            container_path: "/scratch".into(),
+            size_mib: 8,
+            mount_options: vec!["mode=1777".into()],
+        }];
+        let value = serde_json::to_value(build_ok(&c, &image(None))).expect("json");
+        assert_eq!(
+            value["linux"]["sysctl"],
+            serde_json::json!({"kernel.shmmax": "1234"})
+        );
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(
+                value["process"]["capabilities"][set],
+                serde_json::json!(["CAP_SYS_TIME"])
+            );
+        }
+        let mounts = value["mounts"].as_array().expect("mounts");
+        let shm = mounts
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .expect("shm");
+        assert_eq!(
+            shm["options"],
+            serde_json::json!(["nosuid", "noexec", "nodev", "mode=1777", "size=102400k"])
+        );
+        assert_eq!(
+            mounts.last(),
+            Some(&serde_json::json!({
+                "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", "mode=1777", "size=8192k"]
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_linux_parameters_are_refused_by_name() {
+        let mut c = container();
+        c.sysctls = BTreeMap::from([("kernel.panic".to_owned(), "1".to_owned())]);
+        let err = build(&c, &image(None), &ctx()).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "container web: kernel parameter kernel.panic cannot be set: it is not a namespaced \
+             kernel parameter"
+        );
+        let mut c = container();
+        c.capabilities.add = vec!["NOPE".into()];
+        assert!(matches!(
+            build(&c, &image(None), &ctx()),
+            Err(SpecError::UnknownCapability { .. })
+        ));
+    }
+
+    #[test]
+    fn privileged_is_dockers_privileged() {
+        let mut c = container();
+        c.privileged = true;
+        c.capabilities.drop = vec!["ALL".into()];
+        let mut null = oci_spec::runtime::LinuxDevice::default();
+        null.set_path("/dev/null".into());
+        null.set_typ(oci_spec::runtime::LinuxDeviceType::C);
+        null.set_major(1);
+        null.set_minor(3);
+        let mut context = ctx();
+        context.host_devices = vec![null.clone()];
+        let spec = build(&c, &image(None), &context).expect("build");
+        let p = process(&spec);
+        let caps = p.capabilities().as_ref().expect("caps");
+        assert_eq!(
+            caps.effective().as_ref().map(|s| s.len()),
+            Some(params::ALL_CAPABILITIES.len()),
+            "privileged ignores capability changes"
+        );
+        let l = linux(&spec);
+        assert_eq!(l.devices(), &Some(vec![null]));
+        assert_eq!(l.masked_paths(), &None);
+        assert_eq!(l.readonly_paths(), &None);
+        let rules = serde_json::to_value(l.resources().as_ref().and_then(|r| r.devices().clone()))
+            .expect("json");
+        assert_eq!(rules, serde_json::json!([{"allow": true, "access": "rwm"}]));
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .and_then(|m| m.iter().find(|m| m.destination().as_os_str() == "/sys"))
+            .and_then(|m| m.options().clone())
+            .expect("sys");
+        assert!(!sys.contains(&"ro".to_owned()), "{sys:?}");
+
+        let unprivileged = build(&container(), &image(None), &context).expect("build");
+        assert_eq!(
+            linux(&unprivileged).devices(),
+            &None,
+            "devices only when privileged"
+        );
+    }
+
+    #[test]
+    fn init_runs_first_from_a_read_only_bind_mount() {
+        let mut c = container();
+        c.init_process = true;
+        c.command = Some(vec!["serve".into()]);
+        let mut context = ctx();
+        assert_eq!(
+            build(&c, &image(None), &context),
+            Err(SpecError::NoInit {
+                container: "web".into()
+            })
+        );
+        context.init_path = Some("/usr/bin/tini-static".into());
+        let value =
+            serde_json::to_value(build(&c, &image(None), &context).expect("build")).expect("json");
+        assert_eq!(
+            value["process"]["args"],
+            serde_json::json!(["/sbin/docker-init", "--", "/entry", "serve"])
+        );
+        assert_eq!(
+            value["mounts"].as_array().and_then(|m| m.last()),
+            Some(
+                &serde_json::json!({"destination": "/sbin/docker-init", "type": "bind",
+                "source": "/usr/bin/tini-static", "options": ["rbind", "ro"]})
+            )
+        );
     }
 }

@@ -4,13 +4,18 @@
 use oci_spec::runtime::Mount;
 
 use super::SpecError;
+#[cfg(test)]
 use super::defaults;
 use crate::model::Mount as VolumeMount;
 
-/// The default mounts, without those a volume replaces (same destination), then the volume
-/// binds sorted by depth so that a parent directory is mounted before what is mounted inside
+/// `base` (the default mounts, as the container's own parameters shaped them) without those a
+/// volume replaces (same destination), then the volume binds sorted by depth so that a parent directory is mounted before what is mounted inside
 /// it (Docker's order). Each bind is recursive with private propagation, read-only on request.
-pub(super) fn mounts(binds: &[VolumeMount], container: &str) -> Result<Vec<Mount>, SpecError> {
+pub(super) fn mounts(
+    base: Vec<Mount>,
+    binds: &[VolumeMount],
+    container: &str,
+) -> Result<Vec<Mount>, SpecError> {
     let mut volumes = Vec::with_capacity(binds.len());
     for bind in binds {
         let destination = normalise(&bind.destination).ok_or_else(|| SpecError::InvalidMount {
@@ -35,7 +40,7 @@ pub(super) fn mounts(binds: &[VolumeMount], container: &str) -> Result<Vec<Mount
         volumes.push((destination, bind));
     }
     volumes.sort_by_key(|(destination, _)| destination.matches('/').count());
-    let mut all: Vec<Mount> = defaults::mounts()
+    let mut all: Vec<Mount> = base
         .into_iter()
         .filter(|m| {
             let d = m.destination().to_string_lossy();
@@ -109,12 +114,16 @@ mod tests {
 
     #[test]
     fn no_volumes_means_the_defaults() {
-        assert_eq!(mounts(&[], "web").unwrap(), defaults::mounts());
+        assert_eq!(
+            mounts(defaults::mounts(), &[], "web").unwrap(),
+            defaults::mounts()
+        );
     }
 
     #[test]
     fn volumes_are_recursive_private_binds_after_the_defaults_parents_first() {
         let got = mounts(
+            defaults::mounts(),
             &[
                 bind("/var/lib/berth/volumes/t/cache", "/data/cache/", false),
                 bind("/srv/config", "/data", true),
@@ -145,7 +154,12 @@ mod tests {
 
     #[test]
     fn a_volume_replaces_the_default_mount_at_its_destination() {
-        let got = mounts(&[bind("/srv/shm", "/dev/shm", false)], "web").unwrap();
+        let got = mounts(
+            defaults::mounts(),
+            &[bind("/srv/shm", "/dev/shm", false)],
+            "web",
+        )
+        .unwrap();
         let shm: Vec<_> = summary(&got)
             .into_iter()
             .filter(|m| m.0 == "/dev/shm")
@@ -159,19 +173,25 @@ mod tests {
     fn bad_destinations_and_sources_are_refused_naming_the_container() {
         for destination in ["data", "/", "/a/../etc", "/a\0b"] {
             assert_eq!(
-                mounts(&[bind("/srv", destination, false)], "web").unwrap_err(),
+                mounts(
+                    defaults::mounts(),
+                    &[bind("/srv", destination, false)],
+                    "web"
+                )
+                .unwrap_err(),
                 SpecError::InvalidMount {
                     container: "web".into(),
                     destination: destination.into()
                 }
             );
         }
-        let err = mounts(&[bind("srv", "/data", false)], "web").unwrap_err();
+        let err = mounts(defaults::mounts(), &[bind("srv", "/data", false)], "web").unwrap_err();
         assert_eq!(
             err.to_string(),
             "container web: volume source srv is not an absolute host path"
         );
         let err = mounts(
+            defaults::mounts(),
             &[bind("/a", "/data", false), bind("/b", "/data/", true)],
             "web",
         )

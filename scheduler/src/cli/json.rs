@@ -506,6 +506,22 @@ pub(super) struct ContainerDefinition {
     health_check: Option<HealthCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_configuration: Option<LogConfiguration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system_controls: Vec<SystemControl>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<HostEntry>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_servers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_search_domains: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linux_parameters: Option<LinuxParameters>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    environment_files: Vec<EnvironmentFile>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_networking: bool,
 }
 
 /// ECS HealthCheck, with the defaults the registration filled in.
@@ -526,6 +542,60 @@ pub(super) struct LogConfiguration {
     log_driver: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     options: BTreeMap<&'static str, String>,
+}
+
+/// ECS EnvironmentFile (always type `file` on Berth).
+#[derive(Debug, Serialize)]
+pub(super) struct EnvironmentFile {
+    value: String,
+    #[serde(rename = "type")]
+    typ: &'static str,
+}
+
+/// ECS SystemControl.
+#[derive(Debug, Serialize)]
+pub(super) struct SystemControl {
+    namespace: String,
+    value: String,
+}
+
+/// ECS HostEntry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HostEntry {
+    hostname: String,
+    ip_address: String,
+}
+
+/// ECS LinuxParameters (the members Berth supports).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LinuxParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<KernelCapabilities>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_memory_size: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tmpfs: Vec<Tmpfs>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    init_process_enabled: bool,
+}
+
+/// ECS KernelCapabilities.
+#[derive(Debug, Serialize)]
+pub(super) struct KernelCapabilities {
+    add: Vec<String>,
+    drop: Vec<String>,
+}
+
+/// ECS Tmpfs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Tmpfs {
+    container_path: String,
+    size: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mount_options: Vec<String>,
 }
 
 /// ECS ContainerRestartPolicy.
@@ -689,6 +759,51 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     options,
                 }
             }),
+            system_controls: c
+                .system_controls
+                .iter()
+                .map(|s| SystemControl {
+                    namespace: s.namespace.clone(),
+                    value: s.value.clone(),
+                })
+                .collect(),
+            extra_hosts: c
+                .extra_hosts
+                .iter()
+                .map(|h| HostEntry {
+                    hostname: h.hostname.clone(),
+                    ip_address: h.ip_address.clone(),
+                })
+                .collect(),
+            dns_servers: c.dns_servers.clone(),
+            dns_search_domains: c.dns_search_domains.clone(),
+            linux_parameters: c.linux_parameters.as_ref().map(|p| LinuxParameters {
+                capabilities: p.capabilities.as_ref().map(|k| KernelCapabilities {
+                    add: k.add.clone(),
+                    drop: k.drop.clone(),
+                }),
+                shared_memory_size: non_zero(p.shared_memory_size_mib),
+                tmpfs: p
+                    .tmpfs
+                    .iter()
+                    .map(|t| Tmpfs {
+                        container_path: t.container_path.clone(),
+                        size: t.size_mib,
+                        mount_options: t.mount_options.clone(),
+                    })
+                    .collect(),
+                init_process_enabled: p.init_process_enabled,
+            }),
+            privileged: c.privileged,
+            environment_files: c
+                .environment_files
+                .iter()
+                .map(|path| EnvironmentFile {
+                    value: path.clone(),
+                    typ: "file",
+                })
+                .collect(),
+            disable_networking: c.disable_networking,
         }
     }
 }

@@ -83,6 +83,37 @@ pub(super) struct ContainerDefinition {
     pub(super) volumes_from: Option<Vec<VolumeFrom>>,
     #[serde(default)]
     pub(super) health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub(super) system_controls: Option<Vec<SystemControl>>,
+    #[serde(default)]
+    pub(super) extra_hosts: Option<Vec<HostEntry>>,
+    #[serde(default)]
+    pub(super) dns_servers: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) dns_search_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) linux_parameters: Option<LinuxParameters>,
+    #[serde(default)]
+    pub(super) privileged: Option<bool>,
+    #[serde(default)]
+    pub(super) environment_files: Option<Vec<EnvironmentFile>>,
+    #[serde(default)]
+    pub(super) disable_networking: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnvironmentFile {
+    pub(super) value: String,
+    #[serde(rename = "type")]
+    pub(super) typ: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemControl {
+    pub(super) namespace: String,
+    pub(super) value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,12 +127,41 @@ pub(super) struct LogConfiguration {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct HostEntry {
+    pub(super) hostname: String,
+    pub(super) ip_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct Volume {
     pub(super) name: String,
     #[serde(default)]
     pub(super) host: Option<HostVolume>,
     #[serde(default)]
     pub(super) docker_volume_configuration: Option<DockerVolumeConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct LinuxParameters {
+    #[serde(default)]
+    pub(super) capabilities: Option<KernelCapabilities>,
+    #[serde(default)]
+    pub(super) shared_memory_size: Option<u32>,
+    #[serde(default)]
+    pub(super) tmpfs: Option<Vec<Tmpfs>>,
+    #[serde(default)]
+    pub(super) init_process_enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KernelCapabilities {
+    #[serde(default)]
+    pub(super) add: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) drop: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +217,15 @@ pub(super) struct HealthCheck {
     pub(super) retries: Option<u32>,
     #[serde(default)]
     pub(super) start_period: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Tmpfs {
+    pub(super) container_path: String,
+    pub(super) size: u32,
+    #[serde(default)]
+    pub(super) mount_options: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -146,22 +146,22 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("mountPoints", Shape::ObjectList(MOUNT_POINT)),
     optional("volumesFrom", Shape::ObjectList(VOLUME_FROM)),
     optional("healthCheck", Shape::Object(HEALTH_CHECK)),
+    optional("systemControls", Shape::ObjectList(SYSTEM_CONTROL)),
+    optional("extraHosts", Shape::ObjectList(HOST_ENTRY)),
+    optional("dnsServers", Shape::StringList),
+    optional("dnsSearchDomains", Shape::StringList),
+    optional("linuxParameters", Shape::Object(LINUX_PARAMETERS)),
+    optional("privileged", Shape::Bool),
+    optional("environmentFiles", Shape::ObjectList(ENVIRONMENT_FILE)),
+    optional("disableNetworking", Shape::Bool),
     unsupported("repositoryCredentials"),
     unsupported("links"),
     unsupported("portMappings"),
-    unsupported("environmentFiles"),
-    unsupported("linuxParameters"),
     unsupported("secrets"),
     unsupported("versionConsistency"),
-    unsupported("disableNetworking"),
-    unsupported("privileged"),
-    unsupported("dnsServers"),
-    unsupported("dnsSearchDomains"),
-    unsupported("extraHosts"),
     unsupported("dockerSecurityOptions"),
     unsupported("interactive"),
     unsupported("pseudoTerminal"),
-    unsupported("systemControls"),
     unsupported("resourceRequirements"),
     unsupported("firelensConfiguration"),
     unsupported("credentialSpecs"),
@@ -233,7 +233,8 @@ pub(super) const TMPFS_FLAGS: &[&str] = &[
     "norelatime",
     "strictatime",
 ];
-pub(super) const TMPFS_VALUE_OPTIONS: &[&str] = &[
+/// The options with a value a tmpfs docker volume's `o` may carry (`size=64m`).
+pub(super) const VOLUME_TMPFS_VALUE_OPTIONS: &[&str] = &[
     "size",
     "nr_blocks",
     "nr_inodes",
@@ -306,6 +307,149 @@ pub(super) const DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS: u32 = 5;
 pub(super) const HEALTH_CHECK_RETRIES: std::ops::RangeInclusive<u32> = 1..=10;
 pub(super) const DEFAULT_HEALTH_CHECK_RETRIES: u32 = 3;
 pub(super) const HEALTH_CHECK_START_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 0..=300;
+
+/// One element of a container's `environmentFiles` (ECS EnvironmentFile). ECS only knows type
+/// `s3`; Berth reads a file on the host instead (type `file`) and refuses `s3`, which needs AWS
+/// credentials.
+pub(super) const ENVIRONMENT_FILE: &[Field] = &[
+    required("value", Shape::String),
+    required("type", Shape::String),
+];
+
+/// One element of a container's `systemControls` (ECS SystemControl).
+pub(super) const SYSTEM_CONTROL: &[Field] = &[
+    required("namespace", Shape::String),
+    required("value", Shape::String),
+];
+
+/// One element of a container's `extraHosts` (ECS HostEntry).
+pub(super) const HOST_ENTRY: &[Field] = &[
+    required("hostname", Shape::String),
+    required("ipAddress", Shape::String),
+];
+
+/// A container's `linuxParameters` (ECS LinuxParameters).
+pub(super) const LINUX_PARAMETERS: &[Field] = &[
+    optional("capabilities", Shape::Object(KERNEL_CAPABILITIES)),
+    optional("sharedMemorySize", Shape::U32),
+    optional("tmpfs", Shape::ObjectList(TMPFS)),
+    optional("initProcessEnabled", Shape::Bool),
+    unsupported("devices"),
+    unsupported("maxSwap"),
+    unsupported("swappiness"),
+];
+
+/// `linuxParameters.capabilities` (ECS KernelCapabilities).
+pub(super) const KERNEL_CAPABILITIES: &[Field] = &[
+    optional("add", Shape::StringList),
+    optional("drop", Shape::StringList),
+];
+
+/// One element of `linuxParameters.tmpfs` (ECS Tmpfs).
+pub(super) const TMPFS: &[Field] = &[
+    required("containerPath", Shape::String),
+    required("size", Shape::U32),
+    optional("mountOptions", Shape::StringList),
+];
+
+/// The Linux capabilities (kernel 5.9's set), without the `CAP_` prefix; `ALL` names them all.
+pub(super) const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+
+/// The tmpfs mount options ECS accepts (Docker's list); the last six take `=value`.
+pub(super) const TMPFS_MOUNT_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "bind",
+    "rbind",
+    "unbindable",
+    "runbindable",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+];
+
+/// The tmpfs mount options that take a value (`mode=1777`).
+pub(super) const TMPFS_VALUE_OPTIONS: &[&str] =
+    &["mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
+
+/// The kernel parameters a container may set (Docker's namespaced sysctls): exact names, and
+/// prefixes ending in `.` or a name stem.
+pub(super) const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
 
 /// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
 pub(super) const RESTART_ATTEMPT_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 60..=1800;

@@ -13,6 +13,7 @@
 mod ecs;
 mod error;
 mod fields;
+mod linux;
 mod suggest;
 mod volumes;
 mod walk;
@@ -284,6 +285,18 @@ fn container(
     let health_check = c
         .health_check
         .map(|h| health_check(h, &walk::child(&path, "healthCheck"), problems));
+    let system_controls =
+        linux::system_controls(c.system_controls.unwrap_or_default(), &path, problems);
+    let environment_files =
+        linux::environment_files(c.environment_files.unwrap_or_default(), &path, problems);
+    let extra_hosts = linux::extra_hosts(c.extra_hosts.unwrap_or_default(), &path, problems);
+    let dns_servers = c.dns_servers.unwrap_or_default();
+    linux::dns_servers(&dns_servers, &path, problems);
+    let dns_search_domains = c.dns_search_domains.unwrap_or_default();
+    linux::dns_search_domains(&dns_search_domains, &path, problems);
+    let linux_parameters = c
+        .linux_parameters
+        .map(|p| linux::linux_parameters(p, &path, problems));
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -338,6 +351,14 @@ fn container(
             })
             .collect(),
         health_check,
+        system_controls,
+        extra_hosts,
+        dns_servers,
+        dns_search_domains,
+        linux_parameters,
+        privileged: c.privileged.unwrap_or(false),
+        environment_files,
+        disable_networking: c.disable_networking.unwrap_or(false),
     }
 }
 
@@ -696,6 +717,7 @@ fn validate_container(
             start_timeout_out_of_range(c.start_timeout_seconds),
         ));
     }
+    linux::validate_network(&def.network_mode, c, path, problems);
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (j, u) in c.ulimits.iter().enumerate() {
         let ulimit_path = walk::index(&field("ulimits"), j);

@@ -418,6 +418,12 @@ fn tables_and_serde_structs_agree() {
         fields::MOUNT_POINT,
         fields::VOLUME_FROM,
         fields::HEALTH_CHECK,
+        fields::SYSTEM_CONTROL,
+        fields::HOST_ENTRY,
+        fields::LINUX_PARAMETERS,
+        fields::KERNEL_CAPABILITIES,
+        fields::TMPFS,
+        fields::ENVIRONMENT_FILE,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -433,7 +439,8 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 10);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 23);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 31);
+    assert_eq!(supported(fields::LINUX_PARAMETERS), 4);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -1023,5 +1030,183 @@ fn a_healthy_dependency_needs_a_health_check() {
     assert_eq!(
         def.containers[2].depends_on[0].condition,
         proto::DependencyCondition::Healthy as i32
+    );
+}
+
+/// One container (bridge mode unless `mode` says otherwise) with `extra` JSON members.
+fn with_container(mode: &str, extra: &str) -> String {
+    format!(
+        r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[
+            {{"name":"a","image":"i","memory":64,{extra}}}]}}"#
+    )
+}
+
+#[test]
+fn linux_fields_are_carried() {
+    let def = parse(&with_container(
+        "bridge",
+        r#""systemControls":[{"namespace":"kernel.shmmax","value":"1234"},
+                             {"namespace":"net.ipv4.ip_forward","value":"1"}],
+           "extraHosts":[{"hostname":"db.local","ipAddress":"10.0.0.5"}],
+           "dnsServers":["10.0.0.2","fd00::2"],
+           "dnsSearchDomains":["example.com"],
+           "linuxParameters":{"capabilities":{"add":["cap_net_admin","ALL"],"drop":["MKNOD"]},
+                              "sharedMemorySize":128,"initProcessEnabled":true,
+                              "tmpfs":[{"containerPath":"/scratch","size":16,
+                                        "mountOptions":["noexec","mode=1777"]}]}"#,
+    ))
+    .unwrap();
+    let c = &def.containers[0];
+    assert_eq!(
+        c.system_controls,
+        [
+            proto::SystemControl {
+                namespace: "kernel.shmmax".into(),
+                value: "1234".into()
+            },
+            proto::SystemControl {
+                namespace: "net.ipv4.ip_forward".into(),
+                value: "1".into()
+            }
+        ]
+    );
+    assert_eq!(
+        c.extra_hosts,
+        [proto::HostEntry {
+            hostname: "db.local".into(),
+            ip_address: "10.0.0.5".into()
+        }]
+    );
+    assert_eq!(c.dns_servers, ["10.0.0.2", "fd00::2"]);
+    assert_eq!(c.dns_search_domains, ["example.com"]);
+    let linux = c.linux_parameters.as_ref().unwrap();
+    assert_eq!(
+        linux.capabilities,
+        Some(proto::KernelCapabilities {
+            add: vec!["NET_ADMIN".into(), "ALL".into()],
+            drop: vec!["MKNOD".into()]
+        })
+    );
+    assert_eq!(linux.shared_memory_size_mib, 128);
+    assert!(linux.init_process_enabled);
+    assert!(!c.privileged, "privileged defaults to false");
+    let privileged = parse(&with_container("none", r#""privileged":true"#)).unwrap();
+    assert!(privileged.containers[0].privileged);
+    assert_eq!(
+        linux.tmpfs,
+        [proto::TmpfsMount {
+            container_path: "/scratch".into(),
+            size_mib: 16,
+            mount_options: vec!["noexec".into(), "mode=1777".into()]
+        }]
+    );
+}
+
+#[test]
+fn linux_field_problems_are_reported_with_their_paths() {
+    assert_eq!(
+        problems(&with_container(
+            "bridge",
+            r#""systemControls":[{"namespace":"kernel.panic","value":"1"},
+                                 {"namespace":"kernel.sem","value":"1"},
+                                 {"namespace":"kernel.sem","value":"2"}],
+               "extraHosts":[{"hostname":"has space","ipAddress":"300.1.1.1"}],
+               "dnsServers":["dns.google"],
+               "dnsSearchDomains":["bad_domain"],
+               "linuxParameters":{"capabilities":{"add":["NET_ADMN"]},
+                                  "sharedMemorySize":0,
+                                  "tmpfs":[{"containerPath":"rel","size":0,
+                                            "mountOptions":["nosuchopt","mode="]}]}"#,
+        )),
+        [
+            "containerDefinitions[0].systemControls[0].namespace: `kernel.panic` is not a namespaced kernel parameter: a container may set only kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem, kernel.shmall, kernel.shmmax, kernel.shmmni, kernel.shm_rmid_forced, fs.mqueue.* and net.* (in its own network namespace)",
+            "containerDefinitions[0].systemControls[2].namespace: `kernel.sem` is already set by systemControls[1]",
+            "containerDefinitions[0].extraHosts[0].hostname: \"has space\" is not a host name: it must be non-empty, without spaces or `#`",
+            "containerDefinitions[0].extraHosts[0].ipAddress: \"300.1.1.1\" is not an IPv4 or IPv6 address",
+            "containerDefinitions[0].dnsServers[0]: \"dns.google\" is not an IPv4 or IPv6 address",
+            "containerDefinitions[0].dnsSearchDomains[0]: \"bad_domain\" is not a search domain: use letters, digits, '-' and '.', up to 254 characters, ending in a letter or digit",
+            "containerDefinitions[0].linuxParameters.capabilities.add[0]: `NET_ADMN` is not a Linux capability: did you mean `NET_ADMIN`?",
+            "containerDefinitions[0].linuxParameters.sharedMemorySize: 0 MiB is less than the minimum of 1 MiB",
+            "containerDefinitions[0].linuxParameters.tmpfs[0].containerPath: \"rel\" is not an absolute path",
+            "containerDefinitions[0].linuxParameters.tmpfs[0].size: 0 MiB is less than the minimum of 1 MiB",
+            &format!(
+                "containerDefinitions[0].linuxParameters.tmpfs[0].mountOptions[0]: `nosuchopt` is not a tmpfs mount option: use one of {}, or mode, uid, gid, nr_inodes, nr_blocks, mpol with `=value`",
+                fields::TMPFS_MOUNT_OPTIONS.join(", ")
+            ),
+            &format!(
+                "containerDefinitions[0].linuxParameters.tmpfs[0].mountOptions[1]: `mode=` is not a tmpfs mount option: use one of {}, or mode, uid, gid, nr_inodes, nr_blocks, mpol with `=value`",
+                fields::TMPFS_MOUNT_OPTIONS.join(", ")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
+    let fields = r#""systemControls":[{"namespace":"net.core.somaxconn","value":"1024"}],
+                    "extraHosts":[{"hostname":"db","ipAddress":"10.0.0.5"}],
+                    "dnsServers":["10.0.0.2"],"dnsSearchDomains":["example.com"],
+                    "disableNetworking":true"#;
+    assert!(parse(&with_container("bridge", fields)).is_ok());
+    let none = parse(&with_container("none", fields)).unwrap();
+    assert!(none.containers[0].disable_networking);
+    assert_eq!(
+        problems(&with_container("host", fields)),
+        [
+            "containerDefinitions[0].dnsServers: is not valid with networkMode host, as on ECS",
+            "containerDefinitions[0].dnsSearchDomains: is not valid with networkMode host, as on ECS",
+            "containerDefinitions[0].disableNetworking: is not valid with networkMode host, as on ECS",
+            "containerDefinitions[0].systemControls[0].namespace: `net.core.somaxconn` would change the host's network stack: net.* parameters need the task's own network namespace (not networkMode host)",
+        ]
+    );
+    assert_eq!(
+        problems(&with_container("awsvpc", fields)),
+        [
+            "containerDefinitions[0].dnsServers: is not valid with networkMode awsvpc, as on ECS",
+            "containerDefinitions[0].dnsSearchDomains: is not valid with networkMode awsvpc, as on ECS",
+            "containerDefinitions[0].extraHosts: is not valid with networkMode awsvpc, as on ECS",
+            "containerDefinitions[0].disableNetworking: is not valid with networkMode awsvpc, as on ECS",
+        ]
+    );
+}
+
+#[test]
+fn unsupported_linux_parameters_are_refused_by_name() {
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""linuxParameters":{"devices":[],"maxSwap":0,"swappiness":1}"#
+        )),
+        [
+            "field `devices` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
+            "field `maxSwap` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
+            "field `swappiness` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
+        ]
+    );
+}
+
+#[test]
+fn environment_files_are_host_paths_and_s3_is_refused() {
+    let def = parse(&with_container(
+        "none",
+        r#""environmentFiles":[{"value":"/etc/app/a.env","type":"file"},{"value":"/b.env","type":"file"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].environment_files,
+        ["/etc/app/a.env", "/b.env"]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""environmentFiles":[{"value":"arn:aws:s3:::bucket/a.env","type":"s3"},
+                                   {"value":"rel.env","type":"local"}]"#,
+        )),
+        [
+            "containerDefinitions[0].environmentFiles[0].type: type `s3` needs AWS credentials, which a Berth host does not have: copy the file to the host and use type `file` with its path",
+            "containerDefinitions[0].environmentFiles[0].value: \"arn:aws:s3:::bucket/a.env\" is not an absolute path on the host",
+            "containerDefinitions[0].environmentFiles[1].type: `local` is not an environment file type: use `file`",
+            "containerDefinitions[0].environmentFiles[1].value: \"rel.env\" is not an absolute path on the host",
+        ]
     );
 }

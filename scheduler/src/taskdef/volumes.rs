@@ -15,7 +15,7 @@ use super::ecs;
 use super::error::Problem;
 use super::fields::{
     LOCAL_DRIVER_OPTS, SUPPORTED_LOCAL_TYPE, SUPPORTED_VOLUME_DRIVER, SUPPORTED_VOLUME_SCOPE,
-    TMPFS_FLAGS, TMPFS_VALUE_OPTIONS, VOLUME_SCOPES,
+    TMPFS_FLAGS, VOLUME_SCOPES, VOLUME_TMPFS_VALUE_OPTIONS,
 };
 use super::{find_cycle, name_problem, walk};
 
@@ -229,14 +229,14 @@ fn tmpfs_option_problems(options: &str) -> Vec<String> {
         let ok = match option.split_once('=') {
             None => TMPFS_FLAGS.contains(&option),
             Some((name, value)) => {
-                TMPFS_VALUE_OPTIONS.contains(&name) && tmpfs_value_ok(name, value)
+                VOLUME_TMPFS_VALUE_OPTIONS.contains(&name) && tmpfs_value_ok(name, value)
             }
         };
         if !ok {
             problems.push(format!(
                 "`{option}` is not a tmpfs option: use {}, or name=value with {} (e.g. size=64m)",
                 TMPFS_FLAGS.join(", "),
-                TMPFS_VALUE_OPTIONS.join(", ")
+                VOLUME_TMPFS_VALUE_OPTIONS.join(", ")
             ));
         }
     }

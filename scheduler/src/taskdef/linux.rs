@@ -1,0 +1,353 @@
+//! The Linux-level container fields: `systemControls`, `extraHosts`, `dnsServers`,
+//! `dnsSearchDomains` and `linuxParameters`, converted with ECS's and Docker's rules; every
+//! problem is reported with its JSON path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use berth_proto::v1 as proto;
+
+use super::error::Problem;
+use super::fields::{CAPABILITIES, IPC_SYSCTLS, TMPFS_MOUNT_OPTIONS, TMPFS_VALUE_OPTIONS};
+use super::{ecs, suggest, walk};
+
+/// `systemControls`: each namespace a namespaced kernel parameter, named once.
+pub(super) fn system_controls(
+    controls: Vec<ecs::SystemControl>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<proto::SystemControl> {
+    let list = walk::child(path, "systemControls");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (j, c) in controls.iter().enumerate() {
+        let at = walk::child(&walk::index(&list, j), "namespace");
+        if let Some(message) = sysctl_problem(&c.namespace) {
+            problems.push(Problem::at(&at, message));
+        } else if let Some(first) = seen.get(&c.namespace) {
+            problems.push(Problem::at(
+                &at,
+                format!(
+                    "`{}` is already set by systemControls[{first}]",
+                    c.namespace
+                ),
+            ));
+        } else {
+            seen.insert(c.namespace.clone(), j);
+        }
+        if c.value.contains('\n') || c.value.contains('\0') {
+            problems.push(Problem::at(
+                &walk::child(&walk::index(&list, j), "value"),
+                "must be one line without NUL bytes",
+            ));
+        }
+    }
+    controls
+        .into_iter()
+        .map(|c| proto::SystemControl {
+            namespace: c.namespace,
+            value: c.value,
+        })
+        .collect()
+}
+
+/// Why `name` is not a kernel parameter a container may set: only the ones the kernel scopes to
+/// a container's IPC or network namespace (Docker's rule), never the host's.
+fn sysctl_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if IPC_SYSCTLS.contains(&name) || name.starts_with("fs.mqueue.") || name.starts_with("net.") {
+        let rest = name.split('.').skip(1);
+        if rest.clone().count() == 0 || rest.clone().any(str::is_empty) {
+            return Some(format!("`{name}` is not a kernel parameter name"));
+        }
+        return None;
+    }
+    Some(format!(
+        "`{name}` is not a namespaced kernel parameter: a container may set only {}, fs.mqueue.* \
+         and net.* (in its own network namespace)",
+        IPC_SYSCTLS.join(", ")
+    ))
+}
+
+/// `environmentFiles`: type `file` with an absolute path on the host; `s3` is refused by name.
+pub(super) fn environment_files(
+    files: Vec<ecs::EnvironmentFile>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let list = walk::child(path, "environmentFiles");
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(j, f)| {
+            let entry = walk::index(&list, j);
+            match f.typ.as_str() {
+                "file" => {}
+                "s3" => problems.push(Problem::at(
+                    &walk::child(&entry, "type"),
+                    "type `s3` needs AWS credentials, which a Berth host does not have: copy the \
+                     file to the host and use type `file` with its path",
+                )),
+                other => problems.push(Problem::at(
+                    &walk::child(&entry, "type"),
+                    format!("`{other}` is not an environment file type: use `file`"),
+                )),
+            }
+            if !f.value.starts_with('/') || f.value.contains('\0') {
+                problems.push(Problem::at(
+                    &walk::child(&entry, "value"),
+                    format!("{:?} is not an absolute path on the host", f.value),
+                ));
+            }
+            f.value
+        })
+        .collect()
+}
+
+/// `extraHosts`: a host name without whitespace and an IP address each.
+pub(super) fn extra_hosts(
+    hosts: Vec<ecs::HostEntry>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<proto::HostEntry> {
+    let list = walk::child(path, "extraHosts");
+    for (j, h) in hosts.iter().enumerate() {
+        let entry = walk::index(&list, j);
+        if h.hostname.is_empty()
+            || h.hostname
+                .chars()
+                .any(|c| c.is_whitespace() || c == '#' || c.is_control())
+        {
+            problems.push(Problem::at(
+                &walk::child(&entry, "hostname"),
+                format!(
+                    "{:?} is not a host name: it must be non-empty, without spaces or `#`",
+                    h.hostname
+                ),
+            ));
+        }
+        if h.ip_address.parse::<IpAddr>().is_err() {
+            problems.push(Problem::at(
+                &walk::child(&entry, "ipAddress"),
+                format!("{:?} is not an IPv4 or IPv6 address", h.ip_address),
+            ));
+        }
+    }
+    hosts
+        .into_iter()
+        .map(|h| proto::HostEntry {
+            hostname: h.hostname,
+            ip_address: h.ip_address,
+        })
+        .collect()
+}
+
+/// `dnsServers`: IP addresses.
+pub(super) fn dns_servers(servers: &[String], path: &str, problems: &mut Vec<Problem>) {
+    let list = walk::child(path, "dnsServers");
+    for (j, s) in servers.iter().enumerate() {
+        if s.parse::<IpAddr>().is_err() {
+            problems.push(Problem::at(
+                &walk::index(&list, j),
+                format!("{s:?} is not an IPv4 or IPv6 address"),
+            ));
+        }
+    }
+}
+
+/// `dnsSearchDomains`: ECS's pattern, letters, digits, '-' and '.', at most 254 characters,
+/// ending in a letter or digit.
+pub(super) fn dns_search_domains(domains: &[String], path: &str, problems: &mut Vec<Problem>) {
+    let list = walk::child(path, "dnsSearchDomains");
+    for (j, d) in domains.iter().enumerate() {
+        let valid = !d.is_empty()
+            && d.len() <= 254
+            && d.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && d.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            problems.push(Problem::at(
+                &walk::index(&list, j),
+                format!(
+                    "{d:?} is not a search domain: use letters, digits, '-' and '.', up to 254 \
+                     characters, ending in a letter or digit"
+                ),
+            ));
+        }
+    }
+}
+
+/// The network-mode rules of ECS and Docker for these fields: DNS settings are not valid in
+/// awsvpc (the task's resolv.conf) nor host mode (the host's), extra hosts not in awsvpc, and
+/// `net.*` parameters need the container's own network namespace (not host mode).
+pub(super) fn validate_network(
+    network_mode: &str,
+    c: &proto::ContainerDefinition,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let refuse = |field: &str, modes: &[&str], problems: &mut Vec<Problem>| {
+        if modes.contains(&network_mode) {
+            problems.push(Problem::at(
+                &walk::child(path, field),
+                format!("is not valid with networkMode {network_mode}, as on ECS"),
+            ));
+        }
+    };
+    if !c.dns_servers.is_empty() {
+        refuse("dnsServers", &["awsvpc", "host"], problems);
+    }
+    if !c.dns_search_domains.is_empty() {
+        refuse("dnsSearchDomains", &["awsvpc", "host"], problems);
+    }
+    if !c.extra_hosts.is_empty() {
+        refuse("extraHosts", &["awsvpc"], problems);
+    }
+    if c.disable_networking {
+        refuse("disableNetworking", &["awsvpc", "host"], problems);
+    }
+    if network_mode == "host" {
+        for (j, s) in c.system_controls.iter().enumerate() {
+            if s.namespace.starts_with("net.") {
+                problems.push(Problem::at(
+                    &walk::child(
+                        &walk::index(&walk::child(path, "systemControls"), j),
+                        "namespace",
+                    ),
+                    format!(
+                        "`{}` would change the host's network stack: net.* parameters need the \
+                         task's own network namespace (not networkMode host)",
+                        s.namespace
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// `linuxParameters`.
+pub(super) fn linux_parameters(
+    p: ecs::LinuxParameters,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> proto::LinuxParameters {
+    let path = walk::child(path, "linuxParameters");
+    let capabilities = p.capabilities.map(|caps| {
+        let caps_path = walk::child(&path, "capabilities");
+        proto::KernelCapabilities {
+            add: capability_names(caps.add.unwrap_or_default(), &caps_path, "add", problems),
+            drop: capability_names(caps.drop.unwrap_or_default(), &caps_path, "drop", problems),
+        }
+    });
+    if p.shared_memory_size == Some(0) {
+        problems.push(Problem::at(
+            &walk::child(&path, "sharedMemorySize"),
+            "0 MiB is less than the minimum of 1 MiB",
+        ));
+    }
+    let tmpfs_path = walk::child(&path, "tmpfs");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let tmpfs = p
+        .tmpfs
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(j, t)| {
+            let entry = walk::index(&tmpfs_path, j);
+            let dest_path = walk::child(&entry, "containerPath");
+            if !t.container_path.starts_with('/') {
+                problems.push(Problem::at(
+                    &dest_path,
+                    format!("{:?} is not an absolute path", t.container_path),
+                ));
+            } else if t.container_path.split('/').any(|part| part == "..") {
+                problems.push(Problem::at(
+                    &dest_path,
+                    format!("{:?} must not contain `..`", t.container_path),
+                ));
+            } else if let Some(first) = seen.get(&t.container_path) {
+                problems.push(Problem::at(
+                    &dest_path,
+                    format!(
+                        "{:?} is already mounted by tmpfs[{first}]",
+                        t.container_path
+                    ),
+                ));
+            } else {
+                seen.insert(t.container_path.clone(), j);
+            }
+            if t.size == 0 {
+                problems.push(Problem::at(
+                    &walk::child(&entry, "size"),
+                    "0 MiB is less than the minimum of 1 MiB",
+                ));
+            }
+            let options = t.mount_options.unwrap_or_default();
+            for (k, option) in options.iter().enumerate() {
+                if let Some(message) = tmpfs_option_problem(option) {
+                    problems.push(Problem::at(
+                        &walk::index(&walk::child(&entry, "mountOptions"), k),
+                        message,
+                    ));
+                }
+            }
+            proto::TmpfsMount {
+                container_path: t.container_path,
+                size_mib: t.size,
+                mount_options: options,
+            }
+        })
+        .collect();
+    proto::LinuxParameters {
+        capabilities,
+        shared_memory_size_mib: p.shared_memory_size.unwrap_or(0),
+        tmpfs,
+        init_process_enabled: p.init_process_enabled.unwrap_or(false),
+    }
+}
+
+/// Capability names as ECS writes them (`NET_ADMIN`, or `ALL`); a `CAP_` prefix and lower case
+/// are accepted as Docker does, and stored without the prefix in upper case.
+fn capability_names(
+    names: Vec<String>,
+    caps_path: &str,
+    list: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let list_path = walk::child(caps_path, list);
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let upper = name.to_ascii_uppercase();
+            let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned();
+            if bare != "ALL" && !CAPABILITIES.contains(&bare.as_str()) {
+                let hint = match suggest::nearest(&bare, CAPABILITIES.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => "use a capability name such as NET_ADMIN, or ALL".to_owned(),
+                };
+                problems.push(Problem::at(
+                    &walk::index(&list_path, j),
+                    format!("`{name}` is not a Linux capability: {hint}"),
+                ));
+            }
+            bare
+        })
+        .collect()
+}
+
+/// Why `option` is not one of Docker's tmpfs mount options, if it is not.
+fn tmpfs_option_problem(option: &str) -> Option<String> {
+    let known = match option.split_once('=') {
+        Some((key, value)) => TMPFS_VALUE_OPTIONS.contains(&key) && !value.is_empty(),
+        None => TMPFS_MOUNT_OPTIONS.contains(&option),
+    };
+    (!known).then(|| {
+        format!(
+            "`{option}` is not a tmpfs mount option: use one of {}, or {} with `=value`",
+            TMPFS_MOUNT_OPTIONS.join(", "),
+            TMPFS_VALUE_OPTIONS.join(", ")
+        )
+    })
+}
