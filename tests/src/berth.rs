@@ -211,7 +211,7 @@ impl Agent {
         cmd.arg("--config").arg(&config);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info,berth_agent=debug")
+            .env("RUST_LOG", "info,berth_agent=debug,berth_runtime=debug")
             .env("BERTH_CLUSTER", &opts.cluster)
             .env("BERTH_SCHEDULER_ENDPOINT", &opts.endpoint)
             .env("BERTH_DATA_DIR", &opts.data_dir)

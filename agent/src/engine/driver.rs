@@ -511,6 +511,10 @@ impl<R: ContainerRuntime> Driver<R> {
                 _ = self.cancel.cancelled() => return,
             }
         }
+        // Every container has exited. What is still in flight (a stop waiting out its log
+        // drain, a health probe, a restart's backoff) is dropped here, not left unpolled: a
+        // pending stop holds the container's log pipes, which the cleanup's delete needs.
+        drop((waits, stops, restarting, probing));
         self.finish(created).await;
     }
 
@@ -727,6 +731,7 @@ impl<R: ContainerRuntime> Driver<R> {
     }
 
     async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>) {
+        tracing::debug!(wait_s = wait.as_secs(), "cleanup scheduled");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.cancel.cancelled() => return,
@@ -755,9 +760,12 @@ impl<R: ContainerRuntime> Driver<R> {
     async fn cleanup_once(&self, created: &[Created]) -> Result<(), berth_runtime::Error> {
         for c in created {
             self.runtime.delete(&c.id).await?;
+            tracing::debug!(container.name = %c.name, "container deleted");
         }
         self.runtime.remove_task_volumes(self.task_id()).await?;
+        tracing::debug!("task volumes removed");
         self.runtime.remove_task_cgroup(self.task_id()).await?;
+        tracing::debug!("task cgroup removed");
         self.runtime.remove_task_logs(self.task_id()).await
     }
 
