@@ -8,28 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use berth_runtime::{DnsConfig, NetNs, PortRequest, Protocol, TaskInterface, TaskNetworkSpec};
-use berth_tests::Policy;
 use berth_tests::bench::{percentile, report};
 use berth_tests::netlab::{NetLab, prerequisites};
 
 const RUNS: usize = 30;
 
 fn main() -> ExitCode {
-    if let Some(why) = prerequisites() {
-        eprintln!("bench SKIPPED: {why}");
-        return if Policy::from_env() == Policy::Fail {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    berth_tests::bench::main_with(prerequisites, run)
 }
 
 fn run() -> Result<()> {

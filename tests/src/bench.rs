@@ -6,9 +6,18 @@ use std::time::Duration;
 
 use crate::prereq::{Policy, Prereq};
 
-/// Runs a benchmark body; prints why it could not run, or its error.
+/// Runs a benchmark body that needs containerd and the registry; prints why it could not
+/// run, or its error.
 pub fn main(run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
-    if let Err(why) = Prereq::check() {
+    main_with(|| Prereq::check().err(), run)
+}
+
+/// Runs a benchmark body after its own prerequisite check (`Some(why)` when it cannot run).
+pub fn main_with(
+    missing: impl FnOnce() -> Option<String>,
+    run: impl FnOnce() -> anyhow::Result<()>,
+) -> ExitCode {
+    if let Some(why) = missing() {
         eprintln!("bench SKIPPED: {why}");
         return if Policy::from_env() == Policy::Fail {
             ExitCode::FAILURE
