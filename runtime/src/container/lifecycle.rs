@@ -425,23 +425,8 @@ impl Containers {
             namespace: self.client.namespace().to_owned(),
         };
         let (task_id, name) = self.labels_of(id).await.ok_or_else(not_found)?;
-        match self
-            .client
-            .tasks()
-            .delete(self.client.request(DeleteTaskRequest {
-                container_id: id.to_string(),
-            }))
-            .await
-        {
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(ContainerdError::new("task delete", id.as_str(), &s).into()),
-        }
-        // The old drains have ended with the old process (its wait finished them); make sure.
-        let pipes = self.pipes_lock().remove(id);
-        if let Some(pipes) = pipes {
-            pipes.lock().await.finish(Duration::ZERO).await;
-        }
+        // The old task goes; its drains ended with the old process (its wait finished them).
+        self.delete_task(id).await?;
         let mounts = self
             .client
             .snapshots()
@@ -705,6 +690,16 @@ impl Containers {
     /// Removes the task, the container record, its snapshot and its FIFOs. The log file stays
     /// (the agent removes it with the task). Idempotent. A running container is refused.
     pub(crate) async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
+        self.delete_task(id).await?;
+        let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
+        let _ = std::fs::remove_dir_all(self.etc_dir(id));
+        self.delete_record(id).await;
+        self.remove_snapshot(id).await;
+        Ok(())
+    }
+
+    /// Deletes the container's task (gone already is fine) and ends its output drains.
+    async fn delete_task(&self, id: &ContainerId) -> Result<(), Error> {
         match self
             .client
             .tasks()
@@ -721,10 +716,6 @@ impl Containers {
         if let Some(pipes) = pipes {
             pipes.lock().await.finish(Duration::ZERO).await;
         }
-        let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
-        let _ = std::fs::remove_dir_all(self.etc_dir(id));
-        self.delete_record(id).await;
-        self.remove_snapshot(id).await;
         Ok(())
     }
 
