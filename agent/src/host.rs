@@ -60,6 +60,7 @@ pub fn resources(
         cpu_millicores: (cores * 1000).saturating_sub(reserved_cpu * 1000 / 1024),
         cores: u32::try_from(cores).unwrap_or(u32::MAX),
         ports: reserved_ports.iter().map(|p| u32::from(*p)).collect(),
+        udp_ports: Vec::new(),
     })
 }
 

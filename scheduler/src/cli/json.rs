@@ -903,6 +903,7 @@ mod tests {
                     oom_killed: true,
                     restart_count: 2,
                     health_status: proto::HealthStatus::Unhealthy as i32,
+                    ..Default::default()
                 },
                 proto::ContainerState {
                     name: "side".into(),
@@ -912,6 +913,7 @@ mod tests {
             ],
             started_by: "berthctl".into(),
             health_status: proto::HealthStatus::Unhealthy as i32,
+            ..Default::default()
         };
         let json = serde_json::to_value(Tasks {
             tasks: vec![Task::from(&task)],
@@ -991,6 +993,7 @@ mod tests {
                 cpu_millicores: 2000,
                 cores: 2,
                 ports: vec![22],
+                ..Default::default()
             }),
             remaining_resources: Some(proto::Resources {
                 cpu: 1024,

@@ -188,6 +188,7 @@ async fn run_task(
             definition: Some(run_task_request::Definition::TaskDefinition(def.into())),
             count: 1,
             started_by: "test".into(),
+            network_attachment: None,
         })
         .await?
         .into_inner()

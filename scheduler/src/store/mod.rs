@@ -382,6 +382,7 @@ fn instance_view(rec: &InstanceRecord, tasks: &[pb::Task]) -> pb::ContainerInsta
             cpu_millicores: reg.cpu_millicores.saturating_sub(used_cpu * 1000 / 1024),
             cores: reg.cores,
             ports: reg.ports.clone(),
+            udp_ports: reg.udp_ports.clone(),
         });
     }
     view.running_tasks_count = count(mine().filter(|t| is_running(t)).count());

@@ -359,6 +359,8 @@ fn container(
         privileged: c.privileged.unwrap_or(false),
         environment_files,
         disable_networking: c.disable_networking.unwrap_or(false),
+        port_mappings: Vec::new(),
+        links: Vec::new(),
     }
 }
 
