@@ -87,6 +87,21 @@ pub struct Overrides {
     /// Static init run as PID 1 for initProcessEnabled [env: BERTH_INIT_PATH]
     #[arg(long, value_name = "PATH")]
     pub init_path: Option<String>,
+    /// Bridge for awsvpc (veth) and bridge-mode tasks [env: BERTH_NETWORK_BRIDGE]
+    #[arg(long, value_name = "NAME")]
+    pub network_bridge: Option<String>,
+    /// IPv4 range task addresses come from [env: BERTH_NETWORK_CIDR]
+    #[arg(long, value_name = "CIDR")]
+    pub network_cidr: Option<String>,
+    /// Masquerade traffic from task addresses leaving the CIDR [env: BERTH_NETWORK_MASQUERADE]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub network_masquerade: Option<String>,
+    /// Where task network namespaces are bind-mounted [env: BERTH_NETWORK_NETNS_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub network_netns_dir: Option<String>,
+    /// Network namespace holding the bridge and task interfaces [env: BERTH_NETWORK_HOST_NETNS]
+    #[arg(long, value_name = "PATH")]
+    pub network_host_netns: Option<String>,
 }
 
 impl Overrides {
@@ -118,6 +133,11 @@ impl Overrides {
             (Key::VolumeHostPaths, &self.volume_host_paths),
             (Key::AllowPrivileged, &self.allow_privileged),
             (Key::InitPath, &self.init_path),
+            (Key::NetworkBridge, &self.network_bridge),
+            (Key::NetworkCidr, &self.network_cidr),
+            (Key::NetworkMasquerade, &self.network_masquerade),
+            (Key::NetworkNetnsDir, &self.network_netns_dir),
+            (Key::NetworkHostNetns, &self.network_host_netns),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -44,10 +44,15 @@ pub(crate) enum Key {
     VolumeHostPaths,
     AllowPrivileged,
     InitPath,
+    NetworkBridge,
+    NetworkCidr,
+    NetworkMasquerade,
+    NetworkNetnsDir,
+    NetworkHostNetns,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 25] = [
+    pub(crate) const ALL: [Key; 30] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -73,6 +78,11 @@ impl Key {
         Key::VolumeHostPaths,
         Key::AllowPrivileged,
         Key::InitPath,
+        Key::NetworkBridge,
+        Key::NetworkCidr,
+        Key::NetworkMasquerade,
+        Key::NetworkNetnsDir,
+        Key::NetworkHostNetns,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -150,7 +160,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 25] = [
+const KEYS: [KeyDoc; 30] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -325,6 +335,41 @@ const KEYS: [KeyDoc; 25] = [
         "--init-path",
         r#""/usr/bin/tini-static""#,
         "absolute path of the static init (Debian's tini) run as PID 1 for initProcessEnabled",
+    ),
+    doc(
+        "network_bridge",
+        "BERTH_NETWORK_BRIDGE",
+        "--network-bridge",
+        r#""berth0""#,
+        "the bridge the agent creates for awsvpc (veth) and bridge-mode tasks; it gets the CIDR's first address and 169.254.170.2",
+    ),
+    doc(
+        "network_cidr",
+        "BERTH_NETWORK_CIDR",
+        "--network-cidr",
+        r#""10.222.0.0/16""#,
+        "IPv4 range task addresses come from (agent IPAM); must not overlap an address of the host",
+    ),
+    doc(
+        "network_masquerade",
+        "BERTH_NETWORK_MASQUERADE",
+        "--network-masquerade",
+        "true",
+        "masquerade (outbound NAT) traffic from task addresses that leaves the CIDR",
+    ),
+    doc(
+        "network_netns_dir",
+        "BERTH_NETWORK_NETNS_DIR",
+        "--network-netns-dir",
+        r#""/run/berth/netns""#,
+        "where task network namespaces are bind-mounted, one file per task",
+    ),
+    doc(
+        "network_host_netns",
+        "BERTH_NETWORK_HOST_NETNS",
+        "--network-host-netns",
+        "(none)",
+        "a network namespace (path like /run/netns/lab) holding the bridge, nftables table and task interfaces instead of the agent's own; for tests and nested setups",
     ),
 ];
 

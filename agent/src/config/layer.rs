@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_runtime::Ipv4Cidr;
+
 use super::error::ConfigError;
 use super::keys::Key;
 use super::parse;
@@ -79,6 +81,11 @@ pub(crate) struct Partial {
     volume_host_paths: Option<Given<Vec<PathBuf>>>,
     allow_privileged: Option<Given<bool>>,
     init_path: Option<Given<PathBuf>>,
+    network_bridge: Option<Given<String>>,
+    network_cidr: Option<Given<Ipv4Cidr>>,
+    network_masquerade: Option<Given<bool>>,
+    network_netns_dir: Option<Given<PathBuf>>,
+    network_host_netns: Option<Given<Option<PathBuf>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -195,6 +202,37 @@ impl Partial {
             Key::VolumeHostPaths => s.store(&mut self.volume_host_paths, absolute_paths(input)),
             Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
+            Key::NetworkBridge => s.store(
+                &mut self.network_bridge,
+                input
+                    .text()
+                    .filter(|t| parse::is_interface_name(t))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        "an interface name of 1 to 15 letters, digits, '-', '_' or '.'".to_owned()
+                    }),
+            ),
+            Key::NetworkCidr => s.store(
+                &mut self.network_cidr,
+                input
+                    .text()
+                    .and_then(|t| t.parse::<Ipv4Cidr>().ok())
+                    .filter(|c| (8..=30).contains(&c.prefix_len()))
+                    .ok_or_else(|| {
+                        "an IPv4 network (host bits zero) with a prefix of /8 to /30, like 10.222.0.0/16"
+                            .to_owned()
+                    }),
+            ),
+            Key::NetworkMasquerade => s.store(&mut self.network_masquerade, boolean(input)),
+            Key::NetworkNetnsDir => s.store(
+                &mut self.network_netns_dir,
+                absolute_path(input, "an absolute directory"),
+            ),
+            Key::NetworkHostNetns => s.store(
+                &mut self.network_host_netns,
+                absolute_path(input, "the absolute path of a network namespace, like /run/netns/lab")
+                    .map(Some),
+            ),
         }
     }
 
@@ -376,6 +414,41 @@ impl Partial {
                 self.init_path,
                 Key::InitPath,
                 defaults.init_path,
+                &mut sources,
+            )
+            .value,
+            network_bridge: pick(
+                self.network_bridge,
+                Key::NetworkBridge,
+                defaults.network_bridge,
+                &mut sources,
+            )
+            .value,
+            network_cidr: pick(
+                self.network_cidr,
+                Key::NetworkCidr,
+                defaults.network_cidr,
+                &mut sources,
+            )
+            .value,
+            network_masquerade: pick(
+                self.network_masquerade,
+                Key::NetworkMasquerade,
+                defaults.network_masquerade,
+                &mut sources,
+            )
+            .value,
+            network_netns_dir: pick(
+                self.network_netns_dir,
+                Key::NetworkNetnsDir,
+                defaults.network_netns_dir,
+                &mut sources,
+            )
+            .value,
+            network_host_netns: pick(
+                self.network_host_netns,
+                Key::NetworkHostNetns,
+                defaults.network_host_netns,
                 &mut sources,
             )
             .value,

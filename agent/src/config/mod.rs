@@ -22,6 +22,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_runtime::Ipv4Cidr;
+
 pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
 pub use keys::{KeyDoc, reference_table};
@@ -82,6 +84,17 @@ pub struct AgentConfig {
     pub allow_privileged: bool,
     /// The static init run as PID 1 for initProcessEnabled.
     pub init_path: PathBuf,
+    /// The bridge of veth tasks.
+    pub network_bridge: String,
+    /// Where task addresses come from.
+    pub network_cidr: Ipv4Cidr,
+    /// Outbound NAT of task traffic leaving the CIDR.
+    pub network_masquerade: bool,
+    /// Where task network namespaces are bind-mounted.
+    pub network_netns_dir: PathBuf,
+    /// The namespace holding the bridge, nftables table and task interfaces; `None` is the
+    /// agent's own.
+    pub network_host_netns: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -110,6 +123,11 @@ impl Default for AgentConfig {
             volume_host_paths: Vec::new(),
             allow_privileged: false,
             init_path: PathBuf::from(berth_runtime::DEFAULT_INIT_PATH),
+            network_bridge: berth_runtime::DEFAULT_BRIDGE.to_owned(),
+            network_cidr: Ipv4Cidr::DEFAULT,
+            network_masquerade: true,
+            network_netns_dir: PathBuf::from(berth_runtime::DEFAULT_NETNS_DIR),
+            network_host_netns: None,
         }
     }
 }
@@ -266,6 +284,14 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         }
         Key::AllowPrivileged => config.allow_privileged.to_string(),
         Key::InitPath => path(&config.init_path),
+        Key::NetworkBridge => string(&config.network_bridge),
+        Key::NetworkCidr => string(&config.network_cidr.to_string()),
+        Key::NetworkMasquerade => config.network_masquerade.to_string(),
+        Key::NetworkNetnsDir => path(&config.network_netns_dir),
+        Key::NetworkHostNetns => config
+            .network_host_netns
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), path),
     }
 }
 

@@ -101,6 +101,16 @@ pub(crate) fn is_cluster_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A Linux interface name: 1 to 15 bytes (IFNAMSIZ less the NUL) of letters, digits, `-`, `_`
+/// and `.`, not `.` or `..`.
+pub(crate) fn is_interface_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// containerd's identifier rule (`identifiers.Validate`): at most 76 characters, letters and
 /// digits in runs separated by single `.`, `_` or `-`, starting and ending with a letter or digit.
 pub(crate) fn is_containerd_namespace(s: &str) -> bool {

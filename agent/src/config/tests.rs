@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 25);
+    assert_eq!(loaded.sources.len(), 30);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -81,6 +81,10 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.log_format, LogFormat::Plain);
     assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:51678");
     assert!(c.volume_host_paths.is_empty());
+    assert_eq!(c.network_bridge, "berth0");
+    assert_eq!(c.network_cidr.to_string(), "10.222.0.0/16");
+    assert!(c.network_masquerade);
+    assert_eq!(c.network_host_netns, None);
 }
 
 #[test]
@@ -250,6 +254,15 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("allow_privileged", "true", "true")]),
         sample(&[("init_path", r#""/opt/bin/tini""#, "/opt/bin/tini")]),
+        sample(&[("network_bridge", r#""br-tasks""#, "br-tasks")]),
+        sample(&[("network_cidr", r#""192.168.64.0/20""#, "192.168.64.0/20")]),
+        sample(&[("network_masquerade", "false", "false")]),
+        sample(&[("network_netns_dir", r#""/run/netns""#, "/run/netns")]),
+        sample(&[(
+            "network_host_netns",
+            r#""/run/netns/lab""#,
+            "/run/netns/lab",
+        )]),
     ]
 }
 
@@ -510,8 +523,25 @@ fn every_bad_value_names_key_origin_and_expectation() {
         ),
         ("allow_privileged", "maybe", "true or false"),
         ("init_path", "tini", "an absolute file path"),
+        (
+            "network_bridge",
+            "a-bridge-name-too-long",
+            "an interface name of 1 to 15 letters, digits, '-', '_' or '.'",
+        ),
+        (
+            "network_cidr",
+            "10.222.0.1/16",
+            "an IPv4 network (host bits zero) with a prefix of /8 to /30, like 10.222.0.0/16",
+        ),
+        ("network_masquerade", "sometimes", "true or false"),
+        ("network_netns_dir", "netns", "an absolute directory"),
+        (
+            "network_host_netns",
+            "lab",
+            "the absolute path of a network namespace, like /run/netns/lab",
+        ),
     ];
-    assert_eq!(cases.len(), 25);
+    assert_eq!(cases.len(), 30);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -831,6 +861,11 @@ metrics_listen           = "127.0.0.1:51678"                  # default
 volume_host_paths        = []                                 # default
 allow_privileged         = false                              # default
 init_path                = "/usr/bin/tini-static"             # default
+network_bridge           = "berth0"                           # default
+network_cidr             = "10.222.0.0/16"                    # default
+network_masquerade       = true                               # default
+network_netns_dir        = "/run/berth/netns"                 # default
+network_host_netns       = (none)                             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -22,6 +22,12 @@ pub struct Ipv4Cidr {
 }
 
 impl Ipv4Cidr {
+    /// The agent's default task range, 10.222.0.0/16.
+    pub const DEFAULT: Ipv4Cidr = Ipv4Cidr {
+        network: Ipv4Addr::new(10, 222, 0, 0),
+        prefix_len: 16,
+    };
+
     /// The network `address/prefix_len`, refusing set host bits.
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> Result<Self, NetworkError> {
         let text = format!("{address}/{prefix_len}");
