@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_proto::v1::VersionInfo;
-use berth_runtime::{Runtime, RuntimeConfig};
+use berth_runtime::{Network, NetworkConfig, Runtime, RuntimeConfig};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,6 +37,19 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         .await
         .context("cannot ask containerd its version")?;
     tracing::info!(containerd.version = %containerd_version, cgroup.version = %runtime.cgroup_version(), "runtime ready");
+
+    let mut network_config =
+        NetworkConfig::new(config.network_cidr, &config.data_dir.join("network"));
+    network_config.bridge = config.network_bridge.clone();
+    network_config.masquerade = config.network_masquerade;
+    network_config.netns_dir = config.network_netns_dir.clone();
+    network_config.host_netns = config.network_host_netns.clone();
+    let network = Network::open(network_config)
+        .await
+        .context("cannot set up task networking (see network_cidr, network_bridge and network_host_netns in the configuration)")?;
+    tracing::info!(bridge = %config.network_bridge, cidr = %config.network_cidr, "task network ready");
+    let host_dns =
+        crate::network::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
     let store = Arc::new(Store::open(&config.data_dir)?);
     let identity = host::identity(&config.data_dir).with_context(|| {
@@ -73,6 +86,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let outbox = Arc::new(Notify::new());
     let (engine, handle) = Engine::new(
         Arc::new(runtime),
+        Arc::new(network),
         Arc::clone(&store),
         EngineConfig {
             stop_timeout: config.stop_timeout,
@@ -82,6 +96,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
             volume_host_paths: config.volume_host_paths.clone(),
             allow_privileged: config.allow_privileged,
+            host_dns,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

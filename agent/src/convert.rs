@@ -294,18 +294,6 @@ pub fn task_limits(def: &TaskDefinition) -> TaskLimits {
     }
 }
 
-/// The network namespace a task's containers run in, for the modes this agent implements.
-pub fn network_for(mode: &str) -> Result<NetworkNamespace, String> {
-    match mode {
-        "none" => Ok(NetworkNamespace::New),
-        "host" => Ok(NetworkNamespace::Host),
-        other => Err(format!(
-            "network mode {:?} is not supported by this agent yet; supported: none, host",
-            if other.is_empty() { "bridge" } else { other }
-        )),
-    }
-}
-
 /// Registry credentials for an image, by the registry host of its reference.
 pub fn auth_for(
     image: &str,
@@ -604,15 +592,6 @@ mod tests {
             RegistryAuth::Basic { .. }
         ));
         assert_eq!(auth_for("other/app", &creds), RegistryAuth::Anonymous);
-    }
-
-    #[test]
-    fn unsupported_network_modes_are_named() {
-        assert!(network_for("none").is_ok());
-        assert_eq!(
-            network_for("").unwrap_err(),
-            "network mode \"bridge\" is not supported by this agent yet; supported: none, host"
-        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod envfile;
 pub mod host;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod session;
 pub mod store;

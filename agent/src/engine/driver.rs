@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use berth_proto::v1::{HealthStatus, TaskAssignment, TaskDefinition, TaskState, TaskStatus};
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerStatus as RtStatus, ExecOutcome, ExitStatus,
+    ContainerId, ContainerInfo, ContainerSpec, ContainerStatus as RtStatus, ExecOutcome,
+    ExitStatus, Mount, NetworkNamespace, TaskNetwork,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -19,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::deps::{Plan, Progress, Step};
 use super::health::{Check, Probe};
 use super::restart::{self, Backoff, Decision, Policy};
-use super::{Command, EngineConfig, TaskEvent};
+use super::{Command, ContainerNetwork, EngineConfig, TaskEvent};
+use crate::network::{self, Mode, TaskNetworking};
 use crate::runtime::ContainerRuntime;
 use crate::volumes;
 use crate::{convert, envfile};
@@ -42,6 +44,7 @@ pub(super) struct Resume {
 
 pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) runtime: Arc<R>,
+    pub(super) network: Arc<dyn TaskNetworking>,
     pub(super) config: EngineConfig,
     pub(super) events: mpsc::Sender<Command>,
     pub(super) control: mpsc::UnboundedReceiver<Control>,
@@ -189,8 +192,21 @@ impl<R: ContainerRuntime> Driver<R> {
     async fn start(&mut self, def: &TaskDefinition) -> Result<(Plan, Vec<Created>), Stalled> {
         let task_id = self.task_id().to_owned();
         let plan = Plan::new(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
-        let network = convert::network_for(&def.network_mode)
-            .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        let mode = Mode::of(def).map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        let network_plans = network::plan(
+            &task_id,
+            def,
+            self.assignment.network_attachment.as_ref(),
+            &self.config.host_dns,
+        )
+        .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        // Until its network is set up, a container has a namespace of its own (none) or the
+        // host's; set_up_network joins the others to theirs.
+        let base_network = if mode == Mode::Host {
+            NetworkNamespace::Host
+        } else {
+            NetworkNamespace::New
+        };
         if !self.config.allow_privileged
             && let Some(c) = def.containers.iter().find(|c| c.privileged)
         {
@@ -204,7 +220,7 @@ impl<R: ContainerRuntime> Driver<R> {
         let mut specs: Vec<_> = def
             .containers
             .iter()
-            .map(|c| convert::container_spec(&task_id, c, &network))
+            .map(|c| convert::container_spec(&task_id, c, &base_network))
             .collect();
         for (spec, c) in specs.iter_mut().zip(&def.containers) {
             let from_files = envfile::load(&c.environment_files).await.map_err(|e| {
@@ -281,6 +297,11 @@ impl<R: ContainerRuntime> Driver<R> {
                 .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         }
 
+        // The cleanup tears down whatever of the network this left behind on failure.
+        self.set_up_network(def, mode, &network_plans, &mut specs)
+            .await
+            .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+
         if let Err(e) = self.runtime.create_task_cgroup(&task_id, &limits).await {
             return Err(Stalled::before_create(Interrupted::Failed(format!(
                 "cannot create the task's cgroup: {e}"
@@ -319,6 +340,92 @@ impl<R: ContainerRuntime> Driver<R> {
             });
         }
         Ok((plan, created))
+    }
+
+    /// Sets up the task's namespaces (awsvpc: one for the task; bridge: one per container),
+    /// points each container at its namespace and its read-only resolv.conf, hosts and
+    /// hostname, writes the links into the linking containers' hosts files, and reports the
+    /// attachment, addresses and port bindings.
+    async fn set_up_network(
+        &self,
+        def: &TaskDefinition,
+        mode: Mode,
+        plans: &[network::Plan],
+        specs: &mut [ContainerSpec],
+    ) -> Result<(), String> {
+        let mut nets = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let net = self.network.setup(&plan.spec).await.map_err(|e| {
+                format!("cannot set up the task's network ({}): {e}", plan.spec.task)
+            })?;
+            tracing::debug!(netns = %plan.spec.task, address = %net.address, "network set up");
+            for &i in &plan.containers {
+                join_network(&mut specs[i], &net, &plan.spec.dns.hostname);
+            }
+            nets.push(net);
+        }
+        let address_of = |index: usize| {
+            plans
+                .iter()
+                .zip(&nets)
+                .find(|(p, _)| p.containers.contains(&index))
+                .map(|(_, n)| n.address)
+        };
+        for (plan, net) in plans.iter().zip(&nets) {
+            if plan.links.is_empty() {
+                continue;
+            }
+            let mut dns = plan.spec.dns.clone();
+            dns.extra_hosts
+                .extend(network::link_hosts(def, &plan.links, address_of));
+            self.network
+                .write_files(&plan.spec.task, &dns, net.address)
+                .map_err(|e| format!("cannot write the links of {}: {e}", plan.spec.task))?;
+        }
+        let mut containers = HashMap::new();
+        match mode {
+            Mode::Bridge => {
+                for (plan, net) in plans.iter().zip(&nets) {
+                    for &i in &plan.containers {
+                        containers.insert(
+                            def.containers[i].name.clone(),
+                            ContainerNetwork {
+                                address: net.address.to_string(),
+                                bindings: network::bindings(&net.ports),
+                            },
+                        );
+                    }
+                }
+            }
+            Mode::Host => {
+                for c in def
+                    .containers
+                    .iter()
+                    .filter(|c| !c.port_mappings.is_empty())
+                {
+                    containers.insert(
+                        c.name.clone(),
+                        ContainerNetwork {
+                            address: String::new(),
+                            bindings: network::host_mode_bindings(c),
+                        },
+                    );
+                }
+            }
+            Mode::Awsvpc | Mode::None => {}
+        }
+        let attachments = match mode {
+            Mode::Awsvpc => nets.iter().map(network::attachment).collect(),
+            _ => Vec::new(),
+        };
+        if !attachments.is_empty() || !containers.is_empty() {
+            self.report(TaskEvent::Network {
+                attachments,
+                containers,
+            })
+            .await;
+        }
+        Ok(())
     }
 
     /// Runs `fut` unless a stop order or shutdown comes first.
@@ -757,16 +864,33 @@ impl<R: ContainerRuntime> Driver<R> {
         self.report(TaskEvent::Deprovisioned).await;
     }
 
-    async fn cleanup_once(&self, created: &[Created]) -> Result<(), berth_runtime::Error> {
+    async fn cleanup_once(&self, created: &[Created]) -> Result<(), String> {
+        let error = |e: berth_runtime::Error| e.to_string();
         for c in created {
-            self.runtime.delete(&c.id).await?;
+            self.runtime.delete(&c.id).await.map_err(error)?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
-        self.runtime.remove_task_volumes(self.task_id()).await?;
+        let definition = self.assignment.definition.clone().unwrap_or_default();
+        for name in network::namespaces(self.task_id(), &definition) {
+            self.network
+                .teardown(&name)
+                .await
+                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+        }
+        self.runtime
+            .remove_task_volumes(self.task_id())
+            .await
+            .map_err(error)?;
         tracing::debug!("task volumes removed");
-        self.runtime.remove_task_cgroup(self.task_id()).await?;
+        self.runtime
+            .remove_task_cgroup(self.task_id())
+            .await
+            .map_err(error)?;
         tracing::debug!("task cgroup removed");
-        self.runtime.remove_task_logs(self.task_id()).await
+        self.runtime
+            .remove_task_logs(self.task_id())
+            .await
+            .map_err(error)
     }
 
     /// Picks a task up after an agent restart. Returns the containers to watch, or None when
@@ -868,6 +992,29 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(250)
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(7))
         .min(Duration::from_secs(30))
+}
+
+/// Points a container at its namespace, with the namespace's resolv.conf, hosts and hostname
+/// bound read-only (they hold its DNS settings and extra hosts, so the runtime writes none).
+fn join_network(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
+    spec.network = NetworkNamespace::Join(net.netns.clone());
+    for (source, destination) in [
+        (&net.files.resolv_conf, "/etc/resolv.conf"),
+        (&net.files.hosts, "/etc/hosts"),
+        (&net.files.hostname, "/etc/hostname"),
+    ] {
+        spec.mounts.push(Mount {
+            source: source.clone(),
+            destination: destination.to_owned(),
+            read_only: true,
+        });
+    }
+    if spec.hostname.is_none() {
+        spec.hostname = Some(hostname.to_owned());
+    }
+    spec.extra_hosts.clear();
+    spec.dns_servers.clear();
+    spec.dns_search_domains.clear();
 }
 
 fn stop_timeout(seconds: u32, default: Duration) -> Duration {

@@ -23,12 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::network::{self, TaskNetworking};
 use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub use driver::Control;
 use driver::{Driver, Resume};
 pub use health::{Check, Probe};
-pub use state::TaskEvent;
+pub use state::{ContainerNetwork, TaskEvent};
 
 /// How tasks are run.
 #[derive(Debug, Clone)]
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     /// Whether containers may run privileged (ECS `privileged`); a task that asks for it on an
     /// agent that does not allow it stops before anything is pulled.
     pub allow_privileged: bool,
+    /// The host's name servers and search domains usable from a task (see
+    /// [`crate::network::host_dns`]), the default of every task's resolv.conf.
+    pub host_dns: berth_runtime::DnsConfig,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
@@ -146,6 +150,7 @@ struct Entry {
 /// The engine. Build it with [`Engine::new`], then `run` it on its own task.
 pub struct Engine<R: ContainerRuntime> {
     runtime: Arc<R>,
+    network: Arc<dyn TaskNetworking>,
     store: Arc<Store>,
     config: EngineConfig,
     tasks: HashMap<String, Entry>,
@@ -168,6 +173,7 @@ impl<R: ContainerRuntime> Engine<R> {
     /// `outbox` is notified whenever a state change was queued for the scheduler.
     pub fn new(
         runtime: Arc<R>,
+        network: Arc<dyn TaskNetworking>,
         store: Arc<Store>,
         config: EngineConfig,
         outbox: Arc<Notify>,
@@ -176,6 +182,7 @@ impl<R: ContainerRuntime> Engine<R> {
         let (tx, rx) = mpsc::channel(256);
         let engine = Self {
             runtime,
+            network,
             store,
             config,
             tasks: HashMap::new(),
@@ -213,6 +220,7 @@ impl<R: ContainerRuntime> Engine<R> {
 
     async fn resume_stored(&mut self) -> Result<(), StoreError> {
         let stored = self.store.tasks()?;
+        self.repair_network(&stored).await;
         if stored.is_empty() {
             return Ok(());
         }
@@ -253,6 +261,25 @@ impl<R: ContainerRuntime> Engine<R> {
             self.spawn(task.assignment, task.state, Some(resume));
         }
         Ok(())
+    }
+
+    /// Removes what a crash left of the network of tasks this agent no longer has (a setup or
+    /// teardown cut short). The tasks still stored keep theirs: their drivers tear it down.
+    async fn repair_network(&self, stored: &[crate::store::StoredTask]) {
+        let live = network::live_namespaces(stored.iter().filter_map(|t| {
+            let def = t.assignment.definition.as_ref()?;
+            (t.state.status < TaskStatus::Deprovisioned as i32)
+                .then_some((t.state.task_id.as_str(), def))
+        }));
+        match self.network.repair(&live).await {
+            Ok(repaired) if repaired.is_empty() => {}
+            Ok(repaired) => {
+                tracing::info!(namespaces = ?repaired, "removed the network leftovers of tasks this agent no longer runs");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot remove every network leftover of earlier tasks; the next start retries");
+            }
+        }
     }
 
     fn handle(&mut self, command: Command) -> Result<(), StoreError> {
@@ -375,6 +402,7 @@ impl<R: ContainerRuntime> Engine<R> {
         let span = tracing::info_span!("task", task.id = %a.task_id);
         let driver = Driver {
             runtime: Arc::clone(&self.runtime),
+            network: Arc::clone(&self.network),
             config: self.config.clone(),
             events: self.tx.clone(),
             control: control_rx,

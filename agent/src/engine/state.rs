@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use berth_proto::v1::{
-    ContainerState, ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskAssignment,
-    TaskState, TaskStatus,
+    ContainerState, ContainerStatus, DesiredStatus, HealthStatus, NetworkAttachment,
+    NetworkBinding, StopCode, TaskAssignment, TaskState, TaskStatus,
 };
 use berth_runtime::ExitStatus;
 
@@ -20,6 +20,12 @@ pub enum TaskEvent {
     /// Every image is pulled; digests by container name.
     Pulled {
         digests: HashMap<String, String>,
+    },
+    /// The task's network is set up: its attachment (awsvpc) and each container's own address
+    /// and port bindings (bridge and host modes), by container name.
+    Network {
+        attachments: Vec<NetworkAttachment>,
+        containers: HashMap<String, ContainerNetwork>,
     },
     /// Every container is created; containerd IDs by container name.
     Created {
@@ -52,6 +58,15 @@ pub enum TaskEvent {
     Stopped,
     /// Every resource of the task is removed.
     Deprovisioned,
+}
+
+/// A container's place on the network, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerNetwork {
+    /// Its own address (bridge mode); empty when it shares the task's or the host's.
+    pub address: String,
+    /// Host ports bound to its ports.
+    pub bindings: Vec<NetworkBinding>,
 }
 
 /// The state of a task the agent has just accepted.
@@ -164,6 +179,23 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             }
             advance_containers(state, ContainerStatus::Pulled);
             advance(state, TaskStatus::Pulled)
+        }
+        TaskEvent::Network {
+            attachments,
+            containers,
+        } => {
+            let mut changed = state.attachments != attachments;
+            state.attachments = attachments;
+            for c in &mut state.containers {
+                if let Some(n) = containers.get(&c.name)
+                    && (c.private_ipv4_address != n.address || c.network_bindings != n.bindings)
+                {
+                    c.private_ipv4_address = n.address.clone();
+                    c.network_bindings = n.bindings.clone();
+                    changed = true;
+                }
+            }
+            changed
         }
         TaskEvent::Created { runtime_ids } => {
             for c in &mut state.containers {

@@ -11,13 +11,17 @@ use berth_proto::v1::{
     StopTaskOrder, TaskAssignment, TaskDefinition, TaskState, TaskStatus,
 };
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, Mount, PullError,
-    PulledImage, RegistryAuth, TaskLimits, TaskVolume,
+    ContainerId, ContainerInfo, ContainerSpec, DnsConfig, Error, ExecOutcome, ExitStatus, MacAddr,
+    Mount, NetworkError, PortBinding, PullError, PulledImage, RegistryAuth, TaskFiles, TaskLimits,
+    TaskNetwork, TaskNetworkSpec, TaskVolume,
 };
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Command, Engine, EngineConfig, EngineHandle};
+use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::Store;
 
@@ -32,6 +36,83 @@ struct Fake {
     specs: Mutex<Vec<ContainerSpec>>,
     /// What an exec (a health check) in each container ends with; exit 0 when not set.
     execs: Mutex<HashMap<ContainerId, ExecOutcome>>,
+    /// Every network namespace set up, in order.
+    net_specs: Mutex<Vec<TaskNetworkSpec>>,
+    /// The files last written for a namespace by name (links).
+    net_files: Mutex<HashMap<String, DnsConfig>>,
+}
+
+impl std::fmt::Debug for Fake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fake").finish_non_exhaustive()
+    }
+}
+
+/// The fake host network: addresses 10.0.0.2 upwards and ephemeral ports 49153 upwards, in
+/// set-up order; every call is logged with the runtime's.
+#[async_trait]
+impl TaskNetworking for Fake {
+    async fn setup(&self, spec: &TaskNetworkSpec) -> Result<TaskNetwork, NetworkError> {
+        self.log(format!("netns setup {}", spec.task));
+        self.net_specs.lock().unwrap().push(spec.clone());
+        let n = u8::try_from(self.net_specs.lock().unwrap().len()).unwrap();
+        let dir = PathBuf::from("/fake/files").join(&spec.task);
+        Ok(TaskNetwork {
+            task: spec.task.clone(),
+            netns: PathBuf::from("/fake/netns").join(&spec.task),
+            interface: "eth0".into(),
+            mac: MacAddr([2, 0x42, 10, 0, 0, n + 1]),
+            address: Ipv4Addr::new(10, 0, 0, n + 1),
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            ports: spec
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PortBinding {
+                    protocol: p.protocol,
+                    host_port: if p.host_port == 0 {
+                        49153 + u16::try_from(i).unwrap()
+                    } else {
+                        u16::try_from(p.host_port).unwrap()
+                    },
+                    container_port: u16::try_from(p.container_port).unwrap(),
+                })
+                .collect(),
+            files: TaskFiles {
+                resolv_conf: dir.join("resolv.conf"),
+                hosts: dir.join("hosts"),
+                hostname: dir.join("hostname"),
+            },
+        })
+    }
+    fn write_files(
+        &self,
+        name: &str,
+        dns: &DnsConfig,
+        _address: Ipv4Addr,
+    ) -> Result<TaskFiles, NetworkError> {
+        self.log(format!("netns files {name}"));
+        self.net_files
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), dns.clone());
+        let dir = PathBuf::from("/fake/files").join(name);
+        Ok(TaskFiles {
+            resolv_conf: dir.join("resolv.conf"),
+            hosts: dir.join("hosts"),
+            hostname: dir.join("hostname"),
+        })
+    }
+    async fn teardown(&self, name: &str) -> Result<(), NetworkError> {
+        self.log(format!("netns teardown {name}"));
+        Ok(())
+    }
+    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
+        let live: Vec<&str> = live.iter().map(String::as_str).collect();
+        self.log(format!("netns repair [{}]", live.join(" ")));
+        Ok(Vec::new())
+    }
 }
 
 impl Fake {
@@ -252,9 +333,14 @@ fn start_on(
         restart_backoff_max: Duration::from_secs(300),
         volume_host_paths,
         allow_privileged,
+        host_dns: DnsConfig {
+            servers: vec!["10.0.0.53".parse().unwrap()],
+            ..Default::default()
+        },
     };
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
+        Arc::clone(&fake) as Arc<dyn TaskNetworking>,
         Arc::clone(&store),
         config,
         Arc::new(Notify::new()),
@@ -495,19 +581,288 @@ async fn a_resent_assignment_is_not_run_twice() {
 }
 
 #[tokio::test]
-async fn an_unsupported_network_mode_fails_the_task_by_name() {
+async fn an_unknown_network_mode_fails_the_task_by_name() {
     let h = start();
     let mut a = assignment("t7", &[("app", true, "img:1")]);
     if let Some(d) = a.definition.as_mut() {
-        d.network_mode = "awsvpc".into();
+        d.network_mode = "overlay".into();
     }
     h.handle.send(Command::Assign(a)).await;
     let stopped = until(&h.store, "t7", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert!(
-        stopped.stopped_reason.contains("awsvpc"),
+        stopped.stopped_reason.contains("\"overlay\" is not known"),
         "{}",
         stopped.stopped_reason
+    );
+    h.cancel.cancel();
+}
+
+fn with_mode(mut a: TaskAssignment, mode: &str) -> TaskAssignment {
+    if let Some(d) = a.definition.as_mut() {
+        d.network_mode = mode.into();
+    }
+    a
+}
+
+async fn stop_task(h: &Harness, task: &str, seq: u64) {
+    h.handle
+        .send(Command::Stop(StopTaskOrder {
+            seq,
+            task_id: task.into(),
+            stop_code: StopCode::UserInitiated as i32,
+            reason: "done".into(),
+        }))
+        .await;
+    until(&h.store, task, TaskStatus::Deprovisioned).await;
+}
+
+#[tokio::test]
+async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_torn_down_at_cleanup() {
+    let h = start();
+    let a = with_mode(
+        assignment("ta", &[("app", true, "img:1"), ("side", false, "img:1")]),
+        "awsvpc",
+    );
+    h.handle.send(Command::Assign(a)).await;
+    let running = until(&h.store, "ta", TaskStatus::Running).await;
+    let att = &running.attachments;
+    assert_eq!(att.len(), 1, "{att:?}");
+    assert_eq!(att[0].private_ipv4_address, "10.0.0.2");
+    assert_eq!(att[0].mac_address, "02:42:0a:00:00:02");
+    assert_eq!(att[0].subnet, "10.0.0.0/24");
+    assert_eq!(att[0].gateway, "10.0.0.1");
+    let specs = h.fake.specs.lock().unwrap().clone();
+    for spec in &specs {
+        assert_eq!(
+            spec.network,
+            berth_runtime::NetworkNamespace::Join("/fake/netns/ta".into())
+        );
+        for (file, target) in [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")] {
+            assert!(
+                spec.mounts.iter().any(|m| m.destination == target
+                    && m.read_only
+                    && m.source == PathBuf::from("/fake/files/ta").join(file)),
+                "{:?}",
+                spec.mounts
+            );
+        }
+        assert_eq!(spec.hostname.as_deref(), Some("ta"));
+    }
+    let net = h.fake.net_specs.lock().unwrap()[0].clone();
+    assert_eq!(net.task, "ta");
+    assert_eq!(net.interface, berth_runtime::TaskInterface::Veth);
+    assert_eq!(
+        net.dns.servers,
+        vec!["10.0.0.53".parse::<std::net::IpAddr>().unwrap()]
+    );
+    stop_task(&h, "ta", 2).await;
+    let calls = h.fake.calls();
+    let pos = |c: &str| {
+        calls
+            .iter()
+            .position(|x| x.starts_with(c))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(pos("netns setup ta") < pos("create"), "{calls:?}");
+    assert!(pos("delete") < pos("netns teardown ta"), "{calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("netns teardown"))
+            .count(),
+        1
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_awsvpc_task_gets_the_eni_of_its_assignment() {
+    let h = start();
+    let mut a = with_mode(assignment("te", &[("app", true, "img:1")]), "awsvpc");
+    a.network_attachment = Some(berth_proto::v1::NetworkAttachment {
+        mac_address: "0a:58:0a:01:00:05".into(),
+        private_ipv4_address: "10.1.0.5".into(),
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        ..Default::default()
+    });
+    h.handle.send(Command::Assign(a)).await;
+    until(&h.store, "te", TaskStatus::Running).await;
+    let net = h.fake.net_specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        net.interface,
+        berth_runtime::TaskInterface::Eni {
+            mac: "0a:58:0a:01:00:05".parse().unwrap(),
+            address: "10.1.0.5".parse().unwrap(),
+            prefix_len: 24,
+            gateway: "10.1.0.1".parse().unwrap(),
+        }
+    );
+    let mut bad = with_mode(assignment("tf", &[("app", true, "img:1")]), "awsvpc");
+    bad.network_attachment = Some(berth_proto::v1::NetworkAttachment {
+        mac_address: "0a:58:0a:01:00:06".into(),
+        private_ipv4_address: "10.2.0.5".into(),
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        ..Default::default()
+    });
+    h.handle.send(Command::Assign(bad)).await;
+    let stopped = until(&h.store, "tf", TaskStatus::Stopped).await;
+    assert!(
+        stopped
+            .stopped_reason
+            .contains("10.2.0.5 is not in subnet 10.1.0.0/24"),
+        "{}",
+        stopped.stopped_reason
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn bridge_mode_gives_each_container_a_namespace_ports_and_links() {
+    let h = start();
+    let mut a = with_mode(
+        assignment(
+            "tb",
+            &[
+                ("web", true, "img:1"),
+                ("db", false, "img:1"),
+                ("job", false, "img:1"),
+            ],
+        ),
+        "",
+    );
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].port_mappings = vec![
+            berth_proto::v1::PortMapping {
+                container_port: 80,
+                host_port: 0,
+                protocol: "tcp".into(),
+            },
+            berth_proto::v1::PortMapping {
+                container_port: 53,
+                host_port: 5353,
+                protocol: "udp".into(),
+            },
+        ];
+        d.containers[0].links = vec!["db:database".into()];
+        d.containers[2].disable_networking = true;
+    }
+    h.handle.send(Command::Assign(a)).await;
+    let running = until(&h.store, "tb", TaskStatus::Running).await;
+    assert!(running.attachments.is_empty());
+    let web = &running.containers[0];
+    assert_eq!(web.private_ipv4_address, "10.0.0.2");
+    let bound: Vec<_> = web
+        .network_bindings
+        .iter()
+        .map(|b| {
+            (
+                b.host_port,
+                b.container_port,
+                b.protocol.as_str(),
+                b.bind_ip.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bound,
+        [(49153, 80, "tcp", "0.0.0.0"), (5353, 53, "udp", "0.0.0.0")]
+    );
+    assert_eq!(running.containers[1].private_ipv4_address, "10.0.0.3");
+    assert_eq!(running.containers[2].private_ipv4_address, "");
+    let specs = h.fake.specs.lock().unwrap().clone();
+    let net_of = |name: &str| {
+        specs
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .network
+            .clone()
+    };
+    use berth_runtime::NetworkNamespace;
+    assert_eq!(
+        net_of("web"),
+        NetworkNamespace::Join("/fake/netns/tb.0".into())
+    );
+    assert_eq!(
+        net_of("db"),
+        NetworkNamespace::Join("/fake/netns/tb.1".into())
+    );
+    assert_eq!(net_of("job"), NetworkNamespace::New, "disableNetworking");
+    let links = h
+        .fake
+        .net_files
+        .lock()
+        .unwrap()
+        .get("tb.0")
+        .cloned()
+        .unwrap();
+    let ip: std::net::IpAddr = "10.0.0.3".parse().unwrap();
+    assert_eq!(
+        links.extra_hosts,
+        vec![("database".to_owned(), ip), ("db".to_owned(), ip)]
+    );
+    stop_task(&h, "tb", 2).await;
+    let calls = h.fake.calls();
+    let teardowns: Vec<_> = calls
+        .iter()
+        .filter(|c| c.starts_with("netns teardown"))
+        .collect();
+    assert_eq!(teardowns, ["netns teardown tb.0", "netns teardown tb.1"]);
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn host_mode_reports_its_ports_and_sets_up_no_namespace() {
+    let h = start();
+    let mut a = with_mode(assignment("th", &[("app", true, "img:1")]), "host");
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].port_mappings = vec![berth_proto::v1::PortMapping {
+            container_port: 8080,
+            host_port: 8080,
+            protocol: "tcp".into(),
+        }];
+    }
+    h.handle.send(Command::Assign(a)).await;
+    let running = until(&h.store, "th", TaskStatus::Running).await;
+    assert_eq!(running.containers[0].network_bindings.len(), 1);
+    assert_eq!(running.containers[0].network_bindings[0].host_port, 8080);
+    assert_eq!(
+        h.fake.specs.lock().unwrap()[0].network,
+        berth_runtime::NetworkNamespace::Host
+    );
+    stop_task(&h, "th", 2).await;
+    assert!(
+        !h.fake
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("netns setup") || c.starts_with("netns teardown"))
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_restart_repairs_the_network_of_all_but_the_stored_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let stopped = TaskState {
+            task_id: "tr".into(),
+            status: TaskStatus::Stopped as i32,
+            ..Default::default()
+        };
+        let a = with_mode(assignment("tr", &[("app", true, "img:1")]), "awsvpc");
+        assert!(store.accept_assignment(&a, &stopped).unwrap());
+    }
+    let h = start_on(dir, Vec::new(), false);
+    until(&h.store, "tr", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    let pos = |c: &str| calls.iter().position(|x| x == c).unwrap_or(usize::MAX);
+    assert!(
+        pos("netns repair [tr]") < pos("netns teardown tr"),
+        "the stored task's namespace is live at repair, then torn down by its cleanup: {calls:?}"
     );
     h.cancel.cancel();
 }

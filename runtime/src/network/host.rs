@@ -185,6 +185,7 @@ impl HostOps for LinuxHost {
             &format!("{VETH_ALIAS_PREFIX}{}", plan.task),
             &plan.bridge,
             plan.interface.mtu,
+            super::veth_mac(plan.interface.address).0,
             ns,
         )
         .await?;

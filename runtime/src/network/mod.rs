@@ -40,6 +40,11 @@ use ipam::{Allocations, EniRecord, STATE_FILE};
 pub const DEFAULT_BRIDGE: &str = "berth0";
 /// The default MTU of bridge and task interfaces.
 pub const DEFAULT_MTU: u32 = 1500;
+/// The link-local address of the agent's endpoint (task metadata, credentials) inside tasks, as
+/// on ECS: an address of the bridge, reached through the task's default route.
+pub const ENDPOINT_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+/// The endpoint's port.
+pub const ENDPOINT_PORT: u16 = 80;
 /// ECS's ephemeral host-port range for `hostPort` 0.
 pub const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 49153..=65535;
 
@@ -153,6 +158,8 @@ pub struct TaskNetwork {
     pub netns: PathBuf,
     /// The interface's name inside the namespace (`eth0`).
     pub interface: String,
+    /// The interface's MAC address (an ENI's own; for a veth, derived from the address).
+    pub mac: MacAddr,
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
@@ -193,6 +200,13 @@ fn check_task_name(task: &str) -> Result<(), NetworkError> {
 fn veth_name(task: &str) -> String {
     let digest = hex::encode(Sha256::digest(task.as_bytes()));
     format!("bv{}", &digest[..11])
+}
+
+/// The MAC address of a veth task's interface, derived from its address as Docker does
+/// (`02:42` and the four address bytes): stable for the address, locally administered.
+pub(crate) fn veth_mac(address: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = address.octets();
+    MacAddr([0x02, 0x42, a, b, c, d])
 }
 
 fn port(what: &'static str, value: u32, zero_ok: bool) -> Result<u16, NetworkError> {
@@ -257,7 +271,7 @@ impl Network {
             }
         }
         ops.ensure_bridge(&config.bridge, &cidr, config.mtu).await?;
-        ops.nft_apply(nft::base_ruleset(&cidr, config.masquerade))
+        ops.nft_apply(nft::base_ruleset(&cidr, &config.bridge, config.masquerade))
             .await?;
         let state_path = config.state_dir.join(STATE_FILE);
         let state = ipam::load(&state_path)?;
@@ -419,10 +433,15 @@ impl Network {
             .nft_apply(nft::task_rules(task, plan.address, &ports, &stale))
             .await?;
         let files = files::write(&self.config.files_dir.join(task), &spec.dns, plan.address)?;
+        let mac = match &eni_host_name {
+            Some((mac, _)) => MacAddr(*mac),
+            None => veth_mac(plan.address),
+        };
         Ok(TaskNetwork {
             task: task.to_owned(),
             netns: ns.path().to_owned(),
             interface: TASK_IF.to_owned(),
+            mac,
             address: plan.address,
             prefix_len: plan.prefix_len,
             gateway: plan.gateway,
@@ -440,6 +459,19 @@ impl Network {
             .filter(|r| r.comment.as_deref() == Some(task))
             .map(|r| r.handle)
             .collect())
+    }
+
+    /// Rewrites `task`'s resolv.conf, hosts and hostname (e.g. to add the addresses of linked
+    /// containers once they are known); the task must be set up.
+    pub fn write_files(
+        &self,
+        task: &str,
+        dns: &DnsConfig,
+        address: Ipv4Addr,
+    ) -> Result<TaskFiles, NetworkError> {
+        check_task_name(task)?;
+        files::validate(dns)?;
+        files::write(&self.config.files_dir.join(task), dns, address)
     }
 
     /// Removes everything of `task`: rules, interface (an ENI goes back to the host), namespace,

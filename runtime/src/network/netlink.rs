@@ -146,6 +146,7 @@ impl Netlink {
         mtu: u32,
     ) -> Result<(), NetworkError> {
         let wanted = format!("{}/{}", cidr.gateway(), cidr.prefix_len());
+        let endpoint = format!("{}/32", super::ENDPOINT_ADDRESS);
         match self.link(name).await? {
             Some(link) if link_kind(&link) != Some(InfoKind::Bridge) => {
                 return Err(NetworkError::BridgeConflict {
@@ -172,24 +173,35 @@ impl Netlink {
             .filter(|a| a.interface == name)
             .map(|a| format!("{}/{}", a.address, a.prefix_len))
             .collect();
-        if found.iter().any(|f| *f != wanted) {
+        if found.iter().any(|f| *f != wanted && *f != endpoint) {
             return Err(NetworkError::BridgeConflict {
                 bridge: name.to_owned(),
                 found: found.join(", "),
                 wanted,
             });
         }
-        if found.is_empty() {
+        // The gateway, and the agent's endpoint that tasks reach through it.
+        for (address, prefix_len, what) in [
+            (
+                cidr.gateway(),
+                cidr.prefix_len(),
+                "add the gateway address to",
+            ),
+            (super::ENDPOINT_ADDRESS, 32, "add the endpoint address to"),
+        ] {
+            if found.contains(&format!("{address}/{prefix_len}")) {
+                continue;
+            }
             match self
                 .handle
                 .address()
-                .add(index, IpAddr::V4(cidr.gateway()), cidr.prefix_len())
+                .add(index, IpAddr::V4(address), prefix_len)
                 .execute()
                 .await
             {
                 Ok(()) => {}
                 Err(e) if errno(&e) == Some(EEXIST) => {}
-                Err(e) => return Err(self.err("add the gateway address to", name, e)),
+                Err(e) => return Err(self.err(what, name, e)),
             }
         }
         self.handle
@@ -210,6 +222,7 @@ impl Netlink {
         alias: &str,
         bridge: &str,
         mtu: u32,
+        peer_mac: [u8; 6],
         task_ns: &NetNs,
     ) -> Result<(), NetworkError> {
         let bridge_index = self.index(bridge).await?;
@@ -222,6 +235,7 @@ impl Netlink {
         let peer_msg = LinkUnspec::new_with_name(peer)
             .setns_by_fd(ns_file.as_raw_fd())
             .mtu(mtu)
+            .address(peer_mac.to_vec())
             .build();
         let msg = LinkVeth::new(host_if, peer)
             .mtu(mtu)

@@ -17,10 +17,14 @@ pub(crate) const PORTS_CHAIN: &str = "ports";
 
 /// The base ruleset: the table, its hooked chains (recreated on every start), and the per-task
 /// chain (never flushed, so restarting keeps the tasks' rules).
-pub(crate) fn base_ruleset(cidr: &Ipv4Cidr, masquerade: bool) -> String {
+pub(crate) fn base_ruleset(cidr: &Ipv4Cidr, bridge: &str, masquerade: bool) -> String {
+    let endpoint = super::ENDPOINT_ADDRESS;
     let mut s = format!(
         "add table {TABLE}\n\
          add chain {TABLE} {PORTS_CHAIN}\n\
+         add chain {TABLE} input {{ type filter hook input priority filter; policy accept; }}\n\
+         flush chain {TABLE} input\n\
+         add rule {TABLE} input ip daddr {endpoint} iifname != {{ \"lo\", \"{bridge}\" }} drop\n\
          add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
          add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}\n\
          add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
@@ -141,12 +145,16 @@ mod tests {
     #[test]
     fn base_ruleset_owns_only_its_table() {
         let cidr: Ipv4Cidr = "10.213.0.0/24".parse().unwrap();
-        let with = base_ruleset(&cidr, true);
+        let with = base_ruleset(&cidr, "berth0", true);
         assert!(with.lines().all(|l| l.contains(" ip berth")), "{with}");
         assert!(!with.contains("flush ruleset"));
         assert!(!with.contains(&format!("flush chain {TABLE} {PORTS_CHAIN}")));
         assert!(with.contains("ip saddr 10.213.0.0/24 ip daddr != 10.213.0.0/24 masquerade"));
-        let without = base_ruleset(&cidr, false);
+        assert!(
+            with.contains(r#"ip daddr 169.254.170.2 iifname != { "lo", "berth0" } drop"#),
+            "the endpoint is reached from tasks and the host only"
+        );
+        let without = base_ruleset(&cidr, "berth0", false);
         assert!(!without.contains("ip daddr != 10.213.0.0/24 masquerade"));
         assert!(
             without.contains("ct status dnat masquerade"),

@@ -1,0 +1,537 @@
+//! Task networking as the engine sees it: the seam to the host's networking
+//! ([`TaskNetworking`], implemented by `berth_runtime::Network` and by a fake in the engine's
+//! tests), and the pure plan of what a task definition's network mode asks for.
+//!
+//! - `awsvpc`: one namespace for the task (named by its ID), joined by every container; a veth
+//!   on the bridge with an address from the agent's IPAM, or the ENI of the assignment.
+//! - `bridge`: one namespace per container (named `<task>.<index>`), each with its own veth,
+//!   address and DNAT port mappings, as Docker's bridge network; `links` resolve through the
+//!   linking container's hosts file.
+//! - `host`: the host's namespace; `none`: a namespace with only loopback.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::net::{IpAddr, Ipv4Addr};
+
+use async_trait::async_trait;
+use berth_proto::v1::{ContainerDefinition, NetworkAttachment, NetworkBinding, TaskDefinition};
+use berth_runtime::{
+    DnsConfig, Ipv4Cidr, MacAddr, Network, NetworkError, PortBinding, PortRequest, Protocol,
+    TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
+};
+
+/// What the engine asks of the host's task networking.
+#[async_trait]
+pub trait TaskNetworking: Send + Sync + Debug + 'static {
+    /// Sets up one namespace with its interface, address, port mappings and files
+    /// (idempotent; on failure nothing of it is left).
+    async fn setup(&self, spec: &TaskNetworkSpec) -> Result<TaskNetwork, NetworkError>;
+    /// Rewrites a namespace's resolv.conf, hosts and hostname.
+    fn write_files(
+        &self,
+        name: &str,
+        dns: &DnsConfig,
+        address: Ipv4Addr,
+    ) -> Result<TaskFiles, NetworkError>;
+    /// Removes everything of one namespace; idempotent.
+    async fn teardown(&self, name: &str) -> Result<(), NetworkError>;
+    /// Removes what is left of every namespace not in `live`.
+    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError>;
+}
+
+#[async_trait]
+impl TaskNetworking for Network {
+    async fn setup(&self, spec: &TaskNetworkSpec) -> Result<TaskNetwork, NetworkError> {
+        Network::setup(self, spec).await
+    }
+    fn write_files(
+        &self,
+        name: &str,
+        dns: &DnsConfig,
+        address: Ipv4Addr,
+    ) -> Result<TaskFiles, NetworkError> {
+        Network::write_files(self, name, dns, address)
+    }
+    async fn teardown(&self, name: &str) -> Result<(), NetworkError> {
+        Network::teardown(self, name).await
+    }
+    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
+        Network::repair(self, live).await
+    }
+}
+
+/// The network modes of ECS on Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Awsvpc,
+    Bridge,
+    Host,
+    None,
+}
+
+impl Mode {
+    /// The mode of a definition; empty means bridge, as on ECS for Linux.
+    pub fn of(def: &TaskDefinition) -> Result<Mode, String> {
+        match def.network_mode.as_str() {
+            "awsvpc" => Ok(Mode::Awsvpc),
+            "bridge" | "" => Ok(Mode::Bridge),
+            "host" => Ok(Mode::Host),
+            "none" => Ok(Mode::None),
+            other => Err(format!(
+                "network mode {other:?} is not known to this agent; use awsvpc, bridge, host or none"
+            )),
+        }
+    }
+}
+
+/// The namespace name of a bridge-mode container: the task's ID and the container's index.
+fn container_netns(task_id: &str, index: usize) -> String {
+    format!("{task_id}.{index}")
+}
+
+/// Every namespace the agent makes for a task (what teardown and repair act on).
+pub fn namespaces(task_id: &str, def: &TaskDefinition) -> Vec<String> {
+    match Mode::of(def) {
+        Ok(Mode::Awsvpc) => vec![task_id.to_owned()],
+        Ok(Mode::Bridge) => def
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.disable_networking)
+            .map(|(i, _)| container_netns(task_id, i))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A host name from `seed`: its first 12 letters and digits (as Docker's short container ID),
+/// lowercased; `task` when it has none.
+pub fn hostname_from(seed: &str) -> String {
+    let name: String = seed
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if name.is_empty() {
+        "task".to_owned()
+    } else {
+        name
+    }
+}
+
+/// The name servers and search domains of the host's resolv.conf that a task can use: loopback
+/// resolvers (systemd-resolved's 127.0.0.53, a local dnsmasq) are unreachable from a task's
+/// namespace and are left out, as Docker does.
+pub fn host_dns(resolv_conf: &str) -> DnsConfig {
+    let mut dns = DnsConfig::default();
+    for line in resolv_conf.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                if let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok())
+                    && !ip.is_loopback()
+                {
+                    dns.servers.push(ip);
+                }
+            }
+            Some("search") | Some("domain") => {
+                dns.search_domains = words.map(str::to_owned).collect();
+            }
+            _ => {}
+        }
+    }
+    dns
+}
+
+/// What one namespace of a task is set up with, and which containers join it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub spec: TaskNetworkSpec,
+    /// Indexes of the containers that join the namespace.
+    pub containers: Vec<usize>,
+    /// For bridge mode: (name, alias) of the containers linked from this one.
+    pub links: Vec<(usize, String)>,
+}
+
+/// The namespaces a task needs, in set-up order. `host` is the host's resolv.conf settings.
+pub fn plan(
+    task_id: &str,
+    def: &TaskDefinition,
+    attachment: Option<&NetworkAttachment>,
+    host: &DnsConfig,
+) -> Result<Vec<Plan>, String> {
+    match Mode::of(def)? {
+        Mode::Host | Mode::None => Ok(Vec::new()),
+        Mode::Awsvpc => {
+            let interface = match attachment {
+                Some(a) if !a.mac_address.is_empty() => eni(a)?,
+                _ => TaskInterface::Veth,
+            };
+            Ok(vec![Plan {
+                spec: TaskNetworkSpec {
+                    task: task_id.to_owned(),
+                    interface,
+                    ports: Vec::new(),
+                    dns: DnsConfig {
+                        hostname: hostname_from(task_id),
+                        ..host.clone()
+                    },
+                },
+                containers: def
+                    .containers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| !c.disable_networking)
+                    .map(|(i, _)| i)
+                    .collect(),
+                links: Vec::new(),
+            }])
+        }
+        Mode::Bridge => def
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.disable_networking)
+            .map(|(i, c)| {
+                let name = container_netns(task_id, i);
+                Ok(Plan {
+                    spec: TaskNetworkSpec {
+                        task: name.clone(),
+                        interface: TaskInterface::Veth,
+                        ports: port_requests(c)?,
+                        dns: container_dns(c, host, &name)?,
+                    },
+                    containers: vec![i],
+                    links: links(def, c)?,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The ENI of an assignment, checked.
+fn eni(a: &NetworkAttachment) -> Result<TaskInterface, String> {
+    let mac: MacAddr = a
+        .mac_address
+        .parse()
+        .map_err(|e: NetworkError| format!("network attachment: {e}"))?;
+    let address: Ipv4Addr = a.private_ipv4_address.parse().map_err(|_| {
+        format!(
+            "network attachment: privateIPv4Address {:?} is not an IPv4 address",
+            a.private_ipv4_address
+        )
+    })?;
+    let subnet: Ipv4Cidr = a
+        .subnet
+        .parse()
+        .map_err(|e: NetworkError| format!("network attachment: subnet: {e}"))?;
+    let gateway: Ipv4Addr = a.gateway.parse().map_err(|_| {
+        format!(
+            "network attachment: gateway {:?} is not an IPv4 address",
+            a.gateway
+        )
+    })?;
+    if !subnet.contains(address) {
+        return Err(format!(
+            "network attachment: address {address} is not in subnet {subnet}"
+        ));
+    }
+    Ok(TaskInterface::Eni {
+        mac,
+        address,
+        prefix_len: subnet.prefix_len(),
+        gateway,
+    })
+}
+
+fn protocol(name: &str) -> Result<Protocol, String> {
+    match name {
+        "tcp" | "" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(format!(
+            "port mapping protocol {other:?} is not supported; use tcp or udp"
+        )),
+    }
+}
+
+fn port_requests(c: &ContainerDefinition) -> Result<Vec<PortRequest>, String> {
+    c.port_mappings
+        .iter()
+        .map(|m| {
+            Ok(PortRequest {
+                protocol: protocol(&m.protocol)
+                    .map_err(|e| format!("container {}: {e}", c.name))?,
+                host_port: m.host_port,
+                container_port: m.container_port,
+            })
+        })
+        .collect()
+}
+
+/// A bridge-mode container's resolv.conf and hosts settings: its own name servers and search
+/// domains where it gives them, the host's otherwise, and its extra hosts.
+fn container_dns(
+    c: &ContainerDefinition,
+    host: &DnsConfig,
+    name: &str,
+) -> Result<DnsConfig, String> {
+    let mut dns = host.clone();
+    if !c.dns_servers.is_empty() {
+        dns.servers = c
+            .dns_servers
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    format!(
+                        "container {}: dnsServers: {s:?} is not an IP address",
+                        c.name
+                    )
+                })
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    if !c.dns_search_domains.is_empty() {
+        dns.search_domains = c.dns_search_domains.clone();
+    }
+    for h in &c.extra_hosts {
+        let ip = h.ip_address.parse().map_err(|_| {
+            format!(
+                "container {}: extraHosts: {:?} is not an IP address",
+                c.name, h.ip_address
+            )
+        })?;
+        dns.extra_hosts.push((h.hostname.clone(), ip));
+    }
+    dns.hostname = if c.hostname.is_empty() {
+        hostname_from(&format!("{:x}", fnv1a(name)))
+    } else {
+        c.hostname.clone()
+    };
+    Ok(dns)
+}
+
+/// A stable 64-bit hash of a namespace name (FNV-1a), for generated host names.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The containers a container links to, by index, with the name it knows each by.
+fn links(def: &TaskDefinition, c: &ContainerDefinition) -> Result<Vec<(usize, String)>, String> {
+    c.links
+        .iter()
+        .map(|link| {
+            let (target, alias) = link.split_once(':').unwrap_or((link, link));
+            let index = def
+                .containers
+                .iter()
+                .position(|o| o.name == target && o.name != c.name)
+                .ok_or_else(|| {
+                    format!(
+                        "container {}: links: {target:?} is not another container of the task",
+                        c.name
+                    )
+                })?;
+            if def.containers[index].disable_networking {
+                return Err(format!(
+                    "container {}: links: {target} has disableNetworking and no address",
+                    c.name
+                ));
+            }
+            Ok((index, alias.to_owned()))
+        })
+        .collect()
+}
+
+/// The hosts entries a container's links add: the linked container's alias and name.
+pub fn link_hosts(
+    def: &TaskDefinition,
+    links: &[(usize, String)],
+    address_of: impl Fn(usize) -> Option<Ipv4Addr>,
+) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    for (index, alias) in links {
+        let Some(address) = address_of(*index) else {
+            continue;
+        };
+        let name = &def.containers[*index].name;
+        out.push((alias.clone(), IpAddr::V4(address)));
+        if alias != name {
+            out.push((name.clone(), IpAddr::V4(address)));
+        }
+    }
+    out
+}
+
+/// The attachment reported for an awsvpc task.
+pub fn attachment(net: &TaskNetwork) -> NetworkAttachment {
+    let subnet = Ipv4Cidr::containing(net.address, net.prefix_len)
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    NetworkAttachment {
+        mac_address: net.mac.to_string(),
+        private_ipv4_address: net.address.to_string(),
+        subnet,
+        gateway: net.gateway.to_string(),
+        interface_name: net.interface.clone(),
+    }
+}
+
+/// The bindings reported for a container's bound ports.
+pub fn bindings(ports: &[PortBinding]) -> Vec<NetworkBinding> {
+    ports
+        .iter()
+        .map(|p| NetworkBinding {
+            bind_ip: "0.0.0.0".to_owned(),
+            container_port: u32::from(p.container_port),
+            host_port: u32::from(p.host_port),
+            protocol: p.protocol.as_str().to_owned(),
+        })
+        .collect()
+}
+
+/// The bindings of a host-mode container: its ports are the host's.
+pub fn host_mode_bindings(c: &ContainerDefinition) -> Vec<NetworkBinding> {
+    c.port_mappings
+        .iter()
+        .map(|m| NetworkBinding {
+            bind_ip: "0.0.0.0".to_owned(),
+            container_port: m.container_port,
+            host_port: if m.host_port == 0 {
+                m.container_port
+            } else {
+                m.host_port
+            },
+            protocol: if m.protocol.is_empty() {
+                "tcp".to_owned()
+            } else {
+                m.protocol.clone()
+            },
+        })
+        .collect()
+}
+
+/// The live namespaces of tasks not yet deprovisioned, for repair at start.
+pub fn live_namespaces<'a>(
+    tasks: impl IntoIterator<Item = (&'a str, &'a TaskDefinition)>,
+) -> BTreeSet<String> {
+    tasks
+        .into_iter()
+        .flat_map(|(id, def)| namespaces(id, def))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::PortMapping;
+
+    fn def(mode: &str, names: &[&str]) -> TaskDefinition {
+        TaskDefinition {
+            network_mode: mode.into(),
+            containers: names
+                .iter()
+                .map(|n| ContainerDefinition {
+                    name: (*n).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_absent_mode_is_bridge_and_unknown_ones_are_named() {
+        assert_eq!(Mode::of(&def("", &[])), Ok(Mode::Bridge));
+        assert_eq!(Mode::of(&def("awsvpc", &[])), Ok(Mode::Awsvpc));
+        let e = Mode::of(&def("nat", &[])).unwrap_err();
+        assert!(e.contains("\"nat\" is not known"), "{e}");
+    }
+
+    #[test]
+    fn namespaces_per_mode() {
+        let mut d = def("bridge", &["a", "b", "c"]);
+        d.containers[1].disable_networking = true;
+        assert_eq!(namespaces("t", &d), ["t.0", "t.2"]);
+        assert_eq!(namespaces("t", &def("awsvpc", &["a", "b"])), ["t"]);
+        assert!(namespaces("t", &def("host", &["a"])).is_empty());
+        assert!(namespaces("t", &def("none", &["a"])).is_empty());
+    }
+
+    #[test]
+    fn host_dns_leaves_out_loopback_resolvers() {
+        let dns = host_dns(
+            "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\n\
+             nameserver fd00::2\nsearch ec2.internal corp\noptions edns0\n",
+        );
+        let servers: Vec<String> = dns.servers.iter().map(ToString::to_string).collect();
+        assert_eq!(servers, ["10.0.0.2", "fd00::2"]);
+        assert_eq!(dns.search_domains, ["ec2.internal", "corp"]);
+        assert_eq!(host_dns(""), DnsConfig::default());
+    }
+
+    #[test]
+    fn hostnames_are_short_and_valid() {
+        assert_eq!(
+            hostname_from("5F0C2A7E-1B2C-4D3E-8F90-123456789ABC"),
+            "5f0c2a7e1b2c"
+        );
+        assert_eq!(hostname_from("--"), "task");
+    }
+
+    #[test]
+    fn bridge_plans_carry_ports_dns_and_links() {
+        let mut d = def("bridge", &["web", "db"]);
+        d.containers[0].port_mappings = vec![PortMapping {
+            container_port: 80,
+            host_port: 0,
+            protocol: String::new(),
+        }];
+        d.containers[0].links = vec!["db".into()];
+        d.containers[0].dns_servers = vec!["1.1.1.1".into()];
+        d.containers[0].hostname = "web".into();
+        let host = host_dns("nameserver 10.0.0.2\nsearch corp\n");
+        let plans = plan("t", &d, None, &host).unwrap();
+        assert_eq!(plans.len(), 2);
+        let web = &plans[0];
+        assert_eq!(web.spec.task, "t.0");
+        assert_eq!(web.spec.ports[0].protocol, Protocol::Tcp);
+        assert_eq!(web.spec.dns.servers[0].to_string(), "1.1.1.1");
+        assert_eq!(web.spec.dns.search_domains, ["corp"]);
+        assert_eq!(web.spec.dns.hostname, "web");
+        assert_eq!(web.links, [(1, "db".to_owned())]);
+        assert_eq!(plans[1].spec.dns.servers[0].to_string(), "10.0.0.2");
+        let hosts = link_hosts(&d, &web.links, |_| Some(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(hosts, [("db".to_owned(), "10.0.0.3".parse().unwrap())]);
+
+        d.containers[0].links = vec!["web".into()];
+        let e = plan("t", &d, None, &host).unwrap_err();
+        assert!(e.contains("\"web\" is not another container"), "{e}");
+        d.containers[0].links.clear();
+        d.containers[0].port_mappings[0].protocol = "sctp".into();
+        let e = plan("t", &d, None, &host).unwrap_err();
+        assert!(e.contains("\"sctp\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_attachment_is_refused_by_what_is_wrong() {
+        let d = def("awsvpc", &["a"]);
+        let mut a = NetworkAttachment {
+            mac_address: "0a:58:0a:01:00:05".into(),
+            private_ipv4_address: "10.1.0.5".into(),
+            subnet: "10.1.0.0/24".into(),
+            gateway: "10.1.0.1".into(),
+            ..Default::default()
+        };
+        assert!(plan("t", &d, Some(&a), &DnsConfig::default()).is_ok());
+        a.mac_address = "0a:58".into();
+        let e = plan("t", &d, Some(&a), &DnsConfig::default()).unwrap_err();
+        assert!(e.contains("mac address"), "{e}");
+        a.mac_address = "0a:58:0a:01:00:05".into();
+        a.gateway = "gw".into();
+        let e = plan("t", &d, Some(&a), &DnsConfig::default()).unwrap_err();
+        assert!(e.contains("gateway \"gw\""), "{e}");
+    }
+}
