@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::error::NetworkError;
 use super::ipam::{Ipv4Cidr, Protocol};
-use super::netlink::{IfAddress, Netlink, link_alias, link_name};
+use super::netlink::{IfAddress, Netlink, VethPair, link_alias, link_name};
 use super::netns::{NetNs, run_in};
 use super::nft::{self, NftRule};
 
@@ -179,16 +179,16 @@ impl HostOps for LinuxHost {
         let host = self.host_netlink()?;
         // A leftover of an earlier attempt would make the add fail: start clean.
         host.delete_link(&plan.host_if).await?;
-        host.add_veth(
-            &plan.host_if,
-            &plan.peer,
-            &format!("{VETH_ALIAS_PREFIX}{}", plan.task),
-            &plan.bridge,
-            plan.interface.mtu,
-            super::veth_mac(plan.interface.address).0,
-            ns,
-        )
-        .await?;
+        let alias = format!("{VETH_ALIAS_PREFIX}{}", plan.task);
+        let pair = VethPair {
+            host_if: &plan.host_if,
+            peer: &plan.peer,
+            peer_mac: super::veth_mac(plan.interface.address).0,
+            alias: &alias,
+            bridge: &plan.bridge,
+            mtu: plan.interface.mtu,
+        };
+        host.add_veth(&pair, ns).await?;
         let inside = Netlink::connect(Some(ns))?;
         let i = &plan.interface;
         inside

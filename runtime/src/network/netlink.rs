@@ -217,14 +217,17 @@ impl Netlink {
     /// task).
     pub(crate) async fn add_veth(
         &self,
-        host_if: &str,
-        peer: &str,
-        alias: &str,
-        bridge: &str,
-        mtu: u32,
-        peer_mac: [u8; 6],
+        pair: &VethPair<'_>,
         task_ns: &NetNs,
     ) -> Result<(), NetworkError> {
+        let VethPair {
+            host_if,
+            peer,
+            peer_mac,
+            alias,
+            bridge,
+            mtu,
+        } = *pair;
         let bridge_index = self.index(bridge).await?;
         let ns_file =
             std::fs::File::open(task_ns.path()).map_err(|source| NetworkError::Namespace {
@@ -395,6 +398,18 @@ impl Netlink {
             Err(e) => Err(self.err("add the default route through", new_name, e)),
         }
     }
+}
+
+/// A veth pair to create: the host side on a bridge, the peer inside a task's namespace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VethPair<'a> {
+    pub(crate) host_if: &'a str,
+    pub(crate) peer: &'a str,
+    pub(crate) peer_mac: [u8; 6],
+    /// The host side's alias (names the task, for repair).
+    pub(crate) alias: &'a str,
+    pub(crate) bridge: &'a str,
+    pub(crate) mtu: u32,
 }
 
 /// A link's name.
