@@ -287,7 +287,7 @@ async fn handle(
         Some(In::Assignment(a)) => {
             let seq = a.seq;
             tracing::debug!(task.id = %a.task_id, seq, "assignment received");
-            if !(engine.send(Command::Assign(a)).await && engine.barrier().await) {
+            if !(engine.send(Command::Assign(Box::new(a))).await && engine.barrier().await) {
                 return Err(SessionError::EngineGone);
             }
             send(tx, ack(seq)).await

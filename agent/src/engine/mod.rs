@@ -64,7 +64,7 @@ pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// What the engine acts on.
 #[derive(Debug)]
 pub enum Command {
-    Assign(TaskAssignment),
+    Assign(Box<TaskAssignment>),
     Stop(StopTaskOrder),
     /// Every task the agent knows, for the scheduler's reconciliation.
     FullState(oneshot::Sender<Vec<TaskState>>),
@@ -284,7 +284,7 @@ impl<R: ContainerRuntime> Engine<R> {
 
     fn handle(&mut self, command: Command) -> Result<(), StoreError> {
         match command {
-            Command::Assign(a) => self.assign(a),
+            Command::Assign(a) => self.assign(*a),
             Command::Stop(order) => self.stop(order),
             Command::FullState(reply) => {
                 let _ = reply.send(self.tasks.values().map(|e| e.state.clone()).collect());

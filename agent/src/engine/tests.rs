@@ -415,7 +415,10 @@ async fn until(store: &Store, task: &str, status: TaskStatus) -> TaskState {
 async fn a_task_runs_and_reports_every_step_in_order() {
     let h = start();
     h.handle
-        .send(Command::Assign(assignment("t1", &[("app", true, "img:1")])))
+        .send(Command::Assign(Box::new(assignment(
+            "t1",
+            &[("app", true, "img:1")],
+        ))))
         .await;
     until(&h.store, "t1", TaskStatus::Running).await;
     let statuses: Vec<i32> = reports(&h.store, "t1").iter().map(|s| s.status).collect();
@@ -446,10 +449,10 @@ async fn a_task_runs_and_reports_every_step_in_order() {
 async fn an_essential_exit_stops_the_task_and_cleans_up() {
     let h = start();
     h.handle
-        .send(Command::Assign(assignment(
+        .send(Command::Assign(Box::new(assignment(
             "t2",
             &[("main", true, "img:1"), ("side", false, "img:1")],
-        )))
+        ))))
         .await;
     until(&h.store, "t2", TaskStatus::Running).await;
     h.fake.exit(&ContainerId::for_container("t2", "main"), 3);
@@ -490,10 +493,10 @@ async fn an_essential_exit_stops_the_task_and_cleans_up() {
 async fn a_non_essential_exit_keeps_the_task_running() {
     let h = start();
     h.handle
-        .send(Command::Assign(assignment(
+        .send(Command::Assign(Box::new(assignment(
             "t3",
             &[("main", true, "img:1"), ("init", false, "img:1")],
-        )))
+        ))))
         .await;
     until(&h.store, "t3", TaskStatus::Running).await;
     h.fake.exit(&ContainerId::for_container("t3", "init"), 0);
@@ -524,10 +527,10 @@ async fn a_pull_failure_stops_the_task_with_the_registrys_reason() {
         .unwrap()
         .insert("127.0.0.1:5000/missing:1".into());
     h.handle
-        .send(Command::Assign(assignment(
+        .send(Command::Assign(Box::new(assignment(
             "t4",
             &[("app", true, "127.0.0.1:5000/missing:1")],
-        )))
+        ))))
         .await;
     let stopped = until(&h.store, "t4", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
@@ -543,7 +546,10 @@ async fn a_pull_failure_stops_the_task_with_the_registrys_reason() {
 async fn a_stop_order_stops_with_the_users_reason() {
     let h = start();
     h.handle
-        .send(Command::Assign(assignment("t5", &[("app", true, "img:1")])))
+        .send(Command::Assign(Box::new(assignment(
+            "t5",
+            &[("app", true, "img:1")],
+        ))))
         .await;
     until(&h.store, "t5", TaskStatus::Running).await;
     h.handle
@@ -566,8 +572,8 @@ async fn a_stop_order_stops_with_the_users_reason() {
 async fn a_resent_assignment_is_not_run_twice() {
     let h = start();
     let a = assignment("t6", &[("app", true, "img:1")]);
-    h.handle.send(Command::Assign(a.clone())).await;
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a.clone()))).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     assert!(h.handle.barrier().await);
     until(&h.store, "t6", TaskStatus::Running).await;
     let creates = h
@@ -587,7 +593,7 @@ async fn an_unknown_network_mode_fails_the_task_by_name() {
     if let Some(d) = a.definition.as_mut() {
         d.network_mode = "overlay".into();
     }
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     let stopped = until(&h.store, "t7", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert!(
@@ -624,7 +630,7 @@ async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_torn_down_
         assignment("ta", &[("app", true, "img:1"), ("side", false, "img:1")]),
         "awsvpc",
     );
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     let running = until(&h.store, "ta", TaskStatus::Running).await;
     let att = &running.attachments;
     assert_eq!(att.len(), 1, "{att:?}");
@@ -687,7 +693,7 @@ async fn an_awsvpc_task_gets_the_eni_of_its_assignment() {
         gateway: "10.1.0.1".into(),
         ..Default::default()
     });
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     until(&h.store, "te", TaskStatus::Running).await;
     let net = h.fake.net_specs.lock().unwrap()[0].clone();
     assert_eq!(
@@ -707,7 +713,7 @@ async fn an_awsvpc_task_gets_the_eni_of_its_assignment() {
         gateway: "10.1.0.1".into(),
         ..Default::default()
     });
-    h.handle.send(Command::Assign(bad)).await;
+    h.handle.send(Command::Assign(Box::new(bad))).await;
     let stopped = until(&h.store, "tf", TaskStatus::Stopped).await;
     assert!(
         stopped
@@ -749,7 +755,7 @@ async fn bridge_mode_gives_each_container_a_namespace_ports_and_links() {
         d.containers[0].links = vec!["db:database".into()];
         d.containers[2].disable_networking = true;
     }
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     let running = until(&h.store, "tb", TaskStatus::Running).await;
     assert!(running.attachments.is_empty());
     let web = &running.containers[0];
@@ -825,7 +831,7 @@ async fn host_mode_reports_its_ports_and_sets_up_no_namespace() {
             protocol: "tcp".into(),
         }];
     }
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     let running = until(&h.store, "th", TaskStatus::Running).await;
     assert_eq!(running.containers[0].network_bindings.len(), 1);
     assert_eq!(running.containers[0].network_bindings[0].host_port, 8080);
@@ -872,7 +878,10 @@ async fn a_broken_wait_is_retried_not_taken_for_an_exit() {
     let h = start();
     *h.fake.failing_waits.lock().unwrap() = 2;
     h.handle
-        .send(Command::Assign(assignment("t8", &[("app", true, "img:1")])))
+        .send(Command::Assign(Box::new(assignment(
+            "t8",
+            &[("app", true, "img:1")],
+        ))))
         .await;
     until(&h.store, "t8", TaskStatus::Running).await;
     // Both failed waits are retried (250 ms, 500 ms); the task must still be running after.
@@ -940,7 +949,7 @@ async fn containers_start_after_their_dependencies_meet_their_conditions() {
     use DependencyCondition::{Complete, Start, Success};
     let h = start();
     h.handle
-        .send(Command::Assign(with_deps(
+        .send(Command::Assign(Box::new(with_deps(
             "d1",
             &[
                 ("web", true, &[("app", Start)], 0),
@@ -948,7 +957,7 @@ async fn containers_start_after_their_dependencies_meet_their_conditions() {
                 ("migrate", false, &[("init", Success)], 0),
                 ("init", false, &[], 0),
             ],
-        )))
+        ))))
         .await;
     until_started(&h.fake, &["d1.init"]).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -982,14 +991,14 @@ async fn a_failed_success_dependency_stops_the_task_naming_both_containers() {
     use DependencyCondition::Success;
     let h = start();
     h.handle
-        .send(Command::Assign(with_deps(
+        .send(Command::Assign(Box::new(with_deps(
             "d2",
             &[
                 ("side", true, &[], 0),
                 ("db", false, &[], 0),
                 ("app", true, &[("db", Success)], 0),
             ],
-        )))
+        ))))
         .await;
     until_started(&h.fake, &["d2.side", "d2.db"]).await;
     h.fake.exit(&ContainerId::for_container("d2", "db"), 3);
@@ -1014,13 +1023,13 @@ async fn a_dependency_that_outlives_its_start_timeout_fails_the_task() {
     use DependencyCondition::Complete;
     let h = start();
     h.handle
-        .send(Command::Assign(with_deps(
+        .send(Command::Assign(Box::new(with_deps(
             "d3",
             &[
                 ("init", false, &[], 1),
                 ("app", true, &[("init", Complete)], 0),
             ],
-        )))
+        ))))
         .await;
     let stopped = until(&h.store, "d3", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
@@ -1038,14 +1047,14 @@ async fn containers_stop_in_the_reverse_order_of_their_dependencies() {
     use DependencyCondition::Start;
     let h = start();
     h.handle
-        .send(Command::Assign(with_deps(
+        .send(Command::Assign(Box::new(with_deps(
             "d4",
             &[
                 ("db", true, &[], 0),
                 ("web", true, &[("app", Start)], 0),
                 ("app", true, &[("db", Start)], 0),
             ],
-        )))
+        ))))
         .await;
     until(&h.store, "d4", TaskStatus::Running).await;
     assert_eq!(started(&h.fake), ["d4.db", "d4.app", "d4.web"]);
@@ -1112,7 +1121,11 @@ fn count_calls(fake: &Fake, call: &str) -> usize {
 async fn a_restarting_essential_container_is_restarted_with_a_doubling_backoff() {
     let h = start();
     h.handle
-        .send(Command::Assign(restarting("r1", &[("app", true)], &[0])))
+        .send(Command::Assign(Box::new(restarting(
+            "r1",
+            &[("app", true)],
+            &[0],
+        ))))
         .await;
     until(&h.store, "r1", TaskStatus::Running).await;
     let id = ContainerId::for_container("r1", "app");
@@ -1156,11 +1169,11 @@ async fn a_restarting_essential_container_is_restarted_with_a_doubling_backoff()
 async fn a_container_that_exits_before_the_attempt_period_is_not_restarted() {
     let h = start();
     h.handle
-        .send(Command::Assign(restarting(
+        .send(Command::Assign(Box::new(restarting(
             "r2",
             &[("app", true), ("side", false)],
             &[],
-        )))
+        ))))
         .await;
     until(&h.store, "r2", TaskStatus::Running).await;
     tokio::time::sleep(Duration::from_secs(59)).await;
@@ -1178,7 +1191,11 @@ async fn a_container_that_exits_before_the_attempt_period_is_not_restarted() {
 async fn a_stop_order_during_the_backoff_stops_without_restarting() {
     let h = start();
     h.handle
-        .send(Command::Assign(restarting("r3", &[("app", true)], &[])))
+        .send(Command::Assign(Box::new(restarting(
+            "r3",
+            &[("app", true)],
+            &[],
+        ))))
         .await;
     until(&h.store, "r3", TaskStatus::Running).await;
     tokio::time::sleep(Duration::from_secs(61)).await;
@@ -1206,10 +1223,10 @@ async fn a_stop_order_during_the_backoff_stops_without_restarting() {
 async fn log_targets_name_the_file_and_say_when_the_container_stopped() {
     let h = start();
     h.handle
-        .send(Command::Assign(assignment(
+        .send(Command::Assign(Box::new(assignment(
             "t9",
             &[("main", true, "img:1"), ("side", false, "img:1")],
-        )))
+        ))))
         .await;
     until(&h.store, "t9", TaskStatus::Running).await;
     let main = h.handle.log_target("t9", "main").await.unwrap();
@@ -1283,10 +1300,10 @@ fn mounts_of(fake: &Fake, name: &str) -> Vec<Mount> {
 async fn task_volumes_are_made_bound_into_containers_and_removed_with_the_task() {
     let h = start();
     h.handle
-        .send(Command::Assign(with_volumes(
+        .send(Command::Assign(Box::new(with_volumes(
             "tv",
             vec![volume("shared", None)],
-        )))
+        ))))
         .await;
     until(&h.store, "tv", TaskStatus::Running).await;
     let calls = h.fake.calls();
@@ -1328,10 +1345,10 @@ async fn a_host_path_outside_the_allowed_directories_fails_the_task_before_pulli
     let allowed = tempfile::tempdir().unwrap();
     let h = start_allowing(vec![allowed.path().to_path_buf()]);
     h.handle
-        .send(Command::Assign(with_volumes(
+        .send(Command::Assign(Box::new(with_volumes(
             "th",
             vec![volume("scratch", None), volume("root", Some("/"))],
-        )))
+        ))))
         .await;
     let stopped = until(&h.store, "th", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
@@ -1364,10 +1381,10 @@ async fn an_allowed_host_path_is_bound_as_resolved() {
     let h = start_allowing(vec![allowed.path().to_path_buf()]);
     let source = format!("{}/data/../data", allowed.path().display());
     h.handle
-        .send(Command::Assign(with_volumes(
+        .send(Command::Assign(Box::new(with_volumes(
             "ta",
             vec![volume("data", Some(&source))],
-        )))
+        ))))
         .await;
     until(&h.store, "ta", TaskStatus::Running).await;
     let resolved = std::fs::canonicalize(allowed.path().join("data")).unwrap();
@@ -1462,7 +1479,7 @@ async fn a_healthy_dependency_starts_its_dependent_once_its_check_passes() {
     );
     let db = ContainerId::for_container("h1", "db");
     h.fake.exec_outcome(&db, ExecOutcome::Exited(1));
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     until_started(&h.fake, &["h1.db"]).await;
     // Two failed checks (5s, 10s): not healthy, not yet unhealthy.
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -1513,7 +1530,7 @@ async fn an_unhealthy_essential_container_stops_the_task_after_its_start_period(
     );
     let app = ContainerId::for_container("h2", "app");
     h.fake.exec_outcome(&app, ExecOutcome::TimedOut);
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     until(&h.store, "h2", TaskStatus::Running).await;
     // Checks end at ~7s and ~14s (5s interval + 2s timeout); the first is in the start period
     // and does not count, the second is the first failure that counts.
@@ -1562,7 +1579,7 @@ async fn an_unhealthy_non_essential_container_keeps_the_task_running() {
         &ContainerId::for_container("h3", "side"),
         ExecOutcome::Exited(2),
     );
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     until(&h.store, "h3", TaskStatus::Running).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let state = last(&h.store, "h3");
@@ -1601,7 +1618,9 @@ fn privileged(task: &str) -> TaskAssignment {
 #[tokio::test]
 async fn privileged_is_refused_unless_the_agent_allows_it() {
     let h = start();
-    h.handle.send(Command::Assign(privileged("t-priv"))).await;
+    h.handle
+        .send(Command::Assign(Box::new(privileged("t-priv"))))
+        .await;
     let stopped = until(&h.store, "t-priv", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert_eq!(
@@ -1622,7 +1641,7 @@ async fn privileged_is_refused_unless_the_agent_allows_it() {
     let allowed = start_with(true);
     allowed
         .handle
-        .send(Command::Assign(privileged("t-priv-ok")))
+        .send(Command::Assign(Box::new(privileged("t-priv-ok"))))
         .await;
     until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
     allowed.cancel.cancel();
@@ -1635,7 +1654,7 @@ async fn a_missing_environment_file_stops_the_task_by_name() {
     if let Some(d) = a.definition.as_mut() {
         d.containers[0].environment_files = vec!["/nonexistent/berth-test.env".into()];
     }
-    h.handle.send(Command::Assign(a)).await;
+    h.handle.send(Command::Assign(Box::new(a))).await;
     let stopped = until(&h.store, "t-envfile", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert!(
