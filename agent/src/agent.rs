@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_proto::v1::VersionInfo;
-use berth_runtime::{Network, NetworkConfig, Runtime, RuntimeConfig};
+use berth_runtime::{
+    ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, NetNs, Network, NetworkConfig, Runtime, RuntimeConfig,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,6 +50,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         .await
         .context("cannot set up task networking (see network_cidr, network_bridge and network_host_netns in the configuration)")?;
     tracing::info!(bridge = %config.network_bridge, cidr = %config.network_cidr, "task network ready");
+    let endpoint = bind_endpoint(config.network_host_netns.as_deref())?;
     let host_dns =
         crate::network::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
@@ -111,6 +114,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             stop_all.cancel();
         }
     });
+    tracker.spawn(crate::endpoint::serve(
+        endpoint,
+        handle.clone(),
+        config.cluster.clone(),
+        cancel.child_token(),
+    ));
     let session_config = SessionConfig {
         endpoint: config.scheduler_endpoint.clone(),
         cluster: config.cluster.clone(),
@@ -160,6 +169,25 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         anyhow::bail!("the agent's tasks ended without a shutdown signal");
     }
     Ok(())
+}
+
+/// Binds the task endpoint at 169.254.170.2 (an address of the bridge, made by
+/// `Network::open`) inside the namespace that holds the bridge.
+fn bind_endpoint(host_netns: Option<&std::path::Path>) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = std::net::SocketAddr::from((ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT));
+    let bind = move || {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(listener)
+    };
+    let listener = match host_netns {
+        Some(path) => NetNs::open(path)
+            .run(bind)
+            .context("cannot enter network_host_netns to bind the task endpoint")?,
+        None => bind(),
+    }
+    .with_context(|| format!("cannot listen on {address} for the task endpoint"))?;
+    tokio::net::TcpListener::from_std(listener).context("cannot register the task endpoint")
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -15,6 +15,7 @@
 mod agent;
 pub mod config;
 pub mod convert;
+pub mod endpoint;
 pub mod engine;
 pub mod envfile;
 pub mod host;

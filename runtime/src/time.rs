@@ -15,7 +15,7 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 }
 
 /// RFC 3339 in UTC with nanoseconds: `2026-11-18T11:06:40.123456789Z`.
-pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
+pub fn rfc3339_nanos(t: SystemTime) -> String {
     let (date, secs, nanos) = split(t);
     format!(
         "{date}T{:02}:{:02}:{:02}.{nanos:09}Z",

@@ -35,6 +35,8 @@ fn run() -> Result<()> {
         .reference;
     let scheduler = Scheduler::start(root, None)?;
     let endpoint = scheduler.endpoint.clone();
+    // The agent's bridge and task namespaces live in a namespace of their own.
+    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
     let opts = AgentOptions {
         cluster: "bench".into(),
         endpoint: endpoint.clone(),
@@ -43,6 +45,8 @@ fn run() -> Result<()> {
         namespace: "bench-e2e".into(),
         insecure_registries: vec![registry.host()],
         cleanup_wait: "0".into(),
+        host_netns: net.host.path().to_owned(),
+        netns_dir: net.netns_dir.clone(),
         extra_args: Vec::new(),
     };
     ctl(&endpoint, &["create-cluster", "bench"])?;

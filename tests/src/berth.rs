@@ -190,6 +190,10 @@ pub struct AgentOptions {
     pub insecure_registries: Vec<String>,
     /// Seconds, as BERTH_TASK_CLEANUP_WAIT takes it.
     pub cleanup_wait: String,
+    /// The namespace holding the agent's bridge, nftables table and task namespaces, and where
+    /// those go (see `netlab::AgentNetns`).
+    pub host_netns: PathBuf,
+    pub netns_dir: PathBuf,
     pub extra_args: Vec<String>,
 }
 
@@ -222,7 +226,9 @@ impl Agent {
                 opts.insecure_registries.join(","),
             )
             .env("BERTH_HEARTBEAT_INTERVAL", "1s")
-            .env("BERTH_TASK_CLEANUP_WAIT", &opts.cleanup_wait);
+            .env("BERTH_TASK_CLEANUP_WAIT", &opts.cleanup_wait)
+            .env("BERTH_NETWORK_HOST_NETNS", &opts.host_netns)
+            .env("BERTH_NETWORK_NETNS_DIR", &opts.netns_dir);
         cmd.args(&opts.extra_args);
         let daemon = Daemon::spawn("berth-agent", cmd, log)?;
         Ok(Agent { daemon })

@@ -128,6 +128,56 @@ impl Drop for NetLab {
     }
 }
 
+/// The network an agent under test keeps its bridge, nftables table and task namespaces in: a
+/// namespace of its own (with `lo` up) that plays the agent's host, so nothing touches the
+/// machine's network. The agent itself stays in the machine's namespace (it reaches the
+/// scheduler, registry and containerd there). Removed, task namespaces first, on drop.
+#[derive(Debug)]
+pub struct AgentNetns {
+    /// The namespace that plays the host.
+    pub host: NetNs,
+    /// Where the agent bind-mounts task namespaces.
+    pub netns_dir: PathBuf,
+}
+
+impl AgentNetns {
+    /// Creates the namespace under `dir` (`dir/host`), task namespaces going to `dir/netns`.
+    pub fn create(dir: &std::path::Path) -> Result<AgentNetns> {
+        let host = NetNs::create(dir, "host")?;
+        let netns = AgentNetns {
+            host,
+            netns_dir: dir.join("netns"),
+        };
+        netns.sh("ip link set lo up")?;
+        Ok(netns)
+    }
+
+    /// Runs a shell command inside the namespace that plays the host; its stdout.
+    pub fn sh(&self, cmd: &str) -> Result<String> {
+        ns_sh(&self.host, cmd)
+    }
+
+    /// Runs a shell command inside a task's namespace (awsvpc: the task ID; bridge:
+    /// `<task>.<container index>`); its stdout.
+    pub fn task_sh(&self, name: &str, cmd: &str) -> Result<String> {
+        ns_sh(&NetNs::open(self.netns_dir.join(name)), cmd)
+    }
+
+    /// The task namespaces that exist now.
+    pub fn task_namespaces(&self) -> Result<Vec<String>> {
+        Ok(NetNs::list(&self.netns_dir)?)
+    }
+}
+
+impl Drop for AgentNetns {
+    fn drop(&mut self) {
+        for name in NetNs::list(&self.netns_dir).unwrap_or_default() {
+            let _ = NetNs::open(self.netns_dir.join(name)).delete();
+        }
+        let _ = self.host.delete();
+    }
+}
+
 /// Runs a shell command inside `ns`; its stdout, or an error with its stderr.
 pub fn ns_sh(ns: &NetNs, cmd: &str) -> Result<String> {
     let out = ns

@@ -65,6 +65,14 @@ impl Prereq {
                 why.push(format!("{name} is not on PATH"));
             }
         }
+        // The agent's task networking (nft) and the tests' namespaces (ip).
+        for name in ["nft", "ip"] {
+            if which(name).is_none() {
+                why.push(format!(
+                    "{name} is not on PATH (install nftables and iproute2)"
+                ));
+            }
+        }
         match fs::read_to_string("/proc/filesystems") {
             Ok(fss)
                 if fss

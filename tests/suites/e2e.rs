@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_tests::berth::{Agent, AgentOptions, CtlOutput, Scheduler, berthctl, bin};
+use berth_tests::netlab::AgentNetns;
 use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -92,13 +93,16 @@ fn main() -> ExitCode {
     })
 }
 
-/// One scheduler, one agent and one cluster, private to a trial.
+/// One scheduler, one agent and one cluster, private to a trial; the agent's network lives in
+/// a namespace of the trial's own.
 struct Env {
     dir: PathBuf,
     scheduler: Scheduler,
     agent: Option<Agent>,
     opts: AgentOptions,
     cluster: String,
+    /// Dropped after the agent (fields drop in order), so the agent never loses its namespace.
+    net: AgentNetns,
 }
 
 impl Env {
@@ -107,6 +111,7 @@ impl Env {
         let dir = w.scratch_dir("e2e")?;
         let scheduler = Scheduler::start(&dir, None)?;
         let cluster = w.unique("c");
+        let net = AgentNetns::create(&dir.join("net"))?;
         let opts = AgentOptions {
             cluster: cluster.clone(),
             endpoint: scheduler.endpoint.clone(),
@@ -115,6 +120,8 @@ impl Env {
             namespace: w.unique("ns"),
             insecure_registries: vec![w.registry().host()],
             cleanup_wait: cleanup_wait.to_owned(),
+            host_netns: net.host.path().to_owned(),
+            netns_dir: net.netns_dir.clone(),
             extra_args: Vec::new(),
         };
         Ok(Env {
@@ -123,6 +130,7 @@ impl Env {
             agent: None,
             opts,
             cluster,
+            net,
         })
     }
 

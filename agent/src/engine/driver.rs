@@ -1012,6 +1012,10 @@ fn join_network(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
     if spec.hostname.is_none() {
         spec.hostname = Some(hostname.to_owned());
     }
+    // The task endpoint answers at the link-local address through the namespace's route.
+    spec.environment
+        .entry(crate::endpoint::METADATA_ENV.to_owned())
+        .or_insert_with(|| crate::endpoint::metadata_uri(&spec.name));
     spec.extra_hosts.clear();
     spec.dns_servers.clear();
     spec.dns_search_domains.clear();

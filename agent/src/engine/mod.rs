@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
     ContainerStatus, DesiredStatus, HealthStatus, StopCode, StopTaskOrder, TaskAssignment,
-    TaskState, TaskStatus,
+    TaskDefinition, TaskState, TaskStatus,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,19 @@ pub enum Command {
         container: String,
         reply: oneshot::Sender<Option<LogTarget>>,
     },
+    /// The task that has this address (awsvpc: its attachment's; bridge: one of its
+    /// containers'), for the task endpoint; None when no task has it.
+    TaskAt {
+        address: std::net::Ipv4Addr,
+        reply: oneshot::Sender<Option<TaskView>>,
+    },
+}
+
+/// A task as the task endpoint shows it: its definition and its current state.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub definition: Arc<TaskDefinition>,
+    pub state: TaskState,
 }
 
 /// A container's log file, for reading it back.
@@ -135,10 +148,20 @@ impl EngineHandle {
         }
         rx.await.ok().flatten()
     }
+
+    /// The task that has `address`; None when none has it (or the engine has shut down).
+    pub async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::TaskAt { address, reply }).await {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
 }
 
 struct Entry {
     state: TaskState,
+    definition: Arc<TaskDefinition>,
     control: mpsc::UnboundedSender<Control>,
     essential: Vec<String>,
     /// The health of each container with a health check, by name.
@@ -303,7 +326,31 @@ impl<R: ContainerRuntime> Engine<R> {
                 let _ = reply.send(self.log_target(&task_id, &container));
                 Ok(())
             }
+            Command::TaskAt { address, reply } => {
+                let _ = reply.send(self.task_at(address));
+                Ok(())
+            }
         }
+    }
+
+    fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
+        let address = address.to_string();
+        let entry = self.tasks.values().find(|e| {
+            e.state.status < TaskStatus::Stopped as i32
+                && (e
+                    .state
+                    .attachments
+                    .iter()
+                    .any(|a| a.private_ipv4_address == address)
+                    || e.state
+                        .containers
+                        .iter()
+                        .any(|c| c.private_ipv4_address == address))
+        })?;
+        Some(TaskView {
+            definition: Arc::clone(&entry.definition),
+            state: entry.state.clone(),
+        })
     }
 
     fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
@@ -393,6 +440,7 @@ impl<R: ContainerRuntime> Engine<R> {
             a.task_id.clone(),
             Entry {
                 state,
+                definition: Arc::new(a.definition.clone().unwrap_or_default()),
                 control: control_tx.clone(),
                 essential,
                 health,

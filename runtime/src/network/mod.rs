@@ -43,8 +43,11 @@ pub const DEFAULT_MTU: u32 = 1500;
 /// The link-local address of the agent's endpoint (task metadata, credentials) inside tasks, as
 /// on ECS: an address of the bridge, reached through the task's default route.
 pub const ENDPOINT_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
-/// The endpoint's port.
+/// The endpoint's port, as tasks see it.
 pub const ENDPOINT_PORT: u16 = 80;
+/// The port the agent listens on at [`ENDPOINT_ADDRESS`]; nftables sends [`ENDPOINT_PORT`]
+/// there, so the agent never competes for the host's port 80 (ECS's credentials port).
+pub const ENDPOINT_LISTEN_PORT: u16 = 51679;
 /// ECS's ephemeral host-port range for `hostPort` 0.
 pub const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 49153..=65535;
 

@@ -19,6 +19,7 @@ pub(crate) const PORTS_CHAIN: &str = "ports";
 /// chain (never flushed, so restarting keeps the tasks' rules).
 pub(crate) fn base_ruleset(cidr: &Ipv4Cidr, bridge: &str, masquerade: bool) -> String {
     let endpoint = super::ENDPOINT_ADDRESS;
+    let (port, listen) = (super::ENDPOINT_PORT, super::ENDPOINT_LISTEN_PORT);
     let mut s = format!(
         "add table {TABLE}\n\
          add chain {TABLE} {PORTS_CHAIN}\n\
@@ -31,7 +32,9 @@ pub(crate) fn base_ruleset(cidr: &Ipv4Cidr, bridge: &str, masquerade: bool) -> S
          flush chain {TABLE} prerouting\n\
          flush chain {TABLE} output\n\
          flush chain {TABLE} postrouting\n\
+         add rule {TABLE} prerouting iifname \"{bridge}\" ip daddr {endpoint} tcp dport {port} dnat to {endpoint}:{listen}\n\
          add rule {TABLE} prerouting fib daddr type local jump {PORTS_CHAIN}\n\
+         add rule {TABLE} output ip daddr {endpoint} tcp dport {port} dnat to {endpoint}:{listen}\n\
          add rule {TABLE} output ip daddr != 127.0.0.0/8 fib daddr type local jump {PORTS_CHAIN}\n\
          add rule {TABLE} postrouting ip saddr {cidr} ip daddr {cidr} ct status dnat masquerade\n"
     );
@@ -153,6 +156,10 @@ mod tests {
         assert!(
             with.contains(r#"ip daddr 169.254.170.2 iifname != { "lo", "berth0" } drop"#),
             "the endpoint is reached from tasks and the host only"
+        );
+        assert!(
+            with.contains(r#"prerouting iifname "berth0" ip daddr 169.254.170.2 tcp dport 80 dnat to 169.254.170.2:51679"#),
+            "{with}"
         );
         let without = base_ruleset(&cidr, "berth0", false);
         assert!(!without.contains("ip daddr != 10.213.0.0/24 masquerade"));

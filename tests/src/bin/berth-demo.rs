@@ -83,6 +83,8 @@ fn demo() -> Result<()> {
     step("starting berth-scheduler and one berth-agent");
     let scheduler = Scheduler::start(root, None)?;
     let endpoint = scheduler.endpoint.clone();
+    // The agent's bridge and task namespaces live in a namespace of their own.
+    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
     let opts = AgentOptions {
         cluster: "default".into(),
         endpoint: endpoint.clone(),
@@ -91,6 +93,8 @@ fn demo() -> Result<()> {
         namespace: "berth-demo".into(),
         insecure_registries: vec![registry.host()],
         cleanup_wait: "3".into(),
+        host_netns: net.host.path().to_owned(),
+        netns_dir: net.netns_dir.clone(),
         extra_args: Vec::new(),
     };
     ctl(&endpoint, &["create-cluster", "default"])?;
