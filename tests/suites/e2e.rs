@@ -12,6 +12,8 @@ use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+mod network;
+
 fn main() -> ExitCode {
     run_suite("e2e", |w| {
         vec![
@@ -89,6 +91,19 @@ fn main() -> ExitCode {
                 "privileged_is_refused_by_default_and_runs_when_allowed",
                 privileged,
             ),
+            w.trial(
+                "network_awsvpc_task_address_localhost_dns_files_and_endpoint",
+                network::awsvpc,
+            ),
+            w.trial(
+                "network_awsvpc_eni_moves_into_the_task_and_back",
+                network::awsvpc_eni,
+            ),
+            w.trial(
+                "network_bridge_port_mappings_hairpin_udp_links_and_clash",
+                network::bridge,
+            ),
+            w.trial("network_200_task_lives_leave_nothing", network::leaks),
         ]
     })
 }
