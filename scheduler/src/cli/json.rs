@@ -522,6 +522,20 @@ pub(super) struct ContainerDefinition {
     environment_files: Vec<EnvironmentFile>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     disable_networking: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    port_mappings: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    links: Vec<String>,
+}
+
+/// ECS PortMapping, as registered: hostPort 0 is a dynamic port (bridge mode); in host and
+/// awsvpc modes the registration filled in the container port.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PortMapping {
+    container_port: u32,
+    host_port: u32,
+    protocol: String,
 }
 
 /// ECS HealthCheck, with the defaults the registration filled in.
@@ -804,6 +818,16 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 })
                 .collect(),
             disable_networking: c.disable_networking,
+            port_mappings: c
+                .port_mappings
+                .iter()
+                .map(|m| PortMapping {
+                    container_port: m.container_port,
+                    host_port: m.host_port,
+                    protocol: m.protocol.clone(),
+                })
+                .collect(),
+            links: c.links.clone(),
         }
     }
 }
@@ -1073,7 +1097,10 @@ mod tests {
         let def = crate::taskdef::parse(
             r#"{"family":"web","cpu":"256","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
                 "entryPoint":[],"environment":[{"name":"B","value":"2"},{"name":"A","value":"1"}],
-                "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}]}]}"#,
+                "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}],
+                "portMappings":[{"containerPort":80},{"containerPort":53,"hostPort":5353,"protocol":"udp"}],
+                "links":["db:database"]},
+                {"name":"db","image":"postgres","memory":64}]}"#,
         )
         .unwrap();
         let def = proto::TaskDefinition {
@@ -1099,7 +1126,17 @@ mod tests {
                     "essential": true,
                     "entryPoint": [],
                     "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-                    "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
+                    "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}],
+                    "portMappings": [
+                        {"containerPort": 80, "hostPort": 0, "protocol": "tcp"},
+                        {"containerPort": 53, "hostPort": 5353, "protocol": "udp"}
+                    ],
+                    "links": ["db:database"]
+                }, {
+                    "name": "db",
+                    "image": "postgres",
+                    "memory": 64,
+                    "essential": true
                 }]
             }})
         );
