@@ -75,7 +75,8 @@ impl From<ServerError> for Status {
                 StoreError::InvalidClusterName { .. }
                 | StoreError::InvalidTaskDefinitionRef { .. }
                 | StoreError::EmptyFamily
-                | StoreError::InvalidCount { .. } => Status::invalid_argument(msg),
+                | StoreError::InvalidCount { .. }
+                | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::ClusterNotFound { .. }
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
@@ -132,6 +133,10 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (StoreError::EmptyFamily, Code::InvalidArgument),
+            (
+                StoreError::NetworkAttachment(crate::store::AttachmentError::Count { count: 2 }),
+                Code::InvalidArgument,
+            ),
             (
                 StoreError::NoFreePort {
                     cluster: "x".into(),

@@ -956,6 +956,16 @@ const WEB_8080: &str = r#"{"family":"web8080","containerDefinitions":[{"name":"a
 const VPC: &str = r#"{"family":"vpc","networkMode":"awsvpc","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
     "portMappings":[{"containerPort":80}]}]}"#;
 
+fn eni() -> pb::NetworkAttachment {
+    pb::NetworkAttachment {
+        mac_address: "0a:58:0a:01:00:05".into(),
+        private_ipv4_address: "10.1.0.5".into(),
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        interface_name: String::new(),
+    }
+}
+
 #[tokio::test]
 async fn task_networking_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -970,7 +980,8 @@ async fn task_networking_end_to_end() {
     // A fixed host port: one task per instance, and a clear refusal for the next.
     let web = run_task(&mut c, "", "web8080").await.unwrap();
     assert_eq!(web.network_mode, "bridge");
-    agent.next_assignment().await;
+    let a = agent.next_assignment().await;
+    assert_eq!(a.network_attachment, None);
     let err = run_task(&mut c, "", "web8080").await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(
@@ -1019,5 +1030,59 @@ async fn task_networking_end_to_end() {
     assert_eq!(task.containers[0].network_bindings.len(), 2);
     assert_eq!(task.containers[0].private_ipv4_address, "172.17.0.2");
 
+    // An ENI: refused with count 2 or a bad address, delivered with the assignment otherwise.
+    let run_eni = |count: u32, attachment: pb::NetworkAttachment| pb::RunTaskRequest {
+        cluster: String::new(),
+        definition: Some(run_task_request::Definition::TaskDefinition("vpc".into())),
+        count,
+        started_by: "test".into(),
+        network_attachment: Some(attachment),
+    };
+    let err = c.run_task(run_eni(2, eni())).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "a network attachment is one ENI for one task: run 1 task, not 2"
+    );
+    let bad = pb::NetworkAttachment {
+        mac_address: "0a:58".into(),
+        ..eni()
+    };
+    let err = c.run_task(run_eni(1, bad)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let vpc = c
+        .run_task(run_eni(1, eni()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(vpc[0].network_mode, "awsvpc");
+    let a = agent.next_assignment().await;
+    assert_eq!(a.task_id, vpc[0].task_id);
+    assert_eq!(a.network_attachment, Some(eni()));
+
+    // The agent reports the interface it set up.
+    let reported = pb::NetworkAttachment {
+        interface_name: "eth0".into(),
+        ..eni()
+    };
+    agent
+        .send(agent_message::Message::StateChange(pb::StateChange {
+            seq: 2,
+            task: Some(pb::TaskState {
+                task_id: vpc[0].task_id.clone(),
+                status: TaskStatus::Running as i32,
+                attachments: vec![reported.clone()],
+                ..Default::default()
+            }),
+        }))
+        .await;
+    match agent.next().await {
+        scheduler_message::Message::Ack(a) => assert_eq!(a.seq, 2),
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    let task = describe_task(&mut c, &vpc[0].task_id).await;
+    assert_eq!(task.attachments, vec![reported]);
+    assert_eq!(task.network_mode, "awsvpc");
     server.stop().await;
 }

@@ -7,7 +7,8 @@
 //! speaks the proto types, and the records on disk are those same messages encoded with
 //! `prost::Message` (plus the two small records in `records` that no proto message covers).
 //! An outbox entry is the `SchedulerMessage` as it will be sent, except that an assignment is
-//! stored with only its task ID and materialised when sent. Derived values
+//! stored with only its task ID (and the network attachment RunTask asked for, which nothing
+//! else records) and materialised when sent. Derived values
 //! (remaining resources, task counts) are computed from the tasks when read, never stored, so
 //! they cannot drift. Whether an agent is connected is not stored either: callers pass the set
 //! of live sessions where it matters (placement).
@@ -27,6 +28,7 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use crate::attachment::AttachmentError;
 use placement::{Capacity, Demand, HostPort, Protocol, Shortage};
 use records::{InstanceRecord, SessionRecord};
 
@@ -98,6 +100,9 @@ pub enum StoreError {
     InstanceNotFound { cluster: String, id: String },
     #[error("invalid count {count}: run 1 to {MAX_RUN_COUNT} tasks at a time")]
     InvalidCount { count: u32 },
+    /// RunTask's network attachment is malformed, or does not fit the definition or count.
+    #[error(transparent)]
+    NetworkAttachment(#[from] AttachmentError),
     #[error("no connected ACTIVE container instance in cluster {cluster}")]
     NoConnectedInstance { cluster: String },
     #[error("{}", no_capacity_message(self))]
@@ -279,6 +284,8 @@ pub struct RunTasks<'a> {
     /// 0 means 1.
     pub count: u32,
     pub started_by: &'a str,
+    /// The ENI the task gets: only for a definition in awsvpc mode, with count 1.
+    pub network_attachment: Option<&'a pb::NetworkAttachment>,
 }
 
 /// Where an opened session starts.
@@ -943,6 +950,10 @@ impl Store {
         if requested > MAX_RUN_COUNT {
             return Err(StoreError::InvalidCount { count: req.count });
         }
+        let attachment = req
+            .network_attachment
+            .map(crate::attachment::checked)
+            .transpose()?;
         self.ensure_cluster(req.cluster)?;
         let cluster = req.cluster;
         self.write(|txn| {
@@ -953,6 +964,18 @@ impl Store {
             }
             let defs_t = txn.open_table(TASK_DEFS)?;
             let def = load_definition(&defs_t, req.task_definition)?;
+            if attachment.is_some() {
+                if network_mode(&def) != "awsvpc" {
+                    return Err(AttachmentError::NotAwsvpc {
+                        task_definition: format!("{}:{}", def.family, def.revision),
+                        network_mode: network_mode(&def).to_owned(),
+                    }
+                    .into());
+                }
+                if requested != 1 {
+                    return Err(AttachmentError::Count { count: requested }.into());
+                }
+            }
             let (cpu, memory_mib) = task_size(&def);
             let demand = Demand {
                 cpu: u64::from(cpu),
@@ -1037,10 +1060,14 @@ impl Store {
                     ..Default::default()
                 };
                 put_task(&mut tasks_t, &task)?;
+                // The attachment asked for is stored in the assignment itself, which stays in
+                // the outbox (written in this transaction with the task) until the agent has
+                // it; the definition and desired status are filled in when it is sent.
                 let seq = enqueue(&mut sessions, &mut outbox, &instance_id, |seq| {
                     scheduler_message::Message::Assignment(pb::TaskAssignment {
                         seq,
                         task_id: task.task_id.clone(),
+                        network_attachment: attachment.clone(),
                         ..Default::default()
                     })
                 })?;

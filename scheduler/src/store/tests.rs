@@ -43,6 +43,7 @@ fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>,
             task_definition: family,
             count: 1,
             started_by: "",
+            network_attachment: None,
         },
         &connected,
     )
@@ -365,6 +366,7 @@ fn run_n(
     store: &Store,
     family: &str,
     count: u32,
+    attachment: Option<&pb::NetworkAttachment>,
     connected: &[&str],
 ) -> Result<Vec<pb::Task>, StoreError> {
     let connected: HashSet<String> = connected.iter().map(|s| s.to_string()).collect();
@@ -374,6 +376,7 @@ fn run_n(
             task_definition: family,
             count,
             started_by: "",
+            network_attachment: attachment,
         },
         &connected,
     )
@@ -428,13 +431,13 @@ fn fixed_host_ports_place_one_task_per_instance() {
     let a = register_with_ports(&store, "a", &[22], &[]);
     let b = register_with_ports(&store, "b", &[22, 2375], &[]);
     // Three need three instances: the third sees the first two's ports in the same request.
-    let err = run_n(&store, "web", 3, &[&a, &b]).unwrap_err();
+    let err = run_n(&store, "web", 3, None, &[&a, &b]).unwrap_err();
     assert_eq!(
         err.to_string(),
         "no container instance in cluster default has host port 8080/tcp free (taken on all 2 \
          connected instances; only 2 of the 3 tasks fit, none was started)"
     );
-    let tasks = run_n(&store, "web", 2, &[&a, &b]).unwrap();
+    let tasks = run_n(&store, "web", 2, None, &[&a, &b]).unwrap();
     assert_ne!(
         tasks[0].container_instance_id,
         tasks[1].container_instance_id
@@ -536,8 +539,8 @@ fn host_mode_takes_its_ports_and_awsvpc_none() {
         .unwrap();
     let id = register_with_ports(&store, "h", &[], &[]);
     // awsvpc tasks have their own address: any number of them map port 80.
-    let vpc = run_n(&store, "vpc", 1, &[&id]).unwrap();
-    run_n(&store, "vpc", 1, &[&id]).unwrap();
+    let vpc = run_n(&store, "vpc", 1, None, &[&id]).unwrap();
+    run_n(&store, "vpc", 1, None, &[&id]).unwrap();
     assert_eq!(vpc[0].network_mode, "awsvpc");
     assert_eq!(taken(&store, &id), (vec![], vec![]));
     run(&store, "host", &[&id]).unwrap();
@@ -559,6 +562,101 @@ fn host_mode_takes_its_ports_and_awsvpc_none() {
         run(&store, "huge", &[&id]).unwrap_err(),
         StoreError::NoCapacity { .. }
     ));
+}
+
+fn eni() -> pb::NetworkAttachment {
+    pb::NetworkAttachment {
+        mac_address: "0A:58:0A:01:00:05".into(),
+        private_ipv4_address: "10.1.0.5".into(),
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        interface_name: String::new(),
+    }
+}
+
+#[test]
+fn a_network_attachment_is_delivered_with_the_assignment_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    let task_id;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+            .unwrap();
+        id = register(&store, "h", 1024, 2048);
+        task_id = run_n(&store, "vpc", 1, Some(&eni()), &[&id]).unwrap()[0]
+            .task_id
+            .clone();
+        // Without one, the agent gives the task a veth on its bridge.
+        run_n(&store, "vpc", 1, None, &[&id]).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let out = store.outbox_after(&id, 0).unwrap();
+    let assignments: Vec<&pb::TaskAssignment> = out
+        .iter()
+        .filter_map(|(_, m)| match &m.message {
+            Some(scheduler_message::Message::Assignment(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assignments[0].task_id, task_id);
+    assert_eq!(
+        assignments[0].network_attachment,
+        Some(pb::NetworkAttachment {
+            mac_address: "0a:58:0a:01:00:05".into(),
+            ..eni()
+        })
+    );
+    assert_eq!(
+        assignments[0].definition.as_ref().unwrap().network_mode,
+        "awsvpc"
+    );
+    assert_eq!(assignments[1].network_attachment, None);
+}
+
+#[test]
+fn a_network_attachment_needs_awsvpc_one_task_and_good_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(def("web", 256, 256))
+        .unwrap();
+    store
+        .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+        .unwrap();
+    let id = register(&store, "h", 4096, 8192);
+    let err = run_n(&store, "web", 1, Some(&eni()), &[&id]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a network attachment is for a task definition in networkMode awsvpc; web:1 is in \
+         networkMode bridge"
+    );
+    assert_eq!(
+        run_n(&store, "vpc", 2, Some(&eni()), &[&id])
+            .unwrap_err()
+            .to_string(),
+        "a network attachment is one ENI for one task: run 1 task, not 2"
+    );
+    let bad = pb::NetworkAttachment {
+        gateway: "10.9.0.1".into(),
+        ..eni()
+    };
+    let err = run_n(&store, "vpc", 1, Some(&bad), &[&id]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NetworkAttachment(AttachmentError::OutsideSubnet { .. })
+        ),
+        "{err:?}"
+    );
+    // Nothing was placed.
+    assert!(
+        store
+            .list_tasks(DEFAULT_CLUSTER, None, None)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
