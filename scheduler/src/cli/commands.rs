@@ -209,7 +209,7 @@ impl Context<'_> {
                     definition: Some(definition),
                     count: run.count,
                     started_by: run.started_by,
-                    network_attachment: None,
+                    network_attachment: run.network_attachment,
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
                 self.emit(&json::Tasks::of(&response.tasks, None), || {
