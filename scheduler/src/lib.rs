@@ -5,7 +5,10 @@
 //! - `store`: the scheduler's embedded database (redb) under its data dir.
 //! - `server`: the ControlService and AgentService implementations, placement and sessions.
 //! - `cli`: berthctl.
+//! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
+//!   scheduler and berthctl.
 
+mod attachment;
 pub mod cli;
 pub mod server;
 pub mod store;

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use berth_proto::v1 as proto;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+
+use crate::attachment::{self, Ipv4Cidr};
 
 /// berthctl: the command-line client of the Berth control plane.
 #[derive(Debug, Parser)]
@@ -120,6 +123,15 @@ pub(crate) struct RunTask {
     /// Who started the tasks.
     #[arg(long, default_value = "berthctl")]
     pub(crate) started_by: String,
+    /// The ENI an awsvpc task gets (one task), already attached to the instance: its MAC
+    /// address, its IPv4 address with the subnet's prefix length, and the subnet's gateway,
+    /// e.g. mac=0a:58:0a:01:00:05,address=10.1.0.5/24,gateway=10.1.0.1.
+    #[arg(
+        long,
+        value_name = "mac=MAC,address=IP/PREFIX,gateway=IP",
+        value_parser = parse_network_attachment
+    )]
+    pub(crate) network_attachment: Option<proto::NetworkAttachment>,
 }
 
 #[derive(Debug, PartialEq, Eq, clap::Args)]
@@ -156,6 +168,65 @@ pub(crate) enum WaitCondition {
 pub(crate) enum DesiredStatusArg {
     Running,
     Stopped,
+}
+
+/// The keys of `--network-attachment`, in the order they are written.
+const ATTACHMENT_KEYS: [&str; 3] = ["mac", "address", "gateway"];
+const ATTACHMENT_FORM: &str = "mac=MAC,address=IP/PREFIX,gateway=IP";
+
+/// `--network-attachment mac=MAC,address=IP/PREFIX,gateway=IP`: the subnet is the network of
+/// the address's prefix (10.1.0.5/24 → 10.1.0.0/24); the result passes the scheduler's checks.
+fn parse_network_attachment(text: &str) -> Result<proto::NetworkAttachment, String> {
+    let mut values: [Option<&str>; 3] = [None; 3];
+    for item in text.split(',') {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(format!("`{item}` is not key=value: use {ATTACHMENT_FORM}"));
+        };
+        let key = key.trim();
+        let Some(slot) = ATTACHMENT_KEYS.iter().position(|k| *k == key) else {
+            return Err(format!(
+                "`{key}` is not a key of a network attachment: use {ATTACHMENT_FORM}"
+            ));
+        };
+        if values[slot].replace(value.trim()).is_some() {
+            return Err(format!("`{key}` is given twice"));
+        }
+    }
+    let [Some(mac), Some(address), Some(gateway)] = values else {
+        let missing: Vec<String> = ATTACHMENT_KEYS
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| format!("`{k}`"))
+            .collect();
+        let verb = if missing.len() == 1 { "is" } else { "are" };
+        return Err(format!(
+            "{} {verb} missing: use {ATTACHMENT_FORM}",
+            missing.join(" and ")
+        ));
+    };
+    if !attachment::is_mac(mac) {
+        return Err(format!(
+            "mac `{mac}` is not a MAC address: use six pairs of hex digits like 0a:58:0a:01:00:05"
+        ));
+    }
+    let Some(cidr) = Ipv4Cidr::parse(address) else {
+        return Err(format!(
+            "address `{address}` is not an IPv4 address with the subnet's prefix length, like \
+             10.1.0.5/24"
+        ));
+    };
+    if gateway.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(format!("gateway `{gateway}` is not an IPv4 address"));
+    }
+    let requested = proto::NetworkAttachment {
+        mac_address: mac.to_owned(),
+        private_ipv4_address: cidr.address.to_string(),
+        subnet: cidr.network().to_string(),
+        gateway: gateway.to_owned(),
+        interface_name: String::new(),
+    };
+    attachment::checked(&requested).map_err(|error| error.to_string())
 }
 
 /// `--since`: RFC 3339, or a duration ago ("10m", "1h", "30s", "500ms").
@@ -370,7 +441,8 @@ mod tests {
                 task_definition: Some("web:2".into()),
                 file: None,
                 count: 1,
-                started_by: "berthctl".into()
+                started_by: "berthctl".into(),
+                network_attachment: None
             })
         );
         assert_eq!(
@@ -387,7 +459,8 @@ mod tests {
                 task_definition: None,
                 file: Some("td.json".into()),
                 count: 3,
-                started_by: "ci".into()
+                started_by: "ci".into(),
+                network_attachment: None
             })
         );
         assert_eq!(
@@ -401,6 +474,84 @@ mod tests {
         assert_eq!(
             usage_error(&["run-task", "--task-definition", "a", "--count", "0"]),
             clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn run_task_with_a_network_attachment() {
+        let Command::RunTask(run) = command(&[
+            "run-task",
+            "--task-definition",
+            "vpc",
+            "--network-attachment",
+            "mac=0A:58:0a:01:00:05,address=10.1.0.5/24,gateway=10.1.0.1",
+        ]) else {
+            panic!("not run-task")
+        };
+        assert_eq!(
+            run.network_attachment,
+            Some(proto::NetworkAttachment {
+                mac_address: "0a:58:0a:01:00:05".into(),
+                private_ipv4_address: "10.1.0.5".into(),
+                subnet: "10.1.0.0/24".into(),
+                gateway: "10.1.0.1".into(),
+                interface_name: String::new(),
+            })
+        );
+        // Any order; spaces around the parts are fine.
+        assert_eq!(
+            parse_network_attachment(
+                "gateway=10.1.0.1, address=10.1.0.5/24, mac=0a:58:0a:01:00:05"
+            ),
+            Ok(run.network_attachment.unwrap())
+        );
+        let form = "use mac=MAC,address=IP/PREFIX,gateway=IP";
+        let cases = [
+            ("mac=0a:58:0a:01:00:05", format!("`address` and `gateway` are missing: {form}")),
+            (
+                "mac=0a:58:0a:01:00:05,address=10.1.0.5/24",
+                format!("`gateway` is missing: {form}"),
+            ),
+            ("mac", format!("`mac` is not key=value: {form}")),
+            (
+                "ip=10.1.0.5/24",
+                format!("`ip` is not a key of a network attachment: {form}"),
+            ),
+            ("mac=a,mac=b", "`mac` is given twice".to_owned()),
+            (
+                "mac=0a:58,address=10.1.0.5/24,gateway=10.1.0.1",
+                "mac `0a:58` is not a MAC address: use six pairs of hex digits like 0a:58:0a:01:00:05".to_owned(),
+            ),
+            (
+                "mac=0a:58:0a:01:00:05,address=10.1.0.5,gateway=10.1.0.1",
+                "address `10.1.0.5` is not an IPv4 address with the subnet's prefix length, like 10.1.0.5/24".to_owned(),
+            ),
+            (
+                "mac=0a:58:0a:01:00:05,address=10.1.0.5/24,gateway=router",
+                "gateway `router` is not an IPv4 address".to_owned(),
+            ),
+            (
+                "mac=0a:58:0a:01:00:05,address=10.1.0.5/24,gateway=10.1.1.1",
+                "network attachment: gateway 10.1.1.1 is not in subnet 10.1.0.0/24".to_owned(),
+            ),
+        ];
+        for (text, message) in cases {
+            assert_eq!(parse_network_attachment(text), Err(message), "{text}");
+        }
+        // clap names the flag.
+        let error = Args::try_parse_from([
+            "berthctl",
+            "run-task",
+            "--task-definition",
+            "vpc",
+            "--network-attachment",
+            "mac=x",
+        ])
+        .unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            error.to_string().contains("--network-attachment"),
+            "{error}"
         );
     }
 

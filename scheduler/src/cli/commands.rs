@@ -209,7 +209,7 @@ impl Context<'_> {
                     definition: Some(definition),
                     count: run.count,
                     started_by: run.started_by,
-                    network_attachment: None,
+                    network_attachment: run.network_attachment,
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
                 self.emit(&json::Tasks::of(&response.tasks, None), || {
@@ -557,6 +557,7 @@ fn tasks_table(tasks: &[proto::Task]) -> String {
         "DESIRED",
         "HEALTH",
         "INSTANCE",
+        "NETWORK",
         "STARTED",
         "STOP CODE/REASON",
     ]);
@@ -572,6 +573,7 @@ fn tasks_table(tasks: &[proto::Task]) -> String {
             json::desired_status_name(t.desired_status),
             json::health_status_name(t.health_status),
             t.container_instance_id.clone(),
+            task_network(t),
             t.started_at
                 .as_ref()
                 .map(rfc3339_seconds)
@@ -580,6 +582,37 @@ fn tasks_table(tasks: &[proto::Task]) -> String {
         ]);
     }
     table.render(terminal_width())
+}
+
+/// Where a task is reachable, compactly: its bound host ports ("0.0.0.0:49153->80/tcp"), else
+/// its address (its own interface's in awsvpc mode, else its first container's on the bridge).
+fn task_network(t: &proto::Task) -> String {
+    let ports: Vec<String> = t
+        .containers
+        .iter()
+        .flat_map(|c| &c.network_bindings)
+        .map(|b| {
+            let ip = if b.bind_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &b.bind_ip
+            };
+            format!("{ip}:{}->{}/{}", b.host_port, b.container_port, b.protocol)
+        })
+        .collect();
+    if !ports.is_empty() {
+        return ports.join(", ");
+    }
+    let address = json::task_address(t);
+    if !address.is_empty() {
+        return address.to_owned();
+    }
+    t.containers
+        .iter()
+        .map(|c| c.private_ipv4_address.as_str())
+        .find(|a| !a.is_empty())
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn instances_table(instances: &[proto::ContainerInstance]) -> String {
@@ -660,6 +693,7 @@ fn task_definition_tables(d: &proto::TaskDefinition) -> String {
         "MEMORY",
         "RESERVATION",
         "ESSENTIAL",
+        "PORTS",
     ]);
     for c in &d.containers {
         containers.row(vec![
@@ -669,6 +703,15 @@ fn task_definition_tables(d: &proto::TaskDefinition) -> String {
             size(c.memory_mib, " MiB"),
             size(c.memory_reservation_mib, " MiB"),
             if c.essential { "yes" } else { "no" }.to_owned(),
+            c.port_mappings
+                .iter()
+                .map(|m| match m.host_port {
+                    // A dynamic host port, chosen by the agent when the task starts.
+                    0 => format!("{}/{}", m.container_port, m.protocol),
+                    host => format!("{host}->{}/{}", m.container_port, m.protocol),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
         ]);
     }
     let width = terminal_width();
@@ -946,11 +989,80 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "TASK ID  DEFINITION  LAST     DESIRED  HEALTH   INSTANCE  STARTED               STOP CODE/REASON"
+            "TASK ID  DEFINITION  LAST     DESIRED  HEALTH   INSTANCE  NETWORK  STARTED               STOP CODE/REASON"
         );
         assert_eq!(
             lines[1],
-            "t-1      web:3       STOPPED  STOPPED  UNKNOWN  i-1       2026-11-27T11:20:00Z  UserInitiated: done"
+            "t-1      web:3       STOPPED  STOPPED  UNKNOWN  i-1                2026-11-27T11:20:00Z  UserInitiated: done"
+        );
+    }
+
+    #[test]
+    fn the_network_column_shows_ports_else_the_address() {
+        let binding = |host_port, container_port, protocol: &str| proto::NetworkBinding {
+            bind_ip: "0.0.0.0".into(),
+            container_port,
+            host_port,
+            protocol: protocol.into(),
+        };
+        let bridge = proto::Task {
+            containers: vec![
+                proto::ContainerState {
+                    network_bindings: vec![binding(49153, 80, "tcp"), binding(5353, 53, "udp")],
+                    private_ipv4_address: "172.17.0.2".into(),
+                    ..Default::default()
+                },
+                proto::ContainerState {
+                    network_bindings: vec![proto::NetworkBinding {
+                        bind_ip: String::new(),
+                        ..binding(8080, 8080, "tcp")
+                    }],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            task_network(&bridge),
+            "0.0.0.0:49153->80/tcp, 0.0.0.0:5353->53/udp, 0.0.0.0:8080->8080/tcp"
+        );
+        let awsvpc = proto::Task {
+            attachments: vec![proto::NetworkAttachment {
+                private_ipv4_address: "10.1.0.5".into(),
+                ..Default::default()
+            }],
+            containers: vec![proto::ContainerState::default()],
+            ..Default::default()
+        };
+        assert_eq!(task_network(&awsvpc), "10.1.0.5");
+        let no_ports = proto::Task {
+            containers: vec![
+                proto::ContainerState::default(),
+                proto::ContainerState {
+                    private_ipv4_address: "172.17.0.3".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(task_network(&no_ports), "172.17.0.3");
+        assert_eq!(task_network(&proto::Task::default()), "");
+    }
+
+    #[test]
+    fn the_definition_table_shows_port_mappings() {
+        let def = crate::taskdef::parse(
+            r#"{"family":"web","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
+                "portMappings":[{"containerPort":80,"hostPort":8080},{"containerPort":9000},
+                                {"containerPort":53,"protocol":"udp"}]}]}"#,
+        )
+        .unwrap();
+        let text = task_definition_tables(&def);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].ends_with("PORTS"), "{text}");
+        assert!(
+            lines[4].ends_with("8080->80/tcp, 9000/tcp, 53/udp"),
+            "{text}"
         );
     }
 }

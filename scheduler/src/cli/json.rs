@@ -136,7 +136,69 @@ pub(super) struct Task {
     stopped_reason: Option<String>,
     /// From the essential containers' health checks; UNKNOWN without any, as on ECS.
     health_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_mode: Option<String>,
+    /// The task's ENI (awsvpc mode), as ECS shows an ElasticNetworkInterface attachment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment>,
     containers: Vec<Container>,
+}
+
+/// ECS Attachment: the task's network interface, its properties as name/value details.
+#[derive(Debug, Serialize)]
+pub(super) struct Attachment {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// ATTACHED while the task holds it; DELETED once the task is deprovisioned (its network
+    /// torn down), as ECS ends an attachment.
+    status: &'static str,
+    details: Vec<Attribute>,
+}
+
+impl Attachment {
+    fn of(a: &proto::NetworkAttachment, task_status: i32) -> Self {
+        let details = [
+            ("macAddress", &a.mac_address),
+            ("privateIPv4Address", &a.private_ipv4_address),
+            ("subnet", &a.subnet),
+            ("gateway", &a.gateway),
+            ("interfaceName", &a.interface_name),
+        ];
+        Self {
+            kind: "ElasticNetworkInterface",
+            status: if task_status == proto::TaskStatus::Deprovisioned as i32 {
+                "DELETED"
+            } else {
+                "ATTACHED"
+            },
+            details: details
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| Attribute {
+                    name: name.to_owned(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// ECS NetworkBinding: a host port bound to a container port.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NetworkBinding {
+    #[serde(rename = "bindIP")]
+    bind_ip: String,
+    container_port: u32,
+    host_port: u32,
+    protocol: String,
+}
+
+/// ECS NetworkInterface of a container: its address.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NetworkInterface {
+    private_ipv4_address: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +222,10 @@ pub(super) struct Container {
     restart_count: Option<u32>,
     /// UNKNOWN without a health check, as on ECS.
     health_status: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    network_bindings: Vec<NetworkBinding>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    network_interfaces: Vec<NetworkInterface>,
 }
 
 impl From<&proto::Task> for Task {
@@ -182,13 +248,38 @@ impl From<&proto::Task> for Task {
             stop_code: stop_code_name(t.stop_code),
             stopped_reason: non_empty(&t.stopped_reason),
             health_status: health_status_name(t.health_status),
-            containers: t.containers.iter().map(Container::from).collect(),
+            network_mode: non_empty(&t.network_mode),
+            attachments: t
+                .attachments
+                .iter()
+                .map(|a| Attachment::of(a, t.last_status))
+                .collect(),
+            containers: t
+                .containers
+                .iter()
+                .map(|c| Container::of(c, task_address(t)))
+                .collect(),
         }
     }
 }
 
-impl From<&proto::ContainerState> for Container {
-    fn from(c: &proto::ContainerState) -> Self {
+/// The address of the task's own interface (awsvpc mode), which all its containers share.
+pub(super) fn task_address(t: &proto::Task) -> &str {
+    t.attachments
+        .iter()
+        .map(|a| a.private_ipv4_address.as_str())
+        .find(|a| !a.is_empty())
+        .unwrap_or("")
+}
+
+impl Container {
+    /// A container of a task whose own interface (if any) has `task_address`.
+    fn of(c: &proto::ContainerState, task_address: &str) -> Self {
+        let address = if c.private_ipv4_address.is_empty() {
+            task_address
+        } else {
+            &c.private_ipv4_address
+        };
         Self {
             name: c.name.clone(),
             last_status: container_status_name(c.status),
@@ -199,6 +290,22 @@ impl From<&proto::ContainerState> for Container {
             image_digest: non_empty(&c.image_digest),
             restart_count: non_zero(c.restart_count),
             health_status: health_status_name(c.health_status),
+            network_bindings: c
+                .network_bindings
+                .iter()
+                .map(|b| NetworkBinding {
+                    bind_ip: b.bind_ip.clone(),
+                    container_port: b.container_port,
+                    host_port: b.host_port,
+                    protocol: b.protocol.clone(),
+                })
+                .collect(),
+            network_interfaces: non_empty(address)
+                .map(|a| NetworkInterface {
+                    private_ipv4_address: a,
+                })
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -288,7 +395,7 @@ pub(super) struct VersionInfo {
     containerd_version: String,
 }
 
-/// CPU, MEMORY and PORTS, as ECS lists an instance's resources; none when absent.
+/// CPU, MEMORY, PORTS and PORTS_UDP, as ECS lists an instance's resources; none when absent.
 fn resources(r: Option<&proto::Resources>) -> Vec<Resource> {
     let Some(r) = r else { return Vec::new() };
     let integer = |name, value| Resource {
@@ -305,6 +412,12 @@ fn resources(r: Option<&proto::Resources>) -> Vec<Resource> {
             kind: "STRINGSET",
             integer_value: None,
             string_set_value: Some(r.ports.iter().map(u32::to_string).collect()),
+        },
+        Resource {
+            name: "PORTS_UDP",
+            kind: "STRINGSET",
+            integer_value: None,
+            string_set_value: Some(r.udp_ports.iter().map(u32::to_string).collect()),
         },
     ]
 }
@@ -522,6 +635,20 @@ pub(super) struct ContainerDefinition {
     environment_files: Vec<EnvironmentFile>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     disable_networking: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    port_mappings: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    links: Vec<String>,
+}
+
+/// ECS PortMapping, as registered: hostPort 0 is a dynamic port (bridge mode); in host and
+/// awsvpc modes the registration filled in the container port.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PortMapping {
+    container_port: u32,
+    host_port: u32,
+    protocol: String,
 }
 
 /// ECS HealthCheck, with the defaults the registration filled in.
@@ -804,6 +931,16 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 })
                 .collect(),
             disable_networking: c.disable_networking,
+            port_mappings: c
+                .port_mappings
+                .iter()
+                .map(|m| PortMapping {
+                    container_port: m.container_port,
+                    host_port: m.host_port,
+                    protocol: m.protocol.clone(),
+                })
+                .collect(),
+            links: c.links.clone(),
         }
     }
 }
@@ -981,6 +1118,106 @@ mod tests {
     }
 
     #[test]
+    fn task_network_json() {
+        let bridge = proto::Task {
+            task_id: "t-1".into(),
+            task_definition: "web:1".into(),
+            last_status: proto::TaskStatus::Running as i32,
+            desired_status: proto::DesiredStatus::Running as i32,
+            network_mode: "bridge".into(),
+            containers: vec![proto::ContainerState {
+                name: "app".into(),
+                status: proto::ContainerStatus::Running as i32,
+                network_bindings: vec![proto::NetworkBinding {
+                    bind_ip: "0.0.0.0".into(),
+                    container_port: 80,
+                    host_port: 49153,
+                    protocol: "tcp".into(),
+                }],
+                private_ipv4_address: "172.17.0.2".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(Task::from(&bridge)).unwrap(),
+            json!({
+                "taskId": "t-1",
+                "taskDefinition": "web:1",
+                "lastStatus": "RUNNING",
+                "desiredStatus": "RUNNING",
+                "healthStatus": "UNKNOWN",
+                "networkMode": "bridge",
+                "containers": [{
+                    "name": "app",
+                    "lastStatus": "RUNNING",
+                    "healthStatus": "UNKNOWN",
+                    "networkBindings": [
+                        {"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 49153, "protocol": "tcp"}
+                    ],
+                    "networkInterfaces": [{"privateIpv4Address": "172.17.0.2"}]
+                }]
+            })
+        );
+        let awsvpc = proto::Task {
+            task_id: "t-2".into(),
+            task_definition: "vpc:1".into(),
+            last_status: proto::TaskStatus::Running as i32,
+            desired_status: proto::DesiredStatus::Running as i32,
+            network_mode: "awsvpc".into(),
+            attachments: vec![proto::NetworkAttachment {
+                mac_address: "0a:58:0a:01:00:05".into(),
+                private_ipv4_address: "10.1.0.5".into(),
+                subnet: "10.1.0.0/24".into(),
+                gateway: "10.1.0.1".into(),
+                interface_name: "eth0".into(),
+            }],
+            containers: vec![proto::ContainerState {
+                name: "app".into(),
+                status: proto::ContainerStatus::Running as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(Task::from(&awsvpc)).unwrap(),
+            json!({
+                "taskId": "t-2",
+                "taskDefinition": "vpc:1",
+                "lastStatus": "RUNNING",
+                "desiredStatus": "RUNNING",
+                "healthStatus": "UNKNOWN",
+                "networkMode": "awsvpc",
+                "attachments": [{
+                    "type": "ElasticNetworkInterface",
+                    "status": "ATTACHED",
+                    "details": [
+                        {"name": "macAddress", "value": "0a:58:0a:01:00:05"},
+                        {"name": "privateIPv4Address", "value": "10.1.0.5"},
+                        {"name": "subnet", "value": "10.1.0.0/24"},
+                        {"name": "gateway", "value": "10.1.0.1"},
+                        {"name": "interfaceName", "value": "eth0"}
+                    ]
+                }],
+                "containers": [{
+                    "name": "app",
+                    "lastStatus": "RUNNING",
+                    "healthStatus": "UNKNOWN",
+                    "networkInterfaces": [{"privateIpv4Address": "10.1.0.5"}]
+                }]
+            })
+        );
+        let gone = proto::Task {
+            last_status: proto::TaskStatus::Deprovisioned as i32,
+            ..awsvpc
+        };
+        assert_eq!(
+            serde_json::to_value(Task::from(&gone)).unwrap()["attachments"][0]["status"],
+            "DELETED"
+        );
+    }
+
+    #[test]
     fn container_instance_json() {
         let instance = proto::ContainerInstance {
             container_instance_id: "i-1".into(),
@@ -999,6 +1236,7 @@ mod tests {
                 cpu: 1024,
                 memory_mib: 3256,
                 ports: vec![22, 80],
+                udp_ports: vec![53],
                 ..Default::default()
             }),
             attributes: [("ecs.os-type", "linux"), ("ecs.cpu-architecture", "x86_64")]
@@ -1029,12 +1267,14 @@ mod tests {
                 "registeredResources": [
                     {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
                     {"name": "MEMORY", "type": "INTEGER", "integerValue": 3768},
-                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}
+                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]},
+                    {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []}
                 ],
                 "remainingResources": [
                     {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
                     {"name": "MEMORY", "type": "INTEGER", "integerValue": 3256},
-                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22", "80"]}
+                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22", "80"]},
+                    {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": ["53"]}
                 ],
                 "attributes": [
                     {"name": "ecs.cpu-architecture", "value": "x86_64"},
@@ -1073,7 +1313,10 @@ mod tests {
         let def = crate::taskdef::parse(
             r#"{"family":"web","cpu":"256","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
                 "entryPoint":[],"environment":[{"name":"B","value":"2"},{"name":"A","value":"1"}],
-                "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}]}]}"#,
+                "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}],
+                "portMappings":[{"containerPort":80},{"containerPort":53,"hostPort":5353,"protocol":"udp"}],
+                "links":["db:database"]},
+                {"name":"db","image":"postgres","memory":64}]}"#,
         )
         .unwrap();
         let def = proto::TaskDefinition {
@@ -1099,7 +1342,17 @@ mod tests {
                     "essential": true,
                     "entryPoint": [],
                     "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-                    "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
+                    "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}],
+                    "portMappings": [
+                        {"containerPort": 80, "hostPort": 0, "protocol": "tcp"},
+                        {"containerPort": 53, "hostPort": 5353, "protocol": "udp"}
+                    ],
+                    "links": ["db:database"]
+                }, {
+                    "name": "db",
+                    "image": "postgres",
+                    "memory": 64,
+                    "essential": true
                 }]
             }})
         );

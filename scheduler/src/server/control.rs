@@ -149,6 +149,11 @@ impl ControlService for Control {
             let cluster = cluster.clone();
             self.shared.db(move |s| s.ensure_cluster(&cluster)).await?;
         }
+        // A malformed attachment is refused before a definition given as JSON is registered;
+        // the store checks it again against the definition and count.
+        if let Some(attachment) = &req.network_attachment {
+            crate::attachment::checked(attachment).map_err(|e| ServerError::Store(e.into()))?;
+        }
         let reference = match req.definition {
             Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => r,
             Some(run_task_request::Definition::TaskDefinitionJson(json)) => {
@@ -158,7 +163,7 @@ impl ControlService for Control {
             _ => return Err(ServerError::MissingDefinition.into()),
         };
         let connected = self.shared.sessions.connected();
-        let (count, started_by) = (req.count, req.started_by);
+        let (count, started_by, attachment) = (req.count, req.started_by, req.network_attachment);
         let tasks = self
             .shared
             .db(move |s| {
@@ -168,6 +173,7 @@ impl ControlService for Control {
                         task_definition: &reference,
                         count,
                         started_by: &started_by,
+                        network_attachment: attachment.as_ref(),
                     },
                     &connected,
                 )

@@ -75,15 +75,16 @@ impl From<ServerError> for Status {
                 StoreError::InvalidClusterName { .. }
                 | StoreError::InvalidTaskDefinitionRef { .. }
                 | StoreError::EmptyFamily
-                | StoreError::InvalidCount { .. } => Status::invalid_argument(msg),
+                | StoreError::InvalidCount { .. }
+                | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::ClusterNotFound { .. }
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
                 | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
                 StoreError::ClusterInUse { .. } => Status::failed_precondition(msg),
-                StoreError::NoConnectedInstance { .. } | StoreError::NoCapacity { .. } => {
-                    Status::resource_exhausted(msg)
-                }
+                StoreError::NoConnectedInstance { .. }
+                | StoreError::NoCapacity { .. }
+                | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
                 StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
                     Status::internal(with_sources(s))
                 }
@@ -132,6 +133,20 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (StoreError::EmptyFamily, Code::InvalidArgument),
+            (
+                StoreError::NetworkAttachment(crate::store::AttachmentError::Count { count: 2 }),
+                Code::InvalidArgument,
+            ),
+            (
+                StoreError::NoFreePort {
+                    cluster: "x".into(),
+                    ports: vec!["80/tcp".into()],
+                    instances: 1,
+                    placed: 0,
+                    requested: 1,
+                },
+                Code::ResourceExhausted,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(Status::from(ServerError::from(e)).code(), code);

@@ -7,7 +7,8 @@
 //! speaks the proto types, and the records on disk are those same messages encoded with
 //! `prost::Message` (plus the two small records in `records` that no proto message covers).
 //! An outbox entry is the `SchedulerMessage` as it will be sent, except that an assignment is
-//! stored with only its task ID and materialised when sent. Derived values
+//! stored with only its task ID (and the network attachment RunTask asked for, which nothing
+//! else records) and materialised when sent. Derived values
 //! (remaining resources, task counts) are computed from the tasks when read, never stored, so
 //! they cannot drift. Whether an agent is connected is not stored either: callers pass the set
 //! of live sessions where it matters (placement).
@@ -15,7 +16,7 @@
 mod placement;
 mod records;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -27,7 +28,8 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
-use placement::Capacity;
+pub use crate::attachment::AttachmentError;
+use placement::{Capacity, Demand, HostPort, Protocol, Shortage};
 use records::{InstanceRecord, SessionRecord};
 
 /// The cluster created on first use.
@@ -98,6 +100,9 @@ pub enum StoreError {
     InstanceNotFound { cluster: String, id: String },
     #[error("invalid count {count}: run 1 to {MAX_RUN_COUNT} tasks at a time")]
     InvalidCount { count: u32 },
+    /// RunTask's network attachment is malformed, or does not fit the definition or count.
+    #[error(transparent)]
+    NetworkAttachment(#[from] AttachmentError),
     #[error("no connected ACTIVE container instance in cluster {cluster}")]
     NoConnectedInstance { cluster: String },
     #[error("{}", no_capacity_message(self))]
@@ -107,6 +112,17 @@ pub enum StoreError {
         memory_mib: u64,
         /// The instance with the most free memory, with its free CPU and memory.
         largest: Option<(String, u64, u64)>,
+        /// How many of the requested tasks fitted before (none were started).
+        placed: u32,
+        requested: u32,
+    },
+    #[error("{}", no_free_port_message(self))]
+    NoFreePort {
+        cluster: String,
+        /// The task's fixed host ports that are taken, as "8080/tcp".
+        ports: Vec<String>,
+        /// How many connected ACTIVE instances there are.
+        instances: usize,
         /// How many of the requested tasks fitted before (none were started).
         placed: u32,
         requested: u32,
@@ -206,6 +222,46 @@ fn no_capacity_message(e: &StoreError) -> String {
     msg
 }
 
+fn no_free_port_message(e: &StoreError) -> String {
+    let StoreError::NoFreePort {
+        cluster,
+        ports,
+        instances,
+        placed,
+        requested,
+    } = e
+    else {
+        return String::new();
+    };
+    let mut msg = match (ports.as_slice(), instances) {
+        ([one], 1) => format!(
+            "no container instance in cluster {cluster} has host port {one} free (taken on the \
+             only connected instance"
+        ),
+        ([one], n) => format!(
+            "no container instance in cluster {cluster} has host port {one} free (taken on all \
+             {n} connected instances"
+        ),
+        (many, 1) => format!(
+            "no container instance in cluster {cluster} has host ports {} free (the only \
+             connected instance has one or more of them taken",
+            many.join(", ")
+        ),
+        (many, n) => format!(
+            "no container instance in cluster {cluster} has host ports {} free (all {n} \
+             connected instances have one or more of them taken",
+            many.join(", ")
+        ),
+    };
+    if *placed > 0 {
+        msg.push_str(&format!(
+            "; only {placed} of the {requested} tasks fit, none was started"
+        ));
+    }
+    msg.push(')');
+    msg
+}
+
 /// What applying an agent's task report did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
@@ -228,6 +284,8 @@ pub struct RunTasks<'a> {
     /// 0 means 1.
     pub count: u32,
     pub started_by: &'a str,
+    /// The ENI the task gets: only for a definition in awsvpc mode, with count 1.
+    pub network_attachment: Option<&'a pb::NetworkAttachment>,
 }
 
 /// Where an opened session starts.
@@ -359,8 +417,95 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// An instance with its derived fields, from all tasks.
-fn instance_view(rec: &InstanceRecord, tasks: &[pb::Task]) -> pb::ContainerInstance {
+/// The definition's network mode; empty (never stored by the registration) means bridge.
+fn network_mode(def: &pb::TaskDefinition) -> &str {
+    if def.network_mode.is_empty() {
+        "bridge"
+    } else {
+        &def.network_mode
+    }
+}
+
+/// Whether a task of this network mode binds host ports: bridge (also an empty mode) and host
+/// do; an awsvpc task has its own address, and a task in none mode has no network.
+fn takes_host_ports(network_mode: &str) -> bool {
+    matches!(network_mode, "" | "bridge" | "host")
+}
+
+/// The fixed host ports a task of `def` takes on its instance, each once, in definition order.
+fn fixed_host_ports(def: &pb::TaskDefinition) -> Vec<HostPort> {
+    if !takes_host_ports(network_mode(def)) {
+        return Vec::new();
+    }
+    let mut ports = Vec::new();
+    for m in def.containers.iter().flat_map(|c| &c.port_mappings) {
+        let port = HostPort {
+            protocol: Protocol::named(&m.protocol),
+            port: m.host_port,
+        };
+        if m.host_port != 0 && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// The host ports an active task holds on its instance: in bridge and host modes the fixed
+/// host ports of its definition and every host port the agent reported bound (the dynamic ones
+/// among them); none in awsvpc and none modes.
+fn task_host_ports(task: &pb::Task, def: Option<&pb::TaskDefinition>) -> Vec<HostPort> {
+    let mode = def.map_or(task.network_mode.as_str(), network_mode);
+    if !takes_host_ports(mode) {
+        return Vec::new();
+    }
+    let mut ports = def.map(fixed_host_ports).unwrap_or_default();
+    ports.extend(
+        task.containers
+            .iter()
+            .flat_map(|c| &c.network_bindings)
+            .filter(|b| b.host_port != 0)
+            .map(|b| HostPort {
+                protocol: Protocol::named(&b.protocol),
+                port: b.host_port,
+            }),
+    );
+    ports
+}
+
+/// The definitions of the tasks still holding resources, by reference, for their host ports.
+/// A definition that cannot be found is left out (its task then holds only the ports the agent
+/// reported).
+fn active_definitions(
+    table: &impl ReadableTable<(&'static str, u32), &'static [u8]>,
+    tasks: &[pb::Task],
+) -> Result<HashMap<String, pb::TaskDefinition>, StoreError> {
+    let mut defs = HashMap::new();
+    for t in tasks.iter().filter(|t| is_active(t)) {
+        if defs.contains_key(&t.task_definition) {
+            continue;
+        }
+        match load_definition(table, &t.task_definition) {
+            Ok(def) => {
+                defs.insert(t.task_definition.clone(), def);
+            }
+            Err(
+                error @ (StoreError::TaskDefinitionNotFound { .. }
+                | StoreError::InvalidTaskDefinitionRef { .. }),
+            ) => {
+                tracing::warn!(task.id = %t.task_id, %error, "the definition of an active task is missing; counting only its reported ports");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(defs)
+}
+
+/// An instance with its derived fields, from all tasks and the active ones' definitions.
+fn instance_view(
+    rec: &InstanceRecord,
+    tasks: &[pb::Task],
+    defs: &HashMap<String, pb::TaskDefinition>,
+) -> pb::ContainerInstance {
     let mut view = rec.instance.clone();
     let mine = || {
         tasks
@@ -376,13 +521,24 @@ fn instance_view(rec: &InstanceRecord, tasks: &[pb::Task]) -> pb::ContainerInsta
             )
         });
     if let Some(reg) = &view.registered_resources {
+        let mut tcp: BTreeSet<u32> = reg.ports.iter().copied().collect();
+        let mut udp: BTreeSet<u32> = reg.udp_ports.iter().copied().collect();
+        for port in mine()
+            .filter(|t| is_active(t))
+            .flat_map(|t| task_host_ports(t, defs.get(&t.task_definition)))
+        {
+            match port.protocol {
+                Protocol::Tcp => tcp.insert(port.port),
+                Protocol::Udp => udp.insert(port.port),
+            };
+        }
         view.remaining_resources = Some(pb::Resources {
             cpu: reg.cpu.saturating_sub(used_cpu),
             memory_mib: reg.memory_mib.saturating_sub(used_mem),
             cpu_millicores: reg.cpu_millicores.saturating_sub(used_cpu * 1000 / 1024),
             cores: reg.cores,
-            ports: reg.ports.clone(),
-            udp_ports: reg.udp_ports.clone(),
+            ports: tcp.into_iter().collect(),
+            udp_ports: udp.into_iter().collect(),
         });
     }
     view.running_tasks_count = count(mine().filter(|t| is_running(t)).count());
@@ -501,8 +657,14 @@ fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
     }
     let before = task.clone();
     task.last_status = reported;
+    // Containers carry their network bindings and addresses. Like them, the task's network
+    // interface is kept as last reported when a report has none (it was torn down with the
+    // task), so a stopped task still shows where it ran.
     if !state.containers.is_empty() {
         task.containers = state.containers.clone();
+    }
+    if !state.attachments.is_empty() {
+        task.attachments = state.attachments.clone();
     }
     let times = [
         (&mut task.pull_started_at, &state.pull_started_at),
@@ -788,6 +950,10 @@ impl Store {
         if requested > MAX_RUN_COUNT {
             return Err(StoreError::InvalidCount { count: req.count });
         }
+        let attachment = req
+            .network_attachment
+            .map(crate::attachment::checked)
+            .transpose()?;
         self.ensure_cluster(req.cluster)?;
         let cluster = req.cluster;
         self.write(|txn| {
@@ -796,12 +962,31 @@ impl Store {
                     name: cluster.to_owned(),
                 });
             }
-            let def = load_definition(&txn.open_table(TASK_DEFS)?, req.task_definition)?;
+            let defs_t = txn.open_table(TASK_DEFS)?;
+            let def = load_definition(&defs_t, req.task_definition)?;
+            if attachment.is_some() {
+                if network_mode(&def) != "awsvpc" {
+                    return Err(AttachmentError::NotAwsvpc {
+                        task_definition: format!("{}:{}", def.family, def.revision),
+                        network_mode: network_mode(&def).to_owned(),
+                    }
+                    .into());
+                }
+                if requested != 1 {
+                    return Err(AttachmentError::Count { count: requested }.into());
+                }
+            }
             let (cpu, memory_mib) = task_size(&def);
+            let demand = Demand {
+                cpu: u64::from(cpu),
+                memory_mib,
+                ports: fixed_host_ports(&def),
+            };
             let mut tasks_t = txn.open_table(TASKS)?;
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let tasks = load_tasks(&tasks_t)?;
+            let defs = active_definitions(&defs_t, &tasks)?;
             let instances: Vec<InstanceRecord> =
                 all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             let mut candidates: Vec<Capacity> = instances
@@ -812,12 +997,19 @@ impl Store {
                         && connected.contains(&i.instance.container_instance_id)
                 })
                 .map(|i| {
-                    let v = instance_view(i, &tasks);
+                    let v = instance_view(i, &tasks, &defs);
                     let rem = v.remaining_resources.unwrap_or_default();
+                    let port = |protocol| move |&port| HostPort { protocol, port };
                     Capacity {
                         instance_id: v.container_instance_id,
                         cpu: rem.cpu,
                         memory_mib: rem.memory_mib,
+                        ports: rem
+                            .ports
+                            .iter()
+                            .map(port(Protocol::Tcp))
+                            .chain(rem.udp_ports.iter().map(port(Protocol::Udp)))
+                            .collect(),
                     }
                 })
                 .collect();
@@ -829,22 +1021,29 @@ impl Store {
             let reference = format!("{}:{}", def.family, def.revision);
             let mut created = Vec::new();
             for placed in 0..requested {
-                let Some(i) = placement::binpack(&candidates, u64::from(cpu), memory_mib) else {
-                    return Err(StoreError::NoCapacity {
-                        cluster: cluster.to_owned(),
-                        cpu: u64::from(cpu),
-                        memory_mib,
-                        largest: placement::largest(&candidates)
-                            .map(|c| (c.instance_id.clone(), c.cpu, c.memory_mib)),
-                        placed,
-                        requested,
+                let Some(i) = placement::binpack(&candidates, &demand) else {
+                    return Err(match placement::shortage(&candidates, &demand) {
+                        Shortage::Ports(taken) => StoreError::NoFreePort {
+                            cluster: cluster.to_owned(),
+                            ports: taken.iter().map(HostPort::to_string).collect(),
+                            instances: candidates.len(),
+                            placed,
+                            requested,
+                        },
+                        Shortage::Room(largest) => StoreError::NoCapacity {
+                            cluster: cluster.to_owned(),
+                            cpu: u64::from(cpu),
+                            memory_mib,
+                            largest: largest.map(|c| (c.instance_id.clone(), c.cpu, c.memory_mib)),
+                            placed,
+                            requested,
+                        },
                     });
                 };
                 let Some(cand) = candidates.get_mut(i) else {
                     break;
                 };
-                cand.cpu -= u64::from(cpu);
-                cand.memory_mib -= memory_mib;
+                cand.take(&demand);
                 let instance_id = cand.instance_id.clone();
                 let task = pb::Task {
                     task_id: new_uuid(),
@@ -857,13 +1056,18 @@ impl Store {
                     memory_mib,
                     created_at: Some(now()),
                     started_by: req.started_by.to_owned(),
+                    network_mode: network_mode(&def).to_owned(),
                     ..Default::default()
                 };
                 put_task(&mut tasks_t, &task)?;
+                // The attachment asked for is stored in the assignment itself, which stays in
+                // the outbox (written in this transaction with the task) until the agent has
+                // it; the definition and desired status are filled in when it is sent.
                 let seq = enqueue(&mut sessions, &mut outbox, &instance_id, |seq| {
                     scheduler_message::Message::Assignment(pb::TaskAssignment {
                         seq,
                         task_id: task.task_id.clone(),
+                        network_attachment: attachment.clone(),
                         ..Default::default()
                     })
                 })?;
@@ -1056,11 +1260,12 @@ impl Store {
         self.ensure_cluster(cluster)?;
         self.read(|txn| {
             let tasks = load_tasks(&txn.open_table(TASKS)?)?;
+            let defs = active_definitions(&txn.open_table(TASK_DEFS)?, &tasks)?;
             let recs: Vec<InstanceRecord> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             Ok(recs
                 .iter()
                 .filter(|i| i.instance.cluster == cluster)
-                .map(|i| instance_view(i, &tasks))
+                .map(|i| instance_view(i, &tasks, &defs))
                 .collect())
         })
     }
@@ -1074,13 +1279,14 @@ impl Store {
         self.ensure_cluster(cluster)?;
         self.read(|txn| {
             let tasks = load_tasks(&txn.open_table(TASKS)?)?;
+            let defs = active_definitions(&txn.open_table(TASK_DEFS)?, &tasks)?;
             let instances_t = txn.open_table(INSTANCES)?;
             let mut found = Vec::new();
             let mut missing = Vec::new();
             for id in ids {
                 match get_rec::<InstanceRecord>(&instances_t, "instances", id)? {
                     Some(rec) if rec.instance.cluster == cluster => {
-                        found.push(instance_view(&rec, &tasks));
+                        found.push(instance_view(&rec, &tasks, &defs));
                     }
                     _ => missing.push(id.clone()),
                 }

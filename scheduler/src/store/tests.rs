@@ -43,6 +43,7 @@ fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>,
             task_definition: family,
             count: 1,
             started_by: "",
+            network_attachment: None,
         },
         &connected,
     )
@@ -341,4 +342,353 @@ fn stopped_tasks_are_forgotten_after_the_retention_only() {
         .unwrap();
     assert_eq!(missing, vec![old]);
     assert_eq!(found[0].task_id, running);
+}
+
+/// `def` in `network_mode` with its container mapping (container port, host port, protocol).
+fn with_ports(
+    mut d: pb::TaskDefinition,
+    network_mode: &str,
+    mappings: &[(u32, u32, &str)],
+) -> pb::TaskDefinition {
+    d.network_mode = network_mode.into();
+    d.containers[0].port_mappings = mappings
+        .iter()
+        .map(|&(container_port, host_port, protocol)| pb::PortMapping {
+            container_port,
+            host_port,
+            protocol: protocol.into(),
+        })
+        .collect();
+    d
+}
+
+fn run_n(
+    store: &Store,
+    family: &str,
+    count: u32,
+    attachment: Option<&pb::NetworkAttachment>,
+    connected: &[&str],
+) -> Result<Vec<pb::Task>, StoreError> {
+    let connected: HashSet<String> = connected.iter().map(|s| s.to_string()).collect();
+    store.run_tasks(
+        RunTasks {
+            cluster: DEFAULT_CLUSTER,
+            task_definition: family,
+            count,
+            started_by: "",
+            network_attachment: attachment,
+        },
+        &connected,
+    )
+}
+
+fn register_with_ports(store: &Store, identity: &str, tcp: &[u32], udp: &[u32]) -> String {
+    store
+        .register_instance(&pb::RegisterRequest {
+            cluster: DEFAULT_CLUSTER.into(),
+            instance_identity: identity.into(),
+            resources: Some(pb::Resources {
+                cpu: 4096,
+                memory_mib: 8192,
+                ports: tcp.to_vec(),
+                udp_ports: udp.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+/// The remaining (taken) TCP and UDP ports of an instance.
+fn taken(store: &Store, id: &str) -> (Vec<u32>, Vec<u32>) {
+    let (mut found, _) = store
+        .describe_instances(DEFAULT_CLUSTER, &[id.to_owned()])
+        .unwrap();
+    let r = found.remove(0).remaining_resources.unwrap();
+    (r.ports, r.udp_ports)
+}
+
+fn binding(container_port: u32, host_port: u32, protocol: &str) -> pb::NetworkBinding {
+    pb::NetworkBinding {
+        bind_ip: "0.0.0.0".into(),
+        container_port,
+        host_port,
+        protocol: protocol.into(),
+    }
+}
+
+#[test]
+fn fixed_host_ports_place_one_task_per_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(with_ports(
+            def("web", 256, 256),
+            "bridge",
+            &[(80, 8080, "tcp"), (81, 0, "tcp")],
+        ))
+        .unwrap();
+    let a = register_with_ports(&store, "a", &[22], &[]);
+    let b = register_with_ports(&store, "b", &[22, 2375], &[]);
+    // Three need three instances: the third sees the first two's ports in the same request.
+    let err = run_n(&store, "web", 3, None, &[&a, &b]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no container instance in cluster default has host port 8080/tcp free (taken on all 2 \
+         connected instances; only 2 of the 3 tasks fit, none was started)"
+    );
+    let tasks = run_n(&store, "web", 2, None, &[&a, &b]).unwrap();
+    assert_ne!(
+        tasks[0].container_instance_id,
+        tasks[1].container_instance_id
+    );
+    assert_eq!(tasks[0].network_mode, "bridge");
+    assert_eq!(taken(&store, &a), (vec![22, 8080], vec![]));
+    assert_eq!(taken(&store, &b), (vec![22, 2375, 8080], vec![]));
+    let err = run(&store, "web", &[&a, &b]).unwrap_err();
+    assert!(matches!(err, StoreError::NoFreePort { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "no container instance in cluster default has host port 8080/tcp free (taken on all 2 \
+         connected instances)"
+    );
+    // A stopped task gives its ports back.
+    let on_a = tasks.iter().find(|t| t.container_instance_id == a).unwrap();
+    store
+        .apply_task_state(&a, Some(1), &state(&on_a.task_id, TaskStatus::Stopped))
+        .unwrap();
+    assert_eq!(taken(&store, &a), (vec![22], vec![]));
+    assert_eq!(
+        run(&store, "web", &[&a, &b]).unwrap()[0].container_instance_id,
+        a
+    );
+}
+
+#[test]
+fn reported_bindings_and_registered_ports_are_taken_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(with_ports(
+            def("dyn", 256, 256),
+            "bridge",
+            &[(80, 0, "tcp"), (53, 0, "udp")],
+        ))
+        .unwrap();
+    store
+        .register_task_definition(with_ports(
+            def("dns", 256, 256),
+            "host",
+            &[(53, 53, "udp"), (53, 53, "tcp")],
+        ))
+        .unwrap();
+    let id = register_with_ports(&store, "h", &[22], &[53]);
+    let other = register_with_ports(&store, "o", &[53], &[]);
+    // Each instance has one of the two ports taken.
+    assert_eq!(
+        run(&store, "dns", &[&id, &other]).unwrap_err().to_string(),
+        "no container instance in cluster default has host ports 53/udp, 53/tcp free (all 2 \
+         connected instances have one or more of them taken)"
+    );
+    // Operator-reserved 53/udp: the host-mode DNS task cannot run here.
+    assert_eq!(
+        run(&store, "dns", &[&id]).unwrap_err().to_string(),
+        "no container instance in cluster default has host port 53/udp free (taken on the only \
+         connected instance)"
+    );
+    let t = run(&store, "dyn", &[&id]).unwrap().remove(0);
+    // Dynamic ports are taken once the agent reports them bound.
+    assert_eq!(taken(&store, &id), (vec![22], vec![53]));
+    let mut s = state(&t.task_id, TaskStatus::Running);
+    s.containers = vec![pb::ContainerState {
+        name: "app".into(),
+        network_bindings: vec![binding(80, 49153, "tcp"), binding(53, 49154, "udp")],
+        private_ipv4_address: "172.31.0.2".into(),
+        ..Default::default()
+    }];
+    store.apply_task_state(&id, Some(1), &s).unwrap();
+    assert_eq!(taken(&store, &id), (vec![22, 49153], vec![53, 49154]));
+    let (tasks, _) = store
+        .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&t.task_id))
+        .unwrap();
+    assert_eq!(tasks[0].containers, s.containers);
+    // DEPROVISIONED holds nothing.
+    store
+        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Deprovisioned))
+        .unwrap();
+    assert_eq!(taken(&store, &id), (vec![22], vec![53]));
+}
+
+#[test]
+fn host_mode_takes_its_ports_and_awsvpc_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(with_ports(
+            def("host", 256, 256),
+            "host",
+            &[(80, 80, "tcp")],
+        ))
+        .unwrap();
+    store
+        .register_task_definition(with_ports(
+            def("vpc", 256, 256),
+            "awsvpc",
+            &[(80, 80, "tcp")],
+        ))
+        .unwrap();
+    let id = register_with_ports(&store, "h", &[], &[]);
+    // awsvpc tasks have their own address: any number of them map port 80.
+    let vpc = run_n(&store, "vpc", 1, None, &[&id]).unwrap();
+    run_n(&store, "vpc", 1, None, &[&id]).unwrap();
+    assert_eq!(vpc[0].network_mode, "awsvpc");
+    assert_eq!(taken(&store, &id), (vec![], vec![]));
+    run(&store, "host", &[&id]).unwrap();
+    assert_eq!(taken(&store, &id), (vec![80], vec![]));
+    assert_eq!(
+        run(&store, "host", &[&id]).unwrap_err().to_string(),
+        "no container instance in cluster default has host port 80/tcp free (taken on the only \
+         connected instance)"
+    );
+    // Room still decides when the ports are free somewhere.
+    store
+        .register_task_definition(with_ports(
+            def("huge", 256, 100_000),
+            "host",
+            &[(81, 81, "tcp")],
+        ))
+        .unwrap();
+    assert!(matches!(
+        run(&store, "huge", &[&id]).unwrap_err(),
+        StoreError::NoCapacity { .. }
+    ));
+}
+
+fn eni() -> pb::NetworkAttachment {
+    pb::NetworkAttachment {
+        mac_address: "0A:58:0A:01:00:05".into(),
+        private_ipv4_address: "10.1.0.5".into(),
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        interface_name: String::new(),
+    }
+}
+
+#[test]
+fn a_network_attachment_is_delivered_with_the_assignment_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    let task_id;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+            .unwrap();
+        id = register(&store, "h", 1024, 2048);
+        task_id = run_n(&store, "vpc", 1, Some(&eni()), &[&id]).unwrap()[0]
+            .task_id
+            .clone();
+        // Without one, the agent gives the task a veth on its bridge.
+        run_n(&store, "vpc", 1, None, &[&id]).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let out = store.outbox_after(&id, 0).unwrap();
+    let assignments: Vec<&pb::TaskAssignment> = out
+        .iter()
+        .filter_map(|(_, m)| match &m.message {
+            Some(scheduler_message::Message::Assignment(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assignments[0].task_id, task_id);
+    assert_eq!(
+        assignments[0].network_attachment,
+        Some(pb::NetworkAttachment {
+            mac_address: "0a:58:0a:01:00:05".into(),
+            ..eni()
+        })
+    );
+    assert_eq!(
+        assignments[0].definition.as_ref().unwrap().network_mode,
+        "awsvpc"
+    );
+    assert_eq!(assignments[1].network_attachment, None);
+}
+
+#[test]
+fn a_network_attachment_needs_awsvpc_one_task_and_good_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(def("web", 256, 256))
+        .unwrap();
+    store
+        .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+        .unwrap();
+    let id = register(&store, "h", 4096, 8192);
+    let err = run_n(&store, "web", 1, Some(&eni()), &[&id]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a network attachment is for a task definition in networkMode awsvpc; web:1 is in \
+         networkMode bridge"
+    );
+    assert_eq!(
+        run_n(&store, "vpc", 2, Some(&eni()), &[&id])
+            .unwrap_err()
+            .to_string(),
+        "a network attachment is one ENI for one task: run 1 task, not 2"
+    );
+    let bad = pb::NetworkAttachment {
+        gateway: "10.9.0.1".into(),
+        ..eni()
+    };
+    let err = run_n(&store, "vpc", 1, Some(&bad), &[&id]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NetworkAttachment(AttachmentError::OutsideSubnet { .. })
+        ),
+        "{err:?}"
+    );
+    // Nothing was placed.
+    assert!(
+        store
+            .list_tasks(DEFAULT_CLUSTER, None, None)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn reported_attachments_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+        .unwrap();
+    let id = register(&store, "h", 1024, 2048);
+    let t = run(&store, "vpc", &[&id]).unwrap().remove(0);
+    assert!(t.attachments.is_empty());
+    let reported = pb::NetworkAttachment {
+        mac_address: "0a:58:0a:01:00:05".into(),
+        private_ipv4_address: "172.31.0.9".into(),
+        subnet: "172.31.0.0/16".into(),
+        gateway: "172.31.0.1".into(),
+        interface_name: "eth0".into(),
+    };
+    let mut s = state(&t.task_id, TaskStatus::Running);
+    s.attachments = vec![reported.clone()];
+    let Applied::Updated(task) = store.apply_task_state(&id, Some(1), &s).unwrap() else {
+        panic!("not updated");
+    };
+    assert_eq!(task.attachments, std::slice::from_ref(&reported));
+    assert_eq!(task.network_mode, "awsvpc");
+    // A later report without the interface (torn down) keeps the last one known.
+    store
+        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Deprovisioned))
+        .unwrap();
+    let (tasks, _) = store
+        .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&t.task_id))
+        .unwrap();
+    assert_eq!(tasks[0].attachments, [reported]);
 }

@@ -99,6 +99,27 @@ pub(super) struct ContainerDefinition {
     pub(super) environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(default)]
     pub(super) disable_networking: Option<bool>,
+    #[serde(default)]
+    pub(super) port_mappings: Option<Vec<PortMapping>>,
+    #[serde(default)]
+    pub(super) links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct PortMapping {
+    pub(super) container_port: u32,
+    /// Absent differs from 0 in host and awsvpc modes (absent: the container port).
+    #[serde(default)]
+    pub(super) host_port: Option<u32>,
+    /// "tcp" or "udp" in any case; checked in `network.rs` so that every bad one is listed.
+    #[serde(default)]
+    pub(super) protocol: Option<String>,
+    // Accepted and ignored: see `fields::PORT_MAPPING`.
+    #[serde(default, rename = "name")]
+    _name: Option<IgnoredAny>,
+    #[serde(default, rename = "appProtocol")]
+    _app_protocol: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -154,9 +154,9 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("privileged", Shape::Bool),
     optional("environmentFiles", Shape::ObjectList(ENVIRONMENT_FILE)),
     optional("disableNetworking", Shape::Bool),
+    optional("portMappings", Shape::ObjectList(PORT_MAPPING)),
+    optional("links", Shape::StringList),
     unsupported("repositoryCredentials"),
-    unsupported("links"),
-    unsupported("portMappings"),
     unsupported("secrets"),
     unsupported("versionConsistency"),
     unsupported("dockerSecurityOptions"),
@@ -166,6 +166,29 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     unsupported("firelensConfiguration"),
     unsupported("credentialSpecs"),
 ];
+
+/// One element of a container's `portMappings` (ECS PortMapping). ECS lets `containerPort` be
+/// omitted when `containerPortRange` is given; ranges are refused, so Berth requires it.
+pub(super) const PORT_MAPPING: &[Field] = &[
+    required("containerPort", Shape::U32),
+    optional("hostPort", Shape::U32),
+    optional("protocol", Shape::String),
+    // Service Connect's name and application protocol of the port: Berth has no Service
+    // Connect, and neither changes how the port is mapped.
+    ignored("name"),
+    ignored("appProtocol"),
+    unsupported("containerPortRange"),
+    unsupported("hostPortRange"),
+];
+
+/// The protocols of a port mapping, as stored (ECS accepts them in lower case).
+pub(super) const PORT_PROTOCOLS: &[&str] = &["tcp", "udp"];
+/// The protocol of a port mapping that names none.
+pub(super) const DEFAULT_PORT_PROTOCOL: &str = "tcp";
+/// The ports a mapping may name.
+pub(super) const PORTS: std::ops::RangeInclusive<u32> = 1..=65535;
+/// The longest alias of a link (ECS: up to 255 letters, digits, hyphens and underscores).
+pub(super) const MAX_LINK_ALIAS_LEN: usize = 255;
 
 /// One element of `volumes` (ECS Volume). ECS documents `name` as optional, but a volume
 /// without a name cannot be mounted, so Berth requires it.

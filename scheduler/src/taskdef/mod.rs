@@ -14,6 +14,7 @@ mod ecs;
 mod error;
 mod fields;
 mod linux;
+mod network;
 mod suggest;
 mod volumes;
 mod walk;
@@ -182,20 +183,22 @@ fn convert(
     };
     let volumes = ecs.volumes.unwrap_or_default();
     volumes::autoprovision_problems(&volumes, problems);
+    let network_mode = ecs
+        .network_mode
+        .unwrap_or_else(|| DEFAULT_NETWORK_MODE.to_owned());
+    let containers = ecs
+        .container_definitions
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| container(c, i, &network_mode, problems))
+        .collect();
     proto::TaskDefinition {
         family: ecs.family,
         revision: 0,
         cpu,
         memory_mib,
-        network_mode: ecs
-            .network_mode
-            .unwrap_or_else(|| DEFAULT_NETWORK_MODE.to_owned()),
-        containers: ecs
-            .container_definitions
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| container(c, i, problems))
-            .collect(),
+        network_mode,
+        containers,
         registered_at: None,
         source_json: json.to_owned(),
         volumes: volumes::convert(volumes),
@@ -205,6 +208,7 @@ fn convert(
 fn container(
     c: ecs::ContainerDefinition,
     i: usize,
+    network_mode: &str,
     problems: &mut Vec<Problem>,
 ) -> proto::ContainerDefinition {
     let path = walk::index("containerDefinitions", i);
@@ -297,6 +301,12 @@ fn container(
     let linux_parameters = c
         .linux_parameters
         .map(|p| linux::linux_parameters(p, &path, problems));
+    let port_mappings = network::port_mappings(
+        c.port_mappings.unwrap_or_default(),
+        network_mode,
+        &path,
+        problems,
+    );
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -359,8 +369,8 @@ fn container(
         privileged: c.privileged.unwrap_or(false),
         environment_files,
         disable_networking: c.disable_networking.unwrap_or(false),
-        port_mappings: Vec::new(),
-        links: Vec::new(),
+        port_mappings,
+        links: c.links.unwrap_or_default(),
     }
 }
 
@@ -637,6 +647,7 @@ fn validate(def: &proto::TaskDefinition, task_memory_given: bool, problems: &mut
     }
     validate_dependencies(def, problems);
     volumes::validate(def, problems);
+    network::validate(def, problems);
     let (cpu, memory) = container_sums(def);
     if def.cpu > 0 && cpu > u64::from(def.cpu) {
         problems.push(Problem::at(

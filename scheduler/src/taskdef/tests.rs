@@ -249,21 +249,24 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 #[test]
 fn unsupported_fields_are_refused_by_name_and_path() {
     let json = r#"{"family":"f","pidMode":"host","containerDefinitions":[
-        {"name":"a","image":"i","memory":64,"portMappings":[]},
-        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"links":[]}]}"#;
+        {"name":"a","image":"i","memory":64,"repositoryCredentials":{}},
+        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"interactive":true}]}"#;
     assert_eq!(
         problems(json),
         [
-            "field `portMappings` at containerDefinitions[0] is not supported by Berth yet",
+            "field `repositoryCredentials` at containerDefinitions[0] is not supported by Berth yet",
             "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth yet",
-            "field `links` at containerDefinitions[1] is not supported by Berth yet",
+            "field `interactive` at containerDefinitions[1] is not supported by Berth yet",
             "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
             "field `pidMode` is not supported by Berth yet",
         ]
     );
     match parse(json) {
         Err(TaskDefError::Invalid { problems }) => {
-            assert_eq!(problems[0].path(), "containerDefinitions[0].portMappings");
+            assert_eq!(
+                problems[0].path(),
+                "containerDefinitions[0].repositoryCredentials"
+            );
             assert_eq!(problems[4].path(), "pidMode");
         }
         other => panic!("{other:?}"),
@@ -424,6 +427,7 @@ fn tables_and_serde_structs_agree() {
         fields::KERNEL_CAPABILITIES,
         fields::TMPFS,
         fields::ENVIRONMENT_FILE,
+        fields::PORT_MAPPING,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -439,8 +443,9 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 10);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 31);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 33);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 4);
+    assert_eq!(supported(fields::PORT_MAPPING), 5);
 }
 
 /// A definition of containers given as (name, essential, dependsOn JSON).
@@ -1208,5 +1213,232 @@ fn environment_files_are_host_paths_and_s3_is_refused() {
             "containerDefinitions[0].environmentFiles[1].type: `local` is not an environment file type: use `file`",
             "containerDefinitions[0].environmentFiles[1].value: \"rel.env\" is not an absolute path on the host",
         ]
+    );
+}
+
+/// A port mapping of (containerPort, hostPort, protocol).
+fn mapping(container_port: u32, host_port: u32, protocol: &str) -> proto::PortMapping {
+    proto::PortMapping {
+        container_port,
+        host_port,
+        protocol: protocol.into(),
+    }
+}
+
+#[test]
+fn port_mappings_are_carried_with_ecs_defaults() {
+    let def = parse(&with_container(
+        "bridge",
+        r#""portMappings":[{"containerPort":80},
+                           {"containerPort":53,"hostPort":5353,"protocol":"UDP"},
+                           {"containerPort":443,"hostPort":0,"protocol":"tcp",
+                            "name":"https","appProtocol":"http2"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        def.containers[0].port_mappings,
+        [
+            mapping(80, 0, "tcp"),
+            mapping(53, 5353, "udp"),
+            mapping(443, 0, "tcp")
+        ]
+    );
+    // In host and awsvpc modes the host port is the container port.
+    for mode in ["host", "awsvpc"] {
+        let def = parse(&with_container(
+            mode,
+            r#""portMappings":[{"containerPort":80},{"containerPort":8125,"hostPort":8125,"protocol":"udp"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            def.containers[0].port_mappings,
+            [mapping(80, 80, "tcp"), mapping(8125, 8125, "udp")],
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn port_mapping_problems_are_reported_with_their_paths() {
+    assert_eq!(
+        problems(&with_container(
+            "bridge",
+            r#""portMappings":[{"containerPort":0,"hostPort":70000,"protocol":"sctp"},
+                               {"hostPort":80},
+                               {"containerPort":-1},
+                               {"containerPort":1,"containerPortRange":"1-2","hostPortRange":"3-4"}]"#,
+        )),
+        [
+            "missing field `containerPort` at containerDefinitions[0].portMappings[1]",
+            "containerDefinitions[0].portMappings[2].containerPort: expected an integer from 0 to 4294967295, found the number -1",
+            "field `containerPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth yet",
+            "field `hostPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth yet",
+        ]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "bridge",
+            r#""portMappings":[{"containerPort":0,"hostPort":70000,"protocol":"sctp"},
+                               {"containerPort":65536}]"#,
+        )),
+        [
+            "containerDefinitions[0].portMappings[0].containerPort: 0 is not a port: use 1 to 65535",
+            "containerDefinitions[0].portMappings[0].hostPort: 70000 is not a port: use 1 to 65535, or 0 for a dynamic one",
+            "containerDefinitions[0].portMappings[0].protocol: `sctp` is not a port protocol: use tcp or udp",
+            "containerDefinitions[0].portMappings[1].containerPort: 65536 is not a port: use 1 to 65535",
+        ]
+    );
+}
+
+#[test]
+fn host_ports_follow_the_network_mode() {
+    let mappings = r#""portMappings":[{"containerPort":80,"hostPort":8080},{"containerPort":81,"hostPort":0}]"#;
+    assert!(parse(&with_container("bridge", mappings)).is_ok());
+    for mode in ["host", "awsvpc"] {
+        assert_eq!(
+            problems(&with_container(mode, mappings)),
+            [
+                format!(
+                    "containerDefinitions[0].portMappings[0].hostPort: 8080 must equal containerPort 80 in networkMode {mode}, as on ECS: leave hostPort out or set it to 80"
+                ),
+                format!(
+                    "containerDefinitions[0].portMappings[1].hostPort: 0 must equal containerPort 81 in networkMode {mode}, as on ECS: leave hostPort out or set it to 81"
+                ),
+            ]
+        );
+    }
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""portMappings":[{"containerPort":80}]"#
+        )),
+        [
+            "containerDefinitions[0].portMappings: is not valid with networkMode none, as on ECS: the task has no network to map ports from"
+        ]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "bridge",
+            r#""disableNetworking":true,"portMappings":[{"containerPort":80}]"#
+        )),
+        [
+            "containerDefinitions[0].portMappings: is not valid on a container with disableNetworking: it has no network to map ports from"
+        ]
+    );
+    // An empty list maps nothing, so it is fine anywhere.
+    assert!(parse(&with_container("none", r#""portMappings":[]"#)).is_ok());
+}
+
+#[test]
+fn ports_are_mapped_once() {
+    let json = r#"{"family":"f","containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"portMappings":[
+            {"containerPort":80,"hostPort":8080},
+            {"containerPort":80,"hostPort":8081,"protocol":"TCP"},
+            {"containerPort":80,"hostPort":8080,"protocol":"udp"},
+            {"containerPort":81},{"containerPort":82}]},
+        {"name":"b","image":"i","memory":64,"portMappings":[
+            {"containerPort":80,"hostPort":8080},
+            {"containerPort":80,"hostPort":8080,"protocol":"udp"},
+            {"containerPort":81}]}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "containerDefinitions[0].portMappings[1]: container port 80/tcp is already mapped by portMappings[0]",
+            "containerDefinitions[1].portMappings[0]: host port 8080/tcp is already taken by containerDefinitions[0].portMappings[0]",
+            "containerDefinitions[1].portMappings[1]: host port 8080/udp is already taken by containerDefinitions[0].portMappings[2]",
+        ]
+    );
+    // In awsvpc mode every container shares one stack: one container port is one host port.
+    let json = r#"{"family":"f","networkMode":"awsvpc","containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"portMappings":[{"containerPort":80}]},
+        {"name":"b","image":"i","memory":64,"portMappings":[{"containerPort":80,"hostPort":80}]}]}"#;
+    assert_eq!(
+        problems(json),
+        [
+            "containerDefinitions[1].portMappings[0]: host port 80/tcp is already taken by containerDefinitions[0].portMappings[0]"
+        ]
+    );
+}
+
+/// Containers `a`, `b` and `c` (bridge mode unless `mode` says otherwise), `a` with `links`.
+fn with_links(mode: &str, links: &str) -> String {
+    format!(
+        r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[
+            {{"name":"a","image":"i","memory":64,"links":{links}}},
+            {{"name":"b","image":"i","memory":64}},
+            {{"name":"c","image":"i","memory":64}}]}}"#
+    )
+}
+
+#[test]
+fn links_are_carried() {
+    let def = parse(&with_links("bridge", r#"["b","c:cache","b:db-1_x"]"#)).unwrap();
+    assert_eq!(def.containers[0].links, ["b", "c:cache", "b:db-1_x"]);
+    // An absent networkMode is bridge.
+    let json = r#"{"family":"f","containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"links":["b"]},{"name":"b","image":"i","memory":64}]}"#;
+    assert_eq!(parse(json).unwrap().containers[0].links, ["b"]);
+}
+
+#[test]
+fn link_problems_are_reported_with_their_paths() {
+    assert_eq!(
+        problems(&with_links("bridge", r#"["b",3]"#)),
+        ["containerDefinitions[0].links[1]: expected a string, found the number 3"]
+    );
+    assert_eq!(
+        problems(&with_links(
+            "bridge",
+            r#"["zz","a","b:bad.alias","c:","b","b:b","c:x","b:x","c:zz:y"]"#
+        )),
+        [
+            "containerDefinitions[0].links[0]: no container named \"zz\" in this task definition",
+            "containerDefinitions[0].links[1]: container \"a\" cannot link to itself",
+            "containerDefinitions[0].links[2]: \"bad.alias\" is not a link alias: use \"name\" or \"name:alias\" with an alias of 1 to 255 letters, digits, hyphens and underscores",
+            "containerDefinitions[0].links[3]: \"\" is not a link alias: use \"name\" or \"name:alias\" with an alias of 1 to 255 letters, digits, hyphens and underscores",
+            "containerDefinitions[0].links[5]: alias `b` is already used by links[4]",
+            "containerDefinitions[0].links[7]: alias `x` is already used by links[6]",
+            "containerDefinitions[0].links[8]: \"zz:y\" is not a link alias: use \"name\" or \"name:alias\" with an alias of 1 to 255 letters, digits, hyphens and underscores",
+        ]
+    );
+    assert!(
+        parse(&with_links(
+            "bridge",
+            &format!(r#"["b:{}"]"#, "y".repeat(255))
+        ))
+        .is_ok()
+    );
+    let long = "x".repeat(256);
+    assert_eq!(
+        problems(&with_links("bridge", &format!(r#"["b:{long}"]"#))),
+        [format!(
+            "containerDefinitions[0].links[0]: \"{long}\" is not a link alias: use \"name\" or \"name:alias\" with an alias of 1 to 255 letters, digits, hyphens and underscores"
+        )]
+    );
+}
+
+#[test]
+fn links_are_for_bridge_mode_without_cycles() {
+    for mode in ["host", "awsvpc"] {
+        assert_eq!(
+            problems(&with_links(mode, r#"["b"]"#)),
+            [format!(
+                "containerDefinitions[0].links: is not valid with networkMode {mode}, as on ECS: the task's containers share one network and reach each other on localhost"
+            )]
+        );
+    }
+    assert_eq!(
+        problems(&with_links("none", r#"["b"]"#)),
+        [
+            "containerDefinitions[0].links: is not valid with networkMode none, as on ECS: the task has no network"
+        ]
+    );
+    let json = r#"{"family":"f","containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"links":["b:x"]},
+        {"name":"b","image":"i","memory":64,"links":["a"]}]}"#;
+    assert_eq!(
+        problems(json),
+        ["containerDefinitions[1].links[0]: links forms a cycle: a → b → a"]
     );
 }
