@@ -12,6 +12,7 @@ use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+#[path = "e2e/network.rs"]
 mod network;
 
 fn main() -> ExitCode {

@@ -55,17 +55,21 @@ h=$(hostname); echo "hostname: $h"; [ "$(cat /etc/hostname)" = "$h" ]
 grep -q "$h" /etc/hosts
 touch /etc/hosts 2>/dev/null && { echo "/etc/hosts is writable"; exit 1; }
 echo "metadata: $ECS_CONTAINER_METADATA_URI_V4"
-wget -q -O /tmp/task -T 5 "$ECS_CONTAINER_METADATA_URI_V4/task"
-cat /tmp/task; echo
+# busybox's static wget crashes in glibc's resolver: speak HTTP with nc.
+# stdin stays open until the server closes the connection, or nc stops reading early.
+get() { { printf 'GET %s HTTP/1.0\r\n\r\n' "$1"; sleep 3; } | nc 169.254.170.2 80; }
+get /v4/checks/task > /tmp/task; cat /tmp/task; echo
+grep -q '200 OK' /tmp/task
 grep -q '"Family":"netaws"' /tmp/task
-wget -q -O /tmp/me -T 5 "$ECS_CONTAINER_METADATA_URI_V4"
+get /v4/checks > /tmp/me
 grep -q '"Name":"checks"' /tmp/me
 echo all-good"#;
     env.register(&def(
         "netaws",
         "awsvpc",
         json!([
-            {"name": "server", "image": image, "memory": 64, "command": ["sh", "-c", server]},
+            {"name": "server", "image": image, "memory": 64, "command": ["sh", "-c", server],
+             "stopTimeout": 2},
             {"name": "checks", "image": image, "memory": 64, "essential": false,
              "command": ["sh", "-c", checks]}
         ]),
@@ -96,7 +100,10 @@ echo all-good"#;
     // From the host side, each task's own address answers on the container's port.
     for ip in [&ip_a, &ip_b] {
         let said = poll(Duration::from_secs(10), || {
-            let out = host_sh(&env, &format!("nc -w 2 {ip} 8080 </dev/null || true"))?;
+            let out = host_sh(
+                &env,
+                &format!("/bin/busybox nc -w 2 {ip} 8080 </dev/null || true"),
+            )?;
             Ok((out.trim() == "hello-from-task").then_some(out))
         })
         .with_context(|| format!("{ip}:8080 did not answer{}", env.logs()))?;
@@ -116,7 +123,7 @@ echo all-good"#;
     // The endpoint is not on the host's other addresses.
     let other = host_sh(
         &env,
-        &format!("nc -w 1 {BRIDGE_IP} 51679 </dev/null >/dev/null 2>&1; echo $?"),
+        &format!("/bin/busybox nc -w 1 {BRIDGE_IP} 51679 </dev/null >/dev/null 2>&1; echo $?"),
     )?;
     ensure!(other.trim() != "0", "the endpoint answered on {BRIDGE_IP}");
     for id in [&a, &b] {
@@ -136,12 +143,14 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     let mac = "0a:58:0a:01:00:05";
     host_sh(
         &env,
-        &format!("ip link add eni-test address {mac} type dummy"),
+        // One end of a veth pair with a known MAC (this kernel has no dummy interfaces).
+        &format!("ip link add eni-test address {mac} type veth peer name eni-peer"),
     )?;
     env.register(&def(
         "neteni",
         "awsvpc",
-        json!([{"name": "app", "image": image, "memory": 64, "command": ["sleep", "3600"]}]),
+        json!([{"name": "app", "image": image, "memory": 64, "command": ["sleep", "3600"],
+                "stopTimeout": 1}]),
     ))?;
     let attachment = format!("mac={mac},address=10.1.0.5/24,gateway=10.1.0.1");
     let out = env.ok(&[
@@ -197,7 +206,7 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    let t = env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
     ensure!(
         t.to_string().contains(&missing),
         "the reason does not name the MAC: {t}"
@@ -222,15 +231,17 @@ fn host_port(task: &Value, container: usize, container_port: u64, protocol: &str
 pub(super) fn bridge(w: &World) -> Result<()> {
     let env = Env::with_agent(w, "0")?;
     let image = hello(w, "e2e-net-bridge")?;
-    let server = "while true; do echo hello-from-bridge | nc -l -p 8080; done";
+    let server = "serve() { while true; do echo hello-from-bridge | nc -l -p $1; done; }; \
+                  serve 8081 & serve 8080";
     env.register(&def(
         "netbridge",
         "bridge",
         json!([
             {"name": "web", "image": image, "memory": 64, "command": ["sh", "-c", server],
+             "stopTimeout": 2,
              "portMappings": [
                 {"containerPort": 8080, "hostPort": 18080},
-                {"containerPort": 8080, "hostPort": 0, "protocol": "tcp"},
+                {"containerPort": 8081, "hostPort": 0, "protocol": "tcp"},
                 {"containerPort": 5353, "protocol": "udp"}
              ]},
             {"name": "client", "image": image, "memory": 64, "essential": false,
@@ -254,18 +265,17 @@ pub(super) fn bridge(w: &World) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    let dynamic = bindings
-        .iter()
-        .copied()
-        .find(|p| *p != 18080 && (49153..=65535).contains(p))
+    let dynamic = host_port(&t, 0, 8081, "tcp")
+        .filter(|p| (49153..=65535).contains(p))
         .with_context(|| format!("no dynamic binding: {t}"))?;
+    ensure!(bindings.len() == 3, "{t}");
     let udp = host_port(&t, 0, 5353, "udp").with_context(|| format!("no udp binding: {t}"))?;
     ensure!((49153..=65535).contains(&udp), "udp host port {udp}");
     for port in [18080, dynamic] {
         poll(Duration::from_secs(10), || {
             let out = host_sh(
                 &env,
-                &format!("nc -w 2 {BRIDGE_IP} {port} </dev/null || true"),
+                &format!("/bin/busybox nc -w 2 {BRIDGE_IP} {port} </dev/null || true"),
             )?;
             Ok((out.trim() == "hello-from-bridge").then_some(()))
         })
@@ -275,7 +285,7 @@ pub(super) fn bridge(w: &World) -> Result<()> {
     let web_ns = format!("{id}.0");
     let hairpin = env.net.task_sh(
         &web_ns,
-        &format!("nc -w 2 {BRIDGE_IP} 18080 </dev/null || true"),
+        &format!("/bin/busybox nc -w 2 {BRIDGE_IP} 18080 </dev/null || true"),
     )?;
     ensure!(
         hairpin.trim() == "hello-from-bridge",
