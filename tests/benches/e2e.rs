@@ -1,5 +1,6 @@
 //! `make bench`, end to end: `berthctl run-task` → RUNNING as the scheduler sees it (cached
-//! image, network mode none, one `sleep` container) and run-task → STOPPED for `sh -c true`,
+//! image, one `sleep` container) in network modes none, awsvpc (veth) and bridge (one dynamic
+//! port mapping), and run-task → STOPPED for `sh -c true`,
 //! beside `ctr run --rm` of the same image on the same containerd; and the agent's resident
 //! memory idle and with 20 running tasks. Prints figures; asserts nothing. Needs the release
 //! binaries (`cargo build --release --workspace --bins`, which `make bench` runs first).
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
-use berth_tests::bench::report;
+use berth_tests::bench::{percentile, report};
 use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
@@ -60,12 +61,19 @@ fn run() -> Result<()> {
 
     let defs = root.join("defs");
     std::fs::create_dir_all(&defs)?;
-    for (family, cmd) in [
-        ("sleeper", vec!["sleep", "3600"]),
-        ("oneshot", vec!["sh", "-c", "true"]),
+    for (family, mode, cmd) in [
+        ("sleeper", "none", vec!["sleep", "3600"]),
+        ("sleeper-awsvpc", "awsvpc", vec!["sleep", "3600"]),
+        ("sleeper-bridge", "bridge", vec!["sleep", "3600"]),
+        ("oneshot", "none", vec!["sh", "-c", "true"]),
     ] {
-        let def = serde_json::json!({"family": family, "networkMode": "none", "containerDefinitions": [
-            {"name": "c", "image": image, "memory": 16, "stopTimeout": 1, "command": cmd}]});
+        let mut container = serde_json::json!(
+            {"name": "c", "image": image, "memory": 16, "stopTimeout": 1, "command": cmd});
+        if mode == "bridge" {
+            container["portMappings"] = serde_json::json!([{"containerPort": 80}]);
+        }
+        let def = serde_json::json!({"family": family, "networkMode": mode,
+            "containerDefinitions": [container]});
         let path = defs.join(format!("{family}.json"));
         std::fs::write(&path, serde_json::to_vec(&def)?)?;
         ctl(
@@ -83,6 +91,8 @@ fn run() -> Result<()> {
     rt.block_on(wait_status(&mut client, &warm, TaskStatus::Stopped))?;
 
     let mut to_running = Vec::new();
+    let mut awsvpc_running = Vec::new();
+    let mut bridge_running = Vec::new();
     let mut to_stopped = Vec::new();
     let mut ctr_runs = Vec::new();
     for i in 0..RUNS {
@@ -91,6 +101,16 @@ fn run() -> Result<()> {
         rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
         to_running.push(start.elapsed());
         ctl(&endpoint, &["stop-task", &id])?;
+        for (family, samples) in [
+            ("sleeper-awsvpc", &mut awsvpc_running),
+            ("sleeper-bridge", &mut bridge_running),
+        ] {
+            let start = Instant::now();
+            let id = run_task(&endpoint, family)?;
+            rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
+            samples.push(start.elapsed());
+            ctl(&endpoint, &["stop-task", &id])?;
+        }
 
         let start = Instant::now();
         let id = run_task(&endpoint, "oneshot")?;
@@ -120,6 +140,26 @@ fn run() -> Result<()> {
         &mut to_running,
         "ctr run --rm",
         &mut ctr_runs.clone(),
+    );
+    report(
+        "berthctl run-task -> RUNNING (sleep), network mode awsvpc",
+        "berth awsvpc",
+        &mut awsvpc_running,
+        "ctr run --rm",
+        &mut ctr_runs.clone(),
+    );
+    report(
+        "berthctl run-task -> RUNNING (sleep), network mode bridge + 1 port",
+        "berth bridge",
+        &mut bridge_running,
+        "ctr run --rm",
+        &mut ctr_runs.clone(),
+    );
+    let p50 = |s: &[Duration]| percentile(s, 0.5).as_secs_f64() * 1000.0;
+    println!(
+        "  added over mode none at p50: awsvpc {:+.1} ms, bridge {:+.1} ms",
+        p50(&awsvpc_running) - p50(&to_running),
+        p50(&bridge_running) - p50(&to_running)
     );
     report(
         "berthctl run-task -> STOPPED (sh -c true)",

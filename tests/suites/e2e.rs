@@ -105,6 +105,10 @@ fn main() -> ExitCode {
                 network::bridge,
             ),
             w.trial("network_200_task_lives_leave_nothing", network::leaks),
+            w.trial(
+                "network_overlapping_cidr_stops_the_agent_with_a_reason",
+                network::overlapping_cidr,
+            ),
         ]
     })
 }

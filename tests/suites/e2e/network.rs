@@ -421,3 +421,26 @@ pub(super) fn leaks(w: &World) -> Result<()> {
     ensure!(cgroups.is_empty(), "task cgroups left: {cgroups:?}");
     Ok(())
 }
+
+/// A network_cidr that overlaps an address of the host stops the agent at start with a reason
+/// naming both, and leaves no bridge or nftables table behind.
+pub(super) fn overlapping_cidr(w: &World) -> Result<()> {
+    let mut env = Env::new(w, "10800")?;
+    host_sh(&env, "ip addr add 10.50.0.5/16 dev lo")?;
+    env.opts.extra_args = vec!["--network-cidr".into(), "10.50.8.0/24".into()];
+    env.start_agent()?;
+    env.agent()?.daemon.wait_for_log(
+        "cidr 10.50.8.0/24 overlaps address 10.50.0.5/16 on host interface lo",
+        Duration::from_secs(20),
+    )?;
+    let pid = env.agent()?.daemon.pid().context("agent pid")?;
+    poll(Duration::from_secs(10), || {
+        Ok((!berth_tests::pid_alive(pid)).then_some(()))
+    })
+    .context("the agent kept running with an overlapping cidr")?;
+    let links = host_sh(&env, "ip -o link show")?;
+    ensure!(!links.contains("berth0"), "a bridge was left: {links}");
+    let tables = host_sh(&env, "nft list tables")?;
+    ensure!(!tables.contains("berth"), "a table was left: {tables}");
+    Ok(())
+}
