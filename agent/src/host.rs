@@ -93,6 +93,8 @@ pub fn attributes(
         ),
         ("berth.network.none".to_owned(), "true".to_owned()),
         ("berth.network.host".to_owned(), "true".to_owned()),
+        ("berth.network.bridge".to_owned(), "true".to_owned()),
+        ("berth.network.awsvpc".to_owned(), "true".to_owned()),
     ]);
     for (k, v) in operator {
         out.entry(k.clone()).or_insert_with(|| v.clone());

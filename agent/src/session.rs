@@ -174,7 +174,14 @@ async fn once(
             container_instance_id: known.clone().unwrap_or_default(),
             instance_identity: config.instance_identity.clone(),
             version_info: Some(config.version_info.clone()),
-            capabilities: vec!["berth.network.none".into(), "berth.network.host".into()],
+            capabilities: [
+                "berth.network.none",
+                "berth.network.host",
+                "berth.network.bridge",
+                "berth.network.awsvpc",
+            ]
+            .map(String::from)
+            .to_vec(),
             resources: Some(config.resources.clone()),
             attributes: config.attributes.clone().into_iter().collect(),
         })
