@@ -109,6 +109,10 @@ fn main() -> ExitCode {
                 "network_overlapping_cidr_stops_the_agent_with_a_reason",
                 network::overlapping_cidr,
             ),
+            w.trial(
+                "network_agent_sigkill_keeps_an_awsvpc_task_reachable",
+                network::agent_restart_keeps_the_network,
+            ),
         ]
     })
 }

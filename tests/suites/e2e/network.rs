@@ -444,3 +444,49 @@ pub(super) fn overlapping_cidr(w: &World) -> Result<()> {
     ensure!(!tables.contains("berth"), "a table was left: {tables}");
     Ok(())
 }
+
+/// An agent restart (SIGKILL) keeps an awsvpc task's network: the repair at start leaves the
+/// namespace of a task it still runs, the address still answers, and the cleanup after the
+/// restart removes it all.
+pub(super) fn agent_restart_keeps_the_network(w: &World) -> Result<()> {
+    let mut env = Env::with_agent(w, "0")?;
+    let image = hello(w, "e2e-net-restart")?;
+    let server = "while true; do echo still-here | nc -l -p 8080; done";
+    env.register(&def(
+        "netrestart",
+        "awsvpc",
+        json!([{"name": "server", "image": image, "memory": 64, "stopTimeout": 2,
+                "command": ["sh", "-c", server]}]),
+    ))?;
+    let id = env.run_task("netrestart")?;
+    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
+    let ip = attachment_detail(&t, "privateIPv4Address").context("no address")?;
+    env.agent()?
+        .daemon
+        .signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(15))?;
+    env.start_agent()?;
+    env.agent()?
+        .daemon
+        .wait_for_log("session established", Duration::from_secs(30))?;
+    poll(Duration::from_secs(10), || {
+        let out = host_sh(
+            &env,
+            &format!("/bin/busybox nc -w 2 {ip} 8080 </dev/null || true"),
+        )?;
+        Ok((out.trim() == "still-here").then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "{ip} stopped answering after the agent restart{}",
+            env.logs()
+        )
+    })?;
+    ensure!(env.net.task_namespaces()? == [id.clone()]);
+    env.ok(&["stop-task", &id])?;
+    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
+    let left = env.net.task_namespaces()?;
+    ensure!(left.is_empty(), "namespaces left: {left:?}");
+    let rules = host_sh(&env, "nft list chain ip berth ports")?;
+    ensure!(!rules.contains("dnat"), "{rules}");
+    Ok(())
+}
