@@ -87,9 +87,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let outbox = Arc::new(Notify::new());
+    let network: Arc<dyn crate::network::TaskNetworking> = Arc::new(network);
     let (engine, handle) = Engine::new(
         Arc::new(runtime),
-        Arc::new(network),
+        Arc::clone(&network),
         Arc::clone(&store),
         EngineConfig {
             stop_timeout: config.stop_timeout,
@@ -117,6 +118,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tracker.spawn(crate::endpoint::serve(
         endpoint,
         handle.clone(),
+        network,
         config.cluster.clone(),
         cancel.child_token(),
     ));

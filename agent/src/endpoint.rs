@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::{EngineHandle, TaskView};
+use crate::network::{TaskNetworking, task_of_namespace};
 
 /// The variable that gives each container its metadata URL, as on ECS.
 pub const METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
@@ -40,6 +42,7 @@ pub fn metadata_uri(container: &str) -> String {
 pub async fn serve(
     listener: TcpListener,
     engine: EngineHandle,
+    network: Arc<dyn TaskNetworking>,
     cluster: String,
     cancel: CancellationToken,
 ) {
@@ -57,10 +60,14 @@ pub async fn serve(
             },
         };
         let (engine, cluster, cancel) = (engine.clone(), cluster.clone(), cancel.clone());
+        let network = Arc::clone(&network);
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (engine, cluster) = (engine.clone(), cluster.clone());
-                async move { Ok::<_, Infallible>(answer(&engine, &cluster, peer, request).await) }
+                let (engine, network, cluster) =
+                    (engine.clone(), Arc::clone(&network), cluster.clone());
+                async move {
+                    Ok::<_, Infallible>(answer(&engine, &*network, &cluster, peer, request).await)
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -81,6 +88,7 @@ pub async fn serve(
 
 async fn answer(
     engine: &EngineHandle,
+    network: &dyn TaskNetworking,
     cluster: &str,
     peer: SocketAddr,
     request: Request<Incoming>,
@@ -101,7 +109,15 @@ async fn answer(
             &json!({"error": "the task endpoint serves IPv4 task addresses only"}),
         );
     };
-    let Some(view) = engine.task_at(address).await else {
+    // An ENI task calls from its endpoint veth, whose address only the network knows.
+    let view = match engine.task_at(address).await {
+        Some(view) => Some(view),
+        None => match network.owner_of(address).await {
+            Some(name) => engine.task_by_id(task_of_namespace(&name)).await,
+            None => None,
+        },
+    };
+    let Some(view) = view else {
         return reply(
             StatusCode::NOT_FOUND,
             &json!({ "error": format!("no running task of this host has address {address}") }),

@@ -37,6 +37,8 @@ pub trait TaskNetworking: Send + Sync + Debug + 'static {
     async fn teardown(&self, name: &str) -> Result<(), NetworkError>;
     /// Removes what is left of every namespace not in `live`.
     async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError>;
+    /// The namespace that holds `address` on the bridge, if any.
+    async fn owner_of(&self, address: Ipv4Addr) -> Option<String>;
 }
 
 #[async_trait]
@@ -57,6 +59,17 @@ impl TaskNetworking for Network {
     }
     async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
         Network::repair(self, live).await
+    }
+    async fn owner_of(&self, address: Ipv4Addr) -> Option<String> {
+        Network::owner_of(self, address).await
+    }
+}
+
+/// The task a namespace belongs to (awsvpc: its name; bridge: `<task>.<index>`).
+pub fn task_of_namespace(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((task, index)) if index.bytes().all(|b| b.is_ascii_digit()) => task,
+        _ => name,
     }
 }
 
@@ -470,6 +483,13 @@ mod tests {
         assert_eq!(servers, ["10.0.0.2", "fd00::2"]);
         assert_eq!(dns.search_domains, ["ec2.internal", "corp"]);
         assert_eq!(host_dns(""), DnsConfig::default());
+    }
+
+    #[test]
+    fn namespaces_name_their_task() {
+        assert_eq!(task_of_namespace("5f0c-11.2"), "5f0c-11");
+        assert_eq!(task_of_namespace("5f0c-11"), "5f0c-11");
+        assert_eq!(task_of_namespace("a.b"), "a.b");
     }
 
     #[test]

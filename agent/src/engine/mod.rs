@@ -88,6 +88,11 @@ pub enum Command {
         address: std::net::Ipv4Addr,
         reply: oneshot::Sender<Option<TaskView>>,
     },
+    /// A task by its ID, for the task endpoint; None when unknown or stopped.
+    TaskById {
+        task_id: String,
+        reply: oneshot::Sender<Option<TaskView>>,
+    },
 }
 
 /// A task as the task endpoint shows it: its definition and its current state.
@@ -153,6 +158,19 @@ impl EngineHandle {
     pub async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
         let (reply, rx) = oneshot::channel();
         if !self.send(Command::TaskAt { address, reply }).await {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
+    pub async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::TaskById {
+            task_id: task_id.to_owned(),
+            reply,
+        };
+        if !self.send(command).await {
             return None;
         }
         rx.await.ok().flatten()
@@ -328,6 +346,18 @@ impl<R: ContainerRuntime> Engine<R> {
             }
             Command::TaskAt { address, reply } => {
                 let _ = reply.send(self.task_at(address));
+                Ok(())
+            }
+            Command::TaskById { task_id, reply } => {
+                let view = self
+                    .tasks
+                    .get(&task_id)
+                    .filter(|e| e.state.status < TaskStatus::Stopped as i32)
+                    .map(|e| TaskView {
+                        definition: Arc::clone(&e.definition),
+                        state: e.state.clone(),
+                    });
+                let _ = reply.send(view);
                 Ok(())
             }
         }

@@ -108,6 +108,14 @@ impl TaskNetworking for Fake {
         self.log(format!("netns teardown {name}"));
         Ok(())
     }
+    async fn owner_of(&self, address: Ipv4Addr) -> Option<String> {
+        let n = usize::from(address.octets()[3]).checked_sub(2)?;
+        self.net_specs
+            .lock()
+            .unwrap()
+            .get(n)
+            .map(|s| s.task.clone())
+    }
     async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
         let live: Vec<&str> = live.iter().map(String::as_str).collect();
         self.log(format!("netns repair [{}]", live.join(" ")));

@@ -62,6 +62,9 @@ pub(crate) struct IfPlan {
     pub(crate) prefix_len: u8,
     pub(crate) gateway: Ipv4Addr,
     pub(crate) mtu: u32,
+    /// The task's default route goes through this interface; otherwise the interface only
+    /// routes to the agent's endpoint (the endpoint veth of an ENI task).
+    pub(crate) default_route: bool,
 }
 
 /// A task's veth pair.
@@ -76,6 +79,9 @@ pub(crate) struct VethPlan {
 
 /// The task interface's name inside its namespace.
 pub(crate) const TASK_IF: &str = "eth0";
+/// The name of an ENI task's second interface, a veth on the bridge that only reaches the
+/// agent's endpoint.
+pub(crate) const ENDPOINT_IF: &str = "ep0";
 
 /// The real host: rtnetlink in the host namespace (the agent's, or the configured one) and in
 /// each task's, namespaces under a run dir, and `nft`.
@@ -190,16 +196,8 @@ impl HostOps for LinuxHost {
         };
         host.add_veth(&pair, ns).await?;
         let inside = Netlink::connect(Some(ns))?;
-        let i = &plan.interface;
         inside
-            .configure_task_interface(
-                &plan.peer,
-                TASK_IF,
-                i.address,
-                i.prefix_len,
-                i.gateway,
-                i.mtu,
-            )
+            .configure_task_interface(&plan.peer, &plan.peer, &plan.interface)
             .await
     }
 
@@ -229,14 +227,7 @@ impl HostOps for LinuxHost {
             .move_link(host_name, host_name, ns)
             .await?;
         Netlink::connect(Some(ns))?
-            .configure_task_interface(
-                host_name,
-                TASK_IF,
-                plan.address,
-                plan.prefix_len,
-                plan.gateway,
-                plan.mtu,
-            )
+            .configure_task_interface(host_name, TASK_IF, plan)
             .await
     }
 

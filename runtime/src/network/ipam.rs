@@ -175,7 +175,8 @@ pub(crate) struct EniRecord {
 /// Everything allocated to one task.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TaskRecord {
-    /// The bridge address (none for an ENI task, whose address comes from its attachment).
+    /// The bridge address (for an ENI task, that of its endpoint veth; its own address comes
+    /// from its attachment).
     #[serde(default)]
     pub(crate) address: Option<Ipv4Addr>,
     #[serde(default)]

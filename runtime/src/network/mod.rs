@@ -33,7 +33,7 @@ pub use files::{DnsConfig, TaskFiles};
 pub use ipam::{Ipv4Cidr, PortBinding, PortRequest, Protocol};
 pub use netns::{DEFAULT_NETNS_DIR, NetNs};
 
-use host::{HostOps, IfPlan, LinuxHost, TASK_IF, VethPlan};
+use host::{ENDPOINT_IF, HostOps, IfPlan, LinuxHost, TASK_IF, VethPlan};
 use ipam::{Allocations, EniRecord, STATE_FILE};
 
 /// The default bridge's name.
@@ -370,6 +370,7 @@ impl Network {
                         prefix_len: cidr.prefix_len(),
                         gateway: cidr.gateway(),
                         mtu: self.config.mtu,
+                        default_route: true,
                     };
                     (plan, ports, None)
                 }
@@ -392,13 +393,17 @@ impl Network {
                         mac: mac.to_string(),
                         host_name: host_name.clone(),
                     });
+                    // A second, bridge-side address: the task reaches the agent's endpoint
+                    // through a veth of its own, as its default route leaves through the ENI.
+                    let endpoint_address = next.allocate_address(&cidr, task)?;
                     let plan = IfPlan {
                         address: *address,
                         prefix_len: *prefix_len,
                         gateway: *gateway,
                         mtu: self.config.mtu,
+                        default_route: true,
                     };
-                    (plan, Vec::new(), Some((mac.0, host_name)))
+                    (plan, Vec::new(), Some((mac.0, host_name, endpoint_address)))
                 }
             };
             if next != *state {
@@ -419,11 +424,25 @@ impl Network {
                 };
                 self.ops.add_veth(&veth, &ns).await?;
             }
-            Some((mac, host_name)) => {
+            Some((mac, host_name, endpoint_address)) => {
                 // Still on the host: move it in; already gone from the host: a repeated setup.
                 if self.ops.find_mac(mac).await?.is_some() {
                     self.ops.eni_in(host_name, &plan, &ns).await?;
                 }
+                let veth = VethPlan {
+                    task: task.to_owned(),
+                    host_if: veth_name(task),
+                    peer: ENDPOINT_IF.to_owned(),
+                    bridge: self.config.bridge.clone(),
+                    interface: IfPlan {
+                        address: *endpoint_address,
+                        prefix_len: 32,
+                        gateway: cidr.gateway(),
+                        mtu: self.config.mtu,
+                        default_route: false,
+                    },
+                };
+                self.ops.add_veth(&veth, &ns).await?;
             }
         }
         // Rules are only ever added under a persisted allocation: a task that had none has none.
@@ -437,7 +456,7 @@ impl Network {
             .await?;
         let files = files::write(&self.config.files_dir.join(task), &spec.dns, plan.address)?;
         let mac = match &eni_host_name {
-            Some((mac, _)) => MacAddr(*mac),
+            Some((mac, _, _)) => MacAddr(*mac),
             None => veth_mac(plan.address),
         };
         Ok(TaskNetwork {
@@ -462,6 +481,18 @@ impl Network {
             .filter(|r| r.comment.as_deref() == Some(task))
             .map(|r| r.handle)
             .collect())
+    }
+
+    /// The task (namespace name) that holds `address` on the bridge: a veth task's address, or
+    /// the endpoint veth of an ENI task.
+    pub async fn owner_of(&self, address: Ipv4Addr) -> Option<String> {
+        self.state
+            .lock()
+            .await
+            .tasks
+            .iter()
+            .find(|(_, r)| r.address == Some(address))
+            .map(|(name, _)| name.clone())
     }
 
     /// Rewrites `task`'s resolv.conf, hosts and hostname (e.g. to add the addresses of linked

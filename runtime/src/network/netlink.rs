@@ -9,9 +9,11 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::NetworkError;
+use super::host::IfPlan;
 use super::ipam::Ipv4Cidr;
 use super::netns::{NetNs, run_in};
 
@@ -348,11 +350,15 @@ impl Netlink {
         &self,
         name: &str,
         new_name: &str,
-        address: Ipv4Addr,
-        prefix_len: u8,
-        gateway: Ipv4Addr,
-        mtu: u32,
+        plan: &IfPlan,
     ) -> Result<(), NetworkError> {
+        let IfPlan {
+            address,
+            prefix_len,
+            gateway,
+            mtu,
+            default_route,
+        } = *plan;
         let index = self.index(name).await?;
         let mut rename = LinkUnspec::new_with_index(index).mtu(mtu);
         if name != new_name {
@@ -388,14 +394,26 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| self.err("bring up", "lo", e))?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
+        let (route, what) = if default_route {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            (route, "add the default route through")
+        } else {
+            // On link: the bridge answers ARP for the endpoint address it carries.
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(super::ENDPOINT_ADDRESS, 32)
+                .output_interface(index)
+                .pref_source(address)
+                .scope(RouteScope::Link)
+                .build();
+            (route, "add the endpoint route through")
+        };
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-            Err(e) => Err(self.err("add the default route through", new_name, e)),
+            Err(e) => Err(self.err(what, new_name, e)),
         }
     }
 }

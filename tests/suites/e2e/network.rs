@@ -174,6 +174,16 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     );
     let inside = env.net.task_sh(&id, "ip -o addr show eth0")?;
     ensure!(inside.contains("10.1.0.5/24"), "{inside}");
+    // The task endpoint, through the task's second interface (its default route is the ENI's).
+    let endpoint = env.net.task_sh(
+        &id,
+        "ip -o addr show ep0; { printf 'GET /v4/app/task HTTP/1.0\r\n\r\n'; sleep 2; } \
+         | /bin/busybox nc 169.254.170.2 80",
+    )?;
+    ensure!(
+        endpoint.contains("/32") && endpoint.contains("200 OK") && endpoint.contains(&id),
+        "the endpoint did not answer the ENI task: {endpoint}"
+    );
     let host_links = host_sh(&env, "ip -o link show")?;
     ensure!(
         !host_links.contains(mac),
