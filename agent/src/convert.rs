@@ -39,6 +39,7 @@ pub fn container_spec(
             memory_mib: (def.memory_mib > 0).then_some(def.memory_mib),
             memory_reservation_mib: (def.memory_reservation_mib > 0)
                 .then_some(def.memory_reservation_mib),
+            ..ContainerLimits::default()
         },
         stop_timeout: (def.stop_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(def.stop_timeout_seconds))),
@@ -105,6 +106,7 @@ pub fn container_spec(
             .unwrap_or_default(),
         privileged: def.privileged,
         init_process: linux.is_some_and(|l| l.init_process_enabled),
+        ..ContainerSpec::default()
     }
 }
 

@@ -422,6 +422,7 @@ async fn cpu_and_memory_limits_in_cgroup_files(w: Arc<World>) -> Result<()> {
         cpu_units: 256,
         memory_mib: Some(128),
         memory_reservation_mib: Some(64),
+        ..ContainerLimits::default()
     };
     Runtime::validate_limits(&limits, std::slice::from_ref(&spec))?;
     rt.create_task_cgroup(&task, &limits).await?;
@@ -749,12 +750,14 @@ async fn bad_limits(w: Arc<World>) -> Result<()> {
         cpu_units: 512,
         memory_mib: Some(4),
         memory_reservation_mib: Some(8),
+        ..ContainerLimits::default()
     };
     let mut b = container("t", "b", "x", &["true"]);
     b.limits = ContainerLimits {
         cpu_units: 0,
         memory_mib: Some(100),
         memory_reservation_mib: None,
+        ..ContainerLimits::default()
     };
     let err = Runtime::validate_limits(&task, &[a, b])
         .err()
