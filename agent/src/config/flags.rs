@@ -87,6 +87,9 @@ pub struct Overrides {
     /// Static init run as PID 1 for initProcessEnabled [env: BERTH_INIT_PATH]
     #[arg(long, value_name = "PATH")]
     pub init_path: Option<String>,
+    /// Absolute host device paths (or directories of devices) tasks may map, comma-separated [env: BERTH_ALLOWED_DEVICES]
+    #[arg(long, value_name = "PATHS")]
+    pub allowed_devices: Option<String>,
 }
 
 impl Overrides {
@@ -118,6 +121,7 @@ impl Overrides {
             (Key::VolumeHostPaths, &self.volume_host_paths),
             (Key::AllowPrivileged, &self.allow_privileged),
             (Key::InitPath, &self.init_path),
+            (Key::AllowedDevices, &self.allowed_devices),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -44,10 +44,11 @@ pub(crate) enum Key {
     VolumeHostPaths,
     AllowPrivileged,
     InitPath,
+    AllowedDevices,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 25] = [
+    pub(crate) const ALL: [Key; 26] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -73,6 +74,7 @@ impl Key {
         Key::VolumeHostPaths,
         Key::AllowPrivileged,
         Key::InitPath,
+        Key::AllowedDevices,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -150,7 +152,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 25] = [
+const KEYS: [KeyDoc; 26] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -325,6 +327,13 @@ const KEYS: [KeyDoc; 25] = [
         "--init-path",
         r#""/usr/bin/tini-static""#,
         "absolute path of the static init (Debian's tini) run as PID 1 for initProcessEnabled",
+    ),
+    doc(
+        "allowed_devices",
+        "BERTH_ALLOWED_DEVICES",
+        "--allowed-devices",
+        "[]",
+        "absolute host device paths (or directories of devices) tasks may map (ECS linuxParameters.devices); none by default (comma-separated in the environment and flag)",
     ),
 ];
 

@@ -82,6 +82,9 @@ pub struct AgentConfig {
     pub allow_privileged: bool,
     /// The static init run as PID 1 for initProcessEnabled.
     pub init_path: PathBuf,
+    /// Host devices tasks may map (ECS `linuxParameters.devices`): device nodes, or
+    /// directories whose devices are all allowed; empty allows none. Absolute, without `..`.
+    pub allowed_devices: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -110,6 +113,7 @@ impl Default for AgentConfig {
             volume_host_paths: Vec::new(),
             allow_privileged: false,
             init_path: PathBuf::from(berth_runtime::DEFAULT_INIT_PATH),
+            allowed_devices: Vec::new(),
         }
     }
 }
@@ -266,6 +270,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         }
         Key::AllowPrivileged => config.allow_privileged.to_string(),
         Key::InitPath => path(&config.init_path),
+        Key::AllowedDevices => {
+            let paths: Vec<String> = config.allowed_devices.iter().map(|p| path(p)).collect();
+            format!("[{}]", paths.join(", "))
+        }
     }
 }
 

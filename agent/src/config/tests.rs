@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 25);
+    assert_eq!(loaded.sources.len(), 26);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -81,6 +81,10 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.log_format, LogFormat::Plain);
     assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:51678");
     assert!(c.volume_host_paths.is_empty());
+    assert!(
+        c.allowed_devices.is_empty(),
+        "no host device may be mapped by default"
+    );
 }
 
 #[test]
@@ -250,6 +254,11 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("allow_privileged", "true", "true")]),
         sample(&[("init_path", r#""/opt/bin/tini""#, "/opt/bin/tini")]),
+        sample(&[(
+            "allowed_devices",
+            r#"["/dev/fuse", "/dev/snd"]"#,
+            "/dev/fuse,/dev/snd",
+        )]),
     ]
 }
 
@@ -510,8 +519,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
         ),
         ("allow_privileged", "maybe", "true or false"),
         ("init_path", "tini", "an absolute file path"),
+        (
+            "allowed_devices",
+            "/dev/fuse,dev/snd",
+            "comma-separated absolute device paths like /dev/fuse (without ..)",
+        ),
     ];
-    assert_eq!(cases.len(), 25);
+    assert_eq!(cases.len(), 26);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -831,6 +845,7 @@ metrics_listen           = "127.0.0.1:51678"                  # default
 volume_host_paths        = []                                 # default
 allow_privileged         = false                              # default
 init_path                = "/usr/bin/tini-static"             # default
+allowed_devices          = []                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }
