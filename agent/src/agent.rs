@@ -82,6 +82,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
             volume_host_paths: config.volume_host_paths.clone(),
             allow_privileged: config.allow_privileged,
+            allowed_devices: config.allowed_devices.clone(),
         },
         Arc::clone(&outbox),
         cancel.child_token(),

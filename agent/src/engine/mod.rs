@@ -50,6 +50,9 @@ pub struct EngineConfig {
     /// Whether containers may run privileged (ECS `privileged`); a task that asks for it on an
     /// agent that does not allow it stops before anything is pulled.
     pub allow_privileged: bool,
+    /// Host devices tasks may map (ECS `linuxParameters.devices`); a task that maps another
+    /// stops before anything is pulled.
+    pub allowed_devices: Vec<std::path::PathBuf>,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
@@ -58,6 +61,8 @@ pub const RESTART_BACKOFF: Duration = Duration::from_secs(10);
 pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// What the engine acts on.
+// An assignment is moved once per task through a bounded channel; boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     Assign(TaskAssignment),
