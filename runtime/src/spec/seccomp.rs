@@ -617,6 +617,7 @@ fn rule(c: &mut Checker, i: usize, s: RawSyscall) -> Rule {
             })
         })
         .collect();
+    // A comment is for people reading the profile; it does not reach the filter.
     let _ = s.comment;
     let includes = c.filter(&format!("{at}.includes"), s.includes);
     let excludes = c.filter(&format!("{at}.excludes"), s.excludes);
