@@ -101,6 +101,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             volume_host_paths: config.volume_host_paths.clone(),
             allow_privileged: config.allow_privileged,
             host_dns,
+            allowed_devices: config.allowed_devices.clone(),
         },
         Arc::clone(&outbox),
         cancel.child_token(),

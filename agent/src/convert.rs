@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, LogRotation, Mount,
-    NetworkNamespace, RegistryAuth, TaskLimits, TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, DeviceMapping, HostEntry, LogRotation,
+    Mount, NetworkNamespace, RegistryAuth, SwapSupport, TaskLimits, TaskVolume, TaskVolumeKind,
+    TmpfsMount, Ulimit,
 };
 
 use crate::engine::Check;
 
-/// The runtime spec of one container of a task.
+/// The runtime spec of one container of a task. What is read from the host when the task
+/// starts (environment files, a seccomp profile) and the task's mounts are filled in by the
+/// driver; device host paths are as the definition gives them until the driver resolves them.
 pub fn container_spec(
     task_id: &str,
     def: &ContainerDefinition,
@@ -39,6 +42,8 @@ pub fn container_spec(
             memory_mib: (def.memory_mib > 0).then_some(def.memory_mib),
             memory_reservation_mib: (def.memory_reservation_mib > 0)
                 .then_some(def.memory_reservation_mib),
+            max_swap_mib: linux.and_then(|l| l.max_swap_mib).map(u64::from),
+            swappiness: linux.and_then(|l| l.swappiness).map(u64::from),
         },
         stop_timeout: (def.stop_timeout_seconds > 0)
             .then(|| Duration::from_secs(u64::from(def.stop_timeout_seconds))),
@@ -105,7 +110,71 @@ pub fn container_spec(
             .unwrap_or_default(),
         privileged: def.privileged,
         init_process: linux.is_some_and(|l| l.init_process_enabled),
+        devices: linux
+            .map(|l| {
+                l.devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        host_path: PathBuf::from(&d.host_path),
+                        container_path: if d.container_path.is_empty() {
+                            d.host_path.clone()
+                        } else {
+                            d.container_path.clone()
+                        },
+                        permissions: device_access(&d.permissions),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        no_new_privileges: def.no_new_privileges,
+        seccomp: None,
+        stdin_open: def.interactive,
+        terminal: def.pseudo_terminal,
     }
+}
+
+/// ECS device permissions as device cgroup access letters, in `rwm` order; none given means
+/// all three, ECS's default (the registration fills them in).
+fn device_access(permissions: &[String]) -> String {
+    let all = [("read", 'r'), ("write", 'w'), ("mknod", 'm')];
+    let access: String = all
+        .iter()
+        .filter(|(word, _)| permissions.is_empty() || permissions.iter().any(|p| p == word))
+        .map(|(_, letter)| *letter)
+        .collect();
+    if access.is_empty() {
+        "rwm".to_owned()
+    } else {
+        access
+    }
+}
+
+/// The host path of a container's seccomp profile (ECS `dockerSecurityOptions`
+/// `seccomp=<path>`), None without one (or with `seccomp=unconfined`).
+pub fn seccomp_profile_path(def: &ContainerDefinition) -> Option<&str> {
+    Some(def.seccomp_profile.as_str()).filter(|p| !p.is_empty() && *p != "unconfined")
+}
+
+/// What the host could not apply of a container's swap settings, for its reason (None when it
+/// applied them all). The container runs anyway, as it would on Docker.
+pub fn swap_note(def: &ContainerDefinition, support: SwapSupport) -> Option<String> {
+    let linux = def.linux_parameters.as_ref()?;
+    let max_swap = linux.max_swap_mib?;
+    let mut notes = Vec::new();
+    if !support.limit {
+        notes.push(format!(
+            "maxSwap {max_swap} MiB not applied: this host's kernel does not limit swap per \
+             cgroup (no memory.memsw.limit_in_bytes on cgroup v1, no memory.swap.max on v2; \
+             boot with swapaccount=1 to enable it), so the container uses swap as the host allows"
+        ));
+    }
+    if let Some(swappiness) = linux.swappiness.filter(|_| !support.swappiness) {
+        notes.push(format!(
+            "swappiness {swappiness} not applied: this host's cgroups have no per-container \
+             swappiness (cgroup v2)"
+        ));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// The json-file rotation of a container's `logConfiguration`; zero values are the defaults.
@@ -603,6 +672,113 @@ mod tests {
         assert_eq!(
             container_spec("t", &d, &task_net).network,
             NetworkNamespace::New
+        );
+    }
+
+    #[test]
+    fn security_devices_swap_and_terminal_reach_the_spec() {
+        let mut d = def("app", 0, 64, 0);
+        let s = container_spec("t", &d, &NetworkNamespace::New);
+        assert_eq!(s.no_new_privileges, None, "the runtime's default");
+        assert!(s.devices.is_empty() && !s.stdin_open && !s.terminal);
+        assert_eq!((s.limits.max_swap_mib, s.limits.swappiness), (None, None));
+        d.no_new_privileges = Some(false);
+        d.interactive = true;
+        d.pseudo_terminal = true;
+        d.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+            devices: vec![
+                berth_proto::v1::Device {
+                    host_path: "/dev/fuse".into(),
+                    container_path: String::new(),
+                    permissions: vec!["mknod".into(), "read".into()],
+                },
+                berth_proto::v1::Device {
+                    host_path: "/dev/snd".into(),
+                    container_path: "/dev/sound".into(),
+                    permissions: Vec::new(),
+                },
+            ],
+            max_swap_mib: Some(0),
+            swappiness: Some(5),
+            ..Default::default()
+        });
+        let s = container_spec("t", &d, &NetworkNamespace::New);
+        assert_eq!(s.no_new_privileges, Some(false));
+        assert!(s.stdin_open && s.terminal);
+        assert_eq!(
+            (s.limits.max_swap_mib, s.limits.swappiness),
+            (Some(0), Some(5))
+        );
+        assert_eq!(
+            s.devices,
+            [
+                DeviceMapping {
+                    host_path: "/dev/fuse".into(),
+                    container_path: "/dev/fuse".into(),
+                    permissions: "rm".into()
+                },
+                DeviceMapping {
+                    host_path: "/dev/snd".into(),
+                    container_path: "/dev/sound".into(),
+                    permissions: "rwm".into()
+                }
+            ]
+        );
+        assert_eq!(s.seccomp, None, "the driver reads the profile");
+    }
+
+    #[test]
+    fn only_a_profile_path_is_read_from_the_host() {
+        let mut d = def("app", 0, 64, 0);
+        assert_eq!(seccomp_profile_path(&d), None);
+        d.seccomp_profile = "unconfined".into();
+        assert_eq!(seccomp_profile_path(&d), None);
+        d.seccomp_profile = "/etc/berth/p.json".into();
+        assert_eq!(seccomp_profile_path(&d), Some("/etc/berth/p.json"));
+    }
+
+    #[test]
+    fn swap_notes_say_what_the_host_could_not_apply() {
+        let all = SwapSupport {
+            limit: true,
+            swappiness: true,
+        };
+        let v2 = SwapSupport {
+            limit: true,
+            swappiness: false,
+        };
+        let none = SwapSupport {
+            limit: false,
+            swappiness: false,
+        };
+        let mut d = def("app", 0, 64, 0);
+        assert_eq!(swap_note(&d, none), None, "no maxSwap, nothing asked");
+        d.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+            max_swap_mib: Some(16),
+            ..Default::default()
+        });
+        assert_eq!(swap_note(&d, all), None);
+        assert_eq!(
+            swap_note(&d, v2),
+            None,
+            "ECS's default swappiness is not asked for"
+        );
+        let note = swap_note(&d, none).unwrap();
+        assert!(note.starts_with("maxSwap 16 MiB not applied: "), "{note}");
+        if let Some(l) = d.linux_parameters.as_mut() {
+            l.swappiness = Some(10);
+        }
+        assert_eq!(
+            swap_note(&d, v2).as_deref(),
+            Some(
+                "swappiness 10 not applied: this host's cgroups have no per-container swappiness \
+                 (cgroup v2)"
+            )
+        );
+        assert!(
+            swap_note(&d, none)
+                .unwrap()
+                .contains("; swappiness 10 not applied")
         );
     }
 }

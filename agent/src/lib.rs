@@ -10,11 +10,14 @@
 //! - `store`: the agent's durable state.
 //! - `convert`: proto ↔ runtime types, in one place.
 //! - `host`: identity, resources, attributes.
-//! - `volumes`: which host paths a task may bind-mount.
+//! - `volumes`: which host paths a task may bind-mount; `devices`: which host devices a task
+//!   may map.
+//! - `envfile`, `seccomp`: files a task names on the host, read when it starts.
 
 mod agent;
 pub mod config;
 pub mod convert;
+pub mod devices;
 pub mod endpoint;
 pub mod engine;
 pub mod envfile;
@@ -22,6 +25,7 @@ pub mod host;
 pub mod logs;
 pub mod network;
 pub mod runtime;
+pub mod seccomp;
 pub mod session;
 pub mod store;
 pub mod telemetry;

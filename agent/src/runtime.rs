@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, PullError,
-    PulledImage, RegistryAuth, Runtime, TaskLimits, TaskVolume,
+    PulledImage, RegistryAuth, Runtime, SwapSupport, TaskLimits, TaskVolume,
 };
 
 /// What the task engine asks of the host.
@@ -20,6 +20,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     -> Result<(), Error>;
     async fn create_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> Result<(), Error>;
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error>;
+    /// What the task's containers can limit of swap on this host (after its cgroup exists).
+    fn swap_support(&self, task_id: &str) -> Result<SwapSupport, Error>;
     /// Removes the task's container log files.
     async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error>;
     /// Makes the task's own volumes on the host (directories, tmpfs mounts); returns each
@@ -68,6 +70,9 @@ impl ContainerRuntime for Runtime {
     }
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_cgroup(self, task_id).await
+    }
+    fn swap_support(&self, task_id: &str) -> Result<SwapSupport, Error> {
+        Runtime::swap_support(self, task_id)
     }
     async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_logs(self, task_id).await

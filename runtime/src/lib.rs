@@ -29,8 +29,9 @@ pub use error::Error;
 pub use image::LocalImageError;
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
-    CapabilityChanges, ContainerLimits, ContainerSpec, HostEntry, MIN_MEMORY_MIB, Mount,
-    NetworkNamespace, TaskLimits, TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,
+    HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, SwapSupport, TaskLimits, TaskVolume,
+    TaskVolumeKind, TmpfsMount, Ulimit,
 };
 pub use network::{
     DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig,
@@ -39,5 +40,5 @@ pub use network::{
     TaskNetwork, TaskNetworkSpec,
 };
 pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
-pub use spec::SpecError;
+pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use time::rfc3339_nanos;

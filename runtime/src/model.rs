@@ -25,6 +25,52 @@ pub struct ContainerLimits {
     pub memory_mib: Option<u64>,
     /// Soft memory limit in MiB (ECS `memoryReservation`).
     pub memory_reservation_mib: Option<u64>,
+    /// Swap the container may use besides its memory, in MiB (ECS `linuxParameters.maxSwap`):
+    /// the memory+swap limit is `memory_mib` plus this, so 0 means no swap. Needs `memory_mib`.
+    /// None leaves swap to the host (no limit of the container's own).
+    pub max_swap_mib: Option<u64>,
+    /// The container's swappiness, 0 to 100 (ECS `linuxParameters.swappiness`); used only with
+    /// `max_swap_mib` (60, ECS's default, when None), and only on cgroup v1, which has it.
+    pub swappiness: Option<u64>,
+}
+
+/// ECS's swappiness when `maxSwap` is set and `swappiness` is not.
+pub const DEFAULT_SWAPPINESS: u64 = 60;
+
+/// Whether the host's kernel lets a container's cgroup limit swap, found in its task's cgroup
+/// ([`crate::Runtime::swap_support`]). Where it cannot, the runtime runs the container without
+/// the swap setting, as Docker does (with a warning), rather than failing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapSupport {
+    /// A memory+swap limit can be set: cgroup v1 with swap accounting
+    /// (`memory.memsw.limit_in_bytes`), or cgroup v2 with `memory.swap.max`.
+    pub limit: bool,
+    /// A swappiness can be set (`memory.swappiness`): cgroup v1 only.
+    pub swappiness: bool,
+}
+
+impl Default for SwapSupport {
+    /// Both: what a spec is built for when nothing was detected.
+    fn default() -> Self {
+        Self {
+            limit: true,
+            swappiness: true,
+        }
+    }
+}
+
+/// A host device made available in a container (ECS `linuxParameters.devices[]`, Docker's
+/// `--device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMapping {
+    /// The device node on the host, or a directory whose device nodes are all mapped (below
+    /// `container_path`, as Docker does). Whether a host lets a task use it is the caller's
+    /// decision.
+    pub host_path: PathBuf,
+    /// Where it appears in the container (absolute).
+    pub container_path: String,
+    /// The device cgroup access: a non-empty subset of `rwm` (read, write, mknod).
+    pub permissions: String,
 }
 
 /// One resource limit (ECS `ulimits`), for example `nofile` 1024/4096.
@@ -106,6 +152,23 @@ pub struct ContainerSpec {
     /// ECS `linuxParameters.initProcessEnabled`: the runtime's init (tini) runs as PID 1 and
     /// starts the container's command, as `docker run --init`.
     pub init_process: bool,
+    /// ECS `linuxParameters.devices`: host devices in the container, with a device cgroup rule
+    /// each (ignored for a privileged container's cgroup, which allows every device).
+    pub devices: Vec<DeviceMapping>,
+    /// ECS `dockerSecurityOptions` `no-new-privileges[=bool]`: whether the process may not gain
+    /// privileges through setuid binaries or file capabilities. None means the runtime's
+    /// default, which sets it (containerd's default).
+    pub no_new_privileges: Option<bool>,
+    /// ECS `dockerSecurityOptions` `seccomp=<profile>`: the container's seccomp filter. None
+    /// means no filter, the runtime's default (`seccomp=unconfined` is the same). A privileged
+    /// container never gets one, as on Docker.
+    pub seccomp: Option<crate::SeccompProfile>,
+    /// ECS `interactive`: the container's stdin stays open (reads block rather than end) while
+    /// the runtime that created it runs.
+    pub stdin_open: bool,
+    /// ECS `pseudoTerminal`: the container gets a terminal; its output (one stream) is logged
+    /// as stdout.
+    pub terminal: bool,
 }
 
 /// A host directory bound into a container (recursively, with private propagation).

@@ -13,7 +13,7 @@ use crate::container::{
 use crate::containerd::Containerd;
 use crate::error::Error;
 use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
-use crate::model::{ContainerSpec, TaskLimits, TaskVolume};
+use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
 
 /// Debian's static tini (package `tini`), the default init of `initProcessEnabled`.
 pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
@@ -170,6 +170,13 @@ impl Runtime {
     pub async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
         let (cgroups, task_id) = (Arc::clone(&self.cgroups), task_id.to_owned());
         blocking(move || cgroups.remove_task(&task_id)).await
+    }
+
+    /// What the containers of a task can limit of swap on this host (ECS `maxSwap` and
+    /// `swappiness`), read from its cgroup (see [`SwapSupport`]). A container asking for what
+    /// the host cannot limit still runs, without it.
+    pub fn swap_support(&self, task_id: &str) -> Result<SwapSupport, Error> {
+        Ok(self.cgroups.swap_support(task_id)?)
     }
 
     /// The cgroup path of a task (`/berth/<task-id>`).

@@ -113,6 +113,26 @@ fn main() -> ExitCode {
                 "network_agent_sigkill_keeps_an_awsvpc_task_reachable",
                 network::agent_restart_keeps_the_network,
             ),
+            w.trial(
+                "security_options_no_new_privileges_and_seccomp_inside_the_container",
+                security_options,
+            ),
+            w.trial(
+                "security_options_a_bad_seccomp_profile_stops_the_task_naming_the_file",
+                bad_seccomp_profile,
+            ),
+            w.trial(
+                "devices_an_allowed_device_is_mapped_and_another_stops_the_task",
+                devices,
+            ),
+            w.trial(
+                "swap_max_swap_and_swappiness_reach_the_container_or_are_noted",
+                swap,
+            ),
+            w.trial(
+                "terminal_and_interactive_stdin_inside_the_container",
+                terminal_and_stdin,
+            ),
         ]
     })
 }
@@ -1532,9 +1552,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
         "portMappings",
         "secrets",
         "versionConsistency",
-        "dockerSecurityOptions",
-        "interactive",
-        "pseudoTerminal",
         "resourceRequirements",
         "firelensConfiguration",
         "credentialSpecs",
@@ -1543,8 +1560,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
     for field in unsupported {
         container[field] = serde_json::json!(true);
     }
-    container["linuxParameters"] =
-        serde_json::json!({"devices": [], "maxSwap": 0, "swappiness": 1});
     let def = taskdef("refused", serde_json::json!([container]));
     let path = env.dir.join("refused.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&def)?)?;
@@ -1557,16 +1572,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
     for field in unsupported {
         let want =
             format!("field `{field}` at containerDefinitions[0] is not supported by Berth yet");
-        ensure!(
-            out.stderr.contains(&want),
-            "{want:?} missing from: {}",
-            out.stderr
-        );
-    }
-    for field in ["devices", "maxSwap", "swappiness"] {
-        let want = format!(
-            "field `{field}` at containerDefinitions[0].linuxParameters is not supported by Berth yet"
-        );
         ensure!(
             out.stderr.contains(&want),
             "{want:?} missing from: {}",
@@ -1644,5 +1649,366 @@ fn privileged(w: &World) -> Result<()> {
     )
     .unwrap_or_default();
     ensure!(root["exitCode"] == 0, "privileged checks: {t}\n{log}");
+    Ok(())
+}
+
+/// Shell checks that each print their index on stdout when they fail, then exit with their
+/// number (from 10).
+fn checks_script(checks: &[String]) -> String {
+    checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} || {{ echo 'failed: {i}'; exit {}; }}", i + 10))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A container's whole json-file log, as text (the `log` members joined).
+fn container_log(env: &Env, task: &str, container: &str) -> String {
+    let path = env
+        .opts
+        .data_dir
+        .join("logs")
+        .join(task)
+        .join(format!("{container}.log"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["log"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits for the task to stop and requires every named container to have exited 0, showing
+/// its log otherwise.
+fn expect_clean_exits(env: &Env, id: &str, names: &[&str]) -> Result<Value> {
+    let t = env.wait_status(id, "STOPPED", Duration::from_secs(90))?;
+    for name in names {
+        let c = container(&t, name)?;
+        ensure!(
+            c["exitCode"] == 0,
+            "container {name}'s checks: {t}\n{}",
+            container_log(env, id, name)
+        );
+    }
+    Ok(t)
+}
+
+/// ECS dockerSecurityOptions: no-new-privileges sets the process's NoNewPrivs (and =false
+/// clears it), seccomp=unconfined leaves the container without a filter, and a profile read
+/// from the host becomes its filter: mkdir fails with EPERM as the profile says, and nothing
+/// else does.
+fn security_options(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-security")?;
+    let profile = env.dir.join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                        {"architecture": "SCMP_ARCH_AARCH64",
+                         "subArchitectures": ["SCMP_ARCH_ARM"]}],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "comment": "EPERM"},
+                {"names": ["reboot"], "action": "SCMP_ACT_ERRNO",
+                 "includes": {"caps": ["CAP_SYS_BOOT"]}}
+            ]
+        }))?,
+    )?;
+    let status = |field: &str, value: u32| {
+        format!("grep -q '^{field}:[[:space:]]*{value}$' /proc/self/status")
+    };
+    let nnp = [status("NoNewPrivs", 1), status("Seccomp", 0)];
+    let open = [
+        status("NoNewPrivs", 0),
+        status("Seccomp", 0),
+        "mkdir /tmp/allowed".to_owned(),
+    ];
+    let filtered = [
+        status("Seccomp", 2),
+        "! mkdir /tmp/blocked 2>/dev/null".to_owned(),
+        "mkdir /tmp/blocked 2>&1 | grep -q 'Operation not permitted'".to_owned(),
+        "test ! -e /tmp/blocked".to_owned(),
+        "touch /tmp/other-syscalls-work".to_owned(),
+    ];
+    let profile_opt = format!("seccomp={}", profile.display());
+    env.register(&taskdef(
+        "security",
+        serde_json::json!([
+            {"name": "nnp", "image": image, "memory": 64, "essential": false,
+             "dockerSecurityOptions": ["no-new-privileges"],
+             "command": ["sh", "-c", checks_script(&nnp)]},
+            {"name": "open", "image": image, "memory": 64, "essential": false,
+             "dockerSecurityOptions": ["no-new-privileges:false", "seccomp:unconfined"],
+             "command": ["sh", "-c", checks_script(&open)]},
+            {"name": "filtered", "image": image, "memory": 64,
+             "dockerSecurityOptions": [profile_opt],
+             "dependsOn": [{"containerName": "nnp", "condition": "SUCCESS"},
+                           {"containerName": "open", "condition": "SUCCESS"}],
+             "command": ["sh", "-c", checks_script(&filtered)]}
+        ]),
+    ))?;
+    let described = env.json(&["describe-task-definition", "security"])?;
+    let options = &described["taskDefinition"]["containerDefinitions"][1]["dockerSecurityOptions"];
+    ensure!(
+        *options == serde_json::json!(["no-new-privileges=false", "seccomp=unconfined"]),
+        "describe shows the options in Docker's syntax: {described}"
+    );
+    let id = env.run_task("security")?;
+    expect_clean_exits(&env, &id, &["nnp", "open", "filtered"])?;
+    Ok(())
+}
+
+/// A profile the agent cannot use stops the task before it starts, with a reason that names the
+/// file and says what is wrong in it; so does a profile that is not there.
+fn bad_seccomp_profile(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-bad-seccomp")?;
+    let profile = env.dir.join("typo.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_DENY"}]}"#,
+    )?;
+    for (family, path, want) in [
+        (
+            "bad-seccomp",
+            profile.clone(),
+            format!(
+                "container app: seccomp profile {} is not usable: syscalls[0].action: \
+                 `SCMP_ACT_DENY` is not a seccomp action",
+                profile.display()
+            ),
+        ),
+        (
+            "missing-seccomp",
+            env.dir.join("missing.json"),
+            format!(
+                "container app: cannot read seccomp profile {} on the host",
+                env.dir.join("missing.json").display()
+            ),
+        ),
+    ] {
+        env.register(&taskdef(
+            family,
+            serde_json::json!([
+                {"name": "app", "image": image, "memory": 64,
+                 "dockerSecurityOptions": [format!("seccomp={}", path.display())],
+                 "command": ["true"]}
+            ]),
+        ))?;
+        let id = env.run_task(family)?;
+        let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+        ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+        let reason = t["stoppedReason"].as_str().unwrap_or_default();
+        ensure!(
+            reason.starts_with(&want),
+            "{want:?} is not how {reason:?} starts"
+        );
+    }
+    Ok(())
+}
+
+/// The host device a trial may map: one runc does not allow by default, so that only the
+/// mapping's cgroup rule lets the container use it.
+fn mappable_device() -> Result<(PathBuf, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for candidate in ["/dev/fuse", "/dev/loop-control"] {
+        let path = PathBuf::from(candidate);
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.file_type().is_char_device()
+        {
+            return Ok((path, meta.rdev()));
+        }
+    }
+    bail!("this host has neither /dev/fuse nor /dev/loop-control to map into a container")
+}
+
+/// ECS linuxParameters.devices on an agent that allows one device: the container sees the node
+/// with the host's numbers at its containerPath and may read it but not write it (permissions
+/// read), while a device outside allowed_devices stops its task with a reason naming both.
+fn devices(w: &World) -> Result<()> {
+    let (device, rdev) = mappable_device()?;
+    // glibc's major() and minor(), as busybox stat prints them in hex (%t:%T).
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    let mut env = Env::new(w, "10800")?;
+    env.opts.extra_args = vec![format!("--allowed-devices={}", device.display())];
+    env.ok(&["create-cluster", &env.cluster.clone()])?;
+    env.start_agent()?;
+    env.wait_instance_connected()?;
+    let image = hello(w, "e2e-devices")?;
+    let checks = [
+        "test -c /dev/mapped".to_owned(),
+        format!("test \"$(stat -c '%t:%T' /dev/mapped)\" = '{major:x}:{minor:x}'"),
+        "true < /dev/mapped".to_owned(),
+        "! sh -c 'true > /dev/mapped' 2>/dev/null".to_owned(),
+        "sh -c 'true > /dev/mapped' 2>&1 | grep -q 'Operation not permitted'".to_owned(),
+    ];
+    env.register(&taskdef(
+        "devices",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64,
+             "linuxParameters": {"devices": [
+                 {"hostPath": device, "containerPath": "/dev/mapped", "permissions": ["read"]}]},
+             "command": ["sh", "-c", checks_script(&checks)]}
+        ]),
+    ))?;
+    let id = env.run_task("devices")?;
+    expect_clean_exits(&env, &id, &["app"])?;
+
+    env.register(&taskdef(
+        "other-device",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64,
+             "linuxParameters": {"devices": [{"hostPath": "/dev/zero"}]},
+             "command": ["true"]}
+        ]),
+    ))?;
+    let id = env.run_task("other-device")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let want = format!(
+        "container app: device /dev/zero is not among the devices this agent allows; \
+         allowed_devices: {}",
+        device.display()
+    );
+    ensure!(t["stoppedReason"] == want.as_str(), "{want:?}: {t}");
+    Ok(())
+}
+
+/// ECS maxSwap and swappiness. Where the host's cgroups limit swap (cgroup v1 with swap
+/// accounting, the case this suite is written for), the container's own memory cgroup has
+/// memory.memsw.limit_in_bytes = memory + maxSwap and the swappiness asked for (60 when not
+/// given). Where they cannot, the container runs anyway and its reason says what was not
+/// applied, which is what this checks then.
+fn swap(w: &World) -> Result<()> {
+    let memsw = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes");
+    let v1_memory = std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-swap")?;
+    let mib = 1u64 << 20;
+    let inside =
+        |file: &str, value: u64| format!("test \"$(cat /sys/fs/cgroup/memory/{file})\" = {value}");
+    let (swapping, no_swap) = if memsw.exists() {
+        (
+            vec![
+                inside("memory.limit_in_bytes", 64 * mib),
+                inside("memory.memsw.limit_in_bytes", 96 * mib),
+                inside("memory.swappiness", 10),
+            ],
+            vec![
+                inside("memory.memsw.limit_in_bytes", 64 * mib),
+                inside("memory.swappiness", 60),
+            ],
+        )
+    } else {
+        (vec!["true".to_owned()], vec!["true".to_owned()])
+    };
+    env.register(&taskdef(
+        "swap",
+        serde_json::json!([
+            {"name": "swapping", "image": image, "memory": 64, "essential": false,
+             "linuxParameters": {"maxSwap": 32, "swappiness": 10},
+             "command": ["sh", "-c", checks_script(&swapping)]},
+            {"name": "noswap", "image": image, "memory": 64,
+             "linuxParameters": {"maxSwap": 0},
+             "dependsOn": [{"containerName": "swapping", "condition": "SUCCESS"}],
+             "command": ["sh", "-c", checks_script(&no_swap)]}
+        ]),
+    ))?;
+    let id = env.run_task("swap")?;
+    if memsw.exists() {
+        let t = expect_clean_exits(&env, &id, &["swapping", "noswap"])?;
+        ensure!(
+            container(&t, "swapping")?["reason"].is_null(),
+            "nothing to note where swap is limited: {t}"
+        );
+    } else {
+        eprintln!(
+            "e2e swap: this kernel does not account swap per cgroup (no {}): checking that the \
+             containers run and their reasons say maxSwap was not applied",
+            memsw.display()
+        );
+        let t = expect_clean_exits(&env, &id, &["swapping", "noswap"])?;
+        let reason = container(&t, "swapping")?["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        ensure!(
+            reason.starts_with("maxSwap 32 MiB not applied"),
+            "the reason names what was not applied: {t}"
+        );
+        if !v1_memory {
+            ensure!(reason.contains("swappiness 10 not applied"), "{t}");
+        }
+    }
+    Ok(())
+}
+
+/// ECS pseudoTerminal gives the container a terminal (stdout and stdin are ttys, and its
+/// output, stderr included, is logged as stdout); without it neither is a tty. ECS interactive
+/// keeps stdin open: cat blocks until killed instead of reading end-of-file at once, which is
+/// what a container without it sees.
+fn terminal_and_stdin(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-terminal")?;
+    // busybox timeout execs cat and kills it after 2 s: 137 when cat was still reading.
+    let cat_status = "busybox timeout -s KILL 2 cat; echo \"cat: $?\"";
+    env.register(&taskdef(
+        "terminal",
+        serde_json::json!([
+            {"name": "tty", "image": image, "memory": 64, "essential": false,
+             "pseudoTerminal": true,
+             "command": ["sh", "-c",
+                 "test -t 1 && echo tty; test -t 0 && echo stdin-tty; echo \"term=$TERM\"; echo to-stderr >&2"]},
+            {"name": "notty", "image": image, "memory": 64, "essential": false,
+             "command": ["sh", "-c", "test -t 1 || echo notty"]},
+            {"name": "stdin", "image": image, "memory": 64, "essential": false,
+             "interactive": true,
+             "command": ["sh", "-c", cat_status]},
+            {"name": "nostdin", "image": image, "memory": 64,
+             "dependsOn": [{"containerName": "tty", "condition": "COMPLETE"},
+                           {"containerName": "notty", "condition": "COMPLETE"},
+                           {"containerName": "stdin", "condition": "COMPLETE"}],
+             "command": ["sh", "-c", cat_status]}
+        ]),
+    ))?;
+    let id = env.run_task("terminal")?;
+    expect_clean_exits(&env, &id, &["tty", "notty", "stdin", "nostdin"])?;
+    let tty = container_log(&env, &id, "tty");
+    ensure!(
+        tty.contains("tty\r\n") && tty.contains("stdin-tty") && tty.contains("term=xterm"),
+        "a terminal's output, with its carriage returns: {tty:?}"
+    );
+    let path = env.opts.data_dir.join("logs").join(&id).join("tty.log");
+    let streams: Vec<String> = std::fs::read_to_string(&path)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["stream"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ensure!(
+        !streams.is_empty() && streams.iter().all(|s| s == "stdout"),
+        "one stream with a terminal: {streams:?}"
+    );
+    ensure!(
+        container_log(&env, &id, "tty").contains("to-stderr"),
+        "stderr goes to the terminal too"
+    );
+    ensure!(container_log(&env, &id, "notty") == "notty\n");
+    let stdin = container_log(&env, &id, "stdin");
+    // The shell also says "Killed", on stderr, so in either order.
+    ensure!(
+        stdin.contains("cat: 137\n"),
+        "interactive: cat was still reading: {stdin:?}"
+    );
+    let nostdin = container_log(&env, &id, "nostdin");
+    ensure!(
+        nostdin == "cat: 0\n",
+        "not interactive: cat read end-of-file: {nostdin:?}"
+    );
     Ok(())
 }

@@ -75,6 +75,10 @@ fn main() -> ExitCode {
                 "exec_runs_in_the_container_and_a_timeout_kills_it",
                 exec_runs_in_the_container_and_a_timeout_kills_it,
             ),
+            w.async_trial(
+                "restart_in_place_keeps_the_terminal_and_the_open_stdin",
+                restart_in_place_keeps_the_terminal_and_the_open_stdin,
+            ),
         ]
     })
 }
@@ -422,6 +426,7 @@ async fn cpu_and_memory_limits_in_cgroup_files(w: Arc<World>) -> Result<()> {
         cpu_units: 256,
         memory_mib: Some(128),
         memory_reservation_mib: Some(64),
+        ..ContainerLimits::default()
     };
     Runtime::validate_limits(&limits, std::slice::from_ref(&spec))?;
     rt.create_task_cgroup(&task, &limits).await?;
@@ -749,12 +754,14 @@ async fn bad_limits(w: Arc<World>) -> Result<()> {
         cpu_units: 512,
         memory_mib: Some(4),
         memory_reservation_mib: Some(8),
+        ..ContainerLimits::default()
     };
     let mut b = container("t", "b", "x", &["true"]);
     b.limits = ContainerLimits {
         cpu_units: 0,
         memory_mib: Some(100),
         memory_reservation_mib: None,
+        ..ContainerLimits::default()
     };
     let err = Runtime::validate_limits(&task, &[a, b])
         .err()
@@ -966,6 +973,52 @@ async fn exec_runs_in_the_container_and_a_timeout_kills_it(w: Arc<World>) -> Res
     ensure!(
         after.is_err(),
         "an exec in a stopped container must fail, got {after:?}"
+    );
+    rt.delete_container(&id).await?;
+    Ok(())
+}
+
+/// A container with a terminal and an open stdin (ECS pseudoTerminal, interactive) gets both
+/// again when it is restarted in place: the new task is created with the streams its first one
+/// had (a terminal on stdout, and a stdin cat blocks on until killed), into the same log.
+async fn restart_in_place_keeps_the_terminal_and_the_open_stdin(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "hello-tty-restart", "1.0").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let mut spec = container(
+        &task,
+        "app",
+        &img.reference,
+        &[
+            "sh",
+            "-c",
+            "test -t 1 && echo tty; busybox timeout -s KILL 1 cat; echo \"cat $?\"; exit 4",
+        ],
+    );
+    spec.terminal = true;
+    spec.stdin_open = true;
+    let id = rt.create_container(&spec).await?;
+    for run in 1..=2 {
+        if run > 1 {
+            rt.restart_container(&id).await?;
+        }
+        rt.start_container(&id).await?;
+        let status = tokio::time::timeout(Duration::from_secs(60), rt.wait_container(&id))
+            .await
+            .context("container did not exit within 60s")??;
+        ensure!(status.code == 4, "run {run}: exit code {}", status.code);
+    }
+    let text = std::fs::read_to_string(rt.log_path(&spec.task_id, &spec.name))?;
+    let logs: String = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["log"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ensure!(
+        logs.matches("tty\r\n").count() == 2 && logs.matches("cat 137").count() == 2,
+        "both runs had a terminal and a stdin that stayed open: {logs:?}"
     );
     rt.delete_container(&id).await?;
     Ok(())

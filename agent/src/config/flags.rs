@@ -102,6 +102,9 @@ pub struct Overrides {
     /// Network namespace holding the bridge and task interfaces [env: BERTH_NETWORK_HOST_NETNS]
     #[arg(long, value_name = "PATH")]
     pub network_host_netns: Option<String>,
+    /// Absolute host device paths (or directories of devices) tasks may map, comma-separated [env: BERTH_ALLOWED_DEVICES]
+    #[arg(long, value_name = "PATHS")]
+    pub allowed_devices: Option<String>,
 }
 
 impl Overrides {
@@ -138,6 +141,7 @@ impl Overrides {
             (Key::NetworkMasquerade, &self.network_masquerade),
             (Key::NetworkNetnsDir, &self.network_netns_dir),
             (Key::NetworkHostNetns, &self.network_host_netns),
+            (Key::AllowedDevices, &self.allowed_devices),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -49,10 +49,11 @@ pub(crate) enum Key {
     NetworkMasquerade,
     NetworkNetnsDir,
     NetworkHostNetns,
+    AllowedDevices,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 30] = [
+    pub(crate) const ALL: [Key; 31] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -83,6 +84,7 @@ impl Key {
         Key::NetworkMasquerade,
         Key::NetworkNetnsDir,
         Key::NetworkHostNetns,
+        Key::AllowedDevices,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -160,7 +162,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 30] = [
+const KEYS: [KeyDoc; 31] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -370,6 +372,13 @@ const KEYS: [KeyDoc; 30] = [
         "--network-host-netns",
         "(none)",
         "a network namespace (path like /run/netns/lab) holding the bridge, nftables table and task interfaces instead of the agent's own; for tests and nested setups",
+    ),
+    doc(
+        "allowed_devices",
+        "BERTH_ALLOWED_DEVICES",
+        "--allowed-devices",
+        "[]",
+        "absolute host device paths (or directories of devices) tasks may map (ECS linuxParameters.devices); none by default (comma-separated in the environment and flag)",
     ),
 ];
 

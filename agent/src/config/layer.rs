@@ -86,6 +86,7 @@ pub(crate) struct Partial {
     network_masquerade: Option<Given<bool>>,
     network_netns_dir: Option<Given<PathBuf>>,
     network_host_netns: Option<Given<Option<PathBuf>>>,
+    allowed_devices: Option<Given<Vec<PathBuf>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -199,7 +200,14 @@ impl Partial {
                     .and_then(|t| t.parse().ok())
                     .ok_or_else(|| "an address and port like 127.0.0.1:51678".to_owned()),
             ),
-            Key::VolumeHostPaths => s.store(&mut self.volume_host_paths, absolute_paths(input)),
+            Key::VolumeHostPaths => s.store(
+                &mut self.volume_host_paths,
+                absolute_paths(input, "directories", "/srv/data"),
+            ),
+            Key::AllowedDevices => s.store(
+                &mut self.allowed_devices,
+                absolute_paths(input, "device paths", "/dev/fuse"),
+            ),
             Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
@@ -452,6 +460,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            allowed_devices: pick(
+                self.allowed_devices,
+                Key::AllowedDevices,
+                defaults.allowed_devices,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {
@@ -559,17 +574,18 @@ fn absolute_path(input: Input<'_>, expected: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| expected.to_owned())
 }
 
-/// Absolute paths without `..`, in the order given, without duplicates.
-fn absolute_paths(input: Input<'_>) -> Result<Vec<PathBuf>, String> {
+/// Absolute paths without `..`, in the order given, without duplicates; `what` and `example`
+/// say what they are in the message of a bad value ("directories", "/srv/data").
+fn absolute_paths(input: Input<'_>, what: &str, example: &str) -> Result<Vec<PathBuf>, String> {
     let items: Option<Vec<&str>> = match input {
         Input::Toml(toml::Value::Array(items)) => items.iter().map(toml::Value::as_str).collect(),
         Input::Toml(_) => None,
         Input::Env(text) | Input::Flag(text) => Some(parse::comma_list(text)),
     };
     let expected = if input.is_toml() {
-        r#"an array of absolute directories like "/srv/data" (without "..")"#
+        format!(r#"an array of absolute {what} like "{example}" (without "..")"#)
     } else {
-        "comma-separated absolute directories like /srv/data (without ..)"
+        format!("comma-separated absolute {what} like {example} (without ..)")
     };
     let items = items
         .filter(|items| {
@@ -581,7 +597,7 @@ fn absolute_paths(input: Input<'_>) -> Result<Vec<PathBuf>, String> {
                         .any(|c| c == std::path::Component::ParentDir)
             })
         })
-        .ok_or_else(|| expected.to_owned())?;
+        .ok_or(expected)?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for item in items {
         let path = PathBuf::from(item);

@@ -95,6 +95,9 @@ pub struct AgentConfig {
     /// The namespace holding the bridge, nftables table and task interfaces; `None` is the
     /// agent's own.
     pub network_host_netns: Option<PathBuf>,
+    /// Host devices tasks may map (ECS `linuxParameters.devices`): device nodes, or
+    /// directories whose devices are all allowed; empty allows none. Absolute, without `..`.
+    pub allowed_devices: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -128,6 +131,7 @@ impl Default for AgentConfig {
             network_masquerade: true,
             network_netns_dir: PathBuf::from(berth_runtime::DEFAULT_NETNS_DIR),
             network_host_netns: None,
+            allowed_devices: Vec::new(),
         }
     }
 }
@@ -292,6 +296,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             .network_host_netns
             .as_deref()
             .map_or_else(|| "(none)".to_owned(), path),
+        Key::AllowedDevices => {
+            let paths: Vec<String> = config.allowed_devices.iter().map(|p| path(p)).collect();
+            format!("[{}]", paths.join(", "))
+        }
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 30);
+    assert_eq!(loaded.sources.len(), 31);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -85,6 +85,10 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.network_cidr.to_string(), "10.222.0.0/16");
     assert!(c.network_masquerade);
     assert_eq!(c.network_host_netns, None);
+    assert!(
+        c.allowed_devices.is_empty(),
+        "no host device may be mapped by default"
+    );
 }
 
 #[test]
@@ -262,6 +266,11 @@ fn samples() -> Vec<Sample> {
             "network_host_netns",
             r#""/run/netns/lab""#,
             "/run/netns/lab",
+        )]),
+        sample(&[(
+            "allowed_devices",
+            r#"["/dev/fuse", "/dev/snd"]"#,
+            "/dev/fuse,/dev/snd",
         )]),
     ]
 }
@@ -540,8 +549,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "lab",
             "the absolute path of a network namespace, like /run/netns/lab",
         ),
+        (
+            "allowed_devices",
+            "/dev/fuse,dev/snd",
+            "comma-separated absolute device paths like /dev/fuse (without ..)",
+        ),
     ];
-    assert_eq!(cases.len(), 30);
+    assert_eq!(cases.len(), 31);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -866,6 +880,7 @@ network_cidr             = "10.222.0.0/16"                    # default
 network_masquerade       = true                               # default
 network_netns_dir        = "/run/berth/netns"                 # default
 network_host_netns       = (none)                             # default
+allowed_devices          = []                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

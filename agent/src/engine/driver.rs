@@ -23,8 +23,7 @@ use super::restart::{self, Backoff, Decision, Policy};
 use super::{Command, ContainerNetwork, EngineConfig, TaskEvent};
 use crate::network::{self, Mode, TaskNetworking};
 use crate::runtime::ContainerRuntime;
-use crate::volumes;
-use crate::{convert, envfile};
+use crate::{convert, devices, envfile, seccomp, volumes};
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,10 +222,22 @@ impl<R: ContainerRuntime> Driver<R> {
             .map(|c| convert::container_spec(&task_id, c, &base_network))
             .collect();
         for (spec, c) in specs.iter_mut().zip(&def.containers) {
-            let from_files = envfile::load(&c.environment_files).await.map_err(|e| {
+            let failed = |e: String| {
                 Stalled::before_create(Interrupted::Failed(format!("container {}: {e}", c.name)))
-            })?;
+            };
+            let from_files = envfile::load(&c.environment_files).await.map_err(failed)?;
             envfile::apply(&mut spec.environment, from_files);
+            if let Some(path) = convert::seccomp_profile_path(c) {
+                spec.seccomp = Some(seccomp::load(path).await.map_err(failed)?);
+            }
+            // Devices are checked against the agent's allow-list before anything is pulled,
+            // and mapped as the host resolves them now.
+            for mapping in &mut spec.devices {
+                let host_path = mapping.host_path.to_string_lossy().into_owned();
+                mapping.host_path =
+                    devices::allowed_device(&c.name, &host_path, &self.config.allowed_devices)
+                        .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+            }
         }
         let limits = convert::task_limits(def);
         self.runtime.validate_limits(&limits, &specs).map_err(|e| {
@@ -307,6 +318,7 @@ impl<R: ContainerRuntime> Driver<R> {
                 "cannot create the task's cgroup: {e}"
             ))));
         }
+        let notes = self.swap_notes(def);
         let mut created = Vec::new();
         for (spec, def) in specs.iter().zip(&def.containers) {
             match self.runtime.create(spec).await {
@@ -332,6 +344,9 @@ impl<R: ContainerRuntime> Driver<R> {
             .map(|c| (c.name.clone(), c.id.to_string()))
             .collect();
         self.report(TaskEvent::Created { runtime_ids }).await;
+        for (name, note) in notes {
+            self.report(TaskEvent::ContainerNote { name, note }).await;
+        }
         if let Ok(Control::Stop) = self.control.try_recv() {
             return Err(Stalled {
                 created,
@@ -426,6 +441,30 @@ impl<R: ContainerRuntime> Driver<R> {
             .await;
         }
         Ok(())
+    }
+
+    /// What the host cannot apply of the containers' swap settings, by container name (see
+    /// [`convert::swap_note`]); the containers run without it, as on Docker.
+    fn swap_notes(&self, def: &TaskDefinition) -> Vec<(String, String)> {
+        let asks = def.containers.iter().any(|c| {
+            c.linux_parameters
+                .as_ref()
+                .is_some_and(|l| l.max_swap_mib.is_some())
+        });
+        if !asks {
+            return Vec::new();
+        }
+        match self.runtime.swap_support(self.task_id()) {
+            Ok(support) => def
+                .containers
+                .iter()
+                .filter_map(|c| convert::swap_note(c, support).map(|n| (c.name.clone(), n)))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether this host limits swap");
+                Vec::new()
+            }
+        }
     }
 
     /// Runs `fut` unless a stop order or shutdown comes first.

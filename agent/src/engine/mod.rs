@@ -54,6 +54,9 @@ pub struct EngineConfig {
     /// The host's name servers and search domains usable from a task (see
     /// [`crate::network::host_dns`]), the default of every task's resolv.conf.
     pub host_dns: berth_runtime::DnsConfig,
+    /// Host devices tasks may map (ECS `linuxParameters.devices`); a task that maps another
+    /// stops before anything is pulled.
+    pub allowed_devices: Vec<std::path::PathBuf>,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

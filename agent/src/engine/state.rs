@@ -50,6 +50,12 @@ pub enum TaskEvent {
         name: String,
         probe: Probe,
     },
+    /// Something about a container people should know although it runs (what the host could
+    /// not apply of its definition); it becomes the container's reason unless it has one.
+    ContainerNote {
+        name: String,
+        note: String,
+    },
     /// The task cannot start; the reason is for people.
     Failed {
         reason: String,
@@ -250,6 +256,16 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
         }
         // A result alone changes nothing reported: the engine's tracker decides (set_health).
         TaskEvent::Health { .. } => false,
+        TaskEvent::ContainerNote { name, note } => {
+            let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+                return false;
+            };
+            if !c.reason.is_empty() || c.exit_code.is_some() {
+                return false;
+            }
+            c.reason = note;
+            true
+        }
         TaskEvent::Failed { reason } => {
             let mut changed = false;
             for c in &mut state.containers {
@@ -439,5 +455,21 @@ mod tests {
         assert_eq!(s.containers[0].image_digest, "sha256:x");
         assert!(s.pull_started_at.is_some() && s.pull_stopped_at.is_some());
         assert_eq!(s.containers[1].status, ContainerStatus::Pulled as i32);
+    }
+
+    #[test]
+    fn a_note_becomes_the_reason_of_a_container_without_one() {
+        let mut s = initial(&assignment());
+        let note = |name: &str, text: &str| TaskEvent::ContainerNote {
+            name: name.into(),
+            note: text.into(),
+        };
+        assert!(apply(&mut s, note("a", "swap not applied"), UNIX_EPOCH));
+        assert_eq!(s.containers[0].reason, "swap not applied");
+        assert!(
+            !apply(&mut s, note("a", "another"), UNIX_EPOCH),
+            "the first reason stays"
+        );
+        assert!(!apply(&mut s, note("nosuch", "x"), UNIX_EPOCH));
     }
 }

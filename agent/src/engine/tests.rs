@@ -12,8 +12,8 @@ use berth_proto::v1::{
 };
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerSpec, DnsConfig, Error, ExecOutcome, ExitStatus, MacAddr,
-    Mount, NetworkError, PortBinding, PullError, PulledImage, RegistryAuth, TaskFiles, TaskLimits,
-    TaskNetwork, TaskNetworkSpec, TaskVolume,
+    Mount, NetworkError, PortBinding, PullError, PulledImage, RegistryAuth, SwapSupport, TaskFiles,
+    TaskLimits, TaskNetwork, TaskNetworkSpec, TaskVolume,
 };
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -40,6 +40,8 @@ struct Fake {
     net_specs: Mutex<Vec<TaskNetworkSpec>>,
     /// The files last written for a namespace by name (links).
     net_files: Mutex<HashMap<String, DnsConfig>>,
+    /// What the host can limit of swap; everything when not set.
+    swap: Mutex<Option<SwapSupport>>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -179,6 +181,9 @@ impl ContainerRuntime for Fake {
     async fn remove_task_cgroup(&self, task_id: &str) -> Result<(), Error> {
         self.log(format!("rmcgroup {task_id}"));
         Ok(())
+    }
+    fn swap_support(&self, _task_id: &str) -> Result<SwapSupport, Error> {
+        Ok(self.swap.lock().unwrap().unwrap_or_default())
     }
     async fn remove_task_logs(&self, task_id: &str) -> Result<(), Error> {
         self.log(format!("rmlogs {task_id}"));
@@ -330,22 +335,32 @@ fn start_on(
     volume_host_paths: Vec<PathBuf>,
     allow_privileged: bool,
 ) -> Harness {
+    start_configured(dir, |c| {
+        c.volume_host_paths = volume_host_paths;
+        c.allow_privileged = allow_privileged;
+    })
+}
+
+/// An engine whose configuration `configure` changes from the tests' defaults.
+fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut EngineConfig)) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fake = Arc::new(Fake::default());
     let cancel = CancellationToken::new();
-    let config = EngineConfig {
+    let mut config = EngineConfig {
         stop_timeout: Duration::from_secs(30),
         cleanup_wait: Duration::ZERO,
         pull_timeout: Duration::from_secs(5),
         restart_backoff: Duration::from_secs(10),
         restart_backoff_max: Duration::from_secs(300),
-        volume_host_paths,
-        allow_privileged,
+        volume_host_paths: Vec::new(),
+        allow_privileged: false,
+        allowed_devices: Vec::new(),
         host_dns: DnsConfig {
             servers: vec!["10.0.0.53".parse().unwrap()],
             ..Default::default()
         },
     };
+    configure(&mut config);
     let (engine, handle) = Engine::new(
         Arc::clone(&fake),
         Arc::clone(&fake) as Arc<dyn TaskNetworking>,
@@ -1673,5 +1688,149 @@ async fn a_missing_environment_file_stops_the_task_by_name() {
         stopped.stopped_reason
     );
     assert!(h.fake.calls().iter().all(|c| !c.starts_with("create")));
+    h.cancel.cancel();
+}
+
+/// A one-container assignment whose container `change` alters.
+fn one_container(task: &str, change: impl FnOnce(&mut ContainerDefinition)) -> Box<TaskAssignment> {
+    let mut a = assignment(task, &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        change(&mut d.containers[0]);
+    }
+    Box::new(a)
+}
+
+fn with_device(host_path: &str) -> impl FnOnce(&mut ContainerDefinition) + '_ {
+    move |c| {
+        c.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+            devices: vec![berth_proto::v1::Device {
+                host_path: host_path.into(),
+                container_path: "/dev/in-container".into(),
+                permissions: vec!["read".into()],
+            }],
+            ..Default::default()
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_device_outside_allowed_devices_fails_the_task_before_pulling() {
+    let h = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.allowed_devices = vec![PathBuf::from("/dev/null")];
+    });
+    h.handle
+        .send(Command::Assign(one_container(
+            "t-dev",
+            with_device("/dev/zero"),
+        )))
+        .await;
+    let stopped = until(&h.store, "t-dev", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app: device /dev/zero is not among the devices this agent allows; \
+         allowed_devices: /dev/null"
+    );
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("pull")));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_allowed_device_reaches_the_runtime_resolved() {
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("my-null");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let h = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.allowed_devices = vec![PathBuf::from("/dev/null")];
+    });
+    let link_text = link.to_string_lossy().into_owned();
+    h.handle
+        .send(Command::Assign(one_container(
+            "t-dev-ok",
+            with_device(&link_text),
+        )))
+        .await;
+    until(&h.store, "t-dev-ok", TaskStatus::Running).await;
+    let specs = h.fake.specs.lock().unwrap().clone();
+    assert_eq!(
+        specs[0].devices,
+        [berth_runtime::DeviceMapping {
+            host_path: PathBuf::from("/dev/null"),
+            container_path: "/dev/in-container".into(),
+            permissions: "r".into(),
+        }]
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_seccomp_profile_is_read_when_the_task_starts_and_a_bad_one_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+    let h = start();
+    let good_path = good.to_string_lossy().into_owned();
+    h.handle
+        .send(Command::Assign(one_container("t-sec", |c| {
+            c.seccomp_profile = good_path;
+            c.no_new_privileges = Some(false);
+        })))
+        .await;
+    until(&h.store, "t-sec", TaskStatus::Running).await;
+    let spec = h.fake.specs.lock().unwrap()[0].clone();
+    assert!(spec.seccomp.is_some());
+    assert_eq!(spec.no_new_privileges, Some(false));
+
+    let bad_path = bad.to_string_lossy().into_owned();
+    h.handle
+        .send(Command::Assign(one_container("t-sec-bad", |c| {
+            c.seccomp_profile = bad_path;
+        })))
+        .await;
+    let stopped = until(&h.store, "t-sec-bad", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.starts_with(&format!(
+            "container app: seccomp profile {} is not usable: defaultAction: `SCMP_ACT_NOPE` is not a seccomp action",
+            bad.display()
+        )),
+        "{}",
+        stopped.stopped_reason
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn swap_the_host_cannot_limit_is_noted_and_the_container_runs() {
+    let h = start();
+    *h.fake.swap.lock().unwrap() = Some(SwapSupport {
+        limit: false,
+        swappiness: true,
+    });
+    h.handle
+        .send(Command::Assign(one_container("t-swap", |c| {
+            c.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+                max_swap_mib: Some(32),
+                swappiness: Some(10),
+                ..Default::default()
+            });
+        })))
+        .await;
+    let running = until(&h.store, "t-swap", TaskStatus::Running).await;
+    assert!(
+        running.containers[0]
+            .reason
+            .starts_with("maxSwap 32 MiB not applied: this host's kernel does not limit swap"),
+        "{:?}",
+        running.containers[0]
+    );
+    let spec = h.fake.specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        (spec.limits.max_swap_mib, spec.limits.swappiness),
+        (Some(32), Some(10)),
+        "the runtime decides what reaches the spec"
+    );
     h.cancel.cancel();
 }

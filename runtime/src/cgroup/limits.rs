@@ -71,6 +71,26 @@ pub(crate) fn validate_limits(
                 problems.push(too_large(&format!("container {name}: memory"), memory));
             }
         }
+        if let Some(max_swap) = limits.max_swap_mib {
+            match limits.memory_mib {
+                None => problems.push(format!(
+                    "container {name}: maxSwap needs a memory limit (the memory+swap limit is \
+                     memory plus maxSwap)"
+                )),
+                Some(memory) if memory.saturating_add(max_swap) > MAX_MEMORY_MIB => {
+                    problems.push(too_large(
+                        &format!("container {name}: memory plus maxSwap"),
+                        memory.saturating_add(max_swap),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(swappiness) = limits.swappiness.filter(|s| *s > 100) {
+            problems.push(format!(
+                "container {name}: swappiness {swappiness} is outside 0 to 100"
+            ));
+        }
         if let Some(reservation) = limits.memory_reservation_mib {
             if reservation > MAX_MEMORY_MIB {
                 problems.push(too_large(
@@ -140,7 +160,40 @@ mod tests {
             cpu_units: cpu,
             memory_mib: memory,
             memory_reservation_mib: reservation,
+            ..ContainerLimits::default()
         }
+    }
+
+    #[test]
+    fn swap_needs_a_memory_limit_and_swappiness_a_percentage() {
+        let swap = |memory: Option<u64>, max_swap: u64, swappiness: Option<u64>| ContainerLimits {
+            memory_mib: memory,
+            max_swap_mib: Some(max_swap),
+            swappiness,
+            ..ContainerLimits::default()
+        };
+        let task = TaskLimits::default();
+        assert!(validate_limits(&task, &[("a", &swap(Some(64), 0, Some(100)))]).is_ok());
+        assert_eq!(
+            problems(
+                &task,
+                &[
+                    ("a", &swap(None, 64, None)),
+                    ("b", &swap(Some(64), 1, Some(101))),
+                    ("c", &swap(Some(64), u64::MAX, None)),
+                ]
+            ),
+            [
+                "container a: maxSwap needs a memory limit (the memory+swap limit is memory plus \
+                 maxSwap)"
+                    .to_owned(),
+                "container b: swappiness 101 is outside 0 to 100".to_owned(),
+                format!(
+                    "container c: memory plus maxSwap {} MiB is too large (at most {MAX_MEMORY_MIB} MiB)",
+                    u64::MAX
+                ),
+            ]
+        );
     }
 
     fn problems(task: &TaskLimits, containers: &[(&str, &ContainerLimits)]) -> Vec<String> {

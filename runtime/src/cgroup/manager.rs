@@ -7,7 +7,7 @@ use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::{Cgroup, Hierarchy};
 
-use crate::model::TaskLimits;
+use crate::model::{SwapSupport, TaskLimits};
 
 use super::error::CgroupError;
 use super::hierarchy::{FixedV1, FixedV2, V2_TASK_CONTROLLERS};
@@ -168,10 +168,64 @@ impl Cgroups {
         }
     }
 
+    /// What the containers of a task can limit of swap, read from the interface files of its
+    /// cgroup (or, before that exists, of the nearest existing ancestor; on v1 the hierarchy
+    /// root has them too): on v1, `memory.memsw.limit_in_bytes` exists only when the kernel
+    /// accounts swap (`swapaccount=1`), and `memory.swappiness` whenever the memory controller
+    /// is there; on v2, `memory.swap.max` exists when the kernel accounts swap, and there is no
+    /// swappiness. A layout without a memory controller can limit neither.
+    pub(crate) fn swap_support(&self, task_id: &str) -> Result<SwapSupport, CgroupError> {
+        let rel = self.task_rel(task_id)?;
+        let none = SwapSupport {
+            limit: false,
+            swappiness: false,
+        };
+        Ok(match &self.layout {
+            CgroupLayout::V1 { mounts } => {
+                let Some(root) = mounts.get("memory") else {
+                    return Ok(none);
+                };
+                let Some(dir) = nearest_existing(root, &rel, true) else {
+                    return Ok(none);
+                };
+                SwapSupport {
+                    limit: dir.join(V1_SWAP_LIMIT_FILE).is_file(),
+                    swappiness: dir.join(V1_SWAPPINESS_FILE).is_file(),
+                }
+            }
+            CgroupLayout::V2 { root } => SwapSupport {
+                limit: nearest_existing(root, &rel, false)
+                    .is_some_and(|dir| dir.join(V2_SWAP_LIMIT_FILE).is_file()),
+                swappiness: false,
+            },
+        })
+    }
+
     /// `<parent>/<task-id>` after checking the task ID.
     fn task_rel(&self, task_id: &str) -> Result<String, CgroupError> {
         validate_id("task id", task_id)?;
         Ok(format!("{}/{task_id}", self.parent))
+    }
+}
+
+/// cgroup v1's memory+swap limit, present only when the kernel accounts swap.
+const V1_SWAP_LIMIT_FILE: &str = "memory.memsw.limit_in_bytes";
+/// cgroup v1's per-cgroup swappiness.
+const V1_SWAPPINESS_FILE: &str = "memory.swappiness";
+/// cgroup v2's swap limit, in non-root cgroups of a kernel that accounts swap.
+const V2_SWAP_LIMIT_FILE: &str = "memory.swap.max";
+
+/// The deepest existing directory among `root/rel` and its ancestors below `root` (and `root`
+/// itself when `with_root`).
+fn nearest_existing(root: &Path, rel: &str, with_root: bool) -> Option<PathBuf> {
+    let mut dir = root.join(rel);
+    loop {
+        if dir.is_dir() && (with_root || dir != root) {
+            return Some(dir);
+        }
+        if dir == root || !dir.pop() || !dir.starts_with(root) {
+            return None;
+        }
     }
 }
 

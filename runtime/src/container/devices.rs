@@ -1,5 +1,6 @@
-//! The host's device nodes, which a privileged container gets all of (Docker's `--privileged`
-//! lists every character and block device under `/dev`).
+//! The host's device nodes: all of them for a privileged container (Docker's `--privileged`
+//! lists every character and block device under `/dev`), and those a container maps (ECS
+//! `devices`, Docker's `--device`).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -17,6 +18,53 @@ pub(crate) fn host_devices(dev_root: &Path) -> std::io::Result<Vec<LinuxDevice>>
     walk(dev_root, Path::new("/dev"), 0, &mut devices)?;
     devices.sort_by(|a, b| a.path().cmp(b.path()));
     Ok(devices)
+}
+
+/// The device nodes of a mapping: `host_path` itself when it is a device (its symlinks
+/// followed), or every device below it when it is a directory, as Docker's `--device` maps a
+/// directory; each as it appears in the container below `container_path`. Anything else is an
+/// error of kind InvalidInput that says what the path is.
+pub(crate) fn mapped_devices(
+    host_path: &Path,
+    container_path: &Path,
+) -> std::io::Result<Vec<LinuxDevice>> {
+    let meta = std::fs::metadata(host_path)?;
+    if meta.is_dir() {
+        let mut devices = Vec::new();
+        walk(host_path, container_path, 1, &mut devices)?;
+        devices.sort_by(|a, b| a.path().cmp(b.path()));
+        return Ok(devices);
+    }
+    node(container_path.to_path_buf(), &meta)
+        .map(|device| vec![device])
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is neither a character nor a block device, nor a directory of them",
+            )
+        })
+}
+
+/// The OCI device of a character or block device's metadata, at `path` in the container.
+fn node(path: std::path::PathBuf, meta: &std::fs::Metadata) -> Option<LinuxDevice> {
+    let file_type = meta.file_type();
+    let typ = if file_type.is_char_device() {
+        LinuxDeviceType::C
+    } else if file_type.is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return None;
+    };
+    let (major, minor) = split_rdev(meta.rdev());
+    let mut device = LinuxDevice::default();
+    device.set_path(path);
+    device.set_typ(typ);
+    device.set_major(major);
+    device.set_minor(minor);
+    device.set_file_mode(Some(meta.mode() & 0o7777));
+    device.set_uid(Some(meta.uid()));
+    device.set_gid(Some(meta.gid()));
+    Some(device)
 }
 
 fn walk(
@@ -43,23 +91,9 @@ fn walk(
             }
             continue;
         }
-        let typ = if file_type.is_char_device() {
-            LinuxDeviceType::C
-        } else if file_type.is_block_device() {
-            LinuxDeviceType::B
-        } else {
-            continue;
-        };
-        let (major, minor) = split_rdev(meta.rdev());
-        let mut device = LinuxDevice::default();
-        device.set_path(path);
-        device.set_typ(typ);
-        device.set_major(major);
-        device.set_minor(minor);
-        device.set_file_mode(Some(meta.mode() & 0o7777));
-        device.set_uid(Some(meta.uid()));
-        device.set_gid(Some(meta.gid()));
-        devices.push(device);
+        if let Some(device) = node(path, &meta) {
+            devices.push(device);
+        }
     }
     Ok(())
 }
@@ -102,6 +136,39 @@ mod tests {
             (LinuxDeviceType::C, 1, 3)
         );
         assert!(devices.iter().all(|d| !d.path().starts_with("/dev/pts")));
+    }
+
+    #[test]
+    fn a_mapped_device_keeps_its_numbers_at_its_container_path() {
+        let devices =
+            mapped_devices(Path::new("/dev/null"), Path::new("/dev/nothing")).expect("/dev/null");
+        assert_eq!(devices.len(), 1);
+        let null = &devices[0];
+        assert_eq!(
+            (
+                null.path().as_path(),
+                null.typ(),
+                null.major(),
+                null.minor()
+            ),
+            (Path::new("/dev/nothing"), LinuxDeviceType::C, 1, 3)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("file"), "x").expect("write");
+        let err =
+            mapped_devices(&dir.path().join("file"), Path::new("/dev/x")).expect_err("a file");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(
+            mapped_devices(&dir.path().join("missing"), Path::new("/dev/x"))
+                .expect_err("missing")
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
+        // A directory maps the devices below it; a plain one has none.
+        assert_eq!(
+            mapped_devices(dir.path(), Path::new("/dev/d")).expect("dir"),
+            Vec::new()
+        );
     }
 
     #[test]

@@ -16,18 +16,22 @@ use containerd_client::services::v1::{
 use containerd_client::types::v1::Status as TaskStatus;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::log::{LogPipes, LogRotation};
+use super::log::{LogPipes, LogRotation, Stdio};
 use super::rootfs::{UserDatabase, read_user_database};
 use super::{
     ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
     LABEL_STOP_TIMEOUT, LABEL_TASK_ID,
 };
+
+/// Label recording a container's standard streams (`stdin`, `terminal`; see [`Stdio`]), so
+/// that a restart in place gives the new task the same ones.
+const LABEL_STDIO: &str = "berth.stdio";
 use crate::cgroup::Cgroups;
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 use crate::error::Error;
 use crate::image::{self, LocalImage};
 use crate::model::{ContainerSpec, NetworkNamespace};
-use crate::spec::{self, SpecContext};
+use crate::spec::{self, SeccompHost, SpecContext};
 
 const RUNC_V2: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -40,6 +44,9 @@ const SIGKILL: u32 = 9;
 
 /// The host's resolver configuration, the base of a container's own resolv.conf.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The running kernel's release, for seccomp profiles' `minKernel`.
+const KERNEL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 
 /// Creates, runs and removes containers. One per runtime; shared by all tasks.
 #[derive(Debug)]
@@ -55,6 +62,10 @@ pub(crate) struct Containers {
     images: Mutex<HashMap<String, LocalImage>>,
     /// Each image's /etc/passwd and /etc/group, by top chain ID.
     user_dbs: Mutex<HashMap<String, Arc<UserDatabase>>>,
+    /// The host's architecture and kernel, for seccomp profiles.
+    seccomp_host: SeccompHost,
+    /// Whether the host's lack of swap limits was already logged as a warning.
+    swap_warned: std::sync::atomic::AtomicBool,
 }
 
 impl Containers {
@@ -76,6 +87,10 @@ impl Containers {
             pipes: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             user_dbs: Mutex::new(HashMap::new()),
+            seccomp_host: SeccompHost::this_machine(
+                std::fs::read_to_string(KERNEL_RELEASE).ok().as_deref(),
+            ),
+            swap_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -155,6 +170,9 @@ impl Containers {
                 bounding_capabilities: None,
                 host_devices: Vec::new(),
                 file_mounts: Vec::new(),
+                devices: Vec::new(),
+                swap: crate::model::SwapSupport::default(),
+                seccomp_host: self.seccomp_host,
             },
         )?;
 
@@ -248,6 +266,8 @@ impl Containers {
         } else {
             None
         };
+        let devices = mapped_devices(spec).await?;
+        let swap = self.swap_support(spec)?;
         let file_mounts = self.write_etc_files(spec, id).await?;
         let oci = spec::build(
             spec,
@@ -260,6 +280,9 @@ impl Containers {
                 bounding_capabilities,
                 host_devices,
                 file_mounts,
+                devices,
+                swap,
+                seccomp_host: self.seccomp_host,
             },
         );
         let oci = match oci {
@@ -282,6 +305,13 @@ impl Containers {
         labels.insert(LABEL_CONTAINER_NAME.to_owned(), spec.name.clone());
         if let Some(t) = spec.stop_timeout {
             labels.insert(LABEL_STOP_TIMEOUT.to_owned(), t.as_millis().to_string());
+        }
+        let stdio = Stdio {
+            stdin: spec.stdin_open,
+            terminal: spec.terminal,
+        };
+        if stdio != Stdio::default() {
+            labels.insert(LABEL_STDIO.to_owned(), stdio.label());
         }
         let container = Container {
             id: id.to_string(),
@@ -309,13 +339,37 @@ impl Containers {
 
         let rotation = spec.log_rotation.unwrap_or(self.rotation);
         let result = self
-            .create_task(&spec.task_id, &spec.name, id, mounts, rotation)
+            .create_task(&spec.task_id, &spec.name, id, mounts, rotation, stdio)
             .await;
         if result.is_err() {
             self.delete_record(id).await;
             let _ = std::fs::remove_dir_all(self.etc_dir(id));
         }
         result
+    }
+
+    /// What the container's cgroup can limit of swap, when it asks for a swap limit; a host
+    /// that cannot is logged once (as a warning) and the container runs without it, as
+    /// Docker runs it.
+    fn swap_support(&self, spec: &ContainerSpec) -> Result<crate::model::SwapSupport, Error> {
+        let support = self.cgroups.swap_support(&spec.task_id)?;
+        let Some(max_swap_mib) = spec.limits.max_swap_mib else {
+            return Ok(support);
+        };
+        if !support.limit {
+            let first = !self
+                .swap_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed);
+            let message = "this host's kernel does not account swap per cgroup (cgroup v1 \
+                 without memory.memsw.limit_in_bytes: boot with swapaccount=1; cgroup v2 without \
+                 memory.swap.max); containers asking for maxSwap run without a swap limit";
+            if first {
+                tracing::warn!(task.id = %spec.task_id, container.name = %spec.name, max_swap_mib, "{message}");
+            } else {
+                tracing::debug!(task.id = %spec.task_id, container.name = %spec.name, max_swap_mib, "{message}");
+            }
+        }
+        Ok(support)
     }
 
     /// Where a container's own `/etc/hosts` and `/etc/resolv.conf` live on the host.
@@ -382,16 +436,26 @@ impl Containers {
         id: &ContainerId,
         mounts: Vec<containerd_client::types::Mount>,
         rotation: LogRotation,
+        stdio: Stdio,
     ) -> Result<(), Error> {
         let io_dir = self.io_dir.join(id.as_str());
         let log_path = self.log_path(task_id, name);
-        let pipes = LogPipes::open(&io_dir, log_path, rotation)
+        let pipes = LogPipes::open(&io_dir, log_path, rotation, stdio)
             .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        // With a terminal the shim copies it to stdout and takes no stderr (as containerd's own
+        // client sets it up); the spec's process.terminal says the same.
         let request = CreateTaskRequest {
             container_id: id.to_string(),
             rootfs: mounts,
+            stdin: path(&pipes.stdin),
             stdout: pipes.stdout.to_string_lossy().into_owned(),
-            stderr: pipes.stderr.to_string_lossy().into_owned(),
+            stderr: path(&pipes.stderr),
+            terminal: stdio.terminal,
             ..Default::default()
         };
         match self
@@ -424,7 +488,17 @@ impl Containers {
             id: id.to_string(),
             namespace: self.client.namespace().to_owned(),
         };
-        let (task_id, name) = self.labels_of(id).await.ok_or_else(not_found)?;
+        let labels = self.labels(id).await.ok_or_else(not_found)?;
+        let (Some(task_id), Some(name)) = (
+            labels.get(LABEL_TASK_ID).cloned(),
+            labels.get(LABEL_CONTAINER_NAME).cloned(),
+        ) else {
+            return Err(not_found());
+        };
+        let stdio = labels
+            .get(LABEL_STDIO)
+            .map(|l| Stdio::from_label(l))
+            .unwrap_or_default();
         // The old task goes; its drains ended with the old process (its wait finished them).
         self.delete_task(id).await?;
         let mounts = self
@@ -439,7 +513,7 @@ impl Containers {
             .into_inner()
             .mounts;
         let rotation = LogRotation::load(&self.io_dir.join(id.as_str())).unwrap_or(self.rotation);
-        self.create_task(&task_id, &name, id, mounts, rotation)
+        self.create_task(&task_id, &name, id, mounts, rotation, stdio)
             .await
     }
 
@@ -489,7 +563,13 @@ impl Containers {
             return Ok(());
         }
         let rotation = LogRotation::load(&io_dir).unwrap_or(self.rotation);
-        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), rotation)
+        // The shim keeps writing stdout (and stderr, unless the container has a terminal). A
+        // stdin held open by the previous agent ended with it: the container read end-of-file.
+        let stdio = Stdio {
+            stdin: false,
+            terminal: !io_dir.join("stderr").exists(),
+        };
+        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), rotation, stdio)
             .map_err(|e| Error::io("reopen log FIFOs", io_dir.clone(), e))?;
         self.pipes_lock()
             .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
@@ -577,6 +657,15 @@ impl Containers {
     }
 
     async fn labels_of(&self, id: &ContainerId) -> Option<(String, String)> {
+        let labels = self.labels(id).await?;
+        Some((
+            labels.get(LABEL_TASK_ID)?.clone(),
+            labels.get(LABEL_CONTAINER_NAME)?.clone(),
+        ))
+    }
+
+    /// The labels of a container record, None when it cannot be read.
+    async fn labels(&self, id: &ContainerId) -> Option<HashMap<String, String>> {
         let c = self
             .client
             .containers()
@@ -590,10 +679,7 @@ impl Containers {
             .ok()?
             .into_inner()
             .container?;
-        Some((
-            c.labels.get(LABEL_TASK_ID)?.clone(),
-            c.labels.get(LABEL_CONTAINER_NAME)?.clone(),
-        ))
+        Some(c.labels)
     }
 
     /// Runs `args` inside the running container, killing it after `timeout`.
@@ -810,6 +896,36 @@ impl Containers {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
+
+/// The device nodes a container maps, found on the host (after the agent allowed them), each
+/// with its device cgroup access.
+async fn mapped_devices(
+    spec: &ContainerSpec,
+) -> Result<Vec<(oci_spec::runtime::LinuxDevice, String)>, Error> {
+    let mut out = Vec::new();
+    for mapping in &spec.devices {
+        let host = mapping.host_path.clone();
+        let in_container = PathBuf::from(&mapping.container_path);
+        let found = tokio::task::spawn_blocking(move || {
+            super::devices::mapped_devices(&host, &in_container)
+        })
+        .await
+        .map_err(|e| {
+            Error::io(
+                "map the device",
+                mapping.host_path.clone(),
+                std::io::Error::other(e),
+            )
+        })?
+        .map_err(|e| Error::io("map the device", mapping.host_path.clone(), e))?;
+        out.extend(
+            found
+                .into_iter()
+                .map(|node| (node, mapping.permissions.clone())),
+        );
+    }
+    Ok(out)
 }
 
 /// Docker's default hostname: the first 12 hex digits of an ID.

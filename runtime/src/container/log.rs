@@ -2,6 +2,11 @@
 //! json-file style log per container (`{"log":"hello\n","stream":"stdout","time":"…"}` a
 //! line), rotated by size. Lines longer than [`MAX_LINE`] are split into several entries, so a
 //! container printing without newlines never grows the agent's memory.
+//!
+//! A container with a terminal has one output stream: the shim copies the terminal to the
+//! stdout FIFO, and there is no stderr FIFO. A container whose stdin stays open gets a stdin
+//! FIFO that the shim reads; this process holds it open (and writes nothing), so the
+//! container's reads block instead of ending, until the container exits or this process does.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -55,14 +60,49 @@ impl Default for LogRotation {
     }
 }
 
+/// Which standard streams a container's process has besides stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stdio {
+    /// Its stdin is a FIFO held open (ECS `interactive`); otherwise it reads `/dev/null`.
+    pub(crate) stdin: bool,
+    /// It has a terminal (ECS `pseudoTerminal`): all output comes on stdout, no stderr.
+    pub(crate) terminal: bool,
+}
+
+impl Stdio {
+    /// The value of the container label that records it (empty: neither).
+    pub(crate) fn label(self) -> String {
+        let mut parts = Vec::new();
+        if self.stdin {
+            parts.push("stdin");
+        }
+        if self.terminal {
+            parts.push("terminal");
+        }
+        parts.join(",")
+    }
+
+    /// Reads [`Self::label`] back; unknown words are ignored.
+    pub(crate) fn from_label(label: &str) -> Self {
+        let has = |word: &str| label.split(',').any(|w| w.trim() == word);
+        Self {
+            stdin: has("stdin"),
+            terminal: has("terminal"),
+        }
+    }
+}
+
 /// The FIFOs of one container and the task draining them.
 #[derive(Debug)]
 pub(crate) struct LogPipes {
     pub(crate) stdout: PathBuf,
-    pub(crate) stderr: PathBuf,
+    /// None with a terminal.
+    pub(crate) stderr: Option<PathBuf>,
+    /// The FIFO the shim copies to the container's stdin, when it stays open.
+    pub(crate) stdin: Option<PathBuf>,
     /// Our own write ends: they keep the readers from seeing end-of-file before the shim has
-    /// opened its ends. Dropped once the container has exited.
-    keepalive: Option<(pipe::Sender, pipe::Sender)>,
+    /// opened its ends, and the container's stdin open. Dropped once the container has exited.
+    keepalive: Option<Vec<pipe::Sender>>,
     done: watch::Receiver<bool>,
 }
 
@@ -72,6 +112,7 @@ impl LogPipes {
         dir: &Path,
         log_file: PathBuf,
         rotation: LogRotation,
+        stdio: Stdio,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         rotation.save(dir)?;
@@ -84,8 +125,9 @@ impl LogPipes {
             .append(true)
             .open(&log_file)?;
         let stdout = dir.join("stdout");
-        let stderr = dir.join("stderr");
-        for p in [&stdout, &stderr] {
+        let stderr = (!stdio.terminal).then(|| dir.join("stderr"));
+        let stdin = stdio.stdin.then(|| dir.join("stdin"));
+        for p in std::iter::once(&stdout).chain(&stderr).chain(&stdin) {
             match nix::unistd::mkfifo(p.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
             {
                 Ok(()) => {}
@@ -94,11 +136,18 @@ impl LogPipes {
             }
         }
         let out_rx = pipe::OpenOptions::new().open_receiver(&stdout)?;
-        let err_rx = pipe::OpenOptions::new().open_receiver(&stderr)?;
-        let keepalive = (
-            pipe::OpenOptions::new().open_sender(&stdout)?,
-            pipe::OpenOptions::new().open_sender(&stderr)?,
-        );
+        let err_rx = stderr
+            .as_ref()
+            .map(|p| pipe::OpenOptions::new().open_receiver(p))
+            .transpose()?;
+        let mut keepalive = vec![pipe::OpenOptions::new().open_sender(&stdout)?];
+        if let Some(p) = &stderr {
+            keepalive.push(pipe::OpenOptions::new().open_sender(p)?);
+        }
+        if let Some(p) = &stdin {
+            // Read-write, so that opening it needs no reader yet (the shim opens its end later).
+            keepalive.push(pipe::OpenOptions::new().read_write(true).open_sender(p)?);
+        }
         let (done_tx, done) = watch::channel(false);
         tokio::spawn(async move {
             let mut writer = LogWriter::new(log_file, rotation);
@@ -111,6 +160,7 @@ impl LogPipes {
         Ok(Self {
             stdout,
             stderr,
+            stdin,
             keepalive: Some(keepalive),
             done,
         })
@@ -129,10 +179,14 @@ impl LogPipes {
 
 async fn drain(
     mut out: pipe::Receiver,
-    mut err: pipe::Receiver,
+    err: Option<pipe::Receiver>,
     writer: &mut LogWriter,
 ) -> std::io::Result<()> {
     let mut out_buf = LineBuffer::new("stdout");
+    let Some(mut err) = err else {
+        // A terminal: one stream.
+        return drain_one(&mut out, &mut out_buf, writer).await;
+    };
     let mut err_buf = LineBuffer::new("stderr");
     let (mut out_open, mut err_open) = (true, true);
     let mut chunk_out = vec![0u8; 32 * 1024];
@@ -154,6 +208,23 @@ async fn drain(
         }
     }
     Ok(())
+}
+
+/// Drains the one output of a container with a terminal.
+async fn drain_one(
+    out: &mut pipe::Receiver,
+    buf: &mut LineBuffer,
+    writer: &mut LogWriter,
+) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 32 * 1024];
+    loop {
+        match out.read(&mut chunk).await {
+            Ok(0) => return buf.flush_partial(writer).await,
+            Ok(n) => buf.push(&chunk[..n], writer).await?,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Accumulates one stream's bytes until a newline or [`MAX_LINE`].
@@ -397,11 +468,19 @@ mod tests {
     async fn fifo_output_is_drained_until_the_writers_close() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("logs/c.log");
-        let mut pipes =
-            LogPipes::open(&dir.path().join("io"), log.clone(), LogRotation::default()).unwrap();
+        let mut pipes = LogPipes::open(
+            &dir.path().join("io"),
+            log.clone(),
+            LogRotation::default(),
+            Stdio::default(),
+        )
+        .unwrap();
+        assert_eq!(pipes.stdin, None);
         // Play the shim: open the write ends, write, close.
         let mut out = pipe::OpenOptions::new().open_sender(&pipes.stdout).unwrap();
-        let mut err = pipe::OpenOptions::new().open_sender(&pipes.stderr).unwrap();
+        let mut err = pipe::OpenOptions::new()
+            .open_sender(pipes.stderr.as_ref().unwrap())
+            .unwrap();
         out.write_all(b"hello\npartial").await.unwrap();
         err.write_all(b"oops\n").await.unwrap();
         drop(out);
@@ -425,6 +504,62 @@ mod tests {
                 ("stdout".to_owned(), "hello\n".to_owned()),
                 ("stdout".to_owned(), "partial".to_owned()),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_terminal_has_one_stream_and_an_open_stdin_never_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/c.log");
+        let stdio = Stdio {
+            stdin: true,
+            terminal: true,
+        };
+        let mut pipes = LogPipes::open(
+            &dir.path().join("io"),
+            log.clone(),
+            LogRotation::default(),
+            stdio,
+        )
+        .unwrap();
+        assert_eq!(pipes.stderr, None);
+        assert!(!dir.path().join("io/stderr").exists());
+        // Play the shim: read stdin (nothing comes, and no end either while we hold it).
+        let stdin = pipes.stdin.clone().unwrap();
+        let mut input = pipe::OpenOptions::new().open_receiver(&stdin).unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), input.read(&mut byte)).await;
+        assert!(read.is_err(), "stdin ended or gave data: {read:?}");
+        let mut out = pipe::OpenOptions::new().open_sender(&pipes.stdout).unwrap();
+        out.write_all(b"tty\r\n").await.unwrap();
+        drop(out);
+        assert!(pipes.finish(Duration::from_secs(5)).await);
+        let entries = read_entries(&log);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0]["stream"].as_str(), entries[0]["log"].as_str()),
+            (Some("stdout"), Some("tty\r\n"))
+        );
+        // Once the container is done, its stdin ends.
+        let read = tokio::time::timeout(Duration::from_secs(5), input.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    }
+
+    #[test]
+    fn stdio_labels_round_trip() {
+        for stdin in [false, true] {
+            for terminal in [false, true] {
+                let stdio = Stdio { stdin, terminal };
+                assert_eq!(Stdio::from_label(&stdio.label()), stdio);
+            }
+        }
+        assert_eq!(Stdio::default().label(), "");
+        assert_eq!(
+            Stdio::from_label("terminal,other"),
+            Stdio {
+                stdin: false,
+                terminal: true
+            }
         );
     }
 }

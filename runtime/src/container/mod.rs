@@ -1,6 +1,7 @@
 //! Containers: create one from a [`ContainerSpec`] (image config merged into an OCI spec, a
 //! snapshot prepared from the image's top chain ID, a containerd container and task with
-//! stdout/stderr FIFOs), start it, wait for its exit (exit code, time, OOM kill), stop it
+//! stdout/stderr FIFOs, or one stdout FIFO with a terminal, and a stdin FIFO held open when
+//! asked), start it, wait for its exit (exit code, time, OOM kill), stop it
 //! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had; run an extra
 //! process inside a running container (`exec.rs`, for health checks).
 

@@ -1,7 +1,9 @@
 //! The fixed parts of every container's spec: default mounts, capabilities, masked and
 //! read-only paths, and the device cgroup rule (containerd's and Docker's Linux defaults).
 
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, LinuxDeviceCgroup, Mount};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, Mount,
+};
 
 /// Default mounts as `(destination, type, source, options)`, in mount order: containerd's
 /// default Linux mounts without its `/run` tmpfs, plus a read-only `/sys/fs/cgroup`, which is
@@ -138,6 +140,17 @@ pub(super) fn allow_all_devices() -> Vec<LinuxDeviceCgroup> {
     allow_all.set_allow(true);
     allow_all.set_access(Some("rwm".to_owned()));
     vec![allow_all]
+}
+
+/// The rule that lets a container use one mapped device with `access` (`rwm` or a subset).
+pub(super) fn allow_device(node: &LinuxDevice, access: &str) -> LinuxDeviceCgroup {
+    let mut rule = LinuxDeviceCgroup::default();
+    rule.set_allow(true);
+    rule.set_typ(Some(node.typ()));
+    rule.set_major(Some(node.major()));
+    rule.set_minor(Some(node.minor()));
+    rule.set_access(Some(access.to_owned()));
+    rule
 }
 
 pub(super) fn strings(items: &[&str]) -> Vec<String> {

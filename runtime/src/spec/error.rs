@@ -150,6 +150,18 @@ pub enum SpecError {
     )]
     NoInit { container: String },
 
+    #[error(
+        "container {container}: maxSwap needs a memory limit: the memory+swap limit is memory \
+         plus maxSwap"
+    )]
+    SwapWithoutMemoryLimit { container: String },
+
+    #[error("container {container}: swappiness {swappiness} is outside 0 to 100")]
+    InvalidSwappiness { container: String, swappiness: u64 },
+
+    #[error("container {container}: {reason}")]
+    Seccomp { container: String, reason: String },
+
     /// An oci-spec builder refused its input (kept as text so the enum stays comparable).
     #[error("container {container}: cannot build the oci runtime spec: {reason}")]
     Oci { container: String, reason: String },

@@ -6,7 +6,12 @@ use oci_spec::runtime::{
 };
 
 use super::{SpecError, defaults};
-use crate::model::{ContainerLimits, MIN_MEMORY_MIB, NetworkNamespace};
+use crate::model::{
+    ContainerLimits, DEFAULT_SWAPPINESS, MIN_MEMORY_MIB, NetworkNamespace, SwapSupport,
+};
+
+/// The largest swappiness the kernel takes.
+const MAX_SWAPPINESS: u64 = 100;
 
 /// Bounds of cgroup v1 `cpu.shares` (the kernel's), which Docker clamps to.
 pub(super) const MIN_CPU_SHARES: u64 = 2;
@@ -103,9 +108,17 @@ fn mib_to_bytes(mib: u64, field: &'static str, container: &str) -> Result<i64, S
 /// `memory.limit`; the soft limit (`memoryReservation`) becomes `memory.reservation`, which
 /// runc writes to `memory.soft_limit_in_bytes` on cgroup v1 and `memory.low` on v2. As Docker
 /// does, each must be at least 6 MiB, and the reservation may not exceed the limit; a
-/// reservation of 0 means none. Swap is left to the runtime's default.
+/// reservation of 0 means none.
+///
+/// Swap (ECS `maxSwap`, `swappiness`) is set only when `max_swap_mib` is: `memory.swap` is the
+/// memory+swap total, the limit plus `max_swap_mib` (runc writes `memory.memsw.limit_in_bytes`
+/// on v1, and the difference to `memory.swap.max` on v2), and `memory.swappiness` is the given
+/// one or ECS's 60. What the host's cgroups cannot limit (`swap`) is left out, as Docker leaves
+/// it out with a warning, so the container still runs. Without `max_swap_mib` swap is left to
+/// the host.
 pub(super) fn resources(
     limits: &ContainerLimits,
+    swap: SwapSupport,
     container: &str,
 ) -> Result<LinuxResources, SpecError> {
     let mut resources = LinuxResources::default();
@@ -137,13 +150,53 @@ pub(super) fn resources(
             limit_mib,
         });
     }
-    if limit.is_some() || reservation.is_some() {
+    let (swap_total, swappiness) = match limits.max_swap_mib {
+        None => (None, None),
+        Some(max_swap_mib) => swap_settings(limits, max_swap_mib, limit, swap, container)?,
+    };
+    if limit.is_some() || reservation.is_some() || swappiness.is_some() {
         let mut memory = LinuxMemory::default();
         memory.set_limit(limit);
         memory.set_reservation(reservation);
+        memory.set_swap(swap_total);
+        memory.set_swappiness(swappiness);
         resources.set_memory(Some(memory));
     }
     Ok(resources)
+}
+
+/// `memory.swap` (the memory+swap total, in bytes) and `memory.swappiness` of a container with
+/// `maxSwap`, each only where `swap` says the host has it.
+fn swap_settings(
+    limits: &ContainerLimits,
+    max_swap_mib: u64,
+    limit: Option<i64>,
+    swap: SwapSupport,
+    container: &str,
+) -> Result<(Option<i64>, Option<u64>), SpecError> {
+    let limit = limit.ok_or_else(|| SpecError::SwapWithoutMemoryLimit {
+        container: container.to_owned(),
+    })?;
+    let swappiness = limits.swappiness.unwrap_or(DEFAULT_SWAPPINESS);
+    if swappiness > MAX_SWAPPINESS {
+        return Err(SpecError::InvalidSwappiness {
+            container: container.to_owned(),
+            swappiness,
+        });
+    }
+    let total = max_swap_mib
+        .checked_mul(MIB)
+        .and_then(|bytes| i64::try_from(bytes).ok())
+        .and_then(|bytes| bytes.checked_add(limit))
+        .ok_or_else(|| SpecError::MemoryTooLarge {
+            container: container.to_owned(),
+            field: "memory limit plus maxSwap",
+            mib: max_swap_mib,
+        })?;
+    Ok((
+        swap.limit.then_some(total),
+        swap.swappiness.then_some(swappiness),
+    ))
 }
 
 #[cfg(test)]
@@ -238,7 +291,114 @@ mod tests {
             cpu_units: cpu,
             memory_mib: memory,
             memory_reservation_mib: reservation,
+            ..ContainerLimits::default()
         }
+    }
+
+    fn resources(limits: &ContainerLimits, container: &str) -> Result<LinuxResources, SpecError> {
+        super::resources(limits, SwapSupport::default(), container)
+    }
+
+    const V1: SwapSupport = SwapSupport {
+        limit: true,
+        swappiness: true,
+    };
+    const V2: SwapSupport = SwapSupport {
+        limit: true,
+        swappiness: false,
+    };
+    const NO_SWAP_ACCOUNTING: SwapSupport = SwapSupport {
+        limit: false,
+        swappiness: true,
+    };
+
+    fn swap_limits(max_swap: u64, swappiness: Option<u64>) -> ContainerLimits {
+        ContainerLimits {
+            memory_mib: Some(64),
+            max_swap_mib: Some(max_swap),
+            swappiness,
+            ..ContainerLimits::default()
+        }
+    }
+
+    fn memory_json(limits: &ContainerLimits, swap: SwapSupport) -> serde_json::Value {
+        let r = super::resources(limits, swap, "c").expect("resources");
+        serde_json::to_value(r.memory()).expect("json")
+    }
+
+    #[test]
+    fn max_swap_is_added_to_the_memory_limit_with_swappiness_on_v1() {
+        assert_eq!(
+            memory_json(&swap_limits(32, Some(10)), V1),
+            serde_json::json!({"limit": 64 << 20, "swap": 96 << 20, "swappiness": 10})
+        );
+        assert_eq!(
+            memory_json(&swap_limits(0, None), V1),
+            serde_json::json!({"limit": 64 << 20, "swap": 64 << 20, "swappiness": 60}),
+            "maxSwap 0: memory+swap equals memory, so no swap; ECS's default swappiness"
+        );
+    }
+
+    #[test]
+    fn cgroup_v2_has_no_swappiness() {
+        assert_eq!(
+            memory_json(&swap_limits(32, Some(10)), V2),
+            serde_json::json!({"limit": 64 << 20, "swap": 96 << 20})
+        );
+    }
+
+    #[test]
+    fn without_swap_accounting_the_limit_is_left_out_not_refused() {
+        assert_eq!(
+            memory_json(&swap_limits(32, Some(10)), NO_SWAP_ACCOUNTING),
+            serde_json::json!({"limit": 64 << 20, "swappiness": 10})
+        );
+        let neither = SwapSupport {
+            limit: false,
+            swappiness: false,
+        };
+        assert_eq!(
+            memory_json(&swap_limits(32, None), neither),
+            serde_json::json!({"limit": 64 << 20})
+        );
+    }
+
+    #[test]
+    fn swappiness_without_max_swap_is_ignored_as_on_ecs() {
+        let limits = ContainerLimits {
+            memory_mib: Some(64),
+            swappiness: Some(10),
+            ..ContainerLimits::default()
+        };
+        assert_eq!(
+            memory_json(&limits, V1),
+            serde_json::json!({"limit": 64 << 20})
+        );
+    }
+
+    #[test]
+    fn swap_errors_name_the_container() {
+        let no_memory = ContainerLimits {
+            max_swap_mib: Some(10),
+            ..ContainerLimits::default()
+        };
+        assert_eq!(
+            super::resources(&no_memory, V1, "c"),
+            Err(SpecError::SwapWithoutMemoryLimit {
+                container: "c".into()
+            })
+        );
+        assert_eq!(
+            super::resources(&swap_limits(1, Some(101)), V1, "c"),
+            Err(SpecError::InvalidSwappiness {
+                container: "c".into(),
+                swappiness: 101
+            })
+        );
+        assert!(matches!(
+            super::resources(&swap_limits(u64::MAX / 2, None), V1, "c"),
+            Err(SpecError::MemoryTooLarge { .. })
+        ));
     }
 
     #[test]

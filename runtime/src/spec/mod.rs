@@ -12,6 +12,7 @@ mod mounts;
 pub(crate) mod params;
 mod process;
 mod rlimits;
+mod seccomp;
 mod user;
 
 use oci_spec::image::ImageConfiguration;
@@ -20,6 +21,8 @@ use oci_spec::runtime::{Linux, Process, Root, Spec, User, VERSION};
 use crate::model::ContainerSpec;
 
 pub use error::SpecError;
+pub(crate) use seccomp::SeccompHost;
+pub use seccomp::{SeccompProfile, SeccompProfileError};
 #[allow(unused_imports)] // used by the container lifecycle
 pub(crate) use user::needs_user_database;
 
@@ -46,6 +49,13 @@ pub(crate) struct SpecContext<'a> {
     /// Bind mounts of the container's own files (`/etc/hosts`, `/etc/resolv.conf`, see
     /// [`etc`]), added after every other mount.
     pub(crate) file_mounts: Vec<oci_spec::runtime::Mount>,
+    /// The nodes of the container's mapped devices (ECS `devices`), as the caller found them on
+    /// the host, each with its device cgroup access (`rwm` or a subset).
+    pub(crate) devices: Vec<(oci_spec::runtime::LinuxDevice, String)>,
+    /// What the container's cgroups can limit of swap.
+    pub(crate) swap: crate::model::SwapSupport,
+    /// The host's architecture and kernel, for a seccomp profile's conditional rules.
+    pub(crate) seccomp_host: SeccompHost,
 }
 
 /// The user the container runs as before resolution: the definition's `user`, else the
@@ -100,7 +110,7 @@ pub(crate) fn build(
     if let Some(hostname) = &container.hostname {
         linux::validate_hostname(hostname, name)?;
     }
-    let mut resources = linux::resources(&container.limits, name)?;
+    let mut resources = linux::resources(&container.limits, ctx.swap, name)?;
     let capabilities = if container.privileged {
         params::all_capabilities(ctx.bounding_capabilities, name)?
     } else {
@@ -122,17 +132,56 @@ pub(crate) fn build(
         mounts.push(init);
     }
     // Docker's --privileged: every device (nodes and cgroup access), nothing masked or
-    // read-only, /sys and the cgroup tree writable.
+    // read-only, /sys and the cgroup tree writable. Mapped devices come on top, as with
+    // Docker's --device (a mapping wins over the host node at the same path).
+    let mapped = ctx.devices.iter().map(|(node, _)| node.clone());
     let (devices, masked_paths, readonly_paths) = if container.privileged {
         params::make_writable(&mut mounts);
         resources.set_devices(Some(defaults::allow_all_devices()));
-        (Some(ctx.host_devices.clone()), None, None)
+        let mut nodes: Vec<_> = ctx
+            .host_devices
+            .iter()
+            .filter(|h| ctx.devices.iter().all(|(m, _)| m.path() != h.path()))
+            .cloned()
+            .collect();
+        nodes.extend(mapped);
+        (Some(nodes), None, None)
     } else {
+        if !ctx.devices.is_empty() {
+            let mut rules = resources.devices().clone().unwrap_or_default();
+            rules.extend(
+                ctx.devices
+                    .iter()
+                    .map(|(node, access)| defaults::allow_device(node, access)),
+            );
+            resources.set_devices(Some(rules));
+        }
         (
-            None,
+            (!ctx.devices.is_empty()).then(|| mapped.collect()),
             Some(defaults::strings(&defaults::MASKED_PATHS)),
             Some(defaults::strings(&defaults::READONLY_PATHS)),
         )
+    };
+    // Docker gives a privileged container no seccomp filter, whatever it asks for.
+    let seccomp = match &container.seccomp {
+        Some(profile) if !container.privileged => {
+            let caps: Vec<String> = capabilities
+                .bounding()
+                .iter()
+                .flatten()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            let filter =
+                profile
+                    .to_oci(&ctx.seccomp_host, &caps)
+                    .map_err(|reason| SpecError::Seccomp {
+                        container: name.to_owned(),
+                        reason,
+                    })?;
+            Some(filter)
+        }
+        _ => None,
     };
 
     let mut user = User::default();
@@ -143,7 +192,7 @@ pub(crate) fn build(
     user.set_username(None);
 
     let mut process = Process::default();
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(container.terminal));
     process.set_console_size(None);
     process.set_user(user);
     process.set_args(Some(args));
@@ -152,7 +201,7 @@ pub(crate) fn build(
     process.set_cwd(cwd);
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
-    process.set_no_new_privileges(Some(true));
+    process.set_no_new_privileges(Some(container.no_new_privileges.unwrap_or(true)));
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(None);
     process.set_selinux_label(None);
@@ -173,7 +222,7 @@ pub(crate) fn build(
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
     linux.set_namespaces(Some(linux::namespaces(&container.network)));
     linux.set_devices(devices);
-    linux.set_seccomp(None);
+    linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(None);
     linux.set_masked_paths(masked_paths);
     linux.set_readonly_paths(readonly_paths);
@@ -242,6 +291,12 @@ mod tests {
             bounding_capabilities: None,
             host_devices: Vec::new(),
             file_mounts: Vec::new(),
+            devices: Vec::new(),
+            swap: crate::model::SwapSupport::default(),
+            seccomp_host: SeccompHost {
+                arch: "amd64",
+                kernel: Some((6, 1)),
+            },
         }
     }
 
@@ -344,6 +399,7 @@ mod tests {
             cpu_units: 512,
             memory_mib: Some(256),
             memory_reservation_mib: Some(128),
+            ..ContainerLimits::default()
         };
         let spec = build_ok(&c, &image(Some("root")));
 
@@ -722,6 +778,146 @@ mod tests {
                 &serde_json::json!({"destination": "/sbin/docker-init", "type": "bind",
                 "source": "/usr/bin/tini-static", "options": ["rbind", "ro"]})
             )
+        );
+    }
+
+    fn device(path: &str, major: i64, minor: i64) -> oci_spec::runtime::LinuxDevice {
+        let mut d = oci_spec::runtime::LinuxDevice::default();
+        d.set_path(path.into());
+        d.set_typ(oci_spec::runtime::LinuxDeviceType::C);
+        d.set_major(major);
+        d.set_minor(minor);
+        d
+    }
+
+    #[test]
+    fn no_new_privileges_is_set_unless_the_definition_says_false() {
+        let nnp = |value: Option<bool>| {
+            let mut c = container();
+            c.no_new_privileges = value;
+            process(&build_ok(&c, &image(None))).no_new_privileges()
+        };
+        assert_eq!(nnp(None), Some(true), "the runtime's default");
+        assert_eq!(nnp(Some(true)), Some(true));
+        assert_eq!(nnp(Some(false)), Some(false));
+    }
+
+    #[test]
+    fn a_terminal_is_asked_for_with_dockers_term() {
+        let mut c = container();
+        c.terminal = true;
+        let spec = build_ok(&c, &image(None));
+        let p = process(&spec);
+        assert_eq!(p.terminal(), Some(true));
+        assert!(
+            p.env()
+                .as_ref()
+                .is_some_and(|e| e.contains(&"TERM=xterm".to_owned())),
+            "{:?}",
+            p.env()
+        );
+        c.environment = BTreeMap::from([("TERM".to_owned(), "dumb".to_owned())]);
+        let spec = build_ok(&c, &image(None));
+        let env = process(&spec).env().clone().unwrap_or_default();
+        assert!(env.contains(&"TERM=dumb".to_owned()) && !env.contains(&"TERM=xterm".to_owned()));
+    }
+
+    #[test]
+    fn mapped_devices_get_a_node_and_a_cgroup_rule_each() {
+        let mut context = ctx();
+        context.devices = vec![
+            (device("/dev/fuse", 10, 229), "rw".to_owned()),
+            (device("/dev/mine", 1, 3), "rwm".to_owned()),
+        ];
+        let spec = build(&container(), &image(None), &context).expect("build");
+        let value = serde_json::to_value(&spec).expect("json");
+        assert_eq!(
+            value["linux"]["devices"],
+            serde_json::json!([
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                {"path": "/dev/mine", "type": "c", "major": 1, "minor": 3}
+            ])
+        );
+        assert_eq!(
+            value["linux"]["resources"]["devices"],
+            serde_json::json!([
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+            ])
+        );
+
+        // Privileged: every host device, the mapping winning at its path, and one allow-all rule.
+        let mut c = container();
+        c.privileged = true;
+        context.host_devices = vec![device("/dev/fuse", 10, 229), device("/dev/null", 1, 3)];
+        context.devices = vec![(device("/dev/fuse", 10, 230), "r".to_owned())];
+        let value =
+            serde_json::to_value(build(&c, &image(None), &context).expect("build")).expect("json");
+        assert_eq!(
+            value["linux"]["devices"],
+            serde_json::json!([
+                {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 230}
+            ])
+        );
+        assert_eq!(
+            value["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": true, "access": "rwm"}])
+        );
+    }
+
+    const PROFILE: &str = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["reboot"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["CAP_SYS_BOOT"]}}
+    ]}"#;
+
+    #[test]
+    fn a_seccomp_profile_becomes_the_filter_except_when_privileged() {
+        let mut c = container();
+        c.seccomp = Some(crate::SeccompProfile::parse(PROFILE).expect("profile"));
+        let value = serde_json::to_value(build_ok(&c, &image(None))).expect("json");
+        assert_eq!(
+            value["linux"]["seccomp"],
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["reboot"], "action": "SCMP_ACT_ERRNO"}
+            ]})
+        );
+        // A capability the container holds drops the rule that excludes it.
+        c.capabilities.add = vec!["SYS_BOOT".into()];
+        let value = serde_json::to_value(build_ok(&c, &image(None))).expect("json");
+        assert_eq!(
+            value["linux"]["seccomp"]["syscalls"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        c.privileged = true;
+        assert_eq!(linux(&build_ok(&c, &image(None))).seccomp(), &None);
+    }
+
+    #[test]
+    fn swap_follows_what_the_host_can_limit() {
+        let mut c = container();
+        c.limits.memory_mib = Some(64);
+        c.limits.max_swap_mib = Some(16);
+        let mut context = ctx();
+        let value =
+            serde_json::to_value(build(&c, &image(None), &context).expect("build")).expect("json");
+        assert_eq!(
+            value["linux"]["resources"]["memory"],
+            serde_json::json!({"limit": 64 << 20, "swap": 80 << 20, "swappiness": 60})
+        );
+        context.swap = crate::model::SwapSupport {
+            limit: false,
+            swappiness: false,
+        };
+        let value =
+            serde_json::to_value(build(&c, &image(None), &context).expect("build")).expect("json");
+        assert_eq!(
+            value["linux"]["resources"]["memory"],
+            serde_json::json!({"limit": 64 << 20})
         );
     }
 }

@@ -86,7 +86,8 @@ fn valid_env_name(name: &str) -> bool {
 }
 
 /// The process environment, built as Docker builds it (`CreateDaemonEnvironment`):
-/// `PATH` (the default) and `HOSTNAME` (when the definition sets a hostname) first, then the
+/// `PATH` (the default), `HOSTNAME` (when the definition sets a hostname) and, with a terminal,
+/// `TERM=xterm` first, then the
 /// image's Env, then the definition's environment, each later one replacing an earlier value
 /// of the same name in place and appending new names. The definition's environment is a
 /// sorted map, so the names it adds are appended in name order.
@@ -101,6 +102,9 @@ pub(super) fn env(
     env.set("PATH", DEFAULT_PATH);
     if let Some(hostname) = &container.hostname {
         env.set("HOSTNAME", hostname);
+    }
+    if container.terminal {
+        env.set("TERM", "xterm");
     }
 
     for entry in image.and_then(|c| c.env().as_deref()).unwrap_or_default() {

@@ -639,6 +639,12 @@ pub(super) struct ContainerDefinition {
     port_mappings: Vec<PortMapping>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     links: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    docker_security_options: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    interactive: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pseudo_terminal: bool,
 }
 
 /// ECS PortMapping, as registered: hostPort 0 is a dynamic port (bridge mode); in host and
@@ -706,6 +712,21 @@ pub(super) struct LinuxParameters {
     tmpfs: Vec<Tmpfs>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     init_process_enabled: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_swap: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swappiness: Option<u32>,
+}
+
+/// ECS Device, with the container path and permissions the registration filled in.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Device {
+    host_path: String,
+    container_path: String,
+    permissions: Vec<String>,
 }
 
 /// ECS KernelCapabilities.
@@ -920,6 +941,17 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                     })
                     .collect(),
                 init_process_enabled: p.init_process_enabled,
+                devices: p
+                    .devices
+                    .iter()
+                    .map(|d| Device {
+                        host_path: d.host_path.clone(),
+                        container_path: d.container_path.clone(),
+                        permissions: d.permissions.clone(),
+                    })
+                    .collect(),
+                max_swap: p.max_swap_mib,
+                swappiness: p.swappiness,
             }),
             privileged: c.privileged,
             environment_files: c
@@ -941,8 +973,25 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 })
                 .collect(),
             links: c.links.clone(),
+            docker_security_options: security_options(c),
+            interactive: c.interactive,
+            pseudo_terminal: c.pseudo_terminal,
         }
     }
+}
+
+/// ECS dockerSecurityOptions as the registration understood them, in Docker's `=` syntax.
+fn security_options(c: &proto::ContainerDefinition) -> Vec<String> {
+    let mut options = Vec::new();
+    match c.no_new_privileges {
+        Some(true) => options.push("no-new-privileges".to_owned()),
+        Some(false) => options.push("no-new-privileges=false".to_owned()),
+        None => {}
+    }
+    if !c.seccomp_profile.is_empty() {
+        options.push(format!("seccomp={}", c.seccomp_profile));
+    }
+    options
 }
 
 #[cfg(test)]
@@ -1356,5 +1405,47 @@ mod tests {
                 }]
             }})
         );
+    }
+
+    #[test]
+    fn security_options_devices_swap_and_terminal_show_in_ecs_shape() {
+        let def = crate::taskdef::parse(
+            r#"{"family":"web","networkMode":"none","containerDefinitions":[{"name":"app","image":"i","memory":64,
+                "dockerSecurityOptions":["no-new-privileges:true","seccomp:/etc/p.json"],
+                "interactive":true,"pseudoTerminal":true,
+                "linuxParameters":{"devices":[{"hostPath":"/dev/fuse","permissions":["read"]}],
+                                   "maxSwap":32,"swappiness":10}}]}"#,
+        )
+        .unwrap();
+        let c = serde_json::to_value(ContainerDefinition::from(&def.containers[0])).unwrap();
+        assert_eq!(
+            c["dockerSecurityOptions"],
+            json!(["no-new-privileges", "seccomp=/etc/p.json"])
+        );
+        assert_eq!(
+            (&c["interactive"], &c["pseudoTerminal"]),
+            (&json!(true), &json!(true))
+        );
+        assert_eq!(
+            c["linuxParameters"],
+            json!({
+                "devices": [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse",
+                             "permissions": ["read"]}],
+                "maxSwap": 32,
+                "swappiness": 10
+            })
+        );
+        let off = crate::taskdef::parse(
+            r#"{"family":"web","containerDefinitions":[{"name":"app","image":"i","memory":64,
+                "dockerSecurityOptions":["no-new-privileges=false","seccomp=unconfined"]}]}"#,
+        )
+        .unwrap();
+        let c = serde_json::to_value(ContainerDefinition::from(&off.containers[0])).unwrap();
+        assert_eq!(
+            c["dockerSecurityOptions"],
+            json!(["no-new-privileges=false", "seccomp=unconfined"])
+        );
+        assert_eq!(c.get("interactive"), None);
+        assert_eq!(c.get("linuxParameters"), None);
     }
 }

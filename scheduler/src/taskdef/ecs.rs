@@ -99,6 +99,13 @@ pub(super) struct ContainerDefinition {
     pub(super) environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(default)]
     pub(super) disable_networking: Option<bool>,
+    /// Docker's `--security-opt` strings; parsed in `linux.rs`.
+    #[serde(default)]
+    pub(super) docker_security_options: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) interactive: Option<bool>,
+    #[serde(default)]
+    pub(super) pseudo_terminal: Option<bool>,
     #[serde(default)]
     pub(super) port_mappings: Option<Vec<PortMapping>>,
     #[serde(default)]
@@ -174,6 +181,23 @@ pub(super) struct LinuxParameters {
     pub(super) tmpfs: Option<Vec<Tmpfs>>,
     #[serde(default)]
     pub(super) init_process_enabled: Option<bool>,
+    #[serde(default)]
+    pub(super) devices: Option<Vec<Device>>,
+    #[serde(default)]
+    pub(super) max_swap: Option<u32>,
+    #[serde(default)]
+    pub(super) swappiness: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Device {
+    pub(super) host_path: String,
+    #[serde(default)]
+    pub(super) container_path: Option<String>,
+    /// read, write, mknod; checked in `linux.rs` so that every bad one is listed.
+    #[serde(default)]
+    pub(super) permissions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

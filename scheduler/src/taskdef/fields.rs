@@ -156,12 +156,12 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("disableNetworking", Shape::Bool),
     optional("portMappings", Shape::ObjectList(PORT_MAPPING)),
     optional("links", Shape::StringList),
+    optional("dockerSecurityOptions", Shape::StringList),
+    optional("interactive", Shape::Bool),
+    optional("pseudoTerminal", Shape::Bool),
     unsupported("repositoryCredentials"),
     unsupported("secrets"),
     unsupported("versionConsistency"),
-    unsupported("dockerSecurityOptions"),
-    unsupported("interactive"),
-    unsupported("pseudoTerminal"),
     unsupported("resourceRequirements"),
     unsupported("firelensConfiguration"),
     unsupported("credentialSpecs"),
@@ -357,9 +357,48 @@ pub(super) const LINUX_PARAMETERS: &[Field] = &[
     optional("sharedMemorySize", Shape::U32),
     optional("tmpfs", Shape::ObjectList(TMPFS)),
     optional("initProcessEnabled", Shape::Bool),
-    unsupported("devices"),
-    unsupported("maxSwap"),
-    unsupported("swappiness"),
+    optional("devices", Shape::ObjectList(DEVICE)),
+    optional("maxSwap", Shape::U32),
+    optional("swappiness", Shape::U32),
+];
+
+/// One element of `linuxParameters.devices` (ECS Device).
+pub(super) const DEVICE: &[Field] = &[
+    required("hostPath", Shape::String),
+    optional("containerPath", Shape::String),
+    optional("permissions", Shape::StringList),
+];
+
+/// What a container may do with a device (ECS DeviceCgroupPermission), in the order of the
+/// cgroup's access letters `rwm`.
+pub(super) const DEVICE_PERMISSIONS: &[&str] = &["read", "write", "mknod"];
+
+/// ECS's bounds of `linuxParameters.swappiness`.
+pub(super) const SWAPPINESS: std::ops::RangeInclusive<u32> = 0..=100;
+
+/// The Docker security options (`dockerSecurityOptions`, Docker's `--security-opt`) Berth
+/// supports, by key; `no-new-privileges` may stand alone.
+pub(super) const SECURITY_OPTIONS: &[&str] = &["no-new-privileges", "seccomp"];
+
+/// Docker and ECS security options Berth knows but cannot honour, with why.
+pub(super) const UNSUPPORTED_SECURITY_OPTIONS: &[(&str, &str)] = &[
+    (
+        "apparmor",
+        "Berth applies no AppArmor profiles: remove it (the container runs without one)",
+    ),
+    (
+        "label",
+        "Berth applies no SELinux labels: remove it (the container runs unlabelled)",
+    ),
+    (
+        "credentialspec",
+        "credential specs are for Windows containers (gMSA), which Berth does not run",
+    ),
+    (
+        "systempaths",
+        "Berth always masks /proc and /sys paths as Docker does by default; use privileged for \
+         an unmasked container",
+    ),
 ];
 
 /// `linuxParameters.capabilities` (ECS KernelCapabilities).

@@ -1,6 +1,6 @@
 //! The Linux-level container fields: `systemControls`, `extraHosts`, `dnsServers`,
-//! `dnsSearchDomains` and `linuxParameters`, converted with ECS's and Docker's rules; every
-//! problem is reported with its JSON path.
+//! `dnsSearchDomains`, `dockerSecurityOptions` and `linuxParameters`, converted with ECS's and
+//! Docker's rules; every problem is reported with its JSON path.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use berth_proto::v1 as proto;
 
 use super::error::Problem;
-use super::fields::{CAPABILITIES, IPC_SYSCTLS, TMPFS_MOUNT_OPTIONS, TMPFS_VALUE_OPTIONS};
+use super::fields::{
+    CAPABILITIES, DEVICE_PERMISSIONS, IPC_SYSCTLS, SECURITY_OPTIONS, SWAPPINESS,
+    TMPFS_MOUNT_OPTIONS, TMPFS_VALUE_OPTIONS, UNSUPPORTED_SECURITY_OPTIONS,
+};
 use super::{ecs, suggest, walk};
 
 /// `systemControls`: each namespace a namespaced kernel parameter, named once.
@@ -226,6 +229,218 @@ pub(super) fn validate_network(
     }
 }
 
+/// What `dockerSecurityOptions` ask for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct SecurityOptions {
+    /// `no-new-privileges[=bool]`; None when not given.
+    pub(super) no_new_privileges: Option<bool>,
+    /// `seccomp=...`: "unconfined" or an absolute host path; empty when not given.
+    pub(super) seccomp_profile: String,
+}
+
+/// The value of a profile-less `seccomp=unconfined`.
+pub(super) const SECCOMP_UNCONFINED: &str = "unconfined";
+
+/// `dockerSecurityOptions`, Docker's `--security-opt` syntax: `no-new-privileges` alone or with
+/// `=true`/`=false`, and `seccomp=unconfined` or `seccomp=<absolute path>` (a profile the agent
+/// reads from the host). A key and its value are separated by `=`, or by `:` as Docker still
+/// accepts (and as ECS's documentation writes them). Each key may be given once; what Berth
+/// cannot honour (AppArmor, SELinux labels, credential specs) is refused by name.
+pub(super) fn security_options(
+    options: &[String],
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> SecurityOptions {
+    let list = walk::child(path, "dockerSecurityOptions");
+    let mut parsed = SecurityOptions::default();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, option) in options.iter().enumerate() {
+        let at = walk::index(&list, j);
+        let (key, value) = split_security_option(option);
+        if let Some(first) = seen.get(key) {
+            problems.push(Problem::at(
+                &at,
+                format!("`{key}` is already set by dockerSecurityOptions[{first}]"),
+            ));
+            continue;
+        }
+        let problems_before = problems.len();
+        match (key, value) {
+            ("no-new-privileges", None) => parsed.no_new_privileges = Some(true),
+            ("no-new-privileges", Some(value)) => match docker_bool(value) {
+                Some(b) => parsed.no_new_privileges = Some(b),
+                None => problems.push(Problem::at(
+                    &at,
+                    format!("`{option}`: the value of no-new-privileges must be true or false"),
+                )),
+            },
+            ("seccomp", None | Some("")) => problems.push(Problem::at(
+                &at,
+                "seccomp needs a value: seccomp=unconfined, or seccomp=<absolute path of a Docker \
+                 seccomp profile on the host>",
+            )),
+            ("seccomp", Some(SECCOMP_UNCONFINED)) => {
+                parsed.seccomp_profile = SECCOMP_UNCONFINED.to_owned();
+            }
+            ("seccomp", Some(profile)) if profile.starts_with('/') && !profile.contains('\0') => {
+                parsed.seccomp_profile = profile.to_owned();
+            }
+            ("seccomp", Some(profile)) => problems.push(Problem::at(
+                &at,
+                format!(
+                    "`{profile}` is not an absolute path: the agent reads a seccomp profile from \
+                     the host (Berth has no built-in profile); use seccomp=unconfined or \
+                     seccomp=/path/to/profile.json"
+                ),
+            )),
+            (key, _) => {
+                let message = match UNSUPPORTED_SECURITY_OPTIONS.iter().find(|(k, _)| *k == key) {
+                    Some((_, why)) => format!("`{option}` is not supported by Berth: {why}"),
+                    None => format!(
+                        "`{option}` is not a Docker security option Berth supports: use \
+                         no-new-privileges[=true|false], seccomp=unconfined or \
+                         seccomp=<absolute path of a seccomp profile on the host>"
+                    ),
+                };
+                problems.push(Problem::at(&at, message));
+            }
+        }
+        // Only a valid option counts as set: a bad one is reported on its own.
+        if SECURITY_OPTIONS.contains(&key) && problems.len() == problems_before {
+            seen.insert(key, j);
+        }
+    }
+    parsed
+}
+
+/// Docker's split of a security option: at the first `=`, else at the first `:`.
+fn split_security_option(option: &str) -> (&str, Option<&str>) {
+    let split = option.split_once('=').or_else(|| option.split_once(':'));
+    match split {
+        Some((key, value)) => (key, Some(value)),
+        None => (option, None),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Docker uses for `no-new-privileges=...`.
+fn docker_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The rules across a container's fields for these options: a seccomp profile has no effect on
+/// a privileged container (Docker runs those unconfined), and `maxSwap` adds to the container's
+/// hard `memory` (ECS: `--memory-swap` is memory + maxSwap), so it needs one.
+pub(super) fn validate_security_and_swap(
+    c: &proto::ContainerDefinition,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if c.privileged && !c.seccomp_profile.is_empty() && c.seccomp_profile != SECCOMP_UNCONFINED {
+        problems.push(Problem::at(
+            &walk::child(path, "dockerSecurityOptions"),
+            format!(
+                "`seccomp={}` has no effect on a privileged container (Docker runs privileged \
+                 containers without a seccomp filter): remove the profile or privileged",
+                c.seccomp_profile
+            ),
+        ));
+    }
+    let max_swap = c.linux_parameters.as_ref().and_then(|l| l.max_swap_mib);
+    if max_swap.is_some() && c.memory_mib == 0 {
+        problems.push(Problem::at(
+            &walk::child(&walk::child(path, "linuxParameters"), "maxSwap"),
+            "needs the container's `memory` (its hard limit): the memory+swap limit is memory + \
+             maxSwap, as on ECS; set memory",
+        ));
+    }
+}
+
+/// `linuxParameters.devices`: an absolute host path each, an absolute container path (the host
+/// path when absent) given once, and permissions among read, write and mknod (all three when
+/// absent), kept in that order without repeats.
+fn devices(
+    devices: Vec<ecs::Device>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<proto::Device> {
+    let list = walk::child(path, "devices");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    devices
+        .into_iter()
+        .enumerate()
+        .map(|(j, d)| {
+            let entry = walk::index(&list, j);
+            if !d.host_path.starts_with('/') || d.host_path.contains('\0') {
+                problems.push(Problem::at(
+                    &walk::child(&entry, "hostPath"),
+                    format!("{:?} is not an absolute path on the host", d.host_path),
+                ));
+            }
+            let given = d.container_path.is_some();
+            let container_path = d.container_path.unwrap_or_else(|| d.host_path.clone());
+            let at = walk::child(&entry, if given { "containerPath" } else { "hostPath" });
+            if given && (!container_path.starts_with('/') || container_path.contains('\0')) {
+                problems.push(Problem::at(
+                    &at,
+                    format!("{container_path:?} is not an absolute path"),
+                ));
+            } else if container_path.split('/').any(|part| part == "..") {
+                problems.push(Problem::at(
+                    &at,
+                    format!("{container_path:?} must not contain `..`"),
+                ));
+            } else {
+                let key = container_path.trim_end_matches('/').to_owned();
+                if let Some(first) = seen.get(&key) {
+                    problems.push(Problem::at(
+                        &at,
+                        format!("{container_path:?} is already the device of devices[{first}]"),
+                    ));
+                } else {
+                    seen.insert(key, j);
+                }
+            }
+            let permissions = match d.permissions {
+                None => DEVICE_PERMISSIONS.iter().map(|p| (*p).to_owned()).collect(),
+                Some(given) => {
+                    let perms_path = walk::child(&entry, "permissions");
+                    if given.is_empty() {
+                        problems.push(Problem::at(
+                            &perms_path,
+                            "must name at least one of read, write and mknod (omit it for all \
+                             three)",
+                        ));
+                    }
+                    for (k, p) in given.iter().enumerate() {
+                        if !DEVICE_PERMISSIONS.contains(&p.as_str()) {
+                            problems.push(Problem::at(
+                                &walk::index(&perms_path, k),
+                                format!(
+                                    "`{p}` is not a device permission: use read, write or mknod"
+                                ),
+                            ));
+                        }
+                    }
+                    DEVICE_PERMISSIONS
+                        .iter()
+                        .filter(|p| given.iter().any(|g| g == *p))
+                        .map(|p| (*p).to_owned())
+                        .collect()
+                }
+            };
+            proto::Device {
+                host_path: d.host_path,
+                container_path,
+                permissions,
+            }
+        })
+        .collect()
+}
+
 /// `linuxParameters`.
 pub(super) fn linux_parameters(
     p: ecs::LinuxParameters,
@@ -299,11 +514,26 @@ pub(super) fn linux_parameters(
             }
         })
         .collect();
+    if let Some(swappiness) = p.swappiness
+        && !SWAPPINESS.contains(&swappiness)
+    {
+        problems.push(Problem::at(
+            &walk::child(&path, "swappiness"),
+            format!(
+                "{swappiness} is outside ECS's range of {} to {}",
+                SWAPPINESS.start(),
+                SWAPPINESS.end()
+            ),
+        ));
+    }
     proto::LinuxParameters {
         capabilities,
         shared_memory_size_mib: p.shared_memory_size.unwrap_or(0),
         tmpfs,
         init_process_enabled: p.init_process_enabled.unwrap_or(false),
+        devices: devices(p.devices.unwrap_or_default(), &path, problems),
+        max_swap_mib: p.max_swap,
+        swappiness: p.swappiness,
     }
 }
 

@@ -307,6 +307,11 @@ fn container(
         &path,
         problems,
     );
+    let security = linux::security_options(
+        &c.docker_security_options.unwrap_or_default(),
+        &path,
+        problems,
+    );
     let entry_point_set = c.entry_point.is_some();
     let command_set = c.command.is_some();
     proto::ContainerDefinition {
@@ -371,6 +376,10 @@ fn container(
         disable_networking: c.disable_networking.unwrap_or(false),
         port_mappings,
         links: c.links.unwrap_or_default(),
+        no_new_privileges: security.no_new_privileges,
+        seccomp_profile: security.seccomp_profile,
+        interactive: c.interactive.unwrap_or(false),
+        pseudo_terminal: c.pseudo_terminal.unwrap_or(false),
     }
 }
 
@@ -731,6 +740,7 @@ fn validate_container(
         ));
     }
     linux::validate_network(&def.network_mode, c, path, problems);
+    linux::validate_security_and_swap(c, path, problems);
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (j, u) in c.ulimits.iter().enumerate() {
         let ulimit_path = walk::index(&field("ulimits"), j);

@@ -250,13 +250,13 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 fn unsupported_fields_are_refused_by_name_and_path() {
     let json = r#"{"family":"f","pidMode":"host","containerDefinitions":[
         {"name":"a","image":"i","memory":64,"repositoryCredentials":{}},
-        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"interactive":true}]}"#;
+        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"credentialSpecs":[]}]}"#;
     assert_eq!(
         problems(json),
         [
             "field `repositoryCredentials` at containerDefinitions[0] is not supported by Berth yet",
+            "field `credentialSpecs` at containerDefinitions[1] is not supported by Berth yet",
             "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth yet",
-            "field `interactive` at containerDefinitions[1] is not supported by Berth yet",
             "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
             "field `pidMode` is not supported by Berth yet",
         ]
@@ -426,6 +426,7 @@ fn tables_and_serde_structs_agree() {
         fields::LINUX_PARAMETERS,
         fields::KERNEL_CAPABILITIES,
         fields::TMPFS,
+        fields::DEVICE,
         fields::ENVIRONMENT_FILE,
         fields::PORT_MAPPING,
     ] {
@@ -443,8 +444,8 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 10);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 33);
-    assert_eq!(supported(fields::LINUX_PARAMETERS), 4);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
+    assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);
 }
 
@@ -1176,16 +1177,197 @@ fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
 }
 
 #[test]
-fn unsupported_linux_parameters_are_refused_by_name() {
+fn security_options_in_every_docker_spelling_are_carried() {
+    let options = |list: &str| {
+        let def = parse(&with_container(
+            "none",
+            &format!(r#""dockerSecurityOptions":{list}"#),
+        ))
+        .unwrap();
+        let c = def.containers[0].clone();
+        (c.no_new_privileges, c.seccomp_profile)
+    };
+    assert_eq!(options("[]"), (None, String::new()));
+    assert_eq!(
+        options(r#"["no-new-privileges"]"#),
+        (Some(true), String::new())
+    );
+    assert_eq!(
+        options(r#"["no-new-privileges:true"]"#),
+        (Some(true), String::new())
+    );
+    assert_eq!(
+        options(r#"["no-new-privileges=false"]"#),
+        (Some(false), String::new())
+    );
+    assert_eq!(
+        options(r#"["seccomp=unconfined"]"#),
+        (None, "unconfined".to_owned())
+    );
+    assert_eq!(
+        options(r#"["no-new-privileges=1","seccomp:/etc/berth/seccomp.json"]"#),
+        (Some(true), "/etc/berth/seccomp.json".to_owned())
+    );
+    let absent = parse(&with_container("none", r#""cpu":1"#)).unwrap();
+    assert_eq!(absent.containers[0].no_new_privileges, None);
+    assert!(absent.containers[0].seccomp_profile.is_empty());
+}
+
+#[test]
+fn security_options_berth_cannot_honour_are_refused_by_name() {
     assert_eq!(
         problems(&with_container(
             "none",
-            r#""linuxParameters":{"devices":[],"maxSwap":0,"swappiness":1}"#
+            r#""dockerSecurityOptions":["apparmor:docker-default","label:type:svirt_apache_t",
+               "credentialspec:file://gmsa.json","seccomp","seccomp=default.json",
+               "no-new-privileges=maybe","no-new-privileges","no-new-privileges:false",
+               "systempaths=unconfined","sandbox"]"#,
         )),
         [
-            "field `devices` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
-            "field `maxSwap` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
-            "field `swappiness` at containerDefinitions[0].linuxParameters is not supported by Berth yet",
+            "containerDefinitions[0].dockerSecurityOptions[0]: `apparmor:docker-default` is not supported by Berth: Berth applies no AppArmor profiles: remove it (the container runs without one)",
+            "containerDefinitions[0].dockerSecurityOptions[1]: `label:type:svirt_apache_t` is not supported by Berth: Berth applies no SELinux labels: remove it (the container runs unlabelled)",
+            "containerDefinitions[0].dockerSecurityOptions[2]: `credentialspec:file://gmsa.json` is not supported by Berth: credential specs are for Windows containers (gMSA), which Berth does not run",
+            "containerDefinitions[0].dockerSecurityOptions[3]: seccomp needs a value: seccomp=unconfined, or seccomp=<absolute path of a Docker seccomp profile on the host>",
+            "containerDefinitions[0].dockerSecurityOptions[4]: `default.json` is not an absolute path: the agent reads a seccomp profile from the host (Berth has no built-in profile); use seccomp=unconfined or seccomp=/path/to/profile.json",
+            "containerDefinitions[0].dockerSecurityOptions[5]: `no-new-privileges=maybe`: the value of no-new-privileges must be true or false",
+            "containerDefinitions[0].dockerSecurityOptions[7]: `no-new-privileges` is already set by dockerSecurityOptions[6]",
+            "containerDefinitions[0].dockerSecurityOptions[8]: `systempaths=unconfined` is not supported by Berth: Berth always masks /proc and /sys paths as Docker does by default; use privileged for an unmasked container",
+            "containerDefinitions[0].dockerSecurityOptions[9]: `sandbox` is not a Docker security option Berth supports: use no-new-privileges[=true|false], seccomp=unconfined or seccomp=<absolute path of a seccomp profile on the host>",
+        ]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""privileged":true,"dockerSecurityOptions":["seccomp=/etc/p.json"]"#,
+        )),
+        [
+            "containerDefinitions[0].dockerSecurityOptions: `seccomp=/etc/p.json` has no effect on a privileged container (Docker runs privileged containers without a seccomp filter): remove the profile or privileged",
+        ]
+    );
+    assert!(
+        parse(&with_container(
+            "none",
+            r#""privileged":true,"dockerSecurityOptions":["seccomp=unconfined"]"#,
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn interactive_and_pseudo_terminal_are_carried() {
+    let def = parse(&with_container(
+        "none",
+        r#""interactive":true,"pseudoTerminal":true"#,
+    ))
+    .unwrap();
+    assert!(def.containers[0].interactive && def.containers[0].pseudo_terminal);
+    let def = parse(MINIMAL).unwrap();
+    assert!(!def.containers[0].interactive && !def.containers[0].pseudo_terminal);
+}
+
+#[test]
+fn devices_are_carried_with_ecs_defaults() {
+    let def = parse(&with_container(
+        "none",
+        r#""linuxParameters":{"devices":[
+              {"hostPath":"/dev/fuse"},
+              {"hostPath":"/dev/snd","containerPath":"/dev/sound","permissions":["write","read","read"]}]}"#,
+    ))
+    .unwrap();
+    let linux = def.containers[0].linux_parameters.as_ref().unwrap();
+    assert_eq!(
+        linux.devices,
+        [
+            proto::Device {
+                host_path: "/dev/fuse".into(),
+                container_path: "/dev/fuse".into(),
+                permissions: vec!["read".into(), "write".into(), "mknod".into()],
+            },
+            proto::Device {
+                host_path: "/dev/snd".into(),
+                container_path: "/dev/sound".into(),
+                permissions: vec!["read".into(), "write".into()],
+            },
+        ]
+    );
+}
+
+#[test]
+fn device_problems_are_reported_with_their_paths() {
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""linuxParameters":{"devices":[
+                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":[]},
+                  {"hostPath":"/dev/a","containerPath":"/dev/x/../y"},
+                  {"hostPath":"/dev/b","containerPath":"/dev/c","permissions":["exec"]},
+                  {"hostPath":"/dev/c"},
+                  {"containerPath":"/dev/d"}]}"#,
+        )),
+        ["missing field `hostPath` at containerDefinitions[0].linuxParameters.devices[4]",]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""linuxParameters":{"devices":[
+                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":[]},
+                  {"hostPath":"/dev/a","containerPath":"/dev/x/../y"},
+                  {"hostPath":"/dev/b","containerPath":"/dev/c","permissions":["exec"]},
+                  {"hostPath":"/dev/c"}]}"#,
+        )),
+        [
+            "containerDefinitions[0].linuxParameters.devices[0].hostPath: \"dev/fuse\" is not an absolute path on the host",
+            "containerDefinitions[0].linuxParameters.devices[0].containerPath: \"fuse\" is not an absolute path",
+            "containerDefinitions[0].linuxParameters.devices[0].permissions: must name at least one of read, write and mknod (omit it for all three)",
+            "containerDefinitions[0].linuxParameters.devices[1].containerPath: \"/dev/x/../y\" must not contain `..`",
+            "containerDefinitions[0].linuxParameters.devices[2].permissions[0]: `exec` is not a device permission: use read, write or mknod",
+            "containerDefinitions[0].linuxParameters.devices[3].hostPath: \"/dev/c\" is already the device of devices[2]",
+        ]
+    );
+}
+
+#[test]
+fn swap_settings_are_carried_and_checked() {
+    let def = parse(&with_container(
+        "none",
+        r#""linuxParameters":{"maxSwap":0,"swappiness":10}"#,
+    ))
+    .unwrap();
+    let linux = def.containers[0].linux_parameters.as_ref().unwrap();
+    assert_eq!((linux.max_swap_mib, linux.swappiness), (Some(0), Some(10)));
+    // swappiness without maxSwap is accepted and has no effect, as on ECS.
+    let def = parse(&with_container(
+        "none",
+        r#""linuxParameters":{"swappiness":0}"#,
+    ))
+    .unwrap();
+    let linux = def.containers[0].linux_parameters.as_ref().unwrap();
+    assert_eq!((linux.max_swap_mib, linux.swappiness), (None, Some(0)));
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""linuxParameters":{"maxSwap":-1,"swappiness":101}"#,
+        )),
+        [
+            "containerDefinitions[0].linuxParameters.maxSwap: expected an integer from 0 to 4294967295, found the number -1"
+        ]
+    );
+    assert_eq!(
+        problems(&with_container(
+            "none",
+            r#""linuxParameters":{"swappiness":101}"#,
+        )),
+        [
+            "containerDefinitions[0].linuxParameters.swappiness: 101 is outside ECS's range of 0 to 100"
+        ]
+    );
+    assert_eq!(
+        problems(
+            r#"{"family":"f","memory":"512","containerDefinitions":[
+                {"name":"a","image":"i","memoryReservation":64,"linuxParameters":{"maxSwap":64}}]}"#
+        ),
+        [
+            "containerDefinitions[0].linuxParameters.maxSwap: needs the container's `memory` (its hard limit): the memory+swap limit is memory + maxSwap, as on ECS; set memory"
         ]
     );
 }

@@ -491,7 +491,7 @@ pub(super) fn agent_restart_keeps_the_network(w: &World) -> Result<()> {
             env.logs()
         )
     })?;
-    ensure!(env.net.task_namespaces()? == [id.clone()]);
+    ensure!(env.net.task_namespaces()? == std::slice::from_ref(&id));
     env.ok(&["stop-task", &id])?;
     env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
     let left = env.net.task_namespaces()?;

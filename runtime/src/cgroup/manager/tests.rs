@@ -522,3 +522,71 @@ fn oom_kills_reads_the_counters() {
         );
     }
 }
+
+#[test]
+fn v1_swap_support_follows_the_memory_controllers_files() {
+    let fake = FakeV1::new(false);
+    let cg = fake.cgroups();
+    let none = SwapSupport {
+        limit: false,
+        swappiness: false,
+    };
+    // A kernel booted without swap accounting: swappiness, but no memsw files.
+    write(fake.path("memory", "memory.swappiness"), "60\n");
+    assert_eq!(
+        cg.swap_support("t1").expect("support"),
+        SwapSupport {
+            limit: false,
+            swappiness: true
+        },
+        "before the task cgroup exists, the hierarchy root answers"
+    );
+    // With swap accounting, in the task's own cgroup.
+    write(fake.path("memory", "berth/t1/memory.swappiness"), "60\n");
+    write(
+        fake.path("memory", "berth/t1/memory.memsw.limit_in_bytes"),
+        "9223372036854771712\n",
+    );
+    assert_eq!(
+        cg.swap_support("t1").expect("support"),
+        SwapSupport {
+            limit: true,
+            swappiness: true
+        }
+    );
+    // A layout without a memory hierarchy limits nothing.
+    let mut mounts = fake.mounts.clone();
+    mounts.remove("memory");
+    let no_memory = Cgroups::new(CgroupLayout::v1(mounts), "berth").expect("manager");
+    assert_eq!(no_memory.swap_support("t1").expect("support"), none);
+    assert!(cg.swap_support("../x").is_err());
+}
+
+#[test]
+fn v2_swap_support_needs_memory_swap_max_and_never_has_swappiness() {
+    let fake = FakeV2::new("cpu memory pids");
+    let cg = fake.cgroups();
+    let none = SwapSupport {
+        limit: false,
+        swappiness: false,
+    };
+    // Only the root exists: it never has memory.swap.max, so nothing can be told.
+    assert_eq!(cg.swap_support("t1").expect("support"), none);
+    fake.kernel_mkdir("berth/t1");
+    assert_eq!(
+        cg.swap_support("t1").expect("support"),
+        none,
+        "a kernel without swap accounting makes no memory.swap.max"
+    );
+    write(fake.root.join("berth/t1/memory.swap.max"), "max\n");
+    assert_eq!(
+        cg.swap_support("t1").expect("support"),
+        SwapSupport {
+            limit: true,
+            swappiness: false
+        }
+    );
+    // The parent answers for a task whose cgroup does not exist yet.
+    write(fake.root.join("berth/memory.swap.max"), "max\n");
+    assert!(cg.swap_support("t2").expect("support").limit);
+}

@@ -1,0 +1,851 @@
+//! Docker-format seccomp profiles (`docker run --security-opt seccomp=profile.json`): parsed
+//! and checked once ([`SeccompProfile::parse`]), then turned into the OCI `linux.seccomp` of
+//! each container the way Docker does: `archMap` picks the host's architecture and its
+//! sub-architectures, and a rule's `includes`/`excludes` (capabilities, architectures, minimum
+//! kernel) decide whether it applies to this container on this host.
+//!
+//! Parsing is strict where a slip would silently weaken or tighten a filter: unknown fields,
+//! actions, architectures, operators and flags are refused with the place they are at.
+//! Unknown syscall names are kept: runc skips the ones the host's kernel does not have, which
+//! is what lets one profile serve several architectures.
+
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
+};
+use serde::Deserialize;
+
+/// Why a seccomp profile cannot be used. The messages name the place in the profile (`syscalls[3].action`)
+/// and what to write instead; the caller adds which file it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeccompProfileError {
+    #[error("line {line} column {column}: {reason}")]
+    Json {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{}", problems.join("; "))]
+    Invalid { problems: Vec<String> },
+}
+
+/// A checked Docker seccomp profile, ready to become a container's OCI seccomp filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompProfile {
+    default_action: LinuxSeccompAction,
+    default_errno_ret: Option<u32>,
+    architectures: Vec<Arch>,
+    /// (architecture, its sub-architectures); only the host's entry is used.
+    arch_map: Vec<(Arch, Vec<Arch>)>,
+    flags: Vec<LinuxSeccompFilterFlag>,
+    rules: Vec<Rule>,
+}
+
+/// One `syscalls[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    names: Vec<String>,
+    action: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+    includes: Filter,
+    excludes: Filter,
+}
+
+/// A rule's `includes` or `excludes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Filter {
+    /// Capability names as Docker writes them (`CAP_SYS_ADMIN`).
+    caps: Vec<String>,
+    /// Go architecture names (`amd64`, `arm64`), as Docker matches them.
+    arches: Vec<String>,
+    /// (major, minor) of the oldest kernel.
+    min_kernel: Option<(u64, u64)>,
+}
+
+/// What the host contributes to a profile's conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeccompHost {
+    /// The host's architecture in Go's spelling (what `includes.arches` names).
+    pub(crate) arch: &'static str,
+    /// The running kernel's (major, minor), if known.
+    pub(crate) kernel: Option<(u64, u64)>,
+}
+
+impl Default for SeccompHost {
+    /// This machine's architecture and an unknown kernel.
+    fn default() -> Self {
+        Self::this_machine(None)
+    }
+}
+
+impl SeccompHost {
+    /// This machine: the architecture this binary was built for and the kernel's release (from
+    /// `/proc/sys/kernel/osrelease`, read by the caller).
+    pub(crate) fn this_machine(osrelease: Option<&str>) -> Self {
+        Self {
+            arch: go_arch(std::env::consts::ARCH),
+            kernel: osrelease.and_then(kernel_version),
+        }
+    }
+}
+
+/// Rust's name of an architecture in Go's spelling (Docker's `includes.arches`).
+fn go_arch(rust_arch: &str) -> &'static str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "s390x" => "s390x",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "riscv64" => "riscv64",
+        "loongarch64" => "loong64",
+        "mips64" if cfg!(target_endian = "little") => "mips64le",
+        "mips64" => "mips64",
+        "mips" if cfg!(target_endian = "little") => "mipsle",
+        "mips" => "mips",
+        _ => "unknown",
+    }
+}
+
+/// The seccomp architecture of a Go architecture name, as Docker's `archMap` matches the host.
+fn native_arch(go: &str) -> Option<Arch> {
+    Some(match go {
+        "amd64" => Arch::ScmpArchX86_64,
+        "386" => Arch::ScmpArchX86,
+        "arm64" => Arch::ScmpArchAarch64,
+        "arm" => Arch::ScmpArchArm,
+        "s390x" => Arch::ScmpArchS390x,
+        "s390" => Arch::ScmpArchS390,
+        "ppc64le" => Arch::ScmpArchPpc64le,
+        "ppc64" => Arch::ScmpArchPpc64,
+        "riscv64" => Arch::ScmpArchRiscv64,
+        "loong64" => Arch::ScmpArchLoongarch64,
+        "mips64le" => Arch::ScmpArchMipsel64,
+        "mips64" => Arch::ScmpArchMips64,
+        "mipsle" => Arch::ScmpArchMipsel,
+        "mips" => Arch::ScmpArchMips,
+        _ => return None,
+    })
+}
+
+/// Go's architecture names that `includes.arches` and `excludes.arches` may use.
+const GO_ARCHES: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc",
+    "ppc64", "ppc64le", "riscv64", "s390", "s390x",
+];
+
+/// The (major, minor) of a kernel release like `6.1.0-18-amd64` or a `minKernel` like `4.8`.
+fn kernel_version(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor_part = parts.next()?;
+    let digits_end = minor_part
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(minor_part.len());
+    let minor = minor_part.get(..digits_end)?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The profile's JSON, as Docker writes it (moby's `profiles/seccomp` types).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawProfile {
+    #[serde(default)]
+    default_action: Option<String>,
+    #[serde(default)]
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Option<Vec<String>>,
+    #[serde(default)]
+    arch_map: Option<Vec<RawArchMap>>,
+    #[serde(default)]
+    flags: Option<Vec<String>>,
+    #[serde(default)]
+    listener_path: Option<String>,
+    #[serde(default)]
+    listener_metadata: Option<String>,
+    #[serde(default)]
+    syscalls: Option<Vec<RawSyscall>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawArchMap {
+    architecture: String,
+    #[serde(default)]
+    sub_architectures: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSyscall {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    names: Option<Vec<String>>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<RawArg>>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    includes: Option<RawFilter>,
+    #[serde(default)]
+    excludes: Option<RawFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawArg {
+    index: u32,
+    value: u64,
+    #[serde(default)]
+    value_two: Option<u64>,
+    op: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawFilter {
+    #[serde(default)]
+    caps: Option<Vec<String>>,
+    #[serde(default)]
+    arches: Option<Vec<String>>,
+    #[serde(default)]
+    min_kernel: Option<String>,
+}
+
+/// The seccomp actions by their profile names.
+const ACTIONS: &[(&str, LinuxSeccompAction)] = &[
+    ("SCMP_ACT_KILL", LinuxSeccompAction::ScmpActKill),
+    (
+        "SCMP_ACT_KILL_THREAD",
+        LinuxSeccompAction::ScmpActKillThread,
+    ),
+    (
+        "SCMP_ACT_KILL_PROCESS",
+        LinuxSeccompAction::ScmpActKillProcess,
+    ),
+    ("SCMP_ACT_TRAP", LinuxSeccompAction::ScmpActTrap),
+    ("SCMP_ACT_ERRNO", LinuxSeccompAction::ScmpActErrno),
+    ("SCMP_ACT_TRACE", LinuxSeccompAction::ScmpActTrace),
+    ("SCMP_ACT_LOG", LinuxSeccompAction::ScmpActLog),
+    ("SCMP_ACT_ALLOW", LinuxSeccompAction::ScmpActAllow),
+];
+
+/// Needs a seccomp agent on the host (`listenerPath`), which Berth does not run.
+const NOTIFY: &str = "SCMP_ACT_NOTIFY";
+
+const ARCHES: &[(&str, Arch)] = &[
+    ("SCMP_ARCH_NATIVE", Arch::ScmpArchNative),
+    ("SCMP_ARCH_X86", Arch::ScmpArchX86),
+    ("SCMP_ARCH_X86_64", Arch::ScmpArchX86_64),
+    ("SCMP_ARCH_X32", Arch::ScmpArchX32),
+    ("SCMP_ARCH_ARM", Arch::ScmpArchArm),
+    ("SCMP_ARCH_AARCH64", Arch::ScmpArchAarch64),
+    ("SCMP_ARCH_MIPS", Arch::ScmpArchMips),
+    ("SCMP_ARCH_MIPS64", Arch::ScmpArchMips64),
+    ("SCMP_ARCH_MIPS64N32", Arch::ScmpArchMips64n32),
+    ("SCMP_ARCH_MIPSEL", Arch::ScmpArchMipsel),
+    ("SCMP_ARCH_MIPSEL64", Arch::ScmpArchMipsel64),
+    ("SCMP_ARCH_MIPSEL64N32", Arch::ScmpArchMipsel64n32),
+    ("SCMP_ARCH_PPC", Arch::ScmpArchPpc),
+    ("SCMP_ARCH_PPC64", Arch::ScmpArchPpc64),
+    ("SCMP_ARCH_PPC64LE", Arch::ScmpArchPpc64le),
+    ("SCMP_ARCH_S390", Arch::ScmpArchS390),
+    ("SCMP_ARCH_S390X", Arch::ScmpArchS390x),
+    ("SCMP_ARCH_PARISC", Arch::ScmpArchParisc),
+    ("SCMP_ARCH_PARISC64", Arch::ScmpArchParisc64),
+    ("SCMP_ARCH_RISCV64", Arch::ScmpArchRiscv64),
+    ("SCMP_ARCH_LOONGARCH64", Arch::ScmpArchLoongarch64),
+    ("SCMP_ARCH_M68K", Arch::ScmpArchM68k),
+    ("SCMP_ARCH_SH", Arch::ScmpArchSh),
+    ("SCMP_ARCH_SHEB", Arch::ScmpArchSheb),
+];
+
+const OPERATORS: &[(&str, LinuxSeccompOperator)] = &[
+    ("SCMP_CMP_NE", LinuxSeccompOperator::ScmpCmpNe),
+    ("SCMP_CMP_LT", LinuxSeccompOperator::ScmpCmpLt),
+    ("SCMP_CMP_LE", LinuxSeccompOperator::ScmpCmpLe),
+    ("SCMP_CMP_EQ", LinuxSeccompOperator::ScmpCmpEq),
+    ("SCMP_CMP_GE", LinuxSeccompOperator::ScmpCmpGe),
+    ("SCMP_CMP_GT", LinuxSeccompOperator::ScmpCmpGt),
+    ("SCMP_CMP_MASKED_EQ", LinuxSeccompOperator::ScmpCmpMaskedEq),
+];
+
+const FLAGS: &[(&str, LinuxSeccompFilterFlag)] = &[
+    (
+        "SECCOMP_FILTER_FLAG_LOG",
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+    ),
+    (
+        "SECCOMP_FILTER_FLAG_TSYNC",
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
+    ),
+    (
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
+    ),
+    (
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+    ),
+];
+
+/// The highest syscall argument index (a syscall has six).
+const MAX_ARG_INDEX: u32 = 5;
+
+fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+fn names<T>(table: &[(&str, T)]) -> String {
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// Collects a profile's problems, each with its place.
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn push(&mut self, at: &str, message: impl std::fmt::Display) {
+        self.problems.push(format!("{at}: {message}"));
+    }
+
+    fn action(&mut self, at: &str, name: &str) -> LinuxSeccompAction {
+        if name == NOTIFY {
+            self.push(
+                at,
+                "SCMP_ACT_NOTIFY needs a seccomp agent listening on the host, which Berth does not \
+                 run",
+            );
+        } else if let Some(action) = lookup(ACTIONS, name) {
+            return action;
+        } else {
+            self.push(
+                at,
+                format!(
+                    "`{name}` is not a seccomp action: use one of {}",
+                    names(ACTIONS)
+                ),
+            );
+        }
+        LinuxSeccompAction::ScmpActErrno
+    }
+
+    fn arch(&mut self, at: &str, name: &str) -> Option<Arch> {
+        let arch = lookup(ARCHES, name);
+        if arch.is_none() {
+            self.push(
+                at,
+                format!(
+                    "`{name}` is not a seccomp architecture: use one of {}",
+                    names(ARCHES)
+                ),
+            );
+        }
+        arch
+    }
+
+    /// `errnoRet` only means something with the actions that return a value.
+    fn errno_ret(&mut self, at: &str, action: LinuxSeccompAction, errno_ret: Option<u32>) {
+        let returns = matches!(
+            action,
+            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+        );
+        if errno_ret.is_some() && !returns {
+            self.push(
+                at,
+                "only goes with SCMP_ACT_ERRNO or SCMP_ACT_TRACE: remove it or change the action",
+            );
+        }
+    }
+
+    fn filter(&mut self, at: &str, raw: Option<RawFilter>) -> Filter {
+        let Some(raw) = raw else {
+            return Filter::default();
+        };
+        let arches = raw.arches.unwrap_or_default();
+        for (k, arch) in arches.iter().enumerate() {
+            if !GO_ARCHES.contains(&arch.as_str()) {
+                self.push(
+                    &format!("{at}.arches[{k}]"),
+                    format!(
+                        "`{arch}` is not an architecture as Docker names them here: use one of {}",
+                        GO_ARCHES.join(", ")
+                    ),
+                );
+            }
+        }
+        let min_kernel = raw.min_kernel.and_then(|text| {
+            let version = kernel_version(&text)
+                .filter(|_| text.split('.').count() == 2 && text.split('.').all(|p| !p.is_empty()));
+            if version.is_none() {
+                self.push(
+                    &format!("{at}.minKernel"),
+                    format!("{text:?} is not a kernel version like \"4.8\""),
+                );
+            }
+            version
+        });
+        Filter {
+            caps: raw.caps.unwrap_or_default(),
+            arches,
+            min_kernel,
+        }
+    }
+}
+
+impl SeccompProfile {
+    /// Parses and checks a Docker seccomp profile (JSON), reporting every problem at once.
+    pub fn parse(json: &str) -> Result<Self, SeccompProfileError> {
+        let raw: RawProfile = serde_json::from_str(json).map_err(|e| {
+            let (line, column) = (e.line(), e.column());
+            let full = e.to_string();
+            let reason = full
+                .strip_suffix(&format!(" at line {line} column {column}"))
+                .unwrap_or(&full)
+                .to_owned();
+            SeccompProfileError::Json {
+                line,
+                column,
+                reason,
+            }
+        })?;
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
+        let default_action = match raw.default_action.as_deref() {
+            Some(name) => c.action("defaultAction", name),
+            None => {
+                c.push(
+                    "defaultAction",
+                    "is missing: set what happens to syscalls no rule matches, e.g. SCMP_ACT_ERRNO",
+                );
+                LinuxSeccompAction::ScmpActErrno
+            }
+        };
+        c.errno_ret("defaultErrnoRet", default_action, raw.default_errno_ret);
+        if raw.listener_path.is_some() || raw.listener_metadata.is_some() {
+            c.push(
+                "listenerPath",
+                "a seccomp agent listening on the host is not something Berth runs: remove \
+                 listenerPath and listenerMetadata",
+            );
+        }
+        let given_architectures = raw.architectures.unwrap_or_default();
+        let given_arch_map = raw.arch_map.unwrap_or_default();
+        if !given_architectures.is_empty() && !given_arch_map.is_empty() {
+            c.push(
+                "architectures",
+                "architectures and archMap are both set: use one of them, as Docker requires",
+            );
+        }
+        let architectures = given_architectures
+            .iter()
+            .enumerate()
+            .filter_map(|(k, a)| c.arch(&format!("architectures[{k}]"), a))
+            .collect();
+        let arch_map = given_arch_map
+            .iter()
+            .enumerate()
+            .filter_map(|(k, entry)| {
+                let at = format!("archMap[{k}]");
+                let arch = c.arch(&format!("{at}.architecture"), &entry.architecture);
+                let subs = entry
+                    .sub_architectures
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .filter_map(|(m, s)| c.arch(&format!("{at}.subArchitectures[{m}]"), s))
+                    .collect();
+                arch.map(|a| (a, subs))
+            })
+            .collect();
+        let flags = raw
+            .flags
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(k, f)| {
+                let flag = lookup(FLAGS, f);
+                if flag.is_none() {
+                    c.push(
+                        &format!("flags[{k}]"),
+                        format!(
+                            "`{f}` is not a seccomp filter flag: use one of {}",
+                            names(FLAGS)
+                        ),
+                    );
+                }
+                flag
+            })
+            .collect();
+        let rules = raw
+            .syscalls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| rule(&mut c, i, s))
+            .collect();
+        if !c.problems.is_empty() {
+            return Err(SeccompProfileError::Invalid {
+                problems: c.problems,
+            });
+        }
+        Ok(Self {
+            default_action,
+            default_errno_ret: raw.default_errno_ret,
+            architectures,
+            arch_map,
+            flags,
+            rules,
+        })
+    }
+
+    /// The OCI filter of a container with capabilities `caps` (`CAP_...` names) on `host`, as
+    /// Docker's `setupSeccomp` makes it; an error (for people) when a rule needs the kernel's
+    /// version and it is unknown.
+    pub(crate) fn to_oci(
+        &self,
+        host: &SeccompHost,
+        caps: &[String],
+    ) -> Result<LinuxSeccomp, String> {
+        let architectures = if self.arch_map.is_empty() {
+            self.architectures.clone()
+        } else {
+            let native = native_arch(host.arch);
+            self.arch_map
+                .iter()
+                .filter(|(arch, _)| Some(*arch) == native)
+                .flat_map(|(arch, subs)| std::iter::once(*arch).chain(subs.iter().copied()))
+                .collect()
+        };
+        let mut syscalls = Vec::new();
+        for rule in &self.rules {
+            if !rule.applies(host, caps)? {
+                continue;
+            }
+            let mut syscall = LinuxSyscall::default();
+            syscall.set_names(rule.names.clone());
+            syscall.set_action(rule.action);
+            syscall.set_errno_ret(rule.errno_ret);
+            syscall.set_args((!rule.args.is_empty()).then(|| rule.args.clone()));
+            syscalls.push(syscall);
+        }
+        let mut seccomp = LinuxSeccomp::default();
+        seccomp.set_default_action(self.default_action);
+        seccomp.set_default_errno_ret(self.default_errno_ret);
+        seccomp.set_architectures((!architectures.is_empty()).then_some(architectures));
+        seccomp.set_flags((!self.flags.is_empty()).then(|| self.flags.clone()));
+        seccomp.set_listener_path(None);
+        seccomp.set_listener_metadata(None);
+        seccomp.set_syscalls((!syscalls.is_empty()).then_some(syscalls));
+        Ok(seccomp)
+    }
+}
+
+fn rule(c: &mut Checker, i: usize, s: RawSyscall) -> Rule {
+    let at = format!("syscalls[{i}]");
+    let syscalls = match (s.name, s.names) {
+        (Some(_), Some(_)) => {
+            c.push(&at, "name and names are both set: use names");
+            Vec::new()
+        }
+        (Some(name), None) => vec![name],
+        (None, Some(names)) => names,
+        (None, None) => Vec::new(),
+    };
+    if syscalls.is_empty() || syscalls.iter().any(String::is_empty) {
+        c.push(
+            &format!("{at}.names"),
+            "must list at least one syscall name, none empty",
+        );
+    }
+    let action = match s.action.as_deref() {
+        Some(name) => c.action(&format!("{at}.action"), name),
+        None => {
+            c.push(&format!("{at}.action"), "is missing");
+            LinuxSeccompAction::ScmpActErrno
+        }
+    };
+    c.errno_ret(&format!("{at}.errnoRet"), action, s.errno_ret);
+    let args = s
+        .args
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let arg_at = format!("{at}.args[{k}]");
+            if a.index > MAX_ARG_INDEX {
+                c.push(
+                    &format!("{arg_at}.index"),
+                    format!(
+                        "{} is not a syscall argument: use 0 to {MAX_ARG_INDEX}",
+                        a.index
+                    ),
+                );
+            }
+            let op = lookup(OPERATORS, &a.op).unwrap_or_else(|| {
+                c.push(
+                    &format!("{arg_at}.op"),
+                    format!(
+                        "`{}` is not a seccomp operator: use one of {}",
+                        a.op,
+                        names(OPERATORS)
+                    ),
+                );
+                LinuxSeccompOperator::ScmpCmpEq
+            });
+            let mut builder = LinuxSeccompArgBuilder::default()
+                .index(usize::try_from(a.index).unwrap_or(usize::MAX))
+                .value(a.value)
+                .op(op);
+            if let Some(two) = a.value_two.filter(|v| *v != 0) {
+                builder = builder.value_two(two);
+            }
+            builder.build().unwrap_or_else(|e| {
+                c.push(&arg_at, e);
+                LinuxSeccompArg::default()
+            })
+        })
+        .collect();
+    // A comment is for people reading the profile; it does not reach the filter.
+    let _ = s.comment;
+    let includes = c.filter(&format!("{at}.includes"), s.includes);
+    let excludes = c.filter(&format!("{at}.excludes"), s.excludes);
+    Rule {
+        names: syscalls,
+        action,
+        errno_ret: s.errno_ret,
+        args,
+        includes,
+        excludes,
+    }
+}
+
+impl Rule {
+    /// Docker's rule selection: an exclusion that matches drops the rule, and every inclusion
+    /// must match (each listed capability held, the host's architecture listed, the kernel at
+    /// least the minimum).
+    fn applies(&self, host: &SeccompHost, caps: &[String]) -> Result<bool, String> {
+        let has_cap = |cap: &String| caps.iter().any(|c| c.eq_ignore_ascii_case(cap));
+        let kernel_at_least = |min: (u64, u64)| {
+            host.kernel.map(|k| k >= min).ok_or_else(|| {
+                format!(
+                    "the seccomp profile's rule for {} needs the kernel's version, which cannot \
+                     be read from /proc/sys/kernel/osrelease",
+                    self.names.join(", ")
+                )
+            })
+        };
+        let ex = &self.excludes;
+        if ex.arches.iter().any(|a| a == host.arch) || ex.caps.iter().any(has_cap) {
+            return Ok(false);
+        }
+        if let Some(min) = ex.min_kernel
+            && kernel_at_least(min)?
+        {
+            return Ok(false);
+        }
+        let inc = &self.includes;
+        if !inc.arches.is_empty() && !inc.arches.iter().any(|a| a == host.arch) {
+            return Ok(false);
+        }
+        if !inc.caps.iter().all(has_cap) {
+            return Ok(false);
+        }
+        if let Some(min) = inc.min_kernel
+            && !kernel_at_least(min)?
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: SeccompHost = SeccompHost {
+        arch: "amd64",
+        kernel: Some((5, 10)),
+    };
+
+    fn problems(json: &str) -> Vec<String> {
+        match SeccompProfile::parse(json) {
+            Err(SeccompProfileError::Invalid { problems }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    fn oci(json: &str, caps: &[&str]) -> serde_json::Value {
+        let profile = SeccompProfile::parse(json).expect("profile");
+        let caps: Vec<String> = caps.iter().map(|c| (*c).to_owned()).collect();
+        serde_json::to_value(profile.to_oci(&HOST, &caps).expect("oci")).expect("json")
+    }
+
+    #[test]
+    fn a_docker_profile_becomes_the_oci_filter() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "comment": "basics"},
+                {"name": "mkdir", "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 8, "valueTwo": 0, "op": "SCMP_CMP_EQ"},
+                          {"index": 1, "value": 4294967295, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"}]}
+            ]
+        }"#;
+        assert_eq!(
+            oci(json, &[]),
+            serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "defaultErrnoRet": 1,
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+                "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls": [
+                    {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                    {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"},
+                              {"index": 1, "value": 4294967295u64, "valueTwo": 8,
+                               "op": "SCMP_CMP_MASKED_EQ"}]}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn arch_map_keeps_only_the_hosts_architecture_and_its_sub_architectures() {
+        let json = r#"{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [
+            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+            {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}]}"#;
+        assert_eq!(
+            oci(json, &[])["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        );
+        let profile = SeccompProfile::parse(json).expect("profile");
+        let arm = SeccompHost {
+            arch: "arm64",
+            kernel: None,
+        };
+        let value = serde_json::to_value(profile.to_oci(&arm, &[]).expect("oci")).expect("json");
+        assert_eq!(
+            value["architectures"],
+            serde_json::json!(["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
+        );
+    }
+
+    #[test]
+    fn includes_and_excludes_select_rules_as_docker_does() {
+        let json = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["a"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"names": ["b"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"names": ["c"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+            {"names": ["d"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64", "386"]}},
+            {"names": ["e"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.8"}},
+            {"names": ["f"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.11"}},
+            {"names": ["g"], "action": "SCMP_ACT_ALLOW", "excludes": {"minKernel": "4.8"}},
+            {"names": ["h"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["amd64"]}},
+            {"names": ["i"], "action": "SCMP_ACT_ALLOW", "includes": {}}
+        ]}"#;
+        let applied = |caps: &[&str]| -> Vec<String> {
+            oci(json, caps)["syscalls"]
+                .as_array()
+                .expect("syscalls")
+                .iter()
+                .map(|s| s["names"][0].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(applied(&[]), ["b", "d", "e", "i"]);
+        assert_eq!(applied(&["CAP_SYS_ADMIN"]), ["a", "d", "e", "i"]);
+        let profile = SeccompProfile::parse(json).expect("profile");
+        let unknown_kernel = SeccompHost {
+            arch: "amd64",
+            kernel: None,
+        };
+        let err = profile.to_oci(&unknown_kernel, &[]).expect_err("kernel");
+        assert!(err.contains("needs the kernel's version"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_place() {
+        assert_eq!(
+            problems(
+                r#"{"architectures": ["SCMP_ARCH_X86_64"], "archMap": [{"architecture": "x86_64"}],
+                    "defaultErrnoRet": 1, "flags": ["TSYNC"], "listenerPath": "/run/agent.sock",
+                    "syscalls": [
+                        {"name": "a", "names": ["b"], "action": "SCMP_ACT_NOTIFY"},
+                        {"names": [], "action": "ALLOW", "errnoRet": 2},
+                        {"names": ["c"], "action": "SCMP_ACT_ALLOW",
+                         "args": [{"index": 6, "value": 1, "op": "EQ"}],
+                         "includes": {"arches": ["x86_64"], "minKernel": "five"}},
+                        {"names": ["d"]}
+                    ]}"#
+            ),
+            [
+                "defaultAction: is missing: set what happens to syscalls no rule matches, e.g. SCMP_ACT_ERRNO".to_owned(),
+                "listenerPath: a seccomp agent listening on the host is not something Berth runs: remove listenerPath and listenerMetadata".to_owned(),
+                "architectures: architectures and archMap are both set: use one of them, as Docker requires".to_owned(),
+                format!("archMap[0].architecture: `x86_64` is not a seccomp architecture: use one of {}", names(ARCHES)),
+                format!("flags[0]: `TSYNC` is not a seccomp filter flag: use one of {}", names(FLAGS)),
+                "syscalls[0]: name and names are both set: use names".to_owned(),
+                "syscalls[0].names: must list at least one syscall name, none empty".to_owned(),
+                "syscalls[0].action: SCMP_ACT_NOTIFY needs a seccomp agent listening on the host, which Berth does not run".to_owned(),
+                "syscalls[1].names: must list at least one syscall name, none empty".to_owned(),
+                format!("syscalls[1].action: `ALLOW` is not a seccomp action: use one of {}", names(ACTIONS)),
+                "syscalls[2].args[0].index: 6 is not a syscall argument: use 0 to 5".to_owned(),
+                format!("syscalls[2].args[0].op: `EQ` is not a seccomp operator: use one of {}", names(OPERATORS)),
+                format!("syscalls[2].includes.arches[0]: `x86_64` is not an architecture as Docker names them here: use one of {}", GO_ARCHES.join(", ")),
+                "syscalls[2].includes.minKernel: \"five\" is not a kernel version like \"4.8\"".to_owned(),
+                "syscalls[3].action: is missing".to_owned(),
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}"#),
+            [
+                "defaultErrnoRet: only goes with SCMP_ACT_ERRNO or SCMP_ACT_TRACE: remove it or change the action"
+            ]
+        );
+    }
+
+    #[test]
+    fn json_errors_say_where() {
+        let err = SeccompProfile::parse(
+            "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n  \"sycalls\": []\n}",
+        )
+        .expect_err("typo");
+        let SeccompProfileError::Json { line, reason, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*line, 3);
+        assert!(reason.starts_with("unknown field `sycalls`"), "{reason}");
+        assert!(err.to_string().starts_with("line 3 column "), "{err}");
+        assert!(matches!(
+            SeccompProfile::parse("not json"),
+            Err(SeccompProfileError::Json { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(kernel_version("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(kernel_version("5.10"), Some((5, 10)));
+        assert_eq!(kernel_version("4.19rc1"), Some((4, 19)));
+        assert_eq!(kernel_version("linux"), None);
+        assert_eq!(go_arch("x86_64"), "amd64");
+        assert_eq!(native_arch("amd64"), Some(Arch::ScmpArchX86_64));
+    }
+}
