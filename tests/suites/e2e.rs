@@ -1548,8 +1548,6 @@ fn unsupported_fields(w: &World) -> Result<()> {
     env.ok(&["create-cluster", &env.cluster.clone()])?;
     let unsupported = [
         "repositoryCredentials",
-        "links",
-        "portMappings",
         "secrets",
         "versionConsistency",
         "resourceRequirements",
