@@ -156,8 +156,8 @@ pub struct ContainerSpec {
     /// each (ignored for a privileged container's cgroup, which allows every device).
     pub devices: Vec<DeviceMapping>,
     /// ECS `dockerSecurityOptions` `no-new-privileges[=bool]`: whether the process may not gain
-    /// privileges through setuid binaries or file capabilities. None means the runtime's
-    /// default, which sets it (containerd's default).
+    /// privileges through setuid binaries or file capabilities. None means Docker's and ECS's
+    /// default: off.
     pub no_new_privileges: Option<bool>,
     /// ECS `dockerSecurityOptions` `seccomp=<profile>`: the container's seccomp filter. None
     /// means no filter, the runtime's default (`seccomp=unconfined` is the same). A privileged

@@ -201,7 +201,8 @@ pub(crate) fn build(
     process.set_cwd(cwd);
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
-    process.set_no_new_privileges(Some(container.no_new_privileges.unwrap_or(true)));
+    // Docker's and so ECS's default: off (setuid binaries in images keep working).
+    process.set_no_new_privileges(Some(container.no_new_privileges.unwrap_or(false)));
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(None);
     process.set_selinux_label(None);
@@ -327,7 +328,7 @@ mod tests {
         );
         assert_eq!(p.cwd(), &PathBuf::from("/app"));
         assert_eq!(p.terminal(), Some(false));
-        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(p.no_new_privileges(), Some(false));
         assert_eq!(p.capabilities(), &Some(defaults::capabilities()));
         assert_eq!(p.oom_score_adj(), None);
         assert_eq!(p.user().uid(), 0);
@@ -791,13 +792,13 @@ mod tests {
     }
 
     #[test]
-    fn no_new_privileges_is_set_unless_the_definition_says_false() {
+    fn no_new_privileges_is_off_unless_the_definition_sets_it() {
         let nnp = |value: Option<bool>| {
             let mut c = container();
             c.no_new_privileges = value;
             process(&build_ok(&c, &image(None))).no_new_privileges()
         };
-        assert_eq!(nnp(None), Some(true), "the runtime's default");
+        assert_eq!(nnp(None), Some(false), "Docker's and ECS's default");
         assert_eq!(nnp(Some(true)), Some(true));
         assert_eq!(nnp(Some(false)), Some(false));
     }
