@@ -779,13 +779,7 @@ fn validate_container(
 /// and the dependencies form no cycle (each cycle is reported once, at the dependency that
 /// closes it).
 fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem>) {
-    let index: HashMap<&str, usize> = def
-        .containers
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, c)| (c.name.as_str(), i))
-        .collect();
+    let index = container_indexes(def);
     // The graph's edges, dependent → dependency, with the path of the dependency's name.
     let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); def.containers.len()];
     for (i, c) in def.containers.iter().enumerate() {
@@ -851,6 +845,16 @@ fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem
 /// The first cycle of a graph between containers (`what`: dependsOn, volumesFrom), found by
 /// depth-first search from each container in definition order, reported at the edge that
 /// closes it ("a → b → a").
+/// Each container's index by name (the first of a duplicated name, which is refused anyway).
+pub(super) fn container_indexes(def: &proto::TaskDefinition) -> HashMap<&str, usize> {
+    def.containers
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect()
+}
+
 fn find_cycle(
     def: &proto::TaskDefinition,
     edges: &[Vec<(usize, String)>],

@@ -12,7 +12,7 @@ use berth_proto::v1 as proto;
 
 use super::error::Problem;
 use super::fields::{DEFAULT_PORT_PROTOCOL, MAX_LINK_ALIAS_LEN, PORT_PROTOCOLS, PORTS};
-use super::{ecs, find_cycle, walk};
+use super::{container_indexes, ecs, find_cycle, walk};
 
 /// The modes in which every container shares the task's one network stack, so a host port is
 /// the container port.
@@ -101,13 +101,7 @@ pub(super) fn port_mappings(
 /// without a cycle (a linked container starts before the one linking to it).
 pub(super) fn validate(def: &proto::TaskDefinition, problems: &mut Vec<Problem>) {
     let mode = def.network_mode.as_str();
-    let containers: HashMap<&str, usize> = def
-        .containers
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, c)| (c.name.as_str(), i))
-        .collect();
+    let containers = container_indexes(def);
     // The first mapping of each fixed host port, by (port, protocol).
     let mut host_ports: HashMap<(u32, &str), String> = HashMap::new();
     let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); def.containers.len()];

@@ -17,7 +17,7 @@ use super::fields::{
     LOCAL_DRIVER_OPTS, SUPPORTED_LOCAL_TYPE, SUPPORTED_VOLUME_DRIVER, SUPPORTED_VOLUME_SCOPE,
     TMPFS_FLAGS, VOLUME_SCOPES, VOLUME_TMPFS_VALUE_OPTIONS,
 };
-use super::{find_cycle, name_problem, walk};
+use super::{container_indexes, find_cycle, name_problem, walk};
 
 /// The proto volumes. `scope` and `driver` get ECS's defaults (`task`, `local`) when absent;
 /// `autoprovision` only matters for the `shared` scope, which is refused, so it is not carried.
@@ -85,13 +85,7 @@ pub(super) fn validate(def: &proto::TaskDefinition, problems: &mut Vec<Problem>)
         }
         validate_volume(v, i, problems);
     }
-    let containers: HashMap<&str, usize> = def
-        .containers
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, c)| (c.name.as_str(), i))
-        .collect();
+    let containers = container_indexes(def);
     let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); def.containers.len()];
     for (i, c) in def.containers.iter().enumerate() {
         let path = walk::index("containerDefinitions", i);
