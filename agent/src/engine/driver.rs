@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::deps::{Plan, Progress, Step};
 use super::health::{Check, Probe};
@@ -252,42 +253,23 @@ impl<R: ContainerRuntime> Driver<R> {
             volume_paths.insert(name.clone(), path);
         }
 
-        self.report(TaskEvent::PullStarted).await;
-        let mut digests = HashMap::new();
-        let mut pulled: HashMap<String, String> = HashMap::new();
-        for spec in &specs {
-            if let Some(d) = pulled.get(&spec.image) {
-                digests.insert(spec.name.clone(), d.clone());
-                continue;
-            }
-            let auth = convert::auth_for(&spec.image, &self.assignment.registry_credentials);
-            let runtime = Arc::clone(&self.runtime);
-            let image_ref = spec.image.clone();
-            let pull = tokio::time::timeout(self.config.pull_timeout, async move {
-                runtime.pull(&image_ref, &auth).await
-            });
-            let outcome = self
-                .interruptible(pull)
-                .await
-                .map_err(Stalled::before_create)?;
-            let image = match outcome {
-                Ok(Ok(image)) => image,
-                Ok(Err(e)) => {
-                    return Err(Stalled::before_create(Interrupted::Failed(format!(
-                        "CannotPullContainerError: {e}"
-                    ))));
-                }
-                Err(_) => {
-                    return Err(Stalled::before_create(Interrupted::Failed(format!(
-                        "CannotPullContainerError: pull of {} did not finish within {}s",
-                        spec.image,
-                        self.config.pull_timeout.as_secs()
-                    ))));
-                }
-            };
-            pulled.insert(spec.image.clone(), image.manifest_digest.clone());
-            digests.insert(spec.name.clone(), image.manifest_digest);
-        }
+        // The namespaces need nothing from the images: they are set up beside the pulls, and
+        // awaited before any early return, so a cleanup never races a setup in flight.
+        let setup = {
+            let network = Arc::clone(&self.network);
+            let (def, plans) = (def.clone(), network_plans.clone());
+            tokio::spawn(
+                async move { set_up_namespaces(&*network, &def, &plans).await }
+                    .instrument(tracing::Span::current()),
+            )
+        };
+        let pulled = self.pull_images(&specs).await;
+        let nets = match setup.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the task's network setup ended abnormally: {e}")),
+        };
+        let digests = pulled?;
+        let nets = nets.map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         self.report(TaskEvent::Pulled { digests }).await;
 
         // The task's own volumes, removed with the task by the cleanup on every path.
@@ -308,10 +290,8 @@ impl<R: ContainerRuntime> Driver<R> {
                 .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         }
 
-        // The cleanup tears down whatever of the network this left behind on failure.
-        self.set_up_network(def, mode, &network_plans, &mut specs)
-            .await
-            .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
+        self.join_network(def, mode, &network_plans, &nets, &mut specs)
+            .await;
 
         if let Err(e) = self.runtime.create_task_cgroup(&task_id, &limits).await {
             return Err(Stalled::before_create(Interrupted::Failed(format!(
@@ -357,50 +337,70 @@ impl<R: ContainerRuntime> Driver<R> {
         Ok((plan, created))
     }
 
-    /// Sets up the task's namespaces (awsvpc: one for the task; bridge: one per container),
-    /// points each container at its namespace and its read-only resolv.conf, hosts and
-    /// hostname, writes the links into the linking containers' hosts files, and reports the
-    /// attachment, addresses and port bindings.
-    async fn set_up_network(
+    /// Pulls every image of the task (each once); the digests by container name.
+    async fn pull_images(
+        &mut self,
+        specs: &[ContainerSpec],
+    ) -> Result<HashMap<String, String>, Stalled> {
+        self.report(TaskEvent::PullStarted).await;
+        let mut digests = HashMap::new();
+        let mut pulled: HashMap<String, String> = HashMap::new();
+        for spec in specs {
+            if let Some(d) = pulled.get(&spec.image) {
+                digests.insert(spec.name.clone(), d.clone());
+                continue;
+            }
+            let auth = convert::auth_for(&spec.image, &self.assignment.registry_credentials);
+            let runtime = Arc::clone(&self.runtime);
+            let image_ref = spec.image.clone();
+            let pull = tokio::time::timeout(self.config.pull_timeout, async move {
+                runtime.pull(&image_ref, &auth).await
+            });
+            let outcome = self
+                .interruptible(pull)
+                .await
+                .map_err(Stalled::before_create)?;
+            let image = match outcome {
+                Ok(Ok(image)) => image,
+                Ok(Err(e)) => {
+                    return Err(Stalled::before_create(Interrupted::Failed(format!(
+                        "CannotPullContainerError: {e}"
+                    ))));
+                }
+                Err(_) => {
+                    return Err(Stalled::before_create(Interrupted::Failed(format!(
+                        "CannotPullContainerError: pull of {} did not finish within {}s",
+                        spec.image,
+                        self.config.pull_timeout.as_secs()
+                    ))));
+                }
+            };
+            pulled.insert(spec.image.clone(), image.manifest_digest.clone());
+            digests.insert(spec.name.clone(), image.manifest_digest);
+        }
+        Ok(digests)
+    }
+
+    /// Points each container at its namespace (set up by [`set_up_namespaces`]) and its
+    /// read-only resolv.conf, hosts and hostname, and reports the attachment, addresses and
+    /// port bindings.
+    async fn join_network(
         &self,
         def: &TaskDefinition,
         mode: Mode,
         plans: &[network::Plan],
+        nets: &[TaskNetwork],
         specs: &mut [ContainerSpec],
-    ) -> Result<(), String> {
-        let mut nets = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let net = self.network.setup(&plan.spec).await.map_err(|e| {
-                format!("cannot set up the task's network ({}): {e}", plan.spec.task)
-            })?;
-            tracing::debug!(netns = %plan.spec.task, address = %net.address, "network set up");
+    ) {
+        for (plan, net) in plans.iter().zip(nets) {
             for &i in &plan.containers {
-                join_network(&mut specs[i], &net, &plan.spec.dns.hostname);
+                join_network(&mut specs[i], net, &plan.spec.dns.hostname);
             }
-            nets.push(net);
-        }
-        let address_of = |index: usize| {
-            plans
-                .iter()
-                .zip(&nets)
-                .find(|(p, _)| p.containers.contains(&index))
-                .map(|(_, n)| n.address)
-        };
-        for (plan, net) in plans.iter().zip(&nets) {
-            if plan.links.is_empty() {
-                continue;
-            }
-            let mut dns = plan.spec.dns.clone();
-            dns.extra_hosts
-                .extend(network::link_hosts(def, &plan.links, address_of));
-            self.network
-                .write_files(&plan.spec.task, &dns, net.address)
-                .map_err(|e| format!("cannot write the links of {}: {e}", plan.spec.task))?;
         }
         let mut containers = HashMap::new();
         match mode {
             Mode::Bridge => {
-                for (plan, net) in plans.iter().zip(&nets) {
+                for (plan, net) in plans.iter().zip(nets) {
                     for &i in &plan.containers {
                         containers.insert(
                             def.containers[i].name.clone(),
@@ -440,7 +440,6 @@ impl<R: ContainerRuntime> Driver<R> {
             })
             .await;
         }
-        Ok(())
     }
 
     /// What the host cannot apply of the containers' swap settings, by container name (see
@@ -1031,6 +1030,44 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(250)
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(7))
         .min(Duration::from_secs(30))
+}
+
+/// Sets up a task's namespaces (awsvpc: one for the task; bridge: one per container) and
+/// writes the links into the linking containers' hosts files. On failure, what was set up is
+/// left for the task's cleanup, which tears down every namespace of the task.
+async fn set_up_namespaces(
+    network: &dyn TaskNetworking,
+    def: &TaskDefinition,
+    plans: &[network::Plan],
+) -> Result<Vec<TaskNetwork>, String> {
+    let mut nets = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let net = network
+            .setup(&plan.spec)
+            .await
+            .map_err(|e| format!("cannot set up the task's network ({}): {e}", plan.spec.task))?;
+        tracing::debug!(netns = %plan.spec.task, address = %net.address, "network set up");
+        nets.push(net);
+    }
+    let address_of = |index: usize| {
+        plans
+            .iter()
+            .zip(&nets)
+            .find(|(p, _)| p.containers.contains(&index))
+            .map(|(_, n)| n.address)
+    };
+    for (plan, net) in plans.iter().zip(&nets) {
+        if plan.links.is_empty() {
+            continue;
+        }
+        let mut dns = plan.spec.dns.clone();
+        dns.extra_hosts
+            .extend(network::link_hosts(def, &plan.links, address_of));
+        network
+            .write_files(&plan.spec.task, &dns, net.address)
+            .map_err(|e| format!("cannot write the links of {}: {e}", plan.spec.task))?;
+    }
+    Ok(nets)
 }
 
 /// Points a container at its namespace, with the namespace's resolv.conf, hosts and hostname

@@ -566,6 +566,31 @@ async fn a_pull_failure_stops_the_task_with_the_registrys_reason() {
 }
 
 #[tokio::test]
+async fn a_namespace_set_up_beside_a_failed_pull_is_torn_down() {
+    let h = start();
+    h.fake
+        .fail_pull
+        .lock()
+        .unwrap()
+        .insert("127.0.0.1:5000/missing:1".into());
+    h.handle
+        .send(Command::Assign(Box::new(with_mode(
+            assignment("t4n", &[("app", true, "127.0.0.1:5000/missing:1")]),
+            "awsvpc",
+        ))))
+        .await;
+    until(&h.store, "t4n", TaskStatus::Deprovisioned).await;
+    let calls = h.fake.calls();
+    let pos = |c: &str| calls.iter().position(|x| x == c);
+    let (Some(setup), Some(teardown)) = (pos("netns setup t4n"), pos("netns teardown t4n")) else {
+        panic!("the namespace was not set up and torn down: {calls:?}");
+    };
+    assert!(setup < teardown, "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("create")));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
 async fn a_stop_order_stops_with_the_users_reason() {
     let h = start();
     h.handle
