@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::deps::{Plan, Progress, Step};
 use super::health::{Check, Probe};
 use super::restart::{self, Backoff, Decision, Policy};
-use super::{Command, ContainerNetwork, EngineConfig, TaskEvent};
+use super::{Command, ContainerNetwork, EngineConfig, NetworkReport, TaskEvent};
 use crate::network::{self, Mode, TaskNetworking};
 use crate::runtime::ContainerRuntime;
 use crate::{convert, devices, envfile, seccomp, volumes};
@@ -290,8 +290,7 @@ impl<R: ContainerRuntime> Driver<R> {
                 .map_err(|r| Stalled::before_create(Interrupted::Failed(r)))?;
         }
 
-        self.join_network(def, mode, &network_plans, &nets, &mut specs)
-            .await;
+        let network = join_network(def, mode, &network_plans, &nets, &mut specs);
 
         if let Err(e) = self.runtime.create_task_cgroup(&task_id, &limits).await {
             return Err(Stalled::before_create(Interrupted::Failed(format!(
@@ -323,7 +322,11 @@ impl<R: ContainerRuntime> Driver<R> {
             .iter()
             .map(|c| (c.name.clone(), c.id.to_string()))
             .collect();
-        self.report(TaskEvent::Created { runtime_ids }).await;
+        self.report(TaskEvent::Created {
+            runtime_ids,
+            network,
+        })
+        .await;
         for (name, note) in notes {
             self.report(TaskEvent::ContainerNote { name, note }).await;
         }
@@ -379,67 +382,6 @@ impl<R: ContainerRuntime> Driver<R> {
             digests.insert(spec.name.clone(), image.manifest_digest);
         }
         Ok(digests)
-    }
-
-    /// Points each container at its namespace (set up by [`set_up_namespaces`]) and its
-    /// read-only resolv.conf, hosts and hostname, and reports the attachment, addresses and
-    /// port bindings.
-    async fn join_network(
-        &self,
-        def: &TaskDefinition,
-        mode: Mode,
-        plans: &[network::Plan],
-        nets: &[TaskNetwork],
-        specs: &mut [ContainerSpec],
-    ) {
-        for (plan, net) in plans.iter().zip(nets) {
-            for &i in &plan.containers {
-                join_network(&mut specs[i], net, &plan.spec.dns.hostname);
-            }
-        }
-        let mut containers = HashMap::new();
-        match mode {
-            Mode::Bridge => {
-                for (plan, net) in plans.iter().zip(nets) {
-                    for &i in &plan.containers {
-                        containers.insert(
-                            def.containers[i].name.clone(),
-                            ContainerNetwork {
-                                address: net.address.to_string(),
-                                bindings: network::bindings(&net.ports),
-                            },
-                        );
-                    }
-                }
-            }
-            Mode::Host => {
-                for c in def
-                    .containers
-                    .iter()
-                    .filter(|c| !c.port_mappings.is_empty())
-                {
-                    containers.insert(
-                        c.name.clone(),
-                        ContainerNetwork {
-                            address: String::new(),
-                            bindings: network::host_mode_bindings(c),
-                        },
-                    );
-                }
-            }
-            Mode::Awsvpc | Mode::None => {}
-        }
-        let attachments = match mode {
-            Mode::Awsvpc => nets.iter().map(network::attachment).collect(),
-            _ => Vec::new(),
-        };
-        if !attachments.is_empty() || !containers.is_empty() {
-            self.report(TaskEvent::Network {
-                attachments,
-                containers,
-            })
-            .await;
-        }
     }
 
     /// What the host cannot apply of the containers' swap settings, by container name (see
@@ -1032,6 +974,62 @@ fn retry_delay(attempt: u32) -> Duration {
         .min(Duration::from_secs(30))
 }
 
+/// Points each container at its namespace (set up by [`set_up_namespaces`]) and its
+/// read-only resolv.conf, hosts and hostname; what is reported of the task's network.
+fn join_network(
+    def: &TaskDefinition,
+    mode: Mode,
+    plans: &[network::Plan],
+    nets: &[TaskNetwork],
+    specs: &mut [ContainerSpec],
+) -> NetworkReport {
+    for (plan, net) in plans.iter().zip(nets) {
+        for &i in &plan.containers {
+            join_namespace(&mut specs[i], net, &plan.spec.dns.hostname);
+        }
+    }
+    let mut containers = HashMap::new();
+    match mode {
+        Mode::Bridge => {
+            for (plan, net) in plans.iter().zip(nets) {
+                for &i in &plan.containers {
+                    containers.insert(
+                        def.containers[i].name.clone(),
+                        ContainerNetwork {
+                            address: net.address.to_string(),
+                            bindings: network::bindings(&net.ports),
+                        },
+                    );
+                }
+            }
+        }
+        Mode::Host => {
+            for c in def
+                .containers
+                .iter()
+                .filter(|c| !c.port_mappings.is_empty())
+            {
+                containers.insert(
+                    c.name.clone(),
+                    ContainerNetwork {
+                        address: String::new(),
+                        bindings: network::host_mode_bindings(c),
+                    },
+                );
+            }
+        }
+        Mode::Awsvpc | Mode::None => {}
+    }
+    let attachments = match mode {
+        Mode::Awsvpc => nets.iter().map(network::attachment).collect(),
+        _ => Vec::new(),
+    };
+    NetworkReport {
+        attachments,
+        containers,
+    }
+}
+
 /// Sets up a task's namespaces (awsvpc: one for the task; bridge: one per container) and
 /// writes the links into the linking containers' hosts files. On failure, what was set up is
 /// left for the task's cleanup, which tears down every namespace of the task.
@@ -1072,7 +1070,7 @@ async fn set_up_namespaces(
 
 /// Points a container at its namespace, with the namespace's resolv.conf, hosts and hostname
 /// bound read-only (they hold its DNS settings and extra hosts, so the runtime writes none).
-fn join_network(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
+fn join_namespace(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
     spec.network = NetworkNamespace::Join(net.netns.clone());
     for (source, destination) in [
         (&net.files.resolv_conf, "/etc/resolv.conf"),

@@ -29,7 +29,7 @@ use crate::store::{Store, StoreError};
 pub use driver::Control;
 use driver::{Driver, Resume};
 pub use health::{Check, Probe};
-pub use state::{ContainerNetwork, TaskEvent};
+pub use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
 /// How tasks are run.
 #[derive(Debug, Clone)]

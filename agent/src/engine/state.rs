@@ -21,15 +21,11 @@ pub enum TaskEvent {
     Pulled {
         digests: HashMap<String, String>,
     },
-    /// The task's network is set up: its attachment (awsvpc) and each container's own address
-    /// and port bindings (bridge and host modes), by container name.
-    Network {
-        attachments: Vec<NetworkAttachment>,
-        containers: HashMap<String, ContainerNetwork>,
-    },
-    /// Every container is created; containerd IDs by container name.
+    /// Every container is created; containerd IDs by container name, and where the task is
+    /// on the network (one event, so one durable write, for both).
     Created {
         runtime_ids: HashMap<String, String>,
+        network: NetworkReport,
     },
     /// Every container is started.
     Started,
@@ -64,6 +60,14 @@ pub enum TaskEvent {
     Stopped,
     /// Every resource of the task is removed.
     Deprovisioned,
+}
+
+/// Where a task is on the network: its attachment (awsvpc) and each container's own address
+/// and port bindings (bridge and host modes), by container name. Empty in mode none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkReport {
+    pub attachments: Vec<NetworkAttachment>,
+    pub containers: HashMap<String, ContainerNetwork>,
 }
 
 /// A container's place on the network, as reported.
@@ -186,27 +190,18 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             advance_containers(state, ContainerStatus::Pulled);
             advance(state, TaskStatus::Pulled)
         }
-        TaskEvent::Network {
-            attachments,
-            containers,
+        TaskEvent::Created {
+            runtime_ids,
+            network,
         } => {
-            let mut changed = state.attachments != attachments;
-            state.attachments = attachments;
-            for c in &mut state.containers {
-                if let Some(n) = containers.get(&c.name)
-                    && (c.private_ipv4_address != n.address || c.network_bindings != n.bindings)
-                {
-                    c.private_ipv4_address = n.address.clone();
-                    c.network_bindings = n.bindings.clone();
-                    changed = true;
-                }
-            }
-            changed
-        }
-        TaskEvent::Created { runtime_ids } => {
+            state.attachments = network.attachments;
             for c in &mut state.containers {
                 if let Some(id) = runtime_ids.get(&c.name) {
                     c.runtime_id = id.clone();
+                }
+                if let Some(n) = network.containers.get(&c.name) {
+                    c.private_ipv4_address = n.address.clone();
+                    c.network_bindings = n.bindings.clone();
                 }
             }
             advance_containers(state, ContainerStatus::Created);
@@ -331,7 +326,8 @@ mod tests {
         assert!(!apply(
             &mut s,
             TaskEvent::Created {
-                runtime_ids: HashMap::new()
+                runtime_ids: HashMap::new(),
+                network: NetworkReport::default(),
             },
             now
         ));
