@@ -53,6 +53,10 @@ pub enum AttachmentError {
     },
     #[error("a network attachment is one ENI for one task: run 1 task, not {count}")]
     Count { count: u32 },
+    #[error(
+        "network attachment: the ENI {mac} is in use by task {task_id}; stop it first or use another ENI"
+    )]
+    InUse { mac: String, task_id: String },
 }
 
 /// An IPv4 address with a prefix length, as in 10.1.0.5/24.

@@ -132,6 +132,10 @@ pub(crate) struct RunTask {
         value_parser = parse_network_attachment
     )]
     pub(crate) network_attachment: Option<proto::NetworkAttachment>,
+    /// Place the tasks only on this container instance (as ECS StartTask), e.g. the one the
+    /// ENI of --network-attachment is attached to.
+    #[arg(long, value_name = "ID")]
+    pub(crate) container_instance: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, clap::Args)]
@@ -442,7 +446,8 @@ mod tests {
                 file: None,
                 count: 1,
                 started_by: "berthctl".into(),
-                network_attachment: None
+                network_attachment: None,
+                container_instance: None
             })
         );
         assert_eq!(
@@ -460,7 +465,8 @@ mod tests {
                 file: Some("td.json".into()),
                 count: 3,
                 started_by: "ci".into(),
-                network_attachment: None
+                network_attachment: None,
+                container_instance: None
             })
         );
         assert_eq!(

@@ -210,6 +210,7 @@ impl Context<'_> {
                     count: run.count,
                     started_by: run.started_by,
                     network_attachment: run.network_attachment,
+                    container_instance_id: run.container_instance.unwrap_or_default(),
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
                 self.emit(&json::Tasks::of(&response.tasks, None), || {

@@ -149,8 +149,9 @@ pub(super) struct Task {
 pub(super) struct Attachment {
     #[serde(rename = "type")]
     kind: &'static str,
-    /// ATTACHED while the task holds it; DELETED once the task is deprovisioned (its network
-    /// torn down), as ECS ends an attachment.
+    /// PRECREATED while it is only asked for (the agent has not reported the interface yet),
+    /// ATTACHED while the task holds it, DELETED once the task is deprovisioned (its network
+    /// torn down), as ECS names an attachment's states.
     status: &'static str,
     details: Vec<Attribute>,
 }
@@ -168,6 +169,8 @@ impl Attachment {
             kind: "ElasticNetworkInterface",
             status: if task_status == proto::TaskStatus::Deprovisioned as i32 {
                 "DELETED"
+            } else if a.interface_name.is_empty() {
+                "PRECREATED"
             } else {
                 "ATTACHED"
             },
@@ -1255,6 +1258,13 @@ mod tests {
                     "networkInterfaces": [{"privateIpv4Address": "10.1.0.5"}]
                 }]
             })
+        );
+        let mut asked = awsvpc.clone();
+        asked.attachments[0].interface_name.clear();
+        assert_eq!(
+            serde_json::to_value(Task::from(&asked)).unwrap()["attachments"][0]["status"],
+            "PRECREATED",
+            "asked for, not reported yet"
         );
         let gone = proto::Task {
             last_status: proto::TaskStatus::Deprovisioned as i32,

@@ -164,6 +164,7 @@ impl ControlService for Control {
         };
         let connected = self.shared.sessions.connected();
         let (count, started_by, attachment) = (req.count, req.started_by, req.network_attachment);
+        let instance = req.container_instance_id;
         let tasks = self
             .shared
             .db(move |s| {
@@ -174,6 +175,7 @@ impl ControlService for Control {
                         count,
                         started_by: &started_by,
                         network_attachment: attachment.as_ref(),
+                        container_instance: (!instance.is_empty()).then_some(instance.as_str()),
                     },
                     &connected,
                 )

@@ -81,7 +81,9 @@ impl From<ServerError> for Status {
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
                 | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
-                StoreError::ClusterInUse { .. } => Status::failed_precondition(msg),
+                StoreError::ClusterInUse { .. } | StoreError::InstanceUnavailable { .. } => {
+                    Status::failed_precondition(msg)
+                }
                 StoreError::NoConnectedInstance { .. }
                 | StoreError::NoCapacity { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),

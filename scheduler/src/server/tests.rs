@@ -189,6 +189,7 @@ async fn run_task(
             count: 1,
             started_by: "test".into(),
             network_attachment: None,
+            container_instance_id: String::new(),
         })
         .await?
         .into_inner()
@@ -1037,6 +1038,7 @@ async fn task_networking_end_to_end() {
         count,
         started_by: "test".into(),
         network_attachment: Some(attachment),
+        container_instance_id: String::new(),
     };
     let err = c.run_task(run_eni(2, eni())).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -105,6 +105,14 @@ pub enum StoreError {
     NetworkAttachment(#[from] AttachmentError),
     #[error("no connected ACTIVE container instance in cluster {cluster}")]
     NoConnectedInstance { cluster: String },
+    #[error(
+        "container instance {id} in cluster {cluster} cannot take tasks: {why}; run the task elsewhere or without --container-instance"
+    )]
+    InstanceUnavailable {
+        cluster: String,
+        id: String,
+        why: &'static str,
+    },
     #[error("{}", no_capacity_message(self))]
     NoCapacity {
         cluster: String,
@@ -286,6 +294,8 @@ pub struct RunTasks<'a> {
     pub started_by: &'a str,
     /// The ENI the task gets: only for a definition in awsvpc mode, with count 1.
     pub network_attachment: Option<&'a pb::NetworkAttachment>,
+    /// Place only on this instance (ECS StartTask); any connected ACTIVE one when None.
+    pub container_instance: Option<&'a str>,
 }
 
 /// Where an opened session starts.
@@ -989,12 +999,54 @@ impl Store {
             let defs = active_definitions(&defs_t, &tasks)?;
             let instances: Vec<InstanceRecord> =
                 all_recs(&txn.open_table(INSTANCES)?, "instances")?;
+            if let Some(id) = req.container_instance {
+                let Some(i) = instances.iter().find(|i| {
+                    i.instance.cluster == cluster && i.instance.container_instance_id == id
+                }) else {
+                    return Err(StoreError::InstanceNotFound {
+                        cluster: cluster.to_owned(),
+                        id: id.to_owned(),
+                    });
+                };
+                let why = if i.instance.status != "ACTIVE" {
+                    Some("it is DRAINING")
+                } else if !connected.contains(id) {
+                    Some("its agent is not connected")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(StoreError::InstanceUnavailable {
+                        cluster: cluster.to_owned(),
+                        id: id.to_owned(),
+                        why,
+                    });
+                }
+            }
+            if let Some(a) = &attachment
+                && let Some(other) = tasks.iter().find(|t| {
+                    t.last_status < TaskStatus::Stopped as i32
+                        && t.desired_status != DesiredStatus::Stopped as i32
+                        && t.attachments
+                            .iter()
+                            .any(|o| o.mac_address.eq_ignore_ascii_case(&a.mac_address))
+                })
+            {
+                return Err(AttachmentError::InUse {
+                    mac: a.mac_address.clone(),
+                    task_id: other.task_id.clone(),
+                }
+                .into());
+            }
             let mut candidates: Vec<Capacity> = instances
                 .iter()
                 .filter(|i| {
                     i.instance.cluster == cluster
                         && i.instance.status == "ACTIVE"
                         && connected.contains(&i.instance.container_instance_id)
+                        && req
+                            .container_instance
+                            .is_none_or(|id| i.instance.container_instance_id == id)
                 })
                 .map(|i| {
                     let v = instance_view(i, &tasks, &defs);
@@ -1057,6 +1109,8 @@ impl Store {
                     created_at: Some(now()),
                     started_by: req.started_by.to_owned(),
                     network_mode: network_mode(&def).to_owned(),
+                    // The ENI asked for, until the agent reports what the task got.
+                    attachments: attachment.iter().cloned().collect(),
                     ..Default::default()
                 };
                 put_task(&mut tasks_t, &task)?;

@@ -44,6 +44,7 @@ fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>,
             count: 1,
             started_by: "",
             network_attachment: None,
+            container_instance: None,
         },
         &connected,
     )
@@ -377,6 +378,7 @@ fn run_n(
             count,
             started_by: "",
             network_attachment: attachment,
+            container_instance: None,
         },
         &connected,
     )
@@ -691,4 +693,75 @@ fn reported_attachments_are_kept() {
         .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&t.task_id))
         .unwrap();
     assert_eq!(tasks[0].attachments, [reported]);
+}
+
+#[test]
+fn an_eni_in_use_is_refused_until_its_task_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(with_ports(def("vpc", 256, 256), "awsvpc", &[]))
+        .unwrap();
+    let id = register(&store, "h", 4096, 8192);
+    let t = run_n(&store, "vpc", 1, Some(&eni()), &[&id])
+        .unwrap()
+        .remove(0);
+    // Shown as asked for until the agent reports what the task got.
+    assert_eq!(t.attachments[0].mac_address, "0a:58:0a:01:00:05");
+    let same_mac = pb::NetworkAttachment {
+        private_ipv4_address: "10.1.0.6".into(),
+        ..eni()
+    };
+    let err = run_n(&store, "vpc", 1, Some(&same_mac), &[&id]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "network attachment: the ENI 0a:58:0a:01:00:05 is in use by task {}; stop it first \
+             or use another ENI",
+            t.task_id
+        )
+    );
+    store
+        .apply_task_state(&id, Some(1), &state(&t.task_id, TaskStatus::Stopped))
+        .unwrap();
+    run_n(&store, "vpc", 1, Some(&same_mac), &[&id]).unwrap();
+}
+
+#[test]
+fn tasks_can_be_pinned_to_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_task_definition(def("web", 256, 256))
+        .unwrap();
+    let roomy = register(&store, "a", 4096, 8192);
+    let full = register(&store, "b", 1024, 1024);
+    let pinned = |id: &str, connected: &[&str]| {
+        let connected: HashSet<String> = connected.iter().map(|s| s.to_string()).collect();
+        store.run_tasks(
+            RunTasks {
+                cluster: DEFAULT_CLUSTER,
+                task_definition: "web",
+                count: 2,
+                started_by: "",
+                network_attachment: None,
+                container_instance: Some(id),
+            },
+            &connected,
+        )
+    };
+    // BINPACK would pick the fuller instance; the pin wins.
+    let tasks = pinned(&roomy, &[&roomy, &full]).unwrap();
+    assert!(tasks.iter().all(|t| t.container_instance_id == roomy));
+    assert_eq!(
+        pinned("nope", &[&roomy]).unwrap_err().to_string(),
+        "unknown container instance nope in cluster default; register first"
+    );
+    assert_eq!(
+        pinned(&full, &[&roomy]).unwrap_err().to_string(),
+        format!(
+            "container instance {full} in cluster default cannot take tasks: its agent is not \
+             connected; run the task elsewhere or without --container-instance"
+        )
+    );
 }

@@ -153,12 +153,18 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
                 "stopTimeout": 1}]),
     ))?;
     let attachment = format!("mac={mac},address=10.1.0.5/24,gateway=10.1.0.1");
+    let instance = env.wait_instance_connected()?["containerInstanceId"]
+        .as_str()
+        .context("no instance id")?
+        .to_owned();
     let out = env.ok(&[
         "run-task",
         "--task-definition",
         "neteni",
         "--network-attachment",
         &attachment,
+        "--container-instance",
+        &instance,
     ])?;
     let id = out
         .stdout
@@ -174,6 +180,20 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     );
     let inside = env.net.task_sh(&id, "ip -o addr show eth0")?;
     ensure!(inside.contains("10.1.0.5/24"), "{inside}");
+    // The same ENI cannot go to a second task while this one holds it.
+    let twice = env.ctl(&[
+        "run-task",
+        "--task-definition",
+        "neteni",
+        "--network-attachment",
+        &format!("mac={mac},address=10.1.0.6/24,gateway=10.1.0.1"),
+    ])?;
+    ensure!(
+        twice.status != 0
+            && twice.stderr.contains("is in use by task")
+            && twice.stderr.contains(&id),
+        "{twice:?}"
+    );
     // The task endpoint, through the task's second interface (its default route is the ENI's).
     let endpoint = env.net.task_sh(
         &id,
