@@ -405,6 +405,19 @@ fn assignment(task: &str, containers: &[(&str, bool, &str)]) -> TaskAssignment {
     }
 }
 
+/// A store dir holding `a` as an earlier run left it: STOPPED, its cleanup still to do.
+fn stored_as_stopped(a: &TaskAssignment) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stopped = TaskState {
+        task_id: a.task_id.clone(),
+        status: TaskStatus::Stopped as i32,
+        ..Default::default()
+    };
+    assert!(store.accept_assignment(a, &stopped).unwrap());
+    dir
+}
+
 /// The reported states of a task, in order.
 fn reports(store: &Store, task: &str) -> Vec<TaskState> {
     store
@@ -899,17 +912,10 @@ async fn host_mode_reports_its_ports_and_sets_up_no_namespace() {
 
 #[tokio::test]
 async fn a_restart_repairs_the_network_of_all_but_the_stored_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        let stopped = TaskState {
-            task_id: "tr".into(),
-            status: TaskStatus::Stopped as i32,
-            ..Default::default()
-        };
-        let a = with_mode(assignment("tr", &[("app", true, "img:1")]), "awsvpc");
-        assert!(store.accept_assignment(&a, &stopped).unwrap());
-    }
+    let dir = stored_as_stopped(&with_mode(
+        assignment("tr", &[("app", true, "img:1")]),
+        "awsvpc",
+    ));
     let h = start_on(dir, Vec::new(), false);
     until(&h.store, "tr", TaskStatus::Deprovisioned).await;
     let calls = h.fake.calls();
@@ -1453,19 +1459,7 @@ async fn an_allowed_host_path_is_bound_as_resolved() {
 
 #[tokio::test]
 async fn a_task_stopped_before_an_agent_restart_has_its_volumes_removed_on_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        let stopped = TaskState {
-            task_id: "tr".into(),
-            status: TaskStatus::Stopped as i32,
-            ..Default::default()
-        };
-        let fresh = store
-            .accept_assignment(&with_volumes("tr", vec![volume("shared", None)]), &stopped)
-            .unwrap();
-        assert!(fresh);
-    }
+    let dir = stored_as_stopped(&with_volumes("tr", vec![volume("shared", None)]));
     let h = start_on(dir, Vec::new(), false);
     until(&h.store, "tr", TaskStatus::Deprovisioned).await;
     let calls = h.fake.calls();
