@@ -104,16 +104,17 @@ fn demo() -> Result<()> {
         .wait_for_log("session established", Duration::from_secs(30))?;
     ctl(&endpoint, &["instances"])?;
 
-    step("registering a two-container task definition");
+    step("registering a two-container awsvpc task definition");
     let def = serde_json::json!({
         "family": "demo",
-        "networkMode": "none",
+        "networkMode": "awsvpc",
         "cpu": "512",
         "memory": "256",
         "containerDefinitions": [
             {"name": "web", "image": image.reference, "essential": true, "cpu": 256, "memory": 128,
              "memoryReservation": 64, "stopTimeout": 2,
-             "command": ["sh", "-c", "echo serving; while true; do sleep 1; done"]},
+             "command": ["sh", "-c",
+                "echo serving; while true; do echo hello from the web container | nc -l -p 8080; done"]},
             {"name": "init", "image": image.reference, "essential": false, "memory": 32,
              "command": ["sh", "-c", "echo hello from the init container; exit 0"]}
         ]
@@ -143,7 +144,34 @@ fn demo() -> Result<()> {
         &["wait", "tasks-running", &id, "--timeout", "60"],
     )?;
     ctl(&endpoint, &["tasks"])?;
-    ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
+    let described: serde_json::Value =
+        serde_json::from_str(&ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?)?;
+
+    step("the task's own address answers, and the agent's endpoint answers inside the task");
+    let address = described["tasks"][0]["attachments"][0]["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "privateIPv4Address"))
+        .and_then(|d| d["value"].as_str())
+        .context("the task has no address")?
+        .to_owned();
+    let said = net.sh(&format!("/bin/busybox nc -w 2 {address} 8080 </dev/null"))?;
+    println!("  {address}:8080 says: {}", said.trim());
+    let metadata = net.task_sh(
+        &id,
+        "{ printf 'GET /v4/web/task HTTP/1.0\\r\\n\\r\\n'; sleep 1; } | /bin/busybox nc 169.254.170.2 80",
+    )?;
+    let body = metadata.split("\r\n\r\n").nth(1).unwrap_or_default();
+    println!("  http://169.254.170.2/v4/web/task from inside the task:");
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => println!(
+            "  {{\"Family\": {}, \"Revision\": {}, \"KnownStatus\": {}, \"Containers\": {} }}",
+            v["Family"],
+            v["Revision"],
+            v["KnownStatus"],
+            v["Containers"].as_array().map_or(0, Vec::len)
+        ),
+        Err(_) => println!("  {}", metadata.trim()),
+    }
 
     step("cgroup limits containerd and runc applied");
     show_cgroup(&format!("/berth/{id}"));
@@ -158,7 +186,9 @@ fn demo() -> Result<()> {
     ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
     ctl(&endpoint, &["tasks"])?;
 
-    step("after the cleanup wait (3 s here) the agent removes the task's containers and cgroups");
+    step(
+        "after the cleanup wait (3 s here) the agent removes the task's containers, cgroups and network",
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let out = Command::new(bin("berthctl")?)
@@ -186,6 +216,10 @@ fn demo() -> Result<()> {
     println!(
         "  task cgroup /berth/{id} exists: {}",
         Path::new("/sys/fs/cgroup/memory/berth").join(&id).exists()
+    );
+    println!(
+        "  task network namespaces left: {}",
+        net.task_namespaces()?.len()
     );
 
     step("stopping everything and removing what the demo made");
