@@ -850,8 +850,13 @@ impl<R: ContainerRuntime> Driver<R> {
             self.runtime.delete(&c.id).await.map_err(error)?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
-        let definition = self.assignment.definition.clone().unwrap_or_default();
-        for name in network::namespaces(self.task_id(), &definition) {
+        let namespaces = self
+            .assignment
+            .definition
+            .as_ref()
+            .map(|def| network::namespaces(self.task_id(), def))
+            .unwrap_or_default();
+        for name in namespaces {
             self.network
                 .teardown(&name)
                 .await

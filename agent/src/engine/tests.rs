@@ -746,14 +746,15 @@ async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_torn_down_
 #[tokio::test]
 async fn an_awsvpc_task_gets_the_eni_of_its_assignment() {
     let h = start();
-    let mut a = with_mode(assignment("te", &[("app", true, "img:1")]), "awsvpc");
-    a.network_attachment = Some(berth_proto::v1::NetworkAttachment {
+    let eni = berth_proto::v1::NetworkAttachment {
         mac_address: "0a:58:0a:01:00:05".into(),
         private_ipv4_address: "10.1.0.5".into(),
         subnet: "10.1.0.0/24".into(),
         gateway: "10.1.0.1".into(),
         ..Default::default()
-    });
+    };
+    let mut a = with_mode(assignment("te", &[("app", true, "img:1")]), "awsvpc");
+    a.network_attachment = Some(eni.clone());
     h.handle.send(Command::Assign(Box::new(a))).await;
     until(&h.store, "te", TaskStatus::Running).await;
     let net = h.fake.net_specs.lock().unwrap()[0].clone();
@@ -770,9 +771,7 @@ async fn an_awsvpc_task_gets_the_eni_of_its_assignment() {
     bad.network_attachment = Some(berth_proto::v1::NetworkAttachment {
         mac_address: "0a:58:0a:01:00:06".into(),
         private_ipv4_address: "10.2.0.5".into(),
-        subnet: "10.1.0.0/24".into(),
-        gateway: "10.1.0.1".into(),
-        ..Default::default()
+        ..eni
     });
     h.handle.send(Command::Assign(Box::new(bad))).await;
     let stopped = until(&h.store, "tf", TaskStatus::Stopped).await;
