@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cgroup::{CgroupLayout, Cgroups};
 use crate::container::{
-    ContainerId, ContainerInfo, Containers, ExecOutcome, ExitStatus, LogRotation,
+    ContainerId, ContainerInfo, Containers, ExecOutcome, ExitStatus, KillScope, LogRotation,
 };
 use crate::containerd::Containerd;
 use crate::error::Error;
@@ -184,7 +184,8 @@ impl Runtime {
         Ok(self.cgroups.task_path(task_id)?)
     }
 
-    /// Creates a container and its task, ready to start.
+    /// Creates a container (record, snapshot, its /etc files), ready to start; as with
+    /// `docker create`, its process is made when it starts.
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         self.containers.create(spec).await
     }
@@ -199,7 +200,9 @@ impl Runtime {
         self.containers.reattach(id, task_id, name)
     }
 
-    /// Starts a created container; returns its init process's PID.
+    /// Starts a created container: makes its process (runc create: what its command, mounts
+    /// and namespaces need is checked here, so a command that is not executable fails the
+    /// start) and starts it; returns its init process's PID.
     pub async fn start_container(&self, id: &ContainerId) -> Result<u32, Error> {
         self.containers.start(id).await
     }
@@ -228,12 +231,17 @@ impl Runtime {
         self.containers.exec(id, args, timeout).await
     }
 
-    /// Sends a signal to every process of the container.
-    pub async fn kill_container(&self, id: &ContainerId, signal: u32) -> Result<(), Error> {
-        self.containers.kill(id, signal).await
+    /// Sends a signal to the container's main process, or to all its processes.
+    pub async fn kill_container(
+        &self,
+        id: &ContainerId,
+        signal: u32,
+        scope: KillScope,
+    ) -> Result<(), Error> {
+        self.containers.kill(id, signal, scope).await
     }
 
-    /// SIGTERM, then SIGKILL after `timeout`.
+    /// SIGTERM to the main process, then SIGKILL to every process after `timeout`.
     pub async fn stop_container(
         &self,
         id: &ContainerId,

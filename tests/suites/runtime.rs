@@ -48,6 +48,14 @@ fn main() -> ExitCode {
                 sigterm_ignored_killed_after_stop_timeout,
             ),
             w.async_trial(
+                "sigterm_reaches_the_main_process_only",
+                sigterm_reaches_the_main_process_only,
+            ),
+            w.async_trial(
+                "a_command_that_is_not_executable_fails_the_start_not_the_create",
+                a_command_that_is_not_executable_fails_the_start_not_the_create,
+            ),
+            w.async_trial(
                 "memory_hog_reported_oom_killed",
                 memory_hog_reported_oom_killed,
             ),
@@ -486,6 +494,69 @@ async fn sigterm_ignored_killed_after_stop_timeout(w: Arc<World>) -> Result<()> 
     Ok(())
 }
 
+/// `docker stop`'s signals: SIGTERM to the main process only, so a shell that traps it
+/// decides what its child gets; here the child ends cleanly and the shell exits 0 (SIGTERM to
+/// every process would kill the child and make it 143).
+async fn sigterm_reaches_the_main_process_only(w: Arc<World>) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "trapper", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let spec = container(
+        &task,
+        "trapper",
+        &img.reference,
+        &[
+            "sh",
+            "-c",
+            "trap 'touch /tmp/stop; wait $child; exit $?' TERM
+(while [ ! -e /tmp/stop ]; do sleep 1; done) & child=$!
+echo ready; wait $child",
+        ],
+    );
+    let id = rt.create_container(&spec).await?;
+    rt.start_container(&id).await?;
+    wait_for_log(&rt.log_path(&task, "trapper"), "ready").await?;
+    let status = rt.stop_container(&id, Duration::from_secs(30)).await?;
+    rt.delete_container(&id).await?;
+    ensure!(
+        status.code == 0,
+        "exit code {} (expected 0: the trap ended the child itself)",
+        status.code
+    );
+    Ok(())
+}
+
+/// Like `docker create` then `docker start`: a command that is not executable is found when
+/// the process is made, at the start; the container exists until it is deleted.
+async fn a_command_that_is_not_executable_fails_the_start_not_the_create(
+    w: Arc<World>,
+) -> Result<()> {
+    let img = fixtures::hello(&w.registry().host(), "noexec", "v1").await?;
+    let (rt, _) = runtime(&w).await?;
+    rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
+        .await?;
+    let task = w.unique("task");
+    let id = rt
+        .create_container(&container(&task, "data", &img.reference, &["/etc/passwd"]))
+        .await?;
+    let err = rt
+        .start_container(&id)
+        .await
+        .err()
+        .context("a command that is not executable started")?;
+    ensure!(err.to_string().contains("/etc/passwd"), "{err}");
+    let listed = rt.list_containers().await?;
+    ensure!(
+        listed.iter().any(|c| c.id == id),
+        "the container is gone: {listed:?}"
+    );
+    rt.delete_container(&id).await?;
+    ensure!(rt.list_containers().await?.iter().all(|c| c.id != id));
+    Ok(())
+}
+
 async fn wait_for_log(path: &Path, needle: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -633,7 +704,8 @@ async fn list_finds_owned_containers(w: Arc<World>) -> Result<()> {
             && ia.stop_timeout == Some(Duration::from_millis(1500)),
         "{ia:?}"
     );
-    ensure!(ib.status == ContainerStatus::Created, "{ib:?}");
+    // Created as `docker create` creates: the process comes with the start.
+    ensure!(ib.status == ContainerStatus::NoTask, "{ib:?}");
     for id in [a, b] {
         rt.stop_container(&id, Duration::from_secs(1)).await?;
         rt.delete_container(&id).await?;

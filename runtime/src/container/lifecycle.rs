@@ -1,17 +1,19 @@
-//! The container lifecycle over containerd's Containers, Snapshots and Tasks services.
+//! The container lifecycle over containerd's Containers, Snapshots and Tasks services: create
+//! (record and snapshot, as `docker create`), restart in place, reattach, delete and list; the
+//! process itself (start, wait, signals, stop) is `process.rs`.
+
+mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use containerd_client::services::v1::container::Runtime as CdRuntime;
-use containerd_client::services::v1::snapshots::{
-    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
-};
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    DeleteTaskRequest, GetRequest, ListContainersRequest,
 };
 use containerd_client::types::v1::Status as TaskStatus;
 use tokio::sync::Mutex as AsyncMutex;
@@ -19,9 +21,10 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::log::{LogPipes, LogRotation, Stdio};
 use super::rootfs::{UserDatabase, read_user_database};
 use super::{
-    ContainerId, ContainerInfo, ContainerStatus, ExitStatus, LABEL_CONTAINER_NAME,
-    LABEL_STOP_TIMEOUT, LABEL_TASK_ID,
+    ContainerId, ContainerInfo, ContainerStatus, LABEL_CONTAINER_NAME, LABEL_STOP_TIMEOUT,
+    LABEL_TASK_ID,
 };
+pub use process::KillScope;
 
 /// Label recording a container's standard streams (`stdin`, `terminal`; see [`Stdio`]), so
 /// that a restart in place gives the new task the same ones.
@@ -35,12 +38,6 @@ use crate::spec::{self, SeccompHost, SpecContext};
 
 const RUNC_V2: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-/// How long to wait for the last log bytes after the process exited.
-const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// After SIGKILL, how long the kernel and shim get to report the exit.
-const KILL_GRACE: Duration = Duration::from_secs(10);
-const SIGTERM: u32 = 15;
-const SIGKILL: u32 = 9;
 
 /// The host's resolver configuration, the base of a container's own resolv.conf.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -132,8 +129,10 @@ impl Containers {
         self.pipes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates the container and its (not yet started) task. Everything created is removed
-    /// again when a later step fails.
+    /// Creates the container (its record, its writable snapshot, its own /etc files and its
+    /// log rotation), as `docker create` does: its process, and so everything runc checks when
+    /// it makes one (the command, the mounts, the namespaces), comes with its start.
+    /// Everything created is removed again when a later step fails.
     #[tracing::instrument(skip_all, fields(task.id = %spec.task_id, container.name = %spec.name))]
     pub(crate) async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         crate::cgroup::validate_id("task id", &spec.task_id)?;
@@ -337,15 +336,17 @@ impl Containers {
             .await
             .map_err(|s| ContainerdError::new("container create", id.as_str(), &s))?;
 
+        // The FIFOs come with the task; the rotation is recorded now, for the first start as
+        // for later ones.
+        let io_dir = self.io_dir.join(id.as_str());
         let rotation = spec.log_rotation.unwrap_or(self.rotation);
-        let result = self
-            .create_task(&spec.task_id, &spec.name, id, mounts, rotation, stdio)
-            .await;
-        if result.is_err() {
+        if let Err(e) = std::fs::create_dir_all(&io_dir).and_then(|()| rotation.save(&io_dir)) {
             self.delete_record(id).await;
+            let _ = std::fs::remove_dir_all(&io_dir);
             let _ = std::fs::remove_dir_all(self.etc_dir(id));
+            return Err(Error::io("record the log rotation", io_dir, e));
         }
-        result
+        Ok(())
     }
 
     /// What the container's cgroup can limit of swap, when it asks for a swap limit; a host
@@ -484,37 +485,9 @@ impl Containers {
     /// runs is refused by containerd's task delete.
     #[tracing::instrument(skip_all, fields(container.id = %id))]
     pub(crate) async fn restart(&self, id: &ContainerId) -> Result<(), Error> {
-        let not_found = || Error::NotFound {
-            id: id.to_string(),
-            namespace: self.client.namespace().to_owned(),
-        };
-        let labels = self.labels(id).await.ok_or_else(not_found)?;
-        let (Some(task_id), Some(name)) = (
-            labels.get(LABEL_TASK_ID).cloned(),
-            labels.get(LABEL_CONTAINER_NAME).cloned(),
-        ) else {
-            return Err(not_found());
-        };
-        let stdio = labels
-            .get(LABEL_STDIO)
-            .map(|l| Stdio::from_label(l))
-            .unwrap_or_default();
         // The old task goes; its drains ended with the old process (its wait finished them).
         self.delete_task(id).await?;
-        let mounts = self
-            .client
-            .snapshots()
-            .mounts(self.client.request(MountsRequest {
-                snapshotter: SNAPSHOTTER.to_owned(),
-                key: id.to_string(),
-            }))
-            .await
-            .map_err(|s| ContainerdError::new("snapshot mounts", id.as_str(), &s))?
-            .into_inner()
-            .mounts;
-        let rotation = LogRotation::load(&self.io_dir.join(id.as_str())).unwrap_or(self.rotation);
-        self.create_task(&task_id, &name, id, mounts, rotation, stdio)
-            .await
+        self.create_task_of(id).await
     }
 
     /// Prepares the container's writable snapshot. It is a collector root (nothing else
@@ -574,203 +547,6 @@ impl Containers {
         self.pipes_lock()
             .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
         Ok(())
-    }
-
-    /// Starts the created task; returns the container's init PID.
-    pub(crate) async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
-        let r = self
-            .client
-            .tasks()
-            .start(self.client.request(StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-            .map_err(|s| {
-                not_found_or(
-                    id,
-                    &self.client,
-                    ContainerdError::new("task start", id.as_str(), &s),
-                )
-            })?;
-        Ok(r.into_inner().pid)
-    }
-
-    /// Waits until the container's process exits; returns its status once its output is in
-    /// the log file. Cancel-safe: dropping the future stops waiting, not the container.
-    pub(crate) async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
-        let response = self
-            .client
-            .tasks()
-            .wait(self.client.request_with(
-                WaitRequest {
-                    container_id: id.to_string(),
-                    exec_id: String::new(),
-                },
-                None,
-                None,
-            ))
-            .await
-            .map_err(|s| {
-                not_found_or(
-                    id,
-                    &self.client,
-                    ContainerdError::new("task wait", id.as_str(), &s),
-                )
-            })?
-            .into_inner();
-        let exited_at = response
-            .exited_at
-            .map(|t| UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
-            .unwrap_or_else(SystemTime::now);
-        let oom_killed = self.oom_killed(id, response.exit_status).await;
-        let pipes = self.pipes_lock().get(id).cloned();
-        if let Some(pipes) = pipes
-            && !pipes.lock().await.finish(LOG_DRAIN_TIMEOUT).await
-        {
-            tracing::warn!(container.id = %id, "container output still open {}s after exit; a child process may hold it", LOG_DRAIN_TIMEOUT.as_secs());
-        }
-        Ok(ExitStatus {
-            code: response.exit_status,
-            exited_at,
-            oom_killed,
-        })
-    }
-
-    /// Whether the kernel OOM-killed the container: its own memory cgroup counted a kill, or
-    /// it died of SIGKILL and its task's cgroup counted one.
-    async fn oom_killed(&self, id: &ContainerId, exit_code: u32) -> bool {
-        let Some((task_id, name)) = self.labels_of(id).await else {
-            return false;
-        };
-        let (Ok(container_path), Ok(task_path)) = (
-            self.cgroups.container_path(&task_id, &name),
-            self.cgroups.task_path(&task_id),
-        ) else {
-            return false;
-        };
-        let own = self.cgroups.oom_kills(&container_path).unwrap_or(0);
-        if own > 0 {
-            return true;
-        }
-        exit_code == 128 + SIGKILL && self.cgroups.oom_kills(&task_path).unwrap_or(0) > 0
-    }
-
-    async fn labels_of(&self, id: &ContainerId) -> Option<(String, String)> {
-        let labels = self.labels(id).await?;
-        Some((
-            labels.get(LABEL_TASK_ID)?.clone(),
-            labels.get(LABEL_CONTAINER_NAME)?.clone(),
-        ))
-    }
-
-    /// The labels of a container record, None when it cannot be read.
-    async fn labels(&self, id: &ContainerId) -> Option<HashMap<String, String>> {
-        let c = self
-            .client
-            .containers()
-            .get(
-                self.client
-                    .request(containerd_client::services::v1::GetContainerRequest {
-                        id: id.to_string(),
-                    }),
-            )
-            .await
-            .ok()?
-            .into_inner()
-            .container?;
-        Some(c.labels)
-    }
-
-    /// Runs `args` inside the running container, killing it after `timeout`.
-    pub(crate) async fn exec(
-        &self,
-        id: &ContainerId,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<super::ExecOutcome, Error> {
-        super::exec::exec(&self.client, id, args, timeout).await
-    }
-
-    /// Sends a signal to every process of the container. A container already stopped is fine.
-    pub(crate) async fn kill(&self, id: &ContainerId, signal: u32) -> Result<(), Error> {
-        match self
-            .client
-            .tasks()
-            .kill(self.client.request(KillRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-                signal,
-                all: true,
-            }))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-            // containerd 1.6 answers FailedPrecondition for a process that already finished.
-            Err(s)
-                if s.code() == tonic::Code::FailedPrecondition
-                    && s.message().contains("finished") =>
-            {
-                Ok(())
-            }
-            Err(s) => Err(ContainerdError::new("task kill", id.as_str(), &s).into()),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL once `timeout` has passed; returns how the process ended.
-    pub(crate) async fn stop(
-        &self,
-        id: &ContainerId,
-        timeout: Duration,
-    ) -> Result<ExitStatus, Error> {
-        if let Some(status) = self.stopped_status(id).await? {
-            return Ok(status);
-        }
-        let wait = self.wait(id);
-        tokio::pin!(wait);
-        self.kill(id, SIGTERM).await?;
-        if let Ok(result) = tokio::time::timeout(timeout, &mut wait).await {
-            return result;
-        }
-        tracing::info!(container.id = %id, timeout_s = timeout.as_secs_f64(), "container ignored SIGTERM; sending SIGKILL");
-        self.kill(id, SIGKILL).await?;
-        tokio::time::timeout(KILL_GRACE, wait)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "exit after SIGKILL",
-                id: id.to_string(),
-                seconds: KILL_GRACE.as_secs(),
-            })?
-    }
-
-    /// The exit status if the process has already exited (or never started).
-    async fn stopped_status(&self, id: &ContainerId) -> Result<Option<ExitStatus>, Error> {
-        match self
-            .client
-            .tasks()
-            .get(self.client.request(GetRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-        {
-            Ok(r) => {
-                let Some(p) = r.into_inner().process else {
-                    return Ok(None);
-                };
-                if p.status == TaskStatus::Stopped as i32 {
-                    return self.wait(id).await.map(Some);
-                }
-                Ok(None)
-            }
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(Some(ExitStatus {
-                code: 0,
-                exited_at: SystemTime::now(),
-                oom_killed: false,
-            })),
-            Err(s) => Err(ContainerdError::new("task get", id.as_str(), &s).into()),
-        }
     }
 
     /// Removes the task, the container record, its snapshot and its FIFOs. The log file stays

@@ -43,7 +43,7 @@ impl LogRotation {
         })
     }
 
-    fn save(&self, dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::write(
             dir.join(ROTATION_FILE),
             format!("{} {}\n", self.max_size, self.max_files),

@@ -1,9 +1,10 @@
 //! Containers: create one from a [`ContainerSpec`] (image config merged into an OCI spec, a
-//! snapshot prepared from the image's top chain ID, a containerd container and task with
-//! stdout/stderr FIFOs, or one stdout FIFO with a terminal, and a stdin FIFO held open when
-//! asked), start it, wait for its exit (exit code, time, OOM kill), stop it
-//! (SIGTERM, then SIGKILL after the stop timeout) and delete everything it had; run an extra
-//! process inside a running container (`exec.rs`, for health checks).
+//! snapshot prepared from the image's top chain ID, a containerd container), start it (its
+//! containerd task with stdout/stderr FIFOs, or one stdout FIFO with a terminal, and a stdin
+//! FIFO held open when asked), wait for its exit (exit code, time, OOM kill), stop it (SIGTERM
+//! to its main process, then SIGKILL to all its processes after the stop timeout) and delete
+//! everything it had; run an extra process inside a running container (`exec.rs`, for health
+//! checks).
 
 mod devices;
 mod exec;
@@ -16,6 +17,7 @@ use std::time::SystemTime;
 
 pub use exec::ExecOutcome;
 pub(crate) use lifecycle::Containers;
+pub use lifecycle::KillScope;
 pub use log::LogRotation;
 pub use logread::{LogEntry, LogQuery, LogReadError, LogReader, LogStream, MAX_FILE_LINE};
 
