@@ -12,6 +12,8 @@ use berth_tests::{BadMode, BadRegistry, World, fixtures, run_suite};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+#[path = "e2e/fidelity.rs"]
+mod fidelity;
 #[path = "e2e/network.rs"]
 mod network;
 
@@ -132,6 +134,18 @@ fn main() -> ExitCode {
             w.trial(
                 "terminal_and_interactive_stdin_inside_the_container",
                 terminal_and_stdin,
+            ),
+            w.trial(
+                "fidelity_stop_signals_the_main_process_then_kills_all",
+                fidelity::stop_signals_the_main_process_then_kills_all,
+            ),
+            w.trial(
+                "fidelity_a_non_essential_container_that_cannot_start",
+                fidelity::a_non_essential_container_that_cannot_start,
+            ),
+            w.trial(
+                "fidelity_metadata_answers_every_first_instruction",
+                fidelity::metadata_from_the_first_instruction,
             ),
         ]
     })
@@ -294,6 +308,29 @@ impl Env {
             .get(0)
             .cloned()
             .with_context(|| format!("task {id} not described: {v}"))
+    }
+
+    /// Waits until the host released what the STOPPED task held (after its cleanup wait): the
+    /// task shows `resourcesReleasedAt` and is still STOPPED, the last status.
+    fn wait_released(&self, id: &str, within: Duration) -> Result<Value> {
+        poll(within, || {
+            let t = self.task(id)?;
+            Ok(t["resourcesReleasedAt"].is_string().then_some(t))
+        })
+        .and_then(|t| {
+            ensure!(
+                t["lastStatus"] == "STOPPED",
+                "released but not STOPPED: {t}"
+            );
+            Ok(t)
+        })
+        .with_context(|| {
+            format!(
+                "task {id} was never released: {}{}",
+                self.task(id).map(|t| t.to_string()).unwrap_or_default(),
+                self.logs()
+            )
+        })
     }
 
     /// Waits until the task's lastStatus is `status`.
@@ -619,8 +656,7 @@ fn cleanup(w: &World) -> Result<()> {
         serde_json::json!([{"name": "app", "image": image, "memory": 64, "command": ["true"]}]),
     ))?;
     let id = env.run_task("brief")?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))
-        .or_else(|_| env.wait_status(&id, "STOPPED", Duration::from_secs(1)))?;
+    env.wait_released(&id, Duration::from_secs(60))?;
     let ns = env.opts.namespace.clone();
     poll(Duration::from_secs(20), || {
         let containers = w.ctr(&["-n", &ns, "containers", "ls", "-q"])?;
@@ -1043,8 +1079,7 @@ fn volume_cleanup(w: &World) -> Result<()> {
     })
     .with_context(|| format!("{} never appeared{}", task_dir.display(), env.logs()))?;
     env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))
-        .or_else(|_| env.wait_status(&id, "STOPPED", Duration::from_secs(1)))?;
+    env.wait_released(&id, Duration::from_secs(60))?;
     poll(Duration::from_secs(20), || {
         Ok((!task_dir.exists()).then_some(()))
     })
@@ -1104,8 +1139,7 @@ fn volume_tmpfs(w: &World) -> Result<()> {
         "not an 8 MiB tmpfs: {line}"
     );
     env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))
-        .or_else(|_| env.wait_status(&id, "STOPPED", Duration::from_secs(1)))?;
+    env.wait_released(&id, Duration::from_secs(60))?;
     poll(Duration::from_secs(20), || {
         Ok((mount_line(&host_dir)?.is_none() && !host_dir.exists()).then_some(()))
     })

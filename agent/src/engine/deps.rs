@@ -4,7 +4,10 @@
 //!
 //! ECS semantics: START is met once the dependency was started, COMPLETE once it exited,
 //! SUCCESS once it exited with 0 (a non-zero exit fails the task's start), HEALTHY once its
-//! health check passed (an exit before that fails the task's start). A dependency's own
+//! health check passed (an exit before that fails the task's start). A dependency whose process
+//! could not be started (ECS's CannotStartContainerError) never meets START or HEALTHY and
+//! fails COMPLETE and SUCCESS: either way its dependents can never start, and the task's start
+//! fails with a reason that says which. A dependency's own
 //! `startTimeout`, counted from its start, bounds how long its dependents wait for it to reach
 //! COMPLETE, SUCCESS or HEALTHY (ECS: "If a startTimeout value is specified for containerB and it doesn't
 //! reach the desired status within that time then containerA gives up and not start").
@@ -46,6 +49,42 @@ pub(super) enum Progress {
     Healthy(Instant),
     /// Started and exited with this code.
     Exited(u32),
+    /// Created, but its process could not be started; it never runs.
+    CannotStart,
+}
+
+/// What one dependency's condition says about its dependent, given the dependency's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Met: as far as this dependency goes, the dependent may start.
+    Met,
+    /// Not yet; it may still be met (bounded by the dependency's startTimeout, if any).
+    Pending,
+    /// It can never be met: the dependency will never reach the condition.
+    Never,
+    /// The condition failed: the dependency ended in a way the condition refuses.
+    Failed,
+}
+
+impl Condition {
+    /// The rule of one condition, ECS's.
+    pub(super) fn verdict(self, progress: Progress) -> Verdict {
+        match (self, progress) {
+            (_, Progress::Waiting) => Verdict::Pending,
+            (Self::Start, Progress::Started(_) | Progress::Healthy(_) | Progress::Exited(_)) => {
+                Verdict::Met
+            }
+            (Self::Start | Self::Healthy, Progress::CannotStart) => Verdict::Never,
+            (Self::Complete | Self::Success, Progress::CannotStart) => Verdict::Failed,
+            (Self::Complete, Progress::Exited(_)) => Verdict::Met,
+            (Self::Success, Progress::Exited(0)) => Verdict::Met,
+            (Self::Success, Progress::Exited(_)) => Verdict::Failed,
+            (Self::Healthy, Progress::Healthy(_)) => Verdict::Met,
+            (Self::Healthy, Progress::Exited(_)) => Verdict::Failed,
+            (Self::Complete | Self::Success | Self::Healthy, Progress::Started(_))
+            | (Self::Complete | Self::Success, Progress::Healthy(_)) => Verdict::Pending,
+        }
+    }
 }
 
 /// A task's dependency graph, by container index (definition order).
@@ -157,32 +196,37 @@ impl Plan {
             waiting = true;
             let mut met = true;
             for &(d, condition) in deps {
-                let satisfied = match (condition, progress[d]) {
-                    (_, Progress::Waiting) => false,
-                    (Condition::Start, _) => true,
-                    (Condition::Complete, Progress::Exited(_)) => true,
-                    (Condition::Success, Progress::Exited(0)) => true,
-                    (Condition::Success, Progress::Exited(code)) => {
+                let (dependency, dependent) = (&self.names[d], &self.names[i]);
+                let satisfied = match condition.verdict(progress[d]) {
+                    Verdict::Met => true,
+                    Verdict::Failed => {
+                        let why = match progress[d] {
+                            Progress::CannotStart => "could not start".to_owned(),
+                            Progress::Exited(code) if condition == Condition::Healthy => {
+                                format!("exited with {code} before it was healthy")
+                            }
+                            Progress::Exited(code) => format!("exited with {code}"),
+                            _ => "did not meet it".to_owned(),
+                        };
                         return Step::Fail(format!(
-                            "dependency {} of container {} exited with {code}; condition SUCCESS",
-                            self.names[d], self.names[i]
+                            "dependency {dependency} of container {dependent} {why}; condition {}",
+                            condition.name()
                         ));
                     }
-                    (Condition::Healthy, Progress::Healthy(_)) => true,
-                    (Condition::Healthy, Progress::Exited(code)) => {
+                    Verdict::Never => {
                         return Step::Fail(format!(
-                            "dependency {} of container {} exited with {code} before it was healthy; condition HEALTHY",
-                            self.names[d], self.names[i]
+                            "dependency {dependency} of container {dependent} could not start, so condition {} is never met and {dependent} never starts",
+                            condition.name()
                         ));
                     }
-                    (_, Progress::Started(at) | Progress::Healthy(at)) => {
-                        if let Some(timeout) = self.start_timeouts[d] {
+                    Verdict::Pending => {
+                        if let (Progress::Started(at) | Progress::Healthy(at), Some(timeout)) =
+                            (progress[d], self.start_timeouts[d])
+                        {
                             let expiry = at + timeout;
                             if now >= expiry {
                                 return Step::Fail(format!(
-                                    "container {} gave up waiting for dependency {}: it did not reach condition {} within its startTimeout of {}s",
-                                    self.names[i],
-                                    self.names[d],
+                                    "container {dependent} gave up waiting for dependency {dependency}: it did not reach condition {} within its startTimeout of {}s",
                                     condition.name(),
                                     timeout.as_secs()
                                 ));
@@ -251,7 +295,7 @@ mod tests {
     }
 
     use DependencyCondition as C;
-    use Progress::{Exited, Healthy, Started, Waiting};
+    use Progress::{CannotStart, Exited, Healthy, Started, Waiting};
 
     fn ready(ready: &[usize]) -> Step {
         Step::Start {
@@ -394,6 +438,79 @@ mod tests {
                 "dependency db of container app exited with 1 before it was healthy; condition HEALTHY"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn each_condition_rules_on_each_progress_as_ecs_does() {
+        use Condition::{Complete, Healthy as H, Start, Success};
+        use Verdict::{Failed, Met, Never, Pending};
+        let at = Instant::now();
+        let table = [
+            (Waiting, [Pending, Pending, Pending, Pending]),
+            (Started(at), [Met, Pending, Pending, Pending]),
+            (Healthy(at), [Met, Pending, Pending, Met]),
+            (Exited(0), [Met, Met, Met, Failed]),
+            (Exited(2), [Met, Met, Failed, Failed]),
+            // A dependency that could not start: START never met, COMPLETE and SUCCESS failed.
+            (CannotStart, [Never, Failed, Failed, Never]),
+        ];
+        for (progress, verdicts) in table {
+            for (condition, verdict) in [Start, Complete, Success, H].into_iter().zip(verdicts) {
+                assert_eq!(
+                    condition.verdict(progress),
+                    verdict,
+                    "{condition:?} on {progress:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_dependency_that_could_not_start_fails_its_dependents_start() {
+        let plan = Plan::new(&def(&[
+            ("data", &[], 0),
+            ("app", &[], 0),
+            ("side", &[("data", C::Start)], 0),
+            ("init", &[("data", C::Complete)], 0),
+            ("check", &[("data", C::Success)], 0),
+        ]))
+        .unwrap();
+        let now = Instant::now();
+        let alone = Plan::new(&def(&[("data", &[], 0), ("app", &[], 0)])).unwrap();
+        assert_eq!(
+            alone.step(&[CannotStart, Waiting], now),
+            ready(&[1]),
+            "a container that could not start holds up only its dependents"
+        );
+        let s = Started(now);
+        assert_eq!(
+            plan.step(&[CannotStart, s, Waiting, Exited(0), Exited(0)], now),
+            Step::Fail(
+                "dependency data of container side could not start, so condition START is never met and side never starts".into()
+            )
+        );
+        assert_eq!(
+            plan.step(&[CannotStart, s, Exited(0), Waiting, Exited(0)], now),
+            Step::Fail(
+                "dependency data of container init could not start; condition COMPLETE".into()
+            )
+        );
+        assert_eq!(
+            plan.step(&[CannotStart, s, Exited(0), Exited(0), Waiting], now),
+            Step::Fail(
+                "dependency data of container check could not start; condition SUCCESS".into()
+            )
+        );
+        assert_eq!(
+            plan.step(&[CannotStart, s, s, s, s], now),
+            Step::Done,
+            "a container that could not start is done starting"
+        );
+        assert_eq!(
+            plan.stoppable(&[false, true, true, true, true]),
+            [1, 2, 3, 4],
+            "and is never stopped"
         );
     }
 }

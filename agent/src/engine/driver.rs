@@ -83,6 +83,15 @@ struct Restarts {
     stop: CancellationToken,
 }
 
+/// Whether the task's network is still to be released by the cleanup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetState {
+    /// Released when the task stopped.
+    Released,
+    /// Maybe still there (a task that stopped before the agent restarted).
+    MaybeHeld,
+}
+
 /// A start sequence that ended early: what it had created and started by then, and why.
 struct Stalled {
     created: Vec<Created>,
@@ -124,6 +133,15 @@ impl<R: ContainerRuntime> Driver<R> {
                 event,
             })
             .await;
+    }
+
+    /// Waits until the engine has applied (and persisted) every event reported so far. Events
+    /// and the barrier share one queue, which the engine applies in order.
+    async fn applied(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.events.send(Command::Barrier(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     pub(super) async fn run(mut self, resume: Option<Resume>) {
@@ -330,6 +348,10 @@ impl<R: ContainerRuntime> Driver<R> {
         for (name, note) in notes {
             self.report(TaskEvent::ContainerNote { name, note }).await;
         }
+        // The task endpoint finds a caller's task by its address: the engine must know the
+        // addresses (reported with CREATED) before any container can ask, from its very first
+        // instruction.
+        self.applied().await;
         if let Ok(Control::Stop) = self.control.try_recv() {
             return Err(Stalled {
                 created,
@@ -485,12 +507,25 @@ impl<R: ContainerRuntime> Driver<R> {
                             let c = &created[i];
                             tracing::info!(container.name = %c.name, "starting container");
                             if let Err(e) = self.runtime.start(&c.id).await {
+                                // As on ECS: the container is STOPPED with the reason; the
+                                // engine stops the task only for an essential one (which
+                                // ends the start here too). Its volumes stay usable through
+                                // volumesFrom: it was created.
                                 let reason =
                                     format!("CannotStartContainerError: container {}: {e}", c.name);
-                                tracing::warn!(%reason, "task failed to start");
-                                self.report(TaskEvent::Failed { reason }).await;
-                                stopping = true;
-                                break;
+                                let essential = self.is_essential(&c.name);
+                                tracing::warn!(container.name = %c.name, essential, %reason, "container cannot start");
+                                progress[i] = Progress::CannotStart;
+                                self.report(TaskEvent::ContainerCannotStart {
+                                    name: c.name.clone(),
+                                    reason,
+                                })
+                                .await;
+                                if essential {
+                                    stopping = true;
+                                    break;
+                                }
+                                continue;
                             }
                             progress[i] = Progress::Started(Instant::now());
                             restarts.started[i] = Some(tokio::time::Instant::now());
@@ -603,6 +638,15 @@ impl<R: ContainerRuntime> Driver<R> {
         // pending stop holds the container's log pipes, which the cleanup's delete needs.
         drop((waits, stops, restarting, probing));
         self.finish(created).await;
+    }
+
+    /// Whether the definition marks the container essential.
+    fn is_essential(&self, name: &str) -> bool {
+        self.assignment
+            .definition
+            .as_ref()
+            .and_then(|d| d.containers.iter().find(|c| c.name == name))
+            .is_some_and(|c| c.essential)
     }
 
     /// The restart bookkeeping of a supervision: policies from the definition, counts from the
@@ -811,13 +855,58 @@ impl<R: ContainerRuntime> Driver<R> {
         self.finish(created).await;
     }
 
-    /// Reports STOPPED, waits the cleanup wait, removes everything, reports DEPROVISIONED.
+    /// Once every container has exited: releases the task's network, reports STOPPED, waits the
+    /// cleanup wait, removes everything else and reports the release.
     async fn finish(&mut self, created: Vec<Created>) {
+        if !self.release_network().await {
+            return;
+        }
         self.report(TaskEvent::Stopped).await;
-        self.cleanup_after(self.config.cleanup_wait, created).await;
+        self.cleanup_after(self.config.cleanup_wait, created, NetState::Released)
+            .await;
     }
 
-    async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>) {
+    /// Tears the task's network down (namespaces, addresses, port mappings; an ENI goes back
+    /// to the host) before STOPPED is reported, as ECS releases a task's network before it
+    /// shows STOPPED: the scheduler then gives the host ports and the ENI of a STOPPED task to
+    /// others. Retried until it succeeds; false when the agent stops first (its next start
+    /// finishes the stop).
+    async fn release_network(&mut self) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            match self.tear_down_network().await {
+                Ok(()) => return true,
+                Err(error) => {
+                    attempt += 1;
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tears down every network namespace of the task (idempotent).
+    async fn tear_down_network(&self) -> Result<(), String> {
+        let namespaces = self
+            .assignment
+            .definition
+            .as_ref()
+            .map(|def| network::namespaces(self.task_id(), def))
+            .unwrap_or_default();
+        for name in namespaces {
+            self.network
+                .teardown(&name)
+                .await
+                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>, network: NetState) {
         tracing::debug!(wait_s = wait.as_secs(), "cleanup scheduled");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -827,7 +916,7 @@ impl<R: ContainerRuntime> Driver<R> {
         // the agent stops (then the next start resumes the cleanup).
         let mut attempt = 0u32;
         loop {
-            match self.cleanup_once(&created).await {
+            match self.cleanup_once(&created, network).await {
                 Ok(()) => break,
                 Err(error) => {
                     attempt += 1;
@@ -840,27 +929,18 @@ impl<R: ContainerRuntime> Driver<R> {
                 }
             }
         }
-        tracing::info!("task deprovisioned");
-        self.report(TaskEvent::Deprovisioned).await;
+        tracing::info!("task resources released");
+        self.report(TaskEvent::Released).await;
     }
 
-    async fn cleanup_once(&self, created: &[Created]) -> Result<(), String> {
+    async fn cleanup_once(&self, created: &[Created], network: NetState) -> Result<(), String> {
         let error = |e: berth_runtime::Error| e.to_string();
         for c in created {
             self.runtime.delete(&c.id).await.map_err(error)?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
-        let namespaces = self
-            .assignment
-            .definition
-            .as_ref()
-            .map(|def| network::namespaces(self.task_id(), def))
-            .unwrap_or_default();
-        for name in namespaces {
-            self.network
-                .teardown(&name)
-                .await
-                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+        if network == NetState::MaybeHeld {
+            self.tear_down_network().await?;
         }
         self.runtime
             .remove_task_volumes(self.task_id())
@@ -907,7 +987,9 @@ impl<R: ContainerRuntime> Driver<R> {
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .unwrap_or_default();
             let wait = self.config.cleanup_wait.saturating_sub(elapsed);
-            self.cleanup_after(wait, created).await;
+            // Released before STOPPED, unless an early version stopped it (tearing down what
+            // is gone already costs nothing).
+            self.cleanup_after(wait, created, NetState::MaybeHeld).await;
             return None;
         }
         let mut running = Vec::new();

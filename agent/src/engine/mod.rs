@@ -289,7 +289,9 @@ impl<R: ContainerRuntime> Engine<R> {
         };
         for task in stored {
             let id = task.state.task_id.clone();
-            if task.state.status >= TaskStatus::Deprovisioned as i32 {
+            if state::released(&task.state) {
+                // Reported (the outbox keeps the report until acknowledged); only the
+                // forgetting was cut short.
                 self.store.forget_task(&id)?;
                 continue;
             }
@@ -312,8 +314,7 @@ impl<R: ContainerRuntime> Engine<R> {
     async fn repair_network(&self, stored: &[crate::store::StoredTask]) {
         let live = network::live_namespaces(stored.iter().filter_map(|t| {
             let def = t.assignment.definition.as_ref()?;
-            (t.state.status < TaskStatus::Deprovisioned as i32)
-                .then_some((t.state.task_id.as_str(), def))
+            (!state::released(&t.state)).then_some((t.state.task_id.as_str(), def))
         }));
         match self.network.repair(&live).await {
             Ok(repaired) if repaired.is_empty() => {}
@@ -559,9 +560,13 @@ impl<R: ContainerRuntime> Engine<R> {
         };
         let failed = match &event {
             TaskEvent::Failed { reason } => Some(reason.clone()),
+            // An essential container that cannot start stops the task; another does not.
+            TaskEvent::ContainerCannotStart { name, reason } if entry.essential.contains(name) => {
+                Some(reason.clone())
+            }
             _ => None,
         };
-        let deprovisioned = matches!(event, TaskEvent::Deprovisioned);
+        let released = matches!(event, TaskEvent::Released);
         let changed = state::apply(&mut entry.state, event, SystemTime::now());
         let snapshot = entry.state.clone();
         if changed {
@@ -576,7 +581,9 @@ impl<R: ContainerRuntime> Engine<R> {
                 "Essential container in task exited",
             )?;
         }
-        if deprovisioned {
+        if released {
+            // The release is in the outbox (recorded above) until the scheduler acknowledges
+            // it; the task itself is done here.
             self.tasks.remove(task_id);
             self.store.forget_task(task_id)?;
         }

@@ -1,5 +1,6 @@
 //! Pure task-state transitions: how each driver event changes a task's reported state.
-//! Statuses only move forward; a stop's first reason wins.
+//! Statuses only move forward and end at STOPPED (the host's later release of the rest is a
+//! time, not a status); a stop's first reason wins.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -52,14 +53,21 @@ pub enum TaskEvent {
         name: String,
         note: String,
     },
+    /// A created container's process could not be started (ECS's CannotStartContainerError):
+    /// the container is STOPPED with this reason, without an exit code. Only an essential one
+    /// stops the task.
+    ContainerCannotStart {
+        name: String,
+        reason: String,
+    },
     /// The task cannot start; the reason is for people.
     Failed {
         reason: String,
     },
-    /// Every container has exited (or never started).
+    /// Every container has exited (or never started) and the task's network is released.
     Stopped,
-    /// Every resource of the task is removed.
-    Deprovisioned,
+    /// Everything else the stopped task held on the host is removed (after the cleanup wait).
+    Released,
 }
 
 /// Where a task is on the network: its attachment (awsvpc) and each container's own address
@@ -107,6 +115,12 @@ pub(super) fn initial(a: &TaskAssignment) -> TaskState {
         containers,
         ..Default::default()
     }
+}
+
+/// Whether the host released everything the task held: the agent reported it and forgets the
+/// task. A status past STOPPED is how an early version recorded the same.
+pub(super) fn released(state: &TaskState) -> bool {
+    state.resources_released_at.is_some() || state.status > TaskStatus::Stopped as i32
 }
 
 /// Moves the task's status forward to `to`; false when it is already there or beyond.
@@ -169,7 +183,7 @@ pub(super) fn set_health(
 
 /// Applies an event. Returns whether anything changed (and so must be reported).
 pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) -> bool {
-    if state.status >= TaskStatus::Deprovisioned as i32 {
+    if released(state) {
         return false;
     }
     match event {
@@ -261,6 +275,17 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             c.reason = note;
             true
         }
+        TaskEvent::ContainerCannotStart { name, reason } => {
+            let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+                return false;
+            };
+            if c.exit_code.is_some() || c.status >= ContainerStatus::Stopped as i32 {
+                return false;
+            }
+            c.status = ContainerStatus::Stopped as i32;
+            c.reason = reason;
+            true
+        }
         TaskEvent::Failed { reason } => {
             let mut changed = false;
             for c in &mut state.containers {
@@ -271,19 +296,26 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             }
             changed
         }
-        TaskEvent::Stopped => {
-            if state.status >= TaskStatus::Stopped as i32 {
-                return false;
-            }
-            state.stopped_at = Some(timestamp(now));
-            advance_containers(state, ContainerStatus::Stopped);
-            if state.desired_status != DesiredStatus::Stopped as i32 {
-                state.desired_status = DesiredStatus::Stopped as i32;
-            }
-            advance(state, TaskStatus::Stopped)
+        TaskEvent::Stopped => stop(state, now),
+        TaskEvent::Released => {
+            // Only a stopped task is released; should the order ever be broken, it stops too.
+            stop(state, now);
+            state.resources_released_at = Some(timestamp(now));
+            true
         }
-        TaskEvent::Deprovisioned => advance(state, TaskStatus::Deprovisioned),
     }
+}
+
+fn stop(state: &mut TaskState, now: SystemTime) -> bool {
+    if state.status >= TaskStatus::Stopped as i32 {
+        return false;
+    }
+    state.stopped_at = Some(timestamp(now));
+    advance_containers(state, ContainerStatus::Stopped);
+    if state.desired_status != DesiredStatus::Stopped as i32 {
+        state.desired_status = DesiredStatus::Stopped as i32;
+    }
+    advance(state, TaskStatus::Stopped)
 }
 
 #[cfg(test)]
@@ -334,8 +366,46 @@ mod tests {
         assert_eq!(s.status, TaskStatus::Running as i32);
         assert!(apply(&mut s, TaskEvent::Stopped, now));
         assert!(!apply(&mut s, TaskEvent::Started, now));
-        assert!(apply(&mut s, TaskEvent::Deprovisioned, now));
+        assert!(apply(&mut s, TaskEvent::Released, now));
+        assert_eq!(
+            s.status,
+            TaskStatus::Stopped as i32,
+            "STOPPED is the last status"
+        );
+        assert!(s.resources_released_at.is_some() && released(&s));
         assert!(!apply(&mut s, TaskEvent::Stopped, now));
+        assert!(!apply(&mut s, TaskEvent::Released, now), "released once");
+        let legacy = TaskState {
+            status: TaskStatus::Stopped as i32 + 1,
+            ..Default::default()
+        };
+        assert!(released(&legacy), "an early version's status past STOPPED");
+    }
+
+    #[test]
+    fn a_container_that_cannot_start_is_stopped_with_its_reason_and_no_exit_code() {
+        let mut s = initial(&assignment());
+        let now = UNIX_EPOCH;
+        let reason = "CannotStartContainerError: container b: permission denied".to_owned();
+        assert!(apply(
+            &mut s,
+            TaskEvent::ContainerCannotStart {
+                name: "b".into(),
+                reason: reason.clone()
+            },
+            now
+        ));
+        assert!(apply(&mut s, TaskEvent::Started, now));
+        assert_eq!(s.status, TaskStatus::Running as i32, "the task goes on");
+        assert_eq!(s.containers[0].status, ContainerStatus::Running as i32);
+        assert_eq!(s.containers[1].status, ContainerStatus::Stopped as i32);
+        assert_eq!(s.containers[1].exit_code, None);
+        assert_eq!(s.containers[1].reason, reason);
+        let later = TaskEvent::Failed {
+            reason: "later".into(),
+        };
+        assert!(apply(&mut s, later, now));
+        assert_eq!(s.containers[1].reason, reason, "its own reason stays");
     }
 
     #[test]

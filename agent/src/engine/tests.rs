@@ -25,6 +25,8 @@ use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::Store;
 
+mod fidelity;
+
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<String>>,
@@ -42,6 +44,13 @@ struct Fake {
     net_files: Mutex<HashMap<String, DnsConfig>>,
     /// What the host can limit of swap; everything when not set.
     swap: Mutex<Option<SwapSupport>>,
+    /// Containers whose start fails (as a command that is not executable fails runc's create).
+    fail_start: Mutex<HashSet<ContainerId>>,
+    /// When set, each start first asks this engine for the task of every address the
+    /// container's task was given, as the task endpoint does; the answers are kept in
+    /// `known_at_start` (container, whether every address was known).
+    start_probe: Mutex<Option<EngineHandle>>,
+    known_at_start: Mutex<Vec<(String, bool)>>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -222,6 +231,30 @@ impl ContainerRuntime for Fake {
     }
     async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         self.log(format!("start {id}"));
+        let probe = self.start_probe.lock().unwrap().clone();
+        if let Some(engine) = probe {
+            let task = id.as_str().split('.').next().unwrap_or_default().to_owned();
+            let addresses: Vec<Ipv4Addr> = (self.net_specs.lock().unwrap().iter())
+                .zip(2u8..)
+                .filter(|(s, _)| s.task == task || s.task.starts_with(&format!("{task}.")))
+                .map(|(_, n)| Ipv4Addr::new(10, 0, 0, n))
+                .collect();
+            let mut known = !addresses.is_empty();
+            for address in addresses {
+                known &= engine.task_at(address).await.is_some();
+            }
+            self.known_at_start
+                .lock()
+                .unwrap()
+                .push((id.to_string(), known));
+        }
+        if self.fail_start.lock().unwrap().contains(id) {
+            return Err(Error::Io {
+                what: "start the container process",
+                path: PathBuf::from("/etc/passwd"),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
         Ok(42)
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
@@ -447,6 +480,30 @@ async fn until(store: &Store, task: &str, status: TaskStatus) -> TaskState {
     }
 }
 
+/// Waits for the report of the task's release (after the cleanup), which leaves it STOPPED.
+async fn until_released(store: &Store, task: &str) -> TaskState {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = reports(store, task)
+            .into_iter()
+            .find(|s| s.resources_released_at.is_some())
+        {
+            assert_eq!(
+                s.status,
+                TaskStatus::Stopped as i32,
+                "STOPPED is the last status"
+            );
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} was never released: {:?}",
+            reports(store, task)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_task_runs_and_reports_every_step_in_order() {
     let h = start();
@@ -511,7 +568,7 @@ async fn an_essential_exit_stops_the_task_and_cleans_up() {
         Some(143),
         "the other container was stopped with SIGTERM"
     );
-    until(&h.store, "t2", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "t2").await;
     let calls = h.fake.calls();
     assert!(calls.contains(&"stop t2.side 2s".to_owned()), "{calls:?}");
     assert!(
@@ -520,7 +577,7 @@ async fn an_essential_exit_stops_the_task_and_cleans_up() {
     );
     assert!(
         h.store.tasks().unwrap().is_empty(),
-        "a deprovisioned task is forgotten"
+        "a released task is forgotten"
     );
     h.cancel.cancel();
 }
@@ -592,7 +649,7 @@ async fn a_namespace_set_up_beside_a_failed_pull_is_torn_down() {
             "awsvpc",
         ))))
         .await;
-    until(&h.store, "t4n", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "t4n").await;
     let calls = h.fake.calls();
     let pos = |c: &str| calls.iter().position(|x| x == c);
     let (Some(setup), Some(teardown)) = (pos("netns setup t4n"), pos("netns teardown t4n")) else {
@@ -681,11 +738,11 @@ async fn stop_task(h: &Harness, task: &str, seq: u64) {
             reason: "done".into(),
         }))
         .await;
-    until(&h.store, task, TaskStatus::Deprovisioned).await;
+    until_released(&h.store, task).await;
 }
 
 #[tokio::test]
-async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_torn_down_at_cleanup() {
+async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_released_before_stopped() {
     let h = start();
     let a = with_mode(
         assignment("ta", &[("app", true, "img:1"), ("side", false, "img:1")]),
@@ -732,7 +789,9 @@ async fn an_awsvpc_task_shares_one_namespace_set_up_before_create_and_torn_down_
             .unwrap_or(usize::MAX)
     };
     assert!(pos("netns setup ta") < pos("create"), "{calls:?}");
-    assert!(pos("delete") < pos("netns teardown ta"), "{calls:?}");
+    // Released once every container has exited, before STOPPED; the containers go later.
+    assert!(pos("stop ta.side") < pos("netns teardown ta"), "{calls:?}");
+    assert!(pos("netns teardown ta") < pos("delete"), "{calls:?}");
     assert_eq!(
         calls
             .iter()
@@ -916,7 +975,7 @@ async fn a_restart_repairs_the_network_of_all_but_the_stored_tasks() {
         "awsvpc",
     ));
     let h = start_on(dir, Vec::new(), false);
-    until(&h.store, "tr", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "tr").await;
     let calls = h.fake.calls();
     let pos = |c: &str| calls.iter().position(|x| x == c).unwrap_or(usize::MAX);
     assert!(
@@ -1382,7 +1441,7 @@ async fn task_volumes_are_made_bound_into_containers_and_removed_with_the_task()
         "volumesFrom with readOnly binds the same directory read-only"
     );
     h.fake.exit(&ContainerId::for_container("tv", "reader"), 0);
-    until(&h.store, "tv", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "tv").await;
     let calls = h.fake.calls();
     let deleted = calls.iter().rposition(|c| c.starts_with("delete"));
     let removed = calls.iter().position(|c| c == "rmvolumes tv");
@@ -1412,7 +1471,7 @@ async fn a_host_path_outside_the_allowed_directories_fails_the_task_before_pulli
             allowed.path().display()
         )
     );
-    until(&h.store, "th", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "th").await;
     let calls = h.fake.calls();
     assert!(
         !calls
@@ -1460,7 +1519,7 @@ async fn an_allowed_host_path_is_bound_as_resolved() {
 async fn a_task_stopped_before_an_agent_restart_has_its_volumes_removed_on_resume() {
     let dir = stored_as_stopped(&with_volumes("tr", vec![volume("shared", None)]));
     let h = start_on(dir, Vec::new(), false);
-    until(&h.store, "tr", TaskStatus::Deprovisioned).await;
+    until_released(&h.store, "tr").await;
     let calls = h.fake.calls();
     assert!(
         calls.contains(&"rmvolumes tr".to_owned()),

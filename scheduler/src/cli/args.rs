@@ -163,7 +163,7 @@ pub(crate) struct Logs {
 pub(crate) enum WaitCondition {
     /// Every task is RUNNING (a task that stops first fails the wait).
     TasksRunning,
-    /// Every task is STOPPED or DEPROVISIONED.
+    /// Every task is STOPPED (the last status a task shows).
     TasksStopped,
 }
 

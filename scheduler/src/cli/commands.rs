@@ -502,10 +502,8 @@ where
             };
             let status = proto::TaskStatus::try_from(task.last_status)
                 .unwrap_or(proto::TaskStatus::Unspecified);
-            let stopped = matches!(
-                status,
-                proto::TaskStatus::Stopped | proto::TaskStatus::Deprovisioned
-            );
+            // STOPPED is the last status; a status past it (an early version's) is stopped too.
+            let stopped = task.last_status >= proto::TaskStatus::Stopped as i32;
             let done = match condition {
                 WaitCondition::TasksRunning if stopped => {
                     return Err(CliError::TaskStopped {
@@ -824,11 +822,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn waits_for_stopped_or_deprovisioned() {
+    async fn waits_for_stopped() {
         use proto::TaskStatus::*;
+        let released = proto::Task {
+            resources_released_at: Some(prost_types::Timestamp::default()),
+            ..task("b", Stopped)
+        };
         let (describe, _) = scripted(vec![
             Ok(vec![task("a", Running), task("b", Running)]),
-            Ok(vec![task("a", Stopped), task("b", Deprovisioned)]),
+            Ok(vec![task("a", Stopped), released]),
         ]);
         wait_for(
             WaitCondition::TasksStopped,

@@ -130,6 +130,10 @@ pub(super) struct Task {
     stopping_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stopped_at: Option<String>,
+    /// Berth's own: when the host released what the STOPPED task still held (containers,
+    /// logs, volumes, cgroup), after the agent's task_cleanup_wait. ECS has no such field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources_released_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,8 +154,8 @@ pub(super) struct Attachment {
     #[serde(rename = "type")]
     kind: &'static str,
     /// PRECREATED while it is only asked for (the agent has not reported the interface yet),
-    /// ATTACHED while the task holds it, DELETED once the task is deprovisioned (its network
-    /// torn down), as ECS names an attachment's states.
+    /// ATTACHED while the task holds it, DELETED once the task is STOPPED (its network is
+    /// released before it stops), as ECS names an attachment's states.
     status: &'static str,
     details: Vec<Attribute>,
 }
@@ -167,7 +171,7 @@ impl Attachment {
         ];
         Self {
             kind: "ElasticNetworkInterface",
-            status: if task_status == proto::TaskStatus::Deprovisioned as i32 {
+            status: if task_status >= proto::TaskStatus::Stopped as i32 {
                 "DELETED"
             } else if a.interface_name.is_empty() {
                 "PRECREATED"
@@ -248,6 +252,7 @@ impl From<&proto::Task> for Task {
             started_at: time(t.started_at.as_ref()),
             stopping_at: time(t.stopping_at.as_ref()),
             stopped_at: time(t.stopped_at.as_ref()),
+            resources_released_at: time(t.resources_released_at.as_ref()),
             stop_code: stop_code_name(t.stop_code),
             stopped_reason: non_empty(&t.stopped_reason),
             health_status: health_status_name(t.health_status),
@@ -1017,8 +1022,8 @@ mod tests {
             "RUNNING"
         );
         assert_eq!(
-            task_status_name(proto::TaskStatus::Deprovisioned as i32),
-            "DEPROVISIONED"
+            task_status_name(proto::TaskStatus::Stopped as i32),
+            "STOPPED"
         );
         assert_eq!(
             task_status_name(proto::TaskStatus::Provisioning as i32),
@@ -1267,13 +1272,17 @@ mod tests {
             "asked for, not reported yet"
         );
         let gone = proto::Task {
-            last_status: proto::TaskStatus::Deprovisioned as i32,
+            last_status: proto::TaskStatus::Stopped as i32,
+            resources_released_at: Some(prost_types::Timestamp {
+                seconds: 1_795_778_400,
+                nanos: 0,
+            }),
             ..awsvpc
         };
-        assert_eq!(
-            serde_json::to_value(Task::from(&gone)).unwrap()["attachments"][0]["status"],
-            "DELETED"
-        );
+        let json = serde_json::to_value(Task::from(&gone)).unwrap();
+        assert_eq!(json["lastStatus"], "STOPPED");
+        assert_eq!(json["attachments"][0]["status"], "DELETED");
+        assert_eq!(json["resourcesReleasedAt"], "2026-11-27T11:20:00.000Z");
     }
 
     #[test]

@@ -410,7 +410,7 @@ fn put_task(
     put_rec(table, &task.task_id, task)
 }
 
-/// Not yet STOPPED or DEPROVISIONED: holds its resources.
+/// Not yet STOPPED: holds its resources (a STOPPED task's network is released on its host).
 fn is_active(t: &pb::Task) -> bool {
     t.last_status < TaskStatus::Stopped as i32
 }
@@ -682,6 +682,11 @@ fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
         (&mut task.started_at, &state.started_at),
         (&mut task.stopping_at, &state.stopping_at),
         (&mut task.stopped_at, &state.stopped_at),
+        // Reported after STOPPED (the status does not move), so it is merged like the rest.
+        (
+            &mut task.resources_released_at,
+            &state.resources_released_at,
+        ),
     ];
     for (mine, theirs) in times {
         if theirs.is_some() {

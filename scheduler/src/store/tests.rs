@@ -215,6 +215,25 @@ fn stopped_tasks_release_resources_and_survive_reopen() {
     assert_eq!(tasks[0].stopped_reason, "Essential container exited");
     let inst = store.list_instances(DEFAULT_CLUSTER).unwrap().remove(0);
     assert_eq!(inst.remaining_resources.unwrap().memory_mib, 2048);
+    // The host's release of the rest comes after STOPPED: kept, durably, without a new status.
+    let at = prost_types::Timestamp {
+        seconds: 1_795_778_400,
+        nanos: 0,
+    };
+    let mut released = state(&task_id, TaskStatus::Stopped);
+    released.resources_released_at = Some(at);
+    assert!(matches!(
+        store.apply_task_state(&id, Some(2), &released).unwrap(),
+        Applied::Updated(_)
+    ));
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let (tasks, _) = store
+        .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&task_id))
+        .unwrap();
+    assert_eq!(tasks[0].last_status, TaskStatus::Stopped as i32);
+    assert_eq!(tasks[0].resources_released_at, Some(at));
+    assert_eq!(tasks[0].stopped_reason, "Essential container exited");
     // Room again.
     run(&store, "web", &[&id]).unwrap();
     // Not connected: no placement.
@@ -514,9 +533,9 @@ fn reported_bindings_and_registered_ports_are_taken_too() {
         .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&t.task_id))
         .unwrap();
     assert_eq!(tasks[0].containers, s.containers);
-    // DEPROVISIONED holds nothing.
+    // STOPPED holds nothing.
     store
-        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Deprovisioned))
+        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Stopped))
         .unwrap();
     assert_eq!(taken(&store, &id), (vec![22], vec![53]));
 }
@@ -687,7 +706,7 @@ fn reported_attachments_are_kept() {
     assert_eq!(task.network_mode, "awsvpc");
     // A later report without the interface (torn down) keeps the last one known.
     store
-        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Deprovisioned))
+        .apply_task_state(&id, Some(2), &state(&t.task_id, TaskStatus::Stopped))
         .unwrap();
     let (tasks, _) = store
         .describe_tasks(DEFAULT_CLUSTER, std::slice::from_ref(&t.task_id))

@@ -177,7 +177,7 @@ fn demo() -> Result<()> {
     show_cgroup(&format!("/berth/{id}"));
     show_cgroup(&format!("/berth/{id}/web"));
 
-    step("stopping the task");
+    step("stopping the task: its network is released before it shows STOPPED, as on ECS");
     ctl(&endpoint, &["stop-task", &id, "--reason", "demo finished"])?;
     ctl(
         &endpoint,
@@ -185,9 +185,14 @@ fn demo() -> Result<()> {
     )?;
     ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
     ctl(&endpoint, &["tasks"])?;
+    println!(
+        "  task network namespaces left: {}",
+        net.task_namespaces()?.len()
+    );
 
     step(
-        "after the cleanup wait (3 s here) the agent removes the task's containers, cgroups and network",
+        "after the cleanup wait (3 s here) the agent removes the task's containers and cgroups \
+         (resourcesReleasedAt; the task stays STOPPED)",
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -195,11 +200,15 @@ fn demo() -> Result<()> {
             .args(["--endpoint", &endpoint, "-o", "json", "describe-tasks", &id])
             .output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["tasks"][0]["lastStatus"] == "DEPROVISIONED" {
+        if v["tasks"][0]["resourcesReleasedAt"].is_string() {
+            println!(
+                "  lastStatus {}, resourcesReleasedAt {}",
+                v["tasks"][0]["lastStatus"], v["tasks"][0]["resourcesReleasedAt"]
+            );
             break;
         }
         if std::time::Instant::now() > deadline {
-            bail!("the task was not deprovisioned within 30s");
+            bail!("the host did not release the task within 30s");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -216,10 +225,6 @@ fn demo() -> Result<()> {
     println!(
         "  task cgroup /berth/{id} exists: {}",
         Path::new("/sys/fs/cgroup/memory/berth").join(&id).exists()
-    );
-    println!(
-        "  task network namespaces left: {}",
-        net.task_namespaces()?.len()
     );
 
     step("stopping everything and removing what the demo made");

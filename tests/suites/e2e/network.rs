@@ -128,10 +128,12 @@ echo all-good"#;
     ensure!(other.trim() != "0", "the endpoint answered on {BRIDGE_IP}");
     for id in [&a, &b] {
         env.ok(&["stop-task", id])?;
-        env.wait_status(id, "DEPROVISIONED", Duration::from_secs(60))?;
+        let t = env.wait_status(id, "STOPPED", Duration::from_secs(60))?;
+        ensure!(t["attachments"][0]["status"] == "DELETED", "{t}");
     }
+    // STOPPED means released: the network went before the status was reported.
     let left = env.net.task_namespaces()?;
-    ensure!(left.is_empty(), "namespaces left after cleanup: {left:?}");
+    ensure!(left.is_empty(), "namespaces left after STOPPED: {left:?}");
     Ok(())
 }
 
@@ -210,7 +212,7 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         "the ENI is still on the host: {host_links}"
     );
     env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
+    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
     let back = poll(Duration::from_secs(10), || {
         let links = host_sh(&env, "ip -o link show")?;
         Ok(links.contains(mac).then_some(links))
@@ -236,7 +238,7 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let t = env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
     ensure!(
         t.to_string().contains(&missing),
         "the reason does not name the MAC: {t}"
@@ -352,9 +354,9 @@ pub(super) fn bridge(w: &World) -> Result<()> {
         "a port clash was not refused at placement: {clash:?}"
     );
     env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
+    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
     let rules = host_sh(&env, "nft list chain ip berth ports")?;
-    ensure!(!rules.contains("dnat"), "rules left: {rules}");
+    ensure!(!rules.contains("dnat"), "rules left after STOPPED: {rules}");
     Ok(())
 }
 
@@ -411,7 +413,7 @@ pub(super) fn leaks(w: &World) -> Result<()> {
     }
     // One life first, so the bridge and table exist before counting.
     let warm = env.run_task("leakaws")?;
-    env.wait_status(&warm, "DEPROVISIONED", Duration::from_secs(60))?;
+    env.wait_released(&warm, Duration::from_secs(60))?;
     let before = counts(&env)?;
     let mut ids = Vec::new();
     for round in 0..20 {
@@ -429,7 +431,7 @@ pub(super) fn leaks(w: &World) -> Result<()> {
             .collect();
         ensure!(batch.len() == 10, "round {round}: {out:?}");
         for id in &batch {
-            env.wait_status(id, "DEPROVISIONED", Duration::from_secs(120))?;
+            env.wait_released(id, Duration::from_secs(120))?;
         }
         ids.extend(batch);
     }
@@ -513,9 +515,9 @@ pub(super) fn agent_restart_keeps_the_network(w: &World) -> Result<()> {
     })?;
     ensure!(env.net.task_namespaces()? == std::slice::from_ref(&id));
     env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "DEPROVISIONED", Duration::from_secs(60))?;
+    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
     let left = env.net.task_namespaces()?;
-    ensure!(left.is_empty(), "namespaces left: {left:?}");
+    ensure!(left.is_empty(), "namespaces left after STOPPED: {left:?}");
     let rules = host_sh(&env, "nft list chain ip berth ports")?;
     ensure!(!rules.contains("dnat"), "{rules}");
     Ok(())
