@@ -338,30 +338,26 @@ pub fn health_check(def: &ContainerDefinition) -> Option<Check> {
 /// The task-level budget: the definition's, else the sum of its containers' (memory: hard
 /// limit, else reservation), as the scheduler placed it.
 pub fn task_limits(def: &TaskDefinition) -> TaskLimits {
-    let cpu = if def.cpu > 0 {
-        def.cpu
-    } else {
-        def.containers.iter().map(|c| c.cpu).sum()
-    };
-    let memory = if def.memory_mib > 0 {
-        def.memory_mib
-    } else {
-        def.containers
-            .iter()
-            .map(|c| {
-                if c.memory_mib > 0 {
-                    c.memory_mib
-                } else {
-                    c.memory_reservation_mib
-                }
-            })
-            .sum()
-    };
+    let cpu_units = (def.cpu > 0).then_some(def.cpu);
     TaskLimits {
-        cpu_units: (cpu > 0).then_some(cpu),
-        memory_mib: (memory > 0).then_some(memory),
+        cpu_units,
+        // As the ECS agent on Linux: without a task-level cpu the task is not capped; its
+        // cgroup only weighs it against other tasks by its containers' cpu, each at least 2.
+        cpu_shares: cpu_units.is_none().then(|| {
+            def.containers
+                .iter()
+                .map(|c| u64::from(c.cpu.max(MIN_CPU_SHARES)))
+                .sum::<u64>()
+                .max(u64::from(MIN_CPU_SHARES))
+        }),
+        // Without a task-level memory only the containers' own limits apply (a container with
+        // only memoryReservation has none), as on ECS.
+        memory_mib: (def.memory_mib > 0).then_some(def.memory_mib),
     }
 }
+
+/// The kernel's smallest cpu.shares, which the ECS agent gives a container with cpu 0 or 1.
+const MIN_CPU_SHARES: u32 = 2;
 
 /// Registry credentials for an image, by the registry host of its reference.
 pub fn auth_for(
@@ -563,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn task_budget_is_the_sum_when_unset() {
+    fn only_task_level_fields_cap_the_task_as_on_ecs() {
         let mut td = TaskDefinition {
             containers: vec![def("a", 256, 128, 0), def("b", 0, 0, 64)],
             ..Default::default()
@@ -571,9 +567,11 @@ mod tests {
         assert_eq!(
             task_limits(&td),
             TaskLimits {
-                cpu_units: Some(256),
-                memory_mib: Some(192)
-            }
+                cpu_units: None,
+                cpu_shares: Some(258),
+                memory_mib: None,
+            },
+            "weighed by its containers' cpu (b counts 2), no cap, no task memory limit"
         );
         td.cpu = 1024;
         td.memory_mib = 512;
@@ -581,7 +579,8 @@ mod tests {
             task_limits(&td),
             TaskLimits {
                 cpu_units: Some(1024),
-                memory_mib: Some(512)
+                cpu_shares: None,
+                memory_mib: Some(512),
             }
         );
     }

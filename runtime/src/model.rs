@@ -12,6 +12,10 @@ pub const MIN_MEMORY_MIB: u64 = 6;
 pub struct TaskLimits {
     /// ECS CPU units (1024 = one vCPU); becomes a CFS quota over a 100 ms period (a hard cap).
     pub cpu_units: Option<u32>,
+    /// The task cgroup's relative CPU weight as cgroup v1 `cpu.shares` (clamped to 2..=262144;
+    /// `cpu.weight` by runc's formula on v2), no cap: what ECS gives a task without a
+    /// task-level cpu (the sum of its containers' cpu, each at least 2).
+    pub cpu_shares: Option<u64>,
     /// Hard memory limit of the whole task, in MiB.
     pub memory_mib: Option<u64>,
 }
@@ -19,7 +23,8 @@ pub struct TaskLimits {
 /// Container-level limits, applied through the OCI spec to `/berth/<task-id>/<container-name>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerLimits {
-    /// ECS CPU units; becomes cpu.shares (v1) or cpu.weight (v2). 0 means "no reservation".
+    /// ECS CPU units; becomes cpu.shares (v1) or cpu.weight (v2). 0 means "no reservation" and
+    /// gets the kernel's minimum of 2 shares, as on ECS.
     pub cpu_units: u32,
     /// Hard memory limit in MiB (ECS `memory`).
     pub memory_mib: Option<u64>,

@@ -144,6 +144,10 @@ fn main() -> ExitCode {
                 fidelity::a_non_essential_container_that_cannot_start,
             ),
             w.trial(
+                "fidelity_without_task_level_limits_nothing_caps_the_task",
+                fidelity::without_task_level_limits_nothing_caps_the_task,
+            ),
+            w.trial(
                 "fidelity_metadata_answers_every_first_instruction",
                 fidelity::metadata_from_the_first_instruction,
             ),

@@ -427,6 +427,7 @@ async fn cpu_and_memory_limits_in_cgroup_files(w: Arc<World>) -> Result<()> {
     let task = w.unique("task");
     let limits = TaskLimits {
         cpu_units: Some(512),
+        cpu_shares: None,
         memory_mib: Some(256),
     };
     let mut spec = container(&task, "app", &img.reference, &["sleep", "30"]);
@@ -598,6 +599,7 @@ async fn delete_leaves_nothing_but_the_image(w: Arc<World>) -> Result<()> {
         &task,
         &TaskLimits {
             cpu_units: Some(256),
+            cpu_shares: None,
             memory_mib: Some(64),
         },
     )
@@ -819,6 +821,7 @@ async fn bad_no_matching_platform(w: Arc<World>) -> Result<()> {
 async fn bad_limits(w: Arc<World>) -> Result<()> {
     let task = TaskLimits {
         cpu_units: Some(256),
+        cpu_shares: None,
         memory_mib: Some(64),
     };
     let mut a = container("t", "a", "x", &["true"]);

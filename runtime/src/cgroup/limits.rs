@@ -40,9 +40,13 @@ pub(crate) fn cpu_units_to_shares(cpu_units: u32) -> Option<u64> {
     (cpu_units != 0).then(|| u64::from(cpu_units).clamp(MIN_SHARES, MAX_SHARES))
 }
 
+/// cgroup v1 cpu.shares clamped to the kernel's [2, 262144].
+pub(crate) fn clamp_shares(shares: u64) -> u64 {
+    shares.clamp(MIN_SHARES, MAX_SHARES)
+}
+
 /// cgroup v1 cpu.shares → cgroup v2 cpu.weight, with runc's (and the kubelet's) formula; shares
 /// outside [2, 262144] are clamped first, so the result is always in [1, 10000].
-#[allow(dead_code)] // used by the container lifecycle
 pub(crate) fn shares_to_weight(shares: u64) -> u64 {
     let shares = shares.clamp(MIN_SHARES, MAX_SHARES);
     let weight =
@@ -253,6 +257,7 @@ mod tests {
     fn valid_limits_pass() {
         let task = TaskLimits {
             cpu_units: Some(1024),
+            cpu_shares: None,
             memory_mib: Some(512),
         };
         let a = container(512, Some(256), Some(128));
@@ -275,6 +280,7 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let task = TaskLimits {
             cpu_units: Some(1024),
+            cpu_shares: None,
             memory_mib: Some(4),
         };
         let app = container(1024, Some(4), Some(8));
@@ -304,6 +310,7 @@ mod tests {
     fn memory_sum_uses_reservation_when_there_is_no_hard_limit() {
         let task = TaskLimits {
             cpu_units: None,
+            cpu_shares: None,
             memory_mib: Some(512),
         };
         let app = container(0, Some(512), Some(64));
@@ -318,6 +325,7 @@ mod tests {
     fn huge_values_are_reported_not_overflowed() {
         let task = TaskLimits {
             cpu_units: Some(u32::MAX),
+            cpu_shares: None,
             memory_mib: Some(u64::MAX),
         };
         let a = container(u32::MAX, Some(u64::MAX), None);

@@ -13,7 +13,7 @@ use super::error::CgroupError;
 use super::hierarchy::{FixedV1, FixedV2, V2_TASK_CONTROLLERS};
 use super::ids::validate_id;
 use super::layout::{CgroupLayout, CgroupVersion};
-use super::limits::{CFS_PERIOD_US, cfs_quota_us, mib_to_bytes};
+use super::limits::{CFS_PERIOD_US, cfs_quota_us, clamp_shares, mib_to_bytes, shares_to_weight};
 use super::oom::{V1_OOM_FILE, V2_OOM_FILE, parse_v1_oom_control, parse_v2_memory_events};
 use super::remove::remove_cgroup_tree;
 
@@ -29,6 +29,8 @@ pub(crate) struct Cgroups {
 /// What create_task writes, computed (and range-checked) before anything is touched.
 struct Plan {
     quota_us: Option<i64>,
+    /// cgroup v1 shares (converted to a weight on v2).
+    shares: Option<u64>,
     memory_bytes: Option<i64>,
 }
 
@@ -86,7 +88,8 @@ impl Cgroups {
     }
 
     /// Creates the task cgroup and applies the task limits: `cpu_units` as a CFS quota over a
-    /// 100 ms period, `memory_mib` as the hard memory limit. A limit not given is not written
+    /// 100 ms period (else `cpu_shares` as its weight), `memory_mib` as the hard memory limit.
+    /// A limit not given is not written
     /// (inherited from the parent). Already existing cgroups are reused and their limits
     /// rewritten. On failure a cgroup this call created is removed again.
     pub(crate) fn create_task(
@@ -106,6 +109,7 @@ impl Cgroups {
                 task.id = task_id,
                 cgroup.version = %self.version(),
                 cpu_units = ?limits.cpu_units,
+                cpu_shares = ?limits.cpu_shares,
                 memory_mib = ?limits.memory_mib,
                 "created task cgroup"
             ),
@@ -238,7 +242,7 @@ fn create_v1(
 ) -> Result<(), CgroupError> {
     let path = format!("/{rel}");
     require(
-        mounts.contains_key("cpu") || limits.cpu_units.is_none(),
+        mounts.contains_key("cpu") || (limits.cpu_units.is_none() && limits.cpu_shares.is_none()),
         &path,
         "cpu",
     )?;
@@ -279,7 +283,11 @@ fn create_v2(
         .map(|c| (*c).to_owned())
         .collect();
     let has = |c: &str| wanted.iter().any(|w| w == c);
-    require(has("cpu") || limits.cpu_units.is_none(), &path, "cpu")?;
+    require(
+        has("cpu") || (limits.cpu_units.is_none() && limits.cpu_shares.is_none()),
+        &path,
+        "cpu",
+    )?;
     require(
         has("memory") || limits.memory_mib.is_none(),
         &path,
@@ -347,6 +355,11 @@ fn plan(task_id: &str, limits: &TaskLimits) -> Result<Plan, CgroupError> {
         .transpose()?;
     Ok(Plan {
         quota_us,
+        // A quota caps the task; shares only weigh it against others, without a cap.
+        shares: limits
+            .cpu_shares
+            .filter(|_| quota_us.is_none())
+            .map(clamp_shares),
         memory_bytes,
     })
 }
@@ -390,6 +403,18 @@ fn apply_limits(
                 .map_err(set_limit("cpu.cfs_period_us"))?;
             cpu.set_cfs_quota(quota)
                 .map_err(set_limit("cpu.cfs_quota_us"))?;
+        }
+    }
+    if let Some(shares) = plan.shares {
+        let cpu = cgroup
+            .controller_of::<CpuController>()
+            .ok_or_else(|| unavailable(path, "cpu"))?;
+        // cgroups-rs writes the value as given: cpu.weight on v2 wants it converted.
+        if cgroup.v2() {
+            cpu.set_shares(shares_to_weight(shares))
+                .map_err(set_limit("cpu.weight"))?;
+        } else {
+            cpu.set_shares(shares).map_err(set_limit("cpu.shares"))?;
         }
     }
     Ok(())

@@ -81,10 +81,11 @@ pub(super) fn validate_hostname(hostname: &str, container: &str) -> Result<(), S
     }
 }
 
-/// ECS cpu units as cgroup `cpu.shares` (runc converts shares to `cpu.weight` on cgroup v2):
-/// 0 means no reservation and leaves the kernel default; anything else is clamped to 2..=262144.
-pub(super) fn cpu_shares(cpu_units: u32) -> Option<u64> {
-    (cpu_units != 0).then(|| u64::from(cpu_units).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES))
+/// ECS cpu units as cgroup `cpu.shares` (runc converts shares to `cpu.weight` on cgroup v2),
+/// clamped to 2..=262144. 0 (no reservation) gets the minimum too, as the ECS agent passes it:
+/// Docker, and the kernel, would give it a full 1024.
+pub(super) fn cpu_shares(cpu_units: u32) -> u64 {
+    u64::from(cpu_units).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
 }
 
 fn mib_to_bytes(mib: u64, field: &'static str, container: &str) -> Result<i64, SpecError> {
@@ -124,11 +125,9 @@ pub(super) fn resources(
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(defaults::device_rules()));
 
-    if let Some(shares) = cpu_shares(limits.cpu_units) {
-        let mut cpu = LinuxCpu::default();
-        cpu.set_shares(Some(shares));
-        resources.set_cpu(Some(cpu));
-    }
+    let mut cpu = LinuxCpu::default();
+    cpu.set_shares(Some(cpu_shares(limits.cpu_units)));
+    resources.set_cpu(Some(cpu));
 
     let limit = limits
         .memory_mib
@@ -278,12 +277,12 @@ mod tests {
 
     #[test]
     fn cpu_shares_clamp() {
-        assert_eq!(cpu_shares(0), None);
-        assert_eq!(cpu_shares(1), Some(2));
-        assert_eq!(cpu_shares(2), Some(2));
-        assert_eq!(cpu_shares(512), Some(512));
-        assert_eq!(cpu_shares(262_144), Some(262_144));
-        assert_eq!(cpu_shares(u32::MAX), Some(262_144));
+        assert_eq!(cpu_shares(0), 2, "as the ECS agent passes it");
+        assert_eq!(cpu_shares(1), 2);
+        assert_eq!(cpu_shares(2), 2);
+        assert_eq!(cpu_shares(512), 512);
+        assert_eq!(cpu_shares(262_144), 262_144);
+        assert_eq!(cpu_shares(u32::MAX), 262_144);
     }
 
     fn limits(cpu: u32, memory: Option<u64>, reservation: Option<u64>) -> ContainerLimits {
@@ -404,7 +403,11 @@ mod tests {
     #[test]
     fn resources_cpu_and_memory() {
         let r = resources(&limits(0, None, None), "c").expect("resources");
-        assert_eq!(r.cpu(), &None);
+        assert_eq!(
+            r.cpu().as_ref().and_then(|c| c.shares()),
+            Some(2),
+            "no reservation: the minimum, as on ECS"
+        );
         assert_eq!(r.memory(), &None);
         assert_eq!(r.devices(), &Some(defaults::device_rules()));
 

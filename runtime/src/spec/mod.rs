@@ -359,7 +359,7 @@ mod tests {
         assert_eq!(l.seccomp(), &None);
         let resources = l.resources().as_ref().expect("resources");
         assert_eq!(resources.devices(), &Some(defaults::device_rules()));
-        assert_eq!(resources.cpu(), &None);
+        assert_eq!(resources.cpu().as_ref().and_then(|c| c.shares()), Some(2));
         assert_eq!(resources.memory(), &None);
         let ns: Vec<_> = l
             .namespaces()

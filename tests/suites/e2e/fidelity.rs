@@ -10,6 +10,57 @@ use serde_json::{Value, json};
 
 use super::{Env, hello, poll};
 
+/// A cgroup v1 file of a task (`/berth/<task>[/<container>]`), trimmed.
+fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
+    let path = format!("/sys/fs/cgroup/{controller}/berth/{rel}/{file}");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| path.clone())?
+        .trim()
+        .to_owned())
+}
+
+/// Without task-level cpu and memory, as the ECS agent runs it: the task is weighed by its
+/// containers' cpu (each at least 2 shares) but not capped, has no memory limit of its own,
+/// and a container with only a memoryReservation may use more than it.
+pub(super) fn without_task_level_limits_nothing_caps_the_task(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-fid-limits")?;
+    env.register(&json!({
+        "family": "fidlimits",
+        "networkMode": "none",
+        "containerDefinitions": [
+            {"name": "soft", "image": image, "cpu": 256, "memoryReservation": 16, "stopTimeout": 1,
+             "command": ["sh", "-c",
+                "head -c 67108864 /dev/zero | tail > /dev/null && echo used-64m; exec sleep 3600"]},
+            {"name": "plain", "image": image, "memory": 32, "essential": false, "stopTimeout": 1,
+             "command": ["sleep", "3600"]}
+        ]
+    }))?;
+    let id = env.run_task("fidlimits")?;
+    env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
+    let used = poll(Duration::from_secs(30), || {
+        let t = env.task(&id)?;
+        ensure!(t["lastStatus"] == "RUNNING", "the task stopped: {t}");
+        let out = env.ctl(&["logs", &id, "--container", "soft"])?;
+        Ok(out.stdout.contains("used-64m").then_some(()))
+    });
+    used.with_context(|| format!("a 16 MiB reservation held back 64 MiB{}", env.logs()))?;
+    ensure!(
+        cgroup_file("cpu", &id, "cpu.cfs_quota_us")? == "-1",
+        "the task is capped"
+    );
+    ensure!(cgroup_file("cpu", &id, "cpu.shares")? == "258");
+    ensure!(cgroup_file("cpu", &format!("{id}/plain"), "cpu.shares")? == "2");
+    let unlimited = cgroup_file("memory", &id, "memory.limit_in_bytes")?;
+    ensure!(
+        unlimited.parse::<u64>().is_ok_and(|b| b > 1 << 40),
+        "the task has a memory limit of {unlimited} bytes"
+    );
+    env.ok(&["stop-task", &id])?;
+    env.wait_status(&id, "STOPPED", Duration::from_secs(30))?;
+    Ok(())
+}
+
 /// A stop signals the main process only and kills every process last: a shell that traps
 /// SIGTERM while its child runs handles the stop itself. Its child outlives a short
 /// stopTimeout (SIGKILL: 137, as ECS reports) or ends gracefully within a long one (0).

@@ -44,6 +44,7 @@ fn kernel_drop_files(dir: &Path) {
 fn limits(cpu_units: Option<u32>, memory_mib: Option<u64>) -> TaskLimits {
     TaskLimits {
         cpu_units,
+        cpu_shares: None,
         memory_mib,
     }
 }
@@ -346,6 +347,48 @@ fn v1_create_task_writes_quota_period_memory_and_cpuset() {
     // Other hierarchies are runc's: it creates /berth/t1/<container> there itself.
     assert!(!fake.path("devices", "berth").exists());
     assert!(cg.task_exists("t1"));
+}
+
+/// ECS's task without a task-level cpu: a weight among tasks (the containers' sum), no cap.
+fn shares_only(shares: u64) -> TaskLimits {
+    TaskLimits {
+        cpu_shares: Some(shares),
+        ..TaskLimits::default()
+    }
+}
+
+#[test]
+fn v1_shares_weigh_a_task_without_capping_it() {
+    let fake = FakeV1::new(false);
+    let cg = fake.cgroups();
+    cg.create_task("t1", &shares_only(258)).expect("created");
+    assert_eq!(read(fake.path("cpu", "berth/t1/cpu.shares")), "258");
+    assert!(!fake.path("cpu", "berth/t1/cpu.cfs_quota_us").exists());
+    cg.create_task("t2", &shares_only(1)).expect("created");
+    assert_eq!(
+        read(fake.path("cpu", "berth/t2/cpu.shares")),
+        "2",
+        "the kernel's minimum"
+    );
+    // A quota wins: the task is capped, and its shares are left alone.
+    let both = TaskLimits {
+        cpu_units: Some(512),
+        ..shares_only(258)
+    };
+    cg.create_task("t3", &both).expect("created");
+    assert_eq!(read(fake.path("cpu", "berth/t3/cpu.cfs_quota_us")), "50000");
+    assert!(!fake.path("cpu", "berth/t3/cpu.shares").exists());
+}
+
+#[test]
+fn v2_shares_become_a_weight() {
+    let fake = FakeV2::new("cpu memory pids");
+    fake.kernel_mkdir("berth/t1");
+    let cg = fake.cgroups();
+    cg.create_task("t1", &shares_only(1024)).expect("created");
+    let task = fake.root.join("berth/t1");
+    assert_eq!(read(task.join("cpu.weight")), "39", "runc's formula");
+    assert_eq!(read(task.join("cpu.max")).trim(), "max 100000", "no cap");
 }
 
 #[test]
