@@ -426,7 +426,7 @@ pub fn host_mode_bindings(c: &ContainerDefinition) -> Vec<NetworkBinding> {
         .collect()
 }
 
-/// The live namespaces of tasks not yet deprovisioned, for repair at start.
+/// The live namespaces of tasks not yet released, for repair at start.
 pub fn live_namespaces<'a>(
     tasks: impl IntoIterator<Item = (&'a str, &'a TaskDefinition)>,
 ) -> BTreeSet<String> {

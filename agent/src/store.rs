@@ -235,7 +235,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Forgets a task entirely (after it was deprovisioned and reported).
+    /// Forgets a task entirely (after its release was recorded for the scheduler).
     pub fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         {

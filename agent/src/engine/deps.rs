@@ -11,6 +11,8 @@
 //! `startTimeout`, counted from its start, bounds how long its dependents wait for it to reach
 //! COMPLETE, SUCCESS or HEALTHY (ECS: "If a startTimeout value is specified for containerB and it doesn't
 //! reach the desired status within that time then containerA gives up and not start").
+//! A container's `links` order it as ECS orders them: after the containers it links to have
+//! started (START), as if it depended on them.
 //! Stopping goes the other way: a container is stopped only once every container that depends
 //! on it has exited.
 
@@ -141,6 +143,19 @@ impl Plan {
                 };
                 deps.push((index, condition));
             }
+            // ECS starts a linked container first (and stops it last): an implicit START.
+            for link in &c.links {
+                let name = link.split_once(':').map_or(link.as_str(), |(name, _)| name);
+                let Some(index) = names.iter().position(|n| n == name) else {
+                    return Err(format!(
+                        "container {} links to {name}, which is not in the task",
+                        c.name
+                    ));
+                };
+                if !deps.iter().any(|(d, _)| *d == index) {
+                    deps.push((index, Condition::Start));
+                }
+            }
             depends_on.push(deps);
         }
         let plan = Self {
@@ -156,7 +171,9 @@ impl Plan {
                 .collect(),
         };
         if plan.has_cycle() {
-            return Err("the containers' dependencies form a cycle".to_owned());
+            return Err(
+                "the containers' dependencies (dependsOn and links) form a cycle".to_owned(),
+            );
         }
         Ok(plan)
     }
@@ -512,5 +529,31 @@ mod tests {
             [1, 2, 3, 4],
             "and is never stopped"
         );
+    }
+
+    #[test]
+    fn links_start_after_what_they_link_to_and_stop_before_it() {
+        let mut d = def(&[("web", &[], 0), ("db", &[], 0), ("cache", &[], 0)]);
+        d.containers[0].links = vec!["db:database".into(), "cache".into()];
+        let plan = Plan::new(&d).unwrap();
+        let now = Instant::now();
+        assert_eq!(plan.step(&[Waiting; 3], now), ready(&[1, 2]));
+        let s = Started(now);
+        assert_eq!(plan.step(&[Waiting, s, Waiting], now), ready(&[2]));
+        assert_eq!(plan.step(&[Waiting, s, s], now), ready(&[0]));
+        assert_eq!(
+            plan.stoppable(&[true; 3]),
+            [0],
+            "the linking container first"
+        );
+        // A cycle through links and dependsOn together is refused here too.
+        d.containers[1].depends_on = vec![ContainerDependency {
+            container_name: "web".into(),
+            condition: C::Start as i32,
+        }];
+        assert!(Plan::new(&d).is_err());
+        d.containers[1].depends_on.clear();
+        d.containers[0].links = vec!["nosuch".into()];
+        assert!(Plan::new(&d).is_err());
     }
 }

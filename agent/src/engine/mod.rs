@@ -368,19 +368,10 @@ impl<R: ContainerRuntime> Engine<R> {
     }
 
     fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
-        let address = address.to_string();
-        let entry = self.tasks.values().find(|e| {
-            e.state.status < TaskStatus::Stopped as i32
-                && (e
-                    .state
-                    .attachments
-                    .iter()
-                    .any(|a| a.private_ipv4_address == address)
-                    || e.state
-                        .containers
-                        .iter()
-                        .any(|c| c.private_ipv4_address == address))
-        })?;
+        let id = state::task_at(self.tasks.values().map(|e| &e.state), address)?
+            .task_id
+            .clone();
+        let entry = self.tasks.get(&id)?;
         Some(TaskView {
             definition: Arc::clone(&entry.definition),
             state: entry.state.clone(),

@@ -123,6 +123,36 @@ pub(super) fn released(state: &TaskState) -> bool {
     state.resources_released_at.is_some() || state.status > TaskStatus::Stopped as i32
 }
 
+/// The task that has `address` (awsvpc: its attachment's; bridge: one of its containers'), for
+/// the task endpoint; stopped tasks have none. A stopping task releases its address just before
+/// it reports STOPPED and a new task may get it in between: the task that is not stopping is the
+/// one that calls.
+pub(super) fn task_at<'a>(
+    states: impl Iterator<Item = &'a TaskState>,
+    address: std::net::Ipv4Addr,
+) -> Option<&'a TaskState> {
+    let address = address.to_string();
+    let mut holders = states.filter(|s| {
+        s.status < TaskStatus::Stopped as i32
+            && (s
+                .attachments
+                .iter()
+                .any(|a| a.private_ipv4_address == address)
+                || s.containers
+                    .iter()
+                    .any(|c| c.private_ipv4_address == address))
+    });
+    let first = holders.next()?;
+    if first.desired_status != DesiredStatus::Stopped as i32 {
+        return Some(first);
+    }
+    Some(
+        holders
+            .find(|s| s.desired_status != DesiredStatus::Stopped as i32)
+            .unwrap_or(first),
+    )
+}
+
 /// Moves the task's status forward to `to`; false when it is already there or beyond.
 fn advance(state: &mut TaskState, to: TaskStatus) -> bool {
     if state.status < to as i32 {
@@ -380,6 +410,35 @@ mod tests {
             ..Default::default()
         };
         assert!(released(&legacy), "an early version's status past STOPPED");
+    }
+
+    #[test]
+    fn an_address_belongs_to_the_task_that_is_not_stopping() {
+        let at = |id: &str, status: TaskStatus, desired: DesiredStatus| TaskState {
+            task_id: id.into(),
+            status: status as i32,
+            desired_status: desired as i32,
+            attachments: vec![NetworkAttachment {
+                private_ipv4_address: "10.0.0.2".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let address = "10.0.0.2".parse().unwrap();
+        let old = at("old", TaskStatus::Running, DesiredStatus::Stopped);
+        let new = at("new", TaskStatus::Created, DesiredStatus::Running);
+        let gone = at("gone", TaskStatus::Stopped, DesiredStatus::Stopped);
+        let id = |states: &[&TaskState]| {
+            task_at(states.iter().copied(), address).map(|s| s.task_id.clone())
+        };
+        assert_eq!(id(&[&old, &new]).as_deref(), Some("new"));
+        assert_eq!(id(&[&new, &old]).as_deref(), Some("new"));
+        assert_eq!(id(&[&gone, &old]).as_deref(), Some("old"), "still stopping");
+        assert_eq!(id(&[&gone]), None, "a stopped task has no address");
+        assert_eq!(
+            task_at([&new].into_iter(), "10.0.0.9".parse().unwrap()),
+            None
+        );
     }
 
     #[test]

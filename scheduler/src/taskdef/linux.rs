@@ -182,7 +182,8 @@ pub(super) fn dns_search_domains(domains: &[String], path: &str, problems: &mut 
 }
 
 /// The network-mode rules of ECS and Docker for these fields: DNS settings are not valid in
-/// awsvpc (the task's resolv.conf) nor host mode (the host's), extra hosts not in awsvpc, and
+/// awsvpc (the task's resolv.conf) nor host mode (the host's), extra hosts and a hostname not
+/// in awsvpc (the task's hosts and hostname), and
 /// `net.*` parameters need the container's own network namespace (not host mode).
 pub(super) fn validate_network(
     network_mode: &str,
@@ -206,6 +207,9 @@ pub(super) fn validate_network(
     }
     if !c.extra_hosts.is_empty() {
         refuse("extraHosts", &["awsvpc"], problems);
+    }
+    if !c.hostname.is_empty() {
+        refuse("hostname", &["awsvpc"], problems);
     }
     if c.disable_networking {
         refuse("disableNetworking", &["awsvpc", "host"], problems);

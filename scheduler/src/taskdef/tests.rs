@@ -1152,7 +1152,7 @@ fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
     let fields = r#""systemControls":[{"namespace":"net.core.somaxconn","value":"1024"}],
                     "extraHosts":[{"hostname":"db","ipAddress":"10.0.0.5"}],
                     "dnsServers":["10.0.0.2"],"dnsSearchDomains":["example.com"],
-                    "disableNetworking":true"#;
+                    "hostname":"db-client","disableNetworking":true"#;
     assert!(parse(&with_container("bridge", fields)).is_ok());
     let none = parse(&with_container("none", fields)).unwrap();
     assert!(none.containers[0].disable_networking);
@@ -1171,6 +1171,7 @@ fn network_mode_rules_of_dns_hosts_and_net_sysctls() {
             "containerDefinitions[0].dnsServers: is not valid with networkMode awsvpc, as on ECS",
             "containerDefinitions[0].dnsSearchDomains: is not valid with networkMode awsvpc, as on ECS",
             "containerDefinitions[0].extraHosts: is not valid with networkMode awsvpc, as on ECS",
+            "containerDefinitions[0].hostname: is not valid with networkMode awsvpc, as on ECS",
             "containerDefinitions[0].disableNetworking: is not valid with networkMode awsvpc, as on ECS",
         ]
     );
