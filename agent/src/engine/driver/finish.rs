@@ -1,0 +1,251 @@
+//! How a task ends on the host: its containers stopped, its network released before STOPPED,
+//! everything else removed after the cleanup wait (then the release is reported); and a task
+//! picked up again after an agent restart.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_proto::v1::{TaskDefinition, TaskStatus};
+use berth_runtime::{ContainerId, ContainerStatus as RtStatus};
+use futures::future::BoxFuture;
+
+use super::super::TaskEvent;
+use super::{Created, Driver, Resume, retry_delay, stop_timeout};
+use crate::network;
+use crate::runtime::ContainerRuntime;
+
+/// Whether the task's network is still to be released by the cleanup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetState {
+    /// Released when the task stopped.
+    Released,
+    /// Maybe still there (a task that stopped before the agent restarted).
+    MaybeHeld,
+}
+
+impl<R: ContainerRuntime> Driver<R> {
+    /// Stops a container (SIGTERM, SIGKILL after its stop timeout), retrying failed attempts;
+    /// its exit is reported by its wait.
+    pub(super) fn stop_container(&self, c: &Created) -> BoxFuture<'static, ()> {
+        let rt = Arc::clone(&self.runtime);
+        let c = c.clone();
+        Box::pin(async move {
+            let mut attempt = 0u32;
+            loop {
+                match rt.stop(&c.id, c.stop_timeout).await {
+                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => return,
+                    Err(error) => {
+                        attempt += 1;
+                        let delay = retry_delay(attempt);
+                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// After an interrupted start: stops the containers that were started (reporting their
+    /// exits), then finishes. Created-but-never-started containers need no stop.
+    pub(super) async fn stop_and_clean(&mut self, created: Vec<Created>, started: usize) {
+        for c in created.iter().take(started) {
+            // STOPPED is only reported once every started container's exit is confirmed.
+            let mut attempt = 0u32;
+            loop {
+                match self.runtime.stop(&c.id, c.stop_timeout).await {
+                    Ok(exit) => {
+                        self.report(TaskEvent::ContainerExited {
+                            name: c.name.clone(),
+                            exit,
+                        })
+                        .await;
+                        break;
+                    }
+                    Err(berth_runtime::Error::NotFound { .. }) => break,
+                    Err(error) => {
+                        attempt += 1;
+                        let delay = retry_delay(attempt);
+                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.cancel.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        }
+        self.finish(created).await;
+    }
+
+    /// Once every container has exited: releases the task's network, reports STOPPED, waits the
+    /// cleanup wait, removes everything else and reports the release.
+    pub(super) async fn finish(&mut self, created: Vec<Created>) {
+        if !self.release_network().await {
+            return;
+        }
+        self.report(TaskEvent::Stopped).await;
+        self.cleanup_after(self.config.cleanup_wait, created, NetState::Released)
+            .await;
+    }
+
+    /// Tears the task's network down (namespaces, addresses, port mappings; an ENI goes back
+    /// to the host) before STOPPED is reported, as ECS releases a task's network before it
+    /// shows STOPPED: the scheduler then gives the host ports and the ENI of a STOPPED task to
+    /// others. Retried until it succeeds; false when the agent stops first (its next start
+    /// finishes the stop).
+    async fn release_network(&mut self) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            match self.tear_down_network().await {
+                Ok(()) => return true,
+                Err(error) => {
+                    attempt += 1;
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tears down every network namespace of the task (idempotent).
+    async fn tear_down_network(&self) -> Result<(), String> {
+        let namespaces = self
+            .assignment
+            .definition
+            .as_ref()
+            .map(|def| network::namespaces(self.task_id(), def))
+            .unwrap_or_default();
+        for name in namespaces {
+            self.network
+                .teardown(&name)
+                .await
+                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>, network: NetState) {
+        tracing::debug!(wait_s = wait.as_secs(), "cleanup scheduled");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.cancel.cancelled() => return,
+        }
+        // Each step is idempotent; a failed one is retried with backoff until it succeeds or
+        // the agent stops (then the next start resumes the cleanup).
+        let mut attempt = 0u32;
+        loop {
+            match self.cleanup_once(&created, network).await {
+                Ok(()) => break,
+                Err(error) => {
+                    attempt += 1;
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return,
+                    }
+                }
+            }
+        }
+        tracing::info!("task resources released");
+        self.report(TaskEvent::Released).await;
+    }
+
+    async fn cleanup_once(&self, created: &[Created], network: NetState) -> Result<(), String> {
+        let error = |e: berth_runtime::Error| e.to_string();
+        for c in created {
+            self.runtime.delete(&c.id).await.map_err(error)?;
+            tracing::debug!(container.name = %c.name, "container deleted");
+        }
+        if network == NetState::MaybeHeld {
+            self.tear_down_network().await?;
+        }
+        self.runtime
+            .remove_task_volumes(self.task_id())
+            .await
+            .map_err(error)?;
+        tracing::debug!("task volumes removed");
+        self.runtime
+            .remove_task_cgroup(self.task_id())
+            .await
+            .map_err(error)?;
+        tracing::debug!("task cgroup removed");
+        self.runtime
+            .remove_task_logs(self.task_id())
+            .await
+            .map_err(error)
+    }
+
+    /// Picks a task up after an agent restart. Returns the containers to watch, or None when
+    /// the driver already finished the task here.
+    pub(super) async fn resume(
+        &mut self,
+        def: &TaskDefinition,
+        resume: Resume,
+    ) -> Option<(Vec<Created>, Vec<Created>)> {
+        let task_id = self.task_id().to_owned();
+        let created: Vec<Created> = def
+            .containers
+            .iter()
+            .map(|c| Created {
+                name: c.name.clone(),
+                id: ContainerId::for_container(&task_id, &c.name),
+                stop_timeout: stop_timeout(c.stop_timeout_seconds, self.config.stop_timeout),
+            })
+            .collect();
+        let status = resume.state.status;
+        if status >= TaskStatus::Stopped as i32 {
+            // Stopped before the restart: only the cleanup is left.
+            let elapsed = resume
+                .state
+                .stopped_at
+                .and_then(|t| {
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(t.seconds.max(0) as u64, 0))
+                })
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            let wait = self.config.cleanup_wait.saturating_sub(elapsed);
+            // Released before STOPPED, unless an early version stopped it (tearing down what
+            // is gone already costs nothing).
+            self.cleanup_after(wait, created, NetState::MaybeHeld).await;
+            return None;
+        }
+        let mut running = Vec::new();
+        for c in &created {
+            match resume.containers.iter().find(|i| i.id == c.id) {
+                Some(info) if matches!(info.status, RtStatus::Running | RtStatus::Stopped) => {
+                    if let Err(error) = self.runtime.reattach(&c.id, &task_id, &c.name) {
+                        tracing::warn!(container.name = %c.name, %error, "cannot reattach container output");
+                    }
+                    running.push(c.clone());
+                }
+                _ => {}
+            }
+        }
+        if status < TaskStatus::Running as i32 || running.is_empty() {
+            // The agent died while starting the task (or its containers are gone): finish it
+            // cleanly rather than guess.
+            let reason = if status < TaskStatus::Running as i32 {
+                "the agent restarted while the task was starting"
+            } else {
+                "the task's containers were gone when the agent restarted"
+            };
+            self.report(TaskEvent::Failed {
+                reason: reason.to_owned(),
+            })
+            .await;
+            let started = running.len();
+            // Stop what still runs: the running ones first, then the rest (only deleted).
+            let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();
+            let mut ordered = running;
+            ordered.extend(created.into_iter().filter(|c| !names.contains(&c.name)));
+            self.stop_and_clean(ordered, started).await;
+            return None;
+        }
+        Some((created, running))
+    }
+}
