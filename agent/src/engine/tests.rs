@@ -146,7 +146,9 @@ impl Fake {
     }
     fn exit(&self, id: &ContainerId, code: u32) {
         if let Some(tx) = self.exits.lock().unwrap().get(id) {
-            let _ = tx.send(Some(ExitStatus {
+            // Kept even when no wait has subscribed yet (a stop that comes before the wait
+            // was first polled), as containerd keeps an exit status.
+            tx.send_replace(Some(ExitStatus {
                 code,
                 exited_at: SystemTime::now(),
                 oom_killed: false,
