@@ -39,7 +39,7 @@ mod trace;
 mod world;
 
 pub use bad_registry::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry};
-pub use containerd::PrivateContainerd;
+pub use containerd::{ContentSharing, PrivateContainerd};
 pub use digest::{chain_id, chain_ids, sha256_digest};
 pub use prereq::{Policy, Prereq, bins, which};
 pub use process::{log_tail, pid_alive, run_with_timeout};

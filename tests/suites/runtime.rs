@@ -14,6 +14,9 @@ use berth_runtime::{
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 
+#[path = "runtime/pull.rs"]
+mod pull;
+
 fn main() -> ExitCode {
     run_suite("runtime", |w| {
         vec![
@@ -78,6 +81,10 @@ fn main() -> ExitCode {
             w.async_trial(
                 "restart_in_place_keeps_the_terminal_and_the_open_stdin",
                 restart_in_place_keeps_the_terminal_and_the_open_stdin,
+            ),
+            w.async_trial(
+                "pull_after_ctr_pull_into_another_namespace",
+                pull::after_ctr_pull_into_another_namespace,
             ),
         ]
     })

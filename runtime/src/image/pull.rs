@@ -12,11 +12,10 @@ use containerd_client::services::v1::{
     CreateImageRequest, GetImageRequest, Image, UpdateImageRequest,
 };
 use containerd_client::types::Descriptor as CdDescriptor;
-use futures::TryStreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::content::{self, BlobWrite};
+use super::content::{self, LABEL_SOURCE_PREFIX};
 use super::manifest::{self, Descriptor, Fetched, Manifest, Platform};
 use super::registry::{ImageRef, Registry};
 use super::single_flight::SingleFlight;
@@ -26,7 +25,8 @@ use crate::containerd::{Containerd, ContainerdError, Lease, SNAPSHOTTER};
 
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
-const LABEL_SOURCE_PREFIX: &str = "containerd.io/distribution.source.";
+
+mod blobs;
 
 type PullOutcome = Result<PulledImage, PullError>;
 
@@ -473,204 +473,6 @@ impl Puller {
             size: stored.size,
             downloaded: stored.downloaded,
         })
-    }
-
-    /// The image config's bytes: from the content store when present, else from the registry.
-    async fn config(
-        &self,
-        image: &ImageRef,
-        lease: &Lease,
-        desc: &Descriptor,
-        source: &(String, String),
-    ) -> Result<Bytes, PullError> {
-        let client = &self.inner.client;
-        if content::info(client, &desc.digest).await?.is_some() {
-            lease.hold("content", &desc.digest).await?;
-            let bytes = content::read_blob(client, &desc.digest).await?;
-            self.report(
-                image.given(),
-                &desc.digest,
-                desc.size as u64,
-                desc.size as u64,
-                true,
-            );
-            return Ok(Bytes::from(bytes));
-        }
-        let stream = self
-            .inner
-            .registry
-            .blob_stream(image, &desc.digest, desc.size, &desc.media_type)
-            .await?;
-        let chunks: Vec<Bytes> = tokio::time::timeout(MANIFEST_TIMEOUT, stream.try_collect())
-            .await
-            .map_err(|_| PullError::Timeout {
-                what: format!("download of config {}", desc.digest),
-                seconds: MANIFEST_TIMEOUT.as_secs(),
-            })?
-            .map_err(|e| PullError::DigestMismatch {
-                kind: "config",
-                digest: desc.digest.clone(),
-                reason: super::registry::error_chain(&e),
-            })?;
-        let bytes = Bytes::from(chunks.concat());
-        if manifest::sha256_digest(&bytes) != desc.digest && desc.digest.starts_with("sha256:") {
-            return Err(PullError::DigestMismatch {
-                kind: "config",
-                digest: desc.digest.clone(),
-                reason: format!(
-                    "received content has digest {}",
-                    manifest::sha256_digest(&bytes)
-                ),
-            });
-        }
-        self.put_small(
-            lease,
-            "config",
-            &desc.digest,
-            bytes.clone(),
-            HashMap::from([source.clone()]),
-        )
-        .await?;
-        self.report(
-            image.given(),
-            &desc.digest,
-            bytes.len() as u64,
-            desc.size as u64,
-            false,
-        );
-        Ok(bytes)
-    }
-
-    async fn put_small(
-        &self,
-        lease: &Lease,
-        kind: &'static str,
-        digest: &str,
-        bytes: Bytes,
-        labels: HashMap<String, String>,
-    ) -> Result<(), PullError> {
-        let client = &self.inner.client;
-        if content::info(client, digest).await?.is_some() {
-            lease.hold("content", digest).await?;
-            return Ok(());
-        }
-        let size = bytes.len() as i64;
-        content::write_bytes(
-            client,
-            lease,
-            BlobWrite {
-                kind,
-                digest,
-                size,
-                labels,
-            },
-            bytes,
-        )
-        .await
-    }
-
-    /// Downloads one layer into the content store unless it is there; single flight per digest.
-    async fn layer(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-        lease_id: &str,
-        layer: &Descriptor,
-        labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let _ = auth; // credentials were stored with the registry client by the manifest fetch
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        if content::info(client, &layer.digest).await?.is_some() {
-            lease.hold("content", &layer.digest).await?;
-            self.report(
-                image.given(),
-                &layer.digest,
-                layer.size as u64,
-                layer.size as u64,
-                true,
-            );
-            return Ok(BlobOutcome { downloaded: 0 });
-        }
-        let this = self.clone();
-        let image_owned = image.clone();
-        let layer_owned = layer.clone();
-        let lease_owned = lease_id.to_owned();
-        let (outcome, joined) = self
-            .inner
-            .blobs
-            .run(
-                layer.digest.clone(),
-                move || async move {
-                    this.download_layer(&image_owned, &lease_owned, &layer_owned, labels)
-                        .await
-                },
-                |d| {
-                    Err(PullError::Cancelled {
-                        reference: d.clone(),
-                    })
-                },
-            )
-            .await;
-        if joined {
-            // The blob was written under another pull's lease; hold it under ours too.
-            lease.hold("content", &layer.digest).await?;
-            return outcome.map(|_| BlobOutcome { downloaded: 0 });
-        }
-        outcome
-    }
-
-    async fn download_layer(
-        &self,
-        image: &ImageRef,
-        lease_id: &str,
-        layer: &Descriptor,
-        labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let _permit = self
-            .inner
-            .downloads
-            .acquire()
-            .await
-            .map_err(|_| PullError::Cancelled {
-                reference: image.given().to_owned(),
-            })?;
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        let stream = self
-            .inner
-            .registry
-            .blob_stream(image, &layer.digest, layer.size, &layer.media_type)
-            .await?;
-        let total = layer.size.max(0) as u64;
-        let reference = image.given().to_owned();
-        let digest = layer.digest.clone();
-        let mut last_report = 0u64;
-        let written = content::write_blob(
-            client,
-            &lease,
-            BlobWrite {
-                kind: "layer",
-                digest: &layer.digest,
-                size: layer.size,
-                labels,
-            },
-            stream,
-            &mut |done| {
-                if done == total || done - last_report >= 1 << 20 {
-                    last_report = done;
-                    self.report(&reference, &digest, done, total, false);
-                }
-            },
-        )
-        .await;
-        match written {
-            Ok(n) => Ok(BlobOutcome { downloaded: n }),
-            Err(PullError::Containerd(e)) if e.is_already_exists() => {
-                Ok(BlobOutcome { downloaded: 0 })
-            }
-            Err(e) => Err(e),
-        }
     }
 }
 

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::{Client, Reference, client::ClientConfig, client::ClientProtocol};
+use oci_client::{Client, Reference};
 
 use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::{PullError, RegistryAuth};
@@ -113,13 +115,18 @@ impl Registry {
             .map_err(|e| classify(e, image, "manifest"))
     }
 
-    /// Streams a blob. oci-client verifies the digest at the end of the stream.
+    /// Streams a blob from byte `offset` on. From the start, oci-client verifies the digest at
+    /// the end of the stream. From further on, the registry is asked for the rest only (HTTP
+    /// Range), and containerd's check at commit, over the bytes it already held and these, is
+    /// the verification; a registry that ignores the range sends the whole blob, verified, and
+    /// its first `offset` bytes are skipped here.
     pub(crate) async fn blob_stream(
         &self,
         image: &ImageRef,
         digest: &str,
         size: i64,
         media_type: &str,
+        offset: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, PullError> {
         let desc = oci_client::manifest::OciDescriptor {
             media_type: media_type.to_owned(),
@@ -127,13 +134,60 @@ impl Registry {
             size,
             ..Default::default()
         };
-        let sized = self
+        let failed = |e| classify(e, image, &format!("blob {digest}"));
+        if offset == 0 {
+            let sized = self
+                .client
+                .pull_blob_stream(&image.inner, &desc)
+                .await
+                .map_err(failed)?;
+            return Ok(sized.stream);
+        }
+        let response = self
             .client
-            .pull_blob_stream(&image.inner, &desc)
+            .pull_blob_stream_partial(&image.inner, &desc, offset, None)
             .await
-            .map_err(|e| classify(e, image, &format!("blob {digest}")))?;
-        Ok(sized.stream)
+            .map_err(failed)?;
+        Ok(match response {
+            BlobResponse::Partial(rest) => rest.stream,
+            BlobResponse::Full(whole) => {
+                tracing::debug!(
+                    registry = image.registry(),
+                    blob = digest,
+                    offset,
+                    "the registry ignored the range; skipping what containerd holds"
+                );
+                skip_bytes(whole.stream, offset)
+            }
+        })
     }
+}
+
+/// `stream` without its first `n` bytes.
+fn skip_bytes(
+    stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    n: u64,
+) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let mut left = n;
+    stream
+        .filter_map(move |item| {
+            let out = match item {
+                Ok(mut chunk) => {
+                    let len = chunk.len() as u64;
+                    if left >= len {
+                        left -= len;
+                        None
+                    } else {
+                        let rest = chunk.split_off(left as usize);
+                        left = 0;
+                        Some(Ok(rest))
+                    }
+                }
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
 }
 
 fn to_oci_auth(auth: &RegistryAuth) -> oci_client::secrets::RegistryAuth {
@@ -257,6 +311,25 @@ mod tests {
         assert!(ImageRef::parse("registry.local/App:x").is_err());
         assert!(ImageRef::parse("app:bad tag").is_err());
         assert!(ImageRef::parse("").is_err());
+    }
+
+    #[tokio::test]
+    async fn skipping_drops_exactly_the_first_bytes_across_chunks() {
+        let cases = [
+            (0, "abcdefghij"),
+            (2, "cdefghij"),
+            (5, "fghij"),
+            (7, "hij"),
+            (10, ""),
+            (12, ""),
+        ];
+        for (n, want) in cases {
+            let chunks = ["abc", "de", "", "fghij"]
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c.as_bytes())));
+            let stream = futures::stream::iter(chunks).boxed();
+            let got: Vec<Bytes> = skip_bytes(stream, n).map(|c| c.unwrap()).collect().await;
+            assert_eq!(got.concat(), want.as_bytes(), "skipping {n}");
+        }
     }
 
     #[test]
