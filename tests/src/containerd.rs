@@ -380,6 +380,12 @@ fn config_toml(paths: &ConfigPaths<'_>, sharing: ContentSharing) -> String {
         "\n[plugins.\"io.containerd.metadata.v1.bolt\"]\n  content_sharing_policy = \"{}\"",
         sharing.policy()
     );
+    // No collection at startup (a fresh daemon holds nothing to collect): one running 100 ms
+    // after the start would race a test writing content it then labels or references.
+    let _ = writeln!(
+        s,
+        "\n[plugins.\"io.containerd.gc.v1.scheduler\"]\n  startup_delay = \"0s\""
+    );
     // containerd 1.6 has no daemon-wide default snapshotter outside CRI; clients (ctr, Berth)
     // default to overlayfs, which is enabled here.
     s

@@ -8,6 +8,7 @@ use containerd_client::services::v1::{
     AbortRequest, Info, InfoRequest, ReadContentRequest, StatusRequest, UpdateRequest,
 };
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use prost_types::FieldMask;
 
 use crate::containerd::{Containerd, ContainerdError, Lease};
@@ -65,19 +66,21 @@ pub(crate) async fn add_labels(
 /// Takes a blob that Berth's namespace already holds into the pull: holds it under the lease
 /// and gives it the labels a clean pull would have given it (`existing` are its labels now).
 /// Nothing is written when it has them all.
-pub(crate) async fn adopt(
-    client: &Containerd,
-    lease: &Lease,
-    digest: &str,
-    existing: &HashMap<String, String>,
-    wanted: &HashMap<String, String>,
-) -> Result<(), ContainerdError> {
-    lease.hold("content", digest).await?;
-    let update = label_update(existing, wanted);
-    if update.is_empty() {
-        return Ok(());
-    }
-    add_labels(client, Some(lease), digest, update).await
+pub(crate) fn adopt<'a>(
+    client: &'a Containerd,
+    lease: &'a Lease,
+    digest: &'a str,
+    existing: &'a HashMap<String, String>,
+    wanted: &'a HashMap<String, String>,
+) -> BoxFuture<'a, Result<(), ContainerdError>> {
+    Box::pin(async move {
+        lease.hold("content", digest).await?;
+        let update = label_update(existing, wanted);
+        if update.is_empty() {
+            return Ok(());
+        }
+        add_labels(client, Some(lease), digest, update).await
+    })
 }
 
 /// The labels to write so that a blob labelled `existing` carries `wanted`: a distribution

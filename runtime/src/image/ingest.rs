@@ -77,60 +77,62 @@ pub(crate) struct Written {
 
 /// Writes a blob, reusing whatever containerd has of it. `on_bytes` sees how many bytes the
 /// ingest holds after each chunk.
-pub(crate) async fn write_blob<'a>(
-    client: &Containerd,
-    lease: &Lease,
-    blob: &BlobWrite<'_>,
-    open: &mut Opener<'a>,
-    on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> Result<Written, PullError> {
-    let reference = blob.reference();
-    let mut lock = LockWait::new(Instant::now(), blob.size);
-    let mut from_start = false;
-    loop {
-        let session = Session {
-            client,
-            lease,
-            reference: &reference,
-            blob,
-        };
-        match session.run(from_start, open, on_bytes).await {
-            Ok(Ended::Committed { sent }) => return Ok(Written { sent }),
-            Ok(Ended::Exists) => {
-                // Committed in this namespace meanwhile (by another pull or another client).
-                let existing = content::info(client, blob.digest)
-                    .await?
-                    .unwrap_or_default();
-                content::adopt(client, lease, blob.digest, &existing, &blob.labels).await?;
-                return Ok(Written { sent: 0 });
-            }
-            Ok(Ended::Locked) => {
-                let offset = content::ingest_offset(client, &reference).await;
-                let Some(delay) = lock.next(Instant::now(), offset, rand::random()) else {
-                    return Err(PullError::IngestHeld {
-                        digest: blob.digest.to_owned(),
-                        ingest: reference,
-                        seconds: LOCK_STALL.as_secs(),
-                    });
-                };
-                tracing::debug!(ingest = %reference, ?offset, retry_in_ms = delay.as_millis() as u64, "ingest held by another writer; waiting");
-                tokio::time::sleep(delay).await;
-            }
-            Ok(Ended::BadResume { offset, reason }) => {
-                content::abort(client, &reference).await;
-                if from_start {
-                    // Only a resumed session ends so; kept as a bound all the same.
-                    return Err(mismatch(blob, reason));
+pub(crate) fn write_blob<'w, 'a: 'w>(
+    client: &'w Containerd,
+    lease: &'w Lease,
+    blob: &'w BlobWrite<'w>,
+    open: &'w mut Opener<'a>,
+    on_bytes: &'w mut (dyn FnMut(u64) + Send),
+) -> BoxFuture<'w, Result<Written, PullError>> {
+    Box::pin(async move {
+        let reference = blob.reference();
+        let mut lock = LockWait::new(Instant::now(), blob.size);
+        let mut from_start = false;
+        loop {
+            let session = Session {
+                client,
+                lease,
+                reference: &reference,
+                blob,
+            };
+            match session.run(from_start, open, on_bytes).await {
+                Ok(Ended::Committed { sent }) => return Ok(Written { sent }),
+                Ok(Ended::Exists) => {
+                    // Committed in this namespace meanwhile (by another pull or another client).
+                    let existing = content::info(client, blob.digest)
+                        .await?
+                        .unwrap_or_default();
+                    content::adopt(client, lease, blob.digest, &existing, &blob.labels).await?;
+                    return Ok(Written { sent: 0 });
                 }
-                tracing::warn!(ingest = %reference, offset, %reason, "containerd refused the content of a resumed ingest; writing it again from the start");
-                from_start = true;
-            }
-            Err(e) => {
-                content::abort(client, &reference).await;
-                return Err(e);
+                Ok(Ended::Locked) => {
+                    let offset = content::ingest_offset(client, &reference).await;
+                    let Some(delay) = lock.next(Instant::now(), offset, rand::random()) else {
+                        return Err(PullError::IngestHeld {
+                            digest: blob.digest.to_owned(),
+                            ingest: reference,
+                            seconds: LOCK_STALL.as_secs(),
+                        });
+                    };
+                    tracing::debug!(ingest = %reference, ?offset, retry_in_ms = delay.as_millis() as u64, "ingest held by another writer; waiting");
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(Ended::BadResume { offset, reason }) => {
+                    content::abort(client, &reference).await;
+                    if from_start {
+                        // Only a resumed session ends so; kept as a bound all the same.
+                        return Err(mismatch(blob, reason));
+                    }
+                    tracing::warn!(ingest = %reference, offset, %reason, "containerd refused the content of a resumed ingest; writing it again from the start");
+                    from_start = true;
+                }
+                Err(e) => {
+                    content::abort(client, &reference).await;
+                    return Err(e);
+                }
             }
         }
-    }
+    })
 }
 
 /// How a session on the Write stream ended, short of an error.
@@ -165,103 +167,106 @@ struct Session<'s> {
 }
 
 impl Session<'_> {
-    async fn run<'a>(
-        &self,
+    fn run<'r, 'a: 'r>(
+        &'r self,
         from_start: bool,
-        open: &mut Opener<'a>,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<Ended, PullError> {
-        let blob = self.blob;
-        let (tx, rx) = mpsc::channel::<WriteContentRequest>(4);
-        let base = WriteContentRequest {
-            r#ref: self.reference.to_owned(),
-            total: blob.size,
-            expected: blob.digest.to_owned(),
-            ..Default::default()
-        };
-        // Stat first: it takes the ingest's lock and tells how far it got.
-        let stat_request = WriteContentRequest {
-            action: WriteAction::Stat as i32,
-            ..base.clone()
-        };
-        tx.send(stat_request)
-            .await
-            .map_err(|_| closed(blob.digest))?;
-        let opened = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut responses = self
-                .client
-                .content()
-                .write(
-                    self.client
-                        .request_with(ReceiverStream::new(rx), Some(self.lease), None),
-                )
-                .await?
-                .into_inner();
-            let stat = responses.message().await?;
-            Ok::<_, tonic::Status>((responses, stat))
-        })
-        .await
-        .map_err(|_| PullError::Timeout {
-            what: format!("content write of {} {}", blob.kind, blob.digest),
-            seconds: CALL_TIMEOUT.as_secs(),
-        })?;
-        let (mut responses, stat) = match opened {
-            Ok((responses, Some(stat))) => (responses, stat),
-            Ok((_, None)) => return Err(closed(blob.digest)),
-            Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(Ended::Exists),
-            Err(s) if is_locked(&s) => return Ok(Ended::Locked),
-            Err(s) => return Err(ContainerdError::new("content write", blob.digest, &s).into()),
-        };
-        let start = resume_offset(stat.offset, blob.size, from_start);
-        if start > 0 {
-            tracing::info!(ingest = %self.reference, offset = start, total = blob.size, "resuming the ingest an earlier writer left");
-        }
-
-        // Send chunks while the receiver drains the acknowledgements, so neither side waits
-        // for a round trip per chunk.
-        let sender = async {
-            let tx = tx;
-            let mut offset = start;
-            if offset < blob.size.max(0) as u64 {
-                let source = open(start).await.map_err(SendFailure::Source)?;
-                offset = send_chunks(&tx, &base, blob, source, start, on_bytes).await?;
-            }
-            let commit = WriteContentRequest {
-                action: WriteAction::Commit as i32,
-                offset: offset as i64,
-                labels: blob.labels.clone(),
+        open: &'r mut Opener<'a>,
+        on_bytes: &'r mut (dyn FnMut(u64) + Send),
+    ) -> BoxFuture<'r, Result<Ended, PullError>> {
+        Box::pin(async move {
+            let blob = self.blob;
+            let (tx, rx) = mpsc::channel::<WriteContentRequest>(4);
+            let base = WriteContentRequest {
+                r#ref: self.reference.to_owned(),
+                total: blob.size,
+                expected: blob.digest.to_owned(),
+                ..Default::default()
+            };
+            // Stat first: it takes the ingest's lock and tells how far it got.
+            let stat_request = WriteContentRequest {
+                action: WriteAction::Stat as i32,
                 ..base.clone()
             };
-            tx.send(commit).await.map_err(|_| SendFailure::Closed)?;
-            Ok::<u64, SendFailure>(offset)
-        };
-        let receiver = async {
-            loop {
-                match responses.message().await {
-                    Ok(Some(r)) if r.action == WriteAction::Commit as i32 => return Ok(r),
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Err(None),
-                    Err(s) => return Err(Some(s)),
-                }
+            tx.send(stat_request)
+                .await
+                .map_err(|_| closed(blob.digest))?;
+            let opened = tokio::time::timeout(CALL_TIMEOUT, async {
+                let mut responses = self
+                    .client
+                    .content()
+                    .write(self.client.request_with(
+                        ReceiverStream::new(rx),
+                        Some(self.lease),
+                        None,
+                    ))
+                    .await?
+                    .into_inner();
+                let stat = responses.message().await?;
+                Ok::<_, tonic::Status>((responses, stat))
+            })
+            .await
+            .map_err(|_| PullError::Timeout {
+                what: format!("content write of {} {}", blob.kind, blob.digest),
+                seconds: CALL_TIMEOUT.as_secs(),
+            })?;
+            let (mut responses, stat) = match opened {
+                Ok((responses, Some(stat))) => (responses, stat),
+                Ok((_, None)) => return Err(closed(blob.digest)),
+                Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(Ended::Exists),
+                Err(s) if is_locked(&s) => return Ok(Ended::Locked),
+                Err(s) => return Err(ContainerdError::new("content write", blob.digest, &s).into()),
+            };
+            let start = resume_offset(stat.offset, blob.size, from_start);
+            if start > 0 {
+                tracing::info!(ingest = %self.reference, offset = start, total = blob.size, "resuming the ingest an earlier writer left");
             }
-        };
-        tokio::pin!(sender, receiver);
-        let answer = tokio::select! {
-            // containerd answered the commit (so everything was sent), or failed: then what
-            // the sender still waits for (its source) no longer matters.
-            answer = &mut receiver => answer,
-            sent = &mut sender => match sent {
-                Ok(_) | Err(SendFailure::Closed) => receiver.await,
-                Err(SendFailure::Source(e)) => return Err(e),
-            },
-        };
-        match answer {
-            Ok(committed) => Ok(Ended::Committed {
-                sent: committed_bytes(&committed, start),
-            }),
-            Err(None) => Err(closed(blob.digest)),
-            Err(Some(s)) => commit_failure(blob, &s, start),
-        }
+
+            // Send chunks while the receiver drains the acknowledgements, so neither side waits
+            // for a round trip per chunk.
+            let sender = async {
+                let tx = tx;
+                let mut offset = start;
+                if offset < blob.size.max(0) as u64 {
+                    let source = open(start).await.map_err(SendFailure::Source)?;
+                    offset = send_chunks(&tx, &base, blob, source, start, on_bytes).await?;
+                }
+                let commit = WriteContentRequest {
+                    action: WriteAction::Commit as i32,
+                    offset: offset as i64,
+                    labels: blob.labels.clone(),
+                    ..base.clone()
+                };
+                tx.send(commit).await.map_err(|_| SendFailure::Closed)?;
+                Ok::<u64, SendFailure>(offset)
+            };
+            let receiver = async {
+                loop {
+                    match responses.message().await {
+                        Ok(Some(r)) if r.action == WriteAction::Commit as i32 => return Ok(r),
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Err(None),
+                        Err(s) => return Err(Some(s)),
+                    }
+                }
+            };
+            tokio::pin!(sender, receiver);
+            let answer = tokio::select! {
+                // containerd answered the commit (so everything was sent), or failed: then what
+                // the sender still waits for (its source) no longer matters.
+                answer = &mut receiver => answer,
+                sent = &mut sender => match sent {
+                    Ok(_) | Err(SendFailure::Closed) => receiver.await,
+                    Err(SendFailure::Source(e)) => return Err(e),
+                },
+            };
+            match answer {
+                Ok(committed) => Ok(Ended::Committed {
+                    sent: committed_bytes(&committed, start),
+                }),
+                Err(None) => Err(closed(blob.digest)),
+                Err(Some(s)) => commit_failure(blob, &s, start),
+            }
+        })
     }
 }
 

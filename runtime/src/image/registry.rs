@@ -1,6 +1,7 @@
 //! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +10,8 @@ use futures::stream::BoxStream;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Client, Reference};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::{PullError, RegistryAuth};
@@ -108,11 +111,15 @@ impl Registry {
         image: &ImageRef,
         auth: &RegistryAuth,
     ) -> Result<(Bytes, String), PullError> {
-        let auth = to_oci_auth(auth);
-        self.client
-            .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
-            .await
-            .map_err(|e| classify(e, image, "manifest"))
+        let (client, image_owned, auth) = (self.client.clone(), image.clone(), to_oci_auth(auth));
+        own_task(image, "manifest", async move {
+            let image = &image_owned;
+            client
+                .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
+                .await
+                .map_err(|e| classify(e, image, "manifest"))
+        })
+        .await
     }
 
     /// Streams a blob from byte `offset` on. From the start, oci-client verifies the digest at
@@ -134,32 +141,57 @@ impl Registry {
             size,
             ..Default::default()
         };
-        let failed = |e| classify(e, image, &format!("blob {digest}"));
-        if offset == 0 {
-            let sized = self
-                .client
-                .pull_blob_stream(&image.inner, &desc)
+        let (client, image_owned) = (self.client.clone(), image.clone());
+        let what = format!("blob {digest}");
+        own_task(image, &format!("blob {digest}"), async move {
+            let image = &image_owned;
+            let failed = |e| classify(e, image, &what);
+            if offset == 0 {
+                let sized = client
+                    .pull_blob_stream(&image.inner, &desc)
+                    .await
+                    .map_err(failed)?;
+                return Ok(sized.stream);
+            }
+            let response = client
+                .pull_blob_stream_partial(&image.inner, &desc, offset, None)
                 .await
                 .map_err(failed)?;
-            return Ok(sized.stream);
-        }
-        let response = self
-            .client
-            .pull_blob_stream_partial(&image.inner, &desc, offset, None)
-            .await
-            .map_err(failed)?;
-        Ok(match response {
-            BlobResponse::Partial(rest) => rest.stream,
-            BlobResponse::Full(whole) => {
-                tracing::debug!(
-                    registry = image.registry(),
-                    blob = digest,
-                    offset,
-                    "the registry ignored the range; skipping what containerd holds"
-                );
-                skip_bytes(whole.stream, offset)
-            }
+            Ok(match response {
+                BlobResponse::Partial(rest) => rest.stream,
+                BlobResponse::Full(whole) => {
+                    tracing::debug!(
+                        registry = image.registry(),
+                        blob = %desc.digest,
+                        offset,
+                        "the registry ignored the range; skipping what containerd holds"
+                    );
+                    skip_bytes(whole.stream, offset)
+                }
+            })
         })
+        .await
+    }
+}
+
+/// Runs one registry request on a task of its own and waits for it. The HTTP client's futures
+/// nest deeply (oci-client, reqwest, hyper, tower, url); started on a fresh task they never add
+/// to the depth of the pull that waits for them, so a worker's stack holds one or the other,
+/// never both. Dropping the wait (a pull that gives up) aborts the request; a request that
+/// panics is a failed request.
+async fn own_task<T: Send + 'static>(
+    image: &ImageRef,
+    what: &str,
+    request: impl Future<Output = Result<T, PullError>> + Send + 'static,
+) -> Result<T, PullError> {
+    let task = AbortOnDropHandle::new(tokio::spawn(request.in_current_span()));
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(PullError::Registry {
+            registry: image.registry().to_owned(),
+            what: what.to_owned(),
+            reason: format!("the request ended abnormally: {e}"),
+        }),
     }
 }
 

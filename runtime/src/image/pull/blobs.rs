@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 
 use super::{BlobOutcome, Puller};
 use crate::containerd::Lease;
@@ -35,143 +36,151 @@ impl Puller {
     }
 
     /// The image config's bytes, read back from the content store once it holds them.
-    pub(super) async fn config(
-        &self,
-        image: &ImageRef,
-        lease: &Lease,
-        desc: &Descriptor,
-        source: &(String, String),
-    ) -> Result<Bytes, PullError> {
-        let labels = HashMap::from([source.clone()]);
-        let cached = self.reuse(lease, &desc.digest, &labels).await? || {
-            let mut open = self.registry_opener(image, desc, false);
-            let blob = BlobWrite {
-                kind: "config",
-                digest: &desc.digest,
-                size: desc.size,
-                labels,
+    pub(super) fn config<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        lease: &'a Lease,
+        desc: &'a Descriptor,
+        source: &'a (String, String),
+    ) -> BoxFuture<'a, Result<Bytes, PullError>> {
+        Box::pin(async move {
+            let labels = HashMap::from([source.clone()]);
+            let cached = self.reuse(lease, &desc.digest, &labels).await? || {
+                let mut open = self.registry_opener(image, desc, false);
+                let blob = BlobWrite {
+                    kind: "config",
+                    digest: &desc.digest,
+                    size: desc.size,
+                    labels,
+                };
+                let written =
+                    ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+                        .await?;
+                written.sent == 0
             };
-            let written =
-                ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
-                    .await?;
-            written.sent == 0
-        };
-        let bytes = content::read_blob(&self.inner.client, &desc.digest).await?;
-        let size = desc.size.max(0) as u64;
-        self.report(image.given(), &desc.digest, size, size, cached);
-        Ok(Bytes::from(bytes))
+            let bytes = content::read_blob(&self.inner.client, &desc.digest).await?;
+            let size = desc.size.max(0) as u64;
+            self.report(image.given(), &desc.digest, size, size, cached);
+            Ok(Bytes::from(bytes))
+        })
     }
 
     /// Writes a manifest or index held in memory, or reuses it.
-    pub(super) async fn put_small(
-        &self,
-        lease: &Lease,
+    pub(super) fn put_small<'a>(
+        &'a self,
+        lease: &'a Lease,
         kind: &'static str,
-        digest: &str,
+        digest: &'a str,
         bytes: Bytes,
         labels: HashMap<String, String>,
-    ) -> Result<(), PullError> {
-        if self.reuse(lease, digest, &labels).await? {
-            return Ok(());
-        }
-        let blob = BlobWrite {
-            kind,
-            digest,
-            size: bytes.len() as i64,
-            labels,
-        };
-        let mut open = move |offset: u64| {
-            let from = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            let rest: ByteStream<'static> =
-                futures::stream::iter([Ok(bytes.slice(from..))]).boxed();
-            Box::pin(async move { Ok(rest) }) as futures::future::BoxFuture<'static, _>
-        };
-        ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
-            .await
-            .map(|_| ())
+    ) -> BoxFuture<'a, Result<(), PullError>> {
+        Box::pin(async move {
+            if self.reuse(lease, digest, &labels).await? {
+                return Ok(());
+            }
+            let blob = BlobWrite {
+                kind,
+                digest,
+                size: bytes.len() as i64,
+                labels,
+            };
+            let mut open = move |offset: u64| {
+                let from = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let rest: ByteStream<'static> =
+                    futures::stream::iter([Ok(bytes.slice(from..))]).boxed();
+                Box::pin(async move { Ok(rest) }) as BoxFuture<'static, _>
+            };
+            ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+                .await
+                .map(|_| ())
+        })
     }
 
     /// Downloads one layer into the content store unless it is there; single flight per digest.
-    pub(super) async fn layer(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-        lease_id: &str,
-        layer: &Descriptor,
+    pub(super) fn layer<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a RegistryAuth,
+        lease_id: &'a str,
+        layer: &'a Descriptor,
         labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let _ = auth; // credentials were stored with the registry client by the manifest fetch
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        let size = layer.size.max(0) as u64;
-        if self.reuse(&lease, &layer.digest, &labels).await? {
-            self.report(image.given(), &layer.digest, size, size, true);
-            return Ok(BlobOutcome { downloaded: 0 });
-        }
-        let this = self.clone();
-        let image_owned = image.clone();
-        let layer_owned = layer.clone();
-        let lease_owned = lease_id.to_owned();
-        let labels_owned = labels.clone();
-        let (outcome, joined) = self
-            .inner
-            .blobs
-            .run(
-                layer.digest.clone(),
-                move || async move {
-                    this.download_layer(&image_owned, &lease_owned, &layer_owned, labels_owned)
-                        .await
-                },
-                |d| {
-                    Err(PullError::Cancelled {
-                        reference: d.clone(),
-                    })
-                },
-            )
-            .await;
-        if joined {
-            // Written under another pull's lease, with its labels: take it into this one.
-            outcome?;
-            self.reuse(&lease, &layer.digest, &labels).await?;
-            return Ok(BlobOutcome { downloaded: 0 });
-        }
-        outcome
+    ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
+        Box::pin(async move {
+            let _ = auth; // credentials were stored with the registry client by the manifest fetch
+            let client = &self.inner.client;
+            let lease = Lease::borrowed(client, lease_id);
+            let size = layer.size.max(0) as u64;
+            if self.reuse(&lease, &layer.digest, &labels).await? {
+                self.report(image.given(), &layer.digest, size, size, true);
+                return Ok(BlobOutcome { downloaded: 0 });
+            }
+            let this = self.clone();
+            let image_owned = image.clone();
+            let layer_owned = layer.clone();
+            let lease_owned = lease_id.to_owned();
+            let labels_owned = labels.clone();
+            let (outcome, joined) = self
+                .inner
+                .blobs
+                .run(
+                    layer.digest.clone(),
+                    move || async move {
+                        this.download_layer(&image_owned, &lease_owned, &layer_owned, labels_owned)
+                            .await
+                    },
+                    |d| {
+                        Err(PullError::Cancelled {
+                            reference: d.clone(),
+                        })
+                    },
+                )
+                .await;
+            if joined {
+                // Written under another pull's lease, with its labels: take it into this one.
+                outcome?;
+                self.reuse(&lease, &layer.digest, &labels).await?;
+                return Ok(BlobOutcome { downloaded: 0 });
+            }
+            outcome
+        })
     }
 
-    async fn download_layer(
-        &self,
-        image: &ImageRef,
-        lease_id: &str,
-        layer: &Descriptor,
+    pub(super) fn download_layer<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        lease_id: &'a str,
+        layer: &'a Descriptor,
         labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        let total = layer.size.max(0) as u64;
-        let reference = image.given().to_owned();
-        let digest = layer.digest.clone();
-        let mut last_report = 0u64;
-        let mut open = self.registry_opener(image, layer, true);
-        let blob = BlobWrite {
-            kind: "layer",
-            digest: &layer.digest,
-            size: layer.size,
-            labels,
-        };
-        let written = ingest::write_blob(client, &lease, &blob, &mut open, &mut |done| {
-            if done == total || done - last_report >= 1 << 20 {
-                last_report = done;
-                self.report(&reference, &digest, done, total, false);
+    ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
+        Box::pin(async move {
+            let client = &self.inner.client;
+            let lease = Lease::borrowed(client, lease_id);
+            let total = layer.size.max(0) as u64;
+            let reference = image.given().to_owned();
+            let digest = layer.digest.clone();
+            let mut last_report = 0u64;
+            let mut open = self.registry_opener(image, layer, true);
+            let blob = BlobWrite {
+                kind: "layer",
+                digest: &layer.digest,
+                size: layer.size,
+                labels,
+            };
+            let written = ingest::write_blob(client, &lease, &blob, &mut open, &mut |done| {
+                if done == total || done - last_report >= 1 << 20 {
+                    last_report = done;
+                    self.report(&reference, &digest, done, total, false);
+                }
+            })
+            .await?;
+            if written.sent == 0 {
+                self.report(&reference, &digest, total, total, true);
             }
-        })
-        .await?;
-        if written.sent == 0 {
-            self.report(&reference, &digest, total, total, true);
-        }
-        Ok(BlobOutcome {
-            downloaded: written.sent,
+            Ok(BlobOutcome {
+                downloaded: written.sent,
+            })
         })
     }
 
@@ -183,8 +192,7 @@ impl Puller {
         image: &'a ImageRef,
         desc: &'a Descriptor,
         bounded: bool,
-    ) -> impl FnMut(u64) -> futures::future::BoxFuture<'a, Result<ByteStream<'a>, PullError>> + Send + 'a
-    {
+    ) -> impl FnMut(u64) -> BoxFuture<'a, Result<ByteStream<'a>, PullError>> + Send + 'a {
         let inner = &*self.inner;
         move |offset| {
             Box::pin(async move {
