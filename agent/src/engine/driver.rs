@@ -40,6 +40,9 @@ pub enum Control {
 pub(super) struct Resume {
     pub(super) state: TaskState,
     pub(super) containers: Vec<ContainerInfo>,
+    /// Why the task is taken over when it is not an agent restart (its driver failed): the
+    /// reason a task that had not started, or whose containers are gone, fails with.
+    pub(super) reason: Option<String>,
 }
 
 pub(super) struct Driver<R: ContainerRuntime> {
@@ -131,6 +134,7 @@ impl<R: ContainerRuntime> Driver<R> {
         match resume {
             Some(r) => {
                 if let Some((created, running)) = self.resume(&definition, r).await {
+                    self.report(TaskEvent::Resumed).await;
                     // Every container was started before the restart: only watching is left.
                     let plan =
                         Plan::new(&definition).unwrap_or_else(|_| Plan::independent(&definition));
@@ -907,6 +911,10 @@ impl<R: ContainerRuntime> Driver<R> {
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .unwrap_or_default();
             let wait = self.config.cleanup_wait.saturating_sub(elapsed);
+            if !wait.is_zero() {
+                // Taken back: only the timed cleanup is left.
+                self.report(TaskEvent::Resumed).await;
+            }
             self.cleanup_after(wait, created).await;
             return None;
         }
@@ -925,15 +933,14 @@ impl<R: ContainerRuntime> Driver<R> {
         if status < TaskStatus::Running as i32 || running.is_empty() {
             // The agent died while starting the task (or its containers are gone): finish it
             // cleanly rather than guess.
-            let reason = if status < TaskStatus::Running as i32 {
-                "the agent restarted while the task was starting"
-            } else {
-                "the task's containers were gone when the agent restarted"
+            let reason = match resume.reason {
+                Some(reason) => reason,
+                None if status < TaskStatus::Running as i32 => {
+                    "the agent restarted while the task was starting".to_owned()
+                }
+                None => "the task's containers were gone when the agent restarted".to_owned(),
             };
-            self.report(TaskEvent::Failed {
-                reason: reason.to_owned(),
-            })
-            .await;
+            self.report(TaskEvent::Failed { reason }).await;
             let started = running.len();
             // Stop what still runs: the running ones first, then the rest (only deleted).
             let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();

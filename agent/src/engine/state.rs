@@ -60,6 +60,10 @@ pub enum TaskEvent {
     Stopped,
     /// Every resource of the task is removed.
     Deprovisioned,
+    /// After an agent restart, the driver took the task back: its containers are reattached,
+    /// or only its timed cleanup is left. Changes no state (the engine's crash-loop guard
+    /// counts it as a resume that completed).
+    Resumed,
 }
 
 /// Where a task is on the network: its attachment (awsvpc) and each container's own address
@@ -283,6 +287,7 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             advance(state, TaskStatus::Stopped)
         }
         TaskEvent::Deprovisioned => advance(state, TaskStatus::Deprovisioned),
+        TaskEvent::Resumed => false,
     }
 }
 

@@ -25,6 +25,8 @@ use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::Store;
 
+mod failures;
+
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<String>>,
@@ -42,7 +44,17 @@ struct Fake {
     net_files: Mutex<HashMap<String, DnsConfig>>,
     /// What the host can limit of swap; everything when not set.
     swap: Mutex<Option<SwapSupport>>,
+    /// Images whose pull panics (a bug in the runtime, as far as the engine can tell).
+    panic_pull: Mutex<HashSet<String>>,
+    /// Containers whose wait panics once their exit is seen, so many more times each.
+    panic_on_exit: Mutex<HashMap<ContainerId, u32>>,
+    /// What `list` finds in containerd (the containers an earlier run left).
+    existing: Mutex<Vec<ContainerInfo>>,
+    /// Runs at each reattach (after an agent restart), with the container's ID.
+    on_reattach: Mutex<Option<ReattachHook>>,
 }
+
+type ReattachHook = Box<dyn Fn(&ContainerId) + Send>;
 
 impl std::fmt::Debug for Fake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +148,16 @@ impl Fake {
         self.execs.lock().unwrap().insert(id.clone(), outcome);
     }
     fn exit(&self, id: &ContainerId, code: u32) {
+        if let Some(c) = self
+            .existing
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c.id == *id)
+        {
+            c.status = berth_runtime::ContainerStatus::Stopped;
+            c.exit_code = Some(code);
+        }
         if let Some(tx) = self.exits.lock().unwrap().get(id) {
             let _ = tx.send(Some(ExitStatus {
                 code,
@@ -150,6 +172,9 @@ impl Fake {
 impl ContainerRuntime for Fake {
     async fn pull(&self, image: &str, _auth: &RegistryAuth) -> Result<PulledImage, PullError> {
         self.log(format!("pull {image}"));
+        if self.panic_pull.lock().unwrap().contains(image) {
+            panic!("fake pull of {image} panicked");
+        }
         if self.fail_pull.lock().unwrap().contains(image) {
             return Err(PullError::ManifestUnknown {
                 registry: "127.0.0.1:5000".into(),
@@ -214,6 +239,16 @@ impl ContainerRuntime for Fake {
         let id = ContainerId::for_container(&spec.task_id, &spec.name);
         self.log(format!("create {id}"));
         self.specs.lock().unwrap().push(spec.clone());
+        self.existing.lock().unwrap().push(ContainerInfo {
+            id: id.clone(),
+            task_id: spec.task_id.clone(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            status: berth_runtime::ContainerStatus::Created,
+            pid: None,
+            exit_code: None,
+            stop_timeout: None,
+        });
         self.exits
             .lock()
             .unwrap()
@@ -222,6 +257,16 @@ impl ContainerRuntime for Fake {
     }
     async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         self.log(format!("start {id}"));
+        if let Some(c) = self
+            .existing
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c.id == *id)
+        {
+            c.status = berth_runtime::ContainerStatus::Running;
+            c.pid = Some(42);
+        }
         Ok(42)
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
@@ -247,6 +292,14 @@ impl ContainerRuntime for Fake {
         };
         loop {
             if let Some(exit) = rx.borrow().clone() {
+                let panics = match self.panic_on_exit.lock().unwrap().get_mut(id) {
+                    Some(left) if *left > 0 => {
+                        *left -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                assert!(!panics, "fake wait of {id} panicked");
                 return Ok(exit);
             }
             if rx.changed().await.is_err() {
@@ -271,6 +324,7 @@ impl ContainerRuntime for Fake {
     }
     async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
         self.log(format!("delete {id}"));
+        self.existing.lock().unwrap().retain(|c| c.id != *id);
         Ok(())
     }
     async fn exec(
@@ -297,9 +351,13 @@ impl ContainerRuntime for Fake {
         Ok(outcome)
     }
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
-        Ok(Vec::new())
+        Ok(self.existing.lock().unwrap().clone())
     }
-    fn reattach(&self, _id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+    fn reattach(&self, id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+        self.log(format!("reattach {id}"));
+        if let Some(hook) = self.on_reattach.lock().unwrap().as_ref() {
+            hook(id);
+        }
         Ok(())
     }
     fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf {
@@ -312,6 +370,8 @@ struct Harness {
     store: Arc<Store>,
     handle: EngineHandle,
     cancel: CancellationToken,
+    /// The engine's own task, to wait for it after cancelling (an agent restart).
+    engine: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
     _dir: tempfile::TempDir,
 }
 
@@ -343,8 +403,19 @@ fn start_on(
 
 /// An engine whose configuration `configure` changes from the tests' defaults.
 fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut EngineConfig)) -> Harness {
+    start_with_fake(dir, Arc::new(Fake::default()), |_| {}, configure)
+}
+
+/// An engine over the store in `dir` and the given fake host; `prepare` sees the store
+/// before the engine starts.
+fn start_with_fake(
+    dir: tempfile::TempDir,
+    fake: Arc<Fake>,
+    prepare: impl FnOnce(&Arc<Store>),
+    configure: impl FnOnce(&mut EngineConfig),
+) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let fake = Arc::new(Fake::default());
+    prepare(&store);
     let cancel = CancellationToken::new();
     let mut config = EngineConfig {
         stop_timeout: Duration::from_secs(30),
@@ -369,12 +440,13 @@ fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut EngineCo
         Arc::new(Notify::new()),
         cancel.clone(),
     );
-    tokio::spawn(engine.run());
+    let engine = tokio::spawn(engine.run());
     Harness {
         fake,
         store,
         handle,
         cancel,
+        engine,
         _dir: dir,
     }
 }
