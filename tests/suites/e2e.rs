@@ -14,6 +14,8 @@ use serde_json::Value;
 
 #[path = "e2e/network.rs"]
 mod network;
+#[path = "e2e/pull.rs"]
+mod pull;
 
 fn main() -> ExitCode {
     run_suite("e2e", |w| {
@@ -132,6 +134,14 @@ fn main() -> ExitCode {
             w.trial(
                 "terminal_and_interactive_stdin_inside_the_container",
                 terminal_and_stdin,
+            ),
+            w.trial(
+                "pull_image_pulled_into_another_namespace_runs",
+                pull::image_pulled_into_another_namespace,
+            ),
+            w.trial(
+                "pull_partial_content_of_other_clients_runs",
+                pull::partial_content_of_other_clients,
             ),
         ]
     })
