@@ -643,11 +643,16 @@ mod tests {
             ),
             (
                 "fetch_manifest",
-                unboxed(&puller.fetch_manifest(&image, &auth)),
+                sizes(&puller.fetch_manifest(&image, &auth)),
+            ),
+            ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
+            (
+                "registry fetch_manifest",
+                unboxed(&puller.inner.registry.fetch_manifest(&image, &auth)),
             ),
             (
-                "already_pulled",
-                unboxed(&puller.already_pulled(&image, "d")),
+                "registry blob_stream",
+                unboxed(&puller.inner.registry.blob_stream(&image, "d", 1, "m", 0)),
             ),
             ("lease create", unboxed(&Lease::create(&client, "p"))),
         ];
