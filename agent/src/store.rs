@@ -1,9 +1,11 @@
 //! The agent's durable state (redb under the data dir): the instance's registration, the tasks
 //! it was assigned with their last known state, the outbox of state changes not yet
-//! acknowledged by the scheduler, and the sequence numbers on both sides of the session.
+//! acknowledged by the scheduler, the sequence numbers on both sides of the session, and the
+//! resumes of tasks that began and never completed (the engine's crash-loop guard).
 //! Every write is one transaction committed before the caller goes on.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskAssignment, TaskState};
 use prost::Message;
@@ -17,6 +19,9 @@ const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignme
 const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
 /// agent seq → TaskState (prost bytes), not yet acknowledged.
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// task id → [`ResumeRecord`]: one flag byte (1: given up), then when each resume began, in
+/// unix seconds, u64 little endian.
+const RESUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("resumes");
 
 const KEY_INSTANCE_ID: &str = "container_instance_id";
 const KEY_CLUSTER: &str = "cluster";
@@ -56,6 +61,54 @@ pub struct Store {
     db: Database,
 }
 
+/// The resumes of a task (after agent restarts) that began and never completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeRecord {
+    /// When each began, oldest first (whole seconds).
+    pub started: Vec<SystemTime>,
+    /// The agent gave up resuming the task: it is not resumed again.
+    pub given_up: bool,
+}
+
+impl ResumeRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(1 + 8 * self.started.len());
+        bytes.push(u8::from(self.given_up));
+        for t in &self.started {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            bytes.extend_from_slice(&secs.to_le_bytes());
+        }
+        bytes
+    }
+
+    fn decode(task_id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            what: "resume record",
+            key: task_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (flag, times) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+        if *flag > 1 || times.len() % 8 != 0 {
+            return Err(corrupt("not a flag byte followed by 8-byte times"));
+        }
+        let started = times
+            .chunks_exact(8)
+            .map(|c| {
+                let mut secs = [0u8; 8];
+                secs.copy_from_slice(c);
+                SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from_le_bytes(secs))
+            })
+            .collect();
+        Ok(Self {
+            started,
+            given_up: *flag == 1,
+        })
+    }
+}
+
 /// A task as persisted: what it was assigned and where it stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredTask {
@@ -84,6 +137,7 @@ impl Store {
             wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
             wrap("open states", tx.open_table(STATES))?;
             wrap("open outbox", tx.open_table(OUTBOX))?;
+            wrap("open resumes", tx.open_table(RESUMES))?;
         }
         wrap("commit", tx.commit())?;
         Ok(store)
@@ -243,6 +297,42 @@ impl Store {
             wrap("remove", a.remove(task_id))?;
             let mut s = wrap("open states", tx.open_table(STATES))?;
             wrap("remove", s.remove(task_id))?;
+            let mut r = wrap("open resumes", tx.open_table(RESUMES))?;
+            wrap("remove", r.remove(task_id))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// The resumes of a task that began and never completed (empty when none).
+    pub fn resume_record(&self, task_id: &str) -> Result<ResumeRecord, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open resumes", tx.open_table(RESUMES))?;
+        match wrap("get", t.get(task_id))? {
+            Some(v) => ResumeRecord::decode(task_id, v.value()),
+            None => Ok(ResumeRecord::default()),
+        }
+    }
+
+    /// Replaces a task's resume record.
+    pub fn set_resume_record(
+        &self,
+        task_id: &str,
+        record: &ResumeRecord,
+    ) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut t = wrap("open resumes", tx.open_table(RESUMES))?;
+            wrap("insert", t.insert(task_id, record.encode().as_slice()))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// Drops a task's resume record (its resume completed).
+    pub fn clear_resume_record(&self, task_id: &str) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut t = wrap("open resumes", tx.open_table(RESUMES))?;
+            wrap("remove", t.remove(task_id))?;
         }
         wrap("commit", tx.commit())
     }
@@ -327,6 +417,50 @@ mod tests {
         assert_eq!(tasks[0].assignment.seq, 7);
         s.forget_task("t1").unwrap();
         assert!(s.tasks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn resume_records_survive_reopen_and_go_with_their_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let record = ResumeRecord {
+            started: vec![at(100), at(160)],
+            given_up: false,
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
+            s.set_resume_record("t", &record).unwrap();
+            s.set_resume_record(
+                "u",
+                &ResumeRecord {
+                    started: vec![at(5)],
+                    given_up: true,
+                },
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.resume_record("t").unwrap(), record);
+        assert!(s.resume_record("u").unwrap().given_up);
+        s.clear_resume_record("t").unwrap();
+        assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
+        s.forget_task("u").unwrap();
+        assert_eq!(s.resume_record("u").unwrap(), ResumeRecord::default());
+    }
+
+    #[test]
+    fn a_damaged_resume_record_is_reported_not_guessed() {
+        assert!(ResumeRecord::decode("t", &[]).is_err());
+        assert!(ResumeRecord::decode("t", &[2]).is_err());
+        assert!(ResumeRecord::decode("t", &[0, 1, 2]).is_err());
+        assert_eq!(
+            ResumeRecord::decode("t", &[1]).unwrap(),
+            ResumeRecord {
+                started: Vec::new(),
+                given_up: true
+            }
+        );
     }
 
     #[test]

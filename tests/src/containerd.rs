@@ -35,6 +35,27 @@ const DISABLED_PLUGINS: &[&str] = &[
     "io.containerd.snapshotter.v1.devmapper",
 ];
 
+/// How containerd's metadata store lets namespaces share committed blobs (the bolt plugin's
+/// `content_sharing_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentSharing {
+    /// Each namespace downloads its own blobs, so parallel trials in separate namespaces see
+    /// deterministic registry traffic. The suites' shared daemon runs so.
+    Isolated,
+    /// containerd's default, and so what most hosts run: a namespace that writes a blob another
+    /// namespace already holds adopts it without the bytes being sent again.
+    Shared,
+}
+
+impl ContentSharing {
+    fn policy(self) -> &'static str {
+        match self {
+            Self::Isolated => "isolated",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 /// A containerd started by the harness. Stopped (after killing every task it runs) on drop.
 #[derive(Debug)]
 pub struct PrivateContainerd {
@@ -52,8 +73,14 @@ pub struct PrivateContainerd {
 impl PrivateContainerd {
     /// Writes `dir/config.toml` and starts containerd on `dir/containerd.sock`, waiting until the
     /// socket accepts connections. The daemon also dies with the thread that called `start`
-    /// when util-linux `setpriv` is installed.
+    /// when util-linux `setpriv` is installed. Namespaces do not share blobs
+    /// ([`ContentSharing::Isolated`]).
     pub fn start(dir: &Path) -> Result<PrivateContainerd> {
+        Self::start_with(dir, ContentSharing::Isolated)
+    }
+
+    /// Like [`start`](Self::start), with the given content sharing policy.
+    pub fn start_with(dir: &Path, sharing: ContentSharing) -> Result<PrivateContainerd> {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let dir =
             fs::canonicalize(dir).with_context(|| format!("canonicalize {}", dir.display()))?;
@@ -70,7 +97,15 @@ impl PrivateContainerd {
                 ttrpc.display()
             );
         }
-        let text = config_toml(&root, &state, &socket, &ttrpc, &debug, &dir.join("opt"));
+        let paths = ConfigPaths {
+            root: &root,
+            state: &state,
+            grpc: &socket,
+            ttrpc: &ttrpc,
+            debug: &debug,
+            opt: &dir.join("opt"),
+        };
+        let text = config_toml(&paths, sharing);
         fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
 
         let log_file =
@@ -295,14 +330,25 @@ fn toml_str(p: &Path) -> String {
     out
 }
 
-fn config_toml(
-    root: &Path,
-    state: &Path,
-    grpc: &Path,
-    ttrpc: &Path,
-    debug: &Path,
-    opt: &Path,
-) -> String {
+/// Where a daemon keeps its data and sockets.
+struct ConfigPaths<'a> {
+    root: &'a Path,
+    state: &'a Path,
+    grpc: &'a Path,
+    ttrpc: &'a Path,
+    debug: &'a Path,
+    opt: &'a Path,
+}
+
+fn config_toml(paths: &ConfigPaths<'_>, sharing: ContentSharing) -> String {
+    let ConfigPaths {
+        root,
+        state,
+        grpc,
+        ttrpc,
+        debug,
+        opt,
+    } = *paths;
     let disabled: Vec<String> = DISABLED_PLUGINS
         .iter()
         .map(|p| format!("\"{p}\""))
@@ -329,12 +375,16 @@ fn config_toml(
         "\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}",
         toml_str(opt)
     );
-    // Each namespace downloads its own blobs (the default, "shared", lets a namespace adopt a
-    // blob another namespace already fetched), so parallel trials in separate namespaces see
-    // deterministic registry traffic.
     let _ = writeln!(
         s,
-        "\n[plugins.\"io.containerd.metadata.v1.bolt\"]\n  content_sharing_policy = \"isolated\""
+        "\n[plugins.\"io.containerd.metadata.v1.bolt\"]\n  content_sharing_policy = \"{}\"",
+        sharing.policy()
+    );
+    // No collection at startup (a fresh daemon holds nothing to collect): one running 100 ms
+    // after the start would race a test writing content it then labels or references.
+    let _ = writeln!(
+        s,
+        "\n[plugins.\"io.containerd.gc.v1.scheduler\"]\n  startup_delay = \"0s\""
     );
     // containerd 1.6 has no daemon-wide default snapshotter outside CRI; clients (ctr, Berth)
     // default to overlayfs, which is enabled here.
@@ -434,16 +484,20 @@ mod tests {
 
     #[test]
     fn config_has_private_paths() {
-        let c = config_toml(
-            Path::new("/d/root"),
-            Path::new("/d/state"),
-            Path::new("/d/c.sock"),
-            Path::new("/d/c.sock.ttrpc"),
-            Path::new("/d/debug.sock"),
-            Path::new("/d/opt"),
-        );
+        let paths = ConfigPaths {
+            root: Path::new("/d/root"),
+            state: Path::new("/d/state"),
+            grpc: Path::new("/d/c.sock"),
+            ttrpc: Path::new("/d/c.sock.ttrpc"),
+            debug: Path::new("/d/debug.sock"),
+            opt: Path::new("/d/opt"),
+        };
+        let c = config_toml(&paths, ContentSharing::Isolated);
         assert!(c.contains("root = \"/d/root\""));
         assert!(c.contains("io.containerd.grpc.v1.cri"));
         assert!(c.contains("[ttrpc]\n  address = \"/d/c.sock.ttrpc\""));
+        assert!(c.contains("content_sharing_policy = \"isolated\""));
+        let shared = config_toml(&paths, ContentSharing::Shared);
+        assert!(shared.contains("content_sharing_policy = \"shared\""));
     }
 }

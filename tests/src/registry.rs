@@ -42,6 +42,8 @@ pub struct AccessLogEntry {
     pub uri: String,
     /// HTTP status of the response.
     pub status: u16,
+    /// Bytes of the response body the registry wrote (0 when not logged).
+    pub written: u64,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +55,8 @@ struct RawLogLine {
     uri: Option<String>,
     #[serde(rename = "http.response.status")]
     status: Option<u16>,
+    #[serde(rename = "http.response.written")]
+    written: Option<u64>,
 }
 
 impl PrivateRegistry {
@@ -218,6 +222,19 @@ impl PrivateRegistry {
             .count())
     }
 
+    /// Bytes of a blob the registry sent in successful (2xx, including partial) `GET`s so far.
+    pub fn blob_bytes_sent(&self, repository: &str, digest: &str) -> Result<u64> {
+        let uri = format!("/v2/{repository}/blobs/{digest}");
+        Ok(self
+            .requests()?
+            .iter()
+            .filter(|e| {
+                e.method == "GET" && (200..300).contains(&e.status) && path_of(&e.uri) == uri
+            })
+            .map(|e| e.written)
+            .sum())
+    }
+
     /// Successful (2xx) `GET /v2/<repository>/manifests/<tag or digest>` requests so far.
     pub fn manifest_get_count(&self, repository: &str) -> Result<usize> {
         let prefix = format!("/v2/{repository}/manifests/");
@@ -269,6 +286,7 @@ pub fn parse_access_log(text: &str) -> Vec<AccessLogEntry> {
                 method: r.method?,
                 uri: r.uri?,
                 status: r.status?,
+                written: r.written.unwrap_or(0),
             })
         })
         .collect()
@@ -352,7 +370,7 @@ mod tests {
         let log = r#"{"go.version":"go1.19.8","level":"info","msg":"listening on 127.0.0.1:45123"}
 {"http.request.method":"GET","http.request.uri":"/v2/","http.response.status":200,"level":"info","msg":"response completed"}
 127.0.0.1 - - [27/Nov/2026:10:59:21 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
-{"err.code":"blob unknown","http.request.method":"GET","http.request.uri":"/v2/foo/blobs/sha256:aa","http.response.status":404,"level":"error","msg":"response completed with error"}"#;
+{"err.code":"blob unknown","http.request.method":"GET","http.request.uri":"/v2/foo/blobs/sha256:aa","http.response.status":404,"http.response.written":157,"level":"error","msg":"response completed with error"}"#;
         let e = parse_access_log(log);
         assert_eq!(e.len(), 2);
         assert_eq!(
@@ -360,7 +378,8 @@ mod tests {
             AccessLogEntry {
                 method: "GET".into(),
                 uri: "/v2/foo/blobs/sha256:aa".into(),
-                status: 404
+                status: 404,
+                written: 157,
             }
         );
     }

@@ -16,6 +16,8 @@ use serde_json::Value;
 mod fidelity;
 #[path = "e2e/network.rs"]
 mod network;
+#[path = "e2e/pull.rs"]
+mod pull;
 
 fn main() -> ExitCode {
     run_suite("e2e", |w| {
@@ -150,6 +152,14 @@ fn main() -> ExitCode {
             w.trial(
                 "fidelity_metadata_answers_every_first_instruction",
                 fidelity::metadata_from_the_first_instruction,
+            ),
+            w.trial(
+                "pull_image_pulled_into_another_namespace_runs",
+                pull::image_pulled_into_another_namespace,
+            ),
+            w.trial(
+                "pull_partial_content_of_other_clients_runs",
+                pull::partial_content_of_other_clients,
             ),
         ]
     })

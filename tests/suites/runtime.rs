@@ -14,6 +14,9 @@ use berth_runtime::{
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 
+#[path = "runtime/pull.rs"]
+mod pull;
+
 fn main() -> ExitCode {
     run_suite("runtime", |w| {
         vec![
@@ -86,6 +89,30 @@ fn main() -> ExitCode {
             w.async_trial(
                 "restart_in_place_keeps_the_terminal_and_the_open_stdin",
                 restart_in_place_keeps_the_terminal_and_the_open_stdin,
+            ),
+            w.async_trial(
+                "pull_reuses_an_image_another_namespace_pulled",
+                pull::reuses_an_image_another_namespace_pulled,
+            ),
+            w.async_trial(
+                "pull_downloads_only_the_layers_containerd_lacks",
+                pull::downloads_only_the_layers_containerd_lacks,
+            ),
+            w.async_trial(
+                "pull_with_a_manifest_present_and_its_config_missing",
+                pull::manifest_present_config_missing,
+            ),
+            w.async_trial(
+                "pull_resumes_half_written_ingests_and_leaves_foreign_ones",
+                pull::resumes_half_written_ingests,
+            ),
+            w.async_trial(
+                "pull_waits_for_an_ingest_another_writer_holds",
+                pull::waits_for_an_ingest_another_writer_holds,
+            ),
+            w.trial(
+                "pull_of_the_largest_fixtures_fits_a_small_stack",
+                pull::largest_fixtures_fit_a_small_stack,
             ),
         ]
     })
@@ -222,72 +249,11 @@ async fn pull_leaves_what_ctr_pull_leaves(w: Arc<World>) -> Result<()> {
     let (rt, ns) = runtime(&w).await?;
     rt.pull_image(&img.reference, &RegistryAuth::Anonymous, None)
         .await?;
-    let images = w.ctr(&["-n", &ns, "images", "ls"])?;
-    ensure!(
-        images.contains(&img.reference) && images.contains(&img.digest),
-        "images:\n{images}"
-    );
-    let manifest = labels_of(&w, &ns, &img.digest)?;
-    ensure!(
-        manifest.contains(&format!(
-            "containerd.io/gc.ref.content.config={}",
-            img.config_digest
-        )),
-        "{manifest}"
-    );
-    for (i, l) in img.layer_digests.iter().enumerate() {
-        ensure!(
-            manifest.contains(&format!("containerd.io/gc.ref.content.l.{i}={l}")),
-            "{manifest}"
-        );
-    }
-    let source = format!("containerd.io/distribution.source.{}=labels", img.host);
-    ensure!(manifest.contains(&source), "{manifest}");
-    let config = labels_of(&w, &ns, &img.config_digest)?;
-    ensure!(
-        config.contains(&format!(
-            "containerd.io/gc.ref.snapshot.overlayfs={}",
-            img.chain_id
-        )),
-        "{config}"
-    );
-    for (layer, diff) in img.layer_digests.iter().zip(&img.diff_ids) {
-        let l = labels_of(&w, &ns, layer)?;
-        ensure!(
-            l.contains(&format!("containerd.io/uncompressed={diff}")) && l.contains(&source),
-            "{l}"
-        );
-    }
-    let snaps = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
-    let chains = berth_tests::chain_ids(&img.diff_ids);
-    for (i, c) in chains.iter().enumerate() {
-        let parent = if i == 0 { "" } else { chains[i - 1].as_str() };
-        ensure!(
-            snaps
-                .lines()
-                .any(|l| l.starts_with(c) && l.contains("Committed") && l.contains(parent)),
-            "snapshot {c} (parent {parent:?}) missing:\n{snaps}"
-        );
-    }
-    let leases = w.ctr(&["-n", &ns, "leases", "ls"])?;
-    ensure!(leases.lines().count() <= 1, "lease left behind:\n{leases}");
-    // containerd's collector must keep all of it: run a synchronous collection (deleting a
-    // lease with --sync does) and check again.
-    w.ctr(&["-n", &ns, "leases", "create", "--id", "gc-trigger"])?;
-    w.ctr(&["-n", &ns, "leases", "delete", "--sync", "gc-trigger"])?;
-    for d in img
-        .layer_digests
-        .iter()
-        .chain([&img.config_digest, &img.digest])
-    {
-        labels_of(&w, &ns, d).with_context(|| format!("{d} collected by containerd's gc"))?;
-    }
-    let after = w.ctr(&["-n", &ns, "snapshots", "ls"])?;
-    ensure!(
-        chains.iter().all(|c| after.contains(c.as_str())),
-        "snapshots collected:\n{after}"
-    );
-    Ok(())
+    berth_tests::pulled::expect_clean_pull(
+        w.containerd(),
+        &ns,
+        berth_tests::pulled::Pulled::Image(&img),
+    )
 }
 
 async fn whiteouts_delete_and_overwrite(w: Arc<World>) -> Result<()> {

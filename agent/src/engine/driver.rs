@@ -41,6 +41,9 @@ pub enum Control {
 pub(super) struct Resume {
     pub(super) state: TaskState,
     pub(super) containers: Vec<ContainerInfo>,
+    /// Why the task is taken over when it is not an agent restart (its driver failed): the
+    /// reason a task that had not started, or whose containers are gone, fails with.
+    pub(super) reason: Option<String>,
 }
 
 pub(super) struct Driver<R: ContainerRuntime> {
@@ -141,6 +144,7 @@ impl<R: ContainerRuntime> Driver<R> {
         match resume {
             Some(r) => {
                 if let Some((created, running)) = self.resume(&definition, r).await {
+                    self.report(TaskEvent::Resumed).await;
                     // Every container was started before the restart: only watching is left.
                     let plan =
                         Plan::new(&definition).unwrap_or_else(|_| Plan::independent(&definition));

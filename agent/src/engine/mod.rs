@@ -8,7 +8,9 @@ mod deps;
 mod driver;
 mod health;
 mod restart;
+mod resume;
 mod state;
+mod supervise;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,17 +20,19 @@ use berth_proto::v1::{
     ContainerStatus, DesiredStatus, HealthStatus, StopCode, StopTaskOrder, TaskAssignment,
     TaskDefinition, TaskState, TaskStatus,
 };
+use futures::future::BoxFuture;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::network::{self, TaskNetworking};
+use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub use driver::Control;
-use driver::{Driver, Resume};
+use driver::Driver;
 pub use health::{Check, Probe};
+pub use resume::{CRASH_LOOP_RESUMES, CRASH_LOOP_WINDOW};
 pub use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
 /// How tasks are run.
@@ -75,6 +79,11 @@ pub enum Command {
     Event {
         task_id: String,
         event: TaskEvent,
+    },
+    /// A task's driver ended abnormally (it panicked); the reason names the failure.
+    DriverFailed {
+        task_id: String,
+        reason: String,
     },
     /// Answered once every command sent before it has been applied (and persisted).
     Barrier(oneshot::Sender<()>),
@@ -182,6 +191,8 @@ impl EngineHandle {
 
 struct Entry {
     state: TaskState,
+    /// As assigned, for a driver that takes the task over.
+    assignment: TaskAssignment,
     definition: Arc<TaskDefinition>,
     control: mpsc::UnboundedSender<Control>,
     essential: Vec<String>,
@@ -189,6 +200,22 @@ struct Entry {
     health: HashMap<String, health::Tracker>,
     /// The essential containers with a health check: the task's health is theirs.
     checked_essential: Vec<String>,
+    /// Its driver is resuming it after an agent restart, and the resume is recorded in the
+    /// store until it completes (see `resume.rs`).
+    resuming: bool,
+    /// A driver already took it over after its first driver failed.
+    salvaged: bool,
+}
+
+/// How a driver takes a task up.
+enum Start {
+    /// A new assignment: pull, create, start.
+    Fresh,
+    /// After an agent restart: pick up what the earlier run left.
+    Resume(Box<driver::Resume>),
+    /// After the task's driver failed: list the task's containers and take it over as after a
+    /// restart, to stop what runs and clean up; `reason` is the failure.
+    Salvage { reason: String },
 }
 
 /// The engine. Build it with [`Engine::new`], then `run` it on its own task.
@@ -262,71 +289,6 @@ impl<R: ContainerRuntime> Engine<R> {
         Ok(())
     }
 
-    async fn resume_stored(&mut self) -> Result<(), StoreError> {
-        let stored = self.store.tasks()?;
-        self.repair_network(&stored).await;
-        if stored.is_empty() {
-            return Ok(());
-        }
-        let mut attempt = 0u32;
-        // Never guess: a task whose containers cannot be listed is not "gone". Retry until
-        // containerd answers (it may still be starting) or the agent stops.
-        let containers = loop {
-            match self.runtime.list().await {
-                Ok(list) => break list,
-                Err(error) => {
-                    attempt += 1;
-                    let delay = Duration::from_millis(250)
-                        .saturating_mul(1u32 << attempt.min(7))
-                        .min(Duration::from_secs(30));
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return Ok(()),
-                    }
-                }
-            }
-        };
-        for task in stored {
-            let id = task.state.task_id.clone();
-            if state::released(&task.state) {
-                // Reported (the outbox keeps the report until acknowledged); only the
-                // forgetting was cut short.
-                self.store.forget_task(&id)?;
-                continue;
-            }
-            tracing::info!(task.id = %id, status = task.state.status, "resuming task after restart");
-            let resume = Resume {
-                state: task.state.clone(),
-                containers: containers
-                    .iter()
-                    .filter(|c| c.task_id == id)
-                    .cloned()
-                    .collect(),
-            };
-            self.spawn(task.assignment, task.state, Some(resume));
-        }
-        Ok(())
-    }
-
-    /// Removes what a crash left of the network of tasks this agent no longer has (a setup or
-    /// teardown cut short). The tasks still stored keep theirs: their drivers tear it down.
-    async fn repair_network(&self, stored: &[crate::store::StoredTask]) {
-        let live = network::live_namespaces(stored.iter().filter_map(|t| {
-            let def = t.assignment.definition.as_ref()?;
-            (!state::released(&t.state)).then_some((t.state.task_id.as_str(), def))
-        }));
-        match self.network.repair(&live).await {
-            Ok(repaired) if repaired.is_empty() => {}
-            Ok(repaired) => {
-                tracing::info!(namespaces = ?repaired, "removed the network leftovers of tasks this agent no longer runs");
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot remove every network leftover of earlier tasks; the next start retries");
-            }
-        }
-    }
-
     fn handle(&mut self, command: Command) -> Result<(), StoreError> {
         match command {
             Command::Assign(a) => self.assign(*a),
@@ -336,6 +298,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 Ok(())
             }
             Command::Event { task_id, event } => self.apply(&task_id, event),
+            Command::DriverFailed { task_id, reason } => self.driver_failed(&task_id, &reason),
             Command::Barrier(reply) => {
                 let _ = reply.send(());
                 Ok(())
@@ -407,11 +370,13 @@ impl<R: ContainerRuntime> Engine<R> {
         self.store.record_state(&initial)?;
         self.outbox.notify_one();
         tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
-        self.spawn(a, initial, None);
+        self.spawn(a, initial, Start::Fresh);
         Ok(())
     }
 
-    fn spawn(&mut self, a: TaskAssignment, state: TaskState, resume: Option<Resume>) {
+    /// Tracks a task (replacing what was tracked of it) without a driver yet; returns the
+    /// receiving end of its control channel, for a driver to take.
+    fn track(&mut self, a: &TaskAssignment, state: TaskState) -> mpsc::UnboundedReceiver<Control> {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let essential = a
             .definition
@@ -455,37 +420,72 @@ impl<R: ContainerRuntime> Engine<R> {
             .filter(|(_, essential, _)| *essential)
             .map(|(name, _, _)| name)
             .collect();
+        self.tasks.insert(
+            a.task_id.clone(),
+            Entry {
+                state,
+                assignment: a.clone(),
+                definition: Arc::new(a.definition.clone().unwrap_or_default()),
+                control: control_tx,
+                essential,
+                health,
+                checked_essential,
+                resuming: false,
+                salvaged: false,
+            },
+        );
+        control_rx
+    }
+
+    /// Tracks a task and starts its driver on the tracker. A driver that panics is reported
+    /// as [`Command::DriverFailed`] rather than leaving its task undriven.
+    fn spawn(&mut self, a: TaskAssignment, state: TaskState, start: Start) {
         let wants_stop = state.desired_status == DesiredStatus::Stopped as i32;
         let restart_counts = state
             .containers
             .iter()
             .map(|c| (c.name.clone(), c.restart_count))
             .collect();
-        self.tasks.insert(
-            a.task_id.clone(),
-            Entry {
-                state,
-                definition: Arc::new(a.definition.clone().unwrap_or_default()),
-                control: control_tx.clone(),
-                essential,
-                health,
-                checked_essential,
-            },
-        );
-        let span = tracing::info_span!("task", task.id = %a.task_id);
+        let salvage_state = matches!(start, Start::Salvage { .. }).then(|| state.clone());
+        let control = self.track(&a, state);
+        let task_id = a.task_id.clone();
+        let span = tracing::info_span!("task", task.id = %task_id);
         let driver = Driver {
             runtime: Arc::clone(&self.runtime),
             network: Arc::clone(&self.network),
             config: self.config.clone(),
             events: self.tx.clone(),
-            control: control_rx,
+            control,
             cancel: self.cancel.child_token(),
             assignment: a,
             restart_counts,
         };
-        self.drivers.spawn(driver.run(resume).instrument(span));
-        if wants_stop {
-            let _ = control_tx.send(Control::Stop);
+        // Boxed: a driver's future is large, and its task's stack should not carry it.
+        let run: BoxFuture<'static, ()> = match (start, salvage_state) {
+            (Start::Fresh, _) => Box::pin(driver.run(None)),
+            (Start::Resume(resume), _) => Box::pin(driver.run(Some(*resume))),
+            (Start::Salvage { reason }, state) => {
+                let runtime = Arc::clone(&self.runtime);
+                let cancel = self.cancel.clone();
+                let id = task_id.clone();
+                Box::pin(async move {
+                    let Some(all) = resume::list_with_retry(&*runtime, &cancel).await else {
+                        return;
+                    };
+                    let resume = driver::Resume {
+                        state: state.unwrap_or_default(),
+                        containers: all.into_iter().filter(|c| c.task_id == id).collect(),
+                        reason: Some(reason),
+                    };
+                    driver.run(Some(resume)).await;
+                })
+            }
+        };
+        let events = self.tx.clone();
+        self.drivers
+            .spawn(supervise::supervised(run, task_id.clone(), events).instrument(span));
+        if wants_stop && let Some(entry) = self.tasks.get(&task_id) {
+            let _ = entry.control.send(Control::Stop);
         }
     }
 
@@ -526,6 +526,9 @@ impl<R: ContainerRuntime> Engine<R> {
         if let TaskEvent::Health { name, probe } = &event {
             return self.health_result(task_id, name, probe);
         }
+        if let TaskEvent::Resumed = event {
+            return self.resume_finished(task_id);
+        }
         let Some(entry) = self.tasks.get_mut(task_id) else {
             return Ok(());
         };
@@ -562,6 +565,10 @@ impl<R: ContainerRuntime> Engine<R> {
         let snapshot = entry.state.clone();
         if changed {
             self.record(&snapshot)?;
+        }
+        if snapshot.status >= TaskStatus::Stopped as i32 {
+            // A resumed task that stopped has been taken back: its resume completed.
+            self.resume_finished(task_id)?;
         }
         if let Some(reason) = failed {
             self.request_stop(task_id, StopCode::TaskFailedToStart, &reason)?;

@@ -68,6 +68,10 @@ pub enum TaskEvent {
     Stopped,
     /// Everything else the stopped task held on the host is removed (after the cleanup wait).
     Released,
+    /// After an agent restart, the driver took the task back: its containers are reattached,
+    /// or only its timed cleanup is left. Changes no state (the engine's crash-loop guard
+    /// counts it as a resume that completed).
+    Resumed,
 }
 
 /// Where a task is on the network: its attachment (awsvpc) and each container's own address
@@ -333,6 +337,7 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             state.resources_released_at = Some(timestamp(now));
             true
         }
+        TaskEvent::Resumed => false,
     }
 }
 

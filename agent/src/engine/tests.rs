@@ -25,6 +25,7 @@ use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::Store;
 
+mod failures;
 mod fidelity;
 
 #[derive(Default)]
@@ -51,7 +52,17 @@ struct Fake {
     /// `known_at_start` (container, whether every address was known).
     start_probe: Mutex<Option<EngineHandle>>,
     known_at_start: Mutex<Vec<(String, bool)>>,
+    /// Images whose pull panics (a bug in the runtime, as far as the engine can tell).
+    panic_pull: Mutex<HashSet<String>>,
+    /// Containers whose wait panics once their exit is seen, so many more times each.
+    panic_on_exit: Mutex<HashMap<ContainerId, u32>>,
+    /// What `list` finds in containerd (the containers an earlier run left).
+    existing: Mutex<Vec<ContainerInfo>>,
+    /// Runs at each reattach (after an agent restart), with the container's ID.
+    on_reattach: Mutex<Option<ReattachHook>>,
 }
+
+type ReattachHook = Box<dyn Fn(&ContainerId) + Send>;
 
 impl std::fmt::Debug for Fake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,6 +156,16 @@ impl Fake {
         self.execs.lock().unwrap().insert(id.clone(), outcome);
     }
     fn exit(&self, id: &ContainerId, code: u32) {
+        if let Some(c) = self
+            .existing
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c.id == *id)
+        {
+            c.status = berth_runtime::ContainerStatus::Stopped;
+            c.exit_code = Some(code);
+        }
         if let Some(tx) = self.exits.lock().unwrap().get(id) {
             // Kept even when no wait has subscribed yet (a stop that comes before the wait
             // was first polled), as containerd keeps an exit status.
@@ -161,6 +182,9 @@ impl Fake {
 impl ContainerRuntime for Fake {
     async fn pull(&self, image: &str, _auth: &RegistryAuth) -> Result<PulledImage, PullError> {
         self.log(format!("pull {image}"));
+        if self.panic_pull.lock().unwrap().contains(image) {
+            panic!("fake pull of {image} panicked");
+        }
         if self.fail_pull.lock().unwrap().contains(image) {
             return Err(PullError::ManifestUnknown {
                 registry: "127.0.0.1:5000".into(),
@@ -225,6 +249,16 @@ impl ContainerRuntime for Fake {
         let id = ContainerId::for_container(&spec.task_id, &spec.name);
         self.log(format!("create {id}"));
         self.specs.lock().unwrap().push(spec.clone());
+        self.existing.lock().unwrap().push(ContainerInfo {
+            id: id.clone(),
+            task_id: spec.task_id.clone(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            status: berth_runtime::ContainerStatus::Created,
+            pid: None,
+            exit_code: None,
+            stop_timeout: None,
+        });
         self.exits
             .lock()
             .unwrap()
@@ -233,6 +267,16 @@ impl ContainerRuntime for Fake {
     }
     async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         self.log(format!("start {id}"));
+        if let Some(c) = self
+            .existing
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c.id == *id)
+        {
+            c.status = berth_runtime::ContainerStatus::Running;
+            c.pid = Some(42);
+        }
         let probe = self.start_probe.lock().unwrap().clone();
         if let Some(engine) = probe {
             let task = id.as_str().split('.').next().unwrap_or_default().to_owned();
@@ -282,6 +326,14 @@ impl ContainerRuntime for Fake {
         };
         loop {
             if let Some(exit) = rx.borrow().clone() {
+                let panics = match self.panic_on_exit.lock().unwrap().get_mut(id) {
+                    Some(left) if *left > 0 => {
+                        *left -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                assert!(!panics, "fake wait of {id} panicked");
                 return Ok(exit);
             }
             if rx.changed().await.is_err() {
@@ -306,6 +358,7 @@ impl ContainerRuntime for Fake {
     }
     async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
         self.log(format!("delete {id}"));
+        self.existing.lock().unwrap().retain(|c| c.id != *id);
         Ok(())
     }
     async fn exec(
@@ -332,9 +385,13 @@ impl ContainerRuntime for Fake {
         Ok(outcome)
     }
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
-        Ok(Vec::new())
+        Ok(self.existing.lock().unwrap().clone())
     }
-    fn reattach(&self, _id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+    fn reattach(&self, id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+        self.log(format!("reattach {id}"));
+        if let Some(hook) = self.on_reattach.lock().unwrap().as_ref() {
+            hook(id);
+        }
         Ok(())
     }
     fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf {
@@ -347,6 +404,8 @@ struct Harness {
     store: Arc<Store>,
     handle: EngineHandle,
     cancel: CancellationToken,
+    /// The engine's own task, to wait for it after cancelling (an agent restart).
+    engine: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
     _dir: tempfile::TempDir,
 }
 
@@ -378,8 +437,19 @@ fn start_on(
 
 /// An engine whose configuration `configure` changes from the tests' defaults.
 fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut EngineConfig)) -> Harness {
+    start_with_fake(dir, Arc::new(Fake::default()), |_| {}, configure)
+}
+
+/// An engine over the store in `dir` and the given fake host; `prepare` sees the store
+/// before the engine starts.
+fn start_with_fake(
+    dir: tempfile::TempDir,
+    fake: Arc<Fake>,
+    prepare: impl FnOnce(&Arc<Store>),
+    configure: impl FnOnce(&mut EngineConfig),
+) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let fake = Arc::new(Fake::default());
+    prepare(&store);
     let cancel = CancellationToken::new();
     let mut config = EngineConfig {
         stop_timeout: Duration::from_secs(30),
@@ -404,12 +474,13 @@ fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut EngineCo
         Arc::new(Notify::new()),
         cancel.clone(),
     );
-    tokio::spawn(engine.run());
+    let engine = tokio::spawn(engine.run());
     Harness {
         fake,
         store,
         handle,
         cancel,
+        engine,
         _dir: dir,
     }
 }

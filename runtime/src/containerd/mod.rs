@@ -181,3 +181,19 @@ impl Containerd {
         TasksClient::new(self.channel.clone())
     }
 }
+
+#[cfg(test)]
+impl Containerd {
+    /// A client that connects on first use only (to a socket nobody serves), for tests that
+    /// build requests or futures without sending them. Needs a tokio runtime.
+    pub(crate) fn unconnected(namespace: &str) -> Self {
+        let channel = tonic::transport::Endpoint::from_static("http://[::1]:1").connect_lazy();
+        Self {
+            channel,
+            namespace: namespace
+                .parse()
+                .unwrap_or_else(|_| MetadataValue::from_static("invalid-namespace")),
+            namespace_name: namespace.to_owned(),
+        }
+    }
+}

@@ -1,26 +1,20 @@
-//! containerd's content store: existence checks, streaming writes that containerd verifies
-//! against the expected digest and size at commit, label updates and reads.
+//! containerd's content store: existence checks, label updates (merged as containerd's own
+//! client merges them), reads, and the status and abort of ingests. Writing a blob is
+//! `ingest.rs`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use containerd_client::services::v1::{
-    AbortRequest, Info, InfoRequest, ReadContentRequest, UpdateRequest, WriteAction,
-    WriteContentRequest,
+    AbortRequest, Info, InfoRequest, ReadContentRequest, StatusRequest, UpdateRequest,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use prost_types::FieldMask;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::PullError;
 use crate::containerd::{Containerd, ContainerdError, Lease};
 
-/// Size of each write message sent to containerd.
-const CHUNK: usize = 1 << 20;
-/// How long a registry stream may stay silent before the download is abandoned.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Prefix of the label naming the repositories a blob came from, by registry host.
+pub(crate) const LABEL_SOURCE_PREFIX: &str = "containerd.io/distribution.source.";
 
 /// Labels of a blob, if it is in the content store.
 pub(crate) async fn info(
@@ -69,6 +63,61 @@ pub(crate) async fn add_labels(
         .map_err(|s| ContainerdError::new("content update", digest, &s))
 }
 
+/// Takes a blob that Berth's namespace already holds into the pull: holds it under the lease
+/// and gives it the labels a clean pull would have given it (`existing` are its labels now).
+/// Nothing is written when it has them all.
+pub(crate) fn adopt<'a>(
+    client: &'a Containerd,
+    lease: &'a Lease,
+    digest: &'a str,
+    existing: &'a HashMap<String, String>,
+    wanted: &'a HashMap<String, String>,
+) -> BoxFuture<'a, Result<(), ContainerdError>> {
+    Box::pin(async move {
+        lease.hold("content", digest).await?;
+        let update = label_update(existing, wanted);
+        if update.is_empty() {
+            return Ok(());
+        }
+        add_labels(client, Some(lease), digest, update).await
+    })
+}
+
+/// The labels to write so that a blob labelled `existing` carries `wanted`: a distribution
+/// source lists every repository the blob came from (sorted, without duplicates, as
+/// containerd's client keeps it); any other label takes the wanted value.
+pub(crate) fn label_update(
+    existing: &HashMap<String, String>,
+    wanted: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    wanted
+        .iter()
+        .filter_map(|(key, value)| {
+            let current = existing.get(key).map(String::as_str);
+            let merged = if key.starts_with(LABEL_SOURCE_PREFIX) {
+                merge_sources(current, value)
+            } else {
+                value.clone()
+            };
+            (current != Some(merged.as_str())).then(|| (key.clone(), merged))
+        })
+        .collect()
+}
+
+/// `existing` (a comma-separated list of repositories, possibly absent) with `repository`
+/// added, sorted and without duplicates.
+fn merge_sources(existing: Option<&str>, repository: &str) -> String {
+    let mut repositories: Vec<&str> = existing
+        .unwrap_or_default()
+        .split(',')
+        .chain([repository])
+        .filter(|r| !r.is_empty())
+        .collect();
+    repositories.sort_unstable();
+    repositories.dedup();
+    repositories.join(",")
+}
+
 /// Reads a whole (small) blob: manifests, indexes and configs.
 pub(crate) async fn read_blob(
     client: &Containerd,
@@ -92,180 +141,24 @@ pub(crate) async fn read_blob(
     Ok(out)
 }
 
-/// What the caller wants written.
-pub(crate) struct BlobWrite<'a> {
-    pub(crate) kind: &'static str,
-    pub(crate) digest: &'a str,
-    pub(crate) size: i64,
-    pub(crate) labels: HashMap<String, String>,
-}
-
-/// The ingest reference for a blob: stable, so a second writer of the same blob in another
-/// process is refused by containerd instead of writing it twice.
-fn ingest_ref(digest: &str) -> String {
-    format!("berth-{digest}")
-}
-
-/// Writes a blob from a byte stream. containerd hashes what it receives and refuses the commit
-/// when digest or size differ, so nothing unverified is ever committed. `on_bytes` sees the
-/// running total after each chunk. On any failure the ingest is aborted.
-pub(crate) async fn write_blob<S>(
-    client: &Containerd,
-    lease: &Lease,
-    blob: BlobWrite<'_>,
-    source: S,
-    on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> Result<u64, PullError>
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
-{
-    let reference = ingest_ref(blob.digest);
-    let result = write_inner(client, lease, &reference, &blob, source, on_bytes).await;
-    if result.is_err() {
-        abort(client, &reference).await;
-    }
-    result
-}
-
-async fn write_inner<S>(
-    client: &Containerd,
-    lease: &Lease,
-    reference: &str,
-    blob: &BlobWrite<'_>,
-    mut source: S,
-    on_bytes: &mut (dyn FnMut(u64) + Send),
-) -> Result<u64, PullError>
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
-{
-    let containerd_err = |op: &'static str, s: &tonic::Status| {
-        PullError::from(ContainerdError::new(op, blob.digest, s))
-    };
-    let (tx, rx) = mpsc::channel::<WriteContentRequest>(4);
-    let base = WriteContentRequest {
-        r#ref: reference.to_owned(),
-        total: blob.size,
-        expected: blob.digest.to_owned(),
-        ..Default::default()
-    };
-    // Stat first: it takes the ingest's lock and tells whether an earlier attempt left bytes.
-    let _ = tx
-        .send(WriteContentRequest {
-            action: WriteAction::Stat as i32,
-            ..base.clone()
-        })
-        .await;
-    let mut responses = client
+/// How many bytes an ingest holds; None when there is no such ingest or containerd cannot
+/// tell (which a caller treats as "no progress").
+pub(crate) async fn ingest_offset(client: &Containerd, reference: &str) -> Option<i64> {
+    client
         .content()
-        .write(client.request_with(ReceiverStream::new(rx), Some(lease), None))
+        .status(client.request(StatusRequest {
+            r#ref: reference.to_owned(),
+        }))
         .await
-        .map_err(|s| containerd_err("content write", &s))?
-        .into_inner();
-    let stat = responses
-        .message()
-        .await
-        .map_err(|s| containerd_err("content write", &s))?
-        .ok_or_else(|| closed(blob.digest))?;
-    if stat.offset != 0 {
-        // A previous attempt died mid-way; start over rather than trust a partial ingest.
-        drop(tx);
-        drop(responses);
-        abort(client, reference).await;
-        return Box::pin(write_inner(
-            client, lease, reference, blob, source, on_bytes,
-        ))
-        .await;
-    }
-
-    // Send chunks while a second future drains the acknowledgements, so neither side waits
-    // for a round trip per chunk.
-    let sender = async {
-        let mut offset: i64 = 0;
-        let mut buffer = BytesMut::with_capacity(CHUNK);
-        loop {
-            let next = tokio::time::timeout(IDLE_TIMEOUT, source.next())
-                .await
-                .map_err(|_| PullError::Timeout {
-                    what: format!("download of {} {}", blob.kind, blob.digest),
-                    seconds: IDLE_TIMEOUT.as_secs(),
-                })?;
-            let done = match next {
-                Some(Ok(bytes)) => {
-                    buffer.extend_from_slice(&bytes);
-                    false
-                }
-                Some(Err(e)) => return Err(stream_error(blob, &e)),
-                None => true,
-            };
-            if buffer.len() >= CHUNK || (done && !buffer.is_empty()) {
-                let data = buffer.split().freeze();
-                let len = data.len() as i64;
-                if offset + len > blob.size {
-                    return Err(PullError::DigestMismatch {
-                        kind: blob.kind,
-                        digest: blob.digest.to_owned(),
-                        reason: format!(
-                            "registry sent more than the {} bytes the manifest declares",
-                            blob.size
-                        ),
-                    });
-                }
-                tx.send(WriteContentRequest {
-                    action: WriteAction::Write as i32,
-                    offset,
-                    data: data.to_vec(),
-                    ..base.clone()
-                })
-                .await
-                .map_err(|_| closed(blob.digest))?;
-                offset += len;
-                on_bytes(offset as u64);
-            }
-            if done {
-                break;
-            }
-        }
-        tx.send(WriteContentRequest {
-            action: WriteAction::Commit as i32,
-            offset,
-            labels: blob.labels.clone(),
-            ..base.clone()
-        })
-        .await
-        .map_err(|_| closed(blob.digest))?;
-        drop(tx);
-        Ok::<u64, PullError>(offset as u64)
-    };
-    let receiver = async {
-        loop {
-            match responses.message().await {
-                Ok(Some(r)) if r.action == WriteAction::Commit as i32 => return Ok(()),
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(closed(blob.digest)),
-                Err(s) => return Err(commit_error(blob, &s)),
-            }
-        }
-    };
-    let (written, ()) = futures::try_join!(sender, receiver)?;
-    Ok(written)
+        .ok()?
+        .into_inner()
+        .status
+        .map(|s| s.offset)
 }
 
-/// Writes a blob held in memory (manifests, indexes, configs).
-pub(crate) async fn write_bytes(
-    client: &Containerd,
-    lease: &Lease,
-    blob: BlobWrite<'_>,
-    bytes: Bytes,
-) -> Result<(), PullError> {
-    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
-    match write_blob(client, lease, blob, stream, &mut |_| {}).await {
-        Ok(_) => Ok(()),
-        Err(PullError::Containerd(e)) if e.is_already_exists() => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-async fn abort(client: &Containerd, reference: &str) {
+/// Drops an ingest and what it holds. Only for an ingest this process holds or left: the
+/// content store removes an ingest even while another writer holds its lock.
+pub(crate) async fn abort(client: &Containerd, reference: &str) {
     if let Err(s) = client
         .content()
         .abort(client.request(AbortRequest {
@@ -278,42 +171,52 @@ async fn abort(client: &Containerd, reference: &str) {
     }
 }
 
-fn closed(digest: &str) -> PullError {
-    PullError::Containerd(ContainerdError::new(
-        "content write",
-        digest,
-        &tonic::Status::unavailable("containerd closed the write stream"),
-    ))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn stream_error(blob: &BlobWrite<'_>, e: &std::io::Error) -> PullError {
-    let text = super::registry::error_chain(e);
-    if text.contains("Invalid digest") || text.contains("digest") && text.contains("Expected") {
-        PullError::DigestMismatch {
-            kind: blob.kind,
-            digest: blob.digest.to_owned(),
-            reason: text,
-        }
-    } else {
-        PullError::Registry {
-            registry: String::from("(blob stream)"),
-            what: format!("{} {}", blob.kind, blob.digest),
-            reason: text,
-        }
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
-}
 
-fn commit_error(blob: &BlobWrite<'_>, s: &tonic::Status) -> PullError {
-    let msg = s.message();
-    if s.code() == tonic::Code::AlreadyExists {
-        return PullError::Containerd(ContainerdError::new("content commit", blob.digest, s));
+    #[test]
+    fn sources_are_merged_sorted_and_without_duplicates() {
+        assert_eq!(merge_sources(None, "app"), "app");
+        assert_eq!(merge_sources(Some(""), "app"), "app");
+        assert_eq!(merge_sources(Some("web"), "app"), "app,web");
+        assert_eq!(merge_sources(Some("app,web"), "app"), "app,web");
+        assert_eq!(merge_sources(Some("b,a"), "c"), "a,b,c");
     }
-    if msg.contains("unexpected commit digest") || msg.contains("unexpected commit size") {
-        return PullError::DigestMismatch {
-            kind: blob.kind,
-            digest: blob.digest.to_owned(),
-            reason: format!("containerd refused the content: {msg}"),
-        };
+
+    #[test]
+    fn only_missing_or_different_labels_are_written() {
+        let source = "containerd.io/distribution.source.127.0.0.1:5000";
+        let wanted = labels(&[(source, "app"), ("containerd.io/uncompressed", "sha256:d")]);
+        // A blob another repository brought: the repository is added, the diff ID set.
+        let update = label_update(&labels(&[(source, "web")]), &wanted);
+        assert_eq!(
+            update,
+            labels(&[
+                (source, "app,web"),
+                ("containerd.io/uncompressed", "sha256:d")
+            ])
+        );
+        // A blob that has them all: nothing to write.
+        let complete = labels(&[
+            (source, "app,web"),
+            ("containerd.io/uncompressed", "sha256:d"),
+            ("other", "kept"),
+        ]);
+        assert!(label_update(&complete, &wanted).is_empty());
+        // A garbage-collection reference that differs is replaced.
+        let gc = labels(&[("containerd.io/gc.ref.content.config", "sha256:new")]);
+        let update = label_update(
+            &labels(&[("containerd.io/gc.ref.content.config", "sha256:old")]),
+            &gc,
+        );
+        assert_eq!(update, gc);
     }
-    PullError::Containerd(ContainerdError::new("content write", blob.digest, s))
 }

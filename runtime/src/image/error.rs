@@ -50,6 +50,14 @@ pub enum PullError {
     },
     #[error("{what} timed out after {seconds}s")]
     Timeout { what: String, seconds: u64 },
+    #[error(
+        "content ingest {ingest} of {digest} is held by another containerd client that wrote nothing to it for {seconds}s; `ctr content active` lists it"
+    )]
+    IngestHeld {
+        digest: String,
+        ingest: String,
+        seconds: u64,
+    },
     #[error("unpacking layer {layer} failed: {reason}")]
     Unpack { layer: String, reason: String },
     #[error(transparent)]

@@ -6,6 +6,7 @@
 
 mod content;
 mod error;
+mod ingest;
 mod local;
 mod manifest;
 mod pull;

@@ -12,11 +12,12 @@ use containerd_client::services::v1::{
     CreateImageRequest, GetImageRequest, Image, UpdateImageRequest,
 };
 use containerd_client::types::Descriptor as CdDescriptor;
-use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
-use super::content::{self, BlobWrite};
+use super::content::{self, LABEL_SOURCE_PREFIX};
 use super::manifest::{self, Descriptor, Fetched, Manifest, Platform};
 use super::registry::{ImageRef, Registry};
 use super::single_flight::SingleFlight;
@@ -26,7 +27,8 @@ use crate::containerd::{Containerd, ContainerdError, Lease, SNAPSHOTTER};
 
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
-const LABEL_SOURCE_PREFIX: &str = "containerd.io/distribution.source.";
+
+mod blobs;
 
 type PullOutcome = Result<PulledImage, PullError>;
 
@@ -139,108 +141,125 @@ impl Puller {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(image.ref = image.given()))]
-    async fn pull_once(&self, image: ImageRef, auth: RegistryAuth) -> PullOutcome {
-        let client = &self.inner.client;
-        let (top_bytes, top_digest) = self.fetch_manifest(&image, &auth).await?;
-        if let Some(done) = self.already_pulled(&image, &top_digest).await {
-            return Ok(done);
-        }
-        let (index, manifest_bytes, manifest_digest, manifest) =
-            match manifest::parse(&top_bytes, "", image.given())? {
-                Fetched::Manifest(m) => (None, top_bytes.clone(), top_digest.clone(), m),
-                Fetched::Index(entries) => {
-                    let chosen =
-                        manifest::select_platform(&entries, &self.inner.platform, image.given())?;
-                    let pinned = image.with_digest(&chosen.digest);
-                    let (bytes, digest) = self.fetch_manifest(&pinned, &auth).await?;
-                    if digest != chosen.digest {
-                        return Err(PullError::DigestMismatch {
-                            kind: "manifest",
-                            digest: chosen.digest.clone(),
-                            reason: format!("registry answered content with digest {digest}"),
-                        });
-                    }
-                    let Fetched::Manifest(m) = manifest::parse(&bytes, "", &chosen.digest)? else {
-                        return Err(PullError::BadManifest {
-                            what: chosen.digest.clone(),
-                            reason: "an index entry points to another index".into(),
-                        });
-                    };
-                    (Some(entries), bytes, digest, m)
+    fn pull_once(&self, image: ImageRef, auth: RegistryAuth) -> BoxFuture<'_, PullOutcome> {
+        let span = tracing::info_span!("pull_once", image.ref = image.given());
+        Box::pin(
+            async move {
+                let client = &self.inner.client;
+                let (top_bytes, top_digest) = self.fetch_manifest(&image, &auth).await?;
+                if let Some(done) = self.already_pulled(&image, &top_digest).await {
+                    return Ok(done);
                 }
-            };
+                let (index, manifest_bytes, manifest_digest, manifest) =
+                    match manifest::parse(&top_bytes, "", image.given())? {
+                        Fetched::Manifest(m) => (None, top_bytes.clone(), top_digest.clone(), m),
+                        Fetched::Index(entries) => {
+                            let chosen = manifest::select_platform(
+                                &entries,
+                                &self.inner.platform,
+                                image.given(),
+                            )?;
+                            let pinned = image.with_digest(&chosen.digest);
+                            let (bytes, digest) = self.fetch_manifest(&pinned, &auth).await?;
+                            if digest != chosen.digest {
+                                return Err(PullError::DigestMismatch {
+                                    kind: "manifest",
+                                    digest: chosen.digest.clone(),
+                                    reason: format!(
+                                        "registry answered content with digest {digest}"
+                                    ),
+                                });
+                            }
+                            let Fetched::Manifest(m) = manifest::parse(&bytes, "", &chosen.digest)?
+                            else {
+                                return Err(PullError::BadManifest {
+                                    what: chosen.digest.clone(),
+                                    reason: "an index entry points to another index".into(),
+                                });
+                            };
+                            (Some(entries), bytes, digest, m)
+                        }
+                    };
 
-        let lease = Lease::create(client, "pull").await?;
-        let result = self
-            .store(
-                &image,
-                &auth,
-                &lease,
-                &manifest,
-                manifest_bytes,
-                &manifest_digest,
-            )
-            .await;
-        let result = match result {
-            Ok(stored) => {
-                self.record(
-                    &image,
-                    &lease,
-                    index.as_deref(),
-                    &top_bytes,
-                    &top_digest,
-                    &manifest_digest,
-                    stored,
-                )
-                .await
+                let lease = Lease::create(client, "pull").await?;
+                let result = self
+                    .store(
+                        &image,
+                        &auth,
+                        &lease,
+                        &manifest,
+                        manifest_bytes,
+                        &manifest_digest,
+                    )
+                    .await;
+                let result = match result {
+                    Ok(stored) => {
+                        self.record(
+                            &image,
+                            &lease,
+                            index.as_deref(),
+                            &top_bytes,
+                            &top_digest,
+                            &manifest_digest,
+                            stored,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                // On failure collect synchronously, so nothing of a failed pull outlives this call.
+                let release = lease.release(result.is_err()).await;
+                let pulled = result?;
+                release?;
+                self.pulled_lock()
+                    .insert(image.given().to_owned(), pulled.clone());
+                Ok(pulled)
             }
-            Err(e) => Err(e),
-        };
-        // On failure collect synchronously, so nothing of a failed pull outlives this call.
-        let release = lease.release(result.is_err()).await;
-        let pulled = result?;
-        release?;
-        self.pulled_lock()
-            .insert(image.given().to_owned(), pulled.clone());
-        Ok(pulled)
+            .instrument(span),
+        )
     }
 
     /// The image as this process last pulled it, when the reference still resolves to the same
     /// digest, containerd's record still points there and the unpacked snapshot is still
     /// present with the config it was made from: then nothing needs writing (the record's labels keep the content from the
     /// garbage collector). Anything else, including an error asking, means a full pull.
-    async fn already_pulled(&self, image: &ImageRef, top_digest: &str) -> Option<PulledImage> {
-        let known = self.pulled_lock().get(image.given()).cloned()?;
-        if known.target_digest != top_digest {
-            return None;
-        }
-        let client = &self.inner.client;
-        let record = client
-            .images()
-            .get(client.request(GetImageRequest {
-                name: image.given().to_owned(),
-            }))
-            .await
-            .ok()?
-            .into_inner()
-            .image?;
-        if record.target?.digest != top_digest {
-            return None;
-        }
-        if !unpack::snapshot_exists(client, &known.chain_id)
-            .await
-            .ok()?
-            || content::info(client, &known.config_digest)
+    fn already_pulled<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        top_digest: &'a str,
+    ) -> BoxFuture<'a, Option<PulledImage>> {
+        Box::pin(async move {
+            let known = self.pulled_lock().get(image.given()).cloned()?;
+            if known.target_digest != top_digest {
+                return None;
+            }
+            let client = &self.inner.client;
+            let record = client
+                .images()
+                .get(client.request(GetImageRequest {
+                    name: image.given().to_owned(),
+                }))
                 .await
                 .ok()?
-                .is_none()
-        {
-            return None;
-        }
-        Some(PulledImage {
-            downloaded: 0,
-            ..known
+                .into_inner()
+                .image?;
+            if record.target?.digest != top_digest {
+                return None;
+            }
+            if !unpack::snapshot_exists(client, &known.chain_id)
+                .await
+                .ok()?
+                || content::info(client, &known.config_digest)
+                    .await
+                    .ok()?
+                    .is_none()
+            {
+                return None;
+            }
+            Some(PulledImage {
+                downloaded: 0,
+                ..known
+            })
         })
     }
 
@@ -248,429 +267,242 @@ impl Puller {
         self.inner.pulled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn fetch_manifest(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-    ) -> Result<(Bytes, String), PullError> {
-        tokio::time::timeout(
-            MANIFEST_TIMEOUT,
-            self.inner.registry.fetch_manifest(image, auth),
-        )
-        .await
-        .map_err(|_| PullError::Timeout {
-            what: format!(
-                "manifest fetch of {} from {}",
-                image.given(),
-                image.registry()
-            ),
-            seconds: MANIFEST_TIMEOUT.as_secs(),
-        })?
+    fn fetch_manifest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a RegistryAuth,
+    ) -> BoxFuture<'a, Result<(Bytes, String), PullError>> {
+        Box::pin(async move {
+            tokio::time::timeout(
+                MANIFEST_TIMEOUT,
+                self.inner.registry.fetch_manifest(image, auth),
+            )
+            .await
+            .map_err(|_| PullError::Timeout {
+                what: format!(
+                    "manifest fetch of {} from {}",
+                    image.given(),
+                    image.registry()
+                ),
+                seconds: MANIFEST_TIMEOUT.as_secs(),
+            })?
+        })
     }
 
     /// Writes config and layers, unpacks, writes the manifest. Returns what `record` needs.
-    async fn store(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-        lease: &Lease,
-        manifest: &Manifest,
+    /// Boxed, as are the other large steps of a pull: without, each caller's poll frame holds
+    /// the step's whole future (a debug build several copies of it), and along the chain of
+    /// awaits those frames add up to a worker's stack.
+    fn store<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a RegistryAuth,
+        lease: &'a Lease,
+        manifest: &'a Manifest,
         manifest_bytes: Bytes,
-        manifest_digest: &str,
-    ) -> Result<Stored, PullError> {
-        let client = &self.inner.client;
-        let source = source_label(image);
+        manifest_digest: &'a str,
+    ) -> BoxFuture<'a, Result<Stored, PullError>> {
+        Box::pin(async move {
+            let client = &self.inner.client;
+            let source = source_label(image);
 
-        // Config: small, needed in memory for the diff IDs.
-        let config_bytes = self.config(image, lease, &manifest.config, &source).await?;
-        let diff_ids = manifest::diff_ids(&config_bytes, manifest.layers.len(), image.given())?;
-        let chain_ids = manifest::chain_ids(&diff_ids);
+            // Config: small, needed in memory for the diff IDs.
+            let config_bytes = self.config(image, lease, &manifest.config, &source).await?;
+            let diff_ids = manifest::diff_ids(&config_bytes, manifest.layers.len(), image.given())?;
+            let chain_ids = manifest::chain_ids(&diff_ids);
 
-        // Layers: start every download now (bounded by the semaphore), unpack in order as each
-        // one lands, so unpacking overlaps the downloads of later layers.
-        let mut handles: Vec<JoinHandle<Result<BlobOutcome, PullError>>> = manifest
-            .layers
-            .iter()
-            .zip(&diff_ids)
-            .map(|(layer, diff_id)| {
-                let this = self.clone();
-                let image = image.clone();
-                let auth = auth.clone();
-                let layer = layer.clone();
-                let labels = HashMap::from([
-                    source.clone(),
-                    (LABEL_UNCOMPRESSED.to_owned(), diff_id.clone()),
-                ]);
-                let lease_id = lease.id().to_owned();
-                tokio::spawn(
-                    async move { this.layer(&image, &auth, &lease_id, &layer, labels).await },
-                )
-            })
-            .collect();
-        let abort_all =
-            |handles: &mut Vec<JoinHandle<_>>| handles.iter().for_each(JoinHandle::abort);
+            // Layers: start every download now (bounded by the semaphore), unpack in order as each
+            // one lands, so unpacking overlaps the downloads of later layers.
+            let mut handles: Vec<JoinHandle<Result<BlobOutcome, PullError>>> = manifest
+                .layers
+                .iter()
+                .zip(&diff_ids)
+                .map(|(layer, diff_id)| {
+                    let this = self.clone();
+                    let image = image.clone();
+                    let auth = auth.clone();
+                    let layer = layer.clone();
+                    let labels = HashMap::from([
+                        source.clone(),
+                        (LABEL_UNCOMPRESSED.to_owned(), diff_id.clone()),
+                    ]);
+                    let lease_id = lease.id().to_owned();
+                    tokio::spawn(async move {
+                        this.layer(&image, &auth, &lease_id, &layer, labels).await
+                    })
+                })
+                .collect();
+            let abort_all =
+                |handles: &mut Vec<JoinHandle<_>>| handles.iter().for_each(JoinHandle::abort);
 
-        let top_exists = match chain_ids.last() {
-            Some(top) => unpack::snapshot_exists(client, top).await?,
-            None => true,
-        };
-        let mut downloaded = 0;
-        for i in 0..handles.len() {
-            let outcome = match (&mut handles[i]).await {
-                Ok(r) => r,
-                Err(_) => Err(PullError::Cancelled {
-                    reference: image.given().to_owned(),
-                }),
+            let top_exists = match chain_ids.last() {
+                Some(top) => unpack::snapshot_exists(client, top).await?,
+                None => true,
             };
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) => {
-                    abort_all(&mut handles);
-                    return Err(e);
-                }
-            };
-            downloaded += outcome.downloaded;
-            if !top_exists {
-                let parent = if i == 0 {
-                    ""
-                } else {
-                    chain_ids[i - 1].as_str()
+            let mut downloaded = 0;
+            for i in 0..handles.len() {
+                let outcome = match (&mut handles[i]).await {
+                    Ok(r) => r,
+                    Err(_) => Err(PullError::Cancelled {
+                        reference: image.given().to_owned(),
+                    }),
                 };
-                if let Err(e) = unpack::unpack_layer(
-                    client,
-                    lease,
-                    &manifest.layers[i],
-                    &diff_ids[i],
-                    parent,
-                    &chain_ids[i],
-                )
-                .await
-                {
-                    abort_all(&mut handles);
-                    return Err(e);
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        abort_all(&mut handles);
+                        return Err(e);
+                    }
+                };
+                downloaded += outcome.downloaded;
+                if !top_exists {
+                    let parent = if i == 0 {
+                        ""
+                    } else {
+                        chain_ids[i - 1].as_str()
+                    };
+                    if let Err(e) = unpack::unpack_layer(
+                        client,
+                        lease,
+                        &manifest.layers[i],
+                        &diff_ids[i],
+                        parent,
+                        &chain_ids[i],
+                    )
+                    .await
+                    {
+                        abort_all(&mut handles);
+                        return Err(e);
+                    }
                 }
             }
-        }
-        let top = chain_ids.last().cloned().unwrap_or_default();
-        if top_exists && !top.is_empty() {
-            lease
-                .hold(&format!("snapshots/{SNAPSHOTTER}"), &top)
-                .await?;
-        }
+            let top = chain_ids.last().cloned().unwrap_or_default();
+            if top_exists && !top.is_empty() {
+                lease
+                    .hold(&format!("snapshots/{SNAPSHOTTER}"), &top)
+                    .await?;
+            }
 
-        // The config points at the unpacked snapshot; the manifest at config and layers.
-        if !top.is_empty() {
-            content::add_labels(
-                client,
-                Some(lease),
-                &manifest.config.digest,
-                HashMap::from([(
-                    format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
-                    top.clone(),
-                )]),
-            )
-            .await?;
-        }
-        let mut labels = HashMap::from([
-            source.clone(),
-            (
-                "containerd.io/gc.ref.content.config".to_owned(),
-                manifest.config.digest.clone(),
-            ),
-        ]);
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            labels.insert(
-                format!("containerd.io/gc.ref.content.l.{i}"),
-                layer.digest.clone(),
-            );
-        }
-        self.put_small(lease, "manifest", manifest_digest, manifest_bytes, labels)
-            .await?;
-        Ok(Stored {
-            config_digest: manifest.config.digest.clone(),
-            chain_id: top,
-            size: manifest.layers.iter().map(|l| l.size.max(0) as u64).sum(),
-            downloaded,
+            // The config points at the unpacked snapshot; the manifest at config and layers.
+            if !top.is_empty() {
+                content::add_labels(
+                    client,
+                    Some(lease),
+                    &manifest.config.digest,
+                    HashMap::from([(
+                        format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                        top.clone(),
+                    )]),
+                )
+                .await?;
+            }
+            let mut labels = HashMap::from([
+                source.clone(),
+                (
+                    "containerd.io/gc.ref.content.config".to_owned(),
+                    manifest.config.digest.clone(),
+                ),
+            ]);
+            for (i, layer) in manifest.layers.iter().enumerate() {
+                labels.insert(
+                    format!("containerd.io/gc.ref.content.l.{i}"),
+                    layer.digest.clone(),
+                );
+            }
+            self.put_small(lease, "manifest", manifest_digest, manifest_bytes, labels)
+                .await?;
+            Ok(Stored {
+                config_digest: manifest.config.digest.clone(),
+                chain_id: top,
+                size: manifest.layers.iter().map(|l| l.size.max(0) as u64).sum(),
+                downloaded,
+            })
         })
     }
 
     /// Writes the index (if any) and creates or updates the image record.
     #[allow(clippy::too_many_arguments)]
-    async fn record(
-        &self,
-        image: &ImageRef,
-        lease: &Lease,
-        index: Option<&[Descriptor]>,
-        top_bytes: &Bytes,
-        top_digest: &str,
-        manifest_digest: &str,
+    fn record<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        lease: &'a Lease,
+        index: Option<&'a [Descriptor]>,
+        top_bytes: &'a Bytes,
+        top_digest: &'a str,
+        manifest_digest: &'a str,
         stored: Stored,
-    ) -> PullOutcome {
-        let target_type = match index {
-            Some(entries) => {
-                let mut labels = HashMap::from([source_label(image)]);
-                for (i, entry) in entries.iter().enumerate() {
-                    labels.insert(
-                        format!("containerd.io/gc.ref.content.m.{i}"),
-                        entry.digest.clone(),
-                    );
+    ) -> BoxFuture<'a, PullOutcome> {
+        Box::pin(async move {
+            let target_type = match index {
+                Some(entries) => {
+                    let mut labels = HashMap::from([source_label(image)]);
+                    for (i, entry) in entries.iter().enumerate() {
+                        labels.insert(
+                            format!("containerd.io/gc.ref.content.m.{i}"),
+                            entry.digest.clone(),
+                        );
+                    }
+                    self.put_small(lease, "index", top_digest, top_bytes.clone(), labels)
+                        .await?;
+                    media_type_of(top_bytes, manifest::OCI_INDEX)
                 }
-                self.put_small(lease, "index", top_digest, top_bytes.clone(), labels)
-                    .await?;
-                media_type_of(top_bytes, manifest::OCI_INDEX)
-            }
-            None => media_type_of(top_bytes, manifest::OCI_MANIFEST),
-        };
-        let record = Image {
-            name: image.given().to_owned(),
-            labels: HashMap::new(),
-            target: Some(CdDescriptor {
-                media_type: target_type,
-                digest: top_digest.to_owned(),
-                size: top_bytes.len() as i64,
-                annotations: HashMap::new(),
-            }),
-            created_at: None,
-            updated_at: None,
-        };
-        let client = &self.inner.client;
-        let created = client
-            .images()
-            .create(client.request_with(
-                CreateImageRequest {
-                    image: Some(record.clone()),
-                    source_date_epoch: None,
-                },
-                Some(lease),
-                Some(crate::containerd::CALL_TIMEOUT),
-            ))
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                client
-                    .images()
-                    .update(client.request_with(
-                        UpdateImageRequest {
-                            image: Some(record),
-                            update_mask: None,
-                            source_date_epoch: None,
-                        },
-                        Some(lease),
-                        Some(crate::containerd::CALL_TIMEOUT),
-                    ))
-                    .await
-                    .map_err(|s| ContainerdError::new("image update", image.given(), &s))?;
-            }
-            Err(s) => return Err(ContainerdError::new("image create", image.given(), &s).into()),
-        }
-        Ok(PulledImage {
-            name: image.given().to_owned(),
-            target_digest: top_digest.to_owned(),
-            manifest_digest: manifest_digest.to_owned(),
-            config_digest: stored.config_digest,
-            chain_id: stored.chain_id,
-            size: stored.size,
-            downloaded: stored.downloaded,
-        })
-    }
-
-    /// The image config's bytes: from the content store when present, else from the registry.
-    async fn config(
-        &self,
-        image: &ImageRef,
-        lease: &Lease,
-        desc: &Descriptor,
-        source: &(String, String),
-    ) -> Result<Bytes, PullError> {
-        let client = &self.inner.client;
-        if content::info(client, &desc.digest).await?.is_some() {
-            lease.hold("content", &desc.digest).await?;
-            let bytes = content::read_blob(client, &desc.digest).await?;
-            self.report(
-                image.given(),
-                &desc.digest,
-                desc.size as u64,
-                desc.size as u64,
-                true,
-            );
-            return Ok(Bytes::from(bytes));
-        }
-        let stream = self
-            .inner
-            .registry
-            .blob_stream(image, &desc.digest, desc.size, &desc.media_type)
-            .await?;
-        let chunks: Vec<Bytes> = tokio::time::timeout(MANIFEST_TIMEOUT, stream.try_collect())
-            .await
-            .map_err(|_| PullError::Timeout {
-                what: format!("download of config {}", desc.digest),
-                seconds: MANIFEST_TIMEOUT.as_secs(),
-            })?
-            .map_err(|e| PullError::DigestMismatch {
-                kind: "config",
-                digest: desc.digest.clone(),
-                reason: super::registry::error_chain(&e),
-            })?;
-        let bytes = Bytes::from(chunks.concat());
-        if manifest::sha256_digest(&bytes) != desc.digest && desc.digest.starts_with("sha256:") {
-            return Err(PullError::DigestMismatch {
-                kind: "config",
-                digest: desc.digest.clone(),
-                reason: format!(
-                    "received content has digest {}",
-                    manifest::sha256_digest(&bytes)
-                ),
-            });
-        }
-        self.put_small(
-            lease,
-            "config",
-            &desc.digest,
-            bytes.clone(),
-            HashMap::from([source.clone()]),
-        )
-        .await?;
-        self.report(
-            image.given(),
-            &desc.digest,
-            bytes.len() as u64,
-            desc.size as u64,
-            false,
-        );
-        Ok(bytes)
-    }
-
-    async fn put_small(
-        &self,
-        lease: &Lease,
-        kind: &'static str,
-        digest: &str,
-        bytes: Bytes,
-        labels: HashMap<String, String>,
-    ) -> Result<(), PullError> {
-        let client = &self.inner.client;
-        if content::info(client, digest).await?.is_some() {
-            lease.hold("content", digest).await?;
-            return Ok(());
-        }
-        let size = bytes.len() as i64;
-        content::write_bytes(
-            client,
-            lease,
-            BlobWrite {
-                kind,
-                digest,
-                size,
-                labels,
-            },
-            bytes,
-        )
-        .await
-    }
-
-    /// Downloads one layer into the content store unless it is there; single flight per digest.
-    async fn layer(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-        lease_id: &str,
-        layer: &Descriptor,
-        labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let _ = auth; // credentials were stored with the registry client by the manifest fetch
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        if content::info(client, &layer.digest).await?.is_some() {
-            lease.hold("content", &layer.digest).await?;
-            self.report(
-                image.given(),
-                &layer.digest,
-                layer.size as u64,
-                layer.size as u64,
-                true,
-            );
-            return Ok(BlobOutcome { downloaded: 0 });
-        }
-        let this = self.clone();
-        let image_owned = image.clone();
-        let layer_owned = layer.clone();
-        let lease_owned = lease_id.to_owned();
-        let (outcome, joined) = self
-            .inner
-            .blobs
-            .run(
-                layer.digest.clone(),
-                move || async move {
-                    this.download_layer(&image_owned, &lease_owned, &layer_owned, labels)
+                None => media_type_of(top_bytes, manifest::OCI_MANIFEST),
+            };
+            let record = Image {
+                name: image.given().to_owned(),
+                labels: HashMap::new(),
+                target: Some(CdDescriptor {
+                    media_type: target_type,
+                    digest: top_digest.to_owned(),
+                    size: top_bytes.len() as i64,
+                    annotations: HashMap::new(),
+                }),
+                created_at: None,
+                updated_at: None,
+            };
+            let client = &self.inner.client;
+            let created = client
+                .images()
+                .create(client.request_with(
+                    CreateImageRequest {
+                        image: Some(record.clone()),
+                        source_date_epoch: None,
+                    },
+                    Some(lease),
+                    Some(crate::containerd::CALL_TIMEOUT),
+                ))
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                    client
+                        .images()
+                        .update(client.request_with(
+                            UpdateImageRequest {
+                                image: Some(record),
+                                update_mask: None,
+                                source_date_epoch: None,
+                            },
+                            Some(lease),
+                            Some(crate::containerd::CALL_TIMEOUT),
+                        ))
                         .await
-                },
-                |d| {
-                    Err(PullError::Cancelled {
-                        reference: d.clone(),
-                    })
-                },
-            )
-            .await;
-        if joined {
-            // The blob was written under another pull's lease; hold it under ours too.
-            lease.hold("content", &layer.digest).await?;
-            return outcome.map(|_| BlobOutcome { downloaded: 0 });
-        }
-        outcome
-    }
-
-    async fn download_layer(
-        &self,
-        image: &ImageRef,
-        lease_id: &str,
-        layer: &Descriptor,
-        labels: HashMap<String, String>,
-    ) -> Result<BlobOutcome, PullError> {
-        let _permit = self
-            .inner
-            .downloads
-            .acquire()
-            .await
-            .map_err(|_| PullError::Cancelled {
-                reference: image.given().to_owned(),
-            })?;
-        let client = &self.inner.client;
-        let lease = Lease::borrowed(client, lease_id);
-        let stream = self
-            .inner
-            .registry
-            .blob_stream(image, &layer.digest, layer.size, &layer.media_type)
-            .await?;
-        let total = layer.size.max(0) as u64;
-        let reference = image.given().to_owned();
-        let digest = layer.digest.clone();
-        let mut last_report = 0u64;
-        let written = content::write_blob(
-            client,
-            &lease,
-            BlobWrite {
-                kind: "layer",
-                digest: &layer.digest,
-                size: layer.size,
-                labels,
-            },
-            stream,
-            &mut |done| {
-                if done == total || done - last_report >= 1 << 20 {
-                    last_report = done;
-                    self.report(&reference, &digest, done, total, false);
+                        .map_err(|s| ContainerdError::new("image update", image.given(), &s))?;
                 }
-            },
-        )
-        .await;
-        match written {
-            Ok(n) => Ok(BlobOutcome { downloaded: n }),
-            Err(PullError::Containerd(e)) if e.is_already_exists() => {
-                Ok(BlobOutcome { downloaded: 0 })
+                Err(s) => {
+                    return Err(ContainerdError::new("image create", image.given(), &s).into());
+                }
             }
-            Err(e) => Err(e),
-        }
+            Ok(PulledImage {
+                name: image.given().to_owned(),
+                target_digest: top_digest.to_owned(),
+                manifest_digest: manifest_digest.to_owned(),
+                config_digest: stored.config_digest,
+                chain_id: stored.chain_id,
+                size: stored.size,
+                downloaded: stored.downloaded,
+            })
+        })
     }
 }
 
@@ -701,4 +533,139 @@ fn media_type_of(bytes: &[u8], default: &str) -> String {
         .and_then(|m| m.media_type)
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| default.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::super::ingest::{self, BlobWrite};
+    use super::*;
+
+    /// The most a caller's frame holds of any step's future (a debug build several copies).
+    const HELD_BUDGET: usize = 4096;
+
+    /// What a caller holds of a future, and for a boxed one what sits on the heap.
+    fn sizes<T: ?Sized>(held: &impl std::ops::Deref<Target = T>) -> (usize, usize) {
+        (std::mem::size_of_val(held), std::mem::size_of_val(&**held))
+    }
+
+    fn unboxed<F: Future>(f: &F) -> (usize, usize) {
+        (std::mem::size_of_val(f), 0)
+    }
+
+    /// The futures of a pull, by size. Each lives inside the future that awaits it (or in a
+    /// task of its own when spawned), and its caller's poll frame holds it, in a debug build
+    /// several copies of it, while creating it: the large steps are boxed, so a frame only
+    /// holds a pointer. Run with --nocapture to see the figures.
+    #[tokio::test]
+    async fn pull_futures_stay_small() {
+        let client = Containerd::unconnected("sizes");
+        let puller = Puller::new(client.clone(), &[], 3);
+        let image = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
+        let auth = RegistryAuth::Anonymous;
+        let lease = Lease::borrowed(&client, "lease");
+        let desc = Descriptor {
+            media_type: manifest::OCI_MANIFEST.to_owned(),
+            digest: "sha256:1".to_owned(),
+            size: 1,
+            platform: None,
+        };
+        let manifest = Manifest {
+            config: desc.clone(),
+            layers: vec![desc.clone()],
+        };
+        let stored = Stored {
+            config_digest: String::new(),
+            chain_id: String::new(),
+            size: 0,
+            downloaded: 0,
+        };
+        let source = (String::new(), String::new());
+        let blob = BlobWrite {
+            kind: "layer",
+            digest: "d",
+            size: 1,
+            labels: HashMap::new(),
+        };
+        let mut open = |_| -> BoxFuture<'static, _> {
+            Box::pin(async {
+                Err(PullError::Cancelled {
+                    reference: String::new(),
+                })
+            })
+        };
+        let mut on_bytes = |_| {};
+        let bytes = Bytes::new();
+        let measured = [
+            ("pull", unboxed(&puller.pull("x", &auth, None))),
+            (
+                "pull_once",
+                sizes(&puller.pull_once(image.clone(), auth.clone())),
+            ),
+            (
+                "store",
+                sizes(&puller.store(&image, &auth, &lease, &manifest, Bytes::new(), "d")),
+            ),
+            (
+                "record",
+                sizes(&puller.record(&image, &lease, None, &bytes, "d", "d", stored)),
+            ),
+            (
+                "config",
+                sizes(&puller.config(&image, &lease, &desc, &source)),
+            ),
+            (
+                "put_small",
+                sizes(&puller.put_small(&lease, "manifest", "d", Bytes::new(), HashMap::new())),
+            ),
+            (
+                "layer",
+                sizes(&puller.layer(&image, &auth, "lease", &desc, HashMap::new())),
+            ),
+            (
+                "download_layer",
+                sizes(&puller.download_layer(&image, "lease", &desc, HashMap::new())),
+            ),
+            (
+                "write_blob",
+                sizes(&ingest::write_blob(
+                    &client,
+                    &lease,
+                    &blob,
+                    &mut open,
+                    &mut on_bytes,
+                )),
+            ),
+            (
+                "unpack_layer",
+                sizes(&unpack::unpack_layer(&client, &lease, &desc, "d", "", "c")),
+            ),
+            (
+                "fetch_manifest",
+                sizes(&puller.fetch_manifest(&image, &auth)),
+            ),
+            ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
+            (
+                "registry fetch_manifest",
+                unboxed(&puller.inner.registry.fetch_manifest(&image, &auth)),
+            ),
+            (
+                "registry blob_stream",
+                unboxed(&puller.inner.registry.blob_stream(&image, "d", 1, "m", 0)),
+            ),
+            ("lease create", unboxed(&Lease::create(&client, "p"))),
+        ];
+        for (name, (held, boxed)) in measured {
+            if boxed > 0 {
+                println!("{name}: {held} bytes held, {boxed} bytes boxed");
+            } else {
+                println!("{name}: {held} bytes held");
+            }
+            assert!(
+                held <= HELD_BUDGET,
+                "{name}'s future is {held} bytes: box it"
+            );
+        }
+    }
 }

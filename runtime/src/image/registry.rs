@@ -1,12 +1,17 @@
 //! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::{Client, Reference, client::ClientConfig, client::ClientProtocol};
+use oci_client::{Client, Reference};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::{PullError, RegistryAuth};
@@ -106,20 +111,29 @@ impl Registry {
         image: &ImageRef,
         auth: &RegistryAuth,
     ) -> Result<(Bytes, String), PullError> {
-        let auth = to_oci_auth(auth);
-        self.client
-            .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
-            .await
-            .map_err(|e| classify(e, image, "manifest"))
+        let (client, image_owned, auth) = (self.client.clone(), image.clone(), to_oci_auth(auth));
+        own_task(image, "manifest", async move {
+            let image = &image_owned;
+            client
+                .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
+                .await
+                .map_err(|e| classify(e, image, "manifest"))
+        })
+        .await
     }
 
-    /// Streams a blob. oci-client verifies the digest at the end of the stream.
+    /// Streams a blob from byte `offset` on. From the start, oci-client verifies the digest at
+    /// the end of the stream. From further on, the registry is asked for the rest only (HTTP
+    /// Range), and containerd's check at commit, over the bytes it already held and these, is
+    /// the verification; a registry that ignores the range sends the whole blob, verified, and
+    /// its first `offset` bytes are skipped here.
     pub(crate) async fn blob_stream(
         &self,
         image: &ImageRef,
         digest: &str,
         size: i64,
         media_type: &str,
+        offset: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, PullError> {
         let desc = oci_client::manifest::OciDescriptor {
             media_type: media_type.to_owned(),
@@ -127,13 +141,85 @@ impl Registry {
             size,
             ..Default::default()
         };
-        let sized = self
-            .client
-            .pull_blob_stream(&image.inner, &desc)
-            .await
-            .map_err(|e| classify(e, image, &format!("blob {digest}")))?;
-        Ok(sized.stream)
+        let (client, image_owned) = (self.client.clone(), image.clone());
+        let what = format!("blob {digest}");
+        own_task(image, &format!("blob {digest}"), async move {
+            let image = &image_owned;
+            let failed = |e| classify(e, image, &what);
+            if offset == 0 {
+                let sized = client
+                    .pull_blob_stream(&image.inner, &desc)
+                    .await
+                    .map_err(failed)?;
+                return Ok(sized.stream);
+            }
+            let response = client
+                .pull_blob_stream_partial(&image.inner, &desc, offset, None)
+                .await
+                .map_err(failed)?;
+            Ok(match response {
+                BlobResponse::Partial(rest) => rest.stream,
+                BlobResponse::Full(whole) => {
+                    tracing::debug!(
+                        registry = image.registry(),
+                        blob = %desc.digest,
+                        offset,
+                        "the registry ignored the range; skipping what containerd holds"
+                    );
+                    skip_bytes(whole.stream, offset)
+                }
+            })
+        })
+        .await
     }
+}
+
+/// Runs one registry request on a task of its own and waits for it. The HTTP client's futures
+/// nest deeply (oci-client, reqwest, hyper, tower, url); started on a fresh task they never add
+/// to the depth of the pull that waits for them, so a worker's stack holds one or the other,
+/// never both. Dropping the wait (a pull that gives up) aborts the request; a request that
+/// panics is a failed request.
+async fn own_task<T: Send + 'static>(
+    image: &ImageRef,
+    what: &str,
+    request: impl Future<Output = Result<T, PullError>> + Send + 'static,
+) -> Result<T, PullError> {
+    let task = AbortOnDropHandle::new(tokio::spawn(request.in_current_span()));
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(PullError::Registry {
+            registry: image.registry().to_owned(),
+            what: what.to_owned(),
+            reason: format!("the request ended abnormally: {e}"),
+        }),
+    }
+}
+
+/// `stream` without its first `n` bytes.
+fn skip_bytes(
+    stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    n: u64,
+) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let mut left = n;
+    stream
+        .filter_map(move |item| {
+            let out = match item {
+                Ok(mut chunk) => {
+                    let len = chunk.len() as u64;
+                    if left >= len {
+                        left -= len;
+                        None
+                    } else {
+                        let rest = chunk.split_off(left as usize);
+                        left = 0;
+                        Some(Ok(rest))
+                    }
+                }
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
 }
 
 fn to_oci_auth(auth: &RegistryAuth) -> oci_client::secrets::RegistryAuth {
@@ -257,6 +343,25 @@ mod tests {
         assert!(ImageRef::parse("registry.local/App:x").is_err());
         assert!(ImageRef::parse("app:bad tag").is_err());
         assert!(ImageRef::parse("").is_err());
+    }
+
+    #[tokio::test]
+    async fn skipping_drops_exactly_the_first_bytes_across_chunks() {
+        let cases = [
+            (0, "abcdefghij"),
+            (2, "cdefghij"),
+            (5, "fghij"),
+            (7, "hij"),
+            (10, ""),
+            (12, ""),
+        ];
+        for (n, want) in cases {
+            let chunks = ["abc", "de", "", "fghij"]
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c.as_bytes())));
+            let stream = futures::stream::iter(chunks).boxed();
+            let got: Vec<Bytes> = skip_bytes(stream, n).map(|c| c.unwrap()).collect().await;
+            assert_eq!(got.concat(), want.as_bytes(), "skipping {n}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::types::Descriptor as CdDescriptor;
+use futures::future::BoxFuture;
 
 use super::PullError;
 use super::manifest::Descriptor;
@@ -39,48 +40,50 @@ pub(crate) async fn snapshot_exists(
 
 /// Unpacks one layer on top of `parent` (empty for the first layer) into the snapshot
 /// `chain_id`, unless it exists already.
-pub(crate) async fn unpack_layer(
-    client: &Containerd,
-    lease: &Lease,
-    layer: &Descriptor,
-    diff_id: &str,
-    parent: &str,
-    chain_id: &str,
-) -> Result<(), PullError> {
-    if snapshot_exists(client, chain_id).await? {
-        return Ok(());
-    }
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    // containerd's own client names unpack keys "extract-<unique> <chain id>".
-    let key = format!(
-        "extract-{nanos}-{:06x} {chain_id}",
-        rand::random::<u32>() & 0xff_ffff
-    );
-    let mounts = match client
-        .snapshots()
-        .prepare(client.request_with(
-            PrepareSnapshotRequest {
-                snapshotter: SNAPSHOTTER.to_owned(),
-                key: key.clone(),
-                parent: parent.to_owned(),
-                labels: HashMap::new(),
-            },
-            Some(lease),
-            Some(crate::containerd::CALL_TIMEOUT),
-        ))
-        .await
-    {
-        Ok(r) => r.into_inner().mounts,
-        Err(s) => return Err(ContainerdError::new("snapshot prepare", &key, &s).into()),
-    };
-    let result = apply_and_commit(client, lease, layer, diff_id, &key, chain_id, mounts).await;
-    if result.is_err() {
-        remove_key(client, &key).await;
-    }
-    result
+pub(crate) fn unpack_layer<'a>(
+    client: &'a Containerd,
+    lease: &'a Lease,
+    layer: &'a Descriptor,
+    diff_id: &'a str,
+    parent: &'a str,
+    chain_id: &'a str,
+) -> BoxFuture<'a, Result<(), PullError>> {
+    Box::pin(async move {
+        if snapshot_exists(client, chain_id).await? {
+            return Ok(());
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        // containerd's own client names unpack keys "extract-<unique> <chain id>".
+        let key = format!(
+            "extract-{nanos}-{:06x} {chain_id}",
+            rand::random::<u32>() & 0xff_ffff
+        );
+        let mounts = match client
+            .snapshots()
+            .prepare(client.request_with(
+                PrepareSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.to_owned(),
+                    key: key.clone(),
+                    parent: parent.to_owned(),
+                    labels: HashMap::new(),
+                },
+                Some(lease),
+                Some(crate::containerd::CALL_TIMEOUT),
+            ))
+            .await
+        {
+            Ok(r) => r.into_inner().mounts,
+            Err(s) => return Err(ContainerdError::new("snapshot prepare", &key, &s).into()),
+        };
+        let result = apply_and_commit(client, lease, layer, diff_id, &key, chain_id, mounts).await;
+        if result.is_err() {
+            remove_key(client, &key).await;
+        }
+        result
+    })
 }
 
 async fn apply_and_commit(

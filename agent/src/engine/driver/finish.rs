@@ -209,6 +209,10 @@ impl<R: ContainerRuntime> Driver<R> {
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .unwrap_or_default();
             let wait = self.config.cleanup_wait.saturating_sub(elapsed);
+            if !wait.is_zero() {
+                // Taken back: only the timed cleanup is left.
+                self.report(TaskEvent::Resumed).await;
+            }
             // Released before STOPPED, unless an early version stopped it (tearing down what
             // is gone already costs nothing).
             self.cleanup_after(wait, created, NetState::MaybeHeld).await;
@@ -229,15 +233,14 @@ impl<R: ContainerRuntime> Driver<R> {
         if status < TaskStatus::Running as i32 || running.is_empty() {
             // The agent died while starting the task (or its containers are gone): finish it
             // cleanly rather than guess.
-            let reason = if status < TaskStatus::Running as i32 {
-                "the agent restarted while the task was starting"
-            } else {
-                "the task's containers were gone when the agent restarted"
+            let reason = match resume.reason {
+                Some(reason) => reason,
+                None if status < TaskStatus::Running as i32 => {
+                    "the agent restarted while the task was starting".to_owned()
+                }
+                None => "the task's containers were gone when the agent restarted".to_owned(),
             };
-            self.report(TaskEvent::Failed {
-                reason: reason.to_owned(),
-            })
-            .await;
+            self.report(TaskEvent::Failed { reason }).await;
             let started = running.len();
             // Stop what still runs: the running ones first, then the rest (only deleted).
             let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();

@@ -1,0 +1,225 @@
+//! The blobs of one pull: the config (needed in memory for the diff IDs), manifests and
+//! indexes (in memory already) and layers (streamed from the registry, single flight per
+//! digest). Each is reused when Berth's namespace holds it (held under the pull's lease and
+//! given the labels a clean pull gives it) and written through `ingest` otherwise, which
+//! adopts what containerd has of it (a blob another namespace holds, a half-written ingest)
+//! rather than downloading it again.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use super::{BlobOutcome, Puller};
+use crate::containerd::Lease;
+use crate::image::content;
+use crate::image::ingest::{self, BlobWrite, ByteStream};
+use crate::image::manifest::Descriptor;
+use crate::image::registry::ImageRef;
+use crate::image::{PullError, RegistryAuth};
+
+impl Puller {
+    /// Takes a blob Berth's namespace already holds into the pull. False when it holds none.
+    async fn reuse(
+        &self,
+        lease: &Lease,
+        digest: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<bool, PullError> {
+        let client = &self.inner.client;
+        let Some(existing) = content::info(client, digest).await? else {
+            return Ok(false);
+        };
+        content::adopt(client, lease, digest, &existing, labels).await?;
+        Ok(true)
+    }
+
+    /// The image config's bytes, read back from the content store once it holds them.
+    pub(super) fn config<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        lease: &'a Lease,
+        desc: &'a Descriptor,
+        source: &'a (String, String),
+    ) -> BoxFuture<'a, Result<Bytes, PullError>> {
+        Box::pin(async move {
+            let labels = HashMap::from([source.clone()]);
+            let cached = self.reuse(lease, &desc.digest, &labels).await? || {
+                let mut open = self.registry_opener(image, desc, false);
+                let blob = BlobWrite {
+                    kind: "config",
+                    digest: &desc.digest,
+                    size: desc.size,
+                    labels,
+                };
+                let written =
+                    ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+                        .await?;
+                written.sent == 0
+            };
+            let bytes = content::read_blob(&self.inner.client, &desc.digest).await?;
+            let size = desc.size.max(0) as u64;
+            self.report(image.given(), &desc.digest, size, size, cached);
+            Ok(Bytes::from(bytes))
+        })
+    }
+
+    /// Writes a manifest or index held in memory, or reuses it.
+    pub(super) fn put_small<'a>(
+        &'a self,
+        lease: &'a Lease,
+        kind: &'static str,
+        digest: &'a str,
+        bytes: Bytes,
+        labels: HashMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), PullError>> {
+        Box::pin(async move {
+            if self.reuse(lease, digest, &labels).await? {
+                return Ok(());
+            }
+            let blob = BlobWrite {
+                kind,
+                digest,
+                size: bytes.len() as i64,
+                labels,
+            };
+            let mut open = move |offset: u64| {
+                let from = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let rest: ByteStream<'static> =
+                    futures::stream::iter([Ok(bytes.slice(from..))]).boxed();
+                Box::pin(async move { Ok(rest) }) as BoxFuture<'static, _>
+            };
+            ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Downloads one layer into the content store unless it is there; single flight per digest.
+    pub(super) fn layer<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a RegistryAuth,
+        lease_id: &'a str,
+        layer: &'a Descriptor,
+        labels: HashMap<String, String>,
+    ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
+        Box::pin(async move {
+            let _ = auth; // credentials were stored with the registry client by the manifest fetch
+            let client = &self.inner.client;
+            let lease = Lease::borrowed(client, lease_id);
+            let size = layer.size.max(0) as u64;
+            if self.reuse(&lease, &layer.digest, &labels).await? {
+                self.report(image.given(), &layer.digest, size, size, true);
+                return Ok(BlobOutcome { downloaded: 0 });
+            }
+            let this = self.clone();
+            let image_owned = image.clone();
+            let layer_owned = layer.clone();
+            let lease_owned = lease_id.to_owned();
+            let labels_owned = labels.clone();
+            let (outcome, joined) = self
+                .inner
+                .blobs
+                .run(
+                    layer.digest.clone(),
+                    move || async move {
+                        this.download_layer(&image_owned, &lease_owned, &layer_owned, labels_owned)
+                            .await
+                    },
+                    |d| {
+                        Err(PullError::Cancelled {
+                            reference: d.clone(),
+                        })
+                    },
+                )
+                .await;
+            if joined {
+                // Written under another pull's lease, with its labels: take it into this one.
+                outcome?;
+                self.reuse(&lease, &layer.digest, &labels).await?;
+                return Ok(BlobOutcome { downloaded: 0 });
+            }
+            outcome
+        })
+    }
+
+    pub(super) fn download_layer<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        lease_id: &'a str,
+        layer: &'a Descriptor,
+        labels: HashMap<String, String>,
+    ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
+        Box::pin(async move {
+            let client = &self.inner.client;
+            let lease = Lease::borrowed(client, lease_id);
+            let total = layer.size.max(0) as u64;
+            let reference = image.given().to_owned();
+            let digest = layer.digest.clone();
+            let mut last_report = 0u64;
+            let mut open = self.registry_opener(image, layer, true);
+            let blob = BlobWrite {
+                kind: "layer",
+                digest: &layer.digest,
+                size: layer.size,
+                labels,
+            };
+            let written = ingest::write_blob(client, &lease, &blob, &mut open, &mut |done| {
+                if done == total || done - last_report >= 1 << 20 {
+                    last_report = done;
+                    self.report(&reference, &digest, done, total, false);
+                }
+            })
+            .await?;
+            if written.sent == 0 {
+                self.report(&reference, &digest, total, total, true);
+            }
+            Ok(BlobOutcome {
+                downloaded: written.sent,
+            })
+        })
+    }
+
+    /// Opens a blob's bytes at the registry from an offset on. With `bounded`, the stream holds
+    /// one of the pull's download permits for as long as it lives, so only downloads that
+    /// really happen count against the limit.
+    fn registry_opener<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        desc: &'a Descriptor,
+        bounded: bool,
+    ) -> impl FnMut(u64) -> BoxFuture<'a, Result<ByteStream<'a>, PullError>> + Send + 'a {
+        let inner = &*self.inner;
+        move |offset| {
+            Box::pin(async move {
+                let permit = if bounded {
+                    Some(
+                        inner
+                            .downloads
+                            .acquire()
+                            .await
+                            .map_err(|_| PullError::Cancelled {
+                                reference: image.given().to_owned(),
+                            })?,
+                    )
+                } else {
+                    None
+                };
+                let stream = inner
+                    .registry
+                    .blob_stream(image, &desc.digest, desc.size, &desc.media_type, offset)
+                    .await?;
+                Ok(stream
+                    .map(move |chunk| {
+                        let _held = &permit;
+                        chunk
+                    })
+                    .boxed())
+            })
+        }
+    }
+}
