@@ -728,7 +728,7 @@ mod tests {
         let caps = p.capabilities().as_ref().expect("caps");
         assert_eq!(
             caps.effective().as_ref().map(|s| s.len()),
-            Some(params::ALL_CAPABILITIES.len()),
+            Some(berth_policy::CAPABILITIES.len()),
             "privileged ignores capability changes"
         );
         let l = linux(&spec);
