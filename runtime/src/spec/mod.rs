@@ -23,14 +23,12 @@ use crate::model::ContainerSpec;
 pub use error::SpecError;
 pub(crate) use seccomp::SeccompHost;
 pub use seccomp::{SeccompProfile, SeccompProfileError};
-#[allow(unused_imports)] // used by the container lifecycle
 pub(crate) use user::needs_user_database;
 
 /// Where the init of `initProcessEnabled` appears in the container (Docker's path).
 const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
 
 /// What [`build`] needs besides the container definition and the image configuration.
-#[allow(dead_code)] // used by the container lifecycle
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SpecContext<'a> {
     /// The container's cgroup, `/berth/<task-id>/<container>`; becomes `linux.cgroupsPath`.
@@ -61,7 +59,6 @@ pub(crate) struct SpecContext<'a> {
 /// The user the container runs as before resolution: the definition's `user`, else the
 /// image's `User`; `None` means root. An empty string counts as unset, as in Docker. Pass it
 /// to [`needs_user_database`] to learn whether to read the image's passwd and group files.
-#[allow(dead_code)] // used by the container lifecycle
 pub(crate) fn effective_user<'a>(
     container: &'a ContainerSpec,
     image: &'a ImageConfiguration,
@@ -85,7 +82,6 @@ pub(crate) fn effective_user<'a>(
 /// which must not leak in): process (args, env, cwd, user, capabilities, rlimits,
 /// noNewPrivileges), root (`rootfs`, read-only on request), hostname, the default mounts, and
 /// the Linux section (namespaces, resources, cgroupsPath, masked and read-only paths).
-#[allow(dead_code)] // used by the container lifecycle
 pub(crate) fn build(
     container: &ContainerSpec,
     image: &ImageConfiguration,
