@@ -57,8 +57,15 @@ impl std::fmt::Debug for TlsMaterial {
 /// Why one session attempt ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot reach the scheduler at {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    #[error("cannot reach the scheduler at {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Registration failed for want of the scheduler (the message is its status's).
+    #[error("the scheduler at {endpoint} is unavailable: {message}")]
+    Unavailable { endpoint: String, message: String },
     #[error("the scheduler refused the registration: {0}")]
     Register(String),
     #[error("the session broke: {0}")]
@@ -123,7 +130,13 @@ pub async fn run(
             Err(SessionError::EngineGone) => return,
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "scheduler session down; retrying");
+                // As an error value, so the log shows its sources (the transport's cause).
+                tracing::warn!(
+                    error = &error as &(dyn std::error::Error + 'static),
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "scheduler session down; retrying"
+                );
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -134,23 +147,23 @@ pub async fn run(
 }
 
 async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, SessionError> {
-    let err = |reason: String| SessionError::Connect {
+    let err = |source| SessionError::Connect {
         endpoint: endpoint.to_owned(),
-        reason,
+        source,
     };
-    let mut ep = Endpoint::from_shared(endpoint.to_owned()).map_err(|e| err(e.to_string()))?;
+    let mut ep = Endpoint::from_shared(endpoint.to_owned()).map_err(err)?;
     if let Some(tls) = tls {
         let config = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca))
             .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
-        ep = ep.tls_config(config).map_err(|e| err(error_chain(&e)))?;
+        ep = ep.tls_config(config).map_err(err)?;
     }
     ep.connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .connect()
         .await
-        .map_err(|e| err(error_chain(&e)))
+        .map_err(err)
 }
 
 /// Registers, opens a session and serves it until it breaks (Err) or the agent stops (Ok).
@@ -187,9 +200,9 @@ async fn once(
         })
         .await
         .map_err(|s| match s.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Connect {
+            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Unavailable {
                 endpoint: config.endpoint.clone(),
-                reason: s.message().to_owned(),
+                message: s.message().to_owned(),
             },
             _ => SessionError::Register(s.message().to_owned()),
         })?
@@ -364,20 +377,6 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<
     tx.send(message)
         .await
         .map_err(|_| SessionError::Stream("the outgoing stream closed".into()))
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,25 +1,47 @@
 //! The grammar of durations in Berth's flags: humantime's, plus a bare number of seconds.
 
+use std::fmt;
 use std::time::Duration;
-
-/// Why a text is not a duration (humantime's description of the problem).
-pub type DurationError = humantime::DurationError;
 
 /// Parses a duration as Berth's flags take it: humantime's grammar (`30s`, `5m`, `1h30m`,
 /// `1h 30m`, `500ms`, `1.5s`, `2days`) or a bare number of seconds (`60`, `1.5`).
 /// Surrounding whitespace is ignored.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let text = text.trim();
-    let bare_seconds = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && text.bytes().filter(|b| *b == b'.').count() <= 1
-        && text.bytes().any(|b| b.is_ascii_digit());
-    if bare_seconds {
-        humantime::parse_duration(&format!("{text}s"))
+    let trimmed = text.trim();
+    let bare_seconds = trimmed.bytes().any(|b| b.is_ascii_digit())
+        && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && trimmed.bytes().filter(|b| *b == b'.').count() <= 1;
+    let parsed = if bare_seconds {
+        humantime::parse_duration(&format!("{trimmed}s"))
     } else {
-        humantime::parse_duration(text)
+        humantime::parse_duration(trimmed)
+    };
+    parsed.map_err(|reason| DurationError {
+        text: trimmed.to_owned(),
+        reason,
+    })
+}
+
+/// Why a text is not a duration: the text, humantime's description of the problem, and what
+/// to write instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurationError {
+    text: String,
+    reason: humantime::DurationError,
+}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a duration ({}): use seconds like 60, or 500ms, 30s, 2m, 1h30m",
+            self.text, self.reason
+        )
     }
 }
+
+// The reason is part of the message, so it is not also a source.
+impl std::error::Error for DurationError {}
 
 #[cfg(test)]
 mod tests {
@@ -54,5 +76,18 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn errors_say_what_to_write() {
+        let message = parse_duration(" soon ").unwrap_err().to_string();
+        assert!(
+            message.starts_with("`soon` is not a duration ("),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("): use seconds like 60, or 500ms, 30s, 2m, 1h30m"),
+            "{message}"
+        );
     }
 }

@@ -54,13 +54,13 @@ pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliEr
 
 /// The text of a task-definition file, checked with the scheduler's own parser.
 fn read_definition(path: &Path) -> Result<String, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+    let text = std::fs::read_to_string(path).map_err(|error| CliError::ReadFile {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    crate::taskdef::parse(&text).map_err(|source| CliError::TaskDefinition {
+    crate::taskdef::parse(&text).map_err(|error| CliError::TaskDefinition {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     Ok(text)
 }

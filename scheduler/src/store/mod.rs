@@ -315,20 +315,9 @@ fn now() -> Timestamp {
     Timestamp::from(SystemTime::now())
 }
 
-/// A random (version 4) UUID, lowercase hex with dashes.
-pub(crate) fn new_uuid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+/// A new random ID (a version 4 UUID, lowercase hex with dashes) for a task or an instance.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn validate_cluster_name(name: &str) -> Result<(), StoreError> {
@@ -1098,7 +1087,7 @@ impl Store {
                 cand.take(&demand);
                 let instance_id = cand.instance_id.clone();
                 let task = pb::Task {
-                    task_id: new_uuid(),
+                    task_id: new_id(),
                     cluster: cluster.to_owned(),
                     task_definition: reference.clone(),
                     container_instance_id: instance_id.clone(),
@@ -1276,7 +1265,7 @@ impl Store {
             let fresh = known.is_none();
             let mut rec = known.cloned().unwrap_or_else(|| InstanceRecord {
                 instance: pb::ContainerInstance {
-                    container_instance_id: new_uuid(),
+                    container_instance_id: new_id(),
                     cluster: cluster.to_owned(),
                     status: "ACTIVE".to_owned(),
                     registered_at: Some(now()),
