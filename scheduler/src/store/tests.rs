@@ -4,6 +4,10 @@ use std::collections::HashSet;
 
 use berth_proto::v1::{self as pb, TaskStatus, scheduler_message};
 
+use super::codec::get_rec;
+use super::definitions::parse_reference;
+use super::records::InstanceRecord;
+use super::views::task_size;
 use super::*;
 
 fn def(family: &str, cpu: u32, memory_mib: u64) -> pb::TaskDefinition {
