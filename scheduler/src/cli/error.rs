@@ -68,6 +68,19 @@ impl CliError {
     }
 }
 
+/// An error naming every failure of a describe call, if it had any.
+pub(super) fn check_failures(failures: &[berth_proto::v1::Failure]) -> Result<(), CliError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Failures(
+        failures
+            .iter()
+            .map(|f| (f.arn.clone(), f.reason.clone()))
+            .collect(),
+    ))
+}
+
 fn describe_failures(failures: &[(String, String)]) -> String {
     let items: Vec<String> = failures
         .iter()
