@@ -13,7 +13,7 @@ use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::scheduler_message::Message as In;
 use berth_proto::v1::{
     Ack, AgentMessage, FullState, Heartbeat, RegisterRequest, Resources, SessionHello, StateChange,
-    VersionInfo,
+    TaskState, VersionInfo,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -23,8 +23,38 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::convert::timestamp;
 use crate::engine::{Command, EngineHandle};
-use crate::logs::LogRequests;
+use crate::logs::{LogRequests, LogTargets};
 use crate::store::{Store, StoreError};
+
+/// What the session needs of the task engine: it hands over assignments and stop orders and
+/// waits until they are applied (and persisted) before acking them, asks for every task's state
+/// for the scheduler's reconciliation, and finds containers' logs ([`LogTargets`]).
+/// [`EngineHandle`] in production; a recording fake in the session's tests.
+#[async_trait::async_trait]
+pub trait TaskEngine: LogTargets + Clone {
+    /// Hands a command to the engine; false when the engine has shut down.
+    async fn send(&self, command: Command) -> bool;
+    /// Waits until every command sent before has been applied; false when the engine has shut
+    /// down.
+    async fn barrier(&self) -> bool;
+    /// Every task's current state.
+    async fn full_state(&self) -> Vec<TaskState>;
+}
+
+#[async_trait::async_trait]
+impl TaskEngine for EngineHandle {
+    async fn send(&self, command: Command) -> bool {
+        EngineHandle::send(self, command).await
+    }
+
+    async fn barrier(&self) -> bool {
+        EngineHandle::barrier(self).await
+    }
+
+    async fn full_state(&self) -> Vec<TaskState> {
+        EngineHandle::full_state(self).await
+    }
+}
 
 /// Who this agent is and what it offers, for registration.
 #[derive(Debug, Clone)]
@@ -110,10 +140,10 @@ impl Backoff {
 }
 
 /// Runs sessions until cancelled.
-pub async fn run(
+pub async fn run<E: TaskEngine>(
     config: SessionConfig,
     store: Arc<Store>,
-    engine: EngineHandle,
+    engine: E,
     outbox: Arc<Notify>,
     cancel: CancellationToken,
 ) {
@@ -167,10 +197,10 @@ async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, S
 }
 
 /// Registers, opens a session and serves it until it breaks (Err) or the agent stops (Ok).
-async fn once(
+async fn once<E: TaskEngine>(
     config: &SessionConfig,
     store: &Store,
-    engine: &EngineHandle,
+    engine: &E,
     outbox: &Notify,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
@@ -293,12 +323,12 @@ async fn once(
     }
 }
 
-async fn handle(
+async fn handle<E: TaskEngine>(
     message: Option<In>,
     tx: &mpsc::Sender<AgentMessage>,
     store: &Store,
-    engine: &EngineHandle,
-    logs: &LogRequests<EngineHandle>,
+    engine: &E,
+    logs: &LogRequests<E>,
 ) -> Result<(), SessionError> {
     let ack = |seq| AgentMessage {
         message: Some(Out::Ack(Ack { seq })),
@@ -380,21 +410,4 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = b.next_delay();
-        assert!(
-            first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
-            "{first:?}"
-        );
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_secs(2));
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(120));
-    }
-}
+mod tests;
