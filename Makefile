@@ -1,6 +1,6 @@
 # Berth's entry points. `make test` is what CI runs (through .ci/run); it installs what it needs
-# on a fresh Debian 12 machine (as root), then runs every gate: fmt, clippy, unit and
-# end-to-end tests. The end-to-end suites start their own containerd and registry in private
+# on a fresh Debian 12 machine (as root), then runs every gate: fmt, clippy, the doc build, unit
+# and end-to-end tests. The end-to-end suites start their own containerd and registry in private
 # temp directories and never touch services the machine already runs.
 
 SHELL := /bin/bash
@@ -27,7 +27,7 @@ deps:
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 ## test: every gate, as CI runs it
-test: deps fmt-check lint unit-and-e2e
+test: deps fmt-check lint doc unit-and-e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -51,6 +51,7 @@ bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench network
 
+## doc: the API documentation, with every rustdoc warning an error (part of make test)
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 

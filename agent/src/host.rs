@@ -17,27 +17,11 @@ pub fn identity(data_dir: &Path) -> std::io::Result<String> {
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
-    let id = uuid_v4();
+    let id = uuid::Uuid::new_v4().to_string();
     let tmp = data_dir.join("instance-identity.tmp");
     std::fs::write(&tmp, format!("{id}\n"))?;
     std::fs::rename(&tmp, &path)?;
     Ok(id)
-}
-
-/// A random RFC 4122 version-4 UUID.
-pub fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// CPU (ECS units, 1024 per core, and millicores), memory (MiB) and reserved ports offered to

@@ -13,7 +13,7 @@ use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::scheduler_message::Message as In;
 use berth_proto::v1::{
     Ack, AgentMessage, FullState, Heartbeat, RegisterRequest, Resources, SessionHello, StateChange,
-    VersionInfo,
+    TaskState, VersionInfo,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -23,8 +23,38 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::convert::timestamp;
 use crate::engine::{Command, EngineHandle};
-use crate::logs::LogRequests;
+use crate::logs::{LogRequests, LogTargets};
 use crate::store::{Store, StoreError};
+
+/// What the session needs of the task engine: it hands over assignments and stop orders and
+/// waits until they are applied (and persisted) before acking them, asks for every task's state
+/// for the scheduler's reconciliation, and finds containers' logs ([`LogTargets`]).
+/// [`EngineHandle`] in production; a recording fake in the session's tests.
+#[async_trait::async_trait]
+pub trait TaskEngine: LogTargets + Clone {
+    /// Hands a command to the engine; false when the engine has shut down.
+    async fn send(&self, command: Command) -> bool;
+    /// Waits until every command sent before has been applied; false when the engine has shut
+    /// down.
+    async fn barrier(&self) -> bool;
+    /// Every task's current state.
+    async fn full_state(&self) -> Vec<TaskState>;
+}
+
+#[async_trait::async_trait]
+impl TaskEngine for EngineHandle {
+    async fn send(&self, command: Command) -> bool {
+        EngineHandle::send(self, command).await
+    }
+
+    async fn barrier(&self) -> bool {
+        EngineHandle::barrier(self).await
+    }
+
+    async fn full_state(&self) -> Vec<TaskState> {
+        EngineHandle::full_state(self).await
+    }
+}
 
 /// Who this agent is and what it offers, for registration.
 #[derive(Debug, Clone)]
@@ -57,8 +87,15 @@ impl std::fmt::Debug for TlsMaterial {
 /// Why one session attempt ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot reach the scheduler at {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    #[error("cannot reach the scheduler at {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Registration failed for want of the scheduler (the message is its status's).
+    #[error("the scheduler at {endpoint} is unavailable: {message}")]
+    Unavailable { endpoint: String, message: String },
     #[error("the scheduler refused the registration: {0}")]
     Register(String),
     #[error("the session broke: {0}")]
@@ -103,10 +140,10 @@ impl Backoff {
 }
 
 /// Runs sessions until cancelled.
-pub async fn run(
+pub async fn run<E: TaskEngine>(
     config: SessionConfig,
     store: Arc<Store>,
-    engine: EngineHandle,
+    engine: E,
     outbox: Arc<Notify>,
     cancel: CancellationToken,
 ) {
@@ -123,7 +160,13 @@ pub async fn run(
             Err(SessionError::EngineGone) => return,
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "scheduler session down; retrying");
+                // As an error value, so the log shows its sources (the transport's cause).
+                tracing::warn!(
+                    error = &error as &(dyn std::error::Error + 'static),
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "scheduler session down; retrying"
+                );
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -134,30 +177,30 @@ pub async fn run(
 }
 
 async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, SessionError> {
-    let err = |reason: String| SessionError::Connect {
+    let err = |source| SessionError::Connect {
         endpoint: endpoint.to_owned(),
-        reason,
+        source,
     };
-    let mut ep = Endpoint::from_shared(endpoint.to_owned()).map_err(|e| err(e.to_string()))?;
+    let mut ep = Endpoint::from_shared(endpoint.to_owned()).map_err(err)?;
     if let Some(tls) = tls {
         let config = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca))
             .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
-        ep = ep.tls_config(config).map_err(|e| err(error_chain(&e)))?;
+        ep = ep.tls_config(config).map_err(err)?;
     }
     ep.connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .connect()
         .await
-        .map_err(|e| err(error_chain(&e)))
+        .map_err(err)
 }
 
 /// Registers, opens a session and serves it until it breaks (Err) or the agent stops (Ok).
-async fn once(
+async fn once<E: TaskEngine>(
     config: &SessionConfig,
     store: &Store,
-    engine: &EngineHandle,
+    engine: &E,
     outbox: &Notify,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
@@ -187,9 +230,9 @@ async fn once(
         })
         .await
         .map_err(|s| match s.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Connect {
+            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Unavailable {
                 endpoint: config.endpoint.clone(),
-                reason: s.message().to_owned(),
+                message: s.message().to_owned(),
             },
             _ => SessionError::Register(s.message().to_owned()),
         })?
@@ -280,12 +323,12 @@ async fn once(
     }
 }
 
-async fn handle(
+async fn handle<E: TaskEngine>(
     message: Option<In>,
     tx: &mpsc::Sender<AgentMessage>,
     store: &Store,
-    engine: &EngineHandle,
-    logs: &LogRequests<EngineHandle>,
+    engine: &E,
+    logs: &LogRequests<E>,
 ) -> Result<(), SessionError> {
     let ack = |seq| AgentMessage {
         message: Some(Out::Ack(Ack { seq })),
@@ -366,36 +409,5 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<
         .map_err(|_| SessionError::Stream("the outgoing stream closed".into()))
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = b.next_delay();
-        assert!(
-            first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
-            "{first:?}"
-        );
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_secs(2));
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(120));
-    }
-}
+mod tests;

@@ -25,12 +25,13 @@ pub enum Error {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Limits(#[from] LimitsError),
-    #[error("cannot {what} at {}: {source}", path.display())]
+    /// The cause's text is part of the message (it travels as a task's stop reason), so it is
+    /// not also a source.
+    #[error("cannot {what} at {}: {error}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("container {id} has no task in containerd namespace {namespace}")]
     NotFound { id: String, namespace: String },
@@ -43,7 +44,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(what: &'static str, path: PathBuf, source: std::io::Error) -> Self {
-        Self::Io { what, path, source }
+    pub(crate) fn io(what: &'static str, path: PathBuf, error: std::io::Error) -> Self {
+        Self::Io { what, path, error }
     }
 }

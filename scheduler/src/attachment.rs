@@ -2,10 +2,10 @@
 //! address, subnet and gateway. Pure parsing and checking, shared by the scheduler (which
 //! refuses a bad RunTask) and berthctl (which refuses a bad flag before connecting).
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use berth_proto::v1 as pb;
+use ipnet::Ipv4Net;
 
 /// Why a RunTask request's network attachment was refused. Each message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,57 +59,6 @@ pub enum AttachmentError {
     InUse { mac: String, task_id: String },
 }
 
-/// An IPv4 address with a prefix length, as in 10.1.0.5/24.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ipv4Cidr {
-    pub(crate) address: Ipv4Addr,
-    pub(crate) prefix: u8,
-}
-
-impl Ipv4Cidr {
-    /// "a.b.c.d/n" with n from 0 to 32.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let (address, prefix) = text.split_once('/')?;
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
-        Some(Self {
-            address: address.parse().ok()?,
-            prefix,
-        })
-    }
-
-    fn mask(self) -> u32 {
-        u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0)
-    }
-
-    /// The network: the address with its host bits cleared (10.1.0.5/24 → 10.1.0.0/24).
-    pub(crate) fn network(self) -> Self {
-        Self {
-            address: Ipv4Addr::from(u32::from(self.address) & self.mask()),
-            prefix: self.prefix,
-        }
-    }
-
-    fn broadcast(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.address) | !self.mask())
-    }
-
-    /// Whether `ip` is in this network.
-    pub(crate) fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.address) & self.mask()
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
-    }
-}
-
 /// Whether `text` is a MAC address written aa:bb:cc:dd:ee:ff (hex digits in either case).
 pub(crate) fn is_mac(text: &str) -> bool {
     let parts: Vec<&str> = text.split(':').collect();
@@ -153,17 +102,17 @@ pub(crate) fn checked(a: &pb::NetworkAttachment) -> Result<pb::NetworkAttachment
     };
     let address = ipv4("private_ipv4_address", &a.private_ipv4_address)?;
     let gateway = ipv4("gateway", &a.gateway)?;
-    let subnet = Ipv4Cidr::parse(&a.subnet).ok_or_else(|| AttachmentError::Subnet {
+    let subnet: Ipv4Net = a.subnet.parse().map_err(|_| AttachmentError::Subnet {
         subnet: a.subnet.clone(),
     })?;
-    if subnet.network() != subnet {
+    if subnet.trunc() != subnet {
         return Err(AttachmentError::SubnetHostBits {
             subnet: a.subnet.clone(),
-            network: subnet.network().to_string(),
+            network: subnet.trunc().to_string(),
         });
     }
     for (field, ip) in [("private_ipv4_address", address), ("gateway", gateway)] {
-        if !subnet.contains(ip) {
+        if !subnet.contains(&ip) {
             return Err(AttachmentError::OutsideSubnet {
                 field,
                 address: ip,
@@ -172,8 +121,8 @@ pub(crate) fn checked(a: &pb::NetworkAttachment) -> Result<pb::NetworkAttachment
         }
     }
     // /31 and /32 networks have no network or broadcast address (RFC 3021).
-    if subnet.prefix <= 30 {
-        let which = if address == subnet.address {
+    if subnet.prefix_len() <= 30 {
+        let which = if address == subnet.network() {
             Some("network")
         } else if address == subnet.broadcast() {
             Some("broadcast")
@@ -219,27 +168,28 @@ mod tests {
     }
 
     #[test]
-    fn cidrs_parse_and_contain() {
-        let net = Ipv4Cidr::parse("10.1.0.5/24").unwrap();
-        assert_eq!(net.network().to_string(), "10.1.0.0/24");
-        assert!(net.contains(Ipv4Addr::new(10, 1, 0, 255)));
-        assert!(!net.contains(Ipv4Addr::new(10, 1, 1, 0)));
-        assert_eq!(net.broadcast(), Ipv4Addr::new(10, 1, 0, 255));
-        let all = Ipv4Cidr::parse("0.0.0.0/0").unwrap();
-        assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
-        let one = Ipv4Cidr::parse("192.0.2.7/32").unwrap();
-        assert_eq!(one.network(), one);
+    fn subnets_are_ipv4_cidrs() {
+        let mac = "0a:58:0a:01:00:05";
         for bad in [
-            "10.1.0.5",
-            "10.1.0.5/33",
-            "10.1.0.5/",
-            "10.1.0.5/+4",
+            "10.1.0.0",
+            "10.1.0.0/33",
+            "10.1.0.0/",
+            "10.1.0.0/+4",
             "10.1.0/24",
-            "::1/64",
-            "",
+            "::/64",
         ] {
-            assert_eq!(Ipv4Cidr::parse(bad), None, "{bad}");
+            let refused = checked(&attachment(mac, "10.1.0.5", bad, "10.1.0.1"));
+            assert!(
+                matches!(refused, Err(AttachmentError::Subnet { .. })),
+                "{bad}: {refused:?}"
+            );
         }
+        // Every address is in 0.0.0.0/0; a /32 is its own network.
+        assert!(checked(&attachment(mac, "192.0.2.7", "0.0.0.0/0", "192.0.2.1")).is_ok());
+        assert!(matches!(
+            checked(&attachment(mac, "192.0.2.7", "192.0.2.7/32", "192.0.2.7")),
+            Err(AttachmentError::GatewayIsAddress { .. })
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! - `taskdef`: ECS task-definition JSON: parsing with precise errors, validation, conversion
 //!   to the proto model. Shared by the scheduler (which validates) and berthctl.
-//! - `store`: the scheduler's embedded database (redb) under its data dir.
-//! - `server`: the ControlService and AgentService implementations, placement and sessions.
+//! - `store`: the scheduler's embedded database (redb) under its data dir, and placement.
+//! - `server`: the ControlService and AgentService implementations and sessions; with
+//!   `run_with_hooks`, a scriptable peer for tests of the agent.
 //! - `cli`: berthctl.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
 //!   scheduler and berthctl.

@@ -298,7 +298,7 @@ impl ContainerRuntime for Fake {
             return Err(Error::Io {
                 what: "start the container process",
                 path: PathBuf::from("/etc/passwd"),
-                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
             });
         }
         Ok(42)

@@ -58,14 +58,14 @@ pub(crate) enum CgroupLayout {
 
 impl CgroupLayout {
     /// A v2 layout rooted at `root` (for tests: a tempdir).
-    #[allow(dead_code)] // used by tests that run on a tempdir tree
+    #[cfg(test)]
     pub(crate) fn v2(root: PathBuf) -> Self {
         CgroupLayout::V2 { root }
     }
 
     /// A v1 layout from `(controller, mount point)` pairs; co-mounted controllers appear once each
-    /// with the same mount point.
-    #[allow(dead_code)] // used by tests that run on a tempdir tree
+    /// with the same mount point (for tests).
+    #[cfg(test)]
     pub(crate) fn v1<I, S>(mounts: I) -> Self
     where
         I: IntoIterator<Item = (S, PathBuf)>,

@@ -12,12 +12,6 @@ const CPU_UNITS_PER_CPU: u64 = 1024;
 pub(crate) const CFS_PERIOD_US: u64 = 100_000;
 /// The kernel's smallest CFS quota, in microseconds.
 pub(crate) const MIN_CFS_QUOTA_US: u64 = 1_000;
-/// cgroup v1 cpu.shares bounds (kernel's MIN_SHARES / MAX_SHARES).
-const MIN_SHARES: u64 = 2;
-const MAX_SHARES: u64 = 262_144;
-/// cgroup v2 cpu.weight bounds.
-const MIN_WEIGHT: u64 = 1;
-const MAX_WEIGHT: u64 = 10_000;
 
 /// The largest memory limit in MiB whose byte count still fits the kernel's and the OCI spec's
 /// signed 64-bit byte counters.
@@ -33,12 +27,12 @@ pub(crate) fn cfs_quota_us(cpu_units: u32) -> u64 {
     (u64::from(cpu_units) * CFS_PERIOD_US / CPU_UNITS_PER_CPU).max(MIN_CFS_QUOTA_US)
 }
 
-/// ECS CPU units → cgroup v1 cpu.shares: 0 means "not set" (inherit), otherwise clamped to the
-/// kernel's [2, 262144].
-#[allow(dead_code)] // used by the container lifecycle
-pub(crate) fn cpu_units_to_shares(cpu_units: u32) -> Option<u64> {
-    (cpu_units != 0).then(|| u64::from(cpu_units).clamp(MIN_SHARES, MAX_SHARES))
-}
+/// cgroup v1 cpu.shares bounds (kernel's MIN_SHARES / MAX_SHARES).
+const MIN_SHARES: u64 = 2;
+const MAX_SHARES: u64 = 262_144;
+/// cgroup v2 cpu.weight bounds.
+const MIN_WEIGHT: u64 = 1;
+const MAX_WEIGHT: u64 = 10_000;
 
 /// cgroup v1 cpu.shares clamped to the kernel's [2, 262144].
 pub(crate) fn clamp_shares(shares: u64) -> u64 {
@@ -169,6 +163,19 @@ mod tests {
     }
 
     #[test]
+    fn shares_map_to_weight_as_runc_does() {
+        assert_eq!(shares_to_weight(0), 1);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(3), 1);
+        assert_eq!(shares_to_weight(1024), 39); // runc: 1 + (1022 * 9999) / 262142
+        assert_eq!(shares_to_weight(262_143), 9_999);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(u64::MAX), 10_000);
+        assert_eq!(clamp_shares(0), 2);
+        assert_eq!(clamp_shares(1 << 40), 262_144);
+    }
+
+    #[test]
     fn swap_needs_a_memory_limit_and_swappiness_a_percentage() {
         let swap = |memory: Option<u64>, max_swap: u64, swappiness: Option<u64>| ContainerLimits {
             memory_mib: memory,
@@ -229,28 +236,6 @@ mod tests {
         );
         assert_eq!(mib_to_bytes(MAX_MEMORY_MIB + 1), None);
         assert_eq!(mib_to_bytes(u64::MAX), None);
-    }
-
-    #[test]
-    fn shares_at_the_boundaries() {
-        assert_eq!(cpu_units_to_shares(0), None);
-        assert_eq!(cpu_units_to_shares(1), Some(2));
-        assert_eq!(cpu_units_to_shares(2), Some(2));
-        assert_eq!(cpu_units_to_shares(1024), Some(1024));
-        assert_eq!(cpu_units_to_shares(262_144), Some(262_144));
-        assert_eq!(cpu_units_to_shares(262_145), Some(262_144));
-        assert_eq!(cpu_units_to_shares(u32::MAX), Some(262_144));
-    }
-
-    #[test]
-    fn weight_at_the_boundaries() {
-        assert_eq!(shares_to_weight(0), 1);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(3), 1);
-        assert_eq!(shares_to_weight(1024), 39); // runc: 1 + (1022 * 9999) / 262142
-        assert_eq!(shares_to_weight(262_143), 9_999);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(shares_to_weight(u64::MAX), 10_000);
     }
 
     #[test]

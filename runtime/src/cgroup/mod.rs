@@ -19,9 +19,5 @@ mod remove;
 pub use error::{CgroupError, LimitsError};
 pub(crate) use ids::validate_id;
 pub(crate) use layout::CgroupLayout;
-#[allow(unused_imports)] // used by the container lifecycle
-pub(crate) use layout::CgroupVersion;
-#[allow(unused_imports)] // used by the container lifecycle
-pub(crate) use limits::cpu_units_to_shares;
 pub(crate) use limits::validate_limits;
 pub(crate) use manager::Cgroups;

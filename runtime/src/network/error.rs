@@ -54,12 +54,13 @@ pub enum NetworkError {
     },
     #[error("no host interface has mac address {mac}: check the eni attachment")]
     UnknownMac { mac: String },
-    #[error("network namespace {}: cannot {what}: {source}", path.display())]
+    /// The cause's text is part of the message (it travels as a task's stop reason), so it is
+    /// not also a source.
+    #[error("network namespace {}: cannot {what}: {error}", path.display())]
     Namespace {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("netlink in network namespace {namespace}: cannot {what} {interface}: {message}")]
     Netlink {
@@ -70,12 +71,12 @@ pub enum NetworkError {
     },
     #[error("nftables in network namespace {namespace}: {message}")]
     Nft { namespace: String, message: String },
-    #[error("cannot {what} at {}: {source}", path.display())]
+    /// The cause's text is part of the message, so it is not also a source.
+    #[error("cannot {what} at {}: {error}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("allocation state at {} is corrupt: {reason}; move it away to start from an empty state", path.display())]
     CorruptState { path: PathBuf, reason: String },

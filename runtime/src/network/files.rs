@@ -98,7 +98,7 @@ pub(crate) fn write(
 ) -> Result<TaskFiles, NetworkError> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_owned();
-        move |source| NetworkError::Io { what, path, source }
+        move |error| NetworkError::Io { what, path, error }
     };
     fs::create_dir_all(dir).map_err(io("create the task's network files dir", dir))?;
     let files = TaskFiles {

@@ -125,19 +125,19 @@ impl HostOps for LinuxHost {
         match run_in(self.host.as_ref(), || write_sysctl(&v6, "1"))? {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(NetworkError::Io {
                     what: "turn off ipv6 on the bridge",
                     path: v6,
-                    source,
+                    error,
                 });
             }
         }
         let path = Path::new("/proc/sys/net/ipv4/ip_forward");
-        run_in(self.host.as_ref(), || write_sysctl(path, "1"))?.map_err(|source| NetworkError::Io {
+        run_in(self.host.as_ref(), || write_sysctl(path, "1"))?.map_err(|error| NetworkError::Io {
             what: "turn on ipv4 forwarding",
             path: path.to_owned(),
-            source,
+            error,
         })
     }
 
@@ -269,7 +269,7 @@ async fn blocking<T: Send + 'static>(
         Err(NetworkError::Io {
             what: "run a blocking network step",
             path: PathBuf::new(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })
     })
 }

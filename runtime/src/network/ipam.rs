@@ -10,104 +10,86 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::error::NetworkError;
 
-/// An IPv4 network in CIDR notation whose host bits are zero, e.g. `10.213.0.0/24`.
+/// An IPv4 network in CIDR notation whose host bits are zero, e.g. `10.213.0.0/24` (the
+/// arithmetic is ipnet's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Cidr {
-    network: Ipv4Addr,
-    prefix_len: u8,
-}
+pub struct Ipv4Cidr(Ipv4Net);
 
 impl Ipv4Cidr {
     /// The agent's default task range, 10.222.0.0/16.
-    pub const DEFAULT: Ipv4Cidr = Ipv4Cidr {
-        network: Ipv4Addr::new(10, 222, 0, 0),
-        prefix_len: 16,
-    };
+    pub const DEFAULT: Ipv4Cidr = Ipv4Cidr(Ipv4Net::new_assert(Ipv4Addr::new(10, 222, 0, 0), 16));
 
     /// The network `address/prefix_len`, refusing set host bits.
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> Result<Self, NetworkError> {
-        let text = format!("{address}/{prefix_len}");
-        if prefix_len > 32 {
-            return Err(NetworkError::InvalidCidr {
-                cidr: text,
-                reason: "the prefix length must be between 0 and 32".to_owned(),
-            });
-        }
-        let cidr = Self {
-            network: address,
-            prefix_len,
+        let invalid = |reason: String| NetworkError::InvalidCidr {
+            cidr: format!("{address}/{prefix_len}"),
+            reason,
         };
-        if u32::from(address) & !cidr.mask() != 0 {
-            let network = Ipv4Addr::from(u32::from(address) & cidr.mask());
-            return Err(NetworkError::InvalidCidr {
-                cidr: text,
-                reason: format!("host bits are set (the network is {network}/{prefix_len})"),
-            });
+        let net = Ipv4Net::new(address, prefix_len)
+            .map_err(|_| invalid("the prefix length must be between 0 and 32".to_owned()))?;
+        if net.trunc() != net {
+            return Err(invalid(format!(
+                "host bits are set (the network is {})",
+                net.trunc()
+            )));
         }
-        Ok(cidr)
+        Ok(Self(net))
     }
 
     /// The network that `address/prefix_len` belongs to (host bits cleared).
     pub fn containing(address: Ipv4Addr, prefix_len: u8) -> Result<Self, NetworkError> {
-        let mask = match prefix_len {
-            0 => 0,
-            1..=32 => u32::MAX << (32 - u32::from(prefix_len)),
-            _ => u32::MAX,
-        };
-        Self::new(Ipv4Addr::from(u32::from(address) & mask), prefix_len)
+        let net = Ipv4Net::new(address, prefix_len).map_err(|_| NetworkError::InvalidCidr {
+            cidr: format!("{address}/{prefix_len}"),
+            reason: "the prefix length must be between 0 and 32".to_owned(),
+        })?;
+        Ok(Self(net.trunc()))
     }
 
     /// The network address.
     pub fn network(&self) -> Ipv4Addr {
-        self.network
+        self.0.network()
     }
 
     /// The prefix length.
     pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    fn mask(&self) -> u32 {
-        match self.prefix_len {
-            0 => 0,
-            n => u32::MAX << (32 - u32::from(n)),
-        }
+        self.0.prefix_len()
     }
 
     /// The first host address: the bridge's (the tasks' gateway).
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network).wrapping_add(1))
+        Ipv4Addr::from(u32::from(self.network()).wrapping_add(1))
     }
 
     /// The broadcast address.
     pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) | !self.mask())
+        self.0.broadcast()
     }
 
     /// Whether `ip` is inside this network.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.network)
+        self.0.contains(&ip)
     }
 
     /// Whether the two networks share any address.
     pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
-        let mask = self.mask() & other.mask();
-        u32::from(self.network) & mask == u32::from(other.network) & mask
+        self.0.contains(&other.0) || other.0.contains(&self.0)
     }
 
     /// The addresses tasks can get: every host but the bridge's.
     fn task_range(&self) -> RangeInclusive<u32> {
-        u32::from(self.network) + 2..=u32::from(self.broadcast()) - 1
+        u32::from(self.network()) + 2..=u32::from(self.broadcast()) - 1
     }
 }
 
 impl FromStr for Ipv4Cidr {
     type Err = NetworkError;
 
+    /// `address/prefix`; the error says which part is wrong.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |reason: &str| NetworkError::InvalidCidr {
             cidr: s.to_owned(),
@@ -129,7 +111,7 @@ impl FromStr for Ipv4Cidr {
 
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
+        self.0.fmt(f)
     }
 }
 
@@ -324,10 +306,10 @@ pub(crate) fn load(path: &Path) -> Result<Allocations, NetworkError> {
             reason: e.to_string(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Allocations::default()),
-        Err(source) => Err(NetworkError::Io {
+        Err(error) => Err(NetworkError::Io {
             what: "read the network allocations",
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
@@ -336,10 +318,10 @@ pub(crate) fn load(path: &Path) -> Result<Allocations, NetworkError> {
 pub(crate) fn save(path: &Path, allocations: &Allocations) -> Result<(), NetworkError> {
     let io = |what: &'static str, p: &Path| {
         let p: PathBuf = p.to_owned();
-        move |source| NetworkError::Io {
+        move |error| NetworkError::Io {
             what,
             path: p,
-            source,
+            error,
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -348,7 +330,7 @@ pub(crate) fn save(path: &Path, allocations: &Allocations) -> Result<(), Network
     let bytes = serde_json::to_vec_pretty(allocations).map_err(|e| NetworkError::Io {
         what: "serialize the network allocations",
         path: path.to_owned(),
-        source: std::io::Error::other(e),
+        error: std::io::Error::other(e),
     })?;
     {
         let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;

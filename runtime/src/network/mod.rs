@@ -540,10 +540,10 @@ impl Network {
         note(match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(NetworkError::Io {
+            Err(error) => Err(NetworkError::Io {
                 what: "remove the task's network files",
                 path: dir,
-                source,
+                error,
             }),
         });
         if let Some(e) = first {

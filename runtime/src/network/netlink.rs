@@ -232,10 +232,10 @@ impl Netlink {
         } = *pair;
         let bridge_index = self.index(bridge).await?;
         let ns_file =
-            std::fs::File::open(task_ns.path()).map_err(|source| NetworkError::Namespace {
+            std::fs::File::open(task_ns.path()).map_err(|error| NetworkError::Namespace {
                 what: "open",
                 path: task_ns.path().to_owned(),
-                source,
+                error,
             })?;
         let peer_msg = LinkUnspec::new_with_name(peer)
             .setns_by_fd(ns_file.as_raw_fd())
@@ -312,12 +312,11 @@ impl Netlink {
         target: &NetNs,
     ) -> Result<(), NetworkError> {
         let index = self.index(name).await?;
-        let file =
-            std::fs::File::open(target.path()).map_err(|source| NetworkError::Namespace {
-                what: "open",
-                path: target.path().to_owned(),
-                source,
-            })?;
+        let file = std::fs::File::open(target.path()).map_err(|error| NetworkError::Namespace {
+            what: "open",
+            path: target.path().to_owned(),
+            error,
+        })?;
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).down().build())

@@ -28,10 +28,10 @@ impl NetNs {
     /// plain file left by a crash is mounted over.
     pub fn create(dir: &Path, name: &str) -> Result<NetNs, NetworkError> {
         let path = dir.join(name);
-        let err = |what, source| NetworkError::Namespace {
+        let err = |what, error| NetworkError::Namespace {
             what,
             path: path.clone(),
-            source,
+            error,
         };
         if is_namespace(&path) {
             return Ok(NetNs { path });
@@ -89,17 +89,17 @@ impl NetNs {
                 return Err(NetworkError::Namespace {
                     what: "unmount",
                     path: self.path.clone(),
-                    source: e.into(),
+                    error: e.into(),
                 });
             }
         }
         match fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(NetworkError::Namespace {
+            Err(error) => Err(NetworkError::Namespace {
                 what: "remove",
                 path: self.path.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -107,10 +107,10 @@ impl NetNs {
     /// Runs `f` on a new OS thread that has entered this namespace, and waits for it. Sockets
     /// `f` opens stay in the namespace; processes it spawns start in it.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetworkError> {
-        let err = |what, source| NetworkError::Namespace {
+        let err = |what, error| NetworkError::Namespace {
             what,
             path: self.path.clone(),
-            source,
+            error,
         };
         let file = fs::File::open(&self.path).map_err(|e| err("open", e))?;
         std::thread::scope(|s| {
@@ -133,11 +133,11 @@ impl NetNs {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
+            Err(error) => {
                 return Err(NetworkError::Namespace {
                     what: "list the namespaces in",
                     path: dir.to_owned(),
-                    source,
+                    error,
                 });
             }
         };

@@ -4,95 +4,29 @@
 
 use std::collections::HashMap;
 
+use berth_policy::{CAPABILITIES, SysctlNamespace, is_all, sysctl_namespace};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Mount};
 
 use super::{SpecError, defaults};
 use crate::model::{CapabilityChanges, NetworkNamespace, TmpfsMount};
 
-/// Every capability the kernel knows (5.9 and later), without `CAP_`, in the kernel's numbering
-/// (the index is the capability's bit): what `ALL` means, within the agent's own bounding set.
-pub(crate) const ALL_CAPABILITIES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
-/// The IPC kernel parameters a container may set in its own IPC namespace (Docker's list);
-/// `fs.mqueue.*` and (with its own network namespace) `net.*` are allowed besides.
-const IPC_SYSCTLS: [&str; 8] = [
-    "kernel.msgmax",
-    "kernel.msgmnb",
-    "kernel.msgmni",
-    "kernel.sem",
-    "kernel.shmall",
-    "kernel.shmmax",
-    "kernel.shmmni",
-    "kernel.shm_rmid_forced",
-];
-
 /// The options Docker gives every tmpfs unless the definition says otherwise.
 const TMPFS_DEFAULT_OPTIONS: [&str; 3] = ["nosuid", "nodev", "noexec"];
 
 fn capability(name: &str, container: &str) -> Result<Capability, SpecError> {
-    let upper = name.to_ascii_uppercase();
-    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
     let unknown = || SpecError::UnknownCapability {
         container: container.to_owned(),
         name: name.to_owned(),
     };
-    if !ALL_CAPABILITIES.contains(&bare) {
-        return Err(unknown());
-    }
-    serde_json::from_value(serde_json::Value::String(format!("CAP_{bare}"))).map_err(|_| unknown())
-}
-
-fn is_all(name: &str) -> bool {
-    name.eq_ignore_ascii_case("ALL")
+    let known = berth_policy::capability(name).ok_or_else(unknown)?;
+    serde_json::from_value(serde_json::Value::String(format!("CAP_{known}"))).map_err(|_| unknown())
 }
 
 /// The capabilities `ALL` stands for: the known ones whose bit is set in `bounding` (the agent's
 /// own bounding set, as containerd's `WithAllCurrentCapabilities`; a container cannot get more),
 /// or every known one when `bounding` is `None`.
 fn all_of(bounding: Option<u64>, container: &str) -> Result<Capabilities, SpecError> {
-    ALL_CAPABILITIES
+    CAPABILITIES
         .iter()
         .enumerate()
         .filter(|(bit, _)| bounding.is_none_or(|mask| mask & (1u64 << bit) != 0))
@@ -189,13 +123,11 @@ pub(super) fn sysctls(
     container: &str,
 ) -> Result<Option<HashMap<String, String>>, SpecError> {
     for name in sysctls.keys() {
-        let reason = if name.starts_with("net.") {
-            (*network == NetworkNamespace::Host)
-                .then_some("net.* parameters need the container's own network namespace")
-        } else if IPC_SYSCTLS.contains(&name.as_str()) || name.starts_with("fs.mqueue.") {
-            None
-        } else {
-            Some("it is not a namespaced kernel parameter")
+        let reason = match sysctl_namespace(name) {
+            Some(SysctlNamespace::Network) => (*network == NetworkNamespace::Host)
+                .then_some("net.* parameters need the container's own network namespace"),
+            Some(SysctlNamespace::Ipc) => None,
+            None => Some("it is not a namespaced kernel parameter"),
         };
         if let Some(reason) = reason {
             return Err(SpecError::InvalidSysctl {
@@ -349,14 +281,14 @@ mod tests {
     #[test]
     fn privileged_has_every_capability_and_writable_sys() {
         let caps = all_capabilities(None, "c").expect("caps");
-        assert_eq!(names(caps.bounding()).len(), ALL_CAPABILITIES.len());
+        assert_eq!(names(caps.bounding()).len(), CAPABILITIES.len());
         // Within the agent's own bounding set: here without CAP_SYS_RESOURCE (bit 24).
         let caps = all_capabilities(Some(0x1ff_feff_ffff), "c").expect("caps");
         let got = names(caps.bounding());
-        assert_eq!(got.len(), ALL_CAPABILITIES.len() - 1);
+        assert_eq!(got.len(), CAPABILITIES.len() - 1);
         assert!(!got.contains(&"CAP_SYS_RESOURCE".to_owned()));
-        assert_eq!(ALL_CAPABILITIES[24], "SYS_RESOURCE");
-        assert_eq!(ALL_CAPABILITIES[40], "CHECKPOINT_RESTORE");
+        assert_eq!(CAPABILITIES[24], "SYS_RESOURCE");
+        assert_eq!(CAPABILITIES[40], "CHECKPOINT_RESTORE");
         assert_eq!(
             parse_bounding_set("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n"),
             Some(0x1ff_feff_ffff)
@@ -387,7 +319,7 @@ mod tests {
     fn add_all_then_drop() {
         let caps = capabilities(&changes(&["ALL"], &["SYS_ADMIN"]), None, "c").expect("caps");
         let got = names(caps.effective());
-        assert_eq!(got.len(), ALL_CAPABILITIES.len() - 1);
+        assert_eq!(got.len(), CAPABILITIES.len() - 1);
         assert!(!got.contains(&"CAP_SYS_ADMIN".to_owned()));
     }
 

@@ -128,7 +128,6 @@ fn split(user: &str) -> Option<(Id<'_>, Option<Id<'_>>)> {
 /// by Docker shows root in bin, daemon, wheel, ...). So the files are needed for everything
 /// except an all-numeric `uid:gid`, which is used as given. A malformed string needs nothing:
 /// building fails anyway.
-#[allow(dead_code)] // used by the container lifecycle
 pub(crate) fn needs_user_database(user: Option<&str>) -> bool {
     match split(user.unwrap_or_default()) {
         None => false,

@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long, env = "BERTH_SCHEDULER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     heartbeat_interval: Duration,
     /// How long a stopped task stays visible before it is forgotten: "1h", "30m" or seconds.
-    #[arg(long, env = "BERTH_SCHEDULER_TASK_RETENTION", default_value = "1h", value_parser = parse_retention)]
+    #[arg(long, env = "BERTH_SCHEDULER_TASK_RETENTION", default_value = "1h", value_parser = berth_policy::parse_duration)]
     task_retention: Duration,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
@@ -42,34 +42,19 @@ enum LogFormat {
     Json,
 }
 
+/// A heartbeat interval: a duration (`berth_policy::parse_duration`) of whole seconds, at least
+/// one (the wire carries seconds).
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = match s.strip_suffix('s') {
-        Some(d) => (d, 1),
-        None => match s.strip_suffix('m') {
-            Some(d) => (d, 60),
-            None => (s, 1),
-        },
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number of seconds or minutes, e.g. \"10s\""))?;
-    let secs = n.saturating_mul(unit);
-    if !(1..=u64::from(u32::MAX)).contains(&secs) {
+    let d = berth_policy::parse_duration(s).map_err(|error| error.to_string())?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{s:?} is not a whole number of seconds, e.g. \"10s\""
+        ));
+    }
+    if !(1..=u64::from(u32::MAX)).contains(&d.as_secs()) {
         return Err(format!("{s:?} is out of range: use at least 1s"));
     }
-    Ok(Duration::from_secs(secs))
-}
-
-fn parse_retention(s: &str) -> Result<Duration, String> {
-    match s.strip_suffix('h') {
-        Some(hours) => hours
-            .parse::<u64>()
-            .map(|h| Duration::from_secs(h.saturating_mul(3600)))
-            .map_err(|_| {
-                format!("{s:?} is not a whole number of hours, minutes or seconds, e.g. \"1h\"")
-            }),
-        None => parse_interval(s),
-    }
+    Ok(d)
 }
 
 fn init_tracing(format: LogFormat) {
@@ -172,5 +157,6 @@ mod tests {
         assert!(parse_interval("0s").is_err());
         assert!(parse_interval("1.5s").is_err());
         assert!(parse_interval("ten").is_err());
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
     }
 }

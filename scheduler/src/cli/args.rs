@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use berth_proto::v1 as proto;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
 
-use crate::attachment::{self, Ipv4Cidr};
+use crate::attachment;
 
 /// berthctl: the command-line client of the Berth control plane.
 #[derive(Debug, Parser)]
@@ -102,8 +103,8 @@ pub(crate) enum Command {
         condition: WaitCondition,
         #[arg(required = true)]
         ids: Vec<String>,
-        /// How long to wait: seconds, or a number with ms, s or m.
-        #[arg(long, default_value = "60", value_parser = parse_duration)]
+        /// How long to wait: seconds, or a duration such as 500ms, 30s, 2m or 1h30m.
+        #[arg(long, default_value = "60", value_parser = berth_policy::parse_duration)]
         timeout: Duration,
     },
 }
@@ -214,7 +215,7 @@ fn parse_network_attachment(text: &str) -> Result<proto::NetworkAttachment, Stri
             "mac `{mac}` is not a MAC address: use six pairs of hex digits like 0a:58:0a:01:00:05"
         ));
     }
-    let Some(cidr) = Ipv4Cidr::parse(address) else {
+    let Ok(cidr) = address.parse::<Ipv4Net>() else {
         return Err(format!(
             "address `{address}` is not an IPv4 address with the subnet's prefix length, like \
              10.1.0.5/24"
@@ -225,8 +226,8 @@ fn parse_network_attachment(text: &str) -> Result<proto::NetworkAttachment, Stri
     }
     let requested = proto::NetworkAttachment {
         mac_address: mac.to_owned(),
-        private_ipv4_address: cidr.address.to_string(),
-        subnet: cidr.network().to_string(),
+        private_ipv4_address: cidr.addr().to_string(),
+        subnet: cidr.trunc().to_string(),
         gateway: gateway.to_owned(),
         interface_name: String::new(),
     };
@@ -238,40 +239,12 @@ fn parse_since(text: &str) -> Result<SystemTime, String> {
     if let Some(t) = super::time::parse_rfc3339(text) {
         return Ok(t);
     }
-    let trimmed = text.trim();
-    let ago = match trimmed.strip_suffix('h') {
-        Some(hours) => parse_duration(&format!("{}m", hours.trim()))
-            .map(|d| d * 60)
-            .ok(),
-        None => parse_duration(trimmed).ok(),
-    };
-    ago.and_then(|d| SystemTime::now().checked_sub(d)).ok_or_else(|| {
-        format!("`{text}` is not a time: use RFC 3339 (2026-11-27T10:00:00Z) or a duration ago (10m, 1h, 30s)")
-    })
-}
-
-/// A duration: "60" or "60s" (seconds, fractions allowed), "500ms", "2m".
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let seconds = number
-        .trim()
-        .parse::<f64>()
+    berth_policy::parse_duration(text)
         .ok()
-        .map(|n| n * scale)
-        .filter(|s| s.is_finite() && *s >= 0.0)
+        .and_then(|ago| SystemTime::now().checked_sub(ago))
         .ok_or_else(|| {
-            format!("`{text}` is not a duration: use seconds like 60, or 500ms, 30s, 2m")
-        })?;
-    Duration::try_from_secs_f64(seconds).map_err(|error| format!("`{text}`: {error}"))
+            format!("`{text}` is not a time: use RFC 3339 (2026-11-27T10:00:00Z) or a duration ago (10m, 1h, 30s)")
+        })
 }
 
 #[cfg(test)]
@@ -641,6 +614,12 @@ mod tests {
                 timeout: Duration::from_secs(5)
             }
         );
+        let Command::Wait { timeout, .. } =
+            command(&["wait", "tasks-stopped", "t1", "--timeout", "1h30m"])
+        else {
+            panic!("not wait")
+        };
+        assert_eq!(timeout, Duration::from_secs(5400));
         assert_eq!(
             usage_error(&["wait", "tasks-gone", "t1"]),
             clap::error::ErrorKind::InvalidValue
@@ -653,15 +632,5 @@ mod tests {
             usage_error(&["wait", "tasks-running", "t", "--timeout", "soon"]),
             clap::error::ErrorKind::ValueValidation
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("").is_err());
     }
 }

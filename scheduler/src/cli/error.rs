@@ -8,15 +8,16 @@ use crate::taskdef::TaskDefError;
 /// Why a berthctl command failed. `Display` is the message after "berthctl: ".
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A `--file` could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// A `--file` could not be read. (Each message holds its cause's text, for the one line
+    /// berthctl prints, so no cause is also a source.)
+    #[error("cannot read {}: {error}", path.display())]
     ReadFile {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A `--file` is not a valid task definition (checked locally before it is sent).
-    #[error("{}: {source}", path.display())]
-    TaskDefinition { path: PathBuf, source: TaskDefError },
+    #[error("{}: {error}", path.display())]
+    TaskDefinition { path: PathBuf, error: TaskDefError },
     /// `--endpoint` is not a URL.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
     Endpoint { endpoint: String, reason: String },
@@ -65,6 +66,19 @@ impl CliError {
             | Self::Output(_) => 1,
         }
     }
+}
+
+/// An error naming every failure of a describe call, if it had any.
+pub(super) fn check_failures(failures: &[berth_proto::v1::Failure]) -> Result<(), CliError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Failures(
+        failures
+            .iter()
+            .map(|f| (f.arn.clone(), f.reason.clone()))
+            .collect(),
+    ))
 }
 
 fn describe_failures(failures: &[(String, String)]) -> String {
@@ -171,7 +185,7 @@ mod tests {
         );
         let bad_file = CliError::ReadFile {
             path: "td.json".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
         assert_eq!(
             bad_file.to_string(),

@@ -8,8 +8,10 @@ mod args;
 mod commands;
 mod error;
 mod json;
+mod names;
 mod table;
 mod time;
+mod wait;
 
 pub use args::Args;
 pub use error::CliError;

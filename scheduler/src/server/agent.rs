@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::Shared;
 use super::session::{Session, read_hello};
+use super::{Call, Event, Shared};
 use crate::store::DEFAULT_CLUSTER;
 
 /// Messages buffered towards one agent before the session waits for it to read.
@@ -45,9 +45,13 @@ impl AgentService for Agent {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        self.shared.injected_failure(Call::Register)?;
         let mut req = request.into_inner();
         req.cluster = cluster_or_default(&req.cluster);
         let id = self.shared.db(move |s| s.register_instance(&req)).await?;
+        self.shared.record(|| Event::Registered {
+            instance_id: id.clone(),
+        });
         let heartbeat_interval_seconds =
             u32::try_from(self.shared.config.heartbeat_interval.as_secs()).unwrap_or(u32::MAX);
         Ok(Response::new(RegisterResponse {
@@ -62,6 +66,7 @@ impl AgentService for Agent {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        self.shared.injected_failure(Call::Session)?;
         let mut inbound = request.into_inner();
         let wait = self.shared.config.heartbeat_interval * 3;
         let hello = read_hello(&mut inbound, wait).await?;
@@ -100,6 +105,11 @@ impl AgentService for Agent {
                 "session opened"
             );
         });
+        self.shared.record(|| Event::SessionOpened {
+            instance_id: instance_id.clone(),
+            last_applied_seq: last_applied,
+            last_received_seq: start.last_received_seq,
+        });
         let session = Session {
             shared: self.shared.clone(),
             instance_id,
@@ -118,6 +128,7 @@ impl AgentService for Agent {
         &self,
         request: Request<Streaming<MetricsBatch>>,
     ) -> Result<Response<MetricsAck>, Status> {
+        self.shared.injected_failure(Call::StreamMetrics)?;
         let mut inbound = request.into_inner();
         let mut batches = 0u64;
         let cancel = self.shared.cancel.clone();

@@ -55,16 +55,11 @@ pub enum ServerError {
     Transport(#[source] tonic::transport::Error),
 }
 
-/// The error and its sources, for internal errors whose cause the user cannot guess.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+/// An internal failure, for the caller: what failed and where to look. The cause (the error's
+/// sources) goes to the scheduler's log with it.
+fn internal(e: &(dyn std::error::Error + 'static)) -> Status {
+    tracing::error!(error = e, "request failed");
+    Status::internal(format!("{e} (the scheduler's log has the cause)"))
 }
 
 impl From<ServerError> for Status {
@@ -88,7 +83,7 @@ impl From<ServerError> for Status {
                 | StoreError::NoCapacity { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
                 StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
-                    Status::internal(with_sources(s))
+                    internal(s)
                 }
             },
             ServerError::TaskDefinition(_) | ServerError::MissingDefinition => {
@@ -101,9 +96,7 @@ impl From<ServerError> for Status {
                 Status::unavailable(msg)
             }
             ServerError::NoHello { .. } => Status::deadline_exceeded(msg),
-            ServerError::Blocking(_) | ServerError::Transport(_) => {
-                Status::internal(with_sources(&e))
-            }
+            ServerError::Blocking(_) | ServerError::Transport(_) => internal(&e),
         }
     }
 }
@@ -156,6 +149,14 @@ mod tests {
         assert_eq!(
             Status::from(ServerError::MissingDefinition).code(),
             Code::InvalidArgument
+        );
+        let internal = Status::from(ServerError::from(StoreError::Db(
+            redb::Error::DatabaseAlreadyOpen,
+        )));
+        assert_eq!(internal.code(), Code::Internal);
+        assert_eq!(
+            internal.message(),
+            "scheduler database error (the scheduler's log has the cause)"
         );
     }
 }

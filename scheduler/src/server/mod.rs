@@ -3,12 +3,15 @@
 //! the heartbeat monitor.
 //!
 //! [`run`] takes the store, a bound listener and a shutdown token, so tests bind
-//! `127.0.0.1:0` and stop the server on demand. Every long-lived task (sessions, the monitor)
-//! is spawned on one `TaskTracker` and stopped through a child of the shutdown token.
+//! `127.0.0.1:0` and stop the server on demand; [`run_with_hooks`] also takes [`TestHooks`],
+//! with which tests of the scheduler's peers inject faults. Every long-lived task (sessions,
+//! the monitor) is spawned on one `TaskTracker` and stopped through a child of the shutdown
+//! token.
 
 mod agent;
 mod control;
 mod error;
+mod hooks;
 mod logs;
 mod session;
 #[cfg(test)]
@@ -25,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use error::ServerError;
+pub use hooks::{Call, Event, TestHooks};
 
 use crate::store::{Store, StoreError};
 use session::SessionRegistry;
@@ -60,9 +64,26 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Cancelled on shutdown; sessions and the monitor run under children of it.
     pub(crate) cancel: CancellationToken,
+    /// The faults tests inject, when they run the server with [`run_with_hooks`].
+    pub(crate) hooks: Option<TestHooks>,
 }
 
 impl Shared {
+    /// Tells the test hooks, if any, what happened.
+    pub(crate) fn record(&self, event: impl FnOnce() -> Event) {
+        if let Some(hooks) = &self.hooks {
+            hooks.record(event());
+        }
+    }
+
+    /// The failure a test asked for on this call of `call`, if any.
+    pub(crate) fn injected_failure(&self, call: Call) -> Result<(), tonic::Status> {
+        match self.hooks.as_ref().and_then(|h| h.failure(call)) {
+            Some(status) => Err(status),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a store call on the blocking pool (redb commits fsync).
     pub(crate) async fn db<T, F>(&self, f: F) -> Result<T, ServerError>
     where
@@ -86,6 +107,28 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    serve(store, listener, config, None, shutdown).await
+}
+
+/// [`run`], with `hooks` through which a test drops sessions, fails calls, delays acks and
+/// watches what the server sees: for tests of the scheduler's peers, never for a deployment.
+pub async fn run_with_hooks(
+    store: Store,
+    listener: TcpListener,
+    config: ServerConfig,
+    hooks: TestHooks,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    serve(store, listener, config, Some(hooks), shutdown).await
+}
+
+async fn serve(
+    store: Store,
+    listener: TcpListener,
+    config: ServerConfig,
+    hooks: Option<TestHooks>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
         store,
@@ -93,7 +136,11 @@ pub async fn run(
         config,
         tracker: TaskTracker::new(),
         cancel: shutdown.child_token(),
+        hooks,
     });
+    if let Some(hooks) = &shared.hooks {
+        hooks.attach(&shared);
+    }
     let addr = listener.local_addr().ok();
     tracing::info!(
         addr = ?addr,

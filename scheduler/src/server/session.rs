@@ -8,7 +8,7 @@
 //! outbox" and "register the session" can be missed or sent twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::logs::{self, LogCommand};
-use super::{ServerError, Shared};
+use super::{Event, ServerError, Shared, TestHooks};
 use crate::store::Applied;
 
 /// Why the scheduler closed a session.
@@ -31,6 +31,8 @@ enum CloseReason {
     Replaced,
     /// No message for three heartbeat intervals.
     Silent,
+    /// A test hook dropped it.
+    Dropped,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,8 @@ struct Entry {
     notify: Arc<Notify>,
     cancel: CancellationToken,
     closed: Arc<OnceLock<CloseReason>>,
+    /// Set by a test hook: the session sends nothing more.
+    stalled: Arc<AtomicBool>,
     last_seen: Instant,
 }
 
@@ -59,6 +63,7 @@ pub(crate) struct Registration {
     logs: mpsc::UnboundedReceiver<LogCommand>,
     notify: Arc<Notify>,
     closed: Arc<OnceLock<CloseReason>>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl SessionRegistry {
@@ -71,6 +76,7 @@ impl SessionRegistry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let closed = Arc::new(OnceLock::new());
+        let stalled = Arc::new(AtomicBool::new(false));
         let (logs_tx, logs) = mpsc::unbounded_channel();
         let entry = Entry {
             id,
@@ -78,6 +84,7 @@ impl SessionRegistry {
             notify: notify.clone(),
             cancel,
             closed: closed.clone(),
+            stalled: stalled.clone(),
             last_seen: Instant::now(),
         };
         if let Some(old) = self.lock().insert(instance_id.to_owned(), entry) {
@@ -93,7 +100,30 @@ impl SessionRegistry {
             logs,
             notify,
             closed,
+            stalled,
         }
+    }
+
+    /// Ends the instance's session as if its connection broke (a test hook); false when it has
+    /// none.
+    pub(crate) fn drop_session(&self, instance_id: &str) -> bool {
+        let Some(entry) = self.lock().remove(instance_id) else {
+            return false;
+        };
+        let _ = entry.closed.set(CloseReason::Dropped);
+        entry.cancel.cancel();
+        tracing::info!(instance.id = instance_id, "session dropped by a test hook");
+        true
+    }
+
+    /// Makes the instance's session send nothing more (a test hook); false when it has none.
+    pub(crate) fn stall(&self, instance_id: &str) -> bool {
+        let Some(entry) = self.lock().get(instance_id).map(|e| e.stalled.clone()) else {
+            return false;
+        };
+        entry.store(true, Ordering::Relaxed);
+        tracing::info!(instance.id = instance_id, "session stalled by a test hook");
+        true
     }
 
     /// Removes the session if it is still the instance's current one.
@@ -282,6 +312,9 @@ impl Session {
             let _ = self.tx.try_send(Err(status));
         }
         tracing::info!("session closed");
+        self.shared.record(|| Event::SessionClosed {
+            instance_id: self.instance_id.clone(),
+        });
     }
 
     fn closed_status(&self) -> Status {
@@ -292,12 +325,19 @@ impl Session {
             Some(CloseReason::Silent) => Status::unavailable(
                 "no message from the agent for three heartbeat intervals; reconnect",
             ),
+            Some(CloseReason::Dropped) => {
+                Status::unavailable("the session was dropped by a test hook; reconnect")
+            }
             None => Status::unavailable("the scheduler is shutting down"),
         }
     }
 
-    /// Sends one message; fails when the agent is gone or the session is closing.
+    /// Sends one message; fails when the agent is gone or the session is closing. A stalled
+    /// session (a test hook) swallows it.
     async fn send(&self, msg: SchedulerMessage) -> Result<(), Status> {
+        if self.registration.stalled.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         tokio::select! {
             r = self.tx.send(Ok(msg)) => r.map_err(|_| Status::cancelled("the agent went away")),
             _ = self.cancel.cancelled() => Err(self.closed_status()),
@@ -378,13 +418,24 @@ impl Session {
                     .map_err(Status::from)?;
                 first_sent.retain(|seq, _| *seq > ack.seq);
                 tracing::debug!(seq = ack.seq, removed, "agent acknowledged");
+                self.shared.record(|| Event::Acked {
+                    instance_id: self.instance_id.clone(),
+                    seq: ack.seq,
+                });
             }
             agent_message::Message::StateChange(change) => {
                 let seq = change.seq;
+                self.shared.record(|| Event::StateChange {
+                    instance_id: self.instance_id.clone(),
+                    seq,
+                });
                 let state = change.task.unwrap_or_default();
                 self.apply(Some(seq), state).await?;
-                self.send(message(scheduler_message::Message::Ack(pb::Ack { seq })))
-                    .await?;
+                let ack = message(scheduler_message::Message::Ack(pb::Ack { seq }));
+                match self.shared.hooks.as_ref().and_then(TestHooks::ack_delay) {
+                    Some(delay) => self.send_later(ack, delay),
+                    None => self.send(ack).await?,
+                }
             }
             agent_message::Message::LogChunk(chunk) => self.route_log_chunk(chunk).await?,
             agent_message::Message::LogEnd(end) => {
@@ -402,6 +453,24 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Sends `msg` after `delay` (a test hook's delayed ack) on a task of its own, so the
+    /// session goes on meanwhile; nothing is sent when the session ends first.
+    fn send_later(&self, msg: SchedulerMessage, delay: Duration) {
+        let tx = self.tx.clone();
+        let cancel = self.cancel.clone();
+        let stalled = self.registration.stalled.clone();
+        self.shared.tracker.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {
+                    if !stalled.load(Ordering::Relaxed) {
+                        let _ = tx.send(Ok(msg)).await;
+                    }
+                }
+            }
+        });
     }
 
     /// Starts, credits or cancels a log request of a `GetTaskLogs` caller.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
-use super::{ServerConfig, ServerError, run};
+use super::{Call, Event, ServerConfig, ServerError, TestHooks, run, run_with_hooks};
 use crate::store::Store;
 
 const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":1024}]}"#;
@@ -35,6 +35,14 @@ impl Server {
     }
 
     async fn start_with(dir: &Path, heartbeat_interval: Duration) -> Self {
+        Self::start_hooked(dir, heartbeat_interval, None).await
+    }
+
+    async fn start_hooked(
+        dir: &Path,
+        heartbeat_interval: Duration,
+        hooks: Option<TestHooks>,
+    ) -> Self {
         let store = Store::open(dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -44,7 +52,16 @@ impl Server {
             shutdown_grace: Duration::from_secs(2),
             ..ServerConfig::default()
         };
-        let handle = tokio::spawn(run(store, listener, config, shutdown.clone()));
+        let handle = match hooks {
+            Some(hooks) => tokio::spawn(run_with_hooks(
+                store,
+                listener,
+                config,
+                hooks,
+                shutdown.clone(),
+            )),
+            None => tokio::spawn(run(store, listener, config, shutdown.clone())),
+        };
         Self {
             addr,
             shutdown,
@@ -1086,5 +1103,93 @@ async fn task_networking_end_to_end() {
     let task = describe_task(&mut c, &vpc[0].task_id).await;
     assert_eq!(task.attachments, vec![reported]);
     assert_eq!(task.network_mode, "awsvpc");
+    server.stop().await;
+}
+
+/// The hooks the agent's session tests script the scheduler with: a failed call, a delayed ack,
+/// a stalled and a dropped session, and the events they see.
+#[tokio::test(start_paused = true)]
+async fn test_hooks_fail_delay_stall_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = TestHooks::new();
+    let server =
+        Server::start_hooked(dir.path(), Duration::from_secs(10), Some(hooks.clone())).await;
+    hooks.fail_next(Call::Register, Code::PermissionDenied);
+    let refused = server
+        .agent_client()
+        .await
+        .register(pb::RegisterRequest {
+            instance_identity: "host".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let id = server.register("", "host", 1024, 1024).await;
+
+    hooks.fail_next(Call::Session, Code::Unavailable);
+    let refused = FakeAgent::connect(&server, "", &id, 0).await.err();
+    assert_eq!(refused.map(|s| s.code()), Some(Code::Unavailable));
+
+    // A delayed ack comes after its delay; the state change is applied at once.
+    hooks.delay_acks(Some(Duration::from_secs(20)));
+    let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
+    let sent = tokio::time::Instant::now();
+    agent
+        .send(agent_message::Message::StateChange(pb::StateChange {
+            seq: 1,
+            task: Some(pb::TaskState {
+                task_id: "unknown".into(),
+                status: TaskStatus::Running as i32,
+                ..Default::default()
+            }),
+        }))
+        .await;
+    let ack = loop {
+        match agent.rx.message().await.unwrap().unwrap().message {
+            Some(scheduler_message::Message::Ack(ack)) => break ack,
+            _ => continue,
+        }
+    };
+    assert_eq!(ack.seq, 1);
+    assert!(sent.elapsed() >= Duration::from_secs(20));
+    hooks.delay_acks(None);
+
+    // A stalled session sends nothing, not even its heartbeat (due every 10 s).
+    agent
+        .send(agent_message::Message::Heartbeat(pb::Heartbeat::default()))
+        .await;
+    assert!(hooks.stall_session(&id));
+    // What was on its way before the stall still arrives.
+    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(1), agent.rx.message()).await {
+        assert!(msg.is_ok_and(|m| m.is_some()));
+    }
+    let quiet = tokio::time::timeout(Duration::from_secs(15), agent.rx.message()).await;
+    assert!(quiet.is_err(), "a stalled session sent {quiet:?}");
+
+    // A dropped session ends with UNAVAILABLE.
+    let mut agent = FakeAgent::connect(&server, "", &id, 1).await.unwrap();
+    assert_eq!(agent.last_received_seq, 1);
+    assert!(hooks.drop_session(&id));
+    let end = loop {
+        match agent.rx.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break None,
+            Err(status) => break Some(status.code()),
+        }
+    };
+    assert_eq!(end, Some(Code::Unavailable));
+    assert!(!hooks.drop_session(&id));
+    let events = hooks.events();
+    let opened = events
+        .iter()
+        .filter(|e| matches!(e, Event::SessionOpened { .. }))
+        .count();
+    assert_eq!(opened, 2);
+    assert!(events.contains(&Event::StateChange {
+        instance_id: id.clone(),
+        seq: 1
+    }));
+    assert!(events.contains(&Event::SessionClosed { instance_id: id }));
     server.stop().await;
 }

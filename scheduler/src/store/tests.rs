@@ -4,6 +4,10 @@ use std::collections::HashSet;
 
 use berth_proto::v1::{self as pb, TaskStatus, scheduler_message};
 
+use super::codec::get_rec;
+use super::definitions::parse_reference;
+use super::records::InstanceRecord;
+use super::views::task_size;
 use super::*;
 
 fn def(family: &str, cpu: u32, memory_mib: u64) -> pb::TaskDefinition {
@@ -59,13 +63,13 @@ fn state(task_id: &str, status: TaskStatus) -> pb::TaskState {
 }
 
 #[test]
-fn uuids_are_version_4() {
-    let id = new_uuid();
+fn ids_are_version_4_uuids() {
+    let id = new_id();
     assert_eq!(id.len(), 36);
     assert_eq!(id.matches('-').count(), 4);
     assert_eq!(&id[14..15], "4");
     assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-    assert_ne!(id, new_uuid());
+    assert_ne!(id, new_id());
 }
 
 #[test]

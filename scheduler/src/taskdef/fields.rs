@@ -414,51 +414,6 @@ pub(super) const TMPFS: &[Field] = &[
     optional("mountOptions", Shape::StringList),
 ];
 
-/// The Linux capabilities (kernel 5.9's set), without the `CAP_` prefix; `ALL` names them all.
-pub(super) const CAPABILITIES: &[&str] = &[
-    "AUDIT_CONTROL",
-    "AUDIT_READ",
-    "AUDIT_WRITE",
-    "BLOCK_SUSPEND",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "KILL",
-    "LEASE",
-    "LINUX_IMMUTABLE",
-    "MAC_ADMIN",
-    "MAC_OVERRIDE",
-    "MKNOD",
-    "NET_ADMIN",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_RAW",
-    "PERFMON",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_CHROOT",
-    "SYS_MODULE",
-    "SYS_NICE",
-    "SYS_PACCT",
-    "SYS_PTRACE",
-    "SYS_RAWIO",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "SYSLOG",
-    "WAKE_ALARM",
-];
-
 /// The tmpfs mount options ECS accepts (Docker's list); the last six take `=value`.
 pub(super) const TMPFS_MOUNT_OPTIONS: &[&str] = &[
     "defaults",
@@ -499,19 +454,6 @@ pub(super) const TMPFS_MOUNT_OPTIONS: &[&str] = &[
 /// The tmpfs mount options that take a value (`mode=1777`).
 pub(super) const TMPFS_VALUE_OPTIONS: &[&str] =
     &["mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
-
-/// The kernel parameters a container may set (Docker's namespaced sysctls): exact names, and
-/// prefixes ending in `.` or a name stem.
-pub(super) const IPC_SYSCTLS: &[&str] = &[
-    "kernel.msgmax",
-    "kernel.msgmnb",
-    "kernel.msgmni",
-    "kernel.sem",
-    "kernel.shmall",
-    "kernel.shmmax",
-    "kernel.shmmni",
-    "kernel.shm_rmid_forced",
-];
 
 /// ECS's bounds of `restartPolicy.restartAttemptPeriod`, in seconds, and its default.
 pub(super) const RESTART_ATTEMPT_PERIOD_SECONDS: std::ops::RangeInclusive<u32> = 60..=1800;

@@ -8,9 +8,11 @@ use std::net::IpAddr;
 use berth_proto::v1 as proto;
 
 use super::error::Problem;
+use berth_policy::IPC_SYSCTLS;
+
 use super::fields::{
-    CAPABILITIES, DEVICE_PERMISSIONS, IPC_SYSCTLS, SECURITY_OPTIONS, SWAPPINESS,
-    TMPFS_MOUNT_OPTIONS, TMPFS_VALUE_OPTIONS, UNSUPPORTED_SECURITY_OPTIONS,
+    DEVICE_PERMISSIONS, SECURITY_OPTIONS, SWAPPINESS, TMPFS_MOUNT_OPTIONS, TMPFS_VALUE_OPTIONS,
+    UNSUPPORTED_SECURITY_OPTIONS,
 };
 use super::{ecs, suggest, walk};
 
@@ -59,7 +61,7 @@ fn sysctl_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
-    if IPC_SYSCTLS.contains(&name) || name.starts_with("fs.mqueue.") || name.starts_with("net.") {
+    if berth_policy::sysctl_namespace(name).is_some() {
         let rest = name.split('.').skip(1);
         if rest.clone().count() == 0 || rest.clone().any(str::is_empty) {
             return Some(format!("`{name}` is not a kernel parameter name"));
@@ -556,8 +558,10 @@ fn capability_names(
         .map(|(j, name)| {
             let upper = name.to_ascii_uppercase();
             let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned();
-            if bare != "ALL" && !CAPABILITIES.contains(&bare.as_str()) {
-                let hint = match suggest::nearest(&bare, CAPABILITIES.iter().copied()) {
+            if !berth_policy::is_all(&bare) && berth_policy::capability(&bare).is_none() {
+                let mut known = berth_policy::CAPABILITIES;
+                known.sort_unstable();
+                let hint = match suggest::nearest(&bare, known) {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => "use a capability name such as NET_ADMIN, or ALL".to_owned(),
                 };

@@ -2,8 +2,8 @@
 
 /// The candidate nearest to `word`, if one is near enough to be a plausible typo.
 ///
-/// Distance is the optimal-string-alignment distance (insertions, deletions, substitutions and
-/// swaps of neighbours each cost one), ignoring case; names equal up to case, `_` and `-` (such
+/// Distance is strsim's optimal-string-alignment distance (insertions, deletions, substitutions
+/// and swaps of neighbours each cost one), ignoring case; names equal up to case, `_` and `-` (such
 /// as `memory_reservation` for `memoryReservation`) count as distance zero, and a prefix of three
 /// or more characters (`soft` for `softLimit`) as the largest plausible distance. Ties go to the
 /// candidate listed first.
@@ -22,7 +22,7 @@ pub(super) fn nearest<'a>(
             // A truncated name ("soft" for "softLimit") is as plausible as the farthest typo.
             threshold(candidate)
         } else {
-            osa_distance(&lower, &candidate.to_lowercase())
+            strsim::osa_distance(&lower, &candidate.to_lowercase())
         };
         if distance <= threshold(candidate) && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
@@ -47,42 +47,9 @@ fn normalize(word: &str) -> String {
         .collect()
 }
 
-/// Optimal string alignment distance between `a` and `b`, by characters.
-fn osa_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // rows[i][j]: distance between a[..i] and b[..j].
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    rows[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = d;
-        }
-    }
-    rows[a.len()][b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn distances() {
-        assert_eq!(osa_distance("memroy", "memory"), 1);
-        assert_eq!(osa_distance("", "abc"), 3);
-        assert_eq!(osa_distance("kitten", "sitting"), 3);
-        assert_eq!(osa_distance("same", "same"), 0);
-    }
 
     #[test]
     fn suggests_the_nearest_plausible_name() {

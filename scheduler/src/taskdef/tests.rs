@@ -1,5 +1,6 @@
 //! Unit tests of task-definition parsing: the exact messages of every kind of problem.
 
+use super::convert::parse_size;
 use super::*;
 
 /// The message of a definition that must be refused.
@@ -38,13 +39,6 @@ fn minimal_definition() {
     );
     assert!(c.essential, "essential defaults to true");
     assert!(!c.entry_point_set && !c.command_set);
-    assert_eq!(
-        budget(&def),
-        Budget {
-            cpu: 0,
-            memory_mib: 128
-        }
-    );
 }
 
 #[test]
@@ -124,13 +118,6 @@ fn every_supported_and_ignored_field() {
     );
     let sidecar = &def.containers[1];
     assert!(!sidecar.essential && !sidecar.command_set);
-    assert_eq!(
-        budget(&def),
-        Budget {
-            cpu: 1024,
-            memory_mib: 1024
-        }
-    );
 }
 
 #[test]
@@ -159,23 +146,6 @@ fn task_sizes() {
     assert_eq!(
         sized("256", "\"0\""),
         Err("memory: 0 MiB is less than the minimum of 6 MiB".into())
-    );
-}
-
-#[test]
-fn budget_sums_containers_without_task_sizes() {
-    let def = parse(
-        r#"{"family":"f","containerDefinitions":[
-            {"name":"a","image":"i","cpu":100,"memory":256,"memoryReservation":128},
-            {"name":"b","image":"i","cpu":50,"memory":64}]}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        budget(&def),
-        Budget {
-            cpu: 150,
-            memory_mib: 192
-        }
     );
 }
 

@@ -1,0 +1,21 @@
+//! What Berth's components must agree on, kept in one place: the scheduler checks a task
+//! definition against these rules when it is registered, and the agent's runtime applies the
+//! same rules when the task starts, so a definition the scheduler accepts is never refused by
+//! the agent for a name one side knows and the other does not.
+//!
+//! - [`CAPABILITIES`], [`capability`], [`is_all`]: the Linux capabilities a definition may add
+//!   or drop, by the names ECS and Docker use.
+//! - [`IPC_SYSCTLS`], [`sysctl_namespace`]: the kernel parameters a container may set, because
+//!   the kernel scopes them to one of its namespaces.
+//! - [`parse_duration`]: the grammar of durations in Berth's flags.
+//!
+//! The crate depends on no other workspace crate, so every crate may depend on it without
+//! breaking the layering (`runtime` still depends on no crate of Berth's but this one).
+
+mod capabilities;
+mod duration;
+mod sysctl;
+
+pub use capabilities::{CAPABILITIES, capability, is_all};
+pub use duration::{DurationError, parse_duration};
+pub use sysctl::{IPC_SYSCTLS, SysctlNamespace, sysctl_namespace};

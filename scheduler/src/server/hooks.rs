@@ -1,0 +1,198 @@
+//! Test hooks: the reference scheduler as a scriptable peer for tests of its clients (the
+//! agent's session). A test can drop a session's stream, fail the next call of an RPC with a
+//! given code, delay the acks of state changes, stall a session (it stops sending, as a hung
+//! scheduler would), and read what the server saw.
+//!
+//! Only [`run_with_hooks`](super::run_with_hooks) takes hooks; `run`, which the binary uses,
+//! serves without them, and nothing a client sends can set one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::Shared;
+
+/// An RPC of `AgentService` whose next call a test can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    Register,
+    Session,
+    StreamMetrics,
+}
+
+/// What the server saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An agent registered (or re-registered) as this instance.
+    Registered { instance_id: String },
+    /// A session opened: the agent's `last_applied_seq` and the scheduler's
+    /// `last_received_seq` it was accepted with.
+    SessionOpened {
+        instance_id: String,
+        last_applied_seq: u64,
+        last_received_seq: u64,
+    },
+    /// A state change arrived on a session (a duplicate too).
+    StateChange { instance_id: String, seq: u64 },
+    /// The agent acknowledged the scheduler's messages up to `seq`.
+    Acked { instance_id: String, seq: u64 },
+    /// A session ended, for whatever reason.
+    SessionClosed { instance_id: String },
+}
+
+/// The hooks of one server. Cheap to clone; all clones act on the same server.
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<State>,
+    /// Poked on every event, for [`TestHooks::wait_for`].
+    changed: Notify,
+    /// The server, once it runs.
+    server: OnceLock<Weak<Shared>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: HashMap<Call, VecDeque<tonic::Code>>,
+    ack_delay: Option<Duration>,
+    events: Vec<Event>,
+}
+
+impl TestHooks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails the next call of `call` with `code` (calls queue up: two calls of this fail the
+    /// next two calls).
+    pub fn fail_next(&self, call: Call, code: tonic::Code) {
+        self.lock()
+            .failures
+            .entry(call)
+            .or_default()
+            .push_back(code);
+    }
+
+    /// Holds every ack of a state change back for `delay` (the state change itself is applied
+    /// and stored at once, as ever); `None` acks at once again.
+    pub fn delay_acks(&self, delay: Option<Duration>) {
+        self.lock().ack_delay = delay;
+    }
+
+    /// Ends the instance's live session now, its stream with UNAVAILABLE, as a scheduler that
+    /// lost the connection; false when it has none.
+    pub fn drop_session(&self, instance_id: &str) -> bool {
+        self.server()
+            .is_some_and(|server| server.sessions.drop_session(instance_id))
+    }
+
+    /// Makes the instance's live session send nothing more (no heartbeat, ack or assignment),
+    /// while it keeps reading, as a hung scheduler; false when it has none. A new session of
+    /// the instance is served normally.
+    pub fn stall_session(&self, instance_id: &str) -> bool {
+        self.server()
+            .is_some_and(|server| server.sessions.stall(instance_id))
+    }
+
+    /// Everything the server saw so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
+    }
+
+    /// Waits until `done` holds for the events so far (bound it with a timeout).
+    pub async fn wait_for(&self, done: impl Fn(&[Event]) -> bool) {
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so an event between the two is not missed.
+            changed.as_mut().enable();
+            if done(&self.lock().events) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Called once by the server when it starts.
+    pub(super) fn attach(&self, server: &Arc<Shared>) {
+        let _ = self.inner.server.set(Arc::downgrade(server));
+    }
+
+    fn server(&self) -> Option<Arc<Shared>> {
+        self.inner.server.get().and_then(Weak::upgrade)
+    }
+
+    /// The status to fail this call of `call` with, if a test asked for one.
+    pub(super) fn failure(&self, call: Call) -> Option<tonic::Status> {
+        let code = self.lock().failures.get_mut(&call)?.pop_front()?;
+        Some(tonic::Status::new(
+            code,
+            format!("{call:?} failed by a test hook"),
+        ))
+    }
+
+    /// How long to hold an ack back, if a test asked for it.
+    pub(super) fn ack_delay(&self) -> Option<Duration> {
+        self.lock().ack_delay
+    }
+
+    pub(super) fn record(&self, event: Event) {
+        self.lock().events.push(event);
+        self.inner.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_queue_up_per_call() {
+        let hooks = TestHooks::new();
+        hooks.fail_next(Call::Register, tonic::Code::Unavailable);
+        hooks.fail_next(Call::Register, tonic::Code::PermissionDenied);
+        assert!(hooks.failure(Call::Session).is_none());
+        let first = hooks.failure(Call::Register).map(|s| s.code());
+        let second = hooks.failure(Call::Register).map(|s| s.code());
+        assert_eq!(first, Some(tonic::Code::Unavailable));
+        assert_eq!(second, Some(tonic::Code::PermissionDenied));
+        assert!(hooks.failure(Call::Register).is_none());
+        // Not attached to a server: nothing to drop or stall.
+        assert!(!hooks.drop_session("i"));
+        assert!(!hooks.stall_session("i"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_events() {
+        let hooks = TestHooks::new();
+        let waiter = {
+            let hooks = hooks.clone();
+            tokio::spawn(async move {
+                hooks.wait_for(|events| events.len() == 2).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        for id in ["a", "b"] {
+            hooks.record(Event::Registered {
+                instance_id: id.into(),
+            });
+        }
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the waiter saw both events")
+            .expect("the waiter did not panic");
+    }
+}

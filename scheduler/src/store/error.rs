@@ -1,0 +1,225 @@
+//! The store's errors and the messages of the ones a user meets (no room, ports taken, a
+//! cluster still in use, a definition not found).
+
+use std::path::PathBuf;
+
+use super::MAX_RUN_COUNT;
+use crate::attachment::AttachmentError;
+
+/// What went wrong in the store. Messages name the object and are fit for users.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file cannot be opened or created.
+    #[error("cannot open the scheduler database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The database failed underneath a transaction.
+    #[error("scheduler database error")]
+    Db(#[from] redb::Error),
+    /// A stored record could not be decoded.
+    #[error("corrupt {table} record {key}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: RecordError,
+    },
+    #[error("invalid cluster name {name:?}: use 1 to 255 letters, digits, hyphens and underscores")]
+    InvalidClusterName { name: String },
+    #[error("cluster {name} not found; create it with `berthctl create-cluster {name}`")]
+    ClusterNotFound { name: String },
+    #[error("{}", cluster_in_use_message(name, *instances, *active_tasks))]
+    ClusterInUse {
+        name: String,
+        instances: usize,
+        active_tasks: usize,
+    },
+    #[error("invalid task definition reference {reference:?}: use family or family:revision")]
+    InvalidTaskDefinitionRef { reference: String },
+    #[error("{}", task_definition_not_found_message(reference, family, *latest))]
+    TaskDefinitionNotFound {
+        reference: String,
+        family: String,
+        /// The family's latest revision, when the family exists.
+        latest: Option<u32>,
+    },
+    #[error("invalid task definition: the family is empty")]
+    EmptyFamily,
+    #[error("task {task_id} not found in cluster {cluster}")]
+    TaskNotFound { cluster: String, task_id: String },
+    #[error("unknown container instance {id} in cluster {cluster}; register first")]
+    InstanceNotFound { cluster: String, id: String },
+    #[error("invalid count {count}: run 1 to {MAX_RUN_COUNT} tasks at a time")]
+    InvalidCount { count: u32 },
+    /// RunTask's network attachment is malformed, or does not fit the definition or count.
+    #[error(transparent)]
+    NetworkAttachment(#[from] AttachmentError),
+    #[error("no connected ACTIVE container instance in cluster {cluster}")]
+    NoConnectedInstance { cluster: String },
+    #[error(
+        "container instance {id} in cluster {cluster} cannot take tasks: {why}; run the task elsewhere or without --container-instance"
+    )]
+    InstanceUnavailable {
+        cluster: String,
+        id: String,
+        why: &'static str,
+    },
+    #[error("{}", no_capacity_message(self))]
+    NoCapacity {
+        cluster: String,
+        cpu: u64,
+        memory_mib: u64,
+        /// The instance with the most free memory, with its free CPU and memory.
+        largest: Option<(String, u64, u64)>,
+        /// How many of the requested tasks fitted before (none were started).
+        placed: u32,
+        requested: u32,
+    },
+    #[error("{}", no_free_port_message(self))]
+    NoFreePort {
+        cluster: String,
+        /// The task's fixed host ports that are taken, as "8080/tcp".
+        ports: Vec<String>,
+        /// How many connected ACTIVE instances there are.
+        instances: usize,
+        /// How many of the requested tasks fitted before (none were started).
+        placed: u32,
+        requested: u32,
+    },
+}
+
+/// Why a stored record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not a valid encoding of the record's message.
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    /// The record decoded but lacks a part it must have.
+    #[error("it has no {0}")]
+    Missing(&'static str),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn cluster_in_use_message(name: &str, instances: usize, tasks: usize) -> String {
+    let mut what = Vec::new();
+    if instances > 0 {
+        what.push(plural(
+            instances,
+            "container instance",
+            "container instances",
+        ));
+    }
+    if tasks > 0 {
+        what.push(plural(tasks, "running task", "running tasks"));
+    }
+    let todo = match (tasks > 0, instances > 0) {
+        (true, true) => "stop the tasks and deregister the instances first",
+        (true, false) => "stop the tasks first",
+        _ => "deregister the instances first",
+    };
+    format!("cluster {name} has {}; {todo}", what.join(" and "))
+}
+
+fn task_definition_not_found_message(reference: &str, family: &str, latest: Option<u32>) -> String {
+    match latest {
+        Some(1) => format!("task definition {reference} not found; {family} has revision 1"),
+        Some(n) => {
+            format!("task definition {reference} not found; {family} has revisions 1 to {n}")
+        }
+        None => format!("task definition {reference} not found"),
+    }
+}
+
+fn no_capacity_message(e: &StoreError) -> String {
+    let StoreError::NoCapacity {
+        cluster,
+        cpu,
+        memory_mib,
+        largest,
+        placed,
+        requested,
+    } = e
+    else {
+        return String::new();
+    };
+    let mut msg = format!(
+        "no container instance in cluster {cluster} has room for {cpu} CPU units and {memory_mib} MiB"
+    );
+    if let Some((id, free_cpu, free_mem)) = largest {
+        msg.push_str(&format!(
+            ": the largest free capacity is {free_cpu} CPU units and {free_mem} MiB on {id}"
+        ));
+    }
+    if *placed > 0 {
+        msg.push_str(&format!(
+            " (only {placed} of the {requested} tasks fit; none was started)"
+        ));
+    }
+    msg
+}
+
+fn no_free_port_message(e: &StoreError) -> String {
+    let StoreError::NoFreePort {
+        cluster,
+        ports,
+        instances,
+        placed,
+        requested,
+    } = e
+    else {
+        return String::new();
+    };
+    let mut msg = match (ports.as_slice(), instances) {
+        ([one], 1) => format!(
+            "no container instance in cluster {cluster} has host port {one} free (taken on the \
+             only connected instance"
+        ),
+        ([one], n) => format!(
+            "no container instance in cluster {cluster} has host port {one} free (taken on all \
+             {n} connected instances"
+        ),
+        (many, 1) => format!(
+            "no container instance in cluster {cluster} has host ports {} free (the only \
+             connected instance has one or more of them taken",
+            many.join(", ")
+        ),
+        (many, n) => format!(
+            "no container instance in cluster {cluster} has host ports {} free (all {n} \
+             connected instances have one or more of them taken",
+            many.join(", ")
+        ),
+    };
+    if *placed > 0 {
+        msg.push_str(&format!(
+            "; only {placed} of the {requested} tasks fit, none was started"
+        ));
+    }
+    msg.push(')');
+    msg
+}

@@ -1,0 +1,383 @@
+//! Step 3b, validation: the semantic rules over the proto model (names, memory and CPU budgets,
+//! limits, dependencies), each problem with its JSON path; `volumes.rs`, `network.rs` and
+//! `linux.rs` add the rules of their fields.
+
+use std::collections::HashMap;
+
+use berth_proto::v1 as proto;
+
+use super::error::Problem;
+use super::fields::{
+    MAX_NAME_LEN, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, START_TIMEOUT_SECONDS,
+    ULIMIT_NAMES,
+};
+use super::{linux, network, suggest, volumes, walk};
+
+pub(super) fn start_timeout_out_of_range(seconds: u32) -> String {
+    format!(
+        "{seconds} seconds is outside ECS's range of {} to {} seconds",
+        START_TIMEOUT_SECONDS.start(),
+        START_TIMEOUT_SECONDS.end()
+    )
+}
+
+/// The semantic checks, each problem with its path. Zero container values mean "not given"
+/// here, as in the proto model; a given zero `memory` is below the minimum anyway.
+pub(super) fn definition(
+    def: &proto::TaskDefinition,
+    task_memory_given: bool,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(message) = name_problem(&def.family) {
+        problems.push(Problem::at("family", message));
+    }
+    if !NETWORK_MODES.contains(&def.network_mode.as_str()) {
+        problems.push(Problem::at(
+            "networkMode",
+            format!(
+                "`{}` is not a network mode: use awsvpc, bridge, host or none",
+                def.network_mode
+            ),
+        ));
+    }
+    if def.memory_mib > 0 && def.memory_mib < MIN_MEMORY_MIB {
+        problems.push(Problem::at("memory", below_minimum(def.memory_mib)));
+    }
+    if def.containers.is_empty() {
+        problems.push(Problem::at(
+            "containerDefinitions",
+            "at least one container is required",
+        ));
+        return;
+    }
+    if !def.containers.iter().any(|c| c.essential) {
+        problems.push(Problem::at(
+            "containerDefinitions",
+            "at least one container must be essential",
+        ));
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in def.containers.iter().enumerate() {
+        let path = walk::index("containerDefinitions", i);
+        validate_container(def, task_memory_given, c, &path, problems);
+        if let Some(first) = names.get(c.name.as_str()) {
+            problems.push(Problem::at(
+                &walk::child(&path, "name"),
+                format!(
+                    "`{}` is already the name of containerDefinitions[{first}]",
+                    c.name
+                ),
+            ));
+        } else {
+            names.insert(&c.name, i);
+        }
+    }
+    validate_dependencies(def, problems);
+    volumes::validate(def, problems);
+    network::validate(def, problems);
+    let (cpu, memory) = container_sums(def);
+    if def.cpu > 0 && cpu > u64::from(def.cpu) {
+        problems.push(Problem::at(
+            "cpu",
+            format!(
+                "the containers reserve {cpu} CPU units in total, more than the task's {}",
+                def.cpu
+            ),
+        ));
+    }
+    if def.memory_mib > 0 && memory > def.memory_mib {
+        problems.push(Problem::at(
+            "memory",
+            format!(
+                "the containers reserve {memory} MiB in total, more than the task's {} MiB",
+                def.memory_mib
+            ),
+        ));
+    }
+}
+
+fn validate_container(
+    def: &proto::TaskDefinition,
+    task_memory_given: bool,
+    c: &proto::ContainerDefinition,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let field = |name: &str| walk::child(path, name);
+    if let Some(message) = name_problem(&c.name) {
+        problems.push(Problem::at(&field("name"), message));
+    }
+    if c.image.trim().is_empty() {
+        problems.push(Problem::at(&field("image"), "must not be empty"));
+    }
+    let memory = c.memory_mib;
+    let reservation = c.memory_reservation_mib;
+    if memory > 0 && memory < MIN_MEMORY_MIB {
+        problems.push(Problem::at(&field("memory"), below_minimum(memory)));
+    }
+    if reservation > 0 && reservation < MIN_MEMORY_MIB {
+        problems.push(Problem::at(
+            &field("memoryReservation"),
+            below_minimum(reservation),
+        ));
+    }
+    if memory > 0 && reservation > memory {
+        problems.push(Problem::at(
+            &field("memoryReservation"),
+            format!("{reservation} MiB is more than the container's memory of {memory} MiB"),
+        ));
+    }
+    if def.memory_mib > 0 && memory > def.memory_mib {
+        problems.push(Problem::at(
+            &field("memory"),
+            format!(
+                "{memory} MiB is more than the task's memory of {} MiB",
+                def.memory_mib
+            ),
+        ));
+    }
+    if !task_memory_given && memory == 0 && reservation == 0 {
+        problems.push(Problem::at(
+            path,
+            "set `memory` or `memoryReservation`, or the task-level `memory`",
+        ));
+    }
+    if c.stop_timeout_seconds > MAX_STOP_TIMEOUT_SECONDS {
+        problems.push(Problem::at(
+            &field("stopTimeout"),
+            format!(
+                "{} seconds is more than the maximum of {MAX_STOP_TIMEOUT_SECONDS}",
+                c.stop_timeout_seconds
+            ),
+        ));
+    }
+    if c.start_timeout_seconds > 0 && !START_TIMEOUT_SECONDS.contains(&c.start_timeout_seconds) {
+        problems.push(Problem::at(
+            &field("startTimeout"),
+            start_timeout_out_of_range(c.start_timeout_seconds),
+        ));
+    }
+    linux::validate_network(&def.network_mode, c, path, problems);
+    linux::validate_security_and_swap(c, path, problems);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, u) in c.ulimits.iter().enumerate() {
+        let ulimit_path = walk::index(&field("ulimits"), j);
+        if !ULIMIT_NAMES.contains(&u.name.as_str()) {
+            let hint = match suggest::nearest(&u.name, ULIMIT_NAMES.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("use one of {}", ULIMIT_NAMES.join(", ")),
+            };
+            problems.push(Problem::at(
+                &walk::child(&ulimit_path, "name"),
+                format!("`{}` is not a ulimit: {hint}", u.name),
+            ));
+        } else if let Some(first) = seen.get(u.name.as_str()) {
+            problems.push(Problem::at(
+                &walk::child(&ulimit_path, "name"),
+                format!("`{}` is already set by ulimits[{first}]", u.name),
+            ));
+        } else {
+            seen.insert(&u.name, j);
+        }
+        if u.soft_limit > u.hard_limit {
+            problems.push(Problem::at(
+                &ulimit_path,
+                format!(
+                    "softLimit {} is more than hardLimit {}",
+                    u.soft_limit, u.hard_limit
+                ),
+            ));
+        }
+    }
+}
+
+/// ECS's rules for `dependsOn`: every dependency names another container of the task, a
+/// container depended on with COMPLETE or SUCCESS is not essential (ECS: "This condition can't be
+/// set on an essential container"), HEALTHY needs a health check on the container depended on,
+/// and the dependencies form no cycle (each cycle is reported once, at the dependency that
+/// closes it).
+fn validate_dependencies(def: &proto::TaskDefinition, problems: &mut Vec<Problem>) {
+    let index = container_indexes(def);
+    // The graph's edges, dependent → dependency, with the path of the dependency's name.
+    let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); def.containers.len()];
+    for (i, c) in def.containers.iter().enumerate() {
+        for (j, d) in c.depends_on.iter().enumerate() {
+            let dep_path = walk::index(
+                &walk::child(&walk::index("containerDefinitions", i), "dependsOn"),
+                j,
+            );
+            let name_path = walk::child(&dep_path, "containerName");
+            let Some(&target) = index.get(d.container_name.as_str()) else {
+                problems.push(Problem::at(
+                    &name_path,
+                    format!(
+                        "no container named {:?} in this task definition",
+                        d.container_name
+                    ),
+                ));
+                continue;
+            };
+            if target == i {
+                problems.push(Problem::at(
+                    &name_path,
+                    format!("container {:?} cannot depend on itself", c.name),
+                ));
+                continue;
+            }
+            let condition = proto::DependencyCondition::try_from(d.condition)
+                .unwrap_or(proto::DependencyCondition::Unspecified);
+            let condition_path = walk::child(&dep_path, "condition");
+            let dependency = &def.containers[target];
+            match condition {
+                proto::DependencyCondition::Complete | proto::DependencyCondition::Success
+                    if dependency.essential =>
+                {
+                    problems.push(Problem::at(
+                        &condition_path,
+                        format!(
+                            "condition {} needs container {} to be non-essential (\"essential\": false), as on ECS",
+                            condition_name(condition),
+                            dependency.name
+                        ),
+                    ));
+                }
+                proto::DependencyCondition::Healthy if dependency.health_check.is_none() => {
+                    problems.push(Problem::at(
+                        &condition_path,
+                        format!(
+                            "condition HEALTHY needs a healthCheck on container {}: add one or use START",
+                            dependency.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            edges[i].push((target, name_path));
+        }
+    }
+    if let Some(cycle) = find_cycle(def, &edges, "dependsOn") {
+        problems.push(cycle);
+    }
+}
+
+/// Each container's index by name (the first of a duplicated name, which is refused anyway).
+pub(super) fn container_indexes(def: &proto::TaskDefinition) -> HashMap<&str, usize> {
+    def.containers
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect()
+}
+
+/// The first cycle of a graph between containers (`what`: dependsOn, volumesFrom), found by
+/// depth-first search from each container in definition order, reported at the edge that
+/// closes it ("a → b → a").
+pub(super) fn find_cycle(
+    def: &proto::TaskDefinition,
+    edges: &[Vec<(usize, String)>],
+    what: &str,
+) -> Option<Problem> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        node: usize,
+        edges: &[Vec<(usize, String)>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<(Vec<usize>, String)> {
+        marks[node] = Mark::OnPath;
+        path.push(node);
+        for (next, json_path) in &edges[node] {
+            match marks[*next] {
+                Mark::OnPath => {
+                    let start = path.iter().position(|n| n == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(*next);
+                    return Some((cycle, json_path.clone()));
+                }
+                Mark::New => {
+                    if let Some(found) = visit(*next, edges, marks, path) {
+                        return Some(found);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if marks[start] == Mark::New {
+            let mut path = Vec::new();
+            if let Some((cycle, json_path)) = visit(start, edges, &mut marks, &mut path) {
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&n| def.containers[n].name.as_str())
+                    .collect();
+                return Some(Problem::at(
+                    &json_path,
+                    format!("{what} forms a cycle: {}", names.join(" → ")),
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn condition_name(condition: proto::DependencyCondition) -> &'static str {
+    match condition {
+        proto::DependencyCondition::Start => "START",
+        proto::DependencyCondition::Complete => "COMPLETE",
+        proto::DependencyCondition::Success => "SUCCESS",
+        proto::DependencyCondition::Healthy => "HEALTHY",
+        proto::DependencyCondition::Unspecified => "UNSPECIFIED",
+    }
+}
+
+pub(super) fn below_minimum(mib: u64) -> String {
+    format!("{mib} MiB is less than the minimum of {MIN_MEMORY_MIB} MiB")
+}
+
+/// Why `name` is not a valid family or container name, if it is not.
+pub(super) fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME_LEN {
+        return Some(format!(
+            "is {length} characters long; the maximum is {MAX_NAME_LEN}"
+        ));
+    }
+    let bad = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))?;
+    Some(format!(
+        "`{name}` contains `{bad}`: use only letters, digits, hyphens and underscores"
+    ))
+}
+
+/// The containers' CPU units and reserved memory (reservation, else hard limit), summed.
+fn container_sums(definition: &proto::TaskDefinition) -> (u64, u64) {
+    definition
+        .containers
+        .iter()
+        .fold((0u64, 0u64), |(cpu, memory), c| {
+            let reserved = if c.memory_reservation_mib > 0 {
+                c.memory_reservation_mib
+            } else {
+                c.memory_mib
+            };
+            (
+                cpu.saturating_add(u64::from(c.cpu)),
+                memory.saturating_add(reserved),
+            )
+        })
+}
