@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
-use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures};
+use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures, poll_every};
 
 fn main() -> ExitCode {
     if let Err(why) = Prereq::check() {
@@ -194,24 +194,20 @@ fn demo() -> Result<()> {
         "after the cleanup wait (3 s here) the agent removes the task's containers and cgroups \
          (resourcesReleasedAt; the task stays STOPPED)",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let released = poll_every(Duration::from_secs(30), Duration::from_millis(200), || {
         let out = Command::new(bin("berthctl")?)
             .args(["--endpoint", &endpoint, "-o", "json", "describe-tasks", &id])
             .output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["tasks"][0]["resourcesReleasedAt"].is_string() {
-            println!(
-                "  lastStatus {}, resourcesReleasedAt {}",
-                v["tasks"][0]["lastStatus"], v["tasks"][0]["resourcesReleasedAt"]
-            );
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("the host did not release the task within 30s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Ok(v["tasks"][0]["resourcesReleasedAt"]
+            .is_string()
+            .then(|| v["tasks"][0].clone()))
+    })
+    .context("the host did not release the task within 30s")?;
+    println!(
+        "  lastStatus {}, resourcesReleasedAt {}",
+        released["lastStatus"], released["resourcesReleasedAt"]
+    );
     ctl(&endpoint, &["tasks"])?;
     let left = containerd.ctr(&["-n", "berth-demo", "containers", "ls", "-q"])?;
     println!(
