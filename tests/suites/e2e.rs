@@ -400,6 +400,14 @@ impl Env {
         Ok((id, task))
     }
 
+    /// Registers `def` and runs one task of it that must fail to start: it stops within a
+    /// minute with stopCode TaskFailedToStart; its description then.
+    fn run_failing(&self, def: &Value) -> Result<Value> {
+        let (_, t) = self.run_until(def, "STOPPED", Duration::from_secs(60))?;
+        ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+        Ok(t)
+    }
+
     /// The preamble of most trials: registers `def`, runs one task of it and waits for
     /// RUNNING; the task's ID and its description then.
     fn start_task(&self, def: &Value) -> Result<(String, Value)> {

@@ -2,7 +2,6 @@
 //! seccomp profiles, and device mappings within the agent's `allowed_devices`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_tests::World;
@@ -36,8 +35,7 @@ pub(super) fn privileged(w: &World) -> Result<()> {
     );
 
     let env = Env::with_agent(w, "10800")?;
-    let (_, t) = env.run_until(&def, "STOPPED", Duration::from_secs(60))?;
-    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let t = env.run_failing(&def)?;
     let reason = t["stoppedReason"].as_str().unwrap_or_default();
     ensure!(
         reason.contains("container root asks to run privileged")
@@ -154,19 +152,14 @@ pub(super) fn bad_seccomp_profile(w: &World) -> Result<()> {
             ),
         ),
     ] {
-        let (_, t) = env.run_until(
-            &taskdef(
-                family,
-                serde_json::json!([
-                    {"name": "app", "image": image, "memory": 64,
-                     "dockerSecurityOptions": [format!("seccomp={}", path.display())],
-                     "command": ["true"]}
-                ]),
-            ),
-            "STOPPED",
-            Duration::from_secs(60),
-        )?;
-        ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+        let t = env.run_failing(&taskdef(
+            family,
+            serde_json::json!([
+                {"name": "app", "image": image, "memory": 64,
+                 "dockerSecurityOptions": [format!("seccomp={}", path.display())],
+                 "command": ["true"]}
+            ]),
+        ))?;
         let reason = t["stoppedReason"].as_str().unwrap_or_default();
         ensure!(
             reason.starts_with(&want),
@@ -223,19 +216,14 @@ pub(super) fn devices(w: &World) -> Result<()> {
         &["app"],
     )?;
 
-    let (_, t) = env.run_until(
-        &taskdef(
-            "other-device",
-            serde_json::json!([
-                {"name": "app", "image": image, "memory": 64,
-                 "linuxParameters": {"devices": [{"hostPath": "/dev/zero"}]},
-                 "command": ["true"]}
-            ]),
-        ),
-        "STOPPED",
-        Duration::from_secs(60),
-    )?;
-    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let t = env.run_failing(&taskdef(
+        "other-device",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64,
+             "linuxParameters": {"devices": [{"hostPath": "/dev/zero"}]},
+             "command": ["true"]}
+        ]),
+    ))?;
     let want = format!(
         "container app: device /dev/zero is not among the devices this agent allows; \
          allowed_devices: {}",

@@ -84,15 +84,10 @@ pub(super) fn stop_task(w: &World) -> Result<()> {
 pub(super) fn missing_image(w: &World) -> Result<()> {
     let env = Env::with_agent(w, "10800")?;
     let image = format!("{}/does-not-exist:1.0", w.registry().host());
-    let (_, t) = env.run_until(
-        &taskdef(
-            "ghost",
-            serde_json::json!([{"name": "app", "image": image, "memory": 64}]),
-        ),
-        "STOPPED",
-        Duration::from_secs(60),
-    )?;
-    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let t = env.run_failing(&taskdef(
+        "ghost",
+        serde_json::json!([{"name": "app", "image": image, "memory": 64}]),
+    ))?;
     let reason = t["stoppedReason"].as_str().unwrap_or_default();
     ensure!(
         reason.contains("does-not-exist") && reason.contains(&w.registry().host()),
@@ -138,20 +133,15 @@ pub(super) fn depends_on(w: &World) -> Result<()> {
     );
     env.ok(&["stop-task", &id])?;
 
-    let (_, t) = env.run_until(
-        &taskdef(
-            "deps-fail",
-            serde_json::json!([
-                {"name": "app", "image": image, "memory": 64, "command": ["sleep", "300"],
-                 "dependsOn": [{"containerName": "db", "condition": "SUCCESS"}]},
-                {"name": "db", "image": image, "memory": 64, "essential": false,
-                 "command": ["sh", "-c", "exit 3"]}
-            ]),
-        ),
-        "STOPPED",
-        Duration::from_secs(60),
-    )?;
-    ensure!(t["stopCode"] == "TaskFailedToStart", "{t}");
+    let t = env.run_failing(&taskdef(
+        "deps-fail",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 64, "command": ["sleep", "300"],
+             "dependsOn": [{"containerName": "db", "condition": "SUCCESS"}]},
+            {"name": "db", "image": image, "memory": 64, "essential": false,
+             "command": ["sh", "-c", "exit 3"]}
+        ]),
+    ))?;
     ensure!(
         t["stoppedReason"] == "dependency db of container app exited with 3; condition SUCCESS",
         "{t}"

@@ -1,10 +1,12 @@
 //! `GetTaskLogs` relayed over the task's session: the container checks, the credit window,
 //! the agent's errors, a caller that goes away and a session that breaks.
 
+use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{self as pb, agent_message, scheduler_message};
-use tonic::Code;
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
 
-use super::{Scene, WEB, run_assigned, wait_connected};
+use super::{FakeAgent, WEB, run_assigned, scene, wait_connected};
 
 fn log_request(task_id: &str, container: &str) -> pb::GetTaskLogsRequest {
     pb::GetTaskLogsRequest {
@@ -15,6 +17,24 @@ fn log_request(task_id: &str, container: &str) -> pb::GetTaskLogsRequest {
         since: None,
         follow: true,
     }
+}
+
+/// Opens a log stream of the task's `container` and takes the request it makes at the agent.
+async fn open_logs(
+    control: &mut ControlServiceClient<Channel>,
+    agent: &mut FakeAgent,
+    task_id: &str,
+    container: &str,
+) -> (Streaming<pb::GetTaskLogsResponse>, pb::LogRequest) {
+    let stream = control
+        .get_task_logs(log_request(task_id, container))
+        .await
+        .unwrap()
+        .into_inner();
+    let scheduler_message::Message::LogRequest(request) = agent.next().await else {
+        panic!("expected a log request")
+    };
+    (stream, request)
 }
 
 fn log_chunk(request_id: u64, text: &str) -> agent_message::Message {
@@ -39,13 +59,7 @@ fn log_end(request_id: u64, reason: pb::LogEndReason, message: &str) -> agent_me
 #[tokio::test]
 async fn task_logs_are_relayed_over_the_session_with_credits_and_cancels() {
     let dir = tempfile::tempdir().unwrap();
-    let Scene {
-        server,
-        mut c,
-        id,
-        mut agent,
-        ..
-    } = Scene::start(dir.path(), &[WEB]).await;
+    let (server, mut c, id, mut agent) = scene(dir.path(), &[WEB]).await;
     let (task, _) = run_assigned(&mut c, &mut agent, "web").await;
 
     // Container names are checked by the scheduler, which lists the task's.
@@ -67,14 +81,7 @@ async fn task_logs_are_relayed_over_the_session_with_credits_and_cancels() {
     assert_eq!(err.code(), Code::NotFound);
 
     // The only container is the default; the request reaches the agent with a window.
-    let mut stream = c
-        .get_task_logs(log_request(&task.task_id, ""))
-        .await
-        .unwrap()
-        .into_inner();
-    let scheduler_message::Message::LogRequest(request) = agent.next().await else {
-        panic!("expected a log request")
-    };
+    let (mut stream, request) = open_logs(&mut c, &mut agent, &task.task_id, "").await;
     assert_eq!(
         (request.task_id.as_str(), request.container_name.as_str()),
         (task.task_id.as_str(), "app")
@@ -108,14 +115,7 @@ async fn task_logs_are_relayed_over_the_session_with_credits_and_cancels() {
     assert!(stream.message().await.unwrap().is_none());
 
     // The agent's not-found is the caller's.
-    let mut stream = c
-        .get_task_logs(log_request(&task.task_id, "app"))
-        .await
-        .unwrap()
-        .into_inner();
-    let scheduler_message::Message::LogRequest(request) = agent.next().await else {
-        panic!("expected a log request")
-    };
+    let (mut stream, request) = open_logs(&mut c, &mut agent, &task.task_id, "app").await;
     agent
         .send(log_end(
             request.request_id,
@@ -128,14 +128,7 @@ async fn task_logs_are_relayed_over_the_session_with_credits_and_cancels() {
     assert!(err.message().contains("no logs yet"), "{}", err.message());
 
     // A caller that goes away cancels its request at the agent.
-    let stream = c
-        .get_task_logs(log_request(&task.task_id, "app"))
-        .await
-        .unwrap()
-        .into_inner();
-    let scheduler_message::Message::LogRequest(request) = agent.next().await else {
-        panic!("expected a log request")
-    };
+    let (stream, request) = open_logs(&mut c, &mut agent, &task.task_id, "app").await;
     drop(stream);
     match agent.next().await {
         scheduler_message::Message::LogCancel(cancel) => {
@@ -145,14 +138,7 @@ async fn task_logs_are_relayed_over_the_session_with_credits_and_cancels() {
     }
 
     // A session that breaks ends its callers' streams with an error, not a silent end.
-    let mut stream = c
-        .get_task_logs(log_request(&task.task_id, "app"))
-        .await
-        .unwrap()
-        .into_inner();
-    let scheduler_message::Message::LogRequest(_) = agent.next().await else {
-        panic!("expected a log request")
-    };
+    let (mut stream, _) = open_logs(&mut c, &mut agent, &task.task_id, "app").await;
     drop(agent);
     let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);

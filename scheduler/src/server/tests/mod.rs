@@ -1,7 +1,7 @@
 //! End-to-end tests of the server: the real tonic server on 127.0.0.1:0 over a tempdir
 //! store, driven with the generated clients and a fake agent. This module is the harness
-//! (`Server`, `FakeAgent`, `Scene` and the calls they share); the tests live beside it, one
-//! file an area.
+//! (`Server`, `FakeAgent`, the shared preamble `scene` and the calls they share); the tests
+//! live beside it, one file an area.
 
 use std::path::Path;
 use std::time::Duration;
@@ -311,35 +311,20 @@ async fn wait_connected(
 
 /// The preamble most tests share: a server over `dir` with `defs` registered, and one fake
 /// agent (2048 CPU units, 4096 MiB, identity "host") registered, in session, and seen connected
-/// by the control side.
-struct Scene {
-    server: Server,
-    c: ControlServiceClient<Channel>,
-    /// The instance ID of the agent.
-    id: String,
-    agent: FakeAgent,
-    defs: Vec<pb::TaskDefinition>,
-}
-
-impl Scene {
-    async fn start(dir: &Path, defs: &[&str]) -> Scene {
-        let server = Server::start(dir).await;
-        let mut c = server.control().await;
-        let mut registered = Vec::new();
-        for def in defs {
-            registered.push(register_def(&mut c, def).await);
-        }
-        let id = server.register("", "host", 2048, 4096).await;
-        let agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
-        wait_connected(&mut c, "", &id, true).await;
-        Scene {
-            server,
-            c,
-            id,
-            agent,
-            defs: registered,
-        }
+/// by the control side; the server, a control client, the agent's instance ID and the agent.
+async fn scene(
+    dir: &Path,
+    defs: &[&str],
+) -> (Server, ControlServiceClient<Channel>, String, FakeAgent) {
+    let server = Server::start(dir).await;
+    let mut c = server.control().await;
+    for def in defs {
+        register_def(&mut c, def).await;
     }
+    let id = server.register("", "host", 2048, 4096).await;
+    let agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
+    wait_connected(&mut c, "", &id, true).await;
+    (server, c, id, agent)
 }
 
 /// Runs one task of `family` in the default cluster and takes its assignment at the agent.

@@ -4,7 +4,7 @@
 use berth_proto::v1::{self as pb, TaskStatus, run_task_request};
 use tonic::Code;
 
-use super::{Scene, describe_instance, describe_task, run_assigned, run_task};
+use super::{describe_instance, describe_task, run_assigned, run_task, scene};
 
 const WEB_8080: &str = r#"{"family":"web8080","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
     "portMappings":[{"containerPort":80,"hostPort":8080},{"containerPort":9000}]}]}"#;
@@ -24,13 +24,7 @@ fn eni() -> pb::NetworkAttachment {
 #[tokio::test]
 async fn task_networking_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let Scene {
-        server,
-        mut c,
-        id,
-        mut agent,
-        ..
-    } = Scene::start(dir.path(), &[WEB_8080, VPC]).await;
+    let (server, mut c, id, mut agent) = scene(dir.path(), &[WEB_8080, VPC]).await;
 
     // A fixed host port: one task per instance, and a clear refusal for the next.
     let (web, a) = run_assigned(&mut c, &mut agent, "web8080").await;

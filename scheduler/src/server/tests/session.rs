@@ -7,21 +7,15 @@ use berth_proto::v1::{self as pb, TaskStatus, agent_message, scheduler_message};
 use tonic::Code;
 
 use super::{
-    FakeAgent, Scene, Server, WEB, agent_msg, describe_instance, describe_task, register_def,
-    run_assigned, run_task, wait_connected,
+    FakeAgent, Server, WEB, agent_msg, describe_instance, describe_task, register_def,
+    run_assigned, run_task, scene, wait_connected,
 };
 use crate::server::{Call, Event, TestHooks};
 
 #[tokio::test]
 async fn session_protocol_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let Scene {
-        server,
-        mut c,
-        id,
-        mut agent,
-        defs,
-    } = Scene::start(dir.path(), &[WEB]).await;
+    let (server, mut c, id, mut agent) = scene(dir.path(), &[WEB]).await;
     assert_eq!(agent.last_received_seq, 0);
 
     let err = FakeAgent::connect(&server, "", "not-registered", 0)
@@ -38,7 +32,7 @@ async fn session_protocol_end_to_end() {
     let (t1, a1) = run_assigned(&mut c, &mut agent, "web").await;
     assert_eq!(a1.seq, 1);
     assert_eq!(a1.task_id, t1.task_id);
-    assert_eq!(a1.definition.as_ref().unwrap().family, defs[0].family);
+    assert_eq!(a1.definition.as_ref().unwrap().family, "web");
     assert_eq!(a1.desired_status, pb::DesiredStatus::Running as i32);
     let t2 = run_task(&mut c, "", "web").await.unwrap();
     assert_eq!(agent.next_assignment().await.seq, 2);
@@ -159,13 +153,7 @@ async fn session_protocol_end_to_end() {
 async fn restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (id, task_id) = {
-        let Scene {
-            server,
-            mut c,
-            id,
-            mut agent,
-            ..
-        } = Scene::start(dir.path(), &[WEB]).await;
+        let (server, mut c, id, mut agent) = scene(dir.path(), &[WEB]).await;
         let (t, a) = run_assigned(&mut c, &mut agent, "web").await;
         assert_eq!(a.seq, 1);
         agent.report(7, &t.task_id, TaskStatus::Running).await;
