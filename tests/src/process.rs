@@ -43,6 +43,40 @@ pub fn poll_every<T>(
     }
 }
 
+/// Waits until a daemon just started serves: `probe` answers `Ok(())` once it does, or why it
+/// does not yet. Fails at once when the daemon exits (`exited`), and after `within` otherwise;
+/// both errors carry the tail of its `log`.
+pub(crate) fn wait_ready(
+    name: &str,
+    log: &Path,
+    within: Duration,
+    exited: impl Fn() -> Option<ExitStatus>,
+    mut probe: impl FnMut() -> Result<(), String>,
+) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = exited() {
+            bail!(
+                "{name} exited during startup ({status}); log {}:\n{}",
+                log.display(),
+                log_tail(log, 30)
+            );
+        }
+        let why = match probe() {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "{name} not ready within {within:?} ({why}); log {}:\n{}",
+                log.display(),
+                log_tail(log, 30)
+            );
+        }
+        thread::sleep(POLL);
+    }
+}
+
 /// The last `lines` lines of a log file, or a note saying why it could not be read.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let mut file = match fs::File::open(path) {
