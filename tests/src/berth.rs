@@ -247,6 +247,40 @@ impl CtlOutput {
         serde_json::from_str(&self.stdout)
             .with_context(|| format!("berthctl printed no JSON: {self:?}"))
     }
+
+    /// This output when berthctl exited 0; otherwise an error naming `args`, with its stderr.
+    pub fn success(self, args: &[&str]) -> Result<CtlOutput> {
+        if self.status != 0 {
+            bail!(
+                "berthctl {args:?} failed ({}): {}",
+                self.status,
+                self.stderr.trim()
+            );
+        }
+        Ok(self)
+    }
+
+    /// The task IDs `run-task` printed, one a line.
+    pub fn task_ids(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
+/// The value of a detail of a described task's ENI attachment (ECS shape: name/value pairs).
+pub fn attachment_detail(task: &serde_json::Value, name: &str) -> Option<String> {
+    task["attachments"]
+        .get(0)?
+        .get("details")?
+        .as_array()?
+        .iter()
+        .find(|d| d["name"] == name)?
+        .get("value")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Runs berthctl against `endpoint` (and `cluster`), never failing on a non-zero exit: the

@@ -371,13 +371,7 @@ impl Env {
     fn run_tasks(&self, args: &[&str]) -> Result<Vec<String>> {
         let mut full = vec!["run-task"];
         full.extend_from_slice(args);
-        let out = self.ok(&full)?;
-        let ids: Vec<String> = out
-            .stdout
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect();
+        let ids = self.ok(&full)?.task_ids();
         ensure!(!ids.is_empty(), "run-task printed no task id");
         Ok(ids)
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use berth_runtime::NetNs;
 use berth_tests::World;
+use berth_tests::berth::attachment_detail;
 use serde_json::{Value, json};
 
 use super::{Env, hello, poll};
@@ -20,19 +21,6 @@ const BRIDGE_IP: &str = "10.222.0.1";
 
 fn def(family: &str, mode: &str, containers: Value) -> Value {
     json!({ "family": family, "networkMode": mode, "containerDefinitions": containers })
-}
-
-/// The value of a detail of the task's ENI attachment (ECS shape: name/value pairs).
-fn attachment_detail(task: &Value, name: &str) -> Option<String> {
-    task["attachments"]
-        .get(0)?
-        .get("details")?
-        .as_array()?
-        .iter()
-        .find(|d| d["name"] == name)?
-        .get("value")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// A shell command run in the namespace that plays the agent's host.
