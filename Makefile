@@ -35,10 +35,14 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end suites run the real binaries, so build them first; the test build reuses the
-# same compiled dependencies, and unit tests and suites run in one cargo invocation.
+# One shared build. The crates' tests enable tokio's test-util (a dev-dependency feature), so a
+# build without test targets would compile tokio and everything above it (hyper, tonic,
+# containerd-client, reqwest) a second time with other features. The end-to-end suites run the
+# real binaries, so they are built here together with every test target, in the feature set
+# `cargo test` uses; `cargo test` then only runs them (unit tests, suites, doc tests). Likewise
+# `lint` and `doc` share one checked set of dependencies (see `doc`).
 unit-and-e2e:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace
 
 ## demo: Berth end to end on this machine (root): scheduler, agent, berthctl run-task
@@ -51,9 +55,11 @@ bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench network
 
-## doc: the API documentation, with every rustdoc warning an error (part of make test)
+## doc: the API documentation, with every rustdoc warning an error (part of make test). The
+## examples are documented too: they take the dev-dependencies' features, so the dependencies
+## checked for clippy --all-targets serve here unchanged.
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --lib --bins --examples
 
 clean:
 	$(CARGO) clean

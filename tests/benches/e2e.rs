@@ -5,14 +5,14 @@
 //! memory idle and with 20 running tasks. Prints figures; asserts nothing. Needs the release
 //! binaries (`cargo build --release --workspace --bins`, which `make bench` runs first).
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
 use berth_tests::bench::{percentile, report};
-use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
+use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
@@ -200,24 +200,16 @@ fn run() -> Result<()> {
 }
 
 fn ctl(endpoint: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin("berthctl")?)
-        .args(["--endpoint", endpoint, "--cluster", "bench"])
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "berthctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(berthctl(endpoint, "bench", args)?.success(args)?.stdout)
 }
 
 fn run_task(endpoint: &str, family: &str) -> Result<String> {
-    let out = ctl(endpoint, &["run-task", "--task-definition", family])?;
-    out.lines()
+    let args = ["run-task", "--task-definition", family];
+    berthctl(endpoint, "bench", &args)?
+        .success(&args)?
+        .task_ids()
+        .into_iter()
         .next()
-        .map(|l| l.trim().to_owned())
         .context("no task id")
 }
 

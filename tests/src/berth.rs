@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::log_tail;
+use crate::process::{log_tail, poll_every};
 
 /// Where cargo put the workspace's binaries (`target/<profile>/`), found from this test's own
 /// executable (`target/<profile>/deps/<suite>-<hash>`).
@@ -110,18 +110,16 @@ impl Daemon {
 
     /// Waits until the log contains `needle`, or fails with the log's tail.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> Result<()> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!(
-            "{} never logged {needle:?}; log tail:\n{}",
-            self.name,
-            log_tail(&self.log, 30)
-        )
+        poll_every(within, Duration::from_millis(20), || {
+            Ok(self.log().contains(needle).then_some(()))
+        })
+        .with_context(|| {
+            format!(
+                "{} never logged {needle:?}; log tail:\n{}",
+                self.name,
+                log_tail(&self.log, 30)
+            )
+        })
     }
 }
 
@@ -156,16 +154,17 @@ impl Scheduler {
             .args(["--heartbeat-interval", "1s"])
             .env("RUST_LOG", "info");
         let daemon = Daemon::spawn("berth-scheduler", cmd, dir.join("scheduler.log"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "berth-scheduler did not listen on {port}; log:\n{}",
-                    log_tail(daemon.log_path(), 30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_every(Duration::from_secs(20), Duration::from_millis(10), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok()
+                .then_some(()))
+        })
+        .with_context(|| {
+            format!(
+                "berth-scheduler did not listen on {port}; log:\n{}",
+                log_tail(daemon.log_path(), 30)
+            )
+        })?;
         Ok(Scheduler {
             daemon,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -248,6 +247,40 @@ impl CtlOutput {
         serde_json::from_str(&self.stdout)
             .with_context(|| format!("berthctl printed no JSON: {self:?}"))
     }
+
+    /// This output when berthctl exited 0; otherwise an error naming `args`, with its stderr.
+    pub fn success(self, args: &[&str]) -> Result<CtlOutput> {
+        if self.status != 0 {
+            bail!(
+                "berthctl {args:?} failed ({}): {}",
+                self.status,
+                self.stderr.trim()
+            );
+        }
+        Ok(self)
+    }
+
+    /// The task IDs `run-task` printed, one a line.
+    pub fn task_ids(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
+/// The value of a detail of a described task's ENI attachment (ECS shape: name/value pairs).
+pub fn attachment_detail(task: &serde_json::Value, name: &str) -> Option<String> {
+    task["attachments"]
+        .get(0)?
+        .get("details")?
+        .as_array()?
+        .iter()
+        .find(|d| d["name"] == name)?
+        .get("value")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Runs berthctl against `endpoint` (and `cluster`), never failing on a non-zero exit: the

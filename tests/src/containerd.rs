@@ -6,14 +6,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::mount::{MntFlags, umount2};
 
 use crate::prereq::bins;
-use crate::process::{self, POLL};
+use crate::process;
 
 /// How long `start` waits for the gRPC socket.
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -139,28 +138,17 @@ impl PrivateContainerd {
     }
 
     fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(status) = self.exited() {
-                bail!(
-                    "containerd exited during startup ({status}); log {}:\n{}",
-                    self.log.display(),
-                    process::log_tail(&self.log, 30)
-                );
-            }
-            if UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "containerd did not accept connections on {} within {START_DEADLINE:?}; log {}:\n{}",
-                    self.socket.display(),
-                    self.log.display(),
-                    process::log_tail(&self.log, 30)
-                );
-            }
-            thread::sleep(POLL);
-        }
+        process::wait_ready(
+            "containerd",
+            &self.log,
+            START_DEADLINE,
+            || self.exited(),
+            || {
+                UnixStream::connect(&self.socket)
+                    .map(drop)
+                    .map_err(|e| format!("no connection on {}: {e}", self.socket.display()))
+            },
+        )
     }
 
     fn exited(&self) -> Option<std::process::ExitStatus> {

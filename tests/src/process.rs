@@ -15,6 +15,68 @@ use nix::unistd::Pid;
 /// How often bounded waits poll.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
+/// Calls `f` every 50 ms until it returns `Some`, or fails after `within`: see [`poll_every`].
+pub fn poll<T>(within: Duration, f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    poll_every(within, POLL, f)
+}
+
+/// Calls `f` every `every` until it returns `Some`, or fails once `within` has passed. An error
+/// from `f` counts as "not yet" (what is polled may not be there yet); the failure after the
+/// deadline is the last such error, or a timeout.
+pub fn poll_every<T>(
+    within: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + within;
+    let mut last_err = None;
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(last_err.unwrap_or_else(|| anyhow::anyhow!("timed out after {within:?}")));
+        }
+        thread::sleep(every);
+    }
+}
+
+/// Waits until a daemon just started serves: `probe` answers `Ok(())` once it does, or why it
+/// does not yet. Fails at once when the daemon exits (`exited`), and after `within` otherwise;
+/// both errors carry the tail of its `log`.
+pub(crate) fn wait_ready(
+    name: &str,
+    log: &Path,
+    within: Duration,
+    exited: impl Fn() -> Option<ExitStatus>,
+    mut probe: impl FnMut() -> Result<(), String>,
+) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = exited() {
+            bail!(
+                "{name} exited during startup ({status}); log {}:\n{}",
+                log.display(),
+                log_tail(log, 30)
+            );
+        }
+        let why = match probe() {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "{name} not ready within {within:?} ({why}); log {}:\n{}",
+                log.display(),
+                log_tail(log, 30)
+            );
+        }
+        thread::sleep(POLL);
+    }
+}
+
 /// The last `lines` lines of a log file, or a note saying why it could not be read.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let mut file = match fs::File::open(path) {

@@ -112,30 +112,17 @@ impl PrivateRegistry {
     }
 
     fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(status) = self.exited() {
-                bail!(
-                    "registry exited during startup ({status}); log {}:\n{}",
-                    self.log.display(),
-                    process::log_tail(&self.log, 30)
-                );
-            }
-            let last_err = match http_get_status(self.addr(), "/v2/") {
-                Ok(200) => return Ok(()),
-                Ok(code) => format!("GET /v2/ answered {code}"),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "registry not ready on {} within {START_DEADLINE:?} ({last_err}); log {}:\n{}",
-                    self.host(),
-                    self.log.display(),
-                    process::log_tail(&self.log, 30)
-                );
-            }
-            thread::sleep(POLL);
-        }
+        process::wait_ready(
+            &format!("registry on {}", self.host()),
+            &self.log,
+            START_DEADLINE,
+            || self.exited(),
+            || match http_get_status(self.addr(), "/v2/") {
+                Ok(200) => Ok(()),
+                Ok(code) => Err(format!("GET /v2/ answered {code}")),
+                Err(e) => Err(format!("{e:#}")),
+            },
+        )
     }
 
     fn exited(&self) -> Option<std::process::ExitStatus> {

@@ -4,12 +4,12 @@
 //! stops it, and removes everything it made.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use berth_tests::berth::{Agent, AgentOptions, Scheduler, bin};
-use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures};
+use anyhow::{Context, Result};
+use berth_tests::berth::{Agent, AgentOptions, CtlOutput, Scheduler, attachment_detail, berthctl};
+use berth_tests::{Prereq, PrivateContainerd, PrivateRegistry, fixtures, poll_every};
 
 fn main() -> ExitCode {
     if let Err(why) = Prereq::check() {
@@ -29,24 +29,12 @@ fn step(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
 }
 
-/// Runs berthctl, echoing the command and its output.
-fn ctl(endpoint: &str, args: &[&str]) -> Result<String> {
+/// Runs berthctl against the default cluster, echoing the command and its output.
+fn ctl(endpoint: &str, args: &[&str]) -> Result<CtlOutput> {
     println!("$ berthctl {}", args.join(" "));
-    let out = Command::new(bin("berthctl")?)
-        .args(["--endpoint", endpoint])
-        .args(args)
-        .output()
-        .context("run berthctl")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
-    if !out.status.success() {
-        bail!(
-            "berthctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
+    let out = berthctl(endpoint, "default", args)?;
+    print!("{}", out.stdout);
+    out.success(args)
 }
 
 fn show_cgroup(path: &str) {
@@ -132,28 +120,21 @@ fn demo() -> Result<()> {
     )?;
 
     step("running it");
-    let ids = ctl(&endpoint, &["run-task", "--task-definition", "demo"])?;
-    let id = ids
-        .lines()
+    let id = ctl(&endpoint, &["run-task", "--task-definition", "demo"])?
+        .task_ids()
+        .into_iter()
         .next()
-        .context("run-task printed no task id")?
-        .trim()
-        .to_owned();
+        .context("run-task printed no task id")?;
     ctl(
         &endpoint,
         &["wait", "tasks-running", &id, "--timeout", "60"],
     )?;
     ctl(&endpoint, &["tasks"])?;
-    let described: serde_json::Value =
-        serde_json::from_str(&ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?)?;
+    let described = ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?.json()?;
 
     step("the task's own address answers, and the agent's endpoint answers inside the task");
-    let address = described["tasks"][0]["attachments"][0]["details"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["name"] == "privateIPv4Address"))
-        .and_then(|d| d["value"].as_str())
-        .context("the task has no address")?
-        .to_owned();
+    let address = attachment_detail(&described["tasks"][0], "privateIPv4Address")
+        .context("the task has no address")?;
     let said = net.sh(&format!("/bin/busybox nc -w 2 {address} 8080 </dev/null"))?;
     println!("  {address}:8080 says: {}", said.trim());
     let metadata = net.task_sh(
@@ -194,24 +175,19 @@ fn demo() -> Result<()> {
         "after the cleanup wait (3 s here) the agent removes the task's containers and cgroups \
          (resourcesReleasedAt; the task stays STOPPED)",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new(bin("berthctl")?)
-            .args(["--endpoint", &endpoint, "-o", "json", "describe-tasks", &id])
-            .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["tasks"][0]["resourcesReleasedAt"].is_string() {
-            println!(
-                "  lastStatus {}, resourcesReleasedAt {}",
-                v["tasks"][0]["lastStatus"], v["tasks"][0]["resourcesReleasedAt"]
-            );
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("the host did not release the task within 30s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let released = poll_every(Duration::from_secs(30), Duration::from_millis(200), || {
+        let v = berthctl(&endpoint, "default", &["-o", "json", "describe-tasks", &id])?
+            .json()
+            .unwrap_or_default();
+        Ok(v["tasks"][0]["resourcesReleasedAt"]
+            .is_string()
+            .then(|| v["tasks"][0].clone()))
+    })
+    .context("the host did not release the task within 30s")?;
+    println!(
+        "  lastStatus {}, resourcesReleasedAt {}",
+        released["lastStatus"], released["resourcesReleasedAt"]
+    );
     ctl(&endpoint, &["tasks"])?;
     let left = containerd.ctr(&["-n", "berth-demo", "containers", "ls", "-q"])?;
     println!(

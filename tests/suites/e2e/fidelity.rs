@@ -5,19 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::World;
-use serde_json::{Value, json};
+use berth_tests::{World, poll};
+use serde_json::json;
 
-use super::{Env, hello, poll};
-
-/// A cgroup v1 file of a task (`/berth/<task>[/<container>]`), trimmed.
-fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
-    let path = format!("/sys/fs/cgroup/{controller}/berth/{rel}/{file}");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| path.clone())?
-        .trim()
-        .to_owned())
-}
+use super::{Env, cgroup_file, container, hello};
 
 /// Without task-level cpu and memory, as the ECS agent runs it: the task is weighed by its
 /// containers' cpu (each at least 2 shares) but not capped, has no memory limit of its own,
@@ -25,7 +16,7 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
 pub(super) fn without_task_level_limits_nothing_caps_the_task(w: &World) -> Result<()> {
     let env = Env::with_agent(w, "10800")?;
     let image = hello(w, "e2e-fid-limits")?;
-    env.register(&json!({
+    let (id, _) = env.start_task(&json!({
         "family": "fidlimits",
         "networkMode": "none",
         "containerDefinitions": [
@@ -36,8 +27,6 @@ pub(super) fn without_task_level_limits_nothing_caps_the_task(w: &World) -> Resu
              "command": ["sleep", "3600"]}
         ]
     }))?;
-    let id = env.run_task("fidlimits")?;
-    env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
     let used = poll(Duration::from_secs(30), || {
         let t = env.task(&id)?;
         ensure!(t["lastStatus"] == "RUNNING", "the task stopped: {t}");
@@ -56,8 +45,7 @@ pub(super) fn without_task_level_limits_nothing_caps_the_task(w: &World) -> Resu
         unlimited.parse::<u64>().is_ok_and(|b| b > 1 << 40),
         "the task has a memory limit of {unlimited} bytes"
     );
-    env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "STOPPED", Duration::from_secs(30))?;
+    env.stop_task(&id, Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -76,7 +64,7 @@ echo ready; wait $child";
     let graceful = "trap 'echo trapped; touch /tmp/stop; wait $child; exit $?' TERM
 (while [ ! -e /tmp/stop ]; do sleep 1; done) & child=$!
 echo ready; wait $child";
-    env.register(&json!({
+    let (id, _) = env.start_task(&json!({
         "family": "fidstop",
         "networkMode": "none",
         "containerDefinitions": [
@@ -86,8 +74,6 @@ echo ready; wait $child";
              "command": ["sh", "-c", graceful]}
         ]
     }))?;
-    let id = env.run_task("fidstop")?;
-    env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
     for name in ["stubborn", "graceful"] {
         poll(Duration::from_secs(20), || {
             let out = env.ctl(&["logs", &id, "--container", name])?;
@@ -96,22 +82,14 @@ echo ready; wait $child";
         .with_context(|| format!("{name} never got ready{}", env.logs()))?;
     }
     let asked = Instant::now();
-    env.ok(&["stop-task", &id])?;
-    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(30))?;
+    let t = env.stop_task(&id, Duration::from_secs(30))?;
     let took = asked.elapsed();
-    let exit = |name: &str| {
-        t["containers"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-            .map(|c| c["exitCode"].clone())
-            .unwrap_or(Value::Null)
-    };
     ensure!(
-        exit("stubborn") == 137,
+        container(&t, "stubborn")?["exitCode"] == 137,
         "the stubborn shell's child outlived its 2 s stopTimeout: SIGKILL, 137 expected: {t}"
     );
     ensure!(
-        exit("graceful") == 0,
+        container(&t, "graceful")?["exitCode"] == 0,
         "the graceful shell handled SIGTERM and its child ended cleanly: 0 expected: {t}"
     );
     ensure!(
@@ -156,14 +134,7 @@ pub(super) fn a_non_essential_container_that_cannot_start(w: &World) -> Result<(
     let id = env.run_task("fiddata")?;
     env.ok(&["wait", "tasks-stopped", &id, "--timeout", "90"])?;
     let t = env.task(&id)?;
-    let container = |name: &str| -> Value {
-        t["containers"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let data = container("data");
+    let data = container(&t, "data")?;
     let reason = data["reason"].as_str().unwrap_or_default();
     ensure!(
         data["lastStatus"] == "STOPPED"
@@ -173,7 +144,7 @@ pub(super) fn a_non_essential_container_that_cannot_start(w: &World) -> Result<(
         "the data container: {data}"
     );
     ensure!(
-        container("writer")["exitCode"] == 0 && container("app")["exitCode"] == 7,
+        container(&t, "writer")?["exitCode"] == 0 && container(&t, "app")?["exitCode"] == 7,
         "{t}"
     );
     ensure!(
@@ -254,27 +225,18 @@ printf '%s\\n' \"$out\" | grep -q '\"Name\":\"{name}\"' && echo first-body: ok"
              "command": ["sh", "-c", side]}
         ]
     }))?;
-    let out = env.ok(&[
-        "run-task",
+    let ids = env.run_tasks(&[
         "--task-definition",
         "fidmeta",
         "--count",
         &TASKS.to_string(),
     ])?;
-    let ids: Vec<String> = out
-        .stdout
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
     ensure!(ids.len() == TASKS, "run-task printed {ids:?}");
     let mut failures = Vec::new();
     for id in &ids {
-        let task: Value = poll(Duration::from_secs(120), || {
-            let t = env.task(id)?;
-            Ok((!t["containers"][1]["exitCode"].is_null()).then_some(t))
-        })
-        .with_context(|| format!("container side of task {id} never exited{}", env.logs()))?;
+        let task = env
+            .wait_exited(id, 1, Duration::from_secs(120))
+            .with_context(|| format!("container side of task {id} never exited{}", env.logs()))?;
         let main = poll(Duration::from_secs(30), || {
             log_line(&env, id, "main", "first-answer:")
         })

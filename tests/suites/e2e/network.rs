@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use berth_runtime::NetNs;
 use berth_tests::World;
+use berth_tests::berth::attachment_detail;
 use serde_json::{Value, json};
 
 use super::{Env, hello, poll};
@@ -20,19 +21,6 @@ const BRIDGE_IP: &str = "10.222.0.1";
 
 fn def(family: &str, mode: &str, containers: Value) -> Value {
     json!({ "family": family, "networkMode": mode, "containerDefinitions": containers })
-}
-
-/// The value of a detail of the task's ENI attachment (ECS shape: name/value pairs).
-fn attachment_detail(task: &Value, name: &str) -> Option<String> {
-    task["attachments"]
-        .get(0)?
-        .get("details")?
-        .as_array()?
-        .iter()
-        .find(|d| d["name"] == name)?
-        .get("value")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// A shell command run in the namespace that plays the agent's host.
@@ -110,10 +98,7 @@ echo all-good"#;
         ensure!(said.contains("hello"), "{said}");
     }
     for id in [&a, &b] {
-        let t = poll(Duration::from_secs(30), || {
-            let t = env.task(id)?;
-            Ok((!t["containers"][1]["exitCode"].is_null()).then_some(t))
-        })?;
+        let t = env.wait_exited(id, 1, Duration::from_secs(30))?;
         let logs = env.ok(&["logs", id, "--container", "checks"])?.stdout;
         ensure!(
             t["containers"][1]["exitCode"] == 0 && logs.contains("all-good"),
@@ -127,8 +112,7 @@ echo all-good"#;
     )?;
     ensure!(other.trim() != "0", "the endpoint answered on {BRIDGE_IP}");
     for id in [&a, &b] {
-        env.ok(&["stop-task", id])?;
-        let t = env.wait_status(id, "STOPPED", Duration::from_secs(60))?;
+        let t = env.stop_task(id, Duration::from_secs(60))?;
         ensure!(t["attachments"][0]["status"] == "DELETED", "{t}");
     }
     // STOPPED means released: the network went before the status was reported.
@@ -159,21 +143,16 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         .as_str()
         .context("no instance id")?
         .to_owned();
-    let out = env.ok(&[
-        "run-task",
-        "--task-definition",
-        "neteni",
-        "--network-attachment",
-        &attachment,
-        "--container-instance",
-        &instance,
-    ])?;
-    let id = out
-        .stdout
-        .lines()
-        .next()
-        .map(|l| l.trim().to_owned())
-        .context("run-task printed no task id")?;
+    let id = env
+        .run_tasks(&[
+            "--task-definition",
+            "neteni",
+            "--network-attachment",
+            &attachment,
+            "--container-instance",
+            &instance,
+        ])?
+        .swap_remove(0);
     let t = env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
     ensure!(
         attachment_detail(&t, "privateIPv4Address").as_deref() == Some("10.1.0.5")
@@ -211,8 +190,7 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         !host_links.contains(mac),
         "the ENI is still on the host: {host_links}"
     );
-    env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    env.stop_task(&id, Duration::from_secs(60))?;
     let back = poll(Duration::from_secs(10), || {
         let links = host_sh(&env, "ip -o link show")?;
         Ok(links.contains(mac).then_some(links))
@@ -224,20 +202,14 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     );
     // A MAC that is not on the host fails the task with a reason naming it.
     let missing = "0a:58:0a:01:00:99".to_owned();
-    let out = env.ok(&[
-        "run-task",
-        "--task-definition",
-        "neteni",
-        "--network-attachment",
-        &format!("mac={missing},address=10.1.0.6/24,gateway=10.1.0.1"),
-    ])?;
-    let id = out
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let id = env
+        .run_tasks(&[
+            "--task-definition",
+            "neteni",
+            "--network-attachment",
+            &format!("mac={missing},address=10.1.0.6/24,gateway=10.1.0.1"),
+        ])?
+        .swap_remove(0);
     let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
     ensure!(
         t.to_string().contains(&missing),
@@ -265,7 +237,7 @@ pub(super) fn bridge(w: &World) -> Result<()> {
     let image = hello(w, "e2e-net-bridge")?;
     let server = "serve() { while true; do echo hello-from-bridge | nc -l -p $1; done; }; \
                   serve 8081 & serve 8080";
-    env.register(&def(
+    let (id, t) = env.start_task(&def(
         "netbridge",
         "bridge",
         json!([
@@ -285,8 +257,6 @@ pub(super) fn bridge(w: &World) -> Result<()> {
                  [ \"$out\" = hello-from-bridge ]"]}
         ]),
     ))?;
-    let id = env.run_task("netbridge")?;
-    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
     let fixed = host_port(&t, 0, 8080, "tcp").filter(|p| *p == 18080);
     ensure!(fixed.is_some(), "no 18080 binding: {t}");
     let bindings: Vec<u16> = t["containers"][0]["networkBindings"]
@@ -338,10 +308,7 @@ pub(super) fn bridge(w: &World) -> Result<()> {
         .context("the udp datagram never reached the container's namespace")?;
     ensure!(&buf[..n] == b"ping-udp");
     // The link: the client resolved "frontend" to web's address and got the answer.
-    let t = poll(Duration::from_secs(30), || {
-        let t = env.task(&id)?;
-        Ok((!t["containers"][1]["exitCode"].is_null()).then_some(t))
-    })?;
+    let t = env.wait_exited(&id, 1, Duration::from_secs(30))?;
     let logs = env.ok(&["logs", &id, "--container", "client"])?.stdout;
     ensure!(
         t["containers"][1]["exitCode"] == 0,
@@ -353,8 +320,7 @@ pub(super) fn bridge(w: &World) -> Result<()> {
         clash.status != 0 && clash.stderr.contains("18080"),
         "a port clash was not refused at placement: {clash:?}"
     );
-    env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    env.stop_task(&id, Duration::from_secs(60))?;
     let rules = host_sh(&env, "nft list chain ip berth ports")?;
     ensure!(!rules.contains("dnat"), "rules left after STOPPED: {rules}");
     Ok(())
@@ -422,14 +388,8 @@ pub(super) fn leaks(w: &World) -> Result<()> {
         } else {
             "leakbridge"
         };
-        let out = env.ok(&["run-task", "--task-definition", family, "--count", "10"])?;
-        let batch: Vec<String> = out
-            .stdout
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect();
-        ensure!(batch.len() == 10, "round {round}: {out:?}");
+        let batch = env.run_tasks(&["--task-definition", family, "--count", "10"])?;
+        ensure!(batch.len() == 10, "round {round}: {batch:?}");
         for id in &batch {
             env.wait_released(id, Duration::from_secs(120))?;
         }
@@ -484,14 +444,12 @@ pub(super) fn agent_restart_keeps_the_network(w: &World) -> Result<()> {
     let mut env = Env::with_agent(w, "0")?;
     let image = hello(w, "e2e-net-restart")?;
     let server = "while true; do echo still-here | nc -l -p 8080; done";
-    env.register(&def(
+    let (id, t) = env.start_task(&def(
         "netrestart",
         "awsvpc",
         json!([{"name": "server", "image": image, "memory": 64, "stopTimeout": 2,
                 "command": ["sh", "-c", server]}]),
     ))?;
-    let id = env.run_task("netrestart")?;
-    let t = env.wait_status(&id, "RUNNING", Duration::from_secs(60))?;
     let ip = attachment_detail(&t, "privateIPv4Address").context("no address")?;
     env.agent()?
         .daemon
@@ -514,8 +472,7 @@ pub(super) fn agent_restart_keeps_the_network(w: &World) -> Result<()> {
         )
     })?;
     ensure!(env.net.task_namespaces()? == std::slice::from_ref(&id));
-    env.ok(&["stop-task", &id])?;
-    env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    env.stop_task(&id, Duration::from_secs(60))?;
     let left = env.net.task_namespaces()?;
     ensure!(left.is_empty(), "namespaces left after STOPPED: {left:?}");
     let rules = host_sh(&env, "nft list chain ip berth ports")?;

@@ -25,12 +25,12 @@ fn env_on_shared_containerd(w: &World) -> Result<(PrivateContainerd, Env)> {
 
 /// Starts the agent, runs a task of `containers` and waits for RUNNING; the task ID.
 fn run(env: &mut Env, family: &str, containers: serde_json::Value) -> Result<String> {
-    env.ok(&["create-cluster", &env.cluster.clone()])?;
-    env.start_agent()?;
-    env.wait_instance_connected()?;
-    env.register(&taskdef(family, containers))?;
-    let id = env.run_task(family)?;
-    env.wait_status(&id, "RUNNING", Duration::from_secs(90))?;
+    env.connect()?;
+    let (id, _) = env.run_until(
+        &taskdef(family, containers),
+        "RUNNING",
+        Duration::from_secs(90),
+    )?;
     Ok(id)
 }
 
@@ -45,12 +45,6 @@ fn agent_healthy(env: &Env) -> Result<()> {
         "the agent log tells of a crash{}",
         env.logs()
     );
-    Ok(())
-}
-
-fn stop(env: &Env, id: &str) -> Result<()> {
-    env.ok(&["stop-task", id])?;
-    env.wait_status(id, "STOPPED", Duration::from_secs(20))?;
     Ok(())
 }
 
@@ -91,7 +85,8 @@ pub(super) fn image_pulled_into_another_namespace(w: &World) -> Result<()> {
         others.contains(&img.reference),
         "other lost its image: {others}"
     );
-    stop(&env, &id)
+    env.stop_task(&id, Duration::from_secs(20))?;
+    Ok(())
 }
 
 /// Every other state in one task of two containers, each with an image of its own: for the
@@ -168,7 +163,8 @@ pub(super) fn partial_content_of_other_clients(w: &World) -> Result<()> {
     ensure!(containerd.ingest_bytes(&ns, &foreign)? == Some(foreign_half as u64));
     expect_clean_pull(&containerd, &ns, Pulled::Image(&layered))?;
     expect_clean_pull(&containerd, &ns, Pulled::Image(&hello))?;
-    stop(&env, &id)
+    env.stop_task(&id, Duration::from_secs(20))?;
+    Ok(())
 }
 
 /// Successful GETs of each of the image's blobs so far.
