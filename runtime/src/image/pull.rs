@@ -8,10 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use containerd_client::services::v1::{
-    CreateImageRequest, GetImageRequest, Image, UpdateImageRequest,
-};
-use containerd_client::types::Descriptor as CdDescriptor;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -19,11 +15,11 @@ use tracing::Instrument;
 
 use super::content::{self, LABEL_SOURCE_PREFIX};
 use super::manifest::{self, Descriptor, Fetched, Manifest, Platform};
-use super::registry::{ImageRef, Registry};
+use super::registry::{Distribution, ImageRef};
 use super::single_flight::SingleFlight;
 use super::unpack;
 use super::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
-use crate::containerd::{Containerd, ContainerdError, Lease, SNAPSHOTTER};
+use crate::containerd::{Blob, Containerd, Lease, SNAPSHOTTER};
 
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
@@ -40,8 +36,8 @@ pub(crate) struct Puller {
 
 #[derive(Debug)]
 struct Inner {
-    client: Containerd,
-    registry: Registry,
+    client: Arc<dyn Containerd>,
+    registry: Arc<dyn Distribution>,
     downloads: Semaphore,
     images: SingleFlight<String, PullOutcome>,
     blobs: SingleFlight<String, Result<BlobOutcome, PullError>>,
@@ -59,14 +55,14 @@ struct BlobOutcome {
 
 impl Puller {
     pub(crate) fn new(
-        client: Containerd,
-        insecure_registries: &[String],
+        client: Arc<dyn Containerd>,
+        registry: Arc<dyn Distribution>,
         max_downloads: usize,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
-                registry: Registry::new(insecure_registries),
+                registry,
                 downloads: Semaphore::new(max_downloads.max(1)),
                 images: SingleFlight::default(),
                 blobs: SingleFlight::default(),
@@ -233,17 +229,9 @@ impl Puller {
             if known.target_digest != top_digest {
                 return None;
             }
-            let client = &self.inner.client;
-            let record = client
-                .images()
-                .get(client.request(GetImageRequest {
-                    name: image.given().to_owned(),
-                }))
-                .await
-                .ok()?
-                .into_inner()
-                .image?;
-            if record.target?.digest != top_digest {
+            let client = &*self.inner.client;
+            let target = client.image_get(image.given()).await.ok()??;
+            if target.digest != top_digest {
                 return None;
             }
             if !unpack::snapshot_exists(client, &known.chain_id)
@@ -303,7 +291,7 @@ impl Puller {
         manifest_digest: &'a str,
     ) -> BoxFuture<'a, Result<Stored, PullError>> {
         Box::pin(async move {
-            let client = &self.inner.client;
+            let client = &*self.inner.client;
             let source = source_label(image);
 
             // Config: small, needed in memory for the diff IDs.
@@ -385,16 +373,16 @@ impl Puller {
 
             // The config points at the unpacked snapshot; the manifest at config and layers.
             if !top.is_empty() {
-                content::add_labels(
-                    client,
-                    Some(lease),
-                    &manifest.config.digest,
-                    HashMap::from([(
-                        format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
-                        top.clone(),
-                    )]),
-                )
-                .await?;
+                client
+                    .content_update_labels(
+                        Some(lease.id()),
+                        &manifest.config.digest,
+                        HashMap::from([(
+                            format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                            top.clone(),
+                        )]),
+                    )
+                    .await?;
             }
             let mut labels = HashMap::from([
                 source.clone(),
@@ -448,50 +436,24 @@ impl Puller {
                 }
                 None => media_type_of(top_bytes, manifest::OCI_MANIFEST),
             };
-            let record = Image {
-                name: image.given().to_owned(),
-                labels: HashMap::new(),
-                target: Some(CdDescriptor {
-                    media_type: target_type,
-                    digest: top_digest.to_owned(),
-                    size: top_bytes.len() as i64,
-                    annotations: HashMap::new(),
-                }),
-                created_at: None,
-                updated_at: None,
+            let target = Blob {
+                media_type: target_type,
+                digest: top_digest.to_owned(),
+                size: top_bytes.len() as i64,
             };
-            let client = &self.inner.client;
-            let created = client
-                .images()
-                .create(client.request_with(
-                    CreateImageRequest {
-                        image: Some(record.clone()),
-                        source_date_epoch: None,
-                    },
-                    Some(lease),
-                    Some(crate::containerd::CALL_TIMEOUT),
-                ))
-                .await;
-            match created {
-                Ok(_) => {}
-                Err(s) if s.code() == tonic::Code::AlreadyExists => {
+            let client = &*self.inner.client;
+            match client
+                .image_create(Some(lease.id()), image.given(), target.clone())
+                .await
+            {
+                Ok(()) => {}
+                // Pulled before (maybe to another digest): the record is pointed here.
+                Err(e) if e.is_already_exists() => {
                     client
-                        .images()
-                        .update(client.request_with(
-                            UpdateImageRequest {
-                                image: Some(record),
-                                update_mask: None,
-                                source_date_epoch: None,
-                            },
-                            Some(lease),
-                            Some(crate::containerd::CALL_TIMEOUT),
-                        ))
-                        .await
-                        .map_err(|s| ContainerdError::new("image update", image.given(), &s))?;
+                        .image_update(Some(lease.id()), image.given(), target)
+                        .await?;
                 }
-                Err(s) => {
-                    return Err(ContainerdError::new("image create", image.given(), &s).into());
-                }
+                Err(e) => return Err(e.into()),
             }
             Ok(PulledImage {
                 name: image.given().to_owned(),
@@ -536,136 +498,4 @@ fn media_type_of(bytes: &[u8], default: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::Future;
-
-    use super::super::ingest::{self, BlobWrite};
-    use super::*;
-
-    /// The most a caller's frame holds of any step's future (a debug build several copies).
-    const HELD_BUDGET: usize = 4096;
-
-    /// What a caller holds of a future, and for a boxed one what sits on the heap.
-    fn sizes<T: ?Sized>(held: &impl std::ops::Deref<Target = T>) -> (usize, usize) {
-        (std::mem::size_of_val(held), std::mem::size_of_val(&**held))
-    }
-
-    fn unboxed<F: Future>(f: &F) -> (usize, usize) {
-        (std::mem::size_of_val(f), 0)
-    }
-
-    /// The futures of a pull, by size. Each lives inside the future that awaits it (or in a
-    /// task of its own when spawned), and its caller's poll frame holds it, in a debug build
-    /// several copies of it, while creating it: the large steps are boxed, so a frame only
-    /// holds a pointer. Run with --nocapture to see the figures.
-    #[tokio::test]
-    async fn pull_futures_stay_small() {
-        let client = Containerd::unconnected("sizes");
-        let puller = Puller::new(client.clone(), &[], 3);
-        let image = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
-        let auth = RegistryAuth::Anonymous;
-        let lease = Lease::borrowed(&client, "lease");
-        let desc = Descriptor {
-            media_type: manifest::OCI_MANIFEST.to_owned(),
-            digest: "sha256:1".to_owned(),
-            size: 1,
-            platform: None,
-        };
-        let manifest = Manifest {
-            config: desc.clone(),
-            layers: vec![desc.clone()],
-        };
-        let stored = Stored {
-            config_digest: String::new(),
-            chain_id: String::new(),
-            size: 0,
-            downloaded: 0,
-        };
-        let source = (String::new(), String::new());
-        let blob = BlobWrite {
-            kind: "layer",
-            digest: "d",
-            size: 1,
-            labels: HashMap::new(),
-        };
-        let mut open = |_| -> BoxFuture<'static, _> {
-            Box::pin(async {
-                Err(PullError::Cancelled {
-                    reference: String::new(),
-                })
-            })
-        };
-        let mut on_bytes = |_| {};
-        let bytes = Bytes::new();
-        let measured = [
-            ("pull", unboxed(&puller.pull("x", &auth, None))),
-            (
-                "pull_once",
-                sizes(&puller.pull_once(image.clone(), auth.clone())),
-            ),
-            (
-                "store",
-                sizes(&puller.store(&image, &auth, &lease, &manifest, Bytes::new(), "d")),
-            ),
-            (
-                "record",
-                sizes(&puller.record(&image, &lease, None, &bytes, "d", "d", stored)),
-            ),
-            (
-                "config",
-                sizes(&puller.config(&image, &lease, &desc, &source)),
-            ),
-            (
-                "put_small",
-                sizes(&puller.put_small(&lease, "manifest", "d", Bytes::new(), HashMap::new())),
-            ),
-            (
-                "layer",
-                sizes(&puller.layer(&image, &auth, "lease", &desc, HashMap::new())),
-            ),
-            (
-                "download_layer",
-                sizes(&puller.download_layer(&image, "lease", &desc, HashMap::new())),
-            ),
-            (
-                "write_blob",
-                sizes(&ingest::write_blob(
-                    &client,
-                    &lease,
-                    &blob,
-                    &mut open,
-                    &mut on_bytes,
-                )),
-            ),
-            (
-                "unpack_layer",
-                sizes(&unpack::unpack_layer(&client, &lease, &desc, "d", "", "c")),
-            ),
-            (
-                "fetch_manifest",
-                sizes(&puller.fetch_manifest(&image, &auth)),
-            ),
-            ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
-            (
-                "registry fetch_manifest",
-                unboxed(&puller.inner.registry.fetch_manifest(&image, &auth)),
-            ),
-            (
-                "registry blob_stream",
-                unboxed(&puller.inner.registry.blob_stream(&image, "d", 1, "m", 0)),
-            ),
-            ("lease create", unboxed(&Lease::create(&client, "p"))),
-        ];
-        for (name, (held, boxed)) in measured {
-            if boxed > 0 {
-                println!("{name}: {held} bytes held, {boxed} bytes boxed");
-            } else {
-                println!("{name}: {held} bytes held");
-            }
-            assert!(
-                held <= HELD_BUDGET,
-                "{name}'s future is {held} bytes: box it"
-            );
-        }
-    }
-}
+mod tests;

@@ -1,9 +1,11 @@
 //! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
+//! A pull reads through the [`Distribution`] trait, so its unit tests serve images from memory.
 
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -71,6 +73,51 @@ impl ImageRef {
     }
 }
 
+/// The bytes of a blob, from some offset on.
+pub(crate) type BlobStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// What a pull reads from a registry (the OCI distribution API).
+#[async_trait]
+pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
+    /// The manifest or index the reference names: its bytes and digest.
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        auth: &RegistryAuth,
+    ) -> Result<(Bytes, String), PullError>;
+    /// A blob's bytes from `offset` on.
+    async fn blob_stream(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        size: i64,
+        media_type: &str,
+        offset: u64,
+    ) -> Result<BlobStream, PullError>;
+}
+
+#[async_trait]
+impl Distribution for Registry {
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        auth: &RegistryAuth,
+    ) -> Result<(Bytes, String), PullError> {
+        Registry::fetch_manifest(self, image, auth).await
+    }
+
+    async fn blob_stream(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        size: i64,
+        media_type: &str,
+        offset: u64,
+    ) -> Result<BlobStream, PullError> {
+        Registry::blob_stream(self, image, digest, size, media_type, offset).await
+    }
+}
+
 /// A registry client shared by all pulls of one runtime.
 #[derive(Clone)]
 pub(crate) struct Registry {
@@ -134,7 +181,7 @@ impl Registry {
         size: i64,
         media_type: &str,
         offset: u64,
-    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, PullError> {
+    ) -> Result<BlobStream, PullError> {
         let desc = oci_client::manifest::OciDescriptor {
             media_type: media_type.to_owned(),
             digest: digest.to_owned(),
@@ -196,10 +243,7 @@ async fn own_task<T: Send + 'static>(
 }
 
 /// `stream` without its first `n` bytes.
-fn skip_bytes(
-    stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
-    n: u64,
-) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+fn skip_bytes(stream: BlobStream, n: u64) -> BlobStream {
     let mut left = n;
     stream
         .filter_map(move |item| {
