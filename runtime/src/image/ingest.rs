@@ -24,6 +24,7 @@ use containerd_client::services::v1::{WriteAction, WriteContentRequest, WriteCon
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use oci_client::errors::DigestError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -380,16 +381,19 @@ fn closed(digest: &str) -> PullError {
     ))
 }
 
+/// A failed read of the registry's stream: bytes that do not match the digest (oci-client
+/// verifies a stream read from the start), or the registry's failure.
 fn stream_error(blob: &BlobWrite<'_>, e: &std::io::Error) -> PullError {
-    let text = super::registry::error_chain(e);
-    if text.contains("Invalid digest") || text.contains("digest") && text.contains("Expected") {
-        mismatch(blob, text)
-    } else {
-        PullError::Registry {
+    let digest = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<DigestError>());
+    match digest {
+        Some(digest) => mismatch(blob, digest.to_string()),
+        None => PullError::Registry {
             registry: String::from("(blob stream)"),
             what: format!("{} {}", blob.kind, blob.digest),
-            reason: text,
-        }
+            reason: super::registry::root_cause(e),
+        },
     }
 }
 
@@ -511,6 +515,30 @@ mod tests {
         );
         assert_eq!(fake.content(), [digest_of(DATA)]);
         assert!(fake.ingests().is_empty());
+    }
+
+    #[test]
+    fn a_stream_that_fails_verification_is_a_mismatch_and_anything_else_the_registry() {
+        let blob = BlobWrite {
+            kind: "layer",
+            digest: "sha256:abc",
+            size: 3,
+            labels: HashMap::new(),
+        };
+        let tampered = std::io::Error::other(DigestError::VerificationError {
+            expected: "sha256:abc".to_owned(),
+            actual: "sha256:def".to_owned(),
+        });
+        assert_eq!(
+            stream_error(&blob, &tampered).to_string(),
+            "digest mismatch for layer sha256:abc: Invalid digest. Expected sha256:abc, got sha256:def"
+        );
+        let reset =
+            std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            stream_error(&blob, &reset).to_string(),
+            "registry (blob stream) failed on layer sha256:abc: connection reset"
+        );
     }
 
     #[test]

@@ -337,7 +337,7 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
             PullError::RegistryUnreachable {
                 registry,
-                reason: error_chain(&e),
+                reason: root_cause(&e),
             }
         }
         OciDistributionError::DigestError(e) => PullError::DigestMismatch {
@@ -348,29 +348,26 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
         other => PullError::Registry {
             registry,
             what: what.to_owned(),
-            reason: error_chain(&other),
+            reason: root_cause(&other),
         },
     }
 }
 
-/// An error and its sources on one line ("a: b: c"), for errors from foreign crates whose
-/// top-level message alone is too vague ("error sending request").
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
+/// What a person can act on in a foreign error: its innermost cause ("Connection refused (os
+/// error 111)"). The outer messages say which request failed, which the [`PullError`] names
+/// already; the text travels alone (a task's stop reason), so the error is no source of it.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
-    out
+    cause.to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use oci_client::errors::DigestError;
+
     use super::*;
 
     #[test]
@@ -406,6 +403,20 @@ mod tests {
             let got: Vec<Bytes> = skip_bytes(stream, n).map(|c| c.unwrap()).collect().await;
             assert_eq!(got.concat(), want.as_bytes(), "skipping {n}");
         }
+    }
+
+    #[test]
+    fn a_foreign_error_is_told_once_by_its_innermost_cause() {
+        // oci-client's message embeds the cause that is also its source.
+        let nested = OciDistributionError::DigestError(DigestError::MissingAlgorithm);
+        assert_eq!(nested.to_string(), "Digest error: Missing digest algorithm");
+        assert_eq!(root_cause(&nested), "Missing digest algorithm");
+        let r = ImageRef::parse("127.0.0.1:5000/app:1.3").unwrap();
+        let wrapped = OciDistributionError::IoError(std::io::Error::other(nested));
+        assert_eq!(
+            classify(wrapped, &r, "blob sha256:1").to_string(),
+            "registry 127.0.0.1:5000 failed on blob sha256:1: Missing digest algorithm"
+        );
     }
 
     #[test]
