@@ -9,7 +9,9 @@ use tonic::Code;
 
 use super::super::fixture::TestImage;
 use super::super::ingest::{self, BlobWrite};
+use super::super::manifest::{Descriptor, Manifest};
 use super::super::registry::{BlobStream, Registry};
+use super::store::Stored;
 use super::*;
 use crate::containerd::fake::{FakeContainerd, digest_of};
 use crate::containerd::{Grpc, Op};
