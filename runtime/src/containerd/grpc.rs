@@ -148,6 +148,18 @@ impl Grpc {
     }
 }
 
+/// containerd's answer to a call, a failure named by the call and its object.
+trait Answer<T> {
+    fn answer(self, op: Op, object: &str) -> Result<T, ContainerdError>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn answer(self, op: Op, object: &str) -> Result<T, ContainerdError> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|s| ContainerdError::new(op, object, &s))
+    }
+}
+
 fn descriptor(blob: Blob) -> Descriptor {
     Descriptor {
         media_type: blob.media_type,
@@ -169,7 +181,7 @@ impl Containerd for Grpc {
         VersionClient::new(self.channel.clone())
             .version(req)
             .await
-            .map(|r| r.into_inner().version)
-            .map_err(|s| ContainerdError::new(Op::Version, "", &s))
+            .answer(Op::Version, "")
+            .map(|r| r.version)
     }
 }

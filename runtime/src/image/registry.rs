@@ -96,28 +96,6 @@ pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
     ) -> Result<BlobStream, PullError>;
 }
 
-#[async_trait]
-impl Distribution for Registry {
-    async fn fetch_manifest(
-        &self,
-        image: &ImageRef,
-        auth: &RegistryAuth,
-    ) -> Result<(Bytes, String), PullError> {
-        Registry::fetch_manifest(self, image, auth).await
-    }
-
-    async fn blob_stream(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-        size: i64,
-        media_type: &str,
-        offset: u64,
-    ) -> Result<BlobStream, PullError> {
-        Registry::blob_stream(self, image, digest, size, media_type, offset).await
-    }
-}
-
 /// A registry client shared by all pulls of one runtime.
 #[derive(Clone)]
 pub(crate) struct Registry {
@@ -151,9 +129,12 @@ impl Registry {
             client: Client::new(config),
         }
     }
+}
 
+#[async_trait]
+impl Distribution for Registry {
     /// Fetches the manifest or index the reference names; returns its bytes and digest.
-    pub(crate) async fn fetch_manifest(
+    async fn fetch_manifest(
         &self,
         image: &ImageRef,
         auth: &RegistryAuth,
@@ -174,7 +155,7 @@ impl Registry {
     /// Range), and containerd's check at commit, over the bytes it already held and these, is
     /// the verification; a registry that ignores the range sends the whole blob, verified, and
     /// its first `offset` bytes are skipped here.
-    pub(crate) async fn blob_stream(
+    async fn blob_stream(
         &self,
         image: &ImageRef,
         digest: &str,

@@ -13,7 +13,7 @@ use prost_types::FieldMask;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{CALL_TIMEOUT, Grpc, descriptor};
+use super::{Answer, CALL_TIMEOUT, Grpc, descriptor};
 use crate::containerd::{
     Blob, ContainerdError, ContentService, ImagesService, LeasesService, Op, WriteResponses,
 };
@@ -34,30 +34,23 @@ impl Grpc {
             updated_at: None,
         };
         let mut images = self.images();
-        let sent = match op {
-            Op::ImageUpdate => {
-                let request = UpdateImageRequest {
-                    image: Some(image),
-                    update_mask: None,
-                    source_date_epoch: None,
-                };
-                images
-                    .update(self.leased(op, request, lease, Some(CALL_TIMEOUT))?)
-                    .await
-                    .map(|_| ())
-            }
-            _ => {
-                let request = CreateImageRequest {
-                    image: Some(image),
-                    source_date_epoch: None,
-                };
-                images
-                    .create(self.leased(op, request, lease, Some(CALL_TIMEOUT))?)
-                    .await
-                    .map(|_| ())
-            }
-        };
-        sent.map_err(|s| ContainerdError::new(op, name, &s))
+        if op == Op::ImageUpdate {
+            let request = UpdateImageRequest {
+                image: Some(image),
+                update_mask: None,
+                source_date_epoch: None,
+            };
+            let request = self.leased(op, request, lease, Some(CALL_TIMEOUT))?;
+            images.update(request).await.answer(op, name)?;
+        } else {
+            let request = CreateImageRequest {
+                image: Some(image),
+                source_date_epoch: None,
+            };
+            let request = self.leased(op, request, lease, Some(CALL_TIMEOUT))?;
+            images.create(request).await.answer(op, name)?;
+        }
+        Ok(())
     }
 }
 
@@ -75,8 +68,8 @@ impl LeasesService for Grpc {
         self.leases()
             .create(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::LeaseCreate, id, &s))
+            .answer(Op::LeaseCreate, id)
+            .map(drop)
     }
 
     async fn lease_add_resource(
@@ -95,8 +88,8 @@ impl LeasesService for Grpc {
         self.leases()
             .add_resource(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::LeaseAddResource, id, &s))
+            .answer(Op::LeaseAddResource, id)
+            .map(drop)
     }
 
     async fn lease_delete(&self, id: &str, sync: bool) -> Result<(), ContainerdError> {
@@ -107,8 +100,8 @@ impl LeasesService for Grpc {
         self.leases()
             .delete(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::LeaseDelete, id, &s))
+            .answer(Op::LeaseDelete, id)
+            .map(drop)
     }
 }
 
@@ -121,8 +114,8 @@ impl ContentService for Grpc {
         self.content()
             .info(self.request(request))
             .await
-            .map(|r| r.into_inner().info.map(|i| i.labels).unwrap_or_default())
-            .map_err(|s| ContainerdError::new(Op::ContentInfo, digest, &s))
+            .answer(Op::ContentInfo, digest)
+            .map(|r| r.info.map(|i| i.labels).unwrap_or_default())
     }
 
     async fn content_update_labels(
@@ -144,12 +137,12 @@ impl ContentService for Grpc {
         self.content()
             .update(self.leased(op, request, lease, Some(CALL_TIMEOUT))?)
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(op, digest, &s))
+            .answer(op, digest)
+            .map(drop)
     }
 
     async fn content_read(&self, digest: &str) -> Result<Vec<u8>, ContainerdError> {
-        let failed = |s: tonic::Status| ContainerdError::new(Op::ContentRead, digest, &s);
+        let op = Op::ContentRead;
         let request = ReadContentRequest {
             digest: digest.to_owned(),
             offset: 0,
@@ -159,11 +152,11 @@ impl ContentService for Grpc {
             .content()
             .read(self.request(request))
             .await
-            .map_err(failed)?
-            .into_inner();
+            .answer(op, digest)?;
         let mut out = Vec::new();
         while let Some(msg) = stream.next().await {
-            out.extend_from_slice(&msg.map_err(failed)?.data);
+            let msg = msg.map_err(|s| ContainerdError::new(op, digest, &s))?;
+            out.extend_from_slice(&msg.data);
         }
         Ok(out)
     }
@@ -175,8 +168,8 @@ impl ContentService for Grpc {
         self.content()
             .status(self.request(request))
             .await
-            .map(|r| r.into_inner().status.map(|s| s.offset))
-            .map_err(|s| ContainerdError::new(Op::ContentStatus, reference, &s))
+            .answer(Op::ContentStatus, reference)
+            .map(|r| r.status.map(|s| s.offset))
     }
 
     async fn content_abort(&self, reference: &str) -> Result<(), ContainerdError> {
@@ -186,8 +179,8 @@ impl ContentService for Grpc {
         self.content()
             .abort(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::ContentAbort, reference, &s))
+            .answer(Op::ContentAbort, reference)
+            .map(drop)
     }
 
     async fn content_write(
@@ -198,12 +191,7 @@ impl ContentService for Grpc {
     ) -> Result<WriteResponses, ContainerdError> {
         let op = Op::ContentWrite;
         let request = self.leased(op, ReceiverStream::new(requests), Some(lease), None)?;
-        let responses = self
-            .content()
-            .write(request)
-            .await
-            .map_err(|s| ContainerdError::new(op, digest, &s))?
-            .into_inner();
+        let responses = self.content().write(request).await.answer(op, digest)?;
         let digest = digest.to_owned();
         Ok(responses
             .map(move |r| r.map_err(|s| ContainerdError::new(op, &digest, &s)))
@@ -221,8 +209,7 @@ impl ImagesService for Grpc {
             .images()
             .get(self.request(request))
             .await
-            .map_err(|s| ContainerdError::new(Op::ImageGet, name, &s))?
-            .into_inner()
+            .answer(Op::ImageGet, name)?
             .image;
         Ok(image.and_then(|i| i.target).map(|t| Blob {
             media_type: t.media_type,

@@ -10,7 +10,7 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::types::Mount;
 
-use super::{APPLY_TIMEOUT, CALL_TIMEOUT, Grpc, descriptor};
+use super::{APPLY_TIMEOUT, Answer, CALL_TIMEOUT, Grpc, descriptor};
 use crate::containerd::{Blob, ContainerdError, Op, SNAPSHOTTER, SnapshotsService};
 
 #[async_trait]
@@ -23,8 +23,8 @@ impl SnapshotsService for Grpc {
         self.snapshots()
             .stat(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::SnapshotStat, key, &s))
+            .answer(Op::SnapshotStat, key)
+            .map(drop)
     }
 
     async fn snapshot_prepare(
@@ -44,8 +44,8 @@ impl SnapshotsService for Grpc {
         self.snapshots()
             .prepare(self.leased(op, request, lease, Some(CALL_TIMEOUT))?)
             .await
-            .map(|r| r.into_inner().mounts)
-            .map_err(|s| ContainerdError::new(op, key, &s))
+            .answer(op, key)
+            .map(|r| r.mounts)
     }
 
     async fn snapshot_commit(
@@ -64,8 +64,8 @@ impl SnapshotsService for Grpc {
         self.snapshots()
             .commit(self.leased(op, request, lease, Some(CALL_TIMEOUT))?)
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(op, name, &s))
+            .answer(op, name)
+            .map(drop)
     }
 
     async fn snapshot_remove(&self, key: &str) -> Result<(), ContainerdError> {
@@ -76,8 +76,8 @@ impl SnapshotsService for Grpc {
         self.snapshots()
             .remove(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::SnapshotRemove, key, &s))
+            .answer(Op::SnapshotRemove, key)
+            .map(drop)
     }
 
     async fn snapshot_mounts(&self, key: &str) -> Result<Vec<Mount>, ContainerdError> {
@@ -88,8 +88,8 @@ impl SnapshotsService for Grpc {
         self.snapshots()
             .mounts(self.request(request))
             .await
-            .map(|r| r.into_inner().mounts)
-            .map_err(|s| ContainerdError::new(Op::SnapshotMounts, key, &s))
+            .answer(Op::SnapshotMounts, key)
+            .map(|r| r.mounts)
     }
 
     async fn diff_apply(
@@ -109,7 +109,7 @@ impl SnapshotsService for Grpc {
         self.diff()
             .apply(self.leased(op, request, lease, Some(APPLY_TIMEOUT))?)
             .await
-            .map(|r| r.into_inner().applied.map(|d| d.digest).unwrap_or_default())
-            .map_err(|s| ContainerdError::new(op, digest, &s))
+            .answer(op, &digest)
+            .map(|r| r.applied.map(|d| d.digest).unwrap_or_default())
     }
 }

@@ -13,7 +13,7 @@ use containerd_client::services::v1::{
 use containerd_client::types::Mount;
 use containerd_client::types::v1::Status;
 
-use super::Grpc;
+use super::{Answer, Grpc};
 use crate::containerd::{
     ContainerRecord, ContainerdError, ContainersService, Exit, Op, SNAPSHOTTER, TaskIo, TaskState,
     TaskStatus, TasksService,
@@ -30,12 +30,8 @@ impl Grpc {
             container_id: id.to_owned(),
             exec_id: exec_id.to_owned(),
         };
-        let answer = self
-            .tasks()
-            .wait(self.scoped(request, None, None))
-            .await
-            .map_err(|s| ContainerdError::new(op, id, &s))?;
-        Ok(exit(answer.into_inner()))
+        let answer = self.tasks().wait(self.scoped(request, None, None)).await;
+        Ok(exit(answer.answer(op, id)?))
     }
 
     async fn start(&self, op: Op, id: &str, exec_id: &str) -> Result<u32, ContainerdError> {
@@ -46,8 +42,8 @@ impl Grpc {
         self.tasks()
             .start(self.request(request))
             .await
-            .map(|r| r.into_inner().pid)
-            .map_err(|s| ContainerdError::new(op, id, &s))
+            .answer(op, id)
+            .map(|r| r.pid)
     }
 
     async fn kill(
@@ -67,8 +63,8 @@ impl Grpc {
         self.tasks()
             .kill(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(op, id, &s))
+            .answer(op, id)
+            .map(drop)
     }
 }
 
@@ -127,8 +123,8 @@ impl ContainersService for Grpc {
         self.containers()
             .create(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::ContainerCreate, id, &s))
+            .answer(Op::ContainerCreate, &id)
+            .map(drop)
     }
 
     async fn container_get(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
@@ -137,8 +133,7 @@ impl ContainersService for Grpc {
         self.containers()
             .get(self.request(request))
             .await
-            .map_err(|s| ContainerdError::new(op, id, &s))?
-            .into_inner()
+            .answer(op, id)?
             .container
             .map(record)
             .ok_or_else(|| {
@@ -151,8 +146,8 @@ impl ContainersService for Grpc {
         self.containers()
             .delete(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::ContainerDelete, id, &s))
+            .answer(Op::ContainerDelete, id)
+            .map(drop)
     }
 
     async fn container_list(
@@ -163,8 +158,8 @@ impl ContainersService for Grpc {
         self.containers()
             .list(self.request(request))
             .await
-            .map(|r| r.into_inner().containers.into_iter().map(record).collect())
-            .map_err(|s| ContainerdError::new(Op::ContainerList, "", &s))
+            .answer(Op::ContainerList, "")
+            .map(|r| r.containers.into_iter().map(record).collect())
     }
 }
 
@@ -188,8 +183,8 @@ impl TasksService for Grpc {
         self.tasks()
             .create(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::TaskCreate, id, &s))
+            .answer(Op::TaskCreate, id)
+            .map(drop)
     }
 
     async fn task_get(&self, id: &str) -> Result<Option<TaskState>, ContainerdError> {
@@ -201,8 +196,7 @@ impl TasksService for Grpc {
             .tasks()
             .get(self.request(request))
             .await
-            .map_err(|s| ContainerdError::new(Op::TaskGet, id, &s))?
-            .into_inner()
+            .answer(Op::TaskGet, id)?
             .process;
         Ok(process.map(|p| TaskState {
             status: task_status(p.status),
@@ -230,8 +224,8 @@ impl TasksService for Grpc {
         self.tasks()
             .delete(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::TaskDelete, id, &s))
+            .answer(Op::TaskDelete, id)
+            .map(drop)
     }
 
     async fn exec(&self, id: &str, exec_id: &str, process: Vec<u8>) -> Result<(), ContainerdError> {
@@ -250,8 +244,8 @@ impl TasksService for Grpc {
         self.tasks()
             .exec(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::Exec, id, &s))
+            .answer(Op::Exec, id)
+            .map(drop)
     }
 
     async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32, ContainerdError> {
@@ -274,7 +268,7 @@ impl TasksService for Grpc {
         self.tasks()
             .delete_process(self.request(request))
             .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new(Op::ExecDelete, id, &s))
+            .answer(Op::ExecDelete, id)
+            .map(drop)
     }
 }

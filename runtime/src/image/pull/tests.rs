@@ -123,11 +123,11 @@ async fn pull_futures_stay_small() {
         ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
         (
             "registry fetch_manifest",
-            unboxed(&registry.fetch_manifest(&image, &auth)),
+            sizes(&registry.fetch_manifest(&image, &auth)),
         ),
         (
             "registry blob_stream",
-            unboxed(&registry.blob_stream(&image, "d", 1, "m", 0)),
+            sizes(&registry.blob_stream(&image, "d", 1, "m", 0)),
         ),
         ("lease create", unboxed(&Lease::create(&client, "p"))),
     ];
