@@ -1,8 +1,8 @@
-//! The seam to containerd: the [`Containerd`] trait holds every call the runtime makes, in the
-//! runtime's own terms (or containerd-client's message types, which never leave the crate);
-//! `grpc.rs` implements it over one gRPC channel (namespace- and lease-scoped requests,
-//! deadlines), and a recording fake (`fake.rs`, tests only) implements it in memory. Calls
-//! answer containerd's own way: a missing object is a [`ContainerdError`] whose
+//! The seam to containerd: [`Containerd`], one trait per containerd service, holds every call
+//! the runtime makes, in the runtime's own terms (or containerd-client's message types, which
+//! never leave the crate). `grpc.rs` implements it over one gRPC channel (namespace- and
+//! lease-scoped requests, deadlines); a recording fake (`fake.rs`, tests only) implements it in
+//! memory. Calls answer containerd's own way: a missing object is a [`ContainerdError`] whose
 //! [`ContainerdError::is_not_found`] holds, and the caller decides what that means.
 
 #[cfg(test)]
