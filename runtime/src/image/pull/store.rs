@@ -149,7 +149,10 @@ impl Puller {
     }
 
     /// Writes the index (if any) and creates or updates the image record.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the index and the top manifest travel apart from the stored image"
+    )]
     pub(super) fn record<'a>(
         &'a self,
         image: &'a ImageRef,
