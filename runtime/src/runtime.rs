@@ -10,9 +10,9 @@ use crate::cgroup::{CgroupLayout, Cgroups};
 use crate::container::{
     ContainerId, ContainerInfo, Containers, ExecOutcome, ExitStatus, KillScope, LogRotation,
 };
-use crate::containerd::Containerd;
+use crate::containerd::{Containerd, Grpc};
 use crate::error::Error;
-use crate::image::{ProgressSender, PullError, PulledImage, Puller, RegistryAuth};
+use crate::image::{ProgressSender, PullError, PulledImage, Puller, Registry, RegistryAuth};
 use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
 
 /// Debian's static tini (package `tini`), the default init of `initProcessEnabled`.
@@ -65,7 +65,7 @@ impl RuntimeConfig {
 /// The host runtime: images, task cgroups and containers over one containerd connection.
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    client: Containerd,
+    client: Arc<dyn Containerd>,
     puller: Puller,
     cgroups: Arc<Cgroups>,
     containers: Arc<Containers>,
@@ -84,19 +84,20 @@ impl Runtime {
         config: RuntimeConfig,
         layout: CgroupLayout,
     ) -> Result<Self, Error> {
-        let client = Containerd::connect(&config.containerd_socket, &config.namespace).await?;
+        let client: Arc<dyn Containerd> =
+            Arc::new(Grpc::connect(&config.containerd_socket, &config.namespace).await?);
         for dir in [&config.state_dir, &config.log_dir, &config.volume_dir] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("create directory", dir.clone(), e))?;
         }
         let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
         let puller = Puller::new(
-            client.clone(),
-            &config.insecure_registries,
+            Arc::clone(&client),
+            Arc::new(Registry::new(&config.insecure_registries)),
             config.max_concurrent_downloads,
         );
         let containers = Arc::new(Containers::new(
-            client.clone(),
+            Arc::clone(&client),
             Arc::clone(&cgroups),
             config.state_dir.clone(),
             config.log_dir.clone(),

@@ -7,16 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
-    WaitRequest,
-};
-
-use super::ContainerId;
-use crate::containerd::{Containerd, ContainerdError};
+use super::{ContainerId, not_found_or};
+use crate::containerd::{Containerd, ContainerdError, Op};
 use crate::error::Error;
 
-const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 /// After SIGKILL, how long the shim gets to report the exec process's exit.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 const SIGKILL: u32 = 9;
@@ -32,100 +26,50 @@ pub enum ExecOutcome {
 
 /// Runs `args` inside the running container `id` and waits for it at most `timeout`.
 pub(crate) async fn exec(
-    client: &Containerd,
+    client: &dyn Containerd,
     id: &ContainerId,
     args: &[String],
     timeout: Duration,
 ) -> Result<ExecOutcome, Error> {
     if args.is_empty() {
-        return Err(ContainerdError::invalid("exec", id.as_str(), "no command to run").into());
+        return Err(ContainerdError::invalid(Op::Exec, id.as_str(), "no command to run").into());
     }
     let process = process_spec(client, id, args).await?;
     let exec_id = next_exec_id();
     client
-        .tasks()
-        .exec(client.request(ExecProcessRequest {
-            container_id: id.to_string(),
-            stdin: String::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            terminal: false,
-            spec: Some(prost_types::Any {
-                type_url: PROCESS_TYPE_URL.to_owned(),
-                value: process,
-            }),
-            exec_id: exec_id.clone(),
-        }))
+        .exec(id.as_str(), &exec_id, process)
         .await
-        .map_err(|s| not_found_or(client, id, ContainerdError::new("exec", id.as_str(), &s)))?;
+        .map_err(|e| not_found_or(client, id, e))?;
     let outcome = start_and_wait(client, id, &exec_id, timeout).await;
-    if let Err(s) = client
-        .tasks()
-        .delete_process(client.request(DeleteProcessRequest {
-            container_id: id.to_string(),
-            exec_id: exec_id.clone(),
-        }))
-        .await
-        && s.code() != tonic::Code::NotFound
+    if let Err(error) = client.exec_delete(id.as_str(), &exec_id).await
+        && !error.is_not_found()
     {
-        tracing::warn!(container.id = %id, exec.id = %exec_id, error = %s.message(), "could not delete exec process");
+        tracing::warn!(container.id = %id, exec.id = %exec_id, error = %error.message(), "could not delete exec process");
     }
     outcome
 }
 
 async fn start_and_wait(
-    client: &Containerd,
+    client: &dyn Containerd,
     id: &ContainerId,
     exec_id: &str,
     timeout: Duration,
 ) -> Result<ExecOutcome, Error> {
-    client
-        .tasks()
-        .start(client.request(StartRequest {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_owned(),
-        }))
-        .await
-        .map_err(|s| ContainerdError::new("exec start", id.as_str(), &s))?;
-    let wait = move || async move {
-        client
-            .tasks()
-            .wait(client.request_with(
-                WaitRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.to_owned(),
-                },
-                None,
-                None,
-            ))
-            .await
-    };
-    match tokio::time::timeout(timeout, wait()).await {
-        Ok(Ok(r)) => return Ok(ExecOutcome::Exited(r.into_inner().exit_status)),
-        Ok(Err(s)) => return Err(ContainerdError::new("exec wait", id.as_str(), &s).into()),
+    client.exec_start(id.as_str(), exec_id).await?;
+    match tokio::time::timeout(timeout, client.exec_wait(id.as_str(), exec_id)).await {
+        Ok(Ok(exit)) => return Ok(ExecOutcome::Exited(exit.code)),
+        Ok(Err(e)) => return Err(e.into()),
         Err(_) => {}
     }
     tracing::debug!(container.id = %id, exec.id = %exec_id, timeout_s = timeout.as_secs_f64(), "exec process overran its timeout; killing it");
-    match client
-        .tasks()
-        .kill(client.request(KillRequest {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_owned(),
-            signal: SIGKILL,
-            all: false,
-        }))
-        .await
-    {
-        Ok(_) => {}
-        // It finished between the timeout and the kill.
-        Err(s) if s.code() == tonic::Code::NotFound => {}
-        Err(s)
-            if s.code() == tonic::Code::FailedPrecondition && s.message().contains("finished") => {}
-        Err(s) => return Err(ContainerdError::new("exec kill", id.as_str(), &s).into()),
+    match client.exec_kill(id.as_str(), exec_id, SIGKILL).await {
+        // It may have finished between the timeout and the kill.
+        Err(e) if !e.is_finished_process() => return Err(e.into()),
+        _ => {}
     }
-    match tokio::time::timeout(KILL_GRACE, wait()).await {
+    match tokio::time::timeout(KILL_GRACE, client.exec_wait(id.as_str(), exec_id)).await {
         Ok(Ok(_)) => Ok(ExecOutcome::TimedOut),
-        Ok(Err(s)) => Err(ContainerdError::new("exec wait", id.as_str(), &s).into()),
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(Error::Timeout {
             what: "exit of an exec process after SIGKILL",
             id: id.to_string(),
@@ -136,31 +80,17 @@ async fn start_and_wait(
 
 /// The container's process spec (as JSON) with `args` and no terminal.
 async fn process_spec(
-    client: &Containerd,
+    client: &dyn Containerd,
     id: &ContainerId,
     args: &[String],
 ) -> Result<Vec<u8>, Error> {
     let container = client
-        .containers()
-        .get(client.request(GetContainerRequest { id: id.to_string() }))
+        .container_get(id.as_str())
         .await
-        .map_err(|s| {
-            not_found_or(
-                client,
-                id,
-                ContainerdError::new("container get", id.as_str(), &s),
-            )
-        })?
-        .into_inner()
-        .container
-        .ok_or_else(|| Error::NotFound {
-            id: id.to_string(),
-            namespace: client.namespace().to_owned(),
-        })?;
-    let spec = container.spec.map(|s| s.value).unwrap_or_default();
-    with_args(&spec, args).map_err(|reason| {
+        .map_err(|e| not_found_or(client, id, e))?;
+    with_args(&container.spec, args).map_err(|reason| {
         ContainerdError::invalid(
-            "exec",
+            Op::Exec,
             id.as_str(),
             &format!("the container's OCI spec {reason}"),
         )
@@ -194,20 +124,121 @@ fn next_exec_id() -> String {
     format!("berth-exec-{nanos:x}-{n}")
 }
 
-fn not_found_or(client: &Containerd, id: &ContainerId, e: ContainerdError) -> Error {
-    if e.is_not_found() {
-        Error::NotFound {
-            id: id.to_string(),
-            namespace: client.namespace().to_owned(),
-        }
-    } else {
-        e.into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tonic::Code;
+
     use super::*;
+    use crate::containerd::fake::FakeContainerd;
+    use crate::containerd::{ContainerRecord, TaskStatus};
+
+    const ID: &str = "t1.web";
+
+    /// A running container whose exec processes run until killed, unless told otherwise.
+    fn running() -> Arc<FakeContainerd> {
+        container(Some(TaskStatus::Running))
+    }
+
+    fn container(task: Option<TaskStatus>) -> Arc<FakeContainerd> {
+        let fake = FakeContainerd::new();
+        let record = ContainerRecord {
+            id: ID.to_owned(),
+            spec: br#"{"process":{"args":["sleep","1000"],"env":["A=1"],"cwd":"/"}}"#.to_vec(),
+            snapshot_key: ID.to_owned(),
+            ..ContainerRecord::default()
+        };
+        fake.put_container(record, task);
+        fake
+    }
+
+    async fn check(fake: &FakeContainerd, timeout: Duration) -> Result<ExecOutcome, Error> {
+        let args = ["/bin/check".to_owned()];
+        exec(fake, &ContainerId::from_containerd(ID), &args, timeout).await
+    }
+
+    fn calls(ops: &[&str]) -> Vec<String> {
+        ops.iter().map(|op| format!("{op} {ID}")).collect()
+    }
+
+    #[tokio::test]
+    async fn an_exec_process_reports_its_exit_and_is_deleted() {
+        let fake = running();
+        fake.exec_exits_with(Some(3));
+        let outcome = check(&fake, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(outcome, ExecOutcome::Exited(3));
+        let expected = [
+            "container get",
+            "exec",
+            "exec start",
+            "exec wait",
+            "exec delete",
+        ];
+        assert_eq!(fake.calls(), calls(&expected));
+        assert_eq!(fake.execs(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_exec_process_that_cannot_start_is_deleted() {
+        let fake = running();
+        let refused = "exec: \"/bin/check\": stat /bin/check: no such file or directory";
+        fake.fail(Op::ExecStart, Code::FailedPrecondition, refused);
+        let err = check(&fake, Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("containerd exec start {ID}: {refused} (FailedPrecondition)")
+        );
+        let expected = ["container get", "exec", "exec start", "exec delete"];
+        assert_eq!(fake.calls(), calls(&expected));
+        assert_eq!(fake.execs(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_process_that_overruns_its_timeout_is_killed_and_deleted() {
+        let fake = running();
+        let started = tokio::time::Instant::now();
+        let outcome = check(&fake, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(outcome, ExecOutcome::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        let expected = [
+            "container get",
+            "exec",
+            "exec start",
+            "exec wait",
+            "exec kill",
+            "exec wait",
+            "exec delete",
+        ];
+        assert_eq!(fake.calls(), calls(&expected));
+        assert_eq!(fake.execs(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_container_without_a_task_is_not_found_and_nothing_starts() {
+        let fake = container(None);
+        let err = check(&fake, Duration::from_secs(5)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::NotFound { id, .. } if id == ID),
+            "{err}"
+        );
+        assert_eq!(fake.calls(), calls(&["container get", "exec"]));
+    }
+
+    #[tokio::test]
+    async fn an_empty_command_is_refused_before_containerd_is_asked() {
+        let fake = running();
+        let err = exec(
+            &*fake,
+            &ContainerId::from_containerd(ID),
+            &[],
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("no command to run"), "{err}");
+        assert!(fake.calls().is_empty());
+    }
 
     #[test]
     fn the_process_keeps_env_user_and_cwd_with_new_args() {

@@ -55,7 +55,8 @@ pub struct LogQuery {
 pub enum LogReadError {
     #[error("no log file at {}: the container has not been created yet, or its task was cleaned up", path.display())]
     NoLog { path: PathBuf },
-    #[error("cannot read log file {}: {source}", path.display())]
+    /// The cause is the source: a caller that shows the error to people walks the chain.
+    #[error("cannot read log file {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -15,6 +15,9 @@ mod rootfs;
 
 use std::time::SystemTime;
 
+use crate::containerd::{Containerd, ContainerdError};
+use crate::error::Error;
+
 pub use exec::ExecOutcome;
 pub(crate) use lifecycle::Containers;
 pub use lifecycle::KillScope;
@@ -66,6 +69,19 @@ impl ContainerId {
 impl std::fmt::Display for ContainerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// NotFound from the Containers or Tasks service means the container has no task (or does not
+/// exist).
+fn not_found_or(client: &dyn Containerd, id: &ContainerId, e: ContainerdError) -> Error {
+    if e.is_not_found() {
+        Error::NotFound {
+            id: id.to_string(),
+            namespace: client.namespace().to_owned(),
+        }
+    } else {
+        e.into()
     }
 }
 

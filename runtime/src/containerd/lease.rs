@@ -2,10 +2,8 @@
 //! its garbage-collection labels reference it, so the collector never takes half-pulled content.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use containerd_client::services::v1::{AddResourceRequest, CreateRequest, DeleteRequest, Resource};
-use tonic::metadata::{Ascii, MetadataValue};
 
 use super::{Containerd, ContainerdError};
 
@@ -18,15 +16,14 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub(crate) struct Lease {
     id: String,
-    header: MetadataValue<Ascii>,
-    client: Containerd,
+    client: Arc<dyn Containerd>,
     /// Only the owner deletes the lease; borrowed handles just name it in requests.
     owned: bool,
 }
 
 impl Lease {
     pub(crate) async fn create(
-        client: &Containerd,
+        client: &Arc<dyn Containerd>,
         purpose: &str,
     ) -> Result<Self, ContainerdError> {
         let nanos = SystemTime::now()
@@ -36,38 +33,20 @@ impl Lease {
         let id = format!("berth-{purpose}-{nanos}-{:08x}", rand::random::<u32>());
         let expire = crate::time::rfc3339(SystemTime::now() + LEASE_EXPIRY);
         let labels = HashMap::from([("containerd.io/gc.expire".to_owned(), expire)]);
-        client
-            .leases()
-            .create(client.request(CreateRequest {
-                id: id.clone(),
-                labels,
-            }))
-            .await
-            .map_err(|s| ContainerdError::new("create lease", &id, &s))?;
-        let header = id.parse().map_err(|_| {
-            ContainerdError::new(
-                "create lease",
-                &id,
-                &tonic::Status::internal("lease id is not ASCII"),
-            )
-        })?;
+        client.lease_create(&id, labels).await?;
         Ok(Self {
             id,
-            header,
-            client: client.clone(),
+            client: Arc::clone(client),
             owned: true,
         })
     }
 
     /// A handle on a lease created and released by someone else (a spawned download working
     /// for the pull that owns the lease).
-    pub(crate) fn borrowed(client: &Containerd, id: &str) -> Self {
+    pub(crate) fn borrowed(client: &Arc<dyn Containerd>, id: &str) -> Self {
         Self {
             id: id.to_owned(),
-            header: id
-                .parse()
-                .unwrap_or_else(|_| MetadataValue::from_static("invalid-lease-id")),
-            client: client.clone(),
+            client: Arc::clone(client),
             owned: false,
         }
     }
@@ -76,27 +55,11 @@ impl Lease {
         &self.id
     }
 
-    pub(super) fn header(&self) -> &MetadataValue<Ascii> {
-        &self.header
-    }
-
     /// Adds an object that exists already to the lease, so the collector keeps it for as long
     /// as the lease lives. `kind` is containerd's resource type: "content" or
     /// "snapshots/<snapshotter>".
     pub(crate) async fn hold(&self, kind: &str, id: &str) -> Result<(), ContainerdError> {
-        let client = &self.client;
-        client
-            .leases()
-            .add_resource(client.request(AddResourceRequest {
-                id: self.id.clone(),
-                resource: Some(Resource {
-                    id: id.to_owned(),
-                    r#type: kind.to_owned(),
-                }),
-            }))
-            .await
-            .map(|_| ())
-            .map_err(|s| ContainerdError::new("lease add resource", id, &s))
+        self.client.lease_add_resource(&self.id, kind, id).await
     }
 
     /// Deletes the lease. With `collect`, containerd runs its garbage collector before
@@ -105,37 +68,71 @@ impl Lease {
         if !std::mem::replace(&mut self.owned, false) {
             return Ok(());
         }
-        delete(&self.client, &self.id, collect).await
+        delete(&*self.client, &self.id, collect).await
     }
 }
 
-async fn delete(client: &Containerd, id: &str, sync: bool) -> Result<(), ContainerdError> {
-    match client
-        .leases()
-        .delete(client.request(DeleteRequest {
-            id: id.to_owned(),
-            sync,
-        }))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-        Err(s) => Err(ContainerdError::new("delete lease", id, &s)),
+/// Deletes a lease; one that is gone already is fine.
+async fn delete(client: &dyn Containerd, id: &str, sync: bool) -> Result<(), ContainerdError> {
+    match client.lease_delete(id, sync).await {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if std::mem::replace(&mut self.owned, false) {
-            let client = self.client.clone();
+            let client = Arc::clone(&self.client);
             let id = std::mem::take(&mut self.id);
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    if let Err(error) = delete(&client, &id, false).await {
+                    if let Err(error) = delete(&*client, &id, false).await {
                         tracing::warn!(lease.id = %id, %error, "could not delete abandoned lease; it expires within 24h");
                     }
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+    use crate::containerd::Op;
+    use crate::containerd::fake::FakeContainerd;
+
+    #[tokio::test]
+    async fn an_owned_lease_dropped_unreleased_is_deleted_in_the_background() {
+        let fake = FakeContainerd::new();
+        let client: Arc<dyn Containerd> = fake.clone();
+        let lease = Lease::create(&client, "pull").await.unwrap();
+        let id = lease.id().to_owned();
+        assert!(id.starts_with("berth-pull-"), "{id}");
+        // A borrowed handle never deletes what it names.
+        drop(Lease::borrowed(&client, &id));
+        drop(lease);
+        for _ in 0..10 {
+            if fake.leases().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fake.released(), [(id, false)]);
+        assert!(fake.leases().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_is_gone_already_is_released_all_the_same() {
+        let fake = FakeContainerd::new();
+        let client: Arc<dyn Containerd> = fake.clone();
+        let lease = Lease::create(&client, "pull").await.unwrap();
+        fake.fail(Op::LeaseDelete, Code::NotFound, "lease not found");
+        lease.release(true).await.unwrap();
+        fake.fail(Op::LeaseCreate, Code::Unavailable, "connection refused");
+        let err = Lease::create(&client, "pull").await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
     }
 }

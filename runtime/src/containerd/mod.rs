@@ -1,21 +1,26 @@
-//! The seam to containerd: one gRPC channel, namespace- and lease-scoped requests, deadlines,
-//! and the translation of gRPC statuses into [`ContainerdError`]. Nothing above this module
-//! builds a `tonic::Request` by hand.
+//! The seam to containerd: [`Containerd`], one trait per containerd service, holds every call
+//! the runtime makes, in the runtime's own terms (or containerd-client's message types, which
+//! never leave the crate). `grpc.rs` implements it over one gRPC channel (namespace- and
+//! lease-scoped requests, deadlines); a recording fake (`fake.rs`, tests only) implements it in
+//! memory. Calls answer containerd's own way: a missing object is a [`ContainerdError`] whose
+//! [`ContainerdError::is_not_found`] holds, and the caller decides what that means.
 
+#[cfg(test)]
+pub(crate) mod fake;
+mod grpc;
 mod lease;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
-use containerd_client::services::v1::{
-    containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
-    images_client::ImagesClient, leases_client::LeasesClient,
-    snapshots::snapshots_client::SnapshotsClient, tasks_client::TasksClient,
-    version_client::VersionClient,
-};
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use async_trait::async_trait;
+use containerd_client::services::v1::{WriteContentRequest, WriteContentResponse};
+use containerd_client::types::Mount;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
 
+pub(crate) use grpc::Grpc;
 pub(crate) use lease::Lease;
 
 /// The snapshotter Berth unpacks into and prepares container root filesystems from.
@@ -35,9 +40,9 @@ pub struct ContainerdError {
 }
 
 impl ContainerdError {
-    pub(crate) fn new(op: &'static str, object: impl Into<String>, status: &tonic::Status) -> Self {
+    pub(crate) fn new(op: Op, object: impl Into<String>, status: &tonic::Status) -> Self {
         Self {
-            op,
+            op: op.label(),
             object: object.into(),
             code: status.code(),
             message: status.message().to_owned(),
@@ -45,13 +50,8 @@ impl ContainerdError {
     }
 
     /// A call refused before it reached containerd, with an InvalidArgument code.
-    pub(crate) fn invalid(op: &'static str, object: impl Into<String>, message: &str) -> Self {
-        Self {
-            op,
-            object: object.into(),
-            code: tonic::Code::InvalidArgument,
-            message: message.to_owned(),
-        }
+    pub(crate) fn invalid(op: Op, object: impl Into<String>, message: &str) -> Self {
+        Self::new(op, object, &tonic::Status::invalid_argument(message))
     }
 
     /// The object does not exist (containerd's NotFound).
@@ -68,6 +68,18 @@ impl ContainerdError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// containerd's status code.
+    pub(crate) fn code(&self) -> tonic::Code {
+        self.code
+    }
+
+    /// The process is gone already: containerd answers NotFound, or (1.6) FailedPrecondition
+    /// saying it finished, to a signal for a process that exited.
+    pub(crate) fn is_finished_process(&self) -> bool {
+        self.is_not_found()
+            || (self.code == tonic::Code::FailedPrecondition && self.message.contains("finished"))
+    }
 }
 
 /// Could not reach containerd at all.
@@ -80,120 +92,299 @@ pub struct ConnectError {
     reason: String,
 }
 
-/// A connected containerd client scoped to one namespace.
-#[derive(Debug, Clone)]
-pub(crate) struct Containerd {
-    channel: Channel,
-    namespace: MetadataValue<tonic::metadata::Ascii>,
-    namespace_name: String,
+/// Every call the runtime makes, named as its errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Op {
+    Version,
+    LeaseCreate,
+    LeaseAddResource,
+    LeaseDelete,
+    ContentInfo,
+    ContentUpdate,
+    ContentRead,
+    ContentStatus,
+    ContentAbort,
+    ContentWrite,
+    ImageGet,
+    ImageCreate,
+    ImageUpdate,
+    SnapshotStat,
+    SnapshotPrepare,
+    SnapshotCommit,
+    SnapshotRemove,
+    SnapshotMounts,
+    DiffApply,
+    ContainerCreate,
+    ContainerGet,
+    ContainerDelete,
+    ContainerList,
+    TaskCreate,
+    TaskGet,
+    TaskStart,
+    TaskWait,
+    TaskKill,
+    TaskDelete,
+    Exec,
+    ExecStart,
+    ExecWait,
+    ExecKill,
+    ExecDelete,
 }
 
-impl Containerd {
-    /// Connects to the socket and checks that containerd answers.
-    pub(crate) async fn connect(socket: &Path, namespace: &str) -> Result<Self, ConnectError> {
-        let connect_error = |reason: String| ConnectError {
-            socket: socket.to_path_buf(),
-            reason,
-        };
-        if !socket.exists() {
-            return Err(connect_error("the socket does not exist".into()));
+impl Op {
+    /// The operation as an error message names it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Version => "version",
+            Self::LeaseCreate => "create lease",
+            Self::LeaseAddResource => "lease add resource",
+            Self::LeaseDelete => "delete lease",
+            Self::ContentInfo => "content info",
+            Self::ContentUpdate => "content update",
+            Self::ContentRead => "content read",
+            Self::ContentStatus => "content status",
+            Self::ContentAbort => "content abort",
+            Self::ContentWrite => "content write",
+            Self::ImageGet => "image get",
+            Self::ImageCreate => "image create",
+            Self::ImageUpdate => "image update",
+            Self::SnapshotStat => "snapshot stat",
+            Self::SnapshotPrepare => "snapshot prepare",
+            Self::SnapshotCommit => "snapshot commit",
+            Self::SnapshotRemove => "snapshot remove",
+            Self::SnapshotMounts => "snapshot mounts",
+            Self::DiffApply => "diff apply",
+            Self::ContainerCreate => "container create",
+            Self::ContainerGet => "container get",
+            Self::ContainerDelete => "container delete",
+            Self::ContainerList => "container list",
+            Self::TaskCreate => "task create",
+            Self::TaskGet => "task get",
+            Self::TaskStart => "task start",
+            Self::TaskWait => "task wait",
+            Self::TaskKill => "task kill",
+            Self::TaskDelete => "task delete",
+            Self::Exec => "exec",
+            Self::ExecStart => "exec start",
+            Self::ExecWait => "exec wait",
+            Self::ExecKill => "exec kill",
+            Self::ExecDelete => "exec delete",
         }
-        let namespace_value = namespace
-            .parse()
-            .map_err(|_| connect_error(format!("namespace {namespace:?} is not valid ASCII")))?;
-        let channel = tokio::time::timeout(
-            Duration::from_secs(10),
-            containerd_client::connect(socket.to_path_buf()),
-        )
-        .await
-        .map_err(|_| connect_error("timed out after 10s".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
-        let this = Self {
-            channel,
-            namespace: namespace_value,
-            namespace_name: namespace.to_owned(),
-        };
-        this.version()
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        Ok(this)
     }
+}
 
-    pub(crate) fn namespace(&self) -> &str {
-        &self.namespace_name
-    }
+/// A blob by media type, digest and size: what an image record targets, or a layer to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blob {
+    pub(crate) media_type: String,
+    pub(crate) digest: String,
+    pub(crate) size: i64,
+}
 
+/// A container record as the runtime writes and reads it. containerd's record also names the
+/// runtime (runc v2), the snapshotter and the spec's type; `grpc.rs` fills those in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ContainerRecord {
+    pub(crate) id: String,
+    pub(crate) image: String,
+    pub(crate) labels: HashMap<String, String>,
+    /// The OCI runtime spec, as JSON.
+    pub(crate) spec: Vec<u8>,
+    /// The container's writable snapshot.
+    pub(crate) snapshot_key: String,
+}
+
+/// The FIFOs a task's process writes to (empty: none) and whether it has a terminal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TaskIo {
+    pub(crate) stdin: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) terminal: bool,
+}
+
+/// What a task's process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskStatus {
+    Created,
+    Running,
+    Stopped,
+    /// Paused or pausing.
+    Paused,
+    Unknown,
+}
+
+/// A container's task as containerd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskState {
+    pub(crate) status: TaskStatus,
+    /// 0 before it started.
+    pub(crate) pid: u32,
+    /// Meaningful once it stopped.
+    pub(crate) exit_status: u32,
+}
+
+/// How a process ended, as containerd's Wait answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exit {
+    pub(crate) code: u32,
+    pub(crate) at: Option<SystemTime>,
+}
+
+/// containerd's answers on a content Write stream, one for each request sent.
+pub(crate) type WriteResponses = BoxStream<'static, Result<WriteContentResponse, ContainerdError>>;
+
+/// The calls the runtime makes to containerd, by service, all in its namespace. `lease` names a
+/// lease that holds the objects a call creates. Every call has a deadline except the waits and
+/// the content write, whose caller bounds it.
+#[async_trait]
+pub(crate) trait Containerd:
+    LeasesService
+    + ContentService
+    + ImagesService
+    + SnapshotsService
+    + ContainersService
+    + TasksService
+    + std::fmt::Debug
+{
+    /// The containerd namespace everything lives in.
+    fn namespace(&self) -> &str;
     /// containerd's version string, e.g. "1.6.20".
-    pub(crate) async fn version(&self) -> Result<String, ContainerdError> {
-        let mut client = VersionClient::new(self.channel.clone());
-        let mut req = tonic::Request::new(());
-        req.set_timeout(CALL_TIMEOUT);
-        client
-            .version(req)
-            .await
-            .map(|r| r.into_inner().version)
-            .map_err(|s| ContainerdError::new("version", "", &s))
-    }
-
-    /// A request in Berth's namespace with the default deadline.
-    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
-        self.request_with(message, None, Some(CALL_TIMEOUT))
-    }
-
-    /// A request in Berth's namespace, optionally under a lease, with an optional deadline.
-    pub(crate) fn request_with<T>(
-        &self,
-        message: T,
-        lease: Option<&Lease>,
-        timeout: Option<Duration>,
-    ) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        let md = req.metadata_mut();
-        md.insert("containerd-namespace", self.namespace.clone());
-        if let Some(lease) = lease {
-            md.insert("containerd-lease", lease.header().clone());
-        }
-        if let Some(timeout) = timeout {
-            req.set_timeout(timeout);
-        }
-        req
-    }
-
-    pub(crate) fn content(&self) -> ContentClient<Channel> {
-        ContentClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
-    }
-    pub(crate) fn images(&self) -> ImagesClient<Channel> {
-        ImagesClient::new(self.channel.clone())
-    }
-    pub(crate) fn snapshots(&self) -> SnapshotsClient<Channel> {
-        SnapshotsClient::new(self.channel.clone())
-    }
-    pub(crate) fn diff(&self) -> DiffClient<Channel> {
-        DiffClient::new(self.channel.clone())
-    }
-    pub(crate) fn leases(&self) -> LeasesClient<Channel> {
-        LeasesClient::new(self.channel.clone())
-    }
-    pub(crate) fn containers(&self) -> ContainersClient<Channel> {
-        ContainersClient::new(self.channel.clone())
-    }
-    pub(crate) fn tasks(&self) -> TasksClient<Channel> {
-        TasksClient::new(self.channel.clone())
-    }
+    async fn version(&self) -> Result<String, ContainerdError>;
 }
 
-#[cfg(test)]
-impl Containerd {
-    /// A client that connects on first use only (to a socket nobody serves), for tests that
-    /// build requests or futures without sending them. Needs a tokio runtime.
-    pub(crate) fn unconnected(namespace: &str) -> Self {
-        let channel = tonic::transport::Endpoint::from_static("http://[::1]:1").connect_lazy();
-        Self {
-            channel,
-            namespace: namespace
-                .parse()
-                .unwrap_or_else(|_| MetadataValue::from_static("invalid-namespace")),
-            namespace_name: namespace.to_owned(),
-        }
-    }
+/// containerd's Leases service: what a pull holds until the image references it.
+#[async_trait]
+pub(crate) trait LeasesService: Send + Sync {
+    async fn lease_create(
+        &self,
+        id: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ContainerdError>;
+    /// Adds an existing object to a lease; `kind` is "content" or "snapshots/<snapshotter>".
+    async fn lease_add_resource(
+        &self,
+        lease: &str,
+        kind: &str,
+        id: &str,
+    ) -> Result<(), ContainerdError>;
+    /// With `sync`, containerd collects garbage before answering.
+    async fn lease_delete(&self, id: &str, sync: bool) -> Result<(), ContainerdError>;
+}
+
+/// containerd's Content service: committed blobs and the ingests that write them.
+#[async_trait]
+pub(crate) trait ContentService: Send + Sync {
+    /// The labels of a committed blob.
+    async fn content_info(&self, digest: &str) -> Result<HashMap<String, String>, ContainerdError>;
+    /// Sets these labels of a committed blob (its other labels stay).
+    async fn content_update_labels(
+        &self,
+        lease: Option<&str>,
+        digest: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ContainerdError>;
+    /// A whole committed blob.
+    async fn content_read(&self, digest: &str) -> Result<Vec<u8>, ContainerdError>;
+    /// How many bytes an unfinished ingest holds (None: containerd did not say).
+    async fn content_status(&self, reference: &str) -> Result<Option<i64>, ContainerdError>;
+    async fn content_abort(&self, reference: &str) -> Result<(), ContainerdError>;
+    /// Opens a Write stream for the blob `digest` that sends `requests`; containerd answers
+    /// each one. An error answering the first request may come from either the call or the
+    /// stream.
+    async fn content_write(
+        &self,
+        lease: &str,
+        digest: &str,
+        requests: mpsc::Receiver<WriteContentRequest>,
+    ) -> Result<WriteResponses, ContainerdError>;
+}
+
+/// containerd's Images service: the records that name images by reference.
+#[async_trait]
+pub(crate) trait ImagesService: Send + Sync {
+    /// What the image record targets (None: a record without a target).
+    async fn image_get(&self, name: &str) -> Result<Option<Blob>, ContainerdError>;
+    async fn image_create(
+        &self,
+        lease: Option<&str>,
+        name: &str,
+        target: Blob,
+    ) -> Result<(), ContainerdError>;
+    async fn image_update(
+        &self,
+        lease: Option<&str>,
+        name: &str,
+        target: Blob,
+    ) -> Result<(), ContainerdError>;
+}
+
+/// containerd's Snapshots service (the overlayfs snapshotter), and the Diff service that applies layers onto snapshots.
+#[async_trait]
+pub(crate) trait SnapshotsService: Send + Sync {
+    /// Succeeds when a snapshot (committed or active) has this name.
+    async fn snapshot_stat(&self, key: &str) -> Result<(), ContainerdError>;
+    /// An active snapshot `key` on `parent` (empty: none); its mounts.
+    async fn snapshot_prepare(
+        &self,
+        lease: Option<&str>,
+        key: &str,
+        parent: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Mount>, ContainerdError>;
+    /// Commits the active snapshot `key` as `name`.
+    async fn snapshot_commit(
+        &self,
+        lease: Option<&str>,
+        key: &str,
+        name: &str,
+    ) -> Result<(), ContainerdError>;
+    async fn snapshot_remove(&self, key: &str) -> Result<(), ContainerdError>;
+    async fn snapshot_mounts(&self, key: &str) -> Result<Vec<Mount>, ContainerdError>;
+    /// Applies a layer onto mounts; the digest of what was applied (the layer's diff ID).
+    async fn diff_apply(
+        &self,
+        lease: Option<&str>,
+        layer: Blob,
+        mounts: Vec<Mount>,
+    ) -> Result<String, ContainerdError>;
+}
+
+/// containerd's Containers service: container records.
+#[async_trait]
+pub(crate) trait ContainersService: Send + Sync {
+    async fn container_create(&self, record: ContainerRecord) -> Result<(), ContainerdError>;
+    async fn container_get(&self, id: &str) -> Result<ContainerRecord, ContainerdError>;
+    async fn container_delete(&self, id: &str) -> Result<(), ContainerdError>;
+    /// The records matching containerd's filters (e.g. `labels."berth.task-id"`).
+    async fn container_list(
+        &self,
+        filters: Vec<String>,
+    ) -> Result<Vec<ContainerRecord>, ContainerdError>;
+}
+
+/// containerd's Tasks service: a container's main process (its task) and extra processes in it (`exec_*`).
+#[async_trait]
+pub(crate) trait TasksService: Send + Sync {
+    async fn task_create(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        io: TaskIo,
+    ) -> Result<(), ContainerdError>;
+    /// The container's task (None: containerd named no process).
+    async fn task_get(&self, id: &str) -> Result<Option<TaskState>, ContainerdError>;
+    /// Starts the task; its PID.
+    async fn task_start(&self, id: &str) -> Result<u32, ContainerdError>;
+    /// Waits, without a deadline, until the task's process exits.
+    async fn task_wait(&self, id: &str) -> Result<Exit, ContainerdError>;
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<(), ContainerdError>;
+    async fn task_delete(&self, id: &str) -> Result<(), ContainerdError>;
+    /// Adds a process to the running task, with an OCI process spec (JSON) and no I/O.
+    async fn exec(&self, id: &str, exec_id: &str, process: Vec<u8>) -> Result<(), ContainerdError>;
+    async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32, ContainerdError>;
+    /// Waits, without a deadline, until the exec process exits.
+    async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<Exit, ContainerdError>;
+    async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ContainerdError>;
+    async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<(), ContainerdError>;
 }

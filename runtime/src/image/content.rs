@@ -1,15 +1,9 @@
 //! containerd's content store: existence checks, label updates (merged as containerd's own
-//! client merges them), reads, and the status and abort of ingests. Writing a blob is
-//! `ingest.rs`.
+//! client merges them), and the status and abort of ingests. Writing a blob is `ingest.rs`.
 
 use std::collections::HashMap;
 
-use containerd_client::services::v1::{
-    AbortRequest, Info, InfoRequest, ReadContentRequest, StatusRequest, UpdateRequest,
-};
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use prost_types::FieldMask;
 
 use crate::containerd::{Containerd, ContainerdError, Lease};
 
@@ -18,56 +12,21 @@ pub(crate) const LABEL_SOURCE_PREFIX: &str = "containerd.io/distribution.source.
 
 /// Labels of a blob, if it is in the content store.
 pub(crate) async fn info(
-    client: &Containerd,
+    client: &dyn Containerd,
     digest: &str,
 ) -> Result<Option<HashMap<String, String>>, ContainerdError> {
-    match client
-        .content()
-        .info(client.request(InfoRequest {
-            digest: digest.to_owned(),
-        }))
-        .await
-    {
-        Ok(r) => Ok(Some(
-            r.into_inner().info.map(|i| i.labels).unwrap_or_default(),
-        )),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(ContainerdError::new("content info", digest, &s)),
+    match client.content_info(digest).await {
+        Ok(labels) => Ok(Some(labels)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
-}
-
-/// Adds labels to a blob already in the store (other labels are left as they are).
-pub(crate) async fn add_labels(
-    client: &Containerd,
-    lease: Option<&Lease>,
-    digest: &str,
-    labels: HashMap<String, String>,
-) -> Result<(), ContainerdError> {
-    let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
-    client
-        .content()
-        .update(client.request_with(
-            UpdateRequest {
-                info: Some(Info {
-                    digest: digest.to_owned(),
-                    labels,
-                    ..Default::default()
-                }),
-                update_mask: Some(FieldMask { paths }),
-            },
-            lease,
-            Some(crate::containerd::CALL_TIMEOUT),
-        ))
-        .await
-        .map(|_| ())
-        .map_err(|s| ContainerdError::new("content update", digest, &s))
 }
 
 /// Takes a blob that Berth's namespace already holds into the pull: holds it under the lease
 /// and gives it the labels a clean pull would have given it (`existing` are its labels now).
 /// Nothing is written when it has them all.
 pub(crate) fn adopt<'a>(
-    client: &'a Containerd,
+    client: &'a dyn Containerd,
     lease: &'a Lease,
     digest: &'a str,
     existing: &'a HashMap<String, String>,
@@ -79,7 +38,9 @@ pub(crate) fn adopt<'a>(
         if update.is_empty() {
             return Ok(());
         }
-        add_labels(client, Some(lease), digest, update).await
+        client
+            .content_update_labels(Some(lease.id()), digest, update)
+            .await
     })
 }
 
@@ -118,56 +79,19 @@ fn merge_sources(existing: Option<&str>, repository: &str) -> String {
     repositories.join(",")
 }
 
-/// Reads a whole (small) blob: manifests, indexes and configs.
-pub(crate) async fn read_blob(
-    client: &Containerd,
-    digest: &str,
-) -> Result<Vec<u8>, ContainerdError> {
-    let mut stream = client
-        .content()
-        .read(client.request(ReadContentRequest {
-            digest: digest.to_owned(),
-            offset: 0,
-            size: 0,
-        }))
-        .await
-        .map_err(|s| ContainerdError::new("content read", digest, &s))?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(msg) = stream.next().await {
-        let msg = msg.map_err(|s| ContainerdError::new("content read", digest, &s))?;
-        out.extend_from_slice(&msg.data);
-    }
-    Ok(out)
-}
-
 /// How many bytes an ingest holds; None when there is no such ingest or containerd cannot
 /// tell (which a caller treats as "no progress").
-pub(crate) async fn ingest_offset(client: &Containerd, reference: &str) -> Option<i64> {
-    client
-        .content()
-        .status(client.request(StatusRequest {
-            r#ref: reference.to_owned(),
-        }))
-        .await
-        .ok()?
-        .into_inner()
-        .status
-        .map(|s| s.offset)
+pub(crate) async fn ingest_offset(client: &dyn Containerd, reference: &str) -> Option<i64> {
+    client.content_status(reference).await.ok()?
 }
 
 /// Drops an ingest and what it holds. Only for an ingest this process holds or left: the
 /// content store removes an ingest even while another writer holds its lock.
-pub(crate) async fn abort(client: &Containerd, reference: &str) {
-    if let Err(s) = client
-        .content()
-        .abort(client.request(AbortRequest {
-            r#ref: reference.to_owned(),
-        }))
-        .await
-        && s.code() != tonic::Code::NotFound
+pub(crate) async fn abort(client: &dyn Containerd, reference: &str) {
+    if let Err(error) = client.content_abort(reference).await
+        && !error.is_not_found()
     {
-        tracing::warn!(ingest = reference, error = %s.message(), "could not abort content ingest");
+        tracing::warn!(ingest = reference, error = %error.message(), "could not abort content ingest");
     }
 }
 

@@ -24,12 +24,12 @@ use containerd_client::services::v1::{WriteAction, WriteContentRequest, WriteCon
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use oci_client::errors::DigestError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{PullError, content};
-use crate::containerd::{CALL_TIMEOUT, Containerd, ContainerdError, Lease};
+use crate::containerd::{CALL_TIMEOUT, Containerd, ContainerdError, Lease, Op};
 
 /// Size of each write message sent to containerd.
 const CHUNK: usize = 1 << 20;
@@ -78,7 +78,7 @@ pub(crate) struct Written {
 /// Writes a blob, reusing whatever containerd has of it. `on_bytes` sees how many bytes the
 /// ingest holds after each chunk.
 pub(crate) fn write_blob<'w, 'a: 'w>(
-    client: &'w Containerd,
+    client: &'w dyn Containerd,
     lease: &'w Lease,
     blob: &'w BlobWrite<'w>,
     open: &'w mut Opener<'a>,
@@ -160,7 +160,7 @@ enum SendFailure {
 }
 
 struct Session<'s> {
-    client: &'s Containerd,
+    client: &'s dyn Containerd,
     lease: &'s Lease,
     reference: &'s str,
     blob: &'s BlobWrite<'s>,
@@ -193,16 +193,10 @@ impl Session<'_> {
             let opened = tokio::time::timeout(CALL_TIMEOUT, async {
                 let mut responses = self
                     .client
-                    .content()
-                    .write(self.client.request_with(
-                        ReceiverStream::new(rx),
-                        Some(self.lease),
-                        None,
-                    ))
-                    .await?
-                    .into_inner();
-                let stat = responses.message().await?;
-                Ok::<_, tonic::Status>((responses, stat))
+                    .content_write(self.lease.id(), blob.digest, rx)
+                    .await?;
+                let stat = responses.next().await.transpose()?;
+                Ok::<_, ContainerdError>((responses, stat))
             })
             .await
             .map_err(|_| PullError::Timeout {
@@ -212,9 +206,9 @@ impl Session<'_> {
             let (mut responses, stat) = match opened {
                 Ok((responses, Some(stat))) => (responses, stat),
                 Ok((_, None)) => return Err(closed(blob.digest)),
-                Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(Ended::Exists),
-                Err(s) if is_locked(&s) => return Ok(Ended::Locked),
-                Err(s) => return Err(ContainerdError::new("content write", blob.digest, &s).into()),
+                Err(e) if e.is_already_exists() => return Ok(Ended::Exists),
+                Err(e) if is_locked(&e) => return Ok(Ended::Locked),
+                Err(e) => return Err(e.into()),
             };
             let start = resume_offset(stat.offset, blob.size, from_start);
             if start > 0 {
@@ -241,11 +235,11 @@ impl Session<'_> {
             };
             let receiver = async {
                 loop {
-                    match responses.message().await {
-                        Ok(Some(r)) if r.action == WriteAction::Commit as i32 => return Ok(r),
-                        Ok(Some(_)) => {}
-                        Ok(None) => return Err(None),
-                        Err(s) => return Err(Some(s)),
+                    match responses.next().await {
+                        Some(Ok(r)) if r.action == WriteAction::Commit as i32 => return Ok(r),
+                        Some(Ok(_)) => {}
+                        None => return Err(None),
+                        Some(Err(e)) => return Err(Some(e)),
                     }
                 }
             };
@@ -264,7 +258,7 @@ impl Session<'_> {
                     sent: committed_bytes(&committed, start),
                 }),
                 Err(None) => Err(closed(blob.digest)),
-                Err(Some(s)) => commit_failure(blob, &s, start),
+                Err(Some(e)) => commit_failure(blob, e, start),
             }
         })
     }
@@ -340,19 +334,23 @@ fn committed_bytes(answer: &WriteContentResponse, start: u64) -> u64 {
 }
 
 /// containerd's lock on an ingest another writer holds ("ref … locked for …", Unavailable).
-fn is_locked(s: &tonic::Status) -> bool {
-    s.code() == tonic::Code::Unavailable && s.message().contains("locked")
+fn is_locked(e: &ContainerdError) -> bool {
+    e.code() == tonic::Code::Unavailable && e.message().contains("locked")
 }
 
-fn commit_failure(blob: &BlobWrite<'_>, s: &tonic::Status, start: u64) -> Result<Ended, PullError> {
-    let msg = s.message();
-    if s.code() == tonic::Code::AlreadyExists {
+fn commit_failure(
+    blob: &BlobWrite<'_>,
+    e: ContainerdError,
+    start: u64,
+) -> Result<Ended, PullError> {
+    let msg = e.message();
+    if e.is_already_exists() {
         return Ok(Ended::Exists);
     }
-    if is_locked(s) {
+    if is_locked(&e) {
         return Ok(Ended::Locked);
     }
-    if s.code() == tonic::Code::FailedPrecondition && start > 0 {
+    if e.code() == tonic::Code::FailedPrecondition && start > 0 {
         return Ok(Ended::BadResume {
             offset: start,
             reason: msg.to_owned(),
@@ -364,7 +362,7 @@ fn commit_failure(blob: &BlobWrite<'_>, s: &tonic::Status, start: u64) -> Result
             format!("containerd refused the content: {msg}"),
         ));
     }
-    Err(ContainerdError::new("content write", blob.digest, s).into())
+    Err(e.into())
 }
 
 fn mismatch(blob: &BlobWrite<'_>, reason: String) -> PullError {
@@ -377,22 +375,25 @@ fn mismatch(blob: &BlobWrite<'_>, reason: String) -> PullError {
 
 fn closed(digest: &str) -> PullError {
     PullError::Containerd(ContainerdError::new(
-        "content write",
+        Op::ContentWrite,
         digest,
         &tonic::Status::unavailable("containerd closed the write stream"),
     ))
 }
 
+/// A failed read of the registry's stream: bytes that do not match the digest (oci-client
+/// verifies a stream read from the start), or the registry's failure.
 fn stream_error(blob: &BlobWrite<'_>, e: &std::io::Error) -> PullError {
-    let text = super::registry::error_chain(e);
-    if text.contains("Invalid digest") || text.contains("digest") && text.contains("Expected") {
-        mismatch(blob, text)
-    } else {
-        PullError::Registry {
+    let digest = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<DigestError>());
+    match digest {
+        Some(digest) => mismatch(blob, digest.to_string()),
+        None => PullError::Registry {
             registry: String::from("(blob stream)"),
             what: format!("{} {}", blob.kind, blob.digest),
-            reason: text,
-        }
+            reason: super::registry::root_cause(e),
+        },
     }
 }
 
@@ -443,7 +444,102 @@ impl LockWait {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::containerd::fake::{FakeContainerd, digest_of};
+
+    const DATA: &[u8] = b"0123456789";
+
+    /// Writes [`DATA`] as a layer through the fake, its source opened from whatever offset the
+    /// write asks for; the outcome and the offsets asked for.
+    async fn write_layer(fake: &Arc<FakeContainerd>) -> (Result<Written, PullError>, Vec<u64>) {
+        let client: Arc<dyn Containerd> = fake.clone();
+        let lease = Lease::create(&client, "test").await.unwrap();
+        let digest = digest_of(DATA);
+        let blob = BlobWrite {
+            kind: "layer",
+            digest: &digest,
+            size: DATA.len() as i64,
+            labels: HashMap::new(),
+        };
+        let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let asked = Arc::clone(&opened);
+        let mut open =
+            move |offset: u64| -> BoxFuture<'static, Result<ByteStream<'static>, PullError>> {
+                asked.lock().unwrap().push(offset);
+                let rest = Bytes::from_static(&DATA[offset as usize..]);
+                Box::pin(async move { Ok(futures::stream::iter([Ok(rest)]).boxed()) })
+            };
+        let written = write_blob(&*client, &lease, &blob, &mut open, &mut |_| {}).await;
+        lease.release(false).await.unwrap();
+        let opened = opened.lock().unwrap().clone();
+        (written, opened)
+    }
+
+    fn reference() -> String {
+        format!("layer-{}", digest_of(DATA))
+    }
+
+    #[tokio::test]
+    async fn an_ingest_left_half_written_is_resumed_where_it_is() {
+        let fake = FakeContainerd::new();
+        fake.put_ingest(&reference(), &DATA[..4]);
+        let (written, opened) = write_layer(&fake).await;
+        assert_eq!(written.unwrap(), Written { sent: 6 });
+        assert_eq!(opened, [4]);
+        assert_eq!(fake.content(), [digest_of(DATA)]);
+        assert!(fake.ingests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_ingest_that_holds_every_byte_is_committed_without_a_download() {
+        let fake = FakeContainerd::new();
+        fake.put_ingest(&reference(), DATA);
+        let (written, opened) = write_layer(&fake).await;
+        assert_eq!(written.unwrap(), Written { sent: 0 });
+        assert!(opened.is_empty());
+        assert_eq!(fake.content(), [digest_of(DATA)]);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_ingest_whose_bytes_are_refused_is_written_again_from_the_start() {
+        let fake = FakeContainerd::new();
+        fake.put_ingest(&reference(), b"XXXX");
+        let (written, opened) = write_layer(&fake).await;
+        assert_eq!(written.unwrap(), Written { sent: 10 });
+        assert_eq!(opened, [4, 0]);
+        assert!(
+            fake.calls()
+                .contains(&format!("content abort {}", reference()))
+        );
+        assert_eq!(fake.content(), [digest_of(DATA)]);
+        assert!(fake.ingests().is_empty());
+    }
+
+    #[test]
+    fn a_stream_that_fails_verification_is_a_mismatch_and_anything_else_the_registry() {
+        let blob = BlobWrite {
+            kind: "layer",
+            digest: "sha256:abc",
+            size: 3,
+            labels: HashMap::new(),
+        };
+        let tampered = std::io::Error::other(DigestError::VerificationError {
+            expected: "sha256:abc".to_owned(),
+            actual: "sha256:def".to_owned(),
+        });
+        assert_eq!(
+            stream_error(&blob, &tampered).to_string(),
+            "digest mismatch for layer sha256:abc: Invalid digest. Expected sha256:abc, got sha256:def"
+        );
+        let reset =
+            std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            stream_error(&blob, &reset).to_string(),
+            "registry (blob stream) failed on layer sha256:abc: connection reset"
+        );
+    }
 
     #[test]
     fn ingests_are_named_as_containerds_client_names_them() {
@@ -481,11 +577,14 @@ mod tests {
 
     #[test]
     fn a_held_ingest_is_told_from_other_unavailability() {
-        assert!(is_locked(&tonic::Status::unavailable(
+        let answer = |s: tonic::Status| ContainerdError::new(Op::ContentWrite, "sha256:abc", &s);
+        assert!(is_locked(&answer(tonic::Status::unavailable(
             "ref berth/1/layer-sha256:abc locked for 1.2s (since 2024-01-01): unavailable"
-        )));
-        assert!(!is_locked(&tonic::Status::unavailable("transport error")));
-        assert!(!is_locked(&tonic::Status::internal("locked")));
+        ))));
+        assert!(!is_locked(&answer(tonic::Status::unavailable(
+            "transport error"
+        ))));
+        assert!(!is_locked(&answer(tonic::Status::internal("locked"))));
     }
 
     #[test]
@@ -496,20 +595,28 @@ mod tests {
             size: 3,
             labels: HashMap::new(),
         };
-        let refused = tonic::Status::failed_precondition(
-            "unexpected commit digest sha256:x, expected sha256:abc: failed precondition",
+        let refused = ContainerdError::new(
+            Op::ContentWrite,
+            "sha256:abc",
+            &tonic::Status::failed_precondition(
+                "unexpected commit digest sha256:x, expected sha256:abc: failed precondition",
+            ),
         );
         assert!(matches!(
-            commit_failure(&blob, &refused, 2),
+            commit_failure(&blob, refused.clone(), 2),
             Ok(Ended::BadResume { offset: 2, .. })
         ));
         assert!(matches!(
-            commit_failure(&blob, &refused, 0),
+            commit_failure(&blob, refused, 0),
             Err(PullError::DigestMismatch { .. })
         ));
-        let exists = tonic::Status::already_exists("content sha256:abc: already exists");
+        let exists = ContainerdError::new(
+            Op::ContentWrite,
+            "sha256:abc",
+            &tonic::Status::already_exists("content sha256:abc: already exists"),
+        );
         assert!(matches!(
-            commit_failure(&blob, &exists, 0),
+            commit_failure(&blob, exists, 0),
             Ok(Ended::Exists)
         ));
     }

@@ -1,9 +1,6 @@
 //! Reading a pulled image back from containerd: image record → (index →) manifest → config,
 //! and the chain ID of its top layer, which containers' snapshots are prepared from.
 
-use containerd_client::services::v1::GetImageRequest;
-
-use super::content::read_blob;
 use super::manifest::{self, Fetched, Platform};
 use crate::containerd::{Containerd, ContainerdError};
 
@@ -25,42 +22,37 @@ pub enum LocalImageError {
     Containerd(#[from] ContainerdError),
 }
 
-pub(crate) async fn load(client: &Containerd, image: &str) -> Result<LocalImage, LocalImageError> {
+pub(crate) async fn load(
+    client: &dyn Containerd,
+    image: &str,
+) -> Result<LocalImage, LocalImageError> {
     let corrupt = |reason: String| LocalImageError::Corrupt {
         image: image.to_owned(),
         reason,
     };
-    let record = match client
-        .images()
-        .get(client.request(GetImageRequest {
-            name: image.to_owned(),
-        }))
-        .await
-    {
-        Ok(r) => r.into_inner().image,
-        Err(s) if s.code() == tonic::Code::NotFound => None,
-        Err(s) => return Err(ContainerdError::new("image get", image, &s).into()),
+    let target = match client.image_get(image).await {
+        Ok(target) => target,
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
     };
-    let target = record
-        .and_then(|r| r.target)
-        .ok_or_else(|| LocalImageError::NotPulled {
-            image: image.to_owned(),
-            namespace: client.namespace().to_owned(),
-        })?;
-    let mut bytes = read_blob(client, &target.digest).await?;
+    let target = target.ok_or_else(|| LocalImageError::NotPulled {
+        image: image.to_owned(),
+        namespace: client.namespace().to_owned(),
+    })?;
+    let mut bytes = client.content_read(&target.digest).await?;
     let mut parsed =
         manifest::parse(&bytes, &target.media_type, image).map_err(|e| corrupt(e.to_string()))?;
     if let Fetched::Index(entries) = &parsed {
         let chosen = manifest::select_platform(entries, &Platform::host(), image)
             .map_err(|e| corrupt(e.to_string()))?;
-        bytes = read_blob(client, &chosen.digest).await?;
+        bytes = client.content_read(&chosen.digest).await?;
         parsed = manifest::parse(&bytes, &chosen.media_type, image)
             .map_err(|e| corrupt(e.to_string()))?;
     }
     let Fetched::Manifest(m) = parsed else {
         return Err(corrupt("an index entry points to another index".into()));
     };
-    let config_bytes = read_blob(client, &m.config.digest).await?;
+    let config_bytes = client.content_read(&m.config.digest).await?;
     let diff_ids = manifest::diff_ids(&config_bytes, m.layers.len(), image)
         .map_err(|e| corrupt(e.to_string()))?;
     let chain_id = manifest::chain_ids(&diff_ids)

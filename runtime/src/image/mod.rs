@@ -6,6 +6,8 @@
 
 mod content;
 mod error;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod ingest;
 mod local;
 mod manifest;
@@ -18,6 +20,7 @@ pub use error::PullError;
 pub use local::LocalImageError;
 pub(crate) use local::{LocalImage, load as load_local};
 pub(crate) use pull::Puller;
+pub(crate) use registry::Registry;
 
 /// Credentials for a registry.
 #[derive(Clone, Default, PartialEq, Eq)]

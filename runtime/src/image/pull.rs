@@ -1,34 +1,31 @@
-//! The pull pipeline: resolve, fetch config, download layers in parallel (bounded) while
-//! unpacking them in order, write manifest/index with their garbage-collection labels, record
-//! the image, release the lease. Concurrent pulls of one reference, and concurrent downloads of
-//! one blob, share a single execution.
+//! The pull pipeline: resolve the reference (an index to the host's platform), skip what this
+//! process pulled already, then store and record the image under one lease (`store.rs`, each
+//! blob through `blobs.rs`) and release the lease, collecting at once when anything failed.
+//! Concurrent pulls of one reference, and concurrent downloads of one blob, share a single
+//! execution; progress goes to every caller waiting on a pull.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use containerd_client::services::v1::{
-    CreateImageRequest, GetImageRequest, Image, UpdateImageRequest,
-};
-use containerd_client::types::Descriptor as CdDescriptor;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::content::{self, LABEL_SOURCE_PREFIX};
-use super::manifest::{self, Descriptor, Fetched, Manifest, Platform};
-use super::registry::{ImageRef, Registry};
+use super::content;
+use super::manifest::{self, Fetched, Platform};
+use super::registry::{Distribution, ImageRef};
 use super::single_flight::SingleFlight;
 use super::unpack;
 use super::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
-use crate::containerd::{Containerd, ContainerdError, Lease, SNAPSHOTTER};
+use crate::containerd::{Containerd, Lease};
 
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
 
 mod blobs;
+mod store;
 
 type PullOutcome = Result<PulledImage, PullError>;
 
@@ -40,8 +37,8 @@ pub(crate) struct Puller {
 
 #[derive(Debug)]
 struct Inner {
-    client: Containerd,
-    registry: Registry,
+    client: Arc<dyn Containerd>,
+    registry: Arc<dyn Distribution>,
     downloads: Semaphore,
     images: SingleFlight<String, PullOutcome>,
     blobs: SingleFlight<String, Result<BlobOutcome, PullError>>,
@@ -59,14 +56,14 @@ struct BlobOutcome {
 
 impl Puller {
     pub(crate) fn new(
-        client: Containerd,
-        insecure_registries: &[String],
+        client: Arc<dyn Containerd>,
+        registry: Arc<dyn Distribution>,
         max_downloads: usize,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
-                registry: Registry::new(insecure_registries),
+                registry,
                 downloads: Semaphore::new(max_downloads.max(1)),
                 images: SingleFlight::default(),
                 blobs: SingleFlight::default(),
@@ -233,17 +230,9 @@ impl Puller {
             if known.target_digest != top_digest {
                 return None;
             }
-            let client = &self.inner.client;
-            let record = client
-                .images()
-                .get(client.request(GetImageRequest {
-                    name: image.given().to_owned(),
-                }))
-                .await
-                .ok()?
-                .into_inner()
-                .image?;
-            if record.target?.digest != top_digest {
+            let client = &*self.inner.client;
+            let target = client.image_get(image.given()).await.ok()??;
+            if target.digest != top_digest {
                 return None;
             }
             if !unpack::snapshot_exists(client, &known.chain_id)
@@ -288,384 +277,7 @@ impl Puller {
             })?
         })
     }
-
-    /// Writes config and layers, unpacks, writes the manifest. Returns what `record` needs.
-    /// Boxed, as are the other large steps of a pull: without, each caller's poll frame holds
-    /// the step's whole future (a debug build several copies of it), and along the chain of
-    /// awaits those frames add up to a worker's stack.
-    fn store<'a>(
-        &'a self,
-        image: &'a ImageRef,
-        auth: &'a RegistryAuth,
-        lease: &'a Lease,
-        manifest: &'a Manifest,
-        manifest_bytes: Bytes,
-        manifest_digest: &'a str,
-    ) -> BoxFuture<'a, Result<Stored, PullError>> {
-        Box::pin(async move {
-            let client = &self.inner.client;
-            let source = source_label(image);
-
-            // Config: small, needed in memory for the diff IDs.
-            let config_bytes = self.config(image, lease, &manifest.config, &source).await?;
-            let diff_ids = manifest::diff_ids(&config_bytes, manifest.layers.len(), image.given())?;
-            let chain_ids = manifest::chain_ids(&diff_ids);
-
-            // Layers: start every download now (bounded by the semaphore), unpack in order as each
-            // one lands, so unpacking overlaps the downloads of later layers.
-            let mut handles: Vec<JoinHandle<Result<BlobOutcome, PullError>>> = manifest
-                .layers
-                .iter()
-                .zip(&diff_ids)
-                .map(|(layer, diff_id)| {
-                    let this = self.clone();
-                    let image = image.clone();
-                    let auth = auth.clone();
-                    let layer = layer.clone();
-                    let labels = HashMap::from([
-                        source.clone(),
-                        (LABEL_UNCOMPRESSED.to_owned(), diff_id.clone()),
-                    ]);
-                    let lease_id = lease.id().to_owned();
-                    tokio::spawn(async move {
-                        this.layer(&image, &auth, &lease_id, &layer, labels).await
-                    })
-                })
-                .collect();
-            let abort_all =
-                |handles: &mut Vec<JoinHandle<_>>| handles.iter().for_each(JoinHandle::abort);
-
-            let top_exists = match chain_ids.last() {
-                Some(top) => unpack::snapshot_exists(client, top).await?,
-                None => true,
-            };
-            let mut downloaded = 0;
-            for i in 0..handles.len() {
-                let outcome = match (&mut handles[i]).await {
-                    Ok(r) => r,
-                    Err(_) => Err(PullError::Cancelled {
-                        reference: image.given().to_owned(),
-                    }),
-                };
-                let outcome = match outcome {
-                    Ok(o) => o,
-                    Err(e) => {
-                        abort_all(&mut handles);
-                        return Err(e);
-                    }
-                };
-                downloaded += outcome.downloaded;
-                if !top_exists {
-                    let parent = if i == 0 {
-                        ""
-                    } else {
-                        chain_ids[i - 1].as_str()
-                    };
-                    if let Err(e) = unpack::unpack_layer(
-                        client,
-                        lease,
-                        &manifest.layers[i],
-                        &diff_ids[i],
-                        parent,
-                        &chain_ids[i],
-                    )
-                    .await
-                    {
-                        abort_all(&mut handles);
-                        return Err(e);
-                    }
-                }
-            }
-            let top = chain_ids.last().cloned().unwrap_or_default();
-            if top_exists && !top.is_empty() {
-                lease
-                    .hold(&format!("snapshots/{SNAPSHOTTER}"), &top)
-                    .await?;
-            }
-
-            // The config points at the unpacked snapshot; the manifest at config and layers.
-            if !top.is_empty() {
-                content::add_labels(
-                    client,
-                    Some(lease),
-                    &manifest.config.digest,
-                    HashMap::from([(
-                        format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
-                        top.clone(),
-                    )]),
-                )
-                .await?;
-            }
-            let mut labels = HashMap::from([
-                source.clone(),
-                (
-                    "containerd.io/gc.ref.content.config".to_owned(),
-                    manifest.config.digest.clone(),
-                ),
-            ]);
-            for (i, layer) in manifest.layers.iter().enumerate() {
-                labels.insert(
-                    format!("containerd.io/gc.ref.content.l.{i}"),
-                    layer.digest.clone(),
-                );
-            }
-            self.put_small(lease, "manifest", manifest_digest, manifest_bytes, labels)
-                .await?;
-            Ok(Stored {
-                config_digest: manifest.config.digest.clone(),
-                chain_id: top,
-                size: manifest.layers.iter().map(|l| l.size.max(0) as u64).sum(),
-                downloaded,
-            })
-        })
-    }
-
-    /// Writes the index (if any) and creates or updates the image record.
-    #[allow(clippy::too_many_arguments)]
-    fn record<'a>(
-        &'a self,
-        image: &'a ImageRef,
-        lease: &'a Lease,
-        index: Option<&'a [Descriptor]>,
-        top_bytes: &'a Bytes,
-        top_digest: &'a str,
-        manifest_digest: &'a str,
-        stored: Stored,
-    ) -> BoxFuture<'a, PullOutcome> {
-        Box::pin(async move {
-            let target_type = match index {
-                Some(entries) => {
-                    let mut labels = HashMap::from([source_label(image)]);
-                    for (i, entry) in entries.iter().enumerate() {
-                        labels.insert(
-                            format!("containerd.io/gc.ref.content.m.{i}"),
-                            entry.digest.clone(),
-                        );
-                    }
-                    self.put_small(lease, "index", top_digest, top_bytes.clone(), labels)
-                        .await?;
-                    media_type_of(top_bytes, manifest::OCI_INDEX)
-                }
-                None => media_type_of(top_bytes, manifest::OCI_MANIFEST),
-            };
-            let record = Image {
-                name: image.given().to_owned(),
-                labels: HashMap::new(),
-                target: Some(CdDescriptor {
-                    media_type: target_type,
-                    digest: top_digest.to_owned(),
-                    size: top_bytes.len() as i64,
-                    annotations: HashMap::new(),
-                }),
-                created_at: None,
-                updated_at: None,
-            };
-            let client = &self.inner.client;
-            let created = client
-                .images()
-                .create(client.request_with(
-                    CreateImageRequest {
-                        image: Some(record.clone()),
-                        source_date_epoch: None,
-                    },
-                    Some(lease),
-                    Some(crate::containerd::CALL_TIMEOUT),
-                ))
-                .await;
-            match created {
-                Ok(_) => {}
-                Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                    client
-                        .images()
-                        .update(client.request_with(
-                            UpdateImageRequest {
-                                image: Some(record),
-                                update_mask: None,
-                                source_date_epoch: None,
-                            },
-                            Some(lease),
-                            Some(crate::containerd::CALL_TIMEOUT),
-                        ))
-                        .await
-                        .map_err(|s| ContainerdError::new("image update", image.given(), &s))?;
-                }
-                Err(s) => {
-                    return Err(ContainerdError::new("image create", image.given(), &s).into());
-                }
-            }
-            Ok(PulledImage {
-                name: image.given().to_owned(),
-                target_digest: top_digest.to_owned(),
-                manifest_digest: manifest_digest.to_owned(),
-                config_digest: stored.config_digest,
-                chain_id: stored.chain_id,
-                size: stored.size,
-                downloaded: stored.downloaded,
-            })
-        })
-    }
-}
-
-#[derive(Debug)]
-struct Stored {
-    config_digest: String,
-    chain_id: String,
-    size: u64,
-    downloaded: u64,
-}
-
-fn source_label(image: &ImageRef) -> (String, String) {
-    (
-        format!("{LABEL_SOURCE_PREFIX}{}", image.registry()),
-        image.repository().to_owned(),
-    )
-}
-
-/// The document's own mediaType, else the given default.
-fn media_type_of(bytes: &[u8], default: &str) -> String {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Mt {
-        media_type: Option<String>,
-    }
-    serde_json::from_slice::<Mt>(bytes)
-        .ok()
-        .and_then(|m| m.media_type)
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| default.to_owned())
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::Future;
-
-    use super::super::ingest::{self, BlobWrite};
-    use super::*;
-
-    /// The most a caller's frame holds of any step's future (a debug build several copies).
-    const HELD_BUDGET: usize = 4096;
-
-    /// What a caller holds of a future, and for a boxed one what sits on the heap.
-    fn sizes<T: ?Sized>(held: &impl std::ops::Deref<Target = T>) -> (usize, usize) {
-        (std::mem::size_of_val(held), std::mem::size_of_val(&**held))
-    }
-
-    fn unboxed<F: Future>(f: &F) -> (usize, usize) {
-        (std::mem::size_of_val(f), 0)
-    }
-
-    /// The futures of a pull, by size. Each lives inside the future that awaits it (or in a
-    /// task of its own when spawned), and its caller's poll frame holds it, in a debug build
-    /// several copies of it, while creating it: the large steps are boxed, so a frame only
-    /// holds a pointer. Run with --nocapture to see the figures.
-    #[tokio::test]
-    async fn pull_futures_stay_small() {
-        let client = Containerd::unconnected("sizes");
-        let puller = Puller::new(client.clone(), &[], 3);
-        let image = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
-        let auth = RegistryAuth::Anonymous;
-        let lease = Lease::borrowed(&client, "lease");
-        let desc = Descriptor {
-            media_type: manifest::OCI_MANIFEST.to_owned(),
-            digest: "sha256:1".to_owned(),
-            size: 1,
-            platform: None,
-        };
-        let manifest = Manifest {
-            config: desc.clone(),
-            layers: vec![desc.clone()],
-        };
-        let stored = Stored {
-            config_digest: String::new(),
-            chain_id: String::new(),
-            size: 0,
-            downloaded: 0,
-        };
-        let source = (String::new(), String::new());
-        let blob = BlobWrite {
-            kind: "layer",
-            digest: "d",
-            size: 1,
-            labels: HashMap::new(),
-        };
-        let mut open = |_| -> BoxFuture<'static, _> {
-            Box::pin(async {
-                Err(PullError::Cancelled {
-                    reference: String::new(),
-                })
-            })
-        };
-        let mut on_bytes = |_| {};
-        let bytes = Bytes::new();
-        let measured = [
-            ("pull", unboxed(&puller.pull("x", &auth, None))),
-            (
-                "pull_once",
-                sizes(&puller.pull_once(image.clone(), auth.clone())),
-            ),
-            (
-                "store",
-                sizes(&puller.store(&image, &auth, &lease, &manifest, Bytes::new(), "d")),
-            ),
-            (
-                "record",
-                sizes(&puller.record(&image, &lease, None, &bytes, "d", "d", stored)),
-            ),
-            (
-                "config",
-                sizes(&puller.config(&image, &lease, &desc, &source)),
-            ),
-            (
-                "put_small",
-                sizes(&puller.put_small(&lease, "manifest", "d", Bytes::new(), HashMap::new())),
-            ),
-            (
-                "layer",
-                sizes(&puller.layer(&image, &auth, "lease", &desc, HashMap::new())),
-            ),
-            (
-                "download_layer",
-                sizes(&puller.download_layer(&image, "lease", &desc, HashMap::new())),
-            ),
-            (
-                "write_blob",
-                sizes(&ingest::write_blob(
-                    &client,
-                    &lease,
-                    &blob,
-                    &mut open,
-                    &mut on_bytes,
-                )),
-            ),
-            (
-                "unpack_layer",
-                sizes(&unpack::unpack_layer(&client, &lease, &desc, "d", "", "c")),
-            ),
-            (
-                "fetch_manifest",
-                sizes(&puller.fetch_manifest(&image, &auth)),
-            ),
-            ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
-            (
-                "registry fetch_manifest",
-                unboxed(&puller.inner.registry.fetch_manifest(&image, &auth)),
-            ),
-            (
-                "registry blob_stream",
-                unboxed(&puller.inner.registry.blob_stream(&image, "d", 1, "m", 0)),
-            ),
-            ("lease create", unboxed(&Lease::create(&client, "p"))),
-        ];
-        for (name, (held, boxed)) in measured {
-            if boxed > 0 {
-                println!("{name}: {held} bytes held, {boxed} bytes boxed");
-            } else {
-                println!("{name}: {held} bytes held");
-            }
-            assert!(
-                held <= HELD_BUDGET,
-                "{name}'s future is {held} bytes: box it"
-            );
-        }
-    }
-}
+mod tests;

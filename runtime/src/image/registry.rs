@@ -1,9 +1,11 @@
 //! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
+//! A pull reads through the [`Distribution`] trait, so its unit tests serve images from memory.
 
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -71,6 +73,29 @@ impl ImageRef {
     }
 }
 
+/// The bytes of a blob, from some offset on.
+pub(crate) type BlobStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// What a pull reads from a registry (the OCI distribution API).
+#[async_trait]
+pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
+    /// The manifest or index the reference names: its bytes and digest.
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        auth: &RegistryAuth,
+    ) -> Result<(Bytes, String), PullError>;
+    /// A blob's bytes from `offset` on.
+    async fn blob_stream(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        size: i64,
+        media_type: &str,
+        offset: u64,
+    ) -> Result<BlobStream, PullError>;
+}
+
 /// A registry client shared by all pulls of one runtime.
 #[derive(Clone)]
 pub(crate) struct Registry {
@@ -104,9 +129,12 @@ impl Registry {
             client: Client::new(config),
         }
     }
+}
 
+#[async_trait]
+impl Distribution for Registry {
     /// Fetches the manifest or index the reference names; returns its bytes and digest.
-    pub(crate) async fn fetch_manifest(
+    async fn fetch_manifest(
         &self,
         image: &ImageRef,
         auth: &RegistryAuth,
@@ -127,14 +155,14 @@ impl Registry {
     /// Range), and containerd's check at commit, over the bytes it already held and these, is
     /// the verification; a registry that ignores the range sends the whole blob, verified, and
     /// its first `offset` bytes are skipped here.
-    pub(crate) async fn blob_stream(
+    async fn blob_stream(
         &self,
         image: &ImageRef,
         digest: &str,
         size: i64,
         media_type: &str,
         offset: u64,
-    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, PullError> {
+    ) -> Result<BlobStream, PullError> {
         let desc = oci_client::manifest::OciDescriptor {
             media_type: media_type.to_owned(),
             digest: digest.to_owned(),
@@ -196,10 +224,7 @@ async fn own_task<T: Send + 'static>(
 }
 
 /// `stream` without its first `n` bytes.
-fn skip_bytes(
-    stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
-    n: u64,
-) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+fn skip_bytes(stream: BlobStream, n: u64) -> BlobStream {
     let mut left = n;
     stream
         .filter_map(move |item| {
@@ -293,7 +318,7 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
             PullError::RegistryUnreachable {
                 registry,
-                reason: error_chain(&e),
+                reason: root_cause(&e),
             }
         }
         OciDistributionError::DigestError(e) => PullError::DigestMismatch {
@@ -304,29 +329,26 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
         other => PullError::Registry {
             registry,
             what: what.to_owned(),
-            reason: error_chain(&other),
+            reason: root_cause(&other),
         },
     }
 }
 
-/// An error and its sources on one line ("a: b: c"), for errors from foreign crates whose
-/// top-level message alone is too vague ("error sending request").
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
+/// What a person can act on in a foreign error: its innermost cause ("Connection refused (os
+/// error 111)"). The outer messages say which request failed, which the [`PullError`] names
+/// already; the text travels alone (a task's stop reason), so the error is no source of it.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
-    out
+    cause.to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use oci_client::errors::DigestError;
+
     use super::*;
 
     #[test]
@@ -362,6 +384,20 @@ mod tests {
             let got: Vec<Bytes> = skip_bytes(stream, n).map(|c| c.unwrap()).collect().await;
             assert_eq!(got.concat(), want.as_bytes(), "skipping {n}");
         }
+    }
+
+    #[test]
+    fn a_foreign_error_is_told_once_by_its_innermost_cause() {
+        // oci-client's message embeds the cause that is also its source.
+        let nested = OciDistributionError::DigestError(DigestError::MissingAlgorithm);
+        assert_eq!(nested.to_string(), "Digest error: Missing digest algorithm");
+        assert_eq!(root_cause(&nested), "Missing digest algorithm");
+        let r = ImageRef::parse("127.0.0.1:5000/app:1.3").unwrap();
+        let wrapped = OciDistributionError::IoError(std::io::Error::other(nested));
+        assert_eq!(
+            classify(wrapped, &r, "blob sha256:1").to_string(),
+            "registry 127.0.0.1:5000 failed on blob sha256:1: Missing digest algorithm"
+        );
     }
 
     #[test]

@@ -4,16 +4,12 @@
 //! main process first and kills every process of the container last.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use containerd_client::services::v1::snapshots::MountsRequest;
-use containerd_client::services::v1::{GetRequest, KillRequest, StartRequest, WaitRequest};
-use containerd_client::types::v1::Status as TaskStatus;
+use std::time::{Duration, SystemTime};
 
 use super::super::log::{LogRotation, Stdio};
 use super::super::{ContainerId, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID};
 use super::{Containers, LABEL_STDIO};
-use crate::containerd::{ContainerdError, SNAPSHOTTER};
+use crate::containerd::TaskStatus;
 use crate::error::Error;
 
 /// How long to wait for the last log bytes after the process exited.
@@ -40,38 +36,18 @@ impl Containers {
         if !self.has_task(id).await? {
             self.create_task_of(id).await?;
         }
-        let r = self
-            .client
-            .tasks()
-            .start(self.client.request(StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
+        self.client
+            .task_start(id.as_str())
             .await
-            .map_err(|s| {
-                super::not_found_or(
-                    id,
-                    &self.client,
-                    ContainerdError::new("task start", id.as_str(), &s),
-                )
-            })?;
-        Ok(r.into_inner().pid)
+            .map_err(|e| super::super::not_found_or(&*self.client, id, e))
     }
 
     /// Whether the container has a containerd task (created, running or exited).
     async fn has_task(&self, id: &ContainerId) -> Result<bool, Error> {
-        match self
-            .client
-            .tasks()
-            .get(self.client.request(GetRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-        {
+        match self.client.task_get(id.as_str()).await {
             Ok(_) => Ok(true),
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
-            Err(s) => Err(ContainerdError::new("task get", id.as_str(), &s).into()),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -93,17 +69,7 @@ impl Containers {
             .get(LABEL_STDIO)
             .map(|l| Stdio::from_label(l))
             .unwrap_or_default();
-        let mounts = self
-            .client
-            .snapshots()
-            .mounts(self.client.request(MountsRequest {
-                snapshotter: SNAPSHOTTER.to_owned(),
-                key: id.to_string(),
-            }))
-            .await
-            .map_err(|s| ContainerdError::new("snapshot mounts", id.as_str(), &s))?
-            .into_inner()
-            .mounts;
+        let mounts = self.client.snapshot_mounts(id.as_str()).await?;
         let rotation = LogRotation::load(&self.io_dir.join(id.as_str())).unwrap_or(self.rotation);
         self.create_task(&task_id, &name, id, mounts, rotation, stdio)
             .await
@@ -112,31 +78,13 @@ impl Containers {
     /// Waits until the container's process exits; returns its status once its output is in
     /// the log file. Cancel-safe: dropping the future stops waiting, not the container.
     pub(crate) async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
-        let response = self
+        let exit = self
             .client
-            .tasks()
-            .wait(self.client.request_with(
-                WaitRequest {
-                    container_id: id.to_string(),
-                    exec_id: String::new(),
-                },
-                None,
-                None,
-            ))
+            .task_wait(id.as_str())
             .await
-            .map_err(|s| {
-                super::not_found_or(
-                    id,
-                    &self.client,
-                    ContainerdError::new("task wait", id.as_str(), &s),
-                )
-            })?
-            .into_inner();
-        let exited_at = response
-            .exited_at
-            .map(|t| UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
-            .unwrap_or_else(SystemTime::now);
-        let oom_killed = self.oom_killed(id, response.exit_status).await;
+            .map_err(|e| super::super::not_found_or(&*self.client, id, e))?;
+        let exited_at = exit.at.unwrap_or_else(SystemTime::now);
+        let oom_killed = self.oom_killed(id, exit.code).await;
         let pipes = self.pipes_lock().get(id).cloned();
         if let Some(pipes) = pipes
             && !pipes.lock().await.finish(LOG_DRAIN_TIMEOUT).await
@@ -144,7 +92,7 @@ impl Containers {
             tracing::warn!(container.id = %id, "container output still open {}s after exit; a child process may hold it", LOG_DRAIN_TIMEOUT.as_secs());
         }
         Ok(ExitStatus {
-            code: response.exit_status,
+            code: exit.code,
             exited_at,
             oom_killed,
         })
@@ -179,20 +127,8 @@ impl Containers {
 
     /// The labels of a container record, None when it cannot be read.
     pub(super) async fn labels(&self, id: &ContainerId) -> Option<HashMap<String, String>> {
-        let c = self
-            .client
-            .containers()
-            .get(
-                self.client
-                    .request(containerd_client::services::v1::GetContainerRequest {
-                        id: id.to_string(),
-                    }),
-            )
-            .await
-            .ok()?
-            .into_inner()
-            .container?;
-        Some(c.labels)
+        let record = self.client.container_get(id.as_str()).await.ok()?;
+        Some(record.labels)
     }
 
     /// Runs `args` inside the running container, killing it after `timeout`.
@@ -202,7 +138,7 @@ impl Containers {
         args: &[String],
         timeout: Duration,
     ) -> Result<super::super::ExecOutcome, Error> {
-        super::super::exec::exec(&self.client, id, args, timeout).await
+        super::super::exec::exec(&*self.client, id, args, timeout).await
     }
 
     /// Sends a signal to the container's main process or to all of its processes. A container
@@ -213,27 +149,10 @@ impl Containers {
         signal: u32,
         scope: KillScope,
     ) -> Result<(), Error> {
-        match self
-            .client
-            .tasks()
-            .kill(self.client.request(KillRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-                signal,
-                all: scope == KillScope::AllProcesses,
-            }))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-            // containerd 1.6 answers FailedPrecondition for a process that already finished.
-            Err(s)
-                if s.code() == tonic::Code::FailedPrecondition
-                    && s.message().contains("finished") =>
-            {
-                Ok(())
-            }
-            Err(s) => Err(ContainerdError::new("task kill", id.as_str(), &s).into()),
+        let all = scope == KillScope::AllProcesses;
+        match self.client.task_kill(id.as_str(), signal, all).await {
+            Err(e) if !e.is_finished_process() => Err(e.into()),
+            _ => Ok(()),
         }
     }
 
@@ -267,30 +186,15 @@ impl Containers {
 
     /// The exit status if the process has already exited (or never started).
     async fn stopped_status(&self, id: &ContainerId) -> Result<Option<ExitStatus>, Error> {
-        match self
-            .client
-            .tasks()
-            .get(self.client.request(GetRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-        {
-            Ok(r) => {
-                let Some(p) = r.into_inner().process else {
-                    return Ok(None);
-                };
-                if p.status == TaskStatus::Stopped as i32 {
-                    return self.wait(id).await.map(Some);
-                }
-                Ok(None)
-            }
-            Err(s) if s.code() == tonic::Code::NotFound => Ok(Some(ExitStatus {
+        match self.client.task_get(id.as_str()).await {
+            Ok(Some(p)) if p.status == TaskStatus::Stopped => self.wait(id).await.map(Some),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(Some(ExitStatus {
                 code: 0,
                 exited_at: SystemTime::now(),
                 oom_killed: false,
             })),
-            Err(s) => Err(ContainerdError::new("task get", id.as_str(), &s).into()),
+            Err(e) => Err(e.into()),
         }
     }
 }

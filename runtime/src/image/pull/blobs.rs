@@ -27,7 +27,7 @@ impl Puller {
         digest: &str,
         labels: &HashMap<String, String>,
     ) -> Result<bool, PullError> {
-        let client = &self.inner.client;
+        let client = &*self.inner.client;
         let Some(existing) = content::info(client, digest).await? else {
             return Ok(false);
         };
@@ -54,11 +54,11 @@ impl Puller {
                     labels,
                 };
                 let written =
-                    ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+                    ingest::write_blob(&*self.inner.client, lease, &blob, &mut open, &mut |_| {})
                         .await?;
                 written.sent == 0
             };
-            let bytes = content::read_blob(&self.inner.client, &desc.digest).await?;
+            let bytes = self.inner.client.content_read(&desc.digest).await?;
             let size = desc.size.max(0) as u64;
             self.report(image.given(), &desc.digest, size, size, cached);
             Ok(Bytes::from(bytes))
@@ -92,7 +92,7 @@ impl Puller {
                     futures::stream::iter([Ok(bytes.slice(from..))]).boxed();
                 Box::pin(async move { Ok(rest) }) as BoxFuture<'static, _>
             };
-            ingest::write_blob(&self.inner.client, lease, &blob, &mut open, &mut |_| {})
+            ingest::write_blob(&*self.inner.client, lease, &blob, &mut open, &mut |_| {})
                 .await
                 .map(|_| ())
         })
@@ -109,8 +109,7 @@ impl Puller {
     ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
         Box::pin(async move {
             let _ = auth; // credentials were stored with the registry client by the manifest fetch
-            let client = &self.inner.client;
-            let lease = Lease::borrowed(client, lease_id);
+            let lease = Lease::borrowed(&self.inner.client, lease_id);
             let size = layer.size.max(0) as u64;
             if self.reuse(&lease, &layer.digest, &labels).await? {
                 self.report(image.given(), &layer.digest, size, size, true);
@@ -155,8 +154,8 @@ impl Puller {
         labels: HashMap<String, String>,
     ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
         Box::pin(async move {
-            let client = &self.inner.client;
-            let lease = Lease::borrowed(client, lease_id);
+            let client = &*self.inner.client;
+            let lease = Lease::borrowed(&self.inner.client, lease_id);
             let total = layer.size.max(0) as u64;
             let reference = image.given().to_owned();
             let digest = layer.digest.clone();

@@ -1,0 +1,305 @@
+//! The lifecycle against a fake containerd, without root: what create, start and delete ask
+//! containerd for, and what each leaves behind when a step fails.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tonic::Code;
+
+use super::*;
+use crate::cgroup::CgroupLayout;
+use crate::containerd::fake::FakeContainerd;
+use crate::containerd::{ContainerdError, Op};
+use crate::image::fixture::TestImage;
+use crate::model::{ContainerSpec, HostEntry, Ulimit};
+
+const IMAGE: &str = "127.0.0.1:5000/app:1";
+const ID: &str = "t1.web";
+
+/// A host whose containerd is the fake, with an image pulled.
+struct Host {
+    fake: Arc<FakeContainerd>,
+    containers: Containers,
+    image: TestImage,
+    dir: TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeContainerd::new();
+        let image = TestImage::new(&["base layer"]);
+        image.install(&fake, IMAGE);
+        let layout = CgroupLayout::v2(dir.path().join("cgroup"));
+        let cgroups = Arc::new(Cgroups::new(layout, "berth").expect("cgroups"));
+        let containers = Containers::new(
+            fake.clone(),
+            cgroups,
+            dir.path().join("state"),
+            dir.path().join("logs"),
+            LogRotation::default(),
+            dir.path().join("tini"),
+        );
+        Self {
+            fake,
+            containers,
+            image,
+            dir,
+        }
+    }
+
+    fn io_dir(&self) -> PathBuf {
+        self.dir.path().join("state/io").join(ID)
+    }
+
+    fn etc_dir(&self) -> PathBuf {
+        self.dir.path().join("state/io").join(format!("{ID}.etc"))
+    }
+
+    /// The calls from the first of `op` on.
+    fn calls_from(&self, op: Op) -> Vec<String> {
+        let calls = self.fake.calls();
+        let first = calls
+            .iter()
+            .position(|c| c.starts_with(op.label()))
+            .unwrap_or(calls.len());
+        calls[first..].to_vec()
+    }
+
+    /// Whether the container's own snapshot exists.
+    fn has_snapshot(&self) -> bool {
+        self.fake.snapshots().contains_key(ID)
+    }
+}
+
+/// A container whose user is numeric, uid and gid: the only user that needs no look into the
+/// image's /etc/passwd, which only root can mount.
+fn web() -> ContainerSpec {
+    ContainerSpec {
+        task_id: "t1".to_owned(),
+        name: "web".to_owned(),
+        image: IMAGE.to_owned(),
+        command: Some(vec!["true".to_owned()]),
+        user: Some("1000:1000".to_owned()),
+        ..ContainerSpec::default()
+    }
+}
+
+/// `web` with its own /etc/hosts, which create writes on the host.
+fn web_with_hosts() -> ContainerSpec {
+    ContainerSpec {
+        extra_hosts: vec![HostEntry {
+            hostname: "db".to_owned(),
+            ip_address: "10.0.0.7".to_owned(),
+        }],
+        ..web()
+    }
+}
+
+fn containerd_code(error: &Error) -> Option<Code> {
+    match error {
+        Error::Containerd(e) => Some(ContainerdError::code(e)),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn create_makes_the_snapshot_then_the_record_as_docker_create_does() {
+    let host = Host::new();
+    let id = host.containers.create(&web_with_hosts()).await.unwrap();
+    assert_eq!(id.as_str(), ID);
+    let image = &host.image;
+    assert_eq!(
+        host.fake.calls(),
+        [
+            format!("image get {IMAGE}"),
+            format!("content read {}", image.manifest_digest),
+            format!("content read {}", image.config_digest),
+            format!("snapshot prepare {ID}"),
+            format!("container create {ID}"),
+        ]
+    );
+    // The snapshot is a collector root named by its task until the record references it.
+    let labels = host.fake.snapshot_labels(ID).unwrap();
+    assert!(labels.contains_key("containerd.io/gc.root"));
+    assert_eq!(labels[LABEL_TASK_ID], "t1");
+    assert_eq!(labels[LABEL_CONTAINER_NAME], "web");
+    assert!(!host.fake.snapshots()[ID], "the snapshot is active");
+
+    let record = &host.fake.containers()[ID];
+    assert_eq!(
+        (record.image.as_str(), record.snapshot_key.as_str()),
+        (IMAGE, ID)
+    );
+    assert_eq!(record.labels[LABEL_TASK_ID], "t1");
+    let oci: serde_json::Value = serde_json::from_slice(&record.spec).unwrap();
+    assert_eq!(oci["process"]["args"], serde_json::json!(["true"]));
+    assert!(host.etc_dir().join("hosts").is_file());
+    assert!(LogRotation::load(&host.io_dir()).is_some());
+    // As with `docker create`, the process comes with the start.
+    assert!(host.fake.tasks().is_empty());
+}
+
+#[tokio::test]
+async fn a_spec_that_cannot_be_built_is_refused_before_containerd_makes_anything() {
+    let host = Host::new();
+    let bad = ContainerSpec {
+        ulimits: vec![Ulimit {
+            name: "no-such-limit".to_owned(),
+            soft: 1,
+            hard: 1,
+        }],
+        ..web()
+    };
+    let err = host.containers.create(&bad).await.unwrap_err();
+    assert!(matches!(err, Error::Spec(_)), "{err}");
+    assert!(host.calls_from(Op::SnapshotPrepare).is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_snapshot_makes_no_record() {
+    let host = Host::new();
+    host.fake.fail(
+        Op::SnapshotPrepare,
+        Code::ResourceExhausted,
+        "no space left",
+    );
+    let err = host.containers.create(&web_with_hosts()).await.unwrap_err();
+    assert_eq!(
+        containerd_code(&err),
+        Some(Code::ResourceExhausted),
+        "{err}"
+    );
+    assert_eq!(
+        host.calls_from(Op::SnapshotPrepare),
+        [format!("snapshot prepare {ID}")]
+    );
+    assert!(!host.has_snapshot() && host.fake.containers().is_empty());
+    assert!(!host.etc_dir().exists());
+}
+
+#[tokio::test]
+async fn a_refused_record_removes_the_snapshot_and_the_etc_files() {
+    let host = Host::new();
+    host.fake
+        .fail(Op::ContainerCreate, Code::AlreadyExists, "container exists");
+    let err = host.containers.create(&web_with_hosts()).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::AlreadyExists), "{err}");
+    assert_eq!(
+        host.calls_from(Op::SnapshotPrepare),
+        [
+            format!("snapshot prepare {ID}"),
+            format!("container create {ID}"),
+            format!("snapshot remove {ID}"),
+        ]
+    );
+    assert!(!host.has_snapshot());
+    assert!(!host.etc_dir().exists() && !host.io_dir().exists());
+}
+
+#[tokio::test]
+async fn an_image_that_was_never_pulled_is_named() {
+    let host = Host::new();
+    let other = ContainerSpec {
+        image: "127.0.0.1:5000/other:1".to_owned(),
+        ..web()
+    };
+    let err = host.containers.create(&other).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "image 127.0.0.1:5000/other:1 is not in containerd namespace berth; pull it first"
+    );
+    assert!(host.calls_from(Op::SnapshotPrepare).is_empty());
+}
+
+#[tokio::test]
+async fn start_makes_the_task_with_its_fifos_then_starts_it() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(
+        host.calls_from(Op::TaskGet),
+        [
+            format!("task get {ID}"),
+            format!("container get {ID}"),
+            format!("snapshot mounts {ID}"),
+            format!("task create {ID}"),
+            format!("task start {ID}"),
+        ]
+    );
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+    assert!(is_fifo(&host.io_dir().join("stdout")));
+    assert!(is_fifo(&host.io_dir().join("stderr")));
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[tokio::test]
+async fn a_refused_task_fails_the_start_and_removes_its_fifos() {
+    let host = Host::new();
+    let spec = ContainerSpec {
+        log_rotation: Some(LogRotation {
+            max_size: 4096,
+            max_files: 2,
+        }),
+        ..web()
+    };
+    let id = host.containers.create(&spec).await.unwrap();
+    host.fake
+        .fail(Op::TaskCreate, Code::Internal, "runc: exec format error");
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::Internal), "{err}");
+    assert!(host.calls_from(Op::TaskStart).is_empty());
+    assert!(host.fake.tasks().is_empty());
+    assert!(!host.io_dir().join("stdout").exists());
+    // The container's own rotation stays for its next start.
+    assert_eq!(LogRotation::load(&host.io_dir()), spec.log_rotation);
+}
+
+#[tokio::test]
+async fn delete_takes_task_record_snapshot_and_fifos_and_a_missing_one_is_gone() {
+    let host = Host::new();
+    let id = host.containers.create(&web_with_hosts()).await.unwrap();
+    // Never started: containerd has no task for it, which delete takes as gone.
+    host.containers.delete(&id).await.unwrap();
+    assert_eq!(
+        host.calls_from(Op::TaskDelete),
+        [
+            format!("task delete {ID}"),
+            format!("container delete {ID}"),
+            format!("snapshot remove {ID}"),
+        ]
+    );
+    assert!(host.fake.containers().is_empty() && !host.has_snapshot());
+    assert!(!host.io_dir().exists() && !host.etc_dir().exists());
+    // Idempotent: everything NotFound is fine.
+    host.containers.delete(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_that_cannot_be_deleted_keeps_its_record_and_snapshot() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.containers.start(&id).await.unwrap();
+    // containerd refuses to delete the task of a running container.
+    let err = host.containers.delete(&id).await.unwrap_err();
+    assert_eq!(
+        containerd_code(&err),
+        Some(Code::FailedPrecondition),
+        "{err}"
+    );
+    assert!(host.calls_from(Op::ContainerDelete).is_empty());
+    assert!(host.fake.containers().contains_key(ID) && host.has_snapshot());
+    assert!(host.io_dir().join("stdout").exists());
+
+    // Once it exited, it goes.
+    host.fake.exit(ID, 0);
+    assert_eq!(host.containers.wait(&id).await.unwrap().code, 0);
+    host.containers.delete(&id).await.unwrap();
+    assert!(host.fake.containers().is_empty() && !host.has_snapshot());
+}
