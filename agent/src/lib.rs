@@ -15,6 +15,7 @@
 //! - `envfile`, `seccomp`: files a task names on the host, read when it starts.
 
 mod agent;
+mod backoff;
 pub mod config;
 pub mod convert;
 pub mod devices;

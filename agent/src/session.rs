@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::backoff::Backoff;
 use crate::convert::timestamp;
 use crate::engine::{Command, EngineHandle};
 use crate::logs::{LogRequests, LogTargets};
@@ -108,35 +109,10 @@ pub enum SessionError {
     EngineGone,
 }
 
-/// Capped exponential backoff with ±20 % jitter.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt = self.attempt.saturating_add(1);
-        let capped = exp.min(self.max);
-        let jitter: f64 = rand::random::<f64>() * 0.4 + 0.8;
-        capped.mul_f64(jitter).min(self.max)
-    }
+/// The delays between session attempts: 200 ms doubling up to 30 s, each varied by ±20 % so
+/// that the agents of a scheduler that comes back do not all reconnect at once.
+fn reconnects() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).jittered(0.2)
 }
 
 /// Runs sessions until cancelled.
@@ -147,7 +123,7 @@ pub async fn run<E: TaskEngine>(
     outbox: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff = reconnects();
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;

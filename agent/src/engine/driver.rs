@@ -20,8 +20,9 @@ mod net;
 mod watch;
 
 use super::deps::{Plan, Progress, Step};
-use super::restart::{self, Backoff, Decision, Policy};
+use super::restart::{self, Decision, Policy};
 use super::{Command, EngineConfig, TaskEvent};
+use crate::backoff::{Backoff, host_retries};
 use crate::network::{self, Mode, TaskNetworking};
 use crate::runtime::ContainerRuntime;
 use crate::{convert, devices, envfile, seccomp, volumes};
@@ -76,7 +77,7 @@ type Restarted = (usize, ExitStatus, Option<Result<(), berth_runtime::Error>>);
 /// What the driver tracks of each container's restarts (by index into the created ones).
 struct Restarts {
     policies: Vec<Option<Policy>>,
-    backoff: Backoff,
+    backoff: restart::Backoff,
     /// When each container's current run started (tokio's clock, so tests can pause it).
     started: Vec<Option<tokio::time::Instant>>,
     /// Restarts so far, reported as the container's restartCount.
@@ -471,7 +472,7 @@ impl<R: ContainerRuntime> Driver<R> {
         }
         let mut restarting: FuturesUnordered<BoxFuture<'static, Restarted>> =
             FuturesUnordered::new();
-        let mut retries: HashMap<usize, u32> = HashMap::new();
+        let mut retries: HashMap<usize, Backoff> = HashMap::new();
         let mut stops: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
         let mut stop_issued = vec![false; created.len()];
         let mut stopping = false;
@@ -563,9 +564,7 @@ impl<R: ContainerRuntime> Driver<R> {
                         // Anything else (containerd restarting, a broken connection) says
                         // nothing about the container, which the shim keeps running: wait again.
                         Err(error) => {
-                            let attempt = retries.entry(i).or_insert(0u32);
-                            *attempt += 1;
-                            let delay = retry_delay(*attempt);
+                            let delay = retries.entry(i).or_insert_with(host_retries).next_delay();
                             tracing::warn!(container.name = %name, %error, retry_in_ms = delay.as_millis() as u64, "waiting for the container failed; retrying");
                             waits.push(self.wait_for(i, &created[i], delay));
                             continue;
@@ -660,7 +659,7 @@ impl<R: ContainerRuntime> Driver<R> {
         let now = tokio::time::Instant::now();
         Restarts {
             policies,
-            backoff: Backoff {
+            backoff: restart::Backoff {
                 base: self.config.restart_backoff,
                 max: self.config.restart_backoff_max,
             },
@@ -699,13 +698,6 @@ impl Restarts {
 /// Whether the supervision goes on: containers are still to start, or some still run.
 fn starting_or_alive(starting: bool, alive: &[bool]) -> bool {
     starting || alive.iter().any(|a| *a)
-}
-
-/// Capped exponential retry delay: 250 ms, 500 ms, 1 s, ... up to 30 s.
-fn retry_delay(attempt: u32) -> Duration {
-    Duration::from_millis(250)
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(7))
-        .min(Duration::from_secs(30))
 }
 
 fn stop_timeout(seconds: u32, default: Duration) -> Duration {

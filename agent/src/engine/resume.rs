@@ -13,6 +13,7 @@ use berth_proto::v1::StopCode;
 
 use super::driver::Resume;
 use super::{Engine, Start, TaskEvent, state};
+use crate::backoff::{host_retries, retry};
 use crate::network;
 use crate::runtime::ContainerRuntime;
 use crate::store::{ResumeRecord, StoreError, StoredTask};
@@ -175,23 +176,15 @@ pub(super) async fn list_with_retry<R: ContainerRuntime>(
     runtime: &R,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Option<Vec<berth_runtime::ContainerInfo>> {
-    let mut attempt = 0u32;
-    loop {
-        match runtime.list().await {
-            Ok(list) => return Some(list),
-            Err(error) => {
-                attempt += 1;
-                let delay = Duration::from_millis(250)
-                    .saturating_mul(1u32 << attempt.min(7))
-                    .min(Duration::from_secs(30));
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return None,
-                }
-            }
-        }
-    }
+    retry(
+        host_retries(),
+        cancel,
+        || runtime.list(),
+        |error, delay| {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use berth_runtime::{ContainerId, ContainerStatus as RtStatus};
 use futures::future::BoxFuture;
 
 use super::super::TaskEvent;
-use super::{Created, Driver, Resume, retry_delay, stop_timeout};
+use super::{Created, Driver, Resume, stop_timeout};
+use crate::backoff::{host_retries, retry};
 use crate::network;
 use crate::runtime::ContainerRuntime;
 
@@ -29,19 +30,19 @@ impl<R: ContainerRuntime> Driver<R> {
     pub(super) fn stop_container(&self, c: &Created) -> BoxFuture<'static, ()> {
         let rt = Arc::clone(&self.runtime);
         let c = c.clone();
+        let cancel = self.cancel.clone();
         Box::pin(async move {
-            let mut attempt = 0u32;
-            loop {
+            let (rt, c) = (&rt, &c);
+            let stop = || async move {
                 match rt.stop(&c.id, c.stop_timeout).await {
-                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => return,
-                    Err(error) => {
-                        attempt += 1;
-                        let delay = retry_delay(attempt);
-                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
+                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => Ok(()),
+                    Err(error) => Err(error),
                 }
-            }
+            };
+            retry(host_retries(), &cancel, stop, |error, delay| {
+                tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+            })
+            .await;
         })
     }
 
@@ -50,28 +51,28 @@ impl<R: ContainerRuntime> Driver<R> {
     pub(super) async fn stop_and_clean(&mut self, created: Vec<Created>, started: usize) {
         for c in created.iter().take(started) {
             // STOPPED is only reported once every started container's exit is confirmed.
-            let mut attempt = 0u32;
-            loop {
-                match self.runtime.stop(&c.id, c.stop_timeout).await {
-                    Ok(exit) => {
-                        self.report(TaskEvent::ContainerExited {
-                            name: c.name.clone(),
-                            exit,
-                        })
-                        .await;
-                        break;
-                    }
-                    Err(berth_runtime::Error::NotFound { .. }) => break,
-                    Err(error) => {
-                        attempt += 1;
-                        let delay = retry_delay(attempt);
-                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = self.cancel.cancelled() => return,
-                        }
-                    }
+            let rt = &self.runtime;
+            let stop = || async move {
+                match rt.stop(&c.id, c.stop_timeout).await {
+                    Ok(exit) => Ok(Some(exit)),
+                    Err(berth_runtime::Error::NotFound { .. }) => Ok(None),
+                    Err(error) => Err(error),
                 }
+            };
+            let stopped = retry(host_retries(), &self.cancel, stop, |error, delay| {
+                tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+            })
+            .await;
+            match stopped {
+                None => return,
+                Some(Some(exit)) => {
+                    self.report(TaskEvent::ContainerExited {
+                        name: c.name.clone(),
+                        exit,
+                    })
+                    .await;
+                }
+                Some(None) => {}
             }
         }
         self.finish(created).await;
@@ -94,21 +95,16 @@ impl<R: ContainerRuntime> Driver<R> {
     /// others. Retried until it succeeds; false when the agent stops first (its next start
     /// finishes the stop).
     async fn release_network(&mut self) -> bool {
-        let mut attempt = 0u32;
-        loop {
-            match self.tear_down_network().await {
-                Ok(()) => return true,
-                Err(error) => {
-                    attempt += 1;
-                    let delay = retry_delay(attempt);
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return false,
-                    }
-                }
-            }
-        }
+        retry(
+            host_retries(),
+            &self.cancel,
+            || self.tear_down_network(),
+            |error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
+            },
+        )
+        .await
+        .is_some()
     }
 
     /// Tears down every network namespace of the task (idempotent).
@@ -136,20 +132,17 @@ impl<R: ContainerRuntime> Driver<R> {
         }
         // Each step is idempotent; a failed one is retried with backoff until it succeeds or
         // the agent stops (then the next start resumes the cleanup).
-        let mut attempt = 0u32;
-        loop {
-            match self.cleanup_once(&created, network).await {
-                Ok(()) => break,
-                Err(error) => {
-                    attempt += 1;
-                    let delay = retry_delay(attempt);
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return,
-                    }
-                }
-            }
+        let cleaned = retry(
+            host_retries(),
+            &self.cancel,
+            || self.cleanup_once(&created, network),
+            |error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
+            },
+        )
+        .await;
+        if cleaned.is_none() {
+            return;
         }
         tracing::info!("task resources released");
         self.report(TaskEvent::Released).await;
