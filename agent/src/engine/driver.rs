@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{HealthStatus, TaskAssignment, TaskDefinition, TaskState};
 use berth_runtime::{ContainerId, ContainerInfo, ContainerSpec, ExitStatus, NetworkNamespace};
@@ -12,6 +12,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -79,7 +80,7 @@ struct Restarts {
     policies: Vec<Option<Policy>>,
     backoff: restart::Backoff,
     /// When each container's current run started (tokio's clock, so tests can pause it).
-    started: Vec<Option<tokio::time::Instant>>,
+    started: Vec<Option<Instant>>,
     /// Restarts so far, reported as the container's restartCount.
     counts: Vec<u32>,
     /// Consecutive restarts, for the backoff.
@@ -525,7 +526,7 @@ impl<R: ContainerRuntime> Driver<R> {
                                 continue;
                             }
                             progress[i] = Progress::Started(Instant::now());
-                            restarts.started[i] = Some(tokio::time::Instant::now());
+                            restarts.started[i] = Some(Instant::now());
                             alive[i] = true;
                             waits.push(self.wait_for(i, c, Duration::ZERO));
                             if let Some(check) = &checks[i] {
@@ -549,8 +550,7 @@ impl<R: ContainerRuntime> Driver<R> {
             if !starting_or_alive(starting && !stopping, &alive) {
                 break;
             }
-            let timer =
-                deadline.map(|d| tokio::time::sleep_until(tokio::time::Instant::from_std(d)));
+            let timer = deadline.map(tokio::time::sleep_until);
             tokio::select! {
                 Some((i, result)) = waits.next() => {
                     let name = created[i].name.clone();
@@ -589,7 +589,7 @@ impl<R: ContainerRuntime> Driver<R> {
                     match outcome {
                         Some(Ok(())) => {
                             restarts.counts[i] += 1;
-                            restarts.started[i] = Some(tokio::time::Instant::now());
+                            restarts.started[i] = Some(Instant::now());
                             waits.push(self.wait_for(i, &created[i], Duration::ZERO));
                             if let Some(check) = &checks[i] {
                                 probing.push(self.probe(&created[i], check.clone(), &mut probe_stops[i]));
@@ -656,7 +656,7 @@ impl<R: ContainerRuntime> Driver<R> {
                     .and_then(Policy::of)
             })
             .collect();
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         Restarts {
             policies,
             backoff: restart::Backoff {

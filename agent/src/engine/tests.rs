@@ -1058,7 +1058,7 @@ async fn a_restart_repairs_the_network_of_all_but_the_stored_tasks() {
     h.cancel.cancel();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_broken_wait_is_retried_not_taken_for_an_exit() {
     let h = start();
     *h.fake.failing_waits.lock().unwrap() = 2;
@@ -1203,7 +1203,7 @@ async fn a_failed_success_dependency_stops_the_task_naming_both_containers() {
     h.cancel.cancel();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dependency_that_outlives_its_start_timeout_fails_the_task() {
     use DependencyCondition::Complete;
     let h = start();
@@ -1216,7 +1216,15 @@ async fn a_dependency_that_outlives_its_start_timeout_fails_the_task() {
             ],
         ))))
         .await;
+    until_started(&h.fake, &["d3.init"]).await;
+    let init_started = tokio::time::Instant::now();
     let stopped = until(&h.store, "d3", TaskStatus::Stopped).await;
+    // Given up at init's startTimeout, on tokio's clock (paused: no real second passes).
+    let waited = init_started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(1100),
+        "gave up after {waited:?}"
+    );
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert_eq!(
         stopped.stopped_reason,
