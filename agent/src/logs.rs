@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::engine::{EngineHandle, LogTarget};
 
 /// The most text a chunk carries (a single longer entry travels alone).
-pub const CHUNK_BYTES: usize = 32 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 /// The window when the scheduler asks for none.
 const DEFAULT_WINDOW: u32 = 8;
 /// The largest window honoured, whatever the scheduler asks.
@@ -32,7 +32,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 /// Where logs are and whether their container has stopped: the engine, or a test's fake.
 #[async_trait]
-pub trait LogTargets: Send + Sync + 'static {
+pub(crate) trait LogTargets: Send + Sync + 'static {
     async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget>;
 }
 
@@ -49,7 +49,7 @@ struct Running {
 }
 
 /// The log requests of one session. Dropping it cancels every one of them.
-pub struct LogRequests<T: LogTargets> {
+pub(crate) struct LogRequests<T: LogTargets> {
     targets: Arc<T>,
     tx: mpsc::Sender<AgentMessage>,
     running: Arc<Mutex<HashMap<u64, Running>>>,
@@ -67,7 +67,7 @@ impl<T: LogTargets> std::fmt::Debug for LogRequests<T> {
 
 impl<T: LogTargets> LogRequests<T> {
     /// `tx` is the session's outgoing queue.
-    pub fn new(targets: Arc<T>, tx: mpsc::Sender<AgentMessage>) -> Self {
+    pub(crate) fn new(targets: Arc<T>, tx: mpsc::Sender<AgentMessage>) -> Self {
         Self {
             targets,
             tx,
@@ -82,7 +82,7 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Starts serving a request.
-    pub fn start(&self, request: LogRequest) {
+    pub(crate) fn start(&self, request: LogRequest) {
         let id = request.request_id;
         let window = match request.window {
             0 => DEFAULT_WINDOW,
@@ -145,7 +145,7 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Lets a request send `chunks` more chunks.
-    pub fn credit(&self, request_id: u64, chunks: u32) {
+    pub(crate) fn credit(&self, request_id: u64, chunks: u32) {
         if let Some(r) = self.lock().get(&request_id) {
             // Never more than the largest window outstanding, whatever the scheduler says.
             let room = (MAX_WINDOW as usize).saturating_sub(r.credits.available_permits());
@@ -154,20 +154,16 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Stops a request: its caller went away.
-    pub fn cancel(&self, request_id: u64) {
+    pub(crate) fn cancel(&self, request_id: u64) {
         if let Some(r) = self.lock().remove(&request_id) {
             r.cancel.cancel();
         }
     }
 
-    /// Requests being served.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Whether no request is being served.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 
@@ -232,7 +228,7 @@ async fn serve<T: LogTargets + ?Sized>(
                     bytes = 0;
                 }
                 bytes += entry.text.len();
-                chunk.push(crate::convert::log_line(entry));
+                chunk.push(crate::task::log_line(entry));
             }
             None => {
                 if !chunk.is_empty() {

@@ -22,17 +22,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::Backoff;
-use crate::convert::timestamp;
 use crate::engine::{Command, EngineHandle};
 use crate::logs::{LogRequests, LogTargets};
 use crate::store::{Store, StoreError};
+use crate::task::timestamp;
 
 /// What the session needs of the task engine: it hands over assignments and stop orders and
 /// waits until they are applied (and persisted) before acking them, asks for every task's state
 /// for the scheduler's reconciliation, and finds containers' logs ([`LogTargets`]).
 /// [`EngineHandle`] in production; a recording fake in the session's tests.
 #[async_trait::async_trait]
-pub trait TaskEngine: LogTargets + Clone {
+pub(crate) trait TaskEngine: LogTargets + Clone {
     /// Hands a command to the engine; false when the engine has shut down.
     async fn send(&self, command: Command) -> bool;
     /// Waits until every command sent before has been applied; false when the engine has shut
@@ -59,7 +59,7 @@ impl TaskEngine for EngineHandle {
 
 /// Who this agent is and what it offers, for registration.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     pub endpoint: String,
     pub cluster: String,
     pub heartbeat_interval: Duration,
@@ -73,7 +73,7 @@ pub struct SessionConfig {
 
 /// PEM contents of the agent's mTLS files, read once at start.
 #[derive(Clone)]
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     pub ca: Vec<u8>,
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
@@ -87,7 +87,7 @@ impl std::fmt::Debug for TlsMaterial {
 
 /// Why one session attempt ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error("cannot reach the scheduler at {endpoint}")]
     Connect {
         endpoint: String,
@@ -116,7 +116,7 @@ fn reconnects() -> Backoff {
 }
 
 /// Runs sessions until cancelled.
-pub async fn run<E: TaskEngine>(
+pub(crate) async fn run<E: TaskEngine>(
     config: SessionConfig,
     store: Arc<Store>,
     engine: E,

@@ -14,15 +14,15 @@ use berth_proto::v1::StopCode;
 use super::driver::Resume;
 use super::{Engine, Start, TaskEvent, state};
 use crate::backoff::{host_retries, retry};
-use crate::network;
 use crate::runtime::ContainerRuntime;
 use crate::store::{ResumeRecord, StoreError, StoredTask};
+use crate::task::network;
 
 /// How many resumes of one task may begin within [`CRASH_LOOP_WINDOW`] without completing
 /// before the agent stops resuming it.
-pub const CRASH_LOOP_RESUMES: usize = 3;
+pub(super) const CRASH_LOOP_RESUMES: usize = 3;
 /// The period over which [`CRASH_LOOP_RESUMES`] unfinished resumes count as a crash loop.
-pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub(super) const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// What the guard decides for a task about to be resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]

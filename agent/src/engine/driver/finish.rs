@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use super::super::TaskEvent;
 use super::{Created, Driver, Resume, stop_timeout};
 use crate::backoff::{host_retries, retry};
-use crate::network;
 use crate::runtime::ContainerRuntime;
+use crate::task::network;
 
 /// Whether the task's network is still to be released by the cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
