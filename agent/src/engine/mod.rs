@@ -9,8 +9,8 @@ mod driver;
 mod health;
 mod restart;
 mod resume;
-mod state;
 mod salvage;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
