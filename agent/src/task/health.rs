@@ -41,19 +41,8 @@ pub(crate) fn health_check(def: &ContainerDefinition) -> Option<Check> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_container as def;
     use super::*;
-
-    fn def(name: &str, cpu: u32, mem: u64, res: u64) -> ContainerDefinition {
-        ContainerDefinition {
-            name: name.into(),
-            image: "127.0.0.1:5000/app:1".into(),
-            cpu,
-            memory_mib: mem,
-            memory_reservation_mib: res,
-            essential: true,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn health_checks_become_exec_commands() {

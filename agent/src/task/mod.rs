@@ -32,3 +32,22 @@ pub(crate) use health::{Check, health_check};
 pub(crate) use network::{METADATA_ENV, host_dns, metadata_uri, task_of_namespace};
 pub(crate) use report::{log_line, timestamp};
 pub(crate) use spec::{auth_for, container_spec, seccomp_profile_path, swap_note, task_limits};
+
+/// A container of the module's tests: essential, with this cpu, memory and reservation.
+#[cfg(test)]
+fn test_container(
+    name: &str,
+    cpu: u32,
+    memory_mib: u64,
+    reservation_mib: u64,
+) -> berth_proto::v1::ContainerDefinition {
+    berth_proto::v1::ContainerDefinition {
+        name: name.into(),
+        image: "127.0.0.1:5000/app:1".into(),
+        cpu,
+        memory_mib,
+        memory_reservation_mib: reservation_mib,
+        essential: true,
+        ..Default::default()
+    }
+}

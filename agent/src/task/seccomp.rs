@@ -95,5 +95,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not a file"), "{err}");
+
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; MAX_PROFILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            load(&huge.to_string_lossy()).await.unwrap_err().to_string(),
+            format!(
+                "seccomp profile {} is 1048577 bytes, more than the 1048576 a profile may have",
+                huge.display()
+            )
+        );
     }
 }

@@ -238,19 +238,8 @@ fn non_empty(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_container as def;
     use super::*;
-
-    fn def(name: &str, cpu: u32, mem: u64, res: u64) -> ContainerDefinition {
-        ContainerDefinition {
-            name: name.into(),
-            image: "127.0.0.1:5000/app:1".into(),
-            cpu,
-            memory_mib: mem,
-            memory_reservation_mib: res,
-            essential: true,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn only_task_level_fields_cap_the_task_as_on_ecs() {

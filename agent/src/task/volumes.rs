@@ -134,6 +134,7 @@ pub(crate) fn allowed_host_path(
 mod tests {
     use berth_proto::v1::{DockerVolumeConfiguration, HostVolume, MountPoint, Volume, VolumeFrom};
 
+    use super::super::test_container as def;
     use super::*;
 
     fn mount_point(volume: &str, path: &str, read_only: bool) -> MountPoint {
@@ -148,18 +149,6 @@ mod tests {
         VolumeFrom {
             source_container: container.into(),
             read_only,
-        }
-    }
-
-    fn def(name: &str, cpu: u32, mem: u64, res: u64) -> ContainerDefinition {
-        ContainerDefinition {
-            name: name.into(),
-            image: "127.0.0.1:5000/app:1".into(),
-            cpu,
-            memory_mib: mem,
-            memory_reservation_mib: res,
-            essential: true,
-            ..Default::default()
         }
     }
 

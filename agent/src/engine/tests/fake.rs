@@ -146,7 +146,12 @@ impl Fake {
     pub(super) fn exec_outcome(&self, id: &ContainerId, outcome: ExecOutcome) {
         self.execs.lock().unwrap().insert(id.clone(), outcome);
     }
-    pub(super) fn exit(&self, id: &ContainerId, code: u32) {
+    /// Makes `pull` of `image` fail as a registry without it does.
+    pub(super) fn fail_pull_of(&self, image: &str) {
+        self.fail_pull.lock().unwrap().insert(image.to_owned());
+    }
+    /// Changes what `list` finds of container `id`, if it has it.
+    fn update_existing(&self, id: &ContainerId, change: impl FnOnce(&mut ContainerInfo)) {
         if let Some(c) = self
             .existing
             .lock()
@@ -154,9 +159,14 @@ impl Fake {
             .iter_mut()
             .find(|c| c.id == *id)
         {
+            change(c);
+        }
+    }
+    pub(super) fn exit(&self, id: &ContainerId, code: u32) {
+        self.update_existing(id, |c| {
             c.status = berth_runtime::ContainerStatus::Stopped;
             c.exit_code = Some(code);
-        }
+        });
         if let Some(tx) = self.exits.lock().unwrap().get(id) {
             // Kept even when no wait has subscribed yet (a stop that comes before the wait
             // was first polled), as containerd keeps an exit status.
@@ -258,16 +268,10 @@ impl ContainerRuntime for Fake {
     }
     async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         self.log(format!("start {id}"));
-        if let Some(c) = self
-            .existing
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .find(|c| c.id == *id)
-        {
+        self.update_existing(id, |c| {
             c.status = berth_runtime::ContainerStatus::Running;
             c.pid = Some(42);
-        }
+        });
         let probe = self.start_probe.lock().unwrap().clone();
         if let Some(engine) = probe {
             let task = id.as_str().split('.').next().unwrap_or_default().to_owned();

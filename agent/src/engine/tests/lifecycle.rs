@@ -102,11 +102,7 @@ async fn a_non_essential_exit_keeps_the_task_running() {
 #[tokio::test]
 async fn a_pull_failure_stops_the_task_with_the_registrys_reason() {
     let h = start();
-    h.fake
-        .fail_pull
-        .lock()
-        .unwrap()
-        .insert("127.0.0.1:5000/missing:1".into());
+    h.fake.fail_pull_of("127.0.0.1:5000/missing:1");
     h.assign(assignment(
         "t4",
         &[("app", true, "127.0.0.1:5000/missing:1")],

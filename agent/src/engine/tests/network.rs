@@ -6,11 +6,7 @@ use super::*;
 #[tokio::test]
 async fn a_namespace_set_up_beside_a_failed_pull_is_torn_down() {
     let h = start();
-    h.fake
-        .fail_pull
-        .lock()
-        .unwrap()
-        .insert("127.0.0.1:5000/missing:1".into());
+    h.fake.fail_pull_of("127.0.0.1:5000/missing:1");
     h.assign(with_mode(
         assignment("t4n", &[("app", true, "127.0.0.1:5000/missing:1")]),
         "awsvpc",
