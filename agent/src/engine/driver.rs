@@ -29,7 +29,6 @@ use super::{Command, EngineConfig, TaskEvent};
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use prepare::{Interrupted, Prepared, Stalled};
-use supervise::Initially;
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,19 +102,12 @@ impl<R: ContainerRuntime> Driver<R> {
                     // Every container was started before the restart: only watching is left.
                     let plan =
                         Plan::new(&definition).unwrap_or_else(|_| Plan::independent(&definition));
-                    let initially = |c: &Created| {
-                        if running.iter().any(|r| r.name == c.name) {
-                            Initially::Running
-                        } else {
-                            Initially::Exited
-                        }
-                    };
-                    self.supervise(plan, created, initially).await;
+                    self.supervise(plan, created, Some(running)).await;
                 }
             }
             None => match self.prepare(&definition).await {
                 Ok(Prepared { plan, created }) => {
-                    self.supervise(plan, created, |_| Initially::Waiting).await;
+                    self.supervise(plan, created, None).await;
                 }
                 Err(Stalled {
                     interrupted: Interrupted::Shutdown,

@@ -25,7 +25,7 @@ use crate::task::{self, Check};
 
 /// Where a container stands when its supervision begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Initially {
+enum Initially {
     /// Created, not started yet (a fresh task).
     Waiting,
     /// Running (a task resumed after an agent restart): watched from now.
@@ -73,10 +73,12 @@ pub(super) enum Happened {
 type InFlight = FuturesUnordered<BoxFuture<'static, Happened>>;
 
 impl<R: ContainerRuntime> Driver<R> {
-    /// Starts the containers in dependency order (those still [`Initially::Waiting`]) and
+    /// Starts the containers in dependency order (a fresh task: `resumed` is None) and
     /// watches every started one from its start, until all have exited; when told to stop, or
     /// when the start fails, stops the running containers in the reverse order of their
-    /// dependencies. Then reports STOPPED and cleans up.
+    /// dependencies. Then reports STOPPED and cleans up. A task resumed after an agent restart
+    /// had every container started: those in `resumed` are watched from now, the others have
+    /// exited.
     ///
     /// A container with a restart policy that exits while the task is not stopping may be
     /// restarted in place (see `restart.rs`): it then stays alive through its backoff, counts
@@ -86,9 +88,14 @@ impl<R: ContainerRuntime> Driver<R> {
         &mut self,
         plan: Plan,
         created: Vec<Created>,
-        initially: impl Fn(&Created) -> Initially,
+        resumed: Option<Vec<Created>>,
     ) {
-        let mut starting = created.iter().any(|c| initially(c) == Initially::Waiting);
+        let mut starting = resumed.is_none();
+        let initially = |c: &Created| match &resumed {
+            None => Initially::Waiting,
+            Some(running) if running.iter().any(|r| r.name == c.name) => Initially::Running,
+            Some(_) => Initially::Exited,
+        };
         let mut containers: Vec<Watched> = created
             .into_iter()
             .map(|c| {
