@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskDefinition, TaskStatus};
-use berth_runtime::{ContainerId, ContainerStatus as RtStatus};
+use berth_runtime::{ContainerId, ContainerStatus as RtStatus, NetworkError};
 use futures::future::BoxFuture;
 
 use super::super::TaskEvent;
@@ -14,6 +14,22 @@ use super::{Created, Driver, Resume, stop_timeout};
 use crate::backoff::{host_retries, retry};
 use crate::runtime::ContainerRuntime;
 use crate::task::network;
+
+/// A step of a task's release that failed; it is retried until it succeeds. The message is
+/// logged as it is, so the cause is part of it.
+#[derive(Debug, thiserror::Error)]
+enum ReleaseError {
+    #[error("cannot tear down network {netns}: {error}")]
+    Network { netns: String, error: NetworkError },
+    #[error("{0}")]
+    Runtime(berth_runtime::Error),
+}
+
+impl From<berth_runtime::Error> for ReleaseError {
+    fn from(error: berth_runtime::Error) -> Self {
+        Self::Runtime(error)
+    }
+}
 
 /// Whether the task's network is still to be released by the cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +124,7 @@ impl<R: ContainerRuntime> Driver<R> {
     }
 
     /// Tears down every network namespace of the task (idempotent).
-    async fn tear_down_network(&self) -> Result<(), String> {
+    async fn tear_down_network(&self) -> Result<(), ReleaseError> {
         let namespaces = self
             .assignment
             .definition
@@ -119,7 +135,10 @@ impl<R: ContainerRuntime> Driver<R> {
             self.network
                 .teardown(&name)
                 .await
-                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+                .map_err(|error| ReleaseError::Network {
+                    netns: name.clone(),
+                    error,
+                })?;
         }
         Ok(())
     }
@@ -148,29 +167,23 @@ impl<R: ContainerRuntime> Driver<R> {
         self.report(TaskEvent::Released).await;
     }
 
-    async fn cleanup_once(&self, created: &[Created], network: NetState) -> Result<(), String> {
-        let error = |e: berth_runtime::Error| e.to_string();
+    async fn cleanup_once(
+        &self,
+        created: &[Created],
+        network: NetState,
+    ) -> Result<(), ReleaseError> {
         for c in created {
-            self.runtime.delete(&c.id).await.map_err(error)?;
+            self.runtime.delete(&c.id).await?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
         if network == NetState::MaybeHeld {
             self.tear_down_network().await?;
         }
-        self.runtime
-            .remove_task_volumes(self.task_id())
-            .await
-            .map_err(error)?;
+        self.runtime.remove_task_volumes(self.task_id()).await?;
         tracing::debug!("task volumes removed");
-        self.runtime
-            .remove_task_cgroup(self.task_id())
-            .await
-            .map_err(error)?;
+        self.runtime.remove_task_cgroup(self.task_id()).await?;
         tracing::debug!("task cgroup removed");
-        self.runtime
-            .remove_task_logs(self.task_id())
-            .await
-            .map_err(error)
+        Ok(self.runtime.remove_task_logs(self.task_id()).await?)
     }
 
     /// Picks a task up after an agent restart. Returns the containers to watch, or None when
