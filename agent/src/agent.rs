@@ -52,7 +52,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tracing::info!(bridge = %config.network_bridge, cidr = %config.network_cidr, "task network ready");
     let endpoint = bind_endpoint(config.network_host_netns.as_deref())?;
     let host_dns =
-        crate::network::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        crate::task::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
     let store = Arc::new(Store::open(&config.data_dir)?);
     let identity = host::identity(&config.data_dir).with_context(|| {

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1::{
     ContainerState, ContainerStatus, DesiredStatus, HealthStatus, TaskState, TaskStatus,
 };
-use berth_runtime::{ENDPOINT_ADDRESS, rfc3339_nanos};
+use berth_runtime::rfc3339_nanos;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,21 +25,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::{EngineHandle, TaskView};
-use crate::network::{TaskNetworking, task_of_namespace};
-
-/// The variable that gives each container its metadata URL, as on ECS.
-pub const METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
+use crate::network::TaskNetworking;
+use crate::task::{METADATA_ENV, task_of_namespace};
 
 /// How long one connection may stay open (requests are small and answered at once).
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The metadata URL of a container, as its tasks see it.
-pub fn metadata_uri(container: &str) -> String {
-    format!("http://{ENDPOINT_ADDRESS}/v4/{container}")
-}
-
 /// Serves the endpoint until `cancel`; open connections are dropped then.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     engine: EngineHandle,
     network: Arc<dyn TaskNetworking>,
@@ -141,7 +134,7 @@ fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `/v4/<container>`
     Container(String),
     /// `/v4/<container>/task`
@@ -150,7 +143,7 @@ pub enum Route {
 
 impl Route {
     /// Parses a request path; the error says what is served.
-    pub fn parse(path: &str) -> Result<Route, String> {
+    pub(crate) fn parse(path: &str) -> Result<Route, String> {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         match parts.as_slice() {
             ["", "v4", name] if !name.is_empty() => Ok(Route::Container((*name).to_owned())),
@@ -164,7 +157,7 @@ impl Route {
 }
 
 /// The JSON a route asks for, from the task that has the caller's `address`.
-pub fn render(
+pub(crate) fn render(
     route: &Route,
     view: &TaskView,
     cluster: &str,
@@ -400,10 +393,5 @@ mod tests {
         assert_eq!(t["PullStartedAt"], "2026-11-27T11:20:00.000000000Z");
         assert_eq!(t["PullStoppedAt"], Value::Null);
         assert_eq!(t["Containers"][0]["Name"], "app");
-    }
-
-    #[test]
-    fn metadata_uris_use_the_link_local_address() {
-        assert_eq!(metadata_uri("app"), "http://169.254.170.2/v4/app");
     }
 }

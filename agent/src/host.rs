@@ -8,7 +8,7 @@ use berth_proto::v1::Resources;
 
 /// The host's identity, kept in the data dir so it survives restarts (and is unique per data
 /// dir, so several agents on one test machine stay distinct).
-pub fn identity(data_dir: &Path) -> std::io::Result<String> {
+pub(crate) fn identity(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join("instance-identity");
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
@@ -26,7 +26,7 @@ pub fn identity(data_dir: &Path) -> std::io::Result<String> {
 
 /// CPU (ECS units, 1024 per core, and millicores), memory (MiB) and reserved ports offered to
 /// tasks: the host's, less what the operator reserved.
-pub fn resources(
+pub(crate) fn resources(
     reserved_cpu: u64,
     reserved_memory_mib: u64,
     reserved_ports: &[u16],
@@ -49,7 +49,7 @@ pub fn resources(
 }
 
 /// The attributes every agent reports, then the operator's (which may add but not replace).
-pub fn attributes(
+pub(crate) fn attributes(
     cgroup_version: &str,
     containerd_version: &str,
     operator: &BTreeMap<String, String>,

@@ -2,33 +2,34 @@
 //! and drives every assigned task through `berth-runtime` to its desired state, reporting each
 //! state change durably (kept on disk until the scheduler acknowledges it).
 //!
-//! - `config`: the typed configuration (file, environment, flags, with sources).
+//! The binary uses [`config`] (load and check the configuration), [`telemetry`] (logging) and
+//! [`run`]; everything else is private to the crate:
+//!
 //! - `agent`: wiring and shutdown.
-//! - `session`: registration, the bidirectional session, heartbeats, the outbox.
+//! - `session`: registration, the bidirectional session, heartbeats, the outbox; `logs`: the
+//!   scheduler's log requests, served on the session.
 //! - `engine`: the task engine (one owner of task state) and its per-task drivers.
-//! - `runtime`: the seam to the container runtime.
+//! - `task`: what a task definition asks of the host, made ready for the runtime: the one
+//!   proto ↔ runtime conversion, the network plan, and the host inputs a task names (host
+//!   paths, devices, environment files, seccomp profiles), checked or read when it starts.
+//! - `runtime`, `network`: the seams to `berth-runtime`'s containers and task networks.
+//! - `endpoint`: the task metadata endpoint containers reach at 169.254.170.2.
 //! - `store`: the agent's durable state.
-//! - `convert`: proto ↔ runtime types, in one place.
 //! - `host`: identity, resources, attributes.
-//! - `volumes`: which host paths a task may bind-mount; `devices`: which host devices a task
-//!   may map.
-//! - `envfile`, `seccomp`: files a task names on the host, read when it starts.
+//! - `backoff`: retry delays.
 
 mod agent;
+mod backoff;
 pub mod config;
-pub mod convert;
-pub mod devices;
-pub mod endpoint;
-pub mod engine;
-pub mod envfile;
-pub mod host;
-pub mod logs;
-pub mod network;
-pub mod runtime;
-pub mod seccomp;
-pub mod session;
-pub mod store;
+mod endpoint;
+mod engine;
+mod host;
+mod logs;
+mod network;
+mod runtime;
+mod session;
+mod store;
+mod task;
 pub mod telemetry;
-pub mod volumes;
 
 pub use agent::{run, shutdown_signal};

@@ -20,9 +20,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::engine::{EngineHandle, LogTarget};
+use crate::task::Causes;
 
 /// The most text a chunk carries (a single longer entry travels alone).
-pub const CHUNK_BYTES: usize = 32 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 /// The window when the scheduler asks for none.
 const DEFAULT_WINDOW: u32 = 8;
 /// The largest window honoured, whatever the scheduler asks.
@@ -32,7 +33,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 /// Where logs are and whether their container has stopped: the engine, or a test's fake.
 #[async_trait]
-pub trait LogTargets: Send + Sync + 'static {
+pub(crate) trait LogTargets: Send + Sync + 'static {
     async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget>;
 }
 
@@ -49,7 +50,7 @@ struct Running {
 }
 
 /// The log requests of one session. Dropping it cancels every one of them.
-pub struct LogRequests<T: LogTargets> {
+pub(crate) struct LogRequests<T: LogTargets> {
     targets: Arc<T>,
     tx: mpsc::Sender<AgentMessage>,
     running: Arc<Mutex<HashMap<u64, Running>>>,
@@ -67,7 +68,7 @@ impl<T: LogTargets> std::fmt::Debug for LogRequests<T> {
 
 impl<T: LogTargets> LogRequests<T> {
     /// `tx` is the session's outgoing queue.
-    pub fn new(targets: Arc<T>, tx: mpsc::Sender<AgentMessage>) -> Self {
+    pub(crate) fn new(targets: Arc<T>, tx: mpsc::Sender<AgentMessage>) -> Self {
         Self {
             targets,
             tx,
@@ -82,7 +83,7 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Starts serving a request.
-    pub fn start(&self, request: LogRequest) {
+    pub(crate) fn start(&self, request: LogRequest) {
         let id = request.request_id;
         let window = match request.window {
             0 => DEFAULT_WINDOW,
@@ -145,7 +146,7 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Lets a request send `chunks` more chunks.
-    pub fn credit(&self, request_id: u64, chunks: u32) {
+    pub(crate) fn credit(&self, request_id: u64, chunks: u32) {
         if let Some(r) = self.lock().get(&request_id) {
             // Never more than the largest window outstanding, whatever the scheduler says.
             let room = (MAX_WINDOW as usize).saturating_sub(r.credits.available_permits());
@@ -154,20 +155,16 @@ impl<T: LogTargets> LogRequests<T> {
     }
 
     /// Stops a request: its caller went away.
-    pub fn cancel(&self, request_id: u64) {
+    pub(crate) fn cancel(&self, request_id: u64) {
         if let Some(r) = self.lock().remove(&request_id) {
             r.cancel.cancel();
         }
     }
 
-    /// Requests being served.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Whether no request is being served.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 
@@ -214,7 +211,7 @@ async fn serve<T: LogTargets + ?Sized>(
                 "container {container} of task {task_id} has no logs yet: it has not been created"
             )));
         }
-        Err(e) => return Err(ServeError::Failed(e.to_string())),
+        Err(e) => return Err(ServeError::Failed(Causes(&e).to_string())),
     };
     let mut chunk = Vec::new();
     let mut bytes = 0usize;
@@ -223,7 +220,7 @@ async fn serve<T: LogTargets + ?Sized>(
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return Err(ServeError::Gone),
-            next = reader.next_entry() => next.map_err(|e| ServeError::Failed(e.to_string()))?,
+            next = reader.next_entry() => next.map_err(|e| ServeError::Failed(Causes(&e).to_string()))?,
         };
         match next {
             Some(entry) => {
@@ -232,7 +229,7 @@ async fn serve<T: LogTargets + ?Sized>(
                     bytes = 0;
                 }
                 bytes += entry.text.len();
-                chunk.push(crate::convert::log_line(entry));
+                chunk.push(crate::task::log_line(entry));
             }
             None => {
                 if !chunk.is_empty() {

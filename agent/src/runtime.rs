@@ -14,7 +14,7 @@ use berth_runtime::{
 
 /// What the task engine asks of the host.
 #[async_trait]
-pub trait ContainerRuntime: Send + Sync + 'static {
+pub(crate) trait ContainerRuntime: Send + Sync + 'static {
     async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError>;
     fn validate_limits(&self, task: &TaskLimits, containers: &[ContainerSpec])
     -> Result<(), Error>;

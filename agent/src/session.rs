@@ -21,17 +21,18 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::convert::timestamp;
+use crate::backoff::Backoff;
 use crate::engine::{Command, EngineHandle};
 use crate::logs::{LogRequests, LogTargets};
 use crate::store::{Store, StoreError};
+use crate::task::timestamp;
 
 /// What the session needs of the task engine: it hands over assignments and stop orders and
 /// waits until they are applied (and persisted) before acking them, asks for every task's state
 /// for the scheduler's reconciliation, and finds containers' logs ([`LogTargets`]).
 /// [`EngineHandle`] in production; a recording fake in the session's tests.
 #[async_trait::async_trait]
-pub trait TaskEngine: LogTargets + Clone {
+pub(crate) trait TaskEngine: LogTargets + Clone {
     /// Hands a command to the engine; false when the engine has shut down.
     async fn send(&self, command: Command) -> bool;
     /// Waits until every command sent before has been applied; false when the engine has shut
@@ -58,7 +59,7 @@ impl TaskEngine for EngineHandle {
 
 /// Who this agent is and what it offers, for registration.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     pub endpoint: String,
     pub cluster: String,
     pub heartbeat_interval: Duration,
@@ -72,7 +73,7 @@ pub struct SessionConfig {
 
 /// PEM contents of the agent's mTLS files, read once at start.
 #[derive(Clone)]
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     pub ca: Vec<u8>,
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
@@ -86,7 +87,7 @@ impl std::fmt::Debug for TlsMaterial {
 
 /// Why one session attempt ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error("cannot reach the scheduler at {endpoint}")]
     Connect {
         endpoint: String,
@@ -108,46 +109,21 @@ pub enum SessionError {
     EngineGone,
 }
 
-/// Capped exponential backoff with ±20 % jitter.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt = self.attempt.saturating_add(1);
-        let capped = exp.min(self.max);
-        let jitter: f64 = rand::random::<f64>() * 0.4 + 0.8;
-        capped.mul_f64(jitter).min(self.max)
-    }
+/// The delays between session attempts: 200 ms doubling up to 30 s, each varied by ±20 % so
+/// that the agents of a scheduler that comes back do not all reconnect at once.
+fn reconnects() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).jittered(0.2)
 }
 
 /// Runs sessions until cancelled.
-pub async fn run<E: TaskEngine>(
+pub(crate) async fn run<E: TaskEngine>(
     config: SessionConfig,
     store: Arc<Store>,
     engine: E,
     outbox: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff = reconnects();
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;

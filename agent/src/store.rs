@@ -30,7 +30,7 @@ const KEY_LAST_APPLIED: &str = "last_applied_scheduler_seq";
 
 /// Why the agent's state could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("cannot open the agent database {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
     #[error("agent database {op} failed: {reason}")]
@@ -57,13 +57,13 @@ fn wrap<T, E: Into<redb::Error>>(op: &'static str, r: Result<T, E>) -> Result<T,
 
 /// The agent's database.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
 }
 
 /// The resumes of a task (after agent restarts) that began and never completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResumeRecord {
+pub(crate) struct ResumeRecord {
     /// When each began, oldest first (whole seconds).
     pub started: Vec<SystemTime>,
     /// The agent gave up resuming the task: it is not resumed again.
@@ -111,14 +111,14 @@ impl ResumeRecord {
 
 /// A task as persisted: what it was assigned and where it stands.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredTask {
+pub(crate) struct StoredTask {
     pub assignment: TaskAssignment,
     pub state: TaskState,
 }
 
 impl Store {
     /// Opens (or creates) `<data_dir>/agent.redb`.
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("agent.redb");
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: path.clone(),
@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// The registration kept from a previous run: (cluster, instance id).
-    pub fn registration(&self) -> Result<Option<(String, String)>, StoreError> {
+    pub(crate) fn registration(&self) -> Result<Option<(String, String)>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open meta", tx.open_table(META))?;
         let cluster = wrap("get", t.get(KEY_CLUSTER))?.map(|v| v.value().to_owned());
@@ -152,7 +152,11 @@ impl Store {
         Ok(cluster.zip(id))
     }
 
-    pub fn set_registration(&self, cluster: &str, instance_id: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_registration(
+        &self,
+        cluster: &str,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         {
             let mut t = wrap("open meta", tx.open_table(META))?;
@@ -163,7 +167,7 @@ impl Store {
     }
 
     /// The highest scheduler sequence number applied.
-    pub fn last_applied_seq(&self) -> Result<u64, StoreError> {
+    pub(crate) fn last_applied_seq(&self) -> Result<u64, StoreError> {
         self.counter(KEY_LAST_APPLIED)
     }
 
@@ -175,7 +179,7 @@ impl Store {
 
     /// Records a new assignment and the scheduler sequence number it came with, atomically.
     /// Returns false (and changes nothing) when the task is already known.
-    pub fn accept_assignment(
+    pub(crate) fn accept_assignment(
         &self,
         assignment: &TaskAssignment,
         initial: &TaskState,
@@ -209,7 +213,7 @@ impl Store {
     }
 
     /// Records that a scheduler message was applied (a stop order, a duplicate assignment).
-    pub fn mark_applied(&self, seq: u64) -> Result<(), StoreError> {
+    pub(crate) fn mark_applied(&self, seq: u64) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         bump_applied(&tx, seq)?;
         wrap("commit", tx.commit())
@@ -217,7 +221,7 @@ impl Store {
 
     /// Stores a task's new state and queues it for the scheduler under the next sequence
     /// number, atomically. Returns that sequence number.
-    pub fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
+    pub(crate) fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         let seq;
         {
@@ -238,12 +242,12 @@ impl Store {
     }
 
     /// The sequence number of the last state change recorded (0 when none).
-    pub fn last_recorded_seq(&self) -> Result<u64, StoreError> {
+    pub(crate) fn last_recorded_seq(&self) -> Result<u64, StoreError> {
         self.counter(KEY_NEXT_SEQ)
     }
 
     /// State changes not yet acknowledged, in order, after `after`.
-    pub fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
+    pub(crate) fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open outbox", tx.open_table(OUTBOX))?;
         let mut out = Vec::new();
@@ -258,7 +262,7 @@ impl Store {
     }
 
     /// Drops acknowledged state changes (everything up to and including `seq`).
-    pub fn ack(&self, seq: u64) -> Result<(), StoreError> {
+    pub(crate) fn ack(&self, seq: u64) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         {
             let mut t = wrap("open outbox", tx.open_table(OUTBOX))?;
@@ -268,7 +272,7 @@ impl Store {
     }
 
     /// Every task known, with its assignment and last state.
-    pub fn tasks(&self) -> Result<Vec<StoredTask>, StoreError> {
+    pub(crate) fn tasks(&self) -> Result<Vec<StoredTask>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
         let s = wrap("open states", tx.open_table(STATES))?;
@@ -290,7 +294,7 @@ impl Store {
     }
 
     /// Forgets a task entirely (after its release was recorded for the scheduler).
-    pub fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
+    pub(crate) fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         {
             let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
@@ -304,7 +308,7 @@ impl Store {
     }
 
     /// The resumes of a task that began and never completed (empty when none).
-    pub fn resume_record(&self, task_id: &str) -> Result<ResumeRecord, StoreError> {
+    pub(crate) fn resume_record(&self, task_id: &str) -> Result<ResumeRecord, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open resumes", tx.open_table(RESUMES))?;
         match wrap("get", t.get(task_id))? {
@@ -314,7 +318,7 @@ impl Store {
     }
 
     /// Replaces a task's resume record.
-    pub fn set_resume_record(
+    pub(crate) fn set_resume_record(
         &self,
         task_id: &str,
         record: &ResumeRecord,
@@ -328,7 +332,7 @@ impl Store {
     }
 
     /// Drops a task's resume record (its resume completed).
-    pub fn clear_resume_record(&self, task_id: &str) -> Result<(), StoreError> {
+    pub(crate) fn clear_resume_record(&self, task_id: &str) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
         {
             let mut t = wrap("open resumes", tx.open_table(RESUMES))?;

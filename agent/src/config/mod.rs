@@ -9,6 +9,7 @@
 
 mod error;
 mod flags;
+mod input;
 mod keys;
 mod layer;
 mod parse;
@@ -28,8 +29,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
 pub use keys::{KeyDoc, reference_table};
 
+use input::Input;
 use keys::Key;
-use layer::{Input, Partial};
+use layer::Partial;
 
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";

@@ -1,40 +1,9 @@
 //! Pure parsers and validators for single configuration values: each takes text and returns
-//! the typed value or `None`; the caller knows the key and says what was expected.
+//! the typed value or `None`; the caller knows the key and says what was expected. Durations
+//! are `berth_policy::parse_duration`'s, the grammar every Berth binary reads.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
-
-/// A duration: a bare integer is seconds; otherwise one or more `<integer><unit>` with units
-/// `h`, `m`, `s`, `ms`, e.g. `30s`, `5m`, `1h30m`, `1500ms`.
-pub(crate) fn duration(text: &str) -> Option<Duration> {
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return seconds(text);
-    }
-    let mut rest = text;
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let (number, tail) = rest.split_at(digits);
-        let number: u64 = number.parse().ok()?;
-        let (unit_ms, tail) = if let Some(t) = tail.strip_prefix("ms") {
-            (1, t)
-        } else if let Some(t) = tail.strip_prefix('h') {
-            (3_600_000, t)
-        } else if let Some(t) = tail.strip_prefix('m') {
-            (60_000, t)
-        } else if let Some(t) = tail.strip_prefix('s') {
-            (1_000, t)
-        } else {
-            return None;
-        };
-        total_ms = total_ms.checked_add(number.checked_mul(unit_ms)?)?;
-        rest = tail;
-    }
-    Some(Duration::from_millis(total_ms))
-}
 
 /// A whole number of seconds (only ASCII digits).
 pub(crate) fn seconds(text: &str) -> Option<Duration> {
@@ -44,7 +13,8 @@ pub(crate) fn seconds(text: &str) -> Option<Duration> {
     text.parse().ok().map(Duration::from_secs)
 }
 
-/// The canonical spelling of a duration, as [`duration`] reads it: `3h`, `1h30m`, `10s`, `0s`.
+/// The canonical spelling of a duration (`3h`, `1h30m`, `10s`, `0s`), which
+/// `berth_policy::parse_duration`, the grammar of every duration the agent reads, reads back.
 pub(crate) fn format_duration(d: Duration) -> String {
     let total_ms = d.as_millis();
     if total_ms == 0 {
@@ -220,35 +190,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(duration("3h"), Some(Duration::from_secs(3 * 3600)));
-        assert_eq!(duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(duration("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(duration("1m30s250ms"), Some(Duration::from_millis(90_250)));
-        assert_eq!(duration("0s"), Some(Duration::ZERO));
-        for bad in [
-            "",
-            "abc",
-            "s",
-            "-5s",
-            "+5s",
-            "5 s",
-            " 5s",
-            "1.5h",
-            "5d",
-            "5mm",
-            "h1",
-            "99999999999999999999h",
-            "5000000000000000h",
-        ] {
-            assert_eq!(duration(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn durations_format_canonically_and_round_trip() {
         for (d, text) in [
             (Duration::ZERO, "0s"),
@@ -259,7 +200,7 @@ mod tests {
             (Duration::from_secs(100 * 3600 + 1), "100h1s"),
         ] {
             assert_eq!(format_duration(d), text);
-            assert_eq!(duration(text), Some(d));
+            assert_eq!(berth_policy::parse_duration(text).ok(), Some(d));
         }
     }
 

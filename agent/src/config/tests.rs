@@ -404,6 +404,50 @@ fn durations_in_every_form() {
         d(r#"stop_timeout = "250ms""#).stop_timeout,
         Duration::from_millis(250)
     );
+    // Every spelling the agent took before, and the rest of the grammar every Berth binary
+    // shares (berth_policy::parse_duration: humantime's, plus bare seconds).
+    for (text, want) in [
+        ("1m30s250ms", Duration::from_millis(90_250)),
+        ("1500ms", Duration::from_millis(1500)),
+        ("1h 30m", Duration::from_secs(5400)),
+        ("10 s", Duration::from_secs(10)),
+        ("1.5s", Duration::from_millis(1500)),
+        ("2days", Duration::from_secs(2 * 86_400)),
+        ("3 hours", Duration::from_secs(3 * 3600)),
+    ] {
+        assert_eq!(
+            d(&format!("stop_timeout = {text:?}")).stop_timeout,
+            want,
+            "{text}"
+        );
+    }
+    let c = load_ok(
+        None,
+        &[("BERTH_STOP_TIMEOUT", "1h 30m")],
+        &["--heartbeat-interval", "45"],
+    )
+    .config;
+    assert_eq!(
+        (c.stop_timeout, c.heartbeat_interval),
+        (Duration::from_secs(5400), Duration::from_secs(45))
+    );
+    for bad in [
+        "",
+        "abc",
+        "s",
+        "-5s",
+        "5 parsecs",
+        "h1",
+        "99999999999999999999h",
+    ] {
+        assert_eq!(
+            load_err(Some(&format!("stop_timeout = {bad:?}")), &[], &[]),
+            [format!(
+                r#"stop_timeout = {bad:?} ({FILE}): expected a duration greater than zero like "30s", "5m" or "1h30m""#
+            )],
+            "{bad:?}"
+        );
+    }
     // Zero is a valid cleanup wait (remove at once), nowhere else.
     assert_eq!(
         d(r#"task_cleanup_wait = "0s""#).task_cleanup_wait,
@@ -500,8 +544,8 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "zone",
             "comma-separated name=value pairs, but `zone` has no `=`",
         ),
-        ("heartbeat_interval", "10 s", positive),
-        ("task_cleanup_wait", "3 hours", duration),
+        ("heartbeat_interval", "10 parsecs", positive),
+        ("task_cleanup_wait", "three hours", duration),
         ("stop_timeout", "0s", positive),
         ("image_pull_timeout", "forever", positive),
         (

@@ -1,6 +1,7 @@
 //! Container dependencies (ECS `dependsOn` and `startTimeout`) as pure logic: which containers
 //! may start now, whether the start has failed, and which containers may be stopped now. The
-//! driver feeds it what happened; nothing here touches a runtime or a clock.
+//! driver feeds it what happened and the time (tokio's clock, so tests can pause it); nothing
+//! here touches a runtime or reads a clock.
 //!
 //! ECS semantics: START is met once the dependency was started, COMPLETE once it exited,
 //! SUCCESS once it exited with 0 (a non-zero exit fails the task's start), HEALTHY once its
@@ -16,9 +17,10 @@
 //! Stopping goes the other way: a container is stopped only once every container that depends
 //! on it has exited.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_proto::v1::{DependencyCondition, TaskDefinition};
+use tokio::time::Instant;
 
 /// What a dependent waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,24 +8,11 @@
 //! from the container's start, failures do not count, until a first check passes (the start
 //! period then ends early). Before any result, and without a health check, health is UNKNOWN.
 
-use std::time::Duration;
-
 use berth_proto::v1::{ContainerState, HealthStatus};
-
-/// A container's health check, ready to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    /// The process to exec inside the container (CMD-SHELL already turned into `/bin/sh -c`).
-    pub args: Vec<String>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub start_period: Duration,
-}
 
 /// The result of one check, as the driver reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// The check exited with 0 in time.
     pub passed: bool,
     /// It ran within the container's start period.

@@ -9,8 +9,8 @@ mod driver;
 mod health;
 mod restart;
 mod resume;
+mod salvage;
 mod state;
-mod supervise;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,15 +29,14 @@ use tracing::Instrument;
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
-pub use driver::Control;
+pub(crate) use driver::Control;
 use driver::Driver;
-pub use health::{Check, Probe};
-pub use resume::{CRASH_LOOP_RESUMES, CRASH_LOOP_WINDOW};
-pub use state::{ContainerNetwork, NetworkReport, TaskEvent};
+pub(crate) use health::Probe;
+pub(crate) use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
 /// How tasks are run.
 #[derive(Debug, Clone)]
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     /// SIGTERM → SIGKILL wait for containers without their own stopTimeout.
     pub stop_timeout: Duration,
     /// Time between STOPPED and the removal of the task's containers.
@@ -56,7 +55,7 @@ pub struct EngineConfig {
     /// agent that does not allow it stops before anything is pulled.
     pub allow_privileged: bool,
     /// The host's name servers and search domains usable from a task (see
-    /// [`crate::network::host_dns`]), the default of every task's resolv.conf.
+    /// [`crate::task::host_dns`]), the default of every task's resolv.conf.
     pub host_dns: berth_runtime::DnsConfig,
     /// Host devices tasks may map (ECS `linuxParameters.devices`); a task that maps another
     /// stops before anything is pulled.
@@ -64,13 +63,13 @@ pub struct EngineConfig {
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
-pub const RESTART_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const RESTART_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest restart delay of a crashing container, as the kubelet's.
-pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(crate) const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// What the engine acts on.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Assign(Box<TaskAssignment>),
     Stop(StopTaskOrder),
     /// Every task the agent knows, for the scheduler's reconciliation.
@@ -109,14 +108,14 @@ pub enum Command {
 
 /// A task as the task endpoint shows it: its definition and its current state.
 #[derive(Debug, Clone)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     pub definition: Arc<TaskDefinition>,
     pub state: TaskState,
 }
 
 /// A container's log file, for reading it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogTarget {
+pub(crate) struct LogTarget {
     /// The current file; rotated ones are beside it.
     pub path: std::path::PathBuf,
     /// The container (or its whole task) has stopped, and its output is all in the log.
@@ -125,25 +124,25 @@ pub struct LogTarget {
 
 /// A cloneable handle to send commands to the engine.
 #[derive(Debug, Clone)]
-pub struct EngineHandle {
+pub(crate) struct EngineHandle {
     tx: mpsc::Sender<Command>,
 }
 
 impl EngineHandle {
     /// Sends a command; false when the engine has shut down.
-    pub async fn send(&self, command: Command) -> bool {
+    pub(crate) async fn send(&self, command: Command) -> bool {
         self.tx.send(command).await.is_ok()
     }
 
     /// Waits until every command sent before has been applied and persisted. False when the
     /// engine has shut down.
-    pub async fn barrier(&self) -> bool {
+    pub(crate) async fn barrier(&self) -> bool {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Barrier(tx)).await && rx.await.is_ok()
     }
 
     /// Every task's current state.
-    pub async fn full_state(&self) -> Vec<TaskState> {
+    pub(crate) async fn full_state(&self) -> Vec<TaskState> {
         let (tx, rx) = oneshot::channel();
         if !self.send(Command::FullState(tx)).await {
             return Vec::new();
@@ -153,7 +152,7 @@ impl EngineHandle {
 
     /// Where a task's container logs and whether it has stopped; None when the engine does
     /// not know the task or container (or has shut down).
-    pub async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
+    pub(crate) async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
         let (reply, rx) = oneshot::channel();
         let command = Command::LogTarget {
             task_id: task_id.to_owned(),
@@ -167,7 +166,7 @@ impl EngineHandle {
     }
 
     /// The task that has `address`; None when none has it (or the engine has shut down).
-    pub async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
+    pub(crate) async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
         let (reply, rx) = oneshot::channel();
         if !self.send(Command::TaskAt { address, reply }).await {
             return None;
@@ -176,7 +175,7 @@ impl EngineHandle {
     }
 
     /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
-    pub async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
+    pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
         let (reply, rx) = oneshot::channel();
         let command = Command::TaskById {
             task_id: task_id.to_owned(),
@@ -219,7 +218,7 @@ enum Start {
 }
 
 /// The engine. Build it with [`Engine::new`], then `run` it on its own task.
-pub struct Engine<R: ContainerRuntime> {
+pub(crate) struct Engine<R: ContainerRuntime> {
     runtime: Arc<R>,
     network: Arc<dyn TaskNetworking>,
     store: Arc<Store>,
@@ -242,7 +241,7 @@ impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
 
 impl<R: ContainerRuntime> Engine<R> {
     /// `outbox` is notified whenever a state change was queued for the scheduler.
-    pub fn new(
+    pub(crate) fn new(
         runtime: Arc<R>,
         network: Arc<dyn TaskNetworking>,
         store: Arc<Store>,
@@ -268,7 +267,7 @@ impl<R: ContainerRuntime> Engine<R> {
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
     /// the engine stops no container: drivers just stop watching.
-    pub async fn run(mut self) -> Result<(), StoreError> {
+    pub(crate) async fn run(mut self) -> Result<(), StoreError> {
         self.resume_stored().await?;
         loop {
             tokio::select! {
@@ -396,7 +395,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 d.containers
                     .iter()
                     .filter_map(|c| {
-                        crate::convert::health_check(c)
+                        crate::task::health_check(c)
                             .map(|check| (c.name.clone(), c.essential, check.retries))
                     })
                     .collect()
@@ -483,7 +482,7 @@ impl<R: ContainerRuntime> Engine<R> {
         };
         let events = self.tx.clone();
         self.drivers
-            .spawn(supervise::supervised(run, task_id.clone(), events).instrument(span));
+            .spawn(salvage::supervised(run, task_id.clone(), events).instrument(span));
         if wants_stop && let Some(entry) = self.tasks.get(&task_id) {
             let _ = entry.control.send(Control::Stop);
         }

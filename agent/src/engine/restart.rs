@@ -48,9 +48,7 @@ pub(super) struct Backoff {
 impl Backoff {
     /// The delay before the restart numbered `streak` (0 for the first of a streak).
     pub(super) fn delay(self, streak: u32) -> Duration {
-        self.base
-            .saturating_mul(1u32 << streak.min(20))
-            .min(self.max)
+        crate::backoff::exponential(self.base, self.max, streak)
     }
 
     /// A run at least this long ends a streak of crashes (the kubelet's rule: twice the max).

@@ -13,15 +13,16 @@ use berth_proto::v1::StopCode;
 
 use super::driver::Resume;
 use super::{Engine, Start, TaskEvent, state};
-use crate::network;
+use crate::backoff::{host_retries, retry};
 use crate::runtime::ContainerRuntime;
 use crate::store::{ResumeRecord, StoreError, StoredTask};
+use crate::task::network;
 
 /// How many resumes of one task may begin within [`CRASH_LOOP_WINDOW`] without completing
 /// before the agent stops resuming it.
-pub const CRASH_LOOP_RESUMES: usize = 3;
+pub(super) const CRASH_LOOP_RESUMES: usize = 3;
 /// The period over which [`CRASH_LOOP_RESUMES`] unfinished resumes count as a crash loop.
-pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub(super) const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// What the guard decides for a task about to be resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,23 +176,15 @@ pub(super) async fn list_with_retry<R: ContainerRuntime>(
     runtime: &R,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Option<Vec<berth_runtime::ContainerInfo>> {
-    let mut attempt = 0u32;
-    loop {
-        match runtime.list().await {
-            Ok(list) => return Some(list),
-            Err(error) => {
-                attempt += 1;
-                let delay = Duration::from_millis(250)
-                    .saturating_mul(1u32 << attempt.min(7))
-                    .min(Duration::from_secs(30));
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return None,
-                }
-            }
-        }
-    }
+    retry(
+        host_retries(),
+        cancel,
+        || runtime.list(),
+        |error, delay| {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot list containers to resume tasks; retrying");
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use berth_proto::v1::{
 use berth_runtime::ExitStatus;
 
 use super::health::{self, Probe};
-use crate::convert::timestamp;
+use crate::task::timestamp;
 
 /// What a task driver reports.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TaskEvent {
+pub(crate) enum TaskEvent {
     PullStarted,
     /// Every image is pulled; digests by container name.
     Pulled {
@@ -77,14 +77,14 @@ pub enum TaskEvent {
 /// Where a task is on the network: its attachment (awsvpc) and each container's own address
 /// and port bindings (bridge and host modes), by container name. Empty in mode none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkReport {
+pub(crate) struct NetworkReport {
     pub attachments: Vec<NetworkAttachment>,
     pub containers: HashMap<String, ContainerNetwork>,
 }
 
 /// A container's place on the network, as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerNetwork {
+pub(crate) struct ContainerNetwork {
     /// Its own address (bridge mode); empty when it shares the task's or the host's.
     pub address: String,
     /// Host ports bound to its ports.

@@ -228,21 +228,6 @@ impl Agent {
     }
 }
 
-#[test]
-fn backoff_grows_caps_and_resets() {
-    let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let first = b.next_delay();
-    assert!(
-        first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
-        "{first:?}"
-    );
-    for _ in 0..20 {
-        assert!(b.next_delay() <= Duration::from_secs(2));
-    }
-    b.reset();
-    assert!(b.next_delay() <= Duration::from_millis(120));
-}
-
 #[tokio::test(start_paused = true)]
 async fn registration_is_retried_and_assignments_reach_the_engine_and_are_acked() {
     let scheduler = Scheduler::start().await;
@@ -408,7 +393,7 @@ async fn a_scheduler_ahead_of_the_outbox_is_refused_and_the_outbox_kept() {
     // Another host with the same identity (a copied data dir's identity, an empty store).
     let second = Agent::new(&scheduler, "host-1");
     let pending = second.record("t-9", false);
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff = reconnects();
     let refused = once(
         &second.config,
         &second.store,

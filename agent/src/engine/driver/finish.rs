@@ -6,13 +6,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskDefinition, TaskStatus};
-use berth_runtime::{ContainerId, ContainerStatus as RtStatus};
+use berth_runtime::{ContainerId, ContainerStatus as RtStatus, NetworkError};
 use futures::future::BoxFuture;
 
 use super::super::TaskEvent;
-use super::{Created, Driver, Resume, retry_delay, stop_timeout};
-use crate::network;
+use super::{Created, Driver, Resume, stop_timeout};
+use crate::backoff::{host_retries, retry};
 use crate::runtime::ContainerRuntime;
+use crate::task::{Causes, network};
+
+/// A step of a task's release that failed; it is retried until it succeeds. The message is
+/// logged as it is, so the cause is part of it.
+#[derive(Debug, thiserror::Error)]
+enum ReleaseError {
+    #[error("cannot tear down network {netns}: {}", Causes(.error))]
+    Network { netns: String, error: NetworkError },
+    #[error("{}", Causes(.0))]
+    Runtime(berth_runtime::Error),
+}
+
+impl From<berth_runtime::Error> for ReleaseError {
+    fn from(error: berth_runtime::Error) -> Self {
+        Self::Runtime(error)
+    }
+}
 
 /// Whether the task's network is still to be released by the cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,19 +46,19 @@ impl<R: ContainerRuntime> Driver<R> {
     pub(super) fn stop_container(&self, c: &Created) -> BoxFuture<'static, ()> {
         let rt = Arc::clone(&self.runtime);
         let c = c.clone();
+        let cancel = self.cancel.clone();
         Box::pin(async move {
-            let mut attempt = 0u32;
-            loop {
+            let (rt, c) = (&rt, &c);
+            let stop = || async move {
                 match rt.stop(&c.id, c.stop_timeout).await {
-                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => return,
-                    Err(error) => {
-                        attempt += 1;
-                        let delay = retry_delay(attempt);
-                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
+                    Ok(_) | Err(berth_runtime::Error::NotFound { .. }) => Ok(()),
+                    Err(error) => Err(error),
                 }
-            }
+            };
+            retry(host_retries(), &cancel, stop, |error, delay| {
+                tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+            })
+            .await;
         })
     }
 
@@ -50,28 +67,28 @@ impl<R: ContainerRuntime> Driver<R> {
     pub(super) async fn stop_and_clean(&mut self, created: Vec<Created>, started: usize) {
         for c in created.iter().take(started) {
             // STOPPED is only reported once every started container's exit is confirmed.
-            let mut attempt = 0u32;
-            loop {
-                match self.runtime.stop(&c.id, c.stop_timeout).await {
-                    Ok(exit) => {
-                        self.report(TaskEvent::ContainerExited {
-                            name: c.name.clone(),
-                            exit,
-                        })
-                        .await;
-                        break;
-                    }
-                    Err(berth_runtime::Error::NotFound { .. }) => break,
-                    Err(error) => {
-                        attempt += 1;
-                        let delay = retry_delay(attempt);
-                        tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = self.cancel.cancelled() => return,
-                        }
-                    }
+            let rt = &self.runtime;
+            let stop = || async move {
+                match rt.stop(&c.id, c.stop_timeout).await {
+                    Ok(exit) => Ok(Some(exit)),
+                    Err(berth_runtime::Error::NotFound { .. }) => Ok(None),
+                    Err(error) => Err(error),
                 }
+            };
+            let stopped = retry(host_retries(), &self.cancel, stop, |error, delay| {
+                tracing::warn!(container.name = %c.name, %error, retry_in_ms = delay.as_millis() as u64, "stop failed; retrying");
+            })
+            .await;
+            match stopped {
+                None => return,
+                Some(Some(exit)) => {
+                    self.report(TaskEvent::ContainerExited {
+                        name: c.name.clone(),
+                        exit,
+                    })
+                    .await;
+                }
+                Some(None) => {}
             }
         }
         self.finish(created).await;
@@ -94,25 +111,20 @@ impl<R: ContainerRuntime> Driver<R> {
     /// others. Retried until it succeeds; false when the agent stops first (its next start
     /// finishes the stop).
     async fn release_network(&mut self) -> bool {
-        let mut attempt = 0u32;
-        loop {
-            match self.tear_down_network().await {
-                Ok(()) => return true,
-                Err(error) => {
-                    attempt += 1;
-                    let delay = retry_delay(attempt);
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return false,
-                    }
-                }
-            }
-        }
+        retry(
+            host_retries(),
+            &self.cancel,
+            || self.tear_down_network(),
+            |error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot release the task's network; retrying");
+            },
+        )
+        .await
+        .is_some()
     }
 
     /// Tears down every network namespace of the task (idempotent).
-    async fn tear_down_network(&self) -> Result<(), String> {
+    async fn tear_down_network(&self) -> Result<(), ReleaseError> {
         let namespaces = self
             .assignment
             .definition
@@ -123,7 +135,10 @@ impl<R: ContainerRuntime> Driver<R> {
             self.network
                 .teardown(&name)
                 .await
-                .map_err(|e| format!("cannot tear down network {name}: {e}"))?;
+                .map_err(|error| ReleaseError::Network {
+                    netns: name.clone(),
+                    error,
+                })?;
         }
         Ok(())
     }
@@ -136,48 +151,39 @@ impl<R: ContainerRuntime> Driver<R> {
         }
         // Each step is idempotent; a failed one is retried with backoff until it succeeds or
         // the agent stops (then the next start resumes the cleanup).
-        let mut attempt = 0u32;
-        loop {
-            match self.cleanup_once(&created, network).await {
-                Ok(()) => break,
-                Err(error) => {
-                    attempt += 1;
-                    let delay = retry_delay(attempt);
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return,
-                    }
-                }
-            }
+        let cleaned = retry(
+            host_retries(),
+            &self.cancel,
+            || self.cleanup_once(&created, network),
+            |error, delay| {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "task cleanup failed; retrying");
+            },
+        )
+        .await;
+        if cleaned.is_none() {
+            return;
         }
         tracing::info!("task resources released");
         self.report(TaskEvent::Released).await;
     }
 
-    async fn cleanup_once(&self, created: &[Created], network: NetState) -> Result<(), String> {
-        let error = |e: berth_runtime::Error| e.to_string();
+    async fn cleanup_once(
+        &self,
+        created: &[Created],
+        network: NetState,
+    ) -> Result<(), ReleaseError> {
         for c in created {
-            self.runtime.delete(&c.id).await.map_err(error)?;
+            self.runtime.delete(&c.id).await?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
         if network == NetState::MaybeHeld {
             self.tear_down_network().await?;
         }
-        self.runtime
-            .remove_task_volumes(self.task_id())
-            .await
-            .map_err(error)?;
+        self.runtime.remove_task_volumes(self.task_id()).await?;
         tracing::debug!("task volumes removed");
-        self.runtime
-            .remove_task_cgroup(self.task_id())
-            .await
-            .map_err(error)?;
+        self.runtime.remove_task_cgroup(self.task_id()).await?;
         tracing::debug!("task cgroup removed");
-        self.runtime
-            .remove_task_logs(self.task_id())
-            .await
-            .map_err(error)
+        Ok(self.runtime.remove_task_logs(self.task_id()).await?)
     }
 
     /// Picks a task up after an agent restart. Returns the containers to watch, or None when

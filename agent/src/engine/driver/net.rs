@@ -4,10 +4,23 @@
 use std::collections::HashMap;
 
 use berth_proto::v1::TaskDefinition;
-use berth_runtime::{ContainerSpec, Mount, NetworkNamespace, TaskNetwork};
+use berth_runtime::{ContainerSpec, Mount, NetworkError, NetworkNamespace, TaskNetwork};
 
 use super::super::{ContainerNetwork, NetworkReport};
-use crate::network::{self, Mode, TaskNetworking};
+use crate::network::TaskNetworking;
+use crate::task::network::{self, Mode};
+use crate::task::{Causes, METADATA_ENV, metadata_uri};
+
+/// Why a task's namespaces could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NetSetupError {
+    /// A namespace that could not be set up.
+    #[error("cannot set up the task's network ({netns}): {}", Causes(.error))]
+    Setup { netns: String, error: NetworkError },
+    /// The hosts file of a linking container that could not be written.
+    #[error("cannot write the links of {netns}: {}", Causes(.error))]
+    Links { netns: String, error: NetworkError },
+}
 
 /// Points each container at its namespace (set up by [`set_up_namespaces`]) and its
 /// read-only resolv.conf, hosts and hostname; what is reported of the task's network.
@@ -72,13 +85,16 @@ pub(super) async fn set_up_namespaces(
     network: &dyn TaskNetworking,
     def: &TaskDefinition,
     plans: &[network::Plan],
-) -> Result<Vec<TaskNetwork>, String> {
+) -> Result<Vec<TaskNetwork>, NetSetupError> {
     let mut nets = Vec::with_capacity(plans.len());
     for plan in plans {
         let net = network
             .setup(&plan.spec)
             .await
-            .map_err(|e| format!("cannot set up the task's network ({}): {e}", plan.spec.task))?;
+            .map_err(|error| NetSetupError::Setup {
+                netns: plan.spec.task.clone(),
+                error,
+            })?;
         tracing::debug!(netns = %plan.spec.task, address = %net.address, "network set up");
         nets.push(net);
     }
@@ -98,7 +114,10 @@ pub(super) async fn set_up_namespaces(
             .extend(network::link_hosts(def, &plan.links, address_of));
         network
             .write_files(&plan.spec.task, &dns, net.address)
-            .map_err(|e| format!("cannot write the links of {}: {e}", plan.spec.task))?;
+            .map_err(|error| NetSetupError::Links {
+                netns: plan.spec.task.clone(),
+                error,
+            })?;
     }
     Ok(nets)
 }
@@ -123,8 +142,8 @@ fn join_namespace(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
     }
     // The task endpoint answers at the link-local address through the namespace's route.
     spec.environment
-        .entry(crate::endpoint::METADATA_ENV.to_owned())
-        .or_insert_with(|| crate::endpoint::metadata_uri(&spec.name));
+        .entry(METADATA_ENV.to_owned())
+        .or_insert_with(|| metadata_uri(&spec.name));
     spec.extra_hosts.clear();
     spec.dns_servers.clear();
     spec.dns_search_domains.clear();

@@ -7,25 +7,14 @@ use berth_runtime::{ExecOutcome, ExitStatus};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::super::health::{Check, Probe};
+use super::super::health::Probe;
 use super::super::{Command, TaskEvent};
-use super::{Created, Driver, Exit, Restarted};
-use crate::convert;
+use super::supervise::Happened;
+use super::{Created, Driver};
 use crate::runtime::ContainerRuntime;
+use crate::task::{Causes, Check};
 
 impl<R: ContainerRuntime> Driver<R> {
-    /// The health check of each created container, if it has one.
-    pub(super) fn checks(&self, created: &[Created]) -> Vec<Option<Check>> {
-        let def = self.assignment.definition.as_ref();
-        created
-            .iter()
-            .map(|c| {
-                def.and_then(|d| d.containers.iter().find(|x| x.name == c.name))
-                    .and_then(convert::health_check)
-            })
-            .collect()
-    }
-
     /// Runs a container's health check every interval from now (its start) and reports each
     /// result to the engine, until the token it leaves in `stop` is cancelled (the container
     /// exited, or the task stops) or the agent shuts down.
@@ -74,7 +63,7 @@ impl<R: ContainerRuntime> Driver<R> {
                     Err(error) => Probe {
                         passed: false,
                         in_start_period,
-                        detail: format!("could not run: {error}"),
+                        detail: format!("could not run: {}", Causes(&error)),
                     },
                 };
                 if token.is_cancelled() {
@@ -107,22 +96,22 @@ impl<R: ContainerRuntime> Driver<R> {
         exit: ExitStatus,
         delay: Duration,
         stop: CancellationToken,
-    ) -> BoxFuture<'static, Restarted> {
+    ) -> BoxFuture<'static, Happened> {
         let rt = Arc::clone(&self.runtime);
         let id = c.id.clone();
         let cancel = self.cancel.clone();
         Box::pin(async move {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = stop.cancelled() => return (i, exit, None),
-                _ = cancel.cancelled() => return (i, exit, None),
+                _ = stop.cancelled() => return Happened::Restarted(i, exit, None),
+                _ = cancel.cancelled() => return Happened::Restarted(i, exit, None),
             }
             let outcome = async {
                 rt.restart(&id).await?;
                 rt.start(&id).await.map(|_| ())
             }
             .await;
-            (i, exit, Some(outcome))
+            Happened::Restarted(i, exit, Some(outcome))
         })
     }
 
@@ -132,14 +121,14 @@ impl<R: ContainerRuntime> Driver<R> {
         i: usize,
         c: &Created,
         delay: Duration,
-    ) -> BoxFuture<'static, Exit> {
+    ) -> BoxFuture<'static, Happened> {
         let rt = Arc::clone(&self.runtime);
         let id = c.id.clone();
         Box::pin(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            (i, rt.wait(&id).await)
+            Happened::Exited(i, rt.wait(&id).await)
         })
     }
 }

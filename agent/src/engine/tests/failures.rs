@@ -8,7 +8,7 @@ use berth_proto::v1::{ContainerState, ContainerStatus, StopCode, TaskStatus};
 use berth_runtime::{ContainerId, ContainerInfo};
 
 use super::super::resume::{CRASH_LOOP_RESUMES, CRASH_LOOP_WINDOW, give_up_reason};
-use super::{Command, Fake, Harness, assignment, reports, start, start_with_fake, until};
+use super::{Fake, Harness, assignment, reports, start, start_with_fake, until};
 use crate::runtime::ContainerRuntime;
 use crate::store::{ResumeRecord, Store};
 
@@ -28,12 +28,7 @@ async fn a_panicking_pull_stops_its_task_with_the_failure_and_the_others_go_on()
     let h = start();
     h.fake.panic_pull.lock().unwrap().insert("img:bad".into());
     for (task, image) in [("bad", "img:bad"), ("good", "img:1")] {
-        h.handle
-            .send(Command::Assign(Box::new(assignment(
-                task,
-                &[("app", true, image)],
-            ))))
-            .await;
+        h.assign(assignment(task, &[("app", true, image)])).await;
     }
     let stopped = until(&h.store, "bad", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
@@ -46,13 +41,7 @@ async fn a_panicking_pull_stops_its_task_with_the_failure_and_the_others_go_on()
     until(&h.store, "good", TaskStatus::Running).await;
     // The engine still takes new work.
     assert!(h.handle.barrier().await);
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
-            "after",
-            &[("app", true, "img:1")],
-        ))))
-        .await;
-    until(&h.store, "after", TaskStatus::Running).await;
+    h.run(assignment("after", &[("app", true, "img:1")])).await;
     h.cancel.cancel();
 }
 
@@ -61,13 +50,11 @@ async fn a_driver_that_panics_while_its_task_runs_is_replaced_to_stop_it() {
     let h = start();
     let app = ContainerId::for_container("run", "app");
     h.fake.panic_on_exit.lock().unwrap().insert(app.clone(), 1);
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
-            "run",
-            &[("app", true, "img:1"), ("side", false, "img:1")],
-        ))))
-        .await;
-    until(&h.store, "run", TaskStatus::Running).await;
+    h.run(assignment(
+        "run",
+        &[("app", true, "img:1"), ("side", false, "img:1")],
+    ))
+    .await;
     h.fake.exit(&app, 3);
     let stopped = until(&h.store, "run", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
@@ -91,13 +78,7 @@ async fn a_task_whose_second_driver_fails_too_is_left_stopped() {
     let h = start();
     let app = ContainerId::for_container("twice", "app");
     h.fake.panic_on_exit.lock().unwrap().insert(app.clone(), 2);
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
-            "twice",
-            &[("app", true, "img:1")],
-        ))))
-        .await;
-    until(&h.store, "twice", TaskStatus::Running).await;
+    h.run(assignment("twice", &[("app", true, "img:1")])).await;
     h.fake.exit(&app, 3);
     let stopped = until(&h.store, "twice", TaskStatus::Stopped).await;
     assert!(
@@ -113,13 +94,7 @@ async fn a_task_whose_second_driver_fails_too_is_left_stopped() {
     assert!(h.handle.barrier().await);
     let last = reports(&h.store, "twice").pop().unwrap();
     assert_eq!(last.status, TaskStatus::Stopped as i32, "{last:?}");
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
-            "next",
-            &[("app", true, "img:1")],
-        ))))
-        .await;
-    until(&h.store, "next", TaskStatus::Running).await;
+    h.run(assignment("next", &[("app", true, "img:1")])).await;
     h.cancel.cancel();
 }
 
@@ -328,17 +303,7 @@ async fn the_drivers_future_is_measured_and_boxed() {
     let driver = super::super::driver::Driver {
         runtime: Arc::clone(&fake),
         network: Arc::clone(&fake) as Arc<dyn crate::network::TaskNetworking>,
-        config: super::super::EngineConfig {
-            stop_timeout: Duration::from_secs(30),
-            cleanup_wait: Duration::ZERO,
-            pull_timeout: Duration::from_secs(5),
-            restart_backoff: Duration::from_secs(10),
-            restart_backoff_max: Duration::from_secs(300),
-            volume_host_paths: Vec::new(),
-            allow_privileged: false,
-            allowed_devices: Vec::new(),
-            host_dns: berth_runtime::DnsConfig::default(),
-        },
+        config: super::test_config(),
         events,
         control: control_rx,
         cancel: tokio_util::sync::CancellationToken::new(),

@@ -25,13 +25,12 @@ fn container<'a>(state: &'a TaskState, name: &str) -> &'a berth_proto::v1::Conta
 async fn a_non_essential_container_that_cannot_start_is_stopped_and_the_task_runs() {
     let h = start();
     fail_start(&h, "cs1", "data");
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
+    let running = h
+        .run(assignment(
             "cs1",
             &[("data", false, "img:1"), ("app", true, "img:1")],
-        ))))
+        ))
         .await;
-    let running = until(&h.store, "cs1", TaskStatus::Running).await;
     let data = container(&running, "data");
     assert_eq!(data.status, ContainerStatus::Stopped as i32);
     assert_eq!(data.exit_code, None, "it never ran");
@@ -70,12 +69,11 @@ async fn a_non_essential_container_that_cannot_start_is_stopped_and_the_task_run
 async fn an_essential_container_that_cannot_start_stops_the_task_with_its_reason() {
     let h = start();
     fail_start(&h, "cs2", "app");
-    h.handle
-        .send(Command::Assign(Box::new(assignment(
-            "cs2",
-            &[("side", false, "img:1"), ("app", true, "img:1")],
-        ))))
-        .await;
+    h.assign(assignment(
+        "cs2",
+        &[("side", false, "img:1"), ("app", true, "img:1")],
+    ))
+    .await;
     let stopped = until(&h.store, "cs2", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert!(
@@ -106,15 +104,14 @@ async fn depending_on_a_container_that_cannot_start_fails_the_start_naming_both(
     use DependencyCondition::Start;
     let h = start();
     fail_start(&h, "cs3", "data");
-    h.handle
-        .send(Command::Assign(Box::new(with_deps(
-            "cs3",
-            &[
-                ("data", false, &[], 0),
-                ("app", true, &[("data", Start)], 0),
-            ],
-        ))))
-        .await;
+    h.assign(with_deps(
+        "cs3",
+        &[
+            ("data", false, &[], 0),
+            ("app", true, &[("data", Start)], 0),
+        ],
+    ))
+    .await;
     let stopped = until(&h.store, "cs3", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert_eq!(
@@ -136,7 +133,7 @@ async fn the_endpoint_knows_a_tasks_addresses_before_its_first_container_starts(
         with_mode(assignment("kc", &pair), "awsvpc"),
     ];
     for a in tasks {
-        h.handle.send(Command::Assign(Box::new(a))).await;
+        h.assign(a).await;
     }
     for task in ["ka", "kb", "kc"] {
         until(&h.store, task, TaskStatus::Running).await;

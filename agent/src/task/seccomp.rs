@@ -6,39 +6,36 @@ use std::path::Path;
 
 use berth_runtime::SeccompProfile;
 
+use super::error::InputError;
+
 /// The profile's largest size: Docker's default profile is about 20 KiB.
 const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 /// Reads and checks the profile at `path` on the host.
-pub async fn load(path: &str) -> Result<SeccompProfile, String> {
+pub(crate) async fn load(path: &str) -> Result<SeccompProfile, InputError> {
     let path = Path::new(path);
-    let meta = tokio::fs::metadata(path).await.map_err(|e| {
-        format!(
-            "cannot read seccomp profile {} on the host: {e}",
-            path.display()
-        )
-    })?;
+    let unreadable = |error| InputError::SeccompUnreadable {
+        path: path.to_path_buf(),
+        error,
+    };
+    let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!(
-            "seccomp profile {} is not a file: give the path of a Docker seccomp profile (JSON)",
-            path.display()
-        ));
+        return Err(InputError::SeccompNotAFile {
+            path: path.to_path_buf(),
+        });
     }
     if meta.len() > MAX_PROFILE_BYTES {
-        return Err(format!(
-            "seccomp profile {} is {} bytes, more than the {MAX_PROFILE_BYTES} a profile may have",
-            path.display(),
-            meta.len()
-        ));
+        return Err(InputError::SeccompTooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            max: MAX_PROFILE_BYTES,
+        });
     }
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-        format!(
-            "cannot read seccomp profile {} on the host: {e}",
-            path.display()
-        )
-    })?;
-    SeccompProfile::parse(&text)
-        .map_err(|e| format!("seccomp profile {} is not usable: {e}", path.display()))
+    let text = tokio::fs::read_to_string(path).await.map_err(unreadable)?;
+    SeccompProfile::parse(&text).map_err(|error| InputError::SeccompInvalid {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -58,7 +55,7 @@ mod tests {
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "DENY"}]}"#,
         )
         .unwrap();
-        let err = load(&bad.to_string_lossy()).await.unwrap_err();
+        let err = load(&bad.to_string_lossy()).await.unwrap_err().to_string();
         assert!(
             err.starts_with(&format!(
                 "seccomp profile {} is not usable: syscalls[0].action: `DENY` is not a seccomp action",
@@ -69,7 +66,10 @@ mod tests {
 
         let broken = dir.path().join("broken.json");
         std::fs::write(&broken, "{\n  \"defaultAction\": \n").unwrap();
-        let err = load(&broken.to_string_lossy()).await.unwrap_err();
+        let err = load(&broken.to_string_lossy())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!(
                 "seccomp profile {} is not usable: line 3 column",
@@ -79,7 +79,10 @@ mod tests {
         );
 
         let missing = dir.path().join("missing.json");
-        let err = load(&missing.to_string_lossy()).await.unwrap_err();
+        let err = load(&missing.to_string_lossy())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!(
                 "cannot read seccomp profile {} on the host: No such file",
@@ -87,7 +90,20 @@ mod tests {
             )),
             "{err}"
         );
-        let err = load(&dir.path().to_string_lossy()).await.unwrap_err();
+        let err = load(&dir.path().to_string_lossy())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is not a file"), "{err}");
+
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; MAX_PROFILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            load(&huge.to_string_lossy()).await.unwrap_err().to_string(),
+            format!(
+                "seccomp profile {} is 1048577 bytes, more than the 1048576 a profile may have",
+                huge.display()
+            )
+        );
     }
 }

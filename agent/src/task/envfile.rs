@@ -6,35 +6,29 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::error::{EnvLine, InputError};
+
 /// The variables of one env file's text; `path` only names the file in errors.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Vec<(String, String)>, InputError> {
     let mut vars = Vec::new();
     for (i, raw) in text.lines().enumerate() {
+        let refuse = |problem| InputError::EnvFileLine {
+            path: path.to_path_buf(),
+            line: i + 1,
+            problem,
+        };
         let line = raw.trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((name, value)) = line.split_once('=') else {
-            return Err(format!(
-                "environment file {} line {}: {:?} is not NAME=value",
-                path.display(),
-                i + 1,
-                raw
-            ));
+            return Err(refuse(EnvLine::NotNameValue(raw.to_owned())));
         };
         if name.is_empty() || name.contains(char::is_whitespace) || name.contains('\0') {
-            return Err(format!(
-                "environment file {} line {}: {name:?} is not a variable name",
-                path.display(),
-                i + 1
-            ));
+            return Err(refuse(EnvLine::BadName(name.to_owned())));
         }
         if value.contains('\0') {
-            return Err(format!(
-                "environment file {} line {}: the value of {name} has a NUL byte",
-                path.display(),
-                i + 1
-            ));
+            return Err(refuse(EnvLine::NulInValue(name.to_owned())));
         }
         vars.push((name.to_owned(), value.to_owned()));
     }
@@ -43,15 +37,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<(String, String)>, String> {
 
 /// Reads `paths` in order and merges their variables, a later file overriding an earlier one.
 /// A missing or unreadable file is an error that names it.
-pub async fn load(paths: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub(crate) async fn load(paths: &[String]) -> Result<BTreeMap<String, String>, InputError> {
     let mut merged = BTreeMap::new();
     for path in paths {
         let path = Path::new(path);
-        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-            format!(
-                "cannot read environment file {} on the host: {e}",
-                path.display()
-            )
+        let text = tokio::fs::read_to_string(path).await.map_err(|error| {
+            InputError::EnvFileUnreadable {
+                path: path.to_path_buf(),
+                error,
+            }
         })?;
         merged.extend(parse(&text, path)?);
     }
@@ -60,7 +54,10 @@ pub async fn load(paths: &[String]) -> Result<BTreeMap<String, String>, String> 
 
 /// Adds the files' variables to a container's environment where the definition's own
 /// `environment` does not set them.
-pub fn apply(environment: &mut BTreeMap<String, String>, from_files: BTreeMap<String, String>) {
+pub(crate) fn apply(
+    environment: &mut BTreeMap<String, String>,
+    from_files: BTreeMap<String, String>,
+) {
     for (name, value) in from_files {
         environment.entry(name).or_insert(value);
     }
@@ -74,25 +71,30 @@ mod tests {
     fn docker_env_file_syntax() {
         let text = "# settings\n\nA=1\n  B=two words \nC=x=y\nEMPTY=\n";
         assert_eq!(
-            parse(text, Path::new("/etc/app.env")),
-            Ok(vec![
+            parse(text, Path::new("/etc/app.env")).unwrap(),
+            vec![
                 ("A".into(), "1".into()),
                 ("B".into(), "two words ".into()),
                 ("C".into(), "x=y".into()),
                 ("EMPTY".into(), String::new()),
-            ])
+            ]
         );
     }
 
     #[test]
     fn bad_lines_name_file_and_line() {
+        let refused = |text| parse(text, Path::new("/e.env")).unwrap_err().to_string();
         assert_eq!(
-            parse("A=1\nJUSTNAME\n", Path::new("/e.env")),
-            Err("environment file /e.env line 2: \"JUSTNAME\" is not NAME=value".into())
+            refused("A=1\nJUSTNAME\n"),
+            "environment file /e.env line 2: \"JUSTNAME\" is not NAME=value"
         );
         assert_eq!(
-            parse("=x\n", Path::new("/e.env")),
-            Err("environment file /e.env line 1: \"\" is not a variable name".into())
+            refused("=x\n"),
+            "environment file /e.env line 1: \"\" is not a variable name"
+        );
+        assert_eq!(
+            refused("A=1\nB=x\0y\n"),
+            "environment file /e.env line 2: the value of B has a NUL byte"
         );
     }
 
@@ -124,7 +126,8 @@ mod tests {
     async fn a_missing_file_is_named() {
         let err = load(&["/nonexistent/berth.env".to_owned()])
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("cannot read environment file /nonexistent/berth.env on the host: "),
             "{err}"

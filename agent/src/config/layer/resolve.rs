@@ -1,0 +1,318 @@
+//! Resolving the merged layers: every key's value or its default, with where it came from,
+//! and the checks across keys (the endpoint against the TLS files and `allow_plaintext`; all
+//! three TLS files or none, each existing), every problem reported at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::super::error::ConfigError;
+use super::super::keys::Key;
+use super::super::parse;
+use super::super::{AgentConfig, LoadedConfig, Source, TlsFiles};
+use super::{Given, Partial};
+
+impl Partial {
+    /// Fills in defaults, records sources and runs the checks across keys. `file_exists` is the
+    /// only look at the outside world, so that [`super::load`] stays pure.
+    pub(crate) fn resolve(
+        self,
+        file_exists: &dyn Fn(&Path) -> bool,
+    ) -> Result<LoadedConfig, Vec<ConfigError>> {
+        let defaults = AgentConfig::default();
+        let mut sources = BTreeMap::new();
+        let mut errors = Vec::new();
+
+        let cluster = pick(self.cluster, Key::Cluster, defaults.cluster, &mut sources);
+        let endpoint = pick(
+            self.scheduler_endpoint,
+            Key::SchedulerEndpoint,
+            defaults.scheduler_endpoint,
+            &mut sources,
+        );
+        let allow_plaintext = pick(
+            self.allow_plaintext,
+            Key::AllowPlaintext,
+            defaults.allow_plaintext,
+            &mut sources,
+        );
+        let tls_files = [
+            (Key::TlsCaFile, self.tls_ca_file),
+            (Key::TlsCertFile, self.tls_cert_file),
+            (Key::TlsKeyFile, self.tls_key_file),
+        ];
+        for (key, _) in &tls_files {
+            sources.insert(key.name(), Source::Default);
+        }
+        let tls = resolve_tls(tls_files, &mut sources, file_exists, &mut errors);
+
+        if let Some(parsed) = parse::endpoint(&endpoint.value) {
+            if !parsed.https && tls.is_some() {
+                errors.push(invalid(
+                    Key::SchedulerEndpoint,
+                    &endpoint,
+                    "an https:// endpoint when the tls files are set",
+                ));
+            } else if !parsed.https && !parsed.is_loopback() && !allow_plaintext.value {
+                errors.push(invalid(
+                    Key::SchedulerEndpoint,
+                    &endpoint,
+                    "an https:// endpoint or a loopback host (plain http to another host needs allow_plaintext = true)",
+                ));
+            }
+        }
+
+        let config = AgentConfig {
+            cluster: cluster.value,
+            scheduler_endpoint: endpoint.value,
+            tls,
+            allow_plaintext: allow_plaintext.value,
+            data_dir: pick(self.data_dir, Key::DataDir, defaults.data_dir, &mut sources).value,
+            containerd_address: pick(
+                self.containerd_address,
+                Key::ContainerdAddress,
+                defaults.containerd_address,
+                &mut sources,
+            )
+            .value,
+            containerd_namespace: pick(
+                self.containerd_namespace,
+                Key::ContainerdNamespace,
+                defaults.containerd_namespace,
+                &mut sources,
+            )
+            .value,
+            reserved_cpu: pick(
+                self.reserved_cpu,
+                Key::ReservedCpu,
+                defaults.reserved_cpu,
+                &mut sources,
+            )
+            .value,
+            reserved_memory_mib: pick(
+                self.reserved_memory,
+                Key::ReservedMemory,
+                defaults.reserved_memory_mib,
+                &mut sources,
+            )
+            .value,
+            reserved_ports: pick(
+                self.reserved_ports,
+                Key::ReservedPorts,
+                defaults.reserved_ports,
+                &mut sources,
+            )
+            .value,
+            attributes: pick(
+                self.attributes,
+                Key::Attributes,
+                defaults.attributes,
+                &mut sources,
+            )
+            .value,
+            heartbeat_interval: pick(
+                self.heartbeat_interval,
+                Key::HeartbeatInterval,
+                defaults.heartbeat_interval,
+                &mut sources,
+            )
+            .value,
+            task_cleanup_wait: pick(
+                self.task_cleanup_wait,
+                Key::TaskCleanupWait,
+                defaults.task_cleanup_wait,
+                &mut sources,
+            )
+            .value,
+            stop_timeout: pick(
+                self.stop_timeout,
+                Key::StopTimeout,
+                defaults.stop_timeout,
+                &mut sources,
+            )
+            .value,
+            image_pull_timeout: pick(
+                self.image_pull_timeout,
+                Key::ImagePullTimeout,
+                defaults.image_pull_timeout,
+                &mut sources,
+            )
+            .value,
+            insecure_registries: pick(
+                self.insecure_registries,
+                Key::InsecureRegistries,
+                defaults.insecure_registries,
+                &mut sources,
+            )
+            .value,
+            max_concurrent_downloads: pick(
+                self.max_concurrent_downloads,
+                Key::MaxConcurrentDownloads,
+                defaults.max_concurrent_downloads,
+                &mut sources,
+            )
+            .value,
+            log_level: pick(
+                self.log_level,
+                Key::LogLevel,
+                defaults.log_level,
+                &mut sources,
+            )
+            .value,
+            log_format: pick(
+                self.log_format,
+                Key::LogFormat,
+                defaults.log_format,
+                &mut sources,
+            )
+            .value,
+            metrics_listen: pick(
+                self.metrics_listen,
+                Key::MetricsListen,
+                defaults.metrics_listen,
+                &mut sources,
+            )
+            .value,
+            volume_host_paths: pick(
+                self.volume_host_paths,
+                Key::VolumeHostPaths,
+                defaults.volume_host_paths,
+                &mut sources,
+            )
+            .value,
+            allow_privileged: pick(
+                self.allow_privileged,
+                Key::AllowPrivileged,
+                defaults.allow_privileged,
+                &mut sources,
+            )
+            .value,
+            init_path: pick(
+                self.init_path,
+                Key::InitPath,
+                defaults.init_path,
+                &mut sources,
+            )
+            .value,
+            network_bridge: pick(
+                self.network_bridge,
+                Key::NetworkBridge,
+                defaults.network_bridge,
+                &mut sources,
+            )
+            .value,
+            network_cidr: pick(
+                self.network_cidr,
+                Key::NetworkCidr,
+                defaults.network_cidr,
+                &mut sources,
+            )
+            .value,
+            network_masquerade: pick(
+                self.network_masquerade,
+                Key::NetworkMasquerade,
+                defaults.network_masquerade,
+                &mut sources,
+            )
+            .value,
+            network_netns_dir: pick(
+                self.network_netns_dir,
+                Key::NetworkNetnsDir,
+                defaults.network_netns_dir,
+                &mut sources,
+            )
+            .value,
+            network_host_netns: pick(
+                self.network_host_netns,
+                Key::NetworkHostNetns,
+                defaults.network_host_netns,
+                &mut sources,
+            )
+            .value,
+            allowed_devices: pick(
+                self.allowed_devices,
+                Key::AllowedDevices,
+                defaults.allowed_devices,
+                &mut sources,
+            )
+            .value,
+        };
+
+        if errors.is_empty() {
+            Ok(LoadedConfig { config, sources })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The layer's value or the default, recording the source.
+fn pick<T>(
+    slot: Option<Given<T>>,
+    key: Key,
+    default: T,
+    sources: &mut BTreeMap<&'static str, Source>,
+) -> Given<T> {
+    let given = slot.unwrap_or_else(|| Given {
+        value: default,
+        origin: Source::Default,
+        shown: key.doc().default.to_owned(),
+    });
+    sources.insert(key.name(), given.origin.clone());
+    given
+}
+
+fn invalid<T>(key: Key, given: &Given<T>, expected: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.name(),
+        origin: given.origin.clone(),
+        value: given.shown.clone(),
+        expected: expected.to_owned(),
+    }
+}
+
+/// All three files or none; each must exist.
+fn resolve_tls(
+    files: [(Key, Option<Given<PathBuf>>); 3],
+    sources: &mut BTreeMap<&'static str, Source>,
+    file_exists: &dyn Fn(&Path) -> bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TlsFiles> {
+    let mut given_keys = Vec::new();
+    let mut missing = Vec::new();
+    for (key, slot) in &files {
+        match slot {
+            Some(given) => {
+                sources.insert(key.name(), given.origin.clone());
+                given_keys.push((key.name(), given.origin.clone()));
+            }
+            None => missing.push(key.name()),
+        }
+    }
+    if given_keys.is_empty() {
+        return None;
+    }
+    if !missing.is_empty() {
+        errors.push(ConfigError::TlsIncomplete {
+            given: given_keys,
+            missing,
+        });
+        return None;
+    }
+    let mut all_exist = true;
+    for (key, slot) in &files {
+        if let Some(given) = slot
+            && !file_exists(&given.value)
+        {
+            errors.push(invalid(*key, given, "an existing file"));
+            all_exist = false;
+        }
+    }
+    let [(_, Some(ca)), (_, Some(cert)), (_, Some(key))] = files else {
+        return None;
+    };
+    all_exist.then_some(TlsFiles {
+        ca_file: ca.value,
+        cert_file: cert.value,
+        key_file: key.value,
+    })
+}

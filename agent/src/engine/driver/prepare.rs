@@ -1,0 +1,361 @@
+//! Preparing a task on the host, up to its containers created: first what needs nothing
+//! pulled (the definition read again, the privileged rule, host paths and devices against the
+//! agent's allow-lists, environment files and seccomp profiles read, the limits checked), so a
+//! task that cannot run stops before anything is pulled; then the pulls beside the network's
+//! setup, the task's volumes and cgroup, and the containers. The outcome is [`Prepared`], or a
+//! [`Stalled`] start that says what was created by then and why it ended; every failure is a
+//! [`PrepareError`], whose message is the task's stoppedReason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::TaskDefinition;
+use berth_runtime::{ContainerSpec, NetworkNamespace, PullError, TaskLimits, TaskVolume};
+use tracing::Instrument;
+
+use super::super::TaskEvent;
+use super::super::deps::Plan;
+use super::net::{NetSetupError, join_network, set_up_namespaces};
+use super::{Control, Created, Driver, stop_timeout};
+use crate::runtime::ContainerRuntime;
+use crate::task::network::{self, Mode};
+use crate::task::{self, Causes, InputError, devices, envfile, seccomp, volumes};
+
+/// Why a task could not be prepared. The message is the task's stoppedReason, so it travels
+/// alone: causes are written into it, not kept as sources.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PrepareError {
+    /// What the task names is wrong, or not allowed on this host.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Its containers' dependencies (`dependsOn`, `links`) do not add up.
+    #[error("{0}")]
+    Dependencies(String),
+    /// A privileged container on an agent that does not allow them.
+    #[error(
+        "container {0} asks to run privileged, which this agent does not allow: set \
+         allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration to \
+         permit it"
+    )]
+    Privileged(String),
+    /// Limits the runtime refuses.
+    #[error("invalid resource limits: {}", Causes(.0))]
+    Limits(berth_runtime::Error),
+    /// An image that could not be pulled.
+    #[error("CannotPullContainerError: {}", Causes(.0))]
+    Pull(PullError),
+    /// A pull that took longer than the agent's image pull timeout.
+    #[error("CannotPullContainerError: pull of {image} did not finish within {}s", .timeout.as_secs())]
+    PullTimeout { image: String, timeout: Duration },
+    /// The task that set the network up ended abnormally.
+    #[error("the task's network setup ended abnormally: {0}")]
+    NetworkTask(tokio::task::JoinError),
+    /// The task's network could not be set up.
+    #[error(transparent)]
+    Network(#[from] NetSetupError),
+    /// The task's own volumes could not be made.
+    #[error("cannot create the task's volumes: {}", Causes(.0))]
+    Volumes(berth_runtime::Error),
+    /// The task's cgroup could not be made.
+    #[error("cannot create the task's cgroup: {}", Causes(.0))]
+    Cgroup(berth_runtime::Error),
+    /// A container could not be created.
+    #[error("CannotCreateContainerError: container {container}: {}", Causes(.error))]
+    Create {
+        container: String,
+        error: berth_runtime::Error,
+    },
+}
+
+/// A task whose containers are all created: what the supervision starts from.
+pub(super) struct Prepared {
+    pub(super) plan: Plan,
+    pub(super) created: Vec<Created>,
+}
+
+/// A start that ended before its containers were started: what it had created by then
+/// (none of them started), and why.
+pub(super) struct Stalled {
+    pub(super) created: Vec<Created>,
+    pub(super) interrupted: Interrupted,
+}
+
+/// Why the start ended early.
+pub(super) enum Interrupted {
+    /// The engine asked to stop.
+    Stop,
+    /// The agent is shutting down: leave everything as it is.
+    Shutdown,
+    /// A step failed.
+    Failed(PrepareError),
+}
+
+impl From<Interrupted> for Stalled {
+    /// Ended before anything was created.
+    fn from(interrupted: Interrupted) -> Self {
+        Self {
+            created: Vec::new(),
+            interrupted,
+        }
+    }
+}
+
+impl From<PrepareError> for Stalled {
+    fn from(error: PrepareError) -> Self {
+        Interrupted::Failed(error).into()
+    }
+}
+
+impl From<InputError> for Stalled {
+    fn from(error: InputError) -> Self {
+        PrepareError::Input(error).into()
+    }
+}
+
+/// A definition that passed every check that needs nothing pulled.
+struct Checked {
+    plan: Plan,
+    mode: Mode,
+    network: Vec<network::Plan>,
+    specs: Vec<ContainerSpec>,
+    limits: TaskLimits,
+    /// The volumes the runtime makes for the task.
+    task_volumes: Vec<TaskVolume>,
+    /// The host paths the task binds, resolved, by volume name.
+    host_paths: BTreeMap<String, PathBuf>,
+}
+
+impl<R: ContainerRuntime> Driver<R> {
+    /// Checks, pulls and creates; the supervision starts the containers.
+    pub(super) async fn prepare(&mut self, def: &TaskDefinition) -> Result<Prepared, Stalled> {
+        let task_id = self.task_id().to_owned();
+        let Checked {
+            plan,
+            mode,
+            network: network_plans,
+            mut specs,
+            limits,
+            task_volumes,
+            host_paths: mut volume_paths,
+        } = self.check(def).await?;
+
+        // The namespaces need nothing from the images: they are set up beside the pulls, and
+        // awaited before any early return, so a cleanup never races a setup in flight.
+        let setup = {
+            let network = Arc::clone(&self.network);
+            let (def, plans) = (def.clone(), network_plans.clone());
+            tokio::spawn(
+                async move { set_up_namespaces(&*network, &def, &plans).await }
+                    .instrument(tracing::Span::current()),
+            )
+        };
+        let pulled = self.pull_images(&specs).await;
+        let nets = match setup.await {
+            Ok(nets) => nets.map_err(PrepareError::from),
+            Err(e) => Err(PrepareError::NetworkTask(e)),
+        };
+        let digests = pulled?;
+        let nets = nets?;
+        self.report(TaskEvent::Pulled { digests }).await;
+
+        // The task's own volumes, removed with the task by the cleanup on every path.
+        let made = self
+            .runtime
+            .create_task_volumes(&task_id, &task_volumes)
+            .await
+            .map_err(PrepareError::Volumes)?;
+        volume_paths.extend(made);
+        for (spec, c) in specs.iter_mut().zip(&def.containers) {
+            spec.mounts = volumes::container_mounts(def, c, &volume_paths)?;
+        }
+        let network = join_network(def, mode, &network_plans, &nets, &mut specs);
+        self.runtime
+            .create_task_cgroup(&task_id, &limits)
+            .await
+            .map_err(PrepareError::Cgroup)?;
+        let notes = self.swap_notes(def);
+        let created = self.create_containers(def, &specs).await?;
+
+        let runtime_ids = created
+            .iter()
+            .map(|c| (c.name.clone(), c.id.to_string()))
+            .collect();
+        self.report(TaskEvent::Created {
+            runtime_ids,
+            network,
+        })
+        .await;
+        for (name, note) in notes {
+            self.report(TaskEvent::ContainerNote { name, note }).await;
+        }
+        // The task endpoint finds a caller's task by its address: the engine must know the
+        // addresses (reported with CREATED) before any container can ask, from its very first
+        // instruction.
+        self.applied().await;
+        if let Ok(Control::Stop) = self.control.try_recv() {
+            return Err(Stalled {
+                created,
+                interrupted: Interrupted::Stop,
+            });
+        }
+        Ok(Prepared { plan, created })
+    }
+
+    /// Everything that needs nothing pulled: the definition read again (dependencies, network
+    /// mode and plan), the privileged rule, each container's spec with what it reads from the
+    /// host (environment files, seccomp profile) and its devices resolved against the agent's
+    /// allow-list, the limits, and the host paths of volumes against theirs.
+    async fn check(&self, def: &TaskDefinition) -> Result<Checked, PrepareError> {
+        let task_id = self.task_id();
+        let plan = Plan::new(def).map_err(PrepareError::Dependencies)?;
+        let mode = Mode::of(def)?;
+        let network_plans = network::plan(
+            task_id,
+            def,
+            self.assignment.network_attachment.as_ref(),
+            &self.config.host_dns,
+        )?;
+        if !self.config.allow_privileged
+            && let Some(c) = def.containers.iter().find(|c| c.privileged)
+        {
+            return Err(PrepareError::Privileged(c.name.clone()));
+        }
+        // Until its network is set up, a container has a namespace of its own (none) or the
+        // host's; join_network joins the others to theirs.
+        let base_network = if mode == Mode::Host {
+            NetworkNamespace::Host
+        } else {
+            NetworkNamespace::New
+        };
+        let mut specs = Vec::with_capacity(def.containers.len());
+        for c in &def.containers {
+            let mut spec = task::container_spec(task_id, c, &base_network);
+            let named = |e| InputError::in_container(&c.name, e);
+            let from_files = envfile::load(&c.environment_files).await.map_err(named)?;
+            envfile::apply(&mut spec.environment, from_files);
+            if let Some(path) = task::seccomp_profile_path(c) {
+                spec.seccomp = Some(seccomp::load(path).await.map_err(named)?);
+            }
+            // Mapped as the host resolves them now.
+            for mapping in &mut spec.devices {
+                let host_path = mapping.host_path.to_string_lossy().into_owned();
+                mapping.host_path =
+                    devices::allowed_device(&c.name, &host_path, &self.config.allowed_devices)?;
+            }
+            specs.push(spec);
+        }
+        let limits = task::task_limits(def);
+        self.runtime
+            .validate_limits(&limits, &specs)
+            .map_err(PrepareError::Limits)?;
+        let task_volumes = volumes::task_volumes(def);
+        let mut host_paths = BTreeMap::new();
+        for (name, source) in &task_volumes.host {
+            let path = volumes::allowed_host_path(name, source, &self.config.volume_host_paths)?;
+            host_paths.insert(name.clone(), path);
+        }
+        Ok(Checked {
+            plan,
+            mode,
+            network: network_plans,
+            specs,
+            limits,
+            task_volumes: task_volumes.task,
+            host_paths,
+        })
+    }
+
+    /// Pulls every image of the task (each once); the digests by container name.
+    async fn pull_images(
+        &mut self,
+        specs: &[ContainerSpec],
+    ) -> Result<HashMap<String, String>, Stalled> {
+        self.report(TaskEvent::PullStarted).await;
+        let mut digests = HashMap::new();
+        let mut pulled: HashMap<String, String> = HashMap::new();
+        for spec in specs {
+            if let Some(d) = pulled.get(&spec.image) {
+                digests.insert(spec.name.clone(), d.clone());
+                continue;
+            }
+            let auth = task::auth_for(&spec.image, &self.assignment.registry_credentials);
+            let runtime = Arc::clone(&self.runtime);
+            let image_ref = spec.image.clone();
+            let timeout = self.config.pull_timeout;
+            let pull =
+                tokio::time::timeout(
+                    timeout,
+                    async move { runtime.pull(&image_ref, &auth).await },
+                );
+            let image = match self.interruptible(pull).await? {
+                Ok(Ok(image)) => image,
+                Ok(Err(e)) => return Err(PrepareError::Pull(e).into()),
+                Err(_) => {
+                    return Err(PrepareError::PullTimeout {
+                        image: spec.image.clone(),
+                        timeout,
+                    }
+                    .into());
+                }
+            };
+            pulled.insert(spec.image.clone(), image.manifest_digest.clone());
+            digests.insert(spec.name.clone(), image.manifest_digest);
+        }
+        Ok(digests)
+    }
+
+    /// Creates the containers in definition order; on a failure, what was created by then.
+    async fn create_containers(
+        &self,
+        def: &TaskDefinition,
+        specs: &[ContainerSpec],
+    ) -> Result<Vec<Created>, Stalled> {
+        let mut created = Vec::with_capacity(specs.len());
+        for (spec, c) in specs.iter().zip(&def.containers) {
+            match self.runtime.create(spec).await {
+                Ok(id) => created.push(Created {
+                    name: spec.name.clone(),
+                    id,
+                    stop_timeout: stop_timeout(c.stop_timeout_seconds, self.config.stop_timeout),
+                }),
+                Err(error) => {
+                    let error = PrepareError::Create {
+                        container: spec.name.clone(),
+                        error,
+                    };
+                    return Err(Stalled {
+                        created,
+                        interrupted: Interrupted::Failed(error),
+                    });
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// What the host cannot apply of the containers' swap settings, by container name (see
+    /// [`task::swap_note`]); the containers run without it, as on Docker.
+    fn swap_notes(&self, def: &TaskDefinition) -> Vec<(String, String)> {
+        let asks = def.containers.iter().any(|c| {
+            c.linux_parameters
+                .as_ref()
+                .is_some_and(|l| l.max_swap_mib.is_some())
+        });
+        if !asks {
+            return Vec::new();
+        }
+        match self.runtime.swap_support(self.task_id()) {
+            Ok(support) => def
+                .containers
+                .iter()
+                .filter_map(|c| task::swap_note(c, support).map(|n| (c.name.clone(), n)))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether this host limits swap");
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! What a task names on the host: volumes and host paths, privileged containers, environment
+//! files, devices, seccomp profiles and swap settings.
+
+use super::*;
+
+/// A task of two containers: `writer` mounts every given volume at `/<name>`, `reader` takes
+/// volumes from `writer`, read-only.
+fn with_volumes(task: &str, volumes: Vec<berth_proto::v1::Volume>) -> TaskAssignment {
+    let mut a = assignment(
+        task,
+        &[("writer", false, "img:1"), ("reader", true, "img:1")],
+    );
+    if let Some(def) = a.definition.as_mut() {
+        def.containers[0].mount_points = volumes
+            .iter()
+            .map(|v| berth_proto::v1::MountPoint {
+                source_volume: v.name.clone(),
+                container_path: format!("/{}", v.name),
+                read_only: false,
+            })
+            .collect();
+        def.containers[1].volumes_from = vec![berth_proto::v1::VolumeFrom {
+            source_container: "writer".into(),
+            read_only: true,
+        }];
+        def.volumes = volumes;
+    }
+    a
+}
+
+fn volume(name: &str, source_path: Option<&str>) -> berth_proto::v1::Volume {
+    berth_proto::v1::Volume {
+        name: name.into(),
+        host: source_path.map(|p| berth_proto::v1::HostVolume {
+            source_path: p.into(),
+        }),
+        docker_volume_configuration: None,
+    }
+}
+
+fn mounts_of(fake: &Fake, name: &str) -> Vec<Mount> {
+    fake.specs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.mounts.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn task_volumes_are_made_bound_into_containers_and_removed_with_the_task() {
+    let h = start();
+    h.run(with_volumes("tv", vec![volume("shared", None)]))
+        .await;
+    let calls = h.fake.calls();
+    let made = calls.iter().position(|c| c == "volumes tv shared");
+    let created = calls.iter().position(|c| c.starts_with("create"));
+    assert!(made.is_some() && made < created, "{calls:?}");
+    let host = PathBuf::from("/fake/volumes/tv/shared");
+    assert_eq!(
+        mounts_of(&h.fake, "writer"),
+        [Mount {
+            source: host.clone(),
+            destination: "/shared".into(),
+            read_only: false
+        }]
+    );
+    assert_eq!(
+        mounts_of(&h.fake, "reader"),
+        [Mount {
+            source: host,
+            destination: "/shared".into(),
+            read_only: true
+        }],
+        "volumesFrom with readOnly binds the same directory read-only"
+    );
+    h.fake.exit(&ContainerId::for_container("tv", "reader"), 0);
+    until_released(&h.store, "tv").await;
+    let calls = h.fake.calls();
+    let deleted = calls.iter().rposition(|c| c.starts_with("delete"));
+    let removed = calls.iter().position(|c| c == "rmvolumes tv");
+    assert!(
+        removed.is_some() && removed > deleted,
+        "volumes are removed after the containers: {calls:?}"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_host_path_outside_the_allowed_directories_fails_the_task_before_pulling() {
+    let allowed = tempfile::tempdir().unwrap();
+    let h = start_allowing(vec![allowed.path().to_path_buf()]);
+    h.assign(with_volumes(
+        "th",
+        vec![volume("scratch", None), volume("root", Some("/"))],
+    ))
+    .await;
+    let stopped = until(&h.store, "th", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        format!(
+            "volume root: host path / is outside the directories this agent allows; volume_host_paths: {}",
+            allowed.path().display()
+        )
+    );
+    until_released(&h.store, "th").await;
+    let calls = h.fake.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("pull") || c.starts_with("volumes")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"rmvolumes th".to_owned()),
+        "the cleanup runs on the failure path too: {calls:?}"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_allowed_host_path_is_bound_as_resolved() {
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::create_dir(allowed.path().join("data")).unwrap();
+    let h = start_allowing(vec![allowed.path().to_path_buf()]);
+    let source = format!("{}/data/../data", allowed.path().display());
+    h.run(with_volumes("ta", vec![volume("data", Some(&source))]))
+        .await;
+    let resolved = std::fs::canonicalize(allowed.path().join("data")).unwrap();
+    assert_eq!(
+        mounts_of(&h.fake, "writer"),
+        [Mount {
+            source: resolved,
+            destination: "/data".into(),
+            read_only: false
+        }]
+    );
+    assert!(
+        h.fake.calls().contains(&"volumes ta ".to_owned()),
+        "a host path is not the runtime's to make"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_task_stopped_before_an_agent_restart_has_its_volumes_removed_on_resume() {
+    let dir = stored_as_stopped(&with_volumes("tr", vec![volume("shared", None)]));
+    let h = start_on(dir, Vec::new(), false);
+    until_released(&h.store, "tr").await;
+    let calls = h.fake.calls();
+    assert!(
+        calls.contains(&"rmvolumes tr".to_owned()),
+        "the cleanup after a restart removes the task's volumes: {calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("volumes")), "{calls:?}");
+    h.cancel.cancel();
+}
+
+fn privileged(task: &str) -> TaskAssignment {
+    let mut a = assignment(task, &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].privileged = true;
+    }
+    a
+}
+
+#[tokio::test]
+async fn privileged_is_refused_unless_the_agent_allows_it() {
+    let h = start();
+    h.assign(privileged("t-priv")).await;
+    let stopped = until(&h.store, "t-priv", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app asks to run privileged, which this agent does not allow: set \
+         allow_privileged = true (BERTH_ALLOW_PRIVILEGED) in the agent's configuration to permit it"
+    );
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("pull") && !c.starts_with("create")),
+        "nothing is pulled or created: {:?}",
+        h.fake.calls()
+    );
+    h.cancel.cancel();
+
+    let allowed = start_with(true);
+    allowed
+        .handle
+        .send(Command::Assign(Box::new(privileged("t-priv-ok"))))
+        .await;
+    until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
+    allowed.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_missing_environment_file_stops_the_task_by_name() {
+    let h = start();
+    let mut a = assignment("t-envfile", &[("app", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.containers[0].environment_files = vec!["/nonexistent/berth-test.env".into()];
+    }
+    h.assign(a).await;
+    let stopped = until(&h.store, "t-envfile", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.starts_with(
+            "container app: cannot read environment file /nonexistent/berth-test.env on the host: "
+        ),
+        "{}",
+        stopped.stopped_reason
+    );
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("create")));
+    h.cancel.cancel();
+}
+
+fn with_device(host_path: &str) -> impl FnOnce(&mut ContainerDefinition) + '_ {
+    move |c| {
+        c.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+            devices: vec![berth_proto::v1::Device {
+                host_path: host_path.into(),
+                container_path: "/dev/in-container".into(),
+                permissions: vec!["read".into()],
+            }],
+            ..Default::default()
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_device_outside_allowed_devices_fails_the_task_before_pulling() {
+    let h = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.allowed_devices = vec![PathBuf::from("/dev/null")];
+    });
+    h.assign(one_container("t-dev", with_device("/dev/zero")))
+        .await;
+    let stopped = until(&h.store, "t-dev", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app: device /dev/zero is not among the devices this agent allows; \
+         allowed_devices: /dev/null"
+    );
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("pull")));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_allowed_device_reaches_the_runtime_resolved() {
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("my-null");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let h = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.allowed_devices = vec![PathBuf::from("/dev/null")];
+    });
+    let link_text = link.to_string_lossy().into_owned();
+    h.run(one_container("t-dev-ok", with_device(&link_text)))
+        .await;
+    let specs = h.fake.specs.lock().unwrap().clone();
+    assert_eq!(
+        specs[0].devices,
+        [berth_runtime::DeviceMapping {
+            host_path: PathBuf::from("/dev/null"),
+            container_path: "/dev/in-container".into(),
+            permissions: "r".into(),
+        }]
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_seccomp_profile_is_read_when_the_task_starts_and_a_bad_one_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+    let h = start();
+    let good_path = good.to_string_lossy().into_owned();
+    h.run(one_container("t-sec", |c| {
+        c.seccomp_profile = good_path;
+        c.no_new_privileges = Some(false);
+    }))
+    .await;
+    let spec = h.fake.specs.lock().unwrap()[0].clone();
+    assert!(spec.seccomp.is_some());
+    assert_eq!(spec.no_new_privileges, Some(false));
+
+    let bad_path = bad.to_string_lossy().into_owned();
+    h.assign(one_container("t-sec-bad", |c| {
+        c.seccomp_profile = bad_path;
+    }))
+    .await;
+    let stopped = until(&h.store, "t-sec-bad", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert!(
+        stopped.stopped_reason.starts_with(&format!(
+            "container app: seccomp profile {} is not usable: defaultAction: `SCMP_ACT_NOPE` is not a seccomp action",
+            bad.display()
+        )),
+        "{}",
+        stopped.stopped_reason
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn swap_the_host_cannot_limit_is_noted_and_the_container_runs() {
+    let h = start();
+    *h.fake.swap.lock().unwrap() = Some(SwapSupport {
+        limit: false,
+        swappiness: true,
+    });
+    let running = h
+        .run(one_container("t-swap", |c| {
+            c.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+                max_swap_mib: Some(32),
+                swappiness: Some(10),
+                ..Default::default()
+            });
+        }))
+        .await;
+    assert!(
+        running.containers[0]
+            .reason
+            .starts_with("maxSwap 32 MiB not applied: this host's kernel does not limit swap"),
+        "{:?}",
+        running.containers[0]
+    );
+    let spec = h.fake.specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        (spec.limits.max_swap_mib, spec.limits.swappiness),
+        (Some(32), Some(10)),
+        "the runtime decides what reaches the spec"
+    );
+    h.cancel.cancel();
+}
