@@ -46,6 +46,25 @@ pub const CAPABILITIES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
+/// Docker's default capabilities (containerd's `defaultUnixCaps`), which every container gets
+/// unless it drops them: a host agent allows any of these without asking its operator.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
 /// The capability `name` stands for, read as Docker reads `--cap-add` (any case, with or
 /// without `CAP_`): its entry in [`CAPABILITIES`], or `None` when the kernel has no such
 /// capability. `ALL` is not one: see [`is_all`].
@@ -74,6 +93,11 @@ mod tests {
         assert_eq!(capability(""), None);
         assert!(is_all("all") && is_all("ALL"));
         assert!(!is_all("CAP_ALL"));
+        assert!(
+            DEFAULT_CAPABILITIES
+                .iter()
+                .all(|c| capability(c) == Some(*c))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the agent for a name one side knows and the other does not.
 //!
 //! - [`CAPABILITIES`], [`capability`], [`is_all`]: the Linux capabilities a definition may add
-//!   or drop, by the names ECS and Docker use.
+//!   or drop, by the names ECS and Docker use; [`DEFAULT_CAPABILITIES`], Docker's default set.
 //! - [`IPC_SYSCTLS`], [`sysctl_namespace`]: the kernel parameters a container may set, because
 //!   the kernel scopes them to one of its namespaces.
 //! - [`parse_duration`]: the grammar of durations in Berth's flags.
@@ -16,6 +16,6 @@ mod capabilities;
 mod duration;
 mod sysctl;
 
-pub use capabilities::{CAPABILITIES, capability, is_all};
+pub use capabilities::{CAPABILITIES, DEFAULT_CAPABILITIES, capability, is_all};
 pub use duration::{DurationError, parse_duration};
 pub use sysctl::{IPC_SYSCTLS, SysctlNamespace, sysctl_namespace};

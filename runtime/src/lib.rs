@@ -14,6 +14,7 @@ mod image;
 mod model;
 mod network;
 mod runtime;
+mod safe_read;
 mod spec;
 mod time;
 mod volume;
@@ -27,11 +28,13 @@ pub use container::{
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;
 pub use image::LocalImageError;
-pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
+pub use image::{
+    DEFAULT_MAX_MANIFEST_BYTES, ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth,
+};
 pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,
-    HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, SwapSupport, TaskLimits, TaskVolume,
-    TaskVolumeKind, TmpfsMount, Ulimit,
+    HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, Seccomp, SwapSupport, TaskLimits,
+    TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
 };
 pub use network::{
     DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig,
@@ -40,5 +43,6 @@ pub use network::{
     TaskNetwork, TaskNetworkSpec,
 };
 pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
+pub use safe_read::{SafeReadError, Symlinks, read_below};
 pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use time::rfc3339_nanos;

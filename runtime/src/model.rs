@@ -164,16 +164,29 @@ pub struct ContainerSpec {
     /// privileges through setuid binaries or file capabilities. None means Docker's and ECS's
     /// default: off.
     pub no_new_privileges: Option<bool>,
-    /// ECS `dockerSecurityOptions` `seccomp=<profile>`: the container's seccomp filter. None
-    /// means no filter, the runtime's default (`seccomp=unconfined` is the same). A privileged
-    /// container never gets one, as on Docker.
-    pub seccomp: Option<crate::SeccompProfile>,
+    /// ECS `dockerSecurityOptions` `seccomp=...`: the container's seccomp filter, Berth's
+    /// default profile unless the definition names another or none. A privileged container
+    /// never gets one, as on Docker.
+    pub seccomp: Seccomp,
     /// ECS `interactive`: the container's stdin stays open (reads block rather than end) while
     /// the runtime that created it runs.
     pub stdin_open: bool,
     /// ECS `pseudoTerminal`: the container gets a terminal; its output (one stream) is logged
     /// as stdout.
     pub terminal: bool,
+}
+
+/// The seccomp filter a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Berth's default profile, with Docker's default profile's rules (what `docker run`
+    /// applies without `--security-opt seccomp=...`).
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// A Docker-format profile the definition named (`seccomp=<path>`).
+    Profile(crate::SeccompProfile),
 }
 
 /// A host directory bound into a container (recursively, with private propagation).

@@ -300,3 +300,47 @@ pub async fn big(host: &str, repo: &str, tag: &str) -> Result<ImageFixture> {
     let image = blocking(big_image).await?;
     push_built_image(host, repo, tag, image).await
 }
+
+/// `sysprobe` (tests/fixtures/sysprobe.c) built static with the host's gcc, once per process:
+/// it makes the syscalls a seccomp test names and prints each result.
+pub fn sysprobe_binary() -> Result<Vec<u8>> {
+    static BINARY: OnceLock<Vec<u8>> = OnceLock::new();
+    if let Some(b) = BINARY.get() {
+        return Ok(b.clone());
+    }
+    let dir = tempfile::tempdir().context("temp dir for sysprobe")?;
+    let source = dir.path().join("sysprobe.c");
+    let binary = dir.path().join("sysprobe");
+    std::fs::write(&source, include_str!("../fixtures/sysprobe.c"))?;
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .context(
+            "run gcc (Debian's gcc and libc6-dev, installed by make deps) to build sysprobe",
+        )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "gcc could not build sysprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = std::fs::read(&binary)?;
+    Ok(BINARY.get_or_init(|| built).clone())
+}
+
+/// `probe`: the base layer plus /bin/sysprobe (see [`sysprobe_binary`]), `Cmd ["sh"]`.
+pub fn probe_image() -> Result<BuiltImage> {
+    let probe = Layer::new(Compression::Gzip).file("/bin/sysprobe", sysprobe_binary()?, 0o755);
+    BuiltImage::from_layers(
+        vec![base_layer()?, probe.build()?],
+        &sh_config("probe", Platform::linux("amd64", None)),
+        ManifestFormat::Oci,
+    )
+}
+
+/// Builds and pushes [`probe_image`].
+pub async fn probe(host: &str, repo: &str, tag: &str) -> Result<ImageFixture> {
+    let image = blocking(probe_image).await?;
+    push_built_image(host, repo, tag, image).await
+}

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 #[path = "e2e/clusters.rs"]
 mod clusters;
+#[path = "e2e/confinement.rs"]
+mod confinement;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
 #[path = "e2e/fidelity.rs"]
@@ -151,6 +153,18 @@ fn main() -> ExitCode {
             w.trial(
                 "network_agent_sigkill_keeps_an_awsvpc_task_reachable",
                 network::agent_restart_keeps_the_network,
+            ),
+            w.trial(
+                "confinement_default_seccomp_refuses_what_dockers_refuses",
+                confinement::default_seccomp,
+            ),
+            w.trial(
+                "confinement_capabilities_beyond_the_defaults_need_the_key_before_any_pull",
+                confinement::capabilities,
+            ),
+            w.trial(
+                "confinement_environment_files_only_regular_files_below_the_allowed_paths",
+                confinement::environment_files,
             ),
             w.trial(
                 "security_options_no_new_privileges_and_seccomp_inside_the_container",

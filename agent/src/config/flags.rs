@@ -105,6 +105,18 @@ pub struct Overrides {
     /// Absolute host device paths (or directories of devices) tasks may map, comma-separated [env: BERTH_ALLOWED_DEVICES]
     #[arg(long, value_name = "PATHS")]
     pub allowed_devices: Option<String>,
+    /// Run containers that ask for seccomp=unconfined [env: BERTH_ALLOW_UNCONFINED_SECCOMP]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_unconfined_seccomp: Option<String>,
+    /// Capabilities beyond Docker's defaults that containers may add, comma-separated [env: BERTH_ALLOWED_CAPABILITIES]
+    #[arg(long, value_name = "CAPS")]
+    pub allowed_capabilities: Option<String>,
+    /// Absolute host directories tasks may read environment files from, comma-separated [env: BERTH_ENVIRONMENT_FILE_PATHS]
+    #[arg(long, value_name = "DIRS")]
+    pub environment_file_paths: Option<String>,
+    /// Largest manifest, index or image config accepted from a registry, in bytes [env: BERTH_MAX_MANIFEST_BYTES]
+    #[arg(long, value_name = "BYTES")]
+    pub max_manifest_bytes: Option<String>,
 }
 
 impl Overrides {
@@ -142,6 +154,10 @@ impl Overrides {
             (Key::NetworkNetnsDir, &self.network_netns_dir),
             (Key::NetworkHostNetns, &self.network_host_netns),
             (Key::AllowedDevices, &self.allowed_devices),
+            (Key::AllowUnconfinedSeccomp, &self.allow_unconfined_seccomp),
+            (Key::AllowedCapabilities, &self.allowed_capabilities),
+            (Key::EnvironmentFilePaths, &self.environment_file_paths),
+            (Key::MaxManifestBytes, &self.max_manifest_bytes),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -189,6 +189,35 @@ pub(super) fn registries(input: Input<'_>) -> Result<Vec<String>, String> {
         .ok_or_else(|| expected.to_owned())
 }
 
+/// Capability names as Docker reads them (any case, with or without `CAP_`), or `ALL`; kept in
+/// the kernel's spelling without `CAP_`, without duplicates.
+pub(super) fn capabilities(input: Input<'_>) -> Result<Vec<String>, String> {
+    let items: Option<Vec<&str>> = match input {
+        Input::Toml(toml::Value::Array(items)) => items.iter().map(toml::Value::as_str).collect(),
+        Input::Toml(_) => None,
+        Input::Env(text) | Input::Flag(text) => Some(parse::comma_list(text)),
+    };
+    let expected = if input.is_toml() {
+        r#"an array of capability names like "NET_ADMIN" (or "ALL")"#
+    } else {
+        "comma-separated capability names like NET_ADMIN (or ALL)"
+    };
+    let items = items.ok_or_else(|| expected.to_owned())?;
+    let mut names: Vec<String> = Vec::new();
+    for item in items {
+        let name = if berth_policy::is_all(item) {
+            "ALL"
+        } else {
+            berth_policy::capability(item)
+                .ok_or_else(|| format!("{expected}, but `{item}` is not a Linux capability"))?
+        };
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 const ATTRIBUTE_NAME: &str =
     "attribute names of 1 to 128 letters, digits, '_', '-', '.', '/' or '\\'";
 const ATTRIBUTE_VALUE: &str = "attribute values of 1 to 128 letters, digits, spaces, '_', '-', '.', '@', '/', '\\' or ':' without leading or trailing spaces";

@@ -50,10 +50,15 @@ pub(crate) enum Key {
     NetworkNetnsDir,
     NetworkHostNetns,
     AllowedDevices,
+    // Confinement (issue 16): what a task may get beyond Docker's defaults.
+    AllowUnconfinedSeccomp,
+    AllowedCapabilities,
+    EnvironmentFilePaths,
+    MaxManifestBytes,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 31] = [
+    pub(crate) const ALL: [Key; 35] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -85,6 +90,10 @@ impl Key {
         Key::NetworkNetnsDir,
         Key::NetworkHostNetns,
         Key::AllowedDevices,
+        Key::AllowUnconfinedSeccomp,
+        Key::AllowedCapabilities,
+        Key::EnvironmentFilePaths,
+        Key::MaxManifestBytes,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -162,7 +171,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 31] = [
+const KEYS: [KeyDoc; 35] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -379,6 +388,34 @@ const KEYS: [KeyDoc; 31] = [
         "--allowed-devices",
         "[]",
         "absolute host device paths (or directories of devices) tasks may map (ECS linuxParameters.devices); none by default (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "allow_unconfined_seccomp",
+        "BERTH_ALLOW_UNCONFINED_SECCOMP",
+        "--allow-unconfined-seccomp",
+        "true",
+        "run containers that ask for dockerSecurityOptions seccomp=unconfined (no seccomp filter), as Docker does; when false such a task stops with a reason and every container gets a filter",
+    ),
+    doc(
+        "allowed_capabilities",
+        "BERTH_ALLOWED_CAPABILITIES",
+        "--allowed-capabilities",
+        "[]",
+        "capabilities beyond Docker's default set that containers may add (like \"NET_ADMIN\"; \"ALL\" allows every one); none by default, and allow_privileged allows all (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "environment_file_paths",
+        "BERTH_ENVIRONMENT_FILE_PATHS",
+        "--environment-file-paths",
+        "[]",
+        "absolute host directories whose regular files tasks may read as environmentFiles; none by default (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "max_manifest_bytes",
+        "BERTH_MAX_MANIFEST_BYTES",
+        "--max-manifest-bytes",
+        "4194304",
+        "the largest image manifest, index or image config a registry may send, in bytes; a larger one fails the pull",
     ),
 ];
 

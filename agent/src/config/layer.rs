@@ -12,14 +12,19 @@ use berth_runtime::Ipv4Cidr;
 
 use super::error::ConfigError;
 use super::input::{
-    Input, absolute_path, absolute_paths, attributes, boolean, duration, endpoint, log_level,
-    ports, registries, text_where, unsigned,
+    Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
+    log_level, ports, registries, text_where, unsigned,
 };
 use super::keys::Key;
 use super::parse;
 use super::{LogFormat, Source};
 
 mod resolve;
+
+/// The range `max_manifest_bytes` may take: a manifest of a few layers fits in the lowest, and
+/// no image document needs more than the highest.
+const MIN_MANIFEST_BYTES: u64 = 64 * 1024;
+const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
 /// A value that some layer set, with where it came from and how it was written.
 #[derive(Debug, Clone)]
@@ -63,6 +68,10 @@ pub(crate) struct Partial {
     network_netns_dir: Option<Given<PathBuf>>,
     network_host_netns: Option<Given<Option<PathBuf>>>,
     allowed_devices: Option<Given<Vec<PathBuf>>>,
+    allow_unconfined_seccomp: Option<Given<bool>>,
+    allowed_capabilities: Option<Given<Vec<String>>>,
+    environment_file_paths: Option<Given<Vec<PathBuf>>>,
+    max_manifest_bytes: Option<Given<u64>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -182,6 +191,26 @@ impl Partial {
                 absolute_paths(input, "device paths", "/dev/fuse"),
             ),
             Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
+            Key::AllowUnconfinedSeccomp => {
+                s.store(&mut self.allow_unconfined_seccomp, boolean(input))
+            }
+            Key::AllowedCapabilities => {
+                s.store(&mut self.allowed_capabilities, capabilities(input))
+            }
+            Key::EnvironmentFilePaths => s.store(
+                &mut self.environment_file_paths,
+                absolute_paths(input, "directories", "/etc/berth/env"),
+            ),
+            Key::MaxManifestBytes => s.store(
+                &mut self.max_manifest_bytes,
+                unsigned(input)
+                    .filter(|n| (MIN_MANIFEST_BYTES..=MAX_MANIFEST_BYTES).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "a number of bytes from {MIN_MANIFEST_BYTES} to {MAX_MANIFEST_BYTES}"
+                        )
+                    }),
+            ),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -100,6 +100,16 @@ pub struct AgentConfig {
     /// Host devices tasks may map (ECS `linuxParameters.devices`): device nodes, or
     /// directories whose devices are all allowed; empty allows none. Absolute, without `..`.
     pub allowed_devices: Vec<PathBuf>,
+    /// Whether a container may run without a seccomp filter (`seccomp=unconfined`).
+    pub allow_unconfined_seccomp: bool,
+    /// Capabilities beyond Docker's default set that containers may add, by their kernel names
+    /// without `CAP_` (`NET_ADMIN`), or `ALL`.
+    pub allowed_capabilities: Vec<String>,
+    /// Host directories whose regular files tasks may read as `environmentFiles`; empty allows
+    /// none. Absolute, without `..`.
+    pub environment_file_paths: Vec<PathBuf>,
+    /// The largest manifest, index or image config accepted from a registry, in bytes.
+    pub max_manifest_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -134,6 +144,10 @@ impl Default for AgentConfig {
             network_netns_dir: PathBuf::from(berth_runtime::DEFAULT_NETNS_DIR),
             network_host_netns: None,
             allowed_devices: Vec::new(),
+            allow_unconfined_seccomp: true,
+            allowed_capabilities: Vec::new(),
+            environment_file_paths: Vec::new(),
+            max_manifest_bytes: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES,
         }
     }
 }
@@ -302,6 +316,24 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             let paths: Vec<String> = config.allowed_devices.iter().map(|p| path(p)).collect();
             format!("[{}]", paths.join(", "))
         }
+        Key::AllowUnconfinedSeccomp => config.allow_unconfined_seccomp.to_string(),
+        Key::AllowedCapabilities => {
+            let names: Vec<String> = config
+                .allowed_capabilities
+                .iter()
+                .map(|c| string(c))
+                .collect();
+            format!("[{}]", names.join(", "))
+        }
+        Key::EnvironmentFilePaths => {
+            let paths: Vec<String> = config
+                .environment_file_paths
+                .iter()
+                .map(|p| path(p))
+                .collect();
+            format!("[{}]", paths.join(", "))
+        }
+        Key::MaxManifestBytes => config.max_manifest_bytes.to_string(),
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 31);
+    assert_eq!(loaded.sources.len(), 35);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -89,6 +89,13 @@ fn defaults_when_nothing_is_set() {
         c.allowed_devices.is_empty(),
         "no host device may be mapped by default"
     );
+    assert!(c.allow_unconfined_seccomp, "as on Docker");
+    assert!(c.allowed_capabilities.is_empty());
+    assert!(
+        c.environment_file_paths.is_empty(),
+        "no host file may be read as an environment file by default"
+    );
+    assert_eq!(c.max_manifest_bytes, 4 << 20);
 }
 
 #[test]
@@ -272,6 +279,18 @@ fn samples() -> Vec<Sample> {
             r#"["/dev/fuse", "/dev/snd"]"#,
             "/dev/fuse,/dev/snd",
         )]),
+        sample(&[("allow_unconfined_seccomp", "false", "false")]),
+        sample(&[(
+            "allowed_capabilities",
+            r#"["net_admin", "CAP_SYS_TIME", "NET_ADMIN"]"#,
+            "net_admin,CAP_SYS_TIME,NET_ADMIN",
+        )]),
+        sample(&[(
+            "environment_file_paths",
+            r#"["/etc/berth/env", "/srv/env"]"#,
+            "/etc/berth/env,/srv/env",
+        )]),
+        sample(&[("max_manifest_bytes", "1048576", "1048576")]),
     ]
 }
 
@@ -676,6 +695,14 @@ fn bad_values_in_the_file_are_shown_as_toml() {
             "max_concurrent_downloads = -3 (F): expected a whole number of at least 1",
         ),
         (
+            "allowed_capabilities = [\"SYS_ADMN\"]",
+            "allowed_capabilities = [\"SYS_ADMN\"] (F): expected an array of capability names like \"NET_ADMIN\" (or \"ALL\"), but `SYS_ADMN` is not a Linux capability",
+        ),
+        (
+            "max_manifest_bytes = 100",
+            "max_manifest_bytes = 100 (F): expected a number of bytes from 65536 to 1073741824",
+        ),
+        (
             "log_format = \"JSON\"",
             "log_format = \"JSON\" (F): expected plain or json",
         ),
@@ -925,6 +952,10 @@ network_masquerade       = true                               # default
 network_netns_dir        = "/run/berth/netns"                 # default
 network_host_netns       = (none)                             # default
 allowed_devices          = []                                 # default
+allow_unconfined_seccomp = true                               # default
+allowed_capabilities     = []                                 # default
+environment_file_paths   = []                                 # default
+max_manifest_bytes       = 4194304                            # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -60,6 +60,12 @@ pub(crate) struct EngineConfig {
     /// Host devices tasks may map (ECS `linuxParameters.devices`); a task that maps another
     /// stops before anything is pulled.
     pub allowed_devices: Vec<std::path::PathBuf>,
+    /// Whether a container may run without a seccomp filter (`seccomp=unconfined`).
+    pub allow_unconfined_seccomp: bool,
+    /// Capabilities beyond Docker's defaults that containers may add (`ALL`: any).
+    pub allowed_capabilities: Vec<String>,
+    /// Host directories whose regular files tasks may read as `environmentFiles`.
+    pub environment_file_paths: Vec<std::path::PathBuf>,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

@@ -19,6 +19,7 @@ use crate::network::TaskNetworking;
 use crate::store::Store;
 use fake::Fake;
 
+mod confinement;
 mod deps;
 mod failures;
 mod fake;
@@ -79,6 +80,9 @@ fn test_config() -> EngineConfig {
         volume_host_paths: Vec::new(),
         allow_privileged: false,
         allowed_devices: Vec::new(),
+        allow_unconfined_seccomp: true,
+        allowed_capabilities: Vec::new(),
+        environment_file_paths: Vec::new(),
         host_dns: DnsConfig {
             servers: vec!["10.0.0.53".parse().unwrap()],
             ..Default::default()

@@ -9,7 +9,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use berth_runtime::{Ipv4Cidr, NetworkError, SeccompProfileError};
+use berth_runtime::{Ipv4Cidr, NetworkError, SafeReadError, SeccompProfileError};
 
 /// Why a task cannot start with what it names.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +48,43 @@ pub(crate) enum InputError {
         subject: HostPath,
         resolved: PathBuf,
     },
-    /// An environment file that cannot be read.
-    #[error("cannot read environment file {} on the host: {error}", .path.display())]
-    EnvFileUnreadable { path: PathBuf, error: io::Error },
+    /// An environment file path that is not absolute or has `..`.
+    #[error("environment file {} is not an absolute path without ..", .0.display())]
+    EnvFileNotAbsolute(PathBuf),
+    /// The agent allows no environment files.
+    #[error(
+        "environment file {} cannot be read: this agent allows no environment files (set \
+         environment_file_paths, BERTH_ENVIRONMENT_FILE_PATHS, to the directories they may be \
+         read from)",
+        .0.display()
+    )]
+    EnvFileNoneAllowed(PathBuf),
+    /// An environment file outside the allowed directories.
+    #[error(
+        "environment file {} is outside the directories this agent allows; \
+         environment_file_paths: {}",
+        .path.display(),
+        list(.allowed)
+    )]
+    EnvFileNotAllowed {
+        path: PathBuf,
+        allowed: Vec<PathBuf>,
+    },
+    /// An environment file that is not a regular file below the allowed directory, or that
+    /// cannot be read.
+    #[error("environment file {} {error}", .path.display())]
+    EnvFileRefused { path: PathBuf, error: SafeReadError },
+    /// An environment file that is not UTF-8 text.
+    #[error("environment file {} is not UTF-8 text", .0.display())]
+    EnvFileNotText(PathBuf),
+    /// More environment files than a container may have.
+    #[error("{count} environment files, more than the {max} a container may have")]
+    EnvFileTooMany { count: usize, max: usize },
+    /// Reading the files took too long.
+    #[error("the environment files could not be read within {}s", .deadline.as_secs())]
+    EnvFileDeadline { deadline: std::time::Duration },
     /// A line of an environment file that is not `NAME=value`.
-    #[error("environment file {} line {line}: {problem}", .path.display())]
+    #[error("environment file {} line {line} {problem}", .path.display())]
     EnvFileLine {
         path: PathBuf,
         line: usize,
@@ -76,6 +108,29 @@ pub(crate) enum InputError {
         path: PathBuf,
         error: SeccompProfileError,
     },
+    /// Capabilities beyond Docker's default set that the agent does not allow.
+    #[error(
+        "container {container}: {}, and this agent's allowed_capabilities does not list {}: \
+         add {} to allowed_capabilities (BERTH_ALLOWED_CAPABILITIES), or set allow_privileged = \
+         true",
+        if *.all { "capabilities.add ALL asks for every capability".to_owned() }
+        else if .refused.len() == 1 { format!("capability {} is beyond Docker's default set", .refused.join(", ")) }
+        else { format!("capabilities {} are beyond Docker's default set", .refused.join(", ")) },
+        if .refused.len() == 1 { "it".to_owned() } else { .refused.join(", ") },
+        if .refused.len() == 1 { "it" } else { "them" }
+    )]
+    CapabilitiesNotAllowed {
+        container: String,
+        all: bool,
+        refused: Vec<String>,
+    },
+    /// `seccomp=unconfined` on an agent that does not allow it.
+    #[error(
+        "container {0}: seccomp=unconfined is not allowed on this agent: remove it to run under \
+         the default seccomp profile, or set allow_unconfined_seccomp = true \
+         (BERTH_ALLOW_UNCONFINED_SECCOMP)"
+    )]
+    UnconfinedSeccomp(String),
     /// A mount point of a volume the task does not have.
     #[error("container {container}: volume {volume} is not a volume of the task")]
     UnknownVolume { container: String, volume: String },
@@ -170,15 +225,16 @@ impl fmt::Display for HostPath {
     }
 }
 
-/// What is wrong with a line of an environment file.
+/// What is wrong with a line of an environment file; never what the line holds, which may be
+/// a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum EnvLine {
-    #[error("{0:?} is not NAME=value")]
-    NotNameValue(String),
-    #[error("{0:?} is not a variable name")]
-    BadName(String),
-    #[error("the value of {0} has a NUL byte")]
-    NulInValue(String),
+    #[error("is not NAME=value")]
+    NotNameValue,
+    #[error("does not start with a variable name (one word before =)")]
+    BadName,
+    #[error("has a NUL byte in its value")]
+    NulInValue,
 }
 
 /// What is wrong with an ENI attachment.

@@ -8,7 +8,7 @@
 //! - `devices.rs`: the host devices it may map. Both go through one allow-list check
 //!   (`allow.rs`: resolved on the host, inside one of the allowed paths).
 //! - `envfile.rs`, `seccomp.rs`: environment files and seccomp profiles read from the host
-//!   when the task starts.
+//!   when the task starts; `capabilities.rs`: what a container may add beyond Docker's defaults.
 //! - `network.rs`: the pure plan of its network mode's namespaces, what is reported of them,
 //!   and the metadata URL each container gets.
 //! - `health.rs`: each container's health check as a process to exec.
@@ -18,6 +18,7 @@
 //! Whatever is refused is an [`InputError`], whose message is the task's stoppedReason.
 
 mod allow;
+pub(crate) mod capabilities;
 pub(crate) mod devices;
 pub(crate) mod envfile;
 mod error;
@@ -32,7 +33,9 @@ pub(crate) use error::InputError;
 pub(crate) use health::{Check, health_check};
 pub(crate) use network::{METADATA_ENV, host_dns, metadata_uri, task_of_namespace};
 pub(crate) use report::{Causes, log_line, timestamp};
-pub(crate) use spec::{auth_for, container_spec, seccomp_profile_path, swap_note, task_limits};
+pub(crate) use spec::{
+    auth_for, container_spec, seccomp_profile_path, seccomp_unconfined, swap_note, task_limits,
+};
 
 /// A container of the module's tests: essential, with this cpu, memory and reservation.
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DeviceMapping, HostEntry, LogRotation,
-    NetworkNamespace, RegistryAuth, SwapSupport, TaskLimits, TmpfsMount, Ulimit,
+    NetworkNamespace, RegistryAuth, Seccomp, SwapSupport, TaskLimits, TmpfsMount, Ulimit,
 };
 
 /// The runtime spec of one container of a task. What is read from the host when the task
@@ -125,7 +125,7 @@ pub(crate) fn container_spec(
             })
             .unwrap_or_default(),
         no_new_privileges: def.no_new_privileges,
-        seccomp: None,
+        seccomp: Seccomp::Default,
         stdin_open: def.interactive,
         terminal: def.pseudo_terminal,
     }
@@ -151,6 +151,12 @@ fn device_access(permissions: &[String]) -> String {
 /// `seccomp=<path>`), None without one (or with `seccomp=unconfined`).
 pub(crate) fn seccomp_profile_path(def: &ContainerDefinition) -> Option<&str> {
     Some(def.seccomp_profile.as_str()).filter(|p| !p.is_empty() && *p != "unconfined")
+}
+
+/// Whether a container asks for no seccomp filter (ECS `dockerSecurityOptions`
+/// `seccomp=unconfined`).
+pub(crate) fn seccomp_unconfined(def: &ContainerDefinition) -> bool {
+    def.seccomp_profile == "unconfined"
 }
 
 /// What the host could not apply of a container's swap settings, for its reason (None when it
@@ -375,7 +381,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(s.seccomp, None, "the driver reads the profile");
+        assert_eq!(s.seccomp, Seccomp::Default, "the driver reads the profile");
     }
 
     #[test]

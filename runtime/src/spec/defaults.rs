@@ -213,6 +213,25 @@ mod tests {
     }
 
     #[test]
+    fn the_default_set_is_the_policys() {
+        let ours: Vec<String> = CAPABILITIES
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .expect("json")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        let policy: Vec<String> = berth_policy::DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| format!("CAP_{c}"))
+            .collect();
+        assert_eq!(ours, policy);
+    }
+
+    #[test]
     fn capabilities_are_dockers_defaults() {
         let caps = capabilities();
         let want: Capabilities = [

@@ -18,7 +18,7 @@ mod user;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Linux, Process, Root, Spec, User, VERSION};
 
-use crate::model::ContainerSpec;
+use crate::model::{ContainerSpec, Seccomp};
 
 pub use error::SpecError;
 pub(crate) use seccomp::SeccompHost;
@@ -159,8 +159,14 @@ pub(crate) fn build(
         )
     };
     // Docker gives a privileged container no seccomp filter, whatever it asks for.
-    let seccomp = match &container.seccomp {
-        Some(profile) if !container.privileged => {
+    let profile = match &container.seccomp {
+        _ if container.privileged => None,
+        Seccomp::Default => Some(&*seccomp::DEFAULT_PROFILE),
+        Seccomp::Unconfined => None,
+        Seccomp::Profile(profile) => Some(profile),
+    };
+    let seccomp = match profile {
+        Some(profile) => {
             let caps: Vec<String> = capabilities
                 .bounding()
                 .iter()
@@ -177,7 +183,7 @@ pub(crate) fn build(
                     })?;
             Some(filter)
         }
-        _ => None,
+        None => None,
     };
 
     let mut user = User::default();

@@ -137,6 +137,20 @@ const GO_ARCHES: &[&str] = &[
     "ppc64", "ppc64le", "riscv64", "s390", "s390x",
 ];
 
+/// Other architecture names Docker's own default profile writes in `arches` (libseccomp's
+/// spellings, and `mips3l64n32`, a misspelling in moby's file). Docker compares them with Go's
+/// names, which none of them is, so they never match; they are accepted so that Docker's
+/// profiles load as Docker loads them.
+const DOCKER_ARCH_SPELLINGS: &[&str] = &[
+    "x32",
+    "x86",
+    "mips64n32",
+    "mipsel",
+    "mipsel64",
+    "mipsel64n32",
+    "mips3l64n32",
+];
+
 /// The (major, minor) of a kernel release like `6.1.0-18-amd64` or a `minKernel` like `4.8`.
 fn kernel_version(text: &str) -> Option<(u64, u64)> {
     let mut parts = text.trim().split('.');
@@ -374,7 +388,9 @@ impl Checker {
         };
         let arches = raw.arches.unwrap_or_default();
         for (k, arch) in arches.iter().enumerate() {
-            if !GO_ARCHES.contains(&arch.as_str()) {
+            if !GO_ARCHES.contains(&arch.as_str())
+                && !DOCKER_ARCH_SPELLINGS.contains(&arch.as_str())
+            {
                 self.push(
                     &format!("{at}.arches[{k}]"),
                     format!(
@@ -671,5 +687,11 @@ impl Rule {
     }
 }
 
+mod default;
+
+pub(crate) use default::DEFAULT_PROFILE;
+
+#[cfg(test)]
+mod compare;
 #[cfg(test)]
 mod tests;

@@ -105,7 +105,11 @@ fn full_spec_from_image_defaults() {
         &Some(defaults::strings(&defaults::READONLY_PATHS))
     );
     assert_eq!(l.devices(), &None);
-    assert_eq!(l.seccomp(), &None);
+    // Berth's default seccomp profile: everything not listed fails with EPERM.
+    assert_eq!(
+        l.seccomp().as_ref().map(|s| s.default_action()),
+        Some(oci_spec::runtime::LinuxSeccompAction::ScmpActErrno)
+    );
     let resources = l.resources().as_ref().expect("resources");
     assert_eq!(resources.devices(), &Some(defaults::device_rules()));
     assert_eq!(resources.cpu().as_ref().and_then(|c| c.shares()), Some(2));
@@ -371,7 +375,8 @@ fn json_has_exactly_the_expected_fields_and_round_trips() {
             "maskedPaths",
             "namespaces",
             "readonlyPaths",
-            "resources"
+            "resources",
+            "seccomp"
         ]
     );
     assert_eq!(
@@ -625,7 +630,7 @@ const PROFILE: &str = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
 #[test]
 fn a_seccomp_profile_becomes_the_filter_except_when_privileged() {
     let mut c = container();
-    c.seccomp = Some(crate::SeccompProfile::parse(PROFILE).expect("profile"));
+    c.seccomp = crate::Seccomp::Profile(crate::SeccompProfile::parse(PROFILE).expect("profile"));
     let value = serde_json::to_value(build_ok(&c, &image(None))).expect("json");
     assert_eq!(
         value["linux"]["seccomp"],
@@ -644,6 +649,9 @@ fn a_seccomp_profile_becomes_the_filter_except_when_privileged() {
         Some(1)
     );
     c.privileged = true;
+    assert_eq!(linux(&build_ok(&c, &image(None))).seccomp(), &None);
+    c.privileged = false;
+    c.seccomp = crate::Seccomp::Unconfined;
     assert_eq!(linux(&build_ok(&c, &image(None))).seccomp(), &None);
 }
 

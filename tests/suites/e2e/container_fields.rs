@@ -12,7 +12,14 @@ use super::{Env, checks_script, container, hello, taskdef};
 /// shell test, so the container's exit code proves it. `probe` (root, no capabilities but
 /// NET_ADMIN and SYS_TIME) starts only once `nobody` has passed its own checks.
 pub(super) fn container_fields(w: &World) -> Result<()> {
-    let env = Env::with_agent(w, "10800")?;
+    let mut env = Env::new(w, "10800")?;
+    let env_dir = env.dir.join("env-files");
+    std::fs::create_dir_all(&env_dir)?;
+    env.opts.extra_args = vec![
+        format!("--environment-file-paths={}", env_dir.display()),
+        "--allowed-capabilities=NET_ADMIN,SYS_TIME".to_owned(),
+    ];
+    env.connect()?;
     let image = hello(w, "e2e-fields")?;
     let nobody_checks = [
         r#"test "$(id -u)" = 65534"#,
@@ -36,8 +43,8 @@ pub(super) fn container_fields(w: &World) -> Result<()> {
         r#"test "$(cat /proc/1/comm)" = docker-init"#,
         r#"test "$(ls /sys/class/net)" = lo"#,
     ];
-    let first = env.dir.join("first.env");
-    let second = env.dir.join("second.env");
+    let first = env_dir.join("first.env");
+    let second = env_dir.join("second.env");
     std::fs::write(
         &first,
         "# read by the agent\nFROM_FILE=from a file\nBOTH=from the file\nLATER=first\n",

@@ -80,7 +80,8 @@ pub(super) fn security_options(w: &World) -> Result<()> {
     let status = |field: &str, value: u32| {
         format!("grep -q '^{field}:[[:space:]]*{value}$' /proc/self/status")
     };
-    let nnp = [status("NoNewPrivs", 1), status("Seccomp", 0)];
+    // Without a seccomp option a container runs under the default profile (filter mode 2).
+    let nnp = [status("NoNewPrivs", 1), status("Seccomp", 2)];
     let open = [
         status("NoNewPrivs", 0),
         status("Seccomp", 0),

@@ -235,6 +235,34 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            allow_unconfined_seccomp: pick(
+                self.allow_unconfined_seccomp,
+                Key::AllowUnconfinedSeccomp,
+                defaults.allow_unconfined_seccomp,
+                &mut sources,
+            )
+            .value,
+            allowed_capabilities: pick(
+                self.allowed_capabilities,
+                Key::AllowedCapabilities,
+                defaults.allowed_capabilities,
+                &mut sources,
+            )
+            .value,
+            environment_file_paths: pick(
+                self.environment_file_paths,
+                Key::EnvironmentFilePaths,
+                defaults.environment_file_paths,
+                &mut sources,
+            )
+            .value,
+            max_manifest_bytes: pick(
+                self.max_manifest_bytes,
+                Key::MaxManifestBytes,
+                defaults.max_manifest_bytes,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::v1::TaskDefinition;
-use berth_runtime::{ContainerSpec, NetworkNamespace, PullError, TaskLimits, TaskVolume};
+use berth_runtime::{ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits, TaskVolume};
 use tracing::Instrument;
 
 use super::super::TaskEvent;
@@ -21,7 +21,7 @@ use super::net::{NetSetupError, join_network, set_up_namespaces};
 use super::{Control, Created, Driver, stop_timeout};
 use crate::runtime::ContainerRuntime;
 use crate::task::network::{self, Mode};
-use crate::task::{self, Causes, InputError, devices, envfile, seccomp, volumes};
+use crate::task::{self, Causes, InputError, capabilities, devices, envfile, seccomp, volumes};
 
 /// Why a task could not be prepared. The message is the task's stoppedReason, so it travels
 /// alone: causes are written into it, not kept as sources.
@@ -131,6 +131,15 @@ impl<R: ContainerRuntime> Driver<R> {
     /// Checks, pulls and creates; the supervision starts the containers.
     pub(super) async fn prepare(&mut self, def: &TaskDefinition) -> Result<Prepared, Stalled> {
         let task_id = self.task_id().to_owned();
+        // Environment files are read first, within their deadline, and a stop ends the read.
+        let read = envfile::load_task(
+            def.containers
+                .iter()
+                .map(|c| (c.name.clone(), c.environment_files.clone()))
+                .collect(),
+            self.config.environment_file_paths.clone(),
+        );
+        let mut env_files = self.interruptible(read).await??;
         let Checked {
             plan,
             mode,
@@ -139,7 +148,7 @@ impl<R: ContainerRuntime> Driver<R> {
             limits,
             task_volumes,
             host_paths: mut volume_paths,
-        } = self.check(def).await?;
+        } = self.check(def, &mut env_files).await?;
 
         // The namespaces need nothing from the images: they are set up beside the pulls, and
         // awaited before any early return, so a cleanup never races a setup in flight.
@@ -205,9 +214,14 @@ impl<R: ContainerRuntime> Driver<R> {
 
     /// Everything that needs nothing pulled: the definition read again (dependencies, network
     /// mode and plan), the privileged rule, each container's spec with what it reads from the
-    /// host (environment files, seccomp profile) and its devices resolved against the agent's
-    /// allow-list, the limits, and the host paths of volumes against theirs.
-    async fn check(&self, def: &TaskDefinition) -> Result<Checked, PrepareError> {
+    /// host (its environment files' variables, read before, and its seccomp profile), the
+    /// capabilities it adds and its devices against the agent's allow-lists, the limits, and
+    /// the host paths of volumes against theirs.
+    async fn check(
+        &self,
+        def: &TaskDefinition,
+        env_files: &mut BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Checked, PrepareError> {
         let task_id = self.task_id();
         let plan = Plan::new(def).map_err(PrepareError::Dependencies)?;
         let mode = Mode::of(def)?;
@@ -233,10 +247,23 @@ impl<R: ContainerRuntime> Driver<R> {
         for c in &def.containers {
             let mut spec = task::container_spec(task_id, c, &base_network);
             let named = |e| InputError::in_container(&c.name, e);
-            let from_files = envfile::load(&c.environment_files).await.map_err(named)?;
-            envfile::apply(&mut spec.environment, from_files);
+            envfile::apply(
+                &mut spec.environment,
+                env_files.remove(&c.name).unwrap_or_default(),
+            );
+            capabilities::check_added(
+                &c.name,
+                &spec.capabilities.add,
+                &self.config.allowed_capabilities,
+                self.config.allow_privileged,
+            )?;
             if let Some(path) = task::seccomp_profile_path(c) {
-                spec.seccomp = Some(seccomp::load(path).await.map_err(named)?);
+                spec.seccomp = Seccomp::Profile(seccomp::load(path).await.map_err(named)?);
+            } else if task::seccomp_unconfined(c) {
+                if !self.config.allow_unconfined_seccomp {
+                    return Err(InputError::UnconfinedSeccomp(c.name.clone()).into());
+                }
+                spec.seccomp = Seccomp::Unconfined;
             }
             // Mapped as the host resolves them now.
             for mapping in &mut spec.devices {

@@ -197,23 +197,42 @@ async fn privileged_is_refused_unless_the_agent_allows_it() {
 }
 
 #[tokio::test]
-async fn a_missing_environment_file_stops_the_task_by_name() {
+async fn environment_files_are_read_only_below_the_allowed_paths_before_any_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("env");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("app.env"), "FROM_FILE=1\n").unwrap();
+    let with_files = |task: &str, files: Vec<String>| {
+        let mut a = assignment(task, &[("app", true, "img:1")]);
+        if let Some(d) = a.definition.as_mut() {
+            d.containers[0].environment_files = files;
+        }
+        a
+    };
     let h = start();
-    let mut a = assignment("t-envfile", &[("app", true, "img:1")]);
-    if let Some(d) = a.definition.as_mut() {
-        d.containers[0].environment_files = vec!["/nonexistent/berth-test.env".into()];
-    }
-    h.assign(a).await;
+    h.assign(with_files("t-envfile", vec!["/etc/shadow".into()]))
+        .await;
     let stopped = until(&h.store, "t-envfile", TaskStatus::Stopped).await;
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
-    assert!(
-        stopped.stopped_reason.starts_with(
-            "container app: cannot read environment file /nonexistent/berth-test.env on the host: "
-        ),
-        "{}",
-        stopped.stopped_reason
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app: environment file /etc/shadow cannot be read: this agent allows no \
+         environment files (set environment_file_paths, BERTH_ENVIRONMENT_FILE_PATHS, to the \
+         directories they may be read from)"
     );
-    assert!(h.fake.calls().iter().all(|c| !c.starts_with("create")));
+    assert!(h.fake.calls().iter().all(|c| !c.starts_with("pull")));
+    h.cancel.cancel();
+
+    let h = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.environment_file_paths = vec![allowed.clone()];
+    });
+    let file = allowed.join("app.env").to_string_lossy().into_owned();
+    h.run(with_files("t-envfile-ok", vec![file])).await;
+    let spec = h.fake.specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        spec.environment.get("FROM_FILE").map(String::as_str),
+        Some("1")
+    );
     h.cancel.cancel();
 }
 
@@ -286,7 +305,7 @@ async fn a_seccomp_profile_is_read_when_the_task_starts_and_a_bad_one_stops_it()
     }))
     .await;
     let spec = h.fake.specs.lock().unwrap()[0].clone();
-    assert!(spec.seccomp.is_some());
+    assert!(matches!(spec.seccomp, berth_runtime::Seccomp::Profile(_)));
     assert_eq!(spec.no_new_privileges, Some(false));
 
     let bad_path = bad.to_string_lossy().into_owned();
