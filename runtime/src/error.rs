@@ -33,6 +33,10 @@ pub enum Error {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A file read from the container's image that is refused or unreadable (see
+    /// `container/rootfs.rs`); the reason travels as the task's stop reason.
+    #[error("container {id}: {reason}")]
+    ImageFile { id: String, reason: String },
     #[error("container {id} has no task in containerd namespace {namespace}")]
     NotFound { id: String, namespace: String },
     #[error("{what} of container {id} timed out after {seconds}s")]

@@ -344,3 +344,45 @@ pub async fn probe(host: &str, repo: &str, tag: &str) -> Result<ImageFixture> {
     let image = blocking(probe_image).await?;
     push_built_image(host, repo, tag, image).await
 }
+
+/// How a hostile image's `/etc/passwd` is made (see [`hostile_image`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostilePasswd {
+    /// A symlink to `/dev/zero`, which the image also has as a device node (1:5).
+    SymlinkToDevZero,
+    /// A FIFO: a reader that opens it blocks until a writer comes.
+    Fifo,
+    /// A symlink whose `..`s climb out of the image's root to the host's `/etc/passwd`.
+    SymlinkOutsideRoot,
+}
+
+/// `hostile`: the base layer, then a layer whose `/etc/passwd` is what `kind` says.
+pub fn hostile_image(kind: HostilePasswd) -> Result<BuiltImage> {
+    // A later layer's entry replaces the base layer's file.
+    let layer = Layer::new(Compression::Gzip);
+    let layer = match kind {
+        HostilePasswd::SymlinkToDevZero => layer
+            .char_device("/dev/zero", 1, 5)
+            .symlink("/etc/passwd", "/dev/zero"),
+        HostilePasswd::Fifo => layer.fifo("/etc/passwd"),
+        HostilePasswd::SymlinkOutsideRoot => {
+            layer.symlink("/etc/passwd", "../../../../../../../../etc/passwd")
+        }
+    };
+    BuiltImage::from_layers(
+        vec![base_layer()?, layer.build()?],
+        &sh_config(&format!("hostile-{kind:?}"), Platform::linux("amd64", None)),
+        ManifestFormat::Oci,
+    )
+}
+
+/// Builds and pushes [`hostile_image`].
+pub async fn hostile(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    kind: HostilePasswd,
+) -> Result<ImageFixture> {
+    let image = blocking(move || hostile_image(kind)).await?;
+    push_built_image(host, repo, tag, image).await
+}

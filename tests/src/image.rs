@@ -95,6 +95,20 @@ pub enum Entry {
         /// What it points to.
         target: String,
     },
+    /// A FIFO (named pipe).
+    Fifo {
+        /// Path in the image.
+        path: String,
+    },
+    /// A character device node.
+    CharDevice {
+        /// Path in the image.
+        path: String,
+        /// The device's major number.
+        major: u32,
+        /// The device's minor number.
+        minor: u32,
+    },
     /// Deletes `path` from lower layers (`.wh.<name>`).
     Whiteout {
         /// The deleted path.
@@ -213,6 +227,20 @@ impl Layer {
         })
     }
 
+    /// Adds a FIFO.
+    pub fn fifo(self, path: &str) -> Layer {
+        self.entry(Entry::Fifo { path: clean(path) })
+    }
+
+    /// Adds a character device node `major:minor`.
+    pub fn char_device(self, path: &str, major: u32, minor: u32) -> Layer {
+        self.entry(Entry::CharDevice {
+            path: clean(path),
+            major,
+            minor,
+        })
+    }
+
     /// Deletes `path` from the layers below.
     pub fn whiteout(self, path: &str) -> Layer {
         self.entry(Entry::Whiteout { path: clean(path) })
@@ -260,6 +288,23 @@ impl Layer {
                     tar.builder
                         .append_link(&mut h, path, target)
                         .with_context(|| format!("tar symlink {path}"))?;
+                }
+                Entry::Fifo { path } => {
+                    tar.parents(path)?;
+                    let mut h = header(tar::EntryType::Fifo, 0o644, 0);
+                    tar.builder
+                        .append_data(&mut h, path, std::io::empty())
+                        .with_context(|| format!("tar fifo {path}"))?;
+                }
+                Entry::CharDevice { path, major, minor } => {
+                    tar.parents(path)?;
+                    let mut h = header(tar::EntryType::Char, 0o666, 0);
+                    h.set_device_major(*major)
+                        .and_then(|()| h.set_device_minor(*minor))
+                        .with_context(|| format!("tar device numbers of {path}"))?;
+                    tar.builder
+                        .append_data(&mut h, path, std::io::empty())
+                        .with_context(|| format!("tar device {path}"))?;
                 }
                 Entry::Whiteout { path } => {
                     let (parent, name) = match path.rsplit_once('/') {

@@ -167,6 +167,10 @@ fn main() -> ExitCode {
                 confinement::environment_files,
             ),
             w.trial(
+                "confinement_hostile_images_fail_their_task_and_leave_the_agent_up",
+                confinement::hostile_images,
+            ),
+            w.trial(
                 "security_options_no_new_privileges_and_seccomp_inside_the_container",
                 security::security_options,
             ),

@@ -258,3 +258,64 @@ pub(super) fn environment_files(w: &World) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Hostile images: /etc/passwd as a symlink to /dev/zero (a device node in the image), as a
+/// FIFO, and as a symlink climbing out of the root. Each task fails with a reason naming the
+/// file and what it is; the agent stays up (a good task runs afterwards) and leaves no
+/// temporary mount of an image behind.
+pub(super) fn hostile_images(w: &World) -> Result<()> {
+    use berth_tests::fixtures::HostilePasswd;
+    let env = Env::with_agent(w, "10800")?;
+    for (kind, repo, want) in [
+        (
+            HostilePasswd::SymlinkToDevZero,
+            "e2e-hostile-zero",
+            "the image's /etc/passwd is a character device, not a regular file",
+        ),
+        (
+            HostilePasswd::Fifo,
+            "e2e-hostile-fifo",
+            "the image's /etc/passwd is a FIFO, not a regular file",
+        ),
+        (
+            HostilePasswd::SymlinkOutsideRoot,
+            "e2e-hostile-outside",
+            "the image's /etc/passwd is a symbolic link that points outside the image's root \
+             filesystem",
+        ),
+    ] {
+        let image = w
+            .block_on(fixtures::hostile(&w.registry().host(), repo, "v1", kind))?
+            .reference;
+        // A named user makes the agent read the image's user database.
+        let t = env.run_failing(&taskdef(
+            repo,
+            serde_json::json!([
+                {"name": "app", "image": image, "memory": 64, "user": "app",
+                 "command": ["true"]}
+            ]),
+        ))?;
+        let reason = t["stoppedReason"].as_str().unwrap_or_default();
+        ensure!(reason.contains(want), "{want:?} is not in {reason:?}");
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let data_dir = env.opts.data_dir.display().to_string();
+    ensure!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&data_dir) && l.contains(".users")),
+        "an image's temporary mount was left behind:\n{mounts}"
+    );
+    let image = super::hello(w, "e2e-hostile-after")?;
+    env.run_checks(
+        &taskdef(
+            "after-hostile",
+            serde_json::json!([
+                {"name": "app", "image": image, "memory": 64, "user": "app",
+                 "command": ["sh", "-c", checks_script(&[r#"test "$(id -u)" = 1000"#])]}
+            ]),
+        ),
+        &["app"],
+    )?;
+    Ok(())
+}

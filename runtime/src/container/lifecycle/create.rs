@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use containerd_client::types::Mount;
 
 use super::super::log::Stdio;
-use super::super::rootfs::{UserDatabase, read_user_database};
+use super::super::rootfs::{READ_DEADLINE, UserDatabase, read_user_database};
 use super::super::{ContainerId, LABEL_CONTAINER_NAME, LABEL_STOP_TIMEOUT, LABEL_TASK_ID};
 use super::{Containers, LABEL_STDIO};
 use crate::containerd::ContainerRecord;
@@ -167,11 +167,23 @@ impl Containers {
             return Ok(cached);
         }
         let scratch = self.io_dir.join(format!("{id}.users"));
-        let failed = |e| Error::io("read the image's user database", self.io_dir.clone(), e);
-        let read = tokio::task::spawn_blocking(move || read_user_database(&mounts, &scratch))
-            .await
-            .map_err(|e| failed(std::io::Error::other(e)))?
-            .map_err(failed)?;
+        let failed = |reason: String| Error::ImageFile {
+            id: id.to_string(),
+            reason,
+        };
+        // The blocking read cannot be cancelled; on the deadline the container fails and the
+        // read, bounded by the file cap, unmounts when it ends.
+        let read = tokio::task::spawn_blocking(move || read_user_database(&mounts, &scratch));
+        let read = match tokio::time::timeout(READ_DEADLINE, read).await {
+            Err(_) => {
+                return Err(failed(format!(
+                    "the image's user database could not be read within {}s",
+                    READ_DEADLINE.as_secs()
+                )));
+            }
+            Ok(Err(join)) => return Err(failed(join.to_string())),
+            Ok(Ok(read)) => read.map_err(|e| failed(e.to_string()))?,
+        };
         let read = Arc::new(read);
         self.user_dbs_lock()
             .insert(chain_id.to_owned(), Arc::clone(&read));
