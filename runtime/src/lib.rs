@@ -28,9 +28,7 @@ pub use container::{
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;
 pub use image::LocalImageError;
-pub use image::{
-    DEFAULT_MAX_MANIFEST_BYTES, ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth,
-};
+pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,
     HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, Seccomp, SwapSupport, TaskLimits,

@@ -114,9 +114,6 @@ pub struct Overrides {
     /// Absolute host directories tasks may read environment files from, comma-separated [env: BERTH_ENVIRONMENT_FILE_PATHS]
     #[arg(long, value_name = "DIRS")]
     pub environment_file_paths: Option<String>,
-    /// Largest manifest, index or image config accepted from a registry, in bytes [env: BERTH_MAX_MANIFEST_BYTES]
-    #[arg(long, value_name = "BYTES")]
-    pub max_manifest_bytes: Option<String>,
 }
 
 impl Overrides {
@@ -157,7 +154,6 @@ impl Overrides {
             (Key::AllowUnconfinedSeccomp, &self.allow_unconfined_seccomp),
             (Key::AllowedCapabilities, &self.allowed_capabilities),
             (Key::EnvironmentFilePaths, &self.environment_file_paths),
-            (Key::MaxManifestBytes, &self.max_manifest_bytes),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -54,11 +54,10 @@ pub(crate) enum Key {
     AllowUnconfinedSeccomp,
     AllowedCapabilities,
     EnvironmentFilePaths,
-    MaxManifestBytes,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 35] = [
+    pub(crate) const ALL: [Key; 34] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -93,7 +92,6 @@ impl Key {
         Key::AllowUnconfinedSeccomp,
         Key::AllowedCapabilities,
         Key::EnvironmentFilePaths,
-        Key::MaxManifestBytes,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -171,7 +169,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 35] = [
+const KEYS: [KeyDoc; 34] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -409,13 +407,6 @@ const KEYS: [KeyDoc; 35] = [
         "--environment-file-paths",
         "[]",
         "absolute host directories whose regular files tasks may read as environmentFiles; none by default (comma-separated in the environment and flag)",
-    ),
-    doc(
-        "max_manifest_bytes",
-        "BERTH_MAX_MANIFEST_BYTES",
-        "--max-manifest-bytes",
-        "4194304",
-        "the largest image manifest, index or image config a registry may send, in bytes; a larger one fails the pull",
     ),
 ];
 

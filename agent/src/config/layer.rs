@@ -21,11 +21,6 @@ use super::{LogFormat, Source};
 
 mod resolve;
 
-/// The range `max_manifest_bytes` may take: a manifest of a few layers fits in the lowest, and
-/// no image document needs more than the highest.
-const MIN_MANIFEST_BYTES: u64 = 64 * 1024;
-const MAX_MANIFEST_BYTES: u64 = 1 << 30;
-
 /// A value that some layer set, with where it came from and how it was written.
 #[derive(Debug, Clone)]
 pub(crate) struct Given<T> {
@@ -71,7 +66,6 @@ pub(crate) struct Partial {
     allow_unconfined_seccomp: Option<Given<bool>>,
     allowed_capabilities: Option<Given<Vec<String>>>,
     environment_file_paths: Option<Given<Vec<PathBuf>>>,
-    max_manifest_bytes: Option<Given<u64>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -200,16 +194,6 @@ impl Partial {
             Key::EnvironmentFilePaths => s.store(
                 &mut self.environment_file_paths,
                 absolute_paths(input, "directories", "/etc/berth/env"),
-            ),
-            Key::MaxManifestBytes => s.store(
-                &mut self.max_manifest_bytes,
-                unsigned(input)
-                    .filter(|n| (MIN_MANIFEST_BYTES..=MAX_MANIFEST_BYTES).contains(n))
-                    .ok_or_else(|| {
-                        format!(
-                            "a number of bytes from {MIN_MANIFEST_BYTES} to {MAX_MANIFEST_BYTES}"
-                        )
-                    }),
             ),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(

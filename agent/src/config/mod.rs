@@ -108,8 +108,6 @@ pub struct AgentConfig {
     /// Host directories whose regular files tasks may read as `environmentFiles`; empty allows
     /// none. Absolute, without `..`.
     pub environment_file_paths: Vec<PathBuf>,
-    /// The largest manifest, index or image config accepted from a registry, in bytes.
-    pub max_manifest_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -147,7 +145,6 @@ impl Default for AgentConfig {
             allow_unconfined_seccomp: true,
             allowed_capabilities: Vec::new(),
             environment_file_paths: Vec::new(),
-            max_manifest_bytes: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES,
         }
     }
 }
@@ -333,7 +330,6 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 .collect();
             format!("[{}]", paths.join(", "))
         }
-        Key::MaxManifestBytes => config.max_manifest_bytes.to_string(),
     }
 }
 

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 35);
+    assert_eq!(loaded.sources.len(), 34);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -95,7 +95,6 @@ fn defaults_when_nothing_is_set() {
         c.environment_file_paths.is_empty(),
         "no host file may be read as an environment file by default"
     );
-    assert_eq!(c.max_manifest_bytes, 4 << 20);
 }
 
 #[test]
@@ -290,7 +289,6 @@ fn samples() -> Vec<Sample> {
             r#"["/etc/berth/env", "/srv/env"]"#,
             "/etc/berth/env,/srv/env",
         )]),
-        sample(&[("max_manifest_bytes", "1048576", "1048576")]),
     ]
 }
 
@@ -699,10 +697,6 @@ fn bad_values_in_the_file_are_shown_as_toml() {
             "allowed_capabilities = [\"SYS_ADMN\"] (F): expected an array of capability names like \"NET_ADMIN\" (or \"ALL\"), but `SYS_ADMN` is not a Linux capability",
         ),
         (
-            "max_manifest_bytes = 100",
-            "max_manifest_bytes = 100 (F): expected a number of bytes from 65536 to 1073741824",
-        ),
-        (
             "log_format = \"JSON\"",
             "log_format = \"JSON\" (F): expected plain or json",
         ),
@@ -955,7 +949,6 @@ allowed_devices          = []                                 # default
 allow_unconfined_seccomp = true                               # default
 allowed_capabilities     = []                                 # default
 environment_file_paths   = []                                 # default
-max_manifest_bytes       = 4194304                            # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

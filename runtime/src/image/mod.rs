@@ -22,10 +22,6 @@ pub(crate) use local::{LocalImage, load as load_local};
 pub(crate) use pull::Puller;
 pub(crate) use registry::Registry;
 
-/// The largest manifest, index or image config a registry may send unless configured
-/// otherwise: Docker Hub's own limit on a manifest.
-pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 << 20;
-
 /// Credentials for a registry.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum RegistryAuth {

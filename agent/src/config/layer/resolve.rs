@@ -256,13 +256,6 @@ impl Partial {
                 &mut sources,
             )
             .value,
-            max_manifest_bytes: pick(
-                self.max_manifest_bytes,
-                Key::MaxManifestBytes,
-                defaults.max_manifest_bytes,
-                &mut sources,
-            )
-            .value,
         };
 
         if errors.is_empty() {
