@@ -90,9 +90,11 @@ fn is_mount_point(dir: &Path) -> Result<bool, Error> {
     Ok(meta.dev() != parent_meta.dev())
 }
 
-/// Splits tmpfs options into mount flags and the filesystem's data string.
+/// Splits tmpfs options into mount flags and the filesystem's data string; a task's tmpfs is
+/// always `nosuid,nodev` (the agent refuses `suid` and `dev` unless privileged containers are
+/// allowed, and the container's bind of it is `nosuid,nodev` as well).
 fn tmpfs_options(options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::empty();
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let mut data = Vec::new();
     for option in options {
         match option.as_str() {
@@ -168,7 +170,10 @@ mod tests {
             .map(|s| (*s).to_owned())
             .collect();
         let (flags, data) = tmpfs_options(&options);
-        assert_eq!(flags, MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID);
+        assert_eq!(
+            flags,
+            MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        );
         assert_eq!(data, "size=64m,mode=1777");
     }
 }

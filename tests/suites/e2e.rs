@@ -171,6 +171,10 @@ fn main() -> ExitCode {
                 confinement::hostile_images,
             ),
             w.trial(
+                "confinement_volumes_nosuid_nodev_and_tmpfs_suid_refused",
+                confinement::volume_options,
+            ),
+            w.trial(
                 "security_options_no_new_privileges_and_seccomp_inside_the_container",
                 security::security_options,
             ),

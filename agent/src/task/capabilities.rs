@@ -1,7 +1,11 @@
-//! The capabilities a container may add beyond Docker's default set: only those in the
-//! agent's `allowed_capabilities`, or any with `allow_privileged`. `ALL` asks for every
-//! capability, so it needs every one of them allowed. Checked when the task starts, before
-//! anything is pulled; names the scheduler would not accept are left to the runtime's check.
+//! What a container may get beyond Docker's defaults, checked when the task starts, before
+//! anything is pulled:
+//! - capabilities beyond Docker's default set: only those in the agent's
+//!   `allowed_capabilities`, or any with `allow_privileged`. `ALL` asks for every capability,
+//!   so it needs every one of them allowed. Names the scheduler would not accept are left to
+//!   the runtime's check;
+//! - tmpfs options `suid` and `dev` (setuid programs and device nodes in a mount the container
+//!   writes): only with `allow_privileged`.
 
 use berth_policy::{CAPABILITIES, DEFAULT_CAPABILITIES, capability, is_all};
 
@@ -43,6 +47,28 @@ pub(crate) fn check_added(
     }
 }
 
+/// The tmpfs mount options that give a container what only a privileged one may have.
+const PRIVILEGED_TMPFS_OPTIONS: [&str; 2] = ["suid", "dev"];
+
+/// Refuses `options` of the tmpfs at `path` (a container's `linuxParameters.tmpfs`, or a task
+/// volume's) when they hold `suid` or `dev` and the agent does not allow privileged containers.
+pub(crate) fn check_tmpfs_options(
+    path: &str,
+    options: &[String],
+    allow_privileged: bool,
+) -> Result<(), InputError> {
+    match options
+        .iter()
+        .find(|o| PRIVILEGED_TMPFS_OPTIONS.contains(&o.as_str()))
+    {
+        Some(option) if !allow_privileged => Err(InputError::TmpfsOption {
+            path: path.to_owned(),
+            option: option.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +99,20 @@ mod tests {
             .is_ok()
         );
         assert!(check_added("app", &names(&["SYS_ADMIN"]), &[], true).is_ok());
+    }
+
+    #[test]
+    fn suid_and_dev_on_a_tmpfs_need_allow_privileged() {
+        let opts = names(&["rw", "dev"]);
+        assert_eq!(
+            check_tmpfs_options("/scratch", &opts, false)
+                .unwrap_err()
+                .to_string(),
+            "tmpfs /scratch: option dev is allowed only where privileged containers are: remove \
+             it, or set allow_privileged = true (BERTH_ALLOW_PRIVILEGED)"
+        );
+        assert!(check_tmpfs_options("/scratch", &opts, true).is_ok());
+        assert!(check_tmpfs_options("/scratch", &names(&["exec", "nodev"]), false).is_ok());
     }
 
     #[test]

@@ -124,6 +124,12 @@ pub(crate) enum InputError {
         all: bool,
         refused: Vec<String>,
     },
+    /// A tmpfs option that only privileged containers may use.
+    #[error(
+        "tmpfs {path}: option {option} is allowed only where privileged containers are: remove \
+         it, or set allow_privileged = true (BERTH_ALLOW_PRIVILEGED)"
+    )]
+    TmpfsOption { path: String, option: String },
     /// `seccomp=unconfined` on an agent that does not allow it.
     #[error(
         "container {0}: seccomp=unconfined is not allowed on this agent: remove it to run under \

@@ -54,7 +54,8 @@ pub(super) fn mounts(
         mount.set_source(Some(bind.source.clone()));
         let mode = if bind.read_only { "ro" } else { "rw" };
         mount.set_options(Some(
-            ["rbind", "rprivate", mode]
+            // A task's volumes never carry setuid programs or device nodes into the container.
+            ["rbind", "rprivate", "nosuid", "nodev", mode]
                 .iter()
                 .map(|o| (*o).to_owned())
                 .collect(),
@@ -140,13 +141,13 @@ mod tests {
                     "/data".to_owned(),
                     "bind".to_owned(),
                     "/srv/config".to_owned(),
-                    "rbind,rprivate,ro".to_owned()
+                    "rbind,rprivate,nosuid,nodev,ro".to_owned()
                 ),
                 (
                     "/data/cache".to_owned(),
                     "bind".to_owned(),
                     "/var/lib/berth/volumes/t/cache".to_owned(),
-                    "rbind,rprivate,rw".to_owned()
+                    "rbind,rprivate,nosuid,nodev,rw".to_owned()
                 ),
             ]
         );

@@ -319,3 +319,40 @@ pub(super) fn hostile_images(w: &World) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Task volumes are mounted nosuid,nodev inside the container; a tmpfs asking for suid stops
+/// its task before any pull on an agent that does not allow privileged containers.
+pub(super) fn volume_options(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = super::hello(w, "e2e-volume-options")?;
+    let checks = [
+        r#"grep ' /data ' /proc/mounts | grep -q 'nosuid,nodev'"#,
+        "echo ok > /data/file",
+    ];
+    env.run_checks(
+        &serde_json::json!({
+            "family": "volume-options", "networkMode": "none",
+            "volumes": [{"name": "data"}],
+            "containerDefinitions": [
+                {"name": "app", "image": image, "memory": 64,
+                 "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}],
+                 "command": ["sh", "-c", checks_script(&checks)]}
+            ]
+        }),
+        &["app"],
+    )?;
+    let never_pushed = format!("{}/e2e-never-pushed:v1", w.registry().host());
+    let t = env.run_failing(&taskdef(
+        "tmpfs-suid",
+        serde_json::json!([
+            {"name": "app", "image": never_pushed, "memory": 64,
+             "linuxParameters": {"tmpfs": [{"containerPath": "/scratch", "size": 8,
+                                            "mountOptions": ["suid"]}]},
+             "command": ["true"]}
+        ]),
+    ))?;
+    let want = "container app: tmpfs /scratch: option suid is allowed only where privileged \
+                containers are: remove it, or set allow_privileged = true (BERTH_ALLOW_PRIVILEGED)";
+    ensure!(t["stoppedReason"] == want, "{want:?}: {t}");
+    Ok(())
+}

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::v1::TaskDefinition;
-use berth_runtime::{ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits, TaskVolume};
+use berth_runtime::{
+    ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits, TaskVolume, TaskVolumeKind,
+};
 use tracing::Instrument;
 
 use super::super::TaskEvent;
@@ -257,6 +259,14 @@ impl<R: ContainerRuntime> Driver<R> {
                 &self.config.allowed_capabilities,
                 self.config.allow_privileged,
             )?;
+            for tmpfs in &spec.tmpfs {
+                capabilities::check_tmpfs_options(
+                    &tmpfs.container_path,
+                    &tmpfs.mount_options,
+                    self.config.allow_privileged,
+                )
+                .map_err(named)?;
+            }
             if let Some(path) = task::seccomp_profile_path(c) {
                 spec.seccomp = Seccomp::Profile(seccomp::load(path).await.map_err(named)?);
             } else if task::seccomp_unconfined(c) {
@@ -278,6 +288,15 @@ impl<R: ContainerRuntime> Driver<R> {
             .validate_limits(&limits, &specs)
             .map_err(PrepareError::Limits)?;
         let task_volumes = volumes::task_volumes(def);
+        for v in &task_volumes.task {
+            if let TaskVolumeKind::Tmpfs { options, .. } = &v.kind {
+                capabilities::check_tmpfs_options(
+                    &format!("volume {}", v.name),
+                    options,
+                    self.config.allow_privileged,
+                )?;
+            }
+        }
         let mut host_paths = BTreeMap::new();
         for (name, source) in &task_volumes.host {
             let path = volumes::allowed_host_path(name, source, &self.config.volume_host_paths)?;

@@ -92,3 +92,33 @@ async fn unconfined_seccomp_runs_only_where_the_agent_allows_it() {
     nothing_pulled(&strict.fake);
     strict.cancel.cancel();
 }
+
+#[tokio::test]
+async fn tmpfs_suid_and_dev_stop_the_task_unless_privileged_is_allowed() {
+    let with_tmpfs = |task: &str| {
+        one_container(task, |c| {
+            c.linux_parameters = Some(berth_proto::v1::LinuxParameters {
+                tmpfs: vec![berth_proto::v1::TmpfsMount {
+                    container_path: "/scratch".into(),
+                    size_mib: 8,
+                    mount_options: vec!["suid".into()],
+                }],
+                ..Default::default()
+            });
+        })
+    };
+    let h = start();
+    h.assign(with_tmpfs("t-suid")).await;
+    let stopped = until(&h.store, "t-suid", TaskStatus::Stopped).await;
+    assert_eq!(
+        stopped.stopped_reason,
+        "container app: tmpfs /scratch: option suid is allowed only where privileged containers \
+         are: remove it, or set allow_privileged = true (BERTH_ALLOW_PRIVILEGED)"
+    );
+    nothing_pulled(&h.fake);
+    h.cancel.cancel();
+
+    let allowed = start_with(true);
+    allowed.run(with_tmpfs("t-suid-ok")).await;
+    allowed.cancel.cancel();
+}
