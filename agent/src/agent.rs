@@ -26,6 +26,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    host::secure_data_dir(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data dir {} with mode 0700",
+            config.data_dir.display()
+        )
+    })?;
     let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();

@@ -6,12 +6,30 @@ use std::path::Path;
 
 use berth_proto::v1::Resources;
 
+/// The mode of the data dir: the agent's alone (it holds task definitions with their secrets,
+/// container logs and task volumes).
+pub(crate) const DATA_DIR_MODE: u32 = 0o700;
+/// The mode of the agent's own files in it (the store, the identity).
+pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates the data dir if needed and makes it the agent's alone, whatever mode it had.
+pub(crate) fn secure_data_dir(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+}
+
 /// The host's identity, kept in the data dir so it survives restarts (and is unique per data
 /// dir, so several agents on one test machine stay distinct).
 pub(crate) fn identity(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join("instance-identity");
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+        Ok(s) if !s.trim().is_empty() => {
+            use std::os::unix::fs::PermissionsExt;
+            // One written by an older agent may be readable by others.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+            return Ok(s.trim().to_owned());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -19,7 +37,17 @@ pub(crate) fn identity(data_dir: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(data_dir)?;
     let id = uuid::Uuid::new_v4().to_string();
     let tmp = data_dir.join("instance-identity.tmp");
-    std::fs::write(&tmp, format!("{id}\n"))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(&tmp)?;
+        file.write_all(format!("{id}\n").as_bytes())?;
+    }
     std::fs::rename(&tmp, &path)?;
     Ok(id)
 }

@@ -128,6 +128,16 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Task definitions carry their secrets: the store is the agent's alone.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::Open {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                },
+            )?;
+        }
         let store = Self { db };
         // Create every table so reads never meet a missing one.
         let tx = wrap("begin", store.db.begin_write())?;

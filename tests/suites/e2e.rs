@@ -171,7 +171,7 @@ fn main() -> ExitCode {
                 confinement::hostile_images,
             ),
             w.trial(
-                "confinement_volumes_nosuid_nodev_and_tmpfs_suid_refused",
+                "confinement_volumes_nosuid_nodev_file_modes_and_tmpfs_suid_refused",
                 confinement::volume_options,
             ),
             w.trial(

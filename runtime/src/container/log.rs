@@ -9,6 +9,7 @@
 //! container's reads block instead of ending, until the container exits or this process does.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,6 +19,10 @@ use tokio::sync::watch;
 
 /// Longest log entry; longer lines are split, as Docker's json-file driver does at 16 KiB.
 const MAX_LINE: usize = 16 * 1024;
+
+/// A container log's mode: the agent writes it, its group (an operator's log readers) reads
+/// it, nobody else (a container's output may hold its secrets).
+const LOG_FILE_MODE: u32 = 0o640;
 
 /// Rotation settings for container log files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +128,7 @@ impl LogPipes {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_FILE_MODE)
             .open(&log_file)?;
         let stdout = dir.join("stdout");
         let stderr = (!stdio.terminal).then(|| dir.join("stderr"));
@@ -312,6 +318,7 @@ impl LogWriter {
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(LOG_FILE_MODE)
                 .open(&self.path)
                 .await?;
             self.size = file.metadata().await?.len();

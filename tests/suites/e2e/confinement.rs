@@ -320,8 +320,9 @@ pub(super) fn hostile_images(w: &World) -> Result<()> {
     Ok(())
 }
 
-/// Task volumes are mounted nosuid,nodev inside the container; a tmpfs asking for suid stops
-/// its task before any pull on an agent that does not allow privileged containers.
+/// Task volumes are mounted nosuid,nodev inside the container; the data dir is 0700, the
+/// store and the identity 0600, a container's log 0640; a tmpfs asking for suid stops its task
+/// before any pull on an agent that does not allow privileged containers.
 pub(super) fn volume_options(w: &World) -> Result<()> {
     let env = Env::with_agent(w, "10800")?;
     let image = super::hello(w, "e2e-volume-options")?;
@@ -329,7 +330,7 @@ pub(super) fn volume_options(w: &World) -> Result<()> {
         r#"grep ' /data ' /proc/mounts | grep -q 'nosuid,nodev'"#,
         "echo ok > /data/file",
     ];
-    env.run_checks(
+    let (task_id, _) = env.run_checks(
         &serde_json::json!({
             "family": "volume-options", "networkMode": "none",
             "volumes": [{"name": "data"}],
@@ -341,6 +342,23 @@ pub(super) fn volume_options(w: &World) -> Result<()> {
         }),
         &["app"],
     )?;
+    // The host's files: the data dir and the agent's own files are its alone, container logs
+    // readable by the group.
+    use std::os::unix::fs::PermissionsExt;
+    let data = &env.opts.data_dir;
+    for (path, want) in [
+        (data.clone(), 0o700),
+        (data.join("agent.redb"), 0o600),
+        (data.join("instance-identity"), 0o600),
+        (data.join("logs").join(&task_id).join("app.log"), 0o640),
+    ] {
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
+        ensure!(
+            mode == want,
+            "{} has mode {mode:o}, not {want:o}",
+            path.display()
+        );
+    }
     let never_pushed = format!("{}/e2e-never-pushed:v1", w.registry().host());
     let t = env.run_failing(&taskdef(
         "tmpfs-suid",
