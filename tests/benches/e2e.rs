@@ -1,6 +1,7 @@
 //! `make bench`, end to end: `berthctl run-task` → RUNNING as the scheduler sees it (cached
 //! image, one `sleep` container) in network modes none, awsvpc (veth) and bridge (one dynamic
-//! port mapping), and run-task → STOPPED for `sh -c true`,
+//! port mapping), with the default seccomp profile beside `seccomp=unconfined`, and run-task →
+//! STOPPED for `sh -c true`,
 //! beside `ctr run --rm` of the same image on the same containerd; and the agent's resident
 //! memory idle and with 20 running tasks. Prints figures; asserts nothing. Needs the release
 //! binaries (`cargo build --release --workspace --bins`, which `make bench` runs first).
@@ -65,12 +66,17 @@ fn run() -> Result<()> {
         ("sleeper", "none", vec!["sleep", "3600"]),
         ("sleeper-awsvpc", "awsvpc", vec!["sleep", "3600"]),
         ("sleeper-bridge", "bridge", vec!["sleep", "3600"]),
+        ("sleeper-unconfined", "none", vec!["sleep", "3600"]),
         ("oneshot", "none", vec!["sh", "-c", "true"]),
     ] {
         let mut container = serde_json::json!(
             {"name": "c", "image": image, "memory": 16, "stopTimeout": 1, "command": cmd});
         if mode == "bridge" {
             container["portMappings"] = serde_json::json!([{"containerPort": 80}]);
+        }
+        // Every other container runs under the default seccomp profile.
+        if family == "sleeper-unconfined" {
+            container["dockerSecurityOptions"] = serde_json::json!(["seccomp=unconfined"]);
         }
         let def = serde_json::json!({"family": family, "networkMode": mode,
             "containerDefinitions": [container]});
@@ -93,6 +99,7 @@ fn run() -> Result<()> {
     let mut to_running = Vec::new();
     let mut awsvpc_running = Vec::new();
     let mut bridge_running = Vec::new();
+    let mut unconfined_running = Vec::new();
     let mut to_stopped = Vec::new();
     let mut ctr_runs = Vec::new();
     for i in 0..RUNS {
@@ -104,6 +111,7 @@ fn run() -> Result<()> {
         for (family, samples) in [
             ("sleeper-awsvpc", &mut awsvpc_running),
             ("sleeper-bridge", &mut bridge_running),
+            ("sleeper-unconfined", &mut unconfined_running),
         ] {
             let start = Instant::now();
             let id = run_task(&endpoint, family)?;
@@ -155,11 +163,23 @@ fn run() -> Result<()> {
         "ctr run --rm",
         &mut ctr_runs.clone(),
     );
+    report(
+        "berthctl run-task -> RUNNING (sleep), seccomp=unconfined",
+        "berth unconfined",
+        &mut unconfined_running,
+        "ctr run --rm",
+        &mut ctr_runs.clone(),
+    );
     let p50 = |s: &[Duration]| percentile(s, 0.5).as_secs_f64() * 1000.0;
     println!(
         "  added over mode none at p50: awsvpc {:+.1} ms, bridge {:+.1} ms",
         p50(&awsvpc_running) - p50(&to_running),
         p50(&bridge_running) - p50(&to_running)
+    );
+    println!(
+        "  the default seccomp profile over seccomp=unconfined at p50: {:+.1} ms (goal: at most \
+         +5 ms)",
+        p50(&to_running) - p50(&unconfined_running)
     );
     report(
         "berthctl run-task -> STOPPED (sh -c true)",
