@@ -36,13 +36,8 @@ pub(super) struct ResolvedUser {
 /// skipped. libcontainer reads an unparsable number as 0, which would turn a damaged line
 /// into root; skipping it is the safe reading of the same file.
 pub(super) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut fields = line.split(':');
+    records(text)
+        .filter_map(|mut fields| {
             let name = fields.next()?;
             let _password = fields.next()?;
             let uid = fields.next()?.parse::<u32>().ok()?;
@@ -59,13 +54,8 @@ pub(super) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 /// Parses `/etc/group` text with the same skipping rules as [`parse_passwd`]; the member list
 /// (fourth field) may be missing or empty.
 pub(super) fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut fields = line.split(':');
+    records(text)
+        .filter_map(|mut fields| {
             let name = fields.next()?;
             let _password = fields.next()?;
             let gid = fields.next()?.parse::<u32>().ok()?;
@@ -84,6 +74,15 @@ pub(super) fn parse_group(text: &str) -> Vec<GroupEntry> {
             })
         })
         .collect()
+}
+
+/// The colon-separated fields of each line of a passwd or group file that holds a record:
+/// lines are trimmed, blank lines and comments skipped.
+fn records(text: &str) -> impl Iterator<Item = std::str::Split<'_, char>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| line.split(':'))
 }
 
 /// A user or group given by number or by name.

@@ -24,6 +24,7 @@ mod definitions;
 mod error;
 mod instances;
 mod placement;
+mod ports;
 mod records;
 mod sessions;
 mod tasks;

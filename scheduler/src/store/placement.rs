@@ -6,51 +6,12 @@
 //! transaction: the capacity it sees cannot change before the tasks are written.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
 
 use berth_proto::v1 as pb;
 
+use super::ports::{HostPort, Protocol};
 use super::records::InstanceRecord;
 use super::views::{fixed_host_ports, instance_view, task_size};
-
-/// The protocol of a host port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// The protocol a port mapping or binding names: "udp" (in any case) is UDP; anything else
-    /// is TCP, the default (the registration stores only "tcp" and "udp").
-    pub(crate) fn named(name: &str) -> Self {
-        if name.eq_ignore_ascii_case("udp") {
-            Self::Udp
-        } else {
-            Self::Tcp
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-        }
-    }
-}
-
-/// A host port with its protocol, shown as "8080/tcp".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct HostPort {
-    pub(crate) protocol: Protocol,
-    pub(crate) port: u32,
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.port, self.protocol.name())
-    }
-}
 
 /// Free capacity of one connected ACTIVE instance, and the host ports taken on it.
 #[derive(Debug, Clone, PartialEq, Eq)]

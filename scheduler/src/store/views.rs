@@ -9,7 +9,7 @@ use redb::ReadableTable;
 
 use super::StoreError;
 use super::definitions::load_definition;
-use super::placement::{HostPort, Protocol};
+use super::ports::{HostPort, Protocol};
 use super::records::InstanceRecord;
 
 /// Not yet STOPPED: holds its resources (a STOPPED task's network is released on its host).

@@ -7,7 +7,9 @@
 //!    known one suggested, fields Berth does not support yet, missing required fields, wrong
 //!    types;
 //! 3. semantics: conversion to the proto model with ECS's defaults (`convert.rs`), then
-//!    validation of names, memory and CPU budgets, limits and dependencies (`validate.rs`).
+//!    validation of names, memory and CPU budgets, limits and dependencies (`validate.rs`),
+//!    with the rules of each area beside it and what they share about how containers refer
+//!    to each other in `refs.rs`.
 //!
 //! Which ECS fields are supported, ignored or refused is decided in `fields.rs` alone.
 
@@ -17,6 +19,7 @@ mod error;
 mod fields;
 mod linux;
 mod network;
+mod refs;
 mod suggest;
 mod validate;
 mod volumes;

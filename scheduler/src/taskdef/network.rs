@@ -12,7 +12,7 @@ use berth_proto::v1 as proto;
 
 use super::error::Problem;
 use super::fields::{DEFAULT_PORT_PROTOCOL, MAX_LINK_ALIAS_LEN, PORT_PROTOCOLS, PORTS};
-use super::validate::{container_indexes, find_cycle};
+use super::refs::{container_indexes, find_cycle};
 use super::{ecs, walk};
 
 /// The modes in which every container shares the task's one network stack, so a host port is

@@ -17,7 +17,7 @@ use super::fields::{
     LOCAL_DRIVER_OPTS, SUPPORTED_LOCAL_TYPE, SUPPORTED_VOLUME_DRIVER, SUPPORTED_VOLUME_SCOPE,
     TMPFS_FLAGS, VOLUME_SCOPES, VOLUME_TMPFS_VALUE_OPTIONS,
 };
-use super::validate::{container_indexes, find_cycle, name_problem};
+use super::refs::{container_indexes, find_cycle, name_problem};
 use super::walk;
 
 /// The proto volumes. `scope` and `driver` get ECS's defaults (`task`, `local`) when absent;
