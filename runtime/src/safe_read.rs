@@ -53,8 +53,10 @@ pub enum SafeReadError {
     NotRegular(&'static str),
     #[error("is {size} bytes, more than the {max} it may have")]
     TooLarge { size: u64, max: u64 },
+    /// The OS's reason is part of the message (the text travels alone, inside a stop
+    /// reason), so it is not also a source.
     #[error("cannot be read: {0}")]
-    Io(#[source] std::io::Error),
+    Io(std::io::Error),
 }
 
 impl From<Errno> for SafeReadError {
