@@ -28,6 +28,8 @@ pub(crate) trait HostOps: Send + Sync + Debug {
         cidr: &Ipv4Cidr,
         mtu: u32,
     ) -> Result<(), NetworkError>;
+    /// Whether IPv4 forwarding is on in the host namespace.
+    async fn ip_forwarding(&self) -> Result<bool, NetworkError>;
     /// Applies an nft script in one transaction.
     async fn nft_apply(&self, script: String) -> Result<(), NetworkError>;
     /// The rules of the per-task chain.
@@ -139,6 +141,19 @@ impl HostOps for LinuxHost {
             path: path.to_owned(),
             error,
         })
+    }
+
+    async fn ip_forwarding(&self) -> Result<bool, NetworkError> {
+        let path = Path::new("/proc/sys/net/ipv4/ip_forward");
+        let value =
+            run_in(self.host.as_ref(), || std::fs::read_to_string(path))?.map_err(|error| {
+                NetworkError::Io {
+                    what: "read whether ipv4 forwarding is on",
+                    path: path.to_owned(),
+                    error,
+                }
+            })?;
+        Ok(value.trim() != "0")
     }
 
     async fn nft_apply(&self, script: String) -> Result<(), NetworkError> {
