@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_runtime::Ipv4Cidr;
+use berth_runtime::{Ipv4Cidr, MacAddr};
 
 use super::error::ConfigError;
 use super::input::{
-    Input, absolute_path, absolute_paths, attributes, boolean, duration, endpoint, log_level,
+    Input, absolute_path, absolute_paths, attributes, boolean, duration, endpoint, log_level, macs,
     ports, registries, text_where, unsigned,
 };
 use super::keys::Key;
@@ -63,6 +63,9 @@ pub(crate) struct Partial {
     network_netns_dir: Option<Given<PathBuf>>,
     network_host_netns: Option<Given<Option<PathBuf>>>,
     allowed_devices: Option<Given<Vec<PathBuf>>>,
+    block_instance_metadata: Option<Given<bool>>,
+    task_host_ports: Option<Given<Vec<u16>>>,
+    eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -182,6 +185,11 @@ impl Partial {
                 absolute_paths(input, "device paths", "/dev/fuse"),
             ),
             Key::AllowPrivileged => s.store(&mut self.allow_privileged, boolean(input)),
+            Key::BlockInstanceMetadata => {
+                s.store(&mut self.block_instance_metadata, boolean(input))
+            }
+            Key::TaskHostPorts => s.store(&mut self.task_host_ports, ports(input)),
+            Key::EniAllowedMacs => s.store(&mut self.eni_allowed_macs, macs(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::Ipv4Cidr;
+use berth_runtime::{Ipv4Cidr, MacAddr};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
@@ -100,6 +100,14 @@ pub struct AgentConfig {
     /// Host devices tasks may map (ECS `linuxParameters.devices`): device nodes, or
     /// directories whose devices are all allowed; empty allows none. Absolute, without `..`.
     pub allowed_devices: Vec<PathBuf>,
+    /// Tasks cannot reach the instance metadata service.
+    pub block_instance_metadata: bool,
+    /// Ports (TCP and UDP) tasks may reach on the host's own addresses, beside the task
+    /// endpoint: sorted, without duplicates, each 1 to 65535.
+    pub task_host_ports: Vec<u16>,
+    /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
+    /// that passes the built-in refusals.
+    pub eni_allowed_macs: Vec<MacAddr>,
 }
 
 impl Default for AgentConfig {
@@ -134,6 +142,9 @@ impl Default for AgentConfig {
             network_netns_dir: PathBuf::from(berth_runtime::DEFAULT_NETNS_DIR),
             network_host_netns: None,
             allowed_devices: Vec::new(),
+            block_instance_metadata: true,
+            task_host_ports: Vec::new(),
+            eni_allowed_macs: Vec::new(),
         }
     }
 }
@@ -301,6 +312,19 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::AllowedDevices => {
             let paths: Vec<String> = config.allowed_devices.iter().map(|p| path(p)).collect();
             format!("[{}]", paths.join(", "))
+        }
+        Key::BlockInstanceMetadata => config.block_instance_metadata.to_string(),
+        Key::TaskHostPorts => {
+            let ports: Vec<String> = config.task_host_ports.iter().map(u16::to_string).collect();
+            format!("[{}]", ports.join(", "))
+        }
+        Key::EniAllowedMacs => {
+            let macs: Vec<String> = config
+                .eni_allowed_macs
+                .iter()
+                .map(|m| string(&m.to_string()))
+                .collect();
+            format!("[{}]", macs.join(", "))
         }
     }
 }

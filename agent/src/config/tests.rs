@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 31);
+    assert_eq!(loaded.sources.len(), Key::ALL.len());
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -89,6 +89,15 @@ fn defaults_when_nothing_is_set() {
         c.allowed_devices.is_empty(),
         "no host device may be mapped by default"
     );
+    assert!(
+        c.block_instance_metadata,
+        "tasks are kept from the metadata service"
+    );
+    assert!(
+        c.task_host_ports.is_empty(),
+        "no host port is open to tasks"
+    );
+    assert!(c.eni_allowed_macs.is_empty());
 }
 
 #[test]
@@ -271,6 +280,13 @@ fn samples() -> Vec<Sample> {
             "allowed_devices",
             r#"["/dev/fuse", "/dev/snd"]"#,
             "/dev/fuse,/dev/snd",
+        )]),
+        sample(&[("block_instance_metadata", "false", "false")]),
+        sample(&[("task_host_ports", "[53, 8125]", "53,8125")]),
+        sample(&[(
+            "eni_allowed_macs",
+            r#"["0a:1b:2c:3d:4e:5f"]"#,
+            "0a:1b:2c:3d:4e:5f",
         )]),
     ]
 }
@@ -598,8 +614,19 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "/dev/fuse,dev/snd",
             "comma-separated absolute device paths like /dev/fuse (without ..)",
         ),
+        ("block_instance_metadata", "maybe", "true or false"),
+        (
+            "task_host_ports",
+            "53,70000",
+            "comma-separated port numbers from 1 to 65535",
+        ),
+        (
+            "eni_allowed_macs",
+            "0a:1b:2c:3d:4e",
+            "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f",
+        ),
     ];
-    assert_eq!(cases.len(), 31);
+    assert_eq!(cases.len(), 34);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -925,6 +952,9 @@ network_masquerade       = true                               # default
 network_netns_dir        = "/run/berth/netns"                 # default
 network_host_netns       = (none)                             # default
 allowed_devices          = []                                 # default
+block_instance_metadata  = true                               # default
+task_host_ports          = []                                 # default
+eni_allowed_macs         = []                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }
