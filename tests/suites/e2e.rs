@@ -15,6 +15,8 @@ use serde_json::Value;
 
 #[path = "e2e/clusters.rs"]
 mod clusters;
+#[path = "e2e/confinement_net.rs"]
+mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
 #[path = "e2e/fidelity.rs"]
@@ -195,6 +197,10 @@ fn main() -> ExitCode {
             w.trial(
                 "pull_partial_content_of_other_clients_runs",
                 pull::partial_content_of_other_clients,
+            ),
+            w.trial(
+                "confinement_net_a_task_reaches_only_what_the_host_allows",
+                confinement_net::reach,
             ),
         ]
     })
