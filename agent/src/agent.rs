@@ -49,6 +49,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     network_config.host_netns = config.network_host_netns.clone();
     network_config.block_instance_metadata = config.block_instance_metadata;
     network_config.task_host_ports = config.task_host_ports.iter().copied().collect();
+    network_config.eni_allowed_macs = config.eni_allowed_macs.clone();
     let scheduler = guard::SchedulerTarget::from_endpoint(&config.scheduler_endpoint)
         .context("the scheduler endpoint has no host")?;
     let resolver: Arc<dyn guard::Resolve> = Arc::new(guard::SystemResolver);

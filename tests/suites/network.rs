@@ -70,6 +70,10 @@ fn main() -> ExitCode {
             "confinement_a_spoofing_task_reaches_nothing",
             confinement::a_spoofing_task_reaches_nothing,
         ),
+        (
+            "confinement_eni_requests_for_what_the_host_uses_are_refused",
+            confinement::eni_requests_for_what_the_host_uses_are_refused,
+        ),
     ];
     let missing = prerequisites();
     let policy = Policy::from_env();
@@ -218,9 +222,11 @@ fn two_tasks_reach_each_other_and_the_bridge() -> Result<()> {
 fn eni_moves_into_the_task_and_back() -> Result<()> {
     let lab = NetLab::new()?;
     let mac = "02:42:ac:1f:09:0a";
-    // The ENI stand-in: one end of a veth pair with a known MAC (this kernel has no dummy).
+    // The ENI stand-in: a macvlan with a known MAC on a veth (this kernel has no dummy, and a
+    // veth itself is refused as an ENI).
     lab.sh(&format!(
-        "ip link add eni7 address {mac} type veth peer name eni7peer"
+        "ip link add eni7par type veth peer name eni7peer \
+         && ip link add link eni7par name eni7 address {mac} type macvlan"
     ))?;
     let network = lab.open("10.213.2.0/24")?;
     let before = lab.counts()?;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::error::NetworkError;
 use super::ipam::{Ipv4Cidr, Protocol};
-use super::netlink::{IfAddress, Netlink, VethPair, link_alias, link_name};
+use super::netlink::{HostLink, IfAddress, Netlink, VethPair, link_alias, link_name};
 use super::netns::{NetNs, run_in};
 use super::nft::{self, NftRule};
 
@@ -48,6 +48,8 @@ pub(crate) trait HostOps: Send + Sync + Debug {
     async fn task_veths(&self) -> Result<Vec<(String, String)>, NetworkError>;
     /// The name of the host link with this MAC address.
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError>;
+    /// What the ENI refusals look at of the host link `name`.
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError>;
     /// Moves the host link `host_name` into `ns` as `eth0`, configured.
     async fn eni_in(&self, host_name: &str, plan: &IfPlan, ns: &NetNs) -> Result<(), NetworkError>;
     /// Moves the link with this MAC from `ns` back to the host as `host_name`; idempotent.
@@ -235,6 +237,10 @@ impl HostOps for LinuxHost {
 
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError> {
         self.host_netlink()?.link_by_mac(mac).await
+    }
+
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError> {
+        self.host_netlink()?.host_link(name).await
     }
 
     async fn eni_in(&self, host_name: &str, plan: &IfPlan, ns: &NetNs) -> Result<(), NetworkError> {

@@ -8,6 +8,7 @@
 //! `Network` is the one entry point; everything that touches the host goes through the
 //! `HostOps` seam (`host.rs`), so the orchestration here is unit-tested with a fake.
 
+mod eni;
 mod error;
 mod files;
 mod host;
@@ -87,6 +88,9 @@ pub struct NetworkConfig {
     /// TCP destinations tasks never reach (the scheduler's); an address of loopback blocks the
     /// port on every address of the host. [`Network::block_destinations`] replaces them.
     pub blocked_destinations: Vec<SocketAddrV4>,
+    /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
+    /// that passes the built-in refusals (`eni.rs`).
+    pub eni_allowed_macs: Vec<MacAddr>,
 }
 
 impl NetworkConfig {
@@ -105,6 +109,7 @@ impl NetworkConfig {
             block_instance_metadata: true,
             task_host_ports: BTreeSet::new(),
             blocked_destinations: Vec::new(),
+            eni_allowed_macs: Vec::new(),
         }
     }
 }
@@ -464,11 +469,31 @@ impl Network {
                     let known = next.tasks.get(task).and_then(|r| r.eni.clone());
                     let host_name = match known {
                         Some(r) => r.host_name,
-                        None => self.ops.find_mac(&mac.0).await?.ok_or_else(|| {
-                            NetworkError::UnknownMac {
-                                mac: mac.to_string(),
+                        None => {
+                            let name = self.ops.find_mac(&mac.0).await?.ok_or_else(|| {
+                                NetworkError::UnknownMac {
+                                    mac: mac.to_string(),
+                                }
+                            })?;
+                            let link = self.ops.host_link(&name).await?;
+                            let rule = eni::refusal(
+                                &link,
+                                *mac,
+                                task,
+                                &next,
+                                &self.config.bridge,
+                                &self.config.eni_allowed_macs,
+                            );
+                            if let Some(rule) = rule {
+                                return Err(NetworkError::EniRefused {
+                                    interface: name,
+                                    mac: mac.to_string(),
+                                    task: task.to_owned(),
+                                    rule,
+                                });
                             }
-                        })?,
+                            name
+                        }
                     };
                     next.tasks.entry(task.to_owned()).or_default().eni = Some(EniRecord {
                         mac: mac.to_string(),

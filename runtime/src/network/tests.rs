@@ -7,7 +7,7 @@ use std::sync::Mutex as StdMutex;
 use async_trait::async_trait;
 
 use super::host::{HostOps, IfPlan, VethPlan};
-use super::netlink::IfAddress;
+use super::netlink::{HostLink, IfAddress, LinkKind};
 use super::nft::NftRule;
 use super::*;
 
@@ -23,6 +23,8 @@ struct World {
     host_macs: BTreeMap<[u8; 6], String>,
     ns_macs: BTreeMap<[u8; 6], String>,
     forwarding: bool,
+    /// What `host_link` answers, by name (an unused plain interface otherwise).
+    host_links: BTreeMap<String, HostLink>,
     /// Every nft script applied, in order.
     scripts: Vec<String>,
 }
@@ -120,6 +122,17 @@ impl HostOps for Fake {
     }
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError> {
         Ok(self.world(|w| w.host_macs.get(mac).cloned()))
+    }
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError> {
+        Ok(self
+            .world(|w| w.host_links.get(name).cloned())
+            .unwrap_or(HostLink {
+                name: name.to_owned(),
+                kind: LinkKind::Other,
+                alias: None,
+                addresses: Vec::new(),
+                default_route: false,
+            }))
     }
     async fn eni_in(&self, host_name: &str, _: &IfPlan, _: &NetNs) -> Result<(), NetworkError> {
         self.step("eni_in", host_name)?;
@@ -452,4 +465,31 @@ async fn blocked_destinations_are_replaced_in_one_script() {
         "flush set ip berth blocked\nflush set ip berth blocked_local_ports\n\
          add element ip berth blocked { 192.0.2.7 . 7700 }\n"
     );
+}
+
+#[tokio::test]
+async fn an_eni_the_host_uses_is_refused_before_anything_is_made() {
+    let s = open().await;
+    let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+    s.fake.world(|w| {
+        w.host_macs.insert(mac.0, "ens5".to_owned());
+        w.host_links.insert(
+            "ens5".to_owned(),
+            HostLink {
+                name: "ens5".to_owned(),
+                kind: LinkKind::Other,
+                alias: None,
+                addresses: vec!["172.31.0.10".parse().unwrap()],
+                default_route: true,
+            },
+        );
+    });
+    let e = s.net.setup(&eni_spec("e1")).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "refusing to move host interface ens5 (02:00:00:00:00:01) into task e1: it carries the host's default route"
+    );
+    assert_eq!(s.fake.leftovers(), (0, 0, 0, 0));
+    assert!(s.net.state.lock().await.tasks.is_empty());
+    assert_eq!(s.fake.world(|w| w.host_macs.len()), 1, "still on the host");
 }

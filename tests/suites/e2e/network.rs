@@ -130,8 +130,12 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     let mac = "0a:58:0a:01:00:05";
     host_sh(
         &env,
-        // One end of a veth pair with a known MAC (this kernel has no dummy interfaces).
-        &format!("ip link add eni-test address {mac} type veth peer name eni-peer"),
+        // A macvlan with a known MAC on a veth (this kernel has no dummy interfaces, and a
+        // veth itself is refused as an ENI).
+        &format!(
+            "ip link add eni-par type veth peer name eni-peer \
+             && ip link add link eni-par name eni-test address {mac} type macvlan"
+        ),
     )?;
     env.register(&def(
         "neteni",

@@ -268,3 +268,83 @@ pub(super) fn a_spoofing_task_reaches_nothing() -> Result<()> {
     ensure!(lab.counts()? == before, "{:?} != {before:?}", lab.counts()?);
     Ok(())
 }
+
+/// The MAC address of a link in the lab's host namespace.
+fn mac_of(lab: &NetLab, link: &str) -> Result<String> {
+    let out = lab.sh(&format!("ip -o link show dev {link}"))?;
+    out.split("link/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .with_context(|| format!("no mac address in {out}"))
+}
+
+fn eni(task: &str, mac: &str) -> Result<berth_runtime::TaskNetworkSpec> {
+    let mut spec = veth(task, vec![]);
+    spec.interface = berth_runtime::TaskInterface::Eni {
+        mac: mac.parse()?,
+        address: "172.31.31.10".parse()?,
+        prefix_len: 24,
+        gateway: "172.31.31.1".parse()?,
+    };
+    Ok(spec)
+}
+
+pub(super) fn eni_requests_for_what_the_host_uses_are_refused() -> Result<()> {
+    let lab = NetLab::new()?;
+    lab.sh("ip link add uplink type veth peer name uplinkpeer \
+         && echo 1 > /proc/sys/net/ipv6/conf/uplink/disable_ipv6 \
+         && ip addr add 172.31.30.5/24 dev uplink && ip link set uplink up \
+         && ip route add default via 172.31.30.1 \
+         && ip link add br9 type bridge \
+         && ip link add spare type veth peer name sparepeer \
+         && ip link add link spare name eni-ok address 0a:58:0a:01:00:07 type macvlan")?;
+    let mut config = lab.config("10.213.30.0/24")?;
+    config.eni_allowed_macs = vec!["0a:58:0a:01:00:08".parse()?];
+    let network = lab.rt.block_on(Network::open(config))?;
+    let victim = lab.rt.block_on(network.setup(&veth("victim", vec![])))?;
+    let victim_veth = lab
+        .sh("ip -o link show")?
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|n| n.starts_with("bv")))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .context("the task's veth is not on the host")?;
+    let links_before = lab.sh("ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-2 | sort")?;
+    let addresses_before = lab.sh("ip -o addr show | sort")?;
+    // A bridge takes the MAC of its first port: the victim's veth and berth0 share one, and the
+    // refusal may name either.
+    let either = format!("{victim_veth} berth0");
+    for (link, named, rule) in [
+        ("uplink", "uplink", "it carries the host's default route"),
+        ("berth0", "berth0", "berth created it"),
+        (victim_veth.as_str(), either.as_str(), "berth created it"),
+        ("br9", "br9", "it is a bridge"),
+        ("sparepeer", "sparepeer", "it is a veth"),
+        ("lo", "lo", "it is the loopback interface"),
+        ("eni-ok", "eni-ok", "not in the agent's eni_allowed_macs"),
+    ] {
+        let mac = mac_of(&lab, link)?;
+        let err = match lab.rt.block_on(network.setup(&eni("intruder", &mac)?)) {
+            Ok(_) => anyhow::bail!("{link} ({mac}) moved into a task"),
+            Err(e) => e.to_string(),
+        };
+        ensure!(
+            named
+                .split(' ')
+                .any(|n| err.contains(&format!("host interface {n} ")))
+                && err.contains(rule),
+            "{link}: {err}"
+        );
+    }
+    ensure!(
+        lab.sh("ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-2 | sort")? == links_before,
+        "the host's interfaces changed"
+    );
+    ensure!(
+        lab.sh("ip -o addr show | sort")? == addresses_before,
+        "the host's addresses changed"
+    );
+    ensure!(victim.address.octets()[0] == 10);
+    lab.rt.block_on(network.teardown("victim"))?;
+    Ok(())
+}
