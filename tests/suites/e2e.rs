@@ -202,6 +202,10 @@ fn main() -> ExitCode {
                 "confinement_net_a_task_reaches_only_what_the_host_allows",
                 confinement_net::reach,
             ),
+            w.trial(
+                "confinement_net_eni_requests_for_what_the_host_uses_are_refused",
+                confinement_net::eni_refusals,
+            ),
         ]
     })
 }

@@ -152,3 +152,94 @@ exec sleep 3600"#
     env.stop_task(&id, Duration::from_secs(60))?;
     Ok(())
 }
+
+/// The MAC address of a link in the namespace playing the agent's host.
+fn mac_of(env: &Env, link: &str) -> Result<String> {
+    let out = env.net.sh(&format!("ip -o link show dev {link}"))?;
+    out.split("link/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .with_context(|| format!("no mac address in {out}"))
+}
+
+/// ENI attachments naming the host's default-route interface, the task bridge and another
+/// task's veth: each task stops before it runs, its reason naming the interface and the rule,
+/// and the host's interfaces are as they were.
+pub(super) fn eni_refusals(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "0")?;
+    env.net
+        .sh("ip link add uplink type veth peer name uplinkpeer \
+         && echo 1 > /proc/sys/net/ipv6/conf/uplink/disable_ipv6 \
+         && ip addr add 172.31.40.5/24 dev uplink && ip link set uplink up \
+         && ip route add default via 172.31.40.1")?;
+    let image = hello(w, "e2e-confine-eni")?;
+    env.register(&json!({
+        "family": "confineeni",
+        "networkMode": "awsvpc",
+        "containerDefinitions": [
+            {"name": "app", "image": image, "memory": 32, "stopTimeout": 1,
+             "command": ["sleep", "3600"]}
+        ]
+    }))?;
+    // A veth task, whose host-side veth is the third target.
+    let victim = env.run_task("confineeni")?;
+    env.wait_status(&victim, "RUNNING", Duration::from_secs(60))?;
+    let veth = env
+        .net
+        .sh("ip -o link show")?
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|n| n.starts_with("bv")))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .context("the task's veth is not on the host")?;
+    let links = || {
+        env.net
+            .sh("ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-2 | sort")
+    };
+    let before = (links()?, env.net.sh("ip -o addr show | sort")?);
+    let instance = env.wait_instance_connected()?["containerInstanceId"]
+        .as_str()
+        .context("no instance id")?
+        .to_owned();
+    // A bridge takes the MAC of its first port, so the veth's MAC may be found on berth0.
+    for (link, named, rule) in [
+        (
+            "uplink",
+            vec!["uplink"],
+            "it carries the host's default route",
+        ),
+        ("berth0", vec!["berth0"], "berth created it"),
+        (
+            veth.as_str(),
+            vec![veth.as_str(), "berth0"],
+            "berth created it",
+        ),
+    ] {
+        let mac = mac_of(&env, link)?;
+        let id = env
+            .run_tasks(&[
+                "--task-definition",
+                "confineeni",
+                "--network-attachment",
+                &format!("mac={mac},address=172.31.41.10/24,gateway=172.31.41.1"),
+                "--container-instance",
+                &instance,
+            ])?
+            .swap_remove(0);
+        let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+        let reason = t["stoppedReason"].as_str().unwrap_or_default();
+        ensure!(
+            named
+                .iter()
+                .any(|n| reason.contains(&format!("host interface {n} ")))
+                && reason.contains(rule),
+            "{link}: {t}"
+        );
+    }
+    ensure!(
+        (links()?, env.net.sh("ip -o addr show | sort")?) == before,
+        "the host's interfaces changed"
+    );
+    env.stop_task(&victim, Duration::from_secs(60))?;
+    Ok(())
+}
