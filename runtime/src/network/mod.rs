@@ -13,6 +13,7 @@ mod error;
 mod files;
 mod host;
 mod ipam;
+mod mac;
 mod netlink;
 mod netns;
 mod nft;
@@ -21,11 +22,9 @@ mod nft;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -34,6 +33,7 @@ use tokio::sync::Mutex;
 pub use error::NetworkError;
 pub use files::{DnsConfig, TaskFiles};
 pub use ipam::{Ipv4Cidr, PortBinding, PortRequest, Protocol};
+pub use mac::MacAddr;
 pub use netns::{DEFAULT_NETNS_DIR, NetNs};
 pub use nft::INSTANCE_METADATA_ADDRESS;
 
@@ -111,44 +111,6 @@ impl NetworkConfig {
             blocked_destinations: Vec::new(),
             eni_allowed_macs: Vec::new(),
         }
-    }
-}
-
-/// A MAC address, written `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl FromStr for MacAddr {
-    type Err = NetworkError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || NetworkError::InvalidInput {
-            what: "mac address",
-            value: s.to_owned(),
-            reason: "expected six hexadecimal bytes separated by ':', e.g. 0a:1b:2c:3d:4e:5f"
-                .to_owned(),
-        };
-        let mut mac = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut mac {
-            let p = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
-            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(mac))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
     }
 }
 
