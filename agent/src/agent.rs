@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::AgentConfig;
 use crate::engine::{Engine, EngineConfig};
+use crate::guard;
 use crate::host;
 use crate::session::{self, SessionConfig, TlsMaterial};
 use crate::store::Store;
@@ -52,6 +53,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     network_config.masquerade = config.network_masquerade;
     network_config.netns_dir = config.network_netns_dir.clone();
     network_config.host_netns = config.network_host_netns.clone();
+    network_config.block_instance_metadata = config.block_instance_metadata;
+    network_config.task_host_ports = config.task_host_ports.iter().copied().collect();
+    network_config.eni_allowed_macs = config.eni_allowed_macs.clone();
+    let scheduler = guard::SchedulerTarget::from_endpoint(&config.scheduler_endpoint)
+        .context("the scheduler endpoint has no host")?;
+    let resolver: Arc<dyn guard::Resolve> = Arc::new(guard::SystemResolver);
+    network_config.blocked_destinations = guard::initial(&scheduler, &*resolver).await;
     let network = Network::open(network_config)
         .await
         .context("cannot set up task networking (see network_cidr, network_bridge and network_host_netns in the configuration)")?;
@@ -93,7 +101,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let outbox = Arc::new(Notify::new());
-    let network: Arc<dyn crate::network::TaskNetworking> = Arc::new(network);
+    let network = Arc::new(network);
+    tracker.spawn(guard::keep_current(
+        scheduler,
+        network.config().blocked_destinations.clone(),
+        resolver,
+        Arc::clone(&network) as Arc<dyn guard::Block>,
+        cancel.child_token(),
+    ));
+    let network: Arc<dyn crate::network::TaskNetworking> = network;
     let (engine, handle) = Engine::new(
         Arc::new(runtime),
         Arc::clone(&network),

@@ -1,15 +1,18 @@
-//! The task endpoint: ECS's task metadata (v4 shape) at `http://169.254.170.2/v4/<container>`,
+//! The task endpoint: ECS's task metadata (v4 shape) at `http://169.254.170.2/v4/<id>`,
 //! reachable from inside every task with an address of the agent's (awsvpc and bridge modes).
-//! A caller is known by its source address, so a task reads only its own metadata; the
-//! container name in the path picks one of its containers (each gets its URL in
-//! `ECS_CONTAINER_METADATA_URI_V4`).
+//! Each container gets its URL in `ECS_CONTAINER_METADATA_URI_V4`; its `<id>` is 128 random
+//! bits the engine keeps with the task (`store.rs`). A request is answered only when the ID is
+//! one of the calling task's containers' and the call comes from that task's own address;
+//! anything else is a 404 that tells nothing of other tasks. A task (a source address) holds at
+//! most [`MAX_CONNECTIONS_PER_TASK`] connections at once; more are answered 429 and closed.
 //!
 //! The agent listens on 169.254.170.2:51679 (an address of the bridge); nftables sends tasks'
 //! port 80 there, and drops traffic to that address from anywhere but the bridge and the host.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{
@@ -31,6 +34,61 @@ use crate::task::{METADATA_ENV, task_of_namespace};
 /// How long one connection may stay open (requests are small and answered at once).
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The most connections one task (one source address) holds open at once: far above what a
+/// task polling its metadata needs (the ECS agent's own clients use one), low enough that no
+/// task can tie up the agent's memory or file descriptors.
+pub(crate) const MAX_CONNECTIONS_PER_TASK: usize = 16;
+
+/// What a connection over the cap is told before it is closed.
+const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+connection: close\r\ncontent-length: 59\r\n\r\n\
+{\"error\":\"too many open connections to the task endpoint\"}\n";
+
+/// The open connections of each caller.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    connections: Arc<Connections>,
+    peer: IpAddr,
+}
+
+impl Connections {
+    /// A slot for one more connection from `peer`; None when it holds the cap already.
+    pub(crate) fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(peer).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_TASK {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            connections: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Serves the endpoint until `cancel`; open connections are dropped then.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -40,6 +98,7 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let open = Arc::new(Connections::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -52,9 +111,23 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let Some(slot) = open.take(peer.ip()) else {
+            tracing::debug!(%peer, cap = MAX_CONNECTIONS_PER_TASK, "task endpoint: connection over the cap refused");
+            connections.spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream.write_all(TOO_MANY).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
+            continue;
+        };
         let (engine, cluster, cancel) = (engine.clone(), cluster.clone(), cancel.clone());
         let network = Arc::clone(&network);
         connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let (engine, network, cluster) =
                     (engine.clone(), Arc::clone(&network), cluster.clone());
@@ -135,9 +208,9 @@ fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// `/v4/<container>`
+    /// `/v4/<endpoint id>`
     Container(String),
-    /// `/v4/<container>/task`
+    /// `/v4/<endpoint id>/task`
     Task(String),
 }
 
@@ -149,26 +222,42 @@ impl Route {
             ["", "v4", name] if !name.is_empty() => Ok(Route::Container((*name).to_owned())),
             ["", "v4", name, "task"] if !name.is_empty() => Ok(Route::Task((*name).to_owned())),
             _ => Err(format!(
-                "{path} is not served here: use /v4/<container name> or /v4/<container name>/task \
-                 (the URL is in {METADATA_ENV})"
+                "{path} is not served here: use the URL in {METADATA_ENV}, or it followed by /task"
             )),
         }
     }
 }
 
-/// The JSON a route asks for, from the task that has the caller's `address`.
+/// Whether two IDs are equal, in a time that does not depend on where they differ.
+fn same_id(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The JSON a route asks for, from the task that has the caller's `address`: only when the
+/// route's ID is one of that task's containers'.
 pub(crate) fn render(
     route: &Route,
     view: &TaskView,
     cluster: &str,
     address: Ipv4Addr,
 ) -> Result<Value, String> {
-    let (Route::Container(name) | Route::Task(name)) = route;
-    if !view.state.containers.iter().any(|c| c.name == *name) {
-        return Err(format!(
-            "the task at {address} has no container named {name:?}"
-        ));
+    let (Route::Container(id) | Route::Task(id)) = route;
+    let mut owner = None;
+    for (container, theirs) in view.endpoint_ids.iter() {
+        if same_id(id, theirs) {
+            owner = Some(container.clone());
+        }
     }
+    let Some(name) = owner.filter(|n| view.state.containers.iter().any(|c| c.name == *n)) else {
+        return Err(format!(
+            "the task at {address} has no container with this metadata id (its URL is in {METADATA_ENV})"
+        ));
+    };
+    let name = &name;
     Ok(match route {
         Route::Container(_) => view
             .state
@@ -303,6 +392,8 @@ mod tests {
 
     use super::*;
 
+    const APP_ID: &str = "3f2a9c0e7b5d41e8a6c2f9d0b1e4a7c3";
+
     fn view() -> TaskView {
         TaskView {
             definition: Arc::new(TaskDefinition {
@@ -351,6 +442,7 @@ mod tests {
                 }),
                 ..Default::default()
             },
+            endpoint_ids: Arc::new([("app".to_owned(), APP_ID.to_owned())].into()),
         }
     }
 
@@ -367,7 +459,7 @@ mod tests {
     #[test]
     fn container_metadata_in_ecs_shape() {
         let ip = Ipv4Addr::new(10, 222, 0, 2);
-        let c = render(&Route::Container("app".into()), &view(), "prod", ip).unwrap();
+        let c = render(&Route::Container(APP_ID.into()), &view(), "prod", ip).unwrap();
         assert_eq!(c["DockerId"], "t-1.app");
         assert_eq!(c["KnownStatus"], "RUNNING");
         assert_eq!(c["DesiredStatus"], "RUNNING");
@@ -377,14 +469,47 @@ mod tests {
         assert_eq!(c["Networks"][0]["IPv4Addresses"][0], "10.222.0.2");
         assert_eq!(c["Ports"][0]["HostPort"], 49153);
         assert!(c.get("Health").is_none() && c.get("ExitCode").is_none());
-        let e = render(&Route::Container("db".into()), &view(), "prod", ip).unwrap_err();
-        assert!(e.contains("no container named \"db\""), "{e}");
+        // A container's name, a guessed ID, another task's ID: nothing.
+        let mut guessed = APP_ID.to_owned();
+        guessed.replace_range(31.., "4");
+        for wrong in ["app", guessed.as_str(), "", "0"] {
+            for route in [Route::Container(wrong.into()), Route::Task(wrong.into())] {
+                let e = render(&route, &view(), "prod", ip).unwrap_err();
+                assert!(e.contains("no container with this metadata id"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_holds_at_most_the_cap_of_connections() {
+        let open = Arc::new(Connections::default());
+        let (a, b): (IpAddr, IpAddr) =
+            ("10.222.0.2".parse().unwrap(), "10.222.0.3".parse().unwrap());
+        let mut slots: Vec<Slot> = (0..MAX_CONNECTIONS_PER_TASK)
+            .map(|_| open.take(a).unwrap())
+            .collect();
+        assert!(open.take(a).is_none(), "one over the cap");
+        assert!(open.take(b).is_some(), "another task is not held back");
+        slots.pop();
+        let again = open.take(a);
+        assert!(again.is_some(), "a closed connection frees its slot");
+        drop((slots, again));
+        assert!(
+            open.open.lock().unwrap().is_empty(),
+            "nothing kept of closed connections"
+        );
+        let text = std::str::from_utf8(TOO_MANY).unwrap();
+        let (headers, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            headers.contains(&format!("content-length: {}", body.len())),
+            "{text}"
+        );
     }
 
     #[test]
     fn task_metadata_in_ecs_shape() {
         let ip = Ipv4Addr::new(10, 222, 0, 2);
-        let t = render(&Route::Task("app".into()), &view(), "prod", ip).unwrap();
+        let t = render(&Route::Task(APP_ID.into()), &view(), "prod", ip).unwrap();
         assert_eq!(t["Cluster"], "prod");
         assert_eq!(t["TaskARN"], "t-1");
         assert_eq!(t["Family"], "web");

@@ -23,6 +23,7 @@ mod backoff;
 pub mod config;
 mod endpoint;
 mod engine;
+mod guard;
 mod host;
 mod logs;
 mod network;

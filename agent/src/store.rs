@@ -22,6 +22,8 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// task id → [`ResumeRecord`]: one flag byte (1: given up), then when each resume began, in
 /// unix seconds, u64 little endian.
 const RESUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("resumes");
+/// task id → each container's task endpoint ID: `name\tid` lines (see [`EndpointIds`]).
+const ENDPOINT_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoint_ids");
 
 const KEY_INSTANCE_ID: &str = "container_instance_id";
 const KEY_CLUSTER: &str = "cluster";
@@ -109,6 +111,42 @@ impl ResumeRecord {
     }
 }
 
+/// Each container's task endpoint ID, by container name: 128 random bits in hex, made when the
+/// task is accepted and kept with it, so a container's metadata URL (in its environment, which
+/// cannot change) stays valid across agent restarts.
+pub(crate) type EndpointIds = std::collections::BTreeMap<String, String>;
+
+/// A fresh endpoint ID: 128 bits from the operating system's generator, in hex.
+fn new_endpoint_id() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn encode_endpoint_ids(ids: &EndpointIds) -> Vec<u8> {
+    ids.iter()
+        .map(|(name, id)| format!("{name}\t{id}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn decode_endpoint_ids(task_id: &str, bytes: &[u8]) -> Result<EndpointIds, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        what: "endpoint ids",
+        key: task_id.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not utf-8"))?;
+    text.lines()
+        .map(|line| {
+            line.split_once('\t')
+                .map(|(name, id)| (name.to_owned(), id.to_owned()))
+                .ok_or_else(|| corrupt("a line without a tab"))
+        })
+        .collect()
+}
+
 /// A task as persisted: what it was assigned and where it stands.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredTask {
@@ -148,6 +186,7 @@ impl Store {
             wrap("open states", tx.open_table(STATES))?;
             wrap("open outbox", tx.open_table(OUTBOX))?;
             wrap("open resumes", tx.open_table(RESUMES))?;
+            wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
         }
         wrap("commit", tx.commit())?;
         Ok(store)
@@ -187,8 +226,9 @@ impl Store {
         Ok(wrap("get", t.get(key))?.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Records a new assignment and the scheduler sequence number it came with, atomically.
-    /// Returns false (and changes nothing) when the task is already known.
+    /// Records a new assignment, a fresh endpoint ID for each of its containers, and the
+    /// scheduler sequence number it came with, atomically. Returns false (and changes nothing
+    /// but the sequence number) when the task is already known.
     pub(crate) fn accept_assignment(
         &self,
         assignment: &TaskAssignment,
@@ -213,6 +253,20 @@ impl Store {
                     s.insert(
                         assignment.task_id.as_str(),
                         initial.encode_to_vec().as_slice(),
+                    ),
+                )?;
+                let ids: EndpointIds = assignment
+                    .definition
+                    .iter()
+                    .flat_map(|d| &d.containers)
+                    .map(|c| (c.name.clone(), new_endpoint_id()))
+                    .collect();
+                let mut e = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+                wrap(
+                    "insert",
+                    e.insert(
+                        assignment.task_id.as_str(),
+                        encode_endpoint_ids(&ids).as_slice(),
                     ),
                 )?;
             }
@@ -303,6 +357,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The endpoint IDs of a task's containers (empty for a task accepted before they existed).
+    pub(crate) fn endpoint_ids(&self, task_id: &str) -> Result<EndpointIds, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+        match wrap("get", t.get(task_id))? {
+            Some(v) => decode_endpoint_ids(task_id, v.value()),
+            None => Ok(EndpointIds::new()),
+        }
+    }
+
     /// Forgets a task entirely (after its release was recorded for the scheduler).
     pub(crate) fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
@@ -313,6 +377,8 @@ impl Store {
             wrap("remove", s.remove(task_id))?;
             let mut r = wrap("open resumes", tx.open_table(RESUMES))?;
             wrap("remove", r.remove(task_id))?;
+            let mut e = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+            wrap("remove", e.remove(task_id))?;
         }
         wrap("commit", tx.commit())
     }
@@ -431,6 +497,47 @@ mod tests {
         assert_eq!(tasks[0].assignment.seq, 7);
         s.forget_task("t1").unwrap();
         assert!(s.tasks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn endpoint_ids_are_random_per_container_and_kept_with_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let container = |name: &str| berth_proto::v1::ContainerDefinition {
+            name: name.into(),
+            ..Default::default()
+        };
+        let a = TaskAssignment {
+            seq: 1,
+            task_id: "t1".into(),
+            definition: Some(berth_proto::v1::TaskDefinition {
+                containers: vec![container("app"), container("side")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ids = {
+            let s = Store::open(dir.path()).unwrap();
+            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+                .unwrap();
+            s.endpoint_ids("t1").unwrap()
+        };
+        assert_eq!(ids.len(), 2);
+        for id in ids.values() {
+            assert_eq!(id.len(), 32, "128 bits in hex: {id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(ids["app"], ids["side"]);
+        let s = Store::open(dir.path()).unwrap();
+        s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+            .unwrap();
+        assert_eq!(
+            s.endpoint_ids("t1").unwrap(),
+            ids,
+            "kept across restarts and resends"
+        );
+        s.forget_task("t1").unwrap();
+        assert!(s.endpoint_ids("t1").unwrap().is_empty());
+        assert!(decode_endpoint_ids("t", b"no tab").is_err());
     }
 
     #[test]

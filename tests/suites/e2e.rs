@@ -17,6 +17,8 @@ use serde_json::Value;
 mod clusters;
 #[path = "e2e/confinement.rs"]
 mod confinement;
+#[path = "e2e/confinement_net.rs"]
+mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
 #[path = "e2e/fidelity.rs"]
@@ -217,6 +219,14 @@ fn main() -> ExitCode {
             w.trial(
                 "pull_partial_content_of_other_clients_runs",
                 pull::partial_content_of_other_clients,
+            ),
+            w.trial(
+                "confinement_net_a_task_reaches_only_what_the_host_allows",
+                confinement_net::reach,
+            ),
+            w.trial(
+                "confinement_net_eni_requests_for_what_the_host_uses_are_refused",
+                confinement_net::eni_refusals,
             ),
         ]
     })

@@ -23,6 +23,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 type TestFn = fn() -> Result<()>;
 
+#[path = "network/confinement.rs"]
+mod confinement;
+
 fn main() -> ExitCode {
     trace_init();
     let args = Arguments::from_args();
@@ -58,6 +61,18 @@ fn main() -> ExitCode {
         (
             "existing_bridge_reused_or_refused",
             existing_bridge_reused_or_refused,
+        ),
+        (
+            "confinement_tasks_reach_only_what_the_host_allows",
+            confinement::tasks_reach_only_what_the_host_allows,
+        ),
+        (
+            "confinement_a_spoofing_task_reaches_nothing",
+            confinement::a_spoofing_task_reaches_nothing,
+        ),
+        (
+            "confinement_eni_requests_for_what_the_host_uses_are_refused",
+            confinement::eni_requests_for_what_the_host_uses_are_refused,
         ),
     ];
     let missing = prerequisites();
@@ -149,7 +164,9 @@ fn task_ns(net: &TaskNetwork) -> NetNs {
 
 fn two_tasks_reach_each_other_and_the_bridge() -> Result<()> {
     let lab = NetLab::new()?;
-    let network = lab.open("10.213.1.0/24")?;
+    let mut config = lab.config("10.213.1.0/24")?;
+    config.task_host_ports = [18201].into();
+    let network = lab.rt.block_on(Network::open(config))?;
     let before = lab.counts()?;
     let a = lab.rt.block_on(network.setup(&veth("task-a", vec![])))?;
     let b = lab.rt.block_on(network.setup(&veth("task-b", vec![])))?;
@@ -178,7 +195,8 @@ fn two_tasks_reach_each_other_and_the_bridge() -> Result<()> {
     ensure!(fetch_tcp(&task_ns(&b), SocketAddr::from((a.address, pa)))? == "from a");
     let pb = serve_tcp(&task_ns(&b), 0, "from b")?;
     ensure!(fetch_tcp(&task_ns(&a), SocketAddr::from((b.address, pb)))? == "from b");
-    let ph = serve_tcp(&lab.host, 0, "from the host")?;
+    // The host's own ports: only those of `task_host_ports`.
+    let ph = serve_tcp(&lab.host, 18201, "from the host")?;
     ensure!(fetch_tcp(&task_ns(&b), SocketAddr::from((bridge_ip, ph)))? == "from the host");
 
     let hosts = std::fs::read_to_string(&a.files.hosts)?;
@@ -204,9 +222,11 @@ fn two_tasks_reach_each_other_and_the_bridge() -> Result<()> {
 fn eni_moves_into_the_task_and_back() -> Result<()> {
     let lab = NetLab::new()?;
     let mac = "02:42:ac:1f:09:0a";
-    // The ENI stand-in: one end of a veth pair with a known MAC (this kernel has no dummy).
+    // The ENI stand-in: a macvlan with a known MAC on a veth (this kernel has no dummy, and a
+    // veth itself is refused as an ENI).
     lab.sh(&format!(
-        "ip link add eni7 address {mac} type veth peer name eni7peer"
+        "ip link add eni7par type veth peer name eni7peer \
+         && ip link add link eni7par name eni7 address {mac} type macvlan"
     ))?;
     let network = lab.open("10.213.2.0/24")?;
     let before = lab.counts()?;

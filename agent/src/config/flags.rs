@@ -114,6 +114,15 @@ pub struct Overrides {
     /// Absolute host directories tasks may read environment files from, comma-separated [env: BERTH_ENVIRONMENT_FILE_PATHS]
     #[arg(long, value_name = "DIRS")]
     pub environment_file_paths: Option<String>,
+    /// Whether tasks are kept from the instance metadata service [env: BERTH_BLOCK_INSTANCE_METADATA]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub block_instance_metadata: Option<String>,
+    /// Ports tasks may reach on the host's own addresses, comma-separated [env: BERTH_TASK_HOST_PORTS]
+    #[arg(long, value_name = "PORTS")]
+    pub task_host_ports: Option<String>,
+    /// MAC addresses an ENI attachment may move into a task, comma-separated [env: BERTH_ENI_ALLOWED_MACS]
+    #[arg(long, value_name = "MACS")]
+    pub eni_allowed_macs: Option<String>,
 }
 
 impl Overrides {
@@ -154,6 +163,9 @@ impl Overrides {
             (Key::AllowUnconfinedSeccomp, &self.allow_unconfined_seccomp),
             (Key::AllowedCapabilities, &self.allowed_capabilities),
             (Key::EnvironmentFilePaths, &self.environment_file_paths),
+            (Key::BlockInstanceMetadata, &self.block_instance_metadata),
+            (Key::TaskHostPorts, &self.task_host_ports),
+            (Key::EniAllowedMacs, &self.eni_allowed_macs),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

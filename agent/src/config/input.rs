@@ -145,6 +145,30 @@ pub(super) fn duration(input: Input<'_>, positive: bool) -> Result<Duration, Str
 }
 
 /// Port numbers, sorted and without duplicates.
+/// MAC addresses (`0a:1b:2c:3d:4e:5f`), without duplicates, in the order given.
+pub(super) fn macs(input: Input<'_>) -> Result<Vec<berth_runtime::MacAddr>, String> {
+    let items: Option<Vec<&str>> = match input {
+        Input::Toml(toml::Value::Array(items)) => items.iter().map(toml::Value::as_str).collect(),
+        Input::Toml(_) => None,
+        Input::Env(text) | Input::Flag(text) => Some(parse::comma_list(text)),
+    };
+    let expected = if input.is_toml() {
+        r#"an array of MAC addresses like "0a:1b:2c:3d:4e:5f""#
+    } else {
+        "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f"
+    };
+    let mut macs = Vec::new();
+    for item in items.ok_or_else(|| expected.to_owned())? {
+        let mac = item
+            .parse::<berth_runtime::MacAddr>()
+            .map_err(|_| expected.to_owned())?;
+        if !macs.contains(&mac) {
+            macs.push(mac);
+        }
+    }
+    Ok(macs)
+}
+
 pub(super) fn ports(input: Input<'_>) -> Result<Vec<u16>, String> {
     let parsed: Option<Vec<u16>> = match input {
         Input::Toml(toml::Value::Array(items)) => items

@@ -54,10 +54,14 @@ pub(crate) enum Key {
     AllowUnconfinedSeccomp,
     AllowedCapabilities,
     EnvironmentFilePaths,
+    // Network confinement (issue 16).
+    BlockInstanceMetadata,
+    TaskHostPorts,
+    EniAllowedMacs,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 34] = [
+    pub(crate) const ALL: [Key; 37] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -92,6 +96,9 @@ impl Key {
         Key::AllowUnconfinedSeccomp,
         Key::AllowedCapabilities,
         Key::EnvironmentFilePaths,
+        Key::BlockInstanceMetadata,
+        Key::TaskHostPorts,
+        Key::EniAllowedMacs,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -169,7 +176,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 34] = [
+const KEYS: [KeyDoc; 37] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -407,6 +414,27 @@ const KEYS: [KeyDoc; 34] = [
         "--environment-file-paths",
         "[]",
         "absolute host directories whose regular files tasks may read as environmentFiles; none by default (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "block_instance_metadata",
+        "BERTH_BLOCK_INSTANCE_METADATA",
+        "--block-instance-metadata",
+        "true",
+        "tasks cannot reach the instance metadata service at 169.254.169.254 (as ECS_AWSVPC_BLOCK_IMDS); false lets them",
+    ),
+    doc(
+        "task_host_ports",
+        "BERTH_TASK_HOST_PORTS",
+        "--task-host-ports",
+        "[]",
+        "ports (TCP and UDP) tasks may reach on the host's own addresses, beside the task endpoint; none by default (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "eni_allowed_macs",
+        "BERTH_ENI_ALLOWED_MACS",
+        "--eni-allowed-macs",
+        "[]",
+        "MAC addresses of the only interfaces an ENI attachment may move into a task; empty allows any that passes the built-in refusals (comma-separated in the environment and flag)",
     ),
 ];
 

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_runtime::Ipv4Cidr;
+use berth_runtime::{Ipv4Cidr, MacAddr};
 
 use super::error::ConfigError;
 use super::input::{
     Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
-    log_level, ports, registries, text_where, unsigned,
+    log_level, macs, ports, registries, text_where, unsigned,
 };
 use super::keys::Key;
 use super::parse;
@@ -66,6 +66,9 @@ pub(crate) struct Partial {
     allow_unconfined_seccomp: Option<Given<bool>>,
     allowed_capabilities: Option<Given<Vec<String>>>,
     environment_file_paths: Option<Given<Vec<PathBuf>>>,
+    block_instance_metadata: Option<Given<bool>>,
+    task_host_ports: Option<Given<Vec<u16>>>,
+    eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -195,6 +198,11 @@ impl Partial {
                 &mut self.environment_file_paths,
                 absolute_paths(input, "directories", "/etc/berth/env"),
             ),
+            Key::BlockInstanceMetadata => {
+                s.store(&mut self.block_instance_metadata, boolean(input))
+            }
+            Key::TaskHostPorts => s.store(&mut self.task_host_ports, ports(input)),
+            Key::EniAllowedMacs => s.store(&mut self.eni_allowed_macs, macs(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::Ipv4Cidr;
+use berth_runtime::{Ipv4Cidr, MacAddr};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
@@ -108,6 +108,14 @@ pub struct AgentConfig {
     /// Host directories whose regular files tasks may read as `environmentFiles`; empty allows
     /// none. Absolute, without `..`.
     pub environment_file_paths: Vec<PathBuf>,
+    /// Tasks cannot reach the instance metadata service.
+    pub block_instance_metadata: bool,
+    /// Ports (TCP and UDP) tasks may reach on the host's own addresses, beside the task
+    /// endpoint: sorted, without duplicates, each 1 to 65535.
+    pub task_host_ports: Vec<u16>,
+    /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
+    /// that passes the built-in refusals.
+    pub eni_allowed_macs: Vec<MacAddr>,
 }
 
 impl Default for AgentConfig {
@@ -145,6 +153,9 @@ impl Default for AgentConfig {
             allow_unconfined_seccomp: true,
             allowed_capabilities: Vec::new(),
             environment_file_paths: Vec::new(),
+            block_instance_metadata: true,
+            task_host_ports: Vec::new(),
+            eni_allowed_macs: Vec::new(),
         }
     }
 }
@@ -329,6 +340,19 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 .map(|p| path(p))
                 .collect();
             format!("[{}]", paths.join(", "))
+        }
+        Key::BlockInstanceMetadata => config.block_instance_metadata.to_string(),
+        Key::TaskHostPorts => {
+            let ports: Vec<String> = config.task_host_ports.iter().map(u16::to_string).collect();
+            format!("[{}]", ports.join(", "))
+        }
+        Key::EniAllowedMacs => {
+            let macs: Vec<String> = config
+                .eni_allowed_macs
+                .iter()
+                .map(|m| string(&m.to_string()))
+                .collect();
+            format!("[{}]", macs.join(", "))
         }
     }
 }

@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 34);
+    assert_eq!(loaded.sources.len(), Key::ALL.len());
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -95,6 +95,15 @@ fn defaults_when_nothing_is_set() {
         c.environment_file_paths.is_empty(),
         "no host file may be read as an environment file by default"
     );
+    assert!(
+        c.block_instance_metadata,
+        "tasks are kept from the metadata service"
+    );
+    assert!(
+        c.task_host_ports.is_empty(),
+        "no host port is open to tasks"
+    );
+    assert!(c.eni_allowed_macs.is_empty());
 }
 
 #[test]
@@ -288,6 +297,13 @@ fn samples() -> Vec<Sample> {
             "environment_file_paths",
             r#"["/etc/berth/env", "/srv/env"]"#,
             "/etc/berth/env,/srv/env",
+        )]),
+        sample(&[("block_instance_metadata", "false", "false")]),
+        sample(&[("task_host_ports", "[53, 8125]", "53,8125")]),
+        sample(&[(
+            "eni_allowed_macs",
+            r#"["0a:1b:2c:3d:4e:5f"]"#,
+            "0a:1b:2c:3d:4e:5f",
         )]),
     ]
 }
@@ -615,8 +631,19 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "/dev/fuse,dev/snd",
             "comma-separated absolute device paths like /dev/fuse (without ..)",
         ),
+        ("block_instance_metadata", "maybe", "true or false"),
+        (
+            "task_host_ports",
+            "53,70000",
+            "comma-separated port numbers from 1 to 65535",
+        ),
+        (
+            "eni_allowed_macs",
+            "0a:1b:2c:3d:4e",
+            "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f",
+        ),
     ];
-    assert_eq!(cases.len(), 31);
+    assert_eq!(cases.len(), 34);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -949,6 +976,9 @@ allowed_devices          = []                                 # default
 allow_unconfined_seccomp = true                               # default
 allowed_capabilities     = []                                 # default
 environment_file_paths   = []                                 # default
+block_instance_metadata  = true                               # default
+task_host_ports          = []                                 # default
+eni_allowed_macs         = []                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -59,6 +59,8 @@ pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) assignment: TaskAssignment,
     /// Restart counts already reported, by container name (after an agent restart).
     pub(super) restart_counts: HashMap<String, u32>,
+    /// Each container's task endpoint ID, for its metadata URL.
+    pub(super) endpoint_ids: Arc<crate::store::EndpointIds>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.

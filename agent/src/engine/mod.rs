@@ -117,6 +117,8 @@ pub(crate) enum Command {
 pub(crate) struct TaskView {
     pub definition: Arc<TaskDefinition>,
     pub state: TaskState,
+    /// Each container's task endpoint ID, by name (the secret part of its metadata URL).
+    pub endpoint_ids: Arc<crate::store::EndpointIds>,
 }
 
 /// A container's log file, for reading it back.
@@ -210,6 +212,8 @@ struct Entry {
     resuming: bool,
     /// A driver already took it over after its first driver failed.
     salvaged: bool,
+    /// Each container's task endpoint ID, kept in the store with the task.
+    endpoint_ids: Arc<crate::store::EndpointIds>,
 }
 
 /// How a driver takes a task up.
@@ -328,6 +332,7 @@ impl<R: ContainerRuntime> Engine<R> {
                     .map(|e| TaskView {
                         definition: Arc::clone(&e.definition),
                         state: e.state.clone(),
+                        endpoint_ids: Arc::clone(&e.endpoint_ids),
                     });
                 let _ = reply.send(view);
                 Ok(())
@@ -343,6 +348,7 @@ impl<R: ContainerRuntime> Engine<R> {
         Some(TaskView {
             definition: Arc::clone(&entry.definition),
             state: entry.state.clone(),
+            endpoint_ids: Arc::clone(&entry.endpoint_ids),
         })
     }
 
@@ -425,6 +431,11 @@ impl<R: ContainerRuntime> Engine<R> {
             .filter(|(_, essential, _)| *essential)
             .map(|(name, _, _)| name)
             .collect();
+        let endpoint_ids = self.store.endpoint_ids(&a.task_id).unwrap_or_else(|error| {
+            // The task still runs; only its containers' metadata URLs answer 404.
+            tracing::warn!(task.id = %a.task_id, %error, "cannot read the task's endpoint ids");
+            crate::store::EndpointIds::new()
+        });
         self.tasks.insert(
             a.task_id.clone(),
             Entry {
@@ -437,6 +448,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 checked_essential,
                 resuming: false,
                 salvaged: false,
+                endpoint_ids: Arc::new(endpoint_ids),
             },
         );
         control_rx
@@ -454,6 +466,11 @@ impl<R: ContainerRuntime> Engine<R> {
         let salvage_state = matches!(start, Start::Salvage { .. }).then(|| state.clone());
         let control = self.track(&a, state);
         let task_id = a.task_id.clone();
+        let endpoint_ids = self
+            .tasks
+            .get(&task_id)
+            .map(|e| Arc::clone(&e.endpoint_ids))
+            .unwrap_or_default();
         let span = tracing::info_span!("task", task.id = %task_id);
         let driver = Driver {
             runtime: Arc::clone(&self.runtime),
@@ -464,6 +481,7 @@ impl<R: ContainerRuntime> Engine<R> {
             cancel: self.cancel.child_token(),
             assignment: a,
             restart_counts,
+            endpoint_ids,
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {

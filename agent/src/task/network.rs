@@ -25,9 +25,9 @@ use super::error::{AttachmentProblem, InputError, NetworkProblem};
 /// The variable that gives each container its metadata URL, as on ECS.
 pub(crate) const METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
 
-/// The metadata URL of a container, as its task sees it.
-pub(crate) fn metadata_uri(container: &str) -> String {
-    format!("http://{ENDPOINT_ADDRESS}/v4/{container}")
+/// The metadata URL of a container, as its task sees it: its endpoint ID is the secret part.
+pub(crate) fn metadata_uri(endpoint_id: &str) -> String {
+    format!("http://{ENDPOINT_ADDRESS}/v4/{endpoint_id}")
 }
 
 /// The task a namespace belongs to (awsvpc: its name; bridge: `<task>.<index>`).

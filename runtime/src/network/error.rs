@@ -54,6 +54,13 @@ pub enum NetworkError {
     },
     #[error("no host interface has mac address {mac}: check the eni attachment")]
     UnknownMac { mac: String },
+    #[error("refusing to move host interface {interface} ({mac}) into task {task}: {rule}")]
+    EniRefused {
+        interface: String,
+        mac: String,
+        task: String,
+        rule: String,
+    },
     /// The cause's text is part of the message (it travels as a task's stop reason), so it is
     /// not also a source.
     #[error("network namespace {}: cannot {what}: {error}", path.display())]

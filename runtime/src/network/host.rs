@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::error::NetworkError;
 use super::ipam::{Ipv4Cidr, Protocol};
-use super::netlink::{IfAddress, Netlink, VethPair, link_alias, link_name};
+use super::netlink::{HostLink, IfAddress, Netlink, VethPair, link_alias, link_name};
 use super::netns::{NetNs, run_in};
 use super::nft::{self, NftRule};
 
@@ -28,6 +28,8 @@ pub(crate) trait HostOps: Send + Sync + Debug {
         cidr: &Ipv4Cidr,
         mtu: u32,
     ) -> Result<(), NetworkError>;
+    /// Whether IPv4 forwarding is on in the host namespace.
+    async fn ip_forwarding(&self) -> Result<bool, NetworkError>;
     /// Applies an nft script in one transaction.
     async fn nft_apply(&self, script: String) -> Result<(), NetworkError>;
     /// The rules of the per-task chain.
@@ -46,6 +48,8 @@ pub(crate) trait HostOps: Send + Sync + Debug {
     async fn task_veths(&self) -> Result<Vec<(String, String)>, NetworkError>;
     /// The name of the host link with this MAC address.
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError>;
+    /// What the ENI refusals look at of the host link `name`.
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError>;
     /// Moves the host link `host_name` into `ns` as `eth0`, configured.
     async fn eni_in(&self, host_name: &str, plan: &IfPlan, ns: &NetNs) -> Result<(), NetworkError>;
     /// Moves the link with this MAC from `ns` back to the host as `host_name`; idempotent.
@@ -141,6 +145,19 @@ impl HostOps for LinuxHost {
         })
     }
 
+    async fn ip_forwarding(&self) -> Result<bool, NetworkError> {
+        let path = Path::new("/proc/sys/net/ipv4/ip_forward");
+        let value =
+            run_in(self.host.as_ref(), || std::fs::read_to_string(path))?.map_err(|error| {
+                NetworkError::Io {
+                    what: "read whether ipv4 forwarding is on",
+                    path: path.to_owned(),
+                    error,
+                }
+            })?;
+        Ok(value.trim() != "0")
+    }
+
     async fn nft_apply(&self, script: String) -> Result<(), NetworkError> {
         if script.is_empty() {
             return Ok(());
@@ -220,6 +237,10 @@ impl HostOps for LinuxHost {
 
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError> {
         self.host_netlink()?.link_by_mac(mac).await
+    }
+
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError> {
+        self.host_netlink()?.host_link(name).await
     }
 
     async fn eni_in(&self, host_name: &str, plan: &IfPlan, ns: &NetNs) -> Result<(), NetworkError> {

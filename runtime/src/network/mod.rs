@@ -2,14 +2,18 @@
 //! the agent's bridge, or an ENI found by MAC), its address from the agent's IPAM, its DNAT
 //! port mappings and outbound masquerade in Berth's own nftables table, and its resolv.conf,
 //! hosts and hostname files. Teardown removes all of it; `repair` removes what a crash left.
+//! The same tables confine tasks (`nft.rs`): what of the host they reach, what is forwarded for
+//! them, and that each sends only with its own MAC and address.
 //!
 //! `Network` is the one entry point; everything that touches the host goes through the
 //! `HostOps` seam (`host.rs`), so the orchestration here is unit-tested with a fake.
 
+mod eni;
 mod error;
 mod files;
 mod host;
 mod ipam;
+mod mac;
 mod netlink;
 mod netns;
 mod nft;
@@ -18,11 +22,9 @@ mod nft;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -31,10 +33,17 @@ use tokio::sync::Mutex;
 pub use error::NetworkError;
 pub use files::{DnsConfig, TaskFiles};
 pub use ipam::{Ipv4Cidr, PortBinding, PortRequest, Protocol};
+pub use mac::MacAddr;
 pub use netns::{DEFAULT_NETNS_DIR, NetNs};
+pub use nft::INSTANCE_METADATA_ADDRESS;
 
 use host::{ENDPOINT_IF, HostOps, IfPlan, LinuxHost, TASK_IF, VethPlan};
 use ipam::{Allocations, EniRecord, STATE_FILE};
+use nft::{BaseRules, TaskIdentity};
+
+/// The file in the state dir that records that Berth turned IPv4 forwarding on (it was off
+/// before), so it keeps forwarding nothing but tasks' traffic across restarts.
+const FORWARDING_MARKER: &str = "ip-forward-enabled-by-berth";
 
 /// The default bridge's name.
 pub const DEFAULT_BRIDGE: &str = "berth0";
@@ -71,6 +80,17 @@ pub struct NetworkConfig {
     pub host_netns: Option<PathBuf>,
     /// Where `hostPort` 0 takes a port from.
     pub ephemeral_ports: RangeInclusive<u16>,
+    /// Tasks never reach the instance metadata service ([`INSTANCE_METADATA_ADDRESS`]).
+    pub block_instance_metadata: bool,
+    /// Ports (TCP and UDP) tasks may reach on the host's own addresses, beside the task
+    /// endpoint; none by default.
+    pub task_host_ports: BTreeSet<u16>,
+    /// TCP destinations tasks never reach (the scheduler's); an address of loopback blocks the
+    /// port on every address of the host. [`Network::block_destinations`] replaces them.
+    pub blocked_destinations: Vec<SocketAddrV4>,
+    /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
+    /// that passes the built-in refusals (`eni.rs`).
+    pub eni_allowed_macs: Vec<MacAddr>,
 }
 
 impl NetworkConfig {
@@ -86,45 +106,11 @@ impl NetworkConfig {
             files_dir: state_dir.join("task-files"),
             host_netns: None,
             ephemeral_ports: DEFAULT_EPHEMERAL_PORTS,
+            block_instance_metadata: true,
+            task_host_ports: BTreeSet::new(),
+            blocked_destinations: Vec::new(),
+            eni_allowed_macs: Vec::new(),
         }
-    }
-}
-
-/// A MAC address, written `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl FromStr for MacAddr {
-    type Err = NetworkError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || NetworkError::InvalidInput {
-            what: "mac address",
-            value: s.to_owned(),
-            reason: "expected six hexadecimal bytes separated by ':', e.g. 0a:1b:2c:3d:4e:5f"
-                .to_owned(),
-        };
-        let mut mac = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut mac {
-            let p = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
-            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(mac))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
     }
 }
 
@@ -199,10 +185,13 @@ fn check_task_name(task: &str) -> Result<(), NetworkError> {
     }
 }
 
+/// The prefix of every task veth's host-side name (anti-spoofing checks every such port).
+pub(crate) const VETH_PREFIX: &str = "bv";
+
 /// The host-side name of a task's veth: short (IFNAMSIZ), stable, unique per task name.
 fn veth_name(task: &str) -> String {
     let digest = hex::encode(Sha256::digest(task.as_bytes()));
-    format!("bv{}", &digest[..11])
+    format!("{VETH_PREFIX}{}", &digest[..11])
 }
 
 /// The MAC address of a veth task's interface, derived from its address as Docker does
@@ -210,6 +199,39 @@ fn veth_name(task: &str) -> String {
 pub(crate) fn veth_mac(address: Ipv4Addr) -> MacAddr {
     let [a, b, c, d] = address.octets();
     MacAddr([0x02, 0x42, a, b, c, d])
+}
+
+/// Who may send from the veth of namespace `task` on the bridge.
+fn identity(task: &str, address: Ipv4Addr) -> TaskIdentity {
+    TaskIdentity {
+        veth: veth_name(task),
+        mac: veth_mac(address),
+        address,
+    }
+}
+
+/// Whether Berth owns the host's IPv4 forwarding: it was off when Berth first opened the
+/// network (recorded in `state_dir`, so a restart, which finds it on, still knows).
+async fn forwarding_owner(ops: &dyn HostOps, state_dir: &Path) -> Result<bool, NetworkError> {
+    let marker = state_dir.join(FORWARDING_MARKER);
+    if marker.exists() {
+        return Ok(true);
+    }
+    if ops.ip_forwarding().await? {
+        return Ok(false);
+    }
+    let io = |error| NetworkError::Io {
+        what: "record that berth turns on ipv4 forwarding",
+        path: marker.clone(),
+        error,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    std::fs::write(
+        &marker,
+        b"ipv4 forwarding was off before berth turned it on\n",
+    )
+    .map_err(io)?;
+    Ok(true)
 }
 
 fn port(what: &'static str, value: u32, zero_ok: bool) -> Result<u16, NetworkError> {
@@ -273,11 +295,26 @@ impl Network {
                 });
             }
         }
+        let owns_forwarding = forwarding_owner(&*ops, &config.state_dir).await?;
         ops.ensure_bridge(&config.bridge, &cidr, config.mtu).await?;
-        ops.nft_apply(nft::base_ruleset(&cidr, &config.bridge, config.masquerade))
-            .await?;
         let state_path = config.state_dir.join(STATE_FILE);
         let state = ipam::load(&state_path)?;
+        let identities: Vec<TaskIdentity> = state
+            .tasks
+            .iter()
+            .filter_map(|(task, r)| r.address.map(|a| identity(task, a)))
+            .collect();
+        ops.nft_apply(nft::base_ruleset(&BaseRules {
+            cidr,
+            bridge: &config.bridge,
+            masquerade: config.masquerade,
+            block_instance_metadata: config.block_instance_metadata,
+            task_host_ports: &config.task_host_ports,
+            owns_forwarding,
+            blocked: &config.blocked_destinations,
+            identities: &identities,
+        }))
+        .await?;
         Ok(Network {
             config,
             ops,
@@ -289,6 +326,17 @@ impl Network {
     /// The configuration in force.
     pub fn config(&self) -> &NetworkConfig {
         &self.config
+    }
+
+    /// Replaces the TCP destinations tasks never reach (the scheduler's, re-resolved), in one
+    /// transaction: no moment lets a task through.
+    pub async fn block_destinations(
+        &self,
+        destinations: &[SocketAddrV4],
+    ) -> Result<(), NetworkError> {
+        self.ops
+            .nft_apply(nft::blocked_elements(destinations))
+            .await
     }
 
     /// The namespace path of `task`.
@@ -383,11 +431,31 @@ impl Network {
                     let known = next.tasks.get(task).and_then(|r| r.eni.clone());
                     let host_name = match known {
                         Some(r) => r.host_name,
-                        None => self.ops.find_mac(&mac.0).await?.ok_or_else(|| {
-                            NetworkError::UnknownMac {
-                                mac: mac.to_string(),
+                        None => {
+                            let name = self.ops.find_mac(&mac.0).await?.ok_or_else(|| {
+                                NetworkError::UnknownMac {
+                                    mac: mac.to_string(),
+                                }
+                            })?;
+                            let link = self.ops.host_link(&name).await?;
+                            let rule = eni::refusal(
+                                &link,
+                                *mac,
+                                task,
+                                &next,
+                                &self.config.bridge,
+                                &self.config.eni_allowed_macs,
+                            );
+                            if let Some(rule) = rule {
+                                return Err(NetworkError::EniRefused {
+                                    interface: name,
+                                    mac: mac.to_string(),
+                                    task: task.to_owned(),
+                                    rule,
+                                });
                             }
-                        })?,
+                            name
+                        }
                     };
                     next.tasks.entry(task.to_owned()).or_default().eni = Some(EniRecord {
                         mac: mac.to_string(),
@@ -451,9 +519,13 @@ impl Network {
         } else {
             Vec::new()
         };
-        self.ops
-            .nft_apply(nft::task_rules(task, plan.address, &ports, &stale))
-            .await?;
+        let bridge_address = match &eni_host_name {
+            Some((_, _, endpoint_address)) => *endpoint_address,
+            None => plan.address,
+        };
+        let mut script = nft::add_identity(&identity(task, bridge_address));
+        script.push_str(&nft::task_rules(task, plan.address, &ports, &stale));
+        self.ops.nft_apply(script).await?;
         let files = files::write(&self.config.files_dir.join(task), &spec.dns, plan.address)?;
         let mac = match &eni_host_name {
             Some((mac, _, _)) => MacAddr(*mac),
@@ -520,13 +592,19 @@ impl Network {
             }
         };
         let record = self.state.lock().await.tasks.get(task).cloned();
+        let mut script = record
+            .as_ref()
+            .and_then(|r| r.address)
+            .map(|a| nft::remove_identity(&identity(task, a)))
+            .unwrap_or_default();
         // A task allocated without ports never had rules; anything else is looked up.
         if record.as_ref().is_none_or(|r| !r.ports.is_empty()) {
-            note(match self.task_rule_handles(task).await {
-                Ok(handles) => self.ops.nft_apply(nft::delete_rules(&handles)).await,
-                Err(e) => Err(e),
-            });
+            match self.task_rule_handles(task).await {
+                Ok(handles) => script.push_str(&nft::delete_rules(&handles)),
+                Err(e) => note(Err(e)),
+            }
         }
+        note(self.ops.nft_apply(script).await);
         if let Some(eni) = record.as_ref().and_then(|r| r.eni.as_ref()) {
             let ns = NetNs::open(self.netns_path(task));
             note(match eni.mac.parse::<MacAddr>() {

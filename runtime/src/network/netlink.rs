@@ -7,9 +7,9 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::route::{RouteAttribute, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::NetworkError;
@@ -304,6 +304,52 @@ impl Netlink {
             .and_then(link_name))
     }
 
+    /// What the ENI refusals look at of the link named `name`.
+    pub(crate) async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError> {
+        let link = self
+            .link(name)
+            .await?
+            .ok_or_else(|| self.err("find", name, "no such interface"))?;
+        let index = link.header.index;
+        let kind = if link.header.flags.contains(LinkFlags::Loopback) {
+            LinkKind::Loopback
+        } else {
+            match link_kind(&link) {
+                Some(InfoKind::Bridge) => LinkKind::Bridge,
+                Some(InfoKind::Veth) => LinkKind::Veth,
+                _ => LinkKind::Other,
+            }
+        };
+        let addresses = self
+            .addresses()
+            .await?
+            .into_iter()
+            .filter(|a| a.interface == name)
+            .map(|a| a.address)
+            .collect();
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list the routes of", name, e))?;
+        let default_route = routes.iter().any(|r| {
+            r.header.destination_prefix_length == 0
+                && r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == index))
+        });
+        Ok(HostLink {
+            name: name.to_owned(),
+            kind,
+            alias: link_alias(&link),
+            addresses,
+            default_route,
+        })
+    }
+
     /// Renames `name` (down, in this namespace) and moves it into `target`.
     pub(crate) async fn move_link(
         &self,
@@ -415,6 +461,27 @@ impl Netlink {
             Err(e) => Err(self.err(what, new_name, e)),
         }
     }
+}
+
+/// The kind of a host link, as far as the ENI refusals care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkKind {
+    Bridge,
+    Veth,
+    Loopback,
+    Other,
+}
+
+/// A host link an ENI attachment names, with what the refusals look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostLink {
+    pub(crate) name: String,
+    pub(crate) kind: LinkKind,
+    pub(crate) alias: Option<String>,
+    /// Its IPv4 addresses.
+    pub(crate) addresses: Vec<Ipv4Addr>,
+    /// The host's default route leaves through it.
+    pub(crate) default_route: bool,
 }
 
 /// A veth pair to create: the host side on a bridge, the peer inside a task's namespace.

@@ -7,7 +7,7 @@ use std::sync::Mutex as StdMutex;
 use async_trait::async_trait;
 
 use super::host::{HostOps, IfPlan, VethPlan};
-use super::netlink::IfAddress;
+use super::netlink::{HostLink, IfAddress, LinkKind};
 use super::nft::NftRule;
 use super::*;
 
@@ -22,6 +22,11 @@ struct World {
     next_handle: u64,
     host_macs: BTreeMap<[u8; 6], String>,
     ns_macs: BTreeMap<[u8; 6], String>,
+    forwarding: bool,
+    /// What `host_link` answers, by name (an unused plain interface otherwise).
+    host_links: BTreeMap<String, HostLink>,
+    /// Every nft script applied, in order.
+    scripts: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -58,9 +63,13 @@ impl HostOps for Fake {
     async fn ensure_bridge(&self, b: &str, c: &Ipv4Cidr, _: u32) -> Result<(), NetworkError> {
         self.step("ensure_bridge", &format!("{b} {c}"))
     }
+    async fn ip_forwarding(&self) -> Result<bool, NetworkError> {
+        Ok(self.world(|w| w.forwarding))
+    }
     async fn nft_apply(&self, script: String) -> Result<(), NetworkError> {
         self.step("nft_apply", "")?;
         self.world(|w| {
+            w.scripts.push(script.clone());
             for line in script.lines() {
                 if let Some(h) = line.strip_prefix("delete rule ip berth ports handle ") {
                     let h: u64 = h.parse().unwrap();
@@ -113,6 +122,17 @@ impl HostOps for Fake {
     }
     async fn find_mac(&self, mac: &[u8; 6]) -> Result<Option<String>, NetworkError> {
         Ok(self.world(|w| w.host_macs.get(mac).cloned()))
+    }
+    async fn host_link(&self, name: &str) -> Result<HostLink, NetworkError> {
+        Ok(self
+            .world(|w| w.host_links.get(name).cloned())
+            .unwrap_or(HostLink {
+                name: name.to_owned(),
+                kind: LinkKind::Other,
+                alias: None,
+                addresses: Vec::new(),
+                default_route: false,
+            }))
     }
     async fn eni_in(&self, host_name: &str, _: &IfPlan, _: &NetNs) -> Result<(), NetworkError> {
         self.step("eni_in", host_name)?;
@@ -378,4 +398,98 @@ fn veth_names_fit_ifnamsiz_and_mac_parses() {
     ] {
         assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn each_task_sends_only_as_itself_and_the_set_is_rebuilt_at_start() {
+    let s = open().await;
+    s.net.setup(&spec("t1")).await.unwrap();
+    let element = format!("\"{}\" . 02:42:0a:d5:00:02 . 10.213.0.2", veth_name("t1"));
+    let last = s.fake.world(|w| w.scripts.last().cloned().unwrap());
+    assert!(
+        last.starts_with(&format!("add element bridge berth tasks {{ {element} }}\n")),
+        "{last}"
+    );
+    let Setup { fake, _dir, .. } = s;
+    let s = open_with(fake, _dir).await.unwrap();
+    let base = s.fake.world(|w| w.scripts.last().cloned().unwrap());
+    assert!(
+        base.contains(&format!(
+            "flush set bridge berth tasks\nadd element bridge berth tasks {{ {element} }}\n"
+        )),
+        "{base}"
+    );
+    s.net.teardown("t1").await.unwrap();
+    let last = s.fake.world(|w| w.scripts.last().cloned().unwrap());
+    assert!(
+        last.contains(&format!(
+            "delete element bridge berth tasks {{ {element} }}\n"
+        )),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn berth_forwards_nothing_else_only_when_it_turned_forwarding_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(Fake::default());
+    fake.world(|w| w.forwarding = true);
+    let s = open_with(fake, dir).await.unwrap();
+    let base = s.fake.world(|w| w.scripts[0].clone());
+    assert!(
+        !base.contains("forward drop"),
+        "another router's traffic stays"
+    );
+
+    let s = open().await;
+    let base = s.fake.world(|w| w.scripts[0].clone());
+    assert!(base.contains("add rule ip berth forward drop\n"), "{base}");
+    // Restarted, the agent finds forwarding on, and remembers it was its own doing.
+    let Setup { fake, _dir, .. } = s;
+    fake.world(|w| w.forwarding = true);
+    let s = open_with(fake, _dir).await.unwrap();
+    let base = s.fake.world(|w| w.scripts.last().cloned().unwrap());
+    assert!(base.contains("add rule ip berth forward drop\n"), "{base}");
+}
+
+#[tokio::test]
+async fn blocked_destinations_are_replaced_in_one_script() {
+    let s = open().await;
+    s.net
+        .block_destinations(&["192.0.2.7:7700".parse().unwrap()])
+        .await
+        .unwrap();
+    let last = s.fake.world(|w| w.scripts.last().cloned().unwrap());
+    assert_eq!(
+        last,
+        "flush set ip berth blocked\nflush set ip berth blocked_local_ports\n\
+         add element ip berth blocked { 192.0.2.7 . 7700 }\n"
+    );
+}
+
+#[tokio::test]
+async fn an_eni_the_host_uses_is_refused_before_anything_is_made() {
+    let s = open().await;
+    let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+    s.fake.world(|w| {
+        w.host_macs.insert(mac.0, "ens5".to_owned());
+        w.host_links.insert(
+            "ens5".to_owned(),
+            HostLink {
+                name: "ens5".to_owned(),
+                kind: LinkKind::Other,
+                alias: None,
+                addresses: vec!["172.31.0.10".parse().unwrap()],
+                default_route: true,
+            },
+        );
+    });
+    let e = s.net.setup(&eni_spec("e1")).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "refusing to move host interface ens5 (02:00:00:00:00:01) into task e1: it carries the host's default route"
+    );
+    assert_eq!(s.fake.leftovers(), (0, 0, 0, 0));
+    assert!(s.net.state.lock().await.tasks.is_empty());
+    assert_eq!(s.fake.world(|w| w.host_macs.len()), 1, "still on the host");
 }

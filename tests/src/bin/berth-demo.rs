@@ -102,7 +102,7 @@ fn demo() -> Result<()> {
             {"name": "web", "image": image.reference, "essential": true, "cpu": 256, "memory": 128,
              "memoryReservation": 64, "stopTimeout": 2,
              "command": ["sh", "-c",
-                "echo serving; while true; do echo hello from the web container | nc -l -p 8080; done"]},
+                "echo \"metadata: $ECS_CONTAINER_METADATA_URI_V4\"; echo serving; while true; do echo hello from the web container | nc -l -p 8080; done"]},
             {"name": "init", "image": image.reference, "essential": false, "memory": 32,
              "command": ["sh", "-c", "echo hello from the init container; exit 0"]}
         ]
@@ -137,12 +137,23 @@ fn demo() -> Result<()> {
         .context("the task has no address")?;
     let said = net.sh(&format!("/bin/busybox nc -w 2 {address} 8080 </dev/null"))?;
     println!("  {address}:8080 says: {}", said.trim());
+    // Each container's metadata URL holds an unguessable ID: the container logged its own.
+    let logs = ctl(&endpoint, &["logs", &id, "--container", "web"])?.stdout;
+    let url = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("metadata: "))
+        .context("the web container did not log its metadata url")?
+        .trim()
+        .to_owned();
+    let path = url.trim_start_matches("http://169.254.170.2");
     let metadata = net.task_sh(
         &id,
-        "{ printf 'GET /v4/web/task HTTP/1.0\\r\\n\\r\\n'; sleep 1; } | /bin/busybox nc 169.254.170.2 80",
+        &format!(
+            "{{ printf 'GET {path}/task HTTP/1.0\\r\\n\\r\\n'; sleep 1; }} | /bin/busybox nc 169.254.170.2 80"
+        ),
     )?;
     let body = metadata.split("\r\n\r\n").nth(1).unwrap_or_default();
-    println!("  http://169.254.170.2/v4/web/task from inside the task:");
+    println!("  {url}/task from inside the task:");
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) => println!(
             "  {{\"Family\": {}, \"Revision\": {}, \"KnownStatus\": {}, \"Containers\": {} }}",

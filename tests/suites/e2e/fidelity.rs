@@ -204,7 +204,7 @@ pub(super) fn metadata_from_the_first_instruction(w: &World) -> Result<()> {
     // glibc's resolver, so HTTP is spoken with nc (its stdin stays open until the answer came).
     let ask = |name: &str| {
         format!(
-            "out=$({{ printf 'GET /v4/{name} HTTP/1.0\\r\\n\\r\\n'; sleep 3; }} | nc 169.254.170.2 80 2>&1)
+            "out=$({{ printf 'GET %s HTTP/1.0\\r\\n\\r\\n' \"${{ECS_CONTAINER_METADATA_URI_V4#http://169.254.170.2}}\"; sleep 3; }} | nc 169.254.170.2 80 2>&1)
 status=$(printf '%s\\n' \"$out\" | head -n 1)
 echo \"first-answer: ${{status:-none}}\"
 printf '%s\\n' \"$out\" | grep -q '\"Name\":\"{name}\"' && echo first-body: ok"

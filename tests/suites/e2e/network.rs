@@ -46,10 +46,11 @@ echo "metadata: $ECS_CONTAINER_METADATA_URI_V4"
 # busybox's static wget crashes in glibc's resolver: speak HTTP with nc.
 # stdin stays open until the server closes the connection, or nc stops reading early.
 get() { { printf 'GET %s HTTP/1.0\r\n\r\n' "$1"; sleep 3; } | nc 169.254.170.2 80; }
-get /v4/checks/task > /tmp/task; cat /tmp/task; echo
+me=${ECS_CONTAINER_METADATA_URI_V4#http://169.254.170.2}
+get "$me/task" > /tmp/task; cat /tmp/task; echo
 grep -q '200 OK' /tmp/task
 grep -q '"Family":"netaws"' /tmp/task
-get /v4/checks > /tmp/me
+get "$me" > /tmp/me
 grep -q '"Name":"checks"' /tmp/me
 echo all-good"#;
     env.register(&def(
@@ -129,14 +130,19 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
     let mac = "0a:58:0a:01:00:05";
     host_sh(
         &env,
-        // One end of a veth pair with a known MAC (this kernel has no dummy interfaces).
-        &format!("ip link add eni-test address {mac} type veth peer name eni-peer"),
+        // A macvlan with a known MAC on a veth (this kernel has no dummy interfaces, and a
+        // veth itself is refused as an ENI).
+        &format!(
+            "ip link add eni-par type veth peer name eni-peer \
+             && ip link add link eni-par name eni-test address {mac} type macvlan"
+        ),
     )?;
     env.register(&def(
         "neteni",
         "awsvpc",
-        json!([{"name": "app", "image": image, "memory": 64, "command": ["sleep", "3600"],
-                "stopTimeout": 1}]),
+        json!([{"name": "app", "image": image, "memory": 64, "stopTimeout": 1,
+                "command": ["sh", "-c",
+                    "echo \"metadata: $ECS_CONTAINER_METADATA_URI_V4\"; exec sleep 3600"]}]),
     ))?;
     let attachment = format!("mac={mac},address=10.1.0.5/24,gateway=10.1.0.1");
     let instance = env.wait_instance_connected()?["containerInstanceId"]
@@ -176,10 +182,13 @@ pub(super) fn awsvpc_eni(w: &World) -> Result<()> {
         "{twice:?}"
     );
     // The task endpoint, through the task's second interface (its default route is the ENI's).
+    let path = super::confinement_net::metadata_path(&env, &id, "app")?;
     let endpoint = env.net.task_sh(
         &id,
-        "ip -o addr show ep0; { printf 'GET /v4/app/task HTTP/1.0\r\n\r\n'; sleep 2; } \
-         | /bin/busybox nc 169.254.170.2 80",
+        &format!(
+            "ip -o addr show ep0; {{ printf 'GET {path}/task HTTP/1.0\r\n\r\n'; sleep 2; }} \
+             | /bin/busybox nc 169.254.170.2 80"
+        ),
     )?;
     ensure!(
         endpoint.contains("/32") && endpoint.contains("200 OK") && endpoint.contains(&id),

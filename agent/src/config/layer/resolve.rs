@@ -256,6 +256,27 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            block_instance_metadata: pick(
+                self.block_instance_metadata,
+                Key::BlockInstanceMetadata,
+                defaults.block_instance_metadata,
+                &mut sources,
+            )
+            .value,
+            task_host_ports: pick(
+                self.task_host_ports,
+                Key::TaskHostPorts,
+                defaults.task_host_ports,
+                &mut sources,
+            )
+            .value,
+            eni_allowed_macs: pick(
+                self.eni_allowed_macs,
+                Key::EniAllowedMacs,
+                defaults.eni_allowed_macs,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -8,6 +8,7 @@ use berth_runtime::{ContainerSpec, Mount, NetworkError, NetworkNamespace, TaskNe
 
 use super::super::{ContainerNetwork, NetworkReport};
 use crate::network::TaskNetworking;
+use crate::store::EndpointIds;
 use crate::task::network::{self, Mode};
 use crate::task::{Causes, METADATA_ENV, metadata_uri};
 
@@ -29,11 +30,15 @@ pub(super) fn join_network(
     mode: Mode,
     plans: &[network::Plan],
     nets: &[TaskNetwork],
+    endpoint_ids: &EndpointIds,
     specs: &mut [ContainerSpec],
 ) -> NetworkReport {
     for (plan, net) in plans.iter().zip(nets) {
         for &i in &plan.containers {
-            join_namespace(&mut specs[i], net, &plan.spec.dns.hostname);
+            let id = endpoint_ids
+                .get(&def.containers[i].name)
+                .map(String::as_str);
+            join_namespace(&mut specs[i], net, &plan.spec.dns.hostname, id);
         }
     }
     let mut containers = HashMap::new();
@@ -124,7 +129,12 @@ pub(super) async fn set_up_namespaces(
 
 /// Points a container at its namespace, with the namespace's resolv.conf, hosts and hostname
 /// bound read-only (they hold its DNS settings and extra hosts, so the runtime writes none).
-fn join_namespace(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
+fn join_namespace(
+    spec: &mut ContainerSpec,
+    net: &TaskNetwork,
+    hostname: &str,
+    endpoint_id: Option<&str>,
+) {
     spec.network = NetworkNamespace::Join(net.netns.clone());
     for (source, destination) in [
         (&net.files.resolv_conf, "/etc/resolv.conf"),
@@ -140,10 +150,14 @@ fn join_namespace(spec: &mut ContainerSpec, net: &TaskNetwork, hostname: &str) {
     if spec.hostname.is_none() {
         spec.hostname = Some(hostname.to_owned());
     }
-    // The task endpoint answers at the link-local address through the namespace's route.
-    spec.environment
-        .entry(METADATA_ENV.to_owned())
-        .or_insert_with(|| metadata_uri(&spec.name));
+    // The task endpoint answers at the link-local address through the namespace's route, to
+    // the URL with the container's own ID only; a container without one (a task accepted by
+    // an older agent) gets no URL rather than one that answers 404.
+    if let Some(id) = endpoint_id {
+        spec.environment
+            .entry(METADATA_ENV.to_owned())
+            .or_insert_with(|| metadata_uri(id));
+    }
     spec.extra_hosts.clear();
     spec.dns_servers.clear();
     spec.dns_search_domains.clear();

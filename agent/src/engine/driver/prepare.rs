@@ -181,7 +181,14 @@ impl<R: ContainerRuntime> Driver<R> {
         for (spec, c) in specs.iter_mut().zip(&def.containers) {
             spec.mounts = volumes::container_mounts(def, c, &volume_paths)?;
         }
-        let network = join_network(def, mode, &network_plans, &nets, &mut specs);
+        let network = join_network(
+            def,
+            mode,
+            &network_plans,
+            &nets,
+            &self.endpoint_ids,
+            &mut specs,
+        );
         self.runtime
             .create_task_cgroup(&task_id, &limits)
             .await

@@ -309,6 +309,7 @@ async fn the_drivers_future_is_measured_and_boxed() {
         cancel: tokio_util::sync::CancellationToken::new(),
         assignment: assignment("sized", &[("app", true, "img:1")]),
         restart_counts: std::collections::HashMap::new(),
+        endpoint_ids: Arc::default(),
     };
     let run = driver.run(None);
     let pull = fake.pull("img:1", &berth_runtime::RegistryAuth::Anonymous);
