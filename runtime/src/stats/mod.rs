@@ -186,17 +186,23 @@ pub struct ContainerSample {
     pub stats: CgroupStats,
 }
 
-/// One task's sample: its running containers (those whose cgroup was there) and the
-/// interfaces of its own network namespaces (none in host mode, loopback left out).
+/// One task's sample: its own cgroup (whose counters are hierarchical: its containers' sum,
+/// plus the throttling of the task's CPU quota and its limits), its running containers (those
+/// whose cgroup was there) and the interfaces of its own network namespaces (none in host
+/// mode, loopback left out).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskSample {
+    pub task: Option<CgroupStats>,
     pub containers: Vec<ContainerSample>,
     pub networks: Vec<InterfaceStats>,
 }
 
 impl TaskSample {
-    /// The task's figures: the sum of its containers'.
+    /// The task's figures: its cgroup's, else (no task cgroup) the sum of its containers'.
     pub fn total(&self) -> CgroupStats {
+        if let Some(task) = self.task {
+            return task;
+        }
         let mut total = CgroupStats::default();
         for c in &self.containers {
             total.accumulate(&c.stats);

@@ -22,6 +22,12 @@ pub(crate) fn sample_task(
     containers: &[String],
 ) -> TaskSample {
     let mut sample = TaskSample::default();
+    match read_cgroup(layout, task_rel) {
+        Ok(found) => sample.task = found.map(|(stats, _)| stats),
+        Err(error) => {
+            tracing::warn!(cgroup = %task_rel, %error, "cannot read a task's cgroup; leaving it out of this sample");
+        }
+    }
     let mut pids = Vec::new();
     for name in containers {
         let rel = format!("{task_rel}/{name}");
