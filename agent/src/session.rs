@@ -135,6 +135,7 @@ pub(crate) async fn run<E: TaskEngine>(
             Ok(()) => return,
             Err(SessionError::EngineGone) => return,
             Err(error) => {
+                crate::metrics::AGENT.session_reconnects.inc();
                 let delay = backoff.next_delay();
                 // As an error value, so the log shows its sources (the transport's cause).
                 tracing::warn!(
@@ -374,6 +375,7 @@ async fn send_outbox(
             },
         )
         .await?;
+        crate::metrics::AGENT.state_changes_sent.inc();
         *sent = seq;
     }
     Ok(())

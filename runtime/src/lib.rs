@@ -44,7 +44,7 @@ pub use network::{
 pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
 pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use stats::{
-    BlkioStats, CgroupStats, ContainerSample, CpuStats, InterfaceStats, MemoryStats, PidsStats,
-    StatsSampler, TaskSample,
+    BlkioStats, CgroupStats, ContainerSample, CpuStats, FilesystemUsage, InterfaceStats,
+    MemoryStats, PidsStats, StatsSampler, TaskSample, filesystem_usage,
 };
 pub use time::rfc3339_nanos;

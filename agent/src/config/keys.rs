@@ -41,6 +41,7 @@ pub(crate) enum Key {
     LogLevel,
     LogFormat,
     MetricsListen,
+    MetricsInterval,
     VolumeHostPaths,
     AllowPrivileged,
     InitPath,
@@ -53,7 +54,7 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 31] = [
+    pub(crate) const ALL: [Key; 32] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -76,6 +77,7 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::MetricsListen,
+        Key::MetricsInterval,
         Key::VolumeHostPaths,
         Key::AllowPrivileged,
         Key::InitPath,
@@ -162,7 +164,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 31] = [
+const KEYS: [KeyDoc; 32] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -316,6 +318,13 @@ const KEYS: [KeyDoc; 31] = [
         "--metrics-listen",
         r#""127.0.0.1:51678""#,
         "local address of the HTTP endpoint for metrics and health",
+    ),
+    doc(
+        "metrics_interval",
+        "BERTH_METRICS_INTERVAL",
+        "--metrics-interval",
+        r#""10s""#,
+        "how often containers, tasks and the host are sampled (1s or more; 0 turns sampling off)",
     ),
     doc(
         "volume_host_paths",

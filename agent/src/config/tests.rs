@@ -50,7 +50,7 @@ fn file_source() -> Source {
 fn defaults_when_nothing_is_set() {
     let loaded = load(None, false, None, &[], &Overrides::default()).expect("defaults load");
     assert_eq!(loaded.config, AgentConfig::default());
-    assert_eq!(loaded.sources.len(), 31);
+    assert_eq!(loaded.sources.len(), 32);
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
 
     let c = &loaded.config;
@@ -251,6 +251,7 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("log_format", r#""json""#, "json")]),
         sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
+        sample(&[("metrics_interval", r#""1s""#, "1s")]),
         sample(&[(
             "volume_host_paths",
             r#"["/srv/data", "/mnt/shared"]"#,
@@ -570,6 +571,11 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "an address and port like 127.0.0.1:51678",
         ),
         (
+            "metrics_interval",
+            "500ms",
+            "a duration of 1s or more like \"10s\", or 0 for off",
+        ),
+        (
             "volume_host_paths",
             "/srv/data,/srv/../etc",
             "comma-separated absolute directories like /srv/data (without ..)",
@@ -599,7 +605,7 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "comma-separated absolute device paths like /dev/fuse (without ..)",
         ),
     ];
-    assert_eq!(cases.len(), 31);
+    assert_eq!(cases.len(), 32);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -916,6 +922,7 @@ max_concurrent_downloads = 3                                  # default
 log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
+metrics_interval         = "10s"                              # default
 volume_host_paths        = []                                 # default
 allow_privileged         = false                              # default
 init_path                = "/usr/bin/tini-static"             # default

@@ -99,6 +99,8 @@ pub(crate) enum Command {
         address: std::net::Ipv4Addr,
         reply: oneshot::Sender<Option<TaskView>>,
     },
+    /// Every task the engine holds, with its definition (telemetry and introspection).
+    Views(oneshot::Sender<Vec<TaskView>>),
     /// A task by its ID, for the task endpoint; None when unknown or stopped.
     TaskById {
         task_id: String,
@@ -129,6 +131,12 @@ pub(crate) struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
+    #[cfg(test)]
+    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
+        EngineHandle { tx }
+    }
+
     /// Sends a command; false when the engine has shut down.
     pub(crate) async fn send(&self, command: Command) -> bool {
         self.tx.send(command).await.is_ok()
@@ -172,6 +180,15 @@ impl EngineHandle {
             return None;
         }
         rx.await.ok().flatten()
+    }
+
+    /// Every task with its definition, in task ID order; empty when the engine has shut down.
+    pub(crate) async fn views(&self) -> Vec<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Views(reply)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
@@ -312,6 +329,19 @@ impl<R: ContainerRuntime> Engine<R> {
             }
             Command::TaskAt { address, reply } => {
                 let _ = reply.send(self.task_at(address));
+                Ok(())
+            }
+            Command::Views(reply) => {
+                let mut views: Vec<TaskView> = self
+                    .tasks
+                    .values()
+                    .map(|e| TaskView {
+                        definition: Arc::clone(&e.definition),
+                        state: e.state.clone(),
+                    })
+                    .collect();
+                views.sort_by(|a, b| a.state.task_id.cmp(&b.state.task_id));
+                let _ = reply.send(views);
                 Ok(())
             }
             Command::TaskById { task_id, reply } => {

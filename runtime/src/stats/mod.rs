@@ -9,6 +9,7 @@
 //! come from `/proc/<pid>/net/dev` of one process in each of its network namespaces
 //! (`netdev.rs`), so reading them never enters a namespace.
 
+mod fs;
 mod netdev;
 mod parse;
 mod read;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use crate::cgroup::{CgroupError, Cgroups};
 
+pub use fs::{FilesystemUsage, filesystem_usage};
 use read::sample_task;
 
 /// Samples tasks' cgroups and networks; cheap to clone, and its reads are plain blocking file
