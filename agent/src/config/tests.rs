@@ -449,13 +449,26 @@ fn durations_in_every_form() {
             "{bad:?}"
         );
     }
-    // Zero is a valid cleanup wait (remove at once), nowhere else.
+    // Zero is a valid cleanup wait (remove at once) and metrics interval (sampling off),
+    // nowhere else; a metrics interval under a second is refused.
     assert_eq!(
         d(r#"task_cleanup_wait = "0s""#).task_cleanup_wait,
         Duration::ZERO
     );
     let c = load_ok(None, &[("BERTH_TASK_CLEANUP_WAIT", "0")], &[]).config;
     assert_eq!(c.task_cleanup_wait, Duration::ZERO);
+    let c = load_ok(None, &[("BERTH_METRICS_INTERVAL", "0")], &[]).config;
+    assert_eq!(c.metrics_interval, Duration::ZERO);
+    assert_eq!(
+        d(r#"metrics_interval = "1s""#).metrics_interval,
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        load_err(Some(r#"metrics_interval = "999ms""#), &[], &[]),
+        [format!(
+            r#"metrics_interval = "999ms" ({FILE}): expected a duration of 1s or more like "10s", or 0 for off"#
+        )]
+    );
 
     let positive = r#"expected a duration greater than zero like "30s", "5m" or "1h30m""#;
     for key in ["heartbeat_interval", "stop_timeout", "image_pull_timeout"] {
