@@ -134,12 +134,23 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     ));
     let (latest, snapshots) = tokio::sync::watch::channel(None);
     if !config.metrics_interval.is_zero() {
+        let batches = Arc::new(crate::metrics::BatchBuffer::new(
+            crate::metrics::BUFFER_BATCHES,
+        ));
         tracker.spawn(crate::metrics::collect(
             handle.clone(),
             Arc::new(sampler),
             crate::metrics::HostSampler::new(&config.data_dir),
             config.metrics_interval,
             latest,
+            Arc::clone(&batches),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::metrics::stream(
+            config.scheduler_endpoint.clone(),
+            tls.clone(),
+            Arc::clone(&store),
+            batches,
             cancel.child_token(),
         ));
     }

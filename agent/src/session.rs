@@ -153,7 +153,11 @@ pub(crate) async fn run<E: TaskEngine>(
     }
 }
 
-async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, SessionError> {
+/// A channel to the scheduler (TLS when configured); the metrics stream dials its own with it.
+pub(crate) async fn connect(
+    endpoint: &str,
+    tls: Option<&TlsMaterial>,
+) -> Result<Channel, SessionError> {
     let err = |source| SessionError::Connect {
         endpoint: endpoint.to_owned(),
         source,

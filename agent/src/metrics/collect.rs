@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AGENT;
 use super::host::{HostSample, HostSampler};
+use super::stream::{BatchBuffer, batch};
 use crate::engine::{EngineHandle, TaskView};
 
 /// One pass: the host and every task with running containers.
@@ -55,6 +56,7 @@ pub(crate) async fn run(
     mut host: HostSampler,
     interval: Duration,
     latest: Latest,
+    batches: Arc<BatchBuffer>,
     cancel: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(interval);
@@ -87,6 +89,7 @@ pub(crate) async fn run(
             took_us = took.as_micros() as u64,
             "metrics pass"
         );
+        batches.push(batch(&snapshot));
         latest.send_replace(Some(Arc::new(snapshot)));
     }
 }

@@ -37,6 +37,13 @@ pub(crate) struct AgentCounters {
     /// `berth_agent_session_reconnects_total`: times the session to the scheduler was lost
     /// and retried.
     pub session_reconnects: Counter,
+    /// `berth_agent_metric_batches_sent_total`: batches handed to the metrics stream.
+    pub metric_batches_sent: Counter,
+    /// `berth_agent_metric_batches_dropped_total`: batches dropped because the scheduler did
+    /// not take them in time (the oldest first) or the stream broke under them.
+    pub metric_batches_dropped: Counter,
+    /// `berth_agent_metrics_stream_reconnects_total`: times the metrics stream was reopened.
+    pub metrics_stream_reconnects: Counter,
     /// `berth_agent_metrics_collections_total`: sampling passes completed.
     pub collections: Counter,
     /// `berth_agent_metrics_collection_seconds_total`: time the sampling passes took.
@@ -84,6 +91,21 @@ impl AgentCounters {
             "session_reconnects",
             "Times the scheduler session was lost and retried",
             self.session_reconnects.clone(),
+        );
+        agent.register(
+            "metric_batches_sent",
+            "Metric batches handed to the scheduler's metrics stream",
+            self.metric_batches_sent.clone(),
+        );
+        agent.register(
+            "metric_batches_dropped",
+            "Metric batches dropped, oldest first, because the scheduler did not take them",
+            self.metric_batches_dropped.clone(),
+        );
+        agent.register(
+            "metrics_stream_reconnects",
+            "Times the metrics stream to the scheduler was reopened",
+            self.metrics_stream_reconnects.clone(),
         );
         agent.register(
             "metrics_collections",

@@ -1,6 +1,6 @@
 //! Telemetry end to end: a CPU burner under its task's quota and a memory holder, seen on the
 //! agent's introspection endpoint (`/metrics` checked by `promtool check metrics`,
-//! `/v1/tasks`, `/v1/metadata`, `/healthz`, `/readyz`).
+//! `/v1/tasks`, `/v1/metadata`, `/healthz`, `/readyz`), and batches sent on `StreamMetrics`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -83,6 +83,14 @@ pub(super) fn introspection_endpoint(w: &World) -> Result<()> {
         "state changes sent:\n{text}"
     );
     promtool_accepts(&text)?;
+    // Each pass also went to the scheduler on the metrics stream.
+    poll(Duration::from_secs(20), || {
+        let (_, text) = get(metrics, "/metrics")?;
+        Ok(value(&text, "berth_agent_metric_batches_sent_total", "")
+            .is_some_and(|n| n >= 1.0)
+            .then_some(()))
+    })
+    .context("no metric batch sent to the scheduler")?;
 
     let (status, body) = get(metrics, "/v1/tasks")?;
     let tasks: Value = serde_json::from_str(&body).context("/v1/tasks JSON")?;
