@@ -200,16 +200,20 @@ pub struct TaskSample {
 }
 
 impl TaskSample {
-    /// The task's figures: its cgroup's, else (no task cgroup) the sum of its containers'.
+    /// The task's figures: each part its cgroup's, else (no task cgroup, or a controller it
+    /// lacks) the sum of its containers'.
     pub fn total(&self) -> CgroupStats {
-        if let Some(task) = self.task {
-            return task;
-        }
-        let mut total = CgroupStats::default();
+        let mut sum = CgroupStats::default();
         for c in &self.containers {
-            total.accumulate(&c.stats);
+            sum.accumulate(&c.stats);
         }
-        total
+        let task = self.task.unwrap_or_default();
+        CgroupStats {
+            cpu: task.cpu.or(sum.cpu),
+            memory: task.memory.or(sum.memory),
+            pids: task.pids.or(sum.pids),
+            blkio: task.blkio.or(sum.blkio),
+        }
     }
 }
 

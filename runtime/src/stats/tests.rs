@@ -352,7 +352,24 @@ fn networks_come_from_each_namespace_once_but_not_the_agents_own() {
     assert_eq!(
         total.cpu.map(|c| c.usage_ns),
         Some(2_543_210_000 + 1_000),
-        "the task's CPU is its containers' sum"
+        "without the task cgroup's own files, the task's CPU is its containers' sum"
+    );
+    assert_eq!(total.memory.map(|m| m.usage_bytes), Some(51_855_360));
+    // With them, the task cgroup's (hierarchical) figures win, part by part.
+    write(
+        &root.path().join("berth/t1"),
+        &[(
+            "cpu.stat",
+            "usage_usec 9000000
+nr_periods 5
+nr_throttled 2
+",
+        )],
+    );
+    let total = sample_task(&layout, p, "berth/t1", &["app".to_owned()]).total();
+    assert_eq!(
+        total.cpu.map(|c| (c.usage_ns, c.throttled_periods)),
+        Some((9_000_000_000, 2))
     );
     assert_eq!(total.memory.map(|m| m.usage_bytes), Some(51_855_360));
 
