@@ -5,7 +5,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev
+APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev prometheus
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps test fmt-check lint unit-and-e2e demo bench doc clean

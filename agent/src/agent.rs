@@ -65,6 +65,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         .context("cannot set up task networking (see network_cidr, network_bridge and network_host_netns in the configuration)")?;
     tracing::info!(bridge = %config.network_bridge, cidr = %config.network_cidr, "task network ready");
     let endpoint = bind_endpoint(config.network_host_netns.as_deref())?;
+    let introspection = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the introspection endpoint (see metrics_listen)",
+                config.metrics_listen
+            )
+        })?;
+    let sampler = runtime.stats_sampler();
     let host_dns =
         crate::task::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
@@ -146,6 +155,38 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         handle.clone(),
         network,
         config.cluster.clone(),
+        cancel.child_token(),
+    ));
+    let (latest, snapshots) = tokio::sync::watch::channel(None);
+    if !config.metrics_interval.is_zero() {
+        let batches = Arc::new(crate::metrics::BatchBuffer::new(
+            crate::metrics::BUFFER_BATCHES,
+        ));
+        tracker.spawn(crate::metrics::collect(
+            handle.clone(),
+            Arc::new(sampler),
+            crate::metrics::HostSampler::new(&config.data_dir),
+            config.metrics_interval,
+            latest,
+            Arc::clone(&batches),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::metrics::stream(
+            config.scheduler_endpoint.clone(),
+            tls.clone(),
+            Arc::clone(&store),
+            batches,
+            cancel.child_token(),
+        ));
+    }
+    tracker.spawn(crate::metrics::serve(
+        introspection,
+        crate::metrics::Introspection {
+            engine: handle.clone(),
+            store: Arc::clone(&store),
+            cluster: config.cluster.clone(),
+            latest: snapshots,
+        },
         cancel.child_token(),
     ));
     let session_config = SessionConfig {

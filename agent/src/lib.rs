@@ -14,6 +14,8 @@
 //!   paths, devices, environment files, seccomp profiles), checked or read when it starts.
 //! - `runtime`, `network`: the seams to `berth-runtime`'s containers and task networks.
 //! - `endpoint`: the task metadata endpoint containers reach at 169.254.170.2.
+//! - `metrics`: resource sampling, the agent's counters and the local introspection endpoint
+//!   (`/metrics`, `/v1/metadata`, `/v1/tasks`, `/healthz`, `/readyz`) on `metrics_listen`.
 //! - `store`: the agent's durable state.
 //! - `host`: identity, resources, attributes.
 //! - `backoff`: retry delays.
@@ -26,6 +28,7 @@ mod engine;
 mod guard;
 mod host;
 mod logs;
+mod metrics;
 mod network;
 mod runtime;
 mod session;

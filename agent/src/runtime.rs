@@ -56,7 +56,13 @@ pub(crate) trait ContainerRuntime: Send + Sync + 'static {
 #[async_trait]
 impl ContainerRuntime for Runtime {
     async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError> {
-        self.pull_image(image, auth, None).await
+        let started = std::time::Instant::now();
+        let result = self.pull_image(image, auth, None).await;
+        crate::metrics::AGENT.record_pull(
+            result.as_ref().map(|p| p.downloaded).ok(),
+            started.elapsed(),
+        );
+        result
     }
     fn validate_limits(
         &self,

@@ -135,6 +135,7 @@ pub(crate) async fn run<E: TaskEngine>(
             Ok(()) => return,
             Err(SessionError::EngineGone) => return,
             Err(error) => {
+                crate::metrics::AGENT.session_reconnects.inc();
                 let delay = backoff.next_delay();
                 // As an error value, so the log shows its sources (the transport's cause).
                 tracing::warn!(
@@ -152,7 +153,11 @@ pub(crate) async fn run<E: TaskEngine>(
     }
 }
 
-async fn connect(endpoint: &str, tls: Option<&TlsMaterial>) -> Result<Channel, SessionError> {
+/// A channel to the scheduler (TLS when configured); the metrics stream dials its own with it.
+pub(crate) async fn connect(
+    endpoint: &str,
+    tls: Option<&TlsMaterial>,
+) -> Result<Channel, SessionError> {
     let err = |source| SessionError::Connect {
         endpoint: endpoint.to_owned(),
         source,
@@ -374,6 +379,7 @@ async fn send_outbox(
             },
         )
         .await?;
+        crate::metrics::AGENT.state_changes_sent.inc();
         *sent = seq;
     }
     Ok(())

@@ -328,11 +328,15 @@ impl Store {
     /// Drops acknowledged state changes (everything up to and including `seq`).
     pub(crate) fn ack(&self, seq: u64) -> Result<(), StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
+        let acked;
         {
             let mut t = wrap("open outbox", tx.open_table(OUTBOX))?;
+            acked = wrap("range", t.range(..=seq))?.count() as u64;
             wrap("retain", t.retain(|k, _| k > seq))?;
         }
-        wrap("commit", tx.commit())
+        wrap("commit", tx.commit())?;
+        crate::metrics::AGENT.state_changes_acked.inc_by(acked);
+        Ok(())
     }
 
     /// Every task known, with its assignment and last state.

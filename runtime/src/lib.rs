@@ -4,7 +4,8 @@
 //! service, unpack with the Diff service under a lease), builds OCI runtime specs from ECS-style
 //! container specs, creates per-task cgroups, and runs containers through containerd's Containers
 //! and Tasks services, and sets up task networks (namespaces, bridge, veths or ENIs, IPAM,
-//! nftables port mappings). No containerd-client or rtnetlink type crosses this crate's public API.
+//! nftables port mappings), and samples containers' resource use from their cgroups and network
+//! namespaces. No containerd-client or rtnetlink type crosses this crate's public API.
 
 mod cgroup;
 mod container;
@@ -16,6 +17,7 @@ mod network;
 mod runtime;
 mod safe_read;
 mod spec;
+mod stats;
 mod time;
 mod volume;
 
@@ -43,4 +45,8 @@ pub use network::{
 pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
 pub use safe_read::{SafeReadError, Symlinks, read_below};
 pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
+pub use stats::{
+    BlkioStats, CgroupStats, ContainerSample, CpuStats, FilesystemUsage, InterfaceStats,
+    MemoryStats, PidsStats, StatsSampler, TaskSample, filesystem_usage,
+};
 pub use time::rfc3339_nanos;

@@ -123,6 +123,11 @@ impl Runtime {
         self.cgroups.version().to_string()
     }
 
+    /// A sampler of tasks' resource use (cgroups and network counters).
+    pub fn stats_sampler(&self) -> crate::stats::StatsSampler {
+        crate::stats::StatsSampler::new(Arc::clone(&self.cgroups))
+    }
+
     /// The containerd namespace in use.
     pub fn namespace(&self) -> &str {
         self.client.namespace()

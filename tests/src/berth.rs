@@ -200,6 +200,8 @@ pub struct AgentOptions {
 #[derive(Debug)]
 pub struct Agent {
     pub daemon: Daemon,
+    /// Its introspection endpoint (`metrics_listen`), on a free loopback port of its own.
+    pub metrics: std::net::SocketAddr,
 }
 
 impl Agent {
@@ -228,9 +230,11 @@ impl Agent {
             .env("BERTH_TASK_CLEANUP_WAIT", &opts.cleanup_wait)
             .env("BERTH_NETWORK_HOST_NETNS", &opts.host_netns)
             .env("BERTH_NETWORK_NETNS_DIR", &opts.netns_dir);
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
+        cmd.env("BERTH_METRICS_LISTEN", metrics.to_string());
         cmd.args(&opts.extra_args);
         let daemon = Daemon::spawn("berth-agent", cmd, log)?;
-        Ok(Agent { daemon })
+        Ok(Agent { daemon, metrics })
     }
 }
 

@@ -37,6 +37,8 @@ mod pull;
 mod security;
 #[path = "e2e/tasks.rs"]
 mod tasks;
+#[path = "e2e/telemetry.rs"]
+mod telemetry;
 #[path = "e2e/volumes.rs"]
 mod volumes;
 
@@ -54,6 +56,10 @@ fn main() -> ExitCode {
             w.trial(
                 "register_lists_resources_and_restart_keeps_id",
                 clusters::register,
+            ),
+            w.trial(
+                "telemetry_introspection_endpoint_reports_real_containers",
+                telemetry::introspection_endpoint,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",

@@ -16,11 +16,17 @@ use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixture
 
 #[path = "runtime/pull.rs"]
 mod pull;
+#[path = "runtime/stats.rs"]
+mod stats;
 
 fn main() -> ExitCode {
     run_suite("runtime", |w| {
         vec![
             w.async_trial("pull_then_run_echo_exit_3", pull_then_run_echo_exit_3),
+            w.async_trial(
+                "stats_cpu_and_memory_agree_with_ctr",
+                stats::cpu_and_memory_agree_with_ctr,
+            ),
             w.async_trial(
                 "restart_in_place_keeps_rootfs_and_log",
                 restart_in_place_keeps_rootfs_and_log,

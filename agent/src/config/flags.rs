@@ -78,6 +78,9 @@ pub struct Overrides {
     /// Local address of the metrics and health endpoint [env: BERTH_METRICS_LISTEN]
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Resource sampling interval, like 10s (0: off) [env: BERTH_METRICS_INTERVAL]
+    #[arg(long, value_name = "DURATION")]
+    pub metrics_interval: Option<String>,
     /// Absolute host directories tasks may bind-mount, comma-separated [env: BERTH_VOLUME_HOST_PATHS]
     #[arg(long, value_name = "DIRS")]
     pub volume_host_paths: Option<String>,
@@ -151,6 +154,7 @@ impl Overrides {
             (Key::LogLevel, &self.log_level),
             (Key::LogFormat, &self.log_format),
             (Key::MetricsListen, &self.metrics_listen),
+            (Key::MetricsInterval, &self.metrics_interval),
             (Key::VolumeHostPaths, &self.volume_host_paths),
             (Key::AllowPrivileged, &self.allow_privileged),
             (Key::InitPath, &self.init_path),

@@ -41,6 +41,7 @@ pub(crate) enum Key {
     LogLevel,
     LogFormat,
     MetricsListen,
+    MetricsInterval,
     VolumeHostPaths,
     AllowPrivileged,
     InitPath,
@@ -61,7 +62,7 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 37] = [
+    pub(crate) const ALL: [Key; 38] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -84,6 +85,7 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::MetricsListen,
+        Key::MetricsInterval,
         Key::VolumeHostPaths,
         Key::AllowPrivileged,
         Key::InitPath,
@@ -176,7 +178,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 37] = [
+const KEYS: [KeyDoc; 38] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -330,6 +332,13 @@ const KEYS: [KeyDoc; 37] = [
         "--metrics-listen",
         r#""127.0.0.1:51678""#,
         "local address of the HTTP endpoint for metrics and health",
+    ),
+    doc(
+        "metrics_interval",
+        "BERTH_METRICS_INTERVAL",
+        "--metrics-interval",
+        r#""10s""#,
+        "how often containers, tasks and the host are sampled (1s or more; 0 turns sampling off)",
     ),
     doc(
         "volume_host_paths",

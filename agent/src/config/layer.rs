@@ -54,6 +54,7 @@ pub(crate) struct Partial {
     log_level: Option<Given<String>>,
     log_format: Option<Given<LogFormat>>,
     metrics_listen: Option<Given<SocketAddr>>,
+    metrics_interval: Option<Given<Duration>>,
     volume_host_paths: Option<Given<Vec<PathBuf>>>,
     allow_privileged: Option<Given<bool>>,
     init_path: Option<Given<PathBuf>>,
@@ -178,6 +179,13 @@ impl Partial {
                     .text()
                     .and_then(|t| t.parse().ok())
                     .ok_or_else(|| "an address and port like 127.0.0.1:51678".to_owned()),
+            ),
+            Key::MetricsInterval => s.store(
+                &mut self.metrics_interval,
+                duration(input, false)
+                    .ok()
+                    .filter(|d| d.is_zero() || *d >= Duration::from_secs(1))
+                    .ok_or_else(|| "a duration of 1s or more like \"10s\", or 0 for off".to_owned()),
             ),
             Key::VolumeHostPaths => s.store(
                 &mut self.volume_host_paths,

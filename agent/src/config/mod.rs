@@ -79,6 +79,8 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Local address of the metrics and health endpoint.
     pub metrics_listen: SocketAddr,
+    /// How often containers, tasks and the host are sampled; zero turns sampling off.
+    pub metrics_interval: Duration,
     /// Host directories whose contents tasks may bind-mount (ECS `host.sourcePath`); empty
     /// allows none. Absolute, without `..`.
     pub volume_host_paths: Vec<PathBuf>,
@@ -141,6 +143,7 @@ impl Default for AgentConfig {
             log_level: "info".to_owned(),
             log_format: LogFormat::Plain,
             metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 51678)),
+            metrics_interval: Duration::from_secs(10),
             volume_host_paths: Vec::new(),
             allow_privileged: false,
             init_path: PathBuf::from(berth_runtime::DEFAULT_INIT_PATH),
@@ -306,6 +309,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::LogLevel => string(&config.log_level),
         Key::LogFormat => string(&config.log_format.to_string()),
         Key::MetricsListen => string(&config.metrics_listen.to_string()),
+        Key::MetricsInterval => duration(config.metrics_interval),
         Key::VolumeHostPaths => {
             let paths: Vec<String> = config.volume_host_paths.iter().map(|p| path(p)).collect();
             format!("[{}]", paths.join(", "))

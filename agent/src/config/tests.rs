@@ -266,6 +266,7 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("log_format", r#""json""#, "json")]),
         sample(&[("metrics_listen", r#""0.0.0.0:9100""#, "0.0.0.0:9100")]),
+        sample(&[("metrics_interval", r#""1s""#, "1s")]),
         sample(&[(
             "volume_host_paths",
             r#"["/srv/data", "/mnt/shared"]"#,
@@ -481,13 +482,26 @@ fn durations_in_every_form() {
             "{bad:?}"
         );
     }
-    // Zero is a valid cleanup wait (remove at once), nowhere else.
+    // Zero is a valid cleanup wait (remove at once) and metrics interval (sampling off),
+    // nowhere else; a metrics interval under a second is refused.
     assert_eq!(
         d(r#"task_cleanup_wait = "0s""#).task_cleanup_wait,
         Duration::ZERO
     );
     let c = load_ok(None, &[("BERTH_TASK_CLEANUP_WAIT", "0")], &[]).config;
     assert_eq!(c.task_cleanup_wait, Duration::ZERO);
+    let c = load_ok(None, &[("BERTH_METRICS_INTERVAL", "0")], &[]).config;
+    assert_eq!(c.metrics_interval, Duration::ZERO);
+    assert_eq!(
+        d(r#"metrics_interval = "1s""#).metrics_interval,
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        load_err(Some(r#"metrics_interval = "999ms""#), &[], &[]),
+        [format!(
+            r#"metrics_interval = "999ms" ({FILE}): expected a duration of 1s or more like "10s", or 0 for off"#
+        )]
+    );
 
     let positive = r#"expected a duration greater than zero like "30s", "5m" or "1h30m""#;
     for key in ["heartbeat_interval", "stop_timeout", "image_pull_timeout"] {
@@ -603,6 +617,11 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "an address and port like 127.0.0.1:51678",
         ),
         (
+            "metrics_interval",
+            "500ms",
+            "a duration of 1s or more like \"10s\", or 0 for off",
+        ),
+        (
             "volume_host_paths",
             "/srv/data,/srv/../etc",
             "comma-separated absolute directories like /srv/data (without ..)",
@@ -643,7 +662,7 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f",
         ),
     ];
-    assert_eq!(cases.len(), 34);
+    assert_eq!(cases.len(), 35);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -964,6 +983,7 @@ max_concurrent_downloads = 3                                  # default
 log_level                = "info"                             # default
 log_format               = "json"                             # flag --log-format
 metrics_listen           = "127.0.0.1:51678"                  # default
+metrics_interval         = "10s"                              # default
 volume_host_paths        = []                                 # default
 allow_privileged         = false                              # default
 init_path                = "/usr/bin/tini-static"             # default

@@ -105,6 +105,8 @@ pub(crate) enum Command {
         address: std::net::Ipv4Addr,
         reply: oneshot::Sender<Option<TaskView>>,
     },
+    /// Every task the engine holds, with its definition (telemetry and introspection).
+    Views(oneshot::Sender<Vec<TaskView>>),
     /// A task by its ID, for the task endpoint; None when unknown or stopped.
     TaskById {
         task_id: String,
@@ -137,6 +139,12 @@ pub(crate) struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
+    #[cfg(test)]
+    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
+        EngineHandle { tx }
+    }
+
     /// Sends a command; false when the engine has shut down.
     pub(crate) async fn send(&self, command: Command) -> bool {
         self.tx.send(command).await.is_ok()
@@ -182,6 +190,15 @@ impl EngineHandle {
         rx.await.ok().flatten()
     }
 
+    /// Every task with its definition, in task ID order; empty when the engine has shut down.
+    pub(crate) async fn views(&self) -> Vec<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Views(reply)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
     pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
         let (reply, rx) = oneshot::channel();
@@ -214,6 +231,17 @@ struct Entry {
     salvaged: bool,
     /// Each container's task endpoint ID, kept in the store with the task.
     endpoint_ids: Arc<crate::store::EndpointIds>,
+}
+
+impl Entry {
+    /// What the endpoints see of the task.
+    fn view(&self) -> TaskView {
+        TaskView {
+            definition: Arc::clone(&self.definition),
+            state: self.state.clone(),
+            endpoint_ids: Arc::clone(&self.endpoint_ids),
+        }
+    }
 }
 
 /// How a driver takes a task up.
@@ -324,16 +352,18 @@ impl<R: ContainerRuntime> Engine<R> {
                 let _ = reply.send(self.task_at(address));
                 Ok(())
             }
+            Command::Views(reply) => {
+                let mut views: Vec<TaskView> = self.tasks.values().map(Entry::view).collect();
+                views.sort_by(|a, b| a.state.task_id.cmp(&b.state.task_id));
+                let _ = reply.send(views);
+                Ok(())
+            }
             Command::TaskById { task_id, reply } => {
                 let view = self
                     .tasks
                     .get(&task_id)
                     .filter(|e| e.state.status < TaskStatus::Stopped as i32)
-                    .map(|e| TaskView {
-                        definition: Arc::clone(&e.definition),
-                        state: e.state.clone(),
-                        endpoint_ids: Arc::clone(&e.endpoint_ids),
-                    });
+                    .map(Entry::view);
                 let _ = reply.send(view);
                 Ok(())
             }
@@ -344,12 +374,7 @@ impl<R: ContainerRuntime> Engine<R> {
         let id = state::task_at(self.tasks.values().map(|e| &e.state), address)?
             .task_id
             .clone();
-        let entry = self.tasks.get(&id)?;
-        Some(TaskView {
-            definition: Arc::clone(&entry.definition),
-            state: entry.state.clone(),
-            endpoint_ids: Arc::clone(&entry.endpoint_ids),
-        })
+        self.tasks.get(&id).map(Entry::view)
     }
 
     fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {

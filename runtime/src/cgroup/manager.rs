@@ -205,8 +205,13 @@ impl Cgroups {
         })
     }
 
+    /// The hierarchies this manager works in.
+    pub(crate) fn layout(&self) -> &CgroupLayout {
+        &self.layout
+    }
+
     /// `<parent>/<task-id>` after checking the task ID.
-    fn task_rel(&self, task_id: &str) -> Result<String, CgroupError> {
+    pub(crate) fn task_rel(&self, task_id: &str) -> Result<String, CgroupError> {
         validate_id("task id", task_id)?;
         Ok(format!("{}/{task_id}", self.parent))
     }

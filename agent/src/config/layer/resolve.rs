@@ -172,6 +172,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            metrics_interval: pick(
+                self.metrics_interval,
+                Key::MetricsInterval,
+                defaults.metrics_interval,
+                &mut sources,
+            )
+            .value,
             volume_host_paths: pick(
                 self.volume_host_paths,
                 Key::VolumeHostPaths,

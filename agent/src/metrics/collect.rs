@@ -1,0 +1,133 @@
+//! The sampling loop: every `metrics_interval`, one pass over the running containers of every
+//! task the engine holds and over the host, on a blocking thread (plain file reads, no process
+//! spawned), published as the latest `Snapshot`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_proto::v1::{ContainerStatus, TaskStatus};
+use berth_runtime::{StatsSampler, TaskSample};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::AGENT;
+use super::host::{HostSample, HostSampler};
+use super::stream::{BatchBuffer, batch};
+use crate::engine::{EngineHandle, TaskView};
+
+/// One pass: the host and every task with running containers.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub collected_at: SystemTime,
+    pub host: HostSample,
+    pub tasks: Vec<TaskMetrics>,
+}
+
+/// One task's sample with what labels it.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskMetrics {
+    pub task_id: String,
+    pub family: String,
+    pub revision: u32,
+    pub sample: TaskSample,
+}
+
+/// What reads a task's containers (the runtime's sampler; a fake in tests).
+pub(crate) trait TaskSampler: Send + Sync + 'static {
+    fn sample(&self, task_id: &str, containers: &[String]) -> Option<TaskSample>;
+}
+
+impl TaskSampler for StatsSampler {
+    fn sample(&self, task_id: &str, containers: &[String]) -> Option<TaskSample> {
+        self.sample_task(task_id, containers)
+            .inspect_err(|error| tracing::warn!(task.id = task_id, %error, "cannot sample task"))
+            .ok()
+    }
+}
+
+/// Where each pass's snapshot goes.
+pub(crate) type Latest = watch::Sender<Option<Arc<Snapshot>>>;
+
+/// Samples every `interval` until `cancel`. A pass that overruns the interval delays the next
+/// one rather than piling passes up.
+pub(crate) async fn run(
+    engine: EngineHandle,
+    sampler: Arc<dyn TaskSampler>,
+    mut host: HostSampler,
+    interval: Duration,
+    latest: Latest,
+    batches: Arc<BatchBuffer>,
+    cancel: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let views = engine.views().await;
+        let sampler = Arc::clone(&sampler);
+        let started = Instant::now();
+        let pass = tokio::task::spawn_blocking(move || {
+            let snapshot = collect(&views, &*sampler, &mut host);
+            (host, snapshot)
+        });
+        let (returned, snapshot) = match pass.await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "a metrics pass failed; sampling stops");
+                return;
+            }
+        };
+        host = returned;
+        let took = started.elapsed();
+        AGENT.collections.inc();
+        AGENT.collection_seconds.inc_by(took.as_secs_f64());
+        tracing::trace!(
+            tasks = snapshot.tasks.len(),
+            took_us = took.as_micros() as u64,
+            "metrics pass"
+        );
+        batches.push(batch(&snapshot));
+        latest.send_replace(Some(Arc::new(snapshot)));
+    }
+}
+
+/// One pass over `views`: tasks that are not stopped, and their RUNNING containers.
+pub(crate) fn collect(
+    views: &[TaskView],
+    sampler: &dyn TaskSampler,
+    host: &mut HostSampler,
+) -> Snapshot {
+    let mut tasks = Vec::new();
+    for view in views {
+        if view.state.status >= TaskStatus::Stopped as i32 {
+            continue;
+        }
+        let running: Vec<String> = view
+            .state
+            .containers
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running as i32)
+            .map(|c| c.name.clone())
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let Some(sample) = sampler.sample(&view.state.task_id, &running) else {
+            continue;
+        };
+        tasks.push(TaskMetrics {
+            task_id: view.state.task_id.clone(),
+            family: view.definition.family.clone(),
+            revision: view.definition.revision,
+            sample,
+        });
+    }
+    Snapshot {
+        collected_at: SystemTime::now(),
+        host: host.sample(),
+        tasks,
+    }
+}
