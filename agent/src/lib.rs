@@ -31,5 +31,6 @@ mod session;
 mod store;
 mod task;
 pub mod telemetry;
+mod trust;
 
 pub use agent::{run, shutdown_signal};

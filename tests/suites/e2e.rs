@@ -234,6 +234,7 @@ impl Env {
             host_netns: net.host.path().to_owned(),
             netns_dir: net.netns_dir.clone(),
             extra_args: Vec::new(),
+            join: None,
         };
         Ok(Env {
             dir,
@@ -261,7 +262,12 @@ impl Env {
         Ok(())
     }
 
+    /// Starts an agent; against a TLS scheduler it joins with a join token made for the
+    /// cluster on first use.
     fn start_agent(&mut self) -> Result<()> {
+        if self.scheduler.tls && self.opts.join.is_none() {
+            self.opts.join = Some(self.scheduler.join_token(&self.cluster)?);
+        }
         let n = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.agent = Some(Agent::start(
             &self.opts,
@@ -275,7 +281,7 @@ impl Env {
     }
 
     fn ctl(&self, args: &[&str]) -> Result<CtlOutput> {
-        berthctl(&self.scheduler.endpoint, &self.cluster, args)
+        berthctl(&self.scheduler.ctl_config, &self.cluster, args)
     }
 
     /// Runs berthctl and requires success.
