@@ -29,6 +29,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
+    // The store and the agent's credential come first: a host that cannot join changes nothing.
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let credential = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        r = credential(&config, &store) => r?,
+    };
     let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();
@@ -57,7 +63,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let host_dns =
         crate::task::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
-    let store = Arc::new(Store::open(&config.data_dir)?);
     let identity = host::identity(&config.data_dir).with_context(|| {
         format!(
             "cannot keep the instance identity in {}",
@@ -77,10 +82,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let credential = tokio::select! {
-        _ = &mut shutdown => return Ok(()),
-        r = credential(&config, &store) => r?,
-    };
     let tls = match credential {
         Identity::None => None,
         Identity::Files(material) => Some(watch::channel(material).1),

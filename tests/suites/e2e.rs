@@ -33,6 +33,8 @@ mod pull;
 mod security;
 #[path = "e2e/tasks.rs"]
 mod tasks;
+#[path = "e2e/trust.rs"]
+mod trust;
 #[path = "e2e/volumes.rs"]
 mod volumes;
 
@@ -50,6 +52,14 @@ fn main() -> ExitCode {
             w.trial(
                 "register_lists_resources_and_restart_keeps_id",
                 clusters::register,
+            ),
+            w.trial(
+                "trust_clients_need_tls_and_a_credential_with_the_role",
+                trust::clients_need_tls_and_a_credential_with_the_role,
+            ),
+            w.trial(
+                "trust_used_up_tokens_and_wrong_pins_keep_agents_out",
+                trust::used_up_tokens_and_wrong_pins_keep_agents_out,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",
