@@ -31,7 +31,7 @@ pub struct Overrides {
     /// shows in `ps`) [env: BERTH_JOIN_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub join_token: Option<String>,
-    /// sha256:<hex> pin of the cluster CA [env: BERTH_SCHEDULER_CA_PIN]
+    /// The cluster CA's pin, sha256:HEX [env: BERTH_SCHEDULER_CA_PIN]
     #[arg(long, value_name = "PIN")]
     pub scheduler_ca_pin: Option<String>,
     /// Permit http:// to a non-loopback scheduler [env: BERTH_ALLOW_PLAINTEXT]
