@@ -33,6 +33,7 @@ impl Store {
         certified: Option<&str>,
     ) -> Result<String, StoreError> {
         let cluster = req.cluster.as_str();
+        self.ensure_cluster(cluster)?;
         if certified.is_none()
             && req.container_instance_id.is_empty()
             && req.instance_identity.is_empty()
@@ -40,7 +41,6 @@ impl Store {
             // Each such call would otherwise make a new record.
             return Err(StoreError::NoIdentity);
         }
-        self.ensure_cluster(cluster)?;
         self.write(|txn| {
             if txn.open_table(CLUSTERS)?.get(cluster)?.is_none() {
                 return Err(StoreError::ClusterNotFound {
