@@ -1,5 +1,6 @@
 //! Wiring: connects the runtime (checking containerd and the cgroup layout), opens the state
-//! store, and runs the task engine and the scheduler session until the shutdown future
+//! store, takes the agent's certificate (joining the cluster on first start), and runs the task
+//! engine, the scheduler session and the certificate's renewal until the shutdown future
 //! resolves. Stopping the agent stops no container.
 
 use std::future::Future;
@@ -11,7 +12,7 @@ use berth_proto::v1::VersionInfo;
 use berth_runtime::{
     ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, NetNs, Network, NetworkConfig, Runtime, RuntimeConfig,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,6 +22,7 @@ use crate::guard;
 use crate::host;
 use crate::session::{self, SessionConfig, TlsMaterial};
 use crate::store::Store;
+use crate::trust::{self, AgentIdentity, SchedulerRenewal, TrustError};
 
 /// How long the engine and session get to stop after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -33,6 +35,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             config.data_dir.display()
         )
     })?;
+    tokio::pin!(shutdown);
+    // The store and the agent's credential come first: a host that cannot join changes nothing.
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let credential = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        r = credential(&config, &store) => r?,
+    };
     let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();
@@ -77,7 +86,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let host_dns =
         crate::task::host_dns(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
 
-    let store = Arc::new(Store::open(&config.data_dir)?);
     let identity = host::identity(&config.data_dir).with_context(|| {
         format!(
             "cannot keep the instance identity in {}",
@@ -95,20 +103,30 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         &containerd_version,
         &config.attributes,
     );
-    let tls = match &config.tls {
-        Some(files) => Some(TlsMaterial {
-            ca: std::fs::read(&files.ca_file)
-                .with_context(|| format!("read {}", files.ca_file.display()))?,
-            cert: std::fs::read(&files.cert_file)
-                .with_context(|| format!("read {}", files.cert_file.display()))?,
-            key: std::fs::read(&files.key_file)
-                .with_context(|| format!("read {}", files.key_file.display()))?,
-        }),
-        None => None,
-    };
-
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let tls = match credential {
+        Identity::None => None,
+        Identity::Files(material) => Some(watch::channel(material).1),
+        Identity::Joined(identity) => {
+            let (tx, rx) = watch::channel(identity.material.clone());
+            let renewal = SchedulerRenewal {
+                endpoint: config.scheduler_endpoint.clone(),
+                data_dir: config.data_dir.clone(),
+            };
+            let publish = move |renewed: &AgentIdentity| {
+                tx.send_replace(renewed.material.clone());
+            };
+            tracker.spawn(trust::keep_renewed(
+                renewal,
+                *identity,
+                publish,
+                cancel.child_token(),
+            ));
+            Some(rx)
+        }
+    };
+
     let outbox = Arc::new(Notify::new());
     let network = Arc::new(network);
     tracker.spawn(guard::keep_current(
@@ -212,7 +230,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tracker.close();
 
     let ended_on_its_own = tokio::select! {
-        _ = shutdown => {
+        _ = &mut shutdown => {
             tracing::info!("shutting down; containers keep running");
             false
         }
@@ -238,6 +256,73 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         anyhow::bail!("the agent's tasks ended without a shutdown signal");
     }
     Ok(())
+}
+
+/// How the agent authenticates to the scheduler.
+enum Identity {
+    /// Plain http (loopback or allow_plaintext).
+    None,
+    /// The operator's mTLS files.
+    Files(TlsMaterial),
+    /// The certificate the agent got by joining, renewed by the agent.
+    Joined(Box<AgentIdentity>),
+}
+
+/// The agent's credential: the operator's files, the certificate it joined with before, or a
+/// new one from joining now (retried while the scheduler is unreachable; a refusal is final).
+async fn credential(config: &AgentConfig, store: &Store) -> anyhow::Result<Identity> {
+    if let Some(files) = &config.tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        return Ok(Identity::Files(TlsMaterial {
+            ca: read(&files.ca_file)?,
+            cert: read(&files.cert_file)?,
+            key: read(&files.key_file)?,
+        }));
+    }
+    if !config.scheduler_endpoint.starts_with("https://") {
+        return Ok(Identity::None);
+    }
+    if let Some(identity) = trust::load(&config.data_dir, std::time::SystemTime::now())? {
+        tracing::info!(valid_until = ?identity.not_after, "using the agent certificate from the data dir");
+        return Ok(Identity::Joined(Box::new(identity)));
+    }
+    let Some(join) = &config.join else {
+        return Err(TrustError::NoCredential(config.scheduler_endpoint.clone()).into());
+    };
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+            .jittered(0.2);
+    loop {
+        match trust::join(
+            &config.scheduler_endpoint,
+            &config.cluster,
+            join,
+            &config.data_dir,
+        )
+        .await
+        {
+            Ok((instance_id, identity)) => {
+                store.set_registration(&config.cluster, &instance_id)?;
+                tracing::info!(instance.id = %instance_id, cluster = %config.cluster, valid_until = ?identity.not_after, "joined the cluster");
+                return Ok(Identity::Joined(Box::new(identity)));
+            }
+            Err(error) if error.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    error = &error as &(dyn std::error::Error + 'static),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot join the cluster yet; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "joining the cluster failed");
+                return Err(error.into());
+            }
+        }
+    }
 }
 
 /// Binds the task endpoint at 169.254.170.2 (an address of the bridge, made by

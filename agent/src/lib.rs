@@ -35,5 +35,6 @@ mod session;
 mod store;
 mod task;
 pub mod telemetry;
+mod trust;
 
 pub use agent::{run, shutdown_signal};

@@ -15,7 +15,7 @@ use berth_proto::v1::{
     Ack, AgentMessage, FullState, Heartbeat, RegisterRequest, Resources, SessionHello, StateChange,
     TaskState, VersionInfo,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -67,8 +67,9 @@ pub(crate) struct SessionConfig {
     pub version_info: VersionInfo,
     pub resources: Resources,
     pub attributes: std::collections::BTreeMap<String, String>,
-    /// mTLS material, for an https:// endpoint.
-    pub tls: Option<TlsMaterial>,
+    /// mTLS material, for an https:// endpoint; the latest (renewed) one is used for each
+    /// connection.
+    pub tls: Option<watch::Receiver<TlsMaterial>>,
 }
 
 /// PEM contents of the agent's mTLS files, read once at start.
@@ -186,7 +187,8 @@ async fn once<E: TaskEngine>(
     cancel: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
-    let channel = connect(&config.endpoint, config.tls.as_ref()).await?;
+    let tls = config.tls.as_ref().map(|rx| rx.borrow().clone());
+    let channel = connect(&config.endpoint, tls.as_ref()).await?;
     let mut client = AgentServiceClient::new(channel);
     let known = store
         .registration()?

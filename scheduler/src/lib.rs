@@ -6,6 +6,7 @@
 //! - `server`: the ControlService and AgentService implementations and sessions; with
 //!   `run_with_hooks`, a scriptable peer for tests of the agent.
 //! - `cli`: berthctl.
+//! - `trust`: the cluster CA, agent and client identities, tokens and the authorization table.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
 //!   scheduler and berthctl.
 
@@ -14,3 +15,4 @@ pub mod cli;
 pub mod server;
 pub mod store;
 pub mod taskdef;
+pub mod trust;

@@ -6,6 +6,7 @@
 //! memory idle and with 20 running tasks. Prints figures; asserts nothing. Needs the release
 //! binaries (`cargo build --release --workspace --bins`, which `make bench` runs first).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,13 +36,15 @@ fn run() -> Result<()> {
     let image = rt
         .block_on(fixtures::hello(&registry.host(), "bench/e2e", "v1"))?
         .reference;
-    let scheduler = Scheduler::start(root, None)?;
+    // Plaintext: this run measures the task path, not TLS (the TLS comparison is its own).
+    let scheduler = Scheduler::start_with(root, None, true)?;
+    let config = scheduler.ctl_config.clone();
     let endpoint = scheduler.endpoint.clone();
     // The agent's bridge and task namespaces live in a namespace of their own.
     let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
     let opts = AgentOptions {
         cluster: "bench".into(),
-        endpoint: endpoint.clone(),
+        endpoint: scheduler.endpoint.clone(),
         data_dir: root.join("agent"),
         containerd_socket: containerd.socket().to_path_buf(),
         namespace: "bench-e2e".into(),
@@ -50,8 +53,9 @@ fn run() -> Result<()> {
         host_netns: net.host.path().to_owned(),
         netns_dir: net.netns_dir.clone(),
         extra_args: Vec::new(),
+        join: None,
     };
-    ctl(&endpoint, &["create-cluster", "bench"])?;
+    ctl(&config, &["create-cluster", "bench"])?;
     let agent = Agent::start(&opts, root.join("agent.log"))?;
     agent
         .daemon
@@ -83,7 +87,7 @@ fn run() -> Result<()> {
         let path = defs.join(format!("{family}.json"));
         std::fs::write(&path, serde_json::to_vec(&def)?)?;
         ctl(
-            &endpoint,
+            &config,
             &[
                 "register-task-definition",
                 "--file",
@@ -93,7 +97,7 @@ fn run() -> Result<()> {
     }
     let mut client = rt.block_on(ControlServiceClient::connect(endpoint.clone()))?;
     // Warm: pull the image once through a task.
-    let warm = run_task(&endpoint, "oneshot")?;
+    let warm = run_task(&config, "oneshot")?;
     rt.block_on(wait_status(&mut client, &warm, TaskStatus::Stopped))?;
 
     let mut to_running = Vec::new();
@@ -104,24 +108,24 @@ fn run() -> Result<()> {
     let mut ctr_runs = Vec::new();
     for i in 0..RUNS {
         let start = Instant::now();
-        let id = run_task(&endpoint, "sleeper")?;
+        let id = run_task(&config, "sleeper")?;
         rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
         to_running.push(start.elapsed());
-        ctl(&endpoint, &["stop-task", &id])?;
+        ctl(&config, &["stop-task", &id])?;
         for (family, samples) in [
             ("sleeper-awsvpc", &mut awsvpc_running),
             ("sleeper-bridge", &mut bridge_running),
             ("sleeper-unconfined", &mut unconfined_running),
         ] {
             let start = Instant::now();
-            let id = run_task(&endpoint, family)?;
+            let id = run_task(&config, family)?;
             rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
             samples.push(start.elapsed());
-            ctl(&endpoint, &["stop-task", &id])?;
+            ctl(&config, &["stop-task", &id])?;
         }
 
         let start = Instant::now();
-        let id = run_task(&endpoint, "oneshot")?;
+        let id = run_task(&config, "oneshot")?;
         rt.block_on(wait_status(&mut client, &id, TaskStatus::Stopped))?;
         to_stopped.push(start.elapsed());
 
@@ -192,7 +196,7 @@ fn run() -> Result<()> {
     // Memory with 20 running tasks.
     let mut ids = Vec::new();
     for _ in 0..20 {
-        ids.push(run_task(&endpoint, "sleeper")?);
+        ids.push(run_task(&config, "sleeper")?);
     }
     for id in &ids {
         rt.block_on(wait_status(&mut client, id, TaskStatus::Running))?;
@@ -209,7 +213,7 @@ fn run() -> Result<()> {
         busy_rss as f64 / 1024.0
     );
     for id in &ids {
-        ctl(&endpoint, &["stop-task", id])?;
+        ctl(&config, &["stop-task", id])?;
     }
     for id in &ids {
         rt.block_on(wait_status(&mut client, id, TaskStatus::Stopped))?;
@@ -219,13 +223,13 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-fn ctl(endpoint: &str, args: &[&str]) -> Result<String> {
-    Ok(berthctl(endpoint, "bench", args)?.success(args)?.stdout)
+fn ctl(config: &Path, args: &[&str]) -> Result<String> {
+    Ok(berthctl(config, "bench", args)?.success(args)?.stdout)
 }
 
-fn run_task(endpoint: &str, family: &str) -> Result<String> {
+fn run_task(config: &Path, family: &str) -> Result<String> {
     let args = ["run-task", "--task-definition", family];
-    berthctl(endpoint, "bench", &args)?
+    berthctl(config, "bench", &args)?
         .success(&args)?
         .task_ids()
         .into_iter()

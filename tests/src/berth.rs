@@ -1,5 +1,9 @@
 //! Berth's own binaries under test: a `berth-scheduler` and `berth-agent` started as real
 //! processes (killed on drop), and `berthctl` run as a command with its output parsed.
+//!
+//! A scheduler serves TLS unless a test asks for `--insecure`; berthctl then uses the admin
+//! config the scheduler writes (`<data dir>/berthctl.toml`), and an agent joins with a join
+//! token and the CA pin, both passed in its environment (never on a command line).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,13 +139,37 @@ pub struct Scheduler {
     pub daemon: Daemon,
     pub endpoint: String,
     pub data_dir: PathBuf,
+    /// The admin's berthctl config the scheduler wrote.
+    pub ctl_config: PathBuf,
+    /// Serving TLS (not `--insecure`).
+    pub tls: bool,
     port: u16,
 }
 
+/// What an agent joins with: a join token and the CA pin (from `create-join-token`).
+#[derive(Clone)]
+pub struct JoinCredentials {
+    pub token: String,
+    pub ca_pin: String,
+}
+
+impl std::fmt::Debug for JoinCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinCredentials")
+            .field("ca_pin", &self.ca_pin)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Scheduler {
-    /// Starts one on a free port with its data under `dir`, waiting until it accepts
+    /// Starts one with TLS on a free port with its data under `dir`, waiting until it accepts
     /// connections. `port` reuses a previous instance's port (for restarts).
     pub fn start(dir: &Path, port: Option<u16>) -> Result<Scheduler> {
+        Self::start_with(dir, port, false)
+    }
+
+    /// [`Scheduler::start`], serving plaintext without authentication when `insecure`.
+    pub fn start_with(dir: &Path, port: Option<u16>, insecure: bool) -> Result<Scheduler> {
         let port = match port {
             Some(p) => p,
             None => crate::free_port()?,
@@ -153,6 +181,9 @@ impl Scheduler {
             .arg(&data_dir)
             .args(["--heartbeat-interval", "1s"])
             .env("RUST_LOG", "info");
+        if insecure {
+            cmd.arg("--insecure");
+        }
         let daemon = Daemon::spawn("berth-scheduler", cmd, dir.join("scheduler.log"))?;
         poll_every(Duration::from_secs(20), Duration::from_millis(10), || {
             Ok(std::net::TcpStream::connect(("127.0.0.1", port))
@@ -165,11 +196,25 @@ impl Scheduler {
                 log_tail(daemon.log_path(), 30)
             )
         })?;
+        let scheme = if insecure { "http" } else { "https" };
         Ok(Scheduler {
             daemon,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
+            ctl_config: data_dir.join("berthctl.toml"),
             data_dir,
+            tls: !insecure,
             port,
+        })
+    }
+
+    /// A new join token for `cluster` (any number of uses) and the CA pin.
+    pub fn join_token(&self, cluster: &str) -> Result<JoinCredentials> {
+        let args = ["-o", "json", "create-join-token"];
+        let out = berthctl(&self.ctl_config, cluster, &args)?.success(&args)?;
+        let v = out.json()?;
+        Ok(JoinCredentials {
+            token: v["token"].as_str().context("no token")?.to_owned(),
+            ca_pin: v["caPin"].as_str().context("no caPin")?.to_owned(),
         })
     }
 
@@ -194,6 +239,8 @@ pub struct AgentOptions {
     pub host_netns: PathBuf,
     pub netns_dir: PathBuf,
     pub extra_args: Vec<String>,
+    /// How the agent joins a TLS scheduler (passed in its environment).
+    pub join: Option<JoinCredentials>,
 }
 
 /// A running berth-agent.
@@ -232,6 +279,10 @@ impl Agent {
             .env("BERTH_NETWORK_NETNS_DIR", &opts.netns_dir);
         let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
         cmd.env("BERTH_METRICS_LISTEN", metrics.to_string());
+        if let Some(join) = &opts.join {
+            cmd.env("BERTH_JOIN_TOKEN", &join.token)
+                .env("BERTH_SCHEDULER_CA_PIN", &join.ca_pin);
+        }
         cmd.args(&opts.extra_args);
         let daemon = Daemon::spawn("berth-agent", cmd, log)?;
         Ok(Agent { daemon, metrics })
@@ -287,13 +338,11 @@ pub fn attachment_detail(task: &serde_json::Value, name: &str) -> Option<String>
         .map(str::to_owned)
 }
 
-/// Runs berthctl against `endpoint` (and `cluster`), never failing on a non-zero exit: the
-/// caller checks `status`.
-pub fn berthctl(endpoint: &str, cluster: &str, args: &[&str]) -> Result<CtlOutput> {
-    let out = Command::new(bin("berthctl")?)
-        .env_remove("BERTH_ENDPOINT")
-        .env_remove("BERTH_CLUSTER")
-        .args(["--endpoint", endpoint, "--cluster", cluster])
+/// Runs berthctl with the config file `config` (a scheduler's `ctl_config`) on `cluster`,
+/// never failing on a non-zero exit: the caller checks `status`.
+pub fn berthctl(config: &Path, cluster: &str, args: &[&str]) -> Result<CtlOutput> {
+    let out = ctl_command(config)?
+        .args(["--cluster", cluster])
         .args(args)
         .output()
         .context("run berthctl")?;
@@ -302,4 +351,19 @@ pub fn berthctl(endpoint: &str, cluster: &str, args: &[&str]) -> Result<CtlOutpu
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// A berthctl command that reads `config` and nothing of the caller's environment.
+pub fn ctl_command(config: &Path) -> Result<Command> {
+    let mut cmd = Command::new(bin("berthctl")?);
+    for var in [
+        "BERTH_ENDPOINT",
+        "BERTH_CLUSTER",
+        "BERTH_CA_FILE",
+        "BERTH_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("BERTH_CONFIG", config);
+    Ok(cmd)
 }

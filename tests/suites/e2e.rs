@@ -39,6 +39,8 @@ mod security;
 mod tasks;
 #[path = "e2e/telemetry.rs"]
 mod telemetry;
+#[path = "e2e/trust.rs"]
+mod trust;
 #[path = "e2e/volumes.rs"]
 mod volumes;
 
@@ -60,6 +62,14 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_introspection_endpoint_reports_real_containers",
                 telemetry::introspection_endpoint,
+            ),
+            w.trial(
+                "trust_clients_need_tls_and_a_credential_with_the_role",
+                trust::clients_need_tls_and_a_credential_with_the_role,
+            ),
+            w.trial(
+                "trust_used_up_tokens_and_wrong_pins_keep_agents_out",
+                trust::used_up_tokens_and_wrong_pins_keep_agents_out,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",
@@ -272,6 +282,7 @@ impl Env {
             host_netns: net.host.path().to_owned(),
             netns_dir: net.netns_dir.clone(),
             extra_args: Vec::new(),
+            join: None,
         };
         Ok(Env {
             dir,
@@ -299,7 +310,12 @@ impl Env {
         Ok(())
     }
 
+    /// Starts an agent; against a TLS scheduler it joins with a join token made for the
+    /// cluster on first use.
     fn start_agent(&mut self) -> Result<()> {
+        if self.scheduler.tls && self.opts.join.is_none() {
+            self.opts.join = Some(self.scheduler.join_token(&self.cluster)?);
+        }
         let n = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.agent = Some(Agent::start(
             &self.opts,
@@ -313,7 +329,7 @@ impl Env {
     }
 
     fn ctl(&self, args: &[&str]) -> Result<CtlOutput> {
-        berthctl(&self.scheduler.endpoint, &self.cluster, args)
+        berthctl(&self.scheduler.ctl_config, &self.cluster, args)
     }
 
     /// Runs berthctl and requires success.

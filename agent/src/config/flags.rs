@@ -27,6 +27,13 @@ pub struct Overrides {
     /// The agent's client private key [env: BERTH_TLS_KEY_FILE]
     #[arg(long, value_name = "PATH")]
     pub tls_key_file: Option<String>,
+    /// Bootstrap token traded for the agent's certificate (prefer BERTH_JOIN_TOKEN: a flag
+    /// shows in `ps`) [env: BERTH_JOIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub join_token: Option<String>,
+    /// The cluster CA's pin, sha256:HEX [env: BERTH_SCHEDULER_CA_PIN]
+    #[arg(long, value_name = "PIN")]
+    pub scheduler_ca_pin: Option<String>,
     /// Permit http:// to a non-loopback scheduler [env: BERTH_ALLOW_PLAINTEXT]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_plaintext: Option<String>,
@@ -137,6 +144,8 @@ impl Overrides {
             (Key::TlsCaFile, &self.tls_ca_file),
             (Key::TlsCertFile, &self.tls_cert_file),
             (Key::TlsKeyFile, &self.tls_key_file),
+            (Key::JoinToken, &self.join_token),
+            (Key::SchedulerCaPin, &self.scheduler_ca_pin),
             (Key::AllowPlaintext, &self.allow_plaintext),
             (Key::DataDir, &self.data_dir),
             (Key::ContainerdAddress, &self.containerd_address),

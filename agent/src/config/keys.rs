@@ -24,6 +24,9 @@ pub(crate) enum Key {
     TlsCaFile,
     TlsCertFile,
     TlsKeyFile,
+    // Issue 15 (trust): the TLS bootstrap.
+    JoinToken,
+    SchedulerCaPin,
     AllowPlaintext,
     DataDir,
     ContainerdAddress,
@@ -62,12 +65,14 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 38] = [
+    pub(crate) const ALL: [Key; 40] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
         Key::TlsCertFile,
         Key::TlsKeyFile,
+        Key::JoinToken,
+        Key::SchedulerCaPin,
         Key::AllowPlaintext,
         Key::DataDir,
         Key::ContainerdAddress,
@@ -117,6 +122,11 @@ impl Key {
 
     pub(crate) fn flag(self) -> &'static str {
         self.doc().flag
+    }
+
+    /// A key whose value is a secret: never shown, in errors or in `check-config`.
+    pub(crate) fn is_secret(self) -> bool {
+        matches!(self, Key::JoinToken)
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Key> {
@@ -178,7 +188,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 38] = [
+const KEYS: [KeyDoc; 40] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -213,6 +223,20 @@ const KEYS: [KeyDoc; 38] = [
         "--tls-key-file",
         "(none)",
         "the agent's client private key (mTLS: all three tls files or none)",
+    ),
+    doc(
+        "join_token",
+        "BERTH_JOIN_TOKEN",
+        "--join-token",
+        "(none)",
+        "bootstrap token (berthctl create-join-token) traded once for the agent's certificate; needs scheduler_ca_pin or tls_ca_file",
+    ),
+    doc(
+        "scheduler_ca_pin",
+        "BERTH_SCHEDULER_CA_PIN",
+        "--scheduler-ca-pin",
+        "(none)",
+        "sha256:<hex> of the cluster CA's public key, checked before the join token is sent",
     ),
     doc(
         "allow_plaintext",

@@ -37,6 +37,8 @@ pub(crate) struct Partial {
     tls_ca_file: Option<Given<PathBuf>>,
     tls_cert_file: Option<Given<PathBuf>>,
     tls_key_file: Option<Given<PathBuf>>,
+    join_token: Option<Given<String>>,
+    scheduler_ca_pin: Option<Given<String>>,
     allow_plaintext: Option<Given<bool>>,
     data_dir: Option<Given<PathBuf>>,
     containerd_address: Option<Given<PathBuf>>,
@@ -80,6 +82,15 @@ struct Setting<'a> {
 }
 
 impl Setting<'_> {
+    /// The value as written, except a secret's.
+    fn shown(&self) -> String {
+        if self.key.is_secret() {
+            "(secret)".to_owned()
+        } else {
+            self.input.shown()
+        }
+    }
+
     fn store<T>(
         &self,
         slot: &mut Option<Given<T>>,
@@ -90,14 +101,14 @@ impl Setting<'_> {
                 *slot = Some(Given {
                     value,
                     origin: self.origin.clone(),
-                    shown: self.input.shown(),
+                    shown: self.shown(),
                 });
                 Ok(())
             }
             Err(expected) => Err(ConfigError::InvalidValue {
                 key: self.key.name(),
                 origin: self.origin.clone(),
-                value: self.input.shown(),
+                value: self.shown(),
                 expected,
             }),
         }
@@ -122,6 +133,24 @@ impl Partial {
             Key::TlsCaFile => s.store(&mut self.tls_ca_file, absolute_path(input, "an absolute file path")),
             Key::TlsCertFile => s.store(&mut self.tls_cert_file, absolute_path(input, "an absolute file path")),
             Key::TlsKeyFile => s.store(&mut self.tls_key_file, absolute_path(input, "an absolute file path")),
+            Key::JoinToken => s.store(
+                &mut self.join_token,
+                input
+                    .text()
+                    .map(str::trim)
+                    .filter(|t| parse::is_join_token(t))
+                    .map(str::to_owned)
+                    .ok_or_else(|| "a join token <id>.<secret> from berthctl create-join-token".to_owned()),
+            ),
+            Key::SchedulerCaPin => s.store(
+                &mut self.scheduler_ca_pin,
+                input
+                    .text()
+                    .map(str::trim)
+                    .filter(|t| parse::is_ca_pin(t))
+                    .map(str::to_ascii_lowercase)
+                    .ok_or_else(|| "sha256:<64 hex digits>, as berthctl create-join-token prints it".to_owned()),
+            ),
             Key::AllowPlaintext => s.store(&mut self.allow_plaintext, boolean(input)),
             Key::DataDir => s.store(&mut self.data_dir, absolute_path(input, "an absolute path")),
             Key::ContainerdAddress => s.store(

@@ -45,6 +45,8 @@ pub struct AgentConfig {
     pub scheduler_endpoint: String,
     /// mTLS files; `Some` only when all three are set (and, from [`load_from_system`], exist).
     pub tls: Option<TlsFiles>,
+    /// How the agent joins the cluster when it has no certificate yet.
+    pub join: Option<JoinConfig>,
     /// Plain http to a non-loopback scheduler is allowed.
     pub allow_plaintext: bool,
     /// State: instance identity, database, logs. Absolute.
@@ -126,6 +128,7 @@ impl Default for AgentConfig {
             cluster: "default".to_owned(),
             scheduler_endpoint: "http://127.0.0.1:7700".to_owned(),
             tls: None,
+            join: None,
             allow_plaintext: false,
             data_dir: PathBuf::from("/var/lib/berth"),
             containerd_address: PathBuf::from("/run/containerd/containerd.sock"),
@@ -172,6 +175,27 @@ pub struct TlsFiles {
     pub cert_file: PathBuf,
     /// The agent's client private key.
     pub key_file: PathBuf,
+}
+
+/// The TLS bootstrap: a join token, and how the scheduler's CA is checked before the token is
+/// sent (a pin, or a CA file).
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    pub token: String,
+    /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo.
+    pub ca_pin: Option<String>,
+    /// The CA's certificate (`tls_ca_file` without the client files).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for JoinConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinConfig")
+            .field("token", &"(secret)")
+            .field("ca_pin", &self.ca_pin)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// How log lines are written.
@@ -268,7 +292,19 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
     match key {
         Key::Cluster => string(&config.cluster),
         Key::SchedulerEndpoint => string(&config.scheduler_endpoint),
-        Key::TlsCaFile => tls_path(|t| &t.ca_file),
+        Key::TlsCaFile => match config.join.as_ref().and_then(|j| j.ca_file.as_deref()) {
+            Some(ca) => path(ca),
+            None => tls_path(|t| &t.ca_file),
+        },
+        Key::JoinToken => config
+            .join
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |_| "(secret)".to_owned()),
+        Key::SchedulerCaPin => config
+            .join
+            .as_ref()
+            .and_then(|j| j.ca_pin.as_deref())
+            .map_or_else(|| "(none)".to_owned(), string),
         Key::TlsCertFile => tls_path(|t| &t.cert_file),
         Key::TlsKeyFile => tls_path(|t| &t.key_file),
         Key::AllowPlaintext => config.allow_plaintext.to_string(),

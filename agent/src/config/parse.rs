@@ -71,6 +71,23 @@ pub(crate) fn is_cluster_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A join token as berthctl prints it: `<id>.<secret>`, 6 and 16 lowercase letters or digits.
+pub(crate) fn is_join_token(s: &str) -> bool {
+    let part = |p: &str, len: usize| {
+        p.len() == len
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    s.split_once('.')
+        .is_some_and(|(id, secret)| part(id, 6) && part(secret, 16))
+}
+
+/// A CA pin: `sha256:` and 64 hex digits.
+pub(crate) fn is_ca_pin(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A Linux interface name: 1 to 15 bytes (IFNAMSIZ less the NUL) of letters, digits, `-`, `_`
 /// and `.`, not `.` or `..`.
 pub(crate) fn is_interface_name(s: &str) -> bool {

@@ -195,6 +195,24 @@ const fn sample(entries: &'static [(&'static str, &'static str, &'static str)]) 
     }
 }
 
+const JOIN: &[(&str, &str, &str)] = &[
+    (
+        "join_token",
+        r#""abcdef.0123456789abcdef""#,
+        "abcdef.0123456789abcdef",
+    ),
+    (
+        "scheduler_ca_pin",
+        r#""sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff""#,
+        "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    ),
+    (
+        "scheduler_endpoint",
+        r#""https://scheduler.example:7700""#,
+        "https://scheduler.example:7700",
+    ),
+];
+
 const TLS: &[(&str, &str, &str)] = &[
     ("tls_ca_file", r#""/etc/berth/ca.pem""#, "/etc/berth/ca.pem"),
     (
@@ -231,6 +249,7 @@ fn samples() -> Vec<Sample> {
                 "http://10.0.0.5:7700",
             ),
         ]),
+        sample(JOIN),
         sample(&[("data_dir", r#""/srv/berth""#, "/srv/berth")]),
         sample(&[(
             "containerd_address",
@@ -966,6 +985,8 @@ scheduler_endpoint       = "http://127.0.0.1:7700"            # default
 tls_ca_file              = (none)                             # default
 tls_cert_file            = (none)                             # default
 tls_key_file             = (none)                             # default
+join_token               = (none)                             # default
+scheduler_ca_pin         = (none)                             # default
 allow_plaintext          = false                              # default
 data_dir                 = "/var/lib/berth"                   # default
 containerd_address       = "/run/containerd/containerd.sock"  # default
@@ -1093,4 +1114,54 @@ fn load_from_system_reads_the_file_and_checks_tls_files() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn a_join_token_needs_a_way_to_check_the_scheduler_and_is_never_shown() {
+    let token = "abcdef.0123456789abcdef";
+    let errors = load_err(
+        None,
+        &[
+            ("BERTH_JOIN_TOKEN", token),
+            ("BERTH_SCHEDULER_ENDPOINT", "http://127.0.0.1:7700"),
+        ],
+        &[],
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("scheduler_ca_pin")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("an https:// endpoint when join_token is set")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| !e.contains(token)), "{errors:?}");
+    let bad = load_err(None, &[("BERTH_JOIN_TOKEN", "abcdef.tooshort")], &[]);
+    assert!(bad.iter().all(|e| !e.contains("tooshort")), "{bad:?}");
+    let pin = load_err(None, &[("BERTH_SCHEDULER_CA_PIN", "md5:00")], &[]);
+    assert!(pin[0].contains("sha256:<64 hex digits>"), "{pin:?}");
+    let loaded = load_ok(
+        None,
+        &[
+            ("BERTH_JOIN_TOKEN", token),
+            ("BERTH_SCHEDULER_ENDPOINT", "https://127.0.0.1:7700"),
+            (
+                "BERTH_SCHEDULER_CA_PIN",
+                "sha256:00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff",
+            ),
+        ],
+        &[],
+    );
+    let join = loaded.config.join.as_ref().expect("join");
+    assert_eq!(join.token, token);
+    assert!(
+        join.ca_pin
+            .as_deref()
+            .is_some_and(|p| p.ends_with("aabbccddeeff00112233445566778899aabbccddeeff"))
+    );
+    assert!(!loaded.render().contains(token));
+    assert!(!format!("{:?}", loaded.config).contains(token));
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::{ContainerMetrics, HostMetrics, MetricsBatch};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +107,7 @@ pub(crate) fn batch(snapshot: &Snapshot) -> MetricsBatch {
 /// Sends the buffer's batches until `cancel`, reconnecting with backoff.
 pub(crate) async fn run(
     endpoint: String,
-    tls: Option<TlsMaterial>,
+    tls: Option<watch::Receiver<TlsMaterial>>,
     store: Arc<Store>,
     buffer: Arc<BatchBuffer>,
     cancel: CancellationToken,
@@ -115,9 +115,11 @@ pub(crate) async fn run(
     let mut backoff =
         Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).jittered(0.2);
     loop {
+        // The credential as it is now: a renewal takes effect at the next connection.
+        let material = tls.as_ref().map(|rx| rx.borrow().clone());
         let ended = tokio::select! {
             _ = cancel.cancelled() => return,
-            ended = stream_once(&endpoint, tls.as_ref(), &store, &buffer, &mut backoff) => ended,
+            ended = stream_once(&endpoint, material.as_ref(), &store, &buffer, &mut backoff) => ended,
         };
         AGENT.metrics_stream_reconnects.inc();
         let delay = backoff.next_delay();

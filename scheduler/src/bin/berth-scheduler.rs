@@ -1,5 +1,6 @@
 //! berth-scheduler: the reference control plane. Parses flags, starts tracing, opens the
-//! store, binds the listener and runs the server until SIGTERM or SIGINT.
+//! store, sets up TLS (the cluster CA and, at first start, the admin's berthctl config), binds
+//! the listener and runs the server until SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,8 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use berth_scheduler::server::{self, ServerConfig};
+use berth_scheduler::server::{self, ServerConfig, TrustConfig};
 use berth_scheduler::store::Store;
+use berth_scheduler::trust::{ClusterCa, GivenCa, setup};
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +21,40 @@ const EXIT_USAGE: u8 = 64;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
-    /// Address to serve gRPC on (plaintext).
+    /// Address to serve gRPC on (TLS unless --insecure).
     #[arg(long, env = "BERTH_SCHEDULER_LISTEN", default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
+    /// Serve plaintext gRPC and check no caller: anyone who reaches the port can run any image
+    /// as root on every host. For tests on one machine only.
+    #[arg(long, env = "BERTH_SCHEDULER_INSECURE")]
+    insecure: bool,
+    /// Another DNS name or IP address for the server certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_san: Vec<String>,
+    /// An existing CA certificate (PEM) to use instead of creating one (with --tls-ca-key-file).
+    #[arg(
+        long,
+        env = "BERTH_SCHEDULER_TLS_CA_FILE",
+        requires = "tls_ca_key_file"
+    )]
+    tls_ca_file: Option<PathBuf>,
+    /// The key of --tls-ca-file (PEM, PKCS#8, mode 0600).
+    #[arg(
+        long,
+        env = "BERTH_SCHEDULER_TLS_CA_KEY_FILE",
+        requires = "tls_ca_file"
+    )]
+    tls_ca_key_file: Option<PathBuf>,
+    /// A server certificate chain (PEM) to serve instead of one made at start (with
+    /// --tls-key-file); it must be signed by the cluster CA.
+    #[arg(long, env = "BERTH_SCHEDULER_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file (PEM).
+    #[arg(long, env = "BERTH_SCHEDULER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// How long an agent's certificate lasts; agents renew at two thirds of it.
+    #[arg(long, env = "BERTH_SCHEDULER_AGENT_CERT_LIFETIME", default_value = "7d", value_parser = berth_policy::parse_duration)]
+    agent_cert_lifetime: Duration,
     /// Directory for the scheduler's database (created if missing).
     #[arg(long, env = "BERTH_SCHEDULER_DATA_DIR")]
     data_dir: PathBuf,
@@ -84,7 +117,50 @@ async fn wait_for_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster CA, the server certificate's names and the admin's config, unless --insecure.
+fn trust(cli: &Cli, store: &Store) -> anyhow::Result<Option<TrustConfig>> {
+    let endpoint = setup::local_endpoint(cli.listen, !cli.insecure);
+    if cli.insecure {
+        setup::write_admin_config(&cli.data_dir, store, &endpoint, None)?;
+        return Ok(None);
+    }
+    let given = match (&cli.tls_ca_file, &cli.tls_ca_key_file) {
+        (Some(cert_file), Some(key_file)) => Some(GivenCa {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        }),
+        _ => None,
+    };
+    let ca = ClusterCa::load_or_create(&cli.data_dir, given.as_ref())?;
+    let server_identity = match (&cli.tls_cert_file, &cli.tls_key_file) {
+        (Some(cert), Some(key)) => Some((
+            std::fs::read_to_string(cert)
+                .with_context(|| format!("cannot read {}", cert.display()))?,
+            std::fs::read_to_string(key)
+                .with_context(|| format!("cannot read {}", key.display()))?,
+        )),
+        _ => None,
+    };
+    if let Some(path) = setup::write_admin_config(&cli.data_dir, store, &endpoint, Some(&ca))? {
+        tracing::info!(path = %path.display(), "wrote the admin's berthctl config (berthctl --config PATH)");
+    }
+    tracing::info!(ca.pin = %ca.pin(), "TLS on; agents join with a join token and this CA pin");
+    Ok(Some(TrustConfig {
+        ca,
+        server_names: setup::server_names(cli.listen, &cli.tls_san),
+        server_identity,
+        agent_cert_lifetime: cli.agent_cert_lifetime,
+    }))
+}
+
 async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
+    if cli.insecure {
+        tracing::warn!(
+            listen = %cli.listen,
+            "--insecure: serving plaintext gRPC without authentication; anyone who reaches this port can run any image as root on every host"
+        );
+    }
+    let trust = trust(&cli, &store).context("cannot set up TLS")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -93,6 +169,7 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
     let config = ServerConfig {
         heartbeat_interval: cli.heartbeat_interval,
         task_retention: cli.task_retention,
+        trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };
     let result = server::run(store, listener, config, shutdown).await;

@@ -13,17 +13,32 @@ use crate::attachment;
 #[derive(Debug, Parser)]
 #[command(name = "berthctl", version, about, propagate_version = true)]
 pub struct Args {
-    /// The scheduler's ControlService URL.
-    #[arg(
-        long,
-        env = "BERTH_ENDPOINT",
-        default_value = "http://127.0.0.1:7700",
-        global = true
-    )]
-    pub(crate) endpoint: String,
-    /// The cluster the command applies to.
-    #[arg(long, env = "BERTH_CLUSTER", default_value = "default", global = true)]
-    pub(crate) cluster: String,
+    /// The scheduler's ControlService URL [default: the config file's, else
+    /// https://127.0.0.1:7700].
+    #[arg(long, env = "BERTH_ENDPOINT", global = true)]
+    pub(crate) endpoint: Option<String>,
+    /// The CA that signs the scheduler's certificate (PEM).
+    #[arg(long, env = "BERTH_CA_FILE", global = true)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// An API token (prefer BERTH_TOKEN or --token-file: a flag shows in `ps`).
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
+    pub(crate) token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, global = true, conflicts_with = "token")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// A client certificate of the cluster CA (PEM), with --key-file.
+    #[arg(long, global = true, requires = "key_file")]
+    pub(crate) cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, global = true, requires = "cert_file")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// A berthctl config file (TOML: endpoint, ca_file or ca, token, cert_file, key_file)
+    /// [default: ~/.config/berth/config.toml when it exists].
+    #[arg(long, env = "BERTH_CONFIG", global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// The cluster the command applies to [default: default].
+    #[arg(long, env = "BERTH_CLUSTER", global = true)]
+    pub(crate) cluster: Option<String>,
     /// Output format: a table for people, or ECS-style JSON.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub(crate) output: OutputFormat,
@@ -98,6 +113,31 @@ pub(crate) enum Command {
     },
     /// Print a container's log: its stdout lines to stdout, its stderr lines to stderr.
     Logs(Logs),
+    /// Create a join token for the cluster's agents; prints it and the CA pin they check.
+    CreateJoinToken {
+        /// How long it is valid: a duration such as 30m, 1h or 7d.
+        #[arg(long, default_value = "24h", value_parser = berth_policy::parse_duration)]
+        ttl: Duration,
+        /// How many agents may join with it (unlimited when not given).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        uses: Option<u32>,
+    },
+    /// List join tokens (IDs only; secrets are never shown again).
+    ListJoinTokens,
+    /// Delete a join token; agents that joined with it keep their certificates.
+    DeleteJoinToken { id: String },
+    /// Create an API token with a role, for --cluster only when given.
+    CreateApiToken {
+        #[arg(long, value_parser = ["read-only", "operator", "admin"])]
+        role: String,
+        /// How long it is valid (a duration such as 90d); forever when not given.
+        #[arg(long, value_parser = berth_policy::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List API tokens (IDs only).
+    ListApiTokens,
+    /// Delete an API token.
+    DeleteApiToken { id: String },
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,
@@ -325,22 +365,19 @@ mod tests {
             "list-clusters",
         ]);
         assert_eq!(
-            (args.endpoint.as_str(), args.cluster.as_str()),
-            ("http://sched:1", "prod")
+            (args.endpoint.as_deref(), args.cluster.as_deref()),
+            (Some("http://sched:1"), Some("prod"))
         );
         assert_eq!(args.output, OutputFormat::Json);
         // Global options also go after the command.
         let args = parse(&["tasks", "--cluster", "c2", "--output", "table"]);
-        assert_eq!(args.cluster, "c2");
+        assert_eq!(args.cluster.as_deref(), Some("c2"));
         assert_eq!(args.output, OutputFormat::Table);
         if std::env::var_os("BERTH_ENDPOINT").is_none()
             && std::env::var_os("BERTH_CLUSTER").is_none()
         {
             let args = parse(&["list-clusters"]);
-            assert_eq!(
-                (args.endpoint.as_str(), args.cluster.as_str()),
-                ("http://127.0.0.1:7700", "default")
-            );
+            assert_eq!((args.endpoint, args.cluster), (None, None));
             assert_eq!(args.output, OutputFormat::Table);
         }
         assert_eq!(

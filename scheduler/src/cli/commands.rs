@@ -4,15 +4,13 @@
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use berth_proto::v1 as proto;
-use berth_proto::v1::control_service_client::ControlServiceClient;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
+use super::access::{self, Client, Given};
 use super::args::{Args, Command, DesiredStatusArg, Logs, OutputFormat, RunTask};
-use super::error::{CliError, check_failures, from_status, root_cause};
+use super::error::{CliError, check_failures, from_status};
 use super::json;
 use super::table::{
     clusters_table, instances_table, names_table, task_definition_tables, tasks_table,
@@ -20,19 +18,32 @@ use super::table::{
 use super::time::rfc3339_nanos;
 use super::wait::wait_for;
 
-/// How long connecting to the scheduler may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Runs one command against the scheduler, writing its result to `out`.
 pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliError> {
     let Args {
         endpoint,
+        ca_file,
+        token,
+        token_file,
+        cert_file,
+        key_file,
+        config,
         cluster,
         output,
         command,
     } = args;
+    let access = access::resolve(Given {
+        endpoint,
+        ca_file,
+        token,
+        token_file,
+        cert_file,
+        key_file,
+        config,
+    })?;
+    // An API token is scoped to a cluster only when one is named.
+    let scoped_cluster = cluster.clone();
+    let cluster = cluster.unwrap_or_else(|| crate::store::DEFAULT_CLUSTER.to_owned());
     // Read and check files before connecting, so a bad file fails fast without a scheduler.
     let definition_json = match &command {
         Command::RegisterTaskDefinition { file }
@@ -41,11 +52,12 @@ pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliEr
         }) => Some(read_definition(file)?),
         _ => None,
     };
-    let client = connect(&endpoint).await?;
+    let client = access::connect(&access).await?;
     let mut ctx = Context {
         client,
-        endpoint,
+        endpoint: access.endpoint,
         cluster,
+        scoped_cluster,
         output,
         out,
     };
@@ -65,33 +77,14 @@ fn read_definition(path: &Path) -> Result<String, CliError> {
     Ok(text)
 }
 
-async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, CliError> {
-    let bad = |reason: String| CliError::Endpoint {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
-    if !endpoint.starts_with("http://") {
-        return Err(bad("use http://HOST:PORT".to_owned()));
-    }
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|error| bad(error.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|error| CliError::Unreachable {
-            endpoint: endpoint.to_owned(),
-            reason: root_cause(&error),
-        })?;
-    Ok(ControlServiceClient::new(channel))
-}
-
-struct Context<'a> {
-    client: ControlServiceClient<Channel>,
-    endpoint: String,
-    cluster: String,
-    output: OutputFormat,
-    out: &'a mut dyn Write,
+pub(super) struct Context<'a> {
+    pub(super) client: Client,
+    pub(super) endpoint: String,
+    pub(super) cluster: String,
+    /// The cluster as the user named it (flag or environment), if they did.
+    pub(super) scoped_cluster: Option<String>,
+    pub(super) output: OutputFormat,
+    pub(super) out: &'a mut dyn Write,
 }
 
 impl Context<'_> {
@@ -297,6 +290,12 @@ impl Context<'_> {
                 check_failures(&response.failures)
             }
             Command::Logs(logs) => self.logs(cluster, logs).await,
+            Command::CreateJoinToken { ttl, uses } => self.create_join_token(ttl, uses).await,
+            Command::ListJoinTokens => self.list_join_tokens().await,
+            Command::DeleteJoinToken { id } => self.delete_join_token(id).await,
+            Command::CreateApiToken { role, ttl } => self.create_api_token(role, ttl).await,
+            Command::ListApiTokens => self.list_api_tokens().await,
+            Command::DeleteApiToken { id } => self.delete_api_token(id).await,
             Command::Wait {
                 condition,
                 ids,
@@ -364,7 +363,7 @@ impl Context<'_> {
     }
 
     /// Awaits one call, turning its status into a [`CliError`].
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, CliError> {
@@ -374,7 +373,7 @@ impl Context<'_> {
     }
 
     /// Writes `json` in JSON mode, else the text `table` makes.
-    fn emit(
+    pub(super) fn emit(
         &mut self,
         json: &impl Serialize,
         table: impl FnOnce() -> String,
@@ -446,30 +445,5 @@ mod tests {
             "{error}"
         );
         assert_eq!(error.exit_code(), 64);
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_scheduler_gets_a_hint() {
-        // A port nothing listens on: bind one, then close it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let error = connect(&endpoint).await.unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "cannot reach the scheduler at {endpoint}: connection refused; is berth-scheduler running? \
-                 (--endpoint / BERTH_ENDPOINT)"
-            )
-        );
-        let error = connect("127.0.0.1:7700").await.unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "invalid endpoint `127.0.0.1:7700`: use http://HOST:PORT"
-        );
-        assert_eq!(error.exit_code(), 2);
     }
 }

@@ -4,6 +4,7 @@
 //! The binary (`src/bin/berthctl.rs`) parses [`Args`], calls [`run`] and turns a [`CliError`]
 //! into `berthctl: <message>` on stderr and [`CliError::exit_code`].
 
+mod access;
 mod args;
 mod commands;
 mod error;
@@ -11,6 +12,7 @@ mod json;
 mod names;
 mod table;
 mod time;
+mod tokens;
 mod wait;
 
 pub use args::Args;

@@ -1,4 +1,6 @@
-//! `AgentService`: Register, the Session stream and StreamMetrics.
+//! `AgentService`: JoinCluster and RenewCertificate (the TLS bootstrap), Register, the Session
+//! stream and StreamMetrics. With TLS every call but JoinCluster is bound to the instance the
+//! peer's certificate names (`guard.rs`): an agent speaks only for itself.
 
 use std::sync::Arc;
 
@@ -12,9 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::guard::not_yours;
 use super::session::{Session, read_hello};
-use super::{Call, Event, Shared};
+use super::{Call, Event, ServerError, Shared};
 use crate::store::DEFAULT_CLUSTER;
+use crate::trust::AgentIdentity;
 
 /// Messages buffered towards one agent before the session waits for it to read.
 const SESSION_BUFFER: usize = 64;
@@ -46,9 +50,31 @@ impl AgentService for Agent {
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         self.shared.injected_failure(Call::Register)?;
+        let agent = self.shared.agent_peer(&request, "Register").await?;
         let mut req = request.into_inner();
         req.cluster = cluster_or_default(&req.cluster);
-        let id = self.shared.db(move |s| s.register_instance(&req)).await?;
+        let id = match agent {
+            None => self.shared.db(move |s| s.register_instance(&req)).await?,
+            Some(agent) => {
+                if req.cluster != agent.cluster {
+                    return Err(not_yours(
+                        &agent,
+                        format!("register in cluster {}", req.cluster),
+                    ));
+                }
+                if !req.container_instance_id.is_empty()
+                    && req.container_instance_id != agent.instance_id
+                {
+                    return Err(not_yours(
+                        &agent,
+                        format!("register as instance {}", req.container_instance_id),
+                    ));
+                }
+                self.shared
+                    .db(move |s| s.register_certified_instance(&req, &agent.instance_id))
+                    .await?
+            }
+        };
         self.shared.record(|| Event::Registered {
             instance_id: id.clone(),
         });
@@ -67,11 +93,20 @@ impl AgentService for Agent {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.shared.injected_failure(Call::Session)?;
+        let agent = self.shared.agent_peer(&request, "Session").await?;
         let mut inbound = request.into_inner();
         let wait = self.shared.config.heartbeat_interval * 3;
         let hello = read_hello(&mut inbound, wait).await?;
         let cluster = cluster_or_default(&hello.cluster);
         let instance_id = hello.container_instance_id.clone();
+        if let Some(agent) = &agent {
+            if agent.cluster != cluster || agent.instance_id != instance_id {
+                return Err(not_yours(
+                    agent,
+                    format!("open the session of instance {instance_id} of cluster {cluster}"),
+                ));
+            }
+        }
         let last_applied = hello.last_applied_seq;
         let start = {
             let (cluster, instance_id) = (cluster.clone(), instance_id.clone());
@@ -129,6 +164,7 @@ impl AgentService for Agent {
         request: Request<Streaming<MetricsBatch>>,
     ) -> Result<Response<MetricsAck>, Status> {
         self.shared.injected_failure(Call::StreamMetrics)?;
+        let agent = self.shared.agent_peer(&request, "StreamMetrics").await?;
         let mut inbound = request.into_inner();
         let mut batches = 0u64;
         let cancel = self.shared.cancel.clone();
@@ -139,6 +175,15 @@ impl AgentService for Agent {
             };
             match next {
                 Ok(Some(batch)) => {
+                    if let Some(agent) = agent
+                        .as_ref()
+                        .filter(|a| a.instance_id != batch.container_instance_id)
+                    {
+                        return Err(not_yours(
+                            agent,
+                            format!("send metrics of instance {}", batch.container_instance_id),
+                        ));
+                    }
                     batches += 1;
                     tracing::debug!(
                         instance.id = %batch.container_instance_id,
@@ -155,5 +200,86 @@ impl AgentService for Agent {
             }
         }
         Ok(Response::new(MetricsAck { batches }))
+    }
+
+    async fn join_cluster(
+        &self,
+        request: Request<pb::JoinClusterRequest>,
+    ) -> Result<Response<pb::JoinClusterResponse>, Status> {
+        let Some(trust) = self.shared.config.trust.clone() else {
+            return Err(Status::failed_precondition(
+                "this scheduler runs with --insecure and issues no certificates; start the agent without join_token",
+            ));
+        };
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+        let req = request.into_inner();
+        let cluster = cluster_or_default(&req.cluster);
+        // Signed before the token is spent, so a bad request spends nothing; the certificate
+        // is only handed out once the join is committed.
+        let agent = AgentIdentity {
+            cluster: cluster.clone(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let certificate_pem = trust
+            .ca
+            .sign_agent(
+                &req.csr_pem,
+                &agent,
+                trust.agent_cert_lifetime,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| Status::from(ServerError::from(e)))?;
+        let instance_id = agent.instance_id.clone();
+        let joined = self
+            .shared
+            .db(move |s| {
+                s.join(
+                    &req.token,
+                    &cluster,
+                    &instance_id,
+                    std::time::SystemTime::now(),
+                )
+            })
+            .await;
+        if let Err(error) = joined {
+            tracing::warn!(%peer, cluster = %agent.cluster, %error, "join refused");
+            return Err(error.into());
+        }
+        Ok(Response::new(pb::JoinClusterResponse {
+            container_instance_id: agent.instance_id,
+            certificate_pem,
+            ca_pem: trust.ca.cert_pem().to_owned(),
+        }))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+        let Some(trust) = self.shared.config.trust.clone() else {
+            return Err(Status::failed_precondition(
+                "this scheduler runs with --insecure and issues no certificates",
+            ));
+        };
+        let Some(agent) = self.shared.agent_peer(&request, "RenewCertificate").await? else {
+            return Err(Status::unauthenticated("no agent certificate"));
+        };
+        let req = request.into_inner();
+        let certificate_pem = trust
+            .ca
+            .sign_agent(
+                &req.csr_pem,
+                &agent,
+                trust.agent_cert_lifetime,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| Status::from(ServerError::from(e)))?;
+        tracing::info!(instance.id = %agent.instance_id, cluster = %agent.cluster, "agent certificate renewed");
+        Ok(Response::new(pb::RenewCertificateResponse {
+            certificate_pem,
+            ca_pem: trust.ca.cert_pem().to_owned(),
+        }))
     }
 }

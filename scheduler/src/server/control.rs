@@ -1,4 +1,6 @@
-//! `ControlService`: clusters, task definitions, tasks and container instances for berthctl.
+//! `ControlService`: clusters, task definitions, tasks and container instances for berthctl;
+//! the credentials' calls are in `credentials.rs`. Every call starts by authorizing its caller
+//! for its RPC and scope (`guard.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,10 +9,12 @@ use berth_proto::v1::control_service_server::ControlService;
 use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
+use super::credentials;
 use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
+use crate::trust::{Rpc, Scope};
 
 /// The control plane's service.
 #[derive(Debug)]
@@ -62,6 +66,8 @@ impl ControlService for Control {
         &self,
         request: Request<pb::CreateClusterRequest>,
     ) -> Result<Response<pb::CreateClusterResponse>, Status> {
+        self.shared
+            .authorize(&request, Rpc::CreateCluster, Scope::Global)?;
         let name = cluster_or_default(request.into_inner().name);
         let cluster = self.shared.db(move |s| s.create_cluster(&name)).await?;
         Ok(Response::new(pb::CreateClusterResponse {
@@ -73,6 +79,12 @@ impl ControlService for Control {
         &self,
         request: Request<pb::DescribeClustersRequest>,
     ) -> Result<Response<pb::DescribeClustersResponse>, Status> {
+        let scope = match request.get_ref().names.as_slice() {
+            [one] => Scope::Cluster(one),
+            _ => Scope::Global,
+        };
+        self.shared
+            .authorize(&request, Rpc::DescribeClusters, scope)?;
         let names = request.into_inner().names;
         let (clusters, missing) = self.shared.db(move |s| s.describe_clusters(&names)).await?;
         Ok(Response::new(pb::DescribeClustersResponse {
@@ -83,8 +95,10 @@ impl ControlService for Control {
 
     async fn list_clusters(
         &self,
-        _request: Request<pb::ListClustersRequest>,
+        request: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        self.shared
+            .authorize(&request, Rpc::ListClusters, Scope::Global)?;
         let names = self.shared.db(|s| s.list_clusters()).await?;
         Ok(Response::new(pb::ListClustersResponse { names }))
     }
@@ -93,7 +107,9 @@ impl ControlService for Control {
         &self,
         request: Request<pb::DeleteClusterRequest>,
     ) -> Result<Response<pb::DeleteClusterResponse>, Status> {
-        let name = cluster_or_default(request.into_inner().name);
+        let name = cluster_or_default(request.get_ref().name.clone());
+        self.shared
+            .authorize(&request, Rpc::DeleteCluster, Scope::Cluster(&name))?;
         let cluster = self.shared.db(move |s| s.delete_cluster(&name)).await?;
         Ok(Response::new(pb::DeleteClusterResponse {
             cluster: Some(cluster),
@@ -104,6 +120,8 @@ impl ControlService for Control {
         &self,
         request: Request<pb::RegisterTaskDefinitionRequest>,
     ) -> Result<Response<pb::RegisterTaskDefinitionResponse>, Status> {
+        self.shared
+            .authorize(&request, Rpc::RegisterTaskDefinition, Scope::Shared)?;
         let json = request.into_inner().task_definition_json;
         let def = self.register_json(&json).await?;
         Ok(Response::new(pb::RegisterTaskDefinitionResponse {
@@ -115,6 +133,8 @@ impl ControlService for Control {
         &self,
         request: Request<pb::DescribeTaskDefinitionRequest>,
     ) -> Result<Response<pb::DescribeTaskDefinitionResponse>, Status> {
+        self.shared
+            .authorize(&request, Rpc::DescribeTaskDefinition, Scope::Shared)?;
         let reference = request.into_inner().task_definition;
         let def = self
             .shared
@@ -129,6 +149,8 @@ impl ControlService for Control {
         &self,
         request: Request<pb::ListTaskDefinitionsRequest>,
     ) -> Result<Response<pb::ListTaskDefinitionsResponse>, Status> {
+        self.shared
+            .authorize(&request, Rpc::ListTaskDefinitions, Scope::Shared)?;
         let family = request.into_inner().family;
         let task_definitions = self
             .shared
@@ -143,8 +165,10 @@ impl ControlService for Control {
         &self,
         request: Request<pb::RunTaskRequest>,
     ) -> Result<Response<pb::RunTaskResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::RunTask, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         {
             let cluster = cluster.clone();
             self.shared.db(move |s| s.ensure_cluster(&cluster)).await?;
@@ -195,8 +219,10 @@ impl ControlService for Control {
         &self,
         request: Request<pb::StopTaskRequest>,
     ) -> Result<Response<pb::StopTaskResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::StopTask, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         let (task, enqueued) = self
             .shared
             .db(move |s| s.stop_task(&cluster, &req.task_id, &req.reason))
@@ -213,8 +239,10 @@ impl ControlService for Control {
         &self,
         request: Request<pb::GetTaskLogsRequest>,
     ) -> Result<Response<LogStream>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::GetTaskLogs, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         let task_id = req.task_id.clone();
         let (task, definition) = self
             .shared
@@ -288,8 +316,10 @@ impl ControlService for Control {
         &self,
         request: Request<pb::DescribeTasksRequest>,
     ) -> Result<Response<pb::DescribeTasksResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::DescribeTasks, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         let (tasks, missing) = self
             .shared
             .db(move |s| s.describe_tasks(&cluster, &req.task_ids))
@@ -304,8 +334,10 @@ impl ControlService for Control {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::ListTasks, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         let instance = req.container_instance_id;
         let desired = req.desired_status;
         let tasks = self
@@ -325,7 +357,12 @@ impl ControlService for Control {
         &self,
         request: Request<pb::ListContainerInstancesRequest>,
     ) -> Result<Response<pb::ListContainerInstancesResponse>, Status> {
-        let cluster = cluster_or_default(request.into_inner().cluster);
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared.authorize(
+            &request,
+            Rpc::ListContainerInstances,
+            Scope::Cluster(&cluster),
+        )?;
         let mut container_instances = self.shared.db(move |s| s.list_instances(&cluster)).await?;
         self.mark_connected(&mut container_instances);
         Ok(Response::new(pb::ListContainerInstancesResponse {
@@ -337,8 +374,13 @@ impl ControlService for Control {
         &self,
         request: Request<pb::DescribeContainerInstancesRequest>,
     ) -> Result<Response<pb::DescribeContainerInstancesResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared.authorize(
+            &request,
+            Rpc::DescribeContainerInstances,
+            Scope::Cluster(&cluster),
+        )?;
         let req = request.into_inner();
-        let cluster = cluster_or_default(req.cluster);
         let (mut container_instances, missing) = self
             .shared
             .db(move |s| s.describe_instances(&cluster, &req.container_instance_ids))
@@ -348,5 +390,47 @@ impl ControlService for Control {
             container_instances,
             failures: failures(missing),
         }))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::CreateJoinTokenResponse>, Status> {
+        credentials::create_join_token(&self.shared, request).await
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<pb::ListJoinTokensRequest>,
+    ) -> Result<Response<pb::ListJoinTokensResponse>, Status> {
+        credentials::list_join_tokens(&self.shared, request).await
+    }
+
+    async fn delete_join_token(
+        &self,
+        request: Request<pb::DeleteJoinTokenRequest>,
+    ) -> Result<Response<pb::DeleteJoinTokenResponse>, Status> {
+        credentials::delete_join_token(&self.shared, request).await
+    }
+
+    async fn create_api_token(
+        &self,
+        request: Request<pb::CreateApiTokenRequest>,
+    ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
+        credentials::create_api_token(&self.shared, request).await
+    }
+
+    async fn list_api_tokens(
+        &self,
+        request: Request<pb::ListApiTokensRequest>,
+    ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+        credentials::list_api_tokens(&self.shared, request).await
+    }
+
+    async fn delete_api_token(
+        &self,
+        request: Request<pb::DeleteApiTokenRequest>,
+    ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
+        credentials::delete_api_token(&self.shared, request).await
     }
 }

@@ -50,6 +50,9 @@ pub enum ServerError {
     /// The task's session ended before the log request reached it.
     #[error("the session of container instance {instance_id} closed; try again")]
     SessionClosed { instance_id: String },
+    /// A certificate could not be made or a request could not be signed.
+    #[error(transparent)]
+    Pki(#[from] crate::trust::PkiError),
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
@@ -70,15 +73,18 @@ impl From<ServerError> for Status {
                 StoreError::InvalidClusterName { .. }
                 | StoreError::InvalidTaskDefinitionRef { .. }
                 | StoreError::EmptyFamily
+                | StoreError::NoIdentity
                 | StoreError::InvalidCount { .. }
                 | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
-                StoreError::ClusterNotFound { .. }
+                StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
+                StoreError::TokenNotFound { .. }
+                | StoreError::ClusterNotFound { .. }
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
                 | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
-                StoreError::ClusterInUse { .. } | StoreError::InstanceUnavailable { .. } => {
-                    Status::failed_precondition(msg)
-                }
+                StoreError::ClusterInUse { .. }
+                | StoreError::InstanceUnavailable { .. }
+                | StoreError::InstanceExists { .. } => Status::failed_precondition(msg),
                 StoreError::NoConnectedInstance { .. }
                 | StoreError::NoCapacity { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
@@ -96,7 +102,12 @@ impl From<ServerError> for Status {
                 Status::unavailable(msg)
             }
             ServerError::NoHello { .. } => Status::deadline_exceeded(msg),
-            ServerError::Blocking(_) | ServerError::Transport(_) => internal(&e),
+            ServerError::Pki(crate::trust::PkiError::BadRequest(_)) => {
+                Status::invalid_argument(msg)
+            }
+            ServerError::Blocking(_) | ServerError::Transport(_) | ServerError::Pki(_) => {
+                internal(&e)
+            }
         }
     }
 }

@@ -10,7 +10,9 @@
 
 mod agent;
 mod control;
+mod credentials;
 mod error;
+mod guard;
 mod hooks;
 mod logs;
 mod session;
@@ -31,6 +33,7 @@ pub use error::ServerError;
 pub use hooks::{Call, Event, TestHooks};
 
 use crate::store::{Store, StoreError};
+use crate::trust::ClusterCa;
 use session::SessionRegistry;
 
 /// How the server behaves.
@@ -43,7 +46,26 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a stopped task stays visible before it is forgotten.
     pub task_retention: Duration,
+    /// TLS, agent certificates and client credentials; None serves plaintext and checks no
+    /// caller (`--insecure`).
+    pub trust: Option<Arc<TrustConfig>>,
 }
+
+/// The scheduler's side of trust: the cluster CA, what its server certificate names, and how
+/// long the agents' certificates last.
+#[derive(Debug)]
+pub struct TrustConfig {
+    pub ca: ClusterCa,
+    /// The server certificate's names and addresses (made at start, signed by `ca`).
+    pub server_names: Vec<String>,
+    /// An operator's own server certificate chain and key (PEM), used instead.
+    pub server_identity: Option<(String, String)>,
+    /// How long an agent's certificate lasts (it renews at two thirds).
+    pub agent_cert_lifetime: Duration,
+}
+
+/// An agent certificate's default lifetime.
+pub const DEFAULT_AGENT_CERT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -51,6 +73,7 @@ impl Default for ServerConfig {
             heartbeat_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             task_retention: Duration::from_secs(3600),
+            trust: None,
         }
     }
 }
@@ -144,6 +167,7 @@ async fn serve(
     let addr = listener.local_addr().ok();
     tracing::info!(
         addr = ?addr,
+        tls = shared.config.trust.is_some(),
         heartbeat_interval_s = shared.config.heartbeat_interval.as_secs(),
         "scheduler listening"
     );
@@ -156,7 +180,13 @@ async fn serve(
     // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an assignment) wait
     // for the peer's delayed ACK, up to 40 ms on Linux.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(trust) = &shared.config.trust {
+        builder = builder
+            .tls_config(tls_config(trust)?)
+            .map_err(ServerError::Transport)?;
+    }
+    let serve = builder
         .add_service(ControlServiceServer::new(control::Control::new(
             shared.clone(),
         )))
@@ -188,4 +218,22 @@ async fn serve(
     }
     tracing::info!("scheduler stopped");
     result
+}
+
+/// The server's TLS: its certificate chain (ending with the CA, so that an agent can check the
+/// CA against its pin), and client certificates of the cluster CA asked for but optional, since
+/// clients may bring a bearer token instead and agents joining bring none yet.
+fn tls_config(trust: &TrustConfig) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (chain, key) = match &trust.server_identity {
+        Some((chain, key)) => (chain.clone(), key.clone()),
+        None => trust
+            .ca
+            .server_identity(&trust.server_names, std::time::SystemTime::now())
+            .map_err(ServerError::Pki)?,
+    };
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key))
+        .client_ca_root(Certificate::from_pem(trust.ca.cert_pem()))
+        .client_auth_optional(true))
 }

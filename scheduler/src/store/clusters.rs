@@ -8,7 +8,7 @@ use super::records::InstanceRecord;
 use super::views::{cluster_view, is_active};
 use super::{CLUSTERS, DEFAULT_CLUSTER, INSTANCES, Store, StoreError, TASKS, now};
 
-fn validate_cluster_name(name: &str) -> Result<(), StoreError> {
+pub(super) fn validate_cluster_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name

@@ -89,6 +89,60 @@ pub enum StoreError {
         placed: u32,
         requested: u32,
     },
+    #[error("instance {id} already exists")]
+    InstanceExists { id: String },
+    #[error(
+        "a registration needs an instance identity (instance_identity) or a container instance ID"
+    )]
+    NoIdentity,
+    /// A presented token is not accepted.
+    #[error("{}", token_refused_message(kind, id, reason))]
+    TokenRefused {
+        kind: &'static str,
+        id: String,
+        reason: TokenRefusal,
+    },
+    #[error("no {kind} token {id}")]
+    TokenNotFound { kind: &'static str, id: String },
+}
+
+/// Why a presented token is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Not `<id>.<secret>`; the expected shape.
+    Malformed(String),
+    /// No such token, or the secret does not match.
+    Unknown,
+    /// Expired at this time.
+    Expired(Option<prost_types::Timestamp>),
+    /// A join token with no uses left.
+    UsedUp,
+    /// A join token of another cluster.
+    OtherCluster { token: String, asked: String },
+}
+
+fn token_refused_message(kind: &str, id: &str, reason: &TokenRefusal) -> String {
+    let renew = if kind == "join" {
+        "create a new one with `berthctl create-join-token`"
+    } else {
+        "ask an admin for a new one (`berthctl create-api-token`)"
+    };
+    match reason {
+        TokenRefusal::Malformed(shape) => format!("the {kind} token is malformed: {shape}"),
+        TokenRefusal::Unknown => {
+            format!("{kind} token {id} is not valid (unknown, deleted, or a wrong secret); {renew}")
+        }
+        TokenRefusal::Expired(at) => {
+            let at = at
+                .and_then(|t| jiff::Timestamp::from_second(t.seconds).ok())
+                .map_or_else(|| "an unknown time".to_owned(), |t| t.to_string());
+            format!("{kind} token {id} expired at {at}; {renew}")
+        }
+        TokenRefusal::UsedUp => format!("{kind} token {id} has no uses left; {renew}"),
+        TokenRefusal::OtherCluster { token, asked } => format!(
+            "{kind} token {id} is for cluster {token}, not {asked}; set the agent's cluster to {token} or create a token for {asked}"
+        ),
+    }
 }
 
 /// Why a stored record could not be read back.

@@ -13,8 +13,34 @@ impl Store {
     /// Registers a host, or re-registers a known one (matched by ID, then by identity, within
     /// the cluster): resources, attributes and versions are updated, the status stays.
     pub fn register_instance(&self, req: &pb::RegisterRequest) -> Result<String, StoreError> {
+        self.register(req, None)
+    }
+
+    /// Registers the host whose certificate names `instance_id` under exactly that ID: the
+    /// record is found (or created) by it alone, never by the host identity the request
+    /// claims, so one agent cannot take over another's record.
+    pub fn register_certified_instance(
+        &self,
+        req: &pb::RegisterRequest,
+        instance_id: &str,
+    ) -> Result<String, StoreError> {
+        self.register(req, Some(instance_id))
+    }
+
+    fn register(
+        &self,
+        req: &pb::RegisterRequest,
+        certified: Option<&str>,
+    ) -> Result<String, StoreError> {
         let cluster = req.cluster.as_str();
         self.ensure_cluster(cluster)?;
+        if certified.is_none()
+            && req.container_instance_id.is_empty()
+            && req.instance_identity.is_empty()
+        {
+            // Each such call would otherwise make a new record.
+            return Err(StoreError::NoIdentity);
+        }
         self.write(|txn| {
             if txn.open_table(CLUSTERS)?.get(cluster)?.is_none() {
                 return Err(StoreError::ClusterNotFound {
@@ -23,24 +49,29 @@ impl Store {
             }
             let mut instances_t = txn.open_table(INSTANCES)?;
             let all: Vec<InstanceRecord> = all_recs(&instances_t, "instances")?;
-            let known = all
-                .iter()
-                .find(|i| {
-                    !req.container_instance_id.is_empty()
-                        && i.instance.container_instance_id == req.container_instance_id
-                        && i.instance.cluster == cluster
+            let known = if let Some(id) = certified {
+                all.iter().find(|i| {
+                    i.instance.container_instance_id == id && i.instance.cluster == cluster
                 })
-                .or_else(|| {
-                    all.iter().find(|i| {
-                        !req.instance_identity.is_empty()
-                            && i.instance.instance_identity == req.instance_identity
+            } else {
+                all.iter()
+                    .find(|i| {
+                        !req.container_instance_id.is_empty()
+                            && i.instance.container_instance_id == req.container_instance_id
                             && i.instance.cluster == cluster
                     })
-                });
+                    .or_else(|| {
+                        all.iter().find(|i| {
+                            !req.instance_identity.is_empty()
+                                && i.instance.instance_identity == req.instance_identity
+                                && i.instance.cluster == cluster
+                        })
+                    })
+            };
             let fresh = known.is_none();
             let mut rec = known.cloned().unwrap_or_else(|| InstanceRecord {
                 instance: pb::ContainerInstance {
-                    container_instance_id: new_id(),
+                    container_instance_id: certified.map_or_else(new_id, str::to_owned),
                     cluster: cluster.to_owned(),
                     status: "ACTIVE".to_owned(),
                     registered_at: Some(now()),

@@ -15,7 +15,7 @@
 //! (placement, which is pure: `placement`).
 //!
 //! The methods of each entity are one `impl Store` block in its own file: `clusters`,
-//! `definitions`, `instances`, `tasks` and `sessions`; `error` holds the errors and their
+//! `definitions`, `instances`, `tasks`, `sessions` and `trust` (tokens and certified agents); `error` holds the errors and their
 //! messages.
 
 mod clusters;
@@ -30,6 +30,7 @@ mod sessions;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod trust;
 mod views;
 
 use std::path::Path;
@@ -41,7 +42,8 @@ use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 pub use crate::attachment::AttachmentError;
-pub use error::{RecordError, StoreError};
+pub use error::{RecordError, StoreError, TokenRefusal};
+pub use trust::DEFAULT_JOIN_TOKEN_TTL;
 
 /// The cluster created on first use.
 pub const DEFAULT_CLUSTER: &str = "default";
@@ -60,6 +62,9 @@ const TASKS: StrTable = TableDefinition::new("tasks");
 const SESSIONS: StrTable = TableDefinition::new("sessions");
 const TASK_DEFS: TableDefinition<'static, (&'static str, u32), &'static [u8]> =
     TableDefinition::new("task_definitions");
+const JOIN_TOKENS: StrTable = TableDefinition::new("join_tokens");
+const API_TOKENS: StrTable = TableDefinition::new("api_tokens");
+const AGENT_CERTS: StrTable = TableDefinition::new("agent_certs");
 const OUTBOX: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("outbox");
 
@@ -129,6 +134,9 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(TASK_DEFS)?;
             txn.open_table(OUTBOX)?;
+            txn.open_table(JOIN_TOKENS)?;
+            txn.open_table(API_TOKENS)?;
+            txn.open_table(AGENT_CERTS)?;
             Ok(())
         })?;
         Ok(store)

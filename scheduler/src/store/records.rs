@@ -28,6 +28,41 @@ pub(crate) struct InstanceRecord {
     pub(crate) capabilities: Vec<String>,
 }
 
+/// A join token (table `join_tokens`, keyed by token ID): what is listed, and the hash of its
+/// secret.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct JoinTokenRecord {
+    #[prost(message, required, tag = "1")]
+    pub(crate) info: pb::JoinToken,
+    /// SHA-256 of the secret, hex.
+    #[prost(string, tag = "2")]
+    pub(crate) secret_hash: String,
+}
+
+/// An API token (table `api_tokens`, keyed by token ID).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ApiTokenRecord {
+    #[prost(message, required, tag = "1")]
+    pub(crate) info: pb::ApiToken,
+    /// SHA-256 of the secret, hex.
+    #[prost(string, tag = "2")]
+    pub(crate) secret_hash: String,
+}
+
+/// An instance identity the CA certified (table `agent_certs`, keyed by instance ID): its
+/// certificates are honoured while it is not revoked.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct AgentCertRecord {
+    #[prost(string, tag = "1")]
+    pub(crate) cluster: String,
+    /// Set when the instance is deregistered; never cleared.
+    #[prost(bool, tag = "2")]
+    pub(crate) revoked: bool,
+    /// The join token it joined with.
+    #[prost(string, tag = "3")]
+    pub(crate) join_token_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;

@@ -30,9 +30,9 @@ fn step(text: &str) {
 }
 
 /// Runs berthctl against the default cluster, echoing the command and its output.
-fn ctl(endpoint: &str, args: &[&str]) -> Result<CtlOutput> {
+fn ctl(config: &Path, args: &[&str]) -> Result<CtlOutput> {
     println!("$ berthctl {}", args.join(" "));
-    let out = berthctl(endpoint, "default", args)?;
+    let out = berthctl(config, "default", args)?;
     print!("{}", out.stdout);
     out.success(args)
 }
@@ -70,12 +70,12 @@ fn demo() -> Result<()> {
 
     step("starting berth-scheduler and one berth-agent");
     let scheduler = Scheduler::start(root, None)?;
-    let endpoint = scheduler.endpoint.clone();
+    let config = scheduler.ctl_config.clone();
     // The agent's bridge and task namespaces live in a namespace of their own.
     let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
     let opts = AgentOptions {
         cluster: "default".into(),
-        endpoint: endpoint.clone(),
+        endpoint: scheduler.endpoint.clone(),
         data_dir: root.join("agent"),
         containerd_socket: containerd.socket().to_path_buf(),
         namespace: "berth-demo".into(),
@@ -84,13 +84,25 @@ fn demo() -> Result<()> {
         host_netns: net.host.path().to_owned(),
         netns_dir: net.netns_dir.clone(),
         extra_args: Vec::new(),
+        join: None,
     };
-    ctl(&endpoint, &["create-cluster", "default"])?;
+    println!(
+        "  TLS with the cluster CA; berthctl uses the admin config {}",
+        config.display()
+    );
+    ctl(&config, &["create-cluster", "default"])?;
+    println!("$ berthctl create-join-token   (the token goes to the agent in BERTH_JOIN_TOKEN)");
+    let join = scheduler.join_token("default")?;
+    println!("  caPin: {}", join.ca_pin);
+    let opts = AgentOptions {
+        join: Some(join),
+        ..opts
+    };
     let agent = Agent::start(&opts, root.join("agent.log"))?;
     agent
         .daemon
         .wait_for_log("session established", Duration::from_secs(30))?;
-    ctl(&endpoint, &["instances"])?;
+    ctl(&config, &["instances"])?;
 
     step("registering a two-container awsvpc task definition");
     let def = serde_json::json!({
@@ -111,7 +123,7 @@ fn demo() -> Result<()> {
     std::fs::write(&file, serde_json::to_vec_pretty(&def)?)?;
     println!("{}", serde_json::to_string_pretty(&def)?);
     ctl(
-        &endpoint,
+        &config,
         &[
             "register-task-definition",
             "--file",
@@ -120,17 +132,14 @@ fn demo() -> Result<()> {
     )?;
 
     step("running it");
-    let id = ctl(&endpoint, &["run-task", "--task-definition", "demo"])?
+    let id = ctl(&config, &["run-task", "--task-definition", "demo"])?
         .task_ids()
         .into_iter()
         .next()
         .context("run-task printed no task id")?;
-    ctl(
-        &endpoint,
-        &["wait", "tasks-running", &id, "--timeout", "60"],
-    )?;
-    ctl(&endpoint, &["tasks"])?;
-    let described = ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?.json()?;
+    ctl(&config, &["wait", "tasks-running", &id, "--timeout", "60"])?;
+    ctl(&config, &["tasks"])?;
+    let described = ctl(&config, &["-o", "json", "describe-tasks", &id])?.json()?;
 
     step("the task's own address answers, and the agent's endpoint answers inside the task");
     let address = attachment_detail(&described["tasks"][0], "privateIPv4Address")
@@ -138,7 +147,7 @@ fn demo() -> Result<()> {
     let said = net.sh(&format!("/bin/busybox nc -w 2 {address} 8080 </dev/null"))?;
     println!("  {address}:8080 says: {}", said.trim());
     // Each container's metadata URL holds an unguessable ID: the container logged its own.
-    let logs = ctl(&endpoint, &["logs", &id, "--container", "web"])?.stdout;
+    let logs = ctl(&config, &["logs", &id, "--container", "web"])?.stdout;
     let url = logs
         .lines()
         .find_map(|l| l.strip_prefix("metadata: "))
@@ -170,13 +179,10 @@ fn demo() -> Result<()> {
     show_cgroup(&format!("/berth/{id}/web"));
 
     step("stopping the task: its network is released before it shows STOPPED, as on ECS");
-    ctl(&endpoint, &["stop-task", &id, "--reason", "demo finished"])?;
-    ctl(
-        &endpoint,
-        &["wait", "tasks-stopped", &id, "--timeout", "30"],
-    )?;
-    ctl(&endpoint, &["-o", "json", "describe-tasks", &id])?;
-    ctl(&endpoint, &["tasks"])?;
+    ctl(&config, &["stop-task", &id, "--reason", "demo finished"])?;
+    ctl(&config, &["wait", "tasks-stopped", &id, "--timeout", "30"])?;
+    ctl(&config, &["-o", "json", "describe-tasks", &id])?;
+    ctl(&config, &["tasks"])?;
     println!(
         "  task network namespaces left: {}",
         net.task_namespaces()?.len()
@@ -187,7 +193,7 @@ fn demo() -> Result<()> {
          (resourcesReleasedAt; the task stays STOPPED)",
     );
     let released = poll_every(Duration::from_secs(30), Duration::from_millis(200), || {
-        let v = berthctl(&endpoint, "default", &["-o", "json", "describe-tasks", &id])?
+        let v = berthctl(&config, "default", &["-o", "json", "describe-tasks", &id])?
             .json()
             .unwrap_or_default();
         Ok(v["tasks"][0]["resourcesReleasedAt"]
@@ -199,7 +205,7 @@ fn demo() -> Result<()> {
         "  lastStatus {}, resourcesReleasedAt {}",
         released["lastStatus"], released["resourcesReleasedAt"]
     );
-    ctl(&endpoint, &["tasks"])?;
+    ctl(&config, &["tasks"])?;
     let left = containerd.ctr(&["-n", "berth-demo", "containers", "ls", "-q"])?;
     println!(
         "  containers left in containerd: {}",

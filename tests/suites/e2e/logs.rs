@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use berth_tests::berth::bin;
+use berth_tests::berth::ctl_command;
 use berth_tests::{World, poll};
 use nix::sys::signal::Signal;
 
@@ -71,15 +71,8 @@ pub(super) fn logs_rotate_and_follow(w: &World) -> Result<()> {
         ),
         "{described}"
     );
-    let follow = std::process::Command::new(bin("berthctl")?)
-        .env_remove("BERTH_ENDPOINT")
-        .env_remove("BERTH_CLUSTER")
-        .args([
-            "--endpoint",
-            &env.scheduler.endpoint,
-            "--cluster",
-            &env.cluster,
-        ])
+    let follow = ctl_command(&env.scheduler.ctl_config)?
+        .args(["--cluster", &env.cluster])
         .args(["logs", "--follow", &id])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -427,6 +427,8 @@ pub(super) fn leaks(w: &World) -> Result<()> {
 /// naming both, and leaves no bridge or nftables table behind.
 pub(super) fn overlapping_cidr(w: &World) -> Result<()> {
     let mut env = Env::new(w, "10800")?;
+    // The cluster exists, so the agent joins and then meets the overlap.
+    env.ok(&["create-cluster", &env.cluster.clone()])?;
     host_sh(&env, "ip addr add 10.50.0.5/16 dev lo")?;
     env.opts.extra_args = vec!["--network-cidr".into(), "10.50.8.0/24".into()];
     env.start_agent()?;

@@ -1,6 +1,7 @@
 //! Resolving the merged layers: every key's value or its default, with where it came from,
 //! and the checks across keys (the endpoint against the TLS files and `allow_plaintext`; all
-//! three TLS files or none, each existing), every problem reported at once.
+//! three TLS files or none, each existing; a join token with a way to check the scheduler's CA
+//! and no client files), every problem reported at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,14 +9,14 @@ use std::path::{Path, PathBuf};
 use super::super::error::ConfigError;
 use super::super::keys::Key;
 use super::super::parse;
-use super::super::{AgentConfig, LoadedConfig, Source, TlsFiles};
+use super::super::{AgentConfig, JoinConfig, LoadedConfig, Source, TlsFiles};
 use super::{Given, Partial};
 
 impl Partial {
     /// Fills in defaults, records sources and runs the checks across keys. `file_exists` is the
     /// only look at the outside world, so that [`super::load`] stays pure.
     pub(crate) fn resolve(
-        self,
+        mut self,
         file_exists: &dyn Fn(&Path) -> bool,
     ) -> Result<LoadedConfig, Vec<ConfigError>> {
         let defaults = AgentConfig::default();
@@ -35,6 +36,22 @@ impl Partial {
             defaults.allow_plaintext,
             &mut sources,
         );
+        for key in [Key::JoinToken, Key::SchedulerCaPin] {
+            sources.insert(key.name(), Source::Default);
+        }
+        let join_token = self.join_token;
+        let ca_pin = self.scheduler_ca_pin;
+        if let Some(given) = &join_token {
+            sources.insert(Key::JoinToken.name(), given.origin.clone());
+        }
+        if let Some(given) = &ca_pin {
+            sources.insert(Key::SchedulerCaPin.name(), given.origin.clone());
+        }
+        // A joining agent may check the scheduler against a CA file instead of a pin.
+        let join_ca = match (&join_token, &self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None, None) => self.tls_ca_file.take(),
+            _ => None,
+        };
         let tls_files = [
             (Key::TlsCaFile, self.tls_ca_file),
             (Key::TlsCertFile, self.tls_cert_file),
@@ -44,6 +61,42 @@ impl Partial {
             sources.insert(key.name(), Source::Default);
         }
         let tls = resolve_tls(tls_files, &mut sources, file_exists, &mut errors);
+        if let Some(ca) = &join_ca {
+            sources.insert(Key::TlsCaFile.name(), ca.origin.clone());
+            if !file_exists(&ca.value) {
+                errors.push(invalid(Key::TlsCaFile, ca, "an existing file"));
+            }
+        }
+        let join = match join_token {
+            None => None,
+            Some(token) => {
+                if tls.is_some() {
+                    errors.push(invalid(
+                        Key::JoinToken,
+                        &token,
+                        "no join_token when tls_cert_file and tls_key_file are set (an agent either joins or brings its own certificate)",
+                    ));
+                } else if ca_pin.is_none() && join_ca.is_none() {
+                    errors.push(invalid(
+                        Key::JoinToken,
+                        &token,
+                        "scheduler_ca_pin (or tls_ca_file) beside it, to check the scheduler before the token is sent",
+                    ));
+                }
+                if !endpoint.value.starts_with("https://") {
+                    errors.push(invalid(
+                        Key::SchedulerEndpoint,
+                        &endpoint,
+                        "an https:// endpoint when join_token is set",
+                    ));
+                }
+                Some(JoinConfig {
+                    token: token.value,
+                    ca_pin: ca_pin.map(|p| p.value),
+                    ca_file: join_ca.map(|c| c.value),
+                })
+            }
+        };
 
         if let Some(parsed) = parse::endpoint(&endpoint.value) {
             if !parsed.https && tls.is_some() {
@@ -65,6 +118,7 @@ impl Partial {
             cluster: cluster.value,
             scheduler_endpoint: endpoint.value,
             tls,
+            join,
             allow_plaintext: allow_plaintext.value,
             data_dir: pick(self.data_dir, Key::DataDir, defaults.data_dir, &mut sources).value,
             containerd_address: pick(

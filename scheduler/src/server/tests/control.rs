@@ -165,6 +165,20 @@ async fn register_is_idempotent_by_id_and_by_identity() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("berthctl create-cluster ghost"));
+    // Without any identity a Register would make a new record each time: refused.
+    let err = agent
+        .register(pb::RegisterRequest {
+            cluster: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("instance_identity"),
+        "{}",
+        err.message()
+    );
     server.stop().await;
 }
 

@@ -1,0 +1,212 @@
+//! berthctl's credential commands: join tokens (with the CA pin agents check) and API tokens.
+//! A new token is printed once; lists show IDs, scopes and lifetimes, never secrets.
+
+use std::time::Duration;
+
+use berth_proto::v1 as proto;
+use serde::Serialize;
+
+use super::commands::Context;
+use super::error::CliError;
+use super::json::time;
+use super::table::Table;
+
+/// `create-join-token -o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewJoinToken {
+    token: String,
+    ca_pin: String,
+}
+
+/// `create-api-token -o json`.
+#[derive(Debug, Serialize)]
+struct NewApiToken {
+    id: String,
+    token: String,
+    role: String,
+}
+
+/// One join token in `list-join-tokens -o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinTokenJson {
+    id: String,
+    cluster: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    /// None when unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uses_left: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+}
+
+/// One API token in `list-api-tokens -o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiTokenJson {
+    id: String,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinTokens {
+    join_tokens: Vec<JoinTokenJson>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiTokens {
+    api_tokens: Vec<ApiTokenJson>,
+}
+
+fn join_token_json(t: &proto::JoinToken) -> JoinTokenJson {
+    JoinTokenJson {
+        id: t.id.clone(),
+        cluster: t.cluster.clone(),
+        expires_at: time(t.expires_at.as_ref()),
+        uses_left: (!t.unlimited).then_some(t.uses_left),
+        created_at: time(t.created_at.as_ref()),
+    }
+}
+
+fn api_token_json(t: &proto::ApiToken) -> ApiTokenJson {
+    ApiTokenJson {
+        id: t.id.clone(),
+        role: t.role.clone(),
+        cluster: (!t.cluster.is_empty()).then(|| t.cluster.clone()),
+        created_at: time(t.created_at.as_ref()),
+        expires_at: time(t.expires_at.as_ref()),
+    }
+}
+
+impl Context<'_> {
+    pub(super) async fn create_join_token(
+        &mut self,
+        ttl: Duration,
+        uses: Option<u32>,
+    ) -> Result<(), CliError> {
+        let request = proto::CreateJoinTokenRequest {
+            cluster: self.cluster.clone(),
+            ttl_seconds: ttl.as_secs().max(1),
+            uses: uses.unwrap_or(0),
+        };
+        let response = self
+            .call(self.client.clone().create_join_token(request))
+            .await?;
+        let json = NewJoinToken {
+            token: response.token,
+            ca_pin: response.ca_pin,
+        };
+        let table = format!("token:  {}\ncaPin:  {}\n", json.token, json.ca_pin);
+        self.emit(&json, || table)
+    }
+
+    pub(super) async fn list_join_tokens(&mut self) -> Result<(), CliError> {
+        let response = self
+            .call(
+                self.client
+                    .clone()
+                    .list_join_tokens(proto::ListJoinTokensRequest {}),
+            )
+            .await?;
+        let tokens: Vec<JoinTokenJson> = response.tokens.iter().map(join_token_json).collect();
+        let mut table = Table::new(&["ID", "CLUSTER", "EXPIRES", "USES LEFT"]);
+        for t in &tokens {
+            table.row(vec![
+                t.id.clone(),
+                t.cluster.clone(),
+                t.expires_at.clone().unwrap_or_default(),
+                t.uses_left
+                    .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+            ]);
+        }
+        let text = table.render(super::table::terminal_width());
+        self.emit(
+            &JoinTokens {
+                join_tokens: tokens,
+            },
+            || text,
+        )
+    }
+
+    pub(super) async fn delete_join_token(&mut self, id: String) -> Result<(), CliError> {
+        self.call(
+            self.client
+                .clone()
+                .delete_join_token(proto::DeleteJoinTokenRequest { id: id.clone() }),
+        )
+        .await?;
+        self.emit(&serde_json::json!({ "id": id }), || {
+            format!("deleted join token {id}\n")
+        })
+    }
+
+    pub(super) async fn create_api_token(
+        &mut self,
+        role: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), CliError> {
+        let request = proto::CreateApiTokenRequest {
+            role,
+            cluster: self.scoped_cluster.clone().unwrap_or_default(),
+            ttl_seconds: ttl.map_or(0, |t| t.as_secs().max(1)),
+        };
+        let response = self
+            .call(self.client.clone().create_api_token(request))
+            .await?;
+        let info = response.info.unwrap_or_default();
+        let json = NewApiToken {
+            id: info.id,
+            token: response.token,
+            role: info.role,
+        };
+        let table = format!(
+            "id:     {}\nrole:   {}\ntoken:  {}\n(the token is shown only now)\n",
+            json.id, json.role, json.token
+        );
+        self.emit(&json, || table)
+    }
+
+    pub(super) async fn list_api_tokens(&mut self) -> Result<(), CliError> {
+        let response = self
+            .call(
+                self.client
+                    .clone()
+                    .list_api_tokens(proto::ListApiTokensRequest {}),
+            )
+            .await?;
+        let tokens: Vec<ApiTokenJson> = response.tokens.iter().map(api_token_json).collect();
+        let mut table = Table::new(&["ID", "ROLE", "CLUSTER", "EXPIRES"]);
+        for t in &tokens {
+            table.row(vec![
+                t.id.clone(),
+                t.role.clone(),
+                t.cluster.clone().unwrap_or_else(|| "*".to_owned()),
+                t.expires_at.clone().unwrap_or_else(|| "never".to_owned()),
+            ]);
+        }
+        let text = table.render(super::table::terminal_width());
+        self.emit(&ApiTokens { api_tokens: tokens }, || text)
+    }
+
+    pub(super) async fn delete_api_token(&mut self, id: String) -> Result<(), CliError> {
+        self.call(
+            self.client
+                .clone()
+                .delete_api_token(proto::DeleteApiTokenRequest { id: id.clone() }),
+        )
+        .await?;
+        self.emit(&serde_json::json!({ "id": id }), || {
+            format!("deleted API token {id}\n")
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! ControlService's credential calls: join tokens (with the CA pin agents check) and API
+//! tokens. A secret is returned once, by the call that creates it; lists show IDs only.
+
+use std::time::{Duration, SystemTime};
+
+use berth_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::store::DEFAULT_CLUSTER;
+use crate::trust::{Role, Rpc, Scope};
+
+fn ttl(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+pub(super) async fn create_join_token(
+    shared: &Shared,
+    request: Request<pb::CreateJoinTokenRequest>,
+) -> Result<Response<pb::CreateJoinTokenResponse>, Status> {
+    let cluster = match request.get_ref().cluster.as_str() {
+        "" => DEFAULT_CLUSTER.to_owned(),
+        c => c.to_owned(),
+    };
+    let caller = shared.authorize(&request, Rpc::CreateJoinToken, Scope::Cluster(&cluster))?;
+    let Some(trust) = shared.config.trust.clone() else {
+        return Err(Status::failed_precondition(
+            "this scheduler runs with --insecure: it has no CA, so agents cannot join with a token",
+        ));
+    };
+    let req = request.into_inner();
+    let (token, info) = shared
+        .db(move |s| {
+            s.create_join_token(&cluster, ttl(req.ttl_seconds), req.uses, SystemTime::now())
+        })
+        .await?;
+    tracing::info!(caller = %caller.name, token.id = %info.id, cluster = %info.cluster, "join token handed out");
+    Ok(Response::new(pb::CreateJoinTokenResponse {
+        token,
+        ca_pin: trust.ca.pin().to_owned(),
+        info: Some(info),
+    }))
+}
+
+pub(super) async fn list_join_tokens(
+    shared: &Shared,
+    request: Request<pb::ListJoinTokensRequest>,
+) -> Result<Response<pb::ListJoinTokensResponse>, Status> {
+    shared.authorize(&request, Rpc::ListJoinTokens, Scope::Global)?;
+    let tokens = shared.db(|s| s.list_join_tokens()).await?;
+    Ok(Response::new(pb::ListJoinTokensResponse { tokens }))
+}
+
+pub(super) async fn delete_join_token(
+    shared: &Shared,
+    request: Request<pb::DeleteJoinTokenRequest>,
+) -> Result<Response<pb::DeleteJoinTokenResponse>, Status> {
+    let caller = shared.authorize(&request, Rpc::DeleteJoinToken, Scope::Global)?;
+    let id = request.into_inner().id;
+    let deleted = id.clone();
+    shared.db(move |s| s.delete_join_token(&id)).await?;
+    tracing::info!(caller = %caller.name, token.id = %deleted, "join token deleted");
+    Ok(Response::new(pb::DeleteJoinTokenResponse {}))
+}
+
+pub(super) async fn create_api_token(
+    shared: &Shared,
+    request: Request<pb::CreateApiTokenRequest>,
+) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
+    let role = Role::parse(&request.get_ref().role).map_err(Status::invalid_argument)?;
+    let cluster = request.get_ref().cluster.clone();
+    let scope = if cluster.is_empty() {
+        Scope::Global
+    } else {
+        Scope::Cluster(&cluster)
+    };
+    let caller = shared.authorize(&request, Rpc::CreateApiToken, scope)?;
+    let ttl_seconds = request.get_ref().ttl_seconds;
+    let (token, info) = shared
+        .db(move |s| {
+            s.create_api_token(
+                role,
+                (!cluster.is_empty()).then_some(cluster.as_str()),
+                ttl(ttl_seconds),
+                SystemTime::now(),
+            )
+        })
+        .await?;
+    tracing::info!(caller = %caller.name, token.id = %info.id, role = %info.role, "API token handed out");
+    Ok(Response::new(pb::CreateApiTokenResponse {
+        token,
+        info: Some(info),
+    }))
+}
+
+pub(super) async fn list_api_tokens(
+    shared: &Shared,
+    request: Request<pb::ListApiTokensRequest>,
+) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+    shared.authorize(&request, Rpc::ListApiTokens, Scope::Global)?;
+    let tokens = shared.db(|s| s.list_api_tokens()).await?;
+    Ok(Response::new(pb::ListApiTokensResponse { tokens }))
+}
+
+pub(super) async fn delete_api_token(
+    shared: &Shared,
+    request: Request<pb::DeleteApiTokenRequest>,
+) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
+    let caller = shared.authorize(&request, Rpc::DeleteApiToken, Scope::Global)?;
+    let id = request.into_inner().id;
+    let deleted = id.clone();
+    shared.db(move |s| s.delete_api_token(&id)).await?;
+    tracing::info!(caller = %caller.name, token.id = %deleted, "API token deleted");
+    Ok(Response::new(pb::DeleteApiTokenResponse {}))
+}

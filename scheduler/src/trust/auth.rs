@@ -1,0 +1,304 @@
+//! Who may call what on `ControlService`: the roles, the one table that maps every RPC to the
+//! least role allowed to call it, and the check of a caller's credential against it (role, and
+//! a cluster-scoped token's cluster).
+
+use std::fmt;
+
+/// A client's role; each includes everything the ones before it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// List, describe and logs.
+    ReadOnly,
+    /// Also registering task definitions, running and stopping tasks.
+    Operator,
+    /// Also clusters, instances and tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::ReadOnly, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role a name spells; the error lists the names.
+    pub fn parse(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: use read-only, operator or admin"))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every `ControlService` RPC, named as in `control.proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    CreateCluster,
+    DescribeClusters,
+    ListClusters,
+    DeleteCluster,
+    RegisterTaskDefinition,
+    DescribeTaskDefinition,
+    ListTaskDefinitions,
+    RunTask,
+    StopTask,
+    DescribeTasks,
+    ListTasks,
+    ListContainerInstances,
+    DescribeContainerInstances,
+    GetTaskLogs,
+    CreateJoinToken,
+    ListJoinTokens,
+    DeleteJoinToken,
+    CreateApiToken,
+    ListApiTokens,
+    DeleteApiToken,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 20] = [
+        Rpc::CreateCluster,
+        Rpc::DescribeClusters,
+        Rpc::ListClusters,
+        Rpc::DeleteCluster,
+        Rpc::RegisterTaskDefinition,
+        Rpc::DescribeTaskDefinition,
+        Rpc::ListTaskDefinitions,
+        Rpc::RunTask,
+        Rpc::StopTask,
+        Rpc::DescribeTasks,
+        Rpc::ListTasks,
+        Rpc::ListContainerInstances,
+        Rpc::DescribeContainerInstances,
+        Rpc::GetTaskLogs,
+        Rpc::CreateJoinToken,
+        Rpc::ListJoinTokens,
+        Rpc::DeleteJoinToken,
+        Rpc::CreateApiToken,
+        Rpc::ListApiTokens,
+        Rpc::DeleteApiToken,
+    ];
+
+    /// The authorization table: the least role that may make this call.
+    pub fn least_role(self) -> Role {
+        match self {
+            Rpc::DescribeClusters
+            | Rpc::ListClusters
+            | Rpc::DescribeTaskDefinition
+            | Rpc::ListTaskDefinitions
+            | Rpc::DescribeTasks
+            | Rpc::ListTasks
+            | Rpc::ListContainerInstances
+            | Rpc::DescribeContainerInstances
+            | Rpc::GetTaskLogs => Role::ReadOnly,
+            Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
+            Rpc::CreateCluster
+            | Rpc::DeleteCluster
+            | Rpc::CreateJoinToken
+            | Rpc::ListJoinTokens
+            | Rpc::DeleteJoinToken
+            | Rpc::CreateApiToken
+            | Rpc::ListApiTokens
+            | Rpc::DeleteApiToken => Role::Admin,
+        }
+    }
+}
+
+impl fmt::Display for Rpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What a call touches, for a cluster-scoped credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One cluster.
+    Cluster(&'a str),
+    /// Nothing of any cluster's (task definitions are shared by all clusters).
+    Shared,
+    /// Every cluster, or the credentials themselves: unscoped credentials only.
+    Global,
+}
+
+/// An authenticated client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// How it is named in logs: `token <id>`.
+    pub name: String,
+    pub role: Role,
+    /// The one cluster it may touch; every cluster when None.
+    pub cluster: Option<String>,
+}
+
+/// Why an authenticated caller may not make a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("{caller} has role {role}; {rpc} needs {needs} or above")]
+    Role {
+        caller: String,
+        role: Role,
+        rpc: Rpc,
+        needs: Role,
+    },
+    #[error("{caller} is scoped to cluster {scope} and cannot act on {target}")]
+    Scope {
+        caller: String,
+        scope: String,
+        target: String,
+    },
+}
+
+impl Caller {
+    /// Whether this caller may make `rpc` on `scope`.
+    pub fn authorize(&self, rpc: Rpc, scope: Scope<'_>) -> Result<(), Denied> {
+        let needs = rpc.least_role();
+        if self.role < needs {
+            return Err(Denied::Role {
+                caller: self.name.clone(),
+                role: self.role,
+                rpc,
+                needs,
+            });
+        }
+        let Some(own) = &self.cluster else {
+            return Ok(());
+        };
+        let target = match scope {
+            Scope::Shared => return Ok(()),
+            Scope::Cluster(c) if c == own => return Ok(()),
+            Scope::Cluster(c) => format!("cluster {c}"),
+            Scope::Global => "every cluster (an unscoped token is needed)".to_owned(),
+        };
+        Err(Denied::Scope {
+            caller: self.name.clone(),
+            scope: own.clone(),
+            target,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RPC names `control.proto` declares.
+    fn proto_rpcs() -> Vec<String> {
+        include_str!("../../../proto/berth/v1/control.proto")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(|n| n.trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_table_covers_exactly_the_services_rpcs() {
+        let mut ours: Vec<String> = Rpc::ALL.iter().map(|r| r.to_string()).collect();
+        let mut theirs = proto_rpcs();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn every_role_may_make_exactly_the_calls_at_or_below_it() {
+        let expected_readers = [
+            "DescribeClusters",
+            "ListClusters",
+            "DescribeTaskDefinition",
+            "ListTaskDefinitions",
+            "DescribeTasks",
+            "ListTasks",
+            "ListContainerInstances",
+            "DescribeContainerInstances",
+            "GetTaskLogs",
+        ];
+        let expected_operators = ["RegisterTaskDefinition", "RunTask", "StopTask"];
+        for rpc in Rpc::ALL {
+            let name = rpc.to_string();
+            let least = if expected_readers.contains(&name.as_str()) {
+                Role::ReadOnly
+            } else if expected_operators.contains(&name.as_str()) {
+                Role::Operator
+            } else {
+                Role::Admin
+            };
+            assert_eq!(rpc.least_role(), least, "{rpc}");
+            for role in Role::ALL {
+                let caller = Caller {
+                    name: "token abcdef".into(),
+                    role,
+                    cluster: None,
+                };
+                assert_eq!(
+                    caller.authorize(rpc, Scope::Global).is_ok(),
+                    role >= least,
+                    "{role} calling {rpc}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_only_token_cannot_run_a_task_and_says_what_it_lacks() {
+        let caller = Caller {
+            name: "token abcdef".into(),
+            role: Role::ReadOnly,
+            cluster: None,
+        };
+        let err = caller
+            .authorize(Rpc::RunTask, Scope::Cluster("a"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token abcdef has role read-only; RunTask needs operator or above"
+        );
+    }
+
+    #[test]
+    fn a_scoped_token_touches_its_cluster_and_shared_things_only() {
+        let caller = Caller {
+            name: "token abcdef".into(),
+            role: Role::Admin,
+            cluster: Some("a".into()),
+        };
+        assert!(caller.authorize(Rpc::RunTask, Scope::Cluster("a")).is_ok());
+        assert!(
+            caller
+                .authorize(Rpc::RegisterTaskDefinition, Scope::Shared)
+                .is_ok()
+        );
+        let err = caller
+            .authorize(Rpc::RunTask, Scope::Cluster("b"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token abcdef is scoped to cluster a and cannot act on cluster b"
+        );
+        assert!(caller.authorize(Rpc::ListClusters, Scope::Global).is_err());
+    }
+
+    #[test]
+    fn roles_parse_by_name() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(
+            Role::parse("root")
+                .unwrap_err()
+                .contains("read-only, operator or admin")
+        );
+    }
+}
