@@ -80,13 +80,11 @@ impl Prereq {
                     .any(|l| l.split_whitespace().last() == Some("overlay")) =>
             {
                 // Only root can prove that overlay mounts really work on the temp filesystem.
-                if root {
-                    if let Err(e) = probe_overlay() {
-                        why.push(format!(
-                            "overlayfs mount on {} fails: {e}",
-                            env::temp_dir().display()
-                        ));
-                    }
+                if root && let Err(e) = probe_overlay() {
+                    why.push(format!(
+                        "overlayfs mount on {} fails: {e}",
+                        env::temp_dir().display()
+                    ));
                 }
             }
             Ok(_) => {

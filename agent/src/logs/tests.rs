@@ -75,7 +75,7 @@ async fn collect(rx: &mut mpsc::Receiver<AgentMessage>) -> (Vec<u32>, LogEnd) {
             Out::LogChunk(c) => {
                 for l in c.lines {
                     let n: u32 = l.text.split(' ').nth(1).unwrap().parse().unwrap();
-                    let expected = if n % 2 == 0 {
+                    let expected = if n.is_multiple_of(2) {
                         LogOutput::Stdout
                     } else {
                         LogOutput::Stderr

@@ -230,19 +230,19 @@ fn connect_err(endpoint: &str, error: &tonic::transport::Error) -> TrustError {
 }
 
 fn refused(endpoint: &str, status: &tonic::Status) -> TrustError {
-    if status.code() == tonic::Code::Unavailable {
-        if let Some(source) = std::error::Error::source(status) {
-            let mut reason = source.to_string();
-            let mut next = source.source();
-            while let Some(s) = next {
-                reason = s.to_string();
-                next = s.source();
-            }
-            return TrustError::Connect {
-                endpoint: endpoint.to_owned(),
-                reason,
-            };
+    if status.code() == tonic::Code::Unavailable
+        && let Some(source) = std::error::Error::source(status)
+    {
+        let mut reason = source.to_string();
+        let mut next = source.source();
+        while let Some(s) = next {
+            reason = s.to_string();
+            next = s.source();
         }
+        return TrustError::Connect {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
     }
     TrustError::Refused {
         endpoint: endpoint.to_owned(),

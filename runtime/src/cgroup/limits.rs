@@ -96,13 +96,13 @@ pub(crate) fn validate_limits(
                     reservation,
                 ));
             }
-            if let Some(memory) = limits.memory_mib {
-                if reservation > memory {
-                    problems.push(format!(
-                        "container {name}: memoryReservation {reservation} MiB is above its \
+            if let Some(memory) = limits.memory_mib
+                && reservation > memory
+            {
+                problems.push(format!(
+                    "container {name}: memoryReservation {reservation} MiB is above its \
                          memory limit of {memory} MiB"
-                    ));
-                }
+                ));
             }
         }
     }

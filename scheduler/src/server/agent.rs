@@ -99,13 +99,13 @@ impl AgentService for Agent {
         let hello = read_hello(&mut inbound, wait).await?;
         let cluster = cluster_or_default(&hello.cluster);
         let instance_id = hello.container_instance_id.clone();
-        if let Some(agent) = &agent {
-            if agent.cluster != cluster || agent.instance_id != instance_id {
-                return Err(not_yours(
-                    agent,
-                    format!("open the session of instance {instance_id} of cluster {cluster}"),
-                ));
-            }
+        if let Some(agent) = &agent
+            && (agent.cluster != cluster || agent.instance_id != instance_id)
+        {
+            return Err(not_yours(
+                agent,
+                format!("open the session of instance {instance_id} of cluster {cluster}"),
+            ));
         }
         let last_applied = hello.last_applied_seq;
         let start = {
