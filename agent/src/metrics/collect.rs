@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_proto::v1::{ContainerStatus, TaskStatus};
+use berth_proto::v1::{ContainerMetrics, ContainerStatus, HostMetrics, MetricsBatch, TaskStatus};
 use berth_runtime::{StatsSampler, TaskSample};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::AGENT;
 use super::host::{HostSample, HostSampler};
-use super::stream::{BatchBuffer, batch};
+use super::stream::BatchBuffer;
 use crate::engine::{EngineHandle, TaskView};
 
 /// One pass: the host and every task with running containers.
@@ -129,5 +129,34 @@ pub(crate) fn collect(
         collected_at: SystemTime::now(),
         host: host.sample(),
         tasks,
+    }
+}
+
+/// A snapshot as a batch (the instance ID is set when it is sent).
+pub(crate) fn batch(snapshot: &Snapshot) -> MetricsBatch {
+    let mut containers = Vec::new();
+    let mut task_cpu_ns = 0u64;
+    for task in &snapshot.tasks {
+        task_cpu_ns = task_cpu_ns.saturating_add(task.sample.total().cpu.map_or(0, |c| c.usage_ns));
+        for c in &task.sample.containers {
+            let memory = c.stats.memory.unwrap_or_default();
+            containers.push(ContainerMetrics {
+                task_id: task.task_id.clone(),
+                container_name: c.name.clone(),
+                cpu_usage_ns: c.stats.cpu.map_or(0, |c| c.usage_ns),
+                memory_usage_bytes: memory.usage_bytes,
+                memory_limit_bytes: memory.limit_bytes.unwrap_or(0),
+            });
+        }
+    }
+    MetricsBatch {
+        container_instance_id: String::new(),
+        collected_at: Some(prost_types::Timestamp::from(snapshot.collected_at)),
+        host: Some(HostMetrics {
+            cpu_usage_ns: task_cpu_ns,
+            memory_used_bytes: snapshot.host.memory_used_bytes,
+            memory_total_bytes: snapshot.host.memory_total_bytes,
+        }),
+        containers,
     }
 }

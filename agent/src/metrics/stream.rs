@@ -8,14 +8,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_proto::v1::MetricsBatch;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
-use berth_proto::v1::{ContainerMetrics, HostMetrics, MetricsBatch};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use super::AGENT;
-use super::collect::Snapshot;
 use crate::backoff::Backoff;
 use crate::session::{SessionError, TlsMaterial, connect};
 use crate::store::Store;
@@ -72,35 +71,6 @@ impl BatchBuffer {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.batches.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-}
-
-/// A snapshot as a batch (the instance ID is set when it is sent).
-pub(crate) fn batch(snapshot: &Snapshot) -> MetricsBatch {
-    let mut containers = Vec::new();
-    let mut task_cpu_ns = 0u64;
-    for task in &snapshot.tasks {
-        task_cpu_ns = task_cpu_ns.saturating_add(task.sample.total().cpu.map_or(0, |c| c.usage_ns));
-        for c in &task.sample.containers {
-            let memory = c.stats.memory.unwrap_or_default();
-            containers.push(ContainerMetrics {
-                task_id: task.task_id.clone(),
-                container_name: c.name.clone(),
-                cpu_usage_ns: c.stats.cpu.map_or(0, |c| c.usage_ns),
-                memory_usage_bytes: memory.usage_bytes,
-                memory_limit_bytes: memory.limit_bytes.unwrap_or(0),
-            });
-        }
-    }
-    MetricsBatch {
-        container_instance_id: String::new(),
-        collected_at: Some(prost_types::Timestamp::from(snapshot.collected_at)),
-        host: Some(HostMetrics {
-            cpu_usage_ns: task_cpu_ns,
-            memory_used_bytes: snapshot.host.memory_used_bytes,
-            memory_total_bytes: snapshot.host.memory_total_bytes,
-        }),
-        containers,
     }
 }
 

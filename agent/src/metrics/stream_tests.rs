@@ -10,7 +10,7 @@ use berth_scheduler::server::{ServerConfig, TestHooks, run_with_hooks};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::metrics::collect::{Snapshot, TaskMetrics};
+use crate::metrics::collect::{Snapshot, TaskMetrics, batch};
 use crate::metrics::host::HostSample;
 
 fn numbered(n: u64) -> MetricsBatch {

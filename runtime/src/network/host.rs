@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::error::NetworkError;
 use super::ipam::{Ipv4Cidr, Protocol};
-use super::netlink::{HostLink, IfAddress, Netlink, VethPair, link_alias, link_name};
+use super::netlink::{HostLink, IfAddress, IfPlan, Netlink, VethPair, link_alias, link_name};
 use super::netns::{NetNs, run_in};
 use super::nft::{self, NftRule};
 
@@ -57,18 +57,6 @@ pub(crate) trait HostOps: Send + Sync + Debug {
     -> Result<(), NetworkError>;
     /// Whether nothing on the host is bound to this port.
     fn port_free(&self, protocol: Protocol, port: u16) -> bool;
-}
-
-/// How the task's interface is configured inside its namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IfPlan {
-    pub(crate) address: Ipv4Addr,
-    pub(crate) prefix_len: u8,
-    pub(crate) gateway: Ipv4Addr,
-    pub(crate) mtu: u32,
-    /// The task's default route goes through this interface; otherwise the interface only
-    /// routes to the agent's endpoint (the endpoint veth of an ENI task).
-    pub(crate) default_route: bool,
 }
 
 /// A task's veth pair.

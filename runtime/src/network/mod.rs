@@ -37,8 +37,9 @@ pub use mac::MacAddr;
 pub use netns::{DEFAULT_NETNS_DIR, NetNs};
 pub use nft::INSTANCE_METADATA_ADDRESS;
 
-use host::{ENDPOINT_IF, HostOps, IfPlan, LinuxHost, TASK_IF, VethPlan};
+use host::{ENDPOINT_IF, HostOps, LinuxHost, TASK_IF, VethPlan};
 use ipam::{Allocations, EniRecord, STATE_FILE};
+use netlink::IfPlan;
 use nft::{BaseRules, TaskIdentity};
 
 /// The file in the state dir that records that Berth turned IPv4 forwarding on (it was off

@@ -13,9 +13,20 @@ use rtnetlink::packet_route::route::{RouteAttribute, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::NetworkError;
-use super::host::IfPlan;
 use super::ipam::Ipv4Cidr;
 use super::netns::{NetNs, run_in};
+
+/// How the task's interface is configured inside its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IfPlan {
+    pub(crate) address: Ipv4Addr,
+    pub(crate) prefix_len: u8,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) mtu: u32,
+    /// The task's default route goes through this interface; otherwise the interface only
+    /// routes to the agent's endpoint (the endpoint veth of an ENI task).
+    pub(crate) default_route: bool,
+}
 
 const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;

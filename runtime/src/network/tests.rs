@@ -6,7 +6,8 @@ use std::sync::Mutex as StdMutex;
 
 use async_trait::async_trait;
 
-use super::host::{HostOps, IfPlan, VethPlan};
+use super::host::{HostOps, VethPlan};
+use super::netlink::IfPlan;
 use super::netlink::{HostLink, IfAddress, LinkKind};
 use super::nft::NftRule;
 use super::*;
