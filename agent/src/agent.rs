@@ -45,6 +45,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
     runtime_config.namespace = config.containerd_namespace.clone();
     runtime_config.insecure_registries = config.insecure_registries.clone();
+    runtime_config.max_manifest_bytes = config.max_manifest_size_mib << 20;
     runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
     runtime_config.init_path = config.init_path.clone();
     let runtime = Runtime::connect(runtime_config)

@@ -29,6 +29,7 @@ pub use container::{
 };
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;
+pub use image::DEFAULT_MAX_MANIFEST_BYTES;
 pub use image::LocalImageError;
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{

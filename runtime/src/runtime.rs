@@ -12,7 +12,10 @@ use crate::container::{
 };
 use crate::containerd::{Containerd, Grpc};
 use crate::error::Error;
-use crate::image::{ProgressSender, PullError, PulledImage, Puller, Registry, RegistryAuth};
+use crate::image::{
+    DEFAULT_MAX_MANIFEST_BYTES, ProgressSender, PullError, PulledImage, Puller, Registry,
+    RegistryAuth,
+};
 use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
 
 /// Debian's static tini (package `tini`), the default init of `initProcessEnabled`.
@@ -35,6 +38,9 @@ pub struct RuntimeConfig {
     pub insecure_registries: Vec<String>,
     /// Layer downloads running at once, across all pulls.
     pub max_concurrent_downloads: usize,
+    /// The most bytes a registry's answer read into memory may hold: a manifest, an index or
+    /// an image config ([`DEFAULT_MAX_MANIFEST_BYTES`] unless configured).
+    pub max_manifest_bytes: u64,
     /// Name of the cgroup under which every task's cgroup is created.
     pub cgroup_parent: String,
     pub log_rotation: LogRotation,
@@ -55,6 +61,7 @@ impl RuntimeConfig {
             volume_dir: data_dir.join("volumes"),
             insecure_registries: Vec::new(),
             max_concurrent_downloads: 3,
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             cgroup_parent: "berth".to_owned(),
             log_rotation: LogRotation::default(),
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
@@ -93,8 +100,9 @@ impl Runtime {
         let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
         let puller = Puller::new(
             Arc::clone(&client),
-            Arc::new(Registry::new(&config.insecure_registries)),
+            Arc::new(Registry::new(&config.insecure_registries)?),
             config.max_concurrent_downloads,
+            config.max_manifest_bytes,
         );
         let containers = Arc::new(Containers::new(
             Arc::clone(&client),

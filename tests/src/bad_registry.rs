@@ -1,9 +1,11 @@
 //! A small hand-written registry for what docker-registry cannot be made to do: serve one image
-//! whose layer bytes do not match their digest, stall layer downloads after the headers, or
-//! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves).
+//! whose layer bytes do not match their digest, stall layer downloads after the headers,
+//! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves), or
+//! answer with a manifest, an index or a config far larger than any client should hold.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -40,7 +42,20 @@ pub enum BadMode {
     /// realm at `/token` hands out for basic credentials ([`AUTH_USER`], [`AUTH_PASSWORD`]), as
     /// Docker Hub and most registries do.
     TokenAuth,
+    /// The manifest answer declares and sends [`OVERSIZE`] bytes.
+    HugeManifest,
+    /// The manifest answer declares no length and sends [`OVERSIZE`] bytes: only counting
+    /// what arrives can stop it.
+    UnsizedManifest,
+    /// The tag answers with an image index of [`OVERSIZE`] bytes (declared).
+    HugeIndex,
+    /// The manifest is correct but for its config descriptor, which declares [`OVERSIZE`]
+    /// bytes; the config blob answer declares and sends as many.
+    HugeConfig,
 }
+
+/// The size of every oversized answer: 100 MiB.
+pub const OVERSIZE: u64 = 100 << 20;
 
 /// The user the authenticating modes accept.
 pub const AUTH_USER: &str = "berth";
@@ -58,6 +73,8 @@ struct Served {
     requests: Mutex<Vec<String>>,
     /// Token endpoint URL announced in bearer challenges.
     realm: String,
+    /// Bytes of oversized bodies written so far.
+    oversize_sent: AtomicU64,
 }
 
 /// A misbehaving registry on 127.0.0.1 serving one image under any repository and any tag.
@@ -85,7 +102,13 @@ impl BadRegistry {
         let image = unique_image()?;
         let layer = image.layers.first().context("bad image has no layer")?;
         let layer_body = match mode {
-            BadMode::Stall | BadMode::BasicAuth | BadMode::TokenAuth => layer.blob.clone(),
+            BadMode::Stall
+            | BadMode::BasicAuth
+            | BadMode::TokenAuth
+            | BadMode::HugeManifest
+            | BadMode::UnsizedManifest
+            | BadMode::HugeIndex
+            | BadMode::HugeConfig => layer.blob.clone(),
             BadMode::CorruptBlob => {
                 let mut v = layer.blob.to_vec();
                 // Same length, different bytes (past the gzip header, so the digest check or
@@ -97,6 +120,15 @@ impl BadRegistry {
                 Bytes::from(v)
             }
         };
+        let mut image = image;
+        if mode == BadMode::HugeConfig {
+            let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest.bytes)
+                .context("parse the built manifest")?;
+            manifest["config"]["size"] = serde_json::json!(OVERSIZE);
+            let bytes = Bytes::from(serde_json::to_vec(&manifest).context("manifest json")?);
+            image.manifest.digest = crate::sha256_digest(&bytes);
+            image.manifest.bytes = bytes;
+        }
         let std_listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context("bind bad registry on 127.0.0.1:0")?;
         std_listener
@@ -109,6 +141,7 @@ impl BadRegistry {
             layer_body,
             requests: Mutex::new(Vec::new()),
             realm: format!("http://{addr}/token"),
+            oversize_sent: AtomicU64::new(0),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -171,6 +204,12 @@ impl BadRegistry {
             .unwrap_or_default()
     }
 
+    /// Bytes of oversized answers written so far (what the client let arrive before it
+    /// closed the connection, plus what the kernel buffered).
+    pub fn oversize_sent(&self) -> u64 {
+        self.served.oversize_sent.load(Ordering::SeqCst)
+    }
+
     /// `METHOD /path` of every request received so far.
     pub fn requests(&self) -> Vec<String> {
         self.served
@@ -222,6 +261,15 @@ struct Response {
     headers: Vec<(&'static str, String)>,
     body: Bytes,
     stall: bool,
+    /// Instead of `body`: [`OVERSIZE`] bytes of JSON-looking padding, with their length
+    /// declared or not.
+    oversize: Option<Declared>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Declared {
+    Length,
+    Nothing,
 }
 
 impl Response {
@@ -235,6 +283,7 @@ impl Response {
             headers,
             body,
             stall: false,
+            oversize: None,
         }
     }
 
@@ -248,6 +297,7 @@ impl Response {
             ],
             body: Bytes::from(body.to_string()),
             stall: false,
+            oversize: None,
         }
     }
 
@@ -259,6 +309,7 @@ impl Response {
             headers: vec![("Content-Type", "application/json; charset=utf-8".to_owned())],
             body: Bytes::from(body.to_string()),
             stall: false,
+            oversize: None,
         }
     }
 }
@@ -287,11 +338,13 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
     } else {
         route(path, served)
     };
-    let mut out = format!(
-        "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        resp.body.len()
-    );
+    let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", resp.status);
+    match resp.oversize {
+        None => out.push_str(&format!("Content-Length: {}\r\n", resp.body.len())),
+        Some(Declared::Length) => out.push_str(&format!("Content-Length: {OVERSIZE}\r\n")),
+        // Delimited by the connection's close, as HTTP/1.1 allows.
+        Some(Declared::Nothing) => {}
+    }
     out.push_str("Docker-Distribution-Api-Version: registry/2.0\r\n");
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -308,9 +361,31 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
         while conn.read(&mut sink).await.context("read while stalled")? != 0 {}
         return Ok(());
     }
+    if resp.oversize.is_some() {
+        write_oversize(&mut conn, served).await;
+        return Ok(());
+    }
     conn.write_all(&resp.body).await.context("write body")?;
     conn.shutdown().await.context("shutdown")?;
     Ok(())
+}
+
+/// Writes [`OVERSIZE`] bytes (`{"pad":"aaa…`) until done or the client goes away, counting them.
+async fn write_oversize(conn: &mut TcpStream, served: &Served) {
+    const CHUNK: usize = 64 << 10;
+    let mut chunk = vec![b'a'; CHUNK];
+    chunk[..8].copy_from_slice(b"{\"pad\":\"");
+    let mut left = OVERSIZE;
+    while left > 0 {
+        let n = CHUNK.min(left as usize);
+        if conn.write_all(&chunk[..n]).await.is_err() {
+            return;
+        }
+        served.oversize_sent.fetch_add(n as u64, Ordering::SeqCst);
+        left -= n as u64;
+        chunk[..8].fill(b'a');
+    }
+    let _ = conn.shutdown().await;
 }
 
 /// A request header's value, by case-insensitive name.
@@ -395,6 +470,21 @@ fn route(path: &str, served: &Served) -> Response {
         if reference.starts_with("sha256:") && reference != image.manifest.digest {
             return Response::not_found("MANIFEST_UNKNOWN", "manifest unknown");
         }
+        let oversized = match served.mode {
+            BadMode::HugeManifest => Some((image.manifest.media_type.as_str(), Declared::Length)),
+            BadMode::UnsizedManifest => {
+                Some((image.manifest.media_type.as_str(), Declared::Nothing))
+            }
+            BadMode::HugeIndex => {
+                Some(("application/vnd.oci.image.index.v1+json", Declared::Length))
+            }
+            _ => None,
+        };
+        if let Some((media_type, declared)) = oversized {
+            let mut r = Response::ok(media_type, "", Bytes::new());
+            r.oversize = Some(declared);
+            return r;
+        }
         return Response::ok(
             &image.manifest.media_type,
             &image.manifest.digest,
@@ -403,11 +493,15 @@ fn route(path: &str, served: &Served) -> Response {
     }
     if let Some((_, digest)) = rest.rsplit_once("/blobs/") {
         if digest == image.config.digest {
-            return Response::ok(
+            let mut r = Response::ok(
                 "application/octet-stream",
                 digest,
                 image.config.bytes.clone(),
             );
+            if served.mode == BadMode::HugeConfig {
+                r.oversize = Some(Declared::Length);
+            }
+            return r;
         }
         if image.layers.first().is_some_and(|l| l.digest == digest) {
             let mut r = Response::ok(

@@ -14,6 +14,8 @@ use berth_runtime::{
 };
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures, run_suite};
 
+#[path = "runtime/caps.rs"]
+mod caps;
 #[path = "runtime/pull.rs"]
 mod pull;
 #[path = "runtime/stats.rs"]
@@ -88,6 +90,22 @@ fn main() -> ExitCode {
             w.async_trial("auth_basic", auth_basic),
             w.async_trial("auth_bearer_token_from_realm", auth_bearer_token_from_realm),
             w.async_trial("https_unless_listed_insecure", https_unless_listed_insecure),
+            w.async_trial(
+                "cap_a_100_mib_manifest_is_refused",
+                caps::a_100_mib_manifest_is_refused,
+            ),
+            w.async_trial(
+                "cap_a_manifest_without_a_length_is_stopped_at_the_cap",
+                caps::a_manifest_without_a_length_is_stopped_at_the_cap,
+            ),
+            w.async_trial(
+                "cap_a_100_mib_index_is_refused",
+                caps::a_100_mib_index_is_refused,
+            ),
+            w.async_trial(
+                "cap_a_100_mib_config_is_refused_before_it_is_fetched",
+                caps::a_100_mib_config_is_refused_before_it_is_fetched,
+            ),
             w.async_trial(
                 "exec_runs_in_the_container_and_a_timeout_kills_it",
                 exec_runs_in_the_container_and_a_timeout_kills_it,

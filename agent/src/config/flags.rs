@@ -133,6 +133,9 @@ pub struct Overrides {
     /// MAC addresses an ENI attachment may move into a task, comma-separated [env: BERTH_ENI_ALLOWED_MACS]
     #[arg(long, value_name = "MACS")]
     pub eni_allowed_macs: Option<String>,
+    /// MiB a manifest, an index or an image config may hold [env: BERTH_MAX_MANIFEST_SIZE]
+    #[arg(long, value_name = "MIB")]
+    pub max_manifest_size: Option<String>,
 }
 
 impl Overrides {
@@ -179,6 +182,7 @@ impl Overrides {
             (Key::BlockInstanceMetadata, &self.block_instance_metadata),
             (Key::TaskHostPorts, &self.task_host_ports),
             (Key::EniAllowedMacs, &self.eni_allowed_macs),
+            (Key::MaxManifestSize, &self.max_manifest_size),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -62,10 +62,12 @@ pub(crate) enum Key {
     BlockInstanceMetadata,
     TaskHostPorts,
     EniAllowedMacs,
+    // Registry answers held in memory (issue 16).
+    MaxManifestSize,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 40] = [
+    pub(crate) const ALL: [Key; 41] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -106,6 +108,7 @@ impl Key {
         Key::BlockInstanceMetadata,
         Key::TaskHostPorts,
         Key::EniAllowedMacs,
+        Key::MaxManifestSize,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -188,7 +191,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 40] = [
+const KEYS: [KeyDoc; 41] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -468,6 +471,13 @@ const KEYS: [KeyDoc; 40] = [
         "--eni-allowed-macs",
         "[]",
         "MAC addresses of the only interfaces an ENI attachment may move into a task; empty allows any that passes the built-in refusals (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "max_manifest_size",
+        "BERTH_MAX_MANIFEST_SIZE",
+        "--max-manifest-size",
+        "4",
+        "MiB a manifest, an index or an image config from a registry may hold (1 to 64); a larger one fails the pull",
     ),
 ];
 

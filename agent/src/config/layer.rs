@@ -17,7 +17,7 @@ use super::input::{
 };
 use super::keys::Key;
 use super::parse;
-use super::{LogFormat, Source};
+use super::{LogFormat, MAX_MANIFEST_SIZE_MIB, Source};
 
 mod resolve;
 
@@ -72,6 +72,7 @@ pub(crate) struct Partial {
     block_instance_metadata: Option<Given<bool>>,
     task_host_ports: Option<Given<Vec<u16>>>,
     eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
+    max_manifest_size: Option<Given<u64>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -240,6 +241,14 @@ impl Partial {
             }
             Key::TaskHostPorts => s.store(&mut self.task_host_ports, ports(input)),
             Key::EniAllowedMacs => s.store(&mut self.eni_allowed_macs, macs(input)),
+            Key::MaxManifestSize => s.store(
+                &mut self.max_manifest_size,
+                unsigned(input)
+                    .filter(|n| (1..=MAX_MANIFEST_SIZE_MIB).contains(n))
+                    .ok_or_else(|| {
+                        format!("a whole number of MiB from 1 to {MAX_MANIFEST_SIZE_MIB}")
+                    }),
+            ),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

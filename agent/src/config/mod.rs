@@ -36,6 +36,10 @@ use layer::Partial;
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
 
+/// The largest `max_manifest_size` accepted, in MiB: a manifest or config is held in memory
+/// whole, and real ones are kilobytes.
+pub const MAX_MANIFEST_SIZE_MIB: u64 = 64;
+
 /// The effective configuration. `Default` gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -120,6 +124,9 @@ pub struct AgentConfig {
     /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
     /// that passes the built-in refusals.
     pub eni_allowed_macs: Vec<MacAddr>,
+    /// MiB a manifest, an index or an image config from a registry may hold (key
+    /// `max_manifest_size`); a larger one fails the pull. 1 to [`MAX_MANIFEST_SIZE_MIB`].
+    pub max_manifest_size_mib: u64,
 }
 
 impl Default for AgentConfig {
@@ -162,6 +169,7 @@ impl Default for AgentConfig {
             block_instance_metadata: true,
             task_host_ports: Vec::new(),
             eni_allowed_macs: Vec::new(),
+            max_manifest_size_mib: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES >> 20,
         }
     }
 }
@@ -394,6 +402,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 .collect();
             format!("[{}]", macs.join(", "))
         }
+        Key::MaxManifestSize => config.max_manifest_size_mib.to_string(),
     }
 }
 

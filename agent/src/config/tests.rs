@@ -104,6 +104,10 @@ fn defaults_when_nothing_is_set() {
         "no host port is open to tasks"
     );
     assert!(c.eni_allowed_macs.is_empty());
+    assert_eq!(
+        c.max_manifest_size_mib, 4,
+        "registry answers are capped at 4 MiB"
+    );
 }
 
 #[test]
@@ -325,6 +329,7 @@ fn samples() -> Vec<Sample> {
             r#"["0a:1b:2c:3d:4e:5f"]"#,
             "0a:1b:2c:3d:4e:5f",
         )]),
+        sample(&[("max_manifest_size", "16", "16")]),
     ]
 }
 
@@ -680,8 +685,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "0a:1b:2c:3d:4e",
             "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f",
         ),
+        (
+            "max_manifest_size",
+            "65",
+            "a whole number of MiB from 1 to 64",
+        ),
     ];
-    assert_eq!(cases.len(), 35);
+    assert_eq!(cases.len(), 36);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1020,6 +1030,7 @@ environment_file_paths   = []                                 # default
 block_instance_metadata  = true                               # default
 task_host_ports          = []                                 # default
 eni_allowed_macs         = []                                 # default
+max_manifest_size        = 4                                  # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

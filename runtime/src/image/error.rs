@@ -62,6 +62,21 @@ pub enum PullError {
     Unpack { layer: String, reason: String },
     #[error(transparent)]
     Containerd(#[from] ContainerdError),
+    #[error(
+        "{what} from registry {registry} is {}, over the cap of {} on manifests, indexes and image configs (the agent's max_manifest_size)",
+        super::capped::describe_size(*size, *counted),
+        super::capped::mebibytes(*limit)
+    )]
+    TooLarge {
+        registry: String,
+        what: String,
+        /// The declared size, or (when `counted`) the bytes received when the cap was passed.
+        size: u64,
+        counted: bool,
+        limit: u64,
+    },
+    #[error("cannot start the registry HTTP client: {reason}")]
+    HttpClient { reason: String },
     #[error("pull of {reference} was cancelled")]
     Cancelled { reference: String },
 }

@@ -4,6 +4,7 @@
 //! the ones containerd's own client sets, so `ctr` and containerd's collector treat Berth's
 //! images like their own.
 
+mod capped;
 mod content;
 mod error;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod registry;
 mod single_flight;
 mod unpack;
 
+pub use capped::DEFAULT_MAX_MANIFEST_BYTES;
 pub use error::PullError;
 pub use local::LocalImageError;
 pub(crate) use local::{LocalImage, load as load_local};

@@ -44,6 +44,8 @@ struct Inner {
     blobs: SingleFlight<String, Result<BlobOutcome, PullError>>,
     progress: Mutex<HashMap<String, Vec<ProgressSender>>>,
     platform: Platform,
+    /// The most bytes a manifest, an index or an image config may hold.
+    max_manifest_bytes: u64,
     /// The last complete pull of each reference in this process, so a re-pull that resolves to
     /// the same digest skips the content walk (see [`Puller::already_pulled`]).
     pulled: Mutex<HashMap<String, PulledImage>>,
@@ -59,6 +61,7 @@ impl Puller {
         client: Arc<dyn Containerd>,
         registry: Arc<dyn Distribution>,
         max_downloads: usize,
+        max_manifest_bytes: u64,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -69,6 +72,7 @@ impl Puller {
                 blobs: SingleFlight::default(),
                 progress: Mutex::new(HashMap::new()),
                 platform: Platform::host(),
+                max_manifest_bytes,
                 pulled: Mutex::new(HashMap::new()),
             }),
         }
@@ -262,9 +266,10 @@ impl Puller {
         auth: &'a RegistryAuth,
     ) -> BoxFuture<'a, Result<(Bytes, String), PullError>> {
         Box::pin(async move {
-            tokio::time::timeout(
+            let limit = self.inner.max_manifest_bytes;
+            let (bytes, digest) = tokio::time::timeout(
                 MANIFEST_TIMEOUT,
-                self.inner.registry.fetch_manifest(image, auth),
+                self.inner.registry.fetch_manifest(image, auth, limit),
             )
             .await
             .map_err(|_| PullError::Timeout {
@@ -274,7 +279,18 @@ impl Puller {
                     image.registry()
                 ),
                 seconds: MANIFEST_TIMEOUT.as_secs(),
-            })?
+            })??;
+            // The registry client holds no more than the cap; this keeps every source to it.
+            if bytes.len() as u64 > limit {
+                return Err(PullError::TooLarge {
+                    registry: image.registry().to_owned(),
+                    what: format!("the manifest of {}", image.given()),
+                    size: bytes.len() as u64,
+                    counted: false,
+                    limit,
+                });
+            }
+            Ok((bytes, digest))
         })
     }
 }

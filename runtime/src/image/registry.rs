@@ -15,8 +15,9 @@ use oci_client::{Client, Reference};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::{PullError, RegistryAuth};
+
+mod fetch;
 
 /// How long to wait for a TCP connection to a registry.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -79,11 +80,14 @@ pub(crate) type BlobStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// What a pull reads from a registry (the OCI distribution API).
 #[async_trait]
 pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
-    /// The manifest or index the reference names: its bytes and digest.
+    /// The manifest or index the reference names: its bytes and digest. An answer of more
+    /// than `limit` bytes fails with [`PullError::TooLarge`], and no more than `limit` bytes
+    /// of it are ever held.
     async fn fetch_manifest(
         &self,
         image: &ImageRef,
         auth: &RegistryAuth,
+        limit: u64,
     ) -> Result<(Bytes, String), PullError>;
     /// A blob's bytes from `offset` on.
     async fn blob_stream(
@@ -100,6 +104,7 @@ pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
 #[derive(Clone)]
 pub(crate) struct Registry {
     client: Client,
+    manifests: std::sync::Arc<fetch::ManifestFetcher>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -110,7 +115,7 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// HTTPS everywhere except the registries listed as insecure (host or host:port).
-    pub(crate) fn new(insecure_registries: &[String]) -> Self {
+    pub(crate) fn new(insecure_registries: &[String]) -> Result<Self, PullError> {
         // reqwest is built without a default crypto provider; install ring once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let protocol = if insecure_registries.is_empty() {
@@ -118,34 +123,41 @@ impl Registry {
         } else {
             ClientProtocol::HttpsExcept(insecure_registries.to_vec())
         };
+        let user_agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
         let config = ClientConfig {
             protocol,
             connect_timeout: Some(CONNECT_TIMEOUT),
             read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            user_agent,
             ..ClientConfig::default()
         };
-        Self {
+        let manifests = fetch::ManifestFetcher::new(
+            insecure_registries,
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+            user_agent,
+        )?;
+        Ok(Self {
             client: Client::new(config),
-        }
+            manifests: std::sync::Arc::new(manifests),
+        })
     }
 }
 
 #[async_trait]
 impl Distribution for Registry {
-    /// Fetches the manifest or index the reference names; returns its bytes and digest.
+    /// Fetches the manifest or index the reference names, under the size cap (see
+    /// `fetch.rs`); returns its bytes and digest.
     async fn fetch_manifest(
         &self,
         image: &ImageRef,
         auth: &RegistryAuth,
+        limit: u64,
     ) -> Result<(Bytes, String), PullError> {
-        let (client, image_owned, auth) = (self.client.clone(), image.clone(), to_oci_auth(auth));
+        let (client, manifests) = (self.client.clone(), std::sync::Arc::clone(&self.manifests));
+        let (image_owned, auth) = (image.clone(), to_oci_auth(auth));
         own_task(image, "manifest", async move {
-            let image = &image_owned;
-            client
-                .pull_manifest_raw(&image.inner, &auth, ACCEPTED_MANIFEST_TYPES)
-                .await
-                .map_err(|e| classify(e, image, "manifest"))
+            manifests.fetch(&client, &image_owned, &auth, limit).await
         })
         .await
     }

@@ -338,6 +338,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            max_manifest_size_mib: pick(
+                self.max_manifest_size,
+                Key::MaxManifestSize,
+                defaults.max_manifest_size_mib,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -44,6 +44,18 @@ impl Puller {
         source: &'a (String, String),
     ) -> BoxFuture<'a, Result<Bytes, PullError>> {
         Box::pin(async move {
+            // The config is read into memory: one larger than the cap is refused before any
+            // byte of it is fetched (the write below takes no more than the declared size).
+            let limit = self.inner.max_manifest_bytes;
+            if u64::try_from(desc.size).map_or(true, |size| size > limit) {
+                return Err(PullError::TooLarge {
+                    registry: image.registry().to_owned(),
+                    what: format!("the image config {} of {}", desc.digest, image.given()),
+                    size: desc.size.max(0) as u64,
+                    counted: false,
+                    limit,
+                });
+            }
             let labels = HashMap::from([source.clone()]);
             let cached = self.reuse(lease, &desc.digest, &labels).await? || {
                 let mut open = self.registry_opener(image, desc, false);
@@ -60,6 +72,16 @@ impl Puller {
             };
             let bytes = self.inner.client.content_read(&desc.digest).await?;
             let size = desc.size.max(0) as u64;
+            if bytes.len() as u64 != size {
+                return Err(PullError::BadManifest {
+                    what: image.given().to_owned(),
+                    reason: format!(
+                        "the config {} holds {} bytes, not the {size} the manifest declares",
+                        desc.digest,
+                        bytes.len()
+                    ),
+                });
+            }
             self.report(image.given(), &desc.digest, size, size, cached);
             Ok(Bytes::from(bytes))
         })

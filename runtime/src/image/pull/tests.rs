@@ -7,6 +7,7 @@ use std::future::Future;
 use futures::StreamExt;
 use tonic::Code;
 
+use super::super::DEFAULT_MAX_MANIFEST_BYTES;
 use super::super::fixture::TestImage;
 use super::super::ingest::{self, BlobWrite};
 use super::super::manifest::{Descriptor, Manifest};
@@ -35,8 +36,13 @@ fn unboxed<F: Future>(f: &F) -> (usize, usize) {
 #[tokio::test]
 async fn pull_futures_stay_small() {
     let client: Arc<dyn Containerd> = Arc::new(Grpc::unconnected("sizes"));
-    let registry = Registry::new(&[]);
-    let puller = Puller::new(Arc::clone(&client), Arc::new(registry.clone()), 3);
+    let registry = Registry::new(&[]).unwrap();
+    let puller = Puller::new(
+        Arc::clone(&client),
+        Arc::new(registry.clone()),
+        3,
+        DEFAULT_MAX_MANIFEST_BYTES,
+    );
     let image = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
     let auth = RegistryAuth::Anonymous;
     let lease = Lease::borrowed(&client, "lease");
@@ -123,7 +129,7 @@ async fn pull_futures_stay_small() {
         ("already_pulled", sizes(&puller.already_pulled(&image, "d"))),
         (
             "registry fetch_manifest",
-            sizes(&registry.fetch_manifest(&image, &auth)),
+            sizes(&registry.fetch_manifest(&image, &auth, 1)),
         ),
         (
             "registry blob_stream",
@@ -187,6 +193,7 @@ impl Distribution for FakeRegistry {
         &self,
         image: &ImageRef,
         _auth: &RegistryAuth,
+        _limit: u64,
     ) -> Result<(Bytes, String), PullError> {
         let bytes = self
             .manifests
@@ -225,7 +232,12 @@ impl Distribution for FakeRegistry {
 fn puller(image: &TestImage) -> (Arc<FakeContainerd>, Puller) {
     let fake = FakeContainerd::new();
     let client: Arc<dyn Containerd> = fake.clone();
-    let puller = Puller::new(client, FakeRegistry::serving("1", image), 3);
+    let puller = Puller::new(
+        client,
+        FakeRegistry::serving("1", image),
+        3,
+        DEFAULT_MAX_MANIFEST_BYTES,
+    );
     (fake, puller)
 }
 
@@ -318,7 +330,7 @@ async fn bytes_that_do_not_match_the_digest_are_never_committed() {
     let layer = image.layer_digests[0].clone();
     let registry = FakeRegistry::serving("1", &image);
     registry.corrupt(&layer, b"the lover");
-    let puller = Puller::new(fake.clone(), registry, 3);
+    let puller = Puller::new(fake.clone(), registry, 3, DEFAULT_MAX_MANIFEST_BYTES);
     let err = pull(&puller).await.unwrap_err();
     match &err {
         PullError::DigestMismatch {
@@ -437,4 +449,52 @@ async fn a_lease_that_cannot_be_made_fails_the_pull_before_anything_is_written()
     assert!(matches!(err, PullError::Containerd(_)), "{err}");
     assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
     assert!(fake.content().is_empty() && fake.ingests().is_empty());
+}
+
+#[tokio::test]
+async fn a_manifest_over_the_cap_fails_the_pull_with_size_and_cap() {
+    let image = TestImage::new(&["layer"]);
+    let fake = FakeContainerd::new();
+    let limit = image.manifest.len() as u64 - 1;
+    let puller = Puller::new(fake.clone(), FakeRegistry::serving("1", &image), 3, limit);
+    let err = pull(&puller).await.unwrap_err();
+    assert!(
+        matches!(&err, PullError::TooLarge { size, limit: l, .. } if *size == limit + 1 && *l == limit),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the manifest of 127.0.0.1:5000/app:1"),
+        "{err}"
+    );
+    assert!(fake.calls_of(&[Op::ContentWrite]).is_empty());
+    assert!(fake.leases().is_empty());
+}
+
+#[tokio::test]
+async fn a_config_declared_over_the_cap_is_refused_before_it_is_fetched() {
+    let image = TestImage::new(&["layer"]);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["config"]["size"] = serde_json::json!(100u64 << 20);
+    let registry = FakeRegistry::serving("1", &image);
+    let bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap());
+    registry
+        .manifests
+        .lock()
+        .unwrap()
+        .insert("1".to_owned(), bytes);
+    let fake = FakeContainerd::new();
+    let puller = Puller::new(fake.clone(), registry, 3, DEFAULT_MAX_MANIFEST_BYTES);
+    let err = pull(&puller).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the image config {} of {REF} from registry 127.0.0.1:5000 is 104857600 bytes \
+             (100 MiB), over the cap of 4 MiB on manifests, indexes and image configs \
+             (the agent's max_manifest_size)",
+            image.config_digest
+        )
+    );
+    assert!(fake.calls_of(&[Op::ContentWrite]).is_empty());
+    assert_nothing_left(&fake);
 }
