@@ -222,6 +222,13 @@ pub enum TaskVolumeKind {
         /// tmpfs mount options such as `size=64m`, `mode=1777`, `noexec`.
         options: Vec<String>,
     },
+    /// A host path the agent allowed, bound from what the runtime opens without following
+    /// any symlink (see `volume/host_bind.rs`): the containers bind a staging point of the
+    /// task's, never the host path itself.
+    HostPath {
+        /// The absolute path as the agent resolved it when it allowed it.
+        path: PathBuf,
+    },
 }
 
 /// One `/etc/hosts` entry (ECS `extraHosts[]`).

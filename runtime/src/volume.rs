@@ -1,6 +1,7 @@
 //! Per-task volumes on the host: `<volume root>/<task-id>/<volume-name>`, a plain directory or
-//! a tmpfs mounted there (so that every container of the task binds the same one), removed with
-//! the task. The root is a parameter, so plain directories are unit-tested without root.
+//! a tmpfs mounted there (so that every container of the task binds the same one), and the
+//! staging points of its host paths (`host_bind.rs`), removed with the task. The root is a
+//! parameter, so plain directories are unit-tested without root.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -11,6 +12,8 @@ use nix::mount::{MntFlags, MsFlags};
 use crate::cgroup::validate_id;
 use crate::error::Error;
 use crate::model::{TaskVolume, TaskVolumeKind};
+
+mod host_bind;
 
 /// Creates every volume of a task under `root` (idempotent: an existing directory is kept, a
 /// tmpfs already mounted is not mounted again) and returns each one's host path by name.
@@ -24,6 +27,11 @@ pub(crate) fn create(
     let mut paths = BTreeMap::new();
     for volume in volumes {
         validate_id("volume name", &volume.name)?;
+        if let TaskVolumeKind::HostPath { path } = &volume.kind {
+            let staged = host_bind::bind(&task_dir, &volume.name, path)?;
+            paths.insert(volume.name.clone(), staged);
+            continue;
+        }
         let dir = task_dir.join(&volume.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io("create the task volume directory", dir.clone(), e))?;
@@ -51,6 +59,8 @@ pub(crate) fn create(
 pub(crate) fn remove(root: &Path, task_id: &str) -> Result<(), Error> {
     validate_id("task id", task_id)?;
     let task_dir = root.join(task_id);
+    // The host paths first: the removal below must never descend into one.
+    host_bind::unbind_all(&task_dir)?;
     let entries = match std::fs::read_dir(&task_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

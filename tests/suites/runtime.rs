@@ -16,6 +16,8 @@ use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixture
 
 #[path = "runtime/caps.rs"]
 mod caps;
+#[path = "runtime/host_bind.rs"]
+mod host_bind;
 #[path = "runtime/pull.rs"]
 mod pull;
 #[path = "runtime/stats.rs"]
@@ -101,6 +103,14 @@ fn main() -> ExitCode {
             w.async_trial(
                 "cap_a_100_mib_index_is_refused",
                 caps::a_100_mib_index_is_refused,
+            ),
+            w.async_trial(
+                "host_bind_a_symlink_swapped_in_after_the_check_is_never_bound",
+                host_bind::a_symlink_swapped_in_after_the_check_is_never_bound,
+            ),
+            w.async_trial(
+                "host_bind_a_symlink_swapped_in_after_the_bind_changes_nothing",
+                host_bind::a_symlink_swapped_in_after_the_bind_changes_nothing,
             ),
             w.async_trial(
                 "cap_a_100_mib_config_is_refused_before_it_is_fetched",

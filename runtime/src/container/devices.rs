@@ -2,6 +2,7 @@
 //! lists every character and block device under `/dev`), and those a container maps (ECS
 //! `devices`, Docker's `--device`).
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -20,18 +21,25 @@ pub(crate) fn host_devices(dev_root: &Path) -> std::io::Result<Vec<LinuxDevice>>
     Ok(devices)
 }
 
-/// The device nodes of a mapping: `host_path` itself when it is a device (its symlinks
-/// followed), or every device below it when it is a directory, as Docker's `--device` maps a
-/// directory; each as it appears in the container below `container_path`. Anything else is an
-/// error of kind InvalidInput that says what the path is.
+/// The device nodes of a mapping: `host_path` itself when it is a device, or every device
+/// below it when it is a directory, as Docker's `--device` maps a directory; each as it
+/// appears in the container below `container_path`. `host_path` is the path the agent resolved
+/// when it allowed it: it is opened again without following any symlink (one swapped in since
+/// fails the mapping), and the type, major and minor come from what was opened, never from a
+/// second lookup of the path. Anything else is an error of kind InvalidInput that says what
+/// the path is.
 pub(crate) fn mapped_devices(
     host_path: &Path,
     container_path: &Path,
 ) -> std::io::Result<Vec<LinuxDevice>> {
-    let meta = std::fs::metadata(host_path)?;
+    let opened = open_checked(host_path)?;
+    // The descriptor's magic link names the opened file itself: stat and read_dir through it
+    // look at what was opened, not at whatever the path names now.
+    let by_fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+    let meta = std::fs::metadata(&by_fd)?;
     if meta.is_dir() {
         let mut devices = Vec::new();
-        walk(host_path, container_path, 1, &mut devices)?;
+        walk(&by_fd, container_path, 1, &mut devices)?;
         devices.sort_by(|a, b| a.path().cmp(b.path()));
         return Ok(devices);
     }
@@ -43,6 +51,23 @@ pub(crate) fn mapped_devices(
                 "it is neither a character nor a block device, nor a directory of them",
             )
         })
+}
+
+/// An `O_PATH` descriptor of the absolute `path`, walked from `/` refusing any symlink.
+fn open_checked(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    let root = nix::fcntl::openat(
+        nix::fcntl::AT_FDCWD,
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    crate::safe_read::open_below(&root, path, crate::safe_read::Symlinks::Refuse).map_err(|e| {
+        let kind = match e {
+            crate::safe_read::SafeReadError::NotFound => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, format!("{e}; it changed since the task was checked"))
+    })
 }
 
 /// The OCI device of a character or block device's metadata, at `path` in the container.
@@ -169,6 +194,20 @@ mod tests {
             mapped_devices(dir.path(), Path::new("/dev/d")).expect("dir"),
             Vec::new()
         );
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_after_the_check_is_never_followed() {
+        // The agent hands over the path as it resolved it; a symlink there now (to another
+        // device, or to a directory of them) was swapped in since, and fails the mapping.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("disk");
+        std::os::unix::fs::symlink("/dev/null", &link).expect("symlink");
+        let err = mapped_devices(&link, Path::new("/dev/x")).expect_err("a symlink");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::os::unix::fs::symlink("/dev", dir.path().join("devs")).expect("symlink");
+        assert!(mapped_devices(&dir.path().join("devs"), Path::new("/dev/d")).is_err());
     }
 
     #[test]

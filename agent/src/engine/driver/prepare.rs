@@ -148,8 +148,8 @@ impl<R: ContainerRuntime> Driver<R> {
             network: network_plans,
             mut specs,
             limits,
-            task_volumes,
-            host_paths: mut volume_paths,
+            mut task_volumes,
+            host_paths,
         } = self.check(def, &mut env_files).await?;
 
         // The namespaces need nothing from the images: they are set up beside the pulls, and
@@ -171,13 +171,18 @@ impl<R: ContainerRuntime> Driver<R> {
         let nets = nets?;
         self.report(TaskEvent::Pulled { digests }).await;
 
-        // The task's own volumes, removed with the task by the cleanup on every path.
-        let made = self
+        // The task's own volumes and its host paths, bound now from what was checked (opened
+        // without following a symlink, staged under the task's volume directory); all removed
+        // with the task by the cleanup on every path.
+        task_volumes.extend(host_paths.into_iter().map(|(name, path)| TaskVolume {
+            name,
+            kind: TaskVolumeKind::HostPath { path },
+        }));
+        let volume_paths = self
             .runtime
             .create_task_volumes(&task_id, &task_volumes)
             .await
             .map_err(PrepareError::Volumes)?;
-        volume_paths.extend(made);
         for (spec, c) in specs.iter_mut().zip(&def.containers) {
             spec.mounts = volumes::container_mounts(def, c, &volume_paths)?;
         }

@@ -235,10 +235,14 @@ impl ContainerRuntime for Fake {
         Ok(volumes
             .iter()
             .map(|v| {
-                (
-                    v.name.clone(),
-                    PathBuf::from(format!("/fake/volumes/{task_id}/{}", v.name)),
-                )
+                let staged = match &v.kind {
+                    berth_runtime::TaskVolumeKind::HostPath { path } => {
+                        self.log(format!("bind {task_id} {} {}", v.name, path.display()));
+                        format!("/fake/volumes/{task_id}/.host/{}", v.name)
+                    }
+                    _ => format!("/fake/volumes/{task_id}/{}", v.name),
+                };
+                (v.name.clone(), PathBuf::from(staged))
             })
             .collect())
     }
