@@ -39,9 +39,9 @@ pub use model::{
 };
 pub use network::{
     DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig,
-    ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, ENDPOINT_PORT, INSTANCE_METADATA_ADDRESS, Ipv4Cidr,
-    MacAddr, NetNs, Network, NetworkConfig, NetworkError, PortBinding, PortRequest, Protocol,
-    TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
+    ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, ENDPOINT_PORT, INSTANCE_METADATA_ADDRESS,
+    INSTANCE_METADATA_ADDRESS_V6, Ipv4Cidr, MacAddr, NetNs, Network, NetworkConfig, NetworkError,
+    PortBinding, PortRequest, Protocol, TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
 };
 pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
 pub use safe_read::{SafeReadError, Symlinks, read_below};

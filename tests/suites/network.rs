@@ -25,6 +25,8 @@ type TestFn = fn() -> Result<()>;
 
 #[path = "network/confinement.rs"]
 mod confinement;
+#[path = "network/eni_metadata.rs"]
+mod eni_metadata;
 
 fn main() -> ExitCode {
     trace_init();
@@ -73,6 +75,10 @@ fn main() -> ExitCode {
         (
             "confinement_eni_requests_for_what_the_host_uses_are_refused",
             confinement::eni_requests_for_what_the_host_uses_are_refused,
+        ),
+        (
+            "confinement_an_eni_task_cannot_reach_the_metadata_service",
+            eni_metadata::an_eni_task_cannot_reach_the_metadata_service,
         ),
     ];
     let missing = prerequisites();

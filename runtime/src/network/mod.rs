@@ -35,7 +35,7 @@ pub use files::{DnsConfig, TaskFiles};
 pub use ipam::{Ipv4Cidr, PortBinding, PortRequest, Protocol};
 pub use mac::MacAddr;
 pub use netns::{DEFAULT_NETNS_DIR, NetNs};
-pub use nft::INSTANCE_METADATA_ADDRESS;
+pub use nft::{INSTANCE_METADATA_ADDRESS, INSTANCE_METADATA_ADDRESS_V6};
 
 use host::{ENDPOINT_IF, HostOps, LinuxHost, TASK_IF, VethPlan};
 use ipam::{Allocations, EniRecord, STATE_FILE};
@@ -420,6 +420,8 @@ impl Network {
                         gateway: cidr.gateway(),
                         mtu: self.config.mtu,
                         default_route: true,
+                        // The bridge's forward path refuses it (nft.rs).
+                        block_instance_metadata: false,
                     };
                     (plan, ports, None)
                 }
@@ -465,12 +467,15 @@ impl Network {
                     // A second, bridge-side address: the task reaches the agent's endpoint
                     // through a veth of its own, as its default route leaves through the ENI.
                     let endpoint_address = next.allocate_address(&cidr, task)?;
+                    // Its traffic leaves through the ENI, past the host's forward path: the
+                    // metadata service is refused by routes in the task's own namespace.
                     let plan = IfPlan {
                         address: *address,
                         prefix_len: *prefix_len,
                         gateway: *gateway,
                         mtu: self.config.mtu,
                         default_route: true,
+                        block_instance_metadata: self.config.block_instance_metadata,
                     };
                     (plan, Vec::new(), Some((mac.0, host_name, endpoint_address)))
                 }
@@ -509,6 +514,7 @@ impl Network {
                         gateway: cidr.gateway(),
                         mtu: self.config.mtu,
                         default_route: false,
+                        block_instance_metadata: false,
                     },
                 };
                 self.ops.add_veth(&veth, &ns).await?;

@@ -1,7 +1,7 @@
 //! rtnetlink work in one namespace: the bridge, veth pairs, ENIs moved in and out, addresses,
 //! routes. A connection's socket is opened inside its namespace and stays bound to it.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
@@ -9,7 +9,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAttribute, RouteScope};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteScope, RouteType};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::error::NetworkError;
@@ -26,10 +26,14 @@ pub(crate) struct IfPlan {
     /// The task's default route goes through this interface; otherwise the interface only
     /// routes to the agent's endpoint (the endpoint veth of an ENI task).
     pub(crate) default_route: bool,
+    /// The namespace gets `prohibit` routes for the instance metadata service (IPv4 and
+    /// IPv6), for an interface whose traffic bypasses the host's forward path (an ENI).
+    pub(crate) block_instance_metadata: bool,
 }
 
 const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;
+const EAFNOSUPPORT: i32 = 97;
 
 /// A netlink connection whose socket lives in one namespace.
 #[derive(Debug)]
@@ -414,6 +418,7 @@ impl Netlink {
             gateway,
             mtu,
             default_route,
+            block_instance_metadata,
         } = *plan;
         let index = self.index(name).await?;
         let mut rename = LinkUnspec::new_with_index(index).mtu(mtu);
@@ -467,9 +472,43 @@ impl Netlink {
             (route, "add the endpoint route through")
         };
         match self.handle.route().add(route).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(EEXIST) => {}
+            Err(e) => return Err(self.err(what, new_name, e)),
+        }
+        if block_instance_metadata {
+            self.prohibit_instance_metadata(new_name).await?;
+        }
+        Ok(())
+    }
+
+    /// Inside a task's namespace: `prohibit` routes for the instance metadata service, so a
+    /// connection to it fails at once with EACCES whatever interface the task has. Without
+    /// IPv6 in the kernel there is nothing to route there, and so no IPv6 route.
+    async fn prohibit_instance_metadata(&self, interface: &str) -> Result<(), NetworkError> {
+        let v4 = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(super::INSTANCE_METADATA_ADDRESS, 32)
+            .kind(RouteType::Prohibit)
+            .build();
+        match self.handle.route().add(v4).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(EEXIST) => {}
+            Err(e) => {
+                return Err(self.err("refuse the instance metadata service beside", interface, e));
+            }
+        }
+        let v6 = RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(super::INSTANCE_METADATA_ADDRESS_V6, 128)
+            .kind(RouteType::Prohibit)
+            .build();
+        match self.handle.route().add(v6).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-            Err(e) => Err(self.err(what, new_name, e)),
+            Err(e) if matches!(errno(&e), Some(EEXIST | EAFNOSUPPORT)) => Ok(()),
+            Err(e) => Err(self.err(
+                "refuse the IPv6 instance metadata service beside",
+                interface,
+                e,
+            )),
         }
     }
 }

@@ -36,6 +36,9 @@ pub(crate) const PORTS_CHAIN: &str = "ports";
 /// The instance metadata service of EC2 (and of most clouds), which holds the host role's
 /// credentials.
 pub const INSTANCE_METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// EC2's instance metadata service over IPv6 (Nitro instances).
+pub const INSTANCE_METADATA_ADDRESS_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
 /// What the base rulesets are rendered from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,8 @@ struct World {
     host_links: BTreeMap<String, HostLink>,
     /// Every nft script applied, in order.
     scripts: Vec<String>,
+    /// The plan of every ENI moved in, in order.
+    eni_plans: Vec<IfPlan>,
 }
 
 #[derive(Debug, Default)]
@@ -135,9 +137,10 @@ impl HostOps for Fake {
                 default_route: false,
             }))
     }
-    async fn eni_in(&self, host_name: &str, _: &IfPlan, _: &NetNs) -> Result<(), NetworkError> {
+    async fn eni_in(&self, host_name: &str, plan: &IfPlan, _: &NetNs) -> Result<(), NetworkError> {
         self.step("eni_in", host_name)?;
         self.world(|w| {
+            w.eni_plans.push(plan.clone());
             let mac = *w.host_macs.iter().find(|(_, n)| *n == host_name).unwrap().0;
             w.host_macs.remove(&mac);
             w.ns_macs.insert(mac, host_name.to_owned());
@@ -493,4 +496,23 @@ async fn an_eni_the_host_uses_is_refused_before_anything_is_made() {
     assert_eq!(s.fake.leftovers(), (0, 0, 0, 0));
     assert!(s.net.state.lock().await.tasks.is_empty());
     assert_eq!(s.fake.world(|w| w.host_macs.len()), 1, "still on the host");
+}
+
+/// An ENI's traffic leaves past the host's forward path, so the instance metadata service is
+/// refused by routes in the task's namespace, unless the agent lets tasks reach it.
+#[tokio::test]
+async fn an_eni_task_gets_the_metadata_routes_unless_the_agent_allows_it() {
+    for block in [true, false] {
+        let fake = Arc::new(Fake::default());
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NetworkConfig::new("10.213.0.0/24".parse().unwrap(), dir.path());
+        config.block_instance_metadata = block;
+        let net = Network::with_ops(config, fake.clone()).await.unwrap();
+        let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        fake.world(|w| w.host_macs.insert(mac.0, "ens6".to_owned()));
+        net.setup(&eni_spec("e1")).await.unwrap();
+        let plans = fake.world(|w| w.eni_plans.clone());
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].block_instance_metadata, block, "{plans:?}");
+    }
 }
