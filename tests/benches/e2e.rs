@@ -19,6 +19,10 @@ use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
 
+/// moby's default seccomp profile as Debian installs it (`make deps`).
+const MOBY_PROFILE: &str =
+    "/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json";
+
 fn main() -> ExitCode {
     berth_tests::bench::main(run)
 }
@@ -71,8 +75,12 @@ fn run() -> Result<()> {
         ("sleeper-awsvpc", "awsvpc", vec!["sleep", "3600"]),
         ("sleeper-bridge", "bridge", vec!["sleep", "3600"]),
         ("sleeper-unconfined", "none", vec!["sleep", "3600"]),
+        ("sleeper-moby", "none", vec!["sleep", "3600"]),
         ("oneshot", "none", vec!["sh", "-c", "true"]),
     ] {
+        if family == "sleeper-moby" && !Path::new(MOBY_PROFILE).exists() {
+            continue;
+        }
         let mut container = serde_json::json!(
             {"name": "c", "image": image, "memory": 16, "stopTimeout": 1, "command": cmd});
         if mode == "bridge" {
@@ -81,6 +89,12 @@ fn run() -> Result<()> {
         // Every other container runs under the default seccomp profile.
         if family == "sleeper-unconfined" {
             container["dockerSecurityOptions"] = serde_json::json!(["seccomp=unconfined"]);
+        }
+        // moby's own profile, which lists every compatibility ABI (x86 and x32 beside x86_64),
+        // for the cost of what the default profile leaves out (see seccomp/compare.rs).
+        if family == "sleeper-moby" {
+            container["dockerSecurityOptions"] =
+                serde_json::json!([format!("seccomp={MOBY_PROFILE}")]);
         }
         let def = serde_json::json!({"family": family, "networkMode": mode,
             "containerDefinitions": [container]});
@@ -104,6 +118,8 @@ fn run() -> Result<()> {
     let mut awsvpc_running = Vec::new();
     let mut bridge_running = Vec::new();
     let mut unconfined_running = Vec::new();
+    let mut moby_running = Vec::new();
+    let moby = Path::new(MOBY_PROFILE).exists();
     let mut to_stopped = Vec::new();
     let mut ctr_runs = Vec::new();
     for i in 0..RUNS {
@@ -116,7 +132,11 @@ fn run() -> Result<()> {
             ("sleeper-awsvpc", &mut awsvpc_running),
             ("sleeper-bridge", &mut bridge_running),
             ("sleeper-unconfined", &mut unconfined_running),
+            ("sleeper-moby", &mut moby_running),
         ] {
+            if family == "sleeper-moby" && !moby {
+                continue;
+            }
             let start = Instant::now();
             let id = run_task(&config, family)?;
             rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
@@ -185,6 +205,13 @@ fn run() -> Result<()> {
          +5 ms)",
         p50(&to_running) - p50(&unconfined_running)
     );
+    if moby {
+        println!(
+            "  moby's profile (every ABI, given as seccomp=<file>) over seccomp=unconfined at \
+             p50: {:+.1} ms",
+            p50(&moby_running) - p50(&unconfined_running)
+        );
+    }
     report(
         "berthctl run-task -> STOPPED (sh -c true)",
         "berth",
