@@ -114,29 +114,27 @@ fn run() -> Result<()> {
     let warm = run_task(&config, "oneshot")?;
     rt.block_on(wait_status(&mut client, &warm, TaskStatus::Stopped))?;
 
-    let mut to_running = Vec::new();
-    let mut awsvpc_running = Vec::new();
-    let mut bridge_running = Vec::new();
-    let mut unconfined_running = Vec::new();
-    let mut moby_running = Vec::new();
     let moby = Path::new(MOBY_PROFILE).exists();
+    let families = [
+        "sleeper",
+        "sleeper-awsvpc",
+        "sleeper-bridge",
+        "sleeper-unconfined",
+        "sleeper-moby",
+    ];
+    let mut running: Vec<(&str, Vec<Duration>)> = families
+        .into_iter()
+        .filter(|f| moby || *f != "sleeper-moby")
+        .map(|f| (f, Vec::new()))
+        .collect();
     let mut to_stopped = Vec::new();
     let mut ctr_runs = Vec::new();
     for i in 0..RUNS {
-        let start = Instant::now();
-        let id = run_task(&config, "sleeper")?;
-        rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
-        to_running.push(start.elapsed());
-        ctl(&config, &["stop-task", &id])?;
-        for (family, samples) in [
-            ("sleeper-awsvpc", &mut awsvpc_running),
-            ("sleeper-bridge", &mut bridge_running),
-            ("sleeper-unconfined", &mut unconfined_running),
-            ("sleeper-moby", &mut moby_running),
-        ] {
-            if family == "sleeper-moby" && !moby {
-                continue;
-            }
+        // In turn, from a different family each run: a start overlaps the stop of the task
+        // before it, so a fixed order would charge one family more than another.
+        let n = running.len();
+        for k in 0..n {
+            let (family, samples) = &mut running[(i + k) % n];
             let start = Instant::now();
             let id = run_task(&config, family)?;
             rt.block_on(wait_status(&mut client, &id, TaskStatus::Running))?;
@@ -166,6 +164,18 @@ fn run() -> Result<()> {
         ])?;
         ctr_runs.push(start.elapsed());
     }
+    let mut samples_of = |family: &str| {
+        running
+            .iter_mut()
+            .find(|(f, _)| *f == family)
+            .map(|(_, s)| std::mem::take(s))
+            .unwrap_or_default()
+    };
+    let mut to_running = samples_of("sleeper");
+    let mut awsvpc_running = samples_of("sleeper-awsvpc");
+    let mut bridge_running = samples_of("sleeper-bridge");
+    let mut unconfined_running = samples_of("sleeper-unconfined");
+    let mut moby_running = samples_of("sleeper-moby");
     report(
         "berthctl run-task -> RUNNING (sleep)",
         "berth",
@@ -206,6 +216,13 @@ fn run() -> Result<()> {
         p50(&to_running) - p50(&unconfined_running)
     );
     if moby {
+        report(
+            "berthctl run-task -> RUNNING (sleep), seccomp=<moby's default.json>",
+            "berth moby",
+            &mut moby_running,
+            "ctr run --rm",
+            &mut ctr_runs.clone(),
+        );
         println!(
             "  moby's profile (every ABI, given as seccomp=<file>) over seccomp=unconfined at \
              p50: {:+.1} ms",
