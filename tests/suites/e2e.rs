@@ -102,6 +102,10 @@ fn main() -> ExitCode {
                 durability::exits_while_the_agent_is_down,
             ),
             w.trial(
+                "durability_redeploy_a_fixed_host_port_right_after_a_stop",
+                durability::redeploy_fixed_host_port_after_stop,
+            ),
+            w.trial(
                 "depends_on_success_orders_start_and_failure_names_both",
                 tasks::depends_on,
             ),

@@ -115,3 +115,32 @@ pub(super) fn exits_while_the_agent_is_down(w: &World) -> Result<()> {
     ensure!(t["stopCode"] == "EssentialContainerExited", "{t}");
     Ok(())
 }
+
+/// The agent releases a task's host ports before it reports STOPPED and the scheduler frees
+/// them then: the same fixed host port runs again on the same host right after a stop, long
+/// before the stopped task's cleanup (3 hours here).
+pub(super) fn redeploy_fixed_host_port_after_stop(w: &World) -> Result<()> {
+    let env = Env::with_agent(w, "10800")?;
+    let image = hello(w, "e2e-redeploy-port")?;
+    let def = serde_json::json!({
+        "family": "fixedport",
+        "networkMode": "bridge",
+        "containerDefinitions": [
+            {"name": "web", "image": image, "memory": 32, "stopTimeout": 1,
+             "command": ["sh", "-c", "while true; do echo hi | nc -l -p 8080; done"],
+             "portMappings": [{"containerPort": 8080, "hostPort": 18090}]}
+        ]
+    });
+    let (first, _) = env.start_task(&def)?;
+    let stopped = env.stop_task(&first, Duration::from_secs(30))?;
+    ensure!(
+        stopped["resourcesReleasedAt"].is_null(),
+        "the cleanup ran already: {stopped}"
+    );
+    let second = env.run_task("fixedport")?;
+    let t = env.wait_status(&second, "RUNNING", Duration::from_secs(60))?;
+    let port = container(&t, "web")?["networkBindings"][0]["hostPort"].clone();
+    ensure!(port == 18090, "{t}");
+    env.stop_task(&second, Duration::from_secs(30))?;
+    Ok(())
+}
