@@ -21,6 +21,8 @@ mod confinement;
 mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
+#[path = "e2e/durability.rs"]
+mod durability;
 #[path = "e2e/fidelity.rs"]
 mod fidelity;
 #[path = "e2e/health.rs"]
@@ -95,6 +97,14 @@ fn main() -> ExitCode {
                 lifecycle::agent_restart,
             ),
             w.trial("slow_tasks_never_delay_another_task", lifecycle::isolation),
+            w.trial(
+                "durability_exits_while_the_agent_is_down_keep_their_code_or_say_it_is_lost",
+                durability::exits_while_the_agent_is_down,
+            ),
+            w.trial(
+                "durability_redeploy_a_fixed_host_port_right_after_a_stop",
+                durability::redeploy_fixed_host_port_after_stop,
+            ),
             w.trial(
                 "depends_on_success_orders_start_and_failure_names_both",
                 tasks::depends_on,

@@ -7,13 +7,14 @@
 //! - `supervise.rs`: the containers started in dependency order and watched from their start
 //!   (`watch.rs`: waits, health checks, restarts in place) until every one has exited;
 //! - `finish.rs`: the stops, the network released before STOPPED, the cleanup after the
-//!   wait; and a task taken up again after an agent restart.
+//!   wait;
+//! - `resume.rs`: a task taken up again after an agent restart, from where it stood.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{HealthStatus, TaskAssignment, TaskState};
+use berth_proto::v1::{HealthStatus, TaskAssignment, TaskDefinition, TaskState};
 use berth_runtime::{ContainerId, ContainerInfo};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 mod finish;
 mod net;
 mod prepare;
+mod resume;
 mod supervise;
 mod watch;
 
@@ -29,6 +31,9 @@ use super::{Command, EngineConfig, TaskEvent};
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use prepare::{Interrupted, Prepared, Stalled};
+use resume::Resumed;
+#[cfg(test)]
+pub(super) use resume::{GONE_WHILE_AWAY, REMOVED_WHILE_AWAY};
 
 /// What the engine tells a driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,39 +103,79 @@ impl<R: ContainerRuntime> Driver<R> {
     pub(super) async fn run(mut self, resume: Option<Resume>) {
         let definition = self.assignment.definition.clone().unwrap_or_default();
         match resume {
-            Some(r) => {
-                if let Some((created, running)) = self.resume(&definition, r).await {
+            Some(r) => match self.resume(&definition, r).await {
+                Resumed::Done => {}
+                Resumed::Watch { created, initially } => {
                     self.report(TaskEvent::Resumed).await;
                     // Every container was started before the restart: only watching is left.
                     let plan =
                         Plan::new(&definition).unwrap_or_else(|_| Plan::independent(&definition));
-                    self.supervise(plan, created, Some(running)).await;
+                    self.supervise(plan, created, initially, false).await;
                 }
+                Resumed::Continue { existing } => {
+                    tracing::info!(
+                        found = existing.len(),
+                        "continuing the start the agent was making when it stopped"
+                    );
+                    self.start(&definition, &existing, true).await;
+                }
+            },
+            None => self.start(&definition, &[], false).await,
+        }
+    }
+
+    /// Prepares the task and supervises its start. `existing` holds the containers an earlier
+    /// run of the agent left while it was starting the task (empty for a new task): they are
+    /// not created again, and those that were started are watched, not started again.
+    /// `resuming`: the agent restarted while starting it (the resume completes once the
+    /// containers are all there).
+    async fn start(
+        &mut self,
+        definition: &TaskDefinition,
+        existing: &[ContainerInfo],
+        resuming: bool,
+    ) {
+        match self.prepare(definition, existing).await {
+            Ok(Prepared { plan, created }) => {
+                let initially = created
+                    .iter()
+                    .map(|c| resume::while_starting(existing.iter().find(|i| i.id == c.id)))
+                    .collect();
+                if resuming {
+                    self.report(TaskEvent::Resumed).await;
+                }
+                self.supervise(plan, created, initially, true).await;
             }
-            None => match self.prepare(&definition).await {
-                Ok(Prepared { plan, created }) => {
-                    self.supervise(plan, created, None).await;
-                }
-                Err(Stalled {
-                    interrupted: Interrupted::Shutdown,
-                    ..
-                }) => {}
-                Err(Stalled {
-                    created,
-                    interrupted: Interrupted::Stop,
-                }) => {
-                    self.stop_and_clean(created, 0).await;
-                }
-                Err(Stalled {
-                    created,
-                    interrupted: Interrupted::Failed(error),
-                }) => {
+            Err(Stalled {
+                interrupted: Interrupted::Shutdown,
+                ..
+            }) => {}
+            Err(Stalled {
+                created,
+                interrupted,
+            }) => {
+                if let Interrupted::Failed(error) = interrupted {
                     let reason = error.to_string();
                     tracing::warn!(%reason, "task failed to start");
                     self.report(TaskEvent::Failed { reason }).await;
-                    self.stop_and_clean(created, 0).await;
                 }
-            },
+                // What an earlier run created is stopped and removed too, the containers it
+                // started first.
+                let mut all = created;
+                for c in self.all_containers(definition) {
+                    if !all.iter().any(|a| a.id == c.id) && existing.iter().any(|e| e.id == c.id) {
+                        all.push(c);
+                    }
+                }
+                let (mut ordered, rest): (Vec<Created>, Vec<Created>) =
+                    all.into_iter().partition(|c| {
+                        resume::while_starting(existing.iter().find(|i| i.id == c.id))
+                            == supervise::Initially::Running
+                    });
+                let started = ordered.len();
+                ordered.extend(rest);
+                self.stop_and_clean(ordered, started).await;
+            }
         }
     }
 

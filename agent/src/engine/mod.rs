@@ -597,7 +597,9 @@ impl<R: ContainerRuntime> Engine<R> {
             });
         }
         let essential_exit = match &event {
-            TaskEvent::ContainerExited { name, .. } => entry.essential.contains(name),
+            TaskEvent::ContainerExited { name, .. } | TaskEvent::ContainerVanished { name, .. } => {
+                entry.essential.contains(name)
+            }
             _ => false,
         };
         let failed = match &event {

@@ -34,6 +34,13 @@ pub(crate) enum TaskEvent {
         name: String,
         exit: ExitStatus,
     },
+    /// A container that was started is gone from containerd (its record, or its process with
+    /// its shim) and its exit code is lost: it is STOPPED with this reason and no exit code.
+    /// An essential one stops the task, as an exit does.
+    ContainerVanished {
+        name: String,
+        reason: String,
+    },
     /// A container exited and was restarted in place under its restart policy; this is its
     /// restart count since the task started. Its status stays RUNNING and it keeps no exit
     /// code (as on ECS, which reports only restartCount): `exit_code` is for its final exit.
@@ -276,10 +283,22 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             }
             c.status = ContainerStatus::Stopped as i32;
             c.exit_code = Some(i32::try_from(exit.code).unwrap_or(i32::MAX));
+            c.exited_at = Some(timestamp(exit.exited_at));
             c.oom_killed = exit.oom_killed;
             if exit.oom_killed {
                 c.reason = "OutOfMemoryError: container killed due to memory usage".to_owned();
             }
+            true
+        }
+        TaskEvent::ContainerVanished { name, reason } => {
+            let Some(c) = state.containers.iter_mut().find(|c| c.name == name) else {
+                return false;
+            };
+            if c.exit_code.is_some() || c.status >= ContainerStatus::Stopped as i32 {
+                return false;
+            }
+            c.status = ContainerStatus::Stopped as i32;
+            c.reason = reason;
             true
         }
         TaskEvent::ContainerRestarted {

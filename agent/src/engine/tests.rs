@@ -21,6 +21,7 @@ use fake::Fake;
 
 mod confinement;
 mod deps;
+mod durability;
 mod failures;
 mod fake;
 mod fidelity;

@@ -32,6 +32,9 @@ pub use process::KillScope;
 /// that a restart in place gives the new task the same ones.
 const LABEL_STDIO: &str = "berth.stdio";
 
+/// The file in a container's FIFO directory that says its process was started once.
+const STARTED_MARKER: &str = "started";
+
 /// The running kernel's release, for seccomp profiles' `minKernel`.
 const KERNEL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 
@@ -293,6 +296,11 @@ impl Containers {
                     .get(LABEL_STOP_TIMEOUT)
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .map(Duration::from_millis),
+                started: self
+                    .io_dir
+                    .join(c.id.as_str())
+                    .join(STARTED_MARKER)
+                    .exists(),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

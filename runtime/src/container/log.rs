@@ -161,6 +161,9 @@ impl LogPipes {
                 tracing::warn!(log.file = %writer.path.display(), %error, "container log drain failed");
             }
             let _ = writer.flush().await;
+            if writer.dropped > 0 {
+                tracing::warn!(log.file = %writer.path.display(), dropped = writer.dropped, "container output ended; lines that could not be written were dropped");
+            }
             let _ = done_tx.send(true);
         });
         Ok(Self {
@@ -280,12 +283,22 @@ impl LineBuffer {
     }
 }
 
-/// Appends entries to the log file, rotating `file` → `file.1` → … by size.
+/// Appends entries to the log file, rotating `file` → `file.1` → … by size. A write that
+/// fails (a full disk, a removed directory) drops its entry and counts it, as Docker's logger
+/// does: the drain keeps reading, so the container's output never blocks, and the file is
+/// reopened for the next entry.
 struct LogWriter {
     path: PathBuf,
     rotation: LogRotation,
     file: Option<tokio::fs::File>,
     size: u64,
+    /// Entries dropped since the last one written.
+    dropping: u64,
+    /// Entries dropped in all.
+    dropped: u64,
+    /// A write failed since the last entry written, maybe halfway through its line: the next
+    /// entry starts on a new line, so only that line is lost (readers skip it).
+    broken: bool,
 }
 
 impl LogWriter {
@@ -295,17 +308,47 @@ impl LogWriter {
             rotation,
             file: None,
             size: 0,
+            dropping: 0,
+            dropped: 0,
+            broken: false,
         }
     }
 
+    /// Writes one entry; one that cannot be written is dropped and counted (never an error).
     async fn entry(&mut self, stream: &str, bytes: &[u8]) -> std::io::Result<()> {
         let line = format_entry(stream, bytes, SystemTime::now());
+        match self.write_line(&line).await {
+            Ok(()) if self.dropping > 0 => {
+                tracing::warn!(log.file = %self.path.display(), dropped = self.dropping, dropped_total = self.dropped, "container log writable again; the lines written meanwhile were dropped");
+                self.dropping = 0;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                if self.dropping == 0 {
+                    tracing::warn!(log.file = %self.path.display(), %error, "cannot write the container log; dropping (and counting) its lines until it can be written again");
+                }
+                self.dropping += 1;
+                self.dropped += 1;
+                self.broken = true;
+                // Reopened for the next entry.
+                self.file = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_line(&mut self, line: &str) -> std::io::Result<()> {
         self.ensure_open().await?;
         if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_size {
             self.rotate().await?;
             self.ensure_open().await?;
         }
         if let Some(file) = self.file.as_mut() {
+            if self.broken {
+                file.write_all(b"\n").await?;
+                self.size += 1;
+                self.broken = false;
+            }
             file.write_all(line.as_bytes()).await?;
             self.size += line.len() as u64;
         }
@@ -568,5 +611,52 @@ mod tests {
                 terminal: true
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod write_errors {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_that_cannot_be_written_are_dropped_and_counted_and_writing_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let path = logs.join("app.log");
+        std::fs::create_dir(&logs).unwrap();
+        let mut w = LogWriter::new(path.clone(), LogRotation::default());
+        w.entry("stdout", b"kept 1").await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(w.dropped, 0);
+        // The log's directory goes (as a full disk refuses writes): lines are dropped, the
+        // drain is never told to stop.
+        std::fs::remove_dir_all(&logs).unwrap();
+        w.file = None;
+        w.entry("stdout", b"lost 1").await.unwrap();
+        w.entry("stderr", b"lost 2").await.unwrap();
+        assert_eq!((w.dropped, w.dropping), (2, 2));
+        std::fs::create_dir(&logs).unwrap();
+        w.entry("stdout", b"kept 2").await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!((w.dropped, w.dropping), (2, 0));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let entries: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert_eq!(entries.len(), 1, "{text}");
+        assert_eq!(entries[0]["log"], "kept 2");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_never_fails_the_drain() {
+        // Every write to /dev/full fails with ENOSPC.
+        let mut w = LogWriter::new(PathBuf::from("/dev/full"), LogRotation::default());
+        for i in 0..10 {
+            w.entry("stdout", format!("line {i}").as_bytes())
+                .await
+                .unwrap();
+        }
+        assert!(w.dropped >= 5, "dropped {}", w.dropped);
     }
 }

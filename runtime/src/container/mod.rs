@@ -136,6 +136,10 @@ pub struct ContainerInfo {
     pub exit_code: Option<u32>,
     /// The stop timeout the container was created with, if it had one.
     pub stop_timeout: Option<std::time::Duration>,
+    /// Its process was started at least once (a marker written just before the first start):
+    /// a container without a task that was started before lost its process (its shim ended),
+    /// one that never was is still to be started.
+    pub started: bool,
 }
 
 #[cfg(test)]

@@ -277,6 +277,12 @@ impl FakeContainerd {
         }
     }
 
+    /// Loses a container's task as containerd does when its shim is killed: the task and its
+    /// exit status are gone, the record stays.
+    pub(crate) fn lose_task(&self, id: &str) {
+        self.lock().tasks.remove(id);
+    }
+
     /// The committed blobs' digests.
     pub(crate) fn content(&self) -> Vec<String> {
         self.lock().content.keys().cloned().collect()

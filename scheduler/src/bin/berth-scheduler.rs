@@ -64,6 +64,14 @@ struct Cli {
     /// How long a stopped task stays visible before it is forgotten: "1h", "30m" or seconds.
     #[arg(long, env = "BERTH_SCHEDULER_TASK_RETENTION", default_value = "1h", value_parser = berth_policy::parse_duration)]
     task_retention: Duration,
+    /// How often a connected agent is asked for its full state, to reconcile the two views
+    /// (also on every session open): "5m", "30s" or seconds.
+    #[arg(long, env = "BERTH_SCHEDULER_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_positive)]
+    reconcile_interval: Duration,
+    /// How long an instance may stay disconnected before it is lost: its tasks are marked
+    /// STOPPED (stop code InstanceLost) and their resources released.
+    #[arg(long, env = "BERTH_SCHEDULER_INSTANCE_LOST_AFTER", default_value = "10m", value_parser = parse_positive)]
+    instance_lost_after: Duration,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -73,6 +81,17 @@ struct Cli {
 enum LogFormat {
     Plain,
     Json,
+}
+
+/// A duration (`berth_policy::parse_duration`) above zero.
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    let d = berth_policy::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?} is zero; give a duration such as \"30s\" or \"5m\""
+        ));
+    }
+    Ok(d)
 }
 
 /// A heartbeat interval: a duration (`berth_policy::parse_duration`) of whole seconds, at least
@@ -169,6 +188,8 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
     let config = ServerConfig {
         heartbeat_interval: cli.heartbeat_interval,
         task_retention: cli.task_retention,
+        reconcile_interval: cli.reconcile_interval,
+        instance_lost_after: cli.instance_lost_after,
         trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };

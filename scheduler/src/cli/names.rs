@@ -43,6 +43,7 @@ pub(super) fn stop_code_name(value: i32) -> Option<String> {
         Ok(proto::StopCode::EssentialContainerExited) => "EssentialContainerExited",
         Ok(proto::StopCode::UserInitiated) => "UserInitiated",
         Ok(proto::StopCode::ServiceSchedulerInitiated) => "ServiceSchedulerInitiated",
+        Ok(proto::StopCode::InstanceLost) => "InstanceLost",
         Err(_) => return Some(format!("Unknown({value})")),
     };
     Some(name.to_owned())

@@ -15,6 +15,7 @@ mod error;
 mod guard;
 mod hooks;
 mod logs;
+mod reconcile;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -49,7 +50,18 @@ pub struct ServerConfig {
     /// TLS, agent certificates and client credentials; None serves plaintext and checks no
     /// caller (`--insecure`).
     pub trust: Option<Arc<TrustConfig>>,
+    /// How often a connected agent is asked for its full state to reconcile the two views
+    /// (also asked on every session open).
+    pub reconcile_interval: Duration,
+    /// How long an instance may stay disconnected before it is lost: its tasks are marked
+    /// STOPPED (stop code `InstanceLost`) and their resources released.
+    pub instance_lost_after: Duration,
 }
+
+/// The default of [`ServerConfig::reconcile_interval`].
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// The default of [`ServerConfig::instance_lost_after`].
+pub const DEFAULT_INSTANCE_LOST_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// The scheduler's side of trust: the cluster CA, what its server certificate names, and how
 /// long the agents' certificates last.
@@ -74,6 +86,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             task_retention: Duration::from_secs(3600),
             trust: None,
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+            instance_lost_after: DEFAULT_INSTANCE_LOST_AFTER,
         }
     }
 }
@@ -83,6 +97,8 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) sessions: SessionRegistry,
+    /// Agents' liveness in memory (heartbeats, disconnections).
+    pub(crate) liveness: reconcile::Liveness,
     pub(crate) config: ServerConfig,
     pub(crate) tracker: TaskTracker,
     /// Cancelled on shutdown; sessions and the monitor run under children of it.
@@ -156,6 +172,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         store,
         sessions: SessionRegistry::default(),
+        liveness: reconcile::Liveness::default(),
         config,
         tracker: TaskTracker::new(),
         cancel: shutdown.child_token(),

@@ -207,6 +207,7 @@ pub(crate) async fn monitor(shared: Arc<Shared>, cancel: CancellationToken) {
                         "agent missed three heartbeats; marking it disconnected"
                     );
                 }
+                super::reconcile::mark_lost(&shared, Instant::now()).await;
                 if last_prune.elapsed() >= PRUNE_EVERY {
                     last_prune = Instant::now();
                     let cutoff = std::time::SystemTime::now()
@@ -253,6 +254,13 @@ fn message(m: scheduler_message::Message) -> SchedulerMessage {
     SchedulerMessage { message: Some(m) }
 }
 
+/// Asks the agent for every task it knows, to reconcile the two views (`reconcile.rs`).
+fn state_request() -> SchedulerMessage {
+    message(scheduler_message::Message::StateRequest(
+        pb::StateRequest {},
+    ))
+}
+
 fn heartbeat() -> SchedulerMessage {
     message(scheduler_message::Message::Heartbeat(pb::Heartbeat {
         sent_at: Some(SystemTime::now().into()),
@@ -268,8 +276,17 @@ impl Session {
         let mut first_sent: BTreeMap<u64, Instant> = BTreeMap::new();
         let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first reconciliation is asked for at once (below), the next ones every interval.
+        let reconcile_every = self.shared.config.reconcile_interval;
+        let mut reconcile =
+            tokio::time::interval_at(Instant::now() + reconcile_every, reconcile_every);
+        reconcile.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.shared.liveness.connected(&self.instance_id);
         let end: Result<(), Status> = 'session: {
             if let Err(e) = self.send_new(&mut first_sent).await {
+                break 'session Err(e);
+            }
+            if let Err(e) = self.send(state_request()).await {
                 break 'session Err(e);
             }
             loop {
@@ -292,6 +309,7 @@ impl Session {
                     _ = self.registration.notify.notified() => self.send_new(&mut first_sent).await,
                     Some(command) = self.registration.logs.recv() => self.on_log_command(command).await,
                     _ = ticker.tick() => self.on_tick(&mut first_sent).await,
+                    _ = reconcile.tick() => self.send(state_request()).await,
                 };
                 if let Err(status) = step {
                     break 'session Err(status);
@@ -301,6 +319,11 @@ impl Session {
         self.shared
             .sessions
             .unregister(&self.instance_id, self.registration.id);
+        if !self.shared.sessions.is_connected(&self.instance_id) {
+            self.shared
+                .liveness
+                .disconnected(&self.instance_id, Instant::now());
+        }
         for (_, caller) in self.log_routes.drain() {
             // The queue keeps a slot for this: the agent never fills more than the window.
             let _ = caller.try_send(Err(Status::unavailable(
@@ -403,11 +426,19 @@ impl Session {
                 tracing::warn!("SessionHello in an open session ignored");
             }
             agent_message::Message::Heartbeat(_) => {
-                let id = self.instance_id.clone();
-                self.shared
-                    .db(move |s| s.record_heartbeat(&id))
-                    .await
-                    .map_err(Status::from)?;
+                // Liveness is the session's (touched above); the store only gets a heartbeat
+                // every so often, and a failed write costs this instance's record, never the
+                // session.
+                if self
+                    .shared
+                    .liveness
+                    .persist_due(&self.instance_id, Instant::now())
+                {
+                    let id = self.instance_id.clone();
+                    if let Err(error) = self.shared.db(move |s| s.record_heartbeat(&id)).await {
+                        tracing::warn!(%error, "cannot persist the agent's heartbeat; its lastHeartbeatAt lags until a later write succeeds");
+                    }
+                }
             }
             agent_message::Message::Ack(ack) => {
                 let id = self.instance_id.clone();
@@ -446,9 +477,11 @@ impl Session {
                 }
             }
             agent_message::Message::FullState(full) => {
-                tracing::info!(tasks = full.tasks.len(), "agent sent its full state");
-                for state in full.tasks {
-                    self.apply(None, state).await?;
+                if super::reconcile::full_state(&self.shared, &self.instance_id, full)
+                    .await
+                    .map_err(Status::from)?
+                {
+                    self.send_new(first_sent).await?;
                 }
             }
         }

@@ -25,6 +25,7 @@ mod error;
 mod instances;
 mod placement;
 mod ports;
+mod reconcile;
 mod records;
 mod sessions;
 mod tasks;
@@ -43,6 +44,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 pub use crate::attachment::AttachmentError;
 pub use error::{RecordError, StoreError, TokenRefusal};
+pub use reconcile::{FORGOTTEN_BY_SCHEDULER, Reconciled, UNKNOWN_TO_HOST};
 pub use trust::DEFAULT_JOIN_TOKEN_TTL;
 
 /// The cluster created on first use.

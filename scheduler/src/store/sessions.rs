@@ -148,7 +148,7 @@ impl Store {
 }
 
 /// Moves `task` forward with the agent's report; false when nothing changed.
-fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
+pub(super) fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
     let reported = state.status;
     if reported == TaskStatus::Unspecified as i32 || reported < task.last_status {
         return false;

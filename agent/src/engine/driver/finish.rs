@@ -1,16 +1,14 @@
 //! How a task ends on the host: its containers stopped, its network released before STOPPED,
-//! everything else removed after the cleanup wait (then the release is reported); and a task
-//! picked up again after an agent restart.
+//! everything else removed after the cleanup wait (then the release is reported).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use berth_proto::v1::{TaskDefinition, TaskStatus};
-use berth_runtime::{ContainerId, ContainerStatus as RtStatus, NetworkError};
+use berth_runtime::NetworkError;
 use futures::future::BoxFuture;
 
 use super::super::TaskEvent;
-use super::{Created, Driver, Resume, stop_timeout};
+use super::{Created, Driver};
 use crate::backoff::{host_retries, retry};
 use crate::runtime::ContainerRuntime;
 use crate::task::{Causes, network};
@@ -33,7 +31,7 @@ impl From<berth_runtime::Error> for ReleaseError {
 
 /// Whether the task's network is still to be released by the cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NetState {
+pub(super) enum NetState {
     /// Released when the task stopped.
     Released,
     /// Maybe still there (a task that stopped before the agent restarted).
@@ -143,7 +141,12 @@ impl<R: ContainerRuntime> Driver<R> {
         Ok(())
     }
 
-    async fn cleanup_after(&mut self, wait: Duration, created: Vec<Created>, network: NetState) {
+    pub(super) async fn cleanup_after(
+        &mut self,
+        wait: Duration,
+        created: Vec<Created>,
+        network: NetState,
+    ) {
         tracing::debug!(wait_s = wait.as_secs(), "cleanup scheduled");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -184,77 +187,5 @@ impl<R: ContainerRuntime> Driver<R> {
         self.runtime.remove_task_cgroup(self.task_id()).await?;
         tracing::debug!("task cgroup removed");
         Ok(self.runtime.remove_task_logs(self.task_id()).await?)
-    }
-
-    /// Picks a task up after an agent restart. Returns the containers to watch, or None when
-    /// the driver already finished the task here.
-    pub(super) async fn resume(
-        &mut self,
-        def: &TaskDefinition,
-        resume: Resume,
-    ) -> Option<(Vec<Created>, Vec<Created>)> {
-        let task_id = self.task_id().to_owned();
-        let created: Vec<Created> = def
-            .containers
-            .iter()
-            .map(|c| Created {
-                name: c.name.clone(),
-                id: ContainerId::for_container(&task_id, &c.name),
-                stop_timeout: stop_timeout(c.stop_timeout_seconds, self.config.stop_timeout),
-            })
-            .collect();
-        let status = resume.state.status;
-        if status >= TaskStatus::Stopped as i32 {
-            // Stopped before the restart: only the cleanup is left.
-            let elapsed = resume
-                .state
-                .stopped_at
-                .and_then(|t| {
-                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(t.seconds.max(0) as u64, 0))
-                })
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .unwrap_or_default();
-            let wait = self.config.cleanup_wait.saturating_sub(elapsed);
-            if !wait.is_zero() {
-                // Taken back: only the timed cleanup is left.
-                self.report(TaskEvent::Resumed).await;
-            }
-            // Released before STOPPED, unless an early version stopped it (tearing down what
-            // is gone already costs nothing).
-            self.cleanup_after(wait, created, NetState::MaybeHeld).await;
-            return None;
-        }
-        let mut running = Vec::new();
-        for c in &created {
-            match resume.containers.iter().find(|i| i.id == c.id) {
-                Some(info) if matches!(info.status, RtStatus::Running | RtStatus::Stopped) => {
-                    if let Err(error) = self.runtime.reattach(&c.id, &task_id, &c.name) {
-                        tracing::warn!(container.name = %c.name, %error, "cannot reattach container output");
-                    }
-                    running.push(c.clone());
-                }
-                _ => {}
-            }
-        }
-        if status < TaskStatus::Running as i32 || running.is_empty() {
-            // The agent died while starting the task (or its containers are gone): finish it
-            // cleanly rather than guess.
-            let reason = match resume.reason {
-                Some(reason) => reason,
-                None if status < TaskStatus::Running as i32 => {
-                    "the agent restarted while the task was starting".to_owned()
-                }
-                None => "the task's containers were gone when the agent restarted".to_owned(),
-            };
-            self.report(TaskEvent::Failed { reason }).await;
-            let started = running.len();
-            // Stop what still runs: the running ones first, then the rest (only deleted).
-            let names: Vec<String> = running.iter().map(|c| c.name.clone()).collect();
-            let mut ordered = running;
-            ordered.extend(created.into_iter().filter(|c| !names.contains(&c.name)));
-            self.stop_and_clean(ordered, started).await;
-            return None;
-        }
-        Some((created, running))
     }
 }

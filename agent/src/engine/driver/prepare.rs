@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use berth_proto::v1::TaskDefinition;
 use berth_runtime::{
-    ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits, TaskVolume, TaskVolumeKind,
+    ContainerId, ContainerInfo, ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits,
+    TaskVolume, TaskVolumeKind,
 };
 use tracing::Instrument;
 
@@ -130,8 +131,15 @@ struct Checked {
 }
 
 impl<R: ContainerRuntime> Driver<R> {
-    /// Checks, pulls and creates; the supervision starts the containers.
-    pub(super) async fn prepare(&mut self, def: &TaskDefinition) -> Result<Prepared, Stalled> {
+    /// Checks, pulls and creates; the supervision starts the containers. Containers in
+    /// `existing` (found in containerd when a task the agent died while starting is taken up
+    /// again) are taken as they are, never created a second time; every other step is
+    /// idempotent and is simply done again.
+    pub(super) async fn prepare(
+        &mut self,
+        def: &TaskDefinition,
+        existing: &[ContainerInfo],
+    ) -> Result<Prepared, Stalled> {
         let task_id = self.task_id().to_owned();
         // Environment files are read first, within their deadline, and a stop ends the read.
         let read = envfile::load_task(
@@ -199,7 +207,7 @@ impl<R: ContainerRuntime> Driver<R> {
             .await
             .map_err(PrepareError::Cgroup)?;
         let notes = self.swap_notes(def);
-        let created = self.create_containers(def, &specs).await?;
+        let created = self.create_containers(def, &specs, existing).await?;
 
         let runtime_ids = created
             .iter()
@@ -364,15 +372,24 @@ impl<R: ContainerRuntime> Driver<R> {
         Ok(digests)
     }
 
-    /// Creates the containers in definition order; on a failure, what was created by then.
+    /// Creates the containers in definition order, but for those in `existing`; on a failure,
+    /// what was created by then.
     async fn create_containers(
         &self,
         def: &TaskDefinition,
         specs: &[ContainerSpec],
+        existing: &[ContainerInfo],
     ) -> Result<Vec<Created>, Stalled> {
         let mut created = Vec::with_capacity(specs.len());
         for (spec, c) in specs.iter().zip(&def.containers) {
-            match self.runtime.create(spec).await {
+            let id = ContainerId::for_container(&spec.task_id, &spec.name);
+            let made = if existing.iter().any(|e| e.id == id) {
+                tracing::info!(container.name = %spec.name, "container created before the agent restarted; taken as it is");
+                Ok(id)
+            } else {
+                self.runtime.create(spec).await
+            };
+            match made {
                 Ok(id) => created.push(Created {
                     name: spec.name.clone(),
                     id,

@@ -5,7 +5,7 @@
 //! task is finished (`finish.rs`). Each container is one [`Watched`], which holds all the
 //! supervision knows and runs of it.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use berth_proto::v1::HealthStatus;
 use berth_runtime::ExitStatus;
@@ -24,14 +24,16 @@ use crate::runtime::ContainerRuntime;
 use crate::task::{self, Causes, Check};
 
 /// Where a container stands when its supervision begins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Initially {
-    /// Created, not started yet (a fresh task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Initially {
+    /// Created, not started yet (a fresh task, or one the agent died while starting).
     Waiting,
-    /// Running (a task resumed after an agent restart): watched from now.
+    /// Started before an agent restart: watched from now (a container that exited while the
+    /// agent was away is reported by its wait, with its real exit code and time).
     Running,
-    /// Gone or exited while the agent was away.
-    Exited,
+    /// Started before an agent restart, and gone from containerd since, its exit code with
+    /// it: reported STOPPED with this reason.
+    Vanished(String),
 }
 
 /// One container under supervision: what it is, where it stands, and what runs for it.
@@ -57,6 +59,18 @@ pub(super) struct Watched {
     wait_retries: Backoff,
 }
 
+/// The reason of a container whose process vanished from containerd while it was watched.
+pub(super) const VANISHED_REASON: &str = "the container's process is gone from containerd (its \
+     shim or containerd's record of it ended without reporting an exit), so its exit code is \
+     unknown";
+
+/// What a container's ended wait says.
+enum Ended {
+    Exit(ExitStatus),
+    Vanished(String),
+    Retried,
+}
+
 /// What a piece of in-flight work ends with.
 pub(super) enum Happened {
     /// Container `i`'s wait ended.
@@ -73,12 +87,13 @@ pub(super) enum Happened {
 type InFlight = FuturesUnordered<BoxFuture<'static, Happened>>;
 
 impl<R: ContainerRuntime> Driver<R> {
-    /// Starts the containers in dependency order (a fresh task: `resumed` is None) and
-    /// watches every started one from its start, until all have exited; when told to stop, or
-    /// when the start fails, stops the running containers in the reverse order of their
-    /// dependencies. Then reports STOPPED and cleans up. A task resumed after an agent restart
-    /// had every container started: those in `resumed` are watched from now, the others have
-    /// exited.
+    /// Starts the containers in dependency order (when `starting`) and watches every started
+    /// one from its start, until all have exited; when told to stop, or when the start fails,
+    /// stops the running containers in the reverse order of their dependencies. Then reports
+    /// STOPPED and cleans up. `initially` says where each container of `created` stands: all
+    /// waiting for a fresh task; after an agent restart, what containerd showed (a task that
+    /// was RUNNING had every container started; one the agent died while starting continues
+    /// with those not started yet).
     ///
     /// A container with a restart policy that exits while the task is not stopping may be
     /// restarted in place (see `restart.rs`): it then stays alive through its backoff, counts
@@ -88,21 +103,29 @@ impl<R: ContainerRuntime> Driver<R> {
         &mut self,
         plan: Plan,
         created: Vec<Created>,
-        resumed: Option<Vec<Created>>,
+        initially: Vec<Initially>,
+        mut starting: bool,
     ) {
-        let mut starting = resumed.is_none();
-        let initially = |c: &Created| match &resumed {
-            None => Initially::Waiting,
-            Some(running) if running.iter().any(|r| r.name == c.name) => Initially::Running,
-            Some(_) => Initially::Exited,
-        };
+        let mut vanished = Vec::new();
         let mut containers: Vec<Watched> = created
             .into_iter()
-            .map(|c| {
-                let state = initially(&c);
-                self.watched(c, state)
+            .zip(
+                initially
+                    .into_iter()
+                    .chain(std::iter::repeat(Initially::Waiting)),
+            )
+            .map(|(c, state)| {
+                if let Initially::Vanished(reason) = &state {
+                    vanished.push((c.name.clone(), reason.clone()));
+                }
+                self.watched(c, &state)
             })
             .collect();
+        for (name, reason) in vanished {
+            tracing::warn!(container.name = %name, %reason, "container vanished while the agent was away");
+            self.report(TaskEvent::ContainerVanished { name, reason })
+                .await;
+        }
         let mut inflight = InFlight::new();
         for (i, w) in containers.iter_mut().enumerate().filter(|(_, w)| w.alive) {
             inflight.push(self.wait_for(i, &w.created, Duration::ZERO));
@@ -171,8 +194,16 @@ impl<R: ContainerRuntime> Driver<R> {
                 Some(happened) = inflight.next() => match happened {
                     Happened::Exited(i, result) => {
                         let w = &mut containers[i];
-                        let Some(exit) = self.exit_of(i, w, result, &mut inflight) else {
-                            continue;
+                        let exit = match self.exit_of(i, w, result, &mut inflight) {
+                            Ended::Exit(exit) => exit,
+                            Ended::Retried => continue,
+                            Ended::Vanished(reason) => {
+                                if let Some(token) = w.probes.take() {
+                                    token.cancel();
+                                }
+                                self.vanished(w, reason).await;
+                                continue;
+                            }
                         };
                         // This run is over: so are its health checks (a restart starts new ones).
                         if let Some(token) = w.probes.take() {
@@ -223,7 +254,7 @@ impl<R: ContainerRuntime> Driver<R> {
     /// A created container as the supervision first sees it: its policies from the
     /// definition, its restart count from the last reported state (so it survives an agent
     /// restart), a running one's run counted from now.
-    fn watched(&self, created: Created, initially: Initially) -> Watched {
+    fn watched(&self, created: Created, initially: &Initially) -> Watched {
         let def = self
             .assignment
             .definition
@@ -233,7 +264,8 @@ impl<R: ContainerRuntime> Driver<R> {
         let (progress, alive) = match initially {
             Initially::Waiting => (Progress::Waiting, false),
             Initially::Running => (Progress::Started(now), true),
-            Initially::Exited => (Progress::Exited(255), false),
+            // Its code is unknown; what depends on its success never starts.
+            Initially::Vanished(_) => (Progress::Exited(255), false),
         };
         Watched {
             essential: def.is_some_and(|d| d.essential),
@@ -286,35 +318,40 @@ impl<R: ContainerRuntime> Driver<R> {
         }
     }
 
-    /// What a container's ended wait says: its exit, or None when the wait is retried (the
-    /// wait failed for a reason that says nothing about the container: containerd
-    /// restarting, a broken connection; the shim keeps it running).
+    /// What a container's ended wait says: its exit; that it is gone from containerd (its
+    /// process ended with its shim, or its record was removed), its exit code with it; or
+    /// that the wait is retried (it failed for a reason that says nothing about the
+    /// container: containerd restarting, a broken connection; the shim keeps it running).
     fn exit_of(
         &self,
         i: usize,
         w: &mut Watched,
         result: Result<ExitStatus, berth_runtime::Error>,
         inflight: &mut InFlight,
-    ) -> Option<ExitStatus> {
+    ) -> Ended {
         let name = &w.created.name;
         match result {
-            Ok(exit) => Some(exit),
-            // The container is gone from containerd: nothing runs any more.
+            Ok(exit) => Ended::Exit(exit),
             Err(error @ berth_runtime::Error::NotFound { .. }) => {
                 tracing::warn!(container.name = %name, %error, "container vanished");
-                Some(ExitStatus {
-                    code: 255,
-                    exited_at: SystemTime::now(),
-                    oom_killed: false,
-                })
+                Ended::Vanished(VANISHED_REASON.to_owned())
             }
             Err(error) => {
                 let delay = w.wait_retries.next_delay();
                 tracing::warn!(container.name = %name, %error, retry_in_ms = delay.as_millis() as u64, "waiting for the container failed; retrying");
                 inflight.push(self.wait_for(i, &w.created, delay));
-                None
+                Ended::Retried
             }
         }
+    }
+
+    /// A container that is gone from containerd, its exit code unknown: ended for good.
+    async fn vanished(&self, w: &mut Watched, reason: String) {
+        w.alive = false;
+        w.progress = Progress::Exited(255);
+        let name = w.created.name.clone();
+        self.report(TaskEvent::ContainerVanished { name, reason })
+            .await;
     }
 
     /// A container restarted in place: watched again, with new health checks.

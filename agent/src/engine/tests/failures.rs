@@ -128,6 +128,7 @@ fn stored_as_running(task: &str, record: &ResumeRecord) -> (tempfile::TempDir, A
         pid: Some(42),
         exit_code: None,
         stop_timeout: None,
+        started: true,
     });
     fake.exits
         .lock()
@@ -260,7 +261,8 @@ async fn resumes_that_failed_long_ago_do_not_count() {
 
 #[tokio::test]
 async fn a_resume_that_stops_its_task_completes_when_the_task_is_stopped() {
-    // The agent died while the task was starting: its resume stops it, and that completes it.
+    // The agent died while the task was starting and a stop came for it: its resume stops
+    // it, and that completes it.
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
@@ -268,6 +270,9 @@ async fn a_resume_that_stops_its_task_completes_when_the_task_is_stopped() {
         let pending = berth_proto::v1::TaskState {
             task_id: "starting".into(),
             status: TaskStatus::Pending as i32,
+            desired_status: berth_proto::v1::DesiredStatus::Stopped as i32,
+            stop_code: StopCode::UserInitiated as i32,
+            stopped_reason: "done".into(),
             ..Default::default()
         };
         assert!(store.accept_assignment(&a, &pending).unwrap());
@@ -281,10 +286,8 @@ async fn a_resume_that_stops_its_task_completes_when_the_task_is_stopped() {
         },
     );
     let stopped = until(&h.store, "starting", TaskStatus::Stopped).await;
-    assert_eq!(
-        stopped.stopped_reason,
-        "the agent restarted while the task was starting"
-    );
+    assert_eq!(stopped.stopped_reason, "done");
+    assert!(!h.fake.calls().iter().any(|c| c.starts_with("create ")));
     eventually("the resume completed", || {
         h.store.resume_record("starting").unwrap() == ResumeRecord::default()
     })

@@ -263,6 +263,7 @@ impl ContainerRuntime for Fake {
             pid: None,
             exit_code: None,
             stop_timeout: None,
+            started: false,
         });
         self.exits
             .lock()
@@ -275,6 +276,7 @@ impl ContainerRuntime for Fake {
         self.update_existing(id, |c| {
             c.status = berth_runtime::ContainerStatus::Running;
             c.pid = Some(42);
+            c.started = true;
         });
         let probe = self.start_probe.lock().unwrap().clone();
         if let Some(engine) = probe {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::super::log::{LogRotation, Stdio};
 use super::super::{ContainerId, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID};
-use super::{Containers, LABEL_STDIO};
+use super::{Containers, LABEL_STDIO, STARTED_MARKER};
 use crate::containerd::TaskStatus;
 use crate::error::Error;
 
@@ -36,6 +36,12 @@ impl Containers {
         if !self.has_task(id).await? {
             self.create_task_of(id).await?;
         }
+        // Before the start, so that an agent that dies during it knows afterwards that this
+        // container may have run and is never started a second time as if it had not.
+        let marker = self.io_dir.join(id.as_str()).join(STARTED_MARKER);
+        tokio::fs::write(&marker, b"")
+            .await
+            .map_err(|e| Error::io("mark the container started", marker, e))?;
         self.client
             .task_start(id.as_str())
             .await

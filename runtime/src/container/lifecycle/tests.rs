@@ -303,3 +303,41 @@ async fn a_task_that_cannot_be_deleted_keeps_its_record_and_snapshot() {
     host.containers.delete(&id).await.unwrap();
     assert!(host.fake.containers().is_empty() && !host.has_snapshot());
 }
+
+#[tokio::test]
+async fn list_says_which_containers_were_started_once() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    assert_eq!(listed(&host).await, (ContainerStatus::NoTask, false, None));
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(listed(&host).await, (ContainerStatus::Running, true, None));
+    host.fake.exit(ID, 3);
+    assert_eq!(
+        listed(&host).await,
+        (ContainerStatus::Stopped, true, Some(3)),
+        "containerd keeps the exit"
+    );
+    // Its shim is killed: the task and its exit are gone, and the marker tells a container
+    // that ran from one that never started.
+    host.fake.lose_task(ID);
+    assert_eq!(listed(&host).await, (ContainerStatus::NoTask, true, None));
+    host.containers.delete(&id).await.unwrap();
+    assert!(host.containers.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_start_marks_the_container_started_before_containerd_is_asked() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake.fail(Op::TaskStart, Code::Internal, "shim died");
+    assert!(host.containers.start(&id).await.is_err());
+    // containerd may have started it before it failed to answer: never started again blind.
+    assert!(host.containers.list().await.unwrap()[0].started);
+}
+
+/// The one container's status, started marker and exit code, as list finds them.
+async fn listed(host: &Host) -> (ContainerStatus, bool, Option<u32>) {
+    let all = host.containers.list().await.unwrap();
+    assert_eq!(all.len(), 1);
+    (all[0].status, all[0].started, all[0].exit_code)
+}

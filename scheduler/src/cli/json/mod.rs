@@ -187,6 +187,9 @@ pub(super) struct Container {
     network_bindings: Vec<NetworkBinding>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     network_interfaces: Vec<NetworkInterface>,
+    /// When its process exited, as containerd recorded it; Berth's own field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exited_at: Option<String>,
 }
 
 impl From<&proto::Task> for Task {
@@ -268,6 +271,7 @@ impl Container {
                 })
                 .into_iter()
                 .collect(),
+            exited_at: time(c.exited_at.as_ref()),
         }
     }
 }

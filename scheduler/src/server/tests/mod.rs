@@ -25,6 +25,7 @@ use crate::store::Store;
 mod control;
 mod logs;
 mod network;
+mod reconcile;
 mod session;
 
 const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":1024}]}"#;
@@ -50,15 +51,19 @@ impl Server {
         heartbeat_interval: Duration,
         hooks: Option<TestHooks>,
     ) -> Self {
-        let store = Store::open(dir).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
         let config = ServerConfig {
             heartbeat_interval,
             shutdown_grace: Duration::from_secs(2),
             ..ServerConfig::default()
         };
+        Self::start_configured(dir, config, hooks).await
+    }
+
+    async fn start_configured(dir: &Path, config: ServerConfig, hooks: Option<TestHooks>) -> Self {
+        let store = Store::open(dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
         let handle = match hooks {
             Some(hooks) => tokio::spawn(run_with_hooks(
                 store,
@@ -161,7 +166,9 @@ impl FakeAgent {
                 .unwrap()
                 .unwrap();
             match msg.message.unwrap() {
-                scheduler_message::Message::Heartbeat(_) => continue,
+                // Reconciliation is the reconciliation tests' business.
+                scheduler_message::Message::Heartbeat(_)
+                | scheduler_message::Message::StateRequest(_) => continue,
                 m => return m,
             }
         }

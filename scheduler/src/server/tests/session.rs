@@ -220,7 +220,8 @@ async fn unacked_messages_are_resent_and_silent_agents_disconnected() {
     while seen.len() < 3 {
         let msg = agent.rx.message().await.unwrap().unwrap();
         match msg.message.unwrap() {
-            scheduler_message::Message::Heartbeat(_) => {}
+            scheduler_message::Message::Heartbeat(_)
+            | scheduler_message::Message::StateRequest(_) => {}
             scheduler_message::Message::Assignment(a) => {
                 assert_eq!((a.seq, a.task_id.as_str()), (1, t.task_id.as_str()));
                 seen.push(tokio::time::Instant::now());
