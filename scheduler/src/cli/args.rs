@@ -111,6 +111,14 @@ pub(crate) enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Deregister a container instance: it takes no more tasks, its agent's certificate is
+    /// revoked and a connected agent is cut off. Refused while tasks on it are not STOPPED.
+    DeregisterContainerInstance {
+        id: String,
+        /// Also stop the tasks on it that are not STOPPED.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a container's log: its stdout lines to stdout, its stderr lines to stderr.
     Logs(Logs),
     /// Create a join token for the cluster's agents; prints it and the CA pin they check.
@@ -629,6 +637,20 @@ mod tests {
             command(&["describe-container-instances", "i-1"]),
             Command::DescribeContainerInstances {
                 ids: vec!["i-1".into()]
+            }
+        );
+        assert_eq!(
+            command(&["deregister-container-instance", "i-1"]),
+            Command::DeregisterContainerInstance {
+                id: "i-1".into(),
+                force: false
+            }
+        );
+        assert_eq!(
+            command(&["deregister-container-instance", "i-1", "--force"]),
+            Command::DeregisterContainerInstance {
+                id: "i-1".into(),
+                force: true
             }
         );
     }

@@ -289,6 +289,23 @@ impl Context<'_> {
                 )?;
                 check_failures(&response.failures)
             }
+            Command::DeregisterContainerInstance { id, force } => {
+                let request = proto::DeregisterContainerInstanceRequest {
+                    cluster,
+                    container_instance_id: id,
+                    force,
+                };
+                let response = self
+                    .call(self.client.clone().deregister_container_instance(request))
+                    .await?;
+                let instance = response.container_instance.unwrap_or_default();
+                self.emit(
+                    &json::OneContainerInstance {
+                        container_instance: json::ContainerInstance::from(&instance),
+                    },
+                    || instances_table(std::slice::from_ref(&instance)),
+                )
+            }
             Command::Logs(logs) => self.logs(cluster, logs).await,
             Command::CreateJoinToken { ttl, uses } => self.create_join_token(ttl, uses).await,
             Command::ListJoinTokens => self.list_join_tokens().await,

@@ -9,9 +9,9 @@ use berth_proto::v1::control_service_server::ControlService;
 use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
-use super::credentials;
 use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
+use super::{credentials, instances};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 use crate::trust::{Rpc, Scope};
@@ -390,6 +390,13 @@ impl ControlService for Control {
             container_instances,
             failures: failures(missing),
         }))
+    }
+
+    async fn deregister_container_instance(
+        &self,
+        request: Request<pb::DeregisterContainerInstanceRequest>,
+    ) -> Result<Response<pb::DeregisterContainerInstanceResponse>, Status> {
+        instances::deregister_container_instance(&self.shared, request).await
     }
 
     async fn create_join_token(

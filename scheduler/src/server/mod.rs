@@ -14,7 +14,9 @@ mod credentials;
 mod error;
 mod guard;
 mod hooks;
+mod instances;
 mod logs;
+mod revoke;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,7 @@ pub use hooks::{Call, Event, TestHooks};
 
 use crate::store::{Store, StoreError};
 use crate::trust::ClusterCa;
+use revoke::Revocations;
 use session::SessionRegistry;
 
 /// How the server behaves.
@@ -83,6 +86,8 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) sessions: SessionRegistry,
+    /// The metrics streams a deregistration cuts off.
+    pub(crate) revocations: Revocations,
     pub(crate) config: ServerConfig,
     pub(crate) tracker: TaskTracker,
     /// Cancelled on shutdown; sessions and the monitor run under children of it.
@@ -156,6 +161,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         store,
         sessions: SessionRegistry::default(),
+        revocations: Revocations::default(),
         config,
         tracker: TaskTracker::new(),
         cancel: shutdown.child_token(),

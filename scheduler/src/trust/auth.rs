@@ -57,6 +57,7 @@ pub enum Rpc {
     ListTasks,
     ListContainerInstances,
     DescribeContainerInstances,
+    DeregisterContainerInstance,
     GetTaskLogs,
     CreateJoinToken,
     ListJoinTokens,
@@ -67,7 +68,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 21] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -81,6 +82,7 @@ impl Rpc {
         Rpc::ListTasks,
         Rpc::ListContainerInstances,
         Rpc::DescribeContainerInstances,
+        Rpc::DeregisterContainerInstance,
         Rpc::GetTaskLogs,
         Rpc::CreateJoinToken,
         Rpc::ListJoinTokens,
@@ -105,6 +107,7 @@ impl Rpc {
             Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
+            | Rpc::DeregisterContainerInstance
             | Rpc::CreateJoinToken
             | Rpc::ListJoinTokens
             | Rpc::DeleteJoinToken
