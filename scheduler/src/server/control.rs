@@ -440,4 +440,11 @@ impl ControlService for Control {
     ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
         credentials::delete_api_token(&self.shared, request).await
     }
+
+    async fn create_client_certificate(
+        &self,
+        request: Request<pb::CreateClientCertificateRequest>,
+    ) -> Result<Response<pb::CreateClientCertificateResponse>, Status> {
+        credentials::create_client_certificate(&self.shared, request).await
+    }
 }

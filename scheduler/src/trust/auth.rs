@@ -65,10 +65,11 @@ pub enum Rpc {
     CreateApiToken,
     ListApiTokens,
     DeleteApiToken,
+    CreateClientCertificate,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 21] = [
+    pub const ALL: [Rpc; 22] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -90,6 +91,7 @@ impl Rpc {
         Rpc::CreateApiToken,
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
+        Rpc::CreateClientCertificate,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -113,7 +115,8 @@ impl Rpc {
             | Rpc::DeleteJoinToken
             | Rpc::CreateApiToken
             | Rpc::ListApiTokens
-            | Rpc::DeleteApiToken => Role::Admin,
+            | Rpc::DeleteApiToken
+            | Rpc::CreateClientCertificate => Role::Admin,
         }
     }
 }
