@@ -666,6 +666,28 @@ mod tests {
             }
         );
         assert_eq!(
+            command(&[
+                "create-client-certificate",
+                "--name",
+                "alice@ops",
+                "--role",
+                "admin",
+                "--ttl",
+                "7d",
+                "--cert-out",
+                "a.crt",
+                "--key-out",
+                "a.key"
+            ]),
+            Command::CreateClientCertificate {
+                name: "alice@ops".into(),
+                role: "admin".into(),
+                ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+                cert_out: "a.crt".into(),
+                key_out: "a.key".into(),
+            }
+        );
+        assert_eq!(
             command(&["deregister-container-instance", "i-1", "--force"]),
             Command::DeregisterContainerInstance {
                 id: "i-1".into(),
