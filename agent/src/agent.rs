@@ -305,7 +305,7 @@ async fn credential(config: &AgentConfig, store: &Store) -> anyhow::Result<Ident
         .await
         {
             Ok((instance_id, identity)) => {
-                store.set_registration(&config.cluster, &instance_id)?;
+                store.register_anew(&config.cluster, &instance_id)?;
                 tracing::info!(instance.id = %instance_id, cluster = %config.cluster, valid_until = ?identity.not_after, "joined the cluster");
                 return Ok(Identity::Joined(Box::new(identity)));
             }

@@ -102,6 +102,10 @@ pub(crate) enum SessionError {
     Register(String),
     #[error("the session broke: {0}")]
     Stream(String),
+    /// The scheduler refused this agent or what it said (PermissionDenied, Unauthenticated,
+    /// InvalidArgument): retrying at once would only be refused again.
+    #[error("the scheduler refused this agent: {0}")]
+    Refused(String),
     #[error("the scheduler sent no message for {0:?}")]
     Silent(Duration),
     #[error(transparent)]
@@ -114,6 +118,30 @@ pub(crate) enum SessionError {
 /// that the agents of a scheduler that comes back do not all reconnect at once.
 fn reconnects() -> Backoff {
     Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).jittered(0.2)
+}
+
+/// How long the agent waits after the scheduler refused it before trying again.
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
+
+/// How long to wait before the next session attempt after `error`. A refusal does not heal
+/// by retrying, but an operator may fix it (a scheduler restored, a bug fixed) without
+/// restarting the agent: it is retried once a minute, never in a loop.
+fn retry_delay(error: &SessionError, backoff: &mut Backoff) -> Duration {
+    match error {
+        SessionError::Refused(_) => REFUSED_RETRY,
+        _ => backoff.next_delay(),
+    }
+}
+
+/// A failed call's error: a refusal when the scheduler refused the agent or what it said,
+/// else `other`.
+fn refusal_or(status: &tonic::Status, other: impl FnOnce(String) -> SessionError) -> SessionError {
+    match status.code() {
+        tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated
+        | tonic::Code::InvalidArgument => SessionError::Refused(status.message().to_owned()),
+        _ => other(status.message().to_owned()),
+    }
 }
 
 /// Runs sessions until cancelled.
@@ -135,9 +163,24 @@ pub(crate) async fn run<E: TaskEngine>(
         match result {
             Ok(()) => return,
             Err(SessionError::EngineGone) => return,
+            Err(SessionError::Refused(message)) => {
+                crate::metrics::AGENT.session_reconnects.inc();
+                let delay = retry_delay(&SessionError::Refused(String::new()), &mut backoff);
+                tracing::error!(
+                    reason = %message,
+                    attempt,
+                    retry_in_s = delay.as_secs(),
+                    "the scheduler refused this agent; a deregistered instance must join again \
+                     with a new join token and an empty data dir"
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
             Err(error) => {
                 crate::metrics::AGENT.session_reconnects.inc();
-                let delay = backoff.next_delay();
+                let delay = retry_delay(&error, &mut backoff);
                 // As an error value, so the log shows its sources (the transport's cause).
                 tracing::warn!(
                     error = &error as &(dyn std::error::Error + 'static),
@@ -217,12 +260,14 @@ async fn once<E: TaskEngine>(
                 endpoint: config.endpoint.clone(),
                 message: s.message().to_owned(),
             },
-            _ => SessionError::Register(s.message().to_owned()),
+            _ => refusal_or(&s, SessionError::Register),
         })?
         .into_inner();
     let instance_id = registered.container_instance_id;
     if known.as_deref() != Some(instance_id.as_str()) {
-        store.set_registration(&config.cluster, &instance_id)?;
+        // Sequence numbers are per instance: a new one starts both numberings again, else the
+        // scheduler would refuse them as forged.
+        store.register_anew(&config.cluster, &instance_id)?;
     }
     tracing::info!(instance.id = %instance_id, cluster = %config.cluster, "registered");
     let heartbeat = if registered.heartbeat_interval_seconds > 0 {
@@ -244,12 +289,12 @@ async fn once<E: TaskEngine>(
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
-        .map_err(|s| SessionError::Stream(s.message().to_owned()))?
+        .map_err(|s| refusal_or(&s, SessionError::Stream))?
         .into_inner();
     let first = inbound
         .message()
         .await
-        .map_err(|s| SessionError::Stream(s.message().to_owned()))?;
+        .map_err(|s| refusal_or(&s, SessionError::Stream))?;
     let Some(In::Accepted(accepted)) = first.and_then(|m| m.message) else {
         return Err(SessionError::Stream(
             "the scheduler did not accept the session".into(),
@@ -295,7 +340,7 @@ async fn once<E: TaskEngine>(
             }
             _ = outbox.notified() => send_outbox(&tx, store, &mut sent).await?,
             message = inbound.message() => {
-                let message = message.map_err(|s| SessionError::Stream(s.message().to_owned()))?;
+                let message = message.map_err(|s| refusal_or(&s, SessionError::Stream))?;
                 let Some(message) = message else {
                     return Err(SessionError::Stream("the scheduler closed the session".into()));
                 };
@@ -317,6 +362,11 @@ async fn handle<E: TaskEngine>(
         message: Some(Out::Ack(Ack { seq })),
     };
     match message {
+        Some(In::Assignment(a)) if a.seq != 0 && a.seq <= store.last_applied_seq()? => {
+            // Applied before (the scheduler resends what it has no ack for): never run again.
+            tracing::info!(task.id = %a.task_id, seq = a.seq, "assignment already applied; acknowledging it again");
+            send(tx, ack(a.seq)).await
+        }
         Some(In::Assignment(a)) => {
             let seq = a.seq;
             tracing::debug!(task.id = %a.task_id, seq, "assignment received");

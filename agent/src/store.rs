@@ -201,6 +201,7 @@ impl Store {
         Ok(cluster.zip(id))
     }
 
+    #[cfg(test)]
     pub(crate) fn set_registration(
         &self,
         cluster: &str,
@@ -211,6 +212,34 @@ impl Store {
             let mut t = wrap("open meta", tx.open_table(META))?;
             wrap("insert", t.insert(KEY_CLUSTER, cluster))?;
             wrap("insert", t.insert(KEY_INSTANCE_ID, instance_id))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// Records a registration under an instance ID the agent did not have before (the
+    /// scheduler forgot the old one, or the cluster changed), and restarts both sequence
+    /// numberings with it, which are per instance: the scheduler's numbers start again at 1,
+    /// so nothing applied is remembered, and the state changes not yet acknowledged are
+    /// renumbered from 1 in their order, as the new record has received none. One transaction.
+    pub(crate) fn register_anew(&self, cluster: &str, instance_id: &str) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut t = wrap("open meta", tx.open_table(META))?;
+            wrap("insert", t.insert(KEY_CLUSTER, cluster))?;
+            wrap("insert", t.insert(KEY_INSTANCE_ID, instance_id))?;
+            let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            let mut pending = Vec::new();
+            for entry in wrap("iter", o.iter())? {
+                let (_, v) = wrap("read", entry)?;
+                pending.push(v.value().to_vec());
+            }
+            wrap("retain", o.retain(|_, _| false))?;
+            for (seq, bytes) in (1u64..).zip(&pending) {
+                wrap("insert", o.insert(seq, bytes.as_slice()))?;
+            }
+            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+            wrap("insert", c.insert(KEY_NEXT_SEQ, pending.len() as u64))?;
+            wrap("insert", c.insert(KEY_LAST_APPLIED, 0u64))?;
         }
         wrap("commit", tx.commit())
     }
@@ -586,6 +615,38 @@ mod tests {
                 given_up: true
             }
         );
+    }
+
+    #[test]
+    fn registering_anew_restarts_both_numberings_and_keeps_unacked_changes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.set_registration("default", "old").unwrap();
+        for status in [TaskStatus::Pulled, TaskStatus::Created, TaskStatus::Running] {
+            s.record_state(&state("t", status)).unwrap();
+        }
+        s.ack(1).unwrap();
+        s.mark_applied(9).unwrap();
+        s.register_anew("default", "new").unwrap();
+        assert_eq!(
+            s.registration().unwrap(),
+            Some(("default".into(), "new".into()))
+        );
+        assert_eq!(s.last_applied_seq().unwrap(), 0);
+        let pending: Vec<(u64, i32)> = s
+            .outbox_after(0)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, st)| (seq, st.status))
+            .collect();
+        assert_eq!(
+            pending,
+            vec![
+                (1, TaskStatus::Created as i32),
+                (2, TaskStatus::Running as i32)
+            ]
+        );
+        assert_eq!(s.record_state(&state("t", TaskStatus::Stopped)).unwrap(), 3);
     }
 
     #[test]

@@ -43,6 +43,10 @@ mod tasks;
 mod telemetry;
 #[path = "e2e/trust.rs"]
 mod trust;
+#[path = "e2e/trust_certs.rs"]
+mod trust_certs;
+#[path = "e2e/trust_deregister.rs"]
+mod trust_deregister;
 #[path = "e2e/volumes.rs"]
 mod volumes;
 
@@ -72,6 +76,14 @@ fn main() -> ExitCode {
             w.trial(
                 "trust_used_up_tokens_and_wrong_pins_keep_agents_out",
                 trust::used_up_tokens_and_wrong_pins_keep_agents_out,
+            ),
+            w.trial(
+                "trust_client_certificates_carry_a_role_and_forged_ones_are_refused",
+                trust_certs::client_certificates_carry_a_role_and_forged_ones_are_refused,
+            ),
+            w.trial(
+                "trust_deregistering_a_connected_instance_cuts_its_agent_off",
+                trust_deregister::deregistering_a_connected_instance_cuts_its_agent_off,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",

@@ -414,3 +414,102 @@ async fn a_scheduler_ahead_of_the_outbox_is_refused_and_the_outbox_kept() {
     assert_eq!(second.unacked(), vec![pending]);
     scheduler.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again() {
+    let scheduler = Scheduler::start().await;
+    let agent = Agent::new(&scheduler, "host-1");
+    agent.store.mark_applied(3).unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let logs = LogRequests::new(Arc::new(agent.engine.clone()), tx.clone());
+    for seq in [2, 3] {
+        let assignment = berth_proto::v1::TaskAssignment {
+            seq,
+            task_id: format!("t-{seq}"),
+            ..Default::default()
+        };
+        handle(
+            Some(In::Assignment(assignment)),
+            &tx,
+            &agent.store,
+            &agent.engine,
+            &logs,
+        )
+        .await
+        .unwrap();
+        let acked = rx.recv().await.unwrap();
+        assert!(
+            matches!(acked.message, Some(Out::Ack(Ack { seq: s })) if s == seq),
+            "{acked:?}"
+        );
+    }
+    assert!(agent.engine.commands().is_empty(), "nothing ran again");
+    let fresh = berth_proto::v1::TaskAssignment {
+        seq: 4,
+        task_id: "t-4".into(),
+        ..Default::default()
+    };
+    handle(
+        Some(In::Assignment(fresh)),
+        &tx,
+        &agent.store,
+        &agent.engine,
+        &logs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(agent.engine.commands(), vec!["assign t-4".to_owned()]);
+    scheduler.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deregistered_agent_is_cut_off_and_retries_only_slowly() {
+    let scheduler = Scheduler::start().await;
+    let mut agent = Agent::new(&scheduler, "host-1");
+    agent.start();
+    scheduler
+        .until("a session", |e| sessions_opened(e).len() == 1)
+        .await;
+    let id = agent.instance_id();
+    let mut control = ControlServiceClient::connect(scheduler.endpoint.clone())
+        .await
+        .unwrap();
+    control
+        .deregister_container_instance(pb::DeregisterContainerInstanceRequest {
+            cluster: "default".into(),
+            container_instance_id: id.clone(),
+            force: false,
+        })
+        .await
+        .unwrap();
+    scheduler
+        .until("the session closed", |e| {
+            e.contains(&Event::SessionClosed {
+                instance_id: id.clone(),
+            })
+        })
+        .await;
+    // Register is refused from now on, and a refusal is retried only once a minute.
+    let refused = once(
+        &agent.config,
+        &agent.store,
+        &agent.engine,
+        &agent.outbox,
+        &agent.cancel,
+        &mut reconnects(),
+    )
+    .await;
+    let Err(SessionError::Refused(message)) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    assert!(message.contains("was deregistered"), "{message}");
+    let mut backoff = reconnects();
+    let refusal = SessionError::Refused(message);
+    for _ in 0..3 {
+        assert_eq!(retry_delay(&refusal, &mut backoff), REFUSED_RETRY);
+    }
+    let broken = SessionError::Stream("reset".into());
+    assert!(retry_delay(&broken, &mut backoff) < Duration::from_secs(1));
+    agent.stop().await;
+    scheduler.stop().await;
+}

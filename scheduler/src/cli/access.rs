@@ -60,6 +60,13 @@ pub(crate) struct Access {
     identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Access {
+    /// Whether calls present a client certificate.
+    pub(crate) fn has_client_cert(&self) -> bool {
+        self.identity.is_some()
+    }
+}
+
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")

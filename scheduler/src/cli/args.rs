@@ -26,11 +26,12 @@ pub struct Args {
     /// A file holding the API token.
     #[arg(long, global = true, conflicts_with = "token")]
     pub(crate) token_file: Option<PathBuf>,
-    /// A client certificate of the cluster CA (PEM), with --key-file.
-    #[arg(long, global = true, requires = "key_file")]
+    /// A client certificate of the cluster CA (PEM), with --key-file
+    /// (`berthctl create-client-certificate` makes one).
+    #[arg(long, env = "BERTH_CERT_FILE", global = true, requires = "key_file")]
     pub(crate) cert_file: Option<PathBuf>,
     /// The key of --cert-file (PEM).
-    #[arg(long, global = true, requires = "cert_file")]
+    #[arg(long, env = "BERTH_KEY_FILE", global = true, requires = "cert_file")]
     pub(crate) key_file: Option<PathBuf>,
     /// A berthctl config file (TOML: endpoint, ca_file or ca, token, cert_file, key_file)
     /// [default: ~/.config/berth/config.toml when it exists].
@@ -111,6 +112,14 @@ pub(crate) enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Deregister a container instance: it takes no more tasks, its agent's certificate is
+    /// revoked and a connected agent is cut off. Refused while tasks on it are not STOPPED.
+    DeregisterContainerInstance {
+        id: String,
+        /// Also stop the tasks on it that are not STOPPED.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a container's log: its stdout lines to stdout, its stderr lines to stderr.
     Logs(Logs),
     /// Create a join token for the cluster's agents; prints it and the CA pin they check.
@@ -133,6 +142,24 @@ pub(crate) enum Command {
         /// How long it is valid (a duration such as 90d); forever when not given.
         #[arg(long, value_parser = berth_policy::parse_duration)]
         ttl: Option<Duration>,
+    },
+    /// Make a client certificate of the cluster CA for a role, for --cluster only when given:
+    /// the key is made here and never sent; the scheduler signs its request.
+    CreateClientCertificate {
+        /// Who will hold it, as logs name it (e.g. alice@ops).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["read-only", "operator", "admin"])]
+        role: String,
+        /// How long it is valid (a duration such as 90d) [default: 30d].
+        #[arg(long, value_parser = berth_policy::parse_duration)]
+        ttl: Option<Duration>,
+        /// Where to write the certificate (PEM).
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the key (PEM, mode 0600); it must not exist yet.
+        #[arg(long)]
+        key_out: PathBuf,
     },
     /// List API tokens (IDs only).
     ListApiTokens,
@@ -629,6 +656,42 @@ mod tests {
             command(&["describe-container-instances", "i-1"]),
             Command::DescribeContainerInstances {
                 ids: vec!["i-1".into()]
+            }
+        );
+        assert_eq!(
+            command(&["deregister-container-instance", "i-1"]),
+            Command::DeregisterContainerInstance {
+                id: "i-1".into(),
+                force: false
+            }
+        );
+        assert_eq!(
+            command(&[
+                "create-client-certificate",
+                "--name",
+                "alice@ops",
+                "--role",
+                "admin",
+                "--ttl",
+                "7d",
+                "--cert-out",
+                "a.crt",
+                "--key-out",
+                "a.key"
+            ]),
+            Command::CreateClientCertificate {
+                name: "alice@ops".into(),
+                role: "admin".into(),
+                ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+                cert_out: "a.crt".into(),
+                key_out: "a.key".into(),
+            }
+        );
+        assert_eq!(
+            command(&["deregister-container-instance", "i-1", "--force"]),
+            Command::DeregisterContainerInstance {
+                id: "i-1".into(),
+                force: true
             }
         );
     }

@@ -53,8 +53,10 @@ pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliEr
         _ => None,
     };
     let client = access::connect(&access).await?;
+    let client_cert = access.has_client_cert();
     let mut ctx = Context {
         client,
+        client_cert,
         endpoint: access.endpoint,
         cluster,
         scoped_cluster,
@@ -79,6 +81,9 @@ fn read_definition(path: &Path) -> Result<String, CliError> {
 
 pub(super) struct Context<'a> {
     pub(super) client: Client,
+    /// Whether calls present a client certificate (a connection cut mid-call then most likely
+    /// means the scheduler refused it).
+    pub(super) client_cert: bool,
     pub(super) endpoint: String,
     pub(super) cluster: String,
     /// The cluster as the user named it (flag or environment), if they did.
@@ -289,11 +294,38 @@ impl Context<'_> {
                 )?;
                 check_failures(&response.failures)
             }
+            Command::DeregisterContainerInstance { id, force } => {
+                let request = proto::DeregisterContainerInstanceRequest {
+                    cluster,
+                    container_instance_id: id,
+                    force,
+                };
+                let response = self
+                    .call(self.client.clone().deregister_container_instance(request))
+                    .await?;
+                let instance = response.container_instance.unwrap_or_default();
+                self.emit(
+                    &json::OneContainerInstance {
+                        container_instance: json::ContainerInstance::from(&instance),
+                    },
+                    || instances_table(std::slice::from_ref(&instance)),
+                )
+            }
             Command::Logs(logs) => self.logs(cluster, logs).await,
             Command::CreateJoinToken { ttl, uses } => self.create_join_token(ttl, uses).await,
             Command::ListJoinTokens => self.list_join_tokens().await,
             Command::DeleteJoinToken { id } => self.delete_join_token(id).await,
             Command::CreateApiToken { role, ttl } => self.create_api_token(role, ttl).await,
+            Command::CreateClientCertificate {
+                name,
+                role,
+                ttl,
+                cert_out,
+                key_out,
+            } => {
+                self.create_client_certificate(name, role, ttl, &cert_out, &key_out)
+                    .await
+            }
             Command::ListApiTokens => self.list_api_tokens().await,
             Command::DeleteApiToken { id } => self.delete_api_token(id).await,
             Command::Wait {
@@ -369,7 +401,13 @@ impl Context<'_> {
     ) -> Result<T, CliError> {
         call.await
             .map(tonic::Response::into_inner)
-            .map_err(|status| from_status(&self.endpoint, &status))
+            .map_err(|status| {
+                if self.client_cert {
+                    super::error::from_status_with_cert(&self.endpoint, &status)
+                } else {
+                    from_status(&self.endpoint, &status)
+                }
+            })
     }
 
     /// Writes `json` in JSON mode, else the text `table` makes.

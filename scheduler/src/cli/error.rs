@@ -51,6 +51,18 @@ pub enum CliError {
     /// Standard output could not be written.
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    /// A file berthctl makes (a client certificate or its key) could not be written.
+    #[error("cannot write {}: {reason}", path.display())]
+    WriteFile { path: PathBuf, reason: String },
+    /// The connection broke during a call made with a client certificate: with TLS 1.3 the
+    /// scheduler checks the certificate after the handshake and closes the connection.
+    #[error(
+        "the scheduler at {endpoint} closed the connection ({reason}): it refuses a client certificate its cluster CA did not sign or that is not valid now; check --cert-file, or make a new one with `berthctl create-client-certificate`"
+    )]
+    CertificateRefused { endpoint: String, reason: String },
+    /// A key or certificate request could not be made.
+    #[error("cannot make the client key and certificate request: {0}")]
+    Key(String),
 }
 
 impl CliError {
@@ -66,7 +78,10 @@ impl CliError {
             | Self::WaitTimeout { .. }
             | Self::TaskStopped { .. }
             | Self::Runtime(_)
-            | Self::Output(_) => 1,
+            | Self::Output(_)
+            | Self::WriteFile { .. }
+            | Self::CertificateRefused { .. }
+            | Self::Key(_) => 1,
         }
     }
 }
@@ -117,6 +132,20 @@ pub(super) fn from_status(endpoint: &str, status: &tonic::Status) -> CliError {
         code: status.code(),
         message,
     }
+}
+
+/// [`from_status`] for a call made with a client certificate: a call cut by the transport (not
+/// a status the scheduler answered with) is taken for a refused certificate.
+pub(super) fn from_status_with_cert(endpoint: &str, status: &tonic::Status) -> CliError {
+    let cut = status.code() != tonic::Code::Unavailable
+        && (std::error::Error::source(status).is_some() || status.code() == tonic::Code::Cancelled);
+    if cut {
+        return CliError::CertificateRefused {
+            endpoint: endpoint.to_owned(),
+            reason: root_cause(status),
+        };
+    }
+    from_status(endpoint, status)
 }
 
 /// The innermost cause of an error, for people: an I/O error by its kind ("connection

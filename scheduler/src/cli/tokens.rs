@@ -1,5 +1,6 @@
-//! berthctl's credential commands: join tokens (with the CA pin agents check) and API tokens.
-//! A new token is printed once; lists show IDs, scopes and lifetimes, never secrets.
+//! berthctl's credential commands: join tokens (with the CA pin agents check), API tokens and
+//! client certificates. A new token is printed once; lists show IDs, scopes and lifetimes,
+//! never secrets; a client certificate's key is made here, written 0600, and never sent.
 
 use std::time::Duration;
 
@@ -25,6 +26,17 @@ struct NewApiToken {
     id: String,
     token: String,
     role: String,
+}
+
+/// `create-client-certificate -o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewClientCertificate {
+    cert_file: String,
+    key_file: String,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
 }
 
 /// One join token in `list-join-tokens -o json`.
@@ -172,6 +184,62 @@ impl Context<'_> {
         let table = format!(
             "id:     {}\nrole:   {}\ntoken:  {}\n(the token is shown only now)\n",
             json.id, json.role, json.token
+        );
+        self.emit(&json, || table)
+    }
+
+    pub(super) async fn create_client_certificate(
+        &mut self,
+        name: String,
+        role: String,
+        ttl: Option<Duration>,
+        cert_out: &std::path::Path,
+        key_out: &std::path::Path,
+    ) -> Result<(), CliError> {
+        if key_out.exists() {
+            return Err(CliError::WriteFile {
+                path: key_out.to_owned(),
+                reason: "it exists already; choose another --key-out or remove it".to_owned(),
+            });
+        }
+        let key = rcgen::KeyPair::generate().map_err(|e| CliError::Key(e.to_string()))?;
+        let csr_pem = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .and_then(|csr| csr.pem())
+            .map_err(|e| CliError::Key(e.to_string()))?;
+        let request = proto::CreateClientCertificateRequest {
+            csr_pem,
+            name,
+            role: role.clone(),
+            cluster: self.scoped_cluster.clone().unwrap_or_default(),
+            ttl_seconds: ttl.map_or(0, |t| t.as_secs().max(1)),
+        };
+        let response = self
+            .call(self.client.clone().create_client_certificate(request))
+            .await?;
+        let write_err = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |e: crate::trust::PkiError| CliError::WriteFile {
+                path,
+                reason: super::error::root_cause(&e),
+            }
+        };
+        crate::trust::pki::write_private(key_out, key.serialize_pem().as_bytes(), 0o600)
+            .map_err(write_err(key_out))?;
+        crate::trust::pki::write_private(cert_out, response.certificate_pem.as_bytes(), 0o644)
+            .map_err(write_err(cert_out))?;
+        let json = NewClientCertificate {
+            cert_file: cert_out.display().to_string(),
+            key_file: key_out.display().to_string(),
+            role,
+            expires_at: time(response.expires_at.as_ref()),
+        };
+        let table = format!(
+            "certificate: {}\nkey:         {}\nrole:        {}\nexpires:     {}\nuse it with --cert-file/--key-file or cert_file/key_file in a berthctl config file\n",
+            json.cert_file,
+            json.key_file,
+            json.role,
+            json.expires_at.as_deref().unwrap_or("never")
         );
         self.emit(&json, || table)
     }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::guard::not_yours;
 use super::session::{Session, read_hello};
-use super::{Call, Event, ServerError, Shared};
+use super::{Call, Event, ServerError, Shared, TrustConfig};
 use crate::store::DEFAULT_CLUSTER;
 use crate::trust::AgentIdentity;
 
@@ -33,6 +33,34 @@ impl Agent {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
+}
+
+impl Agent {
+    /// Closes what `instance_id` just opened if it was deregistered meanwhile: a
+    /// deregistration that committed after the stream's own check cut off whatever was
+    /// registered before it, so one of the two always sees the other.
+    async fn cut_off_if_deregistered(&self, instance_id: &str) -> Result<(), Status> {
+        let id = instance_id.to_owned();
+        if self.shared.db(move |s| s.is_deregistered(&id)).await? {
+            self.shared.sessions.cut_off(instance_id);
+            self.shared.revocations.revoke(instance_id);
+        }
+        Ok(())
+    }
+}
+
+/// Signs an agent's certificate request for `agent`, valid from now for the configured
+/// lifetime (JoinCluster and RenewCertificate).
+fn sign(trust: &TrustConfig, csr_pem: &str, agent: &AgentIdentity) -> Result<String, Status> {
+    trust
+        .ca
+        .sign_agent(
+            csr_pem,
+            agent,
+            trust.agent_cert_lifetime,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| Status::from(ServerError::from(e)))
 }
 
 fn cluster_or_default(name: &str) -> String {
@@ -127,6 +155,7 @@ impl AgentService for Agent {
         }
         let cancel = self.shared.cancel.child_token();
         let registration = self.shared.sessions.register(&instance_id, cancel.clone());
+        self.cut_off_if_deregistered(&instance_id).await?;
         let span = tracing::info_span!(
             "session",
             instance.id = %instance_id,
@@ -167,10 +196,28 @@ impl AgentService for Agent {
         let agent = self.shared.agent_peer(&request, "StreamMetrics").await?;
         let mut inbound = request.into_inner();
         let mut batches = 0u64;
-        let cancel = self.shared.cancel.clone();
+        let cancel = match &agent {
+            Some(agent) => self
+                .shared
+                .revocations
+                .watch(&agent.instance_id, &self.shared.cancel),
+            None => self.shared.cancel.clone(),
+        };
+        if let Some(agent) = &agent {
+            self.cut_off_if_deregistered(&agent.instance_id).await?;
+        }
         loop {
             let next = tokio::select! {
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => {
+                    if self.shared.cancel.is_cancelled() {
+                        break;
+                    }
+                    let agent = agent.as_ref().map_or_else(String::new, ToString::to_string);
+                    tracing::info!(peer = %agent, batches, "metrics stream cut off: the instance was deregistered");
+                    return Err(Status::permission_denied(format!(
+                        "{agent} was deregistered and its certificate revoked; join again with a new join token"
+                    )));
+                }
                 next = inbound.message() => next,
             };
             match next {
@@ -222,15 +269,7 @@ impl AgentService for Agent {
             cluster: cluster.clone(),
             instance_id: uuid::Uuid::new_v4().to_string(),
         };
-        let certificate_pem = trust
-            .ca
-            .sign_agent(
-                &req.csr_pem,
-                &agent,
-                trust.agent_cert_lifetime,
-                std::time::SystemTime::now(),
-            )
-            .map_err(|e| Status::from(ServerError::from(e)))?;
+        let certificate_pem = sign(&trust, &req.csr_pem, &agent)?;
         let instance_id = agent.instance_id.clone();
         let joined = self
             .shared
@@ -267,15 +306,7 @@ impl AgentService for Agent {
             return Err(Status::unauthenticated("no agent certificate"));
         };
         let req = request.into_inner();
-        let certificate_pem = trust
-            .ca
-            .sign_agent(
-                &req.csr_pem,
-                &agent,
-                trust.agent_cert_lifetime,
-                std::time::SystemTime::now(),
-            )
-            .map_err(|e| Status::from(ServerError::from(e)))?;
+        let certificate_pem = sign(&trust, &req.csr_pem, &agent)?;
         tracing::info!(instance.id = %agent.instance_id, cluster = %agent.cluster, "agent certificate renewed");
         Ok(Response::new(pb::RenewCertificateResponse {
             certificate_pem,

@@ -9,9 +9,9 @@ use berth_proto::v1::control_service_server::ControlService;
 use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
-use super::credentials;
 use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
+use super::{credentials, instances};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 use crate::trust::{Rpc, Scope};
@@ -392,6 +392,13 @@ impl ControlService for Control {
         }))
     }
 
+    async fn deregister_container_instance(
+        &self,
+        request: Request<pb::DeregisterContainerInstanceRequest>,
+    ) -> Result<Response<pb::DeregisterContainerInstanceResponse>, Status> {
+        instances::deregister_container_instance(&self.shared, request).await
+    }
+
     async fn create_join_token(
         &self,
         request: Request<pb::CreateJoinTokenRequest>,
@@ -432,5 +439,12 @@ impl ControlService for Control {
         request: Request<pb::DeleteApiTokenRequest>,
     ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
         credentials::delete_api_token(&self.shared, request).await
+    }
+
+    async fn create_client_certificate(
+        &self,
+        request: Request<pb::CreateClientCertificateRequest>,
+    ) -> Result<Response<pb::CreateClientCertificateResponse>, Status> {
+        credentials::create_client_certificate(&self.shared, request).await
     }
 }

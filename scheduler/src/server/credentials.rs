@@ -1,5 +1,6 @@
-//! ControlService's credential calls: join tokens (with the CA pin agents check) and API
-//! tokens. A secret is returned once, by the call that creates it; lists show IDs only.
+//! ControlService's credential calls: join tokens (with the CA pin agents check), API tokens
+//! and client certificates. A secret is returned once, by the call that creates it; lists
+//! show IDs only; a client certificate's key never reaches the scheduler.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::store::DEFAULT_CLUSTER;
-use crate::trust::{Role, Rpc, Scope};
+use crate::trust::{ClientIdentity, Role, Rpc, Scope};
 
 fn ttl(seconds: u64) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
@@ -112,4 +113,44 @@ pub(super) async fn delete_api_token(
     shared.db(move |s| s.delete_api_token(&id)).await?;
     tracing::info!(caller = %caller.name, token.id = %deleted, "API token deleted");
     Ok(Response::new(pb::DeleteApiTokenResponse {}))
+}
+
+/// A client certificate's lifetime when none is asked for.
+const DEFAULT_CLIENT_CERT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub(super) async fn create_client_certificate(
+    shared: &Shared,
+    request: Request<pb::CreateClientCertificateRequest>,
+) -> Result<Response<pb::CreateClientCertificateResponse>, Status> {
+    let req = request.get_ref();
+    let role = Role::parse(&req.role).map_err(Status::invalid_argument)?;
+    let cluster = (!req.cluster.is_empty()).then(|| req.cluster.clone());
+    let who = ClientIdentity::new(&req.name, role, cluster.as_deref())
+        .map_err(Status::invalid_argument)?;
+    let scope = match &cluster {
+        Some(c) => Scope::Cluster(c),
+        None => Scope::Global,
+    };
+    let caller = shared.authorize(&request, Rpc::CreateClientCertificate, scope)?;
+    let Some(trust) = shared.config.trust.clone() else {
+        return Err(Status::failed_precondition(
+            "this scheduler runs with --insecure: it has no CA, so it issues no client certificates",
+        ));
+    };
+    if let Some(c) = who.cluster.clone() {
+        shared.db(move |s| s.ensure_cluster(&c)).await?;
+    }
+    let req = request.into_inner();
+    let lifetime = ttl(req.ttl_seconds).unwrap_or(DEFAULT_CLIENT_CERT_LIFETIME);
+    let now = SystemTime::now();
+    let certificate_pem = trust
+        .ca
+        .sign_client(&req.csr_pem, &who, lifetime, now)
+        .map_err(|e| Status::from(super::ServerError::from(e)))?;
+    tracing::info!(caller = %caller.name, client = %who.name, role = %who.role, cluster = who.cluster.as_deref().unwrap_or("*"), lifetime_s = lifetime.as_secs(), "client certificate issued");
+    Ok(Response::new(pb::CreateClientCertificateResponse {
+        certificate_pem,
+        ca_pem: trust.ca.cert_pem().to_owned(),
+        expires_at: Some(prost_types::Timestamp::from(now + lifetime)),
+    }))
 }

@@ -74,6 +74,8 @@ impl From<ServerError> for Status {
                 | StoreError::InvalidTaskDefinitionRef { .. }
                 | StoreError::EmptyFamily
                 | StoreError::NoIdentity
+                | StoreError::SequenceGap { .. }
+                | StoreError::NotIssued { .. }
                 | StoreError::InvalidCount { .. }
                 | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
@@ -84,7 +86,11 @@ impl From<ServerError> for Status {
                 | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
                 StoreError::ClusterInUse { .. }
                 | StoreError::InstanceUnavailable { .. }
-                | StoreError::InstanceExists { .. } => Status::failed_precondition(msg),
+                | StoreError::InstanceExists { .. }
+                | StoreError::InstanceHasTasks { .. } => Status::failed_precondition(msg),
+                StoreError::InstanceDeregistered { .. } | StoreError::NotYourTask { .. } => {
+                    Status::permission_denied(msg)
+                }
                 StoreError::NoConnectedInstance { .. }
                 | StoreError::NoCapacity { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),

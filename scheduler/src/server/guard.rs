@@ -1,6 +1,7 @@
 //! Who is calling, checked at the top of every call: an agent by the instance its certificate
-//! names (and whose identity is not revoked), a client by its bearer API token against the
-//! authorization table (`trust::auth`). With `--insecure` there is no TLS and nobody is
+//! names (and whose identity is not revoked), a client by the role its client certificate
+//! names, or else by its bearer API token, against the authorization table (`trust::auth`).
+//! An agent's certificate is never a client's credential, nor a client's an agent's. With `--insecure` there is no TLS and nobody is
 //! checked: every caller is trusted, as the warning at start says.
 
 use std::time::SystemTime;
@@ -8,13 +9,13 @@ use std::time::SystemTime;
 use tonic::{Request, Status};
 
 use super::Shared;
-use crate::trust::{AgentIdentity, Caller, Role, Rpc, Scope};
+use crate::trust::{AgentIdentity, Caller, PeerIdentity, Role, Rpc, Scope};
 
 /// The metadata key of a bearer token.
 const AUTHORIZATION: &str = "authorization";
 
 /// What a refused call is told when it brings no credential.
-const NO_CREDENTIAL: &str = "no credential: this call needs an API token (berthctl --token, BERTH_TOKEN, or `token` in a berthctl config file such as <scheduler data dir>/berthctl.toml)";
+const NO_CREDENTIAL: &str = "no credential: this call needs an API token (berthctl --token, BERTH_TOKEN, or `token` in a berthctl config file such as <scheduler data dir>/berthctl.toml) or a client certificate of the cluster CA (--cert-file/--key-file, made by `berthctl create-client-certificate`)";
 
 /// The peer's address, for logs.
 fn peer<T>(request: &Request<T>) -> String {
@@ -23,15 +24,16 @@ fn peer<T>(request: &Request<T>) -> String {
         .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string())
 }
 
-/// The agent the request's client certificate names, if it presented one that does.
-fn agent_in_cert<T>(request: &Request<T>) -> Result<Option<AgentIdentity>, Status> {
+/// Who the request's client certificate names, if it presented one (TLS checked that the
+/// cluster CA signed it and that it is valid now).
+fn peer_in_cert<T>(request: &Request<T>) -> Result<Option<PeerIdentity>, Status> {
     let Some(certs) = request.peer_certs() else {
         return Ok(None);
     };
     let Some(leaf) = certs.first() else {
         return Ok(None);
     };
-    AgentIdentity::from_der(leaf.as_ref()).map_err(|reason| {
+    PeerIdentity::from_der(leaf.as_ref()).map_err(|reason| {
         Status::unauthenticated(format!("the client certificate cannot be read: {reason}"))
     })
 }
@@ -56,10 +58,25 @@ impl Shared {
             tracing::warn!(peer = %peer(request), %rpc, reason = status.message(), "control call refused");
             status
         };
-        if let Some(agent) = agent_in_cert(request).map_err(refuse)? {
-            return Err(refuse(Status::permission_denied(format!(
-                "the certificate of {agent} is an agent's and cannot call ControlService; use an API token"
-            ))));
+        match peer_in_cert(request).map_err(refuse)? {
+            Some(PeerIdentity::Agent(agent)) => {
+                return Err(refuse(Status::permission_denied(format!(
+                    "the certificate of {agent} is an agent's and cannot call ControlService; use an API token or a client certificate"
+                ))));
+            }
+            Some(PeerIdentity::Client(client)) => {
+                let caller = Caller {
+                    name: client.to_string(),
+                    role: client.role,
+                    cluster: client.cluster,
+                };
+                caller
+                    .authorize(rpc, scope)
+                    .map_err(|denied| refuse(Status::permission_denied(denied.to_string())))?;
+                tracing::debug!(caller = %caller.name, %rpc, "control call authorized");
+                return Ok(caller);
+            }
+            None => {}
         }
         let bearer = match request.metadata().get(AUTHORIZATION) {
             None => return Err(refuse(Status::unauthenticated(NO_CREDENTIAL))),
@@ -99,10 +116,18 @@ impl Shared {
             tracing::warn!(peer = %peer(request), call, reason = status.message(), "agent call refused");
             status
         };
-        let Some(agent) = agent_in_cert(request).map_err(refuse)? else {
-            return Err(refuse(Status::unauthenticated(
-                "no agent certificate: an agent joins with a join token first (join_token and scheduler_ca_pin in its configuration)",
-            )));
+        let agent = match peer_in_cert(request).map_err(refuse)? {
+            Some(PeerIdentity::Agent(agent)) => agent,
+            Some(PeerIdentity::Client(client)) => {
+                return Err(refuse(Status::permission_denied(format!(
+                    "the {client} is a client's and cannot call AgentService"
+                ))));
+            }
+            None => {
+                return Err(refuse(Status::unauthenticated(
+                    "no agent certificate: an agent joins with a join token first (join_token and scheduler_ca_pin in its configuration)",
+                )));
+            }
         };
         let (cluster, id) = (agent.cluster.clone(), agent.instance_id.clone());
         let certified = self

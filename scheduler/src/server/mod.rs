@@ -14,8 +14,10 @@ mod credentials;
 mod error;
 mod guard;
 mod hooks;
+mod instances;
 mod logs;
 mod reconcile;
+mod revoke;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -35,6 +37,7 @@ pub use hooks::{Call, Event, TestHooks};
 
 use crate::store::{Store, StoreError};
 use crate::trust::ClusterCa;
+use revoke::Revocations;
 use session::SessionRegistry;
 
 /// How the server behaves.
@@ -99,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: SessionRegistry,
     /// Agents' liveness in memory (heartbeats, disconnections).
     pub(crate) liveness: reconcile::Liveness,
+    /// The metrics streams a deregistration cuts off.
+    pub(crate) revocations: Revocations,
     pub(crate) config: ServerConfig,
     pub(crate) tracker: TaskTracker,
     /// Cancelled on shutdown; sessions and the monitor run under children of it.
@@ -173,6 +178,7 @@ async fn serve(
         store,
         sessions: SessionRegistry::default(),
         liveness: reconcile::Liveness::default(),
+        revocations: Revocations::default(),
         config,
         tracker: TaskTracker::new(),
         cancel: shutdown.child_token(),

@@ -33,6 +33,8 @@ enum CloseReason {
     Silent,
     /// A test hook dropped it.
     Dropped,
+    /// The instance was deregistered: what is queued for it is sent, then it is cut off.
+    Deregistered,
 }
 
 #[derive(Debug)]
@@ -113,6 +115,21 @@ impl SessionRegistry {
         let _ = entry.closed.set(CloseReason::Dropped);
         entry.cancel.cancel();
         tracing::info!(instance.id = instance_id, "session dropped by a test hook");
+        true
+    }
+
+    /// Cuts the instance's session off because the instance was deregistered; false when it
+    /// has none.
+    pub(crate) fn cut_off(&self, instance_id: &str) -> bool {
+        let Some(entry) = self.lock().remove(instance_id) else {
+            return false;
+        };
+        let _ = entry.closed.set(CloseReason::Deregistered);
+        entry.cancel.cancel();
+        tracing::info!(
+            instance.id = instance_id,
+            "session cut off: the instance was deregistered"
+        );
         true
     }
 
@@ -291,7 +308,12 @@ impl Session {
             }
             loop {
                 let step = tokio::select! {
-                    _ = self.cancel.cancelled() => break 'session Err(self.closed_status()),
+                    _ = self.cancel.cancelled() => {
+                        if self.registration.closed.get() == Some(&CloseReason::Deregistered) {
+                            self.flush_before_cut_off().await;
+                        }
+                        break 'session Err(self.closed_status());
+                    }
                     msg = self.inbound.message() => match msg {
                         Ok(Some(msg)) => {
                             self.shared.sessions.touch(&self.instance_id, self.registration.id);
@@ -331,6 +353,15 @@ impl Session {
             )));
         }
         if let Err(status) = end {
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::PermissionDenied
+            ) {
+                tracing::warn!(
+                    reason = status.message(),
+                    "session refused and closed: the agent claimed what the scheduler did not issue or record"
+                );
+            }
             // Best effort: the agent may be gone already.
             let _ = self.tx.try_send(Err(status));
         }
@@ -351,7 +382,47 @@ impl Session {
             Some(CloseReason::Dropped) => {
                 Status::unavailable("the session was dropped by a test hook; reconnect")
             }
+            Some(CloseReason::Deregistered) => Status::permission_denied(format!(
+                "container instance {} was deregistered and its certificate revoked; \
+                 to run this host again, join it with a new join token and an empty data dir",
+                self.instance_id
+            )),
             None => Status::unavailable("the scheduler is shutting down"),
+        }
+    }
+
+    /// Sends what is still queued and unsent (a forced deregistration's stop orders), giving
+    /// the agent a moment per message to take it; the session is closing, so it is not
+    /// retried.
+    async fn flush_before_cut_off(&mut self) {
+        const PER_MESSAGE: Duration = Duration::from_secs(1);
+        let instance_id = self.instance_id.clone();
+        let after = self.last_sent;
+        let pending = match self
+            .shared
+            .db(move |s| s.outbox_after(&instance_id, after))
+            .await
+        {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read what is queued for a deregistered instance");
+                return;
+            }
+        };
+        for (seq, msg) in pending {
+            match tokio::time::timeout(PER_MESSAGE, self.tx.send(Ok(msg))).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(seq, "sent before the cut-off");
+                    self.last_sent = seq;
+                }
+                _ => {
+                    tracing::info!(
+                        seq,
+                        "the agent did not take what was queued before the cut-off"
+                    );
+                    return;
+                }
+            }
         }
     }
 

@@ -1,9 +1,10 @@
 //! Clusters: created on demand (`default`) or by name, described with derived counts, deleted
-//! only when nothing runs in them.
+//! only when nothing runs in them (deregistered instances do not count, and go with it).
 
 use berth_proto::v1 as pb;
 
 use super::codec::{all_recs, get_rec, load_tasks, put_rec};
+use super::deregister::{forget_inactive, is_inactive};
 use super::records::InstanceRecord;
 use super::views::{cluster_view, is_active};
 use super::{CLUSTERS, DEFAULT_CLUSTER, INSTANCES, Store, StoreError, TASKS, now};
@@ -104,8 +105,9 @@ impl Store {
         })
     }
 
-    /// Deletes a cluster with no instances and no task still holding resources; its stopped
-    /// tasks go with it. Returns the cluster as it was, INACTIVE.
+    /// Deletes a cluster with no instances but deregistered ones and no task still holding
+    /// resources; its stopped tasks and deregistered instances go with it. Returns the cluster
+    /// as it was, INACTIVE.
     pub fn delete_cluster(&self, name: &str) -> Result<pb::Cluster, StoreError> {
         validate_cluster_name(name)?;
         self.write(|txn| {
@@ -121,7 +123,7 @@ impl Store {
             let tasks = load_tasks(&tasks_t)?;
             let n_instances = instances
                 .iter()
-                .filter(|i| i.instance.cluster == name)
+                .filter(|i| i.instance.cluster == name && !is_inactive(i))
                 .count();
             let n_active = tasks
                 .iter()
@@ -139,7 +141,10 @@ impl Store {
                 tasks_t.remove(t.task_id.as_str())?;
             }
             clusters.remove(name)?;
-            tracing::info!(cluster = name, "cluster deleted");
+            drop(tasks_t);
+            drop(clusters);
+            let deregistered = forget_inactive(txn, name)?;
+            tracing::info!(cluster = name, deregistered, "cluster deleted");
             Ok(view)
         })
     }

@@ -89,6 +89,37 @@ pub enum StoreError {
         placed: u32,
         requested: u32,
     },
+    #[error(
+        "container instance {id} in cluster {cluster} has {tasks} task(s) not yet STOPPED; stop them first, or deregister with --force to stop them too"
+    )]
+    InstanceHasTasks {
+        cluster: String,
+        id: String,
+        tasks: usize,
+    },
+    #[error(
+        "container instance {id} in cluster {cluster} was deregistered; an agent joins again with a new join token (insecure: remove its registration from the data dir)"
+    )]
+    InstanceDeregistered { cluster: String, id: String },
+    /// A state change that is neither the instance's next sequence number nor one already
+    /// received.
+    #[error(
+        "state change {got} of container instance {id} is out of sequence: the next one is {expected}; an agent sends its state changes in order, each once numbered"
+    )]
+    SequenceGap { id: String, expected: u64, got: u64 },
+    /// An ack, or a session's `last_applied_seq`, above anything issued to the instance.
+    #[error(
+        "{what} {got} of container instance {id} is above the highest sequence number issued to it ({issued})"
+    )]
+    NotIssued {
+        what: &'static str,
+        id: String,
+        got: u64,
+        issued: u64,
+    },
+    /// A report on a task another instance runs.
+    #[error("container instance {id} reported on task {task_id}, which runs on another instance")]
+    NotYourTask { id: String, task_id: String },
     #[error("instance {id} already exists")]
     InstanceExists { id: String },
     #[error(

@@ -5,6 +5,7 @@ use berth_proto::v1 as pb;
 use redb::ReadableTable;
 
 use super::codec::{all_recs, get_rec, load_tasks, put_rec};
+use super::deregister::is_inactive;
 use super::records::InstanceRecord;
 use super::views::{active_definitions, instance_view};
 use super::{CLUSTERS, INSTANCES, Store, StoreError, TASK_DEFS, TASKS, new_id, now};
@@ -68,6 +69,12 @@ impl Store {
                         })
                     })
             };
+            if let Some(rec) = known.filter(|r| is_inactive(r)) {
+                return Err(StoreError::InstanceDeregistered {
+                    cluster: cluster.to_owned(),
+                    id: rec.instance.container_instance_id.clone(),
+                });
+            }
             let fresh = known.is_none();
             let mut rec = known.cloned().unwrap_or_else(|| InstanceRecord {
                 instance: pb::ContainerInstance {
@@ -103,8 +110,9 @@ impl Store {
         })
     }
 
-    /// The cluster's instances with remaining resources and counts (`agent_connected` false:
-    /// the caller knows the sessions).
+    /// The cluster's instances that are not deregistered, with remaining resources and counts
+    /// (`agent_connected` false: the caller knows the sessions). Describe still shows an
+    /// INACTIVE one, as ECS does.
     pub fn list_instances(&self, cluster: &str) -> Result<Vec<pb::ContainerInstance>, StoreError> {
         self.ensure_cluster(cluster)?;
         self.read(|txn| {
@@ -113,7 +121,7 @@ impl Store {
             let recs: Vec<InstanceRecord> = all_recs(&txn.open_table(INSTANCES)?, "instances")?;
             Ok(recs
                 .iter()
-                .filter(|i| i.instance.cluster == cluster)
+                .filter(|i| i.instance.cluster == cluster && !is_inactive(i))
                 .map(|i| instance_view(i, &tasks, &defs))
                 .collect())
         })

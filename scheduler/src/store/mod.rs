@@ -15,12 +15,13 @@
 //! (placement, which is pure: `placement`).
 //!
 //! The methods of each entity are one `impl Store` block in its own file: `clusters`,
-//! `definitions`, `instances`, `tasks`, `sessions` and `trust` (tokens and certified agents); `error` holds the errors and their
-//! messages.
+//! `definitions`, `instances`, `deregister`, `tasks`, `sessions` and `trust` (tokens and
+//! certified agents); `error` holds the errors and their messages.
 
 mod clusters;
 mod codec;
 mod definitions;
+mod deregister;
 mod error;
 mod instances;
 mod placement;
@@ -43,6 +44,7 @@ use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 pub use crate::attachment::AttachmentError;
+pub use deregister::Deregistered;
 pub use error::{RecordError, StoreError, TokenRefusal};
 pub use reconcile::{FORGOTTEN_BY_SCHEDULER, Reconciled, UNKNOWN_TO_HOST};
 pub use trust::DEFAULT_JOIN_TOKEN_TTL;
@@ -161,6 +163,47 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Every record of every table, keys and values as stored: what tests compare to prove
+    /// that a refused call wrote nothing.
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        use redb::ReadableTable;
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for def in [
+                CLUSTERS,
+                INSTANCES,
+                TASKS,
+                SESSIONS,
+                JOIN_TOKENS,
+                API_TOKENS,
+                AGENT_CERTS,
+            ] {
+                for item in txn.open_table(def)?.iter()? {
+                    let (k, v) = item?;
+                    out.push((def.to_string(), k.value().to_owned(), v.value().to_vec()));
+                }
+            }
+            for item in txn.open_table(TASK_DEFS)?.iter()? {
+                let (k, v) = item?;
+                out.push((
+                    "task_definitions".into(),
+                    format!("{:?}", k.value()),
+                    v.value().to_vec(),
+                ));
+            }
+            for item in txn.open_table(OUTBOX)?.iter()? {
+                let (k, v) = item?;
+                out.push((
+                    "outbox".into(),
+                    format!("{:?}", k.value()),
+                    v.value().to_vec(),
+                ));
+            }
+            Ok(out)
+        })
     }
 
     fn read<T>(

@@ -29,25 +29,33 @@ impl Store {
         self.write(|txn| {
             let known =
                 get_rec::<InstanceRecord>(&txn.open_table(INSTANCES)?, "instances", instance_id)?
-                    .is_some_and(|i| i.instance.cluster == cluster);
-            if !known {
+                    .filter(|i| i.instance.cluster == cluster);
+            let Some(known) = known else {
                 return Err(StoreError::InstanceNotFound {
+                    cluster: cluster.to_owned(),
+                    id: instance_id.to_owned(),
+                });
+            };
+            if super::deregister::is_inactive(&known) {
+                return Err(StoreError::InstanceDeregistered {
                     cluster: cluster.to_owned(),
                     id: instance_id.to_owned(),
                 });
             }
             let mut sessions = txn.open_table(SESSIONS)?;
-            let mut session = get_rec::<SessionRecord>(&sessions, "sessions", instance_id)?
-                .unwrap_or_default();
+            let mut session =
+                get_rec::<SessionRecord>(&sessions, "sessions", instance_id)?.unwrap_or_default();
             session.next_seq = session.next_seq.max(1);
-            if session.next_seq <= last_applied_seq {
-                tracing::warn!(
-                    instance.id = instance_id,
-                    last_applied_seq,
-                    next_seq = session.next_seq,
-                    "agent has applied sequence numbers this scheduler never issued; skipping past them"
-                );
-                session.next_seq = last_applied_seq.saturating_add(1);
+            let issued = session.next_seq - 1;
+            if last_applied_seq > issued {
+                // Claimed to hold what was never sent: refused, so that nothing queued for
+                // the instance is dropped on a forged word.
+                return Err(StoreError::NotIssued {
+                    what: "last_applied_seq",
+                    id: instance_id.to_owned(),
+                    got: last_applied_seq,
+                    issued,
+                });
             }
             put_rec(&mut sessions, instance_id, &session)?;
             drop_acked(&mut txn.open_table(OUTBOX)?, instance_id, last_applied_seq)?;
@@ -57,9 +65,23 @@ impl Store {
         })
     }
 
-    /// Removes outbox entries up to and including `seq`; returns how many.
+    /// Removes outbox entries up to and including `seq`; returns how many. An ack above the
+    /// highest sequence number issued to the instance is refused and removes nothing.
     pub fn ack(&self, instance_id: &str, seq: u64) -> Result<usize, StoreError> {
-        self.write(|txn| drop_acked(&mut txn.open_table(OUTBOX)?, instance_id, seq))
+        self.write(|txn| {
+            let issued =
+                get_rec::<SessionRecord>(&txn.open_table(SESSIONS)?, "sessions", instance_id)?
+                    .map_or(0, |s| s.next_seq.saturating_sub(1));
+            if seq > issued {
+                return Err(StoreError::NotIssued {
+                    what: "ack",
+                    id: instance_id.to_owned(),
+                    got: seq,
+                    issued,
+                });
+            }
+            drop_acked(&mut txn.open_table(OUTBOX)?, instance_id, seq)
+        })
     }
 
     /// The instance's unacknowledged messages with a sequence number above `after`, in order,
@@ -112,8 +134,9 @@ impl Store {
     }
 
     /// Applies an agent's report on a task. With a sequence number, a number already received
-    /// is a duplicate and changes nothing; otherwise it is stored as the highest received, in
-    /// the same transaction as the task. Status only moves forward.
+    /// is a duplicate and changes nothing; the next one is stored as the highest received, in
+    /// the same transaction as the task; any other is refused. A report on a task another
+    /// instance runs is refused. A refusal writes nothing. Status only moves forward.
     pub fn apply_task_state(
         &self,
         instance_id: &str,
@@ -128,6 +151,14 @@ impl Store {
                 if seq <= session.last_received_seq {
                     return Ok(Applied::Duplicate);
                 }
+                let expected = session.last_received_seq.saturating_add(1);
+                if seq != expected {
+                    return Err(StoreError::SequenceGap {
+                        id: instance_id.to_owned(),
+                        expected,
+                        got: seq,
+                    });
+                }
                 session.last_received_seq = seq;
                 put_rec(&mut sessions, instance_id, &session)?;
             }
@@ -136,7 +167,10 @@ impl Store {
                 return Ok(Applied::UnknownTask);
             };
             if task.container_instance_id != instance_id {
-                return Ok(Applied::UnknownTask);
+                return Err(StoreError::NotYourTask {
+                    id: instance_id.to_owned(),
+                    task_id: state.task_id.clone(),
+                });
             }
             if !merge_state(&mut task, state) {
                 return Ok(Applied::Unchanged);

@@ -145,12 +145,37 @@ fn outbox_sequence_ack_and_state() {
     assert_eq!(store.ack(&id, 1).unwrap(), 1);
     assert_eq!(store.outbox_after(&id, 0).unwrap().len(), 1);
 
-    // A hello past what was issued moves numbering on.
-    store.open_session(DEFAULT_CLUSTER, &id, 10).unwrap();
+    // A hello or an ack past what was issued is refused and drops nothing.
+    let err = store.open_session(DEFAULT_CLUSTER, &id, 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotIssued {
+                got: 10,
+                issued: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store.ack(&id, 3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotIssued {
+                got: 3,
+                issued: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(store.outbox_after(&id, 0).unwrap().len(), 1);
+    store.open_session(DEFAULT_CLUSTER, &id, 2).unwrap();
     assert!(store.outbox_after(&id, 0).unwrap().is_empty());
     let (_, queued) = store.stop_task(DEFAULT_CLUSTER, &t2.task_id, "").unwrap();
     assert!(queued);
-    assert_eq!(store.outbox_after(&id, 0).unwrap()[0].0, 11);
+    assert_eq!(store.outbox_after(&id, 0).unwrap()[0].0, 3);
 
     let s = state(&t1.task_id, TaskStatus::Running);
     assert!(matches!(
@@ -165,6 +190,20 @@ fn outbox_sequence_ack_and_state() {
     assert_eq!(
         store.apply_task_state(&id, Some(2), &back).unwrap(),
         Applied::Unchanged
+    );
+    let err = store
+        .apply_task_state(&id, Some(5), &state("nope", TaskStatus::Running))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SequenceGap {
+                expected: 3,
+                got: 5,
+                ..
+            }
+        ),
+        "{err}"
     );
     assert_eq!(
         store

@@ -171,7 +171,7 @@ pub(super) fn cluster_view(
         registered_container_instances_count: count(
             instances
                 .iter()
-                .filter(|i| i.instance.cluster == rec.name)
+                .filter(|i| i.instance.cluster == rec.name && !super::deregister::is_inactive(i))
                 .count(),
         ),
         running_tasks_count: count(in_cluster().filter(|t| is_running(t)).count()),

@@ -57,6 +57,7 @@ pub enum Rpc {
     ListTasks,
     ListContainerInstances,
     DescribeContainerInstances,
+    DeregisterContainerInstance,
     GetTaskLogs,
     CreateJoinToken,
     ListJoinTokens,
@@ -64,10 +65,11 @@ pub enum Rpc {
     CreateApiToken,
     ListApiTokens,
     DeleteApiToken,
+    CreateClientCertificate,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 22] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -81,6 +83,7 @@ impl Rpc {
         Rpc::ListTasks,
         Rpc::ListContainerInstances,
         Rpc::DescribeContainerInstances,
+        Rpc::DeregisterContainerInstance,
         Rpc::GetTaskLogs,
         Rpc::CreateJoinToken,
         Rpc::ListJoinTokens,
@@ -88,6 +91,7 @@ impl Rpc {
         Rpc::CreateApiToken,
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
+        Rpc::CreateClientCertificate,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -105,12 +109,14 @@ impl Rpc {
             Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
+            | Rpc::DeregisterContainerInstance
             | Rpc::CreateJoinToken
             | Rpc::ListJoinTokens
             | Rpc::DeleteJoinToken
             | Rpc::CreateApiToken
             | Rpc::ListApiTokens
-            | Rpc::DeleteApiToken => Role::Admin,
+            | Rpc::DeleteApiToken
+            | Rpc::CreateClientCertificate => Role::Admin,
         }
     }
 }

@@ -14,7 +14,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
-use super::identity::{AgentIdentity, spki_pin};
+use super::identity::{AgentIdentity, ClientIdentity, spki_pin};
 
 /// The CA's files inside the data directory.
 pub const PKI_DIR: &str = "pki";
@@ -280,22 +280,56 @@ impl ClusterCa {
         lifetime: Duration,
         now: SystemTime,
     ) -> Result<String, PkiError> {
+        let names = Names {
+            what: "the agent's certificate",
+            common_name: &who.instance_id,
+            organization: &who.cluster,
+            uri: who.uri(),
+        };
+        self.sign(csr_pem, names, lifetime, now)
+    }
+
+    /// Signs a client's certificate request for `who` (its name, role and scope), valid for
+    /// `lifetime` from `now`; as for an agent, only the request's public key is used.
+    pub fn sign_client(
+        &self,
+        csr_pem: &str,
+        who: &ClientIdentity,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<String, PkiError> {
+        let names = Names {
+            what: "the client certificate",
+            common_name: &who.name,
+            organization: who.role.as_str(),
+            uri: who.uri(),
+        };
+        self.sign(csr_pem, names, lifetime, now)
+    }
+
+    fn sign(
+        &self,
+        csr_pem: &str,
+        names: Names<'_>,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::BadRequest(e.to_string()))?;
         let generate = |reason: rcgen::Error| PkiError::Generate {
-            what: "the agent's certificate",
+            what: names.what,
             reason: reason.to_string(),
         };
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::CommonName, who.instance_id.as_str());
+            .push(DnType::CommonName, names.common_name);
         params
             .distinguished_name
-            .push(DnType::OrganizationName, who.cluster.as_str());
+            .push(DnType::OrganizationName, names.organization);
         params.subject_alt_names = vec![SanType::URI(
-            who.uri().as_str().try_into().map_err(generate)?,
+            names.uri.as_str().try_into().map_err(generate)?,
         )];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -310,6 +344,15 @@ impl ClusterCa {
         let cert = request.signed_by(&self.issuer).map_err(generate)?;
         Ok(cert.pem())
     }
+}
+
+/// What a signed certificate names.
+struct Names<'a> {
+    /// For errors.
+    what: &'static str,
+    common_name: &'a str,
+    organization: &'a str,
+    uri: String,
 }
 
 /// The DER of the first certificate in `pem`.

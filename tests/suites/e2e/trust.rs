@@ -141,7 +141,7 @@ pub(super) fn used_up_tokens_and_wrong_pins_keep_agents_out(w: &World) -> Result
 }
 
 /// No secret in any log of the trial (scheduler, agents) nor in describe output.
-fn secrets_absent(env: &Env, secrets: &[&str]) -> Result<()> {
+pub(super) fn secrets_absent(env: &Env, secrets: &[&str]) -> Result<()> {
     let mut text = env.logs();
     for entry in std::fs::read_dir(&env.dir)?.flatten() {
         if entry.path().extension().is_some_and(|e| e == "log") {

@@ -318,6 +318,13 @@ impl ContainerInstances {
     }
 }
 
+/// `{"containerInstance": {...}}` (DeregisterContainerInstance's answer).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct OneContainerInstance {
+    pub(super) container_instance: ContainerInstance,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ContainerInstance {

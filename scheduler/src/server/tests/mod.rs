@@ -22,7 +22,9 @@ use tonic::{Code, Streaming};
 use super::{ServerConfig, ServerError, TestHooks, run, run_with_hooks};
 use crate::store::Store;
 
+mod claims;
 mod control;
+mod deregister;
 mod logs;
 mod network;
 mod reconcile;
@@ -33,6 +35,8 @@ const BIG: &str = r#"{"family":"big","containerDefinitions":[{"name":"app","imag
 
 struct Server {
     addr: String,
+    /// The server's store, to compare its contents before and after a refused call.
+    store: Store,
     shutdown: CancellationToken,
     handle: JoinHandle<Result<(), ServerError>>,
 }
@@ -61,6 +65,7 @@ impl Server {
 
     async fn start_configured(dir: &Path, config: ServerConfig, hooks: Option<TestHooks>) -> Self {
         let store = Store::open(dir).unwrap();
+        let kept = store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -76,6 +81,7 @@ impl Server {
         };
         Self {
             addr,
+            store: kept,
             shutdown,
             handle,
         }

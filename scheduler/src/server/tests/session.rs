@@ -156,7 +156,7 @@ async fn restart_keeps_everything() {
         let (server, mut c, id, mut agent) = scene(dir.path(), &[WEB]).await;
         let (t, a) = run_assigned(&mut c, &mut agent, "web").await;
         assert_eq!(a.seq, 1);
-        agent.report(7, &t.task_id, TaskStatus::Running).await;
+        agent.report(1, &t.task_id, TaskStatus::Running).await;
         server.stop().await;
         (id, t.task_id)
     };
@@ -179,7 +179,7 @@ async fn restart_keeps_everything() {
 
     // The unacknowledged assignment is still owed; the agent's seq is remembered.
     let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
-    assert_eq!(agent.last_received_seq, 7);
+    assert_eq!(agent.last_received_seq, 1);
     let a = agent.next_assignment().await;
     assert_eq!((a.seq, a.task_id.as_str()), (1, task_id.as_str()));
     agent.ack(1).await;
@@ -320,7 +320,7 @@ async fn test_hooks_fail_delay_stall_and_drop() {
     assert!(quiet.is_err(), "a stalled session sent {quiet:?}");
 
     // A dropped session ends with UNAVAILABLE.
-    let mut agent = FakeAgent::connect(&server, "", &id, 1).await.unwrap();
+    let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
     assert_eq!(agent.last_received_seq, 1);
     assert!(hooks.drop_session(&id));
     let end = agent.end().await;
