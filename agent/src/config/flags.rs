@@ -133,6 +133,9 @@ pub struct Overrides {
     /// MAC addresses an ENI attachment may move into a task, comma-separated [env: BERTH_ENI_ALLOWED_MACS]
     #[arg(long, value_name = "MACS")]
     pub eni_allowed_macs: Option<String>,
+    /// containerd's root directory, for its disk use in metrics [env: BERTH_CONTAINERD_ROOT]
+    #[arg(long, value_name = "PATH")]
+    pub containerd_root: Option<String>,
 }
 
 impl Overrides {
@@ -179,6 +182,7 @@ impl Overrides {
             (Key::BlockInstanceMetadata, &self.block_instance_metadata),
             (Key::TaskHostPorts, &self.task_host_ports),
             (Key::EniAllowedMacs, &self.eni_allowed_macs),
+            (Key::ContainerdRoot, &self.containerd_root),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

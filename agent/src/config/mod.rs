@@ -120,6 +120,8 @@ pub struct AgentConfig {
     /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
     /// that passes the built-in refusals.
     pub eni_allowed_macs: Vec<MacAddr>,
+    /// containerd's root directory, whose filesystem's use the host metrics report.
+    pub containerd_root: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -162,6 +164,7 @@ impl Default for AgentConfig {
             block_instance_metadata: true,
             task_host_ports: Vec::new(),
             eni_allowed_macs: Vec::new(),
+            containerd_root: PathBuf::from("/var/lib/containerd"),
         }
     }
 }
@@ -394,6 +397,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 .collect();
             format!("[{}]", macs.join(", "))
         }
+        Key::ContainerdRoot => path(&config.containerd_root),
     }
 }
 

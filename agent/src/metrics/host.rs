@@ -18,6 +18,8 @@ pub(crate) struct HostSample {
     pub load: [f64; 3],
     /// The filesystem of the agent's data dir; None when it cannot be read.
     pub data_dir: Option<FilesystemUsage>,
+    /// The filesystem of containerd's root; None when it cannot be read.
+    pub containerd_root: Option<FilesystemUsage>,
     /// The agent's own CPU time (user and system), in seconds.
     pub agent_cpu_seconds: f64,
     /// The agent's resident memory.
@@ -29,11 +31,12 @@ pub(crate) struct HostSample {
 pub(crate) struct HostSampler {
     system: Option<sysinfo::System>,
     data_dir: PathBuf,
+    containerd_root: PathBuf,
     proc_self: PathBuf,
 }
 
 impl HostSampler {
-    pub(crate) fn new(data_dir: &Path) -> Self {
+    pub(crate) fn new(data_dir: &Path, containerd_root: &Path) -> Self {
         let system = match sysinfo::System::new() {
             Ok(mut system) => {
                 system.refresh_cpu_usage();
@@ -47,6 +50,7 @@ impl HostSampler {
         HostSampler {
             system,
             data_dir: data_dir.to_path_buf(),
+            containerd_root: containerd_root.to_path_buf(),
             proc_self: PathBuf::from("/proc/self"),
         }
     }
@@ -68,6 +72,11 @@ impl HostSampler {
         }
         sample.data_dir = filesystem_usage(&self.data_dir)
             .inspect_err(|error| tracing::debug!(%error, "cannot read the data dir's filesystem"))
+            .ok();
+        sample.containerd_root = filesystem_usage(&self.containerd_root)
+            .inspect_err(
+                |error| tracing::debug!(%error, "cannot read containerd's root filesystem"),
+            )
             .ok();
         let stat = std::fs::read_to_string(self.proc_self.join("stat")).unwrap_or_default();
         let status = std::fs::read_to_string(self.proc_self.join("status")).unwrap_or_default();
@@ -122,13 +131,14 @@ mod tests {
     #[test]
     fn a_real_sample_of_this_host() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut sampler = HostSampler::new(dir.path());
+        let mut sampler = HostSampler::new(dir.path(), Path::new("/"));
         let sample = sampler.sample();
         assert!(
             sample.memory_total_bytes > 0 && sample.cpus > 0,
             "{sample:?}"
         );
         assert!(sample.agent_rss_bytes > 0, "{sample:?}");
+        assert!(sample.containerd_root.is_some(), "{sample:?}");
         let fs = sample.data_dir.expect("the tempdir's filesystem");
         assert!(
             fs.total_bytes >= fs.free_bytes && fs.total_bytes > 0,

@@ -13,7 +13,7 @@ mod introspection;
 mod server;
 mod stream;
 
-pub(crate) use collect::run as collect;
+pub(crate) use collect::{Sinks, run as collect};
 pub(crate) use counters::AGENT;
 pub(crate) use host::HostSampler;
 pub(crate) use server::{Introspection, serve};
