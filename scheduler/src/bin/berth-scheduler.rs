@@ -64,6 +64,10 @@ struct Cli {
     /// How long a stopped task stays visible before it is forgotten: "1h", "30m" or seconds.
     #[arg(long, env = "BERTH_SCHEDULER_TASK_RETENTION", default_value = "1h", value_parser = berth_policy::parse_duration)]
     task_retention: Duration,
+    /// How much of the agents' metrics the scheduler keeps in memory per task, container and
+    /// instance (rates and `berthctl stats` read it): "1h", "15m" or seconds.
+    #[arg(long, env = "BERTH_SCHEDULER_METRICS_WINDOW", default_value = "1h", value_parser = berth_policy::parse_duration)]
+    metrics_window: Duration,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -169,6 +173,7 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
     let config = ServerConfig {
         heartbeat_interval: cli.heartbeat_interval,
         task_retention: cli.task_retention,
+        metrics_window: cli.metrics_window,
         trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };

@@ -9,9 +9,9 @@ use berth_proto::v1::control_service_server::ControlService;
 use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
-use super::credentials;
 use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
+use super::{credentials, stats};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 use crate::trust::{Rpc, Scope};
@@ -28,9 +28,10 @@ impl Control {
     }
 
     fn mark_connected(&self, instances: &mut [pb::ContainerInstance]) {
-        for i in instances {
+        for i in instances.iter_mut() {
             i.agent_connected = self.shared.sessions.is_connected(&i.container_instance_id);
         }
+        stats::annotate(&self.shared, instances);
     }
 
     /// Parses and registers an ECS JSON definition.
@@ -432,5 +433,19 @@ impl ControlService for Control {
         request: Request<pb::DeleteApiTokenRequest>,
     ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
         credentials::delete_api_token(&self.shared, request).await
+    }
+
+    async fn get_task_stats(
+        &self,
+        request: Request<pb::GetTaskStatsRequest>,
+    ) -> Result<Response<pb::GetTaskStatsResponse>, Status> {
+        stats::task_stats(&self.shared, request).await
+    }
+
+    async fn get_instance_stats(
+        &self,
+        request: Request<pb::GetInstanceStatsRequest>,
+    ) -> Result<Response<pb::GetInstanceStatsResponse>, Status> {
+        stats::instance_stats(&self.shared, request).await
     }
 }

@@ -16,6 +16,8 @@ mod guard;
 mod hooks;
 mod logs;
 mod session;
+mod stats;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -31,10 +33,12 @@ use tracing::Instrument;
 
 pub use error::ServerError;
 pub use hooks::{Call, Event, TestHooks};
+pub use telemetry::DEFAULT_WINDOW as DEFAULT_METRICS_WINDOW;
 
 use crate::store::{Store, StoreError};
 use crate::trust::ClusterCa;
 use session::SessionRegistry;
+use telemetry::Telemetry;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -49,6 +53,9 @@ pub struct ServerConfig {
     /// TLS, agent certificates and client credentials; None serves plaintext and checks no
     /// caller (`--insecure`).
     pub trust: Option<Arc<TrustConfig>>,
+    /// How long the in-memory window of the agents' metrics is (per task, container and
+    /// instance).
+    pub metrics_window: Duration,
 }
 
 /// The scheduler's side of trust: the cluster CA, what its server certificate names, and how
@@ -74,6 +81,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             task_retention: Duration::from_secs(3600),
             trust: None,
+            metrics_window: DEFAULT_METRICS_WINDOW,
         }
     }
 }
@@ -89,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     /// The faults tests inject, when they run the server with [`run_with_hooks`].
     pub(crate) hooks: Option<TestHooks>,
+    /// The window of the agents' metrics and their latest health.
+    pub(crate) telemetry: Telemetry,
 }
 
 impl Shared {
@@ -153,7 +163,9 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let grace = config.shutdown_grace;
+    let telemetry = Telemetry::new(config.metrics_window);
     let shared = Arc::new(Shared {
+        telemetry,
         store,
         sessions: SessionRegistry::default(),
         config,

@@ -256,6 +256,7 @@ fn message(m: scheduler_message::Message) -> SchedulerMessage {
 fn heartbeat() -> SchedulerMessage {
     message(scheduler_message::Message::Heartbeat(pb::Heartbeat {
         sent_at: Some(SystemTime::now().into()),
+        health: None,
     }))
 }
 
@@ -402,7 +403,15 @@ impl Session {
             agent_message::Message::Hello(_) => {
                 tracing::warn!("SessionHello in an open session ignored");
             }
-            agent_message::Message::Heartbeat(_) => {
+            agent_message::Message::Heartbeat(beat) => {
+                if let Some(health) = beat.health {
+                    self.shared.telemetry.record_health(
+                        &self.instance_id,
+                        health,
+                        SystemTime::now(),
+                        std::time::Instant::now(),
+                    );
+                }
                 let id = self.instance_id.clone();
                 self.shared
                     .db(move |s| s.record_heartbeat(&id))

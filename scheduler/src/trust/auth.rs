@@ -64,10 +64,12 @@ pub enum Rpc {
     CreateApiToken,
     ListApiTokens,
     DeleteApiToken,
+    GetTaskStats,
+    GetInstanceStats,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 22] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -88,6 +90,8 @@ impl Rpc {
         Rpc::CreateApiToken,
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
+        Rpc::GetTaskStats,
+        Rpc::GetInstanceStats,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -101,7 +105,9 @@ impl Rpc {
             | Rpc::ListTasks
             | Rpc::ListContainerInstances
             | Rpc::DescribeContainerInstances
-            | Rpc::GetTaskLogs => Role::ReadOnly,
+            | Rpc::GetTaskLogs
+            | Rpc::GetTaskStats
+            | Rpc::GetInstanceStats => Role::ReadOnly,
             Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
@@ -224,6 +230,8 @@ mod tests {
             "ListContainerInstances",
             "DescribeContainerInstances",
             "GetTaskLogs",
+            "GetTaskStats",
+            "GetInstanceStats",
         ];
         let expected_operators = ["RegisterTaskDefinition", "RunTask", "StopTask"];
         for rpc in Rpc::ALL {
