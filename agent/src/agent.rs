@@ -172,11 +172,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             stop_all.cancel();
         }
     });
+    let (latest, snapshots) = tokio::sync::watch::channel(None);
     tracker.spawn(crate::endpoint::serve(
         endpoint,
         handle.clone(),
         network,
         config.cluster.clone(),
+        snapshots.clone(),
         cancel.child_token(),
     ));
     let health = Arc::new(Health::default());
@@ -199,7 +201,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         HEALTH_PROBE_INTERVAL,
         cancel.child_token(),
     ));
-    let (latest, snapshots) = tokio::sync::watch::channel(None);
     if !config.metrics_interval.is_zero() {
         let batches = Arc::new(crate::metrics::BatchBuffer::new(
             crate::metrics::BUFFER_BATCHES,

@@ -25,6 +25,8 @@ pub(crate) struct Snapshot {
     pub collected_at: SystemTime,
     pub host: HostSample,
     pub tasks: Vec<TaskMetrics>,
+    /// The pass before (without its own previous), for Docker's `precpu_stats`.
+    pub previous: Option<Arc<Snapshot>>,
 }
 
 /// One task's sample with what labels it.
@@ -75,6 +77,7 @@ pub(crate) async fn run(
         batches,
         health,
     } = sinks;
+    let mut previous: Option<Arc<Snapshot>> = None;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -89,7 +92,7 @@ pub(crate) async fn run(
             let snapshot = collect(&views, &*sampler, &mut host);
             (host, snapshot)
         });
-        let (returned, snapshot) = match pass.await {
+        let (returned, mut snapshot) = match pass.await {
             Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "a metrics pass failed; sampling stops");
@@ -107,6 +110,8 @@ pub(crate) async fn run(
         );
         health.metrics_collected(snapshot.collected_at);
         batches.push(batch(&snapshot));
+        let bare = Arc::new(snapshot.clone());
+        snapshot.previous = previous.replace(bare);
         latest.send_replace(Some(Arc::new(snapshot)));
     }
 }
@@ -146,6 +151,7 @@ pub(crate) fn collect(
         collected_at: SystemTime::now(),
         host: host.sample(),
         tasks,
+        previous: None,
     }
 }
 

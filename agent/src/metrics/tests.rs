@@ -177,6 +177,7 @@ fn snapshot() -> Snapshot {
             }),
             agent_cpu_seconds: 1.5,
             agent_rss_bytes: 20 << 20,
+            system_cpu_ns: 4_000_000_000_000,
         },
         tasks: vec![TaskMetrics {
             task_id: "t1".to_owned(),
@@ -196,6 +197,7 @@ fn snapshot() -> Snapshot {
                 }],
             },
         }],
+        previous: None,
     }
 }
 
