@@ -68,6 +68,10 @@ struct Cli {
     /// instance (rates and `berthctl stats` read it): "1h", "15m" or seconds.
     #[arg(long, env = "BERTH_SCHEDULER_METRICS_WINDOW", default_value = "1h", value_parser = berth_policy::parse_duration)]
     metrics_window: Duration,
+    /// Serve the scheduler's own Prometheus `/metrics` on this address (loopback unless you
+    /// name another, e.g. 127.0.0.1:7701); not served when unset.
+    #[arg(long, env = "BERTH_SCHEDULER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -174,6 +178,7 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
         heartbeat_interval: cli.heartbeat_interval,
         task_retention: cli.task_retention,
         metrics_window: cli.metrics_window,
+        metrics_listen: cli.metrics_listen,
         trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };

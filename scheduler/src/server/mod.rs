@@ -15,6 +15,7 @@ mod error;
 mod guard;
 mod hooks;
 mod logs;
+mod metrics;
 mod session;
 mod stats;
 mod telemetry;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     /// How long the in-memory window of the agents' metrics is (per task, container and
     /// instance).
     pub metrics_window: Duration,
+    /// Where to serve the scheduler's `/metrics` (Prometheus text); none when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The scheduler's side of trust: the cluster CA, what its server certificate names, and how
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             task_retention: Duration::from_secs(3600),
             trust: None,
             metrics_window: DEFAULT_METRICS_WINDOW,
+            metrics_listen: None,
         }
     }
 }
@@ -99,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) hooks: Option<TestHooks>,
     /// The window of the agents' metrics and their latest health.
     pub(crate) telemetry: Telemetry,
+    /// Every gRPC call, counted and timed, for `/metrics`.
+    pub(crate) rpc: Arc<metrics::RpcMetrics>,
 }
 
 impl Shared {
@@ -166,6 +172,7 @@ async fn serve(
     let telemetry = Telemetry::new(config.metrics_window);
     let shared = Arc::new(Shared {
         telemetry,
+        rpc: Arc::default(),
         store,
         sessions: SessionRegistry::default(),
         config,
@@ -191,8 +198,19 @@ async fn serve(
 
     // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an assignment) wait
     // for the peer's delayed ACK, up to 40 ms on Linux.
+    if let Some(address) = shared.config.metrics_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::MetricsListen { address, source })?;
+        shared.tracker.spawn(metrics::serve(
+            listener,
+            shared.clone(),
+            shared.cancel.child_token(),
+        ));
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder =
+        tonic::transport::Server::builder().layer(metrics::RpcMetricsLayer(shared.rpc.clone()));
     if let Some(trust) = &shared.config.trust {
         builder = builder
             .tls_config(tls_config(trust)?)
