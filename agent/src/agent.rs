@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::AgentConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::guard;
+use crate::health::Health;
 use crate::host;
 use crate::session::{self, SessionConfig, TlsMaterial};
 use crate::store::Store;
@@ -26,6 +27,8 @@ use crate::trust::{self, AgentIdentity, SchedulerRenewal, TrustError};
 
 /// How long the engine and session get to stop after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the agent probes containerd, its data dir and its engine for the heartbeat.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -138,8 +141,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         cancel.child_token(),
     ));
     let network: Arc<dyn crate::network::TaskNetworking> = network;
+    let runtime = Arc::new(runtime);
     let (engine, handle) = Engine::new(
-        Arc::new(runtime),
+        Arc::clone(&runtime),
         Arc::clone(&network),
         Arc::clone(&store),
         EngineConfig {
@@ -169,14 +173,35 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             stop_all.cancel();
         }
     });
+    let (latest, snapshots) = tokio::sync::watch::channel(None);
     tracker.spawn(crate::endpoint::serve(
         endpoint,
         handle.clone(),
         network,
         config.cluster.clone(),
+        snapshots.clone(),
         cancel.child_token(),
     ));
-    let (latest, snapshots) = tokio::sync::watch::channel(None);
+    let health = Arc::new(Health::default());
+    tracker.spawn(crate::health::monitor(
+        Arc::clone(&health),
+        crate::health::Probes {
+            containerd: move || {
+                let runtime = Arc::clone(&runtime);
+                async move { runtime.containerd_version().await.is_ok() }
+            },
+            engine_barrier: {
+                let engine = handle.clone();
+                move || {
+                    let engine = engine.clone();
+                    async move { engine.barrier().await }
+                }
+            },
+            data_dir: config.data_dir.clone(),
+        },
+        HEALTH_PROBE_INTERVAL,
+        cancel.child_token(),
+    ));
     if !config.metrics_interval.is_zero() {
         let batches = Arc::new(crate::metrics::BatchBuffer::new(
             crate::metrics::BUFFER_BATCHES,
@@ -184,10 +209,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         tracker.spawn(crate::metrics::collect(
             handle.clone(),
             Arc::new(sampler),
-            crate::metrics::HostSampler::new(&config.data_dir),
+            crate::metrics::HostSampler::new(&config.data_dir, &config.containerd_root),
             config.metrics_interval,
-            latest,
-            Arc::clone(&batches),
+            crate::metrics::Sinks {
+                latest,
+                batches: Arc::clone(&batches),
+                health: Arc::clone(&health),
+            },
             cancel.child_token(),
         ));
         tracker.spawn(crate::metrics::stream(
@@ -220,6 +248,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         resources,
         attributes,
         tls,
+        health,
     };
     tracker.spawn(session::run(
         session_config,

@@ -1,4 +1,5 @@
-//! The task endpoint: ECS's task metadata (v4 shape) at `http://169.254.170.2/v4/<id>`,
+//! The task endpoint: ECS's task metadata (v4 shape) at `http://169.254.170.2/v4/<id>`, with
+//! its `/task`, `/stats` and `/task/stats` (`endpoint/stats.rs`),
 //! reachable from inside every task with an address of the agent's (awsvpc and bridge modes).
 //! Each container gets its URL in `ECS_CONTAINER_METADATA_URI_V4`; its `<id>` is 128 random
 //! bits the engine keeps with the task (`store.rs`). A request is answered only when the ID is
@@ -28,8 +29,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::{EngineHandle, TaskView};
+use crate::metrics::Snapshot;
 use crate::network::TaskNetworking;
 use crate::task::{METADATA_ENV, task_of_namespace};
+
+mod stats;
+
+/// The agent's latest metrics pass, for `/stats` and `/task/stats`.
+pub(crate) type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// How long one connection may stay open (requests are small and answered at once).
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
@@ -95,6 +102,7 @@ pub(crate) async fn serve(
     engine: EngineHandle,
     network: Arc<dyn TaskNetworking>,
     cluster: String,
+    snapshots: Snapshots,
     cancel: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -126,13 +134,17 @@ pub(crate) async fn serve(
         };
         let (engine, cluster, cancel) = (engine.clone(), cluster.clone(), cancel.clone());
         let network = Arc::clone(&network);
+        let snapshots = snapshots.clone();
         connections.spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let (engine, network, cluster) =
                     (engine.clone(), Arc::clone(&network), cluster.clone());
+                let snapshots = snapshots.clone();
                 async move {
-                    Ok::<_, Infallible>(answer(&engine, &*network, &cluster, peer, request).await)
+                    Ok::<_, Infallible>(
+                        answer(&engine, &*network, &cluster, &snapshots, peer, request).await,
+                    )
                 }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -156,6 +168,7 @@ async fn answer(
     engine: &EngineHandle,
     network: &dyn TaskNetworking,
     cluster: &str,
+    snapshots: &Snapshots,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -189,7 +202,8 @@ async fn answer(
             &json!({ "error": format!("no running task of this host has address {address}") }),
         );
     };
-    match render(&route, &view, cluster, address) {
+    let latest = snapshots.borrow().clone();
+    match render(&route, &view, cluster, address, latest.as_deref()) {
         Ok(body) => reply(StatusCode::OK, &body),
         Err(message) => reply(StatusCode::NOT_FOUND, &json!({ "error": message })),
     }
@@ -212,6 +226,10 @@ pub(crate) enum Route {
     Container(String),
     /// `/v4/<endpoint id>/task`
     Task(String),
+    /// `/v4/<endpoint id>/stats`
+    ContainerStats(String),
+    /// `/v4/<endpoint id>/task/stats`
+    TaskStats(String),
 }
 
 impl Route {
@@ -221,8 +239,14 @@ impl Route {
         match parts.as_slice() {
             ["", "v4", name] if !name.is_empty() => Ok(Route::Container((*name).to_owned())),
             ["", "v4", name, "task"] if !name.is_empty() => Ok(Route::Task((*name).to_owned())),
+            ["", "v4", name, "stats"] if !name.is_empty() => {
+                Ok(Route::ContainerStats((*name).to_owned()))
+            }
+            ["", "v4", name, "task", "stats"] if !name.is_empty() => {
+                Ok(Route::TaskStats((*name).to_owned()))
+            }
             _ => Err(format!(
-                "{path} is not served here: use the URL in {METADATA_ENV}, or it followed by /task"
+                "{path} is not served here: use the URL in {METADATA_ENV}, or it followed by /task, /stats or /task/stats"
             )),
         }
     }
@@ -244,8 +268,10 @@ pub(crate) fn render(
     view: &TaskView,
     cluster: &str,
     address: Ipv4Addr,
+    latest: Option<&Snapshot>,
 ) -> Result<Value, String> {
-    let (Route::Container(id) | Route::Task(id)) = route;
+    let (Route::Container(id) | Route::Task(id) | Route::ContainerStats(id) | Route::TaskStats(id)) =
+        route;
     let mut owner = None;
     for (container, theirs) in view.endpoint_ids.iter() {
         if same_id(id, theirs) {
@@ -267,6 +293,10 @@ pub(crate) fn render(
             .map(|c| container_json(view, c))
             .unwrap_or_default(),
         Route::Task(_) => task_json(view, cluster),
+        Route::ContainerStats(_) => latest
+            .and_then(|l| stats::container_stats(view, name, l))
+            .unwrap_or_else(|| json!({})),
+        Route::TaskStats(_) => stats::task_stats(view, latest),
     })
 }
 
@@ -446,10 +476,122 @@ mod tests {
         }
     }
 
+    fn pass(secs: u64, cpu_ns: u64, previous: Option<Arc<Snapshot>>) -> Arc<Snapshot> {
+        use berth_runtime::{
+            CgroupStats, ContainerSample, CpuStats, InterfaceStats, MemoryStats, TaskSample,
+        };
+        let stats = CgroupStats {
+            cpu: Some(CpuStats {
+                usage_ns: cpu_ns,
+                user_ns: cpu_ns / 2,
+                system_ns: cpu_ns / 2,
+                ..Default::default()
+            }),
+            memory: Some(MemoryStats {
+                usage_bytes: 64 << 20,
+                working_set_bytes: 60 << 20,
+                limit_bytes: Some(512 << 20),
+                ..Default::default()
+            }),
+            pids: None,
+            blkio: None,
+        };
+        Arc::new(Snapshot {
+            collected_at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            host: crate::metrics::HostSample {
+                cpus: 2,
+                system_cpu_ns: secs * 2_000_000_000,
+                memory_total_bytes: 8 << 30,
+                ..Default::default()
+            },
+            tasks: vec![crate::metrics::TaskMetrics {
+                task_id: "t-1".into(),
+                family: "web".into(),
+                revision: 3,
+                sample: TaskSample {
+                    task: None,
+                    containers: vec![ContainerSample {
+                        name: "app".into(),
+                        stats,
+                    }],
+                    networks: vec![InterfaceStats {
+                        name: "eth0".into(),
+                        rx_bytes: 1234,
+                        ..Default::default()
+                    }],
+                },
+            }],
+            previous,
+        })
+    }
+
+    #[test]
+    fn stats_in_dockers_shape_with_the_previous_pass() {
+        let ip = Ipv4Addr::new(10, 222, 0, 5);
+        let before = pass(1_800_000_000, 1_000_000_000, None);
+        let latest = pass(1_800_000_010, 6_000_000_000, Some(before));
+        let s = render(
+            &Route::ContainerStats(APP_ID.into()),
+            &view(),
+            "prod",
+            ip,
+            Some(&latest),
+        )
+        .unwrap();
+        assert_eq!(s["id"], "t-1.app");
+        assert_eq!(s["cpu_stats"]["cpu_usage"]["total_usage"], 6_000_000_000u64);
+        assert_eq!(
+            s["precpu_stats"]["cpu_usage"]["total_usage"],
+            1_000_000_000u64
+        );
+        // Docker's CPU %: 5 s of 20 s of both cores, times two cores: 50 %.
+        let delta = |k: &str| {
+            s["cpu_stats"][k].as_u64().unwrap_or(0) - s["precpu_stats"][k].as_u64().unwrap_or(0)
+        };
+        let cpu = |v: &Value| v["cpu_usage"]["total_usage"].as_u64().unwrap_or(0);
+        let used = (cpu(&s["cpu_stats"]) - cpu(&s["precpu_stats"])) as f64;
+        let percent = used / delta("system_cpu_usage") as f64 * 2.0 * 100.0;
+        assert!((percent - 50.0).abs() < 1e-9, "{percent}");
+        assert_eq!(s["memory_stats"]["usage"], 64u64 << 20);
+        assert_eq!(s["memory_stats"]["limit"], 512u64 << 20);
+        assert_eq!(s["networks"]["eth0"]["rx_bytes"], 1234);
+        assert_eq!(
+            s["blkio_stats"]["io_service_bytes_recursive"][0]["op"],
+            "read"
+        );
+        assert_eq!(s["pids_stats"]["current"], 0);
+        assert_eq!(s["read"], "2027-01-15T08:00:10.000000000Z");
+        assert_eq!(s["preread"], "2027-01-15T08:00:00.000000000Z");
+
+        let t = render(
+            &Route::TaskStats(APP_ID.into()),
+            &view(),
+            "prod",
+            ip,
+            Some(&latest),
+        )
+        .unwrap();
+        assert_eq!(t["t-1.app"]["memory_stats"]["usage"], 64u64 << 20);
+        // Without a pass yet: the containers are there, without stats.
+        let t = render(&Route::TaskStats(APP_ID.into()), &view(), "prod", ip, None).unwrap();
+        assert_eq!(t["t-1.app"], Value::Null);
+        // Another task's ID answers nothing.
+        let other = "0".repeat(32);
+        assert!(render(&Route::TaskStats(other), &view(), "prod", ip, Some(&latest)).is_err());
+    }
+
     #[test]
     fn routes() {
         assert_eq!(Route::parse("/v4/app"), Ok(Route::Container("app".into())));
         assert_eq!(Route::parse("/v4/app/task/"), Ok(Route::Task("app".into())));
+        assert_eq!(
+            Route::parse("/v4/app/stats"),
+            Ok(Route::ContainerStats("app".into()))
+        );
+        assert_eq!(
+            Route::parse("/v4/app/task/stats"),
+            Ok(Route::TaskStats("app".into()))
+        );
         for bad in ["/", "/v4", "/v4/", "/v2/metadata", "/v4/app/stats/x"] {
             let e = Route::parse(bad).unwrap_err();
             assert!(e.contains(METADATA_ENV), "{bad}: {e}");
@@ -459,7 +601,7 @@ mod tests {
     #[test]
     fn container_metadata_in_ecs_shape() {
         let ip = Ipv4Addr::new(10, 222, 0, 2);
-        let c = render(&Route::Container(APP_ID.into()), &view(), "prod", ip).unwrap();
+        let c = render(&Route::Container(APP_ID.into()), &view(), "prod", ip, None).unwrap();
         assert_eq!(c["DockerId"], "t-1.app");
         assert_eq!(c["KnownStatus"], "RUNNING");
         assert_eq!(c["DesiredStatus"], "RUNNING");
@@ -474,7 +616,7 @@ mod tests {
         guessed.replace_range(31.., "4");
         for wrong in ["app", guessed.as_str(), "", "0"] {
             for route in [Route::Container(wrong.into()), Route::Task(wrong.into())] {
-                let e = render(&route, &view(), "prod", ip).unwrap_err();
+                let e = render(&route, &view(), "prod", ip, None).unwrap_err();
                 assert!(e.contains("no container with this metadata id"), "{e}");
             }
         }
@@ -509,7 +651,7 @@ mod tests {
     #[test]
     fn task_metadata_in_ecs_shape() {
         let ip = Ipv4Addr::new(10, 222, 0, 2);
-        let t = render(&Route::Task(APP_ID.into()), &view(), "prod", ip).unwrap();
+        let t = render(&Route::Task(APP_ID.into()), &view(), "prod", ip, None).unwrap();
         assert_eq!(t["Cluster"], "prod");
         assert_eq!(t["TaskARN"], "t-1");
         assert_eq!(t["Family"], "web");

@@ -17,6 +17,8 @@
 //! - `metrics`: resource sampling, the agent's counters and the local introspection endpoint
 //!   (`/metrics`, `/v1/metadata`, `/v1/tasks`, `/healthz`, `/readyz`) on `metrics_listen`.
 //! - `store`: the agent's durable state.
+//! - `health`: the agent's own health (containerd, data dir, engine lag, metrics), sent on
+//!   every heartbeat.
 //! - `host`: identity, resources, attributes.
 //! - `backoff`: retry delays.
 
@@ -26,6 +28,7 @@ pub mod config;
 mod endpoint;
 mod engine;
 mod guard;
+mod health;
 mod host;
 mod logs;
 mod metrics;

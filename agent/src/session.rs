@@ -70,6 +70,8 @@ pub(crate) struct SessionConfig {
     /// mTLS material, for an https:// endpoint; the latest (renewed) one is used for each
     /// connection.
     pub tls: Option<watch::Receiver<TlsMaterial>>,
+    /// The agent's health, read for every heartbeat.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// PEM contents of the agent's mTLS files, read once at start.
@@ -336,7 +338,11 @@ async fn once<E: TaskEngine>(
                 if last_heard.elapsed() > silence {
                     return Err(SessionError::Silent(silence));
                 }
-                send(&tx, AgentMessage { message: Some(Out::Heartbeat(Heartbeat { sent_at: Some(timestamp(std::time::SystemTime::now())) })) }).await?;
+                let beat = Heartbeat {
+                    sent_at: Some(timestamp(std::time::SystemTime::now())),
+                    health: Some(config.health.report()),
+                };
+                send(&tx, AgentMessage { message: Some(Out::Heartbeat(beat)) }).await?;
             }
             _ = outbox.notified() => send_outbox(&tx, store, &mut sent).await?,
             message = inbound.message() => {

@@ -41,6 +41,8 @@ mod security;
 mod tasks;
 #[path = "e2e/telemetry.rs"]
 mod telemetry;
+#[path = "e2e/telemetry_stream.rs"]
+mod telemetry_stream;
 #[path = "e2e/trust.rs"]
 mod trust;
 #[path = "e2e/trust_certs.rs"]
@@ -68,6 +70,10 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_introspection_endpoint_reports_real_containers",
                 telemetry::introspection_endpoint,
+            ),
+            w.trial(
+                "telemetry_figures_agree_in_the_window_metrics_and_task_stats",
+                telemetry_stream::figures_agree_in_every_place,
             ),
             w.trial(
                 "trust_clients_need_tls_and_a_credential_with_the_role",

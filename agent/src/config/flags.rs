@@ -136,6 +136,9 @@ pub struct Overrides {
     /// MiB a manifest, an index or an image config may hold [env: BERTH_MAX_MANIFEST_SIZE]
     #[arg(long, value_name = "MIB")]
     pub max_manifest_size: Option<String>,
+    /// containerd's root directory, for its disk use in metrics [env: BERTH_CONTAINERD_ROOT]
+    #[arg(long, value_name = "PATH")]
+    pub containerd_root: Option<String>,
 }
 
 impl Overrides {
@@ -183,6 +186,7 @@ impl Overrides {
             (Key::TaskHostPorts, &self.task_host_ports),
             (Key::EniAllowedMacs, &self.eni_allowed_macs),
             (Key::MaxManifestSize, &self.max_manifest_size),
+            (Key::ContainerdRoot, &self.containerd_root),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -64,10 +64,12 @@ pub(crate) enum Key {
     EniAllowedMacs,
     // Registry answers held in memory (issue 16).
     MaxManifestSize,
+    // Telemetry (issue 18).
+    ContainerdRoot,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 41] = [
+    pub(crate) const ALL: [Key; 42] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -109,6 +111,7 @@ impl Key {
         Key::TaskHostPorts,
         Key::EniAllowedMacs,
         Key::MaxManifestSize,
+        Key::ContainerdRoot,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -191,7 +194,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 41] = [
+const KEYS: [KeyDoc; 42] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -478,6 +481,13 @@ const KEYS: [KeyDoc; 41] = [
         "--max-manifest-size",
         "4",
         "MiB a manifest, an index or an image config from a registry may hold (1 to 64); a larger one fails the pull",
+    ),
+    doc(
+        "containerd_root",
+        "BERTH_CONTAINERD_ROOT",
+        "--containerd-root",
+        r#""/var/lib/containerd""#,
+        "containerd's root directory, whose filesystem's use is reported with the host's metrics",
     ),
 ];
 

@@ -73,6 +73,7 @@ pub(crate) struct Partial {
     task_host_ports: Option<Given<Vec<u16>>>,
     eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
     max_manifest_size: Option<Given<u64>>,
+    containerd_root: Option<Given<PathBuf>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -249,6 +250,7 @@ impl Partial {
                         format!("a whole number of MiB from 1 to {MAX_MANIFEST_SIZE_MIB}")
                     }),
             ),
+            Key::ContainerdRoot => s.store(&mut self.containerd_root, absolute_path(input, "an absolute directory path")),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

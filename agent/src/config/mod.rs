@@ -127,6 +127,8 @@ pub struct AgentConfig {
     /// MiB a manifest, an index or an image config from a registry may hold (key
     /// `max_manifest_size`); a larger one fails the pull. 1 to [`MAX_MANIFEST_SIZE_MIB`].
     pub max_manifest_size_mib: u64,
+    /// containerd's root directory, whose filesystem's use the host metrics report.
+    pub containerd_root: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -170,6 +172,7 @@ impl Default for AgentConfig {
             task_host_ports: Vec::new(),
             eni_allowed_macs: Vec::new(),
             max_manifest_size_mib: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES >> 20,
+            containerd_root: PathBuf::from("/var/lib/containerd"),
         }
     }
 }
@@ -403,6 +406,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             format!("[{}]", macs.join(", "))
         }
         Key::MaxManifestSize => config.max_manifest_size_mib.to_string(),
+        Key::ContainerdRoot => path(&config.containerd_root),
     }
 }
 

@@ -330,6 +330,7 @@ fn samples() -> Vec<Sample> {
             "0a:1b:2c:3d:4e:5f",
         )]),
         sample(&[("max_manifest_size", "16", "16")]),
+        sample(&[("containerd_root", r#""/srv/containerd""#, "/srv/containerd")]),
     ]
 }
 
@@ -690,8 +691,9 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "65",
             "a whole number of MiB from 1 to 64",
         ),
+        ("containerd_root", "var/lib", "an absolute directory path"),
     ];
-    assert_eq!(cases.len(), 36);
+    assert_eq!(cases.len(), 37);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1031,6 +1033,7 @@ block_instance_metadata  = true                               # default
 task_host_ports          = []                                 # default
 eni_allowed_macs         = []                                 # default
 max_manifest_size        = 4                                  # default
+containerd_root          = "/var/lib/containerd"              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

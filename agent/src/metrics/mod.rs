@@ -13,8 +13,10 @@ mod introspection;
 mod server;
 mod stream;
 
-pub(crate) use collect::run as collect;
+pub(crate) use collect::{Sinks, Snapshot, TaskMetrics, run as collect};
 pub(crate) use counters::AGENT;
+#[cfg(test)]
+pub(crate) use host::HostSample;
 pub(crate) use host::HostSampler;
 pub(crate) use server::{Introspection, serve};
 pub(crate) use stream::{BUFFER_BATCHES, BatchBuffer, run as stream};

@@ -92,6 +92,7 @@ fn a_snapshot_becomes_one_batch() {
                 networks: Vec::new(),
             },
         }],
+        previous: None,
     };
     let batch = batch(&snapshot);
     assert_eq!(batch.collected_at.map(|t| t.seconds), Some(1_700_000_000));

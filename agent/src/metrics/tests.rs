@@ -131,7 +131,11 @@ fn a_pass_samples_running_containers_of_tasks_not_stopped() {
     ];
     let sampler = FakeSampler::default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let snapshot = collect(&views, &sampler, &mut HostSampler::new(dir.path()));
+    let snapshot = collect(
+        &views,
+        &sampler,
+        &mut HostSampler::new(dir.path(), dir.path()),
+    );
     let calls = sampler.0.lock().expect("lock").clone();
     assert_eq!(
         calls,
@@ -167,8 +171,13 @@ fn snapshot() -> Snapshot {
                 total_bytes: 100 << 30,
                 free_bytes: 40 << 30,
             }),
+            containerd_root: Some(berth_runtime::FilesystemUsage {
+                total_bytes: 200 << 30,
+                free_bytes: 150 << 30,
+            }),
             agent_cpu_seconds: 1.5,
             agent_rss_bytes: 20 << 20,
+            system_cpu_ns: 4_000_000_000_000,
         },
         tasks: vec![TaskMetrics {
             task_id: "t1".to_owned(),
@@ -188,7 +197,109 @@ fn snapshot() -> Snapshot {
                 }],
             },
         }],
+        previous: None,
     }
+}
+
+#[test]
+fn a_batch_carries_every_field_the_sample_read() {
+    let batch = super::collect::batch(&snapshot());
+    let host = batch.host.expect("host metrics");
+    assert_eq!(host.cpu_usage_ns, 2_500_000_000);
+    assert_eq!((host.cpu_percent, host.cpus), (12.5, 2));
+    assert_eq!(host.memory_available_bytes, 6 << 30);
+    assert_eq!(
+        (host.load_1m, host.load_5m, host.load_15m),
+        (0.5, 0.25, 0.125)
+    );
+    assert_eq!(host.data_dir.map(|d| d.free_bytes), Some(40 << 30));
+    assert_eq!(host.containerd_root.map(|d| d.total_bytes), Some(200 << 30));
+    assert_eq!(
+        (host.agent_cpu_seconds, host.agent_rss_bytes),
+        (1.5, 20 << 20)
+    );
+
+    let [container] = batch.containers.as_slice() else {
+        panic!("one container: {:?}", batch.containers)
+    };
+    let expected = stats();
+    let (cpu, memory, pids, blkio) = (
+        expected.cpu.unwrap_or_default(),
+        expected.memory.unwrap_or_default(),
+        expected.pids.unwrap_or_default(),
+        expected.blkio.unwrap_or_default(),
+    );
+    let got = container.stats.expect("the container's full reading");
+    assert_eq!(container.cpu_usage_ns, cpu.usage_ns);
+    assert_eq!(container.memory_usage_bytes, memory.usage_bytes);
+    assert!(got.has_cpu && got.has_memory && got.has_pids && got.has_blkio);
+    assert_eq!(
+        (got.cpu_user_ns, got.cpu_system_ns, got.cpu_periods),
+        (cpu.user_ns, cpu.system_ns, cpu.periods)
+    );
+    assert_eq!(
+        (got.cpu_throttled_periods, got.cpu_throttled_ns),
+        (cpu.throttled_periods, cpu.throttled_ns)
+    );
+    assert_eq!(
+        (
+            got.memory_working_set_bytes,
+            got.memory_rss_bytes,
+            got.memory_cache_bytes
+        ),
+        (
+            memory.working_set_bytes,
+            memory.rss_bytes,
+            memory.cache_bytes
+        )
+    );
+    assert_eq!(got.memory_limit_bytes, memory.limit_bytes.unwrap_or(0));
+    assert_eq!(
+        (got.memory_failcnt, got.memory_oom_kills),
+        (memory.failcnt, memory.oom_kills)
+    );
+    assert_eq!(
+        (got.pids, got.pids_limit),
+        (pids.current, pids.limit.unwrap_or(0))
+    );
+    assert_eq!(
+        (
+            got.blkio_read_bytes,
+            got.blkio_write_bytes,
+            got.blkio_read_ops,
+            got.blkio_write_ops
+        ),
+        (
+            blkio.read_bytes,
+            blkio.write_bytes,
+            blkio.read_ops,
+            blkio.write_ops
+        )
+    );
+
+    let [task] = batch.tasks.as_slice() else {
+        panic!("one task: {:?}", batch.tasks)
+    };
+    assert_eq!(
+        (
+            task.task_definition_family.as_str(),
+            task.task_definition_revision
+        ),
+        ("web", 3)
+    );
+    // No task cgroup in the sample: the task's figures are its one container's.
+    assert_eq!(task.stats, Some(got));
+    let [eth0] = task.networks.as_slice() else {
+        panic!("one interface: {:?}", task.networks)
+    };
+    assert_eq!(
+        (eth0.name.as_str(), eth0.rx_bytes, eth0.tx_bytes),
+        ("eth0", 1000, 2000)
+    );
+
+    // A controller that is missing reads zero with its flag off.
+    let empty = super::collect::cgroup_metrics(&CgroupStats::default());
+    assert!(!empty.has_cpu && !empty.has_memory && !empty.has_pids && !empty.has_blkio);
 }
 
 #[test]

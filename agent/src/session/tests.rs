@@ -173,6 +173,7 @@ impl Agent {
             },
             attributes: Default::default(),
             tls: None,
+            health: Default::default(),
         };
         Self {
             config,

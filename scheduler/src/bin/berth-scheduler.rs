@@ -72,6 +72,14 @@ struct Cli {
     /// STOPPED (stop code InstanceLost) and their resources released.
     #[arg(long, env = "BERTH_SCHEDULER_INSTANCE_LOST_AFTER", default_value = "10m", value_parser = parse_positive)]
     instance_lost_after: Duration,
+    /// How much of the agents' metrics the scheduler keeps in memory per task, container and
+    /// instance (rates and `berthctl stats` read it): "1h", "15m" or seconds.
+    #[arg(long, env = "BERTH_SCHEDULER_METRICS_WINDOW", default_value = "1h", value_parser = berth_policy::parse_duration)]
+    metrics_window: Duration,
+    /// Serve the scheduler's own Prometheus `/metrics` on this address (loopback unless you
+    /// name another, e.g. 127.0.0.1:7701); not served when unset.
+    #[arg(long, env = "BERTH_SCHEDULER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log format on stderr.
     #[arg(long, env = "BERTH_SCHEDULER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -190,6 +198,8 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
         task_retention: cli.task_retention,
         reconcile_interval: cli.reconcile_interval,
         instance_lost_after: cli.instance_lost_after,
+        metrics_window: cli.metrics_window,
+        metrics_listen: cli.metrics_listen,
         trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };

@@ -165,6 +165,19 @@ pub(crate) enum Command {
     ListApiTokens,
     /// Delete an API token.
     DeleteApiToken { id: String },
+    /// CPU %, memory use / limit, network and block I/O and pids of tasks and their
+    /// containers (or of a host), from the scheduler's metrics window; a table refreshed
+    /// until interrupted, like `docker stats`.
+    Stats {
+        /// Tasks to show; every task of the cluster with metrics when none is given.
+        tasks: Vec<String>,
+        /// Print one sample and exit (JSON output is always one sample).
+        #[arg(long)]
+        no_stream: bool,
+        /// Show this container instance (the host) instead of tasks.
+        #[arg(long, conflicts_with = "tasks")]
+        instance: Option<String>,
+    },
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,

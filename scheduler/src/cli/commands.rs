@@ -12,6 +12,7 @@ use super::access::{self, Client, Given};
 use super::args::{Args, Command, DesiredStatusArg, Logs, OutputFormat, RunTask};
 use super::error::{CliError, check_failures, from_status};
 use super::json;
+use super::stats;
 use super::table::{
     clusters_table, instances_table, names_table, task_definition_tables, tasks_table,
 };
@@ -290,7 +291,13 @@ impl Context<'_> {
                         &response.container_instances,
                         Some(&response.failures),
                     ),
-                    || instances_table(&response.container_instances),
+                    || {
+                        instances_table(&response.container_instances)
+                            + &stats::health_lines(
+                                &response.container_instances,
+                                std::time::SystemTime::now(),
+                            )
+                    },
                 )?;
                 check_failures(&response.failures)
             }
@@ -312,6 +319,11 @@ impl Context<'_> {
                 )
             }
             Command::Logs(logs) => self.logs(cluster, logs).await,
+            Command::Stats {
+                tasks,
+                no_stream,
+                instance,
+            } => self.stats(cluster, tasks, instance, no_stream).await,
             Command::CreateJoinToken { ttl, uses } => self.create_join_token(ttl, uses).await,
             Command::ListJoinTokens => self.list_join_tokens().await,
             Command::DeleteJoinToken { id } => self.delete_join_token(id).await,
@@ -356,6 +368,70 @@ impl Context<'_> {
     }
 
     /// Streams a container's log: stdout lines to `out`, stderr lines to standard error.
+    /// `stats`: one sample (JSON, `--no-stream`) or a table refreshed every couple of seconds
+    /// until interrupted.
+    async fn stats(
+        &mut self,
+        cluster: String,
+        tasks: Vec<String>,
+        instance: Option<String>,
+        no_stream: bool,
+    ) -> Result<(), CliError> {
+        let once = no_stream || self.output == OutputFormat::Json;
+        loop {
+            let (text, json, missing) = match &instance {
+                Some(id) => {
+                    let request = proto::GetInstanceStatsRequest {
+                        cluster: cluster.clone(),
+                        container_instances: vec![id.clone()],
+                        history: false,
+                    };
+                    let r = self
+                        .call(self.client.clone().get_instance_stats(request))
+                        .await?;
+                    let json = serde_json::to_string_pretty(&stats::InstancesStats::from(&r));
+                    (stats::instance_stats_table(&r), json, r.missing)
+                }
+                None => {
+                    let request = proto::GetTaskStatsRequest {
+                        cluster: cluster.clone(),
+                        tasks: tasks.clone(),
+                        history: false,
+                    };
+                    let r = self
+                        .call(self.client.clone().get_task_stats(request))
+                        .await?;
+                    let json = serde_json::to_string_pretty(&stats::TasksStats::from(&r));
+                    (stats::tasks_stats_table(&r), json, r.missing)
+                }
+            };
+            let text = match self.output {
+                OutputFormat::Json => json.map_err(|e| CliError::Output(e.into()))? + "\n",
+                OutputFormat::Table if once => text,
+                OutputFormat::Table => format!("{}{text}", stats::CLEAR),
+            };
+            self.out
+                .write_all(text.as_bytes())
+                .and_then(|()| self.out.flush())
+                .map_err(CliError::Output)?;
+            if once {
+                return check_failures(
+                    &missing
+                        .into_iter()
+                        .map(|arn| proto::Failure {
+                            arn,
+                            reason: "MISSING (no metrics in the scheduler's window: not running, or no batch yet)".to_owned(),
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                () = tokio::time::sleep(stats::REFRESH) => {}
+            }
+        }
+    }
+
     async fn logs(&mut self, cluster: String, logs: Logs) -> Result<(), CliError> {
         let request = proto::GetTaskLogsRequest {
             cluster,

@@ -10,6 +10,7 @@ mod commands;
 mod error;
 mod json;
 mod names;
+mod stats;
 mod table;
 mod time;
 mod tokens;

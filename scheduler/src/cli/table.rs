@@ -200,6 +200,8 @@ pub(super) fn instances_table(instances: &[proto::ContainerInstance]) -> String 
         "AGENT",
         "CPU FREE/TOTAL",
         "MEMORY FREE/TOTAL",
+        "CPU USED/RESERVED",
+        "MEMORY USED/RESERVED",
         "RUNNING",
         "PENDING",
         "VERSION",
@@ -220,6 +222,18 @@ pub(super) fn instances_table(instances: &[proto::ContainerInstance]) -> String 
             .to_owned(),
             format!("{}/{}", remaining.cpu, registered.cpu),
             format!("{}/{} MiB", remaining.memory_mib, registered.memory_mib),
+            format!(
+                "{}/{}",
+                i.measured
+                    .map_or_else(|| "-".to_owned(), |m| m.tasks_cpu.to_string()),
+                registered.cpu.saturating_sub(remaining.cpu)
+            ),
+            format!(
+                "{}/{} MiB",
+                i.measured
+                    .map_or_else(|| "-".to_owned(), |m| m.tasks_memory_mib.to_string()),
+                registered.memory_mib.saturating_sub(remaining.memory_mib)
+            ),
             i.running_tasks_count.to_string(),
             i.pending_tasks_count.to_string(),
             i.version_info

@@ -232,6 +232,9 @@ impl AgentService for Agent {
                         ));
                     }
                     batches += 1;
+                    self.shared
+                        .telemetry
+                        .ingest(&batch, std::time::Instant::now());
                     tracing::debug!(
                         instance.id = %batch.container_instance_id,
                         containers = batch.containers.len(),

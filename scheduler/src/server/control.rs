@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::logs::{self, LogCommand, LogStream};
 use super::{ServerError, Shared};
-use super::{credentials, instances};
+use super::{credentials, instances, stats};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 use crate::trust::{Rpc, Scope};
@@ -28,9 +28,10 @@ impl Control {
     }
 
     fn mark_connected(&self, instances: &mut [pb::ContainerInstance]) {
-        for i in instances {
+        for i in instances.iter_mut() {
             i.agent_connected = self.shared.sessions.is_connected(&i.container_instance_id);
         }
+        stats::annotate(&self.shared, instances);
     }
 
     /// Parses and registers an ECS JSON definition.
@@ -446,5 +447,19 @@ impl ControlService for Control {
         request: Request<pb::CreateClientCertificateRequest>,
     ) -> Result<Response<pb::CreateClientCertificateResponse>, Status> {
         credentials::create_client_certificate(&self.shared, request).await
+    }
+
+    async fn get_task_stats(
+        &self,
+        request: Request<pb::GetTaskStatsRequest>,
+    ) -> Result<Response<pb::GetTaskStatsResponse>, Status> {
+        stats::task_stats(&self.shared, request).await
+    }
+
+    async fn get_instance_stats(
+        &self,
+        request: Request<pb::GetInstanceStatsRequest>,
+    ) -> Result<Response<pb::GetInstanceStatsResponse>, Status> {
+        stats::instance_stats(&self.shared, request).await
     }
 }

@@ -23,6 +23,13 @@ pub enum ServerError {
     /// The agent sent nothing (or closed the stream) before its SessionHello.
     #[error("no SessionHello within {seconds} seconds")]
     NoHello { seconds: u64 },
+    /// The `/metrics` address could not be bound.
+    #[error("cannot listen on {address} for the scheduler's metrics (see --metrics-listen)")]
+    MetricsListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking database call panicked or was cancelled.
     #[error("a database call did not complete")]
     Blocking(#[source] tokio::task::JoinError),
@@ -111,9 +118,10 @@ impl From<ServerError> for Status {
             ServerError::Pki(crate::trust::PkiError::BadRequest(_)) => {
                 Status::invalid_argument(msg)
             }
-            ServerError::Blocking(_) | ServerError::Transport(_) | ServerError::Pki(_) => {
-                internal(&e)
-            }
+            ServerError::Blocking(_)
+            | ServerError::Transport(_)
+            | ServerError::Pki(_)
+            | ServerError::MetricsListen { .. } => internal(&e),
         }
     }
 }

@@ -16,9 +16,12 @@ mod guard;
 mod hooks;
 mod instances;
 mod logs;
+mod metrics;
 mod reconcile;
 mod revoke;
 mod session;
+mod stats;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -34,11 +37,13 @@ use tracing::Instrument;
 
 pub use error::ServerError;
 pub use hooks::{Call, Event, TestHooks};
+pub use telemetry::DEFAULT_WINDOW as DEFAULT_METRICS_WINDOW;
 
 use crate::store::{Store, StoreError};
 use crate::trust::ClusterCa;
 use revoke::Revocations;
 use session::SessionRegistry;
+use telemetry::Telemetry;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -59,6 +64,11 @@ pub struct ServerConfig {
     /// How long an instance may stay disconnected before it is lost: its tasks are marked
     /// STOPPED (stop code `InstanceLost`) and their resources released.
     pub instance_lost_after: Duration,
+    /// How long the in-memory window of the agents' metrics is (per task, container and
+    /// instance).
+    pub metrics_window: Duration,
+    /// Where to serve the scheduler's `/metrics` (Prometheus text); none when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The default of [`ServerConfig::reconcile_interval`].
@@ -91,6 +101,8 @@ impl Default for ServerConfig {
             trust: None,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             instance_lost_after: DEFAULT_INSTANCE_LOST_AFTER,
+            metrics_window: DEFAULT_METRICS_WINDOW,
+            metrics_listen: None,
         }
     }
 }
@@ -110,6 +122,10 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     /// The faults tests inject, when they run the server with [`run_with_hooks`].
     pub(crate) hooks: Option<TestHooks>,
+    /// The window of the agents' metrics and their latest health.
+    pub(crate) telemetry: Telemetry,
+    /// Every gRPC call, counted and timed, for `/metrics`.
+    pub(crate) rpc: Arc<metrics::RpcMetrics>,
 }
 
 impl Shared {
@@ -174,7 +190,10 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let grace = config.shutdown_grace;
+    let telemetry = Telemetry::new(config.metrics_window);
     let shared = Arc::new(Shared {
+        telemetry,
+        rpc: Arc::default(),
         store,
         sessions: SessionRegistry::default(),
         liveness: reconcile::Liveness::default(),
@@ -202,8 +221,19 @@ async fn serve(
 
     // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an assignment) wait
     // for the peer's delayed ACK, up to 40 ms on Linux.
+    if let Some(address) = shared.config.metrics_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::MetricsListen { address, source })?;
+        shared.tracker.spawn(metrics::serve(
+            listener,
+            shared.clone(),
+            shared.cancel.child_token(),
+        ));
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder =
+        tonic::transport::Server::builder().layer(metrics::RpcMetricsLayer(shared.rpc.clone()));
     if let Some(trust) = &shared.config.trust {
         builder = builder
             .tls_config(tls_config(trust)?)

@@ -281,6 +281,7 @@ fn state_request() -> SchedulerMessage {
 fn heartbeat() -> SchedulerMessage {
     message(scheduler_message::Message::Heartbeat(pb::Heartbeat {
         sent_at: Some(SystemTime::now().into()),
+        health: None,
     }))
 }
 
@@ -496,7 +497,15 @@ impl Session {
             agent_message::Message::Hello(_) => {
                 tracing::warn!("SessionHello in an open session ignored");
             }
-            agent_message::Message::Heartbeat(_) => {
+            agent_message::Message::Heartbeat(beat) => {
+                if let Some(health) = beat.health {
+                    self.shared.telemetry.record_health(
+                        &self.instance_id,
+                        health,
+                        SystemTime::now(),
+                        std::time::Instant::now(),
+                    );
+                }
                 // Liveness is the session's (touched above); the store only gets a heartbeat
                 // every so often, and a failed write costs this instance's record, never the
                 // session.

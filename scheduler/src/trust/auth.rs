@@ -66,10 +66,12 @@ pub enum Rpc {
     ListApiTokens,
     DeleteApiToken,
     CreateClientCertificate,
+    GetTaskStats,
+    GetInstanceStats,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 22] = [
+    pub const ALL: [Rpc; 24] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -92,6 +94,8 @@ impl Rpc {
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
         Rpc::CreateClientCertificate,
+        Rpc::GetTaskStats,
+        Rpc::GetInstanceStats,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -105,7 +109,9 @@ impl Rpc {
             | Rpc::ListTasks
             | Rpc::ListContainerInstances
             | Rpc::DescribeContainerInstances
-            | Rpc::GetTaskLogs => Role::ReadOnly,
+            | Rpc::GetTaskLogs
+            | Rpc::GetTaskStats
+            | Rpc::GetInstanceStats => Role::ReadOnly,
             Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
@@ -230,6 +236,8 @@ mod tests {
             "ListContainerInstances",
             "DescribeContainerInstances",
             "GetTaskLogs",
+            "GetTaskStats",
+            "GetInstanceStats",
         ];
         let expected_operators = ["RegisterTaskDefinition", "RunTask", "StopTask"];
         for rpc in Rpc::ALL {

@@ -115,7 +115,7 @@ pub(super) fn introspection_endpoint(w: &World) -> Result<()> {
 }
 
 /// A sample's value: the line `name{labels} value` (or `name value` without labels).
-fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
+pub(super) fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
     let series = if labels.is_empty() {
         name.to_owned()
     } else {
@@ -127,7 +127,7 @@ fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
 }
 
 /// One HTTP/1.1 GET; the status and the body.
-fn get(address: SocketAddr, path: &str) -> Result<(u16, String)> {
+pub(super) fn get(address: SocketAddr, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
         .with_context(|| format!("connect to {address}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -345,6 +345,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            containerd_root: pick(
+                self.containerd_root,
+                Key::ContainerdRoot,
+                defaults.containerd_root,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -340,6 +340,12 @@ pub(super) struct ContainerInstance {
     version_info: Option<VersionInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     registered_at: Option<String>,
+    /// CPU and MEMORY its tasks use, measured (absent until a metrics batch arrives).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    measured_resources: Option<Vec<Resource>>,
+    /// The agent's health from its latest heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_health: Option<super::stats::HealthJson>,
 }
 
 /// ECS's resource entry: INTEGER with `integerValue` or STRINGSET with `stringSetValue`.
@@ -418,6 +424,19 @@ impl From<&proto::ContainerInstance> for ContainerInstance {
                 containerd_version: v.containerd_version.clone(),
             }),
             registered_at: time(i.registered_at.as_ref()),
+            measured_resources: i.measured.map(|m| {
+                let integer = |name, value| Resource {
+                    name,
+                    kind: "INTEGER",
+                    integer_value: Some(value),
+                    string_set_value: None,
+                };
+                vec![
+                    integer("CPU", m.tasks_cpu),
+                    integer("MEMORY", m.tasks_memory_mib),
+                ]
+            }),
+            agent_health: super::stats::health_json(i.health.as_ref(), i.health_at.as_ref()),
         }
     }
 }

@@ -266,6 +266,9 @@ fn container_instance_json() {
         registered_at: at(1_795_778_400, 0),
         last_heartbeat_at: at(1_795_778_460, 0),
         instance_identity: "machine-1".into(),
+        health: None,
+        health_at: None,
+        measured: None,
     };
     let json = serde_json::to_value(ContainerInstances {
         container_instances: vec![ContainerInstance::from(&instance)],
