@@ -31,6 +31,7 @@ mod logs;
 mod metrics;
 mod network;
 mod runtime;
+mod service;
 mod session;
 mod store;
 mod task;

@@ -253,6 +253,15 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(opts: &AgentOptions, log: PathBuf) -> Result<Agent> {
+        Agent::start_with_env(opts, log, &[])
+    }
+
+    /// [`Agent::start`] with more environment variables (NOTIFY_SOCKET, WATCHDOG_USEC, …).
+    pub fn start_with_env(
+        opts: &AgentOptions,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Agent> {
         let mut cmd = Command::new(bin("berth-agent")?);
         // An empty file of its own, so a /etc/berth/agent.toml on the machine never leaks in.
         std::fs::create_dir_all(&opts.data_dir)
@@ -284,6 +293,7 @@ impl Agent {
                 .env("BERTH_SCHEDULER_CA_PIN", &join.ca_pin);
         }
         cmd.args(&opts.extra_args);
+        cmd.envs(env.iter().copied());
         let daemon = Daemon::spawn("berth-agent", cmd, log)?;
         Ok(Agent { daemon, metrics })
     }

@@ -35,6 +35,8 @@ mod network;
 mod pull;
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "e2e/systemd.rs"]
+mod systemd;
 #[path = "e2e/tasks.rs"]
 mod tasks;
 #[path = "e2e/telemetry.rs"]
@@ -62,6 +64,14 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_introspection_endpoint_reports_real_containers",
                 telemetry::introspection_endpoint,
+            ),
+            w.trial(
+                "systemd_units_pass_systemd_analyze_verify",
+                systemd::units_pass_systemd_analyze_verify,
+            ),
+            w.trial(
+                "systemd_agent_speaks_sd_notify_ready_status_watchdog",
+                systemd::agent_speaks_sd_notify,
             ),
             w.trial(
                 "trust_clients_need_tls_and_a_credential_with_the_role",

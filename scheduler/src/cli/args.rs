@@ -11,7 +11,7 @@ use crate::attachment;
 
 /// berthctl: the command-line client of the Berth control plane.
 #[derive(Debug, Parser)]
-#[command(name = "berthctl", version, about, propagate_version = true)]
+#[command(name = "berthctl", version = env!("BERTH_LONG_VERSION"), about, propagate_version = true)]
 pub struct Args {
     /// The scheduler's ControlService URL [default: the config file's, else
     /// https://127.0.0.1:7700].
