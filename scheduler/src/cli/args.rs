@@ -138,6 +138,14 @@ pub(crate) enum Command {
     ListApiTokens,
     /// Delete an API token.
     DeleteApiToken { id: String },
+    /// Set container instances ACTIVE or DRAINING. A DRAINING instance takes no new task;
+    /// its tasks keep running until they are stopped.
+    UpdateContainerInstancesState {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long, value_enum)]
+        status: InstanceStatusArg,
+    },
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,
@@ -213,6 +221,23 @@ pub(crate) enum WaitCondition {
 pub(crate) enum DesiredStatusArg {
     Running,
     Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub(crate) enum InstanceStatusArg {
+    Active,
+    Draining,
+}
+
+impl InstanceStatusArg {
+    /// The status as the scheduler spells it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatusArg::Active => "ACTIVE",
+            InstanceStatusArg::Draining => "DRAINING",
+        }
+    }
 }
 
 /// The keys of `--network-attachment`, in the order they are written.

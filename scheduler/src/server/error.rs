@@ -75,6 +75,7 @@ impl From<ServerError> for Status {
                 | StoreError::EmptyFamily
                 | StoreError::NoIdentity
                 | StoreError::InvalidCount { .. }
+                | StoreError::InvalidInstanceStatus { .. }
                 | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
                 StoreError::TokenNotFound { .. }
@@ -135,6 +136,7 @@ mod tests {
             (
                 StoreError::NoConnectedInstance {
                     cluster: "x".into(),
+                    draining: vec![],
                 },
                 Code::ResourceExhausted,
             ),

@@ -23,6 +23,7 @@ mod codec;
 mod definitions;
 mod error;
 mod instances;
+mod lifecycle;
 mod placement;
 mod ports;
 mod records;

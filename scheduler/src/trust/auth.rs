@@ -9,7 +9,7 @@ use std::fmt;
 pub enum Role {
     /// List, describe and logs.
     ReadOnly,
-    /// Also registering task definitions, running and stopping tasks.
+    /// Also registering task definitions, running and stopping tasks, draining instances.
     Operator,
     /// Also clusters, instances and tokens.
     Admin,
@@ -64,10 +64,11 @@ pub enum Rpc {
     CreateApiToken,
     ListApiTokens,
     DeleteApiToken,
+    UpdateContainerInstancesState,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 21] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -88,6 +89,7 @@ impl Rpc {
         Rpc::CreateApiToken,
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
+        Rpc::UpdateContainerInstancesState,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -102,7 +104,12 @@ impl Rpc {
             | Rpc::ListContainerInstances
             | Rpc::DescribeContainerInstances
             | Rpc::GetTaskLogs => Role::ReadOnly,
-            Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
+            // Draining moves no membership or credential (deregistering does, and is Admin's):
+            // like stopping tasks, it is the operator's scale-in and maintenance work.
+            Rpc::RegisterTaskDefinition
+            | Rpc::RunTask
+            | Rpc::StopTask
+            | Rpc::UpdateContainerInstancesState => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::CreateJoinToken
@@ -225,7 +232,12 @@ mod tests {
             "DescribeContainerInstances",
             "GetTaskLogs",
         ];
-        let expected_operators = ["RegisterTaskDefinition", "RunTask", "StopTask"];
+        let expected_operators = [
+            "RegisterTaskDefinition",
+            "RunTask",
+            "StopTask",
+            "UpdateContainerInstancesState",
+        ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();
             let least = if expected_readers.contains(&name.as_str()) {
