@@ -222,6 +222,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         },
         cancel.child_token(),
     ));
+    let drain_tls = tls.clone();
+    let drain_store = Arc::clone(&store);
     let session_config = SessionConfig {
         endpoint: config.scheduler_endpoint.clone(),
         cluster: config.cluster.clone(),
@@ -252,6 +254,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let ended_on_its_own = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("shutting down; containers keep running");
+            if config.drain_on_shutdown {
+                service::stopping(&*notifier, "draining this instance at the scheduler before exiting");
+                crate::drain::drain_before_exit(&config.scheduler_endpoint, drain_tls, drain_store).await;
+            }
             service::stopping(&*notifier, "stopping; containers keep running");
             false
         }

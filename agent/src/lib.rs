@@ -23,6 +23,7 @@
 mod agent;
 mod backoff;
 pub mod config;
+mod drain;
 mod endpoint;
 mod engine;
 mod guard;

@@ -21,6 +21,8 @@ mod confinement;
 mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
+#[path = "e2e/drain.rs"]
+mod drain;
 #[path = "e2e/fidelity.rs"]
 mod fidelity;
 #[path = "e2e/health.rs"]
@@ -64,6 +66,14 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_introspection_endpoint_reports_real_containers",
                 telemetry::introspection_endpoint,
+            ),
+            w.trial(
+                "drain_draining_instance_takes_no_new_task",
+                drain::draining_instance_takes_no_new_task,
+            ),
+            w.trial(
+                "drain_on_shutdown_drains_the_instance_on_sigterm",
+                drain::drain_on_shutdown_drains_on_sigterm,
             ),
             w.trial(
                 "systemd_units_pass_systemd_analyze_verify",

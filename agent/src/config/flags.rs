@@ -133,6 +133,9 @@ pub struct Overrides {
     /// MAC addresses an ENI attachment may move into a task, comma-separated [env: BERTH_ENI_ALLOWED_MACS]
     #[arg(long, value_name = "MACS")]
     pub eni_allowed_macs: Option<String>,
+    /// On SIGTERM, ask the scheduler to drain this instance first [env: BERTH_DRAIN_ON_SHUTDOWN]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub drain_on_shutdown: Option<String>,
 }
 
 impl Overrides {
@@ -179,6 +182,7 @@ impl Overrides {
             (Key::BlockInstanceMetadata, &self.block_instance_metadata),
             (Key::TaskHostPorts, &self.task_host_ports),
             (Key::EniAllowedMacs, &self.eni_allowed_macs),
+            (Key::DrainOnShutdown, &self.drain_on_shutdown),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

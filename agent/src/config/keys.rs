@@ -62,10 +62,12 @@ pub(crate) enum Key {
     BlockInstanceMetadata,
     TaskHostPorts,
     EniAllowedMacs,
+    // Instance lifecycle (issue 19).
+    DrainOnShutdown,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 40] = [
+    pub(crate) const ALL: [Key; 41] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -106,6 +108,7 @@ impl Key {
         Key::BlockInstanceMetadata,
         Key::TaskHostPorts,
         Key::EniAllowedMacs,
+        Key::DrainOnShutdown,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -188,7 +191,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 40] = [
+const KEYS: [KeyDoc; 41] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -468,6 +471,13 @@ const KEYS: [KeyDoc; 40] = [
         "--eni-allowed-macs",
         "[]",
         "MAC addresses of the only interfaces an ENI attachment may move into a task; empty allows any that passes the built-in refusals (comma-separated in the environment and flag)",
+    ),
+    doc(
+        "drain_on_shutdown",
+        "BERTH_DRAIN_ON_SHUTDOWN",
+        "--drain-on-shutdown",
+        "false",
+        "on SIGTERM, ask the scheduler to set this instance DRAINING (no new tasks; its tasks keep running) and wait up to 20s for its acknowledgement before exiting: for spot interruptions and scale-in",
     ),
 ];
 

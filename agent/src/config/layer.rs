@@ -72,6 +72,7 @@ pub(crate) struct Partial {
     block_instance_metadata: Option<Given<bool>>,
     task_host_ports: Option<Given<Vec<u16>>>,
     eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
+    drain_on_shutdown: Option<Given<bool>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -240,6 +241,7 @@ impl Partial {
             }
             Key::TaskHostPorts => s.store(&mut self.task_host_ports, ports(input)),
             Key::EniAllowedMacs => s.store(&mut self.eni_allowed_macs, macs(input)),
+            Key::DrainOnShutdown => s.store(&mut self.drain_on_shutdown, boolean(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -120,6 +120,9 @@ pub struct AgentConfig {
     /// The only interfaces an ENI attachment may move into a task, by MAC; empty allows any
     /// that passes the built-in refusals.
     pub eni_allowed_macs: Vec<MacAddr>,
+    /// On SIGTERM, ask the scheduler to set this instance DRAINING and wait for its
+    /// acknowledgement before exiting.
+    pub drain_on_shutdown: bool,
 }
 
 impl Default for AgentConfig {
@@ -162,6 +165,7 @@ impl Default for AgentConfig {
             block_instance_metadata: true,
             task_host_ports: Vec::new(),
             eni_allowed_macs: Vec::new(),
+            drain_on_shutdown: false,
         }
     }
 }
@@ -394,6 +398,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 .collect();
             format!("[{}]", macs.join(", "))
         }
+        Key::DrainOnShutdown => config.drain_on_shutdown.to_string(),
     }
 }
 

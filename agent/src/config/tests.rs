@@ -325,6 +325,7 @@ fn samples() -> Vec<Sample> {
             r#"["0a:1b:2c:3d:4e:5f"]"#,
             "0a:1b:2c:3d:4e:5f",
         )]),
+        sample(&[("drain_on_shutdown", "true", "true")]),
     ]
 }
 
@@ -680,8 +681,9 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "0a:1b:2c:3d:4e",
             "comma-separated MAC addresses like 0a:1b:2c:3d:4e:5f",
         ),
+        ("drain_on_shutdown", "maybe", "true or false"),
     ];
-    assert_eq!(cases.len(), 35);
+    assert_eq!(cases.len(), 36);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1020,6 +1022,7 @@ environment_file_paths   = []                                 # default
 block_instance_metadata  = true                               # default
 task_host_ports          = []                                 # default
 eni_allowed_macs         = []                                 # default
+drain_on_shutdown        = false                              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }
