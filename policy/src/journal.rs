@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-/// Whether stderr is the stream JOURNAL_STREAM ("<device>:<inode>") names, as
+/// Whether stderr is the stream JOURNAL_STREAM (`"<device>:<inode>"`) names, as
 /// sd_journal_stream_fd(3) recommends checking: a process that inherited the variable but
 /// writes elsewhere (a redirect, a pipe) keeps its plain output.
 pub fn stderr_is_journal() -> bool {
@@ -23,7 +23,7 @@ pub fn stderr_is_journal() -> bool {
         .is_ok_and(|meta| meta.dev() == device && meta.ino() == inode)
 }
 
-/// Parses JOURNAL_STREAM's "<device>:<inode>".
+/// Parses JOURNAL_STREAM's `"<device>:<inode>"`.
 fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
     let (device, inode) = value.split_once(':')?;
     Some((device.parse().ok()?, inode.parse().ok()?))
