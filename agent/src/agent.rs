@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use berth_proto::v1::VersionInfo;
 use berth_runtime::{
-    ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, NetNs, Network, NetworkConfig, Runtime, RuntimeConfig,
+    ENDPOINT_ADDRESS, ENDPOINT_LISTEN_PORT, Error as RuntimeError, NetNs, Network, NetworkConfig,
+    Runtime, RuntimeConfig,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::guard;
 use crate::health::Health;
 use crate::host;
+use crate::service;
 use crate::session::{self, SessionConfig, TlsMaterial};
 use crate::store::Store;
 use crate::trust::{self, AgentIdentity, SchedulerRenewal, TrustError};
@@ -39,26 +41,40 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         )
     })?;
     tokio::pin!(shutdown);
-    // The store and the agent's credential come first: a host that cannot join changes nothing.
+    let notifier: Arc<dyn service::Notifier> = Arc::new(service::Systemd);
+    let cancel = CancellationToken::new();
+    // Whatever way run returns, the watchdog supervisor stops with it.
+    let _stop_on_return = cancel.clone().drop_guard();
+    let tracker = TaskTracker::new();
+    // The store and containerd come first: READY=1 never waits for the scheduler, so a boot
+    // does not hang on the network.
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let credential = tokio::select! {
+    let runtime = tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        r = credential(&config, &store) => r?,
+        r = connect_runtime(&config, &*notifier) => r?,
     };
-    let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
-    runtime_config.namespace = config.containerd_namespace.clone();
-    runtime_config.insecure_registries = config.insecure_registries.clone();
-    runtime_config.max_manifest_bytes = config.max_manifest_size_mib << 20;
-    runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
-    runtime_config.init_path = config.init_path.clone();
-    let runtime = Runtime::connect(runtime_config)
-        .await
-        .context("cannot start the container runtime")?;
     let containerd_version = runtime
         .containerd_version()
         .await
         .context("cannot ask containerd its version")?;
     tracing::info!(containerd.version = %containerd_version, cgroup.version = %runtime.cgroup_version(), "runtime ready");
+    let joining = format!(
+        "joining cluster {} at {}",
+        config.cluster, config.scheduler_endpoint
+    );
+    service::ready(&*notifier, &joining);
+    let (phase, phases) = watch::channel(service::Phase::Starting(joining));
+    tracker.spawn(service::supervise(
+        Arc::clone(&notifier),
+        service::watchdog_interval(),
+        phases,
+        cancel.child_token(),
+    ));
+    // A host that cannot join starts no task.
+    let credential = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        r = credential(&config, &store) => r?,
+    };
 
     let mut network_config =
         NetworkConfig::new(config.network_cidr, &config.data_dir.join("network"));
@@ -107,8 +123,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         &containerd_version,
         &config.attributes,
     );
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let tls = match credential {
         Identity::None => None,
         Identity::Files(material) => Some(watch::channel(material).1),
@@ -236,6 +250,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         },
         cancel.child_token(),
     ));
+    let drain_tls = tls.clone();
+    let drain_store = Arc::clone(&store);
     let session_config = SessionConfig {
         endpoint: config.scheduler_endpoint.clone(),
         cluster: config.cluster.clone(),
@@ -250,6 +266,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         tls,
         health,
     };
+    phase.send_replace(service::Phase::Running(Arc::new(service::AgentProbe {
+        engine: handle.clone(),
+        store: Arc::clone(&store),
+        cluster: config.cluster.clone(),
+    })));
     tracker.spawn(session::run(
         session_config,
         store,
@@ -262,6 +283,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let ended_on_its_own = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("shutting down; containers keep running");
+            if config.drain_on_shutdown {
+                service::stopping(&*notifier, "draining this instance at the scheduler before exiting");
+                crate::drain::drain_before_exit(&config.scheduler_endpoint, drain_tls, drain_store).await;
+            }
+            service::stopping(&*notifier, "stopping; containers keep running");
             false
         }
         _ = cancel.cancelled() => true,
@@ -286,6 +312,43 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         anyhow::bail!("the agent's tasks ended without a shutdown signal");
     }
     Ok(())
+}
+
+/// Connects to containerd, waiting (with STATUS= saying so) while its socket does not answer,
+/// as it may still be starting at boot; any other failure is final.
+async fn connect_runtime(
+    config: &AgentConfig,
+    notifier: &dyn service::Notifier,
+) -> anyhow::Result<Runtime> {
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10))
+            .jittered(0.2);
+    let socket = config.containerd_address.display();
+    loop {
+        let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
+        runtime_config.namespace = config.containerd_namespace.clone();
+        runtime_config.insecure_registries = config.insecure_registries.clone();
+        runtime_config.max_manifest_bytes = config.max_manifest_size_mib << 20;
+        runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
+        runtime_config.init_path = config.init_path.clone();
+        let error = match Runtime::connect(runtime_config).await {
+            Ok(runtime) => match runtime.containerd_version().await {
+                Ok(_) => return Ok(runtime),
+                Err(error) => error,
+            },
+            Err(error @ (RuntimeError::Connect(_) | RuntimeError::Containerd(_))) => error,
+            Err(error) => return Err(error).context("cannot start the container runtime"),
+        };
+        let delay = backoff.next_delay();
+        service::status(notifier, &format!("waiting for containerd at {socket}"));
+        tracing::warn!(
+            error = &error as &(dyn std::error::Error + 'static),
+            containerd.socket = %socket,
+            retry_in_ms = delay.as_millis() as u64,
+            "containerd does not answer yet; waiting"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// How the agent authenticates to the scheduler.

@@ -25,6 +25,7 @@
 mod agent;
 mod backoff;
 pub mod config;
+mod drain;
 mod endpoint;
 mod engine;
 mod guard;
@@ -34,6 +35,7 @@ mod logs;
 mod metrics;
 mod network;
 mod runtime;
+mod service;
 mod session;
 mod store;
 mod task;

@@ -9,7 +9,7 @@ use berth_agent::config::{self, LoadedConfig, Overrides};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth-agent", version, about = "The Berth host agent")]
+#[command(name = "berth-agent", version = env!("BERTH_LONG_VERSION"), about = "The Berth host agent")]
 struct Cli {
     /// Configuration file [default: /etc/berth/agent.toml]
     #[arg(long, value_name = "PATH", global = true)]

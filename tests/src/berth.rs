@@ -76,6 +76,15 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process has exited (reaping it if so).
+    pub fn has_exited(&self) -> bool {
+        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_some()).unwrap_or(false),
+            None => true,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child
             .lock()
@@ -170,12 +179,34 @@ impl Scheduler {
 
     /// [`Scheduler::start`], serving plaintext without authentication when `insecure`.
     pub fn start_with(dir: &Path, port: Option<u16>, insecure: bool) -> Result<Scheduler> {
-        let port = match port {
-            Some(p) => p,
-            None => crate::free_port()?,
-        };
+        if let Some(port) = port {
+            return Self::start_on(dir, port, insecure);
+        }
+        // Suites run trials in parallel: a port free when picked may be taken by another
+        // trial's process before the scheduler binds it. Such a start fails with "cannot
+        // listen", and is tried again on another port.
+        let mut attempt = 1;
+        loop {
+            match Self::start_on(dir, crate::free_port()?, insecure) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("cannot listen") => {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Starts one on `port` and waits until it has logged that it listens (a connect alone
+    /// could reach another process holding the port).
+    fn start_on(dir: &Path, port: u16, insecure: bool) -> Result<Scheduler> {
         let data_dir = dir.join("scheduler-data");
         std::fs::create_dir_all(&data_dir)?;
+        let log = dir.join("scheduler.log");
+        let listening = "scheduler listening";
+        let before = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(listening)
+            .count();
         let mut cmd = Command::new(bin("berth-scheduler")?);
         cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)
@@ -184,18 +215,21 @@ impl Scheduler {
         if insecure {
             cmd.arg("--insecure");
         }
-        let daemon = Daemon::spawn("berth-scheduler", cmd, dir.join("scheduler.log"))?;
-        poll_every(Duration::from_secs(20), Duration::from_millis(10), || {
-            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_ok()
-                .then_some(()))
-        })
-        .with_context(|| {
-            format!(
+        let daemon = Daemon::spawn("berth-scheduler", cmd, log)?;
+        let started = poll_every(Duration::from_secs(20), Duration::from_millis(10), || {
+            if daemon.has_exited() {
+                return Ok(Some(false));
+            }
+            Ok((daemon.log().matches(listening).count() > before
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+            .then_some(true))
+        });
+        if !matches!(started, Ok(true)) {
+            bail!(
                 "berth-scheduler did not listen on {port}; log:\n{}",
                 log_tail(daemon.log_path(), 30)
-            )
-        })?;
+            );
+        }
         let scheme = if insecure { "http" } else { "https" };
         Ok(Scheduler {
             daemon,
@@ -253,6 +287,15 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(opts: &AgentOptions, log: PathBuf) -> Result<Agent> {
+        Agent::start_with_env(opts, log, &[])
+    }
+
+    /// [`Agent::start`] with more environment variables (NOTIFY_SOCKET, WATCHDOG_USEC, …).
+    pub fn start_with_env(
+        opts: &AgentOptions,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Agent> {
         let mut cmd = Command::new(bin("berth-agent")?);
         // An empty file of its own, so a /etc/berth/agent.toml on the machine never leaks in.
         std::fs::create_dir_all(&opts.data_dir)
@@ -284,6 +327,7 @@ impl Agent {
                 .env("BERTH_SCHEDULER_CA_PIN", &join.ca_pin);
         }
         cmd.args(&opts.extra_args);
+        cmd.envs(env.iter().copied());
         let daemon = Daemon::spawn("berth-agent", cmd, log)?;
         Ok(Agent { daemon, metrics })
     }

@@ -21,6 +21,8 @@ mod confinement;
 mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
+#[path = "e2e/drain.rs"]
+mod drain;
 #[path = "e2e/durability.rs"]
 mod durability;
 #[path = "e2e/fidelity.rs"]
@@ -37,6 +39,8 @@ mod network;
 mod pull;
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "e2e/systemd.rs"]
+mod systemd;
 #[path = "e2e/tasks.rs"]
 mod tasks;
 #[path = "e2e/telemetry.rs"]
@@ -74,6 +78,22 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_figures_agree_in_the_window_metrics_and_task_stats",
                 telemetry_stream::figures_agree_in_every_place,
+            ),
+            w.trial(
+                "drain_draining_instance_takes_no_new_task",
+                drain::draining_instance_takes_no_new_task,
+            ),
+            w.trial(
+                "drain_on_shutdown_drains_the_instance_on_sigterm",
+                drain::drain_on_shutdown_drains_on_sigterm,
+            ),
+            w.trial(
+                "systemd_units_pass_systemd_analyze_verify",
+                systemd::units_pass_systemd_analyze_verify,
+            ),
+            w.trial(
+                "systemd_agent_speaks_sd_notify_ready_status_watchdog",
+                systemd::agent_speaks_sd_notify,
             ),
             w.trial(
                 "trust_clients_need_tls_and_a_credential_with_the_role",

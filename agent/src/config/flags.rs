@@ -139,6 +139,9 @@ pub struct Overrides {
     /// containerd's root directory, for its disk use in metrics [env: BERTH_CONTAINERD_ROOT]
     #[arg(long, value_name = "PATH")]
     pub containerd_root: Option<String>,
+    /// On SIGTERM, ask the scheduler to drain this instance first [env: BERTH_DRAIN_ON_SHUTDOWN]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub drain_on_shutdown: Option<String>,
 }
 
 impl Overrides {
@@ -187,6 +190,7 @@ impl Overrides {
             (Key::EniAllowedMacs, &self.eni_allowed_macs),
             (Key::MaxManifestSize, &self.max_manifest_size),
             (Key::ContainerdRoot, &self.containerd_root),
+            (Key::DrainOnShutdown, &self.drain_on_shutdown),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -66,10 +66,12 @@ pub(crate) enum Key {
     MaxManifestSize,
     // Telemetry (issue 18).
     ContainerdRoot,
+    // Instance lifecycle (issue 19).
+    DrainOnShutdown,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 42] = [
+    pub(crate) const ALL: [Key; 43] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -112,6 +114,7 @@ impl Key {
         Key::EniAllowedMacs,
         Key::MaxManifestSize,
         Key::ContainerdRoot,
+        Key::DrainOnShutdown,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -194,7 +197,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 42] = [
+const KEYS: [KeyDoc; 43] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -488,6 +491,13 @@ const KEYS: [KeyDoc; 42] = [
         "--containerd-root",
         r#""/var/lib/containerd""#,
         "containerd's root directory, whose filesystem's use is reported with the host's metrics",
+    ),
+    doc(
+        "drain_on_shutdown",
+        "BERTH_DRAIN_ON_SHUTDOWN",
+        "--drain-on-shutdown",
+        "false",
+        "on SIGTERM, ask the scheduler to set this instance DRAINING (no new tasks; its tasks keep running) and wait up to 20s for its acknowledgement before exiting: for spot interruptions and scale-in",
     ),
 ];
 

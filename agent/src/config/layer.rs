@@ -74,6 +74,7 @@ pub(crate) struct Partial {
     eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
     max_manifest_size: Option<Given<u64>>,
     containerd_root: Option<Given<PathBuf>>,
+    drain_on_shutdown: Option<Given<bool>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -251,6 +252,7 @@ impl Partial {
                     }),
             ),
             Key::ContainerdRoot => s.store(&mut self.containerd_root, absolute_path(input, "an absolute directory path")),
+            Key::DrainOnShutdown => s.store(&mut self.drain_on_shutdown, boolean(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

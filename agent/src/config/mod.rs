@@ -129,6 +129,9 @@ pub struct AgentConfig {
     pub max_manifest_size_mib: u64,
     /// containerd's root directory, whose filesystem's use the host metrics report.
     pub containerd_root: PathBuf,
+    /// On SIGTERM, ask the scheduler to set this instance DRAINING and wait for its
+    /// acknowledgement before exiting.
+    pub drain_on_shutdown: bool,
 }
 
 impl Default for AgentConfig {
@@ -173,6 +176,7 @@ impl Default for AgentConfig {
             eni_allowed_macs: Vec::new(),
             max_manifest_size_mib: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES >> 20,
             containerd_root: PathBuf::from("/var/lib/containerd"),
+            drain_on_shutdown: false,
         }
     }
 }
@@ -407,6 +411,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         }
         Key::MaxManifestSize => config.max_manifest_size_mib.to_string(),
         Key::ContainerdRoot => path(&config.containerd_root),
+        Key::DrainOnShutdown => config.drain_on_shutdown.to_string(),
     }
 }
 

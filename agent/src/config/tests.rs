@@ -331,6 +331,7 @@ fn samples() -> Vec<Sample> {
         )]),
         sample(&[("max_manifest_size", "16", "16")]),
         sample(&[("containerd_root", r#""/srv/containerd""#, "/srv/containerd")]),
+        sample(&[("drain_on_shutdown", "true", "true")]),
     ]
 }
 
@@ -692,8 +693,9 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "a whole number of MiB from 1 to 64",
         ),
         ("containerd_root", "var/lib", "an absolute directory path"),
+        ("drain_on_shutdown", "maybe", "true or false"),
     ];
-    assert_eq!(cases.len(), 37);
+    assert_eq!(cases.len(), 38);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1034,6 +1036,7 @@ task_host_ports          = []                                 # default
 eni_allowed_macs         = []                                 # default
 max_manifest_size        = 4                                  # default
 containerd_root          = "/var/lib/containerd"              # default
+drain_on_shutdown        = false                              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -15,11 +15,14 @@ use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for bad flags and an unusable data directory (EX_USAGE).
+#[path = "berth-scheduler/service.rs"]
+mod service;
+
 const EXIT_USAGE: u8 = 64;
 
 /// The Berth reference scheduler: serves the control API and the agents on one port.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = env!("BERTH_LONG_VERSION"))]
 struct Cli {
     /// Address to serve gRPC on (TLS unless --insecure).
     #[arg(long, env = "BERTH_SCHEDULER_LISTEN", default_value = "127.0.0.1:7700")]
@@ -118,8 +121,20 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd, native journald: every field its own journal field.
+    if berth_policy::stderr_is_journal()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_field_prefix(None))
+            .try_init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -203,7 +218,14 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
         trust: trust.map(std::sync::Arc::new),
         ..ServerConfig::default()
     };
-    let result = server::run(store, listener, config, shutdown).await;
+    let supervisor = tokio::spawn(service::supervise(
+        store.clone(),
+        cli.listen,
+        shutdown.child_token(),
+    ));
+    let result = server::run(store, listener, config, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = supervisor.await;
     signals.abort();
     result.context("scheduler failed")
 }

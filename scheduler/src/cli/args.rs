@@ -11,7 +11,7 @@ use crate::attachment;
 
 /// berthctl: the command-line client of the Berth control plane.
 #[derive(Debug, Parser)]
-#[command(name = "berthctl", version, about, propagate_version = true)]
+#[command(name = "berthctl", version = env!("BERTH_LONG_VERSION"), about, propagate_version = true)]
 pub struct Args {
     /// The scheduler's ControlService URL [default: the config file's, else
     /// https://127.0.0.1:7700].
@@ -178,6 +178,14 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with = "tasks")]
         instance: Option<String>,
     },
+    /// Set container instances ACTIVE or DRAINING. A DRAINING instance takes no new task;
+    /// its tasks keep running until they are stopped.
+    UpdateContainerInstancesState {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long, value_enum)]
+        status: InstanceStatusArg,
+    },
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,
@@ -253,6 +261,23 @@ pub(crate) enum WaitCondition {
 pub(crate) enum DesiredStatusArg {
     Running,
     Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub(crate) enum InstanceStatusArg {
+    Active,
+    Draining,
+}
+
+impl InstanceStatusArg {
+    /// The status as the scheduler spells it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatusArg::Active => "ACTIVE",
+            InstanceStatusArg::Draining => "DRAINING",
+        }
+    }
 }
 
 /// The keys of `--network-attachment`, in the order they are written.

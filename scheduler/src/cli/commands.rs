@@ -318,6 +318,28 @@ impl Context<'_> {
                     || instances_table(std::slice::from_ref(&instance)),
                 )
             }
+            Command::UpdateContainerInstancesState { ids, status } => {
+                let request = proto::UpdateContainerInstancesStateRequest {
+                    cluster,
+                    container_instance_ids: ids,
+                    status: status.as_str().to_owned(),
+                };
+                let response = self
+                    .call(
+                        self.client
+                            .clone()
+                            .update_container_instances_state(request),
+                    )
+                    .await?;
+                self.emit(
+                    &json::ContainerInstances::of(
+                        &response.container_instances,
+                        Some(&response.failures),
+                    ),
+                    || instances_table(&response.container_instances),
+                )?;
+                check_failures(&response.failures)
+            }
             Command::Logs(logs) => self.logs(cluster, logs).await,
             Command::Stats {
                 tasks,

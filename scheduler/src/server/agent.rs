@@ -316,4 +316,48 @@ impl AgentService for Agent {
             ca_pem: trust.ca.cert_pem().to_owned(),
         }))
     }
+
+    async fn drain_instance(
+        &self,
+        request: Request<pb::DrainInstanceRequest>,
+    ) -> Result<Response<pb::DrainInstanceResponse>, Status> {
+        let agent = self.shared.agent_peer(&request, "DrainInstance").await?;
+        let mut req = request.into_inner();
+        req.cluster = cluster_or_default(&req.cluster);
+        if let Some(agent) = &agent
+            && (req.cluster != agent.cluster || req.container_instance_id != agent.instance_id)
+        {
+            return Err(not_yours(
+                agent,
+                format!(
+                    "drain instance {} in cluster {}",
+                    req.container_instance_id, req.cluster
+                ),
+            ));
+        }
+        let (cluster, id) = (req.cluster.clone(), req.container_instance_id.clone());
+        let (updated, missing) = self
+            .shared
+            .db(move |s| {
+                s.update_instances_state(
+                    &req.cluster,
+                    std::slice::from_ref(&req.container_instance_id),
+                    "DRAINING",
+                )
+            })
+            .await?;
+        if !missing.is_empty() {
+            return Err(Status::not_found(format!(
+                "unknown container instance {id} in cluster {cluster}; register first"
+            )));
+        }
+        tracing::info!(instance.id = %id, cluster = %cluster, "instance drained at its agent's request");
+        Ok(Response::new(pb::DrainInstanceResponse {
+            status: updated
+                .into_iter()
+                .next()
+                .map(|i| i.status)
+                .unwrap_or_default(),
+        }))
+    }
 }

@@ -462,4 +462,28 @@ impl ControlService for Control {
     ) -> Result<Response<pb::GetInstanceStatsResponse>, Status> {
         stats::instance_stats(&self.shared, request).await
     }
+
+    async fn update_container_instances_state(
+        &self,
+        request: Request<pb::UpdateContainerInstancesStateRequest>,
+    ) -> Result<Response<pb::UpdateContainerInstancesStateResponse>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared.authorize(
+            &request,
+            Rpc::UpdateContainerInstancesState,
+            Scope::Cluster(&cluster),
+        )?;
+        let req = request.into_inner();
+        let (mut container_instances, missing) = self
+            .shared
+            .db(move |s| {
+                s.update_instances_state(&cluster, &req.container_instance_ids, &req.status)
+            })
+            .await?;
+        self.mark_connected(&mut container_instances);
+        Ok(Response::new(pb::UpdateContainerInstancesStateResponse {
+            container_instances,
+            failures: failures(missing),
+        }))
+    }
 }

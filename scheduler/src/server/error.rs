@@ -84,6 +84,7 @@ impl From<ServerError> for Status {
                 | StoreError::SequenceGap { .. }
                 | StoreError::NotIssued { .. }
                 | StoreError::InvalidCount { .. }
+                | StoreError::InvalidInstanceStatus { .. }
                 | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
                 StoreError::TokenNotFound { .. }
@@ -149,6 +150,7 @@ mod tests {
             (
                 StoreError::NoConnectedInstance {
                     cluster: "x".into(),
+                    draining: vec![],
                 },
                 Code::ResourceExhausted,
             ),

@@ -57,8 +57,14 @@ pub enum StoreError {
     /// RunTask's network attachment is malformed, or does not fit the definition or count.
     #[error(transparent)]
     NetworkAttachment(#[from] AttachmentError),
-    #[error("no connected ACTIVE container instance in cluster {cluster}")]
-    NoConnectedInstance { cluster: String },
+    #[error("{}", no_connected_instance_message(cluster, draining))]
+    NoConnectedInstance {
+        cluster: String,
+        /// The cluster's instances that are connected but DRAINING.
+        draining: Vec<String>,
+    },
+    #[error("invalid container instance status {status:?}: use ACTIVE or DRAINING")]
+    InvalidInstanceStatus { status: String },
     #[error(
         "container instance {id} in cluster {cluster} cannot take tasks: {why}; run the task elsewhere or without --container-instance"
     )]
@@ -239,6 +245,21 @@ fn task_definition_not_found_message(reference: &str, family: &str, latest: Opti
         }
         None => format!("task definition {reference} not found"),
     }
+}
+
+fn no_connected_instance_message(cluster: &str, draining: &[String]) -> String {
+    let mut msg = format!("no connected ACTIVE container instance in cluster {cluster}");
+    match draining {
+        [] => {}
+        [one] => msg.push_str(&format!(
+            " (container instance {one} is DRAINING; berthctl update-container-instances-state {one} --status ACTIVE takes tasks on it again)"
+        )),
+        many => msg.push_str(&format!(
+            " (container instances {} are DRAINING; berthctl update-container-instances-state ID --status ACTIVE takes tasks on one again)",
+            many.join(", ")
+        )),
+    }
+    msg
 }
 
 fn no_capacity_message(e: &StoreError) -> String {

@@ -24,6 +24,7 @@ mod definitions;
 mod deregister;
 mod error;
 mod instances;
+mod lifecycle;
 mod placement;
 mod ports;
 mod reconcile;

@@ -13,6 +13,11 @@ use super::ports::{HostPort, Protocol};
 use super::records::InstanceRecord;
 use super::views::{fixed_host_ports, instance_view, task_size};
 
+/// An instance that takes tasks (ECS's container instance status).
+pub(crate) const ACTIVE: &str = "ACTIVE";
+/// An instance that takes no new task; its tasks keep running until stopped.
+pub(crate) const DRAINING: &str = "DRAINING";
+
 /// Free capacity of one connected ACTIVE instance, and the host ports taken on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capacity {
@@ -89,13 +94,29 @@ impl Pool<'_> {
     /// Whether the instance `id` can take tasks: it is in the cluster, ACTIVE and connected.
     pub(crate) fn check_pinned(&self, id: &str) -> Result<(), NoCandidate> {
         let instance = self.instance(id).ok_or(NoCandidate::Unknown)?;
-        if instance.instance.status != "ACTIVE" {
-            Err(NoCandidate::Unavailable("it is DRAINING"))
+        if instance.instance.status != ACTIVE {
+            Err(NoCandidate::Unavailable(
+                "it is DRAINING (berthctl update-container-instances-state ID --status ACTIVE takes tasks on it again)",
+            ))
         } else if !self.connected.contains(id) {
             Err(NoCandidate::Unavailable("its agent is not connected"))
         } else {
             Ok(())
         }
+    }
+
+    /// The cluster's connected instances that are DRAINING (named when nothing can be placed).
+    pub(crate) fn draining(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|i| &i.instance)
+            .filter(|i| {
+                i.cluster == self.cluster
+                    && i.status == DRAINING
+                    && self.connected.contains(&i.container_instance_id)
+            })
+            .map(|i| i.container_instance_id.clone())
+            .collect()
     }
 
     /// The instances tasks may go to, with their free capacity and taken host ports: the
@@ -106,7 +127,7 @@ impl Pool<'_> {
             .filter(|i| {
                 let id = i.instance.container_instance_id.as_str();
                 i.instance.cluster == self.cluster
-                    && i.instance.status == "ACTIVE"
+                    && i.instance.status == ACTIVE
                     && self.connected.contains(id)
                     && pinned.is_none_or(|p| p == id)
             })
@@ -384,10 +405,10 @@ mod tests {
         assert_eq!(pool.candidates(Some("a")), vec![a]);
         assert_eq!(pool.candidates(Some("d")), vec![]);
         assert_eq!(pool.check_pinned("a"), Ok(()));
-        assert_eq!(
+        assert!(matches!(
             pool.check_pinned("b"),
-            Err(NoCandidate::Unavailable("it is DRAINING"))
-        );
+            Err(NoCandidate::Unavailable(why)) if why.contains("DRAINING")
+        ));
         assert_eq!(
             pool.check_pinned("d"),
             Err(NoCandidate::Unavailable("its agent is not connected"))

@@ -220,6 +220,7 @@ fn place_tasks(
     if candidates.is_empty() {
         return Err(StoreError::NoConnectedInstance {
             cluster: cluster.to_owned(),
+            draining: pool.draining(),
         });
     }
     let demand = Demand::of(def);

@@ -9,7 +9,7 @@ use std::fmt;
 pub enum Role {
     /// List, describe and logs.
     ReadOnly,
-    /// Also registering task definitions, running and stopping tasks.
+    /// Also registering task definitions, running and stopping tasks, draining instances.
     Operator,
     /// Also clusters, instances and tokens.
     Admin,
@@ -68,10 +68,11 @@ pub enum Rpc {
     CreateClientCertificate,
     GetTaskStats,
     GetInstanceStats,
+    UpdateContainerInstancesState,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 24] = [
+    pub const ALL: [Rpc; 25] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -96,6 +97,7 @@ impl Rpc {
         Rpc::CreateClientCertificate,
         Rpc::GetTaskStats,
         Rpc::GetInstanceStats,
+        Rpc::UpdateContainerInstancesState,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -112,7 +114,12 @@ impl Rpc {
             | Rpc::GetTaskLogs
             | Rpc::GetTaskStats
             | Rpc::GetInstanceStats => Role::ReadOnly,
-            Rpc::RegisterTaskDefinition | Rpc::RunTask | Rpc::StopTask => Role::Operator,
+            // Draining moves no membership or credential (deregistering does, and is Admin's):
+            // like stopping tasks, it is the operator's scale-in and maintenance work.
+            Rpc::RegisterTaskDefinition
+            | Rpc::RunTask
+            | Rpc::StopTask
+            | Rpc::UpdateContainerInstancesState => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::DeregisterContainerInstance
@@ -239,7 +246,12 @@ mod tests {
             "GetTaskStats",
             "GetInstanceStats",
         ];
-        let expected_operators = ["RegisterTaskDefinition", "RunTask", "StopTask"];
+        let expected_operators = [
+            "RegisterTaskDefinition",
+            "RunTask",
+            "StopTask",
+            "UpdateContainerInstancesState",
+        ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();
             let least = if expected_readers.contains(&name.as_str()) {

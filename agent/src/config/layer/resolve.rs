@@ -352,6 +352,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            drain_on_shutdown: pick(
+                self.drain_on_shutdown,
+                Key::DrainOnShutdown,
+                defaults.drain_on_shutdown,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {
