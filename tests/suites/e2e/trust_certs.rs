@@ -68,8 +68,12 @@ fn make_cert(
 fn holdings(env: &Env, except: Option<&str>) -> Result<Vec<String>> {
     let mut instances = env.instances()?;
     for i in &mut instances {
+        // Live observations, not what a call writes: heartbeats, the agent's health and the
+        // measured use change on their own.
         if let Some(o) = i.as_object_mut() {
-            o.remove("lastHeartbeatAt");
+            for live in ["lastHeartbeatAt", "agentHealth", "measuredResources"] {
+                o.remove(live);
+            }
         }
     }
     let mut joins = env.json(&["list-join-tokens"])?["joinTokens"]
