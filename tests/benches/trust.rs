@@ -22,10 +22,12 @@ fn main() -> ExitCode {
     berth_tests::bench::main(run)
 }
 
-/// One side of the comparison: a scheduler and its agent.
+/// One side of the comparison: a scheduler and its agent, in a namespace of its own (each
+/// agent serves the task endpoint on 169.254.170.2:51679 in its host namespace).
 struct Side {
     scheduler: Scheduler,
     _agent: Agent,
+    _net: berth_tests::netlab::AgentNetns,
 }
 
 fn agent_options(
@@ -82,7 +84,6 @@ fn run() -> Result<()> {
     let image = rt
         .block_on(fixtures::hello(&registry.host(), "bench/trust", "v1"))?
         .reference;
-    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
     let def = root.join("sleeper.json");
     std::fs::write(
         &def,
@@ -99,6 +100,7 @@ fn run() -> Result<()> {
         std::fs::create_dir_all(&side_dir)?;
         let scheduler = Scheduler::start_with(&side_dir, None, insecure)?;
         ctl(&scheduler.ctl_config, &["create-cluster", "bench"])?;
+        let net = berth_tests::netlab::AgentNetns::create(&side_dir.join("net"))?;
         let mut opts = agent_options(root, name, &scheduler, &containerd, &registry, &net);
         if !insecure {
             opts.join = Some(scheduler.join_token("bench")?);
@@ -117,6 +119,7 @@ fn run() -> Result<()> {
         sides.push(Side {
             scheduler,
             _agent: agent,
+            _net: net,
         });
     }
 
@@ -147,6 +150,7 @@ fn run() -> Result<()> {
             (&sides[1], &mut registered, false),
         ] {
             let name = format!("{}-{i}", if join { "join" } else { "plain" });
+            let net = berth_tests::netlab::AgentNetns::create(&root.join(format!("net-{name}")))?;
             let mut opts =
                 agent_options(root, &name, &side.scheduler, &containerd, &registry, &net);
             if join {
@@ -159,6 +163,7 @@ fn run() -> Result<()> {
                 .wait_for_log("session established", Duration::from_secs(30))?;
             samples.push(start.elapsed());
             drop(agent);
+            drop(net);
         }
     }
     report(
