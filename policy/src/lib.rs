@@ -9,16 +9,20 @@
 //!   the kernel scopes them to one of its namespaces.
 //! - [`parse_duration`]: the grammar of durations in Berth's flags.
 //! - [`stderr_is_journal`]: whether a daemon logs to journald natively (it runs under systemd).
+//! - [`to_prometheus_text`]: the `/metrics` text both daemons serve to scrapers that do not
+//!   ask for OpenMetrics.
 //!
 //! The crate depends on no other workspace crate, so every crate may depend on it without
 //! breaking the layering (`runtime` still depends on no crate of Berth's but this one).
 
 mod capabilities;
 mod duration;
+mod exposition;
 mod journal;
 mod sysctl;
 
 pub use capabilities::{CAPABILITIES, DEFAULT_CAPABILITIES, capability, is_all};
 pub use duration::{DurationError, parse_duration};
+pub use exposition::to_prometheus_text;
 pub use journal::stderr_is_journal;
 pub use sysctl::{IPC_SYSCTLS, SysctlNamespace, sysctl_namespace};

@@ -374,37 +374,6 @@ pub(crate) fn render(snapshot: Option<&Snapshot>, views: &[TaskView]) -> String 
     text
 }
 
-/// OpenMetrics text as Prometheus' text format 0.0.4, for scrapers (and `promtool check
-/// metrics`) that do not ask for OpenMetrics: a counter's HELP and TYPE name its samples'
-/// `_total` name, and the `# UNIT` and `# EOF` lines go.
-pub(crate) fn to_text_format(openmetrics: &str) -> String {
-    let lines: Vec<&str> = openmetrics.lines().collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            i += 1;
-            continue;
-        }
-        if let (Some(help), Some(next)) = (line.strip_prefix("# HELP "), lines.get(i + 1)) {
-            let name = help.split(' ').next().unwrap_or_default();
-            if *next == format!("# TYPE {name} counter") {
-                let text = &help[name.len()..];
-                out.push_str(&format!(
-                    "# HELP {name}_total{text}\n# TYPE {name}_total counter\n"
-                ));
-                i += 2;
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-        i += 1;
-    }
-    out
-}
-
 fn register_host(r: &mut Registry, snapshot: &Snapshot) {
     let h = &snapshot.host;
     let float = |v: f64| {

@@ -71,7 +71,7 @@ async fn metrics(State(state): State<Introspection>, headers: HeaderMap) -> Resp
     } else {
         (
             [(header::CONTENT_TYPE, exposition::TEXT_CONTENT_TYPE)],
-            exposition::to_text_format(&text),
+            berth_policy::to_prometheus_text(&text),
         )
             .into_response()
     }

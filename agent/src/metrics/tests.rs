@@ -311,7 +311,7 @@ fn exposition_uses_cadvisor_names_and_labels() {
     )];
     let openmetrics = exposition::render(Some(&snapshot()), &views);
     assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
-    let text = exposition::to_text_format(&openmetrics);
+    let text = berth_policy::to_prometheus_text(&openmetrics);
     let labels = r#"task_id="t1",container_name="app",task_definition_family="web",task_definition_revision="3""#;
     for line in [
         format!("container_cpu_usage_seconds_total{{{labels}}} 2.5"),
@@ -333,7 +333,7 @@ fn exposition_uses_cadvisor_names_and_labels() {
     );
     promtool_accepts(&text);
     // Before the first pass: the agent's own metrics only, still valid.
-    let empty = exposition::to_text_format(&exposition::render(None, &[]));
+    let empty = berth_policy::to_prometheus_text(&exposition::render(None, &[]));
     assert!(!empty.contains("container_") && empty.contains("berth_agent_tasks"));
     promtool_accepts(&empty);
 }

@@ -289,7 +289,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: Ca
                         header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    to_text_format(&text),
+                    berth_policy::to_prometheus_text(&text),
                 )
                     .into_response(),
                 Ok(Err(error)) => (
@@ -312,36 +312,6 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: Ca
     {
         tracing::error!(%error, "scheduler metrics endpoint stopped");
     }
-}
-
-/// OpenMetrics text as Prometheus' text format 0.0.4: a counter's HELP and TYPE name its
-/// samples' `_total` name, and the `# UNIT` and `# EOF` lines go.
-fn to_text_format(openmetrics: &str) -> String {
-    let lines: Vec<&str> = openmetrics.lines().collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            i += 1;
-            continue;
-        }
-        if let (Some(help), Some(next)) = (line.strip_prefix("# HELP "), lines.get(i + 1)) {
-            let name = help.split(' ').next().unwrap_or_default();
-            if *next == format!("# TYPE {name} counter") {
-                out.push_str(&format!(
-                    "# HELP {name}_total{}\n# TYPE {name}_total counter\n",
-                    &help[name.len()..]
-                ));
-                i += 2;
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -418,7 +388,7 @@ mod tests {
         shared
             .rpc
             .observe("/berth.v1.ControlService/RunTask", 0.003);
-        let text = to_text_format(&render(&shared).expect("render"));
+        let text = berth_policy::to_prometheus_text(&render(&shared).expect("render"));
         let instance = format!("cluster=\"prod\",container_instance_id=\"{id}\"");
         for line in [
             format!("berth_scheduler_instance_registered_cpu{{{instance}}} 2048"),
