@@ -166,15 +166,23 @@ async fn each_difference_is_resolved_by_its_rule() {
     assert!(t.last_status < TaskStatus::Stopped as i32, "{t:?}");
 
     // Asked again, nothing differs any more and nothing more is sent: the stop orders are
-    // queued, so they are not queued twice.
+    // queued, so they are not queued twice. Having applied 7, the agent knows the task that was
+    // on its way (assignment 5); a host that claimed 7 without it would have it marked STOPPED.
     drop(agent);
     let mut agent = FakeAgent::connect(&server, "", &id, 7).await.unwrap();
     agent
-        .answer_state_request(vec![state(
-            &want_stopped.task_id,
-            TaskStatus::Running,
-            DesiredStatus::Running,
-        )])
+        .answer_state_request(vec![
+            state(
+                &want_stopped.task_id,
+                TaskStatus::Running,
+                DesiredStatus::Running,
+            ),
+            state(
+                &on_its_way.task_id,
+                TaskStatus::Running,
+                DesiredStatus::Running,
+            ),
+        ])
         .await;
     agent.ack(7).await;
     let t = describe_task(&mut c, &on_its_way.task_id).await;
