@@ -7,7 +7,8 @@
 //! Parsing is strict where a slip would silently weaken or tighten a filter: unknown fields,
 //! actions, architectures, operators and flags are refused with the place they are at.
 //! Unknown syscall names are kept: runc skips the ones the host's kernel does not have, which
-//! is what lets one profile serve several architectures.
+//! is what lets one profile serve several architectures (Berth's own profile leaves them out
+//! itself on the host's ABI alone, see `native.rs`).
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
@@ -39,6 +40,9 @@ pub struct SeccompProfile {
     arch_map: Vec<(Arch, Vec<Arch>)>,
     flags: Vec<LinuxSeccompFilterFlag>,
     rules: Vec<Rule>,
+    /// Berth's own profile: on the host's ABI alone, the names that ABI lacks are left out
+    /// (see `native.rs`); a profile from a file goes to runc as written.
+    native_names_only: bool,
 }
 
 /// One `syscalls[]` entry.
@@ -523,6 +527,7 @@ impl SeccompProfile {
             arch_map,
             flags,
             rules,
+            native_names_only: false,
         })
     }
 
@@ -555,6 +560,9 @@ impl SeccompProfile {
             syscall.set_errno_ret(rule.errno_ret);
             syscall.set_args((!rule.args.is_empty()).then(|| rule.args.clone()));
             syscalls.push(syscall);
+        }
+        if self.native_names_only && native::is_this_build_alone(host.arch, &architectures) {
+            syscalls = native::native_names_only(syscalls);
         }
         let mut seccomp = LinuxSeccomp::default();
         seccomp.set_default_action(self.default_action);
@@ -688,6 +696,7 @@ impl Rule {
 }
 
 mod default;
+mod native;
 
 pub(crate) use default::DEFAULT_PROFILE;
 

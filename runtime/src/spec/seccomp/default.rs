@@ -17,8 +17,8 @@ use oci_spec::runtime::{Arch, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxS
 use super::{Filter, Rule, SeccompProfile};
 
 /// Allowed to everyone: the calls ordinary programs make, by area. Each name is the kernel's;
-/// runc skips the ones an architecture does not have, so 32-bit and 64-bit spellings sit side
-/// by side.
+/// the ones the host's ABI does not have are left out of its filter (`native.rs`), so 32-bit
+/// and 64-bit spellings sit side by side.
 const EVERYONE: &[&[&str]] = &[
     // Files and directories.
     &[
@@ -654,5 +654,6 @@ fn build() -> SeccompProfile {
             .collect(),
         flags: Vec::new(),
         rules,
+        native_names_only: true,
     }
 }

@@ -175,3 +175,138 @@ fn kernel_versions_parse() {
     assert_eq!(go_arch("x86_64"), "amd64");
     assert_eq!(native_arch("amd64"), Some(Arch::ScmpArchX86_64));
 }
+
+/// Docker's default capabilities, which a container without additions holds.
+fn docker_default_caps() -> Vec<String> {
+    [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn names_of(filter: &LinuxSeccomp) -> Vec<String> {
+    filter
+        .syscalls()
+        .iter()
+        .flatten()
+        .flat_map(|s| s.names().iter().cloned())
+        .collect()
+}
+
+#[test]
+fn on_this_machine_the_default_filter_names_only_calls_of_its_abi_in_descending_order() {
+    use std::str::FromStr;
+    let host = SeccompHost::this_machine(Some("6.1.0"));
+    if native_arch(host.arch).is_none() {
+        eprintln!("SKIPPED: no seccomp architecture for {}", host.arch);
+        return;
+    }
+    let caps = docker_default_caps();
+    let trimmed = DEFAULT_PROFILE.to_oci(&host, &caps).expect("filter");
+    for syscall in trimmed.syscalls().iter().flatten() {
+        let numbers: Vec<i32> = syscall
+            .names()
+            .iter()
+            .map(|n| {
+                syscalls::Sysno::from_str(n)
+                    .unwrap_or_else(|()| panic!("{n} is not a call of this ABI"))
+                    .id()
+            })
+            .collect();
+        assert!(!numbers.is_empty());
+        assert!(
+            numbers.windows(2).all(|w| w[0] > w[1]),
+            "{:?} is not in descending number order",
+            syscall.names()
+        );
+    }
+    // What is left out is only what the ABI lacks: the 32-bit ABIs' own calls.
+    let mut full_profile = DEFAULT_PROFILE.clone();
+    full_profile.native_names_only = false;
+    let full = full_profile.to_oci(&host, &caps).expect("filter");
+    let kept: std::collections::BTreeSet<String> = names_of(&trimmed).into_iter().collect();
+    let left_out: Vec<String> = names_of(&full)
+        .into_iter()
+        .filter(|n| !kept.contains(n))
+        .collect();
+    for name in &left_out {
+        assert!(
+            syscalls::x86::Sysno::from_str(name).is_ok()
+                || syscalls::arm::Sysno::from_str(name).is_ok(),
+            "{name} was left out but is no 32-bit call"
+        );
+    }
+    if host.arch == "amd64" {
+        for name in ["chown32", "_llseek", "socketcall", "mmap2"] {
+            assert!(left_out.iter().any(|n| n == name), "{name} is kept");
+        }
+        for name in [
+            "read",
+            "openat2",
+            "fchmodat2",
+            "mseal",
+            "arch_prctl",
+            "clone",
+        ] {
+            assert!(kept.contains(name), "{name} is left out");
+        }
+    }
+    // Everything else is as the profile says: the same rules, in the same order.
+    assert_eq!(
+        trimmed.syscalls().iter().flatten().count(),
+        full.syscalls()
+            .iter()
+            .flatten()
+            .filter(|s| s.names().iter().any(|n| kept.contains(n)))
+            .count()
+    );
+    assert_eq!(trimmed.architectures(), full.architectures());
+    assert_eq!(trimmed.default_action(), full.default_action());
+}
+
+#[test]
+fn a_profile_from_a_file_and_another_hosts_filter_keep_every_name() {
+    let json = r#"{
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "archMap": [
+            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []},
+            {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": []}
+        ],
+        "syscalls": [{"names": ["read", "chown32", "no_such_call"], "action": "SCMP_ACT_ALLOW"}]
+    }"#;
+    let profile = SeccompProfile::parse(json).expect("profile");
+    let host = SeccompHost::this_machine(Some("6.1.0"));
+    let filter = profile.to_oci(&host, &[]).expect("filter");
+    assert_eq!(names_of(&filter), ["read", "chown32", "no_such_call"]);
+    // Berth's own profile, converted for a host of another architecture than this build's:
+    // this build knows only its own ABI's table, so it leaves every name in.
+    let other = SeccompHost {
+        arch: if host.arch == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        },
+        kernel: Some((6, 1)),
+    };
+    let filter = DEFAULT_PROFILE
+        .to_oci(&other, &docker_default_caps())
+        .expect("filter");
+    let names = names_of(&filter);
+    for name in ["chown32", "_llseek", "read"] {
+        assert!(names.iter().any(|n| n == name), "{name} is left out");
+    }
+}

@@ -1,0 +1,46 @@
+//! The default filter on the host's own ABI alone, made cheap for runc: the names that ABI
+//! does not have are left out, and the rest go in descending syscall-number order.
+//!
+//! Neither changes the filter the kernel gets: libseccomp resolves a name the ABI lacks (a
+//! 32-bit name such as `chown32` on x86_64) to a pseudo-syscall that emits no BPF, and it
+//! sorts rules by number itself. What they save is runc's work on each container start,
+//! which grows with the number of names: runc turns each into a rule of its own, passes them
+//! to `runc init` as JSON, resolves them and adds them to libseccomp one by one, and
+//! libseccomp keeps its rules in a list sorted by number, so names that arrive in ascending
+//! order each walk the whole list.
+
+use std::str::FromStr;
+
+use oci_spec::runtime::{Arch, LinuxSyscall};
+use syscalls::Sysno;
+
+use super::{go_arch, native_arch};
+
+/// Whether a filter for `host_arch` (Go's spelling) that lists `architectures` covers this
+/// build's own ABI alone, the one whose syscall table this binary carries.
+pub(super) fn is_this_build_alone(host_arch: &str, architectures: &[Arch]) -> bool {
+    let this_build = go_arch(std::env::consts::ARCH);
+    host_arch == this_build
+        && native_arch(this_build).is_some_and(|native| architectures == [native])
+}
+
+/// `syscalls` with each rule's names cut to those this build's ABI has, in descending
+/// number order; a rule left with no name is dropped.
+pub(super) fn native_names_only(syscalls: Vec<LinuxSyscall>) -> Vec<LinuxSyscall> {
+    syscalls
+        .into_iter()
+        .filter_map(|mut syscall| {
+            let mut known: Vec<(i32, String)> = syscall
+                .names()
+                .iter()
+                .filter_map(|name| Sysno::from_str(name).ok().map(|s| (s.id(), name.clone())))
+                .collect();
+            if known.is_empty() {
+                return None;
+            }
+            known.sort_by(|a, b| b.cmp(a));
+            syscall.set_names(known.into_iter().map(|(_, name)| name).collect());
+            Some(syscall)
+        })
+        .collect()
+}
