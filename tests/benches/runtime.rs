@@ -5,13 +5,17 @@
 //!    delete, beside `ctr run --rm`.
 //! 2. pull of a three-layer image of about 30 MiB from a local registry into an emptied content
 //!    store: berth-runtime beside `ctr images pull`.
+//! 3. what the default seccomp profile costs a start, step by step: create (Berth's spec into
+//!    containerd) and start (runc create, where `runc init` compiles and loads the filter, and
+//!    runc start) of a `sleep` container, beside the same with `seccomp=unconfined`, in turn,
+//!    and the size of the bundle's config.json each way.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use berth_runtime::{ContainerSpec, RegistryAuth, Runtime, RuntimeConfig};
-use berth_tests::bench::report;
+use anyhow::{Context, Result, bail};
+use berth_runtime::{ContainerSpec, RegistryAuth, Runtime, RuntimeConfig, Seccomp};
+use berth_tests::bench::{percentile, report};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
@@ -64,6 +68,7 @@ async fn benches(
         containerd.ctr(&full).map(|_| ())
     };
     ctr(&["images", "pull", "--plain-http", &hello.reference])?;
+    seccomp_steps(&runtime, containerd, ns, &hello.reference).await?;
     // Warm both paths once (shim binary and runc in the page cache).
     one_berth_run(&runtime, &hello.reference, "warm").await?;
     ctr(&[
@@ -117,6 +122,88 @@ async fn benches(
         &mut berth_pulls,
         "ctr images pull",
         &mut ctr_pulls,
+    );
+    Ok(())
+}
+
+/// Section 3: create and start of a `sleep` container under the default profile and with
+/// `seccomp=unconfined`, one of each in turn (so drift in the machine's load charges both), each
+/// step timed on its own.
+async fn seccomp_steps(
+    runtime: &Runtime,
+    containerd: &PrivateContainerd,
+    ns: &str,
+    image: &str,
+) -> Result<()> {
+    let variants = [
+        ("default profile", Seccomp::Default),
+        ("seccomp=unconfined", Seccomp::Unconfined),
+    ];
+    // [variant] -> (create, start, config.json bytes)
+    let mut steps: Vec<(Vec<Duration>, Vec<Duration>, u64)> = vec![Default::default(); 2];
+    for i in 0..=RUNS {
+        for (k, (_, seccomp)) in variants.iter().enumerate() {
+            let spec = ContainerSpec {
+                task_id: format!("bench-seccomp-{k}-{i}"),
+                name: "c".into(),
+                image: image.into(),
+                command: Some(vec!["sleep".into(), "3600".into()]),
+                seccomp: seccomp.clone(),
+                ..Default::default()
+            };
+            let start = Instant::now();
+            let id = runtime.create_container(&spec).await?;
+            let created = start.elapsed();
+            let start = Instant::now();
+            runtime.start_container(&id).await?;
+            let started = start.elapsed();
+            let config = containerd
+                .state()
+                .join("io.containerd.runtime.v2.task")
+                .join(ns)
+                .join(id.as_str())
+                .join("config.json");
+            let size = std::fs::metadata(&config)
+                .with_context(|| format!("bundle config {}", config.display()))?
+                .len();
+            runtime.stop_container(&id, Duration::from_secs(1)).await?;
+            runtime.delete_container(&id).await?;
+            // The first round warms both paths and is not counted.
+            if i > 0 {
+                let (create, start, bytes) = &mut steps[k];
+                create.push(created);
+                start.push(started);
+                *bytes = size;
+            }
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p50 = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        percentile(samples, 0.5)
+    };
+    println!("\nwhat the default seccomp profile costs a start ({RUNS} runs each, in turn; p50)");
+    println!(
+        "  {:<20} {:>10} {:>10} {:>10} {:>14}",
+        "", "create", "start", "sum", "config.json"
+    );
+    let mut sums = Vec::new();
+    for ((name, _), (create, start, bytes)) in variants.iter().zip(steps.iter_mut()) {
+        let (c, s) = (p50(create), p50(start));
+        sums.push((c, s));
+        println!(
+            "  {name:<20} {:>7.1} ms {:>7.1} ms {:>7.1} ms {:>8} bytes",
+            ms(c),
+            ms(s),
+            ms(c + s),
+            bytes,
+        );
+    }
+    let (default, unconfined) = (sums[0], sums[1]);
+    println!(
+        "  added by the profile: create {:+.1} ms, start {:+.1} ms",
+        ms(default.0) - ms(unconfined.0),
+        ms(default.1) - ms(unconfined.1)
     );
     Ok(())
 }
