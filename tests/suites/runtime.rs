@@ -20,6 +20,8 @@ mod caps;
 mod host_bind;
 #[path = "runtime/pull.rs"]
 mod pull;
+#[path = "runtime/seccomp32.rs"]
+mod seccomp32;
 #[path = "runtime/stats.rs"]
 mod stats;
 
@@ -143,6 +145,10 @@ fn main() -> ExitCode {
             w.async_trial(
                 "pull_waits_for_an_ingest_another_writer_holds",
                 pull::waits_for_an_ingest_another_writer_holds,
+            ),
+            w.async_trial(
+                "seccomp_an_i386_program_is_killed_by_the_default_profile",
+                seccomp32::an_i386_program_is_killed_by_the_default_profile,
             ),
             w.trial(
                 "pull_of_the_largest_fixtures_fits_a_small_stack",
