@@ -1,7 +1,8 @@
 //! A small hand-written registry for what docker-registry cannot be made to do: serve one image
 //! whose layer bytes do not match their digest, stall layer downloads after the headers,
-//! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves), or
-//! answer with a manifest, an index or a config far larger than any client should hold.
+//! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves),
+//! answer with a manifest, an index or a config far larger than any client should hold, or
+//! hold every manifest request until the test releases it.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use rand::RngCore;
 
@@ -52,6 +53,10 @@ pub enum BadMode {
     /// The manifest is correct but for its config descriptor, which declares [`OVERSIZE`]
     /// bytes; the config blob answer declares and sends as many.
     HugeConfig,
+    /// Everything is correct, but every manifest request (by tag or digest, GET or HEAD) waits
+    /// until [`BadRegistry::release`]: a pull that has started stays in its first step for as
+    /// long as the test needs, whatever the content store already holds.
+    Hold,
 }
 
 /// The size of every oversized answer: 100 MiB.
@@ -75,6 +80,8 @@ struct Served {
     realm: String,
     /// Bytes of oversized bodies written so far.
     oversize_sent: AtomicU64,
+    /// Becomes true when the test releases held requests ([`BadMode::Hold`]).
+    released: watch::Sender<bool>,
 }
 
 /// A misbehaving registry on 127.0.0.1 serving one image under any repository and any tag.
@@ -99,7 +106,12 @@ impl fmt::Debug for BadRegistry {
 impl BadRegistry {
     /// Binds 127.0.0.1:0 and serves from a thread with its own tokio runtime.
     pub fn start(mode: BadMode) -> Result<BadRegistry> {
-        let image = unique_image()?;
+        Self::start_serving(mode, unique_image()?)
+    }
+
+    /// Like [`Self::start`], serving `image` (one layer) instead of an image of random bytes:
+    /// for modes that end in a good pull, such as [`BadMode::Hold`], of an image that runs.
+    pub fn start_serving(mode: BadMode, image: BuiltImage) -> Result<BadRegistry> {
         let layer = image.layers.first().context("bad image has no layer")?;
         let layer_body = match mode {
             BadMode::Stall
@@ -108,7 +120,8 @@ impl BadRegistry {
             | BadMode::HugeManifest
             | BadMode::UnsizedManifest
             | BadMode::HugeIndex
-            | BadMode::HugeConfig => layer.blob.clone(),
+            | BadMode::HugeConfig
+            | BadMode::Hold => layer.blob.clone(),
             BadMode::CorruptBlob => {
                 let mut v = layer.blob.to_vec();
                 // Same length, different bytes (past the gzip header, so the digest check or
@@ -142,6 +155,7 @@ impl BadRegistry {
             requests: Mutex::new(Vec::new()),
             realm: format!("http://{addr}/token"),
             oversize_sent: AtomicU64::new(0),
+            released: watch::Sender::new(false),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -172,6 +186,11 @@ impl BadRegistry {
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// Lets the held manifest requests ([`BadMode::Hold`]) and every later one through.
+    pub fn release(&self) {
+        self.served.released.send_replace(true);
     }
 
     /// `127.0.0.1:PORT`.
@@ -338,6 +357,13 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
     } else {
         route(path, served)
     };
+    if served.mode == BadMode::Hold && path.contains("/manifests/") {
+        let mut released = served.released.subscribe();
+        released
+            .wait_for(|r| *r)
+            .await
+            .context("the registry stopped while holding a request")?;
+    }
     let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", resp.status);
     match resp.oversize {
         None => out.push_str(&format!("Content-Length: {}\r\n", resp.body.len())),

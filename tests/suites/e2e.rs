@@ -29,6 +29,8 @@ mod durability;
 mod fidelity;
 #[path = "e2e/health.rs"]
 mod health;
+#[path = "e2e/host_path_race.rs"]
+mod host_path_race;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/logs.rs"]
@@ -158,6 +160,10 @@ fn main() -> ExitCode {
             w.trial(
                 "volumes_a_read_only_bind_mount_refuses_writes",
                 volumes::volume_read_only_bind,
+            ),
+            w.trial(
+                "volumes_a_symlink_swapped_in_during_the_pull_never_mounts_the_hosts_root",
+                host_path_race::a_symlink_swapped_in_during_the_pull_never_mounts_the_hosts_root,
             ),
             w.trial(
                 "volumes_a_host_path_outside_the_allowed_dirs_is_refused",
