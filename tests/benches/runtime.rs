@@ -8,7 +8,9 @@
 //! 3. what the default seccomp profile costs a start, step by step: create (Berth's spec into
 //!    containerd) and start (runc create, where `runc init` compiles and loads the filter, and
 //!    runc start) of a `sleep` container, beside the same with `seccomp=unconfined`, in turn,
-//!    and the size of the bundle's config.json each way.
+//!    and the size of the bundle's config.json each way; then `runc run` alone of that same
+//!    config.json (a busybox rootfs, `true`), with and without its `linux.seccomp`, wall time
+//!    and the CPU time of runc and `runc init`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,7 +70,8 @@ async fn benches(
         containerd.ctr(&full).map(|_| ())
     };
     ctr(&["images", "pull", "--plain-http", &hello.reference])?;
-    seccomp_steps(&runtime, containerd, ns, &hello.reference).await?;
+    let config = seccomp_steps(&runtime, containerd, ns, &hello.reference).await?;
+    runc_steps(&config, dir)?;
     // Warm both paths once (shim binary and runc in the page cache).
     one_berth_run(&runtime, &hello.reference, "warm").await?;
     ctr(&[
@@ -128,19 +131,20 @@ async fn benches(
 
 /// Section 3: create and start of a `sleep` container under the default profile and with
 /// `seccomp=unconfined`, one of each in turn (so drift in the machine's load charges both), each
-/// step timed on its own.
+/// step timed on its own. Returns the bundle config.json Berth made under the default profile.
 async fn seccomp_steps(
     runtime: &Runtime,
     containerd: &PrivateContainerd,
     ns: &str,
     image: &str,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     let variants = [
         ("default profile", Seccomp::Default),
         ("seccomp=unconfined", Seccomp::Unconfined),
     ];
     // [variant] -> (create, start, config.json bytes)
     let mut steps: Vec<(Vec<Duration>, Vec<Duration>, u64)> = vec![Default::default(); 2];
+    let mut default_config = serde_json::Value::Null;
     for i in 0..=RUNS {
         // Each round starts with the other variant, so neither always follows the other.
         for k in [i % 2, (i + 1) % 2] {
@@ -165,9 +169,12 @@ async fn seccomp_steps(
                 .join(ns)
                 .join(id.as_str())
                 .join("config.json");
-            let size = std::fs::metadata(&config)
-                .with_context(|| format!("bundle config {}", config.display()))?
-                .len();
+            let bytes = std::fs::read(&config)
+                .with_context(|| format!("bundle config {}", config.display()))?;
+            let size = bytes.len() as u64;
+            if k == 0 {
+                default_config = serde_json::from_slice(&bytes).context("bundle config.json")?;
+            }
             // sleep as PID 1 ignores SIGTERM: kill it at once.
             runtime.stop_container(&id, Duration::ZERO).await?;
             runtime.delete_container(&id).await?;
@@ -208,7 +215,120 @@ async fn seccomp_steps(
         ms(default.0) - ms(unconfined.0),
         ms(default.1) - ms(unconfined.1)
     );
+    Ok(default_config)
+}
+
+/// Section 3, runc alone: `runc run` of Berth's config.json for the default profile (its
+/// process `true` in a rootfs of busybox alone, no cgroup path or limits, no bind mounts, no
+/// namespace joined by path), beside the same config without `linux.seccomp`, in turn.
+fn runc_steps(config: &serde_json::Value, dir: &std::path::Path) -> Result<()> {
+    let base = dir.join("runc-seccomp");
+    let rootfs = base.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d))?;
+    }
+    std::fs::copy(berth_tests::bins::BUSYBOX, rootfs.join("bin/busybox"))
+        .with_context(|| format!("copy {}", berth_tests::bins::BUSYBOX))?;
+    let mut plain = config.clone();
+    plain["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+    plain["process"]["args"] = serde_json::json!(["/bin/busybox", "true"]);
+    plain["process"]["terminal"] = serde_json::json!(false);
+    let linux = &mut plain["linux"];
+    if let Some(linux) = linux.as_object_mut() {
+        linux.remove("cgroupsPath");
+        linux.remove("seccomp");
+    }
+    // Outside the task's cgroup, the container's CPU shares (2 for a container without a CPU
+    // reservation) would starve it beside everything else at the top level.
+    let devices = linux["resources"]["devices"].clone();
+    linux["resources"] = serde_json::json!({ "devices": devices });
+    if let Some(namespaces) = linux["namespaces"].as_array_mut() {
+        namespaces.retain(|n| n.get("path").is_none());
+    }
+    if let Some(mounts) = plain["mounts"].as_array_mut() {
+        mounts.retain(|m| m["type"] != "bind" && m["type"] != "none");
+    }
+    if let Some(object) = plain.as_object_mut() {
+        object.remove("hooks");
+    }
+    let mut filtered = plain.clone();
+    filtered["linux"]["seccomp"] = config["linux"]["seccomp"].clone();
+    let bundles = [("default profile", filtered), ("no filter", plain)];
+    for (k, (_, spec)) in bundles.iter().enumerate() {
+        let bundle = base.join(format!("bundle-{k}"));
+        std::fs::create_dir_all(&bundle)?;
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(spec)?)?;
+    }
+    let state = base.join("state");
+    let run = |k: usize, i: usize| -> Result<Duration> {
+        let start = Instant::now();
+        let status = std::process::Command::new(berth_tests::bins::RUNC)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(base.join(format!("bundle-{k}")))
+            .arg(format!("seccomp-{k}-{i}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("run runc")?;
+        let took = start.elapsed();
+        if !status.success() {
+            bail!("runc run of bundle {k} exited {status}");
+        }
+        Ok(took)
+    };
+    run(0, 0)?;
+    run(1, 0)?;
+    let mut walls: [Vec<Duration>; 2] = Default::default();
+    let mut cpu = [Duration::ZERO; 2];
+    for i in 1..=RUNS {
+        for k in [i % 2, (i + 1) % 2] {
+            let before = children_cpu()?;
+            walls[k].push(run(k, i)?);
+            cpu[k] += children_cpu()?.saturating_sub(before);
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("\nrunc run of that config.json alone ({RUNS} runs each, in turn)");
+    let mut p50s = Vec::new();
+    for ((name, _), (samples, cpu)) in bundles.iter().zip(walls.iter_mut().zip(cpu)) {
+        samples.sort();
+        let p50 = percentile(samples, 0.5);
+        p50s.push((p50, cpu / RUNS as u32));
+        println!(
+            "  {name:<20} wall p50 {:>7.1} ms   CPU (runc and runc init) {:>6.1} ms a run",
+            ms(p50),
+            ms(cpu / RUNS as u32)
+        );
+    }
+    println!(
+        "  added by the filter: wall {:+.1} ms, CPU {:+.1} ms",
+        ms(p50s[0].0) - ms(p50s[1].0),
+        ms(p50s[0].1) - ms(p50s[1].1)
+    );
     Ok(())
+}
+
+/// The CPU time of this process's waited-for children and theirs (`/proc/self/stat` cutime
+/// and cstime, in clock ticks of 10 ms; summed over many runs).
+fn children_cpu() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("/proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17 of the whole line, 14 and 15 after the name.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .context("/proc/self/stat cutime or cstime")
+    };
+    Ok(Duration::from_millis((ticks(13)? + ticks(14)?) * 10))
 }
 
 async fn one_berth_run(runtime: &Runtime, image: &str, task: &str) -> Result<Duration> {
