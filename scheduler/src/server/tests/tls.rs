@@ -49,10 +49,10 @@ async fn start(dir: &std::path::Path) -> TlsServer {
     }
 }
 
-type Intercepted = InterceptedService<
-    Channel,
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
->;
+/// Adds the admin's bearer token to a request, or nothing.
+type Bearer =
+    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+type Intercepted = InterceptedService<Channel, Bearer>;
 
 impl TlsServer {
     async fn channel(
@@ -75,9 +75,7 @@ impl TlsServer {
         let bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = identity
             .is_none()
             .then(|| format!("Bearer {}", self.admin_token).parse().unwrap());
-        let interceptor: Box<
-            dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
-        > = Box::new(move |mut request: tonic::Request<()>| {
+        let interceptor: Bearer = Box::new(move |mut request: tonic::Request<()>| {
             if let Some(b) = &bearer {
                 request.metadata_mut().insert("authorization", b.clone());
             }
