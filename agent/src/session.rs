@@ -138,12 +138,55 @@ fn retry_delay(error: &SessionError, backoff: &mut Backoff) -> Duration {
 /// A failed call's error: a refusal when the scheduler refused the agent or what it said,
 /// else `other`.
 fn refusal_or(status: &tonic::Status, other: impl FnOnce(String) -> SessionError) -> SessionError {
+    if let Some(alert) = certificate_alert(status) {
+        return SessionError::Refused(format!(
+            "the scheduler refused this agent's certificate during the TLS handshake (alert {alert}): \
+             the cluster's CA did not issue it, or it expired or was revoked; remove the tls directory \
+             in the agent's data dir and join again with a new join token (berthctl create-join-token)"
+        ));
+    }
     match status.code() {
         tonic::Code::PermissionDenied
         | tonic::Code::Unauthenticated
         | tonic::Code::InvalidArgument => SessionError::Refused(status.message().to_owned()),
         _ => other(status.message().to_owned()),
     }
+}
+
+/// The TLS alert with which the scheduler refused this agent's certificate, when that is why
+/// the call failed. The transport carries rustls's alert inside an io::Error, as the error
+/// itself or only as its text ("received fatal alert: UnknownCA"), depending on the layer.
+fn certificate_alert(status: &tonic::Status) -> Option<String> {
+    use rustls::AlertDescription as A;
+    const REFUSALS: [A; 8] = [
+        A::BadCertificate,
+        A::UnsupportedCertificate,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::CertificateUnknown,
+        A::UnknownCA,
+        A::AccessDenied,
+        A::CertificateRequired,
+    ];
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(e) = next {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner.to_string());
+        for text in [Some(e.to_string()), inner].into_iter().flatten() {
+            if let Some(alert) = text
+                .split("received fatal alert: ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next())
+                .filter(|name| REFUSALS.iter().any(|a| format!("{a:?}") == *name))
+            {
+                return Some(alert.to_owned());
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Runs sessions until cancelled.
@@ -258,6 +301,7 @@ async fn once<E: TaskEngine>(
         })
         .await
         .map_err(|s| match s.code() {
+            _ if certificate_alert(&s).is_some() => refusal_or(&s, SessionError::Register),
             tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Unavailable {
                 endpoint: config.endpoint.clone(),
                 message: s.message().to_owned(),

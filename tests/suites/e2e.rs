@@ -55,6 +55,8 @@ mod trust;
 mod trust_certs;
 #[path = "e2e/trust_deregister.rs"]
 mod trust_deregister;
+#[path = "e2e/trust_wire.rs"]
+mod trust_wire;
 #[path = "e2e/volumes.rs"]
 mod volumes;
 
@@ -112,6 +114,14 @@ fn main() -> ExitCode {
             w.trial(
                 "trust_deregistering_a_connected_instance_cuts_its_agent_off",
                 trust_deregister::deregistering_a_connected_instance_cuts_its_agent_off,
+            ),
+            w.trial(
+                "trust_forged_expired_and_foreign_agent_certificates_are_refused_and_logged",
+                trust_wire::forged_expired_and_foreign_agent_certificates_are_refused_and_logged,
+            ),
+            w.trial(
+                "trust_forged_claims_over_mtls_are_refused_and_logged",
+                trust_wire::forged_claims_over_mtls_are_refused_and_logged,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",

@@ -514,3 +514,25 @@ async fn a_deregistered_agent_is_cut_off_and_retries_only_slowly() {
     agent.stop().await;
     scheduler.stop().await;
 }
+
+#[test]
+fn a_refused_certificate_is_named_as_such() {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+    );
+    let status = tonic::Status::from_error(Box::new(io));
+    let SessionError::Refused(message) = super::refusal_or(&status, SessionError::Register) else {
+        panic!("a certificate refusal was not taken for one");
+    };
+    assert!(
+        message.contains("refused this agent's certificate") && message.contains("UnknownCA"),
+        "{message}"
+    );
+    // Any other transport failure stays what it was.
+    let status = tonic::Status::unavailable("transport error");
+    assert!(matches!(
+        super::refusal_or(&status, SessionError::Register),
+        SessionError::Register(_)
+    ));
+}

@@ -161,6 +161,12 @@ pub(crate) enum Command {
         #[arg(long)]
         key_out: PathBuf,
     },
+    /// List the client certificates the scheduler issued (serial, holder, role, scope,
+    /// expiry, revocation).
+    ListClientCertificates,
+    /// Revoke a client certificate by its serial number (see list-client-certificates):
+    /// every call made with it is refused from now on.
+    RevokeClientCertificate { serial: String },
     /// List API tokens (IDs only).
     ListApiTokens,
     /// Delete an API token.
@@ -723,6 +729,16 @@ mod tests {
                 ttl: Some(Duration::from_secs(7 * 24 * 3600)),
                 cert_out: "a.crt".into(),
                 key_out: "a.key".into(),
+            }
+        );
+        assert_eq!(
+            command(&["list-client-certificates"]),
+            Command::ListClientCertificates
+        );
+        assert_eq!(
+            command(&["revoke-client-certificate", "0a1b"]),
+            Command::RevokeClientCertificate {
+                serial: "0a1b".into()
             }
         );
         assert_eq!(

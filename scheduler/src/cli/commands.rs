@@ -360,6 +360,10 @@ impl Context<'_> {
                 self.create_client_certificate(name, role, ttl, &cert_out, &key_out)
                     .await
             }
+            Command::ListClientCertificates => self.list_client_certificates().await,
+            Command::RevokeClientCertificate { serial } => {
+                self.revoke_client_certificate(serial).await
+            }
             Command::ListApiTokens => self.list_api_tokens().await,
             Command::DeleteApiToken { id } => self.delete_api_token(id).await,
             Command::Wait {

@@ -6,6 +6,7 @@
 
 mod access;
 mod args;
+mod client_certs;
 mod commands;
 mod error;
 mod json;

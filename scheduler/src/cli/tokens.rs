@@ -32,6 +32,7 @@ struct NewApiToken {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct NewClientCertificate {
+    serial: String,
     cert_file: String,
     key_file: String,
     role: String,
@@ -229,15 +230,17 @@ impl Context<'_> {
         crate::trust::pki::write_private(cert_out, response.certificate_pem.as_bytes(), 0o644)
             .map_err(write_err(cert_out))?;
         let json = NewClientCertificate {
+            serial: response.serial,
             cert_file: cert_out.display().to_string(),
             key_file: key_out.display().to_string(),
             role,
             expires_at: time(response.expires_at.as_ref()),
         };
         let table = format!(
-            "certificate: {}\nkey:         {}\nrole:        {}\nexpires:     {}\nuse it with --cert-file/--key-file or cert_file/key_file in a berthctl config file\n",
+            "certificate: {}\nkey:         {}\nserial:      {}\nrole:        {}\nexpires:     {}\nuse it with --cert-file/--key-file or cert_file/key_file in a berthctl config file\n",
             json.cert_file,
             json.key_file,
+            json.serial,
             json.role,
             json.expires_at.as_deref().unwrap_or("never")
         );

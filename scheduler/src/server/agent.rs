@@ -122,6 +122,9 @@ impl AgentService for Agent {
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.shared.injected_failure(Call::Session)?;
         let agent = self.shared.agent_peer(&request, "Session").await?;
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
         let mut inbound = request.into_inner();
         let wait = self.shared.config.heartbeat_interval * 3;
         let hello = read_hello(&mut inbound, wait).await?;
@@ -137,10 +140,22 @@ impl AgentService for Agent {
         }
         let last_applied = hello.last_applied_seq;
         let start = {
-            let (cluster, instance_id) = (cluster.clone(), instance_id.clone());
+            let (cluster, id) = (cluster.clone(), instance_id.clone());
             self.shared
-                .db(move |s| s.open_session(&cluster, &instance_id, last_applied))
-                .await?
+                .db(move |s| s.open_session(&cluster, &id, last_applied))
+                .await
+                .map_err(|e| {
+                    let status = Status::from(e);
+                    if status.code() == tonic::Code::InvalidArgument {
+                        tracing::warn!(
+                            %peer,
+                            instance.id = %instance_id,
+                            reason = status.message(),
+                            "session refused: the agent claimed what the scheduler did not issue or record"
+                        );
+                    }
+                    status
+                })?
         };
 
         let (tx, rx) = mpsc::channel(SESSION_BUFFER);
@@ -158,6 +173,7 @@ impl AgentService for Agent {
         self.cut_off_if_deregistered(&instance_id).await?;
         let span = tracing::info_span!(
             "session",
+            %peer,
             instance.id = %instance_id,
             cluster = %cluster,
             session = registration.id

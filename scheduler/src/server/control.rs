@@ -449,6 +449,20 @@ impl ControlService for Control {
         credentials::create_client_certificate(&self.shared, request).await
     }
 
+    async fn list_client_certificates(
+        &self,
+        request: Request<pb::ListClientCertificatesRequest>,
+    ) -> Result<Response<pb::ListClientCertificatesResponse>, Status> {
+        credentials::list_client_certificates(&self.shared, request).await
+    }
+
+    async fn revoke_client_certificate(
+        &self,
+        request: Request<pb::RevokeClientCertificateRequest>,
+    ) -> Result<Response<pb::RevokeClientCertificateResponse>, Status> {
+        credentials::revoke_client_certificate(&self.shared, request).await
+    }
+
     async fn get_task_stats(
         &self,
         request: Request<pb::GetTaskStatsRequest>,

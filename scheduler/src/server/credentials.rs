@@ -1,5 +1,5 @@
 //! ControlService's credential calls: join tokens (with the CA pin agents check), API tokens
-//! and client certificates. A secret is returned once, by the call that creates it; lists
+//! and client certificates (recorded when issued, so that an admin can list and revoke them). A secret is returned once, by the call that creates it; lists
 //! show IDs only; a client certificate's key never reaches the scheduler.
 
 use std::time::{Duration, SystemTime};
@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::store::DEFAULT_CLUSTER;
-use crate::trust::{ClientIdentity, Role, Rpc, Scope};
+use crate::trust::{ClientIdentity, Role, Rpc, Scope, serial_of_pem};
 
 fn ttl(seconds: u64) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
@@ -147,10 +147,63 @@ pub(super) async fn create_client_certificate(
         .ca
         .sign_client(&req.csr_pem, &who, lifetime, now)
         .map_err(|e| Status::from(super::ServerError::from(e)))?;
-    tracing::info!(caller = %caller.name, client = %who.name, role = %who.role, cluster = who.cluster.as_deref().unwrap_or("*"), lifetime_s = lifetime.as_secs(), "client certificate issued");
+    let serial = serial_of_pem(&certificate_pem).map_err(|reason| {
+        Status::internal(format!(
+            "the certificate just signed cannot be read: {reason}"
+        ))
+    })?;
+    let expires_at = prost_types::Timestamp::from(now + lifetime);
+    let record = pb::ClientCertificate {
+        serial: serial.clone(),
+        name: who.name.clone(),
+        role: who.role.as_str().to_owned(),
+        cluster: who.cluster.clone().unwrap_or_default(),
+        created_at: Some(prost_types::Timestamp::from(now)),
+        expires_at: Some(expires_at),
+        revoked_at: None,
+    };
+    // Recorded before it is handed out, so every certificate out there can be revoked.
+    shared
+        .db(move |s| s.record_client_certificate(&record))
+        .await?;
+    tracing::info!(caller = %caller.name, %serial, client = %who.name, role = %who.role, cluster = who.cluster.as_deref().unwrap_or("*"), lifetime_s = lifetime.as_secs(), "client certificate issued");
     Ok(Response::new(pb::CreateClientCertificateResponse {
         certificate_pem,
         ca_pem: trust.ca.cert_pem().to_owned(),
-        expires_at: Some(prost_types::Timestamp::from(now + lifetime)),
+        expires_at: Some(expires_at),
+        serial,
+    }))
+}
+
+pub(super) async fn list_client_certificates(
+    shared: &Shared,
+    request: Request<pb::ListClientCertificatesRequest>,
+) -> Result<Response<pb::ListClientCertificatesResponse>, Status> {
+    shared.authorize(&request, Rpc::ListClientCertificates, Scope::Global)?;
+    let certificates = shared
+        .db(|s| s.list_client_certificates(SystemTime::now()))
+        .await?;
+    Ok(Response::new(pb::ListClientCertificatesResponse {
+        certificates,
+    }))
+}
+
+pub(super) async fn revoke_client_certificate(
+    shared: &Shared,
+    request: Request<pb::RevokeClientCertificateRequest>,
+) -> Result<Response<pb::RevokeClientCertificateResponse>, Status> {
+    let caller = shared.authorize(&request, Rpc::RevokeClientCertificate, Scope::Global)?;
+    let serial = request.into_inner().serial;
+    if serial.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "a serial number is required; `berthctl list-client-certificates` shows them",
+        ));
+    }
+    let certificate = shared
+        .db(move |s| s.revoke_client_certificate(&serial, SystemTime::now()))
+        .await?;
+    tracing::info!(caller = %caller.name, serial = %certificate.serial, client = %certificate.name, "client certificate revoked");
+    Ok(Response::new(pb::RevokeClientCertificateResponse {
+        certificate: Some(certificate),
     }))
 }

@@ -60,6 +60,9 @@ pub enum ServerError {
     /// A certificate could not be made or a request could not be signed.
     #[error(transparent)]
     Pki(#[from] crate::trust::PkiError),
+    /// The server's TLS configuration could not be built from its certificate, key or CA.
+    #[error("cannot use {what} for TLS: {reason}")]
+    Tls { what: &'static str, reason: String },
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
@@ -88,6 +91,7 @@ impl From<ServerError> for Status {
                 | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
                 StoreError::TokenNotFound { .. }
+                | StoreError::ClientCertificateNotFound { .. }
                 | StoreError::ClusterNotFound { .. }
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
@@ -122,6 +126,7 @@ impl From<ServerError> for Status {
             ServerError::Blocking(_)
             | ServerError::Transport(_)
             | ServerError::Pki(_)
+            | ServerError::Tls { .. }
             | ServerError::MetricsListen { .. } => internal(&e),
         }
     }

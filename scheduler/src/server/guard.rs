@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tonic::{Request, Status};
 
 use super::Shared;
-use crate::trust::{AgentIdentity, Caller, PeerIdentity, Role, Rpc, Scope};
+use crate::trust::{AgentIdentity, Caller, ClientIdentity, PeerIdentity, Role, Rpc, Scope};
 
 /// The metadata key of a bearer token.
 const AUTHORIZATION: &str = "authorization";
@@ -65,6 +65,7 @@ impl Shared {
                 ))));
             }
             Some(PeerIdentity::Client(client)) => {
+                self.refuse_revoked(request, &client).map_err(refuse)?;
                 let caller = Caller {
                     name: client.to_string(),
                     role: client.role,
@@ -99,6 +100,33 @@ impl Shared {
             .map_err(|denied| refuse(Status::permission_denied(denied.to_string())))?;
         tracing::debug!(caller = %caller.name, %rpc, "control call authorized");
         Ok(caller)
+    }
+
+    /// Refuses a client certificate that an admin revoked (`revoke-client-certificate`).
+    fn refuse_revoked<T>(
+        &self,
+        request: &Request<T>,
+        client: &ClientIdentity,
+    ) -> Result<(), Status> {
+        let Some(leaf) = request.peer_certs().and_then(|c| c.first().cloned()) else {
+            return Ok(());
+        };
+        let serial = crate::trust::identity::serial(leaf.as_ref()).map_err(|reason| {
+            Status::unauthenticated(format!("the client certificate cannot be read: {reason}"))
+        })?;
+        let revoked = self
+            .store
+            .revoked_client_certificate(&serial)
+            .map_err(|e| Status::from(super::ServerError::from(e)))?;
+        match revoked.and_then(|c| c.revoked_at) {
+            None => Ok(()),
+            Some(at) => Err(Status::unauthenticated(format!(
+                "the client certificate {serial} of {} was revoked at {}; ask an admin for a new one (berthctl create-client-certificate)",
+                client.name,
+                jiff::Timestamp::new(at.seconds, 0)
+                    .map_or_else(|_| at.seconds.to_string(), |t| t.to_string()),
+            ))),
+        }
     }
 
     /// The agent making an AgentService call, by its certificate; None with `--insecure`.

@@ -24,6 +24,7 @@ mod stats;
 mod telemetry;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,8 +220,6 @@ async fn serve(
             .instrument(tracing::info_span!("heartbeat_monitor")),
     );
 
-    // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an assignment) wait
-    // for the peer's delayed ACK, up to 40 ms on Linux.
     if let Some(address) = shared.config.metrics_listen {
         let listener = TcpListener::bind(address)
             .await
@@ -231,21 +230,34 @@ async fn serve(
             shared.cancel.child_token(),
         ));
     }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder =
         tonic::transport::Server::builder().layer(metrics::RpcMetricsLayer(shared.rpc.clone()));
-    if let Some(trust) = &shared.config.trust {
-        builder = builder
-            .tls_config(tls_config(trust)?)
-            .map_err(ServerError::Transport)?;
-    }
-    let serve = builder
+    let router = builder
         .add_service(ControlServiceServer::new(control::Control::new(
             shared.clone(),
         )))
-        .add_service(AgentServiceServer::new(agent::Agent::new(shared.clone())))
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-    tokio::pin!(serve);
+        .add_service(AgentServiceServer::new(agent::Agent::new(shared.clone())));
+    let stopped = shutdown.clone().cancelled_owned();
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &shared.config.trust {
+            Some(trust) => {
+                let incoming = tls::incoming(
+                    listener,
+                    tls::acceptor(trust)?,
+                    &shared.tracker,
+                    shared.cancel.child_token(),
+                );
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+            None => {
+                // TCP_NODELAY: without it small HTTP/2 frames (a DescribeTasks answer, an
+                // assignment) wait for the peer's delayed ACK, up to 40 ms on Linux.
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+        };
+    let mut serve = serve;
 
     let result = tokio::select! {
         r = &mut serve => r.map_err(ServerError::Transport),
@@ -271,22 +283,4 @@ async fn serve(
     }
     tracing::info!("scheduler stopped");
     result
-}
-
-/// The server's TLS: its certificate chain (ending with the CA, so that an agent can check the
-/// CA against its pin), and client certificates of the cluster CA asked for but optional, since
-/// clients may bring a bearer token instead and agents joining bring none yet.
-fn tls_config(trust: &TrustConfig) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (chain, key) = match &trust.server_identity {
-        Some((chain, key)) => (chain.clone(), key.clone()),
-        None => trust
-            .ca
-            .server_identity(&trust.server_names, std::time::SystemTime::now())
-            .map_err(ServerError::Pki)?,
-    };
-    Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(chain, key))
-        .client_ca_root(Certificate::from_pem(trust.ca.cert_pem()))
-        .client_auth_optional(true))
 }

@@ -141,6 +141,10 @@ pub enum StoreError {
     },
     #[error("no {kind} token {id}")]
     TokenNotFound { kind: &'static str, id: String },
+    #[error(
+        "no client certificate with serial {serial}; `berthctl list-client-certificates` shows them"
+    )]
+    ClientCertificateNotFound { serial: String },
 }
 
 /// Why a presented token is refused.

@@ -15,9 +15,10 @@
 //! (placement, which is pure: `placement`).
 //!
 //! The methods of each entity are one `impl Store` block in its own file: `clusters`,
-//! `definitions`, `instances`, `deregister`, `tasks`, `sessions` and `trust` (tokens and
-//! certified agents); `error` holds the errors and their messages.
+//! `definitions`, `instances`, `deregister`, `tasks`, `sessions`, `trust` (tokens and
+//! certified agents) and `client_certs` (the client certificates issued, and their revocation); `error` holds the errors and their messages.
 
+mod client_certs;
 mod clusters;
 mod codec;
 mod definitions;
@@ -45,6 +46,7 @@ use prost_types::Timestamp;
 use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 pub use crate::attachment::AttachmentError;
+pub use client_certs::normalize_serial;
 pub use deregister::Deregistered;
 pub use error::{RecordError, StoreError, TokenRefusal};
 pub use reconcile::{FORGOTTEN_BY_SCHEDULER, Reconciled, UNKNOWN_TO_HOST};
@@ -70,6 +72,7 @@ const TASK_DEFS: TableDefinition<'static, (&'static str, u32), &'static [u8]> =
 const JOIN_TOKENS: StrTable = TableDefinition::new("join_tokens");
 const API_TOKENS: StrTable = TableDefinition::new("api_tokens");
 const AGENT_CERTS: StrTable = TableDefinition::new("agent_certs");
+const CLIENT_CERTS: StrTable = TableDefinition::new("client_certs");
 const OUTBOX: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("outbox");
 
@@ -142,6 +145,7 @@ impl Store {
             txn.open_table(JOIN_TOKENS)?;
             txn.open_table(API_TOKENS)?;
             txn.open_table(AGENT_CERTS)?;
+            txn.open_table(CLIENT_CERTS)?;
             Ok(())
         })?;
         Ok(store)
@@ -181,6 +185,7 @@ impl Store {
                 JOIN_TOKENS,
                 API_TOKENS,
                 AGENT_CERTS,
+                CLIENT_CERTS,
             ] {
                 for item in txn.open_table(def)?.iter()? {
                     let (k, v) = item?;

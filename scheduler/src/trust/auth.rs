@@ -66,13 +66,15 @@ pub enum Rpc {
     ListApiTokens,
     DeleteApiToken,
     CreateClientCertificate,
+    ListClientCertificates,
+    RevokeClientCertificate,
     GetTaskStats,
     GetInstanceStats,
     UpdateContainerInstancesState,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 25] = [
+    pub const ALL: [Rpc; 27] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -95,6 +97,8 @@ impl Rpc {
         Rpc::ListApiTokens,
         Rpc::DeleteApiToken,
         Rpc::CreateClientCertificate,
+        Rpc::ListClientCertificates,
+        Rpc::RevokeClientCertificate,
         Rpc::GetTaskStats,
         Rpc::GetInstanceStats,
         Rpc::UpdateContainerInstancesState,
@@ -129,7 +133,9 @@ impl Rpc {
             | Rpc::CreateApiToken
             | Rpc::ListApiTokens
             | Rpc::DeleteApiToken
-            | Rpc::CreateClientCertificate => Role::Admin,
+            | Rpc::CreateClientCertificate
+            | Rpc::ListClientCertificates
+            | Rpc::RevokeClientCertificate => Role::Admin,
         }
     }
 }

@@ -147,6 +147,19 @@ impl std::fmt::Display for AgentIdentity {
     }
 }
 
+/// A certificate's (DER) serial number as the scheduler records and lists it: lowercase hex of
+/// its bytes, without separators.
+pub fn serial(der: &[u8]) -> Result<String, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    Ok(hex::encode(cert.raw_serial()))
+}
+
+/// [`serial`] of a PEM certificate.
+pub fn serial_of_pem(pem: &str) -> Result<String, String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    serial(&block.contents)
+}
+
 /// `sha256:<hex>` of the SubjectPublicKeyInfo of a certificate (DER).
 pub fn spki_pin(der: &[u8]) -> Result<String, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;

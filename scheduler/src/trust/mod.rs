@@ -9,5 +9,5 @@ pub mod setup;
 pub mod token;
 
 pub use auth::{Caller, Denied, Role, Rpc, Scope};
-pub use identity::{AgentIdentity, ClientIdentity, PeerIdentity, spki_pin};
+pub use identity::{AgentIdentity, ClientIdentity, PeerIdentity, serial_of_pem, spki_pin};
 pub use pki::{ClusterCa, GivenCa, PkiError};

@@ -2,8 +2,10 @@
 //! `berthctl create-client-certificate` carries its role and cluster scope; an agent's
 //! certificate used on ControlService is refused (PermissionDenied, naming why); a forged
 //! certificate (self-signed with an admin's URI SAN), an expired one of the cluster CA and one
-//! of another CA are refused at the handshake; an expired join token keeps an agent out. None
-//! of the refusals changes what the scheduler holds.
+//! of another CA are refused at the handshake, which the scheduler logs with the peer and the
+//! reason; an admin revokes a client certificate by its serial and every call with it is then
+//! refused; an expired join token keeps an agent out. None of the refusals changes what the
+//! scheduler holds, and the client's key appears in no log or list output.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -129,6 +131,58 @@ pub(super) fn client_certificates_carry_a_role_and_forged_ones_are_refused(
         status != 0 && err.contains("client certificate ci@ops has role operator"),
         "an operator certificate making a token: {err}"
     );
+
+    // Listed by serial (never with a key), revoked by an admin, then refused on every call.
+    let serial = made["serial"].as_str().context("no serial")?.to_owned();
+    let listed = env.json(&["list-client-certificates"])?;
+    let entry = listed["clientCertificates"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["serial"] == serial.as_str()))
+        .with_context(|| format!("{serial} is not listed: {listed}"))?;
+    ensure!(
+        entry["name"] == "ci@ops"
+            && entry["role"] == "operator"
+            && entry.get("revokedAt").is_none(),
+        "{entry}"
+    );
+    let (status, err) = with_cert(
+        &env,
+        &op_cert,
+        &op_key,
+        &["revoke-client-certificate", &serial],
+    )?;
+    ensure!(
+        status != 0 && err.contains("has role operator"),
+        "an operator revoking a certificate: {err}"
+    );
+    let revoked = env.json(&["revoke-client-certificate", &serial])?;
+    ensure!(revoked["revokedAt"].is_string(), "{revoked}");
+    let (status, err) = with_cert(&env, &op_cert, &op_key, &["list-tasks"])?;
+    ensure!(
+        status != 0
+            && err.contains(&format!(
+                "client certificate {serial} of ci@ops was revoked at"
+            )),
+        "a revoked certificate listing tasks: {err}"
+    );
+    env.scheduler
+        .daemon
+        .wait_for_log("was revoked at", Duration::from_secs(10))?;
+    // A fresh operator certificate for what follows.
+    std::fs::remove_file(certs.join("op.crt"))?;
+    std::fs::remove_file(certs.join("op.key"))?;
+    env.json(&[
+        "create-client-certificate",
+        "--name",
+        "ci@ops",
+        "--role",
+        "operator",
+        "--cert-out",
+        &path("op.crt"),
+        "--key-out",
+        &path("op.key"),
+    ])?;
+
     let other = w.unique("b");
     env.ok(&["create-cluster", &other])?;
     let empty = env.dir.join("no-credential.toml");
@@ -204,6 +258,29 @@ pub(super) fn client_certificates_carry_a_role_and_forged_ones_are_refused(
             "{what}: an unclear error: {err}"
         );
     }
+    // The scheduler's side: each refused handshake logged with the peer and the reason
+    // (logged once the connection is dropped, so maybe after berthctl has exited).
+    let refusals = |log: &str, reason: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("TLS handshake refused: bad client certificate")
+                    && l.contains("127.0.0.1:")
+                    && l.contains(reason)
+            })
+            .count()
+    };
+    berth_tests::poll(Duration::from_secs(20), || {
+        let log = env.scheduler.daemon.log();
+        Ok((refusals(&log, "not issued by this cluster's CA") >= 2
+            && refusals(&log, "has expired") >= 1)
+            .then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the scheduler did not log the refused handshakes:\n{}",
+            env.scheduler.daemon.log()
+        )
+    })?;
 
     // An expired join token keeps a new agent out.
     let short = env.json(&["create-join-token", "--ttl", "1s"])?;
@@ -231,5 +308,30 @@ pub(super) fn client_certificates_carry_a_role_and_forged_ones_are_refused(
         before == after,
         "a refused call changed what the scheduler holds:\nbefore {before:?}\nafter {after:?}"
     );
-    super::trust::secrets_absent(&env, &[&short_token])
+    super::trust::secrets_absent(&env, &[&short_token])?;
+    key_absent(&env, &certs.join("op.key"))
+}
+
+/// No line of the private key at `key` in any log of the trial nor in describe output.
+fn key_absent(env: &Env, key: &Path) -> Result<()> {
+    let pem = std::fs::read_to_string(key)?;
+    let mut text = env.logs();
+    for entry in std::fs::read_dir(&env.dir)?.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    text.push_str(&env.scheduler.daemon.log());
+    text.push_str(&env.json(&["list-client-certificates"])?.to_string());
+    text.push_str(&env.json(&["list-container-instances"])?.to_string());
+    for line in pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 32)
+    {
+        ensure!(
+            !text.contains(line),
+            "a line of the client key appears in a log or in list output"
+        );
+    }
+    Ok(())
 }
