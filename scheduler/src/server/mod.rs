@@ -24,6 +24,7 @@ mod stats;
 mod telemetry;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

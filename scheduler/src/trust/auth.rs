@@ -54,6 +54,7 @@ pub enum Rpc {
     RunTask,
     StopTask,
     DescribeTasks,
+    WatchTasks,
     ListTasks,
     ListContainerInstances,
     DescribeContainerInstances,
@@ -72,7 +73,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 25] = [
+    pub const ALL: [Rpc; 26] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -83,6 +84,7 @@ impl Rpc {
         Rpc::RunTask,
         Rpc::StopTask,
         Rpc::DescribeTasks,
+        Rpc::WatchTasks,
         Rpc::ListTasks,
         Rpc::ListContainerInstances,
         Rpc::DescribeContainerInstances,
@@ -108,6 +110,7 @@ impl Rpc {
             | Rpc::DescribeTaskDefinition
             | Rpc::ListTaskDefinitions
             | Rpc::DescribeTasks
+            | Rpc::WatchTasks
             | Rpc::ListTasks
             | Rpc::ListContainerInstances
             | Rpc::DescribeContainerInstances
@@ -239,6 +242,7 @@ mod tests {
             "DescribeTaskDefinition",
             "ListTaskDefinitions",
             "DescribeTasks",
+            "WatchTasks",
             "ListTasks",
             "ListContainerInstances",
             "DescribeContainerInstances",

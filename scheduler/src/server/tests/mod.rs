@@ -29,6 +29,7 @@ mod logs;
 mod network;
 mod reconcile;
 mod session;
+mod watch;
 
 const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":1024}]}"#;
 const BIG: &str = r#"{"family":"big","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":2048}]}"#;
