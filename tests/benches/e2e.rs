@@ -5,7 +5,8 @@
 //! beside `ctr run --rm` of the same image on the same containerd; and the agent's resident
 //! memory idle and with 20 running tasks (section `modes`); and the start latency a user sees,
 //! berthctl processes beside `ctr run --rm` and `ctr run -d` (section `start`, in
-//! `e2e/start.rs`). `cargo bench -p berth-tests --bench e2e -- SECTION` runs one section.
+//! `e2e/start.rs`); and where a start's time goes, phase by phase (section `profile`, in
+//! `e2e/profile.rs`). `cargo bench -p berth-tests --bench e2e -- SECTION` runs one section.
 //! Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
 //! --workspace --bins`, which `make bench` runs first).
 
@@ -20,6 +21,8 @@ use berth_tests::bench::{percentile, report, timed, wants};
 use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
+#[path = "e2e/profile.rs"]
+mod profile;
 #[path = "e2e/start.rs"]
 mod start;
 
@@ -66,7 +69,12 @@ fn run() -> Result<()> {
         join: None,
     };
     ctl(&config, &["create-cluster", "bench"])?;
-    let agent = Agent::start(&opts, root.join("agent.log"))?;
+    // The phase marks on, for the profile (`e2e/profile.rs`).
+    let filter = format!(
+        "info,berth_agent=debug,berth_runtime=debug,{}",
+        profile::PHASE_FILTER
+    );
+    let agent = Agent::start_with_env(&opts, root.join("agent.log"), &[("RUST_LOG", &filter)])?;
     agent
         .daemon
         .wait_for_log("session established", Duration::from_secs(30))?;
@@ -131,6 +139,16 @@ fn run() -> Result<()> {
             image: &image,
         };
         start.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
+    }
+    if wants("profile") {
+        let profile = profile::Profile {
+            config: &config,
+            cluster: "bench",
+            sleeper: "sleeper",
+            scheduler_log: &root.join("scheduler.log"),
+            agent_log: &root.join("agent.log"),
+        };
+        profile.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
     }
     if !wants("modes") {
         return Ok(());

@@ -207,6 +207,9 @@ impl ControlService for Control {
                 )
             })
             .await?;
+        for task in &tasks {
+            tracing::debug!(target: "berth::phase", phase = "placed", task.id = %task.task_id, "phase ended");
+        }
         let instances: BTreeSet<&str> = tasks
             .iter()
             .map(|t| t.container_instance_id.as_str())

@@ -50,17 +50,19 @@ impl Start<'_> {
         let mut ctr_d = Vec::new();
         let mut berth_wait = Vec::new();
         let mut berth_in_process = Vec::new();
+        let mut berth_run_wait = Vec::new();
         let mut berth_stopped = Vec::new();
         for i in 0..RUNS {
             // A different command first in each round, so none always follows the same one.
-            for k in 0..7 {
-                match (i + k) % 7 {
+            for k in 0..8 {
+                match (i + k) % 8 {
                     0 => ctr_rm.push(self.ctr_run_rm(&format!("rm-{i}"))?),
                     1 => ctr_rm_shell.push(self.ctr_run_rm_shell(&format!("sh-{i}"))?),
                     2 => ctr_rm_harness.push(self.ctr_run_rm_harness(&format!("hn-{i}"))?),
                     3 => ctr_d.push(self.ctr_run_detached(&format!("d-{i}"))?),
                     4 => berth_wait.push(self.berth_running(in_process)?),
                     5 => berth_in_process.push(self.berth_running_in_process(in_process)?),
+                    6 => berth_run_wait.push(self.berth_run_task_wait(in_process)?),
                     _ => berth_stopped.push(self.berth_stopped()?),
                 }
             }
@@ -78,6 +80,7 @@ impl Start<'_> {
             &mut [
                 ("ctr run -d (create + start)", ctr_d),
                 ("berthctl run-task; berthctl wait", berth_wait),
+                ("berthctl run-task --wait", berth_run_wait),
                 ("berthctl run-task; in-process poll", berth_in_process),
             ],
         );
@@ -158,6 +161,24 @@ impl Start<'_> {
         let id = self.run_task(self.sleeper)?;
         self.ctl_timed(&["wait", "tasks-running", &id, "--timeout", "60s"])?;
         let took = start.elapsed();
+        self.stop(&id, in_process)?;
+        Ok(took)
+    }
+
+    /// `berthctl run-task --wait`: one process starts the task and waits for RUNNING.
+    fn berth_run_task_wait(
+        &self,
+        in_process: &mut dyn FnMut(&str, TaskStatus) -> Result<()>,
+    ) -> Result<Duration> {
+        let args = ["run-task", "--task-definition", self.sleeper, "--wait"];
+        let start = Instant::now();
+        let out = berthctl(self.config, self.cluster, &args)?.success(&args)?;
+        let took = start.elapsed();
+        let id = out
+            .task_ids()
+            .into_iter()
+            .next()
+            .context("run-task printed no task")?;
         self.stop(&id, in_process)?;
         Ok(took)
     }
