@@ -419,11 +419,15 @@ async fn handle<E: TaskEngine>(
         }
         Some(In::Assignment(a)) => {
             let seq = a.seq;
-            tracing::debug!(task.id = %a.task_id, seq, "assignment received");
+            let task_id = a.task_id.clone();
+            tracing::debug!(task.id = %task_id, seq, "assignment received");
+            tracing::debug!(target: "berth::phase", phase = "assignment_received", task.id = %task_id, "phase ended");
             if !(engine.send(Command::Assign(Box::new(a))).await && engine.barrier().await) {
                 return Err(SessionError::EngineGone);
             }
-            send(tx, ack(seq)).await
+            send(tx, ack(seq)).await?;
+            tracing::debug!(target: "berth::phase", phase = "assignment_acked", task.id = %task_id, "phase ended");
+            Ok(())
         }
         Some(In::Stop(order)) => {
             let seq = order.seq;
@@ -471,6 +475,7 @@ async fn send_outbox(
     sent: &mut u64,
 ) -> Result<(), SessionError> {
     for (seq, task) in store.outbox_after(*sent)? {
+        let (task_id, status) = (task.task_id.clone(), task.status);
         send(
             tx,
             AgentMessage {
@@ -481,6 +486,7 @@ async fn send_outbox(
             },
         )
         .await?;
+        tracing::debug!(target: "berth::phase", phase = "state_sent", task.id = %task_id, status, "phase ended");
         crate::metrics::AGENT.state_changes_sent.inc();
         *sent = seq;
     }

@@ -211,7 +211,8 @@ impl Scheduler {
         cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)
             .args(["--heartbeat-interval", "1s"])
-            .env("RUST_LOG", "info");
+            // The phase marks too (one debug event each), for the e2e bench's profile.
+            .env("RUST_LOG", "info,berth::phase=debug");
         if insecure {
             cmd.arg("--insecure");
         }

@@ -59,6 +59,8 @@ mod trust_deregister;
 mod trust_wire;
 #[path = "e2e/volumes.rs"]
 mod volumes;
+#[path = "e2e/wait.rs"]
+mod wait;
 
 fn main() -> ExitCode {
     run_suite("e2e", |w| {
@@ -128,6 +130,10 @@ fn main() -> ExitCode {
                 tasks::run_task_running,
             ),
             w.trial("essential_exit_3_stops_the_task", tasks::essential_exit),
+            w.trial(
+                "wait_run_task_wait_and_wait_follow_the_task",
+                wait::run_task_wait_and_wait_follow_the_task,
+            ),
             w.trial(
                 "stop_task_kills_sigterm_ignorer_after_stop_timeout",
                 tasks::stop_task,

@@ -231,6 +231,13 @@ pub(crate) struct RunTask {
     /// ENI of --network-attachment is attached to.
     #[arg(long, value_name = "ID")]
     pub(crate) container_instance: Option<String>,
+    /// After printing the tasks, wait until every one is RUNNING (as `wait tasks-running`):
+    /// exit status 1 when one stops first or the timeout passes.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// How long --wait waits: seconds, or a duration such as 500ms, 30s or 2m [default: 60].
+    #[arg(long, requires = "wait", value_parser = berth_policy::parse_duration)]
+    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Debug, PartialEq, Eq, clap::Args)]
@@ -528,7 +535,9 @@ mod tests {
                 count: 1,
                 started_by: "berthctl".into(),
                 network_attachment: None,
-                container_instance: None
+                container_instance: None,
+                wait: false,
+                timeout: None
             })
         );
         assert_eq!(
@@ -547,8 +556,26 @@ mod tests {
                 count: 3,
                 started_by: "ci".into(),
                 network_attachment: None,
-                container_instance: None
+                container_instance: None,
+                wait: false,
+                timeout: None
             })
+        );
+        let Command::RunTask(run) = command(&[
+            "run-task",
+            "--task-definition",
+            "a",
+            "--wait",
+            "--timeout",
+            "2m",
+        ]) else {
+            panic!("not run-task")
+        };
+        assert!(run.wait);
+        assert_eq!(run.timeout, Some(Duration::from_secs(120)));
+        assert_eq!(
+            usage_error(&["run-task", "--task-definition", "a", "--timeout", "5"]),
+            clap::error::ErrorKind::MissingRequiredArgument
         );
         assert_eq!(
             usage_error(&["run-task"]),

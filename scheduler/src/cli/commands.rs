@@ -1,15 +1,17 @@
-//! berthctl's commands: one ControlService call each (a polling loop for `wait`), rendered as a
-//! table (`table.rs`) or as ECS-style JSON (`json/`).
+//! berthctl's commands: one ControlService call each (a `WatchTasks` stream for `wait` and
+//! `run-task --wait`), rendered as a table (`table.rs`) or as ECS-style JSON (`json/`).
 
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use berth_proto::v1 as proto;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::access::{self, Client, Given};
-use super::args::{Args, Command, DesiredStatusArg, Logs, OutputFormat, RunTask};
+use super::args::{Args, Command, DesiredStatusArg, Logs, OutputFormat, RunTask, WaitCondition};
 use super::error::{CliError, check_failures, from_status};
 use super::json;
 use super::stats;
@@ -17,7 +19,10 @@ use super::table::{
     clusters_table, instances_table, names_table, task_definition_tables, tasks_table,
 };
 use super::time::rfc3339_nanos;
-use super::wait::wait_for;
+use super::wait::{polled, wait_for};
+
+/// How long `run-task --wait` waits without `--timeout` (as `wait`'s default).
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs one command against the scheduler, writing its result to `out`.
 pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliError> {
@@ -212,13 +217,20 @@ impl Context<'_> {
                     container_instance_id: run.container_instance.unwrap_or_default(),
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
+                // Printed (and flushed) first, so a script has the IDs even when the wait fails.
                 self.emit(&json::Tasks::of(&response.tasks, None), || {
                     response
                         .tasks
                         .iter()
                         .map(|t| format!("{}\n", t.task_id))
                         .collect()
-                })
+                })?;
+                if !run.wait {
+                    return Ok(());
+                }
+                let ids = response.tasks.into_iter().map(|t| t.task_id).collect();
+                let timeout = run.timeout.unwrap_or(DEFAULT_WAIT);
+                self.wait(WaitCondition::TasksRunning, ids, timeout).await
             }
             Command::ListTasks {
                 container_instance,
@@ -370,27 +382,57 @@ impl Context<'_> {
                 condition,
                 ids,
                 timeout,
-            } => {
-                let client = self.client.clone();
-                let endpoint = self.endpoint.clone();
-                wait_for(condition, &ids, timeout, move |task_ids| {
-                    let mut client = client.clone();
-                    let endpoint = endpoint.clone();
-                    let request = proto::DescribeTasksRequest {
-                        cluster: cluster.clone(),
-                        task_ids,
-                    };
-                    async move {
-                        client
-                            .describe_tasks(request)
-                            .await
-                            .map(tonic::Response::into_inner)
-                            .map_err(|status| from_status(&endpoint, &status))
-                    }
-                })
-                .await
-            }
+            } => self.wait(condition, ids, timeout).await,
         }
+    }
+
+    /// Waits on the scheduler's `WatchTasks` stream (polling DescribeTasks when the scheduler
+    /// has no `WatchTasks`) until every task in `ids` reached `condition`.
+    async fn wait(
+        &self,
+        condition: WaitCondition,
+        ids: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(), CliError> {
+        let (client, endpoint, cluster) = (
+            self.client.clone(),
+            self.endpoint.clone(),
+            self.cluster.clone(),
+        );
+        wait_for(condition, &ids, timeout, move |task_ids| {
+            let (mut client, endpoint, cluster) =
+                (client.clone(), endpoint.clone(), cluster.clone());
+            async move {
+                let request = proto::WatchTasksRequest {
+                    cluster: cluster.clone(),
+                    task_ids: task_ids.clone(),
+                };
+                match client.watch_tasks(request).await {
+                    Ok(stream) => Ok(stream
+                        .into_inner()
+                        .map(move |answer| answer.map_err(|status| from_status(&endpoint, &status)))
+                        .boxed()),
+                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                        Ok(polled(move || {
+                            let (mut client, endpoint) = (client.clone(), endpoint.clone());
+                            let request = proto::DescribeTasksRequest {
+                                cluster: cluster.clone(),
+                                task_ids: task_ids.clone(),
+                            };
+                            async move {
+                                client
+                                    .describe_tasks(request)
+                                    .await
+                                    .map(tonic::Response::into_inner)
+                                    .map_err(|status| from_status(&endpoint, &status))
+                            }
+                        }))
+                    }
+                    Err(status) => Err(from_status(&endpoint, &status)),
+                }
+            }
+        })
+        .await
     }
 
     /// Streams a container's log: stdout lines to `out`, stderr lines to standard error.

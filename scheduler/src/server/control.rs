@@ -1,6 +1,6 @@
 //! `ControlService`: clusters, task definitions, tasks and container instances for berthctl;
-//! the credentials' calls are in `credentials.rs`. Every call starts by authorizing its caller
-//! for its RPC and scope (`guard.rs`).
+//! the credentials' calls are in `credentials.rs`, `WatchTasks`' stream in `watch.rs`. Every
+//! call starts by authorizing its caller for its RPC and scope (`guard.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
 use super::logs::{self, LogCommand, LogStream};
+use super::watch::{WatchStream, watch_tasks};
 use super::{ServerError, Shared};
 use super::{credentials, instances, stats};
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
@@ -51,7 +52,7 @@ fn cluster_or_default(name: String) -> String {
     }
 }
 
-fn failures(missing: Vec<String>) -> Vec<pb::Failure> {
+pub(super) fn failures(missing: Vec<String>) -> Vec<pb::Failure> {
     missing
         .into_iter()
         .map(|arn| pb::Failure {
@@ -206,6 +207,9 @@ impl ControlService for Control {
                 )
             })
             .await?;
+        for task in &tasks {
+            tracing::debug!(target: "berth::phase", phase = "placed", task.id = %task.task_id, "phase ended");
+        }
         let instances: BTreeSet<&str> = tasks
             .iter()
             .map(|t| t.container_instance_id.as_str())
@@ -329,6 +333,23 @@ impl ControlService for Control {
             tasks,
             failures: failures(missing),
         }))
+    }
+
+    type WatchTasksStream = WatchStream;
+
+    async fn watch_tasks(
+        &self,
+        request: Request<pb::WatchTasksRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let cluster = cluster_or_default(request.get_ref().cluster.clone());
+        self.shared
+            .authorize(&request, Rpc::WatchTasks, Scope::Cluster(&cluster))?;
+        let req = request.into_inner();
+        Ok(Response::new(watch_tasks(
+            Arc::clone(&self.shared),
+            cluster,
+            req.task_ids,
+        )))
     }
 
     async fn list_tasks(

@@ -25,6 +25,7 @@ mod telemetry;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

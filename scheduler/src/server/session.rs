@@ -274,8 +274,15 @@ impl Session {
             .await
             .map_err(Status::from)?;
         for (seq, msg) in pending {
+            let assigned = match &msg.message {
+                Some(scheduler_message::Message::Assignment(a)) => Some(a.task_id.clone()),
+                _ => None,
+            };
             self.send(msg).await?;
             tracing::debug!(seq, "sent");
+            if let Some(task_id) = assigned {
+                tracing::debug!(target: "berth::phase", phase = "assignment_sent", task.id = %task_id, "phase ended");
+            }
             first_sent.insert(seq, Instant::now());
             self.last_sent = self.last_sent.max(seq);
         }
@@ -483,6 +490,7 @@ impl Session {
                 tracing::debug!(task.id = %task_id, seq, "duplicate state change ignored");
             }
             Applied::Updated(task) => {
+                tracing::debug!(target: "berth::phase", phase = "state_committed", task.id = %task_id, last_status = task.last_status, "phase ended");
                 tracing::info!(
                     task.id = %task_id,
                     seq,

@@ -115,6 +115,9 @@ pub struct SessionStart {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// Counts committed write transactions: watchers (`WatchTasks`) wake on every commit and
+    /// read again what they watch.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn now() -> Timestamp {
@@ -134,7 +137,10 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let store = Self { db: Arc::new(db) };
+        let store = Self {
+            db: Arc::new(db),
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
         store.write(|txn| {
             txn.open_table(CLUSTERS)?;
             txn.open_table(INSTANCES)?;
@@ -151,6 +157,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Wakes on every committed write from now on (whatever it changed): subscribe before
+    /// reading, so that no commit between the read and the wait is missed.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     fn write<T>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
@@ -159,6 +171,7 @@ impl Store {
         match f(&txn) {
             Ok(v) => {
                 txn.commit()?;
+                self.commits.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(v)
             }
             Err(e) => {

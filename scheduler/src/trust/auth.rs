@@ -54,6 +54,7 @@ pub enum Rpc {
     RunTask,
     StopTask,
     DescribeTasks,
+    WatchTasks,
     ListTasks,
     ListContainerInstances,
     DescribeContainerInstances,
@@ -74,7 +75,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 27] = [
+    pub const ALL: [Rpc; 28] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -85,6 +86,7 @@ impl Rpc {
         Rpc::RunTask,
         Rpc::StopTask,
         Rpc::DescribeTasks,
+        Rpc::WatchTasks,
         Rpc::ListTasks,
         Rpc::ListContainerInstances,
         Rpc::DescribeContainerInstances,
@@ -112,6 +114,7 @@ impl Rpc {
             | Rpc::DescribeTaskDefinition
             | Rpc::ListTaskDefinitions
             | Rpc::DescribeTasks
+            | Rpc::WatchTasks
             | Rpc::ListTasks
             | Rpc::ListContainerInstances
             | Rpc::DescribeContainerInstances
@@ -245,6 +248,7 @@ mod tests {
             "DescribeTaskDefinition",
             "ListTaskDefinitions",
             "DescribeTasks",
+            "WatchTasks",
             "ListTasks",
             "ListContainerInstances",
             "DescribeContainerInstances",

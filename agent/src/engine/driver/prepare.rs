@@ -366,6 +366,7 @@ impl<R: ContainerRuntime> Driver<R> {
                     .into());
                 }
             };
+            tracing::debug!(target: "berth::phase", phase = "image_resolved", task.id = %self.task_id(), "phase ended");
             pulled.insert(spec.image.clone(), image.manifest_digest.clone());
             digests.insert(spec.name.clone(), image.manifest_digest);
         }

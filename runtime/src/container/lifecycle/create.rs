@@ -81,12 +81,16 @@ impl Containers {
             ));
         }
         let mounts = self.prepare_snapshot(spec, &id, &image.chain_id).await?;
+        tracing::debug!(target: "berth::phase", phase = "snapshot_prepared", task.id = %spec.task_id, "phase ended");
         let result = self
             .create_after_snapshot(spec, &id, &image, mounts, cgroups_path, needs_users)
             .await;
         if result.is_err() {
             self.remove_snapshot(&id).await;
             let _ = tokio::fs::remove_dir_all(self.etc_dir(&id)).await;
+        }
+        if result.is_ok() {
+            tracing::debug!(target: "berth::phase", phase = "container_created", task.id = %spec.task_id, "phase ended");
         }
         result.map(|()| id)
     }

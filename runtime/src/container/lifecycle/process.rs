@@ -35,6 +35,7 @@ impl Containers {
     pub(crate) async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
         if !self.has_task(id).await? {
             self.create_task_of(id).await?;
+            tracing::debug!(target: "berth::phase", phase = "task_created", container.id = %id, "phase ended");
         }
         // Before the start, so that an agent that dies during it knows afterwards that this
         // container may have run and is never started a second time as if it had not.
@@ -42,10 +43,13 @@ impl Containers {
         tokio::fs::write(&marker, b"")
             .await
             .map_err(|e| Error::io("mark the container started", marker, e))?;
-        self.client
+        let pid = self
+            .client
             .task_start(id.as_str())
             .await
-            .map_err(|e| super::super::not_found_or(&*self.client, id, e))
+            .map_err(|e| super::super::not_found_or(&*self.client, id, e))?;
+        tracing::debug!(target: "berth::phase", phase = "task_started", container.id = %id, "phase ended");
+        Ok(pid)
     }
 
     /// Whether the container has a containerd task (created, running or exited).

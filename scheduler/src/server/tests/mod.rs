@@ -30,6 +30,7 @@ mod network;
 mod reconcile;
 mod session;
 mod tls;
+mod watch;
 
 const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":1024}]}"#;
 const BIG: &str = r#"{"family":"big","containerDefinitions":[{"name":"app","image":"nginx","cpu":512,"memory":2048}]}"#;
