@@ -303,7 +303,16 @@ async fn once<E: TaskEngine>(
         ));
     };
     let own_last = store.last_recorded_seq()?;
-    if accepted.last_received_seq > own_last {
+    let rebuilt = store.rebuilt()?;
+    if let Some(why) = rebuilt.as_deref()
+        && accepted.last_received_seq > own_last
+    {
+        // This store started empty (lost, reset or moved aside as corrupt) and the scheduler
+        // holds this instance's earlier changes: continue after them. Its full view, asked
+        // on this session, reconciles the tasks.
+        tracing::warn!(instance.id = %instance_id, store = why, scheduler_seq = accepted.last_received_seq, own_seq = own_last, "this agent's store started empty; numbering state changes after the scheduler's");
+        store.continue_numbering_after(accepted.last_received_seq)?;
+    } else if accepted.last_received_seq > own_last {
         // The scheduler holds state changes this agent never recorded: another host shares
         // this agent's identity (a data dir copied into a machine image?). Do not trim the
         // outbox on its word; say what to do.
@@ -315,6 +324,7 @@ async fn once<E: TaskEngine>(
         )));
     }
     store.ack(accepted.last_received_seq)?;
+    store.mark_established()?;
     let mut sent = accepted.last_received_seq;
     backoff.reset();
     tracing::info!(instance.id = %instance_id, resend_after = sent, "session established");

@@ -29,6 +29,10 @@ const KEY_INSTANCE_ID: &str = "container_instance_id";
 const KEY_CLUSTER: &str = "cluster";
 const KEY_NEXT_SEQ: &str = "next_seq";
 const KEY_LAST_APPLIED: &str = "last_applied_scheduler_seq";
+/// Present from the store's creation until the first session with the scheduler: why the store
+/// started empty ("created"; a corrupt one moved aside). Such a store may meet a scheduler that
+/// holds state changes of this instance numbered higher than its own.
+const KEY_REBUILT: &str = "rebuilt";
 
 /// Why the agent's state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +166,7 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        let fresh = !path.exists();
         let db = Database::create(&path).map_err(|e| StoreError::Open {
             path: path.clone(),
             reason: e.to_string(),
@@ -187,9 +192,59 @@ impl Store {
             wrap("open outbox", tx.open_table(OUTBOX))?;
             wrap("open resumes", tx.open_table(RESUMES))?;
             wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+            if fresh {
+                let mut meta = wrap("open meta", tx.open_table(META))?;
+                wrap("insert", meta.insert(KEY_REBUILT, "created"))?;
+            }
         }
         wrap("commit", tx.commit())?;
         Ok(store)
+    }
+
+    /// Why the store started empty, until the first session with the scheduler (None after).
+    pub(crate) fn rebuilt(&self) -> Result<Option<String>, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open meta", tx.open_table(META))?;
+        Ok(wrap("get", t.get(KEY_REBUILT))?.map(|v| v.value().to_owned()))
+    }
+
+    /// The first session after the store started empty: the scheduler holds state changes of
+    /// this instance up to `last_received`, which this store never saw (it was lost, reset or
+    /// moved aside). The changes not yet sent are renumbered after it, and later ones follow,
+    /// so the scheduler takes them; the store is no longer new. One transaction.
+    pub(crate) fn continue_numbering_after(&self, last_received: u64) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            let mut pending = Vec::new();
+            for entry in wrap("iter", o.iter())? {
+                let (_, v) = wrap("read", entry)?;
+                pending.push(v.value().to_vec());
+            }
+            wrap("retain", o.retain(|_, _| false))?;
+            for (seq, bytes) in (last_received + 1..).zip(&pending) {
+                wrap("insert", o.insert(seq, bytes.as_slice()))?;
+            }
+            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+            let next = last_received + pending.len() as u64;
+            wrap("insert", c.insert(KEY_NEXT_SEQ, next))?;
+            let mut meta = wrap("open meta", tx.open_table(META))?;
+            wrap("remove", meta.remove(KEY_REBUILT))?;
+        }
+        wrap("commit", tx.commit())
+    }
+
+    /// The store has met the scheduler: it is no longer new.
+    pub(crate) fn mark_established(&self) -> Result<(), StoreError> {
+        if self.rebuilt()?.is_none() {
+            return Ok(());
+        }
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut meta = wrap("open meta", tx.open_table(META))?;
+            wrap("remove", meta.remove(KEY_REBUILT))?;
+        }
+        wrap("commit", tx.commit())
     }
 
     /// The registration kept from a previous run: (cluster, instance id).
@@ -647,6 +702,27 @@ mod tests {
             ]
         );
         assert_eq!(s.record_state(&state("t", TaskStatus::Stopped)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_new_store_continues_the_schedulers_numbering_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.rebuilt().unwrap().as_deref(), Some("created"));
+        s.record_state(&state("t", TaskStatus::Pending)).unwrap();
+        s.record_state(&state("t", TaskStatus::Running)).unwrap();
+        s.continue_numbering_after(40).unwrap();
+        let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
+        assert_eq!(pending, [41, 42]);
+        assert_eq!(
+            s.record_state(&state("t", TaskStatus::Stopped)).unwrap(),
+            43
+        );
+        assert_eq!(s.rebuilt().unwrap(), None);
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.rebuilt().unwrap(), None, "only a store made anew is new");
+        s.mark_established().unwrap();
     }
 
     #[test]

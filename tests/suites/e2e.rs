@@ -35,6 +35,8 @@ mod lifecycle;
 mod logs;
 #[path = "e2e/network.rs"]
 mod network;
+#[path = "e2e/orphans.rs"]
+mod orphans;
 #[path = "e2e/pull.rs"]
 mod pull;
 #[path = "e2e/security.rs"]
@@ -142,6 +144,10 @@ fn main() -> ExitCode {
             w.trial(
                 "durability_redeploy_a_fixed_host_port_right_after_a_stop",
                 durability::redeploy_fixed_host_port_after_stop,
+            ),
+            w.trial(
+                "durability_orphans_of_a_lost_store_are_swept_after_the_grace",
+                orphans::lost_store_orphans_are_swept_after_the_grace,
             ),
             w.trial(
                 "depends_on_success_orders_start_and_failure_names_both",
