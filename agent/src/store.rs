@@ -61,6 +61,43 @@ fn wrap<T, E: Into<redb::Error>>(op: &'static str, r: Result<T, E>) -> Result<T,
     r.map_err(|e| db_err(op)(e.into()))
 }
 
+/// Why a database file could not be opened: it is not readable as one, or something else.
+enum Failure {
+    Unreadable(String),
+    Other(StoreError),
+}
+
+/// The file is not a database redb can read (as opposed to one it cannot reach or write).
+fn unreadable(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::RepairAborted | redb::DatabaseError::UpgradeRequired(_) => true,
+        redb::DatabaseError::Storage(s) => corrupt_storage(s),
+        _ => false,
+    }
+}
+
+fn corrupt_storage(e: &redb::StorageError) -> bool {
+    match e {
+        redb::StorageError::Corrupted(_) => true,
+        redb::StorageError::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+fn corrupt(e: &redb::Error) -> bool {
+    match e {
+        redb::Error::Corrupted(_) | redb::Error::TableTypeMismatch { .. } => true,
+        redb::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
 /// The agent's database.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -159,46 +196,103 @@ pub(crate) struct StoredTask {
 }
 
 impl Store {
-    /// Opens (or creates) `<data_dir>/agent.redb`.
+    /// Opens (or creates) `<data_dir>/agent.redb`. A file that cannot be read as a database
+    /// (truncated, garbled, of an unknown format) is moved aside as
+    /// `agent.redb.corrupt-<UTC time>` and an empty store is made in its place, marked as
+    /// rebuilt: the agent starts, and the scheduler's full view reconciles its tasks. Any other
+    /// failure (permissions, another agent holding the file, a full disk) is returned.
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("agent.redb");
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        match Self::open_file(&path) {
+            Ok(store) => Ok(store),
+            Err(Failure::Other(error)) => Err(error),
+            Err(Failure::Unreadable(reason)) => {
+                let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+                let aside = data_dir.join(format!("agent.redb.corrupt-{stamp}"));
+                tracing::error!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    %reason,
+                    "the agent database cannot be read; it is moved aside and the agent starts with an empty one (the scheduler's view reconciles the tasks, the orphan sweep removes what no task owns)"
+                );
+                std::fs::rename(&path, &aside).map_err(|e| StoreError::Open {
+                    path: path.clone(),
+                    reason: format!("cannot move the unreadable database aside: {e}"),
+                })?;
+                let store = Self::open_file(&path).map_err(|f| match f {
+                    Failure::Other(e) => e,
+                    Failure::Unreadable(reason) => StoreError::Open {
+                        path: path.clone(),
+                        reason,
+                    },
+                })?;
+                store.set_rebuilt(&format!("moved aside to {}", aside.display()))?;
+                Ok(store)
+            }
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<Self, Failure> {
         let fresh = !path.exists();
-        let db = Database::create(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            reason: e.to_string(),
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // redb's debug builds assert on some corruptions instead of returning them: a file
+        // that makes it panic is unreadable all the same.
+        let created = std::panic::catch_unwind(|| Database::create(path))
+            .map_err(|_| Failure::Unreadable("the database library panicked reading it".into()))?;
+        let db = created.map_err(|e| match unreadable(&e) {
+            true => Failure::Unreadable(e.to_string()),
+            false => Failure::Other(open_err(e.to_string())),
         })?;
         {
             use std::os::unix::fs::PermissionsExt;
             // Task definitions carry their secrets: the store is the agent's alone.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| StoreError::Open {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                },
-            )?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Failure::Other(open_err(e.to_string())))?;
         }
         let store = Self { db };
         // Create every table so reads never meet a missing one.
-        let tx = wrap("begin", store.db.begin_write())?;
-        {
-            wrap("open meta", tx.open_table(META))?;
-            wrap("open counters", tx.open_table(COUNTERS))?;
-            wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
-            wrap("open states", tx.open_table(STATES))?;
-            wrap("open outbox", tx.open_table(OUTBOX))?;
-            wrap("open resumes", tx.open_table(RESUMES))?;
-            wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
-            if fresh {
-                let mut meta = wrap("open meta", tx.open_table(META))?;
-                wrap("insert", meta.insert(KEY_REBUILT, "created"))?;
+        let tables = || -> Result<(), redb::Error> {
+            let tx = store.db.begin_write()?;
+            {
+                tx.open_table(META)?;
+                tx.open_table(COUNTERS)?;
+                tx.open_table(ASSIGNMENTS)?;
+                tx.open_table(STATES)?;
+                tx.open_table(OUTBOX)?;
+                tx.open_table(RESUMES)?;
+                tx.open_table(ENDPOINT_IDS)?;
+                if fresh {
+                    let mut meta = tx.open_table(META)?;
+                    meta.insert(KEY_REBUILT, "created")?;
+                }
             }
+            tx.commit()?;
+            Ok(())
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(tables)) {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(e)) if corrupt(&e) => Err(Failure::Unreadable(e.to_string())),
+            Ok(Err(e)) => Err(Failure::Other(db_err("create tables")(e))),
+            Err(_) => Err(Failure::Unreadable(
+                "the database library panicked reading it".into(),
+            )),
         }
-        wrap("commit", tx.commit())?;
-        Ok(store)
+    }
+
+    fn set_rebuilt(&self, why: &str) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut meta = wrap("open meta", tx.open_table(META))?;
+            wrap("insert", meta.insert(KEY_REBUILT, why))?;
+        }
+        wrap("commit", tx.commit())
     }
 
     /// Why the store started empty, until the first session with the scheduler (None after).
@@ -401,10 +495,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in wrap("range", t.range((after + 1)..))? {
             let (k, v) = wrap("read", entry)?;
-            out.push((
-                k.value(),
-                decode::<TaskState>("state change", &k.value().to_string(), v.value())?,
-            ));
+            match decode::<TaskState>("state change", &k.value().to_string(), v.value()) {
+                Ok(state) => out.push((k.value(), state)),
+                Err(error) => skipped("outbox", &error),
+            }
         }
         Ok(out)
     }
@@ -432,9 +526,23 @@ impl Store {
         for entry in wrap("iter", a.iter())? {
             let (k, v) = wrap("read", entry)?;
             let id = k.value().to_owned();
-            let assignment = decode::<TaskAssignment>("assignment", &id, v.value())?;
+            // A task with an undecodable record is left out: the scheduler's view (which marks
+            // it STOPPED) and the orphan sweep take care of it, never a guess.
+            let assignment = match decode::<TaskAssignment>("assignment", &id, v.value()) {
+                Ok(a) => a,
+                Err(error) => {
+                    skipped("assignments", &error);
+                    continue;
+                }
+            };
             let state = match wrap("get", s.get(id.as_str()))? {
-                Some(v) => decode::<TaskState>("task state", &id, v.value())?,
+                Some(v) => match decode::<TaskState>("task state", &id, v.value()) {
+                    Ok(state) => state,
+                    Err(error) => {
+                        skipped("states", &error);
+                        continue;
+                    }
+                },
                 None => TaskState {
                     task_id: id.clone(),
                     ..Default::default()
@@ -476,7 +584,13 @@ impl Store {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open resumes", tx.open_table(RESUMES))?;
         match wrap("get", t.get(task_id))? {
-            Some(v) => ResumeRecord::decode(task_id, v.value()),
+            Some(v) => Ok(
+                ResumeRecord::decode(task_id, v.value()).unwrap_or_else(|error| {
+                    // Counted as no resume begun: the guard starts again from this one.
+                    skipped("resumes", &error);
+                    ResumeRecord::default()
+                }),
+            ),
             None => Ok(ResumeRecord::default()),
         }
     }
@@ -517,6 +631,15 @@ fn bump_applied(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Reports a record that cannot be decoded and is skipped, by table and key.
+fn skipped(table: &'static str, error: &StoreError) {
+    tracing::error!(
+        table,
+        error = error as &(dyn std::error::Error + 'static),
+        "skipping an undecodable record of the agent database"
+    );
+}
+
 fn decode<M: Message + Default>(
     what: &'static str,
     key: &str,
@@ -530,212 +653,4 @@ fn decode<M: Message + Default>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_proto::v1::TaskStatus;
-
-    fn state(id: &str, status: TaskStatus) -> TaskState {
-        TaskState {
-            task_id: id.into(),
-            status: status as i32,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn outbox_survives_reopen_and_acks_drop_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
-            assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 2);
-            assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 3);
-            s.ack(1).unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
-        assert_eq!(pending, [2, 3]);
-        assert_eq!(s.outbox_after(2).unwrap().len(), 1);
-        // Sequence numbers keep growing across restarts.
-        assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
-    }
-
-    #[test]
-    fn assignments_are_recorded_once_with_their_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let a = TaskAssignment {
-            seq: 7,
-            task_id: "t1".into(),
-            ..Default::default()
-        };
-        assert!(
-            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap()
-        );
-        assert!(
-            !s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap()
-        );
-        assert_eq!(s.last_applied_seq().unwrap(), 7);
-        s.mark_applied(5).unwrap();
-        assert_eq!(s.last_applied_seq().unwrap(), 7, "never goes backwards");
-        let tasks = s.tasks().unwrap();
-        assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].assignment.seq, 7);
-        s.forget_task("t1").unwrap();
-        assert!(s.tasks().unwrap().is_empty());
-    }
-
-    #[test]
-    fn endpoint_ids_are_random_per_container_and_kept_with_the_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let container = |name: &str| berth_proto::v1::ContainerDefinition {
-            name: name.into(),
-            ..Default::default()
-        };
-        let a = TaskAssignment {
-            seq: 1,
-            task_id: "t1".into(),
-            definition: Some(berth_proto::v1::TaskDefinition {
-                containers: vec![container("app"), container("side")],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let ids = {
-            let s = Store::open(dir.path()).unwrap();
-            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap();
-            s.endpoint_ids("t1").unwrap()
-        };
-        assert_eq!(ids.len(), 2);
-        for id in ids.values() {
-            assert_eq!(id.len(), 32, "128 bits in hex: {id}");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        }
-        assert_ne!(ids["app"], ids["side"]);
-        let s = Store::open(dir.path()).unwrap();
-        s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-            .unwrap();
-        assert_eq!(
-            s.endpoint_ids("t1").unwrap(),
-            ids,
-            "kept across restarts and resends"
-        );
-        s.forget_task("t1").unwrap();
-        assert!(s.endpoint_ids("t1").unwrap().is_empty());
-        assert!(decode_endpoint_ids("t", b"no tab").is_err());
-    }
-
-    #[test]
-    fn resume_records_survive_reopen_and_go_with_their_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        let record = ResumeRecord {
-            started: vec![at(100), at(160)],
-            given_up: false,
-        };
-        {
-            let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
-            s.set_resume_record("t", &record).unwrap();
-            s.set_resume_record(
-                "u",
-                &ResumeRecord {
-                    started: vec![at(5)],
-                    given_up: true,
-                },
-            )
-            .unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.resume_record("t").unwrap(), record);
-        assert!(s.resume_record("u").unwrap().given_up);
-        s.clear_resume_record("t").unwrap();
-        assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
-        s.forget_task("u").unwrap();
-        assert_eq!(s.resume_record("u").unwrap(), ResumeRecord::default());
-    }
-
-    #[test]
-    fn a_damaged_resume_record_is_reported_not_guessed() {
-        assert!(ResumeRecord::decode("t", &[]).is_err());
-        assert!(ResumeRecord::decode("t", &[2]).is_err());
-        assert!(ResumeRecord::decode("t", &[0, 1, 2]).is_err());
-        assert_eq!(
-            ResumeRecord::decode("t", &[1]).unwrap(),
-            ResumeRecord {
-                started: Vec::new(),
-                given_up: true
-            }
-        );
-    }
-
-    #[test]
-    fn registering_anew_restarts_both_numberings_and_keeps_unacked_changes_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        s.set_registration("default", "old").unwrap();
-        for status in [TaskStatus::Pulled, TaskStatus::Created, TaskStatus::Running] {
-            s.record_state(&state("t", status)).unwrap();
-        }
-        s.ack(1).unwrap();
-        s.mark_applied(9).unwrap();
-        s.register_anew("default", "new").unwrap();
-        assert_eq!(
-            s.registration().unwrap(),
-            Some(("default".into(), "new".into()))
-        );
-        assert_eq!(s.last_applied_seq().unwrap(), 0);
-        let pending: Vec<(u64, i32)> = s
-            .outbox_after(0)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, st)| (seq, st.status))
-            .collect();
-        assert_eq!(
-            pending,
-            vec![
-                (1, TaskStatus::Created as i32),
-                (2, TaskStatus::Running as i32)
-            ]
-        );
-        assert_eq!(s.record_state(&state("t", TaskStatus::Stopped)).unwrap(), 3);
-    }
-
-    #[test]
-    fn a_new_store_continues_the_schedulers_numbering_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.rebuilt().unwrap().as_deref(), Some("created"));
-        s.record_state(&state("t", TaskStatus::Pending)).unwrap();
-        s.record_state(&state("t", TaskStatus::Running)).unwrap();
-        s.continue_numbering_after(40).unwrap();
-        let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
-        assert_eq!(pending, [41, 42]);
-        assert_eq!(
-            s.record_state(&state("t", TaskStatus::Stopped)).unwrap(),
-            43
-        );
-        assert_eq!(s.rebuilt().unwrap(), None);
-        drop(s);
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.rebuilt().unwrap(), None, "only a store made anew is new");
-        s.mark_established().unwrap();
-    }
-
-    #[test]
-    fn registration_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.registration().unwrap(), None);
-        s.set_registration("default", "i-1").unwrap();
-        drop(s);
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            s.registration().unwrap(),
-            Some(("default".into(), "i-1".into()))
-        );
-    }
-}
+mod tests;
