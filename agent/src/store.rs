@@ -5,6 +5,7 @@
 //! Every write is one transaction committed before the caller goes on.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskAssignment, TaskState};
@@ -293,6 +294,23 @@ impl Store {
             wrap("insert", meta.insert(KEY_REBUILT, why))?;
         }
         wrap("commit", tx.commit())
+    }
+
+    /// Runs `op` against the store on tokio's blocking pool and waits for it: a commit that
+    /// waits on a slow disk holds a blocking thread, never an async worker, so the session and
+    /// every other task go on meanwhile.
+    pub(crate) async fn off_thread<T, F>(self: &Arc<Self>, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| StoreError::Db {
+                op: "run on the blocking pool",
+                reason: e.to_string(),
+            })?
     }
 
     /// Why the store started empty, until the first session with the scheduler (None after).
@@ -629,6 +647,17 @@ fn bump_applied(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError>
         wrap("insert", c.insert(KEY_LAST_APPLIED, seq))?;
     }
     Ok(())
+}
+
+/// Runs `f`, which commits to the store and must finish before its caller goes on (the
+/// engine, the one owner of task state, applies each command's writes in order), telling a
+/// multi-threaded runtime first that this thread blocks: its other tasks move to another worker,
+/// so a slow disk stalls only the caller. On a single-threaded runtime (tests) it just runs.
+pub(crate) fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Reports a record that cannot be decoded and is skipped, by table and key.

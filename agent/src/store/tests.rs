@@ -284,3 +284,74 @@ fn registration_is_kept() {
         Some(("default".into(), "i-1".into()))
     );
 }
+
+/// A gate a store operation waits on, released from the test.
+fn gate() -> (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>) {
+    std::sync::mpsc::channel()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_commit_on_the_blocking_pool_never_stalls_another_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (open, wait) = gate();
+    // A commit behind a disk that does not answer until the gate opens.
+    let slow = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .off_thread(move |s| {
+                    wait.recv().expect("the gate opens");
+                    s.record_state(&state("slow", TaskStatus::Running))
+                })
+                .await
+        })
+    };
+    // On the one async thread of this runtime, another task keeps making progress (and
+    // reads the store) while the commit waits.
+    let other = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            store.off_thread(Store::last_recorded_seq).await
+        }
+    });
+    assert_eq!(
+        other.await.unwrap().unwrap(),
+        0,
+        "another task finished while the commit was held"
+    );
+    assert!(!slow.is_finished());
+    open.send(()).unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_engine_write_lets_the_workers_other_tasks_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (open, wait) = gate();
+    let (tick_tx, tick_rx) = tokio::sync::oneshot::channel();
+    let engine = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            // The engine's own write, on its worker, behind a stuck disk; a task spawned from
+            // it lands on this worker's queue and must still run.
+            tokio::spawn(async move {
+                let _ = tick_tx.send(());
+            });
+            blocking_ok(|| {
+                wait.recv().expect("the gate opens");
+                store.record_state(&state("t", TaskStatus::Running))
+            })
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), tick_rx)
+        .await
+        .expect("the other task ran while the write was stuck")
+        .unwrap();
+    open.send(()).unwrap();
+    assert_eq!(engine.await.unwrap().unwrap(), 1);
+}
