@@ -444,28 +444,35 @@ async fn handle<E: TaskEngine>(
     }
 }
 
-/// Sends every queued state change after `sent`.
+/// Sends every queued state change after `sent`, a page at a time.
 async fn send_outbox(
     tx: &mpsc::Sender<AgentMessage>,
     store: &Arc<Store>,
     sent: &mut u64,
 ) -> Result<(), SessionError> {
-    let after = *sent;
-    for (seq, task) in store.off_thread(move |s| s.outbox_after(after)).await? {
-        send(
-            tx,
-            AgentMessage {
-                message: Some(Out::StateChange(StateChange {
-                    seq,
-                    task: Some(task),
-                })),
-            },
-        )
-        .await?;
-        crate::metrics::AGENT.state_changes_sent.inc();
-        *sent = seq;
+    loop {
+        let after = *sent;
+        let page = store
+            .off_thread(move |s| s.outbox_page(after, crate::store::OUTBOX_PAGE))
+            .await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (seq, task) in page {
+            send(
+                tx,
+                AgentMessage {
+                    message: Some(Out::StateChange(StateChange {
+                        seq,
+                        task: Some(task),
+                    })),
+                },
+            )
+            .await?;
+            crate::metrics::AGENT.state_changes_sent.inc();
+            *sent = seq;
+        }
     }
-    Ok(())
 }
 
 async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<(), SessionError> {

@@ -103,7 +103,34 @@ fn corrupt(e: &redb::Error) -> bool {
 #[derive(Debug)]
 pub(crate) struct Store {
     db: Database,
+    /// What of the outbox may have been sent, in memory: changes queued after it are coalesced.
+    unsent: std::sync::Mutex<Unsent>,
+    /// Every state recorded, in order, coalesced or not: what tests of the engine observe.
+    #[cfg(test)]
+    recorded: std::sync::Mutex<Vec<TaskState>>,
 }
+
+/// The outbox's unsent tail. Everything up to `sent` may have reached the scheduler (at open:
+/// all that is queued, as an earlier run may have sent it), so it is never rewritten; a task's
+/// change queued after it is replaced in place by the task's next one (each is a full snapshot
+/// of the task), which keeps the numbering without gaps and sends only the latest.
+#[derive(Debug, Default)]
+struct Unsent {
+    sent: u64,
+    /// Task id → the sequence number of its one queued, unsent change.
+    by_task: std::collections::HashMap<String, u64>,
+}
+
+impl Unsent {
+    fn all_sent_up_to(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+        let sent = self.sent;
+        self.by_task.retain(|_, s| *s > sent);
+    }
+}
+
+/// How many state changes the session reads from the outbox at a time.
+pub(crate) const OUTBOX_PAGE: usize = 256;
 
 /// The resumes of a task (after agent restarts) that began and never completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,7 +284,12 @@ impl Store {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| Failure::Other(open_err(e.to_string())))?;
         }
-        let store = Self { db };
+        let store = Self {
+            db,
+            unsent: std::sync::Mutex::default(),
+            #[cfg(test)]
+            recorded: std::sync::Mutex::default(),
+        };
         // Create every table so reads never meet a missing one.
         let tables = || -> Result<(), redb::Error> {
             let tx = store.db.begin_write()?;
@@ -278,7 +310,11 @@ impl Store {
             Ok(())
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(tables)) {
-            Ok(Ok(())) => Ok(store),
+            Ok(Ok(())) => {
+                let last = store.counter(KEY_NEXT_SEQ).map_err(Failure::Other)?;
+                store.unsent_lock().all_sent_up_to(last);
+                Ok(store)
+            }
             Ok(Err(e)) if corrupt(&e) => Err(Failure::Unreadable(e.to_string())),
             Ok(Err(e)) => Err(Failure::Other(db_err("create tables")(e))),
             Err(_) => Err(Failure::Unreadable(
@@ -343,7 +379,13 @@ impl Store {
             let mut meta = wrap("open meta", tx.open_table(META))?;
             wrap("remove", meta.remove(KEY_REBUILT))?;
         }
-        wrap("commit", tx.commit())
+        wrap("commit", tx.commit())?;
+        // Renumbered: what is queued counts as sent again (it is, on the next session).
+        let last = self.counter(KEY_NEXT_SEQ)?;
+        let mut unsent = self.unsent_lock();
+        unsent.sent = last;
+        unsent.by_task.clear();
+        Ok(())
     }
 
     /// The store has met the scheduler: it is no longer new.
@@ -408,7 +450,13 @@ impl Store {
             wrap("insert", c.insert(KEY_NEXT_SEQ, pending.len() as u64))?;
             wrap("insert", c.insert(KEY_LAST_APPLIED, 0u64))?;
         }
-        wrap("commit", tx.commit())
+        wrap("commit", tx.commit())?;
+        // Renumbered: what is queued counts as sent again (it is, on the next session).
+        let last = self.counter(KEY_NEXT_SEQ)?;
+        let mut unsent = self.unsent_lock();
+        unsent.sent = last;
+        unsent.by_task.clear();
+        Ok(())
     }
 
     /// The highest scheduler sequence number applied.
@@ -479,26 +527,84 @@ impl Store {
         wrap("commit", tx.commit())
     }
 
-    /// Stores a task's new state and queues it for the scheduler under the next sequence
-    /// number, atomically. Returns that sequence number.
+    /// Stores a task's new state and queues it for the scheduler, atomically: under the next
+    /// sequence number, or, when a change of the same task is queued and not yet sent, in its
+    /// place (the newer full snapshot replaces it). Returns the sequence number it goes under.
     pub(crate) fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
+        let mut unsent = self.unsent_lock();
+        let queued = unsent.by_task.get(&state.task_id).copied();
         let tx = wrap("begin", self.db.begin_write())?;
         let seq;
         {
             let bytes = state.encode_to_vec();
             let mut s = wrap("open states", tx.open_table(STATES))?;
             wrap("insert", s.insert(state.task_id.as_str(), bytes.as_slice()))?;
-            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
-            seq = wrap("get", c.get(KEY_NEXT_SEQ))?
-                .map(|v| v.value())
-                .unwrap_or(0)
-                + 1;
-            wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
             let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            match queued {
+                Some(queued) => seq = queued,
+                None => {
+                    let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+                    seq = wrap("get", c.get(KEY_NEXT_SEQ))?
+                        .map(|v| v.value())
+                        .unwrap_or(0)
+                        + 1;
+                    wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
+                }
+            }
             wrap("insert", o.insert(seq, bytes.as_slice()))?;
         }
         wrap("commit", tx.commit())?;
+        unsent.by_task.insert(state.task_id.clone(), seq);
+        #[cfg(test)]
+        self.recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(state.clone());
         Ok(seq)
+    }
+
+    /// Every state recorded in this run, in order (before any coalescing).
+    #[cfg(test)]
+    pub(crate) fn recorded(&self) -> Vec<TaskState> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The next page of queued state changes after `after`, at most `limit`, in order; they
+    /// count as sent from now on (never rewritten by a later change).
+    pub(crate) fn outbox_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, TaskState)>, StoreError> {
+        let mut unsent = self.unsent_lock();
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open outbox", tx.open_table(OUTBOX))?;
+        let mut out = Vec::new();
+        let mut last = after;
+        for entry in wrap("range", t.range((after + 1)..))?.take(limit) {
+            let (k, v) = wrap("read", entry)?;
+            last = k.value();
+            let state = decode::<TaskState>("state change", &k.value().to_string(), v.value())
+                .unwrap_or_else(|error| {
+                    // Its number still goes out (the scheduler takes them without gaps), with
+                    // an empty state, which names no task and changes none.
+                    skipped("outbox", &error);
+                    TaskState::default()
+                });
+            out.push((k.value(), state));
+        }
+        unsent.all_sent_up_to(last);
+        Ok(out)
+    }
+
+    fn unsent_lock(&self) -> std::sync::MutexGuard<'_, Unsent> {
+        // The guarded data stays consistent whatever panicked while holding it.
+        self.unsent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The sequence number of the last state change recorded (0 when none).
@@ -506,7 +612,8 @@ impl Store {
         self.counter(KEY_NEXT_SEQ)
     }
 
-    /// State changes not yet acknowledged, in order, after `after`.
+    /// State changes not yet acknowledged, in order, after `after` (all at once: tests).
+    #[cfg(test)]
     pub(crate) fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open outbox", tx.open_table(OUTBOX))?;

@@ -17,6 +17,7 @@ fn outbox_survives_reopen_and_acks_drop_entries() {
     {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
+        s.outbox_page(0, OUTBOX_PAGE).unwrap();
         assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 2);
         assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 3);
         s.ack(1).unwrap();
@@ -148,6 +149,7 @@ fn registering_anew_restarts_both_numberings_and_keeps_unacked_changes_in_order(
     s.set_registration("default", "old").unwrap();
     for status in [TaskStatus::Pulled, TaskStatus::Created, TaskStatus::Running] {
         s.record_state(&state("t", status)).unwrap();
+        s.outbox_page(0, OUTBOX_PAGE).unwrap();
     }
     s.ack(1).unwrap();
     s.mark_applied(9).unwrap();
@@ -179,7 +181,7 @@ fn a_new_store_continues_the_schedulers_numbering_once() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.rebuilt().unwrap().as_deref(), Some("created"));
     s.record_state(&state("t", TaskStatus::Pending)).unwrap();
-    s.record_state(&state("t", TaskStatus::Running)).unwrap();
+    s.record_state(&state("u", TaskStatus::Running)).unwrap();
     s.continue_numbering_after(40).unwrap();
     let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
     assert_eq!(pending, [41, 42]);
@@ -354,4 +356,49 @@ async fn a_blocking_engine_write_lets_the_workers_other_tasks_move() {
         .unwrap();
     open.send(()).unwrap();
     assert_eq!(engine.await.unwrap().unwrap(), 1);
+}
+
+#[test]
+fn queued_changes_of_a_task_are_coalesced_to_the_latest_until_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
+    assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 2);
+    // Not sent yet: a's newer snapshots replace its queued one, under its number.
+    assert_eq!(s.record_state(&state("a", TaskStatus::Pulled)).unwrap(), 1);
+    assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 1);
+    let page = s.outbox_page(0, OUTBOX_PAGE).unwrap();
+    let sent: Vec<(u64, &str, i32)> = page
+        .iter()
+        .map(|(seq, st)| (*seq, st.task_id.as_str(), st.status))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (1, "a", TaskStatus::Running as i32),
+            (2, "b", TaskStatus::Pending as i32)
+        ]
+    );
+    // Once read for sending, a change is never rewritten: the next one is queued anew.
+    assert_eq!(s.record_state(&state("a", TaskStatus::Stopped)).unwrap(), 3);
+    assert_eq!(s.record_state(&state("a", TaskStatus::Stopped)).unwrap(), 3);
+    drop(s);
+    // After a restart, what is queued may have been sent before: nothing is rewritten.
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
+}
+
+#[test]
+fn the_outbox_is_read_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    for i in 0..5 {
+        s.record_state(&state(&format!("t{i}"), TaskStatus::Pending))
+            .unwrap();
+    }
+    let seqs = |page: Vec<(u64, TaskState)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(seqs(s.outbox_page(0, 2).unwrap()), [1, 2]);
+    assert_eq!(seqs(s.outbox_page(2, 2).unwrap()), [3, 4]);
+    assert_eq!(seqs(s.outbox_page(4, 2).unwrap()), [5]);
+    assert!(s.outbox_page(5, 2).unwrap().is_empty());
 }
