@@ -154,6 +154,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         Arc::clone(&network) as Arc<dyn guard::Block>,
         cancel.child_token(),
     ));
+    let sweep_network = Arc::clone(&network);
     let network: Arc<dyn crate::network::TaskNetworking> = network;
     let runtime = Arc::new(runtime);
     let (engine, handle) = Engine::new(
@@ -187,6 +188,18 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             stop_all.cancel();
         }
     });
+    // Leftovers of tasks the engine does not know (a lost store, a cleanup cut short).
+    tracker.spawn(crate::sweep::run(
+        crate::sweep::Sweeper::new(
+            crate::sweep::RuntimeHost {
+                runtime: Arc::clone(&runtime),
+                network: sweep_network,
+            },
+            handle.clone(),
+            config.orphan_cleanup_grace,
+        ),
+        cancel.child_token(),
+    ));
     let (latest, snapshots) = tokio::sync::watch::channel(None);
     tracker.spawn(crate::endpoint::serve(
         endpoint,

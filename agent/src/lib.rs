@@ -17,6 +17,7 @@
 //! - `metrics`: resource sampling, the agent's counters and the local introspection endpoint
 //!   (`/metrics`, `/v1/metadata`, `/v1/tasks`, `/healthz`, `/readyz`) on `metrics_listen`.
 //! - `store`: the agent's durable state.
+//! - `sweep`: the orphan sweep (what belongs to no known task is reported, then removed).
 //! - `health`: the agent's own health (containerd, data dir, engine lag, metrics), sent on
 //!   every heartbeat.
 //! - `host`: identity, resources, attributes.
@@ -38,6 +39,7 @@ mod runtime;
 mod service;
 mod session;
 mod store;
+mod sweep;
 mod task;
 pub mod telemetry;
 mod trust;

@@ -269,7 +269,7 @@ pub(crate) async fn connect(
 /// Registers, opens a session and serves it until it breaks (Err) or the agent stops (Ok).
 async fn once<E: TaskEngine>(
     config: &SessionConfig,
-    store: &Store,
+    store: &Arc<Store>,
     engine: &E,
     outbox: &Notify,
     cancel: &CancellationToken,
@@ -279,7 +279,8 @@ async fn once<E: TaskEngine>(
     let channel = connect(&config.endpoint, tls.as_ref()).await?;
     let mut client = AgentServiceClient::new(channel);
     let known = store
-        .registration()?
+        .off_thread(Store::registration)
+        .await?
         .filter(|(cluster, _)| cluster == &config.cluster)
         .map(|(_, id)| id);
     let registered = client
@@ -313,7 +314,10 @@ async fn once<E: TaskEngine>(
     if known.as_deref() != Some(instance_id.as_str()) {
         // Sequence numbers are per instance: a new one starts both numberings again, else the
         // scheduler would refuse them as forged.
-        store.register_anew(&config.cluster, &instance_id)?;
+        let (cluster, id) = (config.cluster.clone(), instance_id.clone());
+        store
+            .off_thread(move |s| s.register_anew(&cluster, &id))
+            .await?;
     }
     tracing::info!(instance.id = %instance_id, cluster = %config.cluster, "registered");
     let heartbeat = if registered.heartbeat_interval_seconds > 0 {
@@ -328,7 +332,7 @@ async fn once<E: TaskEngine>(
         message: Some(Out::Hello(SessionHello {
             cluster: config.cluster.clone(),
             container_instance_id: instance_id.clone(),
-            last_applied_seq: store.last_applied_seq()?,
+            last_applied_seq: store.off_thread(Store::last_applied_seq).await?,
         })),
     };
     send(&tx, hello).await?;
@@ -346,8 +350,20 @@ async fn once<E: TaskEngine>(
             "the scheduler did not accept the session".into(),
         ));
     };
-    let own_last = store.last_recorded_seq()?;
-    if accepted.last_received_seq > own_last {
+    let own_last = store.off_thread(Store::last_recorded_seq).await?;
+    let rebuilt = store.off_thread(Store::rebuilt).await?;
+    if let Some(why) = rebuilt.as_deref()
+        && accepted.last_received_seq > own_last
+    {
+        // This store started empty (lost, reset or moved aside as corrupt) and the scheduler
+        // holds this instance's earlier changes: continue after them. Its full view, asked
+        // on this session, reconciles the tasks.
+        tracing::warn!(instance.id = %instance_id, store = why, scheduler_seq = accepted.last_received_seq, own_seq = own_last, "this agent's store started empty; numbering state changes after the scheduler's");
+        let after = accepted.last_received_seq;
+        store
+            .off_thread(move |s| s.continue_numbering_after(after))
+            .await?;
+    } else if accepted.last_received_seq > own_last {
         // The scheduler holds state changes this agent never recorded: another host shares
         // this agent's identity (a data dir copied into a machine image?). Do not trim the
         // outbox on its word; say what to do.
@@ -358,7 +374,13 @@ async fn once<E: TaskEngine>(
             accepted.last_received_seq
         )));
     }
-    store.ack(accepted.last_received_seq)?;
+    let received = accepted.last_received_seq;
+    store
+        .off_thread(move |s| {
+            s.ack(received)?;
+            s.mark_established()
+        })
+        .await?;
     let mut sent = accepted.last_received_seq;
     backoff.reset();
     tracing::info!(instance.id = %instance_id, resend_after = sent, "session established");
@@ -404,7 +426,7 @@ async fn once<E: TaskEngine>(
 async fn handle<E: TaskEngine>(
     message: Option<In>,
     tx: &mpsc::Sender<AgentMessage>,
-    store: &Store,
+    store: &Arc<Store>,
     engine: &E,
     logs: &LogRequests<E>,
 ) -> Result<(), SessionError> {
@@ -412,7 +434,9 @@ async fn handle<E: TaskEngine>(
         message: Some(Out::Ack(Ack { seq })),
     };
     match message {
-        Some(In::Assignment(a)) if a.seq != 0 && a.seq <= store.last_applied_seq()? => {
+        Some(In::Assignment(a))
+            if a.seq != 0 && a.seq <= store.off_thread(Store::last_applied_seq).await? =>
+        {
             // Applied before (the scheduler resends what it has no ack for): never run again.
             tracing::info!(task.id = %a.task_id, seq = a.seq, "assignment already applied; acknowledging it again");
             send(tx, ack(a.seq)).await
@@ -438,10 +462,10 @@ async fn handle<E: TaskEngine>(
         }
         Some(In::Drain(d)) => {
             tracing::info!("the scheduler is draining this instance");
-            store.mark_applied(d.seq)?;
+            store.off_thread(move |s| s.mark_applied(d.seq)).await?;
             send(tx, ack(d.seq)).await
         }
-        Some(In::Ack(a)) => Ok(store.ack(a.seq)?),
+        Some(In::Ack(a)) => Ok(store.off_thread(move |s| s.ack(a.seq)).await?),
         Some(In::StateRequest(_)) => {
             let tasks = engine.full_state().await;
             send(
@@ -468,29 +492,37 @@ async fn handle<E: TaskEngine>(
     }
 }
 
-/// Sends every queued state change after `sent`.
+/// Sends every queued state change after `sent`, a page at a time.
 async fn send_outbox(
     tx: &mpsc::Sender<AgentMessage>,
-    store: &Store,
+    store: &Arc<Store>,
     sent: &mut u64,
 ) -> Result<(), SessionError> {
-    for (seq, task) in store.outbox_after(*sent)? {
-        let (task_id, status) = (task.task_id.clone(), task.status);
-        send(
-            tx,
-            AgentMessage {
-                message: Some(Out::StateChange(StateChange {
-                    seq,
-                    task: Some(task),
-                })),
-            },
-        )
-        .await?;
-        tracing::debug!(target: "berth::phase", phase = "state_sent", task.id = %task_id, status, "phase ended");
-        crate::metrics::AGENT.state_changes_sent.inc();
-        *sent = seq;
+    loop {
+        let after = *sent;
+        let page = store
+            .off_thread(move |s| s.outbox_page(after, crate::store::OUTBOX_PAGE))
+            .await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (seq, task) in page {
+            let (task_id, status) = (task.task_id.clone(), task.status);
+            send(
+                tx,
+                AgentMessage {
+                    message: Some(Out::StateChange(StateChange {
+                        seq,
+                        task: Some(task),
+                    })),
+                },
+            )
+            .await?;
+            tracing::debug!(target: "berth::phase", phase = "state_sent", task.id = %task_id, status, "phase ended");
+            crate::metrics::AGENT.state_changes_sent.inc();
+            *sent = seq;
+        }
     }
-    Ok(())
 }
 
 async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<(), SessionError> {

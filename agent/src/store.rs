@@ -4,7 +4,8 @@
 //! resumes of tasks that began and never completed (the engine's crash-loop guard).
 //! Every write is one transaction committed before the caller goes on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskAssignment, TaskState};
@@ -29,6 +30,10 @@ const KEY_INSTANCE_ID: &str = "container_instance_id";
 const KEY_CLUSTER: &str = "cluster";
 const KEY_NEXT_SEQ: &str = "next_seq";
 const KEY_LAST_APPLIED: &str = "last_applied_scheduler_seq";
+/// Present from the store's creation until the first session with the scheduler: why the store
+/// started empty ("created"; a corrupt one moved aside). Such a store may meet a scheduler that
+/// holds state changes of this instance numbered higher than its own.
+const KEY_REBUILT: &str = "rebuilt";
 
 /// Why the agent's state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +66,34 @@ fn wrap<T, E: Into<redb::Error>>(op: &'static str, r: Result<T, E>) -> Result<T,
 #[derive(Debug)]
 pub(crate) struct Store {
     db: Database,
+    /// What of the outbox may have been sent, in memory: changes queued after it are coalesced.
+    unsent: std::sync::Mutex<Unsent>,
+    /// Every state recorded, in order, coalesced or not: what tests of the engine observe.
+    #[cfg(test)]
+    recorded: std::sync::Mutex<Vec<TaskState>>,
 }
+
+/// The outbox's unsent tail. Everything up to `sent` may have reached the scheduler (at open:
+/// all that is queued, as an earlier run may have sent it), so it is never rewritten; a task's
+/// change queued after it is replaced in place by the task's next one (each is a full snapshot
+/// of the task), which keeps the numbering without gaps and sends only the latest.
+#[derive(Debug, Default)]
+struct Unsent {
+    sent: u64,
+    /// Task id → the sequence number of its one queued, unsent change.
+    by_task: std::collections::HashMap<String, u64>,
+}
+
+impl Unsent {
+    fn all_sent_up_to(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+        let sent = self.sent;
+        self.by_task.retain(|_, s| *s > sent);
+    }
+}
+
+/// How many state changes the session reads from the outbox at a time.
+pub(crate) const OUTBOX_PAGE: usize = 256;
 
 /// The resumes of a task (after agent restarts) that began and never completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,41 +187,73 @@ pub(crate) struct StoredTask {
 }
 
 impl Store {
-    /// Opens (or creates) `<data_dir>/agent.redb`.
-    pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("agent.redb");
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let db = Database::create(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    /// Runs `op` against the store on tokio's blocking pool and waits for it: a commit that
+    /// waits on a slow disk holds a blocking thread, never an async worker, so the session and
+    /// every other task go on meanwhile.
+    pub(crate) async fn off_thread<T, F>(self: &Arc<Self>, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| StoreError::Db {
+                op: "run on the blocking pool",
+                reason: e.to_string(),
+            })?
+    }
+
+    /// Why the store started empty, until the first session with the scheduler (None after).
+    pub(crate) fn rebuilt(&self) -> Result<Option<String>, StoreError> {
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open meta", tx.open_table(META))?;
+        Ok(wrap("get", t.get(KEY_REBUILT))?.map(|v| v.value().to_owned()))
+    }
+
+    /// The first session after the store started empty: the scheduler holds state changes of
+    /// this instance up to `last_received`, which this store never saw (it was lost, reset or
+    /// moved aside). The changes not yet sent are renumbered after it, and later ones follow,
+    /// so the scheduler takes them; the store is no longer new. One transaction.
+    pub(crate) fn continue_numbering_after(&self, last_received: u64) -> Result<(), StoreError> {
+        let tx = wrap("begin", self.db.begin_write())?;
         {
-            use std::os::unix::fs::PermissionsExt;
-            // Task definitions carry their secrets: the store is the agent's alone.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| StoreError::Open {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                },
-            )?;
-        }
-        let store = Self { db };
-        // Create every table so reads never meet a missing one.
-        let tx = wrap("begin", store.db.begin_write())?;
-        {
-            wrap("open meta", tx.open_table(META))?;
-            wrap("open counters", tx.open_table(COUNTERS))?;
-            wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
-            wrap("open states", tx.open_table(STATES))?;
-            wrap("open outbox", tx.open_table(OUTBOX))?;
-            wrap("open resumes", tx.open_table(RESUMES))?;
-            wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+            let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            let mut pending = Vec::new();
+            for entry in wrap("iter", o.iter())? {
+                let (_, v) = wrap("read", entry)?;
+                pending.push(v.value().to_vec());
+            }
+            wrap("retain", o.retain(|_, _| false))?;
+            for (seq, bytes) in (last_received + 1..).zip(&pending) {
+                wrap("insert", o.insert(seq, bytes.as_slice()))?;
+            }
+            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+            let next = last_received + pending.len() as u64;
+            wrap("insert", c.insert(KEY_NEXT_SEQ, next))?;
+            let mut meta = wrap("open meta", tx.open_table(META))?;
+            wrap("remove", meta.remove(KEY_REBUILT))?;
         }
         wrap("commit", tx.commit())?;
-        Ok(store)
+        // Renumbered: what is queued counts as sent again (it is, on the next session).
+        let last = self.counter(KEY_NEXT_SEQ)?;
+        let mut unsent = self.unsent_lock();
+        unsent.sent = last;
+        unsent.by_task.clear();
+        Ok(())
+    }
+
+    /// The store has met the scheduler: it is no longer new.
+    pub(crate) fn mark_established(&self) -> Result<(), StoreError> {
+        if self.rebuilt()?.is_none() {
+            return Ok(());
+        }
+        let tx = wrap("begin", self.db.begin_write())?;
+        {
+            let mut meta = wrap("open meta", tx.open_table(META))?;
+            wrap("remove", meta.remove(KEY_REBUILT))?;
+        }
+        wrap("commit", tx.commit())
     }
 
     /// The registration kept from a previous run: (cluster, instance id).
@@ -241,7 +305,13 @@ impl Store {
             wrap("insert", c.insert(KEY_NEXT_SEQ, pending.len() as u64))?;
             wrap("insert", c.insert(KEY_LAST_APPLIED, 0u64))?;
         }
-        wrap("commit", tx.commit())
+        wrap("commit", tx.commit())?;
+        // Renumbered: what is queued counts as sent again (it is, on the next session).
+        let last = self.counter(KEY_NEXT_SEQ)?;
+        let mut unsent = self.unsent_lock();
+        unsent.sent = last;
+        unsent.by_task.clear();
+        Ok(())
     }
 
     /// The highest scheduler sequence number applied.
@@ -312,26 +382,84 @@ impl Store {
         wrap("commit", tx.commit())
     }
 
-    /// Stores a task's new state and queues it for the scheduler under the next sequence
-    /// number, atomically. Returns that sequence number.
+    /// Stores a task's new state and queues it for the scheduler, atomically: under the next
+    /// sequence number, or, when a change of the same task is queued and not yet sent, in its
+    /// place (the newer full snapshot replaces it). Returns the sequence number it goes under.
     pub(crate) fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
+        let mut unsent = self.unsent_lock();
+        let queued = unsent.by_task.get(&state.task_id).copied();
         let tx = wrap("begin", self.db.begin_write())?;
         let seq;
         {
             let bytes = state.encode_to_vec();
             let mut s = wrap("open states", tx.open_table(STATES))?;
             wrap("insert", s.insert(state.task_id.as_str(), bytes.as_slice()))?;
-            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
-            seq = wrap("get", c.get(KEY_NEXT_SEQ))?
-                .map(|v| v.value())
-                .unwrap_or(0)
-                + 1;
-            wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
             let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+            match queued {
+                Some(queued) => seq = queued,
+                None => {
+                    let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+                    seq = wrap("get", c.get(KEY_NEXT_SEQ))?
+                        .map(|v| v.value())
+                        .unwrap_or(0)
+                        + 1;
+                    wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
+                }
+            }
             wrap("insert", o.insert(seq, bytes.as_slice()))?;
         }
         wrap("commit", tx.commit())?;
+        unsent.by_task.insert(state.task_id.clone(), seq);
+        #[cfg(test)]
+        self.recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(state.clone());
         Ok(seq)
+    }
+
+    /// Every state recorded in this run, in order (before any coalescing).
+    #[cfg(test)]
+    pub(crate) fn recorded(&self) -> Vec<TaskState> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The next page of queued state changes after `after`, at most `limit`, in order; they
+    /// count as sent from now on (never rewritten by a later change).
+    pub(crate) fn outbox_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, TaskState)>, StoreError> {
+        let mut unsent = self.unsent_lock();
+        let tx = wrap("begin read", self.db.begin_read())?;
+        let t = wrap("open outbox", tx.open_table(OUTBOX))?;
+        let mut out = Vec::new();
+        let mut last = after;
+        for entry in wrap("range", t.range((after + 1)..))?.take(limit) {
+            let (k, v) = wrap("read", entry)?;
+            last = k.value();
+            let state = decode::<TaskState>("state change", &k.value().to_string(), v.value())
+                .unwrap_or_else(|error| {
+                    // Its number still goes out (the scheduler takes them without gaps), with
+                    // an empty state, which names no task and changes none.
+                    skipped("outbox", &error);
+                    TaskState::default()
+                });
+            out.push((k.value(), state));
+        }
+        unsent.all_sent_up_to(last);
+        Ok(out)
+    }
+
+    fn unsent_lock(&self) -> std::sync::MutexGuard<'_, Unsent> {
+        // The guarded data stays consistent whatever panicked while holding it.
+        self.unsent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The sequence number of the last state change recorded (0 when none).
@@ -339,17 +467,18 @@ impl Store {
         self.counter(KEY_NEXT_SEQ)
     }
 
-    /// State changes not yet acknowledged, in order, after `after`.
+    /// State changes not yet acknowledged, in order, after `after` (all at once: tests).
+    #[cfg(test)]
     pub(crate) fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open outbox", tx.open_table(OUTBOX))?;
         let mut out = Vec::new();
         for entry in wrap("range", t.range((after + 1)..))? {
             let (k, v) = wrap("read", entry)?;
-            out.push((
-                k.value(),
-                decode::<TaskState>("state change", &k.value().to_string(), v.value())?,
-            ));
+            match decode::<TaskState>("state change", &k.value().to_string(), v.value()) {
+                Ok(state) => out.push((k.value(), state)),
+                Err(error) => skipped("outbox", &error),
+            }
         }
         Ok(out)
     }
@@ -377,9 +506,23 @@ impl Store {
         for entry in wrap("iter", a.iter())? {
             let (k, v) = wrap("read", entry)?;
             let id = k.value().to_owned();
-            let assignment = decode::<TaskAssignment>("assignment", &id, v.value())?;
+            // A task with an undecodable record is left out: the scheduler's view (which marks
+            // it STOPPED) and the orphan sweep take care of it, never a guess.
+            let assignment = match decode::<TaskAssignment>("assignment", &id, v.value()) {
+                Ok(a) => a,
+                Err(error) => {
+                    skipped("assignments", &error);
+                    continue;
+                }
+            };
             let state = match wrap("get", s.get(id.as_str()))? {
-                Some(v) => decode::<TaskState>("task state", &id, v.value())?,
+                Some(v) => match decode::<TaskState>("task state", &id, v.value()) {
+                    Ok(state) => state,
+                    Err(error) => {
+                        skipped("states", &error);
+                        continue;
+                    }
+                },
                 None => TaskState {
                     task_id: id.clone(),
                     ..Default::default()
@@ -421,7 +564,13 @@ impl Store {
         let tx = wrap("begin read", self.db.begin_read())?;
         let t = wrap("open resumes", tx.open_table(RESUMES))?;
         match wrap("get", t.get(task_id))? {
-            Some(v) => ResumeRecord::decode(task_id, v.value()),
+            Some(v) => Ok(
+                ResumeRecord::decode(task_id, v.value()).unwrap_or_else(|error| {
+                    // Counted as no resume begun: the guard starts again from this one.
+                    skipped("resumes", &error);
+                    ResumeRecord::default()
+                }),
+            ),
             None => Ok(ResumeRecord::default()),
         }
     }
@@ -462,6 +611,26 @@ fn bump_applied(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Runs `f`, which commits to the store and must finish before its caller goes on (the
+/// engine, the one owner of task state, applies each command's writes in order), telling a
+/// multi-threaded runtime first that this thread blocks: its other tasks move to another worker,
+/// so a slow disk stalls only the caller. On a single-threaded runtime (tests) it just runs.
+pub(crate) fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Reports a record that cannot be decoded and is skipped, by table and key.
+fn skipped(table: &'static str, error: &StoreError) {
+    tracing::error!(
+        table,
+        error = error as &(dyn std::error::Error + 'static),
+        "skipping an undecodable record of the agent database"
+    );
+}
+
 fn decode<M: Message + Default>(
     what: &'static str,
     key: &str,
@@ -474,192 +643,6 @@ fn decode<M: Message + Default>(
     })
 }
 
+mod open;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_proto::v1::TaskStatus;
-
-    fn state(id: &str, status: TaskStatus) -> TaskState {
-        TaskState {
-            task_id: id.into(),
-            status: status as i32,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn outbox_survives_reopen_and_acks_drop_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
-            assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 2);
-            assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 3);
-            s.ack(1).unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
-        assert_eq!(pending, [2, 3]);
-        assert_eq!(s.outbox_after(2).unwrap().len(), 1);
-        // Sequence numbers keep growing across restarts.
-        assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
-    }
-
-    #[test]
-    fn assignments_are_recorded_once_with_their_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let a = TaskAssignment {
-            seq: 7,
-            task_id: "t1".into(),
-            ..Default::default()
-        };
-        assert!(
-            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap()
-        );
-        assert!(
-            !s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap()
-        );
-        assert_eq!(s.last_applied_seq().unwrap(), 7);
-        s.mark_applied(5).unwrap();
-        assert_eq!(s.last_applied_seq().unwrap(), 7, "never goes backwards");
-        let tasks = s.tasks().unwrap();
-        assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].assignment.seq, 7);
-        s.forget_task("t1").unwrap();
-        assert!(s.tasks().unwrap().is_empty());
-    }
-
-    #[test]
-    fn endpoint_ids_are_random_per_container_and_kept_with_the_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let container = |name: &str| berth_proto::v1::ContainerDefinition {
-            name: name.into(),
-            ..Default::default()
-        };
-        let a = TaskAssignment {
-            seq: 1,
-            task_id: "t1".into(),
-            definition: Some(berth_proto::v1::TaskDefinition {
-                containers: vec![container("app"), container("side")],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let ids = {
-            let s = Store::open(dir.path()).unwrap();
-            s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-                .unwrap();
-            s.endpoint_ids("t1").unwrap()
-        };
-        assert_eq!(ids.len(), 2);
-        for id in ids.values() {
-            assert_eq!(id.len(), 32, "128 bits in hex: {id}");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        }
-        assert_ne!(ids["app"], ids["side"]);
-        let s = Store::open(dir.path()).unwrap();
-        s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
-            .unwrap();
-        assert_eq!(
-            s.endpoint_ids("t1").unwrap(),
-            ids,
-            "kept across restarts and resends"
-        );
-        s.forget_task("t1").unwrap();
-        assert!(s.endpoint_ids("t1").unwrap().is_empty());
-        assert!(decode_endpoint_ids("t", b"no tab").is_err());
-    }
-
-    #[test]
-    fn resume_records_survive_reopen_and_go_with_their_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        let record = ResumeRecord {
-            started: vec![at(100), at(160)],
-            given_up: false,
-        };
-        {
-            let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
-            s.set_resume_record("t", &record).unwrap();
-            s.set_resume_record(
-                "u",
-                &ResumeRecord {
-                    started: vec![at(5)],
-                    given_up: true,
-                },
-            )
-            .unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.resume_record("t").unwrap(), record);
-        assert!(s.resume_record("u").unwrap().given_up);
-        s.clear_resume_record("t").unwrap();
-        assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
-        s.forget_task("u").unwrap();
-        assert_eq!(s.resume_record("u").unwrap(), ResumeRecord::default());
-    }
-
-    #[test]
-    fn a_damaged_resume_record_is_reported_not_guessed() {
-        assert!(ResumeRecord::decode("t", &[]).is_err());
-        assert!(ResumeRecord::decode("t", &[2]).is_err());
-        assert!(ResumeRecord::decode("t", &[0, 1, 2]).is_err());
-        assert_eq!(
-            ResumeRecord::decode("t", &[1]).unwrap(),
-            ResumeRecord {
-                started: Vec::new(),
-                given_up: true
-            }
-        );
-    }
-
-    #[test]
-    fn registering_anew_restarts_both_numberings_and_keeps_unacked_changes_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        s.set_registration("default", "old").unwrap();
-        for status in [TaskStatus::Pulled, TaskStatus::Created, TaskStatus::Running] {
-            s.record_state(&state("t", status)).unwrap();
-        }
-        s.ack(1).unwrap();
-        s.mark_applied(9).unwrap();
-        s.register_anew("default", "new").unwrap();
-        assert_eq!(
-            s.registration().unwrap(),
-            Some(("default".into(), "new".into()))
-        );
-        assert_eq!(s.last_applied_seq().unwrap(), 0);
-        let pending: Vec<(u64, i32)> = s
-            .outbox_after(0)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, st)| (seq, st.status))
-            .collect();
-        assert_eq!(
-            pending,
-            vec![
-                (1, TaskStatus::Created as i32),
-                (2, TaskStatus::Running as i32)
-            ]
-        );
-        assert_eq!(s.record_state(&state("t", TaskStatus::Stopped)).unwrap(), 3);
-    }
-
-    #[test]
-    fn registration_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.registration().unwrap(), None);
-        s.set_registration("default", "i-1").unwrap();
-        drop(s);
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            s.registration().unwrap(),
-            Some(("default".into(), "i-1".into()))
-        );
-    }
-}
+mod tests;

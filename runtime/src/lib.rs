@@ -43,7 +43,7 @@ pub use network::{
     INSTANCE_METADATA_ADDRESS_V6, Ipv4Cidr, MacAddr, NetNs, Network, NetworkConfig, NetworkError,
     PortBinding, PortRequest, Protocol, TaskFiles, TaskInterface, TaskNetwork, TaskNetworkSpec,
 };
-pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig};
+pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig, TaskFootprints};
 pub use safe_read::{SafeReadError, Symlinks, read_below};
 pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use stats::{

@@ -1,7 +1,7 @@
 //! [`Runtime`]: the crate's entry point. Connects to containerd, detects the cgroup layout,
 //! and offers image pulls, task cgroups and the container lifecycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,6 +318,64 @@ impl Runtime {
     pub fn log_path(&self, task_id: &str, container: &str) -> PathBuf {
         self.containers.log_path(task_id, container)
     }
+
+    /// The tasks that have something of theirs under the cgroup parent, the volume directory
+    /// and the log directory, by task ID (entries whose names cannot be task IDs are left
+    /// out: they were not made by Berth). Read off the async threads.
+    pub async fn task_footprints(&self) -> Result<TaskFootprints, Error> {
+        let cgroups = Arc::clone(&self.cgroups);
+        let (volume_dir, log_dir) = (
+            self.volume_dir.clone(),
+            self.containers.log_dir().to_path_buf(),
+        );
+        let dir = self.volume_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cgroup_ids = BTreeSet::new();
+            for root in cgroups.layout().hierarchy_roots() {
+                cgroup_ids.extend(task_dirs(&root.join(cgroups.parent()))?);
+            }
+            Ok(TaskFootprints {
+                cgroups: cgroup_ids,
+                volumes: task_dirs(&volume_dir)?,
+                logs: task_dirs(&log_dir)?,
+            })
+        })
+        .await
+        .map_err(|e| Error::io("list task directories", dir, std::io::Error::other(e)))?
+    }
+}
+
+/// What the tasks left on the host outside containerd, by task ID (see
+/// [`Runtime::task_footprints`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFootprints {
+    /// Task cgroups under the cgroup parent (in any hierarchy).
+    pub cgroups: BTreeSet<String>,
+    /// Task directories under the volume directory.
+    pub volumes: BTreeSet<String>,
+    /// Task directories under the log directory.
+    pub logs: BTreeSet<String>,
+}
+
+/// The names of the directories in `dir` that can be task IDs (none when `dir` is missing).
+fn task_dirs(dir: &std::path::Path) -> Result<BTreeSet<String>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(Error::io("list task directories", dir.to_path_buf(), e)),
+    };
+    let mut out = BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list task directories", dir.to_path_buf(), e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_dir && crate::cgroup::validate_id("task id", &name).is_ok() {
+            out.insert(name);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs cgroup filesystem work off the async threads.

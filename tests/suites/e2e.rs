@@ -37,10 +37,14 @@ mod lifecycle;
 mod logs;
 #[path = "e2e/network.rs"]
 mod network;
+#[path = "e2e/orphans.rs"]
+mod orphans;
 #[path = "e2e/pull.rs"]
 mod pull;
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "e2e/store_damage.rs"]
+mod store_damage;
 #[path = "e2e/systemd.rs"]
 mod systemd;
 #[path = "e2e/tasks.rs"]
@@ -160,6 +164,18 @@ fn main() -> ExitCode {
             w.trial(
                 "durability_redeploy_a_fixed_host_port_right_after_a_stop",
                 durability::redeploy_fixed_host_port_after_stop,
+            ),
+            w.trial(
+                "durability_orphans_of_a_lost_store_are_swept_after_the_grace",
+                orphans::lost_store_orphans_are_swept_after_the_grace,
+            ),
+            w.trial(
+                "durability_a_truncated_store_is_moved_aside_and_the_cluster_converges",
+                store_damage::a_truncated_store_is_moved_aside_and_the_cluster_converges,
+            ),
+            w.trial(
+                "durability_a_garbled_store_record_is_reported_and_skipped",
+                store_damage::a_garbled_record_is_reported_and_skipped,
             ),
             w.trial(
                 "depends_on_success_orders_start_and_failure_names_both",

@@ -142,6 +142,9 @@ pub struct Overrides {
     /// On SIGTERM, ask the scheduler to drain this instance first [env: BERTH_DRAIN_ON_SHUTDOWN]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub drain_on_shutdown: Option<String>,
+    /// How long leftovers of unknown tasks are kept before removal, or off [env: BERTH_ORPHAN_CLEANUP_GRACE]
+    #[arg(long, value_name = "DURATION|off")]
+    pub orphan_cleanup_grace: Option<String>,
 }
 
 impl Overrides {
@@ -191,6 +194,7 @@ impl Overrides {
             (Key::MaxManifestSize, &self.max_manifest_size),
             (Key::ContainerdRoot, &self.containerd_root),
             (Key::DrainOnShutdown, &self.drain_on_shutdown),
+            (Key::OrphanCleanupGrace, &self.orphan_cleanup_grace),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

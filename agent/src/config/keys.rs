@@ -68,10 +68,12 @@ pub(crate) enum Key {
     ContainerdRoot,
     // Instance lifecycle (issue 19).
     DrainOnShutdown,
+    // Durability (issue 17).
+    OrphanCleanupGrace,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 43] = [
+    pub(crate) const ALL: [Key; 44] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -115,6 +117,7 @@ impl Key {
         Key::MaxManifestSize,
         Key::ContainerdRoot,
         Key::DrainOnShutdown,
+        Key::OrphanCleanupGrace,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -197,7 +200,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 43] = [
+const KEYS: [KeyDoc; 44] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -498,6 +501,13 @@ const KEYS: [KeyDoc; 43] = [
         "--drain-on-shutdown",
         "false",
         "on SIGTERM, ask the scheduler to set this instance DRAINING (no new tasks; its tasks keep running) and wait up to 20s for its acknowledgement before exiting: for spot interruptions and scale-in",
+    ),
+    doc(
+        "orphan_cleanup_grace",
+        "BERTH_ORPHAN_CLEANUP_GRACE",
+        "--orphan-cleanup-grace",
+        r#""10m""#,
+        "how long a container, cgroup, volume or log directory or network namespace that belongs to no task the agent knows is reported before it is removed (0: at once; off: only reported)",
     ),
 ];
 

@@ -75,6 +75,7 @@ pub(crate) struct Partial {
     max_manifest_size: Option<Given<u64>>,
     containerd_root: Option<Given<PathBuf>>,
     drain_on_shutdown: Option<Given<bool>>,
+    orphan_cleanup_grace: Option<Given<Option<Duration>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -253,6 +254,16 @@ impl Partial {
             ),
             Key::ContainerdRoot => s.store(&mut self.containerd_root, absolute_path(input, "an absolute directory path")),
             Key::DrainOnShutdown => s.store(&mut self.drain_on_shutdown, boolean(input)),
+            Key::OrphanCleanupGrace => s.store(
+                &mut self.orphan_cleanup_grace,
+                match input.text() {
+                    Some("off") => Ok(None),
+                    _ => duration(input, false).map(Some).map_err(|_| {
+                        r#"a duration like "10m", 0 to remove at once, or "off" to only report"#
+                            .to_owned()
+                    }),
+                },
+            ),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -132,6 +132,9 @@ pub struct AgentConfig {
     /// On SIGTERM, ask the scheduler to set this instance DRAINING and wait for its
     /// acknowledgement before exiting.
     pub drain_on_shutdown: bool,
+    /// How long a leftover of no known task (container, cgroup, volumes, logs, network
+    /// namespace) is reported before the orphan sweep removes it; None: only reported.
+    pub orphan_cleanup_grace: Option<Duration>,
 }
 
 impl Default for AgentConfig {
@@ -177,6 +180,7 @@ impl Default for AgentConfig {
             max_manifest_size_mib: berth_runtime::DEFAULT_MAX_MANIFEST_BYTES >> 20,
             containerd_root: PathBuf::from("/var/lib/containerd"),
             drain_on_shutdown: false,
+            orphan_cleanup_grace: Some(Duration::from_secs(10 * 60)),
         }
     }
 }
@@ -412,6 +416,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::MaxManifestSize => config.max_manifest_size_mib.to_string(),
         Key::ContainerdRoot => path(&config.containerd_root),
         Key::DrainOnShutdown => config.drain_on_shutdown.to_string(),
+        Key::OrphanCleanupGrace => match config.orphan_cleanup_grace {
+            Some(grace) => duration(grace),
+            None => string("off"),
+        },
     }
 }
 

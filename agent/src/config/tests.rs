@@ -332,6 +332,7 @@ fn samples() -> Vec<Sample> {
         sample(&[("max_manifest_size", "16", "16")]),
         sample(&[("containerd_root", r#""/srv/containerd""#, "/srv/containerd")]),
         sample(&[("drain_on_shutdown", "true", "true")]),
+        sample(&[("orphan_cleanup_grace", r#""off""#, "off")]),
     ]
 }
 
@@ -694,8 +695,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
         ),
         ("containerd_root", "var/lib", "an absolute directory path"),
         ("drain_on_shutdown", "maybe", "true or false"),
+        (
+            "orphan_cleanup_grace",
+            "later",
+            r#"a duration like "10m", 0 to remove at once, or "off" to only report"#,
+        ),
     ];
-    assert_eq!(cases.len(), 38);
+    assert_eq!(cases.len(), 39);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1037,6 +1043,7 @@ eni_allowed_macs         = []                                 # default
 max_manifest_size        = 4                                  # default
 containerd_root          = "/var/lib/containerd"              # default
 drain_on_shutdown        = false                              # default
+orphan_cleanup_grace     = "10m"                              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -311,7 +311,7 @@ impl<R: ContainerRuntime> Engine<R> {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 command = self.rx.recv() => match command {
-                    Some(c) => self.handle(c)?,
+                    Some(c) => crate::store::blocking_ok(|| self.handle(c))?,
                     None => break,
                 },
             }

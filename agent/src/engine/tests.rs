@@ -196,10 +196,8 @@ fn stored_as_stopped(a: &TaskAssignment) -> tempfile::TempDir {
 /// The reported states of a task, in order.
 fn reports(store: &Store, task: &str) -> Vec<TaskState> {
     store
-        .outbox_after(0)
-        .unwrap()
+        .recorded()
         .into_iter()
-        .map(|(_, s)| s)
         .filter(|s| s.task_id == task)
         .collect()
 }

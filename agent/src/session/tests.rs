@@ -391,8 +391,10 @@ async fn a_scheduler_ahead_of_the_outbox_is_refused_and_the_outbox_kept() {
         .await;
     first.stop().await;
 
-    // Another host with the same identity (a copied data dir's identity, an empty store).
+    // Another host with the same identity: a copied data dir, whose store met the scheduler
+    // before it was copied (it is not new) but holds none of the first host's changes.
     let second = Agent::new(&scheduler, "host-1");
+    second.store.mark_established().unwrap();
     let pending = second.record("t-9", false);
     let mut backoff = reconnects();
     let refused = once(
@@ -413,6 +415,35 @@ async fn a_scheduler_ahead_of_the_outbox_is_refused_and_the_outbox_kept() {
     );
     assert_eq!(second.instance_id(), first.instance_id());
     assert_eq!(second.unacked(), vec![pending]);
+    scheduler.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_store_continues_after_the_schedulers_numbering() {
+    let scheduler = Scheduler::start().await;
+    let mut first = Agent::new(&scheduler, "host-1");
+    first.start();
+    for task in ["t-1", "t-2", "t-3"] {
+        first.record(task, true);
+    }
+    scheduler
+        .until("three state changes", |e| state_changes(e).len() == 3)
+        .await;
+    first.stop().await;
+
+    // The same host, its store lost (deleted, or moved aside as corrupt): a new one.
+    let mut again = Agent::new(&scheduler, "host-1");
+    assert_eq!(again.record("t-9", false), 1);
+    again.start();
+    scheduler
+        .until(
+            "the new store's change, numbered after the scheduler's",
+            |e| state_changes(e) == [1, 2, 3, 4],
+        )
+        .await;
+    assert_eq!(again.instance_id(), first.instance_id());
+    assert!(again.store.rebuilt().unwrap().is_none());
+    again.stop().await;
     scheduler.stop().await;
 }
 

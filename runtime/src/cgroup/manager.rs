@@ -210,6 +210,11 @@ impl Cgroups {
         &self.layout
     }
 
+    /// The parent of all task cgroups, relative to each hierarchy's root.
+    pub(crate) fn parent(&self) -> &str {
+        &self.parent
+    }
+
     /// `<parent>/<task-id>` after checking the task ID.
     pub(crate) fn task_rel(&self, task_id: &str) -> Result<String, CgroupError> {
         validate_id("task id", task_id)?;

@@ -643,16 +643,14 @@ impl Network {
         Ok(())
     }
 
-    /// Tears down every task that is not in `live` but left something behind (an allocation,
-    /// a namespace, a veth, a rule, a files dir), e.g. after a crash mid-setup. Returns the
-    /// tasks repaired; the first failure is returned after trying them all.
-    pub async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
-        let mut leftovers: BTreeSet<String> =
-            self.state.lock().await.tasks.keys().cloned().collect();
-        leftovers.extend(self.ops.list_netns().await?);
-        let veths = self.ops.task_veths().await?;
-        leftovers.extend(veths.iter().map(|(_, t)| t.clone()));
-        leftovers.extend(
+    /// Every namespace name that has something on the host (an allocation, a namespace, a
+    /// veth, a rule, a files dir), whether or not a task still uses it; each one is removed
+    /// with [`Self::teardown`].
+    pub async fn namespaces(&self) -> Result<BTreeSet<String>, NetworkError> {
+        let mut found: BTreeSet<String> = self.state.lock().await.tasks.keys().cloned().collect();
+        found.extend(self.ops.list_netns().await?);
+        found.extend(self.ops.task_veths().await?.into_iter().map(|(_, t)| t));
+        found.extend(
             self.ops
                 .nft_rules()
                 .await?
@@ -660,12 +658,22 @@ impl Network {
                 .filter_map(|r| r.comment),
         );
         if let Ok(entries) = std::fs::read_dir(&self.config.files_dir) {
-            leftovers.extend(
+            found.extend(
                 entries
                     .filter_map(Result::ok)
                     .filter_map(|e| e.file_name().into_string().ok()),
             );
         }
+        found.retain(|name| check_task_name(name).is_ok());
+        Ok(found)
+    }
+
+    /// Tears down every task that is not in `live` but left something behind (an allocation,
+    /// a namespace, a veth, a rule, a files dir), e.g. after a crash mid-setup. Returns the
+    /// tasks repaired; the first failure is returned after trying them all.
+    pub async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
+        let leftovers = self.namespaces().await?;
+        let veths = self.ops.task_veths().await?;
         let mut first = None;
         let mut repaired = Vec::new();
         for task in leftovers.difference(live) {

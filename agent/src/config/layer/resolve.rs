@@ -359,6 +359,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            orphan_cleanup_grace: pick(
+                self.orphan_cleanup_grace,
+                Key::OrphanCleanupGrace,
+                defaults.orphan_cleanup_grace,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -1,0 +1,404 @@
+//! The store's tests: durability across reopen, numbering, damaged files and records.
+
+use super::*;
+use berth_proto::v1::TaskStatus;
+
+fn state(id: &str, status: TaskStatus) -> TaskState {
+    TaskState {
+        task_id: id.into(),
+        status: status as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn outbox_survives_reopen_and_acks_drop_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
+        s.outbox_page(0, OUTBOX_PAGE).unwrap();
+        assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 2);
+        assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 3);
+        s.ack(1).unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
+    assert_eq!(pending, [2, 3]);
+    assert_eq!(s.outbox_after(2).unwrap().len(), 1);
+    // Sequence numbers keep growing across restarts.
+    assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
+}
+
+#[test]
+fn assignments_are_recorded_once_with_their_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let a = TaskAssignment {
+        seq: 7,
+        task_id: "t1".into(),
+        ..Default::default()
+    };
+    assert!(
+        s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+            .unwrap()
+    );
+    assert!(
+        !s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+            .unwrap()
+    );
+    assert_eq!(s.last_applied_seq().unwrap(), 7);
+    s.mark_applied(5).unwrap();
+    assert_eq!(s.last_applied_seq().unwrap(), 7, "never goes backwards");
+    let tasks = s.tasks().unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].assignment.seq, 7);
+    s.forget_task("t1").unwrap();
+    assert!(s.tasks().unwrap().is_empty());
+}
+
+#[test]
+fn endpoint_ids_are_random_per_container_and_kept_with_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let container = |name: &str| berth_proto::v1::ContainerDefinition {
+        name: name.into(),
+        ..Default::default()
+    };
+    let a = TaskAssignment {
+        seq: 1,
+        task_id: "t1".into(),
+        definition: Some(berth_proto::v1::TaskDefinition {
+            containers: vec![container("app"), container("side")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ids = {
+        let s = Store::open(dir.path()).unwrap();
+        s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+            .unwrap();
+        s.endpoint_ids("t1").unwrap()
+    };
+    assert_eq!(ids.len(), 2);
+    for id in ids.values() {
+        assert_eq!(id.len(), 32, "128 bits in hex: {id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+    assert_ne!(ids["app"], ids["side"]);
+    let s = Store::open(dir.path()).unwrap();
+    s.accept_assignment(&a, &state("t1", TaskStatus::Pending))
+        .unwrap();
+    assert_eq!(
+        s.endpoint_ids("t1").unwrap(),
+        ids,
+        "kept across restarts and resends"
+    );
+    s.forget_task("t1").unwrap();
+    assert!(s.endpoint_ids("t1").unwrap().is_empty());
+    assert!(decode_endpoint_ids("t", b"no tab").is_err());
+}
+
+#[test]
+fn resume_records_survive_reopen_and_go_with_their_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let record = ResumeRecord {
+        started: vec![at(100), at(160)],
+        given_up: false,
+    };
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
+        s.set_resume_record("t", &record).unwrap();
+        s.set_resume_record(
+            "u",
+            &ResumeRecord {
+                started: vec![at(5)],
+                given_up: true,
+            },
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.resume_record("t").unwrap(), record);
+    assert!(s.resume_record("u").unwrap().given_up);
+    s.clear_resume_record("t").unwrap();
+    assert_eq!(s.resume_record("t").unwrap(), ResumeRecord::default());
+    s.forget_task("u").unwrap();
+    assert_eq!(s.resume_record("u").unwrap(), ResumeRecord::default());
+}
+
+#[test]
+fn a_damaged_resume_record_is_reported_not_guessed() {
+    assert!(ResumeRecord::decode("t", &[]).is_err());
+    assert!(ResumeRecord::decode("t", &[2]).is_err());
+    assert!(ResumeRecord::decode("t", &[0, 1, 2]).is_err());
+    assert_eq!(
+        ResumeRecord::decode("t", &[1]).unwrap(),
+        ResumeRecord {
+            started: Vec::new(),
+            given_up: true
+        }
+    );
+}
+
+#[test]
+fn registering_anew_restarts_both_numberings_and_keeps_unacked_changes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.set_registration("default", "old").unwrap();
+    for status in [TaskStatus::Pulled, TaskStatus::Created, TaskStatus::Running] {
+        s.record_state(&state("t", status)).unwrap();
+        s.outbox_page(0, OUTBOX_PAGE).unwrap();
+    }
+    s.ack(1).unwrap();
+    s.mark_applied(9).unwrap();
+    s.register_anew("default", "new").unwrap();
+    assert_eq!(
+        s.registration().unwrap(),
+        Some(("default".into(), "new".into()))
+    );
+    assert_eq!(s.last_applied_seq().unwrap(), 0);
+    let pending: Vec<(u64, i32)> = s
+        .outbox_after(0)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, st)| (seq, st.status))
+        .collect();
+    assert_eq!(
+        pending,
+        vec![
+            (1, TaskStatus::Created as i32),
+            (2, TaskStatus::Running as i32)
+        ]
+    );
+    assert_eq!(s.record_state(&state("t", TaskStatus::Stopped)).unwrap(), 3);
+}
+
+#[test]
+fn a_new_store_continues_the_schedulers_numbering_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.rebuilt().unwrap().as_deref(), Some("created"));
+    s.record_state(&state("t", TaskStatus::Pending)).unwrap();
+    s.record_state(&state("u", TaskStatus::Running)).unwrap();
+    s.continue_numbering_after(40).unwrap();
+    let pending: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
+    assert_eq!(pending, [41, 42]);
+    assert_eq!(
+        s.record_state(&state("t", TaskStatus::Stopped)).unwrap(),
+        43
+    );
+    assert_eq!(s.rebuilt().unwrap(), None);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.rebuilt().unwrap(), None, "only a store made anew is new");
+    s.mark_established().unwrap();
+}
+
+#[test]
+fn an_undecodable_record_is_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    for id in ["good", "bad-assignment", "bad-state"] {
+        let a = TaskAssignment {
+            seq: 1,
+            task_id: id.into(),
+            ..Default::default()
+        };
+        s.accept_assignment(&a, &state(id, TaskStatus::Running))
+            .unwrap();
+    }
+    s.record_state(&state("good", TaskStatus::Running)).unwrap();
+    s.set_resume_record("good", &ResumeRecord::default())
+        .unwrap();
+    // Bytes no protobuf decoder takes: a field with wire type 7.
+    let garbage: &[u8] = &[0xff, 0xff, 0xff];
+    let tx = s.db.begin_write().unwrap();
+    {
+        tx.open_table(ASSIGNMENTS)
+            .unwrap()
+            .insert("bad-assignment", garbage)
+            .unwrap();
+        tx.open_table(STATES)
+            .unwrap()
+            .insert("bad-state", garbage)
+            .unwrap();
+        tx.open_table(OUTBOX).unwrap().insert(7, garbage).unwrap();
+        tx.open_table(RESUMES)
+            .unwrap()
+            .insert("good", &[9u8][..])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    let ids: Vec<String> = s
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.state.task_id)
+        .collect();
+    assert_eq!(ids, ["good"]);
+    let outbox: Vec<u64> = s.outbox_after(0).unwrap().iter().map(|(k, _)| *k).collect();
+    assert_eq!(outbox, [1], "the garbled change is left out");
+    assert_eq!(s.resume_record("good").unwrap(), ResumeRecord::default());
+}
+
+#[test]
+fn an_unreadable_file_is_moved_aside_and_a_new_store_made() {
+    for damage in ["truncated", "garbled"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.set_registration("default", "i-1").unwrap();
+            s.mark_established().unwrap();
+        }
+        let path = dir.path().join("agent.redb");
+        let bytes = std::fs::read(&path).unwrap();
+        let damaged = match damage {
+            "truncated" => bytes[..bytes.len() / 3].to_vec(),
+            _ => bytes.iter().map(|b| b ^ 0x5a).collect(),
+        };
+        std::fs::write(&path, damaged).unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.registration().unwrap(), None, "{damage}");
+        let why = s.rebuilt().unwrap().unwrap_or_default();
+        assert!(why.starts_with("moved aside to "), "{damage}: {why}");
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.starts_with("agent.redb.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{damage}: {aside:?}");
+        assert!(why.ends_with(&aside[0]), "{damage}");
+    }
+}
+
+#[test]
+fn registration_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.registration().unwrap(), None);
+    s.set_registration("default", "i-1").unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        s.registration().unwrap(),
+        Some(("default".into(), "i-1".into()))
+    );
+}
+
+/// A gate a store operation waits on, released from the test.
+fn gate() -> (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>) {
+    std::sync::mpsc::channel()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_commit_on_the_blocking_pool_never_stalls_another_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (open, wait) = gate();
+    // A commit behind a disk that does not answer until the gate opens.
+    let slow = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .off_thread(move |s| {
+                    wait.recv().expect("the gate opens");
+                    s.record_state(&state("slow", TaskStatus::Running))
+                })
+                .await
+        })
+    };
+    // On the one async thread of this runtime, another task keeps making progress (and
+    // reads the store) while the commit waits.
+    let other = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            store.off_thread(Store::last_recorded_seq).await
+        }
+    });
+    assert_eq!(
+        other.await.unwrap().unwrap(),
+        0,
+        "another task finished while the commit was held"
+    );
+    assert!(!slow.is_finished());
+    open.send(()).unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_engine_write_lets_the_workers_other_tasks_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (open, wait) = gate();
+    let (tick_tx, tick_rx) = tokio::sync::oneshot::channel();
+    let engine = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            // The engine's own write, on its worker, behind a stuck disk; a task spawned from
+            // it lands on this worker's queue and must still run.
+            tokio::spawn(async move {
+                let _ = tick_tx.send(());
+            });
+            blocking_ok(|| {
+                wait.recv().expect("the gate opens");
+                store.record_state(&state("t", TaskStatus::Running))
+            })
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), tick_rx)
+        .await
+        .expect("the other task ran while the write was stuck")
+        .unwrap();
+    open.send(()).unwrap();
+    assert_eq!(engine.await.unwrap().unwrap(), 1);
+}
+
+#[test]
+fn queued_changes_of_a_task_are_coalesced_to_the_latest_until_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.record_state(&state("a", TaskStatus::Pending)).unwrap(), 1);
+    assert_eq!(s.record_state(&state("b", TaskStatus::Pending)).unwrap(), 2);
+    // Not sent yet: a's newer snapshots replace its queued one, under its number.
+    assert_eq!(s.record_state(&state("a", TaskStatus::Pulled)).unwrap(), 1);
+    assert_eq!(s.record_state(&state("a", TaskStatus::Running)).unwrap(), 1);
+    let page = s.outbox_page(0, OUTBOX_PAGE).unwrap();
+    let sent: Vec<(u64, &str, i32)> = page
+        .iter()
+        .map(|(seq, st)| (*seq, st.task_id.as_str(), st.status))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (1, "a", TaskStatus::Running as i32),
+            (2, "b", TaskStatus::Pending as i32)
+        ]
+    );
+    // Once read for sending, a change is never rewritten: the next one is queued anew.
+    assert_eq!(s.record_state(&state("a", TaskStatus::Stopped)).unwrap(), 3);
+    assert_eq!(s.record_state(&state("a", TaskStatus::Stopped)).unwrap(), 3);
+    drop(s);
+    // After a restart, what is queued may have been sent before: nothing is rewritten.
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.record_state(&state("b", TaskStatus::Running)).unwrap(), 4);
+}
+
+#[test]
+fn the_outbox_is_read_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    for i in 0..5 {
+        s.record_state(&state(&format!("t{i}"), TaskStatus::Pending))
+            .unwrap();
+    }
+    let seqs = |page: Vec<(u64, TaskState)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(seqs(s.outbox_page(0, 2).unwrap()), [1, 2]);
+    assert_eq!(seqs(s.outbox_page(2, 2).unwrap()), [3, 4]);
+    assert_eq!(seqs(s.outbox_page(4, 2).unwrap()), [5]);
+    assert!(s.outbox_page(5, 2).unwrap().is_empty());
+}
