@@ -6,10 +6,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev prometheus \
-	lintian rpm rpmlint packer
+	lintian rpm rpmlint packer mmdebstrap systemd-container
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps test fmt-check lint unit-and-e2e package package-check demo bench doc clean
+.PHONY: all deps test fmt-check lint unit-and-e2e package package-check systemd-test demo bench doc clean
 
 all: test
 
@@ -28,7 +28,7 @@ deps:
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 ## test: every gate, as CI runs it
-test: deps fmt-check lint doc unit-and-e2e package-check
+test: deps fmt-check lint doc unit-and-e2e package-check systemd-test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -63,6 +63,13 @@ package-check:
 	lintian --fail-on error,warning --tag-display-limit 0 $(PACKAGE_CHECK_DIR)/*.deb
 	rpmlint --strict -c packaging/rpm/rpmlint.toml $(PACKAGE_CHECK_DIR)/*.rpm
 	packer validate -var berth_deb=$$(ls $(PACKAGE_CHECK_DIR)/*.deb) packaging/packer
+
+## systemd-test: the .deb under a real systemd: a Debian 12 root (mmdebstrap, cached under
+## target/test-cache) booted with systemd-nspawn in its own network namespace; install, start,
+## SIGKILL and restart, stop with a container running, upgrade (tests/systemd/nspawn.sh)
+systemd-test:
+	$(CARGO) build --workspace --bins --tests
+	tests/systemd/nspawn.sh target/debug
 
 ## demo: Berth end to end on this machine (root): scheduler, agent, berthctl run-task
 demo: deps
