@@ -5,10 +5,11 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev prometheus
+APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev prometheus \
+	lintian rpm rpmlint packer mmdebstrap systemd-container
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps test fmt-check lint unit-and-e2e demo bench doc clean
+.PHONY: all deps test fmt-check lint unit-and-e2e package package-check systemd-test demo bench doc clean
 
 all: test
 
@@ -27,7 +28,7 @@ deps:
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 ## test: every gate, as CI runs it
-test: deps fmt-check lint doc unit-and-e2e
+test: deps fmt-check lint doc unit-and-e2e package-check systemd-test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +45,31 @@ lint:
 unit-and-e2e:
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace
+
+## package: the .deb and .rpm (release build) in target/packages/
+package: deps
+	$(CARGO) build --release --workspace --bins
+	packaging/build.sh target/release target/packages
+
+## package-check: build both packages from the test build's binaries (stripped as a release
+## package's are) and check them with lintian and rpmlint, and the machine-image template with
+## packer validate (part of make test). The build is unit-and-e2e's (same command, same
+## features), so nothing compiles twice.
+PACKAGE_CHECK_DIR := target/package-check
+package-check:
+	$(CARGO) build --workspace --bins --tests
+	rm -rf $(PACKAGE_CHECK_DIR)
+	BERTH_PACKAGE_COMPRESSION=fast packaging/build.sh target/debug $(PACKAGE_CHECK_DIR)
+	lintian --fail-on error,warning --tag-display-limit 0 $(PACKAGE_CHECK_DIR)/*.deb
+	rpmlint --strict -c packaging/rpm/rpmlint.toml $(PACKAGE_CHECK_DIR)/*.rpm
+	packer validate -var berth_deb=$$(ls $(PACKAGE_CHECK_DIR)/*.deb) packaging/packer
+
+## systemd-test: the .deb under a real systemd: a Debian 12 root (mmdebstrap, cached under
+## target/test-cache) booted with systemd-nspawn in its own network namespace; install, start,
+## SIGKILL and restart, stop with a container running, upgrade (tests/systemd/nspawn.sh)
+systemd-test:
+	$(CARGO) build --workspace --bins --tests
+	tests/systemd/nspawn.sh target/debug
 
 ## demo: Berth end to end on this machine (root): scheduler, agent, berthctl run-task
 demo: deps

@@ -2,7 +2,7 @@
 //! and drives every assigned task through `berth-runtime` to its desired state, reporting each
 //! state change durably (kept on disk until the scheduler acknowledges it).
 //!
-//! The binary uses [`config`] (load and check the configuration), [`telemetry`] (logging) and
+//! The binary uses [`cli`] (its flags, shared with the generated man page), [`config`] (load and check the configuration), [`telemetry`] (logging) and
 //! [`run`]; everything else is private to the crate:
 //!
 //! - `agent`: wiring and shutdown.
@@ -25,6 +25,7 @@
 
 mod agent;
 mod backoff;
+pub mod cli;
 pub mod config;
 mod drain;
 mod endpoint;

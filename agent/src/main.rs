@@ -2,48 +2,40 @@
 //! starts tracing, and runs the agent until SIGTERM or SIGINT. A bad configuration exits 64
 //! with every bad key listed.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_agent::config::{self, LoadedConfig, Overrides};
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "berth-agent", version = env!("BERTH_LONG_VERSION"), about = "The Berth host agent")]
-struct Cli {
-    /// Configuration file [default: /etc/berth/agent.toml]
-    #[arg(long, value_name = "PATH", global = true)]
-    config: Option<PathBuf>,
-    #[command(flatten)]
-    overrides: Overrides,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the agent (the default).
-    Run,
-    /// Validate the configuration and print every effective value with its source.
-    CheckConfig,
-}
+use berth_agent::cli::{Cli, Command};
+use berth_agent::config::{self, LoadedConfig};
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = match config::load_from_system(cli.config.as_deref(), &cli.overrides) {
-        Ok(l) => l,
-        Err(errors) => {
-            eprintln!("berth-agent: invalid configuration:\n{errors}");
-            return ExitCode::from(64);
-        }
-    };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
-            print!("{}", loaded.render());
+    match cli.command {
+        // Needs no configuration: it prints what an unconfigured host has.
+        Some(Command::PrintDefaultConfig) => {
+            print!("{}", config::default_config_toml());
             ExitCode::SUCCESS
         }
-        Command::Run => run(loaded),
+        Some(Command::CheckConfig) => match load(&cli) {
+            Ok(loaded) => {
+                print!("{}", loaded.render());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::Run) | None => match load(&cli) {
+            Ok(loaded) => run(loaded),
+            Err(code) => code,
+        },
     }
+}
+
+/// The configuration, or exit code 64 after printing every bad key.
+fn load(cli: &Cli) -> Result<LoadedConfig, ExitCode> {
+    config::load_from_system(cli.config.as_deref(), &cli.overrides).map_err(|errors| {
+        eprintln!("berth-agent: invalid configuration:\n{errors}");
+        ExitCode::from(64)
+    })
 }
 
 fn run(loaded: LoadedConfig) -> ExitCode {

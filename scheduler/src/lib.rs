@@ -6,12 +6,14 @@
 //! - `server`: the ControlService and AgentService implementations and sessions; with
 //!   `run_with_hooks`, a scriptable peer for tests of the agent.
 //! - `cli`: berthctl.
+//! - `daemon_cli`: berth-scheduler's flags (the binary and its man page share them).
 //! - `trust`: the cluster CA, agent and client identities, tokens and the authorization table.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
 //!   scheduler and berthctl.
 
 mod attachment;
 pub mod cli;
+pub mod daemon_cli;
 pub mod server;
 pub mod store;
 pub mod taskdef;

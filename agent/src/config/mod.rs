@@ -13,6 +13,7 @@ mod input;
 mod keys;
 mod layer;
 mod parse;
+mod template;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use berth_runtime::{Ipv4Cidr, MacAddr};
 pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
 pub use keys::{KeyDoc, reference_table};
+pub use template::default_config_toml;
 
 use input::Input;
 use keys::Key;

@@ -1,0 +1,33 @@
+//! berth-agent's command line. In the library so the man page and shell completions are
+//! generated from it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// berth-agent's command line: the configuration flags and the subcommands.
+#[derive(Debug, Parser)]
+#[command(name = "berth-agent", version = env!("BERTH_LONG_VERSION"), about = "The Berth host agent")]
+pub struct Cli {
+    /// Configuration file [default: /etc/berth/agent.toml]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What berth-agent does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the configuration and print every effective value with its source.
+    CheckConfig,
+    /// Print a configuration file with every key commented out at its default (what the
+    /// packages install as /etc/berth/agent.toml).
+    PrintDefaultConfig,
+}
