@@ -296,6 +296,10 @@ fn main() -> ExitCode {
                 "telemetry_network_bytes_agree_in_every_place",
                 telemetry_net::network_bytes_agree_in_every_place,
             ),
+            w.trial(
+                "telemetry_a_held_metrics_stream_blocks_nothing",
+                telemetry_hold::held_metrics_stream_blocks_nothing,
+            ),
         ]
     })
 }
@@ -677,5 +681,7 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
         .to_owned())
 }
 
+#[path = "e2e/telemetry_hold.rs"]
+mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]
 mod telemetry_net;

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use error::ServerError;
-pub use hooks::{Call, Event, TestHooks};
+pub use hooks::{Call, Event, HookSpecError, TEST_HOOKS_ENV, TestHooks};
 pub use telemetry::DEFAULT_WINDOW as DEFAULT_METRICS_WINDOW;
 
 use crate::store::{Store, StoreError};
@@ -234,6 +234,9 @@ async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder =
         tonic::transport::Server::builder().layer(metrics::RpcMetricsLayer(shared.rpc.clone()));
+    if let Some(window) = shared.hooks.as_ref().and_then(TestHooks::stream_window) {
+        builder = builder.initial_stream_window_size(window);
+    }
     if let Some(trust) = &shared.config.trust {
         builder = builder
             .tls_config(tls_config(trust)?)
