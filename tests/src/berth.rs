@@ -179,15 +179,26 @@ impl Scheduler {
 
     /// [`Scheduler::start`], serving plaintext without authentication when `insecure`.
     pub fn start_with(dir: &Path, port: Option<u16>, insecure: bool) -> Result<Scheduler> {
+        Self::start_with_env(dir, port, insecure, &[])
+    }
+
+    /// [`Scheduler::start_with`], with more environment variables (the test hooks of a debug
+    /// build, `BERTH_SCHEDULER_TEST_HOOKS`).
+    pub fn start_with_env(
+        dir: &Path,
+        port: Option<u16>,
+        insecure: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Scheduler> {
         if let Some(port) = port {
-            return Self::start_on(dir, port, insecure);
+            return Self::start_on(dir, port, insecure, env);
         }
         // Suites run trials in parallel: a port free when picked may be taken by another
         // trial's process before the scheduler binds it. Such a start fails with "cannot
         // listen", and is tried again on another port.
         let mut attempt = 1;
         loop {
-            match Self::start_on(dir, crate::free_port()?, insecure) {
+            match Self::start_on(dir, crate::free_port()?, insecure, env) {
                 Err(e) if attempt < 3 && format!("{e:#}").contains("cannot listen") => {
                     attempt += 1;
                 }
@@ -198,7 +209,7 @@ impl Scheduler {
 
     /// Starts one on `port` and waits until it has logged that it listens (a connect alone
     /// could reach another process holding the port).
-    fn start_on(dir: &Path, port: u16, insecure: bool) -> Result<Scheduler> {
+    fn start_on(dir: &Path, port: u16, insecure: bool, env: &[(&str, &str)]) -> Result<Scheduler> {
         let data_dir = dir.join("scheduler-data");
         std::fs::create_dir_all(&data_dir)?;
         let log = dir.join("scheduler.log");
@@ -212,7 +223,8 @@ impl Scheduler {
             .arg(&data_dir)
             .args(["--heartbeat-interval", "1s"])
             // The phase marks too (one debug event each), for the e2e bench's profile.
-            .env("RUST_LOG", "info,berth::phase=debug");
+            .env("RUST_LOG", "info,berth::phase=debug")
+            .envs(env.iter().copied());
         if insecure {
             cmd.arg("--insecure");
         }

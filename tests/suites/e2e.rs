@@ -330,6 +330,14 @@ fn main() -> ExitCode {
                 "confinement_net_eni_requests_for_what_the_host_uses_are_refused",
                 confinement_net::eni_refusals,
             ),
+            w.trial(
+                "telemetry_network_bytes_agree_in_every_place",
+                telemetry_net::network_bytes_agree_in_every_place,
+            ),
+            w.trial(
+                "telemetry_a_held_metrics_stream_blocks_nothing",
+                telemetry_hold::held_metrics_stream_blocks_nothing,
+            ),
         ]
     })
 }
@@ -710,3 +718,8 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
         .trim()
         .to_owned())
 }
+
+#[path = "e2e/telemetry_hold.rs"]
+mod telemetry_hold;
+#[path = "e2e/telemetry_net.rs"]
+mod telemetry_net;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use berth_scheduler::daemon_cli::{Cli, LogFormat};
-use berth_scheduler::server::{self, ServerConfig, TrustConfig};
+use berth_scheduler::server::{self, ServerConfig, TEST_HOOKS_ENV, TestHooks, TrustConfig};
 use berth_scheduler::store::Store;
 use berth_scheduler::trust::{ClusterCa, GivenCa, setup};
 use clap::Parser;
@@ -121,11 +121,40 @@ async fn serve(cli: Cli, store: Store) -> anyhow::Result<()> {
         cli.listen,
         shutdown.child_token(),
     ));
-    let result = server::run(store, listener, config, shutdown.clone()).await;
+    let result = match test_hooks()? {
+        Some(hooks) => {
+            server::run_with_hooks(store, listener, config, hooks, shutdown.clone()).await
+        }
+        None => server::run(store, listener, config, shutdown.clone()).await,
+    };
     shutdown.cancel();
     let _ = supervisor.await;
     signals.abort();
     result.context("scheduler failed")
+}
+
+/// The test hooks of `BERTH_SCHEDULER_TEST_HOOKS`, for the end-to-end suites (which run debug
+/// builds): a release build ignores the variable, so no deployment can turn a fault on.
+fn test_hooks() -> anyhow::Result<Option<TestHooks>> {
+    let Some(spec) = std::env::var_os(TEST_HOOKS_ENV) else {
+        return Ok(None);
+    };
+    if !cfg!(debug_assertions) {
+        tracing::warn!(
+            variable = TEST_HOOKS_ENV,
+            "test hooks are for debug builds only; ignored"
+        );
+        return Ok(None);
+    }
+    let spec = spec
+        .to_str()
+        .with_context(|| format!("{TEST_HOOKS_ENV} is not UTF-8"))?;
+    let hooks = TestHooks::from_spec(spec).with_context(|| format!("bad {TEST_HOOKS_ENV}"))?;
+    tracing::warn!(
+        hooks = spec,
+        "test hooks on: this scheduler injects faults (debug build, {TEST_HOOKS_ENV})"
+    );
+    Ok(Some(hooks))
 }
 
 fn main() -> ExitCode {

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::guard::not_yours;
 use super::session::{Session, read_hello};
-use super::{Call, Event, ServerError, Shared, TrustConfig};
+use super::{Call, Event, ServerError, Shared, TestHooks, TrustConfig};
 use crate::store::DEFAULT_CLUSTER;
 use crate::trust::AgentIdentity;
 
@@ -222,6 +222,19 @@ impl AgentService for Agent {
         if let Some(agent) = &agent {
             self.cut_off_if_deregistered(&agent.instance_id).await?;
         }
+        // A test hook may hold the stream: open, never read, until the server stops.
+        let held = self
+            .shared
+            .hooks
+            .as_ref()
+            .is_some_and(TestHooks::holds_metrics_streams);
+        if held {
+            self.shared.record(|| Event::MetricsStreamHeld {
+                instance_id: agent
+                    .as_ref()
+                    .map_or_else(String::new, |a| a.instance_id.clone()),
+            });
+        }
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => {
@@ -234,7 +247,7 @@ impl AgentService for Agent {
                         "{agent} was deregistered and its certificate revoked; join again with a new join token"
                     )));
                 }
-                next = inbound.message() => next,
+                next = inbound.message(), if !held => next,
             };
             match next {
                 Ok(Some(batch)) => {

@@ -1,10 +1,12 @@
 //! Test hooks: the reference scheduler as a scriptable peer for tests of its clients (the
 //! agent's session). A test can drop a session's stream, fail the next call of an RPC with a
 //! given code, delay the acks of state changes, stall a session (it stops sending, as a hung
-//! scheduler would), and read what the server saw.
+//! scheduler would), hold metrics streams (open and never read, as a consumer that stopped
+//! taking them), shrink the HTTP/2 stream window, and read what the server saw.
 //!
-//! Only [`run_with_hooks`](super::run_with_hooks) takes hooks; `run`, which the binary uses,
-//! serves without them, and nothing a client sends can set one.
+//! Only [`run_with_hooks`](super::run_with_hooks) takes hooks; `run` serves without them, and
+//! nothing a client sends can set one. The binary takes a few hooks for the end-to-end suites
+//! from `BERTH_SCHEDULER_TEST_HOOKS` ([`TestHooks::from_spec`]), in debug builds only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -40,6 +42,24 @@ pub enum Event {
     Acked { instance_id: String, seq: u64 },
     /// A session ended, for whatever reason.
     SessionClosed { instance_id: String },
+    /// A metrics stream opened and is held, never read (the instance ID is the peer
+    /// certificate's; empty on a plaintext scheduler, which knows it only from a batch).
+    MetricsStreamHeld { instance_id: String },
+}
+
+/// The environment variable through which a debug build of `berth-scheduler` takes test
+/// hooks (see [`TestHooks::from_spec`]). A release build ignores it.
+pub const TEST_HOOKS_ENV: &str = "BERTH_SCHEDULER_TEST_HOOKS";
+
+/// A hook spec that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum HookSpecError {
+    #[error(
+        "unknown test hook {0:?}: the hooks are hold-metrics-streams and stream-window=<bytes>"
+    )]
+    Unknown(String),
+    #[error("stream-window needs a number of bytes from 1 to 2147483647, not {0:?}")]
+    Window(String),
 }
 
 /// The hooks of one server. Cheap to clone; all clones act on the same server.
@@ -61,12 +81,35 @@ struct Inner {
 struct State {
     failures: HashMap<Call, VecDeque<tonic::Code>>,
     ack_delay: Option<Duration>,
+    hold_metrics: bool,
+    stream_window: Option<u32>,
     events: Vec<Event>,
 }
 
 impl TestHooks {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Hooks from a comma-separated spec: `hold-metrics-streams` ([`Self::hold_metrics_streams`]),
+    /// `stream-window=<bytes>` ([`Self::set_stream_window`]).
+    pub fn from_spec(spec: &str) -> Result<Self, HookSpecError> {
+        let hooks = Self::new();
+        for hook in spec.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            match hook.split_once('=') {
+                None if hook == "hold-metrics-streams" => hooks.hold_metrics_streams(true),
+                Some(("stream-window", bytes)) => {
+                    let window = bytes
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| (1..=i32::MAX as u32).contains(w))
+                        .ok_or_else(|| HookSpecError::Window(bytes.to_owned()))?;
+                    hooks.set_stream_window(Some(window));
+                }
+                _ => return Err(HookSpecError::Unknown(hook.to_owned())),
+            }
+        }
+        Ok(hooks)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -90,6 +133,19 @@ impl TestHooks {
     /// and stored at once, as ever); `None` acks at once again.
     pub fn delay_acks(&self, delay: Option<Duration>) {
         self.lock().ack_delay = delay;
+    }
+
+    /// Holds every metrics stream that opens from now on (`false`: those opening later are
+    /// read again): the server accepts it and never reads it, so the agent's sends stop once
+    /// HTTP/2 flow control's window is full, as with a consumer that stopped taking batches.
+    pub fn hold_metrics_streams(&self, hold: bool) {
+        self.lock().hold_metrics = hold;
+    }
+
+    /// The HTTP/2 stream window the server announces (its default is 1 MiB), for a held
+    /// stream to fill in a few batches. Read when the server starts: set it before.
+    pub fn set_stream_window(&self, bytes: Option<u32>) {
+        self.lock().stream_window = bytes;
     }
 
     /// Ends the instance's live session now, its stream with UNAVAILABLE, as a scheduler that
@@ -144,6 +200,16 @@ impl TestHooks {
         ))
     }
 
+    /// Whether a metrics stream opening now is held.
+    pub(super) fn holds_metrics_streams(&self) -> bool {
+        self.lock().hold_metrics
+    }
+
+    /// The HTTP/2 stream window to announce, if a test set one.
+    pub(super) fn stream_window(&self) -> Option<u32> {
+        self.lock().stream_window
+    }
+
     /// How long to hold an ack back, if a test asked for it.
     pub(super) fn ack_delay(&self) -> Option<Duration> {
         self.lock().ack_delay
@@ -173,6 +239,29 @@ mod tests {
         // Not attached to a server: nothing to drop or stall.
         assert!(!hooks.drop_session("i"));
         assert!(!hooks.stall_session("i"));
+    }
+
+    #[test]
+    fn specs_set_hooks_or_say_what_is_wrong() {
+        let hooks = TestHooks::from_spec("hold-metrics-streams, stream-window=4096").expect("spec");
+        assert!(hooks.holds_metrics_streams());
+        assert_eq!(hooks.stream_window(), Some(4096));
+        let none = TestHooks::from_spec("").expect("empty spec");
+        assert!(!none.holds_metrics_streams());
+        assert_eq!(none.stream_window(), None);
+        let unknown = TestHooks::from_spec("hold-sessions").expect_err("unknown");
+        assert!(
+            unknown.to_string().contains("hold-metrics-streams"),
+            "{unknown}"
+        );
+        for bad in [
+            "stream-window=0",
+            "stream-window=lots",
+            "stream-window=4294967295",
+        ] {
+            let error = TestHooks::from_spec(bad).expect_err(bad);
+            assert!(matches!(error, HookSpecError::Window(_)), "{bad}: {error}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

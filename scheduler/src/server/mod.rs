@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use error::ServerError;
-pub use hooks::{Call, Event, TestHooks};
+pub use hooks::{Call, Event, HookSpecError, TEST_HOOKS_ENV, TestHooks};
 pub use telemetry::DEFAULT_WINDOW as DEFAULT_METRICS_WINDOW;
 
 use crate::store::{Store, StoreError};
@@ -233,6 +233,9 @@ async fn serve(
     }
     let mut builder =
         tonic::transport::Server::builder().layer(metrics::RpcMetricsLayer(shared.rpc.clone()));
+    if let Some(window) = shared.hooks.as_ref().and_then(TestHooks::stream_window) {
+        builder = builder.initial_stream_window_size(window);
+    }
     let router = builder
         .add_service(ControlServiceServer::new(control::Control::new(
             shared.clone(),
