@@ -261,6 +261,24 @@ async fn a_refused_task_fails_the_start_and_removes_its_fifos() {
     assert_eq!(LogRotation::load(&host.io_dir()), spec.log_rotation);
 }
 
+#[tokio::test]
+async fn a_snapshot_an_interrupted_create_left_is_made_again() {
+    let host = Host::new();
+    host.fake.fail_nth(
+        Op::SnapshotPrepare,
+        1,
+        Code::AlreadyExists,
+        &format!("snapshot {ID}: already exists"),
+    );
+    let id = host.containers.create(&web_with_hosts()).await.unwrap();
+    let calls = host.fake.calls();
+    let count = |op: Op| calls.iter().filter(|c| c.starts_with(op.label())).count();
+    assert_eq!(count(Op::SnapshotRemove), 1, "{calls:?}");
+    assert_eq!(count(Op::SnapshotPrepare), 2, "{calls:?}");
+    assert!(host.has_snapshot() && host.fake.containers().len() == 1);
+    host.containers.start(&id).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_create_refused_for_an_interrupted_creates_bundle_is_retried() {
     let host = Host::new();
