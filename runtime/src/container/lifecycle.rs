@@ -32,20 +32,6 @@ pub use process::KillScope;
 /// that a restart in place gives the new task the same ones.
 const LABEL_STDIO: &str = "berth.stdio";
 
-/// How often a task create refused for an interrupted earlier create's leftover bundle is
-/// tried, and how long apart ([`is_leftover_bundle`]).
-const LEFTOVER_BUNDLE_ATTEMPTS: u32 = 40;
-const LEFTOVER_BUNDLE_WAIT: Duration = Duration::from_millis(250);
-
-/// containerd (1.6) refuses a task create while the bundle of an earlier create of the same
-/// container is still on disk: "failed to start shim: mkdir <state>/<namespace>/<id>: file
-/// exists". That happens when the earlier create was interrupted (its client, an agent that
-/// was killed, went away mid-call): containerd removes the bundle once it has reaped the
-/// half-started shim, moments later. Such a refusal is worth retrying; none other is.
-fn is_leftover_bundle(e: &crate::containerd::ContainerdError) -> bool {
-    e.message().contains("failed to start shim") && e.message().contains("file exists")
-}
-
 /// The file in a container's FIFO directory that says its process was started once.
 const STARTED_MARKER: &str = "started";
 
@@ -167,22 +153,7 @@ impl Containers {
             stderr: path(&pipes.stderr),
             terminal: stdio.terminal,
         };
-        let mut attempt = 1;
-        let created = loop {
-            match self
-                .client
-                .task_create(id.as_str(), mounts.clone(), io.clone())
-                .await
-            {
-                Err(e) if is_leftover_bundle(&e) && attempt < LEFTOVER_BUNDLE_ATTEMPTS => {
-                    tracing::info!(attempt, error = %e, "containerd still cleans up an interrupted task create of this container; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(LEFTOVER_BUNDLE_WAIT).await;
-                }
-                other => break other,
-            }
-        };
-        match created {
+        match self.client.task_create(id.as_str(), mounts, io).await {
             Ok(()) => {
                 self.pipes_lock()
                     .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));

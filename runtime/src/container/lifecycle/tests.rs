@@ -279,25 +279,6 @@ async fn a_snapshot_an_interrupted_create_left_is_made_again() {
     host.containers.start(&id).await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_create_refused_for_an_interrupted_creates_bundle_is_retried() {
-    let host = Host::new();
-    let id = host.containers.create(&web_with_hosts()).await.unwrap();
-    let leftover = format!(
-        "failed to start shim: mkdir /run/containerd/io.containerd.runtime.v2.task/berth/{ID}: file exists"
-    );
-    host.fake
-        .fail_nth(Op::TaskCreate, 1, Code::Unknown, &leftover);
-    host.fake
-        .fail_nth(Op::TaskCreate, 2, Code::Unknown, &leftover);
-    host.containers.start(&id).await.unwrap();
-    let calls = host.fake.calls();
-    let count = |op: Op| calls.iter().filter(|c| c.starts_with(op.label())).count();
-    assert_eq!(count(Op::TaskCreate), 3, "{calls:?}");
-    assert_eq!(count(Op::TaskStart), 1, "{calls:?}");
-    assert!(host.io_dir().join("stdout").exists(), "the FIFOs stay");
-}
-
 #[tokio::test]
 async fn delete_takes_task_record_snapshot_and_fifos_and_a_missing_one_is_gone() {
     let host = Host::new();
