@@ -137,6 +137,40 @@ impl PrivateContainerd {
         Ok(me)
     }
 
+    /// Kills the daemon (SIGKILL, as a crash or an OOM kill would) and starts it again with the
+    /// same configuration, waiting until its socket answers. Shims and the containers they run
+    /// live on, as they do when a host's containerd restarts.
+    pub fn restart(&mut self) -> Result<()> {
+        {
+            let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(mut child) = guard.take() {
+                let _ = child.kill();
+                child.wait().context("wait for the killed containerd")?;
+            }
+        }
+        self.ready = false;
+        let log_file = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("open {}", self.log.display()))?;
+        let log_err = log_file.try_clone().context("clone log file handle")?;
+        let mut cmd = process::daemon_command(Path::new(bins::CONTAINERD));
+        cmd.arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", bins::CONTAINERD))?;
+        self.pid = child.id();
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        self.wait_ready()?;
+        self.ready = true;
+        tracing::debug!(socket = %self.socket.display(), pid = self.pid, "private containerd restarted");
+        Ok(())
+    }
+
     fn wait_ready(&self) -> Result<()> {
         process::wait_ready(
             "containerd",

@@ -30,6 +30,7 @@ mod host_inputs;
 mod lifecycle;
 mod network;
 mod restarts;
+mod session_faults;
 
 /// An engine running over a temporary store and a fake host.
 struct Harness {

@@ -1,8 +1,10 @@
 //! Test hooks: the reference scheduler as a scriptable peer for tests of its clients (the
 //! agent's session). A test can drop a session's stream, fail the next call of an RPC with a
-//! given code, delay the acks of state changes, stall a session (it stops sending, as a hung
-//! scheduler would), hold metrics streams (open and never read, as a consumer that stopped
-//! taking them), shrink the HTTP/2 stream window, and read what the server saw.
+//! given code, delay, duplicate or hold back (and then release in reverse order) the acks of
+//! state changes, send every assignment and stop order twice, stall a session (it stops
+//! sending, as a hung scheduler would), hold metrics streams (open and never read, as a
+//! consumer that stopped taking them), shrink the HTTP/2 stream window, and read what the
+//! server saw.
 //!
 //! Only [`run_with_hooks`](super::run_with_hooks) takes hooks; `run` serves without them, and
 //! nothing a client sends can set one. The binary takes a few hooks for the end-to-end suites
@@ -12,9 +14,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use berth_proto::v1::SchedulerMessage;
+use tokio::sync::{Notify, mpsc};
 
 use super::Shared;
+
+/// A session's outgoing stream, as a held-back ack keeps it.
+type Outgoing = mpsc::Sender<Result<SchedulerMessage, tonic::Status>>;
 
 /// An RPC of `AgentService` whose next call a test can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +89,11 @@ struct State {
     ack_delay: Option<Duration>,
     hold_metrics: bool,
     stream_window: Option<u32>,
+    duplicate_acks: bool,
+    duplicate_sends: bool,
+    hold_acks: bool,
+    /// Acks held back, in the order they were due, with the stream each was due on.
+    held: Vec<(Outgoing, SchedulerMessage)>,
     events: Vec<Event>,
 }
 
@@ -146,6 +157,35 @@ impl TestHooks {
     /// stream to fill in a few batches. Read when the server starts: set it before.
     pub fn set_stream_window(&self, bytes: Option<u32>) {
         self.lock().stream_window = bytes;
+    }
+
+    /// Sends every ack of a state change twice (with `delay_acks`, both late).
+    pub fn duplicate_acks(&self, on: bool) {
+        self.lock().duplicate_acks = on;
+    }
+
+    /// Sends every assignment and stop order twice in a row, as a scheduler that resends
+    /// what it has no ack for yet.
+    pub fn duplicate_sends(&self, on: bool) {
+        self.lock().duplicate_sends = on;
+    }
+
+    /// Holds every ack of a state change back until [`release_acks_reversed`]
+    /// (Self::release_acks_reversed); `false` sends the next ones as usual again (what is
+    /// held stays held).
+    pub fn hold_acks(&self, on: bool) {
+        self.lock().hold_acks = on;
+    }
+
+    /// Sends the acks held back so far, the last one first, each on the stream it was due
+    /// on (dropped when that session has ended); how many were held.
+    pub async fn release_acks_reversed(&self) -> usize {
+        let held = std::mem::take(&mut self.lock().held);
+        let count = held.len();
+        for (tx, ack) in held.into_iter().rev() {
+            let _ = tx.send(Ok(ack)).await;
+        }
+        count
     }
 
     /// Ends the instance's live session now, its stream with UNAVAILABLE, as a scheduler that
@@ -215,6 +255,27 @@ impl TestHooks {
         self.lock().ack_delay
     }
 
+    /// How many times to send each ack of a state change.
+    pub(super) fn ack_copies(&self) -> usize {
+        if self.lock().duplicate_acks { 2 } else { 1 }
+    }
+
+    /// How many times to send each assignment and stop order.
+    pub(super) fn send_copies(&self) -> usize {
+        if self.lock().duplicate_sends { 2 } else { 1 }
+    }
+
+    /// Keeps `ack` for a later [`release_acks_reversed`](Self::release_acks_reversed) when a
+    /// test holds acks back; gives it back otherwise.
+    pub(super) fn hold(&self, tx: &Outgoing, ack: SchedulerMessage) -> Option<SchedulerMessage> {
+        let mut state = self.lock();
+        if !state.hold_acks {
+            return Some(ack);
+        }
+        state.held.push((tx.clone(), ack));
+        None
+    }
+
     pub(super) fn record(&self, event: Event) {
         self.lock().events.push(event);
         self.inner.changed.notify_waiters();
@@ -262,6 +323,33 @@ mod tests {
             let error = TestHooks::from_spec(bad).expect_err(bad);
             assert!(matches!(error, HookSpecError::Window(_)), "{bad}: {error}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_acks_are_released_last_first() {
+        let hooks = TestHooks::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        let ack = |seq| SchedulerMessage {
+            message: Some(berth_proto::v1::scheduler_message::Message::Ack(
+                berth_proto::v1::Ack { seq },
+            )),
+        };
+        assert_eq!(hooks.hold(&tx, ack(1)), Some(ack(1)), "not holding yet");
+        hooks.hold_acks(true);
+        for seq in [2, 3, 4] {
+            assert_eq!(hooks.hold(&tx, ack(seq)), None);
+        }
+        hooks.hold_acks(false);
+        assert_eq!(hooks.hold(&tx, ack(5)), Some(ack(5)));
+        assert_eq!(hooks.release_acks_reversed().await, 3);
+        for seq in [4, 3, 2] {
+            assert_eq!(rx.recv().await.unwrap().unwrap(), ack(seq));
+        }
+        assert_eq!(hooks.release_acks_reversed().await, 0);
+        assert_eq!(hooks.ack_copies(), 1);
+        hooks.duplicate_acks(true);
+        hooks.duplicate_sends(true);
+        assert_eq!((hooks.ack_copies(), hooks.send_copies()), (2, 2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -273,11 +273,15 @@ impl Session {
             .db(move |s| s.outbox_after(&instance_id, after))
             .await
             .map_err(Status::from)?;
+        let copies = self.shared.hooks.as_ref().map_or(1, TestHooks::send_copies);
         for (seq, msg) in pending {
             let assigned = match &msg.message {
                 Some(scheduler_message::Message::Assignment(a)) => Some(a.task_id.clone()),
                 _ => None,
             };
+            for _ in 1..copies {
+                self.send(msg.clone()).await?;
+            }
             self.send(msg).await?;
             tracing::debug!(seq, "sent");
             if let Some(task_id) = assigned {
@@ -374,10 +378,19 @@ impl Session {
                 });
                 let state = change.task.unwrap_or_default();
                 self.apply(Some(seq), state).await?;
-                let ack = message(scheduler_message::Message::Ack(pb::Ack { seq }));
-                match self.shared.hooks.as_ref().and_then(TestHooks::ack_delay) {
-                    Some(delay) => self.send_later(ack, delay),
-                    None => self.send(ack).await?,
+                let hooks = self.shared.hooks.clone();
+                for _ in 0..hooks.as_ref().map_or(1, TestHooks::ack_copies) {
+                    let ack = message(scheduler_message::Message::Ack(pb::Ack { seq }));
+                    let Some(ack) = (match &hooks {
+                        Some(hooks) => hooks.hold(&self.tx, ack),
+                        None => Some(ack),
+                    }) else {
+                        continue;
+                    };
+                    match hooks.as_ref().and_then(TestHooks::ack_delay) {
+                        Some(delay) => self.send_later(ack, delay),
+                        None => self.send(ack).await?,
+                    }
                 }
             }
             agent_message::Message::LogChunk(chunk) => self.route_log_chunk(chunk).await?,

@@ -287,10 +287,27 @@ impl Containers {
             (LABEL_TASK_ID.to_owned(), spec.task_id.clone()),
             (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
         ]);
-        Ok(self
+        let prepared = self
             .client
-            .snapshot_prepare(None, id.as_str(), chain_id, labels)
-            .await?)
+            .snapshot_prepare(None, id.as_str(), chain_id, labels.clone())
+            .await;
+        match prepared {
+            // A container is created only when containerd has no record of it, so a snapshot
+            // under its key is what an interrupted create left (the agent was killed between
+            // the two): it holds nothing yet, and is made again.
+            Err(e) if e.is_already_exists() => {
+                tracing::info!(container.id = %id, "removing the snapshot an interrupted create of this container left");
+                match self.client.snapshot_remove(id.as_str()).await {
+                    Err(e) if !e.is_not_found() => return Err(e.into()),
+                    _ => {}
+                }
+                Ok(self
+                    .client
+                    .snapshot_prepare(None, id.as_str(), chain_id, labels)
+                    .await?)
+            }
+            other => Ok(other?),
+        }
     }
 }
 

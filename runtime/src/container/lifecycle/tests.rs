@@ -262,6 +262,24 @@ async fn a_refused_task_fails_the_start_and_removes_its_fifos() {
 }
 
 #[tokio::test]
+async fn a_snapshot_an_interrupted_create_left_is_made_again() {
+    let host = Host::new();
+    host.fake.fail_nth(
+        Op::SnapshotPrepare,
+        1,
+        Code::AlreadyExists,
+        &format!("snapshot {ID}: already exists"),
+    );
+    let id = host.containers.create(&web_with_hosts()).await.unwrap();
+    let calls = host.fake.calls();
+    let count = |op: Op| calls.iter().filter(|c| c.starts_with(op.label())).count();
+    assert_eq!(count(Op::SnapshotRemove), 1, "{calls:?}");
+    assert_eq!(count(Op::SnapshotPrepare), 2, "{calls:?}");
+    assert!(host.has_snapshot() && host.fake.containers().len() == 1);
+    host.containers.start(&id).await.unwrap();
+}
+
+#[tokio::test]
 async fn delete_takes_task_record_snapshot_and_fifos_and_a_missing_one_is_gone() {
     let host = Host::new();
     let id = host.containers.create(&web_with_hosts()).await.unwrap();
