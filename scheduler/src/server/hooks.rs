@@ -170,8 +170,8 @@ impl TestHooks {
         self.lock().duplicate_sends = on;
     }
 
-    /// Holds every ack of a state change back until [`release_acks_reversed`]
-    /// (Self::release_acks_reversed); `false` sends the next ones as usual again (what is
+    /// Holds every ack of a state change back until
+    /// [`release_acks_reversed`](Self::release_acks_reversed); `false` sends the next ones as usual again (what is
     /// held stays held).
     pub fn hold_acks(&self, on: bool) {
         self.lock().hold_acks = on;
