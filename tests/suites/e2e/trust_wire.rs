@@ -205,9 +205,17 @@ pub(super) fn forged_expired_and_foreign_agent_certificates_are_refused_and_logg
     let Err(status) = refusal else {
         bail!("a Register with an expired certificate was answered");
     };
+    // In TLS 1.3 the client counts its handshake done before the server has checked its
+    // certificate, so the server's alert can lose the race with the client's first write: the
+    // client then sees the connection cut rather than the alert. Either way it is refused; the
+    // agent itself never gets this far (it names the expiry above), and the scheduler's line
+    // below names the reason.
+    let said = status.to_string();
     ensure!(
-        status.to_string().contains("certificate") || status.to_string().contains("alert"),
-        "the client of an expired certificate is not told why: {status}"
+        ["certificate", "alert", "broken pipe", "connection reset"]
+            .iter()
+            .any(|why| said.contains(why)),
+        "the client of an expired certificate is not refused at the handshake: {status}"
     );
     wait_scheduler_log(&env, &[refused, "has expired", "127.0.0.1:"], seen)?;
 
