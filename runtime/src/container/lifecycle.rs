@@ -3,6 +3,7 @@
 //! `docker create`) is `create.rs`, its process (start, wait, signals, stop) `process.rs`.
 
 mod create;
+mod outage;
 mod process;
 #[cfg(test)]
 mod tests;
@@ -153,7 +154,22 @@ impl Containers {
             stderr: path(&pipes.stderr),
             terminal: stdio.terminal,
         };
-        match self.client.task_create(id.as_str(), mounts, io).await {
+        let created = match self
+            .client
+            .task_create(id.as_str(), mounts.clone(), io.clone())
+            .await
+        {
+            // The create may have taken effect: a task there now is the one made with these
+            // FIFOs (a container has one creator at a time); none means it did not, and it is
+            // made now.
+            Err(e) if e.is_transient() => match self.task_after_outage(id, e).await {
+                Ok(outage::Found::Task(_)) => Ok(()),
+                Ok(outage::Found::Absent) => self.client.task_create(id.as_str(), mounts, io).await,
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        match created {
             Ok(()) => {
                 self.pipes_lock()
                     .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));

@@ -42,10 +42,7 @@ impl Containers {
         tokio::fs::write(&marker, b"")
             .await
             .map_err(|e| Error::io("mark the container started", marker, e))?;
-        self.client
-            .task_start(id.as_str())
-            .await
-            .map_err(|e| super::super::not_found_or(&*self.client, id, e))
+        self.start_task(id).await
     }
 
     /// Whether the container has a containerd task (created, running or exited).

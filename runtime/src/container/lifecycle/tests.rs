@@ -359,3 +359,107 @@ async fn listed(host: &Host) -> (ContainerStatus, bool, Option<u32>) {
     assert_eq!(all.len(), 1);
     (all[0].status, all[0].started, all[0].exit_code)
 }
+
+/// What tonic reports for a call in flight when containerd restarts.
+const LOST: &str = "transport error: connection reset by peer";
+
+fn count(host: &Host, op: Op) -> usize {
+    host.fake.calls_of(&[op]).len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_whose_answer_was_lost_but_took_effect_is_not_started_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .lose_answer_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    // containerd is still away for the first two looks.
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 3, Code::Unknown, LOST);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskGet), 4, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_lost_before_it_took_effect_starts_the_still_created_task() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskStart), 2, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_lost_with_its_task_gone_is_not_found() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    // containerd comes back without the task (its shim went away meanwhile).
+    host.fake
+        .fail_nth(Op::TaskGet, 2, Code::NotFound, "t1.web: not found");
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(count(&host, Op::TaskStart), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_fails_when_containerd_stays_away_past_the_deadline() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake.fail(Op::TaskStart, Code::Unavailable, LOST);
+    // The first look (whether the container has a task) is answered; none after it.
+    for nth in 2..1000 {
+        host.fake
+            .fail_nth(Op::TaskGet, nth, Code::Unavailable, LOST);
+    }
+    let began = tokio::time::Instant::now();
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::Unavailable), "{err}");
+    assert!(began.elapsed() >= outage::OUTAGE_DEADLINE);
+    assert!(began.elapsed() < outage::OUTAGE_DEADLINE * 2);
+    assert_eq!(count(&host, Op::TaskStart), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_whose_answer_was_lost_but_took_effect_is_adopted() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .lose_answer_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")), "its FIFOs stay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_lost_before_it_took_effect_is_made_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[test]
+fn only_an_unanswered_call_is_transient() {
+    let e =
+        |code, message| ContainerdError::new(Op::TaskStart, ID, &tonic::Status::new(code, message));
+    assert!(e(Code::Unavailable, "connection refused").is_transient());
+    assert!(e(Code::Unknown, LOST).is_transient());
+    assert!(!e(Code::Unknown, "runc: exec format error").is_transient());
+    assert!(!e(Code::NotFound, "connection not found").is_transient());
+    assert!(!e(Code::FailedPrecondition, "already started").is_transient());
+}
