@@ -21,6 +21,34 @@ pub(super) enum Found {
     Absent,
 }
 
+/// Runs `call` until containerd answers it, through containerd going away (up to
+/// [`OUTAGE_DEADLINE`]); says whether an earlier attempt's answer was lost, so the caller can
+/// tell its own effect (AlreadyExists) from another's. For calls that are safe to repeat.
+pub(super) async fn through_outage<T, F, Fut>(
+    what: &str,
+    object: &str,
+    mut call: F,
+) -> (Result<T, ContainerdError>, bool)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ContainerdError>>,
+{
+    let deadline = tokio::time::Instant::now() + OUTAGE_DEADLINE;
+    let mut lost = false;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
+                if !lost {
+                    tracing::info!(object, error = %e, "containerd did not answer {what}; trying again once it is back");
+                }
+                lost = true;
+                tokio::time::sleep(OUTAGE_POLL).await;
+            }
+            other => return (other, lost),
+        }
+    }
+}
+
 impl Containers {
     /// Waits until containerd answers a task get for `id` again, up to [`OUTAGE_DEADLINE`];
     /// `lost` is the error whose answer was lost, returned when containerd stays away.

@@ -463,3 +463,117 @@ fn only_an_unanswered_call_is_transient() {
     assert!(!e(Code::NotFound, "connection not found").is_transient());
     assert!(!e(Code::FailedPrecondition, "already started").is_transient());
 }
+
+/// containerd's refusal of a create for the bundle an interrupted create left at `bundle`.
+fn leftover_refusal(bundle: &Path) -> String {
+    format!(
+        "failed to start shim: mkdir {}: file exists",
+        bundle.display()
+    )
+}
+
+/// A leftover bundle of the container under the host's directory, as containerd lays it out.
+fn leftover_bundle(host: &Host) -> PathBuf {
+    let bundle = host.dir.path().join("containerd-state/berth").join(ID);
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    bundle
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_the_interrupted_create_made_after_all_is_taken() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    // The create is refused, but the one in flight before it makes the task meanwhile.
+    host.fake
+        .lose_answer_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")), "its FIFOs stay");
+    assert!(bundle.exists(), "a bundle with a task is containerd's");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leftover_bundle_containerd_removes_within_the_grace_is_waited_for() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    let cleanup = {
+        let bundle = bundle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            std::fs::remove_dir_all(&bundle).unwrap();
+        })
+    };
+    let began = tokio::time::Instant::now();
+    host.containers.start(&id).await.unwrap();
+    cleanup.await.unwrap();
+    assert!(began.elapsed() >= Duration::from_secs(3));
+    assert!(began.elapsed() < LEFTOVER_GRACE);
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test]
+async fn a_leftover_bundle_still_there_after_the_grace_is_removed() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    let work = host.dir.path().join("containerd-root/berth").join(ID);
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink(&work, bundle.join("work")).unwrap();
+    // The shim's runc state in a root of the test's own.
+    let runc_root = host.dir.path().join("runc");
+    let options = serde_json::json!({ "root": runc_root });
+    std::fs::write(bundle.join("options.json"), options.to_string()).unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    tokio::time::pause();
+    let started = tokio::spawn(async move {
+        let pid = host.containers.start(&id).await;
+        (host, pid)
+    });
+    // The grace passes on paused time; the removal (runc, the file system) runs on real time.
+    tokio::time::advance(LEFTOVER_GRACE + Duration::from_secs(1)).await;
+    tokio::time::resume();
+    let (host, pid) = started.await.unwrap();
+    pid.unwrap();
+    assert!(!bundle.exists());
+    assert!(!work.exists());
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_exists_already_is_taken_not_created_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    // The task get of the start misses it (containerd restarting); the create finds it.
+    host.fake
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "not found");
+    host.containers.create_task_of(&id).await.unwrap();
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_goes_on_through_a_containerd_restart() {
+    let host = Host::new();
+    host.fake
+        .fail_nth(Op::SnapshotPrepare, 1, Code::Unavailable, LOST);
+    host.fake
+        .fail_nth(Op::SnapshotPrepare, 2, Code::Unknown, LOST);
+    host.fake
+        .lose_answer_nth(Op::ContainerCreate, 1, Code::Unknown, LOST);
+    let id = host.containers.create(&web()).await.unwrap();
+    assert_eq!(id.as_str(), ID);
+    assert!(host.has_snapshot());
+    assert!(host.fake.containers().contains_key(ID));
+    assert_eq!(count(&host, Op::ContainerCreate), 2);
+}

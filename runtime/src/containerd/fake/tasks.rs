@@ -20,7 +20,7 @@ impl ContainersService for FakeContainerd {
             return Err(exists(op, &record.id));
         }
         state.containers.insert(record.id.clone(), record);
-        Ok(())
+        self.answer(&state, op)
     }
 
     async fn container_get(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
