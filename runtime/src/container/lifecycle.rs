@@ -160,6 +160,7 @@ impl Containers {
             stderr: path(&pipes.stderr),
             terminal: stdio.terminal,
         };
+        let (mounts_again, io_again) = (mounts.clone(), io.clone());
         let mut created = self
             .client
             .task_create(id.as_str(), mounts.clone(), io.clone())
@@ -192,8 +193,7 @@ impl Containers {
             // or one interrupted with the agent) made it with these FIFOs, for a container has
             // one creator. It is taken; its state decides whether it is started.
             Err(e) if e.is_already_exists() => {
-                tracing::info!(container.id = %id, "an earlier create of this container made its task; taking it");
-                Ok(())
+                self.take_or_replace(id, mounts_again, io_again).await
             }
             other => other,
         };
@@ -214,6 +214,38 @@ impl Containers {
                 drop(pipes);
                 Err(e.into())
             }
+        }
+    }
+
+    /// A task of this container exists already: an earlier create of it (a lost answer, or one
+    /// interrupted with the agent) made it with these FIFOs, for a container has one creator.
+    /// It is taken when its shim holds its container; when not (the shim's create was cut off
+    /// with containerd, so the shim has none and nothing ever ran), containerd's empty task is
+    /// deleted and the task made again.
+    async fn take_or_replace(
+        &self,
+        id: &ContainerId,
+        mounts: Vec<Mount>,
+        io: TaskIo,
+    ) -> Result<(), ContainerdError> {
+        let (found, _) = outage::through_outage("a task get", id.as_str(), || {
+            self.client.task_get(id.as_str())
+        })
+        .await;
+        match found {
+            Ok(_) => {
+                tracing::info!(container.id = %id, "an earlier create of this container made its task; taking it");
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => {
+                tracing::info!(container.id = %id, "the task an earlier create of this container left has no container; replacing it");
+                match self.client.task_delete(id.as_str()).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+                self.client.task_create(id.as_str(), mounts, io).await
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -538,7 +538,9 @@ async fn a_leftover_bundle_still_there_after_the_grace_is_removed() {
         (host, pid)
     });
     // The grace passes on paused time; the removal (runc, the file system) runs on real time.
-    tokio::time::advance(LEFTOVER_GRACE + Duration::from_secs(1)).await;
+    for _ in 0..=LEFTOVER_GRACE.as_secs() {
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
     tokio::time::resume();
     let (host, pid) = started.await.unwrap();
     pid.unwrap();
@@ -576,4 +578,21 @@ async fn a_create_goes_on_through_a_containerd_restart() {
     assert!(host.has_snapshot());
     assert!(host.fake.containers().contains_key(ID));
     assert_eq!(count(&host, Op::ContainerCreate), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_left_without_its_container_is_replaced() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.containers.create_task_of(&id).await.unwrap();
+    // containerd lists the task, but its shim has no container: a get says NotFound.
+    host.fake
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "container must be created");
+    host.fake
+        .fail_nth(Op::TaskGet, 2, Code::NotFound, "container must be created");
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskDelete), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
 }
