@@ -105,7 +105,19 @@ impl Containers {
         if let Some(img) = self.images_lock().get(reference) {
             return Ok(img.clone());
         }
-        let img = image::load_local(&*self.client, reference).await?;
+        // Read through containerd restarting (the image is read only, so safe to read again).
+        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
+        let img = loop {
+            match image::load_local(&*self.client, reference).await {
+                Err(image::LocalImageError::Containerd(e))
+                    if e.is_transient() && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::info!(image = reference, error = %e, "containerd did not answer an image read; trying again once it is back");
+                    tokio::time::sleep(outage::OUTAGE_POLL).await;
+                }
+                other => break other?,
+            }
+        };
         self.images_lock().insert(reference.to_owned(), img.clone());
         Ok(img)
     }

@@ -77,6 +77,8 @@ impl ContainerdError {
                     "h2 protocol error",
                     "connection",
                     "broken pipe",
+                    // tonic's own word for a call whose stream the server's end reset.
+                    "operation was canceled",
                 ]
                 .iter()
                 .any(|s| m.contains(s))

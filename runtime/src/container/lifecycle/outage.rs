@@ -13,7 +13,7 @@ use crate::error::Error;
 /// How long containerd gets to come back after a call's answer was lost.
 pub(super) const OUTAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// How often it is asked meanwhile.
-const OUTAGE_POLL: Duration = Duration::from_millis(500);
+pub(super) const OUTAGE_POLL: Duration = Duration::from_millis(500);
 
 /// What containerd says of a container's task once it answers again.
 pub(super) enum Found {

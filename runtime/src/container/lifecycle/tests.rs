@@ -459,6 +459,7 @@ fn only_an_unanswered_call_is_transient() {
         |code, message| ContainerdError::new(Op::TaskStart, ID, &tonic::Status::new(code, message));
     assert!(e(Code::Unavailable, "connection refused").is_transient());
     assert!(e(Code::Unknown, LOST).is_transient());
+    assert!(e(Code::Cancelled, "operation was canceled").is_transient());
     assert!(!e(Code::Unknown, "runc: exec format error").is_transient());
     assert!(!e(Code::NotFound, "connection not found").is_transient());
     assert!(!e(Code::FailedPrecondition, "already started").is_transient());
@@ -567,6 +568,7 @@ async fn a_task_that_exists_already_is_taken_not_created_again() {
 #[tokio::test(start_paused = true)]
 async fn a_create_goes_on_through_a_containerd_restart() {
     let host = Host::new();
+    host.fake.fail_nth(Op::ImageGet, 1, Code::Unavailable, LOST);
     host.fake
         .fail_nth(Op::SnapshotPrepare, 1, Code::Unavailable, LOST);
     host.fake
