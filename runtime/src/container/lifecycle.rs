@@ -179,8 +179,11 @@ impl Containers {
             .await;
         // The create may have taken effect: a task there now is the one made with these FIFOs
         // (a container has one creator at a time); none means it did not, and it is made now.
-        if let Err(e) = &created
+        // A containerd that restarts again meanwhile is waited for again, up to the deadline.
+        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
+        while let Err(e) = &created
             && e.is_transient()
+            && tokio::time::Instant::now() < deadline
         {
             created = match self.task_after_outage(id, e.clone()).await {
                 Ok(outage::Found::Task(_)) => Ok(()),

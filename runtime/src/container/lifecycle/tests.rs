@@ -598,3 +598,16 @@ async fn a_task_left_without_its_container_is_replaced() {
     assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
     assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_lost_twice_is_made_once_containerd_stays() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskCreate, 2, Code::Unknown, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
