@@ -295,9 +295,9 @@ fn main() -> ExitCode {
                 confinement_net::eni_refusals,
             ),
             // Ignored until it passes reliably: the leftover shim bundle of a task create
-            // interrupted by the agent's death is now recovered (passed 2 runs of 3), but one
-            // run (seed 3789121491083975618) left two stopped tasks never reported released;
-            // run it with --ignored.
+            // interrupted by the agent's death is now recovered (3 runs of 4 passed), but seed
+            // 3789121491083975618 reproducibly leaves tasks stopped by the user around an agent
+            // kill never reported released (resourcesReleasedAt); run it with --ignored.
             w.trial(
                 "faults_burst_with_the_agent_killed_20_times",
                 faults::burst_with_agent_kills,
