@@ -295,7 +295,7 @@ fn main() -> ExitCode {
                 confinement_net::eni_refusals,
             ),
             // Ignored until it passes reliably: the leftover shim bundle of a task create
-            // interrupted by the agent's death is now recovered (3 runs of 4 passed), but seed
+            // interrupted by the agent's death is now recovered (two other seeds passed), but seed
             // 3789121491083975618 reproducibly leaves tasks stopped by the user around an agent
             // kill never reported released (resourcesReleasedAt); run it with --ignored.
             w.trial(
