@@ -3,6 +3,8 @@
 //! `docker create`) is `create.rs`, its process (start, wait, signals, stop) `process.rs`.
 
 mod create;
+mod leftover;
+mod outage;
 mod process;
 #[cfg(test)]
 mod tests;
@@ -22,7 +24,7 @@ use super::{
     LABEL_TASK_ID,
 };
 use crate::cgroup::Cgroups;
-use crate::containerd::{Containerd, TaskIo, TaskStatus};
+use crate::containerd::{Containerd, ContainerdError, TaskIo, TaskStatus};
 use crate::error::Error;
 use crate::image::{self, LocalImage};
 use crate::spec::SeccompHost;
@@ -31,6 +33,11 @@ pub use process::KillScope;
 /// Label recording a container's standard streams (`stdin`, `terminal`; see [`Stdio`]), so
 /// that a restart in place gives the new task the same ones.
 const LABEL_STDIO: &str = "berth.stdio";
+
+/// How long containerd gets to finish its own cleanup of an interrupted task create, and how
+/// often it is asked meanwhile whether that create made the task after all.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
+const LEFTOVER_POLL: Duration = Duration::from_millis(500);
 
 /// The file in a container's FIFO directory that says its process was started once.
 const STARTED_MARKER: &str = "started";
@@ -98,7 +105,19 @@ impl Containers {
         if let Some(img) = self.images_lock().get(reference) {
             return Ok(img.clone());
         }
-        let img = image::load_local(&*self.client, reference).await?;
+        // Read through containerd restarting (the image is read only, so safe to read again).
+        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
+        let img = loop {
+            match image::load_local(&*self.client, reference).await {
+                Err(image::LocalImageError::Containerd(e))
+                    if e.is_transient() && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::info!(image = reference, error = %e, "containerd did not answer an image read; trying again once it is back");
+                    tokio::time::sleep(outage::OUTAGE_POLL).await;
+                }
+                other => break other?,
+            }
+        };
         self.images_lock().insert(reference.to_owned(), img.clone());
         Ok(img)
     }
@@ -153,7 +172,47 @@ impl Containers {
             stderr: path(&pipes.stderr),
             terminal: stdio.terminal,
         };
-        match self.client.task_create(id.as_str(), mounts, io).await {
+        let (mounts_again, io_again) = (mounts.clone(), io.clone());
+        let mut created = self
+            .client
+            .task_create(id.as_str(), mounts.clone(), io.clone())
+            .await;
+        // The create may have taken effect: a task there now is the one made with these FIFOs
+        // (a container has one creator at a time); none means it did not, and it is made now.
+        // A containerd that restarts again meanwhile is waited for again, up to the deadline.
+        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
+        while let Err(e) = &created
+            && e.is_transient()
+            && tokio::time::Instant::now() < deadline
+        {
+            created = match self.task_after_outage(id, e.clone()).await {
+                Ok(outage::Found::Task(_)) => Ok(()),
+                Ok(outage::Found::Absent) => {
+                    self.client
+                        .task_create(id.as_str(), mounts.clone(), io.clone())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = &created
+            && let Some(bundle) =
+                leftover::bundle_of(e.message(), self.client.namespace(), id.as_str())
+        {
+            created = self
+                .create_over_leftover(id, &bundle, e.clone(), mounts, io)
+                .await;
+        }
+        let created = match created {
+            // A task of this container exists already: an earlier create of it (a lost answer,
+            // or one interrupted with the agent) made it with these FIFOs, for a container has
+            // one creator. It is taken; its state decides whether it is started.
+            Err(e) if e.is_already_exists() => {
+                self.take_or_replace(id, mounts_again, io_again).await
+            }
+            other => other,
+        };
+        match created {
             Ok(()) => {
                 self.pipes_lock()
                     .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
@@ -171,6 +230,73 @@ impl Containers {
                 Err(e.into())
             }
         }
+    }
+
+    /// A task of this container exists already: an earlier create of it (a lost answer, or one
+    /// interrupted with the agent) made it with these FIFOs, for a container has one creator.
+    /// It is taken when its shim holds its container; when not (the shim's create was cut off
+    /// with containerd, so the shim has none and nothing ever ran), containerd's empty task is
+    /// deleted and the task made again.
+    async fn take_or_replace(
+        &self,
+        id: &ContainerId,
+        mounts: Vec<Mount>,
+        io: TaskIo,
+    ) -> Result<(), ContainerdError> {
+        let (found, _) = outage::through_outage("a task get", id.as_str(), || {
+            self.client.task_get(id.as_str())
+        })
+        .await;
+        match found {
+            Ok(_) => {
+                tracing::info!(container.id = %id, "an earlier create of this container made its task; taking it");
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => {
+                tracing::info!(container.id = %id, "the task an earlier create of this container left has no container; replacing it");
+                match self.client.task_delete(id.as_str()).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+                self.client.task_create(id.as_str(), mounts, io).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the task of a container whose earlier, interrupted create left its shim bundle
+    /// ([`leftover`]). containerd gets [`LEFTOVER_GRACE`] to finish its own cleanup of that
+    /// create (a task it lists by then is the one that create made, with these FIFOs, and is
+    /// taken); a bundle still there without a task is removed, and the task made.
+    async fn create_over_leftover(
+        &self,
+        id: &ContainerId,
+        bundle: &std::path::Path,
+        refused: ContainerdError,
+        mounts: Vec<Mount>,
+        io: TaskIo,
+    ) -> Result<(), ContainerdError> {
+        let deadline = tokio::time::Instant::now() + LEFTOVER_GRACE;
+        while bundle.exists() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(LEFTOVER_POLL).await;
+            match self.client.task_get(id.as_str()).await {
+                Ok(_) => {
+                    tracing::info!(container.id = %id, "the interrupted task create of this container made its task; taking it");
+                    return Ok(());
+                }
+                Err(e) if e.is_not_found() || e.is_transient() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if bundle.exists() {
+            let namespace = self.client.namespace().to_owned();
+            tracing::info!(container.id = %id, bundle = %bundle.display(), "removing the shim bundle an interrupted task create of this container left");
+            if let Err(error) = leftover::remove(bundle, &namespace, id.as_str()).await {
+                tracing::warn!(container.id = %id, bundle = %bundle.display(), %error, "could not remove the leftover shim bundle");
+                return Err(refused);
+            }
+        }
+        self.client.task_create(id.as_str(), mounts, io).await
     }
 
     /// Re-creates the containerd task of a container whose process has exited, in place: the

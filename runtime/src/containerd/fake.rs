@@ -64,6 +64,9 @@ struct Failure {
     nth: Option<usize>,
     code: Code,
     message: String,
+    /// The call takes effect and only its answer is lost (containerd restarted before it
+    /// answered); otherwise it fails before it does anything.
+    after: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,12 +168,39 @@ impl FakeContainerd {
                 None => (true, count),
                 Some(o) => (o == object, on_object),
             };
-            f.op == op && matches && f.nth.is_none_or(|n| n == nth)
+            !f.after && f.op == op && matches && f.nth.is_none_or(|n| n == nth)
         });
         if let Some(f) = failure {
             return Err(status(op, object, f.code, f.message.clone()));
         }
         Ok(state)
+    }
+
+    /// The answer to a call that took effect: the failure it was told to lose its answer with
+    /// ([`Self::lose_answer_nth`]), if any. Counts as [`Self::begin`] counted the call.
+    fn answer(&self, state: &State, op: Op) -> Result<(), ContainerdError> {
+        let count = state.counts.get(&op).copied().unwrap_or(0);
+        match state
+            .failures
+            .iter()
+            .find(|f| f.after && f.op == op && f.nth.is_none_or(|n| n == count))
+        {
+            Some(f) => Err(status(op, "", f.code, f.message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The n-th call of `op` takes effect but fails with `code`, as a call does whose answer
+    /// was lost when containerd restarted.
+    pub(crate) fn lose_answer_nth(&self, op: Op, nth: usize, code: Code, message: &str) {
+        self.lock().failures.push(Failure {
+            op,
+            object: None,
+            nth: Some(nth),
+            code,
+            message: message.to_owned(),
+            after: true,
+        });
     }
 
     /// Every call so far, as `<op> <object>` (exec processes by their container).
@@ -220,6 +250,7 @@ impl FakeContainerd {
             nth,
             code,
             message: message.to_owned(),
+            after: false,
         });
     }
 

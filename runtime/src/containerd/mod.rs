@@ -64,6 +64,29 @@ impl ContainerdError {
         self.code == tonic::Code::AlreadyExists
     }
 
+    /// The call did not get an answer from containerd: it was unreachable (restarting) or the
+    /// connection broke mid-call. The call may or may not have taken effect; containerd has to
+    /// be asked again what state the object is in.
+    pub fn is_transient(&self) -> bool {
+        match self.code {
+            tonic::Code::Unavailable => true,
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
+                let m = self.message.to_ascii_lowercase();
+                [
+                    "transport error",
+                    "h2 protocol error",
+                    "connection",
+                    "broken pipe",
+                    // tonic's own word for a call whose stream the server's end reset.
+                    "operation was canceled",
+                ]
+                .iter()
+                .any(|s| m.contains(s))
+            }
+            _ => false,
+        }
+    }
+
     /// containerd's message, without the operation context.
     pub fn message(&self) -> &str {
         &self.message

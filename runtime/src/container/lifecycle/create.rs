@@ -143,9 +143,17 @@ impl Containers {
                 std::io::Error::other(e),
             )
         })?;
-        self.client
-            .container_create(record(spec, id, spec_json))
-            .await?;
+        let record = record(spec, id, spec_json);
+        let (created, lost) =
+            super::outage::through_outage("a container create", id.as_str(), || {
+                self.client.container_create(record.clone())
+            })
+            .await;
+        match created {
+            // The create whose answer was lost made the record (a container has one creator).
+            Err(e) if lost && e.is_already_exists() => {}
+            other => other?,
+        }
 
         // The FIFOs come with the task; the rotation is recorded now, for the first start as
         // for later ones.
@@ -287,9 +295,11 @@ impl Containers {
             (LABEL_TASK_ID.to_owned(), spec.task_id.clone()),
             (LABEL_CONTAINER_NAME.to_owned(), spec.name.clone()),
         ]);
-        let prepared = self
-            .client
-            .snapshot_prepare(None, id.as_str(), chain_id, labels.clone())
+        let (prepared, _) =
+            super::outage::through_outage("a snapshot prepare", id.as_str(), || {
+                self.client
+                    .snapshot_prepare(None, id.as_str(), chain_id, labels.clone())
+            })
             .await;
         match prepared {
             // A container is created only when containerd has no record of it, so a snapshot

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::super::log::{LogRotation, Stdio};
 use super::super::{ContainerId, ExitStatus, LABEL_CONTAINER_NAME, LABEL_TASK_ID};
+use super::outage::through_outage;
 use super::{Containers, LABEL_STDIO, STARTED_MARKER};
 use crate::containerd::TaskStatus;
 use crate::error::Error;
@@ -43,18 +44,18 @@ impl Containers {
         tokio::fs::write(&marker, b"")
             .await
             .map_err(|e| Error::io("mark the container started", marker, e))?;
-        let pid = self
-            .client
-            .task_start(id.as_str())
-            .await
-            .map_err(|e| super::super::not_found_or(&*self.client, id, e))?;
+        let pid = self.start_task(id).await?;
         tracing::debug!(target: "berth::phase", phase = "task_started", container.id = %id, "phase ended");
         Ok(pid)
     }
 
     /// Whether the container has a containerd task (created, running or exited).
     async fn has_task(&self, id: &ContainerId) -> Result<bool, Error> {
-        match self.client.task_get(id.as_str()).await {
+        let (found, _) = through_outage("a task get", id.as_str(), || {
+            self.client.task_get(id.as_str())
+        })
+        .await;
+        match found {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e.into()),
@@ -68,7 +69,16 @@ impl Containers {
             id: id.to_string(),
             namespace: self.client.namespace().to_owned(),
         };
-        let labels = self.labels(id).await.ok_or_else(not_found)?;
+        // Asked through containerd restarting: only a record that is not there is missing.
+        let (record, _) = through_outage("a container get", id.as_str(), || {
+            self.client.container_get(id.as_str())
+        })
+        .await;
+        let labels = match record {
+            Ok(record) => record.labels,
+            Err(e) if e.is_not_found() => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
         let (Some(task_id), Some(name)) = (
             labels.get(LABEL_TASK_ID).cloned(),
             labels.get(LABEL_CONTAINER_NAME).cloned(),
@@ -79,7 +89,11 @@ impl Containers {
             .get(LABEL_STDIO)
             .map(|l| Stdio::from_label(l))
             .unwrap_or_default();
-        let mounts = self.client.snapshot_mounts(id.as_str()).await?;
+        let (mounts, _) = through_outage("a snapshot mounts", id.as_str(), || {
+            self.client.snapshot_mounts(id.as_str())
+        })
+        .await;
+        let mounts = mounts?;
         let rotation = LogRotation::load(&self.io_dir.join(id.as_str())).unwrap_or(self.rotation);
         self.create_task(&task_id, &name, id, mounts, rotation, stdio)
             .await

@@ -359,3 +359,255 @@ async fn listed(host: &Host) -> (ContainerStatus, bool, Option<u32>) {
     assert_eq!(all.len(), 1);
     (all[0].status, all[0].started, all[0].exit_code)
 }
+
+/// What tonic reports for a call in flight when containerd restarts.
+const LOST: &str = "transport error: connection reset by peer";
+
+fn count(host: &Host, op: Op) -> usize {
+    host.fake.calls_of(&[op]).len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_whose_answer_was_lost_but_took_effect_is_not_started_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .lose_answer_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    // containerd is still away for the first two looks.
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 3, Code::Unknown, LOST);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskGet), 4, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_lost_before_it_took_effect_starts_the_still_created_task() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskStart), 2, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_lost_with_its_task_gone_is_not_found() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
+    // containerd comes back without the task (its shim went away meanwhile).
+    host.fake
+        .fail_nth(Op::TaskGet, 2, Code::NotFound, "t1.web: not found");
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(count(&host, Op::TaskStart), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_fails_when_containerd_stays_away_past_the_deadline() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake.fail(Op::TaskStart, Code::Unavailable, LOST);
+    // The first look (whether the container has a task) is answered; none after it.
+    for nth in 2..1000 {
+        host.fake
+            .fail_nth(Op::TaskGet, nth, Code::Unavailable, LOST);
+    }
+    let began = tokio::time::Instant::now();
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::Unavailable), "{err}");
+    assert!(began.elapsed() >= outage::OUTAGE_DEADLINE);
+    assert!(began.elapsed() < outage::OUTAGE_DEADLINE * 2);
+    assert_eq!(count(&host, Op::TaskStart), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_whose_answer_was_lost_but_took_effect_is_adopted() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .lose_answer_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")), "its FIFOs stay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_lost_before_it_took_effect_is_made_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[test]
+fn only_an_unanswered_call_is_transient() {
+    let e =
+        |code, message| ContainerdError::new(Op::TaskStart, ID, &tonic::Status::new(code, message));
+    assert!(e(Code::Unavailable, "connection refused").is_transient());
+    assert!(e(Code::Unknown, LOST).is_transient());
+    assert!(e(Code::Cancelled, "operation was canceled").is_transient());
+    assert!(!e(Code::Unknown, "runc: exec format error").is_transient());
+    assert!(!e(Code::NotFound, "connection not found").is_transient());
+    assert!(!e(Code::FailedPrecondition, "already started").is_transient());
+}
+
+/// containerd's refusal of a create for the bundle an interrupted create left at `bundle`.
+fn leftover_refusal(bundle: &Path) -> String {
+    format!(
+        "failed to start shim: mkdir {}: file exists",
+        bundle.display()
+    )
+}
+
+/// A leftover bundle of the container under the host's directory, as containerd lays it out.
+fn leftover_bundle(host: &Host) -> PathBuf {
+    let bundle = host.dir.path().join("containerd-state/berth").join(ID);
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    bundle
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_the_interrupted_create_made_after_all_is_taken() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    // The create is refused, but the one in flight before it makes the task meanwhile.
+    host.fake
+        .lose_answer_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")), "its FIFOs stay");
+    assert!(bundle.exists(), "a bundle with a task is containerd's");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leftover_bundle_containerd_removes_within_the_grace_is_waited_for() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    let cleanup = {
+        let bundle = bundle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            std::fs::remove_dir_all(&bundle).unwrap();
+        })
+    };
+    let began = tokio::time::Instant::now();
+    host.containers.start(&id).await.unwrap();
+    cleanup.await.unwrap();
+    assert!(began.elapsed() >= Duration::from_secs(3));
+    assert!(began.elapsed() < LEFTOVER_GRACE);
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test]
+async fn a_leftover_bundle_still_there_after_the_grace_is_removed() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    let bundle = leftover_bundle(&host);
+    let work = host.dir.path().join("containerd-root/berth").join(ID);
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink(&work, bundle.join("work")).unwrap();
+    // The shim's runc state in a root of the test's own.
+    let runc_root = host.dir.path().join("runc");
+    let options = serde_json::json!({ "root": runc_root });
+    std::fs::write(bundle.join("options.json"), options.to_string()).unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unknown, &leftover_refusal(&bundle));
+    tokio::time::pause();
+    let started = tokio::spawn(async move {
+        let pid = host.containers.start(&id).await;
+        (host, pid)
+    });
+    // The grace passes on paused time; the removal (runc, the file system) runs on real time.
+    for _ in 0..=LEFTOVER_GRACE.as_secs() {
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    tokio::time::resume();
+    let (host, pid) = started.await.unwrap();
+    pid.unwrap();
+    assert!(!bundle.exists());
+    assert!(!work.exists());
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_exists_already_is_taken_not_created_again() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    // The task get of the start misses it (containerd restarting); the create finds it.
+    host.fake
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "not found");
+    host.containers.create_task_of(&id).await.unwrap();
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert!(is_fifo(&host.io_dir().join("stdout")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_goes_on_through_a_containerd_restart() {
+    let host = Host::new();
+    host.fake.fail_nth(Op::ImageGet, 1, Code::Unavailable, LOST);
+    host.fake
+        .fail_nth(Op::SnapshotPrepare, 1, Code::Unavailable, LOST);
+    host.fake
+        .fail_nth(Op::SnapshotPrepare, 2, Code::Unknown, LOST);
+    host.fake
+        .lose_answer_nth(Op::ContainerCreate, 1, Code::Unknown, LOST);
+    let id = host.containers.create(&web()).await.unwrap();
+    assert_eq!(id.as_str(), ID);
+    assert!(host.has_snapshot());
+    assert!(host.fake.containers().contains_key(ID));
+    assert_eq!(count(&host, Op::ContainerCreate), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_left_without_its_container_is_replaced() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.containers.create_task_of(&id).await.unwrap();
+    // containerd lists the task, but its shim has no container: a get says NotFound.
+    host.fake
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "container must be created");
+    host.fake
+        .fail_nth(Op::TaskGet, 2, Code::NotFound, "container must be created");
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskDelete), 1, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_lost_twice_is_made_once_containerd_stays() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake
+        .fail_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskCreate, 2, Code::Unknown, LOST);
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}

@@ -20,7 +20,7 @@ impl ContainersService for FakeContainerd {
             return Err(exists(op, &record.id));
         }
         state.containers.insert(record.id.clone(), record);
-        Ok(())
+        self.answer(&state, op)
     }
 
     async fn container_get(&self, id: &str) -> Result<ContainerRecord, ContainerdError> {
@@ -78,7 +78,7 @@ impl TasksService for FakeContainerd {
             return Err(exists(op, id));
         }
         state.tasks.insert(id.to_owned(), Process::created());
-        Ok(())
+        self.answer(&state, op)
     }
 
     async fn task_get(&self, id: &str) -> Result<Option<TaskState>, ContainerdError> {
@@ -103,6 +103,7 @@ impl TasksService for FakeContainerd {
         }
         process.status = TaskStatus::Running;
         process.pid = pid;
+        self.answer(&state, op)?;
         Ok(pid)
     }
 
