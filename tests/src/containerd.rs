@@ -452,10 +452,10 @@ fn remove_empty_namespace_cgroups(cgroup_root: &Path, namespaces: &[String]) {
     }
 }
 
-/// Unmounts everything mounted at or below `dir`, deepest first (lazy unmount).
-pub(crate) fn unmount_under(dir: &Path) {
+/// The mount points at or below `dir`, deepest first.
+pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
+        return Vec::new();
     };
     let mut points: Vec<PathBuf> = info
         .lines()
@@ -465,7 +465,12 @@ pub(crate) fn unmount_under(dir: &Path) {
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     points.dedup();
-    for p in points {
+    points
+}
+
+/// Unmounts everything mounted at or below `dir`, deepest first (lazy unmount).
+pub(crate) fn unmount_under(dir: &Path) {
+    for p in mounts_under(dir) {
         if let Err(e) = umount2(&p, MntFlags::MNT_DETACH) {
             tracing::warn!(mount = %p.display(), error = %e, "cleanup: umount failed");
         }

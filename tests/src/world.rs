@@ -240,12 +240,25 @@ impl World {
             if env::var_os(KEEP_ENV).is_some() {
                 let kept = tempdir.keep();
                 eprintln!("{}: kept {} ({KEEP_ENV} is set)", self.name, kept.display());
-            } else if let Err(e) = tempdir.close() {
-                eprintln!(
-                    "{}: could not remove {}: {e}",
-                    self.name,
-                    self.dir.display()
-                );
+            } else {
+                // What a trial's agent left mounted (a task's volume bind when the agent was
+                // killed with the task running) is named and detached, so that the temp dir
+                // goes and the host keeps nothing of the suite.
+                for left in crate::containerd::mounts_under(&self.dir) {
+                    eprintln!(
+                        "{}: still mounted at teardown: {}",
+                        self.name,
+                        left.display()
+                    );
+                }
+                crate::containerd::unmount_under(&self.dir);
+                if let Err(e) = tempdir.close() {
+                    eprintln!(
+                        "{}: could not remove {}: {e}",
+                        self.name,
+                        self.dir.display()
+                    );
+                }
             }
         }
     }
