@@ -4,8 +4,8 @@
 //! the task from its list but its cleanup can stop halfway (the shim answers its delete too
 //! late, or refuses to shut down while it holds the container it was still creating). The
 //! bundle then stays, with a shim and a created, never started container in it, until
-//! containerd restarts, and every later create of that container is refused: "failed to start
-//! shim: mkdir <bundle>: file exists". Nothing in containerd's API reaches such a bundle (it
+//! containerd restarts, and every later create of that container is refused: `failed to start
+//! shim: mkdir <bundle>: file exists`. Nothing in containerd's API reaches such a bundle (it
 //! has no task), so it is removed the way containerd removes a bundle whose shim died: the
 //! container force-deleted by runc, the shim ended, the rootfs unmounted, the bundle and its
 //! work directory removed. The container never started (its task never existed to be
