@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::tests::docker_default_caps;
 use super::*;
 
 /// moby's default profile as Debian installs it.
@@ -164,24 +165,7 @@ fn the_default_profile_refuses_what_docker_refuses_on_this_host() {
         arch: "amd64",
         kernel: Some((6, 1)),
     };
-    let default_caps: Vec<String> = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let default_caps = docker_default_caps();
     let filter = DEFAULT_PROFILE
         .to_oci(&host, &default_caps)
         .expect("filter");

@@ -1,6 +1,7 @@
 //! Unit tests of the Docker seccomp profile conversion: architectures, includes and excludes,
 //! conditional rules, and the errors that say where a profile is wrong.
 
+use super::parse::{ACTIONS, ARCHES, FLAGS, GO_ARCHES, OPERATORS, names};
 use super::*;
 
 const HOST: SeccompHost = SeccompHost {
@@ -176,26 +177,13 @@ fn kernel_versions_parse() {
     assert_eq!(native_arch("amd64"), Some(Arch::ScmpArchX86_64));
 }
 
-/// Docker's default capabilities, which a container without additions holds.
-fn docker_default_caps() -> Vec<String> {
-    [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+/// Docker's default capabilities, which a container without additions holds, as a filter's
+/// rules name them (`CAP_CHOWN`); also the comparison's (`compare.rs`).
+pub(super) fn docker_default_caps() -> Vec<String> {
+    berth_policy::DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| format!("CAP_{c}"))
+        .collect()
 }
 
 fn names_of(filter: &LinuxSeccomp) -> Vec<String> {
