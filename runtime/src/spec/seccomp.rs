@@ -4,8 +4,9 @@
 //! sub-architectures, and a rule's `includes`/`excludes` (capabilities, architectures, minimum
 //! kernel) decide whether it applies to this container on this host.
 //!
-//! Parsing (`parse.rs`) is strict where a slip would silently weaken or tighten a filter: unknown fields,
-//! actions, architectures, operators and flags are refused with the place they are at.
+//! Parsing (`parse.rs`) is strict where a slip would silently weaken or tighten a filter:
+//! unknown fields, actions, architectures, operators and flags are refused with the place they
+//! are at.
 //! Unknown syscall names are kept: runc skips the ones the host's kernel does not have, which
 //! is what lets one profile serve several architectures (Berth's own profile leaves them out
 //! itself on the host's ABI alone, see `native.rs`).
