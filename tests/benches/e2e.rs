@@ -142,7 +142,7 @@ fn run() -> Result<()> {
             namespace: "bench-e2e",
             image: &image,
         };
-        start.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
+        start.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }
     if wants("profile") {
         let profile = profile::Profile {
@@ -152,7 +152,7 @@ fn run() -> Result<()> {
             scheduler_log: &root.join("scheduler.log"),
             agent_log: &root.join("agent.log"),
         };
-        profile.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
+        profile.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }
     if wants("burst") {
         let burst = burst::Burst {
@@ -353,6 +353,41 @@ fn run_task(config: &Path, family: &str) -> Result<String> {
         .into_iter()
         .next()
         .context("no task id")
+}
+
+/// [`wait_status`]; for STOPPED, also until the host has released what the task held (its
+/// container, snapshot, cgroup): the start and profile sections stop each task outside their
+/// timing, and a cleanup still running would share containerd with the next start, as no
+/// `ctr` reference's does (each is removed before the next command).
+async fn settled(
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    id: &str,
+    status: TaskStatus,
+) -> Result<()> {
+    wait_status(client, id, status).await?;
+    if status != TaskStatus::Stopped {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .describe_tasks(DescribeTasksRequest {
+                cluster: "bench".into(),
+                task_ids: vec![id.to_owned()],
+            })
+            .await?
+            .into_inner();
+        if r.tasks
+            .first()
+            .is_some_and(|t| t.resources_released_at.is_some())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("task {id} stopped but its resources were never released");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn wait_status(
