@@ -327,52 +327,39 @@ impl Store {
 
     /// Records a new assignment, a fresh endpoint ID for each of its containers, and the
     /// scheduler sequence number it came with, atomically. Returns false (and changes nothing
-    /// but the sequence number) when the task is already known.
+    /// but the sequence number) when the task is already known. Tests seed stores with it; the
+    /// engine queues the first state in the same commit ([`Self::accept_assignment_queued`]).
+    #[cfg(test)]
     pub(crate) fn accept_assignment(
         &self,
         assignment: &TaskAssignment,
         initial: &TaskState,
     ) -> Result<bool, StoreError> {
         let tx = wrap("begin", self.db.begin_write())?;
-        let fresh;
-        {
-            let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
-            fresh = wrap("get", a.get(assignment.task_id.as_str()))?.is_none();
-            if fresh {
-                wrap(
-                    "insert",
-                    a.insert(
-                        assignment.task_id.as_str(),
-                        assignment.encode_to_vec().as_slice(),
-                    ),
-                )?;
-                let mut s = wrap("open states", tx.open_table(STATES))?;
-                wrap(
-                    "insert",
-                    s.insert(
-                        assignment.task_id.as_str(),
-                        initial.encode_to_vec().as_slice(),
-                    ),
-                )?;
-                let ids: EndpointIds = assignment
-                    .definition
-                    .iter()
-                    .flat_map(|d| &d.containers)
-                    .map(|c| (c.name.clone(), new_endpoint_id()))
-                    .collect();
-                let mut e = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
-                wrap(
-                    "insert",
-                    e.insert(
-                        assignment.task_id.as_str(),
-                        encode_endpoint_ids(&ids).as_slice(),
-                    ),
-                )?;
-            }
-            bump_applied(&tx, assignment.seq)?;
-        }
+        let fresh = insert_assignment(&tx, assignment, initial)?;
         wrap("commit", tx.commit())?;
         Ok(fresh)
+    }
+
+    /// [`Self::accept_assignment`] and, for a new task, [`Self::record_state`] of its first
+    /// state, in one transaction: one commit (one fsync) before the assignment is acknowledged
+    /// rather than two. Returns the state change's sequence number, None (and changes nothing
+    /// but the scheduler's sequence number) when the task is already known.
+    pub(crate) fn accept_assignment_queued(
+        &self,
+        assignment: &TaskAssignment,
+        initial: &TaskState,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut unsent = self.unsent_lock();
+        let tx = wrap("begin", self.db.begin_write())?;
+        if !insert_assignment(&tx, assignment, initial)? {
+            wrap("commit", tx.commit())?;
+            return Ok(None);
+        }
+        let seq = queue_state(&tx, &unsent, initial)?;
+        wrap("commit", tx.commit())?;
+        self.queued(&mut unsent, initial, seq);
+        Ok(Some(seq))
     }
 
     /// Records that a scheduler message was applied (a stop order, a duplicate assignment).
@@ -387,35 +374,21 @@ impl Store {
     /// place (the newer full snapshot replaces it). Returns the sequence number it goes under.
     pub(crate) fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
         let mut unsent = self.unsent_lock();
-        let queued = unsent.by_task.get(&state.task_id).copied();
         let tx = wrap("begin", self.db.begin_write())?;
-        let seq;
-        {
-            let bytes = state.encode_to_vec();
-            let mut s = wrap("open states", tx.open_table(STATES))?;
-            wrap("insert", s.insert(state.task_id.as_str(), bytes.as_slice()))?;
-            let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
-            match queued {
-                Some(queued) => seq = queued,
-                None => {
-                    let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
-                    seq = wrap("get", c.get(KEY_NEXT_SEQ))?
-                        .map(|v| v.value())
-                        .unwrap_or(0)
-                        + 1;
-                    wrap("insert", c.insert(KEY_NEXT_SEQ, seq))?;
-                }
-            }
-            wrap("insert", o.insert(seq, bytes.as_slice()))?;
-        }
+        let seq = queue_state(&tx, &unsent, state)?;
         wrap("commit", tx.commit())?;
+        self.queued(&mut unsent, state, seq);
+        Ok(seq)
+    }
+
+    /// Notes a committed state change as queued, unsent, under `seq`.
+    fn queued(&self, unsent: &mut Unsent, state: &TaskState, seq: u64) {
         unsent.by_task.insert(state.task_id.clone(), seq);
         #[cfg(test)]
         self.recorded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(state.clone());
-        Ok(seq)
     }
 
     /// Every state recorded in this run, in order (before any coalescing).
@@ -609,6 +582,77 @@ fn bump_applied(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError>
         wrap("insert", c.insert(KEY_LAST_APPLIED, seq))?;
     }
     Ok(())
+}
+
+/// Inserts a new task's assignment, first state and endpoint IDs (nothing when the task is
+/// known) and bumps the scheduler's applied sequence number; whether the task was new.
+fn insert_assignment(
+    tx: &redb::WriteTransaction,
+    assignment: &TaskAssignment,
+    initial: &TaskState,
+) -> Result<bool, StoreError> {
+    let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
+    let fresh = wrap("get", a.get(assignment.task_id.as_str()))?.is_none();
+    if fresh {
+        wrap(
+            "insert",
+            a.insert(
+                assignment.task_id.as_str(),
+                assignment.encode_to_vec().as_slice(),
+            ),
+        )?;
+        let mut s = wrap("open states", tx.open_table(STATES))?;
+        wrap(
+            "insert",
+            s.insert(
+                assignment.task_id.as_str(),
+                initial.encode_to_vec().as_slice(),
+            ),
+        )?;
+        let ids: EndpointIds = assignment
+            .definition
+            .iter()
+            .flat_map(|d| &d.containers)
+            .map(|c| (c.name.clone(), new_endpoint_id()))
+            .collect();
+        let mut e = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
+        wrap(
+            "insert",
+            e.insert(
+                assignment.task_id.as_str(),
+                encode_endpoint_ids(&ids).as_slice(),
+            ),
+        )?;
+    }
+    bump_applied(tx, assignment.seq)?;
+    Ok(fresh)
+}
+
+/// Stores a task's state and queues it in the outbox within `tx`: under the next sequence
+/// number, or in the place of the task's queued, unsent change. Returns the sequence number.
+fn queue_state(
+    tx: &redb::WriteTransaction,
+    unsent: &Unsent,
+    state: &TaskState,
+) -> Result<u64, StoreError> {
+    let bytes = state.encode_to_vec();
+    let mut s = wrap("open states", tx.open_table(STATES))?;
+    wrap("insert", s.insert(state.task_id.as_str(), bytes.as_slice()))?;
+    let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
+    let seq = match unsent.by_task.get(&state.task_id) {
+        Some(queued) => *queued,
+        None => {
+            let mut c = wrap("open counters", tx.open_table(COUNTERS))?;
+            let next = wrap("get", c.get(KEY_NEXT_SEQ))?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
+            wrap("insert", c.insert(KEY_NEXT_SEQ, next))?;
+            next
+        }
+    };
+    wrap("insert", o.insert(seq, bytes.as_slice()))?;
+    Ok(seq)
 }
 
 /// Runs `f`, which commits to the store and must finish before its caller goes on (the

@@ -2,12 +2,14 @@
 //! image, one `sleep` container) in network modes none, awsvpc (veth) and bridge (one dynamic
 //! port mapping), with the default seccomp profile beside `seccomp=unconfined`, and run-task →
 //! STOPPED for `sh -c true`,
-//! beside `ctr run --rm` of the same image on the same containerd; and the agent's resident
+//! beside `ctr run -d` (→ RUNNING) and `ctr run --rm` (→ STOPPED) of the same image on the same
+//! containerd, each its own process timed as a person runs it; and the agent's resident
 //! memory idle and with 20 running tasks (section `modes`); and the start latency a user sees,
 //! berthctl processes beside `ctr run --rm` and `ctr run -d` (section `start`, in
 //! `e2e/start.rs`); and where a start's time goes, phase by phase (section `profile`, in
-//! `e2e/profile.rs`). `cargo bench -p berth-tests --bench e2e -- SECTION` runs one section.
-//! Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
+//! `e2e/profile.rs`); and bursts and density, 100 tasks at once beside 100 `ctr run -d` and
+//! 250 running tasks (section `burst`, in `e2e/burst.rs`). `cargo bench -p berth-tests --bench
+//! e2e -- SECTION` runs one section. Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
 //! --workspace --bins`, which `make bench` runs first).
 
 use std::path::Path;
@@ -21,6 +23,8 @@ use berth_tests::bench::{percentile, report, timed, wants};
 use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
+#[path = "e2e/burst.rs"]
+mod burst;
 #[path = "e2e/profile.rs"]
 mod profile;
 #[path = "e2e/start.rs"]
@@ -138,7 +142,7 @@ fn run() -> Result<()> {
             namespace: "bench-e2e",
             image: &image,
         };
-        start.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
+        start.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }
     if wants("profile") {
         let profile = profile::Profile {
@@ -148,7 +152,20 @@ fn run() -> Result<()> {
             scheduler_log: &root.join("scheduler.log"),
             agent_log: &root.join("agent.log"),
         };
-        profile.run(&mut |id, status| rt.block_on(wait_status(&mut client, id, status)))?;
+        profile.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
+    }
+    if wants("burst") {
+        let burst = burst::Burst {
+            config: &config,
+            cluster: "bench",
+            endpoint: &endpoint,
+            containerd: &containerd,
+            namespace: "bench-e2e",
+            image: &image,
+            agent_pid: pid,
+            dir: &defs,
+        };
+        burst.run(&rt)?;
     }
     if !wants("modes") {
         return Ok(());
@@ -169,6 +186,7 @@ fn run() -> Result<()> {
         .collect();
     let mut to_stopped = Vec::new();
     let mut ctr_runs = Vec::new();
+    let mut ctr_detached = Vec::new();
     for i in 0..RUNS {
         // In turn, from a different family each run: a start overlaps the stop of the task
         // before it, so a fixed order would charge one family more than another.
@@ -199,6 +217,11 @@ fn run() -> Result<()> {
                 .args(["-n", "bench-e2e", "run", "--rm", &image])
                 .args([&format!("ctr-{i}"), "sh", "-c", "true"]),
         )?);
+        ctr_detached.push(ctr_run_detached(
+            &containerd,
+            &image,
+            &format!("ctr-d-{i}"),
+        )?);
     }
     let mut samples_of = |family: &str| {
         running
@@ -216,29 +239,29 @@ fn run() -> Result<()> {
         "berthctl run-task -> RUNNING (sleep)",
         "berth",
         &mut to_running,
-        "ctr run --rm",
-        &mut ctr_runs.clone(),
+        "ctr run -d",
+        &mut ctr_detached.clone(),
     );
     report(
         "berthctl run-task -> RUNNING (sleep), network mode awsvpc",
         "berth awsvpc",
         &mut awsvpc_running,
-        "ctr run --rm",
-        &mut ctr_runs.clone(),
+        "ctr run -d",
+        &mut ctr_detached.clone(),
     );
     report(
         "berthctl run-task -> RUNNING (sleep), network mode bridge + 1 port",
         "berth bridge",
         &mut bridge_running,
-        "ctr run --rm",
-        &mut ctr_runs.clone(),
+        "ctr run -d",
+        &mut ctr_detached.clone(),
     );
     report(
         "berthctl run-task -> RUNNING (sleep), seccomp=unconfined",
         "berth unconfined",
         &mut unconfined_running,
-        "ctr run --rm",
-        &mut ctr_runs.clone(),
+        "ctr run -d",
+        &mut ctr_detached.clone(),
     );
     let p50 = |s: &[Duration]| percentile(s, 0.5).as_secs_f64() * 1000.0;
     println!(
@@ -256,8 +279,8 @@ fn run() -> Result<()> {
             "berthctl run-task -> RUNNING (sleep), seccomp=<moby's default.json>",
             "berth moby",
             &mut moby_running,
-            "ctr run --rm",
-            &mut ctr_runs.clone(),
+            "ctr run -d",
+            &mut ctr_detached.clone(),
         );
         println!(
             "  moby's profile (every ABI, given as seccomp=<file>) over seccomp=unconfined at \
@@ -303,6 +326,21 @@ fn run() -> Result<()> {
     Ok(())
 }
 
+/// `ctr run -d` (create and start: the fair reference for -> RUNNING) as a person runs it, its
+/// own process with output on /dev/null; the container is killed and removed afterwards,
+/// outside the timing.
+fn ctr_run_detached(containerd: &PrivateContainerd, image: &str, id: &str) -> Result<Duration> {
+    let took = timed(
+        std::process::Command::new(berth_tests::bins::CTR)
+            .arg("--address")
+            .arg(containerd.socket())
+            .args(["-n", "bench-e2e", "run", "-d", image, id, "sleep", "3600"]),
+    )?;
+    containerd.ctr(&["-n", "bench-e2e", "tasks", "delete", "--force", id])?;
+    containerd.ctr(&["-n", "bench-e2e", "containers", "delete", id])?;
+    Ok(took)
+}
+
 fn ctl(config: &Path, args: &[&str]) -> Result<String> {
     Ok(berthctl(config, "bench", args)?.success(args)?.stdout)
 }
@@ -315,6 +353,41 @@ fn run_task(config: &Path, family: &str) -> Result<String> {
         .into_iter()
         .next()
         .context("no task id")
+}
+
+/// [`wait_status`]; for STOPPED, also until the host has released what the task held (its
+/// container, snapshot, cgroup): the start and profile sections stop each task outside their
+/// timing, and a cleanup still running would share containerd with the next start, as no
+/// `ctr` reference's does (each is removed before the next command).
+async fn settled(
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    id: &str,
+    status: TaskStatus,
+) -> Result<()> {
+    wait_status(client, id, status).await?;
+    if status != TaskStatus::Stopped {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .describe_tasks(DescribeTasksRequest {
+                cluster: "bench".into(),
+                task_ids: vec![id.to_owned()],
+            })
+            .await?
+            .into_inner();
+        if r.tasks
+            .first()
+            .is_some_and(|t| t.resources_released_at.is_some())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("task {id} stopped but its resources were never released");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn wait_status(

@@ -6,6 +6,7 @@
 
 mod deps;
 mod driver;
+mod handle;
 mod health;
 mod restart;
 mod resume;
@@ -31,6 +32,7 @@ use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub(crate) use driver::Control;
 use driver::Driver;
+pub(crate) use handle::EngineHandle;
 pub(crate) use health::Probe;
 pub(crate) use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
@@ -114,6 +116,24 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying it may write to the store (the others answer from memory).
+    fn may_commit(&self) -> bool {
+        match self {
+            Command::Assign(_)
+            | Command::Stop(_)
+            | Command::Event { .. }
+            | Command::DriverFailed { .. } => true,
+            Command::FullState(_)
+            | Command::Barrier(_)
+            | Command::LogTarget { .. }
+            | Command::TaskAt { .. }
+            | Command::Views(_)
+            | Command::TaskById { .. } => false,
+        }
+    }
+}
+
 /// A task as the task endpoint shows it: its definition and its current state.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskView {
@@ -130,87 +150,6 @@ pub(crate) struct LogTarget {
     pub path: std::path::PathBuf,
     /// The container (or its whole task) has stopped, and its output is all in the log.
     pub finished: bool,
-}
-
-/// A cloneable handle to send commands to the engine.
-#[derive(Debug, Clone)]
-pub(crate) struct EngineHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-impl EngineHandle {
-    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
-    #[cfg(test)]
-    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
-        EngineHandle { tx }
-    }
-
-    /// Sends a command; false when the engine has shut down.
-    pub(crate) async fn send(&self, command: Command) -> bool {
-        self.tx.send(command).await.is_ok()
-    }
-
-    /// Waits until every command sent before has been applied and persisted. False when the
-    /// engine has shut down.
-    pub(crate) async fn barrier(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Barrier(tx)).await && rx.await.is_ok()
-    }
-
-    /// Every task's current state.
-    pub(crate) async fn full_state(&self) -> Vec<TaskState> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Command::FullState(tx)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// Where a task's container logs and whether it has stopped; None when the engine does
-    /// not know the task or container (or has shut down).
-    pub(crate) async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::LogTarget {
-            task_id: task_id.to_owned(),
-            container: container.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// The task that has `address`; None when none has it (or the engine has shut down).
-    pub(crate) async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::TaskAt { address, reply }).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// Every task with its definition, in task ID order; empty when the engine has shut down.
-    pub(crate) async fn views(&self) -> Vec<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::Views(reply)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
-    pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::TaskById {
-            task_id: task_id.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
 }
 
 struct Entry {
@@ -311,7 +250,11 @@ impl<R: ContainerRuntime> Engine<R> {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 command = self.rx.recv() => match command {
-                    Some(c) => crate::store::blocking_ok(|| self.handle(c))?,
+                    // Only a command that may commit tells the runtime this thread blocks:
+                    // that hands the worker's other tasks to another thread, which a read
+                    // from memory (a barrier, a view) need not pay for.
+                    Some(c) if c.may_commit() => crate::store::blocking_ok(|| self.handle(c))?,
+                    Some(c) => self.handle(c)?,
                     None => break,
                 },
             }
@@ -400,10 +343,10 @@ impl<R: ContainerRuntime> Engine<R> {
             return self.store.mark_applied(a.seq);
         }
         let initial = state::initial(&a);
-        if !self.store.accept_assignment(&a, &initial)? {
+        // The assignment and its first state in one commit: the ack waits for one fsync.
+        if self.store.accept_assignment_queued(&a, &initial)?.is_none() {
             return Ok(());
         }
-        self.store.record_state(&initial)?;
         self.outbox.notify_one();
         tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
         self.spawn(a, initial, Start::Fresh);

@@ -31,6 +31,54 @@ fn outbox_survives_reopen_and_acks_drop_entries() {
 }
 
 #[test]
+fn an_assignment_and_its_first_state_are_one_commit_that_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TaskAssignment {
+        seq: 3,
+        task_id: "t1".into(),
+        ..Default::default()
+    };
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.record_state(&state("t0", TaskStatus::Running)).unwrap(),
+            1
+        );
+        s.outbox_page(0, OUTBOX_PAGE).unwrap();
+        let first = s
+            .accept_assignment_queued(&a, &state("t1", TaskStatus::Pending))
+            .unwrap();
+        assert_eq!(first, Some(2), "queued after what is there");
+        // Resent by the scheduler: nothing queued again, nothing recorded twice.
+        assert_eq!(
+            s.accept_assignment_queued(&a, &state("t1", TaskStatus::Running))
+                .unwrap(),
+            None
+        );
+        // Not sent yet: the task's next change takes its place.
+        assert_eq!(s.record_state(&state("t1", TaskStatus::Pulled)).unwrap(), 2);
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.last_applied_seq().unwrap(), 3);
+    let tasks = s.tasks().unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].state.status, TaskStatus::Pulled as i32);
+    let queued: Vec<(u64, i32)> = s
+        .outbox_after(0)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, st)| (seq, st.status))
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            (1, TaskStatus::Running as i32),
+            (2, TaskStatus::Pulled as i32)
+        ]
+    );
+}
+
+#[test]
 fn assignments_are_recorded_once_with_their_seq() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();

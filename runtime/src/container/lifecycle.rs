@@ -45,6 +45,17 @@ const STARTED_MARKER: &str = "started";
 /// The running kernel's release, for seccomp profiles' `minKernel`.
 const KERNEL_RELEASE: &str = "/proc/sys/kernel/osrelease";
 
+/// A container just created, before its first start: its task and name, its standard
+/// streams, its log rotation and its snapshot's mounts, as the create made them.
+#[derive(Debug)]
+struct Fresh {
+    task_id: String,
+    name: String,
+    stdio: Stdio,
+    rotation: LogRotation,
+    mounts: Vec<Mount>,
+}
+
 /// Creates, runs and removes containers. One per runtime; shared by all tasks.
 #[derive(Debug)]
 pub(crate) struct Containers {
@@ -56,6 +67,9 @@ pub(crate) struct Containers {
     /// The init of containers with `initProcessEnabled`.
     init_path: PathBuf,
     pipes: Mutex<HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>>,
+    /// Containers this process created that have no task yet, with what their first start
+    /// needs: it creates their task without asking containerd what the create just made.
+    fresh: Mutex<HashMap<ContainerId, Fresh>>,
     images: Mutex<HashMap<String, LocalImage>>,
     /// Each image's /etc/passwd and /etc/group, by top chain ID.
     user_dbs: Mutex<HashMap<String, Arc<UserDatabase>>>,
@@ -82,6 +96,7 @@ impl Containers {
             rotation,
             init_path,
             pipes: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             user_dbs: Mutex::new(HashMap::new()),
             seccomp_host: SeccompHost::this_machine(
@@ -133,6 +148,10 @@ impl Containers {
 
     fn images_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalImage>> {
         self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh_lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Fresh>> {
+        self.fresh.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pipes_lock(
@@ -343,6 +362,7 @@ impl Containers {
     /// Removes the task, the container record, its snapshot and its FIFOs. The log file stays
     /// (the agent removes it with the task). Idempotent. A running container is refused.
     pub(crate) async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
+        self.fresh_lock().remove(id);
         self.delete_task(id).await?;
         let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
         let _ = std::fs::remove_dir_all(self.etc_dir(id));

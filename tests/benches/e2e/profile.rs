@@ -56,8 +56,9 @@ pub(crate) struct Profile<'a> {
 }
 
 impl Profile<'_> {
-    /// Starts the tasks one at a time (each stopped before the next) and prints each phase's
-    /// p50 and p95. `in_process` waits for a status through the bench's client.
+    /// Starts the tasks one at a time (each stopped, and its resources released, before the
+    /// next) and prints each phase's p50 and p95. `in_process` waits for a status through the
+    /// bench's client (for STOPPED, until the release too).
     pub(crate) fn run(
         &self,
         in_process: &mut dyn FnMut(&str, TaskStatus) -> Result<()>,

@@ -204,7 +204,8 @@ impl Start<'_> {
         Ok(start.elapsed())
     }
 
-    /// Stops a task and waits until it is STOPPED, outside the timing, so that no stop
+    /// Stops a task and waits until it is STOPPED and its resources are released (what
+    /// `in_process` waits for on STOPPED), outside the timing, so that no stop or cleanup
     /// overlaps the next start.
     fn stop(
         &self,

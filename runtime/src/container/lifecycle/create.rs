@@ -107,7 +107,8 @@ impl Containers {
         needs_users: bool,
     ) -> Result<(), Error> {
         let users = if needs_users {
-            self.user_database(id, &image.chain_id, mounts).await?
+            self.user_database(id, &image.chain_id, mounts.clone())
+                .await?
         } else {
             Arc::default()
         };
@@ -164,6 +165,19 @@ impl Containers {
             let _ = std::fs::remove_dir_all(&io_dir);
             return Err(Error::io("record the log rotation", io_dir, e));
         }
+        self.fresh_lock().insert(
+            id.clone(),
+            super::Fresh {
+                task_id: spec.task_id.clone(),
+                name: spec.name.clone(),
+                stdio: Stdio {
+                    stdin: spec.stdin_open,
+                    terminal: spec.terminal,
+                },
+                rotation,
+                mounts,
+            },
+        );
         Ok(())
     }
 

@@ -34,7 +34,14 @@ impl Containers {
     /// Starts the container's process: creates its containerd task when it has none (its first
     /// start; a restart in place made a new one already), then starts it. Returns its PID.
     pub(crate) async fn start(&self, id: &ContainerId) -> Result<u32, Error> {
-        if !self.has_task(id).await? {
+        // Created by this process and never started: it has no task, and the create said what
+        // the task needs (no round trips to containerd to find out again).
+        let fresh = self.fresh_lock().remove(id);
+        if let Some(f) = fresh {
+            self.create_task(&f.task_id, &f.name, id, f.mounts, f.rotation, f.stdio)
+                .await?;
+            tracing::debug!(target: "berth::phase", phase = "task_created", container.id = %id, "phase ended");
+        } else if !self.has_task(id).await? {
             self.create_task_of(id).await?;
             tracing::debug!(target: "berth::phase", phase = "task_created", container.id = %id, "phase ended");
         }

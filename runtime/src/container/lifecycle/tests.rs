@@ -199,6 +199,26 @@ async fn a_refused_record_removes_the_snapshot_and_the_etc_files() {
 }
 
 #[tokio::test]
+async fn a_container_an_earlier_run_created_is_started_from_what_containerd_says() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    // What a new agent process knows of it: nothing but containerd's records.
+    host.containers.fresh_lock().clear();
+    host.containers.start(&id).await.unwrap();
+    assert_eq!(
+        host.calls_from(Op::TaskGet),
+        [
+            format!("task get {ID}"),
+            format!("container get {ID}"),
+            format!("snapshot mounts {ID}"),
+            format!("task create {ID}"),
+            format!("task start {ID}"),
+        ]
+    );
+    assert!(is_fifo(&host.io_dir().join("stdout")));
+}
+
+#[tokio::test]
 async fn an_image_that_was_never_pulled_is_named() {
     let host = Host::new();
     let other = ContainerSpec {
@@ -219,15 +239,11 @@ async fn start_makes_the_task_with_its_fifos_then_starts_it() {
     let id = host.containers.create(&web()).await.unwrap();
     let pid = host.containers.start(&id).await.unwrap();
     assert!(pid > 0);
+    // Created by this process: nothing asked of containerd again (no task get, container get
+    // or snapshot mounts).
     assert_eq!(
-        host.calls_from(Op::TaskGet),
-        [
-            format!("task get {ID}"),
-            format!("container get {ID}"),
-            format!("snapshot mounts {ID}"),
-            format!("task create {ID}"),
-            format!("task start {ID}"),
-        ]
+        host.calls_from(Op::TaskCreate),
+        [format!("task create {ID}"), format!("task start {ID}")]
     );
     assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
     assert!(is_fifo(&host.io_dir().join("stdout")));
@@ -374,12 +390,12 @@ async fn a_start_whose_answer_was_lost_but_took_effect_is_not_started_again() {
     host.fake
         .lose_answer_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
     // containerd is still away for the first two looks.
-    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
-    host.fake.fail_nth(Op::TaskGet, 3, Code::Unknown, LOST);
+    host.fake.fail_nth(Op::TaskGet, 1, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unknown, LOST);
     let pid = host.containers.start(&id).await.unwrap();
     assert!(pid > 0);
     assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
-    assert_eq!(count(&host, Op::TaskGet), 4, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskGet), 3, "{:?}", host.fake.calls());
     assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
 }
 
@@ -389,7 +405,7 @@ async fn a_start_lost_before_it_took_effect_starts_the_still_created_task() {
     let id = host.containers.create(&web()).await.unwrap();
     host.fake
         .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
-    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 1, Code::Unavailable, LOST);
     let pid = host.containers.start(&id).await.unwrap();
     assert!(pid > 0);
     assert_eq!(count(&host, Op::TaskStart), 2, "{:?}", host.fake.calls());
@@ -404,7 +420,7 @@ async fn a_start_lost_with_its_task_gone_is_not_found() {
         .fail_nth(Op::TaskStart, 1, Code::Unavailable, LOST);
     // containerd comes back without the task (its shim went away meanwhile).
     host.fake
-        .fail_nth(Op::TaskGet, 2, Code::NotFound, "t1.web: not found");
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "t1.web: not found");
     let err = host.containers.start(&id).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert_eq!(count(&host, Op::TaskStart), 1);
@@ -415,8 +431,8 @@ async fn a_start_fails_when_containerd_stays_away_past_the_deadline() {
     let host = Host::new();
     let id = host.containers.create(&web()).await.unwrap();
     host.fake.fail(Op::TaskStart, Code::Unavailable, LOST);
-    // The first look (whether the container has a task) is answered; none after it.
-    for nth in 2..1000 {
+    // No look after the lost start is answered.
+    for nth in 1..1000 {
         host.fake
             .fail_nth(Op::TaskGet, nth, Code::Unavailable, LOST);
     }
@@ -434,7 +450,7 @@ async fn a_task_create_whose_answer_was_lost_but_took_effect_is_adopted() {
     let id = host.containers.create(&web()).await.unwrap();
     host.fake
         .lose_answer_nth(Op::TaskCreate, 1, Code::Unavailable, LOST);
-    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    host.fake.fail_nth(Op::TaskGet, 1, Code::Unavailable, LOST);
     host.containers.start(&id).await.unwrap();
     assert_eq!(count(&host, Op::TaskCreate), 1, "{:?}", host.fake.calls());
     assert_eq!(count(&host, Op::TaskStart), 1, "{:?}", host.fake.calls());
@@ -555,9 +571,7 @@ async fn a_leftover_bundle_still_there_after_the_grace_is_removed() {
 async fn a_task_that_exists_already_is_taken_not_created_again() {
     let host = Host::new();
     let id = host.containers.create(&web()).await.unwrap();
-    // The task get of the start misses it (containerd restarting); the create finds it.
-    host.fake
-        .fail_nth(Op::TaskGet, 1, Code::NotFound, "not found");
+    // An earlier create made the task; the start's create finds it there.
     host.containers.create_task_of(&id).await.unwrap();
     host.containers.start(&id).await.unwrap();
     assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
@@ -590,8 +604,6 @@ async fn a_task_left_without_its_container_is_replaced() {
     // containerd lists the task, but its shim has no container: a get says NotFound.
     host.fake
         .fail_nth(Op::TaskGet, 1, Code::NotFound, "container must be created");
-    host.fake
-        .fail_nth(Op::TaskGet, 2, Code::NotFound, "container must be created");
     host.containers.start(&id).await.unwrap();
     assert_eq!(count(&host, Op::TaskDelete), 1, "{:?}", host.fake.calls());
     assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());

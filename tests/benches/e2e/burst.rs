@@ -1,0 +1,370 @@
+//! Bursts and density (`cargo bench --bench e2e -- burst`): many tasks on one agent at once.
+//!
+//! - The burst: 100 tasks asked for at once (ten RunTask calls of ten, concurrently), timed
+//!   until every one is RUNNING as the scheduler reports it, beside 100 `ctr run -d` run eight
+//!   at a time on the same containerd in the same run; with the agent's CPU time (user and
+//!   system, from /proc) and its peak resident memory (VmHWM, reset before the burst), and each
+//!   task's own time to RUNNING, whose max over the median shows a task left behind.
+//! - Density: 250 running tasks; the agent's resident memory, a `berthctl describe-tasks` of
+//!   all of them, and a stop of all of them until every one is STOPPED, timed.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_proto::v1::control_service_client::ControlServiceClient;
+use berth_proto::v1::{
+    DescribeTasksRequest, RunTaskRequest, StopTaskRequest, TaskStatus, run_task_request,
+};
+use berth_tests::PrivateContainerd;
+use berth_tests::bench::{percentile, timed};
+use berth_tests::berth::{berthctl, ctl_command};
+use tonic::transport::Channel;
+
+/// Tasks in the burst.
+const BURST: usize = 100;
+/// `ctr run -d` processes at a time in the reference burst.
+const CTR_PARALLEL: usize = 8;
+/// Running tasks for the density figures.
+const DENSITY: usize = 250;
+/// What one RunTask call may ask for (the scheduler's limit, as ECS's).
+const PER_CALL: usize = 10;
+/// How long a burst or a stop of all may take on a loaded host.
+const DEADLINE: Duration = Duration::from_secs(600);
+/// The family the section registers: one `sleep` container with a small reservation, so 250
+/// fit on a small host.
+const FAMILY: &str = "burst-sleeper";
+/// The unit of `/proc`'s tick counts (`sysconf(_SC_CLK_TCK)`): fixed at 100 by Linux's ABI
+/// on every architecture Berth builds for.
+const USER_HZ: f64 = 100.0;
+
+/// What the section needs from the bench's setup.
+pub(crate) struct Burst<'a> {
+    pub(crate) config: &'a Path,
+    pub(crate) cluster: &'a str,
+    pub(crate) endpoint: &'a str,
+    pub(crate) containerd: &'a PrivateContainerd,
+    /// The containerd namespace the agent uses, where the image is already unpacked.
+    pub(crate) namespace: &'a str,
+    pub(crate) image: &'a str,
+    pub(crate) agent_pid: u32,
+    /// Where the section writes its task definition.
+    pub(crate) dir: &'a Path,
+}
+
+impl Burst<'_> {
+    pub(crate) fn run(&self, rt: &tokio::runtime::Runtime) -> Result<()> {
+        self.register()?;
+        let client = rt.block_on(ControlServiceClient::connect(self.endpoint.to_owned()))?;
+        self.burst(rt, &client)?;
+        self.density(rt, &client)
+    }
+
+    fn register(&self) -> Result<()> {
+        let def = serde_json::json!({"family": FAMILY, "networkMode": "none",
+            "containerDefinitions": [{"name": "c", "image": self.image, "memory": 8,
+                "stopTimeout": 1, "command": ["sleep", "3600"]}]});
+        let path = self.dir.join(format!("{FAMILY}.json"));
+        std::fs::write(&path, serde_json::to_vec(&def)?)?;
+        let args = [
+            "register-task-definition",
+            "--file",
+            &path.to_string_lossy(),
+        ];
+        berthctl(self.config, self.cluster, &args)?.success(&args)?;
+        Ok(())
+    }
+
+    fn burst(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &ControlServiceClient<Channel>,
+    ) -> Result<()> {
+        reset_peak_rss(self.agent_pid);
+        let cpu_before = cpu_time(self.agent_pid)?;
+        let began = Instant::now();
+        let ids = rt.block_on(self.run_tasks(client, BURST))?;
+        let mut each = rt.block_on(self.until_all(client, &ids, TaskStatus::Running, began))?;
+        let berth = began.elapsed();
+        let cpu = cpu_time(self.agent_pid)? - cpu_before;
+        let peak = peak_rss_kib(self.agent_pid)?;
+        rt.block_on(self.stop_all(client, &ids))?;
+
+        let ctr = self.ctr_burst()?;
+        each.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let median = percentile(&each, 0.5);
+        let max = each.last().copied().unwrap_or_default();
+        println!("\nburst: {BURST} tasks asked for at once, until all RUNNING (one agent)");
+        println!(
+            "  {:<44} {:>9.1} ms",
+            "berth (RunTask x10 of 10)",
+            ms(berth)
+        );
+        println!(
+            "  {:<44} {:>9.1} ms",
+            format!("ctr run -d, {CTR_PARALLEL} at a time"),
+            ms(ctr)
+        );
+        println!(
+            "  ratio berth / ctr {:.2} (goal: at most 0.7)",
+            berth.as_secs_f64() / ctr.as_secs_f64()
+        );
+        println!(
+            "  each task to RUNNING: median {:.1} ms, max {:.1} ms, max/median {:.2} (goal: at most 2)",
+            ms(median),
+            ms(max),
+            max.as_secs_f64() / median.as_secs_f64().max(f64::EPSILON)
+        );
+        println!(
+            "  agent CPU (user + system) {:.1} ms, peak RSS {:.1} MiB",
+            ms(cpu),
+            peak as f64 / 1024.0
+        );
+        Ok(())
+    }
+
+    fn density(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &ControlServiceClient<Channel>,
+    ) -> Result<()> {
+        let began = Instant::now();
+        let ids = rt.block_on(self.run_tasks(client, DENSITY))?;
+        rt.block_on(self.until_all(client, &ids, TaskStatus::Running, began))?;
+        let started = began.elapsed();
+        std::thread::sleep(Duration::from_secs(1));
+        let rss = rss_kib(self.agent_pid)?;
+        let mut describe = ctl_command(self.config)?;
+        describe
+            .args(["--cluster", self.cluster, "describe-tasks"])
+            .args(&ids);
+        let described = timed(&mut describe)?;
+        let stop_began = Instant::now();
+        rt.block_on(self.stop_all(client, &ids))?;
+        let stopped = stop_began.elapsed();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!("\ndensity: {DENSITY} running tasks on one agent");
+        println!(
+            "  {:<44} {:>9.1} ms",
+            "all started, until all RUNNING",
+            ms(started)
+        );
+        println!(
+            "  {:<44} {:>9.1} MiB (goal: at most 40)",
+            "agent RSS",
+            rss as f64 / 1024.0
+        );
+        println!(
+            "  {:<44} {:>9.1} ms",
+            "berthctl describe-tasks of all",
+            ms(described)
+        );
+        println!(
+            "  {:<44} {:>9.1} ms",
+            "stop of all, until all STOPPED",
+            ms(stopped)
+        );
+        Ok(())
+    }
+
+    /// Asks for `n` tasks in concurrent RunTask calls of up to [`PER_CALL`]; their IDs.
+    async fn run_tasks(
+        &self,
+        client: &ControlServiceClient<Channel>,
+        n: usize,
+    ) -> Result<Vec<String>> {
+        let mut calls = tokio::task::JoinSet::new();
+        for first in (0..n).step_by(PER_CALL) {
+            let mut client = client.clone();
+            let request = RunTaskRequest {
+                cluster: self.cluster.to_owned(),
+                definition: Some(run_task_request::Definition::TaskDefinition(
+                    FAMILY.to_owned(),
+                )),
+                count: PER_CALL.min(n - first) as u32,
+                started_by: "bench".to_owned(),
+                ..Default::default()
+            };
+            calls.spawn(async move { client.run_task(request).await });
+        }
+        let mut ids = Vec::with_capacity(n);
+        while let Some(done) = calls.join_next().await {
+            let tasks = done?.context("run task")?.into_inner().tasks;
+            ids.extend(tasks.into_iter().map(|t| t.task_id));
+        }
+        if ids.len() != n {
+            bail!("asked for {n} tasks, got {}", ids.len());
+        }
+        Ok(ids)
+    }
+
+    /// Waits until every task in `ids` has reached `status`, asking every 5 ms; each task's
+    /// time from `since` to when it was first seen there.
+    async fn until_all(
+        &self,
+        client: &ControlServiceClient<Channel>,
+        ids: &[String],
+        status: TaskStatus,
+        since: Instant,
+    ) -> Result<Vec<Duration>> {
+        let mut client = client.clone();
+        let mut seen: std::collections::HashMap<String, Duration> = Default::default();
+        let deadline = Instant::now() + DEADLINE;
+        while seen.len() < ids.len() {
+            let waiting: Vec<String> = ids
+                .iter()
+                .filter(|id| !seen.contains_key(*id))
+                .cloned()
+                .collect();
+            for chunk in waiting.chunks(100) {
+                let tasks = client
+                    .describe_tasks(DescribeTasksRequest {
+                        cluster: self.cluster.to_owned(),
+                        task_ids: chunk.to_vec(),
+                    })
+                    .await?
+                    .into_inner()
+                    .tasks;
+                for t in tasks {
+                    if t.last_status >= status as i32 {
+                        if status == TaskStatus::Running && t.last_status > status as i32 {
+                            bail!(
+                                "task {} stopped before it was seen RUNNING: {}",
+                                t.task_id,
+                                t.stopped_reason
+                            );
+                        }
+                        seen.entry(t.task_id).or_insert_with(|| since.elapsed());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} of {} tasks did not reach {status:?} within {}s",
+                    ids.len() - seen.len(),
+                    ids.len(),
+                    DEADLINE.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(seen.into_values().collect())
+    }
+
+    /// Stops every task (concurrent StopTask calls) and waits until all are STOPPED.
+    async fn stop_all(&self, client: &ControlServiceClient<Channel>, ids: &[String]) -> Result<()> {
+        let mut calls = tokio::task::JoinSet::new();
+        for id in ids {
+            let mut client = client.clone();
+            let request = StopTaskRequest {
+                cluster: self.cluster.to_owned(),
+                task_id: id.clone(),
+                ..Default::default()
+            };
+            calls.spawn(async move { client.stop_task(request).await });
+        }
+        while let Some(done) = calls.join_next().await {
+            done?.context("stop task")?;
+        }
+        self.until_all(client, ids, TaskStatus::Stopped, Instant::now())
+            .await
+            .map(|_| ())
+    }
+
+    /// 100 `ctr run -d`, each its own process with output on /dev/null, [`CTR_PARALLEL`] at a
+    /// time; the wall time of all. The containers are removed afterwards, outside the timing.
+    fn ctr_burst(&self) -> Result<Duration> {
+        let next = AtomicUsize::new(0);
+        let began = Instant::now();
+        std::thread::scope(|s| -> Result<()> {
+            let workers: Vec<_> = (0..CTR_PARALLEL)
+                .map(|_| {
+                    s.spawn(|| -> Result<()> {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= BURST {
+                                return Ok(());
+                            }
+                            timed(self.ctr().args([
+                                "run",
+                                "-d",
+                                self.image,
+                                &format!("burst-{i}"),
+                                "sleep",
+                                "3600",
+                            ]))?;
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a ctr worker panicked"))??;
+            }
+            Ok(())
+        })?;
+        let took = began.elapsed();
+        let ns = self.namespace;
+        for i in 0..BURST {
+            let id = format!("burst-{i}");
+            self.containerd
+                .ctr(&["-n", ns, "tasks", "delete", "--force", &id])?;
+            self.containerd
+                .ctr(&["-n", ns, "containers", "delete", &id])?;
+        }
+        Ok(took)
+    }
+
+    fn ctr(&self) -> Command {
+        let mut cmd = Command::new(berth_tests::bins::CTR);
+        cmd.arg("--address")
+            .arg(self.containerd.socket())
+            .args(["-n", self.namespace]);
+        cmd
+    }
+}
+
+/// A process's CPU time so far (user and system), from /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command (which may hold spaces) start after its closing ')'.
+    let after = stat.rsplit_once(')').context("no command in stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .context("short stat")?
+            .parse()
+            .context("stat field")
+    };
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the state field.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(total as f64 / USER_HZ))
+}
+
+/// Resets the process's peak resident memory (VmHWM) to its current one.
+fn reset_peak_rss(pid: u32) {
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        eprintln!("cannot reset the agent's peak RSS ({e}); the peak shown is since its start");
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
