@@ -301,7 +301,11 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
                 _ => PullError::Registry {
                     registry,
                     what: what.to_owned(),
-                    transient: matches!(code, Some(OciErrorCode::Toomanyrequests)),
+                    transient: match code {
+                        Some(OciErrorCode::Toomanyrequests) => true,
+                        Some(OciErrorCode::Other(other)) => other == "UNAVAILABLE",
+                        _ => false,
+                    },
                     reason: envelope.to_string(),
                 },
             }
