@@ -26,12 +26,12 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => {
-                    if std::fs::read(&path)
-                        .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-                    {
-                        found.push(path.display().to_string());
-                    }
+                Ok(t)
+                    if t.is_file()
+                        && std::fs::read(&path)
+                            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) =>
+                {
+                    found.push(path.display().to_string());
                 }
                 _ => {}
             }
