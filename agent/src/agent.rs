@@ -341,6 +341,11 @@ async fn connect_runtime(
         let mut runtime_config = RuntimeConfig::new(&config.containerd_address, &config.data_dir);
         runtime_config.namespace = config.containerd_namespace.clone();
         runtime_config.insecure_registries = config.insecure_registries.clone();
+        runtime_config.credentials = berth_runtime::CredentialSources {
+            docker_config: config.registry_docker_config.clone(),
+            token_commands: config.registry_token_commands.clone(),
+        };
+        runtime_config.pull_timeout = config.image_pull_timeout;
         runtime_config.max_manifest_bytes = config.max_manifest_size_mib << 20;
         runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
         runtime_config.init_path = config.init_path.clone();

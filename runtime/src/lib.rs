@@ -31,6 +31,7 @@ pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;
 pub use image::DEFAULT_MAX_MANIFEST_BYTES;
 pub use image::LocalImageError;
+pub use image::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};
 pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,

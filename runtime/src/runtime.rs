@@ -13,8 +13,8 @@ use crate::container::{
 use crate::containerd::{Containerd, Grpc};
 use crate::error::Error;
 use crate::image::{
-    DEFAULT_MAX_MANIFEST_BYTES, ProgressSender, PullError, PulledImage, Puller, Registry,
-    RegistryAuth,
+    CredentialSources, Credentials, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_PULL_TIMEOUT,
+    ProgressSender, PullError, PulledImage, Puller, Registry, RegistryAuth,
 };
 use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
 
@@ -36,6 +36,11 @@ pub struct RuntimeConfig {
     pub volume_dir: PathBuf,
     /// Registries reached over plain HTTP (host or host:port). All others use HTTPS.
     pub insecure_registries: Vec<String>,
+    /// Where registry credentials come from for pulls that bring none.
+    pub credentials: CredentialSources,
+    /// How long one pull may take, all its tries together (the agent's
+    /// `image_pull_timeout`); a registry that keeps failing is tried again until then.
+    pub pull_timeout: Duration,
     /// Layer downloads running at once, across all pulls.
     pub max_concurrent_downloads: usize,
     /// The most bytes a registry's answer read into memory may hold: a manifest, an index or
@@ -60,6 +65,8 @@ impl RuntimeConfig {
             log_dir: data_dir.join("logs"),
             volume_dir: data_dir.join("volumes"),
             insecure_registries: Vec::new(),
+            credentials: CredentialSources::default(),
+            pull_timeout: DEFAULT_PULL_TIMEOUT,
             max_concurrent_downloads: 3,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             cgroup_parent: "berth".to_owned(),
@@ -98,11 +105,13 @@ impl Runtime {
                 .map_err(|e| Error::io("create directory", dir.clone(), e))?;
         }
         let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
-        let puller = Puller::new(
+        let puller = Puller::with_sources(
             Arc::clone(&client),
             Arc::new(Registry::new(&config.insecure_registries)?),
             config.max_concurrent_downloads,
             config.max_manifest_bytes,
+            Credentials::new(&config.credentials),
+            config.pull_timeout,
         );
         let containers = Arc::new(Containers::new(
             Arc::clone(&client),

@@ -11,6 +11,9 @@
 //!    and the size of the bundle's config.json each way; then `runc run` alone of that same
 //!    config.json (a busybox rootfs, `true`), with and without its `linux.seccomp`, wall time
 //!    and the CPU time of runc and `runc init`.
+//! 4. (run right after 2) pull of a ten-layer image of about 200 MiB (layers downloaded in
+//!    parallel, unpacked in order) into an emptied content store: berth-runtime beside `ctr
+//!    images pull`, each with three parallel downloads; goal: Berth at most 0.8 times ctr.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -22,6 +25,8 @@ use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
 const PULL_RUNS: usize = 7;
+/// Runs of each client pulling the ten-layer image (each moves about 200 MiB).
+const WIDE_PULL_RUNS: usize = 3;
 
 fn main() -> ExitCode {
     berth_tests::bench::main(run)
@@ -126,7 +131,43 @@ async fn benches(
         "ctr images pull",
         &mut ctr_pulls,
     );
+
+    // 4. pull of ten layers, ~200 MiB, into an emptied content store, alternating the two.
+    let wide = fixtures::wide(&registry_host(&big.reference), "bench/wide", "v1").await?;
+    empty_store(containerd, ns, &hello)?;
+    let size_mib =
+        wide.image.layers.iter().map(|l| l.size()).sum::<u64>() as f64 / (1 << 20) as f64;
+    let mut berth_pulls = Vec::new();
+    let mut ctr_pulls = Vec::new();
+    for _ in 0..WIDE_PULL_RUNS {
+        empty_store(containerd, ns, &wide)?;
+        let start = Instant::now();
+        runtime
+            .pull_image(&wide.reference, &RegistryAuth::Anonymous, None)
+            .await?;
+        berth_pulls.push(start.elapsed());
+        empty_store(containerd, ns, &wide)?;
+        let start = Instant::now();
+        ctr(&["images", "pull", "--plain-http", &wide.reference])?;
+        ctr_pulls.push(start.elapsed());
+    }
+    empty_store(containerd, ns, &wide)?;
+    report(
+        &format!(
+            "pull of a {}-layer {size_mib:.1} MiB image (gzip) into an empty store (goal: berth <= 0.8x ctr)",
+            wide.image.layers.len()
+        ),
+        "berth-runtime",
+        &mut berth_pulls,
+        "ctr images pull",
+        &mut ctr_pulls,
+    );
     Ok(())
+}
+
+/// The registry host of a reference (`127.0.0.1:5000/app:1` → `127.0.0.1:5000`).
+fn registry_host(reference: &str) -> String {
+    reference.split('/').next().unwrap_or_default().to_owned()
 }
 
 /// Section 3: create and start of a `sleep` container under the default profile and with

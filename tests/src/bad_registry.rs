@@ -2,7 +2,8 @@
 //! whose layer bytes do not match their digest, stall layer downloads after the headers,
 //! demand credentials (HTTP basic, or bearer tokens from a token realm it also serves),
 //! answer with a manifest, an index or a config far larger than any client should hold, or
-//! hold every manifest request until the test releases it.
+//! hold every manifest request until the test releases it, fail the first manifest requests
+//! with 503, or cut the first layer download off halfway and then serve HTTP Range requests.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -57,7 +58,17 @@ pub enum BadMode {
     /// until [`BadRegistry::release`]: a pull that has started stays in its first step for as
     /// long as the test needs, whatever the content store already holds.
     Hold,
+    /// The first [`UNAVAILABLE_ANSWERS`] manifest requests answer 503 Service Unavailable;
+    /// then everything is correct.
+    Unavailable,
+    /// The first layer download without a Range header sends the headers (the whole length
+    /// declared) and half the body, then resets the connection. Range requests (`bytes=N-`)
+    /// get 206 Partial Content with the rest; [`BadRegistry::ranges`] lists them.
+    ResetMidBlob,
 }
+
+/// How many manifest requests [`BadMode::Unavailable`] answers with 503.
+pub const UNAVAILABLE_ANSWERS: usize = 2;
 
 /// The size of every oversized answer: 100 MiB.
 pub const OVERSIZE: u64 = 100 << 20;
@@ -66,8 +77,9 @@ pub const OVERSIZE: u64 = 100 << 20;
 pub const AUTH_USER: &str = "berth";
 /// The password the authenticating modes accept.
 pub const AUTH_PASSWORD: &str = "s3cret-pass";
-/// The token the token realm issues.
-const TOKEN: &str = "berth-test-token-0123456789";
+/// The token the token realm issues, which the token mode accepts as the bearer.
+pub const AUTH_TOKEN: &str = "berth-test-token-0123456789";
+const TOKEN: &str = AUTH_TOKEN;
 
 /// The served image, shared with connection tasks.
 #[derive(Debug)]
@@ -82,6 +94,12 @@ struct Served {
     oversize_sent: AtomicU64,
     /// Becomes true when the test releases held requests ([`BadMode::Hold`]).
     released: watch::Sender<bool>,
+    /// Manifest requests answered so far ([`BadMode::Unavailable`]).
+    manifests_asked: AtomicU64,
+    /// Whether the layer download was cut off already ([`BadMode::ResetMidBlob`]).
+    cut: std::sync::atomic::AtomicBool,
+    /// `path bytes=…` of every request with a Range header.
+    ranges: Mutex<Vec<String>>,
 }
 
 /// A misbehaving registry on 127.0.0.1 serving one image under any repository and any tag.
@@ -121,7 +139,9 @@ impl BadRegistry {
             | BadMode::UnsizedManifest
             | BadMode::HugeIndex
             | BadMode::HugeConfig
-            | BadMode::Hold => layer.blob.clone(),
+            | BadMode::Hold
+            | BadMode::Unavailable
+            | BadMode::ResetMidBlob => layer.blob.clone(),
             BadMode::CorruptBlob => {
                 let mut v = layer.blob.to_vec();
                 // Same length, different bytes (past the gzip header, so the digest check or
@@ -156,6 +176,9 @@ impl BadRegistry {
             realm: format!("http://{addr}/token"),
             oversize_sent: AtomicU64::new(0),
             released: watch::Sender::new(false),
+            manifests_asked: AtomicU64::new(0),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            ranges: Mutex::new(Vec::new()),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -229,6 +252,15 @@ impl BadRegistry {
         self.served.oversize_sent.load(Ordering::SeqCst)
     }
 
+    /// `/path bytes=…` of every request that carried a Range header, in order.
+    pub fn ranges(&self) -> Vec<String> {
+        self.served
+            .ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// `METHOD /path` of every request received so far.
     pub fn requests(&self) -> Vec<String> {
         self.served
@@ -280,6 +312,8 @@ struct Response {
     headers: Vec<(&'static str, String)>,
     body: Bytes,
     stall: bool,
+    /// Send half the body, then reset the connection.
+    cut: bool,
     /// Instead of `body`: [`OVERSIZE`] bytes of JSON-looking padding, with their length
     /// declared or not.
     oversize: Option<Declared>,
@@ -302,6 +336,7 @@ impl Response {
             headers,
             body,
             stall: false,
+            cut: false,
             oversize: None,
         }
     }
@@ -316,6 +351,7 @@ impl Response {
             ],
             body: Bytes::from(body.to_string()),
             stall: false,
+            cut: false,
             oversize: None,
         }
     }
@@ -328,6 +364,7 @@ impl Response {
             headers: vec![("Content-Type", "application/json; charset=utf-8".to_owned())],
             body: Bytes::from(body.to_string()),
             stall: false,
+            cut: false,
             oversize: None,
         }
     }
@@ -350,12 +387,28 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
         .push(format!("{method} {target}"));
     let path = target.split('?').next().unwrap_or_default();
     let authorization = header(&head, "authorization");
+    let range = header(&head, "range");
+    if let Some(range) = &range {
+        served
+            .ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(format!("{path} {range}"));
+    }
     let resp = if method != "GET" && method != "HEAD" {
         Response::not_found("UNSUPPORTED", "this registry only serves GET and HEAD")
     } else if let Some(denied) = authenticate(path, authorization.as_deref(), served) {
         denied
+    } else if let Some(unavailable) = unavailable(path, served) {
+        unavailable
     } else {
-        route(path, served)
+        let resp = route(path, served);
+        match range.as_deref().and_then(range_start) {
+            Some(start) if served.mode == BadMode::ResetMidBlob && resp.status == "200 OK" => {
+                partial(resp, start)
+            }
+            _ => resp,
+        }
     };
     if served.mode == BadMode::Hold && path.contains("/manifests/") {
         let mut released = served.released.subscribe();
@@ -389,6 +442,17 @@ async fn handle(mut conn: TcpStream, served: &Served) -> Result<()> {
     }
     if resp.oversize.is_some() {
         write_oversize(&mut conn, served).await;
+        return Ok(());
+    }
+    if resp.cut {
+        let half = resp.body.len() / 2;
+        conn.write_all(&resp.body[..half])
+            .await
+            .context("write half the body")?;
+        conn.flush().await.context("flush half the body")?;
+        // An RST rather than a FIN: the client sees the connection reset mid-body.
+        conn.set_zero_linger().context("set linger 0")?;
+        drop(conn);
         return Ok(());
     }
     conn.write_all(&resp.body).await.context("write body")?;
@@ -480,6 +544,53 @@ async fn read_head(conn: &mut TcpStream) -> Result<String> {
     }
 }
 
+/// 503 for the first manifest requests of [`BadMode::Unavailable`].
+fn unavailable(path: &str, served: &Served) -> Option<Response> {
+    if served.mode != BadMode::Unavailable || !path.contains("/manifests/") {
+        return None;
+    }
+    let asked = served.manifests_asked.fetch_add(1, Ordering::SeqCst);
+    (asked < UNAVAILABLE_ANSWERS as u64).then(|| {
+        let body = serde_json::json!({ "errors": [{ "code": "UNAVAILABLE", "message": "service unavailable", "detail": null }] });
+        Response {
+            status: "503 Service Unavailable",
+            headers: vec![("Content-Type", "application/json; charset=utf-8".to_owned())],
+            body: Bytes::from(body.to_string()),
+            stall: false,
+            cut: false,
+            oversize: None,
+        }
+    })
+}
+
+/// The first byte of a `bytes=N-` range.
+fn range_start(range: &str) -> Option<usize> {
+    let spec = range.trim().strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    end.trim().is_empty().then_some(())?;
+    start.trim().parse().ok()
+}
+
+/// `resp` from byte `start` on, as 206 Partial Content (416 past its end).
+fn partial(mut resp: Response, start: usize) -> Response {
+    let total = resp.body.len();
+    if start >= total {
+        resp.status = "416 Range Not Satisfiable";
+        resp.headers
+            .push(("Content-Range", format!("bytes */{total}")));
+        resp.body = Bytes::new();
+        return resp;
+    }
+    resp.status = "206 Partial Content";
+    resp.headers.push((
+        "Content-Range",
+        format!("bytes {start}-{}/{total}", total - 1),
+    ));
+    resp.body = resp.body.slice(start..);
+    resp.cut = false;
+    resp
+}
+
 fn route(path: &str, served: &Served) -> Response {
     let image = &served.image;
     if path == "/v2/" || path == "/v2" {
@@ -536,6 +647,8 @@ fn route(path: &str, served: &Served) -> Response {
                 served.layer_body.clone(),
             );
             r.stall = served.mode == BadMode::Stall;
+            r.cut = served.mode == BadMode::ResetMidBlob
+                && !served.cut.swap(true, std::sync::atomic::Ordering::SeqCst);
             return r;
         }
         return Response::not_found("BLOB_UNKNOWN", "blob unknown to registry");

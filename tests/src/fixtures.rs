@@ -301,6 +301,37 @@ pub async fn big(host: &str, repo: &str, tag: &str) -> Result<ImageFixture> {
     push_built_image(host, repo, tag, image).await
 }
 
+/// Bytes of random data in each of the ten `wide` layers (ten of them: about 200 MiB).
+pub const WIDE_LAYER_BYTES: usize = 20 * 1024 * 1024;
+
+/// `wide`: base + ten gzip layers of [`WIDE_LAYER_BYTES`] seeded random (incompressible)
+/// bytes each, at `/wide/<n>.bin` (n = 1..=10), about 200 MiB in all: the pull benchmark's
+/// image. OCI manifest, `Cmd ["sh"]`.
+pub fn wide_image() -> Result<BuiltImage> {
+    let mut layers = vec![base_layer()?];
+    for n in 1..=10u64 {
+        let mut rng = StdRng::seed_from_u64(0x71DE_0000 + n);
+        let mut data = vec![0u8; WIDE_LAYER_BYTES];
+        rng.fill_bytes(&mut data);
+        layers.push(
+            Layer::new(Compression::Gzip)
+                .file(&format!("/wide/{n}.bin"), data, 0o644)
+                .build()?,
+        );
+    }
+    BuiltImage::from_layers(
+        layers,
+        &sh_config("wide", Platform::linux("amd64", None)),
+        ManifestFormat::Oci,
+    )
+}
+
+/// Builds and pushes [`wide_image`].
+pub async fn wide(host: &str, repo: &str, tag: &str) -> Result<ImageFixture> {
+    let image = blocking(wide_image).await?;
+    push_built_image(host, repo, tag, image).await
+}
+
 /// `sysprobe` (tests/fixtures/sysprobe.c) built static with the host's gcc, once per process:
 /// it makes the syscalls a seccomp test names and prints each result.
 pub fn sysprobe_binary() -> Result<Vec<u8>> {

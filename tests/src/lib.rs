@@ -40,7 +40,9 @@ mod registry;
 mod trace;
 mod world;
 
-pub use bad_registry::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, OVERSIZE};
+pub use bad_registry::{
+    AUTH_PASSWORD, AUTH_TOKEN, AUTH_USER, BadMode, BadRegistry, OVERSIZE, UNAVAILABLE_ANSWERS,
+};
 pub use containerd::{ContentSharing, PrivateContainerd};
 pub use digest::{chain_id, chain_ids, sha256_digest};
 pub use ingest::HeldIngest;

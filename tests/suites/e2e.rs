@@ -43,6 +43,8 @@ mod network;
 mod orphans;
 #[path = "e2e/pull.rs"]
 mod pull;
+#[path = "e2e/registry.rs"]
+mod registry;
 #[path = "e2e/security.rs"]
 mod security;
 #[path = "e2e/store_damage.rs"]
@@ -352,6 +354,14 @@ fn main() -> ExitCode {
             w.trial(
                 "faults_burst_with_the_scheduler_killed_20_times",
                 faults::burst_with_scheduler_kills,
+            ),
+            w.trial(
+                "registry_credentials_from_a_docker_credential_helper",
+                registry::credentials_from_a_docker_credential_helper,
+            ),
+            w.trial(
+                "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",
+                registry::a_registry_slower_than_the_pull_timeout_stops_the_task_naming_it,
             ),
             // Ignored until the agent survives every containerd restart: task create and start
             // are settled after one now, but a restart can still fail a pull (lease create),

@@ -20,6 +20,8 @@ mod caps;
 mod host_bind;
 #[path = "runtime/pull.rs"]
 mod pull;
+#[path = "runtime/registry.rs"]
+mod registry;
 #[path = "runtime/seccomp32.rs"]
 mod seccomp32;
 #[path = "runtime/stats.rs"]
@@ -85,7 +87,10 @@ fn main() -> ExitCode {
             w.async_trial("list_finds_owned_containers", list_finds_owned_containers),
             w.async_trial("bad_unknown_repository", bad_unknown_repository),
             w.async_trial("bad_unknown_tag", bad_unknown_tag),
-            w.async_trial("bad_registry_down", bad_registry_down),
+            w.async_trial(
+                "bad_registry_down_fails_after_its_tries",
+                registry::an_unreachable_registry_fails_after_its_tries,
+            ),
             w.async_trial("bad_digest_mismatch", bad_digest_mismatch),
             w.async_trial("bad_no_matching_platform", bad_no_matching_platform),
             w.async_trial("bad_limits", bad_limits),
@@ -149,6 +154,18 @@ fn main() -> ExitCode {
             w.async_trial(
                 "seccomp_an_i386_program_is_killed_by_the_default_profile",
                 seccomp32::an_i386_program_is_killed_by_the_default_profile,
+            ),
+            w.async_trial(
+                "pull_tries_a_registry_answering_503_again",
+                registry::a_registry_answering_503_is_tried_again,
+            ),
+            w.async_trial(
+                "pull_resumes_a_layer_reset_halfway_with_a_range_request",
+                registry::a_layer_reset_halfway_resumes_with_a_range_request,
+            ),
+            w.async_trial(
+                "pull_credentials_from_a_docker_config_and_a_token_command",
+                registry::credentials_from_a_docker_config_and_a_token_command,
             ),
             w.trial(
                 "pull_of_the_largest_fixtures_fits_a_small_stack",
@@ -767,27 +784,6 @@ async fn bad_unknown_tag(w: Arc<World>) -> Result<()> {
         "{err}"
     );
     Ok(())
-}
-
-async fn bad_registry_down(w: Arc<World>) -> Result<()> {
-    let port = berth_tests::free_port()?;
-    let host = format!("127.0.0.1:{port}");
-    let (rt, ns) = runtime_with(&w, "down", std::slice::from_ref(&host)).await?;
-    let err = rt
-        .pull_image(&format!("{host}/app:1"), &RegistryAuth::Anonymous, None)
-        .await
-        .err()
-        .context("pull succeeded")?;
-    ensure!(
-        matches!(err, PullError::RegistryUnreachable { .. }),
-        "{err:?}"
-    );
-    ensure!(
-        err.to_string()
-            .starts_with(&format!("registry {host} is unreachable: ")),
-        "{err}"
-    );
-    assert_nothing_left(&w, &ns)
 }
 
 async fn bad_digest_mismatch(w: Arc<World>) -> Result<()> {

@@ -145,6 +145,12 @@ pub struct Overrides {
     /// How long leftovers of unknown tasks are kept before removal, or off [env: BERTH_ORPHAN_CLEANUP_GRACE]
     #[arg(long, value_name = "DURATION|off")]
     pub orphan_cleanup_grace: Option<String>,
+    /// A Docker config.json giving registry credentials [env: BERTH_REGISTRY_DOCKER_CONFIG]
+    #[arg(long, value_name = "PATH")]
+    pub registry_docker_config: Option<String>,
+    /// Per registry, a command printing a token, comma-separated host=/path pairs [env: BERTH_REGISTRY_TOKEN_COMMANDS]
+    #[arg(long, value_name = "HOST=PATH,...")]
+    pub registry_token_commands: Option<String>,
 }
 
 impl Overrides {
@@ -195,6 +201,8 @@ impl Overrides {
             (Key::ContainerdRoot, &self.containerd_root),
             (Key::DrainOnShutdown, &self.drain_on_shutdown),
             (Key::OrphanCleanupGrace, &self.orphan_cleanup_grace),
+            (Key::RegistryDockerConfig, &self.registry_docker_config),
+            (Key::RegistryTokenCommands, &self.registry_token_commands),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -213,6 +213,56 @@ pub(super) fn registries(input: Input<'_>) -> Result<Vec<String>, String> {
         .ok_or_else(|| expected.to_owned())
 }
 
+/// Registry hosts to the absolute path of the executable that prints a token for each: a
+/// TOML table, or `host=/path` pairs separated by commas.
+pub(super) fn token_commands(input: Input<'_>) -> Result<BTreeMap<String, PathBuf>, String> {
+    let pairs: Vec<(&str, &str)> = match input {
+        Input::Toml(toml::Value::Table(table)) => table
+            .iter()
+            .map(|(host, value)| {
+                value.as_str().map(|v| (host.as_str(), v)).ok_or_else(|| {
+                    format!("a table of registry hosts to command paths, but `{host}` is {value}")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Input::Toml(_) => {
+            return Err(r#"a table of registry hosts to command paths, like { "ecr.example" = "/usr/local/bin/ecr-token" }"#.to_owned());
+        }
+        Input::Env(text) | Input::Flag(text) => parse::comma_list(text)
+            .into_iter()
+            .map(|item| {
+                item.split_once('=')
+                    .map(|(host, path)| (host.trim(), path.trim()))
+                    .ok_or_else(|| {
+                        format!("comma-separated host=/path pairs, but `{item}` has no `=`")
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut commands = BTreeMap::new();
+    for (host, command) in pairs {
+        if !parse::is_registry_host(host) {
+            return Err(format!(
+                "registry hosts like 127.0.0.1:5000 (host[:port], no scheme), not `{host}`"
+            ));
+        }
+        let command = Path::new(command);
+        if !command.is_absolute() {
+            return Err(format!(
+                "the absolute path of an executable for {host}, not `{}`",
+                command.display()
+            ));
+        }
+        if commands
+            .insert(host.to_owned(), command.to_path_buf())
+            .is_some()
+        {
+            return Err(format!("each registry once, but `{host}` is repeated"));
+        }
+    }
+    Ok(commands)
+}
+
 /// Capability names as Docker reads them (any case, with or without `CAP_`), or `ALL`; kept in
 /// the kernel's spelling without `CAP_`, without duplicates.
 pub(super) fn capabilities(input: Input<'_>) -> Result<Vec<String>, String> {

@@ -70,10 +70,13 @@ pub(crate) enum Key {
     DrainOnShutdown,
     // Durability (issue 17).
     OrphanCleanupGrace,
+    // Registry credentials (issue 21).
+    RegistryDockerConfig,
+    RegistryTokenCommands,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 44] = [
+    pub(crate) const ALL: [Key; 46] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -118,6 +121,8 @@ impl Key {
         Key::ContainerdRoot,
         Key::DrainOnShutdown,
         Key::OrphanCleanupGrace,
+        Key::RegistryDockerConfig,
+        Key::RegistryTokenCommands,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -200,7 +205,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 44] = [
+const KEYS: [KeyDoc; 46] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -508,6 +513,20 @@ const KEYS: [KeyDoc; 44] = [
         "--orphan-cleanup-grace",
         r#""10m""#,
         "how long a container, cgroup, volume or log directory or network namespace that belongs to no task the agent knows is reported before it is removed (0: at once; off: only reported)",
+    ),
+    doc(
+        "registry_docker_config",
+        "BERTH_REGISTRY_DOCKER_CONFIG",
+        "--registry-docker-config",
+        "(none)",
+        "a Docker config.json whose credHelpers, credsStore (docker-credential-* helpers on PATH, run with a 10s deadline) and auths give registry credentials to pulls whose task brings none; read at each pull, a missing file gives none",
+    ),
+    doc(
+        "registry_token_commands",
+        "BERTH_REGISTRY_TOKEN_COMMANDS",
+        "--registry-token-commands",
+        "{}",
+        "per registry host, an executable (absolute path, no shell) run with the host as its argument that prints a token, or JSON with username and password or token and an optional expires_at, as ECR logins do; asked after the Docker config, its answer kept until its expiry or for 60s: a TOML table; `host=/path,host2=/path2` in the environment and flag",
     ),
 ];
 

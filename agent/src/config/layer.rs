@@ -13,7 +13,7 @@ use berth_runtime::{Ipv4Cidr, MacAddr};
 use super::error::ConfigError;
 use super::input::{
     Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
-    log_level, macs, ports, registries, text_where, unsigned,
+    log_level, macs, ports, registries, text_where, token_commands, unsigned,
 };
 use super::keys::Key;
 use super::parse;
@@ -74,6 +74,8 @@ pub(crate) struct Partial {
     eni_allowed_macs: Option<Given<Vec<MacAddr>>>,
     max_manifest_size: Option<Given<u64>>,
     containerd_root: Option<Given<PathBuf>>,
+    registry_docker_config: Option<Given<Option<PathBuf>>>,
+    registry_token_commands: Option<Given<BTreeMap<String, PathBuf>>>,
     drain_on_shutdown: Option<Given<bool>>,
     orphan_cleanup_grace: Option<Given<Option<Duration>>>,
 }
@@ -291,6 +293,13 @@ impl Partial {
                 &mut self.network_netns_dir,
                 absolute_path(input, "an absolute directory"),
             ),
+            Key::RegistryDockerConfig => s.store(
+                &mut self.registry_docker_config,
+                absolute_path(input, "the absolute path of a Docker config.json").map(Some),
+            ),
+            Key::RegistryTokenCommands => {
+                s.store(&mut self.registry_token_commands, token_commands(input))
+            }
             Key::NetworkHostNetns => s.store(
                 &mut self.network_host_netns,
                 absolute_path(input, "the absolute path of a network namespace, like /run/netns/lab")

@@ -137,6 +137,10 @@ pub struct AgentConfig {
     /// How long a leftover of no known task (container, cgroup, volumes, logs, network
     /// namespace) is reported before the orphan sweep removes it; None: only reported.
     pub orphan_cleanup_grace: Option<Duration>,
+    /// A Docker `config.json` giving registry credentials to pulls whose task brings none.
+    pub registry_docker_config: Option<PathBuf>,
+    /// Per registry host, an executable that prints a token for it (ECR-style).
+    pub registry_token_commands: BTreeMap<String, PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -183,6 +187,8 @@ impl Default for AgentConfig {
             containerd_root: PathBuf::from("/var/lib/containerd"),
             drain_on_shutdown: false,
             orphan_cleanup_grace: Some(Duration::from_secs(10 * 60)),
+            registry_docker_config: None,
+            registry_token_commands: BTreeMap::new(),
         }
     }
 }
@@ -422,6 +428,22 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             Some(grace) => duration(grace),
             None => string("off"),
         },
+        Key::RegistryDockerConfig => config
+            .registry_docker_config
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), path),
+        Key::RegistryTokenCommands => {
+            let pairs: Vec<String> = config
+                .registry_token_commands
+                .iter()
+                .map(|(host, command)| format!("{} = {}", toml_key(host), path(command)))
+                .collect();
+            if pairs.is_empty() {
+                "{}".to_owned()
+            } else {
+                format!("{{ {} }}", pairs.join(", "))
+            }
+        }
     }
 }
 

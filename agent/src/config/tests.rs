@@ -333,6 +333,16 @@ fn samples() -> Vec<Sample> {
         sample(&[("containerd_root", r#""/srv/containerd""#, "/srv/containerd")]),
         sample(&[("drain_on_shutdown", "true", "true")]),
         sample(&[("orphan_cleanup_grace", r#""off""#, "off")]),
+        sample(&[(
+            "registry_docker_config",
+            r#""/etc/berth/docker.json""#,
+            "/etc/berth/docker.json",
+        )]),
+        sample(&[(
+            "registry_token_commands",
+            r#"{ "ecr.example" = "/usr/local/bin/ecr-token", "127.0.0.1:5000" = "/opt/tok" }"#,
+            "ecr.example=/usr/local/bin/ecr-token,127.0.0.1:5000=/opt/tok",
+        )]),
     ]
 }
 
@@ -700,8 +710,18 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "later",
             r#"a duration like "10m", 0 to remove at once, or "off" to only report"#,
         ),
+        (
+            "registry_docker_config",
+            "docker.json",
+            "the absolute path of a Docker config.json",
+        ),
+        (
+            "registry_token_commands",
+            "ecr.example=ecr-token",
+            "the absolute path of an executable for ecr.example, not `ecr-token`",
+        ),
     ];
-    assert_eq!(cases.len(), 39);
+    assert_eq!(cases.len(), 41);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -756,6 +776,10 @@ fn bad_values_in_the_file_are_shown_as_toml() {
         (
             "insecure_registries = \"a:5000\"",
             "insecure_registries = \"a:5000\" (F): expected an array of registry hosts like \"127.0.0.1:5000\" (host[:port], no scheme)",
+        ),
+        (
+            "registry_token_commands = { \"https://r\" = \"/bin/t\" }",
+            "registry_token_commands = { \"https://r\" = \"/bin/t\" } (F): expected registry hosts like 127.0.0.1:5000 (host[:port], no scheme), not `https://r`",
         ),
         (
             "attributes = { zone = 1 }",
@@ -1044,6 +1068,8 @@ max_manifest_size        = 4                                  # default
 containerd_root          = "/var/lib/containerd"              # default
 drain_on_shutdown        = false                              # default
 orphan_cleanup_grace     = "10m"                              # default
+registry_docker_config   = (none)                             # default
+registry_token_commands  = {}                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -33,6 +33,9 @@ pub enum PullError {
         registry: String,
         what: String,
         reason: String,
+        /// A failure that may pass (5xx, 429, a reset connection, a cut stream): worth another
+        /// try within the pull's deadline.
+        transient: bool,
     },
     #[error("bad manifest for {what}: {reason}")]
     BadManifest { what: String, reason: String },
@@ -79,4 +82,50 @@ pub enum PullError {
     HttpClient { reason: String },
     #[error("pull of {reference} was cancelled")]
     Cancelled { reference: String },
+    #[error("cannot get credentials for registry {registry} from {source_name}: {reason}")]
+    Credentials {
+        registry: String,
+        source_name: String,
+        reason: String,
+    },
+    /// Every try failed and the pull's deadline leaves no room for another. The last error is
+    /// part of the message, which travels alone (a task's stop reason).
+    #[error(
+        "registry {registry} failed {tries} {} of {reference} within {seconds}s; last error: {last}",
+        if *tries == 1 { "try" } else { "tries" }
+    )]
+    GaveUp {
+        registry: String,
+        reference: String,
+        tries: u32,
+        seconds: u64,
+        last: Box<PullError>,
+    },
+}
+
+impl PullError {
+    /// True for a failure another try may not see: an unreachable or failing registry, a cut
+    /// download, a timeout. An answer (unknown manifest, refused credentials, bad content) is
+    /// final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RegistryUnreachable { .. } | Self::Timeout { .. } => true,
+            Self::Registry { transient, .. } => *transient,
+            Self::GaveUp { .. }
+            | Self::InvalidReference { .. }
+            | Self::ManifestUnknown { .. }
+            | Self::RepositoryUnknown { .. }
+            | Self::Unauthorized { .. }
+            | Self::BadManifest { .. }
+            | Self::NoMatchingPlatform { .. }
+            | Self::DigestMismatch { .. }
+            | Self::IngestHeld { .. }
+            | Self::Unpack { .. }
+            | Self::Containerd(_)
+            | Self::TooLarge { .. }
+            | Self::HttpClient { .. }
+            | Self::Cancelled { .. }
+            | Self::Credentials { .. } => false,
+        }
+    }
 }

@@ -14,6 +14,8 @@
 //!   progress, and at most [`LOCK_STALL`] after it last did;
 //! - content that containerd refuses after a resume (the earlier writer left bad bytes) is
 //!   dropped and written once more from the start;
+//! - a download cut off (the registry reset the connection, a stream that broke off or went
+//!   silent) keeps the ingest, so the next write resumes it;
 //! - any other failure aborts the ingest (never one another writer holds).
 
 use std::collections::HashMap;
@@ -125,6 +127,12 @@ pub(crate) fn write_blob<'w, 'a: 'w>(
                     }
                     tracing::warn!(ingest = %reference, offset, %reason, "containerd refused the content of a resumed ingest; writing it again from the start");
                     from_start = true;
+                }
+                // A download cut off keeps what containerd holds of it: the next write
+                // resumes there (the registry asked for the rest with a Range request).
+                Err(e) if e.is_transient() => {
+                    tracing::info!(ingest = %reference, error = %e, "download cut off; the ingest is kept for a resume");
+                    return Err(e);
                 }
                 Err(e) => {
                     content::abort(client, &reference).await;
@@ -250,7 +258,15 @@ impl Session<'_> {
                 answer = &mut receiver => answer,
                 sent = &mut sender => match sent {
                     Ok(_) | Err(SendFailure::Closed) => receiver.await,
-                    Err(SendFailure::Source(e)) => return Err(e),
+                    Err(SendFailure::Source(e)) => {
+                        if e.is_transient() {
+                            // The request stream is closed: containerd applies every write
+                            // sent and ends the stream, so the next session resumes after
+                            // all of them.
+                            let _ = tokio::time::timeout(CALL_TIMEOUT, receiver).await;
+                        }
+                        return Err(e);
+                    }
                 },
             };
             match answer {
@@ -290,7 +306,26 @@ async fn send_chunks(
                 buffer.extend_from_slice(&bytes);
                 false
             }
-            Some(Err(e)) => return Err(SendFailure::Source(stream_error(blob, &e))),
+            Some(Err(e)) => {
+                // What arrived before the source broke off is kept for a resume.
+                let failure = stream_error(blob, &e);
+                if failure.is_transient() && !buffer.is_empty() {
+                    let data = buffer.split().freeze();
+                    if offset + data.len() as u64 <= size {
+                        let write = WriteContentRequest {
+                            action: WriteAction::Write as i32,
+                            offset: offset as i64,
+                            data: data.to_vec(),
+                            ..base.clone()
+                        };
+                        if tx.send(write).await.is_ok() {
+                            offset += data.len() as u64;
+                            on_bytes(offset);
+                        }
+                    }
+                }
+                return Err(SendFailure::Source(failure));
+            }
             None => true,
         };
         if buffer.len() >= CHUNK || (done && !buffer.is_empty()) {
@@ -393,6 +428,7 @@ fn stream_error(blob: &BlobWrite<'_>, e: &std::io::Error) -> PullError {
             registry: String::from("(blob stream)"),
             what: format!("{} {}", blob.kind, blob.digest),
             reason: super::registry::root_cause(e),
+            transient: true,
         },
     }
 }
@@ -490,6 +526,43 @@ mod tests {
         assert_eq!(opened, [4]);
         assert_eq!(fake.content(), [digest_of(DATA)]);
         assert!(fake.ingests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_off_keeps_what_arrived_and_the_next_write_resumes_there() {
+        let fake = FakeContainerd::new();
+        let client: Arc<dyn Containerd> = fake.clone();
+        let lease = Lease::create(&client, "test").await.unwrap();
+        let digest = digest_of(DATA);
+        let blob = BlobWrite {
+            kind: "layer",
+            digest: &digest,
+            size: DATA.len() as i64,
+            labels: HashMap::new(),
+        };
+        let mut open =
+            |_offset: u64| -> BoxFuture<'static, Result<ByteStream<'static>, PullError>> {
+                let items = [
+                    Ok(Bytes::from_static(&DATA[..6])),
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+                ];
+                Box::pin(async move { Ok(futures::stream::iter(items).boxed()) })
+            };
+        let err = write_blob(&*client, &lease, &blob, &mut open, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(fake.ingests(), [reference()], "the ingest is kept");
+        assert_eq!(
+            content::ingest_offset(&*client, &reference()).await,
+            Some(6),
+            "with the six bytes that arrived"
+        );
+        lease.release(false).await.unwrap();
+        let (written, opened) = write_layer(&fake).await;
+        assert_eq!(written.unwrap(), Written { sent: 4 });
+        assert_eq!(opened, [6]);
+        assert_eq!(fake.content(), [digest_of(DATA)]);
     }
 
     #[tokio::test]

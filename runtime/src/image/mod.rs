@@ -4,6 +4,7 @@
 //! the ones containerd's own client sets, so `ctr` and containerd's collector treat Berth's
 //! images like their own.
 
+mod auth;
 mod capped;
 mod content;
 mod error;
@@ -17,10 +18,13 @@ mod registry;
 mod single_flight;
 mod unpack;
 
+pub(crate) use auth::Credentials;
+pub use auth::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};
 pub use capped::DEFAULT_MAX_MANIFEST_BYTES;
 pub use error::PullError;
 pub use local::LocalImageError;
 pub(crate) use local::{LocalImage, load as load_local};
+pub(crate) use pull::DEFAULT_PULL_TIMEOUT;
 pub(crate) use pull::Puller;
 pub(crate) use registry::Registry;
 

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::auth::Credentials;
 use super::content;
 use super::manifest::{self, Fetched, Platform};
 use super::registry::{Distribution, ImageRef};
@@ -25,7 +26,10 @@ const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
 
 mod blobs;
+mod retry;
 mod store;
+
+pub(crate) use retry::DEFAULT_PULL_TIMEOUT;
 
 type PullOutcome = Result<PulledImage, PullError>;
 
@@ -46,6 +50,10 @@ struct Inner {
     platform: Platform,
     /// The most bytes a manifest, an index or an image config may hold.
     max_manifest_bytes: u64,
+    /// The agent's sources of registry credentials, for pulls that bring none.
+    credentials: Credentials,
+    /// How long a pull may take, all its tries together.
+    pull_timeout: Duration,
     /// The last complete pull of each reference in this process, so a re-pull that resolves to
     /// the same digest skips the content walk (see [`Puller::already_pulled`]).
     pulled: Mutex<HashMap<String, PulledImage>>,
@@ -57,11 +65,32 @@ struct BlobOutcome {
 }
 
 impl Puller {
+    #[cfg(test)]
     pub(crate) fn new(
         client: Arc<dyn Containerd>,
         registry: Arc<dyn Distribution>,
         max_downloads: usize,
         max_manifest_bytes: u64,
+    ) -> Self {
+        Self::with_sources(
+            client,
+            registry,
+            max_downloads,
+            max_manifest_bytes,
+            Credentials::default(),
+            DEFAULT_PULL_TIMEOUT,
+        )
+    }
+
+    /// A puller that asks `credentials` for pulls that bring none, and gives each pull
+    /// `pull_timeout` for all its tries.
+    pub(crate) fn with_sources(
+        client: Arc<dyn Containerd>,
+        registry: Arc<dyn Distribution>,
+        max_downloads: usize,
+        max_manifest_bytes: u64,
+        credentials: Credentials,
+        pull_timeout: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -73,6 +102,8 @@ impl Puller {
                 progress: Mutex::new(HashMap::new()),
                 platform: Platform::host(),
                 max_manifest_bytes,
+                credentials,
+                pull_timeout,
                 pulled: Mutex::new(HashMap::new()),
             }),
         }
@@ -100,7 +131,7 @@ impl Puller {
             .images
             .run(
                 reference.to_owned(),
-                move || async move { this.pull_once(image, auth).await },
+                move || async move { this.pull_retrying(image, auth).await },
                 |r| {
                     Err(PullError::Cancelled {
                         reference: r.clone(),

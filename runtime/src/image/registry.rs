@@ -231,6 +231,7 @@ async fn own_task<T: Send + 'static>(
             registry: image.registry().to_owned(),
             what: what.to_owned(),
             reason: format!("the request ended abnormally: {e}"),
+            transient: false,
         }),
     }
 }
@@ -300,6 +301,11 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
                 _ => PullError::Registry {
                     registry,
                     what: what.to_owned(),
+                    transient: match code {
+                        Some(OciErrorCode::Toomanyrequests) => true,
+                        Some(OciErrorCode::Other(other)) => other == "UNAVAILABLE",
+                        _ => false,
+                    },
                     reason: envelope.to_string(),
                 },
             }
@@ -326,6 +332,7 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
             registry,
             what: what.to_owned(),
             reason: format!("HTTP {code}: {message}"),
+            transient: code >= 500 || code == 408 || code == 429,
         },
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
             PullError::RegistryUnreachable {
@@ -341,6 +348,11 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
         other => PullError::Registry {
             registry,
             what: what.to_owned(),
+            // A request or a stream that broke off; anything else is an answer.
+            transient: matches!(
+                other,
+                OciDistributionError::RequestError(_) | OciDistributionError::IoError(_)
+            ),
             reason: root_cause(&other),
         },
     }

@@ -366,6 +366,20 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            registry_docker_config: pick(
+                self.registry_docker_config,
+                Key::RegistryDockerConfig,
+                defaults.registry_docker_config,
+                &mut sources,
+            )
+            .value,
+            registry_token_commands: pick(
+                self.registry_token_commands,
+                Key::RegistryTokenCommands,
+                defaults.registry_token_commands,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

@@ -26,6 +26,10 @@ use crate::runtime::ContainerRuntime;
 use crate::task::network::{self, Mode};
 use crate::task::{self, Causes, InputError, capabilities, devices, envfile, seccomp, volumes};
 
+/// How long past the image pull timeout the driver waits for the runtime, which ends a pull
+/// at that deadline with its own, more telling, error.
+const PULL_BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Why a task could not be prepared. The message is the task's stoppedReason, so it travels
 /// alone: causes are written into it, not kept as sources.
 #[derive(Debug, thiserror::Error)]
@@ -350,11 +354,11 @@ impl<R: ContainerRuntime> Driver<R> {
             let runtime = Arc::clone(&self.runtime);
             let image_ref = spec.image.clone();
             let timeout = self.config.pull_timeout;
-            let pull =
-                tokio::time::timeout(
-                    timeout,
-                    async move { runtime.pull(&image_ref, &auth).await },
-                );
+            // The runtime tries the registry again within the same deadline and then names
+            // the registry, its tries and its last error; this is only the backstop.
+            let pull = tokio::time::timeout(timeout + PULL_BACKSTOP_GRACE, async move {
+                runtime.pull(&image_ref, &auth).await
+            });
             let image = match self.interruptible(pull).await? {
                 Ok(Ok(image)) => image,
                 Ok(Err(e)) => return Err(PrepareError::Pull(e).into()),

@@ -12,6 +12,11 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use super::{BlobOutcome, Puller};
+
+/// How many times one pull resumes a layer download that was cut off.
+const BLOB_RESUMES: u32 = 3;
+/// The wait before a resume, times the resumes so far.
+const BLOB_RESUME_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 use crate::containerd::Lease;
 use crate::image::content;
 use crate::image::ingest::{self, BlobWrite, ByteStream};
@@ -189,13 +194,33 @@ impl Puller {
                 size: layer.size,
                 labels,
             };
-            let written = ingest::write_blob(client, &lease, &blob, &mut open, &mut |done| {
-                if done == total || done - last_report >= 1 << 20 {
+            let mut on_bytes = |done: u64| {
+                if done == total || done.saturating_sub(last_report) >= 1 << 20 {
                     last_report = done;
                     self.report(&reference, &digest, done, total, false);
                 }
-            })
-            .await?;
+            };
+            // A download cut off is resumed where containerd's ingest got to, a few times
+            // here under the pull's lease; past that the pull's own tries take over.
+            let mut resumes = 0;
+            let written = loop {
+                match ingest::write_blob(client, &lease, &blob, &mut open, &mut on_bytes).await {
+                    Ok(written) => break written,
+                    Err(e) if e.is_transient() && resumes < BLOB_RESUMES => {
+                        resumes += 1;
+                        tracing::warn!(
+                            image.ref = %reference,
+                            registry = image.registry(),
+                            blob = %digest,
+                            resumes,
+                            error = %e,
+                            "layer download cut off; resuming it"
+                        );
+                        tokio::time::sleep(BLOB_RESUME_WAIT * resumes).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             if written.sent == 0 {
                 self.report(&reference, &digest, total, total, true);
             }

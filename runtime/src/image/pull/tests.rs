@@ -150,19 +150,19 @@ async fn pull_futures_stay_small() {
     }
 }
 
-const REF: &str = "127.0.0.1:5000/app:1";
+pub(super) const REF: &str = "127.0.0.1:5000/app:1";
 const SOURCE_LABEL: &str = "containerd.io/distribution.source.127.0.0.1:5000";
 
 /// A registry in memory: manifests by tag and digest, blobs by digest.
 #[derive(Debug, Default)]
-struct FakeRegistry {
+pub(super) struct FakeRegistry {
     manifests: std::sync::Mutex<HashMap<String, Bytes>>,
     blobs: std::sync::Mutex<HashMap<String, Bytes>>,
 }
 
 impl FakeRegistry {
     /// Serves `image` as `app:<tag>`.
-    fn serving(tag: &str, image: &TestImage) -> Arc<Self> {
+    pub(super) fn serving(tag: &str, image: &TestImage) -> Arc<Self> {
         let registry = Self::default();
         let manifest = Bytes::from(image.manifest.clone());
         let mut manifests = registry.manifests.lock().unwrap();
@@ -223,6 +223,7 @@ impl Distribution for FakeRegistry {
             registry: image.registry().to_owned(),
             what: format!("blob {digest}"),
             reason: "blob unknown".to_owned(),
+            transient: false,
         })?;
         let rest = bytes.slice((offset as usize).min(bytes.len())..);
         Ok(futures::stream::iter([Ok(rest)]).boxed())

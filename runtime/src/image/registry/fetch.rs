@@ -176,7 +176,13 @@ async fn refusal(response: Response, image: &ImageRef, url: &str) -> PullError {
     let body = read_capped(declared, response.bytes_stream(), ERROR_BODY_LIMIT)
         .await
         .unwrap_or_default();
-    if let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(&body)
+    // A failing registry (5xx, 429) is told by its status, whatever its body says: it is
+    // worth another try.
+    let failing = status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT;
+    if !failing
+        && let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(&body)
         && !envelope.errors.is_empty()
     {
         return classify(
