@@ -48,7 +48,7 @@ pub use runtime::{DEFAULT_INIT_PATH, Runtime, RuntimeConfig, TaskFootprints};
 pub use safe_read::{SafeReadError, Symlinks, read_below};
 pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use stats::{
-    BlkioStats, CgroupStats, ContainerSample, CpuStats, FilesystemUsage, InterfaceStats,
+    BlkioStats, CgroupStats, ContainerSample, CpuStats, FilesystemUsage, InterfaceStats, IoCounts,
     MemoryStats, PidsStats, StatsSampler, TaskSample, filesystem_usage,
 };
 pub use time::rfc3339_nanos;

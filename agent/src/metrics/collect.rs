@@ -41,6 +41,10 @@ pub(crate) struct TaskMetrics {
 /// What reads a task's containers (the runtime's sampler; a fake in tests).
 pub(crate) trait TaskSampler: Send + Sync + 'static {
     fn sample(&self, task_id: &str, containers: &[String]) -> Option<TaskSample>;
+
+    /// After a pass: lets go of what is kept for tasks not in it (the runtime's sampler keeps
+    /// their cgroup files open between passes).
+    fn retain(&self, task_ids: &[&str]);
 }
 
 impl TaskSampler for StatsSampler {
@@ -48,6 +52,10 @@ impl TaskSampler for StatsSampler {
         self.sample_task(task_id, containers)
             .inspect_err(|error| tracing::warn!(task.id = task_id, %error, "cannot sample task"))
             .ok()
+    }
+
+    fn retain(&self, task_ids: &[&str]) {
+        self.retain_tasks(task_ids);
     }
 }
 
@@ -116,13 +124,15 @@ pub(crate) async fn run(
     }
 }
 
-/// One pass over `views`: tasks that are not stopped, and their RUNNING containers.
+/// One pass over `views`: tasks that are not stopped, and their RUNNING containers. The
+/// sampler then lets go of every other task.
 pub(crate) fn collect(
     views: &[TaskView],
     sampler: &dyn TaskSampler,
     host: &mut HostSampler,
 ) -> Snapshot {
     let mut tasks = Vec::new();
+    let mut sampled: Vec<&str> = Vec::with_capacity(views.len());
     for view in views {
         if view.state.status >= TaskStatus::Stopped as i32 {
             continue;
@@ -137,6 +147,7 @@ pub(crate) fn collect(
         if running.is_empty() {
             continue;
         }
+        sampled.push(&view.state.task_id);
         let Some(sample) = sampler.sample(&view.state.task_id, &running) else {
             continue;
         };
@@ -147,6 +158,7 @@ pub(crate) fn collect(
             sample,
         });
     }
+    sampler.retain(&sampled);
     Snapshot {
         collected_at: SystemTime::now(),
         host: host.sample(),

@@ -79,11 +79,18 @@ fn stats() -> CgroupStats {
     }
 }
 
-/// Records what it was asked for and answers with `stats()` for each container.
+/// Records what it was asked for (and which tasks it was told to keep after the pass) and
+/// answers with `stats()` for each container.
 #[derive(Default)]
-struct FakeSampler(Mutex<Vec<(String, Vec<String>)>>);
+struct FakeSampler(Mutex<Vec<(String, Vec<String>)>>, Mutex<Vec<Vec<String>>>);
 
 impl TaskSampler for FakeSampler {
+    fn retain(&self, task_ids: &[&str]) {
+        if let Ok(mut kept) = self.1.lock() {
+            kept.push(task_ids.iter().map(|id| id.to_string()).collect());
+        }
+    }
+
     fn sample(&self, task_id: &str, containers: &[String]) -> Option<TaskSample> {
         if let Ok(mut calls) = self.0.lock() {
             calls.push((task_id.to_owned(), containers.to_vec()));
@@ -143,6 +150,12 @@ fn a_pass_samples_running_containers_of_tasks_not_stopped() {
             ("t1".to_owned(), vec!["app".to_owned()]),
             ("vanished".to_owned(), vec!["app".to_owned()])
         ]
+    );
+    let kept = sampler.1.lock().expect("lock").clone();
+    assert_eq!(
+        kept,
+        [vec!["t1".to_owned(), "vanished".to_owned()]],
+        "after the pass, the sampler keeps only the tasks it sampled"
     );
     let tasks: Vec<(&str, &str, u32)> = snapshot
         .tasks

@@ -1,15 +1,20 @@
 //! Resource statistics of running containers and tasks, read from their cgroups and network
 //! namespaces in one pass without spawning a process.
 //!
-//! Each container's cgroup (`/<parent>/<task-id>/<container>`) is read file by file, each file
-//! once a pass, with every field mapped for cgroup v1 and v2 (`v1.rs`, `v2.rs`: pure parsers
-//! of the kernel's formats). A controller that is not mounted (v1) or not enabled (v2) leaves
-//! its part of the sample empty; a container whose cgroup disappears while it is read (it
-//! exited) is left out of the sample rather than failing the pass. A task's network counters
-//! come from `/proc/<pid>/net/dev` of one process in each of its network namespaces
-//! (`netdev.rs`), so reading them never enters a namespace.
+//! Each task's cgroup (`/<parent>/<task-id>`) and each container's beneath it are read file by
+//! file, each file once a pass, with every field mapped for cgroup v1 and v2 (`v1.rs`,
+//! `v2.rs`: pure parsers of the kernel's formats). The sampler keeps each cgroup's files open
+//! between passes and reads them with `pread` into one reused buffer (`files.rs`,
+//! `handle.rs`); limits are read when a cgroup is opened, and each cgroup is opened again
+//! after a minute so a changed limit shows. A controller that is not mounted (v1) or not
+//! enabled (v2) leaves its part of the sample empty; a container whose cgroup disappears
+//! while it is read (it exited) is left out of the sample rather than failing the pass. A
+//! task's network counters come from `/proc/<pid>/net/dev` of one process in each of its
+//! network namespaces (`netdev.rs`), so reading them never enters a namespace.
 
+mod files;
 mod fs;
+mod handle;
 mod netdev;
 mod parse;
 mod read;
@@ -17,43 +22,80 @@ mod v1;
 mod v2;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::cgroup::{CgroupError, Cgroups};
 
+pub use files::IoCounts;
 pub use fs::{FilesystemUsage, filesystem_usage};
-use read::sample_task;
+use read::{Cache, Place};
 
-/// Samples tasks' cgroups and networks; cheap to clone, and its reads are plain blocking file
-/// reads (run a pass on a blocking thread).
+/// How long a cgroup's files (and the limits read with them) are kept before they are opened
+/// again.
+const REOPEN_AFTER: Duration = Duration::from_secs(60);
+
+/// Samples tasks' cgroups and networks. It keeps the files of the cgroups it sampled open
+/// between calls (clones share them) until [`StatsSampler::retain_tasks`] lets a task go; its
+/// reads are plain blocking file reads (run a pass on a blocking thread).
 #[derive(Debug, Clone)]
 pub struct StatsSampler {
     cgroups: Arc<Cgroups>,
     proc_root: PathBuf,
+    reopen_after: Duration,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl StatsSampler {
     pub(crate) fn new(cgroups: Arc<Cgroups>) -> Self {
+        Self::with_reader(cgroups, PathBuf::from("/proc"), files::Reader::new())
+    }
+
+    fn with_reader(cgroups: Arc<Cgroups>, proc_root: PathBuf, reader: files::Reader) -> Self {
         StatsSampler {
             cgroups,
-            proc_root: PathBuf::from("/proc"),
+            proc_root,
+            reopen_after: REOPEN_AFTER,
+            cache: Arc::new(Mutex::new(Cache::new(reader))),
         }
     }
 
-    /// One sample of the named containers of a task. Containers without a cgroup (not
-    /// started, or exited while being read) are left out. Fails only on an invalid task ID.
+    /// One sample of the named containers of a task; the files of its other containers are
+    /// closed. Containers without a cgroup (not started, or exited while being read) are left
+    /// out. Fails only on an invalid task ID.
     pub fn sample_task(
         &self,
         task_id: &str,
         containers: &[String],
     ) -> Result<TaskSample, CgroupError> {
         let rel = self.cgroups.task_rel(task_id)?;
-        Ok(sample_task(
-            self.cgroups.layout(),
-            &self.proc_root,
-            &rel,
-            containers,
-        ))
+        let place = Place {
+            layout: self.cgroups.layout(),
+            proc_root: &self.proc_root,
+            reopen_after: self.reopen_after,
+        };
+        Ok(self.cache().sample_task(&place, &rel, containers))
+    }
+
+    /// Closes the files of every task not named (call it after each pass with the tasks it
+    /// sampled).
+    pub fn retain_tasks<S: AsRef<str>>(&self, task_ids: &[S]) {
+        let keep: Vec<String> = task_ids
+            .iter()
+            .filter_map(|id| self.cgroups.task_rel(id.as_ref()).ok())
+            .collect();
+        self.cache().retain(&keep);
+    }
+
+    /// The files opened and the reads made so far.
+    pub fn io_counts(&self) -> IoCounts {
+        self.cache().io_counts()
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // A panic while sampling leaves nothing half-written that matters: handles are
+        // complete or absent.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -217,5 +259,7 @@ impl TaskSample {
     }
 }
 
+#[cfg(test)]
+mod pass_tests;
 #[cfg(test)]
 mod tests;

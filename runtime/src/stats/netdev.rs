@@ -13,18 +13,18 @@ const FILE: &str = "net/dev";
 pub(super) fn parse(text: &str) -> Result<Vec<InterfaceStats>, CgroupError> {
     let mut interfaces = Vec::new();
     for line in text.lines().skip(2) {
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
         let (name, counters) = line
             .split_once(':')
             .ok_or_else(|| error(FILE, format!("no \"name:\" in {line:?}")))?;
-        let name = name.trim();
+        let name = name.trim_ascii();
         if name == "lo" {
             continue;
         }
         let values = counters
-            .split_whitespace()
+            .split_ascii_whitespace()
             .map(str::parse::<u64>)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| error(FILE, format!("a counter of {name} is not a number")))?;

@@ -1,7 +1,6 @@
 //! The kernel's cgroup file formats shared by v1 and v2: single values, `max`-or-number
-//! limits and flat-keyed `KEY VALUE` files.
-
-use std::collections::HashMap;
+//! limits and flat-keyed `KEY VALUE` files, parsed without allocating. The kernel writes
+//! them in ASCII, so they are split on ASCII whitespace (much cheaper than Unicode's).
 
 use crate::cgroup::CgroupError;
 
@@ -18,7 +17,7 @@ pub(super) fn error(file: &str, reason: impl Into<String>) -> CgroupError {
 
 /// A file holding one unsigned number (`memory.current`, `cpuacct.usage`).
 pub(super) fn single(file: &str, text: &str) -> Result<u64, CgroupError> {
-    let value = text.trim();
+    let value = text.trim_ascii();
     value
         .parse()
         .map_err(|_| error(file, format!("{value:?} is not a counter")))
@@ -26,21 +25,24 @@ pub(super) fn single(file: &str, text: &str) -> Result<u64, CgroupError> {
 
 /// A limit: `max` (v2, and v1's pids.max) or a number; v1's huge "unlimited" numbers are None.
 pub(super) fn limit(file: &str, text: &str) -> Result<Option<u64>, CgroupError> {
-    if text.trim() == "max" {
+    if text.trim_ascii() == "max" {
         return Ok(None);
     }
     let value = single(file, text)?;
     Ok((value < V1_UNLIMITED_FROM).then_some(value))
 }
 
-/// A flat-keyed file (`KEY VALUE` lines: memory.stat, cpu.stat, memory.events).
-pub(super) fn flat_keyed<'a>(
+/// The values of `keys` in a flat-keyed file (`KEY VALUE` lines: memory.stat, cpu.stat,
+/// memory.events), each None when the kernel does not report it (older kernels lack some).
+/// Every line must have the format; the values of other keys are not parsed.
+pub(super) fn flat_keyed<const N: usize>(
     file: &str,
-    text: &'a str,
-) -> Result<HashMap<&'a str, u64>, CgroupError> {
-    let mut map = HashMap::new();
+    text: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], CgroupError> {
+    let mut values = [None; N];
     for (index, line) in text.lines().enumerate() {
-        let mut fields = line.split_whitespace();
+        let mut fields = line.split_ascii_whitespace();
         let Some(key) = fields.next() else {
             continue;
         };
@@ -50,17 +52,16 @@ pub(super) fn flat_keyed<'a>(
                 format!("line {} is not \"KEY VALUE\": {line:?}", index + 1),
             ));
         };
-        let value = value
-            .parse()
-            .map_err(|_| error(file, format!("{key:?} value {value:?} is not a counter")))?;
-        map.insert(key, value);
+        let Some(slot) = keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        values[slot] = Some(
+            value
+                .parse()
+                .map_err(|_| error(file, format!("{key:?} value {value:?} is not a counter")))?,
+        );
     }
-    Ok(map)
-}
-
-/// `key` of a flat-keyed map; 0 when the kernel does not report it (older kernels lack some).
-pub(super) fn key(map: &HashMap<&str, u64>, key: &str) -> u64 {
-    map.get(key).copied().unwrap_or(0)
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -87,11 +88,13 @@ mod tests {
 
     #[test]
     fn flat_keyed_files() {
-        let map = flat_keyed("cpu.stat", "usage_usec 10\nuser_usec 7\n\n").expect("parses");
-        assert_eq!((key(&map, "usage_usec"), key(&map, "nr_periods")), (10, 0));
-        let err = flat_keyed("cpu.stat", "usage_usec 10 11\n").expect_err("three fields");
+        let keys = ["usage_usec", "nr_periods"];
+        let values =
+            flat_keyed("cpu.stat", "usage_usec 10\nuser_usec 7\n\n", keys).expect("parses");
+        assert_eq!(values, [Some(10), None]);
+        let err = flat_keyed("cpu.stat", "usage_usec 10 11\n", keys).expect_err("three fields");
         assert!(err.to_string().contains("line 1"), "{err}");
-        let err = flat_keyed("cpu.stat", "usage_usec -1\n").expect_err("negative");
+        let err = flat_keyed("cpu.stat", "usage_usec -1\n", keys).expect_err("negative");
         assert!(err.to_string().contains("not a counter"), "{err}");
     }
 }

@@ -1,238 +1,266 @@
-//! One sampling pass over a task: each container's cgroup files read once, then the network
-//! counters of each distinct namespace its containers' processes are in.
+//! One sampling pass over a task: the task's cgroup and each container's, through the handles
+//! kept since their first sample, then the network counters of each distinct namespace its
+//! containers' processes are in.
 
-use std::collections::HashSet;
-use std::io;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use nix::errno::Errno;
+use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupError, CgroupLayout};
 
-use super::{CgroupStats, ContainerSample, TaskSample, netdev, v1, v2};
+use super::files::{IoCounts, Reader, Stop};
+use super::handle::CgroupHandle;
+use super::{CgroupStats, ContainerSample, InterfaceStats, TaskSample, netdev};
 
-/// Reads the sample of the task whose cgroup is `task_rel` (`berth/<task-id>`, relative to
-/// each hierarchy root), for the named containers; `proc_root` is normally `/proc`. A
-/// container without a cgroup (not started yet, or gone mid-read) is left out; one whose files
-/// cannot be parsed is left out with a warning, so one odd container never hides the others.
-pub(crate) fn sample_task(
-    layout: &CgroupLayout,
-    proc_root: &Path,
-    task_rel: &str,
-    containers: &[String],
-) -> TaskSample {
-    let mut sample = TaskSample::default();
-    match read_cgroup(layout, task_rel) {
-        Ok(found) => sample.task = found.map(|(stats, _)| stats),
-        Err(error) => {
-            tracing::warn!(cgroup = %task_rel, %error, "cannot read a task's cgroup; leaving it out of this sample");
+/// What the sampler keeps between passes: the open cgroups of each task it sampled.
+#[derive(Debug)]
+pub(super) struct Cache {
+    reader: Reader,
+    /// By the task's cgroup path (`berth/<task-id>`).
+    tasks: HashMap<String, TaskHandles>,
+    /// The agent's own network namespace (`net:[<inode>]`), once read.
+    own_netns: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct TaskHandles {
+    /// None while the task has no cgroup (or before its first sample).
+    task: Option<CgroupHandle>,
+    /// By container name; None while the container has no cgroup.
+    containers: HashMap<String, Option<CgroupHandle>>,
+}
+
+/// Where to read and how long a cgroup's handle (and so its limits) is kept before it is
+/// opened again.
+pub(super) struct Place<'a> {
+    pub(super) layout: &'a CgroupLayout,
+    pub(super) proc_root: &'a Path,
+    pub(super) reopen_after: Duration,
+}
+
+impl Cache {
+    pub(super) fn new(reader: Reader) -> Self {
+        Cache {
+            reader,
+            tasks: HashMap::new(),
+            own_netns: None,
         }
     }
-    let mut pids = Vec::new();
-    for name in containers {
-        let rel = format!("{task_rel}/{name}");
-        match read_cgroup(layout, &rel) {
-            Ok(Some((stats, pid))) => {
-                sample.containers.push(ContainerSample {
+
+    pub(super) fn io_counts(&self) -> IoCounts {
+        self.reader.counts()
+    }
+
+    /// The files kept open now.
+    #[cfg(test)]
+    pub(super) fn reader_open_files(&self) -> usize {
+        self.reader.open_files()
+    }
+
+    /// Closes the files of every task whose cgroup path is not in `keep`.
+    pub(super) fn retain(&mut self, keep: &[String]) {
+        self.tasks.retain(|rel, _| keep.iter().any(|k| k == rel));
+    }
+
+    /// Reads the sample of the task whose cgroup is `task_rel` (`berth/<task-id>`, relative to
+    /// each hierarchy root), for the named containers; the files of its other containers are
+    /// closed. A container without a cgroup (not started yet, or gone mid-read) is left out;
+    /// one whose files cannot be read or parsed is left out with a warning, so one odd
+    /// container never hides the others.
+    pub(super) fn sample_task(
+        &mut self,
+        at: &Place<'_>,
+        task_rel: &str,
+        containers: &[String],
+    ) -> TaskSample {
+        let now = Instant::now();
+        let reader = &mut self.reader;
+        if !self.tasks.contains_key(task_rel) {
+            self.tasks
+                .insert(task_rel.to_owned(), TaskHandles::default());
+        }
+        let Some(handles) = self.tasks.get_mut(task_rel) else {
+            return TaskSample::default();
+        };
+        handles
+            .containers
+            .retain(|name, _| containers.iter().any(|c| c == name));
+        let mut sample = TaskSample::default();
+        match sample_cgroup(reader, at, (task_rel, None), &mut handles.task, now) {
+            Ok(stats) => sample.task = stats,
+            Err(error) => {
+                tracing::warn!(cgroup = %task_rel, %error, "cannot read a task's cgroup; leaving it out of this sample");
+            }
+        }
+        for name in containers {
+            if !handles.containers.contains_key(name) {
+                handles.containers.insert(name.clone(), None);
+            }
+            let Some(slot) = handles.containers.get_mut(name) else {
+                continue;
+            };
+            match sample_cgroup(reader, at, (task_rel, Some(name)), slot, now) {
+                Ok(Some(stats)) => sample.containers.push(ContainerSample {
                     name: name.clone(),
                     stats,
-                });
-                pids.extend(pid);
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(cgroup = %rel, %error, "cannot read a container's cgroup; leaving it out of this sample");
+                }),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(cgroup = %task_rel, container.name = %name, %error, "cannot read a container's cgroup; leaving it out of this sample");
+                }
             }
         }
+        if self.own_netns.is_none() {
+            self.own_netns = std::fs::read_link(at.proc_root.join("self/ns/net")).ok();
+        }
+        sample.networks = read_networks(
+            reader,
+            at.proc_root,
+            self.own_netns.as_deref(),
+            &sample.containers,
+            &mut handles.containers,
+        );
+        sample
     }
-    sample.networks = read_networks(proc_root, &pids);
-    sample
 }
 
-/// Reads one cgroup: its stats and one process in it (for its network namespace). None when
-/// the cgroup does not exist, before or after the read.
-pub(super) fn read_cgroup(
-    layout: &CgroupLayout,
-    rel: &str,
-) -> Result<Option<(CgroupStats, Option<u32>)>, CgroupError> {
-    match layout {
-        CgroupLayout::V2 { root } => {
-            let dir = root.join(rel);
-            if !dir.is_dir() {
-                return Ok(None);
-            }
-            let stats = read_v2(&dir)?;
-            let pid = first_pid(&dir)?;
-            Ok(dir.is_dir().then_some((stats, pid)))
-        }
-        CgroupLayout::V1 { mounts } => {
-            let dir = |controller: &str| mounts.get(controller).map(|root| root.join(rel));
-            // The hierarchy that decides whether the container is there: the first mounted of
-            // these (runc creates the container's cgroup in each).
-            let Some(anchor) = ["memory", "cpuacct", "pids", "cpu"]
-                .iter()
-                .find_map(|c| dir(c))
-            else {
-                return Ok(None);
+/// One cgroup's stats through its handle, opened first if it is not yet (or was opened more
+/// than `reopen_after` ago, so limits changed since are seen). A handle whose cgroup was
+/// removed is dropped and the cgroup opened once more, in case it was made again under the
+/// same name (a restarted container); None when it is not there. The cgroup is the task's
+/// (`task_rel`) or one of its containers'.
+fn sample_cgroup(
+    reader: &mut Reader,
+    at: &Place<'_>,
+    (task_rel, container): (&str, Option<&str>),
+    slot: &mut Option<CgroupHandle>,
+    now: Instant,
+) -> Result<Option<CgroupStats>, CgroupError> {
+    if slot
+        .as_ref()
+        .is_some_and(|h| now.saturating_duration_since(h.opened_at) >= at.reopen_after)
+    {
+        *slot = None;
+    }
+    let mut fresh = slot.is_none();
+    loop {
+        if slot.is_none() {
+            let rel = match container {
+                Some(name) => format!("{task_rel}/{name}"),
+                None => task_rel.to_owned(),
             };
-            if !anchor.is_dir() {
-                return Ok(None);
+            *slot = CgroupHandle::open(at.layout, &rel, reader)?;
+        }
+        let Some(handle) = slot.as_ref() else {
+            return Ok(None);
+        };
+        match handle.sample(reader) {
+            Ok(stats) => return Ok(Some(stats)),
+            Err(Stop::Failed(error)) => return Err(error),
+            Err(Stop::Gone) => {
+                *slot = None;
+                if fresh {
+                    return Ok(None);
+                }
+                fresh = true;
             }
-            let stats = read_v1(&dir)?;
-            let pid = first_pid(&anchor)?;
-            Ok(anchor.is_dir().then_some((stats, pid)))
         }
     }
 }
 
-fn read_v2(dir: &Path) -> Result<CgroupStats, CgroupError> {
-    let file = |name: &str| read(&dir.join(name));
-    let cpu = match file(v2::CPU_STAT)? {
-        Some(stat) => Some(v2::cpu(&stat)?),
-        None => None,
-    };
-    let memory = match file(v2::MEMORY_CURRENT)? {
-        Some(current) => {
-            let (max, stat, events) = (
-                file(v2::MEMORY_MAX)?,
-                file(v2::MEMORY_STAT)?,
-                file(v2::MEMORY_EVENTS)?,
-            );
-            Some(v2::memory(
-                &current,
-                max.as_deref().unwrap_or("max"),
-                stat.as_deref().unwrap_or_default(),
-                events.as_deref().unwrap_or_default(),
-            )?)
-        }
-        None => None,
-    };
-    let pids = match file(v2::PIDS_CURRENT)? {
-        Some(current) => Some(v2::pids(
-            &current,
-            file(v2::PIDS_MAX)?.as_deref().unwrap_or("max"),
-        )?),
-        None => None,
-    };
-    let blkio = match file(v2::IO_STAT)? {
-        Some(text) => Some(v2::io(&text)?),
-        None => None,
-    };
-    Ok(CgroupStats {
-        cpu,
-        memory,
-        pids,
-        blkio,
-    })
-}
-
-fn read_v1(dir: &dyn Fn(&str) -> Option<PathBuf>) -> Result<CgroupStats, CgroupError> {
-    let file = |controller: &str, name: &str| match dir(controller) {
-        Some(d) => read(&d.join(name)),
-        None => Ok(None),
-    };
-    let cpu = match (
-        file("cpuacct", v1::CPUACCT_USAGE)?,
-        file("cpuacct", v1::CPUACCT_STAT)?,
-    ) {
-        (Some(usage), Some(stat)) => Some(v1::cpu(
-            &usage,
-            &stat,
-            file("cpu", v1::CPU_STAT)?.as_deref(),
-        )?),
-        _ => None,
-    };
-    let memory = match file("memory", v1::MEMORY_USAGE)? {
-        Some(usage) => {
-            let limit = file("memory", v1::MEMORY_LIMIT)?;
-            let failcnt = file("memory", v1::MEMORY_FAILCNT)?;
-            let stat = file("memory", v1::MEMORY_STAT)?;
-            let oom = file("memory", v1::MEMORY_OOM_CONTROL)?;
-            Some(v1::memory(
-                &usage,
-                limit.as_deref().unwrap_or("max"),
-                failcnt.as_deref().unwrap_or("0"),
-                stat.as_deref().unwrap_or_default(),
-                oom.as_deref(),
-            )?)
-        }
-        None => None,
-    };
-    let pids = match file("pids", v1::PIDS_CURRENT)? {
-        Some(current) => Some(v1::pids(
-            &current,
-            file("pids", v1::PIDS_MAX)?.as_deref().unwrap_or("max"),
-        )?),
-        None => None,
-    };
-    let blkio = match (
-        file("blkio", v1::BLKIO_BYTES)?,
-        file("blkio", v1::BLKIO_OPS)?,
-    ) {
-        (Some(bytes), Some(ops)) => Some(v1::blkio(&bytes, &ops)?),
-        _ => None,
-    };
-    Ok(CgroupStats {
-        cpu,
-        memory,
-        pids,
-        blkio,
-    })
-}
-
-/// The first process listed in the cgroup's `cgroup.procs`; None when it has none.
-fn first_pid(dir: &Path) -> Result<Option<u32>, CgroupError> {
-    let Some(text) = read(&dir.join("cgroup.procs"))? else {
-        return Ok(None);
-    };
-    Ok(text.lines().find_map(|l| l.trim().parse().ok()))
-}
-
-/// The interfaces of each distinct network namespace the processes are in, except the
-/// agent's own (a host-mode task's traffic is the host's, as ECS reports it). A process that
-/// exited meanwhile is skipped.
-fn read_networks(proc_root: &Path, pids: &[u32]) -> Vec<super::InterfaceStats> {
-    let own = std::fs::read_link(proc_root.join("self/ns/net")).ok();
-    let mut seen = HashSet::new();
+/// The interfaces of each distinct network namespace the sampled containers' processes are
+/// in, except the agent's own (a host-mode task's traffic is the host's, as ECS reports it).
+///
+/// A container's process and its namespace are looked up once and remembered with its
+/// cgroup's handle (a process never leaves its namespace), so a steady pass costs one read of
+/// `net/dev` per namespace and nothing for a task in the agent's own. When the remembered
+/// process exited, the first one left in the cgroup stands in. A process ID reused by another
+/// process in the short time between a container's exit and its leaving the pass could show
+/// that process's namespace; the handle is opened again within a minute, which looks it up
+/// afresh.
+fn read_networks(
+    reader: &mut Reader,
+    proc_root: &Path,
+    own: Option<&Path>,
+    sampled: &[ContainerSample],
+    handles: &mut HashMap<String, Option<CgroupHandle>>,
+) -> Vec<InterfaceStats> {
+    let mut seen: Vec<PathBuf> = Vec::new();
     let mut interfaces = Vec::new();
-    for pid in pids {
-        let process = proc_root.join(pid.to_string());
-        let Ok(namespace) = std::fs::read_link(process.join("ns/net")) else {
+    for container in sampled {
+        let Some(Some(handle)) = handles.get_mut(&container.name) else {
             continue;
         };
-        if Some(&namespace) == own.as_ref() || !seen.insert(namespace) {
+        if handle.netns.is_none() {
+            look_up_namespace(reader, proc_root, handle);
+        }
+        let Some(namespace) = handle.netns.as_deref() else {
+            continue;
+        };
+        if Some(namespace) == own || seen.iter().any(|s| s == namespace) {
             continue;
         }
-        match read(&process.join("net/dev")) {
-            Ok(Some(text)) => match netdev::parse(&text) {
-                Ok(found) => interfaces.extend(found),
-                Err(error) => tracing::warn!(pid, %error, "cannot parse a task's network counters"),
-            },
-            Ok(None) => {}
-            Err(error) => tracing::warn!(pid, %error, "cannot read a task's network counters"),
+        seen.push(namespace.to_path_buf());
+        let mut retried = false;
+        while let Some(pid) = handle.pid {
+            let path = proc_root.join(pid.to_string()).join("net/dev");
+            match reader.parse_path(&path, netdev::parse) {
+                Ok(found) => {
+                    interfaces.extend(found);
+                    break;
+                }
+                Err(Stop::Gone) if !retried => {
+                    // The process exited: another of the container's stands in (in the same
+                    // namespace, since the namespace is the task's).
+                    retried = true;
+                    look_up_namespace(reader, proc_root, handle);
+                }
+                Err(Stop::Gone) => break,
+                Err(Stop::Failed(error)) => {
+                    tracing::warn!(pid, %error, "cannot read a task's network counters");
+                    break;
+                }
+            }
         }
     }
     interfaces
 }
 
-/// A file's text; None when it (or its cgroup, or its process) no longer exists: ENOENT,
-/// ENODEV (a cgroup being removed) or ESRCH (a process that exited).
-fn read(path: &Path) -> Result<Option<String>, CgroupError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(error) if gone(&error) => Ok(None),
-        Err(source) => Err(CgroupError::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+/// Looks up the first process of a container's cgroup and its network namespace, and
+/// remembers both (or neither, when it has no process left).
+fn look_up_namespace(reader: &mut Reader, proc_root: &Path, handle: &mut CgroupHandle) {
+    handle.netns = None;
+    let pid = match handle.find_pid(reader) {
+        Ok(Some(pid)) => pid,
+        Ok(None) | Err(Stop::Gone) => return,
+        Err(Stop::Failed(error)) => {
+            tracing::warn!(%error, "cannot list a container's processes");
+            return;
+        }
+    };
+    handle.netns = std::fs::read_link(proc_root.join(pid.to_string()).join("ns/net")).ok();
 }
 
-fn gone(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::NotFound
-        || matches!(
-            error.raw_os_error(),
-            Some(code) if code == Errno::ENODEV as i32 || code == Errno::ESRCH as i32
-        )
+/// One cgroup read from scratch: its stats and one process in it (for tests of the parsers
+/// on fake trees). None when the cgroup does not exist.
+#[cfg(test)]
+pub(super) fn read_cgroup(
+    layout: &CgroupLayout,
+    rel: &str,
+) -> Result<Option<(CgroupStats, Option<u32>)>, CgroupError> {
+    let mut reader = Reader::with_budget(64);
+    let Some(mut handle) = CgroupHandle::open(layout, rel, &mut reader)? else {
+        return Ok(None);
+    };
+    let stats = match handle.sample(&mut reader) {
+        Ok(stats) => stats,
+        Err(Stop::Gone) => return Ok(None),
+        Err(Stop::Failed(error)) => return Err(error),
+    };
+    let pid = match handle.find_pid(&mut reader) {
+        Ok(pid) => pid,
+        Err(Stop::Gone) => None,
+        Err(Stop::Failed(error)) => return Err(error),
+    };
+    Ok(Some((stats, pid)))
 }

@@ -4,9 +4,23 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::files::Reader;
 use super::read::read_cgroup;
 use super::*;
 use crate::cgroup::CgroupLayout;
+
+/// A sampler of tasks under `berth` on a fake tree, that opens every cgroup again at each
+/// pass (so a test can change a file between passes).
+fn sampler(layout: CgroupLayout, proc_root: &Path) -> StatsSampler {
+    let cgroups = Cgroups::new(layout, "berth").expect("valid parent");
+    let mut sampler = StatsSampler::with_reader(
+        Arc::new(cgroups),
+        proc_root.to_path_buf(),
+        Reader::with_budget(1024),
+    );
+    sampler.reopen_after = std::time::Duration::ZERO;
+    sampler
+}
 
 fn write(dir: &Path, files: &[(&str, &str)]) {
     fs::create_dir_all(dir).expect("mkdir");
@@ -275,12 +289,9 @@ fn a_container_without_a_cgroup_is_left_out() {
     v2_full(&root.path().join("berth/t1/app"));
     let layout = CgroupLayout::v2(root.path().to_path_buf());
     let proc_root = tempfile::tempdir().expect("tempdir");
-    let sample = sample_task(
-        &layout,
-        proc_root.path(),
-        "berth/t1",
-        &["app".to_owned(), "gone".to_owned()],
-    );
+    let sample = sampler(layout.clone(), proc_root.path())
+        .sample_task("t1", &["app".to_owned(), "gone".to_owned()])
+        .expect("valid task");
     let names: Vec<&str> = sample.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["app"]);
     assert!(
@@ -327,12 +338,10 @@ fn networks_come_from_each_namespace_once_but_not_the_agents_own() {
         write(&p.join(pid).join("net"), &[("dev", NET_DEV)]);
     }
     let layout = CgroupLayout::v2(root.path().to_path_buf());
-    let sample = sample_task(
-        &layout,
-        p,
-        "berth/t1",
-        &["app".to_owned(), "sidecar".to_owned()],
-    );
+    let sampler = sampler(layout, p);
+    let sample = sampler
+        .sample_task("t1", &["app".to_owned(), "sidecar".to_owned()])
+        .expect("valid task");
     assert_eq!(
         sample.networks,
         [InterfaceStats {
@@ -366,14 +375,19 @@ nr_throttled 2
 ",
         )],
     );
-    let total = sample_task(&layout, p, "berth/t1", &["app".to_owned()]).total();
+    let total = sampler
+        .sample_task("t1", &["app".to_owned()])
+        .expect("valid task")
+        .total();
     assert_eq!(
         total.cpu.map(|c| (c.usage_ns, c.throttled_periods)),
         Some((9_000_000_000, 2))
     );
     assert_eq!(total.memory.map(|m| m.usage_bytes), Some(51_855_360));
 
-    let host = sample_task(&layout, p, "berth/t2", &["host".to_owned()]);
+    let host = sampler
+        .sample_task("t2", &["host".to_owned()])
+        .expect("valid task");
     assert!(
         host.networks.is_empty(),
         "a host-mode task shows no network of its own"

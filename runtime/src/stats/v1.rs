@@ -11,8 +11,8 @@
 
 use crate::cgroup::CgroupError;
 
-use super::parse::{error, flat_keyed, key, limit, single};
-use super::{BlkioStats, CpuStats, MemoryStats, PidsStats};
+use super::parse::{error, flat_keyed};
+use super::{BlkioStats, CpuStats, MemoryStats};
 
 /// The kernel's USER_HZ: the unit of `cpuacct.stat`, 100 on every architecture Berth runs on
 /// (it is part of the user-space ABI, independent of the kernel's CONFIG_HZ).
@@ -32,71 +32,57 @@ pub(super) const PIDS_MAX: &str = "pids.max";
 pub(super) const BLKIO_BYTES: &str = "blkio.throttle.io_service_bytes_recursive";
 pub(super) const BLKIO_OPS: &str = "blkio.throttle.io_serviced_recursive";
 
-/// CPU from `cpuacct.usage`, `cpuacct.stat` and (when the cpu controller is there) `cpu.stat`.
-pub(super) fn cpu(
-    usage: &str,
-    stat: &str,
-    throttling: Option<&str>,
-) -> Result<CpuStats, CgroupError> {
-    let usage_ns = single(CPUACCT_USAGE, usage)?;
-    let stat = flat_keyed(CPUACCT_STAT, stat)?;
-    let mut cpu = CpuStats {
-        usage_ns,
-        user_ns: key(&stat, "user").saturating_mul(NS_PER_TICK),
-        system_ns: key(&stat, "system").saturating_mul(NS_PER_TICK),
-        ..CpuStats::default()
-    };
-    if let Some(text) = throttling {
-        let stat = flat_keyed(CPU_STAT, text)?;
-        cpu.periods = key(&stat, "nr_periods");
-        cpu.throttled_periods = key(&stat, "nr_throttled");
-        cpu.throttled_ns = key(&stat, "throttled_time");
-    }
-    Ok(cpu)
+/// `user` and `system` of `cpuacct.stat`, in nanoseconds.
+pub(super) fn cpuacct_stat(text: &str) -> Result<(u64, u64), CgroupError> {
+    let [user, system] = flat_keyed(CPUACCT_STAT, text, ["user", "system"])?;
+    let ns = |ticks: Option<u64>| ticks.unwrap_or(0).saturating_mul(NS_PER_TICK);
+    Ok((ns(user), ns(system)))
 }
 
-/// The memory controller's files; `oom_control` is None when it cannot be read.
-pub(super) fn memory(
-    usage: &str,
-    limit_text: &str,
-    failcnt: &str,
-    stat: &str,
-    oom_control: Option<&str>,
-) -> Result<MemoryStats, CgroupError> {
-    let usage_bytes = single(MEMORY_USAGE, usage)?;
-    let stat = flat_keyed(MEMORY_STAT, stat)?;
-    let oom_kills = match oom_control {
-        Some(text) => key(&flat_keyed(MEMORY_OOM_CONTROL, text)?, "oom_kill"),
-        None => 0,
-    };
-    Ok(MemoryStats {
-        usage_bytes,
-        working_set_bytes: usage_bytes.saturating_sub(key(&stat, "total_inactive_file")),
-        rss_bytes: key(&stat, "total_rss"),
-        cache_bytes: key(&stat, "total_cache"),
-        limit_bytes: limit(MEMORY_LIMIT, limit_text)?,
-        failcnt: single(MEMORY_FAILCNT, failcnt)?,
-        oom_kills,
-    })
+/// The CFS throttling of `cpu.stat` into `cpu`.
+pub(super) fn throttling(text: &str, cpu: &mut CpuStats) -> Result<(), CgroupError> {
+    let [periods, throttled, time] = flat_keyed(
+        CPU_STAT,
+        text,
+        ["nr_periods", "nr_throttled", "throttled_time"],
+    )?;
+    cpu.periods = periods.unwrap_or(0);
+    cpu.throttled_periods = throttled.unwrap_or(0);
+    cpu.throttled_ns = time.unwrap_or(0);
+    Ok(())
 }
 
-pub(super) fn pids(current: &str, max: &str) -> Result<PidsStats, CgroupError> {
-    Ok(PidsStats {
-        current: single(PIDS_CURRENT, current)?,
-        limit: limit(PIDS_MAX, max)?,
-    })
+/// `memory.stat` into `memory`: RSS, cache, and the working set from the usage already there.
+pub(super) fn memory_stat(text: &str, memory: &mut MemoryStats) -> Result<(), CgroupError> {
+    let [rss, cache, inactive_file] = flat_keyed(
+        MEMORY_STAT,
+        text,
+        ["total_rss", "total_cache", "total_inactive_file"],
+    )?;
+    memory.rss_bytes = rss.unwrap_or(0);
+    memory.cache_bytes = cache.unwrap_or(0);
+    memory.working_set_bytes = memory
+        .usage_bytes
+        .saturating_sub(inactive_file.unwrap_or(0));
+    Ok(())
 }
 
-/// Read and write bytes and operations summed over devices.
-pub(super) fn blkio(bytes: &str, ops: &str) -> Result<BlkioStats, CgroupError> {
-    let (read_bytes, write_bytes) = read_write(BLKIO_BYTES, bytes)?;
-    let (read_ops, write_ops) = read_write(BLKIO_OPS, ops)?;
-    Ok(BlkioStats {
-        read_bytes,
-        write_bytes,
-        read_ops,
-        write_ops,
-    })
+/// `oom_kill` of `memory.oom_control` (0 before kernel 4.13, which lacks it).
+pub(super) fn oom_kills(text: &str) -> Result<u64, CgroupError> {
+    let [kills] = flat_keyed(MEMORY_OOM_CONTROL, text, ["oom_kill"])?;
+    Ok(kills.unwrap_or(0))
+}
+
+/// Read and write bytes summed over devices.
+pub(super) fn blkio_bytes(text: &str, blkio: &mut BlkioStats) -> Result<(), CgroupError> {
+    (blkio.read_bytes, blkio.write_bytes) = read_write(BLKIO_BYTES, text)?;
+    Ok(())
+}
+
+/// Read and write operations summed over devices.
+pub(super) fn blkio_ops(text: &str, blkio: &mut BlkioStats) -> Result<(), CgroupError> {
+    (blkio.read_ops, blkio.write_ops) = read_write(BLKIO_OPS, text)?;
+    Ok(())
 }
 
 /// Sums the `MAJ:MIN Read N` and `MAJ:MIN Write N` lines; the other operations and the last
@@ -104,10 +90,10 @@ pub(super) fn blkio(bytes: &str, ops: &str) -> Result<BlkioStats, CgroupError> {
 fn read_write(file: &str, text: &str) -> Result<(u64, u64), CgroupError> {
     let (mut read, mut write) = (0u64, 0u64);
     for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (op, value) = match fields.as_slice() {
-            [_device, op, value] => (*op, *value),
-            [] | ["Total", _] => continue,
+        let mut fields = line.split_ascii_whitespace();
+        let (op, value) = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some(_device), Some(op), Some(value), None) => (op, value),
+            (None, ..) | (Some("Total"), Some(_), None, None) => continue,
             _ => return Err(error(file, format!("unexpected line {line:?}"))),
         };
         let value: u64 = value

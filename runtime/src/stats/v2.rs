@@ -9,8 +9,8 @@
 
 use crate::cgroup::CgroupError;
 
-use super::parse::{error, flat_keyed, key, limit, single};
-use super::{BlkioStats, CpuStats, MemoryStats, PidsStats};
+use super::parse::{error, flat_keyed};
+use super::{BlkioStats, CpuStats, MemoryStats};
 
 pub(super) const CPU_STAT: &str = "cpu.stat";
 pub(super) const MEMORY_CURRENT: &str = "memory.current";
@@ -21,54 +21,59 @@ pub(super) const PIDS_CURRENT: &str = "pids.current";
 pub(super) const PIDS_MAX: &str = "pids.max";
 pub(super) const IO_STAT: &str = "io.stat";
 
-pub(super) fn cpu(stat: &str) -> Result<CpuStats, CgroupError> {
-    let stat = flat_keyed(CPU_STAT, stat)?;
-    if !stat.contains_key("usage_usec") {
+pub(super) fn cpu(text: &str) -> Result<CpuStats, CgroupError> {
+    let [usage, user, system, periods, throttled, throttled_usec] = flat_keyed(
+        CPU_STAT,
+        text,
+        [
+            "usage_usec",
+            "user_usec",
+            "system_usec",
+            "nr_periods",
+            "nr_throttled",
+            "throttled_usec",
+        ],
+    )?;
+    let Some(usage) = usage else {
         return Err(error(CPU_STAT, "no \"usage_usec\" line"));
-    }
-    let ns = |k| key(&stat, k).saturating_mul(1_000);
+    };
+    let ns = |usec: Option<u64>| usec.unwrap_or(0).saturating_mul(1_000);
     Ok(CpuStats {
-        usage_ns: ns("usage_usec"),
-        user_ns: ns("user_usec"),
-        system_ns: ns("system_usec"),
-        periods: key(&stat, "nr_periods"),
-        throttled_periods: key(&stat, "nr_throttled"),
-        throttled_ns: ns("throttled_usec"),
+        usage_ns: usage.saturating_mul(1_000),
+        user_ns: ns(user),
+        system_ns: ns(system),
+        periods: periods.unwrap_or(0),
+        throttled_periods: throttled.unwrap_or(0),
+        throttled_ns: ns(throttled_usec),
     })
 }
 
-pub(super) fn memory(
-    current: &str,
-    max: &str,
-    stat: &str,
-    events: &str,
-) -> Result<MemoryStats, CgroupError> {
-    let usage_bytes = single(MEMORY_CURRENT, current)?;
-    let stat = flat_keyed(MEMORY_STAT, stat)?;
-    let events = flat_keyed(MEMORY_EVENTS, events)?;
-    Ok(MemoryStats {
-        usage_bytes,
-        working_set_bytes: usage_bytes.saturating_sub(key(&stat, "inactive_file")),
-        rss_bytes: key(&stat, "anon"),
-        cache_bytes: key(&stat, "file"),
-        limit_bytes: limit(MEMORY_MAX, max)?,
-        failcnt: key(&events, "max"),
-        oom_kills: key(&events, "oom_kill"),
-    })
+/// `memory.stat` into `memory`: anonymous memory, file pages, and the working set from the
+/// usage already there.
+pub(super) fn memory_stat(text: &str, memory: &mut MemoryStats) -> Result<(), CgroupError> {
+    let [anon, file, inactive_file] =
+        flat_keyed(MEMORY_STAT, text, ["anon", "file", "inactive_file"])?;
+    memory.rss_bytes = anon.unwrap_or(0);
+    memory.cache_bytes = file.unwrap_or(0);
+    memory.working_set_bytes = memory
+        .usage_bytes
+        .saturating_sub(inactive_file.unwrap_or(0));
+    Ok(())
 }
 
-pub(super) fn pids(current: &str, max: &str) -> Result<PidsStats, CgroupError> {
-    Ok(PidsStats {
-        current: single(PIDS_CURRENT, current)?,
-        limit: limit(PIDS_MAX, max)?,
-    })
+/// `memory.events` into `memory`: `max` (usage hit the limit) and `oom_kill`.
+pub(super) fn memory_events(text: &str, memory: &mut MemoryStats) -> Result<(), CgroupError> {
+    let [max, oom_kill] = flat_keyed(MEMORY_EVENTS, text, ["max", "oom_kill"])?;
+    memory.failcnt = max.unwrap_or(0);
+    memory.oom_kills = oom_kill.unwrap_or(0);
+    Ok(())
 }
 
 /// Sums `rbytes`, `wbytes`, `rios` and `wios` over the devices; other keys are skipped.
 pub(super) fn io(text: &str) -> Result<BlkioStats, CgroupError> {
     let mut io = BlkioStats::default();
     for line in text.lines() {
-        let mut fields = line.split_whitespace();
+        let mut fields = line.split_ascii_whitespace();
         if fields.next().is_none() {
             continue;
         }
