@@ -6,11 +6,13 @@
 
 mod deps;
 mod driver;
+mod handle;
 mod health;
 mod restart;
 mod resume;
 mod salvage;
 mod state;
+mod unsaved;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub(crate) use driver::Control;
 use driver::Driver;
+pub(crate) use handle::EngineHandle;
 pub(crate) use health::Probe;
 pub(crate) use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
@@ -107,6 +110,9 @@ pub(crate) enum Command {
     },
     /// Every task the engine holds, with its definition (telemetry and introspection).
     Views(oneshot::Sender<Vec<TaskView>>),
+    /// Writes what could not be written while the agent was degraded (see `unsaved.rs`);
+    /// answered with the first store error, if any.
+    Flush(oneshot::Sender<Result<(), StoreError>>),
     /// A task by its ID, for the task endpoint; None when unknown or stopped.
     TaskById {
         task_id: String,
@@ -130,87 +136,6 @@ pub(crate) struct LogTarget {
     pub path: std::path::PathBuf,
     /// The container (or its whole task) has stopped, and its output is all in the log.
     pub finished: bool,
-}
-
-/// A cloneable handle to send commands to the engine.
-#[derive(Debug, Clone)]
-pub(crate) struct EngineHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-impl EngineHandle {
-    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
-    #[cfg(test)]
-    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
-        EngineHandle { tx }
-    }
-
-    /// Sends a command; false when the engine has shut down.
-    pub(crate) async fn send(&self, command: Command) -> bool {
-        self.tx.send(command).await.is_ok()
-    }
-
-    /// Waits until every command sent before has been applied and persisted. False when the
-    /// engine has shut down.
-    pub(crate) async fn barrier(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Barrier(tx)).await && rx.await.is_ok()
-    }
-
-    /// Every task's current state.
-    pub(crate) async fn full_state(&self) -> Vec<TaskState> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Command::FullState(tx)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// Where a task's container logs and whether it has stopped; None when the engine does
-    /// not know the task or container (or has shut down).
-    pub(crate) async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::LogTarget {
-            task_id: task_id.to_owned(),
-            container: container.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// The task that has `address`; None when none has it (or the engine has shut down).
-    pub(crate) async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::TaskAt { address, reply }).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// Every task with its definition, in task ID order; empty when the engine has shut down.
-    pub(crate) async fn views(&self) -> Vec<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::Views(reply)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
-    pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::TaskById {
-            task_id: task_id.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
 }
 
 struct Entry {
@@ -267,6 +192,10 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     outbox: Arc<Notify>,
     drivers: TaskTracker,
     cancel: CancellationToken,
+    /// Whether the data dir takes writes (see [`crate::disk`]).
+    disk: Arc<crate::disk::Disk>,
+    /// What the store did not take while degraded.
+    unsaved: unsaved::Unsaved,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -288,6 +217,8 @@ impl<R: ContainerRuntime> Engine<R> {
         cancel: CancellationToken,
     ) -> (Self, EngineHandle) {
         let (tx, rx) = mpsc::channel(256);
+        let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
+        let disk = Arc::new(crate::disk::Disk::new(data_dir));
         let engine = Self {
             runtime,
             network,
@@ -299,8 +230,15 @@ impl<R: ContainerRuntime> Engine<R> {
             outbox,
             drivers: TaskTracker::new(),
             cancel,
+            disk,
+            unsaved: unsaved::Unsaved::default(),
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// The data dir's condition, which the engine degrades when a store write fails.
+    pub(crate) fn disk(&self) -> Arc<crate::disk::Disk> {
+        Arc::clone(&self.disk)
     }
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
@@ -331,7 +269,18 @@ impl<R: ContainerRuntime> Engine<R> {
             Command::Assign(a) => self.assign(*a),
             Command::Stop(order) => self.stop(order),
             Command::FullState(reply) => {
-                let _ = reply.send(self.tasks.values().map(|e| e.state.clone()).collect());
+                let refused = self.unsaved.refused.iter().cloned();
+                let _ = reply.send(
+                    self.tasks
+                        .values()
+                        .map(|e| e.state.clone())
+                        .chain(refused)
+                        .collect(),
+                );
+                Ok(())
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(self.flush());
                 Ok(())
             }
             Command::Event { task_id, event } => self.apply(&task_id, event),
@@ -397,14 +346,22 @@ impl<R: ContainerRuntime> Engine<R> {
     fn assign(&mut self, a: TaskAssignment) -> Result<(), StoreError> {
         if self.tasks.contains_key(&a.task_id) {
             // Resent by the scheduler: already ours.
-            return self.store.mark_applied(a.seq);
+            return self.applied(a.seq);
         }
-        let initial = state::initial(&a);
-        if !self.store.accept_assignment(&a, &initial)? {
+        if self.refuse_when_degraded(&a) {
             return Ok(());
         }
-        self.store.record_state(&initial)?;
-        self.outbox.notify_one();
+        let initial = state::initial(&a);
+        match self.store.accept_assignment(&a, &initial) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(error) => {
+                self.disk.store_failed(self.store.path(), &error);
+                self.refuse_when_degraded(&a);
+                return Ok(());
+            }
+        }
+        self.record(&initial)?;
         tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
         self.spawn(a, initial, Start::Fresh);
         Ok(())
@@ -547,7 +504,7 @@ impl<R: ContainerRuntime> Engine<R> {
         // Record the stop before marking the order applied: a crash in between then means the
         // scheduler resends the order (harmless, the first reason wins), never that it is lost.
         self.request_stop(&order.task_id, code, &reason)?;
-        self.store.mark_applied(order.seq)
+        self.applied(order.seq)
     }
 
     /// Marks a task to stop (first reason wins) and tells its driver.
@@ -633,7 +590,7 @@ impl<R: ContainerRuntime> Engine<R> {
             // The release is in the outbox (recorded above) until the scheduler acknowledges
             // it; the task itself is done here.
             self.tasks.remove(task_id);
-            self.store.forget_task(task_id)?;
+            self.forget(task_id)?;
         }
         Ok(())
     }
@@ -683,12 +640,6 @@ impl<R: ContainerRuntime> Engine<R> {
             );
             self.request_stop(task_id, StopCode::EssentialContainerExited, &reason)?;
         }
-        Ok(())
-    }
-
-    fn record(&self, state: &TaskState) -> Result<(), StoreError> {
-        self.store.record_state(state)?;
-        self.outbox.notify_one();
         Ok(())
     }
 }
