@@ -178,6 +178,20 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         Arc::clone(&outbox),
         cancel.child_token(),
     );
+    let disk = engine.disk();
+    tracker.spawn(crate::disk::watch(
+        Arc::clone(&disk),
+        Arc::new(crate::disk::HostDataDir),
+        {
+            let engine = handle.clone();
+            move || {
+                let engine = engine.clone();
+                async move { engine.flush().await }
+            }
+        },
+        HEALTH_PROBE_INTERVAL,
+        cancel.child_token(),
+    ));
     let engine_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (failed, stop_all) = (Arc::clone(&engine_failed), cancel.clone());
     tracker.spawn(async move {
@@ -210,6 +224,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         cancel.child_token(),
     ));
     let health = Arc::new(Health::default());
+    health.watch_disk(Arc::clone(&disk));
     tracker.spawn(crate::health::monitor(
         Arc::clone(&health),
         crate::health::Probes {
@@ -278,6 +293,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         attributes,
         tls,
         health,
+        disk,
     };
     phase.send_replace(service::Phase::Running(Arc::new(service::AgentProbe {
         engine: handle.clone(),

@@ -1,6 +1,6 @@
 //! The agent's own health, sent on every heartbeat: whether containerd answers (and when it
-//! last did), the data dir's free space, the task engine's lag and the time of the last
-//! metrics pass.
+//! last did), the data dir's free space and whether it takes writes (`crate::disk`), the task
+//! engine's lag and the time of the last metrics pass.
 //!
 //! A monitor probes containerd and the data dir every interval, and measures the engine's lag
 //! with a barrier sent through its command queue: while a barrier is unanswered, the lag is its
@@ -26,6 +26,8 @@ const CONTAINERD_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     state: Mutex<State>,
+    /// Whether the data dir takes writes (reported as `storage_degraded`).
+    disk: std::sync::OnceLock<std::sync::Arc<crate::disk::Disk>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +59,11 @@ impl Health {
     /// The data dir's filesystem (None: it could not be read).
     pub(crate) fn data_dir(&self, usage: Option<FilesystemUsage>) {
         self.lock().data_dir = usage;
+    }
+
+    /// Reports the data dir's condition from now on.
+    pub(crate) fn watch_disk(&self, disk: std::sync::Arc<crate::disk::Disk>) {
+        let _ = self.disk.set(disk);
     }
 
     /// A metrics pass finished.
@@ -97,6 +104,11 @@ impl Health {
             data_dir_total_bytes: data_dir.total_bytes,
             engine_lag_ms: u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
             last_metrics_at: state.last_metrics.map(prost_types::Timestamp::from),
+            storage_degraded: self
+                .disk
+                .get()
+                .and_then(|d| d.degraded())
+                .map(|d| d.to_proto()),
         }
     }
 }

@@ -27,6 +27,7 @@ mod agent;
 mod backoff;
 pub mod cli;
 pub mod config;
+mod disk;
 mod drain;
 mod endpoint;
 mod engine;

@@ -72,6 +72,11 @@ pub(crate) struct SessionConfig {
     pub tls: Option<watch::Receiver<TlsMaterial>>,
     /// The agent's health, read for every heartbeat.
     pub health: Arc<crate::health::Health>,
+    /// Whether the data dir takes writes: while it does not, the session makes no store write
+    /// it can do without (acks are kept in memory; the outbox is resent, the scheduler drops
+    /// what it has), a refused assignment is followed by the full state that reports it, and
+    /// each change of the condition sends a heartbeat at once.
+    pub disk: Arc<crate::disk::Disk>,
 }
 
 /// PEM contents of the agent's mTLS files, read once at start.
@@ -375,12 +380,11 @@ async fn once<E: TaskEngine>(
         )));
     }
     let received = accepted.last_received_seq;
-    store
-        .off_thread(move |s| {
-            s.ack(received)?;
-            s.mark_established()
-        })
-        .await?;
+    optional_write(config, store, move |s| {
+        s.ack(received)?;
+        s.mark_established()
+    })
+    .await;
     let mut sent = accepted.last_received_seq;
     backoff.reset();
     tracing::info!(instance.id = %instance_id, resend_after = sent, "session established");
@@ -391,6 +395,7 @@ async fn once<E: TaskEngine>(
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut disk_changes = config.disk.subscribe();
     let scheduler_interval = Duration::from_secs(u64::from(registered.heartbeat_interval_seconds));
     // The scheduler sends its heartbeat at its own interval; three of those missed is silence.
     let silence = heartbeat.max(scheduler_interval) * 3;
@@ -410,6 +415,14 @@ async fn once<E: TaskEngine>(
                 };
                 send(&tx, AgentMessage { message: Some(Out::Heartbeat(beat)) }).await?;
             }
+            _ = disk_changes.changed() => {
+                // The scheduler learns at once that this agent takes tasks or not.
+                let beat = Heartbeat {
+                    sent_at: Some(timestamp(std::time::SystemTime::now())),
+                    health: Some(config.health.report()),
+                };
+                send(&tx, AgentMessage { message: Some(Out::Heartbeat(beat)) }).await?;
+            }
             _ = outbox.notified() => send_outbox(&tx, store, &mut sent).await?,
             message = inbound.message() => {
                 let message = message.map_err(|s| refusal_or(&s, SessionError::Stream))?;
@@ -417,13 +430,30 @@ async fn once<E: TaskEngine>(
                     return Err(SessionError::Stream("the scheduler closed the session".into()));
                 };
                 last_heard = Instant::now();
-                handle(message.message, &tx, store, engine, &logs).await?;
+                handle(config, message.message, &tx, store, engine, &logs).await?;
             }
         }
     }
 }
 
+/// A store write the session can do without (an ack's trimming of the outbox, the end of a
+/// rebuilt store's first session, a drain order's number): skipped while the data dir takes no
+/// writes, and its failure only degrades the agent (it is made again later, or its absence is
+/// harmless: the scheduler drops what it has already).
+async fn optional_write<F>(config: &SessionConfig, store: &Arc<Store>, op: F)
+where
+    F: FnOnce(&Store) -> Result<(), StoreError> + Send + 'static,
+{
+    if config.disk.is_degraded() {
+        return;
+    }
+    if let Err(error) = store.off_thread(op).await {
+        config.disk.store_failed(store.path(), &error);
+    }
+}
+
 async fn handle<E: TaskEngine>(
+    config: &SessionConfig,
     message: Option<In>,
     tx: &mpsc::Sender<AgentMessage>,
     store: &Arc<Store>,
@@ -451,6 +481,17 @@ async fn handle<E: TaskEngine>(
             }
             send(tx, ack(seq)).await?;
             tracing::debug!(target: "berth::phase", phase = "assignment_acked", task.id = %task_id, "phase ended");
+            if config.disk.is_degraded() {
+                // The engine refused it: the full state reports it STOPPED with the reason.
+                let tasks = engine.full_state().await;
+                send(
+                    tx,
+                    AgentMessage {
+                        message: Some(Out::FullState(FullState { tasks })),
+                    },
+                )
+                .await?;
+            }
             Ok(())
         }
         Some(In::Stop(order)) => {
@@ -462,10 +503,13 @@ async fn handle<E: TaskEngine>(
         }
         Some(In::Drain(d)) => {
             tracing::info!("the scheduler is draining this instance");
-            store.off_thread(move |s| s.mark_applied(d.seq)).await?;
+            optional_write(config, store, move |s| s.mark_applied(d.seq)).await;
             send(tx, ack(d.seq)).await
         }
-        Some(In::Ack(a)) => Ok(store.off_thread(move |s| s.ack(a.seq)).await?),
+        Some(In::Ack(a)) => {
+            optional_write(config, store, move |s| s.ack(a.seq)).await;
+            Ok(())
+        }
         Some(In::StateRequest(_)) => {
             let tasks = engine.full_state().await;
             send(

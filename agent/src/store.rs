@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::{TaskAssignment, TaskState};
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -41,7 +41,12 @@ pub(crate) enum StoreError {
     #[error("cannot open the agent database {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
     #[error("agent database {op} failed: {reason}")]
-    Db { op: &'static str, reason: String },
+    Db {
+        op: &'static str,
+        reason: String,
+        /// The operating system's error number behind it (28: ENOSPC), when it carried one.
+        errno: Option<i32>,
+    },
     #[error("agent database holds an undecodable {what} for {key}: {reason}")]
     Corrupt {
         what: &'static str,
@@ -51,9 +56,33 @@ pub(crate) enum StoreError {
 }
 
 fn db_err(op: &'static str) -> impl Fn(redb::Error) -> StoreError {
-    move |e| StoreError::Db {
-        op,
-        reason: e.to_string(),
+    move |e| {
+        let errno = match &e {
+            redb::Error::Io(io) => io.raw_os_error(),
+            _ => None,
+        };
+        StoreError::Db {
+            op,
+            reason: e.to_string(),
+            errno,
+        }
+    }
+}
+
+impl StoreError {
+    /// The operating system's error number behind the failure, when it carried one.
+    pub(crate) fn errno(&self) -> Option<i32> {
+        match self {
+            StoreError::Db { errno, .. } => *errno,
+            _ => None,
+        }
+    }
+
+    /// The database latched an I/O failure (redb then fails every later call until it is
+    /// opened again).
+    fn latched(&self) -> bool {
+        matches!(self, StoreError::Db { errno: Some(_), .. })
+            || matches!(self, StoreError::Db { reason, .. } if reason.contains("re-open"))
     }
 }
 
@@ -65,7 +94,15 @@ fn wrap<T, E: Into<redb::Error>>(op: &'static str, r: Result<T, E>) -> Result<T,
 /// The agent's database.
 #[derive(Debug)]
 pub(crate) struct Store {
-    db: Database,
+    /// None only while it is being opened again (after an I/O failure redb latched).
+    db: std::sync::RwLock<Option<Database>>,
+    /// The database file, for opening it again.
+    path: PathBuf,
+    /// Set when a call failed on an I/O error: redb fails every later call until the
+    /// database is opened again ([`Store::reopen_if_failed`]).
+    failed: std::sync::atomic::AtomicBool,
+    /// Faults injected into writes (tests of the degraded mode); none in production.
+    faults: WriteFaults,
     /// What of the outbox may have been sent, in memory: changes queued after it are coalesced.
     unsent: std::sync::Mutex<Unsent>,
     /// Every state recorded, in order, coalesced or not: what tests of the engine observe.
@@ -201,12 +238,13 @@ impl Store {
             .map_err(|e| StoreError::Db {
                 op: "run on the blocking pool",
                 reason: e.to_string(),
+                errno: None,
             })?
     }
 
     /// Why the store started empty, until the first session with the scheduler (None after).
     pub(crate) fn rebuilt(&self) -> Result<Option<String>, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open meta", tx.open_table(META))?;
         Ok(wrap("get", t.get(KEY_REBUILT))?.map(|v| v.value().to_owned()))
     }
@@ -216,7 +254,7 @@ impl Store {
     /// moved aside). The changes not yet sent are renumbered after it, and later ones follow,
     /// so the scheduler takes them; the store is no longer new. One transaction.
     pub(crate) fn continue_numbering_after(&self, last_received: u64) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut o = wrap("open outbox", tx.open_table(OUTBOX))?;
             let mut pending = Vec::new();
@@ -234,7 +272,7 @@ impl Store {
             let mut meta = wrap("open meta", tx.open_table(META))?;
             wrap("remove", meta.remove(KEY_REBUILT))?;
         }
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         // Renumbered: what is queued counts as sent again (it is, on the next session).
         let last = self.counter(KEY_NEXT_SEQ)?;
         let mut unsent = self.unsent_lock();
@@ -248,17 +286,17 @@ impl Store {
         if self.rebuilt()?.is_none() {
             return Ok(());
         }
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut meta = wrap("open meta", tx.open_table(META))?;
             wrap("remove", meta.remove(KEY_REBUILT))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 
     /// The registration kept from a previous run: (cluster, instance id).
     pub(crate) fn registration(&self) -> Result<Option<(String, String)>, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open meta", tx.open_table(META))?;
         let cluster = wrap("get", t.get(KEY_CLUSTER))?.map(|v| v.value().to_owned());
         let id = wrap("get", t.get(KEY_INSTANCE_ID))?.map(|v| v.value().to_owned());
@@ -271,13 +309,13 @@ impl Store {
         cluster: &str,
         instance_id: &str,
     ) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut t = wrap("open meta", tx.open_table(META))?;
             wrap("insert", t.insert(KEY_CLUSTER, cluster))?;
             wrap("insert", t.insert(KEY_INSTANCE_ID, instance_id))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 
     /// Records a registration under an instance ID the agent did not have before (the
@@ -286,7 +324,7 @@ impl Store {
     /// so nothing applied is remembered, and the state changes not yet acknowledged are
     /// renumbered from 1 in their order, as the new record has received none. One transaction.
     pub(crate) fn register_anew(&self, cluster: &str, instance_id: &str) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut t = wrap("open meta", tx.open_table(META))?;
             wrap("insert", t.insert(KEY_CLUSTER, cluster))?;
@@ -305,7 +343,7 @@ impl Store {
             wrap("insert", c.insert(KEY_NEXT_SEQ, pending.len() as u64))?;
             wrap("insert", c.insert(KEY_LAST_APPLIED, 0u64))?;
         }
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         // Renumbered: what is queued counts as sent again (it is, on the next session).
         let last = self.counter(KEY_NEXT_SEQ)?;
         let mut unsent = self.unsent_lock();
@@ -320,7 +358,7 @@ impl Store {
     }
 
     fn counter(&self, key: &str) -> Result<u64, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open counters", tx.open_table(COUNTERS))?;
         Ok(wrap("get", t.get(key))?.map(|v| v.value()).unwrap_or(0))
     }
@@ -335,9 +373,9 @@ impl Store {
         assignment: &TaskAssignment,
         initial: &TaskState,
     ) -> Result<bool, StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         let fresh = insert_assignment(&tx, assignment, initial)?;
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         Ok(fresh)
     }
 
@@ -351,22 +389,22 @@ impl Store {
         initial: &TaskState,
     ) -> Result<Option<u64>, StoreError> {
         let mut unsent = self.unsent_lock();
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         if !insert_assignment(&tx, assignment, initial)? {
-            wrap("commit", tx.commit())?;
+            self.committed(tx.commit())?;
             return Ok(None);
         }
         let seq = queue_state(&tx, &unsent, initial)?;
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         self.queued(&mut unsent, initial, seq);
         Ok(Some(seq))
     }
 
     /// Records that a scheduler message was applied (a stop order, a duplicate assignment).
     pub(crate) fn mark_applied(&self, seq: u64) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         bump_applied(&tx, seq)?;
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 
     /// Stores a task's new state and queues it for the scheduler, atomically: under the next
@@ -374,9 +412,9 @@ impl Store {
     /// place (the newer full snapshot replaces it). Returns the sequence number it goes under.
     pub(crate) fn record_state(&self, state: &TaskState) -> Result<u64, StoreError> {
         let mut unsent = self.unsent_lock();
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         let seq = queue_state(&tx, &unsent, state)?;
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         self.queued(&mut unsent, state, seq);
         Ok(seq)
     }
@@ -408,7 +446,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u64, TaskState)>, StoreError> {
         let mut unsent = self.unsent_lock();
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open outbox", tx.open_table(OUTBOX))?;
         let mut out = Vec::new();
         let mut last = after;
@@ -443,7 +481,7 @@ impl Store {
     /// State changes not yet acknowledged, in order, after `after` (all at once: tests).
     #[cfg(test)]
     pub(crate) fn outbox_after(&self, after: u64) -> Result<Vec<(u64, TaskState)>, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open outbox", tx.open_table(OUTBOX))?;
         let mut out = Vec::new();
         for entry in wrap("range", t.range((after + 1)..))? {
@@ -458,21 +496,21 @@ impl Store {
 
     /// Drops acknowledged state changes (everything up to and including `seq`).
     pub(crate) fn ack(&self, seq: u64) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         let acked;
         {
             let mut t = wrap("open outbox", tx.open_table(OUTBOX))?;
             acked = wrap("range", t.range(..=seq))?.count() as u64;
             wrap("retain", t.retain(|k, _| k > seq))?;
         }
-        wrap("commit", tx.commit())?;
+        self.committed(tx.commit())?;
         crate::metrics::AGENT.state_changes_acked.inc_by(acked);
         Ok(())
     }
 
     /// Every task known, with its assignment and last state.
     pub(crate) fn tasks(&self) -> Result<Vec<StoredTask>, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
         let s = wrap("open states", tx.open_table(STATES))?;
         let mut out = Vec::new();
@@ -508,7 +546,7 @@ impl Store {
 
     /// The endpoint IDs of a task's containers (empty for a task accepted before they existed).
     pub(crate) fn endpoint_ids(&self, task_id: &str) -> Result<EndpointIds, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
         match wrap("get", t.get(task_id))? {
             Some(v) => decode_endpoint_ids(task_id, v.value()),
@@ -518,7 +556,7 @@ impl Store {
 
     /// Forgets a task entirely (after its release was recorded for the scheduler).
     pub(crate) fn forget_task(&self, task_id: &str) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut a = wrap("open assignments", tx.open_table(ASSIGNMENTS))?;
             wrap("remove", a.remove(task_id))?;
@@ -529,12 +567,12 @@ impl Store {
             let mut e = wrap("open endpoint ids", tx.open_table(ENDPOINT_IDS))?;
             wrap("remove", e.remove(task_id))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 
     /// The resumes of a task that began and never completed (empty when none).
     pub(crate) fn resume_record(&self, task_id: &str) -> Result<ResumeRecord, StoreError> {
-        let tx = wrap("begin read", self.db.begin_read())?;
+        let tx = self.begin_read()?;
         let t = wrap("open resumes", tx.open_table(RESUMES))?;
         match wrap("get", t.get(task_id))? {
             Some(v) => Ok(
@@ -554,22 +592,22 @@ impl Store {
         task_id: &str,
         record: &ResumeRecord,
     ) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut t = wrap("open resumes", tx.open_table(RESUMES))?;
             wrap("insert", t.insert(task_id, record.encode().as_slice()))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 
     /// Drops a task's resume record (its resume completed).
     pub(crate) fn clear_resume_record(&self, task_id: &str) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut t = wrap("open resumes", tx.open_table(RESUMES))?;
             wrap("remove", t.remove(task_id))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 }
 
@@ -687,6 +725,9 @@ fn decode<M: Message + Default>(
     })
 }
 
+mod access;
 mod open;
+
+pub(crate) use access::WriteFaults;
 #[cfg(test)]
 mod tests;

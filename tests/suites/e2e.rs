@@ -368,6 +368,10 @@ fn main() -> ExitCode {
             // a snapshot prepare (containerd's overlayfs reuses a snapshot ID after a crash:
             // "failed to rename ... file exists") or give a short task exit code 1.
             w.trial(
+                "diskfull_data_dir_degrades_refuses_new_tasks_and_recovers",
+                diskfull::full_data_dir_degrades_refuses_new_tasks_and_recovers,
+            ),
+            w.trial(
                 "faults_burst_with_containerd_restarted_20_times",
                 faults::burst_with_containerd_restarts,
             )
@@ -753,6 +757,8 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
         .to_owned())
 }
 
+#[path = "e2e/diskfull.rs"]
+mod diskfull;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

@@ -1,10 +1,12 @@
-//! [`EngineHandle`]: how the session, the endpoints and the sweep send the engine commands
-//! and wait for its answers.
+//! The handle through which everything else reaches the engine: commands sent on its queue,
+//! and the questions (full state, views, log targets, a flush of what a full disk kept from
+//! the store) answered on a oneshot channel.
 
+use berth_proto::v1::TaskState;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, LogTarget, TaskView};
-use berth_proto::v1::TaskState;
+use crate::store::StoreError;
 
 /// A cloneable handle to send commands to the engine.
 #[derive(Debug, Clone)]
@@ -38,6 +40,21 @@ impl EngineHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Writes what the store did not take while the agent was degraded; the first store error
+    /// when it still does not (or the engine has shut down).
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || StoreError::Db {
+            op: "flush",
+            reason: "the task engine has stopped".into(),
+            errno: None,
+        };
+        if !self.send(Command::Flush(reply)).await {
+            return Err(gone());
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// Where a task's container logs and whether it has stopped; None when the engine does

@@ -12,6 +12,7 @@ mod restart;
 mod resume;
 mod salvage;
 mod state;
+mod unsaved;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +110,9 @@ pub(crate) enum Command {
     },
     /// Every task the engine holds, with its definition (telemetry and introspection).
     Views(oneshot::Sender<Vec<TaskView>>),
+    /// Writes what could not be written while the agent was degraded (see `unsaved.rs`);
+    /// answered with the first store error, if any.
+    Flush(oneshot::Sender<Result<(), StoreError>>),
     /// A task by its ID, for the task endpoint; None when unknown or stopped.
     TaskById {
         task_id: String,
@@ -123,7 +127,8 @@ impl Command {
             Command::Assign(_)
             | Command::Stop(_)
             | Command::Event { .. }
-            | Command::DriverFailed { .. } => true,
+            | Command::DriverFailed { .. }
+            | Command::Flush(_) => true,
             Command::FullState(_)
             | Command::Barrier(_)
             | Command::LogTarget { .. }
@@ -206,6 +211,10 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     outbox: Arc<Notify>,
     drivers: TaskTracker,
     cancel: CancellationToken,
+    /// Whether the data dir takes writes (see [`crate::disk`]).
+    disk: Arc<crate::disk::Disk>,
+    /// What the store did not take while degraded.
+    unsaved: unsaved::Unsaved,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -227,6 +236,8 @@ impl<R: ContainerRuntime> Engine<R> {
         cancel: CancellationToken,
     ) -> (Self, EngineHandle) {
         let (tx, rx) = mpsc::channel(256);
+        let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
+        let disk = Arc::new(crate::disk::Disk::new(data_dir));
         let engine = Self {
             runtime,
             network,
@@ -238,8 +249,15 @@ impl<R: ContainerRuntime> Engine<R> {
             outbox,
             drivers: TaskTracker::new(),
             cancel,
+            disk,
+            unsaved: unsaved::Unsaved::default(),
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// The data dir's condition, which the engine degrades when a store write fails.
+    pub(crate) fn disk(&self) -> Arc<crate::disk::Disk> {
+        Arc::clone(&self.disk)
     }
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
@@ -274,7 +292,18 @@ impl<R: ContainerRuntime> Engine<R> {
             Command::Assign(a) => self.assign(*a),
             Command::Stop(order) => self.stop(order),
             Command::FullState(reply) => {
-                let _ = reply.send(self.tasks.values().map(|e| e.state.clone()).collect());
+                let refused = self.unsaved.refused.iter().cloned();
+                let _ = reply.send(
+                    self.tasks
+                        .values()
+                        .map(|e| e.state.clone())
+                        .chain(refused)
+                        .collect(),
+                );
+                Ok(())
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(self.flush());
                 Ok(())
             }
             Command::Event { task_id, event } => self.apply(&task_id, event),
@@ -340,14 +369,22 @@ impl<R: ContainerRuntime> Engine<R> {
     fn assign(&mut self, a: TaskAssignment) -> Result<(), StoreError> {
         if self.tasks.contains_key(&a.task_id) {
             // Resent by the scheduler: already ours.
-            return self.store.mark_applied(a.seq);
+            return self.applied(a.seq);
+        }
+        if self.refuse_when_degraded(&a) {
+            return Ok(());
         }
         let initial = state::initial(&a);
         // The assignment and its first state in one commit: the ack waits for one fsync.
-        if self.store.accept_assignment_queued(&a, &initial)?.is_none() {
-            return Ok(());
+        match self.store.accept_assignment_queued(&a, &initial) {
+            Ok(Some(_)) => self.outbox.notify_one(),
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                self.disk.store_failed(self.store.path(), &error);
+                self.refuse_when_degraded(&a);
+                return Ok(());
+            }
         }
-        self.outbox.notify_one();
         tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
         self.spawn(a, initial, Start::Fresh);
         Ok(())
@@ -490,7 +527,7 @@ impl<R: ContainerRuntime> Engine<R> {
         // Record the stop before marking the order applied: a crash in between then means the
         // scheduler resends the order (harmless, the first reason wins), never that it is lost.
         self.request_stop(&order.task_id, code, &reason)?;
-        self.store.mark_applied(order.seq)
+        self.applied(order.seq)
     }
 
     /// Marks a task to stop (first reason wins) and tells its driver.
@@ -576,7 +613,7 @@ impl<R: ContainerRuntime> Engine<R> {
             // The release is in the outbox (recorded above) until the scheduler acknowledges
             // it; the task itself is done here.
             self.tasks.remove(task_id);
-            self.store.forget_task(task_id)?;
+            self.forget(task_id)?;
         }
         Ok(())
     }
@@ -626,12 +663,6 @@ impl<R: ContainerRuntime> Engine<R> {
             );
             self.request_stop(task_id, StopCode::EssentialContainerExited, &reason)?;
         }
-        Ok(())
-    }
-
-    fn record(&self, state: &TaskState) -> Result<(), StoreError> {
-        self.store.record_state(state)?;
-        self.outbox.notify_one();
         Ok(())
     }
 }

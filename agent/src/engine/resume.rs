@@ -115,7 +115,8 @@ impl<R: ContainerRuntime> Engine<R> {
         match self.tasks.get_mut(task_id) {
             Some(entry) if entry.resuming => {
                 entry.resuming = false;
-                self.store.clear_resume_record(task_id)
+                tracing::info!(task.id = %task_id, status = entry.state.status, "task resumed after restart");
+                self.resume_cleared(task_id)
             }
             _ => Ok(()),
         }

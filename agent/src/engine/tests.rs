@@ -20,6 +20,7 @@ use crate::store::Store;
 use fake::Fake;
 
 mod confinement;
+mod degraded;
 mod deps;
 mod durability;
 mod failures;
@@ -37,6 +38,8 @@ struct Harness {
     fake: Arc<Fake>,
     store: Arc<Store>,
     handle: EngineHandle,
+    /// Whether the store takes writes, as the engine sees it.
+    disk: Arc<crate::disk::Disk>,
     cancel: CancellationToken,
     /// The engine's own task, to wait for it after cancelling (an agent restart).
     engine: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
@@ -144,11 +147,13 @@ fn start_with_fake(
         Arc::new(Notify::new()),
         cancel.clone(),
     );
+    let disk = engine.disk();
     let engine = tokio::spawn(engine.run());
     Harness {
         fake,
         store,
         handle,
+        disk,
         cancel,
         engine,
         _dir: dir,

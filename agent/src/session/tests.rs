@@ -174,6 +174,7 @@ impl Agent {
             attributes: Default::default(),
             tls: None,
             health: Default::default(),
+            disk: Arc::new(crate::disk::Disk::new(dir.path())),
         };
         Self {
             config,
@@ -461,6 +462,7 @@ async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again
             ..Default::default()
         };
         handle(
+            &agent.config,
             Some(In::Assignment(assignment)),
             &tx,
             &agent.store,
@@ -482,6 +484,7 @@ async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again
         ..Default::default()
     };
     handle(
+        &agent.config,
         Some(In::Assignment(fresh)),
         &tx,
         &agent.store,

@@ -108,15 +108,9 @@ impl Store {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| Failure::Other(open_err(e.to_string())))?;
         }
-        let store = Self {
-            db,
-            unsent: std::sync::Mutex::default(),
-            #[cfg(test)]
-            recorded: std::sync::Mutex::default(),
-        };
         // Create every table so reads never meet a missing one.
         let tables = || -> Result<(), redb::Error> {
-            let tx = store.db.begin_write()?;
+            let tx = db.begin_write()?;
             {
                 tx.open_table(META)?;
                 tx.open_table(COUNTERS)?;
@@ -135,6 +129,7 @@ impl Store {
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(tables)) {
             Ok(Ok(())) => {
+                let store = Self::new(db, path.to_path_buf());
                 let last = store.counter(KEY_NEXT_SEQ).map_err(Failure::Other)?;
                 store.unsent_lock().all_sent_up_to(last);
                 Ok(store)
@@ -148,11 +143,11 @@ impl Store {
     }
 
     fn set_rebuilt(&self, why: &str) -> Result<(), StoreError> {
-        let tx = wrap("begin", self.db.begin_write())?;
+        let tx = self.begin_write()?;
         {
             let mut meta = wrap("open meta", tx.open_table(META))?;
             wrap("insert", meta.insert(KEY_REBUILT, why))?;
         }
-        wrap("commit", tx.commit())
+        self.committed(tx.commit())
     }
 }

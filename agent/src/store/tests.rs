@@ -262,7 +262,7 @@ fn an_undecodable_record_is_reported_and_skipped() {
         .unwrap();
     // Bytes no protobuf decoder takes: a field with wire type 7.
     let garbage: &[u8] = &[0xff, 0xff, 0xff];
-    let tx = s.db.begin_write().unwrap();
+    let tx = s.begin_write().unwrap();
     {
         tx.open_table(ASSIGNMENTS)
             .unwrap()

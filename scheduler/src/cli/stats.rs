@@ -397,6 +397,21 @@ pub(super) struct HealthJson {
     last_metrics_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reported_at: Option<String>,
+    /// Set while the agent cannot write its data dir (it takes no new task meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_degraded: Option<StorageDegradedJson>,
+}
+
+/// Why an agent cannot write its data dir, as `describe-container-instances -o json` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct StorageDegradedJson {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno: Option<i32>,
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
 }
 
 pub(super) fn health_json(
@@ -412,6 +427,12 @@ pub(super) fn health_json(
         engine_lag_milliseconds: h.engine_lag_ms,
         last_metrics_at: time(h.last_metrics_at.as_ref()),
         reported_at: time(at),
+        storage_degraded: h.storage_degraded.as_ref().map(|d| StorageDegradedJson {
+            path: d.path.clone(),
+            errno: (d.errno != 0).then_some(d.errno),
+            error: d.error.clone(),
+            since: time(d.since.as_ref()),
+        }),
     })
 }
 
@@ -497,6 +518,19 @@ pub(super) fn health_lines(instances: &[proto::ContainerInstance], now: SystemTi
                 ago(i.health_at.as_ref(), now),
             )),
             None => out.push_str("  health  not reported yet\n"),
+        }
+        if let Some(d) = i.health.as_ref().and_then(|h| h.storage_degraded.as_ref()) {
+            let errno = if d.errno != 0 {
+                format!(" (errno {})", d.errno)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  storage DEGRADED (began {}): cannot write {}{errno}: {}; no new task is placed here\n",
+                ago(d.since.as_ref(), now),
+                d.path,
+                d.error,
+            ));
         }
     }
     out
@@ -630,6 +664,15 @@ mod tests {
                 data_dir_total_bytes: 20 << 30,
                 engine_lag_ms: 12,
                 last_metrics_at: None,
+                storage_degraded: Some(proto::StorageDegraded {
+                    path: "/var/lib/berth/agent.redb".into(),
+                    errno: 28,
+                    error: "No space left on device (os error 28)".into(),
+                    since: Some(prost_types::Timestamp {
+                        seconds: 1_800_000_000,
+                        nanos: 0,
+                    }),
+                }),
             }),
             measured: Some(proto::MeasuredUsage {
                 tasks_cpu: 300,
@@ -655,6 +698,12 @@ mod tests {
         );
         assert!(
             text.contains("data dir 10GiB free of 20GiB, engine lag 12 ms, last metrics never"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "storage DEGRADED (began 10s ago): cannot write /var/lib/berth/agent.redb (errno 28): No space left on device (os error 28); no new task is placed here"
+            ),
             "{text}"
         );
     }

@@ -189,6 +189,7 @@ impl ControlService for Control {
             _ => return Err(ServerError::MissingDefinition.into()),
         };
         let connected = self.shared.sessions.connected();
+        let degraded = self.shared.telemetry.storage_degraded();
         let (count, started_by, attachment) = (req.count, req.started_by, req.network_attachment);
         let instance = req.container_instance_id;
         let tasks = self
@@ -202,6 +203,7 @@ impl ControlService for Control {
                         started_by: &started_by,
                         network_attachment: attachment.as_ref(),
                         container_instance: (!instance.is_empty()).then_some(instance.as_str()),
+                        storage_degraded: Some(&degraded),
                     },
                     &connected,
                 )

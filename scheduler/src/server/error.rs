@@ -156,6 +156,7 @@ mod tests {
                 StoreError::NoConnectedInstance {
                     cluster: "x".into(),
                     draining: vec![],
+                    degraded: vec![],
                 },
                 Code::ResourceExhausted,
             ),

@@ -57,11 +57,14 @@ pub enum StoreError {
     /// RunTask's network attachment is malformed, or does not fit the definition or count.
     #[error(transparent)]
     NetworkAttachment(#[from] AttachmentError),
-    #[error("{}", no_connected_instance_message(cluster, draining))]
+    #[error("{}", no_connected_instance_message(cluster, draining, degraded))]
     NoConnectedInstance {
         cluster: String,
         /// The cluster's instances that are connected but DRAINING.
         draining: Vec<String>,
+        /// The cluster's connected ACTIVE instances whose agent cannot write its data dir,
+        /// with why.
+        degraded: Vec<(String, String)>,
     },
     #[error("invalid container instance status {status:?}: use ACTIVE or DRAINING")]
     InvalidInstanceStatus { status: String },
@@ -71,7 +74,7 @@ pub enum StoreError {
     InstanceUnavailable {
         cluster: String,
         id: String,
-        why: &'static str,
+        why: String,
     },
     #[error("{}", no_capacity_message(self))]
     NoCapacity {
@@ -251,8 +254,19 @@ fn task_definition_not_found_message(reference: &str, family: &str, latest: Opti
     }
 }
 
-fn no_connected_instance_message(cluster: &str, draining: &[String]) -> String {
+fn no_connected_instance_message(
+    cluster: &str,
+    draining: &[String],
+    degraded: &[(String, String)],
+) -> String {
     let mut msg = format!("no connected ACTIVE container instance in cluster {cluster}");
+    if !degraded.is_empty() {
+        msg =
+            format!("no connected ACTIVE container instance in cluster {cluster} takes new tasks");
+        for (id, why) in degraded {
+            msg.push_str(&format!(" (container instance {id}: {why})"));
+        }
+    }
     match draining {
         [] => {}
         [one] => msg.push_str(&format!(

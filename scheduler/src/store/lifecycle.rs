@@ -116,6 +116,7 @@ mod tests {
                 started_by: "",
                 network_attachment: None,
                 container_instance: pinned,
+                storage_degraded: None,
             },
             &connected,
         )

@@ -102,6 +102,9 @@ pub struct RunTasks<'a> {
     pub network_attachment: Option<&'a pb::NetworkAttachment>,
     /// Place only on this instance (ECS StartTask); any connected ACTIVE one when None.
     pub container_instance: Option<&'a str>,
+    /// Connected instances whose agent reports that it cannot write its data dir, with why:
+    /// they take no new task (None: none is).
+    pub storage_degraded: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 /// Where an opened session starts.

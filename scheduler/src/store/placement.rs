@@ -1,5 +1,5 @@
-//! Task placement, pure: which instances are candidates (the cluster's connected ACTIVE ones,
-//! or the one a RunTask pins) with their free capacity, and BINPACK on memory among those where
+//! Task placement, pure: which instances are candidates (the cluster's connected ACTIVE ones
+//! whose agent can write its data dir, or the one a RunTask pins) with their free capacity, and BINPACK on memory among those where
 //! the task's fixed host ports are free.
 //!
 //! It lives beside the store because placement and reservation happen in one write
@@ -73,15 +73,17 @@ pub(crate) struct Pool<'a> {
     pub(crate) tasks: &'a [pb::Task],
     pub(crate) definitions: &'a HashMap<String, pb::TaskDefinition>,
     pub(crate) connected: &'a HashSet<String>,
+    /// Connected instances whose agent cannot write its data dir, with why: not candidates.
+    pub(crate) degraded: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Why an instance a RunTask pins cannot take tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NoCandidate {
     /// The cluster has no such instance.
     Unknown,
     /// It exists but cannot take tasks, for this reason.
-    Unavailable(&'static str),
+    Unavailable(String),
 }
 
 impl Pool<'_> {
@@ -96,10 +98,14 @@ impl Pool<'_> {
         let instance = self.instance(id).ok_or(NoCandidate::Unknown)?;
         if instance.instance.status != ACTIVE {
             Err(NoCandidate::Unavailable(
-                "it is DRAINING (berthctl update-container-instances-state ID --status ACTIVE takes tasks on it again)",
+                "it is DRAINING (berthctl update-container-instances-state ID --status ACTIVE takes tasks on it again)".into(),
             ))
         } else if !self.connected.contains(id) {
-            Err(NoCandidate::Unavailable("its agent is not connected"))
+            Err(NoCandidate::Unavailable(
+                "its agent is not connected".into(),
+            ))
+        } else if let Some(why) = self.degraded.get(id) {
+            Err(NoCandidate::Unavailable(why.clone()))
         } else {
             Ok(())
         }
@@ -119,6 +125,24 @@ impl Pool<'_> {
             .collect()
     }
 
+    /// The cluster's connected ACTIVE instances that take no new task because their agent
+    /// cannot write its data dir, with why (named when nothing can be placed).
+    pub(crate) fn degraded(&self) -> Vec<(String, String)> {
+        self.instances
+            .iter()
+            .map(|i| &i.instance)
+            .filter(|i| {
+                i.cluster == self.cluster
+                    && i.status == ACTIVE
+                    && self.connected.contains(&i.container_instance_id)
+            })
+            .filter_map(|i| {
+                let why = self.degraded.get(&i.container_instance_id)?;
+                Some((i.container_instance_id.clone(), why.clone()))
+            })
+            .collect()
+    }
+
     /// The instances tasks may go to, with their free capacity and taken host ports: the
     /// cluster's connected ACTIVE instances, only `pinned` among them when given.
     pub(crate) fn candidates(&self, pinned: Option<&str>) -> Vec<Capacity> {
@@ -129,6 +153,7 @@ impl Pool<'_> {
                 i.instance.cluster == self.cluster
                     && i.instance.status == ACTIVE
                     && self.connected.contains(id)
+                    && !self.degraded.contains_key(id)
                     && pinned.is_none_or(|p| p == id)
             })
             .map(|i| {
@@ -365,6 +390,7 @@ mod tests {
             instance("b", "c", "DRAINING", 4096, 8192),
             instance("d", "c", "ACTIVE", 4096, 8192),
             instance("e", "other", "ACTIVE", 4096, 8192),
+            instance("f", "c", "ACTIVE", 4096, 8192),
         ];
         let tasks = [
             task("t1", "a", 256, 512, pb::TaskStatus::Running),
@@ -387,13 +413,18 @@ mod tests {
             ..Default::default()
         };
         let definitions = HashMap::from([("web:1".to_owned(), web)]);
-        let connected: HashSet<String> = ["a", "b", "e"].map(String::from).into();
+        let connected: HashSet<String> = ["a", "b", "e", "f"].map(String::from).into();
+        let degraded = std::collections::BTreeMap::from([(
+            "f".to_owned(),
+            "its agent cannot write /var/lib/berth/agent.redb (errno 28): no space".to_owned(),
+        )]);
         let pool = Pool {
             cluster: "c",
             instances: &instances,
             tasks: &tasks,
             definitions: &definitions,
             connected: &connected,
+            degraded: &degraded,
         };
         let a = Capacity {
             instance_id: "a".into(),
@@ -411,8 +442,17 @@ mod tests {
         ));
         assert_eq!(
             pool.check_pinned("d"),
-            Err(NoCandidate::Unavailable("its agent is not connected"))
+            Err(NoCandidate::Unavailable(
+                "its agent is not connected".into()
+            ))
         );
+        // A degraded agent takes no task, pinned or not, and its reason is given.
+        assert!(matches!(
+            pool.check_pinned("f"),
+            Err(NoCandidate::Unavailable(why)) if why.contains("errno 28")
+        ));
+        assert_eq!(pool.candidates(Some("f")), vec![]);
+        assert_eq!(pool.degraded().len(), 1);
         assert_eq!(pool.check_pinned("e"), Err(NoCandidate::Unknown));
         assert_eq!(pool.check_pinned("x"), Err(NoCandidate::Unknown));
     }

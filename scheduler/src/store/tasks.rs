@@ -179,6 +179,10 @@ impl Store {
     }
 }
 
+/// No instance reports a data dir it cannot write.
+static NONE_DEGRADED: std::collections::BTreeMap<String, String> =
+    std::collections::BTreeMap::new();
+
 /// The instance of each task RunTask asks for: the instance it pins must be able to take
 /// tasks and the ENI must be free, then the pure placement decides among the candidates.
 fn place_tasks(
@@ -199,6 +203,7 @@ fn place_tasks(
         tasks: &tasks,
         definitions: &definitions,
         connected,
+        degraded: req.storage_degraded.unwrap_or(&NONE_DEGRADED),
     };
     if let Some(id) = req.container_instance {
         pool.check_pinned(id).map_err(|why| match why {
@@ -221,6 +226,7 @@ fn place_tasks(
         return Err(StoreError::NoConnectedInstance {
             cluster: cluster.to_owned(),
             draining: pool.draining(),
+            degraded: pool.degraded(),
         });
     }
     let demand = Demand::of(def);

@@ -49,6 +49,7 @@ fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>,
             started_by: "",
             network_attachment: None,
             container_instance: None,
+            storage_degraded: None,
         },
         &connected,
     )
@@ -441,6 +442,7 @@ fn run_n(
             started_by: "",
             network_attachment: attachment,
             container_instance: None,
+            storage_degraded: None,
         },
         &connected,
     )
@@ -808,6 +810,7 @@ fn tasks_can_be_pinned_to_an_instance() {
                 started_by: "",
                 network_attachment: None,
                 container_instance: Some(id),
+                storage_degraded: None,
             },
             &connected,
         )

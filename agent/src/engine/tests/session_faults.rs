@@ -149,6 +149,7 @@ impl Agent {
             attributes: Default::default(),
             tls: None,
             health: Default::default(),
+            disk: engine.disk(),
         };
         let engine = tokio::spawn(engine.run());
         let session = tokio::spawn(session::run(

@@ -220,9 +220,24 @@ impl Telemetry {
     ) -> (Option<(AgentHealth, SystemTime)>, Option<MeasuredUsage>) {
         let inner = self.lock();
         match inner.instances.get(instance_id) {
-            Some(i) => (i.health, i.measured),
+            Some(i) => (i.health.clone(), i.measured),
             None => (None, None),
         }
+    }
+
+    /// The instances whose latest heartbeat says their agent cannot write its data dir, with
+    /// why (they take no new task until a heartbeat says it can again).
+    pub(crate) fn storage_degraded(&self) -> std::collections::BTreeMap<String, String> {
+        let inner = self.lock();
+        inner
+            .instances
+            .iter()
+            .filter_map(|(id, i)| {
+                let (health, _) = i.health.as_ref()?;
+                let d = health.storage_degraded.as_ref()?;
+                Some((id.clone(), degraded_reason(d)))
+            })
+            .collect()
     }
 
     /// Task IDs in the window.
@@ -297,7 +312,7 @@ impl Telemetry {
             collected_at: latest.map(|p| prost_types::Timestamp::from(p.at)),
             host: latest.map(|p| p.host),
             measured: entry.measured,
-            health: entry.health.as_ref().map(|(h, _)| *h),
+            health: entry.health.as_ref().map(|(h, _)| h.clone()),
             health_at: entry
                 .health
                 .as_ref()
@@ -333,4 +348,14 @@ impl Inner {
             self.tasks.retain(|_, t| t.instance_id != id);
         }
     }
+}
+
+/// Why an agent that reports `storage_degraded` takes no new task.
+pub(crate) fn degraded_reason(d: &berth_proto::v1::StorageDegraded) -> String {
+    let errno = if d.errno != 0 {
+        format!(" (errno {})", d.errno)
+    } else {
+        String::new()
+    };
+    format!("its agent cannot write {}{errno}: {}", d.path, d.error)
 }

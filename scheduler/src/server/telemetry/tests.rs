@@ -196,11 +196,12 @@ fn health_is_kept_per_instance_beside_its_host_sample() {
         engine_lag_ms: 7,
         ..Default::default()
     };
-    telemetry.record_health("i-1", health, at(5), now);
+    telemetry.record_health("i-1", health.clone(), at(5), now);
+    assert!(telemetry.storage_degraded().is_empty());
     let only_health = telemetry
         .instance("i-1", false)
         .expect("health alone is kept");
-    assert_eq!(only_health.health, Some(health));
+    assert_eq!(only_health.health, Some(health.clone()));
     assert!(only_health.host.is_none() && only_health.measured.is_none());
 
     telemetry.ingest(&batch("i-1", 10, &[]), now);
@@ -208,11 +209,31 @@ fn health_is_kept_per_instance_beside_its_host_sample() {
     let stats = telemetry
         .instance("i-1", true)
         .expect("the instance is in the window");
-    assert_eq!(stats.health, Some(health));
+    assert_eq!(stats.health, Some(health.clone()));
     assert_eq!(stats.health_at, Some(prost_types::Timestamp::from(at(5))));
     assert_eq!(stats.host.map(|h| h.cpu_percent), Some(12.5));
     assert_eq!(stats.history.len(), 2);
     assert_eq!(stats.measured.map(|m| m.tasks_cpu), Some(0));
+
+    // A heartbeat that says the agent cannot write its data dir takes it out of placement,
+    // with why; the next one that does not brings it back.
+    let degraded = AgentHealth {
+        storage_degraded: Some(berth_proto::v1::StorageDegraded {
+            path: "/var/lib/berth".into(),
+            errno: 28,
+            error: "No space left on device".into(),
+            since: None,
+        }),
+        ..health.clone()
+    };
+    telemetry.record_health("i-1", degraded, at(6), now);
+    let why = telemetry.storage_degraded();
+    assert_eq!(
+        why.get("i-1").map(String::as_str),
+        Some("its agent cannot write /var/lib/berth (errno 28): No space left on device")
+    );
+    telemetry.record_health("i-1", health, at(7), now);
+    assert!(telemetry.storage_degraded().is_empty());
 }
 
 #[test]
