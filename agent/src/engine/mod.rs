@@ -6,6 +6,7 @@
 
 mod deps;
 mod driver;
+mod handle;
 mod health;
 mod restart;
 mod resume;
@@ -26,11 +27,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::images::ImageUse;
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
 pub(crate) use driver::Control;
 use driver::Driver;
+pub(crate) use handle::EngineHandle;
 pub(crate) use health::Probe;
 pub(crate) use state::{ContainerNetwork, NetworkReport, TaskEvent};
 
@@ -66,6 +69,9 @@ pub(crate) struct EngineConfig {
     pub allowed_capabilities: Vec<String>,
     /// Host directories whose regular files tasks may read as `environmentFiles`.
     pub environment_file_paths: Vec<std::path::PathBuf>,
+    /// When a task's start asks the registry (the agent's `image_pull_behavior`), unless its
+    /// definition says otherwise.
+    pub pull_behavior: berth_policy::PullBehavior,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
@@ -132,87 +138,6 @@ pub(crate) struct LogTarget {
     pub finished: bool,
 }
 
-/// A cloneable handle to send commands to the engine.
-#[derive(Debug, Clone)]
-pub(crate) struct EngineHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-impl EngineHandle {
-    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
-    #[cfg(test)]
-    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
-        EngineHandle { tx }
-    }
-
-    /// Sends a command; false when the engine has shut down.
-    pub(crate) async fn send(&self, command: Command) -> bool {
-        self.tx.send(command).await.is_ok()
-    }
-
-    /// Waits until every command sent before has been applied and persisted. False when the
-    /// engine has shut down.
-    pub(crate) async fn barrier(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Barrier(tx)).await && rx.await.is_ok()
-    }
-
-    /// Every task's current state.
-    pub(crate) async fn full_state(&self) -> Vec<TaskState> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Command::FullState(tx)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// Where a task's container logs and whether it has stopped; None when the engine does
-    /// not know the task or container (or has shut down).
-    pub(crate) async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::LogTarget {
-            task_id: task_id.to_owned(),
-            container: container.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// The task that has `address`; None when none has it (or the engine has shut down).
-    pub(crate) async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::TaskAt { address, reply }).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// Every task with its definition, in task ID order; empty when the engine has shut down.
-    pub(crate) async fn views(&self) -> Vec<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Command::Views(reply)).await {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
-    pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::TaskById {
-            task_id: task_id.to_owned(),
-            reply,
-        };
-        if !self.send(command).await {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-}
-
 struct Entry {
     state: TaskState,
     /// As assigned, for a driver that takes the task over.
@@ -267,6 +192,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     outbox: Arc<Notify>,
     drivers: TaskTracker,
     cancel: CancellationToken,
+    /// The images the tasks need and their last uses, shared with the image collector.
+    images: Arc<ImageUse>,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -288,7 +215,9 @@ impl<R: ContainerRuntime> Engine<R> {
         cancel: CancellationToken,
     ) -> (Self, EngineHandle) {
         let (tx, rx) = mpsc::channel(256);
+        let images = Arc::new(ImageUse::load(Arc::clone(&store)));
         let engine = Self {
+            images,
             runtime,
             network,
             store,
@@ -301,6 +230,11 @@ impl<R: ContainerRuntime> Engine<R> {
             cancel,
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// The table of the images the engine's tasks need, for the image collector.
+    pub(crate) fn images(&self) -> Arc<ImageUse> {
+        Arc::clone(&self.images)
     }
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
@@ -456,6 +390,10 @@ impl<R: ContainerRuntime> Engine<R> {
             .filter(|(_, essential, _)| *essential)
             .map(|(name, _, _)| name)
             .collect();
+        // Held from now until the task has stopped: the collector never removes them.
+        if state.status < TaskStatus::Stopped as i32 {
+            self.images.hold(&a.task_id, task_images(a));
+        }
         let endpoint_ids = self.store.endpoint_ids(&a.task_id).unwrap_or_else(|error| {
             // The task still runs; only its containers' metadata URLs answer 404.
             tracing::warn!(task.id = %a.task_id, %error, "cannot read the task's endpoint ids");
@@ -507,6 +445,7 @@ impl<R: ContainerRuntime> Engine<R> {
             assignment: a,
             restart_counts,
             endpoint_ids,
+            images: Arc::clone(&self.images),
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {
@@ -611,6 +550,13 @@ impl<R: ContainerRuntime> Engine<R> {
             _ => None,
         };
         let released = matches!(event, TaskEvent::Released);
+        if matches!(event, TaskEvent::Stopped) {
+            // Its images were in use until now: their age counts from here, and the collector
+            // may take them (its containers, kept until the cleanup, hold their snapshots).
+            let images: Vec<String> = task_images(&entry.assignment).collect();
+            self.images.touch(&images, SystemTime::now(), false);
+            self.images.release(task_id);
+        }
         let changed = state::apply(&mut entry.state, event, SystemTime::now());
         let snapshot = entry.state.clone();
         if changed {
@@ -634,6 +580,7 @@ impl<R: ContainerRuntime> Engine<R> {
             // it; the task itself is done here.
             self.tasks.remove(task_id);
             self.store.forget_task(task_id)?;
+            self.images.release(task_id);
         }
         Ok(())
     }
@@ -695,3 +642,10 @@ impl<R: ContainerRuntime> Engine<R> {
 
 #[cfg(test)]
 mod tests;
+
+/// The images a task's containers run.
+fn task_images(a: &TaskAssignment) -> impl Iterator<Item = String> + '_ {
+    a.definition
+        .iter()
+        .flat_map(|d| d.containers.iter().map(|c| c.image.clone()))
+}

@@ -10,6 +10,7 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod ingest;
+mod inventory;
 mod local;
 mod manifest;
 mod pull;
@@ -19,6 +20,8 @@ mod unpack;
 
 pub use capped::DEFAULT_MAX_MANIFEST_BYTES;
 pub use error::PullError;
+pub use inventory::ImageSummary;
+pub(crate) use inventory::{cached, list as list_images, remove as remove_image};
 pub use local::LocalImageError;
 pub(crate) use local::{LocalImage, load as load_local};
 pub(crate) use pull::Puller;

@@ -399,6 +399,7 @@ fn tables_and_serde_structs_agree() {
         fields::DEVICE,
         fields::ENVIRONMENT_FILE,
         fields::PORT_MAPPING,
+        fields::BERTH,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -413,7 +414,7 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 10);
+    assert_eq!(supported(fields::TASK_DEFINITION), 11);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);

@@ -1,0 +1,88 @@
+//! The handle other parts of the agent (the session, the endpoints, telemetry, the sweep)
+//! send the engine its commands through, and the answers they wait for.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, LogTarget, TaskView};
+use berth_proto::v1::TaskState;
+
+/// A cloneable handle to send commands to the engine.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    /// A handle whose commands arrive on `tx`'s receiver, for tests that answer them.
+    #[cfg(test)]
+    pub(crate) fn from_sender(tx: mpsc::Sender<Command>) -> Self {
+        EngineHandle { tx }
+    }
+
+    /// Sends a command; false when the engine has shut down.
+    pub(crate) async fn send(&self, command: Command) -> bool {
+        self.tx.send(command).await.is_ok()
+    }
+
+    /// Waits until every command sent before has been applied and persisted. False when the
+    /// engine has shut down.
+    pub(crate) async fn barrier(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Barrier(tx)).await && rx.await.is_ok()
+    }
+
+    /// Every task's current state.
+    pub(crate) async fn full_state(&self) -> Vec<TaskState> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::FullState(tx)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Where a task's container logs and whether it has stopped; None when the engine does
+    /// not know the task or container (or has shut down).
+    pub(crate) async fn log_target(&self, task_id: &str, container: &str) -> Option<LogTarget> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::LogTarget {
+            task_id: task_id.to_owned(),
+            container: container.to_owned(),
+            reply,
+        };
+        if !self.send(command).await {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// The task that has `address`; None when none has it (or the engine has shut down).
+    pub(crate) async fn task_at(&self, address: std::net::Ipv4Addr) -> Option<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::TaskAt { address, reply }).await {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// Every task with its definition, in task ID order; empty when the engine has shut down.
+    pub(crate) async fn views(&self) -> Vec<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Views(reply)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// A task that is not stopped, by ID; None otherwise (or when the engine has shut down).
+    pub(crate) async fn task_by_id(&self, task_id: &str) -> Option<TaskView> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::TaskById {
+            task_id: task_id.to_owned(),
+            reply,
+        };
+        if !self.send(command).await {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+}
