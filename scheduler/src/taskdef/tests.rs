@@ -1596,3 +1596,33 @@ fn links_are_for_bridge_mode_without_cycles() {
         ["containerDefinitions[1].links[0]: links forms a cycle: a → b → a"]
     );
 }
+
+#[test]
+fn the_berth_extension_sets_the_image_pull_behavior() {
+    let def = parse(
+        r#"{"family":"f","berth":{"imagePullBehavior":"prefer-cached"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#,
+    )
+    .unwrap();
+    assert_eq!(def.image_pull_behavior, "prefer-cached");
+    let def =
+        parse(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#)
+            .unwrap();
+    assert_eq!(def.image_pull_behavior, "", "unset: the agent's");
+    let refusal = refused(
+        r#"{"family":"f","berth":{"imagePullBehavior":"sometimes"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#,
+    );
+    assert!(
+        refusal.contains("berth.imagePullBehavior: `sometimes` is not an image pull behavior"),
+        "{refusal}"
+    );
+    assert!(
+        refused(
+            r#"{"family":"f","berth":{"pullPolicy":"once"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#
+        )
+        .contains("pullPolicy"),
+        "unknown extension fields are refused by name"
+    );
+}
