@@ -79,7 +79,7 @@ demo: deps
 ## bench: benchmarks that print figures (release build)
 bench: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart
+	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc
 
 ## doc: the API documentation, with every rustdoc warning an error (part of make test). The
 ## examples are documented too: they take the dev-dependencies' features, so the dependencies

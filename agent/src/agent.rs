@@ -16,6 +16,7 @@ use berth_runtime::{
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::AgentConfig;
 use crate::engine::{Engine, EngineConfig};
@@ -174,6 +175,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             allow_unconfined_seccomp: config.allow_unconfined_seccomp,
             allowed_capabilities: config.allowed_capabilities.clone(),
             environment_file_paths: config.environment_file_paths.clone(),
+            pull_behavior: config.image_pull_behavior,
         },
         Arc::clone(&outbox),
         cancel.child_token(),
@@ -192,6 +194,25 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         HEALTH_PROBE_INTERVAL,
         cancel.child_token(),
     ));
+    // The image collector decides under the engine's table of the images tasks hold.
+    tracker.spawn(
+        crate::images::Collector {
+            host: crate::images::RuntimeImages {
+                runtime: (*runtime).clone(),
+                containerd_root: config.containerd_root.clone(),
+            },
+            images: engine.images(),
+            policy: crate::images::Policy {
+                minimum_age: config.image_minimum_age,
+                keep_newest: config.image_keep_newest,
+                max_removals: config.image_removals_per_cycle,
+                high_percent: config.image_gc_high_percent,
+                low_percent: config.image_gc_low_percent,
+            },
+        }
+        .run(config.image_cleanup_interval, cancel.child_token())
+        .instrument(tracing::info_span!("image_collector")),
+    );
     let engine_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (failed, stop_all) = (Arc::clone(&engine_failed), cancel.clone());
     tracker.spawn(async move {

@@ -22,6 +22,7 @@
 //!   every heartbeat.
 //! - `host`: identity, resources, attributes.
 //! - `backoff`: retry delays.
+//! - `images`: pull behaviours, the table of the images tasks hold, the image collector.
 
 mod agent;
 mod backoff;
@@ -34,6 +35,7 @@ mod engine;
 mod guard;
 mod health;
 mod host;
+mod images;
 mod logs;
 mod metrics;
 mod network;
@@ -47,3 +49,9 @@ pub mod telemetry;
 mod trust;
 
 pub use agent::{run, shutdown_signal};
+
+/// The image collector's decision, pure, for benchmarks and tools: which images go and why,
+/// given each image's size, last use and whether a task needs it, and the disk's use.
+pub mod image_gc {
+    pub use crate::images::{Candidate, Disk, Policy, Reason, Removal, decide, repository};
+}

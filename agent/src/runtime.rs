@@ -16,6 +16,8 @@ use berth_runtime::{
 #[async_trait]
 pub(crate) trait ContainerRuntime: Send + Sync + 'static {
     async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError>;
+    /// The image as a pull left it, when it can start containers without the registry.
+    async fn cached(&self, image: &str) -> Result<Option<PulledImage>, Error>;
     fn validate_limits(&self, task: &TaskLimits, containers: &[ContainerSpec])
     -> Result<(), Error>;
     async fn create_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> Result<(), Error>;
@@ -63,6 +65,9 @@ impl ContainerRuntime for Runtime {
             started.elapsed(),
         );
         result
+    }
+    async fn cached(&self, image: &str) -> Result<Option<PulledImage>, Error> {
+        self.cached_image(image).await
     }
     fn validate_limits(
         &self,

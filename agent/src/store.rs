@@ -1,7 +1,8 @@
 //! The agent's durable state (redb under the data dir): the instance's registration, the tasks
 //! it was assigned with their last known state, the outbox of state changes not yet
 //! acknowledged by the scheduler, the sequence numbers on both sides of the session, and the
-//! resumes of tasks that began and never completed (the engine's crash-loop guard).
+//! resumes of tasks that began and never completed (the engine's crash-loop guard), and each
+//! image's last use by a task (`images.rs`, for the image collector).
 //! Every write is one transaction committed before the caller goes on.
 
 use std::path::PathBuf;
@@ -726,6 +727,8 @@ fn decode<M: Message + Default>(
 }
 
 mod access;
+mod images;
+pub(crate) use images::ImageRecord;
 mod open;
 
 pub(crate) use access::WriteFaults;

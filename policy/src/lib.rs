@@ -8,6 +8,8 @@
 //! - [`IPC_SYSCTLS`], [`sysctl_namespace`]: the kernel parameters a container may set, because
 //!   the kernel scopes them to one of its namespaces.
 //! - [`parse_duration`]: the grammar of durations in Berth's flags.
+//! - [`PullBehavior`]: the image pull behaviours (ECS's names) of the agent's key and of a
+//!   task definition's override.
 //! - [`stderr_is_journal`]: whether a daemon logs to journald natively (it runs under systemd).
 //! - [`to_prometheus_text`]: the `/metrics` text both daemons serve to scrapers that do not
 //!   ask for OpenMetrics.
@@ -18,11 +20,13 @@
 mod capabilities;
 mod duration;
 mod exposition;
+mod image_pull;
 mod journal;
 mod sysctl;
 
 pub use capabilities::{CAPABILITIES, DEFAULT_CAPABILITIES, capability, is_all};
 pub use duration::{DurationError, parse_duration};
 pub use exposition::to_prometheus_text;
+pub use image_pull::{PullBehavior, UnknownPullBehavior};
 pub use journal::stderr_is_journal;
 pub use sysctl::{IPC_SYSCTLS, SysctlNamespace, sysctl_namespace};

@@ -32,7 +32,7 @@ pub use error::Error;
 pub use image::DEFAULT_MAX_MANIFEST_BYTES;
 pub use image::LocalImageError;
 pub use image::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};
-pub use image::{ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
+pub use image::{ImageSummary, ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,
     HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, Seccomp, SwapSupport, TaskLimits,

@@ -13,7 +13,7 @@ use crate::container::{
 use crate::containerd::{Containerd, Grpc};
 use crate::error::Error;
 use crate::image::{
-    CredentialSources, Credentials, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_PULL_TIMEOUT,
+    CredentialSources, Credentials, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_PULL_TIMEOUT, ImageSummary,
     ProgressSender, PullError, PulledImage, Puller, Registry, RegistryAuth,
 };
 use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
@@ -161,6 +161,26 @@ impl Runtime {
         let pulled = self.puller.pull(reference, auth, progress).await?;
         self.containers.invalidate_image(reference);
         Ok(pulled)
+    }
+
+    /// The image `reference` as a pull would leave it, when it can start containers without
+    /// the registry (record, manifest, config and unpacked snapshot present); None otherwise.
+    pub async fn cached_image(&self, reference: &str) -> Result<Option<PulledImage>, Error> {
+        Ok(crate::image::cached(&*self.client, reference).await?)
+    }
+
+    /// Every image in the runtime's containerd namespace, with its size.
+    pub async fn list_images(&self) -> Result<Vec<ImageSummary>, Error> {
+        Ok(crate::image::list_images(&*self.client).await?)
+    }
+
+    /// Removes an image and waits for containerd's garbage collector, so its content and
+    /// snapshots not shared with another image or a container are gone on return. An image
+    /// already gone is not an error.
+    pub async fn remove_image(&self, name: &str) -> Result<(), Error> {
+        crate::image::remove_image(&*self.client, name).await?;
+        self.containers.invalidate_image(name);
+        Ok(())
     }
 
     /// Checks a task's limits against its containers' before anything is created: every

@@ -33,6 +33,8 @@ mod fidelity;
 mod health;
 #[path = "e2e/host_path_race.rs"]
 mod host_path_race;
+#[path = "e2e/image_gc.rs"]
+mod image_gc;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/logs.rs"]
@@ -43,6 +45,8 @@ mod network;
 mod orphans;
 #[path = "e2e/pull.rs"]
 mod pull;
+#[path = "e2e/pull_behaviour.rs"]
+mod pull_behaviour;
 #[path = "e2e/registry.rs"]
 mod registry;
 #[path = "e2e/security.rs"]
@@ -132,6 +136,30 @@ fn main() -> ExitCode {
             w.trial(
                 "trust_forged_claims_over_mtls_are_refused_and_logged",
                 trust_wire::forged_claims_over_mtls_are_refused_and_logged,
+            ),
+            w.trial(
+                "image_gc_the_right_images_go_and_the_rest_stay",
+                image_gc::the_right_images_go_and_the_rest_stay,
+            ),
+            w.trial(
+                "pull_behaviour_default_falls_back_to_the_cache_and_says_so",
+                pull_behaviour::default_falls_back_to_the_cache_and_says_so,
+            ),
+            w.trial(
+                "pull_behaviour_always_fails_when_the_registry_does",
+                pull_behaviour::always_fails_when_the_registry_does,
+            ),
+            w.trial(
+                "pull_behaviour_once_pulls_only_what_it_never_pulled",
+                pull_behaviour::once_pulls_only_what_it_never_pulled,
+            ),
+            w.trial(
+                "pull_behaviour_prefer_cached_uses_the_cache",
+                pull_behaviour::prefer_cached_uses_the_cache,
+            ),
+            w.trial(
+                "pull_behaviour_digest_pinned_image_starts_with_the_registry_down",
+                pull_behaviour::digest_pinned_image_starts_with_the_registry_down,
             ),
             w.trial(
                 "run_task_reaches_running_with_cgroup_limits",

@@ -151,6 +151,27 @@ pub struct Overrides {
     /// Per registry, a command printing a token, comma-separated host=/path pairs [env: BERTH_REGISTRY_TOKEN_COMMANDS]
     #[arg(long, value_name = "HOST=PATH,...")]
     pub registry_token_commands: Option<String>,
+    /// When a task's start asks the registry: default, always, once or prefer-cached [env: BERTH_IMAGE_PULL_BEHAVIOR]
+    #[arg(long, value_name = "BEHAVIOR")]
+    pub image_pull_behavior: Option<String>,
+    /// How often the image collector runs, or off [env: BERTH_IMAGE_CLEANUP_INTERVAL]
+    #[arg(long, value_name = "DURATION|off")]
+    pub image_cleanup_interval: Option<String>,
+    /// How long an image must go unused before it may be removed [env: BERTH_IMAGE_MINIMUM_AGE]
+    #[arg(long, value_name = "DURATION")]
+    pub image_minimum_age: Option<String>,
+    /// Most recently used images kept per repository [env: BERTH_IMAGE_KEEP_NEWEST]
+    #[arg(long, value_name = "N")]
+    pub image_keep_newest: Option<String>,
+    /// The most images one collection removes [env: BERTH_IMAGE_REMOVALS_PER_CYCLE]
+    #[arg(long, value_name = "N")]
+    pub image_removals_per_cycle: Option<String>,
+    /// Disk use of containerd's root (percent) past which images are removed [env: BERTH_IMAGE_GC_HIGH_PERCENT]
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_high_percent: Option<String>,
+    /// Disk use of containerd's root (percent) those removals bring it under [env: BERTH_IMAGE_GC_LOW_PERCENT]
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_low_percent: Option<String>,
 }
 
 impl Overrides {
@@ -203,6 +224,13 @@ impl Overrides {
             (Key::OrphanCleanupGrace, &self.orphan_cleanup_grace),
             (Key::RegistryDockerConfig, &self.registry_docker_config),
             (Key::RegistryTokenCommands, &self.registry_token_commands),
+            (Key::ImagePullBehavior, &self.image_pull_behavior),
+            (Key::ImageCleanupInterval, &self.image_cleanup_interval),
+            (Key::ImageMinimumAge, &self.image_minimum_age),
+            (Key::ImageKeepNewest, &self.image_keep_newest),
+            (Key::ImageRemovalsPerCycle, &self.image_removals_per_cycle),
+            (Key::ImageGcHighPercent, &self.image_gc_high_percent),
+            (Key::ImageGcLowPercent, &self.image_gc_low_percent),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -127,6 +127,14 @@ pub(super) fn unsigned(input: Input<'_>) -> Option<u64> {
     }
 }
 
+/// A whole percentage from 1 to 100.
+pub(super) fn percent(input: Input<'_>) -> Result<u8, String> {
+    unsigned(input)
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| "a whole percentage from 1 to 100".to_owned())
+}
+
 pub(super) fn duration(input: Input<'_>, positive: bool) -> Result<Duration, String> {
     let parsed = match input {
         Input::Toml(toml::Value::Integer(n)) => u64::try_from(*n).ok().map(Duration::from_secs),

@@ -73,10 +73,18 @@ pub(crate) enum Key {
     // Registry credentials (issue 21).
     RegistryDockerConfig,
     RegistryTokenCommands,
+    // Images (issue 21): pull behaviours and the image collector.
+    ImagePullBehavior,
+    ImageCleanupInterval,
+    ImageMinimumAge,
+    ImageKeepNewest,
+    ImageRemovalsPerCycle,
+    ImageGcHighPercent,
+    ImageGcLowPercent,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 46] = [
+    pub(crate) const ALL: [Key; 53] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -123,6 +131,13 @@ impl Key {
         Key::OrphanCleanupGrace,
         Key::RegistryDockerConfig,
         Key::RegistryTokenCommands,
+        Key::ImagePullBehavior,
+        Key::ImageCleanupInterval,
+        Key::ImageMinimumAge,
+        Key::ImageKeepNewest,
+        Key::ImageRemovalsPerCycle,
+        Key::ImageGcHighPercent,
+        Key::ImageGcLowPercent,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -205,7 +220,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 46] = [
+const KEYS: [KeyDoc; 53] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -498,7 +513,7 @@ const KEYS: [KeyDoc; 46] = [
         "BERTH_CONTAINERD_ROOT",
         "--containerd-root",
         r#""/var/lib/containerd""#,
-        "containerd's root directory, whose filesystem's use is reported with the host's metrics",
+        "containerd's root directory, whose filesystem's use is reported with the host's metrics and drives the image collector's disk marks",
     ),
     doc(
         "drain_on_shutdown",
@@ -527,6 +542,55 @@ const KEYS: [KeyDoc; 46] = [
         "--registry-token-commands",
         "{}",
         "per registry host, an executable (absolute path, no shell) run with the host as its argument that prints a token, or JSON with username and password or token and an optional expires_at, as ECR logins do; asked after the Docker config, its answer kept until its expiry or for 60s: a TOML table; `host=/path,host2=/path2` in the environment and flag",
+    ),
+    doc(
+        "image_pull_behavior",
+        "BERTH_IMAGE_PULL_BEHAVIOR",
+        "--image-pull-behavior",
+        r#""default""#,
+        "when a task's start asks the registry (ECS_IMAGE_PULL_BEHAVIOR's values): default pulls and falls back to the cached image when the registry fails; always pulls and fails with the registry; once pulls only an image this agent has not pulled; prefer-cached uses any cached image; a task definition's berth.imagePullBehavior overrides it",
+    ),
+    doc(
+        "image_cleanup_interval",
+        "BERTH_IMAGE_CLEANUP_INTERVAL",
+        "--image-cleanup-interval",
+        r#""10m""#,
+        "how often the image collector runs (off: never on its own; berthctl collect-images still runs it)",
+    ),
+    doc(
+        "image_minimum_age",
+        "BERTH_IMAGE_MINIMUM_AGE",
+        "--image-minimum-age",
+        r#""1h""#,
+        "how long an image must have gone unused by any task before the collector may remove it",
+    ),
+    doc(
+        "image_keep_newest",
+        "BERTH_IMAGE_KEEP_NEWEST",
+        "--image-keep-newest",
+        "2",
+        "how many of each repository's most recently used images the collector keeps while the disk is not past image_gc_high_percent",
+    ),
+    doc(
+        "image_removals_per_cycle",
+        "BERTH_IMAGE_REMOVALS_PER_CYCLE",
+        "--image-removals-per-cycle",
+        "5",
+        "the most images one collection removes (1 to 1000)",
+    ),
+    doc(
+        "image_gc_high_percent",
+        "BERTH_IMAGE_GC_HIGH_PERCENT",
+        "--image-gc-high-percent",
+        "85",
+        "percent use of containerd_root's filesystem past which the collector removes unused images, least recently used first, even the newest of their repository (1 to 100)",
+    ),
+    doc(
+        "image_gc_low_percent",
+        "BERTH_IMAGE_GC_LOW_PERCENT",
+        "--image-gc-low-percent",
+        "80",
+        "percent use of containerd_root's filesystem those removals bring it under (below image_gc_high_percent)",
     ),
 ];
 

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_policy::PullBehavior;
 use berth_runtime::{Ipv4Cidr, MacAddr};
 
 use super::error::ConfigError;
 use super::input::{
     Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
-    log_level, macs, ports, registries, text_where, token_commands, unsigned,
+    log_level, macs, percent, ports, registries, text_where, token_commands, unsigned,
 };
 use super::keys::Key;
 use super::parse;
@@ -78,6 +79,13 @@ pub(crate) struct Partial {
     registry_token_commands: Option<Given<BTreeMap<String, PathBuf>>>,
     drain_on_shutdown: Option<Given<bool>>,
     orphan_cleanup_grace: Option<Given<Option<Duration>>>,
+    image_pull_behavior: Option<Given<PullBehavior>>,
+    image_cleanup_interval: Option<Given<Option<Duration>>>,
+    image_minimum_age: Option<Given<Duration>>,
+    image_keep_newest: Option<Given<u32>>,
+    image_removals_per_cycle: Option<Given<u32>>,
+    image_gc_high_percent: Option<Given<u8>>,
+    image_gc_low_percent: Option<Given<u8>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -266,6 +274,40 @@ impl Partial {
                     }),
                 },
             ),
+            Key::ImagePullBehavior => s.store(
+                &mut self.image_pull_behavior,
+                input
+                    .text()
+                    .and_then(|t| t.parse::<PullBehavior>().ok())
+                    .ok_or_else(|| PullBehavior::expected().to_owned()),
+            ),
+            Key::ImageCleanupInterval => s.store(
+                &mut self.image_cleanup_interval,
+                match input.text() {
+                    Some("off") => Ok(None),
+                    _ => duration(input, true).map(Some).map_err(|_| {
+                        r#"a positive duration like "10m", or "off" to collect only when asked"#
+                            .to_owned()
+                    }),
+                },
+            ),
+            Key::ImageMinimumAge => s.store(&mut self.image_minimum_age, duration(input, false)),
+            Key::ImageKeepNewest => s.store(
+                &mut self.image_keep_newest,
+                unsigned(input)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n <= 1000)
+                    .ok_or_else(|| "a whole number from 0 to 1000".to_owned()),
+            ),
+            Key::ImageRemovalsPerCycle => s.store(
+                &mut self.image_removals_per_cycle,
+                unsigned(input)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| "a whole number from 1 to 1000".to_owned()),
+            ),
+            Key::ImageGcHighPercent => s.store(&mut self.image_gc_high_percent, percent(input)),
+            Key::ImageGcLowPercent => s.store(&mut self.image_gc_low_percent, percent(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -24,6 +24,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_policy::PullBehavior;
 use berth_runtime::{Ipv4Cidr, MacAddr};
 
 pub use error::{ConfigError, ConfigErrors};
@@ -141,6 +142,22 @@ pub struct AgentConfig {
     pub registry_docker_config: Option<PathBuf>,
     /// Per registry host, an executable that prints a token for it (ECR-style).
     pub registry_token_commands: BTreeMap<String, PathBuf>,
+    /// When a task's start asks the registry for an image (a task definition may override it).
+    pub image_pull_behavior: PullBehavior,
+    /// How often the image collector runs on its own; None: only when asked.
+    pub image_cleanup_interval: Option<Duration>,
+    /// How long an image must have gone unused before the collector may remove it.
+    pub image_minimum_age: Duration,
+    /// How many of each repository's most recently used images the collector keeps while the
+    /// disk is not under pressure.
+    pub image_keep_newest: u32,
+    /// The most images one collection removes.
+    pub image_removals_per_cycle: u32,
+    /// Percent use of containerd's root filesystem past which unused images are removed least
+    /// recently used first.
+    pub image_gc_high_percent: u8,
+    /// Percent use those removals bring containerd's root filesystem under.
+    pub image_gc_low_percent: u8,
 }
 
 impl Default for AgentConfig {
@@ -189,6 +206,13 @@ impl Default for AgentConfig {
             orphan_cleanup_grace: Some(Duration::from_secs(10 * 60)),
             registry_docker_config: None,
             registry_token_commands: BTreeMap::new(),
+            image_pull_behavior: PullBehavior::Default,
+            image_cleanup_interval: Some(Duration::from_secs(10 * 60)),
+            image_minimum_age: Duration::from_secs(60 * 60),
+            image_keep_newest: 2,
+            image_removals_per_cycle: 5,
+            image_gc_high_percent: 85,
+            image_gc_low_percent: 80,
         }
     }
 }
@@ -444,6 +468,16 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
                 format!("{{ {} }}", pairs.join(", "))
             }
         }
+        Key::ImagePullBehavior => string(config.image_pull_behavior.name()),
+        Key::ImageCleanupInterval => match config.image_cleanup_interval {
+            Some(every) => duration(every),
+            None => string("off"),
+        },
+        Key::ImageMinimumAge => duration(config.image_minimum_age),
+        Key::ImageKeepNewest => config.image_keep_newest.to_string(),
+        Key::ImageRemovalsPerCycle => config.image_removals_per_cycle.to_string(),
+        Key::ImageGcHighPercent => config.image_gc_high_percent.to_string(),
+        Key::ImageGcLowPercent => config.image_gc_low_percent.to_string(),
     }
 }
 

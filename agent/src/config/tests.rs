@@ -343,7 +343,35 @@ fn samples() -> Vec<Sample> {
             r#"{ "ecr.example" = "/usr/local/bin/ecr-token", "127.0.0.1:5000" = "/opt/tok" }"#,
             "ecr.example=/usr/local/bin/ecr-token,127.0.0.1:5000=/opt/tok",
         )]),
+        sample(&[("image_pull_behavior", r#""prefer-cached""#, "prefer-cached")]),
+        sample(&[("image_cleanup_interval", r#""off""#, "off")]),
+        sample(&[("image_minimum_age", r#""30m""#, "30m")]),
+        sample(&[("image_keep_newest", "0", "0")]),
+        sample(&[("image_removals_per_cycle", "50", "50")]),
+        sample(&[
+            ("image_gc_high_percent", "95", "95"),
+            ("image_gc_low_percent", "90", "90"),
+        ]),
     ]
+}
+
+#[test]
+fn image_keys_are_checked_alone_and_against_each_other() {
+    let refused = |file: &str| load_err(Some(file), &[], &[]).join("\n");
+    let err = refused("image_gc_low_percent = 85\n");
+    assert!(
+        err.contains("image_gc_low_percent = 85")
+            && err.contains("below image_gc_high_percent (85)"),
+        "{err}"
+    );
+    let err = refused("image_pull_behavior = \"sometimes\"\n");
+    assert!(
+        err.contains("one of default, always, once or prefer-cached"),
+        "{err}"
+    );
+    assert!(refused("image_gc_high_percent = 101\n").contains("1 to 100"));
+    assert!(refused("image_removals_per_cycle = 0\n").contains("1 to 1000"));
+    assert!(refused("image_cleanup_interval = \"0s\"\n").contains("\"off\""));
 }
 
 #[test]
@@ -1070,6 +1098,13 @@ drain_on_shutdown        = false                              # default
 orphan_cleanup_grace     = "10m"                              # default
 registry_docker_config   = (none)                             # default
 registry_token_commands  = {}                                 # default
+image_pull_behavior      = "default"                          # default
+image_cleanup_interval   = "10m"                              # default
+image_minimum_age        = "1h"                               # default
+image_keep_newest        = 2                                  # default
+image_removals_per_cycle = 5                                  # default
+image_gc_high_percent    = 85                                 # default
+image_gc_low_percent     = 80                                 # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -66,6 +66,8 @@ pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) restart_counts: HashMap<String, u32>,
     /// Each container's task endpoint ID, for its metadata URL.
     pub(super) endpoint_ids: Arc<crate::store::EndpointIds>,
+    /// The images tasks need and their last uses (the image collector's table).
+    pub(super) images: Arc<crate::images::ImageUse>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.

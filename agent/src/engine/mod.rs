@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::images::ImageUse;
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
 use crate::store::{Store, StoreError};
@@ -69,6 +70,9 @@ pub(crate) struct EngineConfig {
     pub allowed_capabilities: Vec<String>,
     /// Host directories whose regular files tasks may read as `environmentFiles`.
     pub environment_file_paths: Vec<std::path::PathBuf>,
+    /// When a task's start asks the registry (the agent's `image_pull_behavior`), unless its
+    /// definition says otherwise.
+    pub pull_behavior: berth_policy::PullBehavior,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
@@ -215,6 +219,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     disk: Arc<crate::disk::Disk>,
     /// What the store did not take while degraded.
     unsaved: unsaved::Unsaved,
+    /// The images the tasks need and their last uses, shared with the image collector.
+    images: Arc<ImageUse>,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -238,7 +244,9 @@ impl<R: ContainerRuntime> Engine<R> {
         let (tx, rx) = mpsc::channel(256);
         let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
         let disk = Arc::new(crate::disk::Disk::new(data_dir));
+        let images = Arc::new(ImageUse::load(Arc::clone(&store)));
         let engine = Self {
+            images,
             runtime,
             network,
             store,
@@ -258,6 +266,11 @@ impl<R: ContainerRuntime> Engine<R> {
     /// The data dir's condition, which the engine degrades when a store write fails.
     pub(crate) fn disk(&self) -> Arc<crate::disk::Disk> {
         Arc::clone(&self.disk)
+    }
+
+    /// The table of the images the engine's tasks need, for the image collector.
+    pub(crate) fn images(&self) -> Arc<ImageUse> {
+        Arc::clone(&self.images)
     }
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
@@ -436,6 +449,10 @@ impl<R: ContainerRuntime> Engine<R> {
             .filter(|(_, essential, _)| *essential)
             .map(|(name, _, _)| name)
             .collect();
+        // Held from now until the task has stopped: the collector never removes them.
+        if state.status < TaskStatus::Stopped as i32 {
+            self.images.hold(&a.task_id, task_images(a));
+        }
         let endpoint_ids = self.store.endpoint_ids(&a.task_id).unwrap_or_else(|error| {
             // The task still runs; only its containers' metadata URLs answer 404.
             tracing::warn!(task.id = %a.task_id, %error, "cannot read the task's endpoint ids");
@@ -487,6 +504,7 @@ impl<R: ContainerRuntime> Engine<R> {
             assignment: a,
             restart_counts,
             endpoint_ids,
+            images: Arc::clone(&self.images),
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {
@@ -591,6 +609,13 @@ impl<R: ContainerRuntime> Engine<R> {
             _ => None,
         };
         let released = matches!(event, TaskEvent::Released);
+        if matches!(event, TaskEvent::Stopped) {
+            // Its images were in use until now: their age counts from here, and the collector
+            // may take them (its containers, kept until the cleanup, hold their snapshots).
+            let images: Vec<String> = task_images(&entry.assignment).collect();
+            self.images.touch(&images, SystemTime::now(), false);
+            self.images.release(task_id);
+        }
         let changed = state::apply(&mut entry.state, event, SystemTime::now());
         let snapshot = entry.state.clone();
         if changed {
@@ -614,6 +639,7 @@ impl<R: ContainerRuntime> Engine<R> {
             // it; the task itself is done here.
             self.tasks.remove(task_id);
             self.forget(task_id)?;
+            self.images.release(task_id);
         }
         Ok(())
     }
@@ -669,3 +695,10 @@ impl<R: ContainerRuntime> Engine<R> {
 
 #[cfg(test)]
 mod tests;
+
+/// The images a task's containers run.
+fn task_images(a: &TaskAssignment) -> impl Iterator<Item = String> + '_ {
+    a.definition
+        .iter()
+        .flat_map(|d| d.containers.iter().map(|c| c.image.clone()))
+}

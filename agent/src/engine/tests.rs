@@ -30,6 +30,7 @@ mod health;
 mod host_inputs;
 mod lifecycle;
 mod network;
+mod pull_behavior;
 mod restarts;
 mod session_faults;
 
@@ -88,6 +89,7 @@ fn test_config() -> EngineConfig {
         allow_unconfined_seccomp: true,
         allowed_capabilities: Vec::new(),
         environment_file_paths: Vec::new(),
+        pull_behavior: berth_policy::PullBehavior::Default,
         host_dns: DnsConfig {
             servers: vec!["10.0.0.53".parse().unwrap()],
             ..Default::default()

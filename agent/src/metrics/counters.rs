@@ -20,6 +20,12 @@ pub(crate) struct PullLabels {
     pub result: &'static str,
 }
 
+/// `reason` of an image removal by the collector: `unused` or `disk_pressure`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RemovalLabels {
+    pub reason: &'static str,
+}
+
 /// Every counter the agent keeps about itself.
 #[derive(Debug, Default)]
 pub(crate) struct AgentCounters {
@@ -34,6 +40,11 @@ pub(crate) struct AgentCounters {
     pub pull_bytes: Counter,
     /// `berth_agent_image_pull_seconds_total`: time spent pulling.
     pub pull_seconds: Counter<f64, AtomicU64>,
+    /// `berth_agent_image_removals_total{reason}`: images the collector removed, by
+    /// `unused` (past the minimum age, beyond the newest of its repository) or `disk_pressure`.
+    pub image_removals: Family<RemovalLabels, Counter>,
+    /// `berth_agent_image_removed_bytes_total`: the listed size of the images removed.
+    pub image_removed_bytes: Counter,
     /// `berth_agent_session_reconnects_total`: times the session to the scheduler was lost
     /// and retried.
     pub session_reconnects: Counter,
@@ -77,6 +88,16 @@ impl AgentCounters {
             self.state_changes_acked.clone(),
         );
         agent.register("image_pulls", "Image pulls by result", self.pulls.clone());
+        agent.register(
+            "image_removals",
+            "Images the image collector removed, by reason",
+            self.image_removals.clone(),
+        );
+        agent.register(
+            "image_removed_bytes",
+            "Listed size of the images the image collector removed",
+            self.image_removed_bytes.clone(),
+        );
         agent.register(
             "image_pull_bytes",
             "Bytes downloaded by image pulls",

@@ -14,7 +14,7 @@ mod server;
 mod stream;
 
 pub(crate) use collect::{Sinks, Snapshot, TaskMetrics, run as collect};
-pub(crate) use counters::AGENT;
+pub(crate) use counters::{AGENT, RemovalLabels};
 #[cfg(test)]
 pub(crate) use host::HostSample;
 pub(crate) use host::HostSampler;

@@ -7,7 +7,7 @@ use redb::Database;
 
 use super::{
     ASSIGNMENTS, COUNTERS, ENDPOINT_IDS, KEY_NEXT_SEQ, KEY_REBUILT, META, OUTBOX, RESUMES, STATES,
-    Store, StoreError, db_err, wrap,
+    Store, StoreError, db_err, images::IMAGES, wrap,
 };
 
 /// Why a database file could not be opened: it is not readable as one, or something else.
@@ -119,6 +119,7 @@ impl Store {
                 tx.open_table(OUTBOX)?;
                 tx.open_table(RESUMES)?;
                 tx.open_table(ENDPOINT_IDS)?;
+                tx.open_table(IMAGES)?;
                 if fresh {
                     let mut meta = tx.open_table(META)?;
                     meta.insert(KEY_REBUILT, "created")?;

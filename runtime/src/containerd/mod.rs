@@ -131,6 +131,8 @@ pub(crate) enum Op {
     ImageGet,
     ImageCreate,
     ImageUpdate,
+    ImageList,
+    ImageDelete,
     SnapshotStat,
     SnapshotPrepare,
     SnapshotCommit,
@@ -171,6 +173,8 @@ impl Op {
             Self::ImageGet => "image get",
             Self::ImageCreate => "image create",
             Self::ImageUpdate => "image update",
+            Self::ImageList => "image list",
+            Self::ImageDelete => "image delete",
             Self::SnapshotStat => "snapshot stat",
             Self::SnapshotPrepare => "snapshot prepare",
             Self::SnapshotCommit => "snapshot commit",
@@ -202,6 +206,15 @@ pub(crate) struct Blob {
     pub(crate) media_type: String,
     pub(crate) digest: String,
     pub(crate) size: i64,
+}
+
+/// An image record as containerd lists it: its name, what it targets and when it was last
+/// changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ImageRecord {
+    pub(crate) name: String,
+    pub(crate) target: Blob,
+    pub(crate) updated_at: Option<std::time::SystemTime>,
 }
 
 /// A container record as the runtime writes and reads it. containerd's record also names the
@@ -340,6 +353,11 @@ pub(crate) trait ImagesService: Send + Sync {
         name: &str,
         target: Blob,
     ) -> Result<(), ContainerdError>;
+    /// Every image record of the namespace.
+    async fn image_list(&self) -> Result<Vec<ImageRecord>, ContainerdError>;
+    /// Deletes an image record. With `sync`, containerd's garbage collector has run before the
+    /// answer, so the content and snapshots that only this image held are gone by then.
+    async fn image_delete(&self, name: &str, sync: bool) -> Result<(), ContainerdError>;
 }
 
 /// containerd's Snapshots service (the overlayfs snapshotter), and the Diff service that applies layers onto snapshots.

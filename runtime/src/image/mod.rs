@@ -11,6 +11,7 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod ingest;
+mod inventory;
 mod local;
 mod manifest;
 mod pull;
@@ -22,6 +23,8 @@ pub(crate) use auth::Credentials;
 pub use auth::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};
 pub use capped::DEFAULT_MAX_MANIFEST_BYTES;
 pub use error::PullError;
+pub use inventory::ImageSummary;
+pub(crate) use inventory::{cached, list as list_images, remove as remove_image};
 pub use local::LocalImageError;
 pub(crate) use local::{LocalImage, load as load_local};
 pub(crate) use pull::DEFAULT_PULL_TIMEOUT;

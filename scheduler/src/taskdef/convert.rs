@@ -46,6 +46,17 @@ pub(super) fn definition(
             0
         }
     };
+    let image_pull_behavior = ecs
+        .berth
+        .and_then(|b| b.image_pull_behavior)
+        .map(|name| match name.parse::<berth_policy::PullBehavior>() {
+            Ok(b) => b.name().to_owned(),
+            Err(e) => {
+                problems.push(Problem::at("berth.imagePullBehavior", e.to_string()));
+                String::new()
+            }
+        })
+        .unwrap_or_default();
     let volumes = ecs.volumes.unwrap_or_default();
     volumes::autoprovision_problems(&volumes, problems);
     let network_mode = ecs
@@ -67,6 +78,7 @@ pub(super) fn definition(
         registered_at: None,
         source_json: json.to_owned(),
         volumes: volumes::convert(volumes),
+        image_pull_behavior,
     }
 }
 

@@ -25,6 +25,8 @@ pub(super) struct TaskDefinition {
     pub(super) network_mode: Option<String>,
     #[serde(default)]
     pub(super) volumes: Option<Vec<Volume>>,
+    #[serde(default)]
+    pub(super) berth: Option<Berth>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -34,6 +36,14 @@ pub(super) struct TaskDefinition {
     _requires_compatibilities: Option<IgnoredAny>,
     #[serde(default, rename = "tags")]
     _tags: Option<IgnoredAny>,
+}
+
+/// Berth's extensions (`fields::BERTH`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Berth {
+    #[serde(default)]
+    pub(super) image_pull_behavior: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,8 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
     // Resource tags are an AWS billing/IAM concept with no meaning on a Berth host.
     ignored("tags"),
     optional("volumes", Shape::ObjectList(VOLUME)),
+    // Berth's own extensions, in one object so that no ECS field name is ever taken.
+    optional("berth", Shape::Object(BERTH)),
     unsupported("placementConstraints"),
     unsupported("proxyConfiguration"),
     unsupported("inferenceAccelerators"),
@@ -119,6 +121,13 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
     unsupported("pidMode"),
     unsupported("ipcMode"),
     unsupported("enableFaultInjection"),
+];
+
+/// The task-level `berth` object: Berth's extensions of an ECS task definition.
+pub(super) const BERTH: &[Field] = &[
+    // default, always, once or prefer-cached (`berth_policy::PullBehavior`); overrides the
+    // agent's image_pull_behavior for this definition's tasks.
+    optional("imagePullBehavior", Shape::String),
 ];
 
 /// One element of `containerDefinitions`.

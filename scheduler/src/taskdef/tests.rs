@@ -399,6 +399,7 @@ fn tables_and_serde_structs_agree() {
         fields::DEVICE,
         fields::ENVIRONMENT_FILE,
         fields::PORT_MAPPING,
+        fields::BERTH,
     ] {
         let mut names: Vec<_> = table.iter().map(|f| f.name).collect();
         names.sort_unstable();
@@ -413,7 +414,7 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 10);
+    assert_eq!(supported(fields::TASK_DEFINITION), 11);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);
@@ -1593,5 +1594,35 @@ fn links_are_for_bridge_mode_without_cycles() {
     assert_eq!(
         problems(json),
         ["containerDefinitions[1].links[0]: links forms a cycle: a → b → a"]
+    );
+}
+
+#[test]
+fn the_berth_extension_sets_the_image_pull_behavior() {
+    let def = parse(
+        r#"{"family":"f","berth":{"imagePullBehavior":"prefer-cached"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#,
+    )
+    .unwrap();
+    assert_eq!(def.image_pull_behavior, "prefer-cached");
+    let def =
+        parse(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#)
+            .unwrap();
+    assert_eq!(def.image_pull_behavior, "", "unset: the agent's");
+    let refusal = refused(
+        r#"{"family":"f","berth":{"imagePullBehavior":"sometimes"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#,
+    );
+    assert!(
+        refusal.contains("berth.imagePullBehavior: `sometimes` is not an image pull behavior"),
+        "{refusal}"
+    );
+    assert!(
+        refused(
+            r#"{"family":"f","berth":{"pullPolicy":"once"},
+            "containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#
+        )
+        .contains("pullPolicy"),
+        "unknown extension fields are refused by name"
     );
 }

@@ -114,6 +114,29 @@ impl Partial {
             }
         }
 
+        let gc_high = pick(
+            self.image_gc_high_percent,
+            Key::ImageGcHighPercent,
+            defaults.image_gc_high_percent,
+            &mut sources,
+        );
+        let gc_low = pick(
+            self.image_gc_low_percent,
+            Key::ImageGcLowPercent,
+            defaults.image_gc_low_percent,
+            &mut sources,
+        );
+        if gc_low.value >= gc_high.value {
+            errors.push(invalid(
+                Key::ImageGcLowPercent,
+                &gc_low,
+                &format!(
+                    "a percentage below image_gc_high_percent ({})",
+                    gc_high.value
+                ),
+            ));
+        }
+
         let config = AgentConfig {
             cluster: cluster.value,
             scheduler_endpoint: endpoint.value,
@@ -380,6 +403,43 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            image_pull_behavior: pick(
+                self.image_pull_behavior,
+                Key::ImagePullBehavior,
+                defaults.image_pull_behavior,
+                &mut sources,
+            )
+            .value,
+            image_cleanup_interval: pick(
+                self.image_cleanup_interval,
+                Key::ImageCleanupInterval,
+                defaults.image_cleanup_interval,
+                &mut sources,
+            )
+            .value,
+            image_minimum_age: pick(
+                self.image_minimum_age,
+                Key::ImageMinimumAge,
+                defaults.image_minimum_age,
+                &mut sources,
+            )
+            .value,
+            image_keep_newest: pick(
+                self.image_keep_newest,
+                Key::ImageKeepNewest,
+                defaults.image_keep_newest,
+                &mut sources,
+            )
+            .value,
+            image_removals_per_cycle: pick(
+                self.image_removals_per_cycle,
+                Key::ImageRemovalsPerCycle,
+                defaults.image_removals_per_cycle,
+                &mut sources,
+            )
+            .value,
+            image_gc_high_percent: gc_high.value,
+            image_gc_low_percent: gc_low.value,
         };
 
         if errors.is_empty() {

@@ -337,12 +337,20 @@ impl<R: ContainerRuntime> Driver<R> {
         })
     }
 
-    /// Pulls every image of the task (each once); the digests by container name.
+    /// Resolves every image of the task (each once) by its pull behaviour: from the cache or
+    /// the registry; the digests by container name.
     async fn pull_images(
         &mut self,
         specs: &[ContainerSpec],
     ) -> Result<HashMap<String, String>, Stalled> {
         self.report(TaskEvent::PullStarted).await;
+        let behavior = crate::images::for_task(
+            self.assignment
+                .definition
+                .as_ref()
+                .map_or("", |d| d.image_pull_behavior.as_str()),
+            self.config.pull_behavior,
+        );
         let mut digests = HashMap::new();
         let mut pulled: HashMap<String, String> = HashMap::new();
         for spec in specs {
@@ -350,31 +358,93 @@ impl<R: ContainerRuntime> Driver<R> {
                 digests.insert(spec.name.clone(), d.clone());
                 continue;
             }
-            let auth = task::auth_for(&spec.image, &self.assignment.registry_credentials);
-            let runtime = Arc::clone(&self.runtime);
-            let image_ref = spec.image.clone();
-            let timeout = self.config.pull_timeout;
-            // The runtime tries the registry again within the same deadline and then names
-            // the registry, its tries and its last error; this is only the backstop.
-            let pull = tokio::time::timeout(timeout + PULL_BACKSTOP_GRACE, async move {
-                runtime.pull(&image_ref, &auth).await
-            });
-            let image = match self.interruptible(pull).await? {
-                Ok(Ok(image)) => image,
-                Ok(Err(e)) => return Err(PrepareError::Pull(e).into()),
-                Err(_) => {
-                    return Err(PrepareError::PullTimeout {
-                        image: spec.image.clone(),
-                        timeout,
-                    }
-                    .into());
-                }
-            };
+            let image = self.resolve_image(&spec.image, behavior, specs).await?;
             tracing::debug!(target: "berth::phase", phase = "image_resolved", task.id = %self.task_id(), "phase ended");
             pulled.insert(spec.image.clone(), image.manifest_digest.clone());
             digests.insert(spec.name.clone(), image.manifest_digest);
         }
         Ok(digests)
+    }
+
+    /// One image by `behavior` (see [`crate::images::plan`]). A removal of the image by the
+    /// collector is waited for first (the task holds it since its assignment, so no later
+    /// collection takes it). Under `default`, a registry failure with the image cached starts
+    /// from the cache, and each container of the image says so.
+    async fn resolve_image(
+        &mut self,
+        reference: &str,
+        behavior: berth_policy::PullBehavior,
+        specs: &[ContainerSpec],
+    ) -> Result<berth_runtime::PulledImage, Stalled> {
+        let images = Arc::clone(&self.images);
+        self.interruptible(images.wait_removal(reference)).await?;
+        let runtime = Arc::clone(&self.runtime);
+        let cached = match self.interruptible(runtime.cached(reference)).await? {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(image.ref = reference, %error, "cannot tell whether the image is cached; pulling it");
+                None
+            }
+        };
+        let plan = crate::images::plan(
+            behavior,
+            reference,
+            cached.is_some(),
+            images.pulled_before(reference),
+        );
+        let fallback = match (plan, cached) {
+            (crate::images::Plan::UseCached, Some(image)) => {
+                tracing::info!(image.ref = reference, %behavior, digest = %image.manifest_digest, "using the cached image");
+                self.touch(reference, false);
+                return Ok(image);
+            }
+            (crate::images::Plan::Pull { fallback: true }, cached) => cached,
+            _ => None,
+        };
+        let auth = task::auth_for(reference, &self.assignment.registry_credentials);
+        let runtime = Arc::clone(&self.runtime);
+        let image_ref = reference.to_owned();
+        let timeout = self.config.pull_timeout;
+        // The runtime tries the registry again within the same deadline and then names the
+        // registry, its tries and its last error; this is only the backstop.
+        let pull = tokio::time::timeout(timeout + PULL_BACKSTOP_GRACE, async move {
+            runtime.pull(&image_ref, &auth).await
+        });
+        let error = match self.interruptible(pull).await? {
+            Ok(Ok(image)) => {
+                self.touch(reference, true);
+                return Ok(image);
+            }
+            Ok(Err(e)) => PrepareError::Pull(e),
+            Err(_) => PrepareError::PullTimeout {
+                image: reference.to_owned(),
+                timeout,
+            },
+        };
+        let Some(image) = fallback else {
+            return Err(error.into());
+        };
+        let note = format!(
+            "{error}; started from the cached image {} (image pull behavior {behavior})",
+            image.manifest_digest
+        );
+        tracing::warn!(image.ref = reference, %error, digest = %image.manifest_digest, "the registry failed; using the cached image");
+        for spec in specs.iter().filter(|s| s.image == reference) {
+            self.report(TaskEvent::ContainerNote {
+                name: spec.name.clone(),
+                note: note.clone(),
+            })
+            .await;
+        }
+        self.touch(reference, false);
+        Ok(image)
+    }
+
+    /// Records that this task uses `image` now (`pulled`: from the registry).
+    fn touch(&self, image: &str, pulled: bool) {
+        let images = Arc::clone(&self.images);
+        let names = [image.to_owned()];
+        crate::store::blocking_ok(|| images.touch(&names, std::time::SystemTime::now(), pulled));
     }
 
     /// Creates the containers in definition order, but for those in `existing`; on a failure,

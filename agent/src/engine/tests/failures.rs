@@ -303,7 +303,10 @@ async fn the_drivers_future_is_measured_and_boxed() {
     let fake = Arc::new(Fake::default());
     let (events, _rx) = tokio::sync::mpsc::channel(1);
     let (_control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::store::Store::open(dir.path()).unwrap());
     let driver = super::super::driver::Driver {
+        images: Arc::new(crate::images::ImageUse::load(store)),
         runtime: Arc::clone(&fake),
         network: Arc::clone(&fake) as Arc<dyn crate::network::TaskNetworking>,
         config: super::test_config(),

@@ -23,6 +23,8 @@ use crate::runtime::ContainerRuntime;
 pub(super) struct Fake {
     pub(super) calls: Mutex<Vec<String>>,
     pub(super) fail_pull: Mutex<HashSet<String>>,
+    /// Images in the cache, as `cached` answers for them.
+    pub(super) cached: Mutex<HashMap<String, PulledImage>>,
     pub(super) exits: Mutex<HashMap<ContainerId, watch::Sender<Option<ExitStatus>>>>,
     /// How many wait calls fail as if containerd's connection broke.
     pub(super) failing_waits: Mutex<u32>,
@@ -202,6 +204,10 @@ impl ContainerRuntime for Fake {
             size: 1,
             downloaded: 1,
         })
+    }
+    async fn cached(&self, image: &str) -> Result<Option<PulledImage>, Error> {
+        self.log(format!("cached {image}"));
+        Ok(self.cached.lock().unwrap().get(image).cloned())
     }
     fn validate_limits(
         &self,

@@ -13,7 +13,8 @@ use tonic::Code;
 
 use super::{Content, FakeContainerd, State, digest_of, exists, not_found, status};
 use crate::containerd::{
-    Blob, ContainerdError, ContentService, ImagesService, LeasesService, Op, WriteResponses,
+    Blob, ContainerdError, ContentService, ImageRecord, ImagesService, LeasesService, Op,
+    WriteResponses,
 };
 
 impl State {
@@ -257,6 +258,31 @@ impl ImagesService for FakeContainerd {
             .get_mut(name)
             .ok_or_else(|| not_found(op, name))?;
         *image = target;
+        Ok(())
+    }
+
+    async fn image_list(&self) -> Result<Vec<ImageRecord>, ContainerdError> {
+        let state = self.begin(Op::ImageList, "")?;
+        Ok(state
+            .images
+            .iter()
+            .map(|(name, target)| ImageRecord {
+                name: name.clone(),
+                target: target.clone(),
+                updated_at: None,
+            })
+            .collect())
+    }
+
+    async fn image_delete(&self, name: &str, sync: bool) -> Result<(), ContainerdError> {
+        let op = Op::ImageDelete;
+        let mut state = self.begin(op, name)?;
+        if state.images.remove(name).is_none() {
+            return Err(not_found(op, name));
+        }
+        if sync {
+            state.collect();
+        }
         Ok(())
     }
 }

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use containerd_client::services::v1::{
-    AbortRequest, AddResourceRequest, CreateImageRequest, CreateRequest, DeleteRequest,
-    GetImageRequest, Image, Info, InfoRequest, ReadContentRequest, Resource, StatusRequest,
-    UpdateImageRequest, UpdateRequest, WriteContentRequest,
+    AbortRequest, AddResourceRequest, CreateImageRequest, CreateRequest, DeleteImageRequest,
+    DeleteRequest, GetImageRequest, Image, Info, InfoRequest, ListImagesRequest,
+    ReadContentRequest, Resource, StatusRequest, UpdateImageRequest, UpdateRequest,
+    WriteContentRequest,
 };
 use futures::StreamExt;
 use prost_types::FieldMask;
@@ -15,8 +16,13 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Answer, CALL_TIMEOUT, Grpc, descriptor};
 use crate::containerd::{
-    Blob, ContainerdError, ContentService, ImagesService, LeasesService, Op, WriteResponses,
+    Blob, ContainerdError, ContentService, ImageRecord, ImagesService, LeasesService, Op,
+    WriteResponses,
 };
+
+/// The deadline of an image delete that waits for containerd's garbage collector, which walks
+/// every object of the namespace and removes snapshots on disk.
+const IMAGE_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Grpc {
     async fn image_write(
@@ -234,5 +240,54 @@ impl ImagesService for Grpc {
         target: Blob,
     ) -> Result<(), ContainerdError> {
         self.image_write(Op::ImageUpdate, lease, name, target).await
+    }
+
+    async fn image_list(&self) -> Result<Vec<ImageRecord>, ContainerdError> {
+        let request = ListImagesRequest {
+            filters: Vec::new(),
+        };
+        let images = self
+            .images()
+            .list(self.request(request))
+            .await
+            .answer(Op::ImageList, "")?
+            .images;
+        Ok(images
+            .into_iter()
+            .filter_map(|i| {
+                let target = i.target?;
+                let updated_at = i
+                    .updated_at
+                    .or(i.created_at)
+                    .and_then(|t| std::time::SystemTime::try_from(t).ok());
+                Some(ImageRecord {
+                    name: i.name,
+                    target: Blob {
+                        media_type: target.media_type,
+                        digest: target.digest,
+                        size: target.size,
+                    },
+                    updated_at,
+                })
+            })
+            .collect())
+    }
+
+    async fn image_delete(&self, name: &str, sync: bool) -> Result<(), ContainerdError> {
+        let request = DeleteImageRequest {
+            name: name.to_owned(),
+            sync,
+            target: None,
+        };
+        let timeout = if sync {
+            IMAGE_DELETE_TIMEOUT
+        } else {
+            CALL_TIMEOUT
+        };
+        self.images()
+            .delete(self.scoped(request, None, Some(timeout)))
+            .await
+            .answer(Op::ImageDelete, name)?;
+        Ok(())
     }
 }

@@ -32,6 +32,15 @@ pub(crate) struct TaskDefinition {
     container_definitions: Vec<ContainerDefinition>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<Volume>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    berth: Option<BerthExtensions>,
+}
+
+/// Berth's extensions of a task definition, as it was registered with them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BerthExtensions {
+    image_pull_behavior: String,
 }
 
 /// ECS Volume.
@@ -290,6 +299,9 @@ impl From<&proto::TaskDefinition> for TaskDefinition {
             network_mode: non_empty(&d.network_mode),
             registered_at: time(d.registered_at.as_ref()),
             container_definitions: d.containers.iter().map(ContainerDefinition::from).collect(),
+            berth: non_empty(&d.image_pull_behavior).map(|image_pull_behavior| BerthExtensions {
+                image_pull_behavior,
+            }),
             volumes: d
                 .volumes
                 .iter()
