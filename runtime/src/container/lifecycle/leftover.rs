@@ -18,6 +18,8 @@ use std::time::Duration;
 const RUNC_ROOT: &str = "/run/containerd/runc";
 /// How long runc gets to remove the never started container.
 const RUNC_DEADLINE: Duration = Duration::from_secs(10);
+/// Where the processes of the host are listed.
+const PROC: &str = "/proc";
 
 /// The bundle containerd names when it refuses a create of container `id` in `namespace` for
 /// an earlier create's leftover; None for any other refusal (or a path that is not exactly
@@ -36,10 +38,55 @@ pub(super) fn bundle_of(message: &str, namespace: &str, id: &str) -> Option<Path
 /// Removes the leftover bundle of container `id` in `namespace`: what containerd's own
 /// cleanup of a dead shim's bundle does.
 pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io::Result<()> {
-    let root = runc_root_of(bundle).join(namespace);
+    runc_delete(&runc_root_of(bundle), namespace, id).await?;
+    if let Some(pid) = shim_pid(bundle, id) {
+        kill(pid);
+    }
+    end_shims(namespace, id).await;
+    let bundle = bundle.to_owned();
+    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Ends what an interrupted task create of container `id` left running while containerd has no
+/// task for it: a shim that still serves the container's socket (containerd 1.6 hands a later
+/// create of the same container to a shim found there, so a shim stuck in the interrupted
+/// create makes every later create hang), and the never started container runc may have made
+/// for it. Returns the PIDs of the shims ended.
+pub(super) async fn end_orphans(namespace: &str, id: &str) -> std::io::Result<Vec<i32>> {
+    let ended = end_shims(namespace, id).await;
+    if !ended.is_empty() {
+        runc_delete(&PathBuf::from(RUNC_ROOT), namespace, id).await?;
+    }
+    Ok(ended)
+}
+
+/// SIGKILLs every shim daemon of container `id` in `namespace`; their PIDs.
+async fn end_shims(namespace: &str, id: &str) -> Vec<i32> {
+    let (namespace, id) = (namespace.to_owned(), id.to_owned());
+    let pids = tokio::task::spawn_blocking(move || shims_of(Path::new(PROC), &namespace, &id))
+        .await
+        .unwrap_or_default();
+    for pid in &pids {
+        kill(*pid);
+    }
+    pids
+}
+
+fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Force-deletes the runc container `id` under `root`/`namespace` (killing its init if it was
+/// made). A container runc never made is fine.
+async fn runc_delete(root: &Path, namespace: &str, id: &str) -> std::io::Result<()> {
     let runc = tokio::process::Command::new("runc")
         .arg("--root")
-        .arg(&root)
+        .arg(root.join(namespace))
         .args(["delete", "--force", id])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -49,30 +96,55 @@ pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io:
         // runc made no container yet when the create was interrupted before it: nothing to
         // delete, which runc says.
         Ok(Ok(out)) if !out.status.success() => {
-            tracing::debug!(container.id = %id, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "runc deleted no container of the leftover bundle");
+            tracing::debug!(container.id = %id, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "runc deleted no container of the interrupted create");
+            Ok(())
         }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "runc delete {id} did not end within {}s",
-                    RUNC_DEADLINE.as_secs()
-                ),
-            ));
-        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "runc delete {id} did not end within {}s",
+                RUNC_DEADLINE.as_secs()
+            ),
+        )),
     }
-    if let Some(pid) = shim_pid(bundle, id) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let bundle = bundle.to_owned();
-    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
-        .await
-        .map_err(std::io::Error::other)?
+}
+
+/// The PIDs under `proc` (a procfs root) of shim daemons of container `id` in `namespace`.
+fn shims_of(proc: &Path, namespace: &str, id: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+        .filter(|pid| {
+            std::fs::read(proc.join(pid.to_string()).join("cmdline"))
+                .is_ok_and(|c| is_shim_daemon_of(&c, namespace, id))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether a process's command line (NUL-separated) is a containerd shim daemon of container
+/// `id` in `namespace`: `containerd-shim-* -namespace <ns> -id <id> ...`. The shim binary's
+/// one-shot calls (`... start`, `... delete`, containerd's own) are not daemons.
+fn is_shim_daemon_of(cmdline: &[u8], namespace: &str, id: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let Some(binary) = args.first() else {
+        return false;
+    };
+    let name = binary.rsplit(|b| *b == b'/').next().unwrap_or(binary);
+    let flag = |f: &[u8]| args.windows(2).find(|w| w[0] == f).map(|w| w[1]);
+    name.starts_with(b"containerd-shim")
+        && flag(b"-namespace") == Some(namespace.as_bytes())
+        && flag(b"-id") == Some(id.as_bytes())
+        && !matches!(args.last(), Some(&b"start") | Some(&b"delete"))
 }
 
 /// The runc root the bundle's shim was given (its options.json), else the default.
@@ -148,6 +220,62 @@ mod tests {
             bundle_of("runc: exec format error", "berth", "t1.web"),
             None
         );
+    }
+
+    #[test]
+    fn only_shim_daemons_of_this_container_are_orphans() {
+        let line = |args: &[&str]| args.join("\0").into_bytes();
+        let daemon = line(&[
+            "/usr/bin/containerd-shim-runc-v2",
+            "-namespace",
+            "berth",
+            "-id",
+            "t1.web",
+            "-address",
+            "/run/containerd/containerd.sock",
+        ]);
+        assert!(is_shim_daemon_of(&daemon, "berth", "t1.web"));
+        assert!(!is_shim_daemon_of(&daemon, "berth", "t1.we"));
+        assert!(!is_shim_daemon_of(&daemon, "other", "t1.web"));
+        // containerd's one-shot calls of the shim binary are not the daemon.
+        for action in ["start", "delete"] {
+            let call = line(&[
+                "containerd-shim-runc-v2",
+                "-namespace",
+                "berth",
+                "-id",
+                "t1.web",
+                action,
+            ]);
+            assert!(!is_shim_daemon_of(&call, "berth", "t1.web"), "{action}");
+        }
+        // Another program that names the container is not a shim.
+        let other = line(&["sh", "-namespace", "berth", "-id", "t1.web"]);
+        assert!(!is_shim_daemon_of(&other, "berth", "t1.web"));
+        assert!(!is_shim_daemon_of(b"", "berth", "t1.web"));
+    }
+
+    #[test]
+    fn orphan_shims_are_found_in_the_process_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = |pid: &str, args: &[&str]| {
+            let p = dir.path().join(pid);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cmdline"), args.join("\0")).unwrap();
+        };
+        let shim = ["containerd-shim-runc-v2", "-namespace", "berth", "-id"];
+        process(
+            "42",
+            &[&shim[..], &["t1.web", "-address", "/c.sock"]].concat(),
+        );
+        process("7", &[&shim[..], &["t1.web"]].concat());
+        process("43", &[&shim[..], &["t2.web"]].concat());
+        process("44", &["sleep", "100"]);
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        std::fs::write(dir.path().join("uptime"), "1 1").unwrap();
+        assert_eq!(shims_of(dir.path(), "berth", "t1.web"), vec![7, 42]);
+        assert_eq!(shims_of(dir.path(), "berth", "t3.web"), Vec::<i32>::new());
+        assert!(shims_of(&dir.path().join("missing"), "berth", "t1.web").is_empty());
     }
 
     #[tokio::test]
