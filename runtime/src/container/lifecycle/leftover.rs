@@ -18,6 +18,10 @@ use std::time::Duration;
 const RUNC_ROOT: &str = "/run/containerd/runc";
 /// How long runc gets to remove the never started container.
 const RUNC_DEADLINE: Duration = Duration::from_secs(10);
+/// How long containerd gets to clean up the bundle of a shim that was ended, and how often it
+/// is looked at meanwhile.
+const BUNDLE_GRACE: Duration = Duration::from_secs(5);
+const BUNDLE_POLL: Duration = Duration::from_millis(100);
 /// Where the processes of the host are listed.
 const PROC: &str = "/proc";
 
@@ -27,26 +31,26 @@ const PROC: &str = "/proc";
 pub(super) fn bundle_of(message: &str, namespace: &str, id: &str) -> Option<PathBuf> {
     let rest = message.split("failed to start shim: mkdir ").nth(1)?;
     let path = Path::new(rest.strip_suffix(": file exists")?);
-    let plain = path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    let named = path.file_name()? == id && path.parent().and_then(Path::file_name)? == namespace;
-    (plain && named).then(|| path.to_owned())
+    is_bundle_of(path, namespace, id).then(|| path.to_owned())
 }
 
 /// Removes the leftover bundle of container `id` in `namespace`: what containerd's own
 /// cleanup of a dead shim's bundle does.
 pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io::Result<()> {
     runc_delete(&runc_root_of(bundle), namespace, id).await?;
+    let mut ended = false;
     if let Some(pid) = shim_pid(bundle, id) {
         kill(pid);
+        ended = true;
     }
-    end_shims(namespace, id).await;
-    let bundle = bundle.to_owned();
-    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
-        .await
-        .map_err(std::io::Error::other)?
+    for shim in end_shims(namespace, id).await {
+        ended = true;
+        if let Some(other) = shim.bundle.filter(|b| b != bundle) {
+            settle(&other, BUNDLE_GRACE).await?;
+        }
+    }
+    // No shim of it was running: containerd cleans nothing up, so there is nothing to wait for.
+    settle(bundle, if ended { BUNDLE_GRACE } else { Duration::ZERO }).await
 }
 
 /// Ends what an interrupted task create of container `id` left running while containerd has no
@@ -55,23 +59,125 @@ pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io:
 /// create makes every later create hang), and the never started container runc may have made
 /// for it. Returns the PIDs of the shims ended.
 pub(super) async fn end_orphans(namespace: &str, id: &str) -> std::io::Result<Vec<i32>> {
-    let ended = end_shims(namespace, id).await;
-    if !ended.is_empty() {
+    let shims = end_shims(namespace, id).await;
+    // containerd may be cleaning up after that create's shim itself (a one-shot `delete` of
+    // the shim binary, then the bundle removed): a create made meanwhile would have its new
+    // bundle removed under it, so that cleanup is waited for.
+    let cleanups = cleanups_of(namespace, id).await;
+    if shims.is_empty() && cleanups.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !shims.is_empty() {
         runc_delete(&PathBuf::from(RUNC_ROOT), namespace, id).await?;
     }
-    Ok(ended)
+    let mut bundles: Vec<PathBuf> = shims.iter().filter_map(|s| s.bundle.clone()).collect();
+    bundles.extend(cleanups);
+    bundles.dedup();
+    for bundle in &bundles {
+        settle(bundle, BUNDLE_GRACE).await?;
+    }
+    Ok(shims.into_iter().map(|s| s.pid).collect())
 }
 
-/// SIGKILLs every shim daemon of container `id` in `namespace`; their PIDs.
-async fn end_shims(namespace: &str, id: &str) -> Vec<i32> {
-    let (namespace, id) = (namespace.to_owned(), id.to_owned());
-    let pids = tokio::task::spawn_blocking(move || shims_of(Path::new(PROC), &namespace, &id))
-        .await
-        .unwrap_or_default();
-    for pid in &pids {
-        kill(*pid);
+/// Waits (up to [`BUNDLE_GRACE`]) until containerd's one-shot calls of the shim binary for
+/// container `id` end; the bundles they named.
+async fn cleanups_of(namespace: &str, id: &str) -> Vec<PathBuf> {
+    let deadline = tokio::time::Instant::now() + BUNDLE_GRACE;
+    let mut bundles = Vec::new();
+    loop {
+        let (ns, i) = (namespace.to_owned(), id.to_owned());
+        let calls = tokio::task::spawn_blocking(move || calls_of(Path::new(PROC), &ns, &i))
+            .await
+            .unwrap_or_default();
+        if calls.is_empty() || tokio::time::Instant::now() >= deadline {
+            return bundles;
+        }
+        for bundle in calls.into_iter().flatten() {
+            if !bundles.contains(&bundle) {
+                bundles.push(bundle);
+            }
+        }
+        tokio::time::sleep(BUNDLE_POLL).await;
     }
-    pids
+}
+
+/// The one-shot shim calls (`... -bundle <path> delete`) of container `id` running under
+/// `proc`, each with the bundle it names (when it reads as one).
+fn calls_of(proc: &Path, namespace: &str, id: &str) -> Vec<Option<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(proc.join(pid.to_string()).join("cmdline")).ok()?;
+            let args = args_of(&cmdline);
+            (is_shim_of(&args, namespace, id) && args.last() == Some(&&b"delete"[..])).then(|| {
+                flag(&args, b"-bundle")
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(PathBuf::from)
+                    .filter(|b| is_bundle_of(b, namespace, id))
+            })
+        })
+        .collect()
+}
+
+/// After a shim of the bundle was ended: containerd, if it still held the shim, cleans its
+/// bundle up itself (and would remove a new create's bundle at the same path were that made
+/// meanwhile), so it gets `grace` ([`BUNDLE_GRACE`]); a bundle still there then is removed here.
+async fn settle(bundle: &Path, grace: Duration) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + grace;
+    while bundle.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(BUNDLE_POLL).await;
+    }
+    let bundle = bundle.to_owned();
+    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A shim daemon of a container, ended.
+struct Shim {
+    pid: i32,
+    /// Its working directory, the container's bundle (when it reads as one).
+    bundle: Option<PathBuf>,
+}
+
+/// SIGKILLs every shim daemon of container `id` in `namespace`.
+async fn end_shims(namespace: &str, id: &str) -> Vec<Shim> {
+    let (namespace, id) = (namespace.to_owned(), id.to_owned());
+    let shims = tokio::task::spawn_blocking(move || {
+        let proc = Path::new(PROC);
+        shims_of(proc, &namespace, &id)
+            .into_iter()
+            .map(|pid| Shim {
+                pid,
+                bundle: std::fs::read_link(proc.join(pid.to_string()).join("cwd"))
+                    .ok()
+                    .filter(|b| is_bundle_of(b, &namespace, &id)),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for shim in &shims {
+        kill(shim.pid);
+    }
+    shims
+}
+
+/// Whether `path` is an absolute, plain `<state>/<namespace>/<id>`.
+fn is_bundle_of(path: &Path, namespace: &str, id: &str) -> bool {
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    plain
+        && path.file_name().is_some_and(|n| n == id)
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == namespace)
 }
 
 fn kill(pid: i32) {
@@ -132,19 +238,32 @@ fn shims_of(proc: &Path, namespace: &str, id: &str) -> Vec<i32> {
 /// `id` in `namespace`: `containerd-shim-* -namespace <ns> -id <id> ...`. The shim binary's
 /// one-shot calls (`... start`, `... delete`, containerd's own) are not daemons.
 fn is_shim_daemon_of(cmdline: &[u8], namespace: &str, id: &str) -> bool {
-    let args: Vec<&[u8]> = cmdline
+    let args = args_of(cmdline);
+    is_shim_of(&args, namespace, id) && !matches!(args.last(), Some(&b"start") | Some(&b"delete"))
+}
+
+/// A command line's arguments.
+fn args_of(cmdline: &[u8]) -> Vec<&[u8]> {
+    cmdline
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
-        .collect();
+        .collect()
+}
+
+/// The value after flag `f`.
+fn flag<'a>(args: &[&'a [u8]], f: &[u8]) -> Option<&'a [u8]> {
+    args.windows(2).find(|w| w[0] == f).map(|w| w[1])
+}
+
+/// Whether the arguments run the shim binary for container `id` in `namespace`.
+fn is_shim_of(args: &[&[u8]], namespace: &str, id: &str) -> bool {
     let Some(binary) = args.first() else {
         return false;
     };
     let name = binary.rsplit(|b| *b == b'/').next().unwrap_or(binary);
-    let flag = |f: &[u8]| args.windows(2).find(|w| w[0] == f).map(|w| w[1]);
     name.starts_with(b"containerd-shim")
-        && flag(b"-namespace") == Some(namespace.as_bytes())
-        && flag(b"-id") == Some(id.as_bytes())
-        && !matches!(args.last(), Some(&b"start") | Some(&b"delete"))
+        && flag(args, b"-namespace") == Some(namespace.as_bytes())
+        && flag(args, b"-id") == Some(id.as_bytes())
 }
 
 /// The runc root the bundle's shim was given (its options.json), else the default.
@@ -256,6 +375,37 @@ mod tests {
     }
 
     #[test]
+    fn containerds_cleanup_calls_are_found_with_their_bundle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = |pid: &str, args: &[&str]| {
+            let p = dir.path().join(pid);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cmdline"), args.join("\0")).unwrap();
+        };
+        let call = |id: &'static str, action: &'static str| {
+            [
+                "/usr/bin/containerd-shim-runc-v2",
+                "-namespace",
+                "berth",
+                "-id",
+                id,
+                "-bundle",
+                "/run/c/state/berth/t1.web",
+                action,
+            ]
+        };
+        process("50", &call("t1.web", "delete"));
+        process("51", &call("t1.web", "start"));
+        process("52", &call("t2.web", "delete"));
+        assert_eq!(
+            calls_of(dir.path(), "berth", "t1.web"),
+            vec![Some(PathBuf::from("/run/c/state/berth/t1.web"))]
+        );
+        // A bundle that is not this container's is not named.
+        assert_eq!(calls_of(dir.path(), "berth", "t2.web"), vec![None]);
+    }
+
+    #[test]
     fn orphan_shims_are_found_in_the_process_list() {
         let dir = tempfile::tempdir().expect("tempdir");
         let process = |pid: &str, args: &[&str]| {
@@ -276,6 +426,29 @@ mod tests {
         assert_eq!(shims_of(dir.path(), "berth", "t1.web"), vec![7, 42]);
         assert_eq!(shims_of(dir.path(), "berth", "t3.web"), Vec::<i32>::new());
         assert!(shims_of(&dir.path().join("missing"), "berth", "t1.web").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_shims_bundle_is_left_to_containerd_then_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = dir.path().join("state/berth/t1.web");
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        // containerd cleans it up within the grace: nothing is left to remove.
+        let cleaner = bundle.clone();
+        let containerd = tokio::spawn(async move {
+            tokio::time::sleep(BUNDLE_GRACE / 2).await;
+            std::fs::remove_dir_all(cleaner).unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        settle(&bundle, BUNDLE_GRACE).await.unwrap();
+        containerd.await.unwrap();
+        assert!(started.elapsed() < BUNDLE_GRACE);
+        // containerd does not: removed after the grace.
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        let started = tokio::time::Instant::now();
+        settle(&bundle, BUNDLE_GRACE).await.unwrap();
+        assert!(started.elapsed() >= BUNDLE_GRACE);
+        assert!(!bundle.exists());
     }
 
     #[tokio::test]
