@@ -1,16 +1,12 @@
 //! Taking tasks back after an agent restart, under a crash-loop guard. A task whose resume
-//! began [`CRASH_LOOP_RESUMES`] times within [`CRASH_LOOP_WINDOW`] and never completed, each
-//! time the only resume the agent died in (so the death is the task's), is not resumed a
-//! further time: it is reported STOPPED with a reason saying so, and left as it is on the
-//! host, so one poisoned task can never keep a host down. An agent killed from outside while
-//! several tasks were resuming (an operator, the OOM killer, a busy host) blames none of them;
-//! only [`CRASH_LOOP_SHARED_RESUMES`] unfinished resumes of a task in the window, shared or
-//! not, give up on it too. Each resume is recorded in the store before its driver starts,
-//! and the record is dropped once the resume completed: the task's containers are reattached,
-//! or the task stopped, or only its timed cleanup is left. So an operator who restarts a
-//! healthy agent many times never trips the guard.
+//! began [`CRASH_LOOP_RESUMES`] times within [`CRASH_LOOP_WINDOW`] and never completed (the
+//! agent died each time before it did) is not resumed a further time: it is reported STOPPED
+//! with a reason saying so, and left as it is on the host, so one poisoned task can never keep
+//! a host down. Each resume is recorded in the store before its driver starts, and the record
+//! is dropped once the resume completed: the task's containers are reattached, or the task
+//! stopped, or only its timed cleanup is left. So an operator who restarts a healthy agent
+//! many times never trips the guard.
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::StopCode;
@@ -25,10 +21,6 @@ use crate::task::network;
 /// How many resumes of one task may begin within [`CRASH_LOOP_WINDOW`] without completing
 /// before the agent stops resuming it.
 pub(super) const CRASH_LOOP_RESUMES: usize = 3;
-/// How many resumes of one task may begin within [`CRASH_LOOP_WINDOW`] without completing,
-/// the agent dying in other tasks' resumes too, before the agent stops resuming it (as many
-/// as systemd's start limit in the unit lets the agent restart).
-pub(super) const CRASH_LOOP_SHARED_RESUMES: usize = 10;
 /// The period over which [`CRASH_LOOP_RESUMES`] unfinished resumes count as a crash loop.
 pub(super) const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
 
@@ -41,19 +33,15 @@ pub(super) enum Guard {
     GiveUp { unfinished: usize },
 }
 
-/// The guard's rule, pure: unfinished resumes older than the window no longer count, and one
-/// that began at a time in `shared` (the agent died while other tasks were resuming too) is
-/// not this task's alone.
-pub(super) fn guard(record: &ResumeRecord, now: SystemTime, shared: &HashSet<SystemTime>) -> Guard {
+/// The guard's rule, pure: unfinished resumes older than the window no longer count.
+pub(super) fn guard(record: &ResumeRecord, now: SystemTime) -> Guard {
     let mut started: Vec<SystemTime> = record
         .started
         .iter()
         .copied()
         .filter(|t| now.duration_since(*t).unwrap_or_default() < CRASH_LOOP_WINDOW)
         .collect();
-    let alone = started.iter().filter(|t| !shared.contains(t)).count();
-    if record.given_up || alone >= CRASH_LOOP_RESUMES || started.len() >= CRASH_LOOP_SHARED_RESUMES
-    {
+    if record.given_up || started.len() >= CRASH_LOOP_RESUMES {
         return Guard::GiveUp {
             unfinished: started.len(),
         };
@@ -63,26 +51,6 @@ pub(super) fn guard(record: &ResumeRecord, now: SystemTime, shared: &HashSet<Sys
         started,
         given_up: false,
     })
-}
-
-/// The times at which more than one task began a resume that never completed: the agent died
-/// while resuming several tasks, which blames none of them alone. Resumes begun by one run of
-/// the agent share their time (whole seconds, as stored).
-pub(super) fn shared_times<'a>(
-    records: impl IntoIterator<Item = &'a ResumeRecord>,
-) -> HashSet<SystemTime> {
-    let mut tasks: HashMap<SystemTime, usize> = HashMap::new();
-    for record in records.into_iter().filter(|r| !r.given_up) {
-        let times: HashSet<SystemTime> = record.started.iter().copied().collect();
-        for t in times {
-            *tasks.entry(t).or_default() += 1;
-        }
-    }
-    tasks
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(t, _)| t)
-        .collect()
 }
 
 /// The reason a task the guard gave up on is STOPPED with.
@@ -108,12 +76,6 @@ impl<R: ContainerRuntime> Engine<R> {
             return Ok(());
         };
         let now = SystemTime::now();
-        let mut records = HashMap::new();
-        for task in &stored {
-            let id = &task.state.task_id;
-            records.insert(id.clone(), self.store.resume_record(id)?);
-        }
-        let shared = shared_times(records.values());
         for task in stored {
             let id = task.state.task_id.clone();
             if state::released(&task.state) {
@@ -122,8 +84,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 self.store.forget_task(&id)?;
                 continue;
             }
-            let record = records.remove(&id).unwrap_or_default();
-            match guard(&record, now, &shared) {
+            match guard(&self.store.resume_record(&id)?, now) {
                 Guard::GiveUp { unfinished } => self.give_up(task, unfinished)?,
                 Guard::Resume(record) => {
                     // Durable before the driver starts: if resuming kills the agent, the next
@@ -241,18 +202,14 @@ mod tests {
         }
     }
 
-    fn none() -> HashSet<SystemTime> {
-        HashSet::new()
-    }
-
     #[test]
     fn the_first_resumes_are_recorded_and_allowed() {
         assert_eq!(
-            guard(&ResumeRecord::default(), at(0), &none()),
+            guard(&ResumeRecord::default(), at(0)),
             Guard::Resume(record(&[0]))
         );
         assert_eq!(
-            guard(&record(&[0, 60]), at(120), &none()),
+            guard(&record(&[0, 60]), at(120)),
             Guard::Resume(record(&[0, 60, 120]))
         );
     }
@@ -261,17 +218,17 @@ mod tests {
     fn as_many_unfinished_resumes_within_the_window_stop_the_next() {
         let window = CRASH_LOOP_WINDOW.as_secs();
         assert_eq!(
-            guard(&record(&[0, 60, 120]), at(window - 1), &none()),
+            guard(&record(&[0, 60, 120]), at(window - 1)),
             Guard::GiveUp { unfinished: 3 }
         );
         // The oldest fell out of the window: two recent ones, one more is allowed.
         assert_eq!(
-            guard(&record(&[0, 60, 120]), at(window), &none()),
+            guard(&record(&[0, 60, 120]), at(window)),
             Guard::Resume(record(&[60, 120, window]))
         );
         // Old crashes never count: a host that crashed hours ago resumes normally.
         assert_eq!(
-            guard(&record(&[0, 1, 2]), at(10 * window), &none()),
+            guard(&record(&[0, 1, 2]), at(10 * window)),
             Guard::Resume(record(&[10 * window]))
         );
     }
@@ -282,64 +239,14 @@ mod tests {
             started: Vec::new(),
             given_up: true,
         };
-        assert_eq!(
-            guard(&gave_up, at(0), &none()),
-            Guard::GiveUp { unfinished: 0 }
-        );
+        assert_eq!(guard(&gave_up, at(0)), Guard::GiveUp { unfinished: 0 });
     }
 
     #[test]
     fn a_clock_set_back_counts_the_resume_as_recent() {
         assert_eq!(
-            guard(&record(&[100, 200, 300]), at(50), &none()),
+            guard(&record(&[100, 200, 300]), at(50)),
             Guard::GiveUp { unfinished: 3 }
-        );
-    }
-
-    #[test]
-    fn deaths_while_several_tasks_resumed_blame_none_of_them() {
-        // Three runs of the agent each died while tasks a and b were both resuming (the agent
-        // killed from outside): neither is given up on.
-        let a = record(&[0, 2, 4]);
-        let b = record(&[0, 2, 4]);
-        let shared = shared_times([&a, &b]);
-        assert_eq!(shared, [0, 2, 4].map(at).into_iter().collect());
-        assert_eq!(
-            guard(&a, at(6), &shared),
-            Guard::Resume(record(&[0, 2, 4, 6]))
-        );
-        // A task the agent died resuming alone is blamed for those deaths.
-        let c = record(&[1, 3]);
-        let shared = shared_times([&a, &b, &c]);
-        assert_eq!(
-            guard(&record(&[0, 1, 3]), at(6), &shared),
-            Guard::Resume(record(&[0, 1, 3, 6]))
-        );
-        assert_eq!(
-            guard(&record(&[0, 1, 3, 5]), at(6), &shared),
-            Guard::GiveUp { unfinished: 4 }
-        );
-        // A task given up on shares nothing with the others.
-        let gave_up = ResumeRecord {
-            started: vec![at(1)],
-            given_up: true,
-        };
-        assert!(shared_times([&gave_up, &c]).is_empty());
-    }
-
-    #[test]
-    fn as_many_unfinished_resumes_as_systemd_allows_stop_the_next_even_when_shared() {
-        let times: Vec<u64> = (0..CRASH_LOOP_SHARED_RESUMES as u64).collect();
-        let shared: HashSet<SystemTime> = times.iter().map(|t| at(*t)).collect();
-        assert_eq!(
-            guard(&record(&times[1..]), at(100), &shared),
-            Guard::Resume(record(&[&times[1..], &[100]].concat()))
-        );
-        assert_eq!(
-            guard(&record(&times), at(100), &shared),
-            Guard::GiveUp {
-                unfinished: CRASH_LOOP_SHARED_RESUMES
-            }
         );
     }
 }
