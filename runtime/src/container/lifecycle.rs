@@ -175,6 +175,11 @@ impl Containers {
         stdio: Stdio,
     ) -> Result<(), Error> {
         let io_dir = self.io_dir.join(id.as_str());
+        if io_dir.join("stdout").exists() {
+            // An earlier create of this container made its FIFOs: one interrupted with the agent
+            // may have left its shim, which containerd would hand this create to.
+            self.end_orphan_shims(id).await;
+        }
         let log_path = self.log_path(task_id, name);
         let pipes = LogPipes::open(&io_dir, log_path, rotation, stdio)
             .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
@@ -247,6 +252,21 @@ impl Containers {
                 }
                 drop(pipes);
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Ends the shim (and runc's never started container) an interrupted earlier create of
+    /// this container left, before its task is made again: containerd has no task for it (the
+    /// caller checked), so no shim of it serves anything. See [`leftover::end_orphans`].
+    async fn end_orphan_shims(&self, id: &ContainerId) {
+        match leftover::end_orphans(self.client.namespace(), id.as_str()).await {
+            Ok(ended) if ended.is_empty() => {}
+            Ok(ended) => {
+                tracing::info!(container.id = %id, shims = ?ended, "ended the shim an interrupted task create of this container left");
+            }
+            Err(error) => {
+                tracing::warn!(container.id = %id, %error, "cannot remove the container an interrupted task create left");
             }
         }
     }

@@ -18,6 +18,12 @@ use std::time::Duration;
 const RUNC_ROOT: &str = "/run/containerd/runc";
 /// How long runc gets to remove the never started container.
 const RUNC_DEADLINE: Duration = Duration::from_secs(10);
+/// How long containerd gets to clean up the bundle of a shim that was ended, and how often it
+/// is looked at meanwhile.
+const BUNDLE_GRACE: Duration = Duration::from_secs(5);
+const BUNDLE_POLL: Duration = Duration::from_millis(100);
+/// Where the processes of the host are listed.
+const PROC: &str = "/proc";
 
 /// The bundle containerd names when it refuses a create of container `id` in `namespace` for
 /// an earlier create's leftover; None for any other refusal (or a path that is not exactly
@@ -25,21 +31,168 @@ const RUNC_DEADLINE: Duration = Duration::from_secs(10);
 pub(super) fn bundle_of(message: &str, namespace: &str, id: &str) -> Option<PathBuf> {
     let rest = message.split("failed to start shim: mkdir ").nth(1)?;
     let path = Path::new(rest.strip_suffix(": file exists")?);
-    let plain = path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    let named = path.file_name()? == id && path.parent().and_then(Path::file_name)? == namespace;
-    (plain && named).then(|| path.to_owned())
+    is_bundle_of(path, namespace, id).then(|| path.to_owned())
 }
 
 /// Removes the leftover bundle of container `id` in `namespace`: what containerd's own
 /// cleanup of a dead shim's bundle does.
 pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io::Result<()> {
-    let root = runc_root_of(bundle).join(namespace);
+    runc_delete(&runc_root_of(bundle), namespace, id).await?;
+    let mut ended = false;
+    if let Some(pid) = shim_pid(bundle, id) {
+        kill(pid);
+        ended = true;
+    }
+    for shim in end_shims(namespace, id).await {
+        ended = true;
+        if let Some(other) = shim.bundle.filter(|b| b != bundle) {
+            settle(&other, BUNDLE_GRACE).await?;
+        }
+    }
+    // No shim of it was running: containerd cleans nothing up, so there is nothing to wait for.
+    settle(bundle, if ended { BUNDLE_GRACE } else { Duration::ZERO }).await
+}
+
+/// Ends what an interrupted task create of container `id` left running while containerd has no
+/// task for it: a shim that still serves the container's socket (containerd 1.6 hands a later
+/// create of the same container to a shim found there, so a shim stuck in the interrupted
+/// create makes every later create hang), and the never started container runc may have made
+/// for it. Returns the PIDs of the shims ended.
+pub(super) async fn end_orphans(namespace: &str, id: &str) -> std::io::Result<Vec<i32>> {
+    let shims = end_shims(namespace, id).await;
+    // containerd may be cleaning up after that create's shim itself (a one-shot `delete` of
+    // the shim binary, then the bundle removed): a create made meanwhile would have its new
+    // bundle removed under it, so that cleanup is waited for.
+    let cleanups = cleanups_of(namespace, id).await;
+    if shims.is_empty() && cleanups.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !shims.is_empty() {
+        runc_delete(&PathBuf::from(RUNC_ROOT), namespace, id).await?;
+    }
+    let mut bundles: Vec<PathBuf> = shims.iter().filter_map(|s| s.bundle.clone()).collect();
+    bundles.extend(cleanups);
+    bundles.dedup();
+    for bundle in &bundles {
+        settle(bundle, BUNDLE_GRACE).await?;
+    }
+    Ok(shims.into_iter().map(|s| s.pid).collect())
+}
+
+/// Waits (up to [`BUNDLE_GRACE`]) until containerd's one-shot calls of the shim binary for
+/// container `id` end; the bundles they named.
+async fn cleanups_of(namespace: &str, id: &str) -> Vec<PathBuf> {
+    let deadline = tokio::time::Instant::now() + BUNDLE_GRACE;
+    let mut bundles = Vec::new();
+    loop {
+        let (ns, i) = (namespace.to_owned(), id.to_owned());
+        let calls = tokio::task::spawn_blocking(move || calls_of(Path::new(PROC), &ns, &i))
+            .await
+            .unwrap_or_default();
+        if calls.is_empty() || tokio::time::Instant::now() >= deadline {
+            return bundles;
+        }
+        for bundle in calls.into_iter().flatten() {
+            if !bundles.contains(&bundle) {
+                bundles.push(bundle);
+            }
+        }
+        tokio::time::sleep(BUNDLE_POLL).await;
+    }
+}
+
+/// The one-shot shim calls (`... -bundle <path> delete`) of container `id` running under
+/// `proc`, each with the bundle it names (when it reads as one).
+fn calls_of(proc: &Path, namespace: &str, id: &str) -> Vec<Option<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(proc.join(pid.to_string()).join("cmdline")).ok()?;
+            let args = args_of(&cmdline);
+            (is_shim_of(&args, namespace, id) && args.last() == Some(&&b"delete"[..])).then(|| {
+                flag(&args, b"-bundle")
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(PathBuf::from)
+                    .filter(|b| is_bundle_of(b, namespace, id))
+            })
+        })
+        .collect()
+}
+
+/// After a shim of the bundle was ended: containerd, if it still held the shim, cleans its
+/// bundle up itself (and would remove a new create's bundle at the same path were that made
+/// meanwhile), so it gets `grace` ([`BUNDLE_GRACE`]); a bundle still there then is removed here.
+async fn settle(bundle: &Path, grace: Duration) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + grace;
+    while bundle.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(BUNDLE_POLL).await;
+    }
+    let bundle = bundle.to_owned();
+    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A shim daemon of a container, ended.
+struct Shim {
+    pid: i32,
+    /// Its working directory, the container's bundle (when it reads as one).
+    bundle: Option<PathBuf>,
+}
+
+/// SIGKILLs every shim daemon of container `id` in `namespace`.
+async fn end_shims(namespace: &str, id: &str) -> Vec<Shim> {
+    let (namespace, id) = (namespace.to_owned(), id.to_owned());
+    let shims = tokio::task::spawn_blocking(move || {
+        let proc = Path::new(PROC);
+        shims_of(proc, &namespace, &id)
+            .into_iter()
+            .map(|pid| Shim {
+                pid,
+                bundle: std::fs::read_link(proc.join(pid.to_string()).join("cwd"))
+                    .ok()
+                    .filter(|b| is_bundle_of(b, &namespace, &id)),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for shim in &shims {
+        kill(shim.pid);
+    }
+    shims
+}
+
+/// Whether `path` is an absolute, plain `<state>/<namespace>/<id>`.
+fn is_bundle_of(path: &Path, namespace: &str, id: &str) -> bool {
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    plain
+        && path.file_name().is_some_and(|n| n == id)
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == namespace)
+}
+
+fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Force-deletes the runc container `id` under `root`/`namespace` (killing its init if it was
+/// made). A container runc never made is fine.
+async fn runc_delete(root: &Path, namespace: &str, id: &str) -> std::io::Result<()> {
     let runc = tokio::process::Command::new("runc")
         .arg("--root")
-        .arg(&root)
+        .arg(root.join(namespace))
         .args(["delete", "--force", id])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -49,30 +202,68 @@ pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io:
         // runc made no container yet when the create was interrupted before it: nothing to
         // delete, which runc says.
         Ok(Ok(out)) if !out.status.success() => {
-            tracing::debug!(container.id = %id, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "runc deleted no container of the leftover bundle");
+            tracing::debug!(container.id = %id, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "runc deleted no container of the interrupted create");
+            Ok(())
         }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "runc delete {id} did not end within {}s",
-                    RUNC_DEADLINE.as_secs()
-                ),
-            ));
-        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "runc delete {id} did not end within {}s",
+                RUNC_DEADLINE.as_secs()
+            ),
+        )),
     }
-    if let Some(pid) = shim_pid(bundle, id) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let bundle = bundle.to_owned();
-    tokio::task::spawn_blocking(move || remove_dirs(&bundle))
-        .await
-        .map_err(std::io::Error::other)?
+}
+
+/// The PIDs under `proc` (a procfs root) of shim daemons of container `id` in `namespace`.
+fn shims_of(proc: &Path, namespace: &str, id: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+        .filter(|pid| {
+            std::fs::read(proc.join(pid.to_string()).join("cmdline"))
+                .is_ok_and(|c| is_shim_daemon_of(&c, namespace, id))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether a process's command line (NUL-separated) is a containerd shim daemon of container
+/// `id` in `namespace`: `containerd-shim-* -namespace <ns> -id <id> ...`. The shim binary's
+/// one-shot calls (`... start`, `... delete`, containerd's own) are not daemons.
+fn is_shim_daemon_of(cmdline: &[u8], namespace: &str, id: &str) -> bool {
+    let args = args_of(cmdline);
+    is_shim_of(&args, namespace, id) && !matches!(args.last(), Some(&b"start") | Some(&b"delete"))
+}
+
+/// A command line's arguments.
+fn args_of(cmdline: &[u8]) -> Vec<&[u8]> {
+    cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// The value after flag `f`.
+fn flag<'a>(args: &[&'a [u8]], f: &[u8]) -> Option<&'a [u8]> {
+    args.windows(2).find(|w| w[0] == f).map(|w| w[1])
+}
+
+/// Whether the arguments run the shim binary for container `id` in `namespace`.
+fn is_shim_of(args: &[&[u8]], namespace: &str, id: &str) -> bool {
+    let Some(binary) = args.first() else {
+        return false;
+    };
+    let name = binary.rsplit(|b| *b == b'/').next().unwrap_or(binary);
+    name.starts_with(b"containerd-shim")
+        && flag(args, b"-namespace") == Some(namespace.as_bytes())
+        && flag(args, b"-id") == Some(id.as_bytes())
 }
 
 /// The runc root the bundle's shim was given (its options.json), else the default.
@@ -148,6 +339,116 @@ mod tests {
             bundle_of("runc: exec format error", "berth", "t1.web"),
             None
         );
+    }
+
+    #[test]
+    fn only_shim_daemons_of_this_container_are_orphans() {
+        let line = |args: &[&str]| args.join("\0").into_bytes();
+        let daemon = line(&[
+            "/usr/bin/containerd-shim-runc-v2",
+            "-namespace",
+            "berth",
+            "-id",
+            "t1.web",
+            "-address",
+            "/run/containerd/containerd.sock",
+        ]);
+        assert!(is_shim_daemon_of(&daemon, "berth", "t1.web"));
+        assert!(!is_shim_daemon_of(&daemon, "berth", "t1.we"));
+        assert!(!is_shim_daemon_of(&daemon, "other", "t1.web"));
+        // containerd's one-shot calls of the shim binary are not the daemon.
+        for action in ["start", "delete"] {
+            let call = line(&[
+                "containerd-shim-runc-v2",
+                "-namespace",
+                "berth",
+                "-id",
+                "t1.web",
+                action,
+            ]);
+            assert!(!is_shim_daemon_of(&call, "berth", "t1.web"), "{action}");
+        }
+        // Another program that names the container is not a shim.
+        let other = line(&["sh", "-namespace", "berth", "-id", "t1.web"]);
+        assert!(!is_shim_daemon_of(&other, "berth", "t1.web"));
+        assert!(!is_shim_daemon_of(b"", "berth", "t1.web"));
+    }
+
+    #[test]
+    fn containerds_cleanup_calls_are_found_with_their_bundle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = |pid: &str, args: &[&str]| {
+            let p = dir.path().join(pid);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cmdline"), args.join("\0")).unwrap();
+        };
+        let call = |id: &'static str, action: &'static str| {
+            [
+                "/usr/bin/containerd-shim-runc-v2",
+                "-namespace",
+                "berth",
+                "-id",
+                id,
+                "-bundle",
+                "/run/c/state/berth/t1.web",
+                action,
+            ]
+        };
+        process("50", &call("t1.web", "delete"));
+        process("51", &call("t1.web", "start"));
+        process("52", &call("t2.web", "delete"));
+        assert_eq!(
+            calls_of(dir.path(), "berth", "t1.web"),
+            vec![Some(PathBuf::from("/run/c/state/berth/t1.web"))]
+        );
+        // A bundle that is not this container's is not named.
+        assert_eq!(calls_of(dir.path(), "berth", "t2.web"), vec![None]);
+    }
+
+    #[test]
+    fn orphan_shims_are_found_in_the_process_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let process = |pid: &str, args: &[&str]| {
+            let p = dir.path().join(pid);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cmdline"), args.join("\0")).unwrap();
+        };
+        let shim = ["containerd-shim-runc-v2", "-namespace", "berth", "-id"];
+        process(
+            "42",
+            &[&shim[..], &["t1.web", "-address", "/c.sock"]].concat(),
+        );
+        process("7", &[&shim[..], &["t1.web"]].concat());
+        process("43", &[&shim[..], &["t2.web"]].concat());
+        process("44", &["sleep", "100"]);
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        std::fs::write(dir.path().join("uptime"), "1 1").unwrap();
+        assert_eq!(shims_of(dir.path(), "berth", "t1.web"), vec![7, 42]);
+        assert_eq!(shims_of(dir.path(), "berth", "t3.web"), Vec::<i32>::new());
+        assert!(shims_of(&dir.path().join("missing"), "berth", "t1.web").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_shims_bundle_is_left_to_containerd_then_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = dir.path().join("state/berth/t1.web");
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        // containerd cleans it up within the grace: nothing is left to remove.
+        let cleaner = bundle.clone();
+        let containerd = tokio::spawn(async move {
+            tokio::time::sleep(BUNDLE_GRACE / 2).await;
+            std::fs::remove_dir_all(cleaner).unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        settle(&bundle, BUNDLE_GRACE).await.unwrap();
+        containerd.await.unwrap();
+        assert!(started.elapsed() < BUNDLE_GRACE);
+        // containerd does not: removed after the grace.
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        let started = tokio::time::Instant::now();
+        settle(&bundle, BUNDLE_GRACE).await.unwrap();
+        assert!(started.elapsed() >= BUNDLE_GRACE);
+        assert!(!bundle.exists());
     }
 
     #[tokio::test]
