@@ -31,7 +31,7 @@ pub enum Command {
     /// packages install as /etc/berth/agent.toml).
     PrintDefaultConfig,
     /// Take the cluster, scheduler endpoint, CA pin and join token from the instance's
-    /// cloud-init user data (a berth: section) and EC2 tags (berth:<key>), and write them once
+    /// cloud-init user data (a berth: section) and EC2 tags (berth:KEY), and write them once
     /// to first-boot.toml beside the configuration file (run by berth-agent-first-boot.service).
     FirstBoot(FirstBootArgs),
 }

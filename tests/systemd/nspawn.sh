@@ -226,7 +226,7 @@ if [ "$mode" = bench ]; then
 		measure restart berth-agent.service
 	done
 	echo
-	echo "systemctl start berth-agent, in a booted Debian 12 root (systemd-nspawn), release build, $rounds runs each"
+	echo "systemctl start berth-agent, in a booted Debian 12 root (systemd-nspawn), binaries of $bin_dir, $rounds runs each"
 	for kind in first-start restart; do
 		for col in 2 3; do
 			what="-> READY=1"
@@ -238,7 +238,8 @@ if [ "$mode" = bench ]; then
 				}'
 		done
 	done
-	echo "  (first-start: first boot, containerd connect, store created, registration as a new instance;"
+	echo "  (first-start: first boot (no user data service: the root's network is private, so the metadata"
+	echo "   service is unreachable at once), containerd connect, store created, registration as a new instance;"
 	echo "   restart: a registered host, its store and identity on disk)"
 	exit 0
 fi
