@@ -238,7 +238,7 @@ if [ "$mode" = bench ]; then
 				}'
 		done
 	done
-	echo "  (first-start: first boot (no user data service: the root's network is private, so the metadata"
+	echo "  (first-start: first boot (no user data; the root's network is private, so the metadata"
 	echo "   service is unreachable at once), containerd connect, store created, registration as a new instance;"
 	echo "   restart: a registered host, its store and identity on disk)"
 	exit 0
