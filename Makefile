@@ -76,10 +76,13 @@ demo: deps
 	$(CARGO) build --release --workspace --bins
 	./target/release/berth-demo
 
-## bench: benchmarks that print figures (release build)
+## bench: benchmarks that print figures (release build); the last one times
+## `systemctl start berth-agent` to READY=1 and to the first heartbeat at the scheduler under a
+## real systemd (tests/systemd/nspawn.sh ... bench; BERTH_NSPAWN_BENCH_ROUNDS, default 10)
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc
+	tests/systemd/nspawn.sh target/release bench $${BERTH_NSPAWN_BENCH_ROUNDS:-10}
 
 ## doc: the API documentation, with every rustdoc warning an error (part of make test). The
 ## examples are documented too: they take the dev-dependencies' features, so the dependencies

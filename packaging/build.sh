@@ -40,7 +40,7 @@ stage() {
 		strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/$b"
 	done
 	install -m 0644 "$repo/systemd/berth-agent.service" "$repo/systemd/berth-scheduler.service" \
-		"$root/$lib_systemd/"
+		"$repo/systemd/berth-agent-first-boot.service" "$root/$lib_systemd/"
 	# etc/berth/agent.toml, man pages, completions: generated from the code.
 	"$bin_dir/berth-package-files" "$root" >/dev/null
 	chmod 0644 "$root/etc/berth/agent.toml"

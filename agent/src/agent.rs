@@ -453,6 +453,7 @@ async fn credential(config: &AgentConfig, store: &Store) -> anyhow::Result<Ident
         {
             Ok((instance_id, identity)) => {
                 store.register_anew(&config.cluster, &instance_id)?;
+                crate::first_boot::forget_used_token(join);
                 tracing::info!(instance.id = %instance_id, cluster = %config.cluster, valid_until = ?identity.not_after, "joined the cluster");
                 return Ok(Identity::Joined(Box::new(identity)));
             }

@@ -30,4 +30,22 @@ pub enum Command {
     /// Print a configuration file with every key commented out at its default (what the
     /// packages install as /etc/berth/agent.toml).
     PrintDefaultConfig,
+    /// Take the cluster, scheduler endpoint, CA pin and join token from the instance's
+    /// cloud-init user data (a berth: section) and EC2 tags (berth:KEY), and write them once
+    /// to first-boot.toml beside the configuration file (run by berth-agent-first-boot.service).
+    FirstBoot(FirstBootArgs),
+}
+
+/// Where `berth-agent first-boot` looks.
+#[derive(Debug, clap::Args)]
+pub struct FirstBootArgs {
+    /// The user data cloud-init left
+    #[arg(long, value_name = "PATH", default_value = crate::first_boot::DEFAULT_USER_DATA)]
+    pub user_data: PathBuf,
+    /// The EC2 instance metadata service
+    #[arg(long, value_name = "URL", default_value = crate::first_boot::DEFAULT_IMDS_ENDPOINT)]
+    pub imds_endpoint: String,
+    /// Do not ask the instance metadata service for tags
+    #[arg(long)]
+    pub no_imds: bool,
 }

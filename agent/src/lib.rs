@@ -2,8 +2,8 @@
 //! and drives every assigned task through `berth-runtime` to its desired state, reporting each
 //! state change durably (kept on disk until the scheduler acknowledges it).
 //!
-//! The binary uses [`cli`] (its flags, shared with the generated man page), [`config`] (load and check the configuration), [`telemetry`] (logging) and
-//! [`run`]; everything else is private to the crate:
+//! The binary uses [`cli`] (its flags, shared with the generated man page), [`config`] (load and check the configuration), [`telemetry`] (logging),
+//! [`first_boot`] (`berth-agent first-boot`) and [`run`]; everything else is private to the crate:
 //!
 //! - `agent`: wiring and shutdown.
 //! - `session`: registration, the bidirectional session, heartbeats, the outbox; `logs`: the
@@ -32,6 +32,7 @@ mod disk;
 mod drain;
 mod endpoint;
 mod engine;
+pub mod first_boot;
 mod guard;
 mod health;
 mod host;

@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use berth_agent::cli::{Cli, Command};
+use berth_agent::cli::{Cli, Command, FirstBootArgs};
 use berth_agent::config::{self, LoadedConfig};
+use berth_agent::first_boot::Outcome;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Some(Command::FirstBoot(ref args)) => first_boot(&cli, args),
         Some(Command::Run) | None => match load(&cli) {
             Ok(loaded) => run(loaded),
             Err(code) => code,
@@ -36,6 +38,54 @@ fn load(cli: &Cli) -> Result<LoadedConfig, ExitCode> {
         eprintln!("berth-agent: invalid configuration:\n{errors}");
         ExitCode::from(64)
     })
+}
+
+/// `berth-agent first-boot`: exit 0 when done (or done before), 64 when the user data, the
+/// tags or the configuration they make are wrong, 1 for anything else.
+fn first_boot(cli: &Cli, args: &FirstBootArgs) -> ExitCode {
+    let options = berth_agent::first_boot::FirstBoot {
+        config: cli.config.clone(),
+        user_data: args.user_data.clone(),
+        imds_endpoint: (!args.no_imds).then(|| args.imds_endpoint.clone()),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(berth_agent::first_boot::run(&options)) {
+        Ok(Outcome::AlreadyDone(path)) => {
+            println!(
+                "first boot done before ({} exists); nothing to do",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Written { path, taken, notes }) => {
+            for note in notes {
+                println!("{note}");
+            }
+            for (key, origin) in &taken {
+                println!("{key} from {origin}");
+            }
+            println!("wrote {} ({} keys)", path.display(), taken.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = if e.is_bad_input() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::FAILURE
+            };
+            eprintln!("berth-agent first-boot: {:#}", anyhow::Error::new(e));
+            code
+        }
+    }
 }
 
 fn run(loaded: LoadedConfig) -> ExitCode {

@@ -1,7 +1,8 @@
 # An EC2 image (AMI) for Berth hosts, built from Debian's own Debian 12 image: containerd, runc,
 # nftables and tini from Debian, the berth .deb, containerd and berth-agent enabled. The agent is
 # not configured in the image: each instance gets its cluster, scheduler endpoint, CA pin and
-# join token at launch, from its user data (cloud-init write_files; see the README).
+# join token at launch, from its user data (a berth: section, or cloud-init write_files) or its
+# EC2 tags (berth:<key>), read once by berth-agent-first-boot.service; see the README.
 #
 #   packer build -var berth_deb=target/packages/berth_0.1.0_amd64.deb packaging/packer
 #
@@ -78,6 +79,8 @@ build {
       # Nothing instance-specific in the image: no identity, no state, no token.
       "systemctl stop berth-agent.service || true",
       "rm -rf /var/lib/berth/*",
+      # The first boot runs again on each instance (berth-agent-first-boot.service).
+      "rm -f /etc/berth/first-boot.toml",
       "test ! -e /var/lib/berth/instance-identity",
       # cloud-init runs again on every instance made from the image (user data, SSH host keys).
       "cloud-init clean --logs --machine-id",

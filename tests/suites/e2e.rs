@@ -29,6 +29,8 @@ mod durability;
 mod faults;
 #[path = "e2e/fidelity.rs"]
 mod fidelity;
+#[path = "e2e/first_boot.rs"]
+mod first_boot;
 #[path = "e2e/health.rs"]
 mod health;
 #[path = "e2e/host_path_race.rs"]
@@ -108,6 +110,10 @@ fn main() -> ExitCode {
             w.trial(
                 "systemd_units_pass_systemd_analyze_verify",
                 systemd::units_pass_systemd_analyze_verify,
+            ),
+            w.trial(
+                "first_boot_from_user_data_and_tags_joins_and_forgets_the_token",
+                first_boot::first_boot_from_user_data_and_tags_joins_and_forgets_the_token,
             ),
             w.trial(
                 "systemd_agent_speaks_sd_notify_ready_status_watchdog",

@@ -350,3 +350,18 @@ impl Partial {
         }
     }
 }
+
+/// Checks `value` as the text of the key `name` would be checked in the file: `Err` holds what
+/// was expected. For values taken from elsewhere (the instance's user data or tags) before they
+/// are written to the first-boot file. An unknown key is no error here: callers name their keys.
+pub(crate) fn check_text(name: &str, value: &str) -> Result<(), String> {
+    let Some(key) = Key::from_name(name) else {
+        return Ok(());
+    };
+    let toml_value = toml::Value::String(value.to_owned());
+    match Partial::default().apply(key, Input::Toml(&toml_value), &Source::Default) {
+        Ok(()) => Ok(()),
+        Err(ConfigError::InvalidValue { expected, .. }) => Err(expected),
+        Err(other) => Err(other.to_string()),
+    }
+}

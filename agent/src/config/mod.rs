@@ -1,5 +1,6 @@
 //! The agent's configuration: a typed [`AgentConfig`] loaded from, later winning, the defaults,
-//! a TOML file, `BERTH_*` environment variables and command-line flags, with the source of every
+//! a TOML file, the first-boot file beside it ([`FIRST_BOOT_FILE`], written by `berth-agent
+//! first-boot`), `BERTH_*` environment variables and command-line flags, with the source of every
 //! value and every problem reported at once.
 //!
 //! [`load`] is pure: the caller reads the file and the environment. [`load_from_system`] does
@@ -12,6 +13,7 @@ mod flags;
 mod input;
 mod keys;
 mod layer;
+mod load;
 mod parse;
 mod template;
 
@@ -30,14 +32,29 @@ use berth_runtime::{Ipv4Cidr, MacAddr};
 pub use error::{ConfigError, ConfigErrors};
 pub use flags::Overrides;
 pub use keys::{KeyDoc, reference_table};
+#[cfg(test)]
+use load::load_with;
+pub use load::{load, load_from_system, load_from_system_with_first_boot, load_with_first_boot};
 pub use template::default_config_toml;
 
-use input::Input;
 use keys::Key;
-use layer::Partial;
+pub(crate) use layer::check_text;
 
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
+
+/// The file `berth-agent first-boot` writes beside the configuration file: what it took from
+/// the instance's user data and tags, a layer over the configuration file (and under the
+/// environment and flags).
+pub const FIRST_BOOT_FILE: &str = "first-boot.toml";
+
+/// The first-boot file of a configuration file: [`FIRST_BOOT_FILE`] in the same directory.
+pub fn first_boot_path(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(FIRST_BOOT_FILE)
+}
 
 /// The largest `max_manifest_size` accepted, in MiB: a manifest or config is held in memory
 /// whole, and real ones are kilobytes.
@@ -237,6 +254,9 @@ pub struct JoinConfig {
     pub ca_pin: Option<String>,
     /// The CA's certificate (`tls_ca_file` without the client files).
     pub ca_file: Option<PathBuf>,
+    /// The file the token was read from, if any: the agent removes the token from it once it
+    /// has joined.
+    pub token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for JoinConfig {
@@ -245,6 +265,7 @@ impl std::fmt::Debug for JoinConfig {
             .field("token", &"(secret)")
             .field("ca_pin", &self.ca_pin)
             .field("ca_file", &self.ca_file)
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -492,176 +513,4 @@ fn toml_key(name: &str) -> String {
     } else {
         toml::Value::String(name.to_owned()).to_string()
     }
-}
-
-/// Loads the configuration from what the caller read: `file` names the TOML file (the default
-/// path when `None`), `file_text` is its content or `None` when it does not exist (an error only
-/// when `explicit_file`), `env` is the process environment and `flags` the parsed command line.
-///
-/// Pure: it does not look at the filesystem, so it does not check that the TLS files exist
-/// ([`load_from_system`] does).
-pub fn load(
-    file: Option<&Path>,
-    explicit_file: bool,
-    file_text: Option<&str>,
-    env: &[(String, String)],
-    flags: &Overrides,
-) -> Result<LoadedConfig, ConfigErrors> {
-    load_with(file, explicit_file, file_text, env, flags, &|_| true)
-}
-
-/// Reads the file (`config_path`, or [`DEFAULT_CONFIG_PATH`] which may be absent) and the process
-/// environment, then [`load`]s, also checking that the TLS files exist.
-pub fn load_from_system(
-    config_path: Option<&Path>,
-    flags: &Overrides,
-) -> Result<LoadedConfig, ConfigErrors> {
-    let (path, explicit) = match config_path {
-        Some(path) => (path, true),
-        None => (Path::new(DEFAULT_CONFIG_PATH), false),
-    };
-    let mut errors = Vec::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            errors.push(ConfigError::ReadFile {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            });
-            None
-        }
-    };
-    let mut env = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        match (name.to_str(), value.to_str()) {
-            (Some(name), Some(value)) => env.push((name.to_owned(), value.to_owned())),
-            _ => {
-                let name = name.to_string_lossy();
-                if name.starts_with(keys::ENV_PREFIX) {
-                    errors.push(ConfigError::NotUnicode {
-                        name: name.into_owned(),
-                    });
-                }
-            }
-        }
-    }
-    let explicit = explicit
-        && errors
-            .iter()
-            .all(|e| !matches!(e, ConfigError::ReadFile { .. }));
-    let loaded = load_with(Some(path), explicit, text.as_deref(), &env, flags, &|p| {
-        p.is_file()
-    });
-    match loaded {
-        Ok(loaded) if errors.is_empty() => Ok(loaded),
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(ConfigErrors(more)) => {
-            errors.extend(more);
-            Err(ConfigErrors(errors))
-        }
-    }
-}
-
-fn load_with(
-    file: Option<&Path>,
-    explicit_file: bool,
-    file_text: Option<&str>,
-    env: &[(String, String)],
-    flags: &Overrides,
-    file_exists: &dyn Fn(&Path) -> bool,
-) -> Result<LoadedConfig, ConfigErrors> {
-    let path = file.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
-    let mut partial = Partial::default();
-    let mut errors = Vec::new();
-
-    match file_text {
-        Some(text) => apply_file(&mut partial, path, text, &mut errors),
-        None if explicit_file => errors.push(ConfigError::MissingFile {
-            path: path.to_path_buf(),
-        }),
-        None => {}
-    }
-    apply_env(&mut partial, env, &mut errors);
-    for (key, value) in flags.entries() {
-        if let Err(e) = partial.apply(key, Input::Flag(value), &Source::Flag) {
-            errors.push(e);
-        }
-    }
-
-    match partial.resolve(file_exists) {
-        Ok(loaded) if errors.is_empty() => Ok(loaded),
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(more) => {
-            errors.extend(more);
-            Err(ConfigErrors(errors))
-        }
-    }
-}
-
-fn apply_file(partial: &mut Partial, path: &Path, text: &str, errors: &mut Vec<ConfigError>) {
-    let table = match text.parse::<toml::Table>() {
-        Ok(table) => table,
-        Err(e) => {
-            let (line, column) = e
-                .span()
-                .map_or((1, 1), |span| line_column(text, span.start));
-            errors.push(ConfigError::Toml {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim_end().replace('\n', "; "),
-            });
-            return;
-        }
-    };
-    let origin = Source::File(path.to_path_buf());
-    for (name, value) in &table {
-        match Key::from_name(name) {
-            Some(key) => {
-                if let Err(e) = partial.apply(key, Input::Toml(value), &origin) {
-                    errors.push(e);
-                }
-            }
-            None => errors.push(ConfigError::UnknownKey {
-                key: name.clone(),
-                path: path.to_path_buf(),
-                suggestion: Key::nearest(name).map(Key::name),
-            }),
-        }
-    }
-}
-
-/// Applies every `BERTH_*` variable, sorted by name so that errors come in a stable order.
-fn apply_env(partial: &mut Partial, env: &[(String, String)], errors: &mut Vec<ConfigError>) {
-    let vars: BTreeMap<&str, &str> = env
-        .iter()
-        .filter(|(name, _)| name.starts_with(keys::ENV_PREFIX) && !keys::is_ignored_env(name))
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    for (name, value) in vars {
-        match Key::from_env(name) {
-            Some(key) => {
-                if let Err(e) = partial.apply(key, Input::Env(value), &Source::Env(name.to_owned()))
-                {
-                    errors.push(e);
-                }
-            }
-            None => errors.push(ConfigError::UnknownEnv {
-                name: name.to_owned(),
-                suggestion: name
-                    .strip_prefix(keys::ENV_PREFIX)
-                    .and_then(Key::nearest)
-                    .map(Key::env),
-            }),
-        }
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }

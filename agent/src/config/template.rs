@@ -17,8 +17,10 @@ const HEADER: &str = "\
 #
 # To join a cluster the agent needs at least scheduler_endpoint; with TLS, also join_token and
 # scheduler_ca_pin (`berthctl create-join-token` prints both), or tls_ca_file, tls_cert_file and
-# tls_key_file. On a machine image, write them at first boot (cloud-init write_files; see the
-# README). The package enables berth-agent but starts it only once one of these is set.
+# tls_key_file. On a machine image, give them in the instance's user data (a berth: section) or
+# EC2 tags (berth:<key>): berth-agent-first-boot.service writes them once to first-boot.toml
+# beside this file, read over it (see the README). The package enables berth-agent but starts
+# it only once one of these is set.
 ";
 
 /// The file: a header, then one commented block a key in the key table's order. A key without a

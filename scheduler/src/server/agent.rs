@@ -199,6 +199,7 @@ impl AgentService for Agent {
             cancel,
             last_sent: last_applied,
             log_routes: Default::default(),
+            heard_heartbeat: false,
         };
         self.shared.tracker.spawn(session.run().instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))

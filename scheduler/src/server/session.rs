@@ -80,6 +80,9 @@ pub(crate) struct Session {
     pub(crate) last_sent: u64,
     /// The open log requests: their callers' queues, by request ID.
     pub(crate) log_routes: HashMap<u64, logs::ToCaller>,
+    /// Whether a heartbeat came on this session: the first is logged (the agent's start is
+    /// measured to it by the systemd benchmark).
+    pub(crate) heard_heartbeat: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -334,6 +337,10 @@ impl Session {
                 tracing::warn!("SessionHello in an open session ignored");
             }
             agent_message::Message::Heartbeat(beat) => {
+                if !self.heard_heartbeat {
+                    self.heard_heartbeat = true;
+                    tracing::info!(instance.id = %self.instance_id, "first heartbeat of the session");
+                }
                 if let Some(health) = beat.health {
                     self.shared.telemetry.record_health(
                         &self.instance_id,

@@ -1,4 +1,4 @@
-//! Berth under systemd: both unit files pass `systemd-analyze verify`, and the real agent
+//! Berth under systemd: the unit files pass `systemd-analyze verify`, and the real agent
 //! speaks sd_notify to a test NOTIFY_SOCKET: "waiting for containerd" while containerd does
 //! not answer, READY=1 before it has joined, a STATUS line naming its instance and cluster,
 //! watchdog pings while it runs, and STOPPING=1 on SIGTERM.
@@ -24,6 +24,7 @@ pub(super) fn units_pass_systemd_analyze_verify(w: &World) -> Result<()> {
     let mut units = Vec::new();
     for (unit, binary) in [
         ("berth-agent.service", "berth-agent"),
+        ("berth-agent-first-boot.service", "berth-agent"),
         ("berth-scheduler.service", "berth-scheduler"),
     ] {
         let text = std::fs::read_to_string(unit_dir().join(unit))

@@ -90,7 +90,12 @@ impl Partial {
                         "an https:// endpoint when join_token is set",
                     ));
                 }
+                let token_file = match &token.origin {
+                    Source::File(path) => Some(path.clone()),
+                    _ => None,
+                };
                 Some(JoinConfig {
+                    token_file,
                     token: token.value,
                     ca_pin: ca_pin.map(|p| p.value),
                     ca_file: join_ca.map(|c| c.value),
