@@ -345,7 +345,8 @@ fn log_configuration(
         problems.push(Problem::with_message(
             &driver_path,
             format!(
-                "{driver_path} {} is not supported by Berth; supported: {}",
+                "{driver_path} {} is not supported by Berth; supported: {} (`berthctl logs` \
+                 reads its files; ship them with a collector on the host)",
                 l.log_driver,
                 LOG_DRIVERS.join(", ")
             ),

@@ -34,6 +34,26 @@ pub(super) struct TaskDefinition {
     _requires_compatibilities: Option<IgnoredAny>,
     #[serde(default, rename = "tags")]
     _tags: Option<IgnoredAny>,
+    // Read-only fields of describe output, and `ephemeralStorage`: accepted and ignored with a
+    // note, see `fields::TASK_DEFINITION`.
+    #[serde(default, rename = "taskDefinitionArn")]
+    _task_definition_arn: Option<IgnoredAny>,
+    #[serde(default, rename = "revision")]
+    _revision: Option<IgnoredAny>,
+    #[serde(default, rename = "status")]
+    _status: Option<IgnoredAny>,
+    #[serde(default, rename = "requiresAttributes")]
+    _requires_attributes: Option<IgnoredAny>,
+    #[serde(default, rename = "compatibilities")]
+    _compatibilities: Option<IgnoredAny>,
+    #[serde(default, rename = "registeredAt")]
+    _registered_at: Option<IgnoredAny>,
+    #[serde(default, rename = "registeredBy")]
+    _registered_by: Option<IgnoredAny>,
+    #[serde(default, rename = "deregisteredAt")]
+    _deregistered_at: Option<IgnoredAny>,
+    #[serde(default, rename = "ephemeralStorage")]
+    _ephemeral_storage: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
