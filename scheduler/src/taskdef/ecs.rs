@@ -25,6 +25,8 @@ pub(super) struct TaskDefinition {
     pub(super) network_mode: Option<String>,
     #[serde(default)]
     pub(super) volumes: Option<Vec<Volume>>,
+    #[serde(default)]
+    pub(super) runtime_platform: Option<RuntimePlatform>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -325,4 +327,13 @@ pub(super) struct Ulimit {
     pub(super) name: String,
     pub(super) soft_limit: u64,
     pub(super) hard_limit: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RuntimePlatform {
+    #[serde(default)]
+    pub(super) cpu_architecture: Option<String>,
+    #[serde(default)]
+    pub(super) operating_system_family: Option<String>,
 }

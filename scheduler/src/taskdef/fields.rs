@@ -170,10 +170,7 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
         "inferenceAccelerators",
         "Elastic Inference accelerators exist only on AWS: remove it",
     ),
-    unsupported(
-        "runtimePlatform",
-        "remove it; every instance of a Berth cluster runs Linux containers",
-    ),
+    optional("runtimePlatform", Shape::Object(RUNTIME_PLATFORM)),
     unsupported(
         "pidMode",
         "remove it; each container has its own PID namespace",
@@ -187,6 +184,20 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
         "Berth has no fault-injection endpoints: remove it or set it to false",
     ),
 ];
+
+/// A task's `runtimePlatform` (ECS RuntimePlatform), checked at placement.
+pub(super) const RUNTIME_PLATFORM: &[Field] = &[
+    optional("cpuArchitecture", Shape::String),
+    optional("operatingSystemFamily", Shape::String),
+];
+
+/// The CPU architectures of ECS's `runtimePlatform`, each with the architecture a Berth agent
+/// reports in its `berth.cpu-architecture` attribute.
+pub(crate) const CPU_ARCHITECTURES: &[(&str, &str)] = &[("X86_64", "amd64"), ("ARM64", "arm64")];
+
+/// The operating-system family of ECS's `runtimePlatform` Berth runs, with the OS a Berth agent
+/// reports in its `berth.os-type` attribute.
+pub(crate) const OS_FAMILIES: &[(&str, &str)] = &[("LINUX", "linux")];
 
 /// One element of `containerDefinitions`.
 pub(super) const CONTAINER_DEFINITION: &[Field] = &[

@@ -107,3 +107,42 @@ fn describe_output_registers_as_the_definition_it_wraps() {
             .contains("unknown field `taskDefinition`")
     );
 }
+
+#[test]
+fn runtime_platform_is_carried_and_windows_is_refused_by_name() {
+    let with = |platform: &str| {
+        format!(
+            r#"{{"family":"f","runtimePlatform":{platform},
+                "containerDefinitions":[{{"name":"a","image":"i","memory":64}}]}}"#
+        )
+    };
+    let def = super::parse(&with(
+        r#"{"cpuArchitecture":"ARM64","operatingSystemFamily":"LINUX"}"#,
+    ))
+    .unwrap();
+    let platform = def.runtime_platform.unwrap();
+    assert_eq!(
+        (
+            platform.cpu_architecture.as_str(),
+            platform.operating_system_family.as_str()
+        ),
+        ("ARM64", "LINUX")
+    );
+    let windows = super::parse(&with(
+        r#"{"operatingSystemFamily":"WINDOWS_SERVER_2022_CORE"}"#,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        windows,
+        "runtimePlatform.operatingSystemFamily: `WINDOWS_SERVER_2022_CORE`: Berth does not run \
+         Windows containers; use LINUX"
+    );
+    let arch = super::parse(&with(r#"{"cpuArchitecture":"x86"}"#))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        arch,
+        "runtimePlatform.cpuArchitecture: `x86` is not a CPU architecture: use X86_64 or ARM64"
+    );
+}
