@@ -57,6 +57,8 @@ mod security;
 mod store_damage;
 #[path = "e2e/systemd.rs"]
 mod systemd;
+#[path = "e2e/taskdefs.rs"]
+mod taskdefs;
 #[path = "e2e/tasks.rs"]
 mod tasks;
 #[path = "e2e/telemetry.rs"]
@@ -270,6 +272,10 @@ fn main() -> ExitCode {
             w.trial(
                 "unsupported_container_fields_are_refused_by_name",
                 container_fields::unsupported_fields,
+            ),
+            w.trial(
+                "taskdef_corpus_registers_unchanged_and_runs",
+                taskdefs::corpus_registers_and_runs,
             ),
             w.trial(
                 "privileged_is_refused_by_default_and_runs_when_allowed",

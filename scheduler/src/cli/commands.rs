@@ -164,9 +164,16 @@ impl Context<'_> {
                     .await?;
                 let definition = response.task_definition.unwrap_or_default();
                 let name = format!("{}:{}", definition.family, definition.revision);
+                // The notes go to standard error, so that the name (or the JSON) on standard
+                // output stays what scripts read.
+                let mut stderr = std::io::stderr();
+                for note in &response.notes {
+                    writeln!(stderr, "note: {note}").map_err(CliError::Output)?;
+                }
                 self.emit(
-                    &json::OneTaskDefinition {
+                    &json::RegisteredTaskDefinition {
                         task_definition: json::TaskDefinition::from(&definition),
+                        notes: response.notes.clone(),
                     },
                     || format!("{name}\n"),
                 )

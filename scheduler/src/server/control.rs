@@ -35,12 +35,17 @@ impl Control {
         stats::annotate(&self.shared, instances);
     }
 
-    /// Parses and registers an ECS JSON definition.
-    async fn register_json(&self, json: &str) -> Result<pb::TaskDefinition, ServerError> {
-        let def = taskdef::parse(json)?;
-        self.shared
-            .db(move |s| s.register_task_definition(def))
-            .await
+    /// Parses and registers an ECS JSON definition; the notes say what was ignored.
+    async fn register_json(
+        &self,
+        json: &str,
+    ) -> Result<(pb::TaskDefinition, Vec<String>), ServerError> {
+        let taskdef::Parsed { definition, notes } = taskdef::parse_with_notes(json)?;
+        let stored = self
+            .shared
+            .db(move |s| s.register_task_definition(definition))
+            .await?;
+        Ok((stored, notes))
     }
 }
 
@@ -125,9 +130,10 @@ impl ControlService for Control {
         self.shared
             .authorize(&request, Rpc::RegisterTaskDefinition, Scope::Shared)?;
         let json = request.into_inner().task_definition_json;
-        let def = self.register_json(&json).await?;
+        let (def, notes) = self.register_json(&json).await?;
         Ok(Response::new(pb::RegisterTaskDefinitionResponse {
             task_definition: Some(def),
+            notes,
         }))
     }
 
@@ -183,7 +189,7 @@ impl ControlService for Control {
         let reference = match req.definition {
             Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => r,
             Some(run_task_request::Definition::TaskDefinitionJson(json)) => {
-                let def = self.register_json(&json).await?;
+                let (def, _notes) = self.register_json(&json).await?;
                 format!("{}:{}", def.family, def.revision)
             }
             _ => return Err(ServerError::MissingDefinition.into()),

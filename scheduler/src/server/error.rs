@@ -105,6 +105,7 @@ impl From<ServerError> for Status {
                 }
                 StoreError::NoConnectedInstance { .. }
                 | StoreError::NoCapacity { .. }
+                | StoreError::NoMatchingPlatform { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
                 StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
                     internal(s)

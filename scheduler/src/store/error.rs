@@ -76,6 +76,16 @@ pub enum StoreError {
         id: String,
         why: String,
     },
+    #[error(
+        "no instance of cluster {cluster} has the runtimePlatform of {task_definition}: {}; register an instance of that platform, or change runtimePlatform",
+        instances.join("; ")
+    )]
+    NoMatchingPlatform {
+        cluster: String,
+        task_definition: String,
+        /// Each candidate instance with why it does not match.
+        instances: Vec<String>,
+    },
     #[error("{}", no_capacity_message(self))]
     NoCapacity {
         cluster: String,

@@ -27,6 +27,7 @@ mod error;
 mod instances;
 mod lifecycle;
 mod placement;
+mod platform;
 mod ports;
 mod reconcile;
 mod records;

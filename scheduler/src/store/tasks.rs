@@ -9,6 +9,7 @@ use redb::{ReadableTable, WriteTransaction};
 use super::codec::{all_recs, load_task, load_tasks, put_task};
 use super::definitions::load_definition;
 use super::placement::{self, Demand, NoCandidate, Shortage, Unplaced};
+use super::platform;
 use super::records::InstanceRecord;
 use super::sessions::enqueue;
 use super::views::{active_definitions, is_active, network_mode, task_size};
@@ -229,6 +230,16 @@ fn place_tasks(
             degraded: pool.degraded(),
         });
     }
+    platform::retain_matching(&mut candidates, pool.instances, def).map_err(|mismatches| {
+        StoreError::NoMatchingPlatform {
+            cluster: cluster.to_owned(),
+            task_definition: format!("{}:{}", def.family, def.revision),
+            instances: mismatches
+                .into_iter()
+                .map(|m| format!("{} {}", m.instance_id, m.why))
+                .collect(),
+        }
+    })?;
     let demand = Demand::of(def);
     placement::place(&mut candidates, &demand, requested)
         .map_err(|unplaced| no_room(cluster, &demand, requested, candidates.len(), unplaced))

@@ -9,11 +9,11 @@ use berth_proto::v1 as proto;
 
 use super::error::Problem;
 use super::fields::{
-    DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS, DEFAULT_HEALTH_CHECK_RETRIES,
+    CPU_ARCHITECTURES, DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS, DEFAULT_HEALTH_CHECK_RETRIES,
     DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS, DEFAULT_RESTART_ATTEMPT_PERIOD_SECONDS,
     DEPENDENCY_CONDITIONS, HEALTH_CHECK_INTERVAL_SECONDS, HEALTH_CHECK_RETRIES,
     HEALTH_CHECK_START_PERIOD_SECONDS, HEALTH_CHECK_TIMEOUT_SECONDS, LOG_DRIVERS, LOG_OPTIONS,
-    MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, RESTART_ATTEMPT_PERIOD_SECONDS,
+    MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, OS_FAMILIES, RESTART_ATTEMPT_PERIOD_SECONDS,
 };
 use super::validate::{below_minimum, start_timeout_out_of_range};
 use super::{ecs, linux, network, volumes, walk};
@@ -79,6 +79,41 @@ pub(super) fn definition(
         source_json: json.to_owned(),
         volumes: volumes::convert(volumes),
         image_pull_behavior,
+        runtime_platform: ecs.runtime_platform.map(|p| runtime_platform(p, problems)),
+    }
+}
+
+/// A `runtimePlatform`: LINUX with X86_64 or ARM64; Windows families are refused by name.
+fn runtime_platform(
+    p: ecs::RuntimePlatform,
+    problems: &mut Vec<Problem>,
+) -> proto::RuntimePlatform {
+    let cpu_architecture = p.cpu_architecture.unwrap_or_default();
+    if !cpu_architecture.is_empty()
+        && !CPU_ARCHITECTURES
+            .iter()
+            .any(|(a, _)| *a == cpu_architecture)
+    {
+        problems.push(Problem::at(
+            "runtimePlatform.cpuArchitecture",
+            format!("`{cpu_architecture}` is not a CPU architecture: use X86_64 or ARM64"),
+        ));
+    }
+    let family = p.operating_system_family.unwrap_or_default();
+    if family.starts_with("WINDOWS") {
+        problems.push(Problem::at(
+            "runtimePlatform.operatingSystemFamily",
+            format!("`{family}`: Berth does not run Windows containers; use LINUX"),
+        ));
+    } else if !family.is_empty() && !OS_FAMILIES.iter().any(|(f, _)| *f == family) {
+        problems.push(Problem::at(
+            "runtimePlatform.operatingSystemFamily",
+            format!("`{family}` is not an operating system family: use LINUX"),
+        ));
+    }
+    proto::RuntimePlatform {
+        cpu_architecture,
+        operating_system_family: family,
     }
 }
 
@@ -357,7 +392,8 @@ fn log_configuration(
         problems.push(Problem::with_message(
             &driver_path,
             format!(
-                "{driver_path} {} is not supported by Berth; supported: {}",
+                "{driver_path} {} is not supported by Berth; supported: {} (`berthctl logs` \
+                 reads its files; ship them with a collector on the host)",
                 l.log_driver,
                 LOG_DRIVERS.join(", ")
             ),

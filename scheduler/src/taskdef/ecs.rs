@@ -27,6 +27,7 @@ pub(super) struct TaskDefinition {
     pub(super) volumes: Option<Vec<Volume>>,
     #[serde(default)]
     pub(super) berth: Option<Berth>,
+    pub(super) runtime_platform: Option<RuntimePlatform>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -36,6 +37,26 @@ pub(super) struct TaskDefinition {
     _requires_compatibilities: Option<IgnoredAny>,
     #[serde(default, rename = "tags")]
     _tags: Option<IgnoredAny>,
+    // Read-only fields of describe output, and `ephemeralStorage`: accepted and ignored with a
+    // note, see `fields::TASK_DEFINITION`.
+    #[serde(default, rename = "taskDefinitionArn")]
+    _task_definition_arn: Option<IgnoredAny>,
+    #[serde(default, rename = "revision")]
+    _revision: Option<IgnoredAny>,
+    #[serde(default, rename = "status")]
+    _status: Option<IgnoredAny>,
+    #[serde(default, rename = "requiresAttributes")]
+    _requires_attributes: Option<IgnoredAny>,
+    #[serde(default, rename = "compatibilities")]
+    _compatibilities: Option<IgnoredAny>,
+    #[serde(default, rename = "registeredAt")]
+    _registered_at: Option<IgnoredAny>,
+    #[serde(default, rename = "registeredBy")]
+    _registered_by: Option<IgnoredAny>,
+    #[serde(default, rename = "deregisteredAt")]
+    _deregistered_at: Option<IgnoredAny>,
+    #[serde(default, rename = "ephemeralStorage")]
+    _ephemeral_storage: Option<IgnoredAny>,
 }
 
 /// Berth's extensions (`fields::BERTH`).
@@ -315,4 +336,13 @@ pub(super) struct Ulimit {
     pub(super) name: String,
     pub(super) soft_limit: u64,
     pub(super) hard_limit: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RuntimePlatform {
+    #[serde(default)]
+    pub(super) cpu_architecture: Option<String>,
+    #[serde(default)]
+    pub(super) operating_system_family: Option<String>,
 }

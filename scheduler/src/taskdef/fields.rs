@@ -4,11 +4,17 @@
 //! - **supported**: checked against its JSON shape and carried into the proto model;
 //! - **ignored**: accepted and dropped because it has no effect on a Berth host (IAM roles,
 //!   launch-type compatibilities, tags);
-//! - **unsupported**: refused by name while present ("is not supported by Berth yet"), so that
-//!   nothing a user asked for is dropped silently.
+//! - **read-only**: the fields `aws ecs describe-task-definition` adds, which people save and
+//!   register again: accepted, dropped, and named in one note of the registration's output;
+//! - **noted**: accepted and dropped with a note of its own (`ephemeralStorage`);
+//! - **unsupported**: refused by name while it asks for something, with what to use instead,
+//!   so that nothing a user asked for is dropped silently.
+//!
+//! An optional field that is `null`, `[]`, `{}` or `""` (and an unsupported one that is `false`)
+//! asks for nothing and is the same as absent, at every level (`walk::prune`).
 //!
 //! Supporting a field later means moving its entry from `unsupported` to `supported` here, adding
-//! it to the serde structs in `ecs.rs` and converting it in `mod.rs`.
+//! it to the serde structs in `ecs.rs` and converting it in `convert.rs`.
 
 /// What Berth does with a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +22,14 @@ pub(super) enum Support {
     Supported,
     /// Accepted and dropped: it has no effect on a Berth host.
     Ignored,
-    /// Refused while present: Berth cannot honour it yet.
-    Unsupported,
+    /// Accepted and dropped: a read-only field of describe-task-definition output, named in the
+    /// registration's note.
+    ReadOnly,
+    /// Accepted and dropped, with this note in the registration's output.
+    Noted(&'static str),
+    /// Refused while it asks for something: Berth cannot honour it; the text says what to use
+    /// instead.
+    Unsupported(&'static str),
 }
 
 /// The JSON shape a supported field must have.
@@ -83,10 +95,29 @@ const fn ignored(name: &'static str) -> Field {
     }
 }
 
-const fn unsupported(name: &'static str) -> Field {
+const fn read_only(name: &'static str) -> Field {
     Field {
         name,
-        support: Support::Unsupported,
+        support: Support::ReadOnly,
+        required: false,
+        shape: Shape::Any,
+    }
+}
+
+const fn noted(name: &'static str, note: &'static str) -> Field {
+    Field {
+        name,
+        support: Support::Noted(note),
+        required: false,
+        shape: Shape::Any,
+    }
+}
+
+/// A field Berth refuses while it asks for something; `instead` says what to do instead.
+const fn unsupported(name: &'static str, instead: &'static str) -> Field {
+    Field {
+        name,
+        support: Support::Unsupported(instead),
         required: false,
         shape: Shape::Any,
     }
@@ -113,15 +144,62 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
     optional("volumes", Shape::ObjectList(VOLUME)),
     // Berth's own extensions, in one object so that no ECS field name is ever taken.
     optional("berth", Shape::Object(BERTH)),
-    unsupported("placementConstraints"),
-    unsupported("proxyConfiguration"),
-    unsupported("inferenceAccelerators"),
-    unsupported("ephemeralStorage"),
-    unsupported("runtimePlatform"),
-    unsupported("pidMode"),
-    unsupported("ipcMode"),
-    unsupported("enableFaultInjection"),
+    // What `aws ecs describe-task-definition` adds to a definition.
+    read_only("taskDefinitionArn"),
+    read_only("revision"),
+    read_only("status"),
+    read_only("requiresAttributes"),
+    read_only("compatibilities"),
+    read_only("registeredAt"),
+    read_only("registeredBy"),
+    read_only("deregisteredAt"),
+    noted(
+        "ephemeralStorage",
+        "ephemeralStorage is ignored, as ECS ignores it on EC2: a task's writable layers use the \
+         host's disk",
+    ),
+    unsupported(
+        "placementConstraints",
+        "memberOf placement constraints (the cluster query language) come with services; \
+         place the task on a chosen instance with `berthctl run-task --container-instance ID`",
+    ),
+    unsupported(
+        "proxyConfiguration",
+        "Berth has no App Mesh integration: run the proxy as a container of the task and point \
+         the application at it",
+    ),
+    unsupported(
+        "inferenceAccelerators",
+        "Elastic Inference accelerators exist only on AWS: remove it",
+    ),
+    optional("runtimePlatform", Shape::Object(RUNTIME_PLATFORM)),
+    unsupported(
+        "pidMode",
+        "remove it; each container has its own PID namespace",
+    ),
+    unsupported(
+        "ipcMode",
+        "remove it; each container has its own IPC namespace",
+    ),
+    unsupported(
+        "enableFaultInjection",
+        "Berth has no fault-injection endpoints: remove it or set it to false",
+    ),
 ];
+
+/// A task's `runtimePlatform` (ECS RuntimePlatform), checked at placement.
+pub(super) const RUNTIME_PLATFORM: &[Field] = &[
+    optional("cpuArchitecture", Shape::String),
+    optional("operatingSystemFamily", Shape::String),
+];
+
+/// The CPU architectures of ECS's `runtimePlatform`, each with the architecture a Berth agent
+/// reports in its `berth.cpu-architecture` attribute.
+pub(crate) const CPU_ARCHITECTURES: &[(&str, &str)] = &[("X86_64", "amd64"), ("ARM64", "arm64")];
+
+/// The operating-system family of ECS's `runtimePlatform` Berth runs, with the OS a Berth agent
+/// reports in its `berth.os-type` attribute.
+pub(crate) const OS_FAMILIES: &[(&str, &str)] = &[("LINUX", "linux")];
 
 /// The task-level `berth` object: Berth's extensions of an ECS task definition.
 pub(super) const BERTH: &[Field] = &[
@@ -168,12 +246,34 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dockerSecurityOptions", Shape::StringList),
     optional("interactive", Shape::Bool),
     optional("pseudoTerminal", Shape::Bool),
-    unsupported("repositoryCredentials"),
-    unsupported("secrets"),
-    unsupported("versionConsistency"),
-    unsupported("resourceRequirements"),
-    unsupported("firelensConfiguration"),
-    unsupported("credentialSpecs"),
+    unsupported(
+        "repositoryCredentials",
+        "credentials from AWS Secrets Manager are not fetched yet: use an image the agent can \
+         pull without credentials",
+    ),
+    unsupported(
+        "secrets",
+        "values from AWS SSM Parameter Store and Secrets Manager are not fetched yet: pass them \
+         with `environmentFiles` of type `file` (a file on the host, read when the task starts)",
+    ),
+    unsupported(
+        "versionConsistency",
+        "remove it; the agent resolves an image's tag when it pulls it for a task",
+    ),
+    unsupported(
+        "resourceRequirements",
+        "GPUs and inference accelerators are not scheduled by Berth: map a device with \
+         `linuxParameters.devices` on an agent whose `allowed_devices` lists it",
+    ),
+    unsupported(
+        "firelensConfiguration",
+        "FireLens log routing is not supported: keep the json-file log driver (`berthctl logs` \
+         reads it) and ship the log files with a collector on the host",
+    ),
+    unsupported(
+        "credentialSpecs",
+        "credential specs are for Windows containers (gMSA), which Berth does not run: remove it",
+    ),
 ];
 
 /// One element of a container's `portMappings` (ECS PortMapping). ECS lets `containerPort` be
@@ -186,8 +286,14 @@ pub(super) const PORT_MAPPING: &[Field] = &[
     // Connect, and neither changes how the port is mapped.
     ignored("name"),
     ignored("appProtocol"),
-    unsupported("containerPortRange"),
-    unsupported("hostPortRange"),
+    unsupported(
+        "containerPortRange",
+        "map each port with its own `containerPort`",
+    ),
+    unsupported(
+        "hostPortRange",
+        "map each port with its own `containerPort` and `hostPort`",
+    ),
 ];
 
 /// The protocols of a port mapping, as stored (ECS accepts them in lower case).
@@ -208,9 +314,18 @@ pub(super) const VOLUME: &[Field] = &[
         "dockerVolumeConfiguration",
         Shape::Object(DOCKER_VOLUME_CONFIGURATION),
     ),
-    unsupported("efsVolumeConfiguration"),
-    unsupported("fsxWindowsFileServerVolumeConfiguration"),
-    unsupported("configuredAtLaunch"),
+    unsupported(
+        "efsVolumeConfiguration",
+        "mount the file system on the host and use a `host` volume with its `sourcePath`",
+    ),
+    unsupported(
+        "fsxWindowsFileServerVolumeConfiguration",
+        "FSx for Windows volumes are for Windows containers, which Berth does not run",
+    ),
+    unsupported(
+        "configuredAtLaunch",
+        "volumes configured at launch come with services: use a `host` volume or a task volume",
+    ),
 ];
 
 /// A volume's `host` (ECS HostVolumeProperties).
@@ -308,8 +423,10 @@ pub(super) const RESTART_POLICY: &[Field] = &[
 pub(super) const LOG_CONFIGURATION: &[Field] = &[
     required("logDriver", Shape::String),
     optional("options", Shape::StringMap),
-    // Secrets come from AWS Secrets Manager or SSM, which a Berth host cannot reach.
-    unsupported("secretOptions"),
+    unsupported(
+        "secretOptions",
+        "log driver secrets from AWS are not fetched: the json-file driver needs none",
+    ),
 ];
 
 /// The log drivers a Berth host has.

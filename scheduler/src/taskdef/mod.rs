@@ -27,12 +27,29 @@ mod walk;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_corpus;
+#[cfg(test)]
+mod tests_empty;
 
 use berth_proto::v1 as proto;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use error::{Problem, TaskDefError};
 use fields::TASK_DEFINITION;
+pub(crate) use fields::{CPU_ARCHITECTURES, OS_FAMILIES};
+
+/// A definition that parsed, with the notes for the person who registers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub definition: proto::TaskDefinition,
+    /// What was accepted and ignored (read-only fields of describe output, the describe
+    /// wrapper, `ephemeralStorage`), one sentence each; empty when nothing was.
+    pub notes: Vec<String>,
+}
+
+/// The members of `aws ecs describe-task-definition` output around the definition itself.
+const DESCRIBE_WRAPPER: &[&str] = &["taskDefinition", "tags"];
 
 /// Parses and validates ECS RegisterTaskDefinition JSON.
 ///
@@ -40,19 +57,38 @@ use fields::TASK_DEFINITION;
 /// `json` as `source_json`. An absent `networkMode` becomes "bridge"; an absent task-level `cpu`
 /// or `memory` stays 0 (the task is then the sum of its containers).
 pub fn parse(json: &str) -> Result<proto::TaskDefinition, TaskDefError> {
+    parse_with_notes(json).map(|parsed| parsed.definition)
+}
+
+/// [`parse`], with the notes of what was accepted and ignored.
+///
+/// Saved describe output is taken as it is: its `{"taskDefinition": {...}, "tags": [...]}`
+/// wrapper is unwrapped and its read-only fields are ignored, each named in a note.
+pub fn parse_with_notes(json: &str) -> Result<Parsed, TaskDefError> {
     let value: Value = serde_json::from_str(json).map_err(syntax_error)?;
-    let Some(map) = value.as_object() else {
+    let Value::Object(mut map) = value else {
         return Err(TaskDefError::NotAnObject {
             found: json_type(&value),
         });
     };
+    let mut notes = Vec::new();
+    if let Some(inner) = unwrap_describe_output(&mut map) {
+        map = inner;
+        notes.push(
+            "read the definition from the `taskDefinition` of describe-task-definition output; \
+             its `tags` are ignored"
+                .to_owned(),
+        );
+    }
+    walk::prune(&mut map, TASK_DEFINITION);
+    let task_memory_given = map.contains_key("memory");
     let mut problems = Vec::new();
-    walk::check_object(map, TASK_DEFINITION, "", &mut problems);
+    let mut ignored = walk::Notes::default();
+    walk::check_object(&map, TASK_DEFINITION, "", &mut problems, &mut ignored);
     if !problems.is_empty() {
         return Err(TaskDefError::Invalid { problems });
     }
-    let task_memory_given = map.get("memory").is_some_and(|m| !m.is_null());
-    let mut value = value;
+    let mut value = Value::Object(map);
     remove_nulls(&mut value);
     let ecs: ecs::TaskDefinition =
         serde_json::from_value(value).map_err(|error| TaskDefError::Invalid {
@@ -60,10 +96,38 @@ pub fn parse(json: &str) -> Result<proto::TaskDefinition, TaskDefError> {
         })?;
     let definition = convert::definition(ecs, json, &mut problems);
     validate::definition(&definition, task_memory_given, &mut problems);
-    if problems.is_empty() {
-        Ok(definition)
-    } else {
-        Err(TaskDefError::Invalid { problems })
+    if !problems.is_empty() {
+        return Err(TaskDefError::Invalid { problems });
+    }
+    if !ignored.read_only.is_empty() {
+        let names: Vec<_> = ignored.read_only.iter().copied().collect();
+        notes.push(format!(
+            "ignored the read-only fields of describe-task-definition output: {} (the \
+             scheduler assigns its own revision and registration time)",
+            names.join(", ")
+        ));
+    }
+    notes.extend(ignored.ignored.iter().map(|note| (*note).to_owned()));
+    Ok(Parsed { definition, notes })
+}
+
+/// The definition inside describe output (`{"taskDefinition": {...}, "tags": [...]}`), when
+/// `map` is that wrapper and nothing else.
+fn unwrap_describe_output(map: &mut Map<String, Value>) -> Option<Map<String, Value>> {
+    let wrapper = map.contains_key("taskDefinition")
+        && map
+            .keys()
+            .all(|key| DESCRIBE_WRAPPER.contains(&key.as_str()));
+    if !wrapper {
+        return None;
+    }
+    match map.remove("taskDefinition") {
+        Some(Value::Object(inner)) => Some(inner),
+        Some(other) => {
+            map.insert("taskDefinition".to_owned(), other);
+            None
+        }
+        None => None,
     }
 }
 

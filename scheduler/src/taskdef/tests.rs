@@ -86,7 +86,8 @@ fn every_supported_and_ignored_field() {
         (app.cpu, app.memory_mib, app.memory_reservation_mib),
         (512, 512, 256)
     );
-    assert!(app.essential && app.entry_point_set && app.entry_point.is_empty());
+    // An empty entryPoint is absent, as on ECS: the image's own entrypoint runs.
+    assert!(app.essential && !app.entry_point_set && app.entry_point.is_empty());
     assert!(app.command_set);
     assert_eq!(app.command, ["serve", "--port", "80"]);
     assert_eq!(app.environment.get("A").map(String::as_str), Some("1"));
@@ -218,31 +219,38 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 
 #[test]
 fn unsupported_fields_are_refused_by_name_and_path() {
-    let json = r#"{"family":"f","pidMode":"host","containerDefinitions":[
-        {"name":"a","image":"i","memory":64,"repositoryCredentials":{}},
-        {"name":"b","image":"i","memory":64,"firelensConfiguration":{},"secrets":[],"credentialSpecs":[]}]}"#;
-    assert_eq!(
-        problems(json),
-        [
-            "field `repositoryCredentials` at containerDefinitions[0] is not supported by Berth yet",
-            "field `credentialSpecs` at containerDefinitions[1] is not supported by Berth yet",
-            "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth yet",
-            "field `secrets` at containerDefinitions[1] is not supported by Berth yet",
-            "field `pidMode` is not supported by Berth yet",
-        ]
-    );
+    let json = r#"{"family":"f","enableFaultInjection":true,"containerDefinitions":[
+        {"name":"a","image":"i","memory":64,"repositoryCredentials":{"credentialsParameter":"arn"}},
+        {"name":"b","image":"i","memory":64,"firelensConfiguration":{"type":"fluentbit"},
+         "secrets":[{"name":"A","valueFrom":"arn:aws:ssm:::parameter/a"}],"credentialSpecs":["x"]}]}"#;
+    let found = problems(json);
+    let names = [
+        "field `repositoryCredentials` at containerDefinitions[0] is not supported by Berth: ",
+        "field `credentialSpecs` at containerDefinitions[1] is not supported by Berth: ",
+        "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth: ",
+        "field `secrets` at containerDefinitions[1] is not supported by Berth: ",
+        "field `enableFaultInjection` is not supported by Berth: ",
+    ];
+    assert_eq!(found.len(), names.len(), "{found:?}");
+    for (problem, name) in found.iter().zip(names) {
+        assert!(
+            problem.starts_with(name),
+            "{problem:?} does not start with {name:?}"
+        );
+    }
+    assert!(found[3].contains("environmentFiles"), "{found:?}");
     match parse(json) {
         Err(TaskDefError::Invalid { problems }) => {
             assert_eq!(
                 problems[0].path(),
                 "containerDefinitions[0].repositoryCredentials"
             );
-            assert_eq!(problems[4].path(), "pidMode");
+            assert_eq!(problems[4].path(), "enableFaultInjection");
         }
         other => panic!("{other:?}"),
     }
-    // Absent (null) is not present.
-    assert!(parse(r#"{"family":"f","pidMode":null,"containerDefinitions":[{"name":"a","image":"i","memory":6}]}"#).is_ok());
+    // Absent (null), empty and false ask for nothing.
+    assert!(parse(r#"{"family":"f","pidMode":null,"enableFaultInjection":false,"containerDefinitions":[{"name":"a","image":"i","memory":6,"secrets":[]}]}"#).is_ok());
 }
 
 #[test]
@@ -410,11 +418,11 @@ fn tables_and_serde_structs_agree() {
     let supported = |table: &[fields::Field]| {
         table
             .iter()
-            .filter(|f| f.support != fields::Support::Unsupported)
+            .filter(|f| !matches!(f.support, fields::Support::Unsupported(_)))
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 11);
+    assert_eq!(supported(fields::TASK_DEFINITION), 21);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);
@@ -695,7 +703,7 @@ fn other_log_drivers_options_and_secrets_are_refused_by_name() {
             r#"{"logDriver":"awslogs","options":{"awslogs-group":"g"}}"#
         )),
         "task definition has 2 problems:\n  \
-         containerDefinitions[0].logConfiguration.logDriver awslogs is not supported by Berth; supported: json-file\n  \
+         containerDefinitions[0].logConfiguration.logDriver awslogs is not supported by Berth; supported: json-file (`berthctl logs` reads its files; ship them with a collector on the host)\n  \
          containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: option awslogs-group is not supported by Berth; supported: max-size, max-file"
     );
     assert_eq!(
@@ -716,7 +724,7 @@ fn other_log_drivers_options_and_secrets_are_refused_by_name() {
         secret[0].contains("secretOptions") && secret[0].contains("not supported by Berth"),
         "{secret:?}"
     );
-    let missing = problems(&with_log_configuration(r#"{"options":{}}"#));
+    let missing = problems(&with_log_configuration(r#"{"options":{"max-file":"2"}}"#));
     assert!(missing[0].contains("logDriver"), "{missing:?}");
 }
 
@@ -750,10 +758,8 @@ fn volumes_mount_points_and_volumes_from_are_carried() {
         Some("/srv/data")
     );
     assert!(def.volumes[1].host.is_none() && def.volumes[1].docker_volume_configuration.is_none());
-    assert_eq!(
-        def.volumes[2].host.as_ref().map(|h| h.source_path.as_str()),
-        Some("")
-    );
+    // `"host": {}` asks for nothing: a task volume, as in ECS.
+    assert!(def.volumes[2].host.is_none());
     let fast = def.volumes[3].docker_volume_configuration.as_ref().unwrap();
     assert_eq!(
         (fast.scope.as_str(), fast.driver.as_str()),
@@ -764,12 +770,8 @@ fn volumes_mount_points_and_volumes_from_are_carried() {
         Some("size=64m,mode=1777,noexec")
     );
     assert_eq!(fast.labels.get("team").map(String::as_str), Some("web"));
-    let plain = def.volumes[4].docker_volume_configuration.as_ref().unwrap();
-    assert_eq!(
-        (plain.scope.as_str(), plain.driver.as_str()),
-        ("task", "local"),
-        "ECS's defaults"
-    );
+    // `{}` asks for nothing: a task volume, as ECS's defaults (scope task, driver local) are.
+    assert!(def.volumes[4].docker_volume_configuration.is_none());
     assert_eq!(
         def.containers[0].mount_points,
         [
@@ -887,7 +889,7 @@ fn volume_problems_are_all_reported_with_their_paths() {
     let json = with_volumes(
         r#"[{"name": "data"}, {"name": "data"}, {"name": "bad name"},
             {"name": "rel", "host": {"sourcePath": "srv/data"}},
-            {"name": "both", "host": {}, "dockerVolumeConfiguration": {}},
+            {"name": "both", "host": {"sourcePath": "/srv"}, "dockerVolumeConfiguration": {"scope": "task"}},
             {"name": "shared", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true}},
             {"name": "odd", "dockerVolumeConfiguration": {"scope": "global", "driver": "rexray"}},
             {"name": "nfs", "dockerVolumeConfiguration": {"driverOpts": {"type": "nfs", "flavour": "x"}}},
@@ -954,7 +956,7 @@ fn volume_shapes_are_checked_and_unsupported_kinds_refused_by_name() {
             "missing field `containerPath` at containerDefinitions[0].mountPoints[0]",
             "containerDefinitions[0].volumesFrom[0].readOnly: expected true or false, found the string \"yes\"",
             "missing field `sourceContainer` at containerDefinitions[0].volumesFrom[0]",
-            "field `efsVolumeConfiguration` at volumes[0] is not supported by Berth yet",
+            "field `efsVolumeConfiguration` at volumes[0] is not supported by Berth: mount the file system on the host and use a `host` volume with its `sourcePath`",
             "volumes[1].dockerVolumeConfiguration.driverOpts.o: expected a string, found the number 1",
             "volumes[1].host.sourcePath: expected a string, found the number 3",
             "missing field `name` at volumes[2]",
@@ -1270,7 +1272,7 @@ fn device_problems_are_reported_with_their_paths() {
         problems(&with_container(
             "none",
             r#""linuxParameters":{"devices":[
-                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":[]},
+                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":null},
                   {"hostPath":"/dev/a","containerPath":"/dev/x/../y"},
                   {"hostPath":"/dev/b","containerPath":"/dev/c","permissions":["exec"]},
                   {"hostPath":"/dev/c"},
@@ -1282,7 +1284,7 @@ fn device_problems_are_reported_with_their_paths() {
         problems(&with_container(
             "none",
             r#""linuxParameters":{"devices":[
-                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":[]},
+                  {"hostPath":"dev/fuse","containerPath":"fuse","permissions":null},
                   {"hostPath":"/dev/a","containerPath":"/dev/x/../y"},
                   {"hostPath":"/dev/b","containerPath":"/dev/c","permissions":["exec"]},
                   {"hostPath":"/dev/c"}]}"#,
@@ -1290,7 +1292,6 @@ fn device_problems_are_reported_with_their_paths() {
         [
             "containerDefinitions[0].linuxParameters.devices[0].hostPath: \"dev/fuse\" is not an absolute path on the host",
             "containerDefinitions[0].linuxParameters.devices[0].containerPath: \"fuse\" is not an absolute path",
-            "containerDefinitions[0].linuxParameters.devices[0].permissions: must name at least one of read, write and mknod (omit it for all three)",
             "containerDefinitions[0].linuxParameters.devices[1].containerPath: \"/dev/x/../y\" must not contain `..`",
             "containerDefinitions[0].linuxParameters.devices[2].permissions[0]: `exec` is not a device permission: use read, write or mknod",
             "containerDefinitions[0].linuxParameters.devices[3].hostPath: \"/dev/c\" is already the device of devices[2]",
@@ -1425,8 +1426,8 @@ fn port_mapping_problems_are_reported_with_their_paths() {
         [
             "missing field `containerPort` at containerDefinitions[0].portMappings[1]",
             "containerDefinitions[0].portMappings[2].containerPort: expected an integer from 0 to 4294967295, found the number -1",
-            "field `containerPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth yet",
-            "field `hostPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth yet",
+            "field `containerPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth: map each port with its own `containerPort`",
+            "field `hostPortRange` at containerDefinitions[0].portMappings[3] is not supported by Berth: map each port with its own `containerPort` and `hostPort`",
         ]
     );
     assert_eq!(

@@ -96,6 +96,12 @@ pub(super) fn definition(
     }
 }
 
+/// Whether an image is a template's placeholder such as CodeDeploy's `<IMAGE1_NAME>` (`<` and
+/// `>` cannot appear in an image reference).
+fn is_placeholder(image: &str) -> bool {
+    image.contains('<') || image.contains('>')
+}
+
 fn validate_container(
     def: &proto::TaskDefinition,
     task_memory_given: bool,
@@ -109,6 +115,17 @@ fn validate_container(
     }
     if c.image.trim().is_empty() {
         problems.push(Problem::at(&field("image"), "must not be empty"));
+    } else if is_placeholder(&c.image) {
+        // A CodeDeploy template (`<IMAGE1_NAME>`): CodeDeploy fills it in when it deploys, so
+        // registered as it is, every task of it would fail its pull.
+        problems.push(Problem::at(
+            &field("image"),
+            format!(
+                "`{}` is a template placeholder, not an image: replace it with an image \
+                 reference before registering, as CodeDeploy does when it deploys",
+                c.image
+            ),
+        ));
     }
     let memory = c.memory_mib;
     let reservation = c.memory_reservation_mib;

@@ -1,6 +1,10 @@
 //! The structural check: walks the JSON against the field tables and reports unknown fields
 //! (with a suggestion), unsupported fields, missing required fields and wrong types, each with
-//! its JSON path. `null` counts as absent everywhere.
+//! its JSON path, and collects the notes of fields accepted and ignored. Before it, [`prune`]
+//! removes every optional field that asks for nothing (`null`, `[]`, `{}`, `""`), so that null,
+//! empty and absent are the same everywhere.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
@@ -8,12 +12,62 @@ use super::error::Problem;
 use super::fields::{Field, Shape, Support};
 use super::suggest;
 
-/// Every structural problem of the object `map` (at `path`) described by `fields`.
+/// What fields accepted and ignored leave in the registration's output.
+#[derive(Debug, Default)]
+pub(super) struct Notes {
+    /// The read-only fields of describe output that were given.
+    pub(super) read_only: BTreeSet<&'static str>,
+    /// The notes of other fields accepted and ignored.
+    pub(super) ignored: BTreeSet<&'static str>,
+}
+
+/// Removes from the object `map` described by `fields`, at every level, each optional field
+/// that asks for nothing: `null`, `[]`, `{}`, `""`, or `false` for a field Berth does not
+/// support. Objects are pruned from the inside first, so one whose fields all ask for nothing
+/// is itself removed. The values of maps (`dockerLabels`, `options`) and the elements of arrays
+/// are kept as given: an empty label or environment value means something.
+pub(super) fn prune(map: &mut Map<String, Value>, fields: &[Field]) {
+    map.retain(|key, value| {
+        let Some(field) = fields.iter().find(|f| f.name == key) else {
+            return true;
+        };
+        if field.support == Support::Supported {
+            match (field.shape, &mut *value) {
+                (Shape::Object(inner), Value::Object(object)) => prune(object, inner),
+                (Shape::ObjectList(inner), Value::Array(items)) => {
+                    for item in items {
+                        if let Value::Object(object) = item {
+                            prune(object, inner);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        field.required || !asks_for_nothing(value, field.support)
+    });
+}
+
+/// Whether a field's value asks for nothing, so that it is the same as absent.
+pub(super) fn asks_for_nothing(value: &Value, support: Support) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        Value::Bool(on) => !on && matches!(support, Support::Unsupported(_)),
+        Value::Number(_) => false,
+    }
+}
+
+/// Every structural problem of the object `map` (at `path`) described by `fields`, and the
+/// notes of the fields it accepts and ignores.
 pub(super) fn check_object(
     map: &Map<String, Value>,
     fields: &[Field],
     path: &str,
     problems: &mut Vec<Problem>,
+    notes: &mut Notes,
 ) {
     for (key, value) in map {
         let Some(field) = fields.iter().find(|f| f.name == key) else {
@@ -30,11 +84,22 @@ pub(super) fn check_object(
         }
         match field.support {
             Support::Ignored => {}
-            Support::Unsupported => problems.push(Problem::with_message(
+            Support::ReadOnly => {
+                notes.read_only.insert(field.name);
+            }
+            Support::Noted(note) => {
+                notes.ignored.insert(note);
+            }
+            Support::Unsupported(instead) => problems.push(Problem::with_message(
                 &child(path, key),
-                format!("field `{key}`{} is not supported by Berth yet", at(path)),
+                format!(
+                    "field `{key}`{} is not supported by Berth: {instead}",
+                    at(path)
+                ),
             )),
-            Support::Supported => check_value(value, field.shape, &child(path, key), problems),
+            Support::Supported => {
+                check_value(value, field.shape, &child(path, key), problems, notes)
+            }
         }
     }
     for field in fields.iter().filter(|f| f.required) {
@@ -47,7 +112,13 @@ pub(super) fn check_object(
     }
 }
 
-fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Problem>) {
+fn check_value(
+    value: &Value,
+    shape: Shape,
+    path: &str,
+    problems: &mut Vec<Problem>,
+    notes: &mut Notes,
+) {
     let mut expected = |what: &str| {
         problems.push(Problem::at(
             path,
@@ -76,7 +147,7 @@ fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Probl
             None => expected("an array of strings"),
             Some(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    check_value(item, Shape::String, &index(path, i), problems);
+                    check_value(item, Shape::String, &index(path, i), problems, notes);
                 }
             }
         },
@@ -84,7 +155,7 @@ fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Probl
             None => expected("an object of strings"),
             Some(map) => {
                 for (key, item) in map {
-                    check_value(item, Shape::String, &key_path(path, key), problems);
+                    check_value(item, Shape::String, &key_path(path, key), problems, notes);
                 }
             }
         },
@@ -92,12 +163,12 @@ fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Probl
             None => expected("an array of integers"),
             Some(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    check_value(item, Shape::U32, &index(path, i), problems);
+                    check_value(item, Shape::U32, &index(path, i), problems, notes);
                 }
             }
         },
         Shape::Object(fields) => match value.as_object() {
-            Some(map) => check_object(map, fields, path, problems),
+            Some(map) => check_object(map, fields, path, problems, notes),
             None => expected("an object"),
         },
         Shape::ObjectList(fields) => match value.as_array() {
@@ -106,7 +177,7 @@ fn check_value(value: &Value, shape: Shape, path: &str, problems: &mut Vec<Probl
                 for (i, item) in items.iter().enumerate() {
                     let item_path = index(path, i);
                     match item.as_object() {
-                        Some(map) => check_object(map, fields, &item_path, problems),
+                        Some(map) => check_object(map, fields, &item_path, problems, notes),
                         None => problems.push(Problem::at(
                             &item_path,
                             format!("expected an object, found {}", describe(item)),

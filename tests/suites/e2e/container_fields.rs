@@ -107,7 +107,7 @@ pub(super) fn unsupported_fields(w: &World) -> Result<()> {
     ensure!(out.status != 0, "registered: {}", out.stdout);
     for field in unsupported {
         let want =
-            format!("field `{field}` at containerDefinitions[0] is not supported by Berth yet");
+            format!("field `{field}` at containerDefinitions[0] is not supported by Berth: ");
         ensure!(
             out.stderr.contains(&want),
             "{want:?} missing from: {}",

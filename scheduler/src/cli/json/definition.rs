@@ -15,6 +15,16 @@ pub(crate) struct OneTaskDefinition {
     pub(crate) task_definition: TaskDefinition,
 }
 
+/// `{"taskDefinition": {...}, "notes": [...]}`: what register-task-definition prints, with the
+/// scheduler's notes on what it ignored (left out when there are none).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RegisteredTaskDefinition {
+    pub(crate) task_definition: TaskDefinition,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) notes: Vec<String>,
+}
+
 /// A registered task definition in ECS's shape (cpu and memory as strings, as ECS has them).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

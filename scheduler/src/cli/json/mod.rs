@@ -6,7 +6,7 @@ mod definition;
 #[cfg(test)]
 mod tests;
 
-pub(super) use definition::{OneTaskDefinition, TaskDefinition};
+pub(super) use definition::{OneTaskDefinition, RegisteredTaskDefinition, TaskDefinition};
 
 use std::collections::BTreeMap;
 

@@ -329,7 +329,7 @@ fn cluster_json() {
 fn task_definition_json() {
     let def = crate::taskdef::parse(
         r#"{"family":"web","cpu":"256","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
-            "entryPoint":[],"environment":[{"name":"B","value":"2"},{"name":"A","value":"1"}],
+            "entryPoint":["/docker-entrypoint.sh"],"environment":[{"name":"B","value":"2"},{"name":"A","value":"1"}],
             "ulimits":[{"name":"nofile","softLimit":1,"hardLimit":2}],
             "portMappings":[{"containerPort":80},{"containerPort":53,"hostPort":5353,"protocol":"udp"}],
             "links":["db:database"]},
@@ -357,7 +357,7 @@ fn task_definition_json() {
                 "image": "nginx",
                 "memory": 64,
                 "essential": true,
-                "entryPoint": [],
+                "entryPoint": ["/docker-entrypoint.sh"],
                 "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
                 "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}],
                 "portMappings": [
