@@ -13,6 +13,7 @@
 mod imds;
 mod token;
 mod user_data;
+mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -57,7 +57,7 @@ fn broken_samples_name_their_line() {
         (
             "bad-yaml.yaml",
             4,
-            "found unexpected end of stream, while scanning a quoted scalar starting at column 23",
+            "quoted scalar; its quote opens at column 23",
         ),
         (
             "wrong-type.yaml",
@@ -112,6 +112,74 @@ fn user_data_without_a_berth_section_gives_nothing() {
     assert_eq!(none("#cloud-config\n# only comments\n---\n"), None);
     assert_eq!(none("#cloud-config\npackages: [htop]\n"), None);
     assert_eq!(none("Content-Type: multipart/mixed; boundary=x\n"), None);
+}
+
+#[test]
+fn the_section_is_read_as_yaml_reads_it() {
+    let parse = |text: &str| user_data::parse(Path::new("/u"), text);
+    let values = |text: &str| -> Vec<(&str, String)> {
+        parse(text)
+            .expect(text)
+            .expect("a berth section")
+            .into_iter()
+            .map(|f| (f.key, f.value))
+            .collect()
+    };
+    // Anchors and aliases, quoted and flow-style values, nulls for optional keys.
+    assert_eq!(
+        values(
+            "#cloud-config\nx: &e https://s.example\nberth: {scheduler_endpoint: *e, cluster: 'c1', join_token: ~}\n"
+        ),
+        [
+            ("cluster", "c1".to_owned()),
+            ("scheduler_endpoint", "https://s.example".to_owned())
+        ]
+    );
+    assert_eq!(
+        parse("#cloud-config\nberth:\n").expect("null section"),
+        None
+    );
+    assert_eq!(
+        parse("#cloud-config\nberth: ~\n").expect("null section"),
+        None
+    );
+    let refused = |text: &str, line: usize, message: &str| {
+        let err = parse(text).expect_err(text);
+        assert_eq!(err.line, line, "{err}");
+        assert!(err.message.contains(message), "{err}");
+    };
+    refused(
+        "#cloud-config\nberth:\n  scheduler_endpoint: https://a\n  scheduler_endpoint: https://b\n",
+        4,
+        "berth: duplicate field `scheduler_endpoint`",
+    );
+    refused(
+        "#cloud-config\nberth:\n  scheduler_endpoint: ~\n",
+        3,
+        "berth.scheduler_endpoint is \"~\"",
+    );
+    refused(
+        "#cloud-config\nberth: [a]\n",
+        2,
+        "berth: invalid type: sequence",
+    );
+    refused(
+        "#cloud-config\n- berth\n",
+        2,
+        "invalid type: sequence, expected a mapping",
+    );
+    refused(
+        "#cloud-config\nberth: {scheduler_endpoint: https://a}\n---\nb: 1\n",
+        3,
+        "more than one document",
+    );
+    refused("#cloud-config\nberth: *nowhere\n", 2, "");
+    let deep = format!(
+        "#cloud-config\nberth: {}{}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    refused(&deep, 2, "nested deeper than 128 levels");
 }
 
 /// A fake IMDSv2: a token for a PUT with a TTL header, tags only with that token.

@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
+use super::yaml::{self, Node, Value};
 use super::{Found, Origin};
 
 /// The first line of a cloud-config document, as cloud-init recognises it.
@@ -24,24 +23,15 @@ pub struct UserDataError {
     pub message: String,
 }
 
-/// The whole document: only `berth:` is Berth's; cloud-init's own keys are left to it.
-#[derive(Debug, Deserialize)]
-struct Document {
-    #[serde(default)]
-    berth: Option<Section>,
-}
-
-/// The `berth:` section. Unknown keys are refused: a misspelt key would otherwise be ignored
-/// and the agent start without it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Section {
-    cluster: Option<String>,
-    /// Required: a section that does not say where the scheduler is names nothing to join.
-    scheduler_endpoint: String,
-    scheduler_ca_pin: Option<String>,
-    join_token: Option<String>,
-}
+/// The keys of the `berth:` section. Unknown keys are refused: a misspelt key would otherwise
+/// be ignored and the agent start without it. `scheduler_endpoint` is required: a section that
+/// does not say where the scheduler is names nothing to join.
+const SECTION_KEYS: [&str; 4] = [
+    "cluster",
+    "scheduler_endpoint",
+    "scheduler_ca_pin",
+    "join_token",
+];
 
 /// What the document at `path` (its text `text`) gives Berth: `None` when it is not
 /// cloud-config or has no `berth:` section.
@@ -62,19 +52,15 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Option<Vec<Found>>, UserD
         line,
         message,
     };
-    let document: Document = serde_yaml_ng::from_str(text).map_err(|e| {
-        let (line, message) = yaml_message(&e);
-        error(line, message)
-    })?;
-    let Some(section) = document.berth else {
+    let document = yaml::parse(text).map_err(|e| error(e.line, e.message))?;
+    let Some(values) = document
+        .map(|d| section(&d))
+        .transpose()
+        .map_err(|(line, message)| error(line, message))?
+        .flatten()
+    else {
         return Ok(None);
     };
-    let values = [
-        ("cluster", section.cluster),
-        ("scheduler_endpoint", Some(section.scheduler_endpoint)),
-        ("scheduler_ca_pin", section.scheduler_ca_pin),
-        ("join_token", section.join_token),
-    ];
     let mut found = Vec::new();
     for (key, value) in values {
         let Some(value) = value else { continue };
@@ -102,35 +88,83 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Option<Vec<Found>>, UserD
     Ok(Some(found))
 }
 
-/// The line of a YAML error and its message without the position serde_yaml appends. A syntax
-/// error found at the end of what was left open (an unclosed quote) names where that began:
-/// its line is the one to fix.
-fn yaml_message(error: &serde_yaml_ng::Error) -> (usize, String) {
-    let text = error.to_string();
-    if let Some((line, message)) = opened_at(&text) {
-        return (line, message);
-    }
-    match error.location() {
-        Some(at) => {
-            let suffix = format!(" at line {} column {}", at.line(), at.column());
-            (at.line(), text.replacen(&suffix, "", 1))
-        }
-        None => (1, text),
-    }
-}
+/// Each key of the `berth:` section with its value, if it has one.
+type SectionValues = Vec<(&'static str, Option<String>)>;
 
-/// libyaml's "<problem> at line A column B, while <context> at line N column M": line N, and
-/// the message with "<context> starting at column M".
-fn opened_at(text: &str) -> Option<(usize, String)> {
-    let (problem, context) = text.split_once(", while ")?;
-    let (what, position) = context.rsplit_once(" at line ")?;
-    let (line, column) = position.split_once(" column ")?;
-    let line = line.parse().ok()?;
-    let problem = problem.split(" at line ").next().unwrap_or(problem);
-    Some((
-        line,
-        format!("{problem}, while {what} starting at column {column}"),
-    ))
+/// The values of the document's `berth:` section in [`SECTION_KEYS`]' order, each `None` when
+/// absent or null; `None` for no (or a null) section. An error is its line and message.
+fn section(document: &Node) -> Result<Option<SectionValues>, (usize, String)> {
+    let Value::Mapping(entries) = &document.value else {
+        if document.is_null() {
+            return Ok(None);
+        }
+        return Err((
+            document.line,
+            format!("invalid type: {}, expected a mapping", document.kind()),
+        ));
+    };
+    let mut berth = None;
+    for (key, value) in entries {
+        if matches!(&key.value, Value::Scalar { text, .. } if text == "berth") {
+            if berth.is_some() {
+                return Err((key.line, "duplicate field `berth`".to_owned()));
+            }
+            berth = Some(value);
+        }
+    }
+    let Some(berth) = berth.filter(|b| !b.is_null()) else {
+        return Ok(None);
+    };
+    let Value::Mapping(entries) = &berth.value else {
+        return Err((
+            berth.line,
+            format!(
+                "berth: invalid type: {}, expected the berth section (a mapping)",
+                berth.kind()
+            ),
+        ));
+    };
+    let mut values: SectionValues = SECTION_KEYS.iter().map(|k| (*k, None)).collect();
+    let mut seen = [false; SECTION_KEYS.len()];
+    for (key, value) in entries {
+        let Value::Scalar { text: name, .. } = &key.value else {
+            return Err((
+                key.line,
+                format!("berth: invalid type: {}, expected a field name", key.kind()),
+            ));
+        };
+        let Some(i) = SECTION_KEYS.iter().position(|k| k == name) else {
+            let expected = SECTION_KEYS.map(|k| format!("`{k}`")).join(", ");
+            return Err((
+                key.line,
+                format!("berth: unknown field `{name}`, expected one of {expected}"),
+            ));
+        };
+        if seen[i] {
+            return Err((key.line, format!("berth: duplicate field `{name}`")));
+        }
+        seen[i] = true;
+        if value.is_null() && name != "scheduler_endpoint" {
+            continue;
+        }
+        let Value::Scalar { text, .. } = &value.value else {
+            return Err((
+                value.line,
+                format!(
+                    "berth.{name}: invalid type: {}, expected a string",
+                    value.kind()
+                ),
+            ));
+        };
+        values[i].1 = Some(text.clone());
+    }
+    if values[1].1.is_none() {
+        return Err((
+            berth.line,
+            "berth: missing field `scheduler_endpoint`".to_owned(),
+        ));
+    }
+    Ok(Some(values))
 }
 
 /// The line of `key` inside the top-level `berth:` block (block style, as the README writes

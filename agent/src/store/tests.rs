@@ -2,6 +2,7 @@
 
 use super::*;
 use berth_proto::v1::TaskStatus;
+use std::time::{Duration, SystemTime};
 
 fn state(id: &str, status: TaskStatus) -> TaskState {
     TaskState {
