@@ -83,7 +83,7 @@ pub(super) fn credentials_from_a_docker_credential_helper(w: &World) -> Result<(
         &taskdef(
             "private",
             serde_json::json!([{"name": "app", "image": reg.reference("private/app"),
-                "memory": 32, "command": ["sleep", "300"]}]),
+                "memory": 32, "stopTimeout": 1, "command": ["sleep", "300"]}]),
         ),
         "RUNNING",
         RUNNING_WITHIN,
