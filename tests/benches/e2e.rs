@@ -13,15 +13,15 @@
 //! --workspace --bins`, which `make bench` runs first).
 
 use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
-use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
-use berth_tests::bench::{percentile, report, timed, wants};
-use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
-use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
+use berth_proto::v1::{DescribeTasksRequest, Task, TaskStatus};
+use berth_tests::PrivateContainerd;
+use berth_tests::bench::{Serve, World, percentile, report, timed, wants};
+use berth_tests::berth::{Agent, berthctl};
 
 #[path = "e2e/burst.rs"]
 mod burst;
@@ -41,44 +41,18 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-bench-e2e-")
-        .tempdir()?;
-    let root = dir.path();
-    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
-    let registry = PrivateRegistry::start(&root.join("registry"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let image = rt
-        .block_on(fixtures::hello(&registry.host(), "bench/e2e", "v1"))?
-        .reference;
     // Plaintext: this run measures the task path, not TLS (the TLS comparison is its own).
-    let scheduler = Scheduler::start_with(root, None, true)?;
+    let world = World::start("e2e", Serve::Plaintext)?;
+    let (root, rt, containerd) = (world.host.root(), &world.host.rt, &world.host.containerd);
+    let (scheduler, image, opts) = (&world.scheduler, &world.image, &world.opts);
     let config = scheduler.ctl_config.clone();
     let endpoint = scheduler.endpoint.clone();
-    // The agent's bridge and task namespaces live in a namespace of their own.
-    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
-    let opts = AgentOptions {
-        cluster: "bench".into(),
-        endpoint: scheduler.endpoint.clone(),
-        data_dir: root.join("agent"),
-        containerd_socket: containerd.socket().to_path_buf(),
-        namespace: "bench-e2e".into(),
-        insecure_registries: vec![registry.host()],
-        cleanup_wait: "0".into(),
-        host_netns: net.host.path().to_owned(),
-        netns_dir: net.netns_dir.clone(),
-        extra_args: Vec::new(),
-        join: None,
-    };
-    ctl(&config, &["create-cluster", "bench"])?;
     // The phase marks on, for the profile (`e2e/profile.rs`).
     let filter = format!(
         "info,berth_agent=debug,berth_runtime=debug,{}",
         profile::PHASE_FILTER
     );
-    let agent = Agent::start_with_env(&opts, root.join("agent.log"), &[("RUST_LOG", &filter)])?;
+    let agent = Agent::start_with_env(opts, root.join("agent.log"), &[("RUST_LOG", &filter)])?;
     agent
         .daemon
         .wait_for_log("session established", Duration::from_secs(30))?;
@@ -132,15 +106,18 @@ fn run() -> Result<()> {
     let warm = run_task(&config, "oneshot")?;
     rt.block_on(wait_status(&mut client, &warm, TaskStatus::Stopped))?;
 
+    let ctr = Ctr {
+        containerd,
+        namespace: "bench-e2e",
+        image,
+    };
     if wants("start") {
         let start = start::Start {
             config: &config,
             cluster: "bench",
             sleeper: "sleeper",
             oneshot: "oneshot",
-            containerd: &containerd,
-            namespace: "bench-e2e",
-            image: &image,
+            ctr: &ctr,
         };
         start.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }
@@ -159,13 +136,11 @@ fn run() -> Result<()> {
             config: &config,
             cluster: "bench",
             endpoint: &endpoint,
-            containerd: &containerd,
-            namespace: "bench-e2e",
-            image: &image,
+            ctr: &ctr,
             agent_pid: pid,
             dir: &defs,
         };
-        burst.run(&rt)?;
+        burst.run(rt)?;
     }
     if !wants("modes") {
         return Ok(());
@@ -208,20 +183,8 @@ fn run() -> Result<()> {
         if i == 0 {
             containerd.ctr(&["-n", "bench-e2e", "images", "ls", "-q"])?;
         }
-        // Its own process, output on /dev/null, waited for without polling: as a person runs it
-        // (the harness's `ctr` polls for the exit every 50 ms, which inflated this figure).
-        ctr_runs.push(timed(
-            std::process::Command::new(berth_tests::bins::CTR)
-                .arg("--address")
-                .arg(containerd.socket())
-                .args(["-n", "bench-e2e", "run", "--rm", &image])
-                .args([&format!("ctr-{i}"), "sh", "-c", "true"]),
-        )?);
-        ctr_detached.push(ctr_run_detached(
-            &containerd,
-            &image,
-            &format!("ctr-d-{i}"),
-        )?);
+        ctr_runs.push(ctr.run_rm(&format!("ctr-{i}"))?);
+        ctr_detached.push(ctr.run_detached(&format!("ctr-d-{i}"))?);
     }
     let mut samples_of = |family: &str| {
         running
@@ -322,23 +285,63 @@ fn run() -> Result<()> {
         rt.block_on(wait_status(&mut client, id, TaskStatus::Stopped))?;
     }
     drop(agent);
-    drop(scheduler);
+    drop(world);
     Ok(())
 }
 
-/// `ctr run -d` (create and start: the fair reference for -> RUNNING) as a person runs it, its
-/// own process with output on /dev/null; the container is killed and removed afterwards,
-/// outside the timing.
-fn ctr_run_detached(containerd: &PrivateContainerd, image: &str, id: &str) -> Result<Duration> {
-    let took = timed(
-        std::process::Command::new(berth_tests::bins::CTR)
-            .arg("--address")
-            .arg(containerd.socket())
-            .args(["-n", "bench-e2e", "run", "-d", image, id, "sleep", "3600"]),
-    )?;
-    containerd.ctr(&["-n", "bench-e2e", "tasks", "delete", "--force", id])?;
-    containerd.ctr(&["-n", "bench-e2e", "containers", "delete", id])?;
-    Ok(took)
+/// containerd's own client on the agent's containerd, in the agent's namespace (where the
+/// image is already unpacked): the reference the sections time Berth against, each command its
+/// own process run as a person runs it (output on /dev/null, waited for without polling; the
+/// harness's `ctr` polls for the exit every 50 ms).
+pub(crate) struct Ctr<'a> {
+    pub(crate) containerd: &'a PrivateContainerd,
+    pub(crate) namespace: &'a str,
+    pub(crate) image: &'a str,
+}
+
+impl Ctr<'_> {
+    /// `ctr --address SOCKET -n NAMESPACE`, for the arguments to follow.
+    pub(crate) fn command(&self) -> Command {
+        let mut cmd = Command::new(berth_tests::bins::CTR);
+        cmd.arg("--address")
+            .arg(self.containerd.socket())
+            .args(["-n", self.namespace]);
+        cmd
+    }
+
+    /// `ctr run --rm IMAGE ID sh -c true` (→ exited and removed), timed.
+    pub(crate) fn run_rm(&self, id: &str) -> Result<Duration> {
+        timed(
+            self.command()
+                .args(["run", "--rm", self.image, id, "sh", "-c", "true"]),
+        )
+    }
+
+    /// `ctr run -d IMAGE ID sleep 3600` (create and start: the fair reference for → RUNNING),
+    /// timed; the container stays until [`Ctr::remove`].
+    pub(crate) fn start_detached(&self, id: &str) -> Result<Duration> {
+        timed(
+            self.command()
+                .args(["run", "-d", self.image, id, "sleep", "3600"]),
+        )
+    }
+
+    /// Kills and removes the container `id` and its task.
+    pub(crate) fn remove(&self, id: &str) -> Result<()> {
+        let ns = self.namespace;
+        self.containerd
+            .ctr(&["-n", ns, "tasks", "delete", "--force", id])?;
+        self.containerd
+            .ctr(&["-n", ns, "containers", "delete", id])?;
+        Ok(())
+    }
+
+    /// [`Ctr::start_detached`], then [`Ctr::remove`] outside the timing.
+    pub(crate) fn run_detached(&self, id: &str) -> Result<Duration> {
+        let took = self.start_detached(id)?;
+        self.remove(id)?;
+        Ok(took)
+    }
 }
 
 fn ctl(config: &Path, args: &[&str]) -> Result<String> {
@@ -368,26 +371,11 @@ async fn settled(
     if status != TaskStatus::Stopped {
         return Ok(());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = client
-            .describe_tasks(DescribeTasksRequest {
-                cluster: "bench".into(),
-                task_ids: vec![id.to_owned()],
-            })
-            .await?
-            .into_inner();
-        if r.tasks
-            .first()
-            .is_some_and(|t| t.resources_released_at.is_some())
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("task {id} stopped but its resources were never released");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let released = until_task(client, id, |t| t.resources_released_at.is_some()).await?;
+    if !released {
+        bail!("task {id} stopped but its resources were never released");
     }
+    Ok(())
 }
 
 async fn wait_status(
@@ -395,6 +383,19 @@ async fn wait_status(
     id: &str,
     status: TaskStatus,
 ) -> Result<()> {
+    if !until_task(client, id, |t| t.last_status >= status as i32).await? {
+        bail!("task {id} never reached {status:?}");
+    }
+    Ok(())
+}
+
+/// Asks the scheduler for the task every 2 ms until `done` holds of it: whether it did within
+/// 60 s.
+async fn until_task(
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    id: &str,
+    done: impl Fn(&Task) -> bool,
+) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = client
@@ -404,14 +405,11 @@ async fn wait_status(
             })
             .await?
             .into_inner();
-        if r.tasks
-            .first()
-            .is_some_and(|t| t.last_status >= status as i32)
-        {
-            return Ok(());
+        if r.tasks.first().is_some_and(&done) {
+            return Ok(true);
         }
         if Instant::now() > deadline {
-            bail!("task {id} never reached {status:?}");
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

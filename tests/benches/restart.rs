@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
-use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
-use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
+use berth_tests::PrivateContainerd;
+use berth_tests::bench::{Serve, World};
+use berth_tests::berth::{Agent, AgentOptions, berthctl};
 use nix::sys::signal::Signal;
 
 const TASKS: usize = 100;
@@ -27,37 +28,12 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-bench-restart-")
-        .tempdir()?;
-    let root = dir.path();
-    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
-    let registry = PrivateRegistry::start(&root.join("registry"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let image = rt
-        .block_on(fixtures::hello(&registry.host(), "bench/restart", "v1"))?
-        .reference;
-    let scheduler = Scheduler::start_with(root, None, true)?;
+    let world = World::start("restart", Serve::Plaintext)?;
+    let (root, rt, containerd) = (world.host.root(), &world.host.rt, &world.host.containerd);
+    let (scheduler, image, opts) = (&world.scheduler, &world.image, &world.opts);
     let config = scheduler.ctl_config.clone();
-    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
-    let opts = AgentOptions {
-        cluster: "bench".into(),
-        endpoint: scheduler.endpoint.clone(),
-        data_dir: root.join("agent"),
-        containerd_socket: containerd.socket().to_path_buf(),
-        namespace: NAMESPACE.into(),
-        insecure_registries: vec![registry.host()],
-        cleanup_wait: "0".into(),
-        host_netns: net.host.path().to_owned(),
-        netns_dir: net.netns_dir.clone(),
-        extra_args: Vec::new(),
-        join: None,
-    };
-    ctl(&config, &["create-cluster", "bench"])?;
     let mut generation = 0;
-    let mut agent = start_agent(&opts, root, &mut generation)?;
+    let mut agent = start_agent(opts, root, &mut generation)?;
     agent
         .daemon
         .wait_for_log("session established", Duration::from_secs(60))?;
@@ -84,18 +60,18 @@ fn run() -> Result<()> {
         TaskStatus::Running,
         Duration::from_secs(600),
     ))?;
-    let before = pids(&containerd)?;
+    let before = pids(containerd)?;
     agent
         .daemon
         .signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
     drop(agent);
     let start = Instant::now();
-    agent = start_agent(&opts, root, &mut generation)?;
+    agent = start_agent(opts, root, &mut generation)?;
     let readopted = wait_log(&agent, start, |log| {
         log.matches("task resumed after restart").count() >= TASKS
             && log.contains("session established")
     })?;
-    let after = pids(&containerd)?;
+    let after = pids(containerd)?;
     let restarted = before
         .iter()
         .filter(|(id, pid)| after.get(*id) != Some(pid))
@@ -107,15 +83,7 @@ fn run() -> Result<()> {
     );
     println!("  containers restarted                  {restarted:>8} (goal: 0)");
 
-    for id in &ids {
-        ctl(&config, &["stop-task", id])?;
-    }
-    rt.block_on(wait_all(
-        &mut client,
-        &ids,
-        TaskStatus::Stopped,
-        Duration::from_secs(600),
-    ))?;
+    stop_all(rt, &mut client, &config, &ids)?;
 
     // 100 tasks half started: the agent is killed as soon as it has accepted them all.
     let accepted_before = agent.daemon.log().matches("task assigned").count();
@@ -133,7 +101,7 @@ fn run() -> Result<()> {
         .filter(|s| **s == TaskStatus::Running as i32)
         .count();
     let start = Instant::now();
-    let agent = start_agent(&opts, root, &mut generation)?;
+    let agent = start_agent(opts, root, &mut generation)?;
     rt.block_on(wait_all(
         &mut client,
         &ids,
@@ -141,7 +109,7 @@ fn run() -> Result<()> {
         Duration::from_secs(600),
     ))?;
     let all_running = start.elapsed();
-    let (twice, restarts) = rt.block_on(started_twice(&mut client, &containerd, &ids))?;
+    let (twice, restarts) = rt.block_on(started_twice(&mut client, containerd, &ids))?;
     println!(
         "\nagent restart with {TASKS} tasks half started ({running_at_kill} RUNNING when it was killed)"
     );
@@ -151,17 +119,27 @@ fn run() -> Result<()> {
     );
     println!("  containers created twice              {twice:>8} (goal: 0)");
     println!("  containers restarted                  {restarts:>8} (goal: 0)");
-    for id in &ids {
-        ctl(&config, &["stop-task", id])?;
-    }
-    rt.block_on(wait_all(
-        &mut client,
-        &ids,
-        TaskStatus::Stopped,
-        Duration::from_secs(600),
-    ))?;
+    stop_all(rt, &mut client, &config, &ids)?;
     drop(agent);
     Ok(())
+}
+
+/// Stops the tasks and waits until the scheduler sees every one STOPPED.
+fn stop_all(
+    rt: &tokio::runtime::Runtime,
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    config: &Path,
+    ids: &[String],
+) -> Result<()> {
+    for id in ids {
+        ctl(config, &["stop-task", id])?;
+    }
+    rt.block_on(wait_all(
+        client,
+        ids,
+        TaskStatus::Stopped,
+        Duration::from_secs(600),
+    ))
 }
 
 fn start_agent(opts: &AgentOptions, root: &Path, generation: &mut u32) -> Result<Agent> {

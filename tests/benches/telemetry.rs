@@ -21,17 +21,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
-use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures, poll};
+use berth_tests::bench::{Serve, World, stat_seconds};
+use berth_tests::berth::{Agent, berthctl};
+use berth_tests::poll;
 
 const CONTAINERS: usize = 100;
 /// How long each phase is measured: six passes at 10 s.
 const WINDOW: Duration = Duration::from_secs(60);
 /// After an agent starts: its startup (reconciling 100 tasks) is not what is measured.
 const SETTLE: Duration = Duration::from_secs(15);
-/// The unit of `/proc`'s tick counts (`sysconf(_SC_CLK_TCK)`): fixed at 100 by Linux's ABI
-/// on every architecture Berth builds for.
-const USER_HZ: f64 = 100.0;
 
 fn main() -> ExitCode {
     berth_tests::bench::main(run)
@@ -44,23 +42,9 @@ fn ctl(config: &Path, args: &[&str]) -> Result<String> {
 /// A process's CPU time in seconds: its own in user mode (utime) and in the kernel (stime), and
 /// its reaped children's (cutime + cstime).
 fn cpu_seconds(pid: u32) -> Result<(f64, f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command (which may hold spaces): field 3 (state) is the first.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("no command in /proc/<pid>/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = |field: usize| -> Result<f64> {
-        let value: u64 = fields
-            .get(field - 3)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("no field {field} in /proc/{pid}/stat"))?;
-        Ok(value as f64 / USER_HZ)
-    };
-    // utime, stime, cutime and cstime are fields 14 to 17 (proc(5)).
-    Ok((ticks(14)?, ticks(15)?, ticks(16)? + ticks(17)?))
+    let [utime, stime, cutime, cstime] =
+        stat_seconds(&format!("/proc/{pid}/stat"), [14, 15, 16, 17])?;
+    Ok((utime, stime, cutime + cstime))
 }
 
 /// The process's open file descriptors.
@@ -122,36 +106,17 @@ fn running(agent: &Agent) -> Result<usize> {
 }
 
 fn run() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-bench-telemetry-")
-        .tempdir()?;
-    let root = dir.path();
-    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
-    let registry = PrivateRegistry::start(&root.join("registry"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let image = rt
-        .block_on(fixtures::hello(&registry.host(), "bench/telemetry", "v1"))?
-        .reference;
     // TLS, as deployed: the batches go over it.
-    let scheduler = Scheduler::start(root, None)?;
+    let World {
+        mut opts,
+        net: _net,
+        scheduler,
+        image,
+        registry: _registry,
+        host,
+    } = World::start("telemetry", Serve::Tls)?;
+    let root = host.root();
     let config = scheduler.ctl_config.clone();
-    ctl(&config, &["create-cluster", "bench"])?;
-    let net = berth_tests::netlab::AgentNetns::create(&root.join("net"))?;
-    let mut opts = AgentOptions {
-        cluster: "bench".into(),
-        endpoint: scheduler.endpoint.clone(),
-        data_dir: root.join("agent"),
-        containerd_socket: containerd.socket().to_path_buf(),
-        namespace: "bench-telemetry".into(),
-        insecure_registries: vec![registry.host()],
-        cleanup_wait: "0".into(),
-        host_netns: net.host.path().to_owned(),
-        netns_dir: net.netns_dir.clone(),
-        extra_args: Vec::new(),
-        join: Some(scheduler.join_token("bench")?),
-    };
     let def = root.join("sleeper.json");
     std::fs::write(
         &def,

@@ -15,12 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth_runtime::{Runtime, RuntimeConfig, StatsSampler, TaskLimits};
-use berth_tests::PrivateContainerd;
+use berth_tests::bench::{Host, stat_seconds};
 
 const TASKS: usize = 100;
 const PASSES: u32 = 200;
-/// The unit of `/proc`'s tick counts: fixed at 100 by Linux's ABI.
-const USER_HZ: f64 = 100.0;
 
 fn main() -> ExitCode {
     berth_tests::bench::main(run)
@@ -56,38 +54,24 @@ fn hierarchy_roots(version: &str) -> Result<Vec<PathBuf>> {
 
 /// This thread's user and kernel CPU seconds and its on-CPU nanoseconds.
 fn thread_cpu() -> Result<(f64, f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("no command in /proc/thread-self/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 (proc(5)); field 3 is the first after the command.
-    let ticks = |field: usize| -> Result<f64> {
-        let value: u64 = fields
-            .get(field - 3)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("no field {field} in /proc/thread-self/stat"))?;
-        Ok(value as f64 / USER_HZ)
-    };
+    // utime and stime are fields 14 and 15 (proc(5)).
+    let [utime, stime] = stat_seconds("/proc/thread-self/stat", [14, 15])?;
     let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
     let on_cpu = schedstat
         .split_whitespace()
         .next()
         .and_then(|v| v.parse().ok())
         .context("no on-CPU time in /proc/thread-self/schedstat")?;
-    Ok((ticks(14)?, ticks(15)?, on_cpu))
+    Ok((utime, stime, on_cpu))
 }
 
 fn run() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-bench-telemetry-pass-")
-        .tempdir()?;
-    let containerd = PrivateContainerd::start(&dir.path().join("containerd"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let Host {
+        rt,
+        containerd,
+        dir,
+        ..
+    } = Host::start("telemetry-pass")?;
     let parent = format!("berth-bench-{}", std::process::id());
     let mut config = RuntimeConfig::new(containerd.socket(), dir.path().join("data"));
     config.namespace = "bench-telemetry-pass".to_owned();

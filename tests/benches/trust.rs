@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use berth_tests::bench::report;
+use berth_tests::PrivateRegistry;
+use berth_tests::bench::{Host, report};
 use berth_tests::berth::{Agent, AgentOptions, Scheduler, berthctl};
-use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
+use berth_tests::netlab::AgentNetns;
 
 const RUNS: usize = 20;
 const JOINS: usize = 5;
@@ -27,30 +28,24 @@ fn main() -> ExitCode {
 struct Side {
     scheduler: Scheduler,
     _agent: Agent,
-    _net: berth_tests::netlab::AgentNetns,
+    _net: AgentNetns,
 }
 
+/// An agent of its own (data dir `agent-NAME`, containerd namespace `bench-trust-NAME`).
 fn agent_options(
-    root: &Path,
+    host: &Host,
     name: &str,
     scheduler: &Scheduler,
-    containerd: &PrivateContainerd,
     registry: &PrivateRegistry,
-    net: &berth_tests::netlab::AgentNetns,
+    net: &AgentNetns,
 ) -> AgentOptions {
-    AgentOptions {
-        cluster: "bench".into(),
-        endpoint: scheduler.endpoint.clone(),
-        data_dir: root.join(format!("agent-{name}")),
-        containerd_socket: containerd.socket().to_path_buf(),
-        namespace: format!("bench-trust-{name}"),
-        insecure_registries: vec![registry.host()],
-        cleanup_wait: "0".into(),
-        host_netns: net.host.path().to_owned(),
-        netns_dir: net.netns_dir.clone(),
-        extra_args: Vec::new(),
-        join: None,
-    }
+    host.agent_options(
+        scheduler,
+        registry,
+        net,
+        host.root().join(format!("agent-{name}")),
+        format!("bench-trust-{name}"),
+    )
 }
 
 fn ctl(config: &Path, args: &[&str]) -> Result<String> {
@@ -72,18 +67,9 @@ fn run_to_running(config: &Path) -> Result<(Duration, String)> {
 }
 
 fn run() -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-bench-trust-")
-        .tempdir()?;
-    let root = dir.path();
-    let containerd = PrivateContainerd::start(&root.join("containerd"))?;
-    let registry = PrivateRegistry::start(&root.join("registry"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let image = rt
-        .block_on(fixtures::hello(&registry.host(), "bench/trust", "v1"))?
-        .reference;
+    let host = Host::start("trust")?;
+    let (registry, image) = host.registry()?;
+    let root = host.root();
     let def = root.join("sleeper.json");
     std::fs::write(
         &def,
@@ -100,8 +86,8 @@ fn run() -> Result<()> {
         std::fs::create_dir_all(&side_dir)?;
         let scheduler = Scheduler::start_with(&side_dir, None, insecure)?;
         ctl(&scheduler.ctl_config, &["create-cluster", "bench"])?;
-        let net = berth_tests::netlab::AgentNetns::create(&side_dir.join("net"))?;
-        let mut opts = agent_options(root, name, &scheduler, &containerd, &registry, &net);
+        let net = AgentNetns::create(&side_dir.join("net"))?;
+        let mut opts = agent_options(&host, name, &scheduler, &registry, &net);
         if !insecure {
             opts.join = Some(scheduler.join_token("bench")?);
         }
@@ -150,9 +136,8 @@ fn run() -> Result<()> {
             (&sides[1], &mut registered, false),
         ] {
             let name = format!("{}-{i}", if join { "join" } else { "plain" });
-            let net = berth_tests::netlab::AgentNetns::create(&root.join(format!("net-{name}")))?;
-            let mut opts =
-                agent_options(root, &name, &side.scheduler, &containerd, &registry, &net);
+            let net = AgentNetns::create(&root.join(format!("net-{name}")))?;
+            let mut opts = agent_options(&host, &name, &side.scheduler, &registry, &net);
             if join {
                 opts.join = Some(side.scheduler.join_token("bench")?);
             }

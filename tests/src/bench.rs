@@ -1,13 +1,144 @@
 //! Shared benchmark plumbing: a `main` that skips loudly without prerequisites (and fails in
-//! CI), a section filter, whole-process timing, and latency reports (p50, p95 and p99 beside a
-//! reference, as ratios).
+//! CI), the setup the benches share ([`Host`], [`World`]), a section filter, whole-process
+//! timing, and latency reports (p50, p95 and p99 beside a reference, as ratios).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
 
+use crate::berth::{AgentOptions, Scheduler, berthctl};
+use crate::netlab::AgentNetns;
 use crate::prereq::{Policy, Prereq};
+use crate::{PrivateContainerd, PrivateRegistry, fixtures};
+
+/// What every bench stands on: a temp dir (`berth-bench-NAME-…`), a private containerd in it,
+/// and a tokio runtime. Fields drop in order: the runtime, then containerd, then the dir.
+#[derive(Debug)]
+pub struct Host {
+    pub rt: tokio::runtime::Runtime,
+    pub containerd: PrivateContainerd,
+    pub dir: TempDir,
+    name: String,
+}
+
+impl Host {
+    /// Starts the host of the bench `name`.
+    pub fn start(name: &str) -> Result<Host> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("berth-bench-{name}-"))
+            .tempdir()?;
+        let containerd = PrivateContainerd::start(&dir.path().join("containerd"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(Host {
+            rt,
+            containerd,
+            dir,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The temp dir, where the bench keeps its files.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A private registry in the temp dir, and the reference of the fixture image
+    /// (`bench/NAME:v1`, `sh` and the usual commands) pushed to it.
+    pub fn registry(&self) -> Result<(PrivateRegistry, String)> {
+        let registry = PrivateRegistry::start(&self.root().join("registry"))?;
+        let repo = format!("bench/{}", self.name);
+        let image = self
+            .rt
+            .block_on(fixtures::hello(&registry.host(), &repo, "v1"))?
+            .reference;
+        Ok((registry, image))
+    }
+
+    /// An agent of cluster `bench` on this host's containerd, in containerd namespace
+    /// `namespace`, keeping its state in `data_dir`, pulling from `registry` over plain HTTP,
+    /// with its bridge and task namespaces in `net`; without a join token.
+    pub fn agent_options(
+        &self,
+        scheduler: &Scheduler,
+        registry: &PrivateRegistry,
+        net: &AgentNetns,
+        data_dir: PathBuf,
+        namespace: String,
+    ) -> AgentOptions {
+        AgentOptions {
+            cluster: "bench".into(),
+            endpoint: scheduler.endpoint.clone(),
+            data_dir,
+            containerd_socket: self.containerd.socket().to_path_buf(),
+            namespace,
+            insecure_registries: vec![registry.host()],
+            cleanup_wait: "0".into(),
+            host_netns: net.host.path().to_owned(),
+            netns_dir: net.netns_dir.clone(),
+            extra_args: Vec::new(),
+            join: None,
+        }
+    }
+}
+
+/// How the bench's scheduler serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// Plaintext without authentication (`--insecure`): for benches of the task path, not TLS.
+    Plaintext,
+    /// TLS with API tokens, as deployed; the agent's options carry a join token.
+    Tls,
+}
+
+/// A [`Host`] with a registry holding the fixture image, a scheduler serving from the temp
+/// dir with the cluster `bench` created, a network namespace for the agent (`net`: its bridge and task namespaces live there),
+/// and the options of one agent (data dir `agent`, containerd namespace `bench-NAME`) that the
+/// bench adjusts before it starts the agent. Fields drop in order, the host last.
+#[derive(Debug)]
+pub struct World {
+    pub opts: AgentOptions,
+    pub net: AgentNetns,
+    pub scheduler: Scheduler,
+    pub image: String,
+    pub registry: PrivateRegistry,
+    pub host: Host,
+}
+
+impl World {
+    /// Starts the world of the bench `name`.
+    pub fn start(name: &str, serve: Serve) -> Result<World> {
+        let host = Host::start(name)?;
+        let (registry, image) = host.registry()?;
+        let root = host.root();
+        let scheduler = Scheduler::start_with(root, None, serve == Serve::Plaintext)?;
+        let args = ["create-cluster", "bench"];
+        berthctl(&scheduler.ctl_config, "bench", &args)?.success(&args)?;
+        let net = AgentNetns::create(&root.join("net"))?;
+        let mut opts = host.agent_options(
+            &scheduler,
+            &registry,
+            &net,
+            root.join("agent"),
+            format!("bench-{name}"),
+        );
+        if serve == Serve::Tls {
+            opts.join = Some(scheduler.join_token("bench")?);
+        }
+        Ok(World {
+            opts,
+            net,
+            scheduler,
+            image,
+            registry,
+            host,
+        })
+    }
+}
 
 /// Runs a benchmark body that needs containerd and the registry; prints why it could not
 /// run, or its error.
@@ -35,6 +166,33 @@ pub fn main_with(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The unit of `/proc`'s tick counts (`sysconf(_SC_CLK_TCK)`): fixed at 100 by Linux's ABI
+/// on every architecture Berth builds for.
+const USER_HZ: f64 = 100.0;
+
+/// The CPU times, in seconds, in `fields` of a `/proc/<pid>/stat` (or `/proc/thread-self/stat`)
+/// file, numbered as proc(5) numbers them: utime is 14, stime 15, cutime 16 and cstime 17.
+pub fn stat_seconds<const N: usize>(path: &str, fields: [usize; N]) -> Result<[f64; N]> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+    // The fields after the command (which may hold spaces): field 3 (state) is the first.
+    let after: Vec<&str> = stat
+        .rsplit_once(')')
+        .with_context(|| format!("no command in {path}"))?
+        .1
+        .split_whitespace()
+        .collect();
+    let mut seconds = [0.0; N];
+    for (out, field) in seconds.iter_mut().zip(fields) {
+        let ticks: u64 = field
+            .checked_sub(3)
+            .and_then(|i| after.get(i))
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("no field {field} in {path}"))?;
+        *out = ticks as f64 / USER_HZ;
+    }
+    Ok(seconds)
 }
 
 /// The sample at quantile `p` (0.0 to 1.0) of sorted samples.

@@ -9,7 +9,6 @@
 //!   all of them, and a stop of all of them until every one is STOPPED, timed.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,11 @@ use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{
     DescribeTasksRequest, RunTaskRequest, StopTaskRequest, TaskStatus, run_task_request,
 };
-use berth_tests::PrivateContainerd;
-use berth_tests::bench::{percentile, timed};
+use berth_tests::bench::{percentile, stat_seconds, timed};
 use berth_tests::berth::{berthctl, ctl_command};
 use tonic::transport::Channel;
+
+use crate::Ctr;
 
 /// Tasks in the burst.
 const BURST: usize = 100;
@@ -36,19 +36,14 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// The family the section registers: one `sleep` container with a small reservation, so 250
 /// fit on a small host.
 const FAMILY: &str = "burst-sleeper";
-/// The unit of `/proc`'s tick counts (`sysconf(_SC_CLK_TCK)`): fixed at 100 by Linux's ABI
-/// on every architecture Berth builds for.
-const USER_HZ: f64 = 100.0;
 
 /// What the section needs from the bench's setup.
 pub(crate) struct Burst<'a> {
     pub(crate) config: &'a Path,
     pub(crate) cluster: &'a str,
     pub(crate) endpoint: &'a str,
-    pub(crate) containerd: &'a PrivateContainerd,
-    /// The containerd namespace the agent uses, where the image is already unpacked.
-    pub(crate) namespace: &'a str,
-    pub(crate) image: &'a str,
+    /// `ctr` on the agent's containerd and namespace.
+    pub(crate) ctr: &'a Ctr<'a>,
     pub(crate) agent_pid: u32,
     /// Where the section writes its task definition.
     pub(crate) dir: &'a Path,
@@ -64,7 +59,7 @@ impl Burst<'_> {
 
     fn register(&self) -> Result<()> {
         let def = serde_json::json!({"family": FAMILY, "networkMode": "none",
-            "containerDefinitions": [{"name": "c", "image": self.image, "memory": 8,
+            "containerDefinitions": [{"name": "c", "image": self.ctr.image, "memory": 8,
                 "stopTimeout": 1, "command": ["sleep", "3600"]}]});
         let path = self.dir.join(format!("{FAMILY}.json"));
         std::fs::write(&path, serde_json::to_vec(&def)?)?;
@@ -288,14 +283,7 @@ impl Burst<'_> {
                             if i >= BURST {
                                 return Ok(());
                             }
-                            timed(self.ctr().args([
-                                "run",
-                                "-d",
-                                self.image,
-                                &format!("burst-{i}"),
-                                "sleep",
-                                "3600",
-                            ]))?;
+                            self.ctr.start_detached(&format!("burst-{i}"))?;
                         }
                     })
                 })
@@ -307,42 +295,18 @@ impl Burst<'_> {
             Ok(())
         })?;
         let took = began.elapsed();
-        let ns = self.namespace;
         for i in 0..BURST {
-            let id = format!("burst-{i}");
-            self.containerd
-                .ctr(&["-n", ns, "tasks", "delete", "--force", &id])?;
-            self.containerd
-                .ctr(&["-n", ns, "containers", "delete", &id])?;
+            self.ctr.remove(&format!("burst-{i}"))?;
         }
         Ok(took)
-    }
-
-    fn ctr(&self) -> Command {
-        let mut cmd = Command::new(berth_tests::bins::CTR);
-        cmd.arg("--address")
-            .arg(self.containerd.socket())
-            .args(["-n", self.namespace]);
-        cmd
     }
 }
 
 /// A process's CPU time so far (user and system), from /proc/<pid>/stat.
 fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command (which may hold spaces) start after its closing ')'.
-    let after = stat.rsplit_once(')').context("no command in stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .context("short stat")?
-            .parse()
-            .context("stat field")
-    };
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the state field.
-    let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_secs_f64(total as f64 / USER_HZ))
+    // utime and stime are fields 14 and 15 (proc(5)).
+    let [utime, stime] = stat_seconds(&format!("/proc/{pid}/stat"), [14, 15])?;
+    Ok(Duration::from_secs_f64(utime + stime))
 }
 
 /// Resets the process's peak resident memory (VmHWM) to its current one.

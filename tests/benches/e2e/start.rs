@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth_proto::v1::TaskStatus;
-use berth_tests::PrivateContainerd;
 use berth_tests::bench::{table, timed};
 use berth_tests::berth::{berthctl, ctl_command};
+
+use crate::Ctr;
 
 /// Rounds: each runs every command once.
 const RUNS: usize = 50;
@@ -31,10 +32,8 @@ pub(crate) struct Start<'a> {
     pub(crate) sleeper: &'a str,
     /// A task definition family: one container running `sh -c true`, network mode none.
     pub(crate) oneshot: &'a str,
-    pub(crate) containerd: &'a PrivateContainerd,
-    /// The containerd namespace the agent uses, where the image is already unpacked.
-    pub(crate) namespace: &'a str,
-    pub(crate) image: &'a str,
+    /// `ctr` on the agent's containerd and namespace.
+    pub(crate) ctr: &'a Ctr<'a>,
 }
 
 impl Start<'_> {
@@ -56,10 +55,10 @@ impl Start<'_> {
             // A different command first in each round, so none always follows the same one.
             for k in 0..8 {
                 match (i + k) % 8 {
-                    0 => ctr_rm.push(self.ctr_run_rm(&format!("rm-{i}"))?),
+                    0 => ctr_rm.push(self.ctr.run_rm(&format!("rm-{i}"))?),
                     1 => ctr_rm_shell.push(self.ctr_run_rm_shell(&format!("sh-{i}"))?),
                     2 => ctr_rm_harness.push(self.ctr_run_rm_harness(&format!("hn-{i}"))?),
-                    3 => ctr_d.push(self.ctr_run_detached(&format!("d-{i}"))?),
+                    3 => ctr_d.push(self.ctr.run_detached(&format!("d-{i}"))?),
                     4 => berth_wait.push(self.berth_running(in_process)?),
                     5 => berth_in_process.push(self.berth_running_in_process(in_process)?),
                     6 => berth_run_wait.push(self.berth_run_task_wait(in_process)?),
@@ -94,61 +93,31 @@ impl Start<'_> {
         Ok(())
     }
 
-    fn ctr(&self) -> Command {
-        let mut cmd = Command::new(berth_tests::bins::CTR);
-        cmd.arg("--address")
-            .arg(self.containerd.socket())
-            .args(["-n", self.namespace]);
-        cmd
-    }
-
-    fn ctr_run_rm(&self, id: &str) -> Result<Duration> {
-        timed(
-            self.ctr()
-                .args(["run", "--rm", self.image, id, "sh", "-c", "true"]),
-        )
-    }
-
     fn ctr_run_rm_shell(&self, id: &str) -> Result<Duration> {
-        let socket = self.containerd.socket().to_string_lossy().into_owned();
+        let socket = self.ctr.containerd.socket().to_string_lossy().into_owned();
         let line = format!(
             "{} --address {socket} -n {} run --rm {} {id} sh -c true >/dev/null 2>&1",
             berth_tests::bins::CTR,
-            self.namespace,
-            self.image
+            self.ctr.namespace,
+            self.ctr.image
         );
         timed(Command::new("sh").args(["-c", &line]))
     }
 
     fn ctr_run_rm_harness(&self, id: &str) -> Result<Duration> {
         let start = Instant::now();
-        self.containerd.ctr(&[
+        self.ctr.containerd.ctr(&[
             "-n",
-            self.namespace,
+            self.ctr.namespace,
             "run",
             "--rm",
-            self.image,
+            self.ctr.image,
             id,
             "sh",
             "-c",
             "true",
         ])?;
         Ok(start.elapsed())
-    }
-
-    /// `ctr run -d` returns once the task is started; the container is killed and removed
-    /// afterwards, outside the timing, before the next command.
-    fn ctr_run_detached(&self, id: &str) -> Result<Duration> {
-        let took = timed(
-            self.ctr()
-                .args(["run", "-d", self.image, id, "sleep", "3600"]),
-        )?;
-        let ns = self.namespace;
-        self.containerd
-            .ctr(&["-n", ns, "tasks", "delete", "--force", id])?;
-        self.containerd
-            .ctr(&["-n", ns, "containers", "delete", id])?;
-        Ok(took)
     }
 
     /// `berthctl run-task`, then `berthctl wait tasks-running`: two processes, as a script
