@@ -116,8 +116,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// HTTPS everywhere except the registries listed as insecure (host or host:port).
     pub(crate) fn new(insecure_registries: &[String]) -> Result<Self, PullError> {
-        // reqwest is built without a default crypto provider; install ring once per process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let protocol = if insecure_registries.is_empty() {
             ClientProtocol::Https
         } else {
@@ -334,6 +333,18 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
             reason: format!("HTTP {code}: {message}"),
             transient: code >= 500 || code == 408 || code == 429,
         },
+        // A TLS handshake that fails (plain HTTP on the other end, an unknown CA, a name
+        // mismatch) fails the same way every time: an answer to act on, never retried.
+        OciDistributionError::RequestError(e) if tls_failure(&e).is_some() => PullError::Registry {
+            registry,
+            what: what.to_owned(),
+            reason: format!(
+                "TLS handshake failed: {} (a registry that speaks plain HTTP must be listed in \
+                 insecure_registries)",
+                tls_failure(&e).unwrap_or_default()
+            ),
+            transient: false,
+        },
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
             PullError::RegistryUnreachable {
                 registry,
@@ -358,6 +369,33 @@ pub(crate) fn classify(error: OciDistributionError, image: &ImageRef, what: &str
     }
 }
 
+/// reqwest and oci-client are built without a default crypto provider: install ring, once
+/// per process, before any client is built (a second call finds it installed and does nothing).
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The TLS error somewhere in `error`'s chain, if the failure was the handshake's. rustls's
+/// errors travel inside `std::io::Error`s, whose `source()` skips the wrapped error itself, so
+/// each io error's payload is stepped into instead.
+pub(crate) fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        cause = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            // hyper wraps tokio-rustls's io error in another io error: step into each.
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// What a person can act on in a foreign error: its innermost cause ("Connection refused (os
 /// error 111)"). The outer messages say which request failed, which the [`PullError`] names
 /// already; the text travels alone (a task's stop reason), so the error is no source of it.
@@ -374,6 +412,25 @@ mod tests {
     use oci_client::errors::DigestError;
 
     use super::*;
+
+    /// An error that wraps another, as hyper and reqwest wrap the io error of a failed
+    /// handshake.
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn a_tls_failure_inside_an_io_error_is_found_and_others_are_not() {
+        let tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        // As hyper hands it over: an io error holding tokio-rustls's io error holding rustls's.
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let wrapped = Wrapper(std::io::Error::other(inner));
+        let found = tls_failure(&wrapped).expect("the handshake's error is found");
+        assert!(found.contains("InvalidContentType"), "{found}");
+
+        let refused = Wrapper(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(tls_failure(&refused), None);
+    }
 
     #[test]
     fn references_keep_the_given_name() {

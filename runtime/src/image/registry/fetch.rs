@@ -45,6 +45,7 @@ impl ManifestFetcher {
         read_timeout: Duration,
         user_agent: &'static str,
     ) -> Result<Self, PullError> {
+        super::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout)
