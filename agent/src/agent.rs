@@ -165,7 +165,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         EngineConfig {
             stop_timeout: config.stop_timeout,
             cleanup_wait: config.task_cleanup_wait,
-            pull_timeout: config.image_pull_timeout,
             restart_backoff: crate::engine::RESTART_BACKOFF,
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
             volume_host_paths: config.volume_host_paths.clone(),

@@ -47,8 +47,6 @@ pub(crate) struct EngineConfig {
     pub stop_timeout: Duration,
     /// Time between STOPPED and the removal of the task's containers.
     pub cleanup_wait: Duration,
-    /// Deadline of one image pull.
-    pub pull_timeout: Duration,
     /// Delay before the first restart of a container that keeps crashing (ECS restartPolicy);
     /// it doubles with each consecutive restart up to `restart_backoff_max`. Not an operator
     /// setting: [`RESTART_BACKOFF`] and [`RESTART_BACKOFF_MAX`] in production, short in tests.

@@ -80,7 +80,6 @@ fn test_config() -> EngineConfig {
     EngineConfig {
         stop_timeout: Duration::from_secs(30),
         cleanup_wait: Duration::ZERO,
-        pull_timeout: Duration::from_secs(5),
         restart_backoff: super::RESTART_BACKOFF,
         restart_backoff_max: super::RESTART_BACKOFF_MAX,
         volume_host_paths: Vec::new(),

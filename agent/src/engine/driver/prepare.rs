@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_proto::v1::TaskDefinition;
 use berth_runtime::{
@@ -25,10 +24,6 @@ use super::{Control, Created, Driver, stop_timeout};
 use crate::runtime::ContainerRuntime;
 use crate::task::network::{self, Mode};
 use crate::task::{self, Causes, InputError, capabilities, devices, envfile, seccomp, volumes};
-
-/// How long past the image pull timeout the driver waits for the runtime, which ends a pull
-/// at that deadline with its own, more telling, error.
-const PULL_BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a task could not be prepared. The message is the task's stoppedReason, so it travels
 /// alone: causes are written into it, not kept as sources.
@@ -53,9 +48,6 @@ pub(super) enum PrepareError {
     /// An image that could not be pulled.
     #[error("CannotPullContainerError: {}", Causes(.0))]
     Pull(PullError),
-    /// A pull that took longer than the agent's image pull timeout.
-    #[error("CannotPullContainerError: pull of {image} did not finish within {}s", .timeout.as_secs())]
-    PullTimeout { image: String, timeout: Duration },
     /// The task that set the network up ended abnormally.
     #[error("the task's network setup ended abnormally: {0}")]
     NetworkTask(tokio::task::JoinError),
@@ -404,22 +396,15 @@ impl<R: ContainerRuntime> Driver<R> {
         let auth = task::auth_for(reference, &self.assignment.registry_credentials);
         let runtime = Arc::clone(&self.runtime);
         let image_ref = reference.to_owned();
-        let timeout = self.config.pull_timeout;
-        // The runtime tries the registry again within the same deadline and then names the
-        // registry, its tries and its last error; this is only the backstop.
-        let pull = tokio::time::timeout(timeout + PULL_BACKSTOP_GRACE, async move {
-            runtime.pull(&image_ref, &auth).await
-        });
+        // The runtime owns the pull's one deadline (`image_pull_timeout`): it tries the
+        // registry again within it, then names the registry, its tries and its last error.
+        let pull = async move { runtime.pull(&image_ref, &auth).await };
         let error = match self.interruptible(pull).await? {
-            Ok(Ok(image)) => {
+            Ok(image) => {
                 self.touch(reference, true);
                 return Ok(image);
             }
-            Ok(Err(e)) => PrepareError::Pull(e),
-            Err(_) => PrepareError::PullTimeout {
-                image: reference.to_owned(),
-                timeout,
-            },
+            Err(e) => PrepareError::Pull(e),
         };
         let Some(image) = fallback else {
             return Err(error.into());

@@ -1,6 +1,7 @@
 //! A pull's tries. A registry that is slow, answers 5xx, resets the connection or cannot be
 //! reached is tried again with jittered exponential backoff for as long as the pull's deadline
-//! (`image_pull_timeout`) allows; each try is cut at the deadline. A download cut off
+//! (`image_pull_timeout`) allows; each try, credentials included, is cut at the deadline.
+//! This is the pull's one deadline: the agent sets no other around it. A download cut off
 //! mid-blob keeps its ingest, so the next try resumes it with an HTTP Range request. When no
 //! time is left the pull fails with [`PullError::GaveUp`], which names the registry, the
 //! number of tries and the last error. An answer (unknown manifest, refused credentials, bad
@@ -61,25 +62,29 @@ impl Puller {
             };
             loop {
                 tries += 1;
-                let auth = self
-                    .inner
-                    .credentials
-                    .resolve(image.registry(), &auth)
-                    .await?;
                 let left = deadline.saturating_duration_since(Instant::now());
-                let error =
-                    match tokio::time::timeout(left, self.pull_once(image.clone(), auth)).await {
-                        Ok(Ok(pulled)) => return Ok(pulled),
-                        Ok(Err(e)) if !e.is_transient() => return Err(e),
-                        Ok(Err(e)) => e,
-                        Err(_) => {
-                            let cut = PullError::Timeout {
-                                what: format!("try {tries} of the pull from {}", image.registry()),
-                                seconds: left.as_secs(),
-                            };
-                            return Err(gave_up(tries, cut));
-                        }
-                    };
+                // The deadline covers the credentials too: a helper or token command that
+                // hangs is cut with the try.
+                let attempt = async {
+                    let auth = self
+                        .inner
+                        .credentials
+                        .resolve(image.registry(), &auth)
+                        .await?;
+                    self.pull_once(image.clone(), auth).await
+                };
+                let error = match tokio::time::timeout(left, attempt).await {
+                    Ok(Ok(pulled)) => return Ok(pulled),
+                    Ok(Err(e)) if !e.is_transient() => return Err(e),
+                    Ok(Err(e)) => e,
+                    Err(_) => {
+                        let cut = PullError::Timeout {
+                            what: format!("try {tries} of the pull from {}", image.registry()),
+                            seconds: left.as_secs(),
+                        };
+                        return Err(gave_up(tries, cut));
+                    }
+                };
                 let wait = backoff.next(rand::random());
                 if Instant::now() + wait >= deadline {
                     return Err(gave_up(tries, error));
