@@ -2,7 +2,7 @@
 //! kept since their first sample, then the network counters of each distinct namespace its
 //! containers' processes are in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,8 @@ impl Cache {
     }
 
     /// Closes the files of every task whose cgroup path is not in `keep`.
-    pub(super) fn retain(&mut self, keep: &[String]) {
-        self.tasks.retain(|rel, _| keep.iter().any(|k| k == rel));
+    pub(super) fn retain(&mut self, keep: &HashSet<String>) {
+        self.tasks.retain(|rel, _| keep.contains(rel));
     }
 
     /// Reads the sample of the task whose cgroup is `task_rel` (`berth/<task-id>`, relative to
