@@ -5,8 +5,10 @@
 //!
 //! A cgroup file kept open survives its cgroup's removal: reading it then fails with ENODEV,
 //! which is how a pass learns that a container is gone. Its open file does not keep the cgroup
-//! alive. Files of `/proc/<pid>` are never kept open: `/proc/<pid>/net/dev` would hold the
-//! network namespace (and every interface in it) alive after its task stops.
+//! alive. `/proc/<pid>/net/dev` is kept open too (opening it costs seven times what reading
+//! it does): it reads the network namespace the process was in when it was opened, even after
+//! the process exits, and holds that namespace alive, so the sampler keeps it only with the
+//! handle of a cgroup still in the pass (see `read.rs`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -117,8 +119,8 @@ impl Reader {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Opens a cgroup file to keep: Absent when it does not exist, its path alone when the
-    /// budget is spent.
+    /// Opens a file to keep: Absent when it does not exist, its path alone when the budget is
+    /// spent.
     pub(super) fn open(&mut self, path: PathBuf) -> Result<Source, CgroupError> {
         if self.open.load(Ordering::Relaxed) >= self.budget {
             return Ok(if path.exists() {
@@ -156,6 +158,21 @@ impl Reader {
         Ok(Some(parse(text(&self.buf[..len], source_path(source))?)?))
     }
 
+    /// Reads a file of many records (`/proc/<pid>/net/dev`) to its end and parses its text;
+    /// None when it is Absent.
+    pub(super) fn parse_records<T>(
+        &mut self,
+        source: &Source,
+        parse: impl FnOnce(&str) -> Result<T, CgroupError>,
+    ) -> Result<Option<T>, Stop> {
+        let len = match source {
+            Source::Absent => return Ok(None),
+            Source::Open(open) => self.pread_to_end(&open.file, &open.path)?,
+            Source::Path(path) => self.read_path(path)?,
+        };
+        Ok(Some(parse(text(&self.buf[..len], source_path(source))?)?))
+    }
+
     /// Opens, reads and closes a file (a statically known value, `cgroup.procs`, `/proc`).
     pub(super) fn parse_path<T>(
         &mut self,
@@ -182,6 +199,26 @@ impl Reader {
                 return Ok(len);
             }
             self.buf.resize(self.buf.len() * 2, 0);
+        }
+    }
+
+    /// `pread`s from offset 0 until the end: a file of many records (a seq_file) may return
+    /// less than asked (one kernel page of records) before its end, so only an empty read ends
+    /// it.
+    fn pread_to_end(&mut self, file: &File, path: &Path) -> Result<usize, Stop> {
+        let mut len = 0;
+        loop {
+            if len == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            self.counts.reads += 1;
+            let n = file
+                .read_at(&mut self.buf[len..], len as u64)
+                .map_err(|error| classify("read", path, error))?;
+            if n == 0 {
+                return Ok(len);
+            }
+            len += n;
         }
     }
 

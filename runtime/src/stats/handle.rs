@@ -26,6 +26,10 @@ pub(super) struct CgroupHandle {
     pub(super) pid: Option<u32>,
     /// The network namespace of `pid` (`net:[<inode>]`), once looked up.
     pub(super) netns: Option<PathBuf>,
+    /// `/proc/<pid>/net/dev`, once the pass read the namespace's counters through this
+    /// cgroup: it reads that namespace for as long as it is open (its process may have exited
+    /// since), and holds it alive, so it goes with the handle when the cgroup leaves the pass.
+    pub(super) net_dev: Option<Source>,
     pub(super) opened_at: Instant,
 }
 
@@ -59,6 +63,10 @@ struct V2Files {
     io_stat: Source,
 }
 
+/// What opening a cgroup finds: its files, its limits and the directory whose `cgroup.procs`
+/// lists its processes.
+type Opened = (Files, Limits, PathBuf);
+
 /// The limits read when the cgroup was opened; None is no limit.
 #[derive(Debug, Default)]
 struct Limits {
@@ -75,81 +83,26 @@ impl CgroupHandle {
         reader: &mut Reader,
     ) -> Result<Option<Self>, CgroupError> {
         let opened_at = Instant::now();
-        match layout {
-            CgroupLayout::V2 { root } => {
-                let dir = root.join(rel);
-                if !dir.is_dir() {
-                    return Ok(None);
-                }
-                let mut file = |name: &str| reader.open(dir.join(name));
-                let files = V2Files {
-                    cpu_stat: file(v2::CPU_STAT)?,
-                    memory_current: file(v2::MEMORY_CURRENT)?,
-                    memory_stat: file(v2::MEMORY_STAT)?,
-                    memory_events: file(v2::MEMORY_EVENTS)?,
-                    pids_current: file(v2::PIDS_CURRENT)?,
-                    io_stat: file(v2::IO_STAT)?,
-                };
-                let limits = Limits {
-                    memory: read_limit(reader, &dir.join(v2::MEMORY_MAX), v2::MEMORY_MAX)?,
-                    pids: read_limit(reader, &dir.join(v2::PIDS_MAX), v2::PIDS_MAX)?,
-                };
-                Ok(dir.is_dir().then(|| CgroupHandle {
-                    files: Files::V2(Box::new(files)),
-                    limits,
-                    procs: dir.join("cgroup.procs"),
-                    pid: None,
-                    netns: None,
-                    opened_at,
-                }))
-            }
+        let opened = match layout {
+            CgroupLayout::V2 { root } => open_v2(&root.join(rel), reader)?,
             CgroupLayout::V1 { mounts } => {
                 let dir = |controller: &str| mounts.get(controller).map(|root| root.join(rel));
-                // The hierarchy that decides whether the cgroup is there: the first mounted of
-                // these (runc creates a container's cgroup in each).
-                let Some(anchor) = ["memory", "cpuacct", "pids", "cpu"]
-                    .iter()
-                    .find_map(|c| dir(c))
-                else {
-                    return Ok(None);
-                };
-                if !anchor.is_dir() {
-                    return Ok(None);
-                }
-                let mut file = |controller: &str, name: &str| match dir(controller) {
-                    Some(d) => reader.open(d.join(name)),
-                    None => Ok(Source::Absent),
-                };
-                let files = V1Files {
-                    cpuacct_usage: file("cpuacct", v1::CPUACCT_USAGE)?,
-                    cpuacct_stat: file("cpuacct", v1::CPUACCT_STAT)?,
-                    cpu_stat: file("cpu", v1::CPU_STAT)?,
-                    memory_usage: file("memory", v1::MEMORY_USAGE)?,
-                    memory_failcnt: file("memory", v1::MEMORY_FAILCNT)?,
-                    memory_stat: file("memory", v1::MEMORY_STAT)?,
-                    memory_oom_control: file("memory", v1::MEMORY_OOM_CONTROL)?,
-                    pids_current: file("pids", v1::PIDS_CURRENT)?,
-                    blkio_bytes: file("blkio", v1::BLKIO_BYTES)?,
-                    blkio_ops: file("blkio", v1::BLKIO_OPS)?,
-                };
-                let mut limit_of = |controller: &str, name: &str| match dir(controller) {
-                    Some(d) => read_limit(reader, &d.join(name), name),
-                    None => Ok(None),
-                };
-                let limits = Limits {
-                    memory: limit_of("memory", v1::MEMORY_LIMIT)?,
-                    pids: limit_of("pids", v1::PIDS_MAX)?,
-                };
-                Ok(anchor.is_dir().then(|| CgroupHandle {
-                    files: Files::V1(Box::new(files)),
-                    limits,
-                    procs: anchor.join("cgroup.procs"),
-                    pid: None,
-                    netns: None,
-                    opened_at,
-                }))
+                open_v1(dir, reader)?
             }
-        }
+        };
+        let Some((files, limits, anchor)) = opened else {
+            return Ok(None);
+        };
+        // The cgroup may have been removed while its files were being opened.
+        Ok(anchor.is_dir().then(|| CgroupHandle {
+            files,
+            limits,
+            procs: anchor.join("cgroup.procs"),
+            pid: None,
+            netns: None,
+            net_dev: None,
+            opened_at,
+        }))
     }
 
     /// One sample; `Stop::Gone` when the cgroup was removed since it was opened.
@@ -167,6 +120,75 @@ impl CgroupHandle {
         })?;
         Ok(self.pid)
     }
+}
+
+/// A v2 cgroup's files and limits, and its directory; None when it is not there.
+fn open_v2(dir: &Path, reader: &mut Reader) -> Result<Option<Opened>, CgroupError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut file = |name: &str| reader.open(dir.join(name));
+    let files = V2Files {
+        cpu_stat: file(v2::CPU_STAT)?,
+        memory_current: file(v2::MEMORY_CURRENT)?,
+        memory_stat: file(v2::MEMORY_STAT)?,
+        memory_events: file(v2::MEMORY_EVENTS)?,
+        pids_current: file(v2::PIDS_CURRENT)?,
+        io_stat: file(v2::IO_STAT)?,
+    };
+    let limits = Limits {
+        memory: read_limit(reader, &dir.join(v2::MEMORY_MAX), v2::MEMORY_MAX)?,
+        pids: read_limit(reader, &dir.join(v2::PIDS_MAX), v2::PIDS_MAX)?,
+    };
+    Ok(Some((
+        Files::V2(Box::new(files)),
+        limits,
+        dir.to_path_buf(),
+    )))
+}
+
+/// A v1 cgroup's files and limits, and the directory that decides whether it is there (the
+/// first mounted of memory, cpuacct, pids and cpu: runc creates a container's cgroup in
+/// each); None when it is not there. `dir` is the cgroup's directory in a controller's
+/// hierarchy, None when that controller is not mounted.
+fn open_v1(
+    dir: impl Fn(&str) -> Option<PathBuf>,
+    reader: &mut Reader,
+) -> Result<Option<Opened>, CgroupError> {
+    let Some(anchor) = ["memory", "cpuacct", "pids", "cpu"]
+        .iter()
+        .find_map(|c| dir(c))
+    else {
+        return Ok(None);
+    };
+    if !anchor.is_dir() {
+        return Ok(None);
+    }
+    let mut file = |controller: &str, name: &str| match dir(controller) {
+        Some(d) => reader.open(d.join(name)),
+        None => Ok(Source::Absent),
+    };
+    let files = V1Files {
+        cpuacct_usage: file("cpuacct", v1::CPUACCT_USAGE)?,
+        cpuacct_stat: file("cpuacct", v1::CPUACCT_STAT)?,
+        cpu_stat: file("cpu", v1::CPU_STAT)?,
+        memory_usage: file("memory", v1::MEMORY_USAGE)?,
+        memory_failcnt: file("memory", v1::MEMORY_FAILCNT)?,
+        memory_stat: file("memory", v1::MEMORY_STAT)?,
+        memory_oom_control: file("memory", v1::MEMORY_OOM_CONTROL)?,
+        pids_current: file("pids", v1::PIDS_CURRENT)?,
+        blkio_bytes: file("blkio", v1::BLKIO_BYTES)?,
+        blkio_ops: file("blkio", v1::BLKIO_OPS)?,
+    };
+    let mut limit_of = |controller: &str, name: &str| match dir(controller) {
+        Some(d) => read_limit(reader, &d.join(name), name),
+        None => Ok(None),
+    };
+    let limits = Limits {
+        memory: limit_of("memory", v1::MEMORY_LIMIT)?,
+        pids: limit_of("pids", v1::PIDS_MAX)?,
+    };
+    Ok(Some((Files::V1(Box::new(files)), limits, anchor)))
 }
 
 /// A limit file read once; no file is no limit.
@@ -197,31 +219,17 @@ fn sample_v1(f: &V1Files, limits: &Limits, r: &mut Reader) -> Result<CgroupStats
         }
         _ => None,
     };
-    let memory = match r.parse(&f.memory_usage, |t| single(v1::MEMORY_USAGE, t))? {
-        Some(usage_bytes) => {
-            let mut memory = MemoryStats {
-                usage_bytes,
-                working_set_bytes: usage_bytes,
-                limit_bytes: limits.memory,
-                ..MemoryStats::default()
-            };
-            if let Some(failcnt) = r.parse(&f.memory_failcnt, |t| single(v1::MEMORY_FAILCNT, t))? {
-                memory.failcnt = failcnt;
-            }
-            r.parse(&f.memory_stat, |t| v1::memory_stat(t, &mut memory))?;
-            if let Some(kills) = r.parse(&f.memory_oom_control, v1::oom_kills)? {
-                memory.oom_kills = kills;
-            }
-            Some(memory)
+    let memory = memory(r, &f.memory_usage, v1::MEMORY_USAGE, limits, |r, memory| {
+        if let Some(failcnt) = r.parse(&f.memory_failcnt, |t| single(v1::MEMORY_FAILCNT, t))? {
+            memory.failcnt = failcnt;
         }
-        None => None,
-    };
-    let pids = r
-        .parse(&f.pids_current, |t| single(v1::PIDS_CURRENT, t))?
-        .map(|current| PidsStats {
-            current,
-            limit: limits.pids,
-        });
+        r.parse(&f.memory_stat, |t| v1::memory_stat(t, memory))?;
+        if let Some(kills) = r.parse(&f.memory_oom_control, v1::oom_kills)? {
+            memory.oom_kills = kills;
+        }
+        Ok(())
+    })?;
+    let pids = pids(r, &f.pids_current, v1::PIDS_CURRENT, limits)?;
     let mut blkio = BlkioStats::default();
     let bytes = r.parse(&f.blkio_bytes, |t| v1::blkio_bytes(t, &mut blkio))?;
     let ops = r.parse(&f.blkio_ops, |t| v1::blkio_ops(t, &mut blkio))?;
@@ -235,26 +243,18 @@ fn sample_v1(f: &V1Files, limits: &Limits, r: &mut Reader) -> Result<CgroupStats
 
 fn sample_v2(f: &V2Files, limits: &Limits, r: &mut Reader) -> Result<CgroupStats, Stop> {
     let cpu = r.parse(&f.cpu_stat, v2::cpu)?;
-    let memory = match r.parse(&f.memory_current, |t| single(v2::MEMORY_CURRENT, t))? {
-        Some(usage_bytes) => {
-            let mut memory = MemoryStats {
-                usage_bytes,
-                working_set_bytes: usage_bytes,
-                limit_bytes: limits.memory,
-                ..MemoryStats::default()
-            };
-            r.parse(&f.memory_stat, |t| v2::memory_stat(t, &mut memory))?;
-            r.parse(&f.memory_events, |t| v2::memory_events(t, &mut memory))?;
-            Some(memory)
-        }
-        None => None,
-    };
-    let pids = r
-        .parse(&f.pids_current, |t| single(v2::PIDS_CURRENT, t))?
-        .map(|current| PidsStats {
-            current,
-            limit: limits.pids,
-        });
+    let memory = memory(
+        r,
+        &f.memory_current,
+        v2::MEMORY_CURRENT,
+        limits,
+        |r, memory| {
+            r.parse(&f.memory_stat, |t| v2::memory_stat(t, memory))?;
+            r.parse(&f.memory_events, |t| v2::memory_events(t, memory))?;
+            Ok(())
+        },
+    )?;
+    let pids = pids(r, &f.pids_current, v2::PIDS_CURRENT, limits)?;
     let blkio = r.parse(&f.io_stat, v2::io)?;
     Ok(CgroupStats {
         cpu,
@@ -262,4 +262,41 @@ fn sample_v2(f: &V2Files, limits: &Limits, r: &mut Reader) -> Result<CgroupStats
         pids,
         blkio,
     })
+}
+
+/// The memory part of a sample, in either version: present when the usage file (`name`) is,
+/// with the limit read at opening; `details` reads the other memory files into it.
+fn memory(
+    r: &mut Reader,
+    usage: &Source,
+    name: &str,
+    limits: &Limits,
+    details: impl FnOnce(&mut Reader, &mut MemoryStats) -> Result<(), Stop>,
+) -> Result<Option<MemoryStats>, Stop> {
+    let Some(usage_bytes) = r.parse(usage, |t| single(name, t))? else {
+        return Ok(None);
+    };
+    let mut memory = MemoryStats {
+        usage_bytes,
+        working_set_bytes: usage_bytes,
+        limit_bytes: limits.memory,
+        ..MemoryStats::default()
+    };
+    details(r, &mut memory)?;
+    Ok(Some(memory))
+}
+
+/// The pids part of a sample, in either version: `pids.current` with the limit read at
+/// opening.
+fn pids(
+    r: &mut Reader,
+    current: &Source,
+    name: &str,
+    limits: &Limits,
+) -> Result<Option<PidsStats>, Stop> {
+    Ok(r.parse(current, |t| single(name, t))?
+        .map(|current| PidsStats {
+            current,
+            limit: limits.pids,
+        }))
 }

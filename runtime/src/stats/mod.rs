@@ -21,6 +21,7 @@ mod read;
 mod v1;
 mod v2;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -80,7 +81,7 @@ impl StatsSampler {
     /// Closes the files of every task not named (call it after each pass with the tasks it
     /// sampled).
     pub fn retain_tasks<S: AsRef<str>>(&self, task_ids: &[S]) {
-        let keep: Vec<String> = task_ids
+        let keep: HashSet<String> = task_ids
             .iter()
             .filter_map(|id| self.cgroups.task_rel(id.as_ref()).ok())
             .collect();

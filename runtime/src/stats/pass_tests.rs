@@ -1,7 +1,8 @@
 //! What a pass costs and what the sampler keeps between passes, on fake cgroup v1 and v2 trees
 //! and a fake `/proc`: files opened once and read once a pass, limits read once, files closed
-//! for tasks and containers no longer sampled, the budget of open files, and a container's
-//! process looked up again when it exits.
+//! for tasks and containers no longer sampled, the budget of open files, a namespace's
+//! `net/dev` kept open with its container's handle, and a container's process looked up again
+//! when it exits.
 
 use std::fs;
 use std::path::Path;
@@ -108,7 +109,7 @@ fn proc_tree(proc_root: &Path) {
 }
 
 #[test]
-fn a_steady_pass_opens_nothing_but_net_dev_and_reads_each_file_once() {
+fn a_steady_pass_opens_nothing_and_reads_each_file_once() {
     let root = tempfile::tempdir().expect("tempdir");
     let proc_root = tempfile::tempdir().expect("tempdir");
     v1_cgroup(root.path(), "berth/t1", "", "268435456\n");
@@ -136,10 +137,10 @@ fn a_steady_pass_opens_nothing_but_net_dev_and_reads_each_file_once() {
     let after = sampler.io_counts();
     assert_eq!(second, first, "the same files read again");
     // Ten files of the task's cgroup and ten of the container's, one pread each; net/dev
-    // opened afresh and read to its end (two reads).
+    // kept open and read to its end (two preads).
     assert_eq!(
         (after.opens - before.opens, after.reads - before.reads),
-        (1, 22),
+        (0, 22),
         "one steady pass"
     );
 }
@@ -249,16 +250,23 @@ fn over_the_budget_files_are_opened_at_each_read_and_a_removed_cgroup_is_left_ou
 }
 
 #[test]
-fn a_container_whose_process_exited_is_found_through_another() {
+fn net_dev_stays_open_with_its_container_and_a_new_process_stands_in_after_a_reopen() {
     let root = tempfile::tempdir().expect("tempdir");
     let proc_root = tempfile::tempdir().expect("tempdir");
     v1_cgroup(root.path(), "berth/t1", "", "max\n");
     v1_cgroup(root.path(), "berth/t1/app", "977\n", "max\n");
     proc_tree(proc_root.path());
-    let sampler = sampler(v1_layout(root.path()), proc_root.path(), 1024);
+    let mut sampler = sampler(v1_layout(root.path()), proc_root.path(), 1024);
     let names = ["app".to_owned()];
     let first = sampler.sample_task("t1", &names).expect("valid task");
     assert_eq!(first.networks.len(), 1);
+    assert_eq!(
+        sampler.cache().reader_open_files(),
+        21,
+        "ten files for each of two cgroups, and net/dev"
+    );
+    // The process exits and another takes its place: the open net/dev still reads the
+    // namespace, without a lookup.
     fs::remove_dir_all(proc_root.path().join("977")).expect("rm");
     process(proc_root.path(), "981", "net:[4026532301]");
     fs::write(
@@ -266,6 +274,43 @@ fn a_container_whose_process_exited_is_found_through_another() {
         "981\n",
     )
     .expect("write");
+    let before = sampler.io_counts();
     let second = sampler.sample_task("t1", &names).expect("valid task");
+    assert_eq!(sampler.io_counts().opens, before.opens, "nothing opened");
     assert_eq!(second.networks, first.networks);
+    // Opened again (as after a minute), the container's handle finds the new process.
+    sampler.reopen_after = Duration::ZERO;
+    let third = sampler.sample_task("t1", &names).expect("valid task");
+    assert_eq!(third.networks, first.networks);
+    assert_eq!(sampler.cache().reader_open_files(), 21);
+    // A task leaving the pass lets its namespace go.
+    sampler.retain_tasks::<&str>(&[]);
+    assert_eq!(sampler.cache().reader_open_files(), 0);
+}
+
+#[test]
+fn a_process_gone_before_net_dev_is_opened_is_replaced_by_another() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let proc_root = tempfile::tempdir().expect("tempdir");
+    v1_cgroup(root.path(), "berth/t1", "", "max\n");
+    v1_cgroup(root.path(), "berth/t1/app", "977\n981\n", "max\n");
+    proc_tree(proc_root.path());
+    // 977's namespace link is there but its net/dev is not (it exited mid-lookup).
+    fs::remove_file(proc_root.path().join("977/net/dev")).expect("rm");
+    process(proc_root.path(), "981", "net:[4026532301]");
+    let sampler = sampler(v1_layout(root.path()), proc_root.path(), 1024);
+    let first = sampler
+        .sample_task("t1", &["app".to_owned()])
+        .expect("valid task");
+    assert_eq!(first.networks.len(), 0, "977 is still listed first");
+    fs::write(
+        root.path().join("memory/berth/t1/app/cgroup.procs"),
+        "981\n",
+    )
+    .expect("write");
+    let second = sampler
+        .sample_task("t1", &["app".to_owned()])
+        .expect("valid task");
+    assert_eq!(second.networks.len(), 1, "{second:?}");
+    assert_eq!(second.networks[0].rx_bytes, 1_048_576);
 }

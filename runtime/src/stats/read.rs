@@ -2,7 +2,7 @@
 //! kept since their first sample, then the network counters of each distinct namespace its
 //! containers' processes are in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,8 @@ impl Cache {
     }
 
     /// Closes the files of every task whose cgroup path is not in `keep`.
-    pub(super) fn retain(&mut self, keep: &[String]) {
-        self.tasks.retain(|rel, _| keep.iter().any(|k| k == rel));
+    pub(super) fn retain(&mut self, keep: &HashSet<String>) {
+        self.tasks.retain(|rel, _| keep.contains(rel));
     }
 
     /// Reads the sample of the task whose cgroup is `task_rel` (`berth/<task-id>`, relative to
@@ -172,12 +172,14 @@ fn sample_cgroup(
 /// in, except the agent's own (a host-mode task's traffic is the host's, as ECS reports it).
 ///
 /// A container's process and its namespace are looked up once and remembered with its
-/// cgroup's handle (a process never leaves its namespace), so a steady pass costs one read of
-/// `net/dev` per namespace and nothing for a task in the agent's own. When the remembered
-/// process exited, the first one left in the cgroup stands in. A process ID reused by another
-/// process in the short time between a container's exit and its leaving the pass could show
-/// that process's namespace; the handle is opened again within a minute, which looks it up
-/// afresh.
+/// cgroup's handle (a process never leaves its namespace), and the namespace's
+/// `/proc/<pid>/net/dev` is kept open there, so a steady pass costs two `pread`s per namespace
+/// (the second finds the end) and nothing for a task in the agent's own. The open file holds
+/// the namespace alive until the handle goes: when the container leaves the pass or its
+/// cgroup is found gone (at the first pass after its last process exits), or when the handle
+/// is opened again after a minute, which also looks the process up afresh. When the
+/// remembered process exited before its `net/dev` was opened, the first one left in the cgroup
+/// stands in.
 fn read_networks(
     reader: &mut Reader,
     proc_root: &Path,
@@ -201,35 +203,64 @@ fn read_networks(
             continue;
         }
         seen.push(namespace.to_path_buf());
-        let mut retried = false;
-        while let Some(pid) = handle.pid {
-            let path = proc_root.join(pid.to_string()).join("net/dev");
-            match reader.parse_path(&path, netdev::parse) {
-                Ok(found) => {
-                    interfaces.extend(found);
-                    break;
-                }
-                Err(Stop::Gone) if !retried => {
-                    // The process exited: another of the container's stands in (in the same
-                    // namespace, since the namespace is the task's).
-                    retried = true;
-                    look_up_namespace(reader, proc_root, handle);
-                }
-                Err(Stop::Gone) => break,
-                Err(Stop::Failed(error)) => {
-                    tracing::warn!(pid, %error, "cannot read a task's network counters");
-                    break;
+        interfaces.extend(read_net_dev(reader, proc_root, handle));
+    }
+    interfaces
+}
+
+/// The counters of the namespace of a container's remembered process, through its kept-open
+/// `net/dev` (opened first if it is not yet). Empty when the container has no process left or
+/// the file cannot be read (with a warning).
+fn read_net_dev(
+    reader: &mut Reader,
+    proc_root: &Path,
+    handle: &mut CgroupHandle,
+) -> Vec<InterfaceStats> {
+    let mut retried = false;
+    loop {
+        let Some(pid) = handle.pid else {
+            return Vec::new();
+        };
+        if handle.net_dev.is_none() {
+            match reader.open(proc_root.join(pid.to_string()).join("net/dev")) {
+                Ok(source) => handle.net_dev = Some(source),
+                Err(error) => {
+                    tracing::warn!(pid, %error, "cannot open a task's network counters");
+                    return Vec::new();
                 }
             }
         }
+        let read = match &handle.net_dev {
+            Some(source) => reader.parse_records(source, netdev::parse),
+            None => Ok(None),
+        };
+        match read {
+            Ok(Some(found)) => return found,
+            // Absent when opened, or gone since: the process exited. Another of the
+            // container's stands in (in the same namespace, since the namespace is the
+            // task's).
+            Ok(None) | Err(Stop::Gone) if !retried => {
+                retried = true;
+                handle.net_dev = None;
+                look_up_namespace(reader, proc_root, handle);
+            }
+            Ok(None) | Err(Stop::Gone) => {
+                handle.net_dev = None;
+                return Vec::new();
+            }
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(pid, %error, "cannot read a task's network counters");
+                return Vec::new();
+            }
+        }
     }
-    interfaces
 }
 
 /// Looks up the first process of a container's cgroup and its network namespace, and
 /// remembers both (or neither, when it has no process left).
 fn look_up_namespace(reader: &mut Reader, proc_root: &Path, handle: &mut CgroupHandle) {
     handle.netns = None;
+    handle.pid = None;
     let pid = match handle.find_pid(reader) {
         Ok(Some(pid)) => pid,
         Ok(None) | Err(Stop::Gone) => return,
