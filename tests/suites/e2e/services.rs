@@ -302,7 +302,10 @@ pub(super) fn keeps_desired_count_across_a_crash_and_a_draining_instance(w: &Wor
     }
     // The events command prints the history, oldest first.
     let events = env.ok(&["events", "keep"])?.stdout;
-    ensure!(events.contains("has stopped 1 running tasks"), "{events}");
+    ensure!(
+        events.contains("(service keep) has stopped") && events.contains("running tasks: (task "),
+        "{events}"
+    );
     Ok(())
 }
 
@@ -321,10 +324,15 @@ pub(super) fn replaces_an_unhealthy_task(w: &World) -> Result<()> {
     );
     env.register(&def)?;
     create(env, "sick", "svc-sick", 1, &[])?;
+    // Whoever stops it first, the agent (its essential container is UNHEALTHY) or the
+    // service scheduler (ServiceSchedulerInitiated), says why, and the service replaces it.
     let (_, tasks) = fleet.wait_for("sick", "an UNHEALTHY task replaced", |_, t| {
         t.iter().any(|t| {
-            t["stopCode"] == "ServiceSchedulerInitiated"
-                && t["stoppedReason"] == "Task failed container health checks"
+            t["lastStatus"] == "STOPPED"
+                && t["healthStatus"] == "UNHEALTHY"
+                && t["stoppedReason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("Task failed container health checks"))
         }) && live(t).len() == 1
     })?;
     ensure!(tasks.len() >= 2, "{tasks:?}");
@@ -348,25 +356,26 @@ pub(super) fn replaces_the_tasks_of_an_agent_killed_for_good(w: &World) -> Resul
             r#"[{"type":"spread","field":"instanceId"}]"#,
         ],
     )?;
-    fleet.wait_for("lost", "2 RUNNING", |s, t| steady(s, t, 2))?;
+    let (_, tasks) = fleet.wait_for("lost", "2 RUNNING", |s, t| steady(s, t, 2))?;
     let both = fleet.wait_connected(2)?;
-    // Dropping an agent SIGKILLs it; it never comes back.
-    drop(fleet.more.pop().context("no second agent")?);
-    let survivor = poll(CONVERGE_WITHIN, || {
-        let up: Vec<String> = fleet
-            .env
-            .instances()?
-            .into_iter()
-            .filter(|i| i["agentConnected"] == true)
-            .filter_map(|i| i["containerInstanceId"].as_str().map(str::to_owned))
-            .collect();
-        Ok((up.len() == 1).then(|| up[0].clone()))
-    })?;
-    let gone: BTreeSet<&str> = both
+    // Kill (for good) the agent of an instance that runs a task of the service: the agent
+    // logs its instance ID when it registers.
+    let doomed = live(&tasks)[0]["containerInstanceId"]
+        .as_str()
+        .context("no instance")?
+        .to_owned();
+    let survivor = both
         .iter()
-        .map(String::as_str)
-        .filter(|i| *i != survivor)
-        .collect();
+        .find(|i| **i != doomed)
+        .context("no second instance")?
+        .clone();
+    // Dropping an agent SIGKILLs it; it never comes back.
+    if fleet.env.agent()?.daemon.log().contains(&doomed) {
+        drop(fleet.env.agent.take());
+    } else {
+        drop(fleet.more.pop().context("no second agent")?);
+    }
+    let gone: BTreeSet<&str> = [doomed.as_str()].into();
     let (_, tasks) = fleet.wait_for("lost", "2 RUNNING on the surviving instance", |s, t| {
         steady(s, t, 2) && running_on(t, &survivor).len() == 2
     })?;
