@@ -150,7 +150,7 @@ pub(super) struct Service {
 
 impl From<&proto::Service> for Service {
     fn from(s: &proto::Service) -> Self {
-        let config = s.deployment_configuration.clone().unwrap_or_default();
+        let config = s.deployment_configuration.unwrap_or_default();
         let daemon = s.scheduling_strategy == "DAEMON";
         // ECS's defaults where none was given (a daemon's: 0 and 100).
         let deployment_configuration = DeploymentConfiguration {

@@ -198,7 +198,7 @@ impl Store {
                 scheduling_strategy: service.scheduling_strategy.clone(),
                 placement_constraints: service.placement_constraints.clone(),
                 placement_strategy: service.placement_strategy.clone(),
-                deployment_configuration: service.deployment_configuration.clone(),
+                deployment_configuration: service.deployment_configuration,
                 health_check_grace_period_seconds: service.health_check_grace_period_seconds,
                 status: ACTIVE_SERVICE.to_owned(),
                 created_at: Some(now()),
