@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "berth/v1/types.proto",
         "berth/v1/agent.proto",
+        "berth/v1/services.proto",
         "berth/v1/control.proto",
     ];
     for p in protos {

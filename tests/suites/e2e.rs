@@ -53,6 +53,8 @@ mod pull_behaviour;
 mod registry;
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "e2e/services.rs"]
+mod services;
 #[path = "e2e/store_damage.rs"]
 mod store_damage;
 #[path = "e2e/systemd.rs"]
@@ -100,6 +102,26 @@ fn main() -> ExitCode {
             w.trial(
                 "telemetry_figures_agree_in_the_window_metrics_and_task_stats",
                 telemetry_stream::figures_agree_in_every_place,
+            ),
+            w.trial(
+                "services_keep_desired_count_across_a_crash_and_a_draining_instance",
+                services::keeps_desired_count_across_a_crash_and_a_draining_instance,
+            ),
+            w.trial(
+                "services_replace_an_unhealthy_task",
+                services::replaces_an_unhealthy_task,
+            ),
+            w.trial(
+                "services_replace_the_tasks_of_an_agent_killed_for_good",
+                services::replaces_the_tasks_of_an_agent_killed_for_good,
+            ),
+            w.trial(
+                "services_daemon_reaches_an_instance_that_joins_later",
+                services::daemon_reaches_an_instance_that_joins_later,
+            ),
+            w.trial(
+                "services_scheduler_sigkilled_while_converging_starts_nothing_twice",
+                services::scheduler_sigkilled_while_converging_starts_nothing_twice,
             ),
             w.trial(
                 "drain_draining_instance_takes_no_new_task",

@@ -192,6 +192,9 @@ pub(crate) enum Command {
         #[arg(long, value_enum)]
         status: InstanceStatusArg,
     },
+    /// The service commands (create-service, ..., events).
+    #[command(flatten)]
+    Service(super::services::ServiceCommand),
     /// Wait until every task reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,

@@ -385,6 +385,7 @@ impl Context<'_> {
             }
             Command::ListApiTokens => self.list_api_tokens().await,
             Command::DeleteApiToken { id } => self.delete_api_token(id).await,
+            Command::Service(command) => self.service(command).await,
             Command::Wait {
                 condition,
                 ids,

@@ -18,6 +18,9 @@ pub enum CliError {
     /// A `--file` is not a valid task definition (checked locally before it is sent).
     #[error("{}: {error}", path.display())]
     TaskDefinition { path: PathBuf, error: TaskDefError },
+    /// A service command's input (flags or --cli-input-json) is unusable.
+    #[error("{what}")]
+    ServiceInput { what: String },
     /// A berthctl config file is not valid.
     #[error("config file {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
@@ -70,7 +73,10 @@ impl CliError {
     /// (a usage error, like clap's), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::ReadFile { .. } | Self::TaskDefinition { .. } | Self::Config { .. } => 64,
+            Self::ReadFile { .. }
+            | Self::TaskDefinition { .. }
+            | Self::ServiceInput { .. }
+            | Self::Config { .. } => 64,
             Self::Endpoint { .. } => 2,
             Self::Unreachable { .. }
             | Self::Api { .. }

@@ -10,6 +10,7 @@ use berth_proto::v1::{self as pb, run_task_request};
 use tonic::{Request, Response, Status};
 
 use super::logs::{self, LogCommand, LogStream};
+use super::services::{self, EventStream};
 use super::watch::{WatchStream, watch_tasks};
 use super::{ServerError, Shared};
 use super::{credentials, instances, stats};
@@ -528,5 +529,49 @@ impl ControlService for Control {
             container_instances,
             failures: failures(missing),
         }))
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        services::create_service(&self.shared, request).await
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
+        services::update_service(&self.shared, request).await
+    }
+
+    async fn delete_service(
+        &self,
+        request: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
+        services::delete_service(&self.shared, request).await
+    }
+
+    async fn describe_services(
+        &self,
+        request: Request<pb::DescribeServicesRequest>,
+    ) -> Result<Response<pb::DescribeServicesResponse>, Status> {
+        services::describe_services(&self.shared, request).await
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        services::list_services(&self.shared, request).await
+    }
+
+    type WatchServiceEventsStream = EventStream;
+
+    async fn watch_service_events(
+        &self,
+        request: Request<pb::WatchServiceEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        services::watch_service_events(self.shared.clone(), request).await
     }
 }

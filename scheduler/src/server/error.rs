@@ -2,7 +2,7 @@
 
 use tonic::Status;
 
-use crate::store::StoreError;
+use crate::store::{ServiceError, StoreError};
 use crate::taskdef::TaskDefError;
 
 /// What went wrong serving a request or running the server.
@@ -107,6 +107,14 @@ impl From<ServerError> for Status {
                 | StoreError::NoCapacity { .. }
                 | StoreError::NoMatchingPlatform { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
+                StoreError::Service(
+                    ServiceError::InvalidName { .. } | ServiceError::Invalid { .. },
+                ) => Status::invalid_argument(msg),
+                StoreError::Service(ServiceError::NotFound { .. }) => Status::not_found(msg),
+                StoreError::Service(ServiceError::Exists { .. }) => Status::already_exists(msg),
+                StoreError::Service(
+                    ServiceError::NotActive { .. } | ServiceError::StillScaled { .. },
+                ) => Status::failed_precondition(msg),
                 StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
                     internal(s)
                 }

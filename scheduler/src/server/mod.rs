@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod reconcile;
 mod revoke;
+mod services;
 mod session;
 mod stats;
 mod telemetry;
@@ -219,6 +220,11 @@ async fn serve(
     shared.tracker.spawn(
         session::monitor(shared.clone(), shared.cancel.child_token())
             .instrument(tracing::info_span!("heartbeat_monitor")),
+    );
+
+    shared.tracker.spawn(
+        services::run(shared.clone(), shared.cancel.child_token())
+            .instrument(tracing::info_span!("service_scheduler")),
     );
 
     if let Some(address) = shared.config.metrics_listen {

@@ -57,6 +57,9 @@ pub enum StoreError {
     /// RunTask's network attachment is malformed, or does not fit the definition or count.
     #[error(transparent)]
     NetworkAttachment(#[from] AttachmentError),
+    /// A service call is refused (`services`).
+    #[error(transparent)]
+    Service(super::ServiceError),
     #[error("{}", no_connected_instance_message(cluster, draining, degraded))]
     NoConnectedInstance {
         cluster: String,

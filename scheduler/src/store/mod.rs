@@ -31,6 +31,7 @@ mod platform;
 mod ports;
 mod reconcile;
 mod records;
+mod services;
 mod sessions;
 mod tasks;
 #[cfg(test)]
@@ -51,6 +52,10 @@ pub use client_certs::normalize_serial;
 pub use deregister::Deregistered;
 pub use error::{RecordError, StoreError, TokenRefusal};
 pub use reconcile::{FORGOTTEN_BY_SCHEDULER, Reconciled, UNKNOWN_TO_HOST};
+pub use services::{
+    ACTIVE_SERVICE, DAEMON, DRAINING_SERVICE, INACTIVE_SERVICE, REPLICA, Reconciled as ServiceStep,
+    ServiceError, ServiceUpdate,
+};
 pub use trust::DEFAULT_JOIN_TOKEN_TTL;
 
 /// The cluster created on first use.
@@ -156,6 +161,7 @@ impl Store {
             txn.open_table(API_TOKENS)?;
             txn.open_table(AGENT_CERTS)?;
             txn.open_table(CLIENT_CERTS)?;
+            txn.open_table(services::SERVICES)?;
             Ok(())
         })?;
         Ok(store)

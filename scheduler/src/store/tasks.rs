@@ -247,7 +247,7 @@ fn place_tasks(
 
 /// Writes a PROVISIONING task on each instance of `placements`, each with its assignment
 /// queued in the instance's outbox.
-fn create_tasks(
+pub(super) fn create_tasks(
     txn: &WriteTransaction,
     req: &RunTasks<'_>,
     def: &pb::TaskDefinition,

@@ -72,10 +72,16 @@ pub enum Rpc {
     GetTaskStats,
     GetInstanceStats,
     UpdateContainerInstancesState,
+    CreateService,
+    UpdateService,
+    DeleteService,
+    DescribeServices,
+    ListServices,
+    WatchServiceEvents,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 28] = [
+    pub const ALL: [Rpc; 34] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -104,6 +110,12 @@ impl Rpc {
         Rpc::GetTaskStats,
         Rpc::GetInstanceStats,
         Rpc::UpdateContainerInstancesState,
+        Rpc::CreateService,
+        Rpc::UpdateService,
+        Rpc::DeleteService,
+        Rpc::DescribeServices,
+        Rpc::ListServices,
+        Rpc::WatchServiceEvents,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -120,13 +132,19 @@ impl Rpc {
             | Rpc::DescribeContainerInstances
             | Rpc::GetTaskLogs
             | Rpc::GetTaskStats
-            | Rpc::GetInstanceStats => Role::ReadOnly,
+            | Rpc::GetInstanceStats
+            | Rpc::DescribeServices
+            | Rpc::ListServices
+            | Rpc::WatchServiceEvents => Role::ReadOnly,
             // Draining moves no membership or credential (deregistering does, and is Admin's):
             // like stopping tasks, it is the operator's scale-in and maintenance work.
             Rpc::RegisterTaskDefinition
             | Rpc::RunTask
             | Rpc::StopTask
-            | Rpc::UpdateContainerInstancesState => Role::Operator,
+            | Rpc::UpdateContainerInstancesState
+            | Rpc::CreateService
+            | Rpc::UpdateService
+            | Rpc::DeleteService => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::DeregisterContainerInstance
@@ -255,12 +273,18 @@ mod tests {
             "GetTaskLogs",
             "GetTaskStats",
             "GetInstanceStats",
+            "DescribeServices",
+            "ListServices",
+            "WatchServiceEvents",
         ];
         let expected_operators = [
             "RegisterTaskDefinition",
             "RunTask",
             "StopTask",
             "UpdateContainerInstancesState",
+            "CreateService",
+            "UpdateService",
+            "DeleteService",
         ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();
