@@ -169,6 +169,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             restart_backoff_max: crate::engine::RESTART_BACKOFF_MAX,
             volume_host_paths: config.volume_host_paths.clone(),
             allow_privileged: config.allow_privileged,
+            allow_host_pid_ipc: config.allow_host_pid_ipc,
             host_dns,
             allowed_devices: config.allowed_devices.clone(),
             allow_unconfined_seccomp: config.allow_unconfined_seccomp,

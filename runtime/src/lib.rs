@@ -35,8 +35,8 @@ pub use image::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TT
 pub use image::{ImageSummary, ProgressSender, PullError, PullProgress, PulledImage, RegistryAuth};
 pub use model::{
     CapabilityChanges, ContainerLimits, ContainerSpec, DEFAULT_SWAPPINESS, DeviceMapping,
-    HostEntry, MIN_MEMORY_MIB, Mount, NetworkNamespace, Seccomp, SwapSupport, TaskLimits,
-    TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
+    HostEntry, IpcNamespace, MIN_MEMORY_MIB, Mount, NetworkNamespace, PidNamespace, Seccomp,
+    SwapSupport, TaskLimits, TaskVolume, TaskVolumeKind, TmpfsMount, Ulimit,
 };
 pub use network::{
     DEFAULT_BRIDGE, DEFAULT_EPHEMERAL_PORTS, DEFAULT_MTU, DEFAULT_NETNS_DIR, DnsConfig,

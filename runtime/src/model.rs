@@ -99,6 +99,29 @@ pub enum NetworkNamespace {
     Host,
 }
 
+/// Which PID namespace a container runs in (ECS `pidMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// A namespace of its own: its process is PID 1 and sees only its descendants.
+    #[default]
+    Private,
+    /// The host's (`pidMode: host`): it sees, and may signal, every process of the host.
+    Host,
+}
+
+/// Which IPC namespace a container runs in, and what its `/dev/shm` is (ECS `ipcMode`, with
+/// Docker's semantics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IpcNamespace {
+    /// A namespace of its own with a private `/dev/shm` tmpfs (sized by `shm_size_mib`).
+    #[default]
+    Private,
+    /// The host's (`ipcMode: host`): SysV IPC objects and the host's `/dev/shm` are shared.
+    Host,
+    /// A namespace of its own and no `/dev/shm` mounted at all (`ipcMode: none`).
+    None,
+}
+
 /// Everything needed to create one container of a task: the ECS container-definition fields
 /// that concern a single container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,6 +152,10 @@ pub struct ContainerSpec {
     /// ECS `hostname`.
     pub hostname: Option<String>,
     pub network: NetworkNamespace,
+    /// The task's `pidMode`.
+    pub pid: PidNamespace,
+    /// The task's `ipcMode`.
+    pub ipc: IpcNamespace,
     /// Extra labels for the containerd container record (ECS `dockerLabels`).
     pub labels: BTreeMap<String, String>,
     /// Rotation of the container's json-file log (ECS `logConfiguration` options `max-size`

@@ -304,6 +304,14 @@ fn main() -> ExitCode {
                 security::privileged,
             ),
             w.trial(
+                "pidipc_host_is_refused_without_the_key_and_shares_the_hosts_when_allowed",
+                pidipc::host_needs_the_key,
+            ),
+            w.trial(
+                "pidipc_ipc_none_has_no_dev_shm_and_task_mode_is_refused_by_name",
+                pidipc::ipc_none_and_task_refused,
+            ),
+            w.trial(
                 "network_awsvpc_task_address_localhost_dns_files_and_endpoint",
                 network::awsvpc,
             ),
@@ -823,6 +831,8 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
 
 #[path = "e2e/diskfull.rs"]
 mod diskfull;
+#[path = "e2e/pidipc.rs"]
+mod pidipc;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

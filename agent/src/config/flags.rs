@@ -172,6 +172,9 @@ pub struct Overrides {
     /// Disk use of containerd's root (percent) those removals bring it under [env: BERTH_IMAGE_GC_LOW_PERCENT]
     #[arg(long, value_name = "PERCENT")]
     pub image_gc_low_percent: Option<String>,
+    /// Run tasks that ask for pidMode or ipcMode host [env: BERTH_ALLOW_HOST_PID_IPC]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_host_pid_ipc: Option<String>,
 }
 
 impl Overrides {
@@ -231,6 +234,7 @@ impl Overrides {
             (Key::ImageRemovalsPerCycle, &self.image_removals_per_cycle),
             (Key::ImageGcHighPercent, &self.image_gc_high_percent),
             (Key::ImageGcLowPercent, &self.image_gc_low_percent),
+            (Key::AllowHostPidIpc, &self.allow_host_pid_ipc),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -81,10 +81,12 @@ pub(crate) enum Key {
     ImageRemovalsPerCycle,
     ImageGcHighPercent,
     ImageGcLowPercent,
+    // pidMode and ipcMode host (issue 23).
+    AllowHostPidIpc,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 53] = [
+    pub(crate) const ALL: [Key; 54] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -138,6 +140,7 @@ impl Key {
         Key::ImageRemovalsPerCycle,
         Key::ImageGcHighPercent,
         Key::ImageGcLowPercent,
+        Key::AllowHostPidIpc,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -220,7 +223,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 53] = [
+const KEYS: [KeyDoc; 54] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -591,6 +594,13 @@ const KEYS: [KeyDoc; 53] = [
         "--image-gc-low-percent",
         "80",
         "percent use of containerd_root's filesystem those removals bring it under (below image_gc_high_percent)",
+    ),
+    doc(
+        "allow_host_pid_ipc",
+        "BERTH_ALLOW_HOST_PID_IPC",
+        "--allow-host-pid-ipc",
+        "false",
+        "run tasks that ask for pidMode or ipcMode host (the host's PID or IPC namespace); when false such a task stops with a reason before any pull",
     ),
 ];
 

@@ -86,6 +86,7 @@ pub(crate) struct Partial {
     image_removals_per_cycle: Option<Given<u32>>,
     image_gc_high_percent: Option<Given<u8>>,
     image_gc_low_percent: Option<Given<u8>>,
+    allow_host_pid_ipc: Option<Given<bool>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -308,6 +309,7 @@ impl Partial {
             ),
             Key::ImageGcHighPercent => s.store(&mut self.image_gc_high_percent, percent(input)),
             Key::ImageGcLowPercent => s.store(&mut self.image_gc_low_percent, percent(input)),
+            Key::AllowHostPidIpc => s.store(&mut self.allow_host_pid_ipc, boolean(input)),
             Key::InitPath => s.store(&mut self.init_path, absolute_path(input, "an absolute file path")),
             Key::NetworkBridge => s.store(
                 &mut self.network_bridge,

@@ -175,6 +175,9 @@ pub struct AgentConfig {
     pub image_gc_high_percent: u8,
     /// Percent use those removals bring containerd's root filesystem under.
     pub image_gc_low_percent: u8,
+    /// Whether tasks may ask for the host's PID or IPC namespace (ECS `pidMode`/`ipcMode`
+    /// host); when not, such a task stops with a reason before any pull.
+    pub allow_host_pid_ipc: bool,
 }
 
 impl Default for AgentConfig {
@@ -230,6 +233,7 @@ impl Default for AgentConfig {
             image_removals_per_cycle: 5,
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
+            allow_host_pid_ipc: false,
         }
     }
 }
@@ -499,6 +503,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::ImageRemovalsPerCycle => config.image_removals_per_cycle.to_string(),
         Key::ImageGcHighPercent => config.image_gc_high_percent.to_string(),
         Key::ImageGcLowPercent => config.image_gc_low_percent.to_string(),
+        Key::AllowHostPidIpc => config.allow_host_pid_ipc.to_string(),
     }
 }
 

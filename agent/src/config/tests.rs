@@ -62,6 +62,10 @@ fn defaults_when_nothing_is_set() {
         !c.allow_privileged,
         "privileged containers are refused by default"
     );
+    assert!(
+        !c.allow_host_pid_ipc,
+        "the host's PID and IPC namespaces are refused by default"
+    );
     assert_eq!(c.data_dir, Path::new("/var/lib/berth"));
     assert_eq!(
         c.containerd_address,
@@ -296,6 +300,7 @@ fn samples() -> Vec<Sample> {
             "/srv/data,/mnt/shared",
         )]),
         sample(&[("allow_privileged", "true", "true")]),
+        sample(&[("allow_host_pid_ipc", "true", "true")]),
         sample(&[("init_path", r#""/opt/bin/tini""#, "/opt/bin/tini")]),
         sample(&[("network_bridge", r#""br-tasks""#, "br-tasks")]),
         sample(&[("network_cidr", r#""192.168.64.0/20""#, "192.168.64.0/20")]),
@@ -1118,6 +1123,7 @@ image_keep_newest        = 2                                  # default
 image_removals_per_cycle = 5                                  # default
 image_gc_high_percent    = 85                                 # default
 image_gc_low_percent     = 80                                 # default
+allow_host_pid_ipc       = false                              # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -58,6 +58,10 @@ pub(crate) struct EngineConfig {
     /// Whether containers may run privileged (ECS `privileged`); a task that asks for it on an
     /// agent that does not allow it stops before anything is pulled.
     pub allow_privileged: bool,
+    /// Whether tasks may ask for the host's PID or IPC namespace (ECS `pidMode`/`ipcMode`
+    /// host); a task that asks for it on an agent that does not allow it stops before anything
+    /// is pulled.
+    pub allow_host_pid_ipc: bool,
     /// The host's name servers and search domains usable from a task (see
     /// [`crate::task::host_dns`]), the default of every task's resolv.conf.
     pub host_dns: berth_runtime::DnsConfig,

@@ -84,6 +84,7 @@ fn test_config() -> EngineConfig {
         restart_backoff_max: super::RESTART_BACKOFF_MAX,
         volume_host_paths: Vec::new(),
         allow_privileged: false,
+        allow_host_pid_ipc: false,
         allowed_devices: Vec::new(),
         allow_unconfined_seccomp: true,
         allowed_capabilities: Vec::new(),

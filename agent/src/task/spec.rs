@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use berth_proto::v1::{ContainerDefinition, RegistryCredentials, TaskDefinition};
 use berth_runtime::{
-    CapabilityChanges, ContainerLimits, ContainerSpec, DeviceMapping, HostEntry, LogRotation,
-    NetworkNamespace, RegistryAuth, Seccomp, SwapSupport, TaskLimits, TmpfsMount, Ulimit,
+    CapabilityChanges, ContainerLimits, ContainerSpec, DeviceMapping, HostEntry, IpcNamespace,
+    LogRotation, NetworkNamespace, PidNamespace, RegistryAuth, Seccomp, SwapSupport, TaskLimits,
+    TmpfsMount, Ulimit,
 };
 
 /// The runtime spec of one container of a task. What is read from the host when the task
@@ -62,6 +63,9 @@ pub(crate) fn container_spec(
         } else {
             network.clone()
         },
+        // Task-level (pidMode, ipcMode): the driver sets them for every container.
+        pid: PidNamespace::Private,
+        ipc: IpcNamespace::Private,
         labels: def
             .docker_labels
             .iter()

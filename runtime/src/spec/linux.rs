@@ -7,7 +7,8 @@ use oci_spec::runtime::{
 
 use super::{SpecError, defaults};
 use crate::model::{
-    ContainerLimits, DEFAULT_SWAPPINESS, MIN_MEMORY_MIB, NetworkNamespace, SwapSupport,
+    ContainerLimits, DEFAULT_SWAPPINESS, IpcNamespace, MIN_MEMORY_MIB, NetworkNamespace,
+    PidNamespace, SwapSupport,
 };
 
 /// The largest swappiness the kernel takes.
@@ -26,16 +27,24 @@ fn namespace(typ: LinuxNamespaceType, path: Option<std::path::PathBuf>) -> Linux
     ns
 }
 
-/// New pid, ipc, uts and mount namespaces, always; the network namespace as asked: a new
-/// one, the one at a path (the task's), or none (the host's). No cgroup namespace, as Docker
-/// on cgroup v1.
-pub(super) fn namespaces(network: &NetworkNamespace) -> Vec<LinuxNamespace> {
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Pid, None),
-        namespace(LinuxNamespaceType::Ipc, None),
-        namespace(LinuxNamespaceType::Uts, None),
-        namespace(LinuxNamespaceType::Mount, None),
-    ];
+/// New uts and mount namespaces, always; new pid and ipc namespaces unless the host's are
+/// asked for (`pidMode`/`ipcMode` host; ipc `none` is a namespace of its own); the network
+/// namespace as asked: a new one, the one at a path (the task's), or none (the host's). No
+/// cgroup namespace, as Docker on cgroup v1.
+pub(super) fn namespaces(
+    network: &NetworkNamespace,
+    pid: PidNamespace,
+    ipc: IpcNamespace,
+) -> Vec<LinuxNamespace> {
+    let mut namespaces = Vec::with_capacity(5);
+    if pid == PidNamespace::Private {
+        namespaces.push(namespace(LinuxNamespaceType::Pid, None));
+    }
+    if ipc != IpcNamespace::Host {
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, None));
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Uts, None));
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None));
     match network {
         NetworkNamespace::New => namespaces.push(namespace(LinuxNamespaceType::Network, None)),
         NetworkNamespace::Join(path) => {
@@ -203,6 +212,9 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    const P: PidNamespace = PidNamespace::Private;
+    const I: IpcNamespace = IpcNamespace::Private;
+
     fn types(namespaces: &[LinuxNamespace]) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
         namespaces
             .iter()
@@ -217,20 +229,41 @@ mod tests {
 
         let mut want = base.clone();
         want.push((Network, None));
-        assert_eq!(types(&namespaces(&NetworkNamespace::New)), want);
+        assert_eq!(types(&namespaces(&NetworkNamespace::New, P, I)), want);
 
         let path = PathBuf::from("/run/netns/task-1");
         let mut want = base.clone();
         want.push((Network, Some(path.clone())));
-        assert_eq!(types(&namespaces(&NetworkNamespace::Join(path))), want);
+        assert_eq!(
+            types(&namespaces(&NetworkNamespace::Join(path), P, I)),
+            want
+        );
 
-        assert_eq!(types(&namespaces(&NetworkNamespace::Host)), base);
+        assert_eq!(types(&namespaces(&NetworkNamespace::Host, P, I)), base);
+    }
+
+    #[test]
+    fn pid_and_ipc_modes() {
+        use LinuxNamespaceType::*;
+        let of = |pid, ipc| {
+            types(&namespaces(&NetworkNamespace::Host, pid, ipc))
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect::<Vec<_>>()
+        };
+        // pidMode host: no pid namespace of its own, the ipc one stays.
+        assert_eq!(of(PidNamespace::Host, I), vec![Ipc, Uts, Mount]);
+        // ipcMode host: no ipc namespace of its own.
+        assert_eq!(of(P, IpcNamespace::Host), vec![Pid, Uts, Mount]);
+        assert_eq!(of(PidNamespace::Host, IpcNamespace::Host), vec![Uts, Mount]);
+        // ipcMode none is a private namespace (what differs is /dev/shm).
+        assert_eq!(of(P, IpcNamespace::None), vec![Pid, Ipc, Uts, Mount]);
     }
 
     #[test]
     fn namespaces_serialize_with_oci_names() {
-        let json =
-            serde_json::to_value(namespaces(&NetworkNamespace::Join("/n".into()))).expect("json");
+        let json = serde_json::to_value(namespaces(&NetworkNamespace::Join("/n".into()), P, I))
+            .expect("json");
         assert_eq!(
             json,
             serde_json::json!([

@@ -113,7 +113,12 @@ pub(crate) fn build(
         params::capabilities(&container.capabilities, ctx.bounding_capabilities, name)?
     };
     let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
-    let base = params::mounts(container.shm_size_mib, &container.tmpfs, name)?;
+    let base = params::mounts(
+        container.shm_size_mib,
+        container.ipc,
+        &container.tmpfs,
+        name,
+    )?;
     let mut mounts = mounts::mounts(base, &container.mounts, name)?;
     mounts.extend(ctx.file_mounts.iter().cloned());
     if container.init_process {
@@ -223,7 +228,11 @@ pub(crate) fn build(
     linux.set_sysctl(sysctls);
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
-    linux.set_namespaces(Some(linux::namespaces(&container.network)));
+    linux.set_namespaces(Some(linux::namespaces(
+        &container.network,
+        container.pid,
+        container.ipc,
+    )));
     linux.set_devices(devices);
     linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(None);

@@ -8,7 +8,10 @@ use berth_policy::{CAPABILITIES, SysctlNamespace, is_all, sysctl_namespace};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Mount};
 
 use super::{SpecError, defaults};
-use crate::model::{CapabilityChanges, NetworkNamespace, TmpfsMount};
+use crate::model::{CapabilityChanges, IpcNamespace, NetworkNamespace, TmpfsMount};
+
+/// Where a container's POSIX shared memory lives.
+const SHM: &str = "/dev/shm";
 
 /// The options Docker gives every tmpfs unless the definition says otherwise.
 const TMPFS_DEFAULT_OPTIONS: [&str; 3] = ["nosuid", "nodev", "noexec"];
@@ -145,20 +148,41 @@ pub(super) fn sysctls(
     }))
 }
 
-/// The container's mounts: the defaults with `/dev/shm` sized as asked, then the tmpfs mounts
-/// (Docker's `nosuid,nodev,noexec` unless an option says the opposite, the definition's
-/// options, and the size).
+/// The container's mounts: the defaults with `/dev/shm` sized as asked (Docker's: the host's
+/// `/dev/shm` bound in with `ipcMode` host, none at all with `ipcMode` none), then the tmpfs
+/// mounts (Docker's `nosuid,nodev,noexec` unless an option says the opposite, the
+/// definition's options, and the size).
 pub(super) fn mounts(
     shm_size_mib: Option<u64>,
+    ipc: IpcNamespace,
     tmpfs: &[TmpfsMount],
     container: &str,
 ) -> Result<Vec<Mount>, SpecError> {
     let mut mounts = defaults::mounts();
-    if let Some(mib) = shm_size_mib {
-        let kib = kib(mib, "/dev/shm", container)?;
+    match ipc {
+        IpcNamespace::Private => {}
+        IpcNamespace::None => mounts.retain(|m| m.destination().as_os_str() != SHM),
+        IpcNamespace::Host => {
+            for m in mounts
+                .iter_mut()
+                .filter(|m| m.destination().as_os_str() == SHM)
+            {
+                m.set_typ(Some("bind".to_owned()));
+                m.set_source(Some(SHM.into()));
+                m.set_options(Some(
+                    ["rbind", "rw", "nosuid", "nodev", "noexec"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                ));
+            }
+        }
+    }
+    // The host's /dev/shm keeps its own size.
+    if let Some(mib) = shm_size_mib.filter(|_| ipc == IpcNamespace::Private) {
+        let kib = kib(mib, SHM, container)?;
         for m in mounts
             .iter_mut()
-            .filter(|m| m.destination().as_os_str() == "/dev/shm")
+            .filter(|m| m.destination().as_os_str() == SHM)
         {
             let options = m
                 .options()
@@ -370,13 +394,43 @@ mod tests {
 
     #[test]
     fn shm_size_replaces_the_default() {
-        let mounts = mounts(Some(128), &[], "c").expect("mounts");
+        let mounts = mounts(Some(128), IpcNamespace::Private, &[], "c").expect("mounts");
         assert_eq!(
             options_of(&mounts, "/dev/shm").join(","),
             "nosuid,noexec,nodev,mode=1777,size=131072k"
         );
         assert_eq!(mounts.len(), defaults::MOUNTS.len());
-        assert_eq!(super::mounts(None, &[], "c"), Ok(defaults::mounts()));
+        assert_eq!(
+            super::mounts(None, IpcNamespace::Private, &[], "c"),
+            Ok(defaults::mounts())
+        );
+    }
+
+    #[test]
+    fn ipc_modes_decide_dev_shm() {
+        // none: no /dev/shm at all (Docker's --ipc=none), whatever size was asked.
+        let none = mounts(Some(128), IpcNamespace::None, &[], "c").expect("mounts");
+        assert!(
+            none.iter()
+                .all(|m| m.destination().as_os_str() != "/dev/shm")
+        );
+        assert_eq!(none.len(), defaults::MOUNTS.len() - 1);
+        // host: the host's /dev/shm bound in, its size the host's.
+        let host = mounts(Some(128), IpcNamespace::Host, &[], "c").expect("mounts");
+        let shm = host
+            .iter()
+            .find(|m| m.destination().as_os_str() == "/dev/shm")
+            .expect("/dev/shm");
+        assert_eq!(shm.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            shm.source().as_deref(),
+            Some(std::path::Path::new("/dev/shm"))
+        );
+        assert_eq!(
+            options_of(&host, "/dev/shm").join(","),
+            "rbind,rw,nosuid,nodev,noexec"
+        );
+        assert_eq!(host.len(), defaults::MOUNTS.len());
     }
 
     #[test]
@@ -388,6 +442,7 @@ mod tests {
         };
         let mounts = mounts(
             None,
+            IpcNamespace::Private,
             &[
                 t("/scratch", &[]),
                 t("/run", &["exec", "mode=1777", "defaults"]),
@@ -409,7 +464,7 @@ mod tests {
             "nosuid,nodev,exec,mode=1777,size=16384k"
         );
         assert!(matches!(
-            super::mounts(None, &[t("relative", &[])], "c"),
+            super::mounts(None, IpcNamespace::Private, &[t("relative", &[])], "c"),
             Err(SpecError::InvalidTmpfs { .. })
         ));
     }

@@ -678,3 +678,46 @@ fn swap_follows_what_the_host_can_limit() {
         serde_json::json!({"limit": 64 << 20})
     );
 }
+
+/// `pidMode` and `ipcMode` through the whole spec: each mode's namespaces and `/dev/shm`.
+#[test]
+fn pid_and_ipc_modes_shape_the_namespaces_and_dev_shm() {
+    use crate::model::{IpcNamespace, PidNamespace};
+    let img = image(None);
+    let shape = |pid, ipc| {
+        let mut c = container();
+        (c.pid, c.ipc) = (pid, ipc);
+        let spec = build_ok(&c, &img);
+        let namespaces: Vec<_> = linux(&spec)
+            .namespaces()
+            .as_ref()
+            .expect("namespaces")
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        let shm = spec
+            .mounts()
+            .as_ref()
+            .expect("mounts")
+            .iter()
+            .find(|m| m.destination() == std::path::Path::new("/dev/shm"))
+            .map(|m| m.typ().clone().unwrap_or_default());
+        (namespaces, shm)
+    };
+    use LinuxNamespaceType::{Ipc, Mount, Network, Pid, Uts};
+    assert_eq!(
+        shape(PidNamespace::Private, IpcNamespace::Private),
+        (
+            vec![Pid, Ipc, Uts, Mount, Network],
+            Some("tmpfs".to_owned())
+        )
+    );
+    assert_eq!(
+        shape(PidNamespace::Host, IpcNamespace::Host),
+        (vec![Uts, Mount, Network], Some("bind".to_owned()))
+    );
+    assert_eq!(
+        shape(PidNamespace::Private, IpcNamespace::None),
+        (vec![Pid, Ipc, Uts, Mount, Network], None)
+    );
+}

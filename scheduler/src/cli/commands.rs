@@ -224,8 +224,15 @@ impl Context<'_> {
                     container_instance_id: run.container_instance.unwrap_or_default(),
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
+                // As register-task-definition: the notes on a definition given as JSON go to
+                // standard error, so that the task IDs on standard output stay what scripts read.
+                let mut stderr = std::io::stderr();
+                for note in &response.notes {
+                    writeln!(stderr, "note: {note}").map_err(CliError::Output)?;
+                }
                 // Printed (and flushed) first, so a script has the IDs even when the wait fails.
-                self.emit(&json::Tasks::of(&response.tasks, None), || {
+                let tasks = json::Tasks::of(&response.tasks, None).with_notes(&response.notes);
+                self.emit(&tasks, || {
                     response
                         .tasks
                         .iter()

@@ -187,11 +187,13 @@ impl ControlService for Control {
         if let Some(attachment) = &req.network_attachment {
             crate::attachment::checked(attachment).map_err(|e| ServerError::Store(e.into()))?;
         }
-        let reference = match req.definition {
-            Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => r,
+        let (reference, notes) = match req.definition {
+            Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => {
+                (r, Vec::new())
+            }
             Some(run_task_request::Definition::TaskDefinitionJson(json)) => {
-                let (def, _notes) = self.register_json(&json).await?;
-                format!("{}:{}", def.family, def.revision)
+                let (def, notes) = self.register_json(&json).await?;
+                (format!("{}:{}", def.family, def.revision), notes)
             }
             _ => return Err(ServerError::MissingDefinition.into()),
         };
@@ -226,7 +228,7 @@ impl ControlService for Control {
         for id in instances {
             self.shared.sessions.notify(id);
         }
-        Ok(Response::new(pb::RunTaskResponse { tasks }))
+        Ok(Response::new(pb::RunTaskResponse { tasks, notes }))
     }
 
     async fn stop_task(

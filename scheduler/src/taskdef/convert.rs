@@ -80,6 +80,8 @@ pub(super) fn definition(
         volumes: volumes::convert(volumes),
         image_pull_behavior,
         runtime_platform: ecs.runtime_platform.map(|p| runtime_platform(p, problems)),
+        pid_mode: ecs.pid_mode.unwrap_or_default(),
+        ipc_mode: ecs.ipc_mode.unwrap_or_default(),
     }
 }
 

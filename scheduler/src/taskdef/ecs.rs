@@ -28,6 +28,10 @@ pub(super) struct TaskDefinition {
     #[serde(default)]
     pub(super) berth: Option<Berth>,
     pub(super) runtime_platform: Option<RuntimePlatform>,
+    #[serde(default)]
+    pub(super) pid_mode: Option<String>,
+    #[serde(default)]
+    pub(super) ipc_mode: Option<String>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,

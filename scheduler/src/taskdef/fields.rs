@@ -173,14 +173,8 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
         "Elastic Inference accelerators exist only on AWS: remove it",
     ),
     optional("runtimePlatform", Shape::Object(RUNTIME_PLATFORM)),
-    unsupported(
-        "pidMode",
-        "remove it; each container has its own PID namespace",
-    ),
-    unsupported(
-        "ipcMode",
-        "remove it; each container has its own IPC namespace",
-    ),
+    optional("pidMode", Shape::String),
+    optional("ipcMode", Shape::String),
     unsupported(
         "enableFaultInjection",
         "Berth has no fault-injection endpoints: remove it or set it to false",
@@ -615,6 +609,13 @@ pub(super) const ULIMIT_NAMES: &[&str] = &[
 
 /// The network modes of ECS on Linux; absent means bridge.
 pub(super) const NETWORK_MODES: &[&str] = &["awsvpc", "bridge", "host", "none"];
+
+/// The `pidMode` values Berth runs. `task` (one PID namespace for the task's containers)
+/// needs a holder process per task, which Berth does not have yet; it is refused by name.
+pub(super) const PID_MODES: &[&str] = &["host"];
+
+/// The `ipcMode` values Berth runs; `task` is refused by name, as for `pidMode`.
+pub(super) const IPC_MODES: &[&str] = &["host", "none"];
 
 /// ECS's largest `stopTimeout`, in seconds.
 pub(super) const MAX_STOP_TIMEOUT_SECONDS: u32 = 120;

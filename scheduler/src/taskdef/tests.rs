@@ -48,6 +48,8 @@ fn every_supported_and_ignored_field() {
         "cpu": "1 vCPU",
         "memory": "1 GB",
         "networkMode": "host",
+        "pidMode": "host",
+        "ipcMode": "none",
         "executionRoleArn": "arn:aws:iam::1:role/x",
         "taskRoleArn": "arn:aws:iam::1:role/y",
         "requiresCompatibilities": ["EC2"],
@@ -80,6 +82,10 @@ fn every_supported_and_ignored_field() {
     assert_eq!(
         (def.cpu, def.memory_mib, def.network_mode.as_str()),
         (1024, 1024, "host")
+    );
+    assert_eq!(
+        (def.pid_mode.as_str(), def.ipc_mode.as_str()),
+        ("host", "none")
     );
     let app = &def.containers[0];
     assert_eq!(
@@ -422,7 +428,7 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 21);
+    assert_eq!(supported(fields::TASK_DEFINITION), 23);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);

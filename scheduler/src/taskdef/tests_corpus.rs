@@ -57,6 +57,16 @@ const CORPUS: &[(&str, &str, Outcome)] = &[
         include_str!("corpus/ecs-ec2-service.json"),
         Outcome::Registers(&[]),
     ),
+    (
+        "every-field.json",
+        include_str!("corpus/every-field.json"),
+        Outcome::Registers(&[]),
+    ),
+    (
+        "host-pid-ipc.json",
+        include_str!("corpus/host-pid-ipc.json"),
+        Outcome::Registers(&[]),
+    ),
 ];
 
 #[test]
@@ -87,9 +97,9 @@ fn every_file_of_the_corpus_registers_or_is_refused_by_name() {
             (Err(error), _) => panic!("{name} refused: {error}"),
         }
     }
-    // The share that registers unchanged (5 of 7 today: awslogs and AWS secrets come with the
+    // The share that registers unchanged (7 of 9 today: awslogs and AWS secrets come with the
     // images and secrets issue, and a template's placeholder is refused by design).
-    assert_eq!((registered, CORPUS.len()), (5, 7));
+    assert_eq!((registered, CORPUS.len()), (7, 9));
 }
 
 #[test]
@@ -144,5 +154,50 @@ fn runtime_platform_is_carried_and_windows_is_refused_by_name() {
     assert_eq!(
         arch,
         "runtimePlatform.cpuArchitecture: `x86` is not a CPU architecture: use X86_64 or ARM64"
+    );
+}
+
+#[test]
+fn pid_and_ipc_modes_are_carried_and_task_is_refused_by_name() {
+    let with = |members: &str| {
+        format!(
+            r#"{{"family":"f",{members}
+                "containerDefinitions":[{{"name":"a","image":"i","memory":64}}]}}"#
+        )
+    };
+    let def = super::parse(&with(r#""pidMode":"host","ipcMode":"none","#)).unwrap();
+    assert_eq!(
+        (def.pid_mode.as_str(), def.ipc_mode.as_str()),
+        ("host", "none")
+    );
+    let def = super::parse(&with(r#""ipcMode":"host","#)).unwrap();
+    assert_eq!((def.pid_mode.as_str(), def.ipc_mode.as_str()), ("", "host"));
+    // Null and empty ask for nothing.
+    let def = super::parse(&with(r#""pidMode":null,"ipcMode":"","#)).unwrap();
+    assert_eq!((def.pid_mode.as_str(), def.ipc_mode.as_str()), ("", ""));
+    let task = super::parse(&with(r#""pidMode":"task","ipcMode":"task","#))
+        .unwrap_err()
+        .to_string();
+    for field in ["pidMode", "ipcMode"] {
+        assert!(
+            task.contains(&format!(
+                "{field}: `task` (one namespace shared by the task's containers) is not \
+                 supported by Berth yet: remove {field} to give each container its own, or use \
+                 `host` on an agent that allows it (allow_host_pid_ipc)"
+            )),
+            "{task}"
+        );
+    }
+    assert_eq!(
+        super::parse(&with(r#""pidMode":"none","#))
+            .unwrap_err()
+            .to_string(),
+        "pidMode: `none` is not a value of pidMode: use host (or leave it out)"
+    );
+    assert_eq!(
+        super::parse(&with(r#""ipcMode":"shareable","#))
+            .unwrap_err()
+            .to_string(),
+        "ipcMode: `shareable` is not a value of ipcMode: use host or none (or leave it out)"
     );
 }

@@ -8,7 +8,8 @@ use berth_proto::v1 as proto;
 
 use super::error::Problem;
 use super::fields::{
-    MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, START_TIMEOUT_SECONDS, ULIMIT_NAMES,
+    IPC_MODES, MAX_STOP_TIMEOUT_SECONDS, MIN_MEMORY_MIB, NETWORK_MODES, PID_MODES,
+    START_TIMEOUT_SECONDS, ULIMIT_NAMES,
 };
 use super::refs::{container_indexes, find_cycle, name_problem};
 use super::{linux, network, suggest, volumes, walk};
@@ -40,6 +41,8 @@ pub(super) fn definition(
             ),
         ));
     }
+    namespace_mode("pidMode", &def.pid_mode, PID_MODES, problems);
+    namespace_mode("ipcMode", &def.ipc_mode, IPC_MODES, problems);
     if def.memory_mib > 0 && def.memory_mib < MIN_MEMORY_MIB {
         problems.push(Problem::at("memory", below_minimum(def.memory_mib)));
     }
@@ -307,4 +310,25 @@ fn container_sums(definition: &proto::TaskDefinition) -> (u64, u64) {
                 memory.saturating_add(reserved),
             )
         })
+}
+
+/// A task's `pidMode` or `ipcMode`: empty (each container has its own namespace) or one of
+/// `supported`; `task` is ECS's, and refused with what to do instead.
+fn namespace_mode(field: &str, mode: &str, supported: &[&str], problems: &mut Vec<Problem>) {
+    if mode.is_empty() || supported.contains(&mode) {
+        return;
+    }
+    let message = if mode == "task" {
+        format!(
+            "`task` (one namespace shared by the task's containers) is not supported by Berth \
+             yet: remove {field} to give each container its own, or use `host` on an agent \
+             that allows it (allow_host_pid_ipc)"
+        )
+    } else {
+        format!(
+            "`{mode}` is not a value of {field}: use {} (or leave it out)",
+            supported.join(" or ")
+        )
+    };
+    problems.push(Problem::at(field, message));
 }

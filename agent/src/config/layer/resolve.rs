@@ -445,6 +445,13 @@ impl Partial {
             .value,
             image_gc_high_percent: gc_high.value,
             image_gc_low_percent: gc_low.value,
+            allow_host_pid_ipc: pick(
+                self.allow_host_pid_ipc,
+                Key::AllowHostPidIpc,
+                defaults.allow_host_pid_ipc,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

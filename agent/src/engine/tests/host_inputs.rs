@@ -2,6 +2,7 @@
 //! files, devices, seccomp profiles and swap settings.
 
 use super::*;
+use berth_runtime::{IpcNamespace, PidNamespace};
 
 /// A task of two containers: `writer` mounts every given volume at `/<name>`, `reader` takes
 /// volumes from `writer`, read-only.
@@ -196,6 +197,73 @@ async fn privileged_is_refused_unless_the_agent_allows_it() {
         .send(Command::Assign(Box::new(privileged("t-priv-ok"))))
         .await;
     until(&allowed.store, "t-priv-ok", TaskStatus::Running).await;
+    allowed.cancel.cancel();
+}
+
+/// A task of two containers with these task-level `pidMode` and `ipcMode`.
+fn namespaced(task: &str, pid_mode: &str, ipc_mode: &str) -> TaskAssignment {
+    let mut a = assignment(task, &[("app", true, "img:1"), ("side", true, "img:1")]);
+    if let Some(d) = a.definition.as_mut() {
+        d.pid_mode = pid_mode.to_owned();
+        d.ipc_mode = ipc_mode.to_owned();
+    }
+    a
+}
+
+#[tokio::test]
+async fn host_pid_and_ipc_are_refused_unless_the_agent_allows_them() {
+    let h = start();
+    h.assign(namespaced("t-hostpid", "host", "")).await;
+    let stopped = until(&h.store, "t-hostpid", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    assert_eq!(
+        stopped.stopped_reason,
+        "the task asks for pidMode host (the host's namespace), which this agent does not \
+         allow: set allow_host_pid_ipc = true (BERTH_ALLOW_HOST_PID_IPC) in the agent's \
+         configuration to permit it"
+    );
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("pull") && !c.starts_with("create")),
+        "nothing is pulled or created: {:?}",
+        h.fake.calls()
+    );
+    // ipcMode none needs no permission: no /dev/shm, a namespace of its own.
+    h.assign(namespaced("t-ipcnone", "", "none")).await;
+    until(&h.store, "t-ipcnone", TaskStatus::Running).await;
+    let specs = h.fake.specs.lock().unwrap().clone();
+    assert_eq!(specs.len(), 2);
+    for spec in &specs {
+        assert_eq!(
+            (spec.pid, spec.ipc),
+            (PidNamespace::Private, IpcNamespace::None)
+        );
+    }
+    h.cancel.cancel();
+
+    let allowed = start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.allow_host_pid_ipc = true;
+    });
+    allowed
+        .handle
+        .send(Command::Assign(Box::new(namespaced(
+            "t-host-ok",
+            "host",
+            "host",
+        ))))
+        .await;
+    until(&allowed.store, "t-host-ok", TaskStatus::Running).await;
+    // Every container of the task is in the host's namespaces.
+    let specs = allowed.fake.specs.lock().unwrap().clone();
+    assert_eq!(specs.len(), 2);
+    for spec in &specs {
+        assert_eq!(
+            (spec.pid, spec.ipc),
+            (PidNamespace::Host, IpcNamespace::Host)
+        );
+    }
     allowed.cancel.cancel();
 }
 

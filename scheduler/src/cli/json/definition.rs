@@ -43,7 +43,23 @@ pub(crate) struct TaskDefinition {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<Volume>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_platform: Option<RuntimePlatform>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipc_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     berth: Option<BerthExtensions>,
+}
+
+/// ECS RuntimePlatform, as registered (members left out when any will do).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RuntimePlatform {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_architecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operating_system_family: Option<String>,
 }
 
 /// Berth's extensions of a task definition, as it was registered with them.
@@ -309,6 +325,12 @@ impl From<&proto::TaskDefinition> for TaskDefinition {
             network_mode: non_empty(&d.network_mode),
             registered_at: time(d.registered_at.as_ref()),
             container_definitions: d.containers.iter().map(ContainerDefinition::from).collect(),
+            runtime_platform: d.runtime_platform.as_ref().map(|p| RuntimePlatform {
+                cpu_architecture: non_empty(&p.cpu_architecture),
+                operating_system_family: non_empty(&p.operating_system_family),
+            }),
+            pid_mode: non_empty(&d.pid_mode),
+            ipc_mode: non_empty(&d.ipc_mode),
             berth: non_empty(&d.image_pull_behavior).map(|image_pull_behavior| BerthExtensions {
                 image_pull_behavior,
             }),

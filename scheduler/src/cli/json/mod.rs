@@ -31,12 +31,15 @@ pub(super) fn non_zero<T: Copy + Default + PartialEq>(value: T) -> Option<T> {
     (value != T::default()).then_some(value)
 }
 
-/// `{"tasks": [...], "failures": [...]}`; `failures` only when the call has them.
+/// `{"tasks": [...], "failures": [...], "notes": [...]}`; `failures` only when the call has
+/// them, `notes` only when run-task registered a definition given as JSON with notes.
 #[derive(Debug, Serialize)]
 pub(super) struct Tasks {
     pub(super) tasks: Vec<Task>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) failures: Option<Vec<Failure>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) notes: Vec<String>,
 }
 
 impl Tasks {
@@ -45,7 +48,14 @@ impl Tasks {
         Self {
             tasks: tasks.iter().map(Task::from).collect(),
             failures: failures.and_then(self::failures),
+            notes: Vec::new(),
         }
+    }
+
+    /// [`Tasks::of`], with the notes of the definition run-task registered.
+    pub(super) fn with_notes(mut self, notes: &[String]) -> Self {
+        self.notes = notes.to_vec();
+        self
     }
 }
 

@@ -61,6 +61,7 @@ fn task_json() {
             arn: "t-2".into(),
             reason: "MISSING".into(),
         }]),
+        notes: Vec::new(),
     })
     .unwrap();
     assert_eq!(
@@ -113,11 +114,19 @@ fn task_json() {
     assert_eq!(
         serde_json::to_string(&Tasks {
             tasks: vec![Task::from(&fresh)],
-            failures: None
+            failures: None,
+            notes: Vec::new(),
         })
         .unwrap(),
         r#"{"tasks":[{"taskId":"t-3","taskDefinition":"web:3","lastStatus":"PROVISIONING","desiredStatus":"RUNNING","healthStatus":"UNKNOWN","containers":[]}]}"#
     );
+    // run-task with a definition given as JSON: its registration notes, as register shows them.
+    let ran = serde_json::to_value(
+        Tasks::of(std::slice::from_ref(&fresh), None).with_notes(&["ignored `status`".into()]),
+    )
+    .unwrap();
+    assert_eq!(ran["notes"], json!(["ignored `status`"]));
+    assert_eq!(ran["tasks"][0]["taskId"], "t-3");
 }
 
 #[test]
@@ -415,4 +424,41 @@ fn security_options_devices_swap_and_terminal_show_in_ecs_shape() {
     );
     assert_eq!(c.get("interactive"), None);
     assert_eq!(c.get("linuxParameters"), None);
+}
+
+/// Every definition of the task-definition corpus that registers comes back from
+/// describe-task-definition -o json as JSON that registers to the same definition: nothing the
+/// converter accepts is lost on the way out.
+#[test]
+fn describe_json_round_trips_every_definition_of_the_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/taskdef/corpus");
+    let mut round_tripped = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let Ok(mut first) = crate::taskdef::parse(&source) else {
+            continue;
+        };
+        first.revision = 4;
+        first.registered_at = at(1_795_778_400, 0);
+        let described = serde_json::to_string_pretty(&OneTaskDefinition {
+            task_definition: TaskDefinition::from(&first),
+        })
+        .unwrap();
+        let mut second = crate::taskdef::parse(&described)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{described}", path.display()));
+        second.revision = first.revision;
+        second.registered_at = first.registered_at;
+        second.source_json = first.source_json.clone();
+        assert_eq!(second, first, "{}:\n{described}", path.display());
+        round_tripped.push(path);
+    }
+    assert!(
+        round_tripped.len() >= 5,
+        "only {round_tripped:?} of {} registered",
+        dir.display()
+    );
 }

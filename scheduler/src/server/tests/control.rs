@@ -277,3 +277,36 @@ async fn task_definitions_register_describe_and_list() {
     assert_eq!(err.code(), Code::InvalidArgument);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn run_task_with_a_definition_as_json_returns_its_registration_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.control().await;
+    let instance = server.register("", "one", 4096, 4096).await;
+    let _agent = FakeAgent::connect(&server, "", &instance, 0).await.unwrap();
+    wait_connected(&mut c, "", &instance, true).await;
+    let json = r#"{"family":"inline","status":"ACTIVE","revision":7,
+        "containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#;
+    let response = c
+        .run_task(pb::RunTaskRequest {
+            definition: Some(pb::run_task_request::Definition::TaskDefinitionJson(
+                json.into(),
+            )),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.tasks.len(), 1);
+    assert_eq!(response.tasks[0].task_definition, "inline:1");
+    assert_eq!(response.notes.len(), 1, "{:?}", response.notes);
+    for field in ["revision", "status"] {
+        assert!(response.notes[0].contains(field), "{:?}", response.notes);
+    }
+    // By name, nothing was registered, so there is nothing to note.
+    let by_name = run_task(&mut c, "", "inline").await.unwrap();
+    assert_eq!(by_name.task_definition, "inline:1");
+    server.stop().await;
+}
