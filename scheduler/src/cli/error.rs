@@ -60,6 +60,9 @@ pub enum CliError {
         "the scheduler at {endpoint} closed the connection ({reason}): it refuses a client certificate its cluster CA did not sign or that is not valid now; check --cert-file, or make a new one with `berthctl create-client-certificate`"
     )]
     CertificateRefused { endpoint: String, reason: String },
+    /// A secret's name or value breaks the rules (checked before it is sent).
+    #[error("{0}")]
+    InvalidSecret(String),
     /// A key or certificate request could not be made.
     #[error("cannot make the client key and certificate request: {0}")]
     Key(String),
@@ -70,7 +73,10 @@ impl CliError {
     /// (a usage error, like clap's), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::ReadFile { .. } | Self::TaskDefinition { .. } | Self::Config { .. } => 64,
+            Self::ReadFile { .. }
+            | Self::TaskDefinition { .. }
+            | Self::Config { .. }
+            | Self::InvalidSecret(_) => 64,
             Self::Endpoint { .. } => 2,
             Self::Unreachable { .. }
             | Self::Api { .. }

@@ -72,10 +72,13 @@ pub enum Rpc {
     GetTaskStats,
     GetInstanceStats,
     UpdateContainerInstancesState,
+    CreateSecret,
+    ListSecrets,
+    DeleteSecret,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 28] = [
+    pub const ALL: [Rpc; 31] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -104,6 +107,9 @@ impl Rpc {
         Rpc::GetTaskStats,
         Rpc::GetInstanceStats,
         Rpc::UpdateContainerInstancesState,
+        Rpc::CreateSecret,
+        Rpc::ListSecrets,
+        Rpc::DeleteSecret,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -120,13 +126,18 @@ impl Rpc {
             | Rpc::DescribeContainerInstances
             | Rpc::GetTaskLogs
             | Rpc::GetTaskStats
-            | Rpc::GetInstanceStats => Role::ReadOnly,
+            | Rpc::GetInstanceStats
+            // Names and times only: no call returns a secret's value.
+            | Rpc::ListSecrets => Role::ReadOnly,
             // Draining moves no membership or credential (deregistering does, and is Admin's):
             // like stopping tasks, it is the operator's scale-in and maintenance work.
             Rpc::RegisterTaskDefinition
             | Rpc::RunTask
             | Rpc::StopTask
-            | Rpc::UpdateContainerInstancesState => Role::Operator,
+            | Rpc::UpdateContainerInstancesState
+            // The operator deploys the tasks that read them.
+            | Rpc::CreateSecret
+            | Rpc::DeleteSecret => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::DeregisterContainerInstance
@@ -255,12 +266,15 @@ mod tests {
             "GetTaskLogs",
             "GetTaskStats",
             "GetInstanceStats",
+            "ListSecrets",
         ];
         let expected_operators = [
             "RegisterTaskDefinition",
             "RunTask",
             "StopTask",
             "UpdateContainerInstancesState",
+            "CreateSecret",
+            "DeleteSecret",
         ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();
@@ -300,6 +314,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "token abcdef has role read-only; RunTask needs operator or above"
+        );
+    }
+
+    #[test]
+    fn a_read_only_token_lists_secrets_but_cannot_write_them() {
+        let caller = Caller {
+            name: "token viewer".into(),
+            role: Role::ReadOnly,
+            cluster: None,
+        };
+        assert!(
+            caller
+                .authorize(Rpc::ListSecrets, Scope::Cluster("a"))
+                .is_ok()
+        );
+        for rpc in [Rpc::CreateSecret, Rpc::DeleteSecret] {
+            let err = caller.authorize(rpc, Scope::Cluster("a")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("token viewer has role read-only; {rpc} needs operator or above")
+            );
+        }
+        let operator = Caller {
+            role: Role::Operator,
+            ..caller
+        };
+        assert!(
+            operator
+                .authorize(Rpc::CreateSecret, Scope::Cluster("a"))
+                .is_ok()
         );
     }
 
