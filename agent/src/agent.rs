@@ -176,6 +176,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             allowed_capabilities: config.allowed_capabilities.clone(),
             environment_file_paths: config.environment_file_paths.clone(),
             pull_behavior: config.image_pull_behavior,
+            secret_source: Arc::new(crate::secrets::SchedulerSecrets {
+                endpoint: config.scheduler_endpoint.clone(),
+                tls: tls.clone(),
+                store: Arc::clone(&store),
+            }),
         },
         Arc::clone(&outbox),
         cancel.child_token(),

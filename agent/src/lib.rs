@@ -41,6 +41,7 @@ mod logs;
 mod metrics;
 mod network;
 mod runtime;
+mod secrets;
 mod service;
 mod session;
 mod store;

@@ -8,12 +8,15 @@
 //! - `cli`: berthctl.
 //! - `daemon_cli`: berth-scheduler's flags (the binary and its man page share them).
 //! - `trust`: the cluster CA, agent and client identities, tokens and the authorization table.
+//! - `secrets`: the key that seals task secrets at rest, and the rules for their names and
+//!   sizes.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
 //!   scheduler and berthctl.
 
 mod attachment;
 pub mod cli;
 pub mod daemon_cli;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod taskdef;

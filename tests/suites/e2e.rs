@@ -51,6 +51,8 @@ mod pull;
 mod pull_behaviour;
 #[path = "e2e/registry.rs"]
 mod registry;
+#[path = "e2e/secrets.rs"]
+mod secrets;
 #[path = "e2e/security.rs"]
 mod security;
 #[path = "e2e/services.rs"]
@@ -430,6 +432,14 @@ fn main() -> ExitCode {
             w.trial(
                 "registry_credentials_from_a_docker_credential_helper",
                 registry::credentials_from_a_docker_credential_helper,
+            ),
+            w.trial(
+                "secrets_reach_the_environment_and_nowhere_else",
+                secrets::reach_the_environment_and_nowhere_else,
+            ),
+            w.trial(
+                "secrets_missing_fails_the_task_naming_it",
+                secrets::a_missing_secret_fails_the_task_naming_it,
             ),
             w.trial(
                 "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",

@@ -23,6 +23,7 @@ mod finish;
 mod net;
 mod prepare;
 mod resume;
+mod secrets;
 mod supervise;
 mod watch;
 
@@ -68,6 +69,11 @@ pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) endpoint_ids: Arc<crate::store::EndpointIds>,
     /// The images tasks need and their last uses (the image collector's table).
     pub(super) images: Arc<crate::images::ImageUse>,
+    /// The secrets of the engine's tasks, in memory only.
+    pub(super) secrets: Arc<crate::secrets::SecretBook>,
+    /// Registry credentials from the task's `repositoryCredentials`, by image reference:
+    /// ahead of every other source of credentials.
+    pub(super) registry_auth: HashMap<String, berth_runtime::RegistryAuth>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.

@@ -77,6 +77,8 @@ pub(crate) struct EngineConfig {
     /// When a task's start asks the registry (the agent's `image_pull_behavior`), unless its
     /// definition says otherwise.
     pub pull_behavior: berth_policy::PullBehavior,
+    /// Where a task's secrets come from when the agent does not hold them (after a restart).
+    pub secret_source: Arc<dyn crate::secrets::SecretSource>,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.
@@ -144,6 +146,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     unsaved: unsaved::Unsaved,
     /// The images the tasks need and their last uses, shared with the image collector.
     images: Arc<ImageUse>,
+    /// The secrets of the tasks, in memory only (never in the store).
+    secrets: Arc<crate::secrets::SecretBook>,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -182,6 +186,7 @@ impl<R: ContainerRuntime> Engine<R> {
             cancel,
             disk,
             unsaved: unsaved::Unsaved::default(),
+            secrets: Arc::default(),
         };
         (engine, EngineHandle { tx })
     }
@@ -302,7 +307,11 @@ impl<R: ContainerRuntime> Engine<R> {
         })
     }
 
-    fn assign(&mut self, a: TaskAssignment) -> Result<(), StoreError> {
+    fn assign(&mut self, mut a: TaskAssignment) -> Result<(), StoreError> {
+        // The secrets stay in memory: the assignment is stored, and tracked, without them.
+        if let Some(secrets) = a.secrets.take() {
+            self.secrets.put(&a.task_id, secrets.into());
+        }
         if self.tasks.contains_key(&a.task_id) {
             // Resent by the scheduler: already ours.
             return self.applied(a.seq);
@@ -428,6 +437,8 @@ impl<R: ContainerRuntime> Engine<R> {
             restart_counts,
             endpoint_ids,
             images: Arc::clone(&self.images),
+            secrets: Arc::clone(&self.secrets),
+            registry_auth: HashMap::new(),
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {
@@ -563,6 +574,7 @@ impl<R: ContainerRuntime> Engine<R> {
             self.tasks.remove(task_id);
             self.forget(task_id)?;
             self.images.release(task_id);
+            self.secrets.forget(task_id);
         }
         Ok(())
     }

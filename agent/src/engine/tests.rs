@@ -32,6 +32,7 @@ mod lifecycle;
 mod network;
 mod pull_behavior;
 mod restarts;
+mod secrets;
 mod session_faults;
 
 /// An engine running over a temporary store and a fake host.
@@ -90,6 +91,7 @@ fn test_config() -> EngineConfig {
         allowed_capabilities: Vec::new(),
         environment_file_paths: Vec::new(),
         pull_behavior: berth_policy::PullBehavior::Default,
+        secret_source: Arc::new(crate::secrets::FixedSource::default()),
         host_dns: DnsConfig {
             servers: vec!["10.0.0.53".parse().unwrap()],
             ..Default::default()

@@ -171,6 +171,29 @@ pub(crate) enum Command {
     ListApiTokens,
     /// Delete an API token.
     DeleteApiToken { id: String },
+    /// Store a task secret in the cluster (encrypted at rest; no command shows it again).
+    /// Containers read it through `secrets` (`valueFrom`: NAME) or `repositoryCredentials`.
+    CreateSecret {
+        /// 1 to 512 letters, digits and / _ + = . @ -.
+        name: String,
+        /// Read the value from this file (`-` for standard input), as it is.
+        #[arg(
+            long,
+            conflicts_with = "from_literal",
+            required_unless_present = "from_literal"
+        )]
+        from_file: Option<std::path::PathBuf>,
+        /// The value itself (it stays in the shell's history: prefer --from-file).
+        #[arg(long)]
+        from_literal: Option<String>,
+        /// Replace the value of an existing secret (running tasks keep the one they have).
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List the cluster's secrets: names, sizes and times, never values.
+    ListSecrets,
+    /// Delete a secret (running tasks keep the value they started with).
+    DeleteSecret { name: String },
     /// CPU %, memory use / limit, network and block I/O and pids of tasks and their
     /// containers (or of a host), from the scheduler's metrics window; a table refreshed
     /// until interrupted, like `docker stats`.

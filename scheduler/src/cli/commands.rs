@@ -393,6 +393,17 @@ impl Context<'_> {
             Command::ListApiTokens => self.list_api_tokens().await,
             Command::DeleteApiToken { id } => self.delete_api_token(id).await,
             Command::Service(command) => self.service(command).await,
+            Command::CreateSecret {
+                name,
+                from_file,
+                from_literal,
+                overwrite,
+            } => {
+                self.create_secret(name, from_file, from_literal, overwrite)
+                    .await
+            }
+            Command::ListSecrets => self.list_secrets().await,
+            Command::DeleteSecret { name } => self.delete_secret(name).await,
             Command::Wait {
                 condition,
                 ids,

@@ -63,6 +63,9 @@ pub enum CliError {
         "the scheduler at {endpoint} closed the connection ({reason}): it refuses a client certificate its cluster CA did not sign or that is not valid now; check --cert-file, or make a new one with `berthctl create-client-certificate`"
     )]
     CertificateRefused { endpoint: String, reason: String },
+    /// A secret's name or value breaks the rules (checked before it is sent).
+    #[error("{0}")]
+    InvalidSecret(String),
     /// A key or certificate request could not be made.
     #[error("cannot make the client key and certificate request: {0}")]
     Key(String),
@@ -76,7 +79,8 @@ impl CliError {
             Self::ReadFile { .. }
             | Self::TaskDefinition { .. }
             | Self::ServiceInput { .. }
-            | Self::Config { .. } => 64,
+            | Self::Config { .. }
+            | Self::InvalidSecret(_) => 64,
             Self::Endpoint { .. } => 2,
             Self::Unreachable { .. }
             | Self::Api { .. }

@@ -11,6 +11,7 @@ mod commands;
 mod error;
 mod json;
 mod names;
+mod secrets;
 mod services;
 mod stats;
 mod table;

@@ -390,4 +390,11 @@ impl AgentService for Agent {
                 .unwrap_or_default(),
         }))
     }
+
+    async fn get_task_secrets(
+        &self,
+        request: Request<pb::GetTaskSecretsRequest>,
+    ) -> Result<Response<pb::GetTaskSecretsResponse>, Status> {
+        super::secrets::get_task_secrets(&self.shared, request).await
+    }
 }

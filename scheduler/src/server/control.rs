@@ -50,7 +50,7 @@ impl Control {
     }
 }
 
-fn cluster_or_default(name: String) -> String {
+pub(super) fn cluster_or_default(name: String) -> String {
     if name.is_empty() {
         DEFAULT_CLUSTER.to_owned()
     } else {
@@ -575,5 +575,26 @@ impl ControlService for Control {
         request: Request<pb::WatchServiceEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         services::watch_service_events(self.shared.clone(), request).await
+    }
+
+    async fn create_secret(
+        &self,
+        request: Request<pb::CreateSecretRequest>,
+    ) -> Result<Response<pb::CreateSecretResponse>, Status> {
+        super::secrets::create_secret(&self.shared, request).await
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        super::secrets::list_secrets(&self.shared, request).await
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<pb::DeleteSecretRequest>,
+    ) -> Result<Response<pb::DeleteSecretResponse>, Status> {
+        super::secrets::delete_secret(&self.shared, request).await
     }
 }

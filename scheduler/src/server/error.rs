@@ -88,14 +88,17 @@ impl From<ServerError> for Status {
                 | StoreError::NotIssued { .. }
                 | StoreError::InvalidCount { .. }
                 | StoreError::InvalidInstanceStatus { .. }
-                | StoreError::NetworkAttachment(_) => Status::invalid_argument(msg),
+                | StoreError::NetworkAttachment(_)
+                | StoreError::InvalidSecret(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
                 StoreError::TokenNotFound { .. }
                 | StoreError::ClientCertificateNotFound { .. }
+                | StoreError::SecretNotFound { .. }
                 | StoreError::ClusterNotFound { .. }
                 | StoreError::TaskDefinitionNotFound { .. }
                 | StoreError::TaskNotFound { .. }
                 | StoreError::InstanceNotFound { .. } => Status::not_found(msg),
+                StoreError::SecretExists { .. } => Status::already_exists(msg),
                 StoreError::ClusterInUse { .. }
                 | StoreError::InstanceUnavailable { .. }
                 | StoreError::InstanceExists { .. }
@@ -115,9 +118,10 @@ impl From<ServerError> for Status {
                 StoreError::Service(
                     ServiceError::NotActive { .. } | ServiceError::StillScaled { .. },
                 ) => Status::failed_precondition(msg),
-                StoreError::Open { .. } | StoreError::Db(_) | StoreError::Corrupt { .. } => {
-                    internal(s)
-                }
+                StoreError::Open { .. }
+                | StoreError::Db(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::SecretKey(_) => internal(s),
             },
             ServerError::TaskDefinition(_) | ServerError::MissingDefinition => {
                 Status::invalid_argument(msg)

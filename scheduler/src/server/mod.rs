@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod reconcile;
 mod revoke;
+mod secrets;
 mod services;
 mod session;
 mod stats;

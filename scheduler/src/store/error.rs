@@ -161,6 +161,18 @@ pub enum StoreError {
         "no client certificate with serial {serial}; `berthctl list-client-certificates` shows them"
     )]
     ClientCertificateNotFound { serial: String },
+    /// The secrets key cannot be used (the store refuses to open without it).
+    #[error(transparent)]
+    SecretKey(#[from] crate::secrets::KeyError),
+    /// A secret's name or value breaks the rules (`crate::secrets`).
+    #[error("{0}")]
+    InvalidSecret(String),
+    #[error(
+        "secret {name} already exists in cluster {cluster}; pass --overwrite to replace its value"
+    )]
+    SecretExists { cluster: String, name: String },
+    #[error("no secret {name} in cluster {cluster}; `berthctl list-secrets` shows them")]
+    SecretNotFound { cluster: String, name: String },
 }
 
 /// Why a presented token is refused.

@@ -31,6 +31,7 @@ mod platform;
 mod ports;
 mod reconcile;
 mod records;
+mod secrets;
 mod services;
 mod sessions;
 mod tasks;
@@ -79,6 +80,9 @@ const JOIN_TOKENS: StrTable = TableDefinition::new("join_tokens");
 const API_TOKENS: StrTable = TableDefinition::new("api_tokens");
 const AGENT_CERTS: StrTable = TableDefinition::new("agent_certs");
 const CLIENT_CERTS: StrTable = TableDefinition::new("client_certs");
+/// Task secrets by (cluster, name), values sealed (`secrets.rs`).
+const SECRETS: TableDefinition<'static, (&'static str, &'static str), &'static [u8]> =
+    TableDefinition::new("secrets");
 const OUTBOX: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("outbox");
 
@@ -127,6 +131,8 @@ pub struct Store {
     /// Counts committed write transactions: watchers (`WatchTasks`) wake on every commit and
     /// read again what they watch.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Seals and opens the values of task secrets (`DIR/secrets.key`).
+    secret_key: Arc<crate::secrets::SecretKey>,
 }
 
 fn now() -> Timestamp {
@@ -139,8 +145,11 @@ fn new_id() -> String {
 }
 
 impl Store {
-    /// Opens (or creates) `dir/scheduler.redb`. The directory must exist.
+    /// Opens (or creates) `dir/scheduler.redb`, and the key of its secrets,
+    /// `dir/secrets.key` (made on first start; refused when others may read it or it is
+    /// malformed). The directory must exist.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let secret_key = Arc::new(crate::secrets::SecretKey::load_or_create(dir)?);
         let path = dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -149,6 +158,7 @@ impl Store {
         let store = Self {
             db: Arc::new(db),
             commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            secret_key,
         };
         store.write(|txn| {
             txn.open_table(CLUSTERS)?;
@@ -162,6 +172,7 @@ impl Store {
             txn.open_table(AGENT_CERTS)?;
             txn.open_table(CLIENT_CERTS)?;
             txn.open_table(services::SERVICES)?;
+            txn.open_table(SECRETS)?;
             Ok(())
         })?;
         Ok(store)
@@ -219,6 +230,14 @@ impl Store {
                 let (k, v) = item?;
                 out.push((
                     "task_definitions".into(),
+                    format!("{:?}", k.value()),
+                    v.value().to_vec(),
+                ));
+            }
+            for item in txn.open_table(SECRETS)?.iter()? {
+                let (k, v) = item?;
+                out.push((
+                    "secrets".into(),
                     format!("{:?}", k.value()),
                     v.value().to_vec(),
                 ));

@@ -105,3 +105,14 @@ mod tests {
         assert_eq!(back, rec);
     }
 }
+
+/// A task secret (table `secrets`, keyed by cluster and name): what is listed, and the value
+/// sealed with the scheduler's key (`crate::secrets`), never the value itself.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SecretRecord {
+    #[prost(message, required, tag = "1")]
+    pub(crate) info: pb::SecretInfo,
+    /// Nonce, ciphertext and tag.
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) sealed: Vec<u8>,
+}

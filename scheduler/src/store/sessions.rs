@@ -12,8 +12,8 @@ use super::definitions::load_definition;
 use super::records::{InstanceRecord, SessionRecord};
 use super::views::is_active;
 use super::{
-    Applied, INSTANCES, OUTBOX, RecordError, SESSIONS, SessionStart, Store, StoreError, TASK_DEFS,
-    TASKS,
+    Applied, INSTANCES, OUTBOX, RecordError, SECRETS, SESSIONS, SessionStart, Store, StoreError,
+    TASK_DEFS, TASKS,
 };
 
 impl Store {
@@ -85,7 +85,8 @@ impl Store {
     }
 
     /// The instance's unacknowledged messages with a sequence number above `after`, in order,
-    /// ready to send (assignments carry the definition and the task's current desired status).
+    /// ready to send (assignments carry the definition, the task's current desired status and
+    /// the values of the secrets the definition names).
     pub fn outbox_after(
         &self,
         instance_id: &str,
@@ -95,6 +96,7 @@ impl Store {
             let outbox = txn.open_table(OUTBOX)?;
             let tasks_t = txn.open_table(TASKS)?;
             let defs = txn.open_table(TASK_DEFS)?;
+            let secrets = txn.open_table(SECRETS)?;
             let mut out = Vec::new();
             let start = after.saturating_add(1);
             for item in outbox.range((instance_id, start)..=(instance_id, u64::MAX))? {
@@ -109,6 +111,10 @@ impl Store {
                             continue;
                         };
                         let definition = load_definition(&defs, &task.task_definition)?;
+                        // The values travel only in the message as sent: the outbox keeps
+                        // the assignment without them.
+                        assignment.secrets =
+                            self.resolve_secrets(&secrets, &task.cluster, &definition)?;
                         assignment.definition = Some(definition);
                         assignment.desired_status = task.desired_status;
                         scheduler_message::Message::Assignment(assignment)

@@ -207,6 +207,10 @@ fn container(
         linux::system_controls(c.system_controls.unwrap_or_default(), &path, problems);
     let environment_files =
         linux::environment_files(c.environment_files.unwrap_or_default(), &path, problems);
+    let secrets = super::secrets::secrets(c.secrets.unwrap_or_default(), &path, problems);
+    let repository_credentials = c
+        .repository_credentials
+        .map(|r| super::secrets::repository_credentials(r, &path, problems));
     let extra_hosts = linux::extra_hosts(c.extra_hosts.unwrap_or_default(), &path, problems);
     let dns_servers = c.dns_servers.unwrap_or_default();
     linux::dns_servers(&dns_servers, &path, problems);
@@ -294,6 +298,8 @@ fn container(
         seccomp_profile: security.seccomp_profile,
         interactive: c.interactive.unwrap_or(false),
         pseudo_terminal: c.pseudo_terminal.unwrap_or(false),
+        secrets,
+        repository_credentials,
     }
 }
 

@@ -145,6 +145,23 @@ pub(super) struct ContainerDefinition {
     pub(super) port_mappings: Option<Vec<PortMapping>>,
     #[serde(default)]
     pub(super) links: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) secrets: Option<Vec<Secret>>,
+    #[serde(default)]
+    pub(super) repository_credentials: Option<RepositoryCredentials>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Secret {
+    pub(super) name: String,
+    pub(super) value_from: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RepositoryCredentials {
+    pub(super) credentials_parameter: String,
 }
 
 #[derive(Debug, Deserialize)]

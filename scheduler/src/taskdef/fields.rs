@@ -240,16 +240,11 @@ pub(super) const CONTAINER_DEFINITION: &[Field] = &[
     optional("dockerSecurityOptions", Shape::StringList),
     optional("interactive", Shape::Bool),
     optional("pseudoTerminal", Shape::Bool),
-    unsupported(
+    optional(
         "repositoryCredentials",
-        "credentials from AWS Secrets Manager are not fetched yet: use an image the agent can \
-         pull without credentials",
+        Shape::Object(REPOSITORY_CREDENTIALS),
     ),
-    unsupported(
-        "secrets",
-        "values from AWS SSM Parameter Store and Secrets Manager are not fetched yet: pass them \
-         with `environmentFiles` of type `file` (a file on the host, read when the task starts)",
-    ),
+    optional("secrets", Shape::ObjectList(SECRET)),
     unsupported(
         "versionConsistency",
         "remove it; the agent resolves an image's tag when it pulls it for a task",
@@ -454,6 +449,17 @@ pub(super) const HEALTH_CHECK_START_PERIOD_SECONDS: std::ops::RangeInclusive<u32
 /// One element of a container's `environmentFiles` (ECS EnvironmentFile). ECS only knows type
 /// `s3`; Berth reads a file on the host instead (type `file`) and refuses `s3`, which needs AWS
 /// credentials.
+pub(super) const SECRET: &[Field] = &[
+    required("name", Shape::String),
+    required("valueFrom", Shape::String),
+];
+
+/// A container's `repositoryCredentials` (ECS RepositoryCredentials): the name of a secret of
+/// the cluster holding `{"username", "password"}`.
+pub(super) const REPOSITORY_CREDENTIALS: &[Field] =
+    &[required("credentialsParameter", Shape::String)];
+
+/// One element of a container's `environmentFiles` (see below).
 pub(super) const ENVIRONMENT_FILE: &[Field] = &[
     required("value", Shape::String),
     required("type", Shape::String),

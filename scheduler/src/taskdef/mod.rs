@@ -20,6 +20,7 @@ mod fields;
 mod linux;
 mod network;
 mod refs;
+mod secrets;
 mod suggest;
 mod validate;
 mod volumes;

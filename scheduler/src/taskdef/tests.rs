@@ -226,15 +226,14 @@ fn unknown_fields_are_refused_with_a_suggestion() {
 #[test]
 fn unsupported_fields_are_refused_by_name_and_path() {
     let json = r#"{"family":"f","enableFaultInjection":true,"containerDefinitions":[
-        {"name":"a","image":"i","memory":64,"repositoryCredentials":{"credentialsParameter":"arn"}},
+        {"name":"a","image":"i","memory":64,"versionConsistency":"enabled"},
         {"name":"b","image":"i","memory":64,"firelensConfiguration":{"type":"fluentbit"},
-         "secrets":[{"name":"A","valueFrom":"arn:aws:ssm:::parameter/a"}],"credentialSpecs":["x"]}]}"#;
+         "credentialSpecs":["x"]}]}"#;
     let found = problems(json);
     let names = [
-        "field `repositoryCredentials` at containerDefinitions[0] is not supported by Berth: ",
+        "field `versionConsistency` at containerDefinitions[0] is not supported by Berth: ",
         "field `credentialSpecs` at containerDefinitions[1] is not supported by Berth: ",
         "field `firelensConfiguration` at containerDefinitions[1] is not supported by Berth: ",
-        "field `secrets` at containerDefinitions[1] is not supported by Berth: ",
         "field `enableFaultInjection` is not supported by Berth: ",
     ];
     assert_eq!(found.len(), names.len(), "{found:?}");
@@ -244,14 +243,13 @@ fn unsupported_fields_are_refused_by_name_and_path() {
             "{problem:?} does not start with {name:?}"
         );
     }
-    assert!(found[3].contains("environmentFiles"), "{found:?}");
     match parse(json) {
         Err(TaskDefError::Invalid { problems }) => {
             assert_eq!(
                 problems[0].path(),
-                "containerDefinitions[0].repositoryCredentials"
+                "containerDefinitions[0].versionConsistency"
             );
-            assert_eq!(problems[4].path(), "enableFaultInjection");
+            assert_eq!(problems[3].path(), "enableFaultInjection");
         }
         other => panic!("{other:?}"),
     }
@@ -412,6 +410,8 @@ fn tables_and_serde_structs_agree() {
         fields::TMPFS,
         fields::DEVICE,
         fields::ENVIRONMENT_FILE,
+        fields::SECRET,
+        fields::REPOSITORY_CREDENTIALS,
         fields::PORT_MAPPING,
         fields::BERTH,
     ] {
@@ -429,7 +429,7 @@ fn tables_and_serde_structs_agree() {
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
     assert_eq!(supported(fields::TASK_DEFINITION), 23);
-    assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
+    assert_eq!(supported(fields::CONTAINER_DEFINITION), 38);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);
 }
@@ -1631,5 +1631,65 @@ fn the_berth_extension_sets_the_image_pull_behavior() {
         )
         .contains("pullPolicy"),
         "unknown extension fields are refused by name"
+    );
+}
+
+#[test]
+fn secrets_and_repository_credentials_name_secrets_of_the_cluster() {
+    let def = parse(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,
+        "secrets":[{"name":"DB_PASSWORD","valueFrom":"prod/db"}],
+        "repositoryCredentials":{"credentialsParameter":"registry-creds"}}]}"#,
+    )
+    .unwrap();
+    let c = &def.containers[0];
+    assert_eq!(
+        c.secrets,
+        [proto::ContainerSecret {
+            name: "DB_PASSWORD".into(),
+            value_from: "prod/db".into(),
+        }]
+    );
+    assert_eq!(
+        c.repository_credentials
+            .as_ref()
+            .unwrap()
+            .credentials_parameter,
+        "registry-creds"
+    );
+    let found = problems(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,
+        "secrets":[{"name":"A","valueFrom":"arn:aws:ssm:eu-west-1:1:parameter/a"},
+                   {"name":"A","valueFrom":"has space"},{"name":"","valueFrom":"ok"}],
+        "repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:x"}}]}"#,
+    );
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert!(found.iter().any(|p| p.starts_with(
+        "containerDefinitions[0].secrets[0].valueFrom: `arn:aws:ssm:eu-west-1:1:parameter/a` is an AWS ARN"
+    ) && p.contains("berthctl create-secret")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p
+                .starts_with("containerDefinitions[0].secrets[1].name: `A` is set by two secrets")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("containerDefinitions[0].secrets[1].valueFrom: secret name")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("containerDefinitions[0].secrets[2].name")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "containerDefinitions[0].repositoryCredentials.credentialsParameter: `arn:"
+        )),
+        "{found:?}"
     );
 }

@@ -78,10 +78,13 @@ pub enum Rpc {
     DescribeServices,
     ListServices,
     WatchServiceEvents,
+    CreateSecret,
+    ListSecrets,
+    DeleteSecret,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 34] = [
+    pub const ALL: [Rpc; 37] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -116,6 +119,9 @@ impl Rpc {
         Rpc::DescribeServices,
         Rpc::ListServices,
         Rpc::WatchServiceEvents,
+        Rpc::CreateSecret,
+        Rpc::ListSecrets,
+        Rpc::DeleteSecret,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -135,7 +141,9 @@ impl Rpc {
             | Rpc::GetInstanceStats
             | Rpc::DescribeServices
             | Rpc::ListServices
-            | Rpc::WatchServiceEvents => Role::ReadOnly,
+            | Rpc::WatchServiceEvents
+            // Names and times only: no call returns a secret's value.
+            | Rpc::ListSecrets => Role::ReadOnly,
             // Draining moves no membership or credential (deregistering does, and is Admin's):
             // like stopping tasks, it is the operator's scale-in and maintenance work.
             Rpc::RegisterTaskDefinition
@@ -144,7 +152,10 @@ impl Rpc {
             | Rpc::UpdateContainerInstancesState
             | Rpc::CreateService
             | Rpc::UpdateService
-            | Rpc::DeleteService => Role::Operator,
+            | Rpc::DeleteService
+            // The operator deploys the tasks that read them.
+            | Rpc::CreateSecret
+            | Rpc::DeleteSecret => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::DeregisterContainerInstance
@@ -276,6 +287,7 @@ mod tests {
             "DescribeServices",
             "ListServices",
             "WatchServiceEvents",
+            "ListSecrets",
         ];
         let expected_operators = [
             "RegisterTaskDefinition",
@@ -285,6 +297,8 @@ mod tests {
             "CreateService",
             "UpdateService",
             "DeleteService",
+            "CreateSecret",
+            "DeleteSecret",
         ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();
@@ -324,6 +338,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "token abcdef has role read-only; RunTask needs operator or above"
+        );
+    }
+
+    #[test]
+    fn a_read_only_token_lists_secrets_but_cannot_write_them() {
+        let caller = Caller {
+            name: "token viewer".into(),
+            role: Role::ReadOnly,
+            cluster: None,
+        };
+        assert!(
+            caller
+                .authorize(Rpc::ListSecrets, Scope::Cluster("a"))
+                .is_ok()
+        );
+        for rpc in [Rpc::CreateSecret, Rpc::DeleteSecret] {
+            let err = caller.authorize(rpc, Scope::Cluster("a")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("token viewer has role read-only; {rpc} needs operator or above")
+            );
+        }
+        let operator = Caller {
+            role: Role::Operator,
+            ..caller
+        };
+        assert!(
+            operator
+                .authorize(Rpc::CreateSecret, Scope::Cluster("a"))
+                .is_ok()
         );
     }
 

@@ -63,6 +63,9 @@ pub(super) enum PrepareError {
     /// The task's cgroup could not be made.
     #[error("cannot create the task's cgroup: {}", Causes(.0))]
     Cgroup(berth_runtime::Error),
+    /// A secret the task names cannot be used (missing, or not what it should hold).
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
     /// A container could not be created.
     #[error("CannotCreateContainerError: container {container}: {}", Causes(.error))]
     Create {
@@ -203,6 +206,9 @@ impl<R: ContainerRuntime> Driver<R> {
             self.config.environment_file_paths.clone(),
         );
         let mut env_files = self.interruptible(read).await??;
+        // The secrets before anything else is done: a task that names one it cannot have
+        // fails before any pull, and one whose secrets are not known yet waits for them.
+        let mut secrets = self.task_secrets(def).await?;
         let Checked {
             plan,
             mode,
@@ -212,6 +218,14 @@ impl<R: ContainerRuntime> Driver<R> {
             mut task_volumes,
             host_paths,
         } = self.check(def, &mut env_files).await?;
+        for spec in &mut specs {
+            if let Some(s) = secrets.remove(&spec.name) {
+                spec.environment.extend(s.environment);
+                if let Some(auth) = s.registry_auth {
+                    self.registry_auth.entry(spec.image.clone()).or_insert(auth);
+                }
+            }
+        }
 
         // The namespaces need nothing from the images: they are set up beside the pulls, and
         // awaited before any early return, so a cleanup never races a setup in flight.
@@ -452,7 +466,10 @@ impl<R: ContainerRuntime> Driver<R> {
             (crate::images::Plan::Pull { fallback: true }, cached) => cached,
             _ => None,
         };
-        let auth = task::auth_for(reference, &self.assignment.registry_credentials);
+        let auth = match self.registry_auth.get(reference) {
+            Some(auth) => auth.clone(),
+            None => task::auth_for(reference, &self.assignment.registry_credentials),
+        };
         let runtime = Arc::clone(&self.runtime);
         let image_ref = reference.to_owned();
         // The runtime owns the pull's one deadline (`image_pull_timeout`): it tries the

@@ -316,6 +316,8 @@ async fn the_drivers_future_is_measured_and_boxed() {
         assignment: assignment("sized", &[("app", true, "img:1")]),
         restart_counts: std::collections::HashMap::new(),
         endpoint_ids: Arc::default(),
+        secrets: Arc::default(),
+        registry_auth: std::collections::HashMap::new(),
     };
     let run = driver.run(None);
     let pull = fake.pull("img:1", &berth_runtime::RegistryAuth::Anonymous);

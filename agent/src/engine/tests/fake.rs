@@ -28,6 +28,8 @@ pub(super) struct Fake {
     pub(super) exits: Mutex<HashMap<ContainerId, watch::Sender<Option<ExitStatus>>>>,
     /// How many wait calls fail as if containerd's connection broke.
     pub(super) failing_waits: Mutex<u32>,
+    /// The credentials each pull was given, in order.
+    pub(super) pull_auths: Mutex<Vec<(String, RegistryAuth)>>,
     /// Every spec created, in order.
     pub(super) specs: Mutex<Vec<ContainerSpec>>,
     /// What an exec (a health check) in each container ends with; exit 0 when not set.
@@ -183,8 +185,12 @@ impl Fake {
 
 #[async_trait]
 impl ContainerRuntime for Fake {
-    async fn pull(&self, image: &str, _auth: &RegistryAuth) -> Result<PulledImage, PullError> {
+    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError> {
         self.log(format!("pull {image}"));
+        self.pull_auths
+            .lock()
+            .unwrap()
+            .push((image.to_owned(), auth.clone()));
         if self.panic_pull.lock().unwrap().contains(image) {
             panic!("fake pull of {image} panicked");
         }

@@ -189,6 +189,27 @@ pub(crate) struct ContainerDefinition {
     interactive: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pseudo_terminal: bool,
+    /// The secrets' names only (`valueFrom`); their values never leave the scheduler's store
+    /// except to the agent that runs the task.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secrets: Vec<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_credentials: Option<RepositoryCredentials>,
+}
+
+/// ECS Secret: the variable and the secret's name, never its value.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Secret {
+    name: String,
+    value_from: String,
+}
+
+/// ECS RepositoryCredentials: the secret's name.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RepositoryCredentials {
+    credentials_parameter: String,
 }
 
 /// ECS PortMapping, as registered: hostPort 0 is a dynamic port (bridge mode); in host and
@@ -529,6 +550,19 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
             docker_security_options: security_options(c),
             interactive: c.interactive,
             pseudo_terminal: c.pseudo_terminal,
+            secrets: c
+                .secrets
+                .iter()
+                .map(|s| Secret {
+                    name: s.name.clone(),
+                    value_from: s.value_from.clone(),
+                })
+                .collect(),
+            repository_credentials: c.repository_credentials.as_ref().map(|r| {
+                RepositoryCredentials {
+                    credentials_parameter: r.credentials_parameter.clone(),
+                }
+            }),
         }
     }
 }

@@ -28,6 +28,7 @@ mod deregister;
 mod logs;
 mod network;
 mod reconcile;
+mod secrets;
 mod session;
 mod tls;
 mod watch;
