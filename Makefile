@@ -66,7 +66,8 @@ package-check:
 
 ## systemd-test: the .deb under a real systemd: a Debian 12 root (mmdebstrap, cached under
 ## target/test-cache) booted with systemd-nspawn in its own network namespace; install, start,
-## SIGKILL and restart, stop with a container running, upgrade (tests/systemd/nspawn.sh)
+## SIGKILL and watchdog restarts, a Berth task's journal fields, stop and upgrade with its
+## container running, remove and purge (tests/systemd/nspawn.sh)
 systemd-test:
 	$(CARGO) build --workspace --bins --tests
 	tests/systemd/nspawn.sh target/debug

@@ -61,6 +61,8 @@ mod services;
 mod store_damage;
 #[path = "e2e/systemd.rs"]
 mod systemd;
+#[path = "e2e/systemd_scheduler.rs"]
+mod systemd_scheduler;
 #[path = "e2e/taskdefs.rs"]
 mod taskdefs;
 #[path = "e2e/tasks.rs"]
@@ -144,6 +146,10 @@ fn main() -> ExitCode {
             w.trial(
                 "systemd_agent_speaks_sd_notify_ready_status_watchdog",
                 systemd::agent_speaks_sd_notify,
+            ),
+            w.trial(
+                "systemd_scheduler_speaks_sd_notify_ready_status_watchdog",
+                systemd_scheduler::scheduler_speaks_sd_notify,
             ),
             w.trial(
                 "trust_clients_need_tls_and_a_credential_with_the_role",

@@ -57,15 +57,15 @@ pub(super) fn units_pass_systemd_analyze_verify(w: &World) -> Result<()> {
     Ok(())
 }
 
-/// The datagrams the agent sent to its NOTIFY_SOCKET.
-struct NotifySocket {
+/// The datagrams a daemon sent to its NOTIFY_SOCKET.
+pub(super) struct NotifySocket {
     socket: UnixDatagram,
-    path: PathBuf,
-    seen: Vec<String>,
+    pub(super) path: PathBuf,
+    pub(super) seen: Vec<String>,
 }
 
 impl NotifySocket {
-    fn bind(path: PathBuf) -> Result<NotifySocket> {
+    pub(super) fn bind(path: PathBuf) -> Result<NotifySocket> {
         let socket =
             UnixDatagram::bind(&path).with_context(|| format!("bind {}", path.display()))?;
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -77,7 +77,7 @@ impl NotifySocket {
     }
 
     /// Reads what arrived; the messages are kept in order.
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         let mut buf = [0u8; 4096];
         while let Ok(n) = self.socket.recv(&mut buf) {
             self.seen
@@ -86,7 +86,7 @@ impl NotifySocket {
     }
 
     /// Waits until a message has a line for which `want` holds; its index among the messages.
-    fn wait_for(
+    pub(super) fn wait_for(
         &mut self,
         what: &str,
         within: Duration,
@@ -104,7 +104,7 @@ impl NotifySocket {
         }
     }
 
-    fn count(&self, line: &str) -> usize {
+    pub(super) fn count(&self, line: &str) -> usize {
         self.seen
             .iter()
             .filter(|m| m.lines().any(|l| l == line))
