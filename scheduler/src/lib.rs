@@ -8,12 +8,16 @@
 //! - `cli`: berthctl.
 //! - `daemon_cli`: berth-scheduler's flags (the binary and its man page share them).
 //! - `trust`: the cluster CA, agent and client identities, tokens and the authorization table.
+//! - `placement`: the placement engine, pure: constraints (distinctInstance, memberOf with
+//!   ECS's cluster query language), strategies (binpack, spread, random) and refusals that
+//!   count what each check excluded. Used by the store's RunTask.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
 //!   scheduler and berthctl.
 
 mod attachment;
 pub mod cli;
 pub mod daemon_cli;
+pub mod placement;
 pub mod server;
 pub mod store;
 pub mod taskdef;

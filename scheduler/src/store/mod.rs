@@ -28,7 +28,7 @@ mod instances;
 mod lifecycle;
 mod placement;
 mod platform;
-mod ports;
+use crate::placement as ports;
 mod reconcile;
 mod records;
 mod sessions;
