@@ -28,6 +28,8 @@ pub(super) struct TaskDefinition {
     #[serde(default)]
     pub(super) berth: Option<Berth>,
     pub(super) runtime_platform: Option<RuntimePlatform>,
+    #[serde(default)]
+    pub(super) placement_constraints: Option<Vec<PlacementConstraint>>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -336,6 +338,15 @@ pub(super) struct Ulimit {
     pub(super) name: String,
     pub(super) soft_limit: u64,
     pub(super) hard_limit: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct PlacementConstraint {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    #[serde(default)]
+    pub(super) expression: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -422,7 +422,7 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 21);
+    assert_eq!(supported(fields::TASK_DEFINITION), 22);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 36);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);
