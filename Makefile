@@ -82,6 +82,7 @@ demo: deps
 ## real systemd (tests/systemd/nspawn.sh ... bench; BERTH_NSPAWN_BENCH_ROUNDS, default 10)
 bench: deps
 	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p berth-scheduler --bench placement
 	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc
 	tests/systemd/nspawn.sh target/release bench $${BERTH_NSPAWN_BENCH_ROUNDS:-10}
 

@@ -8,6 +8,9 @@
 //! - `cli`: berthctl.
 //! - `daemon_cli`: berth-scheduler's flags (the binary and its man page share them).
 //! - `trust`: the cluster CA, agent and client identities, tokens and the authorization table.
+//! - `placement`: the placement engine, pure: constraints (distinctInstance, memberOf with
+//!   ECS's cluster query language), strategies (binpack, spread, random) and refusals that
+//!   count what each check excluded. Used by the store's RunTask.
 //! - `secrets`: the key that seals task secrets at rest, and the rules for their names and
 //!   sizes.
 //! - `attachment`: the ENI a task is run with (awsvpc mode): parsing and checks shared by the
@@ -16,6 +19,7 @@
 mod attachment;
 pub mod cli;
 pub mod daemon_cli;
+pub mod placement;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -334,6 +334,13 @@ pub(super) fn attributes(input: Input<'_>) -> Result<BTreeMap<String, String>, S
         if !parse::is_attribute_value(value) {
             return Err(format!("{ATTRIBUTE_VALUE}, not `{value}`"));
         }
+        // The agent reports berth.* itself; placement must be able to trust them.
+        if name.starts_with("berth.") {
+            return Err(format!(
+                "names outside berth.*, which the agent reports itself, not `{name}` (choose another name, e.g. `{}`)",
+                name.trim_start_matches("berth.")
+            ));
+        }
         if attributes
             .insert(name.to_owned(), value.to_owned())
             .is_some()

@@ -844,6 +844,10 @@ fn bad_values_in_the_file_are_shown_as_toml() {
             "attributes = { zone = \" a\" } (F): expected attribute values of 1 to 128 letters, digits, spaces, '_', '-', '.', '@', '/', '\\' or ':' without leading or trailing spaces, not ` a`",
         ),
         (
+            "attributes = { \"berth.os-type\" = \"windows\" }",
+            "attributes = { \"berth.os-type\" = \"windows\" } (F): expected names outside berth.*, which the agent reports itself, not `berth.os-type` (choose another name, e.g. `os-type`)",
+        ),
+        (
             "max_concurrent_downloads = -3",
             "max_concurrent_downloads = -3 (F): expected a whole number of at least 1",
         ),

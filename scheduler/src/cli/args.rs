@@ -257,6 +257,26 @@ pub(crate) struct RunTask {
     /// ENI of --network-attachment is attached to.
     #[arg(long, value_name = "ID")]
     pub(crate) container_instance: Option<String>,
+    /// Placement constraints in ECS's shorthand, one a value (at most 10, with the
+    /// definition's own): type=distinctInstance, or
+    /// type=memberOf,expression="attribute:ecs.availability-zone in [us-east-1a, us-east-1b]".
+    #[arg(
+        long,
+        num_args = 1..,
+        value_name = "type=TYPE[,expression=EXPR]",
+        value_parser = parse_placement_constraint
+    )]
+    pub(crate) placement_constraints: Vec<proto::PlacementConstraint>,
+    /// Placement strategies in ECS's shorthand, applied in order (at most 5; default binpack on
+    /// memory): type=spread,field=attribute:ecs.availability-zone, type=spread,field=instanceId,
+    /// type=binpack,field=cpu|memory or type=random.
+    #[arg(
+        long,
+        num_args = 1..,
+        value_name = "type=TYPE[,field=FIELD]",
+        value_parser = parse_placement_strategy
+    )]
+    pub(crate) placement_strategy: Vec<proto::PlacementStrategy>,
     /// After printing the tasks, wait until every one is RUNNING (as `wait tasks-running`):
     /// exit status 1 when one stops first or the timeout passes.
     #[arg(long)]
@@ -325,6 +345,22 @@ const ATTACHMENT_FORM: &str = "mac=MAC,address=IP/PREFIX,gateway=IP";
 
 /// `--network-attachment mac=MAC,address=IP/PREFIX,gateway=IP`: the subnet is the network of
 /// the address's prefix (10.1.0.5/24 → 10.1.0.0/24); the result passes the scheduler's checks.
+fn parse_placement_constraint(text: &str) -> Result<proto::PlacementConstraint, String> {
+    let c = crate::placement::Constraint::parse(text).map_err(|e| e.to_string())?;
+    Ok(proto::PlacementConstraint {
+        r#type: c.kind().to_owned(),
+        expression: c.expression().to_owned(),
+    })
+}
+
+fn parse_placement_strategy(text: &str) -> Result<proto::PlacementStrategy, String> {
+    let s = crate::placement::Strategy::parse(text).map_err(|e| e.to_string())?;
+    Ok(proto::PlacementStrategy {
+        r#type: s.kind().to_owned(),
+        field: s.field(),
+    })
+}
+
 fn parse_network_attachment(text: &str) -> Result<proto::NetworkAttachment, String> {
     let mut values: [Option<&str>; 3] = [None; 3];
     for item in text.split(',') {

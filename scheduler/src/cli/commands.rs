@@ -222,6 +222,8 @@ impl Context<'_> {
                     started_by: run.started_by,
                     network_attachment: run.network_attachment,
                     container_instance_id: run.container_instance.unwrap_or_default(),
+                    placement_constraints: run.placement_constraints,
+                    placement_strategy: run.placement_strategy,
                 };
                 let response = self.call(self.client.clone().run_task(request)).await?;
                 // As register-task-definition: the notes on a definition given as JSON go to

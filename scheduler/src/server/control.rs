@@ -14,6 +14,7 @@ use super::services::{self, EventStream};
 use super::watch::{WatchStream, watch_tasks};
 use super::{ServerError, Shared};
 use super::{credentials, instances, stats};
+use crate::placement;
 use crate::store::{DEFAULT_CLUSTER, RunTasks, StoreError};
 use crate::taskdef;
 use crate::trust::{Rpc, Scope};
@@ -187,6 +188,9 @@ impl ControlService for Control {
         if let Some(attachment) = &req.network_attachment {
             crate::attachment::checked(attachment).map_err(|e| ServerError::Store(e.into()))?;
         }
+        let (constraints, strategies) =
+            placement_of(&req.placement_constraints, &req.placement_strategy)
+                .map_err(|why| ServerError::Store(StoreError::InvalidPlacement { why }))?;
         let (reference, notes) = match req.definition {
             Some(run_task_request::Definition::TaskDefinition(r)) if !r.is_empty() => {
                 (r, Vec::new())
@@ -213,6 +217,8 @@ impl ControlService for Control {
                         network_attachment: attachment.as_ref(),
                         container_instance: (!instance.is_empty()).then_some(instance.as_str()),
                         storage_degraded: Some(&degraded),
+                        placement_constraints: &constraints,
+                        placement_strategy: &strategies,
                     },
                     &connected,
                 )
@@ -597,4 +603,24 @@ impl ControlService for Control {
     ) -> Result<Response<pb::DeleteSecretResponse>, Status> {
         super::secrets::delete_secret(&self.shared, request).await
     }
+}
+
+/// A request's placement constraints and strategies as the engine takes them: each one valid,
+/// no more of either than ECS allows.
+pub(crate) fn placement_of(
+    constraints: &[pb::PlacementConstraint],
+    strategies: &[pb::PlacementStrategy],
+) -> Result<(Vec<placement::Constraint>, Vec<placement::Strategy>), String> {
+    placement::check_counts(constraints.len(), strategies.len()).map_err(|e| e.to_string())?;
+    let constraints = constraints
+        .iter()
+        .map(|c| placement::Constraint::from_parts(&c.r#type, &c.expression))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let strategies = strategies
+        .iter()
+        .map(|s| placement::Strategy::from_parts(&s.r#type, &s.field))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((constraints, strategies))
 }

@@ -88,6 +88,7 @@ impl From<ServerError> for Status {
                 | StoreError::NotIssued { .. }
                 | StoreError::InvalidCount { .. }
                 | StoreError::InvalidInstanceStatus { .. }
+                | StoreError::InvalidPlacement { .. }
                 | StoreError::NetworkAttachment(_)
                 | StoreError::InvalidSecret(_) => Status::invalid_argument(msg),
                 StoreError::TokenRefused { .. } => Status::unauthenticated(msg),
@@ -108,6 +109,7 @@ impl From<ServerError> for Status {
                 }
                 StoreError::NoConnectedInstance { .. }
                 | StoreError::NoCapacity { .. }
+                | StoreError::NotPlaced { .. }
                 | StoreError::NoMatchingPlatform { .. }
                 | StoreError::NoFreePort { .. } => Status::resource_exhausted(msg),
                 StoreError::Service(

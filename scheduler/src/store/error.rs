@@ -89,6 +89,17 @@ pub enum StoreError {
         /// Each candidate instance with why it does not match.
         instances: Vec<String>,
     },
+    /// A placement constraint or strategy that cannot be applied.
+    #[error("invalid placement: {why}")]
+    InvalidPlacement { why: String },
+    /// Constraints (or awsvpc addresses) left no instance for a task; `why` counts what each
+    /// check excluded.
+    #[error("unable to place a task of {task_definition} in cluster {cluster} because {why}")]
+    NotPlaced {
+        cluster: String,
+        task_definition: String,
+        why: String,
+    },
     #[error("{}", no_capacity_message(self))]
     NoCapacity {
         cluster: String,

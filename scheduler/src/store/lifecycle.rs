@@ -117,6 +117,8 @@ mod tests {
                 network_attachment: None,
                 container_instance: pinned,
                 storage_degraded: None,
+                placement_constraints: &[],
+                placement_strategy: &[],
             },
             &connected,
         )

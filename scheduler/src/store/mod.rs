@@ -28,7 +28,7 @@ mod instances;
 mod lifecycle;
 mod placement;
 mod platform;
-mod ports;
+use crate::placement as ports;
 mod reconcile;
 mod records;
 mod secrets;
@@ -115,6 +115,10 @@ pub struct RunTasks<'a> {
     /// Connected instances whose agent reports that it cannot write its data dir, with why:
     /// they take no new task (None: none is).
     pub storage_degraded: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// The request's placement constraints, checked with the definition's own.
+    pub placement_constraints: &'a [crate::placement::Constraint],
+    /// The request's placement strategies, in order; empty: binpack on memory.
+    pub placement_strategy: &'a [crate::placement::Strategy],
 }
 
 /// Where an opened session starts.

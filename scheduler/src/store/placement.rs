@@ -1,6 +1,7 @@
 //! Task placement, pure: which instances are candidates (the cluster's connected ACTIVE ones
-//! whose agent can write its data dir, or the one a RunTask pins) with their free capacity, and BINPACK on memory among those where
-//! the task's fixed host ports are free.
+//! whose agent can write its data dir, or the one a RunTask pins) with their free capacity, as
+//! the placement engine (`crate::placement`) sees them; and why none fits, in the terms of
+//! free capacity.
 //!
 //! It lives beside the store because placement and reservation happen in one write
 //! transaction: the capacity it sees cannot change before the tasks are written.
@@ -11,7 +12,8 @@ use berth_proto::v1 as pb;
 
 use super::ports::{HostPort, Protocol};
 use super::records::InstanceRecord;
-use super::views::{fixed_host_ports, instance_view, task_size};
+use super::views::{fixed_host_ports, instance_view, is_active, task_size};
+use crate::placement::{Candidate, Free};
 
 /// An instance that takes tasks (ECS's container instance status).
 pub(crate) const ACTIVE: &str = "ACTIVE";
@@ -48,19 +50,8 @@ impl Demand {
 }
 
 impl Capacity {
-    fn has_room(&self, demand: &Demand) -> bool {
-        self.cpu >= demand.cpu && self.memory_mib >= demand.memory_mib
-    }
-
     fn ports_free(&self, demand: &Demand) -> bool {
         demand.ports.iter().all(|p| !self.ports.contains(p))
-    }
-
-    /// Reserves `demand` here, so that the next placement of the same request sees it.
-    pub(crate) fn take(&mut self, demand: &Demand) {
-        self.cpu = self.cpu.saturating_sub(demand.cpu);
-        self.memory_mib = self.memory_mib.saturating_sub(demand.memory_mib);
-        self.ports.extend(demand.ports.iter().copied());
     }
 }
 
@@ -176,6 +167,105 @@ impl Pool<'_> {
     }
 }
 
+/// The attribute in which an agent reports how many addresses its task network has: each task
+/// in bridge or awsvpc mode takes one. Absent: no limit is known.
+pub(crate) const ADDRESSES_ATTRIBUTE: &str = "berth.network.addresses";
+
+/// The task group of the tasks a service starts (ECS's `service:NAME`, by the service's ID,
+/// which its tasks carry in `startedBy`).
+pub(crate) fn service_group(service_id: &str) -> String {
+    format!("service:{service_id}")
+}
+
+/// The task group of `task` (ECS's `group`): its service's for a task a service started
+/// (`startedBy` `ecs-svc/ID`), else `family:NAME` of its definition.
+pub(crate) fn task_group(task: &pb::Task) -> String {
+    if let Some(id) = task.started_by.strip_prefix("ecs-svc/") {
+        return service_group(id);
+    }
+    let family = task
+        .task_definition
+        .rsplit_once(':')
+        .map_or(task.task_definition.as_str(), |(family, _)| family);
+    format!("family:{family}")
+}
+
+impl Pool<'_> {
+    /// The candidates as the placement engine sees them: their free capacity (from
+    /// [`Pool::candidates`]) with the instance's identity, attributes, versions, awsvpc
+    /// addresses left and the groups of the tasks that hold resources on it.
+    pub(crate) fn engine_candidates(&self, capacities: Vec<Capacity>) -> Vec<Candidate> {
+        capacities
+            .into_iter()
+            .filter_map(|c| {
+                let record = self.instance(&c.instance_id)?;
+                let instance = &record.instance;
+                let on_it: Vec<&pb::Task> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.container_instance_id == c.instance_id && is_active(t))
+                    .collect();
+                let addressed = on_it
+                    .iter()
+                    .filter(|t| t.network_mode == "bridge" || t.network_mode == "awsvpc")
+                    .count();
+                let awsvpc_addresses = instance
+                    .attributes
+                    .get(ADDRESSES_ATTRIBUTE)
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .map(|n| n.saturating_sub(u32::try_from(addressed).unwrap_or(u32::MAX)));
+                Some(Candidate {
+                    ec2_instance_id: instance.instance_identity.clone(),
+                    attributes: instance
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    agent_version: instance
+                        .version_info
+                        .as_ref()
+                        .map(|v| v.agent_version.clone())
+                        .unwrap_or_default(),
+                    registered_at: instance
+                        .registered_at
+                        .as_ref()
+                        .and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
+                        .map(|t| format!("{t:.0}"))
+                        .unwrap_or_default(),
+                    running_tasks_count: u32::try_from(
+                        on_it
+                            .iter()
+                            .filter(|t| t.last_status == pb::TaskStatus::Running as i32)
+                            .count(),
+                    )
+                    .unwrap_or(u32::MAX),
+                    groups: on_it.iter().map(|t| task_group(t)).collect(),
+                    free: Free {
+                        cpu: c.cpu,
+                        memory_mib: c.memory_mib,
+                        taken_ports: c.ports,
+                        awsvpc_addresses,
+                    },
+                    instance_id: c.instance_id,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The free capacity the engine's candidates have left (after the tasks it placed took theirs).
+pub(crate) fn capacities(candidates: &[Candidate]) -> Vec<Capacity> {
+    candidates
+        .iter()
+        .map(|c| Capacity {
+            instance_id: c.instance_id.clone(),
+            cpu: c.free.cpu,
+            memory_mib: c.free.memory_mib,
+            ports: c.free.taken_ports.clone(),
+        })
+        .collect()
+}
+
 /// Why the tasks of one request were not all placed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Unplaced {
@@ -185,42 +275,7 @@ pub(crate) struct Unplaced {
     pub(crate) shortage: Shortage,
 }
 
-/// The instance of each of `count` tasks of `demand`, placed one after the other by
-/// [`binpack`], each seeing the capacity the ones before took; all or none.
-pub(crate) fn place(
-    candidates: &mut [Capacity],
-    demand: &Demand,
-    count: u32,
-) -> Result<Vec<String>, Unplaced> {
-    let mut placements = Vec::new();
-    for placed in 0..count {
-        let Some(chosen) = binpack(candidates, demand).and_then(|i| candidates.get_mut(i)) else {
-            return Err(Unplaced {
-                placed,
-                shortage: shortage(candidates, demand),
-            });
-        };
-        chosen.take(demand);
-        placements.push(chosen.instance_id.clone());
-    }
-    Ok(placements)
-}
-
-/// The index of the instance with the least free memory that still fits the demand's CPU and
-/// memory and has its host ports free (ties: least free CPU, then instance ID), or `None` when
-/// none does.
-pub(crate) fn binpack(candidates: &[Capacity], demand: &Demand) -> Option<usize> {
-    candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.has_room(demand) && c.ports_free(demand))
-        .min_by(|(_, a), (_, b)| {
-            (a.memory_mib, a.cpu, &a.instance_id).cmp(&(b.memory_mib, b.cpu, &b.instance_id))
-        })
-        .map(|(i, _)| i)
-}
-
-/// Why no candidate fits a demand (when [`binpack`] found none).
+/// Why no candidate fits a demand, in the terms of free capacity.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Shortage {
     /// Every candidate has one of the demand's host ports taken; these are the ones taken on
@@ -286,64 +341,37 @@ mod tests {
     }
 
     #[test]
-    fn picks_the_fullest_instance_that_fits() {
+    fn shortage_names_the_roomiest_instance_or_the_ports() {
         let c = [
             cap("a", 4096, 8192),
             cap("b", 4096, 1024),
-            cap("c", 4096, 2048),
+            cap("c", 128, 2048),
         ];
-        assert_eq!(binpack(&c, &demand(256, 512)), Some(1));
-        assert_eq!(binpack(&c, &demand(256, 1500)), Some(2));
-        assert_eq!(binpack(&c, &demand(256, 4096)), Some(0));
-        assert_eq!(binpack(&c, &demand(256, 9000)), None);
         assert_eq!(
             shortage(&c, &demand(256, 9000)),
             Shortage::Room(Some(c[0].clone()))
         );
-    }
-
-    #[test]
-    fn cpu_must_fit_too() {
-        let c = [cap("a", 128, 1024), cap("b", 2048, 4096)];
-        assert_eq!(binpack(&c, &demand(256, 512)), Some(1));
-        assert_eq!(
-            shortage(&c, &demand(4096, 512)),
-            Shortage::Room(Some(c[1].clone()))
-        );
-        assert_eq!(binpack(&[], &demand(0, 0)), None);
         assert_eq!(shortage(&[], &demand(0, 0)), Shortage::Room(None));
-    }
-
-    #[test]
-    fn fixed_host_ports_must_be_free() {
         let mut a = cap("a", 4096, 1024);
         a.ports.insert(tcp(80));
         let mut b = cap("b", 4096, 8192);
         b.ports.insert(udp(80));
         let c = [a, b];
-        let web = Demand {
-            ports: vec![tcp(80)],
-            ..demand(256, 512)
-        };
-        // The fuller instance has 80/tcp taken; 80/udp is another port.
-        assert_eq!(binpack(&c, &web), Some(1));
         let dns = Demand {
             ports: vec![tcp(80), udp(80)],
             ..demand(256, 512)
         };
-        assert_eq!(binpack(&c, &dns), None);
         assert_eq!(shortage(&c, &dns), Shortage::Ports(vec![tcp(80), udp(80)]));
-        let other = Demand {
-            ports: vec![tcp(8080), udp(80)],
-            ..demand(256, 512)
-        };
-        assert_eq!(binpack(&c, &other), Some(0));
         // Room is judged among the instances with the ports free.
         let big = Demand {
             ports: vec![tcp(80)],
             ..demand(256, 9000)
         };
         assert_eq!(shortage(&c, &big), Shortage::Room(Some(c[1].clone())));
+        assert_eq!(tcp(8080).to_string(), "8080/tcp");
+        assert_eq!(udp(53).to_string(), "53/udp");
+        assert_eq!(Protocol::named("UDP"), Protocol::Udp);
+        assert_eq!(Protocol::named(""), Protocol::Tcp);
     }
 
     fn instance(
@@ -455,57 +483,5 @@ mod tests {
         assert_eq!(pool.degraded().len(), 1);
         assert_eq!(pool.check_pinned("e"), Err(NoCandidate::Unknown));
         assert_eq!(pool.check_pinned("x"), Err(NoCandidate::Unknown));
-    }
-
-    #[test]
-    fn place_is_all_or_none_and_counts_what_fitted() {
-        let fresh = || [cap("a", 1024, 1024), cap("b", 1024, 2048)];
-        let half = demand(512, 1024);
-        let mut c = fresh();
-        assert_eq!(
-            place(&mut c, &half, 3),
-            Ok(vec!["a".to_owned(), "b".to_owned(), "b".to_owned()])
-        );
-        let mut c = fresh();
-        let Err(unplaced) = place(&mut c, &half, 4) else {
-            panic!("four placed")
-        };
-        assert_eq!(unplaced.placed, 3);
-        assert_eq!(unplaced.shortage, Shortage::Room(Some(cap("a", 512, 0))));
-        let web = Demand {
-            ports: vec![tcp(80)],
-            ..demand(1, 1)
-        };
-        let mut c = fresh();
-        assert_eq!(
-            place(&mut c, &web, 3),
-            Err(Unplaced {
-                placed: 2,
-                shortage: Shortage::Ports(vec![tcp(80)])
-            })
-        );
-        assert_eq!(place(&mut [], &web, 1).map_err(|u| u.placed), Err(0));
-    }
-
-    #[test]
-    fn a_placement_takes_its_ports() {
-        let mut c = [cap("a", 4096, 8192), cap("b", 4096, 8192)];
-        let web = Demand {
-            ports: vec![tcp(8080)],
-            ..demand(1024, 1024)
-        };
-        let first = binpack(&c, &web).unwrap();
-        c[first].take(&web);
-        assert_eq!(c[first].ports, BTreeSet::from([tcp(8080)]));
-        assert_eq!((c[first].cpu, c[first].memory_mib), (3072, 7168));
-        let second = binpack(&c, &web).unwrap();
-        assert_ne!(first, second);
-        c[second].take(&web);
-        assert_eq!(binpack(&c, &web), None);
-        assert_eq!(shortage(&c, &web), Shortage::Ports(vec![tcp(8080)]));
-        assert_eq!(tcp(8080).to_string(), "8080/tcp");
-        assert_eq!(udp(53).to_string(), "53/udp");
-        assert_eq!(Protocol::named("UDP"), Protocol::Udp);
-        assert_eq!(Protocol::named(""), Protocol::Tcp);
     }
 }

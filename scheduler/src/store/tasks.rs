@@ -17,10 +17,13 @@ use super::{
     AttachmentError, CLUSTERS, INSTANCES, MAX_RUN_COUNT, OUTBOX, RunTasks, SESSIONS, Store,
     StoreError, TASK_DEFS, TASKS, new_id, now,
 };
+use crate::placement::Check;
 
 impl Store {
-    /// Places and creates tasks, all or none: each goes to the connected ACTIVE instance with
-    /// the least free memory that fits it; its assignment is queued in that instance's outbox.
+    /// Places and creates tasks, all or none: each goes to a connected ACTIVE instance that
+    /// fits it and satisfies the request's and the definition's placement constraints, chosen
+    /// by the request's strategies (binpack on memory when none); its assignment is queued in
+    /// that instance's outbox.
     pub fn run_tasks(
         &self,
         req: RunTasks<'_>,
@@ -241,8 +244,73 @@ fn place_tasks(
         }
     })?;
     let demand = Demand::of(def);
-    placement::place(&mut candidates, &demand, requested)
-        .map_err(|unplaced| no_room(cluster, &demand, requested, candidates.len(), unplaced))
+    let constraints = definition_constraints(def)?
+        .into_iter()
+        .chain(req.placement_constraints.iter().cloned())
+        .collect::<Vec<_>>();
+    let strategies = if req.placement_strategy.is_empty() {
+        crate::placement::DEFAULT_STRATEGIES
+    } else {
+        req.placement_strategy
+    };
+    let requirements = crate::placement::Requirements {
+        cpu: demand.cpu,
+        memory_mib: demand.memory_mib,
+        ports: demand.ports.clone(),
+        awsvpc: network_mode(def) == "awsvpc" && attachment.is_none(),
+        cpu_architecture: None,
+        os_type: None,
+        group: format!("family:{}", def.family),
+    };
+    let mut engine = pool.engine_candidates(candidates);
+    let count = engine.len();
+    crate::placement::place(
+        &mut engine,
+        &requirements,
+        &constraints,
+        strategies,
+        requested,
+        &mut rand::rng(),
+    )
+    .map_err(|refusal| {
+        let constrained = refusal.exclusions.iter().any(|e| {
+            matches!(
+                e.check,
+                Check::MemberOf(_) | Check::DistinctInstance | Check::AwsvpcAddresses
+            )
+        });
+        if constrained {
+            tracing::info!(cluster, task_definition = %def.family, %refusal, "task not placed");
+            return StoreError::NotPlaced {
+                cluster: cluster.to_owned(),
+                task_definition: format!("{}:{}", def.family, def.revision),
+                why: refusal.to_string(),
+            };
+        }
+        // Only capacity was short: say so in its terms (the roomiest instance, the ports).
+        let left = placement::capacities(&engine);
+        let unplaced = Unplaced {
+            placed: refusal.placed,
+            shortage: placement::shortage(&left, &demand),
+        };
+        no_room(cluster, &demand, requested, count, unplaced)
+    })
+}
+
+/// The definition's placement constraints (memberOf), checked when it was registered.
+fn definition_constraints(
+    def: &pb::TaskDefinition,
+) -> Result<Vec<crate::placement::Constraint>, StoreError> {
+    def.placement_constraints
+        .iter()
+        .map(|c| {
+            crate::placement::Constraint::from_parts(&c.r#type, &c.expression).map_err(|e| {
+                StoreError::InvalidPlacement {
+                    why: format!("task definition {}:{}: {e}", def.family, def.revision),
+                }
+            })
+        })
+        .collect()
 }
 
 /// Writes a PROVISIONING task on each instance of `placements`, each with its assignment

@@ -50,6 +50,8 @@ fn run(store: &Store, family: &str, connected: &[&str]) -> Result<Vec<pb::Task>,
             network_attachment: None,
             container_instance: None,
             storage_degraded: None,
+            placement_constraints: &[],
+            placement_strategy: &[],
         },
         &connected,
     )
@@ -443,6 +445,8 @@ fn run_n(
             network_attachment: attachment,
             container_instance: None,
             storage_degraded: None,
+            placement_constraints: &[],
+            placement_strategy: &[],
         },
         &connected,
     )
@@ -811,6 +815,8 @@ fn tasks_can_be_pinned_to_an_instance() {
                 network_attachment: None,
                 container_instance: Some(id),
                 storage_degraded: None,
+                placement_constraints: &[],
+                placement_strategy: &[],
             },
             &connected,
         )

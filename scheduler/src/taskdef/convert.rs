@@ -82,7 +82,60 @@ pub(super) fn definition(
         runtime_platform: ecs.runtime_platform.map(|p| runtime_platform(p, problems)),
         pid_mode: ecs.pid_mode.unwrap_or_default(),
         ipc_mode: ecs.ipc_mode.unwrap_or_default(),
+        placement_constraints: placement_constraints(
+            ecs.placement_constraints.unwrap_or_default(),
+            problems,
+        ),
     }
+}
+
+/// `placementConstraints`: `memberOf` only, as ECS allows in a task definition, each
+/// expression parsed now so that a bad one is refused at registration with its column.
+fn placement_constraints(
+    constraints: Vec<ecs::PlacementConstraint>,
+    problems: &mut Vec<Problem>,
+) -> Vec<proto::PlacementConstraint> {
+    if constraints.len() > crate::placement::MAX_CONSTRAINTS {
+        problems.push(Problem::at(
+            "placementConstraints",
+            format!(
+                "{} constraints given; at most {} are allowed",
+                constraints.len(),
+                crate::placement::MAX_CONSTRAINTS
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, c) in constraints.into_iter().enumerate() {
+        let path = walk::index("placementConstraints", i);
+        let expression = c.expression.unwrap_or_default();
+        if c.kind != "memberOf" {
+            let why = if c.kind == "distinctInstance" {
+                "a task definition takes only memberOf constraints, as in ECS: give \
+                 distinctInstance to run-task (--placement-constraints type=distinctInstance) \
+                 or to a service"
+                    .to_owned()
+            } else {
+                format!(
+                    "`{}` is not a constraint type a task definition takes: use memberOf",
+                    c.kind
+                )
+            };
+            problems.push(Problem::at(&walk::child(&path, "type"), why));
+            continue;
+        }
+        match crate::placement::Constraint::from_parts(&c.kind, &expression) {
+            Ok(_) => out.push(proto::PlacementConstraint {
+                r#type: c.kind,
+                expression,
+            }),
+            Err(e) => problems.push(Problem::at(
+                &walk::child(&path, "expression"),
+                e.to_string(),
+            )),
+        }
+    }
+    out
 }
 
 /// A `runtimePlatform`: LINUX with X86_64 or ARM64; Windows families are refused by name.

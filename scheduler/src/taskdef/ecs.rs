@@ -32,6 +32,8 @@ pub(super) struct TaskDefinition {
     pub(super) pid_mode: Option<String>,
     #[serde(default)]
     pub(super) ipc_mode: Option<String>,
+    #[serde(default)]
+    pub(super) placement_constraints: Option<Vec<PlacementConstraint>>,
     // Accepted and ignored: see `fields::TASK_DEFINITION`.
     #[serde(default, rename = "executionRoleArn")]
     _execution_role_arn: Option<IgnoredAny>,
@@ -357,6 +359,15 @@ pub(super) struct Ulimit {
     pub(super) name: String,
     pub(super) soft_limit: u64,
     pub(super) hard_limit: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct PlacementConstraint {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    #[serde(default)]
+    pub(super) expression: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -158,10 +158,9 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
         "ephemeralStorage is ignored, as ECS ignores it on EC2: a task's writable layers use the \
          host's disk",
     ),
-    unsupported(
+    optional(
         "placementConstraints",
-        "memberOf placement constraints (the cluster query language) come with services; \
-         place the task on a chosen instance with `berthctl run-task --container-instance ID`",
+        Shape::ObjectList(PLACEMENT_CONSTRAINT),
     ),
     unsupported(
         "proxyConfiguration",
@@ -179,6 +178,13 @@ pub(super) const TASK_DEFINITION: &[Field] = &[
         "enableFaultInjection",
         "Berth has no fault-injection endpoints: remove it or set it to false",
     ),
+];
+
+/// One of a task's `placementConstraints` (ECS TaskDefinitionPlacementConstraint): `memberOf`
+/// with an expression in the cluster query language, checked at placement.
+pub(super) const PLACEMENT_CONSTRAINT: &[Field] = &[
+    required("type", Shape::String),
+    optional("expression", Shape::String),
 ];
 
 /// A task's `runtimePlatform` (ECS RuntimePlatform), checked at placement.

@@ -428,7 +428,7 @@ fn tables_and_serde_structs_agree() {
             .count()
     };
     // Keep in step with ecs::TaskDefinition and ecs::ContainerDefinition.
-    assert_eq!(supported(fields::TASK_DEFINITION), 23);
+    assert_eq!(supported(fields::TASK_DEFINITION), 24);
     assert_eq!(supported(fields::CONTAINER_DEFINITION), 38);
     assert_eq!(supported(fields::LINUX_PARAMETERS), 7);
     assert_eq!(supported(fields::PORT_MAPPING), 5);

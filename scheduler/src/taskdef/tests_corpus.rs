@@ -202,3 +202,43 @@ fn pid_and_ipc_modes_are_carried_and_task_is_refused_by_name() {
         "ipcMode: `shareable` is not a value of ipcMode: use host or none (or leave it out)"
     );
 }
+
+#[test]
+fn member_of_placement_constraints_are_carried_and_others_refused() {
+    let with = |constraints: &str| {
+        format!(
+            r#"{{"family":"f","placementConstraints":{constraints},
+                "containerDefinitions":[{{"name":"a","image":"i","memory":64}}]}}"#
+        )
+    };
+    let def = super::parse(&with(
+        r#"[{"type":"memberOf","expression":"attribute:ecs.instance-type =~ t2.*"}]"#,
+    ))
+    .unwrap();
+    assert_eq!(def.placement_constraints.len(), 1);
+    assert_eq!(
+        def.placement_constraints[0].expression,
+        "attribute:ecs.instance-type =~ t2.*"
+    );
+    let distinct = super::parse(&with(r#"[{"type":"distinctInstance"}]"#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        distinct.starts_with("placementConstraints[0].type: a task definition takes only memberOf"),
+        "{distinct}"
+    );
+    let bad = super::parse(&with(
+        r#"[{"type":"memberOf","expression":"attribute:zone in a"}]"#,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        bad,
+        "placementConstraints[0].expression: memberOf expression `attribute:zone in a` does not \
+         parse at column 19: expected `[` and a list of values after `in`, found `a`"
+    );
+    let missing = super::parse(&with(r#"[{"type":"memberOf"}]"#))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("needs an expression"), "{missing}");
+}

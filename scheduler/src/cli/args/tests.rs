@@ -167,6 +167,8 @@ fn run_task() {
             started_by: "berthctl".into(),
             network_attachment: None,
             container_instance: None,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
             wait: false,
             timeout: None
         })
@@ -188,6 +190,8 @@ fn run_task() {
             started_by: "ci".into(),
             network_attachment: None,
             container_instance: None,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
             wait: false,
             timeout: None
         })
@@ -442,4 +446,56 @@ fn wait() {
         usage_error(&["wait", "tasks-running", "t", "--timeout", "soon"]),
         clap::error::ErrorKind::ValueValidation
     );
+}
+
+#[test]
+fn run_task_with_placement() {
+    let Command::RunTask(run) = command(&[
+        "run-task",
+        "--task-definition",
+        "web",
+        "--placement-constraints",
+        "type=distinctInstance",
+        "type=memberOf,expression=\"attribute:ecs.availability-zone in [a, b]\"",
+        "--placement-strategy",
+        "type=spread,field=attribute:ecs.availability-zone",
+        "type=binpack,field=memory",
+    ]) else {
+        panic!("not run-task")
+    };
+    let constraints: Vec<(&str, &str)> = run
+        .placement_constraints
+        .iter()
+        .map(|c| (c.r#type.as_str(), c.expression.as_str()))
+        .collect();
+    assert_eq!(
+        constraints,
+        [
+            ("distinctInstance", ""),
+            ("memberOf", "attribute:ecs.availability-zone in [a, b]")
+        ]
+    );
+    let strategies: Vec<(&str, &str)> = run
+        .placement_strategy
+        .iter()
+        .map(|s| (s.r#type.as_str(), s.field.as_str()))
+        .collect();
+    assert_eq!(
+        strategies,
+        [
+            ("spread", "attribute:ecs.availability-zone"),
+            ("binpack", "memory")
+        ]
+    );
+    let err = Args::try_parse_from([
+        "berthctl",
+        "run-task",
+        "--task-definition",
+        "web",
+        "--placement-constraints",
+        "type=memberOf,expression=\"attribute:zone in a\"",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at column 19"), "{err}");
 }

@@ -251,6 +251,8 @@ async fn run_task(
             started_by: "test".into(),
             network_attachment: None,
             container_instance_id: String::new(),
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
         })
         .await?
         .into_inner()

@@ -82,6 +82,8 @@ async fn task_networking_end_to_end() {
         started_by: "test".into(),
         network_attachment: Some(attachment),
         container_instance_id: String::new(),
+        placement_constraints: Vec::new(),
+        placement_strategy: Vec::new(),
     };
     let err = c.run_task(run_eni(2, eni())).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

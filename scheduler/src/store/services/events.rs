@@ -58,7 +58,7 @@ pub(crate) fn deleted(service: &str) -> String {
     format!("(service {service}) has been deleted: its tasks are stopped.")
 }
 
-const UNABLE: &str =
+pub(super) const UNABLE: &str =
     "was unable to place a task because no container instance met all of its requirements.";
 
 /// No instance can take tasks at all (none connected and ACTIVE).

@@ -578,8 +578,11 @@ fn start_tasks(
                     || events::no_instances(name),
                     |m| events::no_platform(name, &m.instance_id, &m.why),
                 )),
-                Ok(()) => placement::place(&mut here, &demand, 1)
-                    .map_err(|u| events::unplaced(name, &demand, &u.shortage)),
+                Ok(()) => {
+                    let (left, placed) = place_one(&pool, here, &def, &demand, service);
+                    here = left;
+                    placed
+                }
             }
         };
         // What this placement took stays taken for the next one.
@@ -616,6 +619,8 @@ fn start_tasks(
             network_attachment: None,
             container_instance: None,
             storage_degraded: None,
+            placement_constraints: &[],
+            placement_strategy: &[],
         },
         &def,
         None,
@@ -627,6 +632,84 @@ fn start_tasks(
         tracing::warn!(cluster = %service.cluster, service = %name, reason = %why, "service task not placed");
     }
     Ok((ids, unplaced))
+}
+
+/// One task of `service` placed by the placement engine among `here`, under the service's
+/// constraints (with its definition's) and strategies (binpack on memory when it has none):
+/// the candidates with what the task took, and its instance or the event that says why not.
+fn place_one(
+    pool: &placement::Pool<'_>,
+    here: Vec<placement::Capacity>,
+    def: &pb::TaskDefinition,
+    demand: &Demand,
+    service: &pb::Service,
+) -> (Vec<placement::Capacity>, Result<Vec<String>, String>) {
+    let name = &service.service_name;
+    let constraints: Result<Vec<_>, String> = def
+        .placement_constraints
+        .iter()
+        .chain(&service.placement_constraints)
+        .map(|c| {
+            crate::placement::Constraint::from_parts(&c.r#type, &c.expression)
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    let strategies: Result<Vec<_>, String> = service
+        .placement_strategy
+        .iter()
+        .map(|s| {
+            crate::placement::Strategy::from_parts(&s.r#type, &s.field).map_err(|e| e.to_string())
+        })
+        .collect();
+    let (constraints, strategies) = match (constraints, strategies) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(why), _) | (_, Err(why)) => {
+            return (
+                here,
+                Err(format!("(service {name}) {} {why}", events::UNABLE)),
+            );
+        }
+    };
+    let strategies: &[crate::placement::Strategy] = if strategies.is_empty() {
+        crate::placement::DEFAULT_STRATEGIES
+    } else {
+        &strategies
+    };
+    let requirements = crate::placement::Requirements {
+        cpu: demand.cpu,
+        memory_mib: demand.memory_mib,
+        ports: demand.ports.clone(),
+        awsvpc: def.network_mode == "awsvpc",
+        cpu_architecture: None,
+        os_type: None,
+        group: placement::service_group(&service.service_id),
+    };
+    let mut engine = pool.engine_candidates(here);
+    let placed = crate::placement::place(
+        &mut engine,
+        &requirements,
+        &constraints,
+        strategies,
+        1,
+        &mut rand::rng(),
+    );
+    let left = placement::capacities(&engine);
+    let placed = placed.map_err(|refusal| {
+        let constrained = refusal.exclusions.iter().any(|e| {
+            matches!(
+                e.check,
+                crate::placement::Check::MemberOf(_)
+                    | crate::placement::Check::DistinctInstance
+                    | crate::placement::Check::AwsvpcAddresses
+            )
+        });
+        if constrained {
+            format!("(service {name}) was unable to place a task because {refusal}.")
+        } else {
+            events::unplaced(name, demand, &placement::shortage(&left, demand))
+        }
+    });
+    (left, placed)
 }
 
 impl From<ServiceError> for StoreError {

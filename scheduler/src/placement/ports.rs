@@ -1,11 +1,11 @@
-//! Host ports as the store counts them: a port number with its protocol, the unit of both a
+//! Host ports as placement counts them: a port number with its protocol, the unit of both a
 //! task's demand and an instance's free capacity.
 
 use std::fmt;
 
 /// The protocol of a host port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Protocol {
+pub enum Protocol {
     Tcp,
     Udp,
 }
@@ -13,7 +13,7 @@ pub(crate) enum Protocol {
 impl Protocol {
     /// The protocol a port mapping or binding names: "udp" (in any case) is UDP; anything else
     /// is TCP, the default (the registration stores only "tcp" and "udp").
-    pub(crate) fn named(name: &str) -> Self {
+    pub fn named(name: &str) -> Self {
         if name.eq_ignore_ascii_case("udp") {
             Self::Udp
         } else {
@@ -31,9 +31,9 @@ impl Protocol {
 
 /// A host port with its protocol, shown as "8080/tcp".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct HostPort {
-    pub(crate) protocol: Protocol,
-    pub(crate) port: u32,
+pub struct HostPort {
+    pub protocol: Protocol,
+    pub port: u32,
 }
 
 impl fmt::Display for HostPort {
