@@ -142,6 +142,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     unsaved: unsaved::Unsaved,
     /// The images the tasks need and their last uses, shared with the image collector.
     images: Arc<ImageUse>,
+    /// This run and how the last one ended, for the resume crash-loop guard.
+    runs: crate::last_exit::Runs,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -166,6 +168,7 @@ impl<R: ContainerRuntime> Engine<R> {
         let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
         let disk = Arc::new(crate::disk::Disk::new(data_dir));
         let images = Arc::new(ImageUse::load(Arc::clone(&store)));
+        let runs = crate::last_exit::Runs::of_this_process(data_dir);
         let engine = Self {
             images,
             runtime,
@@ -180,8 +183,15 @@ impl<R: ContainerRuntime> Engine<R> {
             cancel,
             disk,
             unsaved: unsaved::Unsaved::default(),
+            runs,
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// Replaces what the engine knows of runs (tests play several runs in one process).
+    #[cfg(test)]
+    pub(crate) fn set_runs(&mut self, runs: crate::last_exit::Runs) {
+        self.runs = runs;
     }
 
     /// The data dir's condition, which the engine degrades when a store write fails.
