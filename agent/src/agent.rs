@@ -59,6 +59,16 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         .await
         .context("cannot ask containerd its version")?;
     tracing::info!(containerd.version = %containerd_version, cgroup.version = %runtime.cgroup_version(), "runtime ready");
+    // Before any pull of this run: what a pull of an earlier run (killed mid-pull) held.
+    match runtime.release_abandoned_leases().await {
+        Ok(released) if released.is_empty() => {}
+        Ok(released) => {
+            tracing::info!(leases = ?released, "released the leases of pulls an earlier run of the agent left");
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot release the leases of pulls an earlier run left; they expire within 24 h");
+        }
+    }
     let joining = format!(
         "joining cluster {} at {}",
         config.cluster, config.scheduler_endpoint

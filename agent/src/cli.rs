@@ -34,6 +34,10 @@ pub enum Command {
     /// cloud-init user data (a berth: section) and EC2 tags (berth:KEY), and write them once
     /// to first-boot.toml beside the configuration file (run by berth-agent-first-boot.service).
     FirstBoot(FirstBootArgs),
+    /// Keep how the agent's run just ended (systemd's INVOCATION_ID, SERVICE_RESULT,
+    /// EXIT_CODE and EXIT_STATUS) in the data dir, so the next run tells a crash while it
+    /// resumed tasks from a stop or an outside kill (run by the unit's ExecStopPost=).
+    RecordExit,
 }
 
 /// Where `berth-agent first-boot` looks.

@@ -37,6 +37,7 @@ mod guard;
 mod health;
 mod host;
 mod images;
+pub mod last_exit;
 mod logs;
 mod metrics;
 mod network;

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::FirstBoot(ref args)) => first_boot(&cli, args),
+        Some(Command::RecordExit) => match load(&cli) {
+            Ok(loaded) => record_exit(&loaded.config.data_dir),
+            Err(code) => code,
+        },
         Some(Command::Run) | None => match load(&cli) {
             Ok(loaded) => run(loaded),
             Err(code) => code,
@@ -84,6 +88,20 @@ fn first_boot(cli: &Cli, args: &FirstBootArgs) -> ExitCode {
             };
             eprintln!("berth-agent first-boot: {:#}", anyhow::Error::new(e));
             code
+        }
+    }
+}
+
+/// `berth-agent record-exit`: exit 0 once the ending is kept, 1 when it cannot be.
+fn record_exit(data_dir: &std::path::Path) -> ExitCode {
+    match berth_agent::last_exit::record(data_dir, |key| std::env::var(key).ok()) {
+        Ok(path) => {
+            println!("kept how the agent's run ended in {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth-agent record-exit: {:#}", anyhow::Error::new(e));
+            ExitCode::FAILURE
         }
     }
 }

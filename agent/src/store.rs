@@ -1,7 +1,7 @@
 //! The agent's durable state (redb under the data dir): the instance's registration, the tasks
 //! it was assigned with their last known state, the outbox of state changes not yet
 //! acknowledged by the scheduler, the sequence numbers on both sides of the session, and the
-//! resumes of tasks that began and never completed (the engine's crash-loop guard), and each
+//! resumes of tasks that an agent crash cut short (the engine's crash-loop guard), and each
 //! image's last use by a task (`images.rs`, for the image collector).
 //! Every write is one transaction committed before the caller goes on.
 
@@ -20,8 +20,8 @@ const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignme
 const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
 /// agent seq → TaskState (prost bytes), not yet acknowledged.
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
-/// task id → [`ResumeRecord`]: one flag byte (1: given up), then when each resume began, in
-/// unix seconds, u64 little endian.
+/// task id → [`ResumeRecord`]: the resumes an agent crash cut short and the one in progress
+/// (the layout is in `records.rs`).
 const RESUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("resumes");
 /// task id → each container's task endpoint ID: `name\tid` lines (see [`EndpointIds`]).
 const ENDPOINT_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoint_ids");
@@ -646,7 +646,7 @@ mod images;
 pub(crate) use images::ImageRecord;
 mod open;
 mod records;
-pub(crate) use records::{EndpointIds, ResumeRecord};
+pub(crate) use records::{EndpointIds, InProgress, ResumeRecord};
 use records::{decode_endpoint_ids, encode_endpoint_ids, new_endpoint_id};
 
 pub(crate) use access::WriteFaults;

@@ -130,6 +130,13 @@ impl Runtime {
         })
     }
 
+    /// Releases the leases an earlier run of the agent made and never released (killed
+    /// mid-pull), so containerd's collector takes what they held now rather than in 24 h.
+    /// Call it at start, before any pull of this process. Returns the leases released.
+    pub async fn release_abandoned_leases(&self) -> Result<Vec<String>, Error> {
+        Ok(crate::containerd::lease::release_abandoned(&*self.client).await?)
+    }
+
     /// containerd's version, e.g. "1.6.20".
     pub async fn containerd_version(&self) -> Result<String, Error> {
         Ok(self.client.version().await?)

@@ -148,6 +148,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     images: Arc<ImageUse>,
     /// The secrets of the tasks, in memory only (never in the store).
     secrets: Arc<crate::secrets::SecretBook>,
+    /// This run and how the last one ended, for the resume crash-loop guard.
+    runs: crate::last_exit::Runs,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -172,6 +174,7 @@ impl<R: ContainerRuntime> Engine<R> {
         let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
         let disk = Arc::new(crate::disk::Disk::new(data_dir));
         let images = Arc::new(ImageUse::load(Arc::clone(&store)));
+        let runs = crate::last_exit::Runs::of_this_process(data_dir);
         let engine = Self {
             images,
             runtime,
@@ -187,8 +190,15 @@ impl<R: ContainerRuntime> Engine<R> {
             disk,
             unsaved: unsaved::Unsaved::default(),
             secrets: Arc::default(),
+            runs,
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// Replaces what the engine knows of runs (tests play several runs in one process).
+    #[cfg(test)]
+    pub(crate) fn set_runs(&mut self, runs: crate::last_exit::Runs) {
+        self.runs = runs;
     }
 
     /// The data dir's condition, which the engine degrades when a store write fails.

@@ -1,11 +1,15 @@
-//! Taking tasks back after an agent restart, under a crash-loop guard. A task whose resume
-//! began [`CRASH_LOOP_RESUMES`] times within [`CRASH_LOOP_WINDOW`] and never completed (the
-//! agent died each time before it did) is not resumed a further time: it is reported STOPPED
-//! with a reason saying so, and left as it is on the host, so one poisoned task can never keep
-//! a host down. Each resume is recorded in the store before its driver starts, and the record
-//! is dropped once the resume completed: the task's containers are reattached, or the task
-//! stopped, or only its timed cleanup is left. So an operator who restarts a healthy agent
-//! many times never trips the guard.
+//! Taking tasks back after an agent restart, under a crash-loop guard. A task whose resumes
+//! were cut short [`CRASH_LOOP_RESUMES`] times within [`CRASH_LOOP_WINDOW`] by a crash of the
+//! agent itself is not resumed a further time: it is reported STOPPED with a reason saying so,
+//! and left as it is on the host, so one poisoned task can never keep a host down.
+//!
+//! Each resume is recorded in the store, with the run that began it, before its driver starts,
+//! and the record is dropped once the resume completed: the task's containers are reattached,
+//! or the task stopped, or only its timed cleanup is left. At the next start, a resume still
+//! in progress counts against its task only when the run that began it crashed (systemd's
+//! account of that run, see [`crate::last_exit`]: a fault, an abort, an OOM kill, the
+//! watchdog, an error exit). An agent stopped or killed from outside (`systemctl stop`,
+//! `kill -9`, a reboot), however often and however early, never trips the guard.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,49 +18,72 @@ use berth_proto::v1::StopCode;
 use super::driver::Resume;
 use super::{Engine, Start, TaskEvent, state};
 use crate::backoff::{host_retries, retry};
+use crate::last_exit::Runs;
 use crate::runtime::ContainerRuntime;
-use crate::store::{ResumeRecord, StoreError, StoredTask};
+use crate::store::{InProgress, ResumeRecord, StoreError, StoredTask};
 use crate::task::network;
 
-/// How many resumes of one task may begin within [`CRASH_LOOP_WINDOW`] without completing
+/// How many resumes of one task an agent crash may cut short within [`CRASH_LOOP_WINDOW`]
 /// before the agent stops resuming it.
 pub(super) const CRASH_LOOP_RESUMES: usize = 3;
-/// The period over which [`CRASH_LOOP_RESUMES`] unfinished resumes count as a crash loop.
+/// The period over which [`CRASH_LOOP_RESUMES`] crashes count as a crash loop.
 pub(super) const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// What the guard decides for a task about to be resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Guard {
-    /// Resume it, with this record (the recent unfinished resumes and this one) stored first.
+    /// Resume it, with this record (the recent crashes and this resume in progress) stored
+    /// first.
     Resume(ResumeRecord),
-    /// Do not: this many recent resumes never completed.
-    GiveUp { unfinished: usize },
+    /// Do not: this many recent resumes were cut short by a crash of the agent.
+    GiveUp { crashed: usize },
 }
 
-/// The guard's rule, pure: unfinished resumes older than the window no longer count.
-pub(super) fn guard(record: &ResumeRecord, now: SystemTime) -> Guard {
-    let mut started: Vec<SystemTime> = record
-        .started
+/// Settles a record's resume in progress, begun by an earlier run: it becomes a crash when
+/// `runs` says that run crashed, and is dropped otherwise. Pure. Also returns what the run
+/// died of when it counted.
+pub(super) fn settle(record: &ResumeRecord, runs: &Runs) -> (ResumeRecord, Option<String>) {
+    let mut settled = ResumeRecord {
+        in_progress: None,
+        ..record.clone()
+    };
+    let crash = record.in_progress.as_ref().and_then(|p| {
+        let crash = runs.crash_of(&p.run)?;
+        settled.crashed.push(p.since);
+        Some(crash)
+    });
+    (settled, crash)
+}
+
+/// The guard's rule, pure: `record` is settled first ([`settle`]), and crashes older than the
+/// window no longer count. `run` is this run, which begins the resume.
+pub(super) fn guard(record: &ResumeRecord, runs: &Runs, now: SystemTime) -> Guard {
+    let (settled, _) = settle(record, runs);
+    let crashed: Vec<SystemTime> = settled
+        .crashed
         .iter()
         .copied()
         .filter(|t| now.duration_since(*t).unwrap_or_default() < CRASH_LOOP_WINDOW)
         .collect();
-    if record.given_up || started.len() >= CRASH_LOOP_RESUMES {
+    if settled.given_up || crashed.len() >= CRASH_LOOP_RESUMES {
         return Guard::GiveUp {
-            unfinished: started.len(),
+            crashed: crashed.len(),
         };
     }
-    started.push(now);
     Guard::Resume(ResumeRecord {
-        started,
+        crashed,
+        in_progress: Some(InProgress {
+            run: runs.current.clone(),
+            since: now,
+        }),
         given_up: false,
     })
 }
 
 /// The reason a task the guard gave up on is STOPPED with.
-pub(super) fn give_up_reason(unfinished: usize) -> String {
+pub(super) fn give_up_reason(crashed: usize) -> String {
     format!(
-        "the agent stopped {unfinished} times within {} min while resuming this task after a \
+        "the agent crashed {crashed} times within {} min while resuming this task after a \
          restart, so it is no longer resumed; whatever it has on the host (containers, network, \
          cgroup, volumes) is left as it is for an operator to inspect and remove",
         CRASH_LOOP_WINDOW.as_secs() / 60
@@ -84,13 +111,17 @@ impl<R: ContainerRuntime> Engine<R> {
                 self.store.forget_task(&id)?;
                 continue;
             }
-            match guard(&self.store.resume_record(&id)?, now) {
-                Guard::GiveUp { unfinished } => self.give_up(task, unfinished)?,
+            let record = self.store.resume_record(&id)?;
+            if let (_, Some(crash)) = settle(&record, &self.runs) {
+                tracing::warn!(task.id = %id, %crash, "the agent's last run crashed while resuming this task");
+            }
+            match guard(&record, &self.runs, now) {
+                Guard::GiveUp { crashed } => self.give_up(task, crashed)?,
                 Guard::Resume(record) => {
                     // Durable before the driver starts: if resuming kills the agent, the next
                     // start knows.
                     self.store.set_resume_record(&id, &record)?;
-                    tracing::info!(task.id = %id, status = task.state.status, attempt = record.started.len(), "resuming task after restart");
+                    tracing::info!(task.id = %id, status = task.state.status, crashed = record.crashed.len(), "resuming task after restart");
                     let resume = Resume {
                         state: task.state.clone(),
                         containers: containers
@@ -130,23 +161,24 @@ impl<R: ContainerRuntime> Engine<R> {
 
     /// Keeps a task the guard gave up on without a driver: STOPPED with the guard's reason
     /// (unless it was stopped already), and marked so that no later start resumes it either.
-    fn give_up(&mut self, task: StoredTask, unfinished: usize) -> Result<(), StoreError> {
+    fn give_up(&mut self, task: StoredTask, crashed: usize) -> Result<(), StoreError> {
         let id = task.state.task_id.clone();
+        let (settled, _) = settle(&self.store.resume_record(&id)?, &self.runs);
         let record = ResumeRecord {
             given_up: true,
-            ..self.store.resume_record(&id)?
+            ..settled
         };
         self.store.set_resume_record(&id, &record)?;
         let mut state = task.state.clone();
-        let reason = give_up_reason(unfinished);
+        let reason = give_up_reason(crashed);
         let now = SystemTime::now();
         let stopping = state::mark_stopping(&mut state, StopCode::TaskFailedToStart, &reason, now);
         let stopped = state::apply(&mut state, TaskEvent::Stopped, now);
         if stopping || stopped {
-            tracing::error!(task.id = %id, unfinished, %reason, "not resuming a task that kept stopping the agent");
+            tracing::error!(task.id = %id, crashed, %reason, "not resuming a task that kept crashing the agent");
             self.record(&state)?;
         } else {
-            tracing::warn!(task.id = %id, "not resuming a stopped task that kept stopping the agent; its cleanup is left undone");
+            tracing::warn!(task.id = %id, "not resuming a stopped task that kept crashing the agent; its cleanup is left undone");
         }
         self.track(&task.assignment, state);
         Ok(())
@@ -191,63 +223,167 @@ pub(super) async fn list_with_retry<R: ContainerRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::last_exit::Ending;
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
     }
 
-    fn record(started: &[u64]) -> ResumeRecord {
+    /// This run is "now"; the last one ("before") ended with `exit_code`/`exit_status`.
+    fn runs(exit_code: &str, exit_status: &str) -> Runs {
+        Runs {
+            current: "now".into(),
+            last_ending: Some(Ending {
+                invocation: "before".into(),
+                service_result: String::new(),
+                exit_code: exit_code.into(),
+                exit_status: exit_status.into(),
+            }),
+        }
+    }
+
+    fn crashed() -> Runs {
+        runs("dumped", "SEGV")
+    }
+
+    fn record(crashed: &[u64], in_progress: Option<(&str, u64)>) -> ResumeRecord {
         ResumeRecord {
-            started: started.iter().map(|s| at(*s)).collect(),
+            crashed: crashed.iter().map(|s| at(*s)).collect(),
+            in_progress: in_progress.map(|(run, since)| InProgress {
+                run: run.into(),
+                since: at(since),
+            }),
             given_up: false,
         }
     }
 
     #[test]
-    fn the_first_resumes_are_recorded_and_allowed() {
+    fn the_first_resumes_are_recorded_as_in_progress_by_this_run() {
         assert_eq!(
-            guard(&ResumeRecord::default(), at(0)),
-            Guard::Resume(record(&[0]))
+            guard(&ResumeRecord::default(), &crashed(), at(0)),
+            Guard::Resume(record(&[], Some(("now", 0))))
         );
         assert_eq!(
-            guard(&record(&[0, 60]), at(120)),
-            Guard::Resume(record(&[0, 60, 120]))
+            guard(&record(&[0], Some(("before", 60))), &crashed(), at(120)),
+            Guard::Resume(record(&[0, 60], Some(("now", 120))))
         );
     }
 
     #[test]
-    fn as_many_unfinished_resumes_within_the_window_stop_the_next() {
-        let window = CRASH_LOOP_WINDOW.as_secs();
+    fn resumes_cut_short_from_outside_never_count() {
+        // Killed every second, stopped, or ended without any record: a hundred restarts in a
+        // minute leave nothing against the task.
+        for last in [
+            runs("killed", "KILL"),
+            runs("killed", "TERM"),
+            runs("exited", "0"),
+            Runs {
+                current: "now".into(),
+                last_ending: None,
+            },
+        ] {
+            let mut rec = ResumeRecord::default();
+            for restart in 0..100u64 {
+                let runs = Runs {
+                    current: format!("run-{restart}"),
+                    last_ending: last.last_ending.clone().map(|e| Ending {
+                        invocation: restart
+                            .checked_sub(1)
+                            .map(|r| format!("run-{r}"))
+                            .unwrap_or_default(),
+                        ..e
+                    }),
+                };
+                match guard(&rec, &runs, at(restart / 2)) {
+                    Guard::Resume(next) => {
+                        assert!(next.crashed.is_empty(), "{last:?} restart {restart}");
+                        rec = next;
+                    }
+                    Guard::GiveUp { .. } => panic!("gave up after {restart} outside kills"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_crash_of_the_run_that_began_the_resume_counts() {
+        // The recorded crash is of another run (an older one, or one whose resume of this
+        // task had completed): the resume in progress is dropped, not counted.
+        let record = record(&[0, 10], Some(("older", 20)));
         assert_eq!(
-            guard(&record(&[0, 60, 120]), at(window - 1)),
-            Guard::GiveUp { unfinished: 3 }
+            guard(&record, &crashed(), at(30)),
+            Guard::Resume(self::record(&[0, 10], Some(("now", 30))))
         );
+    }
+
+    #[test]
+    fn as_many_crashes_within_the_window_stop_the_next_resume() {
+        let window = CRASH_LOOP_WINDOW.as_secs();
+        // Two counted, the third is the previous run's crash.
+        assert_eq!(
+            guard(
+                &record(&[0, 60], Some(("before", 120))),
+                &crashed(),
+                at(window - 1)
+            ),
+            Guard::GiveUp { crashed: 3 }
+        );
+        for (code, status) in [("killed", "ABRT"), ("exited", "101")] {
+            assert_eq!(
+                guard(
+                    &record(&[0, 60], Some(("before", 120))),
+                    &runs(code, status),
+                    at(200)
+                ),
+                Guard::GiveUp { crashed: 3 }
+            );
+        }
         // The oldest fell out of the window: two recent ones, one more is allowed.
         assert_eq!(
-            guard(&record(&[0, 60, 120]), at(window)),
-            Guard::Resume(record(&[60, 120, window]))
+            guard(&record(&[0, 60, 120], None), &crashed(), at(window)),
+            Guard::Resume(record(&[60, 120], Some(("now", window))))
         );
         // Old crashes never count: a host that crashed hours ago resumes normally.
         assert_eq!(
-            guard(&record(&[0, 1, 2]), at(10 * window)),
-            Guard::Resume(record(&[10 * window]))
+            guard(&record(&[0, 1, 2], None), &crashed(), at(10 * window)),
+            Guard::Resume(record(&[], Some(("now", 10 * window))))
         );
     }
 
     #[test]
     fn a_task_given_up_on_stays_given_up() {
         let gave_up = ResumeRecord {
-            started: Vec::new(),
             given_up: true,
+            ..ResumeRecord::default()
         };
-        assert_eq!(guard(&gave_up, at(0)), Guard::GiveUp { unfinished: 0 });
+        assert_eq!(
+            guard(&gave_up, &runs("exited", "0"), at(0)),
+            Guard::GiveUp { crashed: 0 }
+        );
     }
 
     #[test]
-    fn a_clock_set_back_counts_the_resume_as_recent() {
+    fn a_clock_set_back_counts_the_crash_as_recent() {
         assert_eq!(
-            guard(&record(&[100, 200, 300]), at(50)),
-            Guard::GiveUp { unfinished: 3 }
+            guard(&record(&[100, 200, 300], None), &crashed(), at(50)),
+            Guard::GiveUp { crashed: 3 }
         );
+    }
+
+    #[test]
+    fn settling_says_what_the_run_died_of() {
+        let (settled, crash) = settle(&record(&[], Some(("before", 5))), &runs("oom-kill", ""));
+        assert_eq!(
+            crash, None,
+            "no service result given: exit code alone decides"
+        );
+        assert_eq!(settled, ResumeRecord::default());
+        let mut oom = runs("killed", "KILL");
+        if let Some(e) = oom.last_ending.as_mut() {
+            e.service_result = "oom-kill".into();
+        }
+        let (settled, crash) = settle(&record(&[], Some(("before", 5))), &oom);
+        assert_eq!(crash.as_deref(), Some("killed by the kernel's OOM killer"));
+        assert_eq!(settled, record(&[5], None));
     }
 }

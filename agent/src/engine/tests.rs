@@ -138,12 +138,23 @@ fn start_with_fake(
     prepare: impl FnOnce(&Arc<Store>),
     configure: impl FnOnce(&mut EngineConfig),
 ) -> Harness {
+    start_run(dir, fake, prepare, configure, None)
+}
+
+/// [`start_with_fake`] as the run `runs.current`, after the ending `runs` recorded.
+fn start_run(
+    dir: tempfile::TempDir,
+    fake: Arc<Fake>,
+    prepare: impl FnOnce(&Arc<Store>),
+    configure: impl FnOnce(&mut EngineConfig),
+    runs: Option<crate::last_exit::Runs>,
+) -> Harness {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     prepare(&store);
     let cancel = CancellationToken::new();
     let mut config = test_config();
     configure(&mut config);
-    let (engine, handle) = Engine::new(
+    let (mut engine, handle) = Engine::new(
         Arc::clone(&fake),
         Arc::clone(&fake) as Arc<dyn TaskNetworking>,
         Arc::clone(&store),
@@ -151,6 +162,9 @@ fn start_with_fake(
         Arc::new(Notify::new()),
         cancel.clone(),
     );
+    if let Some(runs) = runs {
+        engine.set_runs(runs);
+    }
     let disk = engine.disk();
     let engine = tokio::spawn(engine.run());
     Harness {

@@ -152,7 +152,11 @@ fn resume_records_survive_reopen_and_go_with_their_task() {
     let dir = tempfile::tempdir().unwrap();
     let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
     let record = ResumeRecord {
-        started: vec![at(100), at(160)],
+        crashed: vec![at(100), at(160)],
+        in_progress: Some(InProgress {
+            run: "9f0c2e".into(),
+            since: at(200),
+        }),
         given_up: false,
     };
     {
@@ -162,7 +166,8 @@ fn resume_records_survive_reopen_and_go_with_their_task() {
         s.set_resume_record(
             "u",
             &ResumeRecord {
-                started: vec![at(5)],
+                crashed: vec![at(5)],
+                in_progress: None,
                 given_up: true,
             },
         )
@@ -180,14 +185,44 @@ fn resume_records_survive_reopen_and_go_with_their_task() {
 #[test]
 fn a_damaged_resume_record_is_reported_not_guessed() {
     assert!(ResumeRecord::decode("t", &[]).is_err());
-    assert!(ResumeRecord::decode("t", &[2]).is_err());
+    assert!(ResumeRecord::decode("t", &[4]).is_err());
     assert!(ResumeRecord::decode("t", &[0, 1, 2]).is_err());
+    // In progress, but shorter than its crash count says, or with no in-progress time.
+    assert!(ResumeRecord::decode("t", &[2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    assert!(ResumeRecord::decode("t", &[2, 0, 0, 0, 0]).is_err());
+    assert!(ResumeRecord::decode("t", &[2, 0xff, 0xff, 0xff, 0xff]).is_err());
     assert_eq!(
         ResumeRecord::decode("t", &[1]).unwrap(),
         ResumeRecord {
-            started: Vec::new(),
+            crashed: Vec::new(),
+            in_progress: None,
             given_up: true
         }
+    );
+}
+
+#[test]
+fn resume_records_of_earlier_agents_read_as_crashes() {
+    // An earlier agent kept a flag byte and when each unfinished resume began.
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&100u64.to_le_bytes());
+    bytes.extend_from_slice(&160u64.to_le_bytes());
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let record = ResumeRecord::decode("t", &bytes).unwrap();
+    assert_eq!(record.crashed, [at(100), at(160)]);
+    assert_eq!(record.in_progress, None);
+    // And a record without a resume in progress is written in that same layout.
+    assert_eq!(record.encode(), bytes);
+    let in_progress = ResumeRecord {
+        in_progress: Some(InProgress {
+            run: String::new(),
+            since: at(7),
+        }),
+        ..record
+    };
+    assert_eq!(
+        ResumeRecord::decode("t", &in_progress.encode()).unwrap(),
+        in_progress
     );
 }
 

@@ -38,6 +38,9 @@ const LABEL_STDIO: &str = "berth.stdio";
 /// often it is asked meanwhile whether that create made the task after all.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
 const LEFTOVER_POLL: Duration = Duration::from_millis(500);
+/// How many times a task create refused for an interrupted earlier create's leftovers is
+/// cleared and made again.
+const LEFTOVER_RETRIES: u32 = 3;
 
 /// The file in a container's FIFO directory that says its process was started once.
 const STARTED_MARKER: &str = "started";
@@ -226,6 +229,27 @@ impl Containers {
             created = self
                 .create_over_leftover(id, &bundle, e.clone(), mounts, io)
                 .await;
+        }
+        // What an interrupted earlier create left, or its cleanup racing this create, refused
+        // it: cleared, and the task made again (a few times, as that cleanup may still run).
+        let mut tries = 0;
+        while let Err(e) = &created
+            && leftover::raced_leftover(e.message())
+            && tries < LEFTOVER_RETRIES
+        {
+            tries += 1;
+            tracing::info!(container.id = %id, error = %e, attempt = tries, "a task create of this container met what an interrupted earlier create left; clearing it and creating again");
+            if let Err(error) = leftover::clear(self.client.namespace(), id.as_str()).await {
+                tracing::warn!(container.id = %id, %error, "cannot clear what an interrupted task create of this container left");
+            }
+            created = match self.client.task_delete(id.as_str()).await {
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => {
+                    self.client
+                        .task_create(id.as_str(), mounts_again.clone(), io_again.clone())
+                        .await
+                }
+            };
         }
         let created = match created {
             // A task of this container exists already: an earlier create of it (a lost answer,

@@ -30,7 +30,7 @@ impl Lease {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let id = format!("berth-{purpose}-{nanos}-{:08x}", rand::random::<u32>());
+        let id = format!("{PREFIX}{purpose}-{nanos}-{:08x}", rand::random::<u32>());
         let expire = crate::time::rfc3339(SystemTime::now() + LEASE_EXPIRY);
         let labels = HashMap::from([("containerd.io/gc.expire".to_owned(), expire)]);
         client.lease_create(&id, labels).await?;
@@ -70,6 +70,28 @@ impl Lease {
         }
         delete(&*self.client, &self.id, collect).await
     }
+}
+
+/// The prefix of every lease the runtime makes ([`Lease::create`]).
+const PREFIX: &str = "berth-";
+
+/// Deletes the leases an earlier run of the agent made and never released (it was killed
+/// mid-pull): no operation of this process holds one yet when it is called at start, and
+/// waiting 24 h for their expiry would keep what they hold (half-pulled content, a snapshot
+/// being unpacked) that long. The last delete runs containerd's collector. Returns the IDs.
+pub(crate) async fn release_abandoned(
+    client: &dyn Containerd,
+) -> Result<Vec<String>, ContainerdError> {
+    let abandoned: Vec<String> = client
+        .lease_list()
+        .await?
+        .into_iter()
+        .filter(|id| id.starts_with(PREFIX))
+        .collect();
+    for (i, id) in abandoned.iter().enumerate() {
+        delete(client, id, i + 1 == abandoned.len()).await?;
+    }
+    Ok(abandoned)
 }
 
 /// Deletes a lease; one that is gone already is fine.
@@ -134,5 +156,29 @@ mod tests {
         fake.fail(Op::LeaseCreate, Code::Unavailable, "connection refused");
         let err = Lease::create(&client, "pull").await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn leases_an_earlier_run_abandoned_are_released_and_others_kept() {
+        let fake = FakeContainerd::new();
+        let client: Arc<dyn Containerd> = fake.clone();
+        let abandoned = Lease::create(&client, "pull").await.unwrap();
+        let id = abandoned.id().to_owned();
+        std::mem::forget(abandoned);
+        client
+            .lease_create("someone-else", HashMap::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            release_abandoned(&*client).await.unwrap(),
+            std::slice::from_ref(&id)
+        );
+        assert_eq!(fake.leases(), ["someone-else"]);
+        assert_eq!(
+            fake.released().last(),
+            Some(&(id, true)),
+            "the collector ran"
+        );
+        assert!(release_abandoned(&*client).await.unwrap().is_empty());
     }
 }

@@ -8,7 +8,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 mod grpc;
-mod lease;
+pub(crate) mod lease;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -122,6 +122,7 @@ pub(crate) enum Op {
     LeaseCreate,
     LeaseAddResource,
     LeaseDelete,
+    LeaseList,
     ContentInfo,
     ContentUpdate,
     ContentRead,
@@ -164,6 +165,7 @@ impl Op {
             Self::LeaseCreate => "create lease",
             Self::LeaseAddResource => "lease add resource",
             Self::LeaseDelete => "delete lease",
+            Self::LeaseList => "list leases",
             Self::ContentInfo => "content info",
             Self::ContentUpdate => "content update",
             Self::ContentRead => "content read",
@@ -306,6 +308,8 @@ pub(crate) trait LeasesService: Send + Sync {
     ) -> Result<(), ContainerdError>;
     /// With `sync`, containerd collects garbage before answering.
     async fn lease_delete(&self, id: &str, sync: bool) -> Result<(), ContainerdError>;
+    /// The IDs of every lease in the namespace.
+    async fn lease_list(&self) -> Result<Vec<String>, ContainerdError>;
 }
 
 /// containerd's Content service: committed blobs and the ingests that write them.

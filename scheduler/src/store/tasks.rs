@@ -84,6 +84,11 @@ impl Store {
             } else {
                 reason
             };
+            // Shown at once, as ECS does, and kept when the agent never reports one: a task
+            // stopped before its assignment reached the agent gets it with desired STOPPED, is
+            // stopped there before it starts, and may be forgotten before this order arrives.
+            task.stop_code = StopCode::UserInitiated as i32;
+            task.stopped_reason = reason.to_owned();
             put_task(&mut tasks_t, &task)?;
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut outbox = txn.open_table(OUTBOX)?;

@@ -405,9 +405,10 @@ fn burst(w: &World, victim: Victim) -> Result<()> {
                         .signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
                     std::thread::sleep(down);
                     env.start_agent()?;
-                    // Back in session before the next kill: twenty kills in as many seconds
-                    // would be a crash loop, which the agent's resume guard answers by leaving
-                    // the tasks it could not take back (by design, not what this trial tests).
+                    // Back in session before the next kill, so that kills land in every phase
+                    // of a run, resumes included. Outside kills never count against a task's
+                    // resumes (only crashes of the agent do), so the guard lets every task be
+                    // taken back however often the agent dies.
                     env.agent()?
                         .daemon
                         .wait_for_log("session established", Duration::from_secs(60))?;

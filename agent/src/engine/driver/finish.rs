@@ -179,6 +179,21 @@ impl<R: ContainerRuntime> Driver<R> {
             self.runtime.delete(&c.id).await?;
             tracing::debug!(container.name = %c.name, "container deleted");
         }
+        // A container whose create was cut short with an earlier run of the agent (between
+        // its snapshot's prepare and its record) is in no list but holds its snapshot: each
+        // container of the definition not deleted above is deleted by its ID (what is not
+        // there is fine).
+        let names = self
+            .assignment
+            .definition
+            .iter()
+            .flat_map(|d| &d.containers)
+            .map(|c| c.name.as_str())
+            .filter(|name| !created.iter().any(|c| c.name == *name));
+        for name in names {
+            let id = berth_runtime::ContainerId::for_container(self.task_id(), name);
+            self.runtime.delete(&id).await?;
+        }
         if network == NetState::MaybeHeld {
             self.tear_down_network().await?;
         }

@@ -8,9 +8,10 @@ use berth_proto::v1::{ContainerState, ContainerStatus, StopCode, TaskStatus};
 use berth_runtime::{ContainerId, ContainerInfo};
 
 use super::super::resume::{CRASH_LOOP_RESUMES, CRASH_LOOP_WINDOW, give_up_reason};
-use super::{Fake, Harness, assignment, reports, start, start_with_fake, until};
+use super::{Fake, Harness, assignment, reports, start, start_run, start_with_fake, until};
+use crate::last_exit::{Ending, Runs};
 use crate::runtime::ContainerRuntime;
-use crate::store::{ResumeRecord, Store};
+use crate::store::{InProgress, ResumeRecord, Store};
 
 const DRIVER_FAILED: &str = "the agent's driver of this task failed: ";
 
@@ -152,12 +153,12 @@ fn ago(secs: u64) -> SystemTime {
 }
 
 #[tokio::test]
-async fn a_task_whose_resumes_kept_stopping_the_agent_is_stopped_not_resumed_again() {
+async fn a_task_whose_resumes_kept_crashing_the_agent_is_stopped_not_resumed_again() {
     let record = ResumeRecord {
-        started: (0..CRASH_LOOP_RESUMES as u64)
+        crashed: (0..CRASH_LOOP_RESUMES as u64)
             .map(|i| ago(90 - 30 * i))
             .collect(),
-        given_up: false,
+        ..ResumeRecord::default()
     };
     let (dir, fake) = stored_as_running("loop", &record);
     let h = start_with_fake(dir, fake, |_| {}, |_| {});
@@ -165,7 +166,9 @@ async fn a_task_whose_resumes_kept_stopping_the_agent_is_stopped_not_resumed_aga
     assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
     assert_eq!(stopped.stopped_reason, give_up_reason(CRASH_LOOP_RESUMES));
     assert!(
-        stopped.stopped_reason.contains("3 times within 10 min"),
+        stopped
+            .stopped_reason
+            .contains("crashed 3 times within 10 min"),
         "{}",
         stopped.stopped_reason
     );
@@ -209,7 +212,8 @@ async fn an_agent_restarted_often_keeps_a_healthy_task_running() {
                 let (store, seen) = (Arc::clone(store), Arc::clone(&seen));
                 *fake.on_reattach.lock().unwrap() = Some(Box::new(move |_| {
                     let record = store.resume_record("steady").unwrap();
-                    seen.lock().unwrap().push(record.started.len());
+                    assert!(record.in_progress.is_some(), "{record:?}");
+                    seen.lock().unwrap().push(record.crashed.len());
                 }));
             },
             |_| {},
@@ -222,7 +226,7 @@ async fn an_agent_restarted_often_keeps_a_healthy_task_running() {
             h.store.resume_record("steady").unwrap() == ResumeRecord::default()
         })
         .await;
-        assert_eq!(*seen.lock().unwrap(), [1], "restart {restart}");
+        assert_eq!(*seen.lock().unwrap(), [0], "restart {restart}");
         assert!(h.handle.barrier().await);
         let state = h.handle.full_state().await;
         assert_eq!(
@@ -239,10 +243,10 @@ async fn an_agent_restarted_often_keeps_a_healthy_task_running() {
 async fn resumes_that_failed_long_ago_do_not_count() {
     let long_ago = CRASH_LOOP_WINDOW.as_secs() + 60;
     let record = ResumeRecord {
-        started: (0..CRASH_LOOP_RESUMES as u64)
+        crashed: (0..CRASH_LOOP_RESUMES as u64)
             .map(|i| ago(long_ago + i))
             .collect(),
-        given_up: false,
+        ..ResumeRecord::default()
     };
     let (dir, fake) = stored_as_running("old", &record);
     let h = start_with_fake(dir, fake, |_| {}, |_| {});
@@ -334,4 +338,106 @@ async fn the_drivers_future_is_measured_and_boxed() {
         16,
         "the pull is a boxed future"
     );
+}
+
+/// The runs of a host where `before` ended as `exit_code`/`exit_status` and `now` runs.
+fn after(exit_code: &str, exit_status: &str) -> Runs {
+    Runs {
+        current: "now".into(),
+        last_ending: Some(Ending {
+            invocation: "before".into(),
+            service_result: String::new(),
+            exit_code: exit_code.into(),
+            exit_status: exit_status.into(),
+        }),
+    }
+}
+
+/// A record of `crashes` counted crashes, and a resume the run "before" began and never
+/// completed.
+fn cut_short(crashes: usize) -> ResumeRecord {
+    ResumeRecord {
+        crashed: (0..crashes as u64).map(|i| ago(90 - 30 * i)).collect(),
+        in_progress: Some(InProgress {
+            run: "before".into(),
+            since: ago(10),
+        }),
+        given_up: false,
+    }
+}
+
+#[tokio::test]
+async fn a_resume_cut_short_by_an_outside_kill_does_not_count() {
+    // Two crashes already, and the last run was killed (SIGKILL, systemctl stop) while it
+    // resumed the task: the task is resumed, and the kill is not held against it.
+    for (code, status) in [("killed", "KILL"), ("killed", "TERM"), ("exited", "0")] {
+        let (dir, fake) = stored_as_running("kept", &cut_short(CRASH_LOOP_RESUMES - 1));
+        let h = start_run(dir, fake, |_| {}, |_| {}, Some(after(code, status)));
+        eventually("the task was resumed", || {
+            h.fake.calls().contains(&"reattach kept.app".to_owned())
+        })
+        .await;
+        eventually("the resume completed", || {
+            h.store.resume_record("kept").unwrap() == ResumeRecord::default()
+        })
+        .await;
+        assert!(h.handle.barrier().await);
+        let full = h.handle.full_state().await;
+        assert_eq!(
+            full[0].status,
+            TaskStatus::Running as i32,
+            "{code} {status}"
+        );
+        h.cancel.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_resume_cut_short_by_a_crash_counts_and_the_third_gives_up() {
+    let (dir, fake) = stored_as_running("poison", &cut_short(CRASH_LOOP_RESUMES - 1));
+    let h = start_run(dir, fake, |_| {}, |_| {}, Some(after("dumped", "SEGV")));
+    let stopped = until(&h.store, "poison", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stopped_reason, give_up_reason(CRASH_LOOP_RESUMES));
+    let record = h.store.resume_record("poison").unwrap();
+    assert!(record.given_up, "{record:?}");
+    assert_eq!(record.crashed.len(), CRASH_LOOP_RESUMES, "{record:?}");
+    assert_eq!(record.in_progress, None);
+    assert!(h.handle.barrier().await);
+    assert!(!h.fake.calls().iter().any(|c| c.contains("poison.app")));
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_crash_before_the_third_is_counted_and_the_task_resumed() {
+    let (dir, fake) = stored_as_running("once", &cut_short(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = start_run(
+        dir,
+        Arc::clone(&fake),
+        |store| {
+            let store = Arc::clone(store);
+            *fake.on_reattach.lock().unwrap() = Some(Box::new(move |_| {
+                let _ = tx.send(store.resume_record("once").unwrap());
+            }));
+        },
+        |_| {},
+        Some(after("killed", "ABRT")),
+    );
+    // While resuming, the store holds the crash and this run's resume.
+    let during = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(during.crashed.len(), 1, "{during:?}");
+    assert_eq!(during.in_progress.map(|p| p.run).as_deref(), Some("now"));
+    eventually("the resume completed", || {
+        h.store.resume_record("once").unwrap() == ResumeRecord::default()
+    })
+    .await;
+    assert!(h.handle.barrier().await);
+    assert_eq!(
+        h.handle.full_state().await[0].status,
+        TaskStatus::Running as i32
+    );
+    h.cancel.cancel();
 }

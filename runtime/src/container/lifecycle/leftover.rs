@@ -53,6 +53,29 @@ pub(super) async fn remove(bundle: &Path, namespace: &str, id: &str) -> std::io:
     settle(bundle, if ended { BUNDLE_GRACE } else { Duration::ZERO }).await
 }
 
+/// Whether containerd refused a task create for what an interrupted earlier create of the same
+/// container left, or for that create's cleanup racing this one: runc's state of the never
+/// started container (`container with given ID already exists`), or containerd's cleanup of
+/// the earlier bundle removing the new one under its starting shim (`failed to start shim:
+/// getwd: no such file or directory`, or `symlink … /work: no such file or directory`) or
+/// ending the new shim (`ttrpc: closed`). Such a create is retried after [`clear`].
+pub(super) fn raced_leftover(message: &str) -> bool {
+    let bundle_removed =
+        message.contains("failed to start shim") && message.contains("no such file or directory");
+    bundle_removed
+        || ["container with given ID already exists", "ttrpc: closed"]
+            .iter()
+            .any(|m| message.contains(m))
+}
+
+/// Clears everything an interrupted task create of container `id` may have left, whether or
+/// not a shim of it still runs: [`end_orphans`], then runc's never started container.
+pub(super) async fn clear(namespace: &str, id: &str) -> std::io::Result<Vec<i32>> {
+    let ended = end_orphans(namespace, id).await?;
+    runc_delete(&PathBuf::from(RUNC_ROOT), namespace, id).await?;
+    Ok(ended)
+}
+
 /// Ends what an interrupted task create of container `id` left running while containerd has no
 /// task for it: a shim that still serves the container's socket (containerd 1.6 hands a later
 /// create of the same container to a shim found there, so a shim stuck in the interrupted
@@ -470,5 +493,23 @@ mod tests {
         remove(&bundle, "berth", "t1.web").await.unwrap();
         assert!(!bundle.exists());
         assert!(!work.exists());
+    }
+
+    #[test]
+    fn creates_refused_for_a_leftover_or_its_cleanup_are_told_apart() {
+        for raced in [
+            "failed to create shim task: OCI runtime create failed: runc create failed: container with given ID already exists: unknown",
+            "failed to start shim: start failed: io.containerd.runc.v2: getwd: no such file or directory: exit status 1",
+            "failed to start shim: symlink /cd/root/io.containerd.runtime.v2.task/ns/t.app /cd/state/io.containerd.runtime.v2.task/ns/t.app/work: no such file or directory",
+            "failed to create shim task: ttrpc: closed: unknown",
+        ] {
+            assert!(raced_leftover(raced), "{raced}");
+        }
+        for other in [
+            "failed to create shim task: OCI runtime create failed: exec: \"sh\": executable file not found in $PATH",
+            "image not found",
+        ] {
+            assert!(!raced_leftover(other), "{other}");
+        }
     }
 }

@@ -139,6 +139,11 @@ impl LeasesService for FakeContainerd {
         }
         Ok(())
     }
+
+    async fn lease_list(&self) -> Result<Vec<String>, ContainerdError> {
+        let state = self.begin(Op::LeaseList, "")?;
+        Ok(state.leases.keys().cloned().collect())
+    }
 }
 
 #[async_trait]

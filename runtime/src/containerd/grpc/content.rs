@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use containerd_client::services::v1::{
     AbortRequest, AddResourceRequest, CreateImageRequest, CreateRequest, DeleteImageRequest,
-    DeleteRequest, GetImageRequest, Image, Info, InfoRequest, ListImagesRequest,
+    DeleteRequest, GetImageRequest, Image, Info, InfoRequest, ListImagesRequest, ListRequest,
     ReadContentRequest, Resource, StatusRequest, UpdateImageRequest, UpdateRequest,
     WriteContentRequest,
 };
@@ -108,6 +108,18 @@ impl LeasesService for Grpc {
             .await
             .answer(Op::LeaseDelete, id)
             .map(drop)
+    }
+
+    async fn lease_list(&self) -> Result<Vec<String>, ContainerdError> {
+        let request = ListRequest {
+            filters: Vec::new(),
+        };
+        let answer = self
+            .leases()
+            .list(self.request(request))
+            .await
+            .answer(Op::LeaseList, "")?;
+        Ok(answer.leases.into_iter().map(|l| l.id).collect())
     }
 }
 

@@ -133,13 +133,11 @@ async fn each_difference_is_resolved_by_its_rule() {
     orders.sort_by_key(|o| o.seq);
     assert_eq!(orders[0].seq, 6);
     let by_task = |t: &str| orders.iter().find(|o| o.task_id == t).unwrap().clone();
+    // The order again carries the user's stop, which the scheduler kept with the task.
     let again = by_task(&want_stopped.task_id);
     assert_eq!(
         (again.stop_code, again.reason.as_str()),
-        (
-            StopCode::ServiceSchedulerInitiated as i32,
-            "the scheduler's desired status for this task is STOPPED"
-        )
+        (StopCode::UserInitiated as i32, "user says so")
     );
     let ghost = by_task("ghost");
     assert_eq!(
