@@ -158,6 +158,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let sweep_network = Arc::clone(&network);
     let network: Arc<dyn crate::network::TaskNetworking> = network;
     let runtime = Arc::new(runtime);
+    let awslogs =
+        crate::logs::awslogs::AwsLogs::new(config.awslogs_endpoint.clone(), cancel.child_token());
+    tracker.spawn({
+        let (awslogs, cancel) = (awslogs.clone(), cancel.clone());
+        async move {
+            cancel.cancelled().await;
+            awslogs.drain(crate::logs::awslogs::SHUTDOWN_GRACE).await;
+        }
+    });
     let (engine, handle) = Engine::new(
         Arc::clone(&runtime),
         Arc::clone(&network),
@@ -176,6 +185,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             allowed_capabilities: config.allowed_capabilities.clone(),
             environment_file_paths: config.environment_file_paths.clone(),
             pull_behavior: config.image_pull_behavior,
+            awslogs,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

@@ -172,6 +172,9 @@ pub struct Overrides {
     /// Disk use of containerd's root (percent) those removals bring it under [env: BERTH_IMAGE_GC_LOW_PERCENT]
     #[arg(long, value_name = "PERCENT")]
     pub image_gc_low_percent: Option<String>,
+    /// URL of the CloudWatch Logs API for the awslogs driver [env: BERTH_AWSLOGS_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub awslogs_endpoint: Option<String>,
 }
 
 impl Overrides {
@@ -231,6 +234,7 @@ impl Overrides {
             (Key::ImageRemovalsPerCycle, &self.image_removals_per_cycle),
             (Key::ImageGcHighPercent, &self.image_gc_high_percent),
             (Key::ImageGcLowPercent, &self.image_gc_low_percent),
+            (Key::AwslogsEndpoint, &self.awslogs_endpoint),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

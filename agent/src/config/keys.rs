@@ -81,10 +81,12 @@ pub(crate) enum Key {
     ImageRemovalsPerCycle,
     ImageGcHighPercent,
     ImageGcLowPercent,
+    // awslogs (issue 23): where CloudWatch Logs is reached.
+    AwslogsEndpoint,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 53] = [
+    pub(crate) const ALL: [Key; 54] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -138,6 +140,7 @@ impl Key {
         Key::ImageRemovalsPerCycle,
         Key::ImageGcHighPercent,
         Key::ImageGcLowPercent,
+        Key::AwslogsEndpoint,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -220,7 +223,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 53] = [
+const KEYS: [KeyDoc; 54] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -591,6 +594,13 @@ const KEYS: [KeyDoc; 53] = [
         "--image-gc-low-percent",
         "80",
         "percent use of containerd_root's filesystem those removals bring it under (below image_gc_high_percent)",
+    ),
+    doc(
+        "awslogs_endpoint",
+        "BERTH_AWSLOGS_ENDPOINT",
+        "--awslogs-endpoint",
+        "(none)",
+        "URL of the CloudWatch Logs API the awslogs log driver sends to (http:// or https://); by default the region's AWS endpoint",
     ),
 ];
 

@@ -175,6 +175,8 @@ pub struct AgentConfig {
     pub image_gc_high_percent: u8,
     /// Percent use those removals bring containerd's root filesystem under.
     pub image_gc_low_percent: u8,
+    /// URL of the CloudWatch Logs API the awslogs driver uses; None: the region's endpoint.
+    pub awslogs_endpoint: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -230,6 +232,7 @@ impl Default for AgentConfig {
             image_removals_per_cycle: 5,
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
+            awslogs_endpoint: None,
         }
     }
 }
@@ -376,7 +379,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             .join
             .as_ref()
             .and_then(|j| j.ca_pin.as_deref())
-            .map_or_else(|| "(none)".to_owned(), string),
+            .map_or_else(|| "(none)".to_owned(), |u| string(u)),
         Key::TlsCertFile => tls_path(|t| &t.cert_file),
         Key::TlsKeyFile => tls_path(|t| &t.key_file),
         Key::AllowPlaintext => config.allow_plaintext.to_string(),
@@ -499,6 +502,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::ImageRemovalsPerCycle => config.image_removals_per_cycle.to_string(),
         Key::ImageGcHighPercent => config.image_gc_high_percent.to_string(),
         Key::ImageGcLowPercent => config.image_gc_low_percent.to_string(),
+        Key::AwslogsEndpoint => config
+            .awslogs_endpoint
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), string),
     }
 }
 

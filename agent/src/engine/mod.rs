@@ -75,6 +75,8 @@ pub(crate) struct EngineConfig {
     /// When a task's start asks the registry (the agent's `image_pull_behavior`), unless its
     /// definition says otherwise.
     pub pull_behavior: berth_policy::PullBehavior,
+    /// The awslogs log driver (CloudWatch Logs) of containers that use it.
+    pub awslogs: crate::logs::awslogs::AwsLogs,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

@@ -445,6 +445,13 @@ impl Partial {
             .value,
             image_gc_high_percent: gc_high.value,
             image_gc_low_percent: gc_low.value,
+            awslogs_endpoint: pick(
+                self.awslogs_endpoint,
+                Key::AwslogsEndpoint,
+                defaults.awslogs_endpoint,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {
