@@ -751,12 +751,12 @@ fn awslogs_options_are_carried_and_checked() {
                 "awslogs-datetime-format":"%Q","awslogs-endpoint":"x","max-size":"1m"}}"#
         )),
         [
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-region\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
             "containerDefinitions[0].logConfiguration.options[\"awslogs-create-group\"]: `yes` is not a boolean: use true or false",
             "containerDefinitions[0].logConfiguration.options[\"awslogs-datetime-format\"]: `%Q` is not a supported directive; supported: %a %A %b %B %d %f %H %I %j %L %m %M %p %S %U %w %W %y %Y %z %Z %%",
             "containerDefinitions[0].logConfiguration.options[\"awslogs-endpoint\"]: option awslogs-endpoint is not supported by Berth's awslogs driver; supported: awslogs-group, awslogs-region, awslogs-stream-prefix, awslogs-create-group, awslogs-datetime-format, awslogs-multiline-pattern, mode, max-buffer-size",
-            "containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
             "containerDefinitions[0].logConfiguration.options[\"awslogs-multiline-pattern\"]: `(` is not a regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
-            "containerDefinitions[0].logConfiguration.options[\"awslogs-region\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
             "containerDefinitions[0].logConfiguration.options[\"awslogs-stream-prefix\"]: `a:b` is not a stream prefix: use at most 400 characters without : or *",
             "containerDefinitions[0].logConfiguration.options[\"max-buffer-size\"]: `0` is not a size: use a positive number of bytes with an optional k, m or g suffix, e.g. 1m",
             "containerDefinitions[0].logConfiguration.options[\"max-size\"]: option max-size is not supported by Berth's awslogs driver; supported: awslogs-group, awslogs-region, awslogs-stream-prefix, awslogs-create-group, awslogs-datetime-format, awslogs-multiline-pattern, mode, max-buffer-size",

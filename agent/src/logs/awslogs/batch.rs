@@ -91,11 +91,12 @@ mod tests {
     fn batches_hold_at_most_a_mebibyte_counting_the_overhead() {
         let mut p = Pending::default();
         // 1000 + 26 bytes each: 1022 fit in 1,048,576 (1,048,572), the next does not.
-        for i in 0..1023 {
+        for i in 0..1022 {
             p.push(event(i, 1000));
         }
         assert!(!p.has_full_batch());
         p.push(event(2000, 1000));
+        p.push(event(2001, 1000));
         assert!(p.has_full_batch());
         let batches = drain(&mut p);
         assert_eq!(batches[0].len(), 1022);
