@@ -379,7 +379,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             .join
             .as_ref()
             .and_then(|j| j.ca_pin.as_deref())
-            .map_or_else(|| "(none)".to_owned(), |u| string(u)),
+            .map_or_else(|| "(none)".to_owned(), string),
         Key::TlsCertFile => tls_path(|t| &t.cert_file),
         Key::TlsKeyFile => tls_path(|t| &t.key_file),
         Key::AllowPlaintext => config.allow_plaintext.to_string(),

@@ -33,7 +33,7 @@ impl<R: ContainerRuntime> Driver<R> {
         &self,
         task_id: &str,
         c: &berth_proto::v1::ContainerDefinition,
-    ) -> Result<Option<berth_runtime::LogForward>, PrepareError> {
+    ) -> Result<Option<berth_runtime::LogForward>, crate::logs::awslogs::OptionsError> {
         let Some(config) = c
             .log_configuration
             .as_ref()
@@ -41,13 +41,7 @@ impl<R: ContainerRuntime> Driver<R> {
         else {
             return Ok(None);
         };
-        let options =
-            crate::logs::awslogs::AwsLogsOptions::parse(&config.options).map_err(|error| {
-                PrepareError::AwsLogs {
-                    container: c.name.clone(),
-                    error,
-                }
-            })?;
+        let options = crate::logs::awslogs::AwsLogsOptions::parse(&config.options)?;
         let events = self.events.clone();
         let (task, name) = (task_id.to_owned(), c.name.clone());
         let notify: crate::logs::awslogs::Notify = Arc::new(move |note: String| {
@@ -353,7 +347,12 @@ impl<R: ContainerRuntime> Driver<R> {
                 mapping.host_path =
                     devices::allowed_device(&c.name, &host_path, &self.config.allowed_devices)?;
             }
-            spec.log_forward = self.awslogs_forward(task_id, c)?;
+            spec.log_forward =
+                self.awslogs_forward(task_id, c)
+                    .map_err(|error| PrepareError::AwsLogs {
+                        container: c.name.clone(),
+                        error,
+                    })?;
             specs.push(spec);
         }
         let limits = task::task_limits(def);

@@ -11,12 +11,15 @@ use berth_runtime::{ForwardMode, LogStream, log_forward};
 use super::*;
 use crate::logs::awslogs::api::Accepted;
 
+/// Each stream's events, by group and stream name.
+type Streams = BTreeMap<(String, String), Vec<(i64, String)>>;
+
 /// CloudWatch Logs in memory: groups, streams and their events; `down` fails every call as an
 /// outage does.
 #[derive(Debug, Default)]
 struct FakeLogs {
     groups: Mutex<BTreeSet<String>>,
-    streams: Mutex<BTreeMap<(String, String), Vec<(i64, String)>>>,
+    streams: Mutex<Streams>,
     down: AtomicBool,
     puts: AtomicU32,
 }
