@@ -6,7 +6,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := containerd runc docker-registry protobuf-compiler libprotobuf-dev busybox-static nftables iproute2 tini gcc libc6-dev golang-github-docker-docker-dev prometheus \
-	lintian rpm rpmlint packer mmdebstrap systemd-container
+	lintian rpm rpmlint packer mmdebstrap systemd-container python3-venv
+# moto's server, the CloudWatch Logs emulator of the awslogs trials and bench, in a venv of its
+# own made from PyPI (the tests find it here, or at BERTH_MOTO_SERVER).
+MOTO_VENV ?= /opt/berth-moto
+MOTO_VERSION ?= 5.1.*
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps test fmt-check lint unit-and-e2e package package-check systemd-test demo bench doc clean
@@ -26,6 +30,11 @@ deps:
 	@# containerd's package enables its own service; Berth's tests never use it, so leave it be.
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@if [ ! -x $(MOTO_VENV)/bin/moto_server ]; then \
+	  echo "installing moto[server] into $(MOTO_VENV)"; \
+	  /usr/bin/python3 -m venv $(MOTO_VENV) && \
+	  $(MOTO_VENV)/bin/pip install -q --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'; \
+	fi
 
 ## test: every gate, as CI runs it
 test: deps fmt-check lint doc unit-and-e2e package-check systemd-test
@@ -83,7 +92,7 @@ demo: deps
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-scheduler --bench placement
-	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc
+	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc --bench awslogs
 	tests/systemd/nspawn.sh target/release bench $${BERTH_NSPAWN_BENCH_ROUNDS:-10}
 
 ## doc: the API documentation, with every rustdoc warning an error (part of make test). The

@@ -168,6 +168,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let sweep_network = Arc::clone(&network);
     let network: Arc<dyn crate::network::TaskNetworking> = network;
     let runtime = Arc::new(runtime);
+    let awslogs =
+        crate::logs::awslogs::AwsLogs::new(config.awslogs_endpoint.clone(), cancel.child_token());
+    tracker.spawn({
+        let (awslogs, cancel) = (awslogs.clone(), cancel.clone());
+        async move {
+            cancel.cancelled().await;
+            awslogs.drain(crate::logs::awslogs::SHUTDOWN_GRACE).await;
+        }
+    });
     let (engine, handle) = Engine::new(
         Arc::clone(&runtime),
         Arc::clone(&network),
@@ -191,6 +200,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                 tls: tls.clone(),
                 store: Arc::clone(&store),
             }),
+            awslogs,
         },
         Arc::clone(&outbox),
         cancel.child_token(),

@@ -22,6 +22,8 @@ use tracing::Instrument;
 use crate::engine::{EngineHandle, LogTarget};
 use crate::task::Causes;
 
+pub(crate) mod awslogs;
+
 /// The most text a chunk carries (a single longer entry travels alone).
 pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
 /// The window when the scheduler asks for none.

@@ -50,7 +50,15 @@ pub(crate) trait ContainerRuntime: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<ExecOutcome, Error>;
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error>;
-    fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error>;
+    /// Reads a container's output again after an agent restart; `forward` is its remote log
+    /// driver's queue, when it has one.
+    fn reattach(
+        &self,
+        id: &ContainerId,
+        task_id: &str,
+        name: &str,
+        forward: Option<berth_runtime::LogForward>,
+    ) -> Result<(), Error>;
     /// The current json-file log of a task's container (rotated ones are beside it).
     fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf;
 }
@@ -127,7 +135,16 @@ impl ContainerRuntime for Runtime {
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
         self.list_containers().await
     }
-    fn reattach(&self, id: &ContainerId, task_id: &str, name: &str) -> Result<(), Error> {
+    fn reattach(
+        &self,
+        id: &ContainerId,
+        task_id: &str,
+        name: &str,
+        forward: Option<berth_runtime::LogForward>,
+    ) -> Result<(), Error> {
+        if let Some(forward) = forward {
+            self.set_log_forward(id, forward);
+        }
         self.reattach_container(id, task_id, name)
     }
     fn log_path(&self, task_id: &str, name: &str) -> std::path::PathBuf {

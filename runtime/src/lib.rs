@@ -23,9 +23,10 @@ mod volume;
 
 pub use cgroup::{CgroupError, LimitsError};
 pub use container::{
-    ContainerId, ContainerInfo, ContainerStatus, ExecOutcome, ExitStatus, KillScope,
-    LABEL_CONTAINER_NAME, LABEL_STOP_TIMEOUT, LABEL_TASK_ID, LogEntry, LogQuery, LogReadError,
-    LogReader, LogRotation, LogStream, MAX_FILE_LINE,
+    ContainerId, ContainerInfo, ContainerStatus, DropCount, ExecOutcome, ExitStatus, ForwardMode,
+    ForwardedLine, ForwardedLines, KillScope, LABEL_CONTAINER_NAME, LABEL_STOP_TIMEOUT,
+    LABEL_TASK_ID, LogEntry, LogForward, LogQuery, LogReadError, LogReader, LogRotation, LogStream,
+    MAX_FILE_LINE, QueueShare, log_forward,
 };
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;

@@ -161,6 +161,9 @@ pub struct ContainerSpec {
     /// Rotation of the container's json-file log (ECS `logConfiguration` options `max-size`
     /// and `max-file`); the runtime's default when absent.
     pub log_rotation: Option<crate::LogRotation>,
+    /// Where the container's log lines also go (a remote log driver such as awslogs), beside
+    /// the json-file copy. Held by the runtime until the container is deleted.
+    pub log_forward: Option<crate::LogForward>,
     /// Host directories bound into the container (ECS `mountPoints` and `volumesFrom`).
     pub mounts: Vec<Mount>,
     /// ECS `systemControls`: namespaced kernel parameters, by dotted name.

@@ -240,6 +240,12 @@ impl Runtime {
         self.containers.create(spec).await
     }
 
+    /// Sets where a container's log lines also go (a remote log driver) for the drains opened
+    /// from now on: an agent that restarted calls it before [`Self::reattach_container`].
+    pub fn set_log_forward(&self, id: &ContainerId, forward: crate::LogForward) {
+        self.containers.set_log_forward(id, forward);
+    }
+
     /// Takes back a container created before the agent restarted (its log drain resumes).
     pub fn reattach_container(
         &self,

@@ -31,6 +31,7 @@ mod digest;
 pub mod fixtures;
 pub mod image;
 mod ingest;
+pub mod moto;
 pub mod netlab;
 mod prereq;
 mod process;

@@ -13,6 +13,8 @@ use berth_tests::netlab::AgentNetns;
 use berth_tests::{World, fixtures, poll, run_suite};
 use serde_json::Value;
 
+#[path = "e2e/awslogs.rs"]
+mod awslogs;
 #[path = "e2e/clusters.rs"]
 mod clusters;
 #[path = "e2e/confinement.rs"]
@@ -294,6 +296,18 @@ fn main() -> ExitCode {
             w.trial(
                 "logs_unsupported_log_driver_is_refused_by_name",
                 logs::logs_unsupported_driver,
+            ),
+            w.trial(
+                "awslogs_events_arrive_in_their_group_and_stream_in_order",
+                awslogs::awslogs_events_arrive,
+            ),
+            w.trial(
+                "awslogs_non_blocking_drops_and_counts_and_never_stalls",
+                awslogs::awslogs_non_blocking_drops,
+            ),
+            w.trial(
+                "awslogs_blocking_back_pressures_until_the_endpoint_returns",
+                awslogs::awslogs_blocking_back_pressures,
             ),
             w.trial(
                 "container_fields_take_effect_inside_the_container",

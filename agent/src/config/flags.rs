@@ -175,6 +175,9 @@ pub struct Overrides {
     /// Run tasks that ask for pidMode or ipcMode host [env: BERTH_ALLOW_HOST_PID_IPC]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_host_pid_ipc: Option<String>,
+    /// URL of the CloudWatch Logs API for the awslogs driver [env: BERTH_AWSLOGS_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub awslogs_endpoint: Option<String>,
 }
 
 impl Overrides {
@@ -235,6 +238,7 @@ impl Overrides {
             (Key::ImageGcHighPercent, &self.image_gc_high_percent),
             (Key::ImageGcLowPercent, &self.image_gc_low_percent),
             (Key::AllowHostPidIpc, &self.allow_host_pid_ipc),
+            (Key::AwslogsEndpoint, &self.awslogs_endpoint),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -83,10 +83,12 @@ pub(crate) enum Key {
     ImageGcLowPercent,
     // pidMode and ipcMode host (issue 23).
     AllowHostPidIpc,
+    // awslogs (issue 23): where CloudWatch Logs is reached.
+    AwslogsEndpoint,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 54] = [
+    pub(crate) const ALL: [Key; 55] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -141,6 +143,7 @@ impl Key {
         Key::ImageGcHighPercent,
         Key::ImageGcLowPercent,
         Key::AllowHostPidIpc,
+        Key::AwslogsEndpoint,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -223,7 +226,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 54] = [
+const KEYS: [KeyDoc; 55] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -601,6 +604,13 @@ const KEYS: [KeyDoc; 54] = [
         "--allow-host-pid-ipc",
         "false",
         "run tasks that ask for pidMode or ipcMode host (the host's PID or IPC namespace); when false such a task stops with a reason before any pull",
+    ),
+    doc(
+        "awslogs_endpoint",
+        "BERTH_AWSLOGS_ENDPOINT",
+        "--awslogs-endpoint",
+        "(none)",
+        "URL of the CloudWatch Logs API the awslogs log driver sends to (http:// or https://); by default the region's AWS endpoint",
     ),
 ];
 

@@ -87,6 +87,7 @@ pub(crate) struct Partial {
     image_gc_high_percent: Option<Given<u8>>,
     image_gc_low_percent: Option<Given<u8>>,
     allow_host_pid_ipc: Option<Given<bool>>,
+    awslogs_endpoint: Option<Given<Option<String>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -344,6 +345,21 @@ impl Partial {
             Key::RegistryTokenCommands => {
                 s.store(&mut self.registry_token_commands, token_commands(input))
             }
+            Key::AwslogsEndpoint => s.store(
+                &mut self.awslogs_endpoint,
+                input
+                    .text()
+                    .filter(|t| {
+                        let rest = t
+                            .strip_prefix("http://")
+                            .or_else(|| t.strip_prefix("https://"));
+                        rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+                    })
+                    .map(|t| Some(t.to_owned()))
+                    .ok_or_else(|| {
+                        "an http:// or https:// URL, like http://127.0.0.1:4566".to_owned()
+                    }),
+            ),
             Key::NetworkHostNetns => s.store(
                 &mut self.network_host_netns,
                 absolute_path(input, "the absolute path of a network namespace, like /run/netns/lab")

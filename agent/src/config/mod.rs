@@ -178,6 +178,8 @@ pub struct AgentConfig {
     /// Whether tasks may ask for the host's PID or IPC namespace (ECS `pidMode`/`ipcMode`
     /// host); when not, such a task stops with a reason before any pull.
     pub allow_host_pid_ipc: bool,
+    /// URL of the CloudWatch Logs API the awslogs driver uses; None: the region's endpoint.
+    pub awslogs_endpoint: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -234,6 +236,7 @@ impl Default for AgentConfig {
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
             allow_host_pid_ipc: false,
+            awslogs_endpoint: None,
         }
     }
 }
@@ -504,6 +507,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::ImageGcHighPercent => config.image_gc_high_percent.to_string(),
         Key::ImageGcLowPercent => config.image_gc_low_percent.to_string(),
         Key::AllowHostPidIpc => config.allow_host_pid_ipc.to_string(),
+        Key::AwslogsEndpoint => config
+            .awslogs_endpoint
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), string),
     }
 }
 

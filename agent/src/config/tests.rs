@@ -357,6 +357,11 @@ fn samples() -> Vec<Sample> {
             ("image_gc_high_percent", "95", "95"),
             ("image_gc_low_percent", "90", "90"),
         ]),
+        sample(&[(
+            "awslogs_endpoint",
+            r#""http://127.0.0.1:4566""#,
+            "http://127.0.0.1:4566",
+        )]),
     ]
 }
 
@@ -766,8 +771,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "ecr.example=ecr-token",
             "the absolute path of an executable for ecr.example, not `ecr-token`",
         ),
+        (
+            "awslogs_endpoint",
+            "localhost:4566",
+            "an http:// or https:// URL, like http://127.0.0.1:4566",
+        ),
     ];
-    assert_eq!(cases.len(), 41);
+    assert_eq!(cases.len(), 42);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1128,6 +1138,7 @@ image_removals_per_cycle = 5                                  # default
 image_gc_high_percent    = 85                                 # default
 image_gc_low_percent     = 80                                 # default
 allow_host_pid_ipc       = false                              # default
+awslogs_endpoint         = (none)                             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

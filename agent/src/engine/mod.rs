@@ -79,6 +79,8 @@ pub(crate) struct EngineConfig {
     pub pull_behavior: berth_policy::PullBehavior,
     /// Where a task's secrets come from when the agent does not hold them (after a restart).
     pub secret_source: Arc<dyn crate::secrets::SecretSource>,
+    /// The awslogs log driver (CloudWatch Logs) of containers that use it.
+    pub awslogs: crate::logs::awslogs::AwsLogs,
 }
 
 /// The first restart delay of a crashing container, as the kubelet's.

@@ -92,6 +92,10 @@ fn test_config() -> EngineConfig {
         environment_file_paths: Vec::new(),
         pull_behavior: berth_policy::PullBehavior::Default,
         secret_source: Arc::new(crate::secrets::FixedSource::default()),
+        awslogs: crate::logs::awslogs::AwsLogs::new(
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        ),
         host_dns: DnsConfig {
             servers: vec!["10.0.0.53".parse().unwrap()],
             ..Default::default()

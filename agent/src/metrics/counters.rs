@@ -59,6 +59,18 @@ pub(crate) struct AgentCounters {
     pub collections: Counter,
     /// `berth_agent_metrics_collection_seconds_total`: time the sampling passes took.
     pub collection_seconds: Counter<f64, AtomicU64>,
+    /// `berth_agent_awslogs_events_sent_total`: log events CloudWatch Logs accepted from the
+    /// awslogs driver.
+    pub awslogs_events_sent: Counter,
+    /// `berth_agent_awslogs_lines_dropped_total`: container log lines the awslogs driver
+    /// dropped in non-blocking mode because its buffer (max-buffer-size) was full.
+    pub awslogs_lines_dropped: Counter,
+    /// `berth_agent_awslogs_events_dropped_total`: log events given up on (refused by
+    /// CloudWatch Logs for good, or not delivered before the agent stopped).
+    pub awslogs_events_dropped: Counter,
+    /// `berth_agent_awslogs_delivery_failures_total`: outages of delivery to CloudWatch Logs
+    /// (each retried until it ends).
+    pub awslogs_put_failures: Counter,
 }
 
 impl AgentCounters {
@@ -137,6 +149,26 @@ impl AgentCounters {
             "metrics_collection_seconds",
             "Time resource sampling passes took",
             self.collection_seconds.clone(),
+        );
+        agent.register(
+            "awslogs_events_sent",
+            "Log events CloudWatch Logs accepted from the awslogs driver",
+            self.awslogs_events_sent.clone(),
+        );
+        agent.register(
+            "awslogs_lines_dropped",
+            "Container log lines the awslogs driver dropped in non-blocking mode (buffer full)",
+            self.awslogs_lines_dropped.clone(),
+        );
+        agent.register(
+            "awslogs_events_dropped",
+            "Log events the awslogs driver gave up on",
+            self.awslogs_events_dropped.clone(),
+        );
+        agent.register(
+            "awslogs_delivery_failures",
+            "Outages of delivery to CloudWatch Logs",
+            self.awslogs_put_failures.clone(),
         );
     }
 }

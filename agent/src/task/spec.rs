@@ -73,6 +73,8 @@ pub(crate) fn container_spec(
             .collect(),
         mounts: Vec::new(),
         log_rotation: def.log_configuration.as_ref().map(log_rotation),
+        // The awslogs driver's queue, when the container uses it, is made by the driver.
+        log_forward: None,
         sysctls: def
             .system_controls
             .iter()
@@ -295,6 +297,7 @@ mod tests {
             log_driver: "json-file".into(),
             max_size_bytes: 4096,
             max_files: 0,
+            ..Default::default()
         });
         let s = container_spec("t", &d, &NetworkNamespace::New);
         assert_eq!(

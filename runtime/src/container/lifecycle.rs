@@ -73,6 +73,8 @@ pub(crate) struct Containers {
     /// Containers this process created that have no task yet, with what their first start
     /// needs: it creates their task without asking containerd what the create just made.
     fresh: Mutex<HashMap<ContainerId, Fresh>>,
+    /// Each container's log forwarding (a remote log driver), from its create to its delete.
+    forwards: Mutex<HashMap<ContainerId, crate::LogForward>>,
     images: Mutex<HashMap<String, LocalImage>>,
     /// Each image's /etc/passwd and /etc/group, by top chain ID.
     user_dbs: Mutex<HashMap<String, Arc<UserDatabase>>>,
@@ -100,6 +102,7 @@ impl Containers {
             init_path,
             pipes: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
+            forwards: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             user_dbs: Mutex::new(HashMap::new()),
             seccomp_host: SeccompHost::this_machine(
@@ -157,6 +160,16 @@ impl Containers {
         self.fresh.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn forwards_lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, crate::LogForward>> {
+        self.forwards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets where a container's log lines also go, for the drains opened from now on (an agent
+    /// that restarted sets it again before it reattaches).
+    pub(crate) fn set_log_forward(&self, id: &ContainerId, forward: crate::LogForward) {
+        self.forwards_lock().insert(id.clone(), forward);
+    }
+
     fn pipes_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Arc<AsyncMutex<LogPipes>>>> {
@@ -184,7 +197,8 @@ impl Containers {
             self.end_orphan_shims(id).await;
         }
         let log_path = self.log_path(task_id, name);
-        let pipes = LogPipes::open(&io_dir, log_path, rotation, stdio)
+        let forward = self.forwards_lock().get(id).cloned();
+        let pipes = LogPipes::open(&io_dir, log_path, rotation, stdio, forward)
             .map_err(|e| Error::io("create log FIFOs", io_dir.clone(), e))?;
         let path = |p: &Option<PathBuf>| {
             p.as_ref()
@@ -396,8 +410,15 @@ impl Containers {
             stdin: false,
             terminal: !io_dir.join("stderr").exists(),
         };
-        let pipes = LogPipes::open(&io_dir, self.log_path(task_id, name), rotation, stdio)
-            .map_err(|e| Error::io("reopen log FIFOs", io_dir.clone(), e))?;
+        let forward = self.forwards_lock().get(id).cloned();
+        let pipes = LogPipes::open(
+            &io_dir,
+            self.log_path(task_id, name),
+            rotation,
+            stdio,
+            forward,
+        )
+        .map_err(|e| Error::io("reopen log FIFOs", io_dir.clone(), e))?;
         self.pipes_lock()
             .insert(id.clone(), Arc::new(AsyncMutex::new(pipes)));
         Ok(())
@@ -407,6 +428,7 @@ impl Containers {
     /// (the agent removes it with the task). Idempotent. A running container is refused.
     pub(crate) async fn delete(&self, id: &ContainerId) -> Result<(), Error> {
         self.fresh_lock().remove(id);
+        self.forwards_lock().remove(id);
         self.delete_task(id).await?;
         let _ = std::fs::remove_dir_all(self.io_dir.join(id.as_str()));
         let _ = std::fs::remove_dir_all(self.etc_dir(id));

@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
+use super::forward::LogForward;
+use super::logread::LogStream;
+
 /// Longest log entry; longer lines are split, as Docker's json-file driver does at 16 KiB.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -118,6 +121,7 @@ impl LogPipes {
         log_file: PathBuf,
         rotation: LogRotation,
         stdio: Stdio,
+        forward: Option<LogForward>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         rotation.save(dir)?;
@@ -157,6 +161,7 @@ impl LogPipes {
         let (done_tx, done) = watch::channel(false);
         tokio::spawn(async move {
             let mut writer = LogWriter::new(log_file, rotation);
+            writer.forward = forward;
             if let Err(error) = drain(out_rx, err_rx, &mut writer).await {
                 tracing::warn!(log.file = %writer.path.display(), %error, "container log drain failed");
             }
@@ -299,6 +304,8 @@ struct LogWriter {
     /// A write failed since the last entry written, maybe halfway through its line: the next
     /// entry starts on a new line, so only that line is lost (readers skip it).
     broken: bool,
+    /// Where each entry also goes (a remote log driver), after the file.
+    forward: Option<LogForward>,
 }
 
 impl LogWriter {
@@ -311,12 +318,14 @@ impl LogWriter {
             dropping: 0,
             dropped: 0,
             broken: false,
+            forward: None,
         }
     }
 
     /// Writes one entry; one that cannot be written is dropped and counted (never an error).
     async fn entry(&mut self, stream: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let line = format_entry(stream, bytes, SystemTime::now());
+        let now = SystemTime::now();
+        let line = format_entry(stream, bytes, now);
         match self.write_line(&line).await {
             Ok(()) if self.dropping > 0 => {
                 tracing::warn!(log.file = %self.path.display(), dropped = self.dropping, dropped_total = self.dropped, "container log writable again; the lines written meanwhile were dropped");
@@ -333,6 +342,14 @@ impl LogWriter {
                 // Reopened for the next entry.
                 self.file = None;
             }
+        }
+        if let Some(forward) = &self.forward {
+            let stream = if stream == "stderr" {
+                LogStream::Stderr
+            } else {
+                LogStream::Stdout
+            };
+            forward.send(stream, bytes, now).await;
         }
         Ok(())
     }
@@ -523,6 +540,7 @@ mod tests {
             log.clone(),
             LogRotation::default(),
             Stdio::default(),
+            None,
         )
         .unwrap();
         assert_eq!(pipes.stdin, None);
@@ -570,6 +588,7 @@ mod tests {
             log.clone(),
             LogRotation::default(),
             stdio,
+            None,
         )
         .unwrap();
         assert_eq!(pipes.stderr, None);

@@ -8,6 +8,7 @@
 
 mod devices;
 mod exec;
+mod forward;
 mod lifecycle;
 mod log;
 mod logread;
@@ -19,6 +20,9 @@ use crate::containerd::{Containerd, ContainerdError};
 use crate::error::Error;
 
 pub use exec::ExecOutcome;
+pub use forward::{
+    DropCount, ForwardMode, ForwardedLine, ForwardedLines, LogForward, QueueShare, log_forward,
+};
 pub(crate) use lifecycle::Containers;
 pub use lifecycle::KillScope;
 pub use log::LogRotation;

@@ -16,7 +16,7 @@ use super::fields::{
     MAX_IGNORED_EXIT_CODES, MAX_LOG_FILES, OS_FAMILIES, RESTART_ATTEMPT_PERIOD_SECONDS,
 };
 use super::validate::{below_minimum, start_timeout_out_of_range};
-use super::{ecs, linux, network, volumes, walk};
+use super::{awslogs, ecs, linux, network, volumes, walk};
 
 /// The network mode of a definition that does not name one, as on ECS for Linux.
 const DEFAULT_NETWORK_MODE: &str = "bridge";
@@ -442,25 +442,34 @@ fn health_check(
 
 /// A `logConfiguration`: the json-file driver, with Docker's `max-size` (bytes, or a number
 /// with a k, m or g suffix, binary multiples as Docker's) and `max-file` (a count of at least
-/// one) options; other drivers and options are refused by name.
+/// one) options, or the awslogs driver with its options (`awslogs.rs`); other drivers and
+/// options are refused by name.
 fn log_configuration(
     l: ecs::LogConfiguration,
     path: &str,
     problems: &mut Vec<Problem>,
 ) -> proto::LogConfiguration {
+    let options_path = walk::child(path, "options");
+    if l.log_driver == "awslogs" {
+        let options = awslogs::options(l.options.unwrap_or_default(), &options_path, problems);
+        return proto::LogConfiguration {
+            log_driver: l.log_driver,
+            options: options.into_iter().collect(),
+            ..Default::default()
+        };
+    }
     if !LOG_DRIVERS.contains(&l.log_driver.as_str()) {
         let driver_path = walk::child(path, "logDriver");
         problems.push(Problem::with_message(
             &driver_path,
             format!(
                 "{driver_path} {} is not supported by Berth; supported: {} (`berthctl logs` \
-                 reads its files; ship them with a collector on the host)",
+                 reads the json-file copy that every driver keeps)",
                 l.log_driver,
                 LOG_DRIVERS.join(", ")
             ),
         ));
     }
-    let options_path = walk::child(path, "options");
     let (mut max_size_bytes, mut max_files) = (0, 0);
     for (name, value) in l.options.unwrap_or_default() {
         let option_path = walk::key_path(&options_path, &name);
@@ -492,6 +501,7 @@ fn log_configuration(
         log_driver: l.log_driver,
         max_size_bytes,
         max_files,
+        options: Default::default(),
     }
 }
 

@@ -414,18 +414,19 @@ pub(super) const RESTART_POLICY: &[Field] = &[
 ];
 
 /// A container's `logConfiguration` (ECS LogConfiguration). The driver and its options are
-/// checked in `mod.rs`: only json-file exists on a Berth host.
+/// checked in `convert.rs` and `awslogs.rs`.
 pub(super) const LOG_CONFIGURATION: &[Field] = &[
     required("logDriver", Shape::String),
     optional("options", Shape::StringMap),
     unsupported(
         "secretOptions",
-        "log driver secrets from AWS are not fetched: the json-file driver needs none",
+        "log driver secrets from AWS are not fetched: json-file needs none and awslogs uses \
+         the host's AWS credentials",
     ),
 ];
 
 /// The log drivers a Berth host has.
-pub(super) const LOG_DRIVERS: &[&str] = &["json-file"];
+pub(super) const LOG_DRIVERS: &[&str] = &["json-file", "awslogs"];
 
 /// The json-file options Berth honours (Docker's names); others are refused by name.
 pub(super) const LOG_OPTIONS: &[&str] = &["max-size", "max-file"];

@@ -13,6 +13,7 @@
 //!
 //! Which ECS fields are supported, ignored or refused is decided in `fields.rs` alone.
 
+mod awslogs;
 mod convert;
 mod ecs;
 mod error;

@@ -672,6 +672,7 @@ fn json_file_log_configuration_is_carried() {
             log_driver: "json-file".into(),
             max_size_bytes: 512 * 1024,
             max_files: 3,
+            options: Default::default(),
         })
     );
     let def = parse(&with_log_configuration(r#"{"logDriver":"json-file"}"#)).unwrap();
@@ -706,11 +707,11 @@ fn docker_sizes_parse() {
 fn other_log_drivers_options_and_secrets_are_refused_by_name() {
     assert_eq!(
         refused(&with_log_configuration(
-            r#"{"logDriver":"awslogs","options":{"awslogs-group":"g"}}"#
+            r#"{"logDriver":"splunk","options":{"splunk-url":"u"}}"#
         )),
         "task definition has 2 problems:\n  \
-         containerDefinitions[0].logConfiguration.logDriver awslogs is not supported by Berth; supported: json-file (`berthctl logs` reads its files; ship them with a collector on the host)\n  \
-         containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: option awslogs-group is not supported by Berth; supported: max-size, max-file"
+         containerDefinitions[0].logConfiguration.logDriver splunk is not supported by Berth; supported: json-file, awslogs (`berthctl logs` reads the json-file copy that every driver keeps)\n  \
+         containerDefinitions[0].logConfiguration.options[\"splunk-url\"]: option splunk-url is not supported by Berth; supported: max-size, max-file"
     );
     assert_eq!(
         problems(&with_log_configuration(
@@ -732,6 +733,52 @@ fn other_log_drivers_options_and_secrets_are_refused_by_name() {
     );
     let missing = problems(&with_log_configuration(r#"{"options":{"max-file":"2"}}"#));
     assert!(missing[0].contains("logDriver"), "{missing:?}");
+}
+
+#[test]
+fn awslogs_options_are_carried_and_checked() {
+    let def = parse(&with_log_configuration(
+        r#"{"logDriver":"awslogs","options":{"awslogs-group":"/ecs/app","awslogs-region":"eu-west-1",
+            "awslogs-stream-prefix":"ecs","awslogs-create-group":"true","mode":"non-blocking",
+            "max-buffer-size":"2m","awslogs-multiline-pattern":"^INFO"}}"#,
+    ))
+    .unwrap();
+    let l = def.containers[0].log_configuration.clone().unwrap();
+    assert_eq!(l.log_driver, "awslogs");
+    assert_eq!(l.options["awslogs-group"], "/ecs/app");
+    assert_eq!(l.options["max-buffer-size"], (2u64 << 20).to_string());
+    assert_eq!(l.options["mode"], "non-blocking");
+    assert_eq!(l.options.len(), 7);
+
+    assert_eq!(
+        problems(&with_log_configuration(
+            r#"{"logDriver":"awslogs","options":{"awslogs-stream-prefix":"a:b","mode":"fast",
+                "awslogs-create-group":"yes","max-buffer-size":"0","awslogs-multiline-pattern":"(",
+                "awslogs-datetime-format":"%Q","awslogs-endpoint":"x","max-size":"1m"}}"#
+        )),
+        [
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-group\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-region\"]: required by the awslogs driver (the CloudWatch Logs group and its region)",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-create-group\"]: `yes` is not a boolean: use true or false",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-datetime-format\"]: `%Q` is not a supported directive; supported: %a %A %b %B %d %f %H %I %j %L %m %M %p %S %U %w %W %y %Y %z %Z %%",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-endpoint\"]: option awslogs-endpoint is not supported by Berth's awslogs driver; supported: awslogs-group, awslogs-region, awslogs-stream-prefix, awslogs-create-group, awslogs-datetime-format, awslogs-multiline-pattern, mode, max-buffer-size",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-multiline-pattern\"]: `(` is not a regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
+            "containerDefinitions[0].logConfiguration.options[\"awslogs-stream-prefix\"]: `a:b` is not a stream prefix: use at most 400 characters without : or *",
+            "containerDefinitions[0].logConfiguration.options[\"max-buffer-size\"]: `0` is not a size: use a positive number of bytes with an optional k, m or g suffix, e.g. 1m",
+            "containerDefinitions[0].logConfiguration.options[\"max-size\"]: option max-size is not supported by Berth's awslogs driver; supported: awslogs-group, awslogs-region, awslogs-stream-prefix, awslogs-create-group, awslogs-datetime-format, awslogs-multiline-pattern, mode, max-buffer-size",
+            "containerDefinitions[0].logConfiguration.options.mode: `fast` is not a mode: use blocking or non-blocking",
+        ]
+    );
+    let both = problems(&with_log_configuration(
+        r#"{"logDriver":"awslogs","options":{"awslogs-group":"g","awslogs-region":"us-east-1",
+            "awslogs-datetime-format":"%Y-%m-%d","awslogs-multiline-pattern":"^x"}}"#,
+    ));
+    assert_eq!(
+        both,
+        [
+            "containerDefinitions[0].logConfiguration.options: awslogs-datetime-format and awslogs-multiline-pattern cannot both be set: keep the one that marks where an entry starts"
+        ]
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Container logs end to end: json-file rotation set by logConfiguration, `berthctl logs`
 //! (follow across rotations, tail, since, timestamps, stderr) and its errors, and log drivers
-//! Berth refuses.
+//! and options Berth refuses (awslogs itself: `awslogs.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -190,19 +190,39 @@ pub(super) fn logs_unsupported_driver(w: &World) -> Result<()> {
     let env = Env::new(w, "10800")?;
     env.ok(&["create-cluster", &env.cluster.clone()])?;
     let def = taskdef(
-        "awslogs",
+        "splunk",
         serde_json::json!([
             {"name": "app", "image": "busybox", "memory": 64,
-             "logConfiguration": {"logDriver": "awslogs",
-                                  "options": {"awslogs-group": "g"}}}
+             "logConfiguration": {"logDriver": "splunk",
+                                  "options": {"splunk-url": "u"}}}
         ]),
     );
     let out = env.try_register(&def)?;
     ensure!(out.status != 0, "registered: {out:?}");
     ensure!(
         out.stderr.contains(
-            "containerDefinitions[0].logConfiguration.logDriver awslogs is not supported by Berth; supported: json-file"
-        ) && out.stderr.contains("awslogs-group"),
+            "containerDefinitions[0].logConfiguration.logDriver splunk is not supported by Berth; supported: json-file, awslogs"
+        ) && out.stderr.contains("splunk-url"),
+        "{:?}",
+        out.stderr
+    );
+    // awslogs without its region, and with an option it does not know.
+    let def = taskdef(
+        "awslogs",
+        serde_json::json!([
+            {"name": "app", "image": "busybox", "memory": 64,
+             "logConfiguration": {"logDriver": "awslogs",
+                                  "options": {"awslogs-group": "g", "awslogs-endpoint": "x"}}}
+        ]),
+    );
+    let out = env.try_register(&def)?;
+    ensure!(out.status != 0, "registered: {out:?}");
+    ensure!(
+        out.stderr
+            .contains("options[\"awslogs-region\"]: required by the awslogs driver")
+            && out
+                .stderr
+                .contains("option awslogs-endpoint is not supported by Berth's awslogs driver"),
         "{:?}",
         out.stderr
     );

@@ -452,6 +452,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            awslogs_endpoint: pick(
+                self.awslogs_endpoint,
+                Key::AwslogsEndpoint,
+                defaults.awslogs_endpoint,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

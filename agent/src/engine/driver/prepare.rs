@@ -25,6 +25,42 @@ use crate::runtime::ContainerRuntime;
 use crate::task::network::{self, Mode};
 use crate::task::{self, Causes, InputError, capabilities, devices, envfile, seccomp, volumes};
 
+/// The awslogs driver's queue of a container that uses it: its shipper starts now and ends
+/// when the runtime lets go of the queue (the container deleted, or never created).
+impl<R: ContainerRuntime> Driver<R> {
+    pub(super) fn awslogs_forward(
+        &self,
+        task_id: &str,
+        c: &berth_proto::v1::ContainerDefinition,
+    ) -> Result<Option<berth_runtime::LogForward>, crate::logs::awslogs::OptionsError> {
+        let Some(config) = c
+            .log_configuration
+            .as_ref()
+            .filter(|l| l.log_driver == "awslogs")
+        else {
+            return Ok(None);
+        };
+        let options = crate::logs::awslogs::AwsLogsOptions::parse(&config.options)?;
+        let events = self.events.clone();
+        let (task, name) = (task_id.to_owned(), c.name.clone());
+        let notify: crate::logs::awslogs::Notify = Arc::new(move |note: String| {
+            // A full engine queue loses the note, not the count (the metric and the log).
+            let _ = events.try_send(super::super::Command::Event {
+                task_id: task.clone(),
+                event: TaskEvent::ContainerNote {
+                    name: name.clone(),
+                    note,
+                },
+            });
+        });
+        Ok(Some(
+            self.config
+                .awslogs
+                .start(task_id, &c.name, &options, notify),
+        ))
+    }
+}
+
 /// Why a task could not be prepared. The message is the task's stoppedReason, so it travels
 /// alone: causes are written into it, not kept as sources.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +68,12 @@ pub(super) enum PrepareError {
     /// What the task names is wrong, or not allowed on this host.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// A container's awslogs options the agent cannot use.
+    #[error("container {container}: {error}")]
+    AwsLogs {
+        container: String,
+        error: crate::logs::awslogs::OptionsError,
+    },
     /// Its containers' dependencies (`dependsOn`, `links`) do not add up.
     #[error("{0}")]
     Dependencies(String),
@@ -370,6 +412,12 @@ impl<R: ContainerRuntime> Driver<R> {
                 mapping.host_path =
                     devices::allowed_device(&c.name, &host_path, &self.config.allowed_devices)?;
             }
+            spec.log_forward =
+                self.awslogs_forward(task_id, c)
+                    .map_err(|error| PrepareError::AwsLogs {
+                        container: c.name.clone(),
+                        error,
+                    })?;
             specs.push(spec);
         }
         let limits = task::task_limits(def);

@@ -103,10 +103,19 @@ impl<R: ContainerRuntime> Driver<R> {
         let task_id = self.task_id().to_owned();
         let info = |c: &Created| resume.containers.iter().find(|i| i.id == c.id);
         for c in &created {
-            // Its output still goes to the FIFOs the earlier run read: read them again.
-            if let Some(i) = info(c).filter(|i| i.status != RtStatus::NoTask)
-                && let Err(error) = self.runtime.reattach(&i.id, &task_id, &c.name)
-            {
+            // Its output still goes to the FIFOs the earlier run read: read them again (and
+            // ship it again, with awslogs).
+            let Some(i) = info(c).filter(|i| i.status != RtStatus::NoTask) else {
+                continue;
+            };
+            let forward = match def.containers.iter().find(|d| d.name == c.name) {
+                Some(d) => self.awslogs_forward(&task_id, d).unwrap_or_else(|error| {
+                    tracing::warn!(container.name = %c.name, %error, "cannot ship container logs");
+                    None
+                }),
+                None => None,
+            };
+            if let Err(error) = self.runtime.reattach(&i.id, &task_id, &c.name, forward) {
                 tracing::warn!(container.name = %c.name, %error, "cannot reattach container output");
             }
         }

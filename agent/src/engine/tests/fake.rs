@@ -400,7 +400,13 @@ impl ContainerRuntime for Fake {
     async fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
         Ok(self.existing.lock().unwrap().clone())
     }
-    fn reattach(&self, id: &ContainerId, _task_id: &str, _name: &str) -> Result<(), Error> {
+    fn reattach(
+        &self,
+        id: &ContainerId,
+        _task_id: &str,
+        _name: &str,
+        _forward: Option<berth_runtime::LogForward>,
+    ) -> Result<(), Error> {
         self.log(format!("reattach {id}"));
         if let Some(hook) = self.on_reattach.lock().unwrap().as_ref() {
             hook(id);

@@ -165,6 +165,9 @@ impl Containers {
             let _ = std::fs::remove_dir_all(&io_dir);
             return Err(Error::io("record the log rotation", io_dir, e));
         }
+        if let Some(forward) = &spec.log_forward {
+            self.set_log_forward(id, forward.clone());
+        }
         self.fresh_lock().insert(
             id.clone(),
             super::Fresh {

@@ -239,7 +239,7 @@ pub(crate) struct HealthCheck {
 pub(crate) struct LogConfiguration {
     log_driver: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    options: BTreeMap<&'static str, String>,
+    options: BTreeMap<String, String>,
 }
 
 /// ECS EnvironmentFile (always type `file` on Berth).
@@ -469,12 +469,16 @@ impl From<&proto::ContainerDefinition> for ContainerDefinition {
                 start_period: h.start_period_seconds,
             }),
             log_configuration: c.log_configuration.as_ref().map(|l| {
-                let mut options = BTreeMap::new();
+                let mut options: BTreeMap<String, String> = l
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 if l.max_size_bytes > 0 {
-                    options.insert("max-size", l.max_size_bytes.to_string());
+                    options.insert("max-size".into(), l.max_size_bytes.to_string());
                 }
                 if l.max_files > 0 {
-                    options.insert("max-file", l.max_files.to_string());
+                    options.insert("max-file".into(), l.max_files.to_string());
                 }
                 LogConfiguration {
                     log_driver: l.log_driver.clone(),
