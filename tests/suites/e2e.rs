@@ -545,13 +545,19 @@ impl Env {
     /// Starts an agent; against a TLS scheduler it joins with a join token made for the
     /// cluster on first use.
     fn start_agent(&mut self) -> Result<()> {
+        self.start_agent_with_env(&[])
+    }
+
+    /// [`Env::start_agent`] with `vars` added to the agent's environment.
+    fn start_agent_with_env(&mut self, vars: &[(&str, &str)]) -> Result<()> {
         if self.scheduler.tls && self.opts.join.is_none() {
             self.opts.join = Some(self.scheduler.join_token(&self.cluster)?);
         }
         let n = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
-        self.agent = Some(Agent::start(
+        self.agent = Some(Agent::start_with_env(
             &self.opts,
             self.dir.join(format!("agent-{n}.log")),
+            vars,
         )?);
         Ok(())
     }

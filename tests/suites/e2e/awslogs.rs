@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use berth_tests::berth::Agent;
 use berth_tests::moto::{Moto, REGION};
 use berth_tests::{World, poll};
 use serde_json::{Value, json};
@@ -23,11 +22,7 @@ fn env_with_moto(w: &World, moto: &Moto) -> Result<Env> {
         .extra_args
         .push(format!("--awslogs-endpoint={}", moto.endpoint()));
     env.ok(&["create-cluster", &env.cluster.clone()])?;
-    env.agent = Some(Agent::start_with_env(
-        &env.opts,
-        env.dir.join("agent-0.log"),
-        &Moto::agent_env(),
-    )?);
+    env.start_agent_with_env(&Moto::agent_env())?;
     env.wait_instance_connected()?;
     Ok(env)
 }

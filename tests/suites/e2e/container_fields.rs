@@ -91,8 +91,6 @@ pub(super) fn unsupported_fields(w: &World) -> Result<()> {
     let env = Env::new(w, "10800")?;
     env.ok(&["create-cluster", &env.cluster.clone()])?;
     let unsupported = [
-        "repositoryCredentials",
-        "secrets",
         "versionConsistency",
         "resourceRequirements",
         "firelensConfiguration",

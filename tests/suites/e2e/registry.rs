@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::berth::Agent;
 use berth_tests::{AUTH_PASSWORD, AUTH_USER, BadMode, BadRegistry, World, fixtures};
 
 use super::{Env, RUNNING_WITHIN, taskdef};
@@ -69,14 +68,7 @@ pub(super) fn credentials_from_a_docker_credential_helper(w: &World) -> Result<(
         std::env::var("PATH").unwrap_or_default()
     );
     env.ok(&["create-cluster", &env.cluster.clone()])?;
-    if env.scheduler.tls {
-        env.opts.join = Some(env.scheduler.join_token(&env.cluster)?);
-    }
-    env.agent = Some(Agent::start_with_env(
-        &env.opts,
-        env.dir.join("agent-0.log"),
-        &[("PATH", &path)],
-    )?);
+    env.start_agent_with_env(&[("PATH", &path)])?;
     env.wait_instance_connected()?;
 
     let (id, _) = env.run_until(
