@@ -59,6 +59,13 @@ impl ContainerdError {
         self.code == tonic::Code::NotFound
     }
 
+    /// Content that was there when looked up is gone when read: containerd's garbage
+    /// collector took it (its image was removed) between the two calls.
+    pub(crate) fn is_content_collected(&self) -> bool {
+        self.code == tonic::Code::NotFound
+            && (self.op == Op::ContentRead.label() || self.op == Op::ContentInfo.label())
+    }
+
     /// The object exists already (containerd's AlreadyExists).
     pub fn is_already_exists(&self) -> bool {
         self.code == tonic::Code::AlreadyExists

@@ -111,6 +111,9 @@ impl PullError {
         match self {
             Self::RegistryUnreachable { .. } | Self::Timeout { .. } => true,
             Self::Registry { transient, .. } => *transient,
+            // containerd restarting, or its collector taking content a try found present:
+            // the next try asks containerd again what it has.
+            Self::Containerd(e) => e.is_transient() || e.is_content_collected(),
             Self::GaveUp { .. }
             | Self::InvalidReference { .. }
             | Self::ManifestUnknown { .. }
@@ -121,7 +124,6 @@ impl PullError {
             | Self::DigestMismatch { .. }
             | Self::IngestHeld { .. }
             | Self::Unpack { .. }
-            | Self::Containerd(_)
             | Self::TooLarge { .. }
             | Self::HttpClient { .. }
             | Self::Cancelled { .. }

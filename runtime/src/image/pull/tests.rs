@@ -499,3 +499,31 @@ async fn a_config_declared_over_the_cap_is_refused_before_it_is_fetched() {
     assert!(fake.calls_of(&[Op::ContentWrite]).is_empty());
     assert_nothing_left(&fake);
 }
+
+/// A try that finds content containerd's collector then takes, or meets containerd
+/// restarting, is tried again; containerd refusing a call is an answer.
+#[test]
+fn content_collected_under_a_try_and_containerd_restarting_are_transient() {
+    use crate::containerd::{ContainerdError, Op};
+    use crate::image::PullError;
+    let err = |op, status: tonic::Status| {
+        PullError::Containerd(ContainerdError::new(op, "sha256:abc", &status))
+    };
+    assert!(
+        err(
+            Op::ContentRead,
+            tonic::Status::not_found("content digest sha256:abc: not found")
+        )
+        .is_transient()
+    );
+    assert!(err(Op::ContentInfo, tonic::Status::not_found("not found")).is_transient());
+    assert!(
+        err(
+            Op::ContentRead,
+            tonic::Status::unavailable("connection refused")
+        )
+        .is_transient()
+    );
+    assert!(!err(Op::ContentWrite, tonic::Status::invalid_argument("bad ref")).is_transient());
+    assert!(!err(Op::ContentUpdate, tonic::Status::not_found("no such lease")).is_transient());
+}
