@@ -111,9 +111,9 @@ impl PullError {
         match self {
             Self::RegistryUnreachable { .. } | Self::Timeout { .. } => true,
             Self::Registry { transient, .. } => *transient,
-            // containerd restarting, or its collector taking content a try found present:
-            // the next try asks containerd again what it has.
-            Self::Containerd(e) => e.is_transient() || e.is_content_collected(),
+            // containerd's collector took content a try found present: the next try asks
+            // containerd again what it has. Any other refusal of containerd's is an answer.
+            Self::Containerd(e) => e.is_content_collected(),
             Self::GaveUp { .. }
             | Self::InvalidReference { .. }
             | Self::ManifestUnknown { .. }
