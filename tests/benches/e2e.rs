@@ -6,7 +6,8 @@
 //! containerd, each its own process timed as a person runs it; and the agent's resident
 //! memory idle and with 20 running tasks (section `modes`); and the start latency a user sees,
 //! berthctl processes beside `ctr run --rm` and `ctr run -d` (section `start`, in
-//! `e2e/start.rs`); and where a start's time goes, phase by phase (section `profile`, in
+//! `e2e/start.rs`); and where a start's time goes, phase by phase and in CPU, under the
+//! default seccomp profile beside `seccomp=unconfined` (section `profile`, in
 //! `e2e/profile.rs`); and bursts and density, 100 tasks at once beside 100 `ctr run -d` and
 //! 250 running tasks (section `burst`, in `e2e/burst.rs`). `cargo bench -p berth-tests --bench
 //! e2e -- SECTION` runs one section. Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
@@ -125,9 +126,14 @@ fn run() -> Result<()> {
         let profile = profile::Profile {
             config: &config,
             cluster: "bench",
-            sleeper: "sleeper",
+            families: &[
+                ("seccomp=unconfined", "sleeper-unconfined"),
+                ("default seccomp profile", "sleeper"),
+            ],
             scheduler_log: &root.join("scheduler.log"),
             agent_log: &root.join("agent.log"),
+            agent_pid: pid,
+            containerd_pid: containerd.pid(),
         };
         profile.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }

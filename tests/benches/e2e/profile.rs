@@ -1,6 +1,10 @@
 //! Where a start's time goes (`cargo bench --bench e2e -- profile`): one timeline a task from
 //! `berthctl run-task` to RUNNING observed by the client, built from the phase marks the
-//! scheduler and the agent log.
+//! scheduler and the agent log, for each family profiled (the default seccomp profile and
+//! `seccomp=unconfined`, in turn), with what the second adds over the first phase by phase;
+//! and the CPU each start cost the processes on its path, so a wall-time difference can be
+//! told apart from the CPU behind it (on a loaded host a millisecond of CPU takes several of
+//! wall time).
 //!
 //! Each side marks the end of a phase with a debug event of target `berth::phase` (fields
 //! `task.id` or `container.id`, and `phase`). The target is off unless a filter enables it, so
@@ -14,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use berth_proto::v1::TaskStatus;
-use berth_tests::bench::percentile;
+use berth_tests::bench::{percentile, stat_seconds};
 use berth_tests::berth::berthctl;
 
 /// The filter that turns the marks on (beside the daemons' usual levels).
@@ -49,36 +53,42 @@ const PHASES: [(&str, &str); 11] = [
 pub(crate) struct Profile<'a> {
     pub(crate) config: &'a Path,
     pub(crate) cluster: &'a str,
-    /// A family of one container running `sleep`, network mode none.
-    pub(crate) sleeper: &'a str,
+    /// The families profiled, in turn, each `(label, family)`: one container running `sleep`,
+    /// network mode none. The first is the reference the others are compared with.
+    pub(crate) families: &'a [(&'a str, &'a str)],
     pub(crate) scheduler_log: &'a Path,
     pub(crate) agent_log: &'a Path,
+    pub(crate) agent_pid: u32,
+    pub(crate) containerd_pid: u32,
+}
+
+/// One start: the task, when `run-task` began, when the client saw RUNNING, and the CPU it
+/// cost.
+struct Start {
+    id: String,
+    began: SystemTime,
+    observed: SystemTime,
+    cpu: Cpu,
 }
 
 impl Profile<'_> {
     /// Starts the tasks one at a time (each stopped, and its resources released, before the
-    /// next) and prints each phase's p50 and p95. `in_process` waits for a status through the
-    /// bench's client (for STOPPED, until the release too).
+    /// next; the families in turn, each round led by another) and prints each phase's p50 and
+    /// p95, then each family's phases beside the first's, and the CPU of a start.
+    /// `in_process` waits for a status through the bench's client (for STOPPED, until the
+    /// release too).
     pub(crate) fn run(
         &self,
         in_process: &mut dyn FnMut(&str, TaskStatus) -> Result<()>,
     ) -> Result<()> {
-        let mut starts = Vec::new();
-        for _ in 0..RUNS {
-            let began = SystemTime::now();
-            let args = ["run-task", "--task-definition", self.sleeper];
-            let id = berthctl(self.config, self.cluster, &args)?
-                .success(&args)?
-                .task_ids()
-                .into_iter()
-                .next()
-                .context("run-task printed no task")?;
-            in_process(&id, TaskStatus::Running)?;
-            let observed = SystemTime::now();
-            starts.push((id.clone(), began, observed));
-            let stop = ["stop-task", id.as_str()];
-            berthctl(self.config, self.cluster, &stop)?.success(&stop)?;
-            in_process(&id, TaskStatus::Stopped)?;
+        let n = self.families.len();
+        let mut starts: Vec<Vec<Start>> = (0..n).map(|_| Vec::new()).collect();
+        for round in 0..RUNS {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let start = self.start(self.families[i].1, in_process)?;
+                starts[i].push(start);
+            }
         }
         let logs = format!(
             "{}\n{}",
@@ -86,54 +96,121 @@ impl Profile<'_> {
             std::fs::read_to_string(self.agent_log)?
         );
         let marks: Vec<Mark> = logs.lines().filter_map(Mark::parse).collect();
-        let mut phases: Vec<Vec<Duration>> = vec![Vec::new(); PHASES.len() + 1];
-        let mut totals = Vec::new();
-        let mut incomplete = 0;
-        for (id, began, observed) in &starts {
-            let Some(times) = timeline(&marks, id) else {
-                incomplete += 1;
-                continue;
-            };
-            let mut last = *began;
-            for (i, at) in times.iter().chain(std::iter::once(observed)).enumerate() {
-                phases[i].push(at.duration_since(last).unwrap_or_default());
-                last = *at;
-            }
-            totals.push(observed.duration_since(*began).unwrap_or_default());
+        let mut p50s = Vec::new();
+        for ((label, family), starts) in self.families.iter().zip(&starts) {
+            p50s.push(phase_table(&format!("{family} ({label})"), &marks, starts));
         }
-        println!(
-            "\nphase by phase: run-task -> RUNNING observed by the client ({} starts{})",
-            totals.len(),
-            if incomplete > 0 {
-                format!(", {incomplete} without every mark left out")
-            } else {
-                String::new()
+        if let (Some(((ref_label, _), reference)), true) =
+            (self.families.first().zip(p50s.first()), n > 1)
+        {
+            for ((label, _), p50) in self.families.iter().zip(&p50s).skip(1) {
+                println!("\n  what {label} adds over {ref_label}, phase by phase (p50)");
+                let names = phase_names().chain(std::iter::once("whole start"));
+                for (what, (ours, theirs)) in names.zip(p50.iter().zip(reference)) {
+                    println!("    {what:<60} {:>+7.2} ms", ours - theirs);
+                }
             }
-        );
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let names = PHASES
-            .iter()
-            .map(|(_, what)| *what)
-            .chain(std::iter::once("client observes RUNNING"));
-        let mut sum = 0.0;
-        for (what, samples) in names.zip(phases.iter_mut()) {
-            samples.sort();
-            sum += ms(percentile(samples, 0.5));
-            println!(
-                "  {what:<60} p50 {:>7.1} ms  p95 {:>7.1} ms",
-                ms(percentile(samples, 0.5)),
-                ms(percentile(samples, 0.95))
-            );
         }
-        totals.sort();
-        println!(
-            "  {:<60} p50 {:>7.1} ms  p95 {:>7.1} ms  (sum of the p50s {sum:.1} ms)",
-            "whole start",
-            ms(percentile(&totals, 0.5)),
-            ms(percentile(&totals, 0.95))
-        );
+        cpu_table(self.families, &starts);
         Ok(())
     }
+
+    /// One start of `family`, timed and charged, then stopped (outside the timing).
+    fn start(
+        &self,
+        family: &str,
+        in_process: &mut dyn FnMut(&str, TaskStatus) -> Result<()>,
+    ) -> Result<Start> {
+        let before = Cpu::now(self, None)?;
+        let began = SystemTime::now();
+        let args = ["run-task", "--task-definition", family];
+        let id = berthctl(self.config, self.cluster, &args)?
+            .success(&args)?
+            .task_ids()
+            .into_iter()
+            .next()
+            .context("run-task printed no task")?;
+        in_process(&id, TaskStatus::Running)?;
+        let observed = SystemTime::now();
+        let cpu = Cpu::now(self, Some(&id))?.since(&before);
+        let stop = ["stop-task", id.as_str()];
+        berthctl(self.config, self.cluster, &stop)?.success(&stop)?;
+        in_process(&id, TaskStatus::Stopped)?;
+        Ok(Start {
+            id,
+            began,
+            observed,
+            cpu,
+        })
+    }
+}
+
+/// The phases' names, then the client's.
+fn phase_names() -> impl Iterator<Item = &'static str> {
+    PHASES
+        .iter()
+        .map(|(_, what)| *what)
+        .chain(std::iter::once("client observes RUNNING"))
+}
+
+/// Prints the timeline of `starts` phase by phase (p50 and p95) under `what`, and returns each
+/// phase's p50 in ms, the whole start's last.
+fn phase_table(what: &str, marks: &[Mark], starts: &[Start]) -> Vec<f64> {
+    let mut phases: Vec<Vec<Duration>> = vec![Vec::new(); PHASES.len() + 1];
+    let mut totals = Vec::new();
+    let mut incomplete = 0;
+    for start in starts {
+        let Some(times) = timeline(marks, &start.id) else {
+            incomplete += 1;
+            continue;
+        };
+        let mut last = start.began;
+        for (i, at) in times
+            .iter()
+            .chain(std::iter::once(&start.observed))
+            .enumerate()
+        {
+            phases[i].push(at.duration_since(last).unwrap_or_default());
+            last = *at;
+        }
+        totals.push(
+            start
+                .observed
+                .duration_since(start.began)
+                .unwrap_or_default(),
+        );
+    }
+    println!(
+        "\nphase by phase, {what}: run-task -> RUNNING observed by the client ({} starts{})",
+        totals.len(),
+        if incomplete > 0 {
+            format!(", {incomplete} without every mark left out")
+        } else {
+            String::new()
+        }
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut sum = 0.0;
+    let mut p50s = Vec::new();
+    for (what, samples) in phase_names().zip(phases.iter_mut()) {
+        samples.sort();
+        let p50 = ms(percentile(samples, 0.5));
+        sum += p50;
+        p50s.push(p50);
+        println!(
+            "  {what:<60} p50 {p50:>7.1} ms  p95 {:>7.1} ms",
+            ms(percentile(samples, 0.95))
+        );
+    }
+    totals.sort();
+    p50s.push(ms(percentile(&totals, 0.5)));
+    println!(
+        "  {:<60} p50 {:>7.1} ms  p95 {:>7.1} ms  (sum of the p50s {sum:.1} ms)",
+        "whole start",
+        ms(percentile(&totals, 0.5)),
+        ms(percentile(&totals, 0.95))
+    );
+    p50s
 }
 
 /// The time of each of [`PHASES`] for the task `id` (the first mark of each), or None when
@@ -207,4 +284,175 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// The CPU a start cost, by where it ran. Read when the client sees RUNNING, against a
+/// reading before `run-task`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    /// The agent's threads (`/proc/<pid>/task/*/schedstat`, in ns; a thread that exits
+    /// between the two readings takes its time with it).
+    agent: Duration,
+    /// containerd's threads, the same way.
+    containerd: Duration,
+    /// The task's shim, a process of its own started for the container: its threads.
+    shim: Duration,
+    /// What the shim reaped: `runc create` and `runc start`, and the `runc init` stages up to
+    /// the one that becomes the container (`/proc/<pid>/stat` cutime and cstime, in ticks of
+    /// 10 ms: read it as a mean over many starts).
+    runc: Duration,
+    /// The task's cgroup: `runc init` from the moment it joined the container's cgroup (where
+    /// runc 1.1 compiles and loads the seccomp filter) until it became `sleep`.
+    cgroup: Duration,
+}
+
+impl Cpu {
+    /// The CPU so far of the daemons, and (given the task) of its shim and cgroup.
+    fn now(profile: &Profile<'_>, task: Option<&str>) -> Result<Cpu> {
+        let mut cpu = Cpu {
+            agent: threads_cpu(profile.agent_pid)?,
+            containerd: threads_cpu(profile.containerd_pid)?,
+            ..Cpu::default()
+        };
+        let Some(task) = task else {
+            return Ok(cpu);
+        };
+        let shim = shim_of(task).with_context(|| format!("no shim runs task {task}"))?;
+        cpu.shim = threads_cpu(shim)?;
+        let [cutime, cstime] = stat_seconds(&format!("/proc/{shim}/stat"), [16, 17])?;
+        cpu.runc = Duration::from_secs_f64(cutime + cstime);
+        cpu.cgroup =
+            cgroup_cpu(task).with_context(|| format!("no CPU usage of task {task}'s cgroup"))?;
+        Ok(cpu)
+    }
+
+    /// What was spent since `before` (the shim and the cgroup are new with the task).
+    fn since(self, before: &Cpu) -> Cpu {
+        Cpu {
+            agent: self.agent.saturating_sub(before.agent),
+            containerd: self.containerd.saturating_sub(before.containerd),
+            ..self
+        }
+    }
+
+    /// Each part with its name, in the order printed.
+    fn parts(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("agent (its threads)", self.agent),
+            ("containerd (its threads)", self.containerd),
+            ("shim (its threads)", self.shim),
+            (
+                "runc create and start, runc init until it joins the cgroup",
+                self.runc,
+            ),
+            (
+                "task's cgroup: runc init (seccomp filter compiled and loaded here)",
+                self.cgroup,
+            ),
+        ]
+    }
+}
+
+/// Prints the mean CPU of a start, part by part, for each family, and what each family spends
+/// over the first.
+fn cpu_table(families: &[(&str, &str)], starts: &[Vec<Start>]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let means: Vec<Vec<f64>> = starts
+        .iter()
+        .map(|starts| {
+            let mut sums = [0.0; 5];
+            for start in starts {
+                for (sum, (_, d)) in sums.iter_mut().zip(start.cpu.parts()) {
+                    *sum += ms(d);
+                }
+            }
+            let n = starts.len().max(1) as f64;
+            sums.iter().map(|s| s / n).collect()
+        })
+        .collect();
+    let names = Cpu::default().parts().map(|(name, _)| name);
+    println!("\nCPU of a start, mean over the starts (ms)");
+    print!("  {:<68}", "");
+    for (label, _) in families {
+        print!(" {label:>20}");
+    }
+    println!();
+    for (i, name) in names.iter().enumerate() {
+        print!("  {name:<68}");
+        for (k, mean) in means.iter().enumerate() {
+            let delta = if k == 0 {
+                String::new()
+            } else {
+                format!(" ({:+.2})", mean[i] - means[0][i])
+            };
+            print!(" {:>20}", format!("{:.2}{delta}", mean[i]));
+        }
+        println!();
+    }
+    print!("  {:<68}", "all of the above");
+    for (k, mean) in means.iter().enumerate() {
+        let total: f64 = mean.iter().sum();
+        let delta = if k == 0 {
+            String::new()
+        } else {
+            format!(" ({:+.2})", total - means[0].iter().sum::<f64>())
+        };
+        print!(" {:>20}", format!("{total:.2}{delta}"));
+    }
+    println!();
+}
+
+/// The CPU time of every live thread of `pid` (`/proc/<pid>/task/*/schedstat`, whose first
+/// field is the time on CPU in ns).
+fn threads_cpu(pid: u32) -> Result<Duration> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = Duration::ZERO;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("read {dir}"))? {
+        let path = entry?.path().join("schedstat");
+        // A thread may exit between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let ns: u64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("no time on CPU in {}", path.display()))?;
+        total += Duration::from_nanos(ns);
+    }
+    Ok(total)
+}
+
+/// The shim of the task `task`: the `containerd-shim-runc-v2` process whose `-id` is one of
+/// the task's containers (their IDs start with the task's).
+fn shim_of(task: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args
+                .first()
+                .is_some_and(|a| String::from_utf8_lossy(a).contains("containerd-shim"));
+            let runs_task = args
+                .windows(2)
+                .any(|w| w[0] == b"-id" && w[1].starts_with(task.as_bytes()));
+            (is_shim && runs_task).then_some(pid)
+        })
+}
+
+/// The CPU used so far in the task's cgroup, `/berth/<task>` (the agent's default parent):
+/// cgroup v1's `cpuacct.usage` (ns), or cgroup v2's `cpu.stat` `usage_usec`.
+fn cgroup_cpu(task: &str) -> Option<Duration> {
+    let v1 = format!("/sys/fs/cgroup/cpuacct/berth/{task}/cpuacct.usage");
+    if let Ok(text) = std::fs::read_to_string(v1) {
+        return text.trim().parse().ok().map(Duration::from_nanos);
+    }
+    let v2 = std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{task}/cpu.stat")).ok()?;
+    v2.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_micros)
 }
