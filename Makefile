@@ -92,7 +92,7 @@ demo: deps
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-scheduler --bench placement
-	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc --bench awslogs
+	$(CARGO) bench -p berth-tests --bench runtime --bench e2e --bench trust --bench network --bench telemetry --bench telemetry_pass --bench restart --bench image_gc --bench awslogs --bench services
 	tests/systemd/nspawn.sh target/release bench $${BERTH_NSPAWN_BENCH_ROUNDS:-10}
 
 ## doc: the API documentation, with every rustdoc warning an error (part of make test). The

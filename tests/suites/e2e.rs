@@ -47,6 +47,8 @@ mod logs;
 mod network;
 #[path = "e2e/orphans.rs"]
 mod orphans;
+#[path = "e2e/placement.rs"]
+mod placement;
 #[path = "e2e/pull.rs"]
 mod pull;
 #[path = "e2e/pull_behaviour.rs"]
@@ -57,6 +59,8 @@ mod registry;
 mod secrets;
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "e2e/service_events.rs"]
+mod service_events;
 #[path = "e2e/services.rs"]
 mod services;
 #[path = "e2e/store_damage.rs"]
@@ -128,6 +132,14 @@ fn main() -> ExitCode {
             w.trial(
                 "services_scheduler_sigkilled_while_converging_starts_nothing_twice",
                 services::scheduler_sigkilled_while_converging_starts_nothing_twice,
+            ),
+            w.trial(
+                "services_events_follow_streams_a_new_event",
+                service_events::follow_streams_a_new_event,
+            ),
+            w.trial(
+                "placement_strategies_and_constraints_hold_and_refusals_count_exclusions",
+                placement::strategies_and_constraints_hold_and_refusals_count_exclusions,
             ),
             w.trial(
                 "drain_draining_instance_takes_no_new_task",

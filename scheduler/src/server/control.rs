@@ -214,6 +214,7 @@ impl ControlService for Control {
                         task_definition: &reference,
                         count,
                         started_by: &started_by,
+                        group: "",
                         network_attachment: attachment.as_ref(),
                         container_instance: (!instance.is_empty()).then_some(instance.as_str()),
                         storage_degraded: Some(&degraded),

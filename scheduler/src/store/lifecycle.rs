@@ -114,6 +114,7 @@ mod tests {
                 task_definition: "web",
                 count: 1,
                 started_by: "",
+                group: "",
                 network_attachment: None,
                 container_instance: pinned,
                 storage_degraded: None,

@@ -24,6 +24,7 @@ mod codec;
 mod definitions;
 mod deregister;
 mod error;
+mod groups;
 mod instances;
 mod lifecycle;
 mod placement;
@@ -108,6 +109,9 @@ pub struct RunTasks<'a> {
     /// 0 means 1.
     pub count: u32,
     pub started_by: &'a str,
+    /// The tasks' group (ECS's task group, see [`pb::Task::group`]); empty: `family:FAMILY` of
+    /// the definition.
+    pub group: &'a str,
     /// The ENI the task gets: only for a definition in awsvpc mode, with count 1.
     pub network_attachment: Option<&'a pb::NetworkAttachment>,
     /// Place only on this instance (ECS StartTask); any connected ACTIVE one when None.
@@ -177,6 +181,10 @@ impl Store {
             txn.open_table(CLIENT_CERTS)?;
             txn.open_table(services::SERVICES)?;
             txn.open_table(SECRETS)?;
+            let filled = groups::fill_task_groups(txn)?;
+            if filled > 0 {
+                tracing::info!(tasks = filled, "filled in the task group of stored tasks");
+            }
             Ok(())
         })?;
         Ok(store)

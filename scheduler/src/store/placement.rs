@@ -13,7 +13,7 @@ use berth_proto::v1 as pb;
 use super::ports::{HostPort, Protocol};
 use super::records::InstanceRecord;
 use super::views::{fixed_host_ports, instance_view, is_active, task_size};
-use crate::placement::{Candidate, Free};
+use crate::placement::{Candidate, Free, Requirements};
 
 /// An instance that takes tasks (ECS's container instance status).
 pub(crate) const ACTIVE: &str = "ACTIVE";
@@ -171,23 +171,28 @@ impl Pool<'_> {
 /// in bridge or awsvpc mode takes one. Absent: no limit is known.
 pub(crate) const ADDRESSES_ATTRIBUTE: &str = "berth.network.addresses";
 
-/// The task group of the tasks a service starts (ECS's `service:NAME`, by the service's ID,
-/// which its tasks carry in `startedBy`).
-pub(crate) fn service_group(service_id: &str) -> String {
-    format!("service:{service_id}")
+/// The task group of the tasks a service starts: ECS's `service:NAME`, by the service's name.
+pub(crate) fn service_group(service_name: &str) -> String {
+    format!("service:{service_name}")
 }
 
-/// The task group of `task` (ECS's `group`): its service's for a task a service started
-/// (`startedBy` `ecs-svc/ID`), else `family:NAME` of its definition.
+/// The task group of a task run alone: ECS's `family:NAME`, by its definition's family.
+pub(crate) fn family_group(family: &str) -> String {
+    format!("family:{family}")
+}
+
+/// The task group of `task` (ECS's `group`), as it was stored when the task was created; a
+/// record from before groups were stored has its definition's family until the store fills it
+/// in (see `Store::open`).
 pub(crate) fn task_group(task: &pb::Task) -> String {
-    if let Some(id) = task.started_by.strip_prefix("ecs-svc/") {
-        return service_group(id);
+    if !task.group.is_empty() {
+        return task.group.clone();
     }
     let family = task
         .task_definition
         .rsplit_once(':')
         .map_or(task.task_definition.as_str(), |(family, _)| family);
-    format!("family:{family}")
+    family_group(family)
 }
 
 impl Pool<'_> {
@@ -250,6 +255,23 @@ impl Pool<'_> {
                 })
             })
             .collect()
+    }
+}
+
+/// Counts on `candidates` the tasks of `req` placed on them (one instance ID a task) but not
+/// stored yet, as [`Pool::engine_candidates`] counts stored ones: each joins its group there,
+/// counts among its tasks and takes an awsvpc address when it needs one. Their CPU, memory and ports are already taken
+/// from the capacities the candidates were made from.
+pub(crate) fn count_placed(candidates: &mut [Candidate], placed: &[String], req: &Requirements) {
+    for instance in placed {
+        let Some(c) = candidates.iter_mut().find(|c| c.instance_id == *instance) else {
+            continue;
+        };
+        c.groups.push(req.group.clone());
+        c.running_tasks_count = c.running_tasks_count.saturating_add(1);
+        if req.awsvpc {
+            c.free.awsvpc_addresses = c.free.awsvpc_addresses.map(|n| n.saturating_sub(1));
+        }
     }
 }
 

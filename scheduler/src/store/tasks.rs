@@ -265,7 +265,7 @@ fn place_tasks(
         awsvpc: network_mode(def) == "awsvpc" && attachment.is_none(),
         cpu_architecture: None,
         os_type: None,
-        group: format!("family:{}", def.family),
+        group: group_of(req, def),
     };
     let mut engine = pool.engine_candidates(candidates);
     let count = engine.len();
@@ -302,6 +302,15 @@ fn place_tasks(
     })
 }
 
+/// The group of the tasks `req` creates: the one asked for, else the definition's family.
+fn group_of(req: &RunTasks<'_>, def: &pb::TaskDefinition) -> String {
+    if req.group.is_empty() {
+        placement::family_group(&def.family)
+    } else {
+        req.group.to_owned()
+    }
+}
+
 /// The definition's placement constraints (memberOf), checked when it was registered.
 fn definition_constraints(
     def: &pb::TaskDefinition,
@@ -333,6 +342,7 @@ pub(super) fn create_tasks(
     let mut sessions = txn.open_table(SESSIONS)?;
     let mut outbox = txn.open_table(OUTBOX)?;
     let mut created = Vec::new();
+    let group = group_of(req, def);
     for instance_id in placements {
         let task = pb::Task {
             task_id: new_id(),
@@ -345,6 +355,7 @@ pub(super) fn create_tasks(
             memory_mib,
             created_at: Some(now()),
             started_by: req.started_by.to_owned(),
+            group: group.clone(),
             network_mode: network_mode(def).to_owned(),
             // The ENI asked for, until the agent reports what the task got.
             attachments: attachment.into_iter().cloned().collect(),

@@ -17,19 +17,38 @@ use serde_json::Value;
 use super::{Env, hello, taskdef};
 
 /// How long a service may take to reach what a trial waits for (pulls, starts, replacements).
-const CONVERGE_WITHIN: Duration = Duration::from_secs(45);
+pub(super) const CONVERGE_WITHIN: Duration = Duration::from_secs(45);
 
 /// An Env with more agents, each in its own data dir, containerd namespace and network
 /// namespace. Agents drop before their namespaces (field order).
-struct Fleet {
+pub(super) struct Fleet {
     more: Vec<Agent>,
     nets: Vec<AgentNetns>,
-    env: Env,
+    pub(super) env: Env,
+}
+
+/// The agent flags that make it report `attributes` (none when empty).
+fn attribute_args(attributes: &str) -> Vec<String> {
+    if attributes.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--attributes".to_owned(), attributes.to_owned()]
+    }
 }
 
 impl Fleet {
     /// A scheduler (with `scheduler_env`), a cluster and `agents` connected agents.
-    fn start(w: &World, agents: usize, scheduler_env: &[(&str, &str)]) -> Result<Fleet> {
+    pub(super) fn start(w: &World, agents: usize, scheduler_env: &[(&str, &str)]) -> Result<Fleet> {
+        Fleet::start_with_attributes(w, &vec![""; agents], scheduler_env)
+    }
+
+    /// [`Fleet::start`] with one agent for each entry of `attributes`, which the agent reports
+    /// as its custom attributes (`name=value,…` as its `--attributes` takes them; empty: none).
+    pub(super) fn start_with_attributes(
+        w: &World,
+        attributes: &[&str],
+        scheduler_env: &[(&str, &str)],
+    ) -> Result<Fleet> {
         let mut env = Env::new(w, "10800")?;
         if !scheduler_env.is_empty() {
             let dir = env.dir.clone();
@@ -39,22 +58,33 @@ impl Fleet {
                 .signal_and_wait(Signal::SIGTERM, Duration::from_secs(20))?;
             env.scheduler = Scheduler::start_with_env(&dir, Some(port), false, scheduler_env)?;
         }
+        let (first, rest) = attributes
+            .split_first()
+            .context("a fleet needs at least one agent")?;
+        env.opts.extra_args = attribute_args(first);
         env.connect()?;
+        env.opts.extra_args.clear();
         let mut fleet = Fleet {
             more: Vec::new(),
             nets: Vec::new(),
             env,
         };
-        for _ in 1..agents {
-            fleet.add_agent(w)?;
+        for attributes in rest {
+            fleet.add_agent_with_attributes(w, attributes)?;
         }
-        fleet.wait_connected(agents)?;
+        fleet.wait_connected(attributes.len())?;
         Ok(fleet)
     }
 
-    fn add_agent(&mut self, w: &World) -> Result<()> {
+    pub(super) fn add_agent(&mut self, w: &World) -> Result<()> {
+        self.add_agent_with_attributes(w, "")
+    }
+
+    /// Starts one more agent that reports `attributes` (see [`Fleet::start_with_attributes`]).
+    pub(super) fn add_agent_with_attributes(&mut self, w: &World, attributes: &str) -> Result<()> {
         let n = self.more.len() + 1;
         let mut opts = self.env.opts.clone();
+        opts.extra_args = attribute_args(attributes);
         opts.data_dir = self.env.dir.join(format!("agent-data-{n}"));
         opts.namespace = w.unique("ns");
         let net = AgentNetns::create(&self.env.dir.join(format!("net-{n}")))?;
@@ -67,7 +97,7 @@ impl Fleet {
     }
 
     /// The IDs of the connected instances, once there are `n`.
-    fn wait_connected(&self, n: usize) -> Result<Vec<String>> {
+    pub(super) fn wait_connected(&self, n: usize) -> Result<Vec<String>> {
         poll(CONVERGE_WITHIN, || {
             let up: Vec<String> = self
                 .env
@@ -81,7 +111,7 @@ impl Fleet {
         .with_context(|| format!("{n} agents never connected{}", self.env.logs()))
     }
 
-    fn service(&self, name: &str) -> Result<Value> {
+    pub(super) fn service(&self, name: &str) -> Result<Value> {
         let out = self.env.json(&["describe-services", name])?;
         out["services"][0]
             .as_object()
@@ -90,7 +120,7 @@ impl Fleet {
     }
 
     /// Every task of the cluster started by the service.
-    fn tasks_of(&self, service: &Value) -> Result<Vec<Value>> {
+    pub(super) fn tasks_of(&self, service: &Value) -> Result<Vec<Value>> {
         let by = format!(
             "ecs-svc/{}",
             service["serviceArn"]
@@ -107,7 +137,7 @@ impl Fleet {
     }
 
     /// Polls until `done` holds for the service and its tasks, or fails with both.
-    fn wait_for(
+    pub(super) fn wait_for(
         &self,
         name: &str,
         what: &str,
@@ -162,27 +192,33 @@ fn kill_task_processes(task_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn live(tasks: &[Value]) -> Vec<&Value> {
+pub(super) fn live(tasks: &[Value]) -> Vec<&Value> {
     tasks
         .iter()
         .filter(|t| t["desiredStatus"] == "RUNNING" && t["lastStatus"] != "STOPPED")
         .collect()
 }
 
-fn running_on<'a>(tasks: &'a [Value], instance: &str) -> Vec<&'a Value> {
+pub(super) fn running_on<'a>(tasks: &'a [Value], instance: &str) -> Vec<&'a Value> {
     live(tasks)
         .into_iter()
         .filter(|t| t["lastStatus"] == "RUNNING" && t["containerInstanceId"] == instance)
         .collect()
 }
 
-fn steady(service: &Value, tasks: &[Value], desired: u64) -> bool {
+pub(super) fn steady(service: &Value, tasks: &[Value], desired: u64) -> bool {
     service["runningCount"] == desired
         && service["pendingCount"] == 0
         && live(tasks).len() as u64 == desired
 }
 
-fn create(env: &Env, name: &str, family: &str, desired: u32, more: &[&str]) -> Result<Value> {
+pub(super) fn create(
+    env: &Env,
+    name: &str,
+    family: &str,
+    desired: u32,
+    more: &[&str],
+) -> Result<Value> {
     let count = desired.to_string();
     let mut args = vec![
         "create-service",

@@ -52,6 +52,7 @@ fn task_json() {
             },
         ],
         started_by: "berthctl".into(),
+        group: "family:web".into(),
         health_status: proto::HealthStatus::Unhealthy as i32,
         ..Default::default()
     };
@@ -76,6 +77,7 @@ fn task_json() {
                 "cpu": "256",
                 "memory": "512",
                 "startedBy": "berthctl",
+                "group": "family:web",
                 "createdAt": "2026-11-27T11:20:00.123Z",
                 "pullStartedAt": "2026-11-27T11:20:01.000Z",
                 "pullStoppedAt": "2026-11-27T11:20:02.000Z",

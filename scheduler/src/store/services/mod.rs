@@ -579,7 +579,8 @@ fn start_tasks(
                     |m| events::no_platform(name, &m.instance_id, &m.why),
                 )),
                 Ok(()) => {
-                    let (left, placed) = place_one(&pool, here, &def, &demand, service);
+                    let (left, placed) =
+                        place_one(&pool, here, &def, &demand, service, &placements);
                     here = left;
                     placed
                 }
@@ -616,6 +617,7 @@ fn start_tasks(
             task_definition: &reference,
             count: 0,
             started_by: &by,
+            group: &placement::service_group(&service.service_name),
             network_attachment: None,
             container_instance: None,
             storage_degraded: None,
@@ -637,12 +639,14 @@ fn start_tasks(
 /// One task of `service` placed by the placement engine among `here`, under the service's
 /// constraints (with its definition's) and strategies (binpack on memory when it has none):
 /// the candidates with what the task took, and its instance or the event that says why not.
+/// `placed_before` are the instances of the tasks placed earlier in this step (not stored yet).
 fn place_one(
     pool: &placement::Pool<'_>,
     here: Vec<placement::Capacity>,
     def: &pb::TaskDefinition,
     demand: &Demand,
     service: &pb::Service,
+    placed_before: &[String],
 ) -> (Vec<placement::Capacity>, Result<Vec<String>, String>) {
     let name = &service.service_name;
     let constraints: Result<Vec<_>, String> = def
@@ -682,9 +686,10 @@ fn place_one(
         awsvpc: def.network_mode == "awsvpc",
         cpu_architecture: None,
         os_type: None,
-        group: placement::service_group(&service.service_id),
+        group: placement::service_group(&service.service_name),
     };
     let mut engine = pool.engine_candidates(here);
+    placement::count_placed(&mut engine, placed_before, &requirements);
     let placed = crate::placement::place(
         &mut engine,
         &requirements,

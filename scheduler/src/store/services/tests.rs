@@ -337,7 +337,7 @@ fn a_step_creates_the_tasks_once_even_across_a_reopened_store() {
     assert!(
         done.started
             .iter()
-            .all(|t| t.started_by == started_by(&created))
+            .all(|t| t.started_by == started_by(&created) && t.group == "service:web")
     );
     assert_eq!(done.events.len(), 1);
     assert!(done.events[0].starts_with("(service web) has started 3 tasks: (task "));
@@ -488,4 +488,72 @@ fn bad_input_is_refused_with_what_to_change() {
         })
         .contains("nosuch")
     );
+}
+
+#[test]
+fn one_step_keeps_distinct_instance_and_spread_among_the_tasks_it_places() {
+    let (_dir, store, ids) = store_with_instances(3);
+    let service = |name: &str, desired, constraint: &str, strategy: &str| pb::Service {
+        service_name: name.into(),
+        task_definition: "web".into(),
+        desired_count: desired,
+        placement_constraints: (!constraint.is_empty())
+            .then(|| pb::PlacementConstraint {
+                r#type: constraint.into(),
+                expression: String::new(),
+            })
+            .into_iter()
+            .collect(),
+        placement_strategy: (!strategy.is_empty())
+            .then(|| pb::PlacementStrategy {
+                r#type: "spread".into(),
+                field: strategy.into(),
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let up: HashSet<String> = ids.iter().cloned().collect();
+    let step = |name: &str| {
+        store
+            .reconcile_service(
+                DEFAULT_CLUSTER,
+                name,
+                &up,
+                &BTreeMap::new(),
+                SystemTime::now(),
+            )
+            .expect("step")
+    };
+    let on = |done: &Reconciled| -> BTreeMap<String, usize> {
+        let mut on = BTreeMap::new();
+        for t in &done.started {
+            *on.entry(t.container_instance_id.clone()).or_default() += 1;
+        }
+        on
+    };
+    // Three tasks placed in one step land on three instances; a fourth has nowhere to go.
+    store
+        .create_service(
+            DEFAULT_CLUSTER,
+            service("distinct", 4, "distinctInstance", ""),
+            "test",
+        )
+        .expect("create");
+    let done = step("distinct");
+    assert_eq!(done.started.len(), 3, "{done:?}");
+    assert!(on(&done).values().all(|n| *n == 1), "{done:?}");
+    assert!(done.started.iter().all(|t| t.group == "service:distinct"));
+    // Spread over instances in one step: two on each of the three.
+    store
+        .create_service(
+            DEFAULT_CLUSTER,
+            service("spread", 6, "", "instanceId"),
+            "test",
+        )
+        .expect("create");
+    let done = step("spread");
+    assert_eq!(done.started.len(), 6, "{done:?}");
+    assert_eq!(on(&done).len(), 3, "{done:?}");
+    assert!(on(&done).values().all(|n| *n == 2), "{done:?}");
 }
