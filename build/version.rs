@@ -32,16 +32,24 @@ fn civil_date(days: i64) -> (i64, u32, u32) {
 fn emit_long_version() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-env-changed=BERTH_COMMIT");
-    // A new commit changes the version: watch HEAD and the branch it points to.
-    for path in ["HEAD", "packed-refs"] {
-        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
-        }
-    }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-        && let Some(p) = git(&["rev-parse", "--git-path", &branch])
-    {
+    // A new commit changes the version: watch HEAD and the ref it points to. The ref is read
+    // from its own file when it has one (every commit writes it); packed-refs is watched only
+    // when it does not, because git rewrites packed-refs whenever any ref of the repository is
+    // packed or deleted (every worktree's branches share it), which would rebuild the binaries
+    // for commits on other branches. A ref packed later deletes its file, which reruns this.
+    if let Some(p) = git(&["rev-parse", "--git-path", "HEAD"]) {
         println!("cargo:rerun-if-changed={p}");
+    }
+    let loose = git(&["symbolic-ref", "-q", "HEAD"])
+        .and_then(|branch| git(&["rev-parse", "--git-path", &branch]))
+        .filter(|p| std::path::Path::new(p).is_file());
+    match loose {
+        Some(p) => println!("cargo:rerun-if-changed={p}"),
+        None => {
+            if let Some(p) = git(&["rev-parse", "--git-path", "packed-refs"]) {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
     }
     // A release tarball may name its commit in BERTH_COMMIT; otherwise git, otherwise unknown.
     let commit = std::env::var("BERTH_COMMIT")
