@@ -446,15 +446,10 @@ fn main() -> ExitCode {
                 "telemetry_a_held_metrics_stream_blocks_nothing",
                 telemetry_hold::held_metrics_stream_blocks_nothing,
             ),
-            // Ignored until it passes with every seed. Outside kills no longer trip the resume
-            // guard, and seeds 3789121491083975618 and 8908738109183065614 pass (about 50 s),
-            // but seed 424242 ends a long task with "its shim ended while the agent was away"
-            // (exit code unknown) instead of the stop's exit code; run it with --ignored.
             w.trial(
                 "faults_burst_with_the_agent_killed_20_times",
                 faults::burst_with_agent_kills,
-            )
-            .with_ignored_flag(true),
+            ),
             w.trial(
                 "faults_burst_with_the_scheduler_killed_20_times",
                 faults::burst_with_scheduler_kills,
@@ -475,14 +470,18 @@ fn main() -> ExitCode {
                 "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",
                 registry::a_registry_slower_than_the_pull_timeout_stops_the_task_naming_it,
             ),
-            // Ignored until the agent survives every containerd restart: task create and start
-            // are settled after one now, but a restart can still fail a pull (lease create),
-            // a snapshot prepare (containerd's overlayfs reuses a snapshot ID after a crash:
-            // "failed to rename ... file exists") or give a short task exit code 1.
             w.trial(
                 "diskfull_data_dir_degrades_refuses_new_tasks_and_recovers",
                 diskfull::full_data_dir_degrades_refuses_new_tasks_and_recovers,
             ),
+            w.trial(
+                "diskfull_an_agent_starting_on_a_full_disk_degrades_and_recovers",
+                diskfull_start::an_agent_starting_on_a_full_disk_degrades_and_recovers,
+            ),
+            // Ignored until the agent survives every containerd restart: task create and start
+            // are settled after one now, but a restart can still fail a pull (lease create),
+            // a snapshot prepare (containerd's overlayfs reuses a snapshot ID after a crash:
+            // "failed to rename ... file exists") or give a short task exit code 1.
             w.trial(
                 "faults_burst_with_containerd_restarted_20_times",
                 faults::burst_with_containerd_restarts,
@@ -877,6 +876,8 @@ fn cgroup_file(controller: &str, rel: &str, file: &str) -> Result<String> {
 
 #[path = "e2e/diskfull.rs"]
 mod diskfull;
+#[path = "e2e/diskfull_start.rs"]
+mod diskfull_start;
 #[path = "e2e/pidipc.rs"]
 mod pidipc;
 #[path = "e2e/telemetry_hold.rs"]

@@ -17,10 +17,10 @@ use serde_json::Value;
 use super::{Env, RUNNING_WITHIN, hello, taskdef};
 
 /// The tmpfs the agent's data dir is on, detached when the trial ends, however it ends.
-struct Tmpfs(PathBuf);
+pub(super) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Result<Self> {
+    pub(super) fn mount(at: &Path, size: &str) -> Result<Self> {
         std::fs::create_dir_all(at)?;
         mount(
             Some("tmpfs"),
@@ -41,7 +41,7 @@ impl Drop for Tmpfs {
 }
 
 /// Writes `path` until the filesystem refuses another byte; how many bytes it took.
-fn fill(path: &Path) -> Result<u64> {
+pub(super) fn fill(path: &Path) -> Result<u64> {
     let mut file = std::fs::File::create(path)?;
     let mut written = 0u64;
     for chunk in [1 << 20, 4096, 1] {
@@ -60,14 +60,14 @@ fn fill(path: &Path) -> Result<u64> {
 }
 
 /// The instance's `agentHealth.storageDegraded`, Null when it is not degraded.
-fn degraded(env: &Env) -> Result<Value> {
+pub(super) fn degraded(env: &Env) -> Result<Value> {
     let instances = env.instances()?;
     let i = instances.first().context("no container instance")?;
     Ok(i["agentHealth"]["storageDegraded"].clone())
 }
 
 /// The tick numbers in a container's log, in order.
-fn ticks(env: &Env, task: &str) -> Vec<u64> {
+pub(super) fn ticks(env: &Env, task: &str) -> Vec<u64> {
     env.container_log(task, "app")
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
@@ -76,7 +76,7 @@ fn ticks(env: &Env, task: &str) -> Vec<u64> {
 
 /// The first task's own count of the lines it wrote (kept in its root filesystem, which is
 /// not on the full disk), read through its process.
-fn progress(w: &World, env: &Env, task: &str) -> Result<u64> {
+pub(super) fn progress(w: &World, env: &Env, task: &str) -> Result<u64> {
     let tasks = w.ctr(&["-n", &env.opts.namespace, "tasks", "ls"])?;
     let pid = tasks
         .lines()
@@ -90,25 +90,28 @@ fn progress(w: &World, env: &Env, task: &str) -> Result<u64> {
         .with_context(|| format!("{path}: {text:?}"))
 }
 
+/// A task whose container writes lines of ~260 bytes, 50 a second (the pipe of its stdout,
+/// 64 KiB, would be full in about 5 s if nothing read it), and counts them in its own
+/// root filesystem.
+pub(super) fn chatty(family: &str, image: &str) -> Value {
+    taskdef(
+        family,
+        serde_json::json!([{
+            "name": "app", "image": image, "memory": 32, "stopTimeout": 1,
+            "command": ["sh", "-c",
+                "pad=$(head -c 250 /dev/zero | tr '\\0' x); i=0; \
+                 while true; do i=$((i+1)); echo \"tick $i $pad\"; echo $i > /tmp/i; sleep 0.02; done"]
+        }]),
+    )
+}
+
 pub(super) fn full_data_dir_degrades_refuses_new_tasks_and_recovers(w: &World) -> Result<()> {
     let mut env = Env::new(w, "10800")?;
     let data_dir = env.opts.data_dir.clone();
     let _tmpfs = Tmpfs::mount(&data_dir, "24m")?;
     env.connect()?;
     let image = hello(w, "e2e-diskfull")?;
-    // Lines of ~260 bytes, 50 a second: the pipe of its stdout (64 KiB) would be full in
-    // about 5 s if nothing read it.
-    let chatty = |family: &str| {
-        taskdef(
-            family,
-            serde_json::json!([{
-                "name": "app", "image": image, "memory": 32, "stopTimeout": 1,
-                "command": ["sh", "-c",
-                    "pad=$(head -c 250 /dev/zero | tr '\\0' x); i=0; \
-                     while true; do i=$((i+1)); echo \"tick $i $pad\"; echo $i > /tmp/i; sleep 0.02; done"]
-            }]),
-        )
-    };
+    let chatty = |family: &str| chatty(family, &image);
     let (first, _) = env.start_task(&chatty("diskfull-first"))?;
     poll(Duration::from_secs(30), || {
         Ok((ticks(&env, &first).len() > 5).then_some(()))

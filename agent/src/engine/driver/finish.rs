@@ -152,6 +152,10 @@ impl<R: ContainerRuntime> Driver<R> {
             _ = tokio::time::sleep(wait) => {}
             _ = self.cancel.cancelled() => return,
         }
+        // Nothing is removed before the engine has stored what the containers did: an agent
+        // killed after a container's task is deleted but before its exit was stored would come
+        // back to a RUNNING task whose container is gone, its exit code lost with it.
+        self.applied().await;
         // Each step is idempotent; a failed one is retried with backoff until it succeeds or
         // the agent stops (then the next start resumes the cleanup).
         let cleaned = retry(

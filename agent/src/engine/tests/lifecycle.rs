@@ -72,6 +72,72 @@ async fn an_essential_exit_stops_the_task_and_cleans_up() {
     h.cancel.cancel();
 }
 
+/// An agent killed during a cleanup comes back to what the store says: nothing of a task is
+/// removed before the engine has applied (stored) its containers' exits and STOPPED, or a
+/// RUNNING task would be found with its container gone and its exit code lost. The test plays
+/// the engine to the driver and holds the events after STOPPED unapplied for a while.
+#[tokio::test(start_paused = true)]
+async fn nothing_is_removed_before_the_exit_is_stored() {
+    use super::super::TaskEvent;
+    let fake = Arc::new(Fake::default());
+    let (events, mut rx) = tokio::sync::mpsc::channel(16);
+    let (_control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let driver = super::super::driver::Driver {
+        images: Arc::new(crate::images::ImageUse::load(store)),
+        runtime: Arc::clone(&fake),
+        network: Arc::clone(&fake) as Arc<dyn TaskNetworking>,
+        config: test_config(),
+        events,
+        control: control_rx,
+        cancel: CancellationToken::new(),
+        assignment: assignment("t9", &[("app", true, "img:1")]),
+        restart_counts: std::collections::HashMap::new(),
+        endpoint_ids: Arc::default(),
+        secrets: Arc::default(),
+        registry_auth: std::collections::HashMap::new(),
+    };
+    let run = tokio::spawn(driver.run(None));
+    let deleted = || fake.calls().iter().any(|c| c.starts_with("delete "));
+    let mut stopped = false;
+    while let Some(command) = rx.recv().await {
+        match command {
+            Command::Event { event, .. } => match event {
+                TaskEvent::Started => fake.exit(&ContainerId::for_container("t9", "app"), 7),
+                TaskEvent::Stopped => {
+                    stopped = true;
+                    // The engine is slow to store it: the driver must wait.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    assert!(
+                        !deleted(),
+                        "removed before STOPPED was stored: {:?}",
+                        fake.calls()
+                    );
+                }
+                TaskEvent::Released => break,
+                _ => {}
+            },
+            Command::Barrier(reply) => {
+                assert!(
+                    !deleted(),
+                    "removed before STOPPED was stored: {:?}",
+                    fake.calls()
+                );
+                let _ = reply.send(());
+            }
+            other => panic!("the driver sent {other:?}"),
+        }
+    }
+    assert!(stopped, "the task never stopped");
+    assert!(
+        deleted(),
+        "the container was never deleted: {:?}",
+        fake.calls()
+    );
+    run.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_non_essential_exit_keeps_the_task_running() {
     let h = start();
