@@ -177,9 +177,13 @@ pub(crate) fn service_group(service_id: &str) -> String {
     format!("service:{service_id}")
 }
 
-/// The task group of `task` (ECS's `group`): its service's for a task a service started
-/// (`startedBy` `ecs-svc/ID`), else `family:NAME` of its definition.
+/// The task group of `task` (ECS's `group`): the one it carries (a service's tasks carry
+/// their service's), its service's for a task an early service started (`startedBy`
+/// `ecs-svc/ID`), else `family:NAME` of its definition.
 pub(crate) fn task_group(task: &pb::Task) -> String {
+    if !task.group.is_empty() {
+        return task.group.clone();
+    }
     if let Some(id) = task.started_by.strip_prefix("ecs-svc/") {
         return service_group(id);
     }

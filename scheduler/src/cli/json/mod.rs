@@ -82,6 +82,9 @@ pub(super) struct Task {
     memory: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     started_by: Option<String>,
+    /// ECS's task group (service:ID for a service's tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +216,7 @@ impl From<&proto::Task> for Task {
             cpu: non_zero(t.cpu).map(|c| c.to_string()),
             memory: non_zero(t.memory_mib).map(|m| m.to_string()),
             started_by: non_empty(&t.started_by),
+            group: non_empty(&t.group),
             created_at: time(t.created_at.as_ref()),
             pull_started_at: time(t.pull_started_at.as_ref()),
             pull_stopped_at: time(t.pull_stopped_at.as_ref()),
