@@ -17,19 +17,19 @@ use serde_json::Value;
 use super::{Env, hello, taskdef};
 
 /// How long a service may take to reach what a trial waits for (pulls, starts, replacements).
-const CONVERGE_WITHIN: Duration = Duration::from_secs(45);
+pub(super) const CONVERGE_WITHIN: Duration = Duration::from_secs(45);
 
 /// An Env with more agents, each in its own data dir, containerd namespace and network
 /// namespace. Agents drop before their namespaces (field order).
-struct Fleet {
+pub(super) struct Fleet {
     more: Vec<Agent>,
     nets: Vec<AgentNetns>,
-    env: Env,
+    pub(super) env: Env,
 }
 
 impl Fleet {
     /// A scheduler (with `scheduler_env`), a cluster and `agents` connected agents.
-    fn start(w: &World, agents: usize, scheduler_env: &[(&str, &str)]) -> Result<Fleet> {
+    pub(super) fn start(w: &World, agents: usize, scheduler_env: &[(&str, &str)]) -> Result<Fleet> {
         let mut env = Env::new(w, "10800")?;
         if !scheduler_env.is_empty() {
             let dir = env.dir.clone();
@@ -81,7 +81,7 @@ impl Fleet {
         .with_context(|| format!("{n} agents never connected{}", self.env.logs()))
     }
 
-    fn service(&self, name: &str) -> Result<Value> {
+    pub(super) fn service(&self, name: &str) -> Result<Value> {
         let out = self.env.json(&["describe-services", name])?;
         out["services"][0]
             .as_object()
@@ -89,10 +89,11 @@ impl Fleet {
             .with_context(|| format!("no service {name}: {out}"))
     }
 
-    /// Every task of the cluster started by the service.
-    fn tasks_of(&self, service: &Value) -> Result<Vec<Value>> {
-        let by = format!(
-            "ecs-svc/{}",
+    /// Every task of the cluster started by the service (its task group, whichever its
+    /// deployment).
+    pub(super) fn tasks_of(&self, service: &Value) -> Result<Vec<Value>> {
+        let group = format!(
+            "service:{}",
             service["serviceArn"]
                 .as_str()
                 .context("service without an ID")?
@@ -102,12 +103,12 @@ impl Fleet {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|t| t["startedBy"] == by.as_str())
+            .filter(|t| t["group"] == group.as_str())
             .collect())
     }
 
     /// Polls until `done` holds for the service and its tasks, or fails with both.
-    fn wait_for(
+    pub(super) fn wait_for(
         &self,
         name: &str,
         what: &str,
@@ -162,7 +163,7 @@ fn kill_task_processes(task_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn live(tasks: &[Value]) -> Vec<&Value> {
+pub(super) fn live(tasks: &[Value]) -> Vec<&Value> {
     tasks
         .iter()
         .filter(|t| t["desiredStatus"] == "RUNNING" && t["lastStatus"] != "STOPPED")
@@ -176,13 +177,19 @@ fn running_on<'a>(tasks: &'a [Value], instance: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn steady(service: &Value, tasks: &[Value], desired: u64) -> bool {
+pub(super) fn steady(service: &Value, tasks: &[Value], desired: u64) -> bool {
     service["runningCount"] == desired
         && service["pendingCount"] == 0
         && live(tasks).len() as u64 == desired
 }
 
-fn create(env: &Env, name: &str, family: &str, desired: u32, more: &[&str]) -> Result<Value> {
+pub(super) fn create(
+    env: &Env,
+    name: &str,
+    family: &str,
+    desired: u32,
+    more: &[&str],
+) -> Result<Value> {
     let count = desired.to_string();
     let mut args = vec![
         "create-service",
@@ -234,13 +241,15 @@ pub(super) fn keeps_desired_count_across_a_crash_and_a_draining_instance(w: &Wor
         created["service"]["schedulingStrategy"] == "REPLICA",
         "{created}"
     );
-    let (service, tasks) = fleet.wait_for("keep", "2 RUNNING", |s, t| steady(s, t, 2))?;
-    ensure!(
-        service["events"].as_array().is_some_and(|e| e
-            .iter()
-            .any(|e| e["message"] == "(service keep) has reached a steady state.")),
-        "{service}"
-    );
+    // The steady-state event follows the report that made the tasks RUNNING by one step of
+    // the service scheduler: waited for too.
+    let (service, tasks) = fleet.wait_for("keep", "2 RUNNING and a steady state", |s, t| {
+        steady(s, t, 2)
+            && s["events"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["message"] == "(service keep) has reached a steady state.")
+            })
+    })?;
     ensure!(
         service["events"]
             .as_array()

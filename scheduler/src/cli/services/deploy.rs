@@ -203,6 +203,15 @@ impl Context<'_> {
         let names = [service.to_owned()];
         let mut wakeups = None;
         let mut last_counts = None;
+        // What the events said of the deployment: a step can complete a rollback right
+        // after the failure, and the failed deployment then leaves the list.
+        let (failed_event, completed_event) = (
+            format!("(deployment {id}) deployment failed"),
+            format!("(deployment {id}) deployment completed"),
+        );
+        let mut failed: Option<String> = None;
+        let mut completed = false;
+        let mut rolled_back: Option<String> = None;
         loop {
             let read = match self.describe(&names).await {
                 Ok(mut s) => s.pop(),
@@ -215,63 +224,92 @@ impl Context<'_> {
             };
             if let Some(s) = read {
                 for e in s.events.iter().rev() {
-                    if seen.insert(e.id.clone()) {
-                        self.line(
-                            &Line::Event {
-                                message: &e.message,
-                            },
-                            || e.message.clone(),
-                        )?;
+                    if !seen.insert(e.id.clone()) {
+                        continue;
+                    }
+                    self.line(
+                        &Line::Event {
+                            message: &e.message,
+                        },
+                        || e.message.clone(),
+                    )?;
+                    if e.message.contains(&failed_event) {
+                        failed = Some(e.message.clone());
+                    } else if e.message.contains(&completed_event) {
+                        completed = true;
+                    } else if failed.is_some()
+                        && let Some((_, to)) = e.message.split_once("rolling back to deployment ")
+                    {
+                        rolled_back = Some(format!("deployment {}", to.trim_end_matches('.')));
                     }
                 }
-                let Some(d) = s.deployments.iter().find(|d| d.id == id) else {
+                let found = s.deployments.iter().find(|d| d.id == id);
+                if let Some(d) = found {
+                    let counts = (d.running_count, d.pending_count, d.failed_tasks);
+                    if last_counts != Some(counts) {
+                        last_counts = Some(counts);
+                        let shown = json::Deployment::from(d);
+                        self.line(&Line::Progress { deployment: &shown }, || {
+                            format!(
+                                "deployment {}: {} running, {} pending of {} desired, {} failed",
+                                d.id,
+                                d.running_count,
+                                d.pending_count,
+                                d.desired_count,
+                                d.failed_tasks
+                            )
+                        })?;
+                    }
+                    completed |= d.rollout_state == "COMPLETED";
+                    if d.rollout_state == "FAILED" {
+                        failed = Some(d.rollout_state_reason.clone());
+                    }
+                }
+                let shown = found.map_or_else(
+                    || {
+                        json::Deployment::from(&proto::Deployment {
+                            id: id.to_owned(),
+                            ..Default::default()
+                        })
+                    },
+                    json::Deployment::from,
+                );
+                if completed {
+                    return self.line(&Line::Completed { deployment: &shown }, || {
+                        format!("deployment {id} completed")
+                    });
+                }
+                if let Some(reason) = failed {
+                    // The PRIMARY after a failure is the rollback, if there was one.
+                    let to = s
+                        .deployments
+                        .first()
+                        .filter(|p| p.id != id && p.rollout_state_reason.contains("rolling back"))
+                        .map(|p| format!("{} ({})", p.task_definition, p.id))
+                        .or(rolled_back);
+                    self.line(
+                        &Line::Failed {
+                            deployment: &shown,
+                            rolled_back_to: to.as_deref(),
+                        },
+                        || format!("deployment {id} failed: {reason}"),
+                    )?;
+                    let mut reason = reason;
+                    if let Some(to) = to {
+                        reason.push_str(&format!(" The service rolled back to {to}."));
+                    }
+                    return Err(CliError::DeploymentFailed {
+                        service: service.to_owned(),
+                        deployment: id.to_owned(),
+                        reason,
+                    });
+                }
+                if found.is_none() {
                     return Err(CliError::DeploymentFailed {
                         service: service.to_owned(),
                         deployment: id.to_owned(),
                         reason: "it was replaced by another deployment".to_owned(),
                     });
-                };
-                let shown = json::Deployment::from(d);
-                let counts = (d.running_count, d.pending_count, d.failed_tasks);
-                if last_counts != Some(counts) {
-                    last_counts = Some(counts);
-                    self.line(&Line::Progress { deployment: &shown }, || {
-                        format!(
-                            "deployment {}: {} running, {} pending of {} desired, {} failed",
-                            d.id, d.running_count, d.pending_count, d.desired_count, d.failed_tasks
-                        )
-                    })?;
-                }
-                match d.rollout_state.as_str() {
-                    "COMPLETED" => {
-                        return self.line(&Line::Completed { deployment: &shown }, || {
-                            format!("deployment {} completed: {}", d.id, d.rollout_state_reason)
-                        });
-                    }
-                    "FAILED" => {
-                        let rolled_back = s
-                            .deployments
-                            .first()
-                            .filter(|p| p.id != d.id)
-                            .map(|p| p.task_definition.clone());
-                        self.line(
-                            &Line::Failed {
-                                deployment: &shown,
-                                rolled_back_to: rolled_back.as_deref(),
-                            },
-                            || format!("deployment {} failed: {}", d.id, d.rollout_state_reason),
-                        )?;
-                        let mut reason = d.rollout_state_reason.clone();
-                        if let Some(to) = rolled_back {
-                            reason.push_str(&format!(" The service rolled back to {to}."));
-                        }
-                        return Err(CliError::DeploymentFailed {
-                            service: service.to_owned(),
-                            deployment: d.id.clone(),
-                            reason,
-                        });
-                    }
-                    _ => {}
                 }
             }
             self.next_wakeup(&names, &mut wakeups).await;
