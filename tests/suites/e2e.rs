@@ -23,6 +23,8 @@ mod confinement;
 mod confinement_net;
 #[path = "e2e/container_fields.rs"]
 mod container_fields;
+#[path = "e2e/deployments.rs"]
+mod deployments;
 #[path = "e2e/drain.rs"]
 mod drain;
 #[path = "e2e/durability.rs"]
@@ -140,6 +142,18 @@ fn main() -> ExitCode {
             w.trial(
                 "placement_strategies_and_constraints_hold_and_refusals_count_exclusions",
                 placement::strategies_and_constraints_hold_and_refusals_count_exclusions,
+            ),
+            w.trial(
+                "deployments_rolling_stays_within_the_percents",
+                deployments::rolling_deployment_stays_within_the_percents,
+            ),
+            w.trial(
+                "deployments_failing_revision_trips_the_breaker_and_rolls_back",
+                deployments::a_failing_revision_trips_the_breaker_and_rolls_back,
+            ),
+            w.trial(
+                "deployments_scheduler_sigkilled_mid_deployment_completes_it",
+                deployments::scheduler_sigkilled_mid_deployment_completes_it,
             ),
             w.trial(
                 "drain_draining_instance_takes_no_new_task",

@@ -218,7 +218,7 @@ pub(crate) enum Command {
     /// The service commands (create-service, ..., events).
     #[command(flatten)]
     Service(super::services::ServiceCommand),
-    /// Wait until every task reaches a state; exit status 1 on timeout or failure.
+    /// Wait until every task (or service) reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,
         #[arg(required = true)]
@@ -313,6 +313,9 @@ pub(crate) enum WaitCondition {
     TasksRunning,
     /// Every task is STOPPED (the last status a task shows).
     TasksStopped,
+    /// Every service (the IDs are service names) is ACTIVE with one deployment and its
+    /// running count at its desired count (ECS's services-stable waiter).
+    ServicesStable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

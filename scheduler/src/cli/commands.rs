@@ -73,7 +73,7 @@ pub(super) async fn execute(args: Args, out: &mut dyn Write) -> Result<(), CliEr
 }
 
 /// The text of a task-definition file, checked with the scheduler's own parser.
-fn read_definition(path: &Path) -> Result<String, CliError> {
+pub(super) fn read_definition(path: &Path) -> Result<String, CliError> {
     let text = std::fs::read_to_string(path).map_err(|error| CliError::ReadFile {
         path: path.to_owned(),
         error,
@@ -406,6 +406,11 @@ impl Context<'_> {
             }
             Command::ListSecrets => self.list_secrets().await,
             Command::DeleteSecret { name } => self.delete_secret(name).await,
+            Command::Wait {
+                condition: WaitCondition::ServicesStable,
+                ids,
+                timeout,
+            } => self.wait_services_stable(ids, timeout).await,
             Command::Wait {
                 condition,
                 ids,

@@ -45,6 +45,16 @@ pub enum CliError {
         waited: Duration,
         pending: Vec<String>,
     },
+    /// `deploy --wait` saw its deployment fail (or be replaced).
+    #[error("deployment {deployment} of service {service} failed: {reason}")]
+    DeploymentFailed {
+        service: String,
+        deployment: String,
+        reason: String,
+    },
+    /// `wait services-stable` found a service that is not ACTIVE.
+    #[error("service {service} is {status}: it will not become stable")]
+    ServiceNotActive { service: String, status: String },
     /// `wait tasks-running` saw a task stop first.
     #[error("task {task_id} stopped before it was running: {reason}")]
     TaskStopped { task_id: String, reason: String },
@@ -87,6 +97,8 @@ impl CliError {
             | Self::Failures(_)
             | Self::WaitTimeout { .. }
             | Self::TaskStopped { .. }
+            | Self::DeploymentFailed { .. }
+            | Self::ServiceNotActive { .. }
             | Self::Runtime(_)
             | Self::Output(_)
             | Self::WriteFile { .. }

@@ -130,6 +130,7 @@ impl<'a> Progress<'a> {
             condition: match self.condition {
                 WaitCondition::TasksRunning => "tasks to be RUNNING",
                 WaitCondition::TasksStopped => "tasks to be STOPPED",
+                WaitCondition::ServicesStable => "services to be stable",
             },
             waited,
             pending: if self.pending.is_empty() {
@@ -177,6 +178,8 @@ impl<'a> Progress<'a> {
                 }
                 WaitCondition::TasksRunning => status == proto::TaskStatus::Running,
                 WaitCondition::TasksStopped => stopped,
+                // Services are waited for by `wait_services_stable`, never here.
+                WaitCondition::ServicesStable => false,
             };
             if done {
                 self.reached.insert(id);

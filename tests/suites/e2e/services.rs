@@ -119,20 +119,21 @@ impl Fleet {
             .with_context(|| format!("no service {name}: {out}"))
     }
 
-    /// Every task of the cluster started by the service.
+    /// Every task of the cluster started by the service (its task group, whichever its
+    /// deployment).
     pub(super) fn tasks_of(&self, service: &Value) -> Result<Vec<Value>> {
-        let by = format!(
-            "ecs-svc/{}",
-            service["serviceArn"]
+        let group = format!(
+            "service:{}",
+            service["serviceName"]
                 .as_str()
-                .context("service without an ID")?
+                .context("service without a name")?
         );
         Ok(self.env.json(&["list-tasks"])?["tasks"]
             .as_array()
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|t| t["startedBy"] == by.as_str())
+            .filter(|t| t["group"] == group.as_str())
             .collect())
     }
 
@@ -270,13 +271,15 @@ pub(super) fn keeps_desired_count_across_a_crash_and_a_draining_instance(w: &Wor
         created["service"]["schedulingStrategy"] == "REPLICA",
         "{created}"
     );
-    let (service, tasks) = fleet.wait_for("keep", "2 RUNNING", |s, t| steady(s, t, 2))?;
-    ensure!(
-        service["events"].as_array().is_some_and(|e| e
-            .iter()
-            .any(|e| e["message"] == "(service keep) has reached a steady state.")),
-        "{service}"
-    );
+    // The steady-state event follows the report that made the tasks RUNNING by one step of
+    // the service scheduler: waited for too.
+    let (service, tasks) = fleet.wait_for("keep", "2 RUNNING and a steady state", |s, t| {
+        steady(s, t, 2)
+            && s["events"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["message"] == "(service keep) has reached a steady state.")
+            })
+    })?;
     ensure!(
         service["events"]
             .as_array()

@@ -31,6 +31,22 @@ pub(crate) enum ServiceCommand {
         #[arg(long)]
         scheduling_strategy: Option<String>,
     },
+    /// Roll a task definition out to a service (the CI/CD entry point): with --wait, print
+    /// the deployment's progress and exit 0 once it is COMPLETED, 1 with the reason if it
+    /// FAILED (or was rolled back).
+    Deploy {
+        service: String,
+        /// FAMILY or FAMILY:REV, or an ECS task-definition JSON file (registered first as its
+        /// family's next revision).
+        #[arg(long)]
+        task_definition: String,
+        /// Follow the deployment until it is COMPLETED or FAILED.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits: seconds, or a duration such as 30s, 10m or 1h [default: 10m].
+        #[arg(long, requires = "wait", value_parser = berth_policy::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
     /// Print a service's events, oldest first; with --follow, the ones that come later too.
     Events {
         service: String,

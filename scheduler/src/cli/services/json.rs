@@ -123,6 +123,43 @@ impl From<&proto::ServiceEvent> for Event {
     }
 }
 
+/// One deployment as ECS's `deployments` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Deployment {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    pub(crate) task_definition: String,
+    pub(crate) desired_count: u32,
+    pub(crate) pending_count: u32,
+    pub(crate) running_count: u32,
+    pub(crate) failed_tasks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) updated_at: Option<String>,
+    pub(crate) rollout_state: String,
+    pub(crate) rollout_state_reason: String,
+}
+
+impl From<&proto::Deployment> for Deployment {
+    fn from(d: &proto::Deployment) -> Self {
+        Self {
+            id: d.id.clone(),
+            status: d.status.clone(),
+            task_definition: d.task_definition.clone(),
+            desired_count: d.desired_count,
+            pending_count: d.pending_count,
+            running_count: d.running_count,
+            failed_tasks: d.failed_tasks,
+            created_at: time(d.created_at.as_ref()),
+            updated_at: time(d.updated_at.as_ref()),
+            rollout_state: d.rollout_state.clone(),
+            rollout_state_reason: d.rollout_state_reason.clone(),
+        }
+    }
+}
+
 /// A service as ECS's DescribeServices shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +182,7 @@ pub(super) struct Service {
     created_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_by: Option<String>,
+    deployments: Vec<Deployment>,
     events: Vec<Event>,
 }
 
@@ -208,6 +246,7 @@ impl From<&proto::Service> for Service {
             health_check_grace_period_seconds: s.health_check_grace_period_seconds,
             created_at: time(s.created_at.as_ref()),
             created_by: non_empty(&s.created_by),
+            deployments: s.deployments.iter().map(Deployment::from).collect(),
             events: s.events.iter().map(Event::from).collect(),
         }
     }

@@ -3,6 +3,7 @@
 //! `--cli-input-json`) and out (`-o json`).
 
 mod args;
+mod deploy;
 mod json;
 
 pub(crate) use args::ServiceCommand;
@@ -22,6 +23,9 @@ use json::ServiceInput;
 
 /// How many events describe-services' table shows per service (JSON has them all).
 const TABLE_EVENTS: usize = 5;
+
+/// How long `deploy --wait` waits without `--timeout` (as ECS's services-stable waiter).
+const DEFAULT_DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn bad_input(what: String) -> CliError {
     CliError::ServiceInput { what }
@@ -175,6 +179,35 @@ fn services_table(services: &[proto::Service]) -> String {
     }
     let mut text = table.render(terminal_width());
     for s in services {
+        if s.deployments.is_empty() {
+            continue;
+        }
+        let mut table = Table::new(&[
+            "DEPLOYMENT",
+            "STATUS",
+            "TASK DEFINITION",
+            "DESIRED",
+            "RUNNING",
+            "PENDING",
+            "FAILED",
+            "ROLLOUT",
+        ]);
+        for d in &s.deployments {
+            table.row(vec![
+                d.id.clone(),
+                d.status.clone(),
+                d.task_definition.clone(),
+                d.desired_count.to_string(),
+                d.running_count.to_string(),
+                d.pending_count.to_string(),
+                d.failed_tasks.to_string(),
+                d.rollout_state.clone(),
+            ]);
+        }
+        text.push_str(&format!("\nDeployments of {}:\n", s.service_name));
+        text.push_str(&table.render(terminal_width()));
+    }
+    for s in services {
         if s.events.is_empty() {
             continue;
         }
@@ -270,6 +303,20 @@ impl Context<'_> {
             }
             ServiceCommand::Events { service, follow } => {
                 self.events(cluster, service, follow).await
+            }
+            ServiceCommand::Deploy {
+                service,
+                task_definition,
+                wait,
+                timeout,
+            } => {
+                self.deploy(
+                    service,
+                    task_definition,
+                    wait,
+                    timeout.unwrap_or(DEFAULT_DEPLOY_WAIT),
+                )
+                .await
             }
         }
     }

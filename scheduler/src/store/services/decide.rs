@@ -32,6 +32,12 @@ pub(crate) struct View<'a> {
     pub(crate) instances: &'a [InstanceRecord],
     /// Instances with a live session whose agent can take tasks.
     pub(crate) connected: &'a HashSet<String>,
+    /// The task definitions (family:revision) of the tasks that have a health check: their
+    /// tasks count as healthy only once HEALTHY.
+    pub(crate) checked: &'a HashSet<String>,
+    /// The PRIMARY deployment FAILED without a rollback: nothing new starts and the tasks it
+    /// would replace keep serving.
+    pub(crate) halted: bool,
     pub(crate) now: SystemTime,
 }
 
@@ -75,6 +81,12 @@ pub(crate) fn is_live(t: &pb::Task) -> bool {
 
 fn is_running(t: &pb::Task) -> bool {
     t.last_status == TaskStatus::Running as i32
+}
+
+/// A task that holds a place under maximumPercent: not yet STOPPED, whatever its desired
+/// status (a task ordered to stop still runs until its host reports it STOPPED).
+fn is_occupying(t: &pb::Task) -> bool {
+    t.last_status < TaskStatus::Stopped as i32
 }
 
 /// The minimum healthy and maximum percents, ECS's defaults where not given.
@@ -136,6 +148,14 @@ impl View<'_> {
                 t.task_definition, self.service.task_definition
             )
         })
+    }
+
+    /// RUNNING and, where its definition has a health check, HEALTHY: what counts towards
+    /// minimumHealthyPercent and a steady state.
+    pub(crate) fn healthy(&self, t: &pb::Task) -> bool {
+        is_running(t)
+            && (!self.checked.contains(&t.task_definition)
+                || t.health_status == HealthStatus::Healthy as i32)
     }
 
     fn desired(&self) -> u32 {
@@ -200,17 +220,25 @@ fn replica(view: &View<'_>) -> Plan {
     }
     let max_total = u64::from(desired) * u64::from(max_percent) / 100;
     let min_healthy = (u64::from(desired) * u64::from(min_percent)).div_ceil(100);
-    let live = (current.len() + outdated.len()) as u64;
+    // Every task not yet STOPPED holds a place, those being stopped too: maximumPercent is
+    // never exceeded, even while stop orders are on their way.
+    let occupying = view.tasks.iter().filter(|t| is_occupying(t)).count() as u64;
     let missing = u64::from(desired).saturating_sub(current.len() as u64);
-    let start = missing.min(max_total.saturating_sub(live));
-    // Outdated tasks go while enough healthy ones stay: those not RUNNING count for nothing
-    // and go first; RUNNING ones within the healthy surplus.
-    let healthy = current.iter().filter(|t| is_running(t)).count()
-        + outdated.iter().filter(|(t, _)| is_running(t)).count();
+    let start = if view.halted {
+        0
+    } else {
+        missing.min(max_total.saturating_sub(occupying))
+    };
+    // Outdated tasks go while enough healthy ones stay: those not healthy count for nothing
+    // and go first; healthy ones within the healthy surplus.
+    let healthy = current.iter().filter(|t| view.healthy(t)).count()
+        + outdated.iter().filter(|(t, _)| view.healthy(t)).count();
     let mut budget = (healthy as u64).saturating_sub(min_healthy);
-    outdated.sort_by_key(|(t, _)| (is_running(t), t.created_at.map(|c| (c.seconds, c.nanos))));
+    outdated.sort_by_key(|(t, _)| (view.healthy(t), t.created_at.map(|c| (c.seconds, c.nanos))));
     for (t, why) in outdated {
-        if !is_running(t) {
+        if view.halted {
+            // A failed deployment replaces nothing.
+        } else if !view.healthy(t) {
             stop.push((t.task_id.clone(), why));
         } else if budget > 0 {
             budget -= 1;
@@ -218,10 +246,11 @@ fn replica(view: &View<'_>) -> Plan {
         }
     }
     let start = Start::Count(u32::try_from(start).unwrap_or(u32::MAX));
-    let steady = stop.is_empty()
+    let steady = !view.halted
+        && stop.is_empty()
         && start == Start::Count(0)
         && count(current.len()) == desired
-        && current.iter().all(|t| is_running(t))
+        && current.iter().all(|t| view.healthy(t))
         && view.tasks.iter().filter(|t| is_live(t)).count() == current.len();
     Plan {
         start,
@@ -281,8 +310,11 @@ fn daemon(view: &View<'_>) -> Plan {
         let mut rest = here.into_iter();
         match rest.next() {
             Some(keep) if keep.task_definition == view.service.task_definition => {
-                all_running &= is_running(keep);
+                all_running &= view.healthy(keep);
             }
+            // A failed deployment replaces nothing.
+            Some(_) if view.halted => all_running = false,
+            None if view.halted => all_running = false,
             Some(old) => {
                 let why = view.outdated(old).unwrap_or_default();
                 stop.push((old.task_id.clone(), why));
@@ -301,7 +333,7 @@ fn daemon(view: &View<'_>) -> Plan {
         }
     }
     // Tasks on ACTIVE instances that are not connected stay until the instance is lost.
-    let steady = stop.is_empty() && start.is_empty() && all_running;
+    let steady = !view.halted && stop.is_empty() && start.is_empty() && all_running;
     Plan {
         start: Start::On(start),
         stop,

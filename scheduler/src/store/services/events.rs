@@ -99,3 +99,23 @@ pub(crate) fn unplaced(service: &str, demand: &Demand, shortage: &Shortage) -> S
         Shortage::Room(None) => no_instances(service),
     }
 }
+
+pub(crate) fn deployment_completed(service: &str, deployment: &str) -> String {
+    format!("(service {service}) (deployment {deployment}) deployment completed.")
+}
+
+pub(crate) fn deployment_failed(service: &str, deployment: &str) -> String {
+    format!(
+        "(service {service}) (deployment {deployment}) deployment failed: tasks failed to start."
+    )
+}
+
+pub(crate) fn rolling_back(service: &str, to: &str) -> String {
+    format!("(service {service}) rolling back to deployment {to}.")
+}
+
+pub(crate) fn no_rollback(service: &str, deployment: &str) -> String {
+    format!(
+        "(service {service}) (deployment {deployment}) cannot roll back: the service has no COMPLETED deployment."
+    )
+}

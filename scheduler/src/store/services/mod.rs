@@ -3,38 +3,37 @@
 //! update, delete, describe and list them, and [`Store::reconcile_service`], the service
 //! scheduler's one step for one service: in a single write transaction it reads the service,
 //! its tasks and the instances, decides (`decide`, pure), places and creates the new tasks,
-//! queues the stop orders and records the events. The tasks it creates carry startedBy
-//! `ecs-svc/<service ID>`, so the decision and the tasks it led to are committed together:
-//! a scheduler killed at any point finds them on restart and never starts a task twice.
-//! Running and pending counts are derived from the tasks when read, never stored.
+//! queues the stop orders and records the events. The tasks it creates carry their
+//! deployment's ID as startedBy and the service's task group (`deployments.rs`), so the
+//! decision and the tasks it led to are committed together: a scheduler killed at any point
+//! finds them on restart and never starts a task twice. Running and pending counts are
+//! derived from the tasks when read, never stored.
 
 mod decide;
+mod deployments;
 mod events;
+mod launch;
 mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deployments;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::SystemTime;
 
-use berth_proto::v1::{self as pb, DesiredStatus, StopCode, scheduler_message};
+use berth_proto::v1 as pb;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::codec::{all_recs, get_rec, load_task, load_tasks, put_rec, put_task};
+use super::codec::{all_recs, get_rec, load_tasks, put_rec, put_task};
 use super::definitions::load_definition;
-use super::placement::{self, Demand};
-use super::platform;
+use super::placement::service_group;
 use super::records::InstanceRecord;
-use super::sessions::enqueue;
-use super::tasks::create_tasks;
-use super::views::active_definitions;
-use super::{
-    CLUSTERS, INSTANCES, OUTBOX, RunTasks, SESSIONS, Store, StoreError, TASK_DEFS, TASKS, new_id,
-    now,
-};
+use super::{CLUSTERS, INSTANCES, Store, StoreError, TASK_DEFS, TASKS, new_id, now};
 
-use decide::{Start, View, is_live, plan};
+use decide::{View, is_live, plan};
+use deployments::FAILED;
 
 /// The table of services, keyed by `cluster/name`.
 pub(super) const SERVICES: TableDefinition<'static, &'static str, &'static [u8]> =
@@ -106,8 +105,8 @@ fn key(cluster: &str, name: &str) -> String {
     format!("{cluster}/{name}")
 }
 
-/// The startedBy of the service's tasks.
-fn started_by(service: &pb::Service) -> String {
+/// The startedBy of the tasks of a service stored before deployments existed.
+fn legacy_started_by(service: &pb::Service) -> String {
     format!("ecs-svc/{}", service.service_id)
 }
 
@@ -119,21 +118,55 @@ fn not_found(cluster: &str, name: &str) -> StoreError {
     .into()
 }
 
-/// The service's tasks among `tasks`.
+/// The service's tasks among `tasks`: those of its task group (ECS's `service:NAME`) created
+/// since the service was (a service re-created under the name of an INACTIVE one, whose
+/// tasks are all stopped, does not take them on), or, started before groups were stored, by
+/// `ecs-svc/<service ID>`.
 fn tasks_of<'a>(service: &pb::Service, tasks: &'a [pb::Task]) -> Vec<&'a pb::Task> {
-    let by = started_by(service);
+    let group = service_group(&service.service_name);
+    let legacy = legacy_started_by(service);
+    let since = stamp(service.created_at.as_ref());
     tasks
         .iter()
-        .filter(|t| t.cluster == service.cluster && t.started_by == by)
+        .filter(|t| {
+            t.cluster == service.cluster
+                && ((t.group == group && stamp(t.created_at.as_ref()) >= since)
+                    || t.started_by == legacy)
+        })
         .collect()
+}
+
+/// A stored time, comparable (absent sorts first).
+fn stamp(at: Option<&prost_types::Timestamp>) -> (i64, i32) {
+    at.map_or((0, 0), |t| (t.seconds, t.nanos))
+}
+
+/// Moves the service's live tasks of `task_definition` into the deployment `id`: a new
+/// deployment of a task definition that already runs (a rollback) keeps those tasks rather
+/// than replacing them.
+fn adopt_tasks(
+    txn: &WriteTransaction,
+    service: &pb::Service,
+    id: &str,
+    task_definition: &str,
+) -> Result<(), StoreError> {
+    let all = load_tasks(&txn.open_table(TASKS)?)?;
+    let mut table = txn.open_table(TASKS)?;
+    for t in tasks_of(service, &all) {
+        if is_live(t) && t.task_definition == task_definition && t.started_by != id {
+            let mut moved = t.clone();
+            moved.started_by = id.to_owned();
+            put_task(&mut table, &moved)?;
+        }
+    }
+    Ok(())
 }
 
 /// Fills the counts derived from the tasks.
 fn with_counts(mut service: pb::Service, tasks: &[pb::Task]) -> pb::Service {
-    let live: Vec<&pb::Task> = tasks_of(&service, tasks)
-        .into_iter()
-        .filter(|t| is_live(t))
-        .collect();
+    let mine = tasks_of(&service, tasks);
+    deployments::with_counts(&mut service, &mine);
+    let live: Vec<&pb::Task> = mine.into_iter().filter(|t| is_live(t)).collect();
     let running = live
         .iter()
         .filter(|t| t.last_status == pb::TaskStatus::Running as i32)
@@ -188,7 +221,7 @@ impl Store {
                 .into());
             }
             let daemon = service.scheduling_strategy == DAEMON;
-            let stored = pb::Service {
+            let mut stored = pb::Service {
                 service_name: service.service_name.clone(),
                 cluster: cluster.to_owned(),
                 service_id: new_id(),
@@ -205,6 +238,8 @@ impl Store {
                 created_by: created_by.to_owned(),
                 ..Default::default()
             };
+            let reference = stored.task_definition.clone();
+            deployments::begin(&mut stored, &reference, None);
             put_rec(&mut table, &k, &stored)?;
             tracing::info!(cluster, service = %stored.service_name, task_definition = %stored.task_definition, desired = stored.desired_count, strategy = %stored.scheduling_strategy, "service created");
             Ok(stored)
@@ -231,9 +266,15 @@ impl Store {
                 }
                 .into());
             }
+            deployments::adopt_legacy(&mut service);
+            let mut deployed = None;
             if let Some(reference) = &update.task_definition {
                 let def = load_definition(&txn.open_table(TASK_DEFS)?, reference)?;
-                service.task_definition = format!("{}:{}", def.family, def.revision);
+                let resolved = format!("{}:{}", def.family, def.revision);
+                if resolved != service.task_definition {
+                    service.task_definition.clone_from(&resolved);
+                    deployed = Some(resolved);
+                }
             }
             if let Some(n) = update.desired_count
                 && service.scheduling_strategy != DAEMON
@@ -253,6 +294,13 @@ impl Store {
                 service.placement_strategy = s;
             }
             check_fields(&service)?;
+            if let Some(reference) = deployed {
+                let id = deployments::begin(&mut service, &reference, None);
+                adopt_tasks(txn, &service, &id, &reference)?;
+                tracing::info!(cluster, service = name, deployment = %id, task_definition = %reference, "deployment started");
+            } else if let Some(d) = service.deployments.first_mut() {
+                d.desired_count = service.desired_count;
+            }
             put_rec(&mut table, &k, &service)?;
             tracing::info!(cluster, service = name, task_definition = %service.task_definition, desired = service.desired_count, "service updated");
             let tasks = load_tasks(&txn.open_table(TASKS)?)?;
@@ -399,6 +447,29 @@ impl Store {
     }
 }
 
+/// The task definitions among `references` whose containers have a health check.
+fn with_health_checks<'a>(
+    txn: &WriteTransaction,
+    references: impl IntoIterator<Item = &'a str>,
+) -> Result<HashSet<String>, StoreError> {
+    let table = txn.open_table(TASK_DEFS)?;
+    let mut checked = HashSet::new();
+    let mut seen = HashSet::new();
+    for reference in references {
+        if !seen.insert(reference) {
+            continue;
+        }
+        // A definition that is gone has no checks to wait for.
+        let Ok(def) = load_definition(&table, reference) else {
+            continue;
+        };
+        if def.containers.iter().any(|c| c.health_check.is_some()) {
+            checked.insert(reference.to_owned());
+        }
+    }
+    Ok(checked)
+}
+
 /// The step in `txn`; None when it changes nothing.
 fn step(
     txn: &WriteTransaction,
@@ -416,7 +487,19 @@ fn step(
     if service.status == INACTIVE_SERVICE {
         return Ok(None);
     }
-    let all_tasks = load_tasks(&txn.open_table(TASKS)?)?;
+    let before = service.clone();
+    deployments::adopt_legacy(&mut service);
+    let mut all_tasks = load_tasks(&txn.open_table(TASKS)?)?;
+    // The circuit breaker first: a rollback changes what the step rolls out.
+    let before_tasks = tasks_of(&before, &all_tasks);
+    let (mut said, rolled_back) = deployments::advance(&mut service, &before_tasks);
+    if let (Some(reference), Some(id)) = (
+        rolled_back,
+        deployments::primary(&service).map(|d| d.id.clone()),
+    ) {
+        adopt_tasks(txn, &service, &id, &reference)?;
+        all_tasks = load_tasks(&txn.open_table(TASKS)?)?;
+    }
     let instances: Vec<InstanceRecord> =
         all_recs::<InstanceRecord>(&txn.open_table(INSTANCES)?, "instances")?
             .into_iter()
@@ -428,22 +511,33 @@ fn step(
         .cloned()
         .collect();
     let mine = tasks_of(&service, &all_tasks);
+    let checked = with_health_checks(
+        txn,
+        mine.iter()
+            .map(|t| t.task_definition.as_str())
+            .chain([service.task_definition.as_str()]),
+    )?;
+    let deployment =
+        deployments::primary(&service).map(|d| (d.id.clone(), d.rollout_state == FAILED));
+    let (deployment, halted) = deployment.unwrap_or_else(|| (legacy_started_by(&service), false));
     let decided = plan(&View {
         service: &service,
         tasks: &mine,
         instances: &instances,
         connected: &takes_tasks,
+        checked: &checked,
+        halted,
         now: at,
     });
-    let before = service.clone();
     let mut done = Reconciled::default();
     if let Some(n) = decided.daemon_desired {
         service.desired_count = n;
     }
-    stop_tasks(txn, &service, &decided.stop, &mut done)?;
-    let (started, unplaced) = start_tasks(
+    launch::stop_tasks(txn, &service, &decided.stop, &mut done)?;
+    let (started, unplaced) = launch::start_tasks(
         txn,
         &service,
+        &deployment,
         &decided.start,
         &all_tasks,
         &instances,
@@ -451,6 +545,7 @@ fn step(
         degraded,
         &mut done,
     )?;
+    done.events.append(&mut said);
     if !done.stopped.is_empty() {
         let ids: Vec<String> = done.stopped.iter().map(|(t, _)| t.clone()).collect();
         done.events.push(events::stopped(name, &ids));
@@ -461,6 +556,21 @@ fn step(
     if let Some(why) = unplaced {
         done.events.push(why);
     }
+    let all_now = load_tasks(&txn.open_table(TASKS)?)?;
+    let live_tasks = tasks_of(&service, &all_now);
+    if service.status == DRAINING_SERVICE && mine.iter().all(|t| !is_live(t)) {
+        service.status = INACTIVE_SERVICE.to_owned();
+        tracing::info!(
+            cluster,
+            service = name,
+            "service INACTIVE: its tasks are stopped"
+        );
+    }
+    done.events.extend(deployments::settle(
+        &mut service,
+        &live_tasks,
+        decided.steady,
+    ));
     if decided.steady {
         done.events.push(events::steady(name));
     }
@@ -471,250 +581,11 @@ fn step(
         }
     }
     done.events = recorded;
-    if service.status == DRAINING_SERVICE && mine.iter().all(|t| !is_live(t)) {
-        service.status = INACTIVE_SERVICE.to_owned();
-        tracing::info!(
-            cluster,
-            service = name,
-            "service INACTIVE: its tasks are stopped"
-        );
-    }
     if service == before && done.started.is_empty() && done.stopped.is_empty() {
         return Ok(None);
     }
     put_rec(&mut txn.open_table(SERVICES)?, &k, &service)?;
     Ok(Some(done))
-}
-
-/// Marks each task desired STOPPED and queues its stop order (ServiceSchedulerInitiated).
-fn stop_tasks(
-    txn: &WriteTransaction,
-    service: &pb::Service,
-    stop: &[(String, String)],
-    done: &mut Reconciled,
-) -> Result<(), StoreError> {
-    let mut tasks_t = txn.open_table(TASKS)?;
-    let mut sessions = txn.open_table(SESSIONS)?;
-    let mut outbox = txn.open_table(OUTBOX)?;
-    for (id, reason) in stop {
-        let Some(mut task) = load_task(&tasks_t, id)? else {
-            continue;
-        };
-        task.desired_status = DesiredStatus::Stopped as i32;
-        task.stopping_at = Some(now());
-        put_task(&mut tasks_t, &task)?;
-        let seq = enqueue(
-            &mut sessions,
-            &mut outbox,
-            &task.container_instance_id,
-            |seq| {
-                scheduler_message::Message::Stop(pb::StopTaskOrder {
-                    seq,
-                    task_id: task.task_id.clone(),
-                    stop_code: StopCode::ServiceSchedulerInitiated as i32,
-                    reason: reason.clone(),
-                })
-            },
-        )?;
-        tracing::info!(task.id = %task.task_id, instance.id = %task.container_instance_id, service = %service.service_name, reason = %reason, seq, "service scheduler stops a task");
-        done.stopped
-            .push((task.task_id.clone(), task.container_instance_id.clone()));
-    }
-    Ok(())
-}
-
-/// Places and creates the tasks of `start`, as many as fit. Returns the IDs created, and the
-/// event that says why the others did not fit.
-#[allow(clippy::too_many_arguments)]
-fn start_tasks(
-    txn: &WriteTransaction,
-    service: &pb::Service,
-    start: &Start,
-    all_tasks: &[pb::Task],
-    instances: &[InstanceRecord],
-    connected: &HashSet<String>,
-    degraded: &BTreeMap<String, String>,
-    done: &mut Reconciled,
-) -> Result<(Vec<String>, Option<String>), StoreError> {
-    let wanted: Vec<Option<&str>> = match start {
-        Start::Count(n) => (0..*n).map(|_| None).collect(),
-        Start::On(ids) => ids.iter().map(|i| Some(i.as_str())).collect(),
-    };
-    if wanted.is_empty() {
-        return Ok((Vec::new(), None));
-    }
-    let name = &service.service_name;
-    let def = load_definition(&txn.open_table(TASK_DEFS)?, &service.task_definition)?;
-    let definitions = active_definitions(&txn.open_table(TASK_DEFS)?, all_tasks)?;
-    // Tasks stopped in this step still hold their resources until their host reports them
-    // STOPPED: placement sees them as they are stored.
-    let tasks = load_tasks(&txn.open_table(TASKS)?)?;
-    let pool = placement::Pool {
-        cluster: &service.cluster,
-        instances,
-        tasks: &tasks,
-        definitions: &definitions,
-        connected,
-        degraded,
-    };
-    let demand = Demand::of(&def);
-    let mut placements = Vec::new();
-    let mut unplaced = None;
-    let mut candidates = pool.candidates(None);
-    for pinned in wanted {
-        let mut here: Vec<placement::Capacity> = match pinned {
-            None => std::mem::take(&mut candidates),
-            Some(id) => candidates
-                .iter()
-                .filter(|c| c.instance_id == id)
-                .cloned()
-                .collect(),
-        };
-        let result = if here.is_empty() {
-            Err(events::no_instances(name))
-        } else {
-            match platform::retain_matching(&mut here, instances, &def) {
-                Err(mismatches) => Err(mismatches.first().map_or_else(
-                    || events::no_instances(name),
-                    |m| events::no_platform(name, &m.instance_id, &m.why),
-                )),
-                Ok(()) => {
-                    let (left, placed) =
-                        place_one(&pool, here, &def, &demand, service, &placements);
-                    here = left;
-                    placed
-                }
-            }
-        };
-        // What this placement took stays taken for the next one.
-        match pinned {
-            None => candidates = here,
-            Some(id) => {
-                if let (Some(slot), Some(now_here)) = (
-                    candidates.iter_mut().find(|c| c.instance_id == id),
-                    here.into_iter().next(),
-                ) {
-                    *slot = now_here;
-                }
-            }
-        }
-        match result {
-            Ok(mut chosen) => placements.append(&mut chosen),
-            Err(why) => {
-                unplaced.get_or_insert(why);
-                if pinned.is_none() {
-                    break;
-                }
-            }
-        }
-    }
-    let reference = service.task_definition.clone();
-    let by = started_by(service);
-    let created = create_tasks(
-        txn,
-        &RunTasks {
-            cluster: &service.cluster,
-            task_definition: &reference,
-            count: 0,
-            started_by: &by,
-            group: &placement::service_group(&service.service_name),
-            network_attachment: None,
-            container_instance: None,
-            storage_degraded: None,
-            placement_constraints: &[],
-            placement_strategy: &[],
-        },
-        &def,
-        None,
-        placements,
-    )?;
-    let ids: Vec<String> = created.iter().map(|t| t.task_id.clone()).collect();
-    done.started = created;
-    if let Some(why) = &unplaced {
-        tracing::warn!(cluster = %service.cluster, service = %name, reason = %why, "service task not placed");
-    }
-    Ok((ids, unplaced))
-}
-
-/// One task of `service` placed by the placement engine among `here`, under the service's
-/// constraints (with its definition's) and strategies (binpack on memory when it has none):
-/// the candidates with what the task took, and its instance or the event that says why not.
-/// `placed_before` are the instances of the tasks placed earlier in this step (not stored yet).
-fn place_one(
-    pool: &placement::Pool<'_>,
-    here: Vec<placement::Capacity>,
-    def: &pb::TaskDefinition,
-    demand: &Demand,
-    service: &pb::Service,
-    placed_before: &[String],
-) -> (Vec<placement::Capacity>, Result<Vec<String>, String>) {
-    let name = &service.service_name;
-    let constraints: Result<Vec<_>, String> = def
-        .placement_constraints
-        .iter()
-        .chain(&service.placement_constraints)
-        .map(|c| {
-            crate::placement::Constraint::from_parts(&c.r#type, &c.expression)
-                .map_err(|e| e.to_string())
-        })
-        .collect();
-    let strategies: Result<Vec<_>, String> = service
-        .placement_strategy
-        .iter()
-        .map(|s| {
-            crate::placement::Strategy::from_parts(&s.r#type, &s.field).map_err(|e| e.to_string())
-        })
-        .collect();
-    let (constraints, strategies) = match (constraints, strategies) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(why), _) | (_, Err(why)) => {
-            return (
-                here,
-                Err(format!("(service {name}) {} {why}", events::UNABLE)),
-            );
-        }
-    };
-    let strategies: &[crate::placement::Strategy] = if strategies.is_empty() {
-        crate::placement::DEFAULT_STRATEGIES
-    } else {
-        &strategies
-    };
-    let requirements = crate::placement::Requirements {
-        cpu: demand.cpu,
-        memory_mib: demand.memory_mib,
-        ports: demand.ports.clone(),
-        awsvpc: def.network_mode == "awsvpc",
-        cpu_architecture: None,
-        os_type: None,
-        group: placement::service_group(&service.service_name),
-    };
-    let mut engine = pool.engine_candidates(here);
-    placement::count_placed(&mut engine, placed_before, &requirements);
-    let placed = crate::placement::place(
-        &mut engine,
-        &requirements,
-        &constraints,
-        strategies,
-        1,
-        &mut rand::rng(),
-    );
-    let left = placement::capacities(&engine);
-    let placed = placed.map_err(|refusal| {
-        let constrained = refusal.exclusions.iter().any(|e| {
-            matches!(
-                e.check,
-                crate::placement::Check::MemberOf(_)
-                    | crate::placement::Check::DistinctInstance
-                    | crate::placement::Check::AwsvpcAddresses
-            )
-        });
-        if constrained {
-            format!("(service {name}) was unable to place a task because {refusal}.")
-        } else {
-            events::unplaced(name, demand, &placement::shortage(&left, demand))
-        }
-    });
-    (left, placed)
 }
 
 impl From<ServiceError> for StoreError {

@@ -64,6 +64,8 @@ fn decide(s: &pb::Service, tasks: &[pb::Task], instances: &[InstanceRecord], up:
         tasks: &refs,
         instances,
         connected: &up,
+        checked: &HashSet::new(),
+        halted: false,
         now: SystemTime::UNIX_EPOCH + Duration::from_secs(10_000),
     })
 }
@@ -253,7 +255,7 @@ fn a_daemon_runs_one_task_on_every_connected_active_instance() {
     assert_eq!(p.daemon_desired, Some(2));
 }
 
-fn store_with_instances(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
+pub(super) fn store_with_instances(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open store");
     store
@@ -337,8 +339,10 @@ fn a_step_creates_the_tasks_once_even_across_a_reopened_store() {
     assert!(
         done.started
             .iter()
-            .all(|t| t.started_by == started_by(&created) && t.group == "service:web")
+            .all(|t| t.started_by == created.deployments[0].id && t.group == "service:web")
     );
+    assert!(created.deployments[0].id.starts_with("ecs-svc/"));
+    assert_eq!(created.deployments[0].id.len(), "ecs-svc/".len() + 19);
     assert_eq!(done.events.len(), 1);
     assert!(done.events[0].starts_with("(service web) has started 3 tasks: (task "));
     // Again: nothing more.
