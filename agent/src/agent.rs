@@ -411,6 +411,7 @@ async fn connect_runtime(
         runtime_config.max_manifest_bytes = config.max_manifest_size_mib << 20;
         runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
         runtime_config.init_path = config.init_path.clone();
+        runtime_config.registry_certs_dir = Some(config.registry_certs_dir.clone());
         let error = match Runtime::connect(runtime_config).await {
             Ok(runtime) => match runtime.containerd_version().await {
                 Ok(_) => return Ok(runtime),

@@ -30,6 +30,7 @@ pub use container::{
 };
 pub use containerd::{ConnectError, ContainerdError};
 pub use error::Error;
+pub use image::DEFAULT_CERTS_DIR;
 pub use image::DEFAULT_MAX_MANIFEST_BYTES;
 pub use image::LocalImageError;
 pub use image::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};

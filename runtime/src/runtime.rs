@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub volume_dir: PathBuf,
     /// Registries reached over plain HTTP (host or host:port). All others use HTTPS.
     pub insecure_registries: Vec<String>,
+    /// The per-registry directories of CA files, client certificates and `hosts.toml`
+    /// (`<dir>/<host[:port]>/`, as containerd's `certs.d`); None asks no directory.
+    pub registry_certs_dir: Option<PathBuf>,
     /// Where registry credentials come from for pulls that bring none.
     pub credentials: CredentialSources,
     /// How long one pull may take, all its tries together (the agent's
@@ -65,6 +68,7 @@ impl RuntimeConfig {
             log_dir: data_dir.join("logs"),
             volume_dir: data_dir.join("volumes"),
             insecure_registries: Vec::new(),
+            registry_certs_dir: Some(PathBuf::from(crate::image::DEFAULT_CERTS_DIR)),
             credentials: CredentialSources::default(),
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             max_concurrent_downloads: 3,
@@ -107,7 +111,10 @@ impl Runtime {
         let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
         let puller = Puller::with_sources(
             Arc::clone(&client),
-            Arc::new(Registry::new(&config.insecure_registries)?),
+            Arc::new(Registry::new(
+                &config.insecure_registries,
+                config.registry_certs_dir.clone(),
+            )),
             config.max_concurrent_downloads,
             config.max_manifest_bytes,
             Credentials::new(&config.credentials),

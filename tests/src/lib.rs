@@ -50,7 +50,7 @@ pub use ingest::HeldIngest;
 pub use prereq::{Policy, Prereq, bins, which};
 pub use process::{log_tail, pid_alive, poll, poll_every, run_with_timeout};
 pub use push::{http_client, push_blob, push_image, push_index, put_manifest};
-pub use registry::{AccessLogEntry, PrivateRegistry, free_port, parse_access_log};
+pub use registry::{AccessLogEntry, PrivateRegistry, RegistryOptions, free_port, parse_access_log};
 pub use trace::trace_init;
 pub use world::{KEEP_ENV, TMPDIR_ENV, World, run_suite};
 

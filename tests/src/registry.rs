@@ -22,6 +22,18 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(5);
 /// Attempts to start when the free port got taken between probe and bind.
 const START_ATTEMPTS: usize = 3;
 
+/// How a registry started by [`PrivateRegistry::start_with`] differs from the plain one.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Demand HTTP basic credentials from this htpasswd file (bcrypt lines).
+    pub htpasswd: Option<PathBuf>,
+    /// Serve the content stored under this directory (another registry's `data_dir()`)
+    /// instead of a fresh one.
+    pub data: Option<PathBuf>,
+}
+
 /// A registry started by the harness. Killed on drop.
 #[derive(Debug)]
 pub struct PrivateRegistry {
@@ -63,12 +75,18 @@ impl PrivateRegistry {
     /// Writes `dir/config.yml` and starts the registry on a free 127.0.0.1 port, waiting until
     /// `GET /v2/` answers 200.
     pub fn start(dir: &Path) -> Result<PrivateRegistry> {
+        Self::start_with(dir, &RegistryOptions::default())
+    }
+
+    /// Like [`start`](Self::start), with TLS, basic authentication or another registry's
+    /// content; ready once `/v2/` answers at all (401 when it demands credentials).
+    pub fn start_with(dir: &Path, options: &RegistryOptions) -> Result<PrivateRegistry> {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let dir =
             fs::canonicalize(dir).with_context(|| format!("canonicalize {}", dir.display()))?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&dir) {
+            match Self::start_once(&dir, options) {
                 Ok(r) => return Ok(r),
                 Err(e) if format!("{e:#}").contains("address already in use") => last = Some(e),
                 Err(e) => return Err(e),
@@ -77,13 +95,13 @@ impl PrivateRegistry {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
     }
 
-    fn start_once(dir: &Path) -> Result<PrivateRegistry> {
+    fn start_once(dir: &Path, options: &RegistryOptions) -> Result<PrivateRegistry> {
         let port = free_port()?;
-        let data = dir.join("data");
+        let data = options.data.clone().unwrap_or_else(|| dir.join("data"));
         fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
         let config = dir.join("config.yml");
         let log = dir.join("registry.log");
-        fs::write(&config, config_yml(&data, port))
+        fs::write(&config, config_yml(&data, port, options))
             .with_context(|| format!("write {}", config.display()))?;
         let log_file =
             fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
@@ -106,12 +124,12 @@ impl PrivateRegistry {
             child: Mutex::new(Some(child)),
             marker: AtomicU64::new(0),
         };
-        me.wait_ready()?;
+        me.wait_ready(options.tls.is_some() || options.htpasswd.is_some())?;
         tracing::debug!(host = %me.host(), pid, "private registry ready");
         Ok(me)
     }
 
-    fn wait_ready(&self) -> Result<()> {
+    fn wait_ready(&self, any_answer: bool) -> Result<()> {
         process::wait_ready(
             &format!("registry on {}", self.host()),
             &self.log,
@@ -119,6 +137,8 @@ impl PrivateRegistry {
             || self.exited(),
             || match http_get_status(self.addr(), "/v2/") {
                 Ok(200) => Ok(()),
+                // Plain HTTP to a TLS port answers 400; basic authentication answers 401.
+                Ok(_) if any_answer => Ok(()),
                 Ok(code) => Err(format!("GET /v2/ answered {code}")),
                 Err(e) => Err(format!("{e:#}")),
             },
@@ -279,8 +299,8 @@ pub fn parse_access_log(text: &str) -> Vec<AccessLogEntry> {
         .collect()
 }
 
-fn config_yml(data: &Path, port: u16) -> String {
-    format!(
+fn config_yml(data: &Path, port: u16, options: &RegistryOptions) -> String {
+    let mut yml = format!(
         "# Written by berth-tests; a private registry for end-to-end tests.
 version: 0.1
 log:
@@ -300,7 +320,21 @@ http:
   addr: 127.0.0.1:{port}
 ",
         data.display()
-    )
+    );
+    if let Some((cert, key)) = &options.tls {
+        yml.push_str(&format!(
+            "  tls:\n    certificate: \"{}\"\n    key: \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    if let Some(htpasswd) = &options.htpasswd {
+        yml.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: berth-tests\n    path: \"{}\"\n",
+            htpasswd.display()
+        ));
+    }
+    yml
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read, release).

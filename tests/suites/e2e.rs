@@ -473,6 +473,10 @@ fn main() -> ExitCode {
                 registry::credentials_from_a_docker_credential_helper,
             ),
             w.trial(
+                "registry_htpasswd_credentials_from_a_helper_and_a_task_secret",
+                registry_htpasswd::credentials_from_a_helper_and_a_task_secret,
+            ),
+            w.trial(
                 "secrets_reach_the_environment_and_nowhere_else",
                 secrets::reach_the_environment_and_nowhere_else,
             ),
@@ -894,6 +898,8 @@ mod diskfull;
 mod diskfull_start;
 #[path = "e2e/pidipc.rs"]
 mod pidipc;
+#[path = "e2e/registry_htpasswd.rs"]
+mod registry_htpasswd;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

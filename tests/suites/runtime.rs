@@ -22,6 +22,8 @@ mod host_bind;
 mod pull;
 #[path = "runtime/registry.rs"]
 mod registry;
+#[path = "runtime/registry_hosts.rs"]
+mod registry_hosts;
 #[path = "runtime/seccomp32.rs"]
 mod seccomp32;
 #[path = "runtime/stats.rs"]
@@ -166,6 +168,18 @@ fn main() -> ExitCode {
             w.async_trial(
                 "pull_credentials_from_a_docker_config_and_a_token_command",
                 registry::credentials_from_a_docker_config_and_a_token_command,
+            ),
+            w.async_trial(
+                "pull_falls_through_a_failing_mirror_to_the_upstream",
+                registry_hosts::a_failing_mirror_falls_through_to_the_upstream,
+            ),
+            w.async_trial(
+                "pull_trusts_a_registry_ca_from_certs_d",
+                registry_hosts::a_registry_with_its_own_ca_is_trusted_through_certs_d,
+            ),
+            w.async_trial(
+                "pull_credentials_from_each_source_against_htpasswd",
+                registry_hosts::credentials_from_each_source_against_htpasswd,
             ),
             w.trial(
                 "pull_of_the_largest_fixtures_fits_a_small_stack",

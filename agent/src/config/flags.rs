@@ -178,6 +178,9 @@ pub struct Overrides {
     /// URL of the CloudWatch Logs API for the awslogs driver [env: BERTH_AWSLOGS_ENDPOINT]
     #[arg(long, value_name = "URL")]
     pub awslogs_endpoint: Option<String>,
+    /// Directory of per-registry CA files, client certificates and hosts.toml [env: BERTH_REGISTRY_CERTS_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub registry_certs_dir: Option<String>,
 }
 
 impl Overrides {
@@ -239,6 +242,7 @@ impl Overrides {
             (Key::ImageGcLowPercent, &self.image_gc_low_percent),
             (Key::AllowHostPidIpc, &self.allow_host_pid_ipc),
             (Key::AwslogsEndpoint, &self.awslogs_endpoint),
+            (Key::RegistryCertsDir, &self.registry_certs_dir),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -85,10 +85,12 @@ pub(crate) enum Key {
     AllowHostPidIpc,
     // awslogs (issue 23): where CloudWatch Logs is reached.
     AwslogsEndpoint,
+    // Registry TLS and mirrors (issue 21): the certs.d directory.
+    RegistryCertsDir,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 55] = [
+    pub(crate) const ALL: [Key; 56] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -144,6 +146,7 @@ impl Key {
         Key::ImageGcLowPercent,
         Key::AllowHostPidIpc,
         Key::AwslogsEndpoint,
+        Key::RegistryCertsDir,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -226,7 +229,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 55] = [
+const KEYS: [KeyDoc; 56] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -611,6 +614,13 @@ const KEYS: [KeyDoc; 55] = [
         "--awslogs-endpoint",
         "(none)",
         "URL of the CloudWatch Logs API the awslogs log driver sends to (http:// or https://); by default the region's AWS endpoint",
+    ),
+    doc(
+        "registry_certs_dir",
+        "BERTH_REGISTRY_CERTS_DIR",
+        "--registry-certs-dir",
+        r#""/etc/berth/certs.d""#,
+        "directory of per-registry TLS files and mirrors, as containerd's certs.d: `<host[:port]>/` holds `ca.crt` (and other `*.crt`), `client.cert` + `client.key`, and `hosts.toml`",
     ),
 ];
 

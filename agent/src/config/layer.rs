@@ -88,6 +88,7 @@ pub(crate) struct Partial {
     image_gc_low_percent: Option<Given<u8>>,
     allow_host_pid_ipc: Option<Given<bool>>,
     awslogs_endpoint: Option<Given<Option<String>>>,
+    registry_certs_dir: Option<Given<PathBuf>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -345,6 +346,10 @@ impl Partial {
             Key::RegistryTokenCommands => {
                 s.store(&mut self.registry_token_commands, token_commands(input))
             }
+            Key::RegistryCertsDir => s.store(
+                &mut self.registry_certs_dir,
+                absolute_path(input, "the absolute path of a directory"),
+            ),
             Key::AwslogsEndpoint => s.store(
                 &mut self.awslogs_endpoint,
                 input

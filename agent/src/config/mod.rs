@@ -180,6 +180,9 @@ pub struct AgentConfig {
     pub allow_host_pid_ipc: bool,
     /// URL of the CloudWatch Logs API the awslogs driver uses; None: the region's endpoint.
     pub awslogs_endpoint: Option<String>,
+    /// Per-registry TLS files and mirrors (`<dir>/<host[:port]>/`: `*.crt`, `client.cert` +
+    /// `client.key`, `hosts.toml`), as containerd's certs.d. A missing directory is none.
+    pub registry_certs_dir: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -237,6 +240,7 @@ impl Default for AgentConfig {
             image_gc_low_percent: 80,
             allow_host_pid_ipc: false,
             awslogs_endpoint: None,
+            registry_certs_dir: PathBuf::from(berth_runtime::DEFAULT_CERTS_DIR),
         }
     }
 }
@@ -511,6 +515,7 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             .awslogs_endpoint
             .as_deref()
             .map_or_else(|| "(none)".to_owned(), string),
+        Key::RegistryCertsDir => path(&config.registry_certs_dir),
     }
 }
 

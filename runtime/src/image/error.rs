@@ -78,8 +78,13 @@ pub enum PullError {
         counted: bool,
         limit: u64,
     },
-    #[error("cannot start the registry HTTP client: {reason}")]
-    HttpClient { reason: String },
+    /// The registry's certs.d directory or a file it names cannot be used.
+    #[error("bad configuration for registry {registry} in {}: {reason}", path.display())]
+    RegistryConfig {
+        registry: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("pull of {reference} was cancelled")]
     Cancelled { reference: String },
     #[error("cannot get credentials for registry {registry} from {source_name}: {reason}")]
@@ -125,7 +130,7 @@ impl PullError {
             | Self::IngestHeld { .. }
             | Self::Unpack { .. }
             | Self::TooLarge { .. }
-            | Self::HttpClient { .. }
+            | Self::RegistryConfig { .. }
             | Self::Cancelled { .. }
             | Self::Credentials { .. } => false,
         }

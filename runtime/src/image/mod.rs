@@ -10,6 +10,7 @@ mod content;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixture;
+mod hosts;
 mod ingest;
 mod inventory;
 mod local;
@@ -23,6 +24,7 @@ pub(crate) use auth::Credentials;
 pub use auth::{CREDENTIAL_COMMAND_DEADLINE, CredentialSources, DEFAULT_TOKEN_TTL};
 pub use capped::DEFAULT_MAX_MANIFEST_BYTES;
 pub use error::PullError;
+pub use hosts::DEFAULT_CERTS_DIR;
 pub use inventory::ImageSummary;
 pub(crate) use inventory::{cached, list as list_images, remove as remove_image};
 pub use local::LocalImageError;

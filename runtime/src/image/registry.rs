@@ -1,23 +1,30 @@
-//! The registry side of a pull, over oci-client: reference parsing, manifest fetches and blob
+//! The registry side of a pull: reference parsing (oci-client's), manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
+//! Each request goes to the registry's endpoints as its certs.d directory lists them
+//! (`hosts.rs`): mirrors in order, then the upstream. A mirror that fails (unreachable, 5xx,
+//! not found, refused) is logged and the next endpoint asked; the upstream's answer is final.
+//! Mirrors are asked without the pull's credentials, which belong to the upstream.
 //! A pull reads through the [`Distribution`] trait, so its unit tests serve images from memory.
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::Reference;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::{Client, Reference};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
+use super::hosts::{self, Endpoint};
 use super::{PullError, RegistryAuth};
 
 mod fetch;
+mod transport;
 
 /// How long to wait for a TCP connection to a registry.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -93,6 +100,7 @@ pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
     async fn blob_stream(
         &self,
         image: &ImageRef,
+        auth: &RegistryAuth,
         digest: &str,
         size: i64,
         media_type: &str,
@@ -103,44 +111,110 @@ pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
 /// A registry client shared by all pulls of one runtime.
 #[derive(Clone)]
 pub(crate) struct Registry {
-    client: Client,
-    manifests: std::sync::Arc<fetch::ManifestFetcher>,
+    transport: Arc<transport::Transport>,
+    certs_dir: Option<PathBuf>,
+    insecure: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("certs_dir", &self.certs_dir)
+            .finish_non_exhaustive()
     }
 }
 
 impl Registry {
-    /// HTTPS everywhere except the registries listed as insecure (host or host:port).
-    pub(crate) fn new(insecure_registries: &[String]) -> Result<Self, PullError> {
-        install_crypto_provider();
-        let protocol = if insecure_registries.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(insecure_registries.to_vec())
-        };
+    /// HTTPS everywhere except the registries listed as insecure (host or host:port) and the
+    /// `http://` endpoints a hosts.toml names; `certs_dir` holds the per-registry
+    /// directories (`hosts.rs`).
+    pub(crate) fn new(insecure_registries: &[String], certs_dir: Option<PathBuf>) -> Self {
         let user_agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
-        let config = ClientConfig {
-            protocol,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent,
-            ..ClientConfig::default()
-        };
-        let manifests = fetch::ManifestFetcher::new(
-            insecure_registries,
-            CONNECT_TIMEOUT,
-            READ_TIMEOUT,
-            user_agent,
-        )?;
-        Ok(Self {
-            client: Client::new(config),
-            manifests: std::sync::Arc::new(manifests),
-        })
+        Self {
+            transport: Arc::new(transport::Transport::new(
+                CONNECT_TIMEOUT,
+                READ_TIMEOUT,
+                user_agent,
+                certs_dir.clone(),
+            )),
+            certs_dir,
+            insecure: insecure_registries.into(),
+        }
     }
+
+    /// The endpoints that may serve `image`: those with `resolve` for a tag, those with `pull`
+    /// for content named by digest.
+    fn endpoints(&self, image: &ImageRef, resolve: bool) -> Result<Vec<Endpoint>, PullError> {
+        let hosts = hosts::load(self.certs_dir.as_deref(), image.registry(), &self.insecure)
+            .map_err(|e| PullError::RegistryConfig {
+                registry: image.registry().to_owned(),
+                path: e.path,
+                reason: e.reason,
+            })?;
+        let able: Vec<Endpoint> = hosts.able(resolve).cloned().collect();
+        if able.is_empty() {
+            return Err(PullError::RegistryConfig {
+                registry: image.registry().to_owned(),
+                path: self
+                    .certs_dir
+                    .clone()
+                    .unwrap_or_default()
+                    .join(image.registry())
+                    .join("hosts.toml"),
+                reason: format!(
+                    "no host has the {} capability",
+                    if resolve { "resolve" } else { "pull" }
+                ),
+            });
+        }
+        Ok(able)
+    }
+}
+
+/// Asks each endpoint in turn with `ask`: a mirror's failure is logged and the next asked; the
+/// last endpoint's answer (the upstream's) is final.
+async fn in_turn<T, F, Fut>(
+    image: &ImageRef,
+    what: &str,
+    endpoints: Vec<Endpoint>,
+    auth: &RegistryAuth,
+    mut ask: F,
+) -> Result<T, PullError>
+where
+    F: FnMut(Endpoint, RegistryAuth) -> Fut,
+    Fut: Future<Output = Result<T, PullError>>,
+{
+    let count = endpoints.len();
+    let mut last = None;
+    for (i, endpoint) in endpoints.into_iter().enumerate() {
+        let (host, mirror) = (endpoint.host.clone(), endpoint.mirror);
+        // A mirror is another party: the upstream's credentials are not for it.
+        let auth = if mirror {
+            RegistryAuth::Anonymous
+        } else {
+            auth.clone()
+        };
+        match ask(endpoint, auth).await {
+            Ok(found) => return Ok(found),
+            Err(e) if mirror && i + 1 < count => {
+                tracing::warn!(
+                    registry = image.registry(),
+                    mirror = %host,
+                    what,
+                    error = %e,
+                    "registry mirror failed; asking the next host"
+                );
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| PullError::Registry {
+        registry: image.registry().to_owned(),
+        what: what.to_owned(),
+        reason: "no host to ask".to_owned(),
+        transient: false,
+    }))
 }
 
 #[async_trait]
@@ -153,61 +227,44 @@ impl Distribution for Registry {
         auth: &RegistryAuth,
         limit: u64,
     ) -> Result<(Bytes, String), PullError> {
-        let (client, manifests) = (self.client.clone(), std::sync::Arc::clone(&self.manifests));
-        let (image_owned, auth) = (image.clone(), to_oci_auth(auth));
+        let endpoints = self.endpoints(image, image.inner.digest().is_none())?;
+        let (transport, image_owned, auth) =
+            (Arc::clone(&self.transport), image.clone(), auth.clone());
         own_task(image, "manifest", async move {
-            manifests.fetch(&client, &image_owned, &auth, limit).await
+            let image = &image_owned;
+            in_turn(image, "manifest", endpoints, &auth, |endpoint, auth| {
+                let transport = Arc::clone(&transport);
+                async move { fetch::manifest(&transport, &endpoint, image, &auth, limit).await }
+            })
+            .await
         })
         .await
     }
 
-    /// Streams a blob from byte `offset` on. From the start, oci-client verifies the digest at
-    /// the end of the stream. From further on, the registry is asked for the rest only (HTTP
-    /// Range), and containerd's check at commit, over the bytes it already held and these, is
-    /// the verification; a registry that ignores the range sends the whole blob, verified, and
-    /// its first `offset` bytes are skipped here.
+    /// Streams a blob from byte `offset` on. containerd's check at commit, over the bytes it
+    /// already held and these, is the verification.
     async fn blob_stream(
         &self,
         image: &ImageRef,
+        auth: &RegistryAuth,
         digest: &str,
-        size: i64,
-        media_type: &str,
+        _size: i64,
+        _media_type: &str,
         offset: u64,
     ) -> Result<BlobStream, PullError> {
-        let desc = oci_client::manifest::OciDescriptor {
-            media_type: media_type.to_owned(),
-            digest: digest.to_owned(),
-            size,
-            ..Default::default()
-        };
-        let (client, image_owned) = (self.client.clone(), image.clone());
-        let what = format!("blob {digest}");
-        own_task(image, &format!("blob {digest}"), async move {
+        let endpoints = self.endpoints(image, false)?;
+        let (transport, image_owned, auth) =
+            (Arc::clone(&self.transport), image.clone(), auth.clone());
+        let (digest, what) = (digest.to_owned(), format!("blob {digest}"));
+        own_task(image, &what.clone(), async move {
             let image = &image_owned;
-            let failed = |e| classify(e, image, &what);
-            if offset == 0 {
-                let sized = client
-                    .pull_blob_stream(&image.inner, &desc)
-                    .await
-                    .map_err(failed)?;
-                return Ok(sized.stream);
-            }
-            let response = client
-                .pull_blob_stream_partial(&image.inner, &desc, offset, None)
-                .await
-                .map_err(failed)?;
-            Ok(match response {
-                BlobResponse::Partial(rest) => rest.stream,
-                BlobResponse::Full(whole) => {
-                    tracing::debug!(
-                        registry = image.registry(),
-                        blob = %desc.digest,
-                        offset,
-                        "the registry ignored the range; skipping what containerd holds"
-                    );
-                    skip_bytes(whole.stream, offset)
+            in_turn(image, &what, endpoints, &auth, |endpoint, auth| {
+                let (transport, digest) = (Arc::clone(&transport), digest.clone());
+                async move {
+                    fetch::blob(&transport, &endpoint, image, &auth, &digest, offset).await
                 }
             })
+            .await
         })
         .await
     }
@@ -257,16 +314,6 @@ fn skip_bytes(stream: BlobStream, n: u64) -> BlobStream {
             futures::future::ready(out)
         })
         .boxed()
-}
-
-fn to_oci_auth(auth: &RegistryAuth) -> oci_client::secrets::RegistryAuth {
-    match auth {
-        RegistryAuth::Anonymous => oci_client::secrets::RegistryAuth::Anonymous,
-        RegistryAuth::Basic { username, password } => {
-            oci_client::secrets::RegistryAuth::Basic(username.clone(), password.clone())
-        }
-        RegistryAuth::Bearer(token) => oci_client::secrets::RegistryAuth::Bearer(token.clone()),
-    }
 }
 
 /// Turns an oci-client error into the error a person can act on.

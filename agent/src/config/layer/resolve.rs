@@ -459,6 +459,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            registry_certs_dir: pick(
+                self.registry_certs_dir,
+                Key::RegistryCertsDir,
+                defaults.registry_certs_dir,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {

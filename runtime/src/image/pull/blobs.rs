@@ -44,6 +44,7 @@ impl Puller {
     pub(super) fn config<'a>(
         &'a self,
         image: &'a ImageRef,
+        auth: &'a RegistryAuth,
         lease: &'a Lease,
         desc: &'a Descriptor,
         source: &'a (String, String),
@@ -63,7 +64,7 @@ impl Puller {
             }
             let labels = HashMap::from([source.clone()]);
             let cached = self.reuse(lease, &desc.digest, &labels).await? || {
-                let mut open = self.registry_opener(image, desc, false);
+                let mut open = self.registry_opener(image, auth, desc, false);
                 let blob = BlobWrite {
                     kind: "config",
                     digest: &desc.digest,
@@ -135,7 +136,6 @@ impl Puller {
         labels: HashMap<String, String>,
     ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
         Box::pin(async move {
-            let _ = auth; // credentials were stored with the registry client by the manifest fetch
             let lease = Lease::borrowed(&self.inner.client, lease_id);
             let size = layer.size.max(0) as u64;
             if self.reuse(&lease, &layer.digest, &labels).await? {
@@ -144,6 +144,7 @@ impl Puller {
             }
             let this = self.clone();
             let image_owned = image.clone();
+            let auth_owned = auth.clone();
             let layer_owned = layer.clone();
             let lease_owned = lease_id.to_owned();
             let labels_owned = labels.clone();
@@ -153,8 +154,14 @@ impl Puller {
                 .run(
                     layer.digest.clone(),
                     move || async move {
-                        this.download_layer(&image_owned, &lease_owned, &layer_owned, labels_owned)
-                            .await
+                        this.download_layer(
+                            &image_owned,
+                            &auth_owned,
+                            &lease_owned,
+                            &layer_owned,
+                            labels_owned,
+                        )
+                        .await
                     },
                     |d| {
                         Err(PullError::Cancelled {
@@ -176,6 +183,7 @@ impl Puller {
     pub(super) fn download_layer<'a>(
         &'a self,
         image: &'a ImageRef,
+        auth: &'a RegistryAuth,
         lease_id: &'a str,
         layer: &'a Descriptor,
         labels: HashMap<String, String>,
@@ -187,7 +195,7 @@ impl Puller {
             let reference = image.given().to_owned();
             let digest = layer.digest.clone();
             let mut last_report = 0u64;
-            let mut open = self.registry_opener(image, layer, true);
+            let mut open = self.registry_opener(image, auth, layer, true);
             let blob = BlobWrite {
                 kind: "layer",
                 digest: &layer.digest,
@@ -236,6 +244,7 @@ impl Puller {
     fn registry_opener<'a>(
         &'a self,
         image: &'a ImageRef,
+        auth: &'a RegistryAuth,
         desc: &'a Descriptor,
         bounded: bool,
     ) -> impl FnMut(u64) -> BoxFuture<'a, Result<ByteStream<'a>, PullError>> + Send + 'a {
@@ -257,7 +266,14 @@ impl Puller {
                 };
                 let stream = inner
                     .registry
-                    .blob_stream(image, &desc.digest, desc.size, &desc.media_type, offset)
+                    .blob_stream(
+                        image,
+                        auth,
+                        &desc.digest,
+                        desc.size,
+                        &desc.media_type,
+                        offset,
+                    )
                     .await?;
                 Ok(stream
                     .map(move |chunk| {

@@ -154,13 +154,14 @@ mod tests {
         async fn blob_stream(
             &self,
             image: &ImageRef,
+            auth: &RegistryAuth,
             digest: &str,
             size: i64,
             media_type: &str,
             offset: u64,
         ) -> Result<BlobStream, PullError> {
             self.inner
-                .blob_stream(image, digest, size, media_type, offset)
+                .blob_stream(image, auth, digest, size, media_type, offset)
                 .await
         }
     }

@@ -35,7 +35,9 @@ impl Puller {
             let source = source_label(image);
 
             // Config: small, needed in memory for the diff IDs.
-            let config_bytes = self.config(image, lease, &manifest.config, &source).await?;
+            let config_bytes = self
+                .config(image, auth, lease, &manifest.config, &source)
+                .await?;
             let diff_ids = manifest::diff_ids(&config_bytes, manifest.layers.len(), image.given())?;
             let chain_ids = manifest::chain_ids(&diff_ids);
 

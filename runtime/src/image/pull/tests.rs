@@ -36,7 +36,7 @@ fn unboxed<F: Future>(f: &F) -> (usize, usize) {
 #[tokio::test]
 async fn pull_futures_stay_small() {
     let client: Arc<dyn Containerd> = Arc::new(Grpc::unconnected("sizes"));
-    let registry = Registry::new(&[]).unwrap();
+    let registry = Registry::new(&[], None);
     let puller = Puller::new(
         Arc::clone(&client),
         Arc::new(registry.clone()),
@@ -94,7 +94,7 @@ async fn pull_futures_stay_small() {
         ),
         (
             "config",
-            sizes(&puller.config(&image, &lease, &desc, &source)),
+            sizes(&puller.config(&image, &auth, &lease, &desc, &source)),
         ),
         (
             "put_small",
@@ -106,7 +106,7 @@ async fn pull_futures_stay_small() {
         ),
         (
             "download_layer",
-            sizes(&puller.download_layer(&image, "lease", &desc, HashMap::new())),
+            sizes(&puller.download_layer(&image, &auth, "lease", &desc, HashMap::new())),
         ),
         (
             "write_blob",
@@ -133,7 +133,7 @@ async fn pull_futures_stay_small() {
         ),
         (
             "registry blob_stream",
-            sizes(&registry.blob_stream(&image, "d", 1, "m", 0)),
+            sizes(&registry.blob_stream(&image, &auth, "d", 1, "m", 0)),
         ),
         ("lease create", unboxed(&Lease::create(&client, "p"))),
     ];
@@ -213,6 +213,7 @@ impl Distribution for FakeRegistry {
     async fn blob_stream(
         &self,
         image: &ImageRef,
+        _auth: &RegistryAuth,
         digest: &str,
         _size: i64,
         _media_type: &str,

@@ -1,176 +1,153 @@
-//! Manifest and index fetches under a size cap. oci-client reads a manifest answer whole into
-//! memory whatever its length, so Berth asks for manifests itself: a plain GET on the
-//! distribution API, the answer read through [`read_capped`], its digest checked here. Only
-//! the credentials come from oci-client: on a 401 its `auth` answers the registry's challenge
-//! (a bearer token from the realm, or basic credentials), and what it answered is kept per
-//! registry and repository for the next fetch.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+//! Manifest, index and blob fetches from one endpoint. oci-client reads a manifest answer
+//! whole into memory whatever its length, so Berth asks for manifests itself: a plain GET on
+//! the distribution API through the endpoint's [`Transport`], the answer read through
+//! [`read_capped`], its digest checked here. Blobs stream from the answer; containerd checks
+//! each blob's digest when it commits it.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use oci_client::errors::{OciDistributionError, OciEnvelope};
-use oci_client::{Client, RegistryOperation};
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use sha2::{Digest as _, Sha256, Sha512};
 
-use super::{ImageRef, classify, root_cause};
-use crate::image::PullError;
+use super::transport::{Request, Transport};
+use super::{BlobStream, ImageRef, classify, skip_bytes};
 use crate::image::capped::{CappedError, read_capped};
+use crate::image::hosts::Endpoint;
 use crate::image::manifest::ACCEPTED_MANIFEST_TYPES;
+use crate::image::{PullError, RegistryAuth};
 
 /// The most of an error answer's body kept (to read the registry's error codes).
 const ERROR_BODY_LIMIT: u64 = 64 << 10;
 
-/// How a manifest request proves who asks, as the registry's last challenge was answered.
-#[derive(Clone)]
-enum Credential {
-    Bearer(String),
-    Basic(String, String),
+/// The manifest or index `image` names, at most `limit` bytes, and its digest.
+pub(super) async fn manifest(
+    transport: &Transport,
+    endpoint: &Endpoint,
+    image: &ImageRef,
+    auth: &RegistryAuth,
+    limit: u64,
+) -> Result<(Bytes, String), PullError> {
+    let url = url(
+        endpoint,
+        image,
+        &format!("manifests/{}", image.tag_or_digest()),
+    );
+    let request = Request {
+        url: url.clone(),
+        what: "manifest",
+        accept: Some(ACCEPTED_MANIFEST_TYPES.join(", ")),
+        from: None,
+    };
+    let response = transport.get(endpoint, image, auth, &request).await?;
+    if !response.status().is_success() {
+        return Err(refusal(response, image, endpoint, &url, "manifest").await);
+    }
+    let header_digest = response
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let declared = response.content_length();
+    let body = read_capped(declared, response.bytes_stream(), limit)
+        .await
+        .map_err(|e| match e {
+            CappedError::TooLarge { size, counted } => PullError::TooLarge {
+                registry: endpoint.host.clone(),
+                what: format!("the manifest of {}", image.given()),
+                size,
+                counted,
+                limit,
+            },
+            CappedError::Body(e) => named(
+                classify(OciDistributionError::RequestError(e), image, "manifest"),
+                endpoint,
+            ),
+        })?;
+    let digest = verify_digest(
+        &body,
+        image.inner.digest(),
+        header_digest.as_deref(),
+        &endpoint.host,
+    )?;
+    Ok((body, digest))
 }
 
-/// Fetches manifests with its own HTTP client (same timeouts, TLS and user agent as
-/// oci-client's), remembering the credential each repository needed.
-pub(super) struct ManifestFetcher {
-    http: reqwest::Client,
-    insecure: Vec<String>,
-    credentials: Mutex<HashMap<(String, String), Credential>>,
+/// A blob's bytes from `offset` on. The registry is asked for the rest only (HTTP Range); one
+/// that ignores the range sends the whole blob, and its first `offset` bytes are skipped.
+pub(super) async fn blob(
+    transport: &Transport,
+    endpoint: &Endpoint,
+    image: &ImageRef,
+    auth: &RegistryAuth,
+    digest: &str,
+    offset: u64,
+) -> Result<BlobStream, PullError> {
+    let what = format!("blob {digest}");
+    let url = url(endpoint, image, &format!("blobs/{digest}"));
+    let request = Request {
+        url: url.clone(),
+        what: &what,
+        accept: None,
+        from: Some(offset),
+    };
+    let response = transport.get(endpoint, image, auth, &request).await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(refusal(response, image, endpoint, &url, &what).await);
+    }
+    let stream = response
+        .bytes_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other))
+        .boxed();
+    if offset > 0 && status != StatusCode::PARTIAL_CONTENT {
+        tracing::debug!(
+            registry = %endpoint.host,
+            blob = digest,
+            offset,
+            "the registry ignored the range; skipping what containerd holds"
+        );
+        return Ok(skip_bytes(stream, offset));
+    }
+    Ok(stream)
 }
 
-impl ManifestFetcher {
-    pub(super) fn new(
-        insecure: &[String],
-        connect_timeout: Duration,
-        read_timeout: Duration,
-        user_agent: &'static str,
-    ) -> Result<Self, PullError> {
-        super::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(user_agent)
-            .build()
-            .map_err(|e| PullError::HttpClient {
-                reason: root_cause(&e),
-            })?;
-        Ok(Self {
-            http,
-            insecure: insecure.to_vec(),
-            credentials: Mutex::new(HashMap::new()),
-        })
+/// `<base>/<repository>/<rest>`, with `?ns=<registry>` on a mirror, as containerd asks.
+fn url(endpoint: &Endpoint, image: &ImageRef, rest: &str) -> String {
+    let mut url = format!("{}/{}/{rest}", endpoint.base, image.repository());
+    if endpoint.mirror {
+        url.push_str("?ns=");
+        url.push_str(image.registry());
     }
+    url
+}
 
-    /// The manifest or index `image` names, at most `limit` bytes, and its digest.
-    pub(super) async fn fetch(
-        &self,
-        oci: &Client,
-        image: &ImageRef,
-        auth: &oci_client::secrets::RegistryAuth,
-        limit: u64,
-    ) -> Result<(Bytes, String), PullError> {
-        let reference = &image.inner;
-        let registry = reference.resolve_registry().to_owned();
-        // Blob downloads go through oci-client, which finds the credentials stored here.
-        oci.store_auth_if_needed(&registry, auth).await;
-        let url = self.url(image);
-        let key = (registry, reference.repository().to_owned());
-        let known = self.credential(&key);
-        let mut response = self.get(&url, known.as_ref(), image).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            let answered = oci
-                .auth(reference, auth, RegistryOperation::Pull)
-                .await
-                .map_err(|e| classify(e, image, "manifest"))?;
-            let credential = match (answered, auth) {
-                (Some(token), _) => Some(Credential::Bearer(token)),
-                (None, oci_client::secrets::RegistryAuth::Basic(user, password)) => {
-                    Some(Credential::Basic(user.clone(), password.clone()))
-                }
-                (None, _) => None,
-            };
-            if let Some(credential) = credential {
-                response = self.get(&url, Some(&credential), image).await?;
-                if response.status().is_success() {
-                    self.credentials_lock().insert(key, credential);
-                }
-            }
-        }
-        if !response.status().is_success() {
-            return Err(refusal(response, image, &url).await);
-        }
-        let header_digest = response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let declared = response.content_length();
-        let body = read_capped(declared, response.bytes_stream(), limit)
-            .await
-            .map_err(|e| match e {
-                CappedError::TooLarge { size, counted } => PullError::TooLarge {
-                    registry: image.registry().to_owned(),
-                    what: format!("the manifest of {}", image.given()),
-                    size,
-                    counted,
-                    limit,
-                },
-                CappedError::Body(e) => {
-                    classify(OciDistributionError::RequestError(e), image, "manifest")
-                }
-            })?;
-        let digest = verify_digest(&body, reference.digest(), header_digest.as_deref(), image)?;
-        Ok((body, digest))
+/// `error`, naming the endpoint that failed rather than the reference's registry.
+fn named(mut error: PullError, endpoint: &Endpoint) -> PullError {
+    match &mut error {
+        PullError::RegistryUnreachable { registry, .. }
+        | PullError::Registry { registry, .. }
+        | PullError::Unauthorized { registry, .. }
+        | PullError::ManifestUnknown { registry, .. }
+        | PullError::RepositoryUnknown { registry, .. } => registry.clone_from(&endpoint.host),
+        _ => {}
     }
-
-    fn url(&self, image: &ImageRef) -> String {
-        let reference = &image.inner;
-        let registry = reference.resolve_registry();
-        let scheme = if self.insecure.iter().any(|r| r == registry) {
-            "http"
-        } else {
-            "https"
-        };
-        format!(
-            "{scheme}://{registry}/v2/{}/manifests/{}",
-            reference.repository(),
-            image.tag_or_digest()
-        )
-    }
-
-    async fn get(
-        &self,
-        url: &str,
-        credential: Option<&Credential>,
-        image: &ImageRef,
-    ) -> Result<Response, PullError> {
-        let request: RequestBuilder = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, ACCEPTED_MANIFEST_TYPES.join(", "));
-        let request = match credential {
-            Some(Credential::Bearer(token)) => request.bearer_auth(token),
-            Some(Credential::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        };
-        request
-            .send()
-            .await
-            .map_err(|e| classify(OciDistributionError::RequestError(e), image, "manifest"))
-    }
-
-    fn credential(&self, key: &(String, String)) -> Option<Credential> {
-        self.credentials_lock().get(key).cloned()
-    }
-
-    fn credentials_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Credential>> {
-        self.credentials.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    error
 }
 
 /// The error a registry's refusal means: its OCI error codes when the body carries them,
 /// else its HTTP status.
-async fn refusal(response: Response, image: &ImageRef, url: &str) -> PullError {
+async fn refusal(
+    response: Response,
+    image: &ImageRef,
+    endpoint: &Endpoint,
+    url: &str,
+    what: &str,
+) -> PullError {
+    named(refusal_of(response, image, url, what).await, endpoint)
+}
+
+async fn refusal_of(response: Response, image: &ImageRef, url: &str, what: &str) -> PullError {
     let status = response.status();
     let declared = response.content_length();
     // The body only explains the refusal: a short or unreadable one is no error of its own.
@@ -192,7 +169,7 @@ async fn refusal(response: Response, image: &ImageRef, url: &str) -> PullError {
                 url: url.to_owned(),
             },
             image,
-            "manifest",
+            what,
         );
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -209,7 +186,7 @@ async fn refusal(response: Response, image: &ImageRef, url: &str) -> PullError {
             message: String::from_utf8_lossy(&body).trim().to_owned(),
         },
         image,
-        "manifest",
+        what,
     )
 }
 
@@ -219,7 +196,7 @@ fn verify_digest(
     body: &[u8],
     pinned: Option<&str>,
     announced: Option<&str>,
-    image: &ImageRef,
+    registry: &str,
 ) -> Result<String, PullError> {
     let Some(expected) = pinned.or(announced) else {
         return Ok(format!("sha256:{}", hex::encode(Sha256::digest(body))));
@@ -234,15 +211,13 @@ fn verify_digest(
         Some(("sha512", _)) => format!("sha512:{}", hex::encode(Sha512::digest(body))),
         _ => {
             return Err(mismatch(format!(
-                "registry {} named an unsupported digest algorithm",
-                image.registry()
+                "registry {registry} named an unsupported digest algorithm"
             )));
         }
     };
     if actual != expected {
         return Err(mismatch(format!(
-            "registry {} answered content with digest {actual}",
-            image.registry()
+            "registry {registry} answered content with digest {actual}"
         )));
     }
     Ok(actual)
@@ -251,56 +226,67 @@ fn verify_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::hosts;
 
     #[test]
     fn digests_are_checked_against_the_pin_first() {
-        let image = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
+        let registry = "127.0.0.1:5000";
         let body = b"{}";
         let good = format!("sha256:{}", hex::encode(Sha256::digest(body)));
-        assert_eq!(verify_digest(body, None, None, &image).unwrap(), good);
+        assert_eq!(verify_digest(body, None, None, registry).unwrap(), good);
         assert_eq!(
-            verify_digest(body, Some(&good), Some("sha256:00"), &image).unwrap(),
+            verify_digest(body, Some(&good), Some("sha256:00"), registry).unwrap(),
             good
         );
         assert_eq!(
-            verify_digest(body, None, Some(&good), &image).unwrap(),
+            verify_digest(body, None, Some(&good), registry).unwrap(),
             good
         );
-        let err = verify_digest(body, None, Some("sha256:00"), &image).unwrap_err();
+        let err = verify_digest(body, None, Some("sha256:00"), registry).unwrap_err();
         assert!(matches!(err, PullError::DigestMismatch { .. }), "{err}");
-        let err = verify_digest(body, Some("md5:00"), None, &image).unwrap_err();
+        let err = verify_digest(body, Some("md5:00"), None, registry).unwrap_err();
         assert!(
             err.to_string().contains("unsupported digest algorithm"),
             "{err}"
         );
         let sha512 = format!("sha512:{}", hex::encode(Sha512::digest(body)));
         assert_eq!(
-            verify_digest(body, Some(&sha512), None, &image).unwrap(),
+            verify_digest(body, Some(&sha512), None, registry).unwrap(),
             sha512
         );
     }
 
     #[test]
-    fn urls_use_http_only_for_insecure_registries() {
-        let fetcher = ManifestFetcher::new(
-            &["127.0.0.1:5000".to_owned()],
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            "berth-test",
-        )
-        .unwrap();
+    fn urls_use_http_only_for_insecure_registries_and_name_the_upstream_on_mirrors() {
+        let insecure = ["127.0.0.1:5000".to_owned()];
         let image = ImageRef::parse("127.0.0.1:5000/team/app:1").unwrap();
+        let hosts = hosts::load(None, image.registry(), &insecure).unwrap();
         assert_eq!(
-            fetcher.url(&image),
+            url(&hosts.endpoints[0], &image, "manifests/1"),
             "http://127.0.0.1:5000/v2/team/app/manifests/1"
         );
         let image = ImageRef::parse("registry.example/app@sha256:abababababababababababababababababababababababababababababababab").unwrap();
+        let hosts = hosts::load(None, image.registry(), &insecure).unwrap();
         assert_eq!(
-            fetcher.url(&image),
+            url(
+                &hosts.endpoints[0],
+                &image,
+                &format!("manifests/{}", image.tag_or_digest())
+            ),
             format!(
                 "https://registry.example/v2/app/manifests/sha256:{}",
                 "ab".repeat(32)
             )
+        );
+        let hosts = hosts::parse_hosts_toml(
+            std::path::Path::new("/etc/berth/certs.d/registry.example/hosts.toml"),
+            "[host.\"http://127.0.0.1:5001\"]\n",
+            "https://registry.example",
+        )
+        .unwrap();
+        assert_eq!(
+            url(&hosts.endpoints[0], &image, "blobs/sha256:1"),
+            "http://127.0.0.1:5001/v2/app/blobs/sha256:1?ns=registry.example"
         );
     }
 }
