@@ -178,6 +178,10 @@ pub struct Overrides {
     /// URL of the CloudWatch Logs API for the awslogs driver [env: BERTH_AWSLOGS_ENDPOINT]
     #[arg(long, value_name = "URL")]
     pub awslogs_endpoint: Option<String>,
+    /// URL of every AWS API the agent calls (SSM, Secrets Manager, CloudWatch Logs)
+    /// [env: BERTH_AWS_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
 }
 
 impl Overrides {
@@ -239,6 +243,7 @@ impl Overrides {
             (Key::ImageGcLowPercent, &self.image_gc_low_percent),
             (Key::AllowHostPidIpc, &self.allow_host_pid_ipc),
             (Key::AwslogsEndpoint, &self.awslogs_endpoint),
+            (Key::AwsEndpoint, &self.aws_endpoint),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

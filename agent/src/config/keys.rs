@@ -85,10 +85,12 @@ pub(crate) enum Key {
     AllowHostPidIpc,
     // awslogs (issue 23): where CloudWatch Logs is reached.
     AwslogsEndpoint,
+    // Secrets from AWS (issue 23): where SSM and Secrets Manager are reached.
+    AwsEndpoint,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 55] = [
+    pub(crate) const ALL: [Key; 56] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -144,6 +146,7 @@ impl Key {
         Key::ImageGcLowPercent,
         Key::AllowHostPidIpc,
         Key::AwslogsEndpoint,
+        Key::AwsEndpoint,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -226,7 +229,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 55] = [
+const KEYS: [KeyDoc; 56] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -611,6 +614,13 @@ const KEYS: [KeyDoc; 55] = [
         "--awslogs-endpoint",
         "(none)",
         "URL of the CloudWatch Logs API the awslogs log driver sends to (http:// or https://); by default the region's AWS endpoint",
+    ),
+    doc(
+        "aws_endpoint",
+        "BERTH_AWS_ENDPOINT",
+        "--aws-endpoint",
+        "(none)",
+        "URL every AWS API the agent calls is sent to (http:// or https://): SSM Parameter Store and Secrets Manager for task secrets, and CloudWatch Logs unless awslogs_endpoint is set; by default each region's AWS endpoints",
     ),
 ];
 

@@ -14,7 +14,8 @@ use berth_runtime::{Ipv4Cidr, MacAddr};
 use super::error::ConfigError;
 use super::input::{
     Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
-    log_level, macs, percent, ports, registries, text_where, token_commands, unsigned,
+    endpoint_url, log_level, macs, percent, ports, registries, text_where, token_commands,
+    unsigned,
 };
 use super::keys::Key;
 use super::parse;
@@ -88,6 +89,7 @@ pub(crate) struct Partial {
     image_gc_low_percent: Option<Given<u8>>,
     allow_host_pid_ipc: Option<Given<bool>>,
     awslogs_endpoint: Option<Given<Option<String>>>,
+    aws_endpoint: Option<Given<Option<String>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -345,21 +347,8 @@ impl Partial {
             Key::RegistryTokenCommands => {
                 s.store(&mut self.registry_token_commands, token_commands(input))
             }
-            Key::AwslogsEndpoint => s.store(
-                &mut self.awslogs_endpoint,
-                input
-                    .text()
-                    .filter(|t| {
-                        let rest = t
-                            .strip_prefix("http://")
-                            .or_else(|| t.strip_prefix("https://"));
-                        rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
-                    })
-                    .map(|t| Some(t.to_owned()))
-                    .ok_or_else(|| {
-                        "an http:// or https:// URL, like http://127.0.0.1:4566".to_owned()
-                    }),
-            ),
+            Key::AwslogsEndpoint => s.store(&mut self.awslogs_endpoint, endpoint_url(input)),
+            Key::AwsEndpoint => s.store(&mut self.aws_endpoint, endpoint_url(input)),
             Key::NetworkHostNetns => s.store(
                 &mut self.network_host_netns,
                 absolute_path(input, "the absolute path of a network namespace, like /run/netns/lab")

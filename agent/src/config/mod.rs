@@ -180,6 +180,9 @@ pub struct AgentConfig {
     pub allow_host_pid_ipc: bool,
     /// URL of the CloudWatch Logs API the awslogs driver uses; None: the region's endpoint.
     pub awslogs_endpoint: Option<String>,
+    /// URL every AWS API the agent calls goes to (SSM, Secrets Manager, and CloudWatch Logs
+    /// unless `awslogs_endpoint` is set); None: each region's endpoints.
+    pub aws_endpoint: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -237,6 +240,7 @@ impl Default for AgentConfig {
             image_gc_low_percent: 80,
             allow_host_pid_ipc: false,
             awslogs_endpoint: None,
+            aws_endpoint: None,
         }
     }
 }
@@ -509,6 +513,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
         Key::AllowHostPidIpc => config.allow_host_pid_ipc.to_string(),
         Key::AwslogsEndpoint => config
             .awslogs_endpoint
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), string),
+        Key::AwsEndpoint => config
+            .aws_endpoint
             .as_deref()
             .map_or_else(|| "(none)".to_owned(), string),
     }

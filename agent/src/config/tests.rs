@@ -362,6 +362,11 @@ fn samples() -> Vec<Sample> {
             r#""http://127.0.0.1:4566""#,
             "http://127.0.0.1:4566",
         )]),
+        sample(&[(
+            "aws_endpoint",
+            r#""https://vpce.example:443""#,
+            "https://vpce.example:443",
+        )]),
     ]
 }
 
@@ -776,8 +781,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "localhost:4566",
             "an http:// or https:// URL, like http://127.0.0.1:4566",
         ),
+        (
+            "aws_endpoint",
+            "ftp://127.0.0.1",
+            "an http:// or https:// URL, like http://127.0.0.1:4566",
+        ),
     ];
-    assert_eq!(cases.len(), 42);
+    assert_eq!(cases.len(), 43);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1139,6 +1149,7 @@ image_gc_high_percent    = 85                                 # default
 image_gc_low_percent     = 80                                 # default
 allow_host_pid_ipc       = false                              # default
 awslogs_endpoint         = (none)                             # default
+aws_endpoint             = (none)                             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

@@ -459,6 +459,13 @@ impl Partial {
                 &mut sources,
             )
             .value,
+            aws_endpoint: pick(
+                self.aws_endpoint,
+                Key::AwsEndpoint,
+                defaults.aws_endpoint,
+                &mut sources,
+            )
+            .value,
         };
 
         if errors.is_empty() {
