@@ -168,8 +168,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let sweep_network = Arc::clone(&network);
     let network: Arc<dyn crate::network::TaskNetworking> = network;
     let runtime = Arc::new(runtime);
-    let awslogs =
-        crate::logs::awslogs::AwsLogs::new(config.awslogs_endpoint.clone(), cancel.child_token());
+    let awslogs = crate::logs::awslogs::AwsLogs::new(
+        config
+            .awslogs_endpoint
+            .clone()
+            .or_else(|| config.aws_endpoint.clone()),
+        cancel.child_token(),
+    );
     tracker.spawn({
         let (awslogs, cancel) = (awslogs.clone(), cancel.clone());
         async move {
@@ -200,6 +205,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                 tls: tls.clone(),
                 store: Arc::clone(&store),
             }),
+            aws_secrets: Arc::new(crate::secrets::SdkSecrets::new(config.aws_endpoint.clone())),
             awslogs,
         },
         Arc::clone(&outbox),

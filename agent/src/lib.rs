@@ -25,6 +25,7 @@
 //! - `images`: pull behaviours, the table of the images tasks hold, the image collector.
 
 mod agent;
+mod aws;
 mod backoff;
 pub mod cli;
 pub mod config;

@@ -1,7 +1,7 @@
-//! moto's server (PyPI `moto[server]`), the AWS emulator of the awslogs trials and bench, on a
-//! free 127.0.0.1 port; a small blocking client of its CloudWatch Logs API, and stop/start on
-//! the same port to play an outage (moto keeps its state in memory: a restarted server is
-//! empty).
+//! moto's server (PyPI `moto[server]`), the AWS emulator of the awslogs and AWS secrets trials
+//! and the awslogs bench, on a free 127.0.0.1 port; a small blocking client of its CloudWatch
+//! Logs, SSM Parameter Store and Secrets Manager APIs, and stop/start on the same port to play
+//! an outage (moto keeps its state in memory: a restarted server is empty).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -23,6 +23,8 @@ pub const MOTO_SERVER: &str = "/opt/berth-moto/bin/moto_server";
 pub const MOTO_SERVER_ENV: &str = "BERTH_MOTO_SERVER";
 /// The region the trials use.
 pub const REGION: &str = "eu-west-1";
+/// The account moto answers as (its default), part of the ARNs it makes.
+pub const ACCOUNT: &str = "123456789012";
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The moto_server executable, when installed.
@@ -186,8 +188,47 @@ impl Moto {
         }
     }
 
+    /// Stores an SSM SecureString parameter (encrypted with moto's default key); its ARN.
+    pub fn put_secure_parameter(&self, name: &str, value: &str) -> Result<String> {
+        self.call_service(
+            "ssm",
+            "AmazonSSM",
+            "PutParameter",
+            &json!({"Name": name, "Value": value, "Type": "SecureString"}),
+        )?;
+        let path = name.trim_start_matches('/');
+        Ok(format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{path}"))
+    }
+
+    /// Creates a Secrets Manager secret holding `value` as text; its ARN (with moto's random
+    /// suffix, as AWS makes it).
+    pub fn create_secret(&self, name: &str, value: &str) -> Result<String> {
+        let out = self.call_service(
+            "secretsmanager",
+            "secretsmanager",
+            "CreateSecret",
+            &json!({"Name": name, "SecretString": value}),
+        )?;
+        out["ARN"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("CreateSecret answered {out}"))
+    }
+
     /// One call of the CloudWatch Logs JSON protocol; the answer's body, or its error.
     fn call(&self, action: &str, body: &Value) -> Result<Value> {
+        self.call_service("logs", "Logs_20140328", action, body)
+    }
+
+    /// One call of an AWS JSON 1.1 protocol (`service` as signed, `target` the X-Amz-Target
+    /// prefix); the answer's body, or its error.
+    fn call_service(
+        &self,
+        service: &str,
+        target: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let timeout = Duration::from_secs(10);
         let mut s = TcpStream::connect_timeout(&addr, timeout)
@@ -199,8 +240,8 @@ impl Moto {
         write!(
             s,
             "POST / HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.1\r\n\
-             X-Amz-Target: Logs_20140328.{action}\r\nAuthorization: AWS4-HMAC-SHA256 \
-             Credential=testing/20240101/{REGION}/logs/aws4_request, SignedHeaders=host, \
+             X-Amz-Target: {target}.{action}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=testing/20240101/{REGION}/{service}/aws4_request, SignedHeaders=host, \
              Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )

@@ -13,6 +13,8 @@ use berth_tests::netlab::AgentNetns;
 use berth_tests::{World, fixtures, poll, run_suite};
 use serde_json::Value;
 
+#[path = "e2e/aws_secrets.rs"]
+mod aws_secrets;
 #[path = "e2e/awslogs.rs"]
 mod awslogs;
 #[path = "e2e/clusters.rs"]
@@ -483,6 +485,10 @@ fn main() -> ExitCode {
             w.trial(
                 "secrets_missing_fails_the_task_naming_it",
                 secrets::a_missing_secret_fails_the_task_naming_it,
+            ),
+            w.trial(
+                "secrets_from_aws_reach_the_environment_and_nowhere_else",
+                aws_secrets::aws_secrets_reach_the_environment_and_nowhere_else,
             ),
             w.trial(
                 "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",

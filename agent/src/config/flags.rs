@@ -181,6 +181,10 @@ pub struct Overrides {
     /// Directory of per-registry CA files, client certificates and hosts.toml [env: BERTH_REGISTRY_CERTS_DIR]
     #[arg(long, value_name = "DIR")]
     pub registry_certs_dir: Option<String>,
+    /// URL of every AWS API the agent calls (SSM, Secrets Manager, CloudWatch Logs)
+    /// [env: BERTH_AWS_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
 }
 
 impl Overrides {
@@ -243,6 +247,7 @@ impl Overrides {
             (Key::AllowHostPidIpc, &self.allow_host_pid_ipc),
             (Key::AwslogsEndpoint, &self.awslogs_endpoint),
             (Key::RegistryCertsDir, &self.registry_certs_dir),
+            (Key::AwsEndpoint, &self.aws_endpoint),
         ];
         all.into_iter()
             .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

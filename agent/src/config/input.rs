@@ -364,3 +364,17 @@ pub(super) fn log_level(input: Input<'_>) -> Result<String, String> {
                 .to_owned()
         })
 }
+
+/// An AWS endpoint override: an http:// or https:// URL.
+pub(super) fn endpoint_url(input: Input<'_>) -> Result<Option<String>, String> {
+    input
+        .text()
+        .filter(|t| {
+            let rest = t
+                .strip_prefix("http://")
+                .or_else(|| t.strip_prefix("https://"));
+            rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+        })
+        .map(|t| Some(t.to_owned()))
+        .ok_or_else(|| "an http:// or https:// URL, like http://127.0.0.1:4566".to_owned())
+}

@@ -87,10 +87,12 @@ pub(crate) enum Key {
     AwslogsEndpoint,
     // Registry TLS and mirrors (issue 21): the certs.d directory.
     RegistryCertsDir,
+    // Secrets from AWS (issue 23): where SSM and Secrets Manager are reached.
+    AwsEndpoint,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 56] = [
+    pub(crate) const ALL: [Key; 57] = [
         Key::Cluster,
         Key::SchedulerEndpoint,
         Key::TlsCaFile,
@@ -147,6 +149,7 @@ impl Key {
         Key::AllowHostPidIpc,
         Key::AwslogsEndpoint,
         Key::RegistryCertsDir,
+        Key::AwsEndpoint,
     ];
 
     pub(crate) fn doc(self) -> &'static KeyDoc {
@@ -229,7 +232,7 @@ const fn doc(
 }
 
 /// Public interface: these spellings are what operators write. Indexed by [`Key`].
-const KEYS: [KeyDoc; 56] = [
+const KEYS: [KeyDoc; 57] = [
     doc(
         "cluster",
         "BERTH_CLUSTER",
@@ -621,6 +624,11 @@ const KEYS: [KeyDoc; 56] = [
         "--registry-certs-dir",
         r#""/etc/berth/certs.d""#,
         "directory of per-registry TLS files and mirrors, as containerd's certs.d: `<host[:port]>/` holds `ca.crt` (and other `*.crt`), `client.cert` + `client.key`, and `hosts.toml`",
+        "aws_endpoint",
+        "BERTH_AWS_ENDPOINT",
+        "--aws-endpoint",
+        "(none)",
+        "URL every AWS API the agent calls is sent to (http:// or https://): SSM Parameter Store and Secrets Manager for task secrets, and CloudWatch Logs unless awslogs_endpoint is set; by default each region's AWS endpoints",
     ),
 ];
 

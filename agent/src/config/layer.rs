@@ -14,7 +14,8 @@ use berth_runtime::{Ipv4Cidr, MacAddr};
 use super::error::ConfigError;
 use super::input::{
     Input, absolute_path, absolute_paths, attributes, boolean, capabilities, duration, endpoint,
-    log_level, macs, percent, ports, registries, text_where, token_commands, unsigned,
+    endpoint_url, log_level, macs, percent, ports, registries, text_where, token_commands,
+    unsigned,
 };
 use super::keys::Key;
 use super::parse;
@@ -89,6 +90,7 @@ pub(crate) struct Partial {
     allow_host_pid_ipc: Option<Given<bool>>,
     awslogs_endpoint: Option<Given<Option<String>>>,
     registry_certs_dir: Option<Given<PathBuf>>,
+    aws_endpoint: Option<Given<Option<String>>>,
 }
 
 /// Parsing one value: the key, its input and where it came from.
@@ -350,21 +352,8 @@ impl Partial {
                 &mut self.registry_certs_dir,
                 absolute_path(input, "the absolute path of a directory"),
             ),
-            Key::AwslogsEndpoint => s.store(
-                &mut self.awslogs_endpoint,
-                input
-                    .text()
-                    .filter(|t| {
-                        let rest = t
-                            .strip_prefix("http://")
-                            .or_else(|| t.strip_prefix("https://"));
-                        rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
-                    })
-                    .map(|t| Some(t.to_owned()))
-                    .ok_or_else(|| {
-                        "an http:// or https:// URL, like http://127.0.0.1:4566".to_owned()
-                    }),
-            ),
+            Key::AwslogsEndpoint => s.store(&mut self.awslogs_endpoint, endpoint_url(input)),
+            Key::AwsEndpoint => s.store(&mut self.aws_endpoint, endpoint_url(input)),
             Key::NetworkHostNetns => s.store(
                 &mut self.network_host_netns,
                 absolute_path(input, "the absolute path of a network namespace, like /run/netns/lab")

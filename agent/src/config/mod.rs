@@ -183,6 +183,9 @@ pub struct AgentConfig {
     /// Per-registry TLS files and mirrors (`<dir>/<host[:port]>/`: `*.crt`, `client.cert` +
     /// `client.key`, `hosts.toml`), as containerd's certs.d. A missing directory is none.
     pub registry_certs_dir: PathBuf,
+    /// URL every AWS API the agent calls goes to (SSM, Secrets Manager, and CloudWatch Logs
+    /// unless `awslogs_endpoint` is set); None: each region's endpoints.
+    pub aws_endpoint: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -241,6 +244,7 @@ impl Default for AgentConfig {
             allow_host_pid_ipc: false,
             awslogs_endpoint: None,
             registry_certs_dir: PathBuf::from(berth_runtime::DEFAULT_CERTS_DIR),
+            aws_endpoint: None,
         }
     }
 }
@@ -516,6 +520,10 @@ fn value_text(config: &AgentConfig, key: Key) -> String {
             .as_deref()
             .map_or_else(|| "(none)".to_owned(), string),
         Key::RegistryCertsDir => path(&config.registry_certs_dir),
+        Key::AwsEndpoint => config
+            .aws_endpoint
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), string),
     }
 }
 

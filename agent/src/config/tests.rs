@@ -367,6 +367,11 @@ fn samples() -> Vec<Sample> {
             r#""/srv/registry-certs""#,
             "/srv/registry-certs",
         )]),
+        sample(&[(
+            "aws_endpoint",
+            r#""https://vpce.example:443""#,
+            "https://vpce.example:443",
+        )]),
     ]
 }
 
@@ -786,8 +791,13 @@ fn every_bad_value_names_key_origin_and_expectation() {
             "certs.d",
             "the absolute path of a directory",
         ),
+        (
+            "aws_endpoint",
+            "ftp://127.0.0.1",
+            "an http:// or https:// URL, like http://127.0.0.1:4566",
+        ),
     ];
-    assert_eq!(cases.len(), 43);
+    assert_eq!(cases.len(), 44);
     for (key, value, expected) in cases {
         let flag = format!("--{}", key.replace('_', "-"));
         let flag_arg = format!("{flag}={value}");
@@ -1150,6 +1160,7 @@ image_gc_low_percent     = 80                                 # default
 allow_host_pid_ipc       = false                              # default
 awslogs_endpoint         = (none)                             # default
 registry_certs_dir       = "/etc/berth/certs.d"               # default
+aws_endpoint             = (none)                             # default
 "#;
     assert_eq!(loaded.render(), expected);
 }

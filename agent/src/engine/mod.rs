@@ -79,6 +79,8 @@ pub(crate) struct EngineConfig {
     pub pull_behavior: berth_policy::PullBehavior,
     /// Where a task's secrets come from when the agent does not hold them (after a restart).
     pub secret_source: Arc<dyn crate::secrets::SecretSource>,
+    /// Where secrets that live in AWS (SSM Parameter Store, Secrets Manager) are read.
+    pub aws_secrets: Arc<dyn crate::secrets::AwsSecretSource>,
     /// The awslogs log driver (CloudWatch Logs) of containers that use it.
     pub awslogs: crate::logs::awslogs::AwsLogs,
 }

@@ -92,6 +92,7 @@ fn test_config() -> EngineConfig {
         environment_file_paths: Vec::new(),
         pull_behavior: berth_policy::PullBehavior::Default,
         secret_source: Arc::new(crate::secrets::FixedSource::default()),
+        aws_secrets: Arc::new(crate::secrets::FixedAws::default()),
         awslogs: crate::logs::awslogs::AwsLogs::new(
             None,
             tokio_util::sync::CancellationToken::new(),

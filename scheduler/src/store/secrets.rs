@@ -16,7 +16,7 @@ use super::{SECRETS, Store, StoreError};
 use crate::secrets::{validate_name, validate_value};
 
 /// The secret names a definition uses: its containers' `secrets` and `repositoryCredentials`,
-/// sorted, each once.
+/// sorted, each once; not the AWS ARNs, which the agent fetches itself.
 fn secret_names(def: &pb::TaskDefinition) -> BTreeSet<String> {
     def.containers
         .iter()
@@ -27,6 +27,7 @@ fn secret_names(def: &pb::TaskDefinition) -> BTreeSet<String> {
                     .map(|r| r.credentials_parameter.clone()),
             )
         })
+        .filter(|name| !crate::taskdef::is_secret_arn(name))
         .collect()
 }
 
@@ -132,7 +133,7 @@ impl Store {
     }
 
     /// The values of the secrets `def` uses in `cluster`, for the task's agent; None when it
-    /// uses none. A name without a secret, or whose value does not open with this key, is
+    /// uses none (empty when it names only AWS ARNs, which the agent fetches). A name without a secret, or whose value does not open with this key, is
     /// listed as missing (the agent fails the task naming it).
     pub fn task_secrets(
         &self,
@@ -151,10 +152,15 @@ impl Store {
         cluster: &str,
         def: &pb::TaskDefinition,
     ) -> Result<Option<pb::TaskSecrets>, StoreError> {
-        let names = secret_names(def);
-        if names.is_empty() {
+        let uses_secrets = def
+            .containers
+            .iter()
+            .any(|c| !c.secrets.is_empty() || c.repository_credentials.is_some());
+        if !uses_secrets {
             return Ok(None);
         }
+        // Only AWS ARNs: an empty answer still tells the agent the store has nothing for it.
+        let names = secret_names(def);
         let mut secrets = pb::TaskSecrets::default();
         for name in names {
             let Some(v) = table.get((cluster, name.as_str()))? else {

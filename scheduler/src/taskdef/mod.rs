@@ -40,6 +40,7 @@ use serde_json::{Map, Value};
 pub use error::{Problem, TaskDefError};
 use fields::TASK_DEFINITION;
 pub(crate) use fields::{CPU_ARCHITECTURES, OS_FAMILIES};
+pub(crate) use secrets::is_arn as is_secret_arn;
 
 /// A definition that parsed, with the notes for the person who registers it.
 #[derive(Debug, Clone, PartialEq)]

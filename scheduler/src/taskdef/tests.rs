@@ -1704,15 +1704,25 @@ fn secrets_and_repository_credentials_name_secrets_of_the_cluster() {
             .credentials_parameter,
         "registry-creds"
     );
+    // SSM Parameter Store and Secrets Manager ARNs are the agent's to fetch.
+    let def = parse(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,
+        "secrets":[{"name":"A","valueFrom":"arn:aws:ssm:eu-west-1:111122223333:parameter/prod/a"},
+                   {"name":"B","valueFrom":"arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf:password::"},
+                   {"name":"C","valueFrom":"/prod/plain-name"}],
+        "repositoryCredentials":{"credentialsParameter":"arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:reg-Xy12Zw"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(def.containers[0].secrets.len(), 3);
     let found = problems(
         r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,
-        "secrets":[{"name":"A","valueFrom":"arn:aws:ssm:eu-west-1:1:parameter/a"},
+        "secrets":[{"name":"A","valueFrom":"arn:aws:s3:eu-west-1:1:bucket/a"},
                    {"name":"A","valueFrom":"has space"},{"name":"","valueFrom":"ok"}],
         "repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:x"}}]}"#,
     );
     assert_eq!(found.len(), 5, "{found:?}");
     assert!(found.iter().any(|p| p.starts_with(
-        "containerDefinitions[0].secrets[0].valueFrom: `arn:aws:ssm:eu-west-1:1:parameter/a` is an AWS ARN"
+        "containerDefinitions[0].secrets[0].valueFrom: `arn:aws:s3:eu-west-1:1:bucket/a` is not an SSM Parameter Store or Secrets Manager ARN (the service is neither ssm nor secretsmanager)"
     ) && p.contains("berthctl create-secret")), "{found:?}");
     assert!(
         found
@@ -1735,7 +1745,7 @@ fn secrets_and_repository_credentials_name_secrets_of_the_cluster() {
     );
     assert!(
         found.iter().any(|p| p.starts_with(
-            "containerDefinitions[0].repositoryCredentials.credentialsParameter: `arn:"
+            "containerDefinitions[0].repositoryCredentials.credentialsParameter: `arn:aws:secretsmanager:x` is not an SSM Parameter Store or Secrets Manager ARN (an ARN has six fields"
         )),
         "{found:?}"
     );

@@ -18,7 +18,7 @@ use super::{Env, RUNNING_WITHIN, container, hello, taskdef};
 const VALUE: &str = "e2e-secret-value-7f3a9c1d";
 
 /// Every file under `dir` whose bytes hold `needle`.
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+pub(super) fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -45,7 +45,7 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 
 /// The line the container logs: the SHA-256 of the variable, so the value itself is never
 /// written anywhere by the test's own container.
-fn digest_line(value: &str) -> String {
+pub(super) fn digest_line(value: &str) -> String {
     format!(
         "sha={}\n",
         hex::encode(sha2::Sha256::digest(value.as_bytes()))

@@ -463,6 +463,10 @@ impl Partial {
                 self.registry_certs_dir,
                 Key::RegistryCertsDir,
                 defaults.registry_certs_dir,
+            aws_endpoint: pick(
+                self.aws_endpoint,
+                Key::AwsEndpoint,
+                defaults.aws_endpoint,
                 &mut sources,
             )
             .value,

@@ -1,6 +1,8 @@
 //! A driver's task secrets: from the engine's book when the assignment brought them, else from
 //! the secret source (the scheduler), asked again with backoff until it answers or the task is
-//! stopped: a task never starts without the secrets it names.
+//! stopped: a task never starts without the secrets it names. What Berth's store does not hold
+//! (ARNs, and names it lacks) is then fetched from AWS once and kept in the book; a failure
+//! there fails the task with a reason that names the secret and AWS's error code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use berth_proto::v1::{TaskDefinition, TaskSecrets};
 use super::Driver;
 use super::prepare::{PrepareError, Stalled};
 use crate::runtime::ContainerRuntime;
-use crate::secrets::{ContainerSecrets, SecretSource, for_container, needs_secrets};
+use crate::secrets::{ContainerSecrets, SecretSource, for_container, needs_secrets, resolve_aws};
 
 /// The first and the longest wait between two asks for a task's secrets.
 const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
@@ -26,7 +28,7 @@ impl<R: ContainerRuntime> Driver<R> {
             return Ok(HashMap::new());
         }
         let task_id = self.task_id().to_owned();
-        let secrets = match self.secrets.get(&task_id) {
+        let mut secrets = match self.secrets.get(&task_id) {
             Some(secrets) => secrets,
             None => {
                 tracing::info!(
@@ -37,6 +39,14 @@ impl<R: ContainerRuntime> Driver<R> {
                 self.secrets.put(&task_id, fetched.into())
             }
         };
+        let source = Arc::clone(&self.config.aws_secrets);
+        let fetched = self
+            .interruptible(resolve_aws(def, &secrets, source.as_ref()))
+            .await?
+            .map_err(PrepareError::Secrets)?;
+        if let Some(resolved) = fetched {
+            secrets = self.secrets.put(&task_id, resolved);
+        }
         def.containers
             .iter()
             .map(|c| for_container(c, &secrets).map(|s| (c.name.clone(), s)))

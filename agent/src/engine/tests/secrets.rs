@@ -123,3 +123,59 @@ async fn a_task_whose_secrets_are_unknown_waits_for_the_source() {
     assert_eq!(specs[0].environment["DB_PASSWORD"], VALUE);
     h.cancel.cancel();
 }
+
+const PARAM: &str = "arn:aws:ssm:eu-west-1:111122223333:parameter/prod/db";
+const AWS_VALUE: &str = "from-ssm-value-for-the-test";
+
+fn with_aws_secret(task: &str) -> TaskAssignment {
+    let mut a = one_container(task, |c| {
+        c.secrets = vec![pb::ContainerSecret {
+            name: "DB_PASSWORD".into(),
+            value_from: PARAM.into(),
+        }];
+    });
+    // The scheduler's answer for a definition that names only ARNs.
+    a.secrets = Some(pb::TaskSecrets::default());
+    a
+}
+
+#[tokio::test]
+async fn aws_secrets_are_fetched_when_the_task_starts_and_never_stored() {
+    let aws = Arc::new(crate::secrets::FixedAws::default());
+    aws.values
+        .lock()
+        .unwrap()
+        .insert(PARAM.into(), AWS_VALUE.as_bytes().to_vec());
+    let given = Arc::clone(&aws);
+    let h = start_configured(tempfile::tempdir().unwrap(), move |c| {
+        c.aws_secrets = given;
+    });
+    h.run(with_aws_secret("t-aws")).await;
+    let specs = h.fake.specs.lock().unwrap().clone();
+    assert_eq!(specs[0].environment["DB_PASSWORD"], AWS_VALUE);
+    assert_eq!(aws.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let file = std::fs::read(h.store.path()).unwrap();
+    assert!(!contains(&file, AWS_VALUE), "the store holds the value");
+    h.cancel.cancel();
+}
+
+#[tokio::test]
+async fn an_aws_secret_that_cannot_be_read_fails_the_task_with_the_aws_code() {
+    let h = start();
+    h.assign(with_aws_secret("t-aws-missing")).await;
+    let stopped = until(&h.store, "t-aws-missing", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::TaskFailedToStart as i32);
+    let reason = &stopped.stopped_reason;
+    assert!(
+        reason.starts_with("ResourceInitializationError: ")
+            && reason.contains(PARAM)
+            && reason.contains("SSM Parameter Store answered ParameterNotFound"),
+        "{reason}"
+    );
+    assert_eq!(
+        count_calls(&h.fake, "pull img:1"),
+        0,
+        "pulled before failing"
+    );
+    h.cancel.cancel();
+}

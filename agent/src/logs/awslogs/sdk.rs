@@ -1,29 +1,18 @@
-//! [`LogsApi`] on the AWS SDK for Rust: one client per region, credentials from the host
-//! (environment, shared config and credentials files, the instance role through IMDSv2) by
-//! aws-config's default chain, HTTPS through rustls with ring, and the agent's
-//! `awslogs_endpoint` when set (a local emulator in tests). The SDK's own retries are off:
-//! the shipper retries with its backoff, and never gives up on a batch while the container
-//! runs.
-
-use std::time::Duration;
+//! [`LogsApi`] on the AWS SDK for Rust: one client per region, made by the agent's shared
+//! AWS configuration (`crate::aws`: the host's credentials, rustls with ring), at the agent's
+//! `awslogs_endpoint` (else `aws_endpoint`) when set (a local emulator in tests). The SDK's
+//! own retries are off: the shipper retries with its backoff, and never gives up on a batch
+//! while the container runs.
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use aws_smithy_http_client::tls;
 
 use super::api::{Accepted, ApiError, LogsApi};
 use super::event::Event;
-
-/// Deadline of one connection attempt.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Deadline of one call, attempt and answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// CloudWatch Logs of one region, through the SDK.
 #[derive(Debug, Clone)]
@@ -34,25 +23,12 @@ pub(crate) struct SdkLogs {
 impl SdkLogs {
     /// A client for `region`, at `endpoint` when given (else the region's AWS endpoint).
     pub(crate) async fn new(region: &str, endpoint: Option<&str>) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .http_client(http)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(CALL_TIMEOUT)
-                    .build(),
-            );
-        if let Some(url) = endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = crate::aws::sdk_config(crate::aws::Target {
+            region: Some(region),
+            endpoint,
+            retry: RetryConfig::disabled(),
+        })
+        .await;
         Self {
             client: Client::new(&config),
         }

@@ -158,3 +158,23 @@ fn overwrite_keeps_the_creation_time_and_a_new_key_cannot_read_old_values() {
     assert!(got.values.is_empty());
     assert_eq!(got.missing, ["absent", "db", "reg"]);
 }
+
+#[tokio::test]
+async fn aws_arns_are_left_to_the_agent_and_names_it_lacks_are_listed_missing() {
+    const AWS: &str = r#"{"family":"aws","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
+      "secrets":[{"name":"DB","valueFrom":"arn:aws:ssm:eu-west-1:111122223333:parameter/prod/db"},
+                 {"name":"KEY","valueFrom":"arn:aws:secretsmanager:eu-west-1:111122223333:secret:app-AbCdEf:key::"},
+                 {"name":"PLAIN","valueFrom":"/prod/plain"}]}]}"#;
+    const ONLY_ARNS: &str = r#"{"family":"arns","containerDefinitions":[{"name":"app","image":"nginx","memory":64,
+      "repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:eu-west-1:111122223333:secret:reg-AbCdEf"}}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c, _id, mut agent) = scene(dir.path(), &[AWS, ONLY_ARNS]).await;
+    let (_, assignment) = run_assigned(&mut c, &mut agent, "aws").await;
+    let secrets = assignment.secrets.expect("the assignment carries secrets");
+    assert!(secrets.values.is_empty());
+    // The agent asks SSM Parameter Store for the name the store lacks, and AWS for the ARNs.
+    assert_eq!(secrets.missing, ["/prod/plain"]);
+    // Only ARNs: an empty answer, so the agent does not take the task for one it restarted with.
+    let (_, assignment) = run_assigned(&mut c, &mut agent, "arns").await;
+    assert_eq!(assignment.secrets, Some(pb::TaskSecrets::default()));
+}
