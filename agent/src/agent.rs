@@ -418,6 +418,11 @@ async fn connect_runtime(
         runtime_config.max_concurrent_downloads = config.max_concurrent_downloads;
         runtime_config.init_path = config.init_path.clone();
         runtime_config.registry_certs_dir = Some(config.registry_certs_dir.clone());
+        // The running binary itself, even after an upgrade replaced its file.
+        runtime_config.namespace_holder = Some(berth_runtime::HolderCommand {
+            program: "/proc/self/exe".into(),
+            args: vec![crate::cli::TASK_HOLDER.to_owned()],
+        });
         let error = match Runtime::connect(runtime_config).await {
             Ok(runtime) => match runtime.containerd_version().await {
                 Ok(_) => return Ok(runtime),

@@ -38,6 +38,21 @@ pub enum Command {
     /// EXIT_CODE and EXIT_STATUS) in the data dir, so the next run tells a crash while it
     /// resumed tasks from a stop or an outside kill (run by the unit's ExecStopPost=).
     RecordExit,
+    /// Hold a task's shared PID and IPC namespaces (pidMode or ipcMode task) as their first
+    /// process; started by the agent itself, never by hand.
+    #[command(hide = true)]
+    TaskHolder(TaskHolderArgs),
+}
+
+/// The subcommand the runtime runs as a task's namespace holder.
+pub const TASK_HOLDER: &str = "task-holder";
+
+/// Where `berth-agent task-holder` puts itself.
+#[derive(Debug, clap::Args)]
+pub struct TaskHolderArgs {
+    /// A cgroup.procs file to join (one a cgroup hierarchy)
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_procs: Vec<std::path::PathBuf>,
 }
 
 /// Where `berth-agent first-boot` looks.

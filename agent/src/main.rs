@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::FirstBoot(ref args)) => first_boot(&cli, args),
+        // Needs no configuration: the agent gives it everything on its command line.
+        Some(Command::TaskHolder(ref args)) => {
+            let error = berth_runtime::hold_namespaces(&args.cgroup_procs);
+            eprintln!("berth-agent task-holder: {error}");
+            ExitCode::FAILURE
+        }
         Some(Command::RecordExit) => match load(&cli) {
             Ok(loaded) => record_exit(&loaded.config.data_dir),
             Err(code) => code,

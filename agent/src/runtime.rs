@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, PullError,
-    PulledImage, RegistryAuth, Runtime, SwapSupport, TaskLimits, TaskVolume,
+    PulledImage, RegistryAuth, Runtime, SharedNamespaces, SwapSupport, TaskLimits,
+    TaskNamespacePaths, TaskVolume,
 };
 
 /// What the task engine asks of the host.
@@ -35,6 +36,17 @@ pub(crate) trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<BTreeMap<String, PathBuf>, Error>;
     /// Unmounts and removes the task's own volumes. Idempotent.
     async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error>;
+    /// Where the namespaces the task's containers share are (named from the task ID).
+    fn task_namespace_paths(&self, task_id: &str) -> Result<TaskNamespacePaths, Error>;
+    /// Makes the namespaces the task's containers share (`pidMode`/`ipcMode` task), or keeps
+    /// those its running holder holds. Idempotent; after the task's cgroup.
+    async fn create_task_namespaces(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<(), Error>;
+    /// Ends the task's namespace holder and removes its namespaces. Idempotent.
+    async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error>;
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
     async fn start(&self, id: &ContainerId) -> Result<u32, Error>;
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error>;
@@ -105,6 +117,21 @@ impl ContainerRuntime for Runtime {
     }
     async fn remove_task_volumes(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_volumes(self, task_id).await
+    }
+    fn task_namespace_paths(&self, task_id: &str) -> Result<TaskNamespacePaths, Error> {
+        Runtime::task_namespace_paths(self, task_id)
+    }
+    async fn create_task_namespaces(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<(), Error> {
+        Runtime::create_task_namespaces(self, task_id, shared)
+            .await
+            .map(drop)
+    }
+    async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {
+        Runtime::remove_task_namespaces(self, task_id).await
     }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         self.create_container(spec).await

@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     Container,
     /// A task's network namespace with its interface, address, rules and files.
     Netns,
+    /// The PID and IPC namespaces a task's containers shared, with their holder process
+    /// (killed before its cgroup is removed) and `/dev/shm`.
+    Shared,
     /// A task's volume directory under the volume dir.
     Volumes,
     /// A task's cgroup under the cgroup parent.
@@ -46,6 +49,7 @@ impl Kind {
         match self {
             Kind::Container => "container",
             Kind::Netns => "network namespace",
+            Kind::Shared => "shared namespaces",
             Kind::Volumes => "volume directory",
             Kind::Cgroup => "cgroup",
             Kind::Logs => "log directory",

@@ -25,6 +25,8 @@ pub enum Error {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Limits(#[from] LimitsError),
+    #[error(transparent)]
+    TaskNamespaces(#[from] crate::task_ns::TaskNamespaceError),
     /// The cause's text is part of the message (it travels as a task's stop reason), so it is
     /// not also a source.
     #[error("cannot {what} at {}: {error}", path.display())]

@@ -18,6 +18,7 @@ mod runtime;
 mod safe_read;
 mod spec;
 mod stats;
+mod task_ns;
 mod time;
 mod volume;
 
@@ -52,5 +53,9 @@ pub use spec::{SeccompProfile, SeccompProfileError, SpecError};
 pub use stats::{
     BlkioStats, CgroupStats, ContainerSample, CpuStats, FilesystemUsage, InterfaceStats, IoCounts,
     MemoryStats, PidsStats, StatsSampler, TaskSample, filesystem_usage,
+};
+pub use task_ns::{
+    DEFAULT_SHM_MIB, HOLDER_READY, HolderCommand, SharedNamespaces, TaskNamespaceError,
+    TaskNamespacePaths, hold_namespaces,
 };
 pub use time::rfc3339_nanos;

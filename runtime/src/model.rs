@@ -100,18 +100,22 @@ pub enum NetworkNamespace {
 }
 
 /// Which PID namespace a container runs in (ECS `pidMode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum PidNamespace {
     /// A namespace of its own: its process is PID 1 and sees only its descendants.
     #[default]
     Private,
     /// The host's (`pidMode: host`): it sees, and may signal, every process of the host.
     Host,
+    /// The task's (`pidMode: task`): the namespace file at this path, made by
+    /// `Runtime::create_task_namespaces` and held by the task's holder process (its PID 1), so
+    /// every container of the task sees the others' processes.
+    Task(PathBuf),
 }
 
 /// Which IPC namespace a container runs in, and what its `/dev/shm` is (ECS `ipcMode`, with
 /// Docker's semantics).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum IpcNamespace {
     /// A namespace of its own with a private `/dev/shm` tmpfs (sized by `shm_size_mib`).
     #[default]
@@ -120,6 +124,15 @@ pub enum IpcNamespace {
     Host,
     /// A namespace of its own and no `/dev/shm` mounted at all (`ipcMode: none`).
     None,
+    /// The task's (`ipcMode: task`): the namespace file `namespace` and the tmpfs `shm`, both
+    /// made by `Runtime::create_task_namespaces`, so SysV IPC objects and `/dev/shm` are shared
+    /// by every container of the task.
+    Task {
+        /// The IPC namespace's file.
+        namespace: PathBuf,
+        /// The task's `/dev/shm` on the host, bound into each container.
+        shm: PathBuf,
+    },
 }
 
 /// Everything needed to create one container of a task: the ECS container-definition fields

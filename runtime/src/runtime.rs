@@ -17,6 +17,7 @@ use crate::image::{
     ProgressSender, PullError, PulledImage, Puller, Registry, RegistryAuth,
 };
 use crate::model::{ContainerSpec, SwapSupport, TaskLimits, TaskVolume};
+use crate::task_ns::{HolderCommand, SharedNamespaces, TaskNamespacePaths, TaskNamespaces};
 
 /// Debian's static tini (package `tini`), the default init of `initProcessEnabled`.
 pub const DEFAULT_INIT_PATH: &str = "/usr/bin/tini-static";
@@ -55,6 +56,12 @@ pub struct RuntimeConfig {
     /// The init binary for containers with `initProcessEnabled` (a static tini), bind-mounted
     /// read-only at `/sbin/docker-init`.
     pub init_path: PathBuf,
+    /// Directory of the namespaces tasks share (`<task-id>/{pid,ipc,shm}`, `pidMode` and
+    /// `ipcMode` task).
+    pub namespace_dir: PathBuf,
+    /// What runs a task's namespace holder (`berth-agent task-holder`); without it a task
+    /// that shares its PID or IPC namespace fails to start.
+    pub namespace_holder: Option<HolderCommand>,
 }
 
 impl RuntimeConfig {
@@ -76,6 +83,8 @@ impl RuntimeConfig {
             cgroup_parent: "berth".to_owned(),
             log_rotation: LogRotation::default(),
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
+            namespace_dir: data_dir.join("namespaces"),
+            namespace_holder: None,
         }
     }
 }
@@ -88,6 +97,7 @@ pub struct Runtime {
     cgroups: Arc<Cgroups>,
     containers: Arc<Containers>,
     volume_dir: PathBuf,
+    task_namespaces: Arc<TaskNamespaces>,
 }
 
 impl Runtime {
@@ -128,12 +138,18 @@ impl Runtime {
             config.log_rotation,
             config.init_path.clone(),
         ));
+        let task_namespaces = Arc::new(TaskNamespaces::new(
+            config.namespace_dir,
+            config.namespace_holder,
+            Arc::clone(&cgroups),
+        ));
         Ok(Self {
             client,
             puller,
             cgroups,
             containers,
             volume_dir: config.volume_dir,
+            task_namespaces,
         })
     }
 
@@ -363,19 +379,53 @@ impl Runtime {
             .map_err(|e| Error::io("remove task volumes", dir, std::io::Error::other(e)))?
     }
 
+    /// Where the namespaces a task's containers share are, or will be (named from the task ID
+    /// alone): the paths its containers' specs join.
+    pub fn task_namespace_paths(&self, task_id: &str) -> Result<TaskNamespacePaths, Error> {
+        Ok(self.task_namespaces.paths(task_id)?)
+    }
+
+    /// Makes the namespaces a task's containers share (`pidMode`/`ipcMode` task), held by the
+    /// task's holder process in its cgroup under the task's (which must exist), or keeps them
+    /// when its holder still runs. Idempotent.
+    pub async fn create_task_namespaces(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<TaskNamespacePaths, Error> {
+        let (namespaces, task_id) = (Arc::clone(&self.task_namespaces), task_id.to_owned());
+        let dir = self.task_namespaces.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || namespaces.ensure(&task_id, shared))
+            .await
+            .map_err(|e| Error::io("make task namespaces", dir, std::io::Error::other(e)))?
+            .map_err(Error::from)
+    }
+
+    /// Kills a task's namespace holder (after its containers are stopped) and removes its
+    /// namespaces' files and `/dev/shm`. Idempotent.
+    pub async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {
+        let (namespaces, task_id) = (Arc::clone(&self.task_namespaces), task_id.to_owned());
+        let dir = self.task_namespaces.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || namespaces.remove(&task_id))
+            .await
+            .map_err(|e| Error::io("remove task namespaces", dir, std::io::Error::other(e)))?
+            .map_err(Error::from)
+    }
+
     /// The log file of a task's container.
     pub fn log_path(&self, task_id: &str, container: &str) -> PathBuf {
         self.containers.log_path(task_id, container)
     }
 
-    /// The tasks that have something of theirs under the cgroup parent, the volume directory
-    /// and the log directory, by task ID (entries whose names cannot be task IDs are left
+    /// The tasks that have something of theirs under the cgroup parent, the volume directory,
+    /// the log directory and the namespace directory, by task ID (entries whose names cannot be task IDs are left
     /// out: they were not made by Berth). Read off the async threads.
     pub async fn task_footprints(&self) -> Result<TaskFootprints, Error> {
         let cgroups = Arc::clone(&self.cgroups);
-        let (volume_dir, log_dir) = (
+        let (volume_dir, log_dir, namespace_dir) = (
             self.volume_dir.clone(),
             self.containers.log_dir().to_path_buf(),
+            self.task_namespaces.dir().to_path_buf(),
         );
         let dir = self.volume_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -387,6 +437,7 @@ impl Runtime {
                 cgroups: cgroup_ids,
                 volumes: task_dirs(&volume_dir)?,
                 logs: task_dirs(&log_dir)?,
+                namespaces: task_dirs(&namespace_dir)?,
             })
         })
         .await
@@ -404,6 +455,8 @@ pub struct TaskFootprints {
     pub volumes: BTreeSet<String>,
     /// Task directories under the log directory.
     pub logs: BTreeSet<String>,
+    /// Task directories under the namespace directory (shared PID or IPC namespaces).
+    pub namespaces: BTreeSet<String>,
 }
 
 /// The names of the directories in `dir` that can be task IDs (none when `dir` is missing).

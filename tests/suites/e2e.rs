@@ -358,8 +358,12 @@ fn main() -> ExitCode {
                 pidipc::host_needs_the_key,
             ),
             w.trial(
-                "pidipc_ipc_none_has_no_dev_shm_and_task_mode_is_refused_by_name",
+                "pidipc_ipc_none_has_no_dev_shm_and_describe_shows_the_modes",
                 pidipc::ipc_none_and_task_refused,
+            ),
+            w.trial(
+                "pidipc_task_mode_shares_pid_ipc_and_shm_and_survives_an_agent_restart",
+                pidipc_task::task_mode_shares_and_survives_an_agent_restart,
             ),
             w.trial(
                 "network_awsvpc_task_address_localhost_dns_files_and_endpoint",
@@ -906,6 +910,8 @@ mod diskfull_start;
 mod pidipc;
 #[path = "e2e/registry_htpasswd.rs"]
 mod registry_htpasswd;
+#[path = "e2e/pidipc_task.rs"]
+mod pidipc_task;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod finish;
+mod namespaces;
 mod net;
 mod prepare;
 mod resume;

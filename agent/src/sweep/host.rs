@@ -1,7 +1,7 @@
 //! The sweep's real host: containers through `berth_runtime::Runtime` (only those with Berth's
 //! task label in its own containerd namespace), network namespaces through
-//! `berth_runtime::Network`, and the task directories under the cgroup parent, the volume dir
-//! and the log dir.
+//! `berth_runtime::Network`, and the task directories under the cgroup parent, the volume dir,
+//! the log dir and the shared-namespace dir (whose removal kills the task's holder first).
 //!
 //! The cgroup parent (`/berth`) is one for the whole host, and several agents may share it (the
 //! test suites run many): a task cgroup is taken as this agent's only when the same task also
@@ -63,10 +63,12 @@ impl Host for RuntimeHost {
         };
         out.extend(dirs(Kind::Volumes, &footprints.volumes));
         out.extend(dirs(Kind::Logs, &footprints.logs));
+        out.extend(dirs(Kind::Shared, &footprints.namespaces));
         let ours = |id: &String| {
             containers.iter().any(|c| &c.task_id == id)
                 || footprints.volumes.contains(id)
                 || footprints.logs.contains(id)
+                || footprints.namespaces.contains(id)
         };
         let cgroups: std::collections::BTreeSet<String> = footprints
             .cgroups
@@ -95,6 +97,11 @@ impl Host for RuntimeHost {
                 .teardown(&leftover.name)
                 .await
                 .map_err(|e| SweepError::remove(leftover, e)),
+            Kind::Shared => self
+                .runtime
+                .remove_task_namespaces(task)
+                .await
+                .map_err(fail),
             Kind::Volumes => self.runtime.remove_task_volumes(task).await.map_err(fail),
             Kind::Cgroup => self.runtime.remove_task_cgroup(task).await.map_err(fail),
             Kind::Logs => self.runtime.remove_task_logs(task).await.map_err(fail),

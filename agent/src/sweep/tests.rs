@@ -61,11 +61,12 @@ fn leftover(kind: Kind, task: &str) -> Leftover {
     }
 }
 
-const ALL_KINDS: [Kind; 5] = [
+const ALL_KINDS: [Kind; 6] = [
     Kind::Logs,
     Kind::Cgroup,
     Kind::Container,
     Kind::Volumes,
+    Kind::Shared,
     Kind::Netns,
 ];
 
@@ -89,7 +90,7 @@ async fn orphans_are_removed_after_the_grace_and_known_tasks_never() {
     let mut sweeper = Sweeper::new(Arc::clone(&host), Arc::clone(&engine), Some(grace));
     let first = sweeper.pass().await.unwrap().unwrap();
     assert_eq!(
-        first.orphans, 5,
+        first.orphans, 6,
         "everything of the lost task, nothing of the kept one"
     );
     assert!(first.removed.is_empty(), "not before the grace");
@@ -103,6 +104,7 @@ async fn orphans_are_removed_after_the_grace_and_known_tasks_never() {
         [
             Kind::Container,
             Kind::Netns,
+            Kind::Shared,
             Kind::Volumes,
             Kind::Cgroup,
             Kind::Logs
@@ -111,7 +113,7 @@ async fn orphans_are_removed_after_the_grace_and_known_tasks_never() {
     );
     assert!(due.removed.iter().all(|l| l.task_id == "lost"));
     let left = host.leftovers.lock().unwrap().clone();
-    assert_eq!(left.len(), 5);
+    assert_eq!(left.len(), 6);
     assert!(left.iter().all(|l| l.task_id == "kept"));
     assert_eq!(sweeper.pass().await.unwrap().unwrap().orphans, 0);
 }
@@ -120,14 +122,14 @@ async fn orphans_are_removed_after_the_grace_and_known_tasks_never() {
 async fn a_zero_grace_removes_at_once_and_off_only_reports() {
     let (host, engine) = world(&["lost"], &[]);
     let mut at_once = Sweeper::new(Arc::clone(&host), Arc::clone(&engine), Some(Duration::ZERO));
-    assert_eq!(at_once.pass().await.unwrap().unwrap().removed.len(), 5);
+    assert_eq!(at_once.pass().await.unwrap().unwrap().removed.len(), 6);
     assert!(host.leftovers.lock().unwrap().is_empty());
 
     let (host, engine) = world(&["lost"], &[]);
     let mut report_only = Sweeper::new(Arc::clone(&host), Arc::clone(&engine), None);
     for _ in 0..3 {
         let pass = report_only.pass().await.unwrap().unwrap();
-        assert_eq!((pass.orphans, pass.removed.len()), (5, 0));
+        assert_eq!((pass.orphans, pass.removed.len()), (6, 0));
         tokio::time::advance(Duration::from_secs(24 * 3600)).await;
     }
     assert!(host.removed.lock().unwrap().is_empty());
@@ -153,7 +155,7 @@ async fn a_task_known_again_restarts_its_grace() {
     tokio::time::advance(grace - Duration::from_secs(1)).await;
     assert!(sweeper.pass().await.unwrap().unwrap().removed.is_empty());
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(sweeper.pass().await.unwrap().unwrap().removed.len(), 5);
+    assert_eq!(sweeper.pass().await.unwrap().unwrap().removed.len(), 6);
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,7 +177,7 @@ async fn a_failed_removal_is_counted_and_retried() {
     *host.fail_removal_of.lock().unwrap() = Some(Kind::Cgroup);
     let mut sweeper = Sweeper::new(Arc::clone(&host), Arc::clone(&engine), Some(Duration::ZERO));
     let pass = sweeper.pass().await.unwrap().unwrap();
-    assert_eq!((pass.removed.len(), pass.failed), (4, 1));
+    assert_eq!((pass.removed.len(), pass.failed), (5, 1));
     *host.fail_removal_of.lock().unwrap() = None;
     let retry = sweeper.pass().await.unwrap().unwrap();
     assert_eq!(retry.removed, [leftover(Kind::Cgroup, "t")]);
@@ -195,7 +197,7 @@ async fn the_loop_sweeps_at_start_then_on_its_interval_until_cancelled() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         host.removed.lock().unwrap().len(),
-        5,
+        6,
         "the pass at 10s removed them"
     );
     cancel.cancel();

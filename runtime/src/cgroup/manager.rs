@@ -432,7 +432,7 @@ fn apply_limits(
 
 /// Copies cpuset.cpus and cpuset.mems into every level of `rel` under the cpuset `mount` whose
 /// value is empty (a new v1 cpuset cgroup starts empty and accepts no task until set).
-fn inherit_cpuset(mount: &Path, rel: &str) -> Result<(), CgroupError> {
+pub(super) fn inherit_cpuset(mount: &Path, rel: &str) -> Result<(), CgroupError> {
     let mut parent = mount.to_path_buf();
     for segment in rel.split('/') {
         let child = parent.join(segment);
@@ -485,7 +485,7 @@ fn read_cgroup_file(path: &Path) -> Result<String, CgroupError> {
 }
 
 /// A missing file reads as empty: the kernel always has it, a fake tree may not yet.
-fn read_cgroup_file_or_empty(path: &Path) -> Result<String, CgroupError> {
+pub(super) fn read_cgroup_file_or_empty(path: &Path) -> Result<String, CgroupError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(s.trim().to_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),

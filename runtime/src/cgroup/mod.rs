@@ -9,6 +9,7 @@
 
 mod error;
 mod hierarchy;
+mod holder;
 mod ids;
 mod layout;
 mod limits;

@@ -27,21 +27,34 @@ fn namespace(typ: LinuxNamespaceType, path: Option<std::path::PathBuf>) -> Linux
     ns
 }
 
-/// New uts and mount namespaces, always; new pid and ipc namespaces unless the host's are
-/// asked for (`pidMode`/`ipcMode` host; ipc `none` is a namespace of its own); the network
+/// New uts and mount namespaces, always; the pid and ipc namespaces as asked: a new one
+/// (ipc `none` is a namespace of its own too), the host's (`pidMode`/`ipcMode` host: none in
+/// the spec), or the task's (`task`: the file the task's namespaces were bound to); the network
 /// namespace as asked: a new one, the one at a path (the task's), or none (the host's). No
 /// cgroup namespace, as Docker on cgroup v1.
 pub(super) fn namespaces(
     network: &NetworkNamespace,
-    pid: PidNamespace,
-    ipc: IpcNamespace,
+    pid: &PidNamespace,
+    ipc: &IpcNamespace,
 ) -> Vec<LinuxNamespace> {
     let mut namespaces = Vec::with_capacity(5);
-    if pid == PidNamespace::Private {
-        namespaces.push(namespace(LinuxNamespaceType::Pid, None));
+    match pid {
+        PidNamespace::Private => namespaces.push(namespace(LinuxNamespaceType::Pid, None)),
+        PidNamespace::Task(path) => {
+            namespaces.push(namespace(LinuxNamespaceType::Pid, Some(path.clone())));
+        }
+        PidNamespace::Host => {}
     }
-    if ipc != IpcNamespace::Host {
-        namespaces.push(namespace(LinuxNamespaceType::Ipc, None));
+    match ipc {
+        IpcNamespace::Private | IpcNamespace::None => {
+            namespaces.push(namespace(LinuxNamespaceType::Ipc, None));
+        }
+        IpcNamespace::Task {
+            namespace: path, ..
+        } => {
+            namespaces.push(namespace(LinuxNamespaceType::Ipc, Some(path.clone())));
+        }
+        IpcNamespace::Host => {}
     }
     namespaces.push(namespace(LinuxNamespaceType::Uts, None));
     namespaces.push(namespace(LinuxNamespaceType::Mount, None));
@@ -229,24 +242,24 @@ mod tests {
 
         let mut want = base.clone();
         want.push((Network, None));
-        assert_eq!(types(&namespaces(&NetworkNamespace::New, P, I)), want);
+        assert_eq!(types(&namespaces(&NetworkNamespace::New, &P, &I)), want);
 
         let path = PathBuf::from("/run/netns/task-1");
         let mut want = base.clone();
         want.push((Network, Some(path.clone())));
         assert_eq!(
-            types(&namespaces(&NetworkNamespace::Join(path), P, I)),
+            types(&namespaces(&NetworkNamespace::Join(path), &P, &I)),
             want
         );
 
-        assert_eq!(types(&namespaces(&NetworkNamespace::Host, P, I)), base);
+        assert_eq!(types(&namespaces(&NetworkNamespace::Host, &P, &I)), base);
     }
 
     #[test]
     fn pid_and_ipc_modes() {
         use LinuxNamespaceType::*;
-        let of = |pid, ipc| {
-            types(&namespaces(&NetworkNamespace::Host, pid, ipc))
+        let of = |pid: PidNamespace, ipc: IpcNamespace| {
+            types(&namespaces(&NetworkNamespace::Host, &pid, &ipc))
                 .into_iter()
                 .map(|(t, _)| t)
                 .collect::<Vec<_>>()
@@ -261,8 +274,46 @@ mod tests {
     }
 
     #[test]
+    fn task_modes_join_the_tasks_namespace_files() {
+        use LinuxNamespaceType::*;
+        let pid = PathBuf::from("/run/berth/taskns/t1/pid");
+        let ipc = IpcNamespace::Task {
+            namespace: "/run/berth/taskns/t1/ipc".into(),
+            shm: "/run/berth/taskns/t1/shm".into(),
+        };
+        let got = types(&namespaces(
+            &NetworkNamespace::Join("/run/berth/netns/t1".into()),
+            &PidNamespace::Task(pid.clone()),
+            &ipc,
+        ));
+        assert_eq!(
+            got,
+            vec![
+                (Pid, Some(pid.clone())),
+                (Ipc, Some("/run/berth/taskns/t1/ipc".into())),
+                (Uts, None),
+                (Mount, None),
+                (Network, Some("/run/berth/netns/t1".into())),
+            ]
+        );
+        // Each mode alone: the other namespace stays the container's own.
+        assert_eq!(
+            types(&namespaces(
+                &NetworkNamespace::Host,
+                &PidNamespace::Task(pid.clone()),
+                &I
+            ))[..2],
+            [(Pid, Some(pid)), (Ipc, None)]
+        );
+        assert_eq!(
+            types(&namespaces(&NetworkNamespace::Host, &P, &ipc))[..2],
+            [(Pid, None), (Ipc, Some("/run/berth/taskns/t1/ipc".into()))]
+        );
+    }
+
+    #[test]
     fn namespaces_serialize_with_oci_names() {
-        let json = serde_json::to_value(namespaces(&NetworkNamespace::Join("/n".into()), P, I))
+        let json = serde_json::to_value(namespaces(&NetworkNamespace::Join("/n".into()), &P, &I))
             .expect("json");
         assert_eq!(
             json,

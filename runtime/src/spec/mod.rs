@@ -115,7 +115,7 @@ pub(crate) fn build(
     let sysctls = params::sysctls(&container.sysctls, &container.network, name)?;
     let base = params::mounts(
         container.shm_size_mib,
-        container.ipc,
+        &container.ipc,
         &container.tmpfs,
         name,
     )?;
@@ -230,8 +230,8 @@ pub(crate) fn build(
     linux.set_cgroups_path(Some(ctx.cgroups_path.clone().into()));
     linux.set_namespaces(Some(linux::namespaces(
         &container.network,
-        container.pid,
-        container.ipc,
+        &container.pid,
+        &container.ipc,
     )));
     linux.set_devices(devices);
     linux.set_seccomp(seccomp);

@@ -149,36 +149,42 @@ pub(super) fn sysctls(
 }
 
 /// The container's mounts: the defaults with `/dev/shm` sized as asked (Docker's: the host's
-/// `/dev/shm` bound in with `ipcMode` host, none at all with `ipcMode` none), then the tmpfs
+/// `/dev/shm` bound in with `ipcMode` host, the task's with `ipcMode` task, none at all with
+/// `ipcMode` none), then the tmpfs
 /// mounts (Docker's `nosuid,nodev,noexec` unless an option says the opposite, the
 /// definition's options, and the size).
 pub(super) fn mounts(
     shm_size_mib: Option<u64>,
-    ipc: IpcNamespace,
+    ipc: &IpcNamespace,
     tmpfs: &[TmpfsMount],
     container: &str,
 ) -> Result<Vec<Mount>, SpecError> {
     let mut mounts = defaults::mounts();
-    match ipc {
-        IpcNamespace::Private => {}
-        IpcNamespace::None => mounts.retain(|m| m.destination().as_os_str() != SHM),
-        IpcNamespace::Host => {
-            for m in mounts
-                .iter_mut()
-                .filter(|m| m.destination().as_os_str() == SHM)
-            {
-                m.set_typ(Some("bind".to_owned()));
-                m.set_source(Some(SHM.into()));
-                m.set_options(Some(
-                    ["rbind", "rw", "nosuid", "nodev", "noexec"]
-                        .map(str::to_owned)
-                        .to_vec(),
-                ));
-            }
+    let shared_shm = match ipc {
+        IpcNamespace::Private => None,
+        IpcNamespace::None => {
+            mounts.retain(|m| m.destination().as_os_str() != SHM);
+            None
+        }
+        IpcNamespace::Host => Some(std::path::Path::new(SHM)),
+        IpcNamespace::Task { shm, .. } => Some(shm.as_path()),
+    };
+    if let Some(source) = shared_shm {
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination().as_os_str() == SHM)
+        {
+            m.set_typ(Some("bind".to_owned()));
+            m.set_source(Some(source.to_path_buf()));
+            m.set_options(Some(
+                ["rbind", "rw", "nosuid", "nodev", "noexec"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ));
         }
     }
-    // The host's /dev/shm keeps its own size.
-    if let Some(mib) = shm_size_mib.filter(|_| ipc == IpcNamespace::Private) {
+    // The host's /dev/shm, and the task's, keep their own size.
+    if let Some(mib) = shm_size_mib.filter(|_| *ipc == IpcNamespace::Private) {
         let kib = kib(mib, SHM, container)?;
         for m in mounts
             .iter_mut()
@@ -394,14 +400,14 @@ mod tests {
 
     #[test]
     fn shm_size_replaces_the_default() {
-        let mounts = mounts(Some(128), IpcNamespace::Private, &[], "c").expect("mounts");
+        let mounts = mounts(Some(128), &IpcNamespace::Private, &[], "c").expect("mounts");
         assert_eq!(
             options_of(&mounts, "/dev/shm").join(","),
             "nosuid,noexec,nodev,mode=1777,size=131072k"
         );
         assert_eq!(mounts.len(), defaults::MOUNTS.len());
         assert_eq!(
-            super::mounts(None, IpcNamespace::Private, &[], "c"),
+            super::mounts(None, &IpcNamespace::Private, &[], "c"),
             Ok(defaults::mounts())
         );
     }
@@ -409,14 +415,14 @@ mod tests {
     #[test]
     fn ipc_modes_decide_dev_shm() {
         // none: no /dev/shm at all (Docker's --ipc=none), whatever size was asked.
-        let none = mounts(Some(128), IpcNamespace::None, &[], "c").expect("mounts");
+        let none = mounts(Some(128), &IpcNamespace::None, &[], "c").expect("mounts");
         assert!(
             none.iter()
                 .all(|m| m.destination().as_os_str() != "/dev/shm")
         );
         assert_eq!(none.len(), defaults::MOUNTS.len() - 1);
         // host: the host's /dev/shm bound in, its size the host's.
-        let host = mounts(Some(128), IpcNamespace::Host, &[], "c").expect("mounts");
+        let host = mounts(Some(128), &IpcNamespace::Host, &[], "c").expect("mounts");
         let shm = host
             .iter()
             .find(|m| m.destination().as_os_str() == "/dev/shm")
@@ -431,6 +437,26 @@ mod tests {
             "rbind,rw,nosuid,nodev,noexec"
         );
         assert_eq!(host.len(), defaults::MOUNTS.len());
+        // task: the task's /dev/shm bound in, as the host's is, its size the task's.
+        let task = IpcNamespace::Task {
+            namespace: "/run/berth/taskns/t1/ipc".into(),
+            shm: "/run/berth/taskns/t1/shm".into(),
+        };
+        let shared = mounts(Some(128), &task, &[], "c").expect("mounts");
+        let shm = shared
+            .iter()
+            .find(|m| m.destination().as_os_str() == "/dev/shm")
+            .expect("/dev/shm");
+        assert_eq!(shm.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            shm.source().as_deref(),
+            Some(std::path::Path::new("/run/berth/taskns/t1/shm"))
+        );
+        assert_eq!(
+            options_of(&shared, "/dev/shm").join(","),
+            "rbind,rw,nosuid,nodev,noexec"
+        );
+        assert_eq!(shared.len(), defaults::MOUNTS.len());
     }
 
     #[test]
@@ -442,7 +468,7 @@ mod tests {
         };
         let mounts = mounts(
             None,
-            IpcNamespace::Private,
+            &IpcNamespace::Private,
             &[
                 t("/scratch", &[]),
                 t("/run", &["exec", "mode=1777", "defaults"]),
@@ -464,7 +490,7 @@ mod tests {
             "nosuid,nodev,exec,mode=1777,size=16384k"
         );
         assert!(matches!(
-            super::mounts(None, IpcNamespace::Private, &[t("relative", &[])], "c"),
+            super::mounts(None, &IpcNamespace::Private, &[t("relative", &[])], "c"),
             Err(SpecError::InvalidTmpfs { .. })
         ));
     }

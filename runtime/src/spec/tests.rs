@@ -720,4 +720,15 @@ fn pid_and_ipc_modes_shape_the_namespaces_and_dev_shm() {
         shape(PidNamespace::Private, IpcNamespace::None),
         (vec![Pid, Ipc, Uts, Mount, Network], None)
     );
+    // task: both namespaces joined by path, the task's /dev/shm bound in.
+    assert_eq!(
+        shape(
+            PidNamespace::Task("/run/berth/taskns/t1/pid".into()),
+            IpcNamespace::Task {
+                namespace: "/run/berth/taskns/t1/ipc".into(),
+                shm: "/run/berth/taskns/t1/shm".into(),
+            }
+        ),
+        (vec![Pid, Ipc, Uts, Mount, Network], Some("bind".to_owned()))
+    );
 }

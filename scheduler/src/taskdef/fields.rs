@@ -623,12 +623,12 @@ pub(super) const ULIMIT_NAMES: &[&str] = &[
 /// The network modes of ECS on Linux; absent means bridge.
 pub(super) const NETWORK_MODES: &[&str] = &["awsvpc", "bridge", "host", "none"];
 
-/// The `pidMode` values Berth runs. `task` (one PID namespace for the task's containers)
-/// needs a holder process per task, which Berth does not have yet; it is refused by name.
-pub(super) const PID_MODES: &[&str] = &["host"];
+/// The `pidMode` values Berth runs: `host`, and `task` (one PID namespace for the task's
+/// containers, held by a holder process the agent runs for the task).
+pub(super) const PID_MODES: &[&str] = &["host", "task"];
 
-/// The `ipcMode` values Berth runs; `task` is refused by name, as for `pidMode`.
-pub(super) const IPC_MODES: &[&str] = &["host", "none"];
+/// The `ipcMode` values Berth runs (`task`: one IPC namespace and `/dev/shm` for the task).
+pub(super) const IPC_MODES: &[&str] = &["host", "task", "none"];
 
 /// ECS's largest `stopTimeout`, in seconds.
 pub(super) const MAX_STOP_TIMEOUT_SECONDS: u32 = 120;

@@ -156,7 +156,7 @@ fn runtime_platform_is_carried_and_windows_is_refused_by_name() {
 }
 
 #[test]
-fn pid_and_ipc_modes_are_carried_and_task_is_refused_by_name() {
+fn pid_and_ipc_modes_are_carried_and_others_are_refused_by_name() {
     let with = |members: &str| {
         format!(
             r#"{{"family":"f",{members}
@@ -173,30 +173,23 @@ fn pid_and_ipc_modes_are_carried_and_task_is_refused_by_name() {
     // Null and empty ask for nothing.
     let def = super::parse(&with(r#""pidMode":null,"ipcMode":"","#)).unwrap();
     assert_eq!((def.pid_mode.as_str(), def.ipc_mode.as_str()), ("", ""));
-    let task = super::parse(&with(r#""pidMode":"task","ipcMode":"task","#))
-        .unwrap_err()
-        .to_string();
-    for field in ["pidMode", "ipcMode"] {
-        assert!(
-            task.contains(&format!(
-                "{field}: `task` (one namespace shared by the task's containers) is not \
-                 supported by Berth yet: remove {field} to give each container its own, or use \
-                 `host` on an agent that allows it (allow_host_pid_ipc)"
-            )),
-            "{task}"
-        );
-    }
+    let def = super::parse(&with(r#""pidMode":"task","ipcMode":"task","#)).unwrap();
+    assert_eq!(
+        (def.pid_mode.as_str(), def.ipc_mode.as_str()),
+        ("task", "task")
+    );
     assert_eq!(
         super::parse(&with(r#""pidMode":"none","#))
             .unwrap_err()
             .to_string(),
-        "pidMode: `none` is not a value of pidMode: use host (or leave it out)"
+        "pidMode: `none` is not a value of pidMode: use host or task (or leave it out)"
     );
     assert_eq!(
         super::parse(&with(r#""ipcMode":"shareable","#))
             .unwrap_err()
             .to_string(),
-        "ipcMode: `shareable` is not a value of ipcMode: use host or none (or leave it out)"
+        "ipcMode: `shareable` is not a value of ipcMode: use host or task or none (or leave \
+         it out)"
     );
 }
 

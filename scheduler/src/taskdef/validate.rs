@@ -313,22 +313,14 @@ fn container_sums(definition: &proto::TaskDefinition) -> (u64, u64) {
 }
 
 /// A task's `pidMode` or `ipcMode`: empty (each container has its own namespace) or one of
-/// `supported`; `task` is ECS's, and refused with what to do instead.
+/// `supported`.
 fn namespace_mode(field: &str, mode: &str, supported: &[&str], problems: &mut Vec<Problem>) {
     if mode.is_empty() || supported.contains(&mode) {
         return;
     }
-    let message = if mode == "task" {
-        format!(
-            "`task` (one namespace shared by the task's containers) is not supported by Berth \
-             yet: remove {field} to give each container its own, or use `host` on an agent \
-             that allows it (allow_host_pid_ipc)"
-        )
-    } else {
-        format!(
-            "`{mode}` is not a value of {field}: use {} (or leave it out)",
-            supported.join(" or ")
-        )
-    };
+    let message = format!(
+        "`{mode}` is not a value of {field}: use {} (or leave it out)",
+        supported.join(" or ")
+    );
     problems.push(Problem::at(field, message));
 }

@@ -1,8 +1,9 @@
 //! ECS `pidMode` and `ipcMode` end to end: `host` is refused by an agent that does not allow it
 //! (the reason names allow_host_pid_ipc) and, where allowed, puts the task's containers in the
 //! host's PID and IPC namespaces with the host's /dev/shm; `ipcMode` none leaves a container
-//! without /dev/shm; `task` is refused at registration by name. Also run-task with a definition
-//! file shows the registration's notes, and describe-task-definition -o json shows the modes.
+//! without /dev/shm; a value ECS does not have is refused at registration by name (`task` is in
+//! `pidipc_task.rs`). Also run-task with a definition file shows the registration's notes, and
+//! describe-task-definition -o json shows the modes.
 
 use std::time::Duration;
 
@@ -71,8 +72,8 @@ pub(super) fn host_needs_the_key(w: &World) -> Result<()> {
 
 /// `ipcMode` none: a private IPC namespace and no /dev/shm at all, its PID namespace its own;
 /// run-task with the file prints the notes on what the registration ignored, and
-/// describe-task-definition -o json gives back the modes and the runtimePlatform. `task` is
-/// refused at registration, naming the field.
+/// describe-task-definition -o json gives back the modes and the runtimePlatform. A pidMode
+/// that is not ECS's is refused at registration, naming the field.
 pub(super) fn ipc_none_and_task_refused(w: &World) -> Result<()> {
     let image = hello(w, "e2e-pidipc-none")?;
     let (pid_ns, ipc_ns) = (host_namespace("pid")?, host_namespace("ipc")?);
@@ -126,13 +127,16 @@ pub(super) fn ipc_none_and_task_refused(w: &World) -> Result<()> {
         "{described}"
     );
 
-    let mut task_mode = def.clone();
-    task_mode["family"] = "pidipctask".into();
-    task_mode["pidMode"] = "task".into();
-    let out = env.try_register(&task_mode)?;
+    let mut unknown = def.clone();
+    unknown["family"] = "pidipcunknown".into();
+    unknown["pidMode"] = "none".into();
+    let out = env.try_register(&unknown)?;
     ensure!(
-        out.status != 0 && out.stderr.contains("pidMode: `task`"),
-        "pidMode task was not refused by name: {} {}",
+        out.status != 0
+            && out
+                .stderr
+                .contains("pidMode: `none` is not a value of pidMode"),
+        "pidMode none was not refused by name: {} {}",
         out.stdout,
         out.stderr
     );

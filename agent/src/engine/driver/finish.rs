@@ -201,6 +201,16 @@ impl<R: ContainerRuntime> Driver<R> {
         if network == NetState::MaybeHeld {
             self.tear_down_network().await?;
         }
+        // Its containers are gone: the holder of the namespaces they shared goes too.
+        let shares = self
+            .assignment
+            .definition
+            .as_ref()
+            .is_some_and(|d| d.pid_mode == "task" || d.ipc_mode == "task");
+        if shares {
+            self.runtime.remove_task_namespaces(self.task_id()).await?;
+            tracing::debug!("task namespaces removed");
+        }
         self.runtime.remove_task_volumes(self.task_id()).await?;
         tracing::debug!("task volumes removed");
         self.runtime.remove_task_cgroup(self.task_id()).await?;

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use berth_proto::v1::TaskDefinition;
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerSpec, IpcNamespace, NetworkNamespace, PidNamespace,
-    PullError, Seccomp, TaskLimits, TaskVolume, TaskVolumeKind,
+    ContainerId, ContainerInfo, ContainerSpec, NetworkNamespace, PullError, Seccomp, TaskLimits,
+    TaskVolume, TaskVolumeKind,
 };
 use tracing::Instrument;
 
 use super::super::TaskEvent;
 use super::super::deps::Plan;
+use super::namespaces::{NamespaceModeError, namespace_modes, shared_namespaces};
 use super::net::{NetSetupError, join_network, set_up_namespaces};
 use super::{Control, Created, Driver, stop_timeout};
 use crate::runtime::ContainerRuntime;
@@ -105,6 +106,10 @@ pub(super) enum PrepareError {
     /// The task's cgroup could not be made.
     #[error("cannot create the task's cgroup: {}", Causes(.0))]
     Cgroup(berth_runtime::Error),
+    /// The namespaces the task's containers share (`pidMode`/`ipcMode` task) could not be
+    /// made.
+    #[error("cannot create the task's shared namespaces: {}", Causes(.0))]
+    SharedNamespaces(berth_runtime::Error),
     /// A secret the task names cannot be used (missing, or not what it should hold).
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretError),
@@ -114,60 +119,6 @@ pub(super) enum PrepareError {
         container: String,
         error: berth_runtime::Error,
     },
-}
-
-/// Why a task's `pidMode` or `ipcMode` cannot run on this agent.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum NamespaceModeError {
-    /// `host` on an agent that does not allow it.
-    #[error(
-        "the task asks for {0} host (the host's namespace), which this agent does not allow: \
-         set allow_host_pid_ipc = true (BERTH_ALLOW_HOST_PID_IPC) in the agent's \
-         configuration to permit it"
-    )]
-    Host(&'static str),
-    /// A mode this agent does not run (the scheduler refuses it at registration too).
-    #[error(
-        "the task asks for {field} `{value}`, which this agent does not run: leave {field} \
-         out, or use {supported}"
-    )]
-    Unsupported {
-        field: &'static str,
-        value: String,
-        supported: &'static str,
-    },
-}
-
-/// The task's `pidMode` and `ipcMode` (ECS's and Docker's semantics) as the runtime takes
-/// them: `host` only where `allow_host` (the agent's allow_host_pid_ipc) says so.
-fn namespace_modes(
-    def: &TaskDefinition,
-    allow_host: bool,
-) -> Result<(PidNamespace, IpcNamespace), NamespaceModeError> {
-    let host = |field| {
-        if allow_host {
-            Ok(())
-        } else {
-            Err(NamespaceModeError::Host(field))
-        }
-    };
-    let unknown = |field, value: &str, supported| NamespaceModeError::Unsupported {
-        field,
-        value: value.to_owned(),
-        supported,
-    };
-    let pid = match def.pid_mode.as_str() {
-        "" => PidNamespace::Private,
-        "host" => host("pidMode").map(|()| PidNamespace::Host)?,
-        other => return Err(unknown("pidMode", other, "host")),
-    };
-    let ipc = match def.ipc_mode.as_str() {
-        "" => IpcNamespace::Private,
-        "none" => IpcNamespace::None,
-        "host" => host("ipcMode").map(|()| IpcNamespace::Host)?,
-        other => return Err(unknown("ipcMode", other, "host or none")),
-    };
-    Ok((pid, ipc))
 }
 
 /// A task whose containers are all created: what the supervision starts from.
@@ -315,6 +266,14 @@ impl<R: ContainerRuntime> Driver<R> {
             .create_task_cgroup(&task_id, &limits)
             .await
             .map_err(PrepareError::Cgroup)?;
+        // In the task's cgroup; kept as they are when its holder still runs (a restart of
+        // the agent, a task taken up again), so every container joins the same ones.
+        if let Some(shared) = shared_namespaces(&specs) {
+            self.runtime
+                .create_task_namespaces(&task_id, shared)
+                .await
+                .map_err(PrepareError::SharedNamespaces)?;
+        }
         let notes = self.swap_notes(def);
         let created = self.create_containers(def, &specs, existing).await?;
 
@@ -367,7 +326,11 @@ impl<R: ContainerRuntime> Driver<R> {
         {
             return Err(PrepareError::Privileged(c.name.clone()));
         }
-        let (pid, ipc) = namespace_modes(def, self.config.allow_host_pid_ipc)?;
+        let paths = self
+            .runtime
+            .task_namespace_paths(task_id)
+            .map_err(PrepareError::SharedNamespaces)?;
+        let (pid, ipc) = namespace_modes(def, self.config.allow_host_pid_ipc, &paths)?;
         // Until its network is set up, a container has a namespace of its own (none) or the
         // host's; join_network joins the others to theirs.
         let base_network = if mode == Mode::Host {
@@ -378,7 +341,7 @@ impl<R: ContainerRuntime> Driver<R> {
         let mut specs = Vec::with_capacity(def.containers.len());
         for c in &def.containers {
             let mut spec = task::container_spec(task_id, c, &base_network);
-            (spec.pid, spec.ipc) = (pid, ipc);
+            (spec.pid, spec.ipc) = (pid.clone(), ipc.clone());
             let named = |e| InputError::in_container(&c.name, e);
             envfile::apply(
                 &mut spec.environment,
@@ -616,56 +579,5 @@ impl<R: ContainerRuntime> Driver<R> {
                 Vec::new()
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn def(pid_mode: &str, ipc_mode: &str) -> TaskDefinition {
-        TaskDefinition {
-            pid_mode: pid_mode.to_owned(),
-            ipc_mode: ipc_mode.to_owned(),
-            ..TaskDefinition::default()
-        }
-    }
-
-    #[test]
-    fn pid_and_ipc_modes_map_to_the_runtime_and_host_needs_the_key() {
-        let modes = |pid, ipc, allow| namespace_modes(&def(pid, ipc), allow);
-        assert_eq!(
-            modes("", "", false).unwrap(),
-            (PidNamespace::Private, IpcNamespace::Private)
-        );
-        assert_eq!(
-            modes("", "none", false).unwrap(),
-            (PidNamespace::Private, IpcNamespace::None)
-        );
-        assert_eq!(
-            modes("host", "host", true).unwrap(),
-            (PidNamespace::Host, IpcNamespace::Host)
-        );
-        for (pid, ipc, field) in [("host", "", "pidMode"), ("", "host", "ipcMode")] {
-            let refused = modes(pid, ipc, false).unwrap_err().to_string();
-            assert_eq!(
-                refused,
-                format!(
-                    "the task asks for {field} host (the host's namespace), which this agent \
-                     does not allow: set allow_host_pid_ipc = true (BERTH_ALLOW_HOST_PID_IPC) \
-                     in the agent's configuration to permit it"
-                )
-            );
-        }
-        assert_eq!(
-            modes("task", "", true).unwrap_err().to_string(),
-            "the task asks for pidMode `task`, which this agent does not run: leave pidMode \
-             out, or use host"
-        );
-        assert_eq!(
-            modes("", "shareable", true).unwrap_err().to_string(),
-            "the task asks for ipcMode `shareable`, which this agent does not run: leave \
-             ipcMode out, or use host or none"
-        );
     }
 }

@@ -262,6 +262,32 @@ impl ContainerRuntime for Fake {
         self.log(format!("rmvolumes {task_id}"));
         Ok(())
     }
+    fn task_namespace_paths(
+        &self,
+        task_id: &str,
+    ) -> Result<berth_runtime::TaskNamespacePaths, Error> {
+        let dir = PathBuf::from("/fake/namespaces").join(task_id);
+        Ok(berth_runtime::TaskNamespacePaths {
+            pid: dir.join("pid"),
+            ipc: dir.join("ipc"),
+            shm: dir.join("shm"),
+        })
+    }
+    async fn create_task_namespaces(
+        &self,
+        task_id: &str,
+        shared: berth_runtime::SharedNamespaces,
+    ) -> Result<(), Error> {
+        self.log(format!(
+            "namespaces {task_id} pid={} ipc={} shm={}",
+            shared.pid, shared.ipc, shared.shm_size_mib
+        ));
+        Ok(())
+    }
+    async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {
+        self.log(format!("rmnamespaces {task_id}"));
+        Ok(())
+    }
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error> {
         let id = ContainerId::for_container(&spec.task_id, &spec.name);
         self.log(format!("create {id}"));

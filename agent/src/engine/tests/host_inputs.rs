@@ -237,8 +237,8 @@ async fn host_pid_and_ipc_are_refused_unless_the_agent_allows_them() {
     assert_eq!(specs.len(), 2);
     for spec in &specs {
         assert_eq!(
-            (spec.pid, spec.ipc),
-            (PidNamespace::Private, IpcNamespace::None)
+            (&spec.pid, &spec.ipc),
+            (&PidNamespace::Private, &IpcNamespace::None)
         );
     }
     h.cancel.cancel();
@@ -260,11 +260,67 @@ async fn host_pid_and_ipc_are_refused_unless_the_agent_allows_them() {
     assert_eq!(specs.len(), 2);
     for spec in &specs {
         assert_eq!(
-            (spec.pid, spec.ipc),
-            (PidNamespace::Host, IpcNamespace::Host)
+            (&spec.pid, &spec.ipc),
+            (&PidNamespace::Host, &IpcNamespace::Host)
         );
     }
     allowed.cancel.cancel();
+}
+
+#[tokio::test]
+async fn task_pid_and_ipc_join_the_tasks_namespaces_made_before_any_create() {
+    let h = start();
+    h.assign(namespaced("t-shared", "task", "task")).await;
+    until(&h.store, "t-shared", TaskStatus::Running).await;
+    let calls = h.fake.calls();
+    let cgroup = calls.iter().position(|c| c == "cgroup t-shared");
+    let made = calls
+        .iter()
+        .position(|c| c == "namespaces t-shared pid=true ipc=true shm=64");
+    let created = calls.iter().position(|c| c.starts_with("create"));
+    assert!(
+        cgroup.is_some() && made > cgroup && created > made,
+        "made in the task's cgroup, before any container: {calls:?}"
+    );
+    let dir = PathBuf::from("/fake/namespaces/t-shared");
+    let specs = h.fake.specs.lock().unwrap().clone();
+    assert_eq!(specs.len(), 2);
+    for spec in &specs {
+        assert_eq!(spec.pid, PidNamespace::Task(dir.join("pid")));
+        assert_eq!(
+            spec.ipc,
+            IpcNamespace::Task {
+                namespace: dir.join("ipc"),
+                shm: dir.join("shm"),
+            }
+        );
+    }
+    h.fake
+        .exit(&ContainerId::for_container("t-shared", "app"), 0);
+    until_released(&h.store, "t-shared").await;
+    let calls = h.fake.calls();
+    let deleted = calls.iter().rposition(|c| c.starts_with("delete"));
+    let removed = calls.iter().position(|c| c == "rmnamespaces t-shared");
+    let cgroup_removed = calls.iter().position(|c| c == "rmcgroup t-shared");
+    assert!(
+        removed.is_some() && removed > deleted && cgroup_removed > removed,
+        "the holder goes after the containers, before the cgroup: {calls:?}"
+    );
+
+    // A task that shares nothing makes and removes no shared namespaces.
+    h.assign(namespaced("t-own", "", "")).await;
+    until(&h.store, "t-own", TaskStatus::Running).await;
+    h.fake.exit(&ContainerId::for_container("t-own", "app"), 0);
+    until_released(&h.store, "t-own").await;
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .all(|c| !c.contains("namespaces t-own")),
+        "{:?}",
+        h.fake.calls()
+    );
+    h.cancel.cancel();
 }
 
 #[tokio::test]
