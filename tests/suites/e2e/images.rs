@@ -167,7 +167,7 @@ pub(super) fn an_image_assigned_during_a_collection_is_kept(w: &World) -> Result
         let (id, _) = env.start_task(&sleeper(family, reference))?;
         env.stop_task(&id, WITHIN)?;
     }
-    let mut collect = berth_tests::berth::ctl_command(&env.scheduler.ctl_config)?
+    let collect = berth_tests::berth::ctl_command(&env.scheduler.ctl_config)?
         .args(["--cluster", &env.cluster, "-o", "json", "collect-images"])
         .args(["--instance", &instance])
         .stdout(Stdio::piped())
