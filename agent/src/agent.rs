@@ -225,24 +225,29 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         HEALTH_PROBE_INTERVAL,
         cancel.child_token(),
     ));
+    let pulls = engine.pulls();
     // The image collector decides under the engine's table of the images tasks hold.
+    let mut collector = crate::images::Collector::new(
+        crate::images::RuntimeImages {
+            runtime: (*runtime).clone(),
+            containerd_root: config.containerd_root.clone(),
+        },
+        engine.images(),
+        crate::images::Policy {
+            minimum_age: config.image_minimum_age,
+            keep_newest: config.image_keep_newest,
+            max_removals: config.image_removals_per_cycle,
+            high_percent: config.image_gc_high_percent,
+            low_percent: config.image_gc_low_percent,
+        },
+    );
+    collector.gate = crate::images::test_gate();
+    let collector = Arc::new(collector);
+    let image_desk = crate::images::ImageDesk(collector.clone());
     tracker.spawn(
-        crate::images::Collector {
-            host: crate::images::RuntimeImages {
-                runtime: (*runtime).clone(),
-                containerd_root: config.containerd_root.clone(),
-            },
-            images: engine.images(),
-            policy: crate::images::Policy {
-                minimum_age: config.image_minimum_age,
-                keep_newest: config.image_keep_newest,
-                max_removals: config.image_removals_per_cycle,
-                high_percent: config.image_gc_high_percent,
-                low_percent: config.image_gc_low_percent,
-            },
-        }
-        .run(config.image_cleanup_interval, cancel.child_token())
-        .instrument(tracing::info_span!("image_collector")),
+        collector
+            .run(config.image_cleanup_interval, cancel.child_token())
+            .instrument(tracing::info_span!("image_collector")),
     );
     let engine_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (failed, stop_all) = (Arc::clone(&engine_failed), cancel.clone());
@@ -312,6 +317,16 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             },
             cancel.child_token(),
         ));
+        // Pull progress goes on the metrics stream, between samples.
+        tracker.spawn(
+            crate::images::publish_progress(
+                pulls,
+                Arc::clone(&batches),
+                crate::images::PUBLISH_EVERY,
+                cancel.child_token(),
+            )
+            .instrument(tracing::info_span!("pull_progress")),
+        );
         tracker.spawn(crate::metrics::stream(
             config.scheduler_endpoint.clone(),
             tls.clone(),
@@ -346,6 +361,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         tls,
         health,
         disk,
+        images: Some(image_desk),
     };
     phase.send_replace(service::Phase::Running(Arc::new(service::AgentProbe {
         engine: handle.clone(),

@@ -8,15 +8,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
-    ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, PullError,
-    PulledImage, RegistryAuth, Runtime, SharedNamespaces, SwapSupport, TaskLimits,
+    ContainerId, ContainerInfo, ContainerSpec, Error, ExecOutcome, ExitStatus, ProgressSender,
+    PullError, PulledImage, RegistryAuth, Runtime, SharedNamespaces, SwapSupport, TaskLimits,
     TaskNamespacePaths, TaskVolume,
 };
 
 /// What the task engine asks of the host.
 #[async_trait]
 pub(crate) trait ContainerRuntime: Send + Sync + 'static {
-    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError>;
+    /// Pulls an image; each blob's progress goes to `progress` when given.
+    async fn pull(
+        &self,
+        image: &str,
+        auth: &RegistryAuth,
+        progress: Option<ProgressSender>,
+    ) -> Result<PulledImage, PullError>;
     /// The image as a pull left it, when it can start containers without the registry.
     async fn cached(&self, image: &str) -> Result<Option<PulledImage>, Error>;
     fn validate_limits(&self, task: &TaskLimits, containers: &[ContainerSpec])
@@ -77,9 +83,14 @@ pub(crate) trait ContainerRuntime: Send + Sync + 'static {
 
 #[async_trait]
 impl ContainerRuntime for Runtime {
-    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError> {
+    async fn pull(
+        &self,
+        image: &str,
+        auth: &RegistryAuth,
+        progress: Option<ProgressSender>,
+    ) -> Result<PulledImage, PullError> {
         let started = std::time::Instant::now();
-        let result = self.pull_image(image, auth, None).await;
+        let result = self.pull_image(image, auth, progress).await;
         crate::metrics::AGENT.record_pull(
             result.as_ref().map(|p| p.downloaded).ok(),
             started.elapsed(),

@@ -2,8 +2,8 @@
 //! backoff), keeps one bidirectional stream, sends heartbeats and the outbox of state changes,
 //! hands assignments and stop orders to the engine and acknowledges them once applied.
 //! When the stream breaks it reconnects and re-registers; tasks keep running meanwhile and
-//! their state changes wait in the outbox. Log requests are served beside it (`logs.rs`) and
-//! end with the session.
+//! their state changes wait in the outbox. Log requests (`logs.rs`) and image requests
+//! (`images/requests.rs`) are served beside it and end with the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,9 @@ pub(crate) struct SessionConfig {
     /// what it has), a refused assignment is followed by the full state that reports it, and
     /// each change of the condition sends a heartbeat at once.
     pub disk: Arc<crate::disk::Disk>,
+    /// What answers the scheduler's image requests (list-images, collect-images); None
+    /// answers each with an error.
+    pub images: Option<crate::images::ImageDesk>,
 }
 
 /// PEM contents of the agent's mTLS files, read once at start.
@@ -391,6 +394,7 @@ async fn once<E: TaskEngine>(
     send_outbox(&tx, store, &mut sent).await?;
     // Log requests live as long as this session: dropping them at its end cancels them.
     let logs = LogRequests::new(Arc::new(engine.clone()), tx.clone());
+    let images = crate::images::ImageRequests::new(config.images.clone(), tx.clone());
 
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -430,7 +434,7 @@ async fn once<E: TaskEngine>(
                     return Err(SessionError::Stream("the scheduler closed the session".into()));
                 };
                 last_heard = Instant::now();
-                handle(config, message.message, &tx, store, engine, &logs).await?;
+                handle(config, message.message, &tx, store, engine, (&logs, &images)).await?;
             }
         }
     }
@@ -458,7 +462,7 @@ async fn handle<E: TaskEngine>(
     tx: &mpsc::Sender<AgentMessage>,
     store: &Arc<Store>,
     engine: &E,
-    logs: &LogRequests<E>,
+    (logs, images): (&LogRequests<E>, &crate::images::ImageRequests),
 ) -> Result<(), SessionError> {
     let ack = |seq| AgentMessage {
         message: Some(Out::Ack(Ack { seq })),
@@ -530,6 +534,10 @@ async fn handle<E: TaskEngine>(
         }
         Some(In::LogCancel(cancel)) => {
             logs.cancel(cancel.request_id);
+            Ok(())
+        }
+        Some(In::ImagesRequest(request)) => {
+            images.start(request);
             Ok(())
         }
         Some(In::Heartbeat(_)) | Some(In::Accepted(_)) | None => Ok(()),

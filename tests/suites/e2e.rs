@@ -43,6 +43,8 @@ mod health;
 mod host_path_race;
 #[path = "e2e/image_gc.rs"]
 mod image_gc;
+#[path = "e2e/images.rs"]
+mod images;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/logs.rs"]
@@ -208,6 +210,18 @@ fn main() -> ExitCode {
             w.trial(
                 "image_gc_the_right_images_go_and_the_rest_stay",
                 image_gc::the_right_images_go_and_the_rest_stay,
+            ),
+            w.trial(
+                "images_list_and_collect_from_berthctl",
+                images::list_and_collect_from_berthctl,
+            ),
+            w.trial(
+                "images_an_image_assigned_during_a_collection_is_kept",
+                images::an_image_assigned_during_a_collection_is_kept,
+            ),
+            w.trial(
+                "progress_shows_while_pending_and_run_task_wait_prints_it",
+                progress::progress_shows_while_pending_and_run_task_wait_prints_it,
             ),
             w.trial(
                 "pull_behaviour_default_falls_back_to_the_cache_and_says_so",
@@ -912,6 +926,8 @@ mod pidipc;
 mod registry_htpasswd;
 #[path = "e2e/pidipc_task.rs"]
 mod pidipc_task;
+#[path = "e2e/progress.rs"]
+mod progress;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

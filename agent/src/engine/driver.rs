@@ -75,6 +75,8 @@ pub(super) struct Driver<R: ContainerRuntime> {
     /// Registry credentials from the task's `repositoryCredentials`, by image reference:
     /// ahead of every other source of credentials.
     pub(super) registry_auth: HashMap<String, berth_runtime::RegistryAuth>,
+    /// The pulls running now and how far each got, for the scheduler.
+    pub(super) pulls: Arc<crate::images::PullBoard>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.

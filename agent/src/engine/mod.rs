@@ -152,6 +152,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     images: Arc<ImageUse>,
     /// The secrets of the tasks, in memory only (never in the store).
     secrets: Arc<crate::secrets::SecretBook>,
+    /// The progress of the pulls the drivers run now.
+    pulls: Arc<crate::images::PullBoard>,
     /// This run and how the last one ended, for the resume crash-loop guard.
     runs: crate::last_exit::Runs,
 }
@@ -194,6 +196,7 @@ impl<R: ContainerRuntime> Engine<R> {
             disk,
             unsaved: unsaved::Unsaved::default(),
             secrets: Arc::default(),
+            pulls: Arc::default(),
             runs,
         };
         (engine, EngineHandle { tx })
@@ -213,6 +216,11 @@ impl<R: ContainerRuntime> Engine<R> {
     /// The table of the images the engine's tasks need, for the image collector.
     pub(crate) fn images(&self) -> Arc<ImageUse> {
         Arc::clone(&self.images)
+    }
+
+    /// The progress of the pulls running now, for the scheduler.
+    pub(crate) fn pulls(&self) -> Arc<crate::images::PullBoard> {
+        Arc::clone(&self.pulls)
     }
 
     /// Takes back the tasks of an earlier run, then applies commands until cancelled. Stopping
@@ -453,6 +461,7 @@ impl<R: ContainerRuntime> Engine<R> {
             images: Arc::clone(&self.images),
             secrets: Arc::clone(&self.secrets),
             registry_auth: HashMap::new(),
+            pulls: Arc::clone(&self.pulls),
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {

@@ -64,17 +64,38 @@ pub(crate) struct Collection {
     pub(crate) kept: Vec<(String, String)>,
 }
 
-/// The collector. `run` is its owned loop; `collect` is one pass.
+/// The collector. `run` is its owned loop; `collect` is one pass (also asked for by the
+/// scheduler, `collect-images`). Passes run one at a time.
 pub(crate) struct Collector<H> {
     pub(crate) host: H,
     pub(crate) images: Arc<ImageUse>,
     pub(crate) policy: Policy,
+    /// A test hook ([`TEST_GATE_ENV`], debug builds only): each pass, once it
+    /// has chosen, writes the chosen names to `decided` in this directory and waits for `go`
+    /// to appear there before it removes anything, so an end-to-end trial can assign a task
+    /// an image in between.
+    pub(crate) gate: Option<PathBuf>,
+    passes: tokio::sync::Mutex<()>,
 }
 
 impl<H: ImageHost> Collector<H> {
+    pub(crate) fn new(host: H, images: Arc<ImageUse>, policy: Policy) -> Self {
+        Self {
+            host,
+            images,
+            policy,
+            gate: None,
+            passes: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Collects every `interval` (None: never on its own) until `cancel`. A failed pass is
     /// logged and tried again at the next tick.
-    pub(crate) async fn run(self, interval: Option<Duration>, cancel: CancellationToken) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        interval: Option<Duration>,
+        cancel: CancellationToken,
+    ) {
         let mut ticks = interval.map(|every| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,6 +124,7 @@ impl<H: ImageHost> Collector<H> {
     /// One pass: decide, then remove each chosen image that no task holds by then. Disk
     /// pressure removals stop as soon as the disk is under the low mark.
     pub(crate) async fn collect(&self) -> Result<Collection, berth_runtime::Error> {
+        let _pass = self.passes.lock().await;
         let started = std::time::Instant::now();
         let now = SystemTime::now();
         let listed = self.host.list().await?;
@@ -121,6 +143,10 @@ impl<H: ImageHost> Collector<H> {
             })
             .collect();
         let plan = collect::decide(&candidates, self.policy, self.host.disk(), now);
+        if let Some(dir) = &self.gate {
+            let names: Vec<&str> = plan.iter().map(|r| r.name.as_str()).collect();
+            wait_at_gate(dir, &names).await;
+        }
         let mut done = Collection::default();
         for removal in plan {
             if matches!(removal.reason, Reason::DiskPressure { .. })
@@ -168,6 +194,38 @@ impl<H: ImageHost> Collector<H> {
         );
         Ok(done)
     }
+}
+
+/// The environment variable through which a debug build of the agent takes the image
+/// collection's test gate (a directory, see [`Collector::gate`]). A release build ignores it.
+pub(crate) const TEST_GATE_ENV: &str = "BERTH_AGENT_TEST_IMAGE_GATE";
+
+/// The test gate's directory, when a debug build was given one.
+pub(crate) fn test_gate() -> Option<PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var_os(TEST_GATE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The test hook's gate: `decided` names the chosen images (one a line); the pass goes on
+/// once `go` exists (removed again, so the next pass waits too).
+async fn wait_at_gate(dir: &std::path::Path, names: &[&str]) {
+    let mut listing = names.join("\n");
+    listing.push('\n');
+    if let Err(error) = tokio::fs::write(dir.join("decided"), listing).await {
+        tracing::warn!(%error, dir = %dir.display(), "image collection test gate: cannot write decided");
+        return;
+    }
+    tracing::info!(dir = %dir.display(), chosen = names.len(), "image collection waits at the test gate");
+    let go = dir.join("go");
+    while tokio::fs::metadata(&go).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = tokio::fs::remove_file(&go).await;
+    let _ = tokio::fs::remove_file(dir.join("decided")).await;
 }
 
 #[cfg(test)]

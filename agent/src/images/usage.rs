@@ -87,6 +87,19 @@ impl ImageUse {
         self.lock().held.values().any(|s| s.contains(image))
     }
 
+    /// The tasks that hold `image`, sorted.
+    pub(crate) fn holders(&self, image: &str) -> Vec<String> {
+        let mut tasks: Vec<String> = self
+            .lock()
+            .held
+            .iter()
+            .filter(|(_, images)| images.contains(image))
+            .map(|(task, _)| task.clone())
+            .collect();
+        tasks.sort();
+        tasks
+    }
+
     /// Waits while `image` is being removed.
     pub(crate) async fn wait_removal(&self, image: &str) {
         loop {
@@ -171,6 +184,8 @@ mod tests {
         let (_dir, t) = table();
         t.hold("task-1", ["r/a:1".to_owned()]);
         assert!(t.in_use("r/a:1"));
+        assert_eq!(t.holders("r/a:1"), ["task-1"]);
+        assert!(t.holders("r/b:1").is_empty());
         assert!(t.begin_removal("r/a:1").is_none());
         let marked = t.begin_removal("r/b:1").expect("free");
         assert!(t.begin_removal("r/b:1").is_none());

@@ -215,6 +215,7 @@ pub(crate) fn batch(snapshot: &Snapshot) -> MetricsBatch {
         }),
         containers,
         tasks,
+        pulls: Vec::new(),
     }
 }
 

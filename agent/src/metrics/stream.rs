@@ -2,7 +2,8 @@
 //! their own, so a slow or absent consumer never delays a state change or a heartbeat on the
 //! session. Each pass's batch goes into a bounded buffer that drops the oldest batch when full
 //! (counted in `berth_agent_metric_batches_dropped_total`); one task drains it into the stream
-//! and reconnects with backoff when the stream breaks.
+//! and reconnects with backoff when the stream breaks. Pull progress (`images/progress.rs`)
+//! travels in batches of its own, without a host sample, of which at most one is queued.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,20 @@ impl BatchBuffer {
             batches.push_back(batch);
         }
         self.ready.notify_one();
+    }
+
+    /// Queues a batch of pull progress only (no host sample). Progress is worth its latest
+    /// reading alone: one already queued is replaced in place, so a scheduler that does not
+    /// take batches never loses a metric sample to progress.
+    pub(crate) fn push_progress(&self, batch: MetricsBatch) {
+        {
+            let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(queued) = batches.iter_mut().find(|b| b.host.is_none()) {
+                *queued = batch;
+                return;
+            }
+        }
+        self.push(batch);
     }
 
     /// The oldest batch, waiting for one.

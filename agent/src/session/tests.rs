@@ -175,6 +175,7 @@ impl Agent {
             tls: None,
             health: Default::default(),
             disk: Arc::new(crate::disk::Disk::new(dir.path())),
+            images: None,
         };
         Self {
             config,
@@ -455,6 +456,7 @@ async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again
     agent.store.mark_applied(3).unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     let logs = LogRequests::new(Arc::new(agent.engine.clone()), tx.clone());
+    let images = crate::images::ImageRequests::new(None, tx.clone());
     for seq in [2, 3] {
         let assignment = berth_proto::v1::TaskAssignment {
             seq,
@@ -467,7 +469,7 @@ async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again
             &tx,
             &agent.store,
             &agent.engine,
-            &logs,
+            (&logs, &images),
         )
         .await
         .unwrap();
@@ -489,7 +491,7 @@ async fn an_assignment_at_or_below_the_last_applied_is_acked_and_never_run_again
         &tx,
         &agent.store,
         &agent.engine,
-        &logs,
+        (&logs, &images),
     )
     .await
     .unwrap();

@@ -55,13 +55,17 @@ impl std::fmt::Debug for RegistryAuth {
     }
 }
 
-/// One progress report of a pull: bytes of one blob written to containerd so far.
+/// One progress report of a pull: bytes of one blob written to containerd so far. Once the
+/// manifest is read, every layer is reported with nothing done yet, so the first reports give
+/// the image's whole size and layer count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullProgress {
     /// The reference being pulled, as the caller gave it.
     pub reference: String,
     /// Digest of the blob (a layer or the config).
     pub digest: String,
+    /// True for a layer, false for the image config.
+    pub layer: bool,
     /// Bytes written so far.
     pub done: u64,
     /// The blob's size from its manifest.

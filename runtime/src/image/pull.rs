@@ -159,12 +159,21 @@ impl Puller {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn report(&self, reference: &str, digest: &str, done: u64, total: u64, cached: bool) {
+    fn report(
+        &self,
+        reference: &str,
+        digest: &str,
+        layer: bool,
+        done: u64,
+        total: u64,
+        cached: bool,
+    ) {
         if let Some(list) = self.progress_lock().get(reference) {
             for tx in list {
                 let _ = tx.send(PullProgress {
                     reference: reference.to_owned(),
                     digest: digest.to_owned(),
+                    layer,
                     done,
                     total,
                     cached,

@@ -218,6 +218,19 @@ pub(crate) enum Command {
     /// The service commands (create-service, ..., events).
     #[command(flatten)]
     Service(super::services::ServiceCommand),
+    /// An instance's images: size, last use by a task, and the tasks that hold them now.
+    ListImages {
+        /// The container instance.
+        #[arg(long)]
+        instance: String,
+    },
+    /// Run the instance's image collector now, under its usual rules; prints what was
+    /// removed and the bytes freed.
+    CollectImages {
+        /// The container instance.
+        #[arg(long)]
+        instance: String,
+    },
     /// Wait until every task (or service) reaches a state; exit status 1 on timeout or failure.
     Wait {
         condition: WaitCondition,

@@ -19,7 +19,7 @@ use super::table::{
     clusters_table, instances_table, names_table, task_definition_tables, tasks_table,
 };
 use super::time::rfc3339_nanos;
-use super::wait::{polled, wait_for};
+use super::wait::{polled, wait_showing};
 
 /// How long `run-task --wait` waits without `--timeout` (as `wait`'s default).
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -246,7 +246,14 @@ impl Context<'_> {
                 }
                 let ids = response.tasks.into_iter().map(|t| t.task_id).collect();
                 let timeout = run.timeout.unwrap_or(DEFAULT_WAIT);
-                self.wait(WaitCondition::TasksRunning, ids, timeout).await
+                let mut display = super::pull_progress::PullDisplay::for_stdout();
+                let waited = self
+                    .wait_showing(WaitCondition::TasksRunning, ids, timeout, |r| {
+                        display.show(r)
+                    })
+                    .await;
+                display.finish();
+                waited
             }
             Command::ListTasks {
                 container_instance,
@@ -406,6 +413,8 @@ impl Context<'_> {
             }
             Command::ListSecrets => self.list_secrets().await,
             Command::DeleteSecret { name } => self.delete_secret(name).await,
+            Command::ListImages { instance } => self.list_images(instance).await,
+            Command::CollectImages { instance } => self.collect_images(instance).await,
             Command::Wait {
                 condition: WaitCondition::ServicesStable,
                 ids,
@@ -427,44 +436,63 @@ impl Context<'_> {
         ids: Vec<String>,
         timeout: Duration,
     ) -> Result<(), CliError> {
+        self.wait_showing(condition, ids, timeout, |_| {}).await
+    }
+
+    /// [`Self::wait`], handing each answer to `show` (`run-task --wait`'s progress).
+    async fn wait_showing(
+        &self,
+        condition: WaitCondition,
+        ids: Vec<String>,
+        timeout: Duration,
+        show: impl FnMut(&proto::DescribeTasksResponse),
+    ) -> Result<(), CliError> {
         let (client, endpoint, cluster) = (
             self.client.clone(),
             self.endpoint.clone(),
             self.cluster.clone(),
         );
-        wait_for(condition, &ids, timeout, move |task_ids| {
-            let (mut client, endpoint, cluster) =
-                (client.clone(), endpoint.clone(), cluster.clone());
-            async move {
-                let request = proto::WatchTasksRequest {
-                    cluster: cluster.clone(),
-                    task_ids: task_ids.clone(),
-                };
-                match client.watch_tasks(request).await {
-                    Ok(stream) => Ok(stream
-                        .into_inner()
-                        .map(move |answer| answer.map_err(|status| from_status(&endpoint, &status)))
-                        .boxed()),
-                    Err(status) if status.code() == tonic::Code::Unimplemented => {
-                        Ok(polled(move || {
-                            let (mut client, endpoint) = (client.clone(), endpoint.clone());
-                            let request = proto::DescribeTasksRequest {
-                                cluster: cluster.clone(),
-                                task_ids: task_ids.clone(),
-                            };
-                            async move {
-                                client
-                                    .describe_tasks(request)
-                                    .await
-                                    .map(tonic::Response::into_inner)
-                                    .map_err(|status| from_status(&endpoint, &status))
-                            }
-                        }))
+        wait_showing(
+            condition,
+            &ids,
+            timeout,
+            move |task_ids| {
+                let (mut client, endpoint, cluster) =
+                    (client.clone(), endpoint.clone(), cluster.clone());
+                async move {
+                    let request = proto::WatchTasksRequest {
+                        cluster: cluster.clone(),
+                        task_ids: task_ids.clone(),
+                    };
+                    match client.watch_tasks(request).await {
+                        Ok(stream) => Ok(stream
+                            .into_inner()
+                            .map(move |answer| {
+                                answer.map_err(|status| from_status(&endpoint, &status))
+                            })
+                            .boxed()),
+                        Err(status) if status.code() == tonic::Code::Unimplemented => {
+                            Ok(polled(move || {
+                                let (mut client, endpoint) = (client.clone(), endpoint.clone());
+                                let request = proto::DescribeTasksRequest {
+                                    cluster: cluster.clone(),
+                                    task_ids: task_ids.clone(),
+                                };
+                                async move {
+                                    client
+                                        .describe_tasks(request)
+                                        .await
+                                        .map(tonic::Response::into_inner)
+                                        .map_err(|status| from_status(&endpoint, &status))
+                                }
+                            }))
+                        }
+                        Err(status) => Err(from_status(&endpoint, &status)),
                     }
-                    Err(status) => Err(from_status(&endpoint, &status)),
                 }
-            }
-        })
+            },
+            show,
+        )
         .await
     }
 

@@ -30,11 +30,27 @@ const POLL: Duration = Duration::from_millis(100);
 /// stream that ends, is opened again; any other error, a task the scheduler does not know, or
 /// (for tasks-running) a task that stopped ends the wait (ECS's waiters: tasks-running fails
 /// on a STOPPED task).
+#[cfg(test)]
 pub(super) async fn wait_for<F, Fut>(
     condition: WaitCondition,
     ids: &[String],
     timeout: Duration,
+    open: F,
+) -> Result<(), CliError>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: Future<Output = Result<Answers, CliError>>,
+{
+    wait_showing(condition, ids, timeout, open, |_| {}).await
+}
+
+/// [`wait_for`], handing each answer to `show` first (`run-task --wait`'s progress).
+pub(super) async fn wait_showing<F, Fut>(
+    condition: WaitCondition,
+    ids: &[String],
+    timeout: Duration,
     mut open: F,
+    mut show: impl FnMut(&proto::DescribeTasksResponse),
 ) -> Result<(), CliError>
 where
     F: FnMut(Vec<String>) -> Fut,
@@ -71,6 +87,7 @@ where
                         break;
                     }
                     Ok(Some(Ok(response))) => {
+                        show(&response);
                         if progress.apply(&response)? {
                             return Ok(());
                         }

@@ -199,6 +199,7 @@ impl AgentService for Agent {
             cancel,
             last_sent: last_applied,
             log_routes: Default::default(),
+            image_routes: Default::default(),
             heard_heartbeat: false,
         };
         self.shared.tracker.spawn(session.run().instrument(span));
@@ -262,6 +263,13 @@ impl AgentService for Agent {
                         ));
                     }
                     batches += 1;
+                    if batch.host.is_none() {
+                        // Pull progress alone, sent between samples: the instance's pulls now.
+                        self.shared
+                            .pulls
+                            .replace(&batch.container_instance_id, batch.pulls);
+                        continue;
+                    }
                     self.shared
                         .telemetry
                         .ingest(&batch, std::time::Instant::now());

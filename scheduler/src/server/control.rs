@@ -343,10 +343,11 @@ impl ControlService for Control {
         self.shared
             .authorize(&request, Rpc::DescribeTasks, Scope::Cluster(&cluster))?;
         let req = request.into_inner();
-        let (tasks, missing) = self
+        let (mut tasks, missing) = self
             .shared
             .db(move |s| s.describe_tasks(&cluster, &req.task_ids))
             .await?;
+        self.shared.pulls.annotate(&mut tasks);
         Ok(Response::new(pb::DescribeTasksResponse {
             tasks,
             failures: failures(missing),
@@ -500,6 +501,20 @@ impl ControlService for Control {
         request: Request<pb::RevokeClientCertificateRequest>,
     ) -> Result<Response<pb::RevokeClientCertificateResponse>, Status> {
         credentials::revoke_client_certificate(&self.shared, request).await
+    }
+
+    async fn list_images(
+        &self,
+        request: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        super::images::list_images(&self.shared, request).await
+    }
+
+    async fn collect_images(
+        &self,
+        request: Request<pb::CollectImagesRequest>,
+    ) -> Result<Response<pb::CollectImagesResponse>, Status> {
+        super::images::collect_images(&self.shared, request).await
     }
 
     async fn get_task_stats(

@@ -57,6 +57,23 @@ pub enum ServerError {
     /// The task's session ended before the log request reached it.
     #[error("the session of container instance {instance_id} closed; try again")]
     SessionClosed { instance_id: String },
+    /// ListImages or CollectImages named no instance.
+    #[error("name the container instance whose images to see or collect (--instance ID)")]
+    InstanceRequired,
+    /// An image request for an instance whose agent has no live session.
+    #[error(
+        "the agent of container instance {instance_id} is not connected; try again once it reconnects"
+    )]
+    AgentNotConnected { instance_id: String },
+    /// The agent did not answer an image request in time.
+    #[error("the agent of container instance {instance_id} did not answer within {seconds} s")]
+    AgentTimeout { instance_id: String, seconds: u64 },
+    /// The agent answered an image request with an error.
+    #[error("the agent of container instance {instance_id} failed: {message}")]
+    AgentFailed {
+        instance_id: String,
+        message: String,
+    },
     /// A certificate could not be made or a request could not be signed.
     #[error(transparent)]
     Pki(#[from] crate::trust::PkiError),
@@ -131,9 +148,12 @@ impl From<ServerError> for Status {
             ServerError::ExpectedHello => Status::invalid_argument(msg),
             ServerError::UnknownContainer { .. } => Status::not_found(msg),
             ServerError::ContainerRequired { .. } => Status::invalid_argument(msg),
-            ServerError::InstanceDisconnected { .. } | ServerError::SessionClosed { .. } => {
-                Status::unavailable(msg)
-            }
+            ServerError::InstanceDisconnected { .. }
+            | ServerError::SessionClosed { .. }
+            | ServerError::AgentNotConnected { .. } => Status::unavailable(msg),
+            ServerError::InstanceRequired => Status::invalid_argument(msg),
+            ServerError::AgentTimeout { .. } => Status::deadline_exceeded(msg),
+            ServerError::AgentFailed { .. } => Status::internal(msg),
             ServerError::NoHello { .. } => Status::deadline_exceeded(msg),
             ServerError::Pki(crate::trust::PkiError::BadRequest(_)) => {
                 Status::invalid_argument(msg)

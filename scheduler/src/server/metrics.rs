@@ -338,6 +338,7 @@ mod tests {
             hooks: None,
             telemetry: Telemetry::new(Duration::from_secs(3600)),
             rpc: Arc::default(),
+            pulls: crate::server::pulls::PullBook::default(),
         }
     }
 
@@ -381,6 +382,7 @@ mod tests {
                         }),
                         ..Default::default()
                     }],
+                    pulls: Vec::new(),
                 },
                 std::time::Instant::now(),
             );

@@ -14,9 +14,11 @@ mod credentials;
 mod error;
 mod guard;
 mod hooks;
+mod images;
 mod instances;
 mod logs;
 mod metrics;
+mod pulls;
 mod reconcile;
 mod revoke;
 mod secrets;
@@ -130,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) telemetry: Telemetry,
     /// Every gRPC call, counted and timed, for `/metrics`.
     pub(crate) rpc: Arc<metrics::RpcMetrics>,
+    /// The agents' latest pull progress, shown on PENDING tasks.
+    pub(crate) pulls: pulls::PullBook,
 }
 
 impl Shared {
@@ -198,6 +202,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         telemetry,
         rpc: Arc::default(),
+        pulls: pulls::PullBook::default(),
         store,
         sessions: SessionRegistry::default(),
         liveness: reconcile::Liveness::default(),

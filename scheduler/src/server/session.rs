@@ -80,6 +80,8 @@ pub(crate) struct Session {
     pub(crate) last_sent: u64,
     /// The open log requests: their callers' queues, by request ID.
     pub(crate) log_routes: HashMap<u64, logs::ToCaller>,
+    /// The open image requests: their callers' replies, by request ID.
+    pub(crate) image_routes: HashMap<u64, tokio::sync::oneshot::Sender<pb::ImagesResponse>>,
     /// Whether a heartbeat came on this session: the first is logged (the agent's start is
     /// measured to it by the systemd benchmark).
     pub(crate) heard_heartbeat: bool,
@@ -159,6 +161,7 @@ impl Session {
                     },
                     _ = self.registration.notify.notified() => self.send_new(&mut first_sent).await,
                     Some(command) = self.registration.logs.recv() => self.on_log_command(command).await,
+                    Some(call) = self.registration.images.recv() => self.on_images_call(call).await,
                     _ = ticker.tick() => self.on_tick(&mut first_sent).await,
                     _ = reconcile.tick() => self.send(state_request()).await,
                 };
@@ -174,6 +177,7 @@ impl Session {
             self.shared
                 .liveness
                 .disconnected(&self.instance_id, Instant::now());
+            self.shared.pulls.forget(&self.instance_id);
         }
         for (_, caller) in self.log_routes.drain() {
             // The queue keeps a slot for this: the agent never fills more than the window.
@@ -408,6 +412,12 @@ impl Session {
                     let _ = caller.try_send(Err(status));
                 }
             }
+            agent_message::Message::ImagesResponse(response) => {
+                if let Some(caller) = self.image_routes.remove(&response.request_id) {
+                    // The caller may have given up meanwhile.
+                    let _ = caller.send(response);
+                }
+            }
             agent_message::Message::FullState(full) => {
                 if super::reconcile::full_state(&self.shared, &self.instance_id, full)
                     .await
@@ -436,6 +446,19 @@ impl Session {
                 }
             }
         });
+    }
+
+    /// Sends an image request of a `ListImages` or `CollectImages` caller (`images.rs`);
+    /// routes of callers that gave up go first.
+    async fn on_images_call(&mut self, call: super::images::ImagesCall) -> Result<(), Status> {
+        self.image_routes.retain(|_, caller| !caller.is_closed());
+        let id = call.request.request_id;
+        tracing::debug!(request = id, action = ?call.request.action(), "image request");
+        self.image_routes.insert(id, call.reply);
+        self.send(message(scheduler_message::Message::ImagesRequest(
+            call.request,
+        )))
+        .await
     }
 
     /// Starts, credits or cancels a log request of a `GetTaskLogs` caller.

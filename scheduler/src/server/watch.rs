@@ -5,8 +5,9 @@
 //! The stream holds no task of its own: it is polled by tonic while the caller listens and
 //! dropped when the caller hangs up. Each committed write transaction wakes it (the store's
 //! commit counter, subscribed to before the first read so that no commit is missed); it reads
-//! the tasks again and sends them only when they differ from what it sent last. Scheduler
-//! shutdown ends it.
+//! the tasks again and sends them only when they differ from what it sent last. A new pull
+//! progress reading from an agent wakes it too (PENDING tasks show it). Scheduler shutdown
+//! ends it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ struct Watch {
     cluster: String,
     task_ids: Vec<String>,
     commits: watch::Receiver<u64>,
+    /// The agents' pull progress readings (`pulls.rs`), which change what PENDING tasks show.
+    readings: watch::Receiver<u64>,
     cancel: CancellationToken,
     /// What was sent last; None before the first answer.
     last: Option<pb::DescribeTasksResponse>,
@@ -45,6 +48,7 @@ pub(crate) fn watch_tasks(
 ) -> WatchStream {
     let watch = Watch {
         commits: shared.store.commits(),
+        readings: shared.pulls.readings(),
         cancel: shared.cancel.clone(),
         shared,
         cluster,
@@ -61,16 +65,21 @@ pub(crate) fn watch_tasks(
                 tokio::select! {
                     () = w.cancel.cancelled() => return None,
                     changed = w.commits.changed() => changed.ok()?,
+                    changed = w.readings.changed() => changed.ok()?,
                 }
             }
             w.commits.borrow_and_update();
+            w.readings.borrow_and_update();
             let (cluster, ids) = (w.cluster.clone(), w.task_ids.clone());
             let read = w.shared.db(move |s| s.describe_tasks(&cluster, &ids)).await;
             let response = match read {
-                Ok((tasks, missing)) => pb::DescribeTasksResponse {
-                    tasks,
-                    failures: failures(missing),
-                },
+                Ok((mut tasks, missing)) => {
+                    w.shared.pulls.annotate(&mut tasks);
+                    pb::DescribeTasksResponse {
+                        tasks,
+                        failures: failures(missing),
+                    }
+                }
                 Err(error) => {
                     w.failed = true;
                     return Some((Err(Status::from(error)), w));

@@ -81,10 +81,12 @@ pub enum Rpc {
     CreateSecret,
     ListSecrets,
     DeleteSecret,
+    ListImages,
+    CollectImages,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 37] = [
+    pub const ALL: [Rpc; 39] = [
         Rpc::CreateCluster,
         Rpc::DescribeClusters,
         Rpc::ListClusters,
@@ -122,6 +124,8 @@ impl Rpc {
         Rpc::CreateSecret,
         Rpc::ListSecrets,
         Rpc::DeleteSecret,
+        Rpc::ListImages,
+        Rpc::CollectImages,
     ];
 
     /// The authorization table: the least role that may make this call.
@@ -143,7 +147,9 @@ impl Rpc {
             | Rpc::ListServices
             | Rpc::WatchServiceEvents
             // Names and times only: no call returns a secret's value.
-            | Rpc::ListSecrets => Role::ReadOnly,
+            | Rpc::ListSecrets
+            // An instance's images: names, sizes, last uses and the tasks holding them.
+            | Rpc::ListImages => Role::ReadOnly,
             // Draining moves no membership or credential (deregistering does, and is Admin's):
             // like stopping tasks, it is the operator's scale-in and maintenance work.
             Rpc::RegisterTaskDefinition
@@ -155,7 +161,9 @@ impl Rpc {
             | Rpc::DeleteService
             // The operator deploys the tasks that read them.
             | Rpc::CreateSecret
-            | Rpc::DeleteSecret => Role::Operator,
+            | Rpc::DeleteSecret
+            // A collection now, under the agent's own rules: maintenance work, as draining.
+            | Rpc::CollectImages => Role::Operator,
             Rpc::CreateCluster
             | Rpc::DeleteCluster
             | Rpc::DeregisterContainerInstance
@@ -288,6 +296,7 @@ mod tests {
             "ListServices",
             "WatchServiceEvents",
             "ListSecrets",
+            "ListImages",
         ];
         let expected_operators = [
             "RegisterTaskDefinition",
@@ -299,6 +308,7 @@ mod tests {
             "DeleteService",
             "CreateSecret",
             "DeleteSecret",
+            "CollectImages",
         ];
         for rpc in Rpc::ALL {
             let name = rpc.to_string();

@@ -483,9 +483,22 @@ impl<R: ContainerRuntime> Driver<R> {
         };
         let runtime = Arc::clone(&self.runtime);
         let image_ref = reference.to_owned();
+        let tracked = self.pulls.track(self.task_id(), reference);
         // The runtime owns the pull's one deadline (`image_pull_timeout`): it tries the
         // registry again within it, then names the registry, its tries and its last error.
-        let pull = async move { runtime.pull(&image_ref, &auth).await };
+        // Its progress goes on the board while it runs; the entry goes with `tracked`.
+        let pull = async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let pull = runtime.pull(&image_ref, &auth, Some(tx));
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(report) = rx.recv() => tracked.record(&report),
+                    result = &mut pull => break result,
+                }
+            }
+        };
         let error = match self.interruptible(pull).await? {
             Ok(image) => {
                 self.touch(reference, true);

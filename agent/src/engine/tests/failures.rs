@@ -322,9 +322,10 @@ async fn the_drivers_future_is_measured_and_boxed() {
         endpoint_ids: Arc::default(),
         secrets: Arc::default(),
         registry_auth: std::collections::HashMap::new(),
+        pulls: Arc::default(),
     };
     let run = driver.run(None);
-    let pull = fake.pull("img:1", &berth_runtime::RegistryAuth::Anonymous);
+    let pull = fake.pull("img:1", &berth_runtime::RegistryAuth::Anonymous, None);
     println!(
         "driver run (start, supervise): {} bytes",
         std::mem::size_of_val(&run)

@@ -185,8 +185,26 @@ impl Fake {
 
 #[async_trait]
 impl ContainerRuntime for Fake {
-    async fn pull(&self, image: &str, auth: &RegistryAuth) -> Result<PulledImage, PullError> {
+    async fn pull(
+        &self,
+        image: &str,
+        auth: &RegistryAuth,
+        progress: Option<berth_runtime::ProgressSender>,
+    ) -> Result<PulledImage, PullError> {
         self.log(format!("pull {image}"));
+        if let Some(tx) = progress {
+            // One layer announced, then written: what the runtime reports of a small pull.
+            for done in [0, 1] {
+                let _ = tx.send(berth_runtime::PullProgress {
+                    reference: image.to_owned(),
+                    digest: "sha256:l".into(),
+                    layer: true,
+                    done,
+                    total: 1,
+                    cached: false,
+                });
+            }
+        }
         self.pull_auths
             .lock()
             .unwrap()

@@ -150,6 +150,7 @@ impl Agent {
             tls: None,
             health: Default::default(),
             disk: engine.disk(),
+            images: None,
         };
         let engine = tokio::spawn(engine.run());
         let session = tokio::spawn(session::run(

@@ -86,14 +86,7 @@ fn collector(host: Arc<FakeHost>) -> (tempfile::TempDir, Collector<Arc<FakeHost>
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let images = Arc::new(ImageUse::load(store));
-    (
-        dir,
-        Collector {
-            host,
-            images,
-            policy: policy(),
-        },
-    )
+    (dir, Collector::new(host, images, policy()))
 }
 
 #[tokio::test]
@@ -202,7 +195,7 @@ async fn the_loop_collects_on_its_interval_and_stops_when_cancelled() {
     host.add("r/a:2", 1, 20);
     let (_dir, c) = collector(Arc::clone(&host));
     let cancel = CancellationToken::new();
-    let run = tokio::spawn(c.run(Some(Duration::from_secs(600)), cancel.clone()));
+    let run = tokio::spawn(Arc::new(c).run(Some(Duration::from_secs(600)), cancel.clone()));
     tokio::time::sleep(Duration::from_secs(599)).await;
     assert!(
         host.removed.lock().unwrap().is_empty(),

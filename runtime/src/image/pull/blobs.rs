@@ -88,7 +88,7 @@ impl Puller {
                     ),
                 });
             }
-            self.report(image.given(), &desc.digest, size, size, cached);
+            self.report(image.given(), &desc.digest, false, size, size, cached);
             Ok(Bytes::from(bytes))
         })
     }
@@ -139,7 +139,7 @@ impl Puller {
             let lease = Lease::borrowed(&self.inner.client, lease_id);
             let size = layer.size.max(0) as u64;
             if self.reuse(&lease, &layer.digest, &labels).await? {
-                self.report(image.given(), &layer.digest, size, size, true);
+                self.report(image.given(), &layer.digest, true, size, size, true);
                 return Ok(BlobOutcome { downloaded: 0 });
             }
             let this = self.clone();
@@ -174,6 +174,7 @@ impl Puller {
                 // Written under another pull's lease, with its labels: take it into this one.
                 outcome?;
                 self.reuse(&lease, &layer.digest, &labels).await?;
+                self.report(image.given(), &layer.digest, true, size, size, true);
                 return Ok(BlobOutcome { downloaded: 0 });
             }
             outcome
@@ -205,7 +206,7 @@ impl Puller {
             let mut on_bytes = |done: u64| {
                 if done == total || done.saturating_sub(last_report) >= 1 << 20 {
                     last_report = done;
-                    self.report(&reference, &digest, done, total, false);
+                    self.report(&reference, &digest, true, done, total, false);
                 }
             };
             // A download cut off is resumed where containerd's ingest got to, a few times
@@ -230,7 +231,7 @@ impl Puller {
                 }
             };
             if written.sent == 0 {
-                self.report(&reference, &digest, total, total, true);
+                self.report(&reference, &digest, true, total, total, true);
             }
             Ok(BlobOutcome {
                 downloaded: written.sent,

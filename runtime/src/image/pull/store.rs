@@ -41,6 +41,13 @@ impl Puller {
             let diff_ids = manifest::diff_ids(&config_bytes, manifest.layers.len(), image.given())?;
             let chain_ids = manifest::chain_ids(&diff_ids);
 
+            // Every layer is announced before any is written: the first reports give the
+            // image's size and layer count.
+            for layer in &manifest.layers {
+                let size = layer.size.max(0) as u64;
+                self.report(image.given(), &layer.digest, true, 0, size, false);
+            }
+
             // Layers: start every download now (bounded by the semaphore), unpack in order as each
             // one lands, so unpacking overlaps the downloads of later layers.
             let mut handles: Vec<JoinHandle<Result<BlobOutcome, PullError>>> = manifest

@@ -528,3 +528,37 @@ fn content_collected_under_a_try_is_transient_and_other_refusals_are_not() {
     assert!(!err(Op::ContentWrite, tonic::Status::invalid_argument("bad ref")).is_transient());
     assert!(!err(Op::ContentUpdate, tonic::Status::not_found("no such lease")).is_transient());
 }
+
+#[tokio::test]
+async fn progress_announces_every_layer_then_reports_each_done() {
+    let image = TestImage::new(&["first layer", "a longer second layer"]);
+    let (_fake, puller) = puller(&image);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    puller
+        .pull(REF, &RegistryAuth::Anonymous, Some(tx))
+        .await
+        .unwrap();
+    let mut reports = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        reports.push(r);
+    }
+    // The config first, then every layer announced with nothing done, in manifest order.
+    assert!(!reports[0].layer && reports[0].digest == image.config_digest);
+    let announced: Vec<(&str, u64, u64)> = reports[1..=image.layers.len()]
+        .iter()
+        .map(|r| (r.digest.as_str(), r.done, r.total))
+        .collect();
+    let expected: Vec<(&str, u64, u64)> = image
+        .layer_digests
+        .iter()
+        .zip(&image.layers)
+        .map(|(d, bytes)| (d.as_str(), 0, bytes.len() as u64))
+        .collect();
+    assert_eq!(announced, expected);
+    // Each layer ends done, and every report is of this pull and a layer past the config.
+    for (digest, bytes) in image.layer_digests.iter().zip(&image.layers) {
+        let last = reports.iter().rev().find(|r| &r.digest == digest).unwrap();
+        assert!(last.layer && last.done == bytes.len() as u64, "{last:?}");
+    }
+    assert!(reports.iter().all(|r| r.reference == REF));
+}

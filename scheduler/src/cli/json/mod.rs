@@ -113,6 +113,36 @@ pub(super) struct Task {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<Attachment>,
     containers: Vec<Container>,
+    /// Berth's own: while the task is PENDING, how far the pull of each of its images got
+    /// (ECS has only pullStartedAt and pullStoppedAt).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pull_progress: Vec<PullProgress>,
+}
+
+/// One image's pull of a PENDING task.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PullProgress {
+    image: String,
+    bytes_downloaded: u64,
+    bytes_total: u64,
+    layers_downloaded: u32,
+    layers_total: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<String>,
+}
+
+impl From<&proto::ImagePullProgress> for PullProgress {
+    fn from(p: &proto::ImagePullProgress) -> Self {
+        Self {
+            image: p.image.clone(),
+            bytes_downloaded: p.bytes_downloaded,
+            bytes_total: p.bytes_total,
+            layers_downloaded: p.layers_downloaded,
+            layers_total: p.layers_total,
+            updated_at: time(p.updated_at.as_ref()),
+        }
+    }
 }
 
 /// ECS Attachment: the task's network interface, its properties as name/value details.
@@ -238,6 +268,7 @@ impl From<&proto::Task> for Task {
                 .iter()
                 .map(|c| Container::of(c, task_address(t)))
                 .collect(),
+            pull_progress: t.pull_progress.iter().map(PullProgress::from).collect(),
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::images::ImagesCall;
 use crate::server::logs::LogCommand;
 
 /// Why the scheduler closed a session.
@@ -30,6 +31,8 @@ struct Entry {
     id: u64,
     /// Log requests for the session (`logs.rs`).
     logs: mpsc::UnboundedSender<LogCommand>,
+    /// Image requests for the session (`images.rs`).
+    images: mpsc::UnboundedSender<ImagesCall>,
     notify: Arc<Notify>,
     cancel: CancellationToken,
     closed: Arc<OnceLock<CloseReason>>,
@@ -51,6 +54,7 @@ pub(crate) struct SessionRegistry {
 pub(crate) struct Registration {
     pub(crate) id: u64,
     pub(super) logs: mpsc::UnboundedReceiver<LogCommand>,
+    pub(super) images: mpsc::UnboundedReceiver<ImagesCall>,
     pub(super) notify: Arc<Notify>,
     pub(super) closed: Arc<OnceLock<CloseReason>>,
     pub(super) stalled: Arc<AtomicBool>,
@@ -68,9 +72,11 @@ impl SessionRegistry {
         let closed = Arc::new(OnceLock::new());
         let stalled = Arc::new(AtomicBool::new(false));
         let (logs_tx, logs) = mpsc::unbounded_channel();
+        let (images_tx, images) = mpsc::unbounded_channel();
         let entry = Entry {
             id,
             logs: logs_tx,
+            images: images_tx,
             notify: notify.clone(),
             cancel,
             closed: closed.clone(),
@@ -88,6 +94,7 @@ impl SessionRegistry {
         Registration {
             id,
             logs,
+            images,
             notify,
             closed,
             stalled,
@@ -162,6 +169,19 @@ impl SessionRegistry {
     ) -> Option<(mpsc::UnboundedSender<LogCommand>, u64)> {
         let logs = self.lock().get(instance_id)?.logs.clone();
         Some((logs, self.next_log_request.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// The image-request queue of the instance's live session, if it has one, and a request
+    /// ID unique within the scheduler's run.
+    pub(crate) fn images_session(
+        &self,
+        instance_id: &str,
+    ) -> Option<(mpsc::UnboundedSender<ImagesCall>, u64)> {
+        let images = self.lock().get(instance_id)?.images.clone();
+        Some((
+            images,
+            self.next_log_request.fetch_add(1, Ordering::Relaxed),
+        ))
     }
 
     /// Whether the instance has a live session.

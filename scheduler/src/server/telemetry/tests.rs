@@ -66,6 +66,7 @@ fn batch(instance: &str, secs: u64, tasks: &[(&str, u64, u64, u64)]) -> MetricsB
                 }],
             })
             .collect(),
+        pulls: Vec::new(),
     }
 }
 
