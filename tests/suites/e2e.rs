@@ -922,12 +922,12 @@ mod diskfull;
 mod diskfull_start;
 #[path = "e2e/pidipc.rs"]
 mod pidipc;
-#[path = "e2e/registry_htpasswd.rs"]
-mod registry_htpasswd;
 #[path = "e2e/pidipc_task.rs"]
 mod pidipc_task;
 #[path = "e2e/progress.rs"]
 mod progress;
+#[path = "e2e/registry_htpasswd.rs"]
+mod registry_htpasswd;
 #[path = "e2e/telemetry_hold.rs"]
 mod telemetry_hold;
 #[path = "e2e/telemetry_net.rs"]

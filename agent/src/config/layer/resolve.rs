@@ -463,6 +463,9 @@ impl Partial {
                 self.registry_certs_dir,
                 Key::RegistryCertsDir,
                 defaults.registry_certs_dir,
+                &mut sources,
+            )
+            .value,
             aws_endpoint: pick(
                 self.aws_endpoint,
                 Key::AwsEndpoint,
