@@ -624,6 +624,8 @@ const KEYS: [KeyDoc; 57] = [
         "--registry-certs-dir",
         r#""/etc/berth/certs.d""#,
         "directory of per-registry TLS files and mirrors, as containerd's certs.d: `<host[:port]>/` holds `ca.crt` (and other `*.crt`), `client.cert` + `client.key`, and `hosts.toml`",
+    ),
+    doc(
         "aws_endpoint",
         "BERTH_AWS_ENDPOINT",
         "--aws-endpoint",

@@ -97,6 +97,7 @@ async fn nothing_is_removed_before_the_exit_is_stored() {
         endpoint_ids: Arc::default(),
         secrets: Arc::default(),
         registry_auth: std::collections::HashMap::new(),
+        pulls: Arc::default(),
     };
     let run = tokio::spawn(driver.run(None));
     let deleted = || fake.calls().iter().any(|c| c.starts_with("delete "));
