@@ -3,12 +3,12 @@
 //! are stopped, all in one transaction. An INACTIVE instance takes no tasks, cannot register
 //! or open a session again, and no longer keeps its cluster from being deleted.
 
-use berth_proto::v1::{self as pb, DesiredStatus, StopCode, TaskStatus, scheduler_message};
+use berth_proto::v1::{self as pb, DesiredStatus, StopCode, TaskStatus};
 use redb::ReadableTable;
 
 use super::codec::{all_recs, get_rec, load_tasks, put_rec, put_task};
 use super::records::{AgentCertRecord, InstanceRecord};
-use super::sessions::enqueue;
+use super::sessions::enqueue_stop;
 use super::views::{active_definitions, instance_view, is_active};
 use super::{AGENT_CERTS, INSTANCES, OUTBOX, SESSIONS, Store, StoreError, TASK_DEFS, TASKS, now};
 
@@ -81,14 +81,14 @@ impl Store {
                 task.stopping_at.get_or_insert(stopped_at);
                 task.stopped_at = Some(stopped_at);
                 put_task(&mut tasks_t, &task)?;
-                let seq = enqueue(&mut sessions, &mut outbox, id, |seq| {
-                    scheduler_message::Message::Stop(pb::StopTaskOrder {
-                        seq,
-                        task_id: task.task_id.clone(),
-                        stop_code: StopCode::ServiceSchedulerInitiated as i32,
-                        reason: reason.clone(),
-                    })
-                })?;
+                let seq = enqueue_stop(
+                    &mut sessions,
+                    &mut outbox,
+                    id,
+                    &task.task_id,
+                    StopCode::ServiceSchedulerInitiated,
+                    &reason,
+                )?;
                 tracing::info!(task.id = %task.task_id, instance.id = id, cluster, seq, "task stopped by a forced deregistration");
                 stopped_tasks.push(task.task_id);
             }

@@ -25,7 +25,7 @@ use berth_proto::v1::{
 use redb::ReadableTable;
 
 use super::codec::{decode, load_task, load_tasks, put_task};
-use super::sessions::{enqueue, merge_state};
+use super::sessions::{enqueue_stop, merge_state};
 use super::views::is_active;
 use super::{OUTBOX, SESSIONS, Store, StoreError, TASKS, now};
 
@@ -172,14 +172,14 @@ impl Store {
                 out.unknown_to_host.push(task.task_id.clone());
             }
             for (task_id, code, reason) in orders {
-                enqueue(&mut sessions, &mut outbox, instance_id, |seq| {
-                    scheduler_message::Message::Stop(pb::StopTaskOrder {
-                        seq,
-                        task_id,
-                        stop_code: code as i32,
-                        reason,
-                    })
-                })?;
+                enqueue_stop(
+                    &mut sessions,
+                    &mut outbox,
+                    instance_id,
+                    &task_id,
+                    code,
+                    &reason,
+                )?;
             }
             Ok(out)
         })

@@ -256,6 +256,26 @@ pub(super) fn enqueue(
     Ok(seq)
 }
 
+/// Queues the order that stops `task_id` on `instance_id` (with ECS's stop code and the
+/// reason the task will show); returns the order's sequence number.
+pub(super) fn enqueue_stop(
+    sessions: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    outbox: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    instance_id: &str,
+    task_id: &str,
+    code: pb::StopCode,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    enqueue(sessions, outbox, instance_id, |seq| {
+        scheduler_message::Message::Stop(pb::StopTaskOrder {
+            seq,
+            task_id: task_id.to_owned(),
+            stop_code: code as i32,
+            reason: reason.to_owned(),
+        })
+    })
+}
+
 fn drop_acked(
     outbox: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
     instance_id: &str,

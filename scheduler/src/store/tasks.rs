@@ -11,7 +11,7 @@ use super::definitions::load_definition;
 use super::placement::{self, Demand, NoCandidate, Shortage, Unplaced};
 use super::platform;
 use super::records::InstanceRecord;
-use super::sessions::enqueue;
+use super::sessions::{enqueue, enqueue_stop};
 use super::views::{active_definitions, is_active, network_mode, task_size};
 use super::{
     AttachmentError, CLUSTERS, INSTANCES, MAX_RUN_COUNT, OUTBOX, RunTasks, SESSIONS, Store,
@@ -92,18 +92,13 @@ impl Store {
             put_task(&mut tasks_t, &task)?;
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut outbox = txn.open_table(OUTBOX)?;
-            let seq = enqueue(
+            let seq = enqueue_stop(
                 &mut sessions,
                 &mut outbox,
                 &task.container_instance_id,
-                |seq| {
-                    scheduler_message::Message::Stop(pb::StopTaskOrder {
-                        seq,
-                        task_id: task.task_id.clone(),
-                        stop_code: StopCode::UserInitiated as i32,
-                        reason: reason.to_owned(),
-                    })
-                },
+                &task.task_id,
+                StopCode::UserInitiated,
+                reason,
             )?;
             tracing::info!(
                 task.id = %task.task_id,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use berth_proto::v1::{self as pb, DesiredStatus, StopCode, scheduler_message};
+use berth_proto::v1::{self as pb, DesiredStatus, StopCode};
 use redb::WriteTransaction;
 
 use super::super::codec::{load_task, load_tasks, put_task};
@@ -11,7 +11,7 @@ use super::super::definitions::load_definition;
 use super::super::placement::{self, Demand};
 use super::super::platform;
 use super::super::records::InstanceRecord;
-use super::super::sessions::enqueue;
+use super::super::sessions::enqueue_stop;
 use super::super::tasks::create_tasks;
 use super::super::views::active_definitions;
 use super::super::{OUTBOX, RunTasks, SESSIONS, StoreError, TASK_DEFS, TASKS, now};
@@ -35,18 +35,13 @@ pub(super) fn stop_tasks(
         task.desired_status = DesiredStatus::Stopped as i32;
         task.stopping_at = Some(now());
         put_task(&mut tasks_t, &task)?;
-        let seq = enqueue(
+        let seq = enqueue_stop(
             &mut sessions,
             &mut outbox,
             &task.container_instance_id,
-            |seq| {
-                scheduler_message::Message::Stop(pb::StopTaskOrder {
-                    seq,
-                    task_id: task.task_id.clone(),
-                    stop_code: StopCode::ServiceSchedulerInitiated as i32,
-                    reason: reason.clone(),
-                })
-            },
+            &task.task_id,
+            StopCode::ServiceSchedulerInitiated,
+            reason,
         )?;
         tracing::info!(task.id = %task.task_id, instance.id = %task.container_instance_id, service = %service.service_name, reason = %reason, seq, "service scheduler stops a task");
         done.stopped
