@@ -198,7 +198,7 @@ impl<H: ImageHost> Collector<H> {
 
 /// The environment variable through which a debug build of the agent takes the image
 /// collection's test gate (a directory, see [`Collector::gate`]). A release build ignores it.
-pub(crate) const TEST_GATE_ENV: &str = "BERTH_AGENT_TEST_IMAGE_GATE";
+pub(crate) const TEST_GATE_ENV: &str = "BERTH_E2E_IMAGE_GATE";
 
 /// The test gate's directory, when a debug build was given one.
 pub(crate) fn test_gate() -> Option<PathBuf> {

@@ -159,7 +159,7 @@ pub(super) fn an_image_assigned_during_a_collection_is_kept(w: &World) -> Result
         .extend(COLLECTOR_FLAGS.map(str::to_owned));
     env.ok(&["create-cluster", &env.cluster.clone()])?;
     let gate_env = gate.to_string_lossy().into_owned();
-    env.start_agent_with_env(&[("BERTH_AGENT_TEST_IMAGE_GATE", &gate_env)])?;
+    env.start_agent_with_env(&[("BERTH_E2E_IMAGE_GATE", &gate_env)])?;
     let instance = instance_id(&env)?;
 
     // Both images used once, then unused: a collection chooses both.
