@@ -207,9 +207,10 @@ pub(super) fn forged_expired_and_foreign_agent_certificates_are_refused_and_logg
     };
     // In TLS 1.3 the client counts its handshake done before the server has checked its
     // certificate, so the server's alert can lose the race with the client's first write: the
-    // client then sees the connection cut rather than the alert. Either way it is refused; the
-    // agent itself never gets this far (it names the expiry above), and the scheduler's line
-    // below names the reason.
+    // client then sees the connection cut rather than the alert, or (when the cut comes before
+    // HTTP/2 is up) its call cancelled because the connection never became ready. Either way
+    // it is refused; the agent itself never gets this far (it names the expiry above), and the
+    // scheduler's line below names the reason.
     let said = status.to_string();
     ensure!(
         [
@@ -218,6 +219,7 @@ pub(super) fn forged_expired_and_foreign_agent_certificates_are_refused_and_logg
             "broken pipe",
             "connection reset",
             "connection closed",
+            "connection was not ready",
         ]
         .iter()
         .any(|why| said.contains(why)),
