@@ -1,4 +1,4 @@
-//! The registry side of a pull: reference parsing (oci-client's), manifest fetches and blob
+//! The registry side of a pull: reference parsing (`reference.rs`), manifest fetches and blob
 //! streams, with registry answers turned into [`PullError`]s that name registry and repository.
 //! Each request goes to the registry's endpoints as its certs.d directory lists them
 //! (`hosts.rs`): mirrors in order, then the upstream. A mirror that fails (unreachable, 5xx,
@@ -24,6 +24,7 @@ use super::hosts::{self, Endpoint};
 use super::{PullError, RegistryAuth};
 
 mod fetch;
+mod reference;
 mod transport;
 
 /// How long to wait for a TCP connection to a registry.
@@ -41,12 +42,10 @@ pub(crate) struct ImageRef {
 impl ImageRef {
     pub(crate) fn parse(reference: &str) -> Result<Self, PullError> {
         let inner: Reference =
-            reference
-                .parse()
-                .map_err(|e: oci_client::ParseError| PullError::InvalidReference {
-                    reference: reference.to_owned(),
-                    reason: e.to_string(),
-                })?;
+            self::reference::parse(reference).map_err(|e| PullError::InvalidReference {
+                reference: reference.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             inner,
             given: reference.to_owned(),
