@@ -9,7 +9,7 @@
 //! `e2e/start.rs`); and where a start's time goes, phase by phase and in CPU, under the
 //! default seccomp profile beside `seccomp=unconfined` (section `profile`, in
 //! `e2e/profile.rs`); and bursts and density, 100 tasks at once beside 100 `ctr run -d` and
-//! 250 running tasks (section `burst`, in `e2e/burst.rs`). `cargo bench -p berth-tests --bench
+//! 250 running tasks (section `burst`, in `e2e/burst.rs`; section `density` the 250 alone). `cargo bench -p berth-tests --bench
 //! e2e -- SECTION` runs one section. Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
 //! --workspace --bins`, which `make bench` runs first).
 
@@ -137,7 +137,7 @@ fn run() -> Result<()> {
         };
         profile.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
     }
-    if wants("burst") {
+    if wants("burst") || wants("density") {
         let burst = burst::Burst {
             config: &config,
             cluster: "bench",
@@ -146,7 +146,7 @@ fn run() -> Result<()> {
             agent_pid: pid,
             dir: &defs,
         };
-        burst.run(rt)?;
+        burst.run(rt, !wants("burst"))?;
     }
     if !wants("modes") {
         return Ok(());

@@ -5,8 +5,10 @@
 //!   at a time on the same containerd in the same run; with the agent's CPU time (user and
 //!   system, from /proc) and its peak resident memory (VmHWM, reset before the burst), and each
 //!   task's own time to RUNNING, whose max over the median shows a task left behind.
-//! - Density: 250 running tasks; the agent's resident memory, a `berthctl describe-tasks` of
-//!   all of them, and a stop of all of them until every one is STOPPED, timed.
+//! - Density: 250 running tasks; the agent's resident memory (with its anonymous and
+//!   file-backed parts and its thread count, before the tasks and with them), a `berthctl
+//!   describe-tasks` of all of them, and a stop of all of them until every one is STOPPED,
+//!   timed. Section `density` runs it alone; `BERTH_BENCH_DENSITY` sets how many tasks.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,10 +52,13 @@ pub(crate) struct Burst<'a> {
 }
 
 impl Burst<'_> {
-    pub(crate) fn run(&self, rt: &tokio::runtime::Runtime) -> Result<()> {
+    /// The burst, then (or only, with `density_only`) the density figures.
+    pub(crate) fn run(&self, rt: &tokio::runtime::Runtime, density_only: bool) -> Result<()> {
         self.register()?;
         let client = rt.block_on(ControlServiceClient::connect(self.endpoint.to_owned()))?;
-        self.burst(rt, &client)?;
+        if !density_only {
+            self.burst(rt, &client)?;
+        }
         self.density(rt, &client)
     }
 
@@ -126,12 +131,19 @@ impl Burst<'_> {
         rt: &tokio::runtime::Runtime,
         client: &ControlServiceClient<Channel>,
     ) -> Result<()> {
+        let density = match std::env::var("BERTH_BENCH_DENSITY") {
+            Ok(n) => n
+                .parse()
+                .context("BERTH_BENCH_DENSITY: a number of tasks")?,
+            Err(_) => DENSITY,
+        };
+        let before = Memory::of(self.agent_pid)?;
         let began = Instant::now();
-        let ids = rt.block_on(self.run_tasks(client, DENSITY))?;
+        let ids = rt.block_on(self.run_tasks(client, density))?;
         rt.block_on(self.until_all(client, &ids, TaskStatus::Running, began))?;
         let started = began.elapsed();
         std::thread::sleep(Duration::from_secs(1));
-        let rss = rss_kib(self.agent_pid)?;
+        let with = Memory::of(self.agent_pid)?;
         let mut describe = ctl_command(self.config)?;
         describe
             .args(["--cluster", self.cluster, "describe-tasks"])
@@ -141,16 +153,22 @@ impl Burst<'_> {
         rt.block_on(self.stop_all(client, &ids))?;
         let stopped = stop_began.elapsed();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!("\ndensity: {DENSITY} running tasks on one agent");
+        println!("\ndensity: {density} running tasks on one agent");
         println!(
             "  {:<44} {:>9.1} ms",
             "all started, until all RUNNING",
             ms(started)
         );
         println!(
-            "  {:<44} {:>9.1} MiB (goal: at most 40)",
+            "  {:<44} {:>9.1} MiB (goal: at most 40 at {DENSITY})",
             "agent RSS",
-            rss as f64 / 1024.0
+            with.rss as f64 / 1024.0
+        );
+        println!("  agent before the tasks: {before}");
+        println!("  agent with the tasks:   {with}");
+        println!(
+            "  agent RSS per task {:.1} KiB",
+            (with.rss as f64 - before.rss as f64) / density.max(1) as f64
         );
         println!(
             "  {:<44} {:>9.1} ms",
@@ -302,6 +320,39 @@ impl Burst<'_> {
     }
 }
 
+/// A process's resident memory, its parts, and its threads (from /proc/<pid>/status).
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    threads: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Result<Memory> {
+        Ok(Memory {
+            rss: status_kib(pid, "VmRSS:")?,
+            anon: status_kib(pid, "RssAnon:")?,
+            file: status_kib(pid, "RssFile:")?,
+            threads: status_kib(pid, "Threads:")?,
+        })
+    }
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |k: u64| k as f64 / 1024.0;
+        write!(
+            f,
+            "RSS {:.1} MiB (anonymous {:.1}, file {:.1}), {} threads",
+            mib(self.rss),
+            mib(self.anon),
+            mib(self.file),
+            self.threads
+        )
+    }
+}
+
 /// A process's CPU time so far (user and system), from /proc/<pid>/stat.
 fn cpu_time(pid: u32) -> Result<Duration> {
     // utime and stime are fields 14 and 15 (proc(5)).
@@ -318,10 +369,6 @@ fn reset_peak_rss(pid: u32) {
 
 fn peak_rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM:")
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    status_kib(pid, "VmRSS:")
 }
 
 fn status_kib(pid: u32, field: &str) -> Result<u64> {
