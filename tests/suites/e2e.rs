@@ -380,6 +380,10 @@ fn main() -> ExitCode {
                 pidipc_task::task_mode_shares_and_survives_an_agent_restart,
             ),
             w.trial(
+                "pidipc_killed_holder_stops_the_task_by_name_after_a_restart_in_place",
+                pidipc_task::killed_holder_stops_the_task_by_name,
+            ),
+            w.trial(
                 "network_awsvpc_task_address_localhost_dns_files_and_endpoint",
                 network::awsvpc,
             ),
