@@ -513,6 +513,10 @@ fn main() -> ExitCode {
                 aws_secrets::aws_secrets_reach_the_environment_and_nowhere_else,
             ),
             w.trial(
+                "aws_secrets_survive_an_agent_restart_and_a_restart_in_place",
+                aws_secrets::aws_secrets_survive_an_agent_restart_and_a_restart_in_place,
+            ),
+            w.trial(
                 "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",
                 registry::a_registry_slower_than_the_pull_timeout_stops_the_task_naming_it,
             ),
