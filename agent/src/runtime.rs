@@ -51,6 +51,13 @@ pub(crate) trait ContainerRuntime: Send + Sync + 'static {
         task_id: &str,
         shared: SharedNamespaces,
     ) -> Result<(), Error>;
+    /// Whether the task's namespace holder still runs and holds what `shared` names (false
+    /// once it died, and its PID namespace with it).
+    async fn task_namespaces_held(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<bool, Error>;
     /// Ends the task's namespace holder and removes its namespaces. Idempotent.
     async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error>;
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, Error>;
@@ -140,6 +147,13 @@ impl ContainerRuntime for Runtime {
         Runtime::create_task_namespaces(self, task_id, shared)
             .await
             .map(drop)
+    }
+    async fn task_namespaces_held(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<bool, Error> {
+        Runtime::task_namespaces_held(self, task_id, shared).await
     }
     async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {
         Runtime::remove_task_namespaces(self, task_id).await

@@ -401,6 +401,21 @@ impl Runtime {
             .map_err(Error::from)
     }
 
+    /// Whether a task's namespace holder still runs and holds the namespaces `shared` names
+    /// (false once it died: its PID namespace, and every process in it, ended with it).
+    pub async fn task_namespaces_held(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<bool, Error> {
+        let (namespaces, task_id) = (Arc::clone(&self.task_namespaces), task_id.to_owned());
+        let dir = self.task_namespaces.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || namespaces.held(&task_id, shared))
+            .await
+            .map_err(|e| Error::io("check task namespaces", dir, std::io::Error::other(e)))?
+            .map_err(Error::from)
+    }
+
     /// Kills a task's namespace holder (after its containers are stopped) and removes its
     /// namespaces' files and `/dev/shm`. Idempotent.
     pub async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {

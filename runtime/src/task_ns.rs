@@ -14,9 +14,12 @@
 //! the holder's namespaces are bind-mounted on `<dir>/<task-id>/pid` and `ipc`, and the task's
 //! `/dev/shm` is a tmpfs on `<dir>/<task-id>/shm`. Everything is named from the task ID, so a
 //! container created or restarted later, by this run of the agent or the next, joins the same
-//! namespaces, and the cleanup and the orphan sweep need only the ID. A holder that died (the
-//! namespace with it) is replaced when the task's namespaces are asked for again; a container
-//! still pointing at the dead one fails to start rather than join another.
+//! namespaces, and the cleanup and the orphan sweep need only the ID. A holder that died (its PID
+//! namespace and every process in it with it) is the task's end, as ECS's namespace pause
+//! container is: the agent watches it (`held`) and stops the task, naming the holder, before
+//! any container restarts in place; a container never joins a dead namespace, nor a newer
+//! holder's. Only a task still being prepared (an agent restart while it started) gets a new
+//! holder, when its namespaces are asked for again.
 
 mod holder;
 
@@ -181,14 +184,7 @@ impl TaskNamespaces {
         .into_iter()
         .filter_map(|(want, kind, path)| want.then_some((kind, path)))
         .collect();
-        let holder = self.cgroups.holder_pids(task_id).map_err(cgroup)?;
-        let held = match holder.as_slice() {
-            [pid] => wanted
-                .iter()
-                .all(|(kind, path)| same_namespace(*pid, kind, path)),
-            _ => false,
-        };
-        if !held {
+        if self.holder_of(task_id, &wanted)?.is_none() {
             // Whatever is there is stale: a holder that died, files of one, a crash between.
             self.kill_holder(task_id)?;
             for (_, path) in &wanted {
@@ -250,6 +246,49 @@ impl TaskNamespaces {
             .map_err(|e| io("mount the task's /dev/shm at", &paths.shm)(e.into()))?;
         }
         Ok(paths)
+    }
+
+    /// Whether the task's holder still runs and holds the namespaces its containers join
+    /// (those `shared` names). False once it died: its PID namespace ended with it, and the
+    /// kernel killed every process in it. Blocking.
+    pub(crate) fn held(
+        &self,
+        task_id: &str,
+        shared: SharedNamespaces,
+    ) -> Result<bool, TaskNamespaceError> {
+        let paths = self.paths(task_id)?;
+        let wanted: Vec<(&str, &Path)> = [
+            (shared.pid, "pid", paths.pid.as_path()),
+            (shared.ipc, "ipc", paths.ipc.as_path()),
+        ]
+        .into_iter()
+        .filter_map(|(want, kind, path)| want.then_some((kind, path)))
+        .collect();
+        Ok(wanted.is_empty() || self.holder_of(task_id, &wanted)?.is_some())
+    }
+
+    /// The PID of the task's holder when it is the one process of its cgroup and the
+    /// namespaces bound at `wanted` (kind, path) are its own.
+    fn holder_of(
+        &self,
+        task_id: &str,
+        wanted: &[(&str, &Path)],
+    ) -> Result<Option<u32>, TaskNamespaceError> {
+        let holder = self
+            .cgroups
+            .holder_pids(task_id)
+            .map_err(|error| cgroup_error(task_id, &error))?;
+        Ok(match holder.as_slice() {
+            [pid]
+                if !is_zombie(*pid)
+                    && wanted
+                        .iter()
+                        .all(|(kind, path)| same_namespace(*pid, kind, path)) =>
+            {
+                Some(*pid)
+            }
+            _ => None,
+        })
     }
 
     /// Kills the task's holder (and with it anything left in its PID namespace), then
@@ -401,6 +440,16 @@ fn same_namespace(pid: u32, kind: &str, path: &Path) -> bool {
         return false;
     };
     mounted.dev() == live.dev() && mounted.ino() == live.ino()
+}
+
+/// Whether process `pid` has exited and awaits its parent's reaping (a holder this agent
+/// started stays so until `kill_holder` reaps it, and its PID namespace's file still answers).
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) state …`: the comm may hold anything, the state follows its last ')'.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X']))
+    })
 }
 
 /// Bind-mounts `/proc/<pid>/ns/<kind>` on `path` (a file made for it).

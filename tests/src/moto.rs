@@ -200,6 +200,17 @@ impl Moto {
         Ok(format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{path}"))
     }
 
+    /// Gives an existing SSM parameter a new value (a rotation), as a SecureString.
+    pub fn overwrite_parameter(&self, name: &str, value: &str) -> Result<()> {
+        self.call_service(
+            "ssm",
+            "AmazonSSM",
+            "PutParameter",
+            &json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true}),
+        )
+        .map(drop)
+    }
+
     /// Creates a Secrets Manager secret holding `value` as text; its ARN (with moto's random
     /// suffix, as AWS makes it).
     pub fn create_secret(&self, name: &str, value: &str) -> Result<String> {

@@ -380,6 +380,10 @@ fn main() -> ExitCode {
                 pidipc_task::task_mode_shares_and_survives_an_agent_restart,
             ),
             w.trial(
+                "pidipc_killed_holder_stops_the_task_by_name_after_a_restart_in_place",
+                pidipc_task::killed_holder_stops_the_task_by_name,
+            ),
+            w.trial(
                 "network_awsvpc_task_address_localhost_dns_files_and_endpoint",
                 network::awsvpc,
             ),
@@ -507,6 +511,10 @@ fn main() -> ExitCode {
             w.trial(
                 "secrets_from_aws_reach_the_environment_and_nowhere_else",
                 aws_secrets::aws_secrets_reach_the_environment_and_nowhere_else,
+            ),
+            w.trial(
+                "aws_secrets_survive_an_agent_restart_and_a_restart_in_place",
+                aws_secrets::aws_secrets_survive_an_agent_restart_and_a_restart_in_place,
             ),
             w.trial(
                 "registry_slower_than_the_pull_timeout_stops_the_task_naming_it",

@@ -5,7 +5,8 @@
 //! - `prepare.rs`: the checks that need nothing pulled, the pulls beside the network's setup
 //!   (`net.rs`), the task's volumes and cgroup, the containers created;
 //! - `supervise.rs`: the containers started in dependency order and watched from their start
-//!   (`watch.rs`: waits, health checks, restarts in place) until every one has exited;
+//!   (`watch.rs`: waits, health checks, restarts in place; `holder.rs`: the task's namespace
+//!   holder, whose death stops the task) until every one has exited;
 //! - `finish.rs`: the stops, the network released before STOPPED, the cleanup after the
 //!   wait;
 //! - `resume.rs`: a task taken up again after an agent restart, from where it stood.
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod finish;
+mod holder;
 mod namespaces;
 mod net;
 mod prepare;
@@ -32,6 +34,8 @@ use super::deps::Plan;
 use super::{Command, EngineConfig, TaskEvent};
 use crate::network::TaskNetworking;
 use crate::runtime::ContainerRuntime;
+#[cfg(test)]
+pub(in crate::engine) use holder::HOLDER_WATCH;
 use prepare::{Interrupted, Prepared, Stalled};
 use resume::Resumed;
 #[cfg(test)]

@@ -565,6 +565,10 @@ impl<R: ContainerRuntime> Engine<R> {
             }
             _ => None,
         };
+        let holder_gone = match &event {
+            TaskEvent::HolderGone { reason } => Some(reason.clone()),
+            _ => None,
+        };
         let released = matches!(event, TaskEvent::Released);
         if matches!(event, TaskEvent::Stopped) {
             // Its images were in use until now: their age counts from here, and the collector
@@ -584,6 +588,8 @@ impl<R: ContainerRuntime> Engine<R> {
         }
         if let Some(reason) = failed {
             self.request_stop(task_id, StopCode::TaskFailedToStart, &reason)?;
+        } else if let Some(reason) = holder_gone {
+            self.request_stop(task_id, StopCode::EssentialContainerExited, &reason)?;
         } else if essential_exit {
             self.request_stop(
                 task_id,

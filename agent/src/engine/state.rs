@@ -71,6 +71,12 @@ pub(crate) enum TaskEvent {
     Failed {
         reason: String,
     },
+    /// The task's namespace holder (`pidMode`/`ipcMode` task) died while the task ran: the
+    /// task stops, as on ECS when its essential namespace pause container stops. The reason
+    /// names the holder, and becomes the reason of each container without an exit yet.
+    HolderGone {
+        reason: String,
+    },
     /// Every container has exited (or never started) and the task's network is released.
     Stopped,
     /// Everything else the stopped task held on the host is removed (after the cleanup wait).
@@ -339,7 +345,7 @@ pub(super) fn apply(state: &mut TaskState, event: TaskEvent, now: SystemTime) ->
             c.reason = reason;
             true
         }
-        TaskEvent::Failed { reason } => {
+        TaskEvent::Failed { reason } | TaskEvent::HolderGone { reason } => {
             let mut changed = false;
             for c in &mut state.containers {
                 if c.exit_code.is_none() && c.reason.is_empty() {

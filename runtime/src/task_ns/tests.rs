@@ -104,3 +104,23 @@ fn the_holder_gets_its_cgroups_and_must_say_it_is_ready() {
     let err = spawn_holder(&missing, CloneFlags::empty(), &procs).expect_err("missing");
     assert!(err.contains("No such file"), "{err}");
 }
+
+#[test]
+fn held_is_false_without_a_holder_and_true_when_nothing_is_shared() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ns = namespaces(tmp.path(), None);
+    let none = SharedNamespaces {
+        pid: false,
+        ipc: false,
+        shm_size_mib: DEFAULT_SHM_MIB,
+    };
+    assert!(ns.held("t1", none).expect("nothing to hold"));
+    // No holder's cgroup (it never started, or it died and was removed): not held.
+    for shared in [
+        SharedNamespaces { pid: true, ..none },
+        SharedNamespaces { ipc: true, ..none },
+    ] {
+        assert!(!ns.held("t1", shared).expect("checked"));
+    }
+    assert!(ns.held("../etc", none).is_err(), "the task ID is checked");
+}

@@ -2,7 +2,9 @@
 //! other's processes, a SysV shared-memory segment made in the task's IPC namespace and one
 //! `/dev/shm`; another task sees none of it; an agent killed and started again leaves the
 //! task running and sharing, and a container that starts only under the new agent joins the
-//! same namespaces; the task's holder and namespaces are gone once the task is released.
+//! same namespaces; the task's holder and namespaces are gone once the task is released. The
+//! holder is the task's essential container: a restart in place joins its namespaces, and
+//! once it is killed the task stops with a reason that names it, nothing restarted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,6 +193,92 @@ pub(super) fn task_mode_shares_and_survives_an_agent_restart(w: &World) -> Resul
     env.stop_task(&id, Duration::from_secs(60))?;
     env.wait_released(&id, Duration::from_secs(60))?;
     ensure!(holder_gone(holder), "the holder {holder} outlived its task");
+    ensure!(!dir.exists(), "{} outlived its task", dir.display());
+    Ok(())
+}
+
+/// The stop reason of a task whose holder (of its PID namespace) was killed.
+const HOLDER_GONE: &str = "Essential container in task exited: the task's namespace holder \
+     (berth-ns-holder, berth-agent task-holder) is gone; it was PID 1 of the PID namespace its \
+     containers share (pidMode task), and the kernel killed every process of that namespace \
+     with it";
+
+/// The holder is the task's essential pause container, as on ECS. A container restarted in
+/// place while it runs joins the same namespaces; once it is killed from the host, the kernel
+/// kills every container of its PID namespace, and the task stops with a reason that names
+/// the holder: no container is restarted into the dead namespace (nor into another's), though
+/// `side` ran long enough for its restart policy to restart it after any other exit.
+pub(super) fn killed_holder_stops_the_task_by_name(w: &World) -> Result<()> {
+    let image = hello(w, "e2e-pidipc-holder")?;
+    let env = Env::with_agent(w, "1")?;
+    let policy = serde_json::json!({"enabled": true, "restartAttemptPeriod": 60});
+    // app's first run exits after 61 s and is restarted in place (after the 10 s backoff);
+    // its second run checks that it is in the task's namespaces and says so in /dev/shm.
+    let second_run = checks_script(&[
+        "test \"$(cat /proc/1/comm)\" = berth-ns-holder".to_owned(),
+        sees("[s]leep 3602"),
+        "touch /dev/shm/rejoined".to_owned(),
+    ]);
+    let app = format!(
+        "if [ -f /ran ]; then {second_run}; exec sleep 3601; fi; touch /ran; sleep 61; exit 1"
+    );
+    let mut def = taskdef(
+        "pidipcholder",
+        serde_json::json!([
+            {"name": "app", "image": image, "memory": 32, "essential": true,
+             "command": ["sh", "-c", app], "restartPolicy": policy},
+            {"name": "side", "image": image, "memory": 32, "essential": false,
+             "command": ["sh", "-c", "exec sleep 3602"], "restartPolicy": policy}
+        ]),
+    );
+    def["pidMode"] = "task".into();
+    def["ipcMode"] = "task".into();
+    let (id, _) = env.start_task(&def)?;
+    let dir = namespace_dir(&env, &id);
+    let holder = holder_pid(&id)?;
+
+    // The restart in place, into the same namespaces.
+    let t = poll(Duration::from_secs(150), || {
+        let t = env.task(&id)?;
+        Ok(
+            (container(&t, "app")?["restartCount"] == 1 && dir.join("shm/rejoined").exists())
+                .then_some(t),
+        )
+    })
+    .with_context(|| {
+        format!(
+            "app was never restarted into the task's namespaces: {}\n{}",
+            env.container_log(&id, "app"),
+            env.logs()
+        )
+    })?;
+    ensure!(t["lastStatus"] == "RUNNING", "{t}");
+    ensure!(
+        holder_pid(&id)? == holder,
+        "the holder changed with a restart"
+    );
+
+    // The holder is killed from the host.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(holder)?),
+        Signal::SIGKILL,
+    )
+    .context("killing the holder")?;
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60))?;
+    ensure!(
+        t["stopCode"] == "EssentialContainerExited" && t["stoppedReason"] == HOLDER_GONE,
+        "{t}"
+    );
+    for (name, restarts) in [("app", 1), ("side", 0)] {
+        let c = container(&t, name)?;
+        // describe-tasks leaves a restartCount of 0 out.
+        ensure!(
+            c["exitCode"] == 137 && c["restartCount"].as_u64().unwrap_or(0) == restarts,
+            "{name} was not killed with the holder, or was restarted: {t}"
+        );
+    }
+    env.wait_released(&id, Duration::from_secs(60))?;
+    ensure!(holder_gone(holder), "the holder {holder} is still there");
     ensure!(!dir.exists(), "{} outlived its task", dir.display());
     Ok(())
 }

@@ -68,6 +68,33 @@ pub(super) fn namespace_modes(
     Ok((pid, ipc))
 }
 
+/// What of the task its containers share (`pidMode`/`ipcMode` task), read from its definition:
+/// what its holder keeps while the task runs (the size of `/dev/shm` does not matter here).
+pub(super) fn shared_by(def: &TaskDefinition) -> Option<SharedNamespaces> {
+    let (pid, ipc) = (def.pid_mode == "task", def.ipc_mode == "task");
+    (pid || ipc).then_some(SharedNamespaces {
+        pid,
+        ipc,
+        shm_size_mib: DEFAULT_SHM_MIB,
+    })
+}
+
+/// The stop reason of a task whose namespace holder died while it ran. It starts with ECS's
+/// words for an essential container's exit: the holder is the task's essential pause
+/// container there.
+pub(super) fn holder_gone_reason(shared: SharedNamespaces) -> String {
+    let held = if shared.pid {
+        "it was PID 1 of the PID namespace its containers share (pidMode task), and the \
+         kernel killed every process of that namespace with it"
+    } else {
+        "it held the IPC namespace its containers share (ipcMode task)"
+    };
+    format!(
+        "Essential container in task exited: the task's namespace holder (berth-ns-holder, \
+         berth-agent task-holder) is gone; {held}"
+    )
+}
+
 /// What the runtime makes for the task before its containers are created, when they share a
 /// namespace: the shared `/dev/shm` as large as the largest any container asks for
 /// (`sharedMemorySize`), Docker's 64 MiB when none does.
@@ -152,6 +179,27 @@ mod tests {
             modes("", "shareable", true).unwrap_err().to_string(),
             "the task asks for ipcMode `shareable`, which this agent does not run: leave \
              ipcMode out, or use host, task or none"
+        );
+    }
+
+    #[test]
+    fn what_the_holder_keeps_follows_the_modes_and_its_loss_is_named() {
+        assert_eq!(shared_by(&def("", "")), None);
+        assert_eq!(shared_by(&def("host", "none")), None);
+        let pid = shared_by(&def("task", "")).unwrap();
+        assert!(pid.pid && !pid.ipc);
+        let ipc = shared_by(&def("host", "task")).unwrap();
+        assert!(!ipc.pid && ipc.ipc);
+        assert_eq!(
+            holder_gone_reason(pid),
+            "Essential container in task exited: the task's namespace holder (berth-ns-holder, \
+             berth-agent task-holder) is gone; it was PID 1 of the PID namespace its containers \
+             share (pidMode task), and the kernel killed every process of that namespace with it"
+        );
+        assert!(
+            holder_gone_reason(ipc).ends_with(
+                "is gone; it held the IPC namespace its containers share (ipcMode task)"
+            )
         );
     }
 

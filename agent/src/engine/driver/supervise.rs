@@ -81,6 +81,9 @@ pub(super) enum Happened {
     /// A stop or a run's health checks ended; what they found is reported by the container's
     /// wait or as health results.
     Done,
+    /// The task's namespace holder is gone (`holder.rs`): found by its watch, or before
+    /// container `i` was restarted in place after the exit given (it stays exited).
+    HolderGone(Option<(usize, ExitStatus)>),
 }
 
 /// The in-flight waits, health checks, restarts and stops of a supervision.
@@ -127,6 +130,11 @@ impl<R: ContainerRuntime> Driver<R> {
                 .await;
         }
         let mut inflight = InFlight::new();
+        // What the task's namespace holder keeps, watched while the task runs.
+        let shared = self.shared();
+        if let Some(shared) = shared {
+            inflight.push(self.watch_holder(shared));
+        }
         for (i, w) in containers.iter_mut().enumerate().filter(|(_, w)| w.alive) {
             inflight.push(self.wait_for(i, &w.created, Duration::ZERO));
             self.start_probes(w, &mut inflight);
@@ -209,6 +217,18 @@ impl<R: ContainerRuntime> Driver<R> {
                         if let Some(token) = w.probes.take() {
                             token.cancel();
                         }
+                        // A holder's death kills the containers of its PID namespace: that
+                        // exit is the holder's, which ends the task (never a restart).
+                        if !stopping
+                            && let Some(shared) = shared
+                            && self.holder_gone(shared).await
+                        {
+                            stopping = true;
+                            self.report_holder_gone(shared).await;
+                            self.exited(&mut containers[i], exit).await;
+                            continue;
+                        }
+                        let w = &mut containers[i];
                         if !stopping && let Some(delay) = w.decide_restart(backoff, &exit) {
                             tracing::info!(container.name = %w.created.name, exit.code = exit.code, oom = exit.oom_killed, restart_in_ms = delay.as_millis() as u64, "container exited; restarting it");
                             inflight.push(self.restart_after(i, &w.created, exit, delay, restarts_stop.clone()));
@@ -227,6 +247,17 @@ impl<R: ContainerRuntime> Driver<R> {
                                 }
                                 self.exited(w, exit).await;
                             }
+                        }
+                    }
+                    Happened::HolderGone(restart) => {
+                        if !stopping {
+                            stopping = true;
+                            if let Some(shared) = shared {
+                                self.report_holder_gone(shared).await;
+                            }
+                        }
+                        if let Some((i, exit)) = restart {
+                            self.exited(&mut containers[i], exit).await;
                         }
                     }
                     Happened::Done => {}

@@ -88,7 +88,8 @@ impl<R: ContainerRuntime> Driver<R> {
     }
 
     /// After `delay` (unless the task stops or the agent shuts down first), makes container `i`
-    /// startable again in place and starts it.
+    /// startable again in place and starts it; not when the task's namespace holder died
+    /// meanwhile (the container would join a dead namespace): that ends the task instead.
     pub(super) fn restart_after(
         &self,
         i: usize,
@@ -100,11 +101,17 @@ impl<R: ContainerRuntime> Driver<R> {
         let rt = Arc::clone(&self.runtime);
         let id = c.id.clone();
         let cancel = self.cancel.clone();
+        let (shared, task_id) = (self.shared(), self.task_id().to_owned());
         Box::pin(async move {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.cancelled() => return Happened::Restarted(i, exit, None),
                 _ = cancel.cancelled() => return Happened::Restarted(i, exit, None),
+            }
+            if let Some(shared) = shared
+                && super::holder::gone(&*rt, &task_id, shared).await
+            {
+                return Happened::HolderGone(Some((i, exit)));
             }
             let outcome = async {
                 rt.restart(&id).await?;

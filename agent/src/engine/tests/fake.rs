@@ -55,6 +55,8 @@ pub(super) struct Fake {
     pub(super) existing: Mutex<Vec<ContainerInfo>>,
     /// Runs at each reattach (after an agent restart), with the container's ID.
     pub(super) on_reattach: Mutex<Option<ReattachHook>>,
+    /// Tasks whose namespace holder died (`task_namespaces_held` says false).
+    pub(super) holders_gone: Mutex<HashSet<String>>,
 }
 
 pub(super) type ReattachHook = Box<dyn Fn(&ContainerId) + Send>;
@@ -301,6 +303,14 @@ impl ContainerRuntime for Fake {
             shared.pid, shared.ipc, shared.shm_size_mib
         ));
         Ok(())
+    }
+    async fn task_namespaces_held(
+        &self,
+        task_id: &str,
+        _shared: berth_runtime::SharedNamespaces,
+    ) -> Result<bool, Error> {
+        // Not logged: the driver asks every few seconds.
+        Ok(!self.holders_gone.lock().unwrap().contains(task_id))
     }
     async fn remove_task_namespaces(&self, task_id: &str) -> Result<(), Error> {
         self.log(format!("rmnamespaces {task_id}"));

@@ -107,3 +107,96 @@ async fn a_stop_order_during_the_backoff_stops_without_restarting() {
     assert_eq!(last(&h.store, "r3").containers[0].restart_count, 0);
     h.cancel.cancel();
 }
+
+/// `restarting`'s task with these task-level `pidMode` and `ipcMode`.
+fn sharing(task: &str, pid_mode: &str, ipc_mode: &str) -> TaskAssignment {
+    let mut a = restarting(task, &[("app", true), ("side", false)], &[]);
+    if let Some(d) = a.definition.as_mut() {
+        d.pid_mode = pid_mode.to_owned();
+        d.ipc_mode = ipc_mode.to_owned();
+    }
+    a
+}
+
+const HOLDER_GONE_PID: &str = "Essential container in task exited: the task's namespace holder \
+     (berth-ns-holder, berth-agent task-holder) is gone; it was PID 1 of the PID namespace its \
+     containers share (pidMode task), and the kernel killed every process of that namespace \
+     with it";
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_holder_stops_the_task_by_name_and_nothing_restarts_into_its_namespace() {
+    let h = start();
+    h.run(sharing("r4", "task", "task")).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    // The holder is killed: the kernel kills the containers of its PID namespace, whose
+    // restart policy would restart them.
+    h.fake.holders_gone.lock().unwrap().insert("r4".to_owned());
+    h.fake.exit(&ContainerId::for_container("r4", "side"), 137);
+    h.fake.exit(&ContainerId::for_container("r4", "app"), 137);
+    let stopped = until(&h.store, "r4", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::EssentialContainerExited as i32);
+    assert_eq!(stopped.stopped_reason, HOLDER_GONE_PID);
+    for c in &stopped.containers {
+        assert_eq!(c.exit_code, Some(137), "{}", c.name);
+        assert_eq!(c.restart_count, 0, "{}", c.name);
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let calls = h.fake.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("restart")), "{calls:?}");
+    assert!(
+        calls.iter().any(|c| c == "rmnamespaces r4"),
+        "the dead holder's namespaces are removed with the task: {calls:?}"
+    );
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_dies_during_a_restarts_backoff_ends_the_task_instead() {
+    let h = start();
+    h.run(sharing("r5", "task", "")).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    // The container exits on its own, the holder still there: it is to be restarted in 10 s.
+    h.fake.exit(&ContainerId::for_container("r5", "side"), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.fake.holders_gone.lock().unwrap().insert("r5".to_owned());
+    let stopped = until(&h.store, "r5", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stopped_reason, HOLDER_GONE_PID);
+    let side = stopped
+        .containers
+        .iter()
+        .find(|c| c.name == "side")
+        .unwrap();
+    assert_eq!((side.exit_code, side.restart_count), (Some(1), 0));
+    let calls = h.fake.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("restart")), "{calls:?}");
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_holder_is_watched_while_the_task_runs_and_a_live_one_changes_nothing() {
+    let h = start();
+    h.run(sharing("r6", "", "task")).await;
+    // A restart in place while the holder runs is a restart like any other.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.fake.exit(&ContainerId::for_container("r6", "side"), 1);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(restart_count(&h.store, "r6", "side"), 1);
+    assert_eq!(last(&h.store, "r6").status, TaskStatus::Running as i32);
+    // ipcMode task alone: the holder's death kills nothing, and its watch finds it.
+    h.fake.holders_gone.lock().unwrap().insert("r6".to_owned());
+    tokio::time::sleep(super::super::driver::HOLDER_WATCH + Duration::from_millis(100)).await;
+    let stopped = until(&h.store, "r6", TaskStatus::Stopped).await;
+    assert_eq!(stopped.stop_code, StopCode::EssentialContainerExited as i32);
+    assert!(
+        stopped
+            .stopped_reason
+            .ends_with("is gone; it held the IPC namespace its containers share (ipcMode task)"),
+        "{}",
+        stopped.stopped_reason
+    );
+    // Its containers were stopped by the agent (SIGTERM: 143), not killed with it.
+    for c in &stopped.containers {
+        assert_eq!(c.exit_code, Some(143), "{}", c.name);
+    }
+    h.cancel.cancel();
+}
