@@ -24,8 +24,12 @@ pub(crate) trait TaskNetworking: Send + Sync + Debug + 'static {
     ) -> Result<TaskFiles, NetworkError>;
     /// Removes everything of one namespace; idempotent.
     async fn teardown(&self, name: &str) -> Result<(), NetworkError>;
-    /// Removes what is left of every namespace not in `live`.
-    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError>;
+    /// Removes what is left of every namespace not in `live` and not of a task in `held`.
+    async fn repair(
+        &self,
+        live: &BTreeSet<String>,
+        held: &BTreeSet<String>,
+    ) -> Result<Vec<String>, NetworkError>;
     /// The namespace that holds `address` on the bridge, if any.
     async fn owner_of(&self, address: Ipv4Addr) -> Option<String>;
 }
@@ -46,8 +50,21 @@ impl TaskNetworking for Network {
     async fn teardown(&self, name: &str) -> Result<(), NetworkError> {
         Network::teardown(self, name).await
     }
-    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
-        Network::repair(self, live).await
+    async fn repair(
+        &self,
+        live: &BTreeSet<String>,
+        held: &BTreeSet<String>,
+    ) -> Result<Vec<String>, NetworkError> {
+        let mut live = live.clone();
+        if !held.is_empty() {
+            live.extend(
+                Network::namespaces(self)
+                    .await?
+                    .into_iter()
+                    .filter(|n| held.contains(crate::task::network::task_of_namespace(n))),
+            );
+        }
+        Network::repair(self, &live).await
     }
     async fn owner_of(&self, address: Ipv4Addr) -> Option<String> {
         Network::owner_of(self, address).await

@@ -12,8 +12,8 @@ use berth_proto::v1::agent_message::Message as Out;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::scheduler_message::Message as In;
 use berth_proto::v1::{
-    Ack, AgentMessage, FullState, Heartbeat, RegisterRequest, Resources, SessionHello, StateChange,
-    TaskState, VersionInfo,
+    Ack, AgentMessage, FoundContainer, FullState, Heartbeat, RegisterRequest, Resources,
+    SessionHello, StateChange, TaskState, VersionInfo,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -40,6 +40,9 @@ pub(crate) trait TaskEngine: LogTargets + Clone {
     async fn barrier(&self) -> bool;
     /// Every task's current state.
     async fn full_state(&self) -> Vec<TaskState>;
+    /// The containers found at start whose tasks the store lost, as sent to the scheduler
+    /// for re-adoption.
+    async fn found(&self) -> Vec<FoundContainer>;
 }
 
 #[async_trait::async_trait]
@@ -54,6 +57,10 @@ impl TaskEngine for EngineHandle {
 
     async fn full_state(&self) -> Vec<TaskState> {
         EngineHandle::full_state(self).await
+    }
+
+    async fn found(&self) -> Vec<FoundContainer> {
+        EngineHandle::found(self, true).await
     }
 }
 
@@ -488,10 +495,11 @@ async fn handle<E: TaskEngine>(
             if config.disk.is_degraded() {
                 // The engine refused it: the full state reports it STOPPED with the reason.
                 let tasks = engine.full_state().await;
+                let found = engine.found().await;
                 send(
                     tx,
                     AgentMessage {
-                        message: Some(Out::FullState(FullState { tasks })),
+                        message: Some(Out::FullState(FullState { tasks, found })),
                     },
                 )
                 .await?;
@@ -516,10 +524,11 @@ async fn handle<E: TaskEngine>(
         }
         Some(In::StateRequest(_)) => {
             let tasks = engine.full_state().await;
+            let found = engine.found().await;
             send(
                 tx,
                 AgentMessage {
-                    message: Some(Out::FullState(FullState { tasks })),
+                    message: Some(Out::FullState(FullState { tasks, found })),
                 },
             )
             .await

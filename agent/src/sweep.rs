@@ -106,7 +106,8 @@ pub(crate) trait Host: Send + Sync + 'static {
 /// The tasks the agent knows.
 #[async_trait]
 pub(crate) trait Known: Send + Sync + 'static {
-    /// The IDs of every task the engine holds; None when it does not answer.
+    /// The IDs of every task the engine holds, and of those found at start that it holds for
+    /// re-adoption after a store loss; None when it does not answer.
     async fn task_ids(&self) -> Option<BTreeSet<String>>;
 }
 
@@ -118,7 +119,24 @@ impl Known for EngineHandle {
             return None;
         }
         let states = answer.await.ok()?;
-        Some(states.into_iter().map(|s| s.task_id).collect())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !self
+            .send(Command::Found {
+                report: false,
+                reply,
+            })
+            .await
+        {
+            return None;
+        }
+        let found = answer.await.ok()?;
+        Some(
+            states
+                .into_iter()
+                .map(|s| s.task_id)
+                .chain(found.into_iter().map(|c| c.task_id))
+                .collect(),
+        )
     }
 }
 

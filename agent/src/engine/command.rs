@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_proto::v1::{StopTaskOrder, TaskAssignment, TaskDefinition, TaskState};
+use berth_proto::v1::{FoundContainer, StopTaskOrder, TaskAssignment, TaskDefinition, TaskState};
 use tokio::sync::oneshot;
 
 use super::TaskEvent;
@@ -16,6 +16,12 @@ pub(crate) enum Command {
     Stop(StopTaskOrder),
     /// Every task the agent knows, for the scheduler's reconciliation.
     FullState(oneshot::Sender<Vec<TaskState>>),
+    /// The containers found at start whose tasks a store that started empty has no record
+    /// of, while they are held for adoption; `report`: they go to the scheduler now.
+    Found {
+        report: bool,
+        reply: oneshot::Sender<Vec<FoundContainer>>,
+    },
     /// Progress of a task driver.
     Event {
         task_id: String,
@@ -63,6 +69,7 @@ impl Command {
             | Command::DriverFailed { .. }
             | Command::Flush(_) => true,
             Command::FullState(_)
+            | Command::Found { .. }
             | Command::Barrier(_)
             | Command::LogTarget { .. }
             | Command::TaskAt { .. }

@@ -2,7 +2,7 @@
 //! and the questions (full state, views, log targets, a flush of what a full disk kept from
 //! the store) answered on a oneshot channel.
 
-use berth_proto::v1::TaskState;
+use berth_proto::v1::{FoundContainer, TaskState};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, LogTarget, TaskView};
@@ -37,6 +37,16 @@ impl EngineHandle {
     pub(crate) async fn full_state(&self) -> Vec<TaskState> {
         let (tx, rx) = oneshot::channel();
         if !self.send(Command::FullState(tx)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The containers found at start that no task record names, while held for adoption
+    /// (see `found.rs`); `report`: they are sent to the scheduler now.
+    pub(crate) async fn found(&self, report: bool) -> Vec<FoundContainer> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Command::Found { report, reply }).await {
             return Vec::new();
         }
         rx.await.unwrap_or_default()

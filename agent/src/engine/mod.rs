@@ -7,6 +7,7 @@
 mod command;
 mod deps;
 mod driver;
+mod found;
 mod handle;
 mod health;
 mod restart;
@@ -130,6 +131,9 @@ enum Start {
     /// After the task's driver failed: list the task's containers and take it over as after a
     /// restart, to stop what runs and clean up; `reason` is the failure.
     Salvage { reason: String },
+    /// Re-adopted after a store loss (see `found.rs`): list the task's containers and take it
+    /// up as after a restart.
+    Adopt,
 }
 
 /// The engine. Build it with [`Engine::new`], then `run` it on its own task.
@@ -156,6 +160,8 @@ pub(crate) struct Engine<R: ContainerRuntime> {
     pulls: Arc<crate::images::PullBoard>,
     /// This run and how the last one ended, for the resume crash-loop guard.
     runs: crate::last_exit::Runs,
+    /// The containers of tasks a store that started empty has no record of, until adopted.
+    found: found::Found,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Engine<R> {
@@ -198,6 +204,7 @@ impl<R: ContainerRuntime> Engine<R> {
             secrets: Arc::default(),
             pulls: Arc::default(),
             runs,
+            found: found::Found::default(),
         };
         (engine, EngineHandle { tx })
     }
@@ -263,6 +270,10 @@ impl<R: ContainerRuntime> Engine<R> {
                         .chain(refused)
                         .collect(),
                 );
+                Ok(())
+            }
+            Command::Found { report, reply } => {
+                let _ = reply.send(self.found.report(report, tokio::time::Instant::now()));
                 Ok(())
             }
             Command::Flush(reply) => {
@@ -341,7 +352,12 @@ impl<R: ContainerRuntime> Engine<R> {
         if self.refuse_when_degraded(&a) {
             return Ok(());
         }
-        let initial = state::initial(&a);
+        let (initial, start) = if a.adopt {
+            let containers = self.found.take(&a.task_id).unwrap_or_default();
+            (found::adopted_state(&a, &containers), Start::Adopt)
+        } else {
+            (state::initial(&a), Start::Fresh)
+        };
         // The assignment and its first state in one commit: the ack waits for one fsync.
         match self.store.accept_assignment_queued(&a, &initial) {
             Ok(Some(_)) => self.outbox.notify_one(),
@@ -352,8 +368,12 @@ impl<R: ContainerRuntime> Engine<R> {
                 return Ok(());
             }
         }
-        tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
-        self.spawn(a, initial, Start::Fresh);
+        if a.adopt {
+            tracing::info!(task.id = %a.task_id, seq = a.seq, status = initial.status, "re-adopting a task found in containerd after the store was lost");
+        } else {
+            tracing::info!(task.id = %a.task_id, seq = a.seq, "task assigned");
+        }
+        self.spawn(a, initial, start);
         Ok(())
     }
 
@@ -439,7 +459,8 @@ impl<R: ContainerRuntime> Engine<R> {
             .iter()
             .map(|c| (c.name.clone(), c.restart_count))
             .collect();
-        let salvage_state = matches!(start, Start::Salvage { .. }).then(|| state.clone());
+        let salvage_state =
+            matches!(start, Start::Salvage { .. } | Start::Adopt).then(|| state.clone());
         let control = self.track(&a, state);
         let task_id = a.task_id.clone();
         let endpoint_ids = self
@@ -467,7 +488,11 @@ impl<R: ContainerRuntime> Engine<R> {
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {
             (Start::Fresh, _) => Box::pin(driver.run(None)),
             (Start::Resume(resume), _) => Box::pin(driver.run(Some(*resume))),
-            (Start::Salvage { reason }, state) => {
+            (start @ (Start::Salvage { .. } | Start::Adopt), state) => {
+                let reason = match start {
+                    Start::Salvage { reason } => Some(reason),
+                    _ => None,
+                };
                 let runtime = Arc::clone(&self.runtime);
                 let cancel = self.cancel.clone();
                 let id = task_id.clone();
@@ -478,7 +503,7 @@ impl<R: ContainerRuntime> Engine<R> {
                     let resume = driver::Resume {
                         state: state.unwrap_or_default(),
                         containers: all.into_iter().filter(|c| c.task_id == id).collect(),
-                        reason: Some(reason),
+                        reason,
                     };
                     driver.run(Some(resume)).await;
                 })

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1::StopCode;
 
 use super::driver::Resume;
-use super::{Engine, Start, TaskEvent, state};
+use super::{Engine, Start, TaskEvent, found, state};
 use crate::backoff::{host_retries, retry};
 use crate::last_exit::Runs;
 use crate::runtime::ContainerRuntime;
@@ -93,14 +93,34 @@ pub(super) fn give_up_reason(crashed: usize) -> String {
 impl<R: ContainerRuntime> Engine<R> {
     pub(super) async fn resume_stored(&mut self) -> Result<(), StoreError> {
         let stored = self.store.tasks()?;
-        self.repair_network(&stored).await;
+        let mut listed = None;
+        if self.store.rebuilt()?.is_some() {
+            // The store started empty: what containerd still runs of the tasks it lost is held
+            // for the scheduler to claim (see `found.rs`), its network included.
+            let Some(containers) = self.list_containers().await else {
+                return Ok(());
+            };
+            let known = stored.iter().map(|t| t.state.task_id.as_str()).collect();
+            self.found = found::Found::of(&containers, &known);
+            let held = self.found.task_ids(tokio::time::Instant::now());
+            if !held.is_empty() {
+                tracing::warn!(tasks = ?held, "the store started empty and containerd runs containers of tasks it has no record of; they are held for the scheduler to re-adopt");
+            }
+            listed = Some(containers);
+        }
+        let held = self.found.task_ids(tokio::time::Instant::now());
+        self.repair_network(&stored, &held).await;
         if stored.is_empty() {
             return Ok(());
         }
         // Never guess: a task whose containers cannot be listed is not "gone". Retry until
         // containerd answers (it may still be starting) or the agent stops.
-        let Some(containers) = self.list_containers().await else {
-            return Ok(());
+        let containers = match listed {
+            Some(c) => c,
+            None => match self.list_containers().await {
+                Some(c) => c,
+                None => return Ok(()),
+            },
         };
         let now = SystemTime::now();
         for task in stored {
@@ -185,13 +205,18 @@ impl<R: ContainerRuntime> Engine<R> {
     }
 
     /// Removes what a crash left of the network of tasks this agent no longer has (a setup or
-    /// teardown cut short). The tasks still stored keep theirs: their drivers tear it down.
-    pub(super) async fn repair_network(&self, stored: &[StoredTask]) {
+    /// teardown cut short). The tasks still stored keep theirs: their drivers tear it down; so
+    /// do the tasks in `held` (found in containerd, held for re-adoption).
+    pub(super) async fn repair_network(
+        &self,
+        stored: &[StoredTask],
+        held: &std::collections::BTreeSet<String>,
+    ) {
         let live = network::live_namespaces(stored.iter().filter_map(|t| {
             let def = t.assignment.definition.as_ref()?;
             (!state::released(&t.state)).then_some((t.state.task_id.as_str(), def))
         }));
-        match self.network.repair(&live).await {
+        match self.network.repair(&live, held).await {
             Ok(repaired) if repaired.is_empty() => {}
             Ok(repaired) => {
                 tracing::info!(namespaces = ?repaired, "removed the network leftovers of tasks this agent no longer runs");

@@ -19,6 +19,7 @@ use crate::network::TaskNetworking;
 use crate::store::Store;
 use fake::Fake;
 
+mod adoption;
 mod confinement;
 mod degraded;
 mod deps;

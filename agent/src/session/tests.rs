@@ -143,6 +143,10 @@ impl TaskEngine for FakeEngine {
     async fn full_state(&self) -> Vec<TaskState> {
         Vec::new()
     }
+
+    async fn found(&self) -> Vec<berth_proto::v1::FoundContainer> {
+        Vec::new()
+    }
 }
 
 /// An agent: its own data dir and store, the fake engine, and the session once started.

@@ -132,8 +132,8 @@ pub(crate) async fn mark_lost(shared: &Arc<Shared>, now: Instant) {
     }
 }
 
-/// Resolves an agent's full state against the scheduler's; true when stop orders were queued
-/// (the session sends them).
+/// Resolves an agent's full state against the scheduler's; true when stop orders or
+/// re-adoptions were queued (the session sends them).
 pub(crate) async fn full_state(
     shared: &Arc<Shared>,
     instance_id: &str,
@@ -141,7 +141,9 @@ pub(crate) async fn full_state(
 ) -> Result<bool, super::ServerError> {
     let id = instance_id.to_owned();
     let tasks = full.tasks.len();
-    let done = shared.db(move |s| s.reconcile(&id, &full.tasks)).await?;
+    let done = shared
+        .db(move |s| s.reconcile(&id, &full.tasks, &full.found))
+        .await?;
     if done.is_empty() {
         tracing::debug!(tasks, "reconciled: both views agree");
     } else {
@@ -151,10 +153,11 @@ pub(crate) async fn full_state(
             stop_ordered = ?done.stop_ordered,
             forgotten = ?done.forgotten,
             unknown_to_host = ?done.unknown_to_host,
+            adopted = ?done.adopted,
             "reconciled the agent's full state"
         );
     }
-    Ok(!done.stop_ordered.is_empty() || !done.forgotten.is_empty())
+    Ok(!done.stop_ordered.is_empty() || !done.forgotten.is_empty() || !done.adopted.is_empty())
 }
 
 #[cfg(test)]

@@ -10,7 +10,12 @@
 //!    runs on the host gets a stop order;
 //! 4. a task the scheduler placed on the instance that the host does not know (its store was
 //!    lost, or it forgot it) is marked STOPPED with a reason, unless its assignment is still
-//!    queued for delivery.
+//!    queued for delivery;
+//! 5. unless the host found that task's containers in containerd (its store was lost while
+//!    they ran: `FullState.found`) and the scheduler still wants it RUNNING there: then its
+//!    assignment is queued again, marked `adopt`, and the agent takes the task up from what
+//!    containerd has (nothing is created or started twice). Found containers of a task the
+//!    scheduler does not want are left to the agent's orphan sweep.
 //!
 //! A lost instance (disconnected longer than `--instance-lost-after`) has its active tasks
 //! marked STOPPED with stop code `InstanceLost` and a reason, which releases their resources
@@ -25,7 +30,7 @@ use berth_proto::v1::{
 use redb::ReadableTable;
 
 use super::codec::{decode, load_task, load_tasks, put_task};
-use super::sessions::{enqueue_stop, merge_state};
+use super::sessions::{enqueue, enqueue_stop, merge_state};
 use super::views::is_active;
 use super::{OUTBOX, SESSIONS, Store, StoreError, TASKS, now};
 
@@ -50,6 +55,9 @@ pub struct Reconciled {
     pub forgotten: Vec<String>,
     /// Rule 4: placed on the instance, unknown to the host: marked STOPPED.
     pub unknown_to_host: Vec<String>,
+    /// Rule 5: unknown to the host, its containers found there, wanted RUNNING: assignments
+    /// queued again, marked `adopt`.
+    pub adopted: Vec<String>,
 }
 
 impl Reconciled {
@@ -59,6 +67,7 @@ impl Reconciled {
             && self.stop_ordered.is_empty()
             && self.forgotten.is_empty()
             && self.unknown_to_host.is_empty()
+            && self.adopted.is_empty()
     }
 }
 
@@ -105,12 +114,14 @@ fn mark_stopped(task: &mut pb::Task, code: StopCode, reason: &str) {
 }
 
 impl Store {
-    /// Reconciles the instance's full state, as its agent reported it, with the scheduler's
-    /// (see the module's rules).
+    /// Reconciles the instance's full state, as its agent reported it (its tasks, and the
+    /// containers it found of tasks it has no record of), with the scheduler's (see the
+    /// module's rules).
     pub fn reconcile(
         &self,
         instance_id: &str,
         reported: &[pb::TaskState],
+        found: &[pb::FoundContainer],
     ) -> Result<Reconciled, StoreError> {
         self.write(|txn| {
             let mut out = Reconciled::default();
@@ -155,6 +166,7 @@ impl Store {
                 }
             }
             let on_host: HashSet<&str> = reported.iter().map(|s| s.task_id.as_str()).collect();
+            let found_on_host: HashSet<&str> = found.iter().map(|c| c.task_id.as_str()).collect();
             let mine: Vec<pb::Task> = load_tasks(&tasks_t)?
                 .into_iter()
                 .filter(|t| t.container_instance_id == instance_id && is_active(t))
@@ -162,6 +174,24 @@ impl Store {
                 .filter(|t| !assigned.contains(&t.task_id))
                 .collect();
             for mut task in mine {
+                if found_on_host.contains(task.task_id.as_str())
+                    && task.desired_status == DesiredStatus::Running as i32
+                {
+                    // Rule 5: the definition, desired status and secrets are filled in when
+                    // it is sent, as for a first assignment.
+                    let seq = enqueue(&mut sessions, &mut outbox, instance_id, |seq| {
+                        scheduler_message::Message::Assignment(pb::TaskAssignment {
+                            seq,
+                            task_id: task.task_id.clone(),
+                            network_attachment: task.attachments.first().cloned(),
+                            adopt: true,
+                            ..Default::default()
+                        })
+                    })?;
+                    tracing::info!(task.id = %task.task_id, instance.id = instance_id, seq, "the host found this task's containers after losing its store: assignment queued again for re-adoption");
+                    out.adopted.push(task.task_id.clone());
+                    continue;
+                }
                 let code = if task.last_status < TaskStatus::Running as i32 {
                     StopCode::TaskFailedToStart
                 } else {

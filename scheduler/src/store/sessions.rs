@@ -199,7 +199,20 @@ pub(super) fn merge_state(task: &mut pb::Task, state: &pb::TaskState) -> bool {
     // interface is kept as last reported when a report has none (it was torn down with the
     // task), so a stopped task still shows where it ran.
     if !state.containers.is_empty() {
-        task.containers = state.containers.clone();
+        let previous = std::mem::replace(&mut task.containers, state.containers.clone());
+        // An agent that re-adopted the task after losing its store reports its containers
+        // without the bindings and addresses it no longer knows: they stand as reported.
+        for c in &mut task.containers {
+            let Some(p) = previous.iter().find(|p| p.name == c.name) else {
+                continue;
+            };
+            if c.network_bindings.is_empty() {
+                c.network_bindings.clone_from(&p.network_bindings);
+            }
+            if c.private_ipv4_address.is_empty() {
+                c.private_ipv4_address.clone_from(&p.private_ipv4_address);
+            }
+        }
     }
     if !state.attachments.is_empty() {
         task.attachments = state.attachments.clone();

@@ -1,6 +1,7 @@
 //! A damaged agent store end to end. A truncated file: the agent says so, moves it aside with
-//! a timestamp, starts with an empty store, and the cluster converges (the scheduler's view
-//! marks the task it no longer runs STOPPED, the orphan sweep removes its container). A store
+//! a timestamp, starts with an empty store, and the cluster converges (the containers it found
+//! are reported, and the scheduler re-adopts the task it still wants: same process, RUNNING
+//! throughout, and a stop then leaves nothing). A store
 //! with one garbled record: the agent reports that record by table and key and skips it; the
 //! other task is taken back and keeps running.
 
@@ -52,9 +53,11 @@ fn container_gone(w: &World, env: &Env, task: &str) -> Result<()> {
 }
 
 pub(super) fn a_truncated_store_is_moved_aside_and_the_cluster_converges(w: &World) -> Result<()> {
-    let mut env = Env::with_agent(w, "10800")?;
+    let mut env = Env::with_agent(w, "1")?;
     let image = hello(w, "e2e-store-truncated")?;
     let (task, _) = env.start_task(&ticker(&image, "truncated"))?;
+    let pid_line = |out: &str| out.lines().find(|l| l.contains(&task)).map(str::to_owned);
+    let pids_before = w.ctr(&["-n", &env.opts.namespace, "tasks", "ls"])?;
     restart_with_damage(&mut env, |store| {
         let len = std::fs::metadata(store)?.len();
         let file = std::fs::OpenOptions::new().write(true).open(store)?;
@@ -76,11 +79,30 @@ pub(super) fn a_truncated_store_is_moved_aside_and_the_cluster_converges(w: &Wor
         "the agent did not say it moved the store aside{}",
         env.logs()
     );
-    let t = env.wait_status(&task, "STOPPED", Duration::from_secs(60))?;
+    // Rebuilt from containerd's labels and the scheduler's view: the task is re-adopted, its
+    // process kept, RUNNING throughout.
+    poll(Duration::from_secs(30), || {
+        let log = env.agent()?.daemon.log();
+        Ok(log
+            .lines()
+            .any(|l| l.contains("re-adopting a task found in containerd") && l.contains(&task))
+            .then_some(()))
+    })
+    .with_context(|| format!("task {task} was never re-adopted{}", env.logs()))?;
+    // Past the sweep's grace, it still runs as it did.
+    std::thread::sleep(Duration::from_secs(5));
+    let t = env.task(&task)?;
     ensure!(
-        t["stoppedReason"].as_str().is_some_and(|r| !r.is_empty()),
+        t["lastStatus"] == "RUNNING" && t["containers"][0]["lastStatus"] == "RUNNING",
         "{t}"
     );
+    let pids_now = w.ctr(&["-n", &env.opts.namespace, "tasks", "ls"])?;
+    ensure!(
+        pid_line(&pids_before).is_some() && pid_line(&pids_before) == pid_line(&pids_now),
+        "the adopted task's container was restarted: {pids_before} / {pids_now}"
+    );
+    // A stop works, and leaves nothing.
+    env.stop_task(&task, Duration::from_secs(30))?;
     container_gone(w, &env, &task)?;
     // The agent works on: a new task runs.
     let (next, _) = env.start_task(&ticker(&image, "after-truncation"))?;

@@ -23,7 +23,7 @@ fn stored(a: &berth_proto::v1::TaskAssignment, state: TaskState) -> tempfile::Te
 
 /// A container the earlier run left in containerd; `exit` is the exit containerd keeps of a
 /// stopped one.
-fn left(
+pub(super) fn left(
     fake: &Fake,
     task: &str,
     name: &str,

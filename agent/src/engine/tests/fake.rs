@@ -135,9 +135,22 @@ impl TaskNetworking for Fake {
             .get(n)
             .map(|s| s.task.clone())
     }
-    async fn repair(&self, live: &BTreeSet<String>) -> Result<Vec<String>, NetworkError> {
+    async fn repair(
+        &self,
+        live: &BTreeSet<String>,
+        held: &BTreeSet<String>,
+    ) -> Result<Vec<String>, NetworkError> {
         let live: Vec<&str> = live.iter().map(String::as_str).collect();
-        self.log(format!("netns repair [{}]", live.join(" ")));
+        if held.is_empty() {
+            self.log(format!("netns repair [{}]", live.join(" ")));
+        } else {
+            let held: Vec<&str> = held.iter().map(String::as_str).collect();
+            self.log(format!(
+                "netns repair [{}] held [{}]",
+                live.join(" "),
+                held.join(" ")
+            ));
+        }
         Ok(Vec::new())
     }
 }

@@ -18,6 +18,16 @@ use crate::store::{FORGOTTEN_BY_SCHEDULER, UNKNOWN_TO_HOST};
 impl FakeAgent {
     /// Waits for the scheduler's StateRequest (skipping heartbeats) and answers with `tasks`.
     async fn answer_state_request(&mut self, tasks: Vec<pb::TaskState>) {
+        self.answer_with_found(tasks, Vec::new()).await;
+    }
+
+    /// Waits for the scheduler's StateRequest and answers with `tasks` and the containers
+    /// `found` of tasks the agent has no record of.
+    async fn answer_with_found(
+        &mut self,
+        tasks: Vec<pb::TaskState>,
+        found: Vec<pb::FoundContainer>,
+    ) {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(5), self.rx.message())
                 .await
@@ -27,11 +37,17 @@ impl FakeAgent {
             match msg.message.unwrap() {
                 scheduler_message::Message::StateRequest(_) => break,
                 scheduler_message::Message::Heartbeat(_) => continue,
+                // Resent when its ack raced the reconnect; an agent that lost its store
+                // acknowledges it as one for a task it does not know.
+                scheduler_message::Message::Stop(_) if !found.is_empty() => continue,
                 other => panic!("expected a StateRequest, got {other:?}"),
             }
         }
-        self.send(agent_message::Message::FullState(pb::FullState { tasks }))
-            .await;
+        self.send(agent_message::Message::FullState(pb::FullState {
+            tasks,
+            found,
+        }))
+        .await;
     }
 
     async fn next_stop(&mut self) -> pb::StopTaskOrder {
@@ -184,6 +200,87 @@ async fn each_difference_is_resolved_by_its_rule() {
         .await;
     agent.ack(7).await;
     let t = describe_task(&mut c, &on_its_way.task_id).await;
+    assert!(t.last_status < TaskStatus::Stopped as i32, "{t:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn containers_found_after_a_store_loss_are_adopted_when_still_wanted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let mut c = server.control().await;
+    register_def(&mut c, WEB).await;
+    let id = server.register("", "host", 2048, 4096).await;
+    let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
+    agent.answer_state_request(Vec::new()).await;
+    wait_connected(&mut c, "", &id, true).await;
+    let (wanted, _) = run_assigned(&mut c, &mut agent, "web").await;
+    let (unwanted, _) = run_assigned(&mut c, &mut agent, "web").await;
+    agent.ack(2).await;
+    c.stop_task(pb::StopTaskRequest {
+        cluster: String::new(),
+        task_id: unwanted.task_id.clone(),
+        reason: "user says so".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(agent.next_stop().await.seq, 3);
+    agent.ack(3).await;
+
+    // The agent's store is lost while both containers run: it knows no task, and reports
+    // what it found in containerd by the containers' labels.
+    drop(agent);
+    let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
+    let found = |task: &str| pb::FoundContainer {
+        task_id: task.into(),
+        container_name: "app".into(),
+        image: "img".into(),
+        running: true,
+    };
+    agent
+        .answer_with_found(
+            Vec::new(),
+            vec![
+                found(&wanted.task_id),
+                found(&unwanted.task_id),
+                found("ghost"),
+            ],
+        )
+        .await;
+    // Rule 5: the task still wanted RUNNING is assigned again, marked adopt, whole.
+    let again = agent.next_assignment().await;
+    assert_eq!(again.task_id, wanted.task_id);
+    assert!(again.adopt);
+    assert_eq!(again.seq, 4);
+    assert_eq!(again.desired_status, DesiredStatus::Running as i32);
+    assert!(again.definition.is_some());
+    let t = describe_task(&mut c, &wanted.task_id).await;
+    assert!(t.last_status < TaskStatus::Stopped as i32, "{t:?}");
+    assert_eq!(t.desired_status, DesiredStatus::Running as i32);
+    // The one the scheduler wants stopped is not adopted: rule 4 marks it, and its
+    // container is left to the agent's orphan sweep, as is the one of a task nobody knows.
+    let t = until_task(&mut c, &unwanted.task_id, |t| {
+        t.last_status == TaskStatus::Stopped as i32
+    })
+    .await;
+    assert_eq!(t.stopped_reason, "user says so");
+
+    // Asked again before it is acknowledged, the adoption is not queued twice.
+    drop(agent);
+    let mut agent = FakeAgent::connect(&server, "", &id, 0).await.unwrap();
+    let resent = loop {
+        match agent.next().await {
+            scheduler_message::Message::Assignment(a) => break a,
+            scheduler_message::Message::Stop(s) => assert_eq!(s.seq, 3),
+            other => panic!("expected the adoption again, got {other:?}"),
+        }
+    };
+    assert_eq!((resent.seq, resent.adopt), (4, true));
+    agent
+        .answer_with_found(Vec::new(), vec![found(&wanted.task_id)])
+        .await;
+    agent.ack(4).await;
+    let t = describe_task(&mut c, &wanted.task_id).await;
     assert!(t.last_status < TaskStatus::Stopped as i32, "{t:?}");
     server.stop().await;
 }
