@@ -119,15 +119,17 @@ impl Runtime {
                 .map_err(|e| Error::io("create directory", dir.clone(), e))?;
         }
         let cgroups = Arc::new(Cgroups::new(layout, &config.cgroup_parent)?);
+        let credentials = Credentials::new(&config.credentials);
         let puller = Puller::with_sources(
             Arc::clone(&client),
             Arc::new(Registry::new(
                 &config.insecure_registries,
                 config.registry_certs_dir.clone(),
+                credentials.clone(),
             )),
             config.max_concurrent_downloads,
             config.max_manifest_bytes,
-            Credentials::new(&config.credentials),
+            credentials,
             config.pull_timeout,
         );
         let containers = Arc::new(Containers::new(

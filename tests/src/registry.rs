@@ -27,6 +27,9 @@ const START_ATTEMPTS: usize = 3;
 pub struct RegistryOptions {
     /// Serve HTTPS with this certificate and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: demand a client certificate signed by one of these CAs (PEM files), as
+    /// docker-registry's `http.tls.clientcas` does (mutual TLS).
+    pub client_cas: Vec<PathBuf>,
     /// Demand HTTP basic credentials from this htpasswd file (bcrypt lines).
     pub htpasswd: Option<PathBuf>,
     /// Serve the content stored under this directory (another registry's `data_dir()`)
@@ -327,6 +330,12 @@ http:
             cert.display(),
             key.display()
         ));
+        if !options.client_cas.is_empty() {
+            yml.push_str("    clientcas:\n");
+            for ca in &options.client_cas {
+                yml.push_str(&format!("      - \"{}\"\n", ca.display()));
+            }
+        }
     }
     if let Some(htpasswd) = &options.htpasswd {
         yml.push_str(&format!(

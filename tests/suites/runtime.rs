@@ -24,6 +24,8 @@ mod pull;
 mod registry;
 #[path = "runtime/registry_hosts.rs"]
 mod registry_hosts;
+#[path = "runtime/registry_mirrors.rs"]
+mod registry_mirrors;
 #[path = "runtime/seccomp32.rs"]
 mod seccomp32;
 #[path = "runtime/stats.rs"]
@@ -180,6 +182,14 @@ fn main() -> ExitCode {
             w.async_trial(
                 "pull_credentials_from_each_source_against_htpasswd",
                 registry_hosts::credentials_from_each_source_against_htpasswd,
+            ),
+            w.async_trial(
+                "pull_asks_a_mirror_with_its_own_credentials_never_the_upstreams",
+                registry_mirrors::a_mirror_gets_its_own_credentials_never_the_upstreams,
+            ),
+            w.async_trial(
+                "pull_presents_a_client_certificate_to_its_own_host_only",
+                registry_mirrors::a_client_certificate_is_presented_to_its_own_host_only,
             ),
             w.trial(
                 "pull_of_the_largest_fixtures_fits_a_small_stack",

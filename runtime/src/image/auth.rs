@@ -6,6 +6,10 @@
 //! 2. an external command per registry that prints a token, the way ECR tokens are fetched,
 //!    cached until the expiry it states, else for [`DEFAULT_TOKEN_TTL`] (`command.rs`).
 //!
+//! A mirror (`hosts.rs`) is never sent the upstream's credentials, the pull's own or the
+//! sources': when it asks for some, the sources are asked for the mirror's own host
+//! ([`Credentials::lookup`]), and none means it is asked anonymously.
+//!
 //! None of them, or none that knows the registry, means anonymous access (a bearer token the
 //! registry offers anonymously is still fetched). Whatever a source answers, basic
 //! credentials or a token, works with both of a registry's challenges: basic credentials are
@@ -17,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,10 +71,11 @@ pub(crate) trait CredentialSource: Send + Sync + std::fmt::Debug {
     async fn lookup(&self, registry: &str) -> Result<Option<RegistryAuth>, CredentialError>;
 }
 
-/// The chain of sources, in order.
-#[derive(Debug, Default)]
+/// The chain of sources, in order. Cheap to clone; clones share the sources (and a token
+/// command's cache), so the pull and the registry client's mirrors ask the same ones.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Credentials {
-    sources: Vec<Box<dyn CredentialSource>>,
+    sources: Arc<[Box<dyn CredentialSource>]>,
 }
 
 impl Credentials {
@@ -83,12 +89,16 @@ impl Credentials {
                 config.token_commands.clone(),
             )));
         }
-        Self { sources }
+        Self {
+            sources: sources.into(),
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn from_sources(sources: Vec<Box<dyn CredentialSource>>) -> Self {
-        Self { sources }
+        Self {
+            sources: sources.into(),
+        }
     }
 
     /// The credentials a pull from `registry` uses: the pull's own when it brings some, else
@@ -101,9 +111,15 @@ impl Credentials {
         if *given != RegistryAuth::Anonymous {
             return Ok(given.clone());
         }
-        for source in &self.sources {
-            if let Some(auth) = source.lookup(registry).await.map_err(PullError::from)? {
-                tracing::debug!(registry, source = ?source, "registry credentials found");
+        self.lookup(registry).await
+    }
+
+    /// What the sources hold for `host` (`host[:port]`: a registry or a mirror), the first
+    /// that knows it answering; anonymous when none does.
+    pub(crate) async fn lookup(&self, host: &str) -> Result<RegistryAuth, PullError> {
+        for source in self.sources.iter() {
+            if let Some(auth) = source.lookup(host).await.map_err(PullError::from)? {
+                tracing::debug!(registry = host, source = ?source, "registry credentials found");
                 return Ok(auth);
             }
         }

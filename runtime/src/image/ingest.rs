@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use containerd_client::services::v1::{WriteAction, WriteContentRequest, WriteContentResponse};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -281,6 +281,8 @@ impl Session<'_> {
 }
 
 /// Streams `source` to containerd in chunks of [`CHUNK`] from `start`; the offset reached.
+/// Each chunk is filled to exactly [`CHUNK`] bytes in a buffer that becomes the message's data
+/// as it is, so every byte is copied once here (from the source's chunk into the message).
 async fn send_chunks(
     tx: &mpsc::Sender<WriteContentRequest>,
     base: &WriteContentRequest,
@@ -289,67 +291,95 @@ async fn send_chunks(
     start: u64,
     on_bytes: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, SendFailure> {
-    let size = blob.size.max(0) as u64;
-    let mut offset = start;
-    let mut buffer = BytesMut::with_capacity(CHUNK);
+    let mut chunks = Chunks {
+        tx,
+        base,
+        blob,
+        size: blob.size.max(0) as u64,
+        offset: start,
+        buffer: Vec::with_capacity(CHUNK),
+    };
+    // One timer for the whole stream, pushed back at each arrival (a timeout per chunk
+    // would register a timer for every few KiB the registry sends).
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
     loop {
-        let next = tokio::time::timeout(IDLE_TIMEOUT, source.next())
-            .await
-            .map_err(|_| {
-                SendFailure::Source(PullError::Timeout {
+        let next = tokio::select! {
+            biased;
+            next = source.next() => next,
+            () = &mut idle => {
+                return Err(SendFailure::Source(PullError::Timeout {
                     what: format!("download of {} {}", blob.kind, blob.digest),
                     seconds: IDLE_TIMEOUT.as_secs(),
-                })
-            })?;
-        let done = match next {
-            Some(Ok(bytes)) => {
-                buffer.extend_from_slice(&bytes);
-                false
+                }));
+            }
+        };
+        idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+        match next {
+            Some(Ok(mut bytes)) => {
+                while !bytes.is_empty() {
+                    let room = CHUNK - chunks.buffer.len();
+                    let part = bytes.split_to(room.min(bytes.len()));
+                    chunks.buffer.extend_from_slice(&part);
+                    if chunks.buffer.len() == CHUNK {
+                        chunks.flush(on_bytes).await?;
+                    }
+                }
             }
             Some(Err(e)) => {
                 // What arrived before the source broke off is kept for a resume.
                 let failure = stream_error(blob, &e);
-                if failure.is_transient() && !buffer.is_empty() {
-                    let data = buffer.split().freeze();
-                    if offset + data.len() as u64 <= size {
-                        let write = WriteContentRequest {
-                            action: WriteAction::Write as i32,
-                            offset: offset as i64,
-                            data: data.to_vec(),
-                            ..base.clone()
-                        };
-                        if tx.send(write).await.is_ok() {
-                            offset += data.len() as u64;
-                            on_bytes(offset);
-                        }
-                    }
+                if failure.is_transient() && !chunks.buffer.is_empty() {
+                    // Best effort: a write containerd no longer takes is only not kept.
+                    let _ = chunks.flush(on_bytes).await;
                 }
                 return Err(SendFailure::Source(failure));
             }
-            None => true,
-        };
-        if buffer.len() >= CHUNK || (done && !buffer.is_empty()) {
-            let data = buffer.split().freeze();
-            let len = data.len() as u64;
-            if offset + len > size {
-                return Err(SendFailure::Source(mismatch(
-                    blob,
-                    format!("the source sent more than the {size} bytes the manifest declares"),
-                )));
+            None => {
+                if !chunks.buffer.is_empty() {
+                    chunks.flush(on_bytes).await?;
+                }
+                return Ok(chunks.offset);
             }
-            let write = WriteContentRequest {
-                action: WriteAction::Write as i32,
-                offset: offset as i64,
-                data: data.to_vec(),
-                ..base.clone()
-            };
-            tx.send(write).await.map_err(|_| SendFailure::Closed)?;
-            offset += len;
-            on_bytes(offset);
         }
-        if done {
-            return Ok(offset);
+    }
+}
+
+/// The chunks of one session's writes: the buffer being filled and where it goes.
+struct Chunks<'c> {
+    tx: &'c mpsc::Sender<WriteContentRequest>,
+    base: &'c WriteContentRequest,
+    blob: &'c BlobWrite<'c>,
+    size: u64,
+    offset: u64,
+    buffer: Vec<u8>,
+}
+
+impl Chunks<'_> {
+    /// Sends the buffer as one write at the current offset, refusing bytes past the declared
+    /// size.
+    async fn flush(&mut self, on_bytes: &mut (dyn FnMut(u64) + Send)) -> Result<(), SendFailure> {
+        let len = self.buffer.len() as u64;
+        if self.offset + len > self.size {
+            return Err(SendFailure::Source(mismatch(
+                self.blob,
+                format!(
+                    "the source sent more than the {} bytes the manifest declares",
+                    self.size
+                ),
+            )));
         }
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        let write = WriteContentRequest {
+            action: WriteAction::Write as i32,
+            offset: self.offset as i64,
+            data,
+            ..self.base.clone()
+        };
+        self.tx.send(write).await.map_err(|_| SendFailure::Closed)?;
+        self.offset += len;
+        on_bytes(self.offset);
+        Ok(())
     }
 }
 

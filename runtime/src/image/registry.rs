@@ -3,7 +3,9 @@
 //! Each request goes to the registry's endpoints as its certs.d directory lists them
 //! (`hosts.rs`): mirrors in order, then the upstream. A mirror that fails (unreachable, 5xx,
 //! not found, refused) is logged and the next endpoint asked; the upstream's answer is final.
-//! Mirrors are asked without the pull's credentials, which belong to the upstream.
+//! Mirrors are asked without the pull's credentials, which belong to the upstream: a mirror
+//! that asks for credentials gets its own, what the agent's sources hold for the mirror's host
+//! ([`EndpointAuth::Own`]), or none.
 //! A pull reads through the [`Distribution`] trait, so its unit tests serve images from memory.
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
+use super::auth::Credentials;
 use super::hosts::{self, Endpoint};
 use super::{PullError, RegistryAuth};
 
@@ -107,12 +110,25 @@ pub(crate) trait Distribution: Send + Sync + std::fmt::Debug {
     ) -> Result<BlobStream, PullError>;
 }
 
+/// The credentials one endpoint is asked with, once it asks for some (a 401).
+#[derive(Debug, Clone)]
+pub(crate) enum EndpointAuth {
+    /// The upstream: the pull's credentials (the task's, else the agent's sources' for the
+    /// registry).
+    Given(RegistryAuth),
+    /// A mirror: what the agent's sources hold for the mirror's own host, looked up when the
+    /// mirror asks; anonymous when they hold nothing for it.
+    Own(Credentials),
+}
+
 /// A registry client shared by all pulls of one runtime.
 #[derive(Clone)]
 pub(crate) struct Registry {
     transport: Arc<transport::Transport>,
     certs_dir: Option<PathBuf>,
     insecure: Arc<[String]>,
+    /// The agent's credential sources, asked for a mirror's own credentials.
+    credentials: Credentials,
 }
 
 impl std::fmt::Debug for Registry {
@@ -126,8 +142,12 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// HTTPS everywhere except the registries listed as insecure (host or host:port) and the
     /// `http://` endpoints a hosts.toml names; `certs_dir` holds the per-registry
-    /// directories (`hosts.rs`).
-    pub(crate) fn new(insecure_registries: &[String], certs_dir: Option<PathBuf>) -> Self {
+    /// directories (`hosts.rs`); `credentials` are asked for mirrors' own credentials.
+    pub(crate) fn new(
+        insecure_registries: &[String],
+        certs_dir: Option<PathBuf>,
+        credentials: Credentials,
+    ) -> Self {
         let user_agent = concat!("berth/", env!("CARGO_PKG_VERSION"));
         Self {
             transport: Arc::new(transport::Transport::new(
@@ -138,6 +158,7 @@ impl Registry {
             )),
             certs_dir,
             insecure: insecure_registries.into(),
+            credentials,
         }
     }
 
@@ -171,16 +192,18 @@ impl Registry {
 }
 
 /// Asks each endpoint in turn with `ask`: a mirror's failure is logged and the next asked; the
-/// last endpoint's answer (the upstream's) is final.
+/// last endpoint's answer (the upstream's) is final. The upstream is asked with `auth`, a
+/// mirror with its own credentials from `credentials`.
 async fn in_turn<T, F, Fut>(
     image: &ImageRef,
     what: &str,
     endpoints: Vec<Endpoint>,
     auth: &RegistryAuth,
+    credentials: &Credentials,
     mut ask: F,
 ) -> Result<T, PullError>
 where
-    F: FnMut(Endpoint, RegistryAuth) -> Fut,
+    F: FnMut(Endpoint, EndpointAuth) -> Fut,
     Fut: Future<Output = Result<T, PullError>>,
 {
     let count = endpoints.len();
@@ -189,9 +212,9 @@ where
         let (host, mirror) = (endpoint.host.clone(), endpoint.mirror);
         // A mirror is another party: the upstream's credentials are not for it.
         let auth = if mirror {
-            RegistryAuth::Anonymous
+            EndpointAuth::Own(credentials.clone())
         } else {
-            auth.clone()
+            EndpointAuth::Given(auth.clone())
         };
         match ask(endpoint, auth).await {
             Ok(found) => return Ok(found),
@@ -227,14 +250,25 @@ impl Distribution for Registry {
         limit: u64,
     ) -> Result<(Bytes, String), PullError> {
         let endpoints = self.endpoints(image, image.inner.digest().is_none())?;
-        let (transport, image_owned, auth) =
-            (Arc::clone(&self.transport), image.clone(), auth.clone());
+        let (transport, image_owned, auth, credentials) = (
+            Arc::clone(&self.transport),
+            image.clone(),
+            auth.clone(),
+            self.credentials.clone(),
+        );
         own_task(image, "manifest", async move {
             let image = &image_owned;
-            in_turn(image, "manifest", endpoints, &auth, |endpoint, auth| {
-                let transport = Arc::clone(&transport);
-                async move { fetch::manifest(&transport, &endpoint, image, &auth, limit).await }
-            })
+            in_turn(
+                image,
+                "manifest",
+                endpoints,
+                &auth,
+                &credentials,
+                |endpoint, auth| {
+                    let transport = Arc::clone(&transport);
+                    async move { fetch::manifest(&transport, &endpoint, image, &auth, limit).await }
+                },
+            )
             .await
         })
         .await
@@ -252,17 +286,28 @@ impl Distribution for Registry {
         offset: u64,
     ) -> Result<BlobStream, PullError> {
         let endpoints = self.endpoints(image, false)?;
-        let (transport, image_owned, auth) =
-            (Arc::clone(&self.transport), image.clone(), auth.clone());
+        let (transport, image_owned, auth, credentials) = (
+            Arc::clone(&self.transport),
+            image.clone(),
+            auth.clone(),
+            self.credentials.clone(),
+        );
         let (digest, what) = (digest.to_owned(), format!("blob {digest}"));
         own_task(image, &what.clone(), async move {
             let image = &image_owned;
-            in_turn(image, &what, endpoints, &auth, |endpoint, auth| {
-                let (transport, digest) = (Arc::clone(&transport), digest.clone());
-                async move {
-                    fetch::blob(&transport, &endpoint, image, &auth, &digest, offset).await
-                }
-            })
+            in_turn(
+                image,
+                &what,
+                endpoints,
+                &auth,
+                &credentials,
+                |endpoint, auth| {
+                    let (transport, digest) = (Arc::clone(&transport), digest.clone());
+                    async move {
+                        fetch::blob(&transport, &endpoint, image, &auth, &digest, offset).await
+                    }
+                },
+            )
             .await
         })
         .await
@@ -524,6 +569,75 @@ mod tests {
         assert_eq!(
             classify(wrapped, &r, "blob sha256:1").to_string(),
             "registry 127.0.0.1:5000 failed on blob sha256:1: Missing digest algorithm"
+        );
+    }
+
+    fn endpoint(host: &str, mirror: bool) -> Endpoint {
+        Endpoint {
+            host: host.to_owned(),
+            base: format!("http://{host}/v2"),
+            mirror,
+            capabilities: hosts::Capabilities {
+                pull: true,
+                resolve: true,
+            },
+            tls: hosts::TlsFiles::default(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn mirrors_get_their_own_credentials_and_the_upstream_the_pulls() {
+        let r = ImageRef::parse("127.0.0.1:5000/app:1.3").unwrap();
+        let given = RegistryAuth::Basic {
+            username: "upstream-user".to_owned(),
+            password: "upstream-secret".to_owned(),
+        };
+        let endpoints = vec![
+            endpoint("mirror-a:5000", true),
+            endpoint("mirror-b:5000", true),
+            endpoint("127.0.0.1:5000", false),
+        ];
+        let asked = std::sync::Mutex::new(Vec::new());
+        let found = in_turn(
+            &r,
+            "manifest",
+            endpoints,
+            &given,
+            &Credentials::default(),
+            |endpoint, auth| {
+                let own = match &auth {
+                    EndpointAuth::Own(_) => "own".to_owned(),
+                    EndpointAuth::Given(a) => format!("given {a:?}"),
+                };
+                asked
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {own}", endpoint.host));
+                async move {
+                    if endpoint.mirror {
+                        Err(PullError::Registry {
+                            registry: endpoint.host.clone(),
+                            what: "manifest".to_owned(),
+                            reason: "HTTP 401".to_owned(),
+                            transient: false,
+                        })
+                    } else {
+                        Ok(endpoint.host)
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(found, "127.0.0.1:5000");
+        assert_eq!(
+            asked.into_inner().unwrap(),
+            [
+                "mirror-a:5000 own",
+                "mirror-b:5000 own",
+                "127.0.0.1:5000 given Basic(upstream-user, ***)"
+            ]
         );
     }
 

@@ -14,11 +14,11 @@ use anyhow::{Context, Result, bail, ensure};
 use berth_runtime::{CredentialSources, PullError, RegistryAuth, Runtime, RuntimeConfig};
 use berth_tests::{PrivateRegistry, RegistryOptions, World, fixtures, free_port};
 
-const USER: &str = "mirror-user";
-const PASSWORD: &str = "htpasswd-secret-0451";
+pub(super) const USER: &str = "mirror-user";
+pub(super) const PASSWORD: &str = "htpasswd-secret-0451";
 
 /// A runtime in a namespace of its own, with `certs` as its certs.d directory.
-async fn runtime(
+pub(super) async fn runtime(
     w: &World,
     certs: &Path,
     edit: impl FnOnce(&mut RuntimeConfig),
@@ -32,7 +32,7 @@ async fn runtime(
     Runtime::connect(config).await.context("connect runtime")
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -94,7 +94,7 @@ pub(super) async fn a_failing_mirror_falls_through_to_the_upstream(w: Arc<World>
 
 /// A CA, and a server certificate it signed for 127.0.0.1, as PEM files in `dir`: `ca.crt`,
 /// `server.crt`, `server.key`.
-fn certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+pub(super) fn certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::new())?;
     ca_params
@@ -184,7 +184,7 @@ pub(super) async fn a_registry_with_its_own_ca_is_trusted_through_certs_d(
 }
 
 /// An htpasswd line for `user`, bcrypt as docker-registry requires.
-fn htpasswd_line(user: &str, password: &str) -> Result<String> {
+pub(super) fn htpasswd_line(user: &str, password: &str) -> Result<String> {
     let hashed = bcrypt::hash_with_result(password, 5)?;
     Ok(format!(
         "{user}:{}\n",

@@ -36,7 +36,7 @@ fn unboxed<F: Future>(f: &F) -> (usize, usize) {
 #[tokio::test]
 async fn pull_futures_stay_small() {
     let client: Arc<dyn Containerd> = Arc::new(Grpc::unconnected("sizes"));
-    let registry = Registry::new(&[], None);
+    let registry = Registry::new(&[], None, Credentials::default());
     let puller = Puller::new(
         Arc::clone(&client),
         Arc::new(registry.clone()),

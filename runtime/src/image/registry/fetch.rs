@@ -10,12 +10,13 @@ use oci_client::errors::{OciDistributionError, OciEnvelope};
 use reqwest::{Response, StatusCode};
 use sha2::{Digest as _, Sha256, Sha512};
 
+use super::EndpointAuth;
 use super::transport::{Request, Transport};
 use super::{BlobStream, ImageRef, classify, skip_bytes};
+use crate::image::PullError;
 use crate::image::capped::{CappedError, read_capped};
 use crate::image::hosts::Endpoint;
 use crate::image::manifest::ACCEPTED_MANIFEST_TYPES;
-use crate::image::{PullError, RegistryAuth};
 
 /// The most of an error answer's body kept (to read the registry's error codes).
 const ERROR_BODY_LIMIT: u64 = 64 << 10;
@@ -25,7 +26,7 @@ pub(super) async fn manifest(
     transport: &Transport,
     endpoint: &Endpoint,
     image: &ImageRef,
-    auth: &RegistryAuth,
+    auth: &EndpointAuth,
     limit: u64,
 ) -> Result<(Bytes, String), PullError> {
     let url = url(
@@ -79,7 +80,7 @@ pub(super) async fn blob(
     transport: &Transport,
     endpoint: &Endpoint,
     image: &ImageRef,
-    auth: &RegistryAuth,
+    auth: &EndpointAuth,
     digest: &str,
     offset: u64,
 ) -> Result<BlobStream, PullError> {

@@ -3,7 +3,9 @@
 //! per distinct set of files' contents, so an edited certificate takes effect at the next pull.
 //! A 401 is answered as the challenge in it asks: a bearer token from the realm (with basic
 //! credentials when the pull has some), or basic credentials; what worked is kept per endpoint
-//! and repository for the next request.
+//! and repository for the next request. A mirror's own credentials are looked up only when it
+//! asks for some (`EndpointAuth::Own`), so a mirror that serves anonymously never costs a
+//! credential helper's run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest as _, Sha256};
 
-use super::{ImageRef, classify, root_cause, tls_failure};
+use super::{EndpointAuth, ImageRef, classify, root_cause, tls_failure};
 use crate::image::hosts::{Endpoint, TlsFiles};
 use crate::image::{PullError, RegistryAuth};
 
@@ -75,7 +77,7 @@ impl Transport {
         &self,
         endpoint: &Endpoint,
         image: &ImageRef,
-        auth: &RegistryAuth,
+        auth: &EndpointAuth,
         request: &Request<'_>,
     ) -> Result<Response, PullError> {
         let client = self.client(endpoint, image)?;
@@ -87,8 +89,12 @@ impl Transport {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
+        let auth = match auth {
+            EndpointAuth::Given(auth) => auth.clone(),
+            EndpointAuth::Own(sources) => sources.lookup(&endpoint.host).await?,
+        };
         let Some(credential) = self
-            .answer(&client, endpoint, image, auth, &response, request.what)
+            .answer(&client, endpoint, image, &auth, &response, request.what)
             .await?
         else {
             return Ok(response);
