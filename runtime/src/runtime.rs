@@ -10,7 +10,7 @@ use crate::cgroup::{CgroupLayout, Cgroups};
 use crate::container::{
     ContainerId, ContainerInfo, Containers, ExecOutcome, ExitStatus, KillScope, LogRotation,
 };
-use crate::containerd::{Containerd, Grpc};
+use crate::containerd::{Containerd, Grpc, Patient};
 use crate::error::Error;
 use crate::image::{
     CredentialSources, Credentials, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_PULL_TIMEOUT, ImageSummary,
@@ -112,8 +112,10 @@ impl Runtime {
         config: RuntimeConfig,
         layout: CgroupLayout,
     ) -> Result<Self, Error> {
-        let client: Arc<dyn Containerd> =
+        let grpc: Arc<dyn Containerd> =
             Arc::new(Grpc::connect(&config.containerd_socket, &config.namespace).await?);
+        // Every part of the runtime waits through containerd restarting (see `Patient`).
+        let client: Arc<dyn Containerd> = Arc::new(Patient::new(grpc));
         for dir in [&config.state_dir, &config.log_dir, &config.volume_dir] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("create directory", dir.clone(), e))?;

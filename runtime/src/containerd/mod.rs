@@ -2,13 +2,16 @@
 //! the runtime makes, in the runtime's own terms (or containerd-client's message types, which
 //! never leave the crate). `grpc.rs` implements it over one gRPC channel (namespace- and
 //! lease-scoped requests, deadlines); a recording fake (`fake.rs`, tests only) implements it in
-//! memory. Calls answer containerd's own way: a missing object is a [`ContainerdError`] whose
-//! [`ContainerdError::is_not_found`] holds, and the caller decides what that means.
+//! memory; `patient.rs` wraps the real one so that a call meeting containerd restarting waits
+//! for it and is made again when that is safe. Calls answer containerd's own way: a missing
+//! object is a [`ContainerdError`] whose [`ContainerdError::is_not_found`] holds, and the
+//! caller decides what that means.
 
 #[cfg(test)]
 pub(crate) mod fake;
 mod grpc;
 pub(crate) mod lease;
+mod patient;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +25,7 @@ use tokio::sync::mpsc;
 
 pub(crate) use grpc::Grpc;
 pub(crate) use lease::Lease;
+pub(crate) use patient::Patient;
 
 /// The snapshotter Berth unpacks into and prepares container root filesystems from.
 pub(crate) const SNAPSHOTTER: &str = "overlayfs";
@@ -75,8 +79,24 @@ impl ContainerdError {
     /// connection broke mid-call. The call may or may not have taken effect; containerd has to
     /// be asked again what state the object is in.
     pub fn is_transient(&self) -> bool {
+        self.code == tonic::Code::Unavailable || self.is_answer_lost()
+    }
+
+    /// The call never reached containerd: connecting to its socket failed (refused, or the
+    /// socket gone while containerd restarts), so it did nothing and is safe to make again.
+    /// containerd's own Unavailable answers (a locked ingest) end in "unavailable" and are not
+    /// this.
+    pub(crate) fn is_unreached(&self) -> bool {
+        let m = self.message.to_ascii_lowercase();
+        self.code == tonic::Code::Unavailable
+            && !m.trim_end().ends_with("unavailable")
+            && (m.contains("os error") || m.contains("connect"))
+    }
+
+    /// The call was sent but its answer was lost: the connection broke mid-call (containerd
+    /// went away). It may or may not have taken effect.
+    pub(crate) fn is_answer_lost(&self) -> bool {
         match self.code {
-            tonic::Code::Unavailable => true,
             tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
                 let m = self.message.to_ascii_lowercase();
                 [
@@ -92,6 +112,16 @@ impl ContainerdError {
             }
             _ => false,
         }
+    }
+
+    /// containerd's overlayfs snapshotter refused a prepare because, after containerd crashed,
+    /// it handed out again a snapshot ID whose directory the crashed run had left ("failed to
+    /// rename: ... file exists"). The failed call removed that directory, which belongs to no
+    /// snapshot, so the same prepare succeeds when made again.
+    pub(crate) fn is_stale_snapshot_id(&self) -> bool {
+        self.op == Op::SnapshotPrepare.label()
+            && self.message.contains("failed to rename")
+            && self.message.contains("file exists")
     }
 
     /// containerd's message, without the operation context.

@@ -116,9 +116,11 @@ impl PullError {
         match self {
             Self::RegistryUnreachable { .. } | Self::Timeout { .. } => true,
             Self::Registry { transient, .. } => *transient,
-            // containerd's collector took content a try found present: the next try asks
-            // containerd again what it has. Any other refusal of containerd's is an answer.
-            Self::Containerd(e) => e.is_content_collected(),
+            // containerd's collector took content a try found present, or a call's answer was
+            // lost when containerd went away mid-call: the next try asks containerd again what
+            // it has. A containerd that stays unreachable was waited for already (the runtime's
+            // client is patient), and any other refusal of containerd's is an answer.
+            Self::Containerd(e) => e.is_content_collected() || e.is_answer_lost(),
             Self::GaveUp { .. }
             | Self::InvalidReference { .. }
             | Self::ManifestUnknown { .. }

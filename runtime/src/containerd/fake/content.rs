@@ -110,7 +110,7 @@ impl LeasesService for FakeContainerd {
             return Err(exists(op, id));
         }
         state.leases.insert(id.to_owned(), BTreeSet::new());
-        Ok(())
+        self.answer(&state, op)
     }
 
     async fn lease_add_resource(
@@ -137,7 +137,7 @@ impl LeasesService for FakeContainerd {
         if sync {
             state.collect();
         }
-        Ok(())
+        self.answer(&state, op)
     }
 
     async fn lease_list(&self) -> Result<Vec<String>, ContainerdError> {
