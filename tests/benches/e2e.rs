@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, Task, TaskStatus};
 use berth_tests::PrivateContainerd;
-use berth_tests::bench::{Serve, World, percentile, report, timed, wants};
+use berth_tests::bench::{Paired, Serve, World, percentile, report, timed, wants};
 use berth_tests::berth::{Agent, berthctl};
 
 #[path = "e2e/burst.rs"]
@@ -204,6 +204,17 @@ fn run() -> Result<()> {
     let mut bridge_running = samples_of("sleeper-bridge");
     let mut unconfined_running = samples_of("sleeper-unconfined");
     let mut moby_running = samples_of("sleeper-moby");
+    // Paired by round, before the reports sort the samples.
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let pair_with_unconfined = |samples: &[Duration]| -> Vec<(f64, f64)> {
+        unconfined_running
+            .iter()
+            .zip(samples)
+            .map(|(a, b)| (ms(a), ms(b)))
+            .collect()
+    };
+    let default_paired = Paired::of(&pair_with_unconfined(&to_running));
+    let moby_paired = Paired::of(&pair_with_unconfined(&moby_running));
     report(
         "berthctl run-task -> RUNNING (sleep)",
         "berth",
@@ -239,9 +250,9 @@ fn run() -> Result<()> {
         p50(&bridge_running) - p50(&to_running)
     );
     println!(
-        "  the default seccomp profile over seccomp=unconfined at p50: {:+.1} ms (goal: at most \
-         +5 ms)",
-        p50(&to_running) - p50(&unconfined_running)
+        "  the default seccomp profile over seccomp=unconfined (goal: at most +5 ms at p50), \
+         paired within each round (the section `profile` pairs them back to back): {}",
+        default_paired.line("ms")
     );
     if moby {
         report(
@@ -252,9 +263,8 @@ fn run() -> Result<()> {
             &mut ctr_detached.clone(),
         );
         println!(
-            "  moby's profile (every ABI, given as seccomp=<file>) over seccomp=unconfined at \
-             p50: {:+.1} ms",
-            p50(&moby_running) - p50(&unconfined_running)
+            "  moby's profile (every ABI, given as seccomp=<file>) over seccomp=unconfined: {}",
+            moby_paired.line("ms")
         );
     }
     report(

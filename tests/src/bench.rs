@@ -296,3 +296,76 @@ pub fn report(
         a[2] / b[2]
     );
 }
+
+/// What `b` adds over `a` in paired samples (each pair from one round, the two run back to
+/// back): the median of the per-pair differences `b − a` with their p25 and p75, beside the
+/// difference of the two p50s. Machine noise that hits one round hits both of its samples,
+/// so the paired median holds still where the difference of p50s swings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Paired {
+    pub pairs: usize,
+    pub median: f64,
+    pub p25: f64,
+    pub p75: f64,
+    pub p50_difference: f64,
+}
+
+impl Paired {
+    /// The comparison of `pairs` of (a, b), in any unit.
+    pub fn of(pairs: &[(f64, f64)]) -> Paired {
+        let sorted = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let quantile = |v: &[f64], p: f64| {
+            if v.is_empty() {
+                return 0.0;
+            }
+            let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+            v[idx.min(v.len() - 1)]
+        };
+        let diffs = sorted(pairs.iter().map(|(a, b)| b - a).collect());
+        let a = sorted(pairs.iter().map(|(a, _)| *a).collect());
+        let b = sorted(pairs.iter().map(|(_, b)| *b).collect());
+        Paired {
+            pairs: pairs.len(),
+            median: quantile(&diffs, 0.5),
+            p25: quantile(&diffs, 0.25),
+            p75: quantile(&diffs, 0.75),
+            p50_difference: quantile(&b, 0.5) - quantile(&a, 0.5),
+        }
+    }
+
+    /// One line: `median +X (p25 +Y, p75 +Z) UNIT over N pairs; difference of the p50s +W`.
+    pub fn line(&self, unit: &str) -> String {
+        format!(
+            "paired median {:+.2} {unit} (p25 {:+.2}, p75 {:+.2}) over {} pairs; difference of \
+             the p50s {:+.2} {unit}",
+            self.median, self.p25, self.p75, self.pairs, self.p50_difference
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Paired;
+
+    #[test]
+    fn paired_differences_are_taken_per_pair() {
+        // b is a + 2 in every pair but one, where noise hit b: the p50s differ by 12.
+        let pairs = [
+            (1.0, 3.0),
+            (10.0, 12.0),
+            (20.0, 22.0),
+            (30.0, 32.0),
+            (2.0, 40.0),
+        ];
+        let p = Paired::of(&pairs);
+        assert_eq!((p.pairs, p.median, p.p25, p.p75), (5, 2.0, 2.0, 2.0));
+        assert_eq!(p.p50_difference, 12.0);
+        let pairs = [(0.0, 1.0), (0.0, 2.0), (0.0, 3.0), (0.0, 4.0), (0.0, 5.0)];
+        let p = Paired::of(&pairs);
+        assert_eq!((p.median, p.p25, p.p75), (3.0, 2.0, 4.0));
+        assert_eq!(Paired::of(&[]).pairs, 0);
+    }
+}

@@ -1,10 +1,12 @@
 //! Where a start's time goes (`cargo bench --bench e2e -- profile`): one timeline a task from
 //! `berthctl run-task` to RUNNING observed by the client, built from the phase marks the
 //! scheduler and the agent log, for each family profiled (the default seccomp profile and
-//! `seccomp=unconfined`, in turn), with what the second adds over the first phase by phase;
-//! and the CPU each start cost the processes on its path, so a wall-time difference can be
-//! told apart from the CPU behind it (on a loaded host a millisecond of CPU takes several of
-//! wall time).
+//! `seccomp=unconfined`, back to back in each round, each leading in turn), with what the
+//! second adds over the first phase by phase; and the CPU each start cost the processes on its
+//! path, so a wall-time difference can be told apart from the CPU behind it (on a loaded host
+//! a millisecond of CPU takes several of wall time). What a family adds is the median of the
+//! rounds' paired differences with p25 and p75, beside the difference of the p50s: noise that
+//! hits a round hits both of its starts.
 //!
 //! Each side marks the end of a phase with a debug event of target `berth::phase` (fields
 //! `task.id` or `container.id`, and `phase`). The target is off unless a filter enables it, so
@@ -18,14 +20,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use berth_proto::v1::TaskStatus;
-use berth_tests::bench::{percentile, stat_seconds};
+use berth_tests::bench::{Paired, stat_seconds};
 use berth_tests::berth::berthctl;
 
 /// The filter that turns the marks on (beside the daemons' usual levels).
 pub(crate) const PHASE_FILTER: &str = "berth::phase=debug";
 
 /// Starts profiled.
-const RUNS: usize = 30;
+const RUNS: usize = 50;
 
 /// The marks of a start in order, each with what the phase it ends holds. `state_sent` and
 /// `state_committed` count for the RUNNING report only.
@@ -96,19 +98,17 @@ impl Profile<'_> {
             std::fs::read_to_string(self.agent_log)?
         );
         let marks: Vec<Mark> = logs.lines().filter_map(Mark::parse).collect();
-        let mut p50s = Vec::new();
-        for ((label, family), starts) in self.families.iter().zip(&starts) {
-            p50s.push(phase_table(&format!("{family} ({label})"), &marks, starts));
+        // Each start's phases in ms, the whole start last (None without every mark).
+        let phased: Vec<Vec<Option<Vec<f64>>>> = starts
+            .iter()
+            .map(|starts| starts.iter().map(|s| phases_of(&marks, s)).collect())
+            .collect();
+        for ((label, family), phased) in self.families.iter().zip(&phased) {
+            phase_table(&format!("{family} ({label})"), phased);
         }
-        if let (Some(((ref_label, _), reference)), true) =
-            (self.families.first().zip(p50s.first()), n > 1)
-        {
-            for ((label, _), p50) in self.families.iter().zip(&p50s).skip(1) {
-                println!("\n  what {label} adds over {ref_label}, phase by phase (p50)");
-                let names = phase_names().chain(std::iter::once("whole start"));
-                for (what, (ours, theirs)) in names.zip(p50.iter().zip(reference)) {
-                    println!("    {what:<60} {:>+7.2} ms", ours - theirs);
-                }
+        if let Some(((ref_label, _), reference)) = self.families.first().zip(phased.first()) {
+            for ((label, _), theirs) in self.families.iter().zip(&phased).skip(1) {
+                paired_phases(label, ref_label, reference, theirs);
             }
         }
         cpu_table(self.families, &starts);
@@ -153,64 +153,92 @@ fn phase_names() -> impl Iterator<Item = &'static str> {
         .chain(std::iter::once("client observes RUNNING"))
 }
 
-/// Prints the timeline of `starts` phase by phase (p50 and p95) under `what`, and returns each
-/// phase's p50 in ms, the whole start's last.
-fn phase_table(what: &str, marks: &[Mark], starts: &[Start]) -> Vec<f64> {
-    let mut phases: Vec<Vec<Duration>> = vec![Vec::new(); PHASES.len() + 1];
-    let mut totals = Vec::new();
-    let mut incomplete = 0;
-    for start in starts {
-        let Some(times) = timeline(marks, &start.id) else {
-            incomplete += 1;
-            continue;
-        };
-        let mut last = start.began;
-        for (i, at) in times
-            .iter()
-            .chain(std::iter::once(&start.observed))
-            .enumerate()
-        {
-            phases[i].push(at.duration_since(last).unwrap_or_default());
-            last = *at;
-        }
-        totals.push(
-            start
-                .observed
-                .duration_since(start.began)
-                .unwrap_or_default(),
-        );
+/// The phases of `start` in ms, then the whole start, from the marks; None when one is
+/// missing.
+fn phases_of(marks: &[Mark], start: &Start) -> Option<Vec<f64>> {
+    let times = timeline(marks, &start.id)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut last = start.began;
+    let mut out = Vec::with_capacity(PHASES.len() + 2);
+    for at in times.iter().chain(std::iter::once(&start.observed)) {
+        out.push(ms(at.duration_since(last).unwrap_or_default()));
+        last = *at;
     }
+    out.push(ms(start
+        .observed
+        .duration_since(start.began)
+        .unwrap_or_default()));
+    Some(out)
+}
+
+/// Prints the timeline of the starts phase by phase (p50 and p95) under `what`.
+fn phase_table(what: &str, phased: &[Option<Vec<f64>>]) {
+    let complete: Vec<&Vec<f64>> = phased.iter().flatten().collect();
+    let incomplete = phased.len() - complete.len();
     println!(
         "\nphase by phase, {what}: run-task -> RUNNING observed by the client ({} starts{})",
-        totals.len(),
+        complete.len(),
         if incomplete > 0 {
             format!(", {incomplete} without every mark left out")
         } else {
             String::new()
         }
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let quantiles = |i: usize| {
+        let mut v: Vec<f64> = complete.iter().map(|p| p[i]).collect();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        (q(0.5), q(0.95))
+    };
     let mut sum = 0.0;
-    let mut p50s = Vec::new();
-    for (what, samples) in phase_names().zip(phases.iter_mut()) {
-        samples.sort();
-        let p50 = ms(percentile(samples, 0.5));
+    for (i, what) in phase_names().enumerate() {
+        let (p50, p95) = quantiles(i);
         sum += p50;
-        p50s.push(p50);
+        println!("  {what:<60} p50 {p50:>7.1} ms  p95 {p95:>7.1} ms");
+    }
+    let (p50, p95) = quantiles(PHASES.len() + 1);
+    println!(
+        "  {:<60} p50 {p50:>7.1} ms  p95 {p95:>7.1} ms  (sum of the p50s {sum:.1} ms)",
+        "whole start"
+    );
+}
+
+/// Prints what `label`'s starts add over `ref_label`'s phase by phase, paired by round (the
+/// two run back to back in each round, each leading in turn): the median of the differences
+/// with p25 and p75, beside the difference of the p50s.
+fn paired_phases(
+    label: &str,
+    ref_label: &str,
+    reference: &[Option<Vec<f64>>],
+    theirs: &[Option<Vec<f64>>],
+) {
+    let rounds: Vec<(&Vec<f64>, &Vec<f64>)> = reference
+        .iter()
+        .zip(theirs)
+        .filter_map(|(a, b)| a.as_ref().zip(b.as_ref()))
+        .collect();
+    println!(
+        "\n  what {label} adds over {ref_label}, phase by phase, paired by round ({} rounds, \
+         the two back to back, each leading in turn; ms)",
+        rounds.len()
+    );
+    println!(
+        "    {:<60} {:>8} {:>8} {:>8}   {:>9}",
+        "", "median", "p25", "p75", "diff p50s"
+    );
+    let names = phase_names().chain(std::iter::once("whole start"));
+    for (i, what) in names.enumerate() {
+        let pairs: Vec<(f64, f64)> = rounds.iter().map(|(a, b)| (a[i], b[i])).collect();
+        let p = Paired::of(&pairs);
         println!(
-            "  {what:<60} p50 {p50:>7.1} ms  p95 {:>7.1} ms",
-            ms(percentile(samples, 0.95))
+            "    {what:<60} {:>+8.2} {:>+8.2} {:>+8.2}   {:>+9.2}",
+            p.median, p.p25, p.p75, p.p50_difference
         );
     }
-    totals.sort();
-    p50s.push(ms(percentile(&totals, 0.5)));
-    println!(
-        "  {:<60} p50 {:>7.1} ms  p95 {:>7.1} ms  (sum of the p50s {sum:.1} ms)",
-        "whole start",
-        ms(percentile(&totals, 0.5)),
-        ms(percentile(&totals, 0.95))
-    );
-    p50s
 }
 
 /// The time of each of [`PHASES`] for the task `id` (the first mark of each), or None when
@@ -400,6 +428,49 @@ fn cpu_table(families: &[(&str, &str)], starts: &[Vec<Start>]) {
         print!(" {:>20}", format!("{total:.2}{delta}"));
     }
     println!();
+    let Some(((ref_label, _), reference)) = families.first().zip(starts.first()) else {
+        return;
+    };
+    let total = |cpu: &Cpu| cpu.parts().iter().map(|(_, d)| ms(*d)).sum::<f64>();
+    for ((label, _), theirs) in families.iter().zip(starts).skip(1) {
+        println!(
+            "\n  the CPU {label} adds over {ref_label}, paired by round ({} rounds; ms)",
+            reference.len().min(theirs.len())
+        );
+        println!(
+            "    {:<66} {:>8} {:>8} {:>8}   {:>10}",
+            "", "median", "p25", "p75", "diff means"
+        );
+        let rows = names
+            .iter()
+            .copied()
+            .enumerate()
+            .map(Some)
+            .chain(std::iter::once(None));
+        for row in rows {
+            let value = |cpu: &Cpu| match row {
+                Some((i, _)) => ms(cpu.parts()[i].1),
+                None => total(cpu),
+            };
+            let pairs: Vec<(f64, f64)> = reference
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| (value(&a.cpu), value(&b.cpu)))
+                .collect();
+            let p = Paired::of(&pairs);
+            let mean = |f: fn(&(f64, f64)) -> f64| {
+                pairs.iter().map(f).sum::<f64>() / pairs.len().max(1) as f64
+            };
+            println!(
+                "    {:<66} {:>+8.2} {:>+8.2} {:>+8.2}   {:>+10.2}",
+                row.map_or("all of the above", |(_, name)| name),
+                p.median,
+                p.p25,
+                p.p75,
+                mean(|(_, b)| *b) - mean(|(a, _)| *a)
+            );
+        }
+    }
 }
 
 /// The CPU time of every live thread of `pid` (`/proc/<pid>/task/*/schedstat`, whose first
