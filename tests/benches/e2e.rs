@@ -9,7 +9,9 @@
 //! `e2e/start.rs`); and where a start's time goes, phase by phase and in CPU, under the
 //! default seccomp profile beside `seccomp=unconfined` (section `profile`, in
 //! `e2e/profile.rs`); and bursts and density, 100 tasks at once beside 100 `ctr run -d` and
-//! 250 running tasks (section `burst`, in `e2e/burst.rs`; section `density` the 250 alone). `cargo bench -p berth-tests --bench
+//! 250 running tasks (section `burst`, in `e2e/burst.rs`; section `density` the 250 alone);
+//! and the cold start of a task whose image is not cached beside `ctr images pull` + `ctr run
+//! -d` (section `cold`, in `e2e/cold.rs`). `cargo bench -p berth-tests --bench
 //! e2e -- SECTION` runs one section. Prints figures; asserts nothing. Needs the release binaries (`cargo build --release
 //! --workspace --bins`, which `make bench` runs first).
 
@@ -26,6 +28,8 @@ use berth_tests::berth::{Agent, berthctl};
 
 #[path = "e2e/burst.rs"]
 mod burst;
+#[path = "e2e/cold.rs"]
+mod cold;
 #[path = "e2e/profile.rs"]
 mod profile;
 #[path = "e2e/start.rs"]
@@ -112,6 +116,35 @@ fn run() -> Result<()> {
         namespace: "bench-e2e",
         image,
     };
+    if wants("cold") {
+        let big = rt.block_on(berth_tests::fixtures::big(
+            &world.registry.host(),
+            "bench/cold",
+            "v1",
+        ))?;
+        let def = serde_json::json!({"family": "cold", "networkMode": "none",
+            "containerDefinitions": [{"name": "c", "image": big.reference, "memory": 16,
+                "stopTimeout": 1, "command": ["sleep", "3600"]}]});
+        let path = defs.join("cold.json");
+        std::fs::write(&path, serde_json::to_vec(&def)?)?;
+        ctl(
+            &config,
+            &[
+                "register-task-definition",
+                "--file",
+                &path.to_string_lossy(),
+            ],
+        )?;
+        let cold = cold::Cold {
+            config: &config,
+            family: "cold",
+            image: &big,
+            containerd,
+            namespace: ctr.namespace,
+            agent_pid: pid,
+        };
+        cold.run(&mut |id, status| rt.block_on(settled(&mut client, id, status)))?;
+    }
     if wants("start") {
         let start = start::Start {
             config: &config,

@@ -14,19 +14,24 @@
 //! 4. (run right after 2) pull of a ten-layer image of about 200 MiB (layers downloaded in
 //!    parallel, unpacked in order) into an emptied content store: berth-runtime beside `ctr
 //!    images pull`, each with three parallel downloads; goal: Berth at most 0.8 times ctr.
+//!    Beside the wall times, the CPU each pull cost the client (Berth: this process; ctr: its
+//!    process), containerd and the registry, which the machine's load does not inflate.
+//!
+//! `cargo bench -p berth-tests --bench runtime -- SECTION` runs one section: `run` (1), `pull`
+//! (2), `seccomp` (3) or `wide` (4).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_runtime::{ContainerSpec, RegistryAuth, Runtime, RuntimeConfig, Seccomp};
-use berth_tests::bench::{percentile, report};
+use berth_tests::bench::{percentile, report, stat_seconds, wants};
 use berth_tests::{PrivateContainerd, PrivateRegistry, fixtures};
 
 const RUNS: usize = 30;
 const PULL_RUNS: usize = 7;
 /// Runs of each client pulling the ten-layer image (each moves about 200 MiB).
-const WIDE_PULL_RUNS: usize = 3;
+const WIDE_PULL_RUNS: usize = 4;
 
 fn main() -> ExitCode {
     berth_tests::bench::main(run)
@@ -75,26 +80,38 @@ async fn benches(
         containerd.ctr(&full).map(|_| ())
     };
     ctr(&["images", "pull", "--plain-http", &hello.reference])?;
-    let config = seccomp_steps(&runtime, containerd, ns, &hello.reference).await?;
-    runc_steps(&config, dir)?;
+    if wants("seccomp") {
+        let config = seccomp_steps(&runtime, containerd, ns, &hello.reference).await?;
+        runc_steps(&config, dir)?;
+    }
+    if wants("run") {
+        start_to_exit(&runtime, &hello.reference, &ctr).await?;
+    }
+    if wants("pull") {
+        pull_small(&runtime, containerd, ns, &hello, &big).await?;
+    }
+    if wants("wide") {
+        pull_wide(&runtime, containerd, registry, ns, &hello, &big).await?;
+    }
+    Ok(())
+}
+
+/// Section 1: start-to-exit of `sh -c true`, image cached, beside `ctr run --rm`.
+async fn start_to_exit(
+    runtime: &Runtime,
+    image: &str,
+    ctr: &dyn Fn(&[&str]) -> Result<()>,
+) -> Result<()> {
     // Warm both paths once (shim binary and runc in the page cache).
-    one_berth_run(&runtime, &hello.reference, "warm").await?;
-    ctr(&[
-        "run",
-        "--rm",
-        &hello.reference,
-        "warm-ctr",
-        "sh",
-        "-c",
-        "true",
-    ])?;
+    one_berth_run(runtime, image, "warm").await?;
+    ctr(&["run", "--rm", image, "warm-ctr", "sh", "-c", "true"])?;
     let mut berth = Vec::with_capacity(RUNS);
     let mut ctr_runs = Vec::with_capacity(RUNS);
     for i in 0..RUNS {
-        berth.push(one_berth_run(&runtime, &hello.reference, &format!("run{i}")).await?);
+        berth.push(one_berth_run(runtime, image, &format!("run{i}")).await?);
         let id = format!("ctr-run-{i}");
         let start = Instant::now();
-        ctr(&["run", "--rm", &hello.reference, &id, "sh", "-c", "true"])?;
+        ctr(&["run", "--rm", image, &id, "sh", "-c", "true"])?;
         ctr_runs.push(start.elapsed());
     }
     report(
@@ -104,26 +121,40 @@ async fn benches(
         "ctr run --rm",
         &mut ctr_runs,
     );
+    Ok(())
+}
 
-    // 2. pull of ~30 MiB into an emptied content store, alternating the two clients. The
-    //    hello image shares the base layer: remove it too, so the store really is empty.
-    empty_store(containerd, ns, &hello)?;
+/// Section 2: pull of ~30 MiB into an emptied content store, alternating the two clients. The
+/// hello image shares the base layer: remove it too, so the store really is empty.
+async fn pull_small(
+    runtime: &Runtime,
+    containerd: &PrivateContainerd,
+    ns: &str,
+    hello: &fixtures::ImageFixture,
+    big: &fixtures::ImageFixture,
+) -> Result<()> {
+    let ctr = |args: &[&str]| -> Result<()> {
+        let mut full = vec!["-n", ns];
+        full.extend_from_slice(args);
+        containerd.ctr(&full).map(|_| ())
+    };
+    empty_store(containerd, ns, hello)?;
     let size_mib = big.image.layers.iter().map(|l| l.size()).sum::<u64>() as f64 / (1 << 20) as f64;
     let mut berth_pulls = Vec::new();
     let mut ctr_pulls = Vec::new();
     for _ in 0..PULL_RUNS {
-        empty_store(containerd, ns, &big)?;
+        empty_store(containerd, ns, big)?;
         let start = Instant::now();
         runtime
             .pull_image(&big.reference, &RegistryAuth::Anonymous, None)
             .await?;
         berth_pulls.push(start.elapsed());
-        empty_store(containerd, ns, &big)?;
+        empty_store(containerd, ns, big)?;
         let start = Instant::now();
         ctr(&["images", "pull", "--plain-http", &big.reference])?;
         ctr_pulls.push(start.elapsed());
     }
-    empty_store(containerd, ns, &big)?;
+    empty_store(containerd, ns, big)?;
     report(
         &format!("pull of a 3-layer {size_mib:.1} MiB image (gzip) into an empty store"),
         "berth-runtime",
@@ -132,24 +163,66 @@ async fn benches(
         &mut ctr_pulls,
     );
 
-    // 4. pull of ten layers, ~200 MiB, into an emptied content store, alternating the two.
+    Ok(())
+}
+
+/// CPU seconds (user + system) so far of this process, of its waited-for children, of
+/// containerd and of the registry.
+fn cpu_now(containerd: &PrivateContainerd, registry: &PrivateRegistry) -> Result<[f64; 4]> {
+    let [user, system, child_user, child_system] =
+        stat_seconds("/proc/self/stat", [14, 15, 16, 17])?;
+    let daemon = |pid: u32| -> Result<f64> {
+        let [u, s] = stat_seconds(&format!("/proc/{pid}/stat"), [14, 15])?;
+        Ok(u + s)
+    };
+    Ok([
+        user + system,
+        child_user + child_system,
+        daemon(containerd.pid())?,
+        daemon(registry.pid())?,
+    ])
+}
+
+/// Section 4: pull of ten layers, ~200 MiB, into an emptied content store, alternating the two
+/// clients (each goes first every other round), with the CPU each pull cost.
+async fn pull_wide(
+    runtime: &Runtime,
+    containerd: &PrivateContainerd,
+    registry: &PrivateRegistry,
+    ns: &str,
+    hello: &fixtures::ImageFixture,
+    big: &fixtures::ImageFixture,
+) -> Result<()> {
     let wide = fixtures::wide(&registry_host(&big.reference), "bench/wide", "v1").await?;
-    empty_store(containerd, ns, &hello)?;
+    empty_store(containerd, ns, hello)?;
+    empty_store(containerd, ns, big)?;
     let size_mib =
         wide.image.layers.iter().map(|l| l.size()).sum::<u64>() as f64 / (1 << 20) as f64;
     let mut berth_pulls = Vec::new();
     let mut ctr_pulls = Vec::new();
-    for _ in 0..WIDE_PULL_RUNS {
-        empty_store(containerd, ns, &wide)?;
-        let start = Instant::now();
-        runtime
-            .pull_image(&wide.reference, &RegistryAuth::Anonymous, None)
-            .await?;
-        berth_pulls.push(start.elapsed());
-        empty_store(containerd, ns, &wide)?;
-        let start = Instant::now();
-        ctr(&["images", "pull", "--plain-http", &wide.reference])?;
-        ctr_pulls.push(start.elapsed());
+    // [berth, ctr] x [client, containerd, registry], CPU seconds summed over the runs.
+    let mut cpu = [[0.0f64; 3]; 2];
+    for i in 0..WIDE_PULL_RUNS {
+        for k in [i % 2, (i + 1) % 2] {
+            empty_store(containerd, ns, &wide)?;
+            let before = cpu_now(containerd, registry)?;
+            let start = Instant::now();
+            if k == 0 {
+                runtime
+                    .pull_image(&wide.reference, &RegistryAuth::Anonymous, None)
+                    .await?;
+                berth_pulls.push(start.elapsed());
+            } else {
+                containerd.ctr(&["-n", ns, "images", "pull", "--plain-http", &wide.reference])?;
+                ctr_pulls.push(start.elapsed());
+            }
+            let after = cpu_now(containerd, registry)?;
+            // Berth's client is this process; ctr's is the child just waited for.
+            let client = if k == 0 { 0 } else { 1 };
+            cpu[k][0] += after[client] - before[client];
+            cpu[k][1] += after[2] - before[2];
+            cpu[k][2] += after[3] - before[3];
+        }
     }
     empty_store(containerd, ns, &wide)?;
     report(
@@ -162,6 +235,17 @@ async fn benches(
         "ctr images pull",
         &mut ctr_pulls,
     );
+    let runs = WIDE_PULL_RUNS as f64;
+    println!("  CPU per pull, ms        client   containerd   registry      total");
+    for (name, c) in [("berth-runtime", cpu[0]), ("ctr images pull", cpu[1])] {
+        println!(
+            "  {name:<20} {:>9.0} {:>12.0} {:>10.0} {:>10.0}",
+            c[0] * 1000.0 / runs,
+            c[1] * 1000.0 / runs,
+            c[2] * 1000.0 / runs,
+            (c[0] + c[1] + c[2]) * 1000.0 / runs
+        );
+    }
     Ok(())
 }
 
