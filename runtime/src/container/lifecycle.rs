@@ -214,57 +214,7 @@ impl Containers {
             terminal: stdio.terminal,
         };
         let (mounts_again, io_again) = (mounts.clone(), io.clone());
-        let mut created = self
-            .client
-            .task_create(id.as_str(), mounts.clone(), io.clone())
-            .await;
-        // The create may have taken effect: a task there now is the one made with these FIFOs
-        // (a container has one creator at a time); none means it did not, and it is made now.
-        // A containerd that restarts again meanwhile is waited for again, up to the deadline.
-        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
-        while let Err(e) = &created
-            && e.is_transient()
-            && tokio::time::Instant::now() < deadline
-        {
-            created = match self.task_after_outage(id, e.clone()).await {
-                Ok(outage::Found::Task(_)) => Ok(()),
-                Ok(outage::Found::Absent) => {
-                    self.client
-                        .task_create(id.as_str(), mounts.clone(), io.clone())
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-        }
-        if let Err(e) = &created
-            && let Some(bundle) =
-                leftover::bundle_of(e.message(), self.client.namespace(), id.as_str())
-        {
-            created = self
-                .create_over_leftover(id, &bundle, e.clone(), mounts, io)
-                .await;
-        }
-        // What an interrupted earlier create left, or its cleanup racing this create, refused
-        // it: cleared, and the task made again (a few times, as that cleanup may still run).
-        let mut tries = 0;
-        while let Err(e) = &created
-            && leftover::raced_leftover(e.message())
-            && tries < LEFTOVER_RETRIES
-        {
-            tries += 1;
-            tracing::info!(container.id = %id, error = %e, attempt = tries, "a task create of this container met what an interrupted earlier create left; clearing it and creating again");
-            if let Err(error) = leftover::clear(self.client.namespace(), id.as_str()).await {
-                tracing::warn!(container.id = %id, %error, "cannot clear what an interrupted task create of this container left");
-            }
-            created = match self.client.task_delete(id.as_str()).await {
-                Err(e) if !e.is_not_found() => Err(e),
-                _ => {
-                    self.client
-                        .task_create(id.as_str(), mounts_again.clone(), io_again.clone())
-                        .await
-                }
-            };
-        }
+        let created = self.create_through_outages(id, mounts, io).await;
         let created = match created {
             // A task of this container exists already: an earlier create of it (a lost answer,
             // or one interrupted with the agent) made it with these FIFOs, for a container has
@@ -338,6 +288,66 @@ impl Containers {
                 self.client.task_create(id.as_str(), mounts, io).await
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the container's task through containerd restarting and what interrupted creates
+    /// left, in any order, as often as containerd restarts within [`outage::OUTAGE_DEADLINE`]:
+    /// - a create whose answer was lost may have taken effect: a task there now is the one
+    ///   made with these FIFOs (a container has one creator at a time); none means it did not,
+    ///   and it is made now;
+    /// - a create refused for an earlier interrupted create's bundle goes through
+    ///   [`Self::create_over_leftover`];
+    /// - one refused for what such a create left, or for its cleanup racing this one, has that
+    ///   cleared and is made again (up to [`LEFTOVER_RETRIES`] times, as that cleanup may still
+    ///   run).
+    async fn create_through_outages(
+        &self,
+        id: &ContainerId,
+        mounts: Vec<Mount>,
+        io: TaskIo,
+    ) -> Result<(), ContainerdError> {
+        let create = || {
+            self.client
+                .task_create(id.as_str(), mounts.clone(), io.clone())
+        };
+        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
+        let mut created = create().await;
+        let mut tries = 0;
+        loop {
+            let Err(e) = &created else { return Ok(()) };
+            if e.is_transient() && tokio::time::Instant::now() < deadline {
+                created = match self.task_after_outage(id, e.clone()).await {
+                    Ok(outage::Found::Task(_)) => Ok(()),
+                    Ok(outage::Found::Absent) => create().await,
+                    Err(e) => Err(e),
+                };
+                continue;
+            }
+            if tries >= LEFTOVER_RETRIES {
+                return created;
+            }
+            if let Some(bundle) =
+                leftover::bundle_of(e.message(), self.client.namespace(), id.as_str())
+            {
+                tries += 1;
+                created = self
+                    .create_over_leftover(id, &bundle, e.clone(), mounts.clone(), io.clone())
+                    .await;
+                continue;
+            }
+            if !leftover::raced_leftover(e.message()) {
+                return created;
+            }
+            tries += 1;
+            tracing::info!(container.id = %id, error = %e, attempt = tries, "a task create of this container met what an interrupted earlier create left; clearing it and creating again");
+            if let Err(error) = leftover::clear(self.client.namespace(), id.as_str()).await {
+                tracing::warn!(container.id = %id, %error, "cannot clear what an interrupted task create of this container left");
+            }
+            created = match self.client.task_delete(id.as_str()).await {
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => create().await,
+            };
         }
     }
 
