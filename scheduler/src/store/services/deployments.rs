@@ -10,6 +10,8 @@
 //! holds (never lowering the count it recorded), so counting again after a restart finds the
 //! same tasks and counts none twice.
 
+use std::time::{Duration, SystemTime};
+
 use berth_proto::v1::{self as pb, StopCode, TaskStatus};
 use rand::Rng;
 
@@ -176,10 +178,23 @@ pub(super) fn advance(
     (said, Some(task_definition))
 }
 
+/// How long a service must stay steady before its IN_PROGRESS PRIMARY deployment completes.
+/// Two tasks that crash a moment after they start can both be RUNNING at once: without the
+/// window, that instant would complete the deployment before the circuit breaker saw them
+/// fail. The service scheduler steps every 2 s, so completion comes 5 to 7 s after the
+/// service turned steady.
+pub(crate) const STABLE_FOR: Duration = Duration::from_secs(5);
+
 /// After the step: the PRIMARY's desired count follows the service's, an ACTIVE one's is
-/// what it still runs; a steady service completes its IN_PROGRESS PRIMARY, and the others
-/// turn INACTIVE and leave the list. Returns the events.
-pub(super) fn settle(service: &mut pb::Service, tasks: &[&pb::Task], steady: bool) -> Vec<String> {
+/// what it still runs; a service that has stayed steady for [`STABLE_FOR`] (on the
+/// scheduler's clock, `at`) completes its IN_PROGRESS PRIMARY, and the others turn INACTIVE
+/// and leave the list. Returns the events.
+pub(super) fn settle(
+    service: &mut pb::Service,
+    tasks: &[&pb::Task],
+    steady: bool,
+    at: SystemTime,
+) -> Vec<String> {
     let desired = service.desired_count;
     let inactive = service.status == super::INACTIVE_SERVICE;
     let mut said = Vec::new();
@@ -190,7 +205,10 @@ pub(super) fn settle(service: &mut pb::Service, tasks: &[&pb::Task], steady: boo
         }
         if d.status == PRIMARY {
             d.desired_count = desired;
-            if steady && d.rollout_state == IN_PROGRESS {
+            if d.rollout_state != IN_PROGRESS || !steady {
+                d.steady_since = None;
+            } else if stable(d, at) {
+                d.steady_since = None;
                 d.rollout_state = COMPLETED.to_owned();
                 d.rollout_state_reason = format!("ECS deployment {} completed.", d.id);
                 said.push(events::deployment_completed(&service.service_name, &d.id));
@@ -212,6 +230,22 @@ pub(super) fn settle(service: &mut pb::Service, tasks: &[&pb::Task], steady: boo
         service.deployments.retain(|d| d.status == PRIMARY);
     }
     said
+}
+
+/// Steady since at least [`STABLE_FOR`] before `at`; the first steady step starts the window.
+/// A `steady_since` after `at` (the scheduler's clock went back) starts it again.
+fn stable(d: &mut pb::Deployment, at: SystemTime) -> bool {
+    let since = d
+        .steady_since
+        .and_then(|s| SystemTime::try_from(s).ok())
+        .filter(|s| *s <= at);
+    match since {
+        Some(since) => at.duration_since(since).unwrap_or_default() >= STABLE_FOR,
+        None => {
+            d.steady_since = Some(at.into());
+            false
+        }
+    }
 }
 
 /// Fills each deployment's running and pending counts from its tasks.

@@ -570,6 +570,7 @@ fn step(
         &mut service,
         &live_tasks,
         decided.steady,
+        at,
     ));
     if decided.steady {
         done.events.push(events::steady(name));

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1::{self as pb, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 
 use super::decide::{Start, View, plan};
-use super::deployments::{self, COMPLETED, FAILED, IN_PROGRESS, PRIMARY, threshold};
+use super::deployments::{self, COMPLETED, FAILED, IN_PROGRESS, PRIMARY, STABLE_FOR, threshold};
 use super::*;
 use crate::store::DEFAULT_CLUSTER;
 use crate::store::records::InstanceRecord;
@@ -247,8 +247,21 @@ fn the_breaker_fails_the_deployment_at_the_threshold_and_rolls_back() {
         s.deployments[1].rollout_state_reason,
         "ECS deployment circuit breaker: tasks failed to start."
     );
+    // Steady starts the stabilisation window; a step that is not steady ends it.
+    let t0 = SystemTime::now();
+    assert!(deployments::settle(&mut s, &[], true, t0).is_empty());
+    assert!(s.deployments[0].steady_since.is_some());
+    assert!(deployments::settle(&mut s, &[], false, t0 + STABLE_FOR).is_empty());
+    assert_eq!(s.deployments[0].steady_since, None);
+    assert_eq!(s.deployments[0].rollout_state, IN_PROGRESS);
+    // Steady again, but not yet for the whole window.
+    let t1 = t0 + STABLE_FOR;
+    assert!(deployments::settle(&mut s, &[], true, t1).is_empty());
+    let almost = t1 + STABLE_FOR - Duration::from_millis(1);
+    assert!(deployments::settle(&mut s, &[], true, almost).is_empty());
+    assert_eq!(s.deployments[0].rollout_state, IN_PROGRESS);
     // Completing the rollback leaves only it.
-    let said = deployments::settle(&mut s, &[], true);
+    let said = deployments::settle(&mut s, &[], true, t1 + STABLE_FOR);
     assert_eq!(said.len(), 1);
     assert!(said[0].ends_with("deployment completed."));
     assert_eq!(s.deployments.len(), 1);
