@@ -92,7 +92,7 @@ pub(super) fn progress(w: &World, env: &Env, task: &str) -> Result<u64> {
 
 /// A task whose container writes lines of ~260 bytes, 50 a second (the pipe of its stdout,
 /// 64 KiB, would be full in about 5 s if nothing read it), and counts them in its own
-/// root filesystem.
+/// root filesystem (written aside and renamed, so a reader never sees it half written).
 pub(super) fn chatty(family: &str, image: &str) -> Value {
     taskdef(
         family,
@@ -100,7 +100,7 @@ pub(super) fn chatty(family: &str, image: &str) -> Value {
             "name": "app", "image": image, "memory": 32, "stopTimeout": 1,
             "command": ["sh", "-c",
                 "pad=$(head -c 250 /dev/zero | tr '\\0' x); i=0; \
-                 while true; do i=$((i+1)); echo \"tick $i $pad\"; echo $i > /tmp/i; sleep 0.02; done"]
+                 while true; do i=$((i+1)); echo \"tick $i $pad\"; echo $i > /tmp/i.n; busybox mv /tmp/i.n /tmp/i; sleep 0.02; done"]
         }]),
     )
 }
