@@ -154,11 +154,7 @@ fn retry_delay(error: &SessionError, backoff: &mut Backoff) -> Duration {
 /// else `other`.
 fn refusal_or(status: &tonic::Status, other: impl FnOnce(String) -> SessionError) -> SessionError {
     if let Some(alert) = certificate_alert(status) {
-        return SessionError::Refused(format!(
-            "the scheduler refused this agent's certificate during the TLS handshake (alert {alert}): \
-             the cluster's CA did not issue it, or it expired or was revoked; remove the tls directory \
-             in the agent's data dir and join again with a new join token (berthctl create-join-token)"
-        ));
+        return SessionError::Refused(certificate_refused(&alert));
     }
     match status.code() {
         tonic::Code::PermissionDenied
@@ -168,21 +164,19 @@ fn refusal_or(status: &tonic::Status, other: impl FnOnce(String) -> SessionError
     }
 }
 
+/// What the agent says when the scheduler refused its certificate with `alert`.
+fn certificate_refused(alert: &str) -> String {
+    format!(
+        "the scheduler refused this agent's certificate during the TLS handshake (alert {alert}): \
+         the cluster's CA did not issue it, or it expired or was revoked; remove the tls directory \
+         in the agent's data dir and join again with a new join token (berthctl create-join-token)"
+    )
+}
+
 /// The TLS alert with which the scheduler refused this agent's certificate, when that is why
 /// the call failed. The transport carries rustls's alert inside an io::Error, as the error
 /// itself or only as its text ("received fatal alert: UnknownCA"), depending on the layer.
 fn certificate_alert(status: &tonic::Status) -> Option<String> {
-    use rustls::AlertDescription as A;
-    const REFUSALS: [A; 8] = [
-        A::BadCertificate,
-        A::UnsupportedCertificate,
-        A::CertificateRevoked,
-        A::CertificateExpired,
-        A::CertificateUnknown,
-        A::UnknownCA,
-        A::AccessDenied,
-        A::CertificateRequired,
-    ];
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
     while let Some(e) = next {
         let inner = e
@@ -190,18 +184,44 @@ fn certificate_alert(status: &tonic::Status) -> Option<String> {
             .and_then(|io| io.get_ref())
             .map(|inner| inner.to_string());
         for text in [Some(e.to_string()), inner].into_iter().flatten() {
-            if let Some(alert) = text
-                .split("received fatal alert: ")
-                .nth(1)
-                .and_then(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next())
-                .filter(|name| REFUSALS.iter().any(|a| format!("{a:?}") == *name))
-            {
-                return Some(alert.to_owned());
+            if let Some(alert) = probe::alert_in(&text) {
+                return Some(alert);
             }
         }
         next = e.source();
     }
     None
+}
+
+/// Why the Register call failed. A call cut without a reason ("operation was canceled") may
+/// be TLS 1.3's late refusal of this agent's certificate having reached only the
+/// connection's reader: a probe on a connection of its own names the alert, and the agent
+/// then waits as after any refusal. Otherwise a cut call is an outage, retried with backoff.
+async fn register_error(
+    status: &tonic::Status,
+    endpoint: &str,
+    tls: Option<&TlsMaterial>,
+) -> SessionError {
+    if certificate_alert(status).is_some() {
+        return refusal_or(status, SessionError::Register);
+    }
+    let cut = matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+    );
+    if cut
+        && let Some(tls) = tls
+        && let Some(alert) = probe::certificate_refusal(endpoint, tls).await
+    {
+        return SessionError::Refused(certificate_refused(&alert));
+    }
+    if cut {
+        return SessionError::Unavailable {
+            endpoint: endpoint.to_owned(),
+            message: status.message().to_owned(),
+        };
+    }
+    refusal_or(status, SessionError::Register)
 }
 
 /// Runs sessions until cancelled.
@@ -315,16 +335,11 @@ async fn once<E: TaskEngine>(
             resources: Some(config.resources.clone()),
             attributes: config.attributes.clone().into_iter().collect(),
         })
-        .await
-        .map_err(|s| match s.code() {
-            _ if certificate_alert(&s).is_some() => refusal_or(&s, SessionError::Register),
-            tonic::Code::Unavailable | tonic::Code::Unknown => SessionError::Unavailable {
-                endpoint: config.endpoint.clone(),
-                message: s.message().to_owned(),
-            },
-            _ => refusal_or(&s, SessionError::Register),
-        })?
-        .into_inner();
+        .await;
+    let registered = match registered {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(register_error(&s, &config.endpoint, tls.as_ref()).await),
+    };
     let instance_id = registered.container_instance_id;
     if known.as_deref() != Some(instance_id.as_str()) {
         // Sequence numbers are per instance: a new one starts both numberings again, else the
@@ -592,5 +607,6 @@ async fn send(tx: &mpsc::Sender<AgentMessage>, message: AgentMessage) -> Result<
         .map_err(|_| SessionError::Stream("the outgoing stream closed".into()))
 }
 
+mod probe;
 #[cfg(test)]
 mod tests;
