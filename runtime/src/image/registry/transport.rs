@@ -2,8 +2,9 @@
 //! (its CA files, client certificate, `skip_verify`) gets an HTTP client of its own, built once
 //! per distinct set of files' contents, so an edited certificate takes effect at the next pull.
 //! A 401 is answered as the challenge in it asks: a bearer token from the realm (with basic
-//! credentials when the pull has some), or basic credentials; what worked is kept per endpoint
-//! and repository for the next request. A mirror's own credentials are looked up only when it
+//! credentials when the pull has some), or basic credentials; what worked is kept per endpoint,
+//! repository and the credentials it was won with, for the next request with the same ones (a
+//! pull with other credentials, or none, never rides on a token another pull's earned). A mirror's own credentials are looked up only when it
 //! asks for some (`EndpointAuth::Own`), so a mirror that serves anonymously never costs a
 //! credential helper's run.
 
@@ -50,7 +51,32 @@ pub(super) struct Transport {
     user_agent: &'static str,
     certs_dir: Option<PathBuf>,
     clients: Mutex<HashMap<[u8; 32], reqwest::Client>>,
-    credentials: Mutex<HashMap<(String, String), Credential>>,
+    credentials: Mutex<HashMap<CredentialKey, Credential>>,
+}
+
+/// What a credential that worked is kept under: the endpoint's host, the repository and a
+/// digest of the credentials the pull offered (so secrets are not kept as keys).
+type CredentialKey = (String, String, [u8; 32]);
+
+/// The digest of what a pull offers `endpoint`: its own credentials, or the agent's sources
+/// for a mirror.
+fn offered(auth: &EndpointAuth) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match auth {
+        EndpointAuth::Own(_) => h.update(b"own"),
+        EndpointAuth::Given(RegistryAuth::Anonymous) => h.update(b"anonymous"),
+        EndpointAuth::Given(RegistryAuth::Basic { username, password }) => {
+            h.update(b"basic\0");
+            h.update((username.len() as u64).to_le_bytes());
+            h.update(username.as_bytes());
+            h.update(password.as_bytes());
+        }
+        EndpointAuth::Given(RegistryAuth::Bearer(token)) => {
+            h.update(b"bearer\0");
+            h.update(token.as_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 impl Transport {
@@ -81,7 +107,11 @@ impl Transport {
         request: &Request<'_>,
     ) -> Result<Response, PullError> {
         let client = self.client(endpoint, image)?;
-        let key = (endpoint.host.clone(), image.repository().to_owned());
+        let key = (
+            endpoint.host.clone(),
+            image.repository().to_owned(),
+            offered(auth),
+        );
         let known = lock(&self.credentials).get(&key).cloned();
         let response = self
             .send(&client, endpoint, image, request, known.as_ref())
@@ -455,6 +485,101 @@ fn bearer_challenge(header: &str) -> Option<(String, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry stand-in on 127.0.0.1 that answers 200 to basic credentials `u:p` and 401
+    /// (asking for basic credentials) to anything else; returns its host.
+    async fn basic_only_registry() -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                            seen.drain(..end + 4);
+                            // base64("u:p")
+                            let answer = if head.contains("authorization: basic dtpw") {
+                                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                            } else {
+                                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"r\"\r\ncontent-length: 0\r\n\r\n"
+                            };
+                            if conn.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        host
+    }
+
+    #[tokio::test]
+    async fn a_credential_that_worked_serves_only_pulls_offering_the_same() {
+        let host = basic_only_registry().await;
+        let transport = Transport::new(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            "berth-test",
+            None,
+        );
+        let endpoint = Endpoint {
+            host: host.clone(),
+            base: format!("http://{host}/v2"),
+            mirror: false,
+            capabilities: crate::image::hosts::Capabilities {
+                pull: true,
+                resolve: true,
+            },
+            tls: TlsFiles::default(),
+            headers: Vec::new(),
+        };
+        let image = ImageRef::parse(&format!("{host}/private/app:1")).unwrap();
+        let request = Request {
+            url: format!("http://{host}/v2/private/app/manifests/1"),
+            what: "manifest",
+            accept: None,
+            from: None,
+        };
+        let right = EndpointAuth::Given(RegistryAuth::Basic {
+            username: "u".to_owned(),
+            password: "p".to_owned(),
+        });
+        let get = |auth: EndpointAuth| {
+            let (transport, endpoint, image, request) = (&transport, &endpoint, &image, &request);
+            async move {
+                transport
+                    .get(endpoint, image, &auth, request)
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(get(right.clone()).await, StatusCode::OK);
+        // The same credentials again: the kept one is sent at once.
+        assert_eq!(get(right).await, StatusCode::OK);
+        // A pull without credentials, or with others, is refused as if none had worked.
+        assert_eq!(
+            get(EndpointAuth::Given(RegistryAuth::Anonymous)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let wrong = EndpointAuth::Given(RegistryAuth::Basic {
+            username: "u".to_owned(),
+            password: "guess".to_owned(),
+        });
+        assert_eq!(get(wrong).await, StatusCode::UNAUTHORIZED);
+    }
 
     #[test]
     fn bearer_challenges_give_realm_and_service() {
