@@ -528,15 +528,10 @@ fn main() -> ExitCode {
                 "diskfull_an_agent_starting_on_a_full_disk_degrades_and_recovers",
                 diskfull_start::an_agent_starting_on_a_full_disk_degrades_and_recovers,
             ),
-            // Ignored until the agent survives every containerd restart: task create and start
-            // are settled after one now, but a restart can still fail a pull (lease create),
-            // a snapshot prepare (containerd's overlayfs reuses a snapshot ID after a crash:
-            // "failed to rename ... file exists") or give a short task exit code 1.
             w.trial(
                 "faults_burst_with_containerd_restarted_20_times",
                 faults::burst_with_containerd_restarts,
-            )
-            .with_ignored_flag(true),
+            ),
         ]
     })
 }
