@@ -81,6 +81,11 @@ pub(super) struct Driver<R: ContainerRuntime> {
     pub(super) registry_auth: HashMap<String, berth_runtime::RegistryAuth>,
     /// The pulls running now and how far each got, for the scheduler.
     pub(super) pulls: Arc<crate::images::PullBoard>,
+    /// The digest each image reference resolved to before the agent restarted, for a start
+    /// it continues: those images are taken from the cache when it still holds that digest,
+    /// so the task's containers all run what its first pull resolved, and no registry round
+    /// trip delays the resume.
+    pub(super) resolved: HashMap<String, String>,
 }
 
 /// A container the driver created: its name, containerd ID and stop timeout.
@@ -117,6 +122,15 @@ impl<R: ContainerRuntime> Driver<R> {
 
     pub(super) async fn run(mut self, resume: Option<Resume>) {
         let definition = self.assignment.definition.clone().unwrap_or_default();
+        if let Some(r) = &resume {
+            self.resolved = r
+                .state
+                .containers
+                .iter()
+                .filter(|c| !c.image_digest.is_empty())
+                .map(|c| (c.image.clone(), c.image_digest.clone()))
+                .collect();
+        }
         match resume {
             Some(r) => match self.resume(&definition, r).await {
                 Resumed::Done => {}

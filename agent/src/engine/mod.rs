@@ -483,6 +483,7 @@ impl<R: ContainerRuntime> Engine<R> {
             secrets: Arc::clone(&self.secrets),
             registry_auth: HashMap::new(),
             pulls: Arc::clone(&self.pulls),
+            resolved: HashMap::new(),
         };
         // Boxed: a driver's future is large, and its task's stack should not carry it.
         let run: BoxFuture<'static, ()> = match (start, salvage_state) {

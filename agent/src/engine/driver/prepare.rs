@@ -468,6 +468,14 @@ impl<R: ContainerRuntime> Driver<R> {
             cached.is_some(),
             images.pulled_before(reference),
         );
+        if let Some(image) = cached
+            .as_ref()
+            .filter(|c| self.resolved.get(reference) == Some(&c.manifest_digest))
+        {
+            tracing::info!(image.ref = reference, digest = %image.manifest_digest, "using the image this task resolved before the agent restarted");
+            self.touch(reference, false);
+            return Ok(image.clone());
+        }
         let fallback = match (plan, cached) {
             (crate::images::Plan::UseCached, Some(image)) => {
                 tracing::info!(image.ref = reference, %behavior, digest = %image.manifest_digest, "using the cached image");

@@ -136,6 +136,47 @@ async fn a_created_task_starts_its_containers_without_creating_them_again() {
     h.cancel.cancel();
 }
 
+/// A start the agent continues takes the image its task resolved before the restart from the
+/// cache, without asking the registry, while the cache still holds that digest; when it holds
+/// another (the tag was pulled again meanwhile), the pull behaviour decides as for a new task.
+#[tokio::test]
+async fn a_continued_start_keeps_the_image_its_task_resolved() {
+    // The fake's pull resolves img:1 to sha256:m.
+    for (cached_digest, pulls, runs) in [
+        ("sha256:m1", 0, "sha256:m1"),
+        ("sha256:moved", 1, "sha256:m"),
+    ] {
+        let a = assignment("r", &[("app", true, "img:1")]);
+        let fake = Arc::new(Fake::default());
+        fake.cached.lock().unwrap().insert(
+            "img:1".into(),
+            berth_runtime::PulledImage {
+                name: "img:1".into(),
+                target_digest: cached_digest.into(),
+                manifest_digest: cached_digest.into(),
+                config_digest: "sha256:c".into(),
+                chain_id: "sha256:chain".into(),
+                size: 1,
+                downloaded: 0,
+            },
+        );
+        let mut before = state("r", TaskStatus::Pulled, &[("app", ContainerStatus::Pulled)]);
+        before.containers[0].image_digest = "sha256:m1".into();
+        let dir = stored(&a, before);
+        let h = start_with_fake(dir, fake, |_| {}, |_| {});
+        let running = until(&h.store, "r", TaskStatus::Running).await;
+        assert_eq!(
+            count_calls(&h.fake, "pull img:1"),
+            pulls,
+            "cached {cached_digest}: {:?}",
+            h.fake.calls()
+        );
+        assert_eq!(running.containers[0].image_digest, runs);
+        resume_completed(&h.store, "r").await;
+        h.cancel.cancel();
+    }
+}
+
 #[tokio::test]
 async fn a_container_started_before_the_restart_is_never_started_again() {
     let a = assignment("s", &[("a", true, "img:1"), ("b", true, "img:1")]);

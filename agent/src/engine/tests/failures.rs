@@ -323,6 +323,7 @@ async fn the_drivers_future_is_measured_and_boxed() {
         secrets: Arc::default(),
         registry_auth: std::collections::HashMap::new(),
         pulls: Arc::default(),
+        resolved: std::collections::HashMap::new(),
     };
     let run = driver.run(None);
     let pull = fake.pull("img:1", &berth_runtime::RegistryAuth::Anonymous, None);

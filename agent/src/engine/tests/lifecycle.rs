@@ -98,6 +98,7 @@ async fn nothing_is_removed_before_the_exit_is_stored() {
         secrets: Arc::default(),
         registry_auth: std::collections::HashMap::new(),
         pulls: Arc::default(),
+        resolved: std::collections::HashMap::new(),
     };
     let run = tokio::spawn(driver.run(None));
     let deleted = || fake.calls().iter().any(|c| c.starts_with("delete "));

@@ -19,9 +19,12 @@ const RUNC_ROOT: &str = "/run/containerd/runc";
 /// How long runc gets to remove the never started container.
 const RUNC_DEADLINE: Duration = Duration::from_secs(10);
 /// How long containerd gets to clean up the bundle of a shim that was ended, and how often it
-/// is looked at meanwhile.
+/// is looked at meanwhile (a stat: the wait ends within a few ms of containerd's cleanup, which
+/// the restart of a half-started task waits on).
 const BUNDLE_GRACE: Duration = Duration::from_secs(5);
-const BUNDLE_POLL: Duration = Duration::from_millis(100);
+const BUNDLE_POLL: Duration = Duration::from_millis(5);
+/// How often the host's processes are read for containerd's one-shot shim calls meanwhile.
+const CALLS_POLL: Duration = Duration::from_millis(20);
 /// Where the processes of the host are listed.
 const PROC: &str = "/proc";
 
@@ -120,7 +123,7 @@ async fn cleanups_of(namespace: &str, id: &str) -> Vec<PathBuf> {
                 bundles.push(bundle);
             }
         }
-        tokio::time::sleep(BUNDLE_POLL).await;
+        tokio::time::sleep(CALLS_POLL).await;
     }
 }
 
