@@ -55,6 +55,9 @@ fn run() -> Result<()> {
     let root = world.host.root();
     let moto = Moto::start(&root.join("moto"))?;
     let mut opts = world.opts.clone();
+    // The bench reads each container's own timing from its log file after it exits: the
+    // task's cleanup must not remove the file first.
+    opts.cleanup_wait = "600".into();
     opts.extra_args
         .push(format!("--awslogs-endpoint={}", moto.endpoint()));
     let agent = Agent::start_with_env(&opts, root.join("agent.log"), &Moto::agent_env())?;
@@ -142,9 +145,13 @@ fn one_run(
         .context("no task ID printed")?;
     let log = data_dir.join("logs").join(&id).join("app.log");
     // The container's own timing, from its last (stderr) line.
+    // The container's stderr line with its own timing: stderr is drained beside stdout, so
+    // it can land anywhere among the last lines, or in the rotated file.
+    let rotated = log.with_extension("log.1");
     let write = poll(Duration::from_secs(600), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Ok(text.lines().rev().take(5).find_map(|l| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(&rotated).unwrap_or_default();
+        Ok(text.lines().filter(|l| l.contains("elapsed ")).find_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
             let rest = v["log"].as_str()?.strip_prefix("elapsed ")?.to_owned();
             let (a, b) = rest.trim().split_once(' ')?;
