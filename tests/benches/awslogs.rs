@@ -151,12 +151,15 @@ fn one_run(
     let write = poll(Duration::from_secs(600), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default()
             + &std::fs::read_to_string(&rotated).unwrap_or_default();
-        Ok(text.lines().filter(|l| l.contains("elapsed ")).find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            let rest = v["log"].as_str()?.strip_prefix("elapsed ")?.to_owned();
-            let (a, b) = rest.trim().split_once(' ')?;
-            Some(b.parse::<f64>().ok()? - a.parse::<f64>().ok()?)
-        }))
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("elapsed "))
+            .find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                let rest = v["log"].as_str()?.strip_prefix("elapsed ")?.to_owned();
+                let (a, b) = rest.trim().split_once(' ')?;
+                Some(b.parse::<f64>().ok()? - a.parse::<f64>().ok()?)
+            }))
     })
     .with_context(|| format!("the container of {id} did not finish"))?;
     if family == "bench-awslogs" {

@@ -140,6 +140,9 @@ pub(crate) struct Deployment {
     pub(crate) updated_at: Option<String>,
     pub(crate) rollout_state: String,
     pub(crate) rollout_state_reason: String,
+    /// While IN_PROGRESS: since when the service has been steady on it (it completes 5 s on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) steady_since: Option<String>,
 }
 
 impl From<&proto::Deployment> for Deployment {
@@ -156,6 +159,7 @@ impl From<&proto::Deployment> for Deployment {
             updated_at: time(d.updated_at.as_ref()),
             rollout_state: d.rollout_state.clone(),
             rollout_state_reason: d.rollout_state_reason.clone(),
+            steady_since: time(d.steady_since.as_ref()),
         }
     }
 }
