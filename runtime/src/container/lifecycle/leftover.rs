@@ -23,8 +23,10 @@ const RUNC_DEADLINE: Duration = Duration::from_secs(10);
 /// the restart of a half-started task waits on).
 const BUNDLE_GRACE: Duration = Duration::from_secs(5);
 const BUNDLE_POLL: Duration = Duration::from_millis(5);
-/// How often the host's processes are read for containerd's one-shot shim calls meanwhile.
-const CALLS_POLL: Duration = Duration::from_millis(20);
+/// How often the host's processes are read for containerd's one-shot shim calls meanwhile (a
+/// read of every process's command line: not to be made more often, with many leftovers at
+/// once after a restart).
+const CALLS_POLL: Duration = Duration::from_millis(100);
 /// Where the processes of the host are listed.
 const PROC: &str = "/proc";
 
