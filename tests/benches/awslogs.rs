@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_tests::bench::{Serve, World, stat_seconds};
+use berth_tests::bench::{Serve, World, register_definition, stat_seconds};
 use berth_tests::berth::{Agent, berthctl};
 use berth_tests::moto::{Moto, REGION, moto_server};
 use berth_tests::poll;
@@ -39,11 +39,6 @@ fn main() -> ExitCode {
         run,
     )
 }
-
-fn ctl(config: &Path, args: &[&str]) -> Result<String> {
-    Ok(berthctl(config, "bench", args)?.success(args)?.stdout)
-}
-
 /// One measured run: the container's writing time and the agent's CPU seconds.
 struct Run {
     write: f64,
@@ -89,16 +84,7 @@ fn run() -> Result<()> {
             c["logConfiguration"] = log;
         }
         let def = json!({"family": family, "networkMode": "none", "containerDefinitions": [c]});
-        let path = root.join(format!("{family}.json"));
-        std::fs::write(&path, serde_json::to_vec(&def)?)?;
-        ctl(
-            &config,
-            &[
-                "register-task-definition",
-                "--file",
-                &path.to_string_lossy(),
-            ],
-        )?;
+        register_definition(&config, "bench", root, &def)?;
         let mut runs = Vec::new();
         for _ in 0..ROUNDS {
             runs.push(one_run(

@@ -23,7 +23,9 @@ use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, Task, TaskStatus};
 use berth_tests::PrivateContainerd;
-use berth_tests::bench::{Paired, Serve, World, percentile, report, timed, wants};
+use berth_tests::bench::{
+    Paired, Serve, World, percentile, register_definition, report, timed, wants,
+};
 use berth_tests::berth::{Agent, berthctl};
 
 #[path = "e2e/burst.rs"]
@@ -95,16 +97,7 @@ fn run() -> Result<()> {
         }
         let def = serde_json::json!({"family": family, "networkMode": mode,
             "containerDefinitions": [container]});
-        let path = defs.join(format!("{family}.json"));
-        std::fs::write(&path, serde_json::to_vec(&def)?)?;
-        ctl(
-            &config,
-            &[
-                "register-task-definition",
-                "--file",
-                &path.to_string_lossy(),
-            ],
-        )?;
+        register_definition(&config, "bench", &defs, &def)?;
     }
     let mut client = rt.block_on(ControlServiceClient::connect(endpoint.clone()))?;
     // Warm: pull the image once through a task.
@@ -125,16 +118,7 @@ fn run() -> Result<()> {
         let def = serde_json::json!({"family": "cold", "networkMode": "none",
             "containerDefinitions": [{"name": "c", "image": big.reference, "memory": 16,
                 "stopTimeout": 1, "command": ["sleep", "3600"]}]});
-        let path = defs.join("cold.json");
-        std::fs::write(&path, serde_json::to_vec(&def)?)?;
-        ctl(
-            &config,
-            &[
-                "register-task-definition",
-                "--file",
-                &path.to_string_lossy(),
-            ],
-        )?;
+        register_definition(&config, "bench", &defs, &def)?;
         let cold = cold::Cold {
             config: &config,
             family: "cold",

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{DescribeTasksRequest, TaskStatus};
 use berth_tests::PrivateContainerd;
-use berth_tests::bench::{Serve, World};
+use berth_tests::bench::{Serve, World, register_definition};
 use berth_tests::berth::{Agent, AgentOptions, berthctl};
 use nix::sys::signal::Signal;
 
@@ -40,16 +40,7 @@ fn run() -> Result<()> {
     let def = serde_json::json!({"family": "sleeper", "networkMode": "none",
         "containerDefinitions": [{"name": "c", "image": image, "memory": 8, "stopTimeout": 1,
             "command": ["sleep", "3600"]}]});
-    let path = root.join("sleeper.json");
-    std::fs::write(&path, serde_json::to_vec(&def)?)?;
-    ctl(
-        &config,
-        &[
-            "register-task-definition",
-            "--file",
-            &path.to_string_lossy(),
-        ],
-    )?;
+    register_definition(&config, "bench", root, &def)?;
     let mut client = rt.block_on(ControlServiceClient::connect(scheduler.endpoint.clone()))?;
 
     // 100 running tasks, then the agent killed and started again.

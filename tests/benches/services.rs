@@ -17,7 +17,7 @@ use berth_proto::v1::{
     DescribeServicesRequest, DesiredStatus, ListContainerInstancesRequest, ListTasksRequest,
     Service, Task, TaskStatus,
 };
-use berth_tests::bench::{Serve, World};
+use berth_tests::bench::{Serve, World, register_definition};
 use berth_tests::berth::{Agent, berthctl};
 use berth_tests::netlab::AgentNetns;
 use tonic::transport::Channel;
@@ -67,16 +67,7 @@ fn run() -> Result<()> {
             "containerDefinitions": [{"name": "c", "image": world.image, "memory": 8,
                 "stopTimeout": 1, "command": ["sleep", "3600"],
                 "environment": [{"name": "REVISION", "value": revision}]}]});
-        let path = root.join(format!("svc-{revision}.json"));
-        std::fs::write(&path, serde_json::to_vec(&def)?)?;
-        ctl(
-            &config,
-            &[
-                "register-task-definition",
-                "--file",
-                &path.to_string_lossy(),
-            ],
-        )?;
+        register_definition(&config, "bench", root, &def)?;
     }
 
     println!("\nservice scheduler, {TASKS} tasks on {AGENTS} agents");

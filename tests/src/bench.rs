@@ -142,6 +142,28 @@ impl World {
 
 /// Runs a benchmark body that needs containerd and the registry; prints why it could not
 /// run, or its error.
+/// Registers task definition `def` with `berthctl` (cluster `cluster`, admin config `config`),
+/// through a file `<dir>/<family>.json`, as a person would.
+pub fn register_definition(
+    config: &Path,
+    cluster: &str,
+    dir: &Path,
+    def: &serde_json::Value,
+) -> Result<()> {
+    let family = def["family"]
+        .as_str()
+        .context("a task definition without a family")?;
+    let path = dir.join(format!("{family}.json"));
+    std::fs::write(&path, serde_json::to_vec(def)?)?;
+    let args = [
+        "register-task-definition",
+        "--file",
+        &path.to_string_lossy(),
+    ];
+    berthctl(config, cluster, &args)?.success(&args)?;
+    Ok(())
+}
+
 pub fn main(run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     main_with(|| Prereq::check().err(), run)
 }

@@ -19,8 +19,8 @@ use berth_proto::v1::control_service_client::ControlServiceClient;
 use berth_proto::v1::{
     DescribeTasksRequest, RunTaskRequest, StopTaskRequest, TaskStatus, run_task_request,
 };
-use berth_tests::bench::{percentile, stat_seconds, timed};
-use berth_tests::berth::{berthctl, ctl_command};
+use berth_tests::bench::{percentile, register_definition, stat_seconds, timed};
+use berth_tests::berth::ctl_command;
 use tonic::transport::Channel;
 
 use crate::Ctr;
@@ -66,15 +66,7 @@ impl Burst<'_> {
         let def = serde_json::json!({"family": FAMILY, "networkMode": "none",
             "containerDefinitions": [{"name": "c", "image": self.ctr.image, "memory": 8,
                 "stopTimeout": 1, "command": ["sleep", "3600"]}]});
-        let path = self.dir.join(format!("{FAMILY}.json"));
-        std::fs::write(&path, serde_json::to_vec(&def)?)?;
-        let args = [
-            "register-task-definition",
-            "--file",
-            &path.to_string_lossy(),
-        ];
-        berthctl(self.config, self.cluster, &args)?.success(&args)?;
-        Ok(())
+        register_definition(self.config, self.cluster, self.dir, &def)
     }
 
     fn burst(
