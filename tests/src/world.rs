@@ -25,6 +25,9 @@ use crate::trace::trace_init;
 pub const KEEP_ENV: &str = "BERTH_E2E_KEEP";
 /// Set to choose where the suite's temp dir is created (default: the system temp dir).
 pub const TMPDIR_ENV: &str = "BERTH_E2E_TMPDIR";
+/// How much of a failed trial's error the closing summary repeats.
+const FAILURE_HEAD_LINES: usize = 6;
+const FAILURE_HEAD_CHARS: usize = 1500;
 
 #[derive(Debug)]
 struct Services {
@@ -50,6 +53,9 @@ pub struct World {
     services: Option<Services>,
     unavailable: Option<Unavailable>,
     counter: AtomicU64,
+    /// Each failed trial's name and the head of its error, printed again after teardown so
+    /// that the last lines of a long run's output say why it failed.
+    failures: Mutex<Vec<(String, String)>>,
 }
 
 impl fmt::Debug for World {
@@ -91,6 +97,7 @@ impl World {
             services: None,
             unavailable: None,
             counter: AtomicU64::new(0),
+            failures: Mutex::default(),
         };
         if !start_services {
             world.unavailable = Some(Unavailable {
@@ -203,9 +210,10 @@ impl World {
     where
         F: FnOnce(&World) -> Result<()> + Send + 'static,
     {
+        let name = name.into();
         let world = Arc::clone(self);
-        Trial::test(name, move || {
-            body(&world).map_err(|e| Failed::from(format!("{e:#}")))
+        Trial::test(name.clone(), move || {
+            body(&world).map_err(|e| world.failed(&name, &e))
         })
     }
 
@@ -215,13 +223,50 @@ impl World {
         F: FnOnce(Arc<World>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<()>>,
     {
+        let name = name.into();
         let world = Arc::clone(self);
-        Trial::test(name, move || {
+        Trial::test(name.clone(), move || {
             let w = Arc::clone(&world);
             world
                 .block_on(body(w))
-                .map_err(|e| Failed::from(format!("{e:#}")))
+                .map_err(|e| world.failed(&name, &e))
         })
+    }
+
+    /// The failure of trial `name`: its whole error chain for libtest's report; the head of
+    /// it (the first lines, before any log tail the error carries) kept for the summary.
+    fn failed(&self, name: &str, e: &anyhow::Error) -> Failed {
+        let whole = format!("{e:#}");
+        let mut head: String = whole
+            .lines()
+            .take(FAILURE_HEAD_LINES)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if head.len() > FAILURE_HEAD_CHARS {
+            let cut = (0..=FAILURE_HEAD_CHARS)
+                .rev()
+                .find(|&i| head.is_char_boundary(i))
+                .unwrap_or(0);
+            head.truncate(cut);
+            head.push_str(" …");
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_owned(), head));
+        Failed::from(whole)
+    }
+
+    /// Prints the head of every failed trial's error: the last thing a suite prints.
+    fn print_failures(&self) {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.is_empty() {
+            return;
+        }
+        eprintln!("---- {}: why the failed trials failed (heads) ----", self.name);
+        for (name, head) in failures.iter() {
+            eprintln!("{name}:\n  {}", head.replace('\n', "\n  "));
+        }
     }
 
     /// Stops containerd (after removing every task and container), the registry, and removes
@@ -334,6 +379,7 @@ pub fn run_suite(name: &str, trials: impl FnOnce(&Arc<World>) -> Vec<Trial>) -> 
         world.print_logs();
     }
     world.teardown();
+    world.print_failures();
     drop(world);
     conclusion.exit_code()
 }
