@@ -161,6 +161,7 @@ fn run() -> Result<()> {
             endpoint: &endpoint,
             ctr: &ctr,
             agent_pid: pid,
+            scheduler_pid: scheduler.daemon.pid().context("scheduler pid")?,
             dir: &defs,
         };
         burst.run(rt, !wants("burst"))?;

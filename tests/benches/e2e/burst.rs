@@ -5,6 +5,12 @@
 //!   at a time on the same containerd in the same run; with the agent's CPU time (user and
 //!   system, from /proc) and its peak resident memory (VmHWM, reset before the burst), and each
 //!   task's own time to RUNNING, whose max over the median shows a task left behind.
+//!   Beside them, the runtime's work in each burst: the CPU the whole host spent (`/proc/stat`)
+//!   less that of the clients (Berth's agent, scheduler and this process; the `ctr` processes),
+//!   that is containerd, the shims, runc and `runc init`, the registry and the kernel's own
+//!   threads. Spread over every core it is the shortest either burst could take if its client
+//!   cost nothing: Berth's floor, as a ratio to the `ctr` burst, says how far any change to
+//!   Berth alone can take the ratio.
 //! - Density: 250 running tasks; the agent's resident memory (with its anonymous and
 //!   file-backed parts and its thread count, before the tasks and with them), a `berthctl
 //!   describe-tasks` of all of them, and a stop of all of them until every one is STOPPED,
@@ -47,6 +53,7 @@ pub(crate) struct Burst<'a> {
     /// `ctr` on the agent's containerd and namespace.
     pub(crate) ctr: &'a Ctr<'a>,
     pub(crate) agent_pid: u32,
+    pub(crate) scheduler_pid: u32,
     /// Where the section writes its task definition.
     pub(crate) dir: &'a Path,
 }
@@ -76,15 +83,17 @@ impl Burst<'_> {
     ) -> Result<()> {
         reset_peak_rss(self.agent_pid);
         let cpu_before = cpu_time(self.agent_pid)?;
+        let work_before = Work::now(&[self.agent_pid, self.scheduler_pid])?;
         let began = Instant::now();
         let ids = rt.block_on(self.run_tasks(client, BURST))?;
         let mut each = rt.block_on(self.until_all(client, &ids, TaskStatus::Running, began))?;
         let berth = began.elapsed();
+        let berth_work = Work::now(&[self.agent_pid, self.scheduler_pid])?.since(&work_before);
         let cpu = cpu_time(self.agent_pid)? - cpu_before;
         let peak = peak_rss_kib(self.agent_pid)?;
         rt.block_on(self.stop_all(client, &ids))?;
 
-        let ctr = self.ctr_burst()?;
+        let (ctr, ctr_work) = self.ctr_burst()?;
         each.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let median = percentile(&each, 0.5);
@@ -114,6 +123,23 @@ impl Burst<'_> {
             "  agent CPU (user + system) {:.1} ms, peak RSS {:.1} MiB",
             ms(cpu),
             peak as f64 / 1024.0
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!("  CPU of each burst, ms          runtime's work   client   whole host");
+        for (name, work) in [("berth", &berth_work), ("ctr run -d", &ctr_work)] {
+            println!(
+                "    {name:<28} {:>14.0} {:>8.0} {:>12.0}",
+                ms(work.runtime()),
+                ms(work.clients),
+                ms(work.host)
+            );
+        }
+        let floor = berth_work.runtime() / cores as u32;
+        println!(
+            "  berth's floor (the runtime's work of its burst over {cores} cores, Berth's own CPU \
+             at zero) {:.1} ms: ratio {:.2}",
+            ms(floor),
+            floor.as_secs_f64() / ctr.as_secs_f64()
         );
         Ok(())
     }
@@ -280,9 +306,11 @@ impl Burst<'_> {
     }
 
     /// 100 `ctr run -d`, each its own process with output on /dev/null, [`CTR_PARALLEL`] at a
-    /// time; the wall time of all. The containers are removed afterwards, outside the timing.
-    fn ctr_burst(&self) -> Result<Duration> {
+    /// time; the wall time of all, and the CPU spent meanwhile. The containers are removed
+    /// afterwards, outside both.
+    fn ctr_burst(&self) -> Result<(Duration, Work)> {
         let next = AtomicUsize::new(0);
+        let work_before = Work::now(&[])?;
         let began = Instant::now();
         std::thread::scope(|s| -> Result<()> {
             let workers: Vec<_> = (0..CTR_PARALLEL)
@@ -305,10 +333,11 @@ impl Burst<'_> {
             Ok(())
         })?;
         let took = began.elapsed();
+        let work = Work::now(&[])?.since(&work_before);
         for i in 0..BURST {
             self.ctr.remove(&format!("burst-{i}"))?;
         }
-        Ok(took)
+        Ok((took, work))
     }
 }
 
@@ -350,6 +379,66 @@ fn cpu_time(pid: u32) -> Result<Duration> {
     // utime and stime are fields 14 and 15 (proc(5)).
     let [utime, stime] = stat_seconds(&format!("/proc/{pid}/stat"), [14, 15])?;
     Ok(Duration::from_secs_f64(utime + stime))
+}
+
+/// CPU spent so far: by the whole host, and by a burst's clients (the processes given, this
+/// process, and the children it has waited for, which are the `ctr` processes of its burst).
+struct Work {
+    host: Duration,
+    clients: Duration,
+}
+
+impl Work {
+    fn now(daemons: &[u32]) -> Result<Work> {
+        let mut clients = Duration::ZERO;
+        for pid in daemons {
+            clients += cpu_time(*pid)?;
+        }
+        let [user, system, child_user, child_system] =
+            stat_seconds("/proc/self/stat", [14, 15, 16, 17])?;
+        clients += Duration::from_secs_f64(user + system + child_user + child_system);
+        Ok(Work {
+            host: host_busy()?,
+            clients,
+        })
+    }
+
+    fn since(&self, before: &Work) -> Work {
+        Work {
+            host: self.host.saturating_sub(before.host),
+            clients: self.clients.saturating_sub(before.clients),
+        }
+    }
+
+    /// What the host spent beside the clients: containerd, shims, runc, the kernel's threads.
+    fn runtime(&self) -> Duration {
+        self.host.saturating_sub(self.clients)
+    }
+}
+
+/// The time every CPU of the host has spent busy (`/proc/stat`'s first line: all but idle and
+/// iowait), in `USER_HZ` ticks of 10 ms.
+fn host_busy() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().context("a field of /proc/stat's cpu line"))
+        .collect::<Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Ok(Duration::from_millis(busy * 10))
 }
 
 /// Resets the process's peak resident memory (VmHWM) to its current one.
