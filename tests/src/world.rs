@@ -227,9 +227,7 @@ impl World {
         let world = Arc::clone(self);
         Trial::test(name.clone(), move || {
             let w = Arc::clone(&world);
-            world
-                .block_on(body(w))
-                .map_err(|e| world.failed(&name, &e))
+            world.block_on(body(w)).map_err(|e| world.failed(&name, &e))
         })
     }
 
@@ -263,7 +261,10 @@ impl World {
         if failures.is_empty() {
             return;
         }
-        eprintln!("---- {}: why the failed trials failed (heads) ----", self.name);
+        eprintln!(
+            "---- {}: why the failed trials failed (heads) ----",
+            self.name
+        );
         for (name, head) in failures.iter() {
             eprintln!("{name}:\n  {}", head.replace('\n', "\n  "));
         }

@@ -28,6 +28,7 @@ const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
 mod blobs;
 mod retry;
 mod store;
+mod turns;
 
 pub(crate) use retry::DEFAULT_PULL_TIMEOUT;
 
@@ -43,7 +44,7 @@ pub(crate) struct Puller {
 struct Inner {
     client: Arc<dyn Containerd>,
     registry: Arc<dyn Distribution>,
-    downloads: Semaphore,
+    downloads: Arc<Semaphore>,
     images: SingleFlight<String, PullOutcome>,
     blobs: SingleFlight<String, Result<BlobOutcome, PullError>>,
     progress: Mutex<HashMap<String, Vec<ProgressSender>>>,
@@ -96,7 +97,7 @@ impl Puller {
             inner: Arc::new(Inner {
                 client,
                 registry,
-                downloads: Semaphore::new(max_downloads.max(1)),
+                downloads: Arc::new(Semaphore::new(max_downloads.max(1))),
                 images: SingleFlight::default(),
                 blobs: SingleFlight::default(),
                 progress: Mutex::new(HashMap::new()),

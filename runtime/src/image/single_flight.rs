@@ -40,6 +40,9 @@ where
         let (shared, joined) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(existing) = map.get(&key) {
+                // What `make` holds (a download turn, say) goes now, not when the work joined
+                // ends.
+                drop(make);
                 (existing.clone(), true)
             } else {
                 let handle = tokio::spawn(make());

@@ -6,11 +6,13 @@
 //! rather than downloading it again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
+use super::turns::Turn;
 use super::{BlobOutcome, Puller};
 
 /// How many times one pull resumes a layer download that was cut off.
@@ -64,7 +66,7 @@ impl Puller {
             }
             let labels = HashMap::from([source.clone()]);
             let cached = self.reuse(lease, &desc.digest, &labels).await? || {
-                let mut open = self.registry_opener(image, auth, desc, false);
+                let mut open = self.registry_opener(image, auth, desc, Permit::Unbounded);
                 let blob = BlobWrite {
                     kind: "config",
                     digest: &desc.digest,
@@ -127,6 +129,8 @@ impl Puller {
     }
 
     /// Downloads one layer into the content store unless it is there; single flight per digest.
+    /// A download made here starts when `turn` comes (see `turns.rs`); without one, when a
+    /// permit is free.
     pub(super) fn layer<'a>(
         &'a self,
         image: &'a ImageRef,
@@ -134,6 +138,7 @@ impl Puller {
         lease_id: &'a str,
         layer: &'a Descriptor,
         labels: HashMap<String, String>,
+        turn: Option<Turn>,
     ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
         Box::pin(async move {
             let lease = Lease::borrowed(&self.inner.client, lease_id);
@@ -160,6 +165,7 @@ impl Puller {
                             &lease_owned,
                             &layer_owned,
                             labels_owned,
+                            turn,
                         )
                         .await
                     },
@@ -188,6 +194,7 @@ impl Puller {
         lease_id: &'a str,
         layer: &'a Descriptor,
         labels: HashMap<String, String>,
+        turn: Option<Turn>,
     ) -> BoxFuture<'a, Result<BlobOutcome, PullError>> {
         Box::pin(async move {
             let client = &*self.inner.client;
@@ -196,7 +203,7 @@ impl Puller {
             let reference = image.given().to_owned();
             let digest = layer.digest.clone();
             let mut last_report = 0u64;
-            let mut open = self.registry_opener(image, auth, layer, true);
+            let mut open = self.registry_opener(image, auth, layer, Permit::Bounded(turn));
             let blob = BlobWrite {
                 kind: "layer",
                 digest: &layer.digest,
@@ -239,31 +246,42 @@ impl Puller {
         })
     }
 
-    /// Opens a blob's bytes at the registry from an offset on. With `bounded`, the stream holds
-    /// one of the pull's download permits for as long as it lives, so only downloads that
-    /// really happen count against the limit.
+    /// Opens a blob's bytes at the registry from an offset on. When bounded, the stream holds
+    /// one of the puller's download permits for as long as it lives, so only downloads that
+    /// really happen count against the limit: the first open takes the layer's turn's permit
+    /// (when it has a turn), a later one (a resume) queues for one of its own.
     fn registry_opener<'a>(
         &'a self,
         image: &'a ImageRef,
         auth: &'a RegistryAuth,
         desc: &'a Descriptor,
-        bounded: bool,
+        permit: Permit,
     ) -> impl FnMut(u64) -> BoxFuture<'a, Result<ByteStream<'a>, PullError>> + Send + 'a {
         let inner = &*self.inner;
+        let (bounded, mut turn) = match permit {
+            Permit::Bounded(turn) => (true, turn),
+            Permit::Unbounded => (false, None),
+        };
         move |offset| {
+            let turn = turn.take();
             Box::pin(async move {
-                let permit = if bounded {
-                    Some(
-                        inner
-                            .downloads
-                            .acquire()
+                let cancelled = || PullError::Cancelled {
+                    reference: image.given().to_owned(),
+                };
+                let from_turn = match turn {
+                    // A dispatcher gone (its pull ended) hands out nothing: queue instead.
+                    Some(turn) => turn.await.ok(),
+                    None => None,
+                };
+                let permit = match from_turn {
+                    Some(permit) => Some(permit),
+                    None if bounded => Some(
+                        Arc::clone(&inner.downloads)
+                            .acquire_owned()
                             .await
-                            .map_err(|_| PullError::Cancelled {
-                                reference: image.given().to_owned(),
-                            })?,
-                    )
-                } else {
-                    None
+                            .map_err(|_| cancelled())?,
+                    ),
+                    None => None,
                 };
                 let stream = inner
                     .registry
@@ -285,4 +303,10 @@ impl Puller {
             })
         }
     }
+}
+
+/// Whether a blob's download counts against the download limit, and its turn if it has one.
+enum Permit {
+    Bounded(Option<Turn>),
+    Unbounded,
 }

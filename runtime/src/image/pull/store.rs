@@ -3,12 +3,13 @@
 //! with their garbage-collection labels, and the image record, all under the pull's lease.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
-use super::{BlobOutcome, LABEL_UNCOMPRESSED, PullOutcome, Puller};
+use super::{BlobOutcome, LABEL_UNCOMPRESSED, PullOutcome, Puller, turns};
 use crate::containerd::{Blob, Lease, SNAPSHOTTER};
 use crate::image::content::LABEL_SOURCE_PREFIX;
 use crate::image::manifest::{self, Descriptor, Manifest};
@@ -48,13 +49,17 @@ impl Puller {
                 self.report(image.given(), &layer.digest, true, 0, size, false);
             }
 
-            // Layers: start every download now (bounded by the semaphore), unpack in order as each
-            // one lands, so unpacking overlaps the downloads of later layers.
+            // Layers: start every download now (bounded by the permits, given in layer order),
+            // unpack in order as each one lands, so unpacking overlaps the downloads of later
+            // layers.
+            let (_turns, turns) =
+                turns::in_order(Arc::clone(&self.inner.downloads), manifest.layers.len());
             let mut handles: Vec<JoinHandle<Result<BlobOutcome, PullError>>> = manifest
                 .layers
                 .iter()
                 .zip(&diff_ids)
-                .map(|(layer, diff_id)| {
+                .zip(turns)
+                .map(|((layer, diff_id), turn)| {
                     let this = self.clone();
                     let image = image.clone();
                     let auth = auth.clone();
@@ -65,7 +70,8 @@ impl Puller {
                     ]);
                     let lease_id = lease.id().to_owned();
                     tokio::spawn(async move {
-                        this.layer(&image, &auth, &lease_id, &layer, labels).await
+                        this.layer(&image, &auth, &lease_id, &layer, labels, Some(turn))
+                            .await
                     })
                 })
                 .collect();

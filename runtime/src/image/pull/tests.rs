@@ -102,11 +102,11 @@ async fn pull_futures_stay_small() {
         ),
         (
             "layer",
-            sizes(&puller.layer(&image, &auth, "lease", &desc, HashMap::new())),
+            sizes(&puller.layer(&image, &auth, "lease", &desc, HashMap::new(), None)),
         ),
         (
             "download_layer",
-            sizes(&puller.download_layer(&image, &auth, "lease", &desc, HashMap::new())),
+            sizes(&puller.download_layer(&image, &auth, "lease", &desc, HashMap::new(), None)),
         ),
         (
             "write_blob",
