@@ -46,13 +46,7 @@ fn run() -> Result<()> {
     let mut client = rt.block_on(ControlServiceClient::connect(scheduler.endpoint.clone()))?;
 
     // 100 running tasks, then the agent killed and started again.
-    let ids = run_tasks(&config, TASKS)?;
-    rt.block_on(wait_all(
-        &mut client,
-        &ids,
-        TaskStatus::Running,
-        Duration::from_secs(600),
-    ))?;
+    let ids = run_until_running(rt, &mut client, &config, TASKS)?;
     let before = pids(containerd)?;
     agent
         .daemon
@@ -120,13 +114,7 @@ fn run() -> Result<()> {
     let left = TASKS - running_at_kill;
     if left > 0 {
         let began = Instant::now();
-        let ids = run_tasks(&config, left)?;
-        rt.block_on(wait_all(
-            &mut client,
-            &ids,
-            TaskStatus::Running,
-            Duration::from_secs(600),
-        ))?;
+        let ids = run_until_running(rt, &mut client, &config, left)?;
         let alone = began.elapsed();
         println!(
             "  {left} tasks run with no restart, until all RUNNING {:>8.1} ms",
@@ -183,6 +171,23 @@ fn run_tasks(config: &Path, n: usize) -> Result<Vec<String>> {
         ];
         ids.extend(berthctl(config, "bench", &args)?.success(&args)?.task_ids());
     }
+    Ok(ids)
+}
+
+/// Runs `n` sleeper tasks and waits until the scheduler sees every one RUNNING; their IDs.
+fn run_until_running(
+    rt: &tokio::runtime::Runtime,
+    client: &mut ControlServiceClient<tonic::transport::Channel>,
+    config: &Path,
+    n: usize,
+) -> Result<Vec<String>> {
+    let ids = run_tasks(config, n)?;
+    rt.block_on(wait_all(
+        client,
+        &ids,
+        TaskStatus::Running,
+        Duration::from_secs(600),
+    ))?;
     Ok(ids)
 }
 
