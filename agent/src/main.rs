@@ -112,10 +112,18 @@ fn record_exit(data_dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The most threads the agent's blocking work (store commits, which redb runs one at a time
+/// anyway, and short file-system calls) may hold at once; more of it waits in line. Without a
+/// cap a burst of starts holds a thread for each call waiting on the store's write lock, and
+/// each thread keeps memory of its own after the burst (its stack, and the allocator's arena
+/// it touched).
+const BLOCKING_THREADS: usize = 8;
+
 fn run(loaded: LoadedConfig) -> ExitCode {
     berth_agent::telemetry::init_tracing(&loaded.config.log_level, loaded.config.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
