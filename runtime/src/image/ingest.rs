@@ -33,8 +33,11 @@ use tokio::time::Instant;
 use super::{PullError, content};
 use crate::containerd::{CALL_TIMEOUT, Containerd, ContainerdError, Lease, Op};
 
-/// Size of each write message sent to containerd.
-const CHUNK: usize = 1 << 20;
+/// Size of each write message sent to containerd: 256 KiB. containerd hashes and writes a
+/// message only once all of it has arrived, so smaller messages keep it busy while the next
+/// arrive; the wide-pull bench measured x0.75 to x0.77 of `ctr images pull` at 256 KiB, x0.80
+/// to x0.83 at 1 MiB, x0.85 to x0.87 at 4 MiB, x0.78 to x0.80 at 64 and 128 KiB.
+const CHUNK: usize = 1 << 18;
 /// How long a source may stay silent before the download is abandoned.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// First delay before asking again for an ingest another writer holds; it doubles with each
