@@ -76,12 +76,20 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Whether the process has exited (reaping it if so).
+    /// Whether the process has exited (reaping it if so). A reaped child is forgotten: its pid
+    /// may be another process's by now, so nothing signals it again.
     pub fn has_exited(&self) -> bool {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_mut() {
-            Some(child) => child.try_wait().map(|s| s.is_some()).unwrap_or(false),
-            None => true,
+        let Some(child) = guard.as_mut() else {
+            return true;
+        };
+        match child.try_wait() {
+            Ok(Some(_)) => {
+                *guard = None;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => false,
         }
     }
 
@@ -410,9 +418,11 @@ pub fn berthctl(config: &Path, cluster: &str, args: &[&str]) -> Result<CtlOutput
     })
 }
 
-/// A berthctl command that reads `config` and nothing of the caller's environment.
+/// A berthctl command that reads `config` and nothing of the caller's environment, its stdin
+/// empty (never the suite's own, which CI may share with the output it keeps).
 pub fn ctl_command(config: &Path) -> Result<Command> {
     let mut cmd = Command::new(bin("berthctl")?);
+    cmd.stdin(Stdio::null());
     for var in [
         "BERTH_ENDPOINT",
         "BERTH_CLUSTER",

@@ -185,7 +185,8 @@ impl PrivateContainerd {
         )
     }
 
-    fn exited(&self) -> Option<std::process::ExitStatus> {
+    /// How containerd exited, once it has (reaping it).
+    pub(crate) fn exited(&self) -> Option<std::process::ExitStatus> {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }

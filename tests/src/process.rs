@@ -251,6 +251,29 @@ pub(crate) fn kill_trees(roots: &[i32]) {
     }
 }
 
+/// A process's command line and parent, as `/proc` shows them now, for messages about it.
+pub(crate) fn describe_pid(pid: i32) -> String {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let cmdline = fs::read(proc.join("cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    if cmdline.is_empty() {
+        return "gone by now".to_owned();
+    }
+    let parent = fs::read_to_string(proc.join("stat"))
+        .ok()
+        .and_then(|stat| parse_ppid(&stat))
+        .map(|ppid| format!(", parent {ppid}"))
+        .unwrap_or_default();
+    format!("`{cmdline}`{parent}")
+}
+
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

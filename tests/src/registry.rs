@@ -148,7 +148,8 @@ impl PrivateRegistry {
         )
     }
 
-    fn exited(&self) -> Option<std::process::ExitStatus> {
+    /// How the registry exited, once it has (reaping it).
+    pub(crate) fn exited(&self) -> Option<std::process::ExitStatus> {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }

@@ -4,10 +4,11 @@
 use std::env;
 use std::fmt;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use crate::trace::trace_init;
 pub const KEEP_ENV: &str = "BERTH_E2E_KEEP";
 /// Set to choose where the suite's temp dir is created (default: the system temp dir).
 pub const TMPDIR_ENV: &str = "BERTH_E2E_TMPDIR";
+/// How often the watchdog looks at the suite's containerd and registry.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// How much of a failed trial's error the closing summary repeats.
 const FAILURE_HEAD_LINES: usize = 6;
 const FAILURE_HEAD_CHARS: usize = 1500;
@@ -56,6 +59,10 @@ pub struct World {
     /// Each failed trial's name and the head of its error, printed again after teardown so
     /// that the last lines of a long run's output say why it failed.
     failures: Mutex<Vec<(String, String)>>,
+    /// Set when teardown begins: the services stop on purpose from then on.
+    tearing_down: AtomicBool,
+    /// Which shared service died while trials ran, and how (the watchdog's finding).
+    broken: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for World {
@@ -98,6 +105,8 @@ impl World {
             unavailable: None,
             counter: AtomicU64::new(0),
             failures: Mutex::default(),
+            tearing_down: AtomicBool::new(false),
+            broken: Mutex::default(),
         };
         if !start_services {
             world.unavailable = Some(Unavailable {
@@ -248,6 +257,16 @@ impl World {
             head.truncate(cut);
             head.push_str(" …");
         }
+        if let Some(broken) = self
+            .broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            head.push_str(&format!("\n(while {broken})"));
+        }
+        // Now as well as in the closing summary: a run that ends abruptly keeps the reason.
+        eprintln!("---- {name} failed: {}", head.replace('\n', "\n  "));
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -273,6 +292,7 @@ impl World {
     /// Stops containerd (after removing every task and container), the registry, and removes
     /// the temp dir. Idempotent; also run on drop.
     pub fn teardown(&self) {
+        self.tearing_down.store(true, Ordering::SeqCst);
         if let Some(s) = &self.services {
             s.containerd.shutdown();
             s.registry.shutdown();
@@ -363,6 +383,7 @@ pub fn run_suite(name: &str, trials: impl FnOnce(&Arc<World>) -> Vec<Trial>) -> 
         }
     };
     install_signal_teardown(&world);
+    watch_services(&world);
     let list = match catch_unwind(AssertUnwindSafe(|| trials(&world))) {
         Ok(list) => list,
         Err(_) => {
@@ -421,26 +442,114 @@ fn replace_unavailable(suite: &str, list: Vec<Trial>, u: &Unavailable) -> Vec<Tr
         .collect()
 }
 
-/// On SIGINT or SIGTERM: tear down (kill containers, containerd, registry) and exit 130.
+/// On SIGINT, SIGTERM or SIGHUP: say which signal came from which process, tear down (kill
+/// containers, containerd, registry), repeat why the failed trials failed and exit 128 + the
+/// signal's number.
 fn install_signal_teardown(world: &Arc<World>) {
-    let weak: Weak<World> = Arc::downgrade(world);
-    world.handle.spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+
+    let mut signals = match SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!(
+                "{}: no teardown on signals (cannot register: {e})",
+                world.name
+            );
             return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
-        eprintln!("berth-tests: interrupted, tearing down");
-        // Teardown blocks (ctr calls, waits): do it off the runtime, then leave.
-        let _ = std::thread::spawn(move || {
+    };
+    let weak: Weak<World> = Arc::downgrade(world);
+    let spawned = std::thread::Builder::new()
+        .name("signal-teardown".into())
+        .spawn(move || {
+            let Some(origin) = signals.forever().next() else {
+                return;
+            };
+            let name = signal_hook::low_level::signal_name(origin.signal).unwrap_or("a signal");
+            let sender = match origin.process {
+                Some(p) => format!(
+                    "pid {} (uid {}, {})",
+                    p.pid,
+                    p.uid,
+                    crate::process::describe_pid(p.pid)
+                ),
+                None => format!("the kernel ({:?})", origin.cause),
+            };
+            eprintln!("berth-tests: {name} from {sender}: tearing down");
             if let Some(w) = weak.upgrade() {
                 w.teardown();
+                w.print_failures();
             }
-            std::process::exit(130);
+            std::process::exit(128 + origin.signal);
         });
-    });
+    if let Err(e) = spawned {
+        eprintln!("{}: no teardown on signals: {e}", world.name);
+    }
+}
+
+/// Clears O_NONBLOCK on stdout and stderr when another process that shares them (CI's pipe,
+/// a terminal) has set it, and says so: libtest and `print!` take a full pipe's EAGAIN as
+/// fatal, so the run would die mid-line.
+fn keep_output_blocking() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    for (name, fd) in [("stdout", stdout.as_fd()), ("stderr", stderr.as_fd())] {
+        let Ok(bits) = fcntl(fd, FcntlArg::F_GETFL) else {
+            continue;
+        };
+        let flags = OFlag::from_bits_truncate(bits);
+        if flags.contains(OFlag::O_NONBLOCK) {
+            let _ = fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK));
+            eprintln!(
+                "berth-tests: the suite's {name} had been made non-blocking by a process sharing it; made blocking again"
+            );
+        }
+    }
+}
+
+/// Watches the suite's containerd and registry while the trials run. One that exits before
+/// teardown is reported at once (with its status and log tail), and every failure after it
+/// names it, so that a run where all trials fail for that one reason says so.
+fn watch_services(world: &Arc<World>) {
+    let weak: Weak<World> = Arc::downgrade(world);
+    let spawned = std::thread::Builder::new()
+        .name("service-watchdog".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(WATCH_EVERY);
+                keep_output_blocking();
+                let Some(w) = weak.upgrade() else { return };
+                if w.tearing_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(s) = &w.services else { return };
+                let died = if let Some(status) = s.containerd.exited() {
+                    Some(("containerd", status, s.containerd.log_path(), s.containerd.log_tail(40)))
+                } else {
+                    s.registry
+                        .exited()
+                        .map(|status| ("registry", status, s.registry.log_path(), s.registry.log_tail(20)))
+                };
+                let Some((what, status, log, tail)) = died else {
+                    continue;
+                };
+                if w.tearing_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                let finding = format!("the suite's {what} had exited ({status})");
+                eprintln!(
+                    "---- {}: the suite's {what} exited ({status}) while trials ran; the trials after this fail ----\n---- {what} log tail ({}) ----\n{tail}",
+                    w.name,
+                    log.display()
+                );
+                *w.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(finding);
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("{}: no watchdog on the suite's services: {e}", world.name);
+    }
 }
