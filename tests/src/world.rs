@@ -373,6 +373,7 @@ impl Drop for World {
 /// not start, every trial fails with the reason. The `trials` closure should only build
 /// trials: the world may be unavailable while it runs.
 pub fn run_suite(name: &str, trials: impl FnOnce(&Arc<World>) -> Vec<Trial>) -> ExitCode {
+    keep_output_blocking("when the suite started");
     trace_init();
     let args = Arguments::from_args();
     let world = match World::start(name, !args.list) {
@@ -489,25 +490,29 @@ fn install_signal_teardown(world: &Arc<World>) {
     }
 }
 
-/// Clears O_NONBLOCK on stdout and stderr when another process that shares them (CI's pipe,
-/// a terminal) has set it, and says so: libtest and `print!` take a full pipe's EAGAIN as
-/// fatal, so the run would die mid-line.
-fn keep_output_blocking() {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-
+/// Clears O_NONBLOCK on stdout and stderr when a process that shares them (whoever runs the
+/// suite and reads its output, or anything that inherited them) has set it, and says so
+/// (`when`): libtest and `print!` take a full pipe's EAGAIN as fatal, so a trial that prints
+/// would fail, and the run die mid-line, whenever the reader falls behind.
+fn keep_output_blocking(when: &str) {
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     for (name, fd) in [("stdout", stdout.as_fd()), ("stderr", stderr.as_fd())] {
-        let Ok(bits) = fcntl(fd, FcntlArg::F_GETFL) else {
-            continue;
-        };
-        let flags = OFlag::from_bits_truncate(bits);
-        if flags.contains(OFlag::O_NONBLOCK) {
-            let _ = fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK));
-            eprintln!(
-                "berth-tests: the suite's {name} had been made non-blocking by a process sharing it; made blocking again"
-            );
+        if let Ok(true) = clear_nonblocking(fd) {
+            eprintln!("berth-tests: the suite's {name} was non-blocking {when}; made blocking");
         }
     }
+}
+
+/// Clears O_NONBLOCK on `fd`'s open file description; true when it was set.
+fn clear_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<bool> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        return Ok(false);
+    }
+    fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(true)
 }
 
 /// Watches the suite's containerd and registry while the trials run. One that exits before
@@ -518,38 +523,72 @@ fn watch_services(world: &Arc<World>) {
     let spawned = std::thread::Builder::new()
         .name("service-watchdog".into())
         .spawn(move || {
+            let mut reported = false;
             loop {
                 std::thread::sleep(WATCH_EVERY);
-                keep_output_blocking();
+                keep_output_blocking("while the trials ran");
                 let Some(w) = weak.upgrade() else { return };
-                if w.tearing_down.load(Ordering::SeqCst) {
-                    return;
+                if reported || w.tearing_down.load(Ordering::SeqCst) {
+                    continue;
                 }
-                let Some(s) = &w.services else { return };
+                let Some(s) = &w.services else { continue };
                 let died = if let Some(status) = s.containerd.exited() {
-                    Some(("containerd", status, s.containerd.log_path(), s.containerd.log_tail(40)))
+                    let tail = s.containerd.log_tail(40);
+                    Some(("containerd", status, s.containerd.log_path(), tail))
                 } else {
-                    s.registry
-                        .exited()
-                        .map(|status| ("registry", status, s.registry.log_path(), s.registry.log_tail(20)))
+                    s.registry.exited().map(|status| {
+                        let tail = s.registry.log_tail(20);
+                        ("registry", status, s.registry.log_path(), tail)
+                    })
                 };
                 let Some((what, status, log, tail)) = died else {
                     continue;
                 };
                 if w.tearing_down.load(Ordering::SeqCst) {
-                    return;
+                    continue;
                 }
-                let finding = format!("the suite's {what} had exited ({status})");
+                reported = true;
                 eprintln!(
                     "---- {}: the suite's {what} exited ({status}) while trials ran; the trials after this fail ----\n---- {what} log tail ({}) ----\n{tail}",
                     w.name,
                     log.display()
                 );
-                *w.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(finding);
-                return;
+                *w.broken.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("the suite's {what} had exited ({status})"));
             }
         });
     if let Err(e) = spawned {
         eprintln!("{}: no watchdog on the suite's services: {e}", world.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+    use super::clear_nonblocking;
+
+    #[test]
+    fn a_non_blocking_pipe_is_made_blocking_and_a_blocking_one_left_alone() {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        assert_eq!(clear_nonblocking(write.as_fd()), Ok(false));
+        fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("set O_NONBLOCK");
+        // Full, a non-blocking pipe refuses the next write: what would kill the suite.
+        let mut file = std::fs::File::from(write.try_clone().expect("dup"));
+        let chunk = [0u8; 4096];
+        let refused = loop {
+            match file.write(&chunk) {
+                Ok(n) => assert!(n > 0, "a pipe took nothing without refusing"),
+                Err(e) => break e.kind(),
+            }
+        };
+        assert_eq!(refused, std::io::ErrorKind::WouldBlock);
+        assert_eq!(clear_nonblocking(write.as_fd()), Ok(true));
+        let flags = OFlag::from_bits_truncate(fcntl(&write, FcntlArg::F_GETFL).expect("get"));
+        assert!(!flags.contains(OFlag::O_NONBLOCK));
+        drop(read);
     }
 }

@@ -164,6 +164,14 @@ impl Fleet {
 
 /// SIGKILLs every process of the task's containers (found in its cgroups): a crash.
 fn kill_task_processes(task_id: &str) -> Result<()> {
+    // An empty or pathy ID would make the walk below every task's cgroup, or the host's.
+    ensure!(
+        !task_id.is_empty()
+            && task_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "not a task ID: {task_id:?}"
+    );
     let roots = [
         format!("/sys/fs/cgroup/memory/berth/{task_id}"),
         format!("/sys/fs/cgroup/berth/{task_id}"),
