@@ -292,7 +292,8 @@ impl Containers {
     }
 
     /// Makes the container's task through containerd restarting and what interrupted creates
-    /// left, in any order, as often as containerd restarts within [`outage::OUTAGE_DEADLINE`]:
+    /// left, in any order: through up to [`outage::OUTAGES_PER_CALL`] restarts, each of which
+    /// containerd gets [`outage::OUTAGE_DEADLINE`] to come back from:
     /// - a create whose answer was lost may have taken effect: a task there now is the one
     ///   made with these FIFOs (a container has one creator at a time); none means it did not,
     ///   and it is made now;
@@ -311,12 +312,12 @@ impl Containers {
             self.client
                 .task_create(id.as_str(), mounts.clone(), io.clone())
         };
-        let deadline = tokio::time::Instant::now() + outage::OUTAGE_DEADLINE;
         let mut created = create().await;
-        let mut tries = 0;
+        let (mut tries, mut outages) = (0, 0);
         loop {
             let Err(e) = &created else { return Ok(()) };
-            if e.is_transient() && tokio::time::Instant::now() < deadline {
+            if e.is_transient() && outages < outage::OUTAGES_PER_CALL {
+                outages += 1;
                 created = match self.task_after_outage(id, e.clone()).await {
                     Ok(outage::Found::Task(_)) => Ok(()),
                     Ok(outage::Found::Absent) => create().await,

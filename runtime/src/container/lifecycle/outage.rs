@@ -14,6 +14,10 @@ use crate::error::Error;
 pub(super) const OUTAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// How often it is asked meanwhile.
 pub(super) const OUTAGE_POLL: Duration = Duration::from_millis(500);
+/// How many outages one task call is carried through. Each gets [`OUTAGE_DEADLINE`] of its
+/// own from the moment containerd last answered: a containerd that keeps coming back (restarted
+/// over and over, on a loaded host) is waited for, one that stays away is not.
+pub(super) const OUTAGES_PER_CALL: u32 = 10;
 
 /// What containerd says of a container's task once it answers again.
 pub(super) enum Found {
@@ -84,7 +88,7 @@ impl Containers {
             Err(e) if e.is_transient() => e,
             other => return other.map_err(|e| super::super::not_found_or(&*self.client, id, e)),
         };
-        let deadline = tokio::time::Instant::now() + OUTAGE_DEADLINE;
+        let mut outages = 1;
         loop {
             let found = self
                 .task_after_outage(id, lost)
@@ -106,7 +110,10 @@ impl Containers {
                 }
             }
             match self.client.task_start(id.as_str()).await {
-                Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => lost = e,
+                Err(e) if e.is_transient() && outages < OUTAGES_PER_CALL => {
+                    outages += 1;
+                    lost = e;
+                }
                 other => {
                     return other.map_err(|e| super::super::not_found_or(&*self.client, id, e));
                 }

@@ -457,6 +457,67 @@ async fn a_task_create_whose_answer_was_lost_but_took_effect_is_adopted() {
     assert!(is_fifo(&host.io_dir().join("stdout")), "its FIFOs stay");
 }
 
+/// containerd away for `polls` looks from the `first` task get on (each look is an
+/// [`outage::OUTAGE_POLL`] apart), then answering that the task is not there.
+fn away_then_absent(host: &Host, first: usize, polls: usize) -> usize {
+    for nth in first..first + polls {
+        host.fake
+            .fail_nth(Op::TaskGet, nth, Code::Unavailable, LOST);
+    }
+    host.fake.fail_nth(
+        Op::TaskGet,
+        first + polls,
+        Code::NotFound,
+        "t1.web: not found",
+    );
+    first + polls + 1
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_is_carried_through_restarts_that_together_outlast_one_deadline() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    // Four creates lost to four restarts, containerd away 20 s each time: 80 s in all, each
+    // outage well within its own deadline.
+    let away =
+        usize::try_from(Duration::from_secs(20).as_millis() / outage::OUTAGE_POLL.as_millis())
+            .unwrap();
+    let mut next_get = 1;
+    for nth in 1..=4 {
+        host.fake.fail_nth(Op::TaskCreate, nth, Code::Unknown, LOST);
+        next_get = away_then_absent(&host, next_get, away);
+    }
+    let began = tokio::time::Instant::now();
+    host.containers.start(&id).await.unwrap();
+    assert!(
+        began.elapsed() > outage::OUTAGE_DEADLINE,
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(count(&host, Op::TaskCreate), 5, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_create_is_not_carried_through_restarts_without_end() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake.fail(Op::TaskCreate, Code::Unknown, LOST);
+    let mut next_get = 1;
+    for _ in 0..=outage::OUTAGES_PER_CALL {
+        next_get = away_then_absent(&host, next_get, 1);
+    }
+    let err = host.containers.start(&id).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::Unknown), "{err}");
+    let creates = u32::try_from(count(&host, Op::TaskCreate)).unwrap();
+    assert_eq!(
+        creates,
+        outage::OUTAGES_PER_CALL + 1,
+        "{:?}",
+        host.fake.calls()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_task_create_lost_before_it_took_effect_is_made_again() {
     let host = Host::new();
