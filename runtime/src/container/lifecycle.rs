@@ -281,11 +281,16 @@ impl Containers {
             }
             Err(e) if e.is_not_found() => {
                 tracing::info!(container.id = %id, "the task an earlier create of this container left has no container; replacing it");
-                match self.client.task_delete(id.as_str()).await {
+                // Both through containerd restarting, as the first create was.
+                let (deleted, _) = outage::through_outage("a task delete", id.as_str(), || {
+                    self.client.task_delete(id.as_str())
+                })
+                .await;
+                match deleted {
                     Err(e) if !e.is_not_found() => return Err(e),
                     _ => {}
                 }
-                self.client.task_create(id.as_str(), mounts, io).await
+                self.create_through_outages(id, mounts, io).await
             }
             Err(e) => Err(e),
         }

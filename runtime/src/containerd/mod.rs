@@ -82,6 +82,13 @@ impl ContainerdError {
         self.code == tonic::Code::Unavailable || self.is_answer_lost()
     }
 
+    /// runc refused to start a created task because its process is gone: the `runc init`
+    /// that waits for the start died before it (its create was interrupted, or it was killed),
+    /// so nothing of the container ever ran.
+    pub(crate) fn is_dead_before_start(&self) -> bool {
+        self.message.contains("container process is already dead")
+    }
+
     /// The call never reached containerd: connecting to its socket failed (refused, or the
     /// socket gone while containerd restarts), so it did nothing and is safe to make again.
     /// containerd's own Unavailable answers (a locked ingest) end in "unavailable" and are not

@@ -51,7 +51,17 @@ impl Containers {
         tokio::fs::write(&marker, b"")
             .await
             .map_err(|e| Error::io("mark the container started", marker, e))?;
-        let pid = self.start_task(id).await?;
+        let pid = match self.start_task(id).await {
+            // Nothing of it ran (runc's init waits for the start before it runs anything), so
+            // its task is made again, once, as a restart in place makes one.
+            Err(Error::Containerd(e)) if e.is_dead_before_start() => {
+                tracing::warn!(container.id = %id, error = %e, "the container's process died before it was started; creating its task again");
+                self.delete_task(id).await?;
+                self.create_task_of(id).await?;
+                self.start_task(id).await?
+            }
+            other => other?,
+        };
         tracing::debug!(target: "berth::phase", phase = "task_started", container.id = %id, "phase ended");
         Ok(pid)
     }

@@ -519,6 +519,52 @@ async fn a_task_create_is_not_carried_through_restarts_without_end() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_empty_task_left_by_an_earlier_create_is_replaced_through_a_restart() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    // An earlier create left containerd a task whose shim holds no container.
+    host.fake.fail_nth(
+        Op::TaskCreate,
+        1,
+        Code::AlreadyExists,
+        "task t1.web: already exists",
+    );
+    host.fake
+        .fail_nth(Op::TaskGet, 1, Code::NotFound, "t1.web: not found");
+    // containerd restarts under the create that replaces it.
+    host.fake.fail_nth(Op::TaskCreate, 2, Code::Unknown, LOST);
+    host.fake.fail_nth(Op::TaskGet, 2, Code::Unavailable, LOST);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskCreate), 3, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+}
+
+const DEAD: &str = "OCI runtime start failed: container process is already dead: unknown";
+
+#[tokio::test(start_paused = true)]
+async fn a_task_whose_process_died_before_its_start_is_made_again_once() {
+    let host = Host::new();
+    let id = host.containers.create(&web()).await.unwrap();
+    host.fake.fail_nth(Op::TaskStart, 1, Code::Unknown, DEAD);
+    let pid = host.containers.start(&id).await.unwrap();
+    assert!(pid > 0);
+    assert_eq!(count(&host, Op::TaskCreate), 2, "{:?}", host.fake.calls());
+    assert_eq!(count(&host, Op::TaskStart), 2, "{:?}", host.fake.calls());
+    assert_eq!(host.fake.tasks()[ID], TaskStatus::Running);
+
+    let again = ContainerSpec {
+        name: "again".to_owned(),
+        ..web()
+    };
+    let other = host.containers.create(&again).await.unwrap();
+    host.fake.fail(Op::TaskStart, Code::Unknown, DEAD);
+    let err = host.containers.start(&other).await.unwrap_err();
+    assert_eq!(containerd_code(&err), Some(Code::Unknown), "{err}");
+    assert_eq!(count(&host, Op::TaskStart), 4, "{:?}", host.fake.calls());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_task_create_lost_before_it_took_effect_is_made_again() {
     let host = Host::new();
     let id = host.containers.create(&web()).await.unwrap();
